@@ -1,0 +1,81 @@
+/*
+ * internal.h -- what the parts of the C core share and users do not see:
+ * error reporting, storages and their sources, checked arithmetic.
+ */
+#ifndef PTHCV_INTERNAL_H
+#define PTHCV_INTERNAL_H
+
+#include "pthcv.h"
+#include <stdarg.h>
+#include <stdio.h>
+
+/* ---- errors (error.c) ---------------------------------------------------
+ * pthcv_fail sets the thread's status and message and returns the status, so
+ * a failing path reads `return pthcv_fail(PTHCV_ERR_FORMAT, "%s: ...", ...)`. */
+int pthcv_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pthcv_clear_error(void);
+/* A failure in a pointer-returning function: sets the error, returns NULL. */
+#define PTHCV_FAIL_NULL(status, ...) (pthcv_fail((status), __VA_ARGS__), (void *)0)
+
+/* ---- checked arithmetic on sizes that come from files ------------------- */
+static inline int pthcv_mul_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+static inline int pthcv_add_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_add_overflow(a, b, out); }
+
+/* ---- sources: where a storage's bytes live ------------------------------
+ * A source is the opened file, shared (reference counted) by every storage
+ * read from it, so tensors outlive pthcv_close. read_record copies `nbytes`
+ * bytes of one storage into dst. */
+typedef struct pthcv_source pthcv_source;
+struct pthcv_source {
+    int refcount;
+    char *path;                         /* for messages */
+    void *impl;                         /* zip_t*, or a mapped file */
+    int (*read)(pthcv_source *src, const pthcv_storage *st, void *dst);
+    void (*destroy)(pthcv_source *src);   /* frees impl and src itself; path is already freed */
+    /* for mapped files (legacy, tar) */
+    const unsigned char *map;
+    size_t map_size;
+};
+void pthcv_source_retain(pthcv_source *src);
+void pthcv_source_release(pthcv_source *src);
+
+/* ---- storages (tensor/storage.c) ----------------------------------------
+ * Either owned memory (src == NULL, data set at creation) or a record of a
+ * source, read on first touch. A storage never shrinks or moves once read. */
+struct pthcv_storage {
+    int refcount;
+    int dtype;                  /* declared element type; -1 for torch.UntypedStorage */
+    int64_t nbytes;             /* extent declared by the pickle, checked against the file */
+    void *data;                 /* NULL until materialised */
+    int owns_data;              /* free(data) at release; 0 when data points into a mapping */
+    pthcv_source *src;          /* NULL for memory storages */
+    char *key;                  /* record key ("0", "140213"...) */
+    char *record;               /* record name in the file, for messages */
+    int64_t record_index;       /* zip entry index */
+    int64_t file_offset;        /* byte offset in a mapped file */
+    int swap_bytes;             /* element size to byte-swap by (big-endian files), 0 none */
+};
+
+pthcv_storage *pthcv_storage_new_memory(int dtype, int64_t nbytes);     /* zeroed */
+pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nbytes,
+                                        const char *key, const char *record);
+void pthcv_storage_retain(pthcv_storage *st);
+void pthcv_storage_release(pthcv_storage *st);
+/* Reads the bytes if needed; 0 or a status with the error set. */
+int pthcv_storage_materialize(pthcv_storage *st);
+
+/* A tensor over a storage, checked: sizes >= 0, strides >= 0, offset >= 0,
+ * and offset + sum((size_i - 1) * stride_i) + 1 elements inside the storage,
+ * without overflow. `where` names the file and record for the message. */
+pthcv_tensor *pthcv_tensor_over(pthcv_storage *st, int dtype, int ndim, const int64_t *shape,
+                                const int64_t *stride, int64_t offset, const char *where);
+
+/* Byte-swaps n elements of size elsize in place. */
+void pthcv_swap_bytes(void *data, int64_t n, int elsize);
+
+/* Values per storage element (dtype.c): 2 for quint4x2, 4 for quint2x4, else 1.
+ * Sub-byte tensors count shape, strides and offset in values, packed low bits
+ * first, as torch's quantizer packs them. */
+int pthcv_dtype_values_per_element(int dtype);
+
+#endif /* PTHCV_INTERNAL_H */

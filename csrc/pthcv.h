@@ -1,0 +1,247 @@
+/*
+ * pthcv.h -- the one public header of pthcv's C core.
+ *
+ * pthcv reads the files written by torch.save and torch.jit.save without
+ * executing anything: a pickle machine builds an inert value tree whose
+ * tensors point at storages that are read from the file on first touch.
+ *
+ *   pthcv_file *f;
+ *   if (pthcv_open("ckpt.pth", NULL, &f) != PTHCV_OK)
+ *       fprintf(stderr, "%s\n", pthcv_last_error());
+ *   const pthcv_value *root = pthcv_file_root(f);
+ *   ...walk root->items; a PTHCV_V_TENSOR node has ->tensor...
+ *   void *p = pthcv_tensor_data(t);   // reads the storage once, shares it
+ *   pthcv_close(f);                    // tensors you retained stay valid
+ *
+ * Conventions: functions returning int give a PTHCV_* status; on failure
+ * pthcv_last_error() (per thread) says what, naming the file, the record or
+ * byte offset and the problem. Functions returning pointers give NULL on
+ * failure with the same message. Nothing here aborts on bad input.
+ *
+ * This header is also parsed by the LuaJIT FFI: everything between the
+ * PTHCV_CDEF_BEGIN/END markers must stay plain declarations (no macros, no
+ * includes); spec/cdef_spec.lua checks lua/pthcv/cdef.lua against it.
+ */
+#ifndef PTHCV_H
+#define PTHCV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* PTHCV_CDEF_BEGIN */
+
+/* Status codes. */
+enum {
+    PTHCV_OK = 0,
+    PTHCV_ERR_IO = 1,          /* the file cannot be opened or read */
+    PTHCV_ERR_FORMAT = 2,      /* damaged, truncated or unrecognised content */
+    PTHCV_ERR_UNSAFE = 3,      /* the pickle references a dangerous global */
+    PTHCV_ERR_LIMIT = 4,       /* a configured resource limit was exceeded */
+    PTHCV_ERR_NOMEM = 5,       /* out of memory */
+    PTHCV_ERR_ARG = 6,         /* the caller passed a bad argument */
+    PTHCV_ERR_UNSUPPORTED = 7  /* valid input that pthcv cannot represent */
+};
+
+const char *pthcv_last_error(void);
+int pthcv_last_status(void);
+const char *pthcv_version(void);
+
+/* Element types, named as torch names them (pthcv_dtype_name). */
+typedef enum {
+    PTHCV_FLOAT32 = 0, PTHCV_FLOAT64, PTHCV_FLOAT16, PTHCV_BFLOAT16,
+    PTHCV_INT8, PTHCV_INT16, PTHCV_INT32, PTHCV_INT64,
+    PTHCV_UINT8, PTHCV_UINT16, PTHCV_UINT32, PTHCV_UINT64,
+    PTHCV_BOOL,
+    PTHCV_COMPLEX32, PTHCV_COMPLEX64, PTHCV_COMPLEX128,
+    PTHCV_QINT8, PTHCV_QUINT8, PTHCV_QINT32, PTHCV_QUINT4X2, PTHCV_QUINT2X4,
+    PTHCV_FLOAT8_E4M3FN, PTHCV_FLOAT8_E5M2, PTHCV_FLOAT8_E4M3FNUZ, PTHCV_FLOAT8_E5M2FNUZ,
+    PTHCV_DTYPE_COUNT
+} pthcv_dtype;
+
+const char *pthcv_dtype_name(int dtype);        /* "float32", ...; NULL if out of range */
+int pthcv_dtype_from_name(const char *name);    /* -1 if unknown */
+int pthcv_dtype_size(int dtype);                /* bytes per element; 0 if out of range */
+int pthcv_dtype_is_floating(int dtype);         /* float16/32/64, bfloat16, float8 kinds */
+int pthcv_dtype_is_complex(int dtype);
+int pthcv_dtype_is_quantized(int dtype);
+
+/* Quantization schemes (tensor->qscheme). */
+enum {
+    PTHCV_QSCHEME_NONE = 0,
+    PTHCV_QSCHEME_PER_TENSOR_AFFINE = 1,
+    PTHCV_QSCHEME_PER_CHANNEL_AFFINE = 2,
+    PTHCV_QSCHEME_PER_TENSOR_SYMMETRIC = 3,
+    PTHCV_QSCHEME_PER_CHANNEL_SYMMETRIC = 4,
+    PTHCV_QSCHEME_PER_CHANNEL_AFFINE_FLOAT_QPARAMS = 5
+};
+
+enum { PTHCV_MAX_DIMS = 16 };
+
+/* A storage: one run of bytes, shared by every tensor that views it, read
+ * from the file once, on first touch. Opaque; reference counted. */
+typedef struct pthcv_storage pthcv_storage;
+
+/* A tensor, laid out as torch lays it: element counts and element strides
+ * over a storage, from an element offset. Fields are public for speed; treat
+ * them as read-only and create tensors with the functions below. */
+typedef struct pthcv_tensor {
+    int32_t refcount;
+    int32_t dtype;                  /* pthcv_dtype */
+    int32_t ndim;                   /* 0 for a scalar tensor */
+    int32_t flags;                  /* PTHCV_TENSOR_* bits */
+    int64_t shape[PTHCV_MAX_DIMS];
+    int64_t stride[PTHCV_MAX_DIMS]; /* in elements */
+    int64_t offset;                 /* storage offset, in elements */
+    int64_t numel;
+    pthcv_storage *storage;
+    /* quantization parameters, when dtype is a quantized type */
+    int32_t qscheme;                /* PTHCV_QSCHEME_* */
+    int32_t qaxis;                  /* per-channel axis */
+    double qscale;                  /* per-tensor */
+    int64_t qzero_point;            /* per-tensor */
+    struct pthcv_tensor *qscales;      /* per-channel: float64 or float32 [shape[qaxis]] */
+    struct pthcv_tensor *qzero_points; /* per-channel: int64 or float [shape[qaxis]] */
+} pthcv_tensor;
+
+enum {
+    PTHCV_TENSOR_REQUIRES_GRAD = 1,
+    PTHCV_TENSOR_PARAMETER = 2      /* rebuilt as torch.nn.Parameter */
+};
+
+/* A new contiguous tensor owning zeroed memory. shape may be NULL when ndim is 0. */
+pthcv_tensor *pthcv_tensor_new(int dtype, int ndim, const int64_t *shape);
+/* A new tensor viewing t's storage with other sizes, strides and offset; the
+ * view is checked against the storage's extent. */
+pthcv_tensor *pthcv_tensor_view(pthcv_tensor *t, int ndim, const int64_t *shape,
+                                const int64_t *stride, int64_t offset);
+pthcv_tensor *pthcv_tensor_retain(pthcv_tensor *t);
+void pthcv_tensor_release(pthcv_tensor *t);
+
+/* Pointer to element 0 of the tensor (storage start + offset), reading the
+ * storage from its file on first touch. NULL on error (short record, I/O). */
+void *pthcv_tensor_data(pthcv_tensor *t);
+/* Nonzero once the storage's bytes are in memory. */
+int pthcv_tensor_is_materialized(const pthcv_tensor *t);
+int pthcv_tensor_is_contiguous(const pthcv_tensor *t);
+int64_t pthcv_tensor_nbytes(const pthcv_tensor *t);        /* numel * element size */
+
+/* Storage facts, for listing and for telling shared storages apart. */
+int64_t pthcv_tensor_storage_nbytes(const pthcv_tensor *t);
+const char *pthcv_tensor_storage_key(const pthcv_tensor *t);  /* record key, "" for memory */
+const void *pthcv_tensor_storage_id(const pthcv_tensor *t);   /* same pointer = same storage */
+
+/* New contiguous tensors (new references; the caller releases them). */
+pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t);   /* t retained when already contiguous */
+pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype);  /* value conversion, as torch's .to(dtype) */
+pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t);   /* float32, as torch's .dequantize() */
+
+/* One element, by element offset from the tensor's data pointer (the sum of
+ * index * stride). Complex types fill *im; others set it to 0. */
+int pthcv_tensor_get(pthcv_tensor *t, int64_t element_offset, double *re, double *im);
+int pthcv_tensor_set(pthcv_tensor *t, int64_t element_offset, double re, double im);
+
+/* Scalar conversions used by the exporters and the Lua side. */
+float pthcv_half_to_float(uint16_t h);
+uint16_t pthcv_float_to_half(float f);
+float pthcv_bfloat16_to_float(uint16_t b);
+uint16_t pthcv_float_to_bfloat16(float f);
+
+/* The value tree built by the pickle machine. */
+typedef enum {
+    PTHCV_V_NONE = 0,
+    PTHCV_V_BOOL,       /* i */
+    PTHCV_V_INT,        /* i */
+    PTHCV_V_BIGINT,     /* s, len: little-endian two's complement bytes */
+    PTHCV_V_FLOAT,      /* f */
+    PTHCV_V_COMPLEX,    /* f + f_im * 1j */
+    PTHCV_V_STR,        /* s, len: UTF-8, NUL-terminated */
+    PTHCV_V_BYTES,      /* s, len */
+    PTHCV_V_BYTEARRAY,  /* s, len */
+    PTHCV_V_LIST,       /* items[0..n) */
+    PTHCV_V_TUPLE,      /* items[0..n) */
+    PTHCV_V_DICT,       /* items[2k] -> items[2k+1], k < n, insertion order; PTHCV_VF_ORDERED */
+    PTHCV_V_SET,        /* items[0..n) */
+    PTHCV_V_FROZENSET,  /* items[0..n) */
+    PTHCV_V_TENSOR,     /* tensor */
+    PTHCV_V_STORAGE,    /* tensor: a 1-d view of the whole storage (uint8 when untyped) */
+    PTHCV_V_GLOBAL,     /* s: "module.name", a class or function referenced, never called */
+    PTHCV_V_OBJECT      /* s: "module.name" of its class or constructor; args, state, items */
+} pthcv_kind;
+
+enum {
+    PTHCV_VF_ORDERED = 1,   /* a collections.OrderedDict */
+    PTHCV_VF_UNSAFE = 2     /* a GLOBAL or OBJECT naming a dangerous global (scan mode only) */
+};
+
+typedef struct pthcv_value pthcv_value;
+struct pthcv_value {
+    int32_t kind;           /* pthcv_kind */
+    int32_t flags;          /* PTHCV_VF_* */
+    int64_t i;
+    double f, f_im;
+    const char *s;
+    int64_t len;
+    int64_t n;              /* LIST/TUPLE/SET: items; DICT: pairs; OBJECT: dict pairs or list items */
+    pthcv_value **items;
+    pthcv_tensor *tensor;   /* owned by the tree; retain it to keep it */
+    pthcv_value *args;      /* OBJECT: constructor arguments (a tuple) or NULL */
+    pthcv_value *kwargs;    /* OBJECT: NEWOBJ_EX keyword arguments (a dict) or NULL */
+    pthcv_value *state;     /* OBJECT, DICT, ...: the BUILD state or NULL */
+    int64_t cap;            /* internal: allocated slots in items */
+    int64_t depth;          /* internal: container nesting below this value */
+};
+/* An OBJECT that received APPEND(S) holds list items in items[0..n); one that
+ * received SETITEM(S) holds dict pairs and has PTHCV_VF_OBJECT_DICT. */
+enum { PTHCV_VF_OBJECT_DICT = 4 };
+
+/* Reading options; pthcv_options_init fills in the defaults. */
+typedef struct pthcv_options {
+    int32_t scan_only;          /* collect globals, never refuse: for pthcv_scan */
+    int32_t max_depth;          /* open MARKs / container nesting on the pickle stack */
+    int64_t max_memo;           /* memo entries */
+    int64_t max_string;         /* bytes of one str/bytes value */
+    int64_t max_pickle;         /* bytes of one pickle record */
+    int64_t max_values;         /* values built per file */
+} pthcv_options;
+
+void pthcv_options_init(pthcv_options *o);
+
+typedef struct pthcv_file pthcv_file;
+
+/* Opens a file written by torch.save or torch.jit.save, recognised by its
+ * first bytes. Reads and checks every pickle and every storage's extent; no
+ * storage bytes are read. opts may be NULL for the defaults. */
+int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out);
+/* Frees the value tree; storages retained through tensors stay readable. */
+void pthcv_close(pthcv_file *f);
+
+const char *pthcv_file_path(const pthcv_file *f);
+/* "zip", "legacy", "tar" or "torchscript". */
+const char *pthcv_file_format(const pthcv_file *f);
+/* The unpickled object: data.pkl, the legacy main pickle. */
+const pthcv_value *pthcv_file_root(const pthcv_file *f);
+/* TorchScript archives: the constants.pkl tuple; NULL for other formats. */
+const pthcv_value *pthcv_file_constants(const pthcv_file *f);
+/* Every distinct global the file's pickles reference, "module.name", in
+ * first-seen order; *unsafe is set for dangerous ones. */
+int pthcv_file_global_count(const pthcv_file *f);
+const char *pthcv_file_global(const pthcv_file *f, int i, int *unsafe);
+/* Nonzero when a global is one pthcv refuses (os.system, builtins.eval, ...). */
+int pthcv_global_is_unsafe(const char *module, const char *name);
+
+/* Writers: every tensor under its name, bytes as in memory (contiguous copy). */
+int pthcv_save_npy(const char *path, pthcv_tensor *t);
+int pthcv_save_npz(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors);
+int pthcv_save_safetensors(const char *path, int n, const char *const *names,
+                           pthcv_tensor *const *tensors, const char *metadata_json);
+
+/* PTHCV_CDEF_END */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PTHCV_H */

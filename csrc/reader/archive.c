@@ -1,0 +1,593 @@
+/*
+ * archive.c -- the containers around the pickles.
+ *
+ * zip (torch.save since 1.6, torch.jit.save): read through libzip. Records sit
+ * under one top folder named after the file at save time, so the prefix is
+ * taken from the archive, never assumed. Storages are `<prefix>data/<key>`
+ * (`constants/<key>` for TorchScript constants); only their directory entry
+ * is checked at open, their bytes are read on first touch.
+ *
+ * legacy (torch < 1.6) and tar (torch < 0.4): the file is mapped and walked:
+ * pickles back to back, then raw storages, each after an int64 element count.
+ */
+#include "reader.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zip.h>
+
+/* ================================ zip ================================== */
+
+static int zip_read_storage(pthcv_source *src, const pthcv_storage *st, void *dst)
+{
+    zip_t *za = src->impl;
+    zip_file_t *zf = zip_fopen_index(za, (zip_uint64_t)st->record_index, 0);
+    if (!zf)
+        return pthcv_fail(PTHCV_ERR_IO, "%s: record '%s': cannot open: %s", src->path, st->record, zip_strerror(za));
+    /* Reading exactly the declared bytes never reaches libzip's end-of-entry
+     * CRC check: torch lets savers skip CRCs, so a mismatch must not fail. */
+    int64_t done = 0;
+    while (done < st->nbytes) {
+        zip_int64_t n = zip_fread(zf, (char *)dst + done, (zip_uint64_t)(st->nbytes - done));
+        if (n <= 0) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", n < 0 ? zip_file_strerror(zf) : "unexpected end of data");
+            zip_fclose(zf);
+            return pthcv_fail(PTHCV_ERR_IO, "%s: record '%s': truncated: read %lld of %lld bytes (%s)", src->path,
+                              st->record, (long long)done, (long long)st->nbytes, msg);
+        }
+        done += n;
+    }
+    zip_fclose(zf);
+    return PTHCV_OK;
+}
+
+static void zip_destroy(pthcv_source *src)
+{
+    if (src->impl) zip_discard(src->impl);
+}
+
+/* Reads a whole (small) record, such as a pickle, into malloc'd memory. */
+static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf, size_t *len)
+{
+    zip_t *za = f->zip;
+    zip_int64_t idx = zip_name_locate(za, name, 0);
+    if (idx < 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is missing", f->path, name);
+    zip_stat_t zs;
+    if (zip_stat_index(za, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, name);
+    if (zs.size > (zip_uint64_t)f->opts.max_pickle)
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: record '%s' has %llu bytes, more than the limit of %lld for a pickle",
+                          f->path, name, (unsigned long long)zs.size, (long long)f->opts.max_pickle);
+    unsigned char *b = malloc(zs.size + 1);
+    if (!b) return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory reading '%s'", f->path, name);
+    pthcv_storage fake;
+    memset(&fake, 0, sizeof fake);
+    fake.record_index = idx;
+    fake.nbytes = (int64_t)zs.size;
+    fake.record = (char *)name;
+    int st = zip_read_storage(f->src, &fake, b);
+    if (st) { free(b); return st; }
+    *buf = b;
+    *len = zs.size;
+    return PTHCV_OK;
+}
+
+static int zip_has(pthcv_file *f, const char *name) { return zip_name_locate(f->zip, name, 0) >= 0; }
+
+/* ('storage', storage_type, key, location, numel) */
+static int zip_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **out)
+{
+    pthcv_file *f = p->file;
+    if (pid->kind != PTHCV_V_TUPLE || pid->n < 5 || pid->items[0]->kind != PTHCV_V_STR ||
+        strcmp(pid->items[0]->s, "storage"))
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id is not a ('storage', type, key, location, numel) tuple",
+                          PK_WHERE(p));
+    pthcv_value *type = pid->items[1], *key = pid->items[2], *numel_v = pid->items[4];
+    char keybuf[64];
+    const char *k;
+    if (key->kind == PTHCV_V_STR) k = key->s;
+    else if (key->kind == PTHCV_V_INT) { snprintf(keybuf, sizeof keybuf, "%lld", (long long)key->i); k = keybuf; }
+    else return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key is not a string", PK_WHERE(p));
+    if (type->kind != PTHCV_V_GLOBAL || numel_v->kind != PTHCV_V_INT || numel_v->i < 0)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': bad type or element count", PK_WHERE(p), k);
+    int dtype = pthcv_storage_type_dtype(type->s);
+    if (dtype == -2)
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: storage '%s' has unknown type %s", PK_WHERE(p), k, type->s);
+    if (strlen(k) > 200 || strchr(k, '/') || strstr(k, ".."))
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: bad storage key '%.200s'", PK_WHERE(p), k);
+    char record[512];
+    snprintf(record, sizeof record, "%s%s%s", f->prefix, f->storage_dir, k);
+    storage_entry *e = pthcv_file_find_storage(f, record);
+    if (e) {
+        if (e->dtype != dtype)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s' referenced as %s and as %s",
+                              PK_WHERE(p), record, e->dtype >= 0 ? pthcv_dtype_name(e->dtype) : "untyped",
+                              dtype >= 0 ? pthcv_dtype_name(dtype) : "untyped");
+    } else {
+        int64_t esz = dtype >= 0 ? pthcv_dtype_size(dtype) : 1, nbytes;
+        if (!pthcv_mul_ok(numel_v->i, esz, &nbytes))
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': %lld elements overflow the byte count",
+                              PK_WHERE(p), record, (long long)numel_v->i);
+        zip_int64_t idx = zip_name_locate(f->zip, record, 0);
+        if (idx < 0)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage record '%s' is missing from the archive",
+                              PK_WHERE(p), record);
+        zip_stat_t zs;
+        if (zip_stat_index(f->zip, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, record);
+        if ((int64_t)zs.size < nbytes)
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: record '%s' is short: %llu bytes, but the pickle declares %lld %s elements (%lld bytes)",
+                              f->path, record, (unsigned long long)zs.size, (long long)numel_v->i,
+                              dtype >= 0 ? pthcv_dtype_name(dtype) : "byte", (long long)nbytes);
+        pthcv_storage *st = pthcv_storage_new_record(f->src, dtype, nbytes, k, record);
+        if (!st) return pthcv_last_status();
+        st->record_index = idx;
+        if (f->big_endian && dtype >= 0) {
+            int esz1 = pthcv_dtype_size(dtype);
+            st->swap_bytes = pthcv_dtype_is_complex(dtype) ? esz1 / 2 : esz1;
+        }
+        e = pthcv_file_add_storage(f, record, st, dtype, 0, numel_v->i);
+        pthcv_storage_release(st);
+        if (!e) return pthcv_last_status();
+    }
+    *out = pthcv_storage_value(p, e);
+    return *out ? PTHCV_OK : pthcv_last_status();
+}
+
+static int zip_unpickle(pthcv_file *f, const char *name, const char *storage_dir, pthcv_value **out)
+{
+    char record[512];
+    snprintf(record, sizeof record, "%s%s", f->prefix, name);
+    unsigned char *buf;
+    size_t len;
+    int st = zip_read_record(f, record, &buf, &len);
+    if (st) return st;
+    pthcv_pickle p;
+    memset(&p, 0, sizeof p);
+    p.file = f;
+    p.buf = buf;
+    p.len = len;
+    p.record = record;
+    p.persistent_load = zip_persistent_load;
+    f->storage_dir = storage_dir;
+    st = pthcv_unpickle(&p, out);
+    free(buf);
+    return st;
+}
+
+int pthcv_open_zip(pthcv_file *f)
+{
+    int err = 0;
+    zip_t *za = zip_open(f->path, ZIP_RDONLY, &err);
+    if (!za) {
+        zip_error_t ze;
+        zip_error_init_with_code(&ze, err);
+        int st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s zip archive: %s", f->path,
+                            err == ZIP_ER_NOZIP || err == ZIP_ER_INCONS ? "truncated or damaged" : "unreadable",
+                            zip_error_strerror(&ze));
+        zip_error_fini(&ze);
+        return st;
+    }
+    f->zip = za;
+    pthcv_source *src = calloc(1, sizeof *src);
+    if (!src || !(src->path = strdup(f->path))) {
+        free(src);
+        zip_discard(za);
+        f->zip = NULL;
+        return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
+    }
+    src->refcount = 1;
+    src->impl = za;
+    src->read = zip_read_storage;
+    src->destroy = zip_destroy;
+    f->src = src;
+
+    /* the top folder: the one holding data.pkl */
+    zip_int64_t n = zip_get_num_entries(za, 0);
+    for (zip_int64_t i = 0; i < n && !f->prefix; i++) {
+        const char *name = zip_get_name(za, (zip_uint64_t)i, 0);
+        if (!name) continue;
+        const char *slash = strchr(name, '/');
+        if (!strcmp(name, "data.pkl")) f->prefix = strdup("");
+        else if (slash && !strcmp(slash + 1, "data.pkl")) f->prefix = strndup(name, (size_t)(slash - name + 1));
+    }
+    if (!f->prefix)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: a zip archive without a data.pkl record: not a file torch.save wrote", f->path);
+
+    char rec[512];
+    snprintf(rec, sizeof rec, "%sbyteorder", f->prefix);
+    if (zip_has(f, rec)) {
+        unsigned char *b;
+        size_t len;
+        int st = zip_read_record(f, rec, &b, &len);
+        if (st) return st;
+        while (len && (b[len - 1] == '\n' || b[len - 1] == '\r')) len--;
+        if (len == 3 && !memcmp(b, "big", 3)) f->big_endian = 1;
+        else if (!(len == 6 && !memcmp(b, "little", 6))) {
+            free(b);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' says neither 'little' nor 'big'", f->path, rec);
+        }
+        free(b);
+    }
+    snprintf(rec, sizeof rec, "%sconstants.pkl", f->prefix);
+    int torchscript = zip_has(f, rec);
+    f->format = torchscript ? "torchscript" : "zip";
+
+    int st = zip_unpickle(f, "data.pkl", "data/", &f->root);
+    if (!st && torchscript) st = zip_unpickle(f, "constants.pkl", "constants/", &f->constants);
+    /* other pickles of a TorchScript archive (bytecode.pkl, extra/...) are not
+     * needed for the weights, but a dangerous global in any of them still
+     * makes the file unsafe */
+    for (zip_int64_t i = 0; !st && torchscript && i < n; i++) {
+        const char *name = zip_get_name(za, (zip_uint64_t)i, 0);
+        size_t pl = strlen(f->prefix), nl = name ? strlen(name) : 0;
+        if (!name || nl < pl + 4 || strncmp(name, f->prefix, pl) || strcmp(name + nl - 4, ".pkl") ||
+            !strcmp(name + pl, "data.pkl") || !strcmp(name + pl, "constants.pkl"))
+            continue;
+        pthcv_value *ignored;
+        st = zip_unpickle(f, name + pl, "data/", &ignored);
+        /* a TorchScript bytecode pickle may reference tensors stored elsewhere;
+         * only refusals matter here */
+        if (st && st != PTHCV_ERR_UNSAFE) { pthcv_clear_error(); st = PTHCV_OK; }
+    }
+    return st;
+}
+
+/* ======================= legacy stream and tar ========================= */
+
+typedef struct {
+    const unsigned char *map;
+    size_t size;
+} mapped_file;
+
+static int map_read_storage(pthcv_source *src, const pthcv_storage *st, void *dst)
+{
+    if (st->file_offset < 0 || (uint64_t)st->file_offset + (uint64_t)st->nbytes > src->map_size)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' lies outside the file", src->path, st->record);
+    memcpy(dst, src->map + st->file_offset, (size_t)st->nbytes);
+    return PTHCV_OK;
+}
+
+static void map_destroy(pthcv_source *src)
+{
+    if (src->map && src->map_size) munmap((void *)src->map, src->map_size);
+}
+
+static int legacy_key(pthcv_pickle *p, pthcv_value *key, char *buf, size_t n)
+{
+    if (key->kind == PTHCV_V_STR) snprintf(buf, n, "%s", key->s);
+    else if (key->kind == PTHCV_V_INT) snprintf(buf, n, "%lld", (long long)key->i);
+    else return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key is neither a string nor an integer", PK_WHERE(p));
+    if (strlen(buf) >= n - 1) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key too long", PK_WHERE(p));
+    return PTHCV_OK;
+}
+
+/* Creates (or finds) the root storage `key` of `dtype` and `numel` elements;
+ * its file offset is filled in when the data section is walked. */
+static storage_entry *legacy_root(pthcv_pickle *p, const char *key, int dtype, int64_t numel)
+{
+    pthcv_file *f = p->file;
+    storage_entry *e = pthcv_file_find_storage(f, key);
+    if (e) {
+        if (e->dtype != dtype || e->numel != numel)
+            return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s' declared twice differently", PK_WHERE(p), key);
+        return e;
+    }
+    int64_t nbytes;
+    if (numel < 0 || !pthcv_mul_ok(numel, pthcv_dtype_size(dtype), &nbytes))
+        return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': bad element count %lld",
+                               PK_WHERE(p), key, (long long)numel);
+    char record[300];
+    snprintf(record, sizeof record, "storage %s", key);
+    pthcv_storage *st = pthcv_storage_new_record(f->src, dtype, nbytes, key, record);
+    if (!st) return NULL;
+    st->file_offset = -1;   /* not yet located: the data section comes last */
+    e = pthcv_file_add_storage(f, key, st, dtype, 0, numel);
+    pthcv_storage_release(st);
+    return e;
+}
+
+/* ('storage', type, root_key, location, numel, view_metadata) or
+ * ('module', class, source_file, source) */
+static int legacy_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **out)
+{
+    if (pid->kind != PTHCV_V_TUPLE || pid->n < 1 || pid->items[0]->kind != PTHCV_V_STR)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id is not a tuple naming its kind", PK_WHERE(p));
+    if (!strcmp(pid->items[0]->s, "module") && pid->n >= 2) {
+        *out = pid->items[1];   /* the module's class; its source is not needed */
+        return PTHCV_OK;
+    }
+    if (strcmp(pid->items[0]->s, "storage") || pid->n < 6 || pid->items[1]->kind != PTHCV_V_GLOBAL ||
+        pid->items[4]->kind != PTHCV_V_INT)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id is not ('storage', type, key, location, numel, view)",
+                          PK_WHERE(p));
+    int dtype = pthcv_storage_type_dtype(pid->items[1]->s);
+    if (dtype < 0)
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: unknown storage type %s", PK_WHERE(p), pid->items[1]->s);
+    char key[128];
+    int st = legacy_key(p, pid->items[2], key, sizeof key);
+    if (st) return st;
+    storage_entry *root = legacy_root(p, key, dtype, pid->items[4]->i);
+    if (!root) return pthcv_last_status();
+    pthcv_value *view = pid->items[5];
+    if (view->kind == PTHCV_V_NONE) {
+        *out = pthcv_storage_value(p, root);
+        return *out ? PTHCV_OK : pthcv_last_status();
+    }
+    /* (view_key, offset, size): a slice of the root storage, in elements */
+    if (view->kind != PTHCV_V_TUPLE || view->n != 3 || view->items[1]->kind != PTHCV_V_INT ||
+        view->items[2]->kind != PTHCV_V_INT)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage view is not (key, offset, size)", PK_WHERE(p));
+    int64_t off = view->items[1]->i, sz = view->items[2]->i, end;
+    if (off < 0 || sz < 0 || !pthcv_add_ok(off, sz, &end) || end > root->numel)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage view [%lld, +%lld) lies outside storage '%s' of %lld elements",
+                          PK_WHERE(p), (long long)off, (long long)sz, key, (long long)root->numel);
+    storage_entry tmp = *root;
+    tmp.offset = off;
+    tmp.numel = sz;
+    *out = pthcv_storage_value(p, &tmp);
+    return *out ? PTHCV_OK : pthcv_last_status();
+}
+
+/* tar: a persistent id is a tensor's key (or a module tuple) */
+static int tar_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **out)
+{
+    if (pid->kind == PTHCV_V_TUPLE && pid->n >= 1) { *out = pid->items[0]; return PTHCV_OK; }
+    char key[128];
+    int64_t v;
+    if (pid->kind == PTHCV_V_STR) {
+        char *end;
+        v = strtoll(pid->s, &end, 10);
+        if (*end || end == pid->s) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id '%.40s' is not a tensor key", PK_WHERE(p), pid->s);
+    } else if (pid->kind == PTHCV_V_INT) {
+        v = pid->i;
+    } else {
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id is not a tensor key", PK_WHERE(p));
+    }
+    snprintf(key, sizeof key, "tensor/%lld", (long long)v);
+    storage_entry *e = pthcv_file_find_storage(p->file, key);
+    if (!e || !e->tensor) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: tensor %lld is missing from the 'tensors' member", PK_WHERE(p), (long long)v);
+    *out = e->tensor;
+    return PTHCV_OK;
+}
+
+static int run_pickle(pthcv_file *f, const unsigned char *buf, size_t len, size_t *pos, const char *record,
+                      persistent_load_fn pl, pthcv_value **out)
+{
+    pthcv_pickle p;
+    memset(&p, 0, sizeof p);
+    p.file = f;
+    p.buf = buf;
+    p.len = len;
+    p.pos = *pos;
+    p.record = record;
+    p.persistent_load = pl;
+    int st = pthcv_unpickle(&p, out);
+    *pos = p.pos;
+    return st;
+}
+
+static int64_t rd_i64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | b[i];
+    return (int64_t)v;
+}
+
+static int is_magic(const pthcv_value *v)
+{
+    static const unsigned char magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+    if (v->kind != PTHCV_V_BIGINT) return 0;
+    if (v->flags & 8) return v->len == 24 && !memcmp(v->s, "119547037146038801333356", 24);
+    return v->len >= 10 && !memcmp(v->s, magic, 10);
+}
+
+static int open_legacy_stream(pthcv_file *f, const unsigned char *map, size_t size)
+{
+    size_t pos = 0;
+    pthcv_value *v;
+    int st = run_pickle(f, map, size, &pos, "magic number", NULL, &v);
+    if (st || !is_magic(v)) {
+        if (st == PTHCV_ERR_UNSAFE) return st;
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: not a PyTorch file: a pickle, but not torch's legacy stream (no magic number)", f->path);
+    }
+    if ((st = run_pickle(f, map, size, &pos, "protocol version", NULL, &v))) return st;
+    if (v->kind != PTHCV_V_INT || v->i != 1001)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: legacy protocol version %lld, expected 1001", f->path, v->kind == PTHCV_V_INT ? (long long)v->i : -1LL);
+    if ((st = run_pickle(f, map, size, &pos, "sys_info", NULL, &v))) return st;
+    if ((st = run_pickle(f, map, size, &pos, "main pickle", legacy_persistent_load, &f->root))) return st;
+    pthcv_value *keys;
+    size_t keys_at = pos;
+    if ((st = run_pickle(f, map, size, &pos, "storage key list", NULL, &keys))) return st;
+    if (keys->kind != PTHCV_V_LIST && keys->kind != PTHCV_V_TUPLE)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage key list at byte %zu is not a list", f->path, keys_at);
+    /* the data section: per key, an int64 element count then the bytes */
+    for (int64_t i = 0; i < keys->n; i++) {
+        char key[128];
+        pthcv_pickle dummy = {.file = f, .record = "storage key list", .op_offset = keys_at};
+        if ((st = legacy_key(&dummy, keys->items[i], key, sizeof key))) return st;
+        storage_entry *e = pthcv_file_find_storage(f, key);
+        if (!e) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' is listed but no tensor uses it, so its element size is unknown", f->path, key);
+        if (size - pos < 8)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: the element count of storage '%s' at byte %zu is past the end of the file (%zu bytes)",
+                              f->path, key, pos, size);
+        int64_t count = rd_i64(map + pos);
+        if (count != e->numel)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' at byte %zu holds %lld elements, the pickle declares %lld",
+                              f->path, key, pos, (long long)count, (long long)e->numel);
+        pos += 8;
+        if ((uint64_t)e->storage->nbytes > size - pos)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: storage '%s' needs %lld bytes at byte %zu, the file ends at %zu",
+                              f->path, key, (long long)e->storage->nbytes, pos, size);
+        e->storage->file_offset = (int64_t)pos;
+        pos += (size_t)e->storage->nbytes;
+    }
+    for (int64_t i = 0; i < f->nstorages; i++)
+        if (f->storages[i].storage->file_offset < 0)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' is missing from the data section", f->path, f->storages[i].key);
+    return PTHCV_OK;
+}
+
+/* ---- tar (torch < 0.4) ---- */
+
+static int tar_member(pthcv_file *f, const unsigned char *map, size_t size, const char *name, size_t *off, size_t *len)
+{
+    size_t pos = 0;
+    while (pos + 512 <= size) {
+        const unsigned char *h = map + pos;
+        if (!h[0]) break;   /* end-of-archive block */
+        uint64_t sz = 0;
+        for (int i = 124; i < 136 && h[i]; i++) {
+            if (h[i] == ' ') continue;
+            if (h[i] < '0' || h[i] > '7') return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar header at byte %zu has a bad size", f->path, pos);
+            sz = sz * 8 + (uint64_t)(h[i] - '0');
+        }
+        char nm[101];
+        memcpy(nm, h, 100);
+        nm[100] = 0;
+        if (sz > size - pos - 512)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar member '%s' at byte %zu needs %llu bytes", f->path, nm, pos, (unsigned long long)sz);
+        if (!strcmp(nm, name)) { *off = pos + 512; *len = (size_t)sz; return PTHCV_OK; }
+        pos += 512 + (size_t)((sz + 511) / 512 * 512);
+    }
+    return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar member '%s' is missing", f->path, name);
+}
+
+static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
+{
+    size_t off, len, pos;
+    int st;
+    pthcv_value *v;
+    if ((st = tar_member(f, map, size, "storages", &off, &len))) return st;
+    const unsigned char *m = map + off;
+    pos = 0;
+    if ((st = run_pickle(f, m, len, &pos, "storages", NULL, &v))) return st;
+    if (v->kind != PTHCV_V_INT || v->i < 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages' does not start with a count", f->path);
+    int64_t count = v->i;
+    for (int64_t i = 0; i < count; i++) {
+        size_t at = pos;
+        if ((st = run_pickle(f, m, len, &pos, "storages", NULL, &v))) return st;
+        if (v->kind != PTHCV_V_TUPLE || v->n != 3 || v->items[2]->kind != PTHCV_V_GLOBAL)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages' at byte %zu: expected (key, location, storage type)", f->path, at);
+        int dtype = pthcv_storage_type_dtype(v->items[2]->s);
+        if (dtype < 0) return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: tar 'storages': unknown storage type %s", f->path, v->items[2]->s);
+        char key[128];
+        pthcv_pickle dummy = {.file = f, .record = "storages", .op_offset = at};
+        if ((st = legacy_key(&dummy, v->items[0], key, sizeof key))) return st;
+        if (len - pos < 8) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'storages' ends before storage '%s'", f->path, key);
+        int64_t numel = rd_i64(m + pos), nbytes;
+        pos += 8;
+        if (numel < 0 || !pthcv_mul_ok(numel, pthcv_dtype_size(dtype), &nbytes) || (uint64_t)nbytes > len - pos)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: storage '%s' of %lld elements does not fit in tar 'storages'", f->path, key, (long long)numel);
+        storage_entry *e = legacy_root(&dummy, key, dtype, numel);
+        if (!e) return pthcv_last_status();
+        e->storage->file_offset = (int64_t)(off + pos);
+        pos += (size_t)nbytes;
+    }
+    /* views: (target_key, root_key, offset, numel) */
+    if ((st = run_pickle(f, m, len, &pos, "storages", NULL, &v))) return st;
+    for (int64_t i = 0; (v->kind == PTHCV_V_LIST || v->kind == PTHCV_V_TUPLE) && i < v->n; i++) {
+        pthcv_value *t = v->items[i];
+        char tk[128], rk[128];
+        pthcv_pickle dummy = {.file = f, .record = "storages"};
+        if (t->kind != PTHCV_V_TUPLE || t->n != 4 || t->items[2]->kind != PTHCV_V_INT || t->items[3]->kind != PTHCV_V_INT ||
+            legacy_key(&dummy, t->items[0], tk, sizeof tk) || legacy_key(&dummy, t->items[1], rk, sizeof rk))
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages': storage view %lld is not (key, root, offset, numel)", f->path, (long long)i);
+        storage_entry *root = pthcv_file_find_storage(f, rk);
+        int64_t end;
+        if (!root || t->items[2]->i < 0 || t->items[3]->i < 0 || !pthcv_add_ok(t->items[2]->i, t->items[3]->i, &end) || end > root->numel)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages': view '%s' lies outside storage '%s'", f->path, tk, rk);
+        if (!pthcv_file_add_storage(f, tk, root->storage, root->dtype, t->items[2]->i, t->items[3]->i)) return pthcv_last_status();
+    }
+
+    if ((st = tar_member(f, map, size, "tensors", &off, &len))) return st;
+    m = map + off;
+    pos = 0;
+    if ((st = run_pickle(f, m, len, &pos, "tensors", NULL, &v))) return st;
+    if (v->kind != PTHCV_V_INT || v->i < 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors' does not start with a count", f->path);
+    count = v->i;
+    for (int64_t i = 0; i < count; i++) {
+        size_t at = pos;
+        if ((st = run_pickle(f, m, len, &pos, "tensors", NULL, &v))) return st;
+        char key[128], sk[128], where[300];
+        pthcv_pickle dummy = {.file = f, .record = "tensors", .op_offset = at};
+        if (v->kind != PTHCV_V_TUPLE || v->n < 2 || legacy_key(&dummy, v->items[0], key, sizeof key) ||
+            legacy_key(&dummy, v->items[1], sk, sizeof sk))
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors' at byte %zu: expected (key, storage key, type)", f->path, at);
+        storage_entry *se = pthcv_file_find_storage(f, sk);
+        if (!se) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' uses missing storage '%s'", f->path, key, sk);
+        if (len - pos < 8) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path, key);
+        int32_t nd = (int32_t)(uint32_t)(m[pos] | m[pos + 1] << 8 | m[pos + 2] << 16 | (uint32_t)m[pos + 3] << 24);
+        pos += 8;   /* ndim, then 4 bytes torch once wrote as part of an 8-byte ndim */
+        if (nd < 0 || nd > PTHCV_MAX_DIMS) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has %d dimensions", f->path, key, nd);
+        if (len - pos < (size_t)(16 * nd + 8)) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path, key);
+        int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
+        for (int k = 0; k < nd; k++) shape[k] = rd_i64(m + pos + 8 * k);
+        for (int k = 0; k < nd; k++) stride[k] = rd_i64(m + pos + 8 * (nd + k));
+        int64_t offset = rd_i64(m + pos + 16 * nd), total;
+        pos += (size_t)(16 * nd + 8);
+        if (offset < 0 || !pthcv_add_ok(offset, se->offset, &total))
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has a bad offset", f->path, key);
+        snprintf(where, sizeof where, "%s: tar 'tensors' tensor '%s'", f->path, key);
+        /* a view storage bounds the tensor by its own extent */
+        int64_t last = 0, prod, numel = 1;
+        for (int k = 0; k < nd; k++) {
+            if (shape[k] < 0 || stride[k] < 0 || !pthcv_mul_ok(numel, shape[k], &numel))
+                return pthcv_fail(PTHCV_ERR_FORMAT, "%s: bad size or stride", where);
+        }
+        for (int k = 0; numel && k < nd; k++)
+            if (!pthcv_mul_ok(shape[k] - 1, stride[k], &prod) || !pthcv_add_ok(last, prod, &last))
+                return pthcv_fail(PTHCV_ERR_FORMAT, "%s: size * stride overflows 64 bits", where);
+        if (numel && (!pthcv_add_ok(last, offset, &last) || last >= se->numel))
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: reaches element %lld, outside its storage of %lld elements", where, (long long)last, (long long)se->numel);
+        pthcv_tensor *t = pthcv_tensor_over(se->storage, se->dtype, nd, shape, stride, total, where);
+        if (!t) return pthcv_last_status();
+        pthcv_value *tv = pthcv_value_new(f, PTHCV_V_TENSOR);
+        if (!tv) { pthcv_tensor_release(t); return pthcv_last_status(); }
+        tv->tensor = t;
+        char tkey[160];
+        snprintf(tkey, sizeof tkey, "tensor/%s", key);
+        storage_entry *te = pthcv_file_add_storage(f, tkey, NULL, -1, 0, 0);
+        if (!te) return pthcv_last_status();
+        te->tensor = tv;
+    }
+
+    if ((st = tar_member(f, map, size, "pickle", &off, &len))) return st;
+    pos = 0;
+    return run_pickle(f, map + off, len, &pos, "pickle", tar_persistent_load, &f->root);
+}
+
+int pthcv_open_legacy(pthcv_file *f, int tar)
+{
+    int fd = open(f->path, O_RDONLY);
+    if (fd < 0) return pthcv_fail(PTHCV_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) || sb.st_size <= 0) {
+        close(fd);
+        return pthcv_fail(PTHCV_ERR_IO, "%s: cannot stat", f->path);
+    }
+    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return pthcv_fail(PTHCV_ERR_IO, "%s: cannot map: %s", f->path, strerror(errno));
+    pthcv_source *src = calloc(1, sizeof *src);
+    if (!src || !(src->path = strdup(f->path))) {
+        free(src);
+        munmap(map, (size_t)sb.st_size);
+        return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
+    }
+    src->refcount = 1;
+    src->map = map;
+    src->map_size = (size_t)sb.st_size;
+    src->read = map_read_storage;
+    src->destroy = map_destroy;
+    f->src = src;
+    f->format = tar ? "tar" : "legacy";
+    f->legacy_tar = tar;
+    return tar ? open_tar(f, map, (size_t)sb.st_size) : open_legacy_stream(f, map, (size_t)sb.st_size);
+}

@@ -1,0 +1,590 @@
+/*
+ * globals.c -- what the globals named in a pickle become.
+ *
+ * Python would import and call them; pthcv looks the name up in a table of
+ * known constructors (torch's tensor rebuilders, OrderedDict, numpy arrays,
+ * set, complex, bytes...) and builds the value they would have built from
+ * the arguments alone. Any other name becomes an inert OBJECT that records
+ * the class or function and its arguments. A short list of globals that can
+ * run code is refused before any of this is reached (pickle.c, do_global).
+ */
+#include "reader.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CALL_FAIL(p, name, fmt, ...) \
+    return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: %s: " fmt, PK_WHERE(p), (name), ##__VA_ARGS__)
+
+const char *pthcv_py3_module(const char *module)
+{
+    if (!strcmp(module, "__builtin__")) return "builtins";
+    if (!strcmp(module, "copy_reg")) return "copyreg";
+    return module;
+}
+
+/* Modules whose every member can reach the OS or the interpreter. A module
+ * matches itself and its submodules ("os" matches "os.path"). */
+static const char *const unsafe_modules[] = {
+    "os", "posix", "nt", "subprocess", "sys", "runpy", "socket", "shutil", "pty",
+    "commands", "popen2", "importlib", "imp", "ctypes", "marshal", "pickle", "_pickle",
+    "cPickle", "dill", "code", "codeop", "webbrowser", "multiprocessing", "signal",
+    "asyncio", "_posixsubprocess", "pdb", "bdb", "timeit", "types", "platform",
+    "ssl", "http", "urllib", "urllib2", "ftplib", "telnetlib", "smtplib",
+    "posixpath", "ntpath", "glob", "tempfile", "io", "_io", "pathlib", "zipimport",
+    "numpy.testing", "torch.hub", "torch.serialization", "torch.jit", "torch._C",
+    "torch.utils.cpp_extension", "torch.package", "torch._dynamo", "torch._inductor",
+    "_thread", "threading", "gc", "inspect", NULL
+};
+
+/* Builtins that evaluate code, import, reach attributes or open files. */
+static const char *const unsafe_builtins[] = {
+    "eval", "exec", "execfile", "compile", "getattr", "setattr", "delattr", "__import__",
+    "open", "input", "raw_input", "globals", "locals", "vars", "breakpoint", "help",
+    "file", "reload", "apply", "memoryview", "classmethod", "staticmethod", "property",
+    "super", "type", "exit", "quit", NULL
+};
+
+/* torch.jit._pickle's list builders and type tags are harmless; the rest of
+ * torch.jit is not (torch.jit.load would read another archive). */
+static int is_jit_pickle(const char *module) { return !strcmp(module, "torch.jit._pickle"); }
+
+int pthcv_global_is_unsafe(const char *module, const char *name)
+{
+    const char *mod = pthcv_py3_module(module);
+    if (is_jit_pickle(mod)) return 0;
+    /* torch.serialization helpers that torch.save itself references */
+    if (!strcmp(mod, "torch.serialization") && !strcmp(name, "_get_layout")) return 0;
+    for (const char *const *u = unsafe_modules; *u; u++) {
+        size_t n = strlen(*u);
+        if (!strncmp(mod, *u, n) && (mod[n] == 0 || mod[n] == '.')) return 1;
+    }
+    if (!strcmp(mod, "builtins")) {
+        for (const char *const *u = unsafe_builtins; *u; u++)
+            if (!strcmp(name, *u)) return 1;
+    }
+    /* attribute fetchers and callers are getattr/eval in disguise */
+    if (!strcmp(mod, "operator") && (!strcmp(name, "attrgetter") || !strcmp(name, "methodcaller"))) return 1;
+    if (!strcmp(mod, "functools") && (!strcmp(name, "partial") || !strcmp(name, "reduce"))) return 1;
+    if (!strcmp(mod, "codecs") && !strcmp(name, "open")) return 1;
+    if (!strcmp(mod, "torch") && (!strcmp(name, "load") || !strcmp(name, "compile"))) return 1;
+    if (!strcmp(mod, "numpy") && (!strcmp(name, "load") || !strcmp(name, "fromfile"))) return 1;
+    return 0;
+}
+
+/* ---- storage types and dtypes ---- */
+
+static const struct { const char *name; int dtype; } storage_types[] = {
+    {"FloatStorage", PTHCV_FLOAT32}, {"DoubleStorage", PTHCV_FLOAT64},
+    {"HalfStorage", PTHCV_FLOAT16}, {"BFloat16Storage", PTHCV_BFLOAT16},
+    {"CharStorage", PTHCV_INT8}, {"ShortStorage", PTHCV_INT16},
+    {"IntStorage", PTHCV_INT32}, {"LongStorage", PTHCV_INT64},
+    {"ByteStorage", PTHCV_UINT8}, {"BoolStorage", PTHCV_BOOL},
+    {"ComplexHalfStorage", PTHCV_COMPLEX32}, {"ComplexFloatStorage", PTHCV_COMPLEX64},
+    {"ComplexDoubleStorage", PTHCV_COMPLEX128},
+    {"QInt8Storage", PTHCV_QINT8}, {"QUInt8Storage", PTHCV_QUINT8},
+    {"QInt32Storage", PTHCV_QINT32}, {"QUInt4x2Storage", PTHCV_QUINT4X2},
+    {"QUInt2x4Storage", PTHCV_QUINT2X4},
+    {"UntypedStorage", -1}, {NULL, 0}
+};
+
+int pthcv_storage_type_dtype(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    const char *base = dot ? dot + 1 : name;
+    for (int i = 0; storage_types[i].name; i++)
+        if (!strcmp(base, storage_types[i].name)) return storage_types[i].dtype;
+    return -2;
+}
+
+/* "torch.float32" (a pickled torch.dtype) -> dtype, also torch's aliases. */
+static int torch_dtype_global(const pthcv_value *v)
+{
+    if (!v || v->kind != PTHCV_V_GLOBAL || strncmp(v->s, "torch.", 6)) return -1;
+    const char *n = v->s + 6;
+    static const struct { const char *alias; int dtype; } aliases[] = {
+        {"float", PTHCV_FLOAT32}, {"double", PTHCV_FLOAT64}, {"half", PTHCV_FLOAT16},
+        {"short", PTHCV_INT16}, {"int", PTHCV_INT32}, {"long", PTHCV_INT64},
+        {"cfloat", PTHCV_COMPLEX64}, {"cdouble", PTHCV_COMPLEX128}, {"chalf", PTHCV_COMPLEX32},
+        {NULL, 0}
+    };
+    for (int i = 0; aliases[i].alias; i++)
+        if (!strcmp(n, aliases[i].alias)) return aliases[i].dtype;
+    return pthcv_dtype_from_name(n);
+}
+
+/* ---- argument helpers ---- */
+
+static int arg_int(pthcv_pickle *p, const char *fn, pthcv_value *args, int64_t i, int64_t *out)
+{
+    if (i >= args->n) CALL_FAIL(p, fn, "missing argument %lld", (long long)i + 1);
+    pthcv_value *v = args->items[i];
+    if (v->kind != PTHCV_V_INT && v->kind != PTHCV_V_BOOL)
+        CALL_FAIL(p, fn, "argument %lld must be an integer", (long long)i + 1);
+    *out = v->i;
+    return PTHCV_OK;
+}
+
+/* A shape or stride: a tuple/list of ints (torch.Size arrives as a tuple). */
+static int arg_dims(pthcv_pickle *p, const char *fn, pthcv_value *args, int64_t i, int64_t *dims, int *ndim)
+{
+    if (i >= args->n) CALL_FAIL(p, fn, "missing argument %lld", (long long)i + 1);
+    pthcv_value *v = args->items[i];
+    if (v->kind != PTHCV_V_TUPLE && v->kind != PTHCV_V_LIST)
+        CALL_FAIL(p, fn, "argument %lld must be a tuple of sizes", (long long)i + 1);
+    if (v->n > PTHCV_MAX_DIMS)
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: %s: a tensor of %lld dimensions (pthcv handles up to %d)",
+                          PK_WHERE(p), fn, (long long)v->n, PTHCV_MAX_DIMS);
+    for (int64_t k = 0; k < v->n; k++) {
+        if (v->items[k]->kind != PTHCV_V_INT) CALL_FAIL(p, fn, "argument %lld holds a non-integer size", (long long)i + 1);
+        dims[k] = v->items[k]->i;
+    }
+    *ndim = (int)v->n;
+    return PTHCV_OK;
+}
+
+static pthcv_value *tensor_value(pthcv_file *f, pthcv_tensor *t)
+{
+    pthcv_value *v = pthcv_value_new(f, PTHCV_V_TENSOR);
+    if (!v) { pthcv_tensor_release(t); return NULL; }
+    v->tensor = t;   /* the tree owns this reference */
+    return v;
+}
+
+static void where_of(pthcv_pickle *p, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s: %s at byte %zu", PK_WHERE(p));
+}
+
+/* The core of every tensor rebuilder: storage, offset, size, stride. A
+ * STORAGE value is a 1-d view of its storage (legacy views carry an offset
+ * and a smaller extent), so the tensor is checked against that view. */
+static int rebuild_tensor(pthcv_pickle *p, const char *fn, pthcv_value *args, int dtype_override, pthcv_tensor **out)
+{
+    int64_t offset = 0, shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
+    int nd = 0, nd2 = 0;
+    if (args->n < 4) CALL_FAIL(p, fn, "expected at least 4 arguments, found %lld", (long long)args->n);
+    pthcv_value *sv = args->items[0];
+    if (sv->kind != PTHCV_V_STORAGE) CALL_FAIL(p, fn, "argument 1 is not a storage");
+    int st;
+    if ((st = arg_int(p, fn, args, 1, &offset)) || (st = arg_dims(p, fn, args, 2, shape, &nd)) ||
+        (st = arg_dims(p, fn, args, 3, stride, &nd2)))
+        return st;
+    if (nd != nd2) CALL_FAIL(p, fn, "%d sizes but %d strides", nd, nd2);
+    pthcv_tensor *view = sv->tensor;
+    int dtype = dtype_override >= 0 ? dtype_override : view->dtype;
+    int64_t esz = pthcv_dtype_size(dtype), vsz = pthcv_dtype_size(view->dtype);
+    /* the view's extent in this dtype's elements (untyped storages count bytes) */
+    int64_t base_bytes = view->offset * vsz, extent_bytes = view->numel * vsz;
+    if (base_bytes % esz)
+        CALL_FAIL(p, fn, "storage view offset of %lld bytes is not a multiple of the %s element size",
+                  (long long)base_bytes, pthcv_dtype_name(dtype));
+    int64_t limit = extent_bytes / esz, numel = 1, last = 0, prod;
+    for (int k = 0; k < nd; k++) {
+        if (shape[k] < 0 || stride[k] < 0)
+            CALL_FAIL(p, fn, "negative size or stride in dimension %d", k);
+        if (!pthcv_mul_ok(numel, shape[k], &numel))
+            CALL_FAIL(p, fn, "the number of elements overflows 64 bits");
+    }
+    if (numel > 0) {
+        for (int k = 0; k < nd; k++) {
+            if (!pthcv_mul_ok(shape[k] - 1, stride[k], &prod) || !pthcv_add_ok(last, prod, &last))
+                CALL_FAIL(p, fn, "size * stride overflows 64 bits in dimension %d", k);
+        }
+        if (offset < 0 || !pthcv_add_ok(last, offset, &last) || last >= limit)
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: %s at byte %zu: %s: tensor with offset %lld reaches element %lld, outside its storage '%s' of %lld elements",
+                              PK_WHERE(p), fn, (long long)offset, (long long)last,
+                              pthcv_tensor_storage_key(view), (long long)limit);
+    }
+    char where[1024];
+    where_of(p, where, sizeof where);
+    *out = pthcv_tensor_over(view->storage, dtype, nd, shape, stride, base_bytes / esz + offset, where);
+    return *out ? PTHCV_OK : pthcv_last_status();
+}
+
+static int flag_requires_grad(pthcv_value *args, int64_t i, pthcv_tensor *t)
+{
+    if (i < args->n && args->items[i]->kind == PTHCV_V_BOOL && args->items[i]->i)
+        t->flags |= PTHCV_TENSOR_REQUIRES_GRAD;
+    return 0;
+}
+
+static int qscheme_of(const pthcv_value *v)
+{
+    if (!v || v->kind != PTHCV_V_GLOBAL) return -1;
+    if (!strcmp(v->s, "torch.per_tensor_affine")) return PTHCV_QSCHEME_PER_TENSOR_AFFINE;
+    if (!strcmp(v->s, "torch.per_channel_affine")) return PTHCV_QSCHEME_PER_CHANNEL_AFFINE;
+    if (!strcmp(v->s, "torch.per_tensor_symmetric")) return PTHCV_QSCHEME_PER_TENSOR_SYMMETRIC;
+    if (!strcmp(v->s, "torch.per_channel_symmetric")) return PTHCV_QSCHEME_PER_CHANNEL_SYMMETRIC;
+    if (!strcmp(v->s, "torch.per_channel_affine_float_qparams")) return PTHCV_QSCHEME_PER_CHANNEL_AFFINE_FLOAT_QPARAMS;
+    return -1;
+}
+
+static double num_of(const pthcv_value *v)
+{
+    return v->kind == PTHCV_V_FLOAT ? v->f : (double)v->i;
+}
+
+/* _rebuild_qtensor(storage, offset, size, stride, qparams, requires_grad, hooks) */
+static int rebuild_qtensor(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_tensor **out)
+{
+    int st = rebuild_tensor(p, fn, args, -1, out);
+    if (st) return st;
+    pthcv_tensor *t = *out;
+    if (args->n < 5 || args->items[4]->kind != PTHCV_V_TUPLE || args->items[4]->n < 1) {
+        pthcv_tensor_release(t);
+        CALL_FAIL(p, fn, "argument 5 must be the quantizer parameters tuple");
+    }
+    pthcv_value *q = args->items[4];
+    int scheme = qscheme_of(q->items[0]);
+    if (scheme == PTHCV_QSCHEME_PER_TENSOR_AFFINE || scheme == PTHCV_QSCHEME_PER_TENSOR_SYMMETRIC) {
+        if (q->n < 3 || (q->items[1]->kind != PTHCV_V_FLOAT && q->items[1]->kind != PTHCV_V_INT) ||
+            q->items[2]->kind != PTHCV_V_INT) {
+            pthcv_tensor_release(t);
+            CALL_FAIL(p, fn, "per-tensor quantizer parameters must be (scheme, scale, zero_point)");
+        }
+        t->qscale = num_of(q->items[1]);
+        t->qzero_point = q->items[2]->i;
+    } else if (scheme >= PTHCV_QSCHEME_PER_CHANNEL_AFFINE) {
+        if (q->n < 4 || q->items[1]->kind != PTHCV_V_TENSOR || q->items[2]->kind != PTHCV_V_TENSOR ||
+            q->items[3]->kind != PTHCV_V_INT) {
+            pthcv_tensor_release(t);
+            CALL_FAIL(p, fn, "per-channel quantizer parameters must be (scheme, scales, zero_points, axis)");
+        }
+        int64_t axis = q->items[3]->i;
+        pthcv_tensor *sc = q->items[1]->tensor, *zp = q->items[2]->tensor;
+        if (axis < 0 || axis >= (t->ndim ? t->ndim : 1) || sc->ndim != 1 || zp->ndim != 1 ||
+            (t->ndim && (sc->numel != t->shape[axis] || zp->numel != t->shape[axis]))) {
+            pthcv_tensor_release(t);
+            CALL_FAIL(p, fn, "per-channel scales/zero points do not match axis %lld of the tensor", (long long)axis);
+        }
+        t->qaxis = (int32_t)axis;
+        t->qscales = pthcv_tensor_retain(sc);
+        t->qzero_points = pthcv_tensor_retain(zp);
+    } else {
+        pthcv_tensor_release(t);
+        CALL_FAIL(p, fn, "unknown quantization scheme");
+    }
+    t->qscheme = scheme;
+    flag_requires_grad(args, 5, t);
+    return PTHCV_OK;
+}
+
+/* numpy dtype descr ("<f4", "f8", "|b1"...) -> dtype and byte order. */
+static int numpy_dtype(const pthcv_value *dt, int *swap)
+{
+    if (!dt || dt->kind != PTHCV_V_OBJECT || strcmp(dt->s, "numpy.dtype") || !dt->args || dt->args->n < 1 ||
+        dt->args->items[0]->kind != PTHCV_V_STR)
+        return -1;
+    const char *d = dt->args->items[0]->s;
+    char order = '<';
+    /* BUILD state (version, byteorder, ...) tells the byte order */
+    if (dt->state && dt->state->kind == PTHCV_V_TUPLE && dt->state->n > 1 && dt->state->items[1]->kind == PTHCV_V_STR)
+        order = dt->state->items[1]->s[0];
+    if (*d == '<' || *d == '>' || *d == '|' || *d == '=') order = *d++;
+    *swap = order == '>';
+    static const struct { const char *code; int dtype; } codes[] = {
+        {"f4", PTHCV_FLOAT32}, {"f8", PTHCV_FLOAT64}, {"f2", PTHCV_FLOAT16},
+        {"i1", PTHCV_INT8}, {"i2", PTHCV_INT16}, {"i4", PTHCV_INT32}, {"i8", PTHCV_INT64},
+        {"u1", PTHCV_UINT8}, {"u2", PTHCV_UINT16}, {"u4", PTHCV_UINT32}, {"u8", PTHCV_UINT64},
+        {"b1", PTHCV_BOOL}, {"c8", PTHCV_COMPLEX64}, {"c16", PTHCV_COMPLEX128}, {NULL, 0}
+    };
+    for (int i = 0; codes[i].code; i++)
+        if (!strcmp(d, codes[i].code)) return codes[i].dtype;
+    return -1;
+}
+
+static int component_size(int dtype)
+{
+    return pthcv_dtype_is_complex(dtype) ? pthcv_dtype_size(dtype) / 2 : pthcv_dtype_size(dtype);
+}
+
+/* BUILD of a numpy.ndarray: state (version, shape, dtype, is_fortran, rawdata).
+ * Numeric arrays become tensors owning a copy of the bytes; object arrays and
+ * unknown dtypes stay inert. */
+static int build_ndarray(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state)
+{
+    obj->state = state;
+    if (state->kind != PTHCV_V_TUPLE || state->n < 5) return PTHCV_OK;
+    pthcv_value *shape_v = state->items[1], *raw = state->items[4];
+    int swap = 0, dtype = numpy_dtype(state->items[2], &swap);
+    if (dtype < 0 || (raw->kind != PTHCV_V_BYTES && raw->kind != PTHCV_V_BYTEARRAY) || shape_v->kind != PTHCV_V_TUPLE)
+        return PTHCV_OK;
+    int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
+    int nd, st;
+    pthcv_value one = {0};
+    one.kind = PTHCV_V_TUPLE; one.n = 1; one.items = &shape_v;
+    if ((st = arg_dims(p, "numpy.ndarray", &one, 0, shape, &nd))) return st;
+    int64_t numel = 1, nbytes;
+    for (int k = 0; k < nd; k++)
+        if (shape[k] < 0 || !pthcv_mul_ok(numel, shape[k], &numel)) CALL_FAIL(p, "numpy.ndarray", "bad shape");
+    if (!pthcv_mul_ok(numel, pthcv_dtype_size(dtype), &nbytes) || nbytes != raw->len)
+        CALL_FAIL(p, "numpy.ndarray", "%lld bytes of data for %lld elements of %s", (long long)raw->len,
+                  (long long)numel, pthcv_dtype_name(dtype));
+    int fortran = state->items[3]->kind == PTHCV_V_BOOL && state->items[3]->i;
+    int64_t acc = 1;
+    for (int k = 0; k < nd; k++) {
+        int d = fortran ? k : nd - 1 - k;
+        stride[d] = acc;
+        acc *= shape[d] ? shape[d] : 1;
+    }
+    pthcv_storage *s = pthcv_storage_new_memory(dtype, nbytes);
+    if (!s) return pthcv_last_status();
+    memcpy(s->data, raw->s, (size_t)nbytes);
+    if (swap && component_size(dtype) > 1) pthcv_swap_bytes(s->data, nbytes / component_size(dtype), component_size(dtype));
+    char where[1024];
+    where_of(p, where, sizeof where);
+    pthcv_tensor *t = pthcv_tensor_over(s, dtype, nd, shape, stride, 0, where);
+    pthcv_storage_release(s);
+    if (!t) return pthcv_last_status();
+    /* the OBJECT becomes the tensor in place: other references see it too */
+    obj->kind = PTHCV_V_TENSOR;
+    obj->tensor = t;
+    return PTHCV_OK;
+}
+
+/* numpy.core.multiarray.scalar(dtype, bytes) -> a plain number. */
+static int numpy_scalar(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value **out)
+{
+    int swap = 0, dtype = args->n >= 2 ? numpy_dtype(args->items[0], &swap) : -1;
+    pthcv_value *raw = args->n >= 2 ? args->items[1] : NULL;
+    if (dtype < 0 || !raw || raw->kind != PTHCV_V_BYTES || raw->len != pthcv_dtype_size(dtype))
+        return PTHCV_OK;  /* leave *out NULL: caller makes an inert object */
+    unsigned char b[16];
+    memcpy(b, raw->s, (size_t)raw->len);
+    if (swap) pthcv_swap_bytes(b, pthcv_dtype_is_complex(dtype) ? 2 : 1, component_size(dtype));
+    pthcv_tensor tmp;
+    memset(&tmp, 0, sizeof tmp);
+    double re, im;
+    pthcv_storage st0;
+    memset(&st0, 0, sizeof st0);
+    st0.data = b; st0.nbytes = raw->len; st0.dtype = dtype; st0.refcount = 1;
+    tmp.dtype = dtype; tmp.storage = &st0; tmp.numel = 1; tmp.refcount = 1;
+    if (pthcv_tensor_get(&tmp, 0, &re, &im)) return pthcv_last_status();
+    int kind = dtype == PTHCV_BOOL ? PTHCV_V_BOOL
+             : pthcv_dtype_is_complex(dtype) ? PTHCV_V_COMPLEX
+             : pthcv_dtype_is_floating(dtype) ? PTHCV_V_FLOAT : PTHCV_V_INT;
+    pthcv_value *v = pthcv_value_new(p->file, kind);
+    if (!v) return pthcv_last_status();
+    if (kind == PTHCV_V_FLOAT || kind == PTHCV_V_COMPLEX) { v->f = re; v->f_im = im; }
+    else if (dtype == PTHCV_UINT64 || dtype == PTHCV_INT64) {
+        uint64_t u; memcpy(&u, b, 8); v->i = (int64_t)u;
+    } else v->i = (int64_t)re;
+    (void)fn;
+    *out = v;
+    return PTHCV_OK;
+}
+
+/* Python 3 reads protocol-2 bytes as _codecs.encode(latin1_text, "latin1"):
+ * turn the UTF-8 text back into one byte per code point. */
+static int latin1_bytes(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value **out)
+{
+    if (args->n < 1 || args->items[0]->kind != PTHCV_V_STR) return PTHCV_OK;
+    if (args->n >= 2 && (args->items[1]->kind != PTHCV_V_STR ||
+                         (strcmp(args->items[1]->s, "latin1") && strcmp(args->items[1]->s, "latin-1"))))
+        return PTHCV_OK;
+    const unsigned char *s = (const unsigned char *)args->items[0]->s;
+    int64_t n = args->items[0]->len, o = 0;
+    unsigned char *buf = malloc((size_t)n + 1);
+    if (!buf) return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", p->file->path);
+    for (int64_t i = 0; i < n; i++) {
+        if (s[i] < 0x80) buf[o++] = s[i];
+        else if ((s[i] & 0xE0) == 0xC0 && i + 1 < n && s[i] <= 0xC3) { buf[o++] = (unsigned char)(((s[i] & 0x1F) << 6) | (s[i + 1] & 0x3F)); i++; }
+        else { free(buf); CALL_FAIL(p, fn, "text is not Latin-1"); }
+    }
+    pthcv_value *v = pthcv_value_new(p->file, PTHCV_V_BYTES);
+    if (v) { v->s = pthcv_file_strdup(p->file, (const char *)buf, (size_t)o); v->len = o; }
+    free(buf);
+    if (!v || !v->s) return pthcv_last_status();
+    *out = v;
+    return PTHCV_OK;
+}
+
+static int copy_items(pthcv_value *dst, const pthcv_value *src)
+{
+    int pairs = src->kind == PTHCV_V_DICT;
+    for (int64_t i = 0; i < src->n; i++) {
+        int st = pairs ? pthcv_value_push(dst, src->items[2 * i], src->items[2 * i + 1])
+                       : pthcv_value_push(dst, src->items[i], NULL);
+        if (st) return st;
+    }
+    dst->depth = src->depth;
+    return PTHCV_OK;
+}
+
+int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
+{
+    pthcv_file *f = p->file;
+    const char *fn = callee->s;
+    pthcv_tensor *t = NULL;
+    int st;
+    *out = NULL;
+
+    /* ---- torch tensors ---- */
+    if (!strcmp(fn, "torch._utils._rebuild_tensor_v2") || !strcmp(fn, "torch._utils._rebuild_tensor")) {
+        if ((st = rebuild_tensor(p, fn, args, -1, &t))) return st;
+        flag_requires_grad(args, 4, t);
+        return (*out = tensor_value(f, t)) ? PTHCV_OK : pthcv_last_status();
+    }
+    if (!strcmp(fn, "torch._utils._rebuild_tensor_v3")) {
+        int dtype = args->n > 6 ? torch_dtype_global(args->items[6]) : -1;
+        if (dtype < 0) CALL_FAIL(p, fn, "argument 7 must be a torch dtype");
+        if ((st = rebuild_tensor(p, fn, args, dtype, &t))) return st;
+        flag_requires_grad(args, 4, t);
+        return (*out = tensor_value(f, t)) ? PTHCV_OK : pthcv_last_status();
+    }
+    if (!strcmp(fn, "torch._utils._rebuild_qtensor")) {
+        if ((st = rebuild_qtensor(p, fn, args, &t))) return st;
+        return (*out = tensor_value(f, t)) ? PTHCV_OK : pthcv_last_status();
+    }
+    if (!strcmp(fn, "torch._utils._rebuild_parameter") || !strcmp(fn, "torch._utils._rebuild_parameter_with_state")) {
+        if (args->n < 1 || args->items[0]->kind != PTHCV_V_TENSOR) CALL_FAIL(p, fn, "argument 1 is not a tensor");
+        pthcv_value *v = args->items[0];
+        v->tensor->flags |= PTHCV_TENSOR_PARAMETER;
+        flag_requires_grad(args, 1, v->tensor);
+        *out = v;
+        return PTHCV_OK;
+    }
+    if (!strcmp(fn, "torch._tensor._rebuild_from_type_v2") || !strcmp(fn, "torch._tensor._rebuild_from_type")) {
+        /* (func, new_type, args, state): the tensor is what func builds */
+        if (args->n < 3 || args->items[0]->kind != PTHCV_V_GLOBAL || args->items[2]->kind != PTHCV_V_TUPLE)
+            CALL_FAIL(p, fn, "expected (function, type, arguments, state)");
+        if ((st = pthcv_call_global(p, args->items[0], args->items[2], NULL, out))) return st;
+        if ((*out)->kind == PTHCV_V_TENSOR && args->items[1]->kind == PTHCV_V_GLOBAL &&
+            !strcmp(args->items[1]->s, "torch.nn.parameter.Parameter"))
+            (*out)->tensor->flags |= PTHCV_TENSOR_PARAMETER;
+        if (args->n > 3 && args->items[3]->kind != PTHCV_V_NONE && !(*out)->state) (*out)->state = args->items[3];
+        return PTHCV_OK;
+    }
+    if (!strcmp(fn, "torch._utils._rebuild_device_tensor_from_numpy")) {
+        if (args->n < 1 || args->items[0]->kind != PTHCV_V_TENSOR) CALL_FAIL(p, fn, "argument 1 is not a numpy array");
+        *out = args->items[0];
+        return PTHCV_OK;
+    }
+    if (!strcmp(fn, "torch.Size")) {
+        if (args->n == 1 && (args->items[0]->kind == PTHCV_V_TUPLE || args->items[0]->kind == PTHCV_V_LIST)) {
+            *out = pthcv_value_new(f, PTHCV_V_TUPLE);
+            if (!*out || copy_items(*out, args->items[0])) return pthcv_last_status();
+            return PTHCV_OK;
+        }
+    }
+    if (!strncmp(fn, "torch.jit._pickle.", 18)) {
+        /* build_intlist, build_tensorlist, ...: the list itself; restore_type_tag(value, type) */
+        if (args->n >= 1 && (strncmp(fn + 18, "build_", 6) == 0 || !strcmp(fn + 18, "restore_type_tag")) &&
+            strcmp(fn + 18, "build_tensor_from_id")) {
+            *out = args->items[0];
+            return PTHCV_OK;
+        }
+    }
+
+    /* ---- Python built-ins ---- */
+    if (!strcmp(fn, "collections.OrderedDict") || !strcmp(fn, "builtins.dict")) {
+        pthcv_value *d = pthcv_value_new(f, PTHCV_V_DICT);
+        if (!d) return pthcv_last_status();
+        if (fn[0] == 'c') d->flags |= PTHCV_VF_ORDERED;
+        if (args->n >= 1) {
+            /* OrderedDict([[k, v], ...]) as protocol 0/1 writes it */
+            pthcv_value *l = args->items[0];
+            if (l->kind == PTHCV_V_DICT) {
+                if (copy_items(d, l)) return pthcv_last_status();
+            } else if (l->kind == PTHCV_V_LIST || l->kind == PTHCV_V_TUPLE) {
+                for (int64_t i = 0; i < l->n; i++) {
+                    pthcv_value *kv = l->items[i];
+                    if ((kv->kind != PTHCV_V_LIST && kv->kind != PTHCV_V_TUPLE) || kv->n != 2)
+                        CALL_FAIL(p, fn, "item %lld is not a (key, value) pair", (long long)i);
+                    if (pthcv_value_push(d, kv->items[0], kv->items[1])) return pthcv_last_status();
+                }
+            }
+        }
+        *out = d;
+        return PTHCV_OK;
+    }
+    if (!strcmp(fn, "builtins.set") || !strcmp(fn, "builtins.frozenset") || !strcmp(fn, "builtins.list") ||
+        !strcmp(fn, "builtins.tuple")) {
+        int kind = fn[9] == 's' ? PTHCV_V_SET : fn[9] == 'f' ? PTHCV_V_FROZENSET : fn[9] == 'l' ? PTHCV_V_LIST : PTHCV_V_TUPLE;
+        pthcv_value *s = pthcv_value_new(f, kind);
+        if (!s) return pthcv_last_status();
+        if (args->n >= 1 && (args->items[0]->kind == PTHCV_V_LIST || args->items[0]->kind == PTHCV_V_TUPLE ||
+                             args->items[0]->kind == PTHCV_V_SET || args->items[0]->kind == PTHCV_V_FROZENSET))
+            if (copy_items(s, args->items[0])) return pthcv_last_status();
+        *out = s;
+        return PTHCV_OK;
+    }
+    if (!strcmp(fn, "builtins.complex")) {
+        pthcv_value *c = pthcv_value_new(f, PTHCV_V_COMPLEX);
+        if (!c) return pthcv_last_status();
+        if (args->n >= 1 && (args->items[0]->kind == PTHCV_V_FLOAT || args->items[0]->kind == PTHCV_V_INT)) c->f = num_of(args->items[0]);
+        if (args->n >= 2 && (args->items[1]->kind == PTHCV_V_FLOAT || args->items[1]->kind == PTHCV_V_INT)) c->f_im = num_of(args->items[1]);
+        *out = c;
+        return PTHCV_OK;
+    }
+    if (!strcmp(fn, "_codecs.encode")) {
+        if ((st = latin1_bytes(p, fn, args, out))) return st;
+        if (*out) return PTHCV_OK;
+    }
+    if (!strcmp(fn, "builtins.bytes") || !strcmp(fn, "builtins.bytearray")) {
+        int kind = fn[9] == 'b' && fn[13] == 'a' ? PTHCV_V_BYTEARRAY : PTHCV_V_BYTES;
+        if (args->n == 0) {
+            *out = pthcv_value_new(f, kind);
+            if (*out) (*out)->s = pthcv_file_strdup(f, "", 0);
+            return *out && (*out)->s ? PTHCV_OK : pthcv_last_status();
+        }
+        if (args->items[0]->kind == PTHCV_V_BYTES) {
+            *out = pthcv_value_new(f, kind);
+            if (!*out) return pthcv_last_status();
+            (*out)->s = args->items[0]->s; (*out)->len = args->items[0]->len;
+            return PTHCV_OK;
+        }
+        if ((st = latin1_bytes(p, fn, args, out))) return st;
+        if (*out) { (*out)->kind = kind; return PTHCV_OK; }
+    }
+
+    /* ---- numpy ---- */
+    if (!strcmp(fn, "numpy.core.multiarray.scalar") || !strcmp(fn, "numpy._core.multiarray.scalar")) {
+        if ((st = numpy_scalar(p, fn, args, out))) return st;
+        if (*out) return PTHCV_OK;
+    }
+
+    /* ---- everything else: an inert record of the call ---- */
+    pthcv_value *o = pthcv_value_new(f, PTHCV_V_OBJECT);
+    if (!o) return pthcv_last_status();
+    o->flags |= callee->flags & PTHCV_VF_UNSAFE;
+    o->args = args;
+    o->kwargs = kwargs;
+    o->s = fn;
+    if (!strcmp(fn, "copyreg._reconstructor") || !strcmp(fn, "copyreg.__newobj__") ||
+        !strcmp(fn, "copyreg.__newobj_ex__")) {
+        /* an instance of the class in argument 1, with the rest as its arguments */
+        if (args->n < 1 || args->items[0]->kind != PTHCV_V_GLOBAL) CALL_FAIL(p, fn, "argument 1 is not a class");
+        o->s = args->items[0]->s;
+        o->flags |= args->items[0]->flags & PTHCV_VF_UNSAFE;
+        pthcv_value *rest = pthcv_value_new(f, PTHCV_V_TUPLE);
+        if (!rest) return pthcv_last_status();
+        for (int64_t i = 1; i < args->n; i++)
+            if (pthcv_value_push(rest, args->items[i], NULL)) return pthcv_last_status();
+        o->args = rest;
+    } else if (!strcmp(fn, "numpy.core.multiarray._reconstruct") || !strcmp(fn, "numpy._core.multiarray._reconstruct")) {
+        if (args->n >= 1 && args->items[0]->kind == PTHCV_V_GLOBAL) o->s = args->items[0]->s;  /* numpy.ndarray */
+    }
+    *out = o;
+    return PTHCV_OK;
+}
+
+int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state)
+{
+    if (obj->kind == PTHCV_V_OBJECT && !strcmp(obj->s, "numpy.ndarray")) return build_ndarray(p, obj, state);
+    switch (obj->kind) {
+    case PTHCV_V_OBJECT: case PTHCV_V_DICT: case PTHCV_V_LIST: case PTHCV_V_TENSOR: case PTHCV_V_SET:
+        /* Python merges a dict state into __dict__; repeated BUILDs are rare */
+        obj->state = state;
+        if (state->depth + 1 > obj->depth) obj->depth = state->depth + 1;
+        if (obj->depth > p->file->opts.max_depth)
+            return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: nesting depth exceeds the limit of %d",
+                              PK_WHERE(p), p->file->opts.max_depth);
+        return PTHCV_OK;
+    default:
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: BUILD on a value that cannot take state (kind %d)",
+                          PK_WHERE(p), obj->kind);
+    }
+}

@@ -1,0 +1,107 @@
+/*
+ * reader.h -- the parts of the reader and how they meet.
+ *
+ *   file.c      pthcv_open: recognises the format, owns the value tree
+ *   archive.c   the three containers: zip (libzip), legacy stream, old tar
+ *   pickle.c    the pickle machine: opcodes -> inert values, nothing called
+ *   globals.c   what known globals build (tensors, OrderedDict, numpy...) and
+ *               which globals are refused as dangerous
+ */
+#ifndef PTHCV_READER_H
+#define PTHCV_READER_H
+
+#include "../internal.h"
+
+/* A storage table: key -> storage, for one namespace of records. */
+typedef struct storage_entry {
+    char *key;                   /* namespaced: "data/0", "constants/3", "legacy/1402" */
+    pthcv_storage *storage;
+    int dtype;                   /* as declared where it was first referenced */
+    int64_t offset, numel;       /* a view of the storage (legacy views), in elements */
+    pthcv_value *tensor;         /* tar format: the tensor saved under this key */
+} storage_entry;
+
+/* How a persistent id is turned into a value; set per pickle by the archive. */
+typedef struct pthcv_pickle pthcv_pickle;
+typedef int (*persistent_load_fn)(pthcv_pickle *p, pthcv_value *pid, pthcv_value **out);
+
+struct pthcv_file {
+    char *path;
+    const char *format;
+    pthcv_options opts;
+    pthcv_value *root;
+    pthcv_value *constants;
+    pthcv_source *src;
+
+    /* value arena: values are allocated in chunks, freed together */
+    struct value_chunk *values;
+    int64_t nvalues;
+    /* byte arena for strings */
+    struct byte_chunk *bytes;
+
+    /* globals seen, in first-seen order */
+    char **globals;
+    unsigned char *global_unsafe;
+    int nglobals, cap_globals;
+
+    /* storages by key */
+    storage_entry *storages;
+    int64_t nstorages, cap_storages;
+    void *storage_hash;          /* file.c's index over storages */
+    const char *storage_dir;     /* zip: "data/" or "constants/" record folder */
+
+    /* archive specifics */
+    void *zip;                   /* zip_t* while open */
+    char *prefix;                /* zip: "archive/" */
+    int big_endian;              /* zip: byteorder record says big */
+    int legacy_tar;              /* tar: persistent ids are tensor keys */
+};
+
+/* One run of the machine over one pickle. */
+struct pthcv_pickle {
+    pthcv_file *file;
+    const unsigned char *buf;
+    size_t len;
+    size_t pos;                  /* next byte; after success, just past STOP */
+    const char *record;          /* "archive/data.pkl", "main pickle"... for messages */
+    persistent_load_fn persistent_load;
+    size_t op_offset;            /* offset of the opcode being executed */
+};
+
+/* Runs one pickle from p->buf[p->pos]; *out is the value STOP returned. */
+int pthcv_unpickle(pthcv_pickle *p, pthcv_value **out);
+
+/* ---- values (file.c) ---- */
+pthcv_value *pthcv_value_new(pthcv_file *f, int kind);
+char *pthcv_file_strdup(pthcv_file *f, const char *s, size_t len);  /* NUL-terminated copy */
+/* Appends item, or the pair item -> value when value is not NULL (n counts pairs). */
+int pthcv_value_push(pthcv_value *container, pthcv_value *item, pthcv_value *value);
+pthcv_value *pthcv_value_str(pthcv_file *f, const char *s);
+int pthcv_file_note_global(pthcv_file *f, const char *name, int unsafe);
+/* The storage table, keyed by namespaced key; add takes its own reference. */
+storage_entry *pthcv_file_find_storage(pthcv_file *f, const char *key);
+storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_storage *st, int dtype,
+                                      int64_t offset, int64_t numel);
+/* A STORAGE value: a 1-d tensor over an entry's extent. */
+pthcv_value *pthcv_storage_value(pthcv_pickle *p, storage_entry *e);
+
+/* ---- containers (archive.c) ---- */
+int pthcv_open_zip(pthcv_file *f);
+int pthcv_open_legacy(pthcv_file *f, int tar);
+
+/* ---- globals (globals.c) ---- */
+/* Normalises Python 2 names (__builtin__ -> builtins, copy_reg -> copyreg). */
+const char *pthcv_py3_module(const char *module);
+/* What calling `callee` (a GLOBAL value) with `args` builds, inertly:
+ * a known constructor's value, or an OBJECT recording the call. */
+int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args,
+                      pthcv_value *kwargs, pthcv_value **out);
+/* BUILD: applies state to obj (numpy arrays become tensors here). */
+int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state);
+/* torch storage type name ("FloatStorage") -> dtype, -1 for UntypedStorage, -2 unknown */
+int pthcv_storage_type_dtype(const char *name);
+
+/* message prefix helper: "<path>: <record> at byte N" */
+#define PK_WHERE(p) (p)->file->path, (p)->record, (p)->op_offset
+
+#endif
