@@ -31,7 +31,7 @@ struct pthcv_source {
     char *path;                         /* for messages */
     void *impl;                         /* zip_t*, or a mapped file */
     int (*read)(pthcv_source *src, const pthcv_storage *st, void *dst);
-    void (*destroy)(pthcv_source *src);   /* frees impl and src itself; path is already freed */
+    void (*destroy)(pthcv_source *src);   /* frees impl; pthcv_source_release frees path and src */
     /* for mapped files (legacy, tar) */
     const unsigned char *map;
     size_t map_size;

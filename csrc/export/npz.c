@@ -3,6 +3,7 @@
  * through a libzip source callback, so only one contiguous copy is alive at
  * a time, however many tensors the archive holds. */
 #include "export.h"
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zip.h>
@@ -45,7 +46,8 @@ static zip_int64_t npy_source_cb(void *ud, void *data, zip_uint64_t len, zip_sou
             done = s->hlen - s->pos < n ? s->hlen - s->pos : n;
             memcpy(data, s->header + s->pos, done);
         }
-        memcpy((char *)data + done, s->data + (s->pos + done - s->hlen), n - done);
+        if (n > done)
+            memcpy((char *)data + done, s->data + (s->pos + done - s->hlen), n - done);
         s->pos += n;
         return (zip_int64_t)n;
     }
@@ -131,9 +133,13 @@ static int save_empty_zip(const char *path)
     static const unsigned char eocd[22] = {'P', 'K', 5, 6};
     pthcv_outfile o;
     int rc = pthcv_out_open(&o, path);
-    if (rc == PTHCV_OK && (rc = pthcv_out_write(&o, eocd, sizeof eocd)) != PTHCV_OK)
+    if (rc != PTHCV_OK)
+        return rc;
+    if ((rc = pthcv_out_write(&o, eocd, sizeof eocd)) != PTHCV_OK) {
         pthcv_out_abort(&o);
-    return rc == PTHCV_OK ? pthcv_out_commit(&o) : rc;
+        return rc;
+    }
+    return pthcv_out_commit(&o);
 }
 
 int pthcv_save_npz(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors)

@@ -383,9 +383,7 @@ static int64_t rd_i64(const unsigned char *b)
 static int is_magic(const pthcv_value *v)
 {
     static const unsigned char magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
-    if (v->kind != PTHCV_V_BIGINT) return 0;
-    if (v->flags & 8) return v->len == 24 && !memcmp(v->s, "119547037146038801333356", 24);
-    return v->len >= 10 && !memcmp(v->s, magic, 10);
+    return v->kind == PTHCV_V_BIGINT && v->len == 10 && !memcmp(v->s, magic, 10);
 }
 
 static int open_legacy_stream(pthcv_file *f, const unsigned char *map, size_t size)

@@ -300,19 +300,18 @@ static int component_size(int dtype)
     return pthcv_dtype_is_complex(dtype) ? pthcv_dtype_size(dtype) / 2 : pthcv_dtype_size(dtype);
 }
 
-/* BUILD of a numpy.ndarray: state (version, shape, dtype, is_fortran, rawdata).
- * Numeric arrays become tensors owning a copy of the bytes; object arrays and
- * unknown dtypes stay inert. */
-static int build_ndarray(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state)
+/* A numeric numpy array -> a tensor owning a copy of its bytes, or NULL (no
+ * error) for what stays inert: object arrays, dtypes torch has no name for. */
+static int ndarray_tensor(pthcv_pickle *p, pthcv_value *shape_v, pthcv_value *dtype_v, int fortran,
+                          pthcv_value *raw, pthcv_tensor **out)
 {
-    obj->state = state;
-    if (state->kind != PTHCV_V_TUPLE || state->n < 5) return PTHCV_OK;
-    pthcv_value *shape_v = state->items[1], *raw = state->items[4];
-    int swap = 0, dtype = numpy_dtype(state->items[2], &swap);
-    if (dtype < 0 || (raw->kind != PTHCV_V_BYTES && raw->kind != PTHCV_V_BYTEARRAY) || shape_v->kind != PTHCV_V_TUPLE)
+    *out = NULL;
+    int swap = 0, dtype = numpy_dtype(dtype_v, &swap);
+    if (dtype < 0 || (raw->kind != PTHCV_V_BYTES && raw->kind != PTHCV_V_BYTEARRAY) ||
+        (shape_v->kind != PTHCV_V_TUPLE && shape_v->kind != PTHCV_V_LIST))
         return PTHCV_OK;
     int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
-    int nd, st;
+    int nd = 0, st;
     pthcv_value one = {0};
     one.kind = PTHCV_V_TUPLE; one.n = 1; one.items = &shape_v;
     if ((st = arg_dims(p, "numpy.ndarray", &one, 0, shape, &nd))) return st;
@@ -322,7 +321,6 @@ static int build_ndarray(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state)
     if (!pthcv_mul_ok(numel, pthcv_dtype_size(dtype), &nbytes) || nbytes != raw->len)
         CALL_FAIL(p, "numpy.ndarray", "%lld bytes of data for %lld elements of %s", (long long)raw->len,
                   (long long)numel, pthcv_dtype_name(dtype));
-    int fortran = state->items[3]->kind == PTHCV_V_BOOL && state->items[3]->i;
     int64_t acc = 1;
     for (int k = 0; k < nd; k++) {
         int d = fortran ? k : nd - 1 - k;
@@ -335,10 +333,21 @@ static int build_ndarray(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state)
     if (swap && component_size(dtype) > 1) pthcv_swap_bytes(s->data, nbytes / component_size(dtype), component_size(dtype));
     char where[1024];
     where_of(p, where, sizeof where);
-    pthcv_tensor *t = pthcv_tensor_over(s, dtype, nd, shape, stride, 0, where);
+    *out = pthcv_tensor_over(s, dtype, nd, shape, stride, 0, where);
     pthcv_storage_release(s);
-    if (!t) return pthcv_last_status();
-    /* the OBJECT becomes the tensor in place: other references see it too */
+    return *out ? PTHCV_OK : pthcv_last_status();
+}
+
+/* BUILD of a numpy.ndarray: state (version, shape, dtype, is_fortran, rawdata).
+ * The OBJECT becomes the tensor in place, so other references see it too. */
+static int build_ndarray(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state)
+{
+    obj->state = state;
+    if (state->kind != PTHCV_V_TUPLE || state->n < 5) return PTHCV_OK;
+    int fortran = state->items[3]->kind == PTHCV_V_BOOL && state->items[3]->i;
+    pthcv_tensor *t;
+    int st = ndarray_tensor(p, state->items[1], state->items[2], fortran, state->items[4], &t);
+    if (st || !t) return st;
     obj->kind = PTHCV_V_TENSOR;
     obj->tensor = t;
     return PTHCV_OK;
@@ -544,6 +553,15 @@ int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, p
     if (!strcmp(fn, "numpy.core.multiarray.scalar") || !strcmp(fn, "numpy._core.multiarray.scalar")) {
         if ((st = numpy_scalar(p, fn, args, out))) return st;
         if (*out) return PTHCV_OK;
+    }
+
+    if (!strcmp(fn, "numpy.core.numeric._frombuffer") || !strcmp(fn, "numpy._core.numeric._frombuffer")) {
+        /* protocol 5: (buffer, dtype, shape, order) */
+        if (args->n == 4 && args->items[3]->kind == PTHCV_V_STR) {
+            if ((st = ndarray_tensor(p, args->items[2], args->items[1], args->items[3]->s[0] == 'F', args->items[0], &t)))
+                return st;
+            if (t) return (*out = tensor_value(f, t)) ? PTHCV_OK : pthcv_last_status();
+        }
     }
 
     /* ---- everything else: an inert record of the call ---- */

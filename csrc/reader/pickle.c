@@ -178,6 +178,48 @@ static pthcv_value *new_long(machine *m, const unsigned char *b, size_t n)
     return new_bytes(m, PTHCV_V_BIGINT, b, n);
 }
 
+/* A decimal LONG beyond 64 bits -> BIGINT bytes (little-endian two's
+ * complement, as LONG1 carries them), so every big int has one form. */
+static pthcv_value *decimal_bigint(machine *m, const char *s, size_t n)
+{
+    size_t i = 0, k = n && s[n - 1] == 'L' ? n - 1 : n;
+    int neg = 0;
+    if (i < k && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    if (i >= k || k - i > 100000) {
+        pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: LONG argument is not a number", PK_WHERE(m->p));
+        return NULL;
+    }
+    size_t cap = (k - i) / 2 + 2, len = 1;
+    unsigned char *b = calloc(cap, 1);
+    if (!b) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "%s: out of memory", m->p->file->path);
+    for (; i < k; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            free(b);
+            pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: LONG argument is not a number", PK_WHERE(m->p));
+            return NULL;
+        }
+        unsigned carry = (unsigned)(s[i] - '0');
+        for (size_t j = 0; j < len; j++) {
+            unsigned v = b[j] * 10u + carry;
+            b[j] = (unsigned char)v;
+            carry = v >> 8;
+        }
+        if (carry) b[len++] = (unsigned char)carry;
+    }
+    if (b[len - 1] & 0x80) len++;          /* room for the sign bit */
+    if (neg) {                             /* two's complement */
+        unsigned carry = 1;
+        for (size_t j = 0; j < len; j++) {
+            unsigned v = (unsigned char)~b[j] + carry;
+            b[j] = (unsigned char)v;
+            carry = v >> 8;
+        }
+    }
+    pthcv_value *v = new_long(m, b, len);
+    free(b);
+    return v;
+}
+
 /* Decimal text (INT, LONG, GET/PUT) -> int64, or BIGINT-as-text refusal. */
 static int parse_decimal(machine *m, const char *s, size_t n, int64_t *out)
 {
@@ -490,13 +532,8 @@ static int run(machine *m, pthcv_value **result)
             if (parse_decimal(m, s, n, &v) == PTHCV_OK) {
                 a = new_int(f, v);
             } else {
-                /* keep a big decimal as its text; rare outside hand-made files */
                 pthcv_clear_error();
-                size_t k = n && s[n - 1] == 'L' ? n - 1 : n;
-                for (size_t i = (k && (s[0] == '-' || s[0] == '+')) ? 1 : 0; i < k; i++)
-                    if (s[i] < '0' || s[i] > '9') FMT_FAIL(m, "LONG argument is not a number");
-                a = new_bytes(m, PTHCV_V_STR, s, k);
-                if (a) a->kind = PTHCV_V_BIGINT, a->flags |= 8; /* 8: decimal text form */
+                a = decimal_bigint(m, s, n);
             }
             if ((st = push(m, a))) return st;
             break;

@@ -131,11 +131,10 @@ void pthcv_source_release(pthcv_source *src)
 {
     if (!src || --src->refcount > 0)
         return;
-    /* destroy frees impl and the struct; path is ours to free first */
-    free(src->path);
-    src->path = NULL;
     if (src->destroy)
-        src->destroy(src);
+        src->destroy(src);  /* frees impl; path and the struct are freed here */
+    free(src->path);
+    free(src);
 }
 
 void pthcv_swap_bytes(void *data, int64_t n, int elsize)
