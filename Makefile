@@ -22,7 +22,7 @@ LIB     := $(BUILD)/libpthcv.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
-.PHONY: all deps test demo bench sanitize fixtures clean
+.PHONY: all deps test demo bench sanitize fixtures clean ctest
 
 all: $(LIB)
 
@@ -57,6 +57,15 @@ sanitize: deps
 	@$(MAKE) --no-print-directory clean
 	@$(MAKE) --no-print-directory all CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined"
 	@PTHCV_SANITIZE=1 tools/run-specs
+
+# The tensor core and writers on their own (no reader needed), then their
+# files read back by NumPy (and torch, when installed).
+CTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c csrc/export/*.c) spec/c/tensor_test.c
+ctest:
+	@mkdir -p $(BUILD)/ctest
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/tensor_test $(CTEST_SRCS) $(DEPLIBS) -lm $(LDFLAGS)
+	$(BUILD)/tensor_test $(BUILD)/ctest
+	$(PYTHON) spec/c/check_exports.py $(BUILD)/ctest
 
 clean:
 	rm -rf $(BUILD)

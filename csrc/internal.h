@@ -54,11 +54,16 @@ struct pthcv_storage {
     int64_t record_index;       /* zip entry index */
     int64_t file_offset;        /* byte offset in a mapped file */
     int swap_bytes;             /* element size to byte-swap by (big-endian files), 0 none */
+    pthcv_storage *base;        /* a view: these bytes are base's from base_offset on */
+    int64_t base_offset;
 };
 
 pthcv_storage *pthcv_storage_new_memory(int dtype, int64_t nbytes);     /* zeroed */
 pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nbytes,
                                         const char *key, const char *record);
+/* A storage that is a slice of another (legacy storage views): it shares the
+ * base's memory, reading the base on first touch. */
+pthcv_storage *pthcv_storage_new_view(pthcv_storage *base, int dtype, int64_t byte_offset, int64_t nbytes);
 void pthcv_storage_retain(pthcv_storage *st);
 void pthcv_storage_release(pthcv_storage *st);
 /* Reads the bytes if needed; 0 or a status with the error set. */

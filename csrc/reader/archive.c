@@ -25,11 +25,18 @@
 static int zip_read_storage(pthcv_source *src, const pthcv_storage *st, void *dst)
 {
     zip_t *za = src->impl;
-    zip_file_t *zf = zip_fopen_index(za, (zip_uint64_t)st->record_index, 0);
+    /* Stored entries (all that torch writes) are read raw: libzip's default
+     * path runs a CRC over every byte, which costs more than the copy, and
+     * torch lets savers skip CRCs anyway, so a mismatch must not fail. */
+    zip_stat_t zs;
+    zip_flags_t how = zip_stat_index(za, (zip_uint64_t)st->record_index, 0, &zs) == 0 &&
+                      (zs.valid & ZIP_STAT_COMP_METHOD) && zs.comp_method == ZIP_CM_STORE
+                          ? ZIP_FL_COMPRESSED : 0;
+    zip_file_t *zf = zip_fopen_index(za, (zip_uint64_t)st->record_index, how);
     if (!zf)
         return pthcv_fail(PTHCV_ERR_IO, "%s: record '%s': cannot open: %s", src->path, st->record, zip_strerror(za));
-    /* Reading exactly the declared bytes never reaches libzip's end-of-entry
-     * CRC check: torch lets savers skip CRCs, so a mismatch must not fail. */
+    /* Deflated entries: reading exactly the declared bytes never reaches
+     * libzip's end-of-entry CRC check. */
     int64_t done = 0;
     while (done < st->nbytes) {
         zip_int64_t n = zip_fread(zf, (char *)dst + done, (zip_uint64_t)(st->nbytes - done));
@@ -293,6 +300,21 @@ static storage_entry *legacy_root(pthcv_pickle *p, const char *key, int dtype, i
     return e;
 }
 
+/* The storage entry for a slice [off, off + numel) of root, found or made. */
+static storage_entry *view_entry(pthcv_file *f, const char *key, storage_entry *root, int64_t off, int64_t numel)
+{
+    char vkey[200];
+    snprintf(vkey, sizeof vkey, "view/%s", key);
+    storage_entry *e = pthcv_file_find_storage(f, vkey);
+    if (e) return e;
+    int64_t esz = pthcv_dtype_size(root->dtype);
+    pthcv_storage *v = pthcv_storage_new_view(root->storage, root->dtype, off * esz, numel * esz);
+    if (!v) return NULL;
+    e = pthcv_file_add_storage(f, vkey, v, root->dtype, 0, numel);
+    pthcv_storage_release(v);
+    return e;
+}
+
 /* ('storage', type, root_key, location, numel, view_metadata) or
  * ('module', class, source_file, source) */
 static int legacy_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **out)
@@ -328,10 +350,13 @@ static int legacy_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value
     if (off < 0 || sz < 0 || !pthcv_add_ok(off, sz, &end) || end > root->numel)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage view [%lld, +%lld) lies outside storage '%s' of %lld elements",
                           PK_WHERE(p), (long long)off, (long long)sz, key, (long long)root->numel);
-    storage_entry tmp = *root;
-    tmp.offset = off;
-    tmp.numel = sz;
-    *out = pthcv_storage_value(p, &tmp);
+    /* torch gives such tensors the slice as their storage, offsets counted
+     * from the slice: keep that, sharing the root's bytes */
+    char vkey[160];
+    if ((st = legacy_key(p, view->items[0], vkey, sizeof vkey - 8))) return st;
+    storage_entry *e = view_entry(p->file, vkey, root, off, sz);
+    if (!e) return pthcv_last_status();
+    *out = pthcv_storage_value(p, e);
     return *out ? PTHCV_OK : pthcv_last_status();
 }
 
@@ -501,7 +526,8 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
         int64_t end;
         if (!root || t->items[2]->i < 0 || t->items[3]->i < 0 || !pthcv_add_ok(t->items[2]->i, t->items[3]->i, &end) || end > root->numel)
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages': view '%s' lies outside storage '%s'", f->path, tk, rk);
-        if (!pthcv_file_add_storage(f, tk, root->storage, root->dtype, t->items[2]->i, t->items[3]->i)) return pthcv_last_status();
+        storage_entry *ve = view_entry(f, tk, root, t->items[2]->i, t->items[3]->i);
+        if (!ve || !pthcv_file_add_storage(f, tk, ve->storage, ve->dtype, 0, ve->numel)) return pthcv_last_status();
     }
 
     if ((st = tar_member(f, map, size, "tensors", &off, &len))) return st;

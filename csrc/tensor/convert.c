@@ -115,7 +115,7 @@ static uint8_t f8_encode(const f8_format *fm, float f)
         return overflow;
     int m_bits = fm->mant_bits, emin = 1 - fm->bias, ex;
     frexp(a, &ex);
-    int e = ex - 1 < emin ? emin : ex - 1;  /* exponent of a's ulp scale; subnormals share emin */
+    int e = ex - 1 < emin ? emin : ex - 1;  /* a's binade; subnormals share the lowest one's ulp */
     /* nearbyint rounds ties to even in the default rounding mode, which pthcv never changes */
     double r = ldexp(nearbyint(ldexp(a, m_bits - e)), e - m_bits);
     if (r > f8_decode(fm, fm->max_code))

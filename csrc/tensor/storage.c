@@ -75,6 +75,31 @@ pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nb
     return st;
 }
 
+pthcv_storage *pthcv_storage_new_view(pthcv_storage *base, int dtype, int64_t byte_offset, int64_t nbytes)
+{
+    int64_t end;
+    if (!base || byte_offset < 0 || nbytes < 0 || !pthcv_add_ok(byte_offset, nbytes, &end) || end > base->nbytes)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "storage view [%lld, +%lld) outside its base storage",
+                               (long long)byte_offset, (long long)nbytes);
+    pthcv_storage *st = calloc(1, sizeof *st);
+    char *k = dup_string(base->key), *r = dup_string(base->record);
+    if (!st || !k || !r) {
+        free(st);
+        free(k);
+        free(r);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "out of memory for a storage view");
+    }
+    st->refcount = 1;
+    st->dtype = dtype;
+    st->nbytes = nbytes;
+    st->key = k;
+    st->record = r;
+    st->base = base;
+    st->base_offset = byte_offset;
+    pthcv_storage_retain(base);
+    return st;
+}
+
 void pthcv_storage_retain(pthcv_storage *st)
 {
     if (st)
@@ -87,6 +112,7 @@ void pthcv_storage_release(pthcv_storage *st)
         return;
     if (st->owns_data)
         free(st->data);
+    pthcv_storage_release(st->base);
     pthcv_source_release(st->src);
     free(st->key);
     free(st->record);
@@ -101,6 +127,14 @@ int pthcv_storage_materialize(pthcv_storage *st)
         return pthcv_fail(PTHCV_ERR_ARG, "pthcv_storage_materialize: no storage");
     if (st->data)
         return PTHCV_OK;
+    if (st->base) {
+        int rc = pthcv_storage_materialize(st->base);
+        if (rc != PTHCV_OK)
+            return rc;
+        st->data = (char *)st->base->data + st->base_offset;
+        st->owns_data = 0;
+        return PTHCV_OK;
+    }
     if (!st->src)
         return pthcv_fail(PTHCV_ERR_ARG, "storage %s has neither bytes nor a source",
                           st->key ? st->key : "");

@@ -54,7 +54,7 @@ pthcv_tensor *pthcv_tensor_over(pthcv_storage *st, int dtype, int ndim, const in
         if (shape[i] == 0)
             numel = 0;
     }
-    int64_t nbytes_unused;
+    int64_t nbytes;
     for (int i = 0; i < ndim && numel; i++) {
         int64_t reach;
         if (!pthcv_mul_ok(numel, shape[i], &numel) || !pthcv_mul_ok(shape[i] - 1, stride[i], &reach)
@@ -62,7 +62,7 @@ pthcv_tensor *pthcv_tensor_over(pthcv_storage *st, int dtype, int ndim, const in
             goto overflow;
     }
     /* torch keeps numel * element size in an int64 too: nbytes() relies on it */
-    if (!pthcv_mul_ok(numel, elsize, &nbytes_unused))
+    if (!pthcv_mul_ok(numel, elsize, &nbytes))
         goto overflow;
     if (numel > 0) {
         int64_t last, capacity;

@@ -1,0 +1,169 @@
+-- lua/pthcv/cli.lua: the `pthcv` command line (bin/pthcv is a thin front).
+--
+--   pthcv inspect FILE [--json] [--all]
+--   pthcv scan FILE [--json]            exit 0 safe, 1 unsafe, 2 unreadable
+--   pthcv convert FILE -o OUT.npz|OUT.safetensors|OUT.npy [--state-dict]
+--
+-- main(args) returns the exit status; errors go to stderr.
+local M = {}
+
+M.usage = [[
+usage: pthcv <command> [options]
+
+commands:
+  inspect FILE [--json] [--all]
+      the file's format, its object tree, every tensor (name, dtype, shape,
+      bytes) and the parameter count; --json prints one JSON object instead;
+      --all shows every child in the tree (default: the first 40)
+  scan FILE [--json]
+      the globals the file references, without loading tensors;
+      exit status 0 safe, 1 unsafe, 2 unreadable
+  convert FILE -o OUT [--state-dict]
+      writes every tensor under its inspect name to OUT.npz or
+      OUT.safetensors (OUT.npy: a file with one tensor); dtype and bytes
+      kept; --state-dict writes only the model weights, under state_dict names
+  help, --help     this text
+  version, --version
+]]
+
+local function parse(args, spec)
+  -- spec: {flag = "bool"|"value"}; returns positional list, options table or nil, error
+  local pos, opt = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--" then
+      for j = i + 1, #args do pos[#pos + 1] = args[j] end
+      break
+    elseif a:sub(1, 1) == "-" and #a > 1 then
+      local name, value = a:match("^%-%-?([%w%-]+)=(.*)$")
+      name = name or a:match("^%-%-?([%w%-]+)$")
+      local kind = name and spec[name]
+      if not kind then return nil, nil, "unknown option " .. a end
+      if kind == "value" then
+        if value == nil then
+          i = i + 1
+          value = args[i]
+          if value == nil then return nil, nil, "option " .. a .. " needs a value" end
+        end
+        opt[name] = value
+      else
+        if value ~= nil then return nil, nil, "option " .. a .. " takes no value" end
+        opt[name] = true
+      end
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  return pos, opt
+end
+
+local function err(msg)
+  msg = tostring(msg)
+  if msg:sub(1, 7) ~= "pthcv: " then msg = "pthcv: " .. msg end
+  io.stderr:write(msg, "\n")
+end
+
+local function usage_error(msg)
+  err(msg .. " (see pthcv --help)")
+  return 2
+end
+
+local commands = {}
+
+function commands.inspect(args)
+  local pos, opt, e = parse(args, { json = "bool", all = "bool" })
+  if not pos then return usage_error(e) end
+  if #pos ~= 1 then return usage_error("inspect takes one FILE") end
+  local inspect = require "pthcv.inspect"
+  local ok, r = pcall(inspect.report, pos[1])
+  if not ok then err(r); return 1 end
+  local ok2, text = pcall(opt.json and inspect.json or inspect.text, r, { max_items = opt.all and 0 or nil })
+  if not ok2 then err(text); return 1 end
+  io.stdout:write(text)
+  return 0
+end
+
+function commands.scan(args)
+  local pos, opt, e = parse(args, { json = "bool" })
+  if not pos then return usage_error(e) end
+  if #pos ~= 1 then return usage_error("scan takes one FILE") end
+  local pthcv = require "pthcv"
+  local ok, r = pcall(pthcv.scan, pos[1])
+  if not ok then err(r); return 2 end
+  if opt.json then
+    local json = require "dkjson"
+    local globals = {}
+    for _, g in ipairs(r.globals) do globals[#globals + 1] = { name = g.name, unsafe = g.unsafe } end
+    setmetatable(globals, { __jsontype = "array" })
+    setmetatable(r.unsafe, { __jsontype = "array" })
+    io.stdout:write(json.encode({ file = r.path, format = r.format, safe = r.safe,
+                                  unsafe = r.unsafe, globals = globals },
+                                { keyorder = { "file", "format", "safe", "unsafe", "globals", "name" } }), "\n")
+  else
+    io.stdout:write("file: ", r.path, "\n", "format: ", r.format, "\n")
+    io.stdout:write("globals (", #r.globals, "):\n")
+    for _, g in ipairs(r.globals) do
+      io.stdout:write("  ", g.name, g.unsafe and "  UNSAFE" or "", "\n")
+    end
+    if r.safe then
+      io.stdout:write("verdict: safe (no dangerous global)\n")
+    else
+      io.stdout:write("verdict: UNSAFE: references ", table.concat(r.unsafe, ", "), "\n")
+    end
+  end
+  return r.safe and 0 or 1
+end
+
+function commands.convert(args)
+  local pos, opt, e = parse(args, { o = "value", output = "value", ["state-dict"] = "bool" })
+  if not pos then return usage_error(e) end
+  local out = opt.o or opt.output
+  if #pos ~= 1 or not out then return usage_error("convert takes FILE -o OUT") end
+  local pthcv = require "pthcv"
+  local ok, msg = pcall(function()
+    local root, info = pthcv.load(pos[1])
+    local list
+    if opt["state-dict"] then
+      list = {}
+      for k, v in pairs(pthcv.state_dict(root, pos[1])) do list[#list + 1] = { k, v } end
+    else
+      list = pthcv.named_tensors(root, info)
+    end
+    if #list == 0 then error("pthcv: " .. pos[1] .. ": the file holds no tensor", 0) end
+    local seen = {}
+    for _, kv in ipairs(list) do
+      if seen[kv[1]] then error("pthcv: two tensors are named '" .. kv[1] .. "'", 0) end
+      seen[kv[1]] = true
+    end
+    pthcv.save(out, list)
+    return string.format("%s: %d tensors written", out, #list)
+  end)
+  if not ok then err(msg); return 1 end
+  io.stdout:write(msg, "\n")
+  return 0
+end
+
+function M.main(args)
+  local cmd = args[1]
+  local rest = {}
+  for i = 2, #args do rest[#rest + 1] = args[i] end
+  if cmd == nil or cmd == "help" or cmd == "--help" or cmd == "-h" then
+    io.stdout:write(M.usage)
+    return cmd == nil and 2 or 0
+  end
+  if cmd == "version" or cmd == "--version" then
+    local ok, pthcv = pcall(require, "pthcv")
+    if not ok then err(pthcv); return 1 end
+    io.stdout:write("pthcv ", pthcv.version, "\n")
+    return 0
+  end
+  local f = commands[cmd]
+  if not f then return usage_error("unknown command '" .. tostring(cmd) .. "'") end
+  local ok, status = pcall(f, rest)
+  if not ok then err(status); return cmd == "scan" and 2 or 1 end
+  return status
+end
+
+return M

@@ -1,0 +1,272 @@
+-- lua/pthcv/inspect.lua: what `pthcv inspect` prints.
+--
+--   local report = inspect.report(path)   -- a plain table (see fields below)
+--   io.write(inspect.text(report))        -- the tree, the tensors, the counts
+--   io.write(inspect.json(report))        -- one JSON object
+local pthcv = require "pthcv"
+local values = require "pthcv.values"
+local OrderedDict = require "pthcv.odict"
+local Tensor = require "pthcv.tensor"
+local sdmod = require "pthcv.state_dict"
+
+local M = {}
+M.max_items = 40 -- children shown per container in the text tree
+M.max_depth = 48 -- levels shown in the text tree (nesting comes from the file)
+
+-- ---- scalar formatting (Python's repr, roughly) ---------------------------
+local function num(x)
+  if x ~= x then return "nan" end
+  if x == math.huge then return "inf" elseif x == -math.huge then return "-inf" end
+  if x == math.floor(x) and math.abs(x) < 2 ^ 53 then return string.format("%d", x) end
+  for _, p in ipairs { 15, 16, 17 } do
+    local s = string.format("%." .. p .. "g", x)
+    if tonumber(s) == x then return s end
+  end
+  return string.format("%.17g", x)
+end
+M.num = num
+
+local function quote(s, limit)
+  limit = limit or 80
+  local cut = #s > limit
+  if cut then s = s:sub(1, limit) end
+  s = s:gsub("[%c'\\\128-\255]", function(c)
+    if c == "'" then return "\\'" elseif c == "\\" then return "\\\\"
+    elseif c == "\n" then return "\\n" elseif c == "\t" then return "\\t" end
+    return string.format("\\x%02x", c:byte())
+  end)
+  return "'" .. s .. "'" .. (cut and "..." or "")
+end
+
+local function shape_str(t) return "[" .. table.concat(t.shape, ", ") .. "]" end
+
+local function tensor_str(t)
+  local s = string.format("Tensor %s %s", t.dtype, shape_str(t))
+  if t.is_quantized then s = s .. " " .. tostring(t.qscheme) end
+  if t.is_parameter then s = s .. " (Parameter)" end
+  return s
+end
+
+local container_names = {
+  [values.List] = "list", [values.Tuple] = "tuple", [values.Set] = "set",
+}
+
+-- One line for a value, and whether it has children to show.
+local function describe(x)
+  local ty = pthcv.type(x)
+  if ty == "none" then return "None" end
+  if ty == "bool" then return x and "True" or "False" end
+  if ty == "int" or ty == "float" then
+    if type(x) == "number" then return num(x) end
+    return tostring(x):gsub("[LU]+$", "")
+  end
+  if ty == "str" then return quote(x) end
+  if ty == "bytes" then return (x.bytearray and "bytearray(b" or "b") .. quote(x.data, 40) .. (x.bytearray and ")" or "") end
+  if ty == "complex" then return "complex(" .. num(x.re) .. ", " .. num(x.im) .. ")" end
+  if ty == "bigint" then return tostring(x) end
+  if ty == "global" then return "global " .. x.name end
+  if ty == "tensor" then return tensor_str(x) end
+  if ty == "dict" then
+    local cls = OrderedDict.attrs(x).class
+    return string.format("%s (%d)", cls == "dict" and "dict" or "OrderedDict", OrderedDict.len(x)), true
+  end
+  if ty == "list" or ty == "tuple" or ty == "set" then
+    local name = container_names[getmetatable(x)]
+    if ty == "set" and x.frozen then name = "frozenset" end
+    return string.format("%s (%d)", name, #x), true
+  end
+  if ty == "object" then
+    local kind = sdmod.is_module(x) and " (module)" or ""
+    return x.class .. kind, true
+  end
+  return tostring(x)
+end
+
+-- Children shown under a value: {label, value}
+local function display_children(x)
+  local ty = pthcv.type(x)
+  local out = {}
+  if ty == "dict" then
+    for _, kv in ipairs(OrderedDict.items(x)) do
+      local k = kv[1]
+      out[#out + 1] = { type(k) == "string" and k or describe(k), kv[2] }
+    end
+  elseif ty == "list" or ty == "tuple" or ty == "set" then
+    for i = 1, #x do out[#out + 1] = { string.format("[%d]", i - 1), x[i] } end
+  elseif ty == "object" then
+    if sdmod.is_module(x) then
+      -- a module shows what its state_dict holds: parameters, buffers, submodules
+      local d = sdmod.object_dict(x)
+      local any = false
+      for _, key in ipairs { "_parameters", "_buffers", "_modules" } do
+        local sub = d[key]
+        if OrderedDict.is(sub) then
+          for _, kv in ipairs(OrderedDict.items(sub)) do
+            if kv[2] ~= values.None then out[#out + 1] = { kv[1], kv[2] }; any = true end
+          end
+        end
+      end
+      if not any then -- TorchScript: attributes
+        for _, kv in ipairs(OrderedDict.items(d)) do
+          local v = kv[2]
+          if Tensor.is(v) or sdmod.is_module(v) then out[#out + 1] = { kv[1], v } end
+        end
+      end
+    else
+      if x.args ~= nil and #x.args > 0 then out[#out + 1] = { "args", x.args } end
+      if x.kwargs ~= nil then out[#out + 1] = { "kwargs", x.kwargs } end
+      local d = sdmod.object_dict(x)
+      if d then
+        for _, kv in ipairs(OrderedDict.items(d)) do out[#out + 1] = { tostring(kv[1]), kv[2] } end
+      elseif x.state ~= nil then
+        out[#out + 1] = { "state", x.state }
+      end
+      if x.items ~= nil then out[#out + 1] = { "items", x.items } end
+    end
+  end
+  return out
+end
+
+-- The tree as lines, iteratively; a container already shown is not shown again.
+function M.tree_lines(root, max_items, max_depth)
+  max_items = max_items or M.max_items
+  max_depth = max_depth or M.max_depth
+  local lines = {}
+  local shown = {}
+  local stack = { { root, nil, 0 } }
+  while #stack > 0 do
+    local top = table.remove(stack)
+    local x, label, depth = top[1], top[2], top[3]
+    local indent = string.rep("  ", depth)
+    if top.more then
+      lines[#lines + 1] = indent .. "... (" .. top.more .. " more)"
+    else
+      local line, has_children = describe(x)
+      local prefix = label and (label .. ": ") or ""
+      if has_children and shown[x] then
+        lines[#lines + 1] = indent .. prefix .. line .. " (shared, shown above)"
+      else
+        lines[#lines + 1] = indent .. prefix .. line
+        if has_children and depth >= max_depth then
+          lines[#lines + 1] = indent .. "  ... (deeper levels not shown)"
+        elseif has_children then
+          shown[x] = true
+          local kids = display_children(x)
+          local n = #kids
+          local limit = max_items > 0 and math.min(n, max_items) or n
+          if limit < n then stack[#stack + 1] = { more = n - limit, nil, nil, depth + 1 } end
+          for i = limit, 1, -1 do
+            stack[#stack + 1] = { kids[i][2], kids[i][1], depth + 1 }
+          end
+        end
+      end
+    end
+  end
+  return lines
+end
+
+-- ---- the report -------------------------------------------------------------
+-- report(path) -> {path, format, globals, root, tensors = {{name, tensor}},
+--                  state_dict = list or nil, state_dict_at, parameters,
+--                  tensor_bytes}
+function M.report(path)
+  local root, info = pthcv.load(path)
+  local r = { path = path, format = info.format, globals = info.globals, root = root }
+  r.tensors = pthcv.named_tensors(root, info)
+  local sd, at = sdmod.find(root)
+  r.state_dict, r.state_dict_at = sd, at
+  local bytes, seen, numel = 0, {}, 0
+  for _, kv in ipairs(r.tensors) do
+    bytes = bytes + kv[2].nbytes
+    local id = tostring(kv[2].ct)
+    if not seen[id] then seen[id] = true; numel = numel + kv[2].numel end
+  end
+  r.tensor_bytes = bytes
+  if sd then
+    local p = 0
+    for _, kv in ipairs(sd) do p = p + kv[2].numel end
+    r.parameters = p
+  else
+    r.parameters = numel
+  end
+  return r
+end
+
+local function pad(s, n) return s .. string.rep(" ", n - #s) end
+
+function M.text(r, opts)
+  opts = opts or {}
+  local out = {}
+  local function add(s) out[#out + 1] = s end
+  add("file: " .. r.path)
+  add("format: " .. r.format)
+  local g = {}
+  for _, x in ipairs(r.globals) do g[#g + 1] = x.name .. (x.unsafe and " (UNSAFE)" or "") end
+  add("globals (" .. #g .. "): " .. table.concat(g, ", "))
+  add("")
+  add("tree:")
+  for _, l in ipairs(M.tree_lines(r.root, opts.max_items)) do add("  " .. l) end
+  add("")
+  add("tensors (" .. #r.tensors .. "):")
+  local w1, w2, w3 = 4, 5, 5
+  local rows = {}
+  for _, kv in ipairs(r.tensors) do
+    local t = kv[2]
+    local row = { kv[1], t.dtype, shape_str(t), tostring(t.nbytes) }
+    rows[#rows + 1] = row
+    w1, w2, w3 = math.max(w1, #row[1]), math.max(w2, #row[2]), math.max(w3, #row[3])
+  end
+  if #rows > 0 then
+    add("  " .. pad("name", w1) .. "  " .. pad("dtype", w2) .. "  " .. pad("shape", w3) .. "  bytes")
+    for _, row in ipairs(rows) do
+      add("  " .. pad(row[1], w1) .. "  " .. pad(row[2], w2) .. "  " .. pad(row[3], w3) .. "  " .. row[4])
+    end
+  end
+  add("")
+  add(string.format("total: %d tensors, %d bytes", #r.tensors, r.tensor_bytes))
+  if r.state_dict then
+    add(string.format("parameters: %d (state_dict%s: %d tensors)", r.parameters,
+        r.state_dict_at ~= "" and (" at '" .. r.state_dict_at .. "'") or "", #r.state_dict))
+  else
+    add(string.format("parameters: %d (no state_dict found; all tensors counted)", r.parameters))
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function array(t) return setmetatable(t, { __jsontype = "array" }) end
+
+local tensor_keys = { "name", "dtype", "shape", "stride", "offset", "numel", "bytes",
+                      "storage_key", "storage_nbytes", "requires_grad", "parameter",
+                      "qscheme", "scale", "zero_point", "axis" }
+M.json_keyorder = { "file", "format", "globals", "tensors", "tensor_count", "tensor_bytes",
+                    "parameters", "state_dict", "found_at", "count", "name", "unsafe" }
+for _, k in ipairs(tensor_keys) do M.json_keyorder[#M.json_keyorder + 1] = k end
+
+function M.json_table(r)
+  local tensors = {}
+  for _, kv in ipairs(r.tensors) do
+    local t = kv[2]
+    local e = { name = kv[1], dtype = t.dtype, shape = array(t.shape), stride = array(t.stride),
+                offset = t.offset, numel = t.numel, bytes = t.nbytes,
+                storage_key = t.storage_key, storage_nbytes = t.storage_nbytes,
+                requires_grad = t.requires_grad, parameter = t.is_parameter }
+    if t.is_quantized then
+      e.qscheme = t.qscheme
+      e.scale, e.zero_point, e.axis = t.scale, t.zero_point, t.axis
+    end
+    tensors[#tensors + 1] = e
+  end
+  local globals = {}
+  for _, g in ipairs(r.globals) do globals[#globals + 1] = { name = g.name, unsafe = g.unsafe } end
+  local j = { file = r.path, format = r.format, globals = array(globals), tensors = array(tensors),
+              tensor_count = #r.tensors, tensor_bytes = r.tensor_bytes, parameters = r.parameters }
+  if r.state_dict then j.state_dict = { found_at = r.state_dict_at, count = #r.state_dict } end
+  return j
+end
+
+function M.json(r)
+  local json = require "dkjson"
+  return json.encode(M.json_table(r), { keyorder = M.json_keyorder }) .. "\n"
+end
+
+return M

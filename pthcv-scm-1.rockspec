@@ -1,0 +1,53 @@
+-- LuaRocks build of pthcv, for a LuaRocks set up for LuaJIT (the Lua side
+-- uses LuaJIT's FFI). From a checkout:  luarocks make pthcv-scm-1.rockspec
+-- The C core is built by the Makefile (libzip found through pkg-config) and
+-- installed as pthcv/libpthcv.so on package.cpath, where lua/pthcv/core.lua
+-- looks for it.
+rockspec_format = "3.0"
+package = "pthcv"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/pthcv.git", -- placeholder: build from a checkout with `luarocks make`
+}
+description = {
+  summary = "Read PyTorch .pth files from LuaJIT without Python",
+  detailed = [[
+pthcv reads the files torch.save and torch.jit.save write (zip, legacy,
+tar and TorchScript archives) without executing anything: an inert object
+tree, tensors read lazily, the model weights found in common checkpoint
+layouts, malicious files refused with the global they reference, and
+.npy/.npz/.safetensors export.]],
+  license = "MIT",
+}
+dependencies = {
+  "lua == 5.1", -- LuaJIT 2.1
+  "dkjson",
+}
+external_dependencies = {
+  LIBZIP = { header = "zip.h", library = "zip" },
+}
+build = {
+  type = "command",
+  build_command = "make all CFLAGS='$(CFLAGS)'",
+  install = {
+    lua = {
+      ["pthcv"] = "lua/pthcv/init.lua",
+      ["pthcv.cdef"] = "lua/pthcv/cdef.lua",
+      ["pthcv.core"] = "lua/pthcv/core.lua",
+      ["pthcv.values"] = "lua/pthcv/values.lua",
+      ["pthcv.odict"] = "lua/pthcv/odict.lua",
+      ["pthcv.tensor"] = "lua/pthcv/tensor.lua",
+      ["pthcv.tree"] = "lua/pthcv/tree.lua",
+      ["pthcv.state_dict"] = "lua/pthcv/state_dict.lua",
+      ["pthcv.save"] = "lua/pthcv/save.lua",
+      ["pthcv.inspect"] = "lua/pthcv/inspect.lua",
+      ["pthcv.cli"] = "lua/pthcv/cli.lua",
+    },
+    lib = {
+      ["pthcv.libpthcv"] = "build/libpthcv.so",
+    },
+    bin = {
+      pthcv = "bin/pthcv",
+    },
+  },
+}
