@@ -53,10 +53,12 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tools/bench_reader.py
 
-sanitize: deps
-	@$(MAKE) --no-print-directory clean
-	@$(MAKE) --no-print-directory all CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined"
-	@PTHCV_SANITIZE=1 tools/run-specs
+# A separate build folder, so the normal build stays as it is.
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+sanitize:
+	@PTHCV_SANITIZE=1 tools/install-deps
+	@$(MAKE) --no-print-directory all BUILD=build/asan CC=clang CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
+	@PTHCV_SANITIZE=1 PTHCV_LIB=$(CURDIR)/build/asan/libpthcv.so tools/run-specs
 
 # The tensor core and writers on their own (no reader needed), then their
 # files read back by NumPy (and torch, when installed).

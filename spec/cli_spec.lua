@@ -97,6 +97,9 @@ describe("pthcv command line", function()
         if t.hex then assert.are.equal(#t.hex / 2, jt.bytes) end
       end
       assert.is_number(j.parameters)
+      -- each object key once
+      local _, names = out:gsub('"name":', "")
+      assert.are.equal(#j.tensors + #j.globals, names)
     end)
 
     it("scan exits 0 on a safe file", function()
@@ -213,16 +216,59 @@ print(len(z.files))
       end
     end)
 
+    local q_name, q = pick(function(e)
+      if not e.tensors or e.error or e.unsafe then return false end
+      for _, t in ipairs(e.tensors) do if t.dequant_hex then return true end end
+      return false
+    end)
+    if q_name then
+      it("convert --dequantize writes quantized tensors as float32", function()
+        local out = support.tmpname(".safetensors")
+        local code = support.pthcv("convert", set.dir .. "/" .. q_name, "-o", out)
+        assert.are.equal(1, code) -- refused without --dequantize
+        local err
+        code, _, err = support.pthcv("convert", set.dir .. "/" .. q_name, "-o", out, "--dequantize")
+        assert.are.equal(0, code, err)
+        local st = support.parse_safetensors(support.read_file(out))
+        os.remove(out)
+        for _, t in ipairs(q.tensors) do
+          local got = st.tensors[t.name]
+          assert(got, "missing " .. t.name)
+          if t.dequant_hex then
+            assert.are.equal("F32", got.dtype)
+            assert.are.equal(t.dequant_hex, hex(got.bytes), t.name)
+          elseif t.hex then
+            assert.are.equal(t.hex, hex(got.bytes), t.name)
+          end
+        end
+      end)
+    end
+
     local single_name, single = pick(function(e)
       return e.tensors and #e.tensors == 1 and not e.error and not e.unsafe and numpy_dtype_ok(e.tensors[1].dtype)
     end)
+    if not single_name and support.run("/usr/bin/python3 -c 'import torch'") == 0 then
+      -- no single-tensor fixture: have torch write one
+      local path = support.tmpname(".pth")
+      local code = support.run("/usr/bin/python3 -c " .. support.shell_quote(
+        "import sys, torch; torch.save(torch.arange(6, dtype=torch.float32).reshape(2, 3).t(), sys.argv[1])")
+        .. " " .. support.shell_quote(path))
+      if code == 0 then
+        single_name = path
+        -- [[0, 3], [1, 4], [2, 5]] as float32
+        single = { tensors = { { shape = { 3, 2 },
+                                 hex = "00000000" .. "00004040" .. "0000803f" .. "00008040" .. "00000040" .. "0000a040" } } }
+      end
+    end
     if single_name then
       it("convert writes a single tensor as .npy", function()
         local out = support.tmpname(".npy")
-        local code, _, err = support.pthcv("convert", set.dir .. "/" .. single_name, "-o", out)
+        local code, _, err = support.pthcv("convert", single_name:sub(1, 1) == "/" and single_name
+                                                 or (set.dir .. "/" .. single_name), "-o", out)
         assert.are.equal(0, code, err)
         local npy = support.parse_npy(support.read_file(out))
         os.remove(out)
+        if single_name:sub(1, 1) == "/" then os.remove(single_name) end
         assert.are.same(single.tensors[1].shape, npy.shape)
         if single.tensors[1].hex then assert.are.equal(single.tensors[1].hex, hex(npy.data)) end
       end)

@@ -156,9 +156,8 @@ static void where_of(pthcv_pickle *p, char *buf, size_t n)
     snprintf(buf, n, "%s: %s at byte %zu", PK_WHERE(p));
 }
 
-/* The core of every tensor rebuilder: storage, offset, size, stride. A
- * STORAGE value is a 1-d view of its storage (legacy views carry an offset
- * and a smaller extent), so the tensor is checked against that view. */
+/* The core of every tensor rebuilder: storage, offset, size, stride, checked
+ * against the storage's extent by pthcv_tensor_over. */
 static int rebuild_tensor(pthcv_pickle *p, const char *fn, pthcv_value *args, int dtype_override, pthcv_tensor **out)
 {
     int64_t offset = 0, shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
@@ -171,35 +170,16 @@ static int rebuild_tensor(pthcv_pickle *p, const char *fn, pthcv_value *args, in
         (st = arg_dims(p, fn, args, 3, stride, &nd2)))
         return st;
     if (nd != nd2) CALL_FAIL(p, fn, "%d sizes but %d strides", nd, nd2);
-    pthcv_tensor *view = sv->tensor;
-    int dtype = dtype_override >= 0 ? dtype_override : view->dtype;
-    int64_t esz = pthcv_dtype_size(dtype), vsz = pthcv_dtype_size(view->dtype);
-    /* the view's extent in this dtype's elements (untyped storages count bytes) */
-    int64_t base_bytes = view->offset * vsz, extent_bytes = view->numel * vsz;
-    if (base_bytes % esz)
-        CALL_FAIL(p, fn, "storage view offset of %lld bytes is not a multiple of the %s element size",
-                  (long long)base_bytes, pthcv_dtype_name(dtype));
-    int64_t limit = extent_bytes / esz, numel = 1, last = 0, prod;
-    for (int k = 0; k < nd; k++) {
-        if (shape[k] < 0 || stride[k] < 0)
-            CALL_FAIL(p, fn, "negative size or stride in dimension %d", k);
-        if (!pthcv_mul_ok(numel, shape[k], &numel))
-            CALL_FAIL(p, fn, "the number of elements overflows 64 bits");
-    }
-    if (numel > 0) {
-        for (int k = 0; k < nd; k++) {
-            if (!pthcv_mul_ok(shape[k] - 1, stride[k], &prod) || !pthcv_add_ok(last, prod, &last))
-                CALL_FAIL(p, fn, "size * stride overflows 64 bits in dimension %d", k);
-        }
-        if (offset < 0 || !pthcv_add_ok(last, offset, &last) || last >= limit)
-            return pthcv_fail(PTHCV_ERR_FORMAT,
-                              "%s: %s at byte %zu: %s: tensor with offset %lld reaches element %lld, outside its storage '%s' of %lld elements",
-                              PK_WHERE(p), fn, (long long)offset, (long long)last,
-                              pthcv_tensor_storage_key(view), (long long)limit);
+    pthcv_storage *storage = sv->tensor->storage;
+    int dtype = dtype_override >= 0 ? dtype_override : sv->tensor->dtype;
+    /* an untyped storage in a big-endian archive learns its element size here */
+    if (p->file->big_endian && storage->dtype < 0 && !storage->swap_bytes && !storage->data) {
+        int esz = pthcv_dtype_size(dtype);
+        storage->swap_bytes = pthcv_dtype_is_complex(dtype) ? esz / 2 : esz;
     }
     char where[1024];
-    where_of(p, where, sizeof where);
-    *out = pthcv_tensor_over(view->storage, dtype, nd, shape, stride, base_bytes / esz + offset, where);
+    snprintf(where, sizeof where, "%s: %s at byte %zu: %s", PK_WHERE(p), fn);
+    *out = pthcv_tensor_over(storage, dtype, nd, shape, stride, offset, where);
     return *out ? PTHCV_OK : pthcv_last_status();
 }
 

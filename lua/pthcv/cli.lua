@@ -18,10 +18,11 @@ commands:
   scan FILE [--json]
       the globals the file references, without loading tensors;
       exit status 0 safe, 1 unsafe, 2 unreadable
-  convert FILE -o OUT [--state-dict]
+  convert FILE -o OUT [--state-dict] [--dequantize]
       writes every tensor under its inspect name to OUT.npz or
       OUT.safetensors (OUT.npy: a file with one tensor); dtype and bytes
-      kept; --state-dict writes only the model weights, under state_dict names
+      kept; --state-dict writes only the model weights, under state_dict
+      names; --dequantize writes quantized tensors as float32
   help, --help     this text
   version, --version
 ]]
@@ -100,7 +101,7 @@ function commands.scan(args)
     setmetatable(r.unsafe, { __jsontype = "array" })
     io.stdout:write(json.encode({ file = r.path, format = r.format, safe = r.safe,
                                   unsafe = r.unsafe, globals = globals },
-                                { keyorder = { "file", "format", "safe", "unsafe", "globals", "name" } }), "\n")
+                                { keyorder = { "file", "format", "safe", "name", "unsafe", "globals" } }), "\n")
   else
     io.stdout:write("file: ", r.path, "\n", "format: ", r.format, "\n")
     io.stdout:write("globals (", #r.globals, "):\n")
@@ -117,7 +118,7 @@ function commands.scan(args)
 end
 
 function commands.convert(args)
-  local pos, opt, e = parse(args, { o = "value", output = "value", ["state-dict"] = "bool" })
+  local pos, opt, e = parse(args, { o = "value", output = "value", ["state-dict"] = "bool", dequantize = "bool" })
   if not pos then return usage_error(e) end
   local out = opt.o or opt.output
   if #pos ~= 1 or not out then return usage_error("convert takes FILE -o OUT") end
@@ -133,7 +134,11 @@ function commands.convert(args)
     end
     if #list == 0 then error("pthcv: " .. pos[1] .. ": the file holds no tensor", 0) end
     local seen = {}
-    for _, kv in ipairs(list) do
+    for i, kv in ipairs(list) do
+      if opt.dequantize and kv[2].is_quantized then
+        kv = { kv[1], kv[2]:dequantize() }
+        list[i] = kv
+      end
       if seen[kv[1]] then error("pthcv: two tensors are named '" .. kv[1] .. "'", 0) end
       seen[kv[1]] = true
     end

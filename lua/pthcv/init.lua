@@ -156,8 +156,6 @@ pthcv.zeros = Tensor.zeros
 pthcv.tensor = Tensor.from_table
 pthcv.is_tensor = Tensor.is
 
-function pthcv.OrderedDict.new_from(t) return OrderedDict.from(t) end
-
 -- pthcv.save(path, x [, opts]): .npy (one tensor), .npz or .safetensors (an
 -- OrderedDict or table name -> Tensor, or {{name, tensor}, ...}).
 function pthcv.save(path, x, opts)

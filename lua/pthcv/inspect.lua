@@ -171,7 +171,8 @@ end
 --                  tensor_bytes}
 function M.report(path)
   local root, info = pthcv.load(path)
-  local r = { path = path, format = info.format, globals = info.globals, root = root }
+  local r = { path = path, format = info.format, globals = info.globals, root = root,
+              constants = info.constants }
   r.tensors = pthcv.named_tensors(root, info)
   local sd, at = sdmod.find(root)
   r.state_dict, r.state_dict_at = sd, at
@@ -206,6 +207,11 @@ function M.text(r, opts)
   add("")
   add("tree:")
   for _, l in ipairs(M.tree_lines(r.root, opts.max_items)) do add("  " .. l) end
+  if r.constants ~= nil then
+    add("")
+    add("constants (constants.pkl):")
+    for _, l in ipairs(M.tree_lines(r.constants, opts.max_items)) do add("  " .. l) end
+  end
   add("")
   add("tensors (" .. #r.tensors .. "):")
   local w1, w2, w3 = 4, 5, 5
@@ -238,9 +244,11 @@ local function array(t) return setmetatable(t, { __jsontype = "array" }) end
 local tensor_keys = { "name", "dtype", "shape", "stride", "offset", "numel", "bytes",
                       "storage_key", "storage_nbytes", "requires_grad", "parameter",
                       "qscheme", "scale", "zero_point", "axis" }
+-- key order of the JSON objects (dkjson's keyorder: each key once)
 M.json_keyorder = { "file", "format", "globals", "tensors", "tensor_count", "tensor_bytes",
-                    "parameters", "state_dict", "found_at", "count", "name", "unsafe" }
+                    "parameters", "state_dict", "found_at", "count" }
 for _, k in ipairs(tensor_keys) do M.json_keyorder[#M.json_keyorder + 1] = k end
+M.json_keyorder[#M.json_keyorder + 1] = "unsafe"
 
 function M.json_table(r)
   local tensors = {}

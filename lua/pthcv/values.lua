@@ -95,6 +95,15 @@ M.Global = class("Global", {
 M.Object = class("Object", {
   __tostring = function(o) return "Object(" .. tostring(o.class) .. ")" end,
 })
+-- o:attr(name): an attribute from the object's state (its __dict__), when
+-- the state is a dict or a (dict, slots) tuple.
+function M.Object.attr(o, name)
+  local s = o.state
+  if type(s) == "table" and getmetatable(s) == M.Tuple then s = s[1] end
+  local OrderedDict = require "pthcv.odict"
+  if OrderedDict.is(s) then return OrderedDict.get(s, name) end
+  return nil
+end
 
 debug.getregistry()[REGISTRY_KEY] = M
 return M
