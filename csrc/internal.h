@@ -32,8 +32,10 @@ struct pthcv_source {
     void *impl;                         /* zip_t*, or a mapped file */
     int (*read)(pthcv_source *src, const pthcv_storage *st, void *dst);
     void (*destroy)(pthcv_source *src);   /* frees impl; pthcv_source_release frees path and src */
-    /* for mapped files (legacy, tar) */
-    const unsigned char *map;
+    /* The whole file, mapped private (copy-on-write): a storage whose bytes
+     * lie in it as they are (stored, aligned, native byte order) points
+     * there instead of being copied; see pthcv_storage_materialize. */
+    unsigned char *map;
     size_t map_size;
 };
 void pthcv_source_retain(pthcv_source *src);
@@ -52,7 +54,8 @@ struct pthcv_storage {
     char *key;                  /* record key ("0", "140213"...) */
     char *record;               /* record name in the file, for messages */
     int64_t record_index;       /* zip entry index */
-    int64_t file_offset;        /* byte offset in a mapped file */
+    int64_t file_offset;        /* byte offset of the bytes in the mapped file, -1 if unknown */
+    int in_place;               /* the bytes at file_offset can be used where they are */
     int swap_bytes;             /* element size to byte-swap by (big-endian files), 0 none */
     pthcv_storage *base;        /* a view: these bytes are base's from base_offset on */
     int64_t base_offset;

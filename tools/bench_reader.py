@@ -66,7 +66,7 @@ def main():
     print(f"{'list: pthcv (open + names/dtypes/shapes)':44s} {list_pthcv * 1e3:9.1f} {'':>7s}  "
           f"{list_pthcv / torch_load:.4f} of torch.load  (target < 50 ms)")
     print(f"{'list: pthcv inspect --json (whole command)':44s} {cli * 1e3:9.1f}")
-    print(f"{'materialize: pthcv (every tensor in memory)':44s} {mat_pthcv * 1e3:9.1f} {gib / mat_pthcv:7.2f}  "
+    print(f"{'materialize: pthcv (every page of every tensor)':44s} {mat_pthcv * 1e3:9.1f} {gib / mat_pthcv:7.2f}  "
           f"{mat_pthcv / torch_load:.3f} x torch.load, {mat_pthcv / plain_read:.3f} x plain read")
     print(f"{'materialize: torch.load':44s} {torch_load * 1e3:9.1f} {gib / torch_load:7.2f}")
     print(f"{'plain read of the file into memory':44s} {plain_read * 1e3:9.1f} {gib / plain_read:7.2f}")

@@ -22,6 +22,78 @@
 
 /* ================================ zip ================================== */
 
+/* Maps the whole file private and writable (copy-on-write: tensors may be
+ * written in memory, the file never changes). */
+static int map_file(pthcv_file *f, unsigned char **map, size_t *size)
+{
+    int fd = open(f->path, O_RDONLY);
+    if (fd < 0) return pthcv_fail(PTHCV_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) || sb.st_size <= 0) {
+        close(fd);
+        return pthcv_fail(PTHCV_ERR_IO, "%s: cannot stat", f->path);
+    }
+    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return pthcv_fail(PTHCV_ERR_IO, "%s: cannot map: %s", f->path, strerror(errno));
+    *map = m;
+    *size = (size_t)sb.st_size;
+    return PTHCV_OK;
+}
+
+static unsigned rd16(const unsigned char *b) { return (unsigned)b[0] | (unsigned)b[1] << 8; }
+static uint64_t rd32(const unsigned char *b) { return (uint64_t)rd16(b) | (uint64_t)rd16(b + 2) << 16; }
+static uint64_t rd64(const unsigned char *b) { return rd32(b) | rd32(b + 4) << 32; }
+
+/* The local header offset of every entry, in central-directory order, which
+ * is libzip's index order. libzip has validated the archive; this only finds
+ * where each entry's bytes start so stored storages can be used in place.
+ * Returns NULL when anything looks unusual: the copying path then serves. */
+static uint64_t *zip_local_offsets(const unsigned char *map, size_t size, uint64_t count)
+{
+    if (size < 22) return NULL;
+    size_t eocd = size - 22, lowest = size > 22 + 65535 ? size - 22 - 65535 : 0;
+    while (memcmp(map + eocd, "PK\5\6", 4)) {
+        if (eocd == lowest) return NULL;
+        eocd--;
+    }
+    uint64_t cd = rd32(map + eocd + 16), n = rd16(map + eocd + 10);
+    if ((cd == 0xFFFFFFFFu || n == 0xFFFF) && eocd >= 20 && !memcmp(map + eocd - 20, "PK\6\7", 4)) {
+        uint64_t z64 = rd64(map + eocd - 20 + 8);
+        if (z64 > size - 56 || memcmp(map + z64, "PK\6\6", 4)) return NULL;
+        n = rd64(map + z64 + 32);
+        cd = rd64(map + z64 + 48);
+    }
+    if (n != count || count > size / 46) return NULL;
+    uint64_t *lho = malloc((size_t)(count ? count : 1) * sizeof *lho);
+    if (!lho) return NULL;
+    uint64_t pos = cd;
+    for (uint64_t i = 0; i < count; i++) {
+        if (pos > size - 46 || memcmp(map + pos, "PK\1\2", 4)) { free(lho); return NULL; }
+        const unsigned char *h = map + pos;
+        uint64_t nl = rd16(h + 28), xl = rd16(h + 30), cl = rd16(h + 32), off = rd32(h + 42);
+        if (pos + 46 + nl + xl + cl > size) { free(lho); return NULL; }
+        if (off == 0xFFFFFFFFu) {
+            /* ZIP64 extra: the 64-bit fields present are those whose 32-bit
+             * field is all ones, in the order size, compressed size, offset */
+            const unsigned char *x = h + 46 + nl, *xe = x + xl;
+            int skip = (rd32(h + 24) == 0xFFFFFFFFu) + (rd32(h + 20) == 0xFFFFFFFFu);
+            off = UINT64_MAX;
+            while (x + 4 <= xe) {
+                unsigned id = rd16(x), len = rd16(x + 2);
+                if (x + 4 + len > xe) break;
+                if (id == 1 && (unsigned)(8 * skip + 8) <= len) { off = rd64(x + 4 + 8 * skip); break; }
+                x += 4 + len;
+            }
+            if (off == UINT64_MAX) { free(lho); return NULL; }
+        }
+        lho[i] = off;
+        pos += 46 + nl + xl + cl;
+    }
+    return lho;
+}
+
+
 static int zip_read_storage(pthcv_source *src, const pthcv_storage *st, void *dst)
 {
     zip_t *za = src->impl;
@@ -56,6 +128,7 @@ static int zip_read_storage(pthcv_source *src, const pthcv_storage *st, void *ds
 static void zip_destroy(pthcv_source *src)
 {
     if (src->impl) zip_discard(src->impl);
+    if (src->map) munmap(src->map, src->map_size);
 }
 
 /* Reads a whole (small) record, such as a pickle, into malloc'd memory. */
@@ -85,6 +158,28 @@ static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf,
 }
 
 static int zip_has(pthcv_file *f, const char *name) { return zip_name_locate(f->zip, name, 0) >= 0; }
+
+/* Lets a stored, suitably aligned, native-order record be used where it lies
+ * in the mapped file (torch aligns every record to 64 bytes). */
+static void zip_in_place(pthcv_file *f, pthcv_storage *st, zip_uint64_t idx, const zip_stat_t *zs,
+                         const char *record, int dtype)
+{
+    pthcv_source *src = f->src;
+    if (!src->map || !f->local_offsets || f->big_endian || !(zs->valid & ZIP_STAT_COMP_METHOD) ||
+        zs->comp_method != ZIP_CM_STORE || idx >= f->nlocal)
+        return;
+    uint64_t lho = f->local_offsets[idx];
+    size_t nl = strlen(record);
+    if (lho > src->map_size - 30 || memcmp(src->map + lho, "PK\3\4", 4) || rd16(src->map + lho + 26) != nl ||
+        lho + 30 + nl > src->map_size || memcmp(src->map + lho + 30, record, nl))
+        return;
+    uint64_t data = lho + 30 + rd16(src->map + lho + 26) + rd16(src->map + lho + 28);
+    int align = dtype >= 0 ? pthcv_dtype_size(dtype) : 8;
+    if (align > 8) align = 8;
+    if (data > src->map_size || (uint64_t)st->nbytes > src->map_size - data || data % (uint64_t)align) return;
+    st->file_offset = (int64_t)data;
+    st->in_place = 1;
+}
 
 /* ('storage', storage_type, key, location, numel) */
 static int zip_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **out)
@@ -139,6 +234,7 @@ static int zip_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **
             int esz1 = pthcv_dtype_size(dtype);
             st->swap_bytes = pthcv_dtype_is_complex(dtype) ? esz1 / 2 : esz1;
         }
+        zip_in_place(f, st, (zip_uint64_t)idx, &zs, record, dtype);
         e = pthcv_file_add_storage(f, record, st, dtype, 0, numel_v->i);
         pthcv_storage_release(st);
         if (!e) return pthcv_last_status();
@@ -194,6 +290,13 @@ int pthcv_open_zip(pthcv_file *f)
     src->read = zip_read_storage;
     src->destroy = zip_destroy;
     f->src = src;
+    /* the mapping only serves storages in place; without it, records are copied */
+    if (map_file(f, &src->map, &src->map_size) == PTHCV_OK) {
+        f->nlocal = (uint64_t)zip_get_num_entries(za, 0);
+        f->local_offsets = zip_local_offsets(src->map, src->map_size, f->nlocal);
+    } else {
+        pthcv_clear_error();
+    }
 
     /* the top folder: the one holding data.pkl */
     zip_int64_t n = zip_get_num_entries(za, 0);
@@ -248,11 +351,6 @@ int pthcv_open_zip(pthcv_file *f)
 
 /* ======================= legacy stream and tar ========================= */
 
-typedef struct {
-    const unsigned char *map;
-    size_t size;
-} mapped_file;
-
 static int map_read_storage(pthcv_source *src, const pthcv_storage *st, void *dst)
 {
     if (st->file_offset < 0 || (uint64_t)st->file_offset + (uint64_t)st->nbytes > src->map_size)
@@ -263,7 +361,7 @@ static int map_read_storage(pthcv_source *src, const pthcv_storage *st, void *ds
 
 static void map_destroy(pthcv_source *src)
 {
-    if (src->map && src->map_size) munmap((void *)src->map, src->map_size);
+    if (src->map && src->map_size) munmap(src->map, src->map_size);
 }
 
 static int legacy_key(pthcv_pickle *p, pthcv_value *key, char *buf, size_t n)
@@ -589,29 +687,31 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
 
 int pthcv_open_legacy(pthcv_file *f, int tar)
 {
-    int fd = open(f->path, O_RDONLY);
-    if (fd < 0) return pthcv_fail(PTHCV_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) || sb.st_size <= 0) {
-        close(fd);
-        return pthcv_fail(PTHCV_ERR_IO, "%s: cannot stat", f->path);
-    }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return pthcv_fail(PTHCV_ERR_IO, "%s: cannot map: %s", f->path, strerror(errno));
+    unsigned char *map;
+    size_t size;
+    int st = map_file(f, &map, &size);
+    if (st) return st;
     pthcv_source *src = calloc(1, sizeof *src);
     if (!src || !(src->path = strdup(f->path))) {
         free(src);
-        munmap(map, (size_t)sb.st_size);
+        munmap(map, size);
         return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
     }
     src->refcount = 1;
     src->map = map;
-    src->map_size = (size_t)sb.st_size;
+    src->map_size = size;
     src->read = map_read_storage;
     src->destroy = map_destroy;
     f->src = src;
     f->format = tar ? "tar" : "legacy";
     f->legacy_tar = tar;
-    return tar ? open_tar(f, map, (size_t)sb.st_size) : open_legacy_stream(f, map, (size_t)sb.st_size);
+    st = tar ? open_tar(f, map, size) : open_legacy_stream(f, map, size);
+    /* storages whose bytes are aligned for their elements are used in place */
+    for (int64_t i = 0; !st && i < f->nstorages; i++) {
+        pthcv_storage *s1 = f->storages[i].storage;
+        if (!s1 || s1->base || s1->dtype < 0) continue;
+        int align = pthcv_dtype_size(s1->dtype) > 8 ? 8 : pthcv_dtype_size(s1->dtype);
+        if (s1->file_offset >= 0 && s1->file_offset % align == 0) s1->in_place = 1;
+    }
+    return st;
 }

@@ -304,6 +304,7 @@ void pthcv_close(pthcv_file *f)
     free(f->storage_hash);
     if (f->src) pthcv_source_release(f->src);
     free(f->prefix);
+    free(f->local_offsets);
     free(f->path);
     free(f);
 }

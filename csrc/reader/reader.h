@@ -52,6 +52,8 @@ struct pthcv_file {
 
     /* archive specifics */
     void *zip;                   /* zip_t* while open */
+    uint64_t *local_offsets;     /* zip: each entry's local header offset, or NULL */
+    uint64_t nlocal;
     char *prefix;                /* zip: "archive/" */
     int big_endian;              /* zip: byteorder record says big */
     int legacy_tar;              /* tar: persistent ids are tensor keys */

@@ -135,6 +135,14 @@ int pthcv_storage_materialize(pthcv_storage *st)
         st->owns_data = 0;
         return PTHCV_OK;
     }
+    if (st->src && st->in_place && st->src->map && st->file_offset >= 0 &&
+        (uint64_t)st->file_offset + (uint64_t)st->nbytes <= st->src->map_size) {
+        /* zero-copy: the mapping is private, so writes stay in this process,
+         * and it lives as long as the source, which this storage retains */
+        st->data = st->src->map + st->file_offset;
+        st->owns_data = 0;
+        return PTHCV_OK;
+    }
     if (!st->src)
         return pthcv_fail(PTHCV_ERR_ARG, "storage %s has neither bytes nor a source",
                           st->key ? st->key : "");
