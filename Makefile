@@ -12,11 +12,11 @@ CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Wno-unused-parameter
 PKGS    := libzip
 DEPCFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-DEPLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip)
+DEPLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip) -lpthread
 ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fPIC -Icsrc $(DEPCFLAGS) $(CFLAGS)
 
 BUILD   := build
-SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c)
+SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c csrc/kernels/*.c)
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
 PYTHON  := /usr/bin/python3

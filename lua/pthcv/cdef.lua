@@ -209,4 +209,106 @@ int pthcv_save_npz(const char *path, int n, const char *const *names, pthcv_tens
 int pthcv_save_safetensors(const char *path, int n, const char *const *names,
                            pthcv_tensor *const *tensors, const char *metadata_json);
 
+/* ==== Inference (csrc/kernels/) ===========================================
+ * Operations on float32 tensors with PyTorch's semantics. Activations are
+ * NCHW (or any layout the op documents) and need not be contiguous unless
+ * said; results are new contiguous tensors the caller releases. Every kernel
+ * has a scalar reference and SIMD versions (AVX2+FMA, AVX-512, NEON) chosen
+ * at run time; results do not depend on the thread count. */
+
+/* Threads used by the kernels; default: the number of online CPUs. */
+void pthcv_set_num_threads(int n);
+int pthcv_get_num_threads(void);
+/* The instruction sets this CPU offers and the one the kernels use, e.g.
+ * "avx2 fma f16c; using avx2". */
+const char *pthcv_cpu_info(void);
+/* Forces a kernel family for tests and benchmarks: "scalar", "avx2",
+ * "avx512", "neon", or "auto". Fails if the CPU lacks it. */
+int pthcv_set_isa(const char *isa);
+
+/* Activations, fusable into convolutions and linear layers. alpha/beta:
+ * LEAKY_RELU slope, ELU alpha, CLAMP min/max (ReLU6 is CLAMP 0..6). */
+enum {
+    PTHCV_ACT_NONE = 0, PTHCV_ACT_RELU, PTHCV_ACT_RELU6, PTHCV_ACT_LEAKY_RELU, PTHCV_ACT_ELU,
+    PTHCV_ACT_SIGMOID, PTHCV_ACT_TANH, PTHCV_ACT_SILU, PTHCV_ACT_HARDSWISH, PTHCV_ACT_HARDSIGMOID,
+    PTHCV_ACT_GELU, PTHCV_ACT_GELU_TANH, PTHCV_ACT_CLAMP
+};
+typedef struct pthcv_activation {
+    int32_t kind;
+    float alpha, beta;
+} pthcv_activation;
+
+enum { PTHCV_PAD_ZEROS = 0, PTHCV_PAD_REFLECT, PTHCV_PAD_REPLICATE, PTHCV_PAD_CIRCULAR, PTHCV_PAD_CONSTANT };
+
+typedef struct pthcv_conv2d_params {
+    int32_t stride[2], padding[2], dilation[2];   /* (h, w) */
+    int32_t groups;
+    int32_t padding_mode;                         /* PTHCV_PAD_ZEROS/REFLECT/REPLICATE/CIRCULAR */
+    pthcv_activation act;                         /* applied after bias and residual */
+} pthcv_conv2d_params;
+
+/* A convolution prepared once: weights [out, in/groups, kh, kw] packed into
+ * the layout the kernels stream, bias folded in. */
+typedef struct pthcv_conv2d pthcv_conv2d;
+pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p);
+void pthcv_conv2d_free(pthcv_conv2d *c);
+/* y = act(conv(x) + bias + residual); residual (same shape as y) may be NULL. */
+pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual);
+/* Folds eval-mode BatchNorm into the preceding convolution, in double
+ * precision: returns new weight and bias (bias may be NULL on input). */
+int pthcv_fold_batchnorm(pthcv_tensor *weight, pthcv_tensor *bias, pthcv_tensor *running_mean,
+                         pthcv_tensor *running_var, pthcv_tensor *gamma, pthcv_tensor *beta, double eps,
+                         pthcv_tensor **new_weight, pthcv_tensor **new_bias);
+
+pthcv_tensor *pthcv_conv_transpose2d(pthcv_tensor *x, pthcv_tensor *weight, pthcv_tensor *bias,
+                                     const int32_t stride[2], const int32_t padding[2],
+                                     const int32_t output_padding[2], const int32_t dilation[2], int32_t groups);
+
+/* Linear: y = act(x W^T + b) over the last dimension of x. */
+typedef struct pthcv_linear pthcv_linear;
+pthcv_linear *pthcv_linear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act);
+void pthcv_linear_free(pthcv_linear *l);
+pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x);
+
+/* Normalisation (eval mode). weight/bias may be NULL. */
+pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,
+                               pthcv_tensor *weight, pthcv_tensor *bias, double eps);
+pthcv_tensor *pthcv_layer_norm(pthcv_tensor *x, int32_t normalized_ndim, pthcv_tensor *weight,
+                               pthcv_tensor *bias, double eps);
+pthcv_tensor *pthcv_group_norm(pthcv_tensor *x, int32_t groups, pthcv_tensor *weight, pthcv_tensor *bias,
+                               double eps);
+
+/* Elementwise. */
+pthcv_tensor *pthcv_activate(pthcv_tensor *x, const pthcv_activation *act);
+pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight);   /* weight: 1 or C values, channel dim 1 */
+pthcv_tensor *pthcv_softmax(pthcv_tensor *x, int32_t dim, int32_t log);
+enum { PTHCV_BIN_ADD = 0, PTHCV_BIN_SUB, PTHCV_BIN_MUL, PTHCV_BIN_DIV, PTHCV_BIN_MAX, PTHCV_BIN_MIN };
+/* a op b with NumPy/PyTorch broadcasting. */
+pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op);
+pthcv_tensor *pthcv_binary_scalar(pthcv_tensor *a, double s, int32_t op, int32_t scalar_first);
+
+/* Pooling over the last two dimensions. */
+enum { PTHCV_POOL_MAX = 0, PTHCV_POOL_AVG = 1 };
+typedef struct pthcv_pool2d_params {
+    int32_t kind;
+    int32_t kernel[2], stride[2], padding[2], dilation[2];
+    int32_t ceil_mode, count_include_pad, divisor_override;   /* divisor_override 0: none */
+} pthcv_pool2d_params;
+pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p);
+pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h, int32_t out_w);
+
+/* Shapes and data movement (views need no kernel: pthcv_tensor_view). */
+pthcv_tensor *pthcv_cat(int32_t n, pthcv_tensor *const *xs, int32_t dim);
+/* pads: (left, right) pairs from the last dimension backwards, as F.pad. */
+pthcv_tensor *pthcv_pad(pthcv_tensor *x, int32_t npairs, const int64_t *pads, int32_t mode, double value);
+enum { PTHCV_REDUCE_SUM = 0, PTHCV_REDUCE_MEAN, PTHCV_REDUCE_MAX, PTHCV_REDUCE_MIN };
+pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int32_t *dims, int32_t keepdim);
+/* torch.matmul semantics (1-d, 2-d and batched with broadcasting). */
+pthcv_tensor *pthcv_matmul(pthcv_tensor *a, pthcv_tensor *b);
+enum { PTHCV_INTERP_NEAREST = 0, PTHCV_INTERP_BILINEAR = 1 };
+/* scale_h/scale_w: the scale factors the user gave (0: derive from sizes),
+ * as torch's interpolate uses them for the source index. */
+pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
+                                int32_t align_corners, double scale_h, double scale_w);
+
 ]=]

@@ -1,0 +1,30 @@
+/*
+ * kernels.h -- what the inference kernels share: the thread pool, the
+ * instruction-set dispatch, and small helpers. Public entry points are in
+ * pthcv.h (the "Inference" section); everything here is internal.
+ *
+ * Files: parallel.c (threads), isa.c (CPU detection, pthcv_set_isa), then one
+ * file per op family (conv2d.c, gemm*.c, linear.c, pool.c, ...). A SIMD
+ * micro-kernel file is named by op, tile and instruction set, e.g.
+ * gemm_6x16_avx2.c, and is compiled with that instruction set only.
+ */
+#ifndef PTHCV_KERNELS_H
+#define PTHCV_KERNELS_H
+
+#include "../internal.h"
+
+/* ---- threads (parallel.c) ------------------------------------------------
+ * Runs fn(ctx, begin, end) over [0, n) split into contiguous ranges, one per
+ * thread (the caller's thread takes the first). Ranges are at least `grain`
+ * long. The split depends only on n, grain and the thread count, and each
+ * index must be computed independently of the others, so results are the
+ * same for any thread count. Called from inside a task, it runs serially. */
+typedef void (*pthcv_task_fn)(void *ctx, int64_t begin, int64_t end);
+void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx);
+
+/* ---- instruction sets (isa.c) ---------------------------------------------- */
+enum { PTHCV_ISA_SCALAR = 0, PTHCV_ISA_AVX2 = 1, PTHCV_ISA_AVX512 = 2, PTHCV_ISA_NEON = 3 };
+/* The family the kernels use now: the best the CPU has, or the forced one. */
+int pthcv_isa(void);
+
+#endif
