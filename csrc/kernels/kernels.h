@@ -27,4 +27,13 @@ enum { PTHCV_ISA_SCALAR = 0, PTHCV_ISA_AVX2 = 1, PTHCV_ISA_AVX512 = 2, PTHCV_ISA
 /* The family the kernels use now: the best the CPU has, or the forced one. */
 int pthcv_isa(void);
 
+/* ---- activations (activation.c) -------------------------------------------
+ * The one definition of each pthcv_activation kind, PyTorch's formula in
+ * float32. pthcv_act_row applies it in place to n floats (a may be NULL:
+ * nothing to do); every kernel that fuses an activation uses these, so fused
+ * and unfused results agree bit for bit. pthcv_act_valid: kind in range. */
+float pthcv_act_scalar(float v, const pthcv_activation *a);
+void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a);
+int pthcv_act_valid(const pthcv_activation *a);
+
 #endif

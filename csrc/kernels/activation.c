@@ -1,0 +1,68 @@
+/*
+ * activation.c -- the one definition of every fusable activation
+ * (pthcv_activation), shared by the convolution and linear kernels (fused
+ * into their store) and by the elementwise ops. Formulas follow PyTorch's
+ * eval-mode definitions in float32; NaN propagates as in torch.
+ */
+#include "kernels.h"
+#include <math.h>
+
+float pthcv_act_scalar(float v, const pthcv_activation *a)
+{
+    switch (a->kind) {
+    case PTHCV_ACT_NONE: return v;
+    case PTHCV_ACT_RELU: return v < 0.0f ? 0.0f : v;
+    case PTHCV_ACT_RELU6: return v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
+    case PTHCV_ACT_LEAKY_RELU: return v > 0.0f ? v : v * a->alpha;
+    case PTHCV_ACT_ELU: return v > 0.0f ? v : a->alpha * expm1f(v);
+    case PTHCV_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case PTHCV_ACT_TANH: return tanhf(v);
+    case PTHCV_ACT_SILU: return v / (1.0f + expf(-v));
+    case PTHCV_ACT_HARDSWISH: {
+        float r = v + 3.0f;
+        r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
+        return v * r / 6.0f;
+    }
+    case PTHCV_ACT_HARDSIGMOID: {
+        float r = v + 3.0f;
+        r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
+        return r / 6.0f;
+    }
+    case PTHCV_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case PTHCV_ACT_GELU_TANH: {
+        float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);   /* sqrt(2/pi) */
+        return 0.5f * v * (1.0f + tanhf(inner));
+    }
+    case PTHCV_ACT_CLAMP: return v < a->alpha ? a->alpha : v > a->beta ? a->beta : v;
+    default: return v;
+    }
+}
+
+int pthcv_act_valid(const pthcv_activation *a)
+{
+    return a == NULL || (a->kind >= PTHCV_ACT_NONE && a->kind <= PTHCV_ACT_CLAMP);
+}
+
+/* The piecewise-linear kinds get their own loops so the compiler vectorises
+ * them (they are the common fused ones); the others call the scalar
+ * definition, which keeps every path bit-identical to it. */
+void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
+{
+    if (a == NULL || a->kind == PTHCV_ACT_NONE) return;
+    switch (a->kind) {
+    case PTHCV_ACT_RELU:
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] < 0.0f ? 0.0f : x[i];
+        return;
+    case PTHCV_ACT_RELU6:
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] < 0.0f ? 0.0f : x[i] > 6.0f ? 6.0f : x[i];
+        return;
+    case PTHCV_ACT_CLAMP: {
+        float lo = a->alpha, hi = a->beta;
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+        return;
+    }
+    default:
+        for (int64_t i = 0; i < n; i++) x[i] = pthcv_act_scalar(x[i], a);
+        return;
+    }
+}
