@@ -206,6 +206,9 @@ typedef struct pthcv_options {
     int64_t max_string;         /* bytes of one str/bytes value */
     int64_t max_pickle;         /* bytes of one pickle record */
     int64_t max_values;         /* values built per file */
+    int64_t max_total_bytes;    /* storage bytes one file may declare, all storages together */
+    int64_t max_zip_entries;    /* entries in a zip archive */
+    int64_t max_zip_ratio;      /* uncompressed / compressed size of a deflated entry (zip bombs) */
 } pthcv_options;
 
 void pthcv_options_init(pthcv_options *o);

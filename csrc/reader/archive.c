@@ -131,6 +131,19 @@ static void zip_destroy(pthcv_source *src)
     if (src->map) munmap(src->map, src->map_size);
 }
 
+/* A deflated entry that would expand beyond max_zip_ratio is a zip bomb. */
+static int zip_check_ratio(pthcv_file *f, const zip_stat_t *zs, const char *name)
+{
+    if (!(zs->valid & ZIP_STAT_COMP_METHOD) || zs->comp_method == ZIP_CM_STORE || !(zs->valid & ZIP_STAT_COMP_SIZE))
+        return PTHCV_OK;
+    uint64_t comp = zs->comp_size ? zs->comp_size : 1;
+    if (zs->size / comp > (uint64_t)f->opts.max_zip_ratio)
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: record '%s' expands from %llu to %llu bytes, beyond the ratio limit of %lld (max_zip_ratio)",
+                          f->path, name, (unsigned long long)zs->comp_size, (unsigned long long)zs->size,
+                          (long long)f->opts.max_zip_ratio);
+    return PTHCV_OK;
+}
+
 /* Reads a whole (small) record, such as a pickle, into malloc'd memory. */
 static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf, size_t *len)
 {
@@ -141,8 +154,10 @@ static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf,
     if (zip_stat_index(za, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, name);
     if (zs.size > (zip_uint64_t)f->opts.max_pickle)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: record '%s' has %llu bytes, more than the limit of %lld for a pickle",
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: record '%s' has %llu bytes, more than the limit of %lld for a pickle (max_pickle)",
                           f->path, name, (unsigned long long)zs.size, (long long)f->opts.max_pickle);
+    int rst = zip_check_ratio(f, &zs, name);
+    if (rst) return rst;
     unsigned char *b = malloc(zs.size + 1);
     if (!b) return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory reading '%s'", f->path, name);
     pthcv_storage fake;
@@ -222,6 +237,8 @@ static int zip_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **
         zip_stat_t zs;
         if (zip_stat_index(f->zip, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, record);
+        int rst = zip_check_ratio(f, &zs, record);
+        if (rst || (rst = pthcv_file_charge(f, nbytes, record))) return rst;
         if ((int64_t)zs.size < nbytes)
             return pthcv_fail(PTHCV_ERR_FORMAT,
                               "%s: record '%s' is short: %llu bytes, but the pickle declares %lld %s elements (%lld bytes)",
@@ -300,6 +317,9 @@ int pthcv_open_zip(pthcv_file *f)
 
     /* the top folder: the one holding data.pkl */
     zip_int64_t n = zip_get_num_entries(za, 0);
+    if (n > f->opts.max_zip_entries)
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %lld zip entries, more than the limit of %lld (max_zip_entries)",
+                          f->path, (long long)n, (long long)f->opts.max_zip_entries);
     for (zip_int64_t i = 0; i < n && !f->prefix; i++) {
         const char *name = zip_get_name(za, (zip_uint64_t)i, 0);
         if (!name) continue;
@@ -390,6 +410,7 @@ static storage_entry *legacy_root(pthcv_pickle *p, const char *key, int dtype, i
                                PK_WHERE(p), key, (long long)numel);
     char record[300];
     snprintf(record, sizeof record, "storage %s", key);
+    if (pthcv_file_charge(f, nbytes, record)) return NULL;
     pthcv_storage *st = pthcv_storage_new_record(f->src, dtype, nbytes, key, record);
     if (!st) return NULL;
     st->file_offset = -1;   /* not yet located: the data section comes last */

@@ -36,6 +36,9 @@ void pthcv_options_init(pthcv_options *o)
     o->max_string = (int64_t)1 << 31;
     o->max_pickle = (int64_t)1 << 31;
     o->max_values = 50 * 1000 * 1000;
+    o->max_total_bytes = (int64_t)1 << 40;      /* 1 TiB: checkpoints are large, not that large */
+    o->max_zip_entries = 1000 * 1000;
+    o->max_zip_ratio = 1000;                    /* deflate peaks near 1032:1 on zeros */
 }
 
 pthcv_value *pthcv_value_new(pthcv_file *f, int kind)
@@ -202,6 +205,14 @@ storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_stor
         h->slots[j] = idx;
     }
     return e;
+}
+
+int pthcv_file_charge(pthcv_file *f, int64_t nbytes, const char *what)
+{
+    if (!pthcv_add_ok(f->total_bytes, nbytes, &f->total_bytes) || f->total_bytes > f->opts.max_total_bytes)
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s: storages add up to more than the limit of %lld bytes (max_total_bytes)",
+                          f->path, what, (long long)f->opts.max_total_bytes);
+    return PTHCV_OK;
 }
 
 pthcv_value *pthcv_storage_value(pthcv_pickle *p, storage_entry *e)

@@ -48,6 +48,7 @@ struct pthcv_file {
     storage_entry *storages;
     int64_t nstorages, cap_storages;
     void *storage_hash;          /* file.c's index over storages */
+    int64_t total_bytes;         /* storage bytes declared so far (max_total_bytes) */
     const char *storage_dir;     /* zip: "data/" or "constants/" record folder */
 
     /* archive specifics */
@@ -84,6 +85,8 @@ int pthcv_file_note_global(pthcv_file *f, const char *name, int unsafe);
 storage_entry *pthcv_file_find_storage(pthcv_file *f, const char *key);
 storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_storage *st, int dtype,
                                       int64_t offset, int64_t numel);
+/* Counts a new storage's bytes against max_total_bytes. */
+int pthcv_file_charge(pthcv_file *f, int64_t nbytes, const char *what);
 /* A STORAGE value: a 1-d tensor over an entry's extent. */
 pthcv_value *pthcv_storage_value(pthcv_pickle *p, storage_entry *e);
 

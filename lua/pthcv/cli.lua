@@ -25,7 +25,34 @@ commands:
       names; --dequantize writes quantized tensors as float32
   help, --help     this text
   version, --version
+
+limits (inspect, scan, convert; see docs/security.md):
+  --max-depth N  --max-memo N  --max-string BYTES  --max-pickle BYTES
+  --max-values N  --max-total-bytes BYTES  --max-zip-entries N  --max-zip-ratio R
 ]]
+
+-- Reader limits every reading command accepts, as pthcv.load's opts.
+local limit_flags = { "max-depth", "max-memo", "max-string", "max-pickle", "max-values",
+                      "max-total-bytes", "max-zip-entries", "max-zip-ratio" }
+
+local function with_limits(spec)
+  for _, f in ipairs(limit_flags) do spec[f] = "value" end
+  return spec
+end
+
+-- The opts table for pthcv.load/scan, or nil and an error.
+local function limits_of(opt)
+  local limits
+  for _, f in ipairs(limit_flags) do
+    if opt[f] ~= nil then
+      local n = tonumber(opt[f])
+      if not n or n < 0 or n ~= math.floor(n) then return nil, "--" .. f .. " needs a non-negative integer" end
+      limits = limits or {}
+      limits[f:gsub("%-", "_")] = n
+    end
+  end
+  return limits or {}
+end
 
 local function parse(args, spec)
   -- spec: {flag = "bool"|"value"}; returns positional list, options table or nil, error
@@ -74,11 +101,13 @@ end
 local commands = {}
 
 function commands.inspect(args)
-  local pos, opt, e = parse(args, { json = "bool", all = "bool" })
+  local pos, opt, e = parse(args, with_limits { json = "bool", all = "bool" })
   if not pos then return usage_error(e) end
   if #pos ~= 1 then return usage_error("inspect takes one FILE") end
+  local limits, le = limits_of(opt)
+  if not limits then return usage_error(le) end
   local inspect = require "pthcv.inspect"
-  local ok, r = pcall(inspect.report, pos[1])
+  local ok, r = pcall(inspect.report, pos[1], limits)
   if not ok then err(r); return 1 end
   local ok2, text = pcall(opt.json and inspect.json or inspect.text, r, { max_items = opt.all and 0 or nil })
   if not ok2 then err(text); return 1 end
@@ -87,11 +116,13 @@ function commands.inspect(args)
 end
 
 function commands.scan(args)
-  local pos, opt, e = parse(args, { json = "bool" })
+  local pos, opt, e = parse(args, with_limits { json = "bool" })
   if not pos then return usage_error(e) end
   if #pos ~= 1 then return usage_error("scan takes one FILE") end
+  local limits, le = limits_of(opt)
+  if not limits then return usage_error(le) end
   local pthcv = require "pthcv"
-  local ok, r = pcall(pthcv.scan, pos[1])
+  local ok, r = pcall(pthcv.scan, pos[1], limits)
   if not ok then err(r); return 2 end
   if opt.json then
     local json = require "dkjson"
@@ -118,13 +149,16 @@ function commands.scan(args)
 end
 
 function commands.convert(args)
-  local pos, opt, e = parse(args, { o = "value", output = "value", ["state-dict"] = "bool", dequantize = "bool" })
+  local pos, opt, e = parse(args, with_limits { o = "value", output = "value", ["state-dict"] = "bool",
+                                                 dequantize = "bool" })
   if not pos then return usage_error(e) end
   local out = opt.o or opt.output
   if #pos ~= 1 or not out then return usage_error("convert takes FILE -o OUT") end
+  local limits, le = limits_of(opt)
+  if not limits then return usage_error(le) end
   local pthcv = require "pthcv"
   local ok, msg = pcall(function()
-    local root, info = pthcv.load(pos[1])
+    local root, info = pthcv.load(pos[1], limits)
     local list
     if opt["state-dict"] then
       list = {}

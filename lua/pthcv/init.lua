@@ -31,7 +31,8 @@ pthcv.version = ffi.string(C.pthcv_version())
 pthcv.library_path = core.path
 
 -- ---- options -----------------------------------------------------------
-local option_fields = { "max_depth", "max_memo", "max_string", "max_pickle", "max_values" }
+local option_fields = { "max_depth", "max_memo", "max_string", "max_pickle", "max_values",
+                        "max_total_bytes", "max_zip_entries", "max_zip_ratio" }
 
 local function make_options(opts, scan_only)
   local o = ffi.new("pthcv_options")
@@ -72,7 +73,8 @@ end
 -- format = "zip"|"legacy"|"tar"|"torchscript", globals = {{name, unsafe}},
 -- constants = the TorchScript constants tuple or nil}. Refuses files that
 -- reference dangerous globals (the error names the global). opts: limits
--- max_depth, max_memo, max_string, max_pickle, max_values.
+-- max_depth, max_memo, max_string, max_pickle, max_values, max_total_bytes,
+-- max_zip_entries, max_zip_ratio (see docs/security.md).
 function pthcv.load(path, opts)
   return with_file(path, opts, false, function(f)
     local info = {

@@ -169,8 +169,8 @@ end
 -- report(path) -> {path, format, globals, root, tensors = {{name, tensor}},
 --                  state_dict = list or nil, state_dict_at, parameters,
 --                  tensor_bytes}
-function M.report(path)
-  local root, info = pthcv.load(path)
+function M.report(path, limits)
+  local root, info = pthcv.load(path, limits)
   local r = { path = path, format = info.format, globals = info.globals, root = root,
               constants = info.constants }
   r.tensors = pthcv.named_tensors(root, info)
