@@ -7,6 +7,7 @@
 #   make bench      reader timings against torch.load and plain reads
 #   make sanitize   the specs under AddressSanitizer + UndefinedBehaviorSanitizer
 
+SHELL   := /bin/bash
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Wno-unused-parameter
@@ -16,22 +17,29 @@ DEPLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip) -lpthr
 ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fPIC -Icsrc $(DEPCFLAGS) $(CFLAGS)
 
 BUILD   := build
-SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c csrc/kernels/*.c)
+# Kernel files named *_avx2.c, *_avx512.c, *_neon.c hold one instruction set's
+# code and get its flags (below); the other architecture's files are left out.
+ARCH    := $(shell $(CC) -dumpmachine)
+ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
+KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
+SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c) $(KERNEL_SRCS)
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
-.PHONY: all deps test demo bench sanitize fixtures clean ctest
+.PHONY: all deps test demo bench sanitize fixtures clean ctest ctest-neon fuzz valgrind
 
 all: $(LIB)
 
 $(LIB): $(OBJS)
 	$(CC) -shared -o $@ $(OBJS) $(DEPLIBS) -lm $(LDFLAGS)
 
+%_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
+%_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
 $(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
 
 deps:
 	@tools/install-deps
@@ -68,6 +76,46 @@ ctest:
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/tensor_test $(CTEST_SRCS) $(DEPLIBS) -lm $(LDFLAGS)
 	$(BUILD)/tensor_test $(BUILD)/ctest
 	$(PYTHON) spec/c/check_exports.py $(BUILD)/ctest
+	@$(MAKE) --no-print-directory $(BUILD)/kernels_test
+	$(BUILD)/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
+
+# The kernels against their scalar references and torch's outputs.
+KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)
+$(BUILD)/kernels_test: $(KTEST_OBJS)
+	$(CC) -o $@ $^ -lpthread -lm $(LDFLAGS)
+
+# The same test built for AArch64 (NEON kernels) and run under qemu-user.
+CROSS ?= aarch64-linux-gnu-
+NEON_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) $(filter-out %_avx2.c %_avx512.c,$(wildcard csrc/kernels/*.c)) spec/c/kernels_test.c
+ctest-neon:
+	@mkdir -p $(BUILD)/aarch64
+	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/kernels_test $(NEON_SRCS) -lpthread -lm
+	qemu-aarch64 $(BUILD)/aarch64/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
+
+# The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures and
+# the regression corpus; FUZZ_SECONDS bounds the run. A crash leaves its input
+# in build/fuzz/ (crash-*): fix it and keep the input in spec/fuzz/regressions/.
+FUZZ_SECONDS ?= 60
+READER_SRCS := csrc/error.c $(wildcard csrc/reader/*.c csrc/tensor/*.c)
+fuzz:
+	@PTHCV_FUZZ=1 tools/install-deps
+	@mkdir -p $(BUILD)/fuzz/corpus
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -Icsrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o $(BUILD)/fuzz/fuzz_reader spec/fuzz/fuzz_reader.c $(READER_SRCS) $(DEPLIBS) -lm
+	cd $(BUILD)/fuzz && ./fuzz_reader -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fuzz/regressions \
+	  2>&1 | tee fuzz.log | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact)' ; \
+	  test "$${PIPESTATUS[0]}" -eq 0
+
+# valgrind memcheck over every fixture and regression input, through the
+# same walk the fuzzer does (LuaJIT itself is not valgrind-clean, so the C
+# walker stands in for the Lua specs here).
+valgrind: all
+	@PTHCV_VALGRIND=1 tools/install-deps
+	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_reader spec/fuzz/fuzz_reader.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.pth spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
+	@echo "valgrind: no errors over $$(wc -l < $(BUILD)/valgrind.log) files"
 
 clean:
 	rm -rf $(BUILD)
