@@ -6,6 +6,9 @@
 #   make demo       the main job on a bundled example
 #   make bench      reader timings against torch.load and plain reads
 #   make sanitize   the specs under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz       libFuzzer on the reader (FUZZ_SECONDS=60)
+#   make valgrind   memcheck over every fixture through the reader
+#   make fixtures   rewrite the committed fixtures (needs python3-torch)
 
 SHELL   := /bin/bash
 CC      ?= cc
@@ -52,6 +55,7 @@ test: deps
 
 fixtures:
 	$(PYTHON) spec/fixtures/make_fixtures.py spec/fixtures
+	rm -rf spec/fixtures/evil && $(PYTHON) spec/fixtures/make_evil.py spec/fixtures/evil
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -103,7 +107,7 @@ fuzz:
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -Icsrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -o $(BUILD)/fuzz/fuzz_reader spec/fuzz/fuzz_reader.c $(READER_SRCS) $(DEPLIBS) -lm
 	cd $(BUILD)/fuzz && ./fuzz_reader -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fuzz/regressions \
+	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fuzz/regressions \
 	  2>&1 | tee fuzz.log | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact)' ; \
 	  test "$${PIPESTATUS[0]}" -eq 0
 
