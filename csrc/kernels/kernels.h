@@ -26,6 +26,8 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx);
 enum { PTHCV_ISA_SCALAR = 0, PTHCV_ISA_AVX2 = 1, PTHCV_ISA_AVX512 = 2, PTHCV_ISA_NEON = 3 };
 /* The family the kernels use now: the best the CPU has, or the forced one. */
 int pthcv_isa(void);
+int pthcv_isa_available(int isa);      /* compiled in and offered by this CPU */
+const char *pthcv_isa_name(int isa);   /* "scalar", "avx2", ... */
 
 /* ---- activations (activation.c) -------------------------------------------
  * The one definition of each pthcv_activation kind, PyTorch's formula in

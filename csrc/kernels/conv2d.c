@@ -1,0 +1,384 @@
+/*
+ * conv2d.c -- 2-d convolution with PyTorch's semantics (NCHW float32).
+ *
+ * prepare: checks the parameters, keeps a contiguous copy of the weights
+ * [out][in/groups * kh * kw] and the bias, picks the path and packs the
+ * weights for the current instruction set (other sets are packed on first
+ * use, so pthcv_set_isa may change between calls).
+ * forward: makes x contiguous, pads it into a copy for the non-zero padding
+ * modes, then runs one path:
+ *   - depthwise (one input channel per group, stride 1 or 2, no dilation):
+ *     the direct kernels of dwconv*.c over one zero-padded plane at a time;
+ *   - everything else: the GEMM (gemm.c) per image and group, with
+ *     M = out/groups, K = in/groups * kh * kw, N = oh * ow; its B operand is
+ *     packed block by block straight from the image (implicit im2col, no
+ *     full im2col buffer); for a 1x1 stride-1 convolution that packing is a
+ *     plain copy of rows.
+ * Bias, residual and clamp-type activations happen in the kernels' store;
+ * other activations right after, while the tile is in cache.
+ */
+#include "dwconv.h"
+#include "gemm.h"
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pthcv_conv2d {
+    int64_t cout, cin_g, kh, kw, groups;
+    pthcv_conv2d_params p;
+    float *w;              /* [cout][cin_g * kh * kw] */
+    float *bias;           /* [cout] or NULL */
+    int depthwise;
+    pthread_mutex_t lock;  /* guards packed[] */
+    float *packed[4];      /* GEMM A panels per instruction set: [groups][packed size] */
+};
+
+static const char *pad_mode_name(int m)
+{
+    static const char *names[] = { "zeros", "reflect", "replicate", "circular", "constant" };
+    return m >= 0 && m <= 4 ? names[m] : "?";
+}
+
+pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p)
+{
+    if (!weight || !p) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no weight or no parameters");
+    if (weight->dtype != PTHCV_FLOAT32 || weight->ndim != 4)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: weight must be float32 [out, in/groups, kh, kw], got %s with %d dimensions",
+                               pthcv_dtype_name(weight->dtype), weight->ndim);
+    int64_t cout = weight->shape[0], cin_g = weight->shape[1], kh = weight->shape[2], kw = weight->shape[3];
+    if (p->groups < 1 || cout % p->groups != 0)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: out_channels %lld is not divisible by groups %d",
+                               (long long)cout, p->groups);
+    if (cout < 1 || cin_g < 1 || kh < 1 || kw < 1)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: empty weight [%lld, %lld, %lld, %lld]", (long long)cout,
+                               (long long)cin_g, (long long)kh, (long long)kw);
+    for (int i = 0; i < 2; i++)
+        if (p->stride[i] < 1 || p->dilation[i] < 1 || p->padding[i] < 0)
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: stride (%d, %d) and dilation (%d, %d) must be >= 1, padding (%d, %d) >= 0",
+                                   p->stride[0], p->stride[1], p->dilation[0], p->dilation[1], p->padding[0], p->padding[1]);
+    if (p->padding_mode < PTHCV_PAD_ZEROS || p->padding_mode > PTHCV_PAD_CIRCULAR)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: padding_mode must be zeros, reflect, replicate or circular, got %s",
+                               pad_mode_name(p->padding_mode));
+    if (!pthcv_act_valid(&p->act))
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: unknown activation kind %d", p->act.kind);
+    if (bias && (bias->dtype != PTHCV_FLOAT32 || bias->ndim != 1 || bias->shape[0] != cout))
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: bias must be float32 [%lld], got %s with %d dimensions (%lld values)",
+                               (long long)cout, pthcv_dtype_name(bias->dtype), bias->ndim, (long long)bias->numel);
+
+    pthcv_conv2d *c = calloc(1, sizeof *c);
+    if (!c) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "conv2d: out of memory");
+    c->cout = cout, c->cin_g = cin_g, c->kh = kh, c->kw = kw, c->groups = p->groups, c->p = *p;
+    pthread_mutex_init(&c->lock, NULL);
+    pthcv_tensor *wc = pthcv_tensor_contiguous(weight);
+    const float *wd = wc ? pthcv_tensor_data(wc) : NULL;
+    c->w = malloc(sizeof(float) * (size_t)weight->numel);
+    if (!wd || !c->w) goto fail;
+    memcpy(c->w, wd, sizeof(float) * (size_t)weight->numel);
+    pthcv_tensor_release(wc);
+    wc = NULL;
+    if (bias) {
+        pthcv_tensor *bc = pthcv_tensor_contiguous(bias);
+        const float *bd = bc ? pthcv_tensor_data(bc) : NULL;
+        c->bias = malloc(sizeof(float) * (size_t)cout);
+        if (bd && c->bias) memcpy(c->bias, bd, sizeof(float) * (size_t)cout);
+        pthcv_tensor_release(bc);
+        if (!bd || !c->bias) goto fail;
+    }
+    c->depthwise = cin_g == 1 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->stride[0] == p->stride[1] &&
+                   p->stride[0] <= 2 && p->groups > 1;
+    return c;
+fail:
+    pthcv_tensor_release(wc);
+    pthcv_conv2d_free(c);
+    if (pthcv_last_status() == PTHCV_OK) pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory");
+    return NULL;
+}
+
+void pthcv_conv2d_free(pthcv_conv2d *c)
+{
+    if (!c) return;
+    for (int i = 0; i < 4; i++) pthcv_free_aligned(c->packed[i]);
+    pthread_mutex_destroy(&c->lock);
+    free(c->w);
+    free(c->bias);
+    free(c);
+}
+
+/* The weights packed for kernel k, packed on first use. */
+static const float *packed_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int64_t *sstride)
+{
+    int64_t M = c->cout / c->groups, K = c->cin_g * c->kh * c->kw;
+    *sstride = pthcv_gemm_packed_a_size(k, M, K);
+    pthread_mutex_lock(&c->lock);
+    float *pk = c->packed[k->isa];
+    if (!pk && (pk = pthcv_alloc_aligned(sizeof(float) * (size_t)(*sstride * c->groups)))) {
+        for (int64_t g = 0; g < c->groups; g++)
+            pthcv_gemm_pack_a(k, pk + g * *sstride, c->w + g * M * K, M, K, K, 1);
+        c->packed[k->isa] = pk;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return pk;
+}
+
+/* ---- padding modes other than zeros: a padded copy of the input --------------- */
+static int64_t pad_index(int64_t i, int64_t n, int mode)
+{
+    if (i >= 0 && i < n) return i;
+    switch (mode) {
+    case PTHCV_PAD_REFLECT: return i < 0 ? -i : 2 * (n - 1) - i;
+    case PTHCV_PAD_REPLICATE: return i < 0 ? 0 : n - 1;
+    default: return ((i % n) + n) % n;   /* circular */
+    }
+}
+
+static pthcv_tensor *pad_copy(const float *x, int64_t nc, int64_t h, int64_t w, int ph, int pw, int mode)
+{
+    int64_t shape[4] = { 1, nc, h + 2 * ph, w + 2 * pw };
+    pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, 4, shape);
+    float *d = t ? pthcv_tensor_data(t) : NULL;
+    if (!d) return NULL;
+    for (int64_t c = 0; c < nc; c++)
+        for (int64_t y = 0; y < shape[2]; y++) {
+            const float *row = x + (c * h + pad_index(y - ph, h, mode)) * w;
+            for (int64_t xx = 0; xx < shape[3]; xx++) *d++ = row[pad_index(xx - pw, w, mode)];
+        }
+    return t;
+}
+
+/* ---- the GEMM path: implicit im2col ------------------------------------------------ */
+typedef struct {
+    const pthcv_conv2d *c;
+    const float *x;                 /* contiguous input, padding already applied if pad0 */
+    int64_t cin, h, w, oh, ow;
+    int64_t ph, pw;                 /* zero padding still to apply */
+} conv_ctx;
+
+/* Packs rows k0..k0+kc-1 (k = (ci, ky, kx)) of columns j0..j0+nc-1 (j = oy*ow + ox)
+ * of the virtual im2col matrix of problem p (image p / groups, group p % groups).
+ * A micro-panel's columns are cut into runs with one output row each; a run
+ * is one input row read with the stride, zeros outside the image. */
+static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                        int nr)
+{
+    const conv_ctx *x = vctx;
+    const pthcv_conv2d *c = x->c;
+    int64_t img = p / c->groups, g = p % c->groups;
+    const float *in = x->x + (img * x->cin + g * c->cin_g) * x->h * x->w;
+    int64_t n = x->oh * x->ow, khw = c->kh * c->kw;
+    int sh = c->p.stride[0], sw = c->p.stride[1], dh = c->p.dilation[0], dw = c->p.dilation[1];
+    int contiguous = c->kh == 1 && c->kw == 1 && sh == 1 && sw == 1 && x->ph == 0 && x->pw == 0;
+
+    for (int64_t q = 0; q < nc; q += nr) {
+        int64_t jq = j0 + q, valid = n - jq < nr ? n - jq : nr;
+        float *panel = dst + q / nr * kc * nr;
+        if (contiguous) {
+            for (int64_t kk = 0; kk < kc; kk++) {
+                float *d = panel + kk * nr;
+                memcpy(d, in + (k0 + kk) * n + jq, sizeof(float) * (size_t)valid);
+                for (int64_t i = valid; i < nr; i++) d[i] = 0.0f;
+            }
+            continue;
+        }
+        /* runs of columns sharing an output row */
+        int64_t run_c[72], run_oy[72], run_ox[72], nrun = 0;
+        for (int64_t cc = 0; cc < valid;) {
+            int64_t j = jq + cc, oy = j / x->ow, ox = j % x->ow;
+            run_c[nrun] = cc, run_oy[nrun] = oy, run_ox[nrun] = ox, nrun++;
+            cc += x->ow - ox;
+        }
+        run_c[nrun] = valid;
+        for (int64_t kk = 0; kk < kc; kk++) {
+            int64_t k = k0 + kk, ci = k / khw, r = k % khw, ky = r / c->kw, kx = r % c->kw;
+            const float *plane = in + ci * x->h * x->w;
+            float *d = panel + kk * nr;
+            for (int64_t s = 0; s < nrun; s++) {
+                int64_t c0 = run_c[s], c1 = run_c[s + 1] < valid ? run_c[s + 1] : valid, len = c1 - c0;
+                int64_t iy = run_oy[s] * sh - x->ph + ky * dh;
+                int64_t ix0 = run_ox[s] * sw - x->pw + kx * dw;
+                if (iy < 0 || iy >= x->h) {
+                    for (int64_t i = 0; i < len; i++) d[c0 + i] = 0.0f;
+                    continue;
+                }
+                const float *row = plane + iy * x->w;
+                if (ix0 >= 0 && ix0 + (len - 1) * sw < x->w) {
+                    if (sw == 1) memcpy(d + c0, row + ix0, sizeof(float) * (size_t)len);
+                    else for (int64_t i = 0; i < len; i++) d[c0 + i] = row[ix0 + i * sw];
+                } else {
+                    for (int64_t i = 0; i < len; i++) {
+                        int64_t ix = ix0 + i * sw;
+                        d[c0 + i] = ix >= 0 && ix < x->w ? row[ix] : 0.0f;
+                    }
+                }
+            }
+            for (int64_t i = valid; i < nr; i++) d[i] = 0.0f;
+        }
+    }
+}
+
+static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
+{
+    const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
+    int64_t sstride;
+    const float *a = packed_weights(c, k, &sstride);
+    if (!a) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
+    int64_t M = c->cout / c->groups, N = x->oh * x->ow;
+    pthcv_gemm_problem g = {
+        .kernel = k, .M = M, .N = N, .K = c->cin_g * c->kh * c->kw, .nprob = batch * c->groups,
+        .nsets = c->groups, .a_packed = a, .a_sstride = sstride, .pack_b = pack_im2col, .ctx = x,
+        .c = out, .ldc = N, .c_pstride = M * N, .res = res, .bias_row = c->bias, .act = c->p.act,
+    };
+    return pthcv_gemm_run(&g);
+}
+
+/* ---- the depthwise path ---------------------------------------------------------------- */
+typedef struct {
+    const pthcv_conv2d *c;
+    const conv_ctx *x;
+    float *out;
+    const float *res;
+    void (*plane)(const pthcv_dw_args *);
+    float lo, hi;
+    int fused;
+    atomic_int failed;
+} dw_ctx;
+
+static void dw_task(void *vctx, int64_t begin, int64_t end)
+{
+    dw_ctx *d = vctx;
+    const pthcv_conv2d *c = d->c;
+    const conv_ctx *x = d->x;
+    int s = c->p.stride[0];
+    int64_t hp = x->h + 2 * x->ph, wp = x->w + 2 * x->pw;
+    int64_t ldi = s == 1 ? wp : (wp + 1) / 2;
+    float *buf = pthcv_alloc_aligned(sizeof(float) * (size_t)(hp * ldi * s));
+    if (!buf) {
+        atomic_store(&d->failed, 1);
+        return;
+    }
+    float *even = buf, *odd = s == 2 ? buf + hp * ldi : NULL;
+    int64_t mult = c->cout / c->groups, plane_out = x->oh * x->ow;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t img = t / c->cout, oc = t % c->cout, ic = oc / mult;
+        const float *src = x->x + (img * x->cin + ic) * x->h * x->w;
+        /* the zero-padded plane, split by column parity for stride 2 */
+        memset(buf, 0, sizeof(float) * (size_t)(hp * ldi * s));
+        for (int64_t y = 0; y < x->h; y++) {
+            const float *row = src + y * x->w;
+            if (s == 1) {
+                memcpy(even + (y + x->ph) * ldi + x->pw, row, sizeof(float) * (size_t)x->w);
+            } else {
+                for (int64_t xx = 0; xx < x->w; xx++) {
+                    int64_t px = xx + x->pw;
+                    ((px & 1) ? odd : even)[(y + x->ph) * ldi + px / 2] = row[xx];
+                }
+            }
+        }
+        pthcv_dw_args a = {
+            .in = even, .odd = odd, .ldi = ldi, .stride = s, .kh = (int)c->kh, .kw = (int)c->kw,
+            .w = c->w + oc * c->kh * c->kw, .bias = c->bias ? c->bias[oc] : 0.0f,
+            .out = d->out + t * plane_out, .res = d->res ? d->res + t * plane_out : NULL,
+            .oh = x->oh, .ow = x->ow, .lo = d->lo, .hi = d->hi,
+        };
+        d->plane(&a);
+        if (!d->fused) pthcv_act_row(a.out, plane_out, &c->p.act);
+    }
+    pthcv_free_aligned(buf);
+}
+
+static int forward_depthwise(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
+{
+    dw_ctx d = { .c = c, .x = x, .out = out, .res = res };
+    switch (pthcv_isa()) {
+#if defined(__x86_64__)
+    case PTHCV_ISA_AVX2: d.plane = pthcv_dw_plane_avx2; break;
+    case PTHCV_ISA_AVX512: d.plane = pthcv_dw_plane_avx512; break;
+#endif
+#if defined(__aarch64__)
+    case PTHCV_ISA_NEON: d.plane = pthcv_dw_plane_neon; break;
+#endif
+    default: d.plane = pthcv_dw_plane_scalar; break;
+    }
+    d.fused = pthcv_act_bounds(&c->p.act, &d.lo, &d.hi);
+    if (!d.fused) d.lo = -INFINITY, d.hi = INFINITY;
+    atomic_init(&d.failed, 0);
+    pthcv_parallel_for(batch * c->cout, 1, dw_task, &d);
+    if (atomic_load(&d.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the padded planes");
+    return PTHCV_OK;
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+static void shape_str(char *buf, size_t n, const pthcv_tensor *t)
+{
+    size_t used = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < t->ndim && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (used < n) snprintf(buf + used, n - used, "]");
+}
+
+pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual)
+{
+    char got[200];
+    if (!c || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
+    int64_t cin = c->cin_g * c->groups;
+    if (x->dtype != PTHCV_FLOAT32 || (x->ndim != 4 && x->ndim != 3) || x->shape[x->ndim - 3] != cin) {
+        shape_str(got, sizeof got, x);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
+                               "conv2d: expected float32 input [N, %lld, H, W] (weight [%lld, %lld, %lld, %lld], groups %lld), got %s %s",
+                               (long long)cin, (long long)c->cout, (long long)c->cin_g, (long long)c->kh,
+                               (long long)c->kw, (long long)c->groups, pthcv_dtype_name(x->dtype), got);
+    }
+    int unbatched = x->ndim == 3;
+    int64_t batch = unbatched ? 1 : x->shape[0], h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
+    int ph = c->p.padding[0], pw = c->p.padding[1];
+    int64_t eh = c->p.dilation[0] * (c->kh - 1) + 1, ew = c->p.dilation[1] * (c->kw - 1) + 1;
+    if (h + 2 * ph < eh || w + 2 * pw < ew) {
+        shape_str(got, sizeof got, x);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
+                               "conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)",
+                               got, ph, pw, (long long)eh, (long long)ew);
+    }
+    if (c->p.padding_mode != PTHCV_PAD_ZEROS &&
+        (c->p.padding_mode == PTHCV_PAD_REFLECT ? (ph >= h || pw >= w) : (ph > h || pw > w))) {
+        shape_str(got, sizeof got, x);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: padding (%d, %d) is too large for %s padding of input %s", ph,
+                               pw, pad_mode_name(c->p.padding_mode), got);
+    }
+    int64_t oh = (h + 2 * ph - eh) / c->p.stride[0] + 1, ow = (w + 2 * pw - ew) / c->p.stride[1] + 1;
+    int64_t oshape[4] = { batch, c->cout, oh, ow };
+
+    const float *res = NULL;
+    pthcv_tensor *rc = NULL, *xc = NULL, *xp = NULL, *y = NULL;
+    if (residual) {
+        int same = residual->dtype == PTHCV_FLOAT32 && residual->ndim == x->ndim;
+        for (int i = 0; same && i < x->ndim; i++) same = residual->shape[i] == oshape[i + unbatched];
+        if (!same) {
+            shape_str(got, sizeof got, residual);
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: residual must be float32 [%s%lld, %lld, %lld, %lld] like the output, got %s %s",
+                                   "", (long long)batch, (long long)c->cout, (long long)oh, (long long)ow,
+                                   pthcv_dtype_name(residual->dtype), got);
+        }
+        if (!(rc = pthcv_tensor_contiguous(residual)) || !(res = pthcv_tensor_data(rc))) goto done;
+    }
+    if (!(xc = pthcv_tensor_contiguous(x))) goto done;
+    const float *xd = pthcv_tensor_data(xc);
+    if (!xd) goto done;
+    conv_ctx cx = { .c = c, .x = xd, .cin = cin, .h = h, .w = w, .oh = oh, .ow = ow, .ph = ph, .pw = pw };
+    if (c->p.padding_mode != PTHCV_PAD_ZEROS && (ph || pw)) {
+        if (!(xp = pad_copy(xd, batch * cin, h, w, ph, pw, c->p.padding_mode))) goto done;
+        cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
+    }
+    if (!(y = pthcv_tensor_new(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched))) goto done;
+    float *out = pthcv_tensor_data(y);
+    int st = c->depthwise ? forward_depthwise(c, &cx, batch, out, res) : forward_gemm(c, &cx, batch, out, res);
+    if (st != PTHCV_OK) {
+        pthcv_tensor_release(y);
+        y = NULL;
+    }
+done:
+    pthcv_tensor_release(rc);
+    pthcv_tensor_release(xc);
+    pthcv_tensor_release(xp);
+    return y;
+}

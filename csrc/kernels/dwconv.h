@@ -1,0 +1,53 @@
+/*
+ * dwconv.h -- direct depthwise convolution of one channel plane (internal).
+ *
+ * The caller hands over the input plane already zero padded (so the kernels
+ * never test borders) and, for stride 2, split into its even and odd
+ * columns, so that every tap reads consecutive floats:
+ *   stride 1: in[y*ldi + x]            = padded[y][x]
+ *   stride 2: in[y*ldi + x]            = padded[y][2x]
+ *             odd[y*ldi + x]           = padded[y][2x + 1]
+ * out[oy][ox] = clamp(bias + sum_{ky,kx} w[ky*kw + kx] * padded[oy*s + ky][ox*s + kx]
+ *                     + res[oy][ox], lo, hi)   (taps summed in (ky, kx) order)
+ * Other activations are applied by the caller.
+ */
+#ifndef PTHCV_DWCONV_H
+#define PTHCV_DWCONV_H
+
+#include "kernels.h"
+
+typedef struct pthcv_dw_args {
+    const float *in, *odd;
+    int64_t ldi;
+    int stride, kh, kw;
+    const float *w;
+    float bias;
+    float *out;
+    const float *res;          /* NULL: none; same layout as out */
+    int64_t oh, ow;
+    float lo, hi;
+} pthcv_dw_args;
+
+void pthcv_dw_plane_scalar(const pthcv_dw_args *a);
+void pthcv_dw_plane_avx2(const pthcv_dw_args *a);
+void pthcv_dw_plane_avx512(const pthcv_dw_args *a);
+void pthcv_dw_plane_neon(const pthcv_dw_args *a);
+
+/* One output value, the reference formula; the SIMD kernels use it for the
+ * columns left over after their vectors. */
+static inline float pthcv_dw_point(const pthcv_dw_args *a, int64_t oy, int64_t ox)
+{
+    float acc = a->bias;
+    for (int ky = 0; ky < a->kh; ky++) {
+        const float *row = a->in + (oy * a->stride + ky) * a->ldi;
+        const float *orow = a->odd ? a->odd + (oy * a->stride + ky) * a->ldi : NULL;
+        for (int kx = 0; kx < a->kw; kx++) {
+            float v = a->stride == 1 ? row[ox + kx] : (kx & 1) ? orow[ox + kx / 2] : row[ox + kx / 2];
+            acc += a->w[ky * a->kw + kx] * v;
+        }
+    }
+    if (a->res) acc += a->res[oy * a->ow + ox];
+    return acc < a->lo ? a->lo : acc > a->hi ? a->hi : acc;
+}
+
+#endif

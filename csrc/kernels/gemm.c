@@ -1,0 +1,269 @@
+/*
+ * gemm.c -- the sgemm driver (blocking, packing, threads) and the scalar
+ * reference micro-kernel. See gemm.h for the layout and the contract.
+ */
+#include "gemm.h"
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *pthcv_alloc_aligned(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0) bytes = 64;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0) return NULL;
+    return p;
+}
+
+void pthcv_free_aligned(void *p) { free(p); }
+
+/* ---- the micro-kernels' table ------------------------------------------------
+ * KC: the B micro-panel (KC x NR) stays in L1 (32 KB) beside the A panel;
+ * MC x KC of A and KC x NC of B share L2 (512 KB per core here). */
+static const pthcv_gemm_kernel kernels[] = {
+    { PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar },
+#if defined(__x86_64__)
+    { PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2 },
+    { PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512 },
+#endif
+#if defined(__aarch64__)
+    { PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon },
+#endif
+};
+
+const pthcv_gemm_kernel *pthcv_gemm_kernel_for(int isa)
+{
+    for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
+        if (kernels[i].isa == isa) return &kernels[i];
+    return &kernels[0];
+}
+
+/* ---- the scalar reference micro-kernel (4 x 8) ------------------------------- */
+void pthcv_ukernel_scalar(const pthcv_ukernel_args *p)
+{
+    enum { MR = 4, NR = 8 };
+    float acc[MR][NR];
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++)
+            acc[r][c] = p->first ? (p->bias_row ? p->bias_row[r] : 0.0f) + (p->bias_col ? p->bias_col[c] : 0.0f)
+                                 : p->c[r * p->ldc + c];
+    const float *a = p->a, *b = p->b;
+    for (int64_t k = 0; k < p->kc; k++, a += MR, b += NR)
+        for (int r = 0; r < MR; r++)
+            for (int c = 0; c < NR; c++)
+                acc[r][c] += a[r] * b[c];
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++) {
+            float v = acc[r][c];
+            if (p->last) {
+                if (p->res) v += p->res[r * p->ldr + c];
+                v = v < p->lo ? p->lo : v > p->hi ? p->hi : v;
+            }
+            p->c[r * p->ldc + c] = v;
+        }
+}
+
+int pthcv_act_bounds(const pthcv_activation *a, float *lo, float *hi)
+{
+    *lo = -INFINITY;
+    *hi = INFINITY;
+    switch (a ? a->kind : PTHCV_ACT_NONE) {
+    case PTHCV_ACT_NONE: return 1;
+    case PTHCV_ACT_RELU: *lo = 0.0f; return 1;
+    case PTHCV_ACT_RELU6: *lo = 0.0f; *hi = 6.0f; return 1;
+    case PTHCV_ACT_CLAMP: *lo = a->alpha; *hi = a->beta; return 1;
+    default: return 0;
+    }
+}
+
+/* ---- packing constant operands -------------------------------------------------- */
+int64_t pthcv_gemm_packed_a_size(const pthcv_gemm_kernel *k, int64_t M, int64_t K)
+{
+    return (M + k->mr - 1) / k->mr * k->mr * (K > 0 ? K : 1);
+}
+
+int64_t pthcv_gemm_packed_b_size(const pthcv_gemm_kernel *k, int64_t K, int64_t N)
+{
+    return (N + k->nr - 1) / k->nr * k->nr * (K > 0 ? K : 1);
+}
+
+void pthcv_gemm_pack_a(const pthcv_gemm_kernel *k, float *dst, const float *src, int64_t M, int64_t K, int64_t rs,
+                       int64_t ks)
+{
+    int mr = k->mr;
+    for (int64_t i0 = 0; i0 < M; i0 += mr) {
+        float *d = dst + i0 * K;
+        for (int64_t kk = 0; kk < K; kk++)
+            for (int r = 0; r < mr; r++)
+                *d++ = i0 + r < M ? src[(i0 + r) * rs + kk * ks] : 0.0f;
+    }
+}
+
+void pthcv_gemm_pack_b(const pthcv_gemm_kernel *k, float *dst, const float *src, int64_t K, int64_t N, int64_t ks,
+                       int64_t cs)
+{
+    int nr = k->nr;
+    for (int64_t j0 = 0; j0 < N; j0 += nr) {
+        float *d = dst + j0 * K;
+        for (int64_t kk = 0; kk < K; kk++)
+            for (int c = 0; c < nr; c++)
+                *d++ = j0 + c < N ? src[kk * ks + (j0 + c) * cs] : 0.0f;
+    }
+}
+
+/* ---- the driver ------------------------------------------------------------------ */
+typedef struct {
+    const pthcv_gemm_problem *g;
+    int64_t mc, nc, kcs;          /* block sizes */
+    int64_t nm, nn;               /* blocks per problem */
+    float lo, hi;
+    int fused;                    /* the activation is a clamp done in the micro-kernel */
+    atomic_int failed;
+} gemm_ctx;
+
+/* One MR x NR tile whose C lies at c (ldc); edges go through a scratch tile
+ * so that the micro-kernel always sees a full tile. */
+static void run_tile(const gemm_ctx *x, pthcv_ukernel_args *u, int64_t i, int64_t j, int64_t set, float *c,
+                     const float *res)
+{
+    const pthcv_gemm_problem *g = x->g;
+    const pthcv_gemm_kernel *k = g->kernel;
+    int mr = (int)(g->M - i < k->mr ? g->M - i : k->mr);
+    int nr = (int)(g->N - j < k->nr ? g->N - j : k->nr);
+    const float *brow = g->bias_row ? g->bias_row + set * g->M + i : NULL;
+    const float *bcol = g->bias_col ? g->bias_col + j : NULL;
+    if (mr == k->mr && nr == k->nr) {
+        u->c = c;
+        u->ldc = g->ldc;
+        u->res = res;
+        u->ldr = g->ldc;
+        u->bias_row = brow;
+        u->bias_col = bcol;
+        k->run(u);
+    } else {
+        float tile[16 * 64], rtile[16 * 64], pb_row[16], pb_col[64];
+        int64_t ld = k->nr;
+        memset(tile, 0, sizeof(float) * (size_t)(k->mr * k->nr));
+        if (!u->first)
+            for (int r = 0; r < mr; r++) memcpy(tile + r * ld, c + r * g->ldc, sizeof(float) * (size_t)nr);
+        if (res && u->last) {
+            memset(rtile, 0, sizeof(float) * (size_t)(k->mr * k->nr));
+            for (int r = 0; r < mr; r++) memcpy(rtile + r * ld, res + r * g->ldc, sizeof(float) * (size_t)nr);
+        }
+        if (brow) {
+            memset(pb_row, 0, sizeof pb_row);
+            memcpy(pb_row, brow, sizeof(float) * (size_t)mr);
+        }
+        if (bcol) {
+            memset(pb_col, 0, sizeof pb_col);
+            memcpy(pb_col, bcol, sizeof(float) * (size_t)nr);
+        }
+        u->c = tile;
+        u->ldc = ld;
+        u->res = res ? rtile : NULL;
+        u->ldr = ld;
+        u->bias_row = brow ? pb_row : NULL;
+        u->bias_col = bcol ? pb_col : NULL;
+        k->run(u);
+        for (int r = 0; r < mr; r++) memcpy(c + r * g->ldc, tile + r * ld, sizeof(float) * (size_t)nr);
+    }
+    if (u->last && !x->fused)
+        for (int r = 0; r < mr; r++) pthcv_act_row(c + r * g->ldc, nr, &g->act);
+}
+
+static void gemm_task(void *vctx, int64_t begin, int64_t end)
+{
+    gemm_ctx *x = vctx;
+    const pthcv_gemm_problem *g = x->g;
+    const pthcv_gemm_kernel *k = g->kernel;
+    int64_t K = g->K;
+    float *abuf = NULL, *bbuf = NULL;
+    if (!g->a_packed && !(abuf = pthcv_alloc_aligned(sizeof(float) * (size_t)(x->mc * (x->kcs ? x->kcs : 1)))))
+        goto fail;
+    if (!g->b_packed && !(bbuf = pthcv_alloc_aligned(sizeof(float) * (size_t)(x->nc * (x->kcs ? x->kcs : 1)))))
+        goto fail;
+
+    for (int64_t t = begin; t < end; t++) {
+        int64_t p = t / (x->nm * x->nn), rem = t % (x->nm * x->nn);
+        int64_t i0 = rem % x->nm * x->mc, j0 = rem / x->nm * x->nc;
+        int64_t mc = g->M - i0 < x->mc ? g->M - i0 : x->mc;
+        int64_t nc = g->N - j0 < x->nc ? g->N - j0 : x->nc;
+        int64_t set = p % g->nsets;
+        float *cp = g->c + p * g->c_pstride;
+        const float *rp = g->res ? g->res + p * g->c_pstride : NULL;
+        int64_t pc = 0;
+        do {
+            int64_t kc = K - pc < x->kcs ? K - pc : x->kcs;
+            const float *ap, *bp;
+            int64_t astride, bstride;
+            if (g->a_packed) {
+                ap = g->a_packed + set * g->a_sstride + i0 * K + pc * k->mr;
+                astride = K * k->mr;
+            } else {
+                g->pack_a(g->ctx, p, abuf, i0, mc, pc, kc, k->mr);
+                ap = abuf;
+                astride = kc * k->mr;
+            }
+            if (g->b_packed) {
+                bp = g->b_packed + j0 * K + pc * k->nr;
+                bstride = K * k->nr;
+            } else {
+                g->pack_b(g->ctx, p, bbuf, pc, kc, j0, nc, k->nr);
+                bp = bbuf;
+                bstride = kc * k->nr;
+            }
+            pthcv_ukernel_args u = { .kc = kc, .first = pc == 0, .last = pc + kc >= K, .lo = x->lo, .hi = x->hi };
+            if (!x->fused) u.lo = -INFINITY, u.hi = INFINITY;
+            for (int64_t jr = 0; jr < nc; jr += k->nr) {
+                u.b = bp + jr / k->nr * bstride;
+                for (int64_t ir = 0; ir < mc; ir += k->mr) {
+                    int64_t i = i0 + ir, j = j0 + jr;
+                    u.a = ap + ir / k->mr * astride;
+                    run_tile(x, &u, i, j, set, cp + i * g->ldc + j, rp ? rp + i * g->ldc + j : NULL);
+                }
+            }
+            pc += kc;
+        } while (pc < K);
+    }
+    pthcv_free_aligned(abuf);
+    pthcv_free_aligned(bbuf);
+    return;
+fail:
+    pthcv_free_aligned(abuf);
+    atomic_store(&x->failed, 1);
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int pthcv_gemm_run(const pthcv_gemm_problem *g)
+{
+    const pthcv_gemm_kernel *k = g->kernel;
+    if (g->M <= 0 || g->N <= 0 || g->nprob <= 0) return PTHCV_OK;
+    gemm_ctx x = { .g = g };
+    x.fused = pthcv_act_bounds(&g->act, &x.lo, &x.hi);
+
+    /* K slices of nearly equal size, at most kc each: depends on K and the
+     * instruction set only. */
+    int64_t nk = g->K > 0 ? cdiv(g->K, k->kc) : 1;
+    x.kcs = g->K > 0 ? cdiv(g->K, nk) : 0;
+
+    /* Blocks of C: as large as the caches allow, smaller when there are too
+     * few to keep the threads busy (this changes no result). */
+    int threads = pthcv_get_num_threads();
+    int64_t nm = cdiv(g->M, k->mc), nn = cdiv(g->N, k->nc);
+    int64_t pm = cdiv(g->M, k->mr), pn = cdiv(g->N, k->nr);
+    while (g->nprob * nm * nn < 4 * threads && (nm < pm || nn < pn)) {
+        if (nn < pn && (g->N / nn >= g->M / nm || nm >= pm)) nn++;
+        else nm++;
+    }
+    x.mc = cdiv(cdiv(g->M, nm), k->mr) * k->mr;
+    x.nc = cdiv(cdiv(g->N, nn), k->nr) * k->nr;
+    x.nm = cdiv(g->M, x.mc);
+    x.nn = cdiv(g->N, x.nc);
+    atomic_init(&x.failed, 0);
+    pthcv_parallel_for(g->nprob * x.nm * x.nn, 1, gemm_task, &x);
+    if (atomic_load(&x.failed))
+        return pthcv_fail(PTHCV_ERR_NOMEM, "gemm: out of memory for the packing buffers");
+    return PTHCV_OK;
+}

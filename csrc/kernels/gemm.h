@@ -1,0 +1,108 @@
+/*
+ * gemm.h -- the packed, register-blocked sgemm behind convolutions and
+ * linear layers (internal to csrc/kernels).
+ *
+ *   C[M x N] = A[M x K] . B[K x N]  (+ bias per row or per column)
+ *                                    (+ residual R[M x N])  then activation
+ *
+ * Operands are streamed in packed panels:
+ *   A: MR-row micro-panels, k-major: panel p holds rows p*MR..p*MR+MR-1 as
+ *      a[k*MR + r] (rows past M are zero);
+ *   B: NR-column micro-panels, k-major: b[k*NR + c] (columns past N zero).
+ * A constant operand (weights) is packed once (pthcv_gemm_pack_a/_b, over the
+ * whole K); the other is packed per block by a callback, which is where a
+ * convolution does its implicit im2col.
+ *
+ * Blocking (BLIS order): a task computes one MC x NC block of C; for each KC
+ * slice of K it packs the B block (KC x NC, L2) and then, for each NR
+ * micro-panel of it (L1), runs the micro-kernel over the MR panels of the A
+ * block. Only KC (fixed per instruction set) shapes the sums, so results do
+ * not depend on MC, NC or the thread count.
+ */
+#ifndef PTHCV_GEMM_H
+#define PTHCV_GEMM_H
+
+#include "kernels.h"
+
+/* One micro-kernel call: an MR x NR tile of C over kc steps of k.
+ *   first: start from the bias (bias_row[r] + bias_col[c], missing ones 0)
+ *          instead of loading C;
+ *   last:  then add res (if not NULL) and clamp to [lo, hi].
+ * c/res hold a full MR x NR tile (row strides ldc/ldr); bias_row has MR
+ * values, bias_col NR (the driver pads edges through a scratch tile). */
+typedef struct pthcv_ukernel_args {
+    int64_t kc;
+    const float *a, *b;
+    float *c;
+    int64_t ldc;
+    const float *res;
+    int64_t ldr;
+    const float *bias_row, *bias_col;
+    int first, last;
+    float lo, hi;
+} pthcv_ukernel_args;
+
+typedef void (*pthcv_ukernel_fn)(const pthcv_ukernel_args *a);
+
+/* A micro-kernel and its blocking. mr <= 16, nr <= 64. */
+typedef struct pthcv_gemm_kernel {
+    int isa;
+    int mr, nr;
+    int kc;          /* K slice (fixed: it decides the rounding) */
+    int mc, nc;      /* largest block of C a task computes (multiples of mr, nr) */
+    pthcv_ukernel_fn run;
+} pthcv_gemm_kernel;
+
+/* The micro-kernel of an instruction set (isa must be available). */
+const pthcv_gemm_kernel *pthcv_gemm_kernel_for(int isa);
+
+/* The micro-kernels, one per file. */
+void pthcv_ukernel_scalar(const pthcv_ukernel_args *a);
+void pthcv_ukernel_6x16_avx2(const pthcv_ukernel_args *a);
+void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *a);
+void pthcv_ukernel_8x12_neon(const pthcv_ukernel_args *a);
+
+/* Packing a constant operand for kernel k into dst (pthcv_gemm_packed_*_size
+ * floats, 64-byte aligned): src(i, kk) = src[i*rs + kk*ks] for A,
+ * src(kk, j) = src[kk*ks + j*cs] for B. */
+int64_t pthcv_gemm_packed_a_size(const pthcv_gemm_kernel *k, int64_t M, int64_t K);
+int64_t pthcv_gemm_packed_b_size(const pthcv_gemm_kernel *k, int64_t K, int64_t N);
+void pthcv_gemm_pack_a(const pthcv_gemm_kernel *k, float *dst, const float *src, int64_t M, int64_t K, int64_t rs,
+                       int64_t ks);
+void pthcv_gemm_pack_b(const pthcv_gemm_kernel *k, float *dst, const float *src, int64_t K, int64_t N, int64_t ks,
+                       int64_t cs);
+
+void *pthcv_alloc_aligned(size_t bytes);   /* 64-byte aligned, NULL on failure */
+void pthcv_free_aligned(void *p);
+
+/* A batch of same-shaped problems p = 0..nprob-1 (images x groups of a
+ * convolution). Problem p uses A/bias set (p % nsets), and its C (and res)
+ * start at c + p*c_pstride. */
+typedef struct pthcv_gemm_problem {
+    const pthcv_gemm_kernel *kernel;
+    int64_t M, N, K, nprob, nsets;
+    /* A: prepacked (a_packed + set*a_sstride floats) or packed per block */
+    const float *a_packed;
+    int64_t a_sstride;
+    /* dst: [ceil(mc/MR)][kc][MR] for rows i0.., k from k0 */
+    void (*pack_a)(const void *ctx, int64_t p, float *dst, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr);
+    /* B: prepacked or packed per block, dst: [ceil(nc/NR)][kc][NR] */
+    const float *b_packed;
+    void (*pack_b)(const void *ctx, int64_t p, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr);
+    const void *ctx;
+    float *c;
+    int64_t ldc, c_pstride;
+    const float *res;             /* same layout as C, or NULL */
+    const float *bias_row;        /* M per set (bias_row + set*M), or NULL */
+    const float *bias_col;        /* N values, or NULL */
+    pthcv_activation act;
+} pthcv_gemm_problem;
+
+/* Runs the problem on the thread pool. 0, or PTHCV_ERR_NOMEM with the error set. */
+int pthcv_gemm_run(const pthcv_gemm_problem *g);
+
+/* Clamp bounds of the clamp-type activations (fused into the micro-kernel's
+ * store); returns 0 for the other kinds, which run after the store. */
+int pthcv_act_bounds(const pthcv_activation *a, float *lo, float *hi);
+
+#endif

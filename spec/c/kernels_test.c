@@ -1,0 +1,647 @@
+/* kernels_test.c -- checks of the inference kernels (csrc/kernels/).
+ *
+ *   kernels_test FIXTURE_DIR...
+ *
+ * 1. conv2d and linear on every instruction set this CPU has, against a
+ *    double-precision direct reference written here and against the scalar
+ *    path, at 1, 2 and 3 threads (results must be bit-identical across
+ *    thread counts); odd channel counts, borders, strides, dilation, groups,
+ *    depthwise, padding modes, batch, every activation, residual.
+ * 2. fold_batchnorm, pthcv_set_isa, the error messages.
+ * 3. the cases in each FIXTURE_DIR/manifest.txt, written by torch
+ *    (spec/fixtures/make_op_fixtures.py documents the format); ops this
+ *    test does not know are left to the other tests.
+ * Ends with "N passed, N failed"; exit status 1 if anything failed. An
+ * instruction set the CPU lacks prints "# skipped: ..." (not a pass). */
+#include "internal.h"
+#include "kernels/kernels.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                \
+    do {                                                \
+        if (cond) {                                     \
+            passed++;                                   \
+        } else {                                        \
+            failed++;                                   \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+            printf(__VA_ARGS__);                        \
+            printf("\n");                               \
+        }                                               \
+    } while (0)
+
+static const char *isa_names[] = { "scalar", "avx2", "avx512", "neon" };
+
+/* ---- data --------------------------------------------------------------------- */
+static uint64_t rng = 88172645463325252ull;
+static float frand(void)   /* uniform in [-1, 1) */
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+
+static pthcv_tensor *random_tensor(int ndim, const int64_t *shape)
+{
+    pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, ndim, shape);
+    float *d = pthcv_tensor_data(t);
+    for (int64_t i = 0; i < t->numel; i++) d[i] = frand();
+    return t;
+}
+
+/* max |a - b| <= tol * max(|ref|, 1e-3) over n values */
+static int close_to(const float *a, const float *ref, int64_t n, double tol, double *worst)
+{
+    double mx = 1e-3, err = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (fabs(ref[i]) > mx) mx = fabs(ref[i]);
+        double e = fabs((double)a[i] - ref[i]);
+        if (!(e <= err)) err = e;   /* NaN counts as worst */
+    }
+    *worst = err / mx;
+    return err <= tol * mx;
+}
+
+/* ---- the reference convolution --------------------------------------------------- */
+typedef struct {
+    const char *name;
+    int n, cin, h, w, cout, kh, kw, sh, sw, ph, pw, dh, dw, groups, mode, bias, res;
+    pthcv_activation act;
+} conv_case;
+
+static int64_t ref_pad(int64_t i, int64_t n, int mode)
+{
+    if (i >= 0 && i < n) return i;
+    if (mode == PTHCV_PAD_REFLECT) return i < 0 ? -i : 2 * (n - 1) - i;
+    if (mode == PTHCV_PAD_REPLICATE) return i < 0 ? 0 : n - 1;
+    return ((i % n) + n) % n;
+}
+
+static void ref_conv(const conv_case *c, const float *x, const float *w, const float *b, const float *res,
+                     float *out, int oh, int ow)
+{
+    int cin_g = c->cin / c->groups, cout_g = c->cout / c->groups;
+    for (int n = 0; n < c->n; n++)
+        for (int oc = 0; oc < c->cout; oc++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++) {
+                    int g = oc / cout_g;
+                    double s = b ? b[oc] : 0.0;
+                    for (int ci = 0; ci < cin_g; ci++)
+                        for (int ky = 0; ky < c->kh; ky++)
+                            for (int kx = 0; kx < c->kw; kx++) {
+                                int64_t iy = oy * c->sh - c->ph + ky * c->dh, ix = ox * c->sw - c->pw + kx * c->dw;
+                                int inside = iy >= 0 && iy < c->h && ix >= 0 && ix < c->w;
+                                if (!inside && c->mode == PTHCV_PAD_ZEROS) continue;
+                                iy = ref_pad(iy, c->h, c->mode), ix = ref_pad(ix, c->w, c->mode);
+                                s += (double)w[((oc * cin_g + ci) * c->kh + ky) * c->kw + kx] *
+                                     x[(((int64_t)n * c->cin + g * cin_g + ci) * c->h + iy) * c->w + ix];
+                            }
+                    int64_t o = (((int64_t)n * c->cout + oc) * oh + oy) * ow + ox;
+                    float v = (float)s;
+                    if (res) v += res[o];
+                    out[o] = pthcv_act_scalar(v, &c->act);
+                }
+}
+
+#define ACT(k) { (k), 0.0f, 0.0f }
+
+static int threads_list[] = { 1, 2, 3 };
+
+static void run_conv_case(const conv_case *c)
+{
+    int64_t xs[4] = { c->n, c->cin, c->h, c->w }, ws[4] = { c->cout, c->cin / c->groups, c->kh, c->kw }, bs[1] = { c->cout };
+    int oh = (c->h + 2 * c->ph - c->dh * (c->kh - 1) - 1) / c->sh + 1;
+    int ow = (c->w + 2 * c->pw - c->dw * (c->kw - 1) - 1) / c->sw + 1;
+    int64_t ys[4] = { c->n, c->cout, oh, ow };
+    pthcv_tensor *x = random_tensor(4, xs), *w = random_tensor(4, ws), *b = c->bias ? random_tensor(1, bs) : NULL;
+    pthcv_tensor *r = c->res ? random_tensor(4, ys) : NULL;
+    int64_t ny = (int64_t)c->n * c->cout * oh * ow;
+    float *ref = malloc(sizeof(float) * (size_t)ny), *scalar = malloc(sizeof(float) * (size_t)ny);
+    ref_conv(c, pthcv_tensor_data(x), pthcv_tensor_data(w), b ? pthcv_tensor_data(b) : NULL,
+             r ? pthcv_tensor_data(r) : NULL, ref, oh, ow);
+    pthcv_conv2d_params p = { { c->sh, c->sw }, { c->ph, c->pw }, { c->dh, c->dw }, c->groups, c->mode, c->act };
+    pthcv_conv2d *conv = pthcv_conv2d_prepare(w, b, &p);
+    CHECK(conv != NULL, "%s: prepare: %s", c->name, pthcv_last_error());
+    for (int isa = 0; conv && isa < 4; isa++) {
+        if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
+        float *first = NULL;
+        int same = 1;
+        for (int ti = 0; ti < 3; ti++) {
+            pthcv_set_num_threads(threads_list[ti]);
+            pthcv_tensor *y = pthcv_conv2d_forward(conv, x, r);
+            if (!y) {
+                CHECK(0, "%s [%s]: forward: %s", c->name, isa_names[isa], pthcv_last_error());
+                same = 0;
+                break;
+            }
+            int shape_ok = y->ndim == 4 && y->shape[0] == c->n && y->shape[1] == c->cout && y->shape[2] == oh &&
+                           y->shape[3] == ow;
+            if (!shape_ok) {
+                CHECK(0, "%s [%s]: output shape", c->name, isa_names[isa]);
+                pthcv_tensor_release(y);
+                same = 0;
+                break;
+            }
+            const float *yd = pthcv_tensor_data(y);
+            if (!first) {
+                first = malloc(sizeof(float) * (size_t)ny);
+                memcpy(first, yd, sizeof(float) * (size_t)ny);
+            } else if (memcmp(first, yd, sizeof(float) * (size_t)ny) != 0) {
+                same = 0;
+            }
+            pthcv_tensor_release(y);
+        }
+        if (first) {
+            double worst;
+            CHECK(same, "%s [%s]: results differ between 1, 2 and 3 threads", c->name, isa_names[isa]);
+            CHECK(close_to(first, ref, ny, 1e-4, &worst), "%s [%s]: off the reference by %.3g of max", c->name,
+                  isa_names[isa], worst);
+            if (isa == 0) memcpy(scalar, first, sizeof(float) * (size_t)ny);
+            else CHECK(close_to(first, scalar, ny, 1e-4, &worst), "%s [%s]: off the scalar path by %.3g", c->name,
+                       isa_names[isa], worst);
+        }
+        free(first);
+    }
+    pthcv_set_isa("auto");
+    pthcv_set_num_threads(2);
+    pthcv_conv2d_free(conv);
+    pthcv_tensor_release(x);
+    pthcv_tensor_release(w);
+    pthcv_tensor_release(b);
+    pthcv_tensor_release(r);
+    free(ref);
+    free(scalar);
+}
+
+static const char *act_names[] = { "none", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh",
+                                   "silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh", "clamp" };
+
+static pthcv_activation act_of(int kind)
+{
+    pthcv_activation a = { kind, 0, 0 };
+    if (kind == PTHCV_ACT_LEAKY_RELU) a.alpha = 0.1f;
+    if (kind == PTHCV_ACT_ELU) a.alpha = 1.3f;
+    if (kind == PTHCV_ACT_CLAMP) a.alpha = -0.25f, a.beta = 0.5f;
+    return a;
+}
+
+static void test_conv(void)
+{
+    static const conv_case cases[] = {
+        /* name            n cin  h  w cout kh kw sh sw ph pw dh dw g  mode bias res act */
+        { "1x1 s1",        2, 17, 9, 11, 33, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, ACT(0) },
+        { "1x1 s1 wide",   1, 7, 40, 41, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
+        { "1x1 s2",        1, 7, 9, 10, 3, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0) },
+        { "1x1 p1",        1, 3, 5, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, ACT(0) },
+        { "3x3 s1 p1",     1, 3, 13, 15, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_RELU) },
+        { "3x3 s2 p1",     2, 17, 12, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 1, ACT(0) },
+        { "3x3 s3 p0",     1, 7, 17, 16, 3, 3, 3, 3, 3, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0) },
+        { "3x3 K>256",     1, 33, 8, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU6) },
+        { "5x5 d2 p2",     1, 7, 15, 14, 7, 5, 5, 1, 1, 2, 2, 2, 2, 1, 0, 1, 0, ACT(0) },
+        { "5x5 K=1600",    1, 64, 6, 7, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1, 0, 1, 0, ACT(0) },
+        { "7x7 s2 p3",     1, 3, 23, 23, 33, 7, 7, 2, 2, 3, 3, 1, 1, 1, 0, 0, 0, ACT(PTHCV_ACT_RELU) },
+        { "1x3 s(1,2)",    1, 3, 7, 12, 7, 1, 3, 1, 2, 0, 2, 1, 1, 1, 0, 1, 0, ACT(0) },
+        { "3x1 d(2,1)",    1, 3, 11, 6, 7, 3, 1, 1, 1, 2, 0, 2, 1, 1, 0, 1, 0, ACT(0) },
+        { "k>input",       1, 3, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, ACT(0) },
+        { "groups 3",      2, 33, 7, 8, 33, 3, 3, 1, 1, 1, 1, 1, 1, 3, 0, 1, 1, ACT(0) },
+        { "groups 3 1x1",  1, 3, 5, 9, 3, 1, 1, 1, 1, 0, 0, 1, 1, 3, 0, 1, 0, ACT(0) },
+        { "dw 3x3 s1",     2, 17, 14, 13, 17, 3, 3, 1, 1, 1, 1, 1, 1, 17, 0, 1, 1, ACT(PTHCV_ACT_RELU6) },
+        { "dw 3x3 s2",     1, 17, 15, 18, 17, 3, 3, 2, 2, 1, 1, 1, 1, 17, 0, 1, 0, ACT(PTHCV_ACT_RELU6) },
+        { "dw 3x3 s2 even",1, 7, 16, 16, 7, 3, 3, 2, 2, 1, 1, 1, 1, 7, 0, 0, 0, ACT(0) },
+        { "dw 5x5 s1",     1, 7, 11, 21, 7, 5, 5, 1, 1, 2, 2, 1, 1, 7, 0, 1, 0, ACT(0) },
+        { "dw 5x5 s2",     1, 33, 9, 19, 33, 5, 5, 2, 2, 2, 2, 1, 1, 33, 0, 1, 0, ACT(0) },
+        { "dw 7x7 s1 p3",  1, 3, 9, 9, 3, 7, 7, 1, 1, 3, 3, 1, 1, 3, 0, 1, 0, ACT(0) },
+        { "dw 3x3 p0",     1, 3, 5, 30, 3, 3, 3, 1, 1, 0, 0, 1, 1, 3, 0, 1, 0, ACT(0) },
+        { "dw mult 2",     1, 17, 8, 9, 34, 3, 3, 1, 1, 1, 1, 1, 1, 17, 0, 1, 0, ACT(0) },
+        { "dw d2",         1, 7, 12, 12, 7, 3, 3, 1, 1, 2, 2, 2, 2, 7, 0, 1, 0, ACT(0) },
+        { "dw s3",         1, 7, 12, 13, 7, 3, 3, 3, 3, 1, 1, 1, 1, 7, 0, 1, 0, ACT(0) },
+        { "reflect 3x3",   1, 3, 9, 10, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
+        { "replicate 5x5", 1, 3, 9, 10, 7, 5, 5, 2, 2, 2, 2, 1, 1, 1, PTHCV_PAD_REPLICATE, 1, 0, ACT(0) },
+        { "circular 3x3",  2, 3, 6, 7, 7, 3, 3, 1, 1, 1, 2, 1, 1, 1, PTHCV_PAD_CIRCULAR, 1, 1, ACT(0) },
+        { "reflect dw",    1, 7, 8, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1, 7, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(&cases[i]);
+
+    /* every activation, with bias and residual, on the GEMM, 1x1 and depthwise paths */
+    for (int kind = PTHCV_ACT_NONE; kind <= PTHCV_ACT_CLAMP; kind++) {
+        char n1[64], n2[64], n3[64];
+        snprintf(n1, sizeof n1, "3x3 act %s", act_names[kind]);
+        snprintf(n2, sizeof n2, "1x1 act %s", act_names[kind]);
+        snprintf(n3, sizeof n3, "dw act %s", act_names[kind]);
+        conv_case a = { n1, 1, 7, 9, 11, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, act_of(kind) };
+        conv_case b = { n2, 2, 17, 5, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, act_of(kind) };
+        conv_case d = { n3, 1, 17, 10, 19, 17, 3, 3, 1, 1, 1, 1, 1, 1, 17, 0, 1, 1, act_of(kind) };
+        run_conv_case(&a);
+        run_conv_case(&b);
+        run_conv_case(&d);
+    }
+}
+
+/* a non-contiguous input (a transposed view) and an unbatched one */
+static void test_conv_layouts(void)
+{
+    int64_t xs[4] = { 1, 3, 6, 8 }, ws[4] = { 5, 3, 3, 3 };
+    pthcv_tensor *x = random_tensor(4, xs), *w = random_tensor(4, ws);
+    int64_t vs[4] = { 1, 3, 8, 6 }, vst[4] = { 144, 48, 1, 8 };
+    pthcv_tensor *xt = pthcv_tensor_view(x, 4, vs, vst, 0);
+    int64_t cs[4] = { 1, 3, 8, 6 };
+    pthcv_tensor *xc = pthcv_tensor_new(PTHCV_FLOAT32, 4, cs);
+    float *xd = pthcv_tensor_data(x), *cd = pthcv_tensor_data(xc);
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 6; j++) cd[(c * 8 + i) * 6 + j] = xd[(c * 6 + j) * 8 + i];
+    pthcv_conv2d_params p = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
+    pthcv_conv2d *conv = pthcv_conv2d_prepare(w, NULL, &p);
+    pthcv_tensor *y1 = pthcv_conv2d_forward(conv, xt, NULL), *y2 = pthcv_conv2d_forward(conv, xc, NULL);
+    CHECK(y1 && y2 && memcmp(pthcv_tensor_data(y1), pthcv_tensor_data(y2), sizeof(float) * (size_t)y1->numel) == 0,
+          "non-contiguous input gives the contiguous result");
+    int64_t us[3] = { 3, 8, 6 };
+    pthcv_tensor *xu = pthcv_tensor_view(xc, 3, us, NULL, 0);
+    if (!xu) {
+        int64_t ust[3] = { 48, 6, 1 };
+        xu = pthcv_tensor_view(xc, 3, us, ust, 0);
+    }
+    pthcv_tensor *y3 = xu ? pthcv_conv2d_forward(conv, xu, NULL) : NULL;
+    CHECK(y3 && y3->ndim == 3 && y3->shape[0] == 5 && y2 &&
+              memcmp(pthcv_tensor_data(y3), pthcv_tensor_data(y2), sizeof(float) * (size_t)y2->numel) == 0,
+          "unbatched [C, H, W] input gives [out, H', W']");
+    pthcv_tensor_release(y1), pthcv_tensor_release(y2), pthcv_tensor_release(y3);
+    pthcv_tensor_release(xu), pthcv_tensor_release(xt), pthcv_tensor_release(xc);
+    pthcv_conv2d_free(conv);
+    pthcv_tensor_release(x), pthcv_tensor_release(w);
+}
+
+static int error_has(const char *word) { return strstr(pthcv_last_error(), word) != NULL; }
+
+static void test_conv_errors(void)
+{
+    int64_t ws[4] = { 6, 4, 3, 3 }, xs[4] = { 1, 5, 8, 8 }, bs[1] = { 5 };
+    pthcv_tensor *w = random_tensor(4, ws), *x = random_tensor(4, xs), *b = random_tensor(1, bs);
+    pthcv_conv2d_params p = { { 1, 1 }, { 0, 0 }, { 1, 1 }, 2, 0, ACT(0) };
+    pthcv_conv2d *c = pthcv_conv2d_prepare(w, NULL, &p);
+    CHECK(c != NULL, "prepare with groups 2: %s", pthcv_last_error());
+    CHECK(pthcv_conv2d_forward(c, x, NULL) == NULL && error_has("[N, 8, H, W]") && error_has("[1, 5, 8, 8]"),
+          "channel mismatch names expected and actual shapes: %s", pthcv_last_error());
+    int64_t rs[4] = { 1, 6, 5, 5 }, xs2[4] = { 1, 8, 8, 8 };
+    pthcv_tensor *r = random_tensor(4, rs), *x2 = random_tensor(4, xs2);
+    CHECK(pthcv_conv2d_forward(c, x2, r) == NULL && error_has("[1, 6, 6, 6]") && error_has("[1, 6, 5, 5]"),
+          "residual mismatch names both shapes: %s", pthcv_last_error());
+    pthcv_conv2d_free(c);
+    p.groups = 4;
+    CHECK(pthcv_conv2d_prepare(w, NULL, &p) == NULL && error_has("divisible"), "out_channels %% groups: %s",
+          pthcv_last_error());
+    p.groups = 1;
+    CHECK(pthcv_conv2d_prepare(w, b, &p) == NULL && error_has("bias") && error_has("[6]"), "bias size: %s",
+          pthcv_last_error());
+    p.stride[0] = 0;
+    CHECK(pthcv_conv2d_prepare(w, NULL, &p) == NULL && error_has("stride"), "stride 0: %s", pthcv_last_error());
+    p.stride[0] = 1;
+    p.padding_mode = PTHCV_PAD_CONSTANT;
+    CHECK(pthcv_conv2d_prepare(w, NULL, &p) == NULL && error_has("padding_mode"), "constant mode: %s",
+          pthcv_last_error());
+    p.padding_mode = PTHCV_PAD_REFLECT;
+    p.padding[0] = p.padding[1] = 8;
+    int64_t xs3[4] = { 1, 4, 8, 8 };
+    pthcv_tensor *x3 = random_tensor(4, xs3);
+    c = pthcv_conv2d_prepare(w, NULL, &p);
+    CHECK(c && pthcv_conv2d_forward(c, x3, NULL) == NULL && error_has("too large"), "reflect pad >= size: %s",
+          pthcv_last_error());
+    pthcv_conv2d_free(c);
+    p.padding_mode = 0;
+    p.padding[0] = p.padding[1] = 0;
+    int64_t xs4[4] = { 1, 4, 2, 8 };
+    pthcv_tensor *x4 = random_tensor(4, xs4);
+    c = pthcv_conv2d_prepare(w, NULL, &p);
+    CHECK(c && pthcv_conv2d_forward(c, x4, NULL) == NULL && error_has("smaller than"), "input smaller than kernel: %s",
+          pthcv_last_error());
+    pthcv_conv2d_free(c);
+    pthcv_tensor_release(w), pthcv_tensor_release(x), pthcv_tensor_release(b), pthcv_tensor_release(r);
+    pthcv_tensor_release(x2), pthcv_tensor_release(x3), pthcv_tensor_release(x4);
+}
+
+/* ---- linear ---------------------------------------------------------------------- */
+static void run_linear_case(int ndim, const int64_t *xshape, int64_t out, int bias, int kind)
+{
+    int64_t in = xshape[ndim - 1], ws[2] = { out, in }, bs[1] = { out };
+    pthcv_tensor *x = random_tensor(ndim, xshape), *w = random_tensor(2, ws), *b = bias ? random_tensor(1, bs) : NULL;
+    int64_t rows = in ? x->numel / in : 0;
+    float *ref = malloc(sizeof(float) * (size_t)(rows * out + 1)), *scalar = malloc(sizeof(float) * (size_t)(rows * out + 1));
+    const float *xd = pthcv_tensor_data(x), *wd = pthcv_tensor_data(w), *bd = b ? pthcv_tensor_data(b) : NULL;
+    pthcv_activation act = act_of(kind);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t o = 0; o < out; o++) {
+            double s = bd ? bd[o] : 0;
+            for (int64_t k = 0; k < in; k++) s += (double)xd[i * in + k] * wd[o * in + k];
+            ref[i * out + o] = pthcv_act_scalar((float)s, &act);
+        }
+    pthcv_linear *l = pthcv_linear_prepare(w, b, &act);
+    char name[96];
+    snprintf(name, sizeof name, "linear %dd in %lld out %lld bias %d %s", ndim, (long long)in, (long long)out, bias,
+             act_names[kind]);
+    CHECK(l != NULL, "%s: prepare: %s", name, pthcv_last_error());
+    for (int isa = 0; l && isa < 4; isa++) {
+        if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
+        float *first = NULL;
+        int same = 1;
+        for (int ti = 0; ti < 3; ti++) {
+            pthcv_set_num_threads(threads_list[ti]);
+            pthcv_tensor *y = pthcv_linear_forward(l, x);
+            if (!y || y->ndim != ndim || y->shape[ndim - 1] != out) {
+                CHECK(0, "%s [%s]: forward: %s", name, isa_names[isa], y ? "shape" : pthcv_last_error());
+                pthcv_tensor_release(y);
+                same = 0;
+                break;
+            }
+            if (!first) {
+                first = malloc(sizeof(float) * (size_t)(rows * out + 1));
+                memcpy(first, pthcv_tensor_data(y), sizeof(float) * (size_t)(rows * out));
+            } else if (memcmp(first, pthcv_tensor_data(y), sizeof(float) * (size_t)(rows * out)) != 0) {
+                same = 0;
+            }
+            pthcv_tensor_release(y);
+        }
+        if (first) {
+            double worst;
+            CHECK(same, "%s [%s]: results differ between thread counts", name, isa_names[isa]);
+            CHECK(close_to(first, ref, rows * out, 1e-4, &worst), "%s [%s]: off the reference by %.3g", name,
+                  isa_names[isa], worst);
+            if (isa == 0) memcpy(scalar, first, sizeof(float) * (size_t)(rows * out));
+            else CHECK(close_to(first, scalar, rows * out, 1e-4, &worst), "%s [%s]: off the scalar path by %.3g",
+                       name, isa_names[isa], worst);
+        }
+        free(first);
+    }
+    pthcv_set_isa("auto");
+    pthcv_set_num_threads(2);
+    pthcv_linear_free(l);
+    pthcv_tensor_release(x), pthcv_tensor_release(w), pthcv_tensor_release(b);
+    free(ref), free(scalar);
+}
+
+static void test_linear(void)
+{
+    int64_t s1[1] = { 33 }, s2[2] = { 7, 17 }, s3[3] = { 2, 3, 33 }, s4[2] = { 5, 300 }, s5[2] = { 70, 1 };
+    run_linear_case(1, s1, 7, 1, PTHCV_ACT_NONE);
+    run_linear_case(2, s2, 1, 0, PTHCV_ACT_NONE);
+    run_linear_case(3, s3, 17, 1, PTHCV_ACT_RELU);
+    run_linear_case(2, s4, 33, 1, PTHCV_ACT_GELU);
+    run_linear_case(2, s5, 3, 1, PTHCV_ACT_SIGMOID);
+    for (int kind = PTHCV_ACT_NONE; kind <= PTHCV_ACT_CLAMP; kind++) run_linear_case(2, s2, 17, 1, kind);
+
+    int64_t ws[2] = { 4, 3 }, xs[2] = { 2, 5 };
+    pthcv_tensor *w = random_tensor(2, ws), *x = random_tensor(2, xs);
+    pthcv_linear *l = pthcv_linear_prepare(w, NULL, NULL);
+    CHECK(l && pthcv_linear_forward(l, x) == NULL && error_has("[..., 3]") && error_has("5"),
+          "linear: in_features mismatch: %s", pthcv_last_error());
+    pthcv_linear_free(l);
+    pthcv_tensor_release(w), pthcv_tensor_release(x);
+}
+
+/* ---- fold_batchnorm ------------------------------------------------------------------ */
+static void test_fold(void)
+{
+    int64_t ws[4] = { 5, 3, 3, 3 }, cs[1] = { 5 }, xs[4] = { 1, 3, 7, 6 };
+    pthcv_tensor *w = random_tensor(4, ws), *b = random_tensor(1, cs), *m = random_tensor(1, cs);
+    pthcv_tensor *v = random_tensor(1, cs), *g = random_tensor(1, cs), *be = random_tensor(1, cs);
+    pthcv_tensor *x = random_tensor(4, xs);
+    float *vd = pthcv_tensor_data(v);
+    for (int i = 0; i < 5; i++) vd[i] = fabsf(vd[i]) + 0.1f;
+    double eps = 1e-5;
+    pthcv_tensor *nw = NULL, *nb = NULL;
+    CHECK(pthcv_fold_batchnorm(w, b, m, v, g, be, eps, &nw, &nb) == PTHCV_OK, "fold: %s", pthcv_last_error());
+    pthcv_conv2d_params p = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
+    pthcv_conv2d *c0 = pthcv_conv2d_prepare(w, b, &p), *c1 = nw ? pthcv_conv2d_prepare(nw, nb, &p) : NULL;
+    pthcv_tensor *y0 = pthcv_conv2d_forward(c0, x, NULL), *y1 = c1 ? pthcv_conv2d_forward(c1, x, NULL) : NULL;
+    if (y0 && y1) {
+        float *a = pthcv_tensor_data(y0), *f = pthcv_tensor_data(y1);
+        const float *md = pthcv_tensor_data(m), *gd = pthcv_tensor_data(g), *bed = pthcv_tensor_data(be);
+        int64_t plane = y0->shape[2] * y0->shape[3];
+        for (int64_t i = 0; i < y0->numel; i++) {
+            int o = (int)(i / plane);
+            a[i] = (float)((a[i] - md[o]) / sqrt(vd[o] + eps) * gd[o] + bed[o]);
+        }
+        double worst;
+        CHECK(close_to(f, a, y0->numel, 1e-5, &worst), "conv(folded) = bn(conv): off by %.3g", worst);
+    } else {
+        CHECK(0, "fold: convolutions failed: %s", pthcv_last_error());
+    }
+    /* affine=False and no conv bias */
+    pthcv_tensor *nw2 = NULL, *nb2 = NULL;
+    CHECK(pthcv_fold_batchnorm(w, NULL, m, v, NULL, NULL, eps, &nw2, &nb2) == PTHCV_OK && nb2 &&
+              fabsf(((float *)pthcv_tensor_data(nb2))[2] -
+                    (float)(-((float *)pthcv_tensor_data(m))[2] / sqrt(vd[2] + eps))) < 1e-6f,
+          "fold without gamma, beta and bias");
+    int64_t bad[1] = { 4 };
+    pthcv_tensor *m4 = random_tensor(1, bad), *nw3 = NULL, *nb3 = NULL;
+    CHECK(pthcv_fold_batchnorm(w, b, m4, v, g, be, eps, &nw3, &nb3) != PTHCV_OK && error_has("running_mean") &&
+              error_has("[5]"),
+          "fold: wrong running_mean size: %s", pthcv_last_error());
+    pthcv_conv2d_free(c0), pthcv_conv2d_free(c1);
+    pthcv_tensor_release(y0), pthcv_tensor_release(y1);
+    pthcv_tensor *ts[] = { w, b, m, v, g, be, x, nw, nb, nw2, nb2, m4 };
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) pthcv_tensor_release(ts[i]);
+}
+
+/* ---- instruction sets ------------------------------------------------------------------- */
+static void test_isa(void)
+{
+    printf("# cpu: %s\n", pthcv_cpu_info());
+    CHECK(pthcv_set_isa("scalar") == PTHCV_OK && strstr(pthcv_cpu_info(), "using scalar"), "set_isa scalar");
+    CHECK(pthcv_set_isa("sse9") != PTHCV_OK && error_has("unknown") && error_has("sse9"), "unknown isa: %s",
+          pthcv_last_error());
+#if defined(__x86_64__)
+    CHECK(pthcv_set_isa("neon") == PTHCV_ERR_UNSUPPORTED && error_has("no neon"), "neon on x86: %s",
+          pthcv_last_error());
+    if (!pthcv_isa_available(PTHCV_ISA_AVX2)) printf("# skipped: no AVX2\n");
+    if (pthcv_isa_available(PTHCV_ISA_AVX512)) {
+        CHECK(pthcv_set_isa("avx512") == PTHCV_OK, "avx512 available");
+    } else {
+        CHECK(pthcv_set_isa("avx512") == PTHCV_ERR_UNSUPPORTED && error_has("no avx512"), "avx512 refused: %s",
+              pthcv_last_error());
+        printf("# skipped: no AVX-512 (its kernels are not run on this CPU)\n");
+    }
+#elif defined(__aarch64__)
+    CHECK(pthcv_isa_available(PTHCV_ISA_NEON) && pthcv_set_isa("avx2") == PTHCV_ERR_UNSUPPORTED, "aarch64: neon, no avx2");
+#endif
+    CHECK(pthcv_set_isa("auto") == PTHCV_OK, "set_isa auto");
+    for (int i = 0; i < 4; i++)
+        if (pthcv_isa_available(i)) printf("# testing %s\n", isa_names[i]);
+}
+
+/* ---- torch fixtures ------------------------------------------------------------------------ */
+/* A float32 little-endian C-order .npy, or NULL. */
+static pthcv_tensor *read_npy(const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char pre[10];
+    pthcv_tensor *t = NULL;
+    if (fread(pre, 1, 10, f) == 10 && memcmp(pre, "\x93NUMPY", 6) == 0) {
+        size_t hl = pre[8] | (size_t)pre[9] << 8;
+        if (pre[6] >= 2) {   /* version 2: 4-byte header length */
+            unsigned char more[2];
+            if (fread(more, 1, 2, f) != 2) goto out;
+            hl |= (size_t)more[0] << 16 | (size_t)more[1] << 24;
+        }
+        char *h = calloc(1, hl + 1);
+        if (h && fread(h, 1, hl, f) == hl && strstr(h, "'<f4'") && strstr(h, "'fortran_order': False")) {
+            const char *s = strstr(h, "'shape': (");
+            int64_t shape[PTHCV_MAX_DIMS];
+            int nd = 0;
+            if (s) {
+                s += 10;
+                while (*s && *s != ')' && nd < PTHCV_MAX_DIMS) {
+                    char *e;
+                    long long v = strtoll(s, &e, 10);
+                    if (e == s) break;
+                    shape[nd++] = v;
+                    s = e;
+                    while (*s == ',' || *s == ' ') s++;
+                }
+                t = pthcv_tensor_new(PTHCV_FLOAT32, nd, shape);
+                if (t && fread(pthcv_tensor_data(t), sizeof(float), (size_t)t->numel, f) != (size_t)t->numel) {
+                    pthcv_tensor_release(t);
+                    t = NULL;
+                }
+            }
+        }
+        free(h);
+    }
+out:
+    fclose(f);
+    return t;
+}
+
+static const char *field(char **kv, int n, const char *key)
+{
+    size_t l = strlen(key);
+    for (int i = 0; i < n; i++)
+        if (strncmp(kv[i], key, l) == 0 && kv[i][l] == '=') return kv[i] + l + 1;
+    return NULL;
+}
+
+static void pair(const char *s, int32_t out[2], int dflt)
+{
+    out[0] = out[1] = dflt;
+    if (s) sscanf(s, "%d,%d", &out[0], &out[1]);
+}
+
+static pthcv_activation parse_act(const char *s)
+{
+    pthcv_activation a = { 0, 0, 0 };
+    if (!s) return a;
+    char name[32] = "";
+    float p1 = 0, p2 = 0;
+    sscanf(s, "%31[a-z0-9_]:%f:%f", name, &p1, &p2);
+    for (int k = 0; k <= PTHCV_ACT_CLAMP; k++)
+        if (strcmp(name, act_names[k]) == 0) a.kind = k;
+    a.alpha = p1, a.beta = p2;
+    return a;
+}
+
+static int test_fixture_dir(const char *dir)
+{
+    char path[1024], line[2048];
+    snprintf(path, sizeof path, "%s/manifest.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        CHECK(0, "no fixture manifest %s", path);
+        return 0;
+    }
+    int ran = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        char *tok[64];
+        int n = 0;
+        for (char *s = strtok(line, " \t\n"); s && n < 64; s = strtok(NULL, " \t\n")) tok[n++] = s;
+        if (n < 3) continue;
+        const char *op = tok[0], *name = tok[1];
+        double tol = atof(tok[2]);
+        char **kv = tok + 3;
+        int nkv = n - 3;
+        const char *fx = field(kv, nkv, "x"), *fw = field(kv, nkv, "weight"), *fb = field(kv, nkv, "bias");
+        const char *fr = field(kv, nkv, "residual"), *fo = field(kv, nkv, "out");
+        pthcv_tensor *x = fx ? read_npy(dir, fx) : NULL, *w = fw ? read_npy(dir, fw) : NULL;
+        pthcv_tensor *b = fb ? read_npy(dir, fb) : NULL, *r = fr ? read_npy(dir, fr) : NULL;
+        pthcv_tensor *expect = fo ? read_npy(dir, fo) : NULL, *y = NULL;
+        pthcv_activation act = parse_act(field(kv, nkv, "act"));
+        int known = 1;
+        if (strcmp(op, "conv2d") == 0 || strcmp(op, "conv2d_bn") == 0) {
+            pthcv_conv2d_params p = { { 1, 1 }, { 0, 0 }, { 1, 1 }, 1, 0, act };
+            pair(field(kv, nkv, "stride"), p.stride, 1);
+            pair(field(kv, nkv, "padding"), p.padding, 0);
+            pair(field(kv, nkv, "dilation"), p.dilation, 1);
+            const char *g = field(kv, nkv, "groups"), *mode = field(kv, nkv, "mode");
+            p.groups = g ? atoi(g) : 1;
+            static const char *modes[] = { "zeros", "reflect", "replicate", "circular" };
+            for (int i = 0; mode && i < 4; i++)
+                if (strcmp(mode, modes[i]) == 0) p.padding_mode = i;
+            pthcv_tensor *nw = NULL, *nb = NULL;
+            if (strcmp(op, "conv2d_bn") == 0 && w) {
+                const char *fe = field(kv, nkv, "eps");
+                pthcv_tensor *m = read_npy(dir, field(kv, nkv, "mean")), *v = read_npy(dir, field(kv, nkv, "var"));
+                pthcv_tensor *ga = read_npy(dir, field(kv, nkv, "gamma")), *be = read_npy(dir, field(kv, nkv, "beta"));
+                if (m && v && ga && be) pthcv_fold_batchnorm(w, b, m, v, ga, be, fe ? atof(fe) : 1e-5, &nw, &nb);
+                pthcv_tensor_release(m), pthcv_tensor_release(v), pthcv_tensor_release(ga), pthcv_tensor_release(be);
+            }
+            pthcv_conv2d *c = w ? pthcv_conv2d_prepare(nw ? nw : w, nw ? nb : b, &p) : NULL;
+            for (int isa = 0; c && x && expect && isa < 4; isa++) {
+                if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
+                y = pthcv_conv2d_forward(c, x, r);
+                double worst = 0;
+                CHECK(y && y->numel == expect->numel &&
+                          close_to(pthcv_tensor_data(y), pthcv_tensor_data(expect), y->numel, tol, &worst),
+                      "fixture %s/%s [%s]: %s (off by %.3g of max)", dir, name, isa_names[isa],
+                      y ? "differs from torch" : pthcv_last_error(), worst);
+                pthcv_tensor_release(y);
+                y = NULL;
+            }
+            if (!c || !x || !expect) CHECK(0, "fixture %s/%s: cannot load or prepare: %s", dir, name, pthcv_last_error());
+            pthcv_conv2d_free(c);
+            pthcv_tensor_release(nw), pthcv_tensor_release(nb);
+        } else if (strcmp(op, "linear") == 0) {
+            pthcv_linear *l = w ? pthcv_linear_prepare(w, b, &act) : NULL;
+            for (int isa = 0; l && x && expect && isa < 4; isa++) {
+                if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
+                y = pthcv_linear_forward(l, x);
+                double worst = 0;
+                CHECK(y && y->numel == expect->numel &&
+                          close_to(pthcv_tensor_data(y), pthcv_tensor_data(expect), y->numel, tol, &worst),
+                      "fixture %s/%s [%s]: %s (off by %.3g of max)", dir, name, isa_names[isa],
+                      y ? "differs from torch" : pthcv_last_error(), worst);
+                pthcv_tensor_release(y);
+                y = NULL;
+            }
+            if (!l || !x || !expect) CHECK(0, "fixture %s/%s: cannot load or prepare: %s", dir, name, pthcv_last_error());
+            pthcv_linear_free(l);
+        } else {
+            known = 0;
+        }
+        ran += known;
+        pthcv_set_isa("auto");
+        pthcv_tensor_release(x), pthcv_tensor_release(w), pthcv_tensor_release(b), pthcv_tensor_release(r);
+        pthcv_tensor_release(expect);
+    }
+    fclose(f);
+    printf("# %s: %d conv2d/linear fixture cases\n", dir, ran);
+    return ran;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    test_isa();
+    test_conv();
+    test_conv_layouts();
+    test_conv_errors();
+    test_linear();
+    test_fold();
+    for (int i = 1; i < argc; i++) test_fixture_dir(argv[i]);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
