@@ -249,34 +249,23 @@ static void dw_task(void *vctx, int64_t begin, int64_t end)
     dw_ctx *d = vctx;
     const pthcv_conv2d *c = d->c;
     const conv_ctx *x = d->x;
-    int s = c->p.stride[0];
     int64_t hp = x->h + 2 * x->ph, wp = x->w + 2 * x->pw;
-    int64_t ldi = s == 1 ? wp : (wp + 1) / 2;
-    float *buf = pthcv_alloc_aligned(sizeof(float) * (size_t)(hp * ldi * s));
+    int64_t ldi = wp + PTHCV_DW_SLACK, size = hp * ldi + PTHCV_DW_SLACK;
+    float *buf = pthcv_alloc_aligned(sizeof(float) * (size_t)size);
     if (!buf) {
         atomic_store(&d->failed, 1);
         return;
     }
-    float *even = buf, *odd = s == 2 ? buf + hp * ldi : NULL;
+    /* the zero border and slack stay zero: only the image part is rewritten */
+    memset(buf, 0, sizeof(float) * (size_t)size);
     int64_t mult = c->cout / c->groups, plane_out = x->oh * x->ow;
     for (int64_t t = begin; t < end; t++) {
         int64_t img = t / c->cout, oc = t % c->cout, ic = oc / mult;
         const float *src = x->x + (img * x->cin + ic) * x->h * x->w;
-        /* the zero-padded plane, split by column parity for stride 2 */
-        memset(buf, 0, sizeof(float) * (size_t)(hp * ldi * s));
-        for (int64_t y = 0; y < x->h; y++) {
-            const float *row = src + y * x->w;
-            if (s == 1) {
-                memcpy(even + (y + x->ph) * ldi + x->pw, row, sizeof(float) * (size_t)x->w);
-            } else {
-                for (int64_t xx = 0; xx < x->w; xx++) {
-                    int64_t px = xx + x->pw;
-                    ((px & 1) ? odd : even)[(y + x->ph) * ldi + px / 2] = row[xx];
-                }
-            }
-        }
+        for (int64_t y = 0; y < x->h; y++)
+            memcpy(buf + (y + x->ph) * ldi + x->pw, src + y * x->w, sizeof(float) * (size_t)x->w);
         pthcv_dw_args a = {
-            .in = even, .odd = odd, .ldi = ldi, .stride = s, .kh = (int)c->kh, .kw = (int)c->kw,
+            .in = buf, .ldi = ldi, .stride = c->p.stride[0], .kh = (int)c->kh, .kw = (int)c->kw,
             .w = c->w + oc * c->kh * c->kw, .bias = c->bias ? c->bias[oc] : 0.0f,
             .out = d->out + t * plane_out, .res = d->res ? d->res + t * plane_out : NULL,
             .oh = x->oh, .ow = x->ow, .lo = d->lo, .hi = d->hi,

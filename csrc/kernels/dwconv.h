@@ -2,12 +2,11 @@
  * dwconv.h -- direct depthwise convolution of one channel plane (internal).
  *
  * The caller hands over the input plane already zero padded (so the kernels
- * never test borders) and, for stride 2, split into its even and odd
- * columns, so that every tap reads consecutive floats:
- *   stride 1: in[y*ldi + x]            = padded[y][x]
- *   stride 2: in[y*ldi + x]            = padded[y][2x]
- *             odd[y*ldi + x]           = padded[y][2x + 1]
- * out[oy][ox] = clamp(bias + sum_{ky,kx} w[ky*kw + kx] * padded[oy*s + ky][ox*s + kx]
+ * never test borders), in rows of ldi >= padded width + PTHCV_DW_SLACK
+ * floats, with PTHCV_DW_SLACK more floats after the last row: vector loads
+ * for the last columns may read past a row's end (values that only feed
+ * output lanes that are not stored).
+ * out[oy][ox] = clamp(bias + sum_{ky,kx} w[ky*kw + kx] * in[(oy*s + ky)*ldi + ox*s + kx]
  *                     + res[oy][ox], lo, hi)   (taps summed in (ky, kx) order)
  * Other activations are applied by the caller.
  */
@@ -16,8 +15,10 @@
 
 #include "kernels.h"
 
+enum { PTHCV_DW_SLACK = 40 };
+
 typedef struct pthcv_dw_args {
-    const float *in, *odd;
+    const float *in;
     int64_t ldi;
     int stride, kh, kw;
     const float *w;
@@ -40,11 +41,7 @@ static inline float pthcv_dw_point(const pthcv_dw_args *a, int64_t oy, int64_t o
     float acc = a->bias;
     for (int ky = 0; ky < a->kh; ky++) {
         const float *row = a->in + (oy * a->stride + ky) * a->ldi;
-        const float *orow = a->odd ? a->odd + (oy * a->stride + ky) * a->ldi : NULL;
-        for (int kx = 0; kx < a->kw; kx++) {
-            float v = a->stride == 1 ? row[ox + kx] : (kx & 1) ? orow[ox + kx / 2] : row[ox + kx / 2];
-            acc += a->w[ky * a->kw + kx] * v;
-        }
+        for (int kx = 0; kx < a->kw; kx++) acc += a->w[ky * a->kw + kx] * row[ox * a->stride + kx];
     }
     if (a->res) acc += a->res[oy * a->ow + ox];
     return acc < a->lo ? a->lo : acc > a->hi ? a->hi : acc;

@@ -1,42 +1,56 @@
 /*
  * dwconv_avx2.c -- direct depthwise convolution with AVX2+FMA: 8 output
- * columns per vector, taps unrolled for the common 3x3 and 5x5 (the weights
- * then stay in registers), any other size through the same loop with
- * run-time bounds. Contract: dwconv.h.
+ * columns per vector (the last, partial vector masked), taps unrolled for
+ * the common 3x3 and 5x5 (the weights then stay in registers), other sizes
+ * through the same loop with run-time bounds. Stride 2 loads 16 input
+ * columns and keeps the even ones. Contract: dwconv.h.
  */
 #include "dwconv.h"
 #include <assert.h>
 #include <immintrin.h>
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW)
+/* in[0], in[2], ..., in[14] */
+static inline __m256 load_even(const float *in)
 {
-    const int s = a->stride;
+    __m256 t = _mm256_shuffle_ps(_mm256_loadu_ps(in), _mm256_loadu_ps(in + 8), _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW,
+                                                        const int S)
+{
     const __m256 lo = _mm256_set1_ps(a->lo), hi = _mm256_set1_ps(a->hi);
+    __m256 w[KH * KW];
+    for (int i = 0; i < KH * KW; i++) w[i] = _mm256_set1_ps(a->w[i]);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int64_t oy = 0; oy < a->oh; oy++) {
         float *out = a->out + oy * a->ow;
         const float *res = a->res ? a->res + oy * a->ow : NULL;
-        int64_t ox = 0;
-        for (; ox + 8 <= a->ow; ox += 8) {
+        for (int64_t ox = 0; ox < a->ow; ox += 8) {
             __m256 acc = _mm256_set1_ps(a->bias);
             for (int ky = 0; ky < KH; ky++) {
-                const float *row = a->in + (oy * s + ky) * a->ldi + ox;
-                const float *orow = s == 2 ? a->odd + (oy * s + ky) * a->ldi + ox : NULL;
-                for (int kx = 0; kx < KW; kx++) {
-                    const float *src = s == 1 ? row + kx : (kx & 1) ? orow + kx / 2 : row + kx / 2;
-                    acc = _mm256_fmadd_ps(_mm256_set1_ps(a->w[ky * KW + kx]), _mm256_loadu_ps(src), acc);
-                }
+                const float *row = a->in + (oy * S + ky) * a->ldi + ox * S;
+                for (int kx = 0; kx < KW; kx++)
+                    acc = _mm256_fmadd_ps(w[ky * KW + kx], S == 1 ? _mm256_loadu_ps(row + kx) : load_even(row + kx), acc);
             }
-            if (res) acc = _mm256_add_ps(acc, _mm256_loadu_ps(res + ox));
-            _mm256_storeu_ps(out + ox, _mm256_min_ps(_mm256_max_ps(acc, lo), hi));
+            if (ox + 8 <= a->ow) {
+                if (res) acc = _mm256_add_ps(acc, _mm256_loadu_ps(res + ox));
+                _mm256_storeu_ps(out + ox, _mm256_min_ps(_mm256_max_ps(acc, lo), hi));
+            } else {
+                __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(a->ow - ox)), lane);
+                if (res) acc = _mm256_add_ps(acc, _mm256_maskload_ps(res + ox, m));
+                _mm256_maskstore_ps(out + ox, m, _mm256_min_ps(_mm256_max_ps(acc, lo), hi));
+            }
         }
-        for (; ox < a->ow; ox++) out[ox] = pthcv_dw_point(a, oy, ox);
     }
 }
 
 void pthcv_dw_plane_avx2(const pthcv_dw_args *a)
 {
-    assert(a->in && a->out && (a->stride == 1 || (a->stride == 2 && a->odd)) && a->kh > 0 && a->kw > 0);
-    if (a->kh == 3 && a->kw == 3) plane(a, 3, 3);
-    else if (a->kh == 5 && a->kw == 5) plane(a, 5, 5);
-    else plane(a, a->kh, a->kw);
+    assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
+    assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
+    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane(a, 3, 3, 1) : plane(a, 3, 3, 2);
+    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane(a, 5, 5, 1) : plane(a, 5, 5, 2);
+    else if (a->stride == 1) plane(a, a->kh, a->kw, 1);
+    else plane(a, a->kh, a->kw, 2);
 }

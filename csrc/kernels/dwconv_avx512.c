@@ -1,42 +1,49 @@
 /*
  * dwconv_avx512.c -- direct depthwise convolution with AVX-512: 16 output
- * columns per vector, taps unrolled for the common 3x3 and 5x5 (the weights
- * then stay in registers), any other size through the same loop with
- * run-time bounds. Contract: dwconv.h.
+ * columns per vector (the last, partial vector under a mask), taps unrolled
+ * for 3x3 and 5x5, other sizes through the same loop. Stride 2 loads 32
+ * input columns and keeps the even ones. Same structure as dwconv_avx2.c.
+ * Contract: dwconv.h.
  */
 #include "dwconv.h"
 #include <assert.h>
 #include <immintrin.h>
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW)
+static inline __m512 load_even(const float *in)
 {
-    const int s = a->stride;
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(in), idx, _mm512_loadu_ps(in + 16));
+}
+
+static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW,
+                                                        const int S)
+{
     const __m512 lo = _mm512_set1_ps(a->lo), hi = _mm512_set1_ps(a->hi);
     for (int64_t oy = 0; oy < a->oh; oy++) {
         float *out = a->out + oy * a->ow;
         const float *res = a->res ? a->res + oy * a->ow : NULL;
-        int64_t ox = 0;
-        for (; ox + 16 <= a->ow; ox += 16) {
+        for (int64_t ox = 0; ox < a->ow; ox += 16) {
             __m512 acc = _mm512_set1_ps(a->bias);
             for (int ky = 0; ky < KH; ky++) {
-                const float *row = a->in + (oy * s + ky) * a->ldi + ox;
-                const float *orow = s == 2 ? a->odd + (oy * s + ky) * a->ldi + ox : NULL;
-                for (int kx = 0; kx < KW; kx++) {
-                    const float *src = s == 1 ? row + kx : (kx & 1) ? orow + kx / 2 : row + kx / 2;
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(a->w[ky * KW + kx]), _mm512_loadu_ps(src), acc);
-                }
+                const float *row = a->in + (oy * S + ky) * a->ldi + ox * S;
+                for (int kx = 0; kx < KW; kx++)
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(a->w[ky * KW + kx]),
+                                          S == 1 ? _mm512_loadu_ps(row + kx) : load_even(row + kx), acc);
             }
-            if (res) acc = _mm512_add_ps(acc, _mm512_loadu_ps(res + ox));
-            _mm512_storeu_ps(out + ox, _mm512_min_ps(_mm512_max_ps(acc, lo), hi));
+            int64_t left = a->ow - ox;
+            __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            if (res) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, res + ox));
+            _mm512_mask_storeu_ps(out + ox, m, _mm512_min_ps(_mm512_max_ps(acc, lo), hi));
         }
-        for (; ox < a->ow; ox++) out[ox] = pthcv_dw_point(a, oy, ox);
     }
 }
 
 void pthcv_dw_plane_avx512(const pthcv_dw_args *a)
 {
-    assert(a->in && a->out && (a->stride == 1 || (a->stride == 2 && a->odd)) && a->kh > 0 && a->kw > 0);
-    if (a->kh == 3 && a->kw == 3) plane(a, 3, 3);
-    else if (a->kh == 5 && a->kw == 5) plane(a, 5, 5);
-    else plane(a, a->kh, a->kw);
+    assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
+    assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
+    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane(a, 3, 3, 1) : plane(a, 3, 3, 2);
+    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane(a, 5, 5, 1) : plane(a, 5, 5, 2);
+    else if (a->stride == 1) plane(a, a->kh, a->kw, 1);
+    else plane(a, a->kh, a->kw, 2);
 }

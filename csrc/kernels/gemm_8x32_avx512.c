@@ -36,8 +36,10 @@ void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
         c##r##0 = _mm512_fmadd_ps(ar, b0, c##r##0); \
         c##r##1 = _mm512_fmadd_ps(ar, b1, c##r##1); \
     }
+    /* kc in a local: the loop then needs no reload of p->kc */
+    const int64_t kc = p->kc;
 #pragma GCC unroll 4
-    for (int64_t k = 0; k < p->kc; k++) {
+    for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
         a += 8;
