@@ -16,6 +16,7 @@ local cases = {
   { "max_total_bytes", 100, "legacy_state_dict.pth", { "max_total_bytes" } },
   { "max_zip_entries", 2, "zip_state_dict.pth", { "zip entries", "max_zip_entries" } },
   { "max_zip_ratio", 1000, "evil/zip_bomb.pth", { "data.pkl", "max_zip_ratio" } },
+  { "max_expanded_bytes", 16, "views.pth", { "max_expanded_bytes", "over a storage" } },
 }
 
 describe("reader limits", function()

@@ -691,6 +691,10 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: reaches element %lld, outside its storage of %lld elements", where, (long long)last, (long long)se->numel);
         pthcv_tensor *t = pthcv_tensor_over(se->storage, se->dtype, nd, shape, stride, total, where);
         if (!t) return pthcv_last_status();
+        if ((st = pthcv_file_charge_view(f, t, where))) {
+            pthcv_tensor_release(t);
+            return st;
+        }
         pthcv_value *tv = pthcv_value_new(f, PTHCV_V_TENSOR);
         if (!tv) { pthcv_tensor_release(t); return pthcv_last_status(); }
         tv->tensor = t;

@@ -39,6 +39,7 @@ void pthcv_options_init(pthcv_options *o)
     o->max_total_bytes = (int64_t)1 << 40;      /* 1 TiB: checkpoints are large, not that large */
     o->max_zip_entries = 1000 * 1000;
     o->max_zip_ratio = 1000;                    /* deflate peaks near 1032:1 on zeros */
+    o->max_expanded_bytes = (int64_t)1 << 30;
 }
 
 pthcv_value *pthcv_value_new(pthcv_file *f, int kind)
@@ -212,6 +213,20 @@ int pthcv_file_charge(pthcv_file *f, int64_t nbytes, const char *what)
     if (!pthcv_add_ok(f->total_bytes, nbytes, &f->total_bytes) || f->total_bytes > f->opts.max_total_bytes)
         return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s: storages add up to more than the limit of %lld bytes (max_total_bytes)",
                           f->path, what, (long long)f->opts.max_total_bytes);
+    return PTHCV_OK;
+}
+
+int pthcv_file_charge_view(pthcv_file *f, const pthcv_tensor *t, const char *where)
+{
+    /* a view larger than its storage (stride 0) costs memory only when
+     * copied; bound what the file can make a contiguous copy allocate */
+    int64_t logical = pthcv_tensor_nbytes(t), over = logical - pthcv_tensor_storage_nbytes(t);
+    if (over > 0 && (!pthcv_add_ok(f->expanded_bytes, over, &f->expanded_bytes) ||
+                     f->expanded_bytes > f->opts.max_expanded_bytes))
+        return pthcv_fail(PTHCV_ERR_LIMIT,
+                          "%s: a view of %lld bytes over a storage of %lld bytes: views beyond their storages exceed the limit of %lld bytes (max_expanded_bytes)",
+                          where, (long long)logical, (long long)pthcv_tensor_storage_nbytes(t),
+                          (long long)f->opts.max_expanded_bytes);
     return PTHCV_OK;
 }
 

@@ -180,7 +180,14 @@ static int rebuild_tensor(pthcv_pickle *p, const char *fn, pthcv_value *args, in
     char where[1024];
     snprintf(where, sizeof where, "%s: %s at byte %zu: %s", PK_WHERE(p), fn);
     *out = pthcv_tensor_over(storage, dtype, nd, shape, stride, offset, where);
-    return *out ? PTHCV_OK : pthcv_last_status();
+    if (!*out) return pthcv_last_status();
+    int st2 = pthcv_file_charge_view(p->file, *out, where);
+    if (st2) {
+        pthcv_tensor_release(*out);
+        *out = NULL;
+        return st2;
+    }
+    return PTHCV_OK;
 }
 
 static int flag_requires_grad(pthcv_value *args, int64_t i, pthcv_tensor *t)

@@ -49,6 +49,7 @@ struct pthcv_file {
     int64_t nstorages, cap_storages;
     void *storage_hash;          /* file.c's index over storages */
     int64_t total_bytes;         /* storage bytes declared so far (max_total_bytes) */
+    int64_t expanded_bytes;      /* tensor bytes beyond their storages so far (max_expanded_bytes) */
     const char *storage_dir;     /* zip: "data/" or "constants/" record folder */
 
     /* archive specifics */
@@ -87,6 +88,8 @@ storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_stor
                                       int64_t offset, int64_t numel);
 /* Counts a new storage's bytes against max_total_bytes. */
 int pthcv_file_charge(pthcv_file *f, int64_t nbytes, const char *what);
+/* Counts a tensor's bytes beyond its storage against max_expanded_bytes. */
+int pthcv_file_charge_view(pthcv_file *f, const pthcv_tensor *t, const char *where);
 /* A STORAGE value: a 1-d tensor over an entry's extent. */
 pthcv_value *pthcv_storage_value(pthcv_pickle *p, storage_entry *e);
 

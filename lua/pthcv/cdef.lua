@@ -179,6 +179,9 @@ typedef struct pthcv_options {
     int64_t max_total_bytes;    /* storage bytes one file may declare, all storages together */
     int64_t max_zip_entries;    /* entries in a zip archive */
     int64_t max_zip_ratio;      /* uncompressed / compressed size of a deflated entry (zip bombs) */
+    int64_t max_expanded_bytes; /* bytes tensors may span beyond their storages (stride-0 views),
+                                   all tensors together: what a contiguous copy would allocate
+                                   that the file's own bytes do not justify */
 } pthcv_options;
 
 void pthcv_options_init(pthcv_options *o);

@@ -29,11 +29,12 @@ commands:
 limits (inspect, scan, convert; see docs/security.md):
   --max-depth N  --max-memo N  --max-string BYTES  --max-pickle BYTES
   --max-values N  --max-total-bytes BYTES  --max-zip-entries N  --max-zip-ratio R
+  --max-expanded-bytes BYTES
 ]]
 
 -- Reader limits every reading command accepts, as pthcv.load's opts.
 local limit_flags = { "max-depth", "max-memo", "max-string", "max-pickle", "max-values",
-                      "max-total-bytes", "max-zip-entries", "max-zip-ratio" }
+                      "max-total-bytes", "max-zip-entries", "max-zip-ratio", "max-expanded-bytes" }
 
 local function with_limits(spec)
   for _, f in ipairs(limit_flags) do spec[f] = "value" end

@@ -32,7 +32,7 @@ pthcv.library_path = core.path
 
 -- ---- options -----------------------------------------------------------
 local option_fields = { "max_depth", "max_memo", "max_string", "max_pickle", "max_values",
-                        "max_total_bytes", "max_zip_entries", "max_zip_ratio" }
+                        "max_total_bytes", "max_zip_entries", "max_zip_ratio", "max_expanded_bytes" }
 
 local function make_options(opts, scan_only)
   local o = ffi.new("pthcv_options")
@@ -74,7 +74,7 @@ end
 -- constants = the TorchScript constants tuple or nil}. Refuses files that
 -- reference dangerous globals (the error names the global). opts: limits
 -- max_depth, max_memo, max_string, max_pickle, max_values, max_total_bytes,
--- max_zip_entries, max_zip_ratio (see docs/security.md).
+-- max_zip_entries, max_zip_ratio, max_expanded_bytes (see docs/security.md).
 function pthcv.load(path, opts)
   return with_file(path, opts, false, function(f)
     local info = {
@@ -157,6 +157,28 @@ end
 pthcv.zeros = Tensor.zeros
 pthcv.tensor = Tensor.from_table
 pthcv.is_tensor = Tensor.is
+
+pthcv.ones = Tensor.ones
+pthcv.full = Tensor.full
+pthcv.randn = Tensor.randn
+pthcv.rand = Tensor.rand
+pthcv.arange = Tensor.arange
+pthcv.manual_seed = Tensor.manual_seed
+
+-- pthcv.load_npy(path) -> Tensor: a NumPy .npy file (numeric dtypes).
+function pthcv.load_npy(path) return require("pthcv.npy").load(path) end
+
+-- Inference, loaded on first use: pthcv.nn (layers), pthcv.F (functional),
+-- pthcv.models (the torchvision zoo); the reader alone does not pay for them.
+local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models" }
+setmetatable(pthcv, { __index = function(t, k)
+  local m = lazy[k]
+  if m then local v = require(m); rawset(t, k, v); return v end
+end })
+
+-- Threads used by the kernels (default: every online CPU).
+function pthcv.set_num_threads(n) C.pthcv_set_num_threads(n) end
+function pthcv.get_num_threads() return C.pthcv_get_num_threads() end
 
 -- pthcv.save(path, x [, opts]): .npy (one tensor), .npz or .safetensors (an
 -- OrderedDict or table name -> Tensor, or {{name, tensor}, ...}).
