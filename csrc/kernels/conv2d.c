@@ -155,10 +155,22 @@ typedef struct {
     int64_t ph, pw;                 /* zero padding still to apply */
 } conv_ctx;
 
+/* n floats from s to d; the whole-panel case (n = nr, a constant per
+ * instruction set) inlined, since a call to memcpy would cost as much as
+ * the copy. */
+static inline void copy_run(float *d, const float *s, int64_t n, int nr)
+{
+    if (n == 16 && nr == 16) memcpy(d, s, 16 * sizeof(float));
+    else if (n == 32 && nr == 32) memcpy(d, s, 32 * sizeof(float));
+    else for (int64_t i = 0; i < n; i++) d[i] = s[i];
+}
+
 /* Packs rows k0..k0+kc-1 (k = (ci, ky, kx)) of columns j0..j0+nc-1 (j = oy*ow + ox)
  * of the virtual im2col matrix of problem p (image p / groups, group p % groups).
  * A micro-panel's columns are cut into runs with one output row each; a run
- * is one input row read with the stride, zeros outside the image. */
+ * is one input row read with the stride, zeros outside the image. (ci, ky,
+ * kx) advance as counters: divisions here would cost as much as the FMAs
+ * the packed values feed. */
 static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                         int nr)
 {
@@ -166,7 +178,7 @@ static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int
     const pthcv_conv2d *c = x->c;
     int64_t img = p / c->groups, g = p % c->groups;
     const float *in = x->x + (img * x->cin + g * c->cin_g) * x->h * x->w;
-    int64_t n = x->oh * x->ow, khw = c->kh * c->kw;
+    int64_t n = x->oh * x->ow, khw = c->kh * c->kw, hw = x->h * x->w;
     int sh = c->p.stride[0], sw = c->p.stride[1], dh = c->p.dilation[0], dw = c->p.dilation[1];
     int contiguous = c->kh == 1 && c->kw == 1 && sh == 1 && sw == 1 && x->ph == 0 && x->pw == 0;
 
@@ -174,36 +186,36 @@ static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int
         int64_t jq = j0 + q, valid = n - jq < nr ? n - jq : nr;
         float *panel = dst + q / nr * kc * nr;
         if (contiguous) {
-            for (int64_t kk = 0; kk < kc; kk++) {
+            const float *src = in + k0 * n + jq;
+            for (int64_t kk = 0; kk < kc; kk++, src += n) {
                 float *d = panel + kk * nr;
-                memcpy(d, in + (k0 + kk) * n + jq, sizeof(float) * (size_t)valid);
+                copy_run(d, src, valid, nr);
                 for (int64_t i = valid; i < nr; i++) d[i] = 0.0f;
             }
             continue;
         }
-        /* runs of columns sharing an output row */
-        int64_t run_c[72], run_oy[72], run_ox[72], nrun = 0;
-        for (int64_t cc = 0; cc < valid;) {
-            int64_t j = jq + cc, oy = j / x->ow, ox = j % x->ow;
-            run_c[nrun] = cc, run_oy[nrun] = oy, run_ox[nrun] = ox, nrun++;
+        /* runs of columns sharing an output row: start column, input row
+         * and column of tap (0, 0) */
+        int64_t run_c[72], run_iy[72], run_ix[72], nrun = 0;
+        for (int64_t cc = 0, oy = jq / x->ow, ox = jq % x->ow; cc < valid; oy++, ox = 0) {
+            run_c[nrun] = cc, run_iy[nrun] = oy * sh - x->ph, run_ix[nrun] = ox * sw - x->pw, nrun++;
             cc += x->ow - ox;
         }
         run_c[nrun] = valid;
+        int64_t ci = k0 / khw, ky = k0 % khw / c->kw, kx = k0 % c->kw;
         for (int64_t kk = 0; kk < kc; kk++) {
-            int64_t k = k0 + kk, ci = k / khw, r = k % khw, ky = r / c->kw, kx = r % c->kw;
-            const float *plane = in + ci * x->h * x->w;
+            const float *plane = in + ci * hw;
             float *d = panel + kk * nr;
             for (int64_t s = 0; s < nrun; s++) {
                 int64_t c0 = run_c[s], c1 = run_c[s + 1] < valid ? run_c[s + 1] : valid, len = c1 - c0;
-                int64_t iy = run_oy[s] * sh - x->ph + ky * dh;
-                int64_t ix0 = run_ox[s] * sw - x->pw + kx * dw;
+                int64_t iy = run_iy[s] + ky * dh, ix0 = run_ix[s] + kx * dw;
                 if (iy < 0 || iy >= x->h) {
                     for (int64_t i = 0; i < len; i++) d[c0 + i] = 0.0f;
                     continue;
                 }
                 const float *row = plane + iy * x->w;
                 if (ix0 >= 0 && ix0 + (len - 1) * sw < x->w) {
-                    if (sw == 1) memcpy(d + c0, row + ix0, sizeof(float) * (size_t)len);
+                    if (sw == 1) copy_run(d + c0, row + ix0, len, nr);
                     else for (int64_t i = 0; i < len; i++) d[c0 + i] = row[ix0 + i * sw];
                 } else {
                     for (int64_t i = 0; i < len; i++) {
@@ -213,6 +225,10 @@ static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int
                 }
             }
             for (int64_t i = valid; i < nr; i++) d[i] = 0.0f;
+            if (++kx == c->kw) {
+                kx = 0;
+                if (++ky == c->kh) ky = 0, ci++;
+            }
         }
     }
 }
