@@ -357,33 +357,9 @@ function methods.as_strided(t, shape, stride, offset)
   return wrap(r, true)
 end
 
--- Swaps two dimensions (1-based), a view.
-function methods.transpose(t, a, b)
-  local shape, stride = props.shape(t), props.stride(t)
-  if not (shape[a] and shape[b]) then error("pthcv: transpose: dimension out of range", 2) end
-  shape[a], shape[b] = shape[b], shape[a]
-  stride[a], stride[b] = stride[b], stride[a]
-  return methods.as_strided(t, shape, stride)
-end
 function methods.t(t)
   if t.ct.ndim ~= 2 then error("pthcv: t() expects a 2-d tensor", 2) end
   return methods.transpose(t, 1, 2)
-end
-
--- A contiguous tensor with another shape (a view when t is contiguous).
-function methods.reshape(t, shape)
-  local n, known, free = 1, 1, nil
-  shape = { unpack(shape) }
-  for i, s in ipairs(shape) do
-    if s == -1 then free = i else known = known * s end
-  end
-  if free then shape[free] = math.floor(tonumber(t.ct.numel) / known) end
-  for _, s in ipairs(shape) do n = n * s end
-  if n ~= tonumber(t.ct.numel) then error("pthcv: reshape: sizes do not match", 2) end
-  local c = methods.contiguous(t)
-  local stride, acc = {}, 1
-  for i = #shape, 1, -1 do stride[i] = acc; acc = acc * shape[i] end
-  return methods.as_strided(c, shape, stride)
 end
 
 function methods.shares_storage(t, other)
@@ -433,6 +409,294 @@ function methods.std(t)
   return math.sqrt(ss / (n - 1))
 end
 
+-- ---- shapes, views and arithmetic (inference) -----------------------------
+-- Dimensions of Tensor methods count from 1, as t:size(d) and t:get(i, ...)
+-- (Lua and Torch7); negative ones from the end (-1: the last). pthcv.F
+-- takes torch's 0-based dims instead, so that code ports from Python as is.
+
+-- A shape given as a table or as numbers: t:view{2, -1} or t:view(2, -1).
+local function shape_arg(a, ...)
+  if type(a) == "table" then return { unpack(a) } end
+  return { a, ... }
+end
+Tensor.shape_arg = shape_arg
+
+local function norm_dim(t, d, level, extra)
+  local nd = tonumber(t.ct.ndim) + (extra or 0)
+  if type(d) ~= "number" or d % 1 ~= 0 then error("pthcv: dimension must be an integer, got " .. tostring(d), level) end
+  if d < 0 then d = nd + 1 + d end
+  if d < 1 or d > nd then
+    error(string.format("pthcv: dimension %d out of range for a %d-d tensor", d, tonumber(t.ct.ndim)), level)
+  end
+  return d
+end
+Tensor.norm_dim = norm_dim
+
+-- Resolves one -1 in a requested shape against numel.
+local function infer_shape(shape, numel, level)
+  local known, free = 1, nil
+  for i, s in ipairs(shape) do
+    if s == -1 then
+      if free then error("pthcv: only one dimension can be -1", level) end
+      free = i
+    elseif type(s) ~= "number" or s < 0 or s % 1 ~= 0 then
+      error("pthcv: invalid size " .. tostring(s), level)
+    else
+      known = known * s
+    end
+  end
+  if free then
+    if known == 0 or numel % known ~= 0 then
+      error(string.format("pthcv: shape [%s] is invalid for %d elements", table.concat(shape, ", "), numel), level)
+    end
+    shape[free] = numel / known
+  elseif known ~= numel then
+    error(string.format("pthcv: shape [%s] is invalid for %d elements", table.concat(shape, ", "), numel), level)
+  end
+  return shape
+end
+
+-- Strides viewing t with `shape` without a copy, or nil when its layout does
+-- not allow it (torch's computeStride: chunks of dims that are contiguous
+-- among themselves may be regrouped).
+local function view_strides(oldshape, oldstride, shape, numel)
+  local nd = #shape
+  local newstride = {}
+  if numel == 0 then
+    local acc = 1
+    for i = nd, 1, -1 do newstride[i] = acc; acc = acc * math.max(shape[i], 1) end
+    return newstride
+  end
+  local view_d = nd
+  local chunk_base = oldstride[#oldstride] or 1
+  local tensor_numel, view_numel = 1, 1
+  for d = #oldshape, 1, -1 do
+    tensor_numel = tensor_numel * oldshape[d]
+    if d == 1 or (oldshape[d - 1] ~= 1 and oldstride[d - 1] ~= tensor_numel * chunk_base) then
+      while view_d >= 1 and (view_numel < tensor_numel or shape[view_d] == 1) do
+        newstride[view_d] = view_numel * chunk_base
+        view_numel = view_numel * shape[view_d]
+        view_d = view_d - 1
+      end
+      if view_numel ~= tensor_numel then return nil end
+      if d > 1 then
+        chunk_base = oldstride[d - 1]
+        tensor_numel, view_numel = 1, 1
+      end
+    end
+  end
+  if view_d ~= 0 then return nil end
+  return newstride
+end
+
+-- t:view(shape): the same storage seen with another shape (-1: inferred);
+-- fails when the layout does not allow it, as torch's view.
+function methods.view(t, ...)
+  local numel = tonumber(t.ct.numel)
+  local shape = infer_shape(shape_arg(...), numel, 3)
+  local stride = view_strides(props.shape(t), props.stride(t), shape, numel)
+  if not stride then
+    error("pthcv: view size is not compatible with the tensor's strides (use reshape)", 2)
+  end
+  return methods.as_strided(t, shape, stride)
+end
+
+-- t:reshape(shape): a view when possible, else a contiguous copy.
+function methods.reshape(t, ...)
+  local numel = tonumber(t.ct.numel)
+  local shape = infer_shape(shape_arg(...), numel, 3)
+  local stride = view_strides(props.shape(t), props.stride(t), shape, numel)
+  if stride then return methods.as_strided(t, shape, stride) end
+  local c = methods.contiguous(t)
+  return methods.as_strided(c, shape, view_strides(props.shape(c), props.stride(c), shape, numel))
+end
+function methods.view_as(t, other) return methods.view(t, props.shape(other)) end
+
+-- t:flatten([first [, last]]): dims first..last (1-based, default all) merged.
+function methods.flatten(t, first, last)
+  local nd = tonumber(t.ct.ndim)
+  if nd == 0 then return methods.reshape(t, { 1 }) end
+  first = norm_dim(t, first or 1, 3)
+  last = norm_dim(t, last or -1, 3)
+  if first > last then error("pthcv: flatten: first dimension after last", 2) end
+  local shape, out = props.shape(t), {}
+  for d = 1, first - 1 do out[#out + 1] = shape[d] end
+  local n = 1
+  for d = first, last do n = n * shape[d] end
+  out[#out + 1] = n
+  for d = last + 1, nd do out[#out + 1] = shape[d] end
+  return methods.reshape(t, out)
+end
+
+-- t:permute(dims): dims 1-based (a table or numbers), a view.
+function methods.permute(t, ...)
+  local dims = shape_arg(...)
+  local nd = tonumber(t.ct.ndim)
+  if #dims ~= nd then error("pthcv: permute: " .. #dims .. " dims for a " .. nd .. "-d tensor", 2) end
+  local shape, stride = props.shape(t), props.stride(t)
+  local ns, nst, seen = {}, {}, {}
+  for i, d in ipairs(dims) do
+    d = norm_dim(t, d, 3)
+    if seen[d] then error("pthcv: permute: repeated dimension " .. d, 2) end
+    seen[d] = true
+    ns[i], nst[i] = shape[d], stride[d]
+  end
+  return methods.as_strided(t, ns, nst)
+end
+
+-- Swaps two dimensions (1-based, negative from the end), a view.
+function methods.transpose(t, a, b)
+  a, b = norm_dim(t, a, 3), norm_dim(t, b, 3)
+  local shape, stride = props.shape(t), props.stride(t)
+  shape[a], shape[b] = shape[b], shape[a]
+  stride[a], stride[b] = stride[b], stride[a]
+  return methods.as_strided(t, shape, stride)
+end
+
+-- t:narrow(dim, start, length): start 1-based, a view.
+function methods.narrow(t, dim, start, length)
+  dim = norm_dim(t, dim, 3)
+  local shape, stride = props.shape(t), props.stride(t)
+  if start < 0 then start = shape[dim] + 1 + start end
+  if start < 1 or length < 0 or start + length - 1 > shape[dim] then
+    error(string.format("pthcv: narrow: %d elements from %d exceed size %d", length, start, shape[dim]), 2)
+  end
+  shape[dim] = length
+  return methods.as_strided(t, shape, stride, tonumber(t.ct.offset) + (start - 1) * stride[dim])
+end
+
+-- t:split(size_or_sizes [, dim]): views of `size` elements along dim (the
+-- last may be smaller), or of the given sizes; as torch.split.
+function methods.split(t, sizes, dim)
+  dim = norm_dim(t, dim or 1, 3)
+  local n = tonumber(t.ct.shape[dim - 1])
+  local out, start = {}, 1
+  if type(sizes) == "number" then
+    if sizes < 1 then error("pthcv: split size must be positive", 2) end
+    while start <= n or (n == 0 and #out == 0) do
+      local len = math.min(sizes, n - start + 1)
+      out[#out + 1] = methods.narrow(t, dim, start, len)
+      start = start + sizes
+      if n == 0 then break end
+    end
+  else
+    local total = 0
+    for _, s in ipairs(sizes) do total = total + s end
+    if total ~= n then error("pthcv: split sizes sum to " .. total .. ", not " .. n, 2) end
+    for _, s in ipairs(sizes) do out[#out + 1] = methods.narrow(t, dim, start, s); start = start + s end
+  end
+  return out
+end
+
+-- t:chunk(n [, dim]): at most n views of ceil(size / n) elements, as torch.chunk.
+function methods.chunk(t, n, dim)
+  dim = norm_dim(t, dim or 1, 3)
+  local size = tonumber(t.ct.shape[dim - 1])
+  return methods.split(t, math.max(1, math.ceil(size / n)), dim)
+end
+
+-- t:squeeze([dim]): drops size-1 dims (all, or the given one), a view.
+function methods.squeeze(t, dim)
+  local shape, stride = props.shape(t), props.stride(t)
+  local ns, nst = {}, {}
+  if dim ~= nil then dim = norm_dim(t, dim, 3) end
+  for d = 1, #shape do
+    if not (shape[d] == 1 and (dim == nil or dim == d)) then ns[#ns + 1], nst[#nst + 1] = shape[d], stride[d] end
+  end
+  return methods.as_strided(t, ns, nst)
+end
+
+-- t:unsqueeze(dim): a size-1 dim inserted at dim (1..ndim+1), a view.
+function methods.unsqueeze(t, dim)
+  dim = norm_dim(t, dim, 3, 1)
+  local shape, stride = props.shape(t), props.stride(t)
+  local st = (dim <= #shape) and shape[dim] * stride[dim] or 1
+  table.insert(shape, dim, 1)
+  table.insert(stride, dim, st)
+  return methods.as_strided(t, shape, stride)
+end
+
+-- ---- elementwise arithmetic through the C kernels ----
+local BIN = { add = 0, sub = 1, mul = 2, div = 3, max = 4, min = 5 }
+Tensor.binary_ops = BIN
+
+-- a op b, either a Tensor or a number (torch's broadcasting).
+local function binary(a, b, op)
+  local r
+  if Tensor.is(a) and Tensor.is(b) then
+    r = C.pthcv_binary(a.ct, b.ct, op)
+  elseif Tensor.is(a) then
+    r = C.pthcv_binary_scalar(a.ct, b, op, 0)
+  elseif Tensor.is(b) then
+    r = C.pthcv_binary_scalar(b.ct, a, op, 1)
+  else
+    error("pthcv: arithmetic needs a tensor", 3)
+  end
+  if r == nil then core.fail("binary op") end
+  return wrap(r, true)
+end
+Tensor.binary = binary
+function methods.add(a, b) return binary(a, b, BIN.add) end
+function methods.sub(a, b) return binary(a, b, BIN.sub) end
+function methods.mul(a, b) return binary(a, b, BIN.mul) end
+function methods.div(a, b) return binary(a, b, BIN.div) end
+function methods.maximum(a, b) return binary(a, b, BIN.max) end
+function methods.minimum(a, b) return binary(a, b, BIN.min) end
+
+-- ---- small reductions on the Lua side (logits, not feature maps) ----
+-- t:topk(k [, dim]): the k largest values along dim (default the last),
+-- largest first: values (float32) and 1-based indices (int64), as Torch7.
+function methods.topk(t, k, dim)
+  dim = norm_dim(t, dim or -1, 3)
+  local x = methods.contiguous(methods.transpose(methods.to(t, C.PTHCV_FLOAT64), dim, -1))
+  local shape = props.shape(x)
+  local n = shape[#shape]
+  if k < 0 or k > n then error("pthcv: topk: k=" .. k .. " out of range 0.." .. n, 2) end
+  local rows = n == 0 and 0 or tonumber(x.ct.numel) / n
+  local oshape = { unpack(shape) }
+  oshape[#oshape] = k
+  local vals, idx = Tensor.zeros(oshape, "float32"), Tensor.zeros(oshape, "int64")
+  local p, pv, pi = methods.data(x), methods.data(vals), methods.data(idx)
+  local order = {}
+  for r = 0, rows - 1 do
+    local base = r * n
+    for i = 1, n do order[i] = i end
+    -- stable: ties keep the lower index first; NaN sorts as the largest
+    table.sort(order, function(a, b)
+      local va, vb = p[base + a - 1], p[base + b - 1]
+      if va ~= va then return vb == vb or a < b end
+      if vb ~= vb then return false end
+      if va ~= vb then return va > vb end
+      return a < b
+    end)
+    for i = 1, k do
+      pv[r * k + i - 1] = p[base + order[i] - 1]
+      pi[r * k + i - 1] = order[i]
+    end
+  end
+  local ndim = #shape
+  if dim ~= ndim then return methods.transpose(vals, dim, -1), methods.transpose(idx, dim, -1) end
+  return vals, idx
+end
+
+-- t:argmax(): the 1-based flat index of the largest element (first one on
+-- ties); t:argmax(dim): an int64 tensor of 1-based indices along dim.
+function methods.argmax(t, dim)
+  if dim == nil then
+    local c = methods.contiguous(methods.to(t, C.PTHCV_FLOAT64))
+    local p, n = methods.data(c), tonumber(c.ct.numel)
+    if n == 0 then error("pthcv: argmax of an empty tensor", 2) end
+    local best, bi = p[0], 0
+    for i = 1, n - 1 do
+      local v = p[i]
+      if v > best or (v ~= v and best == best) then best, bi = v, i end
+    end
+    return bi + 1
+  end
+  local _, idx = methods.topk(t, 1, dim)
+  return methods.squeeze(idx, norm_dim(t, dim, 3))
+end
+
 -- ---- metatype --------------------------------------------------------------
 local function shape_string(t)
   return "[" .. table.concat(props.shape(t), ", ") .. "]"
@@ -450,6 +714,11 @@ local mt = {
       t.ct = nil
     end
   end,
+  __add = function(a, b) return binary(a, b, BIN.add) end,
+  __sub = function(a, b) return binary(a, b, BIN.sub) end,
+  __mul = function(a, b) return binary(a, b, BIN.mul) end,
+  __div = function(a, b) return binary(a, b, BIN.div) end,
+  __unm = function(a) return binary(a, -1, BIN.mul) end,
   __tostring = function(t)
     if t.ct == nil then return "Tensor(released)" end
     local q = ""
@@ -463,8 +732,13 @@ wrap_new = function(ct) return ctor(ct) end
 Tensor.props, Tensor.methods = props, methods
 
 -- ---- constructors ----------------------------------------------------------
--- A new zero-filled contiguous tensor.
-function Tensor.zeros(shape, dtype)
+-- A new zero-filled contiguous tensor: zeros({2, 3} [, dtype]) or zeros(2, 3).
+function Tensor.zeros(shape, dtype, ...)
+  if type(shape) == "number" then
+    shape = { shape, dtype, ... }
+    dtype = nil
+    if type(shape[#shape]) == "string" then dtype = table.remove(shape) end
+  end
   local n = #shape
   local sh = ffi.new("int64_t[?]", math.max(n, 1))
   for i = 1, n do sh[i - 1] = shape[i] end
@@ -493,6 +767,87 @@ function Tensor.from_table(data, dtype)
     for i = 1, shape[d] do fill(tb[i], d + 1, off + (i - 1) * stride[d]) end
   end
   if nd == 0 then write_at(t, 0, data) else fill(data, 1, 0) end
+  return t
+end
+
+-- Shape and dtype from ({2, 3} [, dtype]) or (2, 3 [, dtype]).
+local function shape_dtype(a, ...)
+  if type(a) == "table" then return a, (...) end
+  local shape = { a, ... }
+  local dtype
+  if type(shape[#shape]) == "string" then dtype = table.remove(shape) end
+  return shape, dtype
+end
+
+-- A tensor filled with one value: full(shape, value [, dtype]).
+function Tensor.full(shape, value, dtype)
+  local t = Tensor.zeros(shape, dtype)
+  local n = tonumber(t.ct.numel)
+  if value ~= 0 then
+    if t.ct.dtype == C.PTHCV_FLOAT32 or t.ct.dtype == C.PTHCV_FLOAT64 then
+      local p = methods.data(t)
+      for i = 0, n - 1 do p[i] = value end
+    else
+      for i = 0, n - 1 do write_at(t, i, value) end
+    end
+  end
+  return t
+end
+function Tensor.ones(...)
+  local shape, dtype = shape_dtype(...)
+  return Tensor.full(shape, 1, dtype)
+end
+
+-- Standard normal float32 values from a small seeded generator of its own
+-- (xorshift64* and Box-Muller), so results repeat across runs and machines
+-- without touching math.random: randn(shape [, {seed = n}]) or randn(2, 3).
+local rng_state = ffi.new("uint64_t[1]", 0x9E3779B97F4A7C15ULL)
+local function rng_uniform()
+  local x = rng_state[0]
+  x = bit.bxor(x, bit.rshift(x, 12)); x = bit.bxor(x, bit.lshift(x, 25)); x = bit.bxor(x, bit.rshift(x, 27))
+  rng_state[0] = x
+  local r = bit.rshift(x * 0x2545F4914F6CDD1DULL, 11) -- 53 bits
+  return (tonumber(r) + 0.5) / 9007199254740992
+end
+function Tensor.manual_seed(seed)
+  rng_state[0] = 0x9E3779B97F4A7C15ULL + ffi.cast("uint64_t", seed) * 0x100000001B3ULL
+  if rng_state[0] == 0 then rng_state[0] = 1 end
+end
+function Tensor.randn(a, ...)
+  local shape, opts
+  if type(a) == "table" then shape, opts = a, (...) else shape = { a, ... } end
+  if type(shape[#shape]) == "table" then opts = table.remove(shape) end
+  if opts and opts.seed then Tensor.manual_seed(opts.seed) end
+  local t = Tensor.zeros(shape, "float32")
+  local p, n = methods.data(t), tonumber(t.ct.numel)
+  local i = 0
+  while i < n do
+    local u1, u2 = rng_uniform(), rng_uniform()
+    local r = math.sqrt(-2 * math.log(u1))
+    p[i] = r * math.cos(2 * math.pi * u2)
+    if i + 1 < n then p[i + 1] = r * math.sin(2 * math.pi * u2) end
+    i = i + 2
+  end
+  return t
+end
+function Tensor.rand(a, ...)
+  local shape, opts
+  if type(a) == "table" then shape, opts = a, (...) else shape = { a, ... } end
+  if type(shape[#shape]) == "table" then opts = table.remove(shape) end
+  if opts and opts.seed then Tensor.manual_seed(opts.seed) end
+  local t = Tensor.zeros(shape, "float32")
+  local p = methods.data(t)
+  for i = 0, tonumber(t.ct.numel) - 1 do p[i] = rng_uniform() end
+  return t
+end
+-- arange(n) or arange(start, stop [, step]): float32 as torch.arange(float).
+function Tensor.arange(a, b, step, dtype)
+  local start, stop = a, b
+  if b == nil then start, stop = 0, a end
+  step = step or 1
+  local n = math.max(0, math.ceil((stop - start) / step))
+  local t = Tensor.zeros({ n }, dtype or "float32")
+  for i = 0, n - 1 do write_at(t, i, start + i * step) end
   return t
 end
 

@@ -1,0 +1,70 @@
+-- lua/pthcv/models/blocks.lua: torchvision.ops.misc's building blocks:
+-- Conv2dNormActivation (a Sequential of conv, norm, activation) and
+-- SqueezeExcitation, plus _make_divisible.
+local nn = require "pthcv.nn"
+local F = nn.F
+
+local M = {}
+
+-- torchvision's _make_divisible: v rounded to a multiple of divisor, never
+-- more than 10% below v.
+function M.make_divisible(v, divisor, min_value)
+  min_value = min_value or divisor
+  local new_v = math.max(min_value, math.floor((v + divisor / 2) / divisor) * divisor)
+  if new_v < 0.9 * v then new_v = new_v + divisor end
+  return new_v
+end
+
+-- Conv2dNormActivation(in, out, {kernel_size = 3, stride = 1, padding,
+-- groups = 1, dilation = 1, norm_layer = fn(c) -> module | false,
+-- activation_layer = class | false, bias}): children "0" conv, "1" norm,
+-- "2" activation, as torchvision's. A Sequential, so eval() fuses all three.
+local Conv2dNormActivation = nn.class("Conv2dNormActivation", nn.Sequential,
+  { torch_class = "torchvision.ops.misc.Conv2dNormActivation" })
+M.Conv2dNormActivation = Conv2dNormActivation
+
+function Conv2dNormActivation:__init(in_channels, out_channels, o)
+  o = o or {}
+  local k, d = o.kernel_size or 3, o.dilation or 1
+  local padding = o.padding or math.floor((k - 1) / 2) * d
+  local norm_layer = o.norm_layer
+  if norm_layer == nil then norm_layer = function(c) return nn.BatchNorm2d(c) end end
+  local act = o.activation_layer
+  if act == nil then act = nn.ReLU end
+  local bias = o.bias
+  if bias == nil then bias = not norm_layer end
+  self:append(nn.Conv2d(in_channels, out_channels, k, { stride = o.stride or 1, padding = padding, dilation = d,
+                                                         groups = o.groups or 1, bias = bias }))
+  if norm_layer then self:append(norm_layer(out_channels)) end
+  if act then self:append(act(true)) end
+  self.out_channels = out_channels
+end
+
+-- SqueezeExcitation(input_channels, squeeze_channels [, activation = ReLU,
+-- scale_activation = Sigmoid]): x * scale_act(fc2(act(fc1(avgpool(x))))).
+local SqueezeExcitation = nn.class("SqueezeExcitation", nil,
+  { torch_class = "torchvision.ops.misc.SqueezeExcitation" })
+M.SqueezeExcitation = SqueezeExcitation
+
+function SqueezeExcitation:__init(input_channels, squeeze_channels, activation, scale_activation)
+  self.avgpool = nn.AdaptiveAvgPool2d(1)
+  self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)
+  self.fc2 = nn.Conv2d(squeeze_channels, input_channels, 1)
+  self.activation = (activation or nn.ReLU)()
+  self.scale_activation = (scale_activation or nn.Sigmoid)()
+end
+
+-- fc1 and fc2 run with their activations fused
+function SqueezeExcitation:prepare()
+  self.fc1:claim(); self.fc2:claim()
+  self._fc1 = self.fc1:make_pack(nil, self.activation.act_spec and self.activation:act_spec())
+  self._fc2 = self.fc2:make_pack(nil, self.scale_activation.act_spec and self.scale_activation:act_spec())
+end
+
+function SqueezeExcitation:forward(x)
+  local s = self.avgpool(x)
+  s = F.conv2d_packed(self._fc2, F.conv2d_packed(self._fc1, s))
+  return F.mul(s, x)
+end
+
+return M

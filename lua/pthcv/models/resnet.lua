@@ -1,0 +1,151 @@
+-- lua/pthcv/models/resnet.lua: torchvision's ResNet family: resnet18/34/50/
+-- 101/152, resnext50_32x4d, resnext101_32x8d, wide_resnet50_2/101_2.
+-- eval() fuses each block: conv+BatchNorm+ReLU in one kernel call, and the
+-- residual add with the last ReLU into the last convolution's call.
+local nn = require "pthcv.nn"
+local F = nn.F
+
+local M = {}
+local RELU = { kind = "relu" }
+
+local function conv3x3(cin, cout, stride, groups, dilation)
+  dilation = dilation or 1
+  return nn.Conv2d(cin, cout, 3, { stride = stride or 1, padding = dilation, groups = groups or 1, bias = false,
+                                   dilation = dilation })
+end
+local function conv1x1(cin, cout, stride)
+  return nn.Conv2d(cin, cout, 1, { stride = stride or 1, bias = false })
+end
+
+-- BasicBlock(inplanes, planes, stride, downsample)
+local BasicBlock = nn.class("BasicBlock", nil, { torch_class = "torchvision.models.resnet.BasicBlock" })
+M.BasicBlock = BasicBlock
+BasicBlock.expansion = 1
+
+function BasicBlock:__init(inplanes, planes, stride, downsample, groups, base_width, dilation)
+  if (groups or 1) ~= 1 or (base_width or 64) ~= 64 then
+    error("pthcv: BasicBlock only supports groups=1 and base_width=64", 3)
+  end
+  if (dilation or 1) > 1 then error("pthcv: dilation > 1 is not supported in BasicBlock", 3) end
+  self.conv1 = conv3x3(inplanes, planes, stride)
+  self.bn1 = nn.BatchNorm2d(planes)
+  self.relu = nn.ReLU(true)
+  self.conv2 = conv3x3(planes, planes)
+  self.bn2 = nn.BatchNorm2d(planes)
+  self.downsample = downsample
+  self.stride = stride or 1
+end
+
+function BasicBlock:prepare()
+  self.conv1:claim(); self.conv2:claim()
+  self._c1 = self.conv1:make_pack(self.bn1, RELU)
+  self._c2 = self.conv2:make_pack(self.bn2, RELU) -- relu(bn2(conv2(y)) + identity)
+end
+
+function BasicBlock:forward(x)
+  local identity = x
+  if self.downsample then identity = self.downsample(x) end
+  return F.conv2d_packed(self._c2, F.conv2d_packed(self._c1, x), identity)
+end
+
+-- Bottleneck(inplanes, planes, stride, downsample, groups, base_width, dilation)
+local Bottleneck = nn.class("Bottleneck", nil, { torch_class = "torchvision.models.resnet.Bottleneck" })
+M.Bottleneck = Bottleneck
+Bottleneck.expansion = 4
+
+function Bottleneck:__init(inplanes, planes, stride, downsample, groups, base_width, dilation)
+  groups, base_width = groups or 1, base_width or 64
+  local width = math.floor(planes * (base_width / 64)) * groups
+  self.conv1 = conv1x1(inplanes, width)
+  self.bn1 = nn.BatchNorm2d(width)
+  self.conv2 = conv3x3(width, width, stride, groups, dilation)
+  self.bn2 = nn.BatchNorm2d(width)
+  self.conv3 = conv1x1(width, planes * 4)
+  self.bn3 = nn.BatchNorm2d(planes * 4)
+  self.relu = nn.ReLU(true)
+  self.downsample = downsample
+  self.stride = stride or 1
+end
+
+function Bottleneck:prepare()
+  self.conv1:claim(); self.conv2:claim(); self.conv3:claim()
+  self._c1 = self.conv1:make_pack(self.bn1, RELU)
+  self._c2 = self.conv2:make_pack(self.bn2, RELU)
+  self._c3 = self.conv3:make_pack(self.bn3, RELU)
+end
+
+function Bottleneck:forward(x)
+  local identity = x
+  if self.downsample then identity = self.downsample(x) end
+  local y = F.conv2d_packed(self._c2, F.conv2d_packed(self._c1, x))
+  return F.conv2d_packed(self._c3, y, identity)
+end
+
+-- ResNet(block, layers, {num_classes = 1000, groups = 1, width_per_group = 64})
+local ResNet = nn.class("ResNet", nil, { torch_class = "torchvision.models.resnet.ResNet" })
+M.ResNet = ResNet
+
+function ResNet:__init(block, layers, o)
+  o = o or {}
+  self.inplanes = 64
+  self.dilation = 1
+  self.groups = o.groups or 1
+  self.base_width = o.width_per_group or 64
+  self.conv1 = nn.Conv2d(3, self.inplanes, 7, { stride = 2, padding = 3, bias = false })
+  self.bn1 = nn.BatchNorm2d(self.inplanes)
+  self.relu = nn.ReLU(true)
+  self.maxpool = nn.MaxPool2d(3, 2, 1)
+  self.layer1 = self:_make_layer(block, 64, layers[1])
+  self.layer2 = self:_make_layer(block, 128, layers[2], 2)
+  self.layer3 = self:_make_layer(block, 256, layers[3], 2)
+  self.layer4 = self:_make_layer(block, 512, layers[4], 2)
+  self.avgpool = nn.AdaptiveAvgPool2d({ 1, 1 })
+  self.fc = nn.Linear(512 * block.expansion, o.num_classes or 1000)
+end
+
+function ResNet:_make_layer(block, planes, blocks, stride)
+  stride = stride or 1
+  local downsample
+  if stride ~= 1 or self.inplanes ~= planes * block.expansion then
+    downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                               nn.BatchNorm2d(planes * block.expansion))
+  end
+  local layers = { block(self.inplanes, planes, stride, downsample, self.groups, self.base_width, 1) }
+  self.inplanes = planes * block.expansion
+  for _ = 2, blocks do
+    layers[#layers + 1] = block(self.inplanes, planes, 1, nil, self.groups, self.base_width, 1)
+  end
+  return nn.Sequential(layers)
+end
+
+function ResNet:prepare()
+  self.conv1:claim()
+  self._stem = self.conv1:make_pack(self.bn1, RELU)
+end
+
+function ResNet:forward(x)
+  x = self.maxpool(F.conv2d_packed(self._stem, x))
+  x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+  return self.fc(F.flatten(self.avgpool(x), 1))
+end
+
+local function builder(block, layers, extra)
+  return function(o)
+    o = o or {}
+    local opts = { num_classes = o.num_classes, groups = o.groups, width_per_group = o.width_per_group }
+    for k, v in pairs(extra or {}) do if opts[k] == nil then opts[k] = v end end
+    return ResNet(block, layers, opts)
+  end
+end
+
+M.resnet18 = builder(BasicBlock, { 2, 2, 2, 2 })
+M.resnet34 = builder(BasicBlock, { 3, 4, 6, 3 })
+M.resnet50 = builder(Bottleneck, { 3, 4, 6, 3 })
+M.resnet101 = builder(Bottleneck, { 3, 4, 23, 3 })
+M.resnet152 = builder(Bottleneck, { 3, 8, 36, 3 })
+M.resnext50_32x4d = builder(Bottleneck, { 3, 4, 6, 3 }, { groups = 32, width_per_group = 4 })
+M.resnext101_32x8d = builder(Bottleneck, { 3, 4, 23, 3 }, { groups = 32, width_per_group = 8 })
+M.wide_resnet50_2 = builder(Bottleneck, { 3, 4, 6, 3 }, { width_per_group = 128 })
+M.wide_resnet101_2 = builder(Bottleneck, { 3, 4, 23, 3 }, { width_per_group = 128 })
+
+return M

@@ -1,0 +1,145 @@
+-- lua/pthcv/nn/conv.lua: Conv2d and ConvTranspose2d, as torch.nn's.
+--
+-- A Conv2d packs its weights for the C kernels once (pthcv_conv2d_prepare)
+-- and keeps the pack until its weights change. A container that runs a
+-- Conv2d followed by a BatchNorm2d and/or an activation asks it for a fused
+-- pack (make_pack(bn, act)): BatchNorm folded into the weights in double
+-- precision, the activation (and a residual input) applied by the kernel.
+-- The module's own parameters are never modified, so state_dict() stays
+-- torch's.
+local ffi = require "ffi"
+local core = require "pthcv.core"
+local base = require "pthcv.nn.module"
+local F = require "pthcv.nn.functional"
+local Tensor = require "pthcv.tensor"
+local py = require "pthcv.nn.repr"
+
+local C = core.C
+local class = base.class
+local args, pair = F._args, F._pair
+local M = {}
+
+local function as_pair(v, what, name)
+  local a, b = pair(v, name, what)
+  return { a, b }
+end
+
+local function conv_repr(self, transposed)
+  local s = string.format("%d, %d, kernel_size=%s, stride=%s", self.in_channels, self.out_channels,
+                          py.value(self.kernel_size), py.value(self.stride))
+  local p = self.padding
+  if type(p) == "string" then
+    s = s .. ", padding=" .. p
+  elseif p[1] ~= 0 or p[2] ~= 0 then
+    s = s .. ", padding=" .. py.value(p)
+  end
+  if self.dilation[1] ~= 1 or self.dilation[2] ~= 1 then s = s .. ", dilation=" .. py.value(self.dilation) end
+  if transposed and (self.output_padding[1] ~= 0 or self.output_padding[2] ~= 0) then
+    s = s .. ", output_padding=" .. py.value(self.output_padding)
+  end
+  if self.groups ~= 1 then s = s .. ", groups=" .. self.groups end
+  if self.bias == nil then s = s .. ", bias=False" end
+  if self.padding_mode ~= "zeros" then s = s .. ", padding_mode=" .. self.padding_mode end
+  return s
+end
+
+-- ---- Conv2d ------------------------------------------------------------------
+-- nn.Conv2d(in_channels, out_channels, kernel_size [, stride, padding,
+-- dilation, groups, bias, padding_mode]) or with a keyword table:
+-- nn.Conv2d(3, 64, 7, {stride = 2, padding = 3, bias = false}).
+local Conv2d = class("Conv2d", nil, { torch_nn = true, torch_class = "torch.nn.modules.conv.Conv2d" })
+M.Conv2d = Conv2d
+
+function Conv2d:__init(in_channels, out_channels, ...)
+  local a = args("Conv2d", { "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode" }, ...)
+  if type(in_channels) ~= "number" or type(out_channels) ~= "number" or a.kernel_size == nil then
+    error("pthcv: Conv2d(in_channels, out_channels, kernel_size, ...) expected", 3)
+  end
+  self.in_channels, self.out_channels = in_channels, out_channels
+  self.kernel_size = as_pair(a.kernel_size, "kernel_size", "Conv2d")
+  self.stride = as_pair(a.stride or 1, "stride", "Conv2d")
+  local p = a.padding or 0
+  if p == "same" or p == "valid" then self.padding = p else self.padding = as_pair(p, "padding", "Conv2d") end
+  self.dilation = as_pair(a.dilation or 1, "dilation", "Conv2d")
+  self.groups = a.groups or 1
+  self.padding_mode = a.padding_mode or "zeros"
+  if F.PAD_MODES[self.padding_mode] == nil then
+    error("pthcv: Conv2d: padding_mode must be zeros, reflect, replicate or circular", 3)
+  end
+  if in_channels % self.groups ~= 0 or out_channels % self.groups ~= 0 then
+    error("pthcv: Conv2d: in_channels and out_channels must be divisible by groups", 3)
+  end
+  self:register_parameter("weight", Tensor.zeros({ out_channels, in_channels / self.groups,
+                                                   self.kernel_size[1], self.kernel_size[2] }))
+  self:register_parameter("bias", (a.bias == nil or a.bias) and Tensor.zeros({ out_channels }) or nil)
+end
+
+function Conv2d:conv_options(act)
+  return { stride = self.stride, padding = self.padding, dilation = self.dilation, groups = self.groups,
+           padding_mode = self.padding_mode, act = act }
+end
+
+-- A pack of this convolution with an eval-mode BatchNorm2d folded in (bn
+-- may be nil) and a fused activation (an act_spec table, or nil).
+function Conv2d:make_pack(bn, act)
+  local w, b = self.weight, self.bias
+  if bn then
+    local nw, nb = ffi.new("pthcv_tensor *[1]"), ffi.new("pthcv_tensor *[1]")
+    core.check(C.pthcv_fold_batchnorm(w.ct, b and b.ct or nil, bn.running_mean.ct, bn.running_var.ct,
+                                      bn.weight and bn.weight.ct or nil, bn.bias and bn.bias.ct or nil,
+                                      bn.eps, nw, nb), "fold_batchnorm")
+    w, b = Tensor.wrap(nw[0], true), nb[0] ~= nil and Tensor.wrap(nb[0], true) or nil
+  end
+  return F.conv2d_prepare(w, b, self:conv_options(act))
+end
+
+function Conv2d:prepare()
+  self._pack = nil
+  -- a parent that runs this convolution fused makes its own pack
+  if not self:is_claimed() then self._pack = self:make_pack() end
+end
+
+-- y = conv(x) (+ residual, a pthcv extension used by fused blocks)
+function Conv2d:forward(x, residual)
+  local pk = rawget(self, "_pack")
+  if pk == nil then pk = self:make_pack(); self._pack = pk end
+  return F.conv2d_packed(pk, x, residual)
+end
+
+function Conv2d:extra_repr() return conv_repr(self, false) end
+
+-- ---- ConvTranspose2d ---------------------------------------------------------------
+-- nn.ConvTranspose2d(in_channels, out_channels, kernel_size [, stride,
+-- padding, output_padding, groups, bias, dilation, padding_mode])
+local ConvTranspose2d = class("ConvTranspose2d", nil,
+  { torch_nn = true, torch_class = "torch.nn.modules.conv.ConvTranspose2d" })
+M.ConvTranspose2d = ConvTranspose2d
+
+function ConvTranspose2d:__init(in_channels, out_channels, ...)
+  local a = args("ConvTranspose2d", { "kernel_size", "stride", "padding", "output_padding", "groups", "bias",
+                                      "dilation", "padding_mode" }, ...)
+  if type(in_channels) ~= "number" or type(out_channels) ~= "number" or a.kernel_size == nil then
+    error("pthcv: ConvTranspose2d(in_channels, out_channels, kernel_size, ...) expected", 3)
+  end
+  self.in_channels, self.out_channels = in_channels, out_channels
+  self.kernel_size = as_pair(a.kernel_size, "kernel_size", "ConvTranspose2d")
+  self.stride = as_pair(a.stride or 1, "stride", "ConvTranspose2d")
+  self.padding = as_pair(a.padding or 0, "padding", "ConvTranspose2d")
+  self.output_padding = as_pair(a.output_padding or 0, "output_padding", "ConvTranspose2d")
+  self.dilation = as_pair(a.dilation or 1, "dilation", "ConvTranspose2d")
+  self.groups = a.groups or 1
+  self.padding_mode = a.padding_mode or "zeros"
+  if self.padding_mode ~= "zeros" then error("pthcv: ConvTranspose2d: only padding_mode='zeros' exists", 3) end
+  self:register_parameter("weight", Tensor.zeros({ in_channels, out_channels / self.groups,
+                                                   self.kernel_size[1], self.kernel_size[2] }))
+  self:register_parameter("bias", (a.bias == nil or a.bias) and Tensor.zeros({ out_channels }) or nil)
+end
+
+function ConvTranspose2d:forward(x)
+  return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                            self.groups, self.dilation)
+end
+
+function ConvTranspose2d:extra_repr() return conv_repr(self, true) end
+
+return M

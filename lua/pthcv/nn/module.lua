@@ -1,0 +1,456 @@
+-- lua/pthcv/nn/module.lua: Module, the base class of pthcv.nn, as torch.nn.Module.
+--
+--   local Net = nn.class("Net")               -- a subclass of nn.Module
+--   function Net:__init(nc)
+--     self.conv = nn.Conv2d(3, 8, 3)           -- submodules register themselves,
+--     self.fc = nn.Linear(8, nc)               -- in assignment order (torch's names)
+--   end
+--   function Net:forward(x) return self.fc(F.flatten(F.adaptive_avg_pool2d(self.conv(x), 1), 1)) end
+--   local net = Net(10); net:load_state_dict(sd); net:eval(); local y = net(x)
+--
+-- Instances are plain tables: submodules, parameters and buffers are stored
+-- as raw fields (so `self.conv` in a forward costs one table lookup) and their
+-- names are kept in order lists for state_dict, load_state_dict and print.
+--
+-- Inference only: there is no autograd, BatchNorm always uses its running
+-- statistics and Dropout is the identity, whatever train()/eval() say (the
+-- flag is kept for torch compatibility). Calling a module "prepares" it
+-- first when its weights changed since the last preparation: eval() does
+-- it eagerly (folding BatchNorm into convolutions, packing weights for the
+-- C kernels, fusing activations); a first call does it lazily.
+local OrderedDict = require "pthcv.odict"
+local Tensor = require "pthcv.tensor"
+local pyrepr = require "pthcv.nn.repr"
+
+local M = {}
+
+-- Bumped whenever a weight or the module structure changes anywhere;
+-- a module prepared at an older version prepares itself again when called.
+local state = { version = 1 }
+M.state = state
+local function touch() state.version = state.version + 1 end
+M.touch = touch
+
+local Module = { __typename = "Module", __torch_class = "torch.nn.modules.module.Module" }
+M.Module = Module
+
+-- Class identity: every class table has a __class_tag entry.
+local function is_module(x)
+  if type(x) ~= "table" then return false end
+  local mt = getmetatable(x)
+  return type(mt) == "table" and rawget(mt, "__is_module_class") == true
+end
+M.is_module = is_module
+Module.is_module = is_module
+
+-- Assigning a module to a new field registers it as a child (torch's
+-- __setattr__); anything else is stored as is.
+local function module_newindex(self, k, v)
+  if is_module(v) then
+    self:add_module(k, v)
+  else
+    rawset(self, k, v)
+  end
+end
+
+-- Calling a module runs forward; errors raised inside a child are prefixed
+-- with where it sits ("In 3 module of nn.Sequential: ..."), Torch7 style.
+local function rethrow(self, ok, ...)
+  if ok then return ... end
+  local msg = ...
+  local ctx = rawget(self, "_ctx")
+  if ctx and type(msg) == "string" then msg = ctx .. msg end
+  error(msg, 0)
+end
+
+local function pack_results(...) return { n = select("#", ...), ... } end
+
+local function module_call(self, ...)
+  if rawget(self, "_ready") ~= state.version then self:prepare_tree() end
+  local prof = M.profiler
+  if prof then
+    -- --profile: inclusive wall time per module
+    local t0 = prof.now()
+    local res = pack_results(rethrow(self, pcall(self.forward, self, ...)))
+    prof.record(self, prof.now() - t0)
+    return unpack(res, 1, res.n)
+  end
+  if rawget(self, "_ctx") then
+    return rethrow(self, pcall(self.forward, self, ...))
+  end
+  return self:forward(...)
+end
+
+local function module_tostring(self) return self:repr() end
+
+-- Metamethods are looked up raw in the metatable, so each class gets its own copy.
+local META = { "__newindex", "__call", "__tostring" }
+Module.__newindex = module_newindex
+Module.__call = module_call
+Module.__tostring = module_tostring
+Module.__is_module_class = true
+Module.__index = Module
+
+-- nn.class(name [, parent [, opts]]) -> a new class; calling the class
+-- makes an instance and runs its __init with the arguments. opts.torch_class:
+-- the Python class path (for from_module and messages); opts.torch_nn: true
+-- for torch.nn's own layers (errors then say "nn.Conv2d").
+function M.class(name, parent, opts)
+  parent = parent or Module
+  opts = opts or {}
+  local cls = {}
+  for _, k in ipairs(META) do cls[k] = rawget(parent, k) end
+  cls.__is_module_class = true
+  cls.__typename = name
+  cls.__torch_class = opts.torch_class
+  cls.__torch_nn = opts.torch_nn or false
+  -- containers index numbers too (seq[1]): their __index is a function that
+  -- each subclass gets anew from the inherited __index_factory
+  cls.__index = parent.__index_factory and parent.__index_factory(cls) or cls
+  cls.super = parent
+  setmetatable(cls, {
+    __index = parent,
+    __call = function(c, ...) return c.new(c, ...) end,
+    __tostring = function() return "nn." .. name end,
+  })
+  return cls
+end
+
+-- A new, empty instance of class cls (no __init run): what from_module and
+-- containers build on.
+function Module.blank(cls)
+  local self = {
+    _child_names = {}, _param_names = {}, _buffer_names = {}, _nonpersistent = {},
+    training = true,
+  }
+  return setmetatable(self, cls)
+end
+
+function Module.new(cls, ...)
+  local self = Module.blank(cls)
+  local init = cls.__init
+  if init then init(self, ...) end
+  return self
+end
+
+function Module:__init() end
+
+-- The type name errors and print use: "nn.Conv2d" for torch.nn's layers,
+-- the class name for others.
+function Module:typename()
+  local cls = getmetatable(self)
+  if cls.__torch_nn then return "nn." .. cls.__typename end
+  return cls.__typename
+end
+
+-- ---- registration ---------------------------------------------------------
+local function add_name(list, name)
+  for i = 1, #list do if list[i] == name then return end end
+  list[#list + 1] = name
+end
+
+-- Names are strings, as torch's; numbers become their decimal text.
+local function key_name(name)
+  if type(name) == "number" then return string.format("%d", name) end
+  if type(name) ~= "string" then error("pthcv: module attribute names must be strings", 3) end
+  return name
+end
+
+function Module:add_module(name, m)
+  name = key_name(name)
+  if m ~= nil and not is_module(m) then
+    error("pthcv: add_module: " .. tostring(m) .. " is not a module", 2)
+  end
+  add_name(rawget(self, "_child_names"), name)
+  rawset(self, name, m)
+  if m ~= nil and rawget(m, "_ctx") == nil then
+    -- where errors inside m are reported; a module shared by two parents
+    -- keeps its first place
+    rawset(m, "_ctx", "In " .. name .. " module of " .. self:typename() .. ": ")
+  end
+  touch()
+  return m
+end
+
+-- A parameter (a float32 Tensor, or nil for torch's None: listed nowhere).
+function Module:register_parameter(name, t)
+  if t ~= nil and not Tensor.is(t) then error("pthcv: register_parameter: not a tensor", 2) end
+  add_name(rawget(self, "_param_names"), name)
+  rawset(self, name, t)
+  touch()
+  return t
+end
+
+-- A buffer: in state_dict (unless persistent == false), never a parameter.
+function Module:register_buffer(name, t, persistent)
+  if t ~= nil and not Tensor.is(t) then error("pthcv: register_buffer: not a tensor", 2) end
+  add_name(rawget(self, "_buffer_names"), name)
+  rawget(self, "_nonpersistent")[name] = (persistent == false) or nil
+  rawset(self, name, t)
+  touch()
+  return t
+end
+
+-- ---- traversal --------------------------------------------------------------
+-- {{name, module}, ...} of the direct children, in registration order.
+function Module:named_children()
+  local out = {}
+  for _, n in ipairs(rawget(self, "_child_names")) do
+    local m = rawget(self, n)
+    if is_module(m) then out[#out + 1] = { n, m } end
+  end
+  return out
+end
+
+function Module:children()
+  local out = {}
+  for i, kv in ipairs(self:named_children()) do out[i] = kv[2] end
+  return out
+end
+
+-- {{"prefix.name", module}, ...}: self first, then depth-first (each module once).
+function Module:named_modules(prefix, out, seen)
+  out, seen, prefix = out or {}, seen or {}, prefix or ""
+  if seen[self] then return out end
+  seen[self] = true
+  out[#out + 1] = { prefix, self }
+  for _, kv in ipairs(self:named_children()) do
+    kv[2]:named_modules(prefix == "" and kv[1] or (prefix .. "." .. kv[1]), out, seen)
+  end
+  return out
+end
+
+function Module:modules()
+  local out = {}
+  for i, kv in ipairs(self:named_modules()) do out[i] = kv[2] end
+  return out
+end
+
+local function named_tensors(self, field, prefix)
+  local out, seen = {}, {}
+  for _, kv in ipairs(self:named_modules(prefix)) do
+    local p, m = kv[1], kv[2]
+    for _, n in ipairs(rawget(m, field)) do
+      local t = rawget(m, n)
+      if t ~= nil and not seen[t] then
+        seen[t] = true
+        out[#out + 1] = { p == "" and n or (p .. "." .. n), t }
+      end
+    end
+  end
+  return out
+end
+
+function Module:named_parameters(prefix) return named_tensors(self, "_param_names", prefix) end
+function Module:named_buffers(prefix) return named_tensors(self, "_buffer_names", prefix) end
+function Module:parameters()
+  local out = {}
+  for i, kv in ipairs(self:named_parameters()) do out[i] = kv[2] end
+  return out
+end
+
+-- The number of parameter elements (as sum(p.numel() for p in m.parameters())).
+function Module:num_parameters()
+  local n = 0
+  for _, p in ipairs(self:parameters()) do n = n + p.numel end
+  return n
+end
+
+-- (name, tensor, module, local name) for every state_dict entry, in torch's
+-- order: a module's parameters, then its persistent buffers, then its
+-- children's entries.
+local function state_entries(self, prefix, out)
+  out = out or {}
+  for _, n in ipairs(rawget(self, "_param_names")) do
+    local t = rawget(self, n)
+    if t ~= nil then out[#out + 1] = { prefix .. n, t, self, n, "parameter" } end
+  end
+  local np = rawget(self, "_nonpersistent")
+  for _, n in ipairs(rawget(self, "_buffer_names")) do
+    local t = rawget(self, n)
+    if t ~= nil and not np[n] then out[#out + 1] = { prefix .. n, t, self, n, "buffer" } end
+  end
+  for _, kv in ipairs(self:named_children()) do
+    state_entries(kv[2], prefix .. kv[1] .. ".", out)
+  end
+  return out
+end
+
+-- The weights as torch's module.state_dict() names them: an OrderedDict.
+function Module:state_dict()
+  local d = OrderedDict.new("collections.OrderedDict")
+  for _, e in ipairs(state_entries(self, "")) do d[e[1]] = e[2] end
+  return d
+end
+
+-- ---- load_state_dict -------------------------------------------------------
+local function shape_str(t) return "[" .. table.concat(t.shape, ", ") .. "]" end
+
+local function same_shape(a, b)
+  local sa, sb = a.shape, b.shape
+  if #sa ~= #sb then return false end
+  for i = 1, #sa do if sa[i] ~= sb[i] then return false end end
+  return true
+end
+
+-- The (name, tensor) pairs of a state dict given as an OrderedDict, a
+-- table name -> Tensor, or a list {{name, tensor}, ...}.
+local function sd_items(sd)
+  if OrderedDict.is(sd) then return OrderedDict.items(sd) end
+  if type(sd) ~= "table" then error("pthcv: load_state_dict expects a state dict (name -> Tensor)", 3) end
+  if type(sd[1]) == "table" and not Tensor.is(sd[1]) then return sd end
+  local keys = {}
+  for k in next, sd do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local out = {}
+  for i, k in ipairs(keys) do out[i] = { k, sd[k] } end
+  return out
+end
+
+local function quoted_list(names)
+  local q = {}
+  for i, n in ipairs(names) do q[i] = '"' .. n .. '"' end
+  return table.concat(q, ", ")
+end
+
+-- module:load_state_dict(sd [, {strict = true}]) -> {missing_keys, unexpected_keys}
+-- Copies torch-named weights into the module (tensors are taken as they
+-- are when float32, else converted to the dtype of what they replace).
+-- Every problem is reported in one error naming each key, as torch does:
+-- missing and unexpected keys (strict only) and shape mismatches (always).
+-- BatchNorm's num_batches_tracked may be absent (older torch files).
+function Module:load_state_dict(sd, opts)
+  local strict = not (opts and opts.strict == false)
+  local expected = state_entries(self, "")
+  local given, order = {}, {}
+  for _, kv in ipairs(sd_items(sd)) do
+    local k = kv[1]
+    if type(k) ~= "string" then k = tostring(k) end
+    if given[k] == nil then order[#order + 1] = k end
+    given[k] = kv[2]
+  end
+  local missing, mismatch, used = {}, {}, {}
+  for _, e in ipairs(expected) do
+    local name, cur = e[1], e[2]
+    local t = given[name]
+    if t == nil then
+      if not name:match("num_batches_tracked$") then missing[#missing + 1] = name end
+    else
+      used[name] = true
+      if not Tensor.is(t) then
+        mismatch[#mismatch + 1] = string.format("value for %s is not a tensor (%s)", name, tostring(t))
+      elseif not same_shape(t, cur) then
+        mismatch[#mismatch + 1] = string.format(
+          "size mismatch for %s: copying a param with shape %s from checkpoint, the shape in current model is %s.",
+          name, shape_str(t), shape_str(cur))
+      end
+    end
+  end
+  local unexpected = {}
+  for _, k in ipairs(order) do if not used[k] then unexpected[#unexpected + 1] = k end end
+  local errors = {}
+  if strict and #unexpected > 0 then
+    errors[#errors + 1] = "Unexpected key(s) in state_dict: " .. quoted_list(unexpected) .. ". "
+  end
+  if strict and #missing > 0 then
+    errors[#errors + 1] = "Missing key(s) in state_dict: " .. quoted_list(missing) .. ". "
+  end
+  for _, m in ipairs(mismatch) do errors[#errors + 1] = m end
+  if #errors > 0 then
+    error("pthcv: Error(s) in loading state_dict for " .. getmetatable(self).__typename .. ":\n\t"
+          .. table.concat(errors, "\n\t"), 2)
+  end
+  for _, e in ipairs(expected) do
+    local t = given[e[1]]
+    if t ~= nil then
+      if t.dtype ~= e[2].dtype then t = t:to(e[2].dtype) end
+      rawset(e[3], e[4], t)
+    end
+  end
+  touch()
+  return { missing_keys = missing, unexpected_keys = unexpected }
+end
+
+-- ---- modes and preparation ---------------------------------------------------
+function Module:train(mode)
+  if mode == nil then mode = true end
+  for _, m in ipairs(self:modules()) do rawset(m, "training", mode) end
+  return self
+end
+
+-- Inference mode, and the module prepared for it now (see the top).
+function Module:eval()
+  self:train(false)
+  self:prepare_tree()
+  return self
+end
+
+-- Runs prepare() over the tree, parents before children: a parent that fuses
+-- a child (a Conv2d with the BatchNorm after it) claims it first, so the
+-- child does not pack weights that nothing will use.
+function Module:prepare_tree()
+  local v = state.version
+  local list = self:modules()
+  for _, m in ipairs(list) do rawset(m, "_claimed", nil) end
+  for _, m in ipairs(list) do
+    local prep = m.prepare
+    if prep then prep(m) end
+  end
+  for _, m in ipairs(list) do rawset(m, "_ready", v) end
+  return self
+end
+
+-- A parent's prepare() calls this on the children it runs itself (fused).
+function Module:claim() rawset(self, "_claimed", true) end
+function Module:is_claimed() return rawget(self, "_claimed") == true end
+
+function Module:forward()
+  error("pthcv: " .. self:typename() .. " has no forward", 2)
+end
+
+-- fn(module) for every module, children first (torch's apply).
+function Module:apply(fn)
+  for _, c in ipairs(self:children()) do c:apply(fn) end
+  fn(self)
+  return self
+end
+
+-- ---- print ----------------------------------------------------------------
+function Module:extra_repr() return "" end
+
+local function add_indent(s, n)
+  local pad = string.rep(" ", n)
+  return (s:gsub("\n", "\n" .. pad))
+end
+
+-- torch's repr: "Name(extra)" or "Name(\n  (child): ...\n)".
+function Module:repr()
+  local extra = self:extra_repr()
+  local extra_lines = {}
+  if extra ~= "" then
+    for line in (extra .. "\n"):gmatch("(.-)\n") do extra_lines[#extra_lines + 1] = line end
+  end
+  local lines = {}
+  for _, l in ipairs(extra_lines) do lines[#lines + 1] = l end
+  local nchild = 0
+  for _, kv in ipairs(self:named_children()) do
+    nchild = nchild + 1
+    lines[#lines + 1] = "(" .. kv[1] .. "): " .. add_indent(kv[2]:repr(), 2)
+  end
+  local s = self:repr_name() .. "("
+  if #lines > 0 then
+    if #extra_lines == 1 and nchild == 0 then
+      s = s .. extra_lines[1]
+    else
+      s = s .. "\n  " .. table.concat(lines, "\n  ") .. "\n"
+    end
+  end
+  return s .. ")"
+end
+
+function Module:repr_name() return getmetatable(self).__typename end
+
+-- Python-style formatting helpers for extra_repr.
+M.py = pyrepr
+
+return M
