@@ -25,16 +25,20 @@ end
 
 -- the model weights, wherever the checkpoint keeps them
 local sd = pthcv.state_dict(ckpt)
-print(string.format("%-32s %-8s %-16s %10s %10s %10s", "name", "dtype", "shape", "mean", "std", "absmax"))
+local width = 4
+for name in pairs(sd) do width = math.max(width, #name) end
+local row = "%-" .. width .. "s %-8s %-16s %10s %10s %10s"
+local numbers = "%-" .. width .. "s %-8s %-16s %10.4f %10.4f %10.4f"
+print(string.format(row, "name", "dtype", "shape", "mean", "std", "absmax"))
 local total = 0
 for name, t in pairs(sd) do
   total = total + t.numel
   local shape = "[" .. table.concat(t.shape, ",") .. "]"
   if t.is_floating_point and t.numel > 1 then
     local absmax = math.max(-t:min(), t:max())
-    print(string.format("%-32s %-8s %-16s %10.4f %10.4f %10.4f", name, t.dtype, shape, t:mean(), t:std(), absmax))
+    print(string.format(numbers, name, t.dtype, shape, t:mean(), t:std(), absmax))
   else
-    print(string.format("%-32s %-8s %-16s %10s", name, t.dtype, shape, tostring(t:totable())))
+    print(string.format(row, name, t.dtype, shape, tostring(t:totable()), "", ""))
   end
 end
 print(string.format("\n%d tensors, %d values", #sd:keys(), total))
