@@ -1,0 +1,82 @@
+/*
+ * ops.h -- what the non-convolution ops share (ops_*.c, conv_transpose2d.c):
+ * argument checking, output allocation, shape strings for messages, and the
+ * SIMD dispatch macro.
+ *
+ * Conventions of every op: inputs must be float32 (any strides; the ops make
+ * a contiguous copy where that is simpler), results are new contiguous
+ * float32 tensors, failures return NULL with pthcv_last_error() naming the op
+ * and the shapes involved. Work is split over threads by output rows or
+ * planes only, never inside one reduction, so results do not depend on the
+ * thread count.
+ */
+#ifndef PTHCV_OPS_H
+#define PTHCV_OPS_H
+
+#include "kernels.h"
+#include <stddef.h>
+
+/* PTHCV_SIMD on a hot loop's function: gcc builds one clone per instruction
+ * set (AVX-512, AVX2, baseline SSE2), auto-vectorised for each, and picks one
+ * at load time. The loops are written so that every clone computes the same
+ * bits: no reassociation (ISO C mode keeps -ffp-contract=off, so no FMA
+ * contraction either), and reductions use a fixed number of lanes
+ * (OPS_LANES) that each see the same sequence of additions. Build with
+ * -DPTHCV_NO_CLONES for the plain version only (spec/c/ops_test.c is
+ * compiled both ways and compared). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(PTHCV_NO_CLONES)
+#define PTHCV_SIMD __attribute__((target_clones("avx512f", "avx2", "default"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
+#else
+#define PTHCV_SIMD
+#endif
+
+/* Accumulator lanes of the vectorised reductions: the element i of a row
+ * goes to lane i % OPS_LANES, lanes are added in order at the end. */
+enum { OPS_LANES = 16 };
+
+/* Elements a thread should at least get: below this, splitting costs more
+ * than it saves. */
+enum { OPS_GRAIN = 1 << 15 };
+
+/* x checked (non-NULL, float32) and made contiguous: a new reference the
+ * caller releases, with its data in *data. `op` and `what` name the op and
+ * the argument in messages ("pthcv_pool2d: input must be float32, got
+ * int64"). NULL on failure, error set. */
+pthcv_tensor *ops_input(pthcv_tensor *x, const char *op, const char *what, const float **data);
+
+/* A new contiguous float32 tensor of that shape, data in *data. */
+pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data);
+
+/* "[2, 3, 4]" into buf (cap >= 8), shortened with "...]" when too long. */
+const char *ops_dims(char *buf, size_t cap, int ndim, const int64_t *shape);
+/* The shape of t, in a per-thread rotating buffer (four at a time), for
+ * messages naming several shapes. */
+const char *ops_shape(const pthcv_tensor *t);
+
+/* dim in [-ndim, ndim) mapped to [0, ndim); -1 when out of range. As in
+ * torch, a 0-d tensor accepts 0 and -1 (both give 0). */
+int ops_dim(int dim, int ndim);
+
+/* Grain (items per thread at least) for items that cost `work` elements each. */
+static inline int64_t ops_grain(int64_t work)
+{
+    return work >= OPS_GRAIN ? 1 : OPS_GRAIN / (work > 0 ? work : 1);
+}
+
+/* The float32 sum of a row, lane by lane (see OPS_LANES); identical across
+ * instruction sets. Used by softmax and the reductions. */
+float ops_sum_f32(const float *x, int64_t n);
+/* The double sum of a row and of its squared deviations from mean, lane by
+ * lane (norms). */
+double ops_sum_f64(const float *x, int64_t n);
+double ops_sumsq_dev_f64(const float *x, int64_t n, double mean);
+/* Max / min of a row; NaN if any element is NaN (torch's amax/amin); n >= 1. */
+float ops_max_f32(const float *x, int64_t n);
+float ops_min_f32(const float *x, int64_t n);
+
+/* Copies a strided block of `ndim` dimensions (shape; element strides of
+ * source and destination) from src to dst. */
+void ops_copy_strided(float *dst, const int64_t *dst_stride, const float *src, const int64_t *src_stride,
+                      int ndim, const int64_t *shape);
+
+#endif
