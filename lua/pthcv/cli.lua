@@ -3,6 +3,7 @@
 --   pthcv inspect FILE [--json] [--all]
 --   pthcv scan FILE [--json]            exit 0 safe, 1 unsafe, 2 unreadable
 --   pthcv convert FILE -o OUT.npz|OUT.safetensors|OUT.npy [--state-dict]
+--   pthcv run|bench|models              inference (cli_run.lua)
 --
 -- main(args) returns the exit status; errors go to stderr.
 local M = {}
@@ -23,6 +24,7 @@ commands:
       OUT.safetensors (OUT.npy: a file with one tensor); dtype and bytes
       kept; --state-dict writes only the model weights, under state_dict
       names; --dequantize writes quantized tensors as float32
+]] .. require("pthcv.cli_run").usage .. [[
   help, --help     this text
   version, --version
 
@@ -184,6 +186,11 @@ function commands.convert(args)
   io.stdout:write(msg, "\n")
   return 0
 end
+
+-- inference: run, bench, models (lua/pthcv/cli_run.lua)
+function commands.run(args) return require("pthcv.cli_run").run(args, parse, usage_error, err) end
+function commands.bench(args) return require("pthcv.cli_run").bench(args, parse, usage_error, err) end
+function commands.models() return require("pthcv.cli_run").models() end
 
 function M.main(args)
   local cmd = args[1]

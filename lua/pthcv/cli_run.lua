@@ -1,0 +1,182 @@
+-- lua/pthcv/cli_run.lua: the inference commands of the CLI (cli.lua
+-- dispatches here):
+--
+--   pthcv run   (--model NAME | --script FILE.lua) [--weights FILE] --input X.npy
+--               --output Y.npy [--threads N] [--num-classes N]
+--   pthcv bench (--model NAME | --script FILE.lua) [--weights FILE] [--input X.npy |
+--               --shape 1x3x224x224] [--threads N] [--runs N] [--profile]
+--
+-- A script is a Lua file returning a module (built with pthcv.nn); the
+-- weights, when given, are loaded with load_state_dict (strict).
+local M = {}
+
+M.usage = [[
+  run (--model NAME | --script FILE.lua) [--weights FILE] --input X.npy --output Y.npy
+      [--threads N] [--num-classes N]
+      one forward pass of a pthcv.models model (or of the module a Lua
+      script returns) on the tensor in X.npy; the result is written to Y.npy
+  bench (--model NAME | --script FILE.lua) [--weights FILE] [--input X.npy |
+      --shape 1x3x224x224] [--threads N] [--runs N] [--profile]
+      times forward passes after a warm-up and prints median_ms=<ms>;
+      --profile adds each module's inclusive time per pass
+  models      the names --model accepts
+]]
+
+local OPTS = { model = "value", script = "value", weights = "value", input = "value", output = "value",
+               o = "value", threads = "value", ["num-classes"] = "value", runs = "value", profile = "bool",
+               shape = "value", warmup = "value" }
+
+local function positive_int(v, what)
+  local n = tonumber(v)
+  if not n or n < 1 or n % 1 ~= 0 then error("pthcv: " .. what .. " must be a positive integer, got " .. tostring(v), 0) end
+  return n
+end
+
+-- The classifier width of a torchvision state_dict: its last weight's first
+-- dimension (fc, classifier.6, classifier.1 of SqueezeNet, ...).
+local function num_classes_of(sd)
+  local last
+  for k, t in pairs(sd) do if k:match("weight$") then last = t end end
+  return last and last.shape[1] or nil
+end
+M.num_classes_of = num_classes_of
+
+-- The module the options describe, with its weights loaded, in eval mode.
+local function build(opt)
+  local pthcv = require "pthcv"
+  local sd = opt.weights and pthcv.state_dict(opt.weights)
+  local m
+  if opt.model and opt.script then error("pthcv: give --model or --script, not both", 0) end
+  if opt.model then
+    local nc = opt["num-classes"] and positive_int(opt["num-classes"], "--num-classes") or (sd and num_classes_of(sd))
+    m = pthcv.models.get(opt.model, { num_classes = nc })
+  elseif opt.script then
+    local chunk, e = loadfile(opt.script)
+    if not chunk then error("pthcv: " .. tostring(e), 0) end
+    m = chunk(opt.script)
+    if not pthcv.nn.is_module(m) then error("pthcv: " .. opt.script .. " must return a module (pthcv.nn)", 0) end
+  else
+    error("pthcv: --model NAME or --script FILE.lua is needed", 0)
+  end
+  if sd then m:load_state_dict(sd) end
+  m:eval()
+  return m
+end
+
+local function set_threads(opt)
+  if opt.threads then require("pthcv").set_num_threads(positive_int(opt.threads, "--threads")) end
+end
+
+local function input_of(opt, default_shape)
+  local pthcv = require "pthcv"
+  if opt.input then
+    local x = pthcv.load_npy(opt.input)
+    if x.dtype ~= "float32" then x = x:float() end
+    return x
+  end
+  local shape = {}
+  for n in (opt.shape or default_shape):gmatch("%d+") do shape[#shape + 1] = tonumber(n) end
+  return pthcv.randn(shape, { seed = 0 })
+end
+
+function M.run(args, parse, usage_error, err)
+  local pos, opt, e = parse(args, OPTS)
+  if not pos then return usage_error(e) end
+  if #pos > 0 then return usage_error("run takes no positional argument") end
+  local out = opt.output or opt.o
+  if not opt.input or not out then return usage_error("run needs --input X.npy and --output Y.npy") end
+  local ok, msg = pcall(function()
+    set_threads(opt)
+    local m = build(opt)
+    local y = m(input_of(opt))
+    if type(y) == "table" and not require("pthcv").is_tensor(y) then y = y[1] end
+    require("pthcv").save(out, y)
+    return string.format("%s: %s [%s]", out, y.dtype, table.concat(y.shape, ", "))
+  end)
+  if not ok then err(msg); return 1 end
+  io.stdout:write(msg, "\n")
+  return 0
+end
+
+-- Per-module inclusive times, by the module's path in the tree.
+local function profiler(model)
+  local now = require "pthcv.nn.clock"
+  local paths, order = {}, {}
+  for i, kv in ipairs(model:named_modules()) do
+    paths[kv[2]] = kv[1] == "" and "(model)" or kv[1]
+    order[kv[2]] = i
+  end
+  local rows = {}
+  local p = { now = now }
+  function p.record(mod, dt, label)
+    local key = (paths[mod] or "?") .. (label or "")
+    local r = rows[key]
+    if not r then
+      r = { path = key, type = mod:repr_name() .. (label or ""), ms = 0, calls = 0, order = order[mod] or 1e9,
+            fused = label ~= nil }
+      rows[key] = r
+    end
+    r.ms, r.calls = r.ms + dt * 1000, r.calls + 1
+  end
+  function p.report(runs)
+    local list = {}
+    for _, r in pairs(rows) do list[#list + 1] = r end
+    table.sort(list, function(a, b) if a.order ~= b.order then return a.order < b.order end return a.path < b.path end)
+    local lines = { string.format("%-40s %-28s %10s %6s", "module", "type", "ms/pass", "calls") }
+    for _, r in ipairs(list) do
+      lines[#lines + 1] = string.format("%-40s %-28s %10.3f %6d", r.path, r.type, r.ms / runs, r.calls / runs)
+    end
+    return table.concat(lines, "\n") .. "\n"
+  end
+  return p
+end
+
+function M.bench(args, parse, usage_error, err)
+  local pos, opt, e = parse(args, OPTS)
+  if not pos then return usage_error(e) end
+  if #pos > 0 then return usage_error("bench takes no positional argument") end
+  local ok, msg = pcall(function()
+    local pthcv = require "pthcv"
+    local base = require "pthcv.nn.module"
+    local now = require "pthcv.nn.clock"
+    set_threads(opt)
+    local runs = positive_int(opt.runs or "10", "--runs")
+    local warmup = tonumber(opt.warmup or "1")
+    local t0 = now()
+    local m = build(opt)
+    local t_build = now() - t0
+    local x = input_of(opt, "1x3x224x224")
+    for _ = 1, warmup do m(x) end
+    local times = {}
+    for i = 1, runs do
+      local t = now()
+      m(x)
+      times[i] = (now() - t) * 1000
+    end
+    table.sort(times)
+    local median = runs % 2 == 1 and times[(runs + 1) / 2] or (times[runs / 2] + times[runs / 2 + 1]) / 2
+    local lines = {}
+    if opt.profile then
+      local p = profiler(m)
+      base.profiler = p
+      local okp, ep = pcall(function() for _ = 1, runs do m(x) end end)
+      base.profiler = nil
+      if not okp then error(ep, 0) end
+      lines[#lines + 1] = p.report(runs)
+    end
+    lines[#lines + 1] = string.format("threads=%d runs=%d build_ms=%.1f min_ms=%.3f max_ms=%.3f",
+                                      pthcv.get_num_threads(), runs, t_build * 1000, times[1], times[runs])
+    lines[#lines + 1] = string.format("median_ms=%.3f", median)
+    return table.concat(lines, "\n")
+  end)
+  if not ok then err(msg); return 1 end
+  io.stdout:write(msg, "\n")
+  return 0
+end
+
+function M.models()
+  io.stdout:write(table.concat(require("pthcv.models").list(), "\n"), "\n")
+  return 0
+end
+
+return M
