@@ -7,6 +7,7 @@ local dir = support.root .. "/spec/fuzz/regressions"
 -- what each input must give now: the words of its refusal, or "loads"
 local expected = {
   ["oom-expanded-view-contiguous.pth"] = "max_expanded_bytes",
+  ["ubsan-inst-empty-stack.pth"] = "main pickle at byte 75",
 }
 
 describe("fuzz regressions", function()

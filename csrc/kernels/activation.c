@@ -46,7 +46,7 @@ int pthcv_act_valid(const pthcv_activation *a)
 /* The piecewise-linear kinds get their own loops so the compiler vectorises
  * them (they are the common fused ones); the others call the scalar
  * definition, which keeps every path bit-identical to it. */
-void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
+PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
 {
     if (a == NULL || a->kind == PTHCV_ACT_NONE) return;
     switch (a->kind) {

@@ -22,6 +22,20 @@
 typedef void (*pthcv_task_fn)(void *ctx, int64_t begin, int64_t end);
 void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx);
 
+/* PTHCV_SIMD on a hot loop's function: gcc builds one clone per instruction
+ * set (AVX-512, AVX2, baseline SSE2), auto-vectorised for each, and picks one
+ * at load time. The loops are written so that every clone computes the same
+ * bits: no reassociation (ISO C mode keeps -ffp-contract=off, so no FMA
+ * contraction either), and reductions use a fixed number of lanes
+ * (OPS_LANES) that each see the same sequence of additions. Build with
+ * -DPTHCV_NO_CLONES for the plain version only (spec/c/ops_test.c is
+ * compiled both ways and compared). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(PTHCV_NO_CLONES)
+#define PTHCV_SIMD __attribute__((target_clones("avx512f", "avx2", "default"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
+#else
+#define PTHCV_SIMD
+#endif
+
 /* ---- instruction sets (isa.c) ---------------------------------------------- */
 enum { PTHCV_ISA_SCALAR = 0, PTHCV_ISA_AVX2 = 1, PTHCV_ISA_AVX512 = 2, PTHCV_ISA_NEON = 3 };
 /* The family the kernels use now: the best the CPU has, or the forced one. */

@@ -16,20 +16,6 @@
 #include "kernels.h"
 #include <stddef.h>
 
-/* PTHCV_SIMD on a hot loop's function: gcc builds one clone per instruction
- * set (AVX-512, AVX2, baseline SSE2), auto-vectorised for each, and picks one
- * at load time. The loops are written so that every clone computes the same
- * bits: no reassociation (ISO C mode keeps -ffp-contract=off, so no FMA
- * contraction either), and reductions use a fixed number of lanes
- * (OPS_LANES) that each see the same sequence of additions. Build with
- * -DPTHCV_NO_CLONES for the plain version only (spec/c/ops_test.c is
- * compiled both ways and compared). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(PTHCV_NO_CLONES)
-#define PTHCV_SIMD __attribute__((target_clones("avx512f", "avx2", "default"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
-#else
-#define PTHCV_SIMD
-#endif
-
 /* Accumulator lanes of the vectorised reductions: the element i of a row
  * goes to lane i % OPS_LANES, lanes are added in order at the end. */
 enum { OPS_LANES = 16 };

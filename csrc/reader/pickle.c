@@ -799,6 +799,10 @@ int pthcv_unpickle(pthcv_pickle *p, pthcv_value **out)
     memset(&m, 0, sizeof m);
     m.p = p;
     *out = NULL;
+    /* allocated up front: opcodes take items at m.stack + k even when none */
+    m.scap = 64;
+    if (!(m.stack = malloc((size_t)m.scap * sizeof *m.stack)))
+        return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", p->file->path);
     int st = run(&m, out);
     free(m.stack);
     free(m.marks);
