@@ -220,6 +220,35 @@ describe("pthcv.nn modules", function()
   end)
 end)
 
+describe("nn.from_module", function()
+  it("runs a whole-model pickle of torch.nn layers as torch does", function()
+    local m = nn.from_module(pthcv.load(dir .. "/whole_sequential.pth")):eval()
+    assert.are.equal(support.read_file(dir .. "/whole_sequential.repr.txt"), tostring(m) .. "\n")
+    assert_close(m(T.x), T["whole.out"], "whole_sequential")
+  end)
+
+  it("names the class and the place of a module it does not know", function()
+    local OD = pthcv.OrderedDict
+    local function obj(class, modules)
+      local d = OD.new()
+      d._parameters, d._buffers, d._modules = OD.new(), OD.new(), modules or OD.new()
+      return setmetatable({ class = class, state = d }, pthcv.Object)
+    end
+    local mods = OD.new()
+    mods["0"] = obj("torch.nn.modules.activation.ReLU")
+    mods["1"] = obj("mypackage.blocks.Fancy")
+    local root = obj("torch.nn.modules.container.Sequential", mods)
+    local ok, err = pcall(nn.from_module, root)
+    assert.is_false(ok)
+    assert.matches("from_module: 1: class mypackage.blocks.Fancy is not a torch.nn layer", err)
+    -- opts.classes supplies it
+    local Fancy = nn.class("Fancy")
+    function Fancy:forward(x) return x * 2 end
+    local m = nn.from_module(root, { classes = { ["mypackage.blocks.Fancy"] = Fancy } })
+    assert.are.same({ 0, 4 }, m(pthcv.tensor({ -1, 2 })):totable())
+  end)
+end)
+
 describe("tensor views and arithmetic", function()
   local t = pthcv.arange(24):view(2, 3, 4)
   it("view, reshape, permute, transpose, narrow (1-based dims)", function()

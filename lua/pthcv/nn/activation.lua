@@ -68,7 +68,7 @@ elementwise("Hardsigmoid", { "inplace" }, function(_, x) return F.hardsigmoid(x)
 local GELU = elementwise("GELU", { "approximate" },
   function(self, x) return F.gelu(x, self.approximate) end,
   function(self) return { kind = self.approximate == "tanh" and "gelu_tanh" or "gelu" } end,
-  function(self) return "approximate=" .. py.str(self.approximate) end)
+  function(self) return "approximate=" .. py.str(self.approximate or "none") end)
 function GELU.defaults(self)
   self.approximate = self.approximate or "none"
   if self.approximate ~= "none" and self.approximate ~= "tanh" then
