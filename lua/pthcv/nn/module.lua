@@ -24,12 +24,15 @@ local pyrepr = require "pthcv.nn.repr"
 
 local M = {}
 
--- Bumped whenever a weight or the module structure changes anywhere;
--- a module prepared at an older version prepares itself again when called.
+-- Bumped whenever weights are loaded or a prepared module's structure
+-- changes; a module prepared at an older version prepares itself again when
+-- called. Modules being built (never prepared) do not bump it, so building a
+-- second model does not make the first one prepare again.
 local state = { version = 1 }
 M.state = state
 local function touch() state.version = state.version + 1 end
 M.touch = touch
+local function touch_if_prepared(self) if rawget(self, "_ready") ~= nil then touch() end end
 
 local Module = { __typename = "Module", __torch_class = "torch.nn.modules.module.Module" }
 M.Module = Module
@@ -168,7 +171,7 @@ function Module:add_module(name, m)
     -- keeps its first place
     rawset(m, "_ctx", "In " .. name .. " module of " .. self:typename() .. ": ")
   end
-  touch()
+  touch_if_prepared(self)
   return m
 end
 
@@ -177,7 +180,7 @@ function Module:register_parameter(name, t)
   if t ~= nil and not Tensor.is(t) then error("pthcv: register_parameter: not a tensor", 2) end
   add_name(rawget(self, "_param_names"), name)
   rawset(self, name, t)
-  touch()
+  touch_if_prepared(self)
   return t
 end
 
@@ -187,7 +190,7 @@ function Module:register_buffer(name, t, persistent)
   add_name(rawget(self, "_buffer_names"), name)
   rawget(self, "_nonpersistent")[name] = (persistent == false) or nil
   rawset(self, name, t)
-  touch()
+  touch_if_prepared(self)
   return t
 end
 
