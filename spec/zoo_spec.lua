@@ -56,6 +56,15 @@ describe("model zoo", function()
       print(string.format("# zoo %-20s max|diff| %.3g (%.2g of max|logit| %.3g) %.1fs", name, diff, diff / scale,
                           scale, now() - t0))
       assert.is_true(diff <= 1e-4 * scale, string.format("%s: max |diff| %g > 1e-4 * %g", name, diff, scale))
+      -- the whole-model pickle (torch.save(model)) through nn.from_module
+      local whole = dir .. "/" .. name .. ".model.pth"
+      if support.read_file(whole) then
+        local fm = pthcv.nn.from_module(pthcv.load(whole)):eval()
+        assert.are.equal(tostring(m), tostring(fm))
+        local y2 = fm(x)
+        assert.is_true(max_abs(y2 - want) <= 1e-4 * scale, name .. ": from_module output differs")
+        fm, y2 = nil, nil
+      end
       m, x, y = nil, nil, nil
       collectgarbage()
       collectgarbage()
