@@ -35,8 +35,11 @@ BUSTED  ?= busted
 
 all: $(LIB)
 
+# -z nodelete: the kernels' worker threads wait inside the library, so it must
+# never be unmapped while the process lives (LuaJIT unloads ffi.load'ed
+# libraries when its state closes, and glibc aborts on the orphaned futex).
 $(LIB): $(OBJS)
-	$(CC) -shared -o $@ $(OBJS) $(DEPLIBS) -lm $(LDFLAGS)
+	$(CC) -shared -Wl,-z,nodelete -o $@ $(OBJS) $(DEPLIBS) -lm $(LDFLAGS)
 
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma

@@ -56,21 +56,6 @@ end
 M.C = load_library()
 local C = M.C
 
--- Pin the library for the life of the process. The kernels' thread pool
--- keeps worker threads waiting inside it; when the Lua state is closed
--- (os.exit(code, true), as busted does) LuaJIT unloads libraries loaded by
--- ffi.load, and a worker touching its unmapped condition variable makes
--- glibc abort ("The futex facility returned an unexpected error code").
--- A second dlopen with RTLD_NODELETE keeps the mapping until exit.
-do
-  local nodelete = (ffi.os == "Linux" and 0x1000) or (ffi.os == "OSX" and 0x80) or nil
-  if nodelete and M.path then
-    pcall(ffi.cdef, "void *dlopen(const char *filename, int flags);")
-    local RTLD_NOW = 0x2
-    pcall(function() ffi.C.dlopen(M.path, RTLD_NOW + nodelete) end)
-  end
-end
-
 -- The C library's last error as a Lua error: "pthcv: <message>". The C
 -- messages already name the file and the offset or record.
 function M.fail(what)
