@@ -19,6 +19,15 @@ DEPCFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEPLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip) -lpthread
 ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fPIC -Icsrc $(DEPCFLAGS) $(CFLAGS)
 
+# The OpenCV bridge (csrc/opencv/*.cpp, the one C++ part) links the modules
+# it uses, found through pkg-config.
+CXX     ?= c++
+CXXFLAGS ?= -O2 -g
+OPENCV_MODULES := core imgproc imgcodecs
+OPENCV_CFLAGS := $(shell pkg-config --cflags opencv4 2>/dev/null)
+OPENCV_LIBS   := $(filter -L% $(OPENCV_MODULES:%=-lopencv_%),$(shell pkg-config --libs opencv4 2>/dev/null))
+ALL_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -fPIC -Icsrc -Iinclude $(OPENCV_CFLAGS) $(CXXFLAGS)
+
 BUILD   := build
 # Kernel files named *_avx2.c, *_avx512.c, *_neon.c hold one instruction set's
 # code and get its flags (below); the other architecture's files are left out.
@@ -26,7 +35,8 @@ ARCH    := $(shell $(CC) -dumpmachine)
 ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
 SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c) $(KERNEL_SRCS)
-OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
+CXX_SRCS := $(wildcard csrc/opencv/*.cpp)
+OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(CXX_SRCS:%.cpp=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
@@ -39,13 +49,17 @@ all: $(LIB)
 # never be unmapped while the process lives (LuaJIT unloads ffi.load'ed
 # libraries when its state closes, and glibc aborts on the orphaned futex).
 $(LIB): $(OBJS)
-	$(CC) -shared -Wl,-z,nodelete -o $@ $(OBJS) $(DEPLIBS) -lm $(LDFLAGS)
+	$(CXX) -shared -Wl,-z,nodelete -o $@ $(OBJS) $(OPENCV_LIBS) $(DEPLIBS) -lm $(LDFLAGS)
 
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
 $(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h include/pthcv_opencv.hpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
 
 deps:
 	@tools/install-deps
@@ -73,7 +87,7 @@ bench: deps
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 sanitize:
 	@PTHCV_SANITIZE=1 tools/install-deps
-	@$(MAKE) --no-print-directory all BUILD=build/asan CC=clang CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
+	@$(MAKE) --no-print-directory all BUILD=build/asan CC=clang CXX=clang++ CFLAGS="$(SAN_FLAGS)" CXXFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 	@PTHCV_SANITIZE=1 PTHCV_LIB=$(CURDIR)/build/asan/libpthcv.so tools/run-specs
 
 # The tensor core and writers on their own (no reader needed), then their

@@ -59,6 +59,10 @@ struct pthcv_storage {
     int swap_bytes;             /* element size to byte-swap by (big-endian files), 0 none */
     pthcv_storage *base;        /* a view: these bytes are base's from base_offset on */
     int64_t base_offset;
+    /* memory someone else owns (pthcv_tensor_from_data: an OpenCV Mat...):
+     * release(release_ctx) runs when the last reference goes */
+    void (*release)(void *ctx);
+    void *release_ctx;
 };
 
 pthcv_storage *pthcv_storage_new_memory(int dtype, int64_t nbytes);     /* zeroed */
@@ -67,6 +71,9 @@ pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nb
 /* A storage that is a slice of another (legacy storage views): it shares the
  * base's memory, reading the base on first touch. */
 pthcv_storage *pthcv_storage_new_view(pthcv_storage *base, int dtype, int64_t byte_offset, int64_t nbytes);
+/* Memory owned elsewhere, not copied: release(ctx) at the last reference. */
+pthcv_storage *pthcv_storage_new_external(int dtype, void *data, int64_t nbytes,
+                                          void (*release)(void *ctx), void *ctx);
 void pthcv_storage_retain(pthcv_storage *st);
 void pthcv_storage_release(pthcv_storage *st);
 /* Reads the bytes if needed; 0 or a status with the error set. */

@@ -118,6 +118,12 @@ pthcv_tensor *pthcv_tensor_new(int dtype, int ndim, const int64_t *shape);
  * view is checked against the storage's extent. */
 pthcv_tensor *pthcv_tensor_view(pthcv_tensor *t, int ndim, const int64_t *shape,
                                 const int64_t *stride, int64_t offset);
+/* A tensor over memory someone else owns (an OpenCV Mat, ...), not copied:
+ * shape/stride in elements from data, checked against nbytes. release(ctx)
+ * runs once the last tensor viewing the memory is released (release may be
+ * NULL). On failure release is not called: the caller keeps its memory. */
+pthcv_tensor *pthcv_tensor_from_data(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
+                                     void *data, int64_t nbytes, void (*release)(void *ctx), void *ctx);
 pthcv_tensor *pthcv_tensor_retain(pthcv_tensor *t);
 void pthcv_tensor_release(pthcv_tensor *t);
 
@@ -346,6 +352,52 @@ enum { PTHCV_INTERP_NEAREST = 0, PTHCV_INTERP_BILINEAR = 1 };
  * as torch's interpolate uses them for the source index. */
 pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
                                 int32_t align_corners, double scale_h, double scale_w);
+
+/* ==== Images (csrc/opencv/bridge.cpp, through OpenCV) =======================
+ * An image is a tensor [H, W, C] (C = 1, 3 or 4 channels in OpenCV's BGR(A)
+ * order) of uint8 (or int8, uint16, int16, int32, float16, float32,
+ * float64) elements. Images given are read without a copy when each row's
+ * pixels are packed (rows may be apart: a crop), else copied once. Images
+ * returned view the cv::Mat OpenCV made, which lives as long as a tensor
+ * (or a view of it) does. include/pthcv_opencv.hpp converts Mats and
+ * tensors for C++ programs. */
+enum { PTHCV_IMREAD_UNCHANGED = -1, PTHCV_IMREAD_GRAYSCALE = 0, PTHCV_IMREAD_COLOR = 1 };
+/* OpenCV's cv::InterpolationFlags values. */
+enum { PTHCV_INTER_NEAREST = 0, PTHCV_INTER_LINEAR = 1, PTHCV_INTER_CUBIC = 2, PTHCV_INTER_AREA = 3,
+       PTHCV_INTER_LANCZOS4 = 4, PTHCV_INTER_LINEAR_EXACT = 5, PTHCV_INTER_NEAREST_EXACT = 6 };
+
+/* cv::imread / cv::imdecode; flags PTHCV_IMREAD_*. */
+pthcv_tensor *pthcv_image_read(const char *path, int32_t flags);
+pthcv_tensor *pthcv_image_decode(const void *data, int64_t nbytes, int32_t flags);
+/* cv::imwrite, the format from the extension; params: OpenCV's
+ * (IMWRITE_* flag, value) pairs, nparams ints in all (may be 0). */
+int pthcv_image_write(const char *path, pthcv_tensor *image, int32_t nparams, const int32_t *params);
+/* cv::resize: to width x height, or by fx, fy when width and height are 0. */
+pthcv_tensor *pthcv_image_resize(pthcv_tensor *image, int32_t width, int32_t height, double fx, double fy,
+                                 int32_t interpolation);
+/* cv::cvtColor; code: a cv::ColorConversionCodes value (COLOR_BGR2RGB = 4...). */
+pthcv_tensor *pthcv_image_cvt_color(pthcv_tensor *image, int32_t code);
+/* cv::Mat::convertTo: element type dtype, value * scale + shift, saturated. */
+pthcv_tensor *pthcv_image_convert(pthcv_tensor *image, int32_t dtype, double scale, double shift);
+
+/* A network input from images, pthcv_blob_params_init fills in the defaults. */
+typedef struct pthcv_blob_params {
+    int32_t width, height;  /* output size; 0, 0: the image's size (after resize) */
+    int32_t resize;         /* > 0: first scale so that the shorter side is this
+                               (torchvision's Resize(n)), then centre-crop to the size
+                               (torchvision's CenterCrop) when crop is set */
+    int32_t crop;           /* without resize: scale keeping the aspect ratio so that the
+                               size is covered, then centre-crop (cv::dnn::blobFromImage) */
+    int32_t swap_rb;        /* output channels 0 and 2 swapped (BGR to RGB) */
+    int32_t interpolation;  /* PTHCV_INTER_*; default linear */
+    double scale;           /* default 1 */
+    double mean[4];         /* per output channel; default 0 */
+    double std[4];          /* per output channel; default 1 */
+} pthcv_blob_params;
+void pthcv_blob_params_init(pthcv_blob_params *p);
+/* float32 [n, C, height, width]: (pixel * scale - mean[c]) / std[c]. The
+ * images must give the same size and channel count. */
+pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images, const pthcv_blob_params *p);
 
 /* PTHCV_CDEF_END */
 

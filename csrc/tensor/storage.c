@@ -100,6 +100,42 @@ pthcv_storage *pthcv_storage_new_view(pthcv_storage *base, int dtype, int64_t by
     return st;
 }
 
+pthcv_storage *pthcv_storage_new_external(int dtype, void *data, int64_t nbytes,
+                                          void (*release)(void *ctx), void *ctx)
+{
+    if (nbytes_ok(nbytes, "pthcv_tensor_from_data") != PTHCV_OK)
+        return NULL;
+    if (!data)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_from_data: no data");
+    pthcv_storage *st = calloc(1, sizeof *st);
+    if (!st)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "out of memory for an external storage");
+    st->refcount = 1;
+    st->dtype = dtype;
+    st->nbytes = nbytes;
+    st->data = data;
+    st->release = release;
+    st->release_ctx = ctx;
+    return st;
+}
+
+/* The tensor is checked against nbytes like a file's; on failure release is
+ * not called, the caller keeps its memory. */
+pthcv_tensor *pthcv_tensor_from_data(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
+                                     void *data, int64_t nbytes, void (*release)(void *ctx), void *ctx)
+{
+    pthcv_storage *st = pthcv_storage_new_external(dtype, data, nbytes, NULL, NULL);
+    if (!st)
+        return NULL;
+    pthcv_tensor *t = pthcv_tensor_over(st, dtype, ndim, shape, stride, 0, "pthcv_tensor_from_data");
+    if (t) {
+        st->release = release;
+        st->release_ctx = ctx;
+    }
+    pthcv_storage_release(st);
+    return t;
+}
+
 void pthcv_storage_retain(pthcv_storage *st)
 {
     if (st)
@@ -112,6 +148,8 @@ void pthcv_storage_release(pthcv_storage *st)
         return;
     if (st->owns_data)
         free(st->data);
+    if (st->release)
+        st->release(st->release_ctx);
     pthcv_storage_release(st->base);
     pthcv_source_release(st->src);
     free(st->key);
