@@ -131,9 +131,19 @@ static void zip_destroy(pthcv_source *src)
     if (src->map) munmap(src->map, src->map_size);
 }
 
-/* A deflated entry that would expand beyond max_zip_ratio is a zip bomb. */
+/* What a zip entry claims must fit in the file: its compressed bytes lie in
+ * it, a stored entry is as long as its compressed form, and a deflated one
+ * expands at most max_zip_ratio times (beyond that it is a zip bomb). This is
+ * checked before anything is allocated for the entry. */
 static int zip_check_ratio(pthcv_file *f, const zip_stat_t *zs, const char *name)
 {
+    if ((zs->valid & ZIP_STAT_COMP_SIZE) && zs->comp_size > f->file_size)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is truncated: it claims %llu compressed bytes, the file has %llu",
+                          f->path, name, (unsigned long long)zs->comp_size, (unsigned long long)f->file_size);
+    if ((zs->valid & ZIP_STAT_COMP_METHOD) && zs->comp_method == ZIP_CM_STORE && (zs->valid & ZIP_STAT_COMP_SIZE) &&
+        zs->size != zs->comp_size)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is stored but claims %llu bytes in %llu: damaged zip directory",
+                          f->path, name, (unsigned long long)zs->size, (unsigned long long)zs->comp_size);
     if (!(zs->valid & ZIP_STAT_COMP_METHOD) || zs->comp_method == ZIP_CM_STORE || !(zs->valid & ZIP_STAT_COMP_SIZE))
         return PTHCV_OK;
     uint64_t comp = zs->comp_size ? zs->comp_size : 1;
@@ -308,6 +318,8 @@ int pthcv_open_zip(pthcv_file *f)
     src->destroy = zip_destroy;
     f->src = src;
     /* the mapping only serves storages in place; without it, records are copied */
+    struct stat sb;
+    f->file_size = stat(f->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
     if (map_file(f, &src->map, &src->map_size) == PTHCV_OK) {
         f->nlocal = (uint64_t)zip_get_num_entries(za, 0);
         f->local_offsets = zip_local_offsets(src->map, src->map_size, f->nlocal);

@@ -54,6 +54,7 @@ struct pthcv_file {
 
     /* archive specifics */
     void *zip;                   /* zip_t* while open */
+    uint64_t file_size;          /* bytes in the file, bounding what records may claim */
     uint64_t *local_offsets;     /* zip: each entry's local header offset, or NULL */
     uint64_t nlocal;
     char *prefix;                /* zip: "archive/" */

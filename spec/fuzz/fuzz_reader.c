@@ -105,6 +105,7 @@ static long walk_file(const char *path)
     /* small limits keep each fuzz input fast; they are limits, not bugs */
     o.max_total_bytes = 64 << 20;
     o.max_expanded_bytes = 64 << 20;
+    o.max_pickle = 16 << 20;
     o.max_values = 200000;
     pthcv_file *f;
     if (pthcv_open(path, &o, &f) != PTHCV_OK) return -1;
