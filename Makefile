@@ -125,16 +125,22 @@ ctest-neon:
 	qemu-aarch64 $(BUILD)/aarch64/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
 
 # The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures and
-# the regression corpus; FUZZ_SECONDS bounds the run. A crash leaves its input
-# in build/fuzz/ (crash-*): fix it and keep the input in spec/fuzz/regressions/.
+# the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs
+# N inputs from a fixed seed, the same inputs every time (CI does this, so a
+# green run on the developer's machine is a green run in CI). A crash leaves
+# its input in build/fuzz/ (crash-*, oom-*, timeout-*): fix it and keep the
+# input in spec/fuzz/regressions/.
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
+FUZZ_BOUND = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS) -seed=20261126,-max_total_time=$(FUZZ_SECONDS))
 READER_SRCS := csrc/error.c $(wildcard csrc/reader/*.c csrc/tensor/*.c)
 fuzz:
 	@PTHCV_FUZZ=1 tools/install-deps
 	@mkdir -p $(BUILD)/fuzz/corpus
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -Icsrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -o $(BUILD)/fuzz/fuzz_reader spec/fuzz/fuzz_reader.c $(READER_SRCS) $(DEPLIBS) -lm
-	cd $(BUILD)/fuzz && ./fuzz_reader -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
+	cd $(BUILD)/fuzz && ./fuzz_reader $(FUZZ_BOUND) -timeout=10 -rss_limit_mb=2048 \
 	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fuzz/regressions \
 	  2>&1 | tee fuzz.log | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact)' ; \
 	  test "$${PIPESTATUS[0]}" -eq 0
