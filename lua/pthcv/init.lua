@@ -170,7 +170,7 @@ function pthcv.load_npy(path) return require("pthcv.npy").load(path) end
 
 -- Inference, loaded on first use: pthcv.nn (layers), pthcv.F (functional),
 -- pthcv.models (the torchvision zoo); the reader alone does not pay for them.
-local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models" }
+local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image" }
 setmetatable(pthcv, { __index = function(t, k)
   local m = lazy[k]
   if m then local v = require(m); rawset(t, k, v); return v end
