@@ -15,6 +15,11 @@ M.usage = [[
       [--threads N] [--num-classes N]
       one forward pass of a pthcv.models model (or of the module a Lua
       script returns) on the tensor in X.npy; the result is written to Y.npy
+  run (--model NAME | --script FILE.lua) --weights FILE IMAGE... [--size N] [--resize N]
+      [--crop] [--mean a,b,c] [--std a,b,c] [--topk K] [--labels FILE] [--json]
+      classifies images: the top-K classes (default 5) with probabilities;
+      ImageNet's normalisation by default; --resize N: shorter side to N, then a
+      centre crop of --size (default 224); --json: one JSON object per image
   bench (--model NAME | --script FILE.lua) [--weights FILE] [--input X.npy |
       --shape 1x3x224x224] [--threads N] [--runs N] [--profile]
       times forward passes after a warm-up and prints median_ms=<ms>;
@@ -24,7 +29,10 @@ M.usage = [[
 
 local OPTS = { model = "value", script = "value", weights = "value", input = "value", output = "value",
                o = "value", threads = "value", ["num-classes"] = "value", runs = "value", profile = "bool",
-               shape = "value", warmup = "value" }
+               shape = "value", warmup = "value",
+               -- run IMAGE...: classification (lua/pthcv/classify.lua)
+               size = "value", resize = "value", crop = "bool", mean = "value", std = "value",
+               topk = "value", labels = "value", json = "bool", interpolation = "value" }
 
 local function positive_int(v, what)
   local n = tonumber(v)
@@ -79,10 +87,60 @@ local function input_of(opt, default_shape)
   return pthcv.randn(shape, { seed = 0 })
 end
 
+-- "a,b,c" -> {a, b, c}
+local function numbers(v, what)
+  local list = {}
+  for part in tostring(v):gmatch("[^,]+") do
+    local n = tonumber(part)
+    if not n then error("pthcv: " .. what .. " takes numbers separated by commas, got " .. tostring(v), 0) end
+    list[#list + 1] = n
+  end
+  if #list == 0 then error("pthcv: " .. what .. " needs numbers", 0) end
+  return list
+end
+
+-- run IMAGE...: the top-k classes of each image.
+local function classify_images(images, opt, err)
+  local classify = require "pthcv.classify"
+  local json = opt.json and require "dkjson"
+  local ok, msg = pcall(function()
+    set_threads(opt)
+    if not opt.weights then error("pthcv: classifying images needs --weights FILE", 0) end
+    local copts = {
+      size = opt.size and positive_int(opt.size, "--size"),
+      resize = opt.resize and positive_int(opt.resize, "--resize"),
+      crop = opt.crop or nil,
+      mean = opt.mean and numbers(opt.mean, "--mean"), std = opt.std and numbers(opt.std, "--std"),
+      topk = opt.topk and positive_int(opt.topk, "--topk") or 5,
+      interpolation = opt.interpolation, labels = opt.labels,
+    }
+    local m = build(opt)
+    for _, path in ipairs(images) do
+      local r = classify.image(m, path, copts)
+      if json then
+        local top = {}
+        for i, c in ipairs(r.top) do top[i] = { index = c.index, label = c.label, prob = c.prob } end
+        io.stdout:write(json.encode({ image = path, top = top },
+                                    { keyorder = { "image", "top", "index", "label", "prob" } }), "\n")
+      else
+        io.stdout:write(path, "\n")
+        for _, c in ipairs(r.top) do
+          io.stdout:write(string.format("  %.4f  %s (%d)\n", c.prob, c.label, c.index))
+        end
+      end
+    end
+  end)
+  if not ok then err(msg); return 1 end
+  return 0
+end
+
 function M.run(args, parse, usage_error, err)
   local pos, opt, e = parse(args, OPTS)
   if not pos then return usage_error(e) end
-  if #pos > 0 then return usage_error("run takes no positional argument") end
+  if #pos > 0 then
+    if opt.input or opt.output or opt.o then return usage_error("run takes IMAGE... or --input/--output, not both") end
+    return classify_images(pos, opt, err)
+  end
   local out = opt.output or opt.o
   if not opt.input or not out then return usage_error("run needs --input X.npy and --output Y.npy") end
   local ok, msg = pcall(function()
