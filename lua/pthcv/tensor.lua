@@ -95,7 +95,10 @@ local wrap_new
 local function wrap(ct, owned)
   if ct == nil then core.fail("null tensor") end
   if not owned then C.pthcv_tensor_retain(ct) end
-  return wrap_new(ct)
+  local t = wrap_new(ct)
+  -- pthcv.onnx's tracer watches for tensors made by ops it does not see
+  if Tensor.on_wrap then Tensor.on_wrap(t) end
+  return t
 end
 Tensor.wrap = wrap
 
@@ -702,6 +705,8 @@ local function shape_string(t)
   return "[" .. table.concat(props.shape(t), ", ") .. "]"
 end
 
+-- The operators call Tensor.binary through the table, so that a tracer
+-- (pthcv.onnx) can see them.
 local mt = {
   __index = function(t, k)
     local p = props[k]
@@ -714,11 +719,11 @@ local mt = {
       t.ct = nil
     end
   end,
-  __add = function(a, b) return binary(a, b, BIN.add) end,
-  __sub = function(a, b) return binary(a, b, BIN.sub) end,
-  __mul = function(a, b) return binary(a, b, BIN.mul) end,
-  __div = function(a, b) return binary(a, b, BIN.div) end,
-  __unm = function(a) return binary(a, -1, BIN.mul) end,
+  __add = function(a, b) return Tensor.binary(a, b, BIN.add) end,
+  __sub = function(a, b) return Tensor.binary(a, b, BIN.sub) end,
+  __mul = function(a, b) return Tensor.binary(a, b, BIN.mul) end,
+  __div = function(a, b) return Tensor.binary(a, b, BIN.div) end,
+  __unm = function(a) return Tensor.binary(a, -1, BIN.mul) end,
   __tostring = function(t)
     if t.ct == nil then return "Tensor(released)" end
     local q = ""

@@ -94,8 +94,9 @@ for _, name in ipairs { "Softmax", "LogSoftmax" } do
     local a = args(name, { "dim" }, ...)
     self.dim = a.dim
   end
-  local fn = name == "Softmax" and F.softmax or F.log_softmax
-  function cls:forward(x) return fn(x, self.dim) end
+  -- looked up at each call (pthcv.onnx's tracer wraps the functions of F)
+  local fname = name == "Softmax" and "softmax" or "log_softmax"
+  function cls:forward(x) return F[fname](x, self.dim) end
   function cls:extra_repr() return "dim=" .. py.value(self.dim) end
   M[name] = cls
 end

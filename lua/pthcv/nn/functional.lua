@@ -180,6 +180,12 @@ local PAD_MODES = { zeros = C.PTHCV_PAD_ZEROS, reflect = C.PTHCV_PAD_REFLECT,
                     replicate = C.PTHCV_PAD_REPLICATE, circular = C.PTHCV_PAD_CIRCULAR }
 F.PAD_MODES = PAD_MODES
 
+-- What each prepared (packed) convolution or linear layer was made from:
+-- pack -> {op = "conv2d"|"linear", weight, bias, options | act}. Exporters
+-- (pthcv.onnx) read it to describe a fused step; the packs themselves are
+-- opaque C objects. Weak keys: an entry goes with its pack.
+F.pack_info = setmetatable({}, { __mode = "k" })
+
 -- The C parameters of a convolution. padding: int, pair, "valid" or "same"
 -- (stride 1; the total padding must be even per dim: the kernels pad both
 -- sides alike).
@@ -223,7 +229,9 @@ function F.conv2d_prepare(weight, bias, o)
   local p = F.conv2d_params(weight:size(3), weight:size(4), o or {})
   local c = C.pthcv_conv2d_prepare(weight.ct, bias and bias.ct or nil, p)
   if c == nil then core.fail("conv2d_prepare") end
-  return ffi.gc(c, C.pthcv_conv2d_free)
+  c = ffi.gc(c, C.pthcv_conv2d_free)
+  F.pack_info[c] = { op = "conv2d", weight = weight, bias = bias, options = o or {} }
+  return c
 end
 
 -- Runs a prepared convolution; residual (same shape as the output) is
@@ -280,7 +288,9 @@ function F.linear_prepare(weight, bias, act)
   check_tensor(weight, "linear", "weight")
   local l = C.pthcv_linear_prepare(weight.ct, bias and bias.ct or nil, F.activation_struct(act))
   if l == nil then core.fail("linear_prepare") end
-  return ffi.gc(l, C.pthcv_linear_free)
+  l = ffi.gc(l, C.pthcv_linear_free)
+  F.pack_info[l] = { op = "linear", weight = weight, bias = bias, act = act }
+  return l
 end
 function F.linear_packed(l, x)
   check_tensor(x, "linear")

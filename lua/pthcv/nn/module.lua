@@ -418,6 +418,10 @@ function Module:apply(fn)
   return self
 end
 
+-- module:export_onnx(path [, {input = {1, 3, 224, 224}}]): an ONNX file
+-- for OpenCV's cv::dnn, traced from one forward pass (lua/pthcv/onnx).
+function Module:export_onnx(path, opts) return require("pthcv.onnx").export(self, path, opts) end
+
 -- ---- print ----------------------------------------------------------------
 function Module:extra_repr() return "" end
 

@@ -82,8 +82,9 @@ for _, name in ipairs { "AdaptiveAvgPool2d", "AdaptiveMaxPool2d" } do
     if a.return_indices then error("pthcv: " .. name .. ": return_indices is not supported", 3) end
     self.output_size = a.output_size
   end
-  local fn = name == "AdaptiveAvgPool2d" and F.adaptive_avg_pool2d or F.adaptive_max_pool2d
-  function cls:forward(x) return fn(x, self.output_size) end
+  -- looked up at each call (pthcv.onnx's tracer wraps the functions of F)
+  local fname = name == "AdaptiveAvgPool2d" and "adaptive_avg_pool2d" or "adaptive_max_pool2d"
+  function cls:forward(x) return F[fname](x, self.output_size) end
   function cls:extra_repr() return "output_size=" .. size_repr(self.output_size) end
 end
 
