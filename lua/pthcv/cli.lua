@@ -24,7 +24,7 @@ commands:
       OUT.safetensors (OUT.npy: a file with one tensor); dtype and bytes
       kept; --state-dict writes only the model weights, under state_dict
       names; --dequantize writes quantized tensors as float32
-]] .. require("pthcv.cli_run").usage .. [[
+]] .. require("pthcv.cli_run").usage .. require("pthcv.cli_lua").usage .. [[
   help, --help     this text
   version, --version
 
@@ -191,6 +191,9 @@ end
 function commands.run(args) return require("pthcv.cli_run").run(args, parse, usage_error, err) end
 function commands.bench(args) return require("pthcv.cli_run").bench(args, parse, usage_error, err) end
 function commands.models() return require("pthcv.cli_run").models() end
+-- Lua with pthcv loaded: lua FILE.lua [args], repl (lua/pthcv/cli_lua.lua)
+function commands.lua(args) return require("pthcv.cli_lua").lua(args, usage_error, err) end
+function commands.repl(args) return require("pthcv.cli_lua").repl(args, usage_error, err) end
 
 function M.main(args)
   local cmd = args[1]

@@ -186,4 +186,14 @@ function pthcv.save(path, x, opts)
   return require("pthcv.save").save(path, x, opts)
 end
 
+-- `luajit -lpthcv`: the interpreter itself required the module (no Lua
+-- caller above require), so the session gets the global `pthcv`; a
+-- require from Lua code sets no global.
+do
+  local caller = debug.getinfo(3, "S")
+  if caller and caller.what == "C" and not debug.getinfo(4, "S") and rawget(_G, "pthcv") == nil then
+    rawset(_G, "pthcv", pthcv)
+  end
+end
+
 return pthcv
