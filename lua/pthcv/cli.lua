@@ -24,6 +24,10 @@ commands:
       OUT.safetensors (OUT.npy: a file with one tensor); dtype and bytes
       kept; --state-dict writes only the model weights, under state_dict
       names; --dequantize writes quantized tensors as float32
+  convert FILES... -o DIR [--to npz|safetensors|...] [-j N] [options above]
+      converts each file to DIR/<name>.<to> (default safetensors), N at a time,
+      with a progress bar on a terminal; goes on past bad files, prints a
+      summary and exits 1 if any failed
 ]] .. require("pthcv.cli_run").usage .. require("pthcv.cli_lua").usage .. [[
   help, --help     this text
   version, --version
@@ -152,9 +156,13 @@ function commands.scan(args)
 end
 
 function commands.convert(args)
-  local pos, opt, e = parse(args, with_limits { o = "value", output = "value", ["state-dict"] = "bool",
-                                                 dequantize = "bool" })
+  local spec = with_limits { o = "value", output = "value", ["state-dict"] = "bool",
+                             dequantize = "bool", to = "value", j = "value", jobs = "value" }
+  local pos, opt, e = parse(args, spec)
   if not pos then return usage_error(e) end
+  -- several files, --to, -j or -o DIR: a batch of child conversions (cli_convert.lua)
+  local batch = require "pthcv.cli_convert"
+  if batch.wanted(pos, opt) then return batch.run(pos, opt, spec, usage_error, err) end
   local out = opt.o or opt.output
   if #pos ~= 1 or not out then return usage_error("convert takes FILE -o OUT") end
   local limits, le = limits_of(opt)
