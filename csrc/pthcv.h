@@ -399,6 +399,24 @@ void pthcv_blob_params_init(pthcv_blob_params *p);
  * images must give the same size and channel count. */
 pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images, const pthcv_blob_params *p);
 
+/* ==== FileStorage weights (csrc/opencv/bridge.cpp, cv::FileStorage) =========
+ * Writes n tensors to path through cv::FileStorage, the format from the
+ * name: .yml/.yaml, .xml or .json, each optionally .gz. Each tensor is one
+ * cv::Mat (one channel) under a key made from its name: characters a key
+ * cannot hold become '_', a leading digit or '-' gets a '_' before it, a
+ * repeated key gets _2, _3, ...; 0-d and 1-d tensors are 1 x n Mats, n-d
+ * tensors n-d Mats. Element types: uint8/bool CV_8U, int8 CV_8S, uint16
+ * CV_16U, int16 CV_16S, int32 CV_32S, float16 CV_16F, float32 CV_32F,
+ * float64 CV_64F; bfloat16 as CV_32F (exact); int64/uint32/uint64 as
+ * CV_32S when every value fits, else refused naming the tensor; complex,
+ * float8 and quantized tensors are refused. The top-level sequence
+ * pthcv_names lists {key, name, dtype, shape} for every tensor. The file is
+ * written whole (through a temporary file) or not at all. */
+int pthcv_filestorage_write(const char *path, int32_t n, const char *const *names, pthcv_tensor *const *tensors);
+/* The key pthcv_filestorage_write derives from name (without collision
+ * suffixes), into key[size]. */
+int pthcv_filestorage_key(const char *name, char *key, int64_t size);
+
 /* PTHCV_CDEF_END */
 
 #ifdef __cplusplus

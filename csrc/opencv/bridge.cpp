@@ -293,3 +293,210 @@ extern "C" pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images
 }
 
 // ==== (reserved) FileStorage export: issue 6 adds its writers below ========
+
+// ============================================================================
+// FileStorage weights (issue 6): tensors written by cv::FileStorage, each as
+// a cv::Mat, plus a top-level sequence `pthcv_names` of maps
+// {key, name, dtype, shape} giving every key's tensor name, torch dtype and
+// shape. See pthcv_filestorage_write in pthcv.h and docs/cli.md.
+// ============================================================================
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <set>
+#include <string>
+
+namespace {
+
+// FileStorage keys: a letter or '_' first, then letters, digits, '_', '-'.
+bool fs_key_char(char c) { return std::isalnum((unsigned char)c) || c == '_' || c == '-'; }
+
+std::string fs_key(const std::string &name)
+{
+    std::string k;
+    for (char c : name)
+        k += fs_key_char(c) ? c : '_';
+    if (k.empty() || !(std::isalpha((unsigned char)k[0]) || k[0] == '_'))
+        k = "_" + k;
+    return k;
+}
+
+// The extension that names the format (".yml.gz", ".json", ...), or "".
+std::string fs_suffix(const std::string &path)
+{
+    static const char *const known[] = {".yml.gz", ".yaml.gz", ".xml.gz", ".json.gz",
+                                        ".yml",    ".yaml",    ".xml",    ".json"};
+    std::string lower(path);
+    for (char &c : lower)
+        c = (char)std::tolower((unsigned char)c);
+    for (const char *s : known) {
+        size_t n = std::strlen(s);
+        if (lower.size() > n && lower.compare(lower.size() - n, n, s) == 0)
+            return path.substr(path.size() - n);
+    }
+    return "";
+}
+
+// An owned tensor reference.
+struct owned {
+    pthcv_tensor *t = nullptr;
+    owned() = default;
+    explicit owned(pthcv_tensor *x) : t(x) {}
+    owned(owned &&o) noexcept : t(o.t) { o.t = nullptr; }
+    owned &operator=(owned &&o) noexcept { std::swap(t, o.t); return *this; }
+    owned(const owned &) = delete;
+    ~owned() { pthcv_tensor_release(t); }
+};
+
+owned checked(pthcv_tensor *t, const std::string &what)
+{
+    if (!t)
+        throw pthcv::error(what + ": " + pthcv_last_error());
+    return owned(t);
+}
+
+// The contiguous tensor to write for t and its Mat depth: the dtype kept
+// where OpenCV has it; bool as CV_8U; bfloat16 as float32 (exact);
+// int64/uint32/uint64 as CV_32S when every value fits, else refused.
+owned fs_prepare(pthcv_tensor *t, const std::string &name, int *depth)
+{
+    const int dt = t->dtype;
+    const std::string what = "tensor '" + name + "'";
+    if (pthcv_dtype_is_quantized(dt))
+        throw pthcv::error(what + " is quantized (" + pthcv_dtype_name(dt) +
+                           "): FileStorage has no quantized types (dequantize it first: --dequantize)");
+    switch (dt) {
+    case PTHCV_UINT8: case PTHCV_BOOL: *depth = CV_8U; break;
+    case PTHCV_INT8: *depth = CV_8S; break;
+    case PTHCV_UINT16: *depth = CV_16U; break;
+    case PTHCV_INT16: *depth = CV_16S; break;
+    case PTHCV_INT32: *depth = CV_32S; break;
+    case PTHCV_FLOAT32: *depth = CV_32F; break;
+    case PTHCV_FLOAT64: *depth = CV_64F; break;
+    case PTHCV_FLOAT16: *depth = CV_16F; break;
+    case PTHCV_BFLOAT16:
+        *depth = CV_32F;
+        return checked(pthcv_tensor_to(t, PTHCV_FLOAT32), what);
+    case PTHCV_INT64: case PTHCV_UINT32: case PTHCV_UINT64: {
+        owned c = checked(pthcv_tensor_contiguous(t), what);
+        const void *p = pthcv_tensor_data(c.t);
+        if (!p && t->numel > 0)
+            throw pthcv::error(what + ": " + pthcv_last_error());
+        for (int64_t i = 0; i < t->numel; i++) {
+            bool fits;
+            if (dt == PTHCV_INT64) {
+                int64_t v = static_cast<const int64_t *>(p)[i];
+                fits = v >= INT32_MIN && v <= INT32_MAX;
+            } else if (dt == PTHCV_UINT32) {
+                fits = static_cast<const uint32_t *>(p)[i] <= (uint32_t)INT32_MAX;
+            } else {
+                fits = static_cast<const uint64_t *>(p)[i] <= (uint64_t)INT32_MAX;
+            }
+            if (!fits)
+                throw pthcv::error(what + " (" + pthcv_dtype_name(dt) + ") holds a value outside int32 at flat index " +
+                                   std::to_string(i) + ": FileStorage has no 64-bit integers");
+        }
+        *depth = CV_32S;
+        return checked(pthcv_tensor_to(c.t, PTHCV_INT32), what);
+    }
+    default:
+        throw pthcv::error(what + " has dtype " + pthcv_dtype_name(dt) + ", which OpenCV has no Mat type for");
+    }
+    return checked(pthcv_tensor_contiguous(t), what);
+}
+
+// A Mat header over the contiguous tensor c: 0-d and 1-d tensors as one
+// row (1 x n), others with their own sizes (n-d Mats for n > 2).
+cv::Mat fs_mat(pthcv_tensor *c, int depth, const std::string &name)
+{
+    std::vector<int> sizes;
+    for (int i = 0; i < c->ndim; i++) {
+        if (c->shape[i] > INT32_MAX)
+            throw pthcv::error("tensor '" + name + "': dimension " + std::to_string(i) + " is too large for a cv::Mat");
+        sizes.push_back((int)c->shape[i]);
+    }
+    if (sizes.size() < 2)
+        sizes.insert(sizes.begin(), 2 - sizes.size(), 1);
+    static_assert(PTHCV_MAX_DIMS <= 32, "a cv::Mat has at most 32 dimensions");
+    void *data = c->numel > 0 ? pthcv_tensor_data(c) : nullptr;
+    if (c->numel > 0 && !data)
+        throw pthcv::error("tensor '" + name + "': " + pthcv_last_error());
+    if (c->numel == 0)
+        return cv::Mat();
+    return cv::Mat((int)sizes.size(), sizes.data(), CV_MAKETYPE(depth, 1), data);
+}
+
+} // namespace
+
+extern "C" {
+
+int pthcv_filestorage_key(const char *name, char *key, int64_t size)
+{
+    return guarded("filestorage_key", (int)PTHCV_ERR_ARG, [&]() -> int {
+        std::string k = fs_key(name ? name : "");
+        if (!key || size < (int64_t)k.size() + 1)
+            return pthcv_fail(PTHCV_ERR_ARG, "filestorage_key: the buffer needs %zu bytes", k.size() + 1);
+        std::memcpy(key, k.c_str(), k.size() + 1);
+        return (int)PTHCV_OK;
+    });
+}
+
+int pthcv_filestorage_write(const char *path, int32_t n, const char *const *names, pthcv_tensor *const *tensors)
+{
+    return guarded("filestorage_write", (int)PTHCV_ERR_ARG, [&]() -> int {
+        const std::string out(path ? path : "");
+        const std::string suffix = fs_suffix(out);
+        if (suffix.empty())
+            return pthcv_fail(PTHCV_ERR_ARG, "%s: FileStorage files end in .yml, .yaml, .xml or .json (optionally .gz)",
+                              out.c_str());
+        // keys: the names made valid, unique (a suffix _2, _3, ... on collisions;
+        // pthcv_names is taken)
+        std::vector<std::string> keys;
+        std::set<std::string> used{"pthcv_names"};
+        for (int32_t i = 0; i < n; i++) {
+            std::string base = fs_key(names[i]), k = base;
+            for (int s = 2; used.count(k); s++)
+                k = base + "_" + std::to_string(s);
+            used.insert(k);
+            keys.push_back(k);
+        }
+        // every tensor converted before anything is written
+        std::vector<owned> prepared;
+        std::vector<cv::Mat> mats;
+        for (int32_t i = 0; i < n; i++) {
+            int depth = 0;
+            prepared.push_back(fs_prepare(tensors[i], names[i], &depth));
+            mats.push_back(fs_mat(prepared.back().t, depth, names[i]));
+        }
+        // written under a temporary name with the same format suffix, then renamed:
+        // the file is whole or absent
+        const std::string tmp = out + ".tmp" + suffix;
+        try {
+            cv::FileStorage fs(tmp, cv::FileStorage::WRITE);
+            if (!fs.isOpened())
+                throw pthcv::error("cannot create " + tmp);
+            fs << "pthcv_names" << "[";
+            for (int32_t i = 0; i < n; i++) {
+                fs << "{" << "key" << keys[i] << "name" << std::string(names[i])
+                   << "dtype" << std::string(pthcv_dtype_name(tensors[i]->dtype)) << "shape" << "[:";
+                for (int d = 0; d < tensors[i]->ndim; d++)
+                    fs << (int)tensors[i]->shape[d];
+                fs << "]" << "}";
+            }
+            fs << "]";
+            for (int32_t i = 0; i < n; i++)
+                fs << keys[i] << mats[i];
+            fs.release();
+        } catch (...) {
+            std::remove(tmp.c_str());
+            throw;
+        }
+        if (std::rename(tmp.c_str(), out.c_str()) != 0) {
+            std::remove(tmp.c_str());
+            return pthcv_fail(PTHCV_ERR_IO, "%s: cannot rename %s: %s", out.c_str(), tmp.c_str(), std::strerror(errno));
+        }
+        return (int)PTHCV_OK;
+    });
+}
+
+} // extern "C"

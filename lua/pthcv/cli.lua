@@ -4,6 +4,7 @@
 --   pthcv scan FILE [--json]            exit 0 safe, 1 unsafe, 2 unreadable
 --   pthcv convert FILE -o OUT.npz|OUT.safetensors|OUT.npy [--state-dict]
 --   pthcv run|bench|models              inference (cli_run.lua)
+--   pthcv export ... -o OUT.onnx         ONNX for cv::dnn (cli_export.lua)
 --
 -- main(args) returns the exit status; errors go to stderr.
 local M = {}
@@ -19,16 +20,19 @@ commands:
   scan FILE [--json]
       the globals the file references, without loading tensors;
       exit status 0 safe, 1 unsafe, 2 unreadable
-  convert FILE -o OUT [--state-dict] [--dequantize]
+  convert FILE -o OUT [--state-dict] [--dequantize] [--half]
       writes every tensor under its inspect name to OUT.npz or
       OUT.safetensors (OUT.npy: a file with one tensor); dtype and bytes
       kept; --state-dict writes only the model weights, under state_dict
       names; --dequantize writes quantized tensors as float32
+      OUT.yml, .yaml, .xml, .json (each optionally .gz): OpenCV FileStorage,
+      every tensor a cv::Mat, key names listed in pthcv_names
+      --half: floating tensors stored as float16
   convert FILES... -o DIR [--to npz|safetensors|...] [-j N] [options above]
       converts each file to DIR/<name>.<to> (default safetensors), N at a time,
       with a progress bar on a terminal; goes on past bad files, prints a
       summary and exits 1 if any failed
-]] .. require("pthcv.cli_run").usage .. require("pthcv.cli_lua").usage .. [[
+]] .. require("pthcv.cli_run").usage .. require("pthcv.cli_export").usage .. require("pthcv.cli_lua").usage .. [[
   help, --help     this text
   version, --version
 
@@ -157,7 +161,7 @@ end
 
 function commands.convert(args)
   local spec = with_limits { o = "value", output = "value", ["state-dict"] = "bool",
-                             dequantize = "bool", to = "value", j = "value", jobs = "value" }
+                             dequantize = "bool", to = "value", j = "value", jobs = "value", half = "bool" }
   local pos, opt, e = parse(args, spec)
   if not pos then return usage_error(e) end
   -- several files, --to, -j or -o DIR: a batch of child conversions (cli_convert.lua)
@@ -184,6 +188,10 @@ function commands.convert(args)
         kv = { kv[1], kv[2]:dequantize() }
         list[i] = kv
       end
+      if opt.half then -- floating weights as float16
+        kv = { kv[1], require("pthcv.half").to_half(kv[1], kv[2]) }
+        list[i] = kv
+      end
       if seen[kv[1]] then error("pthcv: two tensors are named '" .. kv[1] .. "'", 0) end
       seen[kv[1]] = true
     end
@@ -199,6 +207,8 @@ end
 function commands.run(args) return require("pthcv.cli_run").run(args, parse, usage_error, err) end
 function commands.bench(args) return require("pthcv.cli_run").bench(args, parse, usage_error, err) end
 function commands.models() return require("pthcv.cli_run").models() end
+-- ONNX for OpenCV's cv::dnn (lua/pthcv/cli_export.lua)
+function commands.export(args) return require("pthcv.cli_export").export(args, parse, usage_error, err) end
 -- Lua with pthcv loaded: lua FILE.lua [args], repl (lua/pthcv/cli_lua.lua)
 function commands.lua(args) return require("pthcv.cli_lua").lua(args, usage_error, err) end
 function commands.repl(args) return require("pthcv.cli_lua").repl(args, usage_error, err) end

@@ -1,4 +1,5 @@
--- lua/pthcv/save.lua: writing tensors as .npy, .npz or .safetensors.
+-- lua/pthcv/save.lua: writing tensors as .npy, .npz, .safetensors, or as
+-- cv::Mat in OpenCV FileStorage files (.yml, .xml, .json, optionally .gz).
 --
 --   save("w.npy", tensor)
 --   save("w.npz", dict)              -- OrderedDict / table name -> Tensor
@@ -63,6 +64,13 @@ local function metadata_json(meta)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
+-- Whether path names a cv::FileStorage file (.yml, .yaml, .xml, .json, each
+-- optionally .gz).
+function M.is_filestorage(path)
+  local p = path:lower():gsub("%.gz$", "")
+  return p:match("%.ya?ml$") ~= nil or p:match("%.xml$") ~= nil or p:match("%.json$") ~= nil
+end
+
 function M.save(path, x, opts)
   opts = opts or {}
   local ext = extension(path)
@@ -92,7 +100,21 @@ function M.save(path, x, opts)
     end
     return path
   end
-  error("pthcv: " .. path .. ": unknown output format (the name must end in .npy, .npz or .safetensors)", 0)
+  if M.is_filestorage(path) then
+    -- OpenCV's cv::FileStorage (csrc/opencv/bridge.cpp): YAML, XML or JSON
+    local list = entries(x)
+    local n = #list
+    local names = ffi.new("const char *[?]", math.max(n, 1))
+    local tensors = ffi.new("pthcv_tensor *[?]", math.max(n, 1))
+    for i, kv in ipairs(list) do
+      names[i - 1] = kv[1]
+      tensors[i - 1] = kv[2].ct
+    end
+    core.check(C.pthcv_filestorage_write(path, n, names, tensors), "cannot write " .. path)
+    return path
+  end
+  error("pthcv: " .. path .. ": unknown output format (the name must end in .npy, .npz, .safetensors, "
+        .. ".yml, .yaml, .xml or .json, the last four optionally .gz)", 0)
 end
 
 return M

@@ -218,13 +218,18 @@ end
 -- The ONNX model of module m as a proto message, and its traced output.
 -- o.input: the input shape (default {1, 3, 224, 224}) or a float32 Tensor;
 -- o.half: refused (OpenCV 4.6 reads no float16 initializers).
+-- Raises the error for options that cannot be honoured.
+function M.check_options(o)
+  if o.half then
+    error("pthcv: export_onnx: float16 (--half) is refused: OpenCV 4.6's ONNX importer rejects FLOAT16 "
+          .. "initializers (\"Unsupported data type: FLOAT16\" in getMatFromTensor), even behind Cast nodes; "
+          .. "export float32 (pthcv convert --half writes float16 npz/safetensors/FileStorage weights)", 0)
+  end
+end
+
 function M.trace_module(m, o)
   o = o or {}
-  if o.half then
-    error("pthcv: export_onnx: --half is refused: OpenCV 4.6's ONNX importer rejects FLOAT16 initializers "
-          .. "(\"Unsupported data type: FLOAT16\" in getMatFromTensor), and a float16 graph with Cast nodes "
-          .. "would not load; export float32 (convert/safetensors/npz keep float16 weights)", 0)
-  end
+  M.check_options(o)
   local x = o.input
   if x == nil or not is_tensor(x) then
     x = Tensor.randn(x or { 1, 3, 224, 224 }, { seed = o.seed or 0 })
