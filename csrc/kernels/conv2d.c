@@ -9,6 +9,11 @@
  * modes, then runs one path:
  *   - depthwise (one input channel per group, stride 1 or 2, no dilation):
  *     the direct kernels of dwconv*.c over one zero-padded plane at a time;
+ *   - 3x3, stride 1, no dilation, one group, at least 8 channels in and out,
+ *     output of at least 9 4x4 tiles: Winograd F(4x4, 3x3) (winograd.c), its
+ *     transformed weights packed like the GEMM's (on smaller outputs, 7x7
+ *     say, streaming the 4x larger transformed weights costs more than the
+ *     multiplications it saves);
  *   - everything else: the GEMM (gemm.c) per image and group, with
  *     M = out/groups, K = in/groups * kh * kw, N = oh * ow; its B operand is
  *     packed block by block straight from the image (implicit im2col, no
@@ -19,6 +24,7 @@
  */
 #include "dwconv.h"
 #include "gemm.h"
+#include "winograd.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,8 +37,10 @@ struct pthcv_conv2d {
     float *w;              /* [cout][cin_g * kh * kw] */
     float *bias;           /* [cout] or NULL */
     int depthwise;
-    pthread_mutex_t lock;  /* guards packed[] */
+    int wino;              /* the Winograd path */
+    pthread_mutex_t lock;  /* guards packed[] and wino_packed[] */
     float *packed[4];      /* GEMM A panels per instruction set: [groups][packed size] */
+    float *wino_packed[4]; /* Winograd: 36 packed B operands per instruction set */
 };
 
 static const char *pad_mode_name(int m)
@@ -88,6 +96,9 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
     }
     c->depthwise = cin_g == 1 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->stride[0] == p->stride[1] &&
                    p->stride[0] <= 2 && p->groups > 1;
+    const char *wenv = getenv("PTHCV_WINOGRAD");   /* "0": off (for comparisons) */
+    c->wino = kh == 3 && kw == 3 && p->stride[0] == 1 && p->stride[1] == 1 && p->dilation[0] == 1 &&
+              p->dilation[1] == 1 && p->groups == 1 && cin_g >= 8 && cout >= 8 && !(wenv && strcmp(wenv, "0") == 0);
     return c;
 fail:
     pthcv_tensor_release(wc);
@@ -99,7 +110,7 @@ fail:
 void pthcv_conv2d_free(pthcv_conv2d *c)
 {
     if (!c) return;
-    for (int i = 0; i < 4; i++) pthcv_free_aligned(c->packed[i]);
+    for (int i = 0; i < 4; i++) pthcv_free_aligned(c->packed[i]), pthcv_free_aligned(c->wino_packed[i]);
     pthread_mutex_destroy(&c->lock);
     free(c->w);
     free(c->bias);
@@ -117,6 +128,29 @@ static const float *packed_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, 
         for (int64_t g = 0; g < c->groups; g++)
             pthcv_gemm_pack_a(k, pk + g * *sstride, c->w + g * M * K, M, K, K, 1);
         c->packed[k->isa] = pk;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return pk;
+}
+
+/* The Winograd weights packed for kernel k, made on first use. */
+static const float *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int64_t *sstride)
+{
+    *sstride = pthcv_gemm_packed_b_size(k, c->cin_g, c->cout);
+    pthread_mutex_lock(&c->lock);
+    float *pk = c->wino_packed[k->isa];
+    if (!pk && (pk = pthcv_alloc_aligned(sizeof(float) * (size_t)(36 * *sstride)))) {
+        float *u = malloc(sizeof(float) * (size_t)(36 * c->cin_g * c->cout));
+        if (u) {
+            pthcv_wino_weights(c->w, c->cout, c->cin_g, u);
+            for (int xi = 0; xi < 36; xi++)
+                pthcv_gemm_pack_b(k, pk + xi * *sstride, u + xi * c->cin_g * c->cout, c->cin_g, c->cout, c->cout, 1);
+            free(u);
+            c->wino_packed[k->isa] = pk;
+        } else {
+            pthcv_free_aligned(pk);
+            pk = NULL;
+        }
     }
     pthread_mutex_unlock(&c->lock);
     return pk;
@@ -148,7 +182,7 @@ static pthcv_tensor *pad_copy(const float *x, int64_t nc, int64_t h, int64_t w, 
 }
 
 /* ---- the GEMM path: implicit im2col ------------------------------------------------ */
-typedef struct {
+typedef struct conv_ctx {
     const pthcv_conv2d *c;
     const float *x;                 /* contiguous input, padding already applied if pad0 */
     int64_t cin, h, w, oh, ow;
@@ -248,6 +282,28 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     return pthcv_gemm_run(&g);
 }
 
+static int forward_wino(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
+{
+    const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
+    int64_t sstride;
+    const float *u = wino_weights(c, k, &sstride);
+    if (!u) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
+    pthcv_wino_args a = {
+        .kernel = k, .u = u, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
+        .cout = c->cout, .oh = x->oh, .ow = x->ow, .bias = c->bias, .act = c->p.act,
+    };
+    a.fused = pthcv_act_bounds(&c->p.act, &a.lo, &a.hi);
+    int64_t in_img = x->cin * x->h * x->w, out_img = c->cout * x->oh * x->ow;
+    for (int64_t i = 0; i < batch; i++) {
+        a.x = x->x + i * in_img;
+        a.out = out + i * out_img;
+        a.res = res ? res + i * out_img : NULL;
+        int st = pthcv_wino_forward(&a);
+        if (st != PTHCV_OK) return st;
+    }
+    return PTHCV_OK;
+}
+
 /* ---- the depthwise path ---------------------------------------------------------------- */
 typedef struct {
     const pthcv_conv2d *c;
@@ -267,7 +323,7 @@ static void dw_task(void *vctx, int64_t begin, int64_t end)
     const conv_ctx *x = d->x;
     int64_t hp = x->h + 2 * x->ph, wp = x->w + 2 * x->pw;
     int64_t ldi = wp + PTHCV_DW_SLACK, size = hp * ldi + PTHCV_DW_SLACK;
-    float *buf = pthcv_alloc_aligned(sizeof(float) * (size_t)size);
+    float *buf = pthcv_scratch(PTHCV_SCRATCH_DW, (size_t)size);
     if (!buf) {
         atomic_store(&d->failed, 1);
         return;
@@ -289,7 +345,6 @@ static void dw_task(void *vctx, int64_t begin, int64_t end)
         d->plane(&a);
         if (!d->fused) pthcv_act_row(a.out, plane_out, &c->p.act);
     }
-    pthcv_free_aligned(buf);
 }
 
 static int forward_depthwise(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
@@ -376,7 +431,9 @@ pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tenso
     }
     if (!(y = pthcv_tensor_new(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched))) goto done;
     float *out = pthcv_tensor_data(y);
-    int st = c->depthwise ? forward_depthwise(c, &cx, batch, out, res) : forward_gemm(c, &cx, batch, out, res);
+    int st = c->depthwise ? forward_depthwise(c, &cx, batch, out, res)
+             : c->wino && (oh + 3) / 4 * ((ow + 3) / 4) >= 9 ? forward_wino(c, &cx, batch, out, res)
+                          : forward_gemm(c, &cx, batch, out, res);
     if (st != PTHCV_OK) {
         pthcv_tensor_release(y);
         y = NULL;

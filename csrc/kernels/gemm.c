@@ -18,6 +18,25 @@ void *pthcv_alloc_aligned(size_t bytes)
 
 void pthcv_free_aligned(void *p) { free(p); }
 
+/* Per-thread scratch, grown on demand and kept: the pool's workers live as
+ * long as the process, and a fresh buffer per task would be fresh pages
+ * (page faults) for every layer. */
+float *pthcv_scratch(int slot, size_t floats)
+{
+    static _Thread_local float *buf[PTHCV_SCRATCH_SLOTS];
+    static _Thread_local size_t cap[PTHCV_SCRATCH_SLOTS];
+    if (slot < 0 || slot >= PTHCV_SCRATCH_SLOTS) return NULL;
+    if (floats > cap[slot]) {
+        size_t want = floats + floats / 4;
+        float *p = pthcv_alloc_aligned(sizeof(float) * want);
+        if (!p) return NULL;
+        pthcv_free_aligned(buf[slot]);
+        buf[slot] = p;
+        cap[slot] = want;
+    }
+    return buf[slot];
+}
+
 /* ---- the micro-kernels' table ------------------------------------------------
  * KC: the B micro-panel (KC x NR) stays in L1 (32 KB) beside the A panel;
  * MC x KC of A and KC x NC of B share L2 (512 KB per core here). */
@@ -179,9 +198,9 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
     const pthcv_gemm_kernel *k = g->kernel;
     int64_t K = g->K;
     float *abuf = NULL, *bbuf = NULL;
-    if (!g->a_packed && !(abuf = pthcv_alloc_aligned(sizeof(float) * (size_t)(x->mc * (x->kcs ? x->kcs : 1)))))
+    if (!g->a_packed && !(abuf = pthcv_scratch(PTHCV_SCRATCH_GEMM_A, (size_t)(x->mc * (x->kcs ? x->kcs : 1)))))
         goto fail;
-    if (!g->b_packed && !(bbuf = pthcv_alloc_aligned(sizeof(float) * (size_t)(x->nc * (x->kcs ? x->kcs : 1)))))
+    if (!g->b_packed && !(bbuf = pthcv_scratch(PTHCV_SCRATCH_GEMM_B, (size_t)(x->nc * (x->kcs ? x->kcs : 1)))))
         goto fail;
 
     for (int64_t t = begin; t < end; t++) {
@@ -206,7 +225,7 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
                 astride = kc * k->mr;
             }
             if (g->b_packed) {
-                bp = g->b_packed + j0 * K + pc * k->nr;
+                bp = g->b_packed + set * g->b_sstride + j0 * K + pc * k->nr;
                 bstride = K * k->nr;
             } else {
                 g->pack_b(g->ctx, p, bbuf, pc, kc, j0, nc, k->nr);
@@ -226,11 +245,8 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
             pc += kc;
         } while (pc < K);
     }
-    pthcv_free_aligned(abuf);
-    pthcv_free_aligned(bbuf);
     return;
 fail:
-    pthcv_free_aligned(abuf);
     atomic_store(&x->failed, 1);
 }
 
@@ -249,14 +265,21 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
     x.kcs = g->K > 0 ? cdiv(g->K, nk) : 0;
 
     /* Blocks of C: as large as the caches allow, smaller when there are too
-     * few to keep the threads busy (this changes no result). */
+     * few to keep the threads busy (this changes no result). A prepacked A
+     * is not cut for the cache: a task then packs its B block once for all
+     * of M (the A panels stream from L2), where M blocks would each pack it
+     * again. Threads get at least two tasks each, and a task count that
+     * splits evenly between them where the N blocks allow. */
     int threads = pthcv_get_num_threads();
-    int64_t nm = cdiv(g->M, k->mc), nn = cdiv(g->N, k->nc);
+    int64_t mc_cap = g->a_packed ? cdiv(g->M, k->mr) * k->mr : k->mc;
+    int64_t nm = cdiv(g->M, mc_cap), nn = cdiv(g->N, k->nc);
     int64_t pm = cdiv(g->M, k->mr), pn = cdiv(g->N, k->nr);
-    while (g->nprob * nm * nn < 4 * threads && (nm < pm || nn < pn)) {
+    int64_t want = threads > 1 ? 2 * threads : 1;
+    while (g->nprob * nm * nn < want && (nm < pm || nn < pn)) {
         if (nn < pn && (g->N / nn >= g->M / nm || nm >= pm)) nn++;
         else nm++;
     }
+    while (threads > 1 && (g->nprob * nm * nn) % threads != 0 && g->nprob * nm * nn < 8 * threads && nn < pn) nn++;
     x.mc = cdiv(cdiv(g->M, nm), k->mr) * k->mr;
     x.nc = cdiv(cdiv(g->N, nn), k->nr) * k->nr;
     x.nm = cdiv(g->M, x.mc);

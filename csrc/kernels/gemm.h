@@ -75,6 +75,13 @@ void pthcv_gemm_pack_b(const pthcv_gemm_kernel *k, float *dst, const float *src,
 void *pthcv_alloc_aligned(size_t bytes);   /* 64-byte aligned, NULL on failure */
 void pthcv_free_aligned(void *p);
 
+/* Scratch of the calling thread, at least `floats` long, 64-byte aligned,
+ * kept for the thread's next call with the same slot (contents not kept
+ * across calls that grow it); NULL when out of memory. */
+enum { PTHCV_SCRATCH_GEMM_A, PTHCV_SCRATCH_GEMM_B, PTHCV_SCRATCH_DW, PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M,
+       PTHCV_SCRATCH_SLOTS };
+float *pthcv_scratch(int slot, size_t floats);
+
 /* A batch of same-shaped problems p = 0..nprob-1 (images x groups of a
  * convolution). Problem p uses A/bias set (p % nsets), and its C (and res)
  * start at c + p*c_pstride. */
@@ -86,8 +93,10 @@ typedef struct pthcv_gemm_problem {
     int64_t a_sstride;
     /* dst: [ceil(mc/MR)][kc][MR] for rows i0.., k from k0 */
     void (*pack_a)(const void *ctx, int64_t p, float *dst, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr);
-    /* B: prepacked or packed per block, dst: [ceil(nc/NR)][kc][NR] */
+    /* B: prepacked (b_packed + set*b_sstride floats) or packed per block,
+     * dst: [ceil(nc/NR)][kc][NR] */
     const float *b_packed;
+    int64_t b_sstride;
     void (*pack_b)(const void *ctx, int64_t p, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr);
     const void *ctx;
     float *c;

@@ -222,6 +222,13 @@ static void test_conv(void)
         { "replicate 5x5", 1, 3, 9, 10, 7, 5, 5, 2, 2, 2, 2, 1, 1, 1, PTHCV_PAD_REPLICATE, 1, 0, ACT(0) },
         { "circular 3x3",  2, 3, 6, 7, 7, 3, 3, 1, 1, 1, 2, 1, 1, 1, PTHCV_PAD_CIRCULAR, 1, 1, ACT(0) },
         { "reflect dw",    1, 7, 8, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1, 7, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
+        /* Winograd F(4,3): 3x3 s1, >= 8 channels; partial tiles, tiles not a multiple of MR or 8 */
+        { "wino p1 odd",   2, 19, 13, 11, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
+        { "wino p0",       1, 8, 10, 9, 8, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0) },
+        { "wino p2 9x9",   1, 9, 9, 9, 17, 3, 3, 1, 1, 2, 2, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_RELU6) },
+        { "wino K>256",    1, 300, 12, 9, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SILU) },
+        { "wino 30x29",    1, 16, 30, 29, 35, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_CLAMP) },
+        { "wino reflect",  1, 8, 9, 10, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(&cases[i]);
 

@@ -3,6 +3,7 @@
 -- SqueezeExcitation, plus _make_divisible.
 local nn = require "pthcv.nn"
 local F = nn.F
+local release = require "pthcv.nn.release"
 
 local M = {}
 
@@ -22,6 +23,7 @@ end
 local Conv2dNormActivation = nn.class("Conv2dNormActivation", nn.Sequential,
   { torch_class = "torchvision.ops.misc.Conv2dNormActivation" })
 M.Conv2dNormActivation = Conv2dNormActivation
+Conv2dNormActivation.keeps_no_tensors = true
 
 function Conv2dNormActivation:__init(in_channels, out_channels, o)
   o = o or {}
@@ -63,8 +65,14 @@ end
 
 function SqueezeExcitation:forward(x)
   local s = self.avgpool(x)
-  s = F.conv2d_packed(self._fc2, F.conv2d_packed(self._fc1, s))
-  return F.mul(s, x)
+  local t = F.conv2d_packed(self._fc1, s)
+  release(s, x)
+  s = F.conv2d_packed(self._fc2, t)
+  release(t)
+  local y = F.mul(s, x)
+  release(s)
+  return y
 end
+SqueezeExcitation.keeps_no_tensors = true
 
 return M

@@ -1,6 +1,7 @@
 -- lua/pthcv/models/mobilenetv2.lua: torchvision's MobileNetV2.
 local nn = require "pthcv.nn"
 local F = nn.F
+local release = require "pthcv.nn.release"
 local blocks = require "pthcv.models.blocks"
 
 local M = {}
@@ -31,10 +32,14 @@ function InvertedResidual:forward(x)
   if self.use_res_connect then
     -- the add runs inside the last convolution's kernel when it can
     if self.conv:accepts_residual() then return self.conv(x, x) end
-    return F.add(x, self.conv(x))
+    local t = self.conv(x)
+    local y = F.add(x, t)
+    release(t, x)
+    return y
   end
   return self.conv(x)
 end
+InvertedResidual.keeps_no_tensors = true
 
 local MobileNetV2 = nn.class("MobileNetV2", nil, { torch_class = "torchvision.models.mobilenetv2.MobileNetV2" })
 M.MobileNetV2 = MobileNetV2
@@ -62,8 +67,12 @@ function MobileNetV2:__init(o)
 end
 
 function MobileNetV2:forward(x)
-  x = F.adaptive_avg_pool2d(self.features(x), { 1, 1 })
-  return self.classifier(F.flatten(x, 1))
+  local t = self.features(x)
+  local p = F.adaptive_avg_pool2d(t, { 1, 1 })
+  release(t, x)
+  local y = self.classifier(F.flatten(p, 1))
+  release(p, y)
+  return y
 end
 
 function M.mobilenet_v2(o) return MobileNetV2(o) end

@@ -2,6 +2,7 @@
 -- large (Hardswish, squeeze-excitation with Hardsigmoid, BatchNorm eps 0.001).
 local nn = require "pthcv.nn"
 local F = nn.F
+local release = require "pthcv.nn.release"
 local blocks = require "pthcv.models.blocks"
 
 local M = {}
@@ -47,10 +48,14 @@ end
 function InvertedResidual:forward(x)
   if self.use_res_connect then
     if self.block:accepts_residual() then return self.block(x, x) end
-    return F.add(self.block(x), x)
+    local t = self.block(x)
+    local y = F.add(t, x)
+    release(t, x)
+    return y
   end
   return self.block(x)
 end
+InvertedResidual.keeps_no_tensors = true
 
 local MobileNetV3 = nn.class("MobileNetV3", nil, { torch_class = "torchvision.models.mobilenetv3.MobileNetV3" })
 M.MobileNetV3 = MobileNetV3
@@ -72,7 +77,12 @@ function MobileNetV3:__init(settings, last_channel, o)
 end
 
 function MobileNetV3:forward(x)
-  return self.classifier(F.flatten(self.avgpool(self.features(x)), 1))
+  local t = self.features(x)
+  local p = self.avgpool(t)
+  release(t, x)
+  local y = self.classifier(F.flatten(p, 1))
+  release(p, y)
+  return y
 end
 
 -- (settings, last_channel) of torchvision's _mobilenet_v3_conf

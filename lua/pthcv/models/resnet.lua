@@ -4,6 +4,7 @@
 -- residual add with the last ReLU into the last convolution's call.
 local nn = require "pthcv.nn"
 local F = nn.F
+local release = require "pthcv.nn.release"
 
 local M = {}
 local RELU = { kind = "relu" }
@@ -45,8 +46,13 @@ end
 function BasicBlock:forward(x)
   local identity = x
   if self.downsample then identity = self.downsample(x) end
-  return F.conv2d_packed(self._c2, F.conv2d_packed(self._c1, x), identity)
+  local t = F.conv2d_packed(self._c1, x)
+  local y = F.conv2d_packed(self._c2, t, identity)
+  release(t)
+  release(identity, x)
+  return y
 end
+BasicBlock.keeps_no_tensors = true
 
 -- Bottleneck(inplanes, planes, stride, downsample, groups, base_width, dilation)
 local Bottleneck = nn.class("Bottleneck", nil, { torch_class = "torchvision.models.resnet.Bottleneck" })
@@ -77,9 +83,15 @@ end
 function Bottleneck:forward(x)
   local identity = x
   if self.downsample then identity = self.downsample(x) end
-  local y = F.conv2d_packed(self._c2, F.conv2d_packed(self._c1, x))
-  return F.conv2d_packed(self._c3, y, identity)
+  local t = F.conv2d_packed(self._c1, x)
+  local u = F.conv2d_packed(self._c2, t)
+  release(t)
+  local y = F.conv2d_packed(self._c3, u, identity)
+  release(u)
+  release(identity, x)
+  return y
 end
+Bottleneck.keeps_no_tensors = true
 
 -- ResNet(block, layers, {num_classes = 1000, groups = 1, width_per_group = 64})
 local ResNet = nn.class("ResNet", nil, { torch_class = "torchvision.models.resnet.ResNet" })
@@ -123,10 +135,21 @@ function ResNet:prepare()
   self._stem = self.conv1:make_pack(self.bn1, RELU)
 end
 
+-- every intermediate is freed once used (release.lua); x is the caller's
 function ResNet:forward(x)
-  x = self.maxpool(F.conv2d_packed(self._stem, x))
-  x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-  return self.fc(F.flatten(self.avgpool(x), 1))
+  local t = F.conv2d_packed(self._stem, x)
+  local y = self.maxpool(t)
+  release(t, y)
+  for _, name in ipairs({ "layer1", "layer2", "layer3", "layer4" }) do
+    t = self[name](y)
+    release(y, t)
+    y = t
+  end
+  t = self.avgpool(y)
+  release(y, t)
+  y = self.fc(F.flatten(t, 1))
+  release(t, y)
+  return y
 end
 
 local function builder(block, layers, extra)

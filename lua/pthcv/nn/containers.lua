@@ -10,6 +10,7 @@
 -- fused step (BatchNorm folded into the weights, activation in the kernel),
 -- a Linear followed by an activation likewise, and Dropout/Identity are
 -- skipped. The children stay as they are: state_dict and print are torch's.
+local release = require "pthcv.nn.release"
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
 
@@ -150,20 +151,40 @@ end
 
 -- y = seq(x); with residual (pthcv's fused blocks only): y = seq(x) + residual,
 -- added in the last step's kernel (check accepts_residual first).
+-- A module whose forward keeps no reference to its input or output: torch.nn's
+-- own layers and classes that set keeps_no_tensors (the zoo's blocks); its
+-- class itself must say so (a subclass may override forward).
+local function keeps_no_tensors(m)
+  local cls = getmetatable(m)
+  return cls ~= nil and (rawget(cls, "__torch_nn") == true or rawget(cls, "keeps_no_tensors") == true)
+end
+
 function Sequential:forward(x, residual)
   local steps = rawget(self, "_steps")
   local n = #steps
   local prof = base.profiler
+  -- owned: x was made by a step of this call and nobody else holds it, so it
+  -- is freed as soon as the next step has consumed it
+  local owned = false
   for i = 1, n do
     local st = steps[i]
     local r = (i == n) and residual or nil
     local t0 = prof and prof.now()
+    local y, pure
     if st.kind == "module" then
       local m = st.module
-      if r ~= nil then x = m(x, r) else x = m(x) end
+      if r ~= nil then y = m(x, r) else y = m(x) end
+      pure = keeps_no_tensors(m)
     else
-      x = run_fused(st, x, r)
+      y = run_fused(st, x, r)
+      pure = true
       if prof then prof.record(st.module, prof.now() - t0, st.label) end
+    end
+    if rawequal(y, x) then
+      owned = owned and pure
+    else
+      if owned and pure then release(x) end
+      x, owned = y, pure
     end
   end
   if n == 0 and residual ~= nil then x = F.add(x, residual) end
