@@ -4,7 +4,8 @@
 #   make            build the C core
 #   make test       install missing Debian packages, build, run the specs
 #   make demo       the main job on a bundled example
-#   make bench      reader timings against torch.load and plain reads
+#   make bench      reader timings against torch.load and plain reads; models against
+#                   PyTorch and OpenCV DNN (tools/bench_models.py)
 #   make sanitize   the specs under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       libFuzzer on the reader (FUZZ_SECONDS=60)
 #   make valgrind   memcheck over every fixture through the reader
@@ -82,6 +83,7 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tools/bench_reader.py
+	@$(PYTHON) tools/bench_models.py
 
 # A separate build folder, so the normal build stays as it is.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -1,0 +1,272 @@
+#!/usr/bin/python3
+"""make bench (model part): pthcv against PyTorch and OpenCV DNN, side by side.
+
+Batch 1, 3x224x224, float32, on resnet18, resnet50, mobilenet_v2 and
+mobilenet_v3_large at 1 and 2 threads, in one run:
+  - the weights: torchvision's model with seeded random weights and trained-like
+    statistics (random BatchNorm running mean/var, affine and biases), saved as
+    a state_dict (.pth) for pthcv and exported by torch.onnx.export for OpenCV
+    (opset 11; where OpenCV 4.6 rejects it, opset 9, and the table says so);
+    kept in build/bench/models/ and made again only when missing;
+  - every engine runs in a process of its own per (model, threads), with its
+    thread count pinned (pthcv --threads; torch.set_num_threads and
+    OMP/MKL_NUM_THREADS; cv2.setNumThreads): the first forward pass is timed
+    alone (weight packing, first-call set-up), then warm-up passes, then the
+    medians over PTHCV_BENCH_RUNS (>= 15, default 21) passes; the peak RSS is
+    the process's ru_maxrss (os.wait4);
+  - each engine's output is compared with torch's (max |diff| / max |torch|);
+  - the FMA peak comes from tools/fma_peak.c (a register-only FMA loop),
+    compiled and run here for 1 and 2 threads; effective GFLOP/s = 2 x the
+    multiply-adds of the convolutions and linear layers / median time.
+Prints a markdown table; ratio = pthcv / the fastest peer. Also written to
+build/bench/models.md. PTHCV_BENCH_MODELS / PTHCV_BENCH_THREADS narrow the run
+(comma lists). Run from the checkout root.
+"""
+import json, os, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DIR = os.path.join(ROOT, "build", "bench", "models")
+MODELS = os.environ.get("PTHCV_BENCH_MODELS", "resnet18,resnet50,mobilenet_v2,mobilenet_v3_large").split(",")
+THREADS = [int(t) for t in os.environ.get("PTHCV_BENCH_THREADS", "1,2").split(",")]
+RUNS = max(15, int(os.environ.get("PTHCV_BENCH_RUNS", "21")))
+WARMUP = 3
+
+
+def path(name, ext):
+    return os.path.join(DIR, name + ext)
+
+
+# ---- set-up (in this process) ------------------------------------------------
+def make_model(name):
+    """The model with trained-like random weights (seeded by its name)."""
+    import torch, torchvision
+    torch.manual_seed(sum(map(ord, name)))
+    m = getattr(torchvision.models, name)()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.copy_(torch.randn_like(mod.running_mean) * 0.1)
+                mod.running_var.copy_(torch.rand_like(mod.running_var) * 0.5 + 0.75)
+                mod.weight.copy_(1 + torch.randn_like(mod.weight) * 0.1)
+                mod.bias.copy_(torch.randn_like(mod.bias) * 0.1)
+            elif isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and mod.bias is not None:
+                mod.bias.copy_(torch.randn_like(mod.bias) * 0.05)
+    return m.eval()
+
+
+def flops_of(m, x):
+    """2 x multiply-adds of the convolutions and linear layers."""
+    import torch
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            total[0] += 2 * out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+        else:
+            total[0] += 2 * mod.in_features * mod.out_features * (out.numel() // mod.out_features)
+    hs = [mod.register_forward_hook(hook) for mod in m.modules() if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        m(x)
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
+def opencv_accepts(onnx_file, x):
+    code = ("import sys, numpy as np, cv2\n"
+            "net = cv2.dnn.readNetFromONNX(sys.argv[1]); net.setInput(np.load(sys.argv[2])); net.forward()\n")
+    r = subprocess.run([sys.executable, "-c", code, onnx_file, x], capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def setup(name):
+    """Writes name.pth, name.onnx, name.input.npy, name.output.npy; returns its info."""
+    info_file = path(name, ".json")
+    if os.path.exists(info_file):
+        with open(info_file) as f:
+            return json.load(f)
+    import numpy as np, torch
+    os.makedirs(DIR, exist_ok=True)
+    m = make_model(name)
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 224, 224)
+    np.save(path(name, ".input.npy"), x.numpy())
+    with torch.no_grad():
+        y = m(x)
+    np.save(path(name, ".output.npy"), y.numpy())
+    torch.save(m.state_dict(), path(name, ".pth"))
+    info = {"flops": flops_of(m, x)}
+    for opset in (11, 9):
+        try:
+            torch.onnx.export(m, x, path(name, ".onnx"), opset_version=opset, input_names=["input"],
+                              output_names=["output"], do_constant_folding=True)
+        except Exception as e:   # noqa: BLE001 -- some opsets cannot express a layer
+            info["onnx_error_%d" % opset] = str(e).splitlines()[0][:200]
+            continue
+        if opencv_accepts(path(name, ".onnx"), path(name, ".input.npy")):
+            info["opset"] = opset
+            break
+    with open(info_file, "w") as f:
+        json.dump(info, f)
+    return info
+
+
+# ---- workers (one process per engine, model and thread count) -------------------
+def worker(engine, name, threads):
+    import numpy as np
+    x = np.load(path(name, ".input.npy"))
+    if engine == "torch":
+        import torch, torchvision
+        torch.set_num_threads(threads)
+        m = getattr(torchvision.models, name)()
+        m.load_state_dict(torch.load(path(name, ".pth")))
+        m.eval()
+        xt = torch.from_numpy(x)
+
+        def fwd():
+            with torch.no_grad():
+                return m(xt).numpy()
+    else:
+        import cv2
+        cv2.setNumThreads(threads)
+        net = cv2.dnn.readNetFromONNX(path(name, ".onnx"))
+        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+
+        def fwd():
+            net.setInput(x)
+            return net.forward()
+    t = time.perf_counter()
+    y = fwd()
+    first = time.perf_counter() - t
+    for _ in range(WARMUP - 1):
+        fwd()
+    times = []
+    for _ in range(RUNS):
+        t = time.perf_counter()
+        fwd()
+        times.append(time.perf_counter() - t)
+    np.save(path(name, ".%s.out.npy" % engine), np.asarray(y, dtype=np.float32))
+    print(json.dumps({"median_ms": statistics.median(times) * 1e3, "first_ms": first * 1e3}))
+
+
+def run_engine(engine, name, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads))
+    if engine == "pthcv":
+        argv = [os.path.join(ROOT, "bin", "pthcv"), "bench", "--model", name, "--weights", path(name, ".pth"),
+                "--input", path(name, ".input.npy"), "--threads", str(threads), "--runs", str(RUNS),
+                "--warmup", str(WARMUP)]
+    else:
+        argv = [sys.executable, os.path.abspath(__file__), "--worker", engine, name, str(threads)]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    out, err = p.stdout.read(), p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    if status != 0:
+        raise RuntimeError("%s failed:\n%s" % (" ".join(argv), err[-2000:]))
+    rss = ru.ru_maxrss / 1024.0
+    if engine == "pthcv":
+        kv = dict(tok.split("=", 1) for line in out.splitlines() for tok in line.split() if "=" in tok)
+        return {"median_ms": float(kv["median_ms"]), "first_ms": float(kv.get("first_ms", "nan")), "rss": rss}
+    r = json.loads(out.strip().splitlines()[-1])
+    r["rss"] = rss
+    return r
+
+
+def pthcv_output(name):
+    out = path(name, ".pthcv.out.npy")
+    subprocess.run([os.path.join(ROOT, "bin", "pthcv"), "run", "--model", name, "--weights", path(name, ".pth"),
+                    "--input", path(name, ".input.npy"), "--output", out], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def rel_diff(name, engine):
+    import numpy as np
+    ref = np.load(path(name, ".output.npy"))
+    f = path(name, ".%s.out.npy" % engine)
+    if not os.path.exists(f):
+        return float("nan")
+    y = np.load(f).reshape(ref.shape)
+    return float(np.abs(y - ref).max() / np.abs(ref).max())
+
+
+def fma_peak(threads):
+    exe = os.path.join(ROOT, "build", "fma_peak")
+    src = os.path.join(ROOT, "tools", "fma_peak.c")
+    if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+        subprocess.run(["cc", "-O2", "-pthread", "-o", exe, src], check=True)
+    out = subprocess.run([exe, str(threads)], check=True, capture_output=True, text=True).stdout
+    return float(out.split("gflops=")[1])
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        return worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    import cv2, torch
+    t_start = time.time()
+    infos = {name: setup(name) for name in MODELS}
+    for name in MODELS:
+        pthcv_output(name)
+    model_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    peaks = {t: fma_peak(t) for t in THREADS}
+    load0 = os.getloadavg()[0]
+    rows = []
+    for name in MODELS:
+        for t in THREADS:
+            r = {"model": name, "threads": t}
+            # interleaved: pthcv, torch, opencv for one case before the next
+            for engine in ("pthcv", "torch", "opencv"):
+                if engine == "opencv" and "opset" not in infos[name]:
+                    r[engine] = None
+                    continue
+                r[engine] = run_engine(engine, name, t)
+            print("%s %d threads: %s" % (name, t, "  ".join(
+                "%s %.1f ms" % (e, r[e]["median_ms"]) for e in ("pthcv", "torch", "opencv") if r[e])),
+                file=sys.stderr, flush=True)
+            rows.append(r)
+    peaks_end = {t: fma_peak(t) for t in THREADS}
+    peaks = {t: max(peaks[t], peaks_end[t]) for t in THREADS}
+    load1 = os.getloadavg()[0]
+
+    lines = []
+    lines.append("Machine: %s, %d CPUs; torch %s, OpenCV %s; %s; batch 1, 3x224x224 float32; medians of %d runs "
+                 "after %d warm-up passes; load average %.2f at start, %.2f at end; %.0f s."
+                 % (model_name, os.cpu_count(), torch.__version__, cv2.__version__,
+                    "FMA peak (tools/fma_peak.c) " + ", ".join("%.1f GFLOP/s on %d thread%s" % (peaks[t], t, "s" if t > 1 else "")
+                                                               for t in THREADS),
+                    RUNS, WARMUP, load0, load1, time.time() - t_start))
+    lines.append("")
+    lines.append("| model | threads | pthcv ms | torch ms | OpenCV ms | ratio | pthcv GFLOP/s | % FMA peak "
+                 "| first pass ms (pthcv / torch / OpenCV) | peak RSS MiB (pthcv / torch / OpenCV) |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    for r in rows:
+        p, tq, ocv = r["pthcv"], r["torch"], r["opencv"]
+        peers = [e["median_ms"] for e in (tq, ocv) if e]
+        ratio = p["median_ms"] / min(peers)
+        gf = infos[r["model"]]["flops"] / (p["median_ms"] * 1e-3) * 1e-9
+        opset = infos[r["model"]].get("opset")
+        ocv_ms = ("%.1f" % ocv["median_ms"] + (" (opset 9)" if opset == 9 else "")) if ocv else "rejected"
+        f = lambda e, k, fmt: (fmt % e[k]) if e else "-"
+        lines.append("| %s | %d | %.1f | %.1f | %s | **%.2f** | %.1f | %.0f%% | %s / %s / %s | %s / %s / %s |" % (
+            r["model"], r["threads"], p["median_ms"], tq["median_ms"], ocv_ms, ratio, gf, 100 * gf / peaks[r["threads"]],
+            f(p, "first_ms", "%.0f"), f(tq, "first_ms", "%.0f"), f(ocv, "first_ms", "%.0f"),
+            f(p, "rss", "%.0f"), f(tq, "rss", "%.0f"), f(ocv, "rss", "%.0f")))
+    lines.append("")
+    lines.append("Outputs against torch (max |diff| / max |torch|): " + "; ".join(
+        "%s pthcv %.1e, OpenCV %.1e" % (n, rel_diff(n, "pthcv"), rel_diff(n, "opencv")) for n in MODELS) + ".")
+    for n in MODELS:
+        for k, v in infos[n].items():
+            if k.startswith("onnx_error"):
+                lines.append("%s: torch.onnx.export %s: %s" % (n, k[-2:].strip("_"), v))
+        if infos[n].get("opset") == 9:
+            lines.append("%s: OpenCV 4.6 rejects the opset-11 export; the opset-9 export is used." % n)
+        elif "opset" not in infos[n]:
+            lines.append("%s: OpenCV 4.6 rejects both the opset-11 and the opset-9 export." % n)
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(ROOT, "build", "bench", "models.md"), "w") as f:
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
