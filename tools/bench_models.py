@@ -13,7 +13,8 @@ mobilenet_v3_large at 1 and 2 threads, in one run:
     OMP/MKL_NUM_THREADS; cv2.setNumThreads): the first forward pass is timed
     alone (weight packing, first-call set-up), then warm-up passes, then the
     medians over PTHCV_BENCH_RUNS (>= 15, default 21) passes; the peak RSS is
-    the process's ru_maxrss (os.wait4);
+    the process's ru_maxrss (os.wait4; this parent imports neither torch
+    nor cv2, as a child's high-water mark starts at its parent's);
   - each engine's output is compared with torch's (max |diff| / max |torch|);
   - the FMA peak comes from tools/fma_peak.c (a register-only FMA loop),
     compiled and run here for 1 and 2 threads; effective GFLOP/s = 2 x the
@@ -202,9 +203,19 @@ def fma_peak(threads):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         return worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-    import cv2, torch
+    if len(sys.argv) > 1 and sys.argv[1] == "--setup":
+        import cv2, torch
+        infos = {name: setup(name) for name in MODELS}
+        print(json.dumps({"infos": infos, "torch": torch.__version__, "cv2": cv2.__version__}))
+        return
+    # torch and cv2 stay out of this process: on Linux a child's ru_maxrss
+    # starts from its parent's (fork + exec keep the high-water mark), so
+    # the parent must be smaller than every engine it measures
     t_start = time.time()
-    infos = {name: setup(name) for name in MODELS}
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--setup"], check=True, capture_output=True,
+                         text=True).stdout
+    meta = json.loads(out.strip().splitlines()[-1])
+    infos = meta["infos"]
     for name in MODELS:
         pthcv_output(name)
     model_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -231,7 +242,7 @@ def main():
     lines = []
     lines.append("Machine: %s, %d CPUs; torch %s, OpenCV %s; %s; batch 1, 3x224x224 float32; medians of %d runs "
                  "after %d warm-up passes; load average %.2f at start, %.2f at end; %.0f s."
-                 % (model_name, os.cpu_count(), torch.__version__, cv2.__version__,
+                 % (model_name, os.cpu_count(), meta["torch"], meta["cv2"],
                     "FMA peak (tools/fma_peak.c) " + ", ".join("%.1f GFLOP/s on %d thread%s" % (peaks[t], t, "s" if t > 1 else "")
                                                                for t in THREADS),
                     RUNS, WARMUP, load0, load1, time.time() - t_start))
