@@ -1,8 +1,13 @@
 -- LuaRocks build of pthcv, for a LuaRocks set up for LuaJIT (the Lua side
--- uses LuaJIT's FFI). From a checkout:  luarocks make pthcv-scm-1.rockspec
--- The C core is built by the Makefile (libzip found through pkg-config) and
--- installed as pthcv/libpthcv.so on package.cpath, where lua/pthcv/core.lua
--- looks for it.
+-- uses LuaJIT's FFI). From a checkout:
+--   luarocks --lua-version=5.1 make pthcv-scm-1.rockspec [--tree DIR] [--deps-mode=none]
+-- (Debian's luarocks runs luajit for 5.1; --deps-mode=none when dkjson comes
+-- from Debian's lua-dkjson rather than a rock.)
+-- The C core and the OpenCV bridge are built by the Makefile, which finds
+-- OpenCV (opencv4) and libzip through pkg-config; the library is installed as
+-- pthcv/libpthcv.so on package.cpath, where lua/pthcv/core.lua looks for it,
+-- and the C/C++ headers (pthcv.h, pthcv_opencv.hpp) into the rock's include/
+-- folder (luarocks show --rock-dir pthcv).
 rockspec_format = "3.0"
 package = "pthcv"
 version = "scm-1"
@@ -23,12 +28,15 @@ dependencies = {
   "lua == 5.1", -- LuaJIT 2.1
   "dkjson",
 }
-external_dependencies = {
-  LIBZIP = { header = "zip.h", library = "zip" },
-}
 build = {
   type = "command",
-  build_command = "make all CFLAGS='$(CFLAGS)'",
+  build_command = [[
+    for p in opencv4 libzip; do
+      pkg-config --exists $p || { echo "pthcv: pkg-config cannot find $p (Debian: libopencv-dev, libzip-dev)" >&2; exit 1; }
+    done
+    make all CFLAGS='$(CFLAGS)'
+  ]],
+  install_command = "mkdir -p $(PREFIX)/include && cp csrc/pthcv.h include/pthcv_opencv.hpp $(PREFIX)/include/",
   install = {
     lua = {
       ["pthcv"] = "lua/pthcv/init.lua",
@@ -44,6 +52,12 @@ build = {
       ["pthcv.cli"] = "lua/pthcv/cli.lua",
       ["pthcv.cli_run"] = "lua/pthcv/cli_run.lua",
       ["pthcv.npy"] = "lua/pthcv/npy.lua",
+      ["pthcv.image"] = "lua/pthcv/image.lua",
+      ["pthcv.image_codes"] = "lua/pthcv/image_codes.lua",
+      ["pthcv.classify"] = "lua/pthcv/classify.lua",
+      ["pthcv.imagenet_classes"] = "lua/pthcv/imagenet_classes.lua",
+      ["pthcv.cli_lua"] = "lua/pthcv/cli_lua.lua",
+      ["pthcv.cli_convert"] = "lua/pthcv/cli_convert.lua",
       ["pthcv.nn"] = "lua/pthcv/nn/init.lua",
       ["pthcv.nn.module"] = "lua/pthcv/nn/module.lua",
       ["pthcv.nn.repr"] = "lua/pthcv/nn/repr.lua",

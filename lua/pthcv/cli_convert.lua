@@ -24,13 +24,17 @@ local function read_file(p)
   return s
 end
 
--- The command that runs this pthcv again: the interpreter and the script
--- the process was started with (bin/pthcv, or the installed one).
+-- The command that runs this pthcv again: the interpreter, its options (a
+-- LuaRocks wrapper passes -e code) and the script, as this process got them.
 local function self_command()
   local a = rawget(_G, "arg") or {}
-  local interp, script = a[-1] or "luajit", a[0]
-  if not script then error("pthcv: cannot tell how pthcv was started (no arg[0])", 0) end
-  return q(interp) .. " " .. q(script)
+  if not a[0] then error("pthcv: cannot tell how pthcv was started (no arg[0])", 0) end
+  local first = 0
+  while a[first - 1] do first = first - 1 end
+  local parts = {}
+  for i = first, 0 do parts[#parts + 1] = q(a[i]) end
+  if first == 0 then table.insert(parts, 1, "luajit") end
+  return table.concat(parts, " ")
 end
 
 -- "dir/model.best.pth" -> "model.best"
