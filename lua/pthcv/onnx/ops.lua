@@ -229,14 +229,19 @@ local function pool(op, fname, names)
     if pool_out(x.shape[3], kh, sh, ph, dh, ceil) ~= y.shape[3] or pool_out(x.shape[4], kw, sw, pw, dw, ceil) ~= y.shape[4] then
       refuse(fname .. ": torch's ceil_mode output size differs from ONNX's for this input")
     end
+    local xin = g:input(x)
+    if op == "AveragePool" and (ph > 0 or pw > 0) and (o.count_include_pad == nil or o.count_include_pad) then
+      -- torch's default counts the padding in the divisor; OpenCV's importer
+      -- ignores count_include_pad (it decides by the producer's name), so
+      -- the zeros are made explicit
+      xin = g:op("Pad", { xin }, { { "mode", "string", "constant" }, { "pads", "ints", { 0, 0, ph, pw, 0, 0, ph, pw } } })
+      ph, pw = 0, 0
+    end
     local attrs = { { "kernel_shape", "ints", { kh, kw } }, { "strides", "ints", { sh, sw } },
                     { "pads", "ints", { ph, pw, ph, pw } } }
     if ceil then attrs[#attrs + 1] = { "ceil_mode", "int", 1 } end
     if dh ~= 1 or dw ~= 1 then attrs[#attrs + 1] = { "dilations", "ints", { dh, dw } } end
-    if op == "AveragePool" and (ph > 0 or pw > 0) and (o.count_include_pad == nil or o.count_include_pad) then
-      attrs[#attrs + 1] = { "count_include_pad", "int", 1 }
-    end
-    g:output(y, g:op(op, { g:input(x) }, attrs))
+    g:output(y, g:op(op, { xin }, attrs))
   end
 end
 H["F.max_pool2d"] = pool("MaxPool", "max_pool2d",

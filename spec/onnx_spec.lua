@@ -1,0 +1,202 @@
+-- onnx_spec: module:export_onnx and `pthcv export` (lua/pthcv/onnx).
+--
+-- Without Python: the protobuf primitives, refusals (ops with no opset-10
+-- form, --half). With Debian's python3-onnx and python3-opencv
+-- (spec/opencv/check_onnx.py, one process for all files): every file passes
+-- onnx.checker and OpenCV 4.6's cv2.dnn.readNetFromONNX loads and runs it;
+-- its output must be within 1e-4 of the largest |logit| of the reference:
+-- pthcv's own output for a model using many layer kinds, and torch's
+-- logits for all 21 zoo models when the zoo fixtures exist (PTHCV_ZOO).
+local support = require "support"
+local pthcv = require "pthcv"
+local json = require "dkjson"
+local proto = require "pthcv.onnx.proto"
+local now = require "pthcv.nn.clock"
+
+local nn, F = pthcv.nn, pthcv.F
+local CHECK = support.root .. "/spec/opencv/check_onnx.py"
+
+local ZOO = {
+  "alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+  "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
+  "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "squeezenet1_0", "squeezenet1_1",
+}
+
+-- A custom module: convolutions with reflect padding and dilation, BatchNorm
+-- run on its own, PReLU, ELU, SiLU, GELU, pools with ceil_mode, nearest
+-- upsampling, concatenation, a residual add, a scalar multiply, chunk,
+-- a transposed convolution, Linear on 3-d input, softmax.
+local Net = nn.class("OnnxSpecNet")
+function Net:__init()
+  self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, { padding = 1, padding_mode = "reflect" }), nn.BatchNorm2d(8),
+                            nn.LeakyReLU(0.1))
+  self.dil = nn.Conv2d(8, 8, 3, { padding = 2, dilation = 2, groups = 2 })
+  self.bn = nn.BatchNorm2d(8)
+  self.prelu = nn.PReLU(8)
+  self.pool = nn.MaxPool2d(3, { stride = 2, ceil_mode = true })
+  self.avg = nn.AvgPool2d(3, { stride = 1, padding = 1 })
+  self.up = nn.Upsample({ scale_factor = 2, mode = "nearest" })
+  self.deconv = nn.ConvTranspose2d(16, 4, 2, { stride = 2 })
+  self.head = nn.Linear(8, 5)
+end
+function Net:forward(x)
+  local y = self.stem(x)
+  local z = F.elu(self.bn(self.dil(y))) + y * 0.5
+  z = self.prelu(z)
+  local p = self.pool(F.silu(z))
+  local u = self.up(self.avg(p))
+  local c = F.cat({ u:narrow(3, 1, 8):narrow(4, 1, 8), F.gelu(u:narrow(3, 1, 8):narrow(4, 1, 8)) }, 1)
+  local a, b = unpack(F.chunk(self.deconv(c), 2, 1))
+  local t = F.flatten(F.adaptive_avg_pool2d(F.hardswish(a) - F.sigmoid(b), { 2, 2 }), 2) -- [N, 2, 4]
+  t = F.cat({ t, t }, 2)                                                                   -- [N, 2, 8]
+  return F.softmax(self.head(t), -1)
+end
+
+-- Seeded random parameters and BatchNorm statistics, written in place.
+local function randomise(m, seed)
+  local ffi = require "ffi"
+  local function fill(t, r) ffi.copy(t:data(), r:data(), t.nbytes) end
+  for i, kv in ipairs(m:named_parameters()) do fill(kv[2], pthcv.randn(kv[2].shape, { seed = seed + i }) * 0.3) end
+  for i, kv in ipairs(m:named_buffers()) do
+    if kv[1]:match("running_var$") then fill(kv[2], pthcv.rand(kv[2].shape, { seed = seed + 100 + i }) + 0.5)
+    elseif kv[1]:match("running_mean$") then fill(kv[2], pthcv.randn(kv[2].shape, { seed = seed + 200 + i }) * 0.1) end
+  end
+  return m
+end
+
+local function has_python(mods)
+  return support.run("/usr/bin/python3 -c " .. support.shell_quote("import " .. mods)) == 0
+end
+
+-- Runs check_onnx.py over {name, onnx, input.npy, expected.npy} rows; results by name.
+local function check(rows)
+  local args = {}
+  for _, r in ipairs(rows) do
+    args[#args + 1] = support.shell_quote(r[1] .. "=" .. r[2] .. "," .. r[3] .. "," .. r[4])
+  end
+  local c, o, e = support.run("/usr/bin/python3 " .. CHECK .. " " .. table.concat(args, " "))
+  assert(c == 0, e)
+  local out = {}
+  for line in o:gmatch("[^\n]+") do
+    local r = json.decode(line)
+    out[r.name] = r
+  end
+  return out
+end
+
+local function assert_close(r, name)
+  assert.is_table(r, name)
+  assert.are.equal("ok", r.checker, name .. ": onnx.checker: " .. tostring(r.checker))
+  assert.are.equal("ok", r.opencv, name .. ": OpenCV: " .. tostring(r.opencv))
+  assert.is_true(r.max_diff <= 1e-4 * r.scale,
+                 string.format("%s: max |diff| %g > 1e-4 * %g", name, r.max_diff, r.scale))
+end
+
+describe("ONNX export", function()
+  it("encodes protobuf varints and fields as the wire format says", function()
+    assert.are.equal("\1", proto.varint(1))
+    assert.are.equal("\172\2", proto.varint(300))
+    assert.are.equal(string.rep("\255", 9) .. "\1", proto.varint(-1))
+    assert.are.equal("\128\128\128\128\16", proto.varint(2 ^ 32))
+    local m = proto.message():int(1, 150):string(2, "testing")
+    assert.are.equal("\8\150\1\18\7testing", m:tostring())
+    assert.are.equal("\13\0\0\128\63", proto.message():float(1, 1.0):tostring())
+    local outer = proto.message():message(3, proto.message():int(1, 150))
+    assert.are.equal("\26\3\8\150\1", outer:tostring())
+    assert.are.equal("\10\2\3\4", proto.message():ints(1, { 3, 4 }):tostring())
+  end)
+
+  it("refuses ops with no opset-10 form, naming them, and float16", function()
+    local m = nn.Sequential(nn.Conv2d(3, 4, 1), nn.LayerNorm({ 4, 4 })):eval()
+    local ok, e = pcall(m.export_onnx, m, support.tmpname(".onnx"), { input = { 1, 3, 4, 4 } })
+    assert.is_false(ok)
+    assert.truthy(e:find("F.layer_norm has no ONNX form", 1, true), e)
+    ok, e = pcall(m.export_onnx, m, support.tmpname(".onnx"), { half = true })
+    assert.is_false(ok)
+    assert.truthy(e:find("Unsupported data type: FLOAT16", 1, true), e)
+    local up = nn.Sequential(nn.Upsample({ scale_factor = 2, mode = "bilinear" })):eval()
+    ok, e = pcall(up.export_onnx, up, support.tmpname(".onnx"), { input = { 1, 1, 2, 2 } })
+    assert.is_false(ok)
+    assert.truthy(e:find("bilinear", 1, true), e)
+    local c, _, err = support.pthcv("export", "--model", "resnet18", "-o", support.tmpname(".onnx"), "--half")
+    assert.are.equal(1, c)
+    assert.truthy(err:find("float16 (--half) is refused", 1, true), err)
+  end)
+
+  it("restores pthcv.F and Tensor after tracing, also after an error", function()
+    local Tensor = require "pthcv.tensor"
+    local relu, add, view = F.relu, Tensor.binary, Tensor.methods.view
+    local m = nn.Sequential(nn.Conv2d(3, 4, 1), nn.LayerNorm({ 4, 4 })):eval()
+    pcall(m.export_onnx, m, support.tmpname(".onnx"), { input = { 1, 3, 4, 4 } })
+    assert.are.equal(relu, F.relu)
+    assert.are.equal(add, Tensor.binary)
+    assert.are.equal(view, Tensor.methods.view)
+    assert.is_nil(Tensor.on_wrap)
+  end)
+
+  if not has_python("onnx, cv2, numpy") then
+    pending("python3-onnx or python3-opencv is not installed: the exported files are not checked")
+    return
+  end
+
+  it("a custom module with many layer kinds: onnx.checker passes, cv2.dnn gives pthcv's output", function()
+    local m = randomise(Net(), 1):eval()
+    local x = pthcv.randn({ 1, 3, 16, 16 }, { seed = 5 })
+    local y = m(x)
+    local base = support.tmpname("-net")
+    pthcv.save(base .. ".in.npy", x)
+    pthcv.save(base .. ".out.npy", y)
+    local r = m:export_onnx(base .. ".onnx", { input = x })
+    assert.are.same(y.shape, r.output_shape)
+    local res = check({ { "net", base .. ".onnx", base .. ".in.npy", base .. ".out.npy" } })
+    assert_close(res.net, "net")
+    -- the CLI, on a script returning a module
+    local script = base .. ".lua"
+    support.write_file(script, [[
+      local nn = require("pthcv").nn
+      return nn.Sequential(nn.Conv2d(3, 4, 3, {padding = 1}), nn.ReLU6(), nn.AdaptiveAvgPool2d(1),
+                           nn.Flatten(), nn.Linear(4, 2), nn.Sigmoid())
+    ]])
+    local c, o, e = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", base .. "-s.onnx")
+    assert.are.equal(0, c, e)
+    assert.truthy(o:find("output [1, 2]", 1, true), o)
+    for _, p in ipairs { ".in.npy", ".out.npy", ".onnx", ".lua", "-s.onnx" } do os.remove(base .. p) end
+  end)
+
+  local zoo = os.getenv("PTHCV_ZOO")
+  if not zoo or zoo == "" then return end
+  local manifest = json.decode(assert(support.read_file(zoo .. "/manifest.json")))
+
+  it("every zoo model: onnx.checker passes and cv2.dnn's logits are within 1e-4 of torch's", function()
+    local dir = support.root .. "/build/onnx-zoo"
+    os.execute("rm -rf " .. support.shell_quote(dir) .. " && mkdir -p " .. support.shell_quote(dir))
+    local rows = {}
+    local t0 = now()
+    for i, name in ipairs(ZOO) do
+      local path = dir .. "/" .. name .. ".onnx"
+      if i == 1 then
+        -- through the CLI once
+        local c, _, e = support.pthcv("export", "--model", name, "--weights", zoo .. "/" .. name .. ".pth",
+                                      "--input", zoo .. "/" .. name .. ".input.npy", "-o", path)
+        assert.are.equal(0, c, e)
+      else
+        local m = pthcv.models[name] { num_classes = manifest[name].num_classes }
+        m:load_state_dict(pthcv.state_dict(zoo .. "/" .. name .. ".pth"))
+        m:eval():export_onnx(path, { input = pthcv.load_npy(zoo .. "/" .. name .. ".input.npy") })
+        m = nil
+        collectgarbage(); collectgarbage()
+      end
+      rows[#rows + 1] = { name, path, zoo .. "/" .. name .. ".input.npy", zoo .. "/" .. name .. ".output.npy" }
+    end
+    local t1 = now()
+    local res = check(rows)
+    for _, name in ipairs(ZOO) do
+      local r = res[name]
+      print(string.format("# onnx %-20s cv2.dnn max|diff| %.3g (%.2g of max|logit| %.3g)", name,
+                          r.max_diff or -1, (r.max_diff or 0) / (r.scale or 1), r.scale or 0))
+    end
+    print(string.format("# onnx: exported in %.1fs, checked in %.1fs", t1 - t0, now() - t1))
+    for _, name in ipairs(ZOO) do assert_close(res[name], name) end
+    os.execute("rm -rf " .. support.shell_quote(dir))
+  end)
+end)
