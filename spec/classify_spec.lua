@@ -104,6 +104,16 @@ describe("pthcv run IMAGE...", function()
     assert.are.equal("label" .. case.top[1].index, json.decode(out).top[1].label)
   end)
 
+  it("is what make demo ends with: the top-5 of the bundled image", function()
+    local code, out, err = support.run("cd " .. support.shell_quote(support.root) .. " && tools/demo")
+    assert.are.equal(0, code, err)
+    local block = out:match("\n(examples/demo%.jpg\n.*)$")
+    assert.is_truthy(block, out)
+    local n = 0
+    for _ in block:gmatch("\n  0%.%d%d%d%d  [^\n]+ %(%d+%)") do n = n + 1 end
+    assert.are.equal(5, n)
+  end)
+
   it("reports errors", function()
     local code, _, err = support.pthcv("run", "--model", "resnet18", IMG)
     assert.are.equal(1, code)
