@@ -84,9 +84,13 @@ end
 function Conv2d:make_pack(bn, act)
   local w, b = self.weight, self.bias
   if bn then
+    -- float16 weights (module:half()) are folded from float32 copies
+    local f32 = F.f32
+    w, b = f32(w), f32(b)
+    local mean, var, g, beta = f32(bn.running_mean), f32(bn.running_var), f32(bn.weight), f32(bn.bias)
     local nw, nb = ffi.new("pthcv_tensor *[1]"), ffi.new("pthcv_tensor *[1]")
-    core.check(C.pthcv_fold_batchnorm(w.ct, b and b.ct or nil, bn.running_mean.ct, bn.running_var.ct,
-                                      bn.weight and bn.weight.ct or nil, bn.bias and bn.bias.ct or nil,
+    core.check(C.pthcv_fold_batchnorm(w.ct, b and b.ct or nil, mean.ct, var.ct,
+                                      g and g.ct or nil, beta and beta.ct or nil,
                                       bn.eps, nw, nb), "fold_batchnorm")
     w, b = Tensor.wrap(nw[0], true), nb[0] ~= nil and Tensor.wrap(nb[0], true) or nil
   end

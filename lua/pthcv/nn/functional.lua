@@ -27,6 +27,16 @@ local function result(r, what)
 end
 F._result = result
 
+-- Weights kept as float16 (module:half()) or another float dtype reach the
+-- kernels as float32: converted for the call (packing, normalisation), the
+-- copy dropped afterwards. The caller keeps the result in a local for as
+-- long as its .ct is in use.
+local function f32(t)
+  if t and Tensor.is(t) and t.dtype ~= "float32" then return t:float() end
+  return t
+end
+F.f32 = f32
+
 local function check_tensor(x, fname, what)
   if not is_tensor(x) then
     error(string.format("pthcv: %s: %s must be a Tensor, got %s", fname, what or "input", type(x)), 3)
@@ -150,7 +160,8 @@ function F.gelu(x, approximate)
 end
 function F.prelu(x, weight)
   check_tensor(x, "prelu"); check_tensor(weight, "prelu", "weight")
-  return result(C.pthcv_prelu(x.ct, weight.ct), "prelu")
+  local w = f32(weight)
+  return result(C.pthcv_prelu(x.ct, w.ct), "prelu")
 end
 
 -- torch's implicit softmax dim (dim=None, deprecated there)
@@ -227,7 +238,8 @@ function F.conv2d_prepare(weight, bias, o)
     error("pthcv: conv2d: weight must be 4-d [out, in/groups, kh, kw], got " .. tostring(weight), 2)
   end
   local p = F.conv2d_params(weight:size(3), weight:size(4), o or {})
-  local c = C.pthcv_conv2d_prepare(weight.ct, bias and bias.ct or nil, p)
+  local w, b = f32(weight), f32(bias)
+  local c = C.pthcv_conv2d_prepare(w.ct, b and b.ct or nil, p)
   if c == nil then core.fail("conv2d_prepare") end
   c = ffi.gc(c, C.pthcv_conv2d_free)
   F.pack_info[c] = { op = "conv2d", weight = weight, bias = bias, options = o or {} }
@@ -279,14 +291,16 @@ function F.conv_transpose2d(x, weight, ...)
   pd[0], pd[1] = pair(a.padding or 0, "conv_transpose2d", "padding")
   op[0], op[1] = pair(a.output_padding or 0, "conv_transpose2d", "output_padding")
   dl[0], dl[1] = pair(a.dilation or 1, "conv_transpose2d", "dilation")
-  return result(C.pthcv_conv_transpose2d(x.ct, weight.ct, a.bias and a.bias.ct or nil, st, pd, op, dl,
+  local w, b = f32(weight), f32(a.bias)
+  return result(C.pthcv_conv_transpose2d(x.ct, w.ct, b and b.ct or nil, st, pd, op, dl,
                                          a.groups or 1), "conv_transpose2d")
 end
 
 -- A prepared linear layer: weight [out, in], bias or nil, act or nil.
 function F.linear_prepare(weight, bias, act)
   check_tensor(weight, "linear", "weight")
-  local l = C.pthcv_linear_prepare(weight.ct, bias and bias.ct or nil, F.activation_struct(act))
+  local w, b = f32(weight), f32(bias)
+  local l = C.pthcv_linear_prepare(w.ct, b and b.ct or nil, F.activation_struct(act))
   if l == nil then core.fail("linear_prepare") end
   l = ffi.gc(l, C.pthcv_linear_free)
   F.pack_info[l] = { op = "linear", weight = weight, bias = bias, act = act }
@@ -312,8 +326,8 @@ function F.batch_norm(x, running_mean, running_var, ...)
   local a = args("batch_norm", { "weight", "bias", "training", "momentum", "eps" }, ...)
   check_tensor(x, "batch_norm")
   check_tensor(running_mean, "batch_norm", "running_mean"); check_tensor(running_var, "batch_norm", "running_var")
-  return result(C.pthcv_batch_norm(x.ct, running_mean.ct, running_var.ct, opt_ct(a.weight), opt_ct(a.bias),
-                                   a.eps or 1e-5), "batch_norm")
+  local mean, var, w, b = f32(running_mean), f32(running_var), f32(a.weight), f32(a.bias)
+  return result(C.pthcv_batch_norm(x.ct, mean.ct, var.ct, opt_ct(w), opt_ct(b), a.eps or 1e-5), "batch_norm")
 end
 
 -- F.layer_norm(x, normalized_shape [, weight, bias, eps])
@@ -321,14 +335,16 @@ function F.layer_norm(x, normalized_shape, ...)
   local a = args("layer_norm", { "weight", "bias", "eps" }, ...)
   check_tensor(x, "layer_norm")
   local n = type(normalized_shape) == "number" and 1 or #normalized_shape
-  return result(C.pthcv_layer_norm(x.ct, n, opt_ct(a.weight), opt_ct(a.bias), a.eps or 1e-5), "layer_norm")
+  local w, b = f32(a.weight), f32(a.bias)
+  return result(C.pthcv_layer_norm(x.ct, n, opt_ct(w), opt_ct(b), a.eps or 1e-5), "layer_norm")
 end
 
 -- F.group_norm(x, num_groups [, weight, bias, eps])
 function F.group_norm(x, num_groups, ...)
   local a = args("group_norm", { "weight", "bias", "eps" }, ...)
   check_tensor(x, "group_norm")
-  return result(C.pthcv_group_norm(x.ct, num_groups, opt_ct(a.weight), opt_ct(a.bias), a.eps or 1e-5), "group_norm")
+  local w, b = f32(a.weight), f32(a.bias)
+  return result(C.pthcv_group_norm(x.ct, num_groups, opt_ct(w), opt_ct(b), a.eps or 1e-5), "group_norm")
 end
 
 -- ---- pooling ---------------------------------------------------------------

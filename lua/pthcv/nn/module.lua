@@ -418,6 +418,26 @@ function Module:apply(fn)
   return self
 end
 
+-- module:half(): floating parameters and buffers kept as float16 (half the
+-- memory of the weights themselves); the kernels still compute in float32:
+-- convolution and linear packs are made from float32 copies converted on
+-- the fly (F.f32), which are dropped once packed. module:float() converts
+-- back. Either prepares the module again on its next call.
+local function convert_floats(self, dtype)
+  for _, m in ipairs(self:modules()) do
+    for _, field in ipairs { "_param_names", "_buffer_names" } do
+      for _, n in ipairs(rawget(m, field)) do
+        local t = rawget(m, n)
+        if t ~= nil and t.is_floating_point and t.dtype ~= dtype then rawset(m, n, t:to(dtype)) end
+      end
+    end
+  end
+  touch()
+  return self
+end
+function Module:half() return convert_floats(self, "float16") end
+function Module:float() return convert_floats(self, "float32") end
+
 -- module:export_onnx(path [, {input = {1, 3, 224, 224}}]): an ONNX file
 -- for OpenCV's cv::dnn, traced from one forward pass (lua/pthcv/onnx).
 function Module:export_onnx(path, opts) return require("pthcv.onnx").export(self, path, opts) end
