@@ -178,14 +178,21 @@ static void output_task(void *vctx, int64_t begin, int64_t end)
                 float b = a->bias ? a->bias[co] : 0.0f;
                 float *o = a->out + co * plane + oy0 * a->ow + ox0;
                 const float *r = a->res ? a->res + co * plane + oy0 * a->ow + ox0 : NULL;
-                for (int i = 0; i < ny; i++)
-                    for (int j = 0; j < nx; j++) {
-                        float v = b + y[(i * 4 + j) * L + l];
-                        if (r) v += r[i * a->ow + j];
-                        if (a->fused) v = v < a->lo ? a->lo : v > a->hi ? a->hi : v;
-                        else v = pthcv_act_scalar(v, &a->act);
-                        o[i * a->ow + j] = v;
+                for (int i = 0; i < ny; i++, o += a->ow) {
+                    float v[4];
+                    for (int j = 0; j < 4; j++) v[j] = b + y[(i * 4 + j) * L + l];
+                    if (r) {
+                        for (int j = 0; j < nx; j++) v[j] += r[j];
+                        r += a->ow;
                     }
+                    if (a->fused) {
+                        for (int j = 0; j < 4; j++) v[j] = v[j] < a->lo ? a->lo : v[j] > a->hi ? a->hi : v[j];
+                        for (int j = 0; j < nx; j++) o[j] = v[j];
+                    } else {
+                        for (int j = 0; j < nx; j++) o[j] = v[j];
+                        pthcv_act_row(o, nx, &a->act);
+                    }
+                }
             }
         }
     }
