@@ -8,6 +8,11 @@
 #include <string.h>
 #include <zip.h>
 
+/* Every entry carries the same date (1980-01-02, the DOS epoch plus a day so
+ * no time zone pushes it below it): converting the same tensors twice gives
+ * the same bytes, which numpy.savez (it stamps the current time) does not. */
+enum { NPZ_MTIME = 315619200 };
+
 /* What a failing callback leaves for pthcv_save_npz to report: libzip only
  * knows that a read failed, pthcv knows why. */
 typedef struct {
@@ -119,6 +124,8 @@ static int add_entry(zip_t *za, const char *path, const char *name, pthcv_tensor
                      : pthcv_fail(PTHCV_ERR_IO, "%s: cannot add %s: %s", path, entry, zip_strerror(za));
         } else if (zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_STORE, 0) < 0) {
             rc = pthcv_fail(PTHCV_ERR_IO, "%s: cannot store %s: %s", path, entry, zip_strerror(za));
+        } else if (zip_file_set_mtime(za, (zip_uint64_t)idx, NPZ_MTIME, 0) < 0) {
+            rc = pthcv_fail(PTHCV_ERR_IO, "%s: cannot date %s: %s", path, entry, zip_strerror(za));
         }
     }
     zip_error_fini(&zerr);
