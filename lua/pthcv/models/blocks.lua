@@ -75,4 +75,14 @@ function SqueezeExcitation:forward(x)
 end
 SqueezeExcitation.keeps_no_tensors = true
 
+-- x + body(x) for an inverted-residual block: the add runs inside the body's
+-- last convolution when it can take a residual, else as a separate add.
+function M.residual(body, x)
+  if body:accepts_residual() then return body(x, x) end
+  local t = body(x)
+  local y = F.add(x, t)
+  release(t, x)
+  return y
+end
+
 return M

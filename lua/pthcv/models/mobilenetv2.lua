@@ -29,14 +29,7 @@ function InvertedResidual:__init(inp, oup, stride, expand_ratio)
 end
 
 function InvertedResidual:forward(x)
-  if self.use_res_connect then
-    -- the add runs inside the last convolution's kernel when it can
-    if self.conv:accepts_residual() then return self.conv(x, x) end
-    local t = self.conv(x)
-    local y = F.add(x, t)
-    release(t, x)
-    return y
-  end
+  if self.use_res_connect then return blocks.residual(self.conv, x) end
   return self.conv(x)
 end
 InvertedResidual.keeps_no_tensors = true

@@ -46,13 +46,7 @@ function InvertedResidual:__init(cnf)
 end
 
 function InvertedResidual:forward(x)
-  if self.use_res_connect then
-    if self.block:accepts_residual() then return self.block(x, x) end
-    local t = self.block(x)
-    local y = F.add(t, x)
-    release(t, x)
-    return y
-  end
+  if self.use_res_connect then return blocks.residual(self.block, x) end
   return self.block(x)
 end
 InvertedResidual.keeps_no_tensors = true
