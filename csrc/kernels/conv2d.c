@@ -11,7 +11,7 @@
  *     the direct kernels of dwconv*.c over one zero-padded plane at a time;
  *   - 3x3, stride 1, no dilation, one group, at least 8 channels in and out,
  *     output of at least 9 4x4 tiles: Winograd F(4x4, 3x3) (winograd.c), its
- *     transformed weights packed like the GEMM's (on smaller outputs, 7x7
+ *     transformed weights packed as the GEMM's A (on smaller outputs, 7x7
  *     say, streaming the 4x larger transformed weights costs more than the
  *     multiplications it saves);
  *   - everything else: the GEMM (gemm.c) per image and group, with
@@ -40,7 +40,7 @@ struct pthcv_conv2d {
     int wino;              /* the Winograd path */
     pthread_mutex_t lock;  /* guards packed[] and wino_packed[] */
     float *packed[4];      /* GEMM A panels per instruction set: [groups][packed size] */
-    float *wino_packed[4]; /* Winograd: 36 packed B operands per instruction set */
+    float *wino_packed[4]; /* Winograd: 36 packed A operands per instruction set */
 };
 
 static const char *pad_mode_name(int m)
@@ -136,7 +136,7 @@ static const float *packed_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, 
 /* The Winograd weights packed for kernel k, made on first use. */
 static const float *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int64_t *sstride)
 {
-    *sstride = pthcv_gemm_packed_b_size(k, c->cin_g, c->cout);
+    *sstride = pthcv_gemm_packed_a_size(k, c->cout, c->cin_g);
     pthread_mutex_lock(&c->lock);
     float *pk = c->wino_packed[k->isa];
     if (!pk && (pk = pthcv_alloc_aligned(sizeof(float) * (size_t)(36 * *sstride)))) {
@@ -144,7 +144,7 @@ static const float *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, in
         if (u) {
             pthcv_wino_weights(c->w, c->cout, c->cin_g, u);
             for (int xi = 0; xi < 36; xi++)
-                pthcv_gemm_pack_b(k, pk + xi * *sstride, u + xi * c->cin_g * c->cout, c->cin_g, c->cout, c->cout, 1);
+                pthcv_gemm_pack_a(k, pk + xi * *sstride, u + xi * c->cin_g * c->cout, c->cout, c->cin_g, 1, c->cout);
             free(u);
             c->wino_packed[k->isa] = pk;
         } else {

@@ -5,24 +5,34 @@
  * Each 4x4 output tile comes from a 6x6 input tile d:
  *     y = A^T [ sum_ci (G g G^T)[co][ci] (.) (B^T d B)[ci] ] A
  * so the 36 positions xi of the 6x6 transformed tile are 36 independent
- * matrix products M[xi] (tiles x cout) = V[xi] (tiles x cin) . U[xi] (cin x cout),
- * which run on the packed GEMM (gemm.c) as 36 problems: V is written by the
- * input transform straight into the micro-kernel's A layout (MR tiles per
- * panel), U is packed once per instruction set as B. 36 multiply-adds per
- * tile and channel pair instead of 144: 4x fewer, for the cost of the
- * transforms (O(channels), not O(channels^2)).
+ * matrix products M[xi] (cout x tiles) = U[xi] (cout x cin) . V[xi] (cin x tiles),
+ * which run on the GEMM's micro-kernel (gemm.h): U is packed once per
+ * instruction set as the A operand, V is written by the input transform
+ * straight into the B operand's layout. 36 multiply-adds per tile and
+ * channel pair instead of 144: 4x fewer, for the cost of the transforms
+ * (O(channels), not O(channels^2)).
  *
- * The transforms are written over 8 tiles or 8 channels at a time in plain
- * loops that the compiler vectorises (PTHCV_SIMD: every clone computes the
- * same bits). Results differ from the direct convolution by rounding only
- * (relative ~1e-6 for trained-like weights); the sums over channels are in
- * the GEMM, so they do not depend on the thread count.
+ * Layout, chosen so that the transforms run on whole vectors: a tile row is
+ * cut into "quads" of 4 adjacent tiles, and the transforms take two quads
+ * (8 tiles, one per lane) at a time. Lanes are tiles, so the 8 values of a
+ * transformed position are 8 adjacent columns of V, and for one output
+ * channel 8 adjacent columns of M; the inputs of a quad are 4 overlapping
+ * 6x6 windows of one row band, read from a zero-padded copy of the image
+ * with 4x4 transposes (winograd_avx2.c; plain C elsewhere, same bits).
+ *
+ * The tiles are processed in blocks that one task takes through all three
+ * steps (input transform, the 36 products, output transform), so that a
+ * block's V and M stay in cache; transforming the whole image first would
+ * write both to memory and read them back (megabytes for a 56x56 map).
+ * The products sum over cin in the GEMM's KC slices in a fixed order, so
+ * neither the block size nor the thread count changes any result; the
+ * result differs from the direct convolution by rounding only (relative
+ * ~1e-6 for trained-like weights).
  */
 #include "winograd.h"
+#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
-
-enum { L = 8 };   /* lanes per transform step */
 
 /* ---- weights: U[xi][ci][co] = (G g G^T)[xi], in double ----------------------------- */
 void pthcv_wino_weights(const float *w, int64_t cout, int64_t cin, float *u)
@@ -45,177 +55,263 @@ void pthcv_wino_weights(const float *w, int64_t cout, int64_t cin, float *u)
         }
 }
 
-/* ---- input transform ------------------------------------------------------------------ */
+/* ---- the transforms, plain C (the reference for winograd_avx2.c) -------------------- */
+/* r = B^T d for one 6-vector: the exact sequence of operations the SIMD
+ * version performs */
+static inline void bt6(const float d[6], float r[6])
+{
+    r[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    r[1] = -4.0f * d[1] - 4.0f * d[2] + d[3] + d[4];
+    r[2] = 4.0f * d[1] - 4.0f * d[2] - d[3] + d[4];
+    r[3] = -2.0f * d[1] - d[2] + 2.0f * d[3] + d[4];
+    r[4] = 2.0f * d[1] - d[2] - 2.0f * d[3] + d[4];
+    r[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+/* r = A^T m for one 6-vector */
+static inline void at6(const float m[6], float r[4])
+{
+    float s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+    r[0] = m[0] + s12 + s34;
+    r[1] = d12 + 2.0f * d34;
+    r[2] = s12 + 4.0f * s34;
+    r[3] = d12 + 8.0f * d34 + m[5];
+}
+
+void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v)
+{
+    for (int l = 0; l < 8; l++) {
+        const float *p = l < 4 ? pa + 4 * l : pb + 4 * (l - 4);
+        float t[6][6], col[6], r[6];
+        for (int i = 0; i < 6; i++) bt6(p + i * ld, t[i]);          /* along each row */
+        for (int j = 0; j < 6; j++) {                                  /* then down each column */
+            for (int i = 0; i < 6; i++) col[i] = t[i][j];
+            bt6(col, r);
+            for (int i = 0; i < 6; i++) v[(i * 6 + j) * 8 + l] = r[i];
+        }
+    }
+}
+
+void pthcv_wino_out8_scalar(const float *m, int64_t ms, float bias, float *za, float *zb)
+{
+    for (int l = 0; l < 8; l++) {
+        float t[6][4], row[6], col[6], y[4];
+        for (int i = 0; i < 6; i++) {
+            for (int j = 0; j < 6; j++) row[j] = m[(i * 6 + j) * ms + l];
+            at6(row, t[i]);
+        }
+        float *z = l < 4 ? za + 4 * l : zb + 4 * (l - 4);
+        for (int j = 0; j < 4; j++) {
+            for (int i = 0; i < 6; i++) col[i] = t[i][j];
+            at6(col, y);
+            for (int i = 0; i < 4; i++) z[i * 16 + j] = bias + y[i];
+        }
+    }
+}
+
+/* ---- the blocked forward pass ----------------------------------------------------------- */
 typedef struct {
     const pthcv_wino_args *a;
-    int64_t th, tw, T, Tp;
-    float *v;                      /* [36][Tp / mr][cin][mr] */
-    float *m;                      /* [36][T][cout] */
-    int mr;
+    float *xp;                     /* zero-padded input [cin][hp][ld] */
+    int64_t hp, ld;
+    int64_t qpr, Q, G;             /* quads per tile row, quads, groups of 2 quads */
+    int64_t gb;                    /* groups per block */
+    int64_t sp;                    /* columns of a block's V and M: 8 gb rounded up to NR */
+    int64_t coutp;                 /* rows of M: cout rounded up to MR */
+    int64_t kcs;                   /* K slice of the products */
+    int64_t nblocks, csplit;       /* tasks: nblocks x csplit ranges of output channels */
+    int64_t cstep;                 /* output channels per range, a multiple of MR */
+    void (*in8)(const float *, const float *, int64_t, float *);
+    void (*out8)(const float *, int64_t, float, float *, float *);
+    atomic_int failed;
 } wino_ctx;
 
-/* r[i] = (B^T d)[i] for 8 lanes; d rows at stride L */
-#define BT_ROWS(r, d, S)                                                                  \
-    for (int l = 0; l < L; l++) {                                                         \
-        float d0 = d[0 * S + l], d1 = d[1 * S + l], d2 = d[2 * S + l], d3 = d[3 * S + l], \
-              d4 = d[4 * S + l], d5 = d[5 * S + l];                                       \
-        r[0 * S + l] = 4.0f * d0 - 5.0f * d2 + d4;                                        \
-        r[1 * S + l] = -4.0f * d1 - 4.0f * d2 + d3 + d4;                                  \
-        r[2 * S + l] = 4.0f * d1 - 4.0f * d2 - d3 + d4;                                   \
-        r[3 * S + l] = -2.0f * d1 - d2 + 2.0f * d3 + d4;                                  \
-        r[4 * S + l] = 2.0f * d1 - d2 - 2.0f * d3 + d4;                                   \
-        r[5 * S + l] = 4.0f * d1 - 5.0f * d3 + d5;                                        \
-    }
-
-/* 8 tiles' 6x6 inputs d[i][j][l] -> V[i][j][l] = (B^T d B)[i][j] */
-PTHCV_SIMD static void input_tiles(const float *restrict d, float *restrict v)
-{
-    float t[6][6][L];
-    for (int j = 0; j < 6; j++) {
-        const float *dj = d + j * L;
-        float *tj = &t[0][j][0];
-        BT_ROWS(tj, dj, 6 * L)
-    }
-    for (int i = 0; i < 6; i++) {
-        const float *ti = &t[i][0][0];
-        float *vi = v + i * 6 * L;
-        BT_ROWS(vi, ti, L)
-    }
-}
-
-static void input_task(void *vctx, int64_t begin, int64_t end)
+/* the padded image: input pixel (y, x) at [y + ph][x + pw], zeros around */
+static void pad_task(void *vctx, int64_t begin, int64_t end)
 {
     const wino_ctx *x = vctx;
     const pthcv_wino_args *a = x->a;
-    int mr = x->mr;
-    float d[36 * L], v[36 * L];
     for (int64_t ci = begin; ci < end; ci++) {
-        const float *plane = a->x + ci * a->h * a->w;
-        for (int64_t t0 = 0; t0 < x->Tp; t0 += L) {
-            /* gather 8 tiles (zeros outside the image and past the last tile) */
-            for (int l = 0; l < L; l++) {
-                int64_t t = t0 + l;
-                if (t >= x->T) {
-                    for (int k = 0; k < 36; k++) d[k * L + l] = 0.0f;
-                    continue;
-                }
-                int64_t y0 = t / x->tw * 4 - a->ph, x0 = t % x->tw * 4 - a->pw;
-                for (int i = 0; i < 6; i++) {
-                    int64_t yy = y0 + i;
-                    const float *row = plane + yy * a->w;
-                    int inside_y = yy >= 0 && yy < a->h;
-                    if (inside_y && x0 >= 0 && x0 + 6 <= a->w) {
-                        for (int j = 0; j < 6; j++) d[(i * 6 + j) * L + l] = row[x0 + j];
-                    } else {
-                        for (int j = 0; j < 6; j++) {
-                            int64_t xx = x0 + j;
-                            d[(i * 6 + j) * L + l] = inside_y && xx >= 0 && xx < a->w ? row[xx] : 0.0f;
-                        }
-                    }
-                }
+        const float *src = a->x + ci * a->h * a->w;
+        float *dst = x->xp + ci * x->hp * x->ld;
+        for (int64_t r = 0; r < x->hp; r++, dst += x->ld) {
+            int64_t iy = r - a->ph;
+            if (iy < 0 || iy >= a->h) {
+                memset(dst, 0, sizeof(float) * (size_t)x->ld);
+                continue;
             }
-            input_tiles(d, v);
-            /* scatter: V[xi] panel (t / mr), row ci, lane t % mr */
-            for (int l = 0; l < L; l++) {
-                int64_t t = t0 + l;
-                if (t >= x->Tp) break;
-                float *dst = x->v + (t / mr * a->cin + ci) * mr + t % mr;
-                for (int k = 0; k < 36; k++) dst[k * x->Tp * a->cin] = v[k * L + l];
-            }
+            memset(dst, 0, sizeof(float) * (size_t)a->pw);
+            memcpy(dst + a->pw, src + iy * a->w, sizeof(float) * (size_t)a->w);
+            memset(dst + a->pw + a->w, 0, sizeof(float) * (size_t)(x->ld - a->pw - a->w));
         }
     }
 }
 
-/* ---- output transform ------------------------------------------------------------------ */
-/* 8 channels' 6x6 m[i][j][l] -> y[i][j][l] (4x4) = (A^T m A)[i][j] */
-#define AT_ROWS(r, m, S)                                                                  \
-    for (int l = 0; l < L; l++) {                                                         \
-        float m0 = m[0 * S + l], m1 = m[1 * S + l], m2 = m[2 * S + l], m3 = m[3 * S + l], \
-              m4 = m[4 * S + l], m5 = m[5 * S + l];                                       \
-        float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;                 \
-        r[0 * S + l] = m0 + s12 + s34;                                                    \
-        r[1 * S + l] = d12 + 2.0f * d34;                                                  \
-        r[2 * S + l] = s12 + 4.0f * s34;                                                  \
-        r[3 * S + l] = d12 + 8.0f * d34 + m5;                                             \
-    }
-
-PTHCV_SIMD static void output_tiles(const float *restrict m, float *restrict y)
+/* top-left input of quad q in channel ci of the padded image */
+static const float *quad_input(const wino_ctx *x, int64_t ci, int64_t q)
 {
-    float t[4][6][L];
-    for (int j = 0; j < 6; j++) {
-        const float *mj = m + j * L;
-        float *tj = &t[0][j][0];
-        AT_ROWS(tj, mj, 6 * L)
-    }
-    for (int i = 0; i < 4; i++) {
-        const float *ti = &t[i][0][0];
-        float *yi = y + i * 4 * L;
-        AT_ROWS(yi, ti, L)
-    }
+    return x->xp + (ci * x->hp + q / x->qpr * 4) * x->ld + q % x->qpr * 16;
 }
 
-static void output_task(void *vctx, int64_t begin, int64_t end)
+/* V[xi][sp / nr][cin][nr] for groups g0..g0+ng-1 (columns past them zero) */
+static void transform_input(const wino_ctx *x, int64_t g0, int64_t ng, float *v)
 {
-    const wino_ctx *x = vctx;
     const pthcv_wino_args *a = x->a;
-    float m[36 * L], y[16 * L];
-    int64_t plane = a->oh * a->ow;
-    for (int64_t t = begin; t < end; t++) {
-        int64_t oy0 = t / x->tw * 4, ox0 = t % x->tw * 4;
-        int ny = (int)(a->oh - oy0 < 4 ? a->oh - oy0 : 4), nx = (int)(a->ow - ox0 < 4 ? a->ow - ox0 : 4);
-        for (int64_t c0 = 0; c0 < a->cout; c0 += L) {
-            int nl = (int)(a->cout - c0 < L ? a->cout - c0 : L);
-            const float *src = x->m + t * a->cout + c0;
-            for (int k = 0; k < 36; k++) {
-                const float *s = src + k * x->T * a->cout;
-                int l = 0;
-                for (; l < nl; l++) m[k * L + l] = s[l];
-                for (; l < L; l++) m[k * L + l] = 0.0f;
+    int nr = a->kernel->nr;
+    int64_t cin = a->cin, xi_stride = x->sp * cin;
+    float t[36 * 8];
+    for (int64_t ci = 0; ci < cin; ci++) {
+        for (int64_t g = 0; g < ng; g++) {
+            int64_t qa = 2 * (g0 + g), qb = qa + 1 < x->Q ? qa + 1 : qa;
+            x->in8(quad_input(x, ci, qa), quad_input(x, ci, qb), x->ld, t);
+            int64_t s = g * 8;
+            float *dst = v + (s / nr * cin + ci) * nr + s % nr;
+            if (s % nr + 8 <= nr) {
+                for (int xi = 0; xi < 36; xi++) memcpy(dst + xi * xi_stride, t + xi * 8, 8 * sizeof(float));
+            } else {
+                for (int l = 0; l < 8; l++) {
+                    float *d = v + ((s + l) / nr * cin + ci) * nr + (s + l) % nr;
+                    for (int xi = 0; xi < 36; xi++) d[xi * xi_stride] = t[xi * 8 + l];
+                }
             }
-            output_tiles(m, y);
-            for (int l = 0; l < nl; l++) {
-                int64_t co = c0 + l;
-                float b = a->bias ? a->bias[co] : 0.0f;
-                float *o = a->out + co * plane + oy0 * a->ow + ox0;
-                const float *r = a->res ? a->res + co * plane + oy0 * a->ow + ox0 : NULL;
-                for (int i = 0; i < ny; i++, o += a->ow) {
-                    float v[4];
-                    for (int j = 0; j < 4; j++) v[j] = b + y[(i * 4 + j) * L + l];
-                    if (r) {
-                        for (int j = 0; j < nx; j++) v[j] += r[j];
-                        r += a->ow;
-                    }
-                    if (a->fused) {
-                        for (int j = 0; j < 4; j++) v[j] = v[j] < a->lo ? a->lo : v[j] > a->hi ? a->hi : v[j];
-                        for (int j = 0; j < nx; j++) o[j] = v[j];
-                    } else {
-                        for (int j = 0; j < nx; j++) o[j] = v[j];
-                        pthcv_act_row(o, nx, &a->act);
-                    }
+        }
+        for (int64_t s = ng * 8; s < x->sp; s++) {
+            float *d = v + (s / nr * cin + ci) * nr + s % nr;
+            for (int xi = 0; xi < 36; xi++) d[xi * xi_stride] = 0.0f;
+        }
+    }
+}
+
+/* M[xi][coutp][sp] = U[xi] . V[xi]: whole micro-kernel tiles (U's panels
+ * are zero past cout, V's columns past the block's tiles) over the KC
+ * slices of cin */
+static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, int64_t co1)
+{
+    const pthcv_wino_args *a = x->a;
+    const pthcv_gemm_kernel *k = a->kernel;
+    int64_t K = a->cin;
+    pthcv_ukernel_args u = { .lo = -INFINITY, .hi = INFINITY, .ldc = x->sp };
+    for (int xi = 0; xi < 36; xi++) {
+        const float *vx = v + xi * x->sp * K, *ux = a->u + xi * a->u_sstride;
+        float *mx = m + xi * x->coutp * x->sp;
+        for (int64_t pc = 0; pc < K; pc += x->kcs) {
+            u.kc = K - pc < x->kcs ? K - pc : x->kcs;
+            u.first = pc == 0;
+            u.last = pc + u.kc >= K;
+            for (int64_t jr = 0; jr < x->sp; jr += k->nr) {
+                u.b = vx + jr * K + pc * k->nr;
+                for (int64_t ir = co0; ir < co1; ir += k->mr) {
+                    u.a = ux + ir * K + pc * k->mr;
+                    u.c = mx + ir * x->sp + jr;
+                    k->run(&u);
                 }
             }
         }
     }
 }
 
-/* ---- the whole convolution of one image ------------------------------------------------ */
+/* one output row of a quad: z (bias and transform done) + residual, clamp */
+PTHCV_SIMD static void finish_row(float *restrict o, float *restrict z, const float *restrict r, int64_t n,
+                                  int fused, float lo, float hi)
+{
+    if (r)
+        for (int64_t j = 0; j < n; j++) z[j] += r[j];
+    if (fused)
+        for (int64_t j = 0; j < n; j++) o[j] = z[j] < lo ? lo : z[j] > hi ? hi : z[j];
+    else
+        for (int64_t j = 0; j < n; j++) o[j] = z[j];
+}
+
+/* writes quad q's 4 x 16 block z of channel co, clipped to the output */
+static void finish_quad(const wino_ctx *x, int64_t co, int64_t q, float *z)
+{
+    const pthcv_wino_args *a = x->a;
+    int64_t oy0 = q / x->qpr * 4, ox0 = q % x->qpr * 16;
+    int64_t ny = a->oh - oy0 < 4 ? a->oh - oy0 : 4, nx = a->ow - ox0 < 16 ? a->ow - ox0 : 16;
+    int64_t off = (co * a->oh + oy0) * a->ow + ox0;
+    for (int64_t i = 0; i < ny; i++) {
+        float *o = a->out + off + i * a->ow;
+        finish_row(o, z + i * 16, a->res ? a->res + off + i * a->ow : NULL, nx, a->fused, a->lo, a->hi);
+        if (!a->fused) pthcv_act_row(o, nx, &a->act);
+    }
+}
+
+static void transform_output(const wino_ctx *x, int64_t g0, int64_t ng, const float *m, int64_t co0, int64_t co1)
+{
+    const pthcv_wino_args *a = x->a;
+    float za[64], zb[64];
+    for (int64_t co = co0; co < co1; co++) {
+        float b = a->bias ? a->bias[co] : 0.0f;
+        for (int64_t g = 0; g < ng; g++) {
+            int64_t qa = 2 * (g0 + g);
+            x->out8(m + co * x->sp + g * 8, x->coutp * x->sp, b, za, zb);
+            finish_quad(x, co, qa, za);
+            if (qa + 1 < x->Q) finish_quad(x, co, qa + 1, zb);
+        }
+    }
+}
+
+static void block_task(void *vctx, int64_t begin, int64_t end)
+{
+    wino_ctx *x = vctx;
+    const pthcv_wino_args *a = x->a;
+    float *v = pthcv_scratch(PTHCV_SCRATCH_WINO_V, (size_t)(36 * x->sp * a->cin));
+    float *m = pthcv_scratch(PTHCV_SCRATCH_WINO_M, (size_t)(36 * x->coutp * x->sp));
+    if (!v || !m) {
+        atomic_store(&x->failed, 1);
+        return;
+    }
+    for (int64_t t = begin; t < end; t++) {
+        int64_t b = t / x->csplit, co0 = t % x->csplit * x->cstep;
+        int64_t co1 = co0 + x->cstep < x->coutp ? co0 + x->cstep : x->coutp;
+        int64_t g0 = b * x->gb, ng = x->G - g0 < x->gb ? x->G - g0 : x->gb;
+        /* a task with the same block as the previous one reuses its V */
+        if (t == begin || t % x->csplit == 0) transform_input(x, g0, ng, v);
+        multiply(x, v, m, co0, co1);
+        transform_output(x, g0, ng, m, co0, co1 < a->cout ? co1 : a->cout);
+    }
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 int pthcv_wino_forward(const pthcv_wino_args *a)
 {
     const pthcv_gemm_kernel *k = a->kernel;
-    wino_ctx x = { .a = a, .mr = k->mr };
-    x.th = (a->oh + 3) / 4, x.tw = (a->ow + 3) / 4, x.T = x.th * x.tw;
-    x.Tp = (x.T + k->mr - 1) / k->mr * k->mr;
-    x.v = pthcv_scratch(PTHCV_SCRATCH_WINO_V, (size_t)(36 * x.Tp * a->cin));
-    x.m = pthcv_scratch(PTHCV_SCRATCH_WINO_M, (size_t)(36 * x.T * a->cout));
-    if (!x.v || !x.m) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
-    pthcv_parallel_for(a->cin, 1, input_task, &x);
-    pthcv_gemm_problem g = {
-        .kernel = k, .M = x.T, .N = a->cout, .K = a->cin, .nprob = 36, .nsets = 36,
-        .a_packed = x.v, .a_sstride = x.Tp * a->cin, .b_packed = a->u, .b_sstride = a->u_sstride,
-        .c = x.m, .ldc = a->cout, .c_pstride = x.T * a->cout, .act = { PTHCV_ACT_NONE, 0, 0 },
-    };
-    int st = pthcv_gemm_run(&g);
-    if (st != PTHCV_OK) return st;
-    pthcv_parallel_for(x.T, 1, output_task, &x);
+    wino_ctx x = { .a = a, .in8 = pthcv_wino_in8_scalar, .out8 = pthcv_wino_out8_scalar };
+#if defined(__x86_64__)
+    if (k->isa == PTHCV_ISA_AVX2 || k->isa == PTHCV_ISA_AVX512) x.in8 = pthcv_wino_in8_avx2, x.out8 = pthcv_wino_out8_avx2;
+#endif
+    int64_t th = cdiv(a->oh, 4), tw = cdiv(a->ow, 4);
+    x.qpr = cdiv(tw, 4);
+    x.Q = th * x.qpr;
+    x.G = cdiv(x.Q, 2);
+    x.hp = 4 * th + 2;
+    x.ld = 16 * x.qpr + 4;   /* a quad reads 18 columns from 16 q */
+    x.coutp = cdiv(a->cout, k->mr) * k->mr;
+    int64_t nk = cdiv(a->cin, k->kc);
+    x.kcs = cdiv(a->cin, nk);
+    /* Groups per block: V and M of a block within WINO_BLOCK_BYTES (they
+     * share L2 with the U panels streaming through), at least one NR panel
+     * of columns, and about 4 blocks per thread where the image has them. */
+    enum { WINO_BLOCK_BYTES = 256 * 1024 };
+    int threads = pthcv_get_num_threads();
+    int64_t by_cache = WINO_BLOCK_BYTES / (int64_t)sizeof(float) / 36 / (a->cin + x.coutp) / 8;
+    int64_t by_threads = cdiv(x.G, 4 * threads);
+    x.gb = by_cache < by_threads ? by_cache : by_threads;
+    if (x.gb < cdiv(k->nr, 8)) x.gb = cdiv(k->nr, 8);
+    x.sp = cdiv(x.gb * 8, k->nr) * k->nr;
+
+    x.xp = pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(a->cin * x.hp * x.ld));
+    if (!x.xp) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
+    pthcv_parallel_for(a->cin, 1, pad_task, &x);
+    atomic_init(&x.failed, 0);
+    /* Few blocks (small maps, 14x14 say): the output channels are split
+     * too, each range's task transforming its block's input again. */
+    x.nblocks = cdiv(x.G, x.gb);
+    x.csplit = threads > 1 && x.nblocks < 2 * threads ? cdiv(2 * threads, x.nblocks) : 1;
+    x.cstep = cdiv(cdiv(x.coutp, x.csplit), k->mr) * k->mr;
+    x.csplit = cdiv(x.coutp, x.cstep);
+    pthcv_parallel_for(x.nblocks * x.csplit, 1, block_task, &x);
+    if (atomic_load(&x.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
     return PTHCV_OK;
 }

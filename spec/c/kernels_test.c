@@ -228,6 +228,9 @@ static void test_conv(void)
         { "wino p2 9x9",   1, 9, 9, 9, 17, 3, 3, 1, 1, 2, 2, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_RELU6) },
         { "wino K>256",    1, 300, 12, 9, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SILU) },
         { "wino 30x29",    1, 16, 30, 29, 35, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_CLAMP) },
+        { "wino 56x50",    1, 16, 56, 50, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
+        { "wino 14x22",    2, 12, 14, 22, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH) },
+        { "wino 14x14",    1, 40, 14, 14, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(0) },
         { "wino reflect",  1, 8, 9, 10, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(&cases[i]);

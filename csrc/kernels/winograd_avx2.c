@@ -1,0 +1,102 @@
+/*
+ * winograd_avx2.c -- the Winograd F(4x4, 3x3) transforms on 8 tiles with
+ * AVX2: one ymm lane per tile, lanes 0-3 one quad (4 adjacent tiles), 4-7
+ * the other, so each 128-bit half of a register holds one quad and the
+ * gathers and scatters are 4x4 transposes inside the halves.
+ * Contract and operation order: winograd.h / pthcv_wino_*_scalar in
+ * winograd.c (every operation here is the same IEEE operation in the same
+ * order, so both give the same bits).
+ */
+#include "winograd.h"
+#include <immintrin.h>
+
+/* 4x4 transposes inside both 128-bit halves: r_j[l] = a_l[j] per half */
+static inline void transpose4(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 r[4])
+{
+    __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpacklo_ps(a2, a3);
+    __m256 t2 = _mm256_unpackhi_ps(a0, a1), t3 = _mm256_unpackhi_ps(a2, a3);
+    r[0] = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0));
+    r[1] = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2));
+    r[2] = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    r[3] = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+static inline __m256 k(float v) { return _mm256_set1_ps(v); }
+
+/* bt6 of winograd.c on 8 lanes */
+static inline void bt6(const __m256 d[6], __m256 r[6])
+{
+    r[0] = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[0]), _mm256_mul_ps(k(5.0f), d[2])), d[4]);
+    r[1] = _mm256_add_ps(_mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(-4.0f), d[1]), _mm256_mul_ps(k(4.0f), d[2])), d[3]), d[4]);
+    r[2] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[1]), _mm256_mul_ps(k(4.0f), d[2])), d[3]), d[4]);
+    r[3] = _mm256_add_ps(_mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(-2.0f), d[1]), d[2]), _mm256_mul_ps(k(2.0f), d[3])), d[4]);
+    r[4] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(k(2.0f), d[1]), d[2]), _mm256_mul_ps(k(2.0f), d[3])), d[4]);
+    r[5] = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[1]), _mm256_mul_ps(k(5.0f), d[3])), d[5]);
+}
+
+/* at6 of winograd.c on 8 lanes */
+static inline void at6(const __m256 m[6], __m256 r[4])
+{
+    __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
+    __m256 s34 = _mm256_add_ps(m[3], m[4]), d34 = _mm256_sub_ps(m[3], m[4]);
+    r[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), s34);
+    r[1] = _mm256_add_ps(d12, _mm256_mul_ps(k(2.0f), d34));
+    r[2] = _mm256_add_ps(s12, _mm256_mul_ps(k(4.0f), s34));
+    r[3] = _mm256_add_ps(_mm256_add_ps(d12, _mm256_mul_ps(k(8.0f), d34)), m[5]);
+}
+
+/* two quads' 128-bit rows: [pa + off | pb + off] */
+static inline __m256 load2(const float *pa, const float *pb, int64_t off)
+{
+    return _mm256_setr_m128(_mm_loadu_ps(pa + off), _mm_loadu_ps(pb + off));
+}
+
+void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
+{
+    __m256 t[6][6];
+    for (int i = 0; i < 6; i++) {
+        const float *ra = pa + i * ld, *rb = pb + i * ld;
+        /* columns 0-3 of each tile's row: tile l's 4 values are floats
+         * 4l..4l+3 of its quad's row, so a transpose gathers column j */
+        __m256 d[6];
+        transpose4(load2(ra, rb, 0), load2(ra, rb, 4), load2(ra, rb, 8), load2(ra, rb, 12), d);
+        /* columns 4 and 5 are columns 0 and 1 of the next tile: shift each
+         * half down one lane and bring in float 16 (17) of the quad's row */
+        __m256 e4 = _mm256_setr_m128(_mm_load_ss(ra + 16), _mm_load_ss(rb + 16));
+        __m256 e5 = _mm256_setr_m128(_mm_load_ss(ra + 17), _mm_load_ss(rb + 17));
+        d[4] = _mm256_castsi256_ps(_mm256_alignr_epi8(_mm256_castps_si256(e4), _mm256_castps_si256(d[0]), 4));
+        d[5] = _mm256_castsi256_ps(_mm256_alignr_epi8(_mm256_castps_si256(e5), _mm256_castps_si256(d[1]), 4));
+        bt6(d, t[i]);
+    }
+    for (int j = 0; j < 6; j++) {
+        __m256 col[6] = { t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j] }, r[6];
+        bt6(col, r);
+        for (int i = 0; i < 6; i++) _mm256_storeu_ps(v + (i * 6 + j) * 8, r[i]);
+    }
+}
+
+void pthcv_wino_out8_avx2(const float *m, int64_t ms, float bias, float *za, float *zb)
+{
+    __m256 t[6][4];
+    for (int i = 0; i < 6; i++) {
+        __m256 row[6];
+        for (int j = 0; j < 6; j++) row[j] = _mm256_loadu_ps(m + (i * 6 + j) * ms);
+        at6(row, t[i]);
+    }
+    __m256 y[4][4], b = _mm256_set1_ps(bias);
+    for (int j = 0; j < 4; j++) {
+        __m256 col[6] = { t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j] }, r[4];
+        at6(col, r);
+        for (int i = 0; i < 4; i++) y[i][j] = _mm256_add_ps(b, r[i]);
+    }
+    /* back to rows: tile l's 4 values of output row i are floats 4l..4l+3
+     * of its quad's 16 */
+    for (int i = 0; i < 4; i++) {
+        __m256 u[4];
+        transpose4(y[i][0], y[i][1], y[i][2], y[i][3], u);
+        for (int l = 0; l < 4; l++) {
+            _mm_storeu_ps(za + i * 16 + 4 * l, _mm256_castps256_ps128(u[l]));
+            _mm_storeu_ps(zb + i * 16 + 4 * l, _mm256_extractf128_ps(u[l], 1));
+        }
+    }
+}
