@@ -290,12 +290,20 @@ typedef struct pthcv_conv2d_params {
 } pthcv_conv2d_params;
 
 /* A convolution prepared once: weights [out, in/groups, kh, kw] packed into
- * the layout the kernels stream, bias folded in. */
+ * the layout the kernels stream, bias folded in. The pack is the only copy
+ * of the weights it keeps. float16 weights stay float16 in the pack (half
+ * the memory) and are converted block by block as the kernels stream them
+ * (F16C / NEON); the arithmetic is float32. The bias is float32. */
 typedef struct pthcv_conv2d pthcv_conv2d;
 pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p);
 void pthcv_conv2d_free(pthcv_conv2d *c);
 /* y = act(conv(x) + bias + residual); residual (same shape as y) may be NULL. */
 pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual);
+/* The weights the pack computes with, as a new float32 tensor
+ * [out, in/groups, kh, kw] (a folded BatchNorm included). */
+pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c);
+/* Bytes of weights the pack holds now (all its packed copies). */
+int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c);
 /* Folds eval-mode BatchNorm into the preceding convolution, in double
  * precision: returns new weight and bias (bias may be NULL on input). */
 int pthcv_fold_batchnorm(pthcv_tensor *weight, pthcv_tensor *bias, pthcv_tensor *running_mean,
@@ -311,6 +319,8 @@ typedef struct pthcv_linear pthcv_linear;
 pthcv_linear *pthcv_linear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act);
 void pthcv_linear_free(pthcv_linear *l);
 pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x);
+/* Bytes of weights the layer holds now (float16 weights stay float16). */
+int64_t pthcv_linear_weight_bytes(pthcv_linear *l);
 
 /* Normalisation (eval mode). weight/bias may be NULL. */
 pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,

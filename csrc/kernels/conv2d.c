@@ -34,13 +34,16 @@
 struct pthcv_conv2d {
     int64_t cout, cin_g, kh, kw, groups;
     pthcv_conv2d_params p;
-    float *w;              /* [cout][cin_g * kh * kw] */
-    float *bias;           /* [cout] or NULL */
+    int half;              /* weights kept as float16 (a float16 weight tensor) */
     int depthwise;
-    int wino;              /* the Winograd path */
-    pthread_mutex_t lock;  /* guards packed[] and wino_packed[] */
-    float *packed[4];      /* GEMM A panels per instruction set: [groups][packed size] */
-    float *wino_packed[4]; /* Winograd: 36 packed A operands per instruction set */
+    float *w;              /* depthwise only: [cout][kh * kw], float32 (a few KB) */
+    pthcv_gemm_const gemm; /* other paths: the GEMM's A, [groups] x cout/groups x cin_g*kh*kw */
+    int gemm_made;
+    int wino;              /* the Winograd path may run */
+    pthread_mutex_t lock;  /* guards wino_made */
+    int wino_made;
+    pthcv_gemm_const wino_u; /* Winograd: 36 A operands, cout x cin (made on first use) */
+    float *bias;           /* [cout] or NULL */
 };
 
 static const char *pad_mode_name(int m)
@@ -52,8 +55,8 @@ static const char *pad_mode_name(int m)
 pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p)
 {
     if (!weight || !p) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no weight or no parameters");
-    if (weight->dtype != PTHCV_FLOAT32 || weight->ndim != 4)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: weight must be float32 [out, in/groups, kh, kw], got %s with %d dimensions",
+    if ((weight->dtype != PTHCV_FLOAT32 && weight->dtype != PTHCV_FLOAT16) || weight->ndim != 4)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: weight must be float32 or float16 [out, in/groups, kh, kw], got %s with %d dimensions",
                                pthcv_dtype_name(weight->dtype), weight->ndim);
     int64_t cout = weight->shape[0], cin_g = weight->shape[1], kh = weight->shape[2], kw = weight->shape[3];
     if (p->groups < 1 || cout % p->groups != 0)
@@ -78,14 +81,32 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
     pthcv_conv2d *c = calloc(1, sizeof *c);
     if (!c) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "conv2d: out of memory");
     c->cout = cout, c->cin_g = cin_g, c->kh = kh, c->kw = kw, c->groups = p->groups, c->p = *p;
+    c->half = weight->dtype == PTHCV_FLOAT16;
     pthread_mutex_init(&c->lock, NULL);
+    c->depthwise = cin_g == 1 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->stride[0] == p->stride[1] &&
+                   p->stride[0] <= 2 && p->groups > 1;
+    /* the weights as float32, for packing (or, depthwise, kept) */
     pthcv_tensor *wc = pthcv_tensor_contiguous(weight);
-    const float *wd = wc ? pthcv_tensor_data(wc) : NULL;
-    c->w = malloc(sizeof(float) * (size_t)weight->numel);
-    if (!wd || !c->w) goto fail;
-    memcpy(c->w, wd, sizeof(float) * (size_t)weight->numel);
+    const void *wd = wc ? pthcv_tensor_data(wc) : NULL;
+    float *w = malloc(sizeof(float) * (size_t)weight->numel);
+    if (!wd || !w) {
+        free(w);
+        goto fail;
+    }
+    if (c->half) pthcv_halves_to_floats(w, wd, weight->numel);
+    else memcpy(w, wd, sizeof(float) * (size_t)weight->numel);
     pthcv_tensor_release(wc);
     wc = NULL;
+    if (c->depthwise) {
+        c->w = w;   /* a few KB: the direct kernels read float32 */
+    } else {
+        int64_t M = cout / p->groups, K = cin_g * kh * kw;
+        int st = pthcv_gemm_const_init(&c->gemm, pthcv_gemm_kernel_for(pthcv_isa()), 0, c->half, p->groups, M, K, w,
+                                       M * K, K, 1);
+        c->gemm_made = 1;
+        free(w);
+        if (st != PTHCV_OK) goto fail;
+    }
     if (bias) {
         pthcv_tensor *bc = pthcv_tensor_contiguous(bias);
         const float *bd = bc ? pthcv_tensor_data(bc) : NULL;
@@ -94,10 +115,12 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
         pthcv_tensor_release(bc);
         if (!bd || !c->bias) goto fail;
     }
-    c->depthwise = cin_g == 1 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->stride[0] == p->stride[1] &&
-                   p->stride[0] <= 2 && p->groups > 1;
     const char *wenv = getenv("PTHCV_WINOGRAD");   /* "0": off (for comparisons) */
-    c->wino = kh == 3 && kw == 3 && p->stride[0] == 1 && p->stride[1] == 1 && p->dilation[0] == 1 &&
+    /* Not with float16 weights: Winograd's transformed weights rounded to
+     * float16 put outputs 5e-3 (relative) off the float32 result of the
+     * same float16 weights (spec/c/kernels_test.c measured it), and keeping
+     * them float32 would cost 8x the float16 weights' memory. */
+    c->wino = !c->half && kh == 3 && kw == 3 && p->stride[0] == 1 && p->stride[1] == 1 && p->dilation[0] == 1 &&
               p->dilation[1] == 1 && p->groups == 1 && cin_g >= 8 && cout >= 8 && !(wenv && strcmp(wenv, "0") == 0);
     return c;
 fail:
@@ -110,50 +133,67 @@ fail:
 void pthcv_conv2d_free(pthcv_conv2d *c)
 {
     if (!c) return;
-    for (int i = 0; i < 4; i++) pthcv_free_aligned(c->packed[i]), pthcv_free_aligned(c->wino_packed[i]);
+    if (c->gemm_made) pthcv_gemm_const_free(&c->gemm);
+    if (c->wino_made) pthcv_gemm_const_free(&c->wino_u);
     pthread_mutex_destroy(&c->lock);
     free(c->w);
     free(c->bias);
     free(c);
 }
 
-/* The weights packed for kernel k, packed on first use. */
-static const float *packed_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int64_t *sstride)
+/* The Winograd weights for kernel k: U = G g G^T from an unpacked copy of
+ * the GEMM's weights, made on first use (a 7x7 map never needs them). */
+static const void *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int64_t *sstride)
 {
-    int64_t M = c->cout / c->groups, K = c->cin_g * c->kh * c->kw;
-    *sstride = pthcv_gemm_packed_a_size(k, M, K);
     pthread_mutex_lock(&c->lock);
-    float *pk = c->packed[k->isa];
-    if (!pk && (pk = pthcv_alloc_aligned(sizeof(float) * (size_t)(*sstride * c->groups)))) {
-        for (int64_t g = 0; g < c->groups; g++)
-            pthcv_gemm_pack_a(k, pk + g * *sstride, c->w + g * M * K, M, K, K, 1);
-        c->packed[k->isa] = pk;
+    if (!c->wino_made) {
+        float *w = pthcv_gemm_const_unpack(&c->gemm);
+        float *u = w ? malloc(sizeof(float) * (size_t)(36 * c->cin_g * c->cout)) : NULL;
+        if (u) {
+            pthcv_wino_weights(w, c->cout, c->cin_g, u);
+            /* U[xi] as A: element (co, ci) at u[(xi * cin + ci) * cout + co] */
+            c->wino_made = pthcv_gemm_const_init(&c->wino_u, k, 0, c->half, 36, c->cout, c->cin_g, u,
+                                                 c->cin_g * c->cout, 1, c->cout) == PTHCV_OK;
+            if (!c->wino_made) pthcv_gemm_const_free(&c->wino_u);
+        }
+        free(u);
+        free(w);
     }
     pthread_mutex_unlock(&c->lock);
-    return pk;
+    return c->wino_made ? pthcv_gemm_const_get(&c->wino_u, k, sstride) : NULL;
 }
 
-/* The Winograd weights packed for kernel k, made on first use. */
-static const float *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int64_t *sstride)
+pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c)
 {
-    *sstride = pthcv_gemm_packed_a_size(k, c->cout, c->cin_g);
-    pthread_mutex_lock(&c->lock);
-    float *pk = c->wino_packed[k->isa];
-    if (!pk && (pk = pthcv_alloc_aligned(sizeof(float) * (size_t)(36 * *sstride)))) {
-        float *u = malloc(sizeof(float) * (size_t)(36 * c->cin_g * c->cout));
-        if (u) {
-            pthcv_wino_weights(c->w, c->cout, c->cin_g, u);
-            for (int xi = 0; xi < 36; xi++)
-                pthcv_gemm_pack_a(k, pk + xi * *sstride, u + xi * c->cin_g * c->cout, c->cout, c->cin_g, 1, c->cout);
-            free(u);
-            c->wino_packed[k->isa] = pk;
-        } else {
-            pthcv_free_aligned(pk);
-            pk = NULL;
-        }
+    if (!c) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d_weight: no convolution");
+    int64_t shape[4] = { c->cout, c->cin_g, c->kh, c->kw };
+    pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, 4, shape);
+    float *d = t ? pthcv_tensor_data(t) : NULL;
+    if (!d) return NULL;
+    if (c->depthwise) {
+        memcpy(d, c->w, sizeof(float) * (size_t)t->numel);
+        return t;
     }
+    float *w = pthcv_gemm_const_unpack(&c->gemm);
+    if (!w) {
+        pthcv_tensor_release(t);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "conv2d_weight: out of memory");
+    }
+    memcpy(d, w, sizeof(float) * (size_t)t->numel);
+    free(w);
+    return t;
+}
+
+int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c)
+{
+    if (!c) return 0;
+    int64_t n = c->depthwise ? (int64_t)sizeof(float) * c->cout * c->kh * c->kw : 0;
+    if (c->gemm_made) n += pthcv_gemm_const_bytes(&c->gemm);
+    pthread_mutex_lock(&c->lock);
+    int wino = c->wino_made;
     pthread_mutex_unlock(&c->lock);
-    return pk;
+    if (wino) n += pthcv_gemm_const_bytes(&c->wino_u);
+    return n;
 }
 
 /* ---- padding modes other than zeros: a padded copy of the input --------------- */
@@ -271,14 +311,16 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
 {
     const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
     int64_t sstride;
-    const float *a = packed_weights(c, k, &sstride);
+    const void *a = pthcv_gemm_const_get(&c->gemm, k, &sstride);
     if (!a) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
     int64_t M = c->cout / c->groups, N = x->oh * x->ow;
     pthcv_gemm_problem g = {
         .kernel = k, .M = M, .N = N, .K = c->cin_g * c->kh * c->kw, .nprob = batch * c->groups,
-        .nsets = c->groups, .a_packed = a, .a_sstride = sstride, .pack_b = pack_im2col, .ctx = x,
+        .nsets = c->groups, .a_sstride = sstride, .pack_b = pack_im2col, .ctx = x,
         .c = out, .ldc = N, .c_pstride = M * N, .res = res, .bias_row = c->bias, .act = c->p.act,
     };
+    if (c->half) g.a_half = a;
+    else g.a_packed = a;
     return pthcv_gemm_run(&g);
 }
 
@@ -286,10 +328,10 @@ static int forward_wino(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
 {
     const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
     int64_t sstride;
-    const float *u = wino_weights(c, k, &sstride);
+    const void *u = wino_weights(c, k, &sstride);
     if (!u) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
     pthcv_wino_args a = {
-        .kernel = k, .u = u, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
+        .kernel = k, .u = c->half ? NULL : u, .u_half = c->half ? u : NULL, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
         .cout = c->cout, .oh = x->oh, .ow = x->ow, .bias = c->bias, .act = c->p.act,
     };
     a.fused = pthcv_act_bounds(&c->p.act, &a.lo, &a.hi);

@@ -202,6 +202,7 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
         goto fail;
     if (!g->b_packed && !(bbuf = pthcv_scratch(PTHCV_SCRATCH_GEMM_B, (size_t)(x->nc * (x->kcs ? x->kcs : 1)))))
         goto fail;
+    int mr = k->mr, nr = k->nr;
 
     for (int64_t t = begin; t < end; t++) {
         int64_t p = t / (x->nm * x->nn), rem = t % (x->nm * x->nn);
@@ -220,7 +221,12 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
                 ap = g->a_packed + set * g->a_sstride + i0 * K + pc * k->mr;
                 astride = K * k->mr;
             } else {
-                g->pack_a(g->ctx, p, abuf, i0, mc, pc, kc, k->mr);
+                if (g->a_half)   /* the float16 panels of this block, converted */
+                    for (int64_t ir = 0; ir < mc; ir += mr)
+                        pthcv_halves_to_floats(abuf + ir * kc, g->a_half + set * g->a_sstride + (i0 + ir) * K + pc * mr,
+                                               kc * mr);
+                else
+                    g->pack_a(g->ctx, p, abuf, i0, mc, pc, kc, mr);
                 ap = abuf;
                 astride = kc * k->mr;
             }
@@ -228,7 +234,12 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
                 bp = g->b_packed + set * g->b_sstride + j0 * K + pc * k->nr;
                 bstride = K * k->nr;
             } else {
-                g->pack_b(g->ctx, p, bbuf, pc, kc, j0, nc, k->nr);
+                if (g->b_half)
+                    for (int64_t jr = 0; jr < nc; jr += nr)
+                        pthcv_halves_to_floats(bbuf + jr * kc, g->b_half + set * g->b_sstride + (j0 + jr) * K + pc * nr,
+                                               kc * nr);
+                else
+                    g->pack_b(g->ctx, p, bbuf, pc, kc, j0, nc, nr);
                 bp = bbuf;
                 bstride = kc * k->nr;
             }
@@ -266,12 +277,13 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
 
     /* Blocks of C: as large as the caches allow, smaller when there are too
      * few to keep the threads busy (this changes no result). A prepacked A
+     * (float32 or float16)
      * is not cut for the cache: a task then packs its B block once for all
      * of M (the A panels stream from L2), where M blocks would each pack it
      * again. Threads get at least two tasks each, and a task count that
      * splits evenly between them where the N blocks allow. */
     int threads = pthcv_get_num_threads();
-    int64_t mc_cap = g->a_packed ? cdiv(g->M, k->mr) * k->mr : k->mc;
+    int64_t mc_cap = g->a_packed || g->a_half ? cdiv(g->M, k->mr) * k->mr : k->mc;
     int64_t nm = cdiv(g->M, mc_cap), nn = cdiv(g->N, k->nc);
     int64_t pm = cdiv(g->M, k->mr), pn = cdiv(g->N, k->nr);
     int64_t want = threads > 1 ? 2 * threads : 1;
@@ -289,4 +301,99 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
     if (atomic_load(&x.failed))
         return pthcv_fail(PTHCV_ERR_NOMEM, "gemm: out of memory for the packing buffers");
     return PTHCV_OK;
+}
+
+/* ---- weights packed once per instruction set ----------------------------------------- */
+static int64_t const_set_size(const pthcv_gemm_const *w, const pthcv_gemm_kernel *k)
+{
+    return w->is_b ? pthcv_gemm_packed_b_size(k, w->rows, w->cols) : pthcv_gemm_packed_a_size(k, w->rows, w->cols);
+}
+
+/* nsets packed operands for k from src, float32 or float16 */
+static void *const_pack(const pthcv_gemm_const *w, const pthcv_gemm_kernel *k, const float *src, int64_t set_stride,
+                        int64_t s0, int64_t s1)
+{
+    int64_t ss = const_set_size(w, k), n = ss * w->nsets;
+    float *pk = pthcv_alloc_aligned(sizeof(float) * (size_t)n);
+    if (!pk) return NULL;
+    for (int64_t s = 0; s < w->nsets; s++) {
+        if (w->is_b) pthcv_gemm_pack_b(k, pk + s * ss, src + s * set_stride, w->rows, w->cols, s0, s1);
+        else pthcv_gemm_pack_a(k, pk + s * ss, src + s * set_stride, w->rows, w->cols, s0, s1);
+    }
+    if (!w->half) return pk;
+    uint16_t *h = pthcv_alloc_aligned(sizeof(uint16_t) * (size_t)n);
+    if (h) pthcv_floats_to_halves(h, pk, n);
+    pthcv_free_aligned(pk);
+    return h;
+}
+
+int pthcv_gemm_const_init(pthcv_gemm_const *w, const pthcv_gemm_kernel *k, int is_b, int half, int64_t nsets,
+                          int64_t rows, int64_t cols, const float *src, int64_t set_stride, int64_t s0, int64_t s1)
+{
+    memset(w, 0, sizeof *w);
+    w->is_b = is_b, w->half = half, w->nsets = nsets, w->rows = rows, w->cols = cols, w->ref_isa = k->isa;
+    pthread_mutex_init(&w->lock, NULL);
+    w->packed[k->isa] = const_pack(w, k, src, set_stride, s0, s1);
+    if (!w->packed[k->isa]) return pthcv_fail(PTHCV_ERR_NOMEM, "out of memory packing the weights");
+    return PTHCV_OK;
+}
+
+float *pthcv_gemm_const_unpack(pthcv_gemm_const *w)
+{
+    const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(w->ref_isa);
+    int64_t ss = const_set_size(w, k), n = ss * w->nsets;
+    float *out = malloc(sizeof(float) * (size_t)(w->nsets * w->rows * w->cols > 0 ? w->nsets * w->rows * w->cols : 1));
+    float *tmp = w->half ? pthcv_alloc_aligned(sizeof(float) * (size_t)n) : NULL;
+    if (!out || (w->half && !tmp)) {
+        free(out);
+        pthcv_free_aligned(tmp);
+        return NULL;
+    }
+    const float *pk = w->packed[w->ref_isa];
+    if (w->half) {
+        pthcv_halves_to_floats(tmp, w->packed[w->ref_isa], n);
+        pk = tmp;
+    }
+    /* A panels: [rows / mr][cols][mr]; B panels: [cols / nr][rows][nr] */
+    int64_t p = w->is_b ? k->nr : k->mr, inner = w->is_b ? w->rows : w->cols;
+    for (int64_t s = 0; s < w->nsets; s++)
+        for (int64_t i = 0; i < w->rows; i++)
+            for (int64_t j = 0; j < w->cols; j++) {
+                int64_t outer = w->is_b ? j : i, along = w->is_b ? i : j;
+                out[(s * w->rows + i) * w->cols + j] = pk[s * ss + outer / p * p * inner + along * p + outer % p];
+            }
+    pthcv_free_aligned(tmp);
+    return out;
+}
+
+const void *pthcv_gemm_const_get(pthcv_gemm_const *w, const pthcv_gemm_kernel *k, int64_t *sstride)
+{
+    *sstride = const_set_size(w, k);
+    pthread_mutex_lock(&w->lock);
+    void *pk = w->packed[k->isa];
+    if (!pk) {
+        float *u = pthcv_gemm_const_unpack(w);
+        if (u) pk = w->packed[k->isa] = const_pack(w, k, u, w->rows * w->cols, w->cols, 1);
+        free(u);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return pk;
+}
+
+void pthcv_gemm_const_free(pthcv_gemm_const *w)
+{
+    for (int i = 0; i < 4; i++) pthcv_free_aligned(w->packed[i]);
+    memset(w->packed, 0, sizeof w->packed);
+    pthread_mutex_destroy(&w->lock);
+}
+
+int64_t pthcv_gemm_const_bytes(pthcv_gemm_const *w)
+{
+    int64_t n = 0;
+    pthread_mutex_lock(&w->lock);
+    for (int i = 0; i < 4; i++)
+        if (w->packed[i])
+            n += const_set_size(w, pthcv_gemm_kernel_for(i)) * w->nsets * (w->half ? 2 : 4);
+    pthread_mutex_unlock(&w->lock);
+    return n;
 }

@@ -23,6 +23,7 @@
 #define PTHCV_GEMM_H
 
 #include "kernels.h"
+#include <pthread.h>
 
 /* One micro-kernel call: an MR x NR tile of C over kc steps of k.
  *   first: start from the bias (bias_row[r] + bias_col[c], missing ones 0)
@@ -72,13 +73,41 @@ void pthcv_gemm_pack_a(const pthcv_gemm_kernel *k, float *dst, const float *src,
 void pthcv_gemm_pack_b(const pthcv_gemm_kernel *k, float *dst, const float *src, int64_t K, int64_t N, int64_t ks,
                        int64_t cs);
 
+/* ---- weights: a constant operand packed once per instruction set ----------
+ * The logical matrix of set s is rows x cols (A: M x K, B: K x N), element
+ * (i, j) read from src[s * set_stride + i * s0 + j * s1] when packing.
+ * Stored float32, or float16 when `half` (module:half(): the kernels convert
+ * one block at a time). The first pack is the only copy of the weights a
+ * layer keeps: a pack for another instruction set (pthcv_set_isa) is made
+ * from an unpacked copy of it, and so is anything derived from the weights
+ * later (Winograd's transformed weights, pthcv_conv2d_weight). */
+typedef struct pthcv_gemm_const {
+    int is_b, half;
+    int64_t nsets, rows, cols;
+    int ref_isa;                 /* the instruction set of the first pack */
+    pthread_mutex_t lock;        /* guards packed[] */
+    void *packed[4];             /* per instruction set: nsets packed operands */
+} pthcv_gemm_const;
+
+/* Packs for kernel k; 0 or PTHCV_ERR_NOMEM (error set). */
+int pthcv_gemm_const_init(pthcv_gemm_const *w, const pthcv_gemm_kernel *k, int is_b, int half, int64_t nsets,
+                          int64_t rows, int64_t cols, const float *src, int64_t set_stride, int64_t s0, int64_t s1);
+/* The pack for kernel k (made on first use), *sstride set to the elements
+ * between sets; NULL when out of memory. */
+const void *pthcv_gemm_const_get(pthcv_gemm_const *w, const pthcv_gemm_kernel *k, int64_t *sstride);
+/* The weights back as float32 [nsets][rows][cols] (malloc'd; exact: a
+ * float16 pack holds float16 values); NULL when out of memory. */
+float *pthcv_gemm_const_unpack(pthcv_gemm_const *w);
+void pthcv_gemm_const_free(pthcv_gemm_const *w);
+int64_t pthcv_gemm_const_bytes(pthcv_gemm_const *w);   /* all packs made so far */
+
 void *pthcv_alloc_aligned(size_t bytes);   /* 64-byte aligned, NULL on failure */
 void pthcv_free_aligned(void *p);
 
 /* Scratch of the calling thread, at least `floats` long, 64-byte aligned,
  * kept for the thread's next call with the same slot (contents not kept
  * across calls that grow it); NULL when out of memory. */
-enum { PTHCV_SCRATCH_GEMM_A, PTHCV_SCRATCH_GEMM_B, PTHCV_SCRATCH_DW, PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M, PTHCV_SCRATCH_WINO_X,
+enum { PTHCV_SCRATCH_GEMM_A, PTHCV_SCRATCH_GEMM_B, PTHCV_SCRATCH_DW, PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M, PTHCV_SCRATCH_WINO_X, PTHCV_SCRATCH_WINO_U,
        PTHCV_SCRATCH_SLOTS };
 float *pthcv_scratch(int slot, size_t floats);
 
@@ -90,12 +119,14 @@ typedef struct pthcv_gemm_problem {
     int64_t M, N, K, nprob, nsets;
     /* A: prepacked (a_packed + set*a_sstride floats) or packed per block */
     const float *a_packed;
+    const uint16_t *a_half;       /* or prepacked as float16 (module:half()), converted per block */
     int64_t a_sstride;
     /* dst: [ceil(mc/MR)][kc][MR] for rows i0.., k from k0 */
     void (*pack_a)(const void *ctx, int64_t p, float *dst, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr);
     /* B: prepacked (b_packed + set*b_sstride floats) or packed per block,
      * dst: [ceil(nc/NR)][kc][NR] */
     const float *b_packed;
+    const uint16_t *b_half;       /* or prepacked as float16 */
     int64_t b_sstride;
     void (*pack_b)(const void *ctx, int64_t p, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr);
     const void *ctx;

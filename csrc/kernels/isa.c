@@ -81,6 +81,16 @@ int pthcv_isa(void)
     return atomic_load(&current);
 }
 
+int pthcv_cpu_has_f16c(void)
+{
+    pthread_once(&once, detect_cpu);
+#if defined(__x86_64__) || defined(__i386__)
+    return has_f16c;
+#else
+    return 0;
+#endif
+}
+
 int pthcv_isa_available(int isa)
 {
     pthread_once(&once, detect_cpu);

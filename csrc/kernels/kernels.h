@@ -43,6 +43,16 @@ int pthcv_isa(void);
 int pthcv_isa_available(int isa);      /* compiled in and offered by this CPU */
 const char *pthcv_isa_name(int isa);   /* "scalar", "avx2", ... */
 
+/* ---- float16 weights (half.c, half_avx2.c, half_neon.c) --------------------
+ * module:half() packs keep float16 in memory; the kernels convert one block
+ * at a time into float32 scratch. halves -> floats is exact and uses F16C or
+ * NEON where the CPU has them; floats -> halves rounds to nearest even. */
+void pthcv_halves_to_floats(float *dst, const uint16_t *src, int64_t n);
+void pthcv_floats_to_halves(uint16_t *dst, const float *src, int64_t n);
+void pthcv_halves_to_floats_f16c(float *dst, const uint16_t *src, int64_t n);
+void pthcv_halves_to_floats_neon(float *dst, const uint16_t *src, int64_t n);
+int pthcv_cpu_has_f16c(void);           /* isa.c */
+
 /* ---- activations (activation.c) -------------------------------------------
  * The one definition of each pthcv_activation kind, PyTorch's formula in
  * float32. pthcv_act_row applies it in place to n floats (a may be NULL:

@@ -3,8 +3,8 @@
  *
  * As a GEMM: M = the rows of x (all leading dimensions), N = out_features,
  * K = in_features. W^T is the constant B operand, packed at prepare time
- * for the current instruction set (others on first use); x is packed per
- * block. The bias is a per-column bias, added in the micro-kernel.
+ * for the current instruction set (others on first use, from it), float32
+ * or float16 (module:half(): converted per block); x is packed per block. The bias is a per-column bias, added in the micro-kernel.
  */
 #include "gemm.h"
 #include <pthread.h>
@@ -13,17 +13,17 @@
 
 struct pthcv_linear {
     int64_t out, in;
-    float *w;               /* [out][in] */
+    int half;               /* weights kept as float16 */
+    pthcv_gemm_const w;     /* W^T as the GEMM's B (in x out), the only copy */
+    int w_made;
     float *bias;            /* [out] or NULL */
     pthcv_activation act;
-    pthread_mutex_t lock;
-    float *packed[4];       /* W^T as packed B per instruction set */
 };
 
 pthcv_linear *pthcv_linear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act)
 {
-    if (!weight || weight->dtype != PTHCV_FLOAT32 || weight->ndim != 2)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: weight must be float32 [out_features, in_features], got %s",
+    if (!weight || (weight->dtype != PTHCV_FLOAT32 && weight->dtype != PTHCV_FLOAT16) || weight->ndim != 2)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: weight must be float32 or float16 [out_features, in_features], got %s",
                                weight ? pthcv_dtype_name(weight->dtype) : "nothing");
     int64_t out = weight->shape[0], in = weight->shape[1];
     if (bias && (bias->dtype != PTHCV_FLOAT32 || bias->ndim != 1 || bias->shape[0] != out))
@@ -33,17 +33,24 @@ pthcv_linear *pthcv_linear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
     pthcv_linear *l = calloc(1, sizeof *l);
     if (!l) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "linear: out of memory");
     l->out = out, l->in = in;
+    l->half = weight->dtype == PTHCV_FLOAT16;
     if (act) l->act = *act;
-    pthread_mutex_init(&l->lock, NULL);
     pthcv_tensor *wc = pthcv_tensor_contiguous(weight), *bc = bias ? pthcv_tensor_contiguous(bias) : NULL;
-    const float *wd = wc ? pthcv_tensor_data(wc) : NULL, *bd = bc ? pthcv_tensor_data(bc) : NULL;
-    l->w = malloc(sizeof(float) * (size_t)(out * in > 0 ? out * in : 1));
+    const void *wd = wc ? pthcv_tensor_data(wc) : NULL;
+    const float *bd = bc ? pthcv_tensor_data(bc) : NULL;
+    float *w = malloc(sizeof(float) * (size_t)(out * in > 0 ? out * in : 1));
     l->bias = bias ? malloc(sizeof(float) * (size_t)(out > 0 ? out : 1)) : NULL;
-    int ok = wd && l->w && (!bias || (bd && l->bias));
+    int ok = wd && w && (!bias || (bd && l->bias));
     if (ok) {
-        memcpy(l->w, wd, sizeof(float) * (size_t)(out * in));
+        if (l->half) pthcv_halves_to_floats(w, wd, out * in);
+        else memcpy(w, wd, sizeof(float) * (size_t)(out * in));
         if (bias) memcpy(l->bias, bd, sizeof(float) * (size_t)out);
+        /* B(k, j) = W[j][k] */
+        ok = pthcv_gemm_const_init(&l->w, pthcv_gemm_kernel_for(pthcv_isa()), 1, l->half, 1, in, out, w, 0, 1, in) ==
+             PTHCV_OK;
+        l->w_made = 1;
     }
+    free(w);
     pthcv_tensor_release(wc);
     pthcv_tensor_release(bc);
     if (!ok) {
@@ -57,23 +64,9 @@ pthcv_linear *pthcv_linear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
 void pthcv_linear_free(pthcv_linear *l)
 {
     if (!l) return;
-    for (int i = 0; i < 4; i++) pthcv_free_aligned(l->packed[i]);
-    pthread_mutex_destroy(&l->lock);
-    free(l->w);
+    if (l->w_made) pthcv_gemm_const_free(&l->w);
     free(l->bias);
     free(l);
-}
-
-static const float *packed_weights(pthcv_linear *l, const pthcv_gemm_kernel *k)
-{
-    pthread_mutex_lock(&l->lock);
-    float *pk = l->packed[k->isa];
-    if (!pk && (pk = pthcv_alloc_aligned(sizeof(float) * (size_t)pthcv_gemm_packed_b_size(k, l->in, l->out)))) {
-        pthcv_gemm_pack_b(k, pk, l->w, l->in, l->out, 1, l->in);   /* B(k, j) = W[j][k] */
-        l->packed[k->isa] = pk;
-    }
-    pthread_mutex_unlock(&l->lock);
-    return pk;
 }
 
 typedef struct {
@@ -107,7 +100,8 @@ pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
                                (long long)l->in, (long long)l->out, (long long)l->in, pthcv_dtype_name(x->dtype),
                                (long long)(x->ndim ? x->shape[x->ndim - 1] : 0));
     const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
-    const float *b = packed_weights(l, k);
+    int64_t sstride;
+    const void *b = pthcv_gemm_const_get(&l->w, k, &sstride);
     if (!b) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "linear: out of memory packing the weights");
     pthcv_tensor *xc = pthcv_tensor_contiguous(x);
     const float *xd = xc ? pthcv_tensor_data(xc) : NULL;
@@ -124,7 +118,7 @@ pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
         }
         pthcv_gemm_problem g = {
             .kernel = k, .M = cx.rows, .N = l->out, .K = l->in, .nprob = 1, .nsets = 1, .pack_a = pack_rows,
-            .b_packed = b, .ctx = &cx, .c = yd, .ldc = l->out, .bias_col = l->bias, .act = l->act,
+            .b_packed = l->half ? NULL : b, .b_half = l->half ? b : NULL, .b_sstride = sstride, .ctx = &cx, .c = yd, .ldc = l->out, .bias_col = l->bias, .act = l->act,
         };
         if (pthcv_gemm_run(&g) != PTHCV_OK) {
             pthcv_tensor_release(y);
@@ -133,4 +127,9 @@ pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
     }
     pthcv_tensor_release(xc);
     return y;
+}
+
+int64_t pthcv_linear_weight_bytes(pthcv_linear *l)
+{
+    return l && l->w_made ? pthcv_gemm_const_bytes(&l->w) : 0;
 }

@@ -642,6 +642,102 @@ static int test_fixture_dir(const char *dir)
     return ran;
 }
 
+/* ---- float16 weights (module:half()) ------------------------------------------------
+ * A float16 pack computes with exactly the float32 values of its float16
+ * weights: every path gives the same bits as a float32 pack of the rounded
+ * weights (a 3x3 layer that would take Winograd runs on the GEMM: float16
+ * transformed weights were 5e-3 off). */
+static void half_pair(int ndim, const int64_t *shape, pthcv_tensor **h, pthcv_tensor **rounded)
+{
+    pthcv_tensor *f = random_tensor(ndim, shape);
+    *h = pthcv_tensor_new(PTHCV_FLOAT16, ndim, shape);
+    *rounded = pthcv_tensor_new(PTHCV_FLOAT32, ndim, shape);
+    const float *fd = pthcv_tensor_data(f);
+    uint16_t *hd = pthcv_tensor_data(*h);
+    float *rd = pthcv_tensor_data(*rounded);
+    for (int64_t i = 0; i < f->numel; i++) hd[i] = pthcv_float_to_half(fd[i]), rd[i] = pthcv_half_to_float(hd[i]);
+    pthcv_tensor_release(f);
+}
+
+static void test_half(void)
+{
+    static const struct {
+        const char *name;
+        int cin, h, w, cout, k, stride, pad, groups, exact;
+    } cases[] = {
+        { "half 3x3 s2 (GEMM)", 10, 9, 11, 13, 3, 2, 1, 1, 1 },
+        { "half 1x1 (GEMM)", 24, 7, 6, 40, 1, 1, 0, 1, 1 },
+        { "half grouped", 12, 8, 8, 18, 3, 1, 1, 3, 1 },
+        { "half depthwise", 9, 10, 9, 9, 3, 1, 1, 9, 1 },
+        { "half 3x3 (no Winograd)", 16, 20, 21, 20, 3, 1, 1, 1, 0 },
+    };
+    for (int isa = 0; isa < 4; isa++) {
+        if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            int64_t ws[4] = { cases[i].cout, cases[i].cin / cases[i].groups, cases[i].k, cases[i].k };
+            int64_t xs[4] = { 1, cases[i].cin, cases[i].h, cases[i].w }, bs[1] = { cases[i].cout };
+            pthcv_tensor *wh, *wr, *x = random_tensor(4, xs), *b = random_tensor(1, bs);
+            half_pair(4, ws, &wh, &wr);
+            pthcv_conv2d_params p = { { cases[i].stride, cases[i].stride }, { cases[i].pad, cases[i].pad }, { 1, 1 },
+                                      cases[i].groups, 0, ACT(PTHCV_ACT_RELU) };
+            pthcv_conv2d *ch = pthcv_conv2d_prepare(wh, b, &p), *cf = pthcv_conv2d_prepare(wr, b, &p);
+            CHECK(ch && cf, "%s [%s]: prepare: %s", cases[i].name, isa_names[isa], pthcv_last_error());
+            if (ch && cf) {
+                pthcv_set_num_threads(1);
+                pthcv_tensor *yh = pthcv_conv2d_forward(ch, x, NULL), *yf = pthcv_conv2d_forward(cf, x, NULL);
+                pthcv_set_num_threads(2);
+                pthcv_tensor *yh2 = pthcv_conv2d_forward(ch, x, NULL);
+                CHECK(yh && yf && yh2, "%s [%s]: forward: %s", cases[i].name, isa_names[isa], pthcv_last_error());
+                if (yh && yf && yh2) {
+                    size_t n = sizeof(float) * (size_t)yf->numel;
+                    double worst;
+                    CHECK(memcmp(pthcv_tensor_data(yh), pthcv_tensor_data(yh2), n) == 0,
+                          "%s [%s]: 1 and 2 threads differ", cases[i].name, isa_names[isa]);
+                    if (cases[i].exact)
+                        CHECK(memcmp(pthcv_tensor_data(yh), pthcv_tensor_data(yf), n) == 0,
+                              "%s [%s]: not the float32 result of the rounded weights", cases[i].name, isa_names[isa]);
+                    else   /* the float32 pack took Winograd, the float16 one the GEMM */
+                        CHECK(close_to(pthcv_tensor_data(yh), pthcv_tensor_data(yf), yf->numel, 1e-5, &worst),
+                              "%s [%s]: %.3g from the float32 result of the rounded weights", cases[i].name,
+                              isa_names[isa], worst);
+                }
+                /* one pack (this instruction set's), float16: half the float32 pack's bytes;
+                 * depthwise weights (a few KB) are float32 either way; the float32 3x3 pack
+                 * also holds Winograd's 4x larger transformed weights */
+                int64_t bh = pthcv_conv2d_weight_bytes(ch), bf = pthcv_conv2d_weight_bytes(cf);
+                int dw = cases[i].groups == cases[i].cin && cases[i].groups > 1;
+                CHECK(bh > 0 && (dw ? bh == bf : cases[i].exact ? 2 * bh == bf : 2 * bh < bf),
+                      "%s [%s]: float16 pack %lld bytes, float32 pack %lld", cases[i].name, isa_names[isa],
+                      (long long)bh, (long long)bf);
+                pthcv_tensor *back = pthcv_conv2d_weight(ch);
+                CHECK(back && memcmp(pthcv_tensor_data(back), pthcv_tensor_data(wr), sizeof(float) * (size_t)wr->numel) == 0,
+                      "%s [%s]: pthcv_conv2d_weight gives the weights back", cases[i].name, isa_names[isa]);
+                pthcv_tensor_release(back);
+                pthcv_tensor_release(yh), pthcv_tensor_release(yf), pthcv_tensor_release(yh2);
+            }
+            pthcv_conv2d_free(ch), pthcv_conv2d_free(cf);
+            pthcv_tensor_release(wh), pthcv_tensor_release(wr), pthcv_tensor_release(x), pthcv_tensor_release(b);
+        }
+        /* linear: W^T float16 as the GEMM's B */
+        int64_t ws[2] = { 37, 300 }, xs[2] = { 3, 300 }, bs[1] = { 37 };
+        pthcv_tensor *wh, *wr, *x = random_tensor(2, xs), *b = random_tensor(1, bs);
+        half_pair(2, ws, &wh, &wr);
+        pthcv_activation act = ACT(0);
+        pthcv_linear *lh = pthcv_linear_prepare(wh, b, &act), *lf = pthcv_linear_prepare(wr, b, &act);
+        pthcv_tensor *yh = lh ? pthcv_linear_forward(lh, x) : NULL, *yf = lf ? pthcv_linear_forward(lf, x) : NULL;
+        CHECK(yh && yf && memcmp(pthcv_tensor_data(yh), pthcv_tensor_data(yf), sizeof(float) * (size_t)yf->numel) == 0,
+              "half linear [%s]: the float32 result of the rounded weights (%s)", isa_names[isa],
+              yh && yf ? "differs" : pthcv_last_error());
+        CHECK(lh && lf && 2 * pthcv_linear_weight_bytes(lh) == pthcv_linear_weight_bytes(lf),
+              "half linear [%s]: float16 pack is half the float32 pack", isa_names[isa]);
+        pthcv_tensor_release(yh), pthcv_tensor_release(yf);
+        pthcv_linear_free(lh), pthcv_linear_free(lf);
+        pthcv_tensor_release(wh), pthcv_tensor_release(wr), pthcv_tensor_release(x), pthcv_tensor_release(b);
+    }
+    pthcv_set_num_threads(1);
+    pthcv_set_isa("auto");
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -651,6 +747,7 @@ int main(int argc, char **argv)
     test_conv_errors();
     test_linear();
     test_fold();
+    test_half();
     for (int i = 1; i < argc; i++) test_fixture_dir(argv[i]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -13,6 +13,7 @@ local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
 local Tensor = require "pthcv.tensor"
 local py = require "pthcv.nn.repr"
+local release = require "pthcv.nn.release"
 
 local C = core.C
 local class = base.class
@@ -84,15 +85,26 @@ end
 function Conv2d:make_pack(bn, act)
   local w, b = self.weight, self.bias
   if bn then
-    -- float16 weights (module:half()) are folded from float32 copies
+    -- float16 weights (module:half()) are folded from float32 copies, and
+    -- the folded weights packed as float16 again
     local f32 = F.f32
+    local half = w.dtype == "float16"
     w, b = f32(w), f32(b)
     local mean, var, g, beta = f32(bn.running_mean), f32(bn.running_var), f32(bn.weight), f32(bn.bias)
     local nw, nb = ffi.new("pthcv_tensor *[1]"), ffi.new("pthcv_tensor *[1]")
     core.check(C.pthcv_fold_batchnorm(w.ct, b and b.ct or nil, mean.ct, var.ct,
                                       g and g.ct or nil, beta and beta.ct or nil,
                                       bn.eps, nw, nb), "fold_batchnorm")
-    w, b = Tensor.wrap(nw[0], true), nb[0] ~= nil and Tensor.wrap(nb[0], true) or nil
+    local folded = Tensor.wrap(nw[0], true)
+    b = nb[0] ~= nil and Tensor.wrap(nb[0], true) or nil
+    w = half and folded:to("float16") or folded
+    local pk = F.conv2d_prepare(w, b, self:conv_options(act))
+    -- the pack is the folded weights' only copy: freed now, not at the next
+    -- collection (a whole model's worth of them would otherwise pile up)
+    F.pack_info[pk].weight = nil
+    release(w)
+    release(folded)
+    return pk
   end
   return F.conv2d_prepare(w, b, self:conv_options(act))
 end

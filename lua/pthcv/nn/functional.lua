@@ -37,6 +37,15 @@ local function f32(t)
 end
 F.f32 = f32
 
+-- Weights for a pack: float32, or float16 kept as float16 (the pack stays
+-- float16 and the kernels convert block by block: module:half()); other
+-- float dtypes packed from a float32 copy.
+local function pack_weight(t)
+  if t and Tensor.is(t) and t.dtype ~= "float32" and t.dtype ~= "float16" then return t:float() end
+  return t
+end
+F.pack_weight = pack_weight
+
 local function check_tensor(x, fname, what)
   if not is_tensor(x) then
     error(string.format("pthcv: %s: %s must be a Tensor, got %s", fname, what or "input", type(x)), 3)
@@ -194,7 +203,9 @@ F.PAD_MODES = PAD_MODES
 -- What each prepared (packed) convolution or linear layer was made from:
 -- pack -> {op = "conv2d"|"linear", weight, bias, options | act}. Exporters
 -- (pthcv.onnx) read it to describe a fused step; the packs themselves are
--- opaque C objects. Weak keys: an entry goes with its pack.
+-- opaque C objects. Weak keys: an entry goes with its pack. A convolution
+-- with a folded BatchNorm records no weight (keeping the folded copy alive
+-- would double the model's memory): F.conv2d_pack_weight reads it back.
 F.pack_info = setmetatable({}, { __mode = "k" })
 
 -- The C parameters of a convolution. padding: int, pair, "valid" or "same"
@@ -238,12 +249,26 @@ function F.conv2d_prepare(weight, bias, o)
     error("pthcv: conv2d: weight must be 4-d [out, in/groups, kh, kw], got " .. tostring(weight), 2)
   end
   local p = F.conv2d_params(weight:size(3), weight:size(4), o or {})
-  local w, b = f32(weight), f32(bias)
+  local w, b = pack_weight(weight), f32(bias)
   local c = C.pthcv_conv2d_prepare(w.ct, b and b.ct or nil, p)
   if c == nil then core.fail("conv2d_prepare") end
   c = ffi.gc(c, C.pthcv_conv2d_free)
   F.pack_info[c] = { op = "conv2d", weight = weight, bias = bias, options = o or {} }
   return c
+end
+
+-- The weights a prepared convolution computes with (a folded BatchNorm
+-- included), as a new float32 tensor: the pack is their only copy.
+function F.conv2d_pack_weight(c)
+  return result(C.pthcv_conv2d_weight(c), "conv2d_weight")
+end
+
+-- Bytes of weights a pack (conv2d or linear) holds: float16 weights
+-- (module:half()) stay float16 in their packs.
+function F.pack_bytes(pk)
+  local info = F.pack_info[pk]
+  if info and info.op == "linear" then return tonumber(C.pthcv_linear_weight_bytes(pk)) end
+  return tonumber(C.pthcv_conv2d_weight_bytes(pk))
 end
 
 -- Runs a prepared convolution; residual (same shape as the output) is
@@ -299,7 +324,7 @@ end
 -- A prepared linear layer: weight [out, in], bias or nil, act or nil.
 function F.linear_prepare(weight, bias, act)
   check_tensor(weight, "linear", "weight")
-  local w, b = f32(weight), f32(bias)
+  local w, b = pack_weight(weight), f32(bias)
   local l = C.pthcv_linear_prepare(w.ct, b and b.ct or nil, F.activation_struct(act))
   if l == nil then core.fail("linear_prepare") end
   l = ffi.gc(l, C.pthcv_linear_free)

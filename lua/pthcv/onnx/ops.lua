@@ -143,7 +143,7 @@ end
 
 H["F.conv2d_packed"] = function(g, a, r)
   local info = pack_info(a[1], "conv2d_packed")
-  local w = info.weight
+  local w = info.weight or F.conv2d_pack_weight(a[1])
   local p = F.conv2d_params(w.shape[3], w.shape[4], info.options)
   g:output(r[1], conv_nodes(g, a[2], w, info.bias, p, a[3]))
 end
