@@ -89,7 +89,8 @@ function Conv2d:make_pack(bn, act)
     -- the folded weights packed as float16 again
     local f32 = F.f32
     local half = w.dtype == "float16"
-    w, b = f32(w), f32(b)
+    local w32 = f32(w)
+    w, b = w32, f32(b)
     local mean, var, g, beta = f32(bn.running_mean), f32(bn.running_var), f32(bn.weight), f32(bn.bias)
     local nw, nb = ffi.new("pthcv_tensor *[1]"), ffi.new("pthcv_tensor *[1]")
     core.check(C.pthcv_fold_batchnorm(w.ct, b and b.ct or nil, mean.ct, var.ct,
@@ -104,6 +105,7 @@ function Conv2d:make_pack(bn, act)
     F.pack_info[pk].weight = nil
     release(w)
     release(folded)
+    release(w32, self.weight)   -- a float32 copy of float16 weights
     return pk
   end
   return F.conv2d_prepare(w, b, self:conv_options(act))
