@@ -24,8 +24,11 @@ static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, 
         const float *res = a->res ? a->res + oy * a->ow : NULL;
         for (int64_t ox = 0; ox < a->ow; ox += 16) {
             __m512 acc = _mm512_set1_ps(a->bias);
+            /* unrolled on request (-O2 leaves the 3-step tap loops rolled) */
+#pragma GCC unroll 5
             for (int ky = 0; ky < KH; ky++) {
                 const float *row = a->in + (oy * S + ky) * a->ldi + ox * S;
+#pragma GCC unroll 5
                 for (int kx = 0; kx < KW; kx++)
                     acc = _mm512_fmadd_ps(_mm512_set1_ps(a->w[ky * KW + kx]),
                                           S == 1 ? _mm512_loadu_ps(row + kx) : load_even(row + kx), acc);

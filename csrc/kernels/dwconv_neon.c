@@ -18,8 +18,11 @@ static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, 
         const float *res = a->res ? a->res + oy * a->ow : NULL;
         for (int64_t ox = 0; ox < a->ow; ox += 4) {
             float32x4_t acc = vdupq_n_f32(a->bias);
+            /* unrolled on request (-O2 leaves the 3-step tap loops rolled) */
+#pragma GCC unroll 5
             for (int ky = 0; ky < KH; ky++) {
                 const float *row = a->in + (oy * S + ky) * a->ldi + ox * S;
+#pragma GCC unroll 5
                 for (int kx = 0; kx < KW; kx++)
                     acc = vfmaq_n_f32(acc, S == 1 ? vld1q_f32(row + kx) : vld2q_f32(row + kx).val[0], a->w[ky * KW + kx]);
             }

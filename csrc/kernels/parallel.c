@@ -1,10 +1,21 @@
 /*
  * parallel.c -- a small pool of worker threads for the kernels.
  *
- * pthcv_parallel_for publishes one job (function, context, ranges), runs the
- * first range itself and waits until every range is done. One job at a time:
- * the pool is guarded by a mutex, and a call made from inside a task runs
- * serially instead of waiting on itself.
+ * pthcv_parallel_for publishes one job (function, context, chunks of the
+ * index range), and every thread, the caller included, takes chunks until
+ * none is left; the caller then waits until every chunk is done. Chunks go
+ * to whoever asks first: when a worker is slow to wake (its core busy, or a
+ * virtual CPU descheduled by the host) the others take its share instead of
+ * waiting for it. Results do not depend on who runs a chunk: each index is
+ * computed independently (kernels.h). One job at a time: the pool is
+ * guarded by a mutex, and a call made from inside a task runs serially.
+ *
+ * The job's state is one 64-bit ticket: the job's number in the high half,
+ * the next chunk in the low half. A thread takes chunk i by a compare-and-
+ * swap from (job, i) to (job, i + 1), so it can only take a chunk of the job
+ * it read the fields of: before writing the next job's fields the caller
+ * closes the ticket ((next job, CLOSED)), and after that no swap on the old
+ * job can succeed.
  *
  * Waiting spins briefly before it sleeps. A forward pass at batch 1 is a
  * chain of a hundred or more short jobs (0.1-0.5 ms each) separated by a few
@@ -13,22 +24,26 @@
  * Spinning workers find the next job at once; after about a millisecond
  * without work they sleep on a condition variable, so an idle pool costs
  * nothing. The hand-off uses sequentially consistent atomics on both sides
- * (publish generation / count sleepers; count sleepers / re-check
- * generation), so a job is never published to a worker that is about to
- * sleep without that worker either seeing it or being woken.
+ * (publish the ticket / count sleepers; count sleepers / re-check the
+ * ticket), so a job is never published to a worker that is about to sleep
+ * without that worker either seeing it or being woken.
  */
 #include "kernels.h"
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 /* SPIN checks before sleeping: the first SPIN_PAUSE with a pause
  * instruction, the rest yielding the core, so that a thread count above the
  * core count (or a busy machine) does not leave a spinner in the way of the
- * thread it waits for. About a millisecond in all on an idle core. */
-enum { MAX_THREADS = 256, SPIN = 3000, SPIN_PAUSE = 200 };
+ * thread it waits for. About a millisecond in all on an idle core.
+ * CHUNKS_PER_THREAD: how finely a job is cut (chunks stay at least `grain`
+ * long). */
+enum { MAX_THREADS = 256, SPIN = 3000, SPIN_PAUSE = 200, CHUNKS_PER_THREAD = 4 };
+#define CLOSED 0xffffffffu
 
 static struct {
     pthread_mutex_t lock;          /* held by the caller for a whole job */
@@ -36,16 +51,17 @@ static struct {
     pthread_cond_t work, done;
     int nworkers;                  /* started workers (threads - 1) */
     int nthreads;                  /* requested thread count */
-    atomic_ulong generation;       /* bumped for every job, after its fields are set */
-    atomic_int pending;            /* ranges not finished yet */
+    _Atomic uint64_t ticket;       /* job number << 32 | next chunk (CLOSED: fields being written) */
+    atomic_long remaining;         /* chunks not finished yet */
     atomic_int sleepers;           /* workers blocked on `work` */
     atomic_int caller_sleeping;    /* the caller is blocked on `done` */
-    pthcv_task_fn fn;
-    void *ctx;
-    int64_t n, chunk;
-    atomic_int nranges;            /* read by every worker, also those not in the job */
-} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-           PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0 };
+    /* the job's fields, written by the caller while the ticket is closed */
+    _Atomic(pthcv_task_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_llong n, chunk, nchunks;
+    atomic_int helpers;            /* workers 1..helpers take part (the thread count may have dropped) */
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+           .done = PTHREAD_COND_INITIALIZER };
 
 static _Thread_local int in_task;
 
@@ -62,39 +78,59 @@ static inline void cpu_relax(int i)
 #endif
 }
 
-static void run_range(int r)
+static inline int open_job_after(uint64_t t, uint32_t seen)
 {
-    int64_t begin = (int64_t)r * pool.chunk, end = begin + pool.chunk;
-    if (end > pool.n) end = pool.n;
-    if (begin < end) pool.fn(pool.ctx, begin, end);
+    return (uint32_t)(t >> 32) != seen && (uint32_t)t != CLOSED;
 }
 
-/* The generation after `seen`: spins, then sleeps until a job is published. */
-static unsigned long next_job(unsigned long seen)
+/* Takes and runs chunks of job `job` until none is left; 1 if this thread
+ * finished the job's last chunk. */
+static int take_chunks(uint32_t job)
 {
-    unsigned long g;
+    int last = 0;
+    for (;;) {
+        uint64_t t = atomic_load(&pool.ticket);
+        uint32_t i = (uint32_t)t;
+        if ((uint32_t)(t >> 32) != job || i == CLOSED) return last;
+        /* valid for this job if the swap below succeeds (see the top) */
+        pthcv_task_fn fn = atomic_load_explicit(&pool.fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&pool.ctx, memory_order_relaxed);
+        int64_t n = atomic_load_explicit(&pool.n, memory_order_relaxed);
+        int64_t chunk = atomic_load_explicit(&pool.chunk, memory_order_relaxed);
+        int64_t nchunks = atomic_load_explicit(&pool.nchunks, memory_order_relaxed);
+        if ((int64_t)i >= nchunks) return last;
+        if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
+        int64_t begin = (int64_t)i * chunk, end = begin + chunk < n ? begin + chunk : n;
+        fn(ctx, begin, end);
+        if (atomic_fetch_sub(&pool.remaining, 1) == 1) last = 1;
+    }
+}
+
+/* The ticket of a job after job `seen`: spins, then sleeps until one is published. */
+static uint64_t next_job(uint32_t seen)
+{
+    uint64_t t;
     for (int i = 0; i < SPIN; i++) {
-        if ((g = atomic_load(&pool.generation)) != seen) return g;
+        if (open_job_after(t = atomic_load(&pool.ticket), seen)) return t;
         cpu_relax(i);
     }
     pthread_mutex_lock(&pool.m);
     atomic_fetch_add(&pool.sleepers, 1);
-    while ((g = atomic_load(&pool.generation)) == seen) pthread_cond_wait(&pool.work, &pool.m);
+    while (!open_job_after(t = atomic_load(&pool.ticket), seen)) pthread_cond_wait(&pool.work, &pool.m);
     atomic_fetch_sub(&pool.sleepers, 1);
     pthread_mutex_unlock(&pool.m);
-    return g;
+    return t;
 }
 
 static void *worker(void *arg)
 {
-    int id = (int)(intptr_t)arg;   /* ranges 1..nworkers; range 0 is the caller's */
-    unsigned long seen = 0;
+    int id = (int)(intptr_t)arg;   /* 1..nworkers */
+    uint32_t seen = 0;
     in_task = 1;
     for (;;) {
-        seen = next_job(seen);
-        if (id >= atomic_load(&pool.nranges)) continue;
-        run_range(id);
-        if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.caller_sleeping)) {
+        seen = (uint32_t)(next_job(seen) >> 32);
+        if (id > atomic_load(&pool.helpers)) continue;
+        if (take_chunks(seen) && atomic_load(&pool.caller_sleeping)) {
             pthread_mutex_lock(&pool.m);
             pthread_cond_signal(&pool.done);
             pthread_mutex_unlock(&pool.m);
@@ -126,27 +162,43 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     int threads = pthcv_get_num_threads();
-    int64_t ranges = (n + grain - 1) / grain;
-    if (ranges > threads) ranges = threads;
-    if (ranges <= 1 || in_task) {
+    int64_t most = (n + grain - 1) / grain;   /* chunks of at least `grain` */
+    if (most <= 1 || threads <= 1 || in_task) {
         fn(ctx, 0, n);
         return;
     }
     pthread_mutex_lock(&pool.lock);
-    while (pool.nworkers < ranges - 1) {
+    while (pool.nworkers < threads - 1) {
         pthread_t t;
         if (pthread_create(&t, NULL, worker, (void *)(intptr_t)(pool.nworkers + 1)) != 0) break;
         pthread_detach(t);
         pool.nworkers++;
     }
-    if (ranges > pool.nworkers + 1) ranges = pool.nworkers + 1;
-    pool.fn = fn;
-    pool.ctx = ctx;
-    pool.n = n;
-    pool.chunk = (n + ranges - 1) / ranges;
-    atomic_store(&pool.nranges, (int)ranges);
-    atomic_store(&pool.pending, (int)ranges - 1);
-    atomic_fetch_add(&pool.generation, 1);          /* publishes the fields above */
+    int helpers = pool.nworkers < threads - 1 ? pool.nworkers : threads - 1;
+    if (helpers == 0) {   /* no thread could be started */
+        pthread_mutex_unlock(&pool.lock);
+        fn(ctx, 0, n);
+        return;
+    }
+    int64_t want = (int64_t)(helpers + 1) * CHUNKS_PER_THREAD;
+    int64_t nchunks = most < want ? most : want;
+    int64_t chunk = (n + nchunks - 1) / nchunks;
+    if (chunk < grain) chunk = grain;
+    nchunks = (n + chunk - 1) / chunk;
+
+    /* close the ticket (no thread can take a chunk of the last job any
+     * more), write the fields, then open it */
+    uint32_t job = (uint32_t)(atomic_load(&pool.ticket) >> 32) + 1;
+    if (job == 0) job = 1;   /* 0 is "no job yet" for the workers */
+    atomic_store(&pool.ticket, (uint64_t)job << 32 | CLOSED);
+    atomic_store_explicit(&pool.fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&pool.ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&pool.n, n, memory_order_relaxed);
+    atomic_store_explicit(&pool.chunk, chunk, memory_order_relaxed);
+    atomic_store_explicit(&pool.nchunks, nchunks, memory_order_relaxed);
+    atomic_store(&pool.helpers, helpers);
+    atomic_store(&pool.remaining, nchunks);
+    atomic_store(&pool.ticket, (uint64_t)job << 32);   /* publishes the fields above */
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.m);
         pthread_cond_broadcast(&pool.work);
@@ -154,14 +206,14 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
     }
 
     in_task = 1;
-    run_range(0);
+    take_chunks(job);
     in_task = 0;
 
-    for (int i = 0; i < SPIN && atomic_load(&pool.pending) > 0; i++) cpu_relax(i);
-    if (atomic_load(&pool.pending) > 0) {
+    for (int i = 0; i < SPIN && atomic_load(&pool.remaining) > 0; i++) cpu_relax(i);
+    if (atomic_load(&pool.remaining) > 0) {
         pthread_mutex_lock(&pool.m);
         atomic_store(&pool.caller_sleeping, 1);
-        while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.m);
+        while (atomic_load(&pool.remaining) > 0) pthread_cond_wait(&pool.done, &pool.m);
         atomic_store(&pool.caller_sleeping, 0);
         pthread_mutex_unlock(&pool.m);
     }

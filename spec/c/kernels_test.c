@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -642,6 +643,57 @@ static int test_fixture_dir(const char *dir)
     return ran;
 }
 
+/* ---- the thread pool ------------------------------------------------------------------
+ * Many jobs of every size at 1-4 threads (more threads than cores too),
+ * nested calls, thread counts dropping between jobs: every index runs
+ * exactly once, and chunks are whole ranges of at least `grain` indices
+ * (except the last). Each job's counters are fresh, so a chunk run under
+ * the wrong job would show up as a miscount. */
+typedef struct {
+    atomic_int *hits;
+    int64_t grain, n;
+    atomic_int short_chunks, nested_bad;
+} pool_job;
+
+static void nested_task(void *vctx, int64_t begin, int64_t end)
+{
+    atomic_int *c = vctx;
+    atomic_fetch_add(c, (int)(end - begin));
+}
+
+static void pool_task(void *vctx, int64_t begin, int64_t end)
+{
+    pool_job *j = vctx;
+    if (end - begin < j->grain && end != j->n) atomic_fetch_add(&j->short_chunks, 1);
+    for (int64_t i = begin; i < end; i++) atomic_fetch_add(&j->hits[i], 1);
+    if (begin == 0) {   /* a call from inside a task runs serially, on this thread */
+        atomic_int c;
+        atomic_init(&c, 0);
+        pthcv_parallel_for(7, 1, nested_task, &c);
+        if (atomic_load(&c) != 7) atomic_fetch_add(&j->nested_bad, 1);
+    }
+}
+
+static void test_pool(void)
+{
+    static atomic_int hits[5000];
+    int bad = 0, jobs = 0;
+    for (int round = 0; round < 3000; round++) {
+        int threads = 1 + round % 4;
+        pthcv_set_num_threads(threads);
+        pool_job j = { .hits = hits, .grain = 1 + round % 5, .n = 1 + (round * 7919) % 5000 };
+        atomic_init(&j.short_chunks, 0);
+        atomic_init(&j.nested_bad, 0);
+        for (int64_t i = 0; i < j.n; i++) atomic_init(&hits[i], 0);
+        pthcv_parallel_for(j.n, j.grain, pool_task, &j);
+        for (int64_t i = 0; i < j.n; i++) bad += atomic_load(&hits[i]) != 1;
+        bad += atomic_load(&j.short_chunks) + atomic_load(&j.nested_bad);
+        jobs++;
+    }
+    CHECK(bad == 0, "thread pool: %d miscounted indices, short chunks or nested calls in %d jobs", bad, jobs);
+    pthcv_set_num_threads(1);
+}
+
 /* ---- float16 weights (module:half()) ------------------------------------------------
  * A float16 pack computes with exactly the float32 values of its float16
  * weights: every path gives the same bits as a float32 pack of the rounded
@@ -747,6 +799,7 @@ int main(int argc, char **argv)
     test_conv_errors();
     test_linear();
     test_fold();
+    test_pool();
     test_half();
     for (int i = 1; i < argc; i++) test_fixture_dir(argv[i]);
     printf("%d passed, %d failed\n", passed, failed);
