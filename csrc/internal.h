@@ -66,6 +66,10 @@ struct pthcv_storage {
 };
 
 pthcv_storage *pthcv_storage_new_memory(int dtype, int64_t nbytes);     /* zeroed */
+/* zeroed = 0: not initialised, for outputs a kernel writes whole (clearing
+ * memory about to be overwritten cost 5% of a MobileNet's forward pass) */
+pthcv_storage *pthcv_storage_new_memory_as(int dtype, int64_t nbytes, int zeroed);
+pthcv_tensor *pthcv_tensor_new_uninit(int dtype, int ndim, const int64_t *shape);
 pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nbytes,
                                         const char *key, const char *record);
 /* A storage that is a slice of another (legacy storage views): it shares the

@@ -471,7 +471,8 @@ pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tenso
         if (!(xp = pad_copy(xd, batch * cin, h, w, ph, pw, c->p.padding_mode))) goto done;
         cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
     }
-    if (!(y = pthcv_tensor_new(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched))) goto done;
+    /* every path writes every output value */
+    if (!(y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched))) goto done;
     float *out = pthcv_tensor_data(y);
     int st = c->depthwise ? forward_depthwise(c, &cx, batch, out, res)
              : c->wino && (oh + 3) / 4 * ((ow + 3) / 4) >= 9 ? forward_wino(c, &cx, batch, out, res)

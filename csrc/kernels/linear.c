@@ -108,7 +108,7 @@ pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
     int64_t shape[PTHCV_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = l->out;
-    pthcv_tensor *y = xd ? pthcv_tensor_new(PTHCV_FLOAT32, x->ndim, shape) : NULL;
+    pthcv_tensor *y = xd ? pthcv_tensor_new_uninit(PTHCV_FLOAT32, x->ndim, shape) : NULL;   /* written whole */
     float *yd = y ? pthcv_tensor_data(y) : NULL;
     if (yd) {
         lin_ctx cx = { xd, l->in ? x->numel / l->in : 0, l->in };

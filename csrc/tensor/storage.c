@@ -31,11 +31,16 @@ static int nbytes_ok(int64_t nbytes, const char *what)
 
 pthcv_storage *pthcv_storage_new_memory(int dtype, int64_t nbytes)
 {
+    return pthcv_storage_new_memory_as(dtype, nbytes, 1);
+}
+
+pthcv_storage *pthcv_storage_new_memory_as(int dtype, int64_t nbytes, int zeroed)
+{
     if (nbytes_ok(nbytes, "pthcv_storage_new_memory") != PTHCV_OK)
         return NULL;
     pthcv_storage *st = calloc(1, sizeof *st);
     /* at least one byte, so an empty storage still has a non-NULL data pointer */
-    void *data = calloc(1, nbytes ? (size_t)nbytes : 1);
+    void *data = zeroed ? calloc(1, nbytes ? (size_t)nbytes : 1) : malloc(nbytes ? (size_t)nbytes : 1);
     if (!st || !data) {
         free(st);
         free(data);

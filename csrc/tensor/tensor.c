@@ -101,7 +101,19 @@ overflow:
                            format_dims(tbuf, sizeof tbuf, ndim, stride), (long long)offset);
 }
 
+static pthcv_tensor *new_tensor(int dtype, int ndim, const int64_t *shape, int zeroed);
+
 pthcv_tensor *pthcv_tensor_new(int dtype, int ndim, const int64_t *shape)
+{
+    return new_tensor(dtype, ndim, shape, 1);
+}
+
+pthcv_tensor *pthcv_tensor_new_uninit(int dtype, int ndim, const int64_t *shape)
+{
+    return new_tensor(dtype, ndim, shape, 0);
+}
+
+static pthcv_tensor *new_tensor(int dtype, int ndim, const int64_t *shape, int zeroed)
 {
     int elsize = pthcv_dtype_size(dtype);
     if (!elsize)
@@ -122,7 +134,7 @@ pthcv_tensor *pthcv_tensor_new(int dtype, int ndim, const int64_t *shape)
     int64_t nbytes;
     if (!pthcv_mul_ok((numel + per - 1) / per, elsize, &nbytes))
         return PTHCV_FAIL_NULL(PTHCV_ERR_LIMIT, "pthcv_tensor_new: byte count overflows");
-    pthcv_storage *st = pthcv_storage_new_memory(dtype, nbytes);
+    pthcv_storage *st = pthcv_storage_new_memory_as(dtype, nbytes, zeroed);
     if (!st)
         return NULL;
     pthcv_tensor *t = pthcv_tensor_over(st, dtype, ndim, shape, stride, 0, "pthcv_tensor_new");

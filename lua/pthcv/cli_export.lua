@@ -18,29 +18,8 @@ local OPTS = { model = "value", script = "value", weights = "value", o = "value"
                shape = "value", input = "value", ["num-classes"] = "value", half = "bool" }
 
 -- The module of --model (torchvision's num_classes from the weights) or
--- --script, with --weights loaded, prepared for inference.
-local function build(opt)
-  local pthcv = require "pthcv"
-  local sd = opt.weights and pthcv.state_dict(opt.weights)
-  local m
-  if opt.model and opt.script then error("pthcv: give --model or --script, not both", 0) end
-  if opt.model then
-    local nc = opt["num-classes"] and tonumber(opt["num-classes"])
-    if opt["num-classes"] and (not nc or nc < 1 or nc % 1 ~= 0) then
-      error("pthcv: --num-classes must be a positive integer", 0)
-    end
-    m = pthcv.models.get(opt.model, { num_classes = nc or (sd and require("pthcv.cli_run").num_classes_of(sd)) })
-  elseif opt.script then
-    local chunk, e = loadfile(opt.script)
-    if not chunk then error("pthcv: " .. tostring(e), 0) end
-    m = chunk(opt.script)
-    if not pthcv.nn.is_module(m) then error("pthcv: " .. opt.script .. " must return a module (pthcv.nn)", 0) end
-  else
-    error("pthcv: --model NAME or --script FILE.lua is needed", 0)
-  end
-  if sd then m:load_state_dict(sd) end
-  return m:eval()
-end
+-- --script, with --weights loaded, prepared for inference: cli_run's.
+local build = require("pthcv.cli_run").build
 
 function M.export(args, parse, usage_error, err)
   local pos, opt, e = parse(args, OPTS)

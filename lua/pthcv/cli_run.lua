@@ -70,6 +70,7 @@ local function build(opt)
   m:eval()
   return m
 end
+M.build = build   -- pthcv export builds its module the same way
 
 local function set_threads(opt)
   if opt.threads then require("pthcv").set_num_threads(positive_int(opt.threads, "--threads")) end
