@@ -37,8 +37,13 @@ struct pthcv_conv2d {
     int half;              /* weights kept as float16 (a float16 weight tensor) */
     int depthwise;
     float *w;              /* depthwise only: [cout][kh * kw], float32 (a few KB) */
-    pthcv_gemm_const gemm; /* other paths: the GEMM's A, [groups] x cout/groups x cin_g*kh*kw */
+    /* other paths: the GEMM's weights, per group cout/groups x cin_g*kh*kw,
+     * in one or both forms: */
+    pthcv_gemm_const gemm;   /* as A (rows = output channels): the usual product */
     int gemm_made;
+    pthcv_gemm_const gemm_t; /* as B (columns = output channels): small maps, C transposed */
+    int gemm_t_made;
+    int used;                /* a forward has taken a form: none may be freed now */
     int wino;              /* the Winograd path may run */
     pthread_mutex_t lock;  /* guards wino_made */
     int wino_made;
@@ -134,11 +139,62 @@ void pthcv_conv2d_free(pthcv_conv2d *c)
 {
     if (!c) return;
     if (c->gemm_made) pthcv_gemm_const_free(&c->gemm);
+    if (c->gemm_t_made) pthcv_gemm_const_free(&c->gemm_t);
     if (c->wino_made) pthcv_gemm_const_free(&c->wino_u);
     pthread_mutex_destroy(&c->lock);
     free(c->w);
     free(c->bias);
     free(c);
+}
+
+/* The weights as float32 [groups][cout/groups][cin_g*kh*kw], unpacked from
+ * whichever GEMM form exists (c->lock held); malloc'd, NULL when out of
+ * memory. */
+static float *weights_of(pthcv_conv2d *c)
+{
+    if (c->gemm_made) return pthcv_gemm_const_unpack(&c->gemm);
+    float *t = pthcv_gemm_const_unpack(&c->gemm_t);   /* [groups][K][M] */
+    int64_t M = c->cout / c->groups, K = c->cin_g * c->kh * c->kw;
+    float *w = t ? malloc(sizeof(float) * (size_t)(c->cout * K)) : NULL;
+    if (w)
+        for (int64_t g = 0; g < c->groups; g++)
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t kk = 0; kk < K; kk++) w[(g * M + i) * K + kk] = t[(g * K + kk) * M + i];
+    free(t);
+    return w;
+}
+
+/* The GEMM weights in the form a forward needs, for kernel k, made on
+ * first use. The A form is packed at prepare; when the first forward wants
+ * the transposed form (a layer on 7x7 maps), the A form goes, so such a
+ * layer keeps one copy. Once a form has been handed out none is freed. */
+static const void *gemm_form(pthcv_conv2d *c, int trans, const pthcv_gemm_kernel *k, int64_t *sstride)
+{
+    int64_t M = c->cout / c->groups, K = c->cin_g * c->kh * c->kw;
+    pthcv_gemm_const *f = trans ? &c->gemm_t : &c->gemm;
+    int *made = trans ? &c->gemm_t_made : &c->gemm_made;
+    pthread_mutex_lock(&c->lock);
+    if (!*made) {
+        float *w = weights_of(c);
+        if (w) {
+            int st = trans ? pthcv_gemm_const_init(f, k, 1, c->half, c->groups, K, M, w, M * K, 1, K)
+                           : pthcv_gemm_const_init(f, k, 0, c->half, c->groups, M, K, w, M * K, K, 1);
+            if (st == PTHCV_OK) {
+                *made = 1;
+                if (trans && !c->used && c->gemm_made) {
+                    pthcv_gemm_const_free(&c->gemm);
+                    c->gemm_made = 0;
+                }
+            } else {
+                pthcv_gemm_const_free(f);
+            }
+        }
+        free(w);
+    }
+    c->used = 1;
+    int ok = *made;
+    pthread_mutex_unlock(&c->lock);
+    return ok ? pthcv_gemm_const_get(f, k, sstride) : NULL;
 }
 
 /* The Winograd weights for kernel k: U = G g G^T from an unpacked copy of
@@ -147,7 +203,7 @@ static const void *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int
 {
     pthread_mutex_lock(&c->lock);
     if (!c->wino_made) {
-        float *w = pthcv_gemm_const_unpack(&c->gemm);
+        float *w = weights_of(c);
         float *u = w ? malloc(sizeof(float) * (size_t)(36 * c->cin_g * c->cout)) : NULL;
         if (u) {
             pthcv_wino_weights(w, c->cout, c->cin_g, u);
@@ -174,7 +230,9 @@ pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c)
         memcpy(d, c->w, sizeof(float) * (size_t)t->numel);
         return t;
     }
-    float *w = pthcv_gemm_const_unpack(&c->gemm);
+    pthread_mutex_lock(&c->lock);
+    float *w = weights_of(c);
+    pthread_mutex_unlock(&c->lock);
     if (!w) {
         pthcv_tensor_release(t);
         return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "conv2d_weight: out of memory");
@@ -188,11 +246,11 @@ int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c)
 {
     if (!c) return 0;
     int64_t n = c->depthwise ? (int64_t)sizeof(float) * c->cout * c->kh * c->kw : 0;
-    if (c->gemm_made) n += pthcv_gemm_const_bytes(&c->gemm);
     pthread_mutex_lock(&c->lock);
-    int wino = c->wino_made;
+    if (c->gemm_made) n += pthcv_gemm_const_bytes(&c->gemm);
+    if (c->gemm_t_made) n += pthcv_gemm_const_bytes(&c->gemm_t);
+    if (c->wino_made) n += pthcv_gemm_const_bytes(&c->wino_u);
     pthread_mutex_unlock(&c->lock);
-    if (wino) n += pthcv_gemm_const_bytes(&c->wino_u);
     return n;
 }
 
@@ -307,15 +365,39 @@ static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int
     }
 }
 
+/* pack_im2col as the A operand (rows = output pixels): the same panels */
+static void pack_im2col_rows(const void *ctx, int64_t p, float *dst, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+                             int mr)
+{
+    pack_im2col(ctx, p, dst, k0, kc, i0, mc, mr);
+}
+
+static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
 static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
 {
     const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
-    int64_t sstride;
-    const void *a = pthcv_gemm_const_get(&c->gemm, k, &sstride);
-    if (!a) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
-    int64_t M = c->cout / c->groups, N = x->oh * x->ow;
+    int64_t M = c->cout / c->groups, N = x->oh * x->ow, K = c->cin_g * c->kh * c->kw, sstride;
+    /* Small maps: pixels as rows of C^T and output channels as its columns
+     * when padding them to MR and NR wastes less (7x7 = 49 pixels fill 54
+     * rows of MR = 6 but 64 columns of NR = 16). Same products in the same
+     * order, so the same bits either way. */
+    int trans = N <= 128 && round_up(N, k->mr) * round_up(M, k->nr) * 20 < round_up(N, k->nr) * round_up(M, k->mr) * 17;
+    const void *w = gemm_form(c, trans, k, &sstride);
+    if (!w) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
+    if (trans) {
+        pthcv_gemm_problem g = {
+            .kernel = k, .M = N, .N = M, .K = K, .nprob = batch * c->groups, .nsets = c->groups,
+            .pack_a = pack_im2col_rows, .b_sstride = sstride, .ctx = x, .c = out, .ldc = N, .c_pstride = M * N,
+            .c_trans = 1, .res = res, .bias_col = c->bias, .act = c->p.act,
+        };
+        if (c->half) g.b_half = w;
+        else g.b_packed = w;
+        return pthcv_gemm_run(&g);
+    }
+    const void *a = w;
     pthcv_gemm_problem g = {
-        .kernel = k, .M = M, .N = N, .K = c->cin_g * c->kh * c->kw, .nprob = batch * c->groups,
+        .kernel = k, .M = M, .N = N, .K = K, .nprob = batch * c->groups,
         .nsets = c->groups, .a_sstride = sstride, .pack_b = pack_im2col, .ctx = x,
         .c = out, .ldc = N, .c_pstride = M * N, .res = res, .bias_row = c->bias, .act = c->p.act,
     };

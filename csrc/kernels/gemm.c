@@ -131,6 +131,8 @@ void pthcv_gemm_pack_b(const pthcv_gemm_kernel *k, float *dst, const float *src,
     }
 }
 
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 /* ---- the driver ------------------------------------------------------------------ */
 typedef struct {
     const pthcv_gemm_problem *g;
@@ -141,54 +143,68 @@ typedef struct {
     atomic_int failed;
 } gemm_ctx;
 
-/* One MR x NR tile whose C lies at c (ldc); edges go through a scratch tile
- * so that the micro-kernel always sees a full tile. */
-static void run_tile(const gemm_ctx *x, pthcv_ukernel_args *u, int64_t i, int64_t j, int64_t set, float *c,
-                     const float *res)
+/* Tile (i, j) of problem C base cb (and residual base rb). A whole tile of
+ * a row-major C is run in place; edges go through a scratch tile so that
+ * the micro-kernel always sees a full tile, and so does a transposed C
+ * (c_trans: each column of the tile is a row of C^T, copied in and out). */
+static void run_tile(const gemm_ctx *x, pthcv_ukernel_args *u, int64_t i, int64_t j, int64_t set, float *cb,
+                     const float *rb, const float *partial, int64_t ldp)
 {
     const pthcv_gemm_problem *g = x->g;
     const pthcv_gemm_kernel *k = g->kernel;
     int mr = (int)(g->M - i < k->mr ? g->M - i : k->mr);
     int nr = (int)(g->N - j < k->nr ? g->N - j : k->nr);
     const float *brow = g->bias_row ? g->bias_row + set * g->M + i : NULL;
-    const float *bcol = g->bias_col ? g->bias_col + j : NULL;
-    if (mr == k->mr && nr == k->nr) {
-        u->c = c;
-        u->ldc = g->ldc;
-        u->res = res;
-        u->ldr = g->ldc;
+    const float *bcol = g->bias_col ? g->bias_col + set * g->N + j : NULL;
+    int64_t ldc = g->ldc;
+    if (!g->c_trans && mr == k->mr && nr == k->nr) {
+        u->c = cb + i * ldc + j;
+        u->ldc = ldc;
+        u->res = rb ? rb + i * ldc + j : NULL;
+        u->ldr = ldc;
         u->bias_row = brow;
         u->bias_col = bcol;
         k->run(u);
-    } else {
-        float tile[16 * 64], rtile[16 * 64], pb_row[16], pb_col[64];
-        int64_t ld = k->nr;
-        memset(tile, 0, sizeof(float) * (size_t)(k->mr * k->nr));
-        if (!u->first)
-            for (int r = 0; r < mr; r++) memcpy(tile + r * ld, c + r * g->ldc, sizeof(float) * (size_t)nr);
-        if (res && u->last) {
-            memset(rtile, 0, sizeof(float) * (size_t)(k->mr * k->nr));
-            for (int r = 0; r < mr; r++) memcpy(rtile + r * ld, res + r * g->ldc, sizeof(float) * (size_t)nr);
-        }
-        if (brow) {
-            memset(pb_row, 0, sizeof pb_row);
-            memcpy(pb_row, brow, sizeof(float) * (size_t)mr);
-        }
-        if (bcol) {
-            memset(pb_col, 0, sizeof pb_col);
-            memcpy(pb_col, bcol, sizeof(float) * (size_t)nr);
-        }
-        u->c = tile;
-        u->ldc = ld;
-        u->res = res ? rtile : NULL;
-        u->ldr = ld;
-        u->bias_row = brow ? pb_row : NULL;
-        u->bias_col = bcol ? pb_col : NULL;
-        k->run(u);
-        for (int r = 0; r < mr; r++) memcpy(c + r * g->ldc, tile + r * ld, sizeof(float) * (size_t)nr);
+        if (u->last && !x->fused)
+            for (int r = 0; r < mr; r++) pthcv_act_row(u->c + r * ldc, nr, &g->act);
+        return;
     }
+    float tile[16 * 64], rtile[16 * 64], pb_row[16], pb_col[64];
+    int64_t ld = k->nr;
+    /* element (r, col) of the tile in C (and res) */
+    int64_t rs = g->c_trans ? 1 : ldc, cs = g->c_trans ? ldc : 1;
+    float *c = g->c_trans ? cb + j * ldc + i : cb + i * ldc + j;
+    const float *res = rb ? (g->c_trans ? rb + j * ldc + i : rb + i * ldc + j) : NULL;
+    memset(tile, 0, sizeof(float) * (size_t)(k->mr * k->nr));
+    if (!u->first && partial)   /* a transposed C's sums so far, kept row-major (gemm_task) */
+        for (int r = 0; r < k->mr; r++) memcpy(tile + r * ld, partial + r * ldp, sizeof(float) * (size_t)k->nr);
+    else if (!u->first)
+        for (int r = 0; r < mr; r++)
+            for (int col = 0; col < nr; col++) tile[r * ld + col] = c[r * rs + col * cs];
+    if (res && u->last) {
+        memset(rtile, 0, sizeof(float) * (size_t)(k->mr * k->nr));
+        for (int r = 0; r < mr; r++)
+            for (int col = 0; col < nr; col++) rtile[r * ld + col] = res[r * rs + col * cs];
+    }
+    if (brow) {
+        memset(pb_row, 0, sizeof pb_row);
+        memcpy(pb_row, brow, sizeof(float) * (size_t)mr);
+    }
+    if (bcol) {
+        memset(pb_col, 0, sizeof pb_col);
+        memcpy(pb_col, bcol, sizeof(float) * (size_t)nr);
+    }
+    u->c = tile;
+    u->ldc = ld;
+    u->res = res && u->last ? rtile : NULL;
+    u->ldr = ld;
+    u->bias_row = brow ? pb_row : NULL;
+    u->bias_col = bcol ? pb_col : NULL;
+    k->run(u);
     if (u->last && !x->fused)
-        for (int r = 0; r < mr; r++) pthcv_act_row(c + r * g->ldc, nr, &g->act);
+        for (int r = 0; r < mr; r++) pthcv_act_row(tile + r * ld, nr, &g->act);
+    for (int r = 0; r < mr; r++)
+        for (int col = 0; col < nr; col++) c[r * rs + col * cs] = tile[r * ld + col];
 }
 
 static void gemm_task(void *vctx, int64_t begin, int64_t end)
@@ -203,6 +219,15 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
     if (!g->b_packed && !(bbuf = pthcv_scratch(PTHCV_SCRATCH_GEMM_B, (size_t)(x->nc * (x->kcs ? x->kcs : 1)))))
         goto fail;
     int mr = k->mr, nr = k->nr;
+    /* A transposed C over several K slices: the sums so far stay in a
+     * row-major block (cbuf, ldb), written to C^T once, at the last slice,
+     * instead of being transposed out and back in at every slice. */
+    float *cbuf = NULL, *bias_pad = NULL;
+    int64_t ldb = cdiv(x->nc, nr) * nr;
+    if (g->c_trans && K > x->kcs) {
+        if (!(cbuf = pthcv_scratch(PTHCV_SCRATCH_GEMM_C, (size_t)((cdiv(x->mc, mr) * mr + 1) * ldb)))) goto fail;
+        bias_pad = cbuf + cdiv(x->mc, mr) * mr * ldb;
+    }
 
     for (int64_t t = begin; t < end; t++) {
         int64_t p = t / (x->nm * x->nn), rem = t % (x->nm * x->nn);
@@ -212,6 +237,9 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
         int64_t set = p % g->nsets;
         float *cp = g->c + p * g->c_pstride;
         const float *rp = g->res ? g->res + p * g->c_pstride : NULL;
+        if (bias_pad)
+            for (int64_t jj = 0; jj < ldb; jj++)
+                bias_pad[jj] = g->bias_col && jj < nc ? g->bias_col[set * g->N + j0 + jj] : 0.0f;
         int64_t pc = 0;
         do {
             int64_t kc = K - pc < x->kcs ? K - pc : x->kcs;
@@ -248,9 +276,17 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
             for (int64_t jr = 0; jr < nc; jr += k->nr) {
                 u.b = bp + jr / k->nr * bstride;
                 for (int64_t ir = 0; ir < mc; ir += k->mr) {
-                    int64_t i = i0 + ir, j = j0 + jr;
                     u.a = ap + ir / k->mr * astride;
-                    run_tile(x, &u, i, j, set, cp + i * g->ldc + j, rp ? rp + i * g->ldc + j : NULL);
+                    if (cbuf && !u.last) {
+                        u.c = cbuf + ir * ldb + jr;
+                        u.ldc = ldb;
+                        u.res = NULL;
+                        u.bias_row = NULL;
+                        u.bias_col = g->bias_col ? bias_pad + jr : NULL;
+                        k->run(&u);
+                    } else {
+                        run_tile(x, &u, i0 + ir, j0 + jr, set, cp, rp, cbuf ? cbuf + ir * ldb + jr : NULL, ldb);
+                    }
                 }
             }
             pc += kc;
@@ -261,7 +297,6 @@ fail:
     atomic_store(&x->failed, 1);
 }
 
-static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int pthcv_gemm_run(const pthcv_gemm_problem *g)
 {
@@ -283,8 +318,13 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
      * again. Threads get at least two tasks each, and a task count that
      * splits evenly between them where the N blocks allow. */
     int threads = pthcv_get_num_threads();
-    int64_t mc_cap = g->a_packed || g->a_half ? cdiv(g->M, k->mr) * k->mr : k->mc;
-    int64_t nm = cdiv(g->M, mc_cap), nn = cdiv(g->N, k->nc);
+    int a_pre = g->a_packed || g->a_half, b_pre = g->b_packed || g->b_half;
+    int64_t mc_cap = a_pre ? cdiv(g->M, k->mr) * k->mr : k->mc;
+    /* likewise a prepacked B with A packed per block (linear layers, a
+     * convolution's C^T on small maps): one task packs its A block once
+     * for all of N */
+    int64_t nc_cap = b_pre && !a_pre ? cdiv(g->N, k->nr) * k->nr : k->nc;
+    int64_t nm = cdiv(g->M, mc_cap), nn = cdiv(g->N, nc_cap);
     int64_t pm = cdiv(g->M, k->mr), pn = cdiv(g->N, k->nr);
     int64_t want = threads > 1 ? 2 * threads : 1;
     while (g->nprob * nm * nn < want && (nm < pm || nn < pn)) {

@@ -223,6 +223,10 @@ static void test_conv(void)
         { "replicate 5x5", 1, 3, 9, 10, 7, 5, 5, 2, 2, 2, 2, 1, 1, 1, PTHCV_PAD_REPLICATE, 1, 0, ACT(0) },
         { "circular 3x3",  2, 3, 6, 7, 7, 3, 3, 1, 1, 1, 2, 1, 1, 1, PTHCV_PAD_CIRCULAR, 1, 1, ACT(0) },
         { "reflect dw",    1, 7, 8, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1, 7, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
+        /* small maps: pixels as rows of C^T (transposed store, per-group column bias) */
+        { "7x7 map C^T",   2, 40, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH) },
+        { "7x7 groups C^T",1, 32, 7, 7, 64, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0, 1, 1, ACT(PTHCV_ACT_RELU6) },
+        { "7x7 K>256 C^T", 1, 300, 9, 9, 48, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SILU) },
         /* Winograd F(4,3): 3x3 s1, >= 8 channels; partial tiles, tiles not a multiple of MR or 8 */
         { "wino p1 odd",   2, 19, 13, 11, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
         { "wino p0",       1, 8, 10, 9, 8, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0) },
@@ -286,6 +290,38 @@ static void test_conv_layouts(void)
 }
 
 static int error_has(const char *word) { return strstr(pthcv_last_error(), word) != NULL; }
+
+/* One convolution first run on a 7x7 map (its weights change to the
+ * transposed form, the first one freed), then on a 20x20 map (the first
+ * form made again from it): each result equals a fresh convolution's. */
+static void test_conv_forms(void)
+{
+    int64_t ws[4] = { 64, 24, 3, 3 }, bs[1] = { 64 }, small[4] = { 1, 24, 13, 13 }, big[4] = { 1, 24, 40, 40 };
+    pthcv_tensor *w = random_tensor(4, ws), *b = random_tensor(1, bs);
+    pthcv_tensor *xs = random_tensor(4, small), *xb = random_tensor(4, big);
+    pthcv_conv2d_params p = { { 2, 2 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(PTHCV_ACT_RELU) };
+    pthcv_conv2d *c = pthcv_conv2d_prepare(w, b, &p), *fresh1 = pthcv_conv2d_prepare(w, b, &p),
+                 *fresh2 = pthcv_conv2d_prepare(w, b, &p);
+    int64_t bytes0 = pthcv_conv2d_weight_bytes(c);
+    pthcv_tensor *y1 = pthcv_conv2d_forward(c, xs, NULL), *r1 = pthcv_conv2d_forward(fresh1, xs, NULL);
+    int64_t bytes1 = pthcv_conv2d_weight_bytes(c);
+    pthcv_tensor *y2 = pthcv_conv2d_forward(c, xb, NULL), *r2 = pthcv_conv2d_forward(fresh2, xb, NULL);
+    pthcv_tensor *back = pthcv_conv2d_weight(c);
+    CHECK(y1 && r1 && y1->shape[2] == 7 &&
+              memcmp(pthcv_tensor_data(y1), pthcv_tensor_data(r1), sizeof(float) * (size_t)r1->numel) == 0,
+          "7x7 map: the transposed form gives a fresh convolution's result");
+    CHECK(y2 && r2 && memcmp(pthcv_tensor_data(y2), pthcv_tensor_data(r2), sizeof(float) * (size_t)r2->numel) == 0,
+          "20x20 map after a 7x7 one: the same result as a fresh convolution");
+    CHECK(bytes0 > 0 && bytes1 > 0 && bytes1 <= bytes0 * 17 / 16,
+          "one form kept after a first forward on a small map (%lld then %lld bytes)", (long long)bytes0,
+          (long long)bytes1);
+    CHECK(back && memcmp(pthcv_tensor_data(back), pthcv_tensor_data(w), sizeof(float) * (size_t)w->numel) == 0,
+          "pthcv_conv2d_weight from the transposed form gives the weights back");
+    pthcv_tensor_release(y1), pthcv_tensor_release(r1), pthcv_tensor_release(y2), pthcv_tensor_release(r2);
+    pthcv_tensor_release(back);
+    pthcv_conv2d_free(c), pthcv_conv2d_free(fresh1), pthcv_conv2d_free(fresh2);
+    pthcv_tensor_release(w), pthcv_tensor_release(b), pthcv_tensor_release(xs), pthcv_tensor_release(xb);
+}
 
 static void test_conv_errors(void)
 {
@@ -722,6 +758,7 @@ static void test_half(void)
         { "half grouped", 12, 8, 8, 18, 3, 1, 1, 3, 1 },
         { "half depthwise", 9, 10, 9, 9, 3, 1, 1, 9, 1 },
         { "half 3x3 (no Winograd)", 16, 20, 21, 20, 3, 1, 1, 1, 0 },
+        { "half 7x7 map (C^T)", 40, 7, 7, 64, 3, 1, 1, 1, 1 },
     };
     for (int isa = 0; isa < 4; isa++) {
         if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
@@ -797,6 +834,7 @@ int main(int argc, char **argv)
     test_conv();
     test_conv_layouts();
     test_conv_errors();
+    test_conv_forms();
     test_linear();
     test_fold();
     test_pool();
