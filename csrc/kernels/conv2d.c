@@ -208,7 +208,7 @@ static const void *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int
         if (u) {
             pthcv_wino_weights(w, c->cout, c->cin_g, u);
             /* U[xi] as A: element (co, ci) at u[(xi * cin + ci) * cout + co] */
-            c->wino_made = pthcv_gemm_const_init(&c->wino_u, k, 0, c->half, 36, c->cout, c->cin_g, u,
+            c->wino_made = pthcv_gemm_const_init(&c->wino_u, k, 0, 0, 36, c->cout, c->cin_g, u,
                                                  c->cin_g * c->cout, 1, c->cout) == PTHCV_OK;
             if (!c->wino_made) pthcv_gemm_const_free(&c->wino_u);
         }
@@ -413,7 +413,7 @@ static int forward_wino(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     const void *u = wino_weights(c, k, &sstride);
     if (!u) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
     pthcv_wino_args a = {
-        .kernel = k, .u = c->half ? NULL : u, .u_half = c->half ? u : NULL, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
+        .kernel = k, .u = u, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
         .cout = c->cout, .oh = x->oh, .ow = x->ow, .bias = c->bias, .act = c->p.act,
     };
     a.fused = pthcv_act_bounds(&c->p.act, &a.lo, &a.hi);

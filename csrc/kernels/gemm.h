@@ -107,7 +107,7 @@ void pthcv_free_aligned(void *p);
 /* Scratch of the calling thread, at least `floats` long, 64-byte aligned,
  * kept for the thread's next call with the same slot (contents not kept
  * across calls that grow it); NULL when out of memory. */
-enum { PTHCV_SCRATCH_GEMM_A, PTHCV_SCRATCH_GEMM_B, PTHCV_SCRATCH_GEMM_C, PTHCV_SCRATCH_DW, PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M, PTHCV_SCRATCH_WINO_X, PTHCV_SCRATCH_WINO_U,
+enum { PTHCV_SCRATCH_GEMM_A, PTHCV_SCRATCH_GEMM_B, PTHCV_SCRATCH_GEMM_C, PTHCV_SCRATCH_DW, PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M, PTHCV_SCRATCH_WINO_X,
        PTHCV_SCRATCH_SLOTS };
 float *pthcv_scratch(int slot, size_t floats);
 

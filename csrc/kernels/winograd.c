@@ -185,37 +185,23 @@ static void transform_input(const wino_ctx *x, int64_t g0, int64_t ng, float *v)
 /* M[xi][coutp][sp] = U[xi] . V[xi]: whole micro-kernel tiles (U's panels
  * are zero past cout, V's columns past the block's tiles) over the KC
  * slices of cin */
-static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, int64_t co1, float *ubuf)
+static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, int64_t co1)
 {
     const pthcv_wino_args *a = x->a;
     const pthcv_gemm_kernel *k = a->kernel;
     int64_t K = a->cin;
     pthcv_ukernel_args u = { .lo = -INFINITY, .hi = INFINITY, .ldc = x->sp };
     for (int xi = 0; xi < 36; xi++) {
-        const float *vx = v + xi * x->sp * K;
+        const float *vx = v + xi * x->sp * K, *ux = a->u + xi * a->u_sstride;
         float *mx = m + xi * x->coutp * x->sp;
         for (int64_t pc = 0; pc < K; pc += x->kcs) {
             u.kc = K - pc < x->kcs ? K - pc : x->kcs;
             u.first = pc == 0;
             u.last = pc + u.kc >= K;
-            /* U's panels for rows co0..co1, this K slice: in place, or
-             * converted from float16 into ubuf ([panel][kc][mr]) */
-            const float *ua;     /* the panel of row co0 */
-            int64_t ua_stride;   /* floats per MR rows */
-            if (a->u_half) {
-                const uint16_t *uh = a->u_half + xi * a->u_sstride;
-                for (int64_t ir = co0; ir < co1; ir += k->mr)
-                    pthcv_halves_to_floats(ubuf + (ir - co0) * u.kc, uh + ir * K + pc * k->mr, u.kc * k->mr);
-                ua = ubuf;
-                ua_stride = u.kc;
-            } else {
-                ua = a->u + xi * a->u_sstride + co0 * K + pc * k->mr;
-                ua_stride = K;
-            }
             for (int64_t jr = 0; jr < x->sp; jr += k->nr) {
                 u.b = vx + jr * K + pc * k->nr;
                 for (int64_t ir = co0; ir < co1; ir += k->mr) {
-                    u.a = ua + (ir - co0) * ua_stride;
+                    u.a = ux + ir * K + pc * k->mr;
                     u.c = mx + ir * x->sp + jr;
                     k->run(&u);
                 }
@@ -271,8 +257,7 @@ static void block_task(void *vctx, int64_t begin, int64_t end)
     const pthcv_wino_args *a = x->a;
     float *v = pthcv_scratch(PTHCV_SCRATCH_WINO_V, (size_t)(36 * x->sp * a->cin));
     float *m = pthcv_scratch(PTHCV_SCRATCH_WINO_M, (size_t)(36 * x->coutp * x->sp));
-    float *ubuf = a->u_half ? pthcv_scratch(PTHCV_SCRATCH_WINO_U, (size_t)(x->cstep * x->kcs)) : NULL;
-    if (!v || !m || (a->u_half && !ubuf)) {
+    if (!v || !m) {
         atomic_store(&x->failed, 1);
         return;
     }
@@ -282,7 +267,7 @@ static void block_task(void *vctx, int64_t begin, int64_t end)
         int64_t g0 = b * x->gb, ng = x->G - g0 < x->gb ? x->G - g0 : x->gb;
         /* a task with the same block as the previous one reuses its V */
         if (t == begin || t % x->csplit == 0) transform_input(x, g0, ng, v);
-        multiply(x, v, m, co0, co1, ubuf);
+        multiply(x, v, m, co0, co1);
         transform_output(x, g0, ng, m, co0, co1 < a->cout ? co1 : a->cout);
     }
 }

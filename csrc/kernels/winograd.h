@@ -14,8 +14,7 @@ void pthcv_wino_weights(const float *w, int64_t cout, int64_t cin, float *u);
 
 typedef struct pthcv_wino_args {
     const pthcv_gemm_kernel *kernel;
-    const float *u;                /* 36 packed A operands, u_sstride elements apart, */
-    const uint16_t *u_half;        /* or the same as float16 (converted per block) */
+    const float *u;                /* 36 packed A operands, u_sstride floats apart */
     int64_t u_sstride;
     const float *x;                /* one image [cin][h][w] */
     int64_t cin, h, w, ph, pw;     /* zero padding */
