@@ -205,8 +205,7 @@ static const void *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int
     if (!c->wino_made) {
         float *w = weights_of(c);
         float *u = w ? malloc(sizeof(float) * (size_t)(36 * c->cin_g * c->cout)) : NULL;
-        if (u) {
-            pthcv_wino_weights(w, c->cout, c->cin_g, u);
+        if (u && pthcv_wino_weights(w, c->cout, c->cin_g, u) == PTHCV_OK) {
             /* U[xi] as A: element (co, ci) at u[(xi * cin + ci) * cout + co] */
             c->wino_made = pthcv_gemm_const_init(&c->wino_u, k, 0, 0, 36, c->cout, c->cin_g, u,
                                                  c->cin_g * c->cout, 1, c->cout) == PTHCV_OK;

@@ -113,9 +113,12 @@ void pthcv_gemm_pack_a(const pthcv_gemm_kernel *k, float *dst, const float *src,
     int mr = k->mr;
     for (int64_t i0 = 0; i0 < M; i0 += mr) {
         float *d = dst + i0 * K;
-        for (int64_t kk = 0; kk < K; kk++)
-            for (int r = 0; r < mr; r++)
-                *d++ = i0 + r < M ? src[(i0 + r) * rs + kk * ks] : 0.0f;
+        int n = M - i0 < mr ? (int)(M - i0) : mr;   /* rows past M are zero */
+        for (int64_t kk = 0; kk < K; kk++, d += mr) {
+            const float *s0 = src + i0 * rs + kk * ks;
+            for (int r = 0; r < n; r++) d[r] = s0[r * rs];
+            for (int r = n; r < mr; r++) d[r] = 0.0f;
+        }
     }
 }
 
@@ -125,9 +128,12 @@ void pthcv_gemm_pack_b(const pthcv_gemm_kernel *k, float *dst, const float *src,
     int nr = k->nr;
     for (int64_t j0 = 0; j0 < N; j0 += nr) {
         float *d = dst + j0 * K;
-        for (int64_t kk = 0; kk < K; kk++)
-            for (int c = 0; c < nr; c++)
-                *d++ = j0 + c < N ? src[kk * ks + (j0 + c) * cs] : 0.0f;
+        int n = N - j0 < nr ? (int)(N - j0) : nr;   /* columns past N are zero */
+        for (int64_t kk = 0; kk < K; kk++, d += nr) {
+            const float *s0 = src + kk * ks + j0 * cs;
+            for (int c = 0; c < n; c++) d[c] = s0[c * cs];
+            for (int c = n; c < nr; c++) d[c] = 0.0f;
+        }
     }
 }
 
@@ -394,14 +400,19 @@ float *pthcv_gemm_const_unpack(pthcv_gemm_const *w)
         pthcv_halves_to_floats(tmp, w->packed[w->ref_isa], n);
         pk = tmp;
     }
-    /* A panels: [rows / mr][cols][mr]; B panels: [cols / nr][rows][nr] */
-    int64_t p = w->is_b ? k->nr : k->mr, inner = w->is_b ? w->rows : w->cols;
-    for (int64_t s = 0; s < w->nsets; s++)
-        for (int64_t i = 0; i < w->rows; i++)
-            for (int64_t j = 0; j < w->cols; j++) {
-                int64_t outer = w->is_b ? j : i, along = w->is_b ? i : j;
-                out[(s * w->rows + i) * w->cols + j] = pk[s * ss + outer / p * p * inner + along * p + outer % p];
-            }
+    /* A panels: [rows / mr][cols][mr]; B panels: [cols / nr][rows][nr]; read
+     * in order, each value to its (i, j) */
+    int64_t p = w->is_b ? k->nr : k->mr, inner = w->is_b ? w->rows : w->cols, outer = w->is_b ? w->cols : w->rows;
+    int64_t si = w->is_b ? 1 : w->cols, sj = w->is_b ? w->cols : 1;   /* out steps along outer, inner */
+    for (int64_t s = 0; s < w->nsets; s++) {
+        const float *src = pk + s * ss;
+        float *dst = out + s * w->rows * w->cols;
+        for (int64_t o0 = 0; o0 < outer; o0 += p, src += p * inner) {
+            int64_t n = outer - o0 < p ? outer - o0 : p;
+            for (int64_t a = 0; a < inner; a++)
+                for (int64_t r = 0; r < n; r++) dst[(o0 + r) * si + a * sj] = src[a * p + r];
+        }
+    }
     pthcv_free_aligned(tmp);
     return out;
 }

@@ -32,27 +32,48 @@
 #include "winograd.h"
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- weights: U[xi][ci][co] = (G g G^T)[xi], in double ----------------------------- */
-void pthcv_wino_weights(const float *w, int64_t cout, int64_t cin, float *u)
+static const double G[6][3] = {
+    { 1.0 / 4, 0, 0 },          { -1.0 / 6, -1.0 / 6, -1.0 / 6 }, { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
+    { 1.0 / 24, 1.0 / 12, 1.0 / 6 }, { 1.0 / 24, -1.0 / 12, 1.0 / 6 }, { 0, 0, 1 },
+};
+
+/* Input channel ci for every output channel at once: g[a][co] (the 9 taps,
+ * as double) -> t = G g [6][3][co] -> U = t G^T, written to u[xi][ci][co].
+ * The loops over co are contiguous, so they vectorise (PTHCV_SIMD: every
+ * clone computes the same bits). */
+PTHCV_SIMD static void weights_of_channel(const double *restrict g, double *restrict t, float *restrict u,
+                                          int64_t cout, int64_t cin, int64_t ci)
 {
-    static const double G[6][3] = {
-        { 1.0 / 4, 0, 0 },          { -1.0 / 6, -1.0 / 6, -1.0 / 6 }, { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
-        { 1.0 / 24, 1.0 / 12, 1.0 / 6 }, { 1.0 / 24, -1.0 / 12, 1.0 / 6 }, { 0, 0, 1 },
-    };
-    for (int64_t co = 0; co < cout; co++)
-        for (int64_t ci = 0; ci < cin; ci++) {
-            const float *g = w + (co * cin + ci) * 9;
-            double t[6][3];
-            for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 3; j++)
-                    t[i][j] = G[i][0] * g[0 * 3 + j] + G[i][1] * g[1 * 3 + j] + G[i][2] * g[2 * 3 + j];
-            for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 6; j++)
-                    u[((i * 6 + j) * cin + ci) * cout + co] =
-                        (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 3; j++) {
+            const double *g0 = g + (0 * 3 + j) * cout, *g1 = g + (1 * 3 + j) * cout, *g2 = g + (2 * 3 + j) * cout;
+            double *tij = t + (i * 3 + j) * cout;
+            for (int64_t co = 0; co < cout; co++) tij[co] = G[i][0] * g0[co] + G[i][1] * g1[co] + G[i][2] * g2[co];
         }
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++) {
+            const double *t0 = t + (i * 3 + 0) * cout, *t1 = t + (i * 3 + 1) * cout, *t2 = t + (i * 3 + 2) * cout;
+            float *dst = u + ((i * 6 + j) * cin + ci) * cout;
+            for (int64_t co = 0; co < cout; co++) dst[co] = (float)(t0[co] * G[j][0] + t1[co] * G[j][1] + t2[co] * G[j][2]);
+        }
+}
+
+int pthcv_wino_weights(const float *w, int64_t cout, int64_t cin, float *u)
+{
+    double *g = malloc(sizeof(double) * (size_t)(27 * cout));
+    if (!g) return PTHCV_ERR_NOMEM;
+    double *t = g + 9 * cout;
+    for (int64_t ci = 0; ci < cin; ci++) {
+        for (int64_t co = 0; co < cout; co++)
+            for (int a = 0; a < 9; a++) g[a * cout + co] = w[(co * cin + ci) * 9 + a];
+        weights_of_channel(g, t, u, cout, cin, ci);
+    }
+    free(g);
+    return PTHCV_OK;
 }
 
 /* ---- the transforms, plain C (the reference for winograd_avx2.c) -------------------- */

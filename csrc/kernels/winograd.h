@@ -8,9 +8,10 @@
 
 #include "gemm.h"
 
-/* U[xi][ci][co] (36 x cin x cout floats) from w[co][ci][3][3]; each xi is
- * packed as the GEMM's A (M = cout, K = cin: rs = 1, ks = cout). */
-void pthcv_wino_weights(const float *w, int64_t cout, int64_t cin, float *u);
+/* U[xi][ci][co] (36 x cin x cout floats) from w[co][ci][3][3], computed in
+ * double; each xi is packed as the GEMM's A (M = cout, K = cin: rs = 1,
+ * ks = cout). 0, or PTHCV_ERR_NOMEM (no error set). */
+int pthcv_wino_weights(const float *w, int64_t cout, int64_t cin, float *u);
 
 typedef struct pthcv_wino_args {
     const pthcv_gemm_kernel *kernel;
