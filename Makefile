@@ -21,12 +21,16 @@ DEPLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip) -lpthr
 ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fPIC -Icsrc $(DEPCFLAGS) $(CFLAGS)
 
 # The OpenCV bridge (csrc/opencv/*.cpp, the one C++ part) links the modules
-# it uses, found through pkg-config.
+# it uses, found through pkg-config: bridge.cpp core and imgproc, in the
+# library; imgcodecs.cpp (image files) imgcodecs too, in a library of its
+# own that pthcv.image loads on first use (imgcodecs drags in ~120 shared
+# libraries, 90 ms of loading at every start).
 CXX     ?= c++
 CXXFLAGS ?= -O2 -g
-OPENCV_MODULES := core imgproc imgcodecs
 OPENCV_CFLAGS := $(shell pkg-config --cflags opencv4 2>/dev/null)
-OPENCV_LIBS   := $(filter -L% $(OPENCV_MODULES:%=-lopencv_%),$(shell pkg-config --libs opencv4 2>/dev/null))
+opencv_libs    = $(filter -L% $(1:%=-lopencv_%),$(shell pkg-config --libs opencv4 2>/dev/null))
+OPENCV_LIBS   := $(call opencv_libs,core imgproc)
+CODECS_LIBS   := $(call opencv_libs,core imgcodecs)
 ALL_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -fPIC -Icsrc -Iinclude $(OPENCV_CFLAGS) $(CXXFLAGS)
 
 BUILD   := build
@@ -36,21 +40,26 @@ ARCH    := $(shell $(CC) -dumpmachine)
 ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
 SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c) $(KERNEL_SRCS)
-CXX_SRCS := $(wildcard csrc/opencv/*.cpp)
+CXX_SRCS := csrc/opencv/bridge.cpp
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(CXX_SRCS:%.cpp=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
+CODECS_LIB := $(BUILD)/libpthcv_imgcodecs.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
 .PHONY: all deps test demo bench sanitize fixtures clean ctest ctest-neon fuzz valgrind
 
-all: $(LIB)
+all: $(LIB) $(CODECS_LIB)
 
 # -z nodelete: the kernels' worker threads wait inside the library, so it must
 # never be unmapped while the process lives (LuaJIT unloads ffi.load'ed
 # libraries when its state closes, and glibc aborts on the orphaned futex).
 $(LIB): $(OBJS)
-	$(CXX) -shared -Wl,-z,nodelete -o $@ $(OBJS) $(OPENCV_LIBS) $(DEPLIBS) -lm $(LDFLAGS)
+	$(CXX) -shared -Wl,-z,nodelete -Wl,-soname,libpthcv.so -o $@ $(OBJS) $(OPENCV_LIBS) $(DEPLIBS) -lm $(LDFLAGS)
+
+# found next to libpthcv.so (rpath $ORIGIN), in a checkout and in a rock
+$(CODECS_LIB): $(BUILD)/csrc/opencv/imgcodecs.o $(LIB)
+	$(CXX) -shared -o $@ $(BUILD)/csrc/opencv/imgcodecs.o -L$(BUILD) -lpthcv '-Wl,-rpath,$$ORIGIN' $(CODECS_LIBS) $(LDFLAGS)
 
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
@@ -58,7 +67,7 @@ $(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h include/pthcv_opencv.hpp
+$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h include/pthcv_opencv.hpp csrc/opencv/bridge.hpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
 

@@ -88,6 +88,7 @@ build = {
     },
     lib = {
       ["pthcv.libpthcv"] = "build/libpthcv.so",
+      ["pthcv.libpthcv_imgcodecs"] = "build/libpthcv_imgcodecs.so",
     },
     bin = {
       pthcv = "bin/pthcv",

@@ -1,18 +1,19 @@
-// bridge.cpp -- pthcv's one C++ file: images through OpenCV (core, imgproc,
-// imgcodecs), behind the extern "C" functions pthcv.h declares so that the
-// LuaJIT FFI and C programs can call them.
+// bridge.cpp -- images through OpenCV (core, imgproc) behind the extern "C"
+// functions pthcv.h declares, so that the LuaJIT FFI and C programs can call
+// them. Reading and writing image files (imgcodecs) is in imgcodecs.cpp, a
+// library of its own: see there why.
 //
 // Every function converts its tensors to cv::Mat headers over the same
 // memory (include/pthcv_opencv.hpp), calls OpenCV, and hands back tensors
 // that view the Mat OpenCV allocated. No exception crosses into C: each
 // entry point catches them and sets pthcv's last error.
+#include "bridge.hpp"
 #include "pthcv_opencv.hpp"
 
 extern "C" {
 #include "internal.h"
 }
 
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
@@ -28,102 +29,9 @@ static_assert(same(PTHCV_INTER_NEAREST, cv::INTER_NEAREST) && same(PTHCV_INTER_L
                   same(PTHCV_INTER_LINEAR_EXACT, cv::INTER_LINEAR_EXACT) &&
                   same(PTHCV_INTER_NEAREST_EXACT, cv::INTER_NEAREST_EXACT),
               "PTHCV_INTER_* must be OpenCV's values");
-static_assert(same(PTHCV_IMREAD_UNCHANGED, cv::IMREAD_UNCHANGED) &&
-                  same(PTHCV_IMREAD_GRAYSCALE, cv::IMREAD_GRAYSCALE) && same(PTHCV_IMREAD_COLOR, cv::IMREAD_COLOR),
-              "PTHCV_IMREAD_* must be OpenCV's values");
 
-namespace {
-
-// Runs f, turning exceptions into pthcv's last error; `fallback` is what a
-// failure returns (NULL or a status).
-template <typename R, typename F> R guarded(const char *what, R fallback, F f)
-{
-    pthcv_clear_error();
-    try {
-        return f();
-    } catch (const cv::Exception &e) {
-        pthcv_fail(PTHCV_ERR_ARG, "%s: OpenCV: %s", what, e.err.c_str());
-    } catch (const pthcv::error &e) {
-        // the C error is already set when the C API failed: keep its status
-        const char *msg = e.what();
-        if (!std::strncmp(msg, "pthcv: ", 7))
-            msg += 7;
-        int status = pthcv_last_status();
-        pthcv_fail(status == PTHCV_OK ? PTHCV_ERR_ARG : status, "%s: %s", what, msg);
-    } catch (const std::bad_alloc &) {
-        pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", what);
-    } catch (const std::exception &e) {
-        pthcv_fail(PTHCV_ERR_ARG, "%s: %s", what, e.what());
-    }
-    return fallback;
-}
-
-// An image argument as a Mat over its memory (a copy only when its pixels
-// are not packed within rows).
-cv::Mat image_mat(pthcv_tensor *image, const char *what)
-{
-    if (!image)
-        throw pthcv::error(std::string(what) + ": no image");
-    if (image->ndim != 2 && image->ndim != 3)
-        throw pthcv::error(std::string(what) + ": an image is a tensor [H, W, C] or [H, W], got " +
-                           std::to_string(image->ndim) + " dimensions");
-    return pthcv::mat_from_tensor(image, pthcv::Layout::HWC);
-}
-
-pthcv_tensor *image_tensor(const cv::Mat &m) { return pthcv::tensor_from_mat(m, pthcv::Layout::HWC); }
-
-} // namespace
 
 extern "C" {
-
-pthcv_tensor *pthcv_image_read(const char *path, int32_t flags)
-{
-    return guarded<pthcv_tensor *>("pthcv_image_read", nullptr, [&]() -> pthcv_tensor * {
-        if (!path)
-            throw pthcv::error("no path");
-        FILE *f = fopen(path, "rb");   // first, so that OpenCV does not log its own warning
-        if (!f) {
-            pthcv_fail(PTHCV_ERR_IO, "%s: cannot open the image file", path);
-            return nullptr;
-        }
-        fclose(f);
-        cv::Mat m = cv::imread(path, flags);
-        if (m.empty()) {
-            pthcv_fail(PTHCV_ERR_FORMAT, "%s: not an image OpenCV can decode", path);
-            return nullptr;
-        }
-        return image_tensor(m);
-    });
-}
-
-pthcv_tensor *pthcv_image_decode(const void *data, int64_t nbytes, int32_t flags)
-{
-    return guarded<pthcv_tensor *>("pthcv_image_decode", nullptr, [&]() -> pthcv_tensor * {
-        if (!data || nbytes <= 0 || nbytes > INT32_MAX)
-            throw pthcv::error("no data or a bad size");
-        cv::Mat buf(1, (int)nbytes, CV_8U, const_cast<void *>(data));
-        cv::Mat m = cv::imdecode(buf, flags);
-        if (m.empty()) {
-            pthcv_fail(PTHCV_ERR_FORMAT, "pthcv_image_decode: %lld bytes that OpenCV cannot decode",
-                       (long long)nbytes);
-            return nullptr;
-        }
-        return image_tensor(m);
-    });
-}
-
-int pthcv_image_write(const char *path, pthcv_tensor *image, int32_t nparams, const int32_t *params)
-{
-    return guarded<int>("pthcv_image_write", PTHCV_ERR_ARG, [&]() -> int {
-        if (!path)
-            throw pthcv::error("no path");
-        cv::Mat m = image_mat(image, path);
-        std::vector<int> p(params, params + (params && nparams > 0 ? nparams : 0));
-        if (!cv::imwrite(path, m, p))
-            return pthcv_fail(PTHCV_ERR_IO, "%s: OpenCV could not write the image", path);
-        return PTHCV_OK;
-    });
-}
 
 pthcv_tensor *pthcv_image_resize(pthcv_tensor *image, int32_t width, int32_t height, double fx, double fy,
                                  int32_t interpolation)

@@ -346,7 +346,10 @@ enum { PTHCV_IMREAD_UNCHANGED = -1, PTHCV_IMREAD_GRAYSCALE = 0, PTHCV_IMREAD_COL
 enum { PTHCV_INTER_NEAREST = 0, PTHCV_INTER_LINEAR = 1, PTHCV_INTER_CUBIC = 2, PTHCV_INTER_AREA = 3,
        PTHCV_INTER_LANCZOS4 = 4, PTHCV_INTER_LINEAR_EXACT = 5, PTHCV_INTER_NEAREST_EXACT = 6 };
 
-/* cv::imread / cv::imdecode; flags PTHCV_IMREAD_*. */
+/* Image files (these three are in libpthcv_imgcodecs.so, beside
+ * libpthcv.so: OpenCV's imgcodecs and its many dependencies are loaded only
+ * by programs that read or write image files).
+ * cv::imread / cv::imdecode; flags PTHCV_IMREAD_*. */
 pthcv_tensor *pthcv_image_read(const char *path, int32_t flags);
 pthcv_tensor *pthcv_image_decode(const void *data, int64_t nbytes, int32_t flags);
 /* cv::imwrite, the format from the extension; params: OpenCV's

@@ -84,13 +84,13 @@ end
 -- "unchanged" (the file's depth and channels, alpha kept) or an IMREAD_* number.
 function M.read(path, flags)
   if type(path) ~= "string" then argerror("read", "expected a file path, got " .. type(path)) end
-  return wrap(C.pthcv_image_read(path, flag_of("read", flags, read_flags, 1)), "cannot read " .. path)
+  return wrap(core.codecs().pthcv_image_read(path, flag_of("read", flags, read_flags, 1)), "cannot read " .. path)
 end
 
 -- image.decode(bytes [, flags]): an image from the bytes of a PNG, JPEG... file.
 function M.decode(bytes, flags)
   if type(bytes) ~= "string" then argerror("decode", "expected a string of bytes") end
-  return wrap(C.pthcv_image_decode(bytes, #bytes, flag_of("decode", flags, read_flags, 1)), "cannot decode")
+  return wrap(core.codecs().pthcv_image_decode(bytes, #bytes, flag_of("decode", flags, read_flags, 1)), "cannot decode")
 end
 
 -- image.write(path, img [, params]): the format from the extension.
@@ -110,7 +110,7 @@ function M.write(path, img, params)
     end
   end
   local arr = #list > 0 and ffi.new("int32_t[?]", #list, list) or nil
-  core.check(C.pthcv_image_write(path, img.ct, #list, arr), "cannot write " .. path)
+  core.check(core.codecs().pthcv_image_write(path, img.ct, #list, arr), "cannot write " .. path)
   return path
 end
 
