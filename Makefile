@@ -8,7 +8,7 @@
 #                   PyTorch and OpenCV DNN (tools/bench_models.py)
 #   make sanitize   the specs under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       libFuzzer on the reader (FUZZ_SECONDS=60)
-#   make valgrind   memcheck over every fixture through the reader
+#   make valgrind   memcheck over every fixture through the reader, and the kernels' tests
 #   make fixtures   rewrite the committed fixtures (needs python3-torch)
 
 SHELL   := /bin/bash
@@ -158,13 +158,20 @@ fuzz:
 
 # valgrind memcheck over every fixture and regression input, through the
 # same walk the fuzzer does (LuaJIT itself is not valgrind-clean, so the C
-# walker stands in for the Lua specs here).
+# walker stands in for the Lua specs here), then over the kernels' C tests
+# (every path, instruction set and thread count; outputs left unwritten
+# would show as uninitialised reads). The pool's workers live until exit,
+# so their thread stacks are "possibly lost" by design: not shown.
 valgrind: all
 	@PTHCV_VALGRIND=1 tools/install-deps
 	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_reader spec/fuzz/fuzz_reader.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.pth spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
 	@echo "valgrind: no errors over $$(wc -l < $(BUILD)/valgrind.log) files"
+	@$(MAKE) --no-print-directory $(BUILD)/kernels_test
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
+	  $(BUILD)/kernels_test spec/fixtures/ops >$(BUILD)/valgrind-kernels.log
+	@echo "valgrind: the kernels' tests: $$(tail -n 1 $(BUILD)/valgrind-kernels.log)"
 
 clean:
 	rm -rf $(BUILD)
