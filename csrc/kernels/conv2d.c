@@ -1,10 +1,12 @@
 /*
  * conv2d.c -- 2-d convolution with PyTorch's semantics (NCHW float32).
  *
- * prepare: checks the parameters, keeps a contiguous copy of the weights
- * [out][in/groups * kh * kw] and the bias, picks the path and packs the
- * weights for the current instruction set (other sets are packed on first
- * use, so pthcv_set_isa may change between calls).
+ * prepare: checks the parameters, keeps the bias, picks the path and packs
+ * the weights for the current instruction set (float32, or float16 for a
+ * float16 weight tensor); the pack is the only copy of the weights kept
+ * (depthwise layers keep theirs plain). Other instruction sets, Winograd's
+ * transformed weights and the small-map form are made on first use from
+ * an unpacked copy of it, so pthcv_set_isa may change between calls.
  * forward: makes x contiguous, pads it into a copy for the non-zero padding
  * modes, then runs one path:
  *   - depthwise (one input channel per group, stride 1 or 2, no dilation):
@@ -18,7 +20,8 @@
  *     M = out/groups, K = in/groups * kh * kw, N = oh * ow; its B operand is
  *     packed block by block straight from the image (implicit im2col, no
  *     full im2col buffer); for a 1x1 stride-1 convolution that packing is a
- *     plain copy of rows.
+ *     plain copy of rows. On small maps (7x7) the same product runs as C^T
+ *     (pixels as rows), which pads less (forward_gemm).
  * Bias, residual and clamp-type activations happen in the kernels' store;
  * other activations right after, while the tile is in cache.
  */
@@ -45,7 +48,7 @@ struct pthcv_conv2d {
     int gemm_t_made;
     int used;                /* a forward has taken a form: none may be freed now */
     int wino;              /* the Winograd path may run */
-    pthread_mutex_t lock;  /* guards wino_made */
+    pthread_mutex_t lock;  /* guards the forms, used and wino_made */
     int wino_made;
     pthcv_gemm_const wino_u; /* Winograd: 36 A operands, cout x cin (made on first use) */
     float *bias;           /* [cout] or NULL */

@@ -10,8 +10,11 @@
  *      a[k*MR + r] (rows past M are zero);
  *   B: NR-column micro-panels, k-major: b[k*NR + c] (columns past N zero).
  * A constant operand (weights) is packed once (pthcv_gemm_pack_a/_b, over the
- * whole K); the other is packed per block by a callback, which is where a
- * convolution does its implicit im2col.
+ * whole K; pthcv_gemm_const keeps it, float32 or float16, the float16 one
+ * converted block by block as it is streamed); the other is packed per
+ * block by a callback, which is where a convolution does its implicit
+ * im2col. C may be stored transposed (c_trans: a convolution on a small map
+ * computes C^T with its pixels as rows).
  *
  * Blocking (BLIS order): a task computes one MC x NC block of C; for each KC
  * slice of K it packs the B block (KC x NC, L2) and then, for each NR
@@ -107,8 +110,10 @@ void pthcv_free_aligned(void *p);
 /* Scratch of the calling thread, at least `floats` long, 64-byte aligned,
  * kept for the thread's next call with the same slot (contents not kept
  * across calls that grow it); NULL when out of memory. */
-enum { PTHCV_SCRATCH_GEMM_A, PTHCV_SCRATCH_GEMM_B, PTHCV_SCRATCH_GEMM_C, PTHCV_SCRATCH_DW, PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M, PTHCV_SCRATCH_WINO_X,
-       PTHCV_SCRATCH_SLOTS };
+enum {
+    PTHCV_SCRATCH_GEMM_A, PTHCV_SCRATCH_GEMM_B, PTHCV_SCRATCH_GEMM_C, PTHCV_SCRATCH_DW,
+    PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M, PTHCV_SCRATCH_WINO_X, PTHCV_SCRATCH_SLOTS
+};
 float *pthcv_scratch(int slot, size_t floats);
 
 /* A batch of same-shaped problems p = 0..nprob-1 (images x groups of a
