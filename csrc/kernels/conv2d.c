@@ -367,11 +367,21 @@ static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int
     }
 }
 
-/* pack_im2col as the A operand (rows = output pixels): the same panels */
-static void pack_im2col_rows(const void *ctx, int64_t p, float *dst, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
-                             int mr)
+/* Packing problem p's im2col^T (rows = output pixels) as the GEMM's A over
+ * all of K: pack_im2col's panels, MR pixels wide; tasks take panels. */
+typedef struct {
+    const conv_ctx *x;
+    int64_t p;
+    float *dst;
+    int64_t K;
+    int mr;
+} pack_rows_ctx;
+
+static void pack_rows_task(void *vctx, int64_t begin, int64_t end)
 {
-    pack_im2col(ctx, p, dst, k0, kc, i0, mc, mr);
+    const pack_rows_ctx *c = vctx;
+    int64_t n = c->x->oh * c->x->ow, i0 = begin * c->mr, i1 = end * c->mr < n ? end * c->mr : n;
+    pack_im2col(c->x, c->p, c->dst + i0 * c->K, 0, c->K, i0, i1 - i0, c->mr);
 }
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -388,14 +398,28 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     const void *w = gemm_form(c, trans, k, &sstride);
     if (!w) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
     if (trans) {
-        pthcv_gemm_problem g = {
-            .kernel = k, .M = N, .N = M, .K = K, .nprob = batch * c->groups, .nsets = c->groups,
-            .pack_a = pack_im2col_rows, .b_sstride = sstride, .ctx = x, .c = out, .ldc = N, .c_pstride = M * N,
-            .c_trans = 1, .res = res, .bias_col = c->bias, .act = c->p.act,
-        };
-        if (c->half) g.b_half = w;
-        else g.b_packed = w;
-        return pthcv_gemm_run(&g);
+        /* The pixels' panels (A, im2col^T over all of K: under a MB) are
+         * packed once per image and group, by all threads, before the
+         * product: the product's tasks split the output channels, and each
+         * would otherwise pack all of A again. */
+        int64_t asize = pthcv_gemm_packed_a_size(k, N, K);
+        float *a = pthcv_scratch(PTHCV_SCRATCH_CONV_A, (size_t)asize);
+        if (!a) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the packed input");
+        for (int64_t p = 0; p < batch * c->groups; p++) {
+            pack_rows_ctx pc = { .x = x, .p = p, .dst = a, .K = K, .mr = k->mr };
+            pthcv_parallel_for((N + k->mr - 1) / k->mr, 1, pack_rows_task, &pc);
+            int64_t set = p % c->groups;
+            pthcv_gemm_problem g = {
+                .kernel = k, .M = N, .N = M, .K = K, .nprob = 1, .nsets = 1, .a_packed = a, .a_sstride = asize,
+                .c = out + p * M * N, .ldc = N, .c_pstride = M * N, .c_trans = 1,
+                .res = res ? res + p * M * N : NULL, .bias_col = c->bias ? c->bias + set * M : NULL, .act = c->p.act,
+            };
+            if (c->half) g.b_half = (const uint16_t *)w + set * sstride;
+            else g.b_packed = (const float *)w + set * sstride;
+            int st = pthcv_gemm_run(&g);
+            if (st != PTHCV_OK) return st;
+        }
+        return PTHCV_OK;
     }
     const void *a = w;
     pthcv_gemm_problem g = {

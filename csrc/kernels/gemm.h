@@ -112,7 +112,7 @@ void pthcv_free_aligned(void *p);
  * across calls that grow it); NULL when out of memory. */
 enum {
     PTHCV_SCRATCH_GEMM_A, PTHCV_SCRATCH_GEMM_B, PTHCV_SCRATCH_GEMM_C, PTHCV_SCRATCH_DW,
-    PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M, PTHCV_SCRATCH_WINO_X, PTHCV_SCRATCH_SLOTS
+    PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M, PTHCV_SCRATCH_WINO_X, PTHCV_SCRATCH_CONV_A, PTHCV_SCRATCH_SLOTS
 };
 float *pthcv_scratch(int slot, size_t floats);
 
