@@ -421,14 +421,13 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
         }
         return PTHCV_OK;
     }
-    const void *a = w;
     pthcv_gemm_problem g = {
         .kernel = k, .M = M, .N = N, .K = K, .nprob = batch * c->groups,
         .nsets = c->groups, .a_sstride = sstride, .pack_b = pack_im2col, .ctx = x,
         .c = out, .ldc = N, .c_pstride = M * N, .res = res, .bias_row = c->bias, .act = c->p.act,
     };
-    if (c->half) g.a_half = a;
-    else g.a_packed = a;
+    if (c->half) g.a_half = w;
+    else g.a_packed = w;
     return pthcv_gemm_run(&g);
 }
 

@@ -303,7 +303,6 @@ fail:
     atomic_store(&x->failed, 1);
 }
 
-
 int pthcv_gemm_run(const pthcv_gemm_problem *g)
 {
     const pthcv_gemm_kernel *k = g->kernel;
@@ -318,17 +317,16 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
 
     /* Blocks of C: as large as the caches allow, smaller when there are too
      * few to keep the threads busy (this changes no result). A prepacked A
-     * (float32 or float16)
-     * is not cut for the cache: a task then packs its B block once for all
-     * of M (the A panels stream from L2), where M blocks would each pack it
-     * again. Threads get at least two tasks each, and a task count that
-     * splits evenly between them where the N blocks allow. */
+     * (float32 or float16) is not cut for the cache: a task then packs its
+     * B block once for all of M (the A panels stream from L2), where M
+     * blocks would each pack it again. Threads get at least two tasks each,
+     * and a task count that splits evenly between them where the N blocks
+     * allow. */
     int threads = pthcv_get_num_threads();
     int a_pre = g->a_packed || g->a_half, b_pre = g->b_packed || g->b_half;
     int64_t mc_cap = a_pre ? cdiv(g->M, k->mr) * k->mr : k->mc;
-    /* likewise a prepacked B with A packed per block (linear layers, a
-     * convolution's C^T on small maps): one task packs its A block once
-     * for all of N */
+    /* likewise a prepacked B with A packed per block (linear layers): one
+     * task packs its A block once for all of N */
     int64_t nc_cap = b_pre && !a_pre ? cdiv(g->N, k->nr) * k->nr : k->nc;
     int64_t nm = cdiv(g->M, mc_cap), nn = cdiv(g->N, nc_cap);
     int64_t pm = cdiv(g->M, k->mr), pn = cdiv(g->N, k->nr);
