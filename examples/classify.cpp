@@ -36,7 +36,7 @@ extern "C" {
 static const char *LUA_CODE = R"lua(
 local ffi = require "ffi"
 local pthcv = require "pthcv"
-local classify = require "pthcv.classify"
+local classify = require "pthcv.image.classify"
 return function(model_name, weights, image_address, k)
   local net = pthcv.models.get(model_name)
   net:load_state_dict(pthcv.state_dict(weights))

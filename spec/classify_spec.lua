@@ -5,12 +5,12 @@
 -- Also: text and JSON output, labels, errors, pthcv.classify's helpers.
 local support = require "support"
 local pthcv = require "pthcv"
-local classify = require "pthcv.classify"
+local classify = require "pthcv.image.classify"
 local json = require "dkjson"
 
 local IMG = support.root .. "/examples/demo.jpg"
 
-describe("pthcv.classify", function()
+describe("pthcv.image.classify", function()
   it("takes the softmax's top-k of one row of logits", function()
     local top = classify.top(pthcv.Tensor.from_table({ { 1, 3, 2, 0 } }, "float32"), 2)
     assert.are.equal(1, top[1].index)

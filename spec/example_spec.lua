@@ -51,7 +51,7 @@ describe("pthcv run and bench", function()
   end)
 
   it("infers num_classes from a torchvision state_dict", function()
-    local cli_run = require "pthcv.cli_run"
+    local cli_run = require "pthcv.cli.run"
     assert.are.equal(7, cli_run.num_classes_of(pthcv.models.resnet18 { num_classes = 7 }:state_dict()))
     assert.are.equal(9, cli_run.num_classes_of(pthcv.models.squeezenet1_0 { num_classes = 9 }:state_dict()))
   end)

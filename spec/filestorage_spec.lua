@@ -105,7 +105,7 @@ describe("FileStorage weights", function()
   end)
 
   it("--half refuses floating values beyond float16's range", function()
-    local half = require "pthcv.half"
+    local half = require "pthcv.export.half"
     local ok, e = pcall(half.to_half, "big", pthcv.tensor({ 1, 70000 }))
     assert.is_false(ok)
     assert.truthy(e:find("tensor 'big' holds 70000", 1, true), e)

@@ -1,4 +1,4 @@
--- onnx_spec: module:export_onnx and `pthcv export` (lua/pthcv/onnx).
+-- onnx_spec: module:export_onnx and `pthcv export` (lua/pthcv/export/onnx).
 --
 -- Without Python: the protobuf primitives, refusals (ops with no opset-10
 -- form, --half). With Debian's python3-onnx and python3-opencv
@@ -10,7 +10,7 @@
 local support = require "support"
 local pthcv = require "pthcv"
 local json = require "dkjson"
-local proto = require "pthcv.onnx.proto"
+local proto = require "pthcv.export.onnx.proto"
 local now = require "pthcv.nn.clock"
 
 local nn, F = pthcv.nn, pthcv.F

@@ -6,7 +6,7 @@
 local support = require "support"
 local pthcv = require "pthcv"
 local OrderedDict = pthcv.OrderedDict
-local sdmod = require "pthcv.state_dict"
+local sdmod = require "pthcv.reader.state_dict"
 
 local hex = support.hex
 

@@ -83,7 +83,7 @@ describe("LuaRocks package", function()
     check(support.run("cd " .. q(packdir) .. " && luarocks --lua-version=5.1 pack pthcv-scm-1.rockspec"))
     local _, list = support.run("unzip -l " .. q(packdir .. "/pthcv-scm-1.src.rock"))
     for _, f in ipairs { "pthcv-scm-1.rockspec", "csrc/opencv/bridge.cpp", "include/pthcv_opencv.hpp",
-                         "lua/pthcv/image.lua", "Makefile" } do
+                         "lua/pthcv/image/init.lua", "Makefile" } do
       assert.matches(f, list, 1, true)
     end
   end)

@@ -4,7 +4,7 @@
 local support = require "support"
 local pthcv = require "pthcv"
 
-describe("pthcv.save", function()
+describe("pthcv.export.save", function()
   local function sample()
     local a = pthcv.tensor({ { 1, 2, 3 }, { 4, 5, 6 } }, "float32")
     local b = pthcv.tensor({ 7, -8 }, "int64")

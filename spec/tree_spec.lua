@@ -56,7 +56,7 @@ describe("the value tree", function()
     while x[1] do x = x[1]; depth = depth + 1 end
     assert.are.equal(n - 1, depth)
     assert.are.same({}, pthcv.named_tensors(root))
-    local lines = require("pthcv.inspect").tree_lines(root)
+    local lines = require("pthcv.reader.inspect").tree_lines(root)
     assert.is_true(#lines < 100)
   end)
 

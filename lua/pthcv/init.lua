@@ -10,14 +10,14 @@
 -- See docs/lua-api.md.
 local ffi = require "ffi"
 local core = require "pthcv.core"
-local values = require "pthcv.values"
-local OrderedDict = require "pthcv.odict"
+local values = require "pthcv.reader.values"
+local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
-local tree = require "pthcv.tree"
-local sdmod = require "pthcv.state_dict"
+local tree = require "pthcv.reader.tree"
+local sdmod = require "pthcv.reader.state_dict"
 local C = core.C
 
-require("pthcv.odict").install_pairs()
+require("pthcv.reader.odict").install_pairs()
 
 local pthcv = {
   None = values.None,
@@ -166,11 +166,12 @@ pthcv.arange = Tensor.arange
 pthcv.manual_seed = Tensor.manual_seed
 
 -- pthcv.load_npy(path) -> Tensor: a NumPy .npy file (numeric dtypes).
-function pthcv.load_npy(path) return require("pthcv.npy").load(path) end
+function pthcv.load_npy(path) return require("pthcv.reader.npy").load(path) end
 
 -- Inference, loaded on first use: pthcv.nn (layers), pthcv.F (functional),
 -- pthcv.models (the torchvision zoo); the reader alone does not pay for them.
-local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image" }
+local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image",
+               classify = "pthcv.image.classify" }
 setmetatable(pthcv, { __index = function(t, k)
   local m = lazy[k]
   if m then local v = require(m); rawset(t, k, v); return v end
@@ -183,7 +184,7 @@ function pthcv.get_num_threads() return C.pthcv_get_num_threads() end
 -- pthcv.save(path, x [, opts]): .npy (one tensor), .npz or .safetensors (an
 -- OrderedDict or table name -> Tensor, or {{name, tensor}, ...}).
 function pthcv.save(path, x, opts)
-  return require("pthcv.save").save(path, x, opts)
+  return require("pthcv.export.save").save(path, x, opts)
 end
 
 -- `luajit -lpthcv`: the interpreter itself required the module (no Lua

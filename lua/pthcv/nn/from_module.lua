@@ -13,10 +13,10 @@
 -- classes use torch's attribute names), parameters, buffers and children,
 -- so any hyper-parameters torch saved are honoured. opts.classes maps more
 -- Python class paths to Lua classes (nn.class) for custom modules.
-local values = require "pthcv.values"
-local OrderedDict = require "pthcv.odict"
+local values = require "pthcv.reader.values"
+local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
-local sdmod = require "pthcv.state_dict"
+local sdmod = require "pthcv.reader.state_dict"
 local base = require "pthcv.nn.module"
 
 local M = {}

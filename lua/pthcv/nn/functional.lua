@@ -415,7 +415,7 @@ local function adaptive(x, kind, fname, output_size)
   else
     error("pthcv: " .. fname .. ": output_size must be an int or a pair", 3)
   end
-  local values = require "pthcv.values"
+  local values = require "pthcv.reader.values"
   if oh == nil or oh == values.None then oh = x:size(x.ndim - 1) end
   if ow == nil or ow == values.None then ow = x:size(x.ndim) end
   return result(C.pthcv_adaptive_pool2d(x.ct, kind, oh, ow), fname)

@@ -18,7 +18,7 @@
 -- first when its weights changed since the last preparation: eval() does
 -- it eagerly (folding BatchNorm into convolutions, packing weights for the
 -- C kernels, fusing activations); a first call does it lazily.
-local OrderedDict = require "pthcv.odict"
+local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
 local pyrepr = require "pthcv.nn.repr"
 
@@ -439,8 +439,8 @@ function Module:half() return convert_floats(self, "float16") end
 function Module:float() return convert_floats(self, "float32") end
 
 -- module:export_onnx(path [, {input = {1, 3, 224, 224}}]): an ONNX file
--- for OpenCV's cv::dnn, traced from one forward pass (lua/pthcv/onnx).
-function Module:export_onnx(path, opts) return require("pthcv.onnx").export(self, path, opts) end
+-- for OpenCV's cv::dnn, traced from one forward pass (lua/pthcv/export/onnx).
+function Module:export_onnx(path, opts) return require("pthcv.export.onnx").export(self, path, opts) end
 
 -- ---- print ----------------------------------------------------------------
 function Module:extra_repr() return "" end

@@ -4,7 +4,7 @@
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
 local py = require "pthcv.nn.repr"
-local values = require "pthcv.values"
+local values = require "pthcv.reader.values"
 
 local class = base.class
 local args = F._args

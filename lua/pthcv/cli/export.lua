@@ -1,5 +1,5 @@
--- lua/pthcv/cli_export.lua: `pthcv export`, an ONNX file for OpenCV's cv::dnn
--- (cli.lua dispatches here; the tracing is lua/pthcv/onnx).
+-- lua/pthcv/cli/export.lua: `pthcv export`, an ONNX file for OpenCV's cv::dnn
+-- (cli.lua dispatches here; the tracing is lua/pthcv/export/onnx).
 --
 --   pthcv export (--model NAME | --script FILE.lua) [--weights FILE] -o OUT.onnx
 --                [--shape 1x3x224x224 | --input X.npy] [--num-classes N] [--half]
@@ -18,8 +18,8 @@ local OPTS = { model = "value", script = "value", weights = "value", o = "value"
                shape = "value", input = "value", ["num-classes"] = "value", half = "bool" }
 
 -- The module of --model (torchvision's num_classes from the weights) or
--- --script, with --weights loaded, prepared for inference: cli_run's.
-local build = require("pthcv.cli_run").build
+-- --script, with --weights loaded, prepared for inference: cli/run.lua's.
+local build = require("pthcv.cli.run").build
 
 function M.export(args, parse, usage_error, err)
   local pos, opt, e = parse(args, OPTS)
@@ -37,7 +37,7 @@ function M.export(args, parse, usage_error, err)
       input = {}
       for n in (opt.shape or "1x3x224x224"):gmatch("%d+") do input[#input + 1] = tonumber(n) end
     end
-    local onnx = require "pthcv.onnx"
+    local onnx = require "pthcv.export.onnx"
     onnx.check_options({ half = opt.half }) -- refused before building anything
     local r = onnx.export(build(opt), out, { input = input, half = opt.half })
     return string.format("%s: %d nodes, %d initializers, %d bytes, output [%s]", out, r.nodes, r.initializers,

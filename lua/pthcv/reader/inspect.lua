@@ -1,13 +1,13 @@
--- lua/pthcv/inspect.lua: what `pthcv inspect` prints.
+-- lua/pthcv/reader/inspect.lua: what `pthcv inspect` prints.
 --
 --   local report = inspect.report(path)   -- a plain table (see fields below)
 --   io.write(inspect.text(report))        -- the tree, the tensors, the counts
 --   io.write(inspect.json(report))        -- one JSON object
 local pthcv = require "pthcv"
-local values = require "pthcv.values"
-local OrderedDict = require "pthcv.odict"
+local values = require "pthcv.reader.values"
+local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
-local sdmod = require "pthcv.state_dict"
+local sdmod = require "pthcv.reader.state_dict"
 
 local M = {}
 M.max_items = 40 -- children shown per container in the text tree

@@ -1,4 +1,4 @@
--- lua/pthcv/npy.lua: reads NumPy .npy files into new tensors (the inputs
+-- lua/pthcv/reader/npy.lua: reads NumPy .npy files into new tensors (the inputs
 -- of `pthcv run`). Little-endian numeric dtypes and bool, C or Fortran
 -- order, format versions 1-3. Writing is pthcv.save (csrc/export/npy.c).
 local ffi = require "ffi"

@@ -1,4 +1,4 @@
--- lua/pthcv/state_dict.lua: naming the tensors of a loaded tree.
+-- lua/pthcv/reader/state_dict.lua: naming the tensors of a loaded tree.
 --
 -- named_tensors(root): every tensor reachable from the root, depth-first in
 -- file order, named by its path: dict keys and list/tuple indices (0-based)
@@ -11,8 +11,8 @@
 -- Both walk with an explicit stack (no recursion: depth comes from the file).
 -- A container met twice on one path (a cycle) is not entered again; one
 -- shared by two paths is listed under both, as torch's state_dict does.
-local values = require "pthcv.values"
-local OrderedDict = require "pthcv.odict"
+local values = require "pthcv.reader.values"
+local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
 
 local M = {}

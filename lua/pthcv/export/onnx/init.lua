@@ -1,13 +1,13 @@
--- lua/pthcv/onnx/init.lua: ONNX export by tracing, for OpenCV's cv::dnn.
+-- lua/pthcv/export/onnx/init.lua: ONNX export by tracing, for OpenCV's cv::dnn.
 --
---   local onnx = require "pthcv.onnx"
+--   local onnx = require "pthcv.export.onnx"
 --   onnx.export(model, "model.onnx", { input = {1, 3, 224, 224} })
 --   model:export_onnx("model.onnx", { input = {1, 3, 224, 224} })   -- the same
 --
 -- One forward pass of the prepared (eval) module runs on a real input while
 -- every function of pthcv.F and every Tensor method records what it did:
 -- the graph's values are the tensors themselves (by identity), its nodes
--- the ops (lua/pthcv/onnx/ops.lua maps each to ONNX), and any tensor the
+-- the ops (lua/pthcv/export/onnx/ops.lua maps each to ONNX), and any tensor the
 -- pass did not compute (weights, folded weights, constants of a custom
 -- forward) becomes an initializer. Fused steps export as they run: a
 -- convolution with its BatchNorm already folded, then the residual Add and
@@ -17,11 +17,11 @@
 -- The file is opset 10 (IR version 5), the form OpenCV 4.6's importer
 -- reads: Clip with min/max attributes, MaxPool/AveragePool with ceil_mode,
 -- Hardswish as x * HardSigmoid(x). Protobuf is written by
--- lua/pthcv/onnx/proto.lua.
+-- lua/pthcv/export/onnx/proto.lua.
 local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
-local proto = require "pthcv.onnx.proto"
-local ops = require "pthcv.onnx.ops"
+local proto = require "pthcv.export.onnx.proto"
+local ops = require "pthcv.export.onnx.ops"
 
 local M = {}
 M.OPSET, M.IR_VERSION = 10, 5

@@ -1,4 +1,4 @@
--- lua/pthcv/values.lua: the Lua classes of the values a pickle holds.
+-- lua/pthcv/reader/values.lua: the Lua classes of the values a pickle holds.
 --
 --   Python            Lua
 --   None              values.None (a unique sentinel; `x == pthcv.None`)
@@ -11,7 +11,7 @@
 --   an inert object   Object: .class, .args, .kwargs, .state, .items
 -- One instance per Lua state, even when package.loaded is cleared (busted
 -- does between spec files): FFI types and metatables cannot be redefined.
-local REGISTRY_KEY = "pthcv.values"
+local REGISTRY_KEY = "pthcv.reader.values"
 do local loaded = debug.getregistry()[REGISTRY_KEY]; if loaded then return loaded end end
 local M = {}
 
@@ -100,7 +100,7 @@ M.Object = class("Object", {
 function M.Object.attr(o, name)
   local s = o.state
   if type(s) == "table" and getmetatable(s) == M.Tuple then s = s[1] end
-  local OrderedDict = require "pthcv.odict"
+  local OrderedDict = require "pthcv.reader.odict"
   if OrderedDict.is(s) then return OrderedDict.get(s, name) end
   return nil
 end

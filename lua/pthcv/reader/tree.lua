@@ -1,4 +1,4 @@
--- lua/pthcv/tree.lua: the C value tree (pthcv_value nodes) as Lua values.
+-- lua/pthcv/reader/tree.lua: the C value tree (pthcv_value nodes) as Lua values.
 --
 -- Iterative, never recursive: the nesting depth comes from the file. Each C
 -- node is converted once, keyed by its address, so a value the pickle shares
@@ -7,8 +7,8 @@
 -- stack.
 local ffi = require "ffi"
 local core = require "pthcv.core"
-local values = require "pthcv.values"
-local OrderedDict = require "pthcv.odict"
+local values = require "pthcv.reader.values"
+local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
 local C = core.C
 

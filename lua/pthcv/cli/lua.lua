@@ -1,4 +1,4 @@
--- lua/pthcv/cli_lua.lua: `pthcv lua FILE.lua [args]` and `pthcv repl`, Lua
+-- lua/pthcv/cli/lua.lua: `pthcv lua FILE.lua [args]` and `pthcv repl`, Lua
 -- with pthcv loaded (cli.lua dispatches here).
 --
 -- Both set the global `pthcv` (require "pthcv"). A script gets its arguments

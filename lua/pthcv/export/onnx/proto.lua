@@ -1,4 +1,4 @@
--- lua/pthcv/onnx/proto.lua: a minimal protobuf writer for the ONNX messages
+-- lua/pthcv/export/onnx/proto.lua: a minimal protobuf writer for the ONNX messages
 -- pthcv emits (ModelProto, GraphProto, NodeProto, AttributeProto,
 -- TensorProto, ValueInfoProto), field numbers from onnx/onnx.proto.
 --

@@ -1,4 +1,4 @@
--- lua/pthcv/tensor.lua: Tensor, a LuaJIT FFI view of a C pthcv_tensor.
+-- lua/pthcv/tensor/init.lua: Tensor, a LuaJIT FFI view of a C pthcv_tensor.
 --
 -- A Tensor is a cdata of type `pthcv_lua_tensor` (one field, `ct`, the C
 -- `pthcv_tensor *`) holding one reference: ffi.metatype gives it the methods
@@ -16,7 +16,7 @@ local REGISTRY_KEY = "pthcv.tensor"
 do local loaded = debug.getregistry()[REGISTRY_KEY]; if loaded then return loaded end end
 local ffi = require "ffi"
 local core = require "pthcv.core"
-local values = require "pthcv.values"
+local values = require "pthcv.reader.values"
 local C = core.C
 
 ffi.cdef [[ typedef struct pthcv_lua_tensor { pthcv_tensor *ct; } pthcv_lua_tensor; ]]

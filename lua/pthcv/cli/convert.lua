@@ -1,4 +1,4 @@
--- lua/pthcv/cli_convert.lua: batch conversion (cli.lua's convert hands over
+-- lua/pthcv/cli/convert.lua: batch conversion (cli.lua's convert hands over
 -- when it gets several files, --to or -j):
 --
 --   pthcv convert FILES... -o DIR [--to npz|safetensors|npy|...] [-j N] [convert's other options]

@@ -1,14 +1,14 @@
--- lua/pthcv/onnx/ops.lua: how each traced op is written as ONNX (opset 10).
+-- lua/pthcv/export/onnx/ops.lua: how each traced op is written as ONNX (opset 10).
 --
 -- handlers["F.relu"], handlers["Tensor.view"], ...: function(g, args, res)
 -- called after the op ran, with its arguments (args.n of them) and results;
--- it appends nodes to the graph g (lua/pthcv/onnx/init.lua) and names the
+-- it appends nodes to the graph g (lua/pthcv/export/onnx/init.lua) and names the
 -- result tensor with g:output(res[1], name). Shapes are the ones the traced
 -- pass produced, so reshapes are written with constant target shapes.
 local core = require "pthcv.core"
 local F = require "pthcv.nn.functional"
 local Tensor = require "pthcv.tensor"
-local proto = require "pthcv.onnx.proto"
+local proto = require "pthcv.export.onnx.proto"
 
 local C = core.C
 local args_of, pair = F._args, F._pair

@@ -1,4 +1,4 @@
--- lua/pthcv/save.lua: writing tensors as .npy, .npz, .safetensors, or as
+-- lua/pthcv/export/save.lua: writing tensors as .npy, .npz, .safetensors, or as
 -- cv::Mat in OpenCV FileStorage files (.yml, .xml, .json, optionally .gz).
 --
 --   save("w.npy", tensor)
@@ -10,7 +10,7 @@
 -- bytes, dtype kept; the C core writes the files.
 local ffi = require "ffi"
 local core = require "pthcv.core"
-local OrderedDict = require "pthcv.odict"
+local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
 local C = core.C
 

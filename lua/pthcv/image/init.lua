@@ -1,4 +1,4 @@
--- lua/pthcv/image.lua: images through OpenCV and the network input made
+-- lua/pthcv/image/init.lua: images through OpenCV and the network input made
 -- from them (pthcv.image).
 --
 --   local image = require "pthcv.image"     -- or pthcv.image
@@ -22,7 +22,7 @@ local C = core.C
 
 local M = {}
 
-M.color = require "pthcv.image_codes"   -- cv::COLOR_* by name: M.color.BGR2RGB == 4
+M.color = require "pthcv.image.codes"   -- cv::COLOR_* by name: M.color.BGR2RGB == 4
 
 M.IMREAD_UNCHANGED, M.IMREAD_GRAYSCALE, M.IMREAD_COLOR = -1, 0, 1
 local read_flags = { unchanged = -1, gray = 0, grayscale = 0, color = 1 }

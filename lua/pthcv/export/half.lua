@@ -1,4 +1,4 @@
--- lua/pthcv/half.lua: float16 weights.
+-- lua/pthcv/export/half.lua: float16 weights.
 --
 -- to_half(name, t): t as float16 for writing (`pthcv convert --half`):
 -- float32, float64 and bfloat16 tensors are converted (round to nearest

@@ -1,7 +1,7 @@
--- lua/pthcv/classify.lua: image classification with a pthcv.nn model, the
+-- lua/pthcv/image/classify.lua: image classification with a pthcv.nn model, the
 -- job of `pthcv run IMAGE...` and examples/classify.cpp.
 --
---   local classify = require "pthcv.classify"
+--   local classify = require "pthcv.image.classify"
 --   local net = pthcv.models.resnet18(); net:load_state_dict(pthcv.state_dict("r18.pth")); net:eval()
 --   local r = classify.image(net, "cat.jpg", {topk = 5, resize = 256, size = 224})
 --   for _, c in ipairs(r.top) do print(c.index, c.label, c.prob) end
@@ -37,7 +37,7 @@ function M.labels(num_classes, file)
       error(string.format("pthcv: %s has %d labels, the model %d classes", file, #list, num_classes), 0)
     end
   elseif num_classes == 1000 then
-    list = require "pthcv.imagenet_classes"
+    list = require "pthcv.image.imagenet_classes"
   end
   return function(i) return list and list[i + 1] or ("class " .. i) end
 end

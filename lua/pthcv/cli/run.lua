@@ -1,4 +1,4 @@
--- lua/pthcv/cli_run.lua: the inference commands of the CLI (cli.lua
+-- lua/pthcv/cli/run.lua: the inference commands of the CLI (cli.lua
 -- dispatches here):
 --
 --   pthcv run   (--model NAME | --script FILE.lua) [--weights FILE] --input X.npy
@@ -30,7 +30,7 @@ M.usage = [[
 local OPTS = { model = "value", script = "value", weights = "value", input = "value", output = "value",
                o = "value", threads = "value", ["num-classes"] = "value", runs = "value", profile = "bool",
                shape = "value", warmup = "value",
-               -- run IMAGE...: classification (lua/pthcv/classify.lua)
+               -- run IMAGE...: classification (lua/pthcv/image/classify.lua)
                size = "value", resize = "value", crop = "bool", mean = "value", std = "value",
                topk = "value", labels = "value", json = "bool", interpolation = "value" }
 
@@ -102,7 +102,7 @@ end
 
 -- run IMAGE...: the top-k classes of each image.
 local function classify_images(images, opt, err)
-  local classify = require "pthcv.classify"
+  local classify = require "pthcv.image.classify"
   local json = opt.json and require "dkjson"
   local ok, msg = pcall(function()
     set_threads(opt)

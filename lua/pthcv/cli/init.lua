@@ -1,10 +1,10 @@
--- lua/pthcv/cli.lua: the `pthcv` command line (bin/pthcv is a thin front).
+-- lua/pthcv/cli/init.lua: the `pthcv` command line (bin/pthcv is a thin front).
 --
 --   pthcv inspect FILE [--json] [--all]
 --   pthcv scan FILE [--json]            exit 0 safe, 1 unsafe, 2 unreadable
 --   pthcv convert FILE -o OUT.npz|OUT.safetensors|OUT.npy [--state-dict]
---   pthcv run|bench|models              inference (cli_run.lua)
---   pthcv export ... -o OUT.onnx         ONNX for cv::dnn (cli_export.lua)
+--   pthcv run|bench|models              inference (cli/run.lua)
+--   pthcv export ... -o OUT.onnx         ONNX for cv::dnn (cli/export.lua)
 --
 -- main(args) returns the exit status; errors go to stderr.
 local M = {}
@@ -32,7 +32,7 @@ commands:
       converts each file to DIR/<name>.<to> (default safetensors), N at a time,
       with a progress bar on a terminal; goes on past bad files, prints a
       summary and exits 1 if any failed
-]] .. require("pthcv.cli_run").usage .. require("pthcv.cli_export").usage .. require("pthcv.cli_lua").usage .. [[
+]] .. require("pthcv.cli.run").usage .. require("pthcv.cli.export").usage .. require("pthcv.cli.lua").usage .. [[
   help, --help     this text
   version, --version
 
@@ -117,7 +117,7 @@ function commands.inspect(args)
   if #pos ~= 1 then return usage_error("inspect takes one FILE") end
   local limits, le = limits_of(opt)
   if not limits then return usage_error(le) end
-  local inspect = require "pthcv.inspect"
+  local inspect = require "pthcv.reader.inspect"
   local ok, r = pcall(inspect.report, pos[1], limits)
   if not ok then err(r); return 1 end
   local ok2, text = pcall(opt.json and inspect.json or inspect.text, r, { max_items = opt.all and 0 or nil })
@@ -164,8 +164,8 @@ function commands.convert(args)
                              dequantize = "bool", to = "value", j = "value", jobs = "value", half = "bool" }
   local pos, opt, e = parse(args, spec)
   if not pos then return usage_error(e) end
-  -- several files, --to, -j or -o DIR: a batch of child conversions (cli_convert.lua)
-  local batch = require "pthcv.cli_convert"
+  -- several files, --to, -j or -o DIR: a batch of child conversions (cli/convert.lua)
+  local batch = require "pthcv.cli.convert"
   if batch.wanted(pos, opt) then return batch.run(pos, opt, spec, usage_error, err) end
   local out = opt.o or opt.output
   if #pos ~= 1 or not out then return usage_error("convert takes FILE -o OUT") end
@@ -189,7 +189,7 @@ function commands.convert(args)
         list[i] = kv
       end
       if opt.half then -- floating weights as float16
-        kv = { kv[1], require("pthcv.half").to_half(kv[1], kv[2]) }
+        kv = { kv[1], require("pthcv.export.half").to_half(kv[1], kv[2]) }
         list[i] = kv
       end
       if seen[kv[1]] then error("pthcv: two tensors are named '" .. kv[1] .. "'", 0) end
@@ -203,15 +203,15 @@ function commands.convert(args)
   return 0
 end
 
--- inference: run, bench, models (lua/pthcv/cli_run.lua)
-function commands.run(args) return require("pthcv.cli_run").run(args, parse, usage_error, err) end
-function commands.bench(args) return require("pthcv.cli_run").bench(args, parse, usage_error, err) end
-function commands.models() return require("pthcv.cli_run").models() end
--- ONNX for OpenCV's cv::dnn (lua/pthcv/cli_export.lua)
-function commands.export(args) return require("pthcv.cli_export").export(args, parse, usage_error, err) end
--- Lua with pthcv loaded: lua FILE.lua [args], repl (lua/pthcv/cli_lua.lua)
-function commands.lua(args) return require("pthcv.cli_lua").lua(args, usage_error, err) end
-function commands.repl(args) return require("pthcv.cli_lua").repl(args, usage_error, err) end
+-- inference: run, bench, models (lua/pthcv/cli/run.lua)
+function commands.run(args) return require("pthcv.cli.run").run(args, parse, usage_error, err) end
+function commands.bench(args) return require("pthcv.cli.run").bench(args, parse, usage_error, err) end
+function commands.models() return require("pthcv.cli.run").models() end
+-- ONNX for OpenCV's cv::dnn (lua/pthcv/cli/export.lua)
+function commands.export(args) return require("pthcv.cli.export").export(args, parse, usage_error, err) end
+-- Lua with pthcv loaded: lua FILE.lua [args], repl (lua/pthcv/cli/lua.lua)
+function commands.lua(args) return require("pthcv.cli.lua").lua(args, usage_error, err) end
+function commands.repl(args) return require("pthcv.cli.lua").repl(args, usage_error, err) end
 
 function M.main(args)
   local cmd = args[1]

@@ -1,4 +1,4 @@
--- lua/pthcv/odict.lua: OrderedDict, the Lua value of a Python dict.
+-- lua/pthcv/reader/odict.lua: OrderedDict, the Lua value of a Python dict.
 --
 --   local d = OrderedDict.new()
 --   d["b"] = 1; d["a"] = 2
@@ -43,7 +43,7 @@ end
 
 -- One instance per Lua state, even when package.loaded is cleared (busted
 -- does between spec files): FFI types and metatables cannot be redefined.
-local REGISTRY_KEY = "pthcv.odict"
+local REGISTRY_KEY = "pthcv.reader.odict"
 do install_pairs(); local loaded = debug.getregistry()[REGISTRY_KEY]; if loaded then return loaded end end
 local KEYS, VALS, INDEX, ATTR = {}, {}, {}, {}
 
