@@ -3,11 +3,12 @@
 -- it followed by an activation asks for a pack with the activation fused.
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
+local A = require "pthcv.nn.args"
 local Tensor = require "pthcv.tensor"
 local py = require "pthcv.nn.repr"
 
 local class = base.class
-local args = F._args
+local args = A.named
 local M = {}
 
 -- nn.Linear(in_features, out_features [, bias = true])
@@ -24,7 +25,12 @@ function Linear:__init(in_features, out_features, ...)
   self:register_parameter("bias", (a.bias == nil or a.bias) and Tensor.zeros({ out_features }) or nil)
 end
 
-function Linear:make_pack(act) return F.linear_prepare(self.weight, self.bias, act) end
+-- A pack (lua/pthcv/nn/packs.lua) with a fused activation (act_spec or nil).
+function Linear:make_pack(act)
+  local pk = F.linear_prepare(self.weight, self.bias, act)
+  pk.module = self
+  return pk
+end
 
 function Linear:prepare()
   self._pack = nil

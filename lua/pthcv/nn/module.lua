@@ -37,7 +37,8 @@ local function touch_if_prepared(self) if rawget(self, "_ready") ~= nil then tou
 local Module = { __typename = "Module", __torch_class = "torch.nn.modules.module.Module" }
 M.Module = Module
 
--- Class identity: every class table has a __class_tag entry.
+-- Class identity: an instance's metatable is its class, and every class
+-- table made by M.class has __is_module_class = true.
 local function is_module(x)
   if type(x) ~= "table" then return false end
   local mt = getmetatable(x)
@@ -68,8 +69,9 @@ end
 
 local function pack_results(...) return { n = select("#", ...), ... } end
 
-local function module_call(self, ...)
-  if rawget(self, "_ready") ~= state.version then self:prepare_tree() end
+-- self:forward(...), timed when M.profiler is set, errors prefixed by
+-- where self sits.
+local function run_forward(self, ...)
   local prof = M.profiler
   if prof then
     -- --profile: inclusive wall time per module
@@ -82,6 +84,17 @@ local function module_call(self, ...)
     return rethrow(self, pcall(self.forward, self, ...))
   end
   return self:forward(...)
+end
+
+-- M.observer: nil, or function(module, run_forward, ...) that must return
+-- run_forward(module, ...)'s results: what sees which module is running
+-- (the ONNX tracer names modules in its refusals). Ops themselves are
+-- watched at pthcv.tensor.dispatch.
+local function module_call(self, ...)
+  if rawget(self, "_ready") ~= state.version then self:prepare_tree() end
+  local observer = M.observer
+  if observer then return observer(self, run_forward, ...) end
+  return run_forward(self, ...)
 end
 
 local function module_tostring(self) return self:repr() end
