@@ -2,7 +2,7 @@
 -- Each elementwise one describes itself as a C activation (act_spec),
 -- which containers use to fuse it into the convolution or linear layer
 -- before it; run alone, it runs that activation's record (pthcv.nn.args),
--- resolved once in prepare().
+-- resolved once per prepare (args_record).
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
 local A = require "pthcv.nn.args"
@@ -32,11 +32,10 @@ local function elementwise(name, params, spec, extra, op)
     if cls.defaults then cls.defaults(self) end
   end
   cls.act_spec = spec
-  function cls:record() return A.activation(self:act_spec(), op) end
-  function cls:prepare() self._rec = self:record() end
+  function cls:args_record() return A.activation(self:act_spec(), op) end
   function cls:forward(x)
     A.tensor(x, name)
-    return run_act(rawget(self, "_rec") or self:record(), x)
+    return run_act(self:op_args(), x)
   end
   cls.extra_repr = extra or inplace_repr
   M[name] = cls

@@ -161,16 +161,15 @@ function ConvTranspose2d:__init(in_channels, out_channels, ...)
   self:register_parameter("bias", (a.bias == nil or a.bias) and Tensor.zeros({ out_channels }) or nil)
 end
 
--- The op's record, resolved from the attributes (in prepare(), once).
-function ConvTranspose2d:record()
+-- the op's record, resolved from the attributes (module.lua's op_args)
+function ConvTranspose2d:args_record()
   return A.conv_transpose2d({ stride = self.stride, padding = self.padding, output_padding = self.output_padding,
                               groups = self.groups, dilation = self.dilation })
 end
-function ConvTranspose2d:prepare() self._rec = self:record() end
 
 function ConvTranspose2d:forward(x)
   A.tensor(x, "conv_transpose2d")
-  return F.run.conv_transpose2d(rawget(self, "_rec") or self:record(), x, self.weight, self.bias)
+  return F.run.conv_transpose2d(self:op_args(), x, self.weight, self.bias)
 end
 
 function ConvTranspose2d:extra_repr() return conv_repr(self, true) end

@@ -109,11 +109,10 @@ function ZeroPad2d:__init(padding)
   if type(padding) == "number" then padding = { padding, padding, padding, padding } end
   self.padding = padding
 end
-function ZeroPad2d:record() return A.pad(self.padding, { mode = "constant", value = 0 }) end
-function ZeroPad2d:prepare() self._rec = self:record() end
+function ZeroPad2d:args_record() return A.pad(self.padding, { mode = "constant", value = 0 }) end
 function ZeroPad2d:forward(x)
   A.tensor(x, "pad")
-  return F.run.pad(rawget(self, "_rec") or self:record(), x)
+  return F.run.pad(self:op_args(), x)
 end
 function ZeroPad2d:extra_repr() return py.value(self.padding) end
 

@@ -409,12 +409,19 @@ function Module:prepare_tree()
   local list = self:modules()
   for _, m in ipairs(list) do rawset(m, "_claimed", nil) end
   for _, m in ipairs(list) do
+    if type(m.args_record) == "function" then rawset(m, "_args", m:args_record()) end
     local prep = m.prepare
     if prep then prep(m) end
   end
   for _, m in ipairs(list) do rawset(m, "_ready", v) end
   return self
 end
+
+-- A layer whose op arguments do not depend on its input defines
+-- args_record(), which resolves its attributes into the op's record
+-- (pthcv.nn.args); preparing keeps it, and forward runs the op with
+-- self:op_args() (resolved anew when forward is called unprepared).
+function Module:op_args() return rawget(self, "_args") or self:args_record() end
 
 -- A parent's prepare() calls this on the children it runs itself (fused).
 function Module:claim() rawset(self, "_claimed", true) end
@@ -458,35 +465,8 @@ function Module:export_onnx(path, opts) return require("pthcv.export.onnx").expo
 -- ---- print ----------------------------------------------------------------
 function Module:extra_repr() return "" end
 
-local function add_indent(s, n)
-  local pad = string.rep(" ", n)
-  return (s:gsub("\n", "\n" .. pad))
-end
-
--- torch's repr: "Name(extra)" or "Name(\n  (child): ...\n)".
-function Module:repr()
-  local extra = self:extra_repr()
-  local extra_lines = {}
-  if extra ~= "" then
-    for line in (extra .. "\n"):gmatch("(.-)\n") do extra_lines[#extra_lines + 1] = line end
-  end
-  local lines = {}
-  for _, l in ipairs(extra_lines) do lines[#lines + 1] = l end
-  local nchild = 0
-  for _, kv in ipairs(self:named_children()) do
-    nchild = nchild + 1
-    lines[#lines + 1] = "(" .. kv[1] .. "): " .. add_indent(kv[2]:repr(), 2)
-  end
-  local s = self:repr_name() .. "("
-  if #lines > 0 then
-    if #extra_lines == 1 and nchild == 0 then
-      s = s .. extra_lines[1]
-    else
-      s = s .. "\n  " .. table.concat(lines, "\n  ") .. "\n"
-    end
-  end
-  return s .. ")"
-end
+-- torch's repr: "Name(extra)" or "Name(\n  (child): ...\n)" (repr.lua).
+function Module:repr() return pyrepr.module(self) end
 
 function Module:repr_name() return getmetatable(self).__typename end
 

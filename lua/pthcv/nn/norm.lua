@@ -35,16 +35,14 @@ local function batchnorm(name, file)
       self:register_buffer("num_batches_tracked", Tensor.zeros({}, "int64"))
     end
   end
-  -- the op's record (F.run.batch_norm's), made in prepare()
-  function cls:record() return { eps = self.eps } end
-  function cls:prepare() self._rec = self:record() end
+  -- the op's record (F.run.batch_norm's)
+  function cls:args_record() return { eps = self.eps } end
   function cls:forward(x)
     if not self.running_mean then
       error("pthcv: " .. name .. " without running statistics needs batch statistics (training): not supported", 2)
     end
     A.tensor(x, "batch_norm")
-    return F.run.batch_norm(rawget(self, "_rec") or self:record(), x, self.running_mean, self.running_var,
-                            self.weight, self.bias)
+    return F.run.batch_norm(self:op_args(), x, self.running_mean, self.running_var, self.weight, self.bias)
   end
   -- foldable into a preceding convolution
   function cls:can_fold() return self.running_mean ~= nil end
@@ -73,14 +71,13 @@ function LayerNorm:__init(normalized_shape, ...)
     self:register_parameter("bias", Tensor.zeros(normalized_shape))
   end
 end
-function LayerNorm:record()
+function LayerNorm:args_record()
   local shape = self.normalized_shape
   return { normalized_shape = type(shape) == "number" and { shape } or { unpack(shape) }, eps = self.eps }
 end
-function LayerNorm:prepare() self._rec = self:record() end
 function LayerNorm:forward(x)
   A.tensor(x, "layer_norm")
-  return F.run.layer_norm(rawget(self, "_rec") or self:record(), x, self.weight, self.bias)
+  return F.run.layer_norm(self:op_args(), x, self.weight, self.bias)
 end
 function LayerNorm:extra_repr()
   return string.format("%s, eps=%s, elementwise_affine=%s", py.value(self.normalized_shape),
@@ -101,11 +98,10 @@ function GroupNorm:__init(num_groups, num_channels, ...)
     self:register_parameter("bias", Tensor.zeros({ num_channels }))
   end
 end
-function GroupNorm:record() return { num_groups = self.num_groups, eps = self.eps } end
-function GroupNorm:prepare() self._rec = self:record() end
+function GroupNorm:args_record() return { num_groups = self.num_groups, eps = self.eps } end
 function GroupNorm:forward(x)
   A.tensor(x, "group_norm")
-  return F.run.group_norm(rawget(self, "_rec") or self:record(), x, self.weight, self.bias)
+  return F.run.group_norm(self:op_args(), x, self.weight, self.bias)
 end
 function GroupNorm:extra_repr()
   return string.format("%d, %d, eps=%s, affine=%s", self.num_groups, self.num_channels, py.value(self.eps, true),

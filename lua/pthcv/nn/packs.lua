@@ -51,14 +51,18 @@ return function(F)
   F.pack_info = setmetatable({}, { __mode = "k" })
 
   -- ---- convolution ---------------------------------------------------------------
-  local function conv2d_pack(weight, bias, rec, keep_weight)
-    local w, b = pack_weight(weight), f32(bias)
-    local c = C.pthcv_conv2d_prepare(w.ct, b and b.ct or nil, A.conv2d_params(rec))
-    if c == nil then core.fail("conv2d_prepare") end
-    local pk = { handle = ffi.gc(c, C.pthcv_conv2d_free), op = "conv2d", rec = rec,
-                 weight = keep_weight and weight or nil, bias = bias }
+  -- A pack around the C object c (nil: the C error raised), freed by free.
+  local function new_pack(c, free, op, rec, weight, bias, keep_weight)
+    if c == nil then core.fail(op .. "_prepare") end
+    local pk = { handle = ffi.gc(c, free), op = op, rec = rec, weight = keep_weight and weight or nil, bias = bias }
     F.pack_info[pk] = true
     return pk
+  end
+
+  local function conv2d_pack(weight, bias, rec, keep_weight)
+    local w, b = pack_weight(weight), f32(bias)
+    return new_pack(C.pthcv_conv2d_prepare(w.ct, b and b.ct or nil, A.conv2d_params(rec)), C.pthcv_conv2d_free,
+                    "conv2d", rec, weight, bias, keep_weight)
   end
 
   local function check_conv_weight(weight, level)
@@ -95,12 +99,8 @@ return function(F)
   -- ---- linear --------------------------------------------------------------------------
   local function linear_pack(weight, bias, rec, keep_weight)
     local w, b = pack_weight(weight), f32(bias)
-    local l = C.pthcv_linear_prepare(w.ct, b and b.ct or nil, A.activation_struct(rec.act))
-    if l == nil then core.fail("linear_prepare") end
-    local pk = { handle = ffi.gc(l, C.pthcv_linear_free), op = "linear", rec = rec,
-                 weight = keep_weight and weight or nil, bias = bias }
-    F.pack_info[pk] = true
-    return pk
+    return new_pack(C.pthcv_linear_prepare(w.ct, b and b.ct or nil, A.activation_struct(rec.act)),
+                    C.pthcv_linear_free, "linear", rec, weight, bias, keep_weight)
   end
 
   -- A prepared linear layer: weight [out, in], bias or nil, act or nil.

@@ -1,7 +1,7 @@
 -- lua/pthcv/nn/pooling.lua: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
 -- AdaptiveMaxPool2d, as torch.nn's. Sizes are kept as given (an int or a
--- pair), as torch keeps them, so print() shows the same; prepare() resolves
--- them once into the op's record (pthcv.nn.args), which forward runs.
+-- pair), as torch keeps them, so print() shows the same; args_record()
+-- resolves them into the op's record (pthcv.nn.args), once per prepare.
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
 local A = require "pthcv.nn.args"
@@ -31,14 +31,13 @@ function MaxPool2d:__init(...)
   self.return_indices = false
   self.ceil_mode = a.ceil_mode or false
 end
-function MaxPool2d:record()
+function MaxPool2d:args_record()
   return A.pool2d("max", "MaxPool2d", { kernel_size = self.kernel_size, stride = self.stride, padding = self.padding,
                                         dilation = self.dilation, ceil_mode = self.ceil_mode })
 end
-function MaxPool2d:prepare() self._rec = self:record() end
 function MaxPool2d:forward(x)
   A.tensor(x, "max_pool2d")
-  return F.run.max_pool2d(rawget(self, "_rec") or self:record(), x)
+  return F.run.max_pool2d(self:op_args(), x)
 end
 function MaxPool2d:extra_repr()
   return string.format("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s", py.value(self.kernel_size),
@@ -60,15 +59,14 @@ function AvgPool2d:__init(...)
   self.count_include_pad = a.count_include_pad == nil or a.count_include_pad
   self.divisor_override = a.divisor_override
 end
-function AvgPool2d:record()
+function AvgPool2d:args_record()
   return A.pool2d("avg", "AvgPool2d", { kernel_size = self.kernel_size, stride = self.stride, padding = self.padding,
                                         ceil_mode = self.ceil_mode, count_include_pad = self.count_include_pad,
                                         divisor_override = self.divisor_override })
 end
-function AvgPool2d:prepare() self._rec = self:record() end
 function AvgPool2d:forward(x)
   A.tensor(x, "avg_pool2d")
-  return F.run.avg_pool2d(rawget(self, "_rec") or self:record(), x)
+  return F.run.avg_pool2d(self:op_args(), x)
 end
 function AvgPool2d:extra_repr()
   return string.format("kernel_size=%s, stride=%s, padding=%s", py.value(self.kernel_size), py.value(self.stride),

@@ -68,6 +68,10 @@ function M.trace_module(m, o)
   local ok, err = pcall(function()
     local y = trace.run(g, m, function() return m(x) end)
     if type(y) == "table" and not is_tensor(y) then y = y[1] end
+    if is_tensor(y) and g.born[y] then
+      graph.refuse("the forward pass returned " .. g:describe(y) .. ", made in " .. g.born[y]
+                   .. " by no traced op (a direct C call or Tensor.wrap): the graph cannot compute it")
+    end
     if not is_tensor(y) or not g:is_traced(y) then
       graph.refuse("the forward pass did not return a tensor computed from its input")
     end
