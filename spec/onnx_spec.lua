@@ -238,6 +238,16 @@ describe("ONNX export", function()
     local m = randomise(GridNet(), 7):eval()
     local r = m:export_onnx(support.tmpname(".onnx"), { input = { 1, 3, 5, 5 } })
     assert.are.same({ 1, 4, 5, 5 }, r.output_shape)
+    -- a forward that folds and packs its weights itself, lazily: constants too
+    local Lazy = nn.class("LazyFold")
+    function Lazy:__init() self.conv = nn.Conv2d(3, 4, 3); self.bn = nn.BatchNorm2d(4) end
+    function Lazy:forward(x)
+      local pk = rawget(self, "_pk") or self.conv:make_pack(self.bn, { kind = "relu" })
+      rawset(self, "_pk", pk)
+      return F.conv2d_packed(pk, x)
+    end
+    assert.are.same({ 1, 4, 3, 3 }, randomise(Lazy(), 3):eval():export_onnx(support.tmpname(".onnx"),
+                                                                            { input = { 1, 3, 5, 5 } }).output_shape)
     -- F.constant of a value computed from the input is refused
     local Bad = nn.class("BadConst")
     function Bad:forward(x) return F.constant(x) + 1 end

@@ -12,6 +12,7 @@ local core = require "pthcv.core"
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
 local A = require "pthcv.nn.args"
+local D = require "pthcv.tensor.dispatch"
 local Tensor = require "pthcv.tensor"
 local py = require "pthcv.nn.repr"
 local release = require "pthcv.nn.release"
@@ -83,15 +84,12 @@ end
 
 -- A pack of this convolution (lua/pthcv/nn/packs.lua) with an eval-mode
 -- BatchNorm2d folded in (bn may be nil) and a fused activation (an act_spec
--- table, or nil); its record is resolved from the attributes now.
-function Conv2d:make_pack(bn, act)
-  local pk = self:pack_of(bn, act)
-  pk.module = self
-  return pk
-end
-
-function Conv2d:pack_of(bn, act)
+-- table, or nil); its record is resolved from the attributes now. Made
+-- through the dispatch point ("nn.make_pack"): what it computes from the
+-- weights are constants, also when a forward packs lazily during a trace.
+local function conv_pack(_, self, bn, act)
   local w, b = self.weight, self.bias
+  local pk
   if bn then
     -- float16 weights (module:half()) are folded from float32 copies, and
     -- the folded weights packed as float16 again
@@ -107,17 +105,20 @@ function Conv2d:pack_of(bn, act)
     local folded = Tensor.wrap(nw[0], true)
     b = nb[0] ~= nil and Tensor.wrap(nb[0], true) or nil
     w = half and folded:to("float16") or folded
-    local pk = F.conv2d_prepare(w, b, self:conv_options(act))
+    pk = F.conv2d_prepare(w, b, self:conv_options(act))
     -- the pack is the folded weights' only copy: freed now, not at the next
     -- collection (a whole model's worth of them would otherwise pile up)
     pk.weight = nil
     release(w)
     release(folded)
     release(w32, self.weight)   -- a float32 copy of float16 weights
-    return pk
+  else
+    pk = F.conv2d_prepare(w, b, self:conv_options(act))
   end
-  return F.conv2d_prepare(w, b, self:conv_options(act))
+  pk.module = self
+  return pk
 end
+function Conv2d:make_pack(bn, act) return D.call("nn.make_pack", nil, conv_pack, self, bn, act) end
 
 function Conv2d:prepare()
   self._pack = nil

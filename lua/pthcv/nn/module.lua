@@ -20,6 +20,7 @@
 -- C kernels, fusing activations); a first call does it lazily.
 local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
+local D = require "pthcv.tensor.dispatch"
 local pyrepr = require "pthcv.nn.repr"
 
 local M = {}
@@ -403,8 +404,10 @@ end
 
 -- Runs prepare() over the tree, parents before children: a parent that fuses
 -- a child (a Conv2d with the BatchNorm after it) claims it first, so the
--- child does not pack weights that nothing will use.
-function Module:prepare_tree()
+-- child does not pack weights that nothing will use. It passes the dispatch
+-- point as "nn.prepare": what it computes from weights are constants, also
+-- when a traced forward prepares a module.
+local function prepare_tree(_, self)
   local v = state.version
   local list = self:modules()
   for _, m in ipairs(list) do rawset(m, "_claimed", nil) end
@@ -416,6 +419,7 @@ function Module:prepare_tree()
   for _, m in ipairs(list) do rawset(m, "_ready", v) end
   return self
 end
+function Module:prepare_tree() return D.call("nn.prepare", nil, prepare_tree, self) end
 
 -- A layer whose op arguments do not depend on its input defines
 -- args_record(), which resolves its attributes into the op's record

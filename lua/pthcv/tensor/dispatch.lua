@@ -17,6 +17,9 @@
 --         own record as pack.rec).
 -- It returns impl(rec, ...)'s results. Arguments are checked and resolved
 -- into rec BEFORE the call, so errors point at the caller's line.
+-- Preparing weights passes here too ("nn.prepare", "nn.make_pack": operands
+-- are modules, results packs), so that a hook sees all the work on tensors
+-- and knows what a preparation computes from weights are constants.
 --
 -- Hooks (one of each at a time; a hook that must coexist with another keeps
 -- the previous value and calls through):
