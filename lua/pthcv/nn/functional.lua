@@ -34,8 +34,10 @@ local check, result, named = A.tensor, A.result, A.named
 -- these; kept for code written against them.
 F._args, F._pair, F._dim0, F._result = A.named, A.pair, A.dim0, A.result
 F.ACT, F.PAD_MODES = A.ACT, A.PAD_MODES
--- An activation description {kind = "relu", alpha, beta} as the C struct.
+-- An activation description {kind = "relu", alpha, beta} as the C struct;
+-- a convolution's C parameters from its kernel size and torch's arguments.
 function F.activation_struct(a) return A.activation_struct(A.activation(a)) end
+function F.conv2d_params(kh, kw, o) return A.conv2d_params(A.conv2d(kh, kw, o)) end
 
 require("pthcv.nn.packs")(F)
 local f32 = F.f32

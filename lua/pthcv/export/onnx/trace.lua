@@ -83,8 +83,9 @@ function M.run(g, model, fn)
     return describe(stack[#stack])
   end
 
-  local function record(op, a, res)
-    g.op_name, g.where = op, where(a)
+  -- Before the op runs: F.constant, and the ops that read or write element
+  -- values in Lua (refused on traced or born values).
+  local function admit(op, a)
     if op == "F.constant" then
       if g:is_traced(a[1]) then
         refuse(g.where .. ": F.constant of " .. g:describe(a[1]) .. ", a value computed from the model's input")
@@ -92,15 +93,16 @@ function M.run(g, model, fn)
       g.born[a[1]] = nil
       return
     end
-    if Tensor.element_ops[op] then
-      local v = touches(g.traced, a) or touches(g.born, a)
-      if v then
-        refuse(string.format("%s: %s reads the elements of %s in Lua: what Lua computes from them is not part of "
-          .. "the graph, so the file would differ from the forward pass. Compute with pthcv.F and Tensor methods "
-          .. "(or declare a constant with F.constant)", g.where, op, g:describe(v)))
-      end
-      return
+    local v = touches(g.traced, a) or touches(g.born, a)
+    if v then
+      refuse(string.format("%s: %s reads the elements of %s in Lua: what Lua computes from them is not part of "
+        .. "the graph, so the file would differ from the forward pass. Compute with pthcv.F and Tensor methods "
+        .. "(or declare a constant with F.constant)", g.where, op, g:describe(v)))
     end
+  end
+
+  -- After the op ran (res: pcall's results): its nodes, by its handler.
+  local function record(op, a, res)
     if not returns_tensor(res) then return end
     if touches(g.traced, a) then
       if is_tensor(res[2]) and rawequal(res[2], a[1]) then return end -- it returned its input (dropout, ...)
@@ -118,10 +120,12 @@ function M.run(g, model, fn)
     if depth > 0 then return impl(rec, ...) end
     local a = pack(...)
     a.rec = rec
-    if op == "F.constant" or Tensor.element_ops[op] then record(op, a, nil) end
+    g.op_name, g.where = op, where(a)
+    local before = op == "F.constant" or Tensor.element_ops[op]
+    if before then admit(op, a) end
     depth = 1
     local res = pack(pcall(impl, rec, ...))
-    if res[1] and op ~= "F.constant" and not Tensor.element_ops[op] then
+    if res[1] and not before then
       local ok, err = pcall(record, op, a, res)
       if not ok then res = { false, err, n = 2 } end
     end
