@@ -116,6 +116,8 @@ local function conv_pack(_, self, bn, act)
     pk = F.conv2d_prepare(w, b, self:conv_options(act))
   end
   pk.module = self
+  -- how to make it again once freed (F.pack_evict: a fused plan runs instead)
+  pk.remake = function() return self:make_pack(bn, act) end
   return pk
 end
 function Conv2d:make_pack(bn, act) return D.call("nn.make_pack", nil, conv_pack, self, bn, act) end
