@@ -430,7 +430,17 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     };
     if (c->half) g.a_half = w;
     else g.a_packed = w;
-    return pthcv_gemm_run(&g);
+    if (batch == 1 || x->obs == c->cout * x->ocs) return pthcv_gemm_run(&g);
+    /* images further apart than one image of output (a channel slice of a
+     * larger destination; no residual then): one product per image */
+    for (int64_t i = 0; i < batch; i++) {
+        conv_ctx xi = *x;
+        xi.x = x->x + i * x->cin * x->h * x->w;
+        g.ctx = &xi, g.nprob = c->groups, g.c = out + i * x->obs;
+        int st = pthcv_gemm_run(&g);
+        if (st != PTHCV_OK) return st;
+    }
+    return PTHCV_OK;
 }
 
 static int forward_wino(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
@@ -605,18 +615,17 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
         cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
     }
     /* every path writes every output value: into dst directly where the
-     * path can write its layout (every path a plane per image and channel,
-     * the GEMM images apart by whole images only, depthwise and the GEMM
-     * any channel stride, a residual only as its own layout), else through
-     * a new tensor copied into it */
+     * path can write its layout (depthwise: any plane strides; the GEMM: any
+     * without a residual, which shares the output's layout; Winograd: only
+     * a new tensor's), else through a new tensor copied into it */
     int64_t cs = 0, bs = 0;
     if (dst && dst_layout(dst, 4 - unbatched, oshape + unbatched, &cs, &bs) != PTHCV_OK) goto done;
     if (dst && dst->storage == x->storage) {
         pthcv_fail(PTHCV_ERR_ARG, "conv2d: the destination shares the input's storage");
         goto done;
     }
-    int direct = dst && (batch == 1 || bs == c->cout * cs) &&
-                 (cs == oh * ow || (!residual && (c->depthwise || !c->wino)));
+    int whole = cs == oh * ow && (batch == 1 || bs == c->cout * cs);   /* the layout of a new tensor */
+    int direct = dst && (whole || c->depthwise || (!residual && !c->wino));
     if (direct) {
         cx.ocs = cs, cx.obs = bs;
         y = pthcv_tensor_retain(dst);

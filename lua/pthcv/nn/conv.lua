@@ -116,6 +116,7 @@ local function conv_pack(_, self, bn, act)
     pk = F.conv2d_prepare(w, b, self:conv_options(act))
   end
   pk.module = self
+  pk.batch_norm = bn ~= nil   -- folded in (what a plan's profile names)
   -- how to make it again once freed (F.pack_evict: a fused plan runs instead)
   pk.remake = function() return self:make_pack(bn, act) end
   return pk

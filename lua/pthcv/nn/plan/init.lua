@@ -61,24 +61,26 @@ local function twin_spec(g, s, e, where)
                                 .. "keeps every value)", e.op, where) }
 end
 
--- Frees the packs the plan's steps replaced (a batch norm or activation
--- folded into a new pack, a squeeze-excitation's layers): a run without
--- the plan makes them again (F.pack_evict).
-local function evict_superseded(plan)
-  local g, used, replaced = plan.g, {}, {}
+-- The packs a plan runs as they are: those of the ops it runs as recorded,
+-- and the leads' own of steps that fold nothing into them. The others its
+-- steps replace are freed as soon as the step has what it needs from them
+-- (F.pack_evict: a pass without the plan makes them again).
+local function packs_in_use(g, steps, action)
+  local used = {}
   for i, e in ipairs(g.ops) do
-    if not plan.action[i] then
+    if not action[i] then
       for _, d in ipairs(e.args) do if d.k == "c" and type(d.v) == "table" then used[d.v] = true end end
     end
   end
-  local function chain(c) if c.info.pack then replaced[c.info.pack] = true end end
-  for _, st in ipairs(plan.steps) do
-    if st.pack then used[st.pack] = true end
-    if st.kind == "se" then chain(st.c1); chain(st.c2) elseif st.info then chain(st) end
+  for _, st in ipairs(steps) do
+    if st.info and st.info.pack and not st.bn and not st.act then used[st.info.pack] = true end
   end
-  for pk in pairs(replaced) do
-    if not used[pk] then F.pack_evict(pk) end
-  end
+  return used
+end
+
+local function evict(used, c)
+  local pk = c.info.pack
+  if pk and not used[pk] then F.pack_evict(pk) end
 end
 
 -- The plan of a recorded pass g: its steps made runnable (weights,
@@ -88,6 +90,7 @@ local function build(g, root)
   local plan = { g = g, steps = steps, action = action, twins = {}, need_at = {} }
   local path_of = path_finder(root)
   plan.path_of = path_of
+  local used = packs_in_use(g, steps, action)
   local nid = 0
   local function need(st, at)
     nid = nid + 1
@@ -102,11 +105,14 @@ local function build(g, root)
     st.module = g.ops[st.kind == "se" and st.members[#st.members] or st.members[1]].module
     if st.kind == "conv" or st.kind == "linear" then
       st.pack = W.chain_pack(st)
+      evict(used, st)
       st.need_x = need(st, st.x)
       if st.res then st.need_res = need(st, st.res) end
     elseif st.kind == "se" then
       st.w1, st.b1 = W.matrix(st.c1)
       st.w2, st.b2 = W.matrix(st.c2)
+      evict(used, st.c1)
+      evict(used, st.c2)
       st.a1_rec, st.a2_rec = optimize.chain_act(st.c1), optimize.chain_act(st.c2)
       st.a1, st.a2 = A.activation_struct(st.a1_rec), A.activation_struct(st.a2_rec)
       st.need_x = need(st, st.x)
@@ -127,7 +133,6 @@ local function build(g, root)
     end
   end
   plan.stats = report.stats(plan)
-  evict_superseded(plan)
   return plan
 end
 

@@ -30,9 +30,11 @@ local is_tensor = Tensor.is
 local wrap = Tensor.wrap
 local M = {}
 
--- Work counters of every planned pass (report.lua, specs): steps run by
--- kind, ops run as recorded, bytes copied by cat steps, placeholders made.
-M.counters = { steps = {}, plain = 0, copied_bytes = 0, twins = 0, deviations = 0 }
+-- Work counters of every planned pass (specs, plan.describe): steps run by
+-- kind, ops run as recorded (plain) and those of them that ran a kernel
+-- (kernels: they wrote a new tensor when recorded), the copies cat steps
+-- made and their bytes, placeholders made, passes that left their plan.
+M.counters = { steps = {}, plain = 0, kernels = 0, copies = 0, copied_bytes = 0, twins = 0, deviations = 0 }
 
 local function pack(...) return { n = select("#", ...), ... } end
 
@@ -101,7 +103,8 @@ function EXEC.cat(ctx, st, xs)
     if not p.producer then
       local x = xs[p.item]
       core.check(C.pthcv_copy_into(view_of(dst, p.view).ct, x.ct), "cat")
-      M.counters.copied_bytes = M.counters.copied_bytes + p.bytes
+      M.counters.copies = M.counters.copies + 1
+      M.counters.copied_bytes = M.counters.copied_bytes + x.nbytes
     end
   end
   return dst
@@ -273,6 +276,7 @@ local function make_hook(ctx)
     local st = action[i]
     if st then return step(i, e, st, ...) end
     counters.plain = counters.plain + 1
+    if e.kernel then counters.kernels = counters.kernels + 1 end
     depth = 1
     if e.nres == 1 then
       local ok, r = pcall(impl, rec, ...)

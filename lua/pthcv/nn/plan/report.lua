@@ -46,6 +46,7 @@ function M.stats(plan)
   local after = { kernels = 0, written = 0, copied = 0 }
   for i, e in ipairs(g.ops) do
     local bytes, kernel = written(g, e)
+    e.kernel = kernel
     if kernel then
       before.kernels, before.written = before.kernels + 1, before.written + bytes
       if COPY[e.op] then before.copied = before.copied + bytes end
@@ -63,11 +64,9 @@ function M.stats(plan)
       if st.bn then fused.batch_norm = fused.batch_norm + 1 end
       if st.res and st.res.op ~= st.lead then fused.add = fused.add + 1 end
       if st.act then fused.activation = fused.activation + 1 end
-      if st.into then fused.in_place = fused.in_place + 1
-      else
-        after.kernels = after.kernels + 1
-        after.written = after.written + g.slots[st.out].nbytes
-      end
+      after.kernels = after.kernels + 1
+      if st.into then fused.in_place = fused.in_place + 1   -- its bytes are the cat's
+      else after.written = after.written + g.slots[st.out].nbytes end
     elseif st.kind == "se" then
       fused.se = fused.se + 1
       after.kernels = after.kernels + 1
@@ -107,6 +106,7 @@ function M.label(g, st)
                          st.produced, #st.parts)
   end
   local parts = { st.kind == "linear" and "linear" or "conv2d" }
+  if st.info.pack and st.info.pack.batch_norm then parts[#parts + 1] = "batch_norm" end
   local a0 = st.info.rec.act
   if a0 and a0.kind ~= "none" then parts[#parts + 1] = a0.kind end
   if st.bn then parts[#parts + 1] = "batch_norm" end
