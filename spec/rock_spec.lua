@@ -100,8 +100,9 @@ describe("LuaRocks package", function()
     end
     -- installed from the packed rock, as a user would
     local tree2 = tmp .. "/tree2"
-    check(support.run("cd " .. q(packdir) .. " && MAKEFLAGS=-j4 " .. luarocks .. " --tree " .. q(tree2)
-                      .. " install --deps-mode=none " .. q(rock)), nil, nil, "luarocks install")
+    local c, o, e = support.run("cd " .. q(packdir) .. " && MAKEFLAGS=-j4 " .. luarocks .. " --tree " .. q(tree2)
+                                .. " install --deps-mode=none " .. q(rock))
+    check(c, o, e, "luarocks install")
     local env2 = env_of(tree2)
     local out = check(support.run("cd / && " .. env2 .. "pthcv inspect " .. q(root .. "/examples/tiny_resnet.pth")))
     assert.matches("parameters: 11372", out, 1, true)
