@@ -1,8 +1,9 @@
 -- LuaRocks build of pthcv, for a LuaRocks set up for LuaJIT (the Lua side
 -- uses LuaJIT's FFI). From a checkout:
 --   luarocks --lua-version=5.1 make pthcv-scm-1.rockspec [--tree DIR] [--deps-mode=none]
--- (Debian's luarocks runs luajit for 5.1; --deps-mode=none when dkjson comes
--- from Debian's lua-dkjson rather than a rock.)
+-- (--deps-mode=none when dkjson comes from Debian's lua-dkjson rather than a
+-- rock). LuaRocks' wrapper of bin/pthcv starts its configured interpreter,
+-- lua5.1 on a stock Debian; bin/pthcv then runs itself under luajit.
 -- The C core and the OpenCV bridge are built by the Makefile, which finds
 -- OpenCV (opencv4) and libzip through pkg-config; the library is installed as
 -- pthcv/libpthcv.so on package.cpath, where lua/pthcv/core.lua looks for it,
