@@ -157,7 +157,8 @@ describe("ONNX export", function()
       return nn.Sequential(nn.Conv2d(3, 4, 3, {padding = 1}), nn.ReLU6(), nn.AdaptiveAvgPool2d(1),
                            nn.Flatten(), nn.Linear(4, 2), nn.Sigmoid())
     ]])
-    local c, o, e = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", base .. "-s.onnx")
+    local c, o, e = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", base .. "-s.onnx",
+                                  "--init", "zeros")
     assert.are.equal(0, c, e)
     assert.truthy(o:find("output [1, 2]", 1, true), o)
     for _, p in ipairs { ".in.npy", ".out.npy", ".onnx", ".lua", "-s.onnx" } do os.remove(base .. p) end

@@ -1,0 +1,71 @@
+-- lua/pthcv/cli/progress.lua: a progress bar on stderr, drawn only when
+-- stderr is a terminal (piped or redirected output stays quiet).
+--
+--   local bar = progress.new("converting")    -- nothing drawn yet
+--   bar:update(done, total, "layer4.1.conv2.weight")
+--   bar:finish()                               -- clears the line
+--
+-- A bar appears once the work has taken `delay` seconds (default 0.3), so
+-- quick commands print nothing extra; it is redrawn at most 20 times a
+-- second. PTHCV_PROGRESS=1 draws it on any stderr, PTHCV_PROGRESS=0 never.
+local ffi = require "ffi"
+local now = require "pthcv.nn.clock"
+
+pcall(ffi.cdef, "int isatty(int fd);")
+
+local M = {}
+local WIDTH = 30
+
+function M.enabled()
+  local env = os.getenv("PTHCV_PROGRESS")
+  if env == "1" then return true elseif env == "0" then return false end
+  return ffi.C.isatty(2) == 1
+end
+
+-- The bar's line: "\r[####......] 12/40  label  text", at most 100 columns.
+function M.line(done, total, label, text)
+  local fill = total > 0 and math.floor(WIDTH * math.min(done, total) / total) or 0
+  local count
+  if total >= 1e6 then count = string.format("%3d%%", math.floor(100 * done / total))
+  else count = string.format("%d/%d", done, total) end
+  local s = string.format("\r[%s%s] %s  %s%s", string.rep("#", fill), string.rep(".", WIDTH - fill), count,
+                          label or "", text and text ~= "" and ("  " .. text) or "")
+  if #s > 100 then s = s:sub(1, 100) end
+  return s .. "\27[K"
+end
+
+local Bar = {}
+Bar.__index = Bar
+
+function M.new(label, opts)
+  opts = opts or {}
+  return setmetatable({ label = label, on = M.enabled(), start = now(), delay = opts.delay or 0.3,
+                        last = 0, shown = false }, Bar)
+end
+
+function Bar:update(done, total, text)
+  if not self.on then return end
+  local t = now()
+  if t - self.start < self.delay or (t - self.last < 0.05 and done < total) then return end
+  self.last, self.shown = t, true
+  io.stderr:write(M.line(done, total, self.label, text))
+  io.stderr:flush()
+end
+
+-- A stage whose length is unknown and known to be slow (OpenCV parsing a
+-- FileStorage file): the label alone, drawn at once.
+function Bar:stage(label)
+  self.label = label
+  if self.on then
+    self.shown = true
+    io.stderr:write("\r", label, " ...\27[K")
+    io.stderr:flush()
+  end
+end
+
+function Bar:finish()
+  if self.shown then io.stderr:write("\r\27[K"); io.stderr:flush() end
+  self.shown = false
+end
+
+return M
