@@ -40,7 +40,7 @@ ARCH    := $(shell $(CC) -dumpmachine)
 ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
 SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c) $(KERNEL_SRCS)
-CXX_SRCS := csrc/opencv/bridge.cpp
+CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/filestorage_read.cpp
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(CXX_SRCS:%.cpp=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
 CODECS_LIB := $(BUILD)/libpthcv_imgcodecs.so
@@ -55,7 +55,7 @@ all: $(LIB) $(CODECS_LIB)
 # never be unmapped while the process lives (LuaJIT unloads ffi.load'ed
 # libraries when its state closes, and glibc aborts on the orphaned futex).
 $(LIB): $(OBJS)
-	$(CXX) -shared -Wl,-z,nodelete -Wl,-soname,libpthcv.so -o $@ $(OBJS) $(OPENCV_LIBS) $(DEPLIBS) -lm $(LDFLAGS)
+	$(CXX) -shared -Wl,-z,nodelete -Wl,-soname,libpthcv.so -o $@ $(OBJS) $(OPENCV_LIBS) $(DEPLIBS) -lz -lm $(LDFLAGS)
 
 # found next to libpthcv.so (rpath $ORIGIN), in a checkout and in a rock
 $(CODECS_LIB): $(BUILD)/csrc/opencv/imgcodecs.o $(LIB)
@@ -67,7 +67,7 @@ $(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h include/pthcv_opencv.hpp csrc/opencv/bridge.hpp
+$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h csrc/reader/reader.h include/pthcv_opencv.hpp csrc/opencv/bridge.hpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
 

@@ -63,7 +63,10 @@ end
 local function prepare(path, out, opt, bar)
   local pthcv = require "pthcv"
   local sdmod = require "pthcv.reader.state_dict"
+  local label = bar.label
+  bar:loading(path)
   local root, info = pthcv.load(path, options.limits_of(opt))
+  bar.label = label
   local list
   if opt["state-dict"] then
     list = require("pthcv.reader.odict").items(sdmod.state_dict(root, path))
@@ -105,9 +108,8 @@ local function convert_one(path, out, opt)
   local bar = progress.new("reading " .. path:match("[^/]*$"))
   local list = prepare(path, out, opt, bar)
   bar.label = "writing " .. out:match("[^/]*$")
-  local total = total_bytes(list)
   local ok, e = pcall(require("pthcv").save, out, list, {
-    progress = function(done) bar:update(done, total) end,
+    progress = function(done, total) bar:update(done, total) end,
   })
   bar:finish()
   if not ok then error(e, 0) end

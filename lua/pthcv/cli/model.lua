@@ -124,7 +124,11 @@ end
 function M.read_weights(path, limits)
   local pthcv = require "pthcv"
   local sdmod = require "pthcv.reader.state_dict"
-  local root, info = pthcv.load(path, limits)
+  local bar = require("pthcv.cli.progress").new("reading " .. path:match("[^/]*$"))
+  bar:loading(path)
+  local ok, root, info = pcall(pthcv.load, path, limits)
+  bar:finish()
+  if not ok then error(root, 0) end
   local list = sdmod.find(root)
   if not list then sdmod.state_dict(root, path) end   -- raises its "no model weights found" error
   return list, info.format

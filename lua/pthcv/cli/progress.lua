@@ -63,6 +63,17 @@ function Bar:stage(label)
   end
 end
 
+-- Before pthcv.load(path): a FileStorage file (text or gzip) is parsed by
+-- OpenCV in one go, with no progress to report: say so while it runs.
+function Bar:loading(path)
+  local f = io.open(path, "rb")
+  local head = f and f:read(16) or ""
+  if f then f:close() end
+  if head:match("^\31\139") or head:match("^%%YAML") or head:match("^<%?xml") or head:match("^%s*{") then
+    self:stage("reading " .. path:match("[^/]*$") .. " (OpenCV FileStorage)")
+  end
+end
+
 function Bar:finish()
   if self.shown then io.stderr:write("\r\27[K"); io.stderr:flush() end
   self.shown = false
