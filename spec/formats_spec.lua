@@ -165,4 +165,24 @@ with torch.no_grad():
       assert.is_true(diff <= 1e-4 * scale, ext .. ": " .. diff)
     end)
   end
+
+  it("--half (float16 weights in memory): torch's output within float16's precision, in run and bench", function()
+    local out = dir .. "/y.half.npy"
+    local code, _, err = support.pthcv("run", "--model", "squeezenet1_1", "--weights", dir .. "/w.pth", "--input",
+                                       dir .. "/x.npy", "--output", out, "--half")
+    assert.are.equal(0, code, err)
+    local got, want = pthcv.load_npy(out):totable()[1], pthcv.load_npy(dir .. "/y.npy"):totable()[1]
+    local scale, diff = 0, 0
+    for i, v in ipairs(want) do
+      scale = math.max(scale, math.abs(v))
+      diff = math.max(diff, math.abs(v - got[i]))
+    end
+    print(string.format("# run --half: max |diff| / max |torch| = %.2g", diff / scale))
+    assert.is_true(diff > 0 and diff <= 1e-2 * scale, tostring(diff / scale))
+    local o
+    code, o, err = support.pthcv("bench", "--model", "squeezenet1_1", "--weights", dir .. "/w.pth", "--shape",
+                                 "1x3x32x32", "--runs", "1", "--half")
+    assert.are.equal(0, code, err)
+    assert.truthy(o:find("weights=file half", 1, true), o)
+  end)
 end)

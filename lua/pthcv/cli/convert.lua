@@ -105,7 +105,7 @@ local function convert_one(path, out, opt)
   if opt.half and opt.dtype and opt.dtype ~= "float16" then
     error(runner.usage_error("--half means --dtype float16: give one of them"), 0)
   end
-  local bar = progress.new("reading " .. path:match("[^/]*$"))
+  local bar = progress.new("reading " .. path:match("[^/]*$"), { percent = true })
   local list = prepare(path, out, opt, bar)
   bar.label = "writing " .. out:match("[^/]*$")
   local ok, e = pcall(require("pthcv").save, out, list, {

@@ -1,13 +1,14 @@
 -- lua/pthcv/cli/progress.lua: a progress bar on stderr, drawn only when
 -- stderr is a terminal (piped or redirected output stays quiet).
 --
---   local bar = progress.new("converting")    -- nothing drawn yet
+--   local bar = progress.new("converting", {percent = true})   -- nothing drawn yet
 --   bar:update(done, total, "layer4.1.conv2.weight")
 --   bar:finish()                               -- clears the line
 --
 -- A bar appears once the work has taken `delay` seconds (default 0.3), so
 -- quick commands print nothing extra; it is redrawn at most 20 times a
--- second. PTHCV_PROGRESS=1 draws it on any stderr, PTHCV_PROGRESS=0 never.
+-- second. PTHCV_PROGRESS=1 draws it on any stderr and at once (logs,
+-- tests), PTHCV_PROGRESS=0 never.
 local ffi = require "ffi"
 local now = require "pthcv.nn.clock"
 
@@ -22,11 +23,12 @@ function M.enabled()
   return ffi.C.isatty(2) == 1
 end
 
--- The bar's line: "\r[####......] 12/40  label  text", at most 100 columns.
-function M.line(done, total, label, text)
+-- The bar's line: "\r[####......] 12/40  label  text" (or " 30%" with
+-- percent), at most 100 columns.
+function M.line(done, total, label, text, percent)
   local fill = total > 0 and math.floor(WIDTH * math.min(done, total) / total) or 0
   local count
-  if total >= 1e6 then count = string.format("%3d%%", math.floor(100 * done / total))
+  if percent then count = string.format("%3d%%", total > 0 and math.floor(100 * done / total) or 0)
   else count = string.format("%d/%d", done, total) end
   local s = string.format("\r[%s%s] %s  %s%s", string.rep("#", fill), string.rep(".", WIDTH - fill), count,
                           label or "", text and text ~= "" and ("  " .. text) or "")
@@ -39,8 +41,9 @@ Bar.__index = Bar
 
 function M.new(label, opts)
   opts = opts or {}
-  return setmetatable({ label = label, on = M.enabled(), start = now(), delay = opts.delay or 0.3,
-                        last = 0, shown = false }, Bar)
+  local forced = os.getenv("PTHCV_PROGRESS") == "1"
+  return setmetatable({ label = label, on = M.enabled(), start = now(), delay = forced and 0 or opts.delay or 0.3,
+                        last = 0, shown = false, percent = opts.percent }, Bar)
 end
 
 function Bar:update(done, total, text)
@@ -48,7 +51,7 @@ function Bar:update(done, total, text)
   local t = now()
   if t - self.start < self.delay or (t - self.last < 0.05 and done < total) then return end
   self.last, self.shown = t, true
-  io.stderr:write(M.line(done, total, self.label, text))
+  io.stderr:write(M.line(done, total, self.label, text, self.percent))
   io.stderr:flush()
 end
 
