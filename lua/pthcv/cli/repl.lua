@@ -1,34 +1,64 @@
 -- lua/pthcv/cli/repl.lua: `pthcv repl`, an interactive Lua session with the
--- global pthcv. Expressions print their values, an unfinished statement
+-- globals pthcv and help. Expressions print their values (cli/show.lua:
+-- tensors with their values, as torch prints them), an unfinished statement
 -- continues on the next line, end of input (Ctrl-D) or `exit` leaves.
+--
+-- On a terminal, lines are read through GNU readline (libreadline.so.8,
+-- Debian's libreadline8, through LuaJIT's FFI): editing and history. Without
+-- it, or when the input is not a terminal, lines are read plainly.
+local ffi = require "ffi"
+
 local M = {}
 
--- Values as the REPL shows them: strings quoted, the rest through tostring
--- (Tensors and pthcv's containers print themselves).
-local function show(v)
-  if type(v) == "string" then return string.format("%q", v) end
-  return tostring(v)
-end
+pcall(ffi.cdef, [[
+  int isatty(int fd);
+  char *readline(const char *prompt);
+  void add_history(const char *line);
+  void free(void *p);
+]])
 
 local function stdin_is_terminal()
-  local ffi = require "ffi"
-  pcall(ffi.cdef, "int isatty(int fd);")
   local ok, r = pcall(function() return ffi.C.isatty(0) end)
   return ok and r == 1
 end
 
+-- A line reader: read(prompt) -> line or nil at end of input.
+local function line_reader(tty)
+  if tty and os.getenv("PTHCV_READLINE") ~= "0" then
+    local ok, rl = pcall(ffi.load, "libreadline.so.8")
+    if ok then
+      return function(prompt)
+        local p = rl.readline(prompt)
+        if p == nil then return nil end
+        local line = ffi.string(p)
+        ffi.C.free(p)
+        if line:match("%S") then rl.add_history(line) end
+        return line
+      end, true
+    end
+  end
+  return function(prompt)
+    if tty then io.stdout:write(prompt); io.stdout:flush() end
+    return io.stdin:read("*l")
+  end, false
+end
+
 function M.run()
   local err = require("pthcv.cli.runner").err
+  local show = require "pthcv.cli.show"
   local pthcv = require("pthcv.cli.lua").set_global()
+  rawset(_G, "help", show.help)
   local tty = stdin_is_terminal()
+  local read, editing = line_reader(tty)
   if tty then
     io.stdout:write("pthcv ", pthcv.version, " on ", jit and jit.version or _VERSION,
-                    "; the global pthcv is loaded. Ctrl-D or exit to leave.\n")
+                    editing and " (line editing: readline)" or "",
+                    "; the global pthcv is loaded. help for help, Ctrl-D or exit to leave.\n")
+    io.stdout:flush()
   end
   local buffer = nil
   while true do
-    if tty then io.stdout:write(buffer and ">> " or "pthcv> "); io.stdout:flush() end
-    local line = io.stdin:read("*l")
+    local line = read(buffer and ">> " or "pthcv> ")
     if line == nil then break end
     if not buffer and (line == "exit" or line == "quit") then break end
     local code = buffer and (buffer .. "\n" .. line) or line
@@ -47,7 +77,10 @@ function M.run()
           err(res[2])
         elseif #res > 1 or res[2] ~= nil then
           local parts = {}
-          for i = 2, table.maxn(res) do parts[#parts + 1] = show(res[i]) end
+          for i = 2, table.maxn(res) do
+            local ok, s = pcall(show.show, res[i])
+            parts[#parts + 1] = ok and s or tostring(res[i])
+          end
           if #parts > 0 then io.stdout:write(table.concat(parts, "\t"), "\n") end
         end
       end

@@ -325,6 +325,8 @@ function methods.to(t, dtype)
   return wrap(r, true)
 end
 function methods.float(t) return methods.to(t, C.PTHCV_FLOAT32) end
+-- t:repr(): the values as torch prints them (lua/pthcv/tensor/print.lua)
+function methods.repr(t) return require("pthcv.tensor.print").format(t) or tostring(t) end
 function methods.double(t) return methods.to(t, C.PTHCV_FLOAT64) end
 
 function methods.dequantize(t)
