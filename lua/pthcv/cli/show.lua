@@ -28,19 +28,21 @@ local function short_class(cls) return (tostring(cls):match("([^%.]+)$")) end
 local inline
 
 -- items: {label or nil, value}; open/close brackets; `more` items not shown.
-local function join(items, open, close, depth, seen)
+local function join(items, open, close, depth, seen, lua)
   local parts = {}
   for i, kv in ipairs(items) do
     if i > M.max_items then parts[#parts + 1] = "... (" .. (#items - M.max_items) .. " more)"; break end
-    local v = inline(kv[2], depth + 1, seen)
+    local v = inline(kv[2], depth + 1, seen, lua)
     parts[#parts + 1] = kv[1] and (kv[1] .. v) or v
   end
   return open .. table.concat(parts, ", ") .. close
 end
 
--- One value on one line (nested containers down to max_depth).
-inline = function(v, depth, seen)
+-- One value on one line (nested containers down to max_depth); `lua`:
+-- inside a plain Lua table, where booleans and strings are Lua's.
+inline = function(v, depth, seen, lua)
   local ty = pthcv.type(v)
+  if lua and (ty == "bool" or ty == "str") then return ty == "str" and string.format("%q", v) or tostring(v) end
   if ty == "none" then return "None" end
   if ty == "bool" then return v and "True" or "False" end
   if ty == "int" then return type(v) == "number" and string.format("%d", v) or (tostring(v):gsub("U?LL$", "")) end
@@ -87,10 +89,10 @@ inline = function(v, depth, seen)
     end
     table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
     for _, k in ipairs(keys) do
-      local label = type(k) == "string" and k:match("^[%a_][%w_]*$") and k or "[" .. inline(k, depth + 1, seen) .. "]"
+      local label = type(k) == "string" and k:match("^[%a_][%w_]*$") and k or "[" .. inline(k, depth + 1, seen, true) .. "]"
       items[#items + 1] = { label .. " = ", v[k] }
     end
-    out = join(items, "{", "}", depth, seen)
+    out = join(items, "{", "}", depth, seen, true)
   end
   seen[v] = nil
   return out
