@@ -57,8 +57,9 @@ describe("pthcv run and bench", function()
     assert.are.equal(9, cli_model.num_classes_of(items(pthcv.models.squeezenet1_0 { num_classes = 9 }:state_dict())))
   end)
 
-  local zoo = os.getenv("PTHCV_ZOO")
-  if zoo and zoo ~= "" then
+  local zoo, why = support.zoo("pthcv run on resnet18 with torchvision's weights")
+  if not zoo then pending(why) end
+  if zoo then
     it("runs resnet18 with torchvision's weights as torch does (zoo fixtures)", function()
       local out = support.tmpname(".npy")
       local code, _, e = support.pthcv("run", "--model", "resnet18", "--weights", zoo .. "/resnet18.pth",

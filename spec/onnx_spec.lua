@@ -164,8 +164,8 @@ describe("ONNX export", function()
     for _, p in ipairs { ".in.npy", ".out.npy", ".onnx", ".lua", "-s.onnx" } do os.remove(base .. p) end
   end)
 
-  local zoo = os.getenv("PTHCV_ZOO")
-  if not zoo or zoo == "" then return end
+  local zoo, why = support.zoo("every zoo model through ONNX and cv2.dnn")
+  if not zoo then pending(why) return end
   local manifest = json.decode(assert(support.read_file(zoo .. "/manifest.json")))
 
   it("every zoo model: onnx.checker passes and cv2.dnn's logits are within 1e-4 of torch's", function()
