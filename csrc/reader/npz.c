@@ -84,13 +84,10 @@ static int lit_shape(lit_in *l, npy_header *h)
     while (!lit_accept(l, ')')) {
         if (h->ndim == PTHCV_MAX_DIMS) return lit_fail(l, "more than 16 dimensions");
         lit_ws(l);
-        int64_t v = 0;
-        size_t start = l->pos;
-        while (l->pos < l->n && l->s[l->pos] >= '0' && l->s[l->pos] <= '9') {
-            if (v > ((int64_t)1 << 53) / 10) return lit_fail(l, "a dimension too large");
-            v = v * 10 + (l->s[l->pos++] - '0');
-        }
-        if (l->pos == start) return lit_fail(l, "a dimension is not a non-negative integer");
+        int64_t v;
+        int got = pthcv_read_digits((const unsigned char *)l->s, l->n, &l->pos, &v);
+        if (got < 0) return lit_fail(l, "a dimension too large");
+        if (!got) return lit_fail(l, "a dimension is not a non-negative integer");
         if (l->pos < l->n && l->s[l->pos] == 'L') l->pos++;   /* Python 2's long */
         h->shape[h->ndim++] = v;
         if (!lit_accept(l, ',')) {

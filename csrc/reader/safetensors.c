@@ -170,21 +170,29 @@ static int read_string(json_in *j)
     return PTHCV_OK;
 }
 
+int pthcv_read_digits(const unsigned char *s, size_t n, size_t *pos, int64_t *out)
+{
+    int64_t v = 0;
+    size_t start = *pos;
+    while (*pos < n && s[*pos] >= '0' && s[*pos] <= '9') {
+        if (v > ((int64_t)1 << 53) / 10) return -1;
+        v = v * 10 + (s[(*pos)++] - '0');
+    }
+    *out = v;
+    return *pos > start;
+}
+
 /* A non-negative JSON integer below 2^53. */
 static int read_count(json_in *j, int64_t *out)
 {
     skip_ws(j);
-    int64_t v = 0;
     size_t start = j->pos;
-    while (j->pos < j->n && j->s[j->pos] >= '0' && j->s[j->pos] <= '9') {
-        if (v > ((int64_t)1 << 53) / 10) return json_fail(j, "a number too large");
-        v = v * 10 + (j->s[j->pos++] - '0');
-    }
-    if (j->pos == start) return json_fail(j, "expected a non-negative integer");
+    int got = pthcv_read_digits(j->s, j->n, &j->pos, out);
+    if (got < 0) return json_fail(j, "a number too large");
+    if (!got) return json_fail(j, "expected a non-negative integer");
     if (j->pos - start > 1 && j->s[start] == '0') return json_fail(j, "a number with a leading zero");
     if (j->pos < j->n && (j->s[j->pos] == '.' || j->s[j->pos] == 'e' || j->s[j->pos] == 'E'))
         return json_fail(j, "expected an integer");
-    *out = v;
     return PTHCV_OK;
 }
 
