@@ -180,6 +180,15 @@ describe("--weights that do not fit", function()
     assert.is_nil(verr:find("more)", 1, true))
   end)
 
+  it("show key names from the file as printable text", function()
+    local model = require "pthcv.cli.model"
+    local m = pthcv.nn.Linear(2, 2)
+    local list = { { "weight", pthcv.zeros({ 2, 2 }) }, { "bias", pthcv.zeros({ 2 }) }, { "x\27[2Jy\255", pthcv.zeros({ 1 }) } }
+    local msg = model.mismatch_message("Linear", "w.pth", model.compare(m, list), list, false, false)
+    assert.truthy(msg:find("unexpected: x\\x1b[2Jy\\xff", 1, true), msg)
+    assert.is_nil(msg:find("\27", 1, true))
+  end)
+
   it("report shape mismatches with both shapes", function()
     local code, _, err = support.pthcv("run", "--model", "resnet18", "--weights", r18, "--num-classes", "7", "--input",
                                        "x.npy", "--output", "y.npy")

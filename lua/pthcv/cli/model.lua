@@ -65,9 +65,13 @@ function M.fitting_zoo_models(list)
   return found
 end
 
+-- Key names come from the file: shown as printable UTF-8 (issue 11.5's
+-- core.escape will serve here once it lands).
+local function printable(s) return require("pthcv.reader.inspect_modules").utf8_text(s, true) end
+
 local function first(list, n, fmt)
   local out = {}
-  for i = 1, math.min(#list, n) do out[i] = fmt and fmt(list[i]) or list[i] end
+  for i = 1, math.min(#list, n) do out[i] = fmt and fmt(list[i]) or printable(list[i]) end
   if #list > n then out[#out + 1] = "... (" .. (#list - n) .. " more)" end
   return table.concat(out, ", ")
 end
@@ -82,7 +86,7 @@ function M.mismatch_message(what, path, r, list, verbose, zoo_hint)
   if #r.unexpected > 0 then lines[#lines + 1] = "  unexpected: " .. first(r.unexpected, n) end
   if #r.mismatched > 0 then
     lines[#lines + 1] = "  mismatched: " .. first(r.mismatched, n, function(m)
-      return string.format("%s %s in the file, %s in the model", m[1], shape_str(m[2]), shape_str(m[3]))
+      return string.format("%s %s in the file, %s in the model", printable(m[1]), shape_str(m[2]), shape_str(m[3]))
     end)
   end
   if zoo_hint then

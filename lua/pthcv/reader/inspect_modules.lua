@@ -188,9 +188,13 @@ end
 -- ---- the tree as JSON values ------------------------------------------------------
 local json_null
 
--- JSON needs valid UTF-8: other bytes become \xNN text.
+-- JSON needs valid UTF-8: other bytes become \xNN text (and so do control
+-- characters with printable = true, for messages).
 -- (issue 11.5: core.escape will do this for messages; use it once it lands)
-local function utf8_text(s)
+local function utf8_text(s, printable)
+  if printable then
+    s = s:gsub("[%z\1-\31\127]", function(ch) return string.format("\\x%02x", ch:byte()) end)
+  end
   local ok = true
   local i, n = 1, #s
   while i <= n do
@@ -252,6 +256,8 @@ local function convert(x, names, depth)
   end
   return tostring(x)
 end
+
+M.utf8_text = utf8_text
 
 -- The tree as plain values for dkjson; `names`: tensor -> its inspect name.
 function M.values(root, names)
