@@ -178,7 +178,7 @@ describe("ONNX export", function()
     -- the same through `pthcv export`
     local out = support.tmpname(".onnx")
     os.remove(out)
-    local c, _, err = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", out)
+    local c, _, err = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", out, "--init", "zeros")
     assert.are.equal(1, c)
     assert.truthy(err:find(want, 1, true), err)
     assert.is_nil(io.open(out, "rb"))
