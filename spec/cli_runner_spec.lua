@@ -108,6 +108,9 @@ describe("pthcv commands", function()
       { { "inspect", dir .. "/junk.npy" }, "not a PyTorch file" },
       { { "convert", dir .. "/junk.npy", "-o", dir .. "/o.npz" }, dir .. "/junk.npy" },
       { { "convert", support.root .. "/examples/tiny_resnet.pth", "-o", dir .. "/o.bin" }, "unknown output format" },
+      -- (the state_dict error names the file: convert once passed the path where options go)
+      { { "convert", support.root .. "/spec/fixtures/proto_0.pth", "--state-dict", "-o", dir .. "/o.npz" },
+        "no model weights found in " .. support.root .. "/spec/fixtures/proto_0.pth" },
     }
     for _, c in ipairs(cases) do
       local code, _, err = support.pthcv(unpack(c[1]))
