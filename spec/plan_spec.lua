@@ -215,6 +215,29 @@ describe("pthcv.nn.plan makes the zoo's plans from the zoo's plain forwards", fu
   end
 end)
 
+describe("pthcv bench --profile", function()
+  it("shows the plan's steps by the ops they fused, for the zoo and for a Lua script", function()
+    local code, out, err = support.pthcv("bench", "--model", "resnet18", "--shape", "1x3x64x64", "--runs", "1",
+                                         "--profile")
+    assert.are.equal(0, code, err)
+    assert.matches("layer1%.0%.conv2 %[conv2d%+batch_norm%+add%+relu%]", out)
+    assert.matches("plan: 66 ops %-> 17 steps fused", out)
+    assert.matches("kernel calls 65 %-> 23", out)
+    local script = support.tmpname(".lua")
+    support.write_file(script, string.format([[
+package.path = %q .. "/spec/?.lua;" .. package.path
+return require("plan_models").ShuffleNetV2({ 2, 2, 2 }, { 8, 16, 32, 64, 128 }, 10)
+]], support.root))
+    code, out, err = support.pthcv("bench", "--script", script, "--init", "random", "--shape", "1x3x64x64", "--runs",
+                                   "1", "--profile")
+    os.remove(script)
+    assert.are.equal(0, code, err)
+    assert.matches("stage2%.0 %[cat%+channel_shuffle: 2 of 2 inputs written in place%]", out)
+    assert.matches("stage2%.1%.branch2 %[conv2d%+batch_norm%+relu %-> shuffled cat slice%]", out)
+    assert.matches("6 shuffles", out)
+  end)
+end)
+
 local zoo_dir = os.getenv("PTHCV_ZOO")
 describe("pthcv.nn.plan on the zoo against torchvision", function()
   local zoo_manifest = zoo_dir and json.decode(support.read_file(zoo_dir .. "/manifest.json") or "null")

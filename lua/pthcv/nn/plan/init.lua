@@ -254,8 +254,11 @@ function P.info(owner)
   return out
 end
 
--- A text report of a module's plans (pthcv bench --profile prints it).
-function P.describe(owner)
+-- A text report of a module's plans: per input layout what was fused and
+-- the work of a pass before and after, then (steps ~= false) one line per
+-- step. pthcv bench --profile prints it without the steps, whose times its
+-- table lists.
+function P.describe(owner, steps)
   local info = P.info(owner)
   local lines = {}
   if info.off then lines[#lines + 1] = "plan: off: " .. info.off end
@@ -272,7 +275,7 @@ function P.describe(owner)
       lines[#lines + 1] = string.format("plan: kernel calls %d -> %d, bytes written %.2f -> %.2f MB, copied %.2f -> %.2f MB",
         s.before.kernels, s.after.kernels, s.before.written / 1e6, s.after.written / 1e6, s.before.copied / 1e6,
         s.after.copied / 1e6)
-      for _, l in ipairs(p.lines) do lines[#lines + 1] = "  " .. l end
+      if steps ~= false then for _, l in ipairs(p.lines) do lines[#lines + 1] = "  " .. l end end
     end
   end
   return table.concat(lines, "\n")
