@@ -221,7 +221,7 @@ describe("pthcv bench --profile", function()
                                          "--profile")
     assert.are.equal(0, code, err)
     assert.matches("layer1%.0%.conv2 %[conv2d%+batch_norm%+add%+relu%]", out)
-    assert.matches("plan: 66 ops %-> 17 steps fused", out)
+    assert.matches("plan: 66 ops recorded, 17 fused steps", out)
     assert.matches("kernel calls 65 %-> 23", out)
     local script = support.tmpname(".lua")
     support.write_file(script, string.format([[
@@ -234,7 +234,7 @@ return require("plan_models").ShuffleNetV2({ 2, 2, 2 }, { 8, 16, 32, 64, 128 }, 
     assert.are.equal(0, code, err)
     assert.matches("stage2%.0 %[cat%+channel_shuffle: 2 of 2 inputs written in place%]", out)
     assert.matches("stage2%.1%.branch2 %[conv2d%+batch_norm%+relu %-> shuffled cat slice%]", out)
-    assert.matches("6 shuffles", out)
+    assert.matches("6 channel shuffles in place", out)
   end)
 end)
 
