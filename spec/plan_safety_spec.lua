@@ -182,8 +182,9 @@ describe("placeholders and packs", function()
     local pk = m.conv._pack
     assert.is_true(F.pack_bytes(pk) > 0)
     m(x)
-    assert.are.equal(0, F.pack_bytes(pk))
+    assert.is_true(F.pack_bytes(pk) > 0)   -- recorded: planned at the next call
     local planned = m(x)
+    assert.are.equal(0, F.pack_bytes(pk))
     m:plan(false)
     local plain = m(x)
     assert.is_true(F.pack_bytes(pk) > 0)

@@ -215,6 +215,44 @@ describe("pthcv.nn.plan makes the zoo's plans from the zoo's plain forwards", fu
   end
 end)
 
+describe("pthcv.nn.plan fuses what the ops are, however they are written", function()
+  local function planned(f, ...)
+    local run, owner = P.wrap(f)
+    local want = run(...)   -- recorded
+    local got = run(...)
+    assert.is_true(max_rel(got, want) < 1e-5, "planned vs recorded " .. max_rel(got, want))
+    return P.info(owner).plans[1].stats
+  end
+  it("a linear layer, BatchNorm1d and ReLU: one call", function()
+    local m = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.BatchNorm1d(6), nn.ReLU())
+    m[2].weight, m[2].bias = pthcv.randn({ 6, 12 }, { seed = 1 }), pthcv.randn({ 6 }, { seed = 2 })
+    m[3].running_mean, m[3].running_var = pthcv.randn({ 6 }, { seed = 3 }), pthcv.rand({ 6 }, { seed = 4 }) + 0.5
+    m:eval()
+    local s = planned(function(t) return m(t) end, pthcv.randn({ 3, 3, 2, 2 }, { seed = 5 }))
+    assert.are.same({ linear = 1 }, s.steps)
+    assert.are.same({ 1, 1 }, { s.fused.batch_norm, s.fused.activation })
+  end)
+  it("squeeze-excitation as F.mean, F.conv2d and F.hardsigmoid", function()
+    local w1, b1 = pthcv.randn({ 3, 17, 1, 1 }, { seed = 1 }), pthcv.randn({ 3 }, { seed = 2 })
+    local w2, b2 = pthcv.randn({ 17, 3, 1, 1 }, { seed = 3 }), pthcv.randn({ 17 }, { seed = 4 })
+    local s = planned(function(t)
+      local z = F.mean(t, { 2, 3 }, true)
+      z = F.hardsigmoid(F.conv2d(F.relu(F.conv2d(z, w1, b1)), w2, b2))
+      return t * z
+    end, pthcv.randn({ 2, 17, 5, 7 }, { seed = 5 }))
+    assert.are.same({ se = 1 }, s.steps)
+    assert.are.equal(1, s.after.kernels)
+  end)
+  it("a cat of an input and a convolution's result: the convolution writes its slice, the input is copied", function()
+    local w = pthcv.randn({ 5, 4, 3, 3 }, { seed = 1 })
+    local x = pthcv.randn({ 2, 4, 6, 6 }, { seed = 2 })
+    local s = planned(function(t) return F.cat({ t, F.relu(F.conv2d(t, w, nil, 1, 1)) }, 1) end, x)
+    assert.are.same({ cat = 1, conv = 1 }, s.steps)
+    assert.are.same({ 3, 2 }, { s.before.kernels, s.after.kernels })   -- conv, relu, cat -> conv+relu, one copy
+    assert.are.equal(x.nbytes, s.after.copied)
+  end)
+end)
+
 describe("pthcv bench --profile", function()
   it("shows the plan's steps by the ops they fused, for the zoo and for a Lua script", function()
     local code, out, err = support.pthcv("bench", "--model", "resnet18", "--shape", "1x3x64x64", "--runs", "1",

@@ -1,14 +1,14 @@
 -- lua/pthcv/nn/plan: fusion that does not depend on how a model was
 -- written. After eval(), calling a module records the ops its first
--- forward pass runs (record.lua); the optimiser rewrites them into fused
--- steps (optimize.lua); later calls with the same input layout run the
--- forward under that plan (replay.lua), which checks every op against the
+-- forward pass runs (record.lua); at the next call with the same input
+-- layout the optimiser rewrites them into fused steps (optimize.lua), and
+-- that call and the later ones run the forward under the plan (replay.lua), which checks every op against the
 -- recording as it goes and gives up, never computing a wrong value, where
 -- the pass differs. A new input shape records and plans again.
 --
 --   net:eval()
---   local y = net(x)                    -- recorded, then planned
---   y = net(x)                          -- planned
+--   local y = net(x)                    -- recorded
+--   y = net(x)                          -- planned, and run under the plan
 --   print(pthcv.nn.plan.describe(net))  -- the steps, what they fused, the work saved
 --   net:plan(false)                     -- this module runs as written from now on
 --   pthcv.nn.plan.enabled = false       -- every module does (PTHCV_PLAN=0 at start)
@@ -194,15 +194,16 @@ local function run(owner, root, skip, fn, ...)
   if sig == nil then return fn(...) end
   local plan = st.by_sig[sig]
   if plan == nil then
+    -- the first pass is recorded; the plan is made when a second one comes
+    -- (a program that runs a model once does not pay for fused packs)
     local g, res = record.run(root, fn, ...)
-    if g.refused then
-      plan = { refused = g.refused }
-    else
-      local ok, p = pcall(build, g, root)
-      plan = ok and p or { refused = "pthcv: plan: " .. tostring(p) }
-    end
-    remember(st, sig, plan)
+    remember(st, sig, g.refused and { refused = g.refused } or { recorded = g })
     return unpack(res, 1, res.n)
+  end
+  if plan.recorded then
+    local ok, p = pcall(build, plan.recorded, root)
+    plan = ok and p or { refused = "pthcv: plan: " .. tostring(p) }
+    st.by_sig[sig] = plan
   end
   if plan.refused then return fn(...) end
   local res = pack(replay.run(plan, fn, ...))
@@ -244,7 +245,9 @@ function P.info(owner)
   if not st then return out end
   for _, sig in ipairs(st.order) do
     local p = st.by_sig[sig]
-    if p.refused then
+    if p.recorded then
+      out.plans[#out.plans + 1] = { signature = sig, recorded = true }
+    elseif p.refused then
       out.plans[#out.plans + 1] = { signature = sig, refused = p.refused }
     else
       out.plans[#out.plans + 1] = { signature = sig, steps = p.steps, stats = p.stats, plan = p,
@@ -263,7 +266,9 @@ function P.describe(owner, steps)
   local lines = {}
   if info.off then lines[#lines + 1] = "plan: off: " .. info.off end
   for _, p in ipairs(info.plans) do
-    if p.refused then
+    if p.recorded then
+      lines[#lines + 1] = "plan: recorded, made at the next call with this input"
+    elseif p.refused then
       lines[#lines + 1] = "plan: none for this input: " .. p.refused
     else
       local s, f = p.stats, p.stats.fused
