@@ -104,6 +104,18 @@ local function module_call(self, ...)
   return run_forward(self, ...)
 end
 
+-- An observer (M.observer) keeping stack[#stack] the module being called,
+-- for tools that name where an op runs (the ONNX tracer, pthcv.nn.plan).
+function M.stack_observer(stack)
+  return function(m, run, ...)
+    stack[#stack + 1] = m
+    local res = pack_results(pcall(run, m, ...))
+    stack[#stack] = nil
+    if not res[1] then error(res[2], 0) end
+    return unpack(res, 2, res.n)
+  end
+end
+
 local function module_tostring(self) return self:repr() end
 
 -- Metamethods are looked up raw in the metatable, so each class gets its own copy.

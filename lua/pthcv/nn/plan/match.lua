@@ -29,41 +29,45 @@ function M.out(e)
   return s
 end
 
+-- Operand 1 of e when it is a pack of this kind (live, or freed to be made
+-- again) with its record, and operand 2 a value of the pass.
+local function packed(e, kind)
+  local pk = const(e, 1)
+  if type(pk) ~= "table" or pk.op ~= kind or pk.handle == nil and not pk.evicted or type(pk.rec) ~= "table"
+     or not slot(e, 2) then
+    return nil
+  end
+  return pk
+end
+
+-- F.conv2d's and F.linear's operands (x, weight [, bias]) when the weights
+-- are constants: {x = 1, weight, bias, rec}.
+local function weighed(e)
+  local w, b = const(e, 2), const(e, 3)
+  if not slot(e, 1) or not is_tensor(w) or not (absent(e, 3) or is_tensor(b)) then return nil end
+  return { x = 1, weight = w, bias = b, rec = e.rec }
+end
+
 -- A convolution that can start a fused step: {x = operand index of the
 -- input, residual = operand index of a residual or nil, pack = the pack
 -- (F.conv2d_packed) or nil, weight, bias (F.conv2d), rec = the conv record
 -- (its act the activation already fused)}, or nil.
 function M.conv(e)
   if e.op == "F.conv2d_packed" then
-    local pk = const(e, 1)
-    if type(pk) ~= "table" or pk.op ~= "conv2d" or pk.handle == nil and not pk.evicted or type(pk.rec) ~= "table"
-       or not slot(e, 2) then
-      return nil
-    end
-    if not absent(e, 3) and not slot(e, 3) and not is_tensor(const(e, 3)) then return nil end
+    local pk = packed(e, "conv2d")
+    if not pk or not absent(e, 3) and not slot(e, 3) and not is_tensor(const(e, 3)) then return nil end
     return { x = 2, residual = not absent(e, 3) and 3 or nil, pack = pk, rec = pk.rec }
-  elseif e.op == "F.conv2d" then
-    local w, b = const(e, 2), const(e, 3)
-    if not slot(e, 1) or not is_tensor(w) or not (absent(e, 3) or is_tensor(b)) then return nil end
-    return { x = 1, weight = w, bias = b, rec = e.rec }
   end
-  return nil
+  return e.op == "F.conv2d" and weighed(e) or nil
 end
 
 -- A linear layer that can start a fused step: {x, pack | weight, bias, rec}.
 function M.linear(e)
   if e.op == "F.linear_packed" then
-    local pk = const(e, 1)
-    if type(pk) ~= "table" or pk.op ~= "linear" or pk.handle == nil and not pk.evicted or not slot(e, 2) then
-      return nil
-    end
-    return { x = 2, pack = pk, rec = pk.rec }
-  elseif e.op == "F.linear" then
-    local w, b = const(e, 2), const(e, 3)
-    if not slot(e, 1) or not is_tensor(w) or not (absent(e, 3) or is_tensor(b)) then return nil end
-    return { x = 1, weight = w, bias = b, rec = e.rec }
+    local pk = packed(e, "linear")
+    return pk and { x = 2, pack = pk, rec = pk.rec }
   end
-  return nil
+  return e.op == "F.linear" and weighed(e) or nil
 end
 
 -- An eval-mode batch norm over the value in slot s whose statistics and

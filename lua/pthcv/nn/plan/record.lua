@@ -146,17 +146,9 @@ function M.run(root, fn, ...)
     return unpack(res, 2, res.n)
   end
 
-  -- which module each op runs in (the innermost one being called)
-  local function observer(m, run, ...)
-    stack[#stack + 1] = m
-    local res = pack(pcall(run, m, ...))
-    stack[#stack] = nil
-    if not res[1] then error(res[2], 0) end
-    return unpack(res, 2, res.n)
-  end
-
+  -- which module each op runs in: the innermost one being called
   local saved_hook, saved_wrap, saved_observer = D.hook, D.on_wrap, base.observer
-  D.hook, base.observer = hook, observer
+  D.hook, base.observer = hook, base.stack_observer(stack)
   D.on_wrap = function(t)
     if depth == 0 then born[t] = "an op consumes a tensor made by a direct C call in the forward (" .. tostring(t)
                                   .. "): the plan could not tell how it was made" end
