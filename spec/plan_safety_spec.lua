@@ -192,6 +192,21 @@ describe("placeholders and packs", function()
     assert.is_true(max_abs(plain, F.relu(m.ref(x))) < 1e-6)
   end)
 
+  it("exports a planned model to ONNX as its forward is written, its freed packs made again", function()
+    local Net = nn.class("Net")
+    function Net:__init() self.conv, self.bn, self.ref = conv_bn(4, 90) end
+    function Net:forward(t) return F.relu(self.bn(self.conv(t)) + t) end
+    local m = Net():eval()
+    m(x); m(x)
+    assert.are.equal(0, F.pack_bytes(m.conv._pack))
+    local path = require("support").tmpname(".onnx")
+    m:export_onnx(path, { input = x.shape })
+    local onnx = require("support").read_file(path)
+    os.remove(path)
+    assert.is_truthy(onnx:find("BatchNormalization", 1, true) or onnx:find("Conv", 1, true))
+    assert.is_true(max_abs(m(x), F.relu(m.ref(x) + x)) < 1e-5)
+  end)
+
   it("plans a plain function's passes with plan.wrap, as a module's", function()
     local conv, bn, ref = conv_bn(4, 80)
     local w, b = conv.weight, conv.bias

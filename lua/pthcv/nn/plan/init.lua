@@ -2,9 +2,10 @@
 -- written. After eval(), calling a module records the ops its first
 -- forward pass runs (record.lua); at the next call with the same input
 -- layout the optimiser rewrites them into fused steps (optimize.lua), and
--- that call and the later ones run the forward under the plan (replay.lua), which checks every op against the
--- recording as it goes and gives up, never computing a wrong value, where
--- the pass differs. A new input shape records and plans again.
+-- that call and the later ones run the forward under the plan
+-- (replay.lua), which checks every op against the recording as it goes
+-- and gives up where the pass differs, never computing a wrong value. A
+-- new input layout records and plans again.
 --
 --   net:eval()
 --   local y = net(x)                    -- recorded
@@ -18,6 +19,8 @@
 -- eval mode, while no tool watches the ops (the ONNX tracer). Other code
 -- runs its passes through the same optimiser with plan.wrap(fn): a Lua
 -- script's function, an interpreter calling pthcv's ops (pthcv.jit).
+local ffi = require "ffi"
+local core = require "pthcv.core"
 local Tensor = require "pthcv.tensor"
 local D = require "pthcv.tensor.dispatch"
 local A = require "pthcv.nn.args"
@@ -30,6 +33,7 @@ local W = require "pthcv.nn.plan.weights"
 local match = require "pthcv.nn.plan.match"
 local F = require "pthcv.nn.functional"
 
+local C = core.C
 local is_tensor = Tensor.is
 local P = {}
 
@@ -53,12 +57,16 @@ local function path_finder(root)
   end
 end
 
-local function twin_spec(g, s, e, where)
+-- The placeholder of slot s (made by op e in module `where`): one C tensor
+-- per plan, each pass handing out a new reference to it.
+local function twin_of(g, s, e, where)
   local sl = g.slots[s]
   local shape, stride = replay.layout_arrays(sl.shape, sl.stride)
-  return { dtype = sl.dtype_id, nd = #sl.shape, shape = shape, stride = stride, offset = sl.offset,
-           what = string.format("(a value pthcv.nn.plan fused away: the result of %s in %s; module:plan(false) "
-                                .. "keeps every value)", e.op, where) }
+  local what = string.format("(a value pthcv.nn.plan fused away: the result of %s in %s; module:plan(false) keeps "
+                             .. "every value)", e.op, where)
+  local ct = C.pthcv_tensor_placeholder(sl.dtype_id, #sl.shape, shape, stride, sl.offset, what)
+  if ct == nil then core.fail("placeholder") end
+  return ffi.gc(ct, C.pthcv_tensor_release)
 end
 
 -- The packs a plan runs as they are: those of the ops it runs as recorded,
@@ -128,7 +136,7 @@ local function build(g, root)
     for _, j in ipairs(st.members) do
       if j ~= st.last then
         local e = g.ops[j]
-        plan.twins[match.out(e)] = twin_spec(g, match.out(e), e, path_of(e.module))
+        plan.twins[match.out(e)] = twin_of(g, match.out(e), e, path_of(e.module))
       end
     end
   end

@@ -2,6 +2,7 @@
 -- (optimize.lua): the ops a fused step can start with or take in, read
 -- from the op's name, argument record and operands (record.lua's
 -- descriptions), never from how the model's code was written.
+local ffi = require "ffi"
 local Tensor = require "pthcv.tensor"
 local A = require "pthcv.nn.args"
 
@@ -29,14 +30,15 @@ function M.out(e)
   return s
 end
 
--- Operand 1 of e when it is a pack of this kind (live, or freed to be made
--- again) with its record, and operand 2 a value of the pass.
+-- Operand 1 of e when it is a float pack of this kind (pthcv.nn.packs':
+-- live, or freed to be made again) with its record, and operand 2 a value
+-- of the pass. Packs of other kinds (int8, ...) run as recorded.
+local HANDLE = { conv2d = ffi.typeof("pthcv_conv2d *"), linear = ffi.typeof("pthcv_linear *") }
 local function packed(e, kind)
   local pk = const(e, 1)
-  if type(pk) ~= "table" or pk.op ~= kind or pk.handle == nil and not pk.evicted or type(pk.rec) ~= "table"
-     or not slot(e, 2) then
-    return nil
-  end
+  if type(pk) ~= "table" or pk.op ~= kind or type(pk.rec) ~= "table" or not slot(e, 2) then return nil end
+  local h = pk.handle
+  if h == nil and not pk.evicted or h ~= nil and not ffi.istype(HANDLE[kind], h) then return nil end
   return pk
 end
 

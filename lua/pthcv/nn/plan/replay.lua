@@ -244,9 +244,7 @@ local function make_hook(ctx)
       env[out] = v
       return v
     end
-    local tw = twins[out]
-    local t = result(C.pthcv_tensor_placeholder(tw.dtype, tw.nd, tw.shape, tw.stride, tw.offset, tw.what),
-                     "placeholder")
+    local t = wrap(twins[out])   -- a new reference to the plan's placeholder
     env[out] = t
     ctx.twin_slot[t], ctx.is_twin[out] = out, true
     counters.twins = counters.twins + 1
