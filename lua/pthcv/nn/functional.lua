@@ -612,4 +612,7 @@ local function reduce(name)
 end
 for name in pairs(REDUCE) do F[name] = reduce(name) end
 
+-- elementwise math, comparisons, where, max/min/sort along a dim, gather
+require("pthcv.tensor.math").functional(F)
+
 return F

@@ -856,5 +856,8 @@ function Tensor.arange(a, b, step, dtype)
   return t
 end
 
+-- elementwise math, comparisons, where, max/min/sort along a dim, gather
+require("pthcv.tensor.math").methods(Tensor)
+
 debug.getregistry()[REGISTRY_KEY] = Tensor
 return Tensor
