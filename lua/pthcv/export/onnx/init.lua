@@ -22,6 +22,7 @@ local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
 local proto = require "pthcv.export.onnx.proto"
 local ops = require "pthcv.export.onnx.ops"
+require "pthcv.export.onnx.ops_math" -- the math ops' handlers (tensor/math.lua), into ops.handlers
 
 local M = {}
 M.OPSET, M.IR_VERSION = 10, 5
