@@ -50,6 +50,7 @@ build = {
       ["pthcv.export.half"] = "lua/pthcv/export/half.lua",
       ["pthcv.export.onnx"] = "lua/pthcv/export/onnx/init.lua",
       ["pthcv.export.onnx.ops"] = "lua/pthcv/export/onnx/ops.lua",
+      ["pthcv.export.onnx.ops_math"] = "lua/pthcv/export/onnx/ops_math.lua",
       ["pthcv.export.onnx.proto"] = "lua/pthcv/export/onnx/proto.lua",
       ["pthcv.export.save"] = "lua/pthcv/export/save.lua",
       ["pthcv.image"] = "lua/pthcv/image/init.lua",
@@ -85,6 +86,7 @@ build = {
       ["pthcv.reader.tree"] = "lua/pthcv/reader/tree.lua",
       ["pthcv.reader.values"] = "lua/pthcv/reader/values.lua",
       ["pthcv.tensor"] = "lua/pthcv/tensor/init.lua",
+      ["pthcv.tensor.math"] = "lua/pthcv/tensor/math.lua",
     },
     lib = {
       ["pthcv.libpthcv"] = "build/libpthcv.so",
