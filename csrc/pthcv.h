@@ -365,8 +365,8 @@ pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, i
 
 /* Elementwise math, comparisons, selection and sorting (csrc/kernels/ops_math*.c),
  * as torch computes them in float32. Unary ops take float32 (any strides):
- * exp and log are correctly rounded (computed in double; torch's SLEEF
- * kernels are within 1 ulp), sqrt, rsqrt (1 / sqrt), reciprocal, abs,
+ * exp and log are correctly rounded (computed in double; log but for 3 of
+ * the 2^32 inputs, off by 1e-9 ulp; torch's SLEEF kernels are within 1 ulp), sqrt, rsqrt (1 / sqrt), reciprocal, abs,
  * floor, ceil, round (half to even) and sign (0 for NaN, as torch) are
  * exact. */
 enum {
