@@ -9,12 +9,12 @@
  * value lies that close to a rounding boundary. Over all 2^32 float inputs,
  * exp equals glibc's (float)expl everywhere and log equals (float)logl but
  * for 3 inputs (e.g. 0x1.bacb4ap+25, whose log lies 2^-56 of itself from a
- * rounding boundary), where it is less than 0.500000001 ulp off. torch 1.13 uses
- * SLEEF's 1-ulp kernels, so results agree with torch's within 1 ulp. The code is
- * branch-free (selects made of bit masks, since gcc turns a ?: around
- * arithmetic into a branch it cannot vectorise), so the SIMD clones
- * vectorise it and give the scalar build's bits: every step is one IEEE
- * operation (no FMA contraction in ISO C mode).
+ * rounding boundary), where it is less than 0.500000001 ulp off. torch
+ * 1.13 uses SLEEF's 1-ulp kernels, so results agree with torch's within 1
+ * ulp. The code is branch-free (selects made of bit masks, since gcc turns
+ * a ?: around arithmetic into a branch it cannot vectorise), so the SIMD
+ * clones vectorise it and give the scalar build's bits: every step is one
+ * IEEE operation (no FMA contraction in ISO C mode).
  *
  * sqrt, rsqrt (1 / sqrt, as torch), reciprocal, abs, floor, ceil, round
  * (half to even, nearbyintf) and sign are exact. gcc vectorises sqrtf only
