@@ -46,10 +46,9 @@ local FORWARDS = {
     local v = F.sort(x, -1, true)
     local _, i = x:sort(4)
     local tv, ti = F.topk(x, 3, 3)
-    local sv = F.topk(x, 2, -1, { largest = false })
-    local _, mi = x:topk(2)
+    local sv, si = F.topk(x, 2, -1, { largest = false })
     return F.cat({ v:narrow(4, 1, 2) + i:narrow(4, 1, 2):float() + F.argsort(x, -1):float():narrow(4, 1, 2),
-                   tv:narrow(4, 1, 2) + ti:float():narrow(4, 1, 2) + sv + mi:float(),
+                   tv:narrow(4, 1, 2) + ti:float():narrow(4, 1, 2) + sv + si:float(),
                    x:argsort(-1, true):float():narrow(4, 1, 2) }, 1)
   end,
   select = function(x)

@@ -17,14 +17,23 @@
 -- against an integer tensor, float32 otherwise (two numbers in where:
 -- float32). Results are new tensors; float32 is the compute type.
 --
--- The module installs into Tensor.methods (methods) and pthcv.F
--- (functional); tensor/init.lua and nn/functional.lua call those.
+-- Every op runs through pthcv.tensor.dispatch as "F.<name>" or
+-- "Tensor.<name>" with its record: {code} for the elementwise ops and
+-- comparisons; {dim (0-based), keepdim, find_min, base} for max/min along a
+-- dim ("F.max", "Tensor.max_dim", ...; base: what indices count from);
+-- {dim, descending, base, values} for the sorts; {dim, k, largest} for
+-- topk; {dim, base, index} for gather and index_select (index: a Lua list
+-- given instead of an index tensor). Operands are the tensors and the
+-- numbers next to them. The module installs into Tensor.methods (methods,
+-- from tensor/init.lua) and pthcv.F (functional, from nn/functional.lua).
 local ffi = require "ffi"
 local core = require "pthcv.core"
+local D = require "pthcv.tensor.dispatch"
 local C = core.C
+local call = D.call
 
 local M = {}
-local T -- the Tensor module, given to M.methods
+local T -- the Tensor module
 
 local UNARY = { exp = C.PTHCV_MATH_EXP, log = C.PTHCV_MATH_LOG, sqrt = C.PTHCV_MATH_SQRT,
                 rsqrt = C.PTHCV_MATH_RSQRT, abs = C.PTHCV_MATH_ABS, floor = C.PTHCV_MATH_FLOOR,
@@ -38,8 +47,13 @@ local COMPARE = { eq = C.PTHCV_CMP_EQ, ne = C.PTHCV_CMP_NE, lt = C.PTHCV_CMP_LT,
                   gt = C.PTHCV_CMP_GT, ge = C.PTHCV_CMP_GE, logical_and = C.PTHCV_LOGICAL_AND,
                   logical_or = C.PTHCV_LOGICAL_OR, logical_xor = C.PTHCV_LOGICAL_XOR }
 -- a < b is b > a: the op for a scalar on the left
-local SWAPPED = { lt = "gt", gt = "lt", le = "ge", ge = "le" }
+local SWAPPED = { lt = C.PTHCV_CMP_GT, gt = C.PTHCV_CMP_LT, le = C.PTHCV_CMP_GE, ge = C.PTHCV_CMP_LE }
 M.UNARY, M.COMPARE = UNARY, COMPARE
+
+-- one record per elementwise op: {op, code}
+local RECORDS = {}
+for name, code in pairs(UNARY) do RECORDS[name] = { op = name, code = code } end
+for name, code in pairs(COMPARE) do RECORDS[name] = { op = name, code = code } end
 
 local function result(r, what)
   if r == nil then core.fail(what) end
@@ -48,17 +62,25 @@ end
 
 local function check_tensor(x, fname, what)
   if not T.is(x) then
-    error(string.format("pthcv: %s: %s must be a Tensor, got %s", fname, what or "input", type(x)), 4)
+    error(string.format("pthcv: %s: %s must be a Tensor, got %s", fname, what or "input", type(x)), 3)
   end
   return x
 end
 
--- A Lua value next to tensor `like` as the 0-d tensor torch would make of it.
-local function scalar(v, like, fname)
-  if type(v) == "boolean" then return T.from_table(v and 1 or 0, "bool") end
-  if type(v) ~= "number" then
-    error(string.format("pthcv: %s: expected a Tensor or a number, got %s", fname, type(v)), 4)
+-- operands of a binary op: at least one tensor (where: or two numbers),
+-- the other a number or a boolean
+local function check_operands(a, b, fname)
+  if not T.is(a) and not T.is(b) and fname ~= "where" then error("pthcv: " .. fname .. ": needs a tensor operand", 3) end
+  for _, v in ipairs { a, b } do
+    if not T.is(v) and type(v) ~= "number" and type(v) ~= "boolean" then
+      error(string.format("pthcv: %s: expected a Tensor or a number, got %s", fname, type(v)), 3)
+    end
   end
+end
+
+-- A Lua value next to tensor `like` as the 0-d tensor torch would make of it.
+local function scalar(v, like)
+  if type(v) == "boolean" then return T.from_table(v and 1 or 0, "bool") end
   local dtype = "float32"
   if like and like.is_floating_point then
     if like.dtype == "float64" then dtype = "float64" end
@@ -67,94 +89,96 @@ local function scalar(v, like, fname)
   end
   return T.from_table(v, dtype)
 end
+M.scalar = scalar
 
--- both operands as tensors (at least one must be one)
-local function operands(a, b, fname)
-  local ta, tb = T.is(a), T.is(b)
-  if not ta and not tb then error("pthcv: " .. fname .. ": needs a tensor operand", 4) end
-  if not ta then a = scalar(a, b, fname) end
-  if not tb then b = scalar(b, a, fname) end
+-- both operands as tensors
+local function tensors(a, b)
+  if not T.is(a) then a = scalar(a, b) end
+  if not T.is(b) then b = scalar(b, a) end
   return a, b
 end
 
--- ---- the operations (dims 0-based, index base 0 or 1) ----------------------------
-local function unary(x, name)
-  check_tensor(x, name)
+-- ---- the kernels' calls (impl(rec, operands...)) ----------------------------------
+local function unary_impl(rec, x)
   if not x.is_floating_point then
-    if TO_FLOAT[name] then
+    if TO_FLOAT[rec.op] then
       x = x:float()
-    elseif INT_IDENTITY[name] then
+    elseif INT_IDENTITY[rec.op] then
       return x:clone()
     end
   end
-  return result(C.pthcv_unary(x.ct, UNARY[name]), name)
+  return result(C.pthcv_unary(x.ct, rec.code), rec.op)
 end
 
 -- pow(tensor, number), pow(tensor, tensor), pow(number, tensor); float32
-local function pow(a, b)
-  if T.is(a) and type(b) == "number" then return result(C.pthcv_pow_scalar(a.ct, b), "pow") end
-  check_tensor(b, "pow", "exponent")
-  if not T.is(a) then a = scalar(a, nil, "pow") end
+local function pow_impl(_, a, b)
+  if T.is(a) and not T.is(b) then return result(C.pthcv_pow_scalar(a.ct, b), "pow") end
+  if not T.is(a) then a = scalar(a) end
   return result(C.pthcv_pow(a.ct, b.ct), "pow")
 end
 
-local function compare(a, b, name)
-  if not T.is(a) and SWAPPED[name] then a, b, name = b, a, SWAPPED[name] end
-  a, b = operands(a, b, name)
-  return result(C.pthcv_compare(a.ct, b.ct, COMPARE[name]), name)
+local function compare_impl(rec, a, b)
+  local code = rec.code
+  if not T.is(a) and SWAPPED[rec.op] then a, b, code = b, a, SWAPPED[rec.op] end
+  a, b = tensors(a, b)
+  return result(C.pthcv_compare(a.ct, b.ct, code), rec.op)
 end
 
-local function logical_not(x)
-  return result(C.pthcv_logical_not(check_tensor(x, "logical_not").ct), "logical_not")
-end
+local function logical_not_impl(_, x) return result(C.pthcv_logical_not(x.ct), "logical_not") end
 
-local function where(cond, a, b)
-  check_tensor(cond, "where", "condition")
+local function where_impl(_, cond, a, b)
   if not T.is(a) and not T.is(b) then
-    a, b = scalar(a, nil, "where"), scalar(b, nil, "where")
+    a, b = scalar(a), scalar(b)
   else
-    a, b = operands(a, b, "where")
+    a, b = tensors(a, b)
   end
   return result(C.pthcv_where(cond.ct, a.ct, b.ct), "where")
 end
 
 local out_values, out_indices = ffi.new("pthcv_tensor *[1]"), ffi.new("pthcv_tensor *[1]")
 
--- values and indices along dim d (0-based)
-local function max_dim(x, d, keepdim, find_min, base)
-  local status = C.pthcv_max_dim(x.ct, d, keepdim and 1 or 0, find_min and 1 or 0, base, out_values, out_indices)
-  if status ~= 0 then core.fail(find_min and "min" or "max") end
-  return T.wrap(out_values[0], true), T.wrap(out_indices[0], true)
-end
-
-local function sort(x, d, descending, base, want_values)
-  local status = C.pthcv_sort(x.ct, d, descending and 1 or 0, base, want_values and out_values or nil, out_indices)
-  if status ~= 0 then core.fail("sort") end
+-- rec: {dim (0-based; nil: the flattened tensor), keepdim, find_min, base,
+-- values}: values and indices, or the indices alone
+local function max_impl(rec, x)
+  local d = rec.dim
+  if d == nil then x, d = x:reshape(-1), 0 end
+  local status = C.pthcv_max_dim(x.ct, d, rec.keepdim and 1 or 0, rec.find_min and 1 or 0, rec.base,
+                                 rec.values and out_values or nil, out_indices)
+  if status ~= 0 then core.fail(rec.find_min and "min" or "max") end
   local idx = T.wrap(out_indices[0], true)
-  if want_values then return T.wrap(out_values[0], true), idx end
+  if rec.values then return T.wrap(out_values[0], true), idx end
   return idx
 end
 
--- an index argument: an int tensor, or a Lua list of numbers (made int64)
-local function index_arg(index, fname)
-  if T.is(index) then return index end
-  if type(index) == "table" then return T.from_table(index, "int64") end
-  if type(index) == "number" then return T.from_table(index, "int64") end
-  error("pthcv: " .. fname .. ": index must be an int64 Tensor or a list of numbers, got " .. type(index), 4)
+-- rec: {dim, descending, base, values}
+local function sort_impl(rec, x)
+  local status = C.pthcv_sort(x.ct, rec.dim, rec.descending and 1 or 0, rec.base,
+                              rec.values and out_values or nil, out_indices)
+  if status ~= 0 then core.fail("sort") end
+  local idx = T.wrap(out_indices[0], true)
+  if rec.values then return T.wrap(out_values[0], true), idx end
+  return idx
 end
 
-local function gather(x, d, index, base)
-  local k = index_arg(index, "gather")
-  return result(C.pthcv_gather(x.ct, d, k.ct, base), "gather")
+-- rec: {dim, k, largest}: the first k of the stable sort
+local function topk_impl(rec, x)
+  local v, i = sort_impl({ dim = rec.dim, descending = rec.largest, base = 0, values = true }, x)
+  if x.ndim == 0 then return v, i end
+  return v:narrow(rec.dim + 1, 1, rec.k), i:narrow(rec.dim + 1, 1, rec.k)
 end
 
-local function index_select(x, d, index, base)
-  local k = index_arg(index, "index_select")
-  return result(C.pthcv_index_select(x.ct, d, k.ct, base), "index_select")
+-- rec: {dim, base, index}; index: an index tensor, or nil for rec.index
+local function index_of(rec, index) return index or T.from_table(rec.index, "int64") end
+local function gather_impl(rec, x, index)
+  return result(C.pthcv_gather(x.ct, rec.dim, index_of(rec, index).ct, rec.base), "gather")
+end
+local function index_select_impl(rec, x, index)
+  return result(C.pthcv_index_select(x.ct, rec.dim, index_of(rec, index).ct, rec.base), "index_select")
 end
 
--- The value dims of the F and method forms: 0-based, where a 0-d tensor
--- takes 0 and -1 (torch); methods' 1-based dims (negative from the end).
+-- ---- argument handling --------------------------------------------------------------
+-- A dim of the F forms (0-based; a 0-d tensor takes 0 and -1, as torch) or
+-- of the methods (one_based; negative from the end), as a 0-based index.
 local function dim_of(x, d, fname, one_based)
   if type(d) ~= "number" or d % 1 ~= 0 then
     error("pthcv: " .. fname .. ": dim must be an integer, got " .. tostring(d), 3)
@@ -170,70 +194,100 @@ local function dim_of(x, d, fname, one_based)
 end
 M.dim_of = dim_of
 
+-- an index tensor, or a Lua list of numbers (kept in the record)
+local function index_arg(index, fname)
+  if T.is(index) then return index, nil end
+  if type(index) == "number" then return nil, index end
+  if type(index) == "table" then return nil, index end
+  error("pthcv: " .. fname .. ": index must be an int64 Tensor or a list of numbers, got " .. type(index), 3)
+end
+
+local function gather_call(op, x, d, index, base)
+  local k, list = index_arg(index, op)
+  local impl = op:find("gather") and gather_impl or index_select_impl
+  if k then return call(op, { dim = d, base = base }, impl, x, k) end
+  return call(op, { dim = d, base = base, index = list }, impl, x)
+end
+
 -- ---- Tensor methods (1-based dims and indices) -----------------------------------
 function M.methods(Tensor)
   T = Tensor
   local methods = Tensor.methods
-  for name in pairs(UNARY) do methods[name] = function(x) return unary(x, name) end end
-  for name in pairs(COMPARE) do methods[name] = function(a, b) return compare(a, b, name) end end
-  methods.logical_not = logical_not
-  methods.pow = pow
-  -- x:where(cond, other): x where cond holds, else other (torch's Tensor.where)
-  function methods.where(x, cond, other) return where(cond, x, other) end
-  local act = ffi.new("pthcv_activation")
-  for name, kind in pairs { sigmoid = C.PTHCV_ACT_SIGMOID, tanh = C.PTHCV_ACT_TANH, relu = C.PTHCV_ACT_RELU } do
-    methods[name] = function(x)
-      check_tensor(x, name)
-      act.kind = kind
-      return result(C.pthcv_activate(x.ct, act), name)
+  for name in pairs(UNARY) do
+    local op, rec = "Tensor." .. name, RECORDS[name]
+    methods[name] = function(x) return call(op, rec, unary_impl, check_tensor(x, name)) end
+  end
+  for name in pairs(COMPARE) do
+    local op, rec = "Tensor." .. name, RECORDS[name]
+    methods[name] = function(a, b)
+      check_operands(a, b, name)
+      return call(op, rec, compare_impl, a, b)
     end
+  end
+  function methods.logical_not(x) return call("Tensor.logical_not", nil, logical_not_impl, x) end
+  function methods.pow(a, b)
+    check_operands(a, b, "pow")
+    return call("Tensor.pow", nil, pow_impl, a, b)
+  end
+  -- x:where(cond, other): x where cond holds, else other (torch's Tensor.where)
+  function methods.where(x, cond, other)
+    check_tensor(cond, "where", "condition")
+    check_operands(x, other, "where")
+    return call("Tensor.where", nil, where_impl, cond, x, other)
+  end
+  -- the activations pthcv.F has, as methods
+  for _, name in ipairs { "sigmoid", "tanh", "relu" } do
+    methods[name] = function(x) return require("pthcv.nn.functional")[name](x) end
   end
 
   -- x:max(): the largest value as a number (NaN when there is one, as
   -- torch; other dtypes than float32 as before: over their float64 values);
   -- x:max(other): maximum; x:max(dim [, keepdim]): values and 1-based
   -- indices along dim.
-  local reduce = { max = C.PTHCV_REDUCE_MAX, min = C.PTHCV_REDUCE_MIN }
   for _, name in ipairs { "max", "min" } do
-    local whole = methods[name]
+    local whole, find_min = methods[name], name == "min"
+    local op, kind = "Tensor." .. name, name == "max" and C.PTHCV_REDUCE_MAX or C.PTHCV_REDUCE_MIN
+    local function nan_impl(_, x) return result(C.pthcv_reduce(x.ct, kind, 0, nil, 0), name):item() end
     methods[name] = function(x, dim, keepdim)
       if dim == nil then
         if not T.is(x) or x.dtype ~= "float32" or x.numel == 0 then return whole(x) end
-        return result(C.pthcv_reduce(x.ct, reduce[name], 0, nil, 0), name):item()
+        return call(op, nil, nan_impl, x)
       end
       if T.is(dim) then return T.binary(x, dim, T.binary_ops[name]) end
       check_tensor(x, name)
-      return max_dim(x, dim_of(x, dim, name, true), keepdim, name == "min", 1)
+      local rec = { dim = dim_of(x, dim, name, true), keepdim = keepdim == true, find_min = find_min, base = 1,
+                    values = true }
+      return call(op .. "_dim", rec, max_impl, x)
     end
   end
   -- x:argmin(): the 1-based flat index of the smallest value (first on ties,
   -- a NaN first); x:argmin(dim [, keepdim]): 1-based int64 indices along dim.
+  local function argmin_all(_, x) return max_impl({ find_min = true, base = 1 }, x):item() end
   function methods.argmin(x, dim, keepdim)
     check_tensor(x, "argmin")
-    if dim == nil then
-      local _, i = max_dim(x:reshape(-1), 0, false, true, 1)
-      return i:item()
-    end
-    local _, i = max_dim(x, dim_of(x, dim, "argmin", true), keepdim, true, 1)
-    return i
+    if dim == nil then return call("Tensor.argmin", nil, argmin_all, x) end
+    local rec = { dim = dim_of(x, dim, "argmin", true), keepdim = keepdim == true, find_min = true, base = 1 }
+    return call("Tensor.argmin_dim", rec, max_impl, x)
   end
   -- x:sort([dim = -1 [, descending]]): values and 1-based indices; stable
-  function methods.sort(x, dim, descending)
-    check_tensor(x, "sort")
-    return sort(x, dim_of(x, dim or -1, "sort", true), descending, 1, true)
+  for name, values in pairs { sort = true, argsort = false } do
+    local op = "Tensor." .. name
+    methods[name] = function(x, dim, descending)
+      check_tensor(x, name)
+      local rec = { dim = dim_of(x, dim or -1, name, true), descending = descending == true, base = 1,
+                    values = values }
+      return call(op, rec, sort_impl, x)
+    end
   end
-  function methods.argsort(x, dim, descending)
-    check_tensor(x, "argsort")
-    return sort(x, dim_of(x, dim or -1, "argsort", true), descending, 1, false)
+  for _, name in ipairs { "gather", "index_select" } do
+    local op = "Tensor." .. name
+    methods[name] = function(x, dim, index)
+      check_tensor(x, name)
+      return gather_call(op, x, dim_of(x, dim, name, true), index, 1)
+    end
   end
-  function methods.gather(x, dim, index)
-    check_tensor(x, "gather")
-    return gather(x, dim_of(x, dim, "gather", true), index, 1)
-  end
-  function methods.index_select(x, dim, index)
-    check_tensor(x, "index_select")
-    return index_select(x, dim_of(x, dim, "index_select", true), index, 1)
-  end
+  -- they return Lua numbers made from element values (element.lua)
+  Tensor.element_ops["Tensor.argmin"] = true
 end
 
 -- ---- pthcv.F (torch's 0-based dims and indices) -----------------------------------
@@ -242,9 +296,27 @@ function M.functional(F)
   -- instance without calling M.methods on this fresh copy of the module
   T = T or require "pthcv.tensor"
   local args = F._args
-  for name in pairs(UNARY) do F[name] = function(x) return unary(x, name) end end
-  for name in pairs(COMPARE) do F[name] = function(a, b) return compare(a, b, name) end end
-  F.logical_not, F.pow, F.where = logical_not, pow, where
+  for name in pairs(UNARY) do
+    local op, rec = "F." .. name, RECORDS[name]
+    F[name] = function(x) return call(op, rec, unary_impl, check_tensor(x, name)) end
+  end
+  for name in pairs(COMPARE) do
+    local op, rec = "F." .. name, RECORDS[name]
+    F[name] = function(a, b)
+      check_operands(a, b, name)
+      return call(op, rec, compare_impl, a, b)
+    end
+  end
+  function F.logical_not(x) return call("F.logical_not", nil, logical_not_impl, check_tensor(x, "logical_not")) end
+  function F.pow(a, b)
+    check_operands(a, b, "pow")
+    return call("F.pow", nil, pow_impl, a, b)
+  end
+  function F.where(cond, a, b)
+    check_tensor(cond, "where", "condition")
+    check_operands(a, b, "where")
+    return call("F.where", nil, where_impl, cond, a, b)
+  end
 
   -- F.max(x): the largest value as a 0-d tensor (NaN if any); F.max(x, other):
   -- maximum; F.max(x, dim [, keepdim]): values and 0-based indices.
@@ -255,7 +327,9 @@ function M.functional(F)
       local a = args(name, { "dim", "keepdim" }, ...)
       if a.dim == nil then return F[amax](x) end
       if T.is(a.dim) then return F[binary](x, a.dim) end
-      return max_dim(x, dim_of(x, a.dim, name), a.keepdim, name == "min", 0)
+      local rec = { dim = dim_of(x, a.dim, name), keepdim = a.keepdim == true, find_min = name == "min", base = 0,
+                    values = true }
+      return call("F." .. name, rec, max_impl, x)
     end
   end
   -- F.argmax(x [, dim, keepdim]): 0-based int64 indices (of the flattened
@@ -264,26 +338,21 @@ function M.functional(F)
     F[name] = function(x, ...)
       check_tensor(x, name)
       local a = args(name, { "dim", "keepdim" }, ...)
-      if a.dim == nil then
-        local _, i = max_dim(x:reshape(-1), 0, false, name == "argmin", 0)
-        return i
-      end
-      local _, i = max_dim(x, dim_of(x, a.dim, name), a.keepdim, name == "argmin", 0)
-      return i
+      local rec = { dim = a.dim ~= nil and dim_of(x, a.dim, name) or nil, keepdim = a.keepdim == true,
+                    find_min = name == "argmin", base = 0 }
+      return call("F." .. name, rec, max_impl, x)
     end
   end
   -- F.sort(x [, dim = -1, descending = false, stable]): values, indices.
   -- Always stable (torch's stable=True): equal values keep their order,
   -- NaN sorts as the largest value, -0.0 equals 0.0.
-  function F.sort(x, ...)
-    check_tensor(x, "sort")
-    local a = args("sort", { "dim", "descending", "stable" }, ...)
-    return sort(x, dim_of(x, a.dim or -1, "sort"), a.descending, 0, true)
-  end
-  function F.argsort(x, ...)
-    check_tensor(x, "argsort")
-    local a = args("argsort", { "dim", "descending", "stable" }, ...)
-    return sort(x, dim_of(x, a.dim or -1, "argsort"), a.descending, 0, false)
+  for name, values in pairs { sort = true, argsort = false } do
+    F[name] = function(x, ...)
+      check_tensor(x, name)
+      local a = args(name, { "dim", "descending", "stable" }, ...)
+      local rec = { dim = dim_of(x, a.dim or -1, name), descending = a.descending == true, base = 0, values = values }
+      return call("F." .. name, rec, sort_impl, x)
+    end
   end
   -- F.topk(x, k [, dim = -1, largest = true, sorted = true]): values, indices
   -- of the k largest (smallest), in order; ties as the stable sort.
@@ -295,17 +364,13 @@ function M.functional(F)
     if type(k) ~= "number" or k % 1 ~= 0 or k < 0 or k > n then
       error(string.format("pthcv: topk: k=%s out of range 0..%d", tostring(k), n), 2)
     end
-    local v, i = sort(x, d, a.largest ~= false, 0, true)
-    if x.ndim == 0 then return v, i end
-    return v:narrow(d + 1, 1, k), i:narrow(d + 1, 1, k)
+    return call("F.topk", { dim = d, k = k, largest = a.largest ~= false }, topk_impl, x)
   end
-  function F.gather(x, dim, index)
-    check_tensor(x, "gather")
-    return gather(x, dim_of(x, dim, "gather"), index, 0)
-  end
-  function F.index_select(x, dim, index)
-    check_tensor(x, "index_select")
-    return index_select(x, dim_of(x, dim, "index_select"), index, 0)
+  for _, name in ipairs { "gather", "index_select" } do
+    F[name] = function(x, dim, index)
+      check_tensor(x, name)
+      return gather_call("F." .. name, x, dim_of(x, dim, name), index, 0)
+    end
   end
 end
 

@@ -1,6 +1,7 @@
 -- lua/pthcv/export/onnx/ops_math.lua: the ONNX (opset 10) form of the math
 -- ops of lua/pthcv/tensor/math.lua, registered into the handler table of
--- lua/pthcv/export/onnx/ops.lua (same contract: handler(g, args, results)).
+-- ops.lua (same contract: handler(g, a, r), a.rec the op's record), and the
+-- evaluator's kernels (evaluate.lua) for the node types written here.
 --
 -- Opset 10 has no Round (11), GatherElements (torch.gather, 11),
 -- GreaterOrEqual / LessOrEqual (12), and its Equal takes integers only:
@@ -12,19 +13,15 @@
 -- order of equal values or NaN, which torch's stable sort does. The
 -- methods' 1-based indices get an Add / Sub of 1 around the 0-based ONNX
 -- ones. docs/nn.md lists what OpenCV 4.6 runs of this.
-local F = require "pthcv.nn.functional"
 local Tensor = require "pthcv.tensor"
+local F = require "pthcv.nn.functional"
 local proto = require "pthcv.export.onnx.proto"
 local ops = require "pthcv.export.onnx.ops"
-local tmath = require "pthcv.tensor.math"
+local graph = require "pthcv.export.onnx.graph"
+local evaluate = require "pthcv.export.onnx.evaluate"
 
-local H = ops.handlers
-local args_of = F._args
-
-local function refuse(what) error("pthcv: export_onnx: " .. what, 0) end
-
--- dims as ONNX axes: F's are torch's (0-based), the methods' 1-based
-local function axis(x, d, one_based) return tmath.dim_of(x, d, "export_onnx", one_based) end
+local H, K = ops.handlers, evaluate.kernels
+local refuse = graph.refuse
 
 local function cast(g, name, dtype) return g:op("Cast", { name }, { { "to", "int", proto.DTYPE[dtype] } }) end
 
@@ -35,33 +32,31 @@ local function float_input(g, x)
   return n
 end
 
+local function both(name, h) H["F." .. name], H["Tensor." .. name] = h, h end
+
 -- ---- unary ------------------------------------------------------------------------
 local UNARY = { exp = "Exp", log = "Log", sqrt = "Sqrt", abs = "Abs", floor = "Floor", ceil = "Ceil",
-                sign = "Sign", reciprocal = "Reciprocal", sigmoid = "Sigmoid", tanh = "Tanh", relu = "Relu" }
+                sign = "Sign", reciprocal = "Reciprocal" }
 for name, op in pairs(UNARY) do
-  local h = function(g, a, r)
+  both(name, function(g, a, r)
     local x = a[1]
     if (name == "floor" or name == "ceil") and not x.is_floating_point then return g:alias(r[1], x) end
     g:output(r[1], g:op(op, { float_input(g, x) }))
-  end
-  H["F." .. name], H["Tensor." .. name] = h, h
+  end)
 end
-H["F.rsqrt"] = function(g, a, r) g:output(r[1], g:op("Reciprocal", { g:op("Sqrt", { float_input(g, a[1]) }) })) end
-H["Tensor.rsqrt"] = H["F.rsqrt"]
-local function no_round(g, a, r)
+both("rsqrt", function(g, a, r) g:output(r[1], g:op("Reciprocal", { g:op("Sqrt", { float_input(g, a[1]) }) })) end)
+both("round", function(g, a, r)
   if not a[1].is_floating_point then return g:alias(r[1], a[1]) end
   refuse("round has no opset-10 form (ONNX's Round is opset 11)")
-end
-H["F.round"], H["Tensor.round"] = no_round, no_round
+end)
 
 -- pow(tensor, number), pow(number, tensor), pow(tensor, tensor): Pow, the
 -- number a float32 constant (pthcv rounds the exponent to float32 too)
-local function pow(g, a, r)
+both("pow", function(g, a, r)
   local base = Tensor.is(a[1]) and float_input(g, a[1]) or g:scalar(a[1])
   local e = Tensor.is(a[2]) and float_input(g, a[2]) or g:scalar(a[2])
   g:output(r[1], g:op("Pow", { base, e }))
-end
-H["F.pow"], H["Tensor.pow"] = pow, pow
+end)
 
 -- ---- comparisons ------------------------------------------------------------------
 -- whether a and b are compared as floats (tensor/math.lua's promotion)
@@ -74,24 +69,18 @@ local function float_compare(a, b)
   return is_float(a, b) or is_float(b, a)
 end
 
--- a and b as values of one type (float32 or int64); also whether each may hold NaN
-local function cmp_operands(g, a, b)
-  local float = float_compare(a, b)
-  local function name(v)
-    if Tensor.is(v) then
-      if v.dtype == "float64" then refuse("comparisons of float64 tensors (OpenCV reads float32)") end
-      local n = g:input(v)
-      if float and not v.is_floating_point then return cast(g, n, "float32"), false end
-      if not float and v.dtype ~= "int64" then return cast(g, n, "int64"), false end
-      return n, float
-    end
-    if type(v) == "boolean" then v = v and 1 or 0 end
-    if float then return g:scalar(v), v ~= v end
-    return g:constant({ v }, "int64", {}, "const"), false
+-- a value of the compare type: float32 or int64; and whether it may be NaN
+local function cmp_value(g, v, float)
+  if Tensor.is(v) then
+    if v.dtype == "float64" then refuse("comparisons of float64 tensors (OpenCV reads float32)") end
+    local n = g:input(v)
+    if float and not v.is_floating_point then return cast(g, n, "float32"), false end
+    if not float and v.dtype ~= "int64" then return cast(g, n, "int64"), false end
+    return n, float
   end
-  local na, nan_a = name(a)
-  local nb, nan_b = name(b)
-  return na, nb, float, nan_a or nan_b, nan_a, nan_b
+  if type(v) == "boolean" then v = v and 1 or 0 end
+  if float then return g:scalar(v), v ~= v end
+  return g:constant({ v }, "int64", {}, "const"), false
 end
 
 -- a == b: Equal on integers; on floats, not (a < b or a > b), and no NaN
@@ -112,11 +101,12 @@ local COMPARE = {
   le = function(g, na, nb, ...) return g:op("Or", { g:op("Less", { na, nb }), equal(g, na, nb, ...) }) end,
 }
 for name, fn in pairs(COMPARE) do
-  local h = function(g, a, r)
-    local na, nb, float, _, nan_a, nan_b = cmp_operands(g, a[1], a[2])
+  both(name, function(g, a, r)
+    local float = float_compare(a[1], a[2])
+    local na, nan_a = cmp_value(g, a[1], float)
+    local nb, nan_b = cmp_value(g, a[2], float)
     g:output(r[1], fn(g, na, nb, float, nan_a, nan_b))
-  end
-  H["F." .. name], H["Tensor." .. name] = h, h
+  end)
 end
 
 -- logical ops on truth values (Cast to bool: nonzero is true)
@@ -128,15 +118,14 @@ local function truth(g, v)
   return g:constant({ (v == true or (type(v) == "number" and v ~= 0)) and 1 or 0 }, "bool", {}, "const")
 end
 for name, op in pairs { logical_and = "And", logical_or = "Or", logical_xor = "Xor" } do
-  local h = function(g, a, r) g:output(r[1], g:op(op, { truth(g, a[1]), truth(g, a[2]) })) end
-  H["F." .. name], H["Tensor." .. name] = h, h
+  both(name, function(g, a, r) g:output(r[1], g:op(op, { truth(g, a[1]), truth(g, a[2]) })) end)
 end
-H["F.logical_not"] = function(g, a, r) g:output(r[1], g:op("Not", { truth(g, a[1]) })) end
-H["Tensor.logical_not"] = H["F.logical_not"]
+both("logical_not", function(g, a, r) g:output(r[1], g:op("Not", { truth(g, a[1]) })) end)
 
--- where(cond, a, b); Tensor.where(x, cond, other) is where(cond, x, other)
-local function where(g, r, cond, a, b)
-  local float = float_compare(a, b) or (not Tensor.is(a) and not Tensor.is(b))
+-- where(cond, a, b) (the method's operands are in this order too)
+both("where", function(g, a, r)
+  local cond, x, y = a[1], a[2], a[3]
+  local float = float_compare(x, y) or (not Tensor.is(x) and not Tensor.is(y))
   local function value(v)
     if Tensor.is(v) then
       if float then return float_input(g, v) end
@@ -144,132 +133,124 @@ local function where(g, r, cond, a, b)
     end
     return float and g:scalar(v) or g:constant({ v }, "int64", {}, "const")
   end
-  g:output(r[1], g:op("Where", { g:input(cond), value(a), value(b) }))
-end
-H["F.where"] = function(g, a, r) where(g, r, a[1], a[2], a[3]) end
-H["Tensor.where"] = function(g, a, r) where(g, r, a[2], a[1], a[3]) end
+  g:output(r[1], g:op("Where", { g:input(cond), value(x), value(y) }))
+end)
 
 -- ---- max / min / argmax / sort ------------------------------------------------------
 -- 0-based ONNX indices as the methods' 1-based ones
-local function plus_one(g, idx) return g:op("Add", { idx, g:constant({ 1 }, "int64", { 1 }, "one") }) end
-
-local function reduce_with_index(g, x, d, keepdim, name, one_based, r)
-  local keep = { { "keepdims", "int", keepdim and 1 or 0 } }
-  local xin = g:input(x)
-  g:output(r[1], g:op(name == "max" and "ReduceMax" or "ReduceMin", { xin }, { { "axes", "ints", { d } }, keep[1] }))
-  local idx = g:op(name == "max" and "ArgMax" or "ArgMin", { xin }, { { "axis", "int", d }, keep[1] })
-  g:output(r[2], one_based and plus_one(g, idx) or idx)
+local function plus_base(g, idx, base)
+  if base == 0 then return idx end
+  return g:op("Add", { idx, g:constant({ base }, "int64", { 1 }, "base") })
 end
 
-for _, name in ipairs { "max", "min" } do
-  local whole, both = name == "max" and "ReduceMax" or "ReduceMin", name == "max" and "Max" or "Min"
-  H["F." .. name] = function(g, a, r)
-    local o = args_of(name, { "dim", "keepdim" }, unpack(a, 2, a.n))
-    if o.dim == nil then -- every axis listed: OpenCV 4.6 cannot read a ReduceMax without axes
-      local axes = {}
-      for d = 1, a[1].ndim do axes[d] = d - 1 end
-      return g:output(r[1], g:op(whole, { g:input(a[1]) }, { { "axes", "ints", axes }, { "keepdims", "int", 0 } }))
-    end
-    if Tensor.is(o.dim) then return g:output(r[1], g:op(both, { g:input(a[1]), g:input(o.dim) })) end
-    reduce_with_index(g, a[1], axis(a[1], o.dim), o.keepdim, name, false, r)
-  end
-  H["Tensor." .. name] = function(g, a, r)
-    if Tensor.is(a[2]) then return g:output(r[1], g:op(both, { g:input(a[1]), g:input(a[2]) })) end
-    reduce_with_index(g, a[1], axis(a[1], a[2], true), a[3], name, true, r)
-  end
+-- rec: {dim (nil: flattened), keepdim, find_min, base, values}
+local function max_handler(g, a, r)
+  local rec, x = a.rec, a[1]
+  local xin, d = g:input(x), rec.dim
+  if d == nil then xin, d = g:op("Reshape", { xin, g:ints({ -1 }, "shape") }), 0 end
+  local keep = { "keepdims", "int", rec.keepdim and 1 or 0 }
+  local idx = g:op(rec.find_min and "ArgMin" or "ArgMax", { xin }, { { "axis", "int", d }, keep })
+  if not rec.values then return g:output(r[1], plus_base(g, idx, rec.base)) end
+  g:output(r[1], g:op(rec.find_min and "ReduceMin" or "ReduceMax", { xin }, { { "axes", "ints", { d } }, keep }))
+  g:output(r[2], plus_base(g, idx, rec.base))
 end
-
--- argmax / argmin: ArgMax over the flattened tensor without a dim
-local function arg_nodes(g, x, dim, keepdim, op, one_based)
-  local xin, d = g:input(x), 0
-  if dim == nil then
-    xin = g:op("Reshape", { xin, g:ints({ -1 }, "shape") })
-  else
-    d = axis(x, dim, one_based)
-  end
-  local idx = g:op(op, { xin }, { { "axis", "int", d }, { "keepdims", "int", keepdim and 1 or 0 } })
-  return one_based and plus_one(g, idx) or idx
-end
-for name, op in pairs { argmax = "ArgMax", argmin = "ArgMin" } do
-  H["F." .. name] = function(g, a, r)
-    local o = args_of(name, { "dim", "keepdim" }, unpack(a, 2, a.n))
-    g:output(r[1], arg_nodes(g, a[1], o.dim, o.keepdim, op, false))
-  end
-  H["Tensor." .. name] = function(g, a, r) g:output(r[1], arg_nodes(g, a[1], a[2], a[3], op, true)) end
+for _, op in ipairs { "F.max", "F.min", "F.argmax", "F.argmin", "Tensor.max_dim", "Tensor.min_dim",
+                      "Tensor.argmin_dim" } do
+  H[op] = max_handler
 end
 
 -- the k largest (smallest: of -x) along axis d: TopK's values and indices
 local function topk_nodes(g, x, d, k, largest)
-  local xin = g:input(x)
   if x.dtype ~= "float32" then refuse("sorting a " .. x.dtype .. " tensor (TopK reads floats)") end
+  local xin = g:input(x)
   if not largest then xin = g:op("Neg", { xin }) end
   local vals, idx = g:fresh("t"), g:fresh("t")
   g:node("TopK", { xin, g:ints({ k }, "k") }, { vals, idx }, { { "axis", "int", d } })
   if not largest then vals = g:op("Neg", { vals }) end
   return vals, idx
 end
-
-local function sort_handler(name, one_based, with_values)
-  return function(g, a, r)
-    local x, dim, desc = a[1], a[2], a[3]
-    if not one_based then
-      local o = args_of(name, { "dim", "descending", "stable" }, unpack(a, 2, a.n))
-      dim, desc = o.dim, o.descending
-    end
-    local d = axis(x, dim or -1, one_based)
-    local vals, idx = topk_nodes(g, x, d, x.ndim == 0 and 1 or x.shape[d + 1], desc)
-    if one_based then idx = plus_one(g, idx) end
-    if with_values then g:output(r[1], vals); g:output(r[2], idx) else g:output(r[1], idx) end
-  end
+-- rec: {dim, descending, base, values}
+local function sort_handler(g, a, r)
+  local rec, x = a.rec, a[1]
+  local vals, idx = topk_nodes(g, x, rec.dim, x.ndim == 0 and 1 or x.shape[rec.dim + 1], rec.descending)
+  idx = plus_base(g, idx, rec.base)
+  if rec.values then g:output(r[1], vals); g:output(r[2], idx) else g:output(r[1], idx) end
 end
-H["F.sort"], H["F.argsort"] = sort_handler("sort", false, true), sort_handler("argsort", false, false)
-H["Tensor.sort"], H["Tensor.argsort"] = sort_handler("sort", true, true), sort_handler("argsort", true, false)
+both("sort", sort_handler)
+both("argsort", sort_handler)
 H["F.topk"] = function(g, a, r)
-  local o = args_of("topk", { "dim", "largest", "sorted" }, unpack(a, 3, a.n))
-  local vals, idx = topk_nodes(g, a[1], axis(a[1], o.dim or -1), a[2], o.largest ~= false)
+  local vals, idx = topk_nodes(g, a[1], a.rec.dim, a.rec.k, a.rec.largest)
   g:output(r[1], vals)
   g:output(r[2], idx)
 end
--- Tensor.topk (tensor/init.lua): the k largest, 1-based indices
-H["Tensor.topk"] = function(g, a, r)
-  local vals, idx = topk_nodes(g, a[1], axis(a[1], a[3] or -1, true), a[2], true)
-  g:output(r[1], vals)
-  g:output(r[2], plus_one(g, idx))
-end
 
 -- ---- index_select and gather -----------------------------------------------------------
--- the index as 0-based int64 values: a traced tensor (minus 1 for the
--- methods), or a constant made from a tensor or a Lua list
-local function index_input(g, index, one_based)
-  if Tensor.is(index) and g:is_traced(index) then
-    local n = index.dtype == "int64" and g:input(index) or cast(g, g:input(index), "int64")
-    return one_based and g:op("Sub", { n, g:constant({ 1 }, "int64", {}, "one") }) or n
+-- the index as 1-d 0-based int64 values: the index tensor's (traced, or a
+-- constant), minus the base; or a constant from the record's Lua list
+local function index_input(g, a)
+  local rec, index = a.rec, a[2]
+  if index then
+    local n = index.dtype == "int64" and g:input(index, "index") or cast(g, g:input(index, "index"), "int64")
+    if index.ndim == 0 then n = g:op("Reshape", { n, g:ints({ 1 }, "shape") }) end
+    if rec.base ~= 0 then n = g:op("Sub", { n, g:constant({ rec.base }, "int64", { 1 }, "base") }) end
+    return n
   end
-  local list = Tensor.is(index) and index:to("int64"):totable() or index
-  if type(list) ~= "table" then list = { list } end
+  local list = type(rec.index) == "table" and rec.index or { rec.index }
   local values = {}
-  for i, v in ipairs(list) do values[i] = one_based and v - 1 or v end
-  return g:constant(values, "int64", Tensor.is(index) and index.shape or { #values }, "index")
+  for i, v in ipairs(list) do values[i] = v - rec.base end
+  return g:ints(values, "index")
 end
-H["F.index_select"] = function(g, a, r)
-  g:output(r[1], g:op("Gather", { g:input(a[1]), index_input(g, a[3], false) }, { { "axis", "int", axis(a[1], a[2]) } }))
+both("index_select", function(g, a, r)
+  g:output(r[1], g:op("Gather", { g:input(a[1]), index_input(g, a) }, { { "axis", "int", a.rec.dim } }))
+end)
+-- gather of 1-d tensors is index_select; others need GatherElements
+both("gather", function(g, a, r)
+  local x, index, list = a[1], a[2], a.rec.index
+  local flat_index = (index and index.ndim <= 1) or (list and type(list[1]) ~= "table")
+  if x.ndim > 1 or not flat_index then
+    refuse("gather of a " .. x.ndim .. "-d tensor has no opset-10 form (ONNX's GatherElements is opset 11; "
+           .. "index_select, and gather of 1-d tensors, export as Gather)")
+  end
+  g:output(r[1], g:op("Gather", { g:input(x), index_input(g, a) }, { { "axis", "int", 0 } }))
+end)
+
+-- ---- the evaluator's kernels (ONNX's semantics, pthcv's kernels) ---------------------
+local function unsupported(what) error("not evaluated: " .. what, 0) end
+for name, op in pairs(UNARY) do K[op] = function(ins) return { F[name](ins[1]) } end end
+K.Neg = function(ins) return { ins[1] * -1 } end
+K.IsNaN = function(ins) return { F.ne(ins[1], ins[1]) } end
+-- a 0-d operand as a number, so that pow takes torch's shortcuts as the op did
+K.Pow = function(ins)
+  local a, b = ins[1], ins[2]
+  if b.ndim == 0 then b = b:item() elseif a.ndim == 0 then a = a:item() end
+  return { F.pow(a, b) }
 end
-H["Tensor.index_select"] = function(g, a, r)
-  g:output(r[1], g:op("Gather", { g:input(a[1]), index_input(g, a[3], true) },
-                      { { "axis", "int", axis(a[1], a[2], true) } }))
+for op, fn in pairs { Greater = "gt", Less = "lt", Equal = "eq", And = "logical_and", Or = "logical_or",
+                      Xor = "logical_xor" } do
+  K[op] = function(ins) return { F[fn](ins[1], ins[2]) } end
 end
--- gather of 1-d tensors is index_select; other gathers need GatherElements
-local function gather(one_based)
-  return function(g, a, r)
-    local x, index = a[1], a[3]
-    local flat_index = (Tensor.is(index) and index.ndim <= 1) or (type(index) == "table" and type(index[1]) ~= "table")
-    if x.ndim > 1 or not flat_index then
-      refuse("gather of a " .. x.ndim .. "-d tensor has no opset-10 form (ONNX's GatherElements is opset 11; "
-             .. "index_select, and gather of 1-d tensors, export as Gather)")
-    end
-    g:output(r[1], g:op("Gather", { g:input(x), index_input(g, index, one_based) }, { { "axis", "int", 0 } }))
+K.Not = function(ins) return { F.logical_not(ins[1]) } end
+K.Where = function(ins) return { F.where(ins[1], ins[2], ins[3]) } end
+for op, fn in pairs { ArgMax = "argmax", ArgMin = "argmin" } do
+  K[op] = function(ins, at) return { F[fn](ins[1], at.axis or 0, (at.keepdims or 1) ~= 0) } end
+end
+K.TopK = function(ins, at) return { F.topk(ins[1], ins[2]:reshape(-1):totable()[1], at.axis or -1) } end
+K.Gather = function(ins, at)
+  if ins[2].ndim ~= 1 then unsupported("Gather with a " .. ins[2].ndim .. "-d index") end
+  return { F.index_select(ins[1], at.axis or 0, ins[2]) }
+end
+-- integer Add / Sub of one value (the methods' index base), else arithmetic as before
+for op, sign in pairs { Add = 1, Sub = -1 } do
+  local float_kernel = K[op]
+  K[op] = function(ins, at)
+    local x, c = ins[1], ins[2]
+    if x.dtype ~= "int64" then return float_kernel(ins, at) end
+    if #ins ~= 2 or c.dtype ~= "int64" or c.numel ~= 1 then unsupported(op .. " of int64 tensors") end
+    local y, n = x:clone(), c:reshape(-1):totable()[1] * sign
+    local p = y:data()
+    for i = 0, y.numel - 1 do p[i] = p[i] + n end
+    return { y }
   end
 end
-H["F.gather"], H["Tensor.gather"] = gather(false), gather(true)
 
 return H
