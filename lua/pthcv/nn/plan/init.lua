@@ -91,11 +91,27 @@ local function evict(used, c)
   if pk and not used[pk] then F.pack_evict(pk) end
 end
 
+-- The recorded shapes of the values of the pass a step's op e takes from
+-- outside the step: {{arg, item, shape}} (item: the place in a list
+-- operand). A pass where one differs (a shape that depends on values, as
+-- after nonzero) leaves the plan there: the step's placeholders and
+-- destination have the recorded shapes.
+local function outside_shapes(g, e, inside)
+  local l = {}
+  local function add(d, j, k)
+    if d.k == "s" and not inside[d.s] then l[#l + 1] = { arg = j, item = k, shape = g.slots[d.s].shape } end
+  end
+  for j, d in ipairs(e.args) do
+    if d.k == "l" then for k, x in ipairs(d.items) do add(x, j, k) end else add(d, j) end
+  end
+  return l
+end
+
 -- The plan of a recorded pass g: its steps made runnable (weights,
 -- operands to hold, placeholders, C layouts).
 local function build(g, root)
   local steps, action = optimize.build(g)
-  local plan = { g = g, steps = steps, action = action, twins = {}, need_at = {} }
+  local plan = { g = g, steps = steps, action = action, twins = {}, need_at = {}, shapes = {} }
   local path_of = path_finder(root)
   plan.path_of = path_of
   local used = packs_in_use(g, steps, action)
@@ -133,11 +149,14 @@ local function build(g, root)
       end
     end
     st.label = report.label(g, st)
+    local inside = {}
     for _, j in ipairs(st.members) do
+      local e = g.ops[j]
       if j ~= st.last then
-        local e = g.ops[j]
         plan.twins[match.out(e)] = twin_of(g, match.out(e), e, path_of(e.module))
       end
+      plan.shapes[j] = outside_shapes(g, e, inside)
+      inside[match.out(e)] = true
     end
   end
   plan.stats = report.stats(plan)

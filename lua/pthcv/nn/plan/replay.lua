@@ -251,6 +251,18 @@ local function make_hook(ctx)
     return t
   end
 
+  -- the values a step's op takes from outside have their recorded shapes
+  local function fits(i, ...)
+    for _, c in ipairs(plan.shapes[i]) do
+      local v = select(c.arg, ...)
+      if c.item then v = v[c.item] end
+      local ct, shape = v.ct, c.shape
+      if ct == nil or ct.ndim ~= #shape then return false end
+      for d = 1, #shape do if ct.shape[d - 1] ~= shape[d] then return false end end
+    end
+    return true
+  end
+
   local function check(e, ...)
     local n = select("#", ...)
     if n ~= e.nargs then return false end
@@ -270,8 +282,12 @@ local function make_hook(ctx)
                       or ("op " .. i .. ": " .. op .. " where " .. e.op .. " with these operands was recorded"))
       return impl(rec, ...)
     end
-    ctx.pos = i
     local st = action[i]
+    if st and not fits(i, ...) then
+      deviate(ctx, i, "op " .. i .. ": " .. op .. " takes a value of another shape than recorded")
+      return impl(rec, ...)
+    end
+    ctx.pos = i
     if st then return step(i, e, st, ...) end
     counters.plain = counters.plain + 1
     if e.kernel then counters.kernels = counters.kernels + 1 end
