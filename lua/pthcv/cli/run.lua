@@ -153,7 +153,7 @@ and each fused step's (pthcv.nn.plan), named by the ops it fused]],
     { "shape", kind = "shape", metavar = "1x3x224x224", help = "a seeded random input of this shape (the default)" },
     options.threads, options.half,
     { "runs", kind = "count", metavar = "N", help = "timed passes (default 10)" },
-    { "warmup", kind = "natural", metavar = "N", help = "passes before timing (default 1)" },
+    { "warmup", kind = "natural", metavar = "N", help = "passes before timing (default 2: recorded, then planned)" },
     { "profile", help = "each module's and fused step's time per pass" },
   }),
   run = function(pos, opt)
@@ -163,7 +163,7 @@ and each fused step's (pthcv.nn.plan), named by the ops it fused]],
     local now = require "pthcv.nn.clock"
     set_threads(opt)
     local runs = opt.runs or 10
-    local warmup = opt.warmup or 1
+    local warmup = opt.warmup or 2   -- pthcv.nn.plan: the first pass is recorded, the second makes the plan
     local t0 = now()
     local m = build(opt, false)
     local t_build = now() - t0
