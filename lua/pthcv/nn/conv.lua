@@ -5,6 +5,8 @@
 -- Conv2d followed by a BatchNorm2d and/or an activation asks it for a fused
 -- pack (make_pack(bn, act)): BatchNorm folded into the weights in double
 -- precision, the activation (and a residual input) applied by the kernel.
+-- pthcv.nn.plan makes such packs from what a pass ran, whatever the code,
+-- and frees the ones they replace (pk.remake makes them again).
 -- The module's own parameters are never modified, so state_dict() stays
 -- torch's.
 local ffi = require "ffi"
