@@ -75,6 +75,8 @@ struct pthcv_pickle {
 
 /* Runs one pickle from p->buf[p->pos]; *out is the value STOP returned. */
 int pthcv_unpickle(pthcv_pickle *p, pthcv_value **out);
+/* Nonzero when byte is an opcode of some pickle protocol (0 to 5). */
+int pthcv_pickle_opcode_known(int byte);
 
 /* ---- values (file.c) ---- */
 pthcv_value *pthcv_value_new(pthcv_file *f, int kind);
