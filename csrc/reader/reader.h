@@ -107,6 +107,9 @@ const char *pthcv_py3_module(const char *module);
  * a known constructor's value, or an OBJECT recording the call. */
 int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args,
                       pthcv_value *kwargs, pthcv_value **out);
+/* 0 when the table of known globals is sorted as bsearch needs, else the
+ * index of the first entry out of order (spec/c/reader_test.c). */
+int pthcv_known_globals_sorted(void);
 /* BUILD: applies state to obj (numpy arrays become tensors here). */
 int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state);
 /* torch storage type name ("FloatStorage") -> dtype, -1 for UntypedStorage, -2 unknown */
