@@ -212,7 +212,7 @@ int pthcv_file_charge(pthcv_file *f, int64_t nbytes, const char *what)
 {
     if (!pthcv_add_ok(f->total_bytes, nbytes, &f->total_bytes) || f->total_bytes > f->opts.max_total_bytes)
         return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s: storages add up to more than the limit of %lld bytes (max_total_bytes)",
-                          f->path, what, (long long)f->opts.max_total_bytes);
+                          f->path, pthcv_esc(what), (long long)f->opts.max_total_bytes);
     return PTHCV_OK;
 }
 

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define CALL_FAIL(p, name, fmt, ...) \
-    return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: %s: " fmt, PK_WHERE(p), (name), ##__VA_ARGS__)
+    return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: %s: " fmt, PK_WHERE(p), pthcv_esc(name), ##__VA_ARGS__)
 
 const char *pthcv_py3_module(const char *module)
 {
@@ -134,7 +134,7 @@ static int arg_dims(pthcv_pickle *p, const char *fn, pthcv_value *args, int64_t 
         CALL_FAIL(p, fn, "argument %lld must be a tuple of sizes", (long long)i + 1);
     if (v->n > PTHCV_MAX_DIMS)
         return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: %s: a tensor of %lld dimensions (pthcv handles up to %d)",
-                          PK_WHERE(p), fn, (long long)v->n, PTHCV_MAX_DIMS);
+                          PK_WHERE(p), pthcv_esc(fn), (long long)v->n, PTHCV_MAX_DIMS);
     for (int64_t k = 0; k < v->n; k++) {
         if (v->items[k]->kind != PTHCV_V_INT) CALL_FAIL(p, fn, "argument %lld holds a non-integer size", (long long)i + 1);
         dims[k] = v->items[k]->i;
@@ -178,7 +178,7 @@ static int rebuild_tensor(pthcv_pickle *p, const char *fn, pthcv_value *args, in
         storage->swap_bytes = pthcv_dtype_is_complex(dtype) ? esz / 2 : esz;
     }
     char where[1024];
-    snprintf(where, sizeof where, "%s: %s at byte %zu: %s", PK_WHERE(p), fn);
+    snprintf(where, sizeof where, "%s: %s at byte %zu: %s", PK_WHERE(p), pthcv_esc(fn));
     *out = pthcv_tensor_over(storage, dtype, nd, shape, stride, offset, where);
     if (!*out) return pthcv_last_status();
     int st2 = pthcv_file_charge_view(p->file, *out, where);

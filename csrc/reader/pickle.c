@@ -240,7 +240,7 @@ static int parse_decimal(machine *m, const char *s, size_t n, int64_t *out)
         v = v * 10 + (uint64_t)(s[i] - '0');
     }
     if (i < n && s[i] == 'L') i++;
-    if (i != n) FMT_FAIL(m, "expected a decimal number, found '%.*s'", (int)(n > 40 ? 40 : n), s);
+    if (i != n) FMT_FAIL(m, "expected a decimal number, found '%s'", pthcv_esc_n(s, n > 40 ? 40 : n));
     if (v > (uint64_t)INT64_MAX + (uint64_t)neg) FMT_FAIL(m, "decimal number out of 64-bit range");
     *out = neg ? (int64_t)(0 - v) : (int64_t)v;
     return PTHCV_OK;
@@ -385,10 +385,10 @@ static int do_global(machine *m, const char *module, size_t mlen, const char *na
     if (unsafe && !f->opts.scan_only) {
         const char *py3 = pthcv_py3_module(mod);
         char alias[1100] = "";
-        if (strcmp(py3, mod) != 0) snprintf(alias, sizeof alias, " (%s.%s)", py3, nm);
+        if (strcmp(py3, mod) != 0) snprintf(alias, sizeof alias, " (%s.%s)", py3, pthcv_esc(nm));
         return pthcv_fail(PTHCV_ERR_UNSAFE,
                           "%s: %s at byte %zu: refusing unsafe global %s%s: calling it could run code; nothing was loaded",
-                          PK_WHERE(m->p), full, alias);
+                          PK_WHERE(m->p), pthcv_esc(full), alias);
     }
     /* keep the Python 3 spelling so handlers match one name */
     snprintf(full, sizeof full, "%s.%s", pthcv_py3_module(mod), nm);
@@ -404,7 +404,7 @@ static int call(machine *m, pthcv_value *callee, pthcv_value *args, pthcv_value 
     if (callee->kind != PTHCV_V_GLOBAL)
         FMT_FAIL(m, "a call needs a class or function named by GLOBAL, found a value of kind %d", callee->kind);
     if (args->kind != PTHCV_V_TUPLE)
-        FMT_FAIL(m, "arguments of %s are not a tuple", callee->s);
+        FMT_FAIL(m, "arguments of %s are not a tuple", pthcv_esc(callee->s));
     pthcv_value *out = NULL;
     int st = pthcv_call_global(m->p, callee, args, kwargs, &out);
     if (st) return st;
@@ -605,7 +605,7 @@ static int load_float(machine *m, unsigned char op)
     memcpy(tmp, s, n);
     tmp[n] = 0;
     double d = strtod(tmp, &end);
-    if (*end) FMT_FAIL(m, "bad FLOAT argument '%s'", tmp);
+    if (*end) FMT_FAIL(m, "bad FLOAT argument '%s'", pthcv_esc(tmp));
     pthcv_value *a = pthcv_value_new(m->p->file, PTHCV_V_FLOAT);
     if (a) a->f = d;
     return push(m, a);

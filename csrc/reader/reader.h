@@ -115,7 +115,8 @@ int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state);
 /* torch storage type name ("FloatStorage") -> dtype, -1 for UntypedStorage, -2 unknown */
 int pthcv_storage_type_dtype(const char *name);
 
-/* message prefix helper: "<path>: <record> at byte N" */
-#define PK_WHERE(p) (p)->file->path, (p)->record, (p)->op_offset
+/* message prefix helper: "<path>: <record> at byte N" (record names come
+ * from the file in zip archives: escaped) */
+#define PK_WHERE(p) (p)->file->path, pthcv_esc((p)->record), (p)->op_offset
 
 #endif
