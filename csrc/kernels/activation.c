@@ -43,6 +43,13 @@ int pthcv_act_valid(const pthcv_activation *a)
     return a == NULL || (a->kind >= PTHCV_ACT_NONE && a->kind <= PTHCV_ACT_CLAMP);
 }
 
+const char *pthcv_act_name(int kind)
+{
+    static const char *const names[] = { "identity", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh",
+                                          "silu", "hardswish", "hardsigmoid", "gelu", "gelu", "clamp" };
+    return kind >= PTHCV_ACT_NONE && kind <= PTHCV_ACT_CLAMP ? names[kind] : "activation";
+}
+
 /* The piecewise-linear kinds get their own loops so the compiler vectorises
  * them (they are the common fused ones); the others call the scalar
  * definition, which keeps every path bit-identical to it. */

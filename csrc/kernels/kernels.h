@@ -37,7 +37,8 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx);
 #endif
 
 /* ---- instruction sets (isa.c) ---------------------------------------------- */
-enum { PTHCV_ISA_SCALAR = 0, PTHCV_ISA_AVX2 = 1, PTHCV_ISA_AVX512 = 2, PTHCV_ISA_NEON = 3 };
+enum { PTHCV_ISA_SCALAR = 0, PTHCV_ISA_AVX2 = 1, PTHCV_ISA_AVX512 = 2, PTHCV_ISA_NEON = 3,
+       PTHCV_ISA_COUNT = 4 };   /* families; arrays indexed by PTHCV_ISA_* have this many slots */
 /* The family the kernels use now: the best the CPU has, or the forced one. */
 int pthcv_isa(void);
 int pthcv_isa_available(int isa);      /* compiled in and offered by this CPU */
@@ -61,5 +62,8 @@ int pthcv_cpu_has_f16c(void);           /* isa.c */
 float pthcv_act_scalar(float v, const pthcv_activation *a);
 void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a);
 int pthcv_act_valid(const pthcv_activation *a);
+/* torch's name of a kind, for messages ("relu", "gelu"...; "activation"
+ * when out of range). */
+const char *pthcv_act_name(int kind);
 
 #endif

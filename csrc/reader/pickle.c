@@ -192,7 +192,7 @@ static pthcv_value *decimal_bigint(machine *m, const char *s, size_t n)
     int neg = 0;
     if (i < k && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
     if (i >= k || k - i > 100000) {
-        pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: LONG argument is not a number", PK_WHERE(m->p));
+        pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: INT or LONG argument is not a decimal number", PK_WHERE(m->p));
         return NULL;
     }
     size_t cap = (k - i) / 2 + 2, len = 1;
@@ -201,7 +201,7 @@ static pthcv_value *decimal_bigint(machine *m, const char *s, size_t n)
     for (; i < k; i++) {
         if (s[i] < '0' || s[i] > '9') {
             free(b);
-            pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: LONG argument is not a number", PK_WHERE(m->p));
+            pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: INT or LONG argument is not a decimal number", PK_WHERE(m->p));
             return NULL;
         }
         unsigned carry = (unsigned)(s[i] - '0');
@@ -549,31 +549,20 @@ static int load_binlong(machine *m, unsigned char op)
     return push(m, a);
 }
 
-/* INT (text); "01"/"00" are True/False */
-static int load_int(machine *m, unsigned char op)
+/* INT, LONG (text): a decimal line, beyond 64 bits a big int (Python reads
+ * both with int()); INT's "01" and "00" are True and False */
+static int load_decimal(machine *m, unsigned char op)
 {
     const char *s;
     size_t n;
     int64_t v;
     int st = read_line(m, &s, &n);
     if (st) return st;
-    if (n == 2 && s[0] == '0' && (s[1] == '0' || s[1] == '1')) {
+    if (op == 'I' && n == 2 && s[0] == '0' && (s[1] == '0' || s[1] == '1')) {
         pthcv_value *a = pthcv_value_new(m->p->file, PTHCV_V_BOOL);
         if (a) a->i = s[1] == '1';
         return push(m, a);
     }
-    if ((st = parse_decimal(m, s, n, &v))) return st;
-    return push(m, new_int(m->p->file, v));
-}
-
-/* LONG (text), may exceed 64 bits */
-static int load_long(machine *m, unsigned char op)
-{
-    const char *s;
-    size_t n;
-    int64_t v;
-    int st = read_line(m, &s, &n);
-    if (st) return st;
     if (parse_decimal(m, s, n, &v) == PTHCV_OK) return push(m, new_int(m->p->file, v));
     pthcv_clear_error();
     return push(m, decimal_bigint(m, s, n));
@@ -943,7 +932,7 @@ static const load_fn dispatch[256] = {
     /* scalars */
     ['N'] = load_none, [0x88] = load_newbool, [0x89] = load_newbool,
     ['J'] = load_binint, ['K'] = load_binint, ['M'] = load_binint,
-    [0x8a] = load_binlong, [0x8b] = load_binlong, ['I'] = load_int, ['L'] = load_long,
+    [0x8a] = load_binlong, [0x8b] = load_binlong, ['I'] = load_decimal, ['L'] = load_decimal,
     ['G'] = load_binfloat, ['F'] = load_float,
     /* strings and bytes */
     ['X'] = load_counted, [0x8c] = load_counted, [0x8d] = load_counted,

@@ -6,22 +6,11 @@
  * Ends with the line "N passed, N failed"; the exit status is 1 if anything
  * failed. Built by `make ctest` from the reader's sources. */
 #include "reader/reader.h"
+#include "check.h"
 #include <stdlib.h>
 #include <string.h>
 
 static int passed, failed;
-
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (cond) {                                                       \
-            passed++;                                                     \
-        } else {                                                          \
-            failed++;                                                     \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                   \
-            printf(__VA_ARGS__);                                          \
-            printf("\n");                                                 \
-        }                                                                 \
-    } while (0)
 
 /* Printable UTF-8: valid sequences, no C0/C1 control character, no DEL. */
 static int printable_utf8(const char *text)
