@@ -22,11 +22,11 @@ DEPLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip) -lpthr
 VISIBILITY := -fvisibility=hidden
 ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fPIC $(VISIBILITY) -Icsrc $(DEPCFLAGS) $(CFLAGS)
 
-# The OpenCV bridge (csrc/opencv/*.cpp, the one C++ part) links the modules
+# The OpenCV bridge (csrc/opencv/*.cpp, the C++ part) links the modules
 # it uses, found through pkg-config: bridge.cpp core and imgproc, in the
 # library; imgcodecs.cpp (image files) imgcodecs too, in a library of its
 # own that pthcv.image loads on first use (imgcodecs drags in ~120 shared
-# libraries, 90 ms of loading at every start).
+# libraries, too slow to load at every start: docs/performance.md).
 CXX     ?= c++
 CXXFLAGS ?= -O2 -g
 OPENCV_CFLAGS := $(shell pkg-config --cflags opencv4 2>/dev/null)

@@ -73,7 +73,7 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
         for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : x[i] * alpha;
         return;
     }
-    case PTHCV_ACT_HARDSWISH:   /* MobileNetV3's: a scalar call per value was 28% of its time */
+    case PTHCV_ACT_HARDSWISH:   /* MobileNetV3's: a scalar call per value weighed on its time */
         for (int64_t i = 0; i < n; i++) {
             float v = x[i], r = v + 3.0f;
             r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;

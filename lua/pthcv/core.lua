@@ -58,8 +58,8 @@ local C = M.C
 
 -- libpthcv_imgcodecs.so, the image-file functions (pthcv_image_read,
 -- _decode, _write), loaded on first use from beside libpthcv.so: it links
--- OpenCV's imgcodecs, whose ~120 dependencies took 90 ms to load at every
--- start of pthcv (csrc/opencv/imgcodecs.cpp).
+-- OpenCV's imgcodecs, whose ~120 dependencies would otherwise be loaded at
+-- every start of pthcv (csrc/opencv/imgcodecs.cpp, docs/performance.md).
 local codecs
 function M.codecs()
   if codecs then return codecs end
