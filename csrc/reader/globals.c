@@ -16,15 +16,54 @@
 #define CALL_FAIL(p, name, fmt, ...) \
     return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: %s: " fmt, PK_WHERE(p), pthcv_esc(name), ##__VA_ARGS__)
 
-const char *pthcv_py3_module(const char *module)
+/* Python 2 module names as Python 3's unpickler reads them (fix_imports:
+ * _compat_pickle.IMPORT_MAPPING), sorted by the Python 2 name in strcmp
+ * order (pthcv_reader_tables_check). */
+static const struct { const char *py2, *py3; } py2_modules[] = {
+    {"BaseHTTPServer", "http.server"}, {"CGIHTTPServer", "http.server"}, {"ConfigParser", "configparser"},
+    {"Cookie", "http.cookies"}, {"Dialog", "tkinter.dialog"}, {"DocXMLRPCServer", "xmlrpc.server"},
+    {"FileDialog", "tkinter.filedialog"}, {"HTMLParser", "html.parser"}, {"Queue", "queue"},
+    {"ScrolledText", "tkinter.scrolledtext"}, {"SimpleDialog", "tkinter.simpledialog"},
+    {"SimpleHTTPServer", "http.server"}, {"SimpleXMLRPCServer", "xmlrpc.server"},
+    {"SocketServer", "socketserver"}, {"StringIO", "io"}, {"Tix", "tkinter.tix"},
+    {"Tkconstants", "tkinter.constants"}, {"Tkdnd", "tkinter.dnd"}, {"Tkinter", "tkinter"},
+    {"UserDict", "collections"}, {"UserList", "collections"}, {"UserString", "collections"},
+    {"__builtin__", "builtins"}, {"_abcoll", "collections.abc"}, {"_elementtree", "xml.etree.ElementTree"},
+    {"_winreg", "winreg"}, {"anydbm", "dbm"}, {"cPickle", "pickle"}, {"cStringIO", "io"},
+    {"commands", "subprocess"}, {"cookielib", "http.cookiejar"}, {"copy_reg", "copyreg"},
+    {"dbhash", "dbm.bsd"}, {"dbm", "dbm.ndbm"}, {"dumbdbm", "dbm.dumb"}, {"dummy_thread", "_dummy_thread"},
+    {"exceptions", "builtins"}, {"gdbm", "dbm.gnu"}, {"htmlentitydefs", "html.entities"},
+    {"httplib", "http.client"}, {"markupbase", "_markupbase"}, {"repr", "reprlib"},
+    {"robotparser", "urllib.robotparser"}, {"test.test_support", "test.support"}, {"thread", "_thread"},
+    {"tkColorChooser", "tkinter.colorchooser"}, {"tkCommonDialog", "tkinter.commondialog"},
+    {"tkFileDialog", "tkinter.filedialog"}, {"tkFont", "tkinter.font"}, {"tkMessageBox", "tkinter.messagebox"},
+    {"tkSimpleDialog", "tkinter.simpledialog"}, {"ttk", "tkinter.ttk"}, {"urllib2", "urllib.request"},
+    {"urlparse", "urllib.parse"}, {"whichdb", "dbm"}, {"xmlrpclib", "xmlrpc.client"},
+};
+
+/* Python 2 names that Python 3 finds in another module than the renamed one
+ * (_compat_pickle.NAME_MAPPING: the moves into modules treated here). */
+static const struct { const char *module, *name, *py3; } py2_moves[] = {
+    {"__builtin__", "intern", "sys"}, {"__builtin__", "reduce", "functools"}, {"_socket", "fromfd", "socket"},
+};
+
+static int cmp_py2(const void *key, const void *entry)
 {
-    if (!strcmp(module, "__builtin__")) return "builtins";
-    if (!strcmp(module, "copy_reg")) return "copyreg";
-    return module;
+    return strcmp(key, *(const char *const *)entry);
+}
+
+const char *pthcv_py3_module(const char *module, const char *name)
+{
+    for (size_t i = 0; i < sizeof py2_moves / sizeof *py2_moves; i++)
+        if (!strcmp(module, py2_moves[i].module) && !strcmp(name, py2_moves[i].name)) return py2_moves[i].py3;
+    const char *const *e = bsearch(module, py2_modules, sizeof py2_modules / sizeof *py2_modules,
+                                   sizeof *py2_modules, cmp_py2);
+    return e ? e[1] : module;
 }
 
 /* Modules whose every member can reach the OS or the interpreter. A module
- * matches itself and its submodules ("os" matches "os.path"). */
+ * matches itself and its submodules ("os" matches "os.path"). pydoc.locate
+ * and pkgutil.resolve_name return any object by its dotted name. */
 static const char *const unsafe_modules[] = {
     "os", "posix", "nt", "subprocess", "sys", "runpy", "socket", "shutil", "pty",
     "commands", "popen2", "importlib", "imp", "ctypes", "marshal", "pickle", "_pickle",
@@ -32,6 +71,7 @@ static const char *const unsafe_modules[] = {
     "asyncio", "_posixsubprocess", "pdb", "bdb", "timeit", "types", "platform",
     "ssl", "http", "urllib", "urllib2", "ftplib", "telnetlib", "smtplib",
     "posixpath", "ntpath", "glob", "tempfile", "io", "_io", "pathlib", "zipimport",
+    "pydoc", "pkgutil", "shelve", "dbm", "socketserver", "xmlrpc", "_socket", "_dummy_thread",
     "numpy.testing", "torch.hub", "torch.serialization", "torch.jit", "torch._C",
     "torch.utils.cpp_extension", "torch.package", "torch._dynamo", "torch._inductor",
     "_thread", "threading", "gc", "inspect", NULL
@@ -45,30 +85,61 @@ static const char *const unsafe_builtins[] = {
     "super", "type", "exit", "quit", NULL
 };
 
+/* Single functions of otherwise harmless modules: attribute fetchers and
+ * callers are getattr/eval in disguise (also under their C modules' names),
+ * and torch.storage._load_from_bytes runs torch.load, without weights_only,
+ * on bytes inside the pickle (plain pickle.dumps of a tensor writes it). */
+static const struct { const char *module, *name; } unsafe_functions[] = {
+    {"operator", "attrgetter"}, {"operator", "methodcaller"},
+    {"_operator", "attrgetter"}, {"_operator", "methodcaller"},
+    {"functools", "partial"}, {"functools", "reduce"},
+    {"_functools", "partial"}, {"_functools", "reduce"},
+    {"codecs", "open"},
+    {"torch", "load"}, {"torch", "compile"},
+    {"torch.storage", "_load_from_bytes"},
+    {"numpy", "load"}, {"numpy", "fromfile"},
+    {NULL, NULL}
+};
+
 /* torch.jit._pickle's list builders and type tags are harmless; the rest of
  * torch.jit is not (torch.jit.load would read another archive). */
 static int is_jit_pickle(const char *module) { return !strcmp(module, "torch.jit._pickle"); }
 
+/* Module `mod` or a submodule of it starts `path` ("os" starts "os.path"). */
+static int in_module(const char *path, const char *mod)
+{
+    size_t n = strlen(mod);
+    return !strncmp(path, mod, n) && (path[n] == 0 || path[n] == '.');
+}
+
+/* A dotted name ("Outer.Inner") is looked up attribute by attribute from
+ * protocol 4 on, so it can walk from any module to what that module
+ * imported ("torch" "hub.os.system", "collections" "_sys.exit") or to a
+ * method ("tarfile" "TarFile.extractall"). Only nested classes pass: every
+ * part must look like a class name (a capital first letter). */
+static int dotted_name_unsafe(const char *name)
+{
+    if (!strchr(name, '.')) return 0;
+    for (const char *part = name; part; part = strchr(part, '.') ? strchr(part, '.') + 1 : NULL)
+        if (!(*part >= 'A' && *part <= 'Z')) return 1;
+    return 0;
+}
+
 int pthcv_global_is_unsafe(const char *module, const char *name)
 {
-    const char *mod = pthcv_py3_module(module);
-    if (is_jit_pickle(mod)) return 0;
+    const char *mod = pthcv_py3_module(module, name);
+    if (is_jit_pickle(mod) && !strchr(name, '.')) return 0;
     /* torch.serialization helpers that torch.save itself references */
     if (!strcmp(mod, "torch.serialization") && !strcmp(name, "_get_layout")) return 0;
-    for (const char *const *u = unsafe_modules; *u; u++) {
-        size_t n = strlen(*u);
-        if (!strncmp(mod, *u, n) && (mod[n] == 0 || mod[n] == '.')) return 1;
-    }
+    if (dotted_name_unsafe(name)) return 1;
+    for (const char *const *u = unsafe_modules; *u; u++)
+        if (in_module(mod, *u)) return 1;
     if (!strcmp(mod, "builtins")) {
         for (const char *const *u = unsafe_builtins; *u; u++)
             if (!strcmp(name, *u)) return 1;
     }
-    /* attribute fetchers and callers are getattr/eval in disguise */
-    if (!strcmp(mod, "operator") && (!strcmp(name, "attrgetter") || !strcmp(name, "methodcaller"))) return 1;
-    if (!strcmp(mod, "functools") && (!strcmp(name, "partial") || !strcmp(name, "reduce"))) return 1;
-    if (!strcmp(mod, "codecs") && !strcmp(name, "open")) return 1;
-    if (!strcmp(mod, "torch") && (!strcmp(name, "load") || !strcmp(name, "compile"))) return 1;
-    if (!strcmp(mod, "numpy") && (!strcmp(name, "load") || !strcmp(name, "fromfile"))) return 1;
+    for (int i = 0; unsafe_functions[i].module; i++)
+        if (!strcmp(mod, unsafe_functions[i].module) && !strcmp(name, unsafe_functions[i].name)) return 1;
     return 0;
 }
 
@@ -671,8 +742,7 @@ static int call_numpy_reconstruct(pthcv_pickle *p, const char *fn, pthcv_value *
     return *out ? PTHCV_OK : pthcv_last_status();
 }
 
-/* Sorted by "module.name" in strcmp order (known_globals_sorted checks it;
- * spec/c/reader_test.c calls that). */
+/* Sorted by "module.name" in strcmp order (pthcv_reader_tables_check). */
 static const struct known_global {
     const char *module, *name;
     global_handler handler;
@@ -726,14 +796,23 @@ static int cmp_global(const char *full, const struct known_global *g)
 
 static int cmp_known(const void *key, const void *entry) { return cmp_global(key, entry); }
 
-int pthcv_known_globals_sorted(void)
+const char *pthcv_reader_tables_check(void)
 {
+    static _Thread_local char msg[300];
     char full[200];
     for (int i = 1; i < NKNOWN; i++) {
         snprintf(full, sizeof full, "%s.%s", known_globals[i].module, known_globals[i].name);
-        if (cmp_global(full, &known_globals[i - 1]) <= 0) return i;
+        if (cmp_global(full, &known_globals[i - 1]) <= 0) {
+            snprintf(msg, sizeof msg, "known_globals: %s is out of order", full);
+            return msg;
+        }
     }
-    return 0;
+    for (size_t i = 1; i < sizeof py2_modules / sizeof *py2_modules; i++)
+        if (strcmp(py2_modules[i - 1].py2, py2_modules[i].py2) >= 0) {
+            snprintf(msg, sizeof msg, "py2_modules: %s is out of order", py2_modules[i].py2);
+            return msg;
+        }
+    return NULL;
 }
 
 int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)

@@ -383,7 +383,7 @@ static int do_global(machine *m, const char *module, size_t mlen, const char *na
     int unsafe = pthcv_global_is_unsafe(mod, nm);
     if (pthcv_file_note_global(f, full, unsafe)) return pthcv_last_status();
     if (unsafe && !f->opts.scan_only) {
-        const char *py3 = pthcv_py3_module(mod);
+        const char *py3 = pthcv_py3_module(mod, nm);
         char alias[1100] = "";
         if (strcmp(py3, mod) != 0) snprintf(alias, sizeof alias, " (%s.%s)", py3, pthcv_esc(nm));
         return pthcv_fail(PTHCV_ERR_UNSAFE,
@@ -391,7 +391,7 @@ static int do_global(machine *m, const char *module, size_t mlen, const char *na
                           PK_WHERE(m->p), pthcv_esc(full), alias);
     }
     /* keep the Python 3 spelling so handlers match one name */
-    snprintf(full, sizeof full, "%s.%s", pthcv_py3_module(mod), nm);
+    snprintf(full, sizeof full, "%s.%s", pthcv_py3_module(mod, nm), nm);
     pthcv_value *g = pthcv_value_str(f, full);
     if (!g) return pthcv_last_status();
     g->kind = PTHCV_V_GLOBAL;

@@ -101,15 +101,18 @@ int pthcv_open_zip(pthcv_file *f);
 int pthcv_open_legacy(pthcv_file *f, int tar);
 
 /* ---- globals (globals.c) ---- */
-/* Normalises Python 2 names (__builtin__ -> builtins, copy_reg -> copyreg). */
-const char *pthcv_py3_module(const char *module);
+/* The module Python 3's unpickler finds a Python 2 global in (__builtin__ ->
+ * builtins, copy_reg -> copyreg, __builtin__.reduce -> functools, ...); the
+ * module itself when it has no Python 2 name. */
+const char *pthcv_py3_module(const char *module, const char *name);
 /* What calling `callee` (a GLOBAL value) with `args` builds, inertly:
  * a known constructor's value, or an OBJECT recording the call. */
 int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args,
                       pthcv_value *kwargs, pthcv_value **out);
-/* 0 when the table of known globals is sorted as bsearch needs, else the
- * index of the first entry out of order (spec/c/reader_test.c). */
-int pthcv_known_globals_sorted(void);
+/* NULL when the tables searched with bsearch (known globals, Python 2
+ * module names) are sorted, else which entry is out of order
+ * (spec/c/reader_test.c). */
+const char *pthcv_reader_tables_check(void);
 /* BUILD: applies state to obj (numpy arrays become tensors here). */
 int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state);
 /* torch storage type name ("FloatStorage") -> dtype, -1 for UntypedStorage, -2 unknown */

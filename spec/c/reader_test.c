@@ -28,10 +28,41 @@ static int printable_utf8(const char *text)
     return 1;
 }
 
-static void known_globals(void)
+static void tables(void)
 {
-    CHECK(pthcv_known_globals_sorted() == 0, "the known-globals table is out of order at entry %d (bsearch needs it sorted)",
-          pthcv_known_globals_sorted());
+    const char *err = pthcv_reader_tables_check();
+    CHECK(err == NULL, "a table bsearch needs sorted is not: %s", err);
+}
+
+/* The globals that must be refused, and some that must not. */
+static void unsafe_globals(void)
+{
+    static const char *const unsafe[][2] = {
+        {"os", "system"}, {"posix", "system"}, {"nt", "system"}, {"os.path", "join"}, {"subprocess", "Popen"},
+        {"builtins", "eval"}, {"__builtin__", "eval"}, {"builtins", "getattr"}, {"__builtin__", "reduce"},
+        {"__builtin__", "intern"}, {"commands", "getoutput"}, {"thread", "start_new_thread"},
+        {"cPickle", "loads"}, {"_operator", "attrgetter"}, {"operator", "methodcaller"}, {"_functools", "partial"},
+        {"torch.storage", "_load_from_bytes"}, {"torch", "load"}, {"torch.hub", "load"}, {"pydoc", "locate"},
+        {"pkgutil", "resolve_name"}, {"_socket", "socket"}, {"socket", "create_connection"},
+        /* attribute paths (protocol 4 reads dotted names attribute by attribute) */
+        {"torch", "hub.os.system"}, {"collections", "_sys.exit"}, {"tarfile", "TarFile.extractall"},
+        {"__main__", "Net.__init__.__globals__"}, {"torch.jit._pickle", "build_intlist.__globals__"},
+    };
+    for (size_t i = 0; i < sizeof unsafe / sizeof *unsafe; i++)
+        CHECK(pthcv_global_is_unsafe(unsafe[i][0], unsafe[i][1]), "%s.%s must be unsafe", unsafe[i][0], unsafe[i][1]);
+    static const char *const safe[][2] = {
+        {"collections", "OrderedDict"}, {"torch._utils", "_rebuild_tensor_v2"}, {"torch", "FloatStorage"},
+        {"torch.jit._pickle", "build_intlist"}, {"__builtin__", "set"}, {"copy_reg", "_reconstructor"},
+        {"numpy.core.multiarray", "_reconstruct"}, {"torch.serialization", "_get_layout"},
+        {"__main__", "Outer.Inner"}, {"exceptions", "ValueError"}, {"argparse", "Namespace"},
+    };
+    for (size_t i = 0; i < sizeof safe / sizeof *safe; i++)
+        CHECK(!pthcv_global_is_unsafe(safe[i][0], safe[i][1]), "%s.%s must be safe", safe[i][0], safe[i][1]);
+    CHECK(!strcmp(pthcv_py3_module("__builtin__", "reduce"), "functools") &&
+              !strcmp(pthcv_py3_module("__builtin__", "set"), "builtins") &&
+              !strcmp(pthcv_py3_module("copy_reg", "_reconstructor"), "copyreg") &&
+              !strcmp(pthcv_py3_module("collections", "OrderedDict"), "collections"),
+          "Python 2 names");
 }
 
 static void escaping(void)
@@ -105,7 +136,8 @@ static void messages(void)
 
 int main(void)
 {
-    known_globals();
+    tables();
+    unsafe_globals();
     escaping();
     messages();
     printf("%d passed, %d failed\n", passed, failed);
