@@ -101,6 +101,7 @@ fixtures:
 	$(PYTHON) spec/fixtures/make_fixtures.py spec/fixtures
 	rm -rf spec/fixtures/ops_misc && $(PYTHON) spec/fixtures/make_op_fixtures_ops.py spec/fixtures/ops_misc
 	rm -rf spec/fixtures/evil && $(PYTHON) spec/fixtures/make_evil.py spec/fixtures/evil
+	rm -rf spec/fixtures/pickles && $(PYTHON) spec/fixtures/make_pickles.py spec/fixtures/pickles
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -186,7 +187,7 @@ valgrind: all
 	@PTHCV_VALGRIND=1 tools/install-deps
 	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_reader spec/fuzz/fuzz_reader.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.pth spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
+	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.p* spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
 	@echo "valgrind: no errors over $$(wc -l < $(BUILD)/valgrind.log) files"
 	@$(MAKE) --no-print-directory $(BUILD)/kernels_test
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \

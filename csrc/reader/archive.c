@@ -154,12 +154,11 @@ static int zip_check_ratio(pthcv_file *f, const zip_stat_t *zs, const char *name
     return PTHCV_OK;
 }
 
-/* Reads a whole (small) record, such as a pickle, into malloc'd memory. */
-static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf, size_t *len)
+/* Reads the whole (small) record idx, such as a pickle, into malloc'd
+ * memory; name is for messages. */
+static int zip_read_index(pthcv_file *f, zip_int64_t idx, const char *name, unsigned char **buf, size_t *len)
 {
     zip_t *za = f->zip;
-    zip_int64_t idx = zip_name_locate(za, name, 0);
-    if (idx < 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is missing", f->path, pthcv_esc(name));
     zip_stat_t zs;
     if (zip_stat_index(za, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, pthcv_esc(name));
@@ -180,6 +179,13 @@ static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf,
     *buf = b;
     *len = zs.size;
     return PTHCV_OK;
+}
+
+static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf, size_t *len)
+{
+    zip_int64_t idx = zip_name_locate(f->zip, name, 0);
+    if (idx < 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is missing", f->path, pthcv_esc(name));
+    return zip_read_index(f, idx, name, buf, len);
 }
 
 static int zip_has(pthcv_file *f, const char *name) { return zip_name_locate(f->zip, name, 0) >= 0; }
@@ -270,13 +276,12 @@ static int zip_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **
     return *out ? PTHCV_OK : pthcv_last_status();
 }
 
-static int zip_unpickle(pthcv_file *f, const char *name, const char *storage_dir, pthcv_value **out)
+/* Unpickles record idx (named record), its storages in storage_dir. */
+static int zip_unpickle(pthcv_file *f, zip_int64_t idx, const char *record, const char *storage_dir, pthcv_value **out)
 {
-    char record[512];
-    snprintf(record, sizeof record, "%s%s", f->prefix, name);
     unsigned char *buf;
     size_t len;
-    int st = zip_read_record(f, record, &buf, &len);
+    int st = zip_read_index(f, idx, record, &buf, &len);
     if (st) return st;
     pthcv_pickle p;
     memset(&p, 0, sizeof p);
@@ -357,28 +362,42 @@ int pthcv_open_zip(pthcv_file *f)
         }
         free(b);
     }
+    char data_rec[512];
+    snprintf(data_rec, sizeof data_rec, "%sdata.pkl", f->prefix);
     snprintf(rec, sizeof rec, "%sconstants.pkl", f->prefix);
-    int torchscript = zip_has(f, rec);
-    f->format = torchscript ? "torchscript" : "zip";
+    zip_int64_t data_idx = zip_name_locate(za, data_rec, 0), const_idx = zip_name_locate(za, rec, 0);
+    f->format = const_idx >= 0 ? "torchscript" : "zip";
 
-    int st = zip_unpickle(f, "data.pkl", "data/", &f->root);
-    if (!st && torchscript) st = zip_unpickle(f, "constants.pkl", "constants/", &f->constants);
-    /* other pickles of a TorchScript archive (bytecode.pkl, extra/...) are not
-     * needed for the weights, but a dangerous global in any of them still
-     * makes the file unsafe */
-    for (zip_int64_t i = 0; !st && torchscript && i < n; i++) {
-        const char *name = zip_get_name(za, (zip_uint64_t)i, 0);
-        size_t pl = strlen(f->prefix), nl = name ? strlen(name) : 0;
-        if (!name || nl < pl + 4 || strncmp(name, f->prefix, pl) || strcmp(name + nl - 4, ".pkl") ||
-            !strcmp(name + pl, "data.pkl") || !strcmp(name + pl, "constants.pkl"))
-            continue;
-        pthcv_value *ignored;
-        st = zip_unpickle(f, name + pl, "data/", &ignored);
-        /* a TorchScript bytecode pickle may reference tensors stored elsewhere;
-         * only refusals matter here */
-        if (st && st != PTHCV_ERR_UNSAFE) { pthcv_clear_error(); st = PTHCV_OK; }
+    /* A scan reads on after a damaged pickle (a later one may still hold a
+     * dangerous global), keeping the first error (pthcv_open decides). */
+    char first_error[1024] = "";
+    int first = zip_unpickle(f, data_idx, data_rec, "data/", &f->root);
+    if (first && !f->opts.scan_only) return first;
+    if (first) snprintf(first_error, sizeof first_error, "%s", pthcv_last_error());
+    if (const_idx >= 0) {
+        int st = zip_unpickle(f, const_idx, rec, "constants/", &f->constants);
+        if (st && !f->opts.scan_only) return st;
+        if (st && !first) first = st, snprintf(first_error, sizeof first_error, "%s", pthcv_last_error());
     }
-    return st;
+    /* Every other pickle in the archive, in any folder and under any name
+     * given twice: torch reads data.pkl from the folder of the archive's
+     * first entry, which need not be the one pthcv took, and TorchScript
+     * archives hold more pickles (bytecode.pkl, extra/...). Their contents
+     * are not needed, and their errors (a bytecode pickle may reference
+     * tensors stored elsewhere) pass; a dangerous global in any of them
+     * makes the file unsafe. */
+    for (zip_int64_t i = 0; i < n; i++) {
+        const char *name = zip_get_name(za, (zip_uint64_t)i, 0);
+        size_t nl = name ? strlen(name) : 0;
+        if (!name || i == data_idx || i == const_idx || nl < 4 || strcmp(name + nl - 4, ".pkl")) continue;
+        pthcv_value *ignored;
+        char record[512];
+        snprintf(record, sizeof record, "%s", name);
+        int st = zip_unpickle(f, i, record, "data/", &ignored);
+        if (st == PTHCV_ERR_UNSAFE) return st;
+        if (st) pthcv_clear_error();
+    }
+    return first ? pthcv_fail(first, "%s", first_error) : PTHCV_OK;
 }
 
 /* ======================= legacy stream and tar ========================= */
@@ -542,15 +561,43 @@ static int is_magic(const pthcv_value *v)
     return v->kind == PTHCV_V_BIGINT && v->len == 10 && !memcmp(v->s, magic, 10);
 }
 
-static int open_legacy_stream(pthcv_file *f, const unsigned char *map, size_t size)
+/* The first pickle of a file that is neither a zip nor a tar, read as
+ * torch.load reads it: unpickled whole (whatever it calls runs) before its
+ * value is checked against torch's magic number. */
+static int first_pickle(pthcv_file *f, const unsigned char *map, size_t size, size_t *pos, pthcv_value **v)
+{
+    int st = run_pickle(f, map, size, pos, "pickle", NULL, v);
+    if (st != PTHCV_ERR_FORMAT && st != PTHCV_ERR_UNSUPPORTED) return st;
+    char msg[1024];
+    size_t pl = strlen(f->path);
+    const char *m = pthcv_last_error();
+    snprintf(msg, sizeof msg, "%s", strncmp(m, f->path, pl) || strncmp(m + pl, ": ", 2) ? m : m + pl + 2);
+    return pthcv_fail(st, "%s: not a PyTorch file: neither a zip nor a tar archive, and not a pickle that can be read (%s)",
+                      f->path, msg);
+}
+
+/* Pickles back to back, as torch.load reads a file that is neither a zip
+ * nor a tar archive: when the first pickle is torch's magic number, the
+ * legacy layout (each of its pickles is unpickled in turn, then the storages'
+ * bytes follow); any other first pickle is the whole file for pthcv, format
+ * "pickle" (torch would run it, then fail on the magic number). */
+static int open_pickle_stream(pthcv_file *f, const unsigned char *map, size_t size)
 {
     size_t pos = 0;
     pthcv_value *v;
-    int st = run_pickle(f, map, size, &pos, "magic number", NULL, &v);
-    if (st || !is_magic(v)) {
-        if (st == PTHCV_ERR_UNSAFE) return st;
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: not a PyTorch file: a pickle, but not torch's legacy stream (no magic number)", f->path);
+    f->format = "pickle";
+    int st = first_pickle(f, map, size, &pos, &v);
+    if (st) return st;
+    if (!is_magic(v)) {
+        f->format = "pickle";
+        f->root = v;
+        if (pos < size && !f->opts.scan_only)
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: a plain pickle (not a file torch.save wrote) ends at byte %zu, and %zu more bytes follow: pthcv reads one pickle",
+                              f->path, pos, size - pos);
+        return PTHCV_OK;
     }
+    f->format = "legacy";
     if ((st = run_pickle(f, map, size, &pos, "protocol version", NULL, &v))) return st;
     if (v->kind != PTHCV_V_INT || v->i != 1001)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: legacy protocol version %lld, expected 1001", f->path, v->kind == PTHCV_V_INT ? (long long)v->i : -1LL);
@@ -559,6 +606,7 @@ static int open_legacy_stream(pthcv_file *f, const unsigned char *map, size_t si
     pthcv_value *keys;
     size_t keys_at = pos;
     if ((st = run_pickle(f, map, size, &pos, "storage key list", NULL, &keys))) return st;
+    if (f->opts.scan_only) return PTHCV_OK;   /* every pickle is read; a scan takes no storage */
     if (keys->kind != PTHCV_V_LIST && keys->kind != PTHCV_V_TUPLE)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage key list at byte %zu is not a list", f->path, keys_at);
     /* the data section: per key, an int64 element count then the bytes */
@@ -588,37 +636,14 @@ static int open_legacy_stream(pthcv_file *f, const unsigned char *map, size_t si
     return PTHCV_OK;
 }
 
-/* ---- tar (torch < 0.4) ---- */
-
-static int tar_member(pthcv_file *f, const unsigned char *map, size_t size, const char *name, size_t *off, size_t *len)
-{
-    size_t pos = 0;
-    while (pos + 512 <= size) {
-        const unsigned char *h = map + pos;
-        if (!h[0]) break;   /* end-of-archive block */
-        uint64_t sz = 0;
-        for (int i = 124; i < 136 && h[i]; i++) {
-            if (h[i] == ' ') continue;
-            if (h[i] < '0' || h[i] > '7') return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar header at byte %zu has a bad size", f->path, pos);
-            sz = sz * 8 + (uint64_t)(h[i] - '0');
-        }
-        char nm[101];
-        memcpy(nm, h, 100);
-        nm[100] = 0;
-        if (sz > size - pos - 512)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar member '%s' at byte %zu needs %llu bytes", f->path, pthcv_esc(nm), pos, (unsigned long long)sz);
-        if (!strcmp(nm, name)) { *off = pos + 512; *len = (size_t)sz; return PTHCV_OK; }
-        pos += 512 + (size_t)((sz + 511) / 512 * 512);
-    }
-    return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar member '%s' is missing", f->path, name);
-}
+/* ---- tar (torch < 0.4): members found by tar.c ---- */
 
 static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
 {
     size_t off, len, pos;
     int st;
     pthcv_value *v;
-    if ((st = tar_member(f, map, size, "storages", &off, &len))) return st;
+    if ((st = pthcv_tar_find(f, map, size, "storages", &off, &len))) return st;
     const unsigned char *m = map + off;
     pos = 0;
     if ((st = run_pickle(f, m, len, &pos, "storages", NULL, &v))) return st;
@@ -661,7 +686,7 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
         if (!ve || !pthcv_file_add_storage(f, tk, ve->storage, ve->dtype, 0, ve->numel)) return pthcv_last_status();
     }
 
-    if ((st = tar_member(f, map, size, "tensors", &off, &len))) return st;
+    if ((st = pthcv_tar_find(f, map, size, "tensors", &off, &len))) return st;
     m = map + off;
     pos = 0;
     if ((st = run_pickle(f, m, len, &pos, "tensors", NULL, &v))) return st;
@@ -717,7 +742,7 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
         te->tensor = tv;
     }
 
-    if ((st = tar_member(f, map, size, "pickle", &off, &len))) return st;
+    if ((st = pthcv_tar_find(f, map, size, "pickle", &off, &len))) return st;
     pos = 0;
     return run_pickle(f, map + off, len, &pos, "pickle", tar_persistent_load, &f->root);
 }
@@ -742,7 +767,21 @@ int pthcv_open_legacy(pthcv_file *f, int tar)
     f->src = src;
     f->format = tar ? "tar" : "legacy";
     f->legacy_tar = tar;
-    st = tar ? open_tar(f, map, size) : open_legacy_stream(f, map, size);
+    st = tar ? open_tar(f, map, size) : open_pickle_stream(f, map, size);
+    if (st && tar && st != PTHCV_ERR_NOMEM && (st != PTHCV_ERR_UNSAFE || f->opts.scan_only)) {
+        /* torch.load reads the file as pickles when tarfile fails on it (a
+         * damaged or truncated member), so pthcv does too: a scan must see
+         * what torch would then run. When that fails too, the tar's error
+         * is the one that explains the file. */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", pthcv_last_error());
+        pthcv_file_drop_storages(f);
+        f->root = NULL;
+        f->legacy_tar = 0;
+        int st2 = open_pickle_stream(f, map, size);
+        if (st2 == PTHCV_ERR_UNSAFE || !st2) st = st2;
+        else st = pthcv_fail(st, "%s", msg), f->format = "tar";
+    }
     /* storages whose bytes are aligned for their elements are used in place */
     for (int64_t i = 0; !st && i < f->nstorages; i++) {
         pthcv_storage *s1 = f->storages[i].storage;

@@ -824,8 +824,13 @@ int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, p
         if (st || *out) return st;
     }
     /* everything else: an inert record of the call */
-    *out = inert_call(p, callee->s, callee->flags & PTHCV_VF_UNSAFE, args, kwargs);
+    *out = pthcv_inert_call(p, callee, args, kwargs);
     return *out ? PTHCV_OK : pthcv_last_status();
+}
+
+pthcv_value *pthcv_inert_call(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs)
+{
+    return inert_call(p, callee->s, callee->flags & PTHCV_VF_UNSAFE, args, kwargs);
 }
 
 int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state)

@@ -399,15 +399,36 @@ static int do_global(machine *m, const char *module, size_t mlen, const char *na
     return push(m, g);
 }
 
+/* Scan mode (opts.scan_only) reads on where loading stops at what pthcv
+ * checks and torch's unpickler does not: a known global's arguments, a
+ * storage reference, the target of SETITEM or APPEND, a call of something
+ * not named by GLOBAL. torch would go on to run the opcodes after it, so the
+ * scan must see their globals too. Returns 1, with the error cleared, when
+ * status st may be passed over; never for limits or memory. */
+static int scan_past(machine *m, int st)
+{
+    if (!m->p->file->opts.scan_only || (st != PTHCV_ERR_FORMAT && st != PTHCV_ERR_UNSUPPORTED)) return 0;
+    pthcv_clear_error();
+    return 1;
+}
+
+/* What a scan puts where a value could not be built: None. */
+static int push_none(machine *m) { return push(m, pthcv_value_new(m->p->file, PTHCV_V_NONE)); }
+
 static int call(machine *m, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs)
 {
+    int st = PTHCV_OK;
     if (callee->kind != PTHCV_V_GLOBAL)
-        FMT_FAIL(m, "a call needs a class or function named by GLOBAL, found a value of kind %d", callee->kind);
-    if (args->kind != PTHCV_V_TUPLE)
-        FMT_FAIL(m, "arguments of %s are not a tuple", pthcv_esc(callee->s));
+        st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: a call needs a class or function named by GLOBAL, found a value of kind %d",
+                        PK_WHERE(m->p), callee->kind);
+    else if (args->kind != PTHCV_V_TUPLE)
+        st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: arguments of %s are not a tuple", PK_WHERE(m->p),
+                        pthcv_esc(callee->s));
+    if (st) return scan_past(m, st) ? push_none(m) : st;
     pthcv_value *out = NULL;
-    int st = pthcv_call_global(m->p, callee, args, kwargs, &out);
-    if (st) return st;
+    st = pthcv_call_global(m->p, callee, args, kwargs, &out);
+    if (st && scan_past(m, st)) out = pthcv_inert_call(m->p, callee, args, kwargs);
+    else if (st) return st;
     return push(m, out);
 }
 
@@ -705,11 +726,14 @@ static int below_mark(machine *m, const char *opname, const char *what, int64_t 
     return PTHCV_OK;
 }
 
+/* In APPEND(S), ADDITEMS and SETITEM(S), a target of the wrong kind ends a
+ * load; a scan drops the items (scan_past). */
 static int load_append(machine *m, unsigned char op)
 {
     pthcv_value *list, *item;
     int st;
-    if ((st = pop(m, &item)) || (st = top(m, &list)) || (st = list_target(m, list, "APPEND"))) return st;
+    if ((st = pop(m, &item)) || (st = top(m, &list))) return st;
+    if ((st = list_target(m, list, "APPEND"))) return scan_past(m, st) ? PTHCV_OK : st;
     return add_item(m, list, item);
 }
 
@@ -717,9 +741,10 @@ static int load_appends(machine *m, unsigned char op)
 {
     pthcv_value *list;
     int64_t from;
-    int st;
-    if ((st = below_mark(m, "APPENDS", "a list", &from, &list)) || (st = list_target(m, list, "APPENDS"))) return st;
-    for (int64_t i = from; i < m->sp; i++)
+    int st = below_mark(m, "APPENDS", "a list", &from, &list);
+    if (st) return st;
+    if ((st = list_target(m, list, "APPENDS")) && !scan_past(m, st)) return st;
+    for (int64_t i = from; !st && i < m->sp; i++)
         if ((st = add_item(m, list, m->stack[i]))) return st;
     m->sp = from;
     return PTHCV_OK;
@@ -731,8 +756,11 @@ static int load_additems(machine *m, unsigned char op)
     int64_t from;
     int st = below_mark(m, "ADDITEMS", "a set", &from, &set);
     if (st) return st;
-    if (set->kind != PTHCV_V_SET) FMT_FAIL(m, "ADDITEMS on a value that is not a set");
-    for (int64_t i = from; i < m->sp; i++)
+    if (set->kind != PTHCV_V_SET) {
+        st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: ADDITEMS on a value that is not a set", PK_WHERE(m->p));
+        if (!scan_past(m, st)) return st;
+    }
+    for (int64_t i = from; !st && i < m->sp; i++)
         if ((st = add_item(m, set, m->stack[i]))) return st;
     m->sp = from;
     return PTHCV_OK;
@@ -742,9 +770,8 @@ static int load_setitem(machine *m, unsigned char op)
 {
     pthcv_value *dict, *key, *value;
     int st;
-    if ((st = pop(m, &value)) || (st = pop(m, &key)) || (st = top(m, &dict)) ||
-        (st = dict_target(m, dict, "SETITEM")))
-        return st;
+    if ((st = pop(m, &value)) || (st = pop(m, &key)) || (st = top(m, &dict))) return st;
+    if ((st = dict_target(m, dict, "SETITEM"))) return scan_past(m, st) ? PTHCV_OK : st;
     return add_entry(m, dict, key, value);
 }
 
@@ -755,8 +782,8 @@ static int load_setitems(machine *m, unsigned char op)
     int st = below_mark(m, "SETITEMS", "a dict", &from, &dict);
     if (st) return st;
     if ((m->sp - from) % 2) FMT_FAIL(m, "SETITEMS with an odd number of items");
-    if ((st = dict_target(m, dict, "SETITEMS"))) return st;
-    for (int64_t i = from; i < m->sp; i += 2)
+    if ((st = dict_target(m, dict, "SETITEMS")) && !scan_past(m, st)) return st;
+    for (int64_t i = from; !st && i < m->sp; i += 2)
         if ((st = add_entry(m, dict, m->stack[i], m->stack[i + 1]))) return st;
     m->sp = from;
     return PTHCV_OK;
@@ -846,7 +873,12 @@ static int load_newobj_ex(machine *m, unsigned char op)
     pthcv_value *cls, *args, *kwargs;
     int st;
     if ((st = pop(m, &kwargs)) || (st = pop(m, &args)) || (st = pop(m, &cls))) return st;
-    if (kwargs->kind != PTHCV_V_DICT) FMT_FAIL(m, "NEWOBJ_EX keyword arguments are not a dict");
+    if (kwargs->kind != PTHCV_V_DICT) {
+        st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: NEWOBJ_EX keyword arguments are not a dict",
+                        PK_WHERE(m->p));
+        if (!scan_past(m, st)) return st;
+        kwargs = NULL;
+    }
     return call(m, cls, args, kwargs);
 }
 
@@ -885,10 +917,12 @@ static int load_build(machine *m, unsigned char op)
     pthcv_value *obj, *state;
     int st;
     if ((st = pop(m, &state)) || (st = top(m, &obj))) return st;
-    return pthcv_build(m->p, obj, state);
+    st = pthcv_build(m->p, obj, state);
+    return st && scan_past(m, st) ? PTHCV_OK : st;
 }
 
-/* PERSID (text), BINPERSID: a reference to a storage, resolved by the archive */
+/* PERSID (text), BINPERSID: a reference to a storage, resolved by the
+ * archive. A scan resolves none (it reads no storage): None stands in. */
 static int load_persid(machine *m, unsigned char op)
 {
     pthcv_pickle *p = m->p;
@@ -902,7 +936,10 @@ static int load_persid(machine *m, unsigned char op)
     } else if ((st = pop(m, &pid))) {
         return st;
     }
-    if (!p->persistent_load) FMT_FAIL(m, "persistent id in a pickle that cannot reference storages");
+    if (p->file->opts.scan_only) return push_none(m);
+    if (!p->persistent_load)
+        FMT_FAIL(m, "a persistent id (a reference to a storage) in a pickle that cannot have one%s",
+                 p->file->format && !strcmp(p->file->format, "pickle") ? ": a plain pickle has no storages" : "");
     if ((st = p->persistent_load(p, pid, &out))) return st;
     return push(m, out);
 }

@@ -2,7 +2,8 @@
  * reader.h -- the parts of the reader and how they meet.
  *
  *   file.c      pthcv_open: recognises the format, owns the value tree
- *   archive.c   the three containers: zip (libzip), legacy stream, old tar
+ *   archive.c   the containers: zip (libzip), legacy stream and plain pickle, old tar
+ *   tar.c       the old tar layout's members, found as Python's tarfile finds them
  *   pickle.c    the pickle machine: opcodes -> inert values, nothing called
  *   globals.c   what known globals build (tensors, OrderedDict, numpy...) and
  *               which globals are refused as dangerous
@@ -38,6 +39,9 @@ struct pthcv_file {
     int64_t nvalues;
     /* byte arena for strings */
     struct byte_chunk *bytes;
+
+    /* scan mode: what stopped the scan after a dangerous global was found */
+    char *scan_error;
 
     /* globals seen, in first-seen order */
     char **globals;
@@ -89,6 +93,8 @@ int pthcv_file_note_global(pthcv_file *f, const char *name, int unsafe);
 storage_entry *pthcv_file_find_storage(pthcv_file *f, const char *key);
 storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_storage *st, int dtype,
                                       int64_t offset, int64_t numel);
+/* Forgets every storage of the table (a tar read again as pickles). */
+void pthcv_file_drop_storages(pthcv_file *f);
 /* Counts a new storage's bytes against max_total_bytes. */
 int pthcv_file_charge(pthcv_file *f, int64_t nbytes, const char *what);
 /* Counts a tensor's bytes beyond its storage against max_expanded_bytes. */
@@ -96,9 +102,20 @@ int pthcv_file_charge_view(pthcv_file *f, const pthcv_tensor *t, const char *whe
 /* A STORAGE value: a 1-d tensor over an entry's extent. */
 pthcv_value *pthcv_storage_value(pthcv_pickle *p, storage_entry *e);
 
-/* ---- containers (archive.c) ---- */
+/* ---- containers (archive.c, tar.c) ---- */
 int pthcv_open_zip(pthcv_file *f);
+/* The file as torch's legacy loader reads it: a tar archive (tar set)
+ * first, then, as torch does when the tar fails, a stream of pickles: the
+ * legacy layout when the first holds torch's magic number, else one plain
+ * pickle (format "pickle"). */
 int pthcv_open_legacy(pthcv_file *f, int tar);
+/* Whether head (the file's first bytes) starts as Python's tarfile accepts
+ * a tar archive: a first header block with valid numbers and checksum. */
+int pthcv_tar_is_archive(const unsigned char *head, size_t n);
+/* The bytes [*off, *off + *len) of the regular member `name` of the tar
+ * archive in map, found as Python's tarfile finds it (its last occurrence,
+ * long names and pax headers applied). */
+int pthcv_tar_find(pthcv_file *f, const unsigned char *map, size_t size, const char *name, size_t *off, size_t *len);
 
 /* ---- globals (globals.c) ---- */
 /* The module Python 3's unpickler finds a Python 2 global in (__builtin__ ->
@@ -113,6 +130,9 @@ int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args,
  * module names) are sorted, else which entry is out of order
  * (spec/c/reader_test.c). */
 const char *pthcv_reader_tables_check(void);
+/* The inert OBJECT recording a call of callee (a GLOBAL) with args: what
+ * unknown globals build, and what a scan keeps when a handler refuses. */
+pthcv_value *pthcv_inert_call(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs);
 /* BUILD: applies state to obj (numpy arrays become tensors here). */
 int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state);
 /* torch storage type name ("FloatStorage") -> dtype, -1 for UntypedStorage, -2 unknown */

@@ -1,8 +1,9 @@
 /*
- * fuzz_reader.c -- drives the whole reader over one input: open it, walk the
- * value tree, and materialise every tensor (data, contiguous copy, float32
- * conversion or dequantisation). Any crash, sanitizer report, leak or hang is
- * a bug; an error status is the expected answer to a damaged file.
+ * fuzz_reader.c -- drives the whole reader over one input: scan it (scan
+ * mode: every pickle, globals listed), then open it, walk the value tree,
+ * and materialise every tensor (data, contiguous copy, float32 conversion or
+ * dequantisation). Any crash, sanitizer report, leak or hang is a bug; an
+ * error status is the expected answer to a damaged file.
  *
  * Every error message on the way must be printable UTF-8 (check_message).
  *
@@ -121,6 +122,31 @@ static long walk(const pthcv_value *root)
     return tensors;
 }
 
+/* Opens path as a scan does (every pickle read for its globals, storages
+ * not followed, damage after a dangerous global tolerated) and lists them. */
+static void scan_file(const char *path, const pthcv_options *load_opts)
+{
+    pthcv_options o = *load_opts;
+    o.scan_only = 1;
+    pthcv_file *f;
+    if (pthcv_open(path, &o, &f) != PTHCV_OK) {
+        check_message();
+        return;
+    }
+    int unsafe = 0, any = 0;
+    for (int i = 0; i < pthcv_file_global_count(f); i++) {
+        if (!pthcv_file_global(f, i, &unsafe)) abort();
+        any |= unsafe;
+    }
+    /* a scan opens a damaged file only to report a dangerous global */
+    if (pthcv_file_scan_error(f) && !any) {
+        fprintf(stderr, "scan kept a damaged file without a dangerous global: %s\n", pthcv_file_scan_error(f));
+        abort();
+    }
+    walk(pthcv_file_root(f));
+    pthcv_close(f);
+}
+
 static long walk_file(const char *path)
 {
     pthcv_options o;
@@ -130,6 +156,7 @@ static long walk_file(const char *path)
     o.max_expanded_bytes = 64 << 20;
     o.max_pickle = 16 << 20;
     o.max_values = 200000;
+    scan_file(path, &o);
     pthcv_file *f;
     if (pthcv_open(path, &o, &f) != PTHCV_OK) {
         check_message();
