@@ -173,7 +173,8 @@ fuzz:
 	  -o $(BUILD)/fuzz/fuzz_reader spec/fuzz/fuzz_reader.c $(READER_SRCS) $(DEPLIBS) -lm
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
 	cd $(BUILD)/fuzz && ./fuzz_reader $(FUZZ_BOUND) -timeout=10 -rss_limit_mb=2048 \
-	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fuzz/regressions \
+	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fixtures/pickles \
+	  $(CURDIR)/spec/fuzz/regressions \
 	  2>&1 | tee fuzz.log | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact)' ; \
 	  test "$${PIPESTATUS[0]}" -eq 0
 
@@ -187,7 +188,7 @@ valgrind: all
 	@PTHCV_VALGRIND=1 tools/install-deps
 	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_reader spec/fuzz/fuzz_reader.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.p* spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
+	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.p* spec/fixtures/pickles/*.pkl spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
 	@echo "valgrind: no errors over $$(wc -l < $(BUILD)/valgrind.log) files"
 	@$(MAKE) --no-print-directory $(BUILD)/kernels_test
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
