@@ -37,6 +37,17 @@ static int is_control(const unsigned char *s, size_t len)
     return len == 2 && s[0] == 0xC2 && s[1] < 0xA0;
 }
 
+int pthcv_name_is_printable(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_length(p + i, n - i);
+        if (!len || is_control(p + i, len)) return 0;
+        i += len;
+    }
+    return 1;
+}
+
 /* Copies s[0..n) into dst (cap > 4 bytes, NUL-terminated) with every byte
  * that is not printable UTF-8 written as \xNN, and a backslash as \\ when
  * `backslash` is set. When dst is too small the copy ends, on a character

@@ -26,6 +26,10 @@ PTHCV_API void pthcv_clear_error(void);
  * of one message, not for keeping. */
 const char *pthcv_esc(const char *s);
 const char *pthcv_esc_n(const char *s, size_t n);
+/* Whether s[0..n) is printable UTF-8 as pthcv_esc would leave it unchanged
+ * (valid sequences, no control character), so a name may stand in the tree
+ * and in messages as it is (npz member names, safetensors keys). */
+int pthcv_name_is_printable(const char *s, size_t n);
 /* A failure in a pointer-returning function: sets the error, returns NULL. */
 #define PTHCV_FAIL_NULL(status, ...) (pthcv_fail((status), __VA_ARGS__), (void *)0)
 

@@ -137,8 +137,6 @@ int pthcv_open_safetensors(pthcv_file *f);
  * bytes. Builds without the bridge (the fuzzer) lack the reader: weak. */
 int pthcv_is_filestorage(const unsigned char *head, size_t n);
 int pthcv_open_filestorage(pthcv_file *f) __attribute__((weak));
-/* Printable UTF-8: names from files must be before they reach messages. */
-int pthcv_name_is_printable(const char *s, size_t n);
 /* Decimal digits at s[*pos..n) into *out, below 2^53: 1 when some were
  * read (*pos moves past them), 0 when none, -1 when too large. */
 int pthcv_read_digits(const unsigned char *s, size_t n, size_t *pos, int64_t *out);
