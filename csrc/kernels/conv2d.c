@@ -55,12 +55,6 @@ struct pthcv_conv2d {
     float *bias;           /* [cout] or NULL */
 };
 
-static const char *pad_mode_name(int m)
-{
-    static const char *names[] = { "zeros", "reflect", "replicate", "circular", "constant" };
-    return m >= 0 && m <= 4 ? names[m] : "?";
-}
-
 pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p)
 {
     if (!weight || !p) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no weight or no parameters");
@@ -80,7 +74,7 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
                                    p->stride[0], p->stride[1], p->dilation[0], p->dilation[1], p->padding[0], p->padding[1]);
     if (p->padding_mode < PTHCV_PAD_ZEROS || p->padding_mode > PTHCV_PAD_CIRCULAR)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: padding_mode must be zeros, reflect, replicate or circular, got %s",
-                               pad_mode_name(p->padding_mode));
+                               ops_pad_mode_name(p->padding_mode));
     if (!pthcv_act_valid(&p->act))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: unknown activation kind %d", p->act.kind);
     if (bias && (bias->dtype != PTHCV_FLOAT32 || bias->ndim != 1 || bias->shape[0] != cout))
@@ -258,16 +252,6 @@ int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c)
 }
 
 /* ---- padding modes other than zeros: a padded copy of the input --------------- */
-static int64_t pad_index(int64_t i, int64_t n, int mode)
-{
-    if (i >= 0 && i < n) return i;
-    switch (mode) {
-    case PTHCV_PAD_REFLECT: return i < 0 ? -i : 2 * (n - 1) - i;
-    case PTHCV_PAD_REPLICATE: return i < 0 ? 0 : n - 1;
-    default: return ((i % n) + n) % n;   /* circular */
-    }
-}
-
 static pthcv_tensor *pad_copy(const float *x, int64_t nc, int64_t h, int64_t w, int ph, int pw, int mode)
 {
     int64_t shape[4] = { 1, nc, h + 2 * ph, w + 2 * pw };
@@ -276,8 +260,8 @@ static pthcv_tensor *pad_copy(const float *x, int64_t nc, int64_t h, int64_t w, 
     if (!d) return NULL;
     for (int64_t c = 0; c < nc; c++)
         for (int64_t y = 0; y < shape[2]; y++) {
-            const float *row = x + (c * h + pad_index(y - ph, h, mode)) * w;
-            for (int64_t xx = 0; xx < shape[3]; xx++) *d++ = row[pad_index(xx - pw, w, mode)];
+            const float *row = x + (c * h + ops_pad_index(y - ph, h, mode)) * w;
+            for (int64_t xx = 0; xx < shape[3]; xx++) *d++ = row[ops_pad_index(xx - pw, w, mode)];
         }
     return t;
 }
@@ -530,21 +514,12 @@ static int forward_depthwise(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, 
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
-static void shape_str(char *buf, size_t n, const pthcv_tensor *t)
-{
-    size_t used = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < t->ndim && used < n; i++)
-        used += (size_t)snprintf(buf + used, n - used, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (used < n) snprintf(buf + used, n - used, "]");
-}
-
 /* Where the output of a forward of image size (batch, cout, oh, ow) goes in
  * dst (a caller's view, pthcv_conv2d_forward_into): its channel and image
  * strides, each plane's oh*ow floats contiguous. 0, or an error naming
  * what differs. */
 static int dst_layout(const pthcv_tensor *dst, int ndim, const int64_t *oshape, int64_t *cs, int64_t *bs)
 {
-    char got[200];
     int ok = dst->dtype == PTHCV_FLOAT32 && dst->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = dst->shape[i] == oshape[i];
     int64_t oh = oshape[ndim - 2], ow = oshape[ndim - 1];
@@ -554,40 +529,35 @@ static int dst_layout(const pthcv_tensor *dst, int ndim, const int64_t *oshape, 
     if (ok && oshape[ndim - 3] > 1) ok = *cs >= oh * ow;
     if (ok && ndim == 4 && oshape[0] > 1) ok = *bs >= (oshape[1] - 1) * *cs + oh * ow;
     if (ok) return PTHCV_OK;
-    shape_str(got, sizeof got, dst);
     return pthcv_fail(PTHCV_ERR_ARG, "conv2d: the destination must be float32 of the output's shape with contiguous planes "
-                      "that do not overlap, got %s %s", pthcv_dtype_name(dst->dtype), got);
+                      "that do not overlap, got %s %s", pthcv_dtype_name(dst->dtype), ops_shape(dst));
 }
 
 /* The output into a new tensor (dst NULL), or into dst; returns the output
  * (a new reference: dst retained), or NULL with the error set. */
 static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, pthcv_tensor *dst)
 {
-    char got[200];
     if (!c || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
     int64_t cin = c->cin_g * c->groups;
     if (x->dtype != PTHCV_FLOAT32 || (x->ndim != 4 && x->ndim != 3) || x->shape[x->ndim - 3] != cin) {
-        shape_str(got, sizeof got, x);
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
                                "conv2d: expected float32 input [N, %lld, H, W] (weight [%lld, %lld, %lld, %lld], groups %lld), got %s %s",
                                (long long)cin, (long long)c->cout, (long long)c->cin_g, (long long)c->kh,
-                               (long long)c->kw, (long long)c->groups, pthcv_dtype_name(x->dtype), got);
+                               (long long)c->kw, (long long)c->groups, pthcv_dtype_name(x->dtype), ops_shape(x));
     }
     int unbatched = x->ndim == 3;
     int64_t batch = unbatched ? 1 : x->shape[0], h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
     int ph = c->p.padding[0], pw = c->p.padding[1];
     int64_t eh = c->p.dilation[0] * (c->kh - 1) + 1, ew = c->p.dilation[1] * (c->kw - 1) + 1;
     if (h + 2 * ph < eh || w + 2 * pw < ew) {
-        shape_str(got, sizeof got, x);
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
                                "conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)",
-                               got, ph, pw, (long long)eh, (long long)ew);
+                               ops_shape(x), ph, pw, (long long)eh, (long long)ew);
     }
     if (c->p.padding_mode != PTHCV_PAD_ZEROS &&
         (c->p.padding_mode == PTHCV_PAD_REFLECT ? (ph >= h || pw >= w) : (ph > h || pw > w))) {
-        shape_str(got, sizeof got, x);
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: padding (%d, %d) is too large for %s padding of input %s", ph,
-                               pw, pad_mode_name(c->p.padding_mode), got);
+                               pw, ops_pad_mode_name(c->p.padding_mode), ops_shape(x));
     }
     int64_t oh = (h + 2 * ph - eh) / c->p.stride[0] + 1, ow = (w + 2 * pw - ew) / c->p.stride[1] + 1;
     int64_t oshape[4] = { batch, c->cout, oh, ow };
@@ -598,10 +568,9 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
         int same = residual->dtype == PTHCV_FLOAT32 && residual->ndim == x->ndim;
         for (int i = 0; same && i < x->ndim; i++) same = residual->shape[i] == oshape[i + unbatched];
         if (!same) {
-            shape_str(got, sizeof got, residual);
             return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: residual must be float32 [%s%lld, %lld, %lld, %lld] like the output, got %s %s",
                                    "", (long long)batch, (long long)c->cout, (long long)oh, (long long)ow,
-                                   pthcv_dtype_name(residual->dtype), got);
+                                   pthcv_dtype_name(residual->dtype), ops_shape(residual));
         }
         if (!(rc = pthcv_tensor_contiguous(residual)) || !(res = pthcv_tensor_data(rc))) goto done;
     }

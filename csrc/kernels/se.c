@@ -66,7 +66,7 @@ static void matvec(float *out, const float *w, const float *b, const float *in, 
 static int weights_of(pthcv_tensor *w, pthcv_tensor *b, int64_t rows, int64_t cols, const char *name,
                       pthcv_tensor **wc, const float **wd, pthcv_tensor **bc, const float **bd)
 {
-    const char *fn = "pthcv_squeeze_excitation";
+    const char *fn = "squeeze_excitation";
     if (!w || w->dtype != PTHCV_FLOAT32 || w->ndim < 2 || w->shape[0] != rows || w->numel != rows * cols)
         return pthcv_fail(PTHCV_ERR_ARG, "%s: %s must be float32 [%lld, %lld] (or [%lld, %lld, 1, 1]), got %s", fn,
                           name, (long long)rows, (long long)cols, (long long)rows, (long long)cols, ops_shape(w));
@@ -84,7 +84,7 @@ pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_
                                        const pthcv_activation *act1, pthcv_tensor *w2, pthcv_tensor *b2,
                                        const pthcv_activation *act2)
 {
-    const char *fn = "pthcv_squeeze_excitation";
+    const char *fn = "squeeze_excitation";
     if (!x || (x->ndim != 4 && x->ndim != 3))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: expected an input [N, C, H, W] or [C, H, W], got %s", fn,
                                ops_shape(x));

@@ -194,20 +194,29 @@ void pthcv_options_init(pthcv_options *o);
 
 typedef struct pthcv_file pthcv_file;
 
-/* Opens a file written by torch.save or torch.jit.save, recognised by its
- * first bytes. Reads and checks every pickle and every storage's extent; no
- * storage bytes are read. opts may be NULL for the defaults. */
+/* Opens a file written by torch.save or torch.jit.save, or any other file
+ * torch.load would read (a plain pickle), recognised by its first bytes as
+ * torch.load recognises it. Reads and checks every pickle and every
+ * storage's extent; no storage bytes are read. opts may be NULL for the
+ * defaults. With opts->scan_only, every pickle torch would unpickle is read
+ * for its globals and nothing is refused or followed to a storage; a file
+ * that breaks off after a dangerous global still opens, and
+ * pthcv_file_scan_error says where it broke off. */
 int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out);
 /* Frees the value tree; storages retained through tensors stay readable. */
 void pthcv_close(pthcv_file *f);
 
 const char *pthcv_file_path(const pthcv_file *f);
-/* "zip", "legacy", "tar" or "torchscript". */
+/* "zip", "legacy", "tar", "torchscript" or "pickle" (a plain pickle, not a
+ * file torch.save wrote; it references no storage). */
 const char *pthcv_file_format(const pthcv_file *f);
 /* The unpickled object: data.pkl, the legacy main pickle. */
 const pthcv_value *pthcv_file_root(const pthcv_file *f);
 /* TorchScript archives: the constants.pkl tuple; NULL for other formats. */
 const pthcv_value *pthcv_file_constants(const pthcv_file *f);
+/* Scan mode: the error that ended the scan early, after a dangerous global
+ * had been found; NULL when every pickle was read. */
+const char *pthcv_file_scan_error(const pthcv_file *f);
 /* Every distinct global the file's pickles reference, "module.name", in
  * first-seen order; *unsafe is set for dangerous ones. */
 int pthcv_file_global_count(const pthcv_file *f);
@@ -486,7 +495,7 @@ int pthcv_filestorage_write(const char *path, int32_t n, const char *const *name
  * formatting makes FileStorage slow: a resnet18 takes seconds. */
 typedef void (*pthcv_progress_fn)(void *ctx, double done, double total);
 int pthcv_filestorage_write_progress(const char *path, int32_t n, const char *const *names,
-                                     pthcv_tensor *const *tensors, pthcv_progress_fn progress, void *ctx);
+                                               pthcv_tensor *const *tensors, pthcv_progress_fn progress, void *ctx);
 /* The key pthcv_filestorage_write derives from name (without collision
  * suffixes), into key[size]. */
 int pthcv_filestorage_key(const char *name, char *key, int64_t size);
