@@ -20,7 +20,7 @@
 -- An HTML comment right before a block (blank lines between allowed)
 -- directs the test: `<!-- doc-test: skip (why) -->` (reported as pending
 -- with that reason), `<!-- doc-test: continues -->` (the block runs after
--- the previous runnable block of the file, in the same Lua state or shell;
+-- the previous block of its kind in the file, in the same Lua state or shell;
 -- a `return` ending that block is left out), `<!-- doc-test: file net.lua -->`
 -- (the block is also the reader's file net.lua, which the blocks after it
 -- in the same Markdown file find in their folder). Directives combine with
@@ -115,21 +115,19 @@ function M.parse(text, file)
       i = i + 1
     end
   end
-  -- chains: a block that continues runs after the previous runnable one
-  local prev
+  -- chains: a block that continues runs after the previous one of its kind
+  local prev = {}
   for _, b in ipairs(blocks) do
     b.kind = M.run_langs[b.lang]
     if b.kind then
       if b.directive and b.directive.continues then
-        if not prev then
-          b.error = b.error or (file .. ":" .. b.line .. ": `continues`, but no runnable block comes before it")
-        elseif prev.kind ~= b.kind then
-          b.error = b.error or (file .. ":" .. b.line .. ": `continues` a " .. prev.lang .. " block at line "
-                                .. prev.line .. " with a " .. b.lang .. " block")
+        b.previous = prev[b.kind]
+        if not b.previous then
+          b.error = b.error or (file .. ":" .. b.line .. ": `continues`, but no " .. b.kind
+                                .. " block comes before it")
         end
-        b.previous = prev
       end
-      prev = b
+      prev[b.kind] = b
     end
   end
   return blocks

@@ -34,14 +34,6 @@ local function has_torchvision()
   return support._torchvision
 end
 
-local function zoo_file(name)
-  return function()
-    local zoo, why = support.zoo()
-    if not zoo then return nil, why end
-    return zoo .. "/" .. name
-  end
-end
-
 local function fixture(path)
   return function() return root .. "/" .. path end
 end
@@ -65,9 +57,6 @@ local provided = {
     assert(code == 0, "examples/make_demo_model.py failed: " .. err)
     return path
   end,
-  -- torchvision's resnet50 file: the zoo fixtures' resnet50 state_dict
-  -- (spec/fixtures/make_zoo_fixtures.py; seeded random weights)
-  ["resnet50-0676ba61.pth"] = zoo_file("resnet50.pth"),
   -- a file someone sent: spec/fixtures/evil_posix_system_p2.pth
   -- (spec/fixtures/make_evil.py: its pickle calls posix.system)
   ["suspicious.pth"] = fixture("spec/fixtures/evil_posix_system_p2.pth"),
@@ -123,6 +112,15 @@ local function names_in(text)
   end
   table.sort(found)
   return found
+end
+
+-- Whether a block builds pthcv or a program (`make ...`, `c++ ...`): under
+-- the sanitizers (make sanitize) the normal build it would link is not there.
+local function builds(text)
+  for l in (text .. "\n"):gmatch("(.-)\n") do
+    if l:match("^%$? ?make%f[%s%z]") or l:match("^%$? ?c%+%+%s") then return true end
+  end
+  return false
 end
 
 local function block_text(chain)
@@ -318,6 +316,10 @@ describe("docs", function()
       elseif b.kind then
         it(name, function()
           local chain = blocks.chain(b)
+          if os.getenv("PTHCV_SANITIZE") == "1" and builds(block_text(chain)) then
+            pending(name .. ": builds with make or c++, not under the sanitizers (make test runs it)")
+            return
+          end
           local dir, why = block_folder(b, chain, file_blocks)
           if not dir then pending(name .. ": " .. why) return end
           local failure = runners[b.kind](b, chain, dir)
@@ -329,4 +331,119 @@ describe("docs", function()
       end
     end
   end
+end)
+
+-- The conventions themselves, on a Markdown text of known blocks: what they
+-- state is checked, and a failure names the file, the line and the difference.
+describe("the doc-test conventions", function()
+  local md = table.concat({
+    "# synthetic",                                     -- 1
+    "```lua",                                          -- 2
+    "local t = {3, 1, 2}",                             -- 3
+    "table.sort(t)",                                   -- 4
+    "print(table.concat(t, ' '))   --> 1 2 3",          -- 5
+    "for i = 1, 2 do print(i) end",                    -- 6
+    "--> 1",                                           -- 7
+    "--> 2",                                           -- 8
+    "```",                                             -- 9
+    "<!-- doc-test: continues -->",                    -- 10
+    "```lua",                                          -- 11
+    "print(#t)                     --> 4",             -- 12
+    "```",                                             -- 13
+    "```console",                                      -- 14
+    "$ printf 'a\\nb\\nc\\nd\\n'",                      -- 15
+    "a",                                               -- 16
+    "...",                                             -- 17
+    "d",                                               -- 18
+    "$ false",                                         -- 19
+    "[exit 1]",                                        -- 20
+    "$ echo one two",                                  -- 21
+    "one ... three",                                   -- 22
+    "```",                                             -- 23
+    "```sh",                                           -- 24
+    "true",                                            -- 25
+    "test -f missing.txt",                             -- 26
+    "```",                                             -- 27
+    "```",                                             -- 28
+    "untagged",                                        -- 29
+    "```",                                             -- 30
+    "<!-- doc-test: skip -->",                         -- 31
+    "```sh",                                           -- 32
+    "```",                                             -- 33
+    "<!-- doc-test: skip (needs a camera) -->",        -- 34
+    "```repl",                                         -- 35
+    "pthcv> 6 * 7",                                    -- 36
+    "42",                                              -- 37
+    "pthcv> for i = 1, 2 do",                          -- 38
+    ">>   io.write(i, ' ')",                           -- 39
+    ">> end",                                          -- 40
+    "1 2",                                             -- 41
+    "```",                                             -- 42
+  }, "\n") .. "\n"
+  local parsed = blocks.parse(md, "synthetic.md")
+  local function at(line)
+    for _, b in ipairs(parsed) do if b.line == line then return b end end
+  end
+  local function run(b)
+    local chain = blocks.chain(b)
+    local dir = assert(block_folder(b, chain, parsed))
+    local failure = runners[b.kind](b, chain, dir)
+    support.run("rm -rf " .. q(dir) .. " " .. q(dir .. ".out"))
+    return failure
+  end
+
+  it("checks a Lua block's --> statements, each over the code above it", function()
+    assert.is_nil(run(at(2)))
+    local st = blocks.lua_expectations(at(2))
+    assert.are.same({ 3, 5 }, { st[1].from, st[1].line })
+    assert.are.same({ 6, 7, 2 }, { st[2].from, st[2].line, #st[2].expected })
+  end)
+
+  it("runs a continuing block after the one before it, and names the line that differs", function()
+    local failure = run(at(11))
+    assert.truthy(failure:find("synthetic.md:11 (lua block): the output of lines 12-12 differs: "
+                               .. "line 12 states `4`", 1, true), failure)
+    assert.truthy(failure:find("  | 3", 1, true), failure)
+  end)
+
+  it("checks a console block's output and exit status, ... matching lines and text", function()
+    local failure = run(at(14))
+    assert.truthy(failure:find("`$ echo one two` (line 21): line 22 states `one ... three`", 1, true), failure)
+    assert.truthy(failure:find("  | one two", 1, true), failure)
+    local cmds = blocks.console_commands(at(14))
+    assert.are.same({ 0, 1, 0 }, { cmds[1].status, cmds[2].status, cmds[3].status })
+  end)
+
+  it("names the line of a failing shell command", function()
+    local failure = run(at(24))
+    assert.truthy(failure:find("synthetic.md:24 (sh block): exited with status 1", 1, true), failure)
+    assert.truthy(failure:find("the command at line 26 exited with status 1", 1, true), failure)
+  end)
+
+  it("refuses a block without a language and a skip without a reason; keeps a skip's reason", function()
+    assert.truthy(at(28).error:find("synthetic.md:28: a code block without a language", 1, true))
+    assert.truthy(at(32).error:find("synthetic.md:31: `skip` needs its reason", 1, true))
+    assert.are.equal("needs a camera", at(35).directive.skip)
+  end)
+
+  it("types a repl block's lines into pthcv repl and checks what it prints", function()
+    assert.is_nil(run(at(35)))
+    local input, expected = blocks.repl_session(at(35))
+    assert.are.equal("6 * 7\nfor i = 1, 2 do\n  io.write(i, ' ')\nend\n", input)
+    assert.are.same({ "42", "1 2" }, { expected[1].text, expected[2].text })
+  end)
+
+  it("matches stated output: blanks, `...` in a line and as lines", function()
+    local e = function(...)
+      local t = {}
+      for i, s in ipairs { ... } do t[i] = { text = s, line = i } end
+      return t
+    end
+    assert.is_nil(blocks.compare(e("a  b", "...", "z"), "a\tb\nx\ny\nz\n\n"))
+    assert.is_nil(blocks.compare(e("0.0160..."), "0.016028057\n"))
+    assert.is_nil(blocks.compare(e("a", "...", "b"), "a\nb\n"))
+    assert.truthy(blocks.compare(e("a", "b"), "a\nb\nc\n"):find("the output goes on after", 1, true))
+    assert.truthy(blocks.compare(e("a", "c"), "a\nb\n"):find("line 2 states `c`", 1, true))
+    assert.truthy(blocks.compare(e("x(1)"), "x11\n"))   -- pattern characters are literal
+  end)
 end)
