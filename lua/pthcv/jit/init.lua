@@ -1,0 +1,70 @@
+-- lua/pthcv/jit/init.lua: pthcv.jit, TorchScript archives (torch.jit.trace /
+-- torch.jit.script, then .save) run with no Python, no libtorch and no code
+-- execution: an interpreter over the archive's code/ and pthcv's kernels.
+--
+--   local m = pthcv.jit.load("model.pt"):eval()
+--   local y = m(pthcv.randn(1, 3, 224, 224))
+--   print(m)                                  -- the module tree with each layer's settings
+--   print(m.code)                             -- forward's TorchScript source
+--   for _, op in ipairs(m:graph()) do print(op.path, op.op, op.loc) end
+--   local r = pthcv.jit.ops_report("model.pt")   -- {ops = {{name, count, supported, loc}}, problems}
+--
+-- Loading compiles forward and everything it can reach; an operator pthcv
+-- lacks or a construct it does not run is refused then, naming the file and
+-- line in the archive ("code/__torch__/ssd.py:123: aten::foo is not
+-- supported"), before any computation. See docs/torchscript.md.
+local archive = require "pthcv.jit.archive"
+local compile = require "pthcv.jit.compile"
+local module = require "pthcv.jit.module"
+local fuse = require "pthcv.jit.fuse"
+local ops = require "pthcv.jit.ops"
+
+local M = {}
+M.ScriptModule = module.ScriptModule
+M.fuse = fuse
+
+-- The options of load and ops_report: the reader's limits (pthcv.load's),
+-- the parser's (max_source, max_tokens, max_depth, max_string) and the
+-- interpreter's (max_call_depth, max_iterations).
+local function open(path, opts)
+  if type(path) ~= "string" then error("pthcv.jit.load: expected a file path, got " .. type(path), 3) end
+  local a = archive.open(path, opts)
+  local ctx = compile.context(a, opts)
+  local root = module.build(ctx, a.root)
+  local cls = rawget(root, "_class")
+  if cls.kind ~= "module" then error("pthcv: " .. path .. ": the root object is not a module", 0) end
+  if not ctx:method(cls, "forward") then error("pthcv: " .. path .. ": " .. cls.name .. " has no forward method", 0) end
+  return root, ctx
+end
+
+-- pthcv.jit.load(path [, opts]) -> ScriptModule
+function M.load(path, opts)
+  local root, ctx = open(path, opts)
+  local p = ctx.problems
+  if #p > 0 then
+    local lines = {}
+    for i = 1, math.min(#p, 10) do lines[i] = p[i].loc .. ": " .. p[i].msg end
+    if #p > 10 then lines[#lines + 1] = "(" .. (#p - 10) .. " more; pthcv inspect --ops lists them all)" end
+    error("pthcv: " .. table.concat(lines, "\n  "), 0)
+  end
+  return root
+end
+
+-- pthcv.jit.ops_report(path [, opts]) -> {ops = {{name, count, supported, loc}},
+-- problems = {{loc, msg}}, missing = {names}}: every operator the code
+-- reachable from forward calls, in first-use order, and what pthcv lacks.
+function M.ops_report(path, opts)
+  local _, ctx = open(path, opts)
+  local report = { path = path, ops = {}, problems = ctx.problems, missing = {} }
+  for _, name in ipairs(ctx.op_order) do
+    local u = ctx.ops_used[name]
+    report.ops[#report.ops + 1] = { name = name, count = u.count, supported = u.supported, loc = u.loc }
+    if not u.supported then report.missing[#report.missing + 1] = name end
+  end
+  return report
+end
+
+-- Every operator name pthcv.jit knows, sorted.
+function M.supported_ops() return ops.names() end
+
+return M
