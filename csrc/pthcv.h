@@ -439,16 +439,16 @@ int pthcv_filestorage_key(const char *name, char *key, int64_t size);
  *
  * The parser is an explicit-limit recursive descent: a source larger than
  * max_source bytes, with more than max_tokens tokens, nesting blocks and
- * expressions deeper than max_depth, or holding a string literal longer than
- * max_string bytes is refused with PTHCV_ERR_LIMIT, naming the limit.
+ * expressions deeper than max_nesting, or holding a string literal longer
+ * than max_literal bytes is refused with PTHCV_ERR_LIMIT, naming the limit.
  * Syntax errors are PTHCV_ERR_FORMAT; Python constructs TorchScript never
  * prints (lambda, try, yield, class bodies with statements, ...) are
  * PTHCV_ERR_UNSUPPORTED. Every message starts "<name>:<line>: ". */
 typedef struct pthcv_jit_limits {
     int64_t max_source;     /* bytes of one source file (default 16 MiB) */
     int64_t max_tokens;     /* tokens of one file (default 4 million) */
-    int32_t max_depth;      /* nesting of blocks, brackets and operators (default 100) */
-    int64_t max_string;     /* bytes of one string literal after escapes (default 1 MiB) */
+    int32_t max_nesting;    /* nesting of blocks, brackets and operators (default 100, at most 256) */
+    int64_t max_literal;    /* bytes of one string literal (default 1 MiB) */
 } pthcv_jit_limits;
 void pthcv_jit_limits_init(pthcv_jit_limits *l);
 

@@ -4,7 +4,7 @@
  * DEDENT from the indentation of each logical line (brackets join lines).
  *
  * Limits (pthcv_jit_limits): the source size, the token count, the
- * indentation and bracket nesting (max_depth) and a string literal's bytes
+ * indentation and bracket nesting (max_nesting) and a string literal's bytes
  * are checked as they are reached, and the message names the limit.
  */
 #ifndef _GNU_SOURCE
@@ -120,6 +120,8 @@ static int lex_int(jit_lexer *lx, int64_t *pos, int line, jit_token *t)
         digits++;
     }
     if (!digits) return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: a number literal without digits", lx->name, line);
+    if (p < n && (s[p] == 'j' || s[p] == 'J'))
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s:%d: complex literals are not supported", lx->name, line);
     if (p < n && is_name_char((unsigned char)s[p]))
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: invalid number literal (a letter follows its digits)", lx->name, line);
     if (overflow || v > (uint64_t)INT64_MAX + 1)
@@ -204,9 +206,9 @@ static int lex_string(jit_lexer *lx, int64_t *pos, int *line, jit_token *t)
     while (end < n && s[end] != q && s[end] != '\n') end += s[end] == '\\' && end + 1 < n ? 2 : 1;
     if (end >= n || s[end] != q)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: unterminated string literal", lx->name, *line);
-    if (end - p > lx->lim.max_string)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: a string literal longer than %lld bytes (max_string)", lx->name,
-                          *line, (long long)lx->lim.max_string);
+    if (end - p > lx->lim.max_literal)
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: a string literal longer than %lld bytes (max_literal)", lx->name,
+                          *line, (long long)lx->lim.max_literal);
     char *out = malloc((size_t)(end - p) + 1);
     if (!out) return pthcv_fail(PTHCV_ERR_NOMEM, "%s:%d: out of memory", lx->name, *line);
     size_t o = 0;
@@ -227,8 +229,9 @@ static int lex_string(jit_lexer *lx, int64_t *pos, int *line, jit_token *t)
     return st;
 }
 
-/* Operators and brackets at src[*pos]; *depth counts open brackets. */
-static int lex_punct(jit_lexer *lx, int64_t *pos, int line, int *depth)
+/* Operators and brackets at src[*pos]; *depth counts open brackets and
+ * opened[] holds the line each one opened on (for "never closed"). */
+static int lex_punct(jit_lexer *lx, int64_t *pos, int line, int *depth, int *opened)
 {
     const char *s = lx->src + *pos;
     int64_t left = lx->len - *pos;
@@ -237,9 +240,10 @@ static int lex_punct(jit_lexer *lx, int64_t *pos, int line, int *depth)
         if ((int64_t)tl > left || memcmp(s, puncts[k].text, tl)) continue;
         int op = puncts[k].op;
         if (op == P_LPAR || op == P_LSQB || op == P_LBRACE) {
-            if (++*depth > lx->lim.max_depth)
-                return pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: brackets nested deeper than %d (max_depth)", lx->name,
-                                  line, (int)lx->lim.max_depth);
+            if (++*depth > lx->lim.max_nesting)
+                return pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: brackets nested deeper than %d (max_nesting)", lx->name,
+                                  line, (int)lx->lim.max_nesting);
+            opened[*depth - 1] = line;
         } else if (op == P_RPAR || op == P_RSQB || op == P_RBRACE) {
             if (*depth == 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: unmatched '%s'", lx->name, line, puncts[k].text);
             --*depth;
@@ -279,9 +283,9 @@ static int64_t line_indent(const jit_lexer *lx, int64_t *p)
 static int indent_line(jit_lexer *lx, int64_t w, int64_t *stack, int *nstack, int line, int64_t start)
 {
     if (w > stack[*nstack - 1]) {
-        if (*nstack > lx->lim.max_depth)
-            return pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: blocks nested deeper than %d (max_depth)", lx->name, line,
-                              (int)lx->lim.max_depth);
+        if (*nstack > lx->lim.max_nesting)
+            return pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: blocks nested deeper than %d (max_nesting)", lx->name, line,
+                              (int)lx->lim.max_nesting);
         stack[(*nstack)++] = w;
         return push(lx, T_INDENT, line, start) ? PTHCV_OK : pthcv_last_status();
     }
@@ -304,7 +308,7 @@ static int end_line(jit_lexer *lx, int line, int64_t start)
 }
 
 /* One token (not whitespace, not a line start) at src[*pos]. */
-static int lex_token(jit_lexer *lx, int64_t *pos, int *line, int *depth, locale_t c_locale)
+static int lex_token(jit_lexer *lx, int64_t *pos, int *line, int *depth, int *opened, locale_t c_locale)
 {
     const char *s = lx->src;
     int c = (unsigned char)s[*pos];
@@ -333,12 +337,13 @@ static int lex_token(jit_lexer *lx, int64_t *pos, int *line, int *depth, locale_
         return lex_string(lx, pos, line, t);
     }
     if (c == '\0') return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: NUL byte in the source", lx->name, *line);
-    return lex_punct(lx, pos, *line, depth);
+    return lex_punct(lx, pos, *line, depth, opened);
 }
 
 static int lex_all(jit_lexer *lx, locale_t c_locale)
 {
-    int64_t stack[256 + 2];  /* indentation widths; max_depth is at most 256 */
+    int64_t stack[256 + 2];  /* indentation widths; max_nesting is at most 256 */
+    int opened[256 + 2];     /* the line of each open bracket */
     int nstack = 1, line = 1, depth = 0, at_line_start = 1;
     stack[0] = 0;
     int64_t pos = 0;
@@ -371,10 +376,10 @@ static int lex_all(jit_lexer *lx, locale_t c_locale)
             pos++;
             continue;
         }
-        int st = lex_token(lx, &pos, &line, &depth, c_locale);
+        int st = lex_token(lx, &pos, &line, &depth, opened, c_locale);
         if (st) return st;
     }
-    if (depth) return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: a bracket is never closed", lx->name, line);
+    if (depth) return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: a bracket opened here is never closed", lx->name, opened[depth - 1]);
     int st = end_line(lx, line, pos);
     while (!st && nstack > 1) {
         nstack--;

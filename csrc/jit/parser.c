@@ -10,7 +10,7 @@
  * with keyword arguments, subscripts and slices, list/tuple/dict displays.
  * The recursion follows the input's nesting, so every level that can nest
  * (an expression in brackets, a unary operator, a block) counts against
- * max_depth and is refused past it.
+ * max_nesting and is refused past it.
  */
 #include "jit.h"
 #include <stdlib.h>
@@ -34,8 +34,8 @@ void pthcv_jit_limits_init(pthcv_jit_limits *l)
 {
     l->max_source = 8 << 20;
     l->max_tokens = 2 * 1000 * 1000;
-    l->max_depth = 100;
-    l->max_string = 1 << 20;
+    l->max_nesting = 100;
+    l->max_literal = 1 << 20;
 }
 
 /* ---- tree building ---- */
@@ -138,9 +138,9 @@ static int expect_op(parser *p, int op, const char *text)
 
 static int enter(parser *p, int line)
 {
-    if (++p->depth > p->lx.lim.max_depth)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: expressions and blocks nested deeper than %d (max_depth)",
-                          p->lx.name, line, (int)p->lx.lim.max_depth);
+    if (++p->depth > p->lx.lim.max_nesting)
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: expressions and blocks nested deeper than %d (max_nesting)",
+                          p->lx.name, line, (int)p->lx.lim.max_nesting);
     return PTHCV_OK;
 }
 
@@ -183,9 +183,9 @@ static int parse_strings(parser *p)
     int64_t first = p->pos - 1;
     while (peek(p)->type == T_STRING) {
         total += (size_t)next(p)->len;
-        if ((int64_t)total > p->lx.lim.max_string) {
-            pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: a string literal longer than %lld bytes (max_string)", p->lx.name,
-                       t->line, (long long)p->lx.lim.max_string);
+        if ((int64_t)total > p->lx.lim.max_literal) {
+            pthcv_fail(PTHCV_ERR_LIMIT, "%s:%d: a string literal longer than %lld bytes (max_literal)", p->lx.name,
+                       t->line, (long long)p->lx.lim.max_literal);
             return -1;
         }
     }
@@ -890,9 +890,9 @@ pthcv_jit_ast *pthcv_jit_parse(const char *src, int64_t len, const char *name, c
     p.lx.name = name;
     if (lim) p.lx.lim = *lim;
     else pthcv_jit_limits_init(&p.lx.lim);
-    if (p.lx.lim.max_depth < 1 || p.lx.lim.max_depth > 256 || p.lx.lim.max_tokens < 1 ||
-        p.lx.lim.max_string < 0 || p.lx.lim.max_string > INT32_MAX || p.lx.lim.max_source < 0)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: limits out of range (max_depth 1..256, max_string < 2^31)", name);
+    if (p.lx.lim.max_nesting < 1 || p.lx.lim.max_nesting > 256 || p.lx.lim.max_tokens < 1 ||
+        p.lx.lim.max_literal < 0 || p.lx.lim.max_literal > INT32_MAX || p.lx.lim.max_source < 0)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: limits out of range (max_nesting 1..256, max_literal < 2^31)", name);
     p.ast = calloc(1, sizeof *p.ast);
     if (!p.ast) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "%s: out of memory", name);
     int st = jit_lex(&p.lx);

@@ -28,8 +28,8 @@ Archive.__index = Archive
 local function fail(where, msg) error("pthcv: " .. where .. ": " .. msg, 0) end
 
 -- archive.open(path [, opts]) -> Archive. opts: the reader's limits
--- (pthcv.load's) and the parser's (max_source, max_tokens, max_depth,
--- max_string).
+-- (pthcv.load's) and the parser's (max_source, max_tokens, max_nesting,
+-- max_literal).
 function M.open(path, opts)
   opts = opts or {}
   local o = ffi.new("pthcv_options")

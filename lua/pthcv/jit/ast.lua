@@ -34,8 +34,8 @@ assert(#OPS + 1 == C.PTHCV_JOP_COUNT, "pthcv.jit.ast: operators drifted from pth
 M.ops = OPS
 local CONSTS = { [0] = "None", "True", "False" }
 
--- Parse limits (pthcv_jit_limits): max_source, max_tokens, max_depth, max_string.
-M.limit_names = { "max_source", "max_tokens", "max_depth", "max_string" }
+-- Parse limits (pthcv_jit_limits): max_source, max_tokens, max_nesting, max_literal.
+M.limit_names = { "max_source", "max_tokens", "max_nesting", "max_literal" }
 
 local function make_limits(opts)
   local l = ffi.new("pthcv_jit_limits")

@@ -36,7 +36,7 @@ function M.context(archive, opts)
     archive = archive,
     rt = { loc = archive.path, depth = 0, max_call_depth = opts.max_call_depth or 200,
            max_iterations = opts.max_iterations or 10 * 1000 * 1000 },
-    problems = {}, ops_used = {}, op_order = {}, functions = {},
+    problems = {}, deferred = {}, ops_used = {}, op_order = {}, functions = {},
   }, Ctx)
   ctx.expr = require("pthcv.jit.expr").new(ctx)
   return ctx
@@ -44,11 +44,17 @@ end
 
 -- Records a problem found while compiling; returns a closure raising it,
 -- should the code ever run (it cannot: loading refuses such archives).
+-- Torch's own functional library compiled into the archive
+-- (torch.nn.functional, torch.functional) dispatches on ranks and modes at
+-- run time (interpolate's 1-d and 3-d kernels...): its problems are
+-- deferred, raised only if that branch runs, and listed by ops_report.
+local LIBRARY = { "^code/__torch__/torch/nn/functional[/.]", "^code/__torch__/torch/functional[/.]" }
 function Ctx:problem(loc, msg)
-  local seen = self.problems[loc .. msg]
-  if not seen then
-    self.problems[loc .. msg] = true
-    self.problems[#self.problems + 1] = { loc = loc, msg = msg }
+  local list = self.problems
+  for _, pat in ipairs(LIBRARY) do if loc:match(pat) then list = self.deferred end end
+  if not list[loc .. msg] then
+    list[loc .. msg] = true
+    list[#list + 1] = { loc = loc, msg = msg }
   end
   return function() error(msg, 0) end
 end

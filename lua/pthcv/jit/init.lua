@@ -24,10 +24,9 @@ M.ScriptModule = module.ScriptModule
 M.fuse = fuse
 
 -- The options of load and ops_report: the reader's limits (pthcv.load's),
--- the parser's (max_source, max_tokens, max_depth, max_string) and the
+-- the parser's (max_source, max_tokens, max_nesting, max_literal) and the
 -- interpreter's (max_call_depth, max_iterations).
-local function open(path, opts)
-  if type(path) ~= "string" then error("pthcv.jit.load: expected a file path, got " .. type(path), 3) end
+local function open_archive(path, opts)
   local a = archive.open(path, opts)
   local ctx = compile.context(a, opts)
   local root = module.build(ctx, a.root)
@@ -37,13 +36,23 @@ local function open(path, opts)
   return root, ctx
 end
 
+-- Every message about the archive's content names the archive first.
+local function open(path, opts)
+  if type(path) ~= "string" then error("pthcv.jit.load: expected a file path, got " .. type(path), 3) end
+  local ok, root, ctx = pcall(open_archive, path, opts)
+  if ok then return root, ctx end
+  local msg = tostring(root):gsub("^pthcv: ", "")
+  if msg:sub(1, #path) ~= path then msg = path .. ": " .. msg end
+  error("pthcv: " .. msg, 0)
+end
+
 -- pthcv.jit.load(path [, opts]) -> ScriptModule
 function M.load(path, opts)
   local root, ctx = open(path, opts)
   local p = ctx.problems
   if #p > 0 then
     local lines = {}
-    for i = 1, math.min(#p, 10) do lines[i] = p[i].loc .. ": " .. p[i].msg end
+    for i = 1, math.min(#p, 10) do lines[i] = path .. ": " .. p[i].loc .. ": " .. p[i].msg end
     if #p > 10 then lines[#lines + 1] = "(" .. (#p - 10) .. " more; pthcv inspect --ops lists them all)" end
     error("pthcv: " .. table.concat(lines, "\n  "), 0)
   end
@@ -51,11 +60,13 @@ function M.load(path, opts)
 end
 
 -- pthcv.jit.ops_report(path [, opts]) -> {ops = {{name, count, supported, loc}},
--- problems = {{loc, msg}}, missing = {names}}: every operator the code
--- reachable from forward calls, in first-use order, and what pthcv lacks.
+-- problems = {{loc, msg}}, deferred = {{loc, msg}}, missing = {names}}:
+-- every operator the code reachable from forward calls, in first-use
+-- order, what pthcv lacks, and the problems in branches of torch's
+-- functional library (raised only if such a branch runs).
 function M.ops_report(path, opts)
   local _, ctx = open(path, opts)
-  local report = { path = path, ops = {}, problems = ctx.problems, missing = {} }
+  local report = { path = path, ops = {}, problems = ctx.problems, deferred = ctx.deferred, missing = {} }
   for _, name in ipairs(ctx.op_order) do
     local u = ctx.ops_used[name]
     report.ops[#report.ops + 1] = { name = name, count = u.count, supported = u.supported, loc = u.loc }

@@ -141,7 +141,8 @@ function M.run(self, name, ...)
   local ctx = cls.ctx
   local entry = ctx:method(cls, name)
   if not entry then error("pthcv: " .. cls.name .. " has no method '" .. name .. "'", 2) end
-  if #ctx.problems > 0 then error("pthcv: " .. ctx.problems[1].loc .. ": " .. ctx.problems[1].msg, 2) end
+  local where = ctx.archive.path .. ": "
+  if #ctx.problems > 0 then error("pthcv: " .. where .. ctx.problems[1].loc .. ": " .. ctx.problems[1].msg, 2) end
   local n = select("#", ...)
   local args = { ... }
   local nparams = #entry.params - 1
@@ -155,10 +156,18 @@ function M.run(self, name, ...)
   end
   for i = 1, nparams do if args[i] == nil then args[i] = V.None end end
   local rt = ctx.rt
-  local outer = rt.depth
+  local outer, outer_loc = rt.depth, rt.loc
+  rt.loc = entry.file .. ":" .. entry.line
   local ok, r = pcall(entry.fn, self, unpack(args, 1, nparams))
   rt.depth = outer
-  if not ok then error("pthcv: " .. rt.loc .. ": " .. strip(r), 0) end
+  if not ok then
+    local loc = rt.loc
+    rt.loc = outer_loc
+    r = strip(r)
+    if r:sub(1, #where) == where then error("pthcv: " .. r, 0) end   -- from a nested call
+    error("pthcv: " .. where .. loc .. ": " .. r, 0)
+  end
+  rt.loc = outer_loc
   return fuse.force_deep(r)
 end
 

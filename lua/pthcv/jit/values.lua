@@ -111,21 +111,7 @@ function V.eq(a, b)
   return false
 end
 
--- Python's repr of a float: the shortest text that reads back the same,
--- with ".0" when integral ("1e-05", "0.1", "3.0").
-local function float_repr(x)
-  if x ~= x then return "nan" end
-  if x == math.huge then return "inf" end
-  if x == -math.huge then return "-inf" end
-  for prec = 1, 17 do
-    local s = string.format("%." .. prec .. "g", x)
-    if tonumber(s) == x then
-      if not s:find("[%.eEn]") then s = s .. ".0" end
-      return (s:gsub("e([-+])0*(%d%d)", "e%1%2"))
-    end
-  end
-  return string.format("%.17g", x)
-end
+local float_repr = require("pthcv.nn.repr").float
 V.float_repr = float_repr
 
 -- Python's str(v) (int-valued numbers print as ints: see the top).
