@@ -143,6 +143,23 @@ function M.extra_repr(m)
   return table.concat(parts, ", ")
 end
 
+-- The hyper-parameters of module m under pthcv.nn's field names (for
+-- nn.from_module): a torch.nn layer's from its constants or its traced
+-- operator's arguments, any other class's Final constants and attributes.
+function M.nn_fields(m)
+  local cls = rawget(m, "_class")
+  local s = settings(m, cls)
+  local build = builders[cls.name]
+  if build and require("pthcv.jit.module").torch_class(cls.qualname):match("^torch%.nn%.") then
+    local ok, fields = pcall(build, m, s, first_op(cls, cls.ctx.archive))
+    if ok then
+      for k, v in pairs(fields) do if V.is_list(v) or V.is_tuple(v) then fields[k] = { unpack(v) } end end
+      return fields
+    end
+  end
+  return s
+end
+
 -- ---- graph: the operators forward calls, by module path --------------------------------
 local MAX_DEPTH = 64
 

@@ -75,6 +75,23 @@ function M.ops_report(path, opts)
   return report
 end
 
+-- pthcv.jit.to_nn(path [, opts]) -> a pthcv.nn module (nn.from_module of
+-- the archive's tree, hyper-parameters from its code): pthcv's own layers
+-- and zoo classes instead of the archive's forward. Every class must be
+-- one pthcv.nn or pthcv.models knows (opts.classes adds more); the code is
+-- still compiled and checked as by load.
+function M.to_nn(path, opts)
+  local _, ctx = open(path, opts)
+  local describe = require "pthcv.jit.describe"
+  return require("pthcv.nn.from_module").convert(ctx.archive.root, {
+    classes = opts and opts.classes,
+    settings = function(obj)
+      local inst = ctx.instances[obj]
+      return inst and describe.nn_fields(inst)
+    end,
+  })
+end
+
 -- Every operator name pthcv.jit knows, sorted.
 function M.supported_ops() return ops.names() end
 

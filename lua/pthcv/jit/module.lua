@@ -104,7 +104,8 @@ build = function(ctx, obj, path, memo, depth)
 end
 
 function M.build(ctx, root)
-  return build(ctx, root, "", {}, 0)
+  ctx.instances = {}   -- pickled object -> rebuilt module
+  return build(ctx, root, "", ctx.instances, 0)
 end
 
 -- The source text of a method (its def and body), as the archive has it.
