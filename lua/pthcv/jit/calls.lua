@@ -78,7 +78,18 @@ function M.op_call(x, fc, name, pos, kws, loc)
   if not op then return x.ctx:problem(loc, name .. " is not supported") end
   local plan, err = schema.bind(op.schema, #pos, kw_names(kws))
   if not plan then return x.ctx:problem(loc, err) end
-  return make_call(op.fn, plan_args(plan, compile_args(x, fc, pos, kws)), not op.fused)
+  local fn, track, created = op.fn, fuse.track, fuse.created
+  local function run(...)
+    local r = fn(...)
+    if track.active then
+      if is_tensor(r) then created(r)
+      elseif type(r) == "table" and (getmetatable(r) == V.List or getmetatable(r) == Tuple) then
+        for i = 1, #r do if is_tensor(r[i]) then created(r[i]) end end
+      end
+    end
+    return r
+  end
+  return make_call(run, plan_args(plan, compile_args(x, fc, pos, kws)), not op.fused)
 end
 
 -- The parameters of an archive function (or method, without self) as a schema.

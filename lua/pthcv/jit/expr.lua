@@ -70,7 +70,10 @@ function M.setattr(o, name, v)
   if type(o) ~= "table" or not rawget(o, "_class") or getmetatable(o) == Tuple then
     error("AttributeError: cannot set attribute '" .. name .. "' of a " .. V.typename(o), 0)
   end
-  rawset(o, name, fuse.force_deep(v))
+  v = fuse.force_deep(v)
+  rawset(o, name, v)
+  local track = fuse.track
+  if track.active then track.kept[#track.kept + 1] = v end
 end
 
 function M.setitem(c, i, v) return S.setitem(c, i, fuse.force_deep(v)) end

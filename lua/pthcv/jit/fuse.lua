@@ -46,6 +46,20 @@ V.is_pending = is_pending
 M.enabled = true
 M.stats = { packs = 0, fused_bn = 0, fused_act = 0, fused_add = 0 }
 
+-- The tensors operators made during a top-level call (pthcv.jit.module
+-- releases those its result does not hold when the call returns: LuaJIT's
+-- collector does not see their memory, so it would pile up between calls).
+local track = { active = false, n = 0, created = {} }
+M.track = track
+function M.created(t)
+  if track.active then
+    local n = track.n + 1
+    track.n = n
+    track.created[n] = t
+  end
+  return t
+end
+
 -- unforced pending values, to compute before their inputs are overwritten
 local live = setmetatable({}, { __mode = "k" })
 
@@ -136,6 +150,7 @@ local function force(v)
     if v.conv1d then y = m.squeeze(y, 3) end
   end
   v.value, v.x, v.residual = y, nil, nil
+  M.created(y)
   return y
 end
 M.force = force

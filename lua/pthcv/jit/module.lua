@@ -18,6 +18,7 @@ local Tensor = require "pthcv.tensor"
 local V = require "pthcv.jit.values"
 local fuse = require "pthcv.jit.fuse"
 local expr = require "pthcv.jit.expr"
+local release = require "pthcv.nn.release"
 
 local M = {}
 local ScriptModule = base.class("ScriptModule")
@@ -87,6 +88,9 @@ build = function(ctx, obj, path, memo, depth)
     if type(name) ~= "string" then fail(ctx.archive.path, path .. ": an attribute name that is not a string") end
     if collides(name) then fail(ctx.archive.path, "attribute '" .. where .. "' collides with pthcv.nn.Module's own '" .. name .. "'") end
     v = convert(ctx, v, where, memo, depth)
+    if type(v) == "table" and not Tensor.is(v) and not base.is_module(v) then
+      ctx.containers[#ctx.containers + 1] = v   -- what a call may store tensors into
+    end
     if cls.kind ~= "module" then
       rawset(o, name, v)
     elseif base.is_module(v) then
@@ -105,6 +109,7 @@ end
 
 function M.build(ctx, root)
   ctx.instances = {}   -- pickled object -> rebuilt module
+  ctx.containers = {}
   return build(ctx, root, "", ctx.instances, 0)
 end
 
@@ -130,6 +135,37 @@ function M.source_of(ctx, cls, name)
 end
 
 -- ---- running ------------------------------------------------------------------
+-- Marks every tensor reachable from v (through lists, tuples, dicts and
+-- plain objects; not modules, whose tensors are their own).
+local function reach(v, seen, depth)
+  if depth > 100 or seen[v] then return end
+  if Tensor.is(v) then seen[v] = true; return end
+  if type(v) ~= "table" or base.is_module(v) then return end
+  seen[v] = true
+  if OrderedDict.is(v) then
+    for _, kv in ipairs(OrderedDict.items(v)) do reach(kv[1], seen, depth + 1); reach(kv[2], seen, depth + 1) end
+    return
+  end
+  for k, x in pairs(v) do if k ~= "_class" then reach(x, seen, depth + 1) end end
+end
+
+-- Releases the tensors the operators made during a call that nothing
+-- kept holds: the result, the attributes the call set, the containers the
+-- modules hold.
+local function sweep(ctx, result)
+  local track = fuse.track
+  local seen = {}
+  reach(result, seen, 0)
+  for _, v in ipairs(track.kept) do reach(v, seen, 0) end
+  for _, v in ipairs(ctx.containers) do reach(v, seen, 0) end
+  local created = track.created
+  for i = 1, track.n do
+    local t = created[i]
+    created[i] = nil
+    if not seen[t] then release(t) end
+  end
+  track.n, track.kept, track.active = 0, {}, false
+end
 local function strip(msg)
   msg = tostring(msg)
   return (msg:gsub("^pthcv: ", ""))
@@ -159,8 +195,15 @@ function M.run(self, name, ...)
   local rt = ctx.rt
   local outer, outer_loc = rt.depth, rt.loc
   rt.loc = entry.file .. ":" .. entry.line
+  local track = fuse.track
+  local top = not track.active
+  if top then track.active, track.n, track.kept = true, 0, {} end
   local ok, r = pcall(entry.fn, self, unpack(args, 1, nparams))
   rt.depth = outer
+  if ok then
+    ok, r = pcall(fuse.force_deep, r)
+  end
+  if top then sweep(ctx, ok and r or nil) end
   if not ok then
     local loc = rt.loc
     rt.loc = outer_loc
@@ -169,7 +212,7 @@ function M.run(self, name, ...)
     error("pthcv: " .. where .. loc .. ": " .. r, 0)
   end
   rt.loc = outer_loc
-  return fuse.force_deep(r)
+  return r
 end
 
 function ScriptModule:forward(...) return M.run(self, "forward", ...) end
