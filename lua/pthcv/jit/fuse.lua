@@ -18,18 +18,15 @@
 -- Before any tensor is written in place, the pending values reading it are
 -- computed (fuse.before_write).
 --
--- Packs are made once per (weights, bias, BatchNorm tensors, parameters,
--- activation) and cached with weak keys on the weight tensor: a second call
--- reuses them (fuse.stats.packs counts the packs made), and replacing the
--- weights (module:half(), load_state_dict) makes new ones.
-local ffi = require "ffi"
-local core = require "pthcv.core"
+-- Packs are made by pthcv.nn's Conv2d and Linear (as the zoo's layers make
+-- theirs), once per (weights, bias, BatchNorm tensors, parameters,
+-- activation), and cached with weak keys on the weight tensor: a second
+-- call reuses them (fuse.stats.packs counts the packs made), and replacing
+-- the weights (module:half(), load_state_dict) makes new ones.
 local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
 local V = require "pthcv.jit.values"
-local release = require "pthcv.nn.release"
 
-local C = core.C
 local M = {}
 local is_tensor = Tensor.is
 local m = Tensor.methods
@@ -80,27 +77,6 @@ local function find_pack(p, key)
   return nil, list
 end
 
--- Folds an eval-mode BatchNorm into (w, b) in double precision: float32
--- copies, folded, the weights back to float16 when they were.
-local function fold(w, b, bn)
-  local f32 = F.f32
-  local half = w.dtype == "float16"
-  local w32, b32 = f32(w), f32(b)
-  local mean, var, g, beta = f32(bn.mean), f32(bn.var), f32(bn.w), f32(bn.b)
-  local nw, nb = ffi.new("pthcv_tensor *[1]"), ffi.new("pthcv_tensor *[1]")
-  core.check(C.pthcv_fold_batchnorm(w32.ct, b32 and b32.ct or nil, mean.ct, var.ct, g and g.ct or nil,
-                                    beta and beta.ct or nil, bn.eps, nw, nb), "fold_batchnorm")
-  local folded = Tensor.wrap(nw[0], true)
-  local fb = nb[0] ~= nil and Tensor.wrap(nb[0], true) or nil
-  if w32 ~= w then release(w32) end
-  if half then
-    local h = folded:to("float16")
-    release(folded)
-    return h, fb
-  end
-  return folded, fb
-end
-
 local function act_spec(p)
   if not p.act then return nil end
   return { kind = p.act.kind, alpha = p.act.alpha, beta = p.act.beta }
@@ -112,18 +88,18 @@ local function pack_of(p)
                              a and a.kind or "", a and a.alpha or "", a and a.beta or "", p.bn and p.bn.eps or "" }, "|")
   local pk, list = find_pack(p, key)
   if pk then return pk end
-  local w, b = p.w, p.b
-  if p.bn then w, b = fold(w, b, p.bn) end
+  -- pthcv.nn's own layers make the pack (BatchNorm folded in double
+  -- precision, float16 weights kept float16), from the pending call's values
+  local nn = require "pthcv.nn"
   if p.kind == "linear" then
-    pk = F.linear_prepare(w, b, act_spec(p))
+    pk = nn.Linear.make_pack(setmetatable({ weight = p.w, bias = p.b }, nn.Linear), act_spec(p))
   else
-    pk = F.conv2d_prepare(w, b, { stride = p.stride_l, padding = p.padding_l, dilation = p.dilation_l,
-                                  groups = p.groups, act = act_spec(p) })
+    local conv = setmetatable({ weight = p.w, bias = p.b, stride = p.stride_l, padding = p.padding_l,
+                                dilation = p.dilation_l, groups = p.groups, padding_mode = "zeros" }, nn.Conv2d)
+    local bn = p.bn and { running_mean = p.bn.mean, running_var = p.bn.var, weight = p.bn.w, bias = p.bn.b, eps = p.bn.eps }
+    pk = nn.Conv2d.make_pack(conv, bn, act_spec(p))
   end
-  if p.bn then
-    F.pack_info[pk].weight = nil   -- the pack is the folded weights' only copy
-    release(w)
-  end
+  pk.module = nil
   M.stats.packs = M.stats.packs + 1
   list[#list + 1] = { key = key, b = p.b, bn = p.bn and p.bn.w, bnb = p.bn and p.bn.b,
                       mean = p.bn and p.bn.mean, var = p.bn and p.bn.var, pack = pk }
