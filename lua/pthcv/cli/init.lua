@@ -17,6 +17,10 @@ commands:
       the file's format, its object tree, every tensor (name, dtype, shape,
       bytes) and the parameter count; --json prints one JSON object instead;
       --all shows every child in the tree (default: the first 40)
+  inspect FILE.pt --ops [--json]
+      a TorchScript archive's operators (count, first use) and what pthcv
+      lacks to run it (docs/torchscript.md); exit status 0 runnable,
+      1 missing operators or refused code, 2 unreadable
   scan FILE [--json]
       the globals the file references, without loading tensors;
       exit status 0 safe, 1 unsafe, 2 unreadable
@@ -112,11 +116,17 @@ end
 local commands = {}
 
 function commands.inspect(args)
-  local pos, opt, e = parse(args, with_limits { json = "bool", all = "bool" })
+  local pos, opt, e = parse(args, with_limits { json = "bool", all = "bool", ops = "bool" })
   if not pos then return usage_error(e) end
   if #pos ~= 1 then return usage_error("inspect takes one FILE") end
   local limits, le = limits_of(opt)
   if not limits then return usage_error(le) end
+  if opt.ops then
+    local ok, status, text = pcall(require("pthcv.jit.report").run, pos[1], limits, opt.json)
+    if not ok then err(status); return 2 end
+    io.stdout:write(text)
+    return status
+  end
   local inspect = require "pthcv.reader.inspect"
   local ok, r = pcall(inspect.report, pos[1], limits)
   if not ok then err(r); return 1 end
