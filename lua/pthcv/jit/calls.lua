@@ -7,6 +7,7 @@ local ops = require "pthcv.jit.ops"
 local schema = require "pthcv.jit.schema"
 local fuse = require "pthcv.jit.fuse"
 local Tensor = require "pthcv.tensor"
+local specialize = require "pthcv.jit.specialize"
 
 local M = {}
 local Tuple = V.Tuple
@@ -14,34 +15,19 @@ local Pending = fuse.Pending
 local force = fuse.force
 local is_tensor = Tensor.is
 
-local function const(v) return function() return v end end
+local const = specialize.const
 
 local function value_of(a, f)
   local v = a(f)
-  if getmetatable(v) == Pending then return force(v) end
+  if type(v) == "table" and getmetatable(v) == Pending then return force(v) end
   return v
 end
 
 -- A call of fn over argument closures; force: pending values are computed
--- first (every operator but the fusing ones).
-local function make_call(fn, args, force_args)
-  local n = #args
-  local get = force_args and value_of or function(a, f) return a(f) end
-  local a1, a2, a3, a4, a5, a6 = args[1], args[2], args[3], args[4], args[5], args[6]
-  if n == 0 then return function() return fn() end end
-  if n == 1 then return function(f) return fn(get(a1, f)) end end
-  if n == 2 then return function(f) return fn(get(a1, f), get(a2, f)) end end
-  if n == 3 then return function(f) return fn(get(a1, f), get(a2, f), get(a3, f)) end end
-  if n == 4 then return function(f) return fn(get(a1, f), get(a2, f), get(a3, f), get(a4, f)) end end
-  if n == 5 then return function(f) return fn(get(a1, f), get(a2, f), get(a3, f), get(a4, f), get(a5, f)) end end
-  if n == 6 then
-    return function(f) return fn(get(a1, f), get(a2, f), get(a3, f), get(a4, f), get(a5, f), get(a6, f)) end
-  end
-  return function(f)
-    local v = {}
-    for i = 1, n do v[i] = get(args[i], f) end
-    return fn(unpack(v, 1, n))
-  end
+-- first (every operator but the fusing ones); after: the result passes
+-- through it (the tracking of tensors made during a call).
+local function make_call(fn, args, force_args, after)
+  return specialize.call(fn, args, force_args, after)
 end
 M.make_call = make_call
 
@@ -58,11 +44,51 @@ local function plan_args(plan, pargs, kargs)
   return args
 end
 
-local function compile_args(x, fc, pos, kws)
+-- A list or tuple display of literals as one shared value, or nil.
+local function literal_list(e, depth)
+  if depth > 8 or (e.k ~= "LIST" and e.k ~= "TUPLE") then return nil end
+  local out = {}
+  for i = 1, #e do
+    local k = e[i].k
+    if k == "INT" or k == "FLOAT" or k == "STR" then out[i] = e[i].k == "STR" and e[i].s or e[i].v
+    elseif k == "CONST" then out[i] = e[i].op == "None" and V.None or e[i].op == "True"
+    else
+      out[i] = literal_list(e[i], depth + 1)
+      if out[i] == nil then return nil end
+    end
+  end
+  return setmetatable(out, e.k == "LIST" and V.List or Tuple)
+end
+
+-- Argument closures; shared: a display of literals ([2, 2], (1, 1)) is
+-- made once, for operators that do not modify their arguments.
+local function compile_args(x, fc, pos, kws, shared)
   local pargs, kargs = {}, {}
-  for i, p in ipairs(pos) do pargs[i] = x:compile(fc, p) end
-  for i, k in ipairs(kws) do kargs[i] = x:compile(fc, k[1]) end
+  local function arg(e)
+    local l = shared and literal_list(e, 0)
+    if l then return const(l) end
+    return x:compile(fc, e)
+  end
+  for i, p in ipairs(pos) do pargs[i] = arg(p) end
+  for i, k in ipairs(kws) do kargs[i] = arg(k[1]) end
   return pargs, kargs
+end
+
+-- Operators that modify a list or dict argument in place.
+local MUTATES = {}
+for name in ([[aten::append aten::extend aten::insert aten::pop aten::remove aten::clear aten::reverse aten::sort
+  aten::_set_item aten::setdefault aten::update]]):gmatch("%S+") do MUTATES[name] = true end
+
+-- Notes the tensors an operator made (pthcv.jit.fuse.track).
+local track, created = fuse.track, fuse.created
+local function track_result(r)
+  if track.active then
+    if is_tensor(r) then created(r)
+    elseif type(r) == "table" and (getmetatable(r) == V.List or getmetatable(r) == Tuple) then
+      for i = 1, #r do if is_tensor(r[i]) then created(r[i]) end end
+    end
+  end
+  return r
 end
 
 local function kw_names(kws)
@@ -78,18 +104,7 @@ function M.op_call(x, fc, name, pos, kws, loc)
   if not op then return x.ctx:problem(loc, name .. " is not supported") end
   local plan, err = schema.bind(op.schema, #pos, kw_names(kws))
   if not plan then return x.ctx:problem(loc, err) end
-  local fn, track, created = op.fn, fuse.track, fuse.created
-  local function run(...)
-    local r = fn(...)
-    if track.active then
-      if is_tensor(r) then created(r)
-      elseif type(r) == "table" and (getmetatable(r) == V.List or getmetatable(r) == Tuple) then
-        for i = 1, #r do if is_tensor(r[i]) then created(r[i]) end end
-      end
-    end
-    return r
-  end
-  return make_call(run, plan_args(plan, compile_args(x, fc, pos, kws)), not op.fused)
+  return make_call(op.fn, plan_args(plan, compile_args(x, fc, pos, kws, not MUTATES[name])), not op.fused, track_result)
 end
 
 -- The parameters of an archive function (or method, without self) as a schema.
@@ -154,7 +169,7 @@ local function dynamic_method(x, name, pargs, kws, loc)
     for i = 1, n do v[i] = pargs[i](f) end
     local ocls = type(o) == "table" and getmetatable(o) ~= Tuple and rawget(o, "_class")
     if not ocls then
-      for i = 1, n do if getmetatable(v[i]) == Pending then v[i] = force(v[i]) end end
+      for i = 1, n do v[i] = force(v[i]) end
       return value_method(force(o), name, v)
     end
     local entry = ctx:method(ocls, name)
@@ -220,7 +235,7 @@ local function value_call(x, fc, callee, pos, kws, loc)
   local ctx, rt = x.ctx, x.rt
   return function(f)
     local r = fn(f)
-    if getmetatable(r) ~= V.FunctionRef then error("TypeError: '" .. V.typename(r) .. "' object is not callable", 0) end
+    if type(r) ~= "table" or getmetatable(r) ~= V.FunctionRef then error("TypeError: '" .. V.typename(r) .. "' object is not callable", 0) end
     local entry = ctx:func(r.fn)
     local v = {}
     for i = 1, #args do v[i] = args[i](f) end

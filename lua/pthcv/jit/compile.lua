@@ -3,7 +3,7 @@
 --
 -- Each def becomes a Lua function over a frame (a table of the function's
 -- locals by slot); each statement a closure fn(frame) -> signal (nil, or
--- BREAK / CONTINUE / RETURN with the value in frame.r); each expression a
+-- BREAK / CONTINUE / RETURN with the value in frame[0]); each expression a
 -- closure fn(frame) -> value (pthcv.jit.expr). Nothing is run while
 -- compiling: compiling a method compiles, first, every method and function
 -- it can statically reach (receivers whose class the annotations give), so
@@ -160,23 +160,9 @@ function Ctx:compile_def(def, file, cls, qualname)
   end
   collect_locals(fc, def[3])
   local body = fc:block(def[3])
-  local rt = self.rt
-  local nparams = #entry.params
-  entry.fn = function(...)
-    local d = rt.depth + 1
-    if d > rt.max_call_depth then
-      error("calls nested deeper than " .. rt.max_call_depth .. " (max_call_depth) in " .. qualname, 0)
-    end
-    rt.depth = d
-    if select("#", ...) ~= nparams then
-      error(qualname .. " takes " .. nparams .. " arguments, " .. select("#", ...) .. " given", 0)
-    end
-    local f = { ... }
-    local sig = body(f)
-    rt.depth = d - 1
-    if sig == RETURN then return f.r end
-    return None
-  end
+  -- callers pass every parameter (bound when compiling, or completed
+  -- with the defaults at run time)
+  entry.fn = require("pthcv.jit.specialize").body_fn(#entry.params)(body, self.rt, qualname, RETURN, None, fc.nslots)
   return entry
 end
 
@@ -287,9 +273,9 @@ function stmt.CONTINUE(fc, st)
 end
 
 function stmt.RETURN(fc, st, loc, rt)
-  if st[1].k == "EMPTY" then return function(f) f.r = None; return RETURN end end
+  if st[1].k == "EMPTY" then return function(f) f[0] = None; return RETURN end end
   local e = fc.ctx.expr:compile(fc, st[1])
-  return function(f) rt.loc = loc; f.r = e(f); return RETURN end
+  return function(f) rt.loc = loc; f[0] = e(f); return RETURN end
 end
 
 function stmt.IF(fc, st, loc, rt)

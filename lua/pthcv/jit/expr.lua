@@ -45,7 +45,7 @@ function M.new(ctx)
   return x
 end
 
-local function const(v) return function() return v end end
+local const = require("pthcv.jit.specialize").const
 M.const = const
 
 -- ---- runtime helpers -----------------------------------------------------------
@@ -81,7 +81,7 @@ function M.setitem(c, i, v) return S.setitem(c, i, fuse.force_deep(v)) end
 -- c[i]: lists, tuples, dicts, strings, tensors (dimension 0) and module
 -- containers (ModuleList / ModuleDict children by name).
 function M.getitem(c, i)
-  if is_tensor(c) or getmetatable(c) == Pending then return ops.get("aten::select").fn(force(c), 0, i) end
+  if is_tensor(c) or fuse.is_pending(c) then return ops.get("aten::select").fn(force(c), 0, i) end
   if type(c) == "table" and rawget(c, "_class") and getmetatable(c) ~= Tuple then
     local key = type(i) == "number" and string.format("%d", i) or i
     local v = rawget(c, key)
@@ -100,7 +100,7 @@ function M.iteration(v)
     for i = 1, #v do out[i] = v:sub(i, i) end
     return out
   end
-  if is_tensor(v) or getmetatable(v) == Pending then return ops.get("aten::unbind").fn(force(v), 0) end
+  if is_tensor(v) or fuse.is_pending(v) then return ops.get("aten::unbind").fn(force(v), 0) end
   error("TypeError: '" .. V.typename(v) .. "' object is not iterable", 0)
 end
 
@@ -226,7 +226,7 @@ end
 
 local function value_of(a, f)
   local v = a(f)
-  if getmetatable(v) == Pending then return force(v) end
+  if type(v) == "table" and getmetatable(v) == Pending then return force(v) end
   return v
 end
 M.value_of = value_of

@@ -57,73 +57,136 @@ function M.created(t)
   return t
 end
 
--- unforced pending values, to compute before their inputs are overwritten
-local live = setmetatable({}, { __mode = "k" })
+-- Unforced pending values, to compute before their inputs are overwritten:
+-- a list emptied when a top-level call ends (pthcv.jit.module).
+local live = { n = 0 }
+local function add_live(p)
+  local n = live.n + 1
+  live.n = n
+  live[n] = p
+end
+function M.reset_live()
+  for i = 1, live.n do live[i] = nil end
+  live.n = 0
+end
+
+-- ---- parameter records, interned ------------------------------------------------
+-- A convolution's parameters as one shared record {stride_l, padding_l,
+-- dilation_l, groups, conv1d}, found again by the identity of the lists a
+-- call passes (the interpreter shares literal lists): no table or string
+-- is made per call once a site has run.
+local by_lists = setmetatable({}, { __mode = "k" })
+local by_text = {}
+
+local function ints(l, n)
+  if type(l) == "number" then l = { l } end
+  local out = {}
+  for i = 1, n do out[i] = l[i] or l[1] end
+  return out
+end
+
+local function level(t, k)
+  local v = t[k]
+  if not v then v = setmetatable({}, { __mode = "k" }); t[k] = v end
+  return v
+end
+
+local function conv_params(stride, padding, dilation, groups, n)
+  local l3 = level(level(level(by_lists, stride), padding), dilation)
+  local rec = l3[groups]
+  if rec then return rec end
+  local st, dl = ints(stride, n), ints(dilation, n)
+  local pd = type(padding) == "string" and padding or ints(padding, n)
+  if n == 1 then   -- a 1-d convolution runs as a 2-d one over rows of one
+    table.insert(st, 1, 1); table.insert(dl, 1, 1)
+    if type(pd) ~= "string" then table.insert(pd, 1, 0) end
+  end
+  local text = table.concat({ n, table.concat(st, ","), type(pd) == "string" and pd or table.concat(pd, ","),
+                              table.concat(dl, ","), groups }, "|")
+  rec = by_text[text]
+  if not rec then
+    rec = { stride_l = st, padding_l = pd, dilation_l = dl, groups = groups, conv1d = n == 1 }
+    by_text[text] = rec
+  end
+  l3[groups] = rec
+  return rec
+end
+
+local FUSABLE = { relu = true, relu6 = true, clamp = true, hardswish = true, hardsigmoid = true, sigmoid = true,
+                  tanh = true, silu = true, leaky_relu = true, elu = true, gelu = true, gelu_tanh = true }
+local acts = {}
+local function act_record(kind, alpha, beta)
+  alpha, beta = alpha or 0, beta or 0
+  local a = level(level(acts, kind), alpha)
+  local rec = a[beta]
+  if not rec then rec = { kind = kind, alpha = alpha, beta = beta }; a[beta] = rec end
+  return rec
+end
 
 -- ---- packs ------------------------------------------------------------------
 local packs = setmetatable({}, { __mode = "k" })   -- weight -> {entry...}
 
-local function same(a, b) return rawequal(a, b) end
-
-local function find_pack(p, key)
+local function pack_of(p)
   local list = packs[p.w]
   if not list then list = {}; packs[p.w] = list end
-  for _, e in ipairs(list) do
-    if e.key == key and same(e.b, p.b) and same(e.bn, p.bn and p.bn.w) and same(e.bnb, p.bn and p.bn.b)
-       and same(e.mean, p.bn and p.bn.mean) and same(e.var, p.bn and p.bn.var) then
-      return e.pack, list
-    end
+  local bn = p.bn
+  for i = 1, #list do
+    local e = list[i]
+    if e.conv == p.conv and e.act == p.act and e.b == p.b and e.bn == bn then return e.pack end
   end
-  return nil, list
-end
-
-local function act_spec(p)
-  if not p.act then return nil end
-  return { kind = p.act.kind, alpha = p.act.alpha, beta = p.act.beta }
-end
-
-local function pack_of(p)
-  local a = p.act
-  local key = table.concat({ p.kind, p.stride or "", p.padding or "", p.dilation or "", p.groups or "",
-                             a and a.kind or "", a and a.alpha or "", a and a.beta or "", p.bn and p.bn.eps or "" }, "|")
-  local pk, list = find_pack(p, key)
-  if pk then return pk end
   -- pthcv.nn's own layers make the pack (BatchNorm folded in double
   -- precision, float16 weights kept float16), from the pending call's values
   local nn = require "pthcv.nn"
+  local a = p.act
+  local act = a and { kind = a.kind, alpha = a.alpha, beta = a.beta }
+  local pk
   if p.kind == "linear" then
-    pk = nn.Linear.make_pack(setmetatable({ weight = p.w, bias = p.b }, nn.Linear), act_spec(p))
+    pk = nn.Linear.make_pack(setmetatable({ weight = p.w, bias = p.b }, nn.Linear), act)
   else
-    local conv = setmetatable({ weight = p.w, bias = p.b, stride = p.stride_l, padding = p.padding_l,
-                                dilation = p.dilation_l, groups = p.groups, padding_mode = "zeros" }, nn.Conv2d)
-    local bn = p.bn and { running_mean = p.bn.mean, running_var = p.bn.var, weight = p.bn.w, bias = p.bn.b, eps = p.bn.eps }
-    pk = nn.Conv2d.make_pack(conv, bn, act_spec(p))
+    local c = p.conv
+    local conv = setmetatable({ weight = p.w, bias = p.b, stride = c.stride_l, padding = c.padding_l,
+                                dilation = c.dilation_l, groups = c.groups, padding_mode = "zeros" }, nn.Conv2d)
+    local nbn = bn and { running_mean = bn.mean, running_var = bn.var, weight = bn.w, bias = bn.b, eps = bn.eps }
+    pk = nn.Conv2d.make_pack(conv, nbn, act)
   end
   pk.module = nil
   M.stats.packs = M.stats.packs + 1
-  list[#list + 1] = { key = key, b = p.b, bn = p.bn and p.bn.w, bnb = p.bn and p.bn.b,
-                      mean = p.bn and p.bn.mean, var = p.bn and p.bn.var, pack = pk }
+  list[#list + 1] = { conv = p.conv, act = p.act, b = p.b, bn = bn, pack = pk }
   return pk
 end
 
 -- Drops every cached pack (after weights were changed in place).
 function M.clear() packs = setmetatable({}, { __mode = "k" }) end
 
+-- BatchNorm records, one per set of tensors and eps: a pack made with one
+-- is found again by identity
+local bns = setmetatable({}, { __mode = "k" })
+local function bn_record(w, b, mean, var, eps)
+  local l = level(level(level(level(bns, mean), var), w or false), b or false)
+  local rec = l[eps]
+  if not rec then rec = { w = w, b = b, mean = mean, var = var, eps = eps }; l[eps] = rec end
+  return rec
+end
+
 -- ---- pending values -----------------------------------------------------------
+local function new_pending(kind, x, w, b, conv, bn, act, residual)
+  local p = setmetatable({ kind = kind, x = x, w = w, b = b, conv = conv, bn = bn, act = act, residual = residual }, Pending)
+  add_live(p)
+  return p
+end
+
 -- The value of v: a pending value computed once (then remembered).
 local function force(v)
-  if not is_pending(v) then return v end
-  local y = rawget(v, "value")
+  if type(v) ~= "table" or getmetatable(v) ~= Pending then return v end
+  local y = v.value
   if y then return y end
   local pk = pack_of(v)
-  live[v] = nil
   if v.kind == "linear" then
     y = F.linear_packed(pk, v.x)
+  elseif v.conv.conv1d then
+    y = m.squeeze(F.conv2d_packed(pk, m.unsqueeze(v.x, 3), v.residual), 3)
   else
-    local x = v.x
-    if v.conv1d then x = m.unsqueeze(x, 3) end
-    y = F.conv2d_packed(pk, x, v.residual)
-    if v.conv1d then y = m.squeeze(y, 3) end
+    y = F.conv2d_packed(pk, v.x, v.residual)
   end
   v.value, v.x, v.residual = y, nil, nil
   M.created(y)
@@ -142,14 +205,15 @@ local function out_shape(p)
     p.shape = s
     return s
   end
+  local c = p.conv
   local s = { xs[1], ws[1] }
-  local nsp = p.conv1d and 1 or 2
-  for i = 1, nsp do
+  for i = 1, c.conv1d and 1 or 2 do
+    local j = c.conv1d and 2 or i   -- the 2-d parameters of a 1-d convolution: the second
     local size, k = xs[2 + i], ws[2 + i]
-    local st, pad, dil = p.stride_l[i], p.padding_l, p.dilation_l[i]
+    local st, pad, dil = c.stride_l[j], c.padding_l, c.dilation_l[j]
     if pad == "same" then s[2 + i] = size
     else
-      pad = pad == "valid" and 0 or pad[i]
+      pad = pad == "valid" and 0 or pad[j]
       s[2 + i] = math.floor((size + 2 * pad - dil * (k - 1) - 1) / st) + 1
     end
   end
@@ -158,23 +222,10 @@ local function out_shape(p)
 end
 M.shape = out_shape
 
-local function copy(p)
-  local q = {}
-  for k, v in pairs(p) do q[k] = v end
-  q.shape = nil
-  live[q] = true
-  return setmetatable(q, Pending)
-end
-
 -- Can the pending value still take a BatchNorm / an activation / a residual?
-local function open(p) return is_pending(p) and not rawget(p, "value") end
+local function open(p) return type(p) == "table" and getmetatable(p) == Pending and not p.value end
 
-local function ints(l, n)
-  if type(l) == "number" then l = { l } end
-  local out = {}
-  for i = 1, n do out[i] = l[i] or l[1] end
-  return out
-end
+local conv1d_weights = setmetatable({}, { __mode = "k" })
 
 -- aten::conv2d / conv1d / _convolution (not transposed)
 function M.convolution(x, w, b, stride, padding, dilation, groups)
@@ -183,26 +234,14 @@ function M.convolution(x, w, b, stride, padding, dilation, groups)
   local nd = w.ndim
   if nd ~= 4 and nd ~= 3 then error("convolution: " .. (nd - 2) .. "-d convolutions are not supported (1-d and 2-d are)", 0) end
   if x.ndim ~= nd then error("convolution: expected a " .. nd .. "-d input for a " .. nd .. "-d weight, got " .. tostring(x), 0) end
-  local n = nd - 2
-  local p = setmetatable({ kind = "conv", x = x, w = w, b = b, groups = groups, conv1d = nd == 3 }, Pending)
-  p.stride_l = ints(stride, n)
-  p.dilation_l = ints(dilation, n)
-  p.padding_l = type(padding) == "string" and padding or ints(padding, n)
-  if p.conv1d then
-    p.w = m.unsqueeze(w, 3)   -- [out, in, 1, k]: a 2-d convolution over rows of one
-    p.w1 = w
-    table.insert(p.stride_l, 1, 1); table.insert(p.dilation_l, 1, 1)
-    if type(p.padding_l) ~= "string" then table.insert(p.padding_l, 1, 0) end
+  local conv = conv_params(stride, padding, dilation, groups, nd - 2)
+  if nd == 3 then
+    -- [out, in, 1, k], made once per weight (the pack cache keys on it)
+    local w2 = conv1d_weights[w]
+    if not w2 then w2 = m.unsqueeze(w, 3); conv1d_weights[w] = w2 end
+    w = w2
   end
-  p.stride = table.concat(p.stride_l, ",")
-  p.dilation = table.concat(p.dilation_l, ",")
-  p.padding = type(p.padding_l) == "string" and p.padding_l or table.concat(p.padding_l, ",")
-  if p.conv1d then
-    -- the unsqueezed weight is a new object per call: cache on the original
-    local list = packs[w]
-    if list and list.w2 then p.w = list.w2 else packs[w] = list or {}; packs[w].w2 = p.w end
-  end
-  live[p] = true
+  local p = new_pending("conv", x, w, b, conv)
   if not M.enabled then return force(p) end
   return p
 end
@@ -210,8 +249,7 @@ end
 function M.linear(x, w, b)
   x = force(x)
   if not is_tensor(x) or not is_tensor(w) then error("linear: input and weight must be tensors", 0) end
-  local p = setmetatable({ kind = "linear", x = x, w = w, b = b }, Pending)
-  live[p] = true
+  local p = new_pending("linear", x, w, b)
   if not M.enabled then return force(p) end
   return p
 end
@@ -219,38 +257,21 @@ end
 -- aten::batch_norm in eval mode
 function M.batch_norm(x, w, b, mean, var, eps)
   if open(x) and x.kind == "conv" and not x.bn and not x.act and not x.residual then
-    local q = copy(x)
-    q.bn = { w = w, b = b, mean = mean, var = var, eps = eps }
     M.stats.fused_bn = M.stats.fused_bn + 1
-    return q
+    return new_pending("conv", x.x, x.w, x.b, x.conv, bn_record(w, b, mean, var, eps))
   end
   return F.batch_norm(force(x), mean, var, w, b, false, 0, eps)
 end
 
-local FUSABLE = { relu = true, relu6 = true, clamp = true, hardswish = true, hardsigmoid = true, sigmoid = true,
-                  tanh = true, silu = true, leaky_relu = true, elu = true, gelu = true, gelu_tanh = true }
+-- Can the activation `kind` fold into x? (pthcv.jit.ops.nn's activations)
+function M.can_act(x, kind) return open(x) and not x.act and FUSABLE[kind] end
 
--- An activation: folded into a pending value, or fallback(tensor).
-function M.activation(x, kind, alpha, beta, fallback)
-  if open(x) and not x.act and FUSABLE[kind] then
-    local q = copy(x)
-    q.act = { kind = kind, alpha = alpha or 0, beta = beta or 0 }
-    M.stats.fused_act = M.stats.fused_act + 1
-    return q
-  end
-  return fallback(force(x))
-end
-
--- The in-place form: the pending value itself takes the activation.
-function M.activation_(x, kind, alpha, beta, fallback, copy_into)
-  if open(x) and not x.act and FUSABLE[kind] then
-    x.act = { kind = kind, alpha = alpha or 0, beta = beta or 0 }
-    M.stats.fused_act = M.stats.fused_act + 1
-    return x
-  end
-  local t = force(x)
-  copy_into(t, fallback(t))
-  return x
+-- x with the activation folded: a new pending value, or x itself (in place).
+function M.with_act(x, kind, alpha, beta, inplace)
+  M.stats.fused_act = M.stats.fused_act + 1
+  local act = act_record(kind, alpha, beta)
+  if inplace then x.act = act; return x end
+  return new_pending(x.kind, x.x, x.w, x.b, x.conv, x.bn, act, x.residual)
 end
 
 -- a + b with a pending convolution and a same-shape float32 tensor: the
@@ -266,17 +287,17 @@ function M.add(a, b, alpha, inplace)
   local s, bs = out_shape(a), b.shape
   if #s ~= #bs then return nil end
   for i = 1, #s do if s[i] ~= bs[i] then return nil end end
-  local q = inplace and a or copy(a)
-  q.residual = b
   M.stats.fused_add = M.stats.fused_add + 1
-  return q
+  if inplace then a.residual = b; return a end
+  return new_pending(a.kind, a.x, a.w, a.b, a.conv, a.bn, a.act, b)
 end
 
 -- Computes the pending values that read t (or its storage), before t is
 -- written in place.
 function M.before_write(t)
-  for p in pairs(live) do
-    if not rawget(p, "value") and ((p.x and m.shares_storage(p.x, t)) or (p.residual and m.shares_storage(p.residual, t))) then
+  for i = 1, live.n do
+    local p = live[i]
+    if not p.value and ((p.x and m.shares_storage(p.x, t)) or (p.residual and m.shares_storage(p.residual, t))) then
       force(p)
     end
   end

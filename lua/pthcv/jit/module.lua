@@ -165,6 +165,7 @@ local function sweep(ctx, result)
     if not seen[t] then release(t) end
   end
   track.n, track.kept, track.active = 0, {}, false
+  fuse.reset_live()
 end
 local function strip(msg)
   msg = tostring(msg)

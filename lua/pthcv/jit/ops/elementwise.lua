@@ -125,6 +125,11 @@ local function item(v) return is_tensor(v) and v.numel == 1 and v.ndim == 0 and 
 function E.binary(a, b, code, f, scalar, true_division)
   local at, bt = is_tensor(a), is_tensor(b)
   if not at and not bt then return scalar(a, b) end
+  -- the common case first: float32 feature maps, or one and a number
+  if code and at and a.dtype == "float32" and a.ndim > 0 and ((bt and b.dtype == "float32" and b.ndim > 0)
+     or type(b) == "number") then
+    return Tensor.binary(a, b, code)
+  end
   -- a 0-d operand against a dimensioned float32 tensor is a scalar
   if at and bt and a.ndim > 0 and b.ndim == 0 and a.dtype == "float32" then b, bt = item(b), false end
   if at and bt and b.ndim > 0 and a.ndim == 0 and b.dtype == "float32" then a, at = item(a), false end

@@ -83,17 +83,21 @@ return function(ops)
   -- params(...) gives the fused activation's kind, alpha and beta from the
   -- operator's arguments after self.
   local function def_act(sig, sig_, f, kind, params)
-    params = params or function() return kind, 0, 0 end
-    def(sig, function(x, ...)
-      local args = { ... }
-      local k, a, b = params(...)
-      return fuse.activation(x, k, a, b, function(t) return f(t, unpack(args)) end)
+    local copy_into = ops.copy_into
+    def(sig, function(x, p1, p2, p3)
+      local k, a, b = kind, 0, 0
+      if params then k, a, b = params(p1, p2, p3) end
+      if fuse.can_act(x, k) then return fuse.with_act(x, k, a, b, false) end
+      return f(fuse.force(x), p1, p2, p3)
     end, { fused = true })
     if sig_ then
-      def(sig_, function(x, ...)
-        local args = { ... }
-        local k, a, b = params(...)
-        return fuse.activation_(x, k, a, b, function(t) return f(t, unpack(args)) end, ops.copy_into)
+      def(sig_, function(x, p1, p2, p3)
+        local k, a, b = kind, 0, 0
+        if params then k, a, b = params(p1, p2, p3) end
+        if fuse.can_act(x, k) then return fuse.with_act(x, k, a, b, true) end
+        local t = fuse.force(x)
+        copy_into(t, f(t, p1, p2, p3))
+        return x
       end, { fused = true })
     end
   end

@@ -60,23 +60,25 @@ local function scalar_sub(a, b) return S.add(a, -S.num(b)) end
 local function lua_floordiv(x, y) return math.floor(x / y) end
 local function lua_remainder(x, y) return x - math.floor(x / y) * y end
 
+local function f_add(x, y) return x + y end
+local function f_sub(x, y) return x - y end
+local function f_mul(x, y) return x * y end
+local function f_div(x, y) return x / y end
+local function f_trunc(x, y) local q = x / y; return q >= 0 and math.floor(q) or -math.floor(-q) end
+local function s_trunc(x, y) local q = S.div(x, y); return q >= 0 and math.floor(q) or -math.floor(-q) end
+
+local function scaled(b, alpha)
+  if alpha ~= nil and alpha ~= 1 and alpha ~= None then return E.binary(b, alpha, BIN.mul, f_mul, S.mul) end
+  return b
+end
 -- a + alpha * b (torch's add and sub take alpha)
-local function add(a, b, alpha)
-  if alpha ~= nil and alpha ~= 1 and alpha ~= None then b = E.binary(b, alpha, BIN.mul, function(x, y) return x * y end, S.mul) end
-  return E.binary(a, b, BIN.add, function(x, y) return x + y end, S.add)
-end
-local function sub(a, b, alpha)
-  if alpha ~= nil and alpha ~= 1 and alpha ~= None then b = E.binary(b, alpha, BIN.mul, function(x, y) return x * y end, S.mul) end
-  return E.binary(a, b, BIN.sub, function(x, y) return x - y end, scalar_sub)
-end
-local function mul(a, b) return E.binary(a, b, BIN.mul, function(x, y) return x * y end, S.mul) end
+local function add(a, b, alpha) return E.binary(a, scaled(b, alpha), BIN.add, f_add, S.add) end
+local function sub(a, b, alpha) return E.binary(a, scaled(b, alpha), BIN.sub, f_sub, scalar_sub) end
+local function mul(a, b) return E.binary(a, b, BIN.mul, f_mul, S.mul) end
 local function div(a, b, rounding_mode)
   if rounding_mode == "floor" then return E.binary(a, b, nil, lua_floordiv, S.floordiv) end
-  if rounding_mode == "trunc" then
-    return E.binary(a, b, nil, function(x, y) local q = x / y; return q >= 0 and math.floor(q) or -math.floor(-q) end,
-                    function(x, y) local q = S.div(x, y); return q >= 0 and math.floor(q) or -math.floor(-q) end)
-  end
-  return E.binary(a, b, BIN.div, function(x, y) return x / y end, S.div, true)
+  if rounding_mode == "trunc" then return E.binary(a, b, nil, f_trunc, s_trunc) end
+  return E.binary(a, b, BIN.div, f_div, S.div, true)
 end
 T.add, T.sub, T.mul, T.div = add, sub, mul, div
 
