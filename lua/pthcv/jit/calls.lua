@@ -212,11 +212,7 @@ function M.method_call(x, fc, recv_node, name, pos, kws, loc)
   local plan, err = schema.bind(params_schema(entry, true), #pargs, kw_names(kws))
   if not plan then return x.ctx:problem(loc, err) end
   local static = static_method(entry, plan_args(plan, pargs, kargs), x.rt, loc)
-  return function(f)
-    local o = recv(f)
-    if type(o) == "table" and rawget(o, "_class") == cls then return static(o, f) end
-    return dynamic(o, f)
-  end, entry.ret and x:type_info(entry.ret) or nil
+  return specialize.site("method", recv, cls, static, dynamic, type, rawget), entry.ret and x:type_info(entry.ret) or nil
 end
 
 -- f(args) where f is a local holding a function value

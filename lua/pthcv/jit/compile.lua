@@ -18,6 +18,7 @@
 local V = require "pthcv.jit.values"
 local schema = require "pthcv.jit.schema"
 local ast = require "pthcv.jit.ast"
+local specialize = require "pthcv.jit.specialize"
 
 local M = {}
 local None = V.None
@@ -114,25 +115,7 @@ collect_locals = function(fc, block)
   end
 end
 
-local function sequence(stmts)
-  local n = #stmts
-  if n == 0 then return function() end end
-  if n == 1 then return stmts[1] end
-  if n == 2 then
-    local a, b = stmts[1], stmts[2]
-    return function(f)
-      local s = a(f)
-      if s then return s end
-      return b(f)
-    end
-  end
-  return function(f)
-    for i = 1, n do
-      local s = stmts[i](f)
-      if s then return s end
-    end
-  end
-end
+local sequence = specialize.sequence
 
 function Fn:block(node)
   local out = {}
@@ -162,7 +145,7 @@ function Ctx:compile_def(def, file, cls, qualname)
   local body = fc:block(def[3])
   -- callers pass every parameter (bound when compiling, or completed
   -- with the defaults at run time)
-  entry.fn = require("pthcv.jit.specialize").body_fn(#entry.params)(body, self.rt, qualname, RETURN, None, fc.nslots)
+  entry.fn = specialize.body_fn(#entry.params)(body, self.rt, qualname, RETURN, None, fc.nslots)
   return entry
 end
 
@@ -235,7 +218,7 @@ function stmt.ASSIGN(fc, st, loc, rt)
   for i = 1, #st - 1 do targets[i] = assigner(fc, st[i], info) end
   if #targets == 1 and st[1].k == "NAME" then
     local slot = fc.slots[st[1].s]
-    return function(f) rt.loc = loc; f[slot] = value(f) end
+    return specialize.site("assign", rt, loc, slot, value)
   end
   return function(f)
     rt.loc = loc
@@ -259,7 +242,7 @@ end
 
 function stmt.EXPR(fc, st, loc, rt)
   local e = fc.ctx.expr:compile(fc, st[1])
-  return function(f) rt.loc = loc; e(f) end
+  return specialize.site("expr", rt, loc, e)
 end
 
 function stmt.PASS() return function() end end
@@ -275,7 +258,7 @@ end
 function stmt.RETURN(fc, st, loc, rt)
   if st[1].k == "EMPTY" then return function(f) f[0] = None; return RETURN end end
   local e = fc.ctx.expr:compile(fc, st[1])
-  return function(f) rt.loc = loc; f[0] = e(f); return RETURN end
+  return specialize.site("ret", rt, loc, e, RETURN)
 end
 
 function stmt.IF(fc, st, loc, rt)

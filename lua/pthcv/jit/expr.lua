@@ -45,7 +45,8 @@ function M.new(ctx)
   return x
 end
 
-local const = require("pthcv.jit.specialize").const
+local specialize = require "pthcv.jit.specialize"
+local const = specialize.const
 M.const = const
 
 -- ---- runtime helpers -----------------------------------------------------------
@@ -146,13 +147,7 @@ end
 function compilers.NAME(self, fc, e)
   local s = e.s
   local i = fc.slots[s]
-  if i then
-    return function(f)
-      local v = f[i]
-      if v == nil then error("UnboundLocalError: local variable '" .. s .. "' referenced before assignment", 0) end
-      return v
-    end, fc.info[s] or nil
-  end
+  if i then return specialize.site("name", i, s, error), fc.info[s] or nil end
   if s == "inf" then return const(math.huge) end
   if s == "nan" then return const(0 / 0) end
   return self:global_name(fc, s, fc:loc(e))
@@ -183,12 +178,7 @@ function compilers.ATTR(self, fc, e)
     local t = info.cls.attr_types[attr]
     out_info = t and self:type_info(t) or nil
   end
-  return function(f)
-    local o = obj(f)
-    local v = type(o) == "table" and rawget(o, attr)
-    if v then return v end
-    return getattr(o, attr)
-  end, out_info
+  return specialize.site("getattr", obj, attr, getattr, rawget, type), out_info
 end
 
 function compilers.SUBSCRIPT(self, fc, e)

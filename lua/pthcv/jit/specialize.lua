@@ -25,6 +25,74 @@ function M.const(v)
   return c
 end
 
+-- ---- fresh prototypes per site --------------------------------------------------
+-- LuaJIT specialises a trace on the function a call site calls: a closure
+-- shared by every statement of the archive (one prototype) makes its calls
+-- megamorphic, and traces break at each. The hot closures are therefore
+-- made from these fixed templates once per site (loadstring gives each its
+-- own prototype); the values they use are passed in, never spliced in.
+M.per_site = false
+local sources = {
+  assign = [[local rt, loc, slot, value = ...
+    return function(f) rt.loc = loc; f[slot] = value(f) end]],
+  expr = [[local rt, loc, e = ...
+    return function(f) rt.loc = loc; e(f) end]],
+  ret = [[local rt, loc, e, RETURN = ...
+    return function(f) rt.loc = loc; f[0] = e(f); return RETURN end]],
+  name = [[local i, s, error = ...
+    return function(f)
+      local v = f[i]
+      if v == nil then error("UnboundLocalError: local variable '" .. s .. "' referenced before assignment", 0) end
+      return v
+    end]],
+  getattr = [[local obj, attr, getattr, rawget, type = ...
+    return function(f)
+      local o = obj(f)
+      local v = type(o) == "table" and rawget(o, attr)
+      if v then return v end
+      return getattr(o, attr)
+    end]],
+  method = [[local recv, cls, static, dynamic, type, rawget = ...
+    return function(f)
+      local o = recv(f)
+      if type(o) == "table" and rawget(o, "_class") == cls then return static(o, f) end
+      return dynamic(o, f)
+    end]],
+}
+local compiled_sources = {}
+function M.site(kind, ...)
+  local maker = compiled_sources[kind]
+  if not maker then maker = assert(loadstring(sources[kind], "=pthcv.jit.specialize." .. kind)); compiled_sources[kind] = maker end
+  return maker(...)
+end
+
+-- A block of n statement closures run in order (a signal stops it),
+-- unrolled for up to 8 statements.
+local sequences = {}
+function M.sequence(stmts)
+  local n = #stmts
+  if n == 0 then return function() end end
+  if n == 1 then return stmts[1] end
+  if n > 8 then
+    return function(f)
+      for i = 1, n do
+        local r = stmts[i](f)
+        if r then return r end
+      end
+    end
+  end
+  local maker = sequences[n]
+  if not maker then
+    local lines = { "local " .. names("s", n) .. " = ...", "return function(f)", "  local r" }
+    for i = 1, n - 1 do lines[#lines + 1] = string.format("  r = s%d(f); if r then return r end", i) end
+    lines[#lines + 1] = string.format("  return s%d(f)", n)
+    lines[#lines + 1] = "end"
+    maker = assert(loadstring(table.concat(lines, "\n"), "=pthcv.jit.specialize.sequence"))
+    sequences[n] = maker
+  end
+  return maker(unpack(stmts, 1, n))
+end
+
 local calls = {}
 
 -- call(n, forced, tracked, consts) -> maker(fn, after, a1..an) ->
