@@ -25,13 +25,8 @@ function M.const(v)
   return c
 end
 
--- ---- fresh prototypes per site --------------------------------------------------
--- LuaJIT specialises a trace on the function a call site calls: a closure
--- shared by every statement of the archive (one prototype) makes its calls
--- megamorphic, and traces break at each. The hot closures are therefore
--- made from these fixed templates once per site (loadstring gives each its
--- own prototype); the values they use are passed in, never spliced in.
-M.per_site = false
+-- ---- the statement and expression closures ---------------------------------------
+-- Made from these fixed templates, with the values they use passed in.
 local sources = {
   assign = [[local rt, loc, slot, value = ...
     return function(f) rt.loc = loc; f[slot] = value(f) end]],
