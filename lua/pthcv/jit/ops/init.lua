@@ -38,7 +38,8 @@ end
 
 -- The operator files register themselves here (pthcv.jit.ops.scalar holds
 -- the helpers on ints, floats, strings, lists and dicts they share).
-for _, f in ipairs { "pthcv.jit.ops.prim", "pthcv.jit.ops.tensor", "pthcv.jit.ops.shape", "pthcv.jit.ops.nn" } do
+for _, f in ipairs { "pthcv.jit.ops.prim", "pthcv.jit.ops.tensor", "pthcv.jit.ops.shape", "pthcv.jit.ops.nn",
+                    "pthcv.jit.ops.linalg", "pthcv.jit.ops.index" } do
   require(f)(M)
 end
 

@@ -64,6 +64,8 @@ return function(ops)
   def("aten::flatten(Tensor(a) self, int start_dim=0, int end_dim=-1) -> Tensor(a)", F.flatten)
   def("aten::permute(Tensor(a) self, int[] dims) -> Tensor(a)", function(x, d) return F.permute(x, ints(d, "aten::permute")) end)
   def("aten::transpose(Tensor(a) self, int dim0, int dim1) -> Tensor(a)", F.transpose)
+  def("aten::swapaxes(Tensor(a) self, int axis0, int axis1) -> Tensor(a)", F.transpose)
+  def("aten::swapdims(Tensor(a) self, int dim0, int dim1) -> Tensor(a)", F.transpose)
   def("aten::t(Tensor(a) self) -> Tensor(a)", function(x)
     if x.ndim < 2 then return x end
     return m.t(x)
