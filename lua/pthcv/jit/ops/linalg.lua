@@ -1,4 +1,5 @@
--- lua/pthcv/jit/ops/linalg.lua: aten::einsum over pthcv's matmul: each
+-- lua/pthcv/jit/ops/linalg.lua: aten::einsum and fused attention over
+-- pthcv's matmul. einsum: each
 -- operand's labels summed away where only it has them, permuted and
 -- reshaped to [batch, rows, contracted] x [batch, contracted, columns], one
 -- batched matrix product, then the output's order. Ellipses are expanded;
@@ -116,6 +117,36 @@ local function einsum(eq, ts)
   return m.contiguous(permute(m.reshape(C, shape), concat(batch, rows, cols), out))
 end
 
+-- torch's fused self-attention of nn.MultiheadAttention's fast path
+-- (batch first, eval): the q/k/v projections, softmax(q k^T / sqrt(d)) v
+-- per head, the output projection; pthcv's linear, matmul and softmax.
+local function attention(q, k, v, embed_dim, heads, w_qkv, b_qkv, w_out, b_out, mask, need_weights, average)
+  if mask ~= V.None then error("aten::_native_multi_head_attention: attention masks are not supported", 0) end
+  if q.ndim ~= 3 then error("aten::_native_multi_head_attention: expects [batch, length, embed] inputs", 0) end
+  local B, L, Ek = q.shape[1], q.shape[2], embed_dim
+  local D = Ek / heads
+  local function proj(x, i)
+    local w = m.narrow(w_qkv, 1, i * Ek + 1, Ek)
+    local b = b_qkv ~= V.None and m.narrow(b_qkv, 1, i * Ek + 1, Ek) or nil
+    return F.linear(x, m.contiguous(w), b and m.contiguous(b))
+  end
+  local function split(x, len)   -- [B, len, E] -> [B, H, len, D]
+    return F.permute(m.reshape(x, { B, len, heads, D }), { 0, 2, 1, 3 })
+  end
+  local Lk = k.shape[2]
+  local qh, kh, vh = split(proj(q, 0), L), split(proj(k, 1), Lk), split(proj(v, 2), Lk)
+  local scores = F.mul(F.matmul(qh, F.transpose(kh, 2, 3)), 1 / math.sqrt(D))
+  local attn = F.softmax(scores, -1)
+  local out = m.reshape(F.permute(F.matmul(attn, vh), { 0, 2, 1, 3 }), { B, L, Ek })
+  out = F.linear(out, w_out, b_out ~= V.None and b_out or nil)
+  local weights = Tensor.zeros({ 0 })
+  if need_weights then weights = average and F.mean(attn, 1) or attn end
+  return V.tuple { out, weights }
+end
+
 return function(ops)
   ops.def("aten::einsum(str equation, Tensor[] tensors, *, int[]? path=None) -> Tensor", einsum)
+  ops.def("aten::_native_multi_head_attention(Tensor query, Tensor key, Tensor value, int embed_dim, int num_head, "
+          .. "Tensor qkv_weight, Tensor qkv_bias, Tensor proj_weight, Tensor proj_bias, Tensor? mask=None, "
+          .. "bool need_weights=True, bool average_attn_weights=True, int? mask_type=None) -> (Tensor, Tensor)", attention)
 end

@@ -146,9 +146,10 @@ return function(ops)
   def("aten::log_softmax(Tensor self, int dim, ScalarType? dtype=None) -> Tensor", function(x, d) return F.log_softmax(x, d) end)
 
   -- ---- dropout: the identity in eval mode ----
+  -- (p = 0 in training mode is the identity too: swin's attention passes that)
   local function dropout(name)
-    return function(x, _, train)
-      if train then training_refused(name) end
+    return function(x, p, train)
+      if train and p ~= 0 then training_refused(name) end
       return x
     end
   end
@@ -164,6 +165,13 @@ return function(ops)
   def("aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor",
       function(x, w, b) return fuse.linear(x, w, opt(b)) end)
   def("aten::matmul(Tensor self, Tensor other) -> Tensor", F.matmul)
+  def("aten::baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor",
+      function(c, a, b, beta, alpha)
+        local p = F.matmul(a, b)
+        if alpha ~= 1 then p = ops.mul(p, alpha) end
+        if beta == 0 then return p end
+        return ops.add(p, beta == 1 and c or ops.mul(c, beta))
+      end)
   def("aten::mm(Tensor self, Tensor mat2) -> Tensor", F.matmul)
   def("aten::bmm(Tensor self, Tensor mat2) -> Tensor", F.matmul)
   def("aten::addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor",
@@ -239,5 +247,13 @@ return function(ops)
     return reduction("aten::sum", "sum")(x, dim, keepdim)
   end)
   def("aten::amax(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor", reduction("aten::amax", "amax"))
+  -- the 2-norm (F.normalize): sqrt(sum(x^2)) over dims, the root taken on
+  -- the reduced (small) tensor
+  def("aten::norm(Tensor self, Scalar? p=2, int[1] dim=[], bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
+      function(x, p, dim, keepdim)
+        if p ~= 2 and p ~= None then error("aten::norm: only the 2-norm is supported, not p=" .. tostring(p), 0) end
+        local sq = reduction("aten::norm", "sum")(ops.mul(x, x), dim, keepdim)
+        return ops.get("aten::sqrt").fn(sq)
+      end)
   def("aten::amin(Tensor self, int[1] dim=[], bool keepdim=False) -> Tensor", reduction("aten::amin", "amin"))
 end

@@ -65,6 +65,9 @@ return function(ops)
   def("prim::is_cuda(Tensor a) -> bool", function() return false end)
   def("prim::is_quantized(Tensor a) -> bool", function(t) return t.is_quantized end)
   def("prim::requires_grad(Tensor a) -> bool", function() return false end)
+  def("prim::is_nested(Tensor a) -> bool", function() return false end)
+  def("aten::is_grad_enabled() -> bool", function() return false end)
+  def("aten::is_autocast_enabled() -> bool", function() return false end)
   def("prim::layout(Tensor a) -> Layout", function() return 0 end)
 
   -- ---- numbers ----
@@ -190,6 +193,13 @@ return function(ops)
 
   -- ---- strings ----
   def("aten::join(str self, str[] values) -> str", function(sep, l) return table.concat(l, sep) end)
+  def("aten::find(str self, str substr, int start=0, int end=-1) -> int", function(s, sub, start, stop)
+    local n = #s
+    if start < 0 then start = math.max(start + n, 0) end
+    if stop < 0 then stop = stop + n + 1 end   -- torch's default -1: to the end
+    local at = s:sub(1, stop):find(sub, start + 1, true)
+    return at and at - 1 or -1
+  end)
   def("aten::startswith(str self, str substr, int start=0, int end=-1) -> bool", function(s, p) return s:sub(1, #p) == p end)
   def("aten::endswith(str self, str substr, int start=0, int end=-1) -> bool", function(s, p) return p == "" or s:sub(-#p) == p end)
 end

@@ -115,6 +115,24 @@ return function(ops)
     for i = 1, x:size(dd + 1) do out[i] = m.squeeze(m.narrow(x, dd + 1, i, 1), dd + 1) end
     return out
   end)
+  -- torch.roll: each dimension's elements shifted cyclically, as two views joined
+  def("aten::roll(Tensor self, int[1] shifts, int[1] dims=[]) -> Tensor", function(x, shifts, dims)
+    shifts = ints(shifts, "aten::roll")
+    dims = ints(dims, "aten::roll")
+    local y = x
+    if #dims == 0 then
+      local flat = m.reshape(x, { x.numel })
+      return m.reshape(ops.get("aten::roll").fn(flat, V.list { shifts[1] }, V.list { 0 }), x.shape)
+    end
+    if #shifts ~= #dims then error("aten::roll: shifts and dims differ in length", 0) end
+    for i, d in ipairs(dims) do
+      local dd = dim0(y, d, "aten::roll")
+      local n = y:size(dd + 1)
+      local s = n > 0 and shifts[i] % n or 0
+      if s ~= 0 then y = F.cat({ m.narrow(y, dd + 1, n - s + 1, s), m.narrow(y, dd + 1, 1, n - s) }, dd) end
+    end
+    return y == x and x:clone() or y
+  end)
   def("aten::cat(Tensor[] tensors, int dim=0) -> Tensor", function(l, d)
     tensors(l, "aten::cat")
     local keep = {}

@@ -159,6 +159,40 @@ return function(ops)
   def("aten::__and__(Tensor self, Tensor other) -> Tensor", bitwise("band", function(x, y) return x and y end))
   def("aten::__or__(Tensor self, Tensor other) -> Tensor", bitwise("bor", function(x, y) return x or y end))
   def("aten::__xor__(Tensor self, Tensor other) -> Tensor", bitwise("bxor", function(x, y) return x ~= y end))
+  -- logical operators and reductions over bool tensors (masks: small)
+  local function truth(x) return x ~= 0 end
+  for name, f in pairs { logical_or = function(x, y) return truth(x) or truth(y) end,
+                         logical_and = function(x, y) return truth(x) and truth(y) end,
+                         logical_xor = function(x, y) return truth(x) ~= truth(y) end } do
+    def("aten::" .. name .. "(Tensor self, Tensor other) -> Tensor",
+        function(a, b) return E.lua_binary(a, b, function(x, y) return f(x, y) and 1 or 0 end, "bool") end)
+  end
+  def("aten::logical_not(Tensor self) -> Tensor",
+      function(a) return E.lua_binary(a, 0, function(x) return truth(x) and 0 or 1 end, "bool") end)
+  local function reduce_bool(name, all)
+    return function(x, dim, keepdim)
+      if V.is_list(x) then
+        for i = 1, #x do if V.truthy(x[i]) ~= all then return not all end end
+        return all
+      end
+      if dim ~= nil and dim ~= None then error(name .. " over a dimension is not supported", 0) end
+      local v = x:to("float64"):contiguous()
+      local p = v:data()
+      for i = 0, v.numel - 1 do if (p[i] ~= 0) ~= all then return Tensor.from_table(all and 0 or 1, "bool") end end
+      return Tensor.from_table(all and 1 or 0, "bool")
+    end
+  end
+  def("aten::all(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", reduce_bool("aten::all", true))
+  def("aten::any(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", reduce_bool("aten::any", false))
+  local function masked_fill(x, mask, value)
+    value = S.num(S.scalar_of(value, "aten::masked_fill"))
+    local filled = E.lua_binary(mask, x, function(mk, v) if mk ~= 0 then return value end return v end, x.dtype)
+    if filled.numel ~= x.numel then error("aten::masked_fill: the mask " .. tostring(mask) .. " does not broadcast to " .. tostring(x), 0) end
+    return filled
+  end
+  def("aten::masked_fill(Tensor self, Tensor mask, Scalar value) -> Tensor", masked_fill)
+  def("aten::masked_fill_(Tensor(a!) self, Tensor mask, Scalar value) -> Tensor(a!)",
+      function(x, mask, value) return T.copy_into(x, masked_fill(x, mask, value)) end)
   def("aten::floor(Tensor self) -> Tensor", mapped("aten::floor", math.floor))
   def("aten::ceil(Tensor self) -> Tensor", mapped("aten::ceil", math.ceil))
   def("aten::abs(Tensor self) -> Tensor", mapped("aten::abs", math.abs))
