@@ -190,6 +190,12 @@ valgrind: all
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
 	  $(BUILD)/kernels_test spec/fixtures/ops >$(BUILD)/valgrind-kernels.log
 	@echo "valgrind: the kernels' tests: $$(tail -n 1 $(BUILD)/valgrind-kernels.log)"
+	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_jit spec/fuzz/fuzz_jit.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
+	rm -rf $(BUILD)/valgrind-jit && mkdir -p $(BUILD)/valgrind-jit
+	for a in spec/fixtures/jit/*.pt; do unzip -qo -d $(BUILD)/valgrind-jit/$$(basename $$a .pt) $$a '*/code/*.py'; done
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  $(BUILD)/walk_jit $$(find $(BUILD)/valgrind-jit spec/fuzz/jit_seeds spec/fuzz/jit_regressions -type f -name '*.py') >$(BUILD)/valgrind-jit.log
+	@echo "valgrind: the TorchScript parser: no errors over $$(wc -l < $(BUILD)/valgrind-jit.log) code files"
 
 clean:
 	rm -rf $(BUILD)
