@@ -165,22 +165,17 @@ return function(ops)
   def("aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor",
       function(x, w, b) return fuse.linear(x, w, opt(b)) end)
   def("aten::matmul(Tensor self, Tensor other) -> Tensor", F.matmul)
-  def("aten::baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor",
-      function(c, a, b, beta, alpha)
-        local p = F.matmul(a, b)
-        if alpha ~= 1 then p = ops.mul(p, alpha) end
-        if beta == 0 then return p end
-        return ops.add(p, beta == 1 and c or ops.mul(c, beta))
-      end)
   def("aten::mm(Tensor self, Tensor mat2) -> Tensor", F.matmul)
   def("aten::bmm(Tensor self, Tensor mat2) -> Tensor", F.matmul)
-  def("aten::addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor",
-      function(c, a, b, beta, alpha)
-        local p = F.matmul(a, b)
-        if alpha ~= 1 then p = ops.mul(p, alpha) end
-        if beta == 0 then return p end
-        return ops.add(p, beta == 1 and c or ops.mul(c, beta))
-      end)
+  -- beta * c + alpha * (a @ b), batched (baddbmm) or not (addmm)
+  local function add_product(c, a, b, beta, alpha)
+    local p = F.matmul(a, b)
+    if alpha ~= 1 then p = ops.mul(p, alpha) end
+    if beta == 0 then return p end
+    return ops.add(p, beta == 1 and c or ops.mul(c, beta))
+  end
+  def("aten::addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", add_product)
+  def("aten::baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", add_product)
 
   -- ---- pooling ----
   def("aten::max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, "
