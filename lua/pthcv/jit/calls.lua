@@ -97,18 +97,27 @@ local function kw_names(kws)
   return out
 end
 
+-- The operator NS::X bound to a call's arguments: op, plan; or nil (and
+-- the problem recorded). uncounted: not counted again in ops_report.
+function M.bind_op(x, name, pos, kws, loc, uncounted)
+  local op = ops.get(name)
+  if not uncounted then x.ctx:use_op(name, loc, op ~= nil) end
+  if not op then x.ctx:problem(loc, name .. " is not supported"); return nil end
+  local plan, err = schema.bind(op.schema, #pos, kw_names(kws))
+  if not plan then x.ctx:problem(loc, err); return nil end
+  return op, plan
+end
+M.literal_list, M.MUTATES, M.track_result, M.kw_names = literal_list, MUTATES, track_result, kw_names
+
 -- torch.X(...) / ops.NS.X(...): the operator NS::X
 function M.op_call(x, fc, name, pos, kws, loc)
-  local op = ops.get(name)
-  x.ctx:use_op(name, loc, op ~= nil)
-  if not op then return x.ctx:problem(loc, name .. " is not supported") end
-  local plan, err = schema.bind(op.schema, #pos, kw_names(kws))
-  if not plan then return x.ctx:problem(loc, err) end
+  local op, plan = M.bind_op(x, name, pos, kws, loc)
+  if not op then return function() error(name .. " is not supported", 0) end end
   return make_call(op.fn, plan_args(plan, compile_args(x, fc, pos, kws, not MUTATES[name])), not op.fused, track_result)
 end
 
 -- The parameters of an archive function (or method, without self) as a schema.
-local function params_schema(entry, skip_self)
+function M.params_schema(entry, skip_self)
   local s = { name = entry.name, params = {}, vararg = false }
   for i = skip_self and 2 or 1, #entry.params do
     local p = entry.params[i]
@@ -120,7 +129,7 @@ end
 -- A call of an archive function entry with bound arguments; rt.loc is
 -- restored after it.
 local function entry_call(x, entry, pargs, kargs, kws, loc)
-  local plan, err = schema.bind(params_schema(entry, false), #pargs, kw_names(kws))
+  local plan, err = schema.bind(M.params_schema(entry, false), #pargs, kw_names(kws))
   if not plan then return x.ctx:problem(loc, err) end
   local args = plan_args(plan, pargs, kargs)
   local rt = x.rt
@@ -158,27 +167,33 @@ local function value_method(o, name, args)
   return op.fn(unpack(v, 1, #plan))
 end
 
--- (o).name(args) dispatched on the receiver's class at run time
--- (positional arguments; a method compiled on first use): fn(o, frame).
-local function dynamic_method(x, name, pargs, kws, loc)
-  local n, ctx, rt = #pargs, x.ctx, x.rt
+-- (o).name(v...) dispatched on the receiver's class at run time, with the
+-- argument values v (positional; a method compiled on first use).
+function M.dispatch(ctx, name, loc, o, v, n)
+  local ocls = type(o) == "table" and getmetatable(o) ~= Tuple and rawget(o, "_class")
+  if not ocls then
+    for i = 1, n do v[i] = force(v[i]) end
+    return value_method(force(o), name, v)
+  end
   local nproblems = #ctx.problems
+  local entry = ctx:method(ocls, name)
+  if not entry then error("AttributeError: " .. ocls.name .. " has no method '" .. name .. "'", 0) end
+  local p = ctx.problems[nproblems + 1]
+  if p then error(p.loc .. ": " .. p.msg, 0) end
+  local r = entry.fn(o, unpack(fill_defaults(entry, v, n, 1), 1, #entry.params - 1))
+  ctx.rt.loc = loc
+  return r
+end
+
+-- (o).name(args), the dispatch at run time as a closure fn(o, frame).
+local function dynamic_method(x, name, pargs, kws, loc)
+  local n, ctx = #pargs, x.ctx
+  local dispatch = M.dispatch
   return function(o, f)
     if #kws > 0 then error("keyword arguments in a call of ." .. name .. "() on a receiver of unknown class", 0) end
     local v = {}
     for i = 1, n do v[i] = pargs[i](f) end
-    local ocls = type(o) == "table" and getmetatable(o) ~= Tuple and rawget(o, "_class")
-    if not ocls then
-      for i = 1, n do v[i] = force(v[i]) end
-      return value_method(force(o), name, v)
-    end
-    local entry = ctx:method(ocls, name)
-    if not entry then error("AttributeError: " .. ocls.name .. " has no method '" .. name .. "'", 0) end
-    local p = ctx.problems[nproblems + 1]
-    if p then error(p.loc .. ": " .. p.msg, 0) end
-    local r = entry.fn(o, unpack(fill_defaults(entry, v, n, 1), 1, #entry.params - 1))
-    rt.loc = loc
-    return r
+    return dispatch(ctx, name, loc, o, v, n)
   end
 end
 
@@ -209,7 +224,7 @@ function M.method_call(x, fc, recv_node, name, pos, kws, loc)
   if not cls or cls.kind == "interface" then return function(f) return dynamic(recv(f), f) end end
   local entry = x.ctx:method(cls, name)
   if not entry then return x.ctx:problem(loc, "class " .. cls.name .. " has no method '" .. name .. "'") end
-  local plan, err = schema.bind(params_schema(entry, true), #pargs, kw_names(kws))
+  local plan, err = schema.bind(M.params_schema(entry, true), #pargs, kw_names(kws))
   if not plan then return x.ctx:problem(loc, err) end
   local static = static_method(entry, plan_args(plan, pargs, kargs), x.rt, loc)
   return specialize.site("method", recv, cls, static, dynamic, type, rawget), entry.ret and x:type_info(entry.ret) or nil

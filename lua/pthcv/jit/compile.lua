@@ -40,6 +40,8 @@ function M.context(archive, opts)
     problems = {}, deferred = {}, ops_used = {}, op_order = {}, functions = {},
   }, Ctx)
   ctx.expr = require("pthcv.jit.expr").new(ctx)
+  ctx.codegen = opts.codegen ~= false
+  ctx.compile_stmt = function(fc, st) return M.compile_stmt(fc, st) end
   return ctx
 end
 
@@ -142,6 +144,15 @@ function Ctx:compile_def(def, file, cls, qualname)
     elseif p[1].k ~= "EMPTY" then fc:note(p.s, self.expr:type_info(p[1])) end
   end
   collect_locals(fc, def[3])
+  fc.params = {}
+  for i, p in ipairs(def[1]) do fc.params[i] = { name = p.s, info = fc.info[p.s] or nil } end
+  local fn = self.codegen and require("pthcv.jit.codegen").fn(self.expr, fc, def[3], #entry.params)
+  if fn then
+    entry.fn = fn
+    return entry
+  end
+  fc.info, fc.loops = {}, 0
+  for _, p in ipairs(fc.params) do fc:note(p.name, p.info) end
   local body = fc:block(def[3])
   -- callers pass every parameter (bound when compiling, or completed
   -- with the defaults at run time)
@@ -386,4 +397,5 @@ compile_stmt = function(fc, st)
   return f(fc, st, loc, fc.ctx.rt)
 end
 
+M.compile_stmt = compile_stmt
 return M
