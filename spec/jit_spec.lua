@@ -22,11 +22,15 @@ describe("pthcv.jit on the committed archives", function()
   it("has the fixtures", function()
     assert.is_not_nil(manifest, "spec/fixtures/jit/manifest.json")
     assert.are.equal(5, #manifest.archives)
+    assert.are.equal(8, #manifest.refused)
   end)
 
   for _, entry in ipairs(manifest and manifest.archives or {}) do
     it("reproduces torch's outputs of " .. entry.file, function()
       J.check_cases(pthcv, dir, entry, load(entry.file):eval(), 1e-4)
+    end)
+    it("reproduces them with the closure compiler alone (codegen = false): " .. entry.file, function()
+      J.check_cases(pthcv, dir, entry, load(entry.file, { codegen = false }):eval(), 1e-4)
     end)
   end
 
