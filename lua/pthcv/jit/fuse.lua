@@ -124,7 +124,13 @@ local function act_record(kind, alpha, beta)
 end
 
 -- ---- packs ------------------------------------------------------------------
-local packs = setmetatable({}, { __mode = "k" })   -- weight -> {entry...}
+-- weight -> {entry...}, one table per loaded archive (M.use_packs, set by
+-- pthcv.jit.module for the call that runs): the packs go with the model.
+-- (Not one global table with weak keys: a LuaJIT trace may hold a weight
+-- as a constant, and would then keep that model's packs alive.)
+local packs = setmetatable({}, { __mode = "k" })
+function M.new_packs() return setmetatable({}, { __mode = "k" }) end
+function M.use_packs(t) local old = packs; packs = t; return old end
 
 local function pack_of(p)
   local list = packs[p.w]
@@ -149,22 +155,28 @@ local function pack_of(p)
     local nbn = bn and { running_mean = bn.mean, running_var = bn.var, weight = bn.w, bias = bn.b, eps = bn.eps }
     pk = nn.Conv2d.make_pack(conv, nbn, act)
   end
-  pk.module = nil
+  -- the cache's entry must not hold its weak key (LuaJIT's weak tables are
+  -- not ephemerons): a pack keeping the weight would keep the model forever
+  pk.module, pk.weight = nil, nil
   M.stats.packs = M.stats.packs + 1
   list[#list + 1] = { conv = p.conv, act = p.act, b = p.b, bn = bn, pack = pk }
   return pk
 end
 
--- Drops every cached pack (after weights were changed in place).
-function M.clear() packs = setmetatable({}, { __mode = "k" }) end
+-- Drops the cached packs of the running model (after weights were changed
+-- in place); module:clear_packs() for a loaded one.
+function M.clear() for k in pairs(packs) do packs[k] = nil end end
 
 -- BatchNorm records, one per set of tensors and eps: a pack made with one
 -- is found again by identity
 local bns = setmetatable({}, { __mode = "k" })
+-- (the tensors held weakly: a record must not keep its module's buffers,
+-- its own weak keys, alive)
+local WEAK_VALUES = { __mode = "v" }
 local function bn_record(w, b, mean, var, eps)
   local l = level(level(level(level(bns, mean), var), w or false), b or false)
   local rec = l[eps]
-  if not rec then rec = { w = w, b = b, mean = mean, var = var, eps = eps }; l[eps] = rec end
+  if not rec then rec = setmetatable({ w = w, b = b, mean = mean, var = var, eps = eps }, WEAK_VALUES); l[eps] = rec end
   return rec
 end
 

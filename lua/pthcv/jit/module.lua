@@ -199,7 +199,10 @@ function M.run(self, name, ...)
   local track = fuse.track
   local top = not track.active
   if top then track.active, track.n, track.kept = true, 0, {} end
+  ctx.packs = ctx.packs or fuse.new_packs()
+  local outer_packs = fuse.use_packs(ctx.packs)
   local ok, r = pcall(entry.fn, self, unpack(args, 1, nparams))
+  fuse.use_packs(outer_packs)
   rt.depth = outer
   if ok then
     ok, r = pcall(fuse.force_deep, r)
@@ -217,6 +220,10 @@ function M.run(self, name, ...)
 end
 
 function ScriptModule:forward(...) return M.run(self, "forward", ...) end
+
+-- Drops the packs made for this model (after its weights were changed in
+-- place; new weight tensors get new packs by themselves).
+function ScriptModule:clear_packs() rawget(self, "_class").ctx.packs = nil end
 
 -- module:method(name): a callable running another method of the archive's
 -- class (torch's @torch.jit.export methods), e.g. m:method("features")(x).
