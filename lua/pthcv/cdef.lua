@@ -333,6 +333,31 @@ enum { PTHCV_INTERP_NEAREST = 0, PTHCV_INTERP_BILINEAR = 1 };
 pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
                                 int32_t align_corners, double scale_h, double scale_w);
 
+/* What the steps of a planned forward (pthcv.nn.plan) run besides the ops
+ * above. pthcv_conv2d_forward_into: pthcv_conv2d_forward with the output
+ * written into out, a float32 view of the output's shape whose planes
+ * (n, c) are each oh*ow contiguous floats, anywhere: a channel slice of a
+ * concatenation's destination, every g-th channel of a channel shuffle's.
+ * out must not share the input's storage. 0 or an error status. */
+int pthcv_conv2d_forward_into(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, pthcv_tensor *out);
+/* torchvision's SqueezeExcitation in one call: y = x * act2(W2 act1(W1
+ * mean_hw(x) + b1) + b2) per image; x [N, C, H, W] or [C, H, W], w1 [S, C]
+ * (or [S, C, 1, 1]), w2 [C, S], biases [S] / [C] or NULL, all float32. */
+pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_tensor *b1,
+                                       const pthcv_activation *act1, pthcv_tensor *w2, pthcv_tensor *b2,
+                                       const pthcv_activation *act2);
+/* dst = src, float32 tensors of one shape, any strides (dst a view into
+ * another tensor); they must not share a storage. 0 or an error status. */
+int pthcv_copy_into(pthcv_tensor *dst, pthcv_tensor *src);
+/* A new contiguous tensor whose values are not set: for a destination that
+ * kernels will write whole (pthcv_tensor_new zeroes its memory). */
+pthcv_tensor *pthcv_tensor_empty(int dtype, int ndim, const int64_t *shape);
+/* A tensor with this layout and no bytes: reading its data fails with an
+ * error naming `what` (what a planned forward hands out for a value it
+ * fused away, so that a stray use is an error, never a wrong value). */
+pthcv_tensor *pthcv_tensor_placeholder(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
+                                       int64_t offset, const char *what);
+
 /* Elementwise math, comparisons, selection and sorting (csrc/kernels/ops_math*.c),
  * as torch computes them in float32. Unary ops take float32 (any strides):
  * exp and log are correctly rounded (computed in double; log but for 3 of
