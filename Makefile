@@ -7,7 +7,7 @@
 #   make bench      reader timings against torch.load and plain reads; models against
 #                   PyTorch and OpenCV DNN (tools/bench_models.py)
 #   make sanitize   the specs under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make fuzz       libFuzzer on the reader (FUZZ_SECONDS=60)
+#   make fuzz       libFuzzer on the reader and the TorchScript parser (FUZZ_SECONDS=60 each)
 #   make valgrind   memcheck over every fixture through the reader, and the kernels' tests
 #   make fixtures   rewrite the committed fixtures (needs python3-torch)
 
@@ -42,7 +42,7 @@ BUILD   := build
 ARCH    := $(shell $(CC) -dumpmachine)
 ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
-SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c) $(KERNEL_SRCS)
+SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c csrc/jit/*.c) $(KERNEL_SRCS)
 CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/filestorage_read.cpp
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(CXX_SRCS:%.cpp=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
@@ -50,7 +50,7 @@ CODECS_LIB := $(BUILD)/libpthcv_imgcodecs.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
-.PHONY: all deps test demo bench sanitize fixtures clean ctest ctest-neon fuzz valgrind
+.PHONY: all deps test demo bench sanitize fixtures clean ctest ctest-neon fuzz fuzz-jit valgrind
 
 all: $(LIB) $(CODECS_LIB)
 
@@ -178,6 +178,24 @@ fuzz:
 	  $(CURDIR)/spec/fixtures/formats $(CURDIR)/spec/fuzz/regressions \
 	  2>&1 | tee fuzz.log | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact)' ; \
 	  test "$${PIPESTATUS[0]}" -eq 0
+	@$(MAKE) --no-print-directory fuzz-jit
+
+# The TorchScript source parser (csrc/jit/) the same way, seeded with the
+# code files of the committed archives (spec/fixtures/jit/*.pt), the
+# hand-written seeds and its regressions, with a dictionary of the words
+# torch's printer writes.
+JIT_SRCS := csrc/error.c $(wildcard csrc/jit/*.c)
+fuzz-jit:
+	@mkdir -p $(BUILD)/fuzz
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -Icsrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o $(BUILD)/fuzz/fuzz_jit spec/fuzz/fuzz_jit.c $(JIT_SRCS) -lm
+	rm -rf $(BUILD)/fuzz/jit_corpus $(BUILD)/fuzz/jit_seeds && mkdir -p $(BUILD)/fuzz/jit_corpus $(BUILD)/fuzz/jit_seeds
+	for a in spec/fixtures/jit/*.pt; do unzip -qo -d $(BUILD)/fuzz/jit_seeds/$$(basename $$a .pt) $$a '*/code/*.py'; done
+	cd $(BUILD)/fuzz && ./fuzz_jit $(FUZZ_BOUND) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+	  -dict=$(CURDIR)/spec/fuzz/jit.dict -print_final_stats=1 jit_corpus jit_seeds \
+	  $(CURDIR)/spec/fuzz/jit_seeds $(CURDIR)/spec/fuzz/jit_regressions \
+	  2>&1 | tee fuzz-jit.log | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact)' ; \
+	  test "$${PIPESTATUS[0]}" -eq 0
 
 # valgrind memcheck over every fixture and regression input, through the
 # same walk the fuzzer does (LuaJIT itself is not valgrind-clean, so the C
@@ -196,6 +214,12 @@ valgrind: all
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
 	  $(BUILD)/kernels_test spec/fixtures/ops >$(BUILD)/valgrind-kernels.log
 	@echo "valgrind: the kernels' tests: $$(tail -n 1 $(BUILD)/valgrind-kernels.log)"
+	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_jit spec/fuzz/fuzz_jit.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
+	rm -rf $(BUILD)/valgrind-jit && mkdir -p $(BUILD)/valgrind-jit
+	for a in spec/fixtures/jit/*.pt; do unzip -qo -d $(BUILD)/valgrind-jit/$$(basename $$a .pt) $$a '*/code/*.py'; done
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  $(BUILD)/walk_jit $$(find $(BUILD)/valgrind-jit spec/fuzz/jit_seeds spec/fuzz/jit_regressions -type f -name '*.py') >$(BUILD)/valgrind-jit.log
+	@echo "valgrind: the TorchScript parser: no errors over $$(wc -l < $(BUILD)/valgrind-jit.log) code files"
 
 clean:
 	rm -rf $(BUILD)

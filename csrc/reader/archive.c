@@ -296,6 +296,49 @@ static int zip_unpickle(pthcv_file *f, zip_int64_t idx, const char *record, cons
     return st;
 }
 
+/* The records under the top folder, for pthcv_file_record_*: the zip
+ * entry index of each, in directory order (directories left out). */
+static int zip_list_records(pthcv_file *f)
+{
+    zip_int64_t n = zip_get_num_entries(f->zip, 0);
+    size_t pl = strlen(f->prefix);
+    f->record_entries = malloc((size_t)(n > 0 ? n : 1) * sizeof *f->record_entries);
+    if (!f->record_entries) return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory listing records", f->path);
+    for (zip_int64_t i = 0; i < n; i++) {
+        const char *name = zip_get_name(f->zip, (zip_uint64_t)i, 0);
+        size_t nl = name ? strlen(name) : 0;
+        if (name && nl > pl && !strncmp(name, f->prefix, pl) && name[nl - 1] != '/')
+            f->record_entries[f->nrecords++] = i;
+    }
+    return PTHCV_OK;
+}
+
+int64_t pthcv_file_record_count(const pthcv_file *f) { return f->zip ? f->nrecords : 0; }
+
+const char *pthcv_file_record_name(const pthcv_file *f, int64_t i)
+{
+    if (!f->zip || i < 0 || i >= f->nrecords) return NULL;
+    const char *name = zip_get_name(f->zip, (zip_uint64_t)f->record_entries[i], 0);
+    return name ? name + strlen(f->prefix) : NULL;
+}
+
+void *pthcv_file_read_record(pthcv_file *f, const char *name, int64_t *len)
+{
+    if (!f || !name || !len) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_file_read_record: NULL argument");
+    if (!f->zip) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: a %s file has no records", f->path, f->format);
+    char record[1024];
+    if ((size_t)snprintf(record, sizeof record, "%s%s", f->prefix, name) >= sizeof record)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: record name too long", f->path);
+    unsigned char *buf;
+    size_t n;
+    if (zip_read_record(f, record, &buf, &n)) return NULL;
+    buf[n] = '\0';
+    *len = (int64_t)n;
+    return buf;
+}
+
+void pthcv_free(void *p) { free(p); }
+
 int pthcv_open_zip(pthcv_file *f)
 {
     int err = 0;
@@ -367,6 +410,7 @@ int pthcv_open_zip(pthcv_file *f)
     snprintf(rec, sizeof rec, "%sconstants.pkl", f->prefix);
     zip_int64_t data_idx = zip_name_locate(za, data_rec, 0), const_idx = zip_name_locate(za, rec, 0);
     f->format = const_idx >= 0 ? "torchscript" : "zip";
+    if (zip_list_records(f)) return pthcv_last_status();
 
     /* A scan reads on after a damaged pickle (a later one may still hold a
      * dangerous global), keeping the first error (pthcv_open decides). */

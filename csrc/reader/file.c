@@ -359,6 +359,7 @@ void pthcv_close(pthcv_file *f)
     if (f->src) pthcv_source_release(f->src);
     free(f->prefix);
     free(f->local_offsets);
+    free(f->record_entries);
     free(f->path);
     free(f);
 }

@@ -64,6 +64,8 @@ struct pthcv_file {
     char *prefix;                /* zip: "archive/" */
     int big_endian;              /* zip: byteorder record says big */
     int legacy_tar;              /* tar: persistent ids are tensor keys */
+    int64_t *record_entries;     /* zip: entry index of each record under the prefix */
+    int64_t nrecords;
 };
 
 /* One run of the machine over one pickle. */

@@ -500,4 +500,112 @@ int pthcv_filestorage_write_progress(const char *path, int32_t n, const char *co
  * suffixes), into key[size]. */
 int pthcv_filestorage_key(const char *name, char *key, int64_t size);
 
+/* ==== TorchScript source (csrc/jit/) =======================================
+ * A TorchScript archive (torch.jit.trace / torch.jit.script, then save)
+ * carries its forward pass as source: code/__torch__/<module path>.py,
+ * the Python subset torch's python_print.cpp writes. pthcv_jit_parse turns
+ * one such file into a syntax tree and nothing more: nothing in it is run
+ * here; lua/pthcv/jit interprets the tree over pthcv's own ops.
+ *
+ * The parser is an explicit-limit recursive descent: a source larger than
+ * max_source bytes, with more than max_tokens tokens, nesting blocks and
+ * expressions deeper than max_nesting, or holding a string literal longer
+ * than max_literal bytes is refused with PTHCV_ERR_LIMIT, naming the limit.
+ * Syntax errors are PTHCV_ERR_FORMAT; Python constructs TorchScript never
+ * prints (lambda, try, yield, class bodies with statements, ...) are
+ * PTHCV_ERR_UNSUPPORTED. Every message starts "<name>:<line>: ". */
+typedef struct pthcv_jit_limits {
+    int64_t max_source;     /* bytes of one source file (default 16 MiB) */
+    int64_t max_tokens;     /* tokens of one file (default 4 million) */
+    int32_t max_nesting;    /* nesting of blocks, brackets and operators (default 100, at most 256) */
+    int64_t max_literal;    /* bytes of one string literal (default 1 MiB) */
+} pthcv_jit_limits;
+void pthcv_jit_limits_init(pthcv_jit_limits *l);
+
+/* Syntax tree nodes. Children are listed by index: node.first is the first
+ * child (-1: none), each child's next its next sibling (-1: last); nkids
+ * counts them. Optional parts are PTHCV_JIT_EMPTY nodes, so a kind's
+ * children always sit at the same positions:
+ *   MODULE     statements...
+ *   CLASS      s = name; bases (a TUPLE), BLOCK
+ *   DEF        s = name; PARAMS, return annotation | EMPTY, BLOCK
+ *   PARAMS     PARAM...           PARAM  s = name; annotation | EMPTY, default | EMPTY
+ *   BLOCK      statements...
+ *   ASSIGN     target..., value   (a = b = v: two targets; a, b = v: one TUPLE target)
+ *   ANNASSIGN  target, annotation, value | EMPTY
+ *   AUGASSIGN  op = PTHCV_JOP_ADD...; target, value
+ *   EXPR       expression         RETURN  value | EMPTY      RAISE  exception | EMPTY
+ *   IF         test, BLOCK, else (BLOCK | EMPTY; elif is an else BLOCK holding one IF)
+ *   WHILE      test, BLOCK        FOR     target, iterable, BLOCK
+ *   ASSERT     test, message | EMPTY
+ *   WITH       context, target | EMPTY, BLOCK
+ *   DEL        targets...         IMPORT  s = dotted name
+ *   PASS, BREAK, CONTINUE: no children
+ *   NAME s; INT i; FLOAT f; STR s, len (escapes resolved, NUL-terminated);
+ *   CONST op = PTHCV_JCONST_NONE / TRUE / FALSE
+ *   ATTR       s = attribute; value
+ *   SUBSCRIPT  value, index (a TUPLE for x[a, b])
+ *   SLICE      lower | EMPTY, upper | EMPTY, step | EMPTY
+ *   CALL       callee, positional arguments..., KEYWORD...    KEYWORD s = name; value
+ *   BINOP, COMPARE, BOOLOP  op; left, right      UNARY  op; operand
+ *   IFEXP      test, value if true, value if false
+ *   LIST, TUPLE  items...         DICT  key, value, key, value...
+ * line: the 1-based line the node starts on. */
+enum {
+    PTHCV_JIT_EMPTY = 0, PTHCV_JIT_MODULE, PTHCV_JIT_CLASS, PTHCV_JIT_DEF, PTHCV_JIT_PARAMS,
+    PTHCV_JIT_PARAM, PTHCV_JIT_BLOCK, PTHCV_JIT_ASSIGN, PTHCV_JIT_ANNASSIGN, PTHCV_JIT_AUGASSIGN,
+    PTHCV_JIT_EXPR, PTHCV_JIT_IF, PTHCV_JIT_WHILE, PTHCV_JIT_FOR, PTHCV_JIT_RETURN,
+    PTHCV_JIT_PASS, PTHCV_JIT_BREAK, PTHCV_JIT_CONTINUE, PTHCV_JIT_RAISE, PTHCV_JIT_ASSERT,
+    PTHCV_JIT_WITH, PTHCV_JIT_DEL, PTHCV_JIT_IMPORT,
+    PTHCV_JIT_NAME, PTHCV_JIT_INT, PTHCV_JIT_FLOAT, PTHCV_JIT_STR, PTHCV_JIT_CONST,
+    PTHCV_JIT_ATTR, PTHCV_JIT_SUBSCRIPT, PTHCV_JIT_SLICE, PTHCV_JIT_CALL, PTHCV_JIT_KEYWORD,
+    PTHCV_JIT_BINOP, PTHCV_JIT_UNARY, PTHCV_JIT_BOOLOP, PTHCV_JIT_COMPARE, PTHCV_JIT_IFEXP,
+    PTHCV_JIT_LIST, PTHCV_JIT_TUPLE, PTHCV_JIT_DICT,
+    PTHCV_JIT_KIND_COUNT
+};
+/* Operators (node.op). */
+enum {
+    PTHCV_JOP_NONE = 0,
+    PTHCV_JOP_ADD, PTHCV_JOP_SUB, PTHCV_JOP_MUL, PTHCV_JOP_DIV, PTHCV_JOP_FLOORDIV, PTHCV_JOP_MOD,
+    PTHCV_JOP_POW, PTHCV_JOP_MATMUL, PTHCV_JOP_LSHIFT, PTHCV_JOP_RSHIFT, PTHCV_JOP_BITAND,
+    PTHCV_JOP_BITOR, PTHCV_JOP_BITXOR,
+    PTHCV_JOP_NEG, PTHCV_JOP_POS, PTHCV_JOP_INVERT, PTHCV_JOP_NOT,
+    PTHCV_JOP_AND, PTHCV_JOP_OR,
+    PTHCV_JOP_EQ, PTHCV_JOP_NE, PTHCV_JOP_LT, PTHCV_JOP_LE, PTHCV_JOP_GT, PTHCV_JOP_GE,
+    PTHCV_JOP_IS, PTHCV_JOP_ISNOT, PTHCV_JOP_IN, PTHCV_JOP_NOTIN,
+    PTHCV_JOP_COUNT
+};
+enum { PTHCV_JCONST_NONE = 0, PTHCV_JCONST_TRUE = 1, PTHCV_JCONST_FALSE = 2 };
+
+typedef struct pthcv_jit_node {
+    int32_t kind;           /* PTHCV_JIT_* */
+    int32_t op;             /* PTHCV_JOP_* or PTHCV_JCONST_* */
+    int32_t line;
+    int32_t nkids;
+    int32_t first, next;    /* child and sibling indices, -1 for none */
+    int64_t i;
+    double f;
+    const char *s;          /* NUL-terminated; owned by the tree */
+    int64_t len;
+} pthcv_jit_node;
+
+typedef struct pthcv_jit_ast pthcv_jit_ast;
+/* Parses len bytes of source; name ("code/__torch__/m.py") prefixes every
+ * message. lim may be NULL for the defaults. NULL on failure. */
+pthcv_jit_ast *pthcv_jit_parse(const char *src, int64_t len, const char *name, const pthcv_jit_limits *lim);
+/* The nodes, nodes[0] being the MODULE; valid until pthcv_jit_ast_free. */
+const pthcv_jit_node *pthcv_jit_ast_nodes(const pthcv_jit_ast *a, int32_t *count);
+void pthcv_jit_ast_free(pthcv_jit_ast *a);
+
+/* The records of a zip archive, named relative to its top folder
+ * ("code/__torch__/torchvision/models/resnet.py", "constants.pkl"), in
+ * directory order; 0 records for the legacy and tar formats. */
+int64_t pthcv_file_record_count(const pthcv_file *f);
+const char *pthcv_file_record_name(const pthcv_file *f, int64_t i);   /* NULL when out of range */
+/* One record, read whole into new memory (NUL-terminated, *len bytes
+ * before the NUL) that the caller frees with pthcv_free; at most
+ * max_pickle bytes. NULL on failure. */
+void *pthcv_file_read_record(pthcv_file *f, const char *name, int64_t *len);
+void pthcv_free(void *p);
+
 ]=]

@@ -177,8 +177,9 @@ pthcv.manual_seed = Tensor.manual_seed
 function pthcv.load_npy(path) return require("pthcv.reader.npy").load(path) end
 
 -- Inference, loaded on first use: pthcv.nn (layers), pthcv.F (functional),
--- pthcv.models (the torchvision zoo); the reader alone does not pay for them.
-local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image",
+-- pthcv.models (the torchvision zoo), pthcv.jit (TorchScript archives); the
+-- reader alone does not pay for them.
+local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image", jit = "pthcv.jit",
                classify = "pthcv.image.classify" }
 setmetatable(pthcv, { __index = function(t, k)
   local m = lazy[k]
