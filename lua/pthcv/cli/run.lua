@@ -62,15 +62,28 @@ local function classify_images(images, opt)
   return 0
 end
 
+-- run FILE IMAGE..., run FILE --input X.npy ... and bench FILE: with no
+-- --model, --script, --weights or --init, the first argument is a file
+-- that carries its model (a TorchScript archive, a whole-model pickle:
+-- pthcv.cli.model.from_file). run IMAGE alone still asks for a model.
+local function model_file_argument(pos, opt, least)
+  if #pos >= least and not (opt.model or opt.script or opt.weights or opt.init) then
+    opt.weights = table.remove(pos, 1)
+  end
+end
+
 M.run = {
-  name = "run", args = "IMAGE... (or --input X.npy --output Y.npy)", nargs = { 0 },
+  name = "run", args = "[FILE] IMAGE... (or --input X.npy --output Y.npy)", nargs = { 0 },
   synopsis = "run (--model NAME | --script FILE.lua) (--weights FILE | --init zeros|random)\n"
              .. "    --input X.npy --output Y.npy [--threads N] [--num-classes N] [--half]\n"
              .. "run (--model NAME | --script FILE.lua) --weights FILE IMAGE... [--size N] [--resize N]\n"
-             .. "    [--crop] [--mean a,b,c] [--std a,b,c] [--topk K] [--labels FILE] [--json]",
+             .. "    [--crop] [--mean a,b,c] [--std a,b,c] [--topk K] [--labels FILE] [--json]\n"
+             .. "run FILE (--input X.npy --output Y.npy | IMAGE...) [options]",
   summary = [[
 one forward pass of a pthcv.models model (or of the module a Lua
-script returns) on the tensor in X.npy; the result is written to Y.npy;
+script returns, or of the model FILE carries: a TorchScript archive, a
+whole-model pickle, a state_dict that fits one zoo model exactly) on
+the tensor in X.npy; the result is written to Y.npy;
 or classifies images: the top-K classes (default 5) with probabilities;
 ImageNet's normalisation by default; --resize N: shorter side to N, then a
 centre crop of --size (default 224); --json: one JSON object per image]],
@@ -91,6 +104,7 @@ centre crop of --size (default 224); --json: one JSON object per image]],
     { "json", help = "images: one JSON object per image" },
   }),
   run = function(pos, opt)
+    model_file_argument(pos, opt, (opt.input or opt.output) and 1 or 2)
     if #pos > 0 then
       if opt.input or opt.output then error(runner.usage_error("run takes IMAGE... or --input/--output, not both"), 0) end
       return classify_images(pos, opt)
@@ -140,9 +154,10 @@ local function profiler(model)
 end
 
 M.bench = {
-  name = "bench", nargs = { 0, 0 },
+  name = "bench", args = "[FILE]", nargs = { 0, 1 },
   synopsis = "bench (--model NAME | --script FILE.lua) [--weights FILE | --init zeros|random]\n"
-             .. "    [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile]",
+             .. "    [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile]\n"
+             .. "bench FILE [options]   (a TorchScript archive, a whole-model pickle: the model it carries)",
   summary = [[
 times forward passes after a warm-up and prints median_ms=<ms>;
 weights are zeros unless --weights or --init random; --half keeps
@@ -157,6 +172,7 @@ and each fused step's (pthcv.nn.plan), named by the ops it fused]],
     { "profile", help = "each module's and fused step's time per pass" },
   }),
   run = function(pos, opt)
+    model_file_argument(pos, opt, 1)
     if opt.shape and opt.input then error(runner.usage_error("give --shape or --input, not both"), 0) end
     local pthcv = require "pthcv"
     local base = require "pthcv.nn.module"
