@@ -124,15 +124,20 @@ local function under_checkpoint_keys(list)
   return out
 end
 
--- The weights of a file as {{name, tensor}, ...}, and the file's format.
-function M.read_weights(path, limits)
-  local pthcv = require "pthcv"
-  local sdmod = require "pthcv.reader.state_dict"
+-- pthcv.load(path) with a progress bar: the root and the file's info.
+local function load_file(path, limits)
   local bar = require("pthcv.cli.progress").new("reading " .. path:match("[^/]*$"))
   bar:loading(path)
-  local ok, root, info = pcall(pthcv.load, path, limits)
+  local ok, root, info = pcall(require("pthcv").load, path, limits)
   bar:finish()
   if not ok then error(root, 0) end
+  return root, info
+end
+
+-- The weights of a file as {{name, tensor}, ...}, and the file's format.
+function M.read_weights(path, limits)
+  local sdmod = require "pthcv.reader.state_dict"
+  local root, info = load_file(path, limits)
   local list = sdmod.find(root)
   if not list then sdmod.state_dict(root, path) end   -- raises its "no model weights found" error
   return list, info.format
@@ -184,11 +189,7 @@ end
 function M.from_file(path, opt, limits)
   local pthcv = require "pthcv"
   local sdmod = require "pthcv.reader.state_dict"
-  local bar = require("pthcv.cli.progress").new("reading " .. path:match("[^/]*$"))
-  bar:loading(path)
-  local ok, root, info = pcall(pthcv.load, path, limits)
-  bar:finish()
-  if not ok then error(root, 0) end
+  local root, info = load_file(path, limits)
   if info.format == "torchscript" then return pthcv.jit.load(path, limits) end
   if sdmod.is_module(root) then return pthcv.nn.from_module(root) end
   local list = sdmod.find(root)
