@@ -94,6 +94,13 @@ describe("pthcv run FILE (the model the file carries)", function()
     assert.is_true(max_abs_diff(run_npy(x, zoo .. "/mobilenet_v3_small.pth"), ref) <= 1e-4 * largest(ref))
   end)
 
+  it("takes the model a checkpoint keeps under 'model', naming a class it does not know", function()
+    local code, _, err = support.pthcv("run", support.root .. "/spec/fixtures/checkpoint_model_obj.pth", "--input",
+                                       "x.npy", "--output", "y.npy")
+    assert.are.equal(1, code)
+    assert.is_truthy(err:find("class __main__.TinyNet is not a torch.nn layer or a pthcv.models class", 1, true), err)
+  end)
+
   it("refuses weights that fit no zoo model, and still asks for a model without a file", function()
     local code, _, err = support.pthcv("run", support.root .. "/spec/fixtures/nn/tensors.pth", "--input", "x.npy",
                                        "--output", "y.npy")

@@ -182,7 +182,8 @@ end
 
 -- The model a file carries, for run, bench and export with no --model or
 -- --script: a TorchScript archive runs through pthcv.jit, a whole-model
--- pickle through nn.from_module, and the weights of a state_dict (or a
+-- pickle (or a checkpoint holding one under "model", ...) through
+-- nn.from_module, and the weights of a state_dict (or a
 -- checkpoint) that fit exactly one zoo model, keys and shapes, are that
 -- model's. Anything else is refused, naming the models it fits. Returns
 -- the module and, for a zoo model, its name, the weights and the format.
@@ -192,6 +193,12 @@ function M.from_file(path, opt, limits)
   local root, info = load_file(path, limits)
   if info.format == "torchscript" then return pthcv.jit.load(path, limits) end
   if sdmod.is_module(root) then return pthcv.nn.from_module(root) end
+  -- a checkpoint that keeps the whole model ({"model": model, "epoch": ...})
+  if require("pthcv.reader.odict").is(root) then
+    for _, k in ipairs(sdmod.checkpoint_keys) do
+      if sdmod.is_module(root[k]) then return pthcv.nn.from_module(root[k]) end
+    end
+  end
   local list = sdmod.find(root)
   if not list then sdmod.state_dict(root, path) end   -- raises its "no model weights found" error
   local fits = M.fitting_zoo_models(list)
