@@ -169,6 +169,16 @@ describe("a mutated checkpoint", function()
     assert.is_truthy(out:find('"values":{"k":{"__class__":"po\\u001b[31msix.sys\\\\xfftem"', 1, true), out)
   end)
 
+  it("has its keys escaped in load_state_dict's errors", function()
+    local m = pthcv.nn.Linear(2, 1)
+    local sd = m:state_dict()
+    sd["w\255\27[2J"] = pthcv.zeros(1)
+    local ok, err = pcall(m.load_state_dict, m, sd)
+    assert.is_false(ok)
+    assert.is_true(printable((tostring(err):gsub("[\n\t]", " "))), tostring(err))
+    assert.is_truthy(tostring(err):find('Unexpected key(s) in state_dict: "w\\xff\\x1b[2J". ', 1, true), tostring(err))
+  end)
+
   it("an object's class and a dict's keys are escaped when shown", function()
     local values = require "pthcv.reader.values"
     local o = setmetatable({ class = "__main__.N\255t" }, values.Object)
