@@ -111,6 +111,7 @@ build = {
       ["pthcv.nn.linear"] = "lua/pthcv/nn/linear.lua",
       ["pthcv.nn.misc"] = "lua/pthcv/nn/misc.lua",
       ["pthcv.nn.module"] = "lua/pthcv/nn/module.lua",
+      ["pthcv.nn.load_state_dict"] = "lua/pthcv/nn/load_state_dict.lua",
       ["pthcv.nn.norm"] = "lua/pthcv/nn/norm.lua",
       ["pthcv.nn.packs"] = "lua/pthcv/nn/packs.lua",
       ["pthcv.nn.plan"] = "lua/pthcv/nn/plan/init.lua",

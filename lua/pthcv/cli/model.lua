@@ -65,9 +65,8 @@ function M.fitting_zoo_models(list)
   return found
 end
 
--- Key names come from the file: shown as printable UTF-8 (issue 11.5's
--- core.escape will serve here once it lands).
-local function printable(s) return require("pthcv.reader.inspect_modules").utf8_text(s, true) end
+-- Key names come from the file: shown escaped, as in every message.
+local function printable(s) return require("pthcv.core").escape(s) end
 
 local function first(list, n, fmt)
   local out = {}
