@@ -74,7 +74,7 @@ local function settings(node, init)
   for i = 2, #node.inputs do -- a constant operand of arithmetic: its value or shape
     local c = init[node.inputs[i]]
     if c and (op == "Add" or op == "Sub" or op == "Mul" or op == "Div") then
-      add(c.numel == 1 and fmt(c:reshape(-1):totable()[1]) or ("const " .. dims(c.shape)))
+      add(c.numel == 1 and fmt(evaluate.values(c)[1]) or ("const " .. dims(c.shape)))
     end
   end
   return table.concat(parts, " ")

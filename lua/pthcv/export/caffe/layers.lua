@@ -36,6 +36,7 @@
 -- Anything else is refused, naming the node, its op and its module.
 local Tensor = require "pthcv.tensor"
 local graph = require "pthcv.export.onnx.graph"
+local values = require("pthcv.export.onnx.evaluate").values
 
 local refuse = graph.refuse
 
@@ -82,7 +83,7 @@ local function sym(node, pads)
   return pads[1], pads[2]
 end
 
-local function one_value(t) return t.numel == 1 and t:reshape(-1):totable()[1] or nil end
+local function one_value(t) return t.numel == 1 and values(t)[1] or nil end
 
 local C = {}
 

@@ -2,6 +2,7 @@
 -- joining, softmax and resampling nodes (layers.lua's table C; its header
 -- lists them). Installed by layers.lua: require(...)(C, helpers).
 local Tensor = require "pthcv.tensor"
+local values = require("pthcv.export.onnx.evaluate").values
 
 return function(C, h)
   local fail = h.fail
@@ -45,7 +46,7 @@ return function(C, h)
     local function ints(nm)
       local t = nm and cv:const(nm)
       if nm and not t then fail(node, "computed bounds") end
-      return t and t:totable()
+      return t and values(t)
     end
     local starts, ends, axes, steps = ints(node.inputs[2]), ints(node.inputs[3]), ints(node.inputs[4]),
                                       ints(node.inputs[5])

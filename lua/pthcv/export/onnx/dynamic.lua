@@ -14,10 +14,10 @@
 --   * each reshape's target is written so that ONNX computes it from the
 --     input of the Reshape: dims that keep their place as 0 ("copy"), one
 --     dim left over as -1 ("infer"), which OpenCV 4.6 runs at any size;
---     where more dims must be computed, from Shape, Slice, Mul/Div and
---     Concat, which ONNX runtimes run but OpenCV 4.6 does not (its
---     importer folds Shape once, at the declared sizes): a warning names
---     the node.
+--     where more dims must be computed, from Shape (of the Reshape's input
+--     or of the model's), Slice, Mul/Div by a constant and Concat, which
+--     ONNX runtimes run but OpenCV 4.6 does not (its importer folds Shape
+--     once, at the declared sizes): a warning names the node.
 -- The written graph is then checked at both inputs (init.lua).
 local ffi = require "ffi"
 local graph = require "pthcv.export.onnx.graph"
@@ -154,33 +154,42 @@ local function constant_form(fa, fb, ta, tb)
   return spec
 end
 
--- The computed form: nodes that build the target from Shape(x); raises when
--- a dim is no copy, multiple or fraction of one of x's dims.
-local function computed_form(g, node, fa, fb, ta, tb)
-  local x = node.inputs[1]
-  local sh = g:op("Shape", { x })
+-- The computed form: nodes that build the target from the shapes of x and
+-- of the graph's input (sources: {{name, a = dims, b = dims}}); raises
+-- when a dim is no copy, multiple or fraction of one of their dims.
+local function computed_form(g, node, sources, ta, tb)
+  local shape_of = {}
+  local function dim(src, j)
+    shape_of[src.name] = shape_of[src.name] or g:op("Shape", { src.name })
+    return g:op("Slice", { shape_of[src.name], g:ints({ j }, "starts"), g:ints({ j + 1 }, "ends"), g:ints({ 0 }, "axes") })
+  end
+  local function express(va, vb)
+    for _, src in ipairs(sources) do
+      local fa, fb = src.a, src.b
+      for j = 1, #fa do
+        if fa[j] ~= fb[j] then
+          if fa[j] == va and fb[j] == vb then return dim(src, j - 1) end
+          if va % fa[j] == 0 and vb == fb[j] * (va / fa[j]) then
+            return g:op("Mul", { dim(src, j - 1), g:ints({ va / fa[j] }, "factor") })
+          end
+          if fa[j] % va == 0 and vb * (fa[j] / va) == fb[j] then
+            return g:op("Div", { dim(src, j - 1), g:ints({ fa[j] / va }, "factor") })
+          end
+        end
+      end
+    end
+  end
   local parts, infer = {}, nil
-  local function dim(j) return g:op("Slice", { sh, g:ints({ j }, "starts"), g:ints({ j + 1 }, "ends"), g:ints({ 0 }, "axes") }) end
   for k = 1, #ta do
     if ta[k] == tb[k] then
       parts[k] = g:ints({ ta[k] }, "dim")
     else
-      for j = 1, #fa do
-        if fa[j] ~= fb[j] then
-          if fa[j] == ta[k] and fb[j] == tb[k] then
-            parts[k] = dim(j - 1)
-          elseif ta[k] % fa[j] == 0 and tb[k] == fb[j] * (ta[k] / fa[j]) then
-            parts[k] = g:op("Mul", { dim(j - 1), g:ints({ ta[k] / fa[j] }, "factor") })
-          elseif fa[j] % ta[k] == 0 and tb[k] * (fa[j] / ta[k]) == fb[j] then
-            parts[k] = g:op("Div", { dim(j - 1), g:ints({ fa[j] / ta[k] }, "factor") })
-          end
-        end
-        if parts[k] then break end
-      end
+      parts[k] = express(ta[k], tb[k])
       if not parts[k] and infer == nil then infer = k; parts[k] = g:ints({ -1 }, "dim") end
       if not parts[k] then
-        depends(node, string.format("its target dim %d (%d, then %d) is no multiple or fraction of one of its "
-          .. "input's dims [%s] / [%s]", k - 1, ta[k], tb[k], table.concat(fa, ", "), table.concat(fb, ", ")))
+        depends(node, string.format("its target dim %d (%d, then %d) is no multiple or fraction of a dim of its "
+          .. "input [%s] / [%s] or of the model's input", k - 1, ta[k], tb[k], table.concat(sources[1].a, ", "),
+          table.concat(sources[1].b, ", ")))
       end
     end
   end
@@ -203,7 +212,10 @@ function M.resolve(ga, gb)
         if spec then
           node.inputs[2] = ga:ints(spec, "shape")
         else
-          node.inputs[2] = computed_form(ga, node, fa, fb, ta, tb)
+          local input = ga.inputs[1]
+          node.inputs[2] = computed_form(ga, node, { { name = node.inputs[1], a = fa, b = fb },
+                                                     { name = input.name, a = input.shape, b = gb.inputs[1].shape } },
+                                         ta, tb)
           warnings[#warnings + 1] = string.format("node %s (Reshape, in %s) computes its target shape with Shape, "
             .. "which OpenCV 4.6 cannot run on dynamic dims (its importer folds Shape at the declared sizes)",
             node.name, node.where)

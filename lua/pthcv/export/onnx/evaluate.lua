@@ -54,12 +54,15 @@ local function sym_pads(p)
   return { p[1], p[2] }
 end
 
--- the values of a small integer tensor (shapes, axes) as Lua numbers
+-- the values of a small tensor (shapes, axes, scalars; 0-d too) as Lua
+-- numbers (int64 through float64: exact below 2^53)
 local function ints(t)
-  local out = {}
-  for i, v in ipairs(t:reshape(-1):totable()) do out[i] = tonumber(v) end
+  local d = t:double():contiguous()
+  local p, out = d:data(), {}
+  for i = 0, d.numel - 1 do out[i + 1] = p[i] end
   return out
 end
+M.values = ints
 
 local function prod(list, i, j)
   local n = 1
@@ -141,8 +144,8 @@ K.Tanh = function(ins) return { F.tanh(ins[1]) } end
 -- bounds: attributes (opset 10, the canonical form) or inputs (from 11)
 K.Clip = function(ins, at)
   local lo, hi = at.min, at.max
-  if ins[2] then lo = ins[2]:reshape(-1):totable()[1] end
-  if ins[3] then hi = ins[3]:reshape(-1):totable()[1] end
+  if ins[2] then lo = ints(ins[2])[1] end
+  if ins[3] then hi = ints(ins[3])[1] end
   return { F.clamp(ins[1], lo, hi) }
 end
 K.Identity = function(ins) return { ins[1]:clone() } end

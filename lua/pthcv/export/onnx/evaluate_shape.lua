@@ -50,7 +50,16 @@ return function(M, h)
     end
     return { y }
   end
-  K.Concat = function(ins, at) return { F.cat(ins, at.axis) } end
+  -- int64 vectors (--dynamic's computed shapes) joined in Lua
+  K.Concat = function(ins, at)
+    if ins[1].dtype ~= "int64" then return { F.cat(ins, at.axis) } end
+    local out = {}
+    for _, t in ipairs(ins) do
+      if t.ndim ~= 1 then unsupported("Concat of int64 tensors of " .. t.ndim .. " dims") end
+      for _, v in ipairs(ints(t)) do out[#out + 1] = v end
+    end
+    return { Tensor.from_table(out, "int64") }
+  end
   -- the input's shape as an int64 vector (--dynamic's computed reshapes)
   K.Shape = function(ins)
     local s = ins[1].shape
@@ -91,6 +100,7 @@ return function(M, h)
       if ins[3] and ins[3].numel > 0 then scales = ins[3]:totable() end
       if ins[4] and ins[4].numel > 0 then sizes = ints(ins[4]) end
     end
+    if sizes and #sizes == 2 then sizes = { x.shape[1], x.shape[2], sizes[1], sizes[2] } end -- canonical: H, W
     if (scales and (scales[1] ~= 1 or scales[2] ~= 1)) or (sizes and (sizes[1] ~= x.shape[1] or sizes[2] ~= x.shape[2])) then
       unsupported("Resize of the batch or channel dims")
     end
@@ -137,7 +147,7 @@ return function(M, h)
     local nd, p = x.ndim, at.pads
     if ins[2] then p = ints(ins[2]) end
     local value = at.value or 0
-    if ins[3] then value = ins[3]:reshape(-1):totable()[1] end
+    if ins[3] then value = ints(ins[3])[1] end
     local mode = PAD_MODE[at.mode or "constant"]
     if not mode then unsupported("Pad mode " .. tostring(at.mode)) end
     local pads = {}

@@ -77,20 +77,31 @@ lower.Pad = function(g, node, at, opset)
   return g:node("Pad", inputs, node.outputs, without(node.attrs, { pads = true, value = true }))
 end
 
+-- sizes (the canonical H, W) as whole factors of the input's when they
+-- are (the same sampling, and a file that runs at any batch), else the
+-- four output dims.
 lower.Resize = function(g, node, at, opset)
   if not (at.scales or at.sizes) then return g:node("Resize", node.inputs, node.outputs, node.attrs) end
-  local x = node.inputs[1]
-  local scales = at.scales and at.scales[3]
+  local x, from = node.inputs[1], node.in_shape
+  local scales, sizes = at.scales and at.scales[3], nil
+  if not scales then
+    local oh, ow = at.sizes[3][1], at.sizes[3][2]
+    if from[3] > 0 and from[4] > 0 and oh % from[3] == 0 and ow % from[4] == 0 then
+      scales = { 1, 1, oh / from[3], ow / from[4] }
+    elseif from[1] < 0 or from[2] < 0 or from[3] < 0 or from[4] < 0 then
+      refuse(string.format("node %s (Resize, in %s): a resize to %dx%d, no whole factor of a dynamic input's size",
+                           node.name, node.where, oh, ow))
+    else
+      sizes = { from[1], from[2], oh, ow }
+    end
+  end
   if opset <= 10 then
     if at.mode[3] ~= "nearest" then
       refuse(string.format("node %s (Resize, in %s): bilinear interpolate has no opset-10 form (Resize's "
         .. "coordinate_transformation_mode, which torch's bilinear needs, is opset 11): export with --opset 11 or "
         .. "later", node.name, node.where))
     end
-    if not scales then
-      local s, from = at.sizes[3], node.in_shape
-      scales = { s[1] / from[1], s[2] / from[2], s[3] / from[3], s[4] / from[4] }
-    end
+    if not scales then scales = { 1, 1, sizes[3] / from[3], sizes[4] / from[4] } end
     return g:node("Resize", { x, g:constant(scales, "float32", { 4 }, "scales") }, node.outputs,
                   { { "mode", "string", "nearest" } })
   end
@@ -105,7 +116,7 @@ lower.Resize = function(g, node, at, opset)
     inputs[3] = g:constant(scales, "float32", { 4 }, "scales")
   else
     inputs[3] = opset <= 12 and empty("scales") or ""
-    inputs[4] = g:ints(at.sizes[3], "sizes")
+    inputs[4] = g:ints(sizes, "sizes")
   end
   return g:node("Resize", inputs, node.outputs, without(node.attrs, { scales = true, sizes = true }))
 end
@@ -155,11 +166,10 @@ function M.run(g, opset)
     local fn = lower[node.op]
     if fn then
       g.where = node.where
-      local first = #new + 1
       fn(g, node, attr_map(node), opset)
-      for i = first, #new do
-        new[i].reshape = new[i].reshape or (i == #new and node.reshape or nil)
-      end
+      local last = new[#new] -- the node that computes the canonical node's outputs keeps its name
+      if last.op == node.op then last.name = node.name end
+      last.reshape, last.in_shape = node.reshape, node.in_shape
     else
       new[#new + 1] = node
     end

@@ -225,7 +225,8 @@ H["F.adaptive_max_pool2d"] = adaptive("GlobalMaxPool", "MaxPool", "adaptive_max_
 -- nearest as ONNX's asymmetric/floor, bilinear as half_pixel (torch's
 -- align_corners=False, also for an output size of 1) or align_corners;
 -- the scale factors when torch computes the source index from them, else
--- the output sizes.
+-- the output's height and width (lower.lua writes factors when they are
+-- whole numbers: the same source index, and nothing that names the batch).
 H["F.interpolate"] = function(g, a, r)
   local x, y, rec = a[1], r[1], a.rec
   local attrs
@@ -239,7 +240,7 @@ H["F.interpolate"] = function(g, a, r)
   if rec.scale[1] ~= 0 and not rec.align_corners then
     attrs[#attrs + 1] = { "scales", "floats", { 1, 1, rec.scale[1], rec.scale[2] } }
   else
-    attrs[#attrs + 1] = { "sizes", "ints", y.shape }
+    attrs[#attrs + 1] = { "sizes", "ints", { y.shape[3], y.shape[4] } } -- H, W
   end
   g:output(y, g:op("Resize", { g:input(x) }, attrs))
   g.nodes[#g.nodes].in_shape = x.shape
