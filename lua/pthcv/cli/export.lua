@@ -2,7 +2,7 @@
 -- other runtimes) or a Caffe .prototxt + .caffemodel pair (the tracing is
 -- lua/pthcv/export/onnx, the Caffe forms lua/pthcv/export/caffe).
 --
---   pthcv export (--model NAME | --script FILE.lua) (--weights FILE | --init I) -o OUT.onnx|OUT.prototxt
+--   pthcv export [FILE] (--model NAME | --script FILE.lua) (--weights FILE | --init I) -o OUT.onnx|OUT.prototxt
 --                [--shape 1x3x224x224 | --input X.npy] [--num-classes N] [--opset N]
 --                [--dynamic batch,height,width] [--input-names N] [--output-names A,B] [--half]
 local options = require "pthcv.cli.options"
@@ -29,8 +29,8 @@ local function outputs_str(outputs)
 end
 
 M.command = {
-  name = "export", nargs = { 0, 0 },
-  synopsis = "export (--model NAME | --script FILE.lua) (--weights FILE | --init zeros|random)\n"
+  name = "export", args = "[FILE]", nargs = { 0, 1 },
+  synopsis = "export [FILE] (--model NAME | --script FILE.lua) (--weights FILE | --init zeros|random)\n"
              .. "    -o OUT.onnx|OUT.prototxt [--shape 1x3x224x224 | --input X.npy] [--num-classes N]\n"
              .. "    [--opset N] [--dynamic batch,height,width] [--input-names NAME] [--output-names A,B] [--half]",
   summary = [[
@@ -43,10 +43,12 @@ an ONNX file (opsets 10 to 17, default 11: what OpenCV 4.6 reads best) that
 cv::dnn::readNetFromONNX loads, or with -o OUT.prototxt a Caffe network and
 its weights (OUT.caffemodel beside it) for cv::dnn::readNetFromCaffe. The
 model is traced from one forward pass on the input (--input, or a seeded
-random tensor of --shape); the graph written is run with pthcv's kernels
-first and refused, naming the node, unless it computes what the forward
-did. Ops with no form in the format are refused by name; what OpenCV 4.6
-cannot run of a valid file is printed as a warning. See docs/export.md.]],
+random tensor of --shape); FILE is the weights with --model or --script,
+else a whole-model (or TorchScript) file holding the model. The graph
+written is run with pthcv's kernels first and refused, naming the node,
+unless it computes what the forward did. Ops with no form in the format
+are refused by name; what OpenCV 4.6 cannot run of a valid file is
+printed as a warning. See docs/export.md.]],
   options = options.list(options.model, {
     { "output", short = "o", kind = "string", metavar = "OUT", help = "OUT.onnx, or OUT.prototxt (+ OUT.caffemodel)" },
     { "shape", kind = "shape", metavar = "1x3x224x224", help = "the traced input's shape (the default)" },
@@ -82,7 +84,10 @@ cannot run of a valid file is printed as a warning. See docs/export.md.]],
       end)
       if not ok then error(runner.usage_error(tostring(err):gsub("^pthcv: ", "")), 0) end
     end
-    local m = require("pthcv.cli.model").build(opt, true)
+    if not pos[1] and not opt.model and not opt.script then
+      error(runner.usage_error("export needs a model: FILE (a whole model or TorchScript), --model NAME or --script FILE.lua"), 0)
+    end
+    local m = require("pthcv.cli.model_file").module(pos, opt, true)
     if caffe then
       local r = require("pthcv.export.caffe").export(m, out, o)
       io.stdout:write(string.format("%s, %s: %d layers, %d bytes of weights, output %s\n", r.prototxt, r.caffemodel,

@@ -13,22 +13,6 @@ local runner = require "pthcv.cli.runner"
 
 local M = {}
 
--- The module the options and the positional FILE describe (run's rules:
--- cli/model.lua), and its name for the title.
-function M.module(pos, opt, need_weights)
-  local file = pos[1]
-  if file and not opt.model and not opt.script then
-    if opt.weights then error(runner.usage_error("FILE is the model; --weights goes with --model or --script"), 0) end
-    return require("pthcv.cli.model_file").load(file), file:match("[^/]*$")
-  end
-  if file then
-    if opt.weights then error(runner.usage_error("give the weights once: FILE or --weights"), 0) end
-    opt.weights = file
-  end
-  if not opt.weights and not opt.init and not need_weights then opt.init = "zeros" end
-  return require("pthcv.cli.model").build(opt, need_weights), opt.model or opt.script:match("[^/]*$")
-end
-
 M.command = {
   name = "graph", args = "[FILE]", nargs = { 0, 1 },
   synopsis = "graph [FILE] [--model NAME | --script FILE.lua] [--weights FILE] -o OUT.svg|png|dot\n"
@@ -62,7 +46,7 @@ warning says so).]],
       error(runner.usage_error("graph needs a model: FILE (TorchScript or whole model), --model NAME or --script FILE.lua"), 0)
     end
     local pthcv = require "pthcv"
-    local m, title = M.module(pos, opt, false)
+    local m, title = require("pthcv.cli.model_file").module(pos, opt, false)
     local input = opt.input and pthcv.load_npy(opt.input) or opt.shape or { 1, 3, 224, 224 }
     local r = require("pthcv.export.draw").model(m, opt.output, { input = input, title = title })
     if r.missing_dot then

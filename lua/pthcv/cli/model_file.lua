@@ -6,6 +6,8 @@
 --     pthcv.tensor.dispatch, so it traces as any module does;
 --   * a whole-model pickle (torch.save(model)): pthcv.nn.from_module.
 -- A file of weights alone is refused: it needs --model or --script.
+-- M.module(pos, opt, need_weights): the module of a command's FILE and
+-- options.
 local M = {}
 
 function M.load(path, limits)
@@ -23,6 +25,25 @@ function M.load(path, limits)
   if ok then return m:eval() end
   error("pthcv: " .. path .. " holds no whole model (" .. tostring(m):gsub("^pthcv: ", "") .. "): for weights, "
         .. "give --model NAME or --script FILE.lua with it", 0)
+end
+
+-- The module the options and the positional FILE describe (cli/model.lua's
+-- rules: --model or --script, --weights or --init), and its name: FILE is
+-- the weights with --model or --script, else the model itself. Without
+-- need_weights, no weights means zeros (shapes do not depend on them).
+function M.module(pos, opt, need_weights)
+  local usage = require("pthcv.cli.runner").usage_error
+  local file = pos[1]
+  if file and not opt.model and not opt.script then
+    if opt.weights or opt.init then error(usage("FILE is the model; --weights and --init go with --model or --script"), 0) end
+    return M.load(file), file:match("[^/]*$")
+  end
+  if file then
+    if opt.weights then error(usage("give the weights once: FILE or --weights"), 0) end
+    opt.weights = file
+  end
+  if not opt.weights and not opt.init and not need_weights then opt.init = "zeros" end
+  return require("pthcv.cli.model").build(opt, need_weights), opt.model or opt.script:match("[^/]*$")
 end
 
 return M

@@ -17,16 +17,12 @@
 -- text says the same in comments, so that tools can find them.
 local onnx = require "pthcv.export.onnx"
 local evaluate = require "pthcv.export.onnx.evaluate"
+local attrs = require("pthcv.export.onnx.graph").attrs
 
 local M = {}
 
 local function dims(shape) return table.concat(shape, "×") end
 
-local function attrs(node)
-  local t = {}
-  for _, a in ipairs(node.attrs) do t[a[1]] = a[3] end
-  return t
-end
 
 local function pair(v, sep)
   if v == nil then return nil end

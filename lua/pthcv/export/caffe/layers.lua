@@ -38,7 +38,7 @@ local Tensor = require "pthcv.tensor"
 local graph = require "pthcv.export.onnx.graph"
 local values = require("pthcv.export.onnx.evaluate").values
 
-local refuse = graph.refuse
+local refuse, attrs = graph.refuse, graph.attrs
 
 local function fail(node, why)
   refuse(string.format("node %s (%s, in %s) has no Caffe form: %s", node.name, node.op, node.where, why))
@@ -71,11 +71,6 @@ function Cv:only_reader(nm)
   if r and #r == 1 and not self.is_output[nm] then return r[1] end
 end
 
-local function attrs(node)
-  local t = {}
-  for _, a in ipairs(node.attrs) do t[a[1]] = a[3] end
-  return t
-end
 
 local function sym(node, pads)
   pads = pads or { 0, 0, 0, 0 }

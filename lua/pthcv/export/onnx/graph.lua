@@ -26,6 +26,13 @@ Graph.__index = Graph
 local function refuse(msg) error("pthcv: export_onnx: " .. msg, 0) end
 M.refuse = refuse
 
+-- A node's attributes by name (their values, as written).
+function M.attrs(node)
+  local t = {}
+  for _, a in ipairs(node.attrs) do t[a[1]] = a[3] end
+  return t
+end
+
 -- param_names: tensor -> its state_dict name (initializers take them).
 function M.new(param_names)
   return setmetatable({
