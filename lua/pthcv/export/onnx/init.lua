@@ -36,6 +36,7 @@ local evaluate = require "pthcv.export.onnx.evaluate"
 local lower = require "pthcv.export.onnx.lower"
 local dynamic = require "pthcv.export.onnx.dynamic"
 local opencv46 = require "pthcv.export.onnx.opencv46"
+require "pthcv.export.onnx.ops_math" -- the math ops' handlers and evaluator kernels
 
 local M = {}
 M.OPSET_MIN, M.OPSET_MAX = 10, 17
