@@ -196,6 +196,13 @@ print(sorted(set(t.data_type for t in m.graph.initializer)), sum(n.op_type == "C
     assert.truthy(w:find("node Max_1 (Max, in the model's forward (SumMax)): Max of a constant", 1, true), w)
     assert.are.equal(1, #Sum():eval():export_onnx(support.tmpname(".onnx"), { input = { 1, 3, 4, 4 }, opset = 12 })
                          .warnings)
+    -- the math ops OpenCV 4.6 does not run (docs/nn.md)
+    local Where = nn.class("WhereHead")
+    function Where:forward(x) return F.where(F.gt(x, 0), x, x * 2) end
+    w = table.concat(Where():eval():export_onnx(support.tmpname(".onnx"), { input = { 1, 3, 4, 4 } }).warnings, "\n")
+    assert.truthy(w:find("(Greater, in the model's forward (WhereHead)): Greater with a constant operand gives wrong "
+                         .. "masks there", 1, true), w)
+    assert.truthy(w:find("(Where, in the model's forward (WhereHead)): its importer has no Where layer", 1, true), w)
   end)
 
   if not X.has_python("onnx, cv2, numpy") then

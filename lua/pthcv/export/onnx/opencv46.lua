@@ -31,6 +31,40 @@ for _, op in ipairs { "Max", "Min" } do
   end
 end
 
+-- the math ops (lua/pthcv/export/onnx/ops_math.lua; docs/nn.md says what
+-- cv2 4.6 made of each)
+for _, op in ipairs { "Where", "TopK", "Gather", "And", "Or", "Xor", "IsNaN" } do
+  R[op] = function() return "its importer has no " .. op .. " layer" end
+end
+R.Pow = function(node, g)
+  if g.init_of[node.inputs[1]] or not g.init_of[node.inputs[2]] then
+    return "its importer reads Pow with a constant exponent only"
+  end
+end
+for _, op in ipairs { "Greater", "Less", "Equal" } do
+  R[op] = function(node, g)
+    if has_constant_input(node, g) then return op .. " with a constant operand gives wrong masks there" end
+    return "its importer compares a tensor with a constant only"
+  end
+end
+R.Not = function() return "Not gives wrong masks after some comparisons there" end
+for _, op in ipairs { "ReduceMax", "ReduceMin" } do
+  R[op] = function(node)
+    for _, a in ipairs(node.attrs) do if a[1] == "axes" then return nil end end
+    return "a " .. op .. " over all axes"
+  end
+end
+for _, op in ipairs { "Add", "Sub" } do
+  R[op] = function(node, g)
+    for _, nm in ipairs(node.inputs) do
+      local c = g.init_of[nm]
+      if c and c.dtype == "int64" then
+        return "it drops an " .. op .. " of an integer constant (1-based indices come out 0-based)"
+      end
+    end
+  end
+end
+
 -- Warnings for g's nodes (lowered, at g.opset) and for float16 initializers.
 function M.warnings(g)
   local out = {}
