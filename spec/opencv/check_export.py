@@ -5,8 +5,9 @@ spec/onnx_dynamic_spec.lua and spec/caffe_spec.lua run it):
     /usr/bin/python3 spec/opencv/check_export.py JOBS.json
 
 JOBS: a list of {"name", "kind": "onnx" | "caffe", "model": FILE, "weights":
-FILE.caffemodel (caffe), "cases": [{"input": X.npy, "expected": Y.npy,
-"torch": {"whole": MODEL.pth} | {"custom": STATE_DICT.pth}}]}.
+FILE.caffemodel (caffe), "cases": [{"input": X.npy, "expected": Y.npy (or
+{OUTPUT_NAME: Y.npy} for several outputs), "torch": {"whole": MODEL.pth} |
+{"custom": STATE_DICT.pth}}]}.
 
 For each job: an ONNX file passes onnx.checker.check_model with full_check
 (python3-onnx; shape inference included), then OpenCV 4.6's importer
@@ -63,8 +64,14 @@ def check(job):
         for case in job["cases"]:
             x = np.load(case["input"])
             net.setInput(x)
-            out = net.forward()
-            ref = np.load(case["expected"])
+            if isinstance(case["expected"], dict):  # several outputs by name: the largest difference
+                names = sorted(case["expected"])
+                outs = net.forward(names)
+                out = np.concatenate([o.reshape(-1) for o in outs])
+                ref = np.concatenate([np.load(case["expected"][n]).reshape(-1) for n in names])
+            else:
+                out = net.forward()
+                ref = np.load(case["expected"])
             c = {"shape": list(out.shape)}
             if out.shape != ref.shape and out.size == ref.size:
                 out = out.reshape(ref.shape)

@@ -141,9 +141,16 @@ local function linear_nodes(g, x_t, w, b, rec)
   end
   return activation(g, rec.act, y)
 end
+-- a[1]: the pack; its weights read back (F.linear_pack_weight) when it
+-- holds no copy of them
 H["F.linear_packed"] = function(g, a, r)
   local pk = a[1]
-  g:output(r[1], linear_nodes(g, a[2], pk.weight, pk.bias, a.rec))
+  local w = pk.weight or (F.linear_pack_weight and F.linear_pack_weight(pk))
+  if not w then
+    refuse(g.where .. ": F.linear_packed runs a pack that holds no copy of its weights, and pthcv cannot read "
+           .. "them back from a linear pack: the graph cannot hold them")
+  end
+  g:output(r[1], linear_nodes(g, a[2], w, pk.bias, a.rec))
 end
 H["F.linear"] = function(g, a, r) g:output(r[1], linear_nodes(g, a[1], a[2], a[3], a.rec)) end
 
