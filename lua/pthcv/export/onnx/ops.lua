@@ -26,7 +26,9 @@ local proto = require "pthcv.export.onnx.proto"
 local graph = require "pthcv.export.onnx.graph"
 
 local refuse = graph.refuse
-local M = { handlers = {}, OPSET = 10 } -- OPSET: the opset whose node forms the handlers write
+-- OPSET: the oldest opset pthcv writes; the node types handlers write
+-- besides the canonical ones mean the same from it to 17
+local M = { handlers = {}, OPSET = 10 }
 local H = M.handlers
 
 -- ---- activations -----------------------------------------------------------------
