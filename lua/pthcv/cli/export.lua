@@ -74,7 +74,7 @@ printed as a warning. See docs/export.md.]],
     end
     local pthcv = require "pthcv"
     local o = { opset = opt.opset, dynamic = names(opt.dynamic), input_names = names(opt["input-names"]),
-                output_names = names(opt["output-names"]), half = opt.half }
+                output_names = names(opt["output-names"]), half = opt.half, seed = opt.seed }
     local onnx = require "pthcv.export.onnx"
     o.input = opt.input and pthcv.load_npy(opt.input) or opt.shape or { 1, 3, 224, 224 }
     if not caffe then -- bad values refused before building anything

@@ -48,7 +48,7 @@ warning says so).]],
     local pthcv = require "pthcv"
     local m, title = require("pthcv.cli.model_file").module(pos, opt, false)
     local input = opt.input and pthcv.load_npy(opt.input) or opt.shape or { 1, 3, 224, 224 }
-    local r = require("pthcv.export.draw").model(m, opt.output, { input = input, title = title })
+    local r = require("pthcv.export.draw").model(m, opt.output, { input = input, title = title, seed = opt.seed })
     if r.missing_dot then
       runner.err("warning: Graphviz's dot is not installed: wrote " .. r.path .. " (apt-get install graphviz; "
                  .. "dot -T" .. ext .. " " .. r.path .. " -o " .. opt.output .. ")")
