@@ -84,6 +84,12 @@ describe("pthcv graph", function()
       assert.are.equal(0, c, e)
       assert.are.equal(8, parse_dot(support.read_file(wpath)).residual)
       os.remove(wpath)
+      -- and exported as it is drawn
+      local opath = support.tmpname(".onnx")
+      c, o, e = support.pthcv("export", zoo .. "/resnet18.model.pth", "-o", opath, "--shape", "1x3x64x64")
+      assert.are.equal(0, c, e)
+      assert.truthy(o:find("output logits [1, 1000]", 1, true), o)
+      os.remove(opath)
     end
     c, _, e = support.pthcv("graph", zoo and (zoo .. "/resnet18.pth") or (support.root .. "/examples/custom_model.pth"),
                             "-o", path)
