@@ -143,11 +143,11 @@ local function linear_nodes(g, x_t, w, b, rec)
   end
   return activation(g, rec.act, y)
 end
--- a[1]: the pack; its weights read back (F.linear_pack_weight) when it
--- holds no copy of them
+-- a[1]: the pack: its weights are pk.weight (pthcv.nn's layers) or
+-- pk.weight_ref[1] (pthcv.jit's fused packs, which hold them weakly)
 H["F.linear_packed"] = function(g, a, r)
   local pk = a[1]
-  local w = pk.weight or (F.linear_pack_weight and F.linear_pack_weight(pk))
+  local w = pk.weight or (pk.weight_ref and pk.weight_ref[1])
   if not w then
     refuse(g.where .. ": F.linear_packed runs a pack that holds no copy of its weights, and pthcv cannot read "
            .. "them back from a linear pack: the graph cannot hold them")
