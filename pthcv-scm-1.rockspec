@@ -68,6 +68,7 @@ build = {
       ["pthcv.export.onnx.dynamic"] = "lua/pthcv/export/onnx/dynamic.lua",
       ["pthcv.export.onnx.evaluate"] = "lua/pthcv/export/onnx/evaluate.lua",
       ["pthcv.export.onnx.evaluate_shape"] = "lua/pthcv/export/onnx/evaluate_shape.lua",
+      ["pthcv.export.onnx.fold"] = "lua/pthcv/export/onnx/fold.lua",
       ["pthcv.export.onnx.graph"] = "lua/pthcv/export/onnx/graph.lua",
       ["pthcv.export.onnx.half"] = "lua/pthcv/export/onnx/half.lua",
       ["pthcv.export.onnx.lower"] = "lua/pthcv/export/onnx/lower.lua",

@@ -83,6 +83,15 @@ local function module_path(node)
   return node.where and node.where:match("^(%S+) %(") or nil
 end
 
+local function parent(path) return path:match("^(.*)%.[^.]+$") or "" end
+
+-- Whether module path b (an activation's; nil: the model's own forward) is
+-- a sibling or a child of a (the op before it).
+local function beside(a, b)
+  a, b = a or "", b or ""
+  return b ~= "" and (parent(b) == parent(a) or parent(b) == a)
+end
+
 -- The DOT text of traced model t (onnx.trace) with shapes.
 function M.dot(t, shapes, title)
   local g = t.g
@@ -111,8 +120,10 @@ function M.dot(t, shapes, title)
     return table.concat(parts, ".", 1, math.min(#parts, 2))
   end
   local depth = { [input.name] = 0 }  -- the longest path from the input: the skip of an Add is the shallower operand
-  -- an activation that alone reads a node's output in the same module is
-  -- drawn in that node's box ("Conv 3×3 64 ch · Relu"), as pthcv runs it
+  -- an activation that alone reads a node's output is drawn in that node's
+  -- box ("Conv 3×3 64 ch · Relu"), as pthcv runs it, when it ran in the same
+  -- module, a sibling (conv1, then relu) or a child of the node's module
+  -- (layer1.0's add, then layer1.0.relu)
   local readers, is_output = {}, {}
   for _, node in ipairs(g.nodes) do
     for _, nm in ipairs(node.inputs) do readers[nm] = (readers[nm] or 0) + 1 end
@@ -125,7 +136,7 @@ function M.dot(t, shapes, title)
     local x = node.inputs[1]
     local p = producer[x]
     if ACTIVATIONS[node.op] and p and readers[x] == 1 and not is_output[x] and #g.nodes[p].outputs == 1
-       and g.nodes[p].where == node.where then
+       and (g.nodes[p].where == node.where or beside(module_path(g.nodes[p]), module_path(node))) then
       into[i] = into[p] or p
     end
   end

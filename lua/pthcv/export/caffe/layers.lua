@@ -50,7 +50,8 @@ Cv.__index = Cv
 -- A layer (and evaluator node) appended to the list.
 function Cv:layer(typ, name, bottom, top, param_key, param, blobs)
   local l = { type = typ, op = typ, name = name, bottom = bottom, top = top, inputs = bottom, outputs = top,
-              param_key = param_key, param = param or {}, blobs = blobs or {}, where = self.node.where }
+              param_key = param_key, param = param or {}, blobs = blobs or {}, where = self.node.where,
+              tolerance = self.node.tolerance }
   self.layers[#self.layers + 1] = l
   return top[1]
 end

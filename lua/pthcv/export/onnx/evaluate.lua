@@ -10,7 +10,8 @@
 -- graph's inputs, the initializers (the tensors the file holds) and the
 -- outputs of earlier nodes, never the traced tensors. Every value the forward pass produced (graph.lua's g.refs: the
 -- outputs of traced ops) is compared with it as soon as it is computed; the
--- first one not within TOL * max(1, max |forward value|) is refused, naming
+-- first one not within TOL (or the node's own node.tolerance: fold.lua's)
+-- * max(1, max |forward value|) is refused, naming
 -- the node, its op type, the module it was traced in and the difference.
 -- Values are freed after their last use.
 --
@@ -252,11 +253,12 @@ local function compare(node, name, got, want, o)
                          .. "nothing was written", o.at or "", where, shape_str(got), shape_str(want)))
   end
   local diff, scale = difference(got, want)
-  if not (diff <= M.TOL * math.max(1, scale)) then
+  local tol = node.tolerance or M.TOL
+  if not (diff <= tol * math.max(1, scale)) then
     refuse(string.format("the exported graph differs from the forward pass%s at %s: max |difference| %.3g > %g "
                          .. "(largest |value| %.3g); nothing was written. The forward computed this value in a way "
                          .. "its %s form does not (a traced tensor changed in place, or an op without a faithful "
-                         .. "form)", o.at or "", where, diff, M.TOL * math.max(1, scale), scale, o.form or "ONNX"))
+                         .. "form)", o.at or "", where, diff, tol * math.max(1, scale), scale, o.form or "ONNX"))
   end
 end
 

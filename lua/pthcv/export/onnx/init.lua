@@ -32,6 +32,7 @@ local Tensor = require "pthcv.tensor"
 local proto = require "pthcv.export.onnx.proto"
 local graph = require "pthcv.export.onnx.graph"
 local trace = require "pthcv.export.onnx.trace"
+local fold = require "pthcv.export.onnx.fold"
 local evaluate = require "pthcv.export.onnx.evaluate"
 local lower = require "pthcv.export.onnx.lower"
 local dynamic = require "pthcv.export.onnx.dynamic"
@@ -146,6 +147,9 @@ local function trace_pass(m, x, o, param_names)
       end
       g.outputs[i] = { name = name, shape = y.shape }
     end
+    local out_names = {}
+    for i, e in ipairs(g.outputs) do out_names[i] = e.name end
+    fold.batch_norms(g, out_names)
   end)
   if not ok then g:release(); error(err, 0) end
   return g
