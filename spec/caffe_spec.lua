@@ -30,7 +30,7 @@ function Kinds:__init()
 end
 function Kinds:forward(x)
   local y = F.leaky_relu(self.conv(x), 0.1)
-  local z = self.bn(self.dil(y))                                  -- BatchNorm + Scale (not folded: no pack)
+  local z = self.bn(self.dil(y) + y)                              -- BatchNorm + Scale (not folded: after an add)
   z = self.prelu(F.elu(z) + y * 0.5 - 0.25)                       -- ELU, Power, Eltwise SUM, PReLU
   local p = F.max_pool2d(F.silu(z), 3, 2)                         -- Swish; floor where Caffe rounds up
   p = F.avg_pool2d(p, 3, 1, 1)                                    -- a Pad folded into the pool
@@ -91,6 +91,7 @@ describe("Caffe export", function()
       assert.truthy(count(types, want) > 0, "no " .. want .. " layer")
     end
     assert.are.equal(4, count(types, "Deconvolution"))       -- ConvTranspose, nearest x2, bilinear x2 and x3
+    assert.are.equal(1, count(types, "BatchNorm"))
     assert.truthy(text:find("ceil_mode: false", 1, true))    -- torch's floor, written out
     assert.truthy(text:find("negative_slope: 0.1", 1, true))
     assert.truthy(text:find("axis: 2\n", 1, true))           -- InnerProduct over the last of 3 dims
@@ -152,7 +153,7 @@ describe("Caffe export", function()
     local c, o, e = support.pthcv("export", "--script", support.root .. "/examples/custom_model.lua", "--weights",
                                   support.root .. "/examples/custom_model.pth", "--input", input, "-o", upath)
     assert.are.equal(0, c, e)
-    assert.truthy(o:find(upath .. ", " .. caffe.weights_path(upath) .. ": 70 layers", 1, true), o)
+    assert.truthy(o:find(upath .. ", " .. caffe.weights_path(upath) .. ": 50 layers", 1, true), o)
     jobs[2] = { name = "unet", kind = "caffe", model = upath, weights = caffe.weights_path(upath),
                 cases = { (X.case(unet, pthcv.load_npy(input), has_torch and { torch = torch_ref } or nil)) } }
     local res = X.check(jobs)

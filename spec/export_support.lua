@@ -121,7 +121,7 @@ function Net:__init()
 end
 function Net:forward(x)
   local y = self.stem(x)
-  local z = F.elu(self.bn(self.dil(y))) + y * 0.5
+  local z = F.elu(self.bn(self.dil(y) + y)) + y * 0.5   -- bn reads an add: not folded into dil
   z = self.prelu(z)
   local p = self.pool(F.silu(z))
   local u = self.up(self.avg(p))

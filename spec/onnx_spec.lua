@@ -71,6 +71,42 @@ describe("ONNX export", function()
     assert.are.equal("\10\2\3\4", proto.message():ints(1, { 3, 4 }):tostring())
   end)
 
+  it("folds BatchNorm into the convolution before it, and keeps one whose convolution is read twice", function()
+    local onnx = require "pthcv.export.onnx"
+    local Block = nn.class("FoldSpecBlock")
+    function Block:__init()
+      self.conv1, self.bn1 = nn.Conv2d(3, 4, 3, { padding = 1, bias = false }), nn.BatchNorm2d(4)
+      self.conv2, self.bn2 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+    end
+    function Block:forward(x)
+      local y = F.relu(self.bn1(self.conv1(x)))
+      local z = self.conv2(y)
+      return self.bn2(z) + z   -- z is read twice: bn2 stays
+    end
+    local m = randomise(Block(), 3):eval()
+    local t = onnx.trace(m, { input = { 1, 3, 5, 7 } })
+    local ops = {}
+    for _, n in ipairs(t.g.nodes) do ops[#ops + 1] = n.op end
+    assert.are.same({ "Conv", "Relu", "Conv", "BatchNormalization", "Add" }, ops)
+    -- W'[o] = W[o] * gamma[o] / sqrt(var[o] + eps), b'[o] = beta[o] - mean[o] * gamma[o] / sqrt(var[o] + eps)
+    local w, b = t.g.init_of[t.g.nodes[1].inputs[2]], t.g.init_of[t.g.nodes[1].inputs[3]]
+    assert.are.equal("conv1.weight", t.g.nodes[1].inputs[2])
+    assert.are.equal("conv1.bias", t.g.nodes[1].inputs[3])
+    local bn = m.bn1
+    for _, ix in ipairs { { 1, 1, 1, 1 }, { 4, 3, 2, 3 }, { 2, 2, 3, 1 } } do
+      local o = ix[1]
+      local s = bn.weight:get(o) / math.sqrt(bn.running_var:get(o) + 1e-5)
+      assert.is_true(math.abs(w:get(unpack(ix)) - m.conv1.weight:get(unpack(ix)) * s) < 1e-6)
+      assert.is_true(math.abs(b:get(o) - (bn.bias:get(o) - bn.running_mean:get(o) * s)) < 1e-6)
+    end
+    onnx.release(t)
+    -- the file computes the forward pass (export checks it before writing)
+    local path = support.tmpname(".onnx")
+    local r = m:export_onnx(path, { input = { 1, 3, 5, 7 } })
+    assert.are.equal(5, r.nodes)
+    os.remove(path)
+  end)
+
   it("refuses ops with no ONNX form, naming them, and bilinear interpolate at opset 10", function()
     local m = nn.Sequential(nn.Conv2d(3, 4, 1), nn.LayerNorm({ 4, 4 })):eval()
     local ok, e = pcall(m.export_onnx, m, support.tmpname(".onnx"), { input = { 1, 3, 4, 4 } })
