@@ -67,9 +67,8 @@ end
 -- Folds every foldable BatchNormalization of g into its Conv (in place).
 -- outputs: the graph's output names (their producers are not folded away).
 function M.batch_norms(g, outputs)
-  local readers, producer, index = {}, {}, {}
-  for i, n in ipairs(g.nodes) do
-    index[n] = i
+  local readers, producer = {}, {}
+  for _, n in ipairs(g.nodes) do
     for _, nm in ipairs(n.inputs) do readers[nm] = (readers[nm] or 0) + 1 end
     for _, nm in ipairs(n.outputs) do producer[nm] = n end
   end
