@@ -4,7 +4,7 @@
 --               --input X.npy --output Y.npy [--threads N] [--half]
 --   pthcv run   (--model NAME | --script FILE.lua) --weights FILE IMAGE... [classify options]
 --   pthcv bench (--model NAME | --script FILE.lua) [--weights FILE | --init I]
---               [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile]
+--               [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile [--plot OUT.png]]
 --
 -- The module is built by cli/model.lua (weights in any format pthcv reads).
 local options = require "pthcv.cli.options"
@@ -140,6 +140,15 @@ local function profiler(model)
     end
     r.ms, r.calls = r.ms + dt * 1000, r.calls + 1
   end
+  -- the rows in the module tree's order, ms per pass
+  function p.list(runs)
+    local list = {}
+    for _, r in pairs(rows) do
+      list[#list + 1] = { path = r.path, type = r.type, ms = r.ms / runs, calls = r.calls / runs, order = r.order }
+    end
+    table.sort(list, function(a, b) if a.order ~= b.order then return a.order < b.order end return a.path < b.path end)
+    return list
+  end
   function p.report(runs)
     local list = {}
     for _, r in pairs(rows) do list[#list + 1] = r end
@@ -156,7 +165,7 @@ end
 M.bench = {
   name = "bench", args = "[FILE]", nargs = { 0, 1 },
   synopsis = "bench (--model NAME | --script FILE.lua) [--weights FILE | --init zeros|random]\n"
-             .. "    [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile]\n"
+             .. "    [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile [--plot OUT.png]]\n"
              .. "bench FILE [options]   (a TorchScript archive, a whole-model pickle: the model it carries)",
   summary = [[
 times forward passes after a warm-up and prints median_ms=<ms>;
@@ -170,10 +179,13 @@ and each fused step's (pthcv.nn.plan), named by the ops it fused]],
     { "runs", kind = "count", metavar = "N", help = "timed passes (default 10)" },
     { "warmup", kind = "natural", metavar = "N", help = "passes before timing (default 2: recorded, then planned)" },
     { "profile", help = "each module's and fused step's time per pass" },
+    { "plot", kind = "string", metavar = "OUT.png",
+      help = "with --profile: each module's own time per pass as a bar\nchart (gnuplot; .png or .svg)" },
   }),
   run = function(pos, opt)
     model_file_argument(pos, opt, 1)
     if opt.shape and opt.input then error(runner.usage_error("give --shape or --input, not both"), 0) end
+    if opt.plot and not opt.profile then error(runner.usage_error("--plot draws --profile's times: give both"), 0) end
     local pthcv = require "pthcv"
     local base = require "pthcv.nn.module"
     local now = require "pthcv.nn.clock"
@@ -207,6 +219,18 @@ and each fused step's (pthcv.nn.plan), named by the ops it fused]],
       if not okp then error(ep, 0) end
       io.stdout:write(p.report(runs))
       io.stdout:write(require("pthcv.nn.plan").describe(m, false), "\n")   -- what the plan fused
+      if opt.plot then
+        local plot = require "pthcv.export.plot"
+        local r = plot.bars(plot.exclusive(p.list(runs)), opt.plot,
+                            { title = (opt.model or opt.script) .. ": each module's own time per pass", unit = "ms",
+                              xlabel = "ms per pass" })
+        if r.script then
+          runner.err("warning: gnuplot is not installed: wrote " .. r.path .. " and " .. r.data .. " (gnuplot "
+                     .. r.path .. " draws " .. opt.plot .. ")")
+        else
+          io.stdout:write(string.format("%s: %d modules\n", r.path, r.rows))
+        end
+      end
     end
     io.stdout:write(string.format("threads=%d runs=%d build_ms=%.1f%s min_ms=%.3f max_ms=%.3f weights=%s%s\n",
                                   pthcv.get_num_threads(), runs, t_build * 1000,
