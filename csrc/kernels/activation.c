@@ -85,3 +85,10 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
         return;
     }
 }
+
+const char *pthcv_act_name(int kind)
+{
+    static const char *names[] = { "none", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh",
+                                   "silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh", "clamp" };
+    return kind >= 0 && kind < (int)(sizeof names / sizeof names[0]) ? names[kind] : "?";
+}

@@ -528,6 +528,7 @@ static void shape_str(char *buf, size_t n, const pthcv_tensor *t)
 
 pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual)
 {
+    PTHCV_PROFILE_OP("conv2d");
     char got[200];
     if (!c || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
     int64_t cin = c->cin_g * c->groups;
@@ -578,11 +579,14 @@ pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tenso
         if (!(xp = pad_copy(xd, batch * cin, h, w, ph, pw, c->p.padding_mode))) goto done;
         cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
     }
+    int wino = !c->depthwise && c->wino && (oh + 3) / 4 * ((ow + 3) / 4) >= 9;
+    PTHCV_PROFILE_LABEL("%s %lldx%lld/%d%s", c->depthwise ? "dwconv" : "conv", (long long)c->kh, (long long)c->kw,
+                        c->p.stride[0], c->depthwise ? "" : wino ? " winograd" : c->groups > 1 ? " gemm grouped" : " gemm");
     /* every path writes every output value */
     if (!(y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched))) goto done;
     float *out = pthcv_tensor_data(y);
     int st = c->depthwise ? forward_depthwise(c, &cx, batch, out, res)
-             : c->wino && (oh + 3) / 4 * ((ow + 3) / 4) >= 9 ? forward_wino(c, &cx, batch, out, res)
+             : wino       ? forward_wino(c, &cx, batch, out, res)
                           : forward_gemm(c, &cx, batch, out, res);
     if (st != PTHCV_OK) {
         pthcv_tensor_release(y);

@@ -61,5 +61,23 @@ int pthcv_cpu_has_f16c(void);           /* isa.c */
 float pthcv_act_scalar(float v, const pthcv_activation *a);
 void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a);
 int pthcv_act_valid(const pthcv_activation *a);
+const char *pthcv_act_name(int kind);   /* "relu", "hardswish", ...; "?" out of range */
+
+/* ---- the op profile (profile.c) -------------------------------------------
+ * PTHCV_PROFILE_OP("kind") at the top of an entry point times it until the
+ * function returns (a cleanup attribute: every return is covered);
+ * pthcv_probe_label renames the row once the path is known. */
+enum { PTHCV_PROBE_KIND = 48 };
+typedef struct pthcv_probe {
+    int active, counted;
+    int64_t t0;
+    char kind[PTHCV_PROBE_KIND];
+} pthcv_probe;
+pthcv_probe pthcv_probe_begin(const char *kind);
+void pthcv_probe_label(pthcv_probe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pthcv_probe_end(pthcv_probe *p);
+#define PTHCV_PROFILE_OP(kind) \
+    pthcv_probe pthcv_probe_ __attribute__((cleanup(pthcv_probe_end))) = pthcv_probe_begin(kind)
+#define PTHCV_PROFILE_LABEL(...) pthcv_probe_label(&pthcv_probe_, __VA_ARGS__)
 
 #endif

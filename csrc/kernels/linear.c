@@ -94,6 +94,7 @@ static void pack_rows(const void *vctx, int64_t p, float *dst, int64_t i0, int64
 
 pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
 {
+    PTHCV_PROFILE_OP("linear");
     if (!l || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: no layer or no input");
     if (x->dtype != PTHCV_FLOAT32 || x->ndim < 1 || x->shape[x->ndim - 1] != l->in)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: expected float32 input [..., %lld] (weight [%lld, %lld]), got %s with last dimension %lld",

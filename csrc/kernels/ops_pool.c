@@ -214,6 +214,8 @@ static void pool_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
 {
+    PTHCV_PROFILE_OP("pool2d");
+    if (p) PTHCV_PROFILE_LABEL("pool2d %s %dx%d/%d", p->kind == PTHCV_POOL_MAX ? "max" : "avg", p->kernel[0], p->kernel[1], p->stride[0]);
     const char *fn = "pthcv_pool2d";
     if (!p)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no parameters", fn);
@@ -339,6 +341,8 @@ static void adaptive_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h, int32_t out_w)
 {
+    PTHCV_PROFILE_OP("adaptive_pool2d");
+    PTHCV_PROFILE_LABEL("adaptive_pool2d %s", kind == PTHCV_POOL_MAX ? "max" : "avg");
     const char *fn = "pthcv_adaptive_pool2d";
     if (kind != PTHCV_POOL_MAX && kind != PTHCV_POOL_AVG)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown pooling kind %d", fn, (int)kind);

@@ -52,6 +52,7 @@ static void cat_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_cat(int32_t n, pthcv_tensor *const *xs, int32_t dim)
 {
+    PTHCV_PROFILE_OP("cat");
     const char *fn = "pthcv_cat";
     if (n < 1 || !xs)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no tensors to concatenate", fn);
@@ -174,6 +175,7 @@ static const char *pad_mode_name(int mode)
 
 pthcv_tensor *pthcv_pad(pthcv_tensor *x, int32_t npairs, const int64_t *pads, int32_t mode, double value)
 {
+    PTHCV_PROFILE_OP("pad");
     const char *fn = "pthcv_pad";
     if (mode < PTHCV_PAD_ZEROS || mode > PTHCV_PAD_CONSTANT)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown padding mode %d", fn, (int)mode);

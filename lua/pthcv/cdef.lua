@@ -238,6 +238,14 @@ const char *pthcv_cpu_info(void);
  * "avx512", "neon", or "auto". Fails if the CPU lacks it. */
 int pthcv_set_isa(const char *isa);
 
+/* The op profile (pthcv bench --profile): on (1) clears it and starts
+ * timing every kernel entry point by kind of op and path ("conv 3x3/1
+ * winograd", "pool2d max 3x3/2", ...); off (0) stops. The report is one
+ * line per kind, "kind<TAB>milliseconds<TAB>calls\n", written into buf
+ * (NUL-terminated, cut to size); returns the length of the whole report. */
+void pthcv_profile_ops(int on);
+int64_t pthcv_profile_ops_report(char *buf, int64_t size);
+
 /* Activations, fusable into convolutions and linear layers. alpha/beta:
  * LEAKY_RELU slope, ELU alpha, CLAMP min/max (ReLU6 is CLAMP 0..6). */
 enum {

@@ -827,6 +827,45 @@ static void test_half(void)
     pthcv_set_isa("auto");
 }
 
+/* ---- the op profile ------------------------------------------------------------------
+ * Rows named by op and path, one call each; nothing recorded while off; a
+ * report cut to a small buffer stays NUL-terminated and says its length. */
+static void test_profile(void)
+{
+    int64_t xs[4] = { 1, 8, 12, 12 }, ws[4] = { 8, 8, 3, 3 }, dws[4] = { 8, 1, 3, 3 };
+    pthcv_tensor *x = random_tensor(4, xs), *w = random_tensor(4, ws), *dw = random_tensor(4, dws);
+    pthcv_conv2d_params p = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
+    pthcv_conv2d_params pd = { { 2, 2 }, { 1, 1 }, { 1, 1 }, 8, 0, ACT(0) };
+    pthcv_conv2d *c = pthcv_conv2d_prepare(w, NULL, &p), *d = pthcv_conv2d_prepare(dw, NULL, &pd);
+    pthcv_activation relu = ACT(PTHCV_ACT_RELU);
+    pthcv_profile_ops(1);
+    pthcv_tensor *y = pthcv_conv2d_forward(c, x, NULL), *z = pthcv_conv2d_forward(d, x, NULL);
+    pthcv_tensor *a = pthcv_activate(x, &relu);
+    pthcv_profile_ops(0);
+    pthcv_tensor *y2 = pthcv_conv2d_forward(c, x, NULL);
+    char buf[4096];
+    int64_t n = pthcv_profile_ops_report(buf, sizeof buf);
+    CHECK(n == (int64_t)strlen(buf), "profile: report length %lld, text %zu", (long long)n, strlen(buf));
+    CHECK(strstr(buf, "conv 3x3/1 winograd\t") && strstr(buf, "dwconv 3x3/2\t") && strstr(buf, "activate relu\t"),
+          "profile: rows by op and path, got:\n%s", buf);
+    int rows = 0, calls_ok = 1;
+    for (char *line = buf; *line; rows++) {
+        char *tab = strrchr(strtok(line, "\n"), '\t');
+        calls_ok &= tab && strcmp(tab, "\t1") == 0;
+        line += strlen(line) + 1;
+    }
+    CHECK(rows == 3 && calls_ok, "profile: 3 rows of one call each (the call made while off not counted)");
+    char small[10];
+    int64_t m = pthcv_profile_ops_report(small, sizeof small);
+    CHECK(m == n && strlen(small) == sizeof small - 1, "profile: a short buffer gets a cut, terminated report");
+    pthcv_profile_ops(1);
+    CHECK(pthcv_profile_ops_report(NULL, 0) == 0, "profile: starting again clears it");
+    pthcv_profile_ops(0);
+    pthcv_tensor_release(y), pthcv_tensor_release(z), pthcv_tensor_release(a), pthcv_tensor_release(y2);
+    pthcv_conv2d_free(c), pthcv_conv2d_free(d);
+    pthcv_tensor_release(x), pthcv_tensor_release(w), pthcv_tensor_release(dw);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -839,6 +878,7 @@ int main(int argc, char **argv)
     test_fold();
     test_pool();
     test_half();
+    test_profile();
     for (int i = 1; i < argc; i++) test_fixture_dir(argv[i]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -190,6 +190,34 @@ local function profiler(model)
   return p
 end
 
+-- The same passes timed by kind of kernel (pthcv_profile_ops): where the
+-- time goes across the whole model, whatever module runs the kernel; "rest"
+-- is the pass's time outside every kernel (Lua, allocation).
+local function op_profile(model, x, runs)
+  local core = require "pthcv.core"
+  local now = require "pthcv.nn.clock"
+  core.C.pthcv_profile_ops(1)
+  local t = now()
+  local ok, e = pcall(function() for _ = 1, runs do model(x) end end)
+  local total = (now() - t) * 1000 / runs
+  core.C.pthcv_profile_ops(0)
+  if not ok then error(e, 0) end
+  local n = tonumber(core.C.pthcv_profile_ops_report(nil, 0))
+  local buf = core.ffi.new("char[?]", n + 1)
+  core.C.pthcv_profile_ops_report(buf, n + 1)
+  local rows, sum = {}, 0
+  for kind, ms, calls in core.ffi.string(buf):gmatch("([^\t\n]+)\t([^\t]+)\t(%d+)\n") do
+    rows[#rows + 1] = { kind = kind, ms = tonumber(ms) / runs, calls = tonumber(calls) / runs }
+    sum = sum + tonumber(ms) / runs
+  end
+  table.sort(rows, function(a, b) return a.ms > b.ms end)
+  rows[#rows + 1] = { kind = "rest", ms = total - sum, calls = 0 }
+  local lines = { string.format("%-40s %10s %6s", "op", "ms/pass", "calls") }
+  for _, r in ipairs(rows) do lines[#lines + 1] = string.format("%-40s %10.3f %6d", r.kind, r.ms, r.calls) end
+  lines[#lines + 1] = string.format("%-40s %10.3f", "total", total)
+  return table.concat(lines, "\n") .. "\n"
+end
+
 function M.bench(args, parse, usage_error, err)
   local pos, opt, e = parse(args, OPTS)
   if not pos then return usage_error(e) end
@@ -228,11 +256,13 @@ function M.bench(args, parse, usage_error, err)
       base.profiler = nil
       if not okp then error(ep, 0) end
       lines[#lines + 1] = p.report(runs)
+      lines[#lines + 1] = op_profile(m, x, runs)
     end
     lines[#lines + 1] = string.format("threads=%d runs=%d build_ms=%.1f%s min_ms=%.3f max_ms=%.3f",
                                       pthcv.get_num_threads(), runs, t_build * 1000,
                                       first and string.format(" first_ms=%.1f", first) or "", times[1], times[runs])
     lines[#lines + 1] = string.format("median_ms=%.3f", median)
+    lines[#lines + 1] = "cpu: " .. require("pthcv.core").ffi.string(require("pthcv.core").C.pthcv_cpu_info())
     return table.concat(lines, "\n")
   end)
   if not ok then err(msg); return 1 end
