@@ -13,9 +13,8 @@
  *     the direct kernels of dwconv*.c over one zero-padded plane at a time;
  *   - 3x3, stride 1, no dilation, one group, at least 8 channels in and out,
  *     output of at least 9 4x4 tiles: Winograd F(4x4, 3x3) (winograd.c), its
- *     transformed weights packed as the GEMM's A (on smaller outputs, 7x7
- *     say, streaming the 4x larger transformed weights costs more than the
- *     multiplications it saves);
+ *     transformed weights packed as the GEMM's A; on smaller outputs (7x7)
+ *     with at least 64 channels in and out, F(2x2, 3x3) (pthcv_wino_tile);
  *   - everything else: the GEMM (gemm.c) per image and group, with
  *     M = out/groups, K = in/groups * kh * kw, N = oh * ow; its B operand is
  *     packed block by block straight from the image (implicit im2col, no
@@ -49,8 +48,8 @@ struct pthcv_conv2d {
     int used;                /* a forward has taken a form: none may be freed now */
     int wino;              /* the Winograd path may run */
     pthread_mutex_t lock;  /* guards the forms, used and wino_made */
-    int wino_made;
-    pthcv_gemm_const wino_u; /* Winograd: 36 A operands, cout x cin (made on first use) */
+    int wino_made[2];        /* [0]: F(4x4, 3x3), [1]: F(2x2, 3x3) */
+    pthcv_gemm_const wino_u[2]; /* Winograd: 36 or 16 A operands, cout x cin (made on first use) */
     float *bias;           /* [cout] or NULL */
 };
 
@@ -143,7 +142,8 @@ void pthcv_conv2d_free(pthcv_conv2d *c)
     if (!c) return;
     if (c->gemm_made) pthcv_gemm_const_free(&c->gemm);
     if (c->gemm_t_made) pthcv_gemm_const_free(&c->gemm_t);
-    if (c->wino_made) pthcv_gemm_const_free(&c->wino_u);
+    for (int i = 0; i < 2; i++)
+        if (c->wino_made[i]) pthcv_gemm_const_free(&c->wino_u[i]);
     pthread_mutex_destroy(&c->lock);
     free(c->w);
     free(c->bias);
@@ -200,25 +200,27 @@ static const void *gemm_form(pthcv_conv2d *c, int trans, const pthcv_gemm_kernel
     return ok ? pthcv_gemm_const_get(f, k, sstride) : NULL;
 }
 
-/* The Winograd weights for kernel k: U = G g G^T from an unpacked copy of
- * the GEMM's weights, made on first use (a 7x7 map never needs them). */
-static const void *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int64_t *sstride)
+/* The Winograd weights of tile size m for kernel k: U = G g G^T from an
+ * unpacked copy of the GEMM's weights, made on first use (each map size
+ * needs one form only). */
+static const void *wino_weights(pthcv_conv2d *c, int m, const pthcv_gemm_kernel *k, int64_t *sstride)
 {
+    int f = m == 2, nx = (m + 2) * (m + 2);
     pthread_mutex_lock(&c->lock);
-    if (!c->wino_made) {
+    if (!c->wino_made[f]) {
         float *w = weights_of(c);
-        float *u = w ? malloc(sizeof(float) * (size_t)(36 * c->cin_g * c->cout)) : NULL;
-        if (u && pthcv_wino_weights(w, c->cout, c->cin_g, u) == PTHCV_OK) {
+        float *u = w ? malloc(sizeof(float) * (size_t)(nx * c->cin_g * c->cout)) : NULL;
+        if (u && pthcv_wino_weights(m, w, c->cout, c->cin_g, u) == PTHCV_OK) {
             /* U[xi] as A: element (co, ci) at u[(xi * cin + ci) * cout + co] */
-            c->wino_made = pthcv_gemm_const_init(&c->wino_u, k, 0, 0, 36, c->cout, c->cin_g, u,
-                                                 c->cin_g * c->cout, 1, c->cout) == PTHCV_OK;
-            if (!c->wino_made) pthcv_gemm_const_free(&c->wino_u);
+            c->wino_made[f] = pthcv_gemm_const_init(&c->wino_u[f], k, 0, 0, nx, c->cout, c->cin_g, u,
+                                                    c->cin_g * c->cout, 1, c->cout) == PTHCV_OK;
+            if (!c->wino_made[f]) pthcv_gemm_const_free(&c->wino_u[f]);
         }
         free(u);
         free(w);
     }
     pthread_mutex_unlock(&c->lock);
-    return c->wino_made ? pthcv_gemm_const_get(&c->wino_u, k, sstride) : NULL;
+    return c->wino_made[f] ? pthcv_gemm_const_get(&c->wino_u[f], k, sstride) : NULL;
 }
 
 pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c)
@@ -251,7 +253,8 @@ int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c)
     pthread_mutex_lock(&c->lock);
     if (c->gemm_made) n += pthcv_gemm_const_bytes(&c->gemm);
     if (c->gemm_t_made) n += pthcv_gemm_const_bytes(&c->gemm_t);
-    if (c->wino_made) n += pthcv_gemm_const_bytes(&c->wino_u);
+    for (int i = 0; i < 2; i++)
+        if (c->wino_made[i]) n += pthcv_gemm_const_bytes(&c->wino_u[i]);
     pthread_mutex_unlock(&c->lock);
     return n;
 }
@@ -431,14 +434,14 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     return pthcv_gemm_run(&g);
 }
 
-static int forward_wino(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
+static int forward_wino(pthcv_conv2d *c, int m, const conv_ctx *x, int64_t batch, float *out, const float *res)
 {
-    const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
+    const pthcv_gemm_kernel *k = pthcv_wino_kernel(pthcv_isa(), m, x->oh, x->ow);
     int64_t sstride;
-    const void *u = wino_weights(c, k, &sstride);
+    const void *u = wino_weights(c, m, k, &sstride);
     if (!u) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
     pthcv_wino_args a = {
-        .kernel = k, .u = u, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
+        .m = m, .kernel = k, .u = u, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
         .cout = c->cout, .oh = x->oh, .ow = x->ow, .bias = c->bias, .act = c->p.act,
     };
     a.fused = pthcv_act_bounds(&c->p.act, &a.lo, &a.hi);
@@ -579,14 +582,15 @@ pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tenso
         if (!(xp = pad_copy(xd, batch * cin, h, w, ph, pw, c->p.padding_mode))) goto done;
         cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
     }
-    int wino = !c->depthwise && c->wino && (oh + 3) / 4 * ((ow + 3) / 4) >= 9;
+    int wino = !c->depthwise && c->wino ? pthcv_wino_tile(c->cin_g, c->cout, oh, ow) : 0;
     PTHCV_PROFILE_LABEL("%s %lldx%lld/%d%s", c->depthwise ? "dwconv" : "conv", (long long)c->kh, (long long)c->kw,
-                        c->p.stride[0], c->depthwise ? "" : wino ? " winograd" : c->groups > 1 ? " gemm grouped" : " gemm");
+                        c->p.stride[0], c->depthwise ? "" : wino == 4 ? " winograd F(4,3)" : wino == 2 ? " winograd F(2,3)"
+                                        : c->groups > 1 ? " gemm grouped" : " gemm");
     /* every path writes every output value */
     if (!(y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched))) goto done;
     float *out = pthcv_tensor_data(y);
     int st = c->depthwise ? forward_depthwise(c, &cx, batch, out, res)
-             : wino       ? forward_wino(c, &cx, batch, out, res)
+             : wino       ? forward_wino(c, wino, &cx, batch, out, res)
                           : forward_gemm(c, &cx, batch, out, res);
     if (st != PTHCV_OK) {
         pthcv_tensor_release(y);

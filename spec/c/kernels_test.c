@@ -237,6 +237,12 @@ static void test_conv(void)
         { "wino 14x22",    2, 12, 14, 22, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH) },
         { "wino 14x14",    1, 40, 14, 14, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(0) },
         { "wino reflect",  1, 8, 9, 10, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
+        /* Winograd F(2,3): small maps, >= 64 channels; odd sizes, partial quads, K slices */
+        { "wino23 7x7",    1, 64, 7, 7, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
+        { "wino23 5x6",    2, 65, 5, 6, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH) },
+        { "wino23 K>256",  1, 300, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(PTHCV_ACT_SILU) },
+        { "wino23 p0",     1, 64, 9, 9, 72, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_CLAMP) },
+        { "wino23 7x13",   1, 96, 7, 13, 65, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(0) },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(&cases[i]);
 
@@ -827,6 +833,41 @@ static void test_half(void)
     pthcv_set_isa("auto");
 }
 
+/* ---- Winograd transforms: every version gives the scalar one's bits ------------------ */
+#include "kernels/winograd.h"
+static void test_wino_transforms(void)
+{
+    typedef void (*in8_fn)(const float *, const float *, int64_t, float *);
+    typedef void (*out8_fn)(const float *, int64_t, float, float *, float *);
+    struct { const char *name; int a; in8_fn in_ref, in; out8_fn out_ref, out; } v[] = {
+#if defined(__x86_64__)
+        { "F(4,3) avx2", 6, pthcv_wino_in8_scalar, pthcv_wino_in8_avx2, pthcv_wino_out8_scalar, pthcv_wino_out8_avx2 },
+        { "F(2,3) avx2", 4, pthcv_wino23_in8_scalar, pthcv_wino23_in8_avx2, pthcv_wino23_out8_scalar, pthcv_wino23_out8_avx2 },
+#endif
+    };
+    if (!pthcv_isa_available(PTHCV_ISA_AVX2)) {
+        printf("# skipped: Winograd transform bits (no AVX2)\n");
+        return;
+    }
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        int m = v[i].a - 2, bad = 0;
+        enum { LD = 23 };
+        float plane[8 * LD], r1[36 * 8], r2[36 * 8], za1[64], zb1[64], za2[64], zb2[64], mm[36 * 9];
+        for (int round = 0; round < 20; round++) {
+            for (int j = 0; j < 8 * LD; j++) plane[j] = frand() * 100.0f;
+            for (int j = 0; j < 36 * 9; j++) mm[j] = frand() * 100.0f;
+            v[i].in_ref(plane + 1, plane + 1 + 4 * m, LD, r1);
+            v[i].in(plane + 1, plane + 1 + 4 * m, LD, r2);
+            bad += memcmp(r1, r2, sizeof(float) * (size_t)(v[i].a * v[i].a * 8)) != 0;
+            v[i].out_ref(mm, 9, 0.25f, za1, zb1);
+            v[i].out(mm, 9, 0.25f, za2, zb2);
+            bad += memcmp(za1, za2, sizeof(float) * (size_t)(4 * m * m)) != 0 ||
+                   memcmp(zb1, zb2, sizeof(float) * (size_t)(4 * m * m)) != 0;
+        }
+        CHECK(bad == 0, "Winograd %s transforms: %d of 40 differ from the scalar bits", v[i].name, bad);
+    }
+}
+
 /* ---- the op profile ------------------------------------------------------------------
  * Rows named by op and path, one call each; nothing recorded while off; a
  * report cut to a small buffer stays NUL-terminated and says its length. */
@@ -846,7 +887,7 @@ static void test_profile(void)
     char buf[4096];
     int64_t n = pthcv_profile_ops_report(buf, sizeof buf);
     CHECK(n == (int64_t)strlen(buf), "profile: report length %lld, text %zu", (long long)n, strlen(buf));
-    CHECK(strstr(buf, "conv 3x3/1 winograd\t") && strstr(buf, "dwconv 3x3/2\t") && strstr(buf, "activate relu\t"),
+    CHECK(strstr(buf, "conv 3x3/1 winograd F(4,3)\t") && strstr(buf, "dwconv 3x3/2\t") && strstr(buf, "activate relu\t"),
           "profile: rows by op and path, got:\n%s", buf);
     int rows = 0, calls_ok = 1;
     for (char *line = buf; *line; rows++) {
@@ -879,6 +920,7 @@ int main(int argc, char **argv)
     test_pool();
     test_half();
     test_profile();
+    test_wino_transforms();
     for (int i = 1; i < argc; i++) test_fixture_dir(argv[i]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
