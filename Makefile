@@ -37,7 +37,7 @@ BUILD   := build
 # Kernel files named *_avx2.c, *_avx512.c, *_neon.c hold one instruction set's
 # code and get its flags (below); the other architecture's files are left out.
 ARCH    := $(shell $(CC) -dumpmachine)
-ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
+ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c %_vnni.c,%_avx2.c %_avx512.c %_vnni.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
 SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c) $(KERNEL_SRCS)
 CXX_SRCS := csrc/opencv/bridge.cpp
@@ -63,6 +63,7 @@ $(CODECS_LIB): $(BUILD)/csrc/opencv/imgcodecs.o $(LIB)
 
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
+%_vnni.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni
 $(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
@@ -129,7 +130,7 @@ $(BUILD)/kernels_test: $(KTEST_OBJS)
 
 # The same test built for AArch64 (NEON kernels) and run under qemu-user.
 CROSS ?= aarch64-linux-gnu-
-NEON_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) $(filter-out %_avx2.c %_avx512.c,$(wildcard csrc/kernels/*.c)) spec/c/kernels_test.c
+NEON_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) $(filter-out %_avx2.c %_avx512.c %_vnni.c,$(wildcard csrc/kernels/*.c)) spec/c/kernels_test.c
 ctest-neon:
 	@mkdir -p $(BUILD)/aarch64
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/kernels_test $(NEON_SRCS) -lpthread -lm

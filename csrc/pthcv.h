@@ -330,6 +330,28 @@ pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x);
 /* Bytes of weights the layer holds now (float16 weights stay float16). */
 int64_t pthcv_linear_weight_bytes(pthcv_linear *l);
 
+/* Quantized (int8) layers, torch's quantized semantics: activations quint8
+ * per tensor (real = scale * (q - zero_point)), weights qint8 per output
+ * channel (axis 0) or per tensor with zero points 0, bias float32. The
+ * output is quint8 with the layer's scale and zero point, rounded half to
+ * even, or float32 (out_float: the real value before rounding). The
+ * activation may be none, relu, relu6 or clamp (applied in the output's
+ * units); a quint8 residual of the output's shape is added before it. The
+ * sums are exact integers: results are the same on every instruction set
+ * (AVX512-VNNI, AVX2, NEON dot product, scalar) and thread count. */
+typedef struct pthcv_qconv2d pthcv_qconv2d;
+pthcv_qconv2d *pthcv_qconv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p,
+                                     double out_scale, int32_t out_zero_point);
+void pthcv_qconv2d_free(pthcv_qconv2d *q);
+pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_tensor *residual, int32_t out_float);
+typedef struct pthcv_qlinear pthcv_qlinear;
+pthcv_qlinear *pthcv_qlinear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act,
+                                     double out_scale, int32_t out_zero_point);
+void pthcv_qlinear_free(pthcv_qlinear *l);
+pthcv_tensor *pthcv_qlinear_forward(pthcv_qlinear *l, pthcv_tensor *x, int32_t out_float);
+/* float32 -> quint8: clamp(round_half_even(x / scale) + zero_point, 0, 255). */
+pthcv_tensor *pthcv_quantize_per_tensor(pthcv_tensor *x, double scale, int32_t zero_point);
+
 /* Normalisation (eval mode). weight/bias may be NULL. */
 pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,
                                pthcv_tensor *weight, pthcv_tensor *bias, double eps);

@@ -1,0 +1,241 @@
+/*
+ * qgemm.c -- the int8 GEMM driver (blocking, packing, requantization,
+ * threads) and the scalar reference micro-kernel. Contract: qgemm.h.
+ */
+#include "qgemm.h"
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- kernels ------------------------------------------------------------------------
+ * KC: a 4 x NR-wide X micro-panel of KC values (KC x NR bytes, 8-16 KB) stays
+ * in L1 beside the W panel; NC columns of X per block (KC x NC bytes in L2). */
+static const pthcv_qgemm_kernel kscalar = { "scalar", 4, 8, 4, 0, PTHCV_QX_U8, 512, 128, pthcv_qukernel_scalar };
+#if defined(__x86_64__)
+static const pthcv_qgemm_kernel kavx2 = { "avx2", 6, 16, 2, 1, PTHCV_QX_S16, 256, 96, pthcv_qukernel_avx2 };
+static const pthcv_qgemm_kernel kvnni = { "vnni", 8, 32, 4, 0, PTHCV_QX_U8, 512, 128, pthcv_qukernel_vnni };
+#endif
+#if defined(__aarch64__)
+static const pthcv_qgemm_kernel kneon = { "neon-dot", 8, 12, 4, 0, PTHCV_QX_S8, 512, 96, pthcv_qukernel_neon_dot };
+#endif
+
+const pthcv_qgemm_kernel *pthcv_qgemm_kernel_named(const char *name)
+{
+    if (strcmp(name, "scalar") == 0) return &kscalar;
+#if defined(__x86_64__)
+    if (strcmp(name, "avx2") == 0 && pthcv_isa_available(PTHCV_ISA_AVX2)) return &kavx2;
+    if (strcmp(name, "vnni") == 0 && pthcv_cpu_has_vnni()) return &kvnni;
+#endif
+#if defined(__aarch64__)
+    if (strcmp(name, "neon-dot") == 0 && pthcv_cpu_has_dotprod()) return &kneon;
+#endif
+    return NULL;
+}
+
+const pthcv_qgemm_kernel *pthcv_qgemm_kernel_now(void)
+{
+    int isa = pthcv_isa();
+    (void)isa;
+#if defined(__x86_64__)
+    if (isa == PTHCV_ISA_AVX512 && pthcv_cpu_has_vnni()) return &kvnni;
+    if (isa == PTHCV_ISA_AVX2 || isa == PTHCV_ISA_AVX512) return &kavx2;
+#endif
+#if defined(__aarch64__)
+    if (isa == PTHCV_ISA_NEON && pthcv_cpu_has_dotprod()) return &kneon;
+#endif
+    return &kscalar;
+}
+
+/* ---- the scalar reference micro-kernel (4 x 8, groups of 4) ---------------------------- */
+void pthcv_qukernel_scalar(int64_t kc, const void *av, const void *bv, int32_t *c, int first)
+{
+    enum { MR = 4, NR = 8, KG = 4 };
+    const int8_t *a = av;
+    const uint8_t *b = bv;
+    int32_t acc[MR][NR];
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++) acc[r][j] = first ? 0 : c[r * NR + j];
+    for (int64_t k = 0; k < kc; k += KG, a += MR * KG, b += NR * KG)
+        for (int r = 0; r < MR; r++)
+            for (int j = 0; j < NR; j++)
+                for (int g = 0; g < KG; g++) acc[r][j] += (int32_t)a[r * KG + g] * (int32_t)b[j * KG + g];
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++) c[r * NR + j] = acc[r][j];
+}
+
+/* ---- packing ------------------------------------------------------------------------------ */
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int64_t pthcv_qgemm_kpad(const pthcv_qgemm_kernel *k, int64_t K) { return cdiv(K, k->kg) * k->kg; }
+
+int64_t pthcv_qgemm_packed_w_bytes(const pthcv_qgemm_kernel *k, int64_t M, int64_t K)
+{
+    return cdiv(M, k->mr) * k->mr * pthcv_qgemm_kpad(k, K) * (k->w16 ? 2 : 1);
+}
+
+void pthcv_qgemm_pack_w(const pthcv_qgemm_kernel *k, void *dst, const int8_t *src, int64_t M, int64_t K)
+{
+    int mr = k->mr, kg = k->kg;
+    int64_t kp = pthcv_qgemm_kpad(k, K);
+    for (int64_t i0 = 0; i0 < M; i0 += mr)
+        for (int64_t k0 = 0; k0 < kp; k0 += kg)
+            for (int r = 0; r < mr; r++)
+                for (int g = 0; g < kg; g++) {
+                    int64_t i = i0 + r, kk = k0 + g, at = i0 * kp + k0 * mr + r * kg + g;
+                    int8_t v = i < M && kk < K ? src[i * K + kk] : 0;
+                    if (k->w16) ((int16_t *)dst)[at] = v;
+                    else ((int8_t *)dst)[at] = v;
+                }
+}
+
+void pthcv_qgemm_pack_x_rows(const pthcv_qgemm_kernel *k, void *dst, const uint8_t *src, int64_t ld, int64_t nrows,
+                             int64_t ncols, int64_t k0, int64_t kc, int64_t j0, int64_t nc, uint8_t pad)
+{
+    int nr = k->nr, kg = k->kg;
+    for (int64_t q = 0; q < nc; q += nr) {
+        int64_t jq = j0 + q, valid = ncols - jq < nr ? ncols - jq : nr;
+        if (valid < 0) valid = 0;
+        for (int64_t kk = 0; kk < kc; kk += kg) {
+            int64_t at = q * kc + kk * nr;   /* panel q / nr, group kk / kg */
+            for (int g = 0; g < kg; g++) {
+                int64_t row = k0 + kk + g;
+                const uint8_t *s = row < nrows ? src + row * ld + jq : NULL;
+                for (int j = 0; j < nr; j++) {
+                    uint8_t v = s && j < valid ? s[j] : pad;
+                    int64_t e = at + j * kg + g;
+                    switch (k->xtype) {
+                    case PTHCV_QX_S16: ((int16_t *)dst)[e] = v; break;
+                    case PTHCV_QX_S8: ((int8_t *)dst)[e] = (int8_t)(v ^ 0x80); break;
+                    default: ((uint8_t *)dst)[e] = v; break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- requantization ------------------------------------------------------------------------
+ * Clamped to [lo, hi] first (integers, so the same result as clamping the
+ * rounded value), then rounded half to even (as torch) by adding and
+ * subtracting 1.5 * 2^23: below 2^22 that leaves the nearest integer. Plain
+ * float operations in a fixed order: every clone computes the same bits. */
+PTHCV_SIMD static void requant_u8(const int32_t *restrict acc, int n, int32_t corr, float mul, float add, float lo,
+                                  float hi, const uint8_t *restrict res, int32_t zr, float rmul, uint8_t *restrict o)
+{
+    const float magic = 12582912.0f;
+    if (res)
+        for (int j = 0; j < n; j++) {
+            float v = (float)(acc[j] - corr) * mul + add + (float)(res[j] - zr) * rmul;
+            v = v < lo ? lo : v > hi ? hi : v;
+            o[j] = (uint8_t)(int32_t)((v + magic) - magic);
+        }
+    else
+        for (int j = 0; j < n; j++) {
+            float v = (float)(acc[j] - corr) * mul + add;
+            v = v < lo ? lo : v > hi ? hi : v;
+            o[j] = (uint8_t)(int32_t)((v + magic) - magic);
+        }
+}
+
+PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t corr, float mul, float add,
+                                   float lo, float hi, float *restrict o)
+{
+    for (int j = 0; j < n; j++) {
+        float v = (float)(acc[j] - corr) * mul + add;
+        o[j] = v < lo ? lo : v > hi ? hi : v;
+    }
+}
+
+/* one row of a tile: n values of acc (row m of the problem's set) to out */
+void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *acc, int n, void *out, const uint8_t *res)
+{
+    int32_t corr = q->zx * q->wsum[m];
+    if (q->out_float) requant_f32(acc, n, corr, q->mul[m], q->add[m], q->flo, q->fhi, out);
+    else requant_u8(acc, n, corr, q->mul[m], q->add[m], (float)q->lo, (float)q->hi, res, q->zr, q->rmul, out);
+}
+
+/* ---- the driver ------------------------------------------------------------------------------ */
+typedef struct {
+    const pthcv_qgemm_problem *g;
+    int64_t kp, kcs, nc, nn;      /* padded K, K slice, block width, column blocks per problem */
+    int64_t mstep, nm;            /* rows per task (a multiple of MR), row ranges */
+    atomic_int failed;
+} qgemm_ctx;
+
+static size_t xbytes(const pthcv_qgemm_kernel *k) { return k->xtype == PTHCV_QX_S16 ? 2 : 1; }
+
+/* Task t: problem p, columns j0..j0+nc-1, rows i0..i1-1 (all of M unless
+ * the columns are too few to keep the threads busy). X is packed one K
+ * slice at a time; the int32 sums of every W panel wait in a per-thread
+ * buffer until the last slice, then are requantized tile by tile. */
+static void qgemm_task(void *vctx, int64_t begin, int64_t end)
+{
+    qgemm_ctx *x = vctx;
+    const pthcv_qgemm_problem *g = x->g;
+    const pthcv_qgemm_kernel *k = g->kernel;
+    int mr = k->mr, nr = k->nr;
+    int64_t mp = cdiv(x->mstep, mr);
+    size_t wb = k->w16 ? 2 : 1, xb = xbytes(k);
+    void *xbuf = pthcv_scratch(PTHCV_SCRATCH_QGEMM_X, (size_t)cdiv((int64_t)(x->kcs * x->nc * xb), 4));
+    int32_t *acc = (int32_t *)pthcv_scratch(PTHCV_SCRATCH_QGEMM_ACC, (size_t)(mp * mr * x->nc));
+    if (!xbuf || !acc) {
+        atomic_store(&x->failed, 1);
+        return;
+    }
+    for (int64_t t = begin; t < end; t++) {
+        int64_t p = t / (x->nn * x->nm), rem = t % (x->nn * x->nm);
+        int64_t j0 = rem / x->nm * x->nc, i0 = rem % x->nm * x->mstep;
+        int64_t nc = g->N - j0 < x->nc ? g->N - j0 : x->nc, np = cdiv(nc, nr);
+        int64_t i1 = i0 + x->mstep < g->M ? i0 + x->mstep : g->M, ni = cdiv(i1 - i0, mr);
+        int64_t set = p % g->nsets;
+        const char *w = (const char *)g->w + set * g->w_sstride;
+        for (int64_t pc = 0; pc < x->kp; pc += x->kcs) {
+            int64_t kc = x->kp - pc < x->kcs ? x->kp - pc : x->kcs;
+            if (g->pack_x(g->ctx, p, xbuf, pc, kc, j0, np * nr) != 0) {
+                atomic_store(&x->failed, 1);
+                return;
+            }
+            for (int64_t jp = 0; jp < np; jp++)
+                for (int64_t ip = 0; ip < ni; ip++)
+                    k->run(kc, w + ((i0 + ip * mr) * x->kp + pc * mr) * wb, (const char *)xbuf + jp * kc * nr * xb,
+                           acc + (jp * mp + ip) * mr * nr, pc == 0);
+        }
+        size_t ob = g->rq.out_float ? sizeof(float) : 1;
+        char *out = (char *)g->out + p * g->out_pstride * ob;
+        const uint8_t *res = g->rq.res ? g->rq.res + p * g->res_pstride : NULL;
+        for (int64_t jp = 0; jp < np; jp++) {
+            int64_t j = j0 + jp * nr;
+            int n = (int)(g->N - j < nr ? g->N - j : nr);
+            for (int64_t m = i0; m < i1; m++)
+                pthcv_qgemm_requant_row(&g->rq, set * g->M + m, acc + ((jp * mp + (m - i0) / mr) * mr + (m - i0) % mr) * nr, n,
+                            out + (m * g->ldo + j) * ob, res ? res + m * g->ldo + j : NULL);
+        }
+    }
+}
+
+int pthcv_qgemm_run(const pthcv_qgemm_problem *g)
+{
+    const pthcv_qgemm_kernel *k = g->kernel;
+    if (g->M <= 0 || g->N <= 0 || g->nprob <= 0) return PTHCV_OK;
+    qgemm_ctx x = { .g = g, .kp = pthcv_qgemm_kpad(k, g->K) };
+    int64_t nk = cdiv(x.kp, k->kc);
+    x.kcs = cdiv(cdiv(x.kp, nk), k->kg) * k->kg;
+    /* blocks of columns: as wide as the cache allows, narrower (down to one
+     * panel) until every thread has two blocks */
+    int threads = pthcv_get_num_threads();
+    int64_t pn = cdiv(g->N, k->nr);
+    int64_t nn = cdiv(g->N, k->nc);
+    while (threads > 1 && g->nprob * nn < 2 * threads && nn < pn) nn++;
+    x.nc = cdiv(cdiv(g->N, nn), k->nr) * k->nr;
+    x.nn = cdiv(g->N, x.nc);
+    /* few columns (small maps, a linear layer): the rows are split too */
+    int64_t pm = cdiv(g->M, k->mr), nm = 1;
+    while (threads > 1 && g->nprob * x.nn * nm < 2 * threads && nm < pm) nm++;
+    x.mstep = cdiv(cdiv(g->M, nm), k->mr) * k->mr;
+    x.nm = cdiv(g->M, x.mstep);
+    atomic_init(&x.failed, 0);
+    pthcv_parallel_for(g->nprob * x.nn * x.nm, 1, qgemm_task, &x);
+    if (atomic_load(&x.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "qgemm: out of memory for the packing buffers");
+    return PTHCV_OK;
+}
