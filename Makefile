@@ -121,7 +121,7 @@ ctest:
 # torch, built twice: with the SIMD clones, and scalar; their results must be
 # the same bits (spec/c/ops_test.c).
 OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
-              $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c csrc/kernels/profile.c spec/c/ops_test.c
+              $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c csrc/kernels/profile.c csrc/kernels/quantize.c spec/c/ops_test.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)

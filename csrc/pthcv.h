@@ -351,6 +351,14 @@ void pthcv_qlinear_free(pthcv_qlinear *l);
 pthcv_tensor *pthcv_qlinear_forward(pthcv_qlinear *l, pthcv_tensor *x, int32_t out_float);
 /* float32 -> quint8: clamp(round_half_even(x / scale) + zero_point, 0, 255). */
 pthcv_tensor *pthcv_quantize_per_tensor(pthcv_tensor *x, double scale, int32_t zero_point);
+/* float32 weights [out, ...] -> qint8 per output channel, symmetric:
+ * scale = max |w| / 127 per channel (1 for an all-zero channel), values
+ * round_half_even(w / scale) in [-127, 127]. */
+pthcv_tensor *pthcv_quantize_weight(pthcv_tensor *w);
+/* a + b of two quint8 tensors of one shape, then ReLU when relu is set, as
+ * quint8 (scale, zero_point): QNNPACK's fixed-point arithmetic and rounding,
+ * so the bits of torch's quantized add (add_relu) with the qnnpack engine. */
+pthcv_tensor *pthcv_qadd(pthcv_tensor *a, pthcv_tensor *b, double scale, int32_t zero_point, int32_t relu);
 
 /* Normalisation (eval mode). weight/bias may be NULL. */
 pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,

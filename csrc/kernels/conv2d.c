@@ -26,6 +26,7 @@
  */
 #include "dwconv.h"
 #include "gemm.h"
+#include "ops.h"
 #include "winograd.h"
 #include <math.h>
 #include <pthread.h>
@@ -532,6 +533,8 @@ static void shape_str(char *buf, size_t n, const pthcv_tensor *t)
 pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual)
 {
     PTHCV_PROFILE_OP("conv2d");
+    OPS_REAL(x);
+    OPS_REAL(residual);
     char got[200];
     if (!c || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
     int64_t cin = c->cin_g * c->groups;

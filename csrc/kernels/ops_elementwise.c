@@ -252,6 +252,8 @@ pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
 {
     PTHCV_PROFILE_OP("binary");
     PTHCV_PROFILE_LABEL("binary %s", op == PTHCV_BIN_ADD ? "add" : op == PTHCV_BIN_MUL ? "mul" : "other");
+    OPS_REAL(a);
+    OPS_REAL(b);
     if (!binary_op_ok(op, "pthcv_binary") || !check_float(a, "pthcv_binary", "first operand")
         || !check_float(b, "pthcv_binary", "second operand"))
         return NULL;
@@ -282,6 +284,7 @@ pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
 pthcv_tensor *pthcv_binary_scalar(pthcv_tensor *a, double s, int32_t op, int32_t scalar_first)
 {
     PTHCV_PROFILE_OP("binary_scalar");
+    OPS_REAL(a);
     if (!binary_op_ok(op, "pthcv_binary_scalar") || !check_float(a, "pthcv_binary_scalar", "tensor"))
         return NULL;
     const float *ad = pthcv_tensor_data(a);

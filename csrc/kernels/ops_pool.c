@@ -216,6 +216,12 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
 {
     PTHCV_PROFILE_OP("pool2d");
     if (p) PTHCV_PROFILE_LABEL("pool2d %s %dx%d/%d", p->kind == PTHCV_POOL_MAX ? "max" : "avg", p->kernel[0], p->kernel[1], p->stride[0]);
+    if (ops_is_qactivation(x)) {   /* int8 in, int8 out with the input's scale and zero point */
+        pthcv_tensor *d = pthcv_tensor_dequantize(x);
+        pthcv_tensor *y = d ? pthcv_pool2d(d, p) : NULL;
+        pthcv_tensor_release(d);
+        return ops_requantize_like(y, x);
+    }
     const char *fn = "pthcv_pool2d";
     if (!p)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no parameters", fn);
@@ -343,6 +349,12 @@ pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h
 {
     PTHCV_PROFILE_OP("adaptive_pool2d");
     PTHCV_PROFILE_LABEL("adaptive_pool2d %s", kind == PTHCV_POOL_MAX ? "max" : "avg");
+    if (ops_is_qactivation(x)) {   /* int8 in, int8 out with the input's scale and zero point */
+        pthcv_tensor *d = pthcv_tensor_dequantize(x);
+        pthcv_tensor *y = d ? pthcv_adaptive_pool2d(d, kind, out_h, out_w) : NULL;
+        pthcv_tensor_release(d);
+        return ops_requantize_like(y, x);
+    }
     const char *fn = "pthcv_adaptive_pool2d";
     if (kind != PTHCV_POOL_MAX && kind != PTHCV_POOL_AVG)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown pooling kind %d", fn, (int)kind);

@@ -188,6 +188,7 @@ void pthcv_qconv2d_free(pthcv_qconv2d *q)
 /* ---- requantization parameters of one forward ------------------------------------------- */
 typedef struct {
     float *mul, *add;
+    int32_t *bq;
     pthcv_requant rq;
 } qparams;
 
@@ -208,15 +209,21 @@ static int qparams_make(qparams *q, int64_t n, const double *wscale, const float
                         double sx, int32_t zx, double sy, int32_t zy, int out_float, const pthcv_activation *act)
 {
     q->mul = malloc(sizeof(float) * 2 * (size_t)n);
-    if (!q->mul) return pthcv_fail(PTHCV_ERR_NOMEM, "out of memory");
+    q->bq = malloc(sizeof(int32_t) * (size_t)n);
+    if (!q->mul || !q->bq) return pthcv_fail(PTHCV_ERR_NOMEM, "out of memory");
     q->add = q->mul + n;
     if (out_float) sy = 1, zy = 0;
     for (int64_t c = 0; c < n; c++) {
-        q->mul[c] = (float)(sx * wscale[c] / sy);
-        q->add[c] = (float)(bias[c] / sy + zy);
+        /* as torch (qnnpack) rounds them, in float: the bias in units of
+         * sx * sw rounded to an integer (a float output adds it exactly
+         * instead), the multiplier (sw sx) (1 / sy) */
+        double b = nearbyintf(bias[c] * (1.0f / (float)(sx * wscale[c])));
+        q->bq[c] = b < -2147483647.0 ? -2147483647 : b > 2147483647.0 ? 2147483647 : (int32_t)b;
+        q->mul[c] = ((float)wscale[c] * (float)sx) * (1.0f / (float)sy);   /* float, in torch's order: its bits */
+        q->add[c] = (float)(bias[c] / sy);
     }
     memset(&q->rq, 0, sizeof q->rq);
-    q->rq.mul = q->mul, q->rq.add = q->add, q->rq.wsum = wsum, q->rq.zx = zx, q->rq.out_float = out_float;
+    q->rq.mul = q->mul, q->rq.add = q->add, q->rq.bq = q->bq, q->rq.wsum = wsum, q->rq.zx = zx, q->rq.zy = zy, q->rq.out_float = out_float;
     clamp_of(act, sy, zy, out_float, &q->rq.lo, &q->rq.hi, &q->rq.flo, &q->rq.fhi);
     return PTHCV_OK;
 }
@@ -436,7 +443,7 @@ pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_ten
         y = NULL;
     }
 done:
-    free(qp.mul);
+    free(qp.mul), free(qp.bq);
     pthcv_tensor_release(xc), pthcv_tensor_release(rc);
     return y;
 }
@@ -545,34 +552,7 @@ pthcv_tensor *pthcv_qlinear_forward(pthcv_qlinear *l, pthcv_tensor *x, int32_t o
         y = NULL;
     }
 done:
-    free(qp.mul);
-    pthcv_tensor_release(xc);
-    return y;
-}
-
-/* ---- quantize ------------------------------------------------------------------------------- */
-PTHCV_SIMD static void quantize_row(uint8_t *restrict d, const float *restrict s, int64_t n, float inv, float zp)
-{
-    const float magic = 12582912.0f;
-    for (int64_t i = 0; i < n; i++) {
-        float v = s[i] * inv;
-        v = v < -zp ? -zp : v > 255.0f - zp ? 255.0f - zp : v;   /* NaN: kept, stored below as 0 */
-        v = (v + magic) - magic + zp;
-        d[i] = v >= 0.0f ? (uint8_t)(int32_t)v : 0;
-    }
-}
-
-pthcv_tensor *pthcv_quantize_per_tensor(pthcv_tensor *x, double scale, int32_t zero_point)
-{
-    PTHCV_PROFILE_OP("quantize");
-    if (!x || x->dtype != PTHCV_FLOAT32)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "quantize_per_tensor: input must be float32, got %s",
-                               x ? pthcv_dtype_name(x->dtype) : "nothing");
-    if (check_out_qparams("quantize_per_tensor", scale, zero_point) != PTHCV_OK) return NULL;
-    pthcv_tensor *xc = pthcv_tensor_contiguous(x);
-    const float *xd = xc ? pthcv_tensor_data(xc) : NULL;
-    pthcv_tensor *y = xd ? qoutput(x->ndim, x->shape, 0, scale, zero_point) : NULL;
-    if (y) quantize_row(pthcv_tensor_data(y), xd, x->numel, 1.0f / (float)scale, (float)zero_point);
+    free(qp.mul), free(qp.bq);
     pthcv_tensor_release(xc);
     return y;
 }

@@ -116,33 +116,35 @@ void pthcv_qgemm_pack_x_rows(const pthcv_qgemm_kernel *k, void *dst, const uint8
 }
 
 /* ---- requantization ------------------------------------------------------------------------
- * Clamped to [lo, hi] first (integers, so the same result as clamping the
- * rounded value), then rounded half to even (as torch) by adding and
- * subtracting 1.5 * 2^23: below 2^22 that leaves the nearest integer. Plain
- * float operations in a fixed order: every clone computes the same bits. */
-PTHCV_SIMD static void requant_u8(const int32_t *restrict acc, int n, int32_t corr, float mul, float add, float lo,
-                                  float hi, const uint8_t *restrict res, int32_t zr, float rmul, uint8_t *restrict o)
+ * Clamped first (to integers, so the same result as clamping the rounded
+ * value), then rounded half to even (as torch) by adding and subtracting
+ * 1.5 * 2^23: below 2^22 that leaves the nearest integer; the zero point
+ * after the rounding, as QNNPACK's. Plain float operations in a fixed order:
+ * every clone computes the same bits. */
+PTHCV_SIMD static void requant_u8(const int32_t *restrict acc, int n, int32_t off, float mul, float add, float lo,
+                                  float hi, int32_t zy, const uint8_t *restrict res, int32_t zr, float rmul,
+                                  uint8_t *restrict o)
 {
     const float magic = 12582912.0f;
     if (res)
         for (int j = 0; j < n; j++) {
-            float v = (float)(acc[j] - corr) * mul + add + (float)(res[j] - zr) * rmul;
+            float v = (float)(acc[j] + off) * mul + (float)(res[j] - zr) * rmul;
             v = v < lo ? lo : v > hi ? hi : v;
-            o[j] = (uint8_t)(int32_t)((v + magic) - magic);
+            o[j] = (uint8_t)((int32_t)((v + magic) - magic) + zy);
         }
     else
         for (int j = 0; j < n; j++) {
-            float v = (float)(acc[j] - corr) * mul + add;
+            float v = (float)(acc[j] + off) * mul;
             v = v < lo ? lo : v > hi ? hi : v;
-            o[j] = (uint8_t)(int32_t)((v + magic) - magic);
+            o[j] = (uint8_t)((int32_t)((v + magic) - magic) + zy);
         }
 }
 
-PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t corr, float mul, float add,
-                                   float lo, float hi, float *restrict o)
+PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t off, float mul, float add, float lo,
+                                   float hi, float *restrict o)
 {
     for (int j = 0; j < n; j++) {
-        float v = (float)(acc[j] - corr) * mul + add;
+        float v = (float)(acc[j] + off) * mul + add;   /* a float output keeps the exact bias */
         o[j] = v < lo ? lo : v > hi ? hi : v;
     }
 }
@@ -150,9 +152,10 @@ PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t c
 /* one row of a tile: n values of acc (row m of the problem's set) to out */
 void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *acc, int n, void *out, const uint8_t *res)
 {
-    int32_t corr = q->zx * q->wsum[m];
-    if (q->out_float) requant_f32(acc, n, corr, q->mul[m], q->add[m], q->flo, q->fhi, out);
-    else requant_u8(acc, n, corr, q->mul[m], q->add[m], (float)q->lo, (float)q->hi, res, q->zr, q->rmul, out);
+    int32_t off = q->bq[m] - q->zx * q->wsum[m];
+    if (q->out_float) requant_f32(acc, n, off - q->bq[m], q->mul[m], q->add[m], q->flo, q->fhi, out);
+    else requant_u8(acc, n, off, q->mul[m], q->add[m], (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res, q->zr,
+                    q->rmul, out);
 }
 
 /* ---- the driver ------------------------------------------------------------------------------ */

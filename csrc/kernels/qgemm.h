@@ -6,12 +6,15 @@
  *   acc[M x N] (int32) = W[M x K] (int8 weights) . X[K x N] (activations)
  *
  * then, per output value (requantization, done on each tile while it is in
- * L1: no pass over an int32 buffer),
- *   v = (acc - zx * wsum[m]) * mul[m] + add[m]   (+ residual term)
- *   y = clamp(round_half_even(v), lo, hi)          stored as uint8
- * or, for a float output, v itself. zx is the activations' zero point,
- * wsum[m] the sum of row m of W, mul[m] = sx * sw[m] / sy and add[m] =
- * bias[m] / sy + zy (sy = 1, zy = 0 for a float output).
+ * L1: no pass over an int32 buffer), as torch's quantized convolution:
+ *   v = (float)(acc - zx * wsum[m] + bq[m]) * mul[m]   (+ residual term)
+ *   y = round_half_even(clamp(v, lo - zy, hi - zy)) + zy   stored as uint8
+ * or, for a float output, (float)(acc - zx * wsum[m]) * mul[m] + add[m].
+ * zx is the activations' zero point, wsum[m] the sum of row m of W, bq[m]
+ * the bias in units of sx * sw[m] rounded to an integer, mul[m] = sx * sw[m]
+ * / sy, add[m] = bias[m] (sy = 1, zy = 0 for a float output). bq and mul
+ * are rounded as torch rounds them (qconv2d.c): the outputs are the bits of
+ * torch's quantized models (qnnpack engine; spec/quant_spec.lua).
  *
  * Operands are packed in groups of kg consecutive k (the dot-product width
  * of the instructions): W panels of MR rows as w[k / kg][MR][kg], X panels
@@ -68,8 +71,9 @@ void pthcv_qgemm_pack_w(const pthcv_qgemm_kernel *k, void *dst, const int8_t *sr
 /* The requantization of one output row m (see the top). */
 typedef struct pthcv_requant {
     const float *mul, *add;      /* [M] */
-    const int32_t *wsum;         /* [M] */
+    const int32_t *wsum, *bq;    /* [M] */
     int32_t zx;                  /* activations' zero point as packed (neon: zx - 128) */
+    int32_t zy;                  /* output zero point */
     int out_float;               /* store float v instead of uint8 */
     int32_t lo, hi;              /* clamp of the uint8 output (a fused ReLU raises lo) */
     float flo, fhi;              /* clamp of the float output */

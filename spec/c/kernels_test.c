@@ -919,13 +919,16 @@ static float ref_requant(int64_t acc, double sx, double sw, float bias, double s
                          const uint8_t *r, double sr, int zr, uint8_t *q)
 {
     if (out_float) sy = 1, zy = 0;
-    float mul = (float)(sx * sw / sy), add = (float)(bias / sy + zy);
-    float v = (float)acc * mul + add;
+    int32_t bq = (int32_t)nearbyintf(bias * (1.0f / (float)(sx * sw)));
+    float mul = ((float)sw * (float)sx) * (1.0f / (float)sy);
+    float v = out_float ? (float)acc * mul + (float)(bias / sy) : (float)(acc + bq) * mul;
     if (r) v = v + (float)(*r - zr) * (float)(sr / sy);
     float lo = act == PTHCV_ACT_RELU || act == PTHCV_ACT_RELU6 ? (out_float ? 0.0f : (float)zy) : out_float ? -INFINITY : 0.0f;
     float hi = out_float ? (act == PTHCV_ACT_RELU6 ? 6.0f : INFINITY) : act == PTHCV_ACT_RELU6 ? (float)fmin(255, nearbyint(6 / sy) + zy) : 255.0f;
+    if (out_float) return v < lo ? lo : v > hi ? hi : v;
+    lo -= (float)zy, hi -= (float)zy;
     v = v < lo ? lo : v > hi ? hi : v;
-    if (!out_float) *q = (uint8_t)nearbyintf(v);
+    *q = (uint8_t)(nearbyintf(v) + (float)zy);
     return v;
 }
 

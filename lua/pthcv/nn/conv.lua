@@ -19,6 +19,8 @@ local C = core.C
 local class = base.class
 local args, pair = F._args, F._pair
 local M = {}
+-- a pack's owner, held weakly: the module holds its pack
+local WEAK = { __mode = "v" }
 
 local function as_pair(v, what, name)
   local a, b = pair(v, name, what)
@@ -103,12 +105,15 @@ function Conv2d:make_pack(bn, act)
     -- the pack is the folded weights' only copy: freed now, not at the next
     -- collection (a whole model's worth of them would otherwise pile up)
     F.pack_info[pk].weight = nil
+    F.pack_info[pk].owner = setmetatable({ self }, WEAK)   -- which convolution runs it (pthcv.quant)
     release(w)
     release(folded)
     release(w32, self.weight)   -- a float32 copy of float16 weights
     return pk
   end
-  return F.conv2d_prepare(w, b, self:conv_options(act))
+  local pk = F.conv2d_prepare(w, b, self:conv_options(act))
+  F.pack_info[pk].owner = setmetatable({ self }, WEAK)
+  return pk
 end
 
 function Conv2d:prepare()

@@ -272,10 +272,14 @@ function F.pack_bytes(pk)
 end
 
 -- Runs a prepared convolution; residual (same shape as the output) is
--- added before the activation.
+-- added before the activation. A quantized pack (a table, pthcv.quant) runs
+-- itself; F.observer, when set (pthcv.quant's calibration), sees every call.
 function F.conv2d_packed(c, x, residual)
+  if type(c) == "table" then return c:forward(x, residual) end
   check_tensor(x, "conv2d")
-  return result(C.pthcv_conv2d_forward(c, x.ct, residual and residual.ct or nil), "conv2d")
+  local y = result(C.pthcv_conv2d_forward(c, x.ct, residual and residual.ct or nil), "conv2d")
+  if F.observer then F.observer(c, x, residual, y) end
+  return y
 end
 
 -- Packs made by the functional forms, per weight tensor and parameters: a
@@ -332,8 +336,11 @@ function F.linear_prepare(weight, bias, act)
   return l
 end
 function F.linear_packed(l, x)
+  if type(l) == "table" then return l:forward(x) end
   check_tensor(x, "linear")
-  return result(C.pthcv_linear_forward(l, x.ct), "linear")
+  local y = result(C.pthcv_linear_forward(l, x.ct), "linear")
+  if F.observer then F.observer(l, x, nil, y) end
+  return y
 end
 -- F.linear(x, weight [, bias]): x W^T + b over the last dimension.
 function F.linear(x, weight, bias, act)

@@ -9,6 +9,8 @@ local py = require "pthcv.nn.repr"
 local class = base.class
 local args = F._args
 local M = {}
+-- a pack's owner, held weakly: the module holds its pack
+local WEAK = { __mode = "v" }
 
 -- nn.Linear(in_features, out_features [, bias = true])
 local Linear = class("Linear", nil, { torch_nn = true, torch_class = "torch.nn.modules.linear.Linear" })
@@ -24,7 +26,11 @@ function Linear:__init(in_features, out_features, ...)
   self:register_parameter("bias", (a.bias == nil or a.bias) and Tensor.zeros({ out_features }) or nil)
 end
 
-function Linear:make_pack(act) return F.linear_prepare(self.weight, self.bias, act) end
+function Linear:make_pack(act)
+  local pk = F.linear_prepare(self.weight, self.bias, act)
+  F.pack_info[pk].owner = setmetatable({ self }, WEAK)   -- which layer runs it (pthcv.quant)
+  return pk
+end
 
 function Linear:prepare()
   self._pack = nil

@@ -323,6 +323,7 @@ end
 -- missing and unexpected keys (strict only) and shape mismatches (always).
 -- BatchNorm's num_batches_tracked may be absent (older torch files).
 function Module:load_state_dict(sd, opts)
+  rawset(self, "_quantized", nil)   -- new weights: an int8 model is float again until quantized anew
   local strict = not (opts and opts.strict == false)
   local expected = state_entries(self, "")
   local given, order = {}, {}
@@ -394,6 +395,11 @@ end
 function Module:prepare_tree()
   local v = state.version
   local list = self:modules()
+  -- a quantized model keeps its int8 packs (pthcv.quant): nothing to redo
+  if rawget(self, "_quantized") then
+    for _, m in ipairs(list) do rawset(m, "_ready", v) end
+    return self
+  end
   for _, m in ipairs(list) do rawset(m, "_claimed", nil) end
   for _, m in ipairs(list) do
     local prep = m.prepare
@@ -404,6 +410,9 @@ function Module:prepare_tree()
 end
 
 -- A parent's prepare() calls this on the children it runs itself (fused).
+-- module:quantize{calibration = ...}: int8 inference (pthcv.quant, docs/nn.md)
+function Module:quantize(opts) return require("pthcv.quant").quantize(self, opts) end
+
 function Module:claim() rawset(self, "_claimed", true) end
 function Module:is_claimed() return rawget(self, "_claimed") == true end
 
