@@ -275,27 +275,46 @@ static int pack_x_im2col(const void *vctx, int64_t p, void *dst, int64_t k0, int
         return 0;
     }
     uint8_t *rows = (uint8_t *)pthcv_scratch(PTHCV_SCRATCH_QCONV_COLS, (size_t)((kc * nc + 3) / 4));
-    enum { MAX_NC = 512 };
-    int64_t iy0[MAX_NC], ix0[MAX_NC];   /* per column: input row and column of tap (0, 0) */
-    if (!rows || nc > MAX_NC) return 1;   /* nc is the kernel's block width (<= 128) */
-    for (int64_t c = 0; c < nc; c++) {
-        int64_t j = j0 + c < n ? j0 + c : n - 1;
-        iy0[c] = j / x->ow * sh - ph, ix0[c] = j % x->ow * sw - pw;
+    if (!rows) return 1;
+    /* the block's columns cut into runs of one output row each: start
+     * column, input row and column of tap (0, 0) */
+    enum { MAX_RUNS = 130 };
+    int64_t run_c[MAX_RUNS + 1], run_iy[MAX_RUNS], run_ix[MAX_RUNS], nrun = 0;
+    int64_t valid = n - j0 < nc ? n - j0 : nc;
+    for (int64_t c = 0, oy = j0 / x->ow, ox = j0 % x->ow; c < valid && nrun < MAX_RUNS; oy++, ox = 0) {
+        run_c[nrun] = c, run_iy[nrun] = oy * sh - ph, run_ix[nrun] = ox * sw - pw, nrun++;
+        c += x->ow - ox;
     }
+    if (nrun == MAX_RUNS && run_c[nrun - 1] + x->ow < valid) return 1;   /* cannot happen: nc <= 128 */
+    run_c[nrun] = valid;
     int64_t khw = q->kh * q->kw;
     for (int64_t r = 0; r < kc; r++) {
         uint8_t *d = rows + r * nc;
         int64_t kk = k0 + r;
-        if (kk >= q->K) {
+        if (kk >= q->K) {   /* K padding: its weights are 0 */
             memset(d, x->zx, (size_t)nc);
             continue;
         }
         int64_t ci = kk / khw, ky = kk % khw / q->kw, kx = kk % q->kw;
         const uint8_t *plane = in + ci * x->h * x->w;
-        for (int64_t c = 0; c < nc; c++) {
-            int64_t iy = iy0[c] + ky * dh, ix = ix0[c] + kx * dw;
-            d[c] = j0 + c < n && iy >= 0 && iy < x->h && ix >= 0 && ix < x->w ? plane[iy * x->w + ix] : x->zx;
+        for (int64_t s = 0; s < nrun; s++) {
+            int64_t c0 = run_c[s], len = (run_c[s + 1] < valid ? run_c[s + 1] : valid) - c0;
+            int64_t iy = run_iy[s] + ky * dh, ix0 = run_ix[s] + kx * dw;
+            if (iy < 0 || iy >= x->h) {
+                memset(d + c0, x->zx, (size_t)len);
+                continue;
+            }
+            const uint8_t *row = plane + iy * x->w;
+            if (sw == 1 && ix0 >= 0 && ix0 + len <= x->w) {
+                memcpy(d + c0, row + ix0, (size_t)len);
+            } else {
+                for (int64_t i = 0; i < len; i++) {
+                    int64_t ix = ix0 + i * sw;
+                    d[c0 + i] = ix >= 0 && ix < x->w ? row[ix] : x->zx;
+                }
+            }
         }
+        if (valid < nc) memset(d + valid, x->zx, (size_t)(nc - valid));
     }
     pthcv_qgemm_pack_x_rows(k, dst, rows, nc, kc, nc, 0, kc, 0, nc, x->zx);
     return 0;

@@ -89,28 +89,47 @@ void pthcv_qgemm_pack_w(const pthcv_qgemm_kernel *k, void *dst, const int8_t *sr
                 }
 }
 
+/* One X micro-panel group: kg source rows of nr values (NULL rows, and
+ * columns from `valid` on, read as pad) interleaved into dst[nr][kg]. Plain
+ * loops over whole 32-bit groups, which gcc vectorises (PTHCV_SIMD). */
+PTHCV_SIMD static void interleave4(uint32_t *restrict d, const uint8_t *r0, const uint8_t *r1, const uint8_t *r2,
+                                   const uint8_t *r3, int nr, uint32_t flip)
+{
+    for (int j = 0; j < nr; j++)
+        d[j] = ((uint32_t)r0[j] | (uint32_t)r1[j] << 8 | (uint32_t)r2[j] << 16 | (uint32_t)r3[j] << 24) ^ flip;
+}
+
+PTHCV_SIMD static void interleave2_s16(uint32_t *restrict d, const uint8_t *r0, const uint8_t *r1, int nr)
+{
+    for (int j = 0; j < nr; j++) d[j] = (uint32_t)r0[j] | (uint32_t)r1[j] << 16;
+}
+
 void pthcv_qgemm_pack_x_rows(const pthcv_qgemm_kernel *k, void *dst, const uint8_t *src, int64_t ld, int64_t nrows,
                              int64_t ncols, int64_t k0, int64_t kc, int64_t j0, int64_t nc, uint8_t pad)
 {
     int nr = k->nr, kg = k->kg;
+    uint8_t padrow[64], edge[4][64];
+    memset(padrow, pad, sizeof padrow);
     for (int64_t q = 0; q < nc; q += nr) {
         int64_t jq = j0 + q, valid = ncols - jq < nr ? ncols - jq : nr;
         if (valid < 0) valid = 0;
         for (int64_t kk = 0; kk < kc; kk += kg) {
-            int64_t at = q * kc + kk * nr;   /* panel q / nr, group kk / kg */
+            const uint8_t *r[4];
             for (int g = 0; g < kg; g++) {
                 int64_t row = k0 + kk + g;
-                const uint8_t *s = row < nrows ? src + row * ld + jq : NULL;
-                for (int j = 0; j < nr; j++) {
-                    uint8_t v = s && j < valid ? s[j] : pad;
-                    int64_t e = at + j * kg + g;
-                    switch (k->xtype) {
-                    case PTHCV_QX_S16: ((int16_t *)dst)[e] = v; break;
-                    case PTHCV_QX_S8: ((int8_t *)dst)[e] = (int8_t)(v ^ 0x80); break;
-                    default: ((uint8_t *)dst)[e] = v; break;
-                    }
+                if (row >= nrows || valid == 0) {
+                    r[g] = padrow;
+                } else if (valid < nr) {   /* a partial panel: the row's columns, then pad */
+                    memcpy(edge[g], src + row * ld + jq, (size_t)valid);
+                    memset(edge[g] + valid, pad, (size_t)(nr - valid));
+                    r[g] = edge[g];
+                } else {
+                    r[g] = src + row * ld + jq;
                 }
             }
+            uint32_t *d = (uint32_t *)((char *)dst + (q * kc + kk * nr) * (k->xtype == PTHCV_QX_S16 ? 2 : 1));
+            if (kg == 2) interleave2_s16(d, r[0], r[1], nr);
+            else interleave4(d, r[0], r[1], r[2], r[3], nr, k->xtype == PTHCV_QX_S8 ? 0x80808080u : 0);
         }
     }
 }
