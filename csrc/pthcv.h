@@ -307,6 +307,10 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
 void pthcv_conv2d_free(pthcv_conv2d *c);
 /* y = act(conv(x) + bias + residual); residual (same shape as y) may be NULL. */
 pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual);
+/* torch.cat([conv(x) for conv in convs], 1) without the copies: each
+ * convolution writes its channels of the one output (SqueezeNet's Fire,
+ * Inception branches). The outputs must share their height and width. */
+pthcv_tensor *pthcv_conv2d_forward_cat(int32_t n, pthcv_conv2d *const *convs, pthcv_tensor *x);
 /* The weights the pack computes with, as a new float32 tensor
  * [out, in/groups, kh, kw] (a folded BatchNorm included). */
 pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c);

@@ -530,78 +530,142 @@ static void shape_str(char *buf, size_t n, const pthcv_tensor *t)
     if (used < n) snprintf(buf + used, n - used, "]");
 }
 
-pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual)
+/* The output shape [N, cout, oh, ow] of c on x (0), or an error naming the
+ * shapes; residual (may be NULL) must have that shape. */
+static int conv_check(const pthcv_conv2d *c, const pthcv_tensor *x, const pthcv_tensor *residual, int64_t oshape[4])
 {
-    PTHCV_PROFILE_OP("conv2d");
-    OPS_REAL(x);
-    OPS_REAL(residual);
     char got[200];
-    if (!c || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
+    if (!c || !x) return pthcv_fail(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
     int64_t cin = c->cin_g * c->groups;
     if (x->dtype != PTHCV_FLOAT32 || (x->ndim != 4 && x->ndim != 3) || x->shape[x->ndim - 3] != cin) {
         shape_str(got, sizeof got, x);
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
-                               "conv2d: expected float32 input [N, %lld, H, W] (weight [%lld, %lld, %lld, %lld], groups %lld), got %s %s",
-                               (long long)cin, (long long)c->cout, (long long)c->cin_g, (long long)c->kh,
-                               (long long)c->kw, (long long)c->groups, pthcv_dtype_name(x->dtype), got);
+        return pthcv_fail(PTHCV_ERR_ARG,
+                          "conv2d: expected float32 input [N, %lld, H, W] (weight [%lld, %lld, %lld, %lld], groups %lld), got %s %s",
+                          (long long)cin, (long long)c->cout, (long long)c->cin_g, (long long)c->kh, (long long)c->kw,
+                          (long long)c->groups, pthcv_dtype_name(x->dtype), got);
     }
     int unbatched = x->ndim == 3;
-    int64_t batch = unbatched ? 1 : x->shape[0], h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
+    int64_t h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
     int ph = c->p.padding[0], pw = c->p.padding[1];
     int64_t eh = c->p.dilation[0] * (c->kh - 1) + 1, ew = c->p.dilation[1] * (c->kw - 1) + 1;
     if (h + 2 * ph < eh || w + 2 * pw < ew) {
         shape_str(got, sizeof got, x);
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
-                               "conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)",
-                               got, ph, pw, (long long)eh, (long long)ew);
+        return pthcv_fail(PTHCV_ERR_ARG, "conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)",
+                          got, ph, pw, (long long)eh, (long long)ew);
     }
     if (c->p.padding_mode != PTHCV_PAD_ZEROS &&
         (c->p.padding_mode == PTHCV_PAD_REFLECT ? (ph >= h || pw >= w) : (ph > h || pw > w))) {
         shape_str(got, sizeof got, x);
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: padding (%d, %d) is too large for %s padding of input %s", ph,
-                               pw, pad_mode_name(c->p.padding_mode), got);
+        return pthcv_fail(PTHCV_ERR_ARG, "conv2d: padding (%d, %d) is too large for %s padding of input %s", ph, pw,
+                          pad_mode_name(c->p.padding_mode), got);
     }
-    int64_t oh = (h + 2 * ph - eh) / c->p.stride[0] + 1, ow = (w + 2 * pw - ew) / c->p.stride[1] + 1;
-    int64_t oshape[4] = { batch, c->cout, oh, ow };
-
-    const float *res = NULL;
-    pthcv_tensor *rc = NULL, *xc = NULL, *xp = NULL, *y = NULL;
+    oshape[0] = unbatched ? 1 : x->shape[0], oshape[1] = c->cout;
+    oshape[2] = (h + 2 * ph - eh) / c->p.stride[0] + 1, oshape[3] = (w + 2 * pw - ew) / c->p.stride[1] + 1;
     if (residual) {
         int same = residual->dtype == PTHCV_FLOAT32 && residual->ndim == x->ndim;
         for (int i = 0; same && i < x->ndim; i++) same = residual->shape[i] == oshape[i + unbatched];
         if (!same) {
             shape_str(got, sizeof got, residual);
-            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: residual must be float32 [%s%lld, %lld, %lld, %lld] like the output, got %s %s",
-                                   "", (long long)batch, (long long)c->cout, (long long)oh, (long long)ow,
-                                   pthcv_dtype_name(residual->dtype), got);
+            return pthcv_fail(PTHCV_ERR_ARG, "conv2d: residual must be float32 [%lld, %lld, %lld, %lld] like the output, got %s %s",
+                              (long long)oshape[0], (long long)c->cout, (long long)oshape[2], (long long)oshape[3],
+                              pthcv_dtype_name(residual->dtype), got);
         }
-        if (!(rc = pthcv_tensor_contiguous(residual)) || !(res = pthcv_tensor_data(rc))) goto done;
     }
-    if (!(xc = pthcv_tensor_contiguous(x))) goto done;
-    const float *xd = pthcv_tensor_data(xc);
-    if (!xd) goto done;
+    return PTHCV_OK;
+}
+
+/* The path a convolution takes for an oh x ow output: 'd'epthwise,
+ * Winograd tile size 4 or 2, or 0 (the GEMM). */
+static int conv_path(const pthcv_conv2d *c, int64_t oh, int64_t ow)
+{
+    if (c->depthwise) return 'd';
+    return c->wino ? pthcv_wino_tile(c->cin_g, c->cout, oh, ow) : 0;
+}
+
+/* Runs c on x (checked by conv_check: output oshape) into out, image i at
+ * out + i * out_stride (cout * oh * ow for a tensor of its own, more in a
+ * concatenation). 0, or an error. */
+static int conv_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, const int64_t oshape[4], float *out,
+                    int64_t out_stride)
+{
+    int64_t batch = oshape[0], oh = oshape[2], ow = oshape[3], cin = c->cin_g * c->groups;
+    int64_t h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
+    int ph = c->p.padding[0], pw = c->p.padding[1];
+    pthcv_tensor *rc = NULL, *xc = NULL, *xp = NULL;
+    const float *res = NULL, *xd = NULL;
+    int st = PTHCV_ERR_NOMEM;
+    if (residual && (!(rc = pthcv_tensor_contiguous(residual)) || !(res = pthcv_tensor_data(rc)))) goto done;
+    if (!(xc = pthcv_tensor_contiguous(x)) || !(xd = pthcv_tensor_data(xc))) goto done;
     conv_ctx cx = { .c = c, .x = xd, .cin = cin, .h = h, .w = w, .oh = oh, .ow = ow, .ph = ph, .pw = pw };
     if (c->p.padding_mode != PTHCV_PAD_ZEROS && (ph || pw)) {
         if (!(xp = pad_copy(xd, batch * cin, h, w, ph, pw, c->p.padding_mode))) goto done;
         cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
     }
-    int wino = !c->depthwise && c->wino ? pthcv_wino_tile(c->cin_g, c->cout, oh, ow) : 0;
+    int path = conv_path(c, oh, ow), whole = out_stride == c->cout * oh * ow;
+    int64_t in_img = cin * cx.h * cx.w, res_img = c->cout * oh * ow;
+    /* every path writes every output value; images one at a time when the
+     * output is a slice of a larger tensor */
+    for (int64_t i = 0; i < batch; i += whole ? batch : 1) {
+        conv_ctx ci = cx;
+        ci.x = cx.x + i * in_img;
+        int64_t nb = whole ? batch : 1;
+        float *o = out + i * out_stride;
+        const float *r = res ? res + i * res_img : NULL;
+        st = path == 'd' ? forward_depthwise(c, &ci, nb, o, r)
+             : path    ? forward_wino(c, path, &ci, nb, o, r)
+                       : forward_gemm(c, &ci, nb, o, r);
+        if (st != PTHCV_OK) break;
+    }
+done:
+    if (st == PTHCV_ERR_NOMEM && pthcv_last_status() == PTHCV_OK) pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory");
+    pthcv_tensor_release(rc), pthcv_tensor_release(xc), pthcv_tensor_release(xp);
+    return st;
+}
+
+pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual)
+{
+    PTHCV_PROFILE_OP("conv2d");
+    OPS_REAL(x);
+    OPS_REAL(residual);
+    int64_t oshape[4];
+    if (conv_check(c, x, residual, oshape) != PTHCV_OK) return NULL;
+    int path = conv_path(c, oshape[2], oshape[3]);
     PTHCV_PROFILE_LABEL("%s %lldx%lld/%d%s", c->depthwise ? "dwconv" : "conv", (long long)c->kh, (long long)c->kw,
-                        c->p.stride[0], c->depthwise ? "" : wino == 4 ? " winograd F(4,3)" : wino == 2 ? " winograd F(2,3)"
+                        c->p.stride[0], path == 'd' ? "" : path == 4 ? " winograd F(4,3)" : path == 2 ? " winograd F(2,3)"
                                         : c->groups > 1 ? " gemm grouped" : " gemm");
-    /* every path writes every output value */
-    if (!(y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched))) goto done;
-    float *out = pthcv_tensor_data(y);
-    int st = c->depthwise ? forward_depthwise(c, &cx, batch, out, res)
-             : wino       ? forward_wino(c, wino, &cx, batch, out, res)
-                          : forward_gemm(c, &cx, batch, out, res);
-    if (st != PTHCV_OK) {
+    int unbatched = x->ndim == 3;
+    pthcv_tensor *y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched);
+    if (y && conv_run(c, x, residual, oshape, pthcv_tensor_data(y), c->cout * oshape[2] * oshape[3]) != PTHCV_OK) {
         pthcv_tensor_release(y);
         y = NULL;
     }
-done:
-    pthcv_tensor_release(rc);
-    pthcv_tensor_release(xc);
-    pthcv_tensor_release(xp);
+    return y;
+}
+
+pthcv_tensor *pthcv_conv2d_forward_cat(int32_t n, pthcv_conv2d *const *convs, pthcv_tensor *x)
+{
+    PTHCV_PROFILE_OP("conv cat");
+    OPS_REAL(x);
+    if (n < 1 || !convs) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d_cat: no convolutions");
+    int64_t oshape[4], first[4], total = 0;
+    for (int i = 0; i < n; i++) {
+        if (conv_check(convs[i], x, NULL, oshape) != PTHCV_OK) return NULL;
+        if (i == 0) memcpy(first, oshape, sizeof first);
+        if (oshape[2] != first[2] || oshape[3] != first[3])
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d_cat: convolution %d gives a %lldx%lld output, convolution 0 %lldx%lld",
+                                   i, (long long)oshape[2], (long long)oshape[3], (long long)first[2], (long long)first[3]);
+        total += convs[i]->cout;
+    }
+    int unbatched = x->ndim == 3;
+    int64_t yshape[4] = { first[0], total, first[2], first[3] }, plane = first[2] * first[3], c0 = 0;
+    pthcv_tensor *y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, yshape + unbatched);
+    float *yd = y ? pthcv_tensor_data(y) : NULL;
+    for (int i = 0; yd && i < n; c0 += convs[i]->cout, i++) {
+        int64_t os[4] = { first[0], convs[i]->cout, first[2], first[3] };
+        if (conv_run(convs[i], x, NULL, os, yd + c0 * plane, total * plane) != PTHCV_OK) {
+            pthcv_tensor_release(y);
+            return NULL;
+        }
+    }
     return y;
 }

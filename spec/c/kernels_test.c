@@ -1072,6 +1072,54 @@ static void test_qlinear_quantize(void)
     pthcv_tensor_release(f);
 }
 
+/* ---- convolutions into one concatenated output ---------------------------------------
+ * pthcv_conv2d_forward_cat gives the bits of the separate convolutions,
+ * concatenated (GEMM, Winograd and depthwise paths; batch 2 writes image
+ * by image into the slices). */
+static void test_conv_cat(void)
+{
+    int64_t xs[4] = { 2, 17, 14, 13 };
+    pthcv_tensor *x = random_tensor(4, xs);
+    static const struct { int cout, k, groups; } shapes[] = { { 33, 1, 1 }, { 20, 3, 1 }, { 17, 3, 17 }, { 7, 5, 1 } };
+    enum { N = 4 };
+    pthcv_conv2d *cs[N];
+    pthcv_tensor *ws[N], *ys[N];
+    int64_t total = 0;
+    for (int i = 0; i < N; i++) {
+        int64_t s[4] = { shapes[i].cout, 17 / shapes[i].groups, shapes[i].k, shapes[i].k };
+        ws[i] = random_tensor(4, s);
+        pthcv_conv2d_params p = { { 1, 1 }, { shapes[i].k / 2, shapes[i].k / 2 }, { 1, 1 }, shapes[i].groups, 0, ACT(PTHCV_ACT_RELU) };
+        cs[i] = pthcv_conv2d_prepare(ws[i], NULL, &p);
+        ys[i] = pthcv_conv2d_forward(cs[i], x, NULL);
+        total += shapes[i].cout;
+    }
+    for (int t = 1; t <= 2; t++) {
+        pthcv_set_num_threads(t);
+        pthcv_tensor *y = pthcv_conv2d_forward_cat(N, cs, x);
+        CHECK(y && y->shape[1] == total, "conv2d_cat: output [2, %lld, 14, 13] (%s)", (long long)total, y ? "shape" : pthcv_last_error());
+        int bad = 0;
+        for (int64_t img = 0; y && img < 2; img++)
+            for (int i = 0, c0 = 0; i < N; c0 += shapes[i].cout, i++) {
+                int64_t n = shapes[i].cout * 14 * 13;
+                const float *a = (const float *)pthcv_tensor_data(y) + (img * total + c0) * 14 * 13;
+                const float *b = (const float *)pthcv_tensor_data(ys[i]) + img * n;
+                bad += memcmp(a, b, sizeof(float) * (size_t)n) != 0;
+            }
+        CHECK(bad == 0, "conv2d_cat [%d threads]: %d slices differ from the separate convolutions", t, bad);
+        pthcv_tensor_release(y);
+    }
+    int64_t s2[4] = { 4, 17, 3, 3 };
+    pthcv_tensor *w2 = random_tensor(4, s2);
+    pthcv_conv2d_params p2 = { { 2, 2 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
+    pthcv_conv2d *c2 = pthcv_conv2d_prepare(w2, NULL, &p2);
+    pthcv_conv2d *pair[2] = { cs[0], c2 };
+    CHECK(pthcv_conv2d_forward_cat(2, pair, x) == NULL && error_has("7x7"), "conv2d_cat: outputs of other sizes are refused");
+    pthcv_conv2d_free(c2), pthcv_tensor_release(w2);
+    for (int i = 0; i < N; i++) pthcv_conv2d_free(cs[i]), pthcv_tensor_release(ws[i]), pthcv_tensor_release(ys[i]);
+    pthcv_tensor_release(x);
+    pthcv_set_num_threads(1);
+}
+
 /* ---- the op profile ------------------------------------------------------------------
  * Rows named by op and path, one call each; nothing recorded while off; a
  * report cut to a small buffer stays NUL-terminated and says its length. */
@@ -1126,6 +1174,7 @@ int main(int argc, char **argv)
     test_profile();
     test_wino_transforms();
     test_qconv();
+    test_conv_cat();
     test_qlinear_quantize();
     for (int i = 1; i < argc; i++) test_fixture_dir(argv[i]);
     printf("%d passed, %d failed\n", passed, failed);

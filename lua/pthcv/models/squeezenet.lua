@@ -2,6 +2,7 @@
 -- (their max pools use ceil_mode=True).
 local nn = require "pthcv.nn"
 local F = nn.F
+local release = require "pthcv.nn.release"
 
 local M = {}
 local RELU = { kind = "relu" }
@@ -27,10 +28,15 @@ function Fire:prepare()
   self._e3 = self.expand3x3:make_pack(nil, RELU)
 end
 
+-- the expand convolutions write their halves of the concatenation in place;
+-- the squeeze output is freed at once (a Sequential frees x)
 function Fire:forward(x)
-  x = F.conv2d_packed(self._s, x)
-  return F.cat({ F.conv2d_packed(self._e1, x), F.conv2d_packed(self._e3, x) }, 1)
+  local s = F.conv2d_packed(self._s, x)
+  local y = F.conv2d_packed_cat({ self._e1, self._e3 }, s)
+  release(s)
+  return y
 end
+Fire.keeps_no_tensors = true
 
 local SqueezeNet = nn.class("SqueezeNet", nil, { torch_class = "torchvision.models.squeezenet.SqueezeNet" })
 M.SqueezeNet = SqueezeNet

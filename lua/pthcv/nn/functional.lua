@@ -282,6 +282,23 @@ function F.conv2d_packed(c, x, residual)
   return y
 end
 
+-- torch.cat({F.conv2d_packed(pk, x) for pk in packs}, 1), each convolution
+-- writing its channels of the one output (no copies); int8 packs (tables)
+-- run one by one.
+function F.conv2d_packed_cat(packs, x)
+  check_tensor(x, "conv2d")
+  local plain = true
+  for _, pk in ipairs(packs) do plain = plain and type(pk) ~= "table" end
+  if not plain then
+    local ys = {}
+    for i, pk in ipairs(packs) do ys[i] = F.conv2d_packed(pk, x) end
+    return F.cat(ys, 1)
+  end
+  local arr = ffi.new("pthcv_conv2d *[?]", #packs)
+  for i, pk in ipairs(packs) do arr[i - 1] = pk end
+  return result(C.pthcv_conv2d_forward_cat(#packs, arr, x.ct), "conv2d_cat")
+end
+
 -- Packs made by the functional forms, per weight tensor and parameters: a
 -- forward calling F.conv2d(x, self.weight, ...) packs once, not per call.
 local pack_cache = setmetatable({}, { __mode = "k" })
