@@ -588,6 +588,7 @@ static int conv_path(const pthcv_conv2d *c, int64_t oh, int64_t ow)
 static int conv_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, const int64_t oshape[4], float *out,
                     int64_t out_stride)
 {
+    PTHCV_PROFILE_OP("conv2d");
     int64_t batch = oshape[0], oh = oshape[2], ow = oshape[3], cin = c->cin_g * c->groups;
     int64_t h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
     int ph = c->p.padding[0], pw = c->p.padding[1];
@@ -602,6 +603,9 @@ static int conv_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, co
         cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
     }
     int path = conv_path(c, oh, ow), whole = out_stride == c->cout * oh * ow;
+    PTHCV_PROFILE_LABEL("%s %lldx%lld/%d%s", c->depthwise ? "dwconv" : "conv", (long long)c->kh, (long long)c->kw,
+                        c->p.stride[0], path == 'd' ? "" : path == 4 ? " winograd F(4,3)" : path == 2 ? " winograd F(2,3)"
+                                        : c->groups > 1 ? " gemm grouped" : " gemm");
     int64_t in_img = cin * cx.h * cx.w, res_img = c->cout * oh * ow;
     /* every path writes every output value; images one at a time when the
      * output is a slice of a larger tensor */
@@ -624,15 +628,10 @@ done:
 
 pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual)
 {
-    PTHCV_PROFILE_OP("conv2d");
     OPS_REAL(x);
     OPS_REAL(residual);
     int64_t oshape[4];
     if (conv_check(c, x, residual, oshape) != PTHCV_OK) return NULL;
-    int path = conv_path(c, oshape[2], oshape[3]);
-    PTHCV_PROFILE_LABEL("%s %lldx%lld/%d%s", c->depthwise ? "dwconv" : "conv", (long long)c->kh, (long long)c->kw,
-                        c->p.stride[0], path == 'd' ? "" : path == 4 ? " winograd F(4,3)" : path == 2 ? " winograd F(2,3)"
-                                        : c->groups > 1 ? " gemm grouped" : " gemm");
     int unbatched = x->ndim == 3;
     pthcv_tensor *y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched);
     if (y && conv_run(c, x, residual, oshape, pthcv_tensor_data(y), c->cout * oshape[2] * oshape[3]) != PTHCV_OK) {
@@ -644,8 +643,7 @@ pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tenso
 
 pthcv_tensor *pthcv_conv2d_forward_cat(int32_t n, pthcv_conv2d *const *convs, pthcv_tensor *x)
 {
-    PTHCV_PROFILE_OP("conv cat");
-    OPS_REAL(x);
+    OPS_REAL(x);   /* each convolution is profiled on its own (conv_run) */
     if (n < 1 || !convs) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d_cat: no convolutions");
     int64_t oshape[4], first[4], total = 0;
     for (int i = 0; i < n; i++) {
