@@ -303,6 +303,13 @@ static inline void copy_run(float *d, const float *s, int64_t n, int nr)
     else for (int64_t i = 0; i < n; i++) d[i] = s[i];
 }
 
+/* d[i] = s[2 i]: a stride-2 run of the im2col (stems, downsampling
+ * layers), vectorised with shuffles in each clone */
+PTHCV_SIMD static void gather_s2(float *restrict d, const float *restrict s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = s[2 * i];
+}
+
 /* Packs rows k0..k0+kc-1 (k = (ci, ky, kx)) of columns j0..j0+nc-1 (j = oy*ow + ox)
  * of the virtual im2col matrix of problem p (image p / groups, group p % groups).
  * A micro-panel's columns are cut into runs with one output row each; a run
@@ -352,15 +359,19 @@ static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int
                     continue;
                 }
                 const float *row = plane + iy * x->w;
-                if (ix0 >= 0 && ix0 + (len - 1) * sw < x->w) {
-                    if (sw == 1) copy_run(d + c0, row + ix0, len, nr);
-                    else for (int64_t i = 0; i < len; i++) d[c0 + i] = row[ix0 + i * sw];
-                } else {
-                    for (int64_t i = 0; i < len; i++) {
-                        int64_t ix = ix0 + i * sw;
-                        d[c0 + i] = ix >= 0 && ix < x->w ? row[ix] : 0.0f;
-                    }
+                /* columns i in [lo, hi) read inside the row, the others are padding */
+                int64_t lo = ix0 >= 0 ? 0 : (-ix0 + sw - 1) / sw;
+                int64_t hi = ix0 + (len - 1) * sw < x->w ? len : x->w > ix0 ? (x->w - 1 - ix0) / sw + 1 : 0;
+                if (hi < lo) hi = lo;
+                for (int64_t i = 0; i < lo; i++) d[c0 + i] = 0.0f;
+                if (hi > lo) {
+                    const float *src = row + ix0 + lo * sw;
+                    float *dst = d + c0 + lo;
+                    if (sw == 1) copy_run(dst, src, hi - lo, nr);
+                    else if (sw == 2) gather_s2(dst, src, hi - lo);
+                    else for (int64_t i = 0; i < hi - lo; i++) dst[i] = src[i * sw];
                 }
+                for (int64_t i = hi; i < len; i++) d[c0 + i] = 0.0f;
             }
             for (int64_t i = valid; i < nr; i++) d[i] = 0.0f;
             if (++kx == c->kw) {
