@@ -28,7 +28,9 @@ others and marked "-"):
   - the FMA peak comes from tools/fma_peak.c (a register-only FMA loop),
     compiled and run here for 1 and 2 threads; effective GFLOP/s = 2 x the
     multiply-adds of the convolutions and linear layers / median time.
-Prints a markdown table; ratio = pthcv / the fastest peer. Also written to
+pthcv also runs with --half (float16 weights in memory, float32 arithmetic):
+its time and peak RSS are the table's last columns. Prints a markdown table;
+ratio = pthcv (float32) / the fastest peer. Also written to
 build/bench/models.md. PTHCV_BENCH_MODELS / PTHCV_BENCH_THREADS narrow the run
 (comma lists). Run from the checkout root.
 """
@@ -170,10 +172,10 @@ def run_engine(engine, name, threads):
     if engine == "ncnn":
         cwd = bench_ncnn.bench_dir()
         argv = bench_ncnn.argv(cwd, name, threads, RUNS)
-    elif engine == "pthcv":
+    elif engine in ("pthcv", "pthcv16"):
         argv = [os.path.join(ROOT, "bin", "pthcv"), "bench", "--model", name, "--weights", path(name, ".pth"),
                 "--input", path(name, ".input.npy"), "--threads", str(threads), "--runs", str(RUNS),
-                "--warmup", str(WARMUP)]
+                "--warmup", str(WARMUP)] + (["--half"] if engine == "pthcv16" else [])
     else:
         argv = [sys.executable, os.path.abspath(__file__), "--worker", engine, name, str(threads)]
     # stderr to a file: a pipe read after stdout could fill and stall the child
@@ -190,7 +192,7 @@ def run_engine(engine, name, threads):
         r = bench_ncnn.parse_summary(err)
         r.update(median_ms=r["avg_ms"], rss=rss)
         return r
-    if engine == "pthcv":
+    if engine in ("pthcv", "pthcv16"):
         kv = dict(tok.split("=", 1) for line in out.splitlines() for tok in line.split() if "=" in tok)
         cpu = next((l[5:] for l in out.splitlines() if l.startswith("cpu: ")), "?")
         return {"median_ms": float(kv["median_ms"]), "min_ms": float(kv["min_ms"]),
@@ -200,10 +202,11 @@ def run_engine(engine, name, threads):
     return r
 
 
-def pthcv_output(name):
-    out = path(name, ".pthcv.out.npy")
+def pthcv_output(name, half=False):
+    out = path(name, ".pthcv16.out.npy" if half else ".pthcv.out.npy")
     subprocess.run([os.path.join(ROOT, "bin", "pthcv"), "run", "--model", name, "--weights", path(name, ".pth"),
-                    "--input", path(name, ".input.npy"), "--output", out], check=True, stdout=subprocess.DEVNULL)
+                    "--input", path(name, ".input.npy"), "--output", out] + (["--half"] if half else []),
+                   check=True, stdout=subprocess.DEVNULL)
     return out
 
 
@@ -245,8 +248,8 @@ def measure(name, t, infos, in_pthcv, ncnn_on):
     """One row: every engine in turn (interleaved, one case before the next),
     then the splits by kind of op."""
     r = {"model": name, "threads": t}
-    for engine in ("pthcv", "torch", "opencv", "ncnn"):
-        skip = ((engine == "pthcv" and name not in in_pthcv) or (engine == "opencv" and "opset" not in infos[name])
+    for engine in ("pthcv", "pthcv16", "torch", "opencv", "ncnn"):
+        skip = ((engine in ("pthcv", "pthcv16") and name not in in_pthcv) or (engine == "opencv" and "opset" not in infos[name])
                 or (engine == "ncnn" and not (ncnn_on and bench_ncnn.param_of(name, bench_ncnn.bench_dir()))))
         r[engine] = None if skip else run_engine(engine, name, t)
     if r["pthcv"]:
@@ -254,27 +257,28 @@ def measure(name, t, infos, in_pthcv, ncnn_on):
     if ncnn_on and bench_ncnn.layers_dir():
         r["ncnn_split"] = bench_ncnn.ncnn_split(name, t)
     print("%s %d threads: %s" % (name, t, "  ".join(
-        "%s %.1f ms" % (e, r[e]["median_ms"]) for e in ("pthcv", "torch", "opencv", "ncnn") if r[e])),
+        "%s %.1f ms" % (e, r[e]["median_ms"]) for e in ("pthcv", "pthcv16", "torch", "opencv", "ncnn") if r[e])),
         file=sys.stderr, flush=True)
     return r
 
 
 def table_row(r, infos, peaks):
-    p, tq, ocv, nc = r["pthcv"], r["torch"], r["opencv"], r["ncnn"]
+    p, tq, ocv, nc, h = r["pthcv"], r["torch"], r["opencv"], r["ncnn"], r["pthcv16"]
     peers = [e["median_ms"] for e in (tq, ocv) if e]
     info = infos[r["model"]]
     opset = info.get("opset")
     f = lambda e, k, fmt: (fmt % e[k]) if e else "-"
     ocv_ms = ("%.1f" % ocv["median_ms"] + (" (opset 9)" if opset == 9 else "")) if ocv else "rejected"
     gf = info["flops"] / (p["median_ms"] * 1e-3) * 1e-9 if p else None
-    return "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s / %s |" % (
+    return "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s / %s | %s | %s |" % (
         r["model"], r["threads"], f(p, "median_ms", "%.1f"), f(tq, "median_ms", "%.1f"), ocv_ms,
         (f(nc, "avg_ms", "%.1f") + f(nc, "min_ms", " (min %.1f)")) if nc else "-",
         "**%.2f**" % (p["median_ms"] / nc["avg_ms"]) if p and nc else "-",
         "%.2f" % (p["median_ms"] / min(peers)) if p and peers else "-",
         "%.1f" % gf if gf else "-", "%.0f%%" % (100 * gf / peaks[r["threads"]]) if gf else "-",
         f(p, "first_ms", "%.0f"), f(tq, "first_ms", "%.0f"), f(ocv, "first_ms", "%.0f"),
-        f(p, "rss", "%.0f"), f(tq, "rss", "%.0f"), f(ocv, "rss", "%.0f"), f(nc, "rss", "%.0f"))
+        f(p, "rss", "%.0f"), f(tq, "rss", "%.0f"), f(ocv, "rss", "%.0f"), f(nc, "rss", "%.0f"),
+        f(h, "median_ms", "%.1f"), f(h, "rss", "%.0f"))
 
 
 def main():
@@ -297,6 +301,7 @@ def main():
     for name in MODELS:
         if name in in_pthcv:
             pthcv_output(name)
+            pthcv_output(name, half=True)
     ncnn_on = bench_ncnn.bench_dir() is not None
     model_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     peaks = {t: fma_peak(t) for t in THREADS}
@@ -319,8 +324,8 @@ def main():
     lines.append("")
     lines.append("| model | threads | pthcv ms | torch ms | OpenCV ms | ncnn ms | pthcv / ncnn | pthcv / best of torch, OpenCV "
                  "| pthcv GFLOP/s | % FMA peak | first pass ms (pthcv / torch / OpenCV) "
-                 "| peak RSS MiB (pthcv / torch / OpenCV / ncnn) |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+                 "| peak RSS MiB (pthcv / torch / OpenCV / ncnn) | pthcv --half ms | pthcv --half peak RSS MiB |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
     lines += [table_row(r, infos, peaks) for r in rows]
     by_model = {}
     for r in rows:
@@ -332,7 +337,8 @@ def main():
         lines.append("pthcv, 1 -> 2 threads: " + ", ".join(scal) + ".")
     lines.append("")
     lines.append("Outputs against torch (max |diff| / max |torch|): " + "; ".join(
-        "%s pthcv %.1e, OpenCV %.1e" % (n, rel_diff(n, "pthcv"), rel_diff(n, "opencv")) for n in MODELS) + ".")
+        "%s pthcv %.1e (--half %.1e), OpenCV %.1e" % (n, rel_diff(n, "pthcv"), rel_diff(n, "pthcv16"), rel_diff(n, "opencv"))
+        for n in MODELS) + ".")
     for n in MODELS:
         if n not in in_pthcv:
             lines.append("%s: not in pthcv's model zoo in this build." % n)

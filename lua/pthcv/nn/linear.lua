@@ -3,14 +3,14 @@
 -- it followed by an activation asks for a pack with the activation fused.
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
+local A = require "pthcv.nn.args"
+local D = require "pthcv.tensor.dispatch"
 local Tensor = require "pthcv.tensor"
 local py = require "pthcv.nn.repr"
 
 local class = base.class
-local args = F._args
+local args = A.named
 local M = {}
--- a pack's owner, held weakly: the module holds its pack
-local WEAK = { __mode = "v" }
 
 -- nn.Linear(in_features, out_features [, bias = true])
 local Linear = class("Linear", nil, { torch_nn = true, torch_class = "torch.nn.modules.linear.Linear" })
@@ -26,11 +26,14 @@ function Linear:__init(in_features, out_features, ...)
   self:register_parameter("bias", (a.bias == nil or a.bias) and Tensor.zeros({ out_features }) or nil)
 end
 
-function Linear:make_pack(act)
+-- A pack (lua/pthcv/nn/packs.lua) with a fused activation (act_spec or
+-- nil), made through the dispatch point as Conv2d's (conv.lua).
+local function linear_pack(_, self, act)
   local pk = F.linear_prepare(self.weight, self.bias, act)
-  F.pack_info[pk].owner = setmetatable({ self }, WEAK)   -- which layer runs it (pthcv.quant)
+  pk.module = self
   return pk
 end
+function Linear:make_pack(act) return D.call("nn.make_pack", nil, linear_pack, self, act) end
 
 function Linear:prepare()
   self._pack = nil

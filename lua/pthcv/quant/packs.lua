@@ -10,6 +10,7 @@
 -- layer's output is float32 (classifier logits, mostly).
 local ffi = require "ffi"
 local core = require "pthcv.core"
+local A = require "pthcv.nn.args"
 local F = require "pthcv.nn.functional"
 local Tensor = require "pthcv.tensor"
 local release = require "pthcv.nn.release"
@@ -34,7 +35,7 @@ local function as_quint8(x, scale, zp)
   return q, q
 end
 
-local QConv = {}
+local QConv = { quantized = true }
 QConv.__index = QConv
 
 function QConv:forward(x, residual)
@@ -58,7 +59,7 @@ function QConv:forward(x, residual)
   return y
 end
 
-local QLinear = {}
+local QLinear = { quantized = true }
 QLinear.__index = QLinear
 
 function QLinear:forward(x)
@@ -73,32 +74,31 @@ local function quantized_weight(w)
   return Tensor.wrap(C.pthcv_quantize_weight(f.ct) or core.fail("quantize_weight"), true)
 end
 
--- The int8 pack for float pack pk, from its calibration statistics s.
+-- The int8 pack for float pack pk (lua/pthcv/nn/packs.lua), from its
+-- calibration statistics s.
 function M.make(pk, s, method, opts)
-  local info = F.pack_info[pk]
   local in_scale, in_zp = qparams_of(s.x, method, opts)
   local out_scale, out_zp = qparams_of(s.y, method, opts)
-  if info.op == "linear" then
-    local w = quantized_weight(info.weight)
-    local act = F.activation_struct(info.act)
+  if pk.op == "linear" then
+    local w = quantized_weight(pk.weight)
+    local act = A.activation_struct(pk.rec.act)
     if act.kind ~= C.PTHCV_ACT_NONE and act.kind ~= C.PTHCV_ACT_RELU then
-      error("pthcv: quantize: a linear layer with a fused " .. tostring(info.act.kind or info.act) ..
-            " cannot be quantized", 0)
+      error("pthcv: quantize: a linear layer with a fused " .. pk.rec.act.kind .. " cannot be quantized", 0)
     end
-    local b = info.bias and (info.bias.dtype == "float32" and info.bias or info.bias:float())
+    local b = pk.bias and (pk.bias.dtype == "float32" and pk.bias or pk.bias:float())
     local q = C.pthcv_qlinear_prepare(w.ct, b and b.ct or nil, act, out_scale, out_zp)
     if q == nil then core.fail("qlinear_prepare") end
     return setmetatable({ q = ffi.gc(q, C.pthcv_qlinear_free), in_scale = in_scale, in_zp = in_zp },
                         QLinear)
   end
   local w = quantized_weight(F.conv2d_pack_weight(pk))
-  local p = F.conv2d_params(w:size(3), w:size(4), info.options)
+  local p = A.conv2d_params(pk.rec)
   local post
   if not FUSABLE[tonumber(p.act.kind)] then
-    post = F.activation_struct(info.options.act)
+    post = A.activation_struct(pk.rec.act)
     p.act.kind = C.PTHCV_ACT_NONE
   end
-  local b = info.bias and (info.bias.dtype == "float32" and info.bias or info.bias:float())
+  local b = pk.bias and (pk.bias.dtype == "float32" and pk.bias or pk.bias:float())
   local q = C.pthcv_qconv2d_prepare(w.ct, b and b.ct or nil, p, out_scale, out_zp)
   if q == nil then core.fail("qconv2d_prepare") end
   local pack = setmetatable({ q = ffi.gc(q, C.pthcv_qconv2d_free), in_scale = in_scale, in_zp = in_zp, post = post },

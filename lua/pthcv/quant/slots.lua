@@ -6,13 +6,14 @@ local Tensor = require "pthcv.tensor"
 
 local M = {}
 
--- Every pack the model's prepared tree holds, with where it sits: the
--- module (or a table inside it, e.g. a Sequential's fused steps) and key.
+-- Every pack (lua/pthcv/nn/packs.lua) the model's prepared tree holds, with
+-- where it sits: the module (or a table inside it, e.g. a Sequential's
+-- fused steps) and key.
 function M.of(model)
   local slots = {}
   local function scan(holder, depth)
     for k, v in pairs(holder) do
-      if type(v) == "cdata" and F.pack_info[v] then
+      if F.pack_info[v] then
         slots[#slots + 1] = { holder = holder, key = k, pack = v }
       elseif type(v) == "table" and depth < 3 and not Tensor.is(v) and getmetatable(v) == nil then
         scan(v, depth + 1)
@@ -21,7 +22,7 @@ function M.of(model)
   end
   for _, m in ipairs(model:modules()) do
     for k, v in pairs(m) do
-      if type(v) == "cdata" and F.pack_info[v] then
+      if F.pack_info[v] then
         slots[#slots + 1] = { holder = m, key = k, pack = v }
       elseif type(v) == "table" and not Tensor.is(v) and getmetatable(v) == nil and k ~= "_modules"
              and k ~= "_parameters" and k ~= "_buffers" then

@@ -19,6 +19,7 @@
 -- within its last layer's quantization step (spec/quant_spec.lua).
 local ffi = require "ffi"
 local core = require "pthcv.core"
+local A = require "pthcv.nn.args"
 local F = require "pthcv.nn.functional"
 local Tensor = require "pthcv.tensor"
 local release = require "pthcv.nn.release"
@@ -39,15 +40,15 @@ local function quantize(x, scale, zp)
 end
 
 -- ---- convolutions ---------------------------------------------------------------------
-local Conv = {}
+local Conv = { quantized = true }
 Conv.__index = Conv
 
 -- the int8 convolution with activation act (made on first use of each)
 function Conv:kernel(act)
   local q = self.q[act]
   if q then return q end
-  local p = F.conv2d_params(self.w:size(3), self.w:size(4), self.options)
-  p.act = F.activation_struct(act)
+  local p = A.conv2d_params(self.rec)
+  p.act = A.activation_struct(A.activation(act))
   q = C.pthcv_qconv2d_prepare(self.w.ct, self.b and self.b.ct or nil, p, self.scale, self.zp)
   if q == nil then core.fail("qconv2d_prepare " .. self.path) end
   q = ffi.gc(q, C.pthcv_qconv2d_free)
@@ -88,26 +89,26 @@ local function add_of(sd, path)
   return nil
 end
 
-local function conv_pack(sd, path, info, input)
+local function conv_pack(sd, path, pk, input)
   local w = sd[path .. ".weight"]
   if not Tensor.is(w) or w.dtype ~= "qint8" then
     error("pthcv: load_torch: " .. path .. ".weight is " .. (Tensor.is(w) and w.dtype or "missing")
           .. ", not qint8: not a quantized state_dict for this model", 0)
   end
-  local act = info.options.act and (type(info.options.act) == "table" and info.options.act.kind or info.options.act)
+  local act = pk.rec.act.kind
   if act == "relu6" then act = "relu" end
   if act ~= nil and act ~= "none" and act ~= "relu" then
     error("pthcv: load_torch: " .. path .. " has a fused " .. act .. ", which torch's quantized models do not fuse", 0)
   end
   local b = sd[path .. ".bias"]
-  return setmetatable({ path = path, w = w, b = b and b:float(), options = info.options, act = act or "none", q = {},
+  return setmetatable({ path = path, w = w, b = b and b:float(), rec = pk.rec, act = act or "none", q = {},
                         scale = number(sd, path .. ".scale", "output scale"),
                         zp = number(sd, path .. ".zero_point", "output zero point"),
                         in_scale = input.scale, in_zp = input.zp, add = add_of(sd, path) }, Conv)
 end
 
 -- ---- linear layers ----------------------------------------------------------------------
-local Linear = {}
+local Linear = { quantized = true }
 Linear.__index = Linear
 
 function Linear:forward(x)
@@ -163,11 +164,10 @@ function M.load(model, sd)
   for _, kv in ipairs(model:named_modules()) do paths[kv[2]] = kv[1] end
   local n = 0
   for _, slot in ipairs(slots.of(model)) do
-    local info = F.pack_info[slot.pack]
-    local owner = info.owner and info.owner[1]
-    local path = owner and paths[owner]
+    local pk = slot.pack
+    local path = pk.module and paths[pk.module]
     if not path then error("pthcv: load_torch: a packed layer of the model has no module path", 0) end
-    slot.holder[slot.key] = info.op == "linear" and linear_pack(dict, path, input) or conv_pack(dict, path, info, input)
+    slot.holder[slot.key] = pk.op == "linear" and linear_pack(dict, path, input) or conv_pack(dict, path, pk, input)
     n = n + 1
   end
   rawset(model, "_quantized", { layers = n, method = "torch" })
