@@ -248,6 +248,10 @@ int pthcv_global_is_unsafe(const char *module, const char *name);
 /* Writers: every tensor under its name, bytes as in memory (contiguous copy). */
 int pthcv_save_npy(const char *path, pthcv_tensor *t);
 int pthcv_save_npz(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors);
+/* A zip archive whose entry names[i] holds tensor i's bytes as they are
+ * (row-major, no header), stored uncompressed: the container of torch's .pth
+ * files (pthcv.quant.save writes its pickle and storages with it). */
+int pthcv_save_zip_raw(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors);
 int pthcv_save_safetensors(const char *path, int n, const char *const *names,
                            pthcv_tensor *const *tensors, const char *metadata_json);
 

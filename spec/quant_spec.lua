@@ -114,6 +114,44 @@ describe("int8 (pthcv.quant)", function()
     end)))
   end)
 
+  it("saves and loads an int8 model (.pth that torch.load reads too), and pthcv quantize writes one", function()
+    local m = small_model():eval()
+    local x = pthcv.randn({ 1, 3, 16, 16 }, { seed = 11 })
+    m:quantize{ calibration = { x } }
+    local y = m(x)
+    local file = support.tmpname(".pth")
+    assert.is_true(pthcv.quant.save(m, file) > 0)
+    local m2 = small_model():eval()
+    pthcv.quant.load(m2, file)
+    assert.are.equal(0, max_abs(m2(x) - y))
+    local sd = pthcv.state_dict(file)
+    assert.are.equal("qint8", sd["0.weight"].dtype)
+    assert.is_true(pthcv.quant.is_int8(sd:items()))
+    local code, out = support.run("/usr/bin/python3 -c " .. support.shell_quote(
+      "import torch, sys; sd = torch.load(sys.argv[1]); print(sd['0.weight'].dtype, sd['0.weight'].qscheme(), len(sd))")
+      .. " " .. support.shell_quote(file))
+    if code == 0 then assert.matches("torch.qint8 torch.per_channel_affine", out) end
+    os.remove(file)
+    -- the command: quantize on a folder of inputs, then run with the int8 file
+    local calib = support.tmpname("-calib")
+    os.execute("mkdir -p " .. support.shell_quote(calib))
+    pthcv.save(calib .. "/a.npy", pthcv.randn({ 1, 3, 224, 224 }, { seed = 12 }))
+    local q = support.tmpname(".pth")
+    local c1, out1, err1 = support.pthcv("quantize", "--model", "squeezenet1_1", "--init", "random", "--calib", calib,
+                                         "-o", q)
+    assert.are.equal(0, c1, err1)
+    assert.matches("int8 layers", out1)
+    local c2, _, err2 = support.pthcv("run", "--model", "squeezenet1_1", "--weights", q, "--input", calib .. "/a.npy",
+                                      "--output", calib .. "/y.npy")
+    assert.are.equal(0, c2, err2)
+    assert.are.same({ 1, 1000 }, pthcv.load_npy(calib .. "/y.npy").shape)
+    local c3, _, err3 = support.pthcv("quantize", "--model", "squeezenet1_1", "--init", "random", "--calib", calib)
+    assert.are.equal(2, c3)
+    assert.matches("%-o OUT.pth", err3)
+    os.remove(q)
+    os.execute("rm -rf " .. support.shell_quote(calib))
+  end)
+
   if not dir then
     pending("the digits and torch int8 fixtures (PTHCV_QUANT: tools/run-specs writes them with torch and sklearn)")
     return

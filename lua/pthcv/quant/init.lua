@@ -101,11 +101,14 @@ function M.quantize(model, opts)
   local inputs = inputs_of(opts)
   model:eval()
   local seen = calibrate(model, inputs, opts)
-  local n = 0
+  local n, paths = 0, {}
+  for _, kv in ipairs(model:named_modules()) do paths[kv[2]] = kv[1] end
   for _, slot in ipairs(slots.of(model)) do
     local s = seen[slot.pack]
     if s then
-      slot.holder[slot.key] = packs.make(slot.pack, s, method, opts)
+      local q = packs.make(slot.pack, s, method, opts)
+      q.path = slot.pack.module and paths[slot.pack.module]   -- the name save() writes it under
+      slot.holder[slot.key] = q
       n = n + 1
     end
   end
@@ -114,6 +117,12 @@ function M.quantize(model, opts)
   slots.float_outputs(model)
   return model
 end
+
+-- pthcv.quant.save(model, path) / load(model, path): a quantized model's
+-- int8 layers in a .pth file (quant/file.lua)
+function M.save(model, path) return require("pthcv.quant.file").save(model, path) end
+function M.load(model, src) return require("pthcv.quant.file").load(model, src) end
+function M.is_int8(dict) return require("pthcv.quant.file").is_int8(dict) end
 
 -- pthcv.quant.load_torch(model, state_dict): torch's own int8 models (quant/torch.lua)
 function M.load_torch(model, sd) return require("pthcv.quant.torch").load(model, sd) end

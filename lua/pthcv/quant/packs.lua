@@ -74,37 +74,42 @@ local function quantized_weight(w)
   return Tensor.wrap(C.pthcv_quantize_weight(f.ct) or core.fail("quantize_weight"), true)
 end
 
--- The int8 pack for float pack pk (lua/pthcv/nn/packs.lua), from its
--- calibration statistics s.
-function M.make(pk, s, method, opts)
-  local in_scale, in_zp = qparams_of(s.x, method, opts)
-  local out_scale, out_zp = qparams_of(s.y, method, opts)
+-- The int8 pack for float pack pk (lua/pthcv/nn/packs.lua) from its int8
+-- weights w (qint8 per channel), bias b (float or nil) and quantization
+-- parameters qp = {in_scale, in_zp, out_scale, out_zp[, res_scale, res_zp]}.
+function M.build(pk, w, b, qp)
+  local fields = { w = w, b = b, in_scale = qp.in_scale, in_zp = qp.in_zp, out_scale = qp.out_scale, out_zp = qp.out_zp }
   if pk.op == "linear" then
-    local w = quantized_weight(pk.weight)
     local act = A.activation_struct(pk.rec.act)
     if act.kind ~= C.PTHCV_ACT_NONE and act.kind ~= C.PTHCV_ACT_RELU then
       error("pthcv: quantize: a linear layer with a fused " .. pk.rec.act.kind .. " cannot be quantized", 0)
     end
-    local b = pk.bias and (pk.bias.dtype == "float32" and pk.bias or pk.bias:float())
-    local q = C.pthcv_qlinear_prepare(w.ct, b and b.ct or nil, act, out_scale, out_zp)
+    local q = C.pthcv_qlinear_prepare(w.ct, b and b.ct or nil, act, qp.out_scale, qp.out_zp)
     if q == nil then core.fail("qlinear_prepare") end
-    return setmetatable({ q = ffi.gc(q, C.pthcv_qlinear_free), in_scale = in_scale, in_zp = in_zp },
-                        QLinear)
+    fields.q = ffi.gc(q, C.pthcv_qlinear_free)
+    return setmetatable(fields, QLinear)
   end
-  local w = quantized_weight(F.conv2d_pack_weight(pk))
   local p = A.conv2d_params(pk.rec)
-  local post
   if not FUSABLE[tonumber(p.act.kind)] then
-    post = A.activation_struct(pk.rec.act)
+    fields.post = A.activation_struct(pk.rec.act)
     p.act.kind = C.PTHCV_ACT_NONE
   end
-  local b = pk.bias and (pk.bias.dtype == "float32" and pk.bias or pk.bias:float())
-  local q = C.pthcv_qconv2d_prepare(w.ct, b and b.ct or nil, p, out_scale, out_zp)
+  local q = C.pthcv_qconv2d_prepare(w.ct, b and b.ct or nil, p, qp.out_scale, qp.out_zp)
   if q == nil then core.fail("qconv2d_prepare") end
-  local pack = setmetatable({ q = ffi.gc(q, C.pthcv_qconv2d_free), in_scale = in_scale, in_zp = in_zp, post = post },
-                            QConv)
-  if s.r and not post then pack.res_scale, pack.res_zp = qparams_of(s.r, method, opts) end
-  return pack
+  fields.q = ffi.gc(q, C.pthcv_qconv2d_free)
+  if qp.res_scale and not fields.post then fields.res_scale, fields.res_zp = qp.res_scale, qp.res_zp end
+  return setmetatable(fields, QConv)
+end
+
+-- The int8 pack for float pack pk from its calibration statistics s.
+function M.make(pk, s, method, opts)
+  local qp = {}
+  qp.in_scale, qp.in_zp = qparams_of(s.x, method, opts)
+  qp.out_scale, qp.out_zp = qparams_of(s.y, method, opts)
+  if s.r then qp.res_scale, qp.res_zp = qparams_of(s.r, method, opts) end
+  local w = quantized_weight(pk.op == "linear" and pk.weight or F.conv2d_pack_weight(pk))
+  local b = pk.bias and (pk.bias.dtype == "float32" and pk.bias or pk.bias:float())
+  return M.build(pk, w, b, qp)
 end
 
 return M

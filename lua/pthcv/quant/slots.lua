@@ -8,12 +8,16 @@ local M = {}
 
 -- Every pack (lua/pthcv/nn/packs.lua) the model's prepared tree holds, with
 -- where it sits: the module (or a table inside it, e.g. a Sequential's
--- fused steps) and key.
-function M.of(model)
+-- fused steps) and key; int8: the int8 packs instead (pthcv.quant's).
+function M.of(model, int8)
   local slots = {}
+  local function is_pack(v)
+    if int8 then return type(v) == "table" and getmetatable(v) ~= nil and rawget(getmetatable(v), "quantized") == true end
+    return F.pack_info[v] ~= nil
+  end
   local function scan(holder, depth)
     for k, v in pairs(holder) do
-      if F.pack_info[v] then
+      if is_pack(v) then
         slots[#slots + 1] = { holder = holder, key = k, pack = v }
       elseif type(v) == "table" and depth < 3 and not Tensor.is(v) and getmetatable(v) == nil then
         scan(v, depth + 1)
@@ -22,7 +26,7 @@ function M.of(model)
   end
   for _, m in ipairs(model:modules()) do
     for k, v in pairs(m) do
-      if F.pack_info[v] then
+      if is_pack(v) then
         slots[#slots + 1] = { holder = m, key = k, pack = v }
       elseif type(v) == "table" and not Tensor.is(v) and getmetatable(v) == nil and k ~= "_modules"
              and k ~= "_parameters" and k ~= "_buffers" then
