@@ -77,7 +77,7 @@ pthcv_probe pthcv_probe_begin(const char *kind);
 void pthcv_probe_label(pthcv_probe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void pthcv_probe_end(pthcv_probe *p);
 #define PTHCV_PROFILE_OP(kind) \
-    pthcv_probe pthcv_probe_ __attribute__((cleanup(pthcv_probe_end))) = pthcv_probe_begin(kind)
+    pthcv_probe pthcv_probe_ __attribute__((cleanup(pthcv_probe_end), unused)) = pthcv_probe_begin(kind)
 #define PTHCV_PROFILE_LABEL(...) pthcv_probe_label(&pthcv_probe_, __VA_ARGS__)
 
 #endif

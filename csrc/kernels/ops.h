@@ -38,7 +38,7 @@ pthcv_tensor *ops_input(pthcv_tensor *x, const char *op, const char *what, const
  * same for the ops that use it. */
 pthcv_tensor *ops_dequantized(pthcv_tensor **t);
 static inline void ops_release_ptr(pthcv_tensor **t) { pthcv_tensor_release(*t); }
-#define OPS_REAL(t) pthcv_tensor *t##_real_ __attribute__((cleanup(ops_release_ptr))) = ops_dequantized(&(t))
+#define OPS_REAL(t) pthcv_tensor *t##_real_ __attribute__((cleanup(ops_release_ptr), unused)) = ops_dequantized(&(t))
 
 /* An int8 activation (quint8 per tensor) the op gives back as int8, as
  * torch's quantized pooling does: 1 if x is one. ops_requantize_like
