@@ -135,6 +135,9 @@ def parse_pthcv_ops(out):
         parts = line.split()
         if not parts or parts[0] == "total":
             break
+        if line.startswith("[pool jobs: "):   # the pool's rows: not an op
+            paths.setdefault("[pool]", {})[line.split("]")[0][12:]] = float(parts[-2])
+            continue
         # "kind words... ms calls" ("rest" has no calls column worth reading)
         try:
             ms = float(parts[-2])
@@ -153,13 +156,17 @@ def split_table(rows):
     lines = []
     for r in rows:
         ps, paths = r.get("pthcv_split") or ({}, {})
+        paths = dict(paths)
+        pool = paths.pop("[pool]", {})
         ns = r.get("ncnn_split") or {}
         if not ps and not ns:
             continue
         lines.append("")
-        lines.append("%s, %d thread%s: pthcv %s ms, ncnn %s ms" % (
+        lines.append("%s, %d thread%s: pthcv %s ms, ncnn %s ms%s" % (
             r["model"], r["threads"], "s" if r["threads"] > 1 else "",
-            "%.2f" % sum(ps.values()) if ps else "-", "%.2f" % sum(ns.values()) if ns else "-"))
+            "%.2f" % sum(ps.values()) if ps else "-", "%.2f" % sum(ns.values()) if ns else "-",
+            "; pthcv's thread-pool jobs: %.2f ms of chunk CPU time, %.2f ms on idle cores"
+            % (pool.get("chunks' cpu", 0), pool.get("on idle cores", 0)) if pool else ""))
         lines.append("")
         lines.append("| op kind | pthcv ms | pthcv path | ncnn ms | pthcv - ncnn |")
         lines.append("|---|---:|---|---:|---:|")

@@ -79,5 +79,10 @@ void pthcv_probe_end(pthcv_probe *p);
 #define PTHCV_PROFILE_OP(kind) \
     pthcv_probe pthcv_probe_ __attribute__((cleanup(pthcv_probe_end), unused)) = pthcv_probe_begin(kind)
 #define PTHCV_PROFILE_LABEL(...) pthcv_probe_label(&pthcv_probe_, __VA_ARGS__)
+/* The pool's share of the profile (parallel.c): whether it is on, the
+ * calling thread's CPU time, and one finished job's chunk times. */
+int pthcv_profiling(void);
+int64_t pthcv_thread_cpu_ns(void);
+void pthcv_profile_job(int64_t work_ns, int64_t max_chunk_ns, int threads);
 
 #endif

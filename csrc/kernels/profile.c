@@ -31,6 +31,32 @@ static struct {
 
 static _Thread_local int depth;
 
+/* thread-pool jobs while profiling: the CPU time of their chunks, and an
+ * estimate of their time on idle cores (work / threads, or the longest
+ * chunk if longer: what a greedy split of the chunks achieves at best) */
+static struct {
+    int64_t jobs, work_ns, path_ns;
+} pool_prof;
+
+int pthcv_profiling(void) { return atomic_load_explicit(&prof.on, memory_order_relaxed); }
+
+int64_t pthcv_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void pthcv_profile_job(int64_t work_ns, int64_t max_chunk_ns, int threads)
+{
+    int64_t even = work_ns / (threads > 0 ? threads : 1);
+    pthread_mutex_lock(&prof.lock);
+    pool_prof.jobs++;
+    pool_prof.work_ns += work_ns;
+    pool_prof.path_ns += even > max_chunk_ns ? even : max_chunk_ns;
+    pthread_mutex_unlock(&prof.lock);
+}
+
 static int64_t now_ns(void)
 {
     struct timespec ts;
@@ -79,7 +105,7 @@ void pthcv_probe_end(pthcv_probe *p)
 void pthcv_profile_ops(int on)
 {
     pthread_mutex_lock(&prof.lock);
-    if (on) prof.nrows = 0;
+    if (on) prof.nrows = 0, memset(&pool_prof, 0, sizeof pool_prof);
     atomic_store(&prof.on, on != 0);
     pthread_mutex_unlock(&prof.lock);
 }
@@ -92,6 +118,14 @@ int64_t pthcv_profile_ops_report(char *buf, int64_t size)
         char line[PTHCV_PROBE_KIND + 64];
         int n = snprintf(line, sizeof line, "%s\t%.6f\t%lld\n", prof.rows[i].kind, prof.rows[i].ns * 1e-6,
                          (long long)prof.rows[i].calls);
+        if (buf && used < size - 1) memcpy(buf + used, line, (size_t)(used + n < size ? n : size - 1 - used));
+        used += n;
+    }
+    if (pool_prof.jobs) {   /* two rows about the thread pool, in brackets */
+        char line[160];
+        int n = snprintf(line, sizeof line, "[pool jobs: chunks' cpu]\t%.6f\t%lld\n[pool jobs: on idle cores]\t%.6f\t%lld\n",
+                         pool_prof.work_ns * 1e-6, (long long)pool_prof.jobs, pool_prof.path_ns * 1e-6,
+                         (long long)pool_prof.jobs);
         if (buf && used < size - 1) memcpy(buf + used, line, (size_t)(used + n < size ? n : size - 1 - used));
         used += n;
     }

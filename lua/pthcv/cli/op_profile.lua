@@ -3,7 +3,11 @@
 -- The same passes timed by kind of kernel (pthcv_profile_ops): where the
 -- time goes across the whole model, whatever module runs the kernel; "rest"
 -- is the pass's time outside every kernel (Lua, allocation). Each kind's
--- median over the passes (a busy machine's slow passes do not count).
+-- median over the passes (a busy machine's slow passes do not count). With
+-- threads, two rows about the pool's jobs follow: the CPU time of their
+-- chunks, and what that would take on idle cores (split evenly, or the
+-- longest chunk): a busy machine's wall times say little about scaling,
+-- these do.
 return function(model, x, runs)
   local core = require "pthcv.core"
   local now = require "pthcv.nn.clock"
@@ -28,7 +32,7 @@ return function(model, x, runs)
       per[kind] = per[kind] or {}
       per[kind][i] = tonumber(ms)
       calls[kind] = tonumber(c)
-      sum = sum + tonumber(ms)
+      if kind:sub(1, 1) ~= "[" then sum = sum + tonumber(ms) end   -- [pool ...]: not ops
     end
     totals[i], rests[i] = total, total - sum
   end
@@ -37,7 +41,12 @@ return function(model, x, runs)
     for i = 1, runs do list[i] = list[i] or 0 end
     rows[#rows + 1] = { kind = kind, ms = median(list), calls = calls[kind] }
   end
-  table.sort(rows, function(a, b) return a.ms > b.ms end)
+  -- the pool's rows ([...]) last
+  table.sort(rows, function(a, b)
+    local pa, pb = a.kind:sub(1, 1) == "[", b.kind:sub(1, 1) == "["
+    if pa ~= pb then return pb end
+    return a.ms > b.ms
+  end)
   rows[#rows + 1] = { kind = "rest", ms = median(rests), calls = 0 }
   local total = median(totals)
   local lines = { string.format("%-40s %10s %6s", "op", "ms/pass", "calls") }
