@@ -138,6 +138,20 @@ static void max_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
     if (lo < hi) {
         for (int64_t ow = lo; ow < hi; ow++)
             y[ow] = -INFINITY;
+        /* the window's rows first (contiguous), then its columns: kh + kw
+         * passes instead of kh * kw strided ones */
+        enum { VMAX = 4096 };
+        float vm[VMAX];
+        int64_t c0 = lo * c->sw - c->pw, c1 = (hi - 1) * c->sw - c->pw + (c->kw - 1) * c->dw + 1;
+        if (c1 - c0 <= VMAX && h1 - h0 > c->dh) {
+            for (int64_t j = 0; j < c1 - c0; j++)
+                vm[j] = -INFINITY;
+            for (int64_t ih = h0; ih < h1; ih += c->dh)
+                max_accum(vm, plane + ih * c->W + c0, c1 - c0, 1);
+            for (int64_t kx = 0; kx < c->kw; kx++)
+                max_accum(y + lo, vm + kx * c->dw, hi - lo, c->sw);
+            return;
+        }
         for (int64_t ih = h0; ih < h1; ih += c->dh)
             for (int64_t kx = 0; kx < c->kw; kx++)
                 max_accum(y + lo, plane + ih * c->W + lo * c->sw - c->pw + kx * c->dw, hi - lo, c->sw);
