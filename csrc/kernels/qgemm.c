@@ -177,6 +177,52 @@ void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *a
                     q->rmul, out);
 }
 
+/* A whole MR x NR tile of acc (rows r = 0..rows-1 of the problem's set
+ * starting at row m0) to out (row stride ldo, and res's ldo), in one call:
+ * the per-call cost stays out of the innermost loop, which a 32-column row
+ * alone does not pay for. Same operations as the rows above. */
+PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, int n, int nr, const int32_t *restrict off,
+                                       const float *restrict mul, float lo, float hi, int32_t zy,
+                                       const uint8_t *restrict res, int32_t zr, float rmul, uint8_t *restrict o,
+                                       int64_t ldo)
+{
+    const float magic = 12582912.0f;
+    for (int r = 0; r < rows; r++) {
+        const int32_t *a = acc + r * nr;
+        uint8_t *d = o + r * ldo;
+        const uint8_t *rr = res ? res + r * ldo : NULL;
+        float m = mul[r];
+        int32_t f = off[r];
+        if (rr)
+            for (int j = 0; j < n; j++) {
+                float v = (float)(a[j] + f) * m + (float)(rr[j] - zr) * rmul;
+                v = v < lo ? lo : v > hi ? hi : v;
+                d[j] = (uint8_t)((int32_t)((v + magic) - magic) + zy);
+            }
+        else
+            for (int j = 0; j < n; j++) {
+                float v = (float)(a[j] + f) * m;
+                v = v < lo ? lo : v > hi ? hi : v;
+                d[j] = (uint8_t)((int32_t)((v + magic) - magic) + zy);
+            }
+    }
+}
+
+static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int32_t *acc, int n, int nr, char *out,
+                         int64_t ldo, const uint8_t *res)
+{
+    if (q->out_float) {
+        for (int r = 0; r < rows; r++)
+            pthcv_qgemm_requant_row(q, m0 + r, acc + r * nr, n, out + (int64_t)r * ldo * (int64_t)sizeof(float),
+                                    NULL);
+        return;
+    }
+    int32_t off[16];
+    for (int r = 0; r < rows; r++) off[r] = q->bq[m0 + r] - q->zx * q->wsum[m0 + r];
+    requant_tile_u8(acc, rows, n, nr, off, q->mul + m0, (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
+                    q->zr, q->rmul, (uint8_t *)out, ldo);
+}
+
 /* ---- the driver ------------------------------------------------------------------------------ */
 typedef struct {
     const pthcv_qgemm_problem *g;
@@ -229,9 +275,12 @@ static void qgemm_task(void *vctx, int64_t begin, int64_t end)
         for (int64_t jp = 0; jp < np; jp++) {
             int64_t j = j0 + jp * nr;
             int n = (int)(g->N - j < nr ? g->N - j : nr);
-            for (int64_t m = i0; m < i1; m++)
-                pthcv_qgemm_requant_row(&g->rq, set * g->M + m, acc + ((jp * mp + (m - i0) / mr) * mr + (m - i0) % mr) * nr, n,
-                            out + (m * g->ldo + j) * ob, res ? res + m * g->ldo + j : NULL);
+            for (int64_t ip = 0; ip < ni; ip++) {
+                int64_t m = i0 + ip * mr;
+                int rows = (int)(i1 - m < mr ? i1 - m : mr);
+                requant_tile(&g->rq, set * g->M + m, rows, acc + (jp * mp + ip) * mr * nr, n, nr,
+                             out + (m * g->ldo + j) * ob, g->ldo, res ? res + m * g->ldo + j : NULL);
+            }
         }
     }
 }
