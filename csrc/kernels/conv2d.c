@@ -514,16 +514,7 @@ static void dw_task(void *vctx, int64_t begin, int64_t end)
 static int forward_depthwise(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
 {
     dw_ctx d = { .c = c, .x = x, .out = out, .res = res };
-    switch (pthcv_isa()) {
-#if defined(__x86_64__)
-    case PTHCV_ISA_AVX2: d.plane = pthcv_dw_plane_avx2; break;
-    case PTHCV_ISA_AVX512: d.plane = pthcv_dw_plane_avx512; break;
-#endif
-#if defined(__aarch64__)
-    case PTHCV_ISA_NEON: d.plane = pthcv_dw_plane_neon; break;
-#endif
-    default: d.plane = pthcv_dw_plane_scalar; break;
-    }
+    d.plane = pthcv_dw_plane_for(pthcv_isa());
     d.fused = pthcv_act_bounds(&c->p.act, &d.lo, &d.hi);
     if (!d.fused) d.lo = -INFINITY, d.hi = INFINITY;
     atomic_init(&d.failed, 0);

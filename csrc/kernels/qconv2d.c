@@ -398,16 +398,7 @@ static int forward_qdw(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, void
                        const uint8_t *res)
 {
     qdw_ctx d = { .q = q, .x = x, .out = out, .res = res, .qp = qp };
-    switch (pthcv_isa()) {
-#if defined(__x86_64__)
-    case PTHCV_ISA_AVX2: d.plane = pthcv_dw_plane_avx2; break;
-    case PTHCV_ISA_AVX512: d.plane = pthcv_dw_plane_avx512; break;
-#endif
-#if defined(__aarch64__)
-    case PTHCV_ISA_NEON: d.plane = pthcv_dw_plane_neon; break;
-#endif
-    default: d.plane = pthcv_dw_plane_scalar; break;
-    }
+    d.plane = pthcv_dw_plane_for(pthcv_isa());
     atomic_init(&d.failed, 0);
     pthcv_parallel_for(batch * q->cout, 1, qdw_task, &d);
     if (atomic_load(&d.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "qconv2d: out of memory for the padded planes");

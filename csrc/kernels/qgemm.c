@@ -140,47 +140,9 @@ void pthcv_qgemm_pack_x_rows(const pthcv_qgemm_kernel *k, void *dst, const uint8
  * 1.5 * 2^23: below 2^22 that leaves the nearest integer; the zero point
  * after the rounding, as QNNPACK's. Plain float operations in a fixed order:
  * every clone computes the same bits. */
-PTHCV_SIMD static void requant_u8(const int32_t *restrict acc, int n, int32_t off, float mul, float add, float lo,
-                                  float hi, int32_t zy, const uint8_t *restrict res, int32_t zr, float rmul,
-                                  uint8_t *restrict o)
-{
-    const float magic = 12582912.0f;
-    if (res)
-        for (int j = 0; j < n; j++) {
-            float v = (float)(acc[j] + off) * mul + (float)(res[j] - zr) * rmul;
-            v = v < lo ? lo : v > hi ? hi : v;
-            o[j] = (uint8_t)((int32_t)((v + magic) - magic) + zy);
-        }
-    else
-        for (int j = 0; j < n; j++) {
-            float v = (float)(acc[j] + off) * mul;
-            v = v < lo ? lo : v > hi ? hi : v;
-            o[j] = (uint8_t)((int32_t)((v + magic) - magic) + zy);
-        }
-}
-
-PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t off, float mul, float add, float lo,
-                                   float hi, float *restrict o)
-{
-    for (int j = 0; j < n; j++) {
-        float v = (float)(acc[j] + off) * mul + add;   /* a float output keeps the exact bias */
-        o[j] = v < lo ? lo : v > hi ? hi : v;
-    }
-}
-
-/* one row of a tile: n values of acc (row m of the problem's set) to out */
-void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *acc, int n, void *out, const uint8_t *res)
-{
-    int32_t off = q->bq[m] - q->zx * q->wsum[m];
-    if (q->out_float) requant_f32(acc, n, off - q->bq[m], q->mul[m], q->add[m], q->flo, q->fhi, out);
-    else requant_u8(acc, n, off, q->mul[m], q->add[m], (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res, q->zr,
-                    q->rmul, out);
-}
-
-/* A whole MR x NR tile of acc (rows r = 0..rows-1 of the problem's set
- * starting at row m0) to out (row stride ldo, and res's ldo), in one call:
- * the per-call cost stays out of the innermost loop, which a 32-column row
- * alone does not pay for. Same operations as the rows above. */
+/* rows x n values of acc (row stride nr) to uint8 out (row stride ldo, and
+ * res's): row r with off[r] and mul[r]. The GEMM hands over a whole MR x NR
+ * tile per call (a 32-column row alone does not pay for a call). */
 PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, int n, int nr, const int32_t *restrict off,
                                        const float *restrict mul, float lo, float hi, int32_t zy,
                                        const uint8_t *restrict res, int32_t zr, float rmul, uint8_t *restrict o,
@@ -206,6 +168,24 @@ PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, in
                 d[j] = (uint8_t)((int32_t)((v + magic) - magic) + zy);
             }
     }
+}
+
+PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t off, float mul, float add, float lo,
+                                   float hi, float *restrict o)
+{
+    for (int j = 0; j < n; j++) {
+        float v = (float)(acc[j] + off) * mul + add;   /* a float output keeps the exact bias */
+        o[j] = v < lo ? lo : v > hi ? hi : v;
+    }
+}
+
+/* one row of a tile: n values of acc (row m of the problem's set) to out */
+void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *acc, int n, void *out, const uint8_t *res)
+{
+    int32_t off = q->bq[m] - q->zx * q->wsum[m];
+    if (q->out_float) requant_f32(acc, n, off - q->bq[m], q->mul[m], q->add[m], q->flo, q->fhi, out);
+    else requant_tile_u8(acc, 1, n, n, &off, q->mul + m, (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
+                         q->zr, q->rmul, out, n);
 }
 
 static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int32_t *acc, int n, int nr, char *out,
