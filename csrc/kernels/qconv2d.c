@@ -350,13 +350,6 @@ PTHCV_SIMD static void widen_row(float *restrict d, const uint8_t *restrict s, i
     for (int64_t i = 0; i < n; i++) d[i] = (float)s[i] - zx;
 }
 
-/* the exact integer sums of one output row (floats holding integers) back
- * into the int32 the requantization takes */
-PTHCV_SIMD static void to_int_row(int32_t *restrict d, const float *restrict s, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) d[i] = (int32_t)s[i];
-}
-
 static void qdw_task(void *vctx, int64_t begin, int64_t end)
 {
     qdw_ctx *d = vctx;
@@ -365,13 +358,12 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
     int ph = q->p.padding[0], pw = q->p.padding[1];
     int64_t hp = x->h + 2 * ph, wp = x->w + 2 * pw, plane_out = x->oh * x->ow;
     int64_t ldi = wp + PTHCV_DW_SLACK, size = hp * ldi + PTHCV_DW_SLACK;
-    float *buf = pthcv_scratch(PTHCV_SCRATCH_DW, (size_t)(size + 2 * plane_out));   /* plane, float sums, int sums */
+    float *buf = pthcv_scratch(PTHCV_SCRATCH_DW, (size_t)(size + plane_out));   /* the plane, the sums */
     if (!buf) {
         atomic_store(&d->failed, 1);
         return;
     }
     float *acc = buf + size;
-    int32_t *iacc = (int32_t *)(acc + plane_out);
     memset(buf, 0, sizeof(float) * (size_t)size);   /* the border is real 0: x - zx = 0 */
     int64_t mult = q->cout / q->groups;
     size_t ob = d->qp->rq.out_float ? sizeof(float) : 1;
@@ -385,12 +377,8 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
             .oh = x->oh, .ow = x->ow, .lo = -INFINITY, .hi = INFINITY,
         };
         d->plane(&a);
-        to_int_row(iacc, acc, plane_out);
-        /* zx is already subtracted: no zero-point correction */
-        pthcv_requant rq = d->qp->rq;
-        rq.zx = 0;
-        pthcv_qgemm_requant_row(&rq, oc, iacc, plane_out, (char *)d->out + t * plane_out * ob,
-                                d->res ? d->res + t * plane_out : NULL);
+        pthcv_qgemm_requant_fsum(&d->qp->rq, oc, acc, plane_out, (char *)d->out + t * plane_out * ob,
+                                 d->res ? d->res + t * plane_out : NULL);
     }
 }
 

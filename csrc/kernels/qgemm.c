@@ -170,6 +170,43 @@ PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, in
     }
 }
 
+/* The same from sums held exactly in floats (the depthwise path's, below
+ * 2^24, so acc + off is the same float as (float)(int sum + off)); zx is
+ * already out of them. */
+PTHCV_SIMD static void requant_fsum_u8(const float *restrict acc, int64_t n, float off, float mul, float lo, float hi,
+                                       int32_t zy, const uint8_t *restrict res, int32_t zr, float rmul,
+                                       uint8_t *restrict o)
+{
+    const float magic = 12582912.0f;
+    if (res)
+        for (int64_t j = 0; j < n; j++) {
+            float v = (acc[j] + off) * mul + (float)(res[j] - zr) * rmul;
+            v = v < lo ? lo : v > hi ? hi : v;
+            o[j] = (uint8_t)((int32_t)((v + magic) - magic) + zy);
+        }
+    else
+        for (int64_t j = 0; j < n; j++) {
+            float v = (acc[j] + off) * mul;
+            v = v < lo ? lo : v > hi ? hi : v;
+            o[j] = (uint8_t)((int32_t)((v + magic) - magic) + zy);
+        }
+}
+
+void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *acc, int64_t n, void *out,
+                              const uint8_t *res)
+{
+    if (q->out_float) {
+        float *o = out, add = q->add[m], mul = q->mul[m];
+        for (int64_t j = 0; j < n; j++) {
+            float v = acc[j] * mul + add;
+            o[j] = v < q->flo ? q->flo : v > q->fhi ? q->fhi : v;
+        }
+        return;
+    }
+    requant_fsum_u8(acc, n, (float)q->bq[m], q->mul[m], (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
+                    q->zr, q->rmul, out);
+}
+
 PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t off, float mul, float add, float lo,
                                    float hi, float *restrict o)
 {

@@ -88,6 +88,11 @@ typedef struct pthcv_requant {
 void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *acc, int n, void *out,
                              const uint8_t *res);
 
+/* The same for row m from exact integer sums held in floats, zx already
+ * subtracted (the depthwise path); the bits of pthcv_qgemm_requant_row. */
+void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *acc, int64_t n, void *out,
+                              const uint8_t *res);
+
 /* A batch of problems p = 0..nprob-1 (images x groups): problem p uses W set
  * p % nsets and writes out + p * out_pstride (row m, column j at
  * m * ldo + j); its X is packed per block by pack_x (columns j0..j0+nc-1,
