@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -57,10 +58,18 @@ void pthcv_profile_job(int64_t work_ns, int64_t max_chunk_ns, int threads)
     pthread_mutex_unlock(&prof.lock);
 }
 
+/* PTHCV_PROFILE_CLOCK=thread: the calling thread's CPU time instead of wall
+ * time (with one thread every kernel runs on it: a busy machine's waits for
+ * a core then do not count) */
 static int64_t now_ns(void)
 {
+    static int clock_id = -1;
+    if (clock_id < 0) {
+        const char *e = getenv("PTHCV_PROFILE_CLOCK");
+        clock_id = e && strcmp(e, "thread") == 0 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
+    }
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock_id, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
