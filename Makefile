@@ -177,3 +177,7 @@ valgrind: all
 
 clean:
 	rm -rf $(BUILD)
+
+# ops_math.c: gcc vectorises sqrtf only without errno (torch is built so too);
+# the results are the same bits either way (sqrt is exact)
+$(BUILD)/csrc/kernels/ops_math.o: ISA_FLAGS := -fno-math-errno
