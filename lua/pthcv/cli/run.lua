@@ -191,12 +191,12 @@ them float16; --profile adds each module's inclusive time per pass]],
       io.stdout:write(p.report(runs))
       io.stdout:write(require("pthcv.cli.op_profile")(m, x, runs))
     end
+    io.stdout:write("cpu: ", require("pthcv.core").ffi.string(require("pthcv.core").C.pthcv_cpu_info()), "\n")
     io.stdout:write(string.format("threads=%d runs=%d build_ms=%.1f%s min_ms=%.3f max_ms=%.3f weights=%s%s\n",
                                   pthcv.get_num_threads(), runs, t_build * 1000,
                                   first and string.format(" first_ms=%.1f", first) or "", times[1], times[runs],
                                   opt.weights and "file" or (opt.init or "zeros"), opt.half and " half" or ""))
     io.stdout:write(string.format("median_ms=%.3f\n", median))
-    io.stdout:write("cpu: ", require("pthcv.core").ffi.string(require("pthcv.core").C.pthcv_cpu_info()), "\n")
     return 0
   end,
 }
