@@ -3,9 +3,9 @@
 local nn = require "pthcv.nn"
 local F = nn.F
 local release = require "pthcv.nn.release"
+local chain = require("pthcv.models.blocks").chain
 
 local M = {}
-local RELU = { kind = "relu" }
 
 -- Fire(inplanes, squeeze, expand1x1, expand3x3)
 local Fire = nn.class("Fire", nil, { torch_class = "torchvision.models.squeezenet.Fire" })
@@ -21,19 +21,15 @@ function Fire:__init(inplanes, squeeze_planes, expand1x1_planes, expand3x3_plane
   self.expand3x3_activation = nn.ReLU(true)
 end
 
-function Fire:prepare()
-  self.squeeze:claim(); self.expand1x1:claim(); self.expand3x3:claim()
-  self._s = self.squeeze:make_pack(nil, RELU)
-  self._e1 = self.expand1x1:make_pack(nil, RELU)
-  self._e3 = self.expand3x3:make_pack(nil, RELU)
-end
-
--- the expand convolutions write their halves of the concatenation in place;
--- the squeeze output is freed at once (a Sequential frees x)
+-- once planned, each conv+ReLU is one kernel call and the two expand
+-- convolutions write into their halves of the concatenation
 function Fire:forward(x)
-  local s = F.conv2d_packed(self._s, x)
-  local y = F.conv2d_packed_cat({ self._e1, self._e3 }, s)
+  local s = chain(x, self.squeeze, self.squeeze_activation)
+  local a = chain(s, self.expand1x1, self.expand1x1_activation)
+  local b = chain(s, self.expand3x3, self.expand3x3_activation)
   release(s)
+  local y = F.cat({ a, b }, 1)
+  release(a); release(b)
   return y
 end
 Fire.keeps_no_tensors = true
