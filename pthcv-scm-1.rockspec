@@ -127,6 +127,7 @@ build = {
       ["pthcv.nn.repr"] = "lua/pthcv/nn/repr.lua",
       ["pthcv.quant"] = "lua/pthcv/quant/init.lua",
       ["pthcv.quant.file"] = "lua/pthcv/quant/file.lua",
+      ["pthcv.quant.fuse"] = "lua/pthcv/quant/fuse.lua",
       ["pthcv.quant.packs"] = "lua/pthcv/quant/packs.lua",
       ["pthcv.quant.pth"] = "lua/pthcv/quant/pth.lua",
       ["pthcv.quant.slots"] = "lua/pthcv/quant/slots.lua",

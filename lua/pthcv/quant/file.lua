@@ -69,7 +69,7 @@ function M.load(model, src)
   for _, kv in ipairs(list) do dict[kv[1]] = kv[2] end
   if not M.is_int8(dict) then error("pthcv: quant.load: not an int8 file of pthcv (no " .. VERSION_KEY .. ")", 0) end
   rawset(model, "_quantized", nil)
-  model:eval()
+  require("pthcv.quant.fuse").install(model)
   local paths, n = module_paths(model), 0
   local function num(key)
     local t = dict[key]

@@ -99,7 +99,7 @@ function M.quantize(model, opts)
   end
   if rawget(model, "_quantized") then error("pthcv: quantize: the model is quantized already", 2) end
   local inputs = inputs_of(opts)
-  model:eval()
+  require("pthcv.quant.fuse").install(model)
   local seen = calibrate(model, inputs, opts)
   local n, paths = 0, {}
   for _, kv in ipairs(model:named_modules()) do paths[kv[2]] = kv[1] end

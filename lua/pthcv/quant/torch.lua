@@ -159,7 +159,7 @@ function M.load(model, sd)
   local input = { scale = number(dict, "quant.scale", "QuantStub's scale"),
                   zp = number(dict, "quant.zero_point", "QuantStub's zero point") }
   rawset(model, "_quantized", nil)
-  model:eval()
+  require("pthcv.quant.fuse").install(model)
   local paths = {}
   for _, kv in ipairs(model:named_modules()) do paths[kv[2]] = kv[1] end
   local n = 0
