@@ -40,7 +40,7 @@ BUILD   := build
 # Kernel files named *_avx2.c, *_avx512.c, *_neon.c hold one instruction set's
 # code and get its flags (below); the other architecture's files are left out.
 ARCH    := $(shell $(CC) -dumpmachine)
-ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
+ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c %_vnni.c,%_avx2.c %_avx512.c %_vnni.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
 SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c csrc/jit/*.c) $(KERNEL_SRCS)
 CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/filestorage_read.cpp
@@ -80,6 +80,7 @@ $(CODECS_LIB): $(BUILD)/csrc/opencv/imgcodecs.o $(LIB)
 
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
+%_vnni.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni
 $(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
@@ -142,7 +143,7 @@ ctest:
 # torch, built twice: with the SIMD clones, and scalar; their results must be
 # the same bits (spec/c/ops_test.c).
 OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
-              $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c spec/c/ops_test.c
+              $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c csrc/kernels/profile.c csrc/kernels/quantize.c spec/c/ops_test.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)
@@ -151,7 +152,7 @@ $(BUILD)/kernels_test: $(KTEST_OBJS)
 
 # The same test built for AArch64 (NEON kernels) and run under qemu-user.
 CROSS ?= aarch64-linux-gnu-
-NEON_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) $(filter-out %_avx2.c %_avx512.c,$(wildcard csrc/kernels/*.c)) spec/c/kernels_test.c
+NEON_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) $(filter-out %_avx2.c %_avx512.c %_vnni.c,$(wildcard csrc/kernels/*.c)) spec/c/kernels_test.c
 ctest-neon:
 	@mkdir -p $(BUILD)/aarch64
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/kernels_test $(NEON_SRCS) -lpthread -lm

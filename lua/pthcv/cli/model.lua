@@ -252,10 +252,15 @@ function M.build(opt, need_weights, limits)
     if not pthcv.nn.is_module(m) then error("pthcv: " .. opt.script .. " must return a module (pthcv.nn)", 0) end
     what = opt.script
   end
-  if list then M.load_weights(m, what, opt.weights, list, format, opt.verbose)
+  -- an int8 file (pthcv quantize): the architecture's float packs take its int8 layers
+  local int8 = list and require("pthcv.quant").is_int8(list)
+  if int8 then
+    if opt.half then error(usage("--half does not apply to an int8 model (" .. opt.weights .. ")"), 0) end
+  elseif list then M.load_weights(m, what, opt.weights, list, format, opt.verbose)
   elseif opt.init == "random" then M.random_weights(m, opt.seed) end
   if opt.half then m:half() end
   m:eval()
+  if int8 then require("pthcv.quant").load(m, list) end
   return m
 end
 

@@ -218,6 +218,7 @@ and each fused step's (pthcv.nn.plan), named by the ops it fused]],
       base.profiler = nil
       if not okp then error(ep, 0) end
       io.stdout:write(p.report(runs))
+      io.stdout:write(require("pthcv.cli.op_profile")(m, x, runs))
       io.stdout:write(require("pthcv.nn.plan").describe(m, false), "\n")   -- what the plan fused
       if opt.plot then
         local plot = require "pthcv.export.plot"
@@ -232,6 +233,7 @@ and each fused step's (pthcv.nn.plan), named by the ops it fused]],
         end
       end
     end
+    io.stdout:write("cpu: ", require("pthcv.core").ffi.string(require("pthcv.core").C.pthcv_cpu_info()), "\n")
     io.stdout:write(string.format("threads=%d runs=%d build_ms=%.1f%s min_ms=%.3f max_ms=%.3f weights=%s%s\n",
                                   pthcv.get_num_threads(), runs, t_build * 1000,
                                   first and string.format(" first_ms=%.1f", first) or "", times[1], times[runs],

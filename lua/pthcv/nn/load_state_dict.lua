@@ -46,6 +46,7 @@ end
 -- BatchNorm's num_batches_tracked may be absent (older torch files).
 function M.install(Module, state_entries, touch)
   function Module:load_state_dict(sd, opts)
+    rawset(self, "_quantized", nil)   -- new weights: an int8 model is float again until quantized anew
     local strict = not (opts and opts.strict == false)
     local expected = state_entries(self, "")
     local given, order = {}, {}

@@ -343,6 +343,11 @@ end
 local function prepare_tree(_, self)
   local v = state.version
   local list = self:modules()
+  -- a quantized model keeps its int8 packs (pthcv.quant): nothing to redo
+  if rawget(self, "_quantized") then
+    for _, m in ipairs(list) do rawset(m, "_ready", v) end
+    return self
+  end
   for _, m in ipairs(list) do rawset(m, "_claimed", nil) end
   for _, m in ipairs(list) do
     if type(m.args_record) == "function" then rawset(m, "_args", m:args_record()) end
@@ -370,6 +375,9 @@ function Module:plan(on)
 end
 
 -- A parent's prepare() calls this on the children it runs itself (fused).
+-- module:quantize{calibration = ...}: int8 inference (pthcv.quant, docs/nn.md)
+function Module:quantize(opts) return require("pthcv.quant").quantize(self, opts) end
+
 function Module:claim() rawset(self, "_claimed", true) end
 function Module:is_claimed() return rawget(self, "_claimed") == true end
 
