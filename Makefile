@@ -115,12 +115,22 @@ ctest:
 	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/ops_test_scalar $(OTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(BUILD)/ops_test_scalar --dump $(BUILD)/ops_scalar.bin
 	$(BUILD)/ops_test --compare $(BUILD)/ops_scalar.bin spec/fixtures/ops_misc $(PTHCV_FIXTURES_OPS_MISC)
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/transformer_test $(TTEST_SRCS) -lpthread -lm $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/transformer_test_scalar $(TTEST_SRCS) -lpthread -lm $(LDFLAGS)
+	$(BUILD)/transformer_test_scalar --dump $(BUILD)/transformer_scalar.bin
+	$(BUILD)/transformer_test --compare $(BUILD)/transformer_scalar.bin
 
 # The other ops (ops_*.c, conv_transpose2d.c) against plain references and
 # torch, built twice: with the SIMD clones, and scalar; their results must be
 # the same bits (spec/c/ops_test.c).
 OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c spec/c/ops_test.c
+
+# The transformer kernels (vmath.h, ops_attention.c) against double-precision
+# references, built with the SIMD clones and scalar, compared bit for bit
+# (spec/c/transformer_test.c).
+TTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
+              csrc/kernels/ops_common.c csrc/kernels/ops_elementwise.c csrc/kernels/ops_attention.c spec/c/transformer_test.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)

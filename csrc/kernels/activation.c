@@ -5,6 +5,7 @@
  * eval-mode definitions in float32; NaN propagates as in torch.
  */
 #include "kernels.h"
+#include "vmath.h"
 #include <math.h>
 
 float pthcv_act_scalar(float v, const pthcv_activation *a)
@@ -28,11 +29,8 @@ float pthcv_act_scalar(float v, const pthcv_activation *a)
         r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
         return r / 6.0f;
     }
-    case PTHCV_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    case PTHCV_ACT_GELU_TANH: {
-        float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);   /* sqrt(2/pi) */
-        return 0.5f * v * (1.0f + tanhf(inner));
-    }
+    case PTHCV_ACT_GELU: return vm_gelu(v);             /* vmath.h: vectorised in pthcv_act_row */
+    case PTHCV_ACT_GELU_TANH: return vm_gelu_tanh(v);
     case PTHCV_ACT_CLAMP: return v < a->alpha ? a->alpha : v > a->beta ? a->beta : v;
     default: return v;
     }
@@ -79,6 +77,12 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
             r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
             x[i] = r / 6.0f;
         }
+        return;
+    case PTHCV_ACT_GELU:        /* ViT's and ConvNeXt's MLPs: erff per value kept the loop scalar */
+        for (int64_t i = 0; i < n; i++) x[i] = vm_gelu(x[i]);
+        return;
+    case PTHCV_ACT_GELU_TANH:
+        for (int64_t i = 0; i < n; i++) x[i] = vm_gelu_tanh(x[i]);
         return;
     default:
         for (int64_t i = 0; i < n; i++) x[i] = pthcv_act_scalar(x[i], a);

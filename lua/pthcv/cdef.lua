@@ -333,6 +333,32 @@ enum { PTHCV_INTERP_NEAREST = 0, PTHCV_INTERP_BILINEAR = 1 };
 pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
                                 int32_t align_corners, double scale_h, double scale_w);
 
+/* ==== Transformer ops (csrc/kernels/ops_attention.c) ========================
+ * Scaled dot-product attention in one fused pass: for each query row,
+ * scores against every key, softmax, weighted sum of the values, the score
+ * matrix kept in cache (never written out). q [..., L, D], k [..., S, D],
+ * v [..., S, Dv] share their leading dimensions (batch, heads, windows) and
+ * may be strided views whose rows are contiguous (a packed qkv projection
+ * viewed per head needs no copy); bias (or NULL) broadcasts to [..., L, S]
+ * and is added to the scores (relative position bias, masks: -inf masks a
+ * key out); head_scale (or NULL): float32, one factor per head (dimension -3
+ * of q) multiplying that head's scores (Swin V2's exp(logit_scale)).
+ *   scores = scale * head_scale[h] * q_i . k_j + bias[i, j]
+ * scale 0 means 1 / sqrt(D); cosine: q and k rows are first divided by
+ * max(|row|_2, 1e-12) (torch's F.normalize). The result is [..., L, Dv],
+ * or with heads_last [..., L, H, Dv] (H = dimension -3 of q: the heads
+ * merged back as torch's out.transpose(1, 2) does, without a copy). When
+ * weights is not NULL it receives a new tensor [..., L, S] of the softmax
+ * probabilities (nn.MultiheadAttention's need_weights). */
+typedef struct pthcv_attention_params {
+    double scale;
+    int32_t cosine;
+    int32_t heads_last;
+} pthcv_attention_params;
+pthcv_tensor *pthcv_attention(pthcv_tensor *q, pthcv_tensor *k, pthcv_tensor *v, pthcv_tensor *bias,
+                              pthcv_tensor *head_scale, const pthcv_attention_params *p,
+                              pthcv_tensor **weights);
+
 /* ==== Images (csrc/opencv/bridge.cpp, through OpenCV) =======================
  * An image is a tensor [H, W, C] (C = 1, 3 or 4 channels in OpenCV's BGR(A)
  * order) of uint8 (or int8, uint16, int16, int32, float16, float32,
