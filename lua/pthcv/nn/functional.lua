@@ -612,4 +612,7 @@ local function reduce(name)
 end
 for name in pairs(REDUCE) do F[name] = reduce(name) end
 
+-- attention (F.attention, F.scaled_dot_product_attention): functional_attention.lua
+require("pthcv.nn.functional_attention")(F)
+
 return F
