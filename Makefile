@@ -3,6 +3,7 @@
 #
 #   make            build the C core
 #   make test       install missing Debian packages, build, run the specs
+#   make test-large the zoo's models over 100M parameters against torchvision
 #   make demo       the main job on a bundled example
 #   make bench      reader timings against torch.load and plain reads; models against
 #                   PyTorch and OpenCV DNN (tools/bench_models.py)
@@ -47,7 +48,7 @@ CODECS_LIB := $(BUILD)/libpthcv_imgcodecs.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
-.PHONY: all deps test demo bench sanitize fixtures clean ctest ctest-neon fuzz valgrind
+.PHONY: all deps test test-large demo bench sanitize fixtures clean ctest ctest-neon fuzz valgrind
 
 all: $(LIB) $(CODECS_LIB)
 
@@ -79,6 +80,24 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory all
 	@tools/run-specs
+
+# The zoo's models over 100M parameters against torchvision (spec/zoo_spec.lua
+# with PTHCV_ZOO_LARGE): wide_resnet101_2, regnet_x_32gf, regnet_y_32gf,
+# regnet_y_128gf, efficientnet_v2_l, convnext_large, vit_l_16, vit_l_32,
+# vit_h_14. Their fixtures (~5 GB) are written to build/zoo-large once and
+# kept while spec/fixtures/make_zoo_fixtures.py is unchanged.
+ZOO_LARGE := $(BUILD)/zoo-large
+test-large: deps
+	@$(MAKE) --no-print-directory all
+	@h=$$(sha256sum spec/fixtures/make_zoo_fixtures.py | cut -c1-64); \
+	if [ "$$(cat $(ZOO_LARGE)/.hash 2>/dev/null)" != "$$h" ]; then \
+	  rm -rf $(ZOO_LARGE); echo "# writing the large models' fixtures into $(ZOO_LARGE) (once)"; \
+	  $(PYTHON) spec/fixtures/make_zoo_fixtures.py --large $(ZOO_LARGE) >$(BUILD)/zoo-large.log 2>&1 \
+	    || { tail -n 20 $(BUILD)/zoo-large.log; exit 1; }; \
+	  echo "$$h" >$(ZOO_LARGE)/.hash; fi
+	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" PTHCV_ROOT=$(CURDIR) \
+	  PTHCV_ZOO_LARGE=$(CURDIR)/$(ZOO_LARGE) luajit $$(command -v $(BUSTED) || echo /usr/bin/busted) -o TAP \
+	  --filter="large models" spec/zoo_spec.lua
 
 fixtures:
 	$(PYTHON) spec/fixtures/make_fixtures.py spec/fixtures

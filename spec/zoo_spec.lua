@@ -104,6 +104,34 @@ describe("model zoo", function()
   end
 end)
 
+-- Small configurations of the transformer-era classes, pickled whole by
+-- torch (torch.save(model)), rebuilt by nn.from_module from the pickle's
+-- attributes alone.
+local TINY = { "tiny_swin", "tiny_swin_v2", "tiny_maxvit", "tiny_convnext", "tiny_efficientnet_v2",
+               "tiny_inception_blocks" }
+
+describe("nn.from_module on torchvision's classes", function()
+  if not dir or dir == "" then return end
+  for _, name in ipairs(TINY) do
+    it(name .. " (torch.save(model)) prints and runs as torch's", function()
+      local m = pthcv.nn.from_module(pthcv.load(dir .. "/" .. name .. ".model.pth")):eval()
+      assert.are.equal(support.read_file(dir .. "/" .. name .. ".repr.txt"), tostring(m) .. "\n")
+      local want = pthcv.load_npy(dir .. "/" .. name .. ".output.npy")
+      local y = m(pthcv.load_npy(dir .. "/" .. name .. ".input.npy"))
+      assert.are.same(want.shape, y.shape)
+      local diff, scale = max_abs(y - want), max_abs(want)
+      assert.is_true(diff <= 1e-4 * scale, string.format("%s: max |diff| %g > 1e-4 * %g", name, diff, scale))
+    end)
+  end
+  -- a VisionTransformer keeps its norm_layer, a functools.partial, as an
+  -- attribute: its whole-model pickle is refused (its state_dict loads)
+  it("tiny_vit (torch.save(model)) is refused, naming functools.partial", function()
+    local ok, err = pcall(pthcv.load, dir .. "/tiny_vit.model.pth")
+    assert.is_false(ok)
+    assert.matches("unsafe global functools.partial", err)
+  end)
+end)
+
 -- The Lua-script models of examples/ (written against pthcv.nn as a user
 -- would, from torchvision's source) on the zoo's fixtures of the same network.
 describe("examples written against pthcv.nn", function()
@@ -134,6 +162,63 @@ describe("examples written against pthcv.nn", function()
   end
 end)
 
+-- ONNX (opset 10) and OpenCV 4.6: the new convolutional families export and
+-- cv2.dnn runs them (spec/opencv/check_onnx.py); the LayerNorm and attention
+-- families are refused by name (torch's own opset 11/13 exports of them do
+-- not load in OpenCV 4.6 either: docs/models.md).
+local ONNX = { "densenet121", "efficientnet_b0", "efficientnet_v2_s", "regnet_x_400mf", "regnet_y_400mf",
+               "inception_v3", "googlenet", "mnasnet0_5", "shufflenet_v2_x0_5" }
+
+describe("model zoo through ONNX", function()
+  it("refuses the LayerNorm families (ConvNeXt, Swin, ViT, MaxViT), naming the op", function()
+    for _, name in ipairs { "convnext_tiny", "swin_t", "swin_v2_t", "vit_b_32", "maxvit_t" } do
+      local m = pthcv.models[name](name == "vit_b_32" and { image_size = 64 } or nil):eval()
+      local size = name == "vit_b_32" and 64 or 224
+      local ok, err = pcall(m.export_onnx, m, support.tmpname(".onnx"), { input = { 1, 3, size, size } })
+      local op = "F.layer_norm"
+      assert.is_false(ok, name)
+      assert.truthy(tostring(err):find(op .. " has no ONNX form", 1, true), err)
+    end
+  end)
+  if not dir or dir == "" then return end
+  local c = support.run("/usr/bin/python3 -c 'import onnx, cv2, numpy'")
+  if c ~= 0 then
+    it("checks the files with OpenCV", function() pending("python3-onnx or python3-opencv is not installed") end)
+    return
+  end
+  local manifest = read_manifest(dir)
+  it("the new convolutional families: cv2.dnn's logits are within 1e-4 of torch's", function()
+    local base = support.tmpname("-zoo-onnx")
+    local args = {}
+    for _, name in ipairs(ONNX) do
+      local m = pthcv.models[name](manifest[name].options)
+      m:load_state_dict(pthcv.state_dict(dir .. "/" .. name .. ".pth"))
+      local path = base .. "-" .. name .. ".onnx"
+      m:eval():export_onnx(path, { input = pthcv.load_npy(dir .. "/" .. name .. ".input.npy") })
+      args[#args + 1] = string.format("%s=%s,%s/%s.input.npy,%s/%s.output.npy", name, path, dir, name, dir, name)
+      m = nil
+      collectgarbage()
+    end
+    local code, out = support.run("/usr/bin/python3 " .. support.root .. "/spec/opencv/check_onnx.py "
+                                  .. table.concat(args, " "))
+    assert.are.equal(0, code, out)
+    local seen = 0
+    for line in out:gmatch("[^\n]+") do
+      local r = json.decode(line)
+      if r and r.name then
+        seen = seen + 1
+        print(string.format("# onnx %-20s cv2.dnn max|diff| %.3g (%.2g of max|logit|)", r.name, r.max_diff or -1,
+                            (r.max_diff or 0) / (r.scale or 1)))
+        assert.are.equal("ok", r.checker, r.name)
+        assert.are.equal("ok", r.opencv, r.name)
+        assert.is_true(r.max_diff <= 1e-4 * r.scale, r.name)
+      end
+    end
+    assert.are.equal(#ONNX, seen)
+    for _, name in ipairs(ONNX) do os.remove(base .. "-" .. name .. ".onnx") end
+  end)
+end)
+
 describe("model zoo, large models (make test-large)", function()
   if not large_dir or large_dir == "" then
     it("runs under make test-large", function()
@@ -160,12 +245,18 @@ local function fields(case, prefix)
   return out
 end
 
-describe("nn.MultiheadAttention against torch", function()
+describe("nn.MultiheadAttention and F.scaled_dot_product_attention against torch", function()
   if not dir or dir == "" then return end
   local cases = pthcv.load(dir .. "/mha.pth")
   for _, kv in ipairs(require("pthcv.reader.odict").items(cases)) do
     local name, case = kv[1], kv[2]
     it(name, function()
+      if case.sdpa then   -- F.scaled_dot_product_attention against torch's formula
+        local y = pthcv.F.scaled_dot_product_attention(case.q, case.k, case.v, fields(case, "call."))
+        assert.are.same(case.y.shape, y.shape)
+        assert.is_true(max_abs(y - case.y) <= 1e-5 * max_abs(case.y), name)
+        return
+      end
       local mha = pthcv.nn.MultiheadAttention(case.embed_dim, case.num_heads, fields(case, "ctor."))
       mha:load_state_dict(fields(case, "sd."))
       mha:eval()

@@ -78,7 +78,7 @@ return function(F)
     local bias = a.attn_mask and F.mask_to_bias(a.attn_mask, false)
     if a.is_causal then
       if bias then error("pthcv: scaled_dot_product_attention: give attn_mask or is_causal, not both", 2) end
-      local L, S = q:size(-2), k:size(-2)
+      local L, S = q:size(q.ndim - 1), k:size(k.ndim - 1)
       bias = Tensor.zeros({ L, S })
       local d = bias:data()
       for i = 0, L - 1 do for j = i + 1, S - 1 do d[i * S + j] = -math.huge end end
