@@ -145,11 +145,12 @@ ctest:
 OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c spec/c/ops_test.c
 
-# The transformer kernels (vmath.h, ops_attention.c) against double-precision
+# The transformer kernels (vmath.h, ops_attention.c, ops_layernorm.c) against double-precision
 # references, built with the SIMD clones and scalar, compared bit for bit
 # (spec/c/transformer_test.c).
 TTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
-              csrc/kernels/ops_common.c csrc/kernels/ops_elementwise.c csrc/kernels/ops_attention.c spec/c/transformer_test.c
+              csrc/kernels/ops_common.c csrc/kernels/ops_elementwise.c csrc/kernels/ops_attention.c \
+              csrc/kernels/ops_layernorm.c csrc/kernels/ops_norm.c spec/c/transformer_test.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)

@@ -333,7 +333,7 @@ enum { PTHCV_INTERP_NEAREST = 0, PTHCV_INTERP_BILINEAR = 1 };
 pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
                                 int32_t align_corners, double scale_h, double scale_w);
 
-/* ==== Transformer ops (csrc/kernels/ops_attention.c) ========================
+/* ==== Transformer ops (csrc/kernels/ops_attention.c, ops_layernorm.c) =======
  * Scaled dot-product attention in one fused pass: for each query row,
  * scores against every key, softmax, weighted sum of the values, the score
  * matrix kept in cache (never written out). q [..., L, D], k [..., S, D],
@@ -358,6 +358,12 @@ typedef struct pthcv_attention_params {
 pthcv_tensor *pthcv_attention(pthcv_tensor *q, pthcv_tensor *k, pthcv_tensor *v, pthcv_tensor *bias,
                               pthcv_tensor *head_scale, const pthcv_attention_params *p,
                               pthcv_tensor **weights);
+/* LayerNorm over dimension 1 of x [N, C, ...]: torch's layer_norm of
+ * x.permute(0, 2, 3, 1) permuted back (ConvNeXt's LayerNorm2d) without the
+ * transposing copies, vectorised across the pixels. Mean and variance in
+ * double per pixel as pthcv_layer_norm; weight and bias (or NULL) have C
+ * values. The result has x's shape, contiguous. */
+pthcv_tensor *pthcv_layer_norm_channels(pthcv_tensor *x, pthcv_tensor *weight, pthcv_tensor *bias, double eps);
 
 /* ==== Images (csrc/opencv/bridge.cpp, through OpenCV) =======================
  * An image is a tensor [H, W, C] (C = 1, 3 or 4 channels in OpenCV's BGR(A)

@@ -1,5 +1,6 @@
 /* transformer_test.c -- checks of the transformer kernels: vmath.h (exp,
- * GELU) and pthcv_attention (csrc/kernels/ops_attention.c).
+ * GELU), pthcv_attention (csrc/kernels/ops_attention.c) and
+ * pthcv_layer_norm_channels (ops_layernorm.c).
  *
  *   transformer_test [--dump FILE] [--compare FILE]
  *
@@ -15,7 +16,10 @@
  *    --dump writes every result to FILE, --compare checks them bit for bit
  *    against such a file: the Makefile builds this test with the SIMD
  *    clones and as a scalar build and compares the two.
- * 3. Argument errors name the shapes involved.
+ * 3. pthcv_layer_norm_channels against a double reference and against
+ *    pthcv_layer_norm of the channels-last copy, odd channel and pixel
+ *    counts (blocks of 256 pixels crossed), with and without affine.
+ * 4. Argument errors name the shapes involved.
  * Ends with "N passed, N failed"; exit status 1 if anything failed. */
 #include "internal.h"
 #include "kernels/kernels.h"
@@ -337,6 +341,78 @@ static void test_attention(void)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pthcv_tensor_release(all[i]);
 }
 
+/* ---- 3. LayerNorm over channels ---------------------------------------------------- */
+
+/* [N, C, P] -> [N, P, C] contiguous */
+static pthcv_tensor *channels_last(pthcv_tensor *x)
+{
+    int64_t n = x->shape[0], c = x->shape[1], p = x->numel / (n * c);
+    pthcv_tensor *v = pthcv_tensor_view(x, 3, (int64_t[]){n, p, c}, (int64_t[]){c * p, 1, p}, x->offset);
+    pthcv_tensor *r = pthcv_tensor_contiguous(v);
+    pthcv_tensor_release(v);
+    return r;
+}
+
+static void test_layer_norm_channels(void)
+{
+    const int64_t shapes[][4] = {{1, 1, 1, 1}, {2, 3, 5, 7}, {1, 7, 17, 17}, {2, 17, 1, 300}, {1, 33, 9, 31}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t *sh = shapes[s];
+        int64_t C = sh[1], P = sh[2] * sh[3];
+        pthcv_tensor *x = random_tensor(4, sh, 3.0f);
+        float *xd = pthcv_tensor_data(x);
+        for (int64_t i = 0; i < x->numel; i += 5) xd[i] += 4.0f;   /* a mean away from 0 */
+        pthcv_tensor *w = random_tensor(1, &C, 1.0f), *b = random_tensor(1, &C, 1.0f);
+        for (int with_affine = 0; with_affine < 2; with_affine++) {
+            pthcv_tensor *ww = with_affine ? w : NULL, *bb = with_affine ? b : NULL;
+            pthcv_set_num_threads(1);
+            pthcv_tensor *y1 = pthcv_layer_norm_channels(x, ww, bb, 1e-6);
+            pthcv_set_num_threads(3);
+            pthcv_tensor *y3 = pthcv_layer_norm_channels(x, ww, bb, 1e-6);
+            CHECK(y1 && y3, "layer_norm_channels %lldx%lldx%lldx%lld: %s", (long long)sh[0], (long long)C,
+                  (long long)sh[2], (long long)sh[3], pthcv_last_error());
+            if (!y1 || !y3) continue;
+            /* the double reference, and pthcv_layer_norm over the channels-last copy */
+            pthcv_tensor *xl = channels_last(x), *yl = pthcv_layer_norm(xl, 1, ww, bb, 1e-6);
+            const float *g1 = pthcv_tensor_data(y1), *g3 = pthcv_tensor_data(y3), *gl = pthcv_tensor_data(yl);
+            double err = 0, err_rows = 0;
+            int same = 1;
+            for (int64_t n = 0; n < sh[0]; n++)
+                for (int64_t p = 0; p < P; p++) {
+                    double m = 0, v = 0;
+                    for (int64_t c = 0; c < C; c++) m += xd[(n * C + c) * P + p];
+                    m /= (double)C;
+                    for (int64_t c = 0; c < C; c++) v += pow(xd[(n * C + c) * P + p] - m, 2);
+                    double rstd = 1.0 / sqrt(v / (double)C + 1e-6);
+                    for (int64_t c = 0; c < C; c++) {
+                        int64_t i = (n * C + c) * P + p;
+                        double want = (xd[i] - m) * rstd;
+                        if (with_affine) want = want * ((float *)pthcv_tensor_data(w))[c] + ((float *)pthcv_tensor_data(b))[c];
+                        err = fmax(err, fabs(g1[i] - want));
+                        err_rows = fmax(err_rows, fabs(g1[i] - gl[(n * P + p) * C + c]));
+                        same &= same_bits(g1[i], g3[i]);
+                    }
+                }
+            CHECK(err < 2e-6, "layer_norm_channels C=%lld P=%lld: error %.3g", (long long)C, (long long)P, err);
+            CHECK(err_rows < 1e-6, "layer_norm_channels vs pthcv_layer_norm of the channels-last copy: %.3g", err_rows);
+            CHECK(same, "layer_norm_channels C=%lld: 1 and 3 threads differ", (long long)C);
+            keep(y1);
+            pthcv_tensor *all[] = {y1, y3, xl, yl};
+            for (size_t i = 0; i < 4; i++) pthcv_tensor_release(all[i]);
+        }
+        pthcv_tensor_release(x);
+        pthcv_tensor_release(w);
+        pthcv_tensor_release(b);
+    }
+    pthcv_tensor *x = random_tensor(SHAPE(1, 4, 3, 3), 1), *w5 = random_tensor(SHAPE(5), 1), *v = random_tensor(SHAPE(4), 1);
+    CHECK(!pthcv_layer_norm_channels(x, w5, NULL, 1e-5) && error_has("[5]") && error_has("4 channels"),
+          "weight size: %s", pthcv_last_error());
+    CHECK(!pthcv_layer_norm_channels(v, NULL, NULL, 1e-5) && error_has("[4]"), "1-d input: %s", pthcv_last_error());
+    pthcv_tensor_release(x);
+    pthcv_tensor_release(w5);
+    pthcv_tensor_release(v);
+}
+
 int main(int argc, char **argv)
 {
     const char *dump = NULL, *compare = NULL;
@@ -346,6 +422,7 @@ int main(int argc, char **argv)
     }
     test_vmath();
     test_attention();
+    test_layer_norm_channels();
     if (dump) {
         FILE *f = fopen(dump, "wb");
         CHECK(f && fwrite(results.v, sizeof(float), results.n, f) == results.n, "cannot write %s", dump);

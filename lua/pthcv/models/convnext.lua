@@ -2,7 +2,8 @@
 -- and large. A CNBlock is a 7x7 depthwise convolution, then channels-last
 -- LayerNorm, Linear, GELU, Linear (the GELU fused into the first Linear),
 -- times a per-channel layer scale, plus the input. LayerNorm2d normalises
--- the channels of an NCHW map through a channels-last view, as torch's.
+-- the channels of an NCHW map in place of torch's permute, layer_norm,
+-- permute (F.layer_norm_channels).
 local nn = require "pthcv.nn"
 local F = nn.F
 local release = require "pthcv.nn.release"
@@ -16,10 +17,7 @@ local M = {}
 local LayerNorm2d = nn.class("LayerNorm2d", nn.LayerNorm, { torch_class = "torchvision.models.convnext.LayerNorm2d" })
 M.LayerNorm2d = LayerNorm2d
 LayerNorm2d.keeps_no_tensors = true
-function LayerNorm2d:forward(x)
-  local y = F.layer_norm(F.permute(x, { 0, 2, 3, 1 }), self.normalized_shape, self.weight, self.bias, self.eps)
-  return F.permute(y, { 0, 3, 1, 2 })
-end
+function LayerNorm2d:forward(x) return F.layer_norm_channels(x, self.weight, self.bias, self.eps) end
 
 local function ln2d(c) return LayerNorm2d(c, { eps = 1e-6 }) end
 

@@ -612,7 +612,8 @@ local function reduce(name)
 end
 for name in pairs(REDUCE) do F[name] = reduce(name) end
 
--- attention (F.attention, F.scaled_dot_product_attention): functional_attention.lua
-require("pthcv.nn.functional_attention")(F)
+-- attention and channels LayerNorm (F.attention, F.scaled_dot_product_attention,
+-- F.layer_norm_channels): functional_transformer.lua
+require("pthcv.nn.functional_transformer")(F)
 
 return F

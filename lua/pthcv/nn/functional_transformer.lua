@@ -1,10 +1,12 @@
--- lua/pthcv/nn/functional_attention.lua: attention in pthcv.F, over the
--- fused kernel pthcv_attention (csrc/kernels/ops_attention.c): scores,
--- softmax and the product with the values in one pass, the score matrix
--- kept in cache.
+-- lua/pthcv/nn/functional_transformer.lua: the transformer ops of pthcv.F:
+-- attention over the fused kernel pthcv_attention (csrc/kernels/
+-- ops_attention.c: scores, softmax and the product with the values in one
+-- pass, the score matrix kept in cache), and LayerNorm over the channels of
+-- an NCHW map (ops_layernorm.c).
 --
 --   local y = F.scaled_dot_product_attention(q, k, v)          -- torch 2.x's signature
 --   local y = F.attention(q, k, v, { bias = rel_bias, heads_last = true })
+--   local z = F.layer_norm_channels(x, weight, bias, 1e-6)     -- ConvNeXt's LayerNorm2d
 --
 -- q [..., L, D], k [..., S, D], v [..., S, Dv] (any leading dims, shared;
 -- strided views whose rows are contiguous are read in place). Installed
@@ -65,6 +67,16 @@ return function(F)
     local out = result(r, "attention")
     if w then return out, Tensor.wrap(w[0], true) end
     return out
+  end
+
+  -- F.layer_norm_channels(x, weight, bias [, eps = 1e-5]): x [N, C, ...]
+  -- normalised over dim 1, the same as F.layer_norm over the last dim of
+  -- x permuted to channels-last, permuted back (no copies).
+  function F.layer_norm_channels(x, weight, bias, eps)
+    check(x, "layer_norm_channels", "input")
+    local w, b = F.f32(weight), F.f32(bias)
+    return result(C.pthcv_layer_norm_channels(x.ct, w and w.ct or nil, b and b.ct or nil, eps or 1e-5),
+                  "layer_norm_channels")
   end
 
   -- F.scaled_dot_product_attention(query, key, value [, attn_mask,
