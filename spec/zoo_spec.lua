@@ -201,9 +201,8 @@ describe("model zoo through ONNX", function()
       local m = pthcv.models[name](name == "vit_b_32" and { image_size = 64 } or nil):eval()
       local size = name == "vit_b_32" and 64 or 224
       local ok, err = pcall(m.export_onnx, m, support.tmpname(".onnx"), { input = { 1, 3, size, size } })
-      local op = "F.layer_norm"
       assert.is_false(ok, name)
-      assert.truthy(tostring(err):find(op .. " has no ONNX form", 1, true), err)
+      assert.truthy(tostring(err):find("F%.layer_norm[_a-z]* has no ONNX form"), err)
     end
   end)
   if not dir or dir == "" then return end

@@ -16,9 +16,9 @@ float pthcv_act_scalar(float v, const pthcv_activation *a)
     case PTHCV_ACT_RELU6: return v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
     case PTHCV_ACT_LEAKY_RELU: return v > 0.0f ? v : v * a->alpha;
     case PTHCV_ACT_ELU: return v > 0.0f ? v : a->alpha * expm1f(v);
-    case PTHCV_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case PTHCV_ACT_SIGMOID: return vm_sigmoid(v);       /* vmath.h: vectorised in pthcv_act_row */
     case PTHCV_ACT_TANH: return tanhf(v);
-    case PTHCV_ACT_SILU: return v / (1.0f + expf(-v));
+    case PTHCV_ACT_SILU: return vm_silu(v);             /* x * sigmoid(x): as exported to ONNX */
     case PTHCV_ACT_HARDSWISH: {
         float r = v + 3.0f;
         r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
@@ -77,6 +77,12 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
             r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
             x[i] = r / 6.0f;
         }
+        return;
+    case PTHCV_ACT_SIGMOID:     /* squeeze-excitation gates */
+        for (int64_t i = 0; i < n; i++) x[i] = vm_sigmoid(x[i]);
+        return;
+    case PTHCV_ACT_SILU:        /* EfficientNet's, MaxViT's: expf per value kept the loop scalar */
+        for (int64_t i = 0; i < n; i++) x[i] = vm_silu(x[i]);
         return;
     case PTHCV_ACT_GELU:        /* ViT's and ConvNeXt's MLPs: erff per value kept the loop scalar */
         for (int64_t i = 0; i < n; i++) x[i] = vm_gelu(x[i]);

@@ -1,5 +1,5 @@
 /*
- * vmath.h -- float32 exp and GELU written so that gcc vectorises them in the
+ * vmath.h -- float32 exp, sigmoid, SiLU and GELU written so that gcc vectorises them in the
  * loops of PTHCV_SIMD functions (kernels.h): plain arithmetic, comparisons
  * as selects, bit casts through a union, no libm call. A libm call per value
  * (expf, erff) keeps a loop scalar; a softmax over ViT-B/16's attention
@@ -13,6 +13,7 @@
  *
  *   vm_exp(x)        relative error below 2.5e-7 (2 ulp); 0 below -86.64
  *                    (where exp is under 2.6e-38), +inf above 88.72, NaN kept
+ *   vm_sigmoid(x)    relative error below 3e-7; vm_silu(x) = x * vm_sigmoid(x)
  *   vm_gelu(x)       x * Phi(x) (torch's GELU, approximate='none'):
  *                    error below 3e-7 * max(1, |x|)
  *   vm_gelu_tanh(x)  0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
@@ -51,6 +52,13 @@ static inline float vm_exp(float x)
     y = x < lo ? 0.0f : y;
     return x > hi ? INFINITY : y;
 }
+
+/* sigmoid(x) = 1 / (1 + exp(-x)); 0 far below 0, 1 far above, NaN kept. */
+static inline float vm_sigmoid(float x) { return 1.0f / (1.0f + vm_exp(-x)); }
+
+/* SiLU as x * sigmoid(x), the form of its ONNX decomposition (Sigmoid, Mul):
+ * a fused SiLU and the exported graph give the same bits. */
+static inline float vm_silu(float x) { return x * vm_sigmoid(x); }
 
 /* Half of erfc(|z|) for z = x / sqrt(2), from Numerical Recipes' erfcc
  * (a Chebyshev fit of erfc(z) exp(z^2), fractional error under 1.2e-7). */

@@ -4,10 +4,10 @@
  *
  *   transformer_test [--dump FILE] [--compare FILE]
  *
- * 1. vm_exp, vm_gelu and vm_gelu_tanh against libm in double over a sweep
- *    of the float range and at the edges (NaN, infinities, under/overflow);
- *    GELU through pthcv_activate (the vectorised row) equals
- *    pthcv_act_scalar bit for bit.
+ * 1. vm_exp, vm_sigmoid, vm_gelu and vm_gelu_tanh against libm in double
+ *    over a sweep of the float range and at the edges (NaN, infinities,
+ *    under/overflow); sigmoid, SiLU and GELU through pthcv_activate (the
+ *    vectorised row) equal pthcv_act_scalar bit for bit.
  * 2. pthcv_attention against a double-precision reference written here,
  *    on odd sizes (1, 3, 7, 17, 33 rows and features, ViT-B/16's 197 x 64),
  *    with broadcast biases, -inf masks, cosine attention with per-head
@@ -97,6 +97,15 @@ static void test_vmath(void)
     CHECK(isfinite(vm_exp(88.72f)) && fabs(vm_exp(88.72f) / exp((double)88.72f) - 1) < 2.5e-7, "vm_exp(88.72) = %g",
           vm_exp(88.72f));
 
+    double ws = 0, sx = 0;
+    for (float x = -80.0f; x < 80.0f; x += fmaxf(fabsf(x) * 3e-6f, 1e-6f)) {
+        double r = 1.0 / (1.0 + exp(-(double)x)), e = fabs(vm_sigmoid(x) - r) / r;
+        if (e > ws) ws = e, sx = x;
+    }
+    CHECK(ws < 3e-7, "vm_sigmoid: relative error %.3g at %.9g", ws, sx);
+    CHECK(vm_sigmoid(-200.0f) == 0.0f && vm_sigmoid(200.0f) == 1.0f && isnan(vm_sigmoid(NAN)), "vm_sigmoid edges");
+    CHECK(vm_silu(3.0f) == 3.0f * vm_sigmoid(3.0f) && isnan(vm_silu(-INFINITY)), "vm_silu is x * vm_sigmoid(x)");
+
     double wg = 0, wt = 0, gx = 0, tx = 0;
     for (float x = -30.0f; x < 30.0f; x += fmaxf(fabsf(x) * 3e-6f, 1e-6f)) {
         double g = fabs(vm_gelu(x) - gelu_ref(x)) / fmax(1.0, fabs(x));
@@ -116,7 +125,9 @@ static void test_vmath(void)
     float *xd = pthcv_tensor_data(x);
     for (int64_t i = 0; i < n; i++) xd[i] = frand() * 9.0f;
     xd[0] = NAN, xd[1] = INFINITY, xd[2] = -INFINITY, xd[3] = 0.0f, xd[4] = -0.0f;
-    for (int kind = PTHCV_ACT_GELU; kind <= PTHCV_ACT_GELU_TANH; kind++) {
+    const int kinds[] = {PTHCV_ACT_SIGMOID, PTHCV_ACT_SILU, PTHCV_ACT_GELU, PTHCV_ACT_GELU_TANH};
+    for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++) {
+        int kind = kinds[ki];
         pthcv_activation a = {kind, 0, 0};
         pthcv_tensor *y = pthcv_activate(x, &a);
         const float *yd = pthcv_tensor_data(y);
