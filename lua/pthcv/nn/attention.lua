@@ -68,22 +68,24 @@ end
 -- a pickled module (nn.from_module) does not carry the private flag
 function MHA.__from_module(m) m._qkv_same_embed_dim = m.kdim == m.embed_dim and m.vdim == m.embed_dim end
 
--- The projections' packs: one for the packed q|k|v (self-attention), and
--- one per projection (rows of in_proj_weight, or the separate weights).
+-- The projections' packs: the packed q|k|v one for self-attention, made
+-- here; one per projection (rows of in_proj_weight, or the separate
+-- weights) when a call needs them (cross-attention), so that a model doing
+-- self-attention only holds its weights packed once.
 function MHA:prepare()
-  local E = self.embed_dim
-  local b = self.in_proj_bias
-  local function piece(t, i) return t and t:narrow(1, i * E + 1, E) or nil end
   self._packs = {}
-  if self._qkv_same_embed_dim then
-    local w = self.in_proj_weight
-    self._packs.qkv = F.linear_prepare(w, b)
-    for i, name in ipairs { "q", "k", "v" } do self._packs[name] = F.linear_prepare(piece(w, i - 1), piece(b, i - 1)) end
-  else
-    for i, name in ipairs { "q", "k", "v" } do
-      self._packs[name] = F.linear_prepare(self[name .. "_proj_weight"], piece(b, i - 1))
-    end
-  end
+  if self._qkv_same_embed_dim then self._packs.qkv = F.linear_prepare(self.in_proj_weight, self.in_proj_bias) end
+end
+
+local PROJ = { q = 0, k = 1, v = 2 }
+function MHA:projection(name)
+  local pk = self._packs[name]
+  if pk then return pk end
+  local E, i, b = self.embed_dim, PROJ[name], self.in_proj_bias
+  local w = self._qkv_same_embed_dim and self.in_proj_weight:narrow(1, i * E + 1, E) or self[name .. "_proj_weight"]
+  pk = F.linear_prepare(w, b and b:narrow(1, i * E + 1, E) or nil)
+  self._packs[name] = pk
+  return pk
 end
 
 -- [N, T, E] as [N, H, T, hd] heads, a view: columns from `col` of rows
@@ -162,8 +164,8 @@ function MHA:forward(query, key, value, ...)
     end
   else
     local k_in, v_in = batch_first(key), batch_first(value)
-    q = heads_view(F.linear_packed(pk.q, q_in), n, L, H, hd, E, 0)
-    k, v = F.linear_packed(pk.k, k_in), F.linear_packed(pk.v, v_in)
+    q = heads_view(F.linear_packed(self:projection("q"), q_in), n, L, H, hd, E, 0)
+    k, v = F.linear_packed(self:projection("k"), k_in), F.linear_packed(self:projection("v"), v_in)
     S = k:size(2)
   end
   local extra = 0
