@@ -41,7 +41,7 @@ ARCH    := $(shell $(CC) -dumpmachine)
 ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
 SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c) $(KERNEL_SRCS)
-CXX_SRCS := csrc/opencv/bridge.cpp
+CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/filestorage_read.cpp
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(CXX_SRCS:%.cpp=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
 CODECS_LIB := $(BUILD)/libpthcv_imgcodecs.so
@@ -56,7 +56,7 @@ all: $(LIB) $(CODECS_LIB)
 # never be unmapped while the process lives (LuaJIT unloads ffi.load'ed
 # libraries when its state closes, and glibc aborts on the orphaned futex).
 $(LIB): $(OBJS)
-	$(CXX) -shared -Wl,-z,nodelete -Wl,-soname,libpthcv.so -o $@ $(OBJS) $(OPENCV_LIBS) $(DEPLIBS) -lm $(LDFLAGS)
+	$(CXX) -shared -Wl,-z,nodelete -Wl,-soname,libpthcv.so -o $@ $(OBJS) $(OPENCV_LIBS) $(DEPLIBS) -lz -lm $(LDFLAGS)
 
 # found next to libpthcv.so (rpath $ORIGIN), in a checkout and in a rock
 $(CODECS_LIB): $(BUILD)/csrc/opencv/imgcodecs.o $(LIB)
@@ -68,7 +68,7 @@ $(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h include/pthcv_opencv.hpp csrc/opencv/bridge.hpp
+$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h csrc/reader/reader.h include/pthcv_opencv.hpp csrc/opencv/bridge.hpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
 
@@ -103,6 +103,7 @@ fixtures:
 	$(PYTHON) spec/fixtures/make_fixtures.py spec/fixtures
 	rm -rf spec/fixtures/ops_misc && $(PYTHON) spec/fixtures/make_op_fixtures_ops.py spec/fixtures/ops_misc
 	rm -rf spec/fixtures/evil && $(PYTHON) spec/fixtures/make_evil.py spec/fixtures/evil
+	rm -rf spec/fixtures/formats && $(PYTHON) spec/fixtures/make_format_fixtures.py spec/fixtures/formats
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -165,8 +166,8 @@ ctest-neon:
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/kernels_test $(NEON_SRCS) -lpthread -lm
 	qemu-aarch64 $(BUILD)/aarch64/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
 
-# The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures and
-# the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs
+# The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures
+# (torch's formats, and the .npz/.safetensors/FileStorage ones) and the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs
 # N inputs from a fixed seed, the same inputs every time (CI does this, so a
 # green run on the developer's machine is a green run in CI). A crash leaves
 # its input in build/fuzz/ (crash-*, oom-*, timeout-*): fix it and keep the
@@ -182,7 +183,7 @@ fuzz:
 	  -o $(BUILD)/fuzz/fuzz_reader spec/fuzz/fuzz_reader.c $(READER_SRCS) $(DEPLIBS) -lm
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
 	cd $(BUILD)/fuzz && ./fuzz_reader $(FUZZ_BOUND) -timeout=10 -rss_limit_mb=2048 \
-	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fuzz/regressions \
+	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fixtures/formats $(CURDIR)/spec/fuzz/regressions \
 	  2>&1 | tee fuzz.log | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact)' ; \
 	  test "$${PIPESTATUS[0]}" -eq 0
 
@@ -196,7 +197,7 @@ valgrind: all
 	@PTHCV_VALGRIND=1 tools/install-deps
 	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_reader spec/fuzz/fuzz_reader.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.pth spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
+	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.pth spec/fixtures/formats/* spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
 	@echo "valgrind: no errors over $$(wc -l < $(BUILD)/valgrind.log) files"
 	@$(MAKE) --no-print-directory $(BUILD)/kernels_test
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
@@ -205,3 +206,7 @@ valgrind: all
 
 clean:
 	rm -rf $(BUILD)
+
+# ops_math.c: gcc vectorises sqrtf only without errno (torch is built so too);
+# the results are the same bits either way (sqrt is exact)
+$(BUILD)/csrc/kernels/ops_math.o: ISA_FLAGS := -fno-math-errno

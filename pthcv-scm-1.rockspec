@@ -1,8 +1,9 @@
 -- LuaRocks build of pthcv, for a LuaRocks set up for LuaJIT (the Lua side
 -- uses LuaJIT's FFI). From a checkout:
 --   luarocks --lua-version=5.1 make pthcv-scm-1.rockspec [--tree DIR] [--deps-mode=none]
--- (Debian's luarocks runs luajit for 5.1; --deps-mode=none when dkjson comes
--- from Debian's lua-dkjson rather than a rock.)
+-- (--deps-mode=none when dkjson comes from Debian's lua-dkjson rather than a
+-- rock). LuaRocks' wrapper of bin/pthcv starts its configured interpreter,
+-- lua5.1 on a stock Debian; bin/pthcv then runs itself under luajit.
 -- The C core and the OpenCV bridge are built by the Makefile, which finds
 -- OpenCV (opencv4) and libzip through pkg-config; the library is installed as
 -- pthcv/libpthcv.so on package.cpath, where lua/pthcv/core.lua looks for it,
@@ -45,13 +46,21 @@ build = {
       ["pthcv.cli.convert"] = "lua/pthcv/cli/convert.lua",
       ["pthcv.cli.export"] = "lua/pthcv/cli/export.lua",
       ["pthcv.cli.lua"] = "lua/pthcv/cli/lua.lua",
+      ["pthcv.cli.model"] = "lua/pthcv/cli/model.lua",
+      ["pthcv.cli.options"] = "lua/pthcv/cli/options.lua",
+      ["pthcv.cli.progress"] = "lua/pthcv/cli/progress.lua",
+      ["pthcv.cli.read"] = "lua/pthcv/cli/read.lua",
+      ["pthcv.cli.repl"] = "lua/pthcv/cli/repl.lua",
       ["pthcv.cli.run"] = "lua/pthcv/cli/run.lua",
+      ["pthcv.cli.runner"] = "lua/pthcv/cli/runner.lua",
+      ["pthcv.cli.show"] = "lua/pthcv/cli/show.lua",
       ["pthcv.core"] = "lua/pthcv/core.lua",
       ["pthcv.export.half"] = "lua/pthcv/export/half.lua",
       ["pthcv.export.onnx"] = "lua/pthcv/export/onnx/init.lua",
       ["pthcv.export.onnx.evaluate"] = "lua/pthcv/export/onnx/evaluate.lua",
       ["pthcv.export.onnx.graph"] = "lua/pthcv/export/onnx/graph.lua",
       ["pthcv.export.onnx.ops"] = "lua/pthcv/export/onnx/ops.lua",
+      ["pthcv.export.onnx.ops_math"] = "lua/pthcv/export/onnx/ops_math.lua",
       ["pthcv.export.onnx.proto"] = "lua/pthcv/export/onnx/proto.lua",
       ["pthcv.export.onnx.trace"] = "lua/pthcv/export/onnx/trace.lua",
       ["pthcv.export.save"] = "lua/pthcv/export/save.lua",
@@ -99,6 +108,7 @@ build = {
       ["pthcv.nn.release"] = "lua/pthcv/nn/release.lua",
       ["pthcv.nn.repr"] = "lua/pthcv/nn/repr.lua",
       ["pthcv.reader.inspect"] = "lua/pthcv/reader/inspect.lua",
+      ["pthcv.reader.inspect_modules"] = "lua/pthcv/reader/inspect_modules.lua",
       ["pthcv.reader.npy"] = "lua/pthcv/reader/npy.lua",
       ["pthcv.reader.odict"] = "lua/pthcv/reader/odict.lua",
       ["pthcv.reader.state_dict"] = "lua/pthcv/reader/state_dict.lua",
@@ -109,10 +119,12 @@ build = {
       ["pthcv.tensor.construct"] = "lua/pthcv/tensor/construct.lua",
       ["pthcv.tensor.dispatch"] = "lua/pthcv/tensor/dispatch.lua",
       ["pthcv.tensor.element"] = "lua/pthcv/tensor/element.lua",
+      ["pthcv.tensor.math"] = "lua/pthcv/tensor/math.lua",
       ["pthcv.tensor.random"] = "lua/pthcv/tensor/random.lua",
       ["pthcv.tensor.stats"] = "lua/pthcv/tensor/stats.lua",
       ["pthcv.tensor.topk"] = "lua/pthcv/tensor/topk.lua",
       ["pthcv.tensor.views"] = "lua/pthcv/tensor/views.lua",
+      ["pthcv.tensor.print"] = "lua/pthcv/tensor/print.lua",
     },
     lib = {
       ["pthcv.libpthcv"] = "build/libpthcv.so",

@@ -114,7 +114,8 @@ describe("model zoo", function()
     assert.has_error(function() pthcv.models.maxvit_t { input_size = { 112, 112 } } end)
   end)
 
-  if not dir or dir == "" then return end
+  local zoo, why = support.zoo("every model against torchvision (logits, repr, whole-model pickles)")
+  if not zoo then pending(why) return end
   local manifest = read_manifest(dir)
 
   it("has fixtures for every model", function()
@@ -137,7 +138,8 @@ local TINY = { "tiny_swin", "tiny_swin_v2", "tiny_maxvit", "tiny_convnext", "tin
                "tiny_inception_blocks" }
 
 describe("nn.from_module on torchvision's classes", function()
-  if not dir or dir == "" then return end
+  local zoo, why = support.zoo("whole-model pickles of the transformer-era classes")
+  if not zoo then pending(why) return end
   for _, name in ipairs(TINY) do
     it(name .. " (torch.save(model)) prints and runs as torch's", function()
       local m = pthcv.nn.from_module(pthcv.load(dir .. "/" .. name .. ".model.pth")):eval()
@@ -161,7 +163,8 @@ end)
 -- The Lua-script models of examples/ (written against pthcv.nn as a user
 -- would, from torchvision's source) on the zoo's fixtures of the same network.
 describe("examples written against pthcv.nn", function()
-  if not dir or dir == "" then return end
+  local zoo, why = support.zoo("examples/efficientnet_b0.lua and shufflenet_v2.lua against torch")
+  if not zoo then pending(why) return end
   local manifest = read_manifest(dir)
   local root = os.getenv("PTHCV_ROOT") or "."
   local EXAMPLES = {
@@ -205,7 +208,8 @@ describe("model zoo through ONNX", function()
       assert.truthy(tostring(err):find("F%.layer_norm[_a-z]* has no ONNX form"), err)
     end
   end)
-  if not dir or dir == "" then return end
+  local zoo, why = support.zoo("the new convolutional families through ONNX and cv2.dnn")
+  if not zoo then pending(why) return end
   local c = support.run("/usr/bin/python3 -c 'import onnx, cv2, numpy'")
   if c ~= 0 then
     it("checks the files with OpenCV", function() pending("python3-onnx or python3-opencv is not installed") end)
@@ -246,9 +250,7 @@ end)
 
 describe("model zoo, large models (make test-large)", function()
   if not large_dir or large_dir == "" then
-    it("runs under make test-large", function()
-      pending("the models over 100M parameters run under `make test-large` (PTHCV_ZOO_LARGE)")
-    end)
+    pending("the models over 100M parameters run under `make test-large` (PTHCV_ZOO_LARGE is not set)")
     return
   end
   local manifest = read_manifest(large_dir)
@@ -271,7 +273,8 @@ local function fields(case, prefix)
 end
 
 describe("nn.MultiheadAttention and F.scaled_dot_product_attention against torch", function()
-  if not dir or dir == "" then return end
+  local zoo, why = support.zoo("nn.MultiheadAttention against torch (mha.pth)")
+  if not zoo then pending(why) return end
   local cases = pthcv.load(dir .. "/mha.pth")
   for _, kv in ipairs(require("pthcv.reader.odict").items(cases)) do
     local name, case = kv[1], kv[2]

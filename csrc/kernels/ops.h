@@ -65,4 +65,24 @@ float ops_min_f32(const float *x, int64_t n);
 void ops_copy_strided(float *dst, const int64_t *dst_stride, const float *src, const int64_t *src_stride,
                       int ndim, const int64_t *shape);
 
+/* ---- broadcasting over several operands (ops_math.c) -------------------------
+ * The comparisons, where and pow walk their operands in place (any strides)
+ * over the broadcast shape: dims of size 1 dropped, neighbours that are one
+ * run in every operand merged, the last dim a row. */
+enum { OPS_BCAST_MAX = 3 };
+typedef struct {
+    int nops, ndim;
+    int64_t numel;
+    int64_t shape[PTHCV_MAX_DIMS];
+    int64_t stride[OPS_BCAST_MAX][PTHCV_MAX_DIMS];   /* elements; 0 where an operand broadcasts */
+} ops_bcast;
+/* The broadcast shape of the n tensors (torch's rule: aligned from the
+ * right, sizes equal or 1) into *out_ndim / out_shape, and b set to walk
+ * it. 0 on failure, the error naming fn and the shapes. */
+int ops_broadcast(ops_bcast *b, int n, pthcv_tensor *const *xs, const char *fn, int *out_ndim, int64_t *out_shape);
+/* Rows of the walk (numel / row length; 0 when empty), and the element
+ * offsets of row r in each operand; returns the row length. */
+int64_t ops_bcast_rows(const ops_bcast *b);
+int64_t ops_bcast_row(const ops_bcast *b, int64_t r, int64_t *offsets);
+
 #endif

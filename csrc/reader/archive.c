@@ -339,8 +339,8 @@ int pthcv_open_zip(pthcv_file *f)
         if (!strcmp(name, "data.pkl")) f->prefix = strdup("");
         else if (slash && !strcmp(slash + 1, "data.pkl")) f->prefix = strndup(name, (size_t)(slash - name + 1));
     }
-    if (!f->prefix)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: a zip archive without a data.pkl record: not a file torch.save wrote", f->path);
+    if (!f->prefix)   /* not torch.save's: numpy.savez's, or an error naming both (npz.c) */
+        return pthcv_open_npz(f);
 
     char rec[512];
     snprintf(rec, sizeof rec, "%sbyteorder", f->prefix);
@@ -722,24 +722,32 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
     return run_pickle(f, map + off, len, &pos, "pickle", tar_persistent_load, &f->root);
 }
 
-int pthcv_open_legacy(pthcv_file *f, int tar)
+int pthcv_open_mapped(pthcv_file *f, unsigned char **map, size_t *size)
 {
-    unsigned char *map;
-    size_t size;
-    int st = map_file(f, &map, &size);
+    int st = map_file(f, map, size);
     if (st) return st;
     pthcv_source *src = calloc(1, sizeof *src);
     if (!src || !(src->path = strdup(f->path))) {
         free(src);
-        munmap(map, size);
+        munmap(*map, *size);
         return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
     }
     src->refcount = 1;
-    src->map = map;
-    src->map_size = size;
+    src->map = *map;
+    src->map_size = *size;
     src->read = map_read_storage;
     src->destroy = map_destroy;
     f->src = src;
+    f->file_size = *size;
+    return PTHCV_OK;
+}
+
+int pthcv_open_legacy(pthcv_file *f, int tar)
+{
+    unsigned char *map;
+    size_t size;
+    int st = pthcv_open_mapped(f, &map, &size);
+    if (st) return st;
     f->format = tar ? "tar" : "legacy";
     f->legacy_tar = tar;
     st = tar ? open_tar(f, map, size) : open_legacy_stream(f, map, size);
@@ -751,4 +759,17 @@ int pthcv_open_legacy(pthcv_file *f, int tar)
         if (s1->file_offset >= 0 && s1->file_offset % align == 0) s1->in_place = 1;
     }
     return st;
+}
+
+/* ---- for npz.c: zip members that are not torch records ---- */
+
+int pthcv_zip_check_entry(pthcv_file *f, const struct zip_stat *zs, const char *name)
+{
+    return zip_check_ratio(f, zs, name);
+}
+
+void pthcv_zip_use_in_place(pthcv_file *f, pthcv_storage *st, uint64_t idx, const struct zip_stat *zs,
+                            const char *record, int dtype)
+{
+    zip_in_place(f, st, idx, zs, record, dtype);
 }

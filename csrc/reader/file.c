@@ -286,6 +286,11 @@ int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out)
         st = pthcv_open_zip(f);
     } else if (got >= 262 && !memcmp(head + 257, "ustar", 5)) {
         st = pthcv_open_legacy(f, 1);
+    } else if (pthcv_is_safetensors(head, (size_t)got)) {   /* before the legacy check (safetensors.c) */
+        st = pthcv_open_safetensors(f);
+    } else if (pthcv_is_filestorage(head, (size_t)got)) {   /* npz: a zip, see pthcv_open_zip */
+        st = pthcv_open_filestorage ? pthcv_open_filestorage(f)
+                                    : pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: an OpenCV FileStorage file: this build has no OpenCV", path);
     } else if (is_legacy_magic(head, (size_t)got)) {
         st = pthcv_open_legacy(f, 0);
     } else if (got >= 4 && !memcmp(head, "PK", 2)) {

@@ -97,6 +97,34 @@ pthcv_value *pthcv_storage_value(pthcv_pickle *p, storage_entry *e);
 /* ---- containers (archive.c) ---- */
 int pthcv_open_zip(pthcv_file *f);
 int pthcv_open_legacy(pthcv_file *f, int tar);
+/* Maps the whole file and makes it f's source (storages read from the map,
+ * in place when they set in_place). */
+int pthcv_open_mapped(pthcv_file *f, unsigned char **map, size_t *size);
+/* A zip member's sizes against the file and max_zip_ratio; a stored member
+ * used in place when it is aligned for dtype (for npz.c). */
+struct zip_stat;
+int pthcv_zip_check_entry(pthcv_file *f, const struct zip_stat *zs, const char *name);
+void pthcv_zip_use_in_place(pthcv_file *f, pthcv_storage *st, uint64_t idx, const struct zip_stat *zs,
+                            const char *record, int dtype);
+
+/* ---- other formats pthcv writes (npz.c, safetensors.c) ---- */
+/* numpy.savez archives: a zip without data.pkl (called by pthcv_open_zip). */
+int pthcv_open_npz(pthcv_file *f);
+/* .safetensors files, recognised by pthcv_is_safetensors. */
+int pthcv_is_safetensors(const unsigned char *head, size_t n);
+int pthcv_open_safetensors(pthcv_file *f);
+/* OpenCV FileStorage files (.yml/.xml/.json, optionally .gz), read through
+ * OpenCV in csrc/opencv/filestorage_read.cpp; recognised by their first
+ * bytes. Builds without the bridge (the fuzzer) lack the reader: weak. */
+int pthcv_is_filestorage(const unsigned char *head, size_t n);
+int pthcv_open_filestorage(pthcv_file *f) __attribute__((weak));
+/* Printable UTF-8: names from files must be before they reach messages. */
+int pthcv_name_is_printable(const char *s, size_t n);
+/* Decimal digits at s[*pos..n) into *out, below 2^53: 1 when some were
+ * read (*pos moves past them), 0 when none, -1 when too large. */
+int pthcv_read_digits(const unsigned char *s, size_t n, size_t *pos, int64_t *out);
+/* Fails naming the first key two string keys of dict share. */
+int pthcv_check_unique_keys(pthcv_file *f, const pthcv_value *dict, const char *where);
 
 /* ---- globals (globals.c) ---- */
 /* Normalises Python 2 names (__builtin__ -> builtins, copy_reg -> copyreg). */

@@ -333,6 +333,66 @@ enum { PTHCV_INTERP_NEAREST = 0, PTHCV_INTERP_BILINEAR = 1 };
 pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
                                 int32_t align_corners, double scale_h, double scale_w);
 
+/* Elementwise math, comparisons, selection and sorting (csrc/kernels/ops_math*.c),
+ * as torch computes them in float32. Unary ops take float32 (any strides):
+ * exp and log are correctly rounded (computed in double; log but for 3 of
+ * the 2^32 inputs, off by 1e-9 ulp; torch's SLEEF kernels are within 1 ulp), sqrt, rsqrt (1 / sqrt), reciprocal, abs,
+ * floor, ceil, round (half to even) and sign (0 for NaN, as torch) are
+ * exact. */
+enum {
+    PTHCV_MATH_EXP = 0, PTHCV_MATH_LOG, PTHCV_MATH_SQRT, PTHCV_MATH_RSQRT, PTHCV_MATH_ABS,
+    PTHCV_MATH_FLOOR, PTHCV_MATH_CEIL, PTHCV_MATH_ROUND, PTHCV_MATH_SIGN, PTHCV_MATH_RECIPROCAL
+};
+pthcv_tensor *pthcv_unary(pthcv_tensor *x, int32_t op);
+/* x ** e for a scalar e, with torch's shortcuts (e = 0: 1, 1: x, 0.5: sqrt,
+ * -0.5: rsqrt, -1: reciprocal, 2: x*x, 3: x*x*x, -2: 1/(x*x)); other
+ * exponents rounded to float32 (as torch's vectorised kernel does), then
+ * the double pow of libm, rounded once. */
+pthcv_tensor *pthcv_pow_scalar(pthcv_tensor *x, double e);
+/* a ** b elementwise with broadcasting, float32 (a 0-d tensor for a scalar). */
+pthcv_tensor *pthcv_pow(pthcv_tensor *a, pthcv_tensor *b);
+
+/* Comparisons and logical ops with broadcasting; results are bool tensors.
+ * Operands: bool, uint8, int8, int16, int32, int64, float32, float64,
+ * compared in the type torch's promotion gives (integers and bools as
+ * int64, exactly; float32 unless a float64 operand decides; a 0-d operand
+ * does not widen a dimensioned one of its own kind). NaN compares unequal
+ * to everything, itself included. The logical ops take any of these types
+ * (nonzero is true); PTHCV_LOGICAL_NOT is pthcv_logical_not. */
+enum {
+    PTHCV_CMP_EQ = 0, PTHCV_CMP_NE, PTHCV_CMP_LT, PTHCV_CMP_LE, PTHCV_CMP_GT, PTHCV_CMP_GE,
+    PTHCV_LOGICAL_AND, PTHCV_LOGICAL_OR, PTHCV_LOGICAL_XOR
+};
+pthcv_tensor *pthcv_compare(pthcv_tensor *a, pthcv_tensor *b, int32_t op);
+pthcv_tensor *pthcv_logical_not(pthcv_tensor *x);
+/* cond ? a : b with broadcasting over the three; cond must be bool. a and b
+ * of one dtype (any of 1, 2, 4 or 8 bytes), or of two the comparisons
+ * promote (the result has the promoted type). */
+pthcv_tensor *pthcv_where(pthcv_tensor *cond, pthcv_tensor *a, pthcv_tensor *b);
+
+/* Index tensors are int64. index_base says how their values count: 0 as in
+ * torch, 1 as pthcv's Lua Tensor methods (1-based); out-of-range indices are
+ * refused, naming the index and where it is. */
+/* The largest (find_min: smallest) float32 value along dim and the index of
+ * its first occurrence; a NaN wins (its first one), as torch.max/min.
+ * keepdim: dim stays with size 1. *values and *indices are new tensors;
+ * either pointer may be NULL (not computed). */
+int pthcv_max_dim(pthcv_tensor *x, int32_t dim, int32_t keepdim, int32_t find_min, int32_t index_base,
+                  pthcv_tensor **values, pthcv_tensor **indices);
+/* A stable sort of float32 values along dim (torch.sort(stable=True)):
+ * equal values keep their order; NaN counts as larger than everything (last
+ * ascending, first descending); -0.0 equals 0.0. values may be NULL
+ * (argsort). */
+int pthcv_sort(pthcv_tensor *x, int32_t dim, int32_t descending, int32_t index_base,
+               pthcv_tensor **values, pthcv_tensor **indices);
+/* torch.gather: out[..., i, ...] = x[..., index[..., i, ...], ...] along dim;
+ * index has x's number of dims and no dim larger than x's (dim apart); the
+ * result has index's shape and x's dtype (any). */
+pthcv_tensor *pthcv_gather(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base);
+/* torch.index_select: the slices of x at the listed positions along dim;
+ * index 0-d or 1-d, int64 or int32; x of any dtype. */
+pthcv_tensor *pthcv_index_select(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base);
+
 /* ==== Transformer ops (csrc/kernels/ops_attention.c, ops_layernorm.c) =======
  * Scaled dot-product attention in one fused pass: for each query row,
  * scores against every key, softmax, weighted sum of the values, the score
@@ -428,6 +488,12 @@ pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images, const pth
  * pthcv_names lists {key, name, dtype, shape} for every tensor. The file is
  * written whole (through a temporary file) or not at all. */
 int pthcv_filestorage_write(const char *path, int32_t n, const char *const *names, pthcv_tensor *const *tensors);
+/* The same, calling progress(ctx, done, total) after each tensor is
+ * written, done and total counting elements (progress may be NULL). Text
+ * formatting makes FileStorage slow: a resnet18 takes seconds. */
+typedef void (*pthcv_progress_fn)(void *ctx, double done, double total);
+int pthcv_filestorage_write_progress(const char *path, int32_t n, const char *const *names,
+                                     pthcv_tensor *const *tensors, pthcv_progress_fn progress, void *ctx);
 /* The key pthcv_filestorage_write derives from name (without collision
  * suffixes), into key[size]. */
 int pthcv_filestorage_key(const char *name, char *key, int64_t size);

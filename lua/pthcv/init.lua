@@ -70,7 +70,8 @@ end
 
 -- pthcv.load(path [, opts]) -> root, info
 -- root: the object tree as Lua values (see docs/lua-api.md); info: {path,
--- format = "zip"|"legacy"|"tar"|"torchscript", globals = {{name, unsafe}},
+-- format = "zip"|"legacy"|"tar"|"torchscript" (or "npz", "safetensors",
+-- "filestorage": a dict name -> Tensor), globals = {{name, unsafe}},
 -- constants = the TorchScript constants tuple or nil}. Refuses files that
 -- reference dangerous globals (the error names the global). opts: limits
 -- max_depth, max_memo, max_string, max_pickle, max_values, max_total_bytes,
