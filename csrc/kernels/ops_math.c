@@ -225,16 +225,14 @@ static pthcv_tensor *unary_run(pthcv_tensor *x, int op, double e, const char *fn
 pthcv_tensor *pthcv_unary(pthcv_tensor *x, int32_t op)
 {
     if (op < PTHCV_MATH_EXP || op > PTHCV_MATH_RECIPROCAL)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_unary: unknown operation %d", (int)op);
-    char fn[40];
-    snprintf(fn, sizeof fn, "pthcv_unary (%s)", unary_name(op));
-    return unary_run(x, op, 0, fn);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "unary operation: unknown operation %d", (int)op);
+    return unary_run(x, op, 0, unary_name(op));
 }
 
 /* torch: exponent 0 fills ones (NaN too), 1 copies, then its kernel's shortcuts */
 pthcv_tensor *pthcv_pow_scalar(pthcv_tensor *x, double e)
 {
-    const char *fn = "pthcv_pow_scalar";
+    const char *fn = "pow";
     if (e == 0.0 || e == 1.0) {
         const float *xd;
         pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
@@ -353,7 +351,7 @@ static void pow_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_pow(pthcv_tensor *a, pthcv_tensor *b)
 {
-    const char *fn = "pthcv_pow";
+    const char *fn = "pow";
     const float *ad, *bd;
     pthcv_tensor *ac = ops_input(a, fn, "base", &ad);
     if (!ac)

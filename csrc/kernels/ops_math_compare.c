@@ -194,7 +194,8 @@ static pthcv_tensor *truth(pthcv_tensor *x, int op, const char *fn)
 
 pthcv_tensor *pthcv_compare(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
 {
-    const char *fn = "pthcv_compare";
+    static const char *const names[] = { "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor" };
+    const char *fn = op >= PTHCV_CMP_EQ && op <= PTHCV_LOGICAL_XOR ? names[op] : "comparison";
     if (op < PTHCV_CMP_EQ || op > PTHCV_LOGICAL_XOR)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown operation %d", fn, (int)op);
     if (!check_operand(a, fn, "first operand") || !check_operand(b, fn, "second operand"))
@@ -221,7 +222,7 @@ static void not_row(void *vy, const void *const *in, const int64_t *stride, int6
 
 pthcv_tensor *pthcv_logical_not(pthcv_tensor *x)
 {
-    const char *fn = "pthcv_logical_not";
+    const char *fn = "logical_not";
     if (!check_operand(x, fn, "input"))
         return NULL;
     if (x->dtype != PTHCV_BOOL)
@@ -264,7 +265,7 @@ static void where_row(void *vy, const void *const *in, const int64_t *stride, in
 
 pthcv_tensor *pthcv_where(pthcv_tensor *cond, pthcv_tensor *a, pthcv_tensor *b)
 {
-    const char *fn = "pthcv_where";
+    const char *fn = "where";
     if (!cond || !a || !b)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no %s tensor", fn, !cond ? "condition" : !a ? "input" : "other");
     if (cond->dtype != PTHCV_BOOL) {

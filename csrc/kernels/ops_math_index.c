@@ -96,7 +96,7 @@ static int reduced_shape(const pthcv_tensor *x, int d, int keepdim, int64_t *sha
 int pthcv_max_dim(pthcv_tensor *x, int32_t dim, int32_t keepdim, int32_t find_min, int32_t index_base,
                   pthcv_tensor **values, pthcv_tensor **indices)
 {
-    const char *fn = find_min ? "pthcv_max_dim (min)" : "pthcv_max_dim";
+    const char *fn = find_min ? "min" : "max";
     if (values)
         *values = NULL;
     if (indices)
@@ -223,7 +223,7 @@ static void sort_task(void *vctx, int64_t begin, int64_t end)
 int pthcv_sort(pthcv_tensor *x, int32_t dim, int32_t descending, int32_t index_base, pthcv_tensor **values,
                pthcv_tensor **indices)
 {
-    const char *fn = "pthcv_sort";
+    const char *fn = "sort";
     if (values)
         *values = NULL;
     if (!indices)
@@ -360,7 +360,7 @@ static void gather_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_gather(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base)
 {
-    const char *fn = "pthcv_gather";
+    const char *fn = "gather";
     if (!check_values(x, fn))
         return NULL;
     int d = ops_dim(dim, x->ndim);
@@ -419,7 +419,7 @@ static void select_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_index_select(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base)
 {
-    const char *fn = "pthcv_index_select";
+    const char *fn = "index_select";
     if (!check_values(x, fn))
         return NULL;
     int d = ops_dim(dim, x->ndim);

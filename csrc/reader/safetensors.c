@@ -28,31 +28,6 @@ int pthcv_is_safetensors(const unsigned char *head, size_t n)
            (head[9] == '"' || head[9] == '}' || head[9] == ' ' || head[9] == '\n');
 }
 
-/* Printable UTF-8 (no control characters, no malformed or overlong
- * sequences, no surrogates): what names taken from files must be before
- * they appear in messages and in the tree. */
-int pthcv_name_is_printable(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s, *e = p + n;
-    while (p < e) {
-        unsigned c = *p;
-        if (c < 0x20 || c == 0x7f) return 0;
-        if (c < 0x80) { p++; continue; }
-        int len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-        if (!len || c > 0xf4 || e - p < len) return 0;
-        unsigned cp = c & (0x3f >> (len - 1));
-        for (int i = 1; i < len; i++) {
-            if ((p[i] & 0xc0) != 0x80) return 0;
-            cp = cp << 6 | (p[i] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
-            return 0;
-        p += len;
-    }
-    return 1;
-}
-
 /* ---- the JSON of the header ---- */
 
 typedef struct {

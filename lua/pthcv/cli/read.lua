@@ -7,16 +7,25 @@ local M = {}
 
 M.inspect = {
   name = "inspect", args = "FILE", nargs = { 1, 1 },
-  synopsis = "inspect FILE [--json] [--all]",
+  synopsis = "inspect FILE [--json] [--all] [--ops]",
   summary = [[
 the file's format, its object tree, every tensor (name, dtype, shape,
 bytes) and the parameter and buffer counts; --json prints one JSON object
-instead; --all shows every child in the tree (default: the first 40)]],
+instead; --all shows every child in the tree (default: the first 40);
+--ops: a TorchScript archive's operators and what pthcv lacks to run it
+(exit status 0 runnable, 1 missing or refused, 2 unreadable)]],
   options = options.list({
     { "json", help = "one JSON object: tensors, counts and the file's other values" },
     { "all", help = "every child of every container in the tree (default: the first 40)" },
+    { "ops", help = "a TorchScript archive's operators and what pthcv lacks (docs/torchscript.md)" },
   }, options.limits),
   run = function(pos, opt)
+    if opt.ops then
+      local ok, status, text = pcall(require("pthcv.jit.report").run, pos[1], options.limits_of(opt), opt.json)
+      if not ok then require("pthcv.cli.runner").err(status); return 2 end
+      io.stdout:write(text)
+      return status
+    end
     local inspect = require "pthcv.reader.inspect"
     local r = inspect.report(pos[1], options.limits_of(opt))
     io.stdout:write((opt.json and inspect.json or inspect.text)(r, { max_items = opt.all and 0 or nil }))

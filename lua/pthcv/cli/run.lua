@@ -146,14 +146,15 @@ M.bench = {
   summary = [[
 times forward passes after a warm-up and prints median_ms=<ms>;
 weights are zeros unless --weights or --init random; --half keeps
-them float16; --profile adds each module's inclusive time per pass]],
+them float16; --profile adds each module's inclusive time per pass
+and each fused step's (pthcv.nn.plan), named by the ops it fused]],
   options = options.list(options.model, {
     { "input", kind = "string", metavar = "X.npy", help = "the input tensor" },
     { "shape", kind = "shape", metavar = "1x3x224x224", help = "a seeded random input of this shape (the default)" },
     options.threads, options.half,
     { "runs", kind = "count", metavar = "N", help = "timed passes (default 10)" },
-    { "warmup", kind = "natural", metavar = "N", help = "passes before timing (default 1)" },
-    { "profile", help = "each module's inclusive time per pass" },
+    { "warmup", kind = "natural", metavar = "N", help = "passes before timing (default 2: recorded, then planned)" },
+    { "profile", help = "each module's and fused step's time per pass" },
   }),
   run = function(pos, opt)
     if opt.shape and opt.input then error(runner.usage_error("give --shape or --input, not both"), 0) end
@@ -162,7 +163,7 @@ them float16; --profile adds each module's inclusive time per pass]],
     local now = require "pthcv.nn.clock"
     set_threads(opt)
     local runs = opt.runs or 10
-    local warmup = opt.warmup or 1
+    local warmup = opt.warmup or 2   -- pthcv.nn.plan: the first pass is recorded, the second makes the plan
     local t0 = now()
     local m = build(opt, false)
     local t_build = now() - t0
@@ -189,6 +190,7 @@ them float16; --profile adds each module's inclusive time per pass]],
       base.profiler = nil
       if not okp then error(ep, 0) end
       io.stdout:write(p.report(runs))
+      io.stdout:write(require("pthcv.nn.plan").describe(m, false), "\n")   -- what the plan fused
     end
     io.stdout:write(string.format("threads=%d runs=%d build_ms=%.1f%s min_ms=%.3f max_ms=%.3f weights=%s%s\n",
                                   pthcv.get_num_threads(), runs, t_build * 1000,
