@@ -39,7 +39,7 @@ local LARGE = { "wide_resnet101_2", "regnet_x_32gf", "regnet_y_32gf", "regnet_y_
 local function max_abs(t) return math.max(t:max(), -t:min()) end
 
 -- Models checked with the Winograd 3x3 path off (PTHCV_WINOGRAD=0 while
--- they are prepared): Inception v3 chains up to 20 3x3 convolutions at
+-- they are prepared and planned): Inception v3 chains up to 20 3x3 convolutions at
 -- 299x299, and F(4x4, 3x3)'s rounding (about 7e-6 of a layer's largest
 -- output, 50 times the direct path's) puts its logits 1.0-1.3e-4 of the
 -- largest one away from torch's over three seeds; without Winograd they are
@@ -48,13 +48,28 @@ local NO_WINOGRAD = { inception_v3 = true }
 local ffi = require "ffi"
 pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite); int unsetenv(const char *name);")
 
-local function prepared(m, winograd)
+-- f() with PTHCV_WINOGRAD set to winograd ("0" or "1") while it runs
+-- (packs are made when modules are prepared and when a plan is made), or
+-- as the environment has it when winograd is nil.
+local function with_winograd(winograd, f)
+  if winograd == nil then return f() end
   local old = os.getenv("PTHCV_WINOGRAD")
-  ffi.C.setenv("PTHCV_WINOGRAD", winograd and "1" or "0", 1)
-  local ok, err = pcall(m.eval, m)
+  ffi.C.setenv("PTHCV_WINOGRAD", winograd, 1)
+  local ok, res = pcall(f)
   if old then ffi.C.setenv("PTHCV_WINOGRAD", old, 1) else ffi.C.unsetenv("PTHCV_WINOGRAD") end
-  assert(ok, err)
-  return m
+  assert(ok, res)
+  return res
+end
+
+-- the plan m's last call ran under (pthcv.nn.plan), asserting it has one
+local function plan_of(m)
+  local info = pthcv.nn.plan.info(m)
+  assert.is_nil(info.off, info.off)
+  local p = info.plans[#info.plans]
+  assert.is_table(p, "no plan")
+  assert.is_nil(p.refused, p.refused)
+  assert.is_table(p.stats, "no plan")
+  return p
 end
 
 local function read_manifest(d)
@@ -73,19 +88,30 @@ local function check_model(d, name, info)
   local x = pthcv.load_npy(d .. "/" .. name .. ".input.npy")
   local want = pthcv.load_npy(d .. "/" .. name .. ".output.npy")
   local scale = max_abs(want)
+  local winograd = nil
   if NO_WINOGRAD[name] then
-    local yw = prepared(m, true)(x)
+    winograd = "0"
+    pthcv.nn.plan.enabled = false   -- this pass is not the one the plan below is made from
+    local ok, yw = pcall(with_winograd, "1", function() return m:eval()(x) end)
+    pthcv.nn.plan.enabled = true
+    assert(ok, yw)
     print(string.format("# zoo %-20s with Winograd: %.2g of max|logit|", name, max_abs(yw - want) / scale))
-    prepared(m, false)
-  else
-    m:eval()
   end
-  local y = m(x)
+  local y = with_winograd(winograd, function() return m:eval()(x) end)
   assert.are.same(want.shape, y.shape)
   local diff = max_abs(y - want)
   print(string.format("# zoo %-20s max|diff| %.3g (%.2g of max|logit| %.3g) %.1fs", name, diff, diff / scale,
                       scale, now() - t0))
   assert.is_true(diff <= 1e-4 * scale, string.format("%s: max |diff| %g > 1e-4 * %g", name, diff, scale))
+  -- the second call runs under the plan pthcv.nn.plan made from the first
+  -- one's recording (the zoo's forwards are torchvision's: the fusion is
+  -- the plan's): planned, and as close to torch
+  local yp = with_winograd(winograd, function() return m(x) end)
+  local plan = plan_of(m)
+  local dp = max_abs(yp - want)
+  print(string.format("# zoo %-20s planned: max|diff| %.3g (%.2g), kernel calls %d -> %d", name, dp, dp / scale,
+                      plan.stats.before.kernels, plan.stats.after.kernels))
+  assert.is_true(dp <= 1e-4 * scale, string.format("%s planned: max |diff| %g > 1e-4 * %g", name, dp, scale))
   -- the whole-model pickle (torch.save(model)) through nn.from_module
   local whole = d .. "/" .. name .. ".model.pth"
   if support.read_file(whole) then

@@ -24,23 +24,12 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "kernels/vmath.h"
+#include "check.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int passed, failed;
-
-#define CHECK(cond, ...)                                \
-    do {                                                \
-        if (cond) {                                     \
-            passed++;                                   \
-        } else {                                        \
-            failed++;                                   \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            printf(__VA_ARGS__);                        \
-            printf("\n");                               \
-        }                                               \
-    } while (0)
 
 static uint64_t rng = 88172645463325252ull;
 static float frand(void)   /* uniform in [-1, 1) */

@@ -1,10 +1,10 @@
 -- lua/pthcv/models/densenet.lua: torchvision's DenseNet-BC: densenet121,
 -- 161, 169 and 201. A dense layer's BatchNorm comes before its ReLU and
 -- convolution (pre-activation), so norm1 + relu1 run as two elementwise
--- passes over the concatenated features; norm2 + relu2 follow conv1
--- directly and are fused into it. load_state_dict also takes torchvision's
--- pretrained files, whose keys are the old "norm.1.weight" form (renamed
--- as torchvision's _load_state_dict does).
+-- passes over the concatenated features; norm2 + relu2 follow conv1 directly
+-- and the plan (pthcv.nn.plan) fuses them into it. load_state_dict also
+-- takes torchvision's pretrained files, whose keys are the old
+-- "norm.1.weight" form (renamed as torchvision's _load_state_dict does).
 local nn = require "pthcv.nn"
 local F = nn.F
 local release = require "pthcv.nn.release"
@@ -12,7 +12,7 @@ local Tensor = require "pthcv.tensor"
 local layers = require "pthcv.models.layers"
 
 local M = {}
-local RELU = { kind = "relu" }
+local chain = require("pthcv.models.blocks").chain
 
 -- _DenseLayer(num_input_features, growth_rate, bn_size, drop_rate, memory_efficient)
 local DenseLayer = nn.class("_DenseLayer", nil, { torch_class = "torchvision.models.densenet._DenseLayer" })
@@ -30,22 +30,13 @@ function DenseLayer:__init(num_input_features, growth_rate, bn_size, drop_rate, 
   self.memory_efficient = memory_efficient or false
 end
 
-function DenseLayer:prepare()
-  self.conv1:claim()
-  self._c1 = self.conv1:make_pack(self.norm2, RELU)
-end
-
 -- input: a tensor, or the list of every earlier output (torch's prev_features)
 function DenseLayer:forward(input)
   local x = Tensor.is(input) and input or F.cat(input, 1)
-  local n = self.norm1(x)
+  local bottleneck = chain(x, self.norm1, self.relu1, self.conv1)
   release(x, input)
-  local t = F.relu(n)
-  release(n)
-  local u = F.conv2d_packed(self._c1, t)
-  release(t)
-  local y = self.conv2(u)
-  release(u)
+  local y = chain(bottleneck, self.norm2, self.relu2, self.conv2)
+  release(bottleneck)
   return y
 end
 

@@ -1,8 +1,8 @@
 -- lua/pthcv/models/googlenet.lua: torchvision's GoogLeNet (Inception v1).
--- Each BasicConv2d (conv, BatchNorm eps 0.001, ReLU) runs as one fused
--- convolution. The auxiliary classifiers (aux_logits, the default without
--- pretrained weights) are kept for the state_dict and print; in eval mode
--- torch does not run them, nor does pthcv.
+-- Each BasicConv2d (conv, BatchNorm eps 0.001, ReLU) runs, once planned, as
+-- one fused convolution. The auxiliary classifiers (aux_logits, the default
+-- without pretrained weights) are kept for the state_dict and print; in eval
+-- mode torch does not run them, nor does pthcv.
 local nn = require "pthcv.nn"
 local F = nn.F
 local release = require "pthcv.nn.release"

@@ -1,9 +1,9 @@
 -- lua/pthcv/models/inception.lua: torchvision's Inception v3 (inception_v3;
 -- 299x299 inputs in its training, any size from 75x75 runs). Each
--- BasicConv2d runs as one fused convolution. transform_input = true (what
--- torchvision sets with its pretrained weights) re-normalises an input
--- normalised with ImageNet's mean and std to the (x - 0.5) / 0.5 the
--- ported weights expect. AuxLogits (aux_logits, the default) is kept for
+-- BasicConv2d runs, once planned, as one fused convolution. transform_input
+-- = true (what torchvision sets with its pretrained weights) re-normalises
+-- an input normalised with ImageNet's mean and std to the (x - 0.5) / 0.5
+-- the ported weights expect. AuxLogits (aux_logits, the default) is kept for
 -- the state_dict and print and, as in torch's eval mode, not run.
 local nn = require "pthcv.nn"
 local F = nn.F

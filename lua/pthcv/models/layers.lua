@@ -8,7 +8,7 @@ local F = nn.F
 local py = require "pthcv.nn.repr"
 local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
-local RELU = { kind = "relu" }
+local chain = require("pthcv.models.blocks").chain
 
 local M = {}
 
@@ -84,8 +84,9 @@ function M.load_state_dict_renamed(self, sd, opts, new_key)
   return nn.Module.load_state_dict(self, changed and renamed or sd, opts)
 end
 
--- A BasicConv2d class (GoogLeNet's, Inception v3's): conv (no bias) +
--- BatchNorm(eps = 0.001) + ReLU, run as one fused convolution.
+-- A BasicConv2d class (GoogLeNet's, Inception v3's): conv (no bias),
+-- BatchNorm(eps = 0.001), ReLU: torchvision's forward, which the plan
+-- (pthcv.nn.plan) runs as one convolution.
 -- cls(in_channels, out_channels, conv options) as torch's **kwargs.
 function M.basic_conv2d(torch_class)
   local cls = nn.class("BasicConv2d", nil, { torch_class = torch_class })
@@ -96,11 +97,7 @@ function M.basic_conv2d(torch_class)
     self.conv = nn.Conv2d(in_channels, out_channels, opts)
     self.bn = nn.BatchNorm2d(out_channels, { eps = 0.001 })
   end
-  function cls:prepare()
-    self.conv:claim()
-    self._pack = self.conv:make_pack(self.bn, RELU)
-  end
-  function cls:forward(x) return F.conv2d_packed(self._pack, x) end
+  function cls:forward(x) return chain(x, self.conv, self.bn, F.relu) end
   return cls
 end
 

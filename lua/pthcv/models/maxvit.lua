@@ -86,8 +86,9 @@ function RPMHA:forward(x)
   local B, G, P, D = unpack(x.shape)
   local H, DH = self.n_heads, self.head_dim
   if not rawget(self, "_bias") then
-    self._bias = swin.gather_bias(self.relative_position_bias_table, F.reshape(self.relative_position_index, -1),
-                                  self.max_seq_len)
+    self._bias = swin.constant(function(m)
+      return swin.gather_bias(m.relative_position_bias_table, F.reshape(m.relative_position_index, -1), m.max_seq_len)
+    end, self)
   end
   local qkv = self.to_qkv(x)                                       -- [B, G, P, 3D]
   local function view(off)                                         -- [B, G, H, P, DH]

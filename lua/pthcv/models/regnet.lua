@@ -1,9 +1,10 @@
 -- lua/pthcv/models/regnet.lua: torchvision's RegNet X (no squeeze-
 -- excitation) and Y (with it), 400MF to 128GF. The stage widths and
 -- depths come from torchvision's quantised linear rule (BlockParams), its
--- float32 arithmetic reproduced step by step. Each ResBottleneckBlock runs
+-- float32 arithmetic reproduced step by step. The forwards are
+-- torchvision's; once planned (pthcv.nn.plan) each ResBottleneckBlock runs
 -- its 1x1, grouped 3x3 and 1x1 convolutions fused with their BatchNorms
--- (and ReLUs), the shortcut added inside the last convolution.
+-- (and ReLUs), the shortcut added in the last convolution's store.
 local ffi = require "ffi"
 local nn = require "pthcv.nn"
 local F = nn.F
@@ -100,20 +101,14 @@ function ResBottleneckBlock:__init(width_in, width_out, stride, norm_layer, act,
   self.activation = act(true)
 end
 
--- the shortcut is added inside f's last convolution (c: conv + BatchNorm)
 function ResBottleneckBlock:forward(x)
   local shortcut = self.proj and self.proj(x) or x
-  local y
-  if self.f:accepts_residual() then
-    y = self.f(x, shortcut)
-  else
-    local t = self.f(x)
-    y = F.add(shortcut, t)
-    release(t)
-  end
+  local t = self.f(x)
+  local y = shortcut + t
+  release(t)
   release(shortcut, x)
   local out = self.activation(y)
-  release(y)
+  release(y, out)
   return out
 end
 

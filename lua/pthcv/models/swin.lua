@@ -17,6 +17,7 @@ local F = nn.F
 local Tensor = require "pthcv.tensor"
 local release = require "pthcv.nn.release"
 local layers = require "pthcv.models.layers"
+local D = require "pthcv.tensor.dispatch"
 
 local M = {}
 
@@ -103,6 +104,14 @@ local function relative_position_index(wh, ww)
 end
 M.relative_position_index = relative_position_index
 
+-- f(self, ...) run as weight preparation ("nn.prepare" at the dispatch
+-- point): what it computes from weights and shapes (relative position
+-- biases, shift masks) is a constant of a recorded pass, not values the
+-- pass reads in Lua, so pthcv.nn.plan can plan the forward that asks for it.
+function M.constant(f, self, ...)
+  return D.call("nn.prepare", nil, function(_, ...) return f(...) end, self, ...)
+end
+
 -- table [(2wh-1)(2ww-1), heads] gathered by index [L*L] -> [heads, L, L]
 function M.gather_bias(tbl, index, L)
   local heads = tbl:size(2)
@@ -155,12 +164,9 @@ end
 
 function SWA:prepare() self._bias = {} end
 
--- the bias of the scores for a padded map pH x pW and shifts (sh, sw)
-function SWA:scores_bias(pH, pW, sh, sw)
-  local key = pH .. "," .. pW .. "," .. sh .. "," .. sw
-  local cache = rawget(self, "_bias") or {}
-  self._bias = cache
-  if cache[key] then return cache[key] end
+-- the bias of the scores for a padded map pH x pW and shifts (sh, sw),
+-- made once per layout (M.constant)
+local function scores_bias(self, cache, pH, pW, sh, sw)
   if not cache.rel then cache.rel = self:relative_position_bias() end
   local b = cache.rel
   if sh + sw > 0 then
@@ -169,8 +175,15 @@ function SWA:scores_bias(pH, pW, sh, sw)
     local mask = shift_mask(pH, pW, wh, ww, sh, sw)
     b = F.add(F.reshape(cache.rel, 1, self.num_heads, L, L), F.reshape(mask, mask:size(1), 1, L, L))
   end
-  cache[key] = b
   return b
+end
+
+function SWA:scores_bias(pH, pW, sh, sw)
+  local key = pH .. "," .. pW .. "," .. sh .. "," .. sw
+  local cache = rawget(self, "_bias") or {}
+  self._bias = cache
+  if not cache[key] then cache[key] = M.constant(scores_bias, self, cache, pH, pW, sh, sw) end
+  return cache[key]
 end
 
 -- how the scores are formed (V1: q scaled by head_dim^-0.5)
