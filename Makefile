@@ -197,11 +197,19 @@ FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?=
 FUZZ_BOUND = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS) -seed=20261126,-max_total_time=$(FUZZ_SECONDS))
 READER_SRCS := csrc/error.c $(wildcard csrc/reader/*.c csrc/tensor/*.c)
+# The FileStorage reader (csrc/opencv/filestorage_read.cpp, OpenCV's parser
+# underneath) is part of the target: it is built with clang++ and linked in,
+# so .yml/.xml/.json/.gz inputs reach it as they do in libpthcv.so.
+FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SAN_OBJ := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 fuzz:
 	@PTHCV_FUZZ=1 tools/install-deps
 	@mkdir -p $(BUILD)/fuzz/corpus
-	clang -g -O1 -std=c11 -D_GNU_SOURCE -Icsrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -o $(BUILD)/fuzz/fuzz_reader spec/fuzz/fuzz_reader.c $(READER_SRCS) $(DEPLIBS) -lm
+	clang++ -g -O1 -std=c++17 -D_GNU_SOURCE -Icsrc -Iinclude $(OPENCV_CFLAGS) $(FUZZ_SAN_OBJ) \
+	  -c -o $(BUILD)/fuzz/filestorage_read.o csrc/opencv/filestorage_read.cpp
+	clang++ -g -O1 -D_GNU_SOURCE -Icsrc $(FUZZ_SAN) -o $(BUILD)/fuzz/fuzz_reader \
+	  -x c -std=c11 spec/fuzz/fuzz_reader.c $(READER_SRCS) -x none $(BUILD)/fuzz/filestorage_read.o \
+	  $(call opencv_libs,core) $(DEPLIBS) -lz -lm
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
 	cd $(BUILD)/fuzz && ./fuzz_reader $(FUZZ_BOUND) -timeout=10 -rss_limit_mb=2048 \
 	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fixtures/pickles \

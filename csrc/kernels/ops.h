@@ -34,8 +34,7 @@ pthcv_tensor *ops_input(pthcv_tensor *x, const char *op, const char *what, const
 /* A new contiguous float32 tensor of that shape, data in *data. */
 pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data);
 
-/* "[2, 3, 4]" into buf (cap >= 8), shortened with "...]" when too long. */
-const char *ops_dims(char *buf, size_t cap, int ndim, const int64_t *shape);
+/* (Shapes into a buffer: pthcv_format_dims, internal.h.) */
 /* The shape of t, in a per-thread rotating buffer (four at a time), for
  * messages naming several shapes. */
 const char *ops_shape(const pthcv_tensor *t);

@@ -37,21 +37,6 @@ pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data)
     return t;
 }
 
-const char *ops_dims(char *buf, size_t cap, int ndim, const int64_t *shape)
-{
-    size_t len = 0;
-    buf[len++] = '[';
-    for (int i = 0; i < ndim && len < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (len + 2 > cap) {
-        strcpy(buf + cap - 5, "...]");
-        return buf;
-    }
-    buf[len++] = ']';
-    buf[len] = '\0';
-    return buf;
-}
-
 const char *ops_shape(const pthcv_tensor *t)
 {
     static _Thread_local char bufs[4][200];
@@ -59,7 +44,7 @@ const char *ops_shape(const pthcv_tensor *t)
     char *b = bufs[next++ & 3];
     if (!t)
         return strcpy(b, "(none)");
-    return ops_dims(b, sizeof bufs[0], t->ndim, t->shape);
+    return pthcv_format_dims(b, sizeof bufs[0], t->ndim, t->shape);
 }
 
 const char *ops_pad_mode_name(int mode)

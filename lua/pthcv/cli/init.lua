@@ -13,7 +13,7 @@ local M = {}
 local function command_list()
   local read, run, lua = require "pthcv.cli.read", require "pthcv.cli.run", require "pthcv.cli.lua"
   return { read.inspect, read.scan, require("pthcv.cli.convert").command, run.run, run.bench, run.models,
-           require("pthcv.cli.export").command, lua.lua, lua.repl }
+           require("pthcv.cli.export").command, require("pthcv.cli.graph").command, lua.lua, lua.repl }
 end
 
 function M.usage()
