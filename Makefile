@@ -3,6 +3,7 @@
 #
 #   make            build the C core
 #   make test       install missing Debian packages, build, run the specs
+#   make test-large the zoo's models over 100M parameters against torchvision
 #   make demo       the main job on a bundled example
 #   make bench      reader timings against torch.load and plain reads; models against
 #                   PyTorch and OpenCV DNN (tools/bench_models.py)
@@ -50,7 +51,7 @@ CODECS_LIB := $(BUILD)/libpthcv_imgcodecs.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
-.PHONY: all deps test demo bench sanitize fixtures clean ctest ctest-neon fuzz fuzz-jit valgrind
+.PHONY: all deps test test-large demo bench sanitize fixtures clean ctest ctest-neon fuzz fuzz-jit valgrind
 
 all: $(LIB) $(CODECS_LIB)
 
@@ -98,6 +99,24 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@tools/run-specs
 
+# The zoo's models over 100M parameters against torchvision (spec/zoo_spec.lua
+# with PTHCV_ZOO_LARGE): wide_resnet101_2, regnet_x_32gf, regnet_y_32gf,
+# regnet_y_128gf, efficientnet_v2_l, convnext_large, vit_l_16, vit_l_32,
+# vit_h_14. Their fixtures (~5 GB) are written to build/zoo-large once and
+# kept while spec/fixtures/make_zoo_fixtures.py is unchanged.
+ZOO_LARGE := $(BUILD)/zoo-large
+test-large: deps
+	@$(MAKE) --no-print-directory all
+	@h=$$(sha256sum spec/fixtures/make_zoo_fixtures.py | cut -c1-64); \
+	if [ "$$(cat $(ZOO_LARGE)/.hash 2>/dev/null)" != "$$h" ]; then \
+	  rm -rf $(ZOO_LARGE); echo "# writing the large models' fixtures into $(ZOO_LARGE) (once)"; \
+	  $(PYTHON) spec/fixtures/make_zoo_fixtures.py --large $(ZOO_LARGE) >$(BUILD)/zoo-large.log 2>&1 \
+	    || { tail -n 20 $(BUILD)/zoo-large.log; exit 1; }; \
+	  echo "$$h" >$(ZOO_LARGE)/.hash; fi
+	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" PTHCV_ROOT=$(CURDIR) \
+	  PTHCV_ZOO_LARGE=$(CURDIR)/$(ZOO_LARGE) luajit $$(command -v $(BUSTED) || echo /usr/bin/busted) -o TAP \
+	  --filter="large models" spec/zoo_spec.lua
+
 fixtures:
 	$(PYTHON) spec/fixtures/make_fixtures.py spec/fixtures
 	rm -rf spec/fixtures/ops_misc && $(PYTHON) spec/fixtures/make_op_fixtures_ops.py spec/fixtures/ops_misc
@@ -138,12 +157,23 @@ ctest:
 	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/ops_test_scalar $(OTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(BUILD)/ops_test_scalar --dump $(BUILD)/ops_scalar.bin
 	$(BUILD)/ops_test --compare $(BUILD)/ops_scalar.bin spec/fixtures/ops_misc $(PTHCV_FIXTURES_OPS_MISC)
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/transformer_test $(TTEST_SRCS) -lpthread -lm $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/transformer_test_scalar $(TTEST_SRCS) -lpthread -lm $(LDFLAGS)
+	$(BUILD)/transformer_test_scalar --dump $(BUILD)/transformer_scalar.bin
+	$(BUILD)/transformer_test --compare $(BUILD)/transformer_scalar.bin
 
 # The other ops (ops_*.c, conv_transpose2d.c) against plain references and
 # torch, built twice: with the SIMD clones, and scalar; their results must be
 # the same bits (spec/c/ops_test.c).
 OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c csrc/kernels/profile.c csrc/kernels/quantize.c spec/c/ops_test.c
+
+# The transformer kernels (vmath.h, ops_attention.c, ops_layernorm.c) against double-precision
+# references, built with the SIMD clones and scalar, compared bit for bit
+# (spec/c/transformer_test.c).
+TTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
+              csrc/kernels/ops_common.c csrc/kernels/ops_elementwise.c csrc/kernels/ops_attention.c \
+              csrc/kernels/ops_layernorm.c csrc/kernels/ops_norm.c spec/c/transformer_test.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)

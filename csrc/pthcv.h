@@ -513,6 +513,38 @@ PTHCV_API pthcv_tensor *pthcv_gather(pthcv_tensor *x, int32_t dim, pthcv_tensor 
  * index 0-d or 1-d, int64 or int32; x of any dtype. */
 PTHCV_API pthcv_tensor *pthcv_index_select(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base);
 
+/* ==== Transformer ops (csrc/kernels/ops_attention.c, ops_layernorm.c) =======
+ * Scaled dot-product attention in one fused pass: for each query row,
+ * scores against every key, softmax, weighted sum of the values, the score
+ * matrix kept in cache (never written out). q [..., L, D], k [..., S, D],
+ * v [..., S, Dv] share their leading dimensions (batch, heads, windows) and
+ * may be strided views whose rows are contiguous (a packed qkv projection
+ * viewed per head needs no copy); bias (or NULL) broadcasts to [..., L, S]
+ * and is added to the scores (relative position bias, masks: -inf masks a
+ * key out); head_scale (or NULL): float32, one factor per head (dimension -3
+ * of q) multiplying that head's scores (Swin V2's exp(logit_scale)).
+ *   scores = scale * head_scale[h] * q_i . k_j + bias[i, j]
+ * scale 0 means 1 / sqrt(D); cosine: q and k rows are first divided by
+ * max(|row|_2, 1e-12) (torch's F.normalize). The result is [..., L, Dv],
+ * or with heads_last [..., L, H, Dv] (H = dimension -3 of q: the heads
+ * merged back as torch's out.transpose(1, 2) does, without a copy). When
+ * weights is not NULL it receives a new tensor [..., L, S] of the softmax
+ * probabilities (nn.MultiheadAttention's need_weights). */
+typedef struct pthcv_attention_params {
+    double scale;
+    int32_t cosine;
+    int32_t heads_last;
+} pthcv_attention_params;
+PTHCV_API pthcv_tensor *pthcv_attention(pthcv_tensor *q, pthcv_tensor *k, pthcv_tensor *v, pthcv_tensor *bias,
+                              pthcv_tensor *head_scale, const pthcv_attention_params *p,
+                              pthcv_tensor **weights);
+/* LayerNorm over dimension 1 of x [N, C, ...]: torch's layer_norm of
+ * x.permute(0, 2, 3, 1) permuted back (ConvNeXt's LayerNorm2d) without the
+ * transposing copies, vectorised across the pixels. Mean and variance in
+ * double per pixel as pthcv_layer_norm; weight and bias (or NULL) have C
+ * values. The result has x's shape, contiguous. */
+PTHCV_API pthcv_tensor *pthcv_layer_norm_channels(pthcv_tensor *x, pthcv_tensor *weight, pthcv_tensor *bias, double eps);
+
 /* ==== Images (csrc/opencv/bridge.cpp, through OpenCV) =======================
  * An image is a tensor [H, W, C] (C = 1, 3 or 4 channels in OpenCV's BGR(A)
  * order) of uint8 (or int8, uint16, int16, int32, float16, float32,

@@ -195,9 +195,6 @@ describe("pthcv.nn.plan makes the zoo's plans from the zoo's plain forwards", fu
   for _, pair in ipairs { { "efficientnet_b0", "efficientnet_b0.lua" }, { "shufflenet_v2_x1_0", "shufflenet_v2.lua" } } do
     it("examples/" .. pair[2] .. " gets pthcv.models." .. pair[1] .. "'s plan", function()
       local path = support.root .. "/examples/" .. pair[2]
-      if not pthcv.models[pair[1]] or not support.read_file(path) then
-        return pending("pthcv.models." .. pair[1] .. " and examples/" .. pair[2] .. " come with the zoo's branch")
-      end
       local zoo = pthcv.models[pair[1]]()
       local user = dofile(path)
       local sd = random_weights(zoo, 200)

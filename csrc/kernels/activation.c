@@ -5,6 +5,7 @@
  * eval-mode definitions in float32; NaN propagates as in torch.
  */
 #include "kernels.h"
+#include "vmath.h"
 #include <math.h>
 
 float pthcv_act_scalar(float v, const pthcv_activation *a)
@@ -15,9 +16,9 @@ float pthcv_act_scalar(float v, const pthcv_activation *a)
     case PTHCV_ACT_RELU6: return v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
     case PTHCV_ACT_LEAKY_RELU: return v > 0.0f ? v : v * a->alpha;
     case PTHCV_ACT_ELU: return v > 0.0f ? v : a->alpha * expm1f(v);
-    case PTHCV_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case PTHCV_ACT_SIGMOID: return vm_sigmoid(v);       /* vmath.h: vectorised in pthcv_act_row */
     case PTHCV_ACT_TANH: return tanhf(v);
-    case PTHCV_ACT_SILU: return v / (1.0f + expf(-v));
+    case PTHCV_ACT_SILU: return vm_silu(v);             /* x * sigmoid(x): as exported to ONNX */
     case PTHCV_ACT_HARDSWISH: {
         float r = v + 3.0f;
         r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
@@ -28,11 +29,8 @@ float pthcv_act_scalar(float v, const pthcv_activation *a)
         r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
         return r / 6.0f;
     }
-    case PTHCV_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    case PTHCV_ACT_GELU_TANH: {
-        float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);   /* sqrt(2/pi) */
-        return 0.5f * v * (1.0f + tanhf(inner));
-    }
+    case PTHCV_ACT_GELU: return vm_gelu(v);             /* vmath.h: vectorised in pthcv_act_row */
+    case PTHCV_ACT_GELU_TANH: return vm_gelu_tanh(v);
     case PTHCV_ACT_CLAMP: return v < a->alpha ? a->alpha : v > a->beta ? a->beta : v;
     default: return v;
     }
@@ -86,6 +84,18 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
             r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
             x[i] = r / 6.0f;
         }
+        return;
+    case PTHCV_ACT_SIGMOID:     /* squeeze-excitation gates */
+        for (int64_t i = 0; i < n; i++) x[i] = vm_sigmoid(x[i]);
+        return;
+    case PTHCV_ACT_SILU:        /* EfficientNet's, MaxViT's: expf per value kept the loop scalar */
+        for (int64_t i = 0; i < n; i++) x[i] = vm_silu(x[i]);
+        return;
+    case PTHCV_ACT_GELU:        /* ViT's and ConvNeXt's MLPs: erff per value kept the loop scalar */
+        for (int64_t i = 0; i < n; i++) x[i] = vm_gelu(x[i]);
+        return;
+    case PTHCV_ACT_GELU_TANH:
+        for (int64_t i = 0; i < n; i++) x[i] = vm_gelu_tanh(x[i]);
         return;
     default:
         for (int64_t i = 0; i < n; i++) x[i] = pthcv_act_scalar(x[i], a);

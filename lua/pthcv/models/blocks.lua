@@ -32,7 +32,8 @@ end
 
 -- Conv2dNormActivation(in, out, {kernel_size = 3, stride = 1, padding,
 -- groups = 1, dilation = 1, norm_layer = fn(c) -> module | false,
--- activation_layer = class | false, bias}): children "0" conv, "1" norm,
+-- activation_layer = class | false, bias, inplace = false: the activation
+-- made without arguments, torch's inplace=None}): children "0" conv, "1" norm,
 -- "2" activation, as torchvision's. A Sequential, so eval() fuses all three.
 local Conv2dNormActivation = nn.class("Conv2dNormActivation", nn.Sequential,
   { torch_class = "torchvision.ops.misc.Conv2dNormActivation" })
@@ -52,7 +53,7 @@ function Conv2dNormActivation:__init(in_channels, out_channels, o)
   self:append(nn.Conv2d(in_channels, out_channels, k, { stride = o.stride or 1, padding = padding, dilation = d,
                                                          groups = o.groups or 1, bias = bias }))
   if norm_layer then self:append(norm_layer(out_channels)) end
-  if act then self:append(act(true)) end
+  if act then self:append(o.inplace == false and act() or act(true)) end   -- inplace = false: torch's inplace=None
   self.out_channels = out_channels
 end
 

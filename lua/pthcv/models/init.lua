@@ -20,6 +20,24 @@ local families = {
   mobilenet_v2 = "mobilenetv2",
   mobilenet_v3_small = "mobilenetv3", mobilenet_v3_large = "mobilenetv3",
   squeezenet1_0 = "squeezenet", squeezenet1_1 = "squeezenet",
+  resnext101_64x4d = "resnet",
+  densenet121 = "densenet", densenet161 = "densenet", densenet169 = "densenet", densenet201 = "densenet",
+  efficientnet_b0 = "efficientnet", efficientnet_b1 = "efficientnet", efficientnet_b2 = "efficientnet",
+  efficientnet_b3 = "efficientnet", efficientnet_b4 = "efficientnet", efficientnet_b5 = "efficientnet",
+  efficientnet_b6 = "efficientnet", efficientnet_b7 = "efficientnet",
+  efficientnet_v2_s = "efficientnet", efficientnet_v2_m = "efficientnet", efficientnet_v2_l = "efficientnet",
+  regnet_x_400mf = "regnet", regnet_x_800mf = "regnet", regnet_x_1_6gf = "regnet", regnet_x_3_2gf = "regnet",
+  regnet_x_8gf = "regnet", regnet_x_16gf = "regnet", regnet_x_32gf = "regnet",
+  regnet_y_400mf = "regnet", regnet_y_800mf = "regnet", regnet_y_1_6gf = "regnet", regnet_y_3_2gf = "regnet",
+  regnet_y_8gf = "regnet", regnet_y_16gf = "regnet", regnet_y_32gf = "regnet", regnet_y_128gf = "regnet",
+  convnext_tiny = "convnext", convnext_small = "convnext", convnext_base = "convnext", convnext_large = "convnext",
+  vit_b_16 = "vit", vit_b_32 = "vit", vit_l_16 = "vit", vit_l_32 = "vit", vit_h_14 = "vit",
+  swin_t = "swin", swin_s = "swin", swin_b = "swin", swin_v2_t = "swin", swin_v2_s = "swin", swin_v2_b = "swin",
+  maxvit_t = "maxvit",
+  inception_v3 = "inception", googlenet = "googlenet",
+  mnasnet0_5 = "mnasnet", mnasnet0_75 = "mnasnet", mnasnet1_0 = "mnasnet", mnasnet1_3 = "mnasnet",
+  shufflenet_v2_x0_5 = "shufflenetv2", shufflenet_v2_x1_0 = "shufflenetv2", shufflenet_v2_x1_5 = "shufflenetv2",
+  shufflenet_v2_x2_0 = "shufflenetv2",
 }
 
 -- The names of every model, sorted.
@@ -40,7 +58,9 @@ function M.get(name, opts)
 end
 
 -- The family modules: their classes (ResNet, BasicBlock, ...) for from_module.
-M.families = { "alexnet", "vgg", "resnet", "mobilenetv2", "mobilenetv3", "squeezenet", "blocks" }
+M.families = { "alexnet", "vgg", "resnet", "mobilenetv2", "mobilenetv3", "squeezenet", "blocks",
+               "layers", "densenet", "efficientnet", "regnet", "convnext", "vit", "swin", "maxvit", "inception",
+               "googlenet", "mnasnet", "shufflenetv2" }
 
 return setmetatable(M, { __index = function(t, k)
   local fam = families[k]

@@ -1,5 +1,5 @@
 -- lua/pthcv/models/resnet.lua: torchvision's ResNet family: resnet18/34/50/
--- 101/152, resnext50_32x4d, resnext101_32x8d, wide_resnet50_2/101_2.
+-- 101/152, resnext50_32x4d, resnext101_32x8d/64x4d, wide_resnet50_2/101_2.
 -- The forwards are torchvision's; once planned (pthcv.nn.plan) each
 -- conv+BatchNorm+ReLU is one kernel call, and the residual add with the
 -- last ReLU runs in the last convolution's store.
@@ -150,6 +150,7 @@ M.resnet101 = builder(Bottleneck, { 3, 4, 23, 3 })
 M.resnet152 = builder(Bottleneck, { 3, 8, 36, 3 })
 M.resnext50_32x4d = builder(Bottleneck, { 3, 4, 6, 3 }, { groups = 32, width_per_group = 4 })
 M.resnext101_32x8d = builder(Bottleneck, { 3, 4, 23, 3 }, { groups = 32, width_per_group = 8 })
+M.resnext101_64x4d = builder(Bottleneck, { 3, 4, 23, 3 }, { groups = 64, width_per_group = 4 })
 M.wide_resnet50_2 = builder(Bottleneck, { 3, 4, 6, 3 }, { width_per_group = 128 })
 M.wide_resnet101_2 = builder(Bottleneck, { 3, 4, 23, 3 }, { width_per_group = 128 })
 

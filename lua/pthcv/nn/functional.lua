@@ -309,4 +309,8 @@ require("pthcv.nn.functional_shape")(F)
 -- elementwise math, comparisons, where, max/min/sort along a dim, gather
 require("pthcv.tensor.math").functional(F)
 
+-- attention and channels LayerNorm (F.attention, F.scaled_dot_product_attention,
+-- F.layer_norm_channels): functional_transformer.lua
+require("pthcv.nn.functional_transformer")(F)
+
 return F

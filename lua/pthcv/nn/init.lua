@@ -20,7 +20,7 @@ local nn = {
   F = require "pthcv.nn.functional",
 }
 
-for _, family in ipairs { "containers", "conv", "linear", "norm", "activation", "pooling", "misc" } do
+for _, family in ipairs { "containers", "conv", "linear", "norm", "activation", "pooling", "misc", "attention" } do
   for name, cls in pairs(require("pthcv.nn." .. family)) do
     if type(cls) == "table" and rawget(cls, "__is_module_class") then nn[name] = cls end
   end
