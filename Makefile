@@ -84,6 +84,7 @@ fixtures:
 	$(PYTHON) spec/fixtures/make_fixtures.py spec/fixtures
 	rm -rf spec/fixtures/ops_misc && $(PYTHON) spec/fixtures/make_op_fixtures_ops.py spec/fixtures/ops_misc
 	rm -rf spec/fixtures/evil && $(PYTHON) spec/fixtures/make_evil.py spec/fixtures/evil
+	rm -rf spec/fixtures/detection_ops && $(PYTHON) spec/fixtures/make_detection_ops.py spec/fixtures/detection_ops
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -115,12 +116,20 @@ ctest:
 	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/ops_test_scalar $(OTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(BUILD)/ops_test_scalar --dump $(BUILD)/ops_scalar.bin
 	$(BUILD)/ops_test --compare $(BUILD)/ops_scalar.bin spec/fixtures/ops_misc $(PTHCV_FIXTURES_OPS_MISC)
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/detection_test $(DTEST_SRCS) -lpthread -lm $(LDFLAGS)
+	@echo "detection kernels (spec/c/detection_test.c):" && $(BUILD)/detection_test
 
 # The other ops (ops_*.c, conv_transpose2d.c) against plain references and
 # torch, built twice: with the SIMD clones, and scalar; their results must be
 # the same bits (spec/c/ops_test.c).
 OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c spec/c/ops_test.c
+
+# The detection kernels (ops_detection.c, ops_roi.c, ops_masks.c, ops_order.c)
+# against direct references and across thread counts; torchvision's answers
+# are spec/ops_spec.lua's.
+DTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
+              $(wildcard csrc/kernels/ops_*.c) spec/c/detection_test.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)

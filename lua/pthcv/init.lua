@@ -171,7 +171,7 @@ function pthcv.load_npy(path) return require("pthcv.reader.npy").load(path) end
 -- Inference, loaded on first use: pthcv.nn (layers), pthcv.F (functional),
 -- pthcv.models (the torchvision zoo); the reader alone does not pay for them.
 local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image",
-               classify = "pthcv.image.classify" }
+               classify = "pthcv.image.classify", ops = "pthcv.ops" }
 setmetatable(pthcv, { __index = function(t, k)
   local m = lazy[k]
   if m then local v = require(m); rawset(t, k, v); return v end
