@@ -42,7 +42,16 @@ end
 -- The family modules: their classes (ResNet, BasicBlock, ...) for from_module.
 M.families = { "alexnet", "vgg", "resnet", "mobilenetv2", "mobilenetv3", "squeezenet", "blocks" }
 
+-- pthcv.models.detection and pthcv.models.segmentation (torchvision's
+-- detectors and segmenters), loaded on first use
+local tasks = { detection = "pthcv.models.detection", segmentation = "pthcv.models.segmentation" }
+
 return setmetatable(M, { __index = function(t, k)
+  if tasks[k] then
+    local v = require(tasks[k])
+    rawset(t, k, v)
+    return v
+  end
   local fam = families[k]
   if fam then
     local f = require("pthcv.models." .. fam)[k]
