@@ -3,6 +3,7 @@
 #
 #   make            build the C core
 #   make test       install missing Debian packages, build, run the specs
+#   make test-large the specs plus the slow models (Mask R-CNN at full size)
 #   make demo       the main job on a bundled example
 #   make bench      reader timings against torch.load and plain reads; models against
 #                   PyTorch and OpenCV DNN (tools/bench_models.py)
@@ -21,16 +22,18 @@ DEPLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip) -lpthr
 ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fPIC -Icsrc $(DEPCFLAGS) $(CFLAGS)
 
 # The OpenCV bridge (csrc/opencv/*.cpp, the one C++ part) links the modules
-# it uses, found through pkg-config: bridge.cpp core and imgproc, in the
-# library; imgcodecs.cpp (image files) imgcodecs too, in a library of its
-# own that pthcv.image loads on first use (imgcodecs drags in ~120 shared
-# libraries, 90 ms of loading at every start).
+# it uses, found through pkg-config: bridge.cpp and draw.cpp core and
+# imgproc, in the library; imgcodecs.cpp (image files) imgcodecs too, in a
+# library of its own that pthcv.image loads on first use (imgcodecs drags in
+# ~120 shared libraries, 90 ms of loading at every start); videoio.cpp
+# likewise with videoio (FFmpeg, GStreamer), loaded by pthcv.video.
 CXX     ?= c++
 CXXFLAGS ?= -O2 -g
 OPENCV_CFLAGS := $(shell pkg-config --cflags opencv4 2>/dev/null)
 opencv_libs    = $(filter -L% $(1:%=-lopencv_%),$(shell pkg-config --libs opencv4 2>/dev/null))
 OPENCV_LIBS   := $(call opencv_libs,core imgproc)
 CODECS_LIBS   := $(call opencv_libs,core imgcodecs)
+VIDEOIO_LIBS  := $(call opencv_libs,core videoio)
 ALL_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -fPIC -Icsrc -Iinclude $(OPENCV_CFLAGS) $(CXXFLAGS)
 
 BUILD   := build
@@ -40,16 +43,17 @@ ARCH    := $(shell $(CC) -dumpmachine)
 ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
 SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c) $(KERNEL_SRCS)
-CXX_SRCS := csrc/opencv/bridge.cpp
+CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/draw.cpp
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(CXX_SRCS:%.cpp=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
 CODECS_LIB := $(BUILD)/libpthcv_imgcodecs.so
+VIDEOIO_LIB := $(BUILD)/libpthcv_videoio.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
-.PHONY: all deps test demo bench sanitize fixtures clean ctest ctest-neon fuzz valgrind
+.PHONY: all deps test test-large demo bench sanitize fixtures clean ctest ctest-neon fuzz valgrind
 
-all: $(LIB) $(CODECS_LIB)
+all: $(LIB) $(CODECS_LIB) $(VIDEOIO_LIB)
 
 # -z nodelete: the kernels' worker threads wait inside the library, so it must
 # never be unmapped while the process lives (LuaJIT unloads ffi.load'ed
@@ -60,6 +64,10 @@ $(LIB): $(OBJS)
 # found next to libpthcv.so (rpath $ORIGIN), in a checkout and in a rock
 $(CODECS_LIB): $(BUILD)/csrc/opencv/imgcodecs.o $(LIB)
 	$(CXX) -shared -o $@ $(BUILD)/csrc/opencv/imgcodecs.o -L$(BUILD) -lpthcv '-Wl,-rpath,$$ORIGIN' $(CODECS_LIBS) $(LDFLAGS)
+
+# video files and cameras (csrc/opencv/videoio.cpp), loaded only when used
+$(VIDEOIO_LIB): $(BUILD)/csrc/opencv/videoio.o $(LIB)
+	$(CXX) -shared -o $@ $(BUILD)/csrc/opencv/videoio.o -L$(BUILD) -lpthcv '-Wl,-rpath,$$ORIGIN' $(VIDEOIO_LIBS) $(LDFLAGS)
 
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
@@ -79,6 +87,11 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory all
 	@tools/run-specs
+
+# test, plus the models too slow for every run (Mask R-CNN at full size)
+test-large: deps
+	@$(MAKE) --no-print-directory all
+	@PTHCV_LARGE=1 tools/run-specs
 
 fixtures:
 	$(PYTHON) spec/fixtures/make_fixtures.py spec/fixtures

@@ -483,6 +483,50 @@ pthcv_tensor *pthcv_paste_masks(pthcv_tensor *masks, pthcv_tensor *boxes, int64_
 int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_tensor **keypoints,
                                 pthcv_tensor **scores);
 
+/* ==== Drawing (csrc/opencv/draw.cpp, OpenCV imgproc) ========================
+ * In place on an image [H, W, C] (C = 1, 3 or 4, BGR(A)) whose pixels are
+ * packed within rows (an image pthcv made, a clone or a crop of one; others
+ * are refused, not drawn on a copy). color: 4 values, one per channel;
+ * thickness < 0 fills; line_type 4, 8 or 16 (antialiased), as cv::LineTypes;
+ * font: a cv::HersheyFonts value. Coordinates are pixels, (x, y) from the
+ * top-left corner. */
+int pthcv_draw_rectangle(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
+                         int32_t thickness, int32_t line_type);
+int pthcv_draw_line(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
+                    int32_t thickness, int32_t line_type);
+int pthcv_draw_circle(pthcv_tensor *image, int32_t x, int32_t y, int32_t radius, const double *color,
+                      int32_t thickness, int32_t line_type);
+/* (x, y): the text's bottom-left corner (cv::putText). */
+int pthcv_draw_text(pthcv_tensor *image, const char *text, int32_t x, int32_t y, int32_t font, double scale,
+                    const double *color, int32_t thickness, int32_t line_type);
+/* size[0..2] = width, height, baseline (cv::getTextSize). */
+int pthcv_text_size(const char *text, int32_t font, double scale, int32_t thickness, int32_t *size);
+/* image = image * (1 - alpha) + color * alpha where mask [H, W] > threshold. */
+int pthcv_blend_mask(pthcv_tensor *image, pthcv_tensor *mask, double threshold, const double *color, double alpha);
+
+/* ==== Video (csrc/opencv/videoio.cpp, in libpthcv_videoio.so) ================
+ * cv::VideoCapture and cv::VideoWriter, in a library of their own beside
+ * libpthcv.so that pthcv loads only when video is used (OpenCV's videoio
+ * pulls in FFmpeg and GStreamer). Frames are images [H, W, 3] uint8 BGR. */
+typedef struct pthcv_video pthcv_video;
+/* A video file (any FFmpeg-readable path or URL) or a camera (index >= 0,
+ * path NULL). NULL with the error set when it cannot be opened. */
+pthcv_video *pthcv_video_open(const char *path, int32_t camera);
+/* info[0..3]: frames per second (0 unknown), width, height, frame count (-1 unknown). */
+int pthcv_video_info(pthcv_video *v, double *info);
+/* The next frame, or NULL: at the end with status PTHCV_OK, else an error. */
+pthcv_tensor *pthcv_video_read(pthcv_video *v);
+void pthcv_video_close(pthcv_video *v);
+
+typedef struct pthcv_video_writer pthcv_video_writer;
+/* A video file of frames width x height at fps; fourcc: 4 characters
+ * ("mp4v", "MJPG", ...), or NULL for one chosen from the extension. */
+pthcv_video_writer *pthcv_video_writer_open(const char *path, const char *fourcc, double fps, int32_t width,
+                                            int32_t height);
+int pthcv_video_write(pthcv_video_writer *w, pthcv_tensor *frame);
+/* Finishes the file; returns its status (an error when a write failed). */
+int pthcv_video_writer_close(pthcv_video_writer *w);
+
 /* PTHCV_CDEF_END */
 
 #ifdef __cplusplus
