@@ -1,6 +1,8 @@
 -- spec/nn_spec.lua: pthcv.nn and pthcv.F against torch 1.13 (the committed
--- cases of spec/fixtures/make_nn_fixtures.py), and the module machinery:
--- containers, state_dict names, load_state_dict errors, print, error context.
+-- cases of spec/fixtures/make_nn_fixtures.py), F's packed-weight cache
+-- (issue 11.2: fused activations with other bounds on the same weights,
+-- sizes as tables), and the module machinery: containers, state_dict
+-- names, load_state_dict errors, print, error context.
 local support = require "support"
 local pthcv = require "pthcv"
 local json = require "dkjson"
@@ -67,6 +69,55 @@ describe("pthcv.F against torch", function()
       end)
     end
   end
+end)
+
+-- F.conv2d / F.linear with the case's fused activation; sizes as tables
+-- ({2, 2}), or as ints when as_ints
+local function run_fused(c, as_ints)
+  local a = resolve(c.args)
+  local act = { kind = c.act.kind, alpha = c.act.alpha, beta = c.act.beta }
+  if c.fn == "linear" then return F.linear(a[1], a[2], a[3], act) end
+  local kw = { act = act }
+  for k, v in pairs(c.kwargs) do
+    kw[k] = resolve(v)
+    if as_ints and v[1] == v[2] then kw[k] = v[1] end
+  end
+  return F.conv2d(a[1], a[2], a[3], kw)
+end
+
+local function live_packs()
+  collectgarbage(); collectgarbage()
+  local n = 0
+  for _ in pairs(F.pack_info) do n = n + 1 end
+  return n
+end
+
+describe("the packed-weight cache of F.conv2d and F.linear", function()
+  local fused = {}
+  for _, c in ipairs(cases) do if c.kind == "fused" then fused[#fused + 1] = c end end
+
+  it("gives torch's values for every activation bound and size form, called repeatedly and interleaved", function()
+    assert.is_true(#fused >= 9)
+    local before = live_packs()
+    local after_first
+    for round = 1, 4 do
+      for _, c in ipairs(fused) do
+        assert_close(run_fused(c), T[c.name .. ".out"], c.name .. " round " .. round)
+        assert_close(run_fused(c, true), T[c.name .. ".out"], c.name .. " (ints) round " .. round)
+      end
+      -- F.conv2d with sizes as tables, and a pool with pairs
+      assert_close(F.conv2d(T.x, T.w, T.b6, { 2, 2 }, { 1, 1 }), T["conv2d_pairs.out"], "conv2d_pairs")
+      assert_close(F.conv2d(T.x, T.w, T.b6, 2, 1), T["conv2d_pairs.out"], "conv2d_pairs as ints")
+      assert_close(F.max_pool2d(T.x, { 3, 3 }, { 2, 2 }, { 1, 1 }), T["max_pool2d_pairs.out"], "max_pool2d_pairs")
+      if round == 1 then after_first = live_packs() end
+    end
+    -- one pack per weight, bias and resolved arguments: at most 10 (5
+    -- activations and none on w/b6, one dilated convolution on w alone, 3
+    -- linear ones; the cases above may have made some), none after that
+    assert.is_true(after_first - before <= 10, (after_first - before) .. " new packs")
+    assert.are.equal(after_first, live_packs())
+  end)
+
 end)
 
 describe("pthcv.nn modules against torch", function()

@@ -125,6 +125,7 @@ describe("ONNX export", function()
 
   it("restores pthcv.F and Tensor after tracing, also after an error", function()
     local Tensor = require "pthcv.tensor"
+    local D = require "pthcv.tensor.dispatch"
     local relu, add, view = F.relu, Tensor.binary, Tensor.methods.view
     local m = nn.Sequential(nn.Conv2d(3, 4, 1), nn.LayerNorm({ 4, 4 })):eval()
     pcall(m.export_onnx, m, support.tmpname(".onnx"), { input = { 1, 3, 4, 4 } })
@@ -132,6 +133,126 @@ describe("ONNX export", function()
     assert.are.equal(add, Tensor.binary)
     assert.are.equal(view, Tensor.methods.view)
     assert.is_nil(Tensor.on_wrap)
+    assert.is_nil(D.hook)
+    assert.is_nil(D.on_wrap)
+    assert.is_nil(require("pthcv.nn.module").observer)
+  end)
+
+  -- Issue 11.3: an export never silently differs from the forward pass.
+  local Tensor = require "pthcv.tensor"
+  local ffi = require "ffi"
+  local C = pthcv.C
+
+  local function refused(m, what)
+    local path = support.tmpname(".onnx")
+    os.remove(path)
+    local ok, e = pcall(m.export_onnx, m, path, { input = { 1, 3, 8, 8 } })
+    assert.is_false(ok, what .. ": exported")
+    assert.is_nil(io.open(path, "rb"), what .. ": a file was written")
+    return e
+  end
+
+  it("refuses a forward that computes values in Lua through :data(), naming the module and the value", function()
+    -- exp computed in Lua, as a YOLO-style head might (before, the file was
+    -- written and cv2.dnn's output differed from pthcv's by 1.08)
+    local script = support.tmpname(".lua")
+    support.write_file(script, [[
+      local pthcv = require "pthcv"
+      local nn, F = pthcv.nn, pthcv.F
+      local Head = nn.class("ExpHead")
+      function Head:forward(x)
+        local y = x:contiguous()
+        local p = y:data()
+        for i = 0, y.numel - 1 do p[i] = math.exp(p[i]) end
+        return y
+      end
+      local Net = nn.class("ExpNet")
+      function Net:__init() self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Head()) end
+      function Net:forward(x) return F.adaptive_avg_pool2d(self.features(x), 1) end
+      return Net()
+    ]])
+    local want = "features.2 (ExpHead): Tensor.data reads the elements of t_2 (the output of F.conv2d_packed in "
+                 .. "features.0 (nn.Conv2d)) in Lua"
+    local e = refused(dofile(script):eval(), "exp head")
+    assert.truthy(e:find(want, 1, true), e)
+    -- the same through `pthcv export`
+    local out = support.tmpname(".onnx")
+    os.remove(out)
+    local c, _, err = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", out)
+    assert.are.equal(1, c)
+    assert.truthy(err:find(want, 1, true), err)
+    assert.is_nil(io.open(out, "rb"))
+    os.remove(script)
+  end)
+
+  it("refuses a tensor made by a direct C call, naming the module and the value", function()
+    local Raw = nn.class("RawCall")
+    function Raw:forward(x)
+      local s = ffi.new("pthcv_activation")
+      s.kind = C.PTHCV_ACT_SIGMOID
+      local y = Tensor.wrap(C.pthcv_activate(x.ct, s), true)
+      return x + y
+    end
+    local Net = nn.class("RawNet")
+    function Net:__init() self.conv = nn.Conv2d(3, 4, 1); self.body = Raw() end
+    function Net:forward(x) return self.body(self.conv(x)) end
+    local e = refused(Net():eval(), "direct C call")
+    assert.truthy(e:find("body (RawCall): Tensor.add consumes a Tensor(float32, [1, 4, 8, 8]), made in body (RawCall) "
+                         .. "by no traced op", 1, true), e)
+  end)
+
+  it("checks the graph with pthcv's kernels and refuses the first node that differs from the forward", function()
+    -- a traced value doubled in place behind the tracer's back (raw memory)
+    local Poke = nn.class("Poke")
+    function Poke:forward(x)
+      local y = F.relu(x)
+      local p = ffi.cast("float *", C.pthcv_tensor_data(y.ct))
+      for i = 0, y.numel - 1 do p[i] = p[i] * 2 end
+      return F.sigmoid(y)
+    end
+    local Net = nn.class("PokeNet")
+    function Net:__init() self.conv = nn.Conv2d(3, 4, 1); self.poke = Poke() end
+    function Net:forward(x) return self.poke(self.conv(x)) end
+    local e = refused(randomise(Net(), 5):eval(), "in-place change")
+    assert.truthy(e:find("the exported graph differs from the forward pass at node Relu_1 (Relu, output t_2) in "
+                         .. "poke (Poke): max |difference|", 1, true), e)
+  end)
+
+  -- constants made in Lua: by a constructor and filled through :data(), and
+  -- made by a direct C call and declared with F.constant
+  local Grid = nn.class("Grid")
+  function Grid:forward(x)
+    local g = pthcv.zeros(x.shape)
+    local p = g:data()
+    for i = 0, g.numel - 1 do p[i] = (i % 7) / 7 end
+    local s = ffi.new("pthcv_activation")
+    s.kind = C.PTHCV_ACT_TANH
+    local t = F.constant(Tensor.wrap(C.pthcv_activate(g.ct, s), true))
+    return x * g + t
+  end
+  local GridNet = nn.class("GridNet")
+  function GridNet:__init() self.conv = nn.Conv2d(3, 4, 1); self.grid = Grid() end
+  function GridNet:forward(x) return self.grid(F.relu(self.conv(x))) end
+
+  it("takes constants made in Lua: by the constructors, or declared with F.constant", function()
+    local m = randomise(GridNet(), 7):eval()
+    local r = m:export_onnx(support.tmpname(".onnx"), { input = { 1, 3, 5, 5 } })
+    assert.are.same({ 1, 4, 5, 5 }, r.output_shape)
+    -- a forward that folds and packs its weights itself, lazily: constants too
+    local Lazy = nn.class("LazyFold")
+    function Lazy:__init() self.conv = nn.Conv2d(3, 4, 3); self.bn = nn.BatchNorm2d(4) end
+    function Lazy:forward(x)
+      local pk = rawget(self, "_pk") or self.conv:make_pack(self.bn, { kind = "relu" })
+      rawset(self, "_pk", pk)
+      return F.conv2d_packed(pk, x)
+    end
+    assert.are.same({ 1, 4, 3, 3 }, randomise(Lazy(), 3):eval():export_onnx(support.tmpname(".onnx"),
+                                                                            { input = { 1, 3, 5, 5 } }).output_shape)
+    -- F.constant of a value computed from the input is refused
+    local Bad = nn.class("BadConst")
+    function Bad:forward(x) return F.constant(x) + 1 end
+    local e = refused(Bad():eval(), "F.constant of a traced value")
+    assert.truthy(e:find("F.constant of input", 1, true), e)
   end)
 
   if not has_python("onnx, cv2, numpy") then
@@ -161,6 +282,17 @@ describe("ONNX export", function()
     assert.are.equal(0, c, e)
     assert.truthy(o:find("output [1, 2]", 1, true), o)
     for _, p in ipairs { ".in.npy", ".out.npy", ".onnx", ".lua", "-s.onnx" } do os.remove(base .. p) end
+  end)
+
+  it("constants made in Lua: cv2.dnn gives pthcv's output", function()
+    local m = randomise(GridNet(), 7):eval()
+    local x = pthcv.randn({ 1, 3, 5, 5 }, { seed = 9 })
+    local base = support.tmpname("-grid")
+    pthcv.save(base .. ".in.npy", x)
+    pthcv.save(base .. ".out.npy", m(x))
+    m:export_onnx(base .. ".onnx", { input = x })
+    assert_close(check({ { "grid", base .. ".onnx", base .. ".in.npy", base .. ".out.npy" } }).grid, "grid")
+    for _, p in ipairs { ".in.npy", ".out.npy", ".onnx" } do os.remove(base .. p) end
   end)
 
   local zoo = os.getenv("PTHCV_ZOO")

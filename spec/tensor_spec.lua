@@ -162,6 +162,21 @@ describe("Tensor", function()
     assert.are.same({ { 1, 4 }, { 2, 5 }, { 3, 6 } }, v:totable())
   end)
 
+  -- the values torch 1.13 gives: torch.full((2, 2), 2.7, dtype=torch.int32),
+  -- torch.full((3,), -1.5, dtype=torch.int16), torch.arange(0, 3, 0.5).to(torch.int64),
+  -- torch.full((2,), 1, dtype=torch.bool), torch.tensor([[1.9, -1.9]]).to(torch.int8)
+  it("fills and writes elements of every kind of dtype, truncating to integers as torch", function()
+    assert.are.same({ { 2, 2 }, { 2, 2 } }, pthcv.full({ 2, 2 }, 2.7, "int32"):totable())
+    assert.are.same({ -1, -1, -1 }, pthcv.full({ 3 }, -1.5, "int16"):totable())
+    assert.are.same({ 0, 0, 1, 1, 2, 2 }, pthcv.arange(0, 3, 0.5, "int64"):totable())
+    assert.are.same({ true, true }, pthcv.full({ 2 }, 1, "bool"):totable())
+    assert.are.same({ { 1, -1 } }, pthcv.tensor({ { 1.9, -1.9 } }, "int8"):totable())
+    local v = pthcv.zeros(3, 4):t() -- a strided view: set and get through its strides
+    v:set(4, 2, 7.5)
+    assert.are.equal(7.5, v:get(4, 2))
+    assert.are.equal(7.5, v:t():contiguous():get(2, 4))
+  end)
+
   it("rejects unknown dtypes", function()
     assert.has_error(function() pthcv.zeros({ 2 }, "float128") end)
   end)

@@ -11,13 +11,15 @@ local ffi = require "ffi"
 local core = require "pthcv.core"
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
+local A = require "pthcv.nn.args"
+local D = require "pthcv.tensor.dispatch"
 local Tensor = require "pthcv.tensor"
 local py = require "pthcv.nn.repr"
 local release = require "pthcv.nn.release"
 
 local C = core.C
 local class = base.class
-local args, pair = F._args, F._pair
+local args, pair = A.named, A.pair
 local M = {}
 
 local function as_pair(v, what, name)
@@ -80,10 +82,14 @@ function Conv2d:conv_options(act)
            padding_mode = self.padding_mode, act = act }
 end
 
--- A pack of this convolution with an eval-mode BatchNorm2d folded in (bn
--- may be nil) and a fused activation (an act_spec table, or nil).
-function Conv2d:make_pack(bn, act)
+-- A pack of this convolution (lua/pthcv/nn/packs.lua) with an eval-mode
+-- BatchNorm2d folded in (bn may be nil) and a fused activation (an act_spec
+-- table, or nil); its record is resolved from the attributes now. Made
+-- through the dispatch point ("nn.make_pack"): what it computes from the
+-- weights are constants, also when a forward packs lazily during a trace.
+local function conv_pack(_, self, bn, act)
   local w, b = self.weight, self.bias
+  local pk
   if bn then
     -- float16 weights (module:half()) are folded from float32 copies, and
     -- the folded weights packed as float16 again
@@ -99,17 +105,20 @@ function Conv2d:make_pack(bn, act)
     local folded = Tensor.wrap(nw[0], true)
     b = nb[0] ~= nil and Tensor.wrap(nb[0], true) or nil
     w = half and folded:to("float16") or folded
-    local pk = F.conv2d_prepare(w, b, self:conv_options(act))
+    pk = F.conv2d_prepare(w, b, self:conv_options(act))
     -- the pack is the folded weights' only copy: freed now, not at the next
     -- collection (a whole model's worth of them would otherwise pile up)
-    F.pack_info[pk].weight = nil
+    pk.weight = nil
     release(w)
     release(folded)
     release(w32, self.weight)   -- a float32 copy of float16 weights
-    return pk
+  else
+    pk = F.conv2d_prepare(w, b, self:conv_options(act))
   end
-  return F.conv2d_prepare(w, b, self:conv_options(act))
+  pk.module = self
+  return pk
 end
+function Conv2d:make_pack(bn, act) return D.call("nn.make_pack", nil, conv_pack, self, bn, act) end
 
 function Conv2d:prepare()
   self._pack = nil
@@ -153,9 +162,15 @@ function ConvTranspose2d:__init(in_channels, out_channels, ...)
   self:register_parameter("bias", (a.bias == nil or a.bias) and Tensor.zeros({ out_channels }) or nil)
 end
 
+-- the op's record, resolved from the attributes (module.lua's op_args)
+function ConvTranspose2d:args_record()
+  return A.conv_transpose2d({ stride = self.stride, padding = self.padding, output_padding = self.output_padding,
+                              groups = self.groups, dilation = self.dilation })
+end
+
 function ConvTranspose2d:forward(x)
-  return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
-                            self.groups, self.dilation)
+  A.tensor(x, "conv_transpose2d")
+  return F.run.conv_transpose2d(self:op_args(), x, self.weight, self.bias)
 end
 
 function ConvTranspose2d:extra_repr() return conv_repr(self, true) end

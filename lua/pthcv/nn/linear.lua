@@ -3,11 +3,13 @@
 -- it followed by an activation asks for a pack with the activation fused.
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
+local A = require "pthcv.nn.args"
+local D = require "pthcv.tensor.dispatch"
 local Tensor = require "pthcv.tensor"
 local py = require "pthcv.nn.repr"
 
 local class = base.class
-local args = F._args
+local args = A.named
 local M = {}
 
 -- nn.Linear(in_features, out_features [, bias = true])
@@ -24,7 +26,14 @@ function Linear:__init(in_features, out_features, ...)
   self:register_parameter("bias", (a.bias == nil or a.bias) and Tensor.zeros({ out_features }) or nil)
 end
 
-function Linear:make_pack(act) return F.linear_prepare(self.weight, self.bias, act) end
+-- A pack (lua/pthcv/nn/packs.lua) with a fused activation (act_spec or
+-- nil), made through the dispatch point as Conv2d's (conv.lua).
+local function linear_pack(_, self, act)
+  local pk = F.linear_prepare(self.weight, self.bias, act)
+  pk.module = self
+  return pk
+end
+function Linear:make_pack(act) return D.call("nn.make_pack", nil, linear_pack, self, act) end
 
 function Linear:prepare()
   self._pack = nil

@@ -3,11 +3,12 @@
 -- PixelShuffle, ZeroPad2d, as torch.nn's. Dims are torch's (0-based).
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
+local A = require "pthcv.nn.args"
 local Tensor = require "pthcv.tensor"
 local py = require "pthcv.nn.repr"
 
 local class = base.class
-local args = F._args
+local args = A.named
 local M = {}
 
 local function layer(name, file)
@@ -29,7 +30,7 @@ local Unflatten = layer("Unflatten", "flatten")
 M.Unflatten = Unflatten
 function Unflatten:__init(dim, unflattened_size) self.dim, self.unflattened_size = dim, unflattened_size end
 function Unflatten:forward(x)
-  local d = F._dim0(x, self.dim, "Unflatten") + 1
+  local d = A.dim0(x, self.dim, "Unflatten") + 1
   local shape, out = x.shape, {}
   for i = 1, d - 1 do out[#out + 1] = shape[i] end
   for _, s in ipairs(self.unflattened_size) do out[#out + 1] = s end
@@ -63,9 +64,11 @@ function Upsample:__init(...)
   self.mode = a.mode or "nearest"
   self.align_corners, self.recompute_scale_factor = a.align_corners, a.recompute_scale_factor
 end
+-- its attributes are F.interpolate's arguments by name; the record depends
+-- on the input's size
 function Upsample:forward(x)
-  return F.interpolate(x, { size = self.size, scale_factor = self.scale_factor, mode = self.mode,
-                            align_corners = self.align_corners, recompute_scale_factor = self.recompute_scale_factor })
+  A.tensor(x, "interpolate")
+  return F.run.interpolate(A.interpolate(x, self), x)
 end
 function Upsample:extra_repr()
   local info
@@ -106,7 +109,11 @@ function ZeroPad2d:__init(padding)
   if type(padding) == "number" then padding = { padding, padding, padding, padding } end
   self.padding = padding
 end
-function ZeroPad2d:forward(x) return F.pad(x, self.padding, "constant", 0) end
+function ZeroPad2d:args_record() return A.pad(self.padding, { mode = "constant", value = 0 }) end
+function ZeroPad2d:forward(x)
+  A.tensor(x, "pad")
+  return F.run.pad(self:op_args(), x)
+end
 function ZeroPad2d:extra_repr() return py.value(self.padding) end
 
 return M

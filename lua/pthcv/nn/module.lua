@@ -20,6 +20,7 @@
 -- C kernels, fusing activations); a first call does it lazily.
 local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
+local D = require "pthcv.tensor.dispatch"
 local pyrepr = require "pthcv.nn.repr"
 
 local M = {}
@@ -37,7 +38,8 @@ local function touch_if_prepared(self) if rawget(self, "_ready") ~= nil then tou
 local Module = { __typename = "Module", __torch_class = "torch.nn.modules.module.Module" }
 M.Module = Module
 
--- Class identity: every class table has a __class_tag entry.
+-- Class identity: an instance's metatable is its class, and every class
+-- table made by M.class has __is_module_class = true.
 local function is_module(x)
   if type(x) ~= "table" then return false end
   local mt = getmetatable(x)
@@ -68,8 +70,9 @@ end
 
 local function pack_results(...) return { n = select("#", ...), ... } end
 
-local function module_call(self, ...)
-  if rawget(self, "_ready") ~= state.version then self:prepare_tree() end
+-- self:forward(...), timed when M.profiler is set, errors prefixed by
+-- where self sits.
+local function run_forward(self, ...)
   local prof = M.profiler
   if prof then
     -- --profile: inclusive wall time per module
@@ -82,6 +85,17 @@ local function module_call(self, ...)
     return rethrow(self, pcall(self.forward, self, ...))
   end
   return self:forward(...)
+end
+
+-- M.observer: nil, or function(module, run_forward, ...) that must return
+-- run_forward(module, ...)'s results: what sees which module is running
+-- (the ONNX tracer names modules in its refusals). Ops themselves are
+-- watched at pthcv.tensor.dispatch.
+local function module_call(self, ...)
+  if rawget(self, "_ready") ~= state.version then self:prepare_tree() end
+  local observer = M.observer
+  if observer then return observer(self, run_forward, ...) end
+  return run_forward(self, ...)
 end
 
 local function module_tostring(self) return self:repr() end
@@ -390,18 +404,28 @@ end
 
 -- Runs prepare() over the tree, parents before children: a parent that fuses
 -- a child (a Conv2d with the BatchNorm after it) claims it first, so the
--- child does not pack weights that nothing will use.
-function Module:prepare_tree()
+-- child does not pack weights that nothing will use. It passes the dispatch
+-- point as "nn.prepare": what it computes from weights are constants, also
+-- when a traced forward prepares a module.
+local function prepare_tree(_, self)
   local v = state.version
   local list = self:modules()
   for _, m in ipairs(list) do rawset(m, "_claimed", nil) end
   for _, m in ipairs(list) do
+    if type(m.args_record) == "function" then rawset(m, "_args", m:args_record()) end
     local prep = m.prepare
     if prep then prep(m) end
   end
   for _, m in ipairs(list) do rawset(m, "_ready", v) end
   return self
 end
+function Module:prepare_tree() return D.call("nn.prepare", nil, prepare_tree, self) end
+
+-- A layer whose op arguments do not depend on its input defines
+-- args_record(), which resolves its attributes into the op's record
+-- (pthcv.nn.args); preparing keeps it, and forward runs the op with
+-- self:op_args() (resolved anew when forward is called unprepared).
+function Module:op_args() return rawget(self, "_args") or self:args_record() end
 
 -- A parent's prepare() calls this on the children it runs itself (fused).
 function Module:claim() rawset(self, "_claimed", true) end
@@ -445,35 +469,8 @@ function Module:export_onnx(path, opts) return require("pthcv.export.onnx").expo
 -- ---- print ----------------------------------------------------------------
 function Module:extra_repr() return "" end
 
-local function add_indent(s, n)
-  local pad = string.rep(" ", n)
-  return (s:gsub("\n", "\n" .. pad))
-end
-
--- torch's repr: "Name(extra)" or "Name(\n  (child): ...\n)".
-function Module:repr()
-  local extra = self:extra_repr()
-  local extra_lines = {}
-  if extra ~= "" then
-    for line in (extra .. "\n"):gmatch("(.-)\n") do extra_lines[#extra_lines + 1] = line end
-  end
-  local lines = {}
-  for _, l in ipairs(extra_lines) do lines[#lines + 1] = l end
-  local nchild = 0
-  for _, kv in ipairs(self:named_children()) do
-    nchild = nchild + 1
-    lines[#lines + 1] = "(" .. kv[1] .. "): " .. add_indent(kv[2]:repr(), 2)
-  end
-  local s = self:repr_name() .. "("
-  if #lines > 0 then
-    if #extra_lines == 1 and nchild == 0 then
-      s = s .. extra_lines[1]
-    else
-      s = s .. "\n  " .. table.concat(lines, "\n  ") .. "\n"
-    end
-  end
-  return s .. ")"
-end
+-- torch's repr: "Name(extra)" or "Name(\n  (child): ...\n)" (repr.lua).
+function Module:repr() return pyrepr.module(self) end
 
 function Module:repr_name() return getmetatable(self).__typename end
 

@@ -4,11 +4,12 @@
 -- into the convolution's weights (see conv.lua) and not run on its own.
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
+local A = require "pthcv.nn.args"
 local Tensor = require "pthcv.tensor"
 local py = require "pthcv.nn.repr"
 
 local class = base.class
-local args = F._args
+local args = A.named
 local M = {}
 
 -- nn.BatchNorm2d(num_features [, eps = 1e-5, momentum = 0.1, affine = true,
@@ -34,11 +35,14 @@ local function batchnorm(name, file)
       self:register_buffer("num_batches_tracked", Tensor.zeros({}, "int64"))
     end
   end
+  -- the op's record (F.run.batch_norm's)
+  function cls:args_record() return { eps = self.eps } end
   function cls:forward(x)
     if not self.running_mean then
       error("pthcv: " .. name .. " without running statistics needs batch statistics (training): not supported", 2)
     end
-    return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, false, self.momentum, self.eps)
+    A.tensor(x, "batch_norm")
+    return F.run.batch_norm(self:op_args(), x, self.running_mean, self.running_var, self.weight, self.bias)
   end
   -- foldable into a preceding convolution
   function cls:can_fold() return self.running_mean ~= nil end
@@ -67,7 +71,14 @@ function LayerNorm:__init(normalized_shape, ...)
     self:register_parameter("bias", Tensor.zeros(normalized_shape))
   end
 end
-function LayerNorm:forward(x) return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps) end
+function LayerNorm:args_record()
+  local shape = self.normalized_shape
+  return { normalized_shape = type(shape) == "number" and { shape } or { unpack(shape) }, eps = self.eps }
+end
+function LayerNorm:forward(x)
+  A.tensor(x, "layer_norm")
+  return F.run.layer_norm(self:op_args(), x, self.weight, self.bias)
+end
 function LayerNorm:extra_repr()
   return string.format("%s, eps=%s, elementwise_affine=%s", py.value(self.normalized_shape),
                        py.value(self.eps, true), py.value(self.elementwise_affine))
@@ -87,7 +98,11 @@ function GroupNorm:__init(num_groups, num_channels, ...)
     self:register_parameter("bias", Tensor.zeros({ num_channels }))
   end
 end
-function GroupNorm:forward(x) return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps) end
+function GroupNorm:args_record() return { num_groups = self.num_groups, eps = self.eps } end
+function GroupNorm:forward(x)
+  A.tensor(x, "group_norm")
+  return F.run.group_norm(self:op_args(), x, self.weight, self.bias)
+end
 function GroupNorm:extra_repr()
   return string.format("%d, %d, eps=%s, affine=%s", self.num_groups, self.num_channels, py.value(self.eps, true),
                        py.value(self.affine))

@@ -1,13 +1,15 @@
 -- lua/pthcv/nn/pooling.lua: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
 -- AdaptiveMaxPool2d, as torch.nn's. Sizes are kept as given (an int or a
--- pair), as torch keeps them, so print() shows the same.
+-- pair), as torch keeps them, so print() shows the same; args_record()
+-- resolves them into the op's record (pthcv.nn.args), once per prepare.
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"
+local A = require "pthcv.nn.args"
 local py = require "pthcv.nn.repr"
 local values = require "pthcv.reader.values"
 
 local class = base.class
-local args = F._args
+local args = A.named
 local M = {}
 
 local function layer(name)
@@ -29,8 +31,13 @@ function MaxPool2d:__init(...)
   self.return_indices = false
   self.ceil_mode = a.ceil_mode or false
 end
+function MaxPool2d:args_record()
+  return A.pool2d("max", "MaxPool2d", { kernel_size = self.kernel_size, stride = self.stride, padding = self.padding,
+                                        dilation = self.dilation, ceil_mode = self.ceil_mode })
+end
 function MaxPool2d:forward(x)
-  return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+  A.tensor(x, "max_pool2d")
+  return F.run.max_pool2d(self:op_args(), x)
 end
 function MaxPool2d:extra_repr()
   return string.format("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s", py.value(self.kernel_size),
@@ -52,9 +59,14 @@ function AvgPool2d:__init(...)
   self.count_include_pad = a.count_include_pad == nil or a.count_include_pad
   self.divisor_override = a.divisor_override
 end
+function AvgPool2d:args_record()
+  return A.pool2d("avg", "AvgPool2d", { kernel_size = self.kernel_size, stride = self.stride, padding = self.padding,
+                                        ceil_mode = self.ceil_mode, count_include_pad = self.count_include_pad,
+                                        divisor_override = self.divisor_override })
+end
 function AvgPool2d:forward(x)
-  return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
-                      self.divisor_override)
+  A.tensor(x, "avg_pool2d")
+  return F.run.avg_pool2d(self:op_args(), x)
 end
 function AvgPool2d:extra_repr()
   return string.format("kernel_size=%s, stride=%s, padding=%s", py.value(self.kernel_size), py.value(self.stride),
@@ -82,9 +94,14 @@ for _, name in ipairs { "AdaptiveAvgPool2d", "AdaptiveMaxPool2d" } do
     if a.return_indices then error("pthcv: " .. name .. ": return_indices is not supported", 3) end
     self.output_size = a.output_size
   end
-  -- looked up at each call (pthcv.onnx's tracer wraps the functions of F)
-  local fname = name == "AdaptiveAvgPool2d" and "adaptive_avg_pool2d" or "adaptive_max_pool2d"
-  function cls:forward(x) return F[fname](x, self.output_size) end
+  -- the record depends on the input when a size is None
+  local kind = name == "AdaptiveAvgPool2d" and "avg" or "max"
+  local fname = "adaptive_" .. kind .. "_pool2d"
+  local run = F.run[fname]
+  function cls:forward(x)
+    A.tensor(x, fname)
+    return run(A.adaptive_pool2d(x, kind, fname, self.output_size), x)
+  end
   function cls:extra_repr() return "output_size=" .. size_repr(self.output_size) end
 end
 

@@ -1,5 +1,6 @@
 -- lua/pthcv/nn/repr.lua: Python's repr of the values torch's extra_repr
--- prints (floats, tuples, booleans, None), so print(module) reads as torch's.
+-- prints (floats, tuples, booleans, None), and torch's repr of a module
+-- tree, so print(module) reads as torch's.
 local M = {}
 
 -- Python's repr(float): the shortest text that reads back the same double,
@@ -59,5 +60,35 @@ end
 
 -- Python's repr of a str: 'text'.
 function M.str(s) return "'" .. s .. "'" end
+
+local function add_indent(s, n)
+  local pad = string.rep(" ", n)
+  return (s:gsub("\n", "\n" .. pad))
+end
+
+-- torch's repr of module m: "Name(extra)" or "Name(\n  (child): ...\n)".
+function M.module(m)
+  local extra = m:extra_repr()
+  local extra_lines = {}
+  if extra ~= "" then
+    for line in (extra .. "\n"):gmatch("(.-)\n") do extra_lines[#extra_lines + 1] = line end
+  end
+  local lines = {}
+  for _, l in ipairs(extra_lines) do lines[#lines + 1] = l end
+  local nchild = 0
+  for _, kv in ipairs(m:named_children()) do
+    nchild = nchild + 1
+    lines[#lines + 1] = "(" .. kv[1] .. "): " .. add_indent(kv[2]:repr(), 2)
+  end
+  local s = m:repr_name() .. "("
+  if #lines > 0 then
+    if #extra_lines == 1 and nchild == 0 then
+      s = s .. extra_lines[1]
+    else
+      s = s .. "\n  " .. table.concat(lines, "\n  ") .. "\n"
+    end
+  end
+  return s .. ")"
+end
 
 return M

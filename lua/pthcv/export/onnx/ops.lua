@@ -1,41 +1,31 @@
 -- lua/pthcv/export/onnx/ops.lua: how each traced op is written as ONNX (opset 10).
 --
--- handlers["F.relu"], handlers["Tensor.view"], ...: function(g, args, res)
--- called after the op ran, with its arguments (args.n of them) and results;
--- it appends nodes to the graph g (lua/pthcv/export/onnx/init.lua) and names the
--- result tensor with g:output(res[1], name). Shapes are the ones the traced
--- pass produced, so reshapes are written with constant target shapes.
-local core = require "pthcv.core"
-local F = require "pthcv.nn.functional"
+-- handlers["F.relu"], handlers["Tensor.view"], ...: function(g, a, r)
+-- called after the op ran (trace.lua), with a = its operands (a[1..a.n]:
+-- tensors, lists, numbers, packs) and a.rec = its argument record
+-- (lua/pthcv/nn/args.lua: defaults applied, dims from 0), and r = its
+-- results. It appends nodes to the graph g (graph.lua) and names the
+-- result with g:output(r[1], name). Shapes are the ones the traced pass
+-- produced, so reshapes are written with constant target shapes. Every
+-- node type written here has an evaluator in evaluate.lua, which checks
+-- the graph against the forward pass before anything is written.
 local Tensor = require "pthcv.tensor"
+local F = require "pthcv.nn.functional"
 local proto = require "pthcv.export.onnx.proto"
+local graph = require "pthcv.export.onnx.graph"
 
-local C = core.C
-local args_of, pair = F._args, F._pair
-local M = { handlers = {} }
+local refuse = graph.refuse
+local M = { handlers = {}, OPSET = 10 }
 local H = M.handlers
 
-local function refuse(what) error("pthcv: export_onnx: " .. what, 0) end
-
-local function is_kw(v)
-  if type(v) ~= "table" or Tensor.is(v) or getmetatable(v) ~= nil then return false end
-  for k in next, v do if type(k) == "string" then return true end end
-  return false
-end
-
--- a 0-based dim (negative from the end) of an nd-dim tensor
-local function dim0(d, nd) if d < 0 then d = d + nd end return d end
--- a 1-based dim of Tensor methods (negative from the end) as 0-based
-local function dim1to0(d, nd) if d < 0 then return d + nd end return d - 1 end
-
 -- ---- activations -----------------------------------------------------------------
-local ACT_NAME = {}
-for name, v in pairs(F.ACT) do ACT_NAME[tonumber(v)] = name end
-
 local SQRT2, SQRT_2_PI = math.sqrt(2), math.sqrt(2 / math.pi)
+local HS = { { "alpha", "float", 1 / 6 }, { "beta", "float", 0.5 } }
 
--- The nodes of activation kind (a name) on value x; returns the result's name.
-local function activation(g, kind, alpha, beta, x)
+-- The nodes of activation record act ({kind, alpha, beta}) on value x;
+-- returns the result's name.
+local function activation(g, act, x)
+  local kind, alpha, beta = act.kind, act.alpha, act.beta
   if kind == "none" then return x end
   if kind == "relu" then return g:op("Relu", { x }) end
   if kind == "relu6" then return g:op("Clip", { x }, { { "min", "float", 0 }, { "max", "float", 6 } }) end
@@ -50,7 +40,6 @@ local function activation(g, kind, alpha, beta, x)
   if kind == "sigmoid" then return g:op("Sigmoid", { x }) end
   if kind == "tanh" then return g:op("Tanh", { x }) end
   if kind == "silu" then return g:op("Mul", { x, g:op("Sigmoid", { x }) }) end
-  local HS = { { "alpha", "float", 1 / 6 }, { "beta", "float", 0.5 } }
   if kind == "hardsigmoid" then return g:op("HardSigmoid", { x }, HS) end
   -- HardSwish is opset 14, which OpenCV 4.6 does not read
   if kind == "hardswish" then return g:op("Mul", { x, g:op("HardSigmoid", { x }, HS) }) end
@@ -67,34 +56,10 @@ local function activation(g, kind, alpha, beta, x)
   refuse("activation '" .. tostring(kind) .. "' has no ONNX form")
 end
 
--- a pthcv_activation struct's fields
-local function act_fields(s) return ACT_NAME[tonumber(s.kind)], tonumber(s.alpha), tonumber(s.beta) end
-
-local function unary(kind, alpha, beta)
-  return function(g, a, r) g:output(r[1], activation(g, kind, alpha, beta, g:input(a[1]))) end
-end
-H["F.relu"], H["F.relu6"], H["F.sigmoid"], H["F.tanh"] = unary("relu"), unary("relu6"), unary("sigmoid"), unary("tanh")
-H["F.silu"], H["F.hardswish"], H["F.hardsigmoid"] = unary("silu"), unary("hardswish"), unary("hardsigmoid")
-H["F.leaky_relu"] = function(g, a, r)
-  local s = a[2]
-  if is_kw(s) then s = s.negative_slope end
-  unary("leaky_relu", s or 0.01)(g, a, r)
-end
-H["F.elu"] = function(g, a, r)
-  local al = a[2]
-  if is_kw(al) then al = al.alpha end
-  unary("elu", al or 1.0)(g, a, r)
-end
-H["F.hardtanh"] = function(g, a, r)
-  local lo, hi = a[2], a[3]
-  if is_kw(lo) then lo, hi = lo.min_val, lo.max_val end
-  unary("clamp", lo or -1, hi or 1)(g, a, r)
-end
-H["F.clamp"] = function(g, a, r) unary("clamp", a[2] or -math.huge, a[3] or math.huge)(g, a, r) end
-H["F.gelu"] = function(g, a, r)
-  local ap = a[2]
-  if is_kw(ap) then ap = ap.approximate end
-  unary(ap == "tanh" and "gelu_tanh" or "gelu")(g, a, r)
+local function act(g, a, r) g:output(r[1], activation(g, a.rec, g:input(a[1]))) end
+for _, name in ipairs { "relu", "relu6", "leaky_relu", "elu", "hardtanh", "clamp", "sigmoid", "tanh", "silu",
+                        "hardswish", "hardsigmoid", "gelu" } do
+  H["F." .. name] = act
 end
 H["F.prelu"] = function(g, a, r)
   local x, w = a[1], a[2]
@@ -108,73 +73,54 @@ H["F.prelu"] = function(g, a, r)
 end
 
 -- ---- convolution and linear ----------------------------------------------------------
-local PAD_ONNX = { [tonumber(C.PTHCV_PAD_REFLECT)] = "reflect", [tonumber(C.PTHCV_PAD_REPLICATE)] = "edge" }
+local PAD_ONNX = { reflect = "reflect", replicate = "edge" }
 
--- Conv (+ Add residual) (+ activation) from the resolved C parameters p.
-local function conv_nodes(g, x_t, weight, bias, p, residual_t)
+-- Conv (+ Add residual) (+ activation) from a convolution record (A.conv2d).
+local function conv_nodes(g, x_t, weight, bias, rec, residual_t)
   local x = g:input(x_t)
-  local ph, pw = p.padding[0], p.padding[1]
-  local mode = tonumber(p.padding_mode)
-  if mode ~= tonumber(C.PTHCV_PAD_ZEROS) and (ph > 0 or pw > 0) then
-    if not PAD_ONNX[mode] then refuse("conv2d with padding_mode='circular' has no ONNX form") end
-    x = g:op("Pad", { x }, { { "mode", "string", PAD_ONNX[mode] }, { "pads", "ints", { 0, 0, ph, pw, 0, 0, ph, pw } } })
+  local ph, pw = rec.padding[1], rec.padding[2]
+  if rec.padding_mode ~= "zeros" and (ph > 0 or pw > 0) then
+    local mode = PAD_ONNX[rec.padding_mode]
+    if not mode then refuse("conv2d with padding_mode='" .. rec.padding_mode .. "' has no ONNX form") end
+    x = g:op("Pad", { x }, { { "mode", "string", mode }, { "pads", "ints", { 0, 0, ph, pw, 0, 0, ph, pw } } })
     ph, pw = 0, 0
   end
   local inputs = { x, g:input(weight, "weight") }
   if bias then inputs[3] = g:input(bias, "bias") end
   local y = g:op("Conv", inputs, {
-    { "kernel_shape", "ints", { weight.shape[3], weight.shape[4] } },
-    { "strides", "ints", { p.stride[0], p.stride[1] } },
+    { "kernel_shape", "ints", rec.kernel_size },
+    { "strides", "ints", rec.stride },
     { "pads", "ints", { ph, pw, ph, pw } },
-    { "dilations", "ints", { p.dilation[0], p.dilation[1] } },
-    { "group", "int", p.groups },
+    { "dilations", "ints", rec.dilation },
+    { "group", "int", rec.groups },
   })
   if residual_t then y = g:op("Add", { y, g:input(residual_t) }) end
-  local kind, alpha, beta = act_fields(p.act)
-  return activation(g, kind, alpha, beta, y)
+  return activation(g, rec.act, y)
 end
 
--- a prepared convolution (F.conv2d_prepare records what it was made from)
-local function pack_info(pk, what)
-  local info = F.pack_info[pk]
-  if not info then refuse(what .. ": a pack made outside pthcv.F (no record of its weights)") end
-  return info
-end
-
+-- a[1]: the pack (lua/pthcv/nn/packs.lua); its weights read back when it
+-- holds the only copy (a folded BatchNorm)
 H["F.conv2d_packed"] = function(g, a, r)
-  local info = pack_info(a[1], "conv2d_packed")
-  local w = info.weight or F.conv2d_pack_weight(a[1])
-  local p = F.conv2d_params(w.shape[3], w.shape[4], info.options)
-  g:output(r[1], conv_nodes(g, a[2], w, info.bias, p, a[3]))
+  local pk = a[1]
+  g:output(r[1], conv_nodes(g, a[2], pk.weight or F.conv2d_pack_weight(pk), pk.bias, a.rec, a[3]))
 end
-
-H["F.conv2d"] = function(g, a, r)
-  local o = args_of("conv2d", { "bias", "stride", "padding", "dilation", "groups", "padding_mode", "act" },
-                    unpack(a, 3, a.n))
-  local w = a[2]
-  local p = F.conv2d_params(w.shape[3], w.shape[4], o)
-  g:output(r[1], conv_nodes(g, a[1], w, o.bias, p, nil))
-end
+H["F.conv2d"] = function(g, a, r) g:output(r[1], conv_nodes(g, a[1], a[2], a[3], a.rec, nil)) end
 
 H["F.conv_transpose2d"] = function(g, a, r)
-  local o = args_of("conv_transpose2d", { "bias", "stride", "padding", "output_padding", "groups", "dilation" },
-                    unpack(a, 3, a.n))
-  local w = a[2]
-  local sh, sw = pair(o.stride or 1, "conv_transpose2d", "stride")
-  local ph, pw = pair(o.padding or 0, "conv_transpose2d", "padding")
-  local oh, ow = pair(o.output_padding or 0, "conv_transpose2d", "output_padding")
-  local dh, dw = pair(o.dilation or 1, "conv_transpose2d", "dilation")
+  local rec, w, b = a.rec, a[2], a[3]
   local inputs = { g:input(a[1]), g:input(w, "weight") }
-  if o.bias then inputs[3] = g:input(o.bias, "bias") end
-  local attrs = { { "kernel_shape", "ints", { w.shape[3], w.shape[4] } }, { "strides", "ints", { sh, sw } },
-                  { "pads", "ints", { ph, pw, ph, pw } }, { "dilations", "ints", { dh, dw } },
-                  { "group", "int", o.groups or 1 } }
-  if oh ~= 0 or ow ~= 0 then attrs[#attrs + 1] = { "output_padding", "ints", { oh, ow } } end
+  if b then inputs[3] = g:input(b, "bias") end
+  local ph, pw = rec.padding[1], rec.padding[2]
+  local attrs = { { "kernel_shape", "ints", { w.shape[3], w.shape[4] } }, { "strides", "ints", rec.stride },
+                  { "pads", "ints", { ph, pw, ph, pw } }, { "dilations", "ints", rec.dilation },
+                  { "group", "int", rec.groups } }
+  local op = rec.output_padding
+  if op[1] ~= 0 or op[2] ~= 0 then attrs[#attrs + 1] = { "output_padding", "ints", op } end
   g:output(r[1], g:op("ConvTranspose", inputs, attrs))
 end
 
 -- Linear: Gemm (transB) on 2-d inputs, else MatMul with W^T and Add.
-local function linear_nodes(g, x_t, w, b, act)
+local function linear_nodes(g, x_t, w, b, rec)
   local y
   if x_t.ndim == 2 then
     local bias = b or Tensor.zeros({ w.shape[1] })
@@ -183,71 +129,64 @@ local function linear_nodes(g, x_t, w, b, act)
     y = g:op("MatMul", { g:input(x_t), g:input(w:t():contiguous(), "weight_t") })
     if b then y = g:op("Add", { y, g:input(b, "bias") }) end
   end
-  local kind, alpha, beta = act_fields(F.activation_struct(act))
-  return activation(g, kind, alpha, beta, y)
+  return activation(g, rec.act, y)
 end
-
 H["F.linear_packed"] = function(g, a, r)
-  local info = pack_info(a[1], "linear_packed")
-  g:output(r[1], linear_nodes(g, a[2], info.weight, info.bias, info.act))
+  local pk = a[1]
+  g:output(r[1], linear_nodes(g, a[2], pk.weight, pk.bias, a.rec))
 end
-H["F.linear"] = function(g, a, r) g:output(r[1], linear_nodes(g, a[1], a[2], a[3], a[4])) end
+H["F.linear"] = function(g, a, r) g:output(r[1], linear_nodes(g, a[1], a[2], a[3], a.rec)) end
 
 H["F.matmul"] = function(g, a, r) g:output(r[1], g:op("MatMul", { g:input(a[1]), g:input(a[2]) })) end
 
 -- ---- normalisation ---------------------------------------------------------------------
+-- operands: x, running_mean, running_var, weight, bias
 H["F.batch_norm"] = function(g, a, r)
   local x, mean, var = a[1], a[2], a[3]
-  local o = args_of("batch_norm", { "weight", "bias", "training", "momentum", "eps" }, unpack(a, 4, a.n))
   local n = mean.numel
-  local w, b = o.weight or Tensor.ones({ n }), o.bias or Tensor.zeros({ n })
+  local w, b = a[4] or Tensor.ones({ n }), a[5] or Tensor.zeros({ n })
   g:output(r[1], g:op("BatchNormalization",
     { g:input(x), g:input(w, "bn_weight"), g:input(b, "bn_bias"), g:input(mean, "bn_mean"), g:input(var, "bn_var") },
-    { { "epsilon", "float", o.eps or 1e-5 } }))
+    { { "epsilon", "float", a.rec.eps } }))
 end
 
 -- ---- pooling -------------------------------------------------------------------------------
+-- ONNX's output size of a pooling window (ceil: ceil_mode)
 local function pool_out(n, k, s, p, d, ceil)
   local v = (n + 2 * p - d * (k - 1) - 1) / s
   return (ceil and math.ceil(v) or math.floor(v)) + 1
 end
+M.pool_out = pool_out
 
-local function pool(op, fname, names)
+-- rec: A.pool2d's
+local function pool(op, fname)
   return function(g, a, r)
-    local x, y = a[1], r[1]
+    local x, y, rec = a[1], r[1], a.rec
     if x.ndim ~= 4 then refuse(fname .. " of a " .. x.ndim .. "-d tensor (ONNX pools take N, C, H, W)") end
-    local o = args_of(fname, names, unpack(a, 2, a.n))
-    if o.divisor_override then refuse(fname .. " with divisor_override has no ONNX form") end
-    local kh, kw = pair(o.kernel_size, fname, "kernel_size")
-    local stride = o.stride
-    if stride == nil or (type(stride) == "table" and #stride == 0) then stride = o.kernel_size end
-    local sh, sw = pair(stride, fname, "stride")
-    local ph, pw = pair(o.padding or 0, fname, "padding")
-    local dh, dw = pair(o.dilation or 1, fname, "dilation")
-    local ceil = o.ceil_mode and true or false
+    if rec.divisor_override ~= 0 then refuse(fname .. " with divisor_override has no ONNX form") end
+    local k, s, d = rec.kernel_size, rec.stride, rec.dilation
+    local ph, pw = rec.padding[1], rec.padding[2]
     -- torch drops a last window that starts in the right padding; ONNX does not
-    if pool_out(x.shape[3], kh, sh, ph, dh, ceil) ~= y.shape[3] or pool_out(x.shape[4], kw, sw, pw, dw, ceil) ~= y.shape[4] then
+    if pool_out(x.shape[3], k[1], s[1], ph, d[1], rec.ceil_mode) ~= y.shape[3]
+       or pool_out(x.shape[4], k[2], s[2], pw, d[2], rec.ceil_mode) ~= y.shape[4] then
       refuse(fname .. ": torch's ceil_mode output size differs from ONNX's for this input")
     end
     local xin = g:input(x)
-    if op == "AveragePool" and (ph > 0 or pw > 0) and (o.count_include_pad == nil or o.count_include_pad) then
+    if op == "AveragePool" and (ph > 0 or pw > 0) and rec.count_include_pad then
       -- torch's default counts the padding in the divisor; OpenCV's importer
       -- ignores count_include_pad (it decides by the producer's name), so
       -- the zeros are made explicit
       xin = g:op("Pad", { xin }, { { "mode", "string", "constant" }, { "pads", "ints", { 0, 0, ph, pw, 0, 0, ph, pw } } })
       ph, pw = 0, 0
     end
-    local attrs = { { "kernel_shape", "ints", { kh, kw } }, { "strides", "ints", { sh, sw } },
-                    { "pads", "ints", { ph, pw, ph, pw } } }
-    if ceil then attrs[#attrs + 1] = { "ceil_mode", "int", 1 } end
-    if dh ~= 1 or dw ~= 1 then attrs[#attrs + 1] = { "dilations", "ints", { dh, dw } } end
+    local attrs = { { "kernel_shape", "ints", k }, { "strides", "ints", s }, { "pads", "ints", { ph, pw, ph, pw } } }
+    if rec.ceil_mode then attrs[#attrs + 1] = { "ceil_mode", "int", 1 } end
+    if d[1] ~= 1 or d[2] ~= 1 then attrs[#attrs + 1] = { "dilations", "ints", d } end
     g:output(y, g:op(op, { xin }, attrs))
   end
 end
-H["F.max_pool2d"] = pool("MaxPool", "max_pool2d",
-  { "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices" })
-H["F.avg_pool2d"] = pool("AveragePool", "avg_pool2d",
-  { "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override" })
+H["F.max_pool2d"] = pool("MaxPool", "max_pool2d")
+H["F.avg_pool2d"] = pool("AveragePool", "avg_pool2d")
 
 -- Adaptive pooling: global when the output is 1x1, a plain pool when the
 -- input divides evenly, nothing when the sizes are equal.
@@ -272,36 +211,30 @@ H["F.adaptive_avg_pool2d"] = adaptive("GlobalAveragePool", "AveragePool", "adapt
 H["F.adaptive_max_pool2d"] = adaptive("GlobalMaxPool", "MaxPool", "adaptive_max_pool2d")
 
 -- ---- resampling and padding ------------------------------------------------------------
-local function interpolate(g, a, r)
+H["F.interpolate"] = function(g, a, r)
   local x, y = a[1], r[1]
-  local o = args_of("interpolate", { "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor" },
-                    unpack(a, 2, a.n))
-  if (o.mode or "nearest") ~= "nearest" then
-    refuse("interpolate mode '" .. o.mode .. "': opset 10's Resize has no coordinate modes to match torch's "
+  if a.rec.mode ~= "nearest" then
+    refuse("interpolate mode '" .. a.rec.mode .. "': opset 10's Resize has no coordinate modes to match torch's "
            .. "bilinear; only 'nearest' is exported")
   end
   local scales = { 1, 1, y.shape[3] / x.shape[3], y.shape[4] / x.shape[4] }
   g:output(y, g:op("Resize", { g:input(x), g:constant(scales, "float32", { 4 }, "scales") },
                    { { "mode", "string", "nearest" } }))
 end
-H["F.interpolate"], H["F.upsample"] = interpolate, interpolate
 
 local PAD_MODE = { constant = "constant", reflect = "reflect", replicate = "edge" }
 H["F.pad"] = function(g, a, r)
-  local x, pads = a[1], a[2]
-  local o = args_of("pad", { "mode", "value" }, unpack(a, 3, a.n))
-  local mode = PAD_MODE[o.mode or "constant"]
-  if not mode then refuse("pad mode '" .. tostring(o.mode) .. "' has no ONNX form") end
-  local nd = x.ndim
-  local begin, stop = {}, {}
-  for d = 1, nd do begin[d], stop[d] = 0, 0 end
-  for i = 1, #pads / 2 do -- pads run from the last dim backwards
-    begin[nd - i + 1], stop[nd - i + 1] = pads[2 * i - 1], pads[2 * i]
-  end
+  local x, rec = a[1], a.rec
+  local mode = PAD_MODE[rec.mode]
+  if not mode then refuse("pad mode '" .. tostring(rec.mode) .. "' has no ONNX form") end
+  local nd, pads = x.ndim, rec.pads
   local all = {}
-  for d = 1, nd do all[d] = begin[d]; all[nd + d] = stop[d] end
+  for d = 1, 2 * nd do all[d] = 0 end
+  for i = 1, #pads / 2 do -- pads run from the last dim backwards
+    all[nd - i + 1], all[2 * nd - i + 1] = pads[2 * i - 1], pads[2 * i]
+  end
   local attrs = { { "mode", "string", mode }, { "pads", "ints", all } }
-  if mode == "constant" and (o.value or 0) ~= 0 then attrs[3] = { "value", "float", o.value } end
+  if mode == "constant" and rec.value ~= 0 then attrs[3] = { "value", "float", rec.value } end
   g:output(r[1], g:op("Pad", { g:input(x) }, attrs))
 end
 
@@ -310,11 +243,7 @@ end
 -- same as torch's only when the dims after it are 1.
 local function softmax(op, fname)
   return function(g, a, r)
-    local x = a[1]
-    local d = a[2]
-    if is_kw(d) then d = d.dim end
-    if d == nil then d = (x.ndim == 0 or x.ndim == 1 or x.ndim == 3) and 0 or 1 end
-    d = dim0(d, x.ndim)
+    local x, d = a[1], a.rec.dim
     for i = d + 2, x.ndim do
       if x.shape[i] ~= 1 then refuse(fname .. " over dim " .. d .. " with later dims > 1 has no opset-10 form") end
     end
@@ -324,17 +253,13 @@ end
 H["F.softmax"] = softmax("Softmax", "softmax")
 H["F.log_softmax"] = softmax("LogSoftmax", "log_softmax")
 
--- ---- elementwise arithmetic ----------------------------------------------------------------
-local BIN = { [0] = "Add", "Sub", "Mul", "Div", "Max", "Min" }
+-- ---- elementwise arithmetic and reductions -----------------------------------------------
+local BIN = { add = "Add", sub = "Sub", mul = "Mul", div = "Div", maximum = "Max", minimum = "Min" }
 local function operand(g, v)
   if Tensor.is(v) then return g:input(v) end
   return g:scalar(v)
 end
-H["Tensor.binary"] = function(g, a, r)
-  g:output(r[1], g:op(BIN[a[3]], { operand(g, a[1]), operand(g, a[2]) }))
-end
-for i, name in ipairs { "add", "sub", "mul", "div", "maximum", "minimum" } do
-  local op = BIN[i - 1]
+for name, op in pairs(BIN) do
   local h = function(g, a, r) g:output(r[1], g:op(op, { operand(g, a[1]), operand(g, a[2]) })) end
   H["F." .. name], H["Tensor." .. name] = h, h
 end
@@ -342,17 +267,12 @@ end
 local REDUCE = { sum = "ReduceSum", mean = "ReduceMean", amax = "ReduceMax", amin = "ReduceMin" }
 for name, op in pairs(REDUCE) do
   H["F." .. name] = function(g, a, r)
-    local x, dim, keepdim = a[1], a[2], a[3]
-    if is_kw(dim) then dim, keepdim = dim.dim, dim.keepdim end
-    local axes = {}
-    if dim == nil then for d = 0, x.ndim - 1 do axes[#axes + 1] = d end
-    elseif type(dim) == "number" then axes[1] = dim0(dim, x.ndim)
-    else for i, d in ipairs(dim) do axes[i] = dim0(d, x.ndim) end end
-    g:output(r[1], g:op(op, { g:input(x) }, { { "axes", "ints", axes }, { "keepdims", "int", keepdim and 1 or 0 } }))
+    g:output(r[1], g:op(op, { g:input(a[1]) }, { { "axes", "ints", a.rec.dims },
+                                                 { "keepdims", "int", a.rec.keepdim and 1 or 0 } }))
   end
 end
 
--- ---- shapes -----------------------------------------------------------------------------------
+-- ---- shapes (layout records: Tensor.layout, dims from 0) ------------------------------------
 -- Any reshape (view, flatten, squeeze, ...): Flatten for [N, rest], else
 -- Reshape to the traced shape.
 local function reshape(g, a, r)
@@ -381,82 +301,42 @@ local function convert(g, a, r)
 end
 H["Tensor.to"], H["Tensor.float"], H["Tensor.double"] = convert, convert, convert
 
-local function transpose(g, x, y, perm)
-  g:output(y, g:op("Transpose", { g:input(x) }, { { "perm", "ints", perm } }))
+-- rec.perm: the permutation, from 0
+local function transpose(g, a, r)
+  g:output(r[1], g:op("Transpose", { g:input(a[1]) }, { { "perm", "ints", a.rec.perm } }))
 end
-local function identity_perm(n)
-  local p = {}
-  for i = 1, n do p[i] = i - 1 end
-  return p
-end
-H["F.permute"] = function(g, a, r)
-  local dims = Tensor.shape_arg(unpack(a, 2, a.n))
-  local perm = {}
-  for i, d in ipairs(dims) do perm[i] = dim0(d, a[1].ndim) end
-  transpose(g, a[1], r[1], perm)
-end
-H["Tensor.permute"] = function(g, a, r)
-  local dims = Tensor.shape_arg(unpack(a, 2, a.n))
-  local perm = {}
-  for i, d in ipairs(dims) do perm[i] = dim1to0(d, a[1].ndim) end
-  transpose(g, a[1], r[1], perm)
-end
-local function swap(g, x, y, i, j)
-  local perm = identity_perm(x.ndim)
-  perm[i + 1], perm[j + 1] = perm[j + 1], perm[i + 1]
-  transpose(g, x, y, perm)
-end
-H["F.transpose"] = function(g, a, r) swap(g, a[1], r[1], dim0(a[2], a[1].ndim), dim0(a[3], a[1].ndim)) end
-H["Tensor.transpose"] = function(g, a, r)
-  swap(g, a[1], r[1], dim1to0(a[2], a[1].ndim), dim1to0(a[3], a[1].ndim))
-end
-H["Tensor.t"] = function(g, a, r)
-  if a[1].ndim < 2 then return g:alias(r[1], a[1]) end
-  swap(g, a[1], r[1], 0, 1)
-end
+for _, k in ipairs { "F.permute", "Tensor.permute", "F.transpose", "Tensor.transpose", "Tensor.t" } do H[k] = transpose end
 
--- Slices: one Slice node per piece, the dim found from the shapes.
-local function slice(g, x, y, start)
-  for d = 1, x.ndim do
-    if x.shape[d] ~= y.shape[d] then
-      return g:output(y, g:op("Slice", { g:input(x), g:ints({ start }, "starts"), g:ints({ start + y.shape[d] }, "ends"),
-                                         g:ints({ d - 1 }, "axes") }))
-    end
-  end
-  g:alias(y, x)
+-- One Slice node for a piece [start, start + length) of dim; nothing when
+-- it is the whole dim.
+local function slice(g, x, y, dim, start, length)
+  if start == 0 and length == x.shape[dim + 1] then return g:alias(y, x) end
+  g:output(y, g:op("Slice", { g:input(x), g:ints({ start }, "starts"), g:ints({ start + length }, "ends"),
+                              g:ints({ dim }, "axes") }))
 end
-H["F.narrow"] = function(g, a, r)
-  local x, start = a[1], a[3]
-  if start < 0 then start = start + x.shape[dim0(a[2], x.ndim) + 1] end
-  slice(g, x, r[1], start)
-end
-H["Tensor.narrow"] = function(g, a, r) slice(g, a[1], r[1], a[3] - 1) end
+local function narrow(g, a, r) slice(g, a[1], r[1], a.rec.dim, a.rec.start, a.rec.length) end
+H["F.narrow"], H["Tensor.narrow"] = narrow, narrow
+-- rec: {dim, sizes}
 local function pieces(g, a, r)
-  local x, list = a[1], r[1]
-  local d
-  for i = 1, x.ndim do if list[1].shape[i] ~= x.shape[i] then d = i end end
   local start = 0
-  for _, y in ipairs(list) do
-    if d then slice(g, x, y, start); start = start + y.shape[d] else g:alias(y, x) end
+  for i, y in ipairs(r[1]) do
+    local len = a.rec.sizes[i]
+    slice(g, a[1], y, a.rec.dim, start, len)
+    start = start + len
   end
 end
 H["F.split"], H["F.chunk"], H["Tensor.split"], H["Tensor.chunk"] = pieces, pieces, pieces, pieces
 
 -- ---- joining -----------------------------------------------------------------------------------
-local function cat(g, a, r)
-  local xs, d = a[1], a[2]
-  if is_kw(d) then d = d.dim end
+H["F.cat"] = function(g, a, r)
   local names = {}
-  for i, x in ipairs(xs) do names[i] = g:input(x) end
-  g:output(r[1], g:op("Concat", names, { { "axis", "int", dim0(d or 0, xs[1].ndim) } }))
+  for i, x in ipairs(a[1]) do names[i] = g:input(x) end
+  g:output(r[1], g:op("Concat", names, { { "axis", "int", a.rec.dim } }))
 end
-H["F.cat"], H["F.concat"] = cat, cat
 H["F.stack"] = function(g, a, r)
-  local xs, d = a[1], a[2]
-  if is_kw(d) then d = d.dim end
-  d = dim0(d or 0, xs[1].ndim + 1)
+  local d = a.rec.dim
   local names = {}
-  for i, x in ipairs(xs) do
+  for i, x in ipairs(a[1]) do
     local shape = { unpack(x.shape) }
     table.insert(shape, d + 1, 1)
     names[i] = g:op("Reshape", { g:input(x), g:ints(shape, "shape") })
@@ -466,17 +346,18 @@ end
 
 -- channel_shuffle and pixel_shuffle: Reshape, Transpose, Reshape
 H["F.channel_shuffle"] = function(g, a, r)
-  local x, groups = a[1], a[2]
+  local x, groups = a[1], a.rec.groups
   local s = x.shape
   local split = { s[1], groups, s[2] / groups }
   for i = 3, #s do split[#split + 1] = s[i] end
-  local perm = identity_perm(#split)
+  local perm = {}
+  for i = 1, #split do perm[i] = i - 1 end
   perm[2], perm[3] = 2, 1
   local t = g:op("Transpose", { g:op("Reshape", { g:input(x), g:ints(split, "shape") }) }, { { "perm", "ints", perm } })
   g:output(r[1], g:op("Reshape", { t, g:ints(s, "shape") }))
 end
 H["F.pixel_shuffle"] = function(g, a, r)
-  local x, f = a[1], a[2]
+  local x, f = a[1], a.rec.upscale_factor
   local n, c, h, w = unpack(x.shape)
   local oc = c / (f * f)
   local t = g:op("Reshape", { g:input(x), g:ints({ n, oc, f, f, h, w }, "shape") })
