@@ -25,6 +25,7 @@ local Tensor = require "pthcv.tensor"
 local image = require "pthcv.image"
 local F = require "pthcv.nn.functional"
 local names = require "pthcv.image.detection_labels"
+local util = require "pthcv.models.detection.util"
 
 local M = {}
 
@@ -105,7 +106,9 @@ function M.detect(model, img, opts)
   local labels = M.label_names(opts.labels, names.coco)
   local many = type(img) == "table"
   local inputs = {}
+  local t0 = util.now()
   for i, x in ipairs(many and img or { img }) do inputs[i] = as_input(x) end
+  util.span("preprocess", t0)
   local outs = model(inputs)
   local results = {}
   for i, out in ipairs(outs) do results[i] = M.tables(out, labels, opts.score_thresh) end
@@ -140,9 +143,13 @@ function M.segment(model, img, opts)
   local H, W = img.shape[1], img.shape[2]
   local resize = opts.resize
   if resize == nil then resize = 520 end
+  local t0 = util.now()
   local x = image.blob(img, { resize = resize or nil, crop = false, swap_rb = true, scale = 1 / 255,
                               mean = opts.mean or IMAGENET_MEAN, std = opts.std or IMAGENET_STD })
+  util.span("preprocess", t0)
+  t0 = util.now()
   local out = model(x).out
+  util.span("network", t0)
   if out.shape[3] ~= H or out.shape[4] ~= W then
     out = F.interpolate(out, { size = { H, W }, mode = "bilinear", align_corners = false })
   end

@@ -169,7 +169,8 @@ function M.draw_segmentation(img, seg, opts)
   if opts.legend ~= false then
     for _, p in ipairs(seg.present) do
       if p.label ~= 0 then
-        local s = string.format("%s %.0f%%", p.name, 100 * p.pixels / (H * W))
+        local pct = 100 * p.pixels / (H * W)
+        local s = pct < 1 and (p.name .. " <1%") or string.format("%s %.0f%%", p.name, pct)
         local _, th, base = M.text_size(s, 0.5 * unit, math.max(1, math.floor(unit + 0.5)))
         M.tag(out, s, math.floor(4 * unit), y, color(p.label), 0.5 * unit, math.max(1, math.floor(unit + 0.5)))
         y = y + th + base + 3 * math.max(2, math.floor(th / 4))

@@ -3,7 +3,7 @@
 -- in libpthcv_videoio.so, loaded on first use).
 --
 --   local v = pthcv.video.open("clip.mp4")        -- or pthcv.video.open(0): camera 0
---   print(v.fps, v.width, v.height, v.frames)     -- frames: -1 when unknown (cameras)
+--   print(v.fps, v.width, v.height, v.frame_count) -- frame_count: -1 when unknown (cameras)
 --   local w = pthcv.video.writer("out.mp4", { fps = v.fps, width = v.width, height = v.height })
 --   for frame in v:frames() do                    -- uint8 [H, W, 3] BGR, as pthcv.image.read
 --     w:write(frame)
@@ -34,7 +34,7 @@ function M.open(source)
   local info = ffi.new("double[4]")
   core.check(lib.pthcv_video_info(h, info), "video information")
   return setmetatable({ handle = h, source = source, fps = info[0], width = info[1], height = info[2],
-                        frames = info[3] }, Video)
+                        frame_count = info[3] }, Video)
 end
 
 -- the next frame, or nil at the end

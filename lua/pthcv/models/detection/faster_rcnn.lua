@@ -34,8 +34,12 @@ function GeneralizedRCNN:forward(images)
   images = util.image_list(images, self:typename())
   local original = {}
   for i, img in ipairs(images) do original[i] = { img.shape[2], img.shape[3] } end
+  local t0 = util.now()
   local batch, sizes = self.transform(images)
+  util.span("preprocess", t0)
+  t0 = util.now()
   local features = self.backbone(batch)
+  util.span("network", t0)
   if Tensor.is(features) then features = { features, names = { "0" } } end
   local proposals = self.rpn(batch, sizes, features)
   local detections = self.roi_heads(features, proposals, sizes)

@@ -70,9 +70,13 @@ function M.forward(self, images, who)
   images = util.image_list(images, who)
   local original = {}
   for i, img in ipairs(images) do original[i] = { img.shape[2], img.shape[3] } end
+  local t0 = util.now()
   local batch, sizes = self.transform(images)
+  util.span("preprocess", t0)
+  t0 = util.now()
   local features = self.backbone(batch)
   local out = self.head(features)
+  util.span("network", t0)
   local grids, per_level = {}, {}
   for i, f in ipairs(features) do
     grids[i] = { f.shape[3], f.shape[4] }

@@ -106,9 +106,11 @@ local function split_rows(t, detections, field, make)
 end
 
 function RoIHeads:forward(features, proposals, image_sizes)
+  local t0 = util.now()
   local pooled = self.box_roi_pool(features, proposals, image_sizes)
   local x = self.box_head(pooled)
   local class_logits, box_regression = self.box_predictor(x)
+  util.span("network", t0)
   local result = self:postprocess_detections(class_logits, box_regression, proposals, image_sizes)
   local boxes = {}
   for i, d in ipairs(result) do boxes[i] = d.boxes end
@@ -116,7 +118,9 @@ function RoIHeads:forward(features, proposals, image_sizes)
     local total = 0
     for _, b in ipairs(boxes) do total = total + b.shape[1] end
     if total > 0 then
+      t0 = util.now()
       local logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, boxes, image_sizes)))
+      util.span("network", t0)
       local labels = {}
       for i, d in ipairs(result) do labels[i] = d.labels end
       split_rows(mask_probabilities(logits, labels), result, "masks",
@@ -130,7 +134,9 @@ function RoIHeads:forward(features, proposals, image_sizes)
     for _, b in ipairs(boxes) do total = total + b.shape[1] end
     local maps
     if total > 0 then
+      t0 = util.now()
       maps = self.keypoint_predictor(self.keypoint_head(self.keypoint_roi_pool(features, boxes, image_sizes)))
+      util.span("network", t0)
     end
     local first = 1
     for _, d in ipairs(result) do

@@ -97,7 +97,9 @@ end
 -- images [N, 3, H, W], sizes {{h, w}, ...}, features {t, ...} -> proposals
 -- {[K_i, 4], ...} (and their scores)
 function RPN:forward(images, sizes, features)
+  local t0 = util.now()
   local objectness, deltas = self.head(features)
+  util.span("network", t0)
   local grids, per_level = {}, {}
   for i, f in ipairs(features) do
     grids[i] = { f.shape[3], f.shape[4] }

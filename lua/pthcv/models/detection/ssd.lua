@@ -119,10 +119,14 @@ function SSD:forward(images)
   images = util.image_list(images, "SSD")
   local original = {}
   for i, img in ipairs(images) do original[i] = { img.shape[2], img.shape[3] } end
+  local t0 = util.now()
   local batch, sizes = self.transform(images)
+  util.span("preprocess", t0)
+  t0 = util.now()
   local features = self.backbone(batch)
   if Tensor.is(features) then features = { features } end
   local out = self.head(features)
+  util.span("network", t0)
   local grids = {}
   for i, f in ipairs(features) do grids[i] = { f.shape[3], f.shape[4] } end
   local boxes0 = self.anchor_generator:anchors({ batch.shape[3], batch.shape[4] }, grids)

@@ -132,6 +132,20 @@ function M.image_list(images, who)
         .. "a list of images, got " .. tostring(images), 3)
 end
 
+-- ---- stage times -----------------------------------------------------------------------
+-- When M.timer is a table, the models add the seconds they spend in
+-- "preprocess" (the transform) and "network" (backbone and heads) to it;
+-- the rest of a call is post-processing (anchors, NMS, boxes mapped back,
+-- masks pasted). pthcv.image.pipeline reads it for its status line.
+local now = require "pthcv.nn.clock"
+M.timer = nil
+M.now = now
+-- adds the time since t0 to stage `name` (when timing)
+function M.span(name, t0)
+  local t = M.timer
+  if t then t[name] = (t[name] or 0) + (now() - t0) end
+end
+
 -- options with torchvision's names over defaults; unknown names are errors
 function M.options(who, defaults, given)
   local o = {}
