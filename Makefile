@@ -107,6 +107,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tools/bench_reader.py
 	@$(PYTHON) tools/bench_models.py
+	@$(PYTHON) tools/bench_detection.py
 
 # A separate build folder, so the normal build stays as it is.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

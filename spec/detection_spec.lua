@@ -80,12 +80,17 @@ local function check_detections(key, img, got, base, size)
   return ds, db
 end
 
-local function run_detection(fixtures, key, info)
-  local m = pthcv.models.detection.get(info.model, info.options)
+-- the model of a fixture, torchvision's state_dict loaded strictly, in eval mode
+local function loaded(registry, fixtures, key, info)
+  local m = registry.get(info.model, info.options)
   local r = m:load_state_dict(pthcv.state_dict(fixtures .. "/" .. key .. ".pth"))
   assert.are.same({}, r.missing_keys)
   assert.are.same({}, r.unexpected_keys)
-  m:eval()
+  return m:eval()
+end
+
+local function run_detection(fixtures, key, info)
+  local m = loaded(pthcv.models.detection, fixtures, key, info)
   local images = {}
   for i, img in ipairs(info.images) do images[i] = pthcv.load_npy(fixtures .. "/images/" .. img .. ".npy") end
   local out = m(images)
@@ -101,11 +106,7 @@ local function run_detection(fixtures, key, info)
 end
 
 local function run_segmentation(fixtures, key, info)
-  local m = pthcv.models.segmentation.get(info.model, info.options)
-  local r = m:load_state_dict(pthcv.state_dict(fixtures .. "/" .. key .. ".pth"))
-  assert.are.same({}, r.missing_keys)
-  assert.are.same({}, r.unexpected_keys)
-  m:eval()
+  local m = loaded(pthcv.models.segmentation, fixtures, key, info)
   local notes = {}
   for _, img in ipairs(info.images) do
     local base = fixtures .. "/" .. key .. "." .. img

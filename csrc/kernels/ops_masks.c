@@ -254,7 +254,7 @@ int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_te
             keypoint_ctx c = {m, b, kp, sc, K, mc->shape[2], 0};
             if (R * K > 0)
                 pthcv_parallel_for(R, 1, keypoints_task, &c);
-            status = c.failed ? pthcv_fail(PTHCV_ERR_LIMIT, "%s: a roi is too large (over 65536 pixels a side) or "
+            status = c.failed ? pthcv_fail(PTHCV_ERR_LIMIT, "%s: a roi is not finite, or larger than 65536 pixels a side, or "
                                                             "memory ran out", fn)
                               : PTHCV_OK;
         }

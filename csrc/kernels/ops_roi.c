@@ -244,23 +244,31 @@ typedef struct {
 
 static int64_t clip_i(int64_t v, int64_t hi) { return v < 0 ? 0 : v > hi ? hi : v; }
 
+/* an integral float as an integer; NaN 0 and out-of-range values saturated
+ * (a cast of those is undefined; the coordinates end up clipped to the map
+ * anyway) */
+static int64_t to_i(float v)
+{
+    return v != v ? 0 : v > 4.0e15f ? (int64_t)4e15 : v < -4.0e15f ? -(int64_t)4e15 : (int64_t)v;
+}
+
 static void roi_pool_task(void *vc, int64_t begin, int64_t end)
 {
     roi_pool_ctx *c = vc;
     for (int64_t k = begin; k < end; k++) {
         const float *r = c->rois + 5 * k;
-        int64_t sw = (int64_t)roundf(r[1] * c->scale), sh = (int64_t)roundf(r[2] * c->scale);
-        int64_t ew = (int64_t)roundf(r[3] * c->scale), eh = (int64_t)roundf(r[4] * c->scale);
+        int64_t sw = to_i(roundf(r[1] * c->scale)), sh = to_i(roundf(r[2] * c->scale));
+        int64_t ew = to_i(roundf(r[3] * c->scale)), eh = to_i(roundf(r[4] * c->scale));
         int64_t rw = ew - sw + 1 > 1 ? ew - sw + 1 : 1, rh = eh - sh + 1 > 1 ? eh - sh + 1 : 1;
         float bh = (float)rh / (float)c->ph, bw = (float)rw / (float)c->pw;
         const float *img = c->x + (int64_t)r[0] * c->C * c->H * c->W;
         float *out = c->y + k * c->C * c->ph * c->pw;
         for (int64_t ph = 0; ph < c->ph; ph++)
             for (int64_t pw = 0; pw < c->pw; pw++) {
-                int64_t h0 = clip_i((int64_t)floorf((float)ph * bh) + sh, c->H);
-                int64_t h1 = clip_i((int64_t)ceilf((float)(ph + 1) * bh) + sh, c->H);
-                int64_t w0 = clip_i((int64_t)floorf((float)pw * bw) + sw, c->W);
-                int64_t w1 = clip_i((int64_t)ceilf((float)(pw + 1) * bw) + sw, c->W);
+                int64_t h0 = clip_i(to_i(floorf((float)ph * bh)) + sh, c->H);
+                int64_t h1 = clip_i(to_i(ceilf((float)(ph + 1) * bh)) + sh, c->H);
+                int64_t w0 = clip_i(to_i(floorf((float)pw * bw)) + sw, c->W);
+                int64_t w1 = clip_i(to_i(ceilf((float)(pw + 1) * bw)) + sw, c->W);
                 int empty = h1 <= h0 || w1 <= w0;
                 for (int64_t ch = 0; ch < c->C; ch++) {
                     const float *p = img + ch * c->H * c->W;

@@ -24,6 +24,11 @@ local util = require "pthcv.models.detection.util"
 local M = {}
 local now = util.now
 
+-- The tensors of a picture's pass (feature maps, head outputs: tens of MB)
+-- are freed by the garbage collector, which does not see their size: run
+-- it after each picture, or memory grows with every frame of a video.
+local function collect() collectgarbage() end
+
 -- load(task, name, weights [, opts]): the model ("detection" or
 -- "segmentation"), its state_dict loaded (a segmentation state_dict with
 -- aux_classifier weights gets the aux head, as torchvision's weights have
@@ -114,6 +119,7 @@ function M.images(model, paths, opts)
     end
     records[i] = rec
     if opts.on_record then opts.on_record(rec) end
+    collect()
   end
   return records
 end
@@ -153,6 +159,7 @@ function M.video(model, opts)
       times.draw = (times.draw or 0) + (now() - t1)
     end
     rec.frame = n
+    collect()
     for k, t in pairs(times) do sums[k] = (sums[k] or 0) + t end
     if opts.on_record then opts.on_record(rec) end
     if opts.on_status then

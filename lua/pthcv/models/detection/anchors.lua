@@ -15,16 +15,8 @@ local Tensor = require "pthcv.tensor"
 local util = require "pthcv.models.detection.util"
 local py = require "pthcv.nn.repr"
 
-local f32 = util.f32
+local f32, round_even = util.f32, util.round_even
 local M = {}
-
--- round half to even, as torch.round
-local function round_even(x)
-  local f = math.floor(x)
-  local d = x - f
-  if d > 0.5 or (d == 0.5 and f % 2 == 1) then return f + 1 end
-  return f
-end
 
 local AnchorGenerator = nn.class("AnchorGenerator", nil,
   { torch_class = "torchvision.models.detection.anchor_utils.AnchorGenerator" })

@@ -31,13 +31,8 @@ M.GeneralizedRCNN = GeneralizedRCNN
 
 -- images -> {{boxes, labels, scores [, masks, keypoints, keypoints_scores]}, ...}
 function GeneralizedRCNN:forward(images)
-  images = util.image_list(images, self:typename())
-  local original = {}
-  for i, img in ipairs(images) do original[i] = { img.shape[2], img.shape[3] } end
+  local _, original, batch, sizes = util.prepare(self, images, self:typename())
   local t0 = util.now()
-  local batch, sizes = self.transform(images)
-  util.span("preprocess", t0)
-  t0 = util.now()
   local features = self.backbone(batch)
   util.span("network", t0)
   if Tensor.is(features) then features = { features, names = { "0" } } end
@@ -179,15 +174,21 @@ function M.fasterrcnn_resnet50_fpn(opts)
   return M.apply_weights_option(m, "fasterrcnn_resnet50_fpn", o, true)
 end
 
-function M.fasterrcnn_resnet50_fpn_v2(opts)
-  local o = util.options("fasterrcnn_resnet50_fpn_v2", M.defaults, opts)
+-- the v2 models' Faster R-CNN (BatchNorm in the FPN and the box head, two
+-- convolutions in the RPN head), with options o
+function M.faster_rcnn_v2(o)
   local bn = function(c) return nn.BatchNorm2d(c) end
   local backbone = backbones.resnet_fpn(M.resnet50_backbone(false), nil, nil, bn)
   local gen = M.default_anchorgen()
   o.rpn_anchor_generator = gen
   o.rpn_head = rpn.RPNHead(backbone.out_channels, gen:num_anchors_per_location()[1], 2)
   o.box_head = ConvFCHead({ backbone.out_channels, 7, 7 }, { 256, 256, 256, 256 }, { 1024 }, bn)
-  return M.apply_weights_option(FasterRCNN(backbone, o), "fasterrcnn_resnet50_fpn_v2", o, false)
+  return FasterRCNN(backbone, o), bn
+end
+
+function M.fasterrcnn_resnet50_fpn_v2(opts)
+  local o = util.options("fasterrcnn_resnet50_fpn_v2", M.defaults, opts)
+  return M.apply_weights_option(M.faster_rcnn_v2(o), "fasterrcnn_resnet50_fpn_v2", o, false)
 end
 
 local function mobilenet_fpn(name, defaults, opts)

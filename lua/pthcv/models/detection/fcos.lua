@@ -35,18 +35,15 @@ local function tower(in_channels, num_convs)
   return nn.Sequential(layers)
 end
 
-local ClsHead = nn.class("FCOSClassificationHead", nil,
+-- RetinaNet's classification head with its own convolutions (the forward
+-- is RetinaNet's: per level cls_logits(conv(x)), flattened)
+local ClsHead = nn.class("FCOSClassificationHead", retinanet.RetinaNetClassificationHead,
   { torch_class = "torchvision.models.detection.fcos.FCOSClassificationHead" })
 M.FCOSClassificationHead = ClsHead
 function ClsHead:__init(in_channels, num_anchors, num_classes, num_convs)
   self.num_classes, self.num_anchors = num_classes, num_anchors
   self.conv = tower(in_channels, num_convs or 4)
   self.cls_logits = nn.Conv2d(in_channels, num_anchors * num_classes, 3, 1, 1)
-end
-function ClsHead:forward(x)
-  local maps = {}
-  for i, f in ipairs(x) do maps[i] = self.cls_logits(self.conv(f)) end
-  return retinanet.flatten_levels(maps, self.num_classes)
 end
 
 local RegHead = nn.class("FCOSRegressionHead", nil,

@@ -9,7 +9,6 @@ local nn = require "pthcv.nn"
 local blocks = require "pthcv.models.blocks"
 local util = require "pthcv.models.detection.util"
 local backbones = require "pthcv.models.detection.backbones"
-local rpn = require "pthcv.models.detection.rpn"
 local poolers = require "pthcv.models.detection.poolers"
 local faster_rcnn = require "pthcv.models.detection.faster_rcnn"
 
@@ -54,13 +53,7 @@ end
 
 function M.maskrcnn_resnet50_fpn_v2(opts)
   local o = util.options("maskrcnn_resnet50_fpn_v2", faster_rcnn.defaults, opts)
-  local bn = function(c) return nn.BatchNorm2d(c) end
-  local backbone = backbones.resnet_fpn(faster_rcnn.resnet50_backbone(false), nil, nil, bn)
-  local gen = faster_rcnn.default_anchorgen()
-  o.rpn_anchor_generator = gen
-  o.rpn_head = rpn.RPNHead(backbone.out_channels, gen:num_anchors_per_location()[1], 2)
-  o.box_head = faster_rcnn.FastRCNNConvFCHead({ backbone.out_channels, 7, 7 }, { 256, 256, 256, 256 }, { 1024 }, bn)
-  local m = faster_rcnn.FasterRCNN(backbone, o)
+  local m, bn = faster_rcnn.faster_rcnn_v2(o)
   return faster_rcnn.apply_weights_option(with_masks(m, o, bn), "maskrcnn_resnet50_fpn_v2", o, false)
 end
 

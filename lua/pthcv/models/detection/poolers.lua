@@ -14,7 +14,7 @@ local util = require "pthcv.models.detection.util"
 local py = require "pthcv.nn.repr"
 
 pcall(ffi.cdef, "float log2f(float x); float sqrtf(float x);")
-local f32 = util.f32
+local f32, round_even = util.f32, util.round_even
 local M = {}
 
 local MSRA = nn.class("MultiScaleRoIAlign", nil, { torch_class = "torchvision.ops.poolers.MultiScaleRoIAlign" })
@@ -27,13 +27,6 @@ function MSRA:__init(featmap_names, output_size, sampling_ratio, o)
   if type(output_size) == "number" then output_size = { output_size, output_size } end
   self.featmap_names, self.output_size, self.sampling_ratio = featmap_names, output_size, sampling_ratio
   self.canonical_scale, self.canonical_level = o.canonical_scale or 224, o.canonical_level or 4
-end
-
-local function round_even(x)
-  local f = math.floor(x)
-  local d = x - f
-  if d > 0.5 or (d == 0.5 and f % 2 == 1) then return f + 1 end
-  return f
 end
 
 -- torchvision's _infer_scale, from the heights: the scale 2^e and e

@@ -67,13 +67,9 @@ end
 -- .head, .anchor_generator and self:postprocess(outputs, anchors, per_level,
 -- image index, image size)
 function M.forward(self, images, who)
-  images = util.image_list(images, who)
-  local original = {}
-  for i, img in ipairs(images) do original[i] = { img.shape[2], img.shape[3] } end
+  local original, batch, sizes
+  images, original, batch, sizes = util.prepare(self, images, who)
   local t0 = util.now()
-  local batch, sizes = self.transform(images)
-  util.span("preprocess", t0)
-  t0 = util.now()
   local features = self.backbone(batch)
   local out = self.head(features)
   util.span("network", t0)

@@ -116,13 +116,9 @@ function SSD:select(boxes, scores)
 end
 
 function SSD:forward(images)
-  images = util.image_list(images, "SSD")
-  local original = {}
-  for i, img in ipairs(images) do original[i] = { img.shape[2], img.shape[3] } end
+  local original, batch, sizes
+  images, original, batch, sizes = util.prepare(self, images, "SSD")
   local t0 = util.now()
-  local batch, sizes = self.transform(images)
-  util.span("preprocess", t0)
-  t0 = util.now()
   local features = self.backbone(batch)
   if Tensor.is(features) then features = { features } end
   local out = self.head(features)

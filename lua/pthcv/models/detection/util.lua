@@ -20,6 +20,14 @@ end
 
 M.take = ops.take
 
+-- round half to even, as torch.round
+function M.round_even(x)
+  local f = math.floor(x)
+  local d = x - f
+  if d > 0.5 or (d == 0.5 and f % 2 == 1) then return f + 1 end
+  return f
+end
+
 -- int64 [K]: the 0-based positions of the elements of a 1-d float32 tensor
 -- that are > thresh (>= when inclusive): torch.where(t > thresh)[0]
 function M.where(t, thresh, inclusive)
@@ -144,6 +152,19 @@ M.now = now
 function M.span(name, t0)
   local t = M.timer
   if t then t[name] = (t[name] or 0) + (now() - t0) end
+end
+
+-- The start of every detector's forward: the list of images, their sizes
+-- {h, w}, and the batch and resized sizes from the model's transform
+-- (timed as "preprocess").
+function M.prepare(model, images, who)
+  images = M.image_list(images, who)
+  local original = {}
+  for i, img in ipairs(images) do original[i] = { img.shape[2], img.shape[3] } end
+  local t0 = now()
+  local batch, sizes = model.transform(images)
+  M.span("preprocess", t0)
+  return images, original, batch, sizes
 end
 
 -- options with torchvision's names over defaults; unknown names are errors
