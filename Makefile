@@ -8,7 +8,7 @@
 #   make bench      reader timings against torch.load and plain reads; models against
 #                   PyTorch and OpenCV DNN (tools/bench_models.py)
 #   make sanitize   the specs under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make fuzz       libFuzzer on the reader (FUZZ_SECONDS=60)
+#   make fuzz       libFuzzer on the reader and the TorchScript parser (FUZZ_SECONDS=60 each)
 #   make valgrind   memcheck over every fixture through the reader, and the kernels' tests
 #   make fixtures   rewrite the committed fixtures (needs python3-torch)
 
@@ -19,14 +19,16 @@ WARN    := -std=c11 -Wall -Wextra -Wno-unused-parameter
 PKGS    := libzip
 DEPCFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEPLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip) -lpthread
-ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fPIC -Icsrc $(DEPCFLAGS) $(CFLAGS)
+# Only what pthcv.h marks PTHCV_API leaves libpthcv.so (spec/exports_spec.lua).
+VISIBILITY := -fvisibility=hidden
+ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fPIC $(VISIBILITY) -Icsrc $(DEPCFLAGS) $(CFLAGS)
 
-# The OpenCV bridge (csrc/opencv/*.cpp, the one C++ part) links the modules
+# The OpenCV bridge (csrc/opencv/*.cpp, the C++ part) links the modules
 # it uses, found through pkg-config: bridge.cpp and draw.cpp core and
 # imgproc, in the library; imgcodecs.cpp (image files) imgcodecs too, in a
 # library of its own that pthcv.image loads on first use (imgcodecs drags in
-# ~120 shared libraries, 90 ms of loading at every start); videoio.cpp
-# likewise with videoio (FFmpeg, GStreamer), loaded by pthcv.video.
+# ~120 shared libraries, too slow to load at every start: docs/performance.md);
+# videoio.cpp likewise with videoio (FFmpeg, GStreamer), loaded by pthcv.video.
 CXX     ?= c++
 CXXFLAGS ?= -O2 -g
 OPENCV_CFLAGS := $(shell pkg-config --cflags opencv4 2>/dev/null)
@@ -34,7 +36,8 @@ opencv_libs    = $(filter -L% $(1:%=-lopencv_%),$(shell pkg-config --libs opencv
 OPENCV_LIBS   := $(call opencv_libs,core imgproc)
 CODECS_LIBS   := $(call opencv_libs,core imgcodecs)
 VIDEOIO_LIBS  := $(call opencv_libs,core videoio)
-ALL_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -fPIC -Icsrc -Iinclude $(OPENCV_CFLAGS) $(CXXFLAGS)
+ALL_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -fPIC $(VISIBILITY) -fvisibility-inlines-hidden \
+               -Icsrc -Iinclude $(OPENCV_CFLAGS) $(CXXFLAGS)
 
 BUILD   := build
 # Kernel files named *_avx2.c, *_avx512.c, *_neon.c hold one instruction set's
@@ -42,8 +45,8 @@ BUILD   := build
 ARCH    := $(shell $(CC) -dumpmachine)
 ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
-SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c) $(KERNEL_SRCS)
-CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/draw.cpp
+SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c csrc/jit/*.c) $(KERNEL_SRCS)
+CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/filestorage_read.cpp csrc/opencv/draw.cpp
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(CXX_SRCS:%.cpp=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
 CODECS_LIB := $(BUILD)/libpthcv_imgcodecs.so
@@ -51,23 +54,37 @@ VIDEOIO_LIB := $(BUILD)/libpthcv_videoio.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
-.PHONY: all deps test test-large demo bench sanitize fixtures clean ctest ctest-neon fuzz valgrind
+.PHONY: all deps test test-large demo bench sanitize fixtures clean ctest ctest-neon fuzz fuzz-jit valgrind
 
 all: $(LIB) $(CODECS_LIB) $(VIDEOIO_LIB)
 
 # -z nodelete: the kernels' worker threads wait inside the library, so it must
 # never be unmapped while the process lives (LuaJIT unloads ffi.load'ed
 # libraries when its state closes, and glibc aborts on the orphaned futex).
-$(LIB): $(OBJS)
-	$(CXX) -shared -Wl,-z,nodelete -Wl,-soname,libpthcv.so -o $@ $(OBJS) $(OPENCV_LIBS) $(DEPLIBS) -lm $(LDFLAGS)
+$(LIB): $(OBJS) $(BUILD)/exports.map
+	$(CXX) -shared -Wl,-z,nodelete -Wl,-soname,libpthcv.so -Wl,--version-script=$(BUILD)/exports.map -o $@ $(OBJS) \
+	  $(OPENCV_LIBS) $(DEPLIBS) -lz -lm $(LDFLAGS)
+
+# The symbols the libraries export: every function marked PTHCV_API (pthcv.h,
+# and the two error functions internal.h lends libpthcv_imgcodecs.so), by
+# name, and nothing else. -fvisibility=hidden keeps most internals in
+# already; the list also keeps in what the flag cannot: the C++ standard
+# library's templates the OpenCV bridge instantiates (libstdc++ declares them
+# visible) and the dispatchers gcc makes for target_clones (PTHCV_SIMD), which
+# it exports regardless. spec/exports_spec.lua checks the result with nm -D.
+$(BUILD)/exports.map: csrc/pthcv.h csrc/internal.h
+	@mkdir -p $(BUILD)
+	{ echo '{ global:'; sed -nE 's/^PTHCV_API [^(]*[^A-Za-z0-9_](pthcv_[A-Za-z0-9_]+)\(.*/  \1;/p' $^; \
+	  echo '  local: *; };'; } >$@
 
 # found next to libpthcv.so (rpath $ORIGIN), in a checkout and in a rock
 $(CODECS_LIB): $(BUILD)/csrc/opencv/imgcodecs.o $(LIB)
-	$(CXX) -shared -o $@ $(BUILD)/csrc/opencv/imgcodecs.o -L$(BUILD) -lpthcv '-Wl,-rpath,$$ORIGIN' $(CODECS_LIBS) $(LDFLAGS)
+	$(CXX) -shared -Wl,--version-script=$(BUILD)/exports.map -o $@ $(BUILD)/csrc/opencv/imgcodecs.o -L$(BUILD) -lpthcv \
+	  '-Wl,-rpath,$$ORIGIN' $(CODECS_LIBS) $(LDFLAGS)
 
 # video files and cameras (csrc/opencv/videoio.cpp), loaded only when used
 $(VIDEOIO_LIB): $(BUILD)/csrc/opencv/videoio.o $(LIB)
-	$(CXX) -shared -o $@ $(BUILD)/csrc/opencv/videoio.o -L$(BUILD) -lpthcv '-Wl,-rpath,$$ORIGIN' $(VIDEOIO_LIBS) $(LDFLAGS)
+	$(CXX) -shared -Wl,--version-script=$(BUILD)/exports.map -o $@ $(BUILD)/csrc/opencv/videoio.o -L$(BUILD) -lpthcv '-Wl,-rpath,$$ORIGIN' $(VIDEOIO_LIBS) $(LDFLAGS)
 
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
@@ -75,7 +92,7 @@ $(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h include/pthcv_opencv.hpp csrc/opencv/bridge.hpp
+$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h csrc/reader/reader.h include/pthcv_opencv.hpp csrc/opencv/bridge.hpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
 
@@ -97,6 +114,8 @@ fixtures:
 	$(PYTHON) spec/fixtures/make_fixtures.py spec/fixtures
 	rm -rf spec/fixtures/ops_misc && $(PYTHON) spec/fixtures/make_op_fixtures_ops.py spec/fixtures/ops_misc
 	rm -rf spec/fixtures/evil && $(PYTHON) spec/fixtures/make_evil.py spec/fixtures/evil
+	rm -rf spec/fixtures/pickles && $(PYTHON) spec/fixtures/make_pickles.py spec/fixtures/pickles
+	rm -rf spec/fixtures/formats && $(PYTHON) spec/fixtures/make_format_fixtures.py spec/fixtures/formats
 	rm -rf spec/fixtures/detection_ops && $(PYTHON) spec/fixtures/make_detection_ops.py spec/fixtures/detection_ops
 
 demo: deps
@@ -117,13 +136,16 @@ sanitize:
 	@PTHCV_SANITIZE=1 PTHCV_LIB=$(CURDIR)/build/asan/libpthcv.so tools/run-specs
 
 # The tensor core and writers on their own (no reader needed), then their
-# files read back by NumPy (and torch, when installed).
+# files read back by NumPy (and torch, when installed); the reader's tables
+# and message escaping (spec/c/reader_test.c).
 CTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c csrc/export/*.c) spec/c/tensor_test.c
 ctest:
 	@mkdir -p $(BUILD)/ctest
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/tensor_test $(CTEST_SRCS) $(DEPLIBS) -lm $(LDFLAGS)
 	$(BUILD)/tensor_test $(BUILD)/ctest
 	$(PYTHON) spec/c/check_exports.py $(BUILD)/ctest
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/reader_test $(READER_SRCS) spec/c/reader_test.c $(DEPLIBS) -lm $(LDFLAGS)
+	$(BUILD)/reader_test
 	@$(MAKE) --no-print-directory $(BUILD)/kernels_test
 	$(BUILD)/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/ops_test $(OTEST_SRCS) -lpthread -lm $(LDFLAGS)
@@ -158,8 +180,8 @@ ctest-neon:
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/kernels_test $(NEON_SRCS) -lpthread -lm
 	qemu-aarch64 $(BUILD)/aarch64/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
 
-# The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures and
-# the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs
+# The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures
+# (torch's formats, and the .npz/.safetensors/FileStorage ones) and the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs
 # N inputs from a fixed seed, the same inputs every time (CI does this, so a
 # green run on the developer's machine is a green run in CI). A crash leaves
 # its input in build/fuzz/ (crash-*, oom-*, timeout-*): fix it and keep the
@@ -175,8 +197,27 @@ fuzz:
 	  -o $(BUILD)/fuzz/fuzz_reader spec/fuzz/fuzz_reader.c $(READER_SRCS) $(DEPLIBS) -lm
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
 	cd $(BUILD)/fuzz && ./fuzz_reader $(FUZZ_BOUND) -timeout=10 -rss_limit_mb=2048 \
-	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fuzz/regressions \
+	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fixtures/pickles \
+	  $(CURDIR)/spec/fixtures/formats $(CURDIR)/spec/fuzz/regressions \
 	  2>&1 | tee fuzz.log | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact)' ; \
+	  test "$${PIPESTATUS[0]}" -eq 0
+	@$(MAKE) --no-print-directory fuzz-jit
+
+# The TorchScript source parser (csrc/jit/) the same way, seeded with the
+# code files of the committed archives (spec/fixtures/jit/*.pt), the
+# hand-written seeds and its regressions, with a dictionary of the words
+# torch's printer writes.
+JIT_SRCS := csrc/error.c $(wildcard csrc/jit/*.c)
+fuzz-jit:
+	@mkdir -p $(BUILD)/fuzz
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -Icsrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o $(BUILD)/fuzz/fuzz_jit spec/fuzz/fuzz_jit.c $(JIT_SRCS) -lm
+	rm -rf $(BUILD)/fuzz/jit_corpus $(BUILD)/fuzz/jit_seeds && mkdir -p $(BUILD)/fuzz/jit_corpus $(BUILD)/fuzz/jit_seeds
+	for a in spec/fixtures/jit/*.pt; do unzip -qo -d $(BUILD)/fuzz/jit_seeds/$$(basename $$a .pt) $$a '*/code/*.py'; done
+	cd $(BUILD)/fuzz && ./fuzz_jit $(FUZZ_BOUND) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+	  -dict=$(CURDIR)/spec/fuzz/jit.dict -print_final_stats=1 jit_corpus jit_seeds \
+	  $(CURDIR)/spec/fuzz/jit_seeds $(CURDIR)/spec/fuzz/jit_regressions \
+	  2>&1 | tee fuzz-jit.log | grep -E '^(#[0-9]+ +DONE|stat::|==[0-9]+==ERROR|SUMMARY|artifact)' ; \
 	  test "$${PIPESTATUS[0]}" -eq 0
 
 # valgrind memcheck over every fixture and regression input, through the
@@ -189,12 +230,23 @@ valgrind: all
 	@PTHCV_VALGRIND=1 tools/install-deps
 	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_reader spec/fuzz/fuzz_reader.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.pth spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
+	  $(BUILD)/walk_reader $(wildcard spec/fixtures/*.pth spec/fixtures/*.pt spec/fixtures/evil/*.p* spec/fixtures/pickles/*.pkl \
+	    spec/fixtures/formats/* spec/fuzz/regressions/*) >$(BUILD)/valgrind.log
 	@echo "valgrind: no errors over $$(wc -l < $(BUILD)/valgrind.log) files"
 	@$(MAKE) --no-print-directory $(BUILD)/kernels_test
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
 	  $(BUILD)/kernels_test spec/fixtures/ops >$(BUILD)/valgrind-kernels.log
 	@echo "valgrind: the kernels' tests: $$(tail -n 1 $(BUILD)/valgrind-kernels.log)"
+	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_jit spec/fuzz/fuzz_jit.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
+	rm -rf $(BUILD)/valgrind-jit && mkdir -p $(BUILD)/valgrind-jit
+	for a in spec/fixtures/jit/*.pt; do unzip -qo -d $(BUILD)/valgrind-jit/$$(basename $$a .pt) $$a '*/code/*.py'; done
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  $(BUILD)/walk_jit $$(find $(BUILD)/valgrind-jit spec/fuzz/jit_seeds spec/fuzz/jit_regressions -type f -name '*.py') >$(BUILD)/valgrind-jit.log
+	@echo "valgrind: the TorchScript parser: no errors over $$(wc -l < $(BUILD)/valgrind-jit.log) code files"
 
 clean:
 	rm -rf $(BUILD)
+
+# ops_math.c: gcc vectorises sqrtf only without errno (torch is built so too);
+# the results are the same bits either way (sqrt is exact)
+$(BUILD)/csrc/kernels/ops_math.o: ISA_FLAGS := -fno-math-errno

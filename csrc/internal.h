@@ -11,9 +11,25 @@
 
 /* ---- errors (error.c) ---------------------------------------------------
  * pthcv_fail sets the thread's status and message and returns the status, so
- * a failing path reads `return pthcv_fail(PTHCV_ERR_FORMAT, "%s: ...", ...)`. */
-int pthcv_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void pthcv_clear_error(void);
+ * a failing path reads `return pthcv_fail(PTHCV_ERR_FORMAT, "%s: ...", ...)`.
+ * The message is always printable UTF-8: whatever the arguments hold, bytes
+ * that are not valid UTF-8 and control characters come out as \xNN (line
+ * ends and tabs as spaces), and a message cut at its size ends in "...".
+ * Both are exported for libpthcv_imgcodecs.so. */
+PTHCV_API int pthcv_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+PTHCV_API void pthcv_clear_error(void);
+/* A string taken from a file (a global's name, a record, a key), escaped for
+ * a message: printable UTF-8 stays, other bytes and control characters become
+ * \xNN and a backslash \\, so the message shows exactly what the file holds
+ * without passing raw bytes on. Cut to about 250 bytes ("..."). The result
+ * lives in one of 8 per-thread buffers used in turn: good for the arguments
+ * of one message, not for keeping. */
+const char *pthcv_esc(const char *s);
+const char *pthcv_esc_n(const char *s, size_t n);
+/* Whether s[0..n) is printable UTF-8 as pthcv_esc would leave it unchanged
+ * (valid sequences, no control character), so a name may stand in the tree
+ * and in messages as it is (npz member names, safetensors keys). */
+int pthcv_name_is_printable(const char *s, size_t n);
 /* A failure in a pointer-returning function: sets the error, returns NULL. */
 #define PTHCV_FAIL_NULL(status, ...) (pthcv_fail((status), __VA_ARGS__), (void *)0)
 
@@ -67,7 +83,7 @@ struct pthcv_storage {
 
 pthcv_storage *pthcv_storage_new_memory(int dtype, int64_t nbytes);     /* zeroed */
 /* zeroed = 0: not initialised, for outputs a kernel writes whole (clearing
- * memory about to be overwritten cost 5% of a MobileNet's forward pass) */
+ * memory about to be overwritten shows in a forward pass's time) */
 pthcv_storage *pthcv_storage_new_memory_as(int dtype, int64_t nbytes, int zeroed);
 pthcv_tensor *pthcv_tensor_new_uninit(int dtype, int ndim, const int64_t *shape);
 pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nbytes,

@@ -19,14 +19,24 @@
  * failure with the same message. Nothing here aborts on bad input.
  *
  * This header is also parsed by the LuaJIT FFI: everything between the
- * PTHCV_CDEF_BEGIN/END markers must stay plain declarations (no macros, no
- * includes); spec/cdef_spec.lua checks lua/pthcv/cdef.lua against it.
+ * PTHCV_CDEF_BEGIN/END markers must stay plain declarations (no includes,
+ * no macros but PTHCV_API, which starts every function declaration and which
+ * tools/gen-cdef strips); spec/cdef_spec.lua checks lua/pthcv/cdef.lua
+ * against it, and that no function declaration lacks PTHCV_API.
  */
 #ifndef PTHCV_H
 #define PTHCV_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* PTHCV_API marks what libpthcv.so exports. The library is built with
+ * -fvisibility=hidden: everything else in it stays internal. */
+#if defined(__GNUC__)
+#define PTHCV_API __attribute__((visibility("default")))
+#else
+#define PTHCV_API
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,9 +56,9 @@ enum {
     PTHCV_ERR_UNSUPPORTED = 7  /* valid input that pthcv cannot represent */
 };
 
-const char *pthcv_last_error(void);
-int pthcv_last_status(void);
-const char *pthcv_version(void);
+PTHCV_API const char *pthcv_last_error(void);
+PTHCV_API int pthcv_last_status(void);
+PTHCV_API const char *pthcv_version(void);
 
 /* Element types, named as torch names them (pthcv_dtype_name). */
 typedef enum {
@@ -62,12 +72,12 @@ typedef enum {
     PTHCV_DTYPE_COUNT
 } pthcv_dtype;
 
-const char *pthcv_dtype_name(int dtype);        /* "float32", ...; NULL if out of range */
-int pthcv_dtype_from_name(const char *name);    /* -1 if unknown */
-int pthcv_dtype_size(int dtype);                /* bytes per element; 0 if out of range */
-int pthcv_dtype_is_floating(int dtype);         /* float16/32/64, bfloat16, float8 kinds */
-int pthcv_dtype_is_complex(int dtype);
-int pthcv_dtype_is_quantized(int dtype);
+PTHCV_API const char *pthcv_dtype_name(int dtype);        /* "float32", ...; NULL if out of range */
+PTHCV_API int pthcv_dtype_from_name(const char *name);    /* -1 if unknown */
+PTHCV_API int pthcv_dtype_size(int dtype);                /* bytes per element; 0 if out of range */
+PTHCV_API int pthcv_dtype_is_floating(int dtype);         /* float16/32/64, bfloat16, float8 kinds */
+PTHCV_API int pthcv_dtype_is_complex(int dtype);
+PTHCV_API int pthcv_dtype_is_quantized(int dtype);
 
 /* Quantization schemes (tensor->qscheme). */
 enum {
@@ -113,48 +123,48 @@ enum {
 };
 
 /* A new contiguous tensor owning zeroed memory. shape may be NULL when ndim is 0. */
-pthcv_tensor *pthcv_tensor_new(int dtype, int ndim, const int64_t *shape);
+PTHCV_API pthcv_tensor *pthcv_tensor_new(int dtype, int ndim, const int64_t *shape);
 /* A new tensor viewing t's storage with other sizes, strides and offset; the
  * view is checked against the storage's extent. */
-pthcv_tensor *pthcv_tensor_view(pthcv_tensor *t, int ndim, const int64_t *shape,
+PTHCV_API pthcv_tensor *pthcv_tensor_view(pthcv_tensor *t, int ndim, const int64_t *shape,
                                 const int64_t *stride, int64_t offset);
 /* A tensor over memory someone else owns (an OpenCV Mat, ...), not copied:
  * shape/stride in elements from data, checked against nbytes. release(ctx)
  * runs once the last tensor viewing the memory is released (release may be
  * NULL). On failure release is not called: the caller keeps its memory. */
-pthcv_tensor *pthcv_tensor_from_data(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
+PTHCV_API pthcv_tensor *pthcv_tensor_from_data(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
                                      void *data, int64_t nbytes, void (*release)(void *ctx), void *ctx);
-pthcv_tensor *pthcv_tensor_retain(pthcv_tensor *t);
-void pthcv_tensor_release(pthcv_tensor *t);
+PTHCV_API pthcv_tensor *pthcv_tensor_retain(pthcv_tensor *t);
+PTHCV_API void pthcv_tensor_release(pthcv_tensor *t);
 
 /* Pointer to element 0 of the tensor (storage start + offset), reading the
  * storage from its file on first touch. NULL on error (short record, I/O). */
-void *pthcv_tensor_data(pthcv_tensor *t);
+PTHCV_API void *pthcv_tensor_data(pthcv_tensor *t);
 /* Nonzero once the storage's bytes are in memory. */
-int pthcv_tensor_is_materialized(const pthcv_tensor *t);
-int pthcv_tensor_is_contiguous(const pthcv_tensor *t);
-int64_t pthcv_tensor_nbytes(const pthcv_tensor *t);        /* numel * element size */
+PTHCV_API int pthcv_tensor_is_materialized(const pthcv_tensor *t);
+PTHCV_API int pthcv_tensor_is_contiguous(const pthcv_tensor *t);
+PTHCV_API int64_t pthcv_tensor_nbytes(const pthcv_tensor *t);        /* numel * element size */
 
 /* Storage facts, for listing and for telling shared storages apart. */
-int64_t pthcv_tensor_storage_nbytes(const pthcv_tensor *t);
-const char *pthcv_tensor_storage_key(const pthcv_tensor *t);  /* record key, "" for memory */
-const void *pthcv_tensor_storage_id(const pthcv_tensor *t);   /* same pointer = same storage */
+PTHCV_API int64_t pthcv_tensor_storage_nbytes(const pthcv_tensor *t);
+PTHCV_API const char *pthcv_tensor_storage_key(const pthcv_tensor *t);  /* record key, "" for memory */
+PTHCV_API const void *pthcv_tensor_storage_id(const pthcv_tensor *t);   /* same pointer = same storage */
 
 /* New contiguous tensors (new references; the caller releases them). */
-pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t);   /* t retained when already contiguous */
-pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype);  /* value conversion, as torch's .to(dtype) */
-pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t);   /* float32, as torch's .dequantize() */
+PTHCV_API pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t);   /* t retained when already contiguous */
+PTHCV_API pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype);  /* value conversion, as torch's .to(dtype) */
+PTHCV_API pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t);   /* float32, as torch's .dequantize() */
 
 /* One element, by element offset from the tensor's data pointer (the sum of
  * index * stride). Complex types fill *im; others set it to 0. */
-int pthcv_tensor_get(pthcv_tensor *t, int64_t element_offset, double *re, double *im);
-int pthcv_tensor_set(pthcv_tensor *t, int64_t element_offset, double re, double im);
+PTHCV_API int pthcv_tensor_get(pthcv_tensor *t, int64_t element_offset, double *re, double *im);
+PTHCV_API int pthcv_tensor_set(pthcv_tensor *t, int64_t element_offset, double re, double im);
 
 /* Scalar conversions used by the exporters and the Lua side. */
-float pthcv_half_to_float(uint16_t h);
-uint16_t pthcv_float_to_half(float f);
-float pthcv_bfloat16_to_float(uint16_t b);
-uint16_t pthcv_float_to_bfloat16(float f);
+PTHCV_API float pthcv_half_to_float(uint16_t h);
+PTHCV_API uint16_t pthcv_float_to_half(float f);
+PTHCV_API float pthcv_bfloat16_to_float(uint16_t b);
+PTHCV_API uint16_t pthcv_float_to_bfloat16(float f);
 
 /* The value tree built by the pickle machine. */
 typedef enum {
@@ -220,35 +230,44 @@ typedef struct pthcv_options {
                                    that the file's own bytes do not justify */
 } pthcv_options;
 
-void pthcv_options_init(pthcv_options *o);
+PTHCV_API void pthcv_options_init(pthcv_options *o);
 
 typedef struct pthcv_file pthcv_file;
 
-/* Opens a file written by torch.save or torch.jit.save, recognised by its
- * first bytes. Reads and checks every pickle and every storage's extent; no
- * storage bytes are read. opts may be NULL for the defaults. */
-int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out);
+/* Opens a file written by torch.save or torch.jit.save, or any other file
+ * torch.load would read (a plain pickle), recognised by its first bytes as
+ * torch.load recognises it. Reads and checks every pickle and every
+ * storage's extent; no storage bytes are read. opts may be NULL for the
+ * defaults. With opts->scan_only, every pickle torch would unpickle is read
+ * for its globals and nothing is refused or followed to a storage; a file
+ * that breaks off after a dangerous global still opens, and
+ * pthcv_file_scan_error says where it broke off. */
+PTHCV_API int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out);
 /* Frees the value tree; storages retained through tensors stay readable. */
-void pthcv_close(pthcv_file *f);
+PTHCV_API void pthcv_close(pthcv_file *f);
 
-const char *pthcv_file_path(const pthcv_file *f);
-/* "zip", "legacy", "tar" or "torchscript". */
-const char *pthcv_file_format(const pthcv_file *f);
+PTHCV_API const char *pthcv_file_path(const pthcv_file *f);
+/* "zip", "legacy", "tar", "torchscript" or "pickle" (a plain pickle, not a
+ * file torch.save wrote; it references no storage). */
+PTHCV_API const char *pthcv_file_format(const pthcv_file *f);
 /* The unpickled object: data.pkl, the legacy main pickle. */
-const pthcv_value *pthcv_file_root(const pthcv_file *f);
+PTHCV_API const pthcv_value *pthcv_file_root(const pthcv_file *f);
 /* TorchScript archives: the constants.pkl tuple; NULL for other formats. */
-const pthcv_value *pthcv_file_constants(const pthcv_file *f);
+PTHCV_API const pthcv_value *pthcv_file_constants(const pthcv_file *f);
+/* Scan mode: the error that ended the scan early, after a dangerous global
+ * had been found; NULL when every pickle was read. */
+PTHCV_API const char *pthcv_file_scan_error(const pthcv_file *f);
 /* Every distinct global the file's pickles reference, "module.name", in
  * first-seen order; *unsafe is set for dangerous ones. */
-int pthcv_file_global_count(const pthcv_file *f);
-const char *pthcv_file_global(const pthcv_file *f, int i, int *unsafe);
+PTHCV_API int pthcv_file_global_count(const pthcv_file *f);
+PTHCV_API const char *pthcv_file_global(const pthcv_file *f, int i, int *unsafe);
 /* Nonzero when a global is one pthcv refuses (os.system, builtins.eval, ...). */
-int pthcv_global_is_unsafe(const char *module, const char *name);
+PTHCV_API int pthcv_global_is_unsafe(const char *module, const char *name);
 
 /* Writers: every tensor under its name, bytes as in memory (contiguous copy). */
-int pthcv_save_npy(const char *path, pthcv_tensor *t);
-int pthcv_save_npz(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors);
-int pthcv_save_safetensors(const char *path, int n, const char *const *names,
+PTHCV_API int pthcv_save_npy(const char *path, pthcv_tensor *t);
+PTHCV_API int pthcv_save_npz(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors);
+PTHCV_API int pthcv_save_safetensors(const char *path, int n, const char *const *names,
                            pthcv_tensor *const *tensors, const char *metadata_json);
 
 /* ==== Inference (csrc/kernels/) ===========================================
@@ -259,14 +278,14 @@ int pthcv_save_safetensors(const char *path, int n, const char *const *names,
  * at run time; results do not depend on the thread count. */
 
 /* Threads used by the kernels; default: the number of online CPUs. */
-void pthcv_set_num_threads(int n);
-int pthcv_get_num_threads(void);
+PTHCV_API void pthcv_set_num_threads(int n);
+PTHCV_API int pthcv_get_num_threads(void);
 /* The instruction sets this CPU offers and the one the kernels use, e.g.
  * "avx2 fma f16c; using avx2". */
-const char *pthcv_cpu_info(void);
+PTHCV_API const char *pthcv_cpu_info(void);
 /* Forces a kernel family for tests and benchmarks: "scalar", "avx2",
  * "avx512", "neon", or "auto". Fails if the CPU lacks it. */
-int pthcv_set_isa(const char *isa);
+PTHCV_API int pthcv_set_isa(const char *isa);
 
 /* Activations, fusable into convolutions and linear layers. alpha/beta:
  * LEAKY_RELU slope, ELU alpha, CLAMP min/max (ReLU6 is CLAMP 0..6). */
@@ -295,49 +314,49 @@ typedef struct pthcv_conv2d_params {
  * the memory) and are converted block by block as the kernels stream them
  * (F16C / NEON); the arithmetic is float32. The bias is float32. */
 typedef struct pthcv_conv2d pthcv_conv2d;
-pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p);
-void pthcv_conv2d_free(pthcv_conv2d *c);
+PTHCV_API pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p);
+PTHCV_API void pthcv_conv2d_free(pthcv_conv2d *c);
 /* y = act(conv(x) + bias + residual); residual (same shape as y) may be NULL. */
-pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual);
+PTHCV_API pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual);
 /* The weights the pack computes with, as a new float32 tensor
  * [out, in/groups, kh, kw] (a folded BatchNorm included). */
-pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c);
+PTHCV_API pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c);
 /* Bytes of weights the pack holds now (all its packed copies). */
-int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c);
+PTHCV_API int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c);
 /* Folds eval-mode BatchNorm into the preceding convolution, in double
  * precision: returns new weight and bias (bias may be NULL on input). */
-int pthcv_fold_batchnorm(pthcv_tensor *weight, pthcv_tensor *bias, pthcv_tensor *running_mean,
+PTHCV_API int pthcv_fold_batchnorm(pthcv_tensor *weight, pthcv_tensor *bias, pthcv_tensor *running_mean,
                          pthcv_tensor *running_var, pthcv_tensor *gamma, pthcv_tensor *beta, double eps,
                          pthcv_tensor **new_weight, pthcv_tensor **new_bias);
 
-pthcv_tensor *pthcv_conv_transpose2d(pthcv_tensor *x, pthcv_tensor *weight, pthcv_tensor *bias,
+PTHCV_API pthcv_tensor *pthcv_conv_transpose2d(pthcv_tensor *x, pthcv_tensor *weight, pthcv_tensor *bias,
                                      const int32_t stride[2], const int32_t padding[2],
                                      const int32_t output_padding[2], const int32_t dilation[2], int32_t groups);
 
 /* Linear: y = act(x W^T + b) over the last dimension of x. */
 typedef struct pthcv_linear pthcv_linear;
-pthcv_linear *pthcv_linear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act);
-void pthcv_linear_free(pthcv_linear *l);
-pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x);
+PTHCV_API pthcv_linear *pthcv_linear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act);
+PTHCV_API void pthcv_linear_free(pthcv_linear *l);
+PTHCV_API pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x);
 /* Bytes of weights the layer holds now (float16 weights stay float16). */
-int64_t pthcv_linear_weight_bytes(pthcv_linear *l);
+PTHCV_API int64_t pthcv_linear_weight_bytes(pthcv_linear *l);
 
 /* Normalisation (eval mode). weight/bias may be NULL. */
-pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,
+PTHCV_API pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,
                                pthcv_tensor *weight, pthcv_tensor *bias, double eps);
-pthcv_tensor *pthcv_layer_norm(pthcv_tensor *x, int32_t normalized_ndim, pthcv_tensor *weight,
+PTHCV_API pthcv_tensor *pthcv_layer_norm(pthcv_tensor *x, int32_t normalized_ndim, pthcv_tensor *weight,
                                pthcv_tensor *bias, double eps);
-pthcv_tensor *pthcv_group_norm(pthcv_tensor *x, int32_t groups, pthcv_tensor *weight, pthcv_tensor *bias,
+PTHCV_API pthcv_tensor *pthcv_group_norm(pthcv_tensor *x, int32_t groups, pthcv_tensor *weight, pthcv_tensor *bias,
                                double eps);
 
 /* Elementwise. */
-pthcv_tensor *pthcv_activate(pthcv_tensor *x, const pthcv_activation *act);
-pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight);   /* weight: 1 or C values, channel dim 1 */
-pthcv_tensor *pthcv_softmax(pthcv_tensor *x, int32_t dim, int32_t log);
+PTHCV_API pthcv_tensor *pthcv_activate(pthcv_tensor *x, const pthcv_activation *act);
+PTHCV_API pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight);   /* weight: 1 or C values, channel dim 1 */
+PTHCV_API pthcv_tensor *pthcv_softmax(pthcv_tensor *x, int32_t dim, int32_t log);
 enum { PTHCV_BIN_ADD = 0, PTHCV_BIN_SUB, PTHCV_BIN_MUL, PTHCV_BIN_DIV, PTHCV_BIN_MAX, PTHCV_BIN_MIN };
 /* a op b with NumPy/PyTorch broadcasting. */
-pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op);
-pthcv_tensor *pthcv_binary_scalar(pthcv_tensor *a, double s, int32_t op, int32_t scalar_first);
+PTHCV_API pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op);
+PTHCV_API pthcv_tensor *pthcv_binary_scalar(pthcv_tensor *a, double s, int32_t op, int32_t scalar_first);
 
 /* Pooling over the last two dimensions. */
 enum { PTHCV_POOL_MAX = 0, PTHCV_POOL_AVG = 1 };
@@ -346,22 +365,107 @@ typedef struct pthcv_pool2d_params {
     int32_t kernel[2], stride[2], padding[2], dilation[2];
     int32_t ceil_mode, count_include_pad, divisor_override;   /* divisor_override 0: none */
 } pthcv_pool2d_params;
-pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p);
-pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h, int32_t out_w);
+PTHCV_API pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p);
+PTHCV_API pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h, int32_t out_w);
 
 /* Shapes and data movement (views need no kernel: pthcv_tensor_view). */
-pthcv_tensor *pthcv_cat(int32_t n, pthcv_tensor *const *xs, int32_t dim);
+PTHCV_API pthcv_tensor *pthcv_cat(int32_t n, pthcv_tensor *const *xs, int32_t dim);
 /* pads: (left, right) pairs from the last dimension backwards, as F.pad. */
-pthcv_tensor *pthcv_pad(pthcv_tensor *x, int32_t npairs, const int64_t *pads, int32_t mode, double value);
+PTHCV_API pthcv_tensor *pthcv_pad(pthcv_tensor *x, int32_t npairs, const int64_t *pads, int32_t mode, double value);
 enum { PTHCV_REDUCE_SUM = 0, PTHCV_REDUCE_MEAN, PTHCV_REDUCE_MAX, PTHCV_REDUCE_MIN };
-pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int32_t *dims, int32_t keepdim);
+PTHCV_API pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int32_t *dims, int32_t keepdim);
 /* torch.matmul semantics (1-d, 2-d and batched with broadcasting). */
-pthcv_tensor *pthcv_matmul(pthcv_tensor *a, pthcv_tensor *b);
+PTHCV_API pthcv_tensor *pthcv_matmul(pthcv_tensor *a, pthcv_tensor *b);
 enum { PTHCV_INTERP_NEAREST = 0, PTHCV_INTERP_BILINEAR = 1 };
 /* scale_h/scale_w: the scale factors the user gave (0: derive from sizes),
  * as torch's interpolate uses them for the source index. */
-pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
+PTHCV_API pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
                                 int32_t align_corners, double scale_h, double scale_w);
+
+/* What the steps of a planned forward (pthcv.nn.plan) run besides the ops
+ * above. pthcv_conv2d_forward_into: pthcv_conv2d_forward with the output
+ * written into out, a float32 view of the output's shape whose planes
+ * (n, c) are each oh*ow contiguous floats, anywhere: a channel slice of a
+ * concatenation's destination, every g-th channel of a channel shuffle's.
+ * out must not share the input's storage. 0 or an error status. */
+PTHCV_API int pthcv_conv2d_forward_into(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, pthcv_tensor *out);
+/* torchvision's SqueezeExcitation in one call: y = x * act2(W2 act1(W1
+ * mean_hw(x) + b1) + b2) per image; x [N, C, H, W] or [C, H, W], w1 [S, C]
+ * (or [S, C, 1, 1]), w2 [C, S], biases [S] / [C] or NULL, all float32. */
+PTHCV_API pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_tensor *b1,
+                                       const pthcv_activation *act1, pthcv_tensor *w2, pthcv_tensor *b2,
+                                       const pthcv_activation *act2);
+/* dst = src, float32 tensors of one shape, any strides (dst a view into
+ * another tensor); they must not share a storage. 0 or an error status. */
+PTHCV_API int pthcv_copy_into(pthcv_tensor *dst, pthcv_tensor *src);
+/* A new contiguous tensor whose values are not set: for a destination that
+ * kernels will write whole (pthcv_tensor_new zeroes its memory). */
+PTHCV_API pthcv_tensor *pthcv_tensor_empty(int dtype, int ndim, const int64_t *shape);
+/* A tensor with this layout and no bytes: reading its data fails with an
+ * error naming `what` (what a planned forward hands out for a value it
+ * fused away, so that a stray use is an error, never a wrong value). */
+PTHCV_API pthcv_tensor *pthcv_tensor_placeholder(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
+                                       int64_t offset, const char *what);
+
+/* Elementwise math, comparisons, selection and sorting (csrc/kernels/ops_math*.c),
+ * as torch computes them in float32. Unary ops take float32 (any strides):
+ * exp and log are correctly rounded (computed in double; log but for 3 of
+ * the 2^32 inputs, off by 1e-9 ulp; torch's SLEEF kernels are within 1 ulp), sqrt, rsqrt (1 / sqrt), reciprocal, abs,
+ * floor, ceil, round (half to even) and sign (0 for NaN, as torch) are
+ * exact. */
+enum {
+    PTHCV_MATH_EXP = 0, PTHCV_MATH_LOG, PTHCV_MATH_SQRT, PTHCV_MATH_RSQRT, PTHCV_MATH_ABS,
+    PTHCV_MATH_FLOOR, PTHCV_MATH_CEIL, PTHCV_MATH_ROUND, PTHCV_MATH_SIGN, PTHCV_MATH_RECIPROCAL
+};
+PTHCV_API pthcv_tensor *pthcv_unary(pthcv_tensor *x, int32_t op);
+/* x ** e for a scalar e, with torch's shortcuts (e = 0: 1, 1: x, 0.5: sqrt,
+ * -0.5: rsqrt, -1: reciprocal, 2: x*x, 3: x*x*x, -2: 1/(x*x)); other
+ * exponents rounded to float32 (as torch's vectorised kernel does), then
+ * the double pow of libm, rounded once. */
+PTHCV_API pthcv_tensor *pthcv_pow_scalar(pthcv_tensor *x, double e);
+/* a ** b elementwise with broadcasting, float32 (a 0-d tensor for a scalar). */
+PTHCV_API pthcv_tensor *pthcv_pow(pthcv_tensor *a, pthcv_tensor *b);
+
+/* Comparisons and logical ops with broadcasting; results are bool tensors.
+ * Operands: bool, uint8, int8, int16, int32, int64, float32, float64,
+ * compared in the type torch's promotion gives (integers and bools as
+ * int64, exactly; float32 unless a float64 operand decides; a 0-d operand
+ * does not widen a dimensioned one of its own kind). NaN compares unequal
+ * to everything, itself included. The logical ops take any of these types
+ * (nonzero is true); PTHCV_LOGICAL_NOT is pthcv_logical_not. */
+enum {
+    PTHCV_CMP_EQ = 0, PTHCV_CMP_NE, PTHCV_CMP_LT, PTHCV_CMP_LE, PTHCV_CMP_GT, PTHCV_CMP_GE,
+    PTHCV_LOGICAL_AND, PTHCV_LOGICAL_OR, PTHCV_LOGICAL_XOR
+};
+PTHCV_API pthcv_tensor *pthcv_compare(pthcv_tensor *a, pthcv_tensor *b, int32_t op);
+PTHCV_API pthcv_tensor *pthcv_logical_not(pthcv_tensor *x);
+/* cond ? a : b with broadcasting over the three; cond must be bool. a and b
+ * of one dtype (any of 1, 2, 4 or 8 bytes), or of two the comparisons
+ * promote (the result has the promoted type). */
+PTHCV_API pthcv_tensor *pthcv_where(pthcv_tensor *cond, pthcv_tensor *a, pthcv_tensor *b);
+
+/* Index tensors are int64. index_base says how their values count: 0 as in
+ * torch, 1 as pthcv's Lua Tensor methods (1-based); out-of-range indices are
+ * refused, naming the index and where it is. */
+/* The largest (find_min: smallest) float32 value along dim and the index of
+ * its first occurrence; a NaN wins (its first one), as torch.max/min.
+ * keepdim: dim stays with size 1. *values and *indices are new tensors;
+ * either pointer may be NULL (not computed). */
+PTHCV_API int pthcv_max_dim(pthcv_tensor *x, int32_t dim, int32_t keepdim, int32_t find_min, int32_t index_base,
+                  pthcv_tensor **values, pthcv_tensor **indices);
+/* A stable sort of float32 values along dim (torch.sort(stable=True)):
+ * equal values keep their order; NaN counts as larger than everything (last
+ * ascending, first descending); -0.0 equals 0.0. values may be NULL
+ * (argsort). */
+PTHCV_API int pthcv_sort(pthcv_tensor *x, int32_t dim, int32_t descending, int32_t index_base,
+               pthcv_tensor **values, pthcv_tensor **indices);
+/* torch.gather: out[..., i, ...] = x[..., index[..., i, ...], ...] along dim;
+ * index has x's number of dims and no dim larger than x's (dim apart); the
+ * result has index's shape and x's dtype (any). */
+PTHCV_API pthcv_tensor *pthcv_gather(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base);
+/* torch.index_select: the slices of x at the listed positions along dim;
+ * index 0-d or 1-d, int64 or int32; x of any dtype. */
+PTHCV_API pthcv_tensor *pthcv_index_select(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base);
 
 /* ==== Images (csrc/opencv/bridge.cpp, through OpenCV) =======================
  * An image is a tensor [H, W, C] (C = 1, 3 or 4 channels in OpenCV's BGR(A)
@@ -380,18 +484,18 @@ enum { PTHCV_INTER_NEAREST = 0, PTHCV_INTER_LINEAR = 1, PTHCV_INTER_CUBIC = 2, P
  * libpthcv.so: OpenCV's imgcodecs and its many dependencies are loaded only
  * by programs that read or write image files).
  * cv::imread / cv::imdecode; flags PTHCV_IMREAD_*. */
-pthcv_tensor *pthcv_image_read(const char *path, int32_t flags);
-pthcv_tensor *pthcv_image_decode(const void *data, int64_t nbytes, int32_t flags);
+PTHCV_API pthcv_tensor *pthcv_image_read(const char *path, int32_t flags);
+PTHCV_API pthcv_tensor *pthcv_image_decode(const void *data, int64_t nbytes, int32_t flags);
 /* cv::imwrite, the format from the extension; params: OpenCV's
  * (IMWRITE_* flag, value) pairs, nparams ints in all (may be 0). */
-int pthcv_image_write(const char *path, pthcv_tensor *image, int32_t nparams, const int32_t *params);
+PTHCV_API int pthcv_image_write(const char *path, pthcv_tensor *image, int32_t nparams, const int32_t *params);
 /* cv::resize: to width x height, or by fx, fy when width and height are 0. */
-pthcv_tensor *pthcv_image_resize(pthcv_tensor *image, int32_t width, int32_t height, double fx, double fy,
+PTHCV_API pthcv_tensor *pthcv_image_resize(pthcv_tensor *image, int32_t width, int32_t height, double fx, double fy,
                                  int32_t interpolation);
 /* cv::cvtColor; code: a cv::ColorConversionCodes value (COLOR_BGR2RGB = 4...). */
-pthcv_tensor *pthcv_image_cvt_color(pthcv_tensor *image, int32_t code);
+PTHCV_API pthcv_tensor *pthcv_image_cvt_color(pthcv_tensor *image, int32_t code);
 /* cv::Mat::convertTo: element type dtype, value * scale + shift, saturated. */
-pthcv_tensor *pthcv_image_convert(pthcv_tensor *image, int32_t dtype, double scale, double shift);
+PTHCV_API pthcv_tensor *pthcv_image_convert(pthcv_tensor *image, int32_t dtype, double scale, double shift);
 
 /* A network input from images, pthcv_blob_params_init fills in the defaults. */
 typedef struct pthcv_blob_params {
@@ -407,10 +511,10 @@ typedef struct pthcv_blob_params {
     double mean[4];         /* per output channel; default 0 */
     double std[4];          /* per output channel; default 1 */
 } pthcv_blob_params;
-void pthcv_blob_params_init(pthcv_blob_params *p);
+PTHCV_API void pthcv_blob_params_init(pthcv_blob_params *p);
 /* float32 [n, C, height, width]: (pixel * scale - mean[c]) / std[c]. The
  * images must give the same size and channel count. */
-pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images, const pthcv_blob_params *p);
+PTHCV_API pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images, const pthcv_blob_params *p);
 
 /* ==== FileStorage weights (csrc/opencv/bridge.cpp, cv::FileStorage) =========
  * Writes n tensors to path through cv::FileStorage, the format from the
@@ -425,10 +529,124 @@ pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images, const pth
  * float8 and quantized tensors are refused. The top-level sequence
  * pthcv_names lists {key, name, dtype, shape} for every tensor. The file is
  * written whole (through a temporary file) or not at all. */
-int pthcv_filestorage_write(const char *path, int32_t n, const char *const *names, pthcv_tensor *const *tensors);
+PTHCV_API int pthcv_filestorage_write(const char *path, int32_t n, const char *const *names, pthcv_tensor *const *tensors);
+/* The same, calling progress(ctx, done, total) after each tensor is
+ * written, done and total counting elements (progress may be NULL). Text
+ * formatting makes FileStorage slow: a resnet18 takes seconds. */
+typedef void (*pthcv_progress_fn)(void *ctx, double done, double total);
+PTHCV_API int pthcv_filestorage_write_progress(const char *path, int32_t n, const char *const *names,
+                                               pthcv_tensor *const *tensors, pthcv_progress_fn progress, void *ctx);
 /* The key pthcv_filestorage_write derives from name (without collision
  * suffixes), into key[size]. */
-int pthcv_filestorage_key(const char *name, char *key, int64_t size);
+PTHCV_API int pthcv_filestorage_key(const char *name, char *key, int64_t size);
+
+/* ==== TorchScript source (csrc/jit/) =======================================
+ * A TorchScript archive (torch.jit.trace / torch.jit.script, then save)
+ * carries its forward pass as source: code/__torch__/<module path>.py,
+ * the Python subset torch's python_print.cpp writes. pthcv_jit_parse turns
+ * one such file into a syntax tree and nothing more: nothing in it is run
+ * here; lua/pthcv/jit interprets the tree over pthcv's own ops.
+ *
+ * The parser is an explicit-limit recursive descent: a source larger than
+ * max_source bytes, with more than max_tokens tokens, nesting blocks and
+ * expressions deeper than max_nesting, or holding a string literal longer
+ * than max_literal bytes is refused with PTHCV_ERR_LIMIT, naming the limit.
+ * Syntax errors are PTHCV_ERR_FORMAT; Python constructs TorchScript never
+ * prints (lambda, try, yield, class bodies with statements, ...) are
+ * PTHCV_ERR_UNSUPPORTED. Every message starts "<name>:<line>: ". */
+typedef struct pthcv_jit_limits {
+    int64_t max_source;     /* bytes of one source file (default 16 MiB) */
+    int64_t max_tokens;     /* tokens of one file (default 4 million) */
+    int32_t max_nesting;    /* nesting of blocks, brackets and operators (default 100, at most 256) */
+    int64_t max_literal;    /* bytes of one string literal (default 1 MiB) */
+} pthcv_jit_limits;
+void pthcv_jit_limits_init(pthcv_jit_limits *l);
+
+/* Syntax tree nodes. Children are listed by index: node.first is the first
+ * child (-1: none), each child's next its next sibling (-1: last); nkids
+ * counts them. Optional parts are PTHCV_JIT_EMPTY nodes, so a kind's
+ * children always sit at the same positions:
+ *   MODULE     statements...
+ *   CLASS      s = name; bases (a TUPLE), BLOCK
+ *   DEF        s = name; PARAMS, return annotation | EMPTY, BLOCK
+ *   PARAMS     PARAM...           PARAM  s = name; annotation | EMPTY, default | EMPTY
+ *   BLOCK      statements...
+ *   ASSIGN     target..., value   (a = b = v: two targets; a, b = v: one TUPLE target)
+ *   ANNASSIGN  target, annotation, value | EMPTY
+ *   AUGASSIGN  op = PTHCV_JOP_ADD...; target, value
+ *   EXPR       expression         RETURN  value | EMPTY      RAISE  exception | EMPTY
+ *   IF         test, BLOCK, else (BLOCK | EMPTY; elif is an else BLOCK holding one IF)
+ *   WHILE      test, BLOCK        FOR     target, iterable, BLOCK
+ *   ASSERT     test, message | EMPTY
+ *   WITH       context, target | EMPTY, BLOCK
+ *   DEL        targets...         IMPORT  s = dotted name
+ *   PASS, BREAK, CONTINUE: no children
+ *   NAME s; INT i; FLOAT f; STR s, len (escapes resolved, NUL-terminated);
+ *   CONST op = PTHCV_JCONST_NONE / TRUE / FALSE
+ *   ATTR       s = attribute; value
+ *   SUBSCRIPT  value, index (a TUPLE for x[a, b])
+ *   SLICE      lower | EMPTY, upper | EMPTY, step | EMPTY
+ *   CALL       callee, positional arguments..., KEYWORD...    KEYWORD s = name; value
+ *   BINOP, COMPARE, BOOLOP  op; left, right      UNARY  op; operand
+ *   IFEXP      test, value if true, value if false
+ *   LIST, TUPLE  items...         DICT  key, value, key, value...
+ * line: the 1-based line the node starts on. */
+enum {
+    PTHCV_JIT_EMPTY = 0, PTHCV_JIT_MODULE, PTHCV_JIT_CLASS, PTHCV_JIT_DEF, PTHCV_JIT_PARAMS,
+    PTHCV_JIT_PARAM, PTHCV_JIT_BLOCK, PTHCV_JIT_ASSIGN, PTHCV_JIT_ANNASSIGN, PTHCV_JIT_AUGASSIGN,
+    PTHCV_JIT_EXPR, PTHCV_JIT_IF, PTHCV_JIT_WHILE, PTHCV_JIT_FOR, PTHCV_JIT_RETURN,
+    PTHCV_JIT_PASS, PTHCV_JIT_BREAK, PTHCV_JIT_CONTINUE, PTHCV_JIT_RAISE, PTHCV_JIT_ASSERT,
+    PTHCV_JIT_WITH, PTHCV_JIT_DEL, PTHCV_JIT_IMPORT,
+    PTHCV_JIT_NAME, PTHCV_JIT_INT, PTHCV_JIT_FLOAT, PTHCV_JIT_STR, PTHCV_JIT_CONST,
+    PTHCV_JIT_ATTR, PTHCV_JIT_SUBSCRIPT, PTHCV_JIT_SLICE, PTHCV_JIT_CALL, PTHCV_JIT_KEYWORD,
+    PTHCV_JIT_BINOP, PTHCV_JIT_UNARY, PTHCV_JIT_BOOLOP, PTHCV_JIT_COMPARE, PTHCV_JIT_IFEXP,
+    PTHCV_JIT_LIST, PTHCV_JIT_TUPLE, PTHCV_JIT_DICT,
+    PTHCV_JIT_KIND_COUNT
+};
+/* Operators (node.op). */
+enum {
+    PTHCV_JOP_NONE = 0,
+    PTHCV_JOP_ADD, PTHCV_JOP_SUB, PTHCV_JOP_MUL, PTHCV_JOP_DIV, PTHCV_JOP_FLOORDIV, PTHCV_JOP_MOD,
+    PTHCV_JOP_POW, PTHCV_JOP_MATMUL, PTHCV_JOP_LSHIFT, PTHCV_JOP_RSHIFT, PTHCV_JOP_BITAND,
+    PTHCV_JOP_BITOR, PTHCV_JOP_BITXOR,
+    PTHCV_JOP_NEG, PTHCV_JOP_POS, PTHCV_JOP_INVERT, PTHCV_JOP_NOT,
+    PTHCV_JOP_AND, PTHCV_JOP_OR,
+    PTHCV_JOP_EQ, PTHCV_JOP_NE, PTHCV_JOP_LT, PTHCV_JOP_LE, PTHCV_JOP_GT, PTHCV_JOP_GE,
+    PTHCV_JOP_IS, PTHCV_JOP_ISNOT, PTHCV_JOP_IN, PTHCV_JOP_NOTIN,
+    PTHCV_JOP_COUNT
+};
+enum { PTHCV_JCONST_NONE = 0, PTHCV_JCONST_TRUE = 1, PTHCV_JCONST_FALSE = 2 };
+
+typedef struct pthcv_jit_node {
+    int32_t kind;           /* PTHCV_JIT_* */
+    int32_t op;             /* PTHCV_JOP_* or PTHCV_JCONST_* */
+    int32_t line;
+    int32_t nkids;
+    int32_t first, next;    /* child and sibling indices, -1 for none */
+    int64_t i;
+    double f;
+    const char *s;          /* NUL-terminated; owned by the tree */
+    int64_t len;
+} pthcv_jit_node;
+
+typedef struct pthcv_jit_ast pthcv_jit_ast;
+/* Parses len bytes of source; name ("code/__torch__/m.py") prefixes every
+ * message. lim may be NULL for the defaults. NULL on failure. */
+pthcv_jit_ast *pthcv_jit_parse(const char *src, int64_t len, const char *name, const pthcv_jit_limits *lim);
+/* The nodes, nodes[0] being the MODULE; valid until pthcv_jit_ast_free. */
+const pthcv_jit_node *pthcv_jit_ast_nodes(const pthcv_jit_ast *a, int32_t *count);
+void pthcv_jit_ast_free(pthcv_jit_ast *a);
+
+/* The records of a zip archive, named relative to its top folder
+ * ("code/__torch__/torchvision/models/resnet.py", "constants.pkl"), in
+ * directory order; 0 records for the legacy and tar formats. */
+int64_t pthcv_file_record_count(const pthcv_file *f);
+const char *pthcv_file_record_name(const pthcv_file *f, int64_t i);   /* NULL when out of range */
+/* One record, read whole into new memory (NUL-terminated, *len bytes
+ * before the NUL) that the caller frees with pthcv_free; at most
+ * max_pickle bytes. NULL on failure. */
+void *pthcv_file_read_record(pthcv_file *f, const char *name, int64_t *len);
+void pthcv_free(void *p);
 
 /* ==== Detection (csrc/kernels/ops_detection.c, ops_roi.c, ops_masks.c) =====
  * torchvision.ops' box operations and the detectors' post-processing steps,
@@ -439,48 +657,48 @@ int pthcv_filestorage_key(const char *name, char *key, int64_t size);
  * int64 and 0-based. Results are new tensors the caller releases. */
 
 /* IoU of every pair: float32 [N, M] (torchvision.ops.box_iou). */
-pthcv_tensor *pthcv_box_iou(pthcv_tensor *boxes1, pthcv_tensor *boxes2);
+PTHCV_API pthcv_tensor *pthcv_box_iou(pthcv_tensor *boxes1, pthcv_tensor *boxes2);
 /* The boxes non-maximum suppression keeps, by decreasing score: int64 [K]
  * (torchvision.ops.nms: a box is dropped when its IoU with a kept,
  * higher-ranked box is > iou_threshold). */
-pthcv_tensor *pthcv_nms(pthcv_tensor *boxes, pthcv_tensor *scores, double iou_threshold);
+PTHCV_API pthcv_tensor *pthcv_nms(pthcv_tensor *boxes, pthcv_tensor *scores, double iou_threshold);
 /* NMS within each category, idxs int64 [N]: torchvision.ops.batched_nms,
  * with its two strategies (boxes offset per category up to 1000 boxes, one
  * NMS per category above) and so its exact results. */
-pthcv_tensor *pthcv_batched_nms(pthcv_tensor *boxes, pthcv_tensor *scores, pthcv_tensor *idxs, double iou_threshold);
+PTHCV_API pthcv_tensor *pthcv_batched_nms(pthcv_tensor *boxes, pthcv_tensor *scores, pthcv_tensor *idxs, double iou_threshold);
 /* [..., 4k] boxes clamped to x in [0, width], y in [0, height]. */
-pthcv_tensor *pthcv_clip_boxes_to_image(pthcv_tensor *boxes, int64_t height, int64_t width);
+PTHCV_API pthcv_tensor *pthcv_clip_boxes_to_image(pthcv_tensor *boxes, int64_t height, int64_t width);
 /* int64 indices of the boxes whose width and height are both >= min_size. */
-pthcv_tensor *pthcv_remove_small_boxes(pthcv_tensor *boxes, double min_size);
+PTHCV_API pthcv_tensor *pthcv_remove_small_boxes(pthcv_tensor *boxes, double min_size);
 /* BoxCoder.decode_single: rel_codes [N, 4k] (dx, dy, dw, dh per box)
  * against reference boxes [N, 4]; weights: 4 values (wx, wy, ww, wh); dw and
  * dh clamped at bbox_xform_clip (torchvision: log(1000 / 16)). [N, 4k]. */
-pthcv_tensor *pthcv_box_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, const double *weights,
+PTHCV_API pthcv_tensor *pthcv_box_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, const double *weights,
                                double bbox_xform_clip);
 /* BoxLinearCoder.decode (FCOS): rel_codes [N, 4] (left, top, right, bottom
  * distances from the box centre, times its size when normalize_by_size). */
-pthcv_tensor *pthcv_box_linear_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, int32_t normalize_by_size);
+PTHCV_API pthcv_tensor *pthcv_box_linear_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, int32_t normalize_by_size);
 /* torch.sort(values, descending=True)[1] and torch.topk(values, k)[1] of a
  * float32 [N]: int64 indices in torch's order, ties included. */
-pthcv_tensor *pthcv_sort_desc_indices(pthcv_tensor *values);
-pthcv_tensor *pthcv_topk_indices(pthcv_tensor *values, int64_t k);
+PTHCV_API pthcv_tensor *pthcv_sort_desc_indices(pthcv_tensor *values);
+PTHCV_API pthcv_tensor *pthcv_topk_indices(pthcv_tensor *values, int64_t k);
 /* torchvision.ops.roi_align: input [N, C, H, W], rois [K, 5] (batch index,
  * x1, y1, x2, y2 in input coordinates / spatial_scale); sampling_ratio <= 0:
  * ceil(roi size / output size) samples per bin; aligned: the -0.5 pixel
  * shift. float32 [K, C, out_h, out_w]. */
-pthcv_tensor *pthcv_roi_align(pthcv_tensor *input, pthcv_tensor *rois, double spatial_scale, int32_t out_h,
+PTHCV_API pthcv_tensor *pthcv_roi_align(pthcv_tensor *input, pthcv_tensor *rois, double spatial_scale, int32_t out_h,
                               int32_t out_w, int32_t sampling_ratio, int32_t aligned);
 /* torchvision.ops.roi_pool: the maximum of each bin (0 for an empty bin). */
-pthcv_tensor *pthcv_roi_pool(pthcv_tensor *input, pthcv_tensor *rois, double spatial_scale, int32_t out_h,
+PTHCV_API pthcv_tensor *pthcv_roi_pool(pthcv_tensor *input, pthcv_tensor *rois, double spatial_scale, int32_t out_h,
                              int32_t out_w);
 /* Mask R-CNN's paste_masks_in_image: masks float32 [N, 1, M, M] (after the
  * sigmoid), boxes [N, 4] in the image, padding 1 in torchvision: float32
  * [N, 1, height, width], each mask resized into its box, zero elsewhere. */
-pthcv_tensor *pthcv_paste_masks(pthcv_tensor *masks, pthcv_tensor *boxes, int64_t height, int64_t width,
+PTHCV_API pthcv_tensor *pthcv_paste_masks(pthcv_tensor *masks, pthcv_tensor *boxes, int64_t height, int64_t width,
                                 int32_t padding);
 /* Keypoint R-CNN's heatmaps_to_keypoints: maps float32 [R, K, S, S], rois
  * [R, 4]: *keypoints float32 [R, K, 3] (x, y, 1) and *scores [R, K]. */
-int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_tensor **keypoints,
+PTHCV_API int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_tensor **keypoints,
                                 pthcv_tensor **scores);
 
 /* ==== Drawing (csrc/opencv/draw.cpp, OpenCV imgproc) ========================
@@ -490,19 +708,19 @@ int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_te
  * thickness < 0 fills; line_type 4, 8 or 16 (antialiased), as cv::LineTypes;
  * font: a cv::HersheyFonts value. Coordinates are pixels, (x, y) from the
  * top-left corner. */
-int pthcv_draw_rectangle(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
+PTHCV_API int pthcv_draw_rectangle(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
                          int32_t thickness, int32_t line_type);
-int pthcv_draw_line(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
+PTHCV_API int pthcv_draw_line(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
                     int32_t thickness, int32_t line_type);
-int pthcv_draw_circle(pthcv_tensor *image, int32_t x, int32_t y, int32_t radius, const double *color,
+PTHCV_API int pthcv_draw_circle(pthcv_tensor *image, int32_t x, int32_t y, int32_t radius, const double *color,
                       int32_t thickness, int32_t line_type);
 /* (x, y): the text's bottom-left corner (cv::putText). */
-int pthcv_draw_text(pthcv_tensor *image, const char *text, int32_t x, int32_t y, int32_t font, double scale,
+PTHCV_API int pthcv_draw_text(pthcv_tensor *image, const char *text, int32_t x, int32_t y, int32_t font, double scale,
                     const double *color, int32_t thickness, int32_t line_type);
 /* size[0..2] = width, height, baseline (cv::getTextSize). */
-int pthcv_text_size(const char *text, int32_t font, double scale, int32_t thickness, int32_t *size);
+PTHCV_API int pthcv_text_size(const char *text, int32_t font, double scale, int32_t thickness, int32_t *size);
 /* image = image * (1 - alpha) + color * alpha where mask [H, W] > threshold. */
-int pthcv_blend_mask(pthcv_tensor *image, pthcv_tensor *mask, double threshold, const double *color, double alpha);
+PTHCV_API int pthcv_blend_mask(pthcv_tensor *image, pthcv_tensor *mask, double threshold, const double *color, double alpha);
 
 /* ==== Video (csrc/opencv/videoio.cpp, in libpthcv_videoio.so) ================
  * cv::VideoCapture and cv::VideoWriter, in a library of their own beside
@@ -511,21 +729,21 @@ int pthcv_blend_mask(pthcv_tensor *image, pthcv_tensor *mask, double threshold, 
 typedef struct pthcv_video pthcv_video;
 /* A video file (any FFmpeg-readable path or URL) or a camera (index >= 0,
  * path NULL). NULL with the error set when it cannot be opened. */
-pthcv_video *pthcv_video_open(const char *path, int32_t camera);
+PTHCV_API pthcv_video *pthcv_video_open(const char *path, int32_t camera);
 /* info[0..3]: frames per second (0 unknown), width, height, frame count (-1 unknown). */
-int pthcv_video_info(pthcv_video *v, double *info);
+PTHCV_API int pthcv_video_info(pthcv_video *v, double *info);
 /* The next frame, or NULL: at the end with status PTHCV_OK, else an error. */
-pthcv_tensor *pthcv_video_read(pthcv_video *v);
-void pthcv_video_close(pthcv_video *v);
+PTHCV_API pthcv_tensor *pthcv_video_read(pthcv_video *v);
+PTHCV_API void pthcv_video_close(pthcv_video *v);
 
 typedef struct pthcv_video_writer pthcv_video_writer;
 /* A video file of frames width x height at fps; fourcc: 4 characters
  * ("mp4v", "MJPG", ...), or NULL for one chosen from the extension. */
-pthcv_video_writer *pthcv_video_writer_open(const char *path, const char *fourcc, double fps, int32_t width,
+PTHCV_API pthcv_video_writer *pthcv_video_writer_open(const char *path, const char *fourcc, double fps, int32_t width,
                                             int32_t height);
-int pthcv_video_write(pthcv_video_writer *w, pthcv_tensor *frame);
+PTHCV_API int pthcv_video_write(pthcv_video_writer *w, pthcv_tensor *frame);
 /* Finishes the file; returns its status (an error when a write failed). */
-int pthcv_video_writer_close(pthcv_video_writer *w);
+PTHCV_API int pthcv_video_writer_close(pthcv_video_writer *w);
 
 /* PTHCV_CDEF_END */
 

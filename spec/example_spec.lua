@@ -42,7 +42,7 @@ describe("pthcv run and bench", function()
     pthcv.save(x, pthcv.randn(1, 3, 64, 64, { seed = 3 }))
     local out = support.tmpname(".npy")
     local code, o, e = support.pthcv("run", "--model", "squeezenet1_1", "--num-classes", "5", "--input", x,
-                                     "--output", out, "--threads", "1")
+                                     "--output", out, "--threads", "1", "--init", "zeros")
     assert.are.equal(0, code, e)
     assert.matches("%[1, 5%]", o)
     local m = pthcv.models.squeezenet1_1 { num_classes = 5 }:eval()
@@ -51,13 +51,15 @@ describe("pthcv run and bench", function()
   end)
 
   it("infers num_classes from a torchvision state_dict", function()
-    local cli_run = require "pthcv.cli.run"
-    assert.are.equal(7, cli_run.num_classes_of(pthcv.models.resnet18 { num_classes = 7 }:state_dict()))
-    assert.are.equal(9, cli_run.num_classes_of(pthcv.models.squeezenet1_0 { num_classes = 9 }:state_dict()))
+    local cli_model = require "pthcv.cli.model"
+    local items = pthcv.OrderedDict.items
+    assert.are.equal(7, cli_model.num_classes_of(items(pthcv.models.resnet18 { num_classes = 7 }:state_dict())))
+    assert.are.equal(9, cli_model.num_classes_of(items(pthcv.models.squeezenet1_0 { num_classes = 9 }:state_dict())))
   end)
 
-  local zoo = os.getenv("PTHCV_ZOO")
-  if zoo and zoo ~= "" then
+  local zoo, why = support.zoo("pthcv run on resnet18 with torchvision's weights")
+  if not zoo then pending(why) end
+  if zoo then
     it("runs resnet18 with torchvision's weights as torch does (zoo fixtures)", function()
       local out = support.tmpname(".npy")
       local code, _, e = support.pthcv("run", "--model", "resnet18", "--weights", zoo .. "/resnet18.pth",
@@ -82,9 +84,9 @@ describe("pthcv run and bench", function()
     local code, _, e = support.pthcv("run", "--model", "resnet18")
     assert.are.equal(2, code)
     assert.matches("needs %-%-input", e)
-    code, _, e = support.pthcv("bench", "--model", "nosuchnet")
-    assert.are.equal(1, code)
-    assert.matches("unknown model 'nosuchnet'", e)
+    code, _, e = support.pthcv("bench", "--model", "resnet81")
+    assert.are.equal(2, code)
+    assert.matches("unknown model 'resnet81' (did you mean resnet18?)", e, 1, true)
     local code3, o3 = support.pthcv("models")
     assert.are.equal(0, code3)
     assert.matches("mobilenet_v3_large", o3)

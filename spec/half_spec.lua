@@ -64,8 +64,8 @@ describe("module:half()", function()
     assert.are.equal("float32", y.dtype)
   end)
 
-  local zoo = os.getenv("PTHCV_ZOO")
-  if not zoo or zoo == "" then return end
+  local zoo, why = support.zoo("resnet18 and mobilenet_v2 with float16 weights against torch")
+  if not zoo then pending(why) return end
   local manifest = json.decode(assert(support.read_file(zoo .. "/manifest.json")))
 
   for _, name in ipairs { "resnet18", "mobilenet_v2" } do

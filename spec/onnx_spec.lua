@@ -178,7 +178,7 @@ describe("ONNX export", function()
     -- the same through `pthcv export`
     local out = support.tmpname(".onnx")
     os.remove(out)
-    local c, _, err = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", out)
+    local c, _, err = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", out, "--init", "zeros")
     assert.are.equal(1, c)
     assert.truthy(err:find(want, 1, true), err)
     assert.is_nil(io.open(out, "rb"))
@@ -278,7 +278,8 @@ describe("ONNX export", function()
       return nn.Sequential(nn.Conv2d(3, 4, 3, {padding = 1}), nn.ReLU6(), nn.AdaptiveAvgPool2d(1),
                            nn.Flatten(), nn.Linear(4, 2), nn.Sigmoid())
     ]])
-    local c, o, e = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", base .. "-s.onnx")
+    local c, o, e = support.pthcv("export", "--script", script, "--shape", "1x3x8x8", "-o", base .. "-s.onnx",
+                                  "--init", "zeros")
     assert.are.equal(0, c, e)
     assert.truthy(o:find("output [1, 2]", 1, true), o)
     for _, p in ipairs { ".in.npy", ".out.npy", ".onnx", ".lua", "-s.onnx" } do os.remove(base .. p) end
@@ -295,8 +296,8 @@ describe("ONNX export", function()
     for _, p in ipairs { ".in.npy", ".out.npy", ".onnx" } do os.remove(base .. p) end
   end)
 
-  local zoo = os.getenv("PTHCV_ZOO")
-  if not zoo or zoo == "" then return end
+  local zoo, why = support.zoo("every zoo model through ONNX and cv2.dnn")
+  if not zoo then pending(why) return end
   local manifest = json.decode(assert(support.read_file(zoo .. "/manifest.json")))
 
   it("every zoo model: onnx.checker passes and cv2.dnn's logits are within 1e-4 of torch's", function()

@@ -1,7 +1,10 @@
 -- rock_spec: the LuaRocks package and the C++ side, as a user gets them.
 --   - `luarocks make pthcv-scm-1.rockspec` installs every Lua module, the
 --     library, the headers and `pthcv` into a temporary tree, and the
---     installed pthcv works from there; `luarocks pack` makes a source rock;
+--     installed pthcv works from there; `luarocks pack` makes a source rock,
+--     and `luarocks install` of it gives a working pthcv too. LuaRocks runs
+--     with its stock configuration: an empty HOME, no LUAROCKS_CONFIG (on
+--     Debian its wrapper of `pthcv` then starts lua5.1, not LuaJIT);
 --   - spec/c/mat_test.cpp (cv::Mat <-> tensor, pthcv_opencv.hpp) and the
 --     example examples/classify.cpp compile against the installed headers
 --     and library, and the example's classes and probabilities are torch's
@@ -31,18 +34,24 @@ describe("LuaRocks package", function()
   local tmp = support.tmpname("-rock")
   local tree = tmp .. "/tree"
   local env   -- LUA_PATH/LUA_CPATH/PATH reaching the tree only
+  -- LuaRocks as a fresh machine has it: no user configuration
+  local luarocks = "HOME=" .. q(tmp .. "/home") .. " env -u LUAROCKS_CONFIG -u LUAROCKS_CONFIG_5_1 luarocks --lua-version=5.1"
+  local function env_of(t)
+    local lp = t .. "/share/lua/5.1/?.lua;" .. t .. "/share/lua/5.1/?/init.lua;/usr/share/lua/5.1/?.lua"
+    local lc = t .. "/lib/lua/5.1/?.so"
+    return "HOME=" .. q(tmp .. "/home") .. " LUA_PATH=" .. q(lp) .. " LUA_CPATH=" .. q(lc) .. " PATH="
+           .. q(t .. "/bin:/usr/bin:/bin") .. " "
+  end
   setup(function()
-    os.execute("mkdir -p " .. q(tmp))
+    os.execute("mkdir -p " .. q(tmp .. "/home"))
     -- a copy of the checkout's tracked files, so the build is the rock's own
     -- (support.run sends /dev/null to the last command's stdin: the pipe is grouped)
     check(support.run("mkdir -p " .. q(tmp .. "/src") .. " && cd " .. q(root)
                       .. " && { git ls-files -z | xargs -0 cp --parents -t " .. q(tmp .. "/src") .. "; }"))
-    local code, out, err = support.run("cd " .. q(tmp .. "/src") .. " && MAKEFLAGS=-j4 luarocks --lua-version=5.1 --tree " .. q(tree)
+    local code, out, err = support.run("cd " .. q(tmp .. "/src") .. " && MAKEFLAGS=-j4 " .. luarocks .. " --tree " .. q(tree)
                                        .. " make --deps-mode=none pthcv-scm-1.rockspec")
     check(code, out, err, "luarocks make")
-    local lp = tree .. "/share/lua/5.1/?.lua;" .. tree .. "/share/lua/5.1/?/init.lua;/usr/share/lua/5.1/?.lua"
-    local lc = tree .. "/lib/lua/5.1/?.so"
-    env = "LUA_PATH=" .. q(lp) .. " LUA_CPATH=" .. q(lc) .. " PATH=" .. q(tree .. "/bin:/usr/bin:/bin") .. " "
+    env = env_of(tree)
   end)
   teardown(function() os.execute("rm -rf " .. q(tmp)) end)
 
@@ -55,16 +64,18 @@ describe("LuaRocks package", function()
   end)
 
   it("installs a pthcv that works from the tree alone", function()
+    local _, interp = support.run(luarocks .. " config lua_interpreter")
+    print("# luarocks' stock interpreter: " .. interp:gsub("%s+$", ""))
     local out = check(support.run("cd / && " .. env .. "pthcv version"))
     assert.matches("^pthcv %d", out)
     out = check(support.run("cd / && " .. env .. "pthcv inspect " .. q(root .. "/examples/tiny_resnet.pth")))
-    assert.matches("parameters: 11372", out, 1, true)
+    assert.matches("parameters: 11122, buffers: 250", out, 1, true)
     -- the library comes from the tree, not the checkout
     out = check(support.run("cd / && " .. env .. "luajit -e 'local p = require \"pthcv\" print(p.library_path) "
                             .. "print(p.image.read(" .. string.format("%q", IMG):gsub("'", "") .. ").shape[2])'"))
     assert.are.equal(tree .. "/lib/lua/5.1/pthcv/libpthcv.so\n400\n", out)
     -- the headers
-    local _, dir = support.run(env .. "luarocks --lua-version=5.1 --tree " .. q(tree) .. " show --rock-dir pthcv")
+    local _, dir = support.run(env .. luarocks .. " --tree " .. q(tree) .. " show --rock-dir pthcv")
     dir = dir:gsub("%s+$", "")
     assert.is_truthy(support.read_file(dir .. "/include/pthcv.h"))
     assert.is_truthy(support.read_file(dir .. "/include/pthcv_opencv.hpp"))
@@ -80,18 +91,29 @@ describe("LuaRocks package", function()
     local packdir = tmp .. "/pack"
     os.execute("mkdir -p " .. q(packdir))
     support.write_file(packdir .. "/pthcv-scm-1.rockspec", rs)
-    check(support.run("cd " .. q(packdir) .. " && luarocks --lua-version=5.1 pack pthcv-scm-1.rockspec"))
-    local _, list = support.run("unzip -l " .. q(packdir .. "/pthcv-scm-1.src.rock"))
+    check(support.run("cd " .. q(packdir) .. " && " .. luarocks .. " pack pthcv-scm-1.rockspec"))
+    local rock = packdir .. "/pthcv-scm-1.src.rock"
+    local _, list = support.run("unzip -l " .. q(rock))
     for _, f in ipairs { "pthcv-scm-1.rockspec", "csrc/opencv/bridge.cpp", "include/pthcv_opencv.hpp",
                          "lua/pthcv/image/init.lua", "Makefile" } do
       assert.matches(f, list, 1, true)
     end
+    -- installed from the packed rock, as a user would
+    local tree2 = tmp .. "/tree2"
+    local c, o, e = support.run("cd " .. q(packdir) .. " && MAKEFLAGS=-j4 " .. luarocks .. " --tree " .. q(tree2)
+                                .. " install --deps-mode=none " .. q(rock))
+    check(c, o, e, "luarocks install")
+    local env2 = env_of(tree2)
+    local out = check(support.run("cd / && " .. env2 .. "pthcv inspect " .. q(root .. "/examples/tiny_resnet.pth")))
+    assert.matches("parameters: 11122, buffers: 250", out, 1, true)
+    out = check(support.run("cd / && " .. env2 .. "luajit -e 'print(require(\"pthcv\").library_path)'"))
+    assert.are.equal(tree2 .. "/lib/lua/5.1/pthcv/libpthcv.so\n", out)
   end)
 
   describe("C++ against the installed headers", function()
     local incdir, libdir, flags
     setup(function()
-      local _, dir = support.run(env .. "luarocks --lua-version=5.1 --tree " .. q(tree) .. " show --rock-dir pthcv")
+      local _, dir = support.run(env .. luarocks .. " --tree " .. q(tree) .. " show --rock-dir pthcv")
       incdir = dir:gsub("%s+$", "") .. "/include"
       libdir = tree .. "/lib/lua/5.1/pthcv"
       local _, ocv = support.run("pkg-config --cflags --libs opencv4")

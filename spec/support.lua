@@ -63,6 +63,16 @@ function M.pthcv(...)
   return M.run(table.concat(parts, " "))
 end
 
+-- The model-zoo fixtures' folder (PTHCV_ZOO), or nil and why they are
+-- missing, for pending():
+--   local zoo, why = support.zoo("what needs them"); if not zoo then pending(why) return end
+function M.zoo(what)
+  local dir = os.getenv("PTHCV_ZOO")
+  if dir and dir ~= "" then return dir end
+  return nil, (what or "the model-zoo specs") .. ": PTHCV_ZOO is not set (tools/run-specs sets it after "
+              .. "writing the fixtures with spec/fixtures/make_zoo_fixtures.py, which needs torch and torchvision)"
+end
+
 function M.has_python_numpy()
   if M._numpy == nil then
     M._numpy = M.run("/usr/bin/python3 -c 'import numpy'") == 0

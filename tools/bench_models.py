@@ -19,7 +19,9 @@ mobilenet_v3_large at 1 and 2 threads, in one run:
   - the FMA peak comes from tools/fma_peak.c (a register-only FMA loop),
     compiled and run here for 1 and 2 threads; effective GFLOP/s = 2 x the
     multiply-adds of the convolutions and linear layers / median time.
-Prints a markdown table; ratio = pthcv / the fastest peer. Also written to
+pthcv also runs with --half (float16 weights in memory, float32 arithmetic):
+its time and peak RSS are the table's last columns. Prints a markdown table;
+ratio = pthcv (float32) / the fastest peer. Also written to
 build/bench/models.md. PTHCV_BENCH_MODELS / PTHCV_BENCH_THREADS narrow the run
 (comma lists). Run from the checkout root.
 """
@@ -154,10 +156,10 @@ def worker(engine, name, threads):
 def run_engine(engine, name, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads))
-    if engine == "pthcv":
+    if engine in ("pthcv", "pthcv16"):
         argv = [os.path.join(ROOT, "bin", "pthcv"), "bench", "--model", name, "--weights", path(name, ".pth"),
                 "--input", path(name, ".input.npy"), "--threads", str(threads), "--runs", str(RUNS),
-                "--warmup", str(WARMUP)]
+                "--warmup", str(WARMUP)] + (["--half"] if engine == "pthcv16" else [])
     else:
         argv = [sys.executable, os.path.abspath(__file__), "--worker", engine, name, str(threads)]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -166,7 +168,7 @@ def run_engine(engine, name, threads):
     if status != 0:
         raise RuntimeError("%s failed:\n%s" % (" ".join(argv), err[-2000:]))
     rss = ru.ru_maxrss / 1024.0
-    if engine == "pthcv":
+    if engine in ("pthcv", "pthcv16"):
         kv = dict(tok.split("=", 1) for line in out.splitlines() for tok in line.split() if "=" in tok)
         return {"median_ms": float(kv["median_ms"]), "first_ms": float(kv.get("first_ms", "nan")), "rss": rss}
     r = json.loads(out.strip().splitlines()[-1])
@@ -174,10 +176,11 @@ def run_engine(engine, name, threads):
     return r
 
 
-def pthcv_output(name):
-    out = path(name, ".pthcv.out.npy")
+def pthcv_output(name, half=False):
+    out = path(name, ".pthcv16.out.npy" if half else ".pthcv.out.npy")
     subprocess.run([os.path.join(ROOT, "bin", "pthcv"), "run", "--model", name, "--weights", path(name, ".pth"),
-                    "--input", path(name, ".input.npy"), "--output", out], check=True, stdout=subprocess.DEVNULL)
+                    "--input", path(name, ".input.npy"), "--output", out] + (["--half"] if half else []),
+                   check=True, stdout=subprocess.DEVNULL)
     return out
 
 
@@ -218,6 +221,7 @@ def main():
     infos = meta["infos"]
     for name in MODELS:
         pthcv_output(name)
+        pthcv_output(name, half=True)
     model_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     peaks = {t: fma_peak(t) for t in THREADS}
     load0 = os.getloadavg()[0]
@@ -225,14 +229,14 @@ def main():
     for name in MODELS:
         for t in THREADS:
             r = {"model": name, "threads": t}
-            # interleaved: pthcv, torch, opencv for one case before the next
-            for engine in ("pthcv", "torch", "opencv"):
+            # interleaved: pthcv (float32 and float16 weights), torch, opencv for one case before the next
+            for engine in ("pthcv", "pthcv16", "torch", "opencv"):
                 if engine == "opencv" and "opset" not in infos[name]:
                     r[engine] = None
                     continue
                 r[engine] = run_engine(engine, name, t)
             print("%s %d threads: %s" % (name, t, "  ".join(
-                "%s %.1f ms" % (e, r[e]["median_ms"]) for e in ("pthcv", "torch", "opencv") if r[e])),
+                "%s %.1f ms" % (e, r[e]["median_ms"]) for e in ("pthcv", "pthcv16", "torch", "opencv") if r[e])),
                 file=sys.stderr, flush=True)
             rows.append(r)
     peaks_end = {t: fma_peak(t) for t in THREADS}
@@ -248,23 +252,25 @@ def main():
                     RUNS, WARMUP, load0, load1, time.time() - t_start))
     lines.append("")
     lines.append("| model | threads | pthcv ms | torch ms | OpenCV ms | ratio | pthcv GFLOP/s | % FMA peak "
-                 "| first pass ms (pthcv / torch / OpenCV) | peak RSS MiB (pthcv / torch / OpenCV) |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+                 "| first pass ms (pthcv / torch / OpenCV) | peak RSS MiB (pthcv / torch / OpenCV) "
+                 "| pthcv --half ms | pthcv --half peak RSS MiB |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
     for r in rows:
-        p, tq, ocv = r["pthcv"], r["torch"], r["opencv"]
+        p, tq, ocv, h = r["pthcv"], r["torch"], r["opencv"], r["pthcv16"]
         peers = [e["median_ms"] for e in (tq, ocv) if e]
         ratio = p["median_ms"] / min(peers)
         gf = infos[r["model"]]["flops"] / (p["median_ms"] * 1e-3) * 1e-9
         opset = infos[r["model"]].get("opset")
         ocv_ms = ("%.1f" % ocv["median_ms"] + (" (opset 9)" if opset == 9 else "")) if ocv else "rejected"
         f = lambda e, k, fmt: (fmt % e[k]) if e else "-"
-        lines.append("| %s | %d | %.1f | %.1f | %s | **%.2f** | %.1f | %.0f%% | %s / %s / %s | %s / %s / %s |" % (
+        lines.append("| %s | %d | %.1f | %.1f | %s | **%.2f** | %.1f | %.0f%% | %s / %s / %s | %s / %s / %s | %.1f | %.0f |" % (
             r["model"], r["threads"], p["median_ms"], tq["median_ms"], ocv_ms, ratio, gf, 100 * gf / peaks[r["threads"]],
             f(p, "first_ms", "%.0f"), f(tq, "first_ms", "%.0f"), f(ocv, "first_ms", "%.0f"),
-            f(p, "rss", "%.0f"), f(tq, "rss", "%.0f"), f(ocv, "rss", "%.0f")))
+            f(p, "rss", "%.0f"), f(tq, "rss", "%.0f"), f(ocv, "rss", "%.0f"), h["median_ms"], h["rss"]))
     lines.append("")
     lines.append("Outputs against torch (max |diff| / max |torch|): " + "; ".join(
-        "%s pthcv %.1e, OpenCV %.1e" % (n, rel_diff(n, "pthcv"), rel_diff(n, "opencv")) for n in MODELS) + ".")
+        "%s pthcv %.1e (--half %.1e), OpenCV %.1e" % (n, rel_diff(n, "pthcv"), rel_diff(n, "pthcv16"), rel_diff(n, "opencv"))
+        for n in MODELS) + ".")
     for n in MODELS:
         for k, v in infos[n].items():
             if k.startswith("onnx_error"):

@@ -43,6 +43,13 @@ int pthcv_act_valid(const pthcv_activation *a)
     return a == NULL || (a->kind >= PTHCV_ACT_NONE && a->kind <= PTHCV_ACT_CLAMP);
 }
 
+const char *pthcv_act_name(int kind)
+{
+    static const char *const names[] = { "identity", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh",
+                                          "silu", "hardswish", "hardsigmoid", "gelu", "gelu", "clamp" };
+    return kind >= PTHCV_ACT_NONE && kind <= PTHCV_ACT_CLAMP ? names[kind] : "activation";
+}
+
 /* The piecewise-linear kinds get their own loops so the compiler vectorises
  * them (they are the common fused ones); the others call the scalar
  * definition, which keeps every path bit-identical to it. */
@@ -66,7 +73,7 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
         for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : x[i] * alpha;
         return;
     }
-    case PTHCV_ACT_HARDSWISH:   /* MobileNetV3's: a scalar call per value was 28% of its time */
+    case PTHCV_ACT_HARDSWISH:   /* MobileNetV3's: a scalar call per value weighed on its time */
         for (int64_t i = 0; i < n; i++) {
             float v = x[i], r = v + 3.0f;
             r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;

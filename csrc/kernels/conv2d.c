@@ -27,6 +27,7 @@
  */
 #include "dwconv.h"
 #include "gemm.h"
+#include "ops.h"
 #include "winograd.h"
 #include <math.h>
 #include <pthread.h>
@@ -54,12 +55,6 @@ struct pthcv_conv2d {
     float *bias;           /* [cout] or NULL */
 };
 
-static const char *pad_mode_name(int m)
-{
-    static const char *names[] = { "zeros", "reflect", "replicate", "circular", "constant" };
-    return m >= 0 && m <= 4 ? names[m] : "?";
-}
-
 pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p)
 {
     if (!weight || !p) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no weight or no parameters");
@@ -79,7 +74,7 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
                                    p->stride[0], p->stride[1], p->dilation[0], p->dilation[1], p->padding[0], p->padding[1]);
     if (p->padding_mode < PTHCV_PAD_ZEROS || p->padding_mode > PTHCV_PAD_CIRCULAR)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: padding_mode must be zeros, reflect, replicate or circular, got %s",
-                               pad_mode_name(p->padding_mode));
+                               ops_pad_mode_name(p->padding_mode));
     if (!pthcv_act_valid(&p->act))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: unknown activation kind %d", p->act.kind);
     if (bias && (bias->dtype != PTHCV_FLOAT32 || bias->ndim != 1 || bias->shape[0] != cout))
@@ -257,16 +252,6 @@ int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c)
 }
 
 /* ---- padding modes other than zeros: a padded copy of the input --------------- */
-static int64_t pad_index(int64_t i, int64_t n, int mode)
-{
-    if (i >= 0 && i < n) return i;
-    switch (mode) {
-    case PTHCV_PAD_REFLECT: return i < 0 ? -i : 2 * (n - 1) - i;
-    case PTHCV_PAD_REPLICATE: return i < 0 ? 0 : n - 1;
-    default: return ((i % n) + n) % n;   /* circular */
-    }
-}
-
 static pthcv_tensor *pad_copy(const float *x, int64_t nc, int64_t h, int64_t w, int ph, int pw, int mode)
 {
     int64_t shape[4] = { 1, nc, h + 2 * ph, w + 2 * pw };
@@ -275,8 +260,8 @@ static pthcv_tensor *pad_copy(const float *x, int64_t nc, int64_t h, int64_t w, 
     if (!d) return NULL;
     for (int64_t c = 0; c < nc; c++)
         for (int64_t y = 0; y < shape[2]; y++) {
-            const float *row = x + (c * h + pad_index(y - ph, h, mode)) * w;
-            for (int64_t xx = 0; xx < shape[3]; xx++) *d++ = row[pad_index(xx - pw, w, mode)];
+            const float *row = x + (c * h + ops_pad_index(y - ph, h, mode)) * w;
+            for (int64_t xx = 0; xx < shape[3]; xx++) *d++ = row[ops_pad_index(xx - pw, w, mode)];
         }
     return t;
 }
@@ -287,6 +272,7 @@ typedef struct conv_ctx {
     const float *x;                 /* contiguous input, padding already applied if pad0 */
     int64_t cin, h, w, oh, ow;
     int64_t ph, pw;                 /* zero padding still to apply */
+    int64_t ocs, obs;               /* output plane (n, co) at out + n*obs + co*ocs (floats) */
 } conv_ctx;
 
 /* n floats from s to d; the whole-panel case (n = nr, a constant per
@@ -406,12 +392,12 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
         float *a = pthcv_scratch(PTHCV_SCRATCH_CONV_A, (size_t)asize);
         if (!a) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the packed input");
         for (int64_t p = 0; p < batch * c->groups; p++) {
+            int64_t set = p % c->groups;
             pack_rows_ctx pc = { .x = x, .p = p, .dst = a, .K = K, .mr = k->mr };
             pthcv_parallel_for((N + k->mr - 1) / k->mr, 1, pack_rows_task, &pc);
-            int64_t set = p % c->groups;
             pthcv_gemm_problem g = {
                 .kernel = k, .M = N, .N = M, .K = K, .nprob = 1, .nsets = 1, .a_packed = a, .a_sstride = asize,
-                .c = out + p * M * N, .ldc = N, .c_pstride = M * N, .c_trans = 1,
+                .c = out + p / c->groups * x->obs + set * M * x->ocs, .ldc = x->ocs, .c_pstride = M * N, .c_trans = 1,
                 .res = res ? res + p * M * N : NULL, .bias_col = c->bias ? c->bias + set * M : NULL, .act = c->p.act,
             };
             if (c->half) g.b_half = (const uint16_t *)w + set * sstride;
@@ -424,11 +410,21 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     pthcv_gemm_problem g = {
         .kernel = k, .M = M, .N = N, .K = K, .nprob = batch * c->groups,
         .nsets = c->groups, .a_sstride = sstride, .pack_b = pack_im2col, .ctx = x,
-        .c = out, .ldc = N, .c_pstride = M * N, .res = res, .bias_row = c->bias, .act = c->p.act,
+        .c = out, .ldc = x->ocs, .c_pstride = M * x->ocs, .res = res, .bias_row = c->bias, .act = c->p.act,
     };
     if (c->half) g.a_half = w;
     else g.a_packed = w;
-    return pthcv_gemm_run(&g);
+    if (batch == 1 || x->obs == c->cout * x->ocs) return pthcv_gemm_run(&g);
+    /* images further apart than one image of output (a channel slice of a
+     * larger destination; no residual then): one product per image */
+    for (int64_t i = 0; i < batch; i++) {
+        conv_ctx xi = *x;
+        xi.x = x->x + i * x->cin * x->h * x->w;
+        g.ctx = &xi, g.nprob = c->groups, g.c = out + i * x->obs;
+        int st = pthcv_gemm_run(&g);
+        if (st != PTHCV_OK) return st;
+    }
+    return PTHCV_OK;
 }
 
 static int forward_wino(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
@@ -488,7 +484,7 @@ static void dw_task(void *vctx, int64_t begin, int64_t end)
         pthcv_dw_args a = {
             .in = buf, .ldi = ldi, .stride = c->p.stride[0], .kh = (int)c->kh, .kw = (int)c->kw,
             .w = c->w + oc * c->kh * c->kw, .bias = c->bias ? c->bias[oc] : 0.0f,
-            .out = d->out + t * plane_out, .res = d->res ? d->res + t * plane_out : NULL,
+            .out = d->out + img * x->obs + oc * x->ocs, .res = d->res ? d->res + t * plane_out : NULL,
             .oh = x->oh, .ow = x->ow, .lo = d->lo, .hi = d->hi,
         };
         d->plane(&a);
@@ -518,41 +514,50 @@ static int forward_depthwise(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, 
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
-static void shape_str(char *buf, size_t n, const pthcv_tensor *t)
+/* Where the output of a forward of image size (batch, cout, oh, ow) goes in
+ * dst (a caller's view, pthcv_conv2d_forward_into): its channel and image
+ * strides, each plane's oh*ow floats contiguous. 0, or an error naming
+ * what differs. */
+static int dst_layout(const pthcv_tensor *dst, int ndim, const int64_t *oshape, int64_t *cs, int64_t *bs)
 {
-    size_t used = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < t->ndim && used < n; i++)
-        used += (size_t)snprintf(buf + used, n - used, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (used < n) snprintf(buf + used, n - used, "]");
+    int ok = dst->dtype == PTHCV_FLOAT32 && dst->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = dst->shape[i] == oshape[i];
+    int64_t oh = oshape[ndim - 2], ow = oshape[ndim - 1];
+    if (ok) ok = (ow == 1 || dst->stride[ndim - 1] == 1) && (oh == 1 || dst->stride[ndim - 2] == ow);
+    *cs = ok ? dst->stride[ndim - 3] : 0, *bs = ok && ndim == 4 ? dst->stride[0] : 0;
+    /* planes of one image apart, images apart (no output value written twice) */
+    if (ok && oshape[ndim - 3] > 1) ok = *cs >= oh * ow;
+    if (ok && ndim == 4 && oshape[0] > 1) ok = *bs >= (oshape[1] - 1) * *cs + oh * ow;
+    if (ok) return PTHCV_OK;
+    return pthcv_fail(PTHCV_ERR_ARG, "conv2d: the destination must be float32 of the output's shape with contiguous planes "
+                      "that do not overlap, got %s %s", pthcv_dtype_name(dst->dtype), ops_shape(dst));
 }
 
-pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual)
+/* The output into a new tensor (dst NULL), or into dst; returns the output
+ * (a new reference: dst retained), or NULL with the error set. */
+static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, pthcv_tensor *dst)
 {
-    char got[200];
     if (!c || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
     int64_t cin = c->cin_g * c->groups;
     if (x->dtype != PTHCV_FLOAT32 || (x->ndim != 4 && x->ndim != 3) || x->shape[x->ndim - 3] != cin) {
-        shape_str(got, sizeof got, x);
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
                                "conv2d: expected float32 input [N, %lld, H, W] (weight [%lld, %lld, %lld, %lld], groups %lld), got %s %s",
                                (long long)cin, (long long)c->cout, (long long)c->cin_g, (long long)c->kh,
-                               (long long)c->kw, (long long)c->groups, pthcv_dtype_name(x->dtype), got);
+                               (long long)c->kw, (long long)c->groups, pthcv_dtype_name(x->dtype), ops_shape(x));
     }
     int unbatched = x->ndim == 3;
     int64_t batch = unbatched ? 1 : x->shape[0], h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
     int ph = c->p.padding[0], pw = c->p.padding[1];
     int64_t eh = c->p.dilation[0] * (c->kh - 1) + 1, ew = c->p.dilation[1] * (c->kw - 1) + 1;
     if (h + 2 * ph < eh || w + 2 * pw < ew) {
-        shape_str(got, sizeof got, x);
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
                                "conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)",
-                               got, ph, pw, (long long)eh, (long long)ew);
+                               ops_shape(x), ph, pw, (long long)eh, (long long)ew);
     }
     if (c->p.padding_mode != PTHCV_PAD_ZEROS &&
         (c->p.padding_mode == PTHCV_PAD_REFLECT ? (ph >= h || pw >= w) : (ph > h || pw > w))) {
-        shape_str(got, sizeof got, x);
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: padding (%d, %d) is too large for %s padding of input %s", ph,
-                               pw, pad_mode_name(c->p.padding_mode), got);
+                               pw, ops_pad_mode_name(c->p.padding_mode), ops_shape(x));
     }
     int64_t oh = (h + 2 * ph - eh) / c->p.stride[0] + 1, ow = (w + 2 * pw - ew) / c->p.stride[1] + 1;
     int64_t oshape[4] = { batch, c->cout, oh, ow };
@@ -563,27 +568,60 @@ pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tenso
         int same = residual->dtype == PTHCV_FLOAT32 && residual->ndim == x->ndim;
         for (int i = 0; same && i < x->ndim; i++) same = residual->shape[i] == oshape[i + unbatched];
         if (!same) {
-            shape_str(got, sizeof got, residual);
             return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: residual must be float32 [%s%lld, %lld, %lld, %lld] like the output, got %s %s",
                                    "", (long long)batch, (long long)c->cout, (long long)oh, (long long)ow,
-                                   pthcv_dtype_name(residual->dtype), got);
+                                   pthcv_dtype_name(residual->dtype), ops_shape(residual));
         }
         if (!(rc = pthcv_tensor_contiguous(residual)) || !(res = pthcv_tensor_data(rc))) goto done;
     }
     if (!(xc = pthcv_tensor_contiguous(x))) goto done;
     const float *xd = pthcv_tensor_data(xc);
     if (!xd) goto done;
-    conv_ctx cx = { .c = c, .x = xd, .cin = cin, .h = h, .w = w, .oh = oh, .ow = ow, .ph = ph, .pw = pw };
+    conv_ctx cx = { .c = c, .x = xd, .cin = cin, .h = h, .w = w, .oh = oh, .ow = ow, .ph = ph, .pw = pw,
+                    .ocs = oh * ow, .obs = c->cout * oh * ow };
     if (c->p.padding_mode != PTHCV_PAD_ZEROS && (ph || pw)) {
         if (!(xp = pad_copy(xd, batch * cin, h, w, ph, pw, c->p.padding_mode))) goto done;
         cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
     }
-    /* every path writes every output value */
-    if (!(y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched))) goto done;
+    /* every path writes every output value: into dst directly where the
+     * path can write its layout (depthwise: any plane strides; the GEMM: any
+     * without a residual, which shares the output's layout; Winograd: only
+     * a new tensor's), else through a new tensor copied into it */
+    int64_t cs = 0, bs = 0;
+    if (dst && dst_layout(dst, 4 - unbatched, oshape + unbatched, &cs, &bs) != PTHCV_OK) goto done;
+    if (dst && dst->storage == x->storage) {
+        pthcv_fail(PTHCV_ERR_ARG, "conv2d: the destination shares the input's storage");
+        goto done;
+    }
+    int whole = cs == oh * ow && (batch == 1 || bs == c->cout * cs);   /* the layout of a new tensor */
+    int direct = dst && (whole || c->depthwise || (!residual && !c->wino));
+    if (direct) {
+        cx.ocs = cs, cx.obs = bs;
+        y = pthcv_tensor_retain(dst);
+    } else if (!(y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, oshape + unbatched))) {
+        goto done;
+    }
     float *out = pthcv_tensor_data(y);
+    if (!out) {
+        pthcv_tensor_release(y);
+        y = NULL;
+        goto done;
+    }
     int st = c->depthwise ? forward_depthwise(c, &cx, batch, out, res)
              : c->wino && (oh + 3) / 4 * ((ow + 3) / 4) >= 9 ? forward_wino(c, &cx, batch, out, res)
                           : forward_gemm(c, &cx, batch, out, res);
+    if (st == PTHCV_OK && dst && !direct) {
+        float *d = pthcv_tensor_data(dst);
+        if (!d) {
+            st = PTHCV_ERR_ARG;
+        } else {
+            int64_t src_stride[4] = { c->cout * oh * ow, oh * ow, ow, 1 }, dst_stride[4] = { bs, cs, ow, 1 };
+            ops_copy_strided(d, dst_stride + unbatched, out, src_stride + unbatched, 4 - unbatched,
+                             oshape + unbatched);
+            pthcv_tensor_release(y);
+            y = pthcv_tensor_retain(dst);
+        }
+    }
     if (st != PTHCV_OK) {
         pthcv_tensor_release(y);
         y = NULL;
@@ -593,4 +631,18 @@ done:
     pthcv_tensor_release(xc);
     pthcv_tensor_release(xp);
     return y;
+}
+
+pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual)
+{
+    return conv2d_run(c, x, residual, NULL);
+}
+
+int pthcv_conv2d_forward_into(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, pthcv_tensor *out)
+{
+    if (!out) return pthcv_fail(PTHCV_ERR_ARG, "conv2d: no destination");
+    pthcv_tensor *y = conv2d_run(c, x, residual, out);
+    if (!y) return pthcv_last_status();
+    pthcv_tensor_release(y);
+    return PTHCV_OK;
 }

@@ -22,7 +22,7 @@ static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, 
     const __m256 lo = _mm256_set1_ps(a->lo), hi = _mm256_set1_ps(a->hi);
     /* the tap loops are unrolled on request: for 3x3 and 5x5 (KH, KW
      * constants) the weights then stay in registers; -O2 alone kept them on
-     * the stack behind a 3-step loop, 1.5x slower */
+     * the stack behind a 3-step loop, which was slower */
     __m256 w[KH * KW];
 #pragma GCC unroll 25
     for (int i = 0; i < KH * KW; i++) w[i] = _mm256_set1_ps(a->w[i]);

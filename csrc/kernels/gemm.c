@@ -431,7 +431,7 @@ const void *pthcv_gemm_const_get(pthcv_gemm_const *w, const pthcv_gemm_kernel *k
 
 void pthcv_gemm_const_free(pthcv_gemm_const *w)
 {
-    for (int i = 0; i < 4; i++) pthcv_free_aligned(w->packed[i]);
+    for (int i = 0; i < PTHCV_ISA_COUNT; i++) pthcv_free_aligned(w->packed[i]);
     memset(w->packed, 0, sizeof w->packed);
     pthread_mutex_destroy(&w->lock);
 }
@@ -440,7 +440,7 @@ int64_t pthcv_gemm_const_bytes(pthcv_gemm_const *w)
 {
     int64_t n = 0;
     pthread_mutex_lock(&w->lock);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < PTHCV_ISA_COUNT; i++)
         if (w->packed[i])
             n += const_set_size(w, pthcv_gemm_kernel_for(i)) * w->nsets * (w->half ? 2 : 4);
     pthread_mutex_unlock(&w->lock);

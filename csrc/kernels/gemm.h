@@ -89,7 +89,7 @@ typedef struct pthcv_gemm_const {
     int64_t nsets, rows, cols;
     int ref_isa;                 /* the instruction set of the first pack */
     pthread_mutex_t lock;        /* guards packed[] */
-    void *packed[4];             /* per instruction set: nsets packed operands */
+    void *packed[PTHCV_ISA_COUNT]; /* per instruction set: nsets packed operands */
 } pthcv_gemm_const;
 
 /* Packs for kernel k; 0 or PTHCV_ERR_NOMEM (error set). */

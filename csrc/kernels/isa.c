@@ -19,10 +19,10 @@
 #endif
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int has[4];                 /* indexed by PTHCV_ISA_* */
+static int has[PTHCV_ISA_COUNT];   /* indexed by PTHCV_ISA_* */
 static int best = PTHCV_ISA_SCALAR;
 static atomic_int current = -1;    /* the family in use; -1 until detected */
-static const char *names[4] = { "scalar", "avx2", "avx512", "neon" };
+static const char *names[PTHCV_ISA_COUNT] = { "scalar", "avx2", "avx512", "neon" };
 
 #if defined(__x86_64__) || defined(__i386__)
 static int has_f16c;
@@ -68,7 +68,7 @@ static void detect_cpu(void)
     int start = best;
     const char *env = getenv("PTHCV_ISA");
     if (env && *env && strcmp(env, "auto") != 0)
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < PTHCV_ISA_COUNT; i++)
             if (strcmp(env, names[i]) == 0 && has[i]) start = i;
     atomic_store(&current, start);
 }
@@ -94,12 +94,12 @@ int pthcv_cpu_has_f16c(void)
 int pthcv_isa_available(int isa)
 {
     pthread_once(&once, detect_cpu);
-    return isa >= 0 && isa < 4 && has[isa];
+    return isa >= 0 && isa < PTHCV_ISA_COUNT && has[isa];
 }
 
 const char *pthcv_isa_name(int isa)
 {
-    return isa >= 0 && isa < 4 ? names[isa] : "?";
+    return isa >= 0 && isa < PTHCV_ISA_COUNT ? names[isa] : "?";
 }
 
 int pthcv_set_isa(const char *isa)
@@ -111,11 +111,12 @@ int pthcv_set_isa(const char *isa)
         atomic_store(&current, best);
         return PTHCV_OK;
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < PTHCV_ISA_COUNT; i++) {
         if (strcmp(isa, names[i]) != 0) continue;
         if (!has[i])
             return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "pthcv_set_isa: this CPU (or build) has no %s; available: %s%s%s%s",
-                              isa, "scalar", has[1] ? ", avx2" : "", has[2] ? ", avx512" : "", has[3] ? ", neon" : "");
+                              isa, "scalar", has[PTHCV_ISA_AVX2] ? ", avx2" : "", has[PTHCV_ISA_AVX512] ? ", avx512" : "",
+                              has[PTHCV_ISA_NEON] ? ", neon" : "");
         atomic_store(&current, i);
         return PTHCV_OK;
     }

@@ -3,8 +3,11 @@
  * instruction-set dispatch, and small helpers. Public entry points are in
  * pthcv.h (the "Inference" section); everything here is internal.
  *
- * Files: parallel.c (threads), isa.c (CPU detection, pthcv_set_isa), then one
- * file per op family (conv2d.c, gemm*.c, linear.c, pool.c, ...). A SIMD
+ * Files: parallel.c (threads), isa.c (CPU detection, pthcv_set_isa),
+ * activation.c, half*.c (float16 weights), then one file per op family:
+ * conv2d.c (over gemm*.c, winograd*.c and dwconv*.c), conv_transpose2d.c,
+ * linear.c, fold.c (BatchNorm folding) and ops_*.c (pooling, norms,
+ * elementwise, shapes, ...; their shared helpers in ops.h). A SIMD
  * micro-kernel file is named by op, tile and instruction set, e.g.
  * gemm_6x16_avx2.c, and is compiled with that instruction set only.
  */
@@ -14,11 +17,14 @@
 #include "../internal.h"
 
 /* ---- threads (parallel.c) ------------------------------------------------
- * Runs fn(ctx, begin, end) over [0, n) split into contiguous ranges, one per
- * thread (the caller's thread takes the first). Ranges are at least `grain`
- * long. The split depends only on n, grain and the thread count, and each
- * index must be computed independently of the others, so results are the
- * same for any thread count. Called from inside a task, it runs serially. */
+ * Runs fn(ctx, begin, end) over [0, n) cut into contiguous chunks (a few per
+ * thread, each at least `grain` long but the last) and returns when every
+ * chunk is done. Every thread, the caller's included, takes chunks until
+ * none is left, in whatever order they ask, so which thread runs a chunk,
+ * and where chunks begin, vary with the thread count and from call to call:
+ * fn must compute each index independently of the others, and then results
+ * are the same for any thread count. Called from inside a task, it runs
+ * fn(ctx, 0, n) serially. */
 typedef void (*pthcv_task_fn)(void *ctx, int64_t begin, int64_t end);
 void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx);
 
@@ -37,7 +43,8 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx);
 #endif
 
 /* ---- instruction sets (isa.c) ---------------------------------------------- */
-enum { PTHCV_ISA_SCALAR = 0, PTHCV_ISA_AVX2 = 1, PTHCV_ISA_AVX512 = 2, PTHCV_ISA_NEON = 3 };
+enum { PTHCV_ISA_SCALAR = 0, PTHCV_ISA_AVX2 = 1, PTHCV_ISA_AVX512 = 2, PTHCV_ISA_NEON = 3,
+       PTHCV_ISA_COUNT = 4 };   /* families; arrays indexed by PTHCV_ISA_* have this many slots */
 /* The family the kernels use now: the best the CPU has, or the forced one. */
 int pthcv_isa(void);
 int pthcv_isa_available(int isa);      /* compiled in and offered by this CPU */
@@ -61,5 +68,8 @@ int pthcv_cpu_has_f16c(void);           /* isa.c */
 float pthcv_act_scalar(float v, const pthcv_activation *a);
 void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a);
 int pthcv_act_valid(const pthcv_activation *a);
+/* torch's name of a kind, for messages ("relu", "gelu"...; "activation"
+ * when out of range). */
+const char *pthcv_act_name(int kind);
 
 #endif

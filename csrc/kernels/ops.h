@@ -1,7 +1,8 @@
 /*
- * ops.h -- what the non-convolution ops share (ops_*.c, conv_transpose2d.c):
- * argument checking, output allocation, shape strings for messages, and the
- * SIMD dispatch macro.
+ * ops.h -- what the ops share (ops_*.c, conv_transpose2d.c; conv2d.c takes
+ * the shape strings and the padding modes): argument checking, output
+ * allocation, shape strings for messages, the padding modes' index
+ * arithmetic, and the SIMD dispatch macro.
  *
  * Conventions of every op: inputs must be float32 (any strides; the ops make
  * a contiguous copy where that is simpler), results are new contiguous
@@ -26,7 +27,7 @@ enum { OPS_GRAIN = 1 << 15 };
 
 /* x checked (non-NULL, float32) and made contiguous: a new reference the
  * caller releases, with its data in *data. `op` and `what` name the op and
- * the argument in messages ("pthcv_pool2d: input must be float32, got
+ * the argument in messages ("max_pool2d: input must be float32, got
  * int64"). NULL on failure, error set. */
 pthcv_tensor *ops_input(pthcv_tensor *x, const char *op, const char *what, const float **data);
 
@@ -42,6 +43,27 @@ const char *ops_shape(const pthcv_tensor *t);
 /* dim in [-ndim, ndim) mapped to [0, ndim); -1 when out of range. As in
  * torch, a 0-d tensor accepts 0 and -1 (both give 0). */
 int ops_dim(int dim, int ndim);
+
+/* A PTHCV_PAD_* mode as F.pad names it: "zeros", "reflect", ...; "unknown"
+ * out of range. */
+const char *ops_pad_mode_name(int mode);
+
+/* The source index that padding position i (in [-pad, n + pad)) reads along
+ * a dimension of n >= 1 elements: i itself inside; outside, reflected
+ * (without repeating the edge), replicated (the edge) or wrapped around
+ * (circular); -1 for zeros and constant padding (the fill value). The
+ * callers have checked the pads: reflect pads < n, circular pads <= n. */
+static inline int64_t ops_pad_index(int64_t i, int64_t n, int mode)
+{
+    if (i >= 0 && i < n)
+        return i;
+    switch (mode) {
+    case PTHCV_PAD_REFLECT: return i < 0 ? -i : 2 * (n - 1) - i;
+    case PTHCV_PAD_REPLICATE: return i < 0 ? 0 : n - 1;
+    case PTHCV_PAD_CIRCULAR: return ((i % n) + n) % n;
+    default: return -1;
+    }
+}
 
 /* Grain (items per thread at least) for items that cost `work` elements each. */
 static inline int64_t ops_grain(int64_t work)
@@ -64,5 +86,25 @@ float ops_min_f32(const float *x, int64_t n);
  * source and destination) from src to dst. */
 void ops_copy_strided(float *dst, const int64_t *dst_stride, const float *src, const int64_t *src_stride,
                       int ndim, const int64_t *shape);
+
+/* ---- broadcasting over several operands (ops_math.c) -------------------------
+ * The comparisons, where and pow walk their operands in place (any strides)
+ * over the broadcast shape: dims of size 1 dropped, neighbours that are one
+ * run in every operand merged, the last dim a row. */
+enum { OPS_BCAST_MAX = 3 };
+typedef struct {
+    int nops, ndim;
+    int64_t numel;
+    int64_t shape[PTHCV_MAX_DIMS];
+    int64_t stride[OPS_BCAST_MAX][PTHCV_MAX_DIMS];   /* elements; 0 where an operand broadcasts */
+} ops_bcast;
+/* The broadcast shape of the n tensors (torch's rule: aligned from the
+ * right, sizes equal or 1) into *out_ndim / out_shape, and b set to walk
+ * it. 0 on failure, the error naming fn and the shapes. */
+int ops_broadcast(ops_bcast *b, int n, pthcv_tensor *const *xs, const char *fn, int *out_ndim, int64_t *out_shape);
+/* Rows of the walk (numel / row length; 0 when empty), and the element
+ * offsets of row r in each operand; returns the row length. */
+int64_t ops_bcast_rows(const ops_bcast *b);
+int64_t ops_bcast_row(const ops_bcast *b, int64_t r, int64_t *offsets);
 
 #endif

@@ -62,6 +62,18 @@ const char *ops_shape(const pthcv_tensor *t)
     return ops_dims(b, sizeof bufs[0], t->ndim, t->shape);
 }
 
+const char *ops_pad_mode_name(int mode)
+{
+    switch (mode) {
+    case PTHCV_PAD_ZEROS: return "zeros";
+    case PTHCV_PAD_CONSTANT: return "constant";
+    case PTHCV_PAD_REFLECT: return "reflect";
+    case PTHCV_PAD_REPLICATE: return "replicate";
+    case PTHCV_PAD_CIRCULAR: return "circular";
+    default: return "unknown";
+    }
+}
+
 int ops_dim(int dim, int ndim)
 {
     int n = ndim > 0 ? ndim : 1;

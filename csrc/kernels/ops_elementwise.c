@@ -48,9 +48,9 @@ static pthcv_tensor *private_copy(pthcv_tensor *x, const char *op, float **data)
 pthcv_tensor *pthcv_activate(pthcv_tensor *x, const pthcv_activation *act)
 {
     if (!pthcv_act_valid(act))
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_activate: unknown activation kind %d", (int)act->kind);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "activation: unknown kind %d", (int)act->kind);
     float *y;
-    pthcv_tensor *out = private_copy(x, "pthcv_activate", &y);
+    pthcv_tensor *out = private_copy(x, pthcv_act_name(act ? act->kind : PTHCV_ACT_NONE), &y);
     if (!out)
         return NULL;
     if (act && act->kind != PTHCV_ACT_NONE) {
@@ -86,10 +86,10 @@ static void prelu_task(void *vctx, int64_t begin, int64_t end)
 pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight)
 {
     const float *xd, *wd;
-    pthcv_tensor *xc = ops_input(x, "pthcv_prelu", "input", &xd);
+    pthcv_tensor *xc = ops_input(x, "prelu", "input", &xd);
     if (!xc)
         return NULL;
-    pthcv_tensor *wc = ops_input(weight, "pthcv_prelu", "weight", &wd);
+    pthcv_tensor *wc = ops_input(weight, "prelu", "weight", &wd);
     if (!wc) {
         pthcv_tensor_release(xc);
         return NULL;
@@ -99,7 +99,7 @@ pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight)
     int64_t channels = wc->numel;
     int64_t have = x->ndim >= 2 ? x->shape[1] : 1;
     if (channels != 1 && channels != have) {
-        pthcv_fail(PTHCV_ERR_ARG, "pthcv_prelu: weight of %lld values for input %s: need 1 or %lld (channels, dimension 1)",
+        pthcv_fail(PTHCV_ERR_ARG, "prelu: weight of %lld values for input %s: need 1 or %lld (channels, dimension 1)",
                    (long long)channels, ops_shape(x), (long long)have);
         goto done;
     }
@@ -226,6 +226,13 @@ static void binary_run(float *y, const float *a, const int64_t *sa, const float 
     pthcv_parallel_for(numel / n, ops_grain(n), binary_task, &c);
 }
 
+/* torch's name of a binary operation, for messages */
+static const char *binary_op_name(int32_t op)
+{
+    static const char *const names[] = { "add", "sub", "mul", "div", "maximum", "minimum" };
+    return op >= PTHCV_BIN_ADD && op <= PTHCV_BIN_MIN ? names[op] : "binary operation";
+}
+
 static int binary_op_ok(int32_t op, const char *fn)
 {
     if (op < PTHCV_BIN_ADD || op > PTHCV_BIN_MIN)
@@ -247,8 +254,8 @@ static int check_float(pthcv_tensor *t, const char *fn, const char *what)
 
 pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
 {
-    if (!binary_op_ok(op, "pthcv_binary") || !check_float(a, "pthcv_binary", "first operand")
-        || !check_float(b, "pthcv_binary", "second operand"))
+    const char *fn = binary_op_name(op);
+    if (!binary_op_ok(op, fn) || !check_float(a, fn, "first operand") || !check_float(b, fn, "second operand"))
         return NULL;
     /* broadcast: align from the right; sizes equal, or one of them 1 */
     int ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
@@ -257,9 +264,8 @@ pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
         int da = d - (ndim - a->ndim), db = d - (ndim - b->ndim);
         int64_t na = da >= 0 ? a->shape[da] : 1, nb = db >= 0 ? b->shape[db] : 1;
         if (na != nb && na != 1 && nb != 1)
-            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
-                                   "pthcv_binary: shapes %s and %s do not broadcast (dimension %d: %lld vs %lld)",
-                                   ops_shape(a), ops_shape(b), d, (long long)na, (long long)nb);
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: shapes %s and %s do not broadcast (dimension %d: %lld vs %lld)",
+                                   fn, ops_shape(a), ops_shape(b), d, (long long)na, (long long)nb);
         shape[d] = na == 1 ? nb : na;
         sa[d] = na == 1 ? 0 : a->stride[da];
         sb[d] = nb == 1 ? 0 : b->stride[db];
@@ -276,7 +282,7 @@ pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
 
 pthcv_tensor *pthcv_binary_scalar(pthcv_tensor *a, double s, int32_t op, int32_t scalar_first)
 {
-    if (!binary_op_ok(op, "pthcv_binary_scalar") || !check_float(a, "pthcv_binary_scalar", "tensor"))
+    if (!binary_op_ok(op, binary_op_name(op)) || !check_float(a, binary_op_name(op), "tensor"))
         return NULL;
     const float *ad = pthcv_tensor_data(a);
     if (!ad)

@@ -214,7 +214,7 @@ static void pool_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
 {
-    const char *fn = "pthcv_pool2d";
+    const char *fn = !p ? "pool2d" : p->kind == PTHCV_POOL_MAX ? "max_pool2d" : p->kind == PTHCV_POOL_AVG ? "avg_pool2d" : "pool2d";
     if (!p)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no parameters", fn);
     if (p->kind != PTHCV_POOL_MAX && p->kind != PTHCV_POOL_AVG)
@@ -339,7 +339,8 @@ static void adaptive_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h, int32_t out_w)
 {
-    const char *fn = "pthcv_adaptive_pool2d";
+    const char *fn = kind == PTHCV_POOL_MAX ? "adaptive_max_pool2d"
+                   : kind == PTHCV_POOL_AVG ? "adaptive_avg_pool2d" : "adaptive_pool2d";
     if (kind != PTHCV_POOL_MAX && kind != PTHCV_POOL_AVG)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown pooling kind %d", fn, (int)kind);
     if (out_h < 0 || out_w < 0)

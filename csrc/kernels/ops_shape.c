@@ -52,7 +52,7 @@ static void cat_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_cat(int32_t n, pthcv_tensor *const *xs, int32_t dim)
 {
-    const char *fn = "pthcv_cat";
+    const char *fn = "cat";
     if (n < 1 || !xs)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no tensors to concatenate", fn);
     /* torch skips 1-d empty tensors (legacy); the first other one sets the shape */
@@ -160,21 +160,9 @@ static void pad_task(void *vctx, int64_t begin, int64_t end)
     }
 }
 
-static const char *pad_mode_name(int mode)
-{
-    switch (mode) {
-    case PTHCV_PAD_ZEROS: return "zeros";
-    case PTHCV_PAD_CONSTANT: return "constant";
-    case PTHCV_PAD_REFLECT: return "reflect";
-    case PTHCV_PAD_REPLICATE: return "replicate";
-    case PTHCV_PAD_CIRCULAR: return "circular";
-    default: return "unknown";
-    }
-}
-
 pthcv_tensor *pthcv_pad(pthcv_tensor *x, int32_t npairs, const int64_t *pads, int32_t mode, double value)
 {
-    const char *fn = "pthcv_pad";
+    const char *fn = "pad";
     if (mode < PTHCV_PAD_ZEROS || mode > PTHCV_PAD_CONSTANT)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown padding mode %d", fn, (int)mode);
     if (npairs < 0 || (npairs > 0 && !pads))
@@ -213,7 +201,7 @@ pthcv_tensor *pthcv_pad(pthcv_tensor *x, int32_t npairs, const int64_t *pads, in
             goto done;
         }
         if (!constant && k < npairs && n == 0) {
-            pthcv_fail(PTHCV_ERR_ARG, "%s: %s padding of the empty dimension %d of input %s", fn, pad_mode_name(mode),
+            pthcv_fail(PTHCV_ERR_ARG, "%s: %s padding of the empty dimension %d of input %s", fn, ops_pad_mode_name(mode),
                        d, ops_shape(x));
             goto done;
         }
@@ -222,18 +210,8 @@ pthcv_tensor *pthcv_pad(pthcv_tensor *x, int32_t npairs, const int64_t *pads, in
             pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", fn);
             goto done;
         }
-        for (int64_t o = 0; o < out_shape[d]; o++) {
-            int64_t i = o - left;
-            if (i < 0 || i >= n) {
-                switch (mode) {
-                case PTHCV_PAD_REFLECT: i = i < 0 ? -i : 2 * (n - 1) - i; break;
-                case PTHCV_PAD_REPLICATE: i = i < 0 ? 0 : n - 1; break;
-                case PTHCV_PAD_CIRCULAR: i = ((i % n) + n) % n; break;
-                default: i = -1; break;
-                }
-            }
-            map[d][o] = i;
-        }
+        for (int64_t o = 0; o < out_shape[d]; o++)
+            map[d][o] = ops_pad_index(o - left, n, mode);
     }
     float *y;
     out = ops_output(nd, out_shape, &y);

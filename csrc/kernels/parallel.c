@@ -18,12 +18,11 @@
  * job can succeed.
  *
  * Waiting spins briefly before it sleeps. A forward pass at batch 1 is a
- * chain of a hundred or more short jobs (0.1-0.5 ms each) separated by a few
- * microseconds of Lua; waking a sleeping thread through a futex costs tens of
- * microseconds each time and made two threads slower than one on MobileNets.
- * Spinning workers find the next job at once; after about a millisecond
- * without work they sleep on a condition variable, so an idle pool costs
- * nothing. The hand-off uses sequentially consistent atomics on both sides
+ * long chain of short jobs with little Lua between them, and waking a
+ * sleeping thread through a futex takes a sizeable part of a short job
+ * (docs/performance.md has the numbers). Spinning workers find the next job
+ * at once; after about a millisecond without work they sleep on a condition
+ * variable, so an idle pool costs nothing. The hand-off uses sequentially consistent atomics on both sides
  * (publish the ticket / count sleepers; count sleepers / re-check the
  * ticket), so a job is never published to a worker that is about to sleep
  * without that worker either seeing it or being woken.

@@ -351,6 +351,12 @@ int pthcv_filestorage_key(const char *name, char *key, int64_t size)
 
 int pthcv_filestorage_write(const char *path, int32_t n, const char *const *names, pthcv_tensor *const *tensors)
 {
+    return pthcv_filestorage_write_progress(path, n, names, tensors, nullptr, nullptr);
+}
+
+int pthcv_filestorage_write_progress(const char *path, int32_t n, const char *const *names,
+                                     pthcv_tensor *const *tensors, pthcv_progress_fn progress, void *ctx)
+{
     return guarded("filestorage_write", (int)PTHCV_ERR_ARG, [&]() -> int {
         const std::string out(path ? path : "");
         const std::string suffix = fs_suffix(out);
@@ -392,8 +398,15 @@ int pthcv_filestorage_write(const char *path, int32_t n, const char *const *name
                 fs << "]" << "}";
             }
             fs << "]";
+            double total = 0, done = 0;
             for (int32_t i = 0; i < n; i++)
+                total += (double)tensors[i]->numel;
+            for (int32_t i = 0; i < n; i++) {
                 fs << keys[i] << mats[i];
+                done += (double)tensors[i]->numel;
+                if (progress)
+                    progress(ctx, done, total);
+            }
             fs.release();
         } catch (...) {
             std::remove(tmp.c_str());

@@ -42,7 +42,7 @@ template <typename R, typename F> R guarded(const char *what, R fallback, F f)
 
 // An image argument as a Mat over its memory (a copy only when its pixels
 // are not packed within rows).
-inline cv::Mat image_mat(pthcv_tensor *image, const char *what)
+[[maybe_unused]] cv::Mat image_mat(pthcv_tensor *image, const char *what)
 {
     if (!image)
         throw pthcv::error(std::string(what) + ": no image");
@@ -52,7 +52,7 @@ inline cv::Mat image_mat(pthcv_tensor *image, const char *what)
     return pthcv::mat_from_tensor(image, pthcv::Layout::HWC);
 }
 
-inline pthcv_tensor *image_tensor(const cv::Mat &m) { return pthcv::tensor_from_mat(m, pthcv::Layout::HWC); }
+[[maybe_unused]] pthcv_tensor *image_tensor(const cv::Mat &m) { return pthcv::tensor_from_mat(m, pthcv::Layout::HWC); }
 
 } // namespace
 

@@ -2,8 +2,9 @@
 // imgcodecs, built as a library of its own (libpthcv_imgcodecs.so) that
 // pthcv.image loads on first use. Debian's libopencv_imgcodecs pulls in
 // about 120 more shared libraries (GDAL, codecs...), whose loading and
-// relocation took 90 ms of every start of pthcv; the reader, the kernels
-// and the rest of the bridge need only OpenCV's core and imgproc.
+// relocation weighed on every start of pthcv (docs/performance.md); the
+// reader, the kernels and the rest of the bridge need only OpenCV's core
+// and imgproc.
 #include "bridge.hpp"
 
 #include <opencv2/imgcodecs.hpp>

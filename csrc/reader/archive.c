@@ -106,7 +106,7 @@ static int zip_read_storage(pthcv_source *src, const pthcv_storage *st, void *ds
                           ? ZIP_FL_COMPRESSED : 0;
     zip_file_t *zf = zip_fopen_index(za, (zip_uint64_t)st->record_index, how);
     if (!zf)
-        return pthcv_fail(PTHCV_ERR_IO, "%s: record '%s': cannot open: %s", src->path, st->record, zip_strerror(za));
+        return pthcv_fail(PTHCV_ERR_IO, "%s: record '%s': cannot open: %s", src->path, pthcv_esc(st->record), zip_strerror(za));
     /* Deflated entries: reading exactly the declared bytes never reaches
      * libzip's end-of-entry CRC check. */
     int64_t done = 0;
@@ -117,7 +117,7 @@ static int zip_read_storage(pthcv_source *src, const pthcv_storage *st, void *ds
             snprintf(msg, sizeof msg, "%s", n < 0 ? zip_file_strerror(zf) : "unexpected end of data");
             zip_fclose(zf);
             return pthcv_fail(PTHCV_ERR_IO, "%s: record '%s': truncated: read %lld of %lld bytes (%s)", src->path,
-                              st->record, (long long)done, (long long)st->nbytes, msg);
+                              pthcv_esc(st->record), (long long)done, (long long)st->nbytes, msg);
         }
         done += n;
     }
@@ -139,33 +139,32 @@ static int zip_check_ratio(pthcv_file *f, const zip_stat_t *zs, const char *name
 {
     if ((zs->valid & ZIP_STAT_COMP_SIZE) && zs->comp_size > f->file_size)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is truncated: it claims %llu compressed bytes, the file has %llu",
-                          f->path, name, (unsigned long long)zs->comp_size, (unsigned long long)f->file_size);
+                          f->path, pthcv_esc(name), (unsigned long long)zs->comp_size, (unsigned long long)f->file_size);
     if ((zs->valid & ZIP_STAT_COMP_METHOD) && zs->comp_method == ZIP_CM_STORE && (zs->valid & ZIP_STAT_COMP_SIZE) &&
         zs->size != zs->comp_size)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is stored but claims %llu bytes in %llu: damaged zip directory",
-                          f->path, name, (unsigned long long)zs->size, (unsigned long long)zs->comp_size);
+                          f->path, pthcv_esc(name), (unsigned long long)zs->size, (unsigned long long)zs->comp_size);
     if (!(zs->valid & ZIP_STAT_COMP_METHOD) || zs->comp_method == ZIP_CM_STORE || !(zs->valid & ZIP_STAT_COMP_SIZE))
         return PTHCV_OK;
     uint64_t comp = zs->comp_size ? zs->comp_size : 1;
     if (zs->size / comp > (uint64_t)f->opts.max_zip_ratio)
         return pthcv_fail(PTHCV_ERR_LIMIT, "%s: record '%s' expands from %llu to %llu bytes, beyond the ratio limit of %lld (max_zip_ratio)",
-                          f->path, name, (unsigned long long)zs->comp_size, (unsigned long long)zs->size,
+                          f->path, pthcv_esc(name), (unsigned long long)zs->comp_size, (unsigned long long)zs->size,
                           (long long)f->opts.max_zip_ratio);
     return PTHCV_OK;
 }
 
-/* Reads a whole (small) record, such as a pickle, into malloc'd memory. */
-static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf, size_t *len)
+/* Reads the whole (small) record idx, such as a pickle, into malloc'd
+ * memory; name is for messages. */
+static int zip_read_index(pthcv_file *f, zip_int64_t idx, const char *name, unsigned char **buf, size_t *len)
 {
     zip_t *za = f->zip;
-    zip_int64_t idx = zip_name_locate(za, name, 0);
-    if (idx < 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is missing", f->path, name);
     zip_stat_t zs;
     if (zip_stat_index(za, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, name);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, pthcv_esc(name));
     if (zs.size > (zip_uint64_t)f->opts.max_pickle)
         return pthcv_fail(PTHCV_ERR_LIMIT, "%s: record '%s' has %llu bytes, more than the limit of %lld for a pickle (max_pickle)",
-                          f->path, name, (unsigned long long)zs.size, (long long)f->opts.max_pickle);
+                          f->path, pthcv_esc(name), (unsigned long long)zs.size, (long long)f->opts.max_pickle);
     int rst = zip_check_ratio(f, &zs, name);
     if (rst) return rst;
     unsigned char *b = malloc(zs.size + 1);
@@ -180,6 +179,13 @@ static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf,
     *buf = b;
     *len = zs.size;
     return PTHCV_OK;
+}
+
+static int zip_read_record(pthcv_file *f, const char *name, unsigned char **buf, size_t *len)
+{
+    zip_int64_t idx = zip_name_locate(f->zip, name, 0);
+    if (idx < 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is missing", f->path, pthcv_esc(name));
+    return zip_read_index(f, idx, name, buf, len);
 }
 
 static int zip_has(pthcv_file *f, const char *name) { return zip_name_locate(f->zip, name, 0) >= 0; }
@@ -221,38 +227,38 @@ static int zip_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **
     else if (key->kind == PTHCV_V_INT) { snprintf(keybuf, sizeof keybuf, "%lld", (long long)key->i); k = keybuf; }
     else return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key is not a string", PK_WHERE(p));
     if (type->kind != PTHCV_V_GLOBAL || numel_v->kind != PTHCV_V_INT || numel_v->i < 0)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': bad type or element count", PK_WHERE(p), k);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': bad type or element count", PK_WHERE(p), pthcv_esc(k));
     int dtype = pthcv_storage_type_dtype(type->s);
     if (dtype == -2)
-        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: storage '%s' has unknown type %s", PK_WHERE(p), k, type->s);
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: storage '%s' has unknown type %s", PK_WHERE(p), pthcv_esc(k), pthcv_esc(type->s));
     if (strlen(k) > 200 || strchr(k, '/') || strstr(k, ".."))
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: bad storage key '%.200s'", PK_WHERE(p), k);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: bad storage key '%s'", PK_WHERE(p), pthcv_esc(k));
     char record[512];
     snprintf(record, sizeof record, "%s%s%s", f->prefix, f->storage_dir, k);
     storage_entry *e = pthcv_file_find_storage(f, record);
     if (e) {
         if (e->dtype != dtype)
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s' referenced as %s and as %s",
-                              PK_WHERE(p), record, e->dtype >= 0 ? pthcv_dtype_name(e->dtype) : "untyped",
+                              PK_WHERE(p), pthcv_esc(record), e->dtype >= 0 ? pthcv_dtype_name(e->dtype) : "untyped",
                               dtype >= 0 ? pthcv_dtype_name(dtype) : "untyped");
     } else {
         int64_t esz = dtype >= 0 ? pthcv_dtype_size(dtype) : 1, nbytes;
         if (!pthcv_mul_ok(numel_v->i, esz, &nbytes))
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': %lld elements overflow the byte count",
-                              PK_WHERE(p), record, (long long)numel_v->i);
+                              PK_WHERE(p), pthcv_esc(record), (long long)numel_v->i);
         zip_int64_t idx = zip_name_locate(f->zip, record, 0);
         if (idx < 0)
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage record '%s' is missing from the archive",
-                              PK_WHERE(p), record);
+                              PK_WHERE(p), pthcv_esc(record));
         zip_stat_t zs;
         if (zip_stat_index(f->zip, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, record);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, pthcv_esc(record));
         int rst = zip_check_ratio(f, &zs, record);
         if (rst || (rst = pthcv_file_charge(f, nbytes, record))) return rst;
         if ((int64_t)zs.size < nbytes)
             return pthcv_fail(PTHCV_ERR_FORMAT,
                               "%s: record '%s' is short: %llu bytes, but the pickle declares %lld %s elements (%lld bytes)",
-                              f->path, record, (unsigned long long)zs.size, (long long)numel_v->i,
+                              f->path, pthcv_esc(record), (unsigned long long)zs.size, (long long)numel_v->i,
                               dtype >= 0 ? pthcv_dtype_name(dtype) : "byte", (long long)nbytes);
         pthcv_storage *st = pthcv_storage_new_record(f->src, dtype, nbytes, k, record);
         if (!st) return pthcv_last_status();
@@ -270,13 +276,12 @@ static int zip_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **
     return *out ? PTHCV_OK : pthcv_last_status();
 }
 
-static int zip_unpickle(pthcv_file *f, const char *name, const char *storage_dir, pthcv_value **out)
+/* Unpickles record idx (named record), its storages in storage_dir. */
+static int zip_unpickle(pthcv_file *f, zip_int64_t idx, const char *record, const char *storage_dir, pthcv_value **out)
 {
-    char record[512];
-    snprintf(record, sizeof record, "%s%s", f->prefix, name);
     unsigned char *buf;
     size_t len;
-    int st = zip_read_record(f, record, &buf, &len);
+    int st = zip_read_index(f, idx, record, &buf, &len);
     if (st) return st;
     pthcv_pickle p;
     memset(&p, 0, sizeof p);
@@ -290,6 +295,49 @@ static int zip_unpickle(pthcv_file *f, const char *name, const char *storage_dir
     free(buf);
     return st;
 }
+
+/* The records under the top folder, for pthcv_file_record_*: the zip
+ * entry index of each, in directory order (directories left out). */
+static int zip_list_records(pthcv_file *f)
+{
+    zip_int64_t n = zip_get_num_entries(f->zip, 0);
+    size_t pl = strlen(f->prefix);
+    f->record_entries = malloc((size_t)(n > 0 ? n : 1) * sizeof *f->record_entries);
+    if (!f->record_entries) return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory listing records", f->path);
+    for (zip_int64_t i = 0; i < n; i++) {
+        const char *name = zip_get_name(f->zip, (zip_uint64_t)i, 0);
+        size_t nl = name ? strlen(name) : 0;
+        if (name && nl > pl && !strncmp(name, f->prefix, pl) && name[nl - 1] != '/')
+            f->record_entries[f->nrecords++] = i;
+    }
+    return PTHCV_OK;
+}
+
+int64_t pthcv_file_record_count(const pthcv_file *f) { return f->zip ? f->nrecords : 0; }
+
+const char *pthcv_file_record_name(const pthcv_file *f, int64_t i)
+{
+    if (!f->zip || i < 0 || i >= f->nrecords) return NULL;
+    const char *name = zip_get_name(f->zip, (zip_uint64_t)f->record_entries[i], 0);
+    return name ? name + strlen(f->prefix) : NULL;
+}
+
+void *pthcv_file_read_record(pthcv_file *f, const char *name, int64_t *len)
+{
+    if (!f || !name || !len) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_file_read_record: NULL argument");
+    if (!f->zip) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: a %s file has no records", f->path, f->format);
+    char record[1024];
+    if ((size_t)snprintf(record, sizeof record, "%s%s", f->prefix, name) >= sizeof record)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: record name too long", f->path);
+    unsigned char *buf;
+    size_t n;
+    if (zip_read_record(f, record, &buf, &n)) return NULL;
+    buf[n] = '\0';
+    *len = (int64_t)n;
+    return buf;
+}
+
+void pthcv_free(void *p) { free(p); }
 
 int pthcv_open_zip(pthcv_file *f)
 {
@@ -339,8 +387,8 @@ int pthcv_open_zip(pthcv_file *f)
         if (!strcmp(name, "data.pkl")) f->prefix = strdup("");
         else if (slash && !strcmp(slash + 1, "data.pkl")) f->prefix = strndup(name, (size_t)(slash - name + 1));
     }
-    if (!f->prefix)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: a zip archive without a data.pkl record: not a file torch.save wrote", f->path);
+    if (!f->prefix)   /* not torch.save's: numpy.savez's, or an error naming both (npz.c) */
+        return pthcv_open_npz(f);
 
     char rec[512];
     snprintf(rec, sizeof rec, "%sbyteorder", f->prefix);
@@ -353,32 +401,47 @@ int pthcv_open_zip(pthcv_file *f)
         if (len == 3 && !memcmp(b, "big", 3)) f->big_endian = 1;
         else if (!(len == 6 && !memcmp(b, "little", 6))) {
             free(b);
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' says neither 'little' nor 'big'", f->path, rec);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' says neither 'little' nor 'big'", f->path, pthcv_esc(rec));
         }
         free(b);
     }
+    char data_rec[512];
+    snprintf(data_rec, sizeof data_rec, "%sdata.pkl", f->prefix);
     snprintf(rec, sizeof rec, "%sconstants.pkl", f->prefix);
-    int torchscript = zip_has(f, rec);
-    f->format = torchscript ? "torchscript" : "zip";
+    zip_int64_t data_idx = zip_name_locate(za, data_rec, 0), const_idx = zip_name_locate(za, rec, 0);
+    f->format = const_idx >= 0 ? "torchscript" : "zip";
+    if (zip_list_records(f)) return pthcv_last_status();
 
-    int st = zip_unpickle(f, "data.pkl", "data/", &f->root);
-    if (!st && torchscript) st = zip_unpickle(f, "constants.pkl", "constants/", &f->constants);
-    /* other pickles of a TorchScript archive (bytecode.pkl, extra/...) are not
-     * needed for the weights, but a dangerous global in any of them still
-     * makes the file unsafe */
-    for (zip_int64_t i = 0; !st && torchscript && i < n; i++) {
-        const char *name = zip_get_name(za, (zip_uint64_t)i, 0);
-        size_t pl = strlen(f->prefix), nl = name ? strlen(name) : 0;
-        if (!name || nl < pl + 4 || strncmp(name, f->prefix, pl) || strcmp(name + nl - 4, ".pkl") ||
-            !strcmp(name + pl, "data.pkl") || !strcmp(name + pl, "constants.pkl"))
-            continue;
-        pthcv_value *ignored;
-        st = zip_unpickle(f, name + pl, "data/", &ignored);
-        /* a TorchScript bytecode pickle may reference tensors stored elsewhere;
-         * only refusals matter here */
-        if (st && st != PTHCV_ERR_UNSAFE) { pthcv_clear_error(); st = PTHCV_OK; }
+    /* A scan reads on after a damaged pickle (a later one may still hold a
+     * dangerous global), keeping the first error (pthcv_open decides). */
+    char first_error[1024] = "";
+    int first = zip_unpickle(f, data_idx, data_rec, "data/", &f->root);
+    if (first && !f->opts.scan_only) return first;
+    if (first) snprintf(first_error, sizeof first_error, "%s", pthcv_last_error());
+    if (const_idx >= 0) {
+        int st = zip_unpickle(f, const_idx, rec, "constants/", &f->constants);
+        if (st && !f->opts.scan_only) return st;
+        if (st && !first) first = st, snprintf(first_error, sizeof first_error, "%s", pthcv_last_error());
     }
-    return st;
+    /* Every other pickle in the archive, in any folder and under any name
+     * given twice: torch reads data.pkl from the folder of the archive's
+     * first entry, which need not be the one pthcv took, and TorchScript
+     * archives hold more pickles (bytecode.pkl, extra/...). Their contents
+     * are not needed, and their errors (a bytecode pickle may reference
+     * tensors stored elsewhere) pass; a dangerous global in any of them
+     * makes the file unsafe. */
+    for (zip_int64_t i = 0; i < n; i++) {
+        const char *name = zip_get_name(za, (zip_uint64_t)i, 0);
+        size_t nl = name ? strlen(name) : 0;
+        if (!name || i == data_idx || i == const_idx || nl < 4 || strcmp(name + nl - 4, ".pkl")) continue;
+        pthcv_value *ignored;
+        char record[512];
+        snprintf(record, sizeof record, "%s", name);
+        int st = zip_unpickle(f, i, record, "data/", &ignored);
+        if (st == PTHCV_ERR_UNSAFE) return st;
+        if (st) pthcv_clear_error();
+    }
+    return first ? pthcv_fail(first, "%s", first_error) : PTHCV_OK;
 }
 
 /* ======================= legacy stream and tar ========================= */
@@ -386,7 +449,7 @@ int pthcv_open_zip(pthcv_file *f)
 static int map_read_storage(pthcv_source *src, const pthcv_storage *st, void *dst)
 {
     if (st->file_offset < 0 || (uint64_t)st->file_offset + (uint64_t)st->nbytes > src->map_size)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' lies outside the file", src->path, st->record);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' lies outside the file", src->path, pthcv_esc(st->record));
     memcpy(dst, src->map + st->file_offset, (size_t)st->nbytes);
     return PTHCV_OK;
 }
@@ -413,13 +476,13 @@ static storage_entry *legacy_root(pthcv_pickle *p, const char *key, int dtype, i
     storage_entry *e = pthcv_file_find_storage(f, key);
     if (e) {
         if (e->dtype != dtype || e->numel != numel)
-            return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s' declared twice differently", PK_WHERE(p), key);
+            return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s' declared twice differently", PK_WHERE(p), pthcv_esc(key));
         return e;
     }
     int64_t nbytes;
     if (numel < 0 || !pthcv_mul_ok(numel, pthcv_dtype_size(dtype), &nbytes))
         return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': bad element count %lld",
-                               PK_WHERE(p), key, (long long)numel);
+                               PK_WHERE(p), pthcv_esc(key), (long long)numel);
     char record[300];
     snprintf(record, sizeof record, "storage %s", key);
     if (pthcv_file_charge(f, nbytes, record)) return NULL;
@@ -462,7 +525,7 @@ static int legacy_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value
                           PK_WHERE(p));
     int dtype = pthcv_storage_type_dtype(pid->items[1]->s);
     if (dtype < 0)
-        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: unknown storage type %s", PK_WHERE(p), pid->items[1]->s);
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: unknown storage type %s", PK_WHERE(p), pthcv_esc(pid->items[1]->s));
     char key[128];
     int st = legacy_key(p, pid->items[2], key, sizeof key);
     if (st) return st;
@@ -480,7 +543,7 @@ static int legacy_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value
     int64_t off = view->items[1]->i, sz = view->items[2]->i, end;
     if (off < 0 || sz < 0 || !pthcv_add_ok(off, sz, &end) || end > root->numel)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage view [%lld, +%lld) lies outside storage '%s' of %lld elements",
-                          PK_WHERE(p), (long long)off, (long long)sz, key, (long long)root->numel);
+                          PK_WHERE(p), (long long)off, (long long)sz, pthcv_esc(key), (long long)root->numel);
     /* torch gives such tensors the slice as their storage, offsets counted
      * from the slice: keep that, sharing the root's bytes */
     char vkey[160];
@@ -500,7 +563,7 @@ static int tar_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **
     if (pid->kind == PTHCV_V_STR) {
         char *end;
         v = strtoll(pid->s, &end, 10);
-        if (*end || end == pid->s) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id '%.40s' is not a tensor key", PK_WHERE(p), pid->s);
+        if (*end || end == pid->s) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id '%s' is not a tensor key", PK_WHERE(p), pthcv_esc_n(pid->s, strlen(pid->s) > 40 ? 40 : strlen(pid->s)));
     } else if (pid->kind == PTHCV_V_INT) {
         v = pid->i;
     } else {
@@ -542,15 +605,43 @@ static int is_magic(const pthcv_value *v)
     return v->kind == PTHCV_V_BIGINT && v->len == 10 && !memcmp(v->s, magic, 10);
 }
 
-static int open_legacy_stream(pthcv_file *f, const unsigned char *map, size_t size)
+/* The first pickle of a file that is neither a zip nor a tar, read as
+ * torch.load reads it: unpickled whole (whatever it calls runs) before its
+ * value is checked against torch's magic number. */
+static int first_pickle(pthcv_file *f, const unsigned char *map, size_t size, size_t *pos, pthcv_value **v)
+{
+    int st = run_pickle(f, map, size, pos, "pickle", NULL, v);
+    if (st != PTHCV_ERR_FORMAT && st != PTHCV_ERR_UNSUPPORTED) return st;
+    char msg[1024];
+    size_t pl = strlen(f->path);
+    const char *m = pthcv_last_error();
+    snprintf(msg, sizeof msg, "%s", strncmp(m, f->path, pl) || strncmp(m + pl, ": ", 2) ? m : m + pl + 2);
+    return pthcv_fail(st, "%s: not a PyTorch file: neither a zip nor a tar archive, and not a pickle that can be read (%s)",
+                      f->path, msg);
+}
+
+/* Pickles back to back, as torch.load reads a file that is neither a zip
+ * nor a tar archive: when the first pickle is torch's magic number, the
+ * legacy layout (each of its pickles is unpickled in turn, then the storages'
+ * bytes follow); any other first pickle is the whole file for pthcv, format
+ * "pickle" (torch would run it, then fail on the magic number). */
+static int open_pickle_stream(pthcv_file *f, const unsigned char *map, size_t size)
 {
     size_t pos = 0;
     pthcv_value *v;
-    int st = run_pickle(f, map, size, &pos, "magic number", NULL, &v);
-    if (st || !is_magic(v)) {
-        if (st == PTHCV_ERR_UNSAFE) return st;
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: not a PyTorch file: a pickle, but not torch's legacy stream (no magic number)", f->path);
+    f->format = "pickle";
+    int st = first_pickle(f, map, size, &pos, &v);
+    if (st) return st;
+    if (!is_magic(v)) {
+        f->format = "pickle";
+        f->root = v;
+        if (pos < size && !f->opts.scan_only)
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: a plain pickle (not a file torch.save wrote) ends at byte %zu, and %zu more bytes follow: pthcv reads one pickle",
+                              f->path, pos, size - pos);
+        return PTHCV_OK;
     }
+    f->format = "legacy";
     if ((st = run_pickle(f, map, size, &pos, "protocol version", NULL, &v))) return st;
     if (v->kind != PTHCV_V_INT || v->i != 1001)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: legacy protocol version %lld, expected 1001", f->path, v->kind == PTHCV_V_INT ? (long long)v->i : -1LL);
@@ -559,6 +650,7 @@ static int open_legacy_stream(pthcv_file *f, const unsigned char *map, size_t si
     pthcv_value *keys;
     size_t keys_at = pos;
     if ((st = run_pickle(f, map, size, &pos, "storage key list", NULL, &keys))) return st;
+    if (f->opts.scan_only) return PTHCV_OK;   /* every pickle is read; a scan takes no storage */
     if (keys->kind != PTHCV_V_LIST && keys->kind != PTHCV_V_TUPLE)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage key list at byte %zu is not a list", f->path, keys_at);
     /* the data section: per key, an int64 element count then the bytes */
@@ -567,58 +659,35 @@ static int open_legacy_stream(pthcv_file *f, const unsigned char *map, size_t si
         pthcv_pickle dummy = {.file = f, .record = "storage key list", .op_offset = keys_at};
         if ((st = legacy_key(&dummy, keys->items[i], key, sizeof key))) return st;
         storage_entry *e = pthcv_file_find_storage(f, key);
-        if (!e) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' is listed but no tensor uses it, so its element size is unknown", f->path, key);
+        if (!e) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' is listed but no tensor uses it, so its element size is unknown", f->path, pthcv_esc(key));
         if (size - pos < 8)
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: the element count of storage '%s' at byte %zu is past the end of the file (%zu bytes)",
-                              f->path, key, pos, size);
+                              f->path, pthcv_esc(key), pos, size);
         int64_t count = rd_i64(map + pos);
         if (count != e->numel)
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' at byte %zu holds %lld elements, the pickle declares %lld",
-                              f->path, key, pos, (long long)count, (long long)e->numel);
+                              f->path, pthcv_esc(key), pos, (long long)count, (long long)e->numel);
         pos += 8;
         if ((uint64_t)e->storage->nbytes > size - pos)
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: storage '%s' needs %lld bytes at byte %zu, the file ends at %zu",
-                              f->path, key, (long long)e->storage->nbytes, pos, size);
+                              f->path, pthcv_esc(key), (long long)e->storage->nbytes, pos, size);
         e->storage->file_offset = (int64_t)pos;
         pos += (size_t)e->storage->nbytes;
     }
     for (int64_t i = 0; i < f->nstorages; i++)
         if (f->storages[i].storage->file_offset < 0)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' is missing from the data section", f->path, f->storages[i].key);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' is missing from the data section", f->path, pthcv_esc(f->storages[i].key));
     return PTHCV_OK;
 }
 
-/* ---- tar (torch < 0.4) ---- */
-
-static int tar_member(pthcv_file *f, const unsigned char *map, size_t size, const char *name, size_t *off, size_t *len)
-{
-    size_t pos = 0;
-    while (pos + 512 <= size) {
-        const unsigned char *h = map + pos;
-        if (!h[0]) break;   /* end-of-archive block */
-        uint64_t sz = 0;
-        for (int i = 124; i < 136 && h[i]; i++) {
-            if (h[i] == ' ') continue;
-            if (h[i] < '0' || h[i] > '7') return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar header at byte %zu has a bad size", f->path, pos);
-            sz = sz * 8 + (uint64_t)(h[i] - '0');
-        }
-        char nm[101];
-        memcpy(nm, h, 100);
-        nm[100] = 0;
-        if (sz > size - pos - 512)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar member '%s' at byte %zu needs %llu bytes", f->path, nm, pos, (unsigned long long)sz);
-        if (!strcmp(nm, name)) { *off = pos + 512; *len = (size_t)sz; return PTHCV_OK; }
-        pos += 512 + (size_t)((sz + 511) / 512 * 512);
-    }
-    return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar member '%s' is missing", f->path, name);
-}
+/* ---- tar (torch < 0.4): members found by tar.c ---- */
 
 static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
 {
     size_t off, len, pos;
     int st;
     pthcv_value *v;
-    if ((st = tar_member(f, map, size, "storages", &off, &len))) return st;
+    if ((st = pthcv_tar_find(f, map, size, "storages", &off, &len))) return st;
     const unsigned char *m = map + off;
     pos = 0;
     if ((st = run_pickle(f, m, len, &pos, "storages", NULL, &v))) return st;
@@ -630,15 +699,15 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
         if (v->kind != PTHCV_V_TUPLE || v->n != 3 || v->items[2]->kind != PTHCV_V_GLOBAL)
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages' at byte %zu: expected (key, location, storage type)", f->path, at);
         int dtype = pthcv_storage_type_dtype(v->items[2]->s);
-        if (dtype < 0) return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: tar 'storages': unknown storage type %s", f->path, v->items[2]->s);
+        if (dtype < 0) return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: tar 'storages': unknown storage type %s", f->path, pthcv_esc(v->items[2]->s));
         char key[128];
         pthcv_pickle dummy = {.file = f, .record = "storages", .op_offset = at};
         if ((st = legacy_key(&dummy, v->items[0], key, sizeof key))) return st;
-        if (len - pos < 8) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'storages' ends before storage '%s'", f->path, key);
+        if (len - pos < 8) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'storages' ends before storage '%s'", f->path, pthcv_esc(key));
         int64_t numel = rd_i64(m + pos), nbytes;
         pos += 8;
         if (numel < 0 || !pthcv_mul_ok(numel, pthcv_dtype_size(dtype), &nbytes) || (uint64_t)nbytes > len - pos)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: storage '%s' of %lld elements does not fit in tar 'storages'", f->path, key, (long long)numel);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: storage '%s' of %lld elements does not fit in tar 'storages'", f->path, pthcv_esc(key), (long long)numel);
         storage_entry *e = legacy_root(&dummy, key, dtype, numel);
         if (!e) return pthcv_last_status();
         e->storage->file_offset = (int64_t)(off + pos);
@@ -656,12 +725,12 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
         storage_entry *root = pthcv_file_find_storage(f, rk);
         int64_t end;
         if (!root || t->items[2]->i < 0 || t->items[3]->i < 0 || !pthcv_add_ok(t->items[2]->i, t->items[3]->i, &end) || end > root->numel)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages': view '%s' lies outside storage '%s'", f->path, tk, rk);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages': view '%s' lies outside storage '%s'", f->path, pthcv_esc(tk), pthcv_esc(rk));
         storage_entry *ve = view_entry(f, tk, root, t->items[2]->i, t->items[3]->i);
         if (!ve || !pthcv_file_add_storage(f, tk, ve->storage, ve->dtype, 0, ve->numel)) return pthcv_last_status();
     }
 
-    if ((st = tar_member(f, map, size, "tensors", &off, &len))) return st;
+    if ((st = pthcv_tar_find(f, map, size, "tensors", &off, &len))) return st;
     m = map + off;
     pos = 0;
     if ((st = run_pickle(f, m, len, &pos, "tensors", NULL, &v))) return st;
@@ -676,20 +745,20 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
             legacy_key(&dummy, v->items[1], sk, sizeof sk))
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors' at byte %zu: expected (key, storage key, type)", f->path, at);
         storage_entry *se = pthcv_file_find_storage(f, sk);
-        if (!se) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' uses missing storage '%s'", f->path, key, sk);
-        if (len - pos < 8) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path, key);
+        if (!se) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' uses missing storage '%s'", f->path, pthcv_esc(key), pthcv_esc(sk));
+        if (len - pos < 8) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path, pthcv_esc(key));
         int32_t nd = (int32_t)(uint32_t)(m[pos] | m[pos + 1] << 8 | m[pos + 2] << 16 | (uint32_t)m[pos + 3] << 24);
         pos += 8;   /* ndim, then 4 bytes torch once wrote as part of an 8-byte ndim */
-        if (nd < 0 || nd > PTHCV_MAX_DIMS) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has %d dimensions", f->path, key, nd);
-        if (len - pos < (size_t)(16 * nd + 8)) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path, key);
+        if (nd < 0 || nd > PTHCV_MAX_DIMS) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has %d dimensions", f->path, pthcv_esc(key), nd);
+        if (len - pos < (size_t)(16 * nd + 8)) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path, pthcv_esc(key));
         int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
         for (int k = 0; k < nd; k++) shape[k] = rd_i64(m + pos + 8 * k);
         for (int k = 0; k < nd; k++) stride[k] = rd_i64(m + pos + 8 * (nd + k));
         int64_t offset = rd_i64(m + pos + 16 * nd), total;
         pos += (size_t)(16 * nd + 8);
         if (offset < 0 || !pthcv_add_ok(offset, se->offset, &total))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has a bad offset", f->path, key);
-        snprintf(where, sizeof where, "%s: tar 'tensors' tensor '%s'", f->path, key);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has a bad offset", f->path, pthcv_esc(key));
+        snprintf(where, sizeof where, "%s: tar 'tensors' tensor '%s'", f->path, pthcv_esc(key));
         /* a view storage bounds the tensor by its own extent */
         int64_t last = 0, prod, numel = 1;
         for (int k = 0; k < nd; k++) {
@@ -717,32 +786,54 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
         te->tensor = tv;
     }
 
-    if ((st = tar_member(f, map, size, "pickle", &off, &len))) return st;
+    if ((st = pthcv_tar_find(f, map, size, "pickle", &off, &len))) return st;
     pos = 0;
     return run_pickle(f, map + off, len, &pos, "pickle", tar_persistent_load, &f->root);
+}
+
+int pthcv_open_mapped(pthcv_file *f, unsigned char **map, size_t *size)
+{
+    int st = map_file(f, map, size);
+    if (st) return st;
+    pthcv_source *src = calloc(1, sizeof *src);
+    if (!src || !(src->path = strdup(f->path))) {
+        free(src);
+        munmap(*map, *size);
+        return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
+    }
+    src->refcount = 1;
+    src->map = *map;
+    src->map_size = *size;
+    src->read = map_read_storage;
+    src->destroy = map_destroy;
+    f->src = src;
+    f->file_size = *size;
+    return PTHCV_OK;
 }
 
 int pthcv_open_legacy(pthcv_file *f, int tar)
 {
     unsigned char *map;
     size_t size;
-    int st = map_file(f, &map, &size);
+    int st = pthcv_open_mapped(f, &map, &size);
     if (st) return st;
-    pthcv_source *src = calloc(1, sizeof *src);
-    if (!src || !(src->path = strdup(f->path))) {
-        free(src);
-        munmap(map, size);
-        return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
-    }
-    src->refcount = 1;
-    src->map = map;
-    src->map_size = size;
-    src->read = map_read_storage;
-    src->destroy = map_destroy;
-    f->src = src;
     f->format = tar ? "tar" : "legacy";
     f->legacy_tar = tar;
-    st = tar ? open_tar(f, map, size) : open_legacy_stream(f, map, size);
+    st = tar ? open_tar(f, map, size) : open_pickle_stream(f, map, size);
+    if (st && tar && st != PTHCV_ERR_NOMEM && (st != PTHCV_ERR_UNSAFE || f->opts.scan_only)) {
+        /* torch.load reads the file as pickles when tarfile fails on it (a
+         * damaged or truncated member), so pthcv does too: a scan must see
+         * what torch would then run. When that fails too, the tar's error
+         * is the one that explains the file. */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", pthcv_last_error());
+        pthcv_file_drop_storages(f);
+        f->root = NULL;
+        f->legacy_tar = 0;
+        int st2 = open_pickle_stream(f, map, size);
+        if (st2 == PTHCV_ERR_UNSAFE || !st2) st = st2;
+        else st = pthcv_fail(st, "%s", msg), f->format = "tar";
+    }
     /* storages whose bytes are aligned for their elements are used in place */
     for (int64_t i = 0; !st && i < f->nstorages; i++) {
         pthcv_storage *s1 = f->storages[i].storage;
@@ -751,4 +842,17 @@ int pthcv_open_legacy(pthcv_file *f, int tar)
         if (s1->file_offset >= 0 && s1->file_offset % align == 0) s1->in_place = 1;
     }
     return st;
+}
+
+/* ---- for npz.c: zip members that are not torch records ---- */
+
+int pthcv_zip_check_entry(pthcv_file *f, const struct zip_stat *zs, const char *name)
+{
+    return zip_check_ratio(f, zs, name);
+}
+
+void pthcv_zip_use_in_place(pthcv_file *f, pthcv_storage *st, uint64_t idx, const struct zip_stat *zs,
+                            const char *record, int dtype)
+{
+    zip_in_place(f, st, idx, zs, record, dtype);
 }

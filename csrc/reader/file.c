@@ -1,10 +1,12 @@
 /*
  * file.c -- pthcv_open and the value tree it owns.
  *
- * The format is recognised by the first bytes, never the name: "PK\3\4" is a
- * zip archive (torch >= 1.6 and TorchScript), "ustar" at byte 257 the
- * pre-0.4 tar layout, and a pickle whose first value is torch's magic number
- * the legacy stream. Values live in chunks freed together at pthcv_close.
+ * The format is recognised by the first bytes, never the name, in the order
+ * torch.load tries them: "PK\3\4" is a zip archive (torch >= 1.6 and
+ * TorchScript); a first block Python's tarfile accepts, the pre-0.4 tar
+ * layout; anything else is read as pickles: torch's legacy stream when the
+ * first one is its magic number, else a plain pickle. Values live in chunks
+ * freed together at pthcv_close.
  */
 #include "reader.h"
 #include <errno.h>
@@ -208,11 +210,27 @@ storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_stor
     return e;
 }
 
+void pthcv_file_drop_storages(pthcv_file *f)
+{
+    for (int64_t i = 0; i < f->nstorages; i++) {
+        free(f->storages[i].key);
+        if (f->storages[i].storage) pthcv_storage_release(f->storages[i].storage);
+    }
+    f->nstorages = 0;
+    struct storage_hash *h = hash_of(f);
+    if (h) {
+        free(h->slots);
+        h->slots = NULL;
+        h->cap = 0;
+    }
+    f->total_bytes = f->expanded_bytes = 0;
+}
+
 int pthcv_file_charge(pthcv_file *f, int64_t nbytes, const char *what)
 {
     if (!pthcv_add_ok(f->total_bytes, nbytes, &f->total_bytes) || f->total_bytes > f->opts.max_total_bytes)
         return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s: storages add up to more than the limit of %lld bytes (max_total_bytes)",
-                          f->path, what, (long long)f->opts.max_total_bytes);
+                          f->path, pthcv_esc(what), (long long)f->opts.max_total_bytes);
     return PTHCV_OK;
 }
 
@@ -246,11 +264,11 @@ pthcv_value *pthcv_storage_value(pthcv_pickle *p, storage_entry *e)
 
 /* ---- open / close ---- */
 
-static int is_legacy_magic(const unsigned char *b, size_t n)
+static int any_unsafe(const pthcv_file *f)
 {
-    /* protocol 2+ writes PROTO then LONG1 of the magic number; other
-     * protocols are tried by running the first pickle */
-    return n >= 1 && (b[0] == 0x80 || b[0] == 'L' || b[0] == 0x8a);
+    for (int i = 0; i < f->nglobals; i++)
+        if (f->global_unsafe[i]) return 1;
+    return 0;
 }
 
 int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out)
@@ -279,21 +297,34 @@ int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out)
         pthcv_close(f);
         return pthcv_fail(PTHCV_ERR_IO, "%s: cannot read: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" : strerror(errno));
     }
+    /* torch.load's order: a zip archive by its first bytes, then whatever
+     * Python's tarfile opens, then pickles (archive.c) */
     int st;
     if (got == 0) {
         st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: not a PyTorch file: the file is empty", path);
     } else if (got >= 4 && !memcmp(head, "PK\3\4", 4)) {
         st = pthcv_open_zip(f);
-    } else if (got >= 262 && !memcmp(head + 257, "ustar", 5)) {
+    } else if (pthcv_tar_is_archive(head, (size_t)got)) {
         st = pthcv_open_legacy(f, 1);
-    } else if (is_legacy_magic(head, (size_t)got)) {
-        st = pthcv_open_legacy(f, 0);
+    } else if (pthcv_is_safetensors(head, (size_t)got)) {   /* safetensors.c */
+        st = pthcv_open_safetensors(f);
+    } else if (pthcv_is_filestorage(head, (size_t)got)) {   /* npz: a zip, see pthcv_open_zip */
+        st = pthcv_open_filestorage ? pthcv_open_filestorage(f)
+                                    : pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: an OpenCV FileStorage file: this build has no OpenCV", path);
     } else if (got >= 4 && !memcmp(head, "PK", 2)) {
         st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: damaged zip archive: no local file header at byte 0", path);
+    } else if (pthcv_pickle_opcode_known(head[0])) {
+        st = pthcv_open_legacy(f, 0);
     } else {
         st = pthcv_fail(PTHCV_ERR_FORMAT,
-                        "%s: not a PyTorch file: starts with %02x %02x %02x %02x, neither a zip archive, a tar archive nor torch's legacy pickle stream",
+                        "%s: not a PyTorch file: starts with %02x %02x %02x %02x, neither a zip archive, a tar archive nor a pickle",
                         path, head[0], got > 1 ? head[1] : 0, got > 2 ? head[2] : 0, got > 3 ? head[3] : 0);
+    }
+    /* A scan that found a dangerous global reports it even when the file
+     * breaks off later: torch would have run what came before. */
+    if (st && st != PTHCV_ERR_NOMEM && f->opts.scan_only && any_unsafe(f)) {
+        if (!(f->scan_error = strdup(pthcv_last_error()))) st = pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", path);
+        else st = PTHCV_OK, pthcv_clear_error();
     }
     if (st) {
         char msg[1024];
@@ -321,16 +352,14 @@ void pthcv_close(pthcv_file *f)
     for (int i = 0; i < f->nglobals; i++) free(f->globals[i]);
     free(f->globals);
     free(f->global_unsafe);
-    for (int64_t i = 0; i < f->nstorages; i++) {
-        free(f->storages[i].key);
-        if (f->storages[i].storage) pthcv_storage_release(f->storages[i].storage);
-    }
+    pthcv_file_drop_storages(f);
     free(f->storages);
-    if (f->storage_hash) free(((struct storage_hash *)f->storage_hash)->slots);
     free(f->storage_hash);
+    free(f->scan_error);
     if (f->src) pthcv_source_release(f->src);
     free(f->prefix);
     free(f->local_offsets);
+    free(f->record_entries);
     free(f->path);
     free(f);
 }
@@ -339,6 +368,7 @@ const char *pthcv_file_path(const pthcv_file *f) { return f->path; }
 const char *pthcv_file_format(const pthcv_file *f) { return f->format; }
 const pthcv_value *pthcv_file_root(const pthcv_file *f) { return f->root; }
 const pthcv_value *pthcv_file_constants(const pthcv_file *f) { return f->constants; }
+const char *pthcv_file_scan_error(const pthcv_file *f) { return f->scan_error; }
 int pthcv_file_global_count(const pthcv_file *f) { return f->nglobals; }
 
 const char *pthcv_file_global(const pthcv_file *f, int i, int *unsafe)

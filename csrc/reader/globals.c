@@ -14,17 +14,56 @@
 #include <string.h>
 
 #define CALL_FAIL(p, name, fmt, ...) \
-    return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: %s: " fmt, PK_WHERE(p), (name), ##__VA_ARGS__)
+    return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: %s: " fmt, PK_WHERE(p), pthcv_esc(name), ##__VA_ARGS__)
 
-const char *pthcv_py3_module(const char *module)
+/* Python 2 module names as Python 3's unpickler reads them (fix_imports:
+ * _compat_pickle.IMPORT_MAPPING), sorted by the Python 2 name in strcmp
+ * order (pthcv_reader_tables_check). */
+static const struct { const char *py2, *py3; } py2_modules[] = {
+    {"BaseHTTPServer", "http.server"}, {"CGIHTTPServer", "http.server"}, {"ConfigParser", "configparser"},
+    {"Cookie", "http.cookies"}, {"Dialog", "tkinter.dialog"}, {"DocXMLRPCServer", "xmlrpc.server"},
+    {"FileDialog", "tkinter.filedialog"}, {"HTMLParser", "html.parser"}, {"Queue", "queue"},
+    {"ScrolledText", "tkinter.scrolledtext"}, {"SimpleDialog", "tkinter.simpledialog"},
+    {"SimpleHTTPServer", "http.server"}, {"SimpleXMLRPCServer", "xmlrpc.server"},
+    {"SocketServer", "socketserver"}, {"StringIO", "io"}, {"Tix", "tkinter.tix"},
+    {"Tkconstants", "tkinter.constants"}, {"Tkdnd", "tkinter.dnd"}, {"Tkinter", "tkinter"},
+    {"UserDict", "collections"}, {"UserList", "collections"}, {"UserString", "collections"},
+    {"__builtin__", "builtins"}, {"_abcoll", "collections.abc"}, {"_elementtree", "xml.etree.ElementTree"},
+    {"_winreg", "winreg"}, {"anydbm", "dbm"}, {"cPickle", "pickle"}, {"cStringIO", "io"},
+    {"commands", "subprocess"}, {"cookielib", "http.cookiejar"}, {"copy_reg", "copyreg"},
+    {"dbhash", "dbm.bsd"}, {"dbm", "dbm.ndbm"}, {"dumbdbm", "dbm.dumb"}, {"dummy_thread", "_dummy_thread"},
+    {"exceptions", "builtins"}, {"gdbm", "dbm.gnu"}, {"htmlentitydefs", "html.entities"},
+    {"httplib", "http.client"}, {"markupbase", "_markupbase"}, {"repr", "reprlib"},
+    {"robotparser", "urllib.robotparser"}, {"test.test_support", "test.support"}, {"thread", "_thread"},
+    {"tkColorChooser", "tkinter.colorchooser"}, {"tkCommonDialog", "tkinter.commondialog"},
+    {"tkFileDialog", "tkinter.filedialog"}, {"tkFont", "tkinter.font"}, {"tkMessageBox", "tkinter.messagebox"},
+    {"tkSimpleDialog", "tkinter.simpledialog"}, {"ttk", "tkinter.ttk"}, {"urllib2", "urllib.request"},
+    {"urlparse", "urllib.parse"}, {"whichdb", "dbm"}, {"xmlrpclib", "xmlrpc.client"},
+};
+
+/* Python 2 names that Python 3 finds in another module than the renamed one
+ * (_compat_pickle.NAME_MAPPING: the moves into modules treated here). */
+static const struct { const char *module, *name, *py3; } py2_moves[] = {
+    {"__builtin__", "intern", "sys"}, {"__builtin__", "reduce", "functools"}, {"_socket", "fromfd", "socket"},
+};
+
+static int cmp_py2(const void *key, const void *entry)
 {
-    if (!strcmp(module, "__builtin__")) return "builtins";
-    if (!strcmp(module, "copy_reg")) return "copyreg";
-    return module;
+    return strcmp(key, *(const char *const *)entry);
+}
+
+const char *pthcv_py3_module(const char *module, const char *name)
+{
+    for (size_t i = 0; i < sizeof py2_moves / sizeof *py2_moves; i++)
+        if (!strcmp(module, py2_moves[i].module) && !strcmp(name, py2_moves[i].name)) return py2_moves[i].py3;
+    const char *const *e = bsearch(module, py2_modules, sizeof py2_modules / sizeof *py2_modules,
+                                   sizeof *py2_modules, cmp_py2);
+    return e ? e[1] : module;
 }
 
 /* Modules whose every member can reach the OS or the interpreter. A module
- * matches itself and its submodules ("os" matches "os.path"). */
+ * matches itself and its submodules ("os" matches "os.path"). pydoc.locate
+ * and pkgutil.resolve_name return any object by its dotted name. */
 static const char *const unsafe_modules[] = {
     "os", "posix", "nt", "subprocess", "sys", "runpy", "socket", "shutil", "pty",
     "commands", "popen2", "importlib", "imp", "ctypes", "marshal", "pickle", "_pickle",
@@ -32,6 +71,7 @@ static const char *const unsafe_modules[] = {
     "asyncio", "_posixsubprocess", "pdb", "bdb", "timeit", "types", "platform",
     "ssl", "http", "urllib", "urllib2", "ftplib", "telnetlib", "smtplib",
     "posixpath", "ntpath", "glob", "tempfile", "io", "_io", "pathlib", "zipimport",
+    "pydoc", "pkgutil", "shelve", "dbm", "socketserver", "xmlrpc", "_socket", "_dummy_thread",
     "numpy.testing", "torch.hub", "torch.serialization", "torch.jit", "torch._C",
     "torch.utils.cpp_extension", "torch.package", "torch._dynamo", "torch._inductor",
     "_thread", "threading", "gc", "inspect", NULL
@@ -45,30 +85,61 @@ static const char *const unsafe_builtins[] = {
     "super", "type", "exit", "quit", NULL
 };
 
+/* Single functions of otherwise harmless modules: attribute fetchers and
+ * callers are getattr/eval in disguise (also under their C modules' names),
+ * and torch.storage._load_from_bytes runs torch.load, without weights_only,
+ * on bytes inside the pickle (plain pickle.dumps of a tensor writes it). */
+static const struct { const char *module, *name; } unsafe_functions[] = {
+    {"operator", "attrgetter"}, {"operator", "methodcaller"},
+    {"_operator", "attrgetter"}, {"_operator", "methodcaller"},
+    {"functools", "partial"}, {"functools", "reduce"},
+    {"_functools", "partial"}, {"_functools", "reduce"},
+    {"codecs", "open"},
+    {"torch", "load"}, {"torch", "compile"},
+    {"torch.storage", "_load_from_bytes"},
+    {"numpy", "load"}, {"numpy", "fromfile"},
+    {NULL, NULL}
+};
+
 /* torch.jit._pickle's list builders and type tags are harmless; the rest of
  * torch.jit is not (torch.jit.load would read another archive). */
 static int is_jit_pickle(const char *module) { return !strcmp(module, "torch.jit._pickle"); }
 
+/* Module `mod` or a submodule of it starts `path` ("os" starts "os.path"). */
+static int in_module(const char *path, const char *mod)
+{
+    size_t n = strlen(mod);
+    return !strncmp(path, mod, n) && (path[n] == 0 || path[n] == '.');
+}
+
+/* A dotted name ("Outer.Inner") is looked up attribute by attribute from
+ * protocol 4 on, so it can walk from any module to what that module
+ * imported ("torch" "hub.os.system", "collections" "_sys.exit") or to a
+ * method ("tarfile" "TarFile.extractall"). Only nested classes pass: every
+ * part must look like a class name (a capital first letter). */
+static int dotted_name_unsafe(const char *name)
+{
+    if (!strchr(name, '.')) return 0;
+    for (const char *part = name; part; part = strchr(part, '.') ? strchr(part, '.') + 1 : NULL)
+        if (!(*part >= 'A' && *part <= 'Z')) return 1;
+    return 0;
+}
+
 int pthcv_global_is_unsafe(const char *module, const char *name)
 {
-    const char *mod = pthcv_py3_module(module);
-    if (is_jit_pickle(mod)) return 0;
+    const char *mod = pthcv_py3_module(module, name);
+    if (is_jit_pickle(mod) && !strchr(name, '.')) return 0;
     /* torch.serialization helpers that torch.save itself references */
     if (!strcmp(mod, "torch.serialization") && !strcmp(name, "_get_layout")) return 0;
-    for (const char *const *u = unsafe_modules; *u; u++) {
-        size_t n = strlen(*u);
-        if (!strncmp(mod, *u, n) && (mod[n] == 0 || mod[n] == '.')) return 1;
-    }
+    if (dotted_name_unsafe(name)) return 1;
+    for (const char *const *u = unsafe_modules; *u; u++)
+        if (in_module(mod, *u)) return 1;
     if (!strcmp(mod, "builtins")) {
         for (const char *const *u = unsafe_builtins; *u; u++)
             if (!strcmp(name, *u)) return 1;
     }
-    /* attribute fetchers and callers are getattr/eval in disguise */
-    if (!strcmp(mod, "operator") && (!strcmp(name, "attrgetter") || !strcmp(name, "methodcaller"))) return 1;
-    if (!strcmp(mod, "functools") && (!strcmp(name, "partial") || !strcmp(name, "reduce"))) return 1;
-    if (!strcmp(mod, "codecs") && !strcmp(name, "open")) return 1;
-    if (!strcmp(mod, "torch") && (!strcmp(name, "load") || !strcmp(name, "compile"))) return 1;
-    if (!strcmp(mod, "numpy") && (!strcmp(name, "load") || !strcmp(name, "fromfile"))) return 1;
+    for (int i = 0; unsafe_functions[i].module; i++)
+        if (!strcmp(mod, unsafe_functions[i].module) && !strcmp(name, unsafe_functions[i].name)) return 1;
     return 0;
 }
 
@@ -134,7 +205,7 @@ static int arg_dims(pthcv_pickle *p, const char *fn, pthcv_value *args, int64_t 
         CALL_FAIL(p, fn, "argument %lld must be a tuple of sizes", (long long)i + 1);
     if (v->n > PTHCV_MAX_DIMS)
         return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: %s: a tensor of %lld dimensions (pthcv handles up to %d)",
-                          PK_WHERE(p), fn, (long long)v->n, PTHCV_MAX_DIMS);
+                          PK_WHERE(p), pthcv_esc(fn), (long long)v->n, PTHCV_MAX_DIMS);
     for (int64_t k = 0; k < v->n; k++) {
         if (v->items[k]->kind != PTHCV_V_INT) CALL_FAIL(p, fn, "argument %lld holds a non-integer size", (long long)i + 1);
         dims[k] = v->items[k]->i;
@@ -178,7 +249,7 @@ static int rebuild_tensor(pthcv_pickle *p, const char *fn, pthcv_value *args, in
         storage->swap_bytes = pthcv_dtype_is_complex(dtype) ? esz / 2 : esz;
     }
     char where[1024];
-    snprintf(where, sizeof where, "%s: %s at byte %zu: %s", PK_WHERE(p), fn);
+    snprintf(where, sizeof where, "%s: %s at byte %zu: %s", PK_WHERE(p), pthcv_esc(fn));
     *out = pthcv_tensor_over(storage, dtype, nd, shape, stride, offset, where);
     if (!*out) return pthcv_last_status();
     int st2 = pthcv_file_charge_view(p->file, *out, where);
@@ -409,171 +480,357 @@ static int copy_items(pthcv_value *dst, const pthcv_value *src)
     return PTHCV_OK;
 }
 
-int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
+/* ---- the known globals ------------------------------------------------------
+ * A handler builds what calling the global with args would have built and
+ * returns it in *out; leaving *out NULL (status OK) means "not a form this
+ * handler knows": the call then becomes an inert OBJECT like any unknown one.
+ * fn is the global's "module.name" (Python 3 spelling). */
+typedef int (*global_handler)(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                              pthcv_value **out);
+
+/* -- torch's tensor rebuilders -- */
+
+/* _rebuild_tensor_v2 / _rebuild_tensor(storage, offset, size, stride, requires_grad, ...) */
+static int call_rebuild_tensor(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                               pthcv_value **out)
+{
+    pthcv_tensor *t;
+    int st = rebuild_tensor(p, fn, args, -1, &t);
+    if (st) return st;
+    flag_requires_grad(args, 4, t);
+    return (*out = tensor_value(p->file, t)) ? PTHCV_OK : pthcv_last_status();
+}
+
+/* _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype[, metadata]) */
+static int call_rebuild_tensor_v3(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                                  pthcv_value **out)
+{
+    int dtype = args->n > 6 ? torch_dtype_global(args->items[6]) : -1;
+    if (dtype < 0) CALL_FAIL(p, fn, "argument 7 must be a torch dtype");
+    pthcv_tensor *t;
+    int st = rebuild_tensor(p, fn, args, dtype, &t);
+    if (st) return st;
+    flag_requires_grad(args, 4, t);
+    return (*out = tensor_value(p->file, t)) ? PTHCV_OK : pthcv_last_status();
+}
+
+static int call_rebuild_qtensor(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                                pthcv_value **out)
+{
+    pthcv_tensor *t;
+    int st = rebuild_qtensor(p, fn, args, &t);
+    if (st) return st;
+    return (*out = tensor_value(p->file, t)) ? PTHCV_OK : pthcv_last_status();
+}
+
+/* _rebuild_parameter(data, requires_grad, hooks), _rebuild_parameter_with_state(..., state) */
+static int call_rebuild_parameter(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                                  pthcv_value **out)
+{
+    if (args->n < 1 || args->items[0]->kind != PTHCV_V_TENSOR) CALL_FAIL(p, fn, "argument 1 is not a tensor");
+    pthcv_value *v = args->items[0];
+    v->tensor->flags |= PTHCV_TENSOR_PARAMETER;
+    flag_requires_grad(args, 1, v->tensor);
+    *out = v;
+    return PTHCV_OK;
+}
+
+/* _rebuild_from_type_v2(func, new_type, args, state): the tensor is what func
+ * builds from args. func is itself looked up here; it nests as deep as the
+ * argument tuples do, which max_depth bounds. */
+static int call_rebuild_from_type(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                                  pthcv_value **out)
+{
+    if (args->n < 3 || args->items[0]->kind != PTHCV_V_GLOBAL || args->items[2]->kind != PTHCV_V_TUPLE)
+        CALL_FAIL(p, fn, "expected (function, type, arguments, state)");
+    int st = pthcv_call_global(p, args->items[0], args->items[2], NULL, out);
+    if (st) return st;
+    if ((*out)->kind == PTHCV_V_TENSOR && args->items[1]->kind == PTHCV_V_GLOBAL &&
+        !strcmp(args->items[1]->s, "torch.nn.parameter.Parameter"))
+        (*out)->tensor->flags |= PTHCV_TENSOR_PARAMETER;
+    if (args->n > 3 && args->items[3]->kind != PTHCV_V_NONE && !(*out)->state) (*out)->state = args->items[3];
+    return PTHCV_OK;
+}
+
+static int call_rebuild_device_tensor_from_numpy(pthcv_pickle *p, const char *fn, pthcv_value *args,
+                                                 pthcv_value *kwargs, pthcv_value **out)
+{
+    if (args->n < 1 || args->items[0]->kind != PTHCV_V_TENSOR) CALL_FAIL(p, fn, "argument 1 is not a numpy array");
+    *out = args->items[0];
+    return PTHCV_OK;
+}
+
+/* torch.Size(sizes): a tuple */
+static int call_torch_size(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                           pthcv_value **out)
+{
+    if (args->n != 1 || (args->items[0]->kind != PTHCV_V_TUPLE && args->items[0]->kind != PTHCV_V_LIST))
+        return PTHCV_OK;
+    *out = pthcv_value_new(p->file, PTHCV_V_TUPLE);
+    if (!*out || copy_items(*out, args->items[0])) return pthcv_last_status();
+    return PTHCV_OK;
+}
+
+/* torch.jit._pickle.build_intlist(list), ..., restore_type_tag(value, type):
+ * the value itself */
+static int call_jit_identity(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                             pthcv_value **out)
+{
+    if (args->n >= 1) *out = args->items[0];
+    return PTHCV_OK;
+}
+
+/* -- Python built-ins -- */
+
+/* collections.OrderedDict / dict(), (mapping), ([(key, value), ...]) as
+ * protocols 0 and 1 write them */
+static int call_dict(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
+{
+    pthcv_value *d = pthcv_value_new(p->file, PTHCV_V_DICT);
+    if (!d) return pthcv_last_status();
+    if (!strcmp(fn, "collections.OrderedDict")) d->flags |= PTHCV_VF_ORDERED;
+    pthcv_value *l = args->n >= 1 ? args->items[0] : NULL;
+    if (l && l->kind == PTHCV_V_DICT) {
+        if (copy_items(d, l)) return pthcv_last_status();
+    } else if (l && (l->kind == PTHCV_V_LIST || l->kind == PTHCV_V_TUPLE)) {
+        for (int64_t i = 0; i < l->n; i++) {
+            pthcv_value *kv = l->items[i];
+            if ((kv->kind != PTHCV_V_LIST && kv->kind != PTHCV_V_TUPLE) || kv->n != 2)
+                CALL_FAIL(p, fn, "item %lld is not a (key, value) pair", (long long)i);
+            if (pthcv_value_push(d, kv->items[0], kv->items[1])) return pthcv_last_status();
+        }
+    }
+    *out = d;
+    return PTHCV_OK;
+}
+
+/* set(iterable), frozenset(...), list(...), tuple(...) */
+static int collection(pthcv_pickle *p, int kind, pthcv_value *args, pthcv_value **out)
+{
+    pthcv_value *s = pthcv_value_new(p->file, kind);
+    if (!s) return pthcv_last_status();
+    int from = args->n >= 1 ? args->items[0]->kind : -1;
+    if ((from == PTHCV_V_LIST || from == PTHCV_V_TUPLE || from == PTHCV_V_SET || from == PTHCV_V_FROZENSET) &&
+        copy_items(s, args->items[0]))
+        return pthcv_last_status();
+    *out = s;
+    return PTHCV_OK;
+}
+static int call_set(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
+{
+    return collection(p, PTHCV_V_SET, args, out);
+}
+static int call_frozenset(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                          pthcv_value **out)
+{
+    return collection(p, PTHCV_V_FROZENSET, args, out);
+}
+static int call_list(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
+{
+    return collection(p, PTHCV_V_LIST, args, out);
+}
+static int call_tuple(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
+{
+    return collection(p, PTHCV_V_TUPLE, args, out);
+}
+
+/* complex(real, imag) */
+static int call_complex(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                        pthcv_value **out)
+{
+    pthcv_value *c = pthcv_value_new(p->file, PTHCV_V_COMPLEX);
+    if (!c) return pthcv_last_status();
+    for (int64_t i = 0; i < 2 && i < args->n; i++) {
+        pthcv_value *a = args->items[i];
+        if (a->kind == PTHCV_V_FLOAT || a->kind == PTHCV_V_INT) *(i ? &c->f_im : &c->f) = num_of(a);
+    }
+    *out = c;
+    return PTHCV_OK;
+}
+
+/* _codecs.encode(text, "latin1"): protocol 2's bytes */
+static int call_codecs_encode(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                              pthcv_value **out)
+{
+    return latin1_bytes(p, fn, args, out);
+}
+
+/* bytes() / bytes(b"...") / bytes(text, "latin1"), and the same for bytearray */
+static int byte_string(pthcv_pickle *p, const char *fn, int kind, pthcv_value *args, pthcv_value **out)
 {
     pthcv_file *f = p->file;
-    const char *fn = callee->s;
-    pthcv_tensor *t = NULL;
-    int st;
-    *out = NULL;
+    if (args->n == 0) {
+        *out = pthcv_value_new(f, kind);
+        if (*out) (*out)->s = pthcv_file_strdup(f, "", 0);
+        return *out && (*out)->s ? PTHCV_OK : pthcv_last_status();
+    }
+    if (args->items[0]->kind == PTHCV_V_BYTES) {
+        *out = pthcv_value_new(f, kind);
+        if (!*out) return pthcv_last_status();
+        (*out)->s = args->items[0]->s;
+        (*out)->len = args->items[0]->len;
+        return PTHCV_OK;
+    }
+    int st = latin1_bytes(p, fn, args, out);
+    if (!st && *out) (*out)->kind = kind;
+    return st;
+}
+static int call_bytes(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
+{
+    return byte_string(p, fn, PTHCV_V_BYTES, args, out);
+}
+static int call_bytearray(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                          pthcv_value **out)
+{
+    return byte_string(p, fn, PTHCV_V_BYTEARRAY, args, out);
+}
 
-    /* ---- torch tensors ---- */
-    if (!strcmp(fn, "torch._utils._rebuild_tensor_v2") || !strcmp(fn, "torch._utils._rebuild_tensor")) {
-        if ((st = rebuild_tensor(p, fn, args, -1, &t))) return st;
-        flag_requires_grad(args, 4, t);
-        return (*out = tensor_value(f, t)) ? PTHCV_OK : pthcv_last_status();
-    }
-    if (!strcmp(fn, "torch._utils._rebuild_tensor_v3")) {
-        int dtype = args->n > 6 ? torch_dtype_global(args->items[6]) : -1;
-        if (dtype < 0) CALL_FAIL(p, fn, "argument 7 must be a torch dtype");
-        if ((st = rebuild_tensor(p, fn, args, dtype, &t))) return st;
-        flag_requires_grad(args, 4, t);
-        return (*out = tensor_value(f, t)) ? PTHCV_OK : pthcv_last_status();
-    }
-    if (!strcmp(fn, "torch._utils._rebuild_qtensor")) {
-        if ((st = rebuild_qtensor(p, fn, args, &t))) return st;
-        return (*out = tensor_value(f, t)) ? PTHCV_OK : pthcv_last_status();
-    }
-    if (!strcmp(fn, "torch._utils._rebuild_parameter") || !strcmp(fn, "torch._utils._rebuild_parameter_with_state")) {
-        if (args->n < 1 || args->items[0]->kind != PTHCV_V_TENSOR) CALL_FAIL(p, fn, "argument 1 is not a tensor");
-        pthcv_value *v = args->items[0];
-        v->tensor->flags |= PTHCV_TENSOR_PARAMETER;
-        flag_requires_grad(args, 1, v->tensor);
-        *out = v;
-        return PTHCV_OK;
-    }
-    if (!strcmp(fn, "torch._tensor._rebuild_from_type_v2") || !strcmp(fn, "torch._tensor._rebuild_from_type")) {
-        /* (func, new_type, args, state): the tensor is what func builds */
-        if (args->n < 3 || args->items[0]->kind != PTHCV_V_GLOBAL || args->items[2]->kind != PTHCV_V_TUPLE)
-            CALL_FAIL(p, fn, "expected (function, type, arguments, state)");
-        if ((st = pthcv_call_global(p, args->items[0], args->items[2], NULL, out))) return st;
-        if ((*out)->kind == PTHCV_V_TENSOR && args->items[1]->kind == PTHCV_V_GLOBAL &&
-            !strcmp(args->items[1]->s, "torch.nn.parameter.Parameter"))
-            (*out)->tensor->flags |= PTHCV_TENSOR_PARAMETER;
-        if (args->n > 3 && args->items[3]->kind != PTHCV_V_NONE && !(*out)->state) (*out)->state = args->items[3];
-        return PTHCV_OK;
-    }
-    if (!strcmp(fn, "torch._utils._rebuild_device_tensor_from_numpy")) {
-        if (args->n < 1 || args->items[0]->kind != PTHCV_V_TENSOR) CALL_FAIL(p, fn, "argument 1 is not a numpy array");
-        *out = args->items[0];
-        return PTHCV_OK;
-    }
-    if (!strcmp(fn, "torch.Size")) {
-        if (args->n == 1 && (args->items[0]->kind == PTHCV_V_TUPLE || args->items[0]->kind == PTHCV_V_LIST)) {
-            *out = pthcv_value_new(f, PTHCV_V_TUPLE);
-            if (!*out || copy_items(*out, args->items[0])) return pthcv_last_status();
-            return PTHCV_OK;
-        }
-    }
-    if (!strncmp(fn, "torch.jit._pickle.", 18)) {
-        /* build_intlist, build_tensorlist, ...: the list itself; restore_type_tag(value, type) */
-        if (args->n >= 1 && (strncmp(fn + 18, "build_", 6) == 0 || !strcmp(fn + 18, "restore_type_tag")) &&
-            strcmp(fn + 18, "build_tensor_from_id")) {
-            *out = args->items[0];
-            return PTHCV_OK;
-        }
-    }
+/* -- numpy -- */
 
-    /* ---- Python built-ins ---- */
-    if (!strcmp(fn, "collections.OrderedDict") || !strcmp(fn, "builtins.dict")) {
-        pthcv_value *d = pthcv_value_new(f, PTHCV_V_DICT);
-        if (!d) return pthcv_last_status();
-        if (fn[0] == 'c') d->flags |= PTHCV_VF_ORDERED;
-        if (args->n >= 1) {
-            /* OrderedDict([[k, v], ...]) as protocol 0/1 writes it */
-            pthcv_value *l = args->items[0];
-            if (l->kind == PTHCV_V_DICT) {
-                if (copy_items(d, l)) return pthcv_last_status();
-            } else if (l->kind == PTHCV_V_LIST || l->kind == PTHCV_V_TUPLE) {
-                for (int64_t i = 0; i < l->n; i++) {
-                    pthcv_value *kv = l->items[i];
-                    if ((kv->kind != PTHCV_V_LIST && kv->kind != PTHCV_V_TUPLE) || kv->n != 2)
-                        CALL_FAIL(p, fn, "item %lld is not a (key, value) pair", (long long)i);
-                    if (pthcv_value_push(d, kv->items[0], kv->items[1])) return pthcv_last_status();
-                }
-            }
-        }
-        *out = d;
-        return PTHCV_OK;
-    }
-    if (!strcmp(fn, "builtins.set") || !strcmp(fn, "builtins.frozenset") || !strcmp(fn, "builtins.list") ||
-        !strcmp(fn, "builtins.tuple")) {
-        int kind = fn[9] == 's' ? PTHCV_V_SET : fn[9] == 'f' ? PTHCV_V_FROZENSET : fn[9] == 'l' ? PTHCV_V_LIST : PTHCV_V_TUPLE;
-        pthcv_value *s = pthcv_value_new(f, kind);
-        if (!s) return pthcv_last_status();
-        if (args->n >= 1 && (args->items[0]->kind == PTHCV_V_LIST || args->items[0]->kind == PTHCV_V_TUPLE ||
-                             args->items[0]->kind == PTHCV_V_SET || args->items[0]->kind == PTHCV_V_FROZENSET))
-            if (copy_items(s, args->items[0])) return pthcv_last_status();
-        *out = s;
-        return PTHCV_OK;
-    }
-    if (!strcmp(fn, "builtins.complex")) {
-        pthcv_value *c = pthcv_value_new(f, PTHCV_V_COMPLEX);
-        if (!c) return pthcv_last_status();
-        if (args->n >= 1 && (args->items[0]->kind == PTHCV_V_FLOAT || args->items[0]->kind == PTHCV_V_INT)) c->f = num_of(args->items[0]);
-        if (args->n >= 2 && (args->items[1]->kind == PTHCV_V_FLOAT || args->items[1]->kind == PTHCV_V_INT)) c->f_im = num_of(args->items[1]);
-        *out = c;
-        return PTHCV_OK;
-    }
-    if (!strcmp(fn, "_codecs.encode")) {
-        if ((st = latin1_bytes(p, fn, args, out))) return st;
-        if (*out) return PTHCV_OK;
-    }
-    if (!strcmp(fn, "builtins.bytes") || !strcmp(fn, "builtins.bytearray")) {
-        int kind = fn[9] == 'b' && fn[13] == 'a' ? PTHCV_V_BYTEARRAY : PTHCV_V_BYTES;
-        if (args->n == 0) {
-            *out = pthcv_value_new(f, kind);
-            if (*out) (*out)->s = pthcv_file_strdup(f, "", 0);
-            return *out && (*out)->s ? PTHCV_OK : pthcv_last_status();
-        }
-        if (args->items[0]->kind == PTHCV_V_BYTES) {
-            *out = pthcv_value_new(f, kind);
-            if (!*out) return pthcv_last_status();
-            (*out)->s = args->items[0]->s; (*out)->len = args->items[0]->len;
-            return PTHCV_OK;
-        }
-        if ((st = latin1_bytes(p, fn, args, out))) return st;
-        if (*out) { (*out)->kind = kind; return PTHCV_OK; }
-    }
+static int call_numpy_scalar(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                             pthcv_value **out)
+{
+    return numpy_scalar(p, fn, args, out);
+}
 
-    /* ---- numpy ---- */
-    if (!strcmp(fn, "numpy.core.multiarray.scalar") || !strcmp(fn, "numpy._core.multiarray.scalar")) {
-        if ((st = numpy_scalar(p, fn, args, out))) return st;
-        if (*out) return PTHCV_OK;
-    }
+/* _frombuffer(buffer, dtype, shape, order), as protocol 5 writes arrays */
+static int call_numpy_frombuffer(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                                 pthcv_value **out)
+{
+    if (args->n != 4 || args->items[3]->kind != PTHCV_V_STR) return PTHCV_OK;
+    pthcv_tensor *t;
+    int st = ndarray_tensor(p, args->items[2], args->items[1], args->items[3]->s[0] == 'F', args->items[0], &t);
+    if (st || !t) return st;
+    return (*out = tensor_value(p->file, t)) ? PTHCV_OK : pthcv_last_status();
+}
 
-    if (!strcmp(fn, "numpy.core.numeric._frombuffer") || !strcmp(fn, "numpy._core.numeric._frombuffer")) {
-        /* protocol 5: (buffer, dtype, shape, order) */
-        if (args->n == 4 && args->items[3]->kind == PTHCV_V_STR) {
-            if ((st = ndarray_tensor(p, args->items[2], args->items[1], args->items[3]->s[0] == 'F', args->items[0], &t)))
-                return st;
-            if (t) return (*out = tensor_value(f, t)) ? PTHCV_OK : pthcv_last_status();
-        }
-    }
+/* -- inert objects -- */
 
-    /* ---- everything else: an inert record of the call ---- */
-    pthcv_value *o = pthcv_value_new(f, PTHCV_V_OBJECT);
-    if (!o) return pthcv_last_status();
-    o->flags |= callee->flags & PTHCV_VF_UNSAFE;
+/* An inert record of calling fn with args (kwargs: NEWOBJ_EX's). */
+static pthcv_value *inert_call(pthcv_pickle *p, const char *fn, int unsafe, pthcv_value *args, pthcv_value *kwargs)
+{
+    pthcv_value *o = pthcv_value_new(p->file, PTHCV_V_OBJECT);
+    if (!o) return NULL;
+    o->flags |= unsafe ? PTHCV_VF_UNSAFE : 0;
     o->args = args;
     o->kwargs = kwargs;
     o->s = fn;
-    if (!strcmp(fn, "copyreg._reconstructor") || !strcmp(fn, "copyreg.__newobj__") ||
-        !strcmp(fn, "copyreg.__newobj_ex__")) {
-        /* an instance of the class in argument 1, with the rest as its arguments */
-        if (args->n < 1 || args->items[0]->kind != PTHCV_V_GLOBAL) CALL_FAIL(p, fn, "argument 1 is not a class");
-        o->s = args->items[0]->s;
-        o->flags |= args->items[0]->flags & PTHCV_VF_UNSAFE;
-        pthcv_value *rest = pthcv_value_new(f, PTHCV_V_TUPLE);
-        if (!rest) return pthcv_last_status();
-        for (int64_t i = 1; i < args->n; i++)
-            if (pthcv_value_push(rest, args->items[i], NULL)) return pthcv_last_status();
-        o->args = rest;
-    } else if (!strcmp(fn, "numpy.core.multiarray._reconstruct") || !strcmp(fn, "numpy._core.multiarray._reconstruct")) {
-        if (args->n >= 1 && args->items[0]->kind == PTHCV_V_GLOBAL) o->s = args->items[0]->s;  /* numpy.ndarray */
+    return o;
+}
+
+/* copyreg._reconstructor(cls, base, state), __newobj__(cls, *args),
+ * __newobj_ex__(cls, args, kwargs): an instance of cls, the rest its arguments */
+static int call_reconstructor(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                              pthcv_value **out)
+{
+    if (args->n < 1 || args->items[0]->kind != PTHCV_V_GLOBAL) CALL_FAIL(p, fn, "argument 1 is not a class");
+    pthcv_value *cls = args->items[0], *rest = pthcv_value_new(p->file, PTHCV_V_TUPLE);
+    if (!rest) return pthcv_last_status();
+    for (int64_t i = 1; i < args->n; i++)
+        if (pthcv_value_push(rest, args->items[i], NULL)) return pthcv_last_status();
+    *out = inert_call(p, cls->s, cls->flags & PTHCV_VF_UNSAFE, rest, kwargs);
+    return *out ? PTHCV_OK : pthcv_last_status();
+}
+
+/* numpy's _reconstruct(numpy.ndarray, shape, dtype): an array object BUILD
+ * fills (build_ndarray) */
+static int call_numpy_reconstruct(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
+                                  pthcv_value **out)
+{
+    const char *cls = args->n >= 1 && args->items[0]->kind == PTHCV_V_GLOBAL ? args->items[0]->s : fn;
+    *out = inert_call(p, cls, 0, args, kwargs);
+    return *out ? PTHCV_OK : pthcv_last_status();
+}
+
+/* Sorted by "module.name" in strcmp order (pthcv_reader_tables_check). */
+static const struct known_global {
+    const char *module, *name;
+    global_handler handler;
+} known_globals[] = {
+    {"_codecs", "encode", call_codecs_encode},
+    {"builtins", "bytearray", call_bytearray},
+    {"builtins", "bytes", call_bytes},
+    {"builtins", "complex", call_complex},
+    {"builtins", "dict", call_dict},
+    {"builtins", "frozenset", call_frozenset},
+    {"builtins", "list", call_list},
+    {"builtins", "set", call_set},
+    {"builtins", "tuple", call_tuple},
+    {"collections", "OrderedDict", call_dict},
+    {"copyreg", "__newobj__", call_reconstructor},
+    {"copyreg", "__newobj_ex__", call_reconstructor},
+    {"copyreg", "_reconstructor", call_reconstructor},
+    {"numpy._core.multiarray", "_reconstruct", call_numpy_reconstruct},
+    {"numpy._core.multiarray", "scalar", call_numpy_scalar},
+    {"numpy._core.numeric", "_frombuffer", call_numpy_frombuffer},
+    {"numpy.core.multiarray", "_reconstruct", call_numpy_reconstruct},
+    {"numpy.core.multiarray", "scalar", call_numpy_scalar},
+    {"numpy.core.numeric", "_frombuffer", call_numpy_frombuffer},
+    {"torch", "Size", call_torch_size},
+    {"torch._tensor", "_rebuild_from_type", call_rebuild_from_type},
+    {"torch._tensor", "_rebuild_from_type_v2", call_rebuild_from_type},
+    {"torch._utils", "_rebuild_device_tensor_from_numpy", call_rebuild_device_tensor_from_numpy},
+    {"torch._utils", "_rebuild_parameter", call_rebuild_parameter},
+    {"torch._utils", "_rebuild_parameter_with_state", call_rebuild_parameter},
+    {"torch._utils", "_rebuild_qtensor", call_rebuild_qtensor},
+    {"torch._utils", "_rebuild_tensor", call_rebuild_tensor},
+    {"torch._utils", "_rebuild_tensor_v2", call_rebuild_tensor},
+    {"torch._utils", "_rebuild_tensor_v3", call_rebuild_tensor_v3},
+    {"torch.jit._pickle", "build_boollist", call_jit_identity},
+    {"torch.jit._pickle", "build_doublelist", call_jit_identity},
+    {"torch.jit._pickle", "build_intlist", call_jit_identity},
+    {"torch.jit._pickle", "build_tensorlist", call_jit_identity},
+    {"torch.jit._pickle", "restore_type_tag", call_jit_identity},
+};
+enum { NKNOWN = sizeof known_globals / sizeof known_globals[0] };
+
+/* strcmp of "module.name" against an entry, without joining the two. */
+static int cmp_global(const char *full, const struct known_global *g)
+{
+    const unsigned char *a = (const unsigned char *)full;
+    for (const unsigned char *b = (const unsigned char *)g->module; *b; a++, b++)
+        if (*a != *b) return *a - *b;
+    if (*a != '.') return *a - '.';
+    return strcmp((const char *)a + 1, g->name);
+}
+
+static int cmp_known(const void *key, const void *entry) { return cmp_global(key, entry); }
+
+const char *pthcv_reader_tables_check(void)
+{
+    static _Thread_local char msg[300];
+    char full[200];
+    for (int i = 1; i < NKNOWN; i++) {
+        snprintf(full, sizeof full, "%s.%s", known_globals[i].module, known_globals[i].name);
+        if (cmp_global(full, &known_globals[i - 1]) <= 0) {
+            snprintf(msg, sizeof msg, "known_globals: %s is out of order", full);
+            return msg;
+        }
     }
-    *out = o;
-    return PTHCV_OK;
+    for (size_t i = 1; i < sizeof py2_modules / sizeof *py2_modules; i++)
+        if (strcmp(py2_modules[i - 1].py2, py2_modules[i].py2) >= 0) {
+            snprintf(msg, sizeof msg, "py2_modules: %s is out of order", py2_modules[i].py2);
+            return msg;
+        }
+    return NULL;
+}
+
+int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
+{
+    const struct known_global *g = bsearch(callee->s, known_globals, NKNOWN, sizeof *known_globals, cmp_known);
+    *out = NULL;
+    if (g) {
+        int st = g->handler(p, callee->s, args, kwargs, out);
+        if (st || *out) return st;
+    }
+    /* everything else: an inert record of the call */
+    *out = pthcv_inert_call(p, callee, args, kwargs);
+    return *out ? PTHCV_OK : pthcv_last_status();
+}
+
+pthcv_value *pthcv_inert_call(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs)
+{
+    return inert_call(p, callee->s, callee->flags & PTHCV_VF_UNSAFE, args, kwargs);
 }
 
 int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state)

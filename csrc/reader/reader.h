@@ -2,7 +2,8 @@
  * reader.h -- the parts of the reader and how they meet.
  *
  *   file.c      pthcv_open: recognises the format, owns the value tree
- *   archive.c   the three containers: zip (libzip), legacy stream, old tar
+ *   archive.c   the containers: zip (libzip), legacy stream and plain pickle, old tar
+ *   tar.c       the old tar layout's members, found as Python's tarfile finds them
  *   pickle.c    the pickle machine: opcodes -> inert values, nothing called
  *   globals.c   what known globals build (tensors, OrderedDict, numpy...) and
  *               which globals are refused as dangerous
@@ -39,6 +40,9 @@ struct pthcv_file {
     /* byte arena for strings */
     struct byte_chunk *bytes;
 
+    /* scan mode: what stopped the scan after a dangerous global was found */
+    char *scan_error;
+
     /* globals seen, in first-seen order */
     char **globals;
     unsigned char *global_unsafe;
@@ -60,6 +64,8 @@ struct pthcv_file {
     char *prefix;                /* zip: "archive/" */
     int big_endian;              /* zip: byteorder record says big */
     int legacy_tar;              /* tar: persistent ids are tensor keys */
+    int64_t *record_entries;     /* zip: entry index of each record under the prefix */
+    int64_t nrecords;
 };
 
 /* One run of the machine over one pickle. */
@@ -75,6 +81,8 @@ struct pthcv_pickle {
 
 /* Runs one pickle from p->buf[p->pos]; *out is the value STOP returned. */
 int pthcv_unpickle(pthcv_pickle *p, pthcv_value **out);
+/* Nonzero when byte is an opcode of some pickle protocol (0 to 5). */
+int pthcv_pickle_opcode_known(int byte);
 
 /* ---- values (file.c) ---- */
 pthcv_value *pthcv_value_new(pthcv_file *f, int kind);
@@ -87,6 +95,8 @@ int pthcv_file_note_global(pthcv_file *f, const char *name, int unsafe);
 storage_entry *pthcv_file_find_storage(pthcv_file *f, const char *key);
 storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_storage *st, int dtype,
                                       int64_t offset, int64_t numel);
+/* Forgets every storage of the table (a tar read again as pickles). */
+void pthcv_file_drop_storages(pthcv_file *f);
 /* Counts a new storage's bytes against max_total_bytes. */
 int pthcv_file_charge(pthcv_file *f, int64_t nbytes, const char *what);
 /* Counts a tensor's bytes beyond its storage against max_expanded_bytes. */
@@ -94,23 +104,70 @@ int pthcv_file_charge_view(pthcv_file *f, const pthcv_tensor *t, const char *whe
 /* A STORAGE value: a 1-d tensor over an entry's extent. */
 pthcv_value *pthcv_storage_value(pthcv_pickle *p, storage_entry *e);
 
-/* ---- containers (archive.c) ---- */
+/* ---- containers (archive.c, tar.c) ---- */
 int pthcv_open_zip(pthcv_file *f);
+/* The file as torch's legacy loader reads it: a tar archive (tar set)
+ * first, then, as torch does when the tar fails, a stream of pickles: the
+ * legacy layout when the first holds torch's magic number, else one plain
+ * pickle (format "pickle"). */
 int pthcv_open_legacy(pthcv_file *f, int tar);
+/* Whether head (the file's first bytes) starts as Python's tarfile accepts
+ * a tar archive: a first header block with valid numbers and checksum. */
+int pthcv_tar_is_archive(const unsigned char *head, size_t n);
+/* The bytes [*off, *off + *len) of the regular member `name` of the tar
+ * archive in map, found as Python's tarfile finds it (its last occurrence,
+ * long names and pax headers applied). */
+int pthcv_tar_find(pthcv_file *f, const unsigned char *map, size_t size, const char *name, size_t *off, size_t *len);
+/* Maps the whole file and makes it f's source (storages read from the map,
+ * in place when they set in_place). */
+int pthcv_open_mapped(pthcv_file *f, unsigned char **map, size_t *size);
+/* A zip member's sizes against the file and max_zip_ratio; a stored member
+ * used in place when it is aligned for dtype (for npz.c). */
+struct zip_stat;
+int pthcv_zip_check_entry(pthcv_file *f, const struct zip_stat *zs, const char *name);
+void pthcv_zip_use_in_place(pthcv_file *f, pthcv_storage *st, uint64_t idx, const struct zip_stat *zs,
+                            const char *record, int dtype);
+
+/* ---- other formats pthcv writes (npz.c, safetensors.c) ---- */
+/* numpy.savez archives: a zip without data.pkl (called by pthcv_open_zip). */
+int pthcv_open_npz(pthcv_file *f);
+/* .safetensors files, recognised by pthcv_is_safetensors. */
+int pthcv_is_safetensors(const unsigned char *head, size_t n);
+int pthcv_open_safetensors(pthcv_file *f);
+/* OpenCV FileStorage files (.yml/.xml/.json, optionally .gz), read through
+ * OpenCV in csrc/opencv/filestorage_read.cpp; recognised by their first
+ * bytes. Builds without the bridge (the fuzzer) lack the reader: weak. */
+int pthcv_is_filestorage(const unsigned char *head, size_t n);
+int pthcv_open_filestorage(pthcv_file *f) __attribute__((weak));
+/* Decimal digits at s[*pos..n) into *out, below 2^53: 1 when some were
+ * read (*pos moves past them), 0 when none, -1 when too large. */
+int pthcv_read_digits(const unsigned char *s, size_t n, size_t *pos, int64_t *out);
+/* Fails naming the first key two string keys of dict share. */
+int pthcv_check_unique_keys(pthcv_file *f, const pthcv_value *dict, const char *where);
 
 /* ---- globals (globals.c) ---- */
-/* Normalises Python 2 names (__builtin__ -> builtins, copy_reg -> copyreg). */
-const char *pthcv_py3_module(const char *module);
+/* The module Python 3's unpickler finds a Python 2 global in (__builtin__ ->
+ * builtins, copy_reg -> copyreg, __builtin__.reduce -> functools, ...); the
+ * module itself when it has no Python 2 name. */
+const char *pthcv_py3_module(const char *module, const char *name);
 /* What calling `callee` (a GLOBAL value) with `args` builds, inertly:
  * a known constructor's value, or an OBJECT recording the call. */
 int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args,
                       pthcv_value *kwargs, pthcv_value **out);
+/* NULL when the tables searched with bsearch (known globals, Python 2
+ * module names) are sorted, else which entry is out of order
+ * (spec/c/reader_test.c). */
+const char *pthcv_reader_tables_check(void);
+/* The inert OBJECT recording a call of callee (a GLOBAL) with args: what
+ * unknown globals build, and what a scan keeps when a handler refuses. */
+pthcv_value *pthcv_inert_call(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs);
 /* BUILD: applies state to obj (numpy arrays become tensors here). */
 int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state);
 /* torch storage type name ("FloatStorage") -> dtype, -1 for UntypedStorage, -2 unknown */
 int pthcv_storage_type_dtype(const char *name);
 
-/* message prefix helper: "<path>: <record> at byte N" */
-#define PK_WHERE(p) (p)->file->path, (p)->record, (p)->op_offset
+/* message prefix helper: "<path>: <record> at byte N" (record names come
+ * from the file in zip archives: escaped) */
+#define PK_WHERE(p) (p)->file->path, pthcv_esc((p)->record), (p)->op_offset
 
 #endif

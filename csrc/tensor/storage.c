@@ -22,10 +22,10 @@ static char *dup_string(const char *s)
 static int nbytes_ok(int64_t nbytes, const char *what)
 {
     if (nbytes < 0)
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: negative storage size %lld", what, (long long)nbytes);
+        return pthcv_fail(PTHCV_ERR_ARG, "%s: negative storage size %lld", pthcv_esc(what), (long long)nbytes);
     if ((uint64_t)nbytes > SIZE_MAX - 1)
         return pthcv_fail(PTHCV_ERR_LIMIT, "%s: storage of %lld bytes is too large for this machine",
-                          what, (long long)nbytes);
+                          pthcv_esc(what), (long long)nbytes);
     return PTHCV_OK;
 }
 
@@ -68,7 +68,7 @@ pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nb
         free(st);
         free(k);
         free(r);
-        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "out of memory recording storage %s", key ? key : "");
+        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "out of memory recording storage %s", pthcv_esc(key ? key : ""));
     }
     st->refcount = 1;
     st->dtype = dtype;
@@ -188,11 +188,11 @@ int pthcv_storage_materialize(pthcv_storage *st)
     }
     if (!st->src)
         return pthcv_fail(PTHCV_ERR_ARG, "storage %s has neither bytes nor a source",
-                          st->key ? st->key : "");
+                          pthcv_esc(st->key ? st->key : ""));
     void *buf = malloc(st->nbytes ? (size_t)st->nbytes : 1);
     if (!buf)
         return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory reading %s (%lld bytes)",
-                          st->src->path ? st->src->path : "", st->record ? st->record : "",
+                          st->src->path ? st->src->path : "", pthcv_esc(st->record ? st->record : ""),
                           (long long)st->nbytes);
     int rc = st->src->read(st->src, st, buf);
     if (rc != PTHCV_OK) {

@@ -148,7 +148,7 @@ pthcv_tensor *pthcv_tensor_view(pthcv_tensor *t, int ndim, const int64_t *shape,
     if (!t)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_view: no tensor");
     char where[300];
-    snprintf(where, sizeof where, "view of %s", t->storage->record ? t->storage->record : "a tensor");
+    snprintf(where, sizeof where, "view of %s", t->storage->record ? pthcv_esc(t->storage->record) : "a tensor");
     pthcv_tensor *v = pthcv_tensor_over(t->storage, t->dtype, ndim, shape, stride, offset, where);
     if (!v)
         return NULL;

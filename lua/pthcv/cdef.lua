@@ -194,20 +194,29 @@ void pthcv_options_init(pthcv_options *o);
 
 typedef struct pthcv_file pthcv_file;
 
-/* Opens a file written by torch.save or torch.jit.save, recognised by its
- * first bytes. Reads and checks every pickle and every storage's extent; no
- * storage bytes are read. opts may be NULL for the defaults. */
+/* Opens a file written by torch.save or torch.jit.save, or any other file
+ * torch.load would read (a plain pickle), recognised by its first bytes as
+ * torch.load recognises it. Reads and checks every pickle and every
+ * storage's extent; no storage bytes are read. opts may be NULL for the
+ * defaults. With opts->scan_only, every pickle torch would unpickle is read
+ * for its globals and nothing is refused or followed to a storage; a file
+ * that breaks off after a dangerous global still opens, and
+ * pthcv_file_scan_error says where it broke off. */
 int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out);
 /* Frees the value tree; storages retained through tensors stay readable. */
 void pthcv_close(pthcv_file *f);
 
 const char *pthcv_file_path(const pthcv_file *f);
-/* "zip", "legacy", "tar" or "torchscript". */
+/* "zip", "legacy", "tar", "torchscript" or "pickle" (a plain pickle, not a
+ * file torch.save wrote; it references no storage). */
 const char *pthcv_file_format(const pthcv_file *f);
 /* The unpickled object: data.pkl, the legacy main pickle. */
 const pthcv_value *pthcv_file_root(const pthcv_file *f);
 /* TorchScript archives: the constants.pkl tuple; NULL for other formats. */
 const pthcv_value *pthcv_file_constants(const pthcv_file *f);
+/* Scan mode: the error that ended the scan early, after a dangerous global
+ * had been found; NULL when every pickle was read. */
+const char *pthcv_file_scan_error(const pthcv_file *f);
 /* Every distinct global the file's pickles reference, "module.name", in
  * first-seen order; *unsafe is set for dangerous ones. */
 int pthcv_file_global_count(const pthcv_file *f);
@@ -333,6 +342,91 @@ enum { PTHCV_INTERP_NEAREST = 0, PTHCV_INTERP_BILINEAR = 1 };
 pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
                                 int32_t align_corners, double scale_h, double scale_w);
 
+/* What the steps of a planned forward (pthcv.nn.plan) run besides the ops
+ * above. pthcv_conv2d_forward_into: pthcv_conv2d_forward with the output
+ * written into out, a float32 view of the output's shape whose planes
+ * (n, c) are each oh*ow contiguous floats, anywhere: a channel slice of a
+ * concatenation's destination, every g-th channel of a channel shuffle's.
+ * out must not share the input's storage. 0 or an error status. */
+int pthcv_conv2d_forward_into(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, pthcv_tensor *out);
+/* torchvision's SqueezeExcitation in one call: y = x * act2(W2 act1(W1
+ * mean_hw(x) + b1) + b2) per image; x [N, C, H, W] or [C, H, W], w1 [S, C]
+ * (or [S, C, 1, 1]), w2 [C, S], biases [S] / [C] or NULL, all float32. */
+pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_tensor *b1,
+                                       const pthcv_activation *act1, pthcv_tensor *w2, pthcv_tensor *b2,
+                                       const pthcv_activation *act2);
+/* dst = src, float32 tensors of one shape, any strides (dst a view into
+ * another tensor); they must not share a storage. 0 or an error status. */
+int pthcv_copy_into(pthcv_tensor *dst, pthcv_tensor *src);
+/* A new contiguous tensor whose values are not set: for a destination that
+ * kernels will write whole (pthcv_tensor_new zeroes its memory). */
+pthcv_tensor *pthcv_tensor_empty(int dtype, int ndim, const int64_t *shape);
+/* A tensor with this layout and no bytes: reading its data fails with an
+ * error naming `what` (what a planned forward hands out for a value it
+ * fused away, so that a stray use is an error, never a wrong value). */
+pthcv_tensor *pthcv_tensor_placeholder(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
+                                       int64_t offset, const char *what);
+
+/* Elementwise math, comparisons, selection and sorting (csrc/kernels/ops_math*.c),
+ * as torch computes them in float32. Unary ops take float32 (any strides):
+ * exp and log are correctly rounded (computed in double; log but for 3 of
+ * the 2^32 inputs, off by 1e-9 ulp; torch's SLEEF kernels are within 1 ulp), sqrt, rsqrt (1 / sqrt), reciprocal, abs,
+ * floor, ceil, round (half to even) and sign (0 for NaN, as torch) are
+ * exact. */
+enum {
+    PTHCV_MATH_EXP = 0, PTHCV_MATH_LOG, PTHCV_MATH_SQRT, PTHCV_MATH_RSQRT, PTHCV_MATH_ABS,
+    PTHCV_MATH_FLOOR, PTHCV_MATH_CEIL, PTHCV_MATH_ROUND, PTHCV_MATH_SIGN, PTHCV_MATH_RECIPROCAL
+};
+pthcv_tensor *pthcv_unary(pthcv_tensor *x, int32_t op);
+/* x ** e for a scalar e, with torch's shortcuts (e = 0: 1, 1: x, 0.5: sqrt,
+ * -0.5: rsqrt, -1: reciprocal, 2: x*x, 3: x*x*x, -2: 1/(x*x)); other
+ * exponents rounded to float32 (as torch's vectorised kernel does), then
+ * the double pow of libm, rounded once. */
+pthcv_tensor *pthcv_pow_scalar(pthcv_tensor *x, double e);
+/* a ** b elementwise with broadcasting, float32 (a 0-d tensor for a scalar). */
+pthcv_tensor *pthcv_pow(pthcv_tensor *a, pthcv_tensor *b);
+
+/* Comparisons and logical ops with broadcasting; results are bool tensors.
+ * Operands: bool, uint8, int8, int16, int32, int64, float32, float64,
+ * compared in the type torch's promotion gives (integers and bools as
+ * int64, exactly; float32 unless a float64 operand decides; a 0-d operand
+ * does not widen a dimensioned one of its own kind). NaN compares unequal
+ * to everything, itself included. The logical ops take any of these types
+ * (nonzero is true); PTHCV_LOGICAL_NOT is pthcv_logical_not. */
+enum {
+    PTHCV_CMP_EQ = 0, PTHCV_CMP_NE, PTHCV_CMP_LT, PTHCV_CMP_LE, PTHCV_CMP_GT, PTHCV_CMP_GE,
+    PTHCV_LOGICAL_AND, PTHCV_LOGICAL_OR, PTHCV_LOGICAL_XOR
+};
+pthcv_tensor *pthcv_compare(pthcv_tensor *a, pthcv_tensor *b, int32_t op);
+pthcv_tensor *pthcv_logical_not(pthcv_tensor *x);
+/* cond ? a : b with broadcasting over the three; cond must be bool. a and b
+ * of one dtype (any of 1, 2, 4 or 8 bytes), or of two the comparisons
+ * promote (the result has the promoted type). */
+pthcv_tensor *pthcv_where(pthcv_tensor *cond, pthcv_tensor *a, pthcv_tensor *b);
+
+/* Index tensors are int64. index_base says how their values count: 0 as in
+ * torch, 1 as pthcv's Lua Tensor methods (1-based); out-of-range indices are
+ * refused, naming the index and where it is. */
+/* The largest (find_min: smallest) float32 value along dim and the index of
+ * its first occurrence; a NaN wins (its first one), as torch.max/min.
+ * keepdim: dim stays with size 1. *values and *indices are new tensors;
+ * either pointer may be NULL (not computed). */
+int pthcv_max_dim(pthcv_tensor *x, int32_t dim, int32_t keepdim, int32_t find_min, int32_t index_base,
+                  pthcv_tensor **values, pthcv_tensor **indices);
+/* A stable sort of float32 values along dim (torch.sort(stable=True)):
+ * equal values keep their order; NaN counts as larger than everything (last
+ * ascending, first descending); -0.0 equals 0.0. values may be NULL
+ * (argsort). */
+int pthcv_sort(pthcv_tensor *x, int32_t dim, int32_t descending, int32_t index_base,
+               pthcv_tensor **values, pthcv_tensor **indices);
+/* torch.gather: out[..., i, ...] = x[..., index[..., i, ...], ...] along dim;
+ * index has x's number of dims and no dim larger than x's (dim apart); the
+ * result has index's shape and x's dtype (any). */
+pthcv_tensor *pthcv_gather(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base);
+/* torch.index_select: the slices of x at the listed positions along dim;
+ * index 0-d or 1-d, int64 or int32; x of any dtype. */
+pthcv_tensor *pthcv_index_select(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base);
+
 /* ==== Images (csrc/opencv/bridge.cpp, through OpenCV) =======================
  * An image is a tensor [H, W, C] (C = 1, 3 or 4 channels in OpenCV's BGR(A)
  * order) of uint8 (or int8, uint16, int16, int32, float16, float32,
@@ -396,9 +490,123 @@ pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images, const pth
  * pthcv_names lists {key, name, dtype, shape} for every tensor. The file is
  * written whole (through a temporary file) or not at all. */
 int pthcv_filestorage_write(const char *path, int32_t n, const char *const *names, pthcv_tensor *const *tensors);
+/* The same, calling progress(ctx, done, total) after each tensor is
+ * written, done and total counting elements (progress may be NULL). Text
+ * formatting makes FileStorage slow: a resnet18 takes seconds. */
+typedef void (*pthcv_progress_fn)(void *ctx, double done, double total);
+int pthcv_filestorage_write_progress(const char *path, int32_t n, const char *const *names,
+                                               pthcv_tensor *const *tensors, pthcv_progress_fn progress, void *ctx);
 /* The key pthcv_filestorage_write derives from name (without collision
  * suffixes), into key[size]. */
 int pthcv_filestorage_key(const char *name, char *key, int64_t size);
+
+/* ==== TorchScript source (csrc/jit/) =======================================
+ * A TorchScript archive (torch.jit.trace / torch.jit.script, then save)
+ * carries its forward pass as source: code/__torch__/<module path>.py,
+ * the Python subset torch's python_print.cpp writes. pthcv_jit_parse turns
+ * one such file into a syntax tree and nothing more: nothing in it is run
+ * here; lua/pthcv/jit interprets the tree over pthcv's own ops.
+ *
+ * The parser is an explicit-limit recursive descent: a source larger than
+ * max_source bytes, with more than max_tokens tokens, nesting blocks and
+ * expressions deeper than max_nesting, or holding a string literal longer
+ * than max_literal bytes is refused with PTHCV_ERR_LIMIT, naming the limit.
+ * Syntax errors are PTHCV_ERR_FORMAT; Python constructs TorchScript never
+ * prints (lambda, try, yield, class bodies with statements, ...) are
+ * PTHCV_ERR_UNSUPPORTED. Every message starts "<name>:<line>: ". */
+typedef struct pthcv_jit_limits {
+    int64_t max_source;     /* bytes of one source file (default 16 MiB) */
+    int64_t max_tokens;     /* tokens of one file (default 4 million) */
+    int32_t max_nesting;    /* nesting of blocks, brackets and operators (default 100, at most 256) */
+    int64_t max_literal;    /* bytes of one string literal (default 1 MiB) */
+} pthcv_jit_limits;
+void pthcv_jit_limits_init(pthcv_jit_limits *l);
+
+/* Syntax tree nodes. Children are listed by index: node.first is the first
+ * child (-1: none), each child's next its next sibling (-1: last); nkids
+ * counts them. Optional parts are PTHCV_JIT_EMPTY nodes, so a kind's
+ * children always sit at the same positions:
+ *   MODULE     statements...
+ *   CLASS      s = name; bases (a TUPLE), BLOCK
+ *   DEF        s = name; PARAMS, return annotation | EMPTY, BLOCK
+ *   PARAMS     PARAM...           PARAM  s = name; annotation | EMPTY, default | EMPTY
+ *   BLOCK      statements...
+ *   ASSIGN     target..., value   (a = b = v: two targets; a, b = v: one TUPLE target)
+ *   ANNASSIGN  target, annotation, value | EMPTY
+ *   AUGASSIGN  op = PTHCV_JOP_ADD...; target, value
+ *   EXPR       expression         RETURN  value | EMPTY      RAISE  exception | EMPTY
+ *   IF         test, BLOCK, else (BLOCK | EMPTY; elif is an else BLOCK holding one IF)
+ *   WHILE      test, BLOCK        FOR     target, iterable, BLOCK
+ *   ASSERT     test, message | EMPTY
+ *   WITH       context, target | EMPTY, BLOCK
+ *   DEL        targets...         IMPORT  s = dotted name
+ *   PASS, BREAK, CONTINUE: no children
+ *   NAME s; INT i; FLOAT f; STR s, len (escapes resolved, NUL-terminated);
+ *   CONST op = PTHCV_JCONST_NONE / TRUE / FALSE
+ *   ATTR       s = attribute; value
+ *   SUBSCRIPT  value, index (a TUPLE for x[a, b])
+ *   SLICE      lower | EMPTY, upper | EMPTY, step | EMPTY
+ *   CALL       callee, positional arguments..., KEYWORD...    KEYWORD s = name; value
+ *   BINOP, COMPARE, BOOLOP  op; left, right      UNARY  op; operand
+ *   IFEXP      test, value if true, value if false
+ *   LIST, TUPLE  items...         DICT  key, value, key, value...
+ * line: the 1-based line the node starts on. */
+enum {
+    PTHCV_JIT_EMPTY = 0, PTHCV_JIT_MODULE, PTHCV_JIT_CLASS, PTHCV_JIT_DEF, PTHCV_JIT_PARAMS,
+    PTHCV_JIT_PARAM, PTHCV_JIT_BLOCK, PTHCV_JIT_ASSIGN, PTHCV_JIT_ANNASSIGN, PTHCV_JIT_AUGASSIGN,
+    PTHCV_JIT_EXPR, PTHCV_JIT_IF, PTHCV_JIT_WHILE, PTHCV_JIT_FOR, PTHCV_JIT_RETURN,
+    PTHCV_JIT_PASS, PTHCV_JIT_BREAK, PTHCV_JIT_CONTINUE, PTHCV_JIT_RAISE, PTHCV_JIT_ASSERT,
+    PTHCV_JIT_WITH, PTHCV_JIT_DEL, PTHCV_JIT_IMPORT,
+    PTHCV_JIT_NAME, PTHCV_JIT_INT, PTHCV_JIT_FLOAT, PTHCV_JIT_STR, PTHCV_JIT_CONST,
+    PTHCV_JIT_ATTR, PTHCV_JIT_SUBSCRIPT, PTHCV_JIT_SLICE, PTHCV_JIT_CALL, PTHCV_JIT_KEYWORD,
+    PTHCV_JIT_BINOP, PTHCV_JIT_UNARY, PTHCV_JIT_BOOLOP, PTHCV_JIT_COMPARE, PTHCV_JIT_IFEXP,
+    PTHCV_JIT_LIST, PTHCV_JIT_TUPLE, PTHCV_JIT_DICT,
+    PTHCV_JIT_KIND_COUNT
+};
+/* Operators (node.op). */
+enum {
+    PTHCV_JOP_NONE = 0,
+    PTHCV_JOP_ADD, PTHCV_JOP_SUB, PTHCV_JOP_MUL, PTHCV_JOP_DIV, PTHCV_JOP_FLOORDIV, PTHCV_JOP_MOD,
+    PTHCV_JOP_POW, PTHCV_JOP_MATMUL, PTHCV_JOP_LSHIFT, PTHCV_JOP_RSHIFT, PTHCV_JOP_BITAND,
+    PTHCV_JOP_BITOR, PTHCV_JOP_BITXOR,
+    PTHCV_JOP_NEG, PTHCV_JOP_POS, PTHCV_JOP_INVERT, PTHCV_JOP_NOT,
+    PTHCV_JOP_AND, PTHCV_JOP_OR,
+    PTHCV_JOP_EQ, PTHCV_JOP_NE, PTHCV_JOP_LT, PTHCV_JOP_LE, PTHCV_JOP_GT, PTHCV_JOP_GE,
+    PTHCV_JOP_IS, PTHCV_JOP_ISNOT, PTHCV_JOP_IN, PTHCV_JOP_NOTIN,
+    PTHCV_JOP_COUNT
+};
+enum { PTHCV_JCONST_NONE = 0, PTHCV_JCONST_TRUE = 1, PTHCV_JCONST_FALSE = 2 };
+
+typedef struct pthcv_jit_node {
+    int32_t kind;           /* PTHCV_JIT_* */
+    int32_t op;             /* PTHCV_JOP_* or PTHCV_JCONST_* */
+    int32_t line;
+    int32_t nkids;
+    int32_t first, next;    /* child and sibling indices, -1 for none */
+    int64_t i;
+    double f;
+    const char *s;          /* NUL-terminated; owned by the tree */
+    int64_t len;
+} pthcv_jit_node;
+
+typedef struct pthcv_jit_ast pthcv_jit_ast;
+/* Parses len bytes of source; name ("code/__torch__/m.py") prefixes every
+ * message. lim may be NULL for the defaults. NULL on failure. */
+pthcv_jit_ast *pthcv_jit_parse(const char *src, int64_t len, const char *name, const pthcv_jit_limits *lim);
+/* The nodes, nodes[0] being the MODULE; valid until pthcv_jit_ast_free. */
+const pthcv_jit_node *pthcv_jit_ast_nodes(const pthcv_jit_ast *a, int32_t *count);
+void pthcv_jit_ast_free(pthcv_jit_ast *a);
+
+/* The records of a zip archive, named relative to its top folder
+ * ("code/__torch__/torchvision/models/resnet.py", "constants.pkl"), in
+ * directory order; 0 records for the legacy and tar formats. */
+int64_t pthcv_file_record_count(const pthcv_file *f);
+const char *pthcv_file_record_name(const pthcv_file *f, int64_t i);   /* NULL when out of range */
+/* One record, read whole into new memory (NUL-terminated, *len bytes
+ * before the NUL) that the caller frees with pthcv_free; at most
+ * max_pickle bytes. NULL on failure. */
+void *pthcv_file_read_record(pthcv_file *f, const char *name, int64_t *len);
+void pthcv_free(void *p);
 
 /* ==== Detection (csrc/kernels/ops_detection.c, ops_roi.c, ops_masks.c) =====
  * torchvision.ops' box operations and the detectors' post-processing steps,

@@ -59,8 +59,9 @@ local C = M.C
 -- Libraries beside libpthcv.so that are loaded on first use:
 -- libpthcv_imgcodecs.so, the image-file functions (pthcv_image_read,
 -- _decode, _write): it links OpenCV's imgcodecs, whose ~120 dependencies
--- took 90 ms to load at every start of pthcv (csrc/opencv/imgcodecs.cpp);
--- libpthcv_videoio.so, video files and cameras (csrc/opencv/videoio.cpp).
+-- would otherwise be loaded at every start of pthcv (csrc/opencv/imgcodecs.cpp,
+-- docs/performance.md); libpthcv_videoio.so, video files and cameras
+-- (csrc/opencv/videoio.cpp).
 local side = {}
 local function side_library(file, what)
   if side[file] then return side[file] end
@@ -84,6 +85,55 @@ function M.fail(what)
   msg = msg ~= nil and ffi.string(msg) or ""
   if msg == "" then msg = what or "unknown error" end
   error("pthcv: " .. msg, 0)
+end
+
+-- core.escape(s [, max]): a string taken from a file, made safe to put in a
+-- message, as pthcv_esc does in C: valid UTF-8 stays as it is; control
+-- characters and bytes that are not UTF-8 become \xNN, and a backslash
+-- becomes \\, so "\xff" in a message always means the byte 0xff. With max,
+-- the result is cut to about max bytes, ending in "...".
+--   print(core.escape("café\255\n"))   --> café\xff\x0a
+local function utf8_len(s, i, n)
+  local c = s:byte(i)
+  if c < 0x80 then return 1 end
+  local len, min
+  if c >= 0xC2 and c <= 0xDF then len, min = 2, 0x80
+  elseif c >= 0xE0 and c <= 0xEF then len, min = 3, 0x800
+  elseif c >= 0xF0 and c <= 0xF4 then len, min = 4, 0x10000
+  else return 0 end
+  if i + len - 1 > n then return 0 end
+  local cp = c % 2 ^ (7 - len)
+  for k = 1, len - 1 do
+    local b = s:byte(i + k)
+    if b < 0x80 or b > 0xBF then return 0 end
+    cp = cp * 64 + (b - 0x80)
+  end
+  if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return 0 end
+  return len
+end
+
+function M.escape(s, max)
+  s = tostring(s)
+  if not s:find("[%z\1-\31\127-\255\\]") and (not max or #s <= max) then return s end
+  local out, size, i, n = {}, 0, 1, #s
+  while i <= n do
+    local len = utf8_len(s, i, n)
+    local c = s:byte(i)
+    local piece
+    if len == 0 or (len == 1 and (c < 0x20 or c == 0x7F)) or (len == 2 and c == 0xC2 and s:byte(i + 1) < 0xA0) then
+      len = math.max(len, 1)
+      piece = s:sub(i, i + len - 1):gsub(".", function(b) return string.format("\\x%02x", b:byte()) end)
+    elseif c == 92 then
+      piece = "\\\\"
+    else
+      piece = s:sub(i, i + len - 1)
+    end
+    if max and size + #piece > max then out[#out + 1] = "..."; break end
+    out[#out + 1] = piece
+    size = size + #piece
+    i = i + len
+  end
+  return table.concat(out)
 end
 
 -- Calls a C function returning a status; raises the last error unless PTHCV_OK.

@@ -70,7 +70,9 @@ end
 
 -- pthcv.load(path [, opts]) -> root, info
 -- root: the object tree as Lua values (see docs/lua-api.md); info: {path,
--- format = "zip"|"legacy"|"tar"|"torchscript", globals = {{name, unsafe}},
+-- format = "zip"|"legacy"|"tar"|"torchscript"|"pickle" (a plain pickle file)
+-- (or "npz", "safetensors", "filestorage": a dict name -> Tensor),
+-- globals = {{name, unsafe}},
 -- constants = the TorchScript constants tuple or nil}. Refuses files that
 -- reference dangerous globals (the error names the global). opts: limits
 -- max_depth, max_memo, max_string, max_pickle, max_values, max_total_bytes,
@@ -90,10 +92,14 @@ function pthcv.load(path, opts)
   end)
 end
 
--- pthcv.scan(path) -> {path, format, safe, globals = {{name, unsafe}}, unsafe = {names}}
--- Lists the globals the file's pickles reference without refusing and
--- without reading any tensor data. Raises an error when the file cannot be
--- read at all.
+-- pthcv.scan(path) -> {path, format, safe, globals = {{name, unsafe}}, unsafe = {names}[, error]}
+-- Lists the globals of every pickle torch.load would unpickle from the file
+-- (any pickle file, not only torch's formats), without refusing and without
+-- reading any tensor data. When the file breaks off after a dangerous
+-- global, the report still comes, unsafe, with `error` saying where it
+-- broke off. Raises an error when the file cannot be read and holds no
+-- dangerous global before the damage. Names are as the file spells them
+-- (core.escape them for display).
 function pthcv.scan(path, opts)
   return with_file(path, opts, true, function(f)
     local r = { path = path, format = ffi.string(C.pthcv_file_format(f)),
@@ -102,6 +108,8 @@ function pthcv.scan(path, opts)
       if g.unsafe then r.unsafe[#r.unsafe + 1] = g.name end
     end
     r.safe = #r.unsafe == 0
+    local e = C.pthcv_file_scan_error(f)
+    if e ~= nil then r.error = "pthcv: " .. ffi.string(e) end
     return r
   end)
 end
@@ -169,8 +177,9 @@ pthcv.manual_seed = Tensor.manual_seed
 function pthcv.load_npy(path) return require("pthcv.reader.npy").load(path) end
 
 -- Inference, loaded on first use: pthcv.nn (layers), pthcv.F (functional),
--- pthcv.models (the torchvision zoo); the reader alone does not pay for them.
-local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image",
+-- pthcv.models (the torchvision zoo), pthcv.jit (TorchScript archives); the
+-- reader alone does not pay for them.
+local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image", jit = "pthcv.jit",
                classify = "pthcv.image.classify", ops = "pthcv.ops", video = "pthcv.image.video" }
 setmetatable(pthcv, { __index = function(t, k)
   local m = lazy[k]

@@ -22,19 +22,9 @@
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                                \
-    do {                                                \
-        if (cond) {                                     \
-            passed++;                                   \
-        } else {                                        \
-            failed++;                                   \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            printf(__VA_ARGS__);                        \
-            printf("\n");                               \
-        }                                               \
-    } while (0)
+#include "check.h"
 
-static const char *isa_names[] = { "scalar", "avx2", "avx512", "neon" };
+static const char *isa_names[PTHCV_ISA_COUNT] = { "scalar", "avx2", "avx512", "neon" };
 
 /* ---- data --------------------------------------------------------------------- */
 static uint64_t rng = 88172645463325252ull;
@@ -126,7 +116,7 @@ static void run_conv_case(const conv_case *c)
     pthcv_conv2d_params p = { { c->sh, c->sw }, { c->ph, c->pw }, { c->dh, c->dw }, c->groups, c->mode, c->act };
     pthcv_conv2d *conv = pthcv_conv2d_prepare(w, b, &p);
     CHECK(conv != NULL, "%s: prepare: %s", c->name, pthcv_last_error());
-    for (int isa = 0; conv && isa < 4; isa++) {
+    for (int isa = 0; conv && isa < PTHCV_ISA_COUNT; isa++) {
         if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
         float *first = NULL;
         int same = 1;
@@ -389,7 +379,7 @@ static void run_linear_case(int ndim, const int64_t *xshape, int64_t out, int bi
     snprintf(name, sizeof name, "linear %dd in %lld out %lld bias %d %s", ndim, (long long)in, (long long)out, bias,
              act_names[kind]);
     CHECK(l != NULL, "%s: prepare: %s", name, pthcv_last_error());
-    for (int isa = 0; l && isa < 4; isa++) {
+    for (int isa = 0; l && isa < PTHCV_ISA_COUNT; isa++) {
         if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
         float *first = NULL;
         int same = 1;
@@ -637,7 +627,7 @@ static int test_fixture_dir(const char *dir)
                 pthcv_tensor_release(m), pthcv_tensor_release(v), pthcv_tensor_release(ga), pthcv_tensor_release(be);
             }
             pthcv_conv2d *c = w ? pthcv_conv2d_prepare(nw ? nw : w, nw ? nb : b, &p) : NULL;
-            for (int isa = 0; c && x && expect && isa < 4; isa++) {
+            for (int isa = 0; c && x && expect && isa < PTHCV_ISA_COUNT; isa++) {
                 if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
                 y = pthcv_conv2d_forward(c, x, r);
                 double worst = 0;
@@ -653,7 +643,7 @@ static int test_fixture_dir(const char *dir)
             pthcv_tensor_release(nw), pthcv_tensor_release(nb);
         } else if (strcmp(op, "linear") == 0) {
             pthcv_linear *l = w ? pthcv_linear_prepare(w, b, &act) : NULL;
-            for (int isa = 0; l && x && expect && isa < 4; isa++) {
+            for (int isa = 0; l && x && expect && isa < PTHCV_ISA_COUNT; isa++) {
                 if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
                 y = pthcv_linear_forward(l, x);
                 double worst = 0;
@@ -760,7 +750,7 @@ static void test_half(void)
         { "half 3x3 (no Winograd)", 16, 20, 21, 20, 3, 1, 1, 1, 0 },
         { "half 7x7 map (C^T)", 40, 7, 7, 64, 3, 1, 1, 1, 1 },
     };
-    for (int isa = 0; isa < 4; isa++) {
+    for (int isa = 0; isa < PTHCV_ISA_COUNT; isa++) {
         if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             int64_t ws[4] = { cases[i].cout, cases[i].cin / cases[i].groups, cases[i].k, cases[i].k };

@@ -25,17 +25,7 @@
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                                    \
-    do {                                                    \
-        if (cond) {                                         \
-            passed++;                                       \
-        } else {                                            \
-            failed++;                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
-            printf(__VA_ARGS__);                            \
-            printf("\n");                                   \
-        }                                                   \
-    } while (0)
+#include "check.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -403,6 +393,285 @@ static void battery_misc(void)
     }
 }
 
+/* ---- elementwise math, comparisons, where, max/sort/gather (ops_math*.c) ---- */
+
+/* results of any dtype kept as float32 (int64 indices and bools are exact) */
+static void keep_any(pthcv_tensor *t)
+{
+    pthcv_tensor *f = t && t->dtype != PTHCV_FLOAT32 ? pthcv_tensor_to(t, PTHCV_FLOAT32) : NULL;
+    keep(f ? f : t);
+    pthcv_tensor_release(f);
+}
+
+/* random values with NaN, infinities, signed zeros, rounding ties,
+ * subnormals and the edges of exp's range sprinkled in */
+static pthcv_tensor *special_tensor(int ndim, const int64_t *shape, float scale)
+{
+    static const float specials[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0.5f, -0.5f, 2.5f, -1.5f,
+                                     1e-40f, -1e-39f, 3e38f, 88.72283f, 88.7229f, -103.97f, -87.5f, 1.0f};
+    pthcv_tensor *t = random_tensor(ndim, shape);
+    float *p = data(t);
+    for (int64_t i = 0; i < t->numel; i++) {
+        p[i] *= scale;
+        if (irand(0, 4) == 0)
+            p[i] = specials[irand(0, (int)(sizeof specials / sizeof specials[0]) - 1)];
+    }
+    return t;
+}
+
+/* exp and log must be the correctly rounded values, here glibc's long double
+ * ones rounded (log differs on 3 of the 2^32 floats, none drawn here); the
+ * others exact */
+static float unary_reference(int op, float v)
+{
+    switch (op) {
+    case PTHCV_MATH_EXP: return (float)expl((long double)v);
+    case PTHCV_MATH_LOG: return (float)logl((long double)v);
+    case PTHCV_MATH_SQRT: return sqrtf(v);
+    case PTHCV_MATH_RSQRT: return 1.0f / sqrtf(v);
+    case PTHCV_MATH_ABS: return fabsf(v);
+    case PTHCV_MATH_FLOOR: return floorf(v);
+    case PTHCV_MATH_CEIL: return ceilf(v);
+    case PTHCV_MATH_ROUND: return nearbyintf(v);
+    case PTHCV_MATH_SIGN: return (float)((v > 0.0f) - (v < 0.0f));
+    default: return 1.0f / v;
+    }
+}
+
+static float pow_reference(float v, double e)
+{
+    if (e == 0.0) return 1.0f;
+    if (e == 1.0) return v;
+    if (e == 0.5) return sqrtf(v);
+    if (e == -0.5) return 1.0f / sqrtf(v);
+    if (e == -1.0) return 1.0f / v;
+    if (e == 2.0) return v * v;
+    if (e == 3.0) return v * v * v;
+    if (e == -2.0) return 1.0f / (v * v);
+    return (float)pow((double)v, (double)(float)e);
+}
+
+static void battery_unary(void)
+{
+    static const int sizes[] = {1, 3, 7, 17, 33};
+    static const double exps[] = {0.0, 1.0, 0.5, -0.5, -1.0, 2.0, 3.0, -2.0, 1.7, -0.3};
+    for (int iter = 0; iter < 30; iter++) {
+        int64_t shape[3] = {sizes[irand(0, 4)], sizes[irand(0, 4)], irand(1, 300)};
+        pthcv_tensor *x = special_tensor(3, shape, iter % 3 ? 4.0f : 60.0f);
+        for (int op = PTHCV_MATH_EXP; op <= PTHCV_MATH_RECIPROCAL; op++) {
+            pthcv_tensor *y = pthcv_unary(x, op);
+            int64_t bad = y ? 0 : -1;
+            for (int64_t i = 0; y && i < y->numel; i++)
+                bad += !same_bits(data(y)[i], unary_reference(op, data(x)[i]));
+            CHECK(bad == 0, "unary %d on %lldx%lldx%lld: %lld values differ from the reference (%s)", op,
+                  (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)bad,
+                  y ? "" : pthcv_last_error());
+            keep(y);
+            pthcv_tensor_release(y);
+        }
+        double e = exps[iter % 10];
+        pthcv_tensor *y = pthcv_pow_scalar(x, e);
+        int64_t bad = y ? 0 : -1;
+        for (int64_t i = 0; y && i < y->numel; i++)
+            bad += !same_bits(data(y)[i], pow_reference(data(x)[i], e));
+        CHECK(bad == 0, "pow_scalar %g: %lld values differ", e, (long long)bad);
+        keep(y);
+        pthcv_tensor_release(y);
+        /* a strided view gives what its contiguous copy gives */
+        pthcv_tensor *v = pthcv_tensor_view(x, 2, (int64_t[]){shape[2], shape[0] * shape[1]},
+                                            (int64_t[]){1, shape[2]}, 0);
+        pthcv_tensor *vc = pthcv_tensor_contiguous(v);
+        pthcv_tensor *a = pthcv_unary(v, PTHCV_MATH_EXP), *b = pthcv_unary(vc, PTHCV_MATH_EXP);
+        char why[200];
+        CHECK(a && b && close_to(a, b, 0, why, sizeof why), "exp of a transposed view: %s", a && b ? why : "failed");
+        pthcv_tensor *all[] = {x, v, vc, a, b};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            pthcv_tensor_release(all[i]);
+    }
+}
+
+/* the element of t (aligned right under an ndim-d index) that broadcasting picks */
+static int64_t broadcast_offset(const pthcv_tensor *t, int ndim, const int64_t *idx)
+{
+    int64_t off = 0;
+    for (int d = 0; d < t->ndim; d++)
+        if (t->shape[d] != 1)
+            off += idx[d + ndim - t->ndim] * t->stride[d];
+    return off;
+}
+
+/* the multi-index of flat position i in shape */
+static void unflatten(int64_t i, int ndim, const int64_t *shape, int64_t *idx)
+{
+    for (int d = ndim - 1; d >= 0; d--) {
+        idx[d] = i % shape[d];
+        i /= shape[d];
+    }
+}
+
+/* two shapes that broadcast: one of them gets size-1 dims or fewer dims */
+static void broadcast_pair(int64_t *sa, int *na, int64_t *sb, int *nb)
+{
+    static const int sizes[] = {1, 3, 7, 17, 33};
+    *na = irand(0, 3);
+    *nb = irand(0, 3);
+    int n = *na > *nb ? *na : *nb;
+    for (int d = 0; d < n; d++) {
+        int64_t s = sizes[irand(0, 4)];
+        int pick = irand(0, 2);
+        if (d >= n - *na)
+            sa[d - (n - *na)] = pick == 1 ? 1 : s;
+        if (d >= n - *nb)
+            sb[d - (n - *nb)] = pick == 2 ? 1 : s;
+    }
+}
+
+static int compare_reference(int op, float u, float v)
+{
+    switch (op) {
+    case PTHCV_CMP_EQ: return u == v;
+    case PTHCV_CMP_NE: return u != v;
+    case PTHCV_CMP_LT: return u < v;
+    case PTHCV_CMP_LE: return u <= v;
+    case PTHCV_CMP_GT: return u > v;
+    default: return u >= v;
+    }
+}
+
+static void battery_broadcast(void)
+{
+    for (int iter = 0; iter < 60; iter++) {
+        int64_t sa[3], sb[3];
+        int na, nb;
+        broadcast_pair(sa, &na, sb, &nb);
+        pthcv_tensor *a = special_tensor(na, sa, 2.0f), *b = special_tensor(nb, sb, 2.0f);
+        for (int64_t i = 0; i < b->numel; i++)   /* ties */
+            if (i < a->numel && irand(0, 3) == 0)
+                data(b)[i] = data(a)[i];
+        int op = iter % 6;
+        pthcv_tensor *m = pthcv_compare(a, b, op), *p = pthcv_pow(a, b);
+        int ok = m && p && m->dtype == PTHCV_BOOL;
+        int64_t idx[PTHCV_MAX_DIMS];
+        for (int64_t i = 0; ok && i < m->numel; i++) {
+            unflatten(i, m->ndim, m->shape, idx);
+            float u = data(a)[broadcast_offset(a, m->ndim, idx)], v = data(b)[broadcast_offset(b, m->ndim, idx)];
+            ok = ((unsigned char *)pthcv_tensor_data(m))[i] == compare_reference(op, u, v)
+                 && same_bits(data(p)[i], (float)pow((double)u, (double)v));
+        }
+        CHECK(ok, "compare %d / pow of %d-d and %d-d tensors: %s", op, na, nb, m && p ? "values differ" : pthcv_last_error());
+        keep_any(m);
+        keep(p);
+        /* where: the condition's shape, with a third shape that broadcasts against it */
+        pthcv_tensor *c = pthcv_compare(a, b, PTHCV_CMP_GT);
+        int64_t so[PTHCV_MAX_DIMS];
+        int no = c ? irand(0, c->ndim) : 0;
+        for (int d = 0; d < no; d++)
+            so[d] = irand(0, 1) ? 1 : c->shape[c->ndim - no + d];
+        pthcv_tensor *other = random_tensor(no, so), *w = c ? pthcv_where(c, a, other) : NULL;
+        ok = w != NULL;
+        for (int64_t i = 0; ok && i < w->numel; i++) {
+            unflatten(i, w->ndim, w->shape, idx);
+            int cv = ((unsigned char *)pthcv_tensor_data(c))[broadcast_offset(c, w->ndim, idx)];
+            float want = cv ? data(a)[broadcast_offset(a, w->ndim, idx)]
+                            : data(other)[broadcast_offset(other, w->ndim, idx)];
+            ok = same_bits(data(w)[i], want);
+        }
+        CHECK(ok, "where %d: %s", iter, w ? "values differ" : pthcv_last_error());
+        keep(w);
+        pthcv_tensor *all[] = {a, b, m, p, c, other, w};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            pthcv_tensor_release(all[i]);
+    }
+}
+
+/* x[outer, D, inner] seen at (o, d, j) */
+static float at3(const pthcv_tensor *x, int64_t size, int64_t inner, int64_t o, int64_t d, int64_t j)
+{
+    return data((pthcv_tensor *)x)[(o * size + d) * inner + j];
+}
+
+/* stable order: NaN larger than everything */
+static int sorts_before(float a, float b, int desc)
+{
+    return desc ? (a > b || (a != a && b == b)) : (a < b || (a == a && b != b));
+}
+
+static void battery_index(void)
+{
+    static const int sizes[] = {1, 3, 7, 17, 33};
+    for (int iter = 0; iter < 40; iter++) {
+        int nd = irand(1, 3);
+        int64_t shape[3];
+        for (int d = 0; d < nd; d++)
+            shape[d] = d == nd - 1 && iter % 4 == 0 ? irand(40, 300) : sizes[irand(0, 4)];
+        pthcv_tensor *x = special_tensor(nd, shape, 3.0f);
+        for (int64_t i = 0; i < x->numel; i++)   /* many ties */
+            if (data(x)[i] == data(x)[i] && fabsf(data(x)[i]) < 10)
+                data(x)[i] = nearbyintf(data(x)[i]);
+        int dim = irand(-nd, nd - 1), d = dim < 0 ? dim + nd : dim, base = iter & 1, desc = irand(0, 1);
+        int64_t outer = 1, size = shape[d], inner = 1;
+        for (int i = 0; i < nd; i++) {
+            if (i < d)
+                outer *= shape[i];
+            if (i > d)
+                inner *= shape[i];
+        }
+        pthcv_tensor *mv, *mk, *sv, *sk;
+        int st1 = pthcv_max_dim(x, dim, iter & 2, iter & 4, base, &mv, &mk);
+        int st2 = pthcv_sort(x, dim, desc, base, &sv, &sk);
+        int ok = st1 == PTHCV_OK && st2 == PTHCV_OK;
+        for (int64_t o = 0; ok && o < outer; o++)
+            for (int64_t j = 0; ok && j < inner; j++) {
+                /* max / min: the first NaN, else the first best */
+                int64_t best = 0;
+                for (int64_t q = 1; q < size; q++) {
+                    float v = at3(x, size, inner, o, q, j), m = at3(x, size, inner, o, best, j);
+                    if (m == m && (v != v || (iter & 4 ? v < m : v > m)))
+                        best = q;
+                }
+                ok = same_bits(data(mv)[o * inner + j], at3(x, size, inner, o, best, j))
+                     && ((int64_t *)pthcv_tensor_data(mk))[o * inner + j] == best + base;
+                /* sort: every element's index points at its value, in order */
+                const int64_t *k = pthcv_tensor_data(sk);
+                for (int64_t q = 0; ok && q < size; q++) {
+                    int64_t at = (o * size + q) * inner + j, i = k[at] - base;
+                    ok = i >= 0 && i < size && same_bits(data(sv)[at], at3(x, size, inner, o, i, j));
+                    if (ok && q > 0) {
+                        float prev = data(sv)[at - inner], cur = data(sv)[at];
+                        int64_t pi = k[at - inner] - base;
+                        ok = !sorts_before(cur, prev, desc) && (sorts_before(prev, cur, desc) || pi < i);
+                    }
+                }
+            }
+        CHECK(ok, "max_dim / sort %d (%d-d, dim %d, base %d, descending %d): %s", iter, nd, dim, base, desc,
+              st1 || st2 ? pthcv_last_error() : "values differ");
+        keep(mv);
+        keep_any(mk);
+        keep(sv);
+        keep_any(sk);
+        /* gather with the sort's indices gives the sorted values; index_select of one line */
+        pthcv_tensor *g = pthcv_gather(x, dim, sk, base);
+        char why[200];
+        CHECK(g && close_to(g, sv, 0, why, sizeof why), "gather of the sort's indices: %s", g ? why : pthcv_last_error());
+        int64_t pick[3] = {size - 1, 0, size / 2};
+        pthcv_tensor *k3 = pthcv_tensor_new(PTHCV_INT64, 1, (int64_t[]){3});
+        for (int i = 0; i < 3; i++)
+            ((int64_t *)pthcv_tensor_data(k3))[i] = pick[i] + base;
+        pthcv_tensor *s = pthcv_index_select(x, dim, k3, base);
+        ok = s != NULL;
+        for (int64_t o = 0; ok && o < outer; o++)
+            for (int64_t q = 0; q < 3; q++)
+                for (int64_t j = 0; ok && j < inner; j++)
+                    ok = same_bits(data(s)[(o * 3 + q) * inner + j], at3(x, size, inner, o, pick[q], j));
+        CHECK(ok, "index_select %d: %s", iter, s ? "values differ" : pthcv_last_error());
+        keep(g);
+        keep(s);
+        pthcv_tensor *all[] = {x, mv, mk, sv, sk, g, k3, s};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            pthcv_tensor_release(all[i]);
+    }
+}
+
 /* Runs the battery with 1 and with 3 threads; the results must be the same
  * bits. Leaves the results in `results`. */
 static void battery(void)
@@ -416,6 +685,9 @@ static void battery(void)
         battery_convt();
         battery_matmul();
         battery_misc();
+        battery_unary();
+        battery_broadcast();
+        battery_index();
         runs[r] = results;
         results = (floats){0};
     }
@@ -475,7 +747,8 @@ static double num(fixture *f, const char *key, int i, double dflt)
     return v ? strtod(v, NULL) : dflt;
 }
 
-/* "offset:AxBxC" into a tensor; NULL for "-" (absent) */
+/* "offset:AxBxC[:dtype]" into a tensor (stored as float32, converted to
+ * dtype); NULL for "-" (absent) */
 static pthcv_tensor *load(fixture *f, const char *spec)
 {
     if (strcmp(spec, "-") == 0)
@@ -484,7 +757,7 @@ static pthcv_tensor *load(fixture *f, const char *spec)
     int64_t off = strtoll(spec, &end, 10), shape[PTHCV_MAX_DIMS];
     int nd = 0;
     const char *s = end + 1;
-    while (*s && nd < PTHCV_MAX_DIMS) {
+    while (*s && *s != ':' && nd < PTHCV_MAX_DIMS) {
         shape[nd++] = strtoll(s, &end, 10);
         s = *end == 'x' ? end + 1 : end;
         if (end == s && *s != 'x')
@@ -493,10 +766,77 @@ static pthcv_tensor *load(fixture *f, const char *spec)
     pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, nd, shape);
     if (t && t->numel && off + t->numel <= f->nblob)
         memcpy(data(t), f->blob + off, (size_t)t->numel * sizeof(float));
+    int dtype = *s == ':' ? pthcv_dtype_from_name(s + 1) : PTHCV_FLOAT32;
+    if (t && dtype != PTHCV_FLOAT32) {
+        pthcv_tensor *c = dtype >= 0 ? pthcv_tensor_to(t, dtype) : NULL;
+        pthcv_tensor_release(t);
+        t = c;
+    }
     return t;
 }
 
-static pthcv_tensor *run_fixture(fixture *f, const char *op, pthcv_tensor **in, int nin)
+/* the ops of ops_math*.c; *second: the indices of max_dim and sort */
+static pthcv_tensor *run_math_fixture(fixture *f, const char *op, pthcv_tensor **in, pthcv_tensor **second)
+{
+    pthcv_tensor *x = in[0], *y = NULL;
+    if (strcmp(op, "unary") == 0)
+        return pthcv_unary(x, int_of(f, "op", 0));
+    if (strcmp(op, "pow_scalar") == 0)
+        return pthcv_pow_scalar(x, num(f, "e", 0, 0));
+    if (strcmp(op, "pow") == 0)
+        return pthcv_pow(x, in[1]);
+    if (strcmp(op, "compare") == 0)
+        return pthcv_compare(x, in[1], int_of(f, "op", 0));
+    if (strcmp(op, "logical_not") == 0)
+        return pthcv_logical_not(x);
+    if (strcmp(op, "where") == 0)
+        return pthcv_where(x, in[1], in[2]);
+    if (strcmp(op, "gather") == 0)
+        return pthcv_gather(x, int_of(f, "dim", 0), in[1], 0);
+    if (strcmp(op, "index_select") == 0)
+        return pthcv_index_select(x, int_of(f, "dim", 0), in[1], 0);
+    if (strcmp(op, "max_dim") == 0)
+        pthcv_max_dim(x, int_of(f, "dim", 0), int_of(f, "keepdim", 0), int_of(f, "min", 0), 0, &y, second);
+    else if (strcmp(op, "sort") == 0)
+        pthcv_sort(x, int_of(f, "dim", -1), int_of(f, "descending", 0), 0, &y, second);
+    else
+        printf("# unknown op %s in fixtures\n", op);
+    return y;
+}
+
+/* got vs want of any dtype: the same dtype, then as float32 (exact for
+ * bools and small integers); ulp > 0: each element within ulp units in the
+ * last place of want instead of tol */
+static int result_matches(pthcv_tensor *got, pthcv_tensor *want, double tol, int ulp, char *why, size_t cap)
+{
+    if (!got || !want) {
+        snprintf(why, cap, "%s", got ? "no result expected" : pthcv_last_error());
+        return 0;
+    }
+    if (got->dtype != want->dtype) {
+        snprintf(why, cap, "dtype %s, want %s", pthcv_dtype_name(got->dtype), pthcv_dtype_name(want->dtype));
+        return 0;
+    }
+    if (ulp == 0 && got->dtype == PTHCV_FLOAT32)
+        return close_to(got, want, tol, why, cap);
+    pthcv_tensor *g = pthcv_tensor_to(got, PTHCV_FLOAT32), *w = pthcv_tensor_to(want, PTHCV_FLOAT32);
+    int ok = close_to(g, w, 0, why, cap);
+    if (!ok && ulp > 0 && same_shape(g, w)) {
+        ok = 1;
+        for (int64_t i = 0; ok && i < w->numel; i++) {
+            float a = data(g)[i], b = data(w)[i];
+            double step = fabs((double)nextafterf(b, INFINITY) - b);
+            ok = same_bits(a, b) || (isfinite(b) && fabs((double)a - b) <= ulp * step);
+            if (!ok)
+                snprintf(why, cap, "element %lld: %.9g, want %.9g (within %d ulp)", (long long)i, a, b, ulp);
+        }
+    }
+    pthcv_tensor_release(g);
+    pthcv_tensor_release(w);
+    return ok;
+}
+
+static pthcv_tensor *run_fixture(fixture *f, const char *op, pthcv_tensor **in, int nin, pthcv_tensor **second)
 {
     pthcv_tensor *x = nin > 0 ? in[0] : NULL;
     if (strcmp(op, "pool2d") == 0) {
@@ -568,8 +908,7 @@ static pthcv_tensor *run_fixture(fixture *f, const char *op, pthcv_tensor **in, 
         ints(f, "d", d, 2);
         return pthcv_conv_transpose2d(x, in[1], in[2], s, p, op2, d, int_of(f, "groups", 1));
     }
-    printf("# unknown op %s in fixtures\n", op);
-    return NULL;
+    return run_math_fixture(f, op, in, second);
 }
 
 static void fixtures(const char *dir)
@@ -602,27 +941,31 @@ static void fixtures(const char *dir)
             f.fields[f.nfields++] = tok;
         if (f.nfields < 3)
             continue;
-        pthcv_tensor *in[32] = {0}, *want = NULL;
-        int nin = 0, expect_err = 0;
+        pthcv_tensor *in[32] = {0}, *want[2] = {NULL, NULL};
+        int nin = 0, nwant = 0, expect_err = 0;
         for (int i = 2; i < f.nfields; i++) {
             if (strncmp(f.fields[i], "in=", 3) == 0 && nin < 32)
                 in[nin++] = load(&f, f.fields[i] + 3);
-            else if (strncmp(f.fields[i], "out=", 4) == 0)
-                want = load(&f, f.fields[i] + 4);
+            else if (strncmp(f.fields[i], "out=", 4) == 0 && nwant < 2)
+                want[nwant++] = load(&f, f.fields[i] + 4);
             else if (strcmp(f.fields[i], "err") == 0)
                 expect_err = 1;
         }
         double tol = num(&f, "tol", 0, 0);
-        pthcv_tensor *y = run_fixture(&f, f.fields[0], in, nin);
+        int ulp = int_of(&f, "ulp", 0);
+        pthcv_tensor *y2 = NULL, *y = run_fixture(&f, f.fields[0], in, nin, &y2);
         char why[300] = "";
         if (expect_err)
             CHECK(y == NULL, "%s %s (%s): torch refuses, pthcv accepted", f.fields[0], f.fields[1], dir);
         else
-            CHECK(y && want && close_to(y, want, tol, why, sizeof why), "%s %s (%s): %s", f.fields[0], f.fields[1],
-                  dir, y ? why : pthcv_last_error());
+            CHECK(result_matches(y, want[0], tol, ulp, why, sizeof why)
+                      && (nwant < 2 || result_matches(y2, want[1], 0, 0, why, sizeof why)),
+                  "%s %s (%s): %s", f.fields[0], f.fields[1], dir, why);
         cases++;
         pthcv_tensor_release(y);
-        pthcv_tensor_release(want);
+        pthcv_tensor_release(y2);
+        pthcv_tensor_release(want[0]);
+        pthcv_tensor_release(want[1]);
         for (int i = 0; i < nin; i++)
             pthcv_tensor_release(in[i]);
     }
@@ -702,6 +1045,61 @@ static void errors(void)
         pthcv_tensor_release(all[i]);
 }
 
+static int64_t *i64_data(pthcv_tensor *t) { return pthcv_tensor_data(t); }
+
+/* the math ops' refusals, int64 exactness, 1-based indices */
+static void math_errors(void)
+{
+    pthcv_tensor *x = random_tensor(SHAPE(2, 3, 4)), *m34 = random_tensor(SHAPE(3, 4)), *v5 = random_tensor(SHAPE(5));
+    pthcv_tensor *h = pthcv_tensor_new(PTHCV_FLOAT16, 1, (int64_t[]){4});
+    pthcv_tensor *k = pthcv_tensor_new(PTHCV_INT64, 3, (int64_t[]){2, 3, 4});
+    CHECK(!pthcv_unary(k, PTHCV_MATH_EXP) && error_has("exp") && error_has("int64"), "unary of int64: %s",
+          pthcv_last_error());
+    CHECK(!pthcv_unary(x, 99) && error_has("unknown"), "unknown unary op");
+    CHECK(!pthcv_compare(x, v5, PTHCV_CMP_GT) && error_has("[2, 3, 4]") && error_has("[5]"), "compare shapes: %s",
+          pthcv_last_error());
+    CHECK(!pthcv_compare(x, h, PTHCV_CMP_GT) && error_has("float16"), "compare float16: %s", pthcv_last_error());
+    CHECK(!pthcv_where(x, x, x) && error_has("bool"), "where's condition: %s", pthcv_last_error());
+    pthcv_tensor *mask = pthcv_compare(x, m34, PTHCV_CMP_GT);
+    CHECK(mask && mask->dtype == PTHCV_BOOL && mask->ndim == 3, "compare broadcasts to [2, 3, 4]");
+    CHECK(!pthcv_where(mask, x, v5) && error_has("broadcast"), "where shapes: %s", pthcv_last_error());
+    pthcv_tensor *vals = NULL, *idx = NULL;
+    pthcv_tensor *e0 = pthcv_tensor_new(PTHCV_FLOAT32, 2, (int64_t[]){2, 0});
+    CHECK(pthcv_max_dim(e0, 1, 0, 0, 0, &vals, &idx) != PTHCV_OK && error_has("empty") && !vals && !idx,
+          "max over an empty dim: %s", pthcv_last_error());
+    CHECK(pthcv_sort(x, 3, 0, 0, &vals, &idx) != PTHCV_OK && error_has("dimension 3"), "sort dim: %s",
+          pthcv_last_error());
+    /* int64 compares exactly; against float32 it is converted first, as torch */
+    pthcv_tensor *big = pthcv_tensor_new(PTHCV_INT64, 1, (int64_t[]){2}), *big2 = pthcv_tensor_new(PTHCV_INT64, 0, NULL);
+    pthcv_tensor *f0 = pthcv_tensor_new(PTHCV_FLOAT32, 0, NULL);
+    i64_data(big)[0] = 16777217;
+    i64_data(big)[1] = -9007199254740993LL;
+    i64_data(big2)[0] = 16777216;
+    data(f0)[0] = 16777216.0f;
+    pthcv_tensor *gi = pthcv_compare(big, big2, PTHCV_CMP_GT), *gf = pthcv_compare(big, f0, PTHCV_CMP_GT);
+    unsigned char *pi = gi ? pthcv_tensor_data(gi) : NULL, *pf = gf ? pthcv_tensor_data(gf) : NULL;
+    CHECK(pi && pf && pi[0] == 1 && pi[1] == 0 && pf[0] == 0 && pf[1] == 0, "int64 exact, int64 vs float32 in float32");
+    /* 1-based indices: the same picks, and 0 refused, naming it and its place */
+    pthcv_tensor *k1 = pthcv_tensor_new(PTHCV_INT64, 2, (int64_t[]){1, 2});
+    i64_data(k1)[0] = 4;
+    i64_data(k1)[1] = 1;
+    pthcv_tensor *g1 = pthcv_gather(m34, 1, k1, 1);
+    CHECK(g1 && data(g1)[0] == data(m34)[3] && data(g1)[1] == data(m34)[0], "gather, 1-based");
+    i64_data(k1)[1] = 0;
+    CHECK(!pthcv_gather(m34, 1, k1, 1) && error_has("index 0 at [0, 1]") && error_has("1..4"),
+          "1-based gather refuses 0: %s", pthcv_last_error());
+    pthcv_tensor *k1d = pthcv_tensor_view(k1, 1, (int64_t[]){2}, (int64_t[]){1}, 0);
+    CHECK(!pthcv_index_select(m34, 0, k1d, 0) && error_has("index 4 at [0]") && error_has("0..2"),
+          "index_select range: %s", pthcv_last_error());
+    CHECK(!pthcv_gather(m34, 0, m34, 0) && error_has("int64"), "gather's index dtype: %s", pthcv_last_error());
+    CHECK(!pthcv_index_select(m34, 0, k, 0) && error_has("1-d"), "index_select of a 3-d index: %s",
+          pthcv_last_error());
+
+    pthcv_tensor *all[] = {x, m34, v5, h, k, mask, e0, big, big2, f0, gi, gf, k1, g1, k1d};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pthcv_tensor_release(all[i]);
+}
+
 int main(int argc, char **argv)
 {
     const char *dump = NULL, *compare = NULL;
@@ -743,6 +1141,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < ndirs; i++)
         fixtures(dirs[i]);
     errors();
+    math_errors();
     free(results.v);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

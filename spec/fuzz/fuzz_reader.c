@@ -1,8 +1,11 @@
 /*
- * fuzz_reader.c -- drives the whole reader over one input: open it, walk the
- * value tree, and materialise every tensor (data, contiguous copy, float32
- * conversion or dequantisation). Any crash, sanitizer report, leak or hang is
- * a bug; an error status is the expected answer to a damaged file.
+ * fuzz_reader.c -- drives the whole reader over one input: scan it (scan
+ * mode: every pickle, globals listed), then open it, walk the value tree,
+ * and materialise every tensor (data, contiguous copy, float32 conversion or
+ * dequantisation). Any crash, sanitizer report, leak or hang is a bug; an
+ * error status is the expected answer to a damaged file.
+ *
+ * Every error message on the way must be printable UTF-8 (check_message).
  *
  * Built two ways:
  *   - with -fsanitize=fuzzer: libFuzzer's LLVMFuzzerTestOneInput (make fuzz);
@@ -18,6 +21,26 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* Every error message must be printable UTF-8 whatever the file holds
+ * (strings from the file are escaped): valid sequences, no C0/C1 control
+ * character, no DEL. A message that is not is a bug: abort, so libFuzzer
+ * keeps the input and valgrind's run fails. */
+static void check_message(void)
+{
+    const unsigned char *s = (const unsigned char *)pthcv_last_error();
+    for (const unsigned char *p = s; *p;) {
+        unsigned c = *p, len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                                       : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        int ok = len && c >= 0x20 && c != 0x7F && !(len == 2 && c == 0xC2 && p[1] < 0xA0);
+        for (unsigned i = 1; ok && i < len; i++) ok = (p[i] & 0xC0) == 0x80;
+        if (!ok) {
+            fprintf(stderr, "error message is not printable UTF-8 at byte %td: %s\n", p - s, (const char *)s);
+            abort();
+        }
+        p += len;
+    }
+}
+
 /* Touches one tensor the way a user would; returns 0 or a status. */
 static int touch_tensor(pthcv_tensor *t)
 {
@@ -32,6 +55,7 @@ static int touch_tensor(pthcv_tensor *t)
     pthcv_tensor *f = pthcv_dtype_is_quantized(t->dtype) ? pthcv_tensor_dequantize(t) : pthcv_tensor_to(t, PTHCV_FLOAT32);
     /* some conversions are refused (e.g. packed quantized layouts): fine */
     if (f) pthcv_tensor_release(f);
+    else check_message();
     pthcv_tensor_release(c);
     return PTHCV_OK;
 }
@@ -79,7 +103,7 @@ static long walk(const pthcv_value *root)
         const pthcv_value *v = stack[--sp];
         if (seen_add(&seen, v) != 1) continue;
         if ((v->kind == PTHCV_V_TENSOR || v->kind == PTHCV_V_STORAGE) && v->tensor) {
-            touch_tensor(v->tensor);
+            if (touch_tensor(v->tensor)) check_message();
             tensors++;
         }
         int64_t n = v->kind == PTHCV_V_DICT || (v->flags & PTHCV_VF_OBJECT_DICT) ? 2 * v->n : v->n;
@@ -98,6 +122,31 @@ static long walk(const pthcv_value *root)
     return tensors;
 }
 
+/* Opens path as a scan does (every pickle read for its globals, storages
+ * not followed, damage after a dangerous global tolerated) and lists them. */
+static void scan_file(const char *path, const pthcv_options *load_opts)
+{
+    pthcv_options o = *load_opts;
+    o.scan_only = 1;
+    pthcv_file *f;
+    if (pthcv_open(path, &o, &f) != PTHCV_OK) {
+        check_message();
+        return;
+    }
+    int unsafe = 0, any = 0;
+    for (int i = 0; i < pthcv_file_global_count(f); i++) {
+        if (!pthcv_file_global(f, i, &unsafe)) abort();
+        any |= unsafe;
+    }
+    /* a scan opens a damaged file only to report a dangerous global */
+    if (pthcv_file_scan_error(f) && !any) {
+        fprintf(stderr, "scan kept a damaged file without a dangerous global: %s\n", pthcv_file_scan_error(f));
+        abort();
+    }
+    walk(pthcv_file_root(f));
+    pthcv_close(f);
+}
+
 static long walk_file(const char *path)
 {
     pthcv_options o;
@@ -107,8 +156,12 @@ static long walk_file(const char *path)
     o.max_expanded_bytes = 64 << 20;
     o.max_pickle = 16 << 20;
     o.max_values = 200000;
+    scan_file(path, &o);
     pthcv_file *f;
-    if (pthcv_open(path, &o, &f) != PTHCV_OK) return -1;
+    if (pthcv_open(path, &o, &f) != PTHCV_OK) {
+        check_message();
+        return -1;
+    }
     long n = walk(pthcv_file_root(f));
     if (pthcv_file_constants(f)) n += walk(pthcv_file_constants(f));
     pthcv_close(f);

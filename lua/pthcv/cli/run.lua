@@ -1,81 +1,23 @@
--- lua/pthcv/cli/run.lua: the inference commands of the CLI (cli.lua
--- dispatches here):
+-- lua/pthcv/cli/run.lua: the inference commands: run, bench, models.
 --
---   pthcv run   (--model NAME | --script FILE.lua) [--weights FILE] --input X.npy
---               --output Y.npy [--threads N] [--num-classes N]
---   pthcv bench (--model NAME | --script FILE.lua) [--weights FILE] [--input X.npy |
---               --shape 1x3x224x224] [--threads N] [--runs N] [--profile]
+--   pthcv run   (--model NAME | --script FILE.lua) (--weights FILE | --init I)
+--               --input X.npy --output Y.npy [--threads N] [--half]
+--   pthcv run   (--model NAME | --script FILE.lua) --weights FILE IMAGE... [classify options]
+--   pthcv bench (--model NAME | --script FILE.lua) [--weights FILE | --init I]
+--               [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile]
 --
--- A script is a Lua file returning a module (built with pthcv.nn); the
--- weights, when given, are loaded with load_state_dict (strict).
+-- The module is built by cli/model.lua (weights in any format pthcv reads).
+local options = require "pthcv.cli.options"
+local runner = require "pthcv.cli.runner"
+local build = require("pthcv.cli.model").build
+
 local M = {}
 
-M.usage = [[
-  run (--model NAME | --script FILE.lua) [--weights FILE] --input X.npy --output Y.npy
-      [--threads N] [--num-classes N]
-      one forward pass of a pthcv.models model (or of the module a Lua
-      script returns) on the tensor in X.npy; the result is written to Y.npy
-  run (--model NAME | --script FILE.lua) --weights FILE IMAGE... [--size N] [--resize N]
-      [--crop] [--mean a,b,c] [--std a,b,c] [--topk K] [--labels FILE] [--json]
-      classifies images: the top-K classes (default 5) with probabilities;
-      ImageNet's normalisation by default; --resize N: shorter side to N, then a
-      centre crop of --size (default 224); --json: one JSON object per image
-  bench (--model NAME | --script FILE.lua) [--weights FILE] [--input X.npy |
-      --shape 1x3x224x224] [--threads N] [--runs N] [--profile]
-      times forward passes after a warm-up and prints median_ms=<ms>;
-      --profile adds each module's inclusive time per pass
-  models      the names --model accepts
-]]
-
-local OPTS = { model = "value", script = "value", weights = "value", input = "value", output = "value",
-               o = "value", threads = "value", ["num-classes"] = "value", runs = "value", profile = "bool",
-               shape = "value", warmup = "value",
-               -- run IMAGE...: classification (lua/pthcv/image/classify.lua)
-               size = "value", resize = "value", crop = "bool", mean = "value", std = "value",
-               topk = "value", labels = "value", json = "bool", interpolation = "value" }
-
-local function positive_int(v, what)
-  local n = tonumber(v)
-  if not n or n < 1 or n % 1 ~= 0 then error("pthcv: " .. what .. " must be a positive integer, got " .. tostring(v), 0) end
-  return n
-end
-
--- The classifier width of a torchvision state_dict: its last weight's first
--- dimension (fc, classifier.6, classifier.1 of SqueezeNet, ...).
-local function num_classes_of(sd)
-  local last
-  for k, t in pairs(sd) do if k:match("weight$") then last = t end end
-  return last and last.shape[1] or nil
-end
-M.num_classes_of = num_classes_of
-
--- The module the options describe, with its weights loaded, in eval mode.
-local function build(opt)
-  local pthcv = require "pthcv"
-  local sd = opt.weights and pthcv.state_dict(opt.weights)
-  local m
-  if opt.model and opt.script then error("pthcv: give --model or --script, not both", 0) end
-  if opt.model then
-    local nc = opt["num-classes"] and positive_int(opt["num-classes"], "--num-classes") or (sd and num_classes_of(sd))
-    m = pthcv.models.get(opt.model, { num_classes = nc })
-  elseif opt.script then
-    local chunk, e = loadfile(opt.script)
-    if not chunk then error("pthcv: " .. tostring(e), 0) end
-    m = chunk(opt.script)
-    if not pthcv.nn.is_module(m) then error("pthcv: " .. opt.script .. " must return a module (pthcv.nn)", 0) end
-  else
-    error("pthcv: --model NAME or --script FILE.lua is needed", 0)
-  end
-  if sd then m:load_state_dict(sd) end
-  m:eval()
-  return m
-end
-M.build = build   -- pthcv export builds its module the same way
-
 local function set_threads(opt)
-  if opt.threads then require("pthcv").set_num_threads(positive_int(opt.threads, "--threads")) end
+  if opt.threads then require("pthcv").set_num_threads(opt.threads) end
 end
 
+-- The float32 input: --input X.npy, else a seeded random tensor of --shape.
 local function input_of(opt, default_shape)
   local pthcv = require "pthcv"
   if opt.input then
@@ -83,79 +25,86 @@ local function input_of(opt, default_shape)
     if x.dtype ~= "float32" then x = x:float() end
     return x
   end
-  local shape = {}
-  for n in (opt.shape or default_shape):gmatch("%d+") do shape[#shape + 1] = tonumber(n) end
-  return pthcv.randn(shape, { seed = 0 })
+  return pthcv.randn(opt.shape or default_shape, { seed = opt.seed or 0 })
 end
-
--- "a,b,c" -> {a, b, c}
-local function numbers(v, what)
-  local list = {}
-  for part in tostring(v):gmatch("[^,]+") do
-    local n = tonumber(part)
-    if not n then error("pthcv: " .. what .. " takes numbers separated by commas, got " .. tostring(v), 0) end
-    list[#list + 1] = n
-  end
-  if #list == 0 then error("pthcv: " .. what .. " needs numbers", 0) end
-  return list
-end
+M.input_of = input_of
 
 -- run IMAGE...: the top-k classes of each image.
-local function classify_images(images, opt, err)
+local function classify_images(images, opt)
   local classify = require "pthcv.image.classify"
   local json = opt.json and require "dkjson"
-  local ok, msg = pcall(function()
-    set_threads(opt)
-    if not opt.weights then error("pthcv: classifying images needs --weights FILE", 0) end
-    local copts = {
-      size = opt.size and positive_int(opt.size, "--size"),
-      resize = opt.resize and positive_int(opt.resize, "--resize"),
-      crop = opt.crop or nil,
-      mean = opt.mean and numbers(opt.mean, "--mean"), std = opt.std and numbers(opt.std, "--std"),
-      topk = opt.topk and positive_int(opt.topk, "--topk") or 5,
-      interpolation = opt.interpolation, labels = opt.labels,
-    }
-    local m = build(opt)
-    for _, path in ipairs(images) do
-      local r = classify.image(m, path, copts)
-      if json then
-        local top = {}
-        for i, c in ipairs(r.top) do top[i] = { index = c.index, label = c.label, prob = c.prob } end
-        io.stdout:write(json.encode({ image = path, top = top },
-                                    { keyorder = { "image", "top", "index", "label", "prob" } }), "\n")
-      else
-        io.stdout:write(path, "\n")
-        for _, c in ipairs(r.top) do
-          io.stdout:write(string.format("  %.4f  %s (%d)\n", c.prob, c.label, c.index))
-        end
+  if not opt.weights then error(runner.usage_error("classifying images needs --weights FILE"), 0) end
+  set_threads(opt)
+  local copts = { size = opt.size, resize = opt.resize, crop = opt.crop or nil, mean = opt.mean, std = opt.std,
+                  topk = opt.topk or 5, interpolation = opt.interpolation, labels = opt.labels }
+  for _, key in ipairs { "mean", "std" } do
+    local v = copts[key]
+    if v and #v ~= 1 and #v ~= 3 then
+      error(runner.usage_error(string.format("--%s takes one number or three (one per channel), got %d", key, #v)), 0)
+    end
+    if v and #v == 1 then copts[key] = { v[1], v[1], v[1] } end
+  end
+  local m = build(opt, true)
+  for _, path in ipairs(images) do
+    local r = classify.image(m, path, copts)
+    if json then
+      local top = {}
+      for i, c in ipairs(r.top) do top[i] = { index = c.index, label = c.label, prob = c.prob } end
+      io.stdout:write(json.encode({ image = path, top = top },
+                                  { keyorder = { "image", "top", "index", "label", "prob" } }), "\n")
+    else
+      io.stdout:write(path, "\n")
+      for _, c in ipairs(r.top) do
+        io.stdout:write(string.format("  %.4f  %s (%d)\n", c.prob, c.label, c.index))
       end
     end
-  end)
-  if not ok then err(msg); return 1 end
+  end
   return 0
 end
 
-function M.run(args, parse, usage_error, err)
-  local pos, opt, e = parse(args, OPTS)
-  if not pos then return usage_error(e) end
-  if #pos > 0 then
-    if opt.input or opt.output or opt.o then return usage_error("run takes IMAGE... or --input/--output, not both") end
-    return classify_images(pos, opt, err)
-  end
-  local out = opt.output or opt.o
-  if not opt.input or not out then return usage_error("run needs --input X.npy and --output Y.npy") end
-  local ok, msg = pcall(function()
+M.run = {
+  name = "run", args = "IMAGE... (or --input X.npy --output Y.npy)", nargs = { 0 },
+  synopsis = "run (--model NAME | --script FILE.lua) (--weights FILE | --init zeros|random)\n"
+             .. "    --input X.npy --output Y.npy [--threads N] [--num-classes N] [--half]\n"
+             .. "run (--model NAME | --script FILE.lua) --weights FILE IMAGE... [--size N] [--resize N]\n"
+             .. "    [--crop] [--mean a,b,c] [--std a,b,c] [--topk K] [--labels FILE] [--json]",
+  summary = [[
+one forward pass of a pthcv.models model (or of the module a Lua
+script returns) on the tensor in X.npy; the result is written to Y.npy;
+or classifies images: the top-K classes (default 5) with probabilities;
+ImageNet's normalisation by default; --resize N: shorter side to N, then a
+centre crop of --size (default 224); --json: one JSON object per image]],
+  options = options.list(options.model, {
+    { "input", kind = "string", metavar = "X.npy", help = "the input tensor (float32 or converted to it)" },
+    { "output", short = "o", kind = "string", metavar = "Y.npy", help = "where the result goes" },
+    options.threads, options.half,
+    { "size", kind = "count", metavar = "N", help = "images: the input's side (default 224)" },
+    { "resize", kind = "count", metavar = "N", help = "images: the shorter side scaled to N, then centre-cropped" },
+    { "crop", help = "images: scale to cover --size, then centre-crop" },
+    { "mean", kind = "numbers", metavar = "a,b,c", help = "images: per channel, after / 255 (default ImageNet's)" },
+    { "std", kind = "numbers", metavar = "a,b,c", help = "images: per channel (default ImageNet's)" },
+    { "topk", kind = "count", metavar = "K", help = "images: classes shown (default 5)" },
+    { "labels", kind = "string", metavar = "FILE", help = "images: one class name per line" },
+    { "interpolation", kind = "choice", choices = { "nearest", "linear", "cubic", "area", "lanczos4", "linear_exact",
+                                                      "nearest_exact" },
+      help = "images: OpenCV's resize interpolation (default linear)" },
+    { "json", help = "images: one JSON object per image" },
+  }),
+  run = function(pos, opt)
+    if #pos > 0 then
+      if opt.input or opt.output then error(runner.usage_error("run takes IMAGE... or --input/--output, not both"), 0) end
+      return classify_images(pos, opt)
+    end
+    if not opt.input or not opt.output then error(runner.usage_error("run needs --input X.npy and --output Y.npy"), 0) end
     set_threads(opt)
-    local m = build(opt)
+    local m = build(opt, true)
     local y = m(input_of(opt))
     if type(y) == "table" and not require("pthcv").is_tensor(y) then y = y[1] end
-    require("pthcv").save(out, y)
-    return string.format("%s: %s [%s]", out, y.dtype, table.concat(y.shape, ", "))
-  end)
-  if not ok then err(msg); return 1 end
-  io.stdout:write(msg, "\n")
-  return 0
-end
+    require("pthcv").save(opt.output, y)
+    io.stdout:write(string.format("%s: %s [%s]\n", opt.output, y.dtype, table.concat(y.shape, ", ")))
+    return 0
+  end,
+}
 
 -- Per-module inclusive times, by the module's path in the tree.
 local function profiler(model)
@@ -190,21 +139,35 @@ local function profiler(model)
   return p
 end
 
-function M.bench(args, parse, usage_error, err)
-  local pos, opt, e = parse(args, OPTS)
-  if not pos then return usage_error(e) end
-  if #pos > 0 then return usage_error("bench takes no positional argument") end
-  local ok, msg = pcall(function()
+M.bench = {
+  name = "bench", nargs = { 0, 0 },
+  synopsis = "bench (--model NAME | --script FILE.lua) [--weights FILE | --init zeros|random]\n"
+             .. "    [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile]",
+  summary = [[
+times forward passes after a warm-up and prints median_ms=<ms>;
+weights are zeros unless --weights or --init random; --half keeps
+them float16; --profile adds each module's inclusive time per pass
+and each fused step's (pthcv.nn.plan), named by the ops it fused]],
+  options = options.list(options.model, {
+    { "input", kind = "string", metavar = "X.npy", help = "the input tensor" },
+    { "shape", kind = "shape", metavar = "1x3x224x224", help = "a seeded random input of this shape (the default)" },
+    options.threads, options.half,
+    { "runs", kind = "count", metavar = "N", help = "timed passes (default 10)" },
+    { "warmup", kind = "natural", metavar = "N", help = "passes before timing (default 2: recorded, then planned)" },
+    { "profile", help = "each module's and fused step's time per pass" },
+  }),
+  run = function(pos, opt)
+    if opt.shape and opt.input then error(runner.usage_error("give --shape or --input, not both"), 0) end
     local pthcv = require "pthcv"
     local base = require "pthcv.nn.module"
     local now = require "pthcv.nn.clock"
     set_threads(opt)
-    local runs = positive_int(opt.runs or "10", "--runs")
-    local warmup = tonumber(opt.warmup or "1")
+    local runs = opt.runs or 10
+    local warmup = opt.warmup or 2   -- pthcv.nn.plan: the first pass is recorded, the second makes the plan
     local t0 = now()
-    local m = build(opt)
+    local m = build(opt, false)
     local t_build = now() - t0
-    local x = input_of(opt, "1x3x224x224")
+    local x = input_of(opt, { 1, 3, 224, 224 })
     -- the first pass is timed on its own: it pays for packing the weights
     local first
     for w = 1, warmup do
@@ -220,29 +183,31 @@ function M.bench(args, parse, usage_error, err)
     end
     table.sort(times)
     local median = runs % 2 == 1 and times[(runs + 1) / 2] or (times[runs / 2] + times[runs / 2 + 1]) / 2
-    local lines = {}
     if opt.profile then
       local p = profiler(m)
       base.profiler = p
       local okp, ep = pcall(function() for _ = 1, runs do m(x) end end)
       base.profiler = nil
       if not okp then error(ep, 0) end
-      lines[#lines + 1] = p.report(runs)
+      io.stdout:write(p.report(runs))
+      io.stdout:write(require("pthcv.nn.plan").describe(m, false), "\n")   -- what the plan fused
     end
-    lines[#lines + 1] = string.format("threads=%d runs=%d build_ms=%.1f%s min_ms=%.3f max_ms=%.3f",
-                                      pthcv.get_num_threads(), runs, t_build * 1000,
-                                      first and string.format(" first_ms=%.1f", first) or "", times[1], times[runs])
-    lines[#lines + 1] = string.format("median_ms=%.3f", median)
-    return table.concat(lines, "\n")
-  end)
-  if not ok then err(msg); return 1 end
-  io.stdout:write(msg, "\n")
-  return 0
-end
+    io.stdout:write(string.format("threads=%d runs=%d build_ms=%.1f%s min_ms=%.3f max_ms=%.3f weights=%s%s\n",
+                                  pthcv.get_num_threads(), runs, t_build * 1000,
+                                  first and string.format(" first_ms=%.1f", first) or "", times[1], times[runs],
+                                  opt.weights and "file" or (opt.init or "zeros"), opt.half and " half" or ""))
+    io.stdout:write(string.format("median_ms=%.3f\n", median))
+    return 0
+  end,
+}
 
-function M.models()
-  io.stdout:write(table.concat(require("pthcv.models").list(), "\n"), "\n")
-  return 0
-end
+M.models = {
+  name = "models", nargs = { 0, 0 }, synopsis = "models",
+  summary = "the names --model accepts",
+  run = function()
+    io.stdout:write(table.concat(require("pthcv.models").list(), "\n"), "\n")
+    return 0
+  end,
+}
 
 return M

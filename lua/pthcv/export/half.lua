@@ -1,32 +1,36 @@
--- lua/pthcv/export/half.lua: float16 weights.
+-- lua/pthcv/export/half.lua: floating tensors in another floating dtype.
 --
--- to_half(name, t): t as float16 for writing (`pthcv convert --half`):
--- float32, float64 and bfloat16 tensors are converted (round to nearest
--- even), other dtypes are returned unchanged. A value beyond float16's
--- range (a finite |v| > 65504) would become infinite: such a tensor is
--- refused, naming it (infinities and NaNs are kept).
-local bit = require "bit"
-
+-- cast(name, t, dtype): t as dtype (float32, float16 or bfloat16; `pthcv
+-- convert --dtype`): floating tensors (float16/32/64, bfloat16, float8
+-- kinds) are converted (round to nearest even), other dtypes are returned
+-- unchanged. A finite value beyond the target's range (|v| > 65504 for
+-- float16) would become infinite: such a tensor is refused, naming it
+-- (infinities and NaNs are kept).
+-- to_half(name, t): cast(name, t, "float16") (`pthcv convert --half`).
 local M = {}
 
 M.MAX = 65504
 
-local CONVERTED = { float32 = true, float64 = true, bfloat16 = true }
+local FLOATING = { float32 = true, float64 = true, float16 = true, bfloat16 = true, float8_e4m3fn = true,
+                   float8_e5m2 = true, float8_e4m3fnuz = true, float8_e5m2fnuz = true }
 
-function M.convertible(t) return CONVERTED[t.dtype] == true end
+function M.convertible(t) return FLOATING[t.dtype] == true end
 
-function M.to_half(name, t)
-  if not M.convertible(t) then return t end
-  local h = t:to("float16")
+function M.cast(name, t, dtype)
+  if not M.convertible(t) or t.dtype == dtype then return t end
+  local r = t:to(dtype)
   -- a finite value that became infinite was beyond the range
-  local src = t.dtype == "bfloat16" and t:float() or t:contiguous()
-  local p, q = src:data(), h:contiguous():data()
+  local p, q = t:double():data(), r:double():data()
   for i = 0, t.numel - 1 do
-    if bit.band(q[i], 0x7fff) == 0x7c00 and p[i] == p[i] and p[i] ~= math.huge and p[i] ~= -math.huge then
-      error(string.format("pthcv: --half: tensor '%s' holds %g, beyond float16's range (65504)", name, p[i]), 0)
+    local a, b = p[i], q[i]
+    if (b == math.huge or b == -math.huge) and a == a and a ~= math.huge and a ~= -math.huge then
+      error(string.format("pthcv: tensor '%s' holds %g, beyond %s's range%s", name, a, dtype,
+                          dtype == "float16" and " (65504)" or ""), 0)
     end
   end
-  return h
+  return r
 end
+
+function M.to_half(name, t) return M.cast(name, t, "float16") end
 
 return M

@@ -71,6 +71,8 @@ function M.is_filestorage(path)
   return p:match("%.ya?ml$") ~= nil or p:match("%.xml$") ~= nil or p:match("%.json$") ~= nil
 end
 
+-- opts: metadata (.safetensors: a table of strings), progress (FileStorage:
+-- progress(done, total) after each tensor, counting elements).
 function M.save(path, x, opts)
   opts = opts or {}
   local ext = extension(path)
@@ -110,11 +112,22 @@ function M.save(path, x, opts)
       names[i - 1] = kv[1]
       tensors[i - 1] = kv[2].ct
     end
-    core.check(C.pthcv_filestorage_write(path, n, names, tensors), "cannot write " .. path)
+    if opts.progress then   -- progress(done, total) after each tensor, in elements
+      local cb = ffi.cast("pthcv_progress_fn", function(_, done, total) opts.progress(done, total) end)
+      local status = C.pthcv_filestorage_write_progress(path, n, names, tensors, cb, nil)
+      cb:free()
+      core.check(status, "cannot write " .. path)
+    else
+      core.check(C.pthcv_filestorage_write(path, n, names, tensors), "cannot write " .. path)
+    end
     return path
   end
   error("pthcv: " .. path .. ": unknown output format (the name must end in .npy, .npz, .safetensors, "
         .. ".yml, .yaml, .xml or .json, the last four optionally .gz)", 0)
 end
+
+-- The FileStorage progress callback runs inside a C call: keep that call
+-- out of compiled traces (LuaJIT cannot call back into Lua from one).
+jit.off(M.save)
 
 return M

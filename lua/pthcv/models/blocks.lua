@@ -1,11 +1,25 @@
 -- lua/pthcv/models/blocks.lua: torchvision.ops.misc's building blocks:
 -- Conv2dNormActivation (a Sequential of conv, norm, activation) and
--- SqueezeExcitation, plus _make_divisible.
+-- SqueezeExcitation, plus _make_divisible, and chain and residual, how the
+-- zoo's forwards free what they made.
 local nn = require "pthcv.nn"
-local F = nn.F
 local release = require "pthcv.nn.release"
 
 local M = {}
+
+-- m_n(...m_2(m_1(x))): each value made on the way freed once the next
+-- module has consumed it (x is the caller's). How the zoo's forwards keep
+-- memory down; pthcv.nn.plan fuses what these ops do whatever their order.
+local function chain(x, ...)
+  local y = x
+  for i = 1, select("#", ...) do
+    local t = (select(i, ...))(y)
+    if not rawequal(y, x) then release(y, t) end
+    y = t
+  end
+  return y
+end
+M.chain = chain
 
 -- torchvision's _make_divisible: v rounded to a multiple of divisor, never
 -- more than 10% below v.
@@ -43,7 +57,8 @@ function Conv2dNormActivation:__init(in_channels, out_channels, o)
 end
 
 -- SqueezeExcitation(input_channels, squeeze_channels [, activation = ReLU,
--- scale_activation = Sigmoid]): x * scale_act(fc2(act(fc1(avgpool(x))))).
+-- scale_activation = Sigmoid]): x * scale_act(fc2(act(fc1(avgpool(x))))),
+-- one kernel call once planned (pthcv.nn.plan).
 local SqueezeExcitation = nn.class("SqueezeExcitation", nil,
   { torch_class = "torchvision.ops.misc.SqueezeExcitation" })
 M.SqueezeExcitation = SqueezeExcitation
@@ -56,31 +71,18 @@ function SqueezeExcitation:__init(input_channels, squeeze_channels, activation, 
   self.scale_activation = (scale_activation or nn.Sigmoid)()
 end
 
--- fc1 and fc2 run with their activations fused
-function SqueezeExcitation:prepare()
-  self.fc1:claim(); self.fc2:claim()
-  self._fc1 = self.fc1:make_pack(nil, self.activation.act_spec and self.activation:act_spec())
-  self._fc2 = self.fc2:make_pack(nil, self.scale_activation.act_spec and self.scale_activation:act_spec())
-end
-
 function SqueezeExcitation:forward(x)
-  local s = self.avgpool(x)
-  local t = F.conv2d_packed(self._fc1, s)
-  release(s, x)
-  s = F.conv2d_packed(self._fc2, t)
-  release(t)
-  local y = F.mul(s, x)
-  release(s)
+  local scale = chain(self.avgpool(x), self.fc1, self.activation, self.fc2, self.scale_activation)
+  local y = scale * x
+  release(scale)
   return y
 end
 SqueezeExcitation.keeps_no_tensors = true
 
--- x + body(x) for an inverted-residual block: the add runs inside the body's
--- last convolution when it can take a residual, else as a separate add.
+-- x + body(x) for an inverted-residual block.
 function M.residual(body, x)
-  if body:accepts_residual() then return body(x, x) end
   local t = body(x)
-  local y = F.add(x, t)
+  local y = t + x
   release(t, x)
   return y
 end

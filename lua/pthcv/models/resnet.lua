@@ -1,13 +1,14 @@
 -- lua/pthcv/models/resnet.lua: torchvision's ResNet family: resnet18/34/50/
 -- 101/152, resnext50_32x4d, resnext101_32x8d, wide_resnet50_2/101_2.
--- eval() fuses each block: conv+BatchNorm+ReLU in one kernel call, and the
--- residual add with the last ReLU into the last convolution's call.
+-- The forwards are torchvision's; once planned (pthcv.nn.plan) each
+-- conv+BatchNorm+ReLU is one kernel call, and the residual add with the
+-- last ReLU runs in the last convolution's store.
 local nn = require "pthcv.nn"
 local F = nn.F
 local release = require "pthcv.nn.release"
+local chain = require("pthcv.models.blocks").chain
 
 local M = {}
-local RELU = { kind = "relu" }
 
 local function conv3x3(cin, cout, stride, groups, dilation)
   dilation = dilation or 1
@@ -37,20 +38,23 @@ function BasicBlock:__init(inplanes, planes, stride, downsample, groups, base_wi
   self.stride = stride or 1
 end
 
-function BasicBlock:prepare()
-  self.conv1:claim(); self.conv2:claim()
-  self._c1 = self.conv1:make_pack(self.bn1, RELU)
-  self._c2 = self.conv2:make_pack(self.bn2, RELU) -- relu(bn2(conv2(y)) + identity)
+-- relu(bn2(conv2(relu(bn1(conv1(x))))) + identity)
+local function residual_tail(self, y, x)
+  local identity = x
+  if self.downsample then identity = self.downsample(x) end
+  local z = y + identity
+  release(y)
+  release(identity, x)
+  local out = self.relu(z)
+  release(z, out)
+  return out
 end
 
 function BasicBlock:forward(x)
-  local identity = x
-  if self.downsample then identity = self.downsample(x) end
-  local t = F.conv2d_packed(self._c1, x)
-  local y = F.conv2d_packed(self._c2, t, identity)
+  local t = chain(x, self.conv1, self.bn1, self.relu)
+  local y = chain(t, self.conv2, self.bn2)
   release(t)
-  release(identity, x)
-  return y
+  return residual_tail(self, y, x)
 end
 BasicBlock.keeps_no_tensors = true
 
@@ -73,23 +77,13 @@ function Bottleneck:__init(inplanes, planes, stride, downsample, groups, base_wi
   self.stride = stride or 1
 end
 
-function Bottleneck:prepare()
-  self.conv1:claim(); self.conv2:claim(); self.conv3:claim()
-  self._c1 = self.conv1:make_pack(self.bn1, RELU)
-  self._c2 = self.conv2:make_pack(self.bn2, RELU)
-  self._c3 = self.conv3:make_pack(self.bn3, RELU)
-end
-
 function Bottleneck:forward(x)
-  local identity = x
-  if self.downsample then identity = self.downsample(x) end
-  local t = F.conv2d_packed(self._c1, x)
-  local u = F.conv2d_packed(self._c2, t)
+  local t = chain(x, self.conv1, self.bn1, self.relu)
+  local u = chain(t, self.conv2, self.bn2, self.relu)
   release(t)
-  local y = F.conv2d_packed(self._c3, u, identity)
+  local y = chain(u, self.conv3, self.bn3)
   release(u)
-  release(identity, x)
-  return y
+  return residual_tail(self, y, x)
 end
 Bottleneck.keeps_no_tensors = true
 
@@ -139,26 +133,14 @@ function ResNet:_make_layer(block, planes, blocks, stride, dilate)
   return nn.Sequential(layers)
 end
 
-function ResNet:prepare()
-  self.conv1:claim()
-  self._stem = self.conv1:make_pack(self.bn1, RELU)
-end
-
 -- every intermediate is freed once used (release.lua); x is the caller's
 function ResNet:forward(x)
-  local t = F.conv2d_packed(self._stem, x)
-  local y = self.maxpool(t)
-  release(t, y)
-  for _, name in ipairs({ "layer1", "layer2", "layer3", "layer4" }) do
-    t = self[name](y)
-    release(y, t)
-    y = t
-  end
-  t = self.avgpool(y)
-  release(y, t)
-  y = self.fc(F.flatten(t, 1))
-  release(t, y)
-  return y
+  local y = chain(x, self.conv1, self.bn1, self.relu, self.maxpool, self.layer1, self.layer2, self.layer3,
+                  self.layer4, self.avgpool)
+  local p = F.flatten(y, 1)
+  local out = self.fc(p)
+  release(y, out)
+  return out
 end
 
 local function builder(block, layers, extra)

@@ -2,9 +2,10 @@
 -- (their max pools use ceil_mode=True).
 local nn = require "pthcv.nn"
 local F = nn.F
+local release = require "pthcv.nn.release"
+local chain = require("pthcv.models.blocks").chain
 
 local M = {}
-local RELU = { kind = "relu" }
 
 -- Fire(inplanes, squeeze, expand1x1, expand3x3)
 local Fire = nn.class("Fire", nil, { torch_class = "torchvision.models.squeezenet.Fire" })
@@ -20,17 +21,18 @@ function Fire:__init(inplanes, squeeze_planes, expand1x1_planes, expand3x3_plane
   self.expand3x3_activation = nn.ReLU(true)
 end
 
-function Fire:prepare()
-  self.squeeze:claim(); self.expand1x1:claim(); self.expand3x3:claim()
-  self._s = self.squeeze:make_pack(nil, RELU)
-  self._e1 = self.expand1x1:make_pack(nil, RELU)
-  self._e3 = self.expand3x3:make_pack(nil, RELU)
-end
-
+-- once planned, each conv+ReLU is one kernel call and the two expand
+-- convolutions write into their halves of the concatenation
 function Fire:forward(x)
-  x = F.conv2d_packed(self._s, x)
-  return F.cat({ F.conv2d_packed(self._e1, x), F.conv2d_packed(self._e3, x) }, 1)
+  local s = chain(x, self.squeeze, self.squeeze_activation)
+  local a = chain(s, self.expand1x1, self.expand1x1_activation)
+  local b = chain(s, self.expand3x3, self.expand3x3_activation)
+  release(s)
+  local y = F.cat({ a, b }, 1)
+  release(a); release(b)
+  return y
 end
+Fire.keeps_no_tensors = true
 
 local SqueezeNet = nn.class("SqueezeNet", nil, { torch_class = "torchvision.models.squeezenet.SqueezeNet" })
 M.SqueezeNet = SqueezeNet

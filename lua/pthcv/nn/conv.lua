@@ -5,6 +5,8 @@
 -- Conv2d followed by a BatchNorm2d and/or an activation asks it for a fused
 -- pack (make_pack(bn, act)): BatchNorm folded into the weights in double
 -- precision, the activation (and a residual input) applied by the kernel.
+-- pthcv.nn.plan makes such packs from what a pass ran, whatever the code,
+-- and frees the ones they replace (pk.remake makes them again).
 -- The module's own parameters are never modified, so state_dict() stays
 -- torch's.
 local ffi = require "ffi"
@@ -116,6 +118,9 @@ local function conv_pack(_, self, bn, act)
     pk = F.conv2d_prepare(w, b, self:conv_options(act))
   end
   pk.module = self
+  pk.batch_norm = bn ~= nil   -- folded in (what a plan's profile names)
+  -- how to make it again once freed (F.pack_evict: a fused plan runs instead)
+  pk.remake = function() return self:make_pack(bn, act) end
   return pk
 end
 function Conv2d:make_pack(bn, act) return D.call("nn.make_pack", nil, conv_pack, self, bn, act) end

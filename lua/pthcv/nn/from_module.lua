@@ -12,7 +12,9 @@
 -- pickled attributes (in_channels, kernel_size, stride, eps, ...: the Lua
 -- classes use torch's attribute names), parameters, buffers and children,
 -- so any hyper-parameters torch saved are honoured. opts.classes maps more
--- Python class paths to Lua classes (nn.class) for custom modules.
+-- Python class paths to Lua classes (nn.class) for custom modules;
+-- opts.settings(obj) may give hyper-parameters the tree lacks (a
+-- TorchScript archive keeps them in its code: pthcv.jit.to_nn).
 local values = require "pthcv.reader.values"
 local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
@@ -65,20 +67,43 @@ local function plain(v, depth)
   return v
 end
 
+-- TorchScript module trees (pthcv.load of a torch.jit.save archive) name
+-- classes __torch__.<path>, with ___torch_mangle_N when torch compiled a
+-- class more than once, and keep attributes in the object itself: the
+-- class path without them, and the dict as a pickled module's. Their
+-- tensors are parameters but for torch.nn's buffers (BatchNorm's).
+local SCRIPT_BUFFERS = { running_mean = true, running_var = true, num_batches_tracked = true }
+local function script_class(name) return (name:gsub("^__torch__%.", ""):gsub("%.___torch_mangle_%d+", "")) end
+local function script_dict(d)
+  local out = OrderedDict.new()
+  local params, buffers, mods = OrderedDict.new(), OrderedDict.new(), OrderedDict.new()
+  for _, kv in ipairs(OrderedDict.items(d)) do
+    local k, v = kv[1], kv[2]
+    if Tensor.is(v) then (SCRIPT_BUFFERS[k] and buffers or params)[k] = v
+    elseif sdmod.is_module(v) then mods[k] = v
+    else out[k] = v end
+  end
+  out._parameters, out._buffers, out._modules = params, buffers, mods
+  return out
+end
+
 local function fail(path, msg)
   error("pthcv: from_module: " .. (path == "" and "(root)" or path) .. ": " .. msg, 0)
 end
 
-local function convert(obj, path, classes)
+local function convert(obj, path, classes, settings)
   if not sdmod.is_module(obj) then
     fail(path, "not a pickled torch.nn.Module (" .. tostring(obj) .. ")")
   end
-  local cls = classes[obj.class] or known_classes()[obj.class]
+  local script = type(obj.class) == "string" and obj.class:sub(1, 10) == "__torch__."
+  local cname = script and script_class(obj.class) or obj.class
+  local cls = classes[obj.class] or classes[cname] or known_classes()[cname]
   if not cls then
     fail(path, "class " .. tostring(obj.class) .. " is not a torch.nn layer or a pthcv.models class; "
                .. "define it with nn.class and pass it as opts.classes[\"" .. tostring(obj.class) .. "\"]")
   end
   local d = sdmod.object_dict(obj)
+  if script and not OrderedDict.has(d, "_modules") then d = script_dict(d) end
   local m = base.Module.blank(cls)
   -- hyper-parameters: every public, plain attribute
   for _, kv in ipairs(OrderedDict.items(d)) do
@@ -91,6 +116,7 @@ local function convert(obj, path, classes)
       end
     end
   end
+  for k, v in pairs(settings and settings(obj) or {}) do if rawget(m, k) == nil then rawset(m, k, v) end end
   if d["momentum"] == values.None and m.num_features then rawset(m, "momentum", false) end
   local function tensors(field, register)
     local t = d[field]
@@ -114,7 +140,7 @@ local function convert(obj, path, classes)
     for _, kv in ipairs(OrderedDict.items(mods)) do
       local name, child = kv[1], kv[2]
       if child ~= values.None then
-        m:add_module(name, convert(child, path == "" and name or (path .. "." .. name), classes))
+        m:add_module(name, convert(child, path == "" and name or (path .. "." .. name), classes, settings))
       end
     end
   end
@@ -125,7 +151,7 @@ end
 
 function M.convert(obj, opts)
   local classes = (opts and opts.classes) or {}
-  local m = convert(obj, "", classes)
+  local m = convert(obj, "", classes, opts and opts.settings)
   base.touch()
   return m
 end

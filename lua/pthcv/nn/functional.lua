@@ -306,4 +306,7 @@ end
 
 require("pthcv.nn.functional_shape")(F)
 
+-- elementwise math, comparisons, where, max/min/sort along a dim, gather
+require("pthcv.tensor.math").functional(F)
+
 return F

@@ -26,6 +26,9 @@ for _, family in ipairs { "containers", "conv", "linear", "norm", "activation", 
   end
 end
 nn.functional = nn.F
+-- fused plans of forward passes (lua/pthcv/nn/plan): installs itself as
+-- the modules' planner
+nn.plan = require "pthcv.nn.plan"
 
 -- nn.from_module(obj): a runnable module from a whole-model pickle
 -- (torch.save(model)) loaded by pthcv.load; see from_module.lua.

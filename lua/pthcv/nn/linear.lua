@@ -31,6 +31,7 @@ end
 local function linear_pack(_, self, act)
   local pk = F.linear_prepare(self.weight, self.bias, act)
   pk.module = self
+  pk.remake = function() return self:make_pack(act) end   -- once freed (F.pack_evict)
   return pk
 end
 function Linear:make_pack(act) return D.call("nn.make_pack", nil, linear_pack, self, act) end

@@ -91,11 +91,29 @@ end
 -- run_forward(module, ...)'s results: what sees which module is running
 -- (the ONNX tracer names modules in its refusals). Ops themselves are
 -- watched at pthcv.tensor.dispatch.
+--
+-- M.planner: nil, or function(module, run_forward, ...) that must return
+-- run_forward(module, ...)'s results: pthcv.nn.plan, which runs a module
+-- in eval mode through its fused plan (lua/pthcv/nn/plan).
 local function module_call(self, ...)
   if rawget(self, "_ready") ~= state.version then self:prepare_tree() end
   local observer = M.observer
   if observer then return observer(self, run_forward, ...) end
+  local planner = M.planner
+  if planner and rawget(self, "training") == false then return planner(self, run_forward, ...) end
   return run_forward(self, ...)
+end
+
+-- An observer (M.observer) keeping stack[#stack] the module being called,
+-- for tools that name where an op runs (the ONNX tracer, pthcv.nn.plan).
+function M.stack_observer(stack)
+  return function(m, run, ...)
+    stack[#stack + 1] = m
+    local res = pack_results(pcall(run, m, ...))
+    stack[#stack] = nil
+    if not res[1] then error(res[2], 0) end
+    return unpack(res, 2, res.n)
+  end
 end
 
 local function module_tostring(self) return self:repr() end
@@ -426,6 +444,15 @@ function Module:prepare_tree() return D.call("nn.prepare", nil, prepare_tree, se
 -- (pthcv.nn.args); preparing keeps it, and forward runs the op with
 -- self:op_args() (resolved anew when forward is called unprepared).
 function Module:op_args() return rawget(self, "_args") or self:args_record() end
+
+-- module:plan(false): calls of this module run its forward as written, not
+-- through a fused plan (pthcv.nn.plan); module:plan(true) (the default)
+-- plans them again.
+function Module:plan(on)
+  rawset(self, "_plan_off", on == false or nil)
+  rawset(self, "_plans", nil)
+  return self
+end
 
 -- A parent's prepare() calls this on the children it runs itself (fused).
 function Module:claim() rawset(self, "_claimed", true) end

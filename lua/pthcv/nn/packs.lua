@@ -83,13 +83,14 @@ return function(F)
   -- The weights a prepared convolution computes with (a folded BatchNorm
   -- included), as a new float32 tensor: the pack may be their only copy.
   function F.conv2d_pack_weight(pk)
-    return result(C.pthcv_conv2d_weight(pk.handle), "conv2d_weight")
+    return result(C.pthcv_conv2d_weight(pk.handle or F.pack_restore(pk)), "conv2d_weight")
   end
 
   -- Runs a prepared convolution; residual (same shape as the output) is
   -- added before the activation.
   local function conv2d_packed_impl(_, pk, x, residual)
-    return result(C.pthcv_conv2d_forward(pk.handle, x.ct, residual and residual.ct or nil), "conv2d")
+    return result(C.pthcv_conv2d_forward(pk.handle or F.pack_restore(pk), x.ct, residual and residual.ct or nil),
+                  "conv2d")
   end
   function F.conv2d_packed(pk, x, residual)
     check(x, "conv2d")
@@ -108,16 +109,43 @@ return function(F)
     check(weight, "linear", "weight")
     return linear_pack(weight, bias, A.linear(act), true)
   end
-  local function linear_packed_impl(_, pk, x) return result(C.pthcv_linear_forward(pk.handle, x.ct), "linear") end
+  local function linear_packed_impl(_, pk, x)
+    return result(C.pthcv_linear_forward(pk.handle or F.pack_restore(pk), x.ct), "linear")
+  end
   function F.linear_packed(pk, x)
     check(x, "linear")
     return call("F.linear_packed", pk.rec, linear_packed_impl, pk, x)
+  end
+
+  -- ---- packs freed and made again --------------------------------------------------------
+  -- F.pack_evict(pk): frees a pack's C object while something else does its
+  -- work (pthcv.nn.plan's fused packs), when it knows how to make it again
+  -- (pk.remake(): a new pack of the same weights, record and fusion: what
+  -- Conv2d:make_pack and Linear:make_pack set). Running it afterwards makes
+  -- it again first (F.pack_restore). Returns whether it was freed.
+  function F.pack_evict(pk)
+    if pk.handle == nil or type(pk.remake) ~= "function" then return false end
+    local h = ffi.gc(pk.handle, nil)
+    if pk.op == "linear" then C.pthcv_linear_free(h) else C.pthcv_conv2d_free(h) end
+    pk.handle, pk.evicted = nil, true
+    return true
+  end
+
+  -- The C object of a pack, made again when F.pack_evict freed it.
+  function F.pack_restore(pk)
+    if pk.handle ~= nil then return pk.handle end
+    if not pk.evicted then error("pthcv: " .. tostring(pk.op) .. ": this pack was freed (F.pack_free)", 2) end
+    local fresh = pk.remake()
+    pk.handle, fresh.handle, pk.evicted = fresh.handle, nil, nil
+    F.pack_info[fresh] = nil
+    return pk.handle
   end
 
   -- ---- what a pack holds -------------------------------------------------------------
   -- Bytes of weights a pack holds: float16 weights (module:half()) stay
   -- float16 in their packs.
   function F.pack_bytes(pk)
+    if pk.handle == nil then return 0 end
     if pk.op == "linear" then return tonumber(C.pthcv_linear_weight_bytes(pk.handle)) end
     return tonumber(C.pthcv_conv2d_weight_bytes(pk.handle))
   end

@@ -168,7 +168,9 @@ end
 -- ---- the report -------------------------------------------------------------
 -- report(path) -> {path, format, globals, root, tensors = {{name, tensor}},
 --                  state_dict = list or nil, state_dict_at, parameters,
---                  tensor_bytes}
+--                  buffers, counted_by ("modules", "names" or "tensors"),
+--                  modules = {{path, lines}}, tensor_bytes}
+-- (parameters and buffers: reader/inspect_modules.lua)
 function M.report(path, limits)
   local root, info = pthcv.load(path, limits)
   local r = { path = path, format = info.format, globals = info.globals, root = root,
@@ -183,13 +185,13 @@ function M.report(path, limits)
     if not seen[id] then seen[id] = true; numel = numel + kv[2].numel end
   end
   r.tensor_bytes = bytes
-  if sd then
-    local p = 0
-    for _, kv in ipairs(sd) do p = p + kv[2].numel end
-    r.parameters = p
+  local extra = require "pthcv.reader.inspect_modules"
+  if sd or extra.modules(root)[1] then
+    r.parameters, r.buffers, r.counted_by = extra.counts(root, sd)
   else
-    r.parameters = numel
+    r.parameters, r.buffers, r.counted_by = numel, 0, "tensors"
   end
+  r.modules = extra.modules(root)
   return r
 end
 
@@ -228,13 +230,21 @@ function M.text(r, opts)
       add("  " .. pad(row[1], w1) .. "  " .. pad(row[2], w2) .. "  " .. pad(row[3], w3) .. "  " .. row[4])
     end
   end
+  for _, m in ipairs(r.modules) do
+    add("")
+    add("module" .. (m[1] ~= "" and (" '" .. m[1] .. "'") or "") .. ", as torch prints it:")
+    for _, l in ipairs(m[2]) do add("  " .. l) end
+  end
   add("")
   add(string.format("total: %d tensors, %d bytes", #r.tensors, r.tensor_bytes))
-  if r.state_dict then
-    add(string.format("parameters: %d (state_dict%s: %d tensors)", r.parameters,
-        r.state_dict_at ~= "" and (" at '" .. r.state_dict_at .. "'") or "", #r.state_dict))
-  else
+  local how = r.counted_by == "names" and "; buffers: BatchNorm's running statistics, by name" or ""
+  if r.counted_by == "tensors" then
     add(string.format("parameters: %d (no state_dict found; all tensors counted)", r.parameters))
+  elseif r.state_dict then
+    add(string.format("parameters: %d, buffers: %d (state_dict%s: %d tensors%s)", r.parameters, r.buffers,
+        r.state_dict_at ~= "" and (" at '" .. r.state_dict_at .. "'") or "", #r.state_dict, how))
+  else
+    add(string.format("parameters: %d, buffers: %d (the modules' own)", r.parameters, r.buffers))
   end
   return table.concat(out, "\n") .. "\n"
 end
@@ -246,7 +256,7 @@ local tensor_keys = { "name", "dtype", "shape", "stride", "offset", "numel", "by
                       "qscheme", "scale", "zero_point", "axis" }
 -- key order of the JSON objects (dkjson's keyorder: each key once)
 M.json_keyorder = { "file", "format", "globals", "tensors", "tensor_count", "tensor_bytes",
-                    "parameters", "state_dict", "found_at", "count" }
+                    "parameters", "buffers", "state_dict", "found_at", "count", "modules", "path", "repr", "values" }
 for _, k in ipairs(tensor_keys) do M.json_keyorder[#M.json_keyorder + 1] = k end
 M.json_keyorder[#M.json_keyorder + 1] = "unsafe"
 
@@ -266,8 +276,14 @@ function M.json_table(r)
   end
   local globals = {}
   for _, g in ipairs(r.globals) do globals[#globals + 1] = { name = g.name, unsafe = g.unsafe } end
+  local extra = require "pthcv.reader.inspect_modules"
+  local names = {}
+  for _, kv in ipairs(r.tensors) do if names[kv[2]] == nil then names[kv[2]] = kv[1] end end
+  local modules = {}
+  for _, m in ipairs(r.modules or {}) do modules[#modules + 1] = { path = m[1], ["repr"] = table.concat(m[2], "\n") } end
   local j = { file = r.path, format = r.format, globals = array(globals), tensors = array(tensors),
-              tensor_count = #r.tensors, tensor_bytes = r.tensor_bytes, parameters = r.parameters }
+              tensor_count = #r.tensors, tensor_bytes = r.tensor_bytes, parameters = r.parameters,
+              buffers = r.buffers, modules = array(modules), values = extra.values(r.root, names) }
   if r.state_dict then j.state_dict = { found_at = r.state_dict_at, count = #r.state_dict } end
   return j
 end

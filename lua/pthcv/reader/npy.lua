@@ -13,6 +13,7 @@ local DTYPES = {
   b1 = "bool", c8 = "complex64", c16 = "complex128",
 }
 
+local escape = require("pthcv.core").escape   -- for what the file says
 local function fail(path, msg) error("pthcv: " .. path .. ": " .. msg, 0) end
 
 -- (descr, fortran_order, shape) from the header's Python dict literal.
@@ -20,7 +21,7 @@ local function parse_header(h, path)
   local descr = h:match("['\"]descr['\"]%s*:%s*['\"]([^'\"]+)['\"]")
   local fortran = h:match("['\"]fortran_order['\"]%s*:%s*(%a+)")
   local shape_s = h:match("['\"]shape['\"]%s*:%s*%(([^%)]*)%)")
-  if not descr or not fortran or not shape_s then fail(path, "unreadable .npy header: " .. h) end
+  if not descr or not fortran or not shape_s then fail(path, "unreadable .npy header: " .. escape(h, 200)) end
   local shape = {}
   for n in shape_s:gmatch("%d+") do shape[#shape + 1] = tonumber(n) end
   return descr, fortran == "True", shape
@@ -45,7 +46,7 @@ function M.load(path)
   local descr, fortran, shape = parse_header(data:sub(hstart, hstart + hlen - 1), path)
   local order, code = descr:match("^([<>|=]?)(%a%d+)$")
   local dtype = code and DTYPES[code]
-  if not dtype then fail(path, "unsupported dtype '" .. descr .. "'") end
+  if not dtype then fail(path, "unsupported dtype '" .. escape(descr) .. "'") end
   if order == ">" and code:sub(2) ~= "1" then fail(path, "big-endian data is not supported") end
   local dims = shape
   if fortran then -- stored as the transpose: read reversed, then permute back

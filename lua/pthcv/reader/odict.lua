@@ -97,7 +97,8 @@ mt.__len = function(d) return #rawget(d, KEYS) end
 mt.__tostring = function(d)
   local parts = {}
   local keys = rawget(d, KEYS)
-  for i = 1, math.min(#keys, 8) do parts[i] = tostring(keys[i]) end
+  local escape = require("pthcv.core").escape   -- keys come from the file
+  for i = 1, math.min(#keys, 8) do parts[i] = escape(keys[i], 80) end
   if #keys > 8 then parts[#parts + 1] = "..." end
   return string.format("OrderedDict(%d){%s}", #keys, table.concat(parts, ", "))
 end

@@ -242,11 +242,27 @@ function M.find(root)
 end
 
 -- An OrderedDict name -> Tensor of the model weights in `root`.
+-- What the root is, for the message when no weights are found: its type
+-- and its first keys (escaped: they come from the file).
+local function describe(root)
+  local escape = require("pthcv.core").escape
+  if is_dict(root) then
+    local keys = {}
+    for k in pairs(root) do
+      if #keys == 8 then keys[#keys + 1] = "..."; break end
+      keys[#keys + 1] = "'" .. escape(k, 60) .. "'"
+    end
+    return #keys == 0 and "an empty dict" or "a dict with keys " .. table.concat(keys, ", ")
+  end
+  if is_object(root) then return "an object of class " .. escape(root.class) end
+  return "a " .. require("pthcv").type(root)
+end
+
 function M.state_dict(root, where)
   local list, key = M.find(root)
   if not list then
     error("pthcv: no model weights found" .. (where and (" in " .. where) or "")
-          .. ": the root is not a dict of tensors nor a module, and has none of the keys "
+          .. ": the root is " .. describe(root) .. ", not a dict of tensors nor a module, and has none of the keys "
           .. table.concat(M.checkpoint_keys, ", "), 0)
   end
   local d = OrderedDict.new("collections.OrderedDict")

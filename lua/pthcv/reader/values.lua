@@ -89,11 +89,12 @@ M.BigInt = class("BigInt", {
 })
 M.BigInt.decimal = bigint_decimal
 
+-- names come from the file: escaped (core.escape) when shown
 M.Global = class("Global", {
-  __tostring = function(g) return "Global(" .. g.name .. ")" end,
+  __tostring = function(g) return "Global(" .. require("pthcv.core").escape(g.name) .. ")" end,
 })
 M.Object = class("Object", {
-  __tostring = function(o) return "Object(" .. tostring(o.class) .. ")" end,
+  __tostring = function(o) return "Object(" .. require("pthcv.core").escape(o.class) .. ")" end,
 })
 -- o:attr(name): an attribute from the object's state (its __dict__), when
 -- the state is a dict or a (dict, slots) tuple.

@@ -24,8 +24,11 @@
 -- Hooks (one of each at a time; a hook that must coexist with another keeps
 -- the previous value and calls through):
 --   D.hook(op, rec, impl, ...)  replaces the direct call: it must return
---       impl(rec, ...)'s results; it may record or time them. The ONNX
---       tracer (lua/pthcv/export/onnx/trace.lua) sets it for one pass.
+--       impl(rec, ...)'s results (or, pthcv.nn.plan, the same values
+--       computed its way); it may record or time them. The ONNX tracer
+--       (lua/pthcv/export/onnx/trace.lua) sets it for one pass; pthcv.nn.plan
+--       (lua/pthcv/nn/plan) for each pass of a module it plans, which it
+--       only does while nothing else has set it.
 --   D.on_wrap(t)  called for every Tensor made from a C tensor
 --       (Tensor.wrap) while it is set: how the tracer sees tensors that no
 --       op made (direct C calls).

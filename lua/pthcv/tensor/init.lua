@@ -215,5 +215,8 @@ local mt = {
 }
 ctor = ffi.metatype(LuaTensor, mt)
 
+-- elementwise math, comparisons, where, max/min/sort along a dim, gather
+require("pthcv.tensor.math").methods(Tensor)
+
 debug.getregistry()[REGISTRY_KEY] = Tensor
 return Tensor

@@ -41,6 +41,8 @@ return function(Tensor, I)
   function methods.to(t, dtype) return call("Tensor.to", to_record(I.dtype_id(dtype)), to_impl, t) end
   function methods.float(t) return call("Tensor.float", to_record(C.PTHCV_FLOAT32), to_impl, t) end
   function methods.double(t) return call("Tensor.double", to_record(C.PTHCV_FLOAT64), to_impl, t) end
+  -- t:repr(): the values as torch prints them (lua/pthcv/tensor/print.lua)
+  function methods.repr(t) return require("pthcv.tensor.print").format(t) or tostring(t) end
 
   local function dequantize_impl(_, t) return dequantize(t) end
   function methods.dequantize(t) return call("Tensor.dequantize", nil, dequantize_impl, t) end

@@ -28,6 +28,7 @@ local proto = require "pthcv.export.onnx.proto"
 local graph = require "pthcv.export.onnx.graph"
 local trace = require "pthcv.export.onnx.trace"
 local evaluate = require "pthcv.export.onnx.evaluate"
+require "pthcv.export.onnx.ops_math" -- the math ops' handlers and evaluator kernels
 
 local M = {}
 M.OPSET, M.IR_VERSION = require("pthcv.export.onnx.ops").OPSET, 5

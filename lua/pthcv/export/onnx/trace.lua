@@ -134,16 +134,8 @@ function M.run(g, model, fn)
     return unpack(res, 2, res.n)
   end
 
-  local function observer(m, run, ...)
-    stack[#stack + 1] = m
-    local res = pack(pcall(run, m, ...))
-    stack[#stack] = nil
-    if not res[1] then error(res[2], 0) end
-    return unpack(res, 2, res.n)
-  end
-
   local saved_hook, saved_wrap, saved_observer = D.hook, D.on_wrap, base.observer
-  D.hook, base.observer = hook, observer
+  D.hook, base.observer = hook, base.stack_observer(stack)
   D.on_wrap = function(t) if depth == 0 then g.born[t] = describe(stack[#stack]) end end
   local res = pack(pcall(fn))
   D.hook, D.on_wrap, base.observer = saved_hook, saved_wrap, saved_observer

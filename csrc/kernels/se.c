@@ -1,0 +1,136 @@
+/*
+ * se.c -- squeeze-excitation in one call (pthcv_squeeze_excitation), the
+ * fused step pthcv.nn.plan makes of torchvision's SqueezeExcitation:
+ *
+ *   s = mean over (H, W) of x          adaptive_avg_pool2d(x, 1)
+ *   h = act1(W1 s + b1)                 fc1 (a 1x1 convolution), activation
+ *   z = act2(W2 h + b2)                 fc2, scale activation (sigmoid, ...)
+ *   y = x * z                           broadcast over (H, W)
+ *
+ * per image, without the four intermediate tensors and the kernel calls of
+ * the 1x1 convolutions on 1x1 maps. The mean is the global average pool's
+ * (ops_sum_f64 of the plane, divided once: the same bits as
+ * pthcv_adaptive_pool2d), the product is pthcv_binary's (the same bits);
+ * the two small matrix-vector products sum in float32 in channel order (a
+ * 1x1 convolution's GEMM sums in its own blocked order: equal to within
+ * rounding). The pool and the product are split over threads by planes,
+ * the matrix-vector products run on the caller's thread (a few thousand
+ * multiplications), so results do not depend on the thread count.
+ */
+#include "ops.h"
+#include <stdlib.h>
+
+typedef struct {
+    const float *x;
+    float *y;
+    float *v;        /* pool: the means out; scale: the factors in, one per plane */
+    int64_t hw;
+} se_ctx;
+
+static void pool_task(void *vctx, int64_t begin, int64_t end)
+{
+    se_ctx *c = vctx;
+    for (int64_t p = begin; p < end; p++)
+        c->v[p] = (float)(ops_sum_f64(c->x + p * c->hw, c->hw) / (double)c->hw);
+}
+
+PTHCV_SIMD
+static void scale_plane(float *y, const float *x, float s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] * s;
+}
+
+static void scale_task(void *vctx, int64_t begin, int64_t end)
+{
+    se_ctx *c = vctx;
+    for (int64_t p = begin; p < end; p++)
+        scale_plane(c->y + p * c->hw, c->x + p * c->hw, c->v[p], c->hw);
+}
+
+/* out[r] = act(b[r] + sum_k w[r][k] * in[k]) for r < rows */
+static void matvec(float *out, const float *w, const float *b, const float *in, int64_t rows, int64_t cols,
+                   const pthcv_activation *act)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *wr = w + r * cols;
+        float acc = 0.0f;
+        for (int64_t k = 0; k < cols; k++)
+            acc += wr[k] * in[k];
+        out[r] = pthcv_act_scalar(b ? acc + b[r] : acc, act);
+    }
+}
+
+/* A weight of `rows` x `cols` values (any shape: [rows, cols] or the 1x1
+ * convolution's [rows, cols, 1, 1]) and its bias, checked, as float32. */
+static int weights_of(pthcv_tensor *w, pthcv_tensor *b, int64_t rows, int64_t cols, const char *name,
+                      pthcv_tensor **wc, const float **wd, pthcv_tensor **bc, const float **bd)
+{
+    const char *fn = "squeeze_excitation";
+    if (!w || w->dtype != PTHCV_FLOAT32 || w->ndim < 2 || w->shape[0] != rows || w->numel != rows * cols)
+        return pthcv_fail(PTHCV_ERR_ARG, "%s: %s must be float32 [%lld, %lld] (or [%lld, %lld, 1, 1]), got %s", fn,
+                          name, (long long)rows, (long long)cols, (long long)rows, (long long)cols, ops_shape(w));
+    if (b && (b->dtype != PTHCV_FLOAT32 || b->numel != rows))
+        return pthcv_fail(PTHCV_ERR_ARG, "%s: the bias of %s must be float32 [%lld], got %s", fn, name,
+                          (long long)rows, ops_shape(b));
+    if (!(*wc = ops_input(w, fn, name, wd)))
+        return pthcv_last_status();
+    if (b && !(*bc = ops_input(b, fn, name, bd)))
+        return pthcv_last_status();
+    return PTHCV_OK;
+}
+
+pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_tensor *b1,
+                                       const pthcv_activation *act1, pthcv_tensor *w2, pthcv_tensor *b2,
+                                       const pthcv_activation *act2)
+{
+    const char *fn = "squeeze_excitation";
+    if (!x || (x->ndim != 4 && x->ndim != 3))
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: expected an input [N, C, H, W] or [C, H, W], got %s", fn,
+                               ops_shape(x));
+    if (!act1 || !act2 || !pthcv_act_valid(act1) || !pthcv_act_valid(act2))
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown activation", fn);
+    int nd = x->ndim;
+    int64_t n = nd == 4 ? x->shape[0] : 1, ch = x->shape[nd - 3], hw = x->shape[nd - 2] * x->shape[nd - 1];
+    int64_t sq = w1 && w1->ndim >= 1 ? w1->shape[0] : 0;
+    if (sq < 1 || hw < 1)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: empty input %s or squeeze weight %s", fn, ops_shape(x),
+                               ops_shape(w1));
+    pthcv_tensor *xc = NULL, *w1c = NULL, *b1c = NULL, *w2c = NULL, *b2c = NULL, *y = NULL;
+    const float *xd = NULL, *w1d = NULL, *b1d = NULL, *w2d = NULL, *b2d = NULL;
+    float *yd = NULL, *buf = NULL;
+    int ok = 0;
+    if (weights_of(w1, b1, sq, ch, "fc1", &w1c, &w1d, &b1c, &b1d) != PTHCV_OK ||
+        weights_of(w2, b2, ch, sq, "fc2", &w2c, &w2d, &b2c, &b2d) != PTHCV_OK)
+        goto done;
+    if (!(xc = ops_input(x, fn, "input", &xd)) || !(y = ops_output(nd, x->shape, &yd)))
+        goto done;
+    /* the means of every plane, then per image the squeezed vector (sq) and the factors (ch) */
+    if (!(buf = malloc(sizeof(float) * (size_t)(n * ch + sq + ch)))) {
+        pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", fn);
+        goto done;
+    }
+    float *means = buf, *hidden = buf + n * ch, *factors = hidden + sq;
+    se_ctx c = { .x = xd, .y = yd, .v = means, .hw = hw };
+    pthcv_parallel_for(n * ch, ops_grain(hw), pool_task, &c);
+    for (int64_t i = 0; i < n; i++) {
+        matvec(hidden, w1d, b1d, means + i * ch, sq, ch, act1);
+        matvec(factors, w2d, b2d, hidden, ch, sq, act2);
+        for (int64_t k = 0; k < ch; k++)
+            means[i * ch + k] = factors[k];   /* means of image i are used: the factors take their place */
+    }
+    pthcv_parallel_for(n * ch, ops_grain(hw), scale_task, &c);
+    ok = 1;
+done:
+    if (!ok) {
+        pthcv_tensor_release(y);
+        y = NULL;
+    }
+    free(buf);
+    pthcv_tensor_release(xc);
+    pthcv_tensor_release(w1c);
+    pthcv_tensor_release(b1c);
+    pthcv_tensor_release(w2c);
+    pthcv_tensor_release(b2c);
+    return y;
+}

@@ -1,0 +1,216 @@
+-- lua/pthcv/cli/model.lua: the module that run, bench and export work on,
+-- from --model NAME or --script FILE.lua, with --weights loaded.
+--
+-- Weights come from any file pthcv.load reads (.pth/.pt, .safetensors,
+-- .npz, FileStorage); the model weights are found as pthcv.state_dict
+-- finds them. When they do not fit the model, the error counts the
+-- missing, unexpected and mismatched keys, shows the first few of each
+-- (--verbose: all) and names the zoo model they do fit, if one does.
+-- Without --weights, --init zeros|random says what the weights are;
+-- commands that compute results (run, export) refuse to guess.
+local M = {}
+
+local SHOWN = 5   -- keys of each kind listed without --verbose
+
+-- The classifier width of a torchvision state_dict: its last weight's first
+-- dimension (fc, classifier.6, classifier.1 of SqueezeNet, ...).
+local function num_classes_of(list)
+  local last
+  for _, kv in ipairs(list) do if kv[1]:match("weight$") then last = kv[2] end end
+  return last and last.ndim >= 1 and last.shape[1] or nil
+end
+M.num_classes_of = num_classes_of
+
+local function shape_str(t) return "[" .. table.concat(t.shape, ", ") .. "]" end
+
+local function same_shape(a, b)
+  if #a.shape ~= #b.shape then return false end
+  for i = 1, #a.shape do if a.shape[i] ~= b.shape[i] then return false end end
+  return true
+end
+
+-- How a weight list fits a module: {missing = names, unexpected = names,
+-- mismatched = {{name, given, expected}}}, each in order.
+function M.compare(module, list)
+  local expected, order = {}, {}
+  for _, kv in ipairs(require("pthcv.reader.odict").items(module:state_dict())) do
+    expected[kv[1]] = kv[2]
+    order[#order + 1] = kv[1]
+  end
+  local r = { missing = {}, unexpected = {}, mismatched = {} }
+  local given = {}
+  for _, kv in ipairs(list) do
+    given[kv[1]] = kv[2]
+    local e = expected[kv[1]]
+    if e == nil then r.unexpected[#r.unexpected + 1] = kv[1]
+    elseif not same_shape(kv[2], e) then r.mismatched[#r.mismatched + 1] = { kv[1], kv[2], e } end
+  end
+  for _, k in ipairs(order) do
+    -- older torch files have no num_batches_tracked (load_state_dict allows it)
+    if given[k] == nil and not k:match("num_batches_tracked$") then r.missing[#r.missing + 1] = k end
+  end
+  r.fits = #r.missing == 0 and #r.unexpected == 0 and #r.mismatched == 0
+  return r
+end
+
+-- The zoo models the weights fit exactly (keys and shapes).
+function M.fitting_zoo_models(list)
+  local models = require "pthcv.models"
+  local nc = num_classes_of(list)
+  local found = {}
+  for _, name in ipairs(models.list()) do
+    local ok, m = pcall(models.get, name, { num_classes = nc })
+    if ok and M.compare(m, list).fits then found[#found + 1] = name end
+  end
+  return found
+end
+
+-- Key names come from the file: shown as printable UTF-8 (issue 11.5's
+-- core.escape will serve here once it lands).
+local function printable(s) return require("pthcv.reader.inspect_modules").utf8_text(s, true) end
+
+local function first(list, n, fmt)
+  local out = {}
+  for i = 1, math.min(#list, n) do out[i] = fmt and fmt(list[i]) or printable(list[i]) end
+  if #list > n then out[#out + 1] = "... (" .. (#list - n) .. " more)" end
+  return table.concat(out, ", ")
+end
+
+-- The message of weights that do not fit.
+function M.mismatch_message(what, path, r, list, verbose, zoo_hint)
+  local n = verbose and math.huge or SHOWN
+  local lines = { string.format("%s does not fit %s: %d missing, %d unexpected, %d mismatched key%s", path, what,
+                                #r.missing, #r.unexpected, #r.mismatched,
+                                #r.missing + #r.unexpected + #r.mismatched == 1 and "" or "s") }
+  if #r.missing > 0 then lines[#lines + 1] = "  missing: " .. first(r.missing, n) end
+  if #r.unexpected > 0 then lines[#lines + 1] = "  unexpected: " .. first(r.unexpected, n) end
+  if #r.mismatched > 0 then
+    lines[#lines + 1] = "  mismatched: " .. first(r.mismatched, n, function(m)
+      return string.format("%s %s in the file, %s in the model", printable(m[1]), shape_str(m[2]), shape_str(m[3]))
+    end)
+  end
+  if zoo_hint then
+    local fits = M.fitting_zoo_models(list)
+    if #fits > 0 then
+      lines[#lines + 1] = "  these weights look like " .. table.concat(fits, " or ") .. " (--model " .. fits[1] .. ")"
+    end
+  end
+  if not verbose and (#r.missing > SHOWN or #r.unexpected > SHOWN or #r.mismatched > SHOWN) then
+    lines[#lines + 1] = "  (--verbose lists every key)"
+  end
+  return table.concat(lines, "\n")
+end
+
+-- Flat files (.npz, .safetensors, FileStorage) that `pthcv convert` wrote
+-- from a whole checkpoint name the weights by their path in it
+-- ("model_state_dict.conv1.weight"): the tensors under one checkpoint key,
+-- the prefix removed, as pthcv.state_dict finds them in the checkpoint.
+local function under_checkpoint_keys(list)
+  local sdmod = require "pthcv.reader.state_dict"
+  local out = {}
+  for _, key in ipairs(sdmod.checkpoint_keys) do
+    local p = key .. "."
+    local sub = {}
+    for _, kv in ipairs(list) do
+      if kv[1]:sub(1, #p) == p then sub[#sub + 1] = { kv[1]:sub(#p + 1), kv[2] } end
+    end
+    if #sub > 0 then
+      local all = true
+      for _, kv in ipairs(sub) do if kv[1]:sub(1, 7) ~= "module." then all = false; break end end
+      if all then for _, kv in ipairs(sub) do kv[1] = kv[1]:sub(8) end end
+      out[#out + 1] = { key, sub }
+    end
+  end
+  return out
+end
+
+-- The weights of a file as {{name, tensor}, ...}, and the file's format.
+function M.read_weights(path, limits)
+  local pthcv = require "pthcv"
+  local sdmod = require "pthcv.reader.state_dict"
+  local bar = require("pthcv.cli.progress").new("reading " .. path:match("[^/]*$"))
+  bar:loading(path)
+  local ok, root, info = pcall(pthcv.load, path, limits)
+  bar:finish()
+  if not ok then error(root, 0) end
+  local list = sdmod.find(root)
+  if not list then sdmod.state_dict(root, path) end   -- raises its "no model weights found" error
+  return list, info.format
+end
+
+-- Loads `list` into module (strict), or raises the mismatch message.
+function M.load_weights(module, what, path, list, format, verbose)
+  local r = M.compare(module, list)
+  if not r.fits and (format == "npz" or format == "safetensors" or format == "filestorage") then
+    for _, c in ipairs(under_checkpoint_keys(list)) do
+      if M.compare(module, c[2]).fits then list, r = c[2], { fits = true }; break end
+    end
+  end
+  if not r.fits then error("pthcv: " .. M.mismatch_message(what, path, r, list, verbose, true), 0) end
+  module:load_state_dict(list)
+end
+
+-- Seeded random weights that keep activations in range: each weight
+-- N(0, 1/fan_in), biases and BatchNorm shifts N(0, 0.01), BatchNorm scales
+-- and variances in [0.5, 1.5], means N(0, 0.01).
+function M.random_weights(module, seed)
+  local pthcv = require "pthcv"
+  pthcv.manual_seed(seed or 0)
+  local list = {}
+  for _, kv in ipairs(require("pthcv.reader.odict").items(module:state_dict())) do
+    local name, t = kv[1], kv[2]
+    local v
+    if not t.dtype:match("^float") and t.dtype ~= "bfloat16" then
+      v = t
+    elseif name:match("running_var$") or (t.ndim == 1 and name:match("weight$")) then
+      v = pthcv.rand(t.shape) + 0.5
+    elseif t.ndim >= 2 then
+      local fan_in = t.numel / t.shape[1]
+      v = pthcv.randn(t.shape) * (1 / math.sqrt(fan_in))
+    else
+      v = pthcv.randn(t.shape) * 0.1
+    end
+    list[#list + 1] = { name, v }
+  end
+  module:load_state_dict(list)
+end
+
+-- The module the options describe, weights loaded, in eval mode.
+-- need_weights: refuse to run without --weights or --init.
+function M.build(opt, need_weights, limits)
+  local pthcv = require "pthcv"
+  local usage = require("pthcv.cli.runner").usage_error
+  if opt.model and opt.script then error(usage("give --model or --script, not both"), 0) end
+  if not opt.model and not opt.script then error(usage("--model NAME or --script FILE.lua is needed"), 0) end
+  if opt.weights and opt.init then error(usage("give --weights or --init, not both"), 0) end
+  if need_weights and not opt.weights and not opt.init then
+    error(usage("no --weights: give --weights FILE, or --init zeros or --init random to run without trained weights"), 0)
+  end
+  local list, format
+  if opt.weights then list, format = M.read_weights(opt.weights, limits) end
+  local m, what
+  if opt.model then
+    local nc = opt["num-classes"] or (list and num_classes_of(list))
+    if not pthcv.models.list then error("pthcv: no model zoo", 0) end
+    local known = false
+    for _, n in ipairs(pthcv.models.list()) do if n == opt.model then known = true end end
+    if not known then
+      local runner = require "pthcv.cli.runner"
+      error(usage("unknown model '" .. opt.model .. "'" .. runner.did_you_mean(runner.suggest(opt.model, pthcv.models.list()), "")
+                  .. " (pthcv models lists them)"), 0)
+    end
+    m = pthcv.models.get(opt.model, { num_classes = nc })
+    what = opt.model
+  else
+    m = require("pthcv.cli.lua").run_file(opt.script, opt.script)
+    if not pthcv.nn.is_module(m) then error("pthcv: " .. opt.script .. " must return a module (pthcv.nn)", 0) end
+    what = opt.script
+  end
+  if list then M.load_weights(m, what, opt.weights, list, format, opt.verbose)
+  elseif opt.init == "random" then M.random_weights(m, opt.seed) end
+  if opt.half then m:half() end
+  m:eval()
+  return m
+end
+
+return M

@@ -1,0 +1,83 @@
+-- pthcv.jit on every torchvision 0.14 classification model and the
+-- segmentation models, traced and scripted (build/jit, written by
+-- spec/fixtures/make_jit_fixtures.py when torch is installed: tools/run-specs
+-- sets PTHCV_JIT). Each archive either reproduces torch's outputs within
+-- 1e-4 of its largest value, or is refused at load naming exactly the
+-- operators pthcv lacks (the table below: when another part of pthcv adds
+-- them, this spec says so, and the model moves to the runnable ones).
+local support = require "support"
+local J = require "jit_support"
+local pthcv = require "pthcv"
+local jit = require "pthcv.jit"
+
+local dir = os.getenv("PTHCV_JIT")
+local manifest = dir and dir ~= "" and J.manifest(dir) or nil
+
+-- archive -> the operators pthcv lacks for it (pthcv.jit.ops_report's
+-- missing): none today; an archive listed here must be refused naming them
+local MISSING = {}
+
+describe("pthcv.jit on the torchvision models", function()
+  if not manifest then
+    pending("torch and torchvision are not installed: build/jit (make_jit_fixtures.py) was not written")
+    return
+  end
+
+  it("has every model torch could save", function()
+    assert.is_true(#manifest.archives >= 150, #manifest.archives .. " archives")
+    for _, f in ipairs(manifest.failed) do print("# torch could not save " .. f.name .. " (" .. f.kind .. "): " .. f.error) end
+  end)
+
+  for _, entry in ipairs(manifest.archives) do
+    local missing = MISSING[entry.file]
+    if missing then
+      it("refuses " .. entry.file .. " naming what pthcv lacks", function()
+        local r = jit.ops_report(dir .. "/" .. entry.file)
+        assert.are.same(missing, r.missing)
+        local ok, err = pcall(jit.load, dir .. "/" .. entry.file)
+        assert.is_false(ok)
+        assert.is_truthy(tostring(err):find(entry.file .. ": code/__torch__/.+%.py:%d+: " .. missing[1]:gsub("%p", "%%%0") .. " is not supported"))
+      end)
+    else
+      it("reproduces torch's outputs of " .. entry.file, function()
+        local m = jit.load(dir .. "/" .. entry.file):eval()
+        J.check_cases(pthcv, dir, entry, m, 1e-4)
+        m = nil
+        collectgarbage()
+      end)
+    end
+  end
+
+  it("packs a traced resnet18 once, folding every BatchNorm", function()
+    local fuse = jit.fuse
+    local m = jit.load(dir .. "/resnet18.trace.pt"):eval()
+    local x = pthcv.randn(1, 3, 64, 64)
+    local p0, b0 = fuse.stats.packs, fuse.stats.fused_bn
+    m(x)
+    assert.are.equal(21, fuse.stats.packs - p0)      -- 20 convolutions and the linear layer
+    assert.are.equal(20, fuse.stats.fused_bn - b0)   -- every BatchNorm folded into its convolution
+    m(x); m(x)
+    assert.are.equal(21, fuse.stats.packs - p0)
+  end)
+
+  it("packs a traced mobilenet_v3_large once, folding every BatchNorm", function()
+    local fuse = jit.fuse
+    local m = jit.load(dir .. "/mobilenet_v3_large.trace.pt"):eval()
+    local x = pthcv.randn(1, 3, 64, 64)
+    local p0, b0 = fuse.stats.packs, fuse.stats.fused_bn
+    m(x)
+    local packs, bns = fuse.stats.packs - p0, fuse.stats.fused_bn - b0
+    local convs, norms = 0, 0
+    for _, kv in ipairs(m:named_modules()) do
+      local name = kv[2]:repr_name()
+      if name == "Conv2d" or name == "Linear" then convs = convs + 1 end
+      if name == "BatchNorm2d" then norms = norms + 1 end
+    end
+    assert.are.equal(convs, packs)
+    assert.are.equal(norms, bns)
+    m(x)
+    assert.are.equal(packs, fuse.stats.packs - p0)
+  end)
+
+  local _ = support
+end)
