@@ -44,6 +44,7 @@ build = {
       ["pthcv.cdef"] = "lua/pthcv/cdef.lua",
       ["pthcv.cli"] = "lua/pthcv/cli/init.lua",
       ["pthcv.cli.convert"] = "lua/pthcv/cli/convert.lua",
+      ["pthcv.cli.detect"] = "lua/pthcv/cli/detect.lua",
       ["pthcv.cli.export"] = "lua/pthcv/cli/export.lua",
       ["pthcv.cli.lua"] = "lua/pthcv/cli/lua.lua",
       ["pthcv.cli.model"] = "lua/pthcv/cli/model.lua",

@@ -560,7 +560,7 @@ typedef struct pthcv_jit_limits {
     int32_t max_nesting;    /* nesting of blocks, brackets and operators (default 100, at most 256) */
     int64_t max_literal;    /* bytes of one string literal (default 1 MiB) */
 } pthcv_jit_limits;
-void pthcv_jit_limits_init(pthcv_jit_limits *l);
+PTHCV_API void pthcv_jit_limits_init(pthcv_jit_limits *l);
 
 /* Syntax tree nodes. Children are listed by index: node.first is the first
  * child (-1: none), each child's next its next sibling (-1: last); nkids
@@ -632,21 +632,21 @@ typedef struct pthcv_jit_node {
 typedef struct pthcv_jit_ast pthcv_jit_ast;
 /* Parses len bytes of source; name ("code/__torch__/m.py") prefixes every
  * message. lim may be NULL for the defaults. NULL on failure. */
-pthcv_jit_ast *pthcv_jit_parse(const char *src, int64_t len, const char *name, const pthcv_jit_limits *lim);
+PTHCV_API pthcv_jit_ast *pthcv_jit_parse(const char *src, int64_t len, const char *name, const pthcv_jit_limits *lim);
 /* The nodes, nodes[0] being the MODULE; valid until pthcv_jit_ast_free. */
-const pthcv_jit_node *pthcv_jit_ast_nodes(const pthcv_jit_ast *a, int32_t *count);
-void pthcv_jit_ast_free(pthcv_jit_ast *a);
+PTHCV_API const pthcv_jit_node *pthcv_jit_ast_nodes(const pthcv_jit_ast *a, int32_t *count);
+PTHCV_API void pthcv_jit_ast_free(pthcv_jit_ast *a);
 
 /* The records of a zip archive, named relative to its top folder
  * ("code/__torch__/torchvision/models/resnet.py", "constants.pkl"), in
  * directory order; 0 records for the legacy and tar formats. */
-int64_t pthcv_file_record_count(const pthcv_file *f);
-const char *pthcv_file_record_name(const pthcv_file *f, int64_t i);   /* NULL when out of range */
+PTHCV_API int64_t pthcv_file_record_count(const pthcv_file *f);
+PTHCV_API const char *pthcv_file_record_name(const pthcv_file *f, int64_t i);   /* NULL when out of range */
 /* One record, read whole into new memory (NUL-terminated, *len bytes
  * before the NUL) that the caller frees with pthcv_free; at most
  * max_pickle bytes. NULL on failure. */
-void *pthcv_file_read_record(pthcv_file *f, const char *name, int64_t *len);
-void pthcv_free(void *p);
+PTHCV_API void *pthcv_file_read_record(pthcv_file *f, const char *name, int64_t *len);
+PTHCV_API void pthcv_free(void *p);
 
 /* ==== Detection (csrc/kernels/ops_detection.c, ops_roi.c, ops_masks.c) =====
  * torchvision.ops' box operations and the detectors' post-processing steps,
