@@ -100,7 +100,7 @@ local function output_path(draw, path, n)
   if n == 1 and not draw:match("/$") then return draw end
   os.execute("mkdir -p '" .. draw:gsub("'", "'\\''") .. "'")
   local base = path:match("([^/]+)$"):gsub("%.[^.]*$", "")
-  return draw:gsub("/?$", "/") .. base .. ".png"
+  return (draw:gsub("/+$", "")) .. "/" .. base .. ".png"
 end
 
 -- images(model, paths [, opts]): each picture; opts.on_record(record) for

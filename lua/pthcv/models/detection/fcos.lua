@@ -54,15 +54,11 @@ function RegHead:__init(in_channels, num_anchors, num_convs)
   self.bbox_reg = nn.Conv2d(in_channels, num_anchors * 4, 3, 1, 1)
   self.bbox_ctrness = nn.Conv2d(in_channels, num_anchors, 3, 1, 1)
 end
-function RegHead:prepare()
-  self.bbox_reg:claim()
-  self._reg = self.bbox_reg:make_pack(nil, { kind = "relu" })   -- relu(bbox_reg(x)), fused
-end
 function RegHead:forward(x)
   local regs, ctrs = {}, {}
   for i, f in ipairs(x) do
     local t = self.conv(f)
-    regs[i], ctrs[i] = F.conv2d_packed(self._reg, t), self.bbox_ctrness(t)
+    regs[i], ctrs[i] = F.relu(self.bbox_reg(t)), self.bbox_ctrness(t)   -- fused by the plan
   end
   return retinanet.flatten_levels(regs, 4), retinanet.flatten_levels(ctrs, 1)
 end
