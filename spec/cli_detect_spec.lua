@@ -58,7 +58,7 @@ end)
 describe("pthcv detect and segment on pictures and video", function()
   if not dir or dir == "" then
     it("need the detection fixtures", function()
-      pending("the torchvision parity fixtures (PTHCV_DETECTION) were not written: torch or torchvision is missing")
+      pending("the torchvision parity fixtures (PTHCV_DETECTION) were not written (tools/run-specs writes them when torch and torchvision are installed, unless PTHCV_DETECTION=skip)")
     end)
     return
   end

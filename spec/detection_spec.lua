@@ -162,7 +162,7 @@ describe("detection and segmentation models", function()
   end)
 
   if not dir or dir == "" then
-    pending("the torchvision parity fixtures (PTHCV_DETECTION) were not written: torch or torchvision is missing")
+    pending("the torchvision parity fixtures (PTHCV_DETECTION) were not written (tools/run-specs writes them when torch and torchvision are installed, unless PTHCV_DETECTION=skip)")
     return
   end
   parity(dir, DETECTION)

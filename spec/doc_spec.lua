@@ -42,7 +42,7 @@ end
 local function detection_fixture(name)
   local dir = os.getenv("PTHCV_DETECTION")
   if not dir or dir == "" then
-    return nil, name .. ": the detection fixtures (PTHCV_DETECTION) were not written: torch or torchvision is missing"
+    return nil, name .. ": the detection fixtures (PTHCV_DETECTION) were not written (tools/run-specs writes them when torch and torchvision are installed, unless PTHCV_DETECTION=skip)"
   end
   return dir .. "/" .. name
 end
