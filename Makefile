@@ -43,7 +43,7 @@ BUILD   := build
 # Kernel files named *_avx2.c, *_avx512.c, *_neon.c hold one instruction set's
 # code and get its flags (below); the other architecture's files are left out.
 ARCH    := $(shell $(CC) -dumpmachine)
-ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c,%_avx2.c %_avx512.c %_neon.c))
+ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c %_vnni.c,%_avx2.c %_avx512.c %_vnni.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
 SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c csrc/jit/*.c) $(KERNEL_SRCS)
 CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/filestorage_read.cpp csrc/opencv/draw.cpp
@@ -88,6 +88,7 @@ $(VIDEOIO_LIB): $(BUILD)/csrc/opencv/videoio.o $(LIB)
 
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
+%_vnni.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni
 $(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
@@ -159,7 +160,7 @@ ctest:
 # torch, built twice: with the SIMD clones, and scalar; their results must be
 # the same bits (spec/c/ops_test.c).
 OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
-              $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c spec/c/ops_test.c
+              $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c csrc/kernels/profile.c csrc/kernels/quantize.c spec/c/ops_test.c
 
 # The detection kernels (ops_detection.c, ops_roi.c, ops_masks.c, ops_order.c)
 # against direct references and across thread counts; torchvision's answers
@@ -174,7 +175,7 @@ $(BUILD)/kernels_test: $(KTEST_OBJS)
 
 # The same test built for AArch64 (NEON kernels) and run under qemu-user.
 CROSS ?= aarch64-linux-gnu-
-NEON_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) $(filter-out %_avx2.c %_avx512.c,$(wildcard csrc/kernels/*.c)) spec/c/kernels_test.c
+NEON_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) $(filter-out %_avx2.c %_avx512.c %_vnni.c,$(wildcard csrc/kernels/*.c)) spec/c/kernels_test.c
 ctest-neon:
 	@mkdir -p $(BUILD)/aarch64
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/kernels_test $(NEON_SRCS) -lpthread -lm
@@ -190,11 +191,19 @@ FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?=
 FUZZ_BOUND = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS) -seed=20261126,-max_total_time=$(FUZZ_SECONDS))
 READER_SRCS := csrc/error.c $(wildcard csrc/reader/*.c csrc/tensor/*.c)
+# The FileStorage reader (csrc/opencv/filestorage_read.cpp, OpenCV's parser
+# underneath) is part of the target: it is built with clang++ and linked in,
+# so .yml/.xml/.json/.gz inputs reach it as they do in libpthcv.so.
+FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SAN_OBJ := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 fuzz:
 	@PTHCV_FUZZ=1 tools/install-deps
 	@mkdir -p $(BUILD)/fuzz/corpus
-	clang -g -O1 -std=c11 -D_GNU_SOURCE -Icsrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -o $(BUILD)/fuzz/fuzz_reader spec/fuzz/fuzz_reader.c $(READER_SRCS) $(DEPLIBS) -lm
+	clang++ -g -O1 -std=c++17 -D_GNU_SOURCE -Icsrc -Iinclude $(OPENCV_CFLAGS) $(FUZZ_SAN_OBJ) \
+	  -c -o $(BUILD)/fuzz/filestorage_read.o csrc/opencv/filestorage_read.cpp
+	clang++ -g -O1 -D_GNU_SOURCE -Icsrc $(FUZZ_SAN) -o $(BUILD)/fuzz/fuzz_reader \
+	  -x c -std=c11 spec/fuzz/fuzz_reader.c $(READER_SRCS) -x none $(BUILD)/fuzz/filestorage_read.o \
+	  $(call opencv_libs,core) $(DEPLIBS) -lz -lm
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
 	cd $(BUILD)/fuzz && ./fuzz_reader $(FUZZ_BOUND) -timeout=10 -rss_limit_mb=2048 \
 	  -max_len=262144 -print_final_stats=1 corpus $(CURDIR)/spec/fixtures $(CURDIR)/spec/fixtures/evil $(CURDIR)/spec/fixtures/pickles \

@@ -105,6 +105,10 @@ int pthcv_storage_materialize(pthcv_storage *st);
 pthcv_tensor *pthcv_tensor_over(pthcv_storage *st, int dtype, int ndim, const int64_t *shape,
                                 const int64_t *stride, int64_t offset, const char *where);
 
+/* "[2, 3, 4]" into buf (cap >= 8), shortened with "...]" when too long;
+ * returns buf. For messages naming shapes and strides (tensor.c). */
+const char *pthcv_format_dims(char *buf, size_t cap, int ndim, const int64_t *dims);
+
 /* Byte-swaps n elements of size elsize in place. */
 void pthcv_swap_bytes(void *data, int64_t n, int elsize);
 

@@ -64,6 +64,21 @@ describe("the libraries' exports", function()
     assert.are.same({}, missing)
   end)
 
+  -- A declaration left unmarked is not exported, and its first caller fails
+  -- at run time ("undefined symbol"): the TorchScript parser's functions did
+  -- after the version script landed.
+  it("marks every function pthcv.h declares PTHCV_API", function()
+    local text = assert(support.read_file(support.root .. "/csrc/pthcv.h"))
+    local unmarked = {}
+    for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+      local name = line:match("^[%a_][^(]-[^%w_](pthcv_[%w_]+)%(")
+      if name and not line:match("^PTHCV_API ") and not line:match("^typedef ") then
+        unmarked[#unmarked + 1] = name
+      end
+    end
+    assert.are.same({}, unmarked)
+  end)
+
   it("libpthcv_imgcodecs.so exports only pthcv_image_read, _decode and _write", function()
     local list = exports(codecs)
     table.sort(list)

@@ -9,6 +9,7 @@ local expected = {
   ["oom-expanded-view-contiguous.pth"] = "max_expanded_bytes",
   ["ubsan-inst-empty-stack.pth"] = "main pickle at byte 75",
   ["oom-pickle-record-claims-2gb.pth"] = "damaged zip directory",
+  ["oom-filestorage-mat-cols-8gb.yml"] = "key 'w': the Mat's cols is not a size",
 }
 
 describe("fuzz regressions", function()
@@ -41,4 +42,27 @@ describe("fuzz regressions", function()
       end
     end)
   end
+end)
+
+-- `make fuzz` must reach every parser of untrusted input: every source of
+-- the reader and of the TorchScript parser, and every file that defines a
+-- pthcv_open_* format reader (the FileStorage one is C++, and without it the
+-- fuzzer only saw such files refused). Read from `make -n fuzz`'s commands.
+describe("make fuzz", function()
+  it("builds every parser into its targets", function()
+    local root = support.shell_quote(support.root)
+    local code, commands, err = support.run("make -n -C " .. root .. " --no-print-directory fuzz")
+    assert.are.equal(0, code, err)
+    local p = io.popen("cd " .. root .. " && ls csrc/reader/*.c csrc/jit/*.c && "
+                       .. "grep -rlE '^(extern \"C\" )?int pthcv_open_[a-z_]+\\(pthcv_file' csrc --include='*.c' --include='*.cpp'")
+    local sources, missing = 0, {}
+    for src in p:lines() do
+      sources = sources + 1
+      if not commands:find(" " .. src, 1, true) then missing[#missing + 1] = src end
+    end
+    p:close()
+    assert.is_true(sources >= 12, sources .. " sources")
+    assert.are.same({}, missing)
+    assert.is_truthy(commands:find("-o build/fuzz/fuzz_jit ", 1, true), commands)
+  end)
 end)

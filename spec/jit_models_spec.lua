@@ -48,6 +48,23 @@ describe("pthcv.jit on the torchvision models", function()
     end
   end
 
+  -- pthcv.jit.to_nn: the archive's tree as the zoo's own modules, for each
+  -- zoo family, traced (no Python attributes kept: what forward reads comes
+  -- from the traced code) and scripted
+  for _, name in ipairs { "alexnet", "vgg11_bn", "squeezenet1_0", "resnet18", "resnet50", "mobilenet_v2",
+                          "mobilenet_v3_small", "mobilenet_v3_large" } do
+    for _, kind in ipairs { "trace", "script" } do
+      local file = name .. "." .. kind .. ".pt"
+      it("runs " .. file .. " as the zoo's modules (to_nn) as torch does", function()
+        local entry
+        for _, e in ipairs(manifest.archives) do if e.file == file then entry = e end end
+        assert.is_truthy(entry, file .. " is not in the manifest")
+        J.check_cases(pthcv, dir, entry, jit.to_nn(dir .. "/" .. file):eval(), 1e-4)
+        collectgarbage()
+      end)
+    end
+  end
+
   it("packs a traced resnet18 once, folding every BatchNorm", function()
     local fuse = jit.fuse
     local m = jit.load(dir .. "/resnet18.trace.pt"):eval()

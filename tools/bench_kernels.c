@@ -1,5 +1,7 @@
 /* bench_kernels.c -- GFLOP/s of the convolution kernels on typical layers
- * (ResNet-18 and MobileNetV2 shapes, batch 1), at 1 and 2 threads.
+ * (ResNet-18 and MobileNetV2 shapes, batch 1), at 1 and 2 threads, float32
+ * and int8 (pthcv_qconv2d; "GFLOP/s" then counts int8 multiply-adds as 2
+ * operations, as float32's). `build/bench_kernels [isa] [int8]`
  *
  *   make && cc -O2 -Icsrc -o build/bench_kernels tools/bench_kernels.c \
  *       -Lbuild -lpthcv -Wl,-rpath,$PWD/build && build/bench_kernels [isa]
@@ -34,6 +36,8 @@ typedef struct {
 
 /* Median wall time; *gflops from it, *cpu_gflops per CPU-second (all threads'
  * CPU time: on a busy machine this still tells the kernels' efficiency). */
+static int int8;
+
 static double bench(const layer *l, int threads, double *gflops, double *cpu_gflops)
 {
     int64_t xs[4] = { 1, l->cin, l->h, l->h }, ws[4] = { l->cout, l->cin / l->groups, l->k, l->k }, bs[1] = { l->cout };
@@ -43,14 +47,16 @@ static double bench(const layer *l, int threads, double *gflops, double *cpu_gfl
     for (int64_t i = 0; i < x->numel; i++) xd[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
     for (int64_t i = 0; i < w->numel; i++) wd[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
     pthcv_conv2d_params p = { { l->stride, l->stride }, { l->pad, l->pad }, { 1, 1 }, l->groups, 0, { PTHCV_ACT_RELU, 0, 0 } };
-    pthcv_conv2d *c = pthcv_conv2d_prepare(w, b, &p);
+    pthcv_conv2d *c = int8 ? NULL : pthcv_conv2d_prepare(w, b, &p);
+    pthcv_tensor *wq = int8 ? pthcv_quantize_weight(w) : NULL, *xq = int8 ? pthcv_quantize_per_tensor(x, 1.0 / 255, 128) : NULL;
+    pthcv_qconv2d *qc = int8 ? pthcv_qconv2d_prepare(wq, b, &p, 0.05, 0) : NULL;
     pthcv_set_num_threads(threads);
     double t[1000];
     int n = 0;
     double start = now(), cstart = cpu();
     while (n < 1000 && (n < 5 || now() - start < 0.3)) {
         double t0 = now();
-        pthcv_tensor *y = pthcv_conv2d_forward(c, x, NULL);
+        pthcv_tensor *y = int8 ? pthcv_qconv2d_forward(qc, xq, NULL, 0) : pthcv_conv2d_forward(c, x, NULL);
         t[n++] = now() - t0;
         if (!y) {
             fprintf(stderr, "%s: %s\n", l->name, pthcv_last_error());
@@ -65,13 +71,16 @@ static double bench(const layer *l, int threads, double *gflops, double *cpu_gfl
     *gflops = flops / t[n / 2] * 1e-9;
     *cpu_gflops = flops / ctime * 1e-9 * threads;
     pthcv_conv2d_free(c);
+    pthcv_qconv2d_free(qc);
+    pthcv_tensor_release(wq), pthcv_tensor_release(xq);
     pthcv_tensor_release(x), pthcv_tensor_release(w), pthcv_tensor_release(b);
     return t[n / 2];
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && pthcv_set_isa(argv[1]) != PTHCV_OK) {
+    int8 = argc > 2 && strcmp(argv[2], "int8") == 0;
+    if (argc > 1 && strcmp(argv[1], "auto") != 0 && pthcv_set_isa(argv[1]) != PTHCV_OK) {
         fprintf(stderr, "%s\n", pthcv_last_error());
         return 1;
     }

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""make bench (model part): pthcv against PyTorch and OpenCV DNN, side by side.
+"""make bench (model part): pthcv against PyTorch, OpenCV DNN and ncnn, side by side.
 
-Batch 1, 3x224x224, float32, on resnet18, resnet50, mobilenet_v2 and
-mobilenet_v3_large at 1 and 2 threads, in one run:
+Batch 1, 3x224x224, float32, on resnet18, resnet50, mobilenet_v2,
+mobilenet_v3_large, squeezenet1_1, shufflenet_v2_x1_0 and efficientnet_b0 at
+1 and 2 threads, in one run (a model not in pthcv's zoo yet is timed for the
+others and marked "-"):
   - the weights: torchvision's model with seeded random weights and trained-like
     statistics (random BatchNorm running mean/var, affine and biases), saved as
     a state_dict (.pth) for pthcv and exported by torch.onnx.export for OpenCV
@@ -16,6 +18,13 @@ mobilenet_v3_large at 1 and 2 threads, in one run:
     the process's ru_maxrss (os.wait4; this parent imports neither torch
     nor cv2, as a child's high-water mark starts at its parent's);
   - each engine's output is compared with torch's (max |diff| / max |torch|);
+  - ncnn, when NCNN_BENCH points at a benchncnn build (tools/bench_ncnn.py):
+    its own benchncnn on its own param files, in a process of its own; the
+    ratio against it is pthcv's median over benchncnn's mean (benchncnn prints
+    min, max and mean, its warm-up passes excluded);
+  - each row's time split by kind of op: pthcv's from `pthcv bench
+    --profile` (in a process of its own, after the timed one), ncnn's from its
+    per-layer build, side by side, so that a gap is located, not guessed;
   - the FMA peak comes from tools/fma_peak.c (a register-only FMA loop),
     compiled and run here for 1 and 2 threads; effective GFLOP/s = 2 x the
     multiply-adds of the convolutions and linear layers / median time.
@@ -25,11 +34,14 @@ ratio = pthcv (float32) / the fastest peer. Also written to
 build/bench/models.md. PTHCV_BENCH_MODELS / PTHCV_BENCH_THREADS narrow the run
 (comma lists). Run from the checkout root.
 """
-import json, os, statistics, subprocess, sys, time
+import json, os, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIR = os.path.join(ROOT, "build", "bench", "models")
-MODELS = os.environ.get("PTHCV_BENCH_MODELS", "resnet18,resnet50,mobilenet_v2,mobilenet_v3_large").split(",")
+import bench_ncnn  # noqa: E402 (tools/ is this file's folder)
+
+MODELS = os.environ.get("PTHCV_BENCH_MODELS", "resnet18,resnet50,mobilenet_v2,mobilenet_v3_large,squeezenet1_1,"
+                        "shufflenet_v2_x1_0,efficientnet_b0").split(",")
 THREADS = [int(t) for t in os.environ.get("PTHCV_BENCH_THREADS", "1,2").split(",")]
 RUNS = max(15, int(os.environ.get("PTHCV_BENCH_RUNS", "21")))
 WARMUP = 3
@@ -156,21 +168,35 @@ def worker(engine, name, threads):
 def run_engine(engine, name, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads))
-    if engine in ("pthcv", "pthcv16"):
+    cwd = None
+    if engine == "ncnn":
+        cwd = bench_ncnn.bench_dir()
+        argv = bench_ncnn.argv(cwd, name, threads, RUNS)
+    elif engine in ("pthcv", "pthcv16"):
         argv = [os.path.join(ROOT, "bin", "pthcv"), "bench", "--model", name, "--weights", path(name, ".pth"),
                 "--input", path(name, ".input.npy"), "--threads", str(threads), "--runs", str(RUNS),
                 "--warmup", str(WARMUP)] + (["--half"] if engine == "pthcv16" else [])
     else:
         argv = [sys.executable, os.path.abspath(__file__), "--worker", engine, name, str(threads)]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    out, err = p.stdout.read(), p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
+    # stderr to a file: a pipe read after stdout could fill and stall the child
+    with tempfile.TemporaryFile("w+") as errf:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, text=True, env=env, cwd=cwd)
+        out = p.stdout.read()
+        _, status, ru = os.wait4(p.pid, 0)
+        errf.seek(0)
+        err = errf.read()
     if status != 0:
         raise RuntimeError("%s failed:\n%s" % (" ".join(argv), err[-2000:]))
     rss = ru.ru_maxrss / 1024.0
+    if engine == "ncnn":
+        r = bench_ncnn.parse_summary(err)
+        r.update(median_ms=r["avg_ms"], rss=rss)
+        return r
     if engine in ("pthcv", "pthcv16"):
         kv = dict(tok.split("=", 1) for line in out.splitlines() for tok in line.split() if "=" in tok)
-        return {"median_ms": float(kv["median_ms"]), "first_ms": float(kv.get("first_ms", "nan")), "rss": rss}
+        cpu = next((l[5:] for l in out.splitlines() if l.startswith("cpu: ")), "?")
+        return {"median_ms": float(kv["median_ms"]), "min_ms": float(kv["min_ms"]),
+                "first_ms": float(kv.get("first_ms", "nan")), "rss": rss, "cpu": cpu}
     r = json.loads(out.strip().splitlines()[-1])
     r["rss"] = rss
     return r
@@ -203,6 +229,58 @@ def fma_peak(threads):
     return float(out.split("gflops=")[1])
 
 
+def pthcv_models():
+    out = subprocess.run([os.path.join(ROOT, "bin", "pthcv"), "models"], check=True, capture_output=True,
+                         text=True).stdout
+    return set(out.split())
+
+
+def pthcv_split(name, threads):
+    """pthcv's time by kind of op (bench --profile, a process of its own)."""
+    argv = [os.path.join(ROOT, "bin", "pthcv"), "bench", "--model", name, "--weights", path(name, ".pth"),
+            "--input", path(name, ".input.npy"), "--threads", str(threads), "--runs", "10", "--warmup",
+            str(WARMUP), "--profile"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return bench_ncnn.parse_pthcv_ops(out)
+
+
+def measure(name, t, infos, in_pthcv, ncnn_on):
+    """One row: every engine in turn (interleaved, one case before the next),
+    then the splits by kind of op."""
+    r = {"model": name, "threads": t}
+    for engine in ("pthcv", "pthcv16", "torch", "opencv", "ncnn"):
+        skip = ((engine in ("pthcv", "pthcv16") and name not in in_pthcv) or (engine == "opencv" and "opset" not in infos[name])
+                or (engine == "ncnn" and not (ncnn_on and bench_ncnn.param_of(name, bench_ncnn.bench_dir()))))
+        r[engine] = None if skip else run_engine(engine, name, t)
+    if r["pthcv"]:
+        r["pthcv_split"] = pthcv_split(name, t)
+    if ncnn_on and bench_ncnn.layers_dir():
+        r["ncnn_split"] = bench_ncnn.ncnn_split(name, t)
+    print("%s %d threads: %s" % (name, t, "  ".join(
+        "%s %.1f ms" % (e, r[e]["median_ms"]) for e in ("pthcv", "pthcv16", "torch", "opencv", "ncnn") if r[e])),
+        file=sys.stderr, flush=True)
+    return r
+
+
+def table_row(r, infos, peaks):
+    p, tq, ocv, nc, h = r["pthcv"], r["torch"], r["opencv"], r["ncnn"], r["pthcv16"]
+    peers = [e["median_ms"] for e in (tq, ocv) if e]
+    info = infos[r["model"]]
+    opset = info.get("opset")
+    f = lambda e, k, fmt: (fmt % e[k]) if e else "-"
+    ocv_ms = ("%.1f" % ocv["median_ms"] + (" (opset 9)" if opset == 9 else "")) if ocv else "rejected"
+    gf = info["flops"] / (p["median_ms"] * 1e-3) * 1e-9 if p else None
+    return "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s / %s | %s | %s |" % (
+        r["model"], r["threads"], f(p, "median_ms", "%.1f"), f(tq, "median_ms", "%.1f"), ocv_ms,
+        (f(nc, "avg_ms", "%.1f") + f(nc, "min_ms", " (min %.1f)")) if nc else "-",
+        "**%.2f**" % (p["median_ms"] / nc["avg_ms"]) if p and nc else "-",
+        "%.2f" % (p["median_ms"] / min(peers)) if p and peers else "-",
+        "%.1f" % gf if gf else "-", "%.0f%%" % (100 * gf / peaks[r["threads"]]) if gf else "-",
+        f(p, "first_ms", "%.0f"), f(tq, "first_ms", "%.0f"), f(ocv, "first_ms", "%.0f"),
+        f(p, "rss", "%.0f"), f(tq, "rss", "%.0f"), f(ocv, "rss", "%.0f"), f(nc, "rss", "%.0f"),
+        f(h, "median_ms", "%.1f"), f(h, "rss", "%.0f"))
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         return worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
@@ -219,59 +297,51 @@ def main():
                          text=True).stdout
     meta = json.loads(out.strip().splitlines()[-1])
     infos = meta["infos"]
+    in_pthcv = pthcv_models()
     for name in MODELS:
-        pthcv_output(name)
-        pthcv_output(name, half=True)
+        if name in in_pthcv:
+            pthcv_output(name)
+            pthcv_output(name, half=True)
+    ncnn_on = bench_ncnn.bench_dir() is not None
     model_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     peaks = {t: fma_peak(t) for t in THREADS}
     load0 = os.getloadavg()[0]
-    rows = []
-    for name in MODELS:
-        for t in THREADS:
-            r = {"model": name, "threads": t}
-            # interleaved: pthcv (float32 and float16 weights), torch, opencv for one case before the next
-            for engine in ("pthcv", "pthcv16", "torch", "opencv"):
-                if engine == "opencv" and "opset" not in infos[name]:
-                    r[engine] = None
-                    continue
-                r[engine] = run_engine(engine, name, t)
-            print("%s %d threads: %s" % (name, t, "  ".join(
-                "%s %.1f ms" % (e, r[e]["median_ms"]) for e in ("pthcv", "pthcv16", "torch", "opencv") if r[e])),
-                file=sys.stderr, flush=True)
-            rows.append(r)
+    rows = [measure(name, t, infos, in_pthcv, ncnn_on) for name in MODELS for t in THREADS]
     peaks_end = {t: fma_peak(t) for t in THREADS}
     peaks = {t: max(peaks[t], peaks_end[t]) for t in THREADS}
     load1 = os.getloadavg()[0]
+    cpu = next((r["pthcv"]["cpu"] for r in rows if r["pthcv"]), "?")
 
     lines = []
-    lines.append("Machine: %s, %d CPUs; torch %s, OpenCV %s; %s; batch 1, 3x224x224 float32; medians of %d runs "
-                 "after %d warm-up passes; load average %.2f at start, %.2f at end; %.0f s."
-                 % (model_name, os.cpu_count(), meta["torch"], meta["cv2"],
+    lines.append("Machine: %s, %d CPUs (pthcv sees: %s); torch %s, OpenCV %s, ncnn %s; %s; batch 1, 3x224x224 "
+                 "float32; medians of %d runs after %d warm-up passes (ncnn: benchncnn's mean of %d); load average "
+                 "%.2f at start, %.2f at end; %.0f s."
+                 % (model_name, os.cpu_count(), cpu, meta["torch"], meta["cv2"],
+                    bench_ncnn.commit(bench_ncnn.bench_dir()) if ncnn_on else "not run (NCNN_BENCH unset)",
                     "FMA peak (tools/fma_peak.c) " + ", ".join("%.1f GFLOP/s on %d thread%s" % (peaks[t], t, "s" if t > 1 else "")
                                                                for t in THREADS),
-                    RUNS, WARMUP, load0, load1, time.time() - t_start))
+                    RUNS, WARMUP, RUNS, load0, load1, time.time() - t_start))
     lines.append("")
-    lines.append("| model | threads | pthcv ms | torch ms | OpenCV ms | ratio | pthcv GFLOP/s | % FMA peak "
-                 "| first pass ms (pthcv / torch / OpenCV) | peak RSS MiB (pthcv / torch / OpenCV) "
-                 "| pthcv --half ms | pthcv --half peak RSS MiB |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
+    lines.append("| model | threads | pthcv ms | torch ms | OpenCV ms | ncnn ms | pthcv / ncnn | pthcv / best of torch, OpenCV "
+                 "| pthcv GFLOP/s | % FMA peak | first pass ms (pthcv / torch / OpenCV) "
+                 "| peak RSS MiB (pthcv / torch / OpenCV / ncnn) | pthcv --half ms | pthcv --half peak RSS MiB |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
+    lines += [table_row(r, infos, peaks) for r in rows]
+    by_model = {}
     for r in rows:
-        p, tq, ocv, h = r["pthcv"], r["torch"], r["opencv"], r["pthcv16"]
-        peers = [e["median_ms"] for e in (tq, ocv) if e]
-        ratio = p["median_ms"] / min(peers)
-        gf = infos[r["model"]]["flops"] / (p["median_ms"] * 1e-3) * 1e-9
-        opset = infos[r["model"]].get("opset")
-        ocv_ms = ("%.1f" % ocv["median_ms"] + (" (opset 9)" if opset == 9 else "")) if ocv else "rejected"
-        f = lambda e, k, fmt: (fmt % e[k]) if e else "-"
-        lines.append("| %s | %d | %.1f | %.1f | %s | **%.2f** | %.1f | %.0f%% | %s / %s / %s | %s / %s / %s | %.1f | %.0f |" % (
-            r["model"], r["threads"], p["median_ms"], tq["median_ms"], ocv_ms, ratio, gf, 100 * gf / peaks[r["threads"]],
-            f(p, "first_ms", "%.0f"), f(tq, "first_ms", "%.0f"), f(ocv, "first_ms", "%.0f"),
-            f(p, "rss", "%.0f"), f(tq, "rss", "%.0f"), f(ocv, "rss", "%.0f"), h["median_ms"], h["rss"]))
+        if r["pthcv"] and r["threads"] in (1, 2):
+            by_model.setdefault(r["model"], {})[r["threads"]] = r["pthcv"]["median_ms"]
+    scal = ["%s %.2fx" % (n, v[1] / v[2]) for n, v in by_model.items() if 1 in v and 2 in v]
+    if scal:
+        lines.append("")
+        lines.append("pthcv, 1 -> 2 threads: " + ", ".join(scal) + ".")
     lines.append("")
     lines.append("Outputs against torch (max |diff| / max |torch|): " + "; ".join(
         "%s pthcv %.1e (--half %.1e), OpenCV %.1e" % (n, rel_diff(n, "pthcv"), rel_diff(n, "pthcv16"), rel_diff(n, "opencv"))
         for n in MODELS) + ".")
     for n in MODELS:
+        if n not in in_pthcv:
+            lines.append("%s: not in pthcv's model zoo in this build." % n)
         for k, v in infos[n].items():
             if k.startswith("onnx_error"):
                 lines.append("%s: torch.onnx.export %s: %s" % (n, k[-2:].strip("_"), v))
@@ -279,6 +349,7 @@ def main():
             lines.append("%s: OpenCV 4.6 rejects the opset-11 export; the opset-9 export is used." % n)
         elif "opset" not in infos[n]:
             lines.append("%s: OpenCV 4.6 rejects both the opset-11 and the opset-9 export." % n)
+    lines += bench_ncnn.split_table(rows)
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(ROOT, "build", "bench", "models.md"), "w") as f:

@@ -83,8 +83,9 @@ static zip_int64_t npy_source_cb(void *ud, void *data, zip_uint64_t len, zip_sou
     }
 }
 
-/* Adds `<name>.npy` for t; on failure the error is set and nothing is added. */
-static int add_entry(zip_t *za, const char *path, const char *name, pthcv_tensor *t, npz_failure *failure)
+/* Adds `<name>.npy` for t (raw: `<name>`, t's bytes alone, no .npy
+ * header); on failure the error is set and nothing is added. */
+static int add_entry(zip_t *za, const char *path, const char *name, pthcv_tensor *t, npz_failure *failure, int raw)
 {
     char label[300];
     snprintf(label, sizeof label, "tensor '%s'", name);
@@ -95,7 +96,7 @@ static int add_entry(zip_t *za, const char *path, const char *name, pthcv_tensor
         free(entry);
         return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", path);
     }
-    int hlen = pthcv_npy_header(path, label, t, s->header);
+    int hlen = raw ? 0 : pthcv_npy_header(path, label, t, s->header);
     if (hlen < 0) {
         free(s);
         free(entry);
@@ -106,7 +107,7 @@ static int add_entry(zip_t *za, const char *path, const char *name, pthcv_tensor
     s->size = s->hlen + (uint64_t)pthcv_tensor_nbytes(t);
     s->failure = failure;
     zip_error_init(&s->error);
-    sprintf(entry, "%s.npy", name);
+    sprintf(entry, raw ? "%s" : "%s.npy", name);
 
     int rc = PTHCV_OK;
     zip_error_t zerr;
@@ -149,10 +150,22 @@ static int save_empty_zip(const char *path)
     return pthcv_out_commit(&o);
 }
 
+static int save_zip(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors, int raw);
+
 int pthcv_save_npz(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors)
 {
+    return save_zip(path, n, names, tensors, 0);
+}
+
+int pthcv_save_zip_raw(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors)
+{
+    return save_zip(path, n, names, tensors, 1);
+}
+
+static int save_zip(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors, int raw)
+{
     if (!path || n < 0 || (n > 0 && (!names || !tensors)))
-        return pthcv_fail(PTHCV_ERR_ARG, "pthcv_save_npz: bad arguments");
+        return pthcv_fail(PTHCV_ERR_ARG, "pthcv_save_%s: bad arguments", raw ? "zip_raw" : "npz");
     for (int i = 0; i < n; i++)
         if (!names[i] || !tensors[i])
             return pthcv_fail(PTHCV_ERR_ARG, "%s: tensor %d has no %s", path, i, names[i] ? "tensor" : "name");
@@ -174,7 +187,7 @@ int pthcv_save_npz(const char *path, int n, const char *const *names, pthcv_tens
     }
     npz_failure failure = {PTHCV_OK, ""};
     for (int i = 0; i < n && rc == PTHCV_OK; i++)
-        rc = add_entry(za, path, names[i], tensors[i], &failure);
+        rc = add_entry(za, path, names[i], tensors[i], &failure, raw);
     if (rc != PTHCV_OK) {
         zip_discard(za);
     } else if (zip_close(za) != 0) {

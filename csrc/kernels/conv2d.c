@@ -13,9 +13,8 @@
  *     the direct kernels of dwconv*.c over one zero-padded plane at a time;
  *   - 3x3, stride 1, no dilation, one group, at least 8 channels in and out,
  *     output of at least 9 4x4 tiles: Winograd F(4x4, 3x3) (winograd.c), its
- *     transformed weights packed as the GEMM's A (on smaller outputs, 7x7
- *     say, streaming the 4x larger transformed weights costs more than the
- *     multiplications it saves);
+ *     transformed weights packed as the GEMM's A; on smaller outputs (7x7)
+ *     with at least 64 channels in and out, F(2x2, 3x3) (pthcv_wino_tile);
  *   - everything else: the GEMM (gemm.c) per image and group, with
  *     M = out/groups, K = in/groups * kh * kw, N = oh * ow; its B operand is
  *     packed block by block straight from the image (implicit im2col, no
@@ -50,8 +49,8 @@ struct pthcv_conv2d {
     int used;                /* a forward has taken a form: none may be freed now */
     int wino;              /* the Winograd path may run */
     pthread_mutex_t lock;  /* guards the forms, used and wino_made */
-    int wino_made;
-    pthcv_gemm_const wino_u; /* Winograd: 36 A operands, cout x cin (made on first use) */
+    int wino_made[2];        /* [0]: F(4x4, 3x3), [1]: F(2x2, 3x3) */
+    pthcv_gemm_const wino_u[2]; /* Winograd: 36 or 16 A operands, cout x cin (made on first use) */
     float *bias;           /* [cout] or NULL */
 };
 
@@ -138,7 +137,8 @@ void pthcv_conv2d_free(pthcv_conv2d *c)
     if (!c) return;
     if (c->gemm_made) pthcv_gemm_const_free(&c->gemm);
     if (c->gemm_t_made) pthcv_gemm_const_free(&c->gemm_t);
-    if (c->wino_made) pthcv_gemm_const_free(&c->wino_u);
+    for (int i = 0; i < 2; i++)
+        if (c->wino_made[i]) pthcv_gemm_const_free(&c->wino_u[i]);
     pthread_mutex_destroy(&c->lock);
     free(c->w);
     free(c->bias);
@@ -195,25 +195,27 @@ static const void *gemm_form(pthcv_conv2d *c, int trans, const pthcv_gemm_kernel
     return ok ? pthcv_gemm_const_get(f, k, sstride) : NULL;
 }
 
-/* The Winograd weights for kernel k: U = G g G^T from an unpacked copy of
- * the GEMM's weights, made on first use (a 7x7 map never needs them). */
-static const void *wino_weights(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int64_t *sstride)
+/* The Winograd weights of tile size m for kernel k: U = G g G^T from an
+ * unpacked copy of the GEMM's weights, made on first use (each map size
+ * needs one form only). */
+static const void *wino_weights(pthcv_conv2d *c, int m, const pthcv_gemm_kernel *k, int64_t *sstride)
 {
+    int f = m == 2, nx = (m + 2) * (m + 2);
     pthread_mutex_lock(&c->lock);
-    if (!c->wino_made) {
+    if (!c->wino_made[f]) {
         float *w = weights_of(c);
-        float *u = w ? malloc(sizeof(float) * (size_t)(36 * c->cin_g * c->cout)) : NULL;
-        if (u && pthcv_wino_weights(w, c->cout, c->cin_g, u) == PTHCV_OK) {
+        float *u = w ? malloc(sizeof(float) * (size_t)(nx * c->cin_g * c->cout)) : NULL;
+        if (u && pthcv_wino_weights(m, w, c->cout, c->cin_g, u) == PTHCV_OK) {
             /* U[xi] as A: element (co, ci) at u[(xi * cin + ci) * cout + co] */
-            c->wino_made = pthcv_gemm_const_init(&c->wino_u, k, 0, 0, 36, c->cout, c->cin_g, u,
-                                                 c->cin_g * c->cout, 1, c->cout) == PTHCV_OK;
-            if (!c->wino_made) pthcv_gemm_const_free(&c->wino_u);
+            c->wino_made[f] = pthcv_gemm_const_init(&c->wino_u[f], k, 0, 0, nx, c->cout, c->cin_g, u,
+                                                    c->cin_g * c->cout, 1, c->cout) == PTHCV_OK;
+            if (!c->wino_made[f]) pthcv_gemm_const_free(&c->wino_u[f]);
         }
         free(u);
         free(w);
     }
     pthread_mutex_unlock(&c->lock);
-    return c->wino_made ? pthcv_gemm_const_get(&c->wino_u, k, sstride) : NULL;
+    return c->wino_made[f] ? pthcv_gemm_const_get(&c->wino_u[f], k, sstride) : NULL;
 }
 
 pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c)
@@ -246,7 +248,8 @@ int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c)
     pthread_mutex_lock(&c->lock);
     if (c->gemm_made) n += pthcv_gemm_const_bytes(&c->gemm);
     if (c->gemm_t_made) n += pthcv_gemm_const_bytes(&c->gemm_t);
-    if (c->wino_made) n += pthcv_gemm_const_bytes(&c->wino_u);
+    for (int i = 0; i < 2; i++)
+        if (c->wino_made[i]) n += pthcv_gemm_const_bytes(&c->wino_u[i]);
     pthread_mutex_unlock(&c->lock);
     return n;
 }
@@ -283,6 +286,13 @@ static inline void copy_run(float *d, const float *s, int64_t n, int nr)
     if (n == 16 && nr == 16) memcpy(d, s, 16 * sizeof(float));
     else if (n == 32 && nr == 32) memcpy(d, s, 32 * sizeof(float));
     else for (int64_t i = 0; i < n; i++) d[i] = s[i];
+}
+
+/* d[i] = s[2 i]: a stride-2 run of the im2col (stems, downsampling
+ * layers), vectorised with shuffles in each clone */
+PTHCV_SIMD static void gather_s2(float *restrict d, const float *restrict s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = s[2 * i];
 }
 
 /* Packs rows k0..k0+kc-1 (k = (ci, ky, kx)) of columns j0..j0+nc-1 (j = oy*ow + ox)
@@ -334,15 +344,19 @@ static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int
                     continue;
                 }
                 const float *row = plane + iy * x->w;
-                if (ix0 >= 0 && ix0 + (len - 1) * sw < x->w) {
-                    if (sw == 1) copy_run(d + c0, row + ix0, len, nr);
-                    else for (int64_t i = 0; i < len; i++) d[c0 + i] = row[ix0 + i * sw];
-                } else {
-                    for (int64_t i = 0; i < len; i++) {
-                        int64_t ix = ix0 + i * sw;
-                        d[c0 + i] = ix >= 0 && ix < x->w ? row[ix] : 0.0f;
-                    }
+                /* columns i in [lo, hi) read inside the row, the others are padding */
+                int64_t lo = ix0 >= 0 ? 0 : (-ix0 + sw - 1) / sw;
+                int64_t hi = ix0 + (len - 1) * sw < x->w ? len : x->w > ix0 ? (x->w - 1 - ix0) / sw + 1 : 0;
+                if (hi < lo) hi = lo;
+                for (int64_t i = 0; i < lo; i++) d[c0 + i] = 0.0f;
+                if (hi > lo) {
+                    const float *src = row + ix0 + lo * sw;
+                    float *dst = d + c0 + lo;
+                    if (sw == 1) copy_run(dst, src, hi - lo, nr);
+                    else if (sw == 2) gather_s2(dst, src, hi - lo);
+                    else for (int64_t i = 0; i < hi - lo; i++) dst[i] = src[i * sw];
                 }
+                for (int64_t i = hi; i < len; i++) d[c0 + i] = 0.0f;
             }
             for (int64_t i = valid; i < nr; i++) d[i] = 0.0f;
             if (++kx == c->kw) {
@@ -427,14 +441,14 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     return PTHCV_OK;
 }
 
-static int forward_wino(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
+static int forward_wino(pthcv_conv2d *c, int m, const conv_ctx *x, int64_t batch, float *out, const float *res)
 {
-    const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
+    const pthcv_gemm_kernel *k = pthcv_wino_kernel(pthcv_isa(), m, x->oh, x->ow);
     int64_t sstride;
-    const void *u = wino_weights(c, k, &sstride);
+    const void *u = wino_weights(c, m, k, &sstride);
     if (!u) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
     pthcv_wino_args a = {
-        .kernel = k, .u = u, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
+        .m = m, .kernel = k, .u = u, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
         .cout = c->cout, .oh = x->oh, .ow = x->ow, .bias = c->bias, .act = c->p.act,
     };
     a.fused = pthcv_act_bounds(&c->p.act, &a.lo, &a.hi);
@@ -495,16 +509,7 @@ static void dw_task(void *vctx, int64_t begin, int64_t end)
 static int forward_depthwise(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
 {
     dw_ctx d = { .c = c, .x = x, .out = out, .res = res };
-    switch (pthcv_isa()) {
-#if defined(__x86_64__)
-    case PTHCV_ISA_AVX2: d.plane = pthcv_dw_plane_avx2; break;
-    case PTHCV_ISA_AVX512: d.plane = pthcv_dw_plane_avx512; break;
-#endif
-#if defined(__aarch64__)
-    case PTHCV_ISA_NEON: d.plane = pthcv_dw_plane_neon; break;
-#endif
-    default: d.plane = pthcv_dw_plane_scalar; break;
-    }
+    d.plane = pthcv_dw_plane_for(pthcv_isa());
     d.fused = pthcv_act_bounds(&c->p.act, &d.lo, &d.hi);
     if (!d.fused) d.lo = -INFINITY, d.hi = INFINITY;
     atomic_init(&d.failed, 0);
@@ -533,47 +538,89 @@ static int dst_layout(const pthcv_tensor *dst, int ndim, const int64_t *oshape, 
                       "that do not overlap, got %s %s", pthcv_dtype_name(dst->dtype), ops_shape(dst));
 }
 
-/* The output into a new tensor (dst NULL), or into dst; returns the output
- * (a new reference: dst retained), or NULL with the error set. */
-static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, pthcv_tensor *dst)
+
+/* The output shape [N, cout, oh, ow] of c on x (0), or an error naming the
+ * shapes; residual (may be NULL) must have that shape. */
+static int conv_check(const pthcv_conv2d *c, const pthcv_tensor *x, const pthcv_tensor *residual, int64_t oshape[4])
 {
-    if (!c || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
+    if (!c || !x) return pthcv_fail(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
     int64_t cin = c->cin_g * c->groups;
     if (x->dtype != PTHCV_FLOAT32 || (x->ndim != 4 && x->ndim != 3) || x->shape[x->ndim - 3] != cin) {
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
-                               "conv2d: expected float32 input [N, %lld, H, W] (weight [%lld, %lld, %lld, %lld], groups %lld), got %s %s",
-                               (long long)cin, (long long)c->cout, (long long)c->cin_g, (long long)c->kh,
-                               (long long)c->kw, (long long)c->groups, pthcv_dtype_name(x->dtype), ops_shape(x));
+        return pthcv_fail(PTHCV_ERR_ARG,
+                          "conv2d: expected float32 input [N, %lld, H, W] (weight [%lld, %lld, %lld, %lld], groups %lld), got %s %s",
+                          (long long)cin, (long long)c->cout, (long long)c->cin_g, (long long)c->kh, (long long)c->kw,
+                          (long long)c->groups, pthcv_dtype_name(x->dtype), ops_shape(x));
     }
     int unbatched = x->ndim == 3;
-    int64_t batch = unbatched ? 1 : x->shape[0], h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
+    int64_t h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
     int ph = c->p.padding[0], pw = c->p.padding[1];
     int64_t eh = c->p.dilation[0] * (c->kh - 1) + 1, ew = c->p.dilation[1] * (c->kw - 1) + 1;
     if (h + 2 * ph < eh || w + 2 * pw < ew) {
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
-                               "conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)",
-                               ops_shape(x), ph, pw, (long long)eh, (long long)ew);
+        return pthcv_fail(PTHCV_ERR_ARG, "conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)",
+                          ops_shape(x), ph, pw, (long long)eh, (long long)ew);
     }
     if (c->p.padding_mode != PTHCV_PAD_ZEROS &&
         (c->p.padding_mode == PTHCV_PAD_REFLECT ? (ph >= h || pw >= w) : (ph > h || pw > w))) {
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: padding (%d, %d) is too large for %s padding of input %s", ph,
-                               pw, ops_pad_mode_name(c->p.padding_mode), ops_shape(x));
+        return pthcv_fail(PTHCV_ERR_ARG, "conv2d: padding (%d, %d) is too large for %s padding of input %s", ph, pw,
+                          ops_pad_mode_name(c->p.padding_mode), ops_shape(x));
     }
-    int64_t oh = (h + 2 * ph - eh) / c->p.stride[0] + 1, ow = (w + 2 * pw - ew) / c->p.stride[1] + 1;
-    int64_t oshape[4] = { batch, c->cout, oh, ow };
-
-    const float *res = NULL;
-    pthcv_tensor *rc = NULL, *xc = NULL, *xp = NULL, *y = NULL;
+    oshape[0] = unbatched ? 1 : x->shape[0], oshape[1] = c->cout;
+    oshape[2] = (h + 2 * ph - eh) / c->p.stride[0] + 1, oshape[3] = (w + 2 * pw - ew) / c->p.stride[1] + 1;
     if (residual) {
         int same = residual->dtype == PTHCV_FLOAT32 && residual->ndim == x->ndim;
         for (int i = 0; same && i < x->ndim; i++) same = residual->shape[i] == oshape[i + unbatched];
         if (!same) {
-            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: residual must be float32 [%s%lld, %lld, %lld, %lld] like the output, got %s %s",
-                                   "", (long long)batch, (long long)c->cout, (long long)oh, (long long)ow,
-                                   pthcv_dtype_name(residual->dtype), ops_shape(residual));
+            return pthcv_fail(PTHCV_ERR_ARG, "conv2d: residual must be float32 [%lld, %lld, %lld, %lld] like the output, got %s %s",
+                              (long long)oshape[0], (long long)c->cout, (long long)oshape[2], (long long)oshape[3],
+                              pthcv_dtype_name(residual->dtype), ops_shape(residual));
         }
-        if (!(rc = pthcv_tensor_contiguous(residual)) || !(res = pthcv_tensor_data(rc))) goto done;
     }
+    return PTHCV_OK;
+}
+
+/* The path a convolution takes for an oh x ow output: 'd'epthwise,
+ * Winograd tile size 4 or 2, or 0 (the GEMM). */
+static int conv_path(const pthcv_conv2d *c, int64_t oh, int64_t ow)
+{
+    if (c->depthwise) return 'd';
+    return c->wino ? pthcv_wino_tile(c->cin_g, c->cout, oh, ow) : 0;
+}
+
+/* Runs path on cx for batch images into out (planes cx->ocs apart, images
+ * cx->obs apart), step images a call. */
+static int conv_images(pthcv_conv2d *c, int path, const conv_ctx *cx, int64_t batch, int64_t step, float *out,
+                       const float *res)
+{
+    int64_t in_img = cx->cin * cx->h * cx->w, res_img = c->cout * cx->oh * cx->ow;
+    int st = PTHCV_OK;
+    for (int64_t i = 0; st == PTHCV_OK && i < batch; i += step) {
+        conv_ctx ci = *cx;
+        ci.x = cx->x + i * in_img;
+        float *o = out + i * cx->obs;
+        const float *r = res ? res + i * res_img : NULL;
+        st = path == 'd' ? forward_depthwise(c, &ci, step, o, r)
+             : path    ? forward_wino(c, path, &ci, step, o, r)
+                       : forward_gemm(c, &ci, step, o, r);
+    }
+    return st;
+}
+
+/* The output into a new tensor (dst NULL), or into dst; returns the output
+ * (a new reference: dst retained), or NULL with the error set. */
+static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual, pthcv_tensor *dst)
+{
+    PTHCV_PROFILE_OP("conv2d");
+    OPS_REAL(x);
+    OPS_REAL(residual);
+    int64_t oshape[4];
+    if (conv_check(c, x, residual, oshape) != PTHCV_OK) return NULL;
+    int unbatched = x->ndim == 3;
+    int64_t batch = oshape[0], oh = oshape[2], ow = oshape[3], cin = c->cin_g * c->groups;
+    int64_t h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
+    int ph = c->p.padding[0], pw = c->p.padding[1];
+    const float *res = NULL;
+    pthcv_tensor *rc = NULL, *xc = NULL, *xp = NULL, *y = NULL;
+    if (residual && (!(rc = pthcv_tensor_contiguous(residual)) || !(res = pthcv_tensor_data(rc)))) goto done;
     if (!(xc = pthcv_tensor_contiguous(x))) goto done;
     const float *xd = pthcv_tensor_data(xc);
     if (!xd) goto done;
@@ -583,18 +630,24 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
         if (!(xp = pad_copy(xd, batch * cin, h, w, ph, pw, c->p.padding_mode))) goto done;
         cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
     }
+    int path = conv_path(c, oh, ow);
+    PTHCV_PROFILE_LABEL("%s %lldx%lld/%d%s", c->depthwise ? "dwconv" : "conv", (long long)c->kh, (long long)c->kw,
+                        c->p.stride[0], path == 'd' ? "" : path == 4 ? " winograd F(4,3)" : path == 2 ? " winograd F(2,3)"
+                                        : c->groups > 1 ? " gemm grouped" : " gemm");
     /* every path writes every output value: into dst directly where the
-     * path can write its layout (depthwise: any plane strides; the GEMM: any
-     * without a residual, which shares the output's layout; Winograd: only
-     * a new tensor's), else through a new tensor copied into it */
-    int64_t cs = 0, bs = 0;
+     * path can write its layout, else through a new tensor copied into it.
+     * Every path writes an image's planes when they are contiguous (a
+     * channel slice of a concatenation: one image a call when images lie
+     * further apart); depthwise writes any plane strides, the GEMM any
+     * without a residual, which shares the output's layout. */
+    int64_t cs = oh * ow, bs = c->cout * oh * ow;
     if (dst && dst_layout(dst, 4 - unbatched, oshape + unbatched, &cs, &bs) != PTHCV_OK) goto done;
     if (dst && dst->storage == x->storage) {
         pthcv_fail(PTHCV_ERR_ARG, "conv2d: the destination shares the input's storage");
         goto done;
     }
-    int whole = cs == oh * ow && (batch == 1 || bs == c->cout * cs);   /* the layout of a new tensor */
-    int direct = dst && (whole || c->depthwise || (!residual && !c->wino));
+    int planes = cs == oh * ow, whole = planes && (batch == 1 || bs == c->cout * cs);   /* whole: a new tensor's layout */
+    int direct = dst && (planes || path == 'd' || (!residual && path == 0));
     if (direct) {
         cx.ocs = cs, cx.obs = bs;
         y = pthcv_tensor_retain(dst);
@@ -607,9 +660,7 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
         y = NULL;
         goto done;
     }
-    int st = c->depthwise ? forward_depthwise(c, &cx, batch, out, res)
-             : c->wino && (oh + 3) / 4 * ((ow + 3) / 4) >= 9 ? forward_wino(c, &cx, batch, out, res)
-                          : forward_gemm(c, &cx, batch, out, res);
+    int st = conv_images(c, path, &cx, batch, direct && planes && !whole ? 1 : batch, out, res);
     if (st == PTHCV_OK && dst && !direct) {
         float *d = pthcv_tensor_data(dst);
         if (!d) {
@@ -645,4 +696,36 @@ int pthcv_conv2d_forward_into(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *re
     if (!y) return pthcv_last_status();
     pthcv_tensor_release(y);
     return PTHCV_OK;
+}
+
+pthcv_tensor *pthcv_conv2d_forward_cat(int32_t n, pthcv_conv2d *const *convs, pthcv_tensor *x)
+{
+    OPS_REAL(x);   /* each convolution is profiled on its own (conv2d_run) */
+    if (n < 1 || !convs) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d_cat: no convolutions");
+    int64_t oshape[4], first[4], total = 0;
+    for (int i = 0; i < n; i++) {
+        if (conv_check(convs[i], x, NULL, oshape) != PTHCV_OK) return NULL;
+        if (i == 0) memcpy(first, oshape, sizeof first);
+        if (oshape[2] != first[2] || oshape[3] != first[3])
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d_cat: convolution %d gives a %lldx%lld output, convolution 0 %lldx%lld",
+                                   i, (long long)oshape[2], (long long)oshape[3], (long long)first[2], (long long)first[3]);
+        total += convs[i]->cout;
+    }
+    int unbatched = x->ndim == 3;
+    int64_t plane = first[2] * first[3], c0 = 0;
+    int64_t yshape[4] = { first[0], total, first[2], first[3] }, ystride[4] = { total * plane, plane, first[3], 1 };
+    pthcv_tensor *y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, yshape + unbatched);
+    /* each convolution writes its channels of y through a view */
+    for (int i = 0; y && i < n; c0 += convs[i]->cout, i++) {
+        int64_t vshape[4] = { first[0], convs[i]->cout, first[2], first[3] };
+        pthcv_tensor *v = pthcv_tensor_view(y, 4 - unbatched, vshape + unbatched, ystride + unbatched, c0 * plane);
+        pthcv_tensor *r = v ? conv2d_run(convs[i], x, NULL, v) : NULL;
+        pthcv_tensor_release(v);
+        if (!r) {
+            pthcv_tensor_release(y);
+            return NULL;
+        }
+        pthcv_tensor_release(r);
+    }
+    return y;
 }

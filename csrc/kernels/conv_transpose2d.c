@@ -93,6 +93,7 @@ pthcv_tensor *pthcv_conv_transpose2d(pthcv_tensor *x, pthcv_tensor *weight, pthc
                                      const int32_t stride[2], const int32_t padding[2],
                                      const int32_t output_padding[2], const int32_t dilation[2], int32_t groups)
 {
+    PTHCV_PROFILE_OP("conv_transpose2d");
     const char *fn = "conv_transpose2d";
     if (!stride || !padding || !output_padding || !dilation)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: stride, padding, output_padding and dilation are required", fn);

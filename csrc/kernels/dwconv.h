@@ -33,6 +33,8 @@ void pthcv_dw_plane_scalar(const pthcv_dw_args *a);
 void pthcv_dw_plane_avx2(const pthcv_dw_args *a);
 void pthcv_dw_plane_avx512(const pthcv_dw_args *a);
 void pthcv_dw_plane_neon(const pthcv_dw_args *a);
+/* The plane kernel of an instruction set (the scalar one for others). */
+void (*pthcv_dw_plane_for(int isa))(const pthcv_dw_args *);
 
 /* One output value, the reference formula; the SIMD kernels use it for the
  * columns left over after their vectors. */

@@ -25,7 +25,16 @@ static atomic_int current = -1;    /* the family in use; -1 until detected */
 static const char *names[PTHCV_ISA_COUNT] = { "scalar", "avx2", "avx512", "neon" };
 
 #if defined(__x86_64__) || defined(__i386__)
-static int has_f16c;
+static int has_f16c, has_vnni;
+#endif
+#if defined(__aarch64__)
+static int has_dotprod;
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+#if defined(__x86_64__) || defined(__i386__)
 
 static uint64_t xgetbv0(void)
 {
@@ -52,10 +61,12 @@ static void detect_cpu(void)
             int f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1;
             has[PTHCV_ISA_AVX2] = avx && avx2 && fma && os_ymm;
             has[PTHCV_ISA_AVX512] = has[PTHCV_ISA_AVX2] && f && dq && bw && vl && os_zmm;
+            has_vnni = has[PTHCV_ISA_AVX512] && ((c >> 11) & 1);   /* CPUID.7.0:ECX.AVX512_VNNI */
         }
     }
 #elif defined(__aarch64__)
     has[PTHCV_ISA_NEON] = 1;
+    has_dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 #endif
     /* A family counts only if its kernels were compiled in (see Makefile). */
 #if !defined(__x86_64__)
@@ -86,6 +97,26 @@ int pthcv_cpu_has_f16c(void)
     pthread_once(&once, detect_cpu);
 #if defined(__x86_64__) || defined(__i386__)
     return has_f16c;
+#else
+    return 0;
+#endif
+}
+
+int pthcv_cpu_has_vnni(void)
+{
+    pthread_once(&once, detect_cpu);
+#if defined(__x86_64__) || defined(__i386__)
+    return has_vnni;
+#else
+    return 0;
+#endif
+}
+
+int pthcv_cpu_has_dotprod(void)
+{
+    pthread_once(&once, detect_cpu);
+#if defined(__aarch64__)
+    return has_dotprod;
 #else
     return 0;
 #endif
@@ -129,11 +160,11 @@ const char *pthcv_cpu_info(void)
     static _Thread_local char buf[128];
     pthread_once(&once, detect_cpu);
 #if defined(__x86_64__) || defined(__i386__)
-    snprintf(buf, sizeof buf, "%s%s%s; using %s", has[PTHCV_ISA_AVX2] ? "avx2 fma" : "sse2",
+    snprintf(buf, sizeof buf, "%s%s%s%s; using %s", has[PTHCV_ISA_AVX2] ? "avx2 fma" : "sse2",
              has_f16c ? " f16c" : "", has[PTHCV_ISA_AVX512] ? " avx512f avx512bw avx512dq avx512vl" : "",
-             names[pthcv_isa()]);
+             has_vnni ? " avx512_vnni" : "", names[pthcv_isa()]);
 #elif defined(__aarch64__)
-    snprintf(buf, sizeof buf, "neon; using %s", names[pthcv_isa()]);
+    snprintf(buf, sizeof buf, "neon%s; using %s", has_dotprod ? " dotprod" : "", names[pthcv_isa()]);
 #else
     snprintf(buf, sizeof buf, "generic; using %s", names[pthcv_isa()]);
 #endif

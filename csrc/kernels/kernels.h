@@ -72,4 +72,26 @@ int pthcv_act_valid(const pthcv_activation *a);
  * when out of range). */
 const char *pthcv_act_name(int kind);
 
+/* ---- the op profile (profile.c) -------------------------------------------
+ * PTHCV_PROFILE_OP("kind") at the top of an entry point times it until the
+ * function returns (a cleanup attribute: every return is covered);
+ * pthcv_probe_label renames the row once the path is known. */
+enum { PTHCV_PROBE_KIND = 48 };
+typedef struct pthcv_probe {
+    int active, counted;
+    int64_t t0;
+    char kind[PTHCV_PROBE_KIND];
+} pthcv_probe;
+pthcv_probe pthcv_probe_begin(const char *kind);
+void pthcv_probe_label(pthcv_probe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pthcv_probe_end(pthcv_probe *p);
+#define PTHCV_PROFILE_OP(kind) \
+    pthcv_probe pthcv_probe_ __attribute__((cleanup(pthcv_probe_end), unused)) = pthcv_probe_begin(kind)
+#define PTHCV_PROFILE_LABEL(...) pthcv_probe_label(&pthcv_probe_, __VA_ARGS__)
+/* The pool's share of the profile (parallel.c): whether it is on, the
+ * calling thread's CPU time, and one finished job's chunk times. */
+int pthcv_profiling(void);
+int64_t pthcv_thread_cpu_ns(void);
+void pthcv_profile_job(int64_t work_ns, int64_t max_chunk_ns, int threads);
+
 #endif

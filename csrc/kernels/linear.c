@@ -7,6 +7,7 @@
  * or float16 (module:half(): converted per block); x is packed per block. The bias is a per-column bias, added in the micro-kernel.
  */
 #include "gemm.h"
+#include "ops.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,8 @@ static void pack_rows(const void *vctx, int64_t p, float *dst, int64_t i0, int64
 
 pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
 {
+    PTHCV_PROFILE_OP("linear");
+    OPS_REAL(x);
     if (!l || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: no layer or no input");
     if (x->dtype != PTHCV_FLOAT32 || x->ndim < 1 || x->shape[x->ndim - 1] != l->in)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: expected float32 input [..., %lld] (weight [%lld, %lld]), got %s with last dimension %lld",

@@ -31,11 +31,28 @@ enum { OPS_GRAIN = 1 << 15 };
  * int64"). NULL on failure, error set. */
 pthcv_tensor *ops_input(pthcv_tensor *x, const char *op, const char *what, const float **data);
 
+/* A quantized tensor (an int8 layer's output, pthcv.quant) is taken by the
+ * float ops as its real values: OPS_REAL(t) at the top of an op replaces
+ * the pthcv_tensor *t by a dequantized float32 copy, released when the op
+ * returns (t is left as it was when it is not quantized, or when the copy
+ * cannot be made: the op's own check then reports it). ops_input does the
+ * same for the ops that use it. */
+pthcv_tensor *ops_dequantized(pthcv_tensor **t);
+static inline void ops_release_ptr(pthcv_tensor **t) { pthcv_tensor_release(*t); }
+#define OPS_REAL(t) pthcv_tensor *t##_real_ __attribute__((cleanup(ops_release_ptr), unused)) = ops_dequantized(&(t))
+
+/* An int8 activation (quint8 per tensor) the op gives back as int8, as
+ * torch's quantized pooling does: 1 if x is one. ops_requantize_like
+ * quantizes the op's float result y with like's scale and zero point
+ * (exact where y's values are on like's grid: a max, a view) and releases
+ * y; NULL if y is NULL or on failure. */
+int ops_is_qactivation(const pthcv_tensor *x);
+pthcv_tensor *ops_requantize_like(pthcv_tensor *y, const pthcv_tensor *like);
+
 /* A new contiguous float32 tensor of that shape, data in *data. */
 pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data);
 
-/* "[2, 3, 4]" into buf (cap >= 8), shortened with "...]" when too long. */
-const char *ops_dims(char *buf, size_t cap, int ndim, const int64_t *shape);
+/* (Shapes into a buffer: pthcv_format_dims, internal.h.) */
 /* The shape of t, in a per-thread rotating buffer (four at a time), for
  * messages naming several shapes. */
 const char *ops_shape(const pthcv_tensor *t);

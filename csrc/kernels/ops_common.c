@@ -3,10 +3,43 @@
 #include <math.h>
 #include <string.h>
 
+int ops_is_qactivation(const pthcv_tensor *x)
+{
+    return x && x->dtype == PTHCV_QUINT8 &&
+           (x->qscheme == PTHCV_QSCHEME_PER_TENSOR_AFFINE || x->qscheme == PTHCV_QSCHEME_PER_TENSOR_SYMMETRIC);
+}
+
+pthcv_tensor *ops_requantize_like(pthcv_tensor *y, const pthcv_tensor *like)
+{
+    if (!y)
+        return NULL;
+    pthcv_tensor *q = pthcv_quantize_per_tensor(y, like->qscale, (int32_t)like->qzero_point);
+    pthcv_tensor_release(y);
+    return q;
+}
+
+pthcv_tensor *ops_dequantized(pthcv_tensor **t)
+{
+    if (!*t || !pthcv_dtype_is_quantized((*t)->dtype))
+        return NULL;
+    pthcv_tensor *d = pthcv_tensor_dequantize(*t);
+    if (d)
+        *t = d;
+    return d;
+}
+
 pthcv_tensor *ops_input(pthcv_tensor *x, const char *op, const char *what, const float **data)
 {
     if (!x)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no %s tensor", op, what);
+    if (pthcv_dtype_is_quantized(x->dtype)) {   /* its real values (OPS_REAL) */
+        pthcv_tensor *d = pthcv_tensor_dequantize(x);
+        if (!d)
+            return NULL;
+        pthcv_tensor *c = ops_input(d, op, what, data);
+        pthcv_tensor_release(d);
+        return c;
+    }
     if (x->dtype != PTHCV_FLOAT32) {
         const char *name = pthcv_dtype_name(x->dtype);
         return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "%s: %s must be float32, got %s", op, what,
@@ -37,21 +70,6 @@ pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data)
     return t;
 }
 
-const char *ops_dims(char *buf, size_t cap, int ndim, const int64_t *shape)
-{
-    size_t len = 0;
-    buf[len++] = '[';
-    for (int i = 0; i < ndim && len < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (len + 2 > cap) {
-        strcpy(buf + cap - 5, "...]");
-        return buf;
-    }
-    buf[len++] = ']';
-    buf[len] = '\0';
-    return buf;
-}
-
 const char *ops_shape(const pthcv_tensor *t)
 {
     static _Thread_local char bufs[4][200];
@@ -59,7 +77,7 @@ const char *ops_shape(const pthcv_tensor *t)
     char *b = bufs[next++ & 3];
     if (!t)
         return strcpy(b, "(none)");
-    return ops_dims(b, sizeof bufs[0], t->ndim, t->shape);
+    return pthcv_format_dims(b, sizeof bufs[0], t->ndim, t->shape);
 }
 
 const char *ops_pad_mode_name(int mode)

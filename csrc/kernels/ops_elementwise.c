@@ -47,6 +47,8 @@ static pthcv_tensor *private_copy(pthcv_tensor *x, const char *op, float **data)
 
 pthcv_tensor *pthcv_activate(pthcv_tensor *x, const pthcv_activation *act)
 {
+    PTHCV_PROFILE_OP("activate");
+    if (act) PTHCV_PROFILE_LABEL("activate %s", pthcv_act_name(act->kind));
     if (!pthcv_act_valid(act))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "activation: unknown kind %d", (int)act->kind);
     float *y;
@@ -85,6 +87,7 @@ static void prelu_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight)
 {
+    PTHCV_PROFILE_OP("prelu");
     const float *xd, *wd;
     pthcv_tensor *xc = ops_input(x, "prelu", "input", &xd);
     if (!xc)
@@ -254,6 +257,10 @@ static int check_float(pthcv_tensor *t, const char *fn, const char *what)
 
 pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
 {
+    PTHCV_PROFILE_OP("binary");
+    PTHCV_PROFILE_LABEL("binary %s", op == PTHCV_BIN_ADD ? "add" : op == PTHCV_BIN_MUL ? "mul" : "other");
+    OPS_REAL(a);
+    OPS_REAL(b);
     const char *fn = binary_op_name(op);
     if (!binary_op_ok(op, fn) || !check_float(a, fn, "first operand") || !check_float(b, fn, "second operand"))
         return NULL;
@@ -282,6 +289,8 @@ pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
 
 pthcv_tensor *pthcv_binary_scalar(pthcv_tensor *a, double s, int32_t op, int32_t scalar_first)
 {
+    PTHCV_PROFILE_OP("binary_scalar");
+    OPS_REAL(a);
     if (!binary_op_ok(op, binary_op_name(op)) || !check_float(a, binary_op_name(op), "tensor"))
         return NULL;
     const float *ad = pthcv_tensor_data(a);

@@ -110,6 +110,7 @@ static void interp_task(void *vctx, int64_t begin, int64_t end)
 pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
                                 int32_t align_corners, double scale_h, double scale_w)
 {
+    PTHCV_PROFILE_OP("interpolate");
     const char *fn = "interpolate";
     if (mode != PTHCV_INTERP_NEAREST && mode != PTHCV_INTERP_BILINEAR)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown mode %d", fn, (int)mode);

@@ -308,7 +308,7 @@ static pthcv_tensor *checked_index(pthcv_tensor *index, int int32_ok, int64_t si
         }
         char where[120];
         pthcv_fail(PTHCV_ERR_ARG, "%s: index %lld at %s is out of range %lld..%lld for dimension %d of input %s", fn,
-                   (long long)p[i], ops_dims(where, sizeof where, k->ndim, pos), (long long)base,
+                   (long long)p[i], pthcv_format_dims(where, sizeof where, k->ndim, pos), (long long)base,
                    (long long)(base + size - 1), d, ops_shape(x));
         pthcv_tensor_release(k);
         return NULL;

@@ -87,6 +87,7 @@ static void matmul_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_matmul(pthcv_tensor *a, pthcv_tensor *b)
 {
+    PTHCV_PROFILE_OP("matmul");
     const char *fn = "matmul";
     const float *ad, *bd;
     pthcv_tensor *ac = ops_input(a, fn, "first operand", &ad);

@@ -66,6 +66,7 @@ static void bn_task(void *vctx, int64_t begin, int64_t end)
 pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,
                                pthcv_tensor *weight, pthcv_tensor *bias, double eps)
 {
+    PTHCV_PROFILE_OP("batch_norm");
     const char *fn = "batch_norm";
     if (x && x->ndim < 2)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions [N, C, ...]", fn,
@@ -165,6 +166,7 @@ static void ln_task(void *vctx, int64_t begin, int64_t end)
 pthcv_tensor *pthcv_layer_norm(pthcv_tensor *x, int32_t normalized_ndim, pthcv_tensor *weight,
                                pthcv_tensor *bias, double eps)
 {
+    PTHCV_PROFILE_OP("layer_norm");
     const char *fn = "layer_norm";
     if (x && (normalized_ndim < 1 || normalized_ndim > x->ndim))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: cannot normalise the last %d dimensions of input %s", fn,
@@ -225,6 +227,7 @@ static void gn_task(void *vctx, int64_t begin, int64_t end)
 pthcv_tensor *pthcv_group_norm(pthcv_tensor *x, int32_t groups, pthcv_tensor *weight, pthcv_tensor *bias,
                                double eps)
 {
+    PTHCV_PROFILE_OP("group_norm");
     const char *fn = "group_norm";
     if (x && x->ndim < 2)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions [N, C, ...]", fn,

@@ -138,6 +138,20 @@ static void max_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
     if (lo < hi) {
         for (int64_t ow = lo; ow < hi; ow++)
             y[ow] = -INFINITY;
+        /* the window's rows first (contiguous), then its columns: kh + kw
+         * passes instead of kh * kw strided ones */
+        enum { VMAX = 4096 };
+        float vm[VMAX];
+        int64_t c0 = lo * c->sw - c->pw, c1 = (hi - 1) * c->sw - c->pw + (c->kw - 1) * c->dw + 1;
+        if (c1 - c0 <= VMAX && h1 - h0 > c->dh) {
+            for (int64_t j = 0; j < c1 - c0; j++)
+                vm[j] = -INFINITY;
+            for (int64_t ih = h0; ih < h1; ih += c->dh)
+                max_accum(vm, plane + ih * c->W + c0, c1 - c0, 1);
+            for (int64_t kx = 0; kx < c->kw; kx++)
+                max_accum(y + lo, vm + kx * c->dw, hi - lo, c->sw);
+            return;
+        }
         for (int64_t ih = h0; ih < h1; ih += c->dh)
             for (int64_t kx = 0; kx < c->kw; kx++)
                 max_accum(y + lo, plane + ih * c->W + lo * c->sw - c->pw + kx * c->dw, hi - lo, c->sw);
@@ -214,6 +228,14 @@ static void pool_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
 {
+    PTHCV_PROFILE_OP("pool2d");
+    if (p) PTHCV_PROFILE_LABEL("pool2d %s %dx%d/%d", p->kind == PTHCV_POOL_MAX ? "max" : "avg", p->kernel[0], p->kernel[1], p->stride[0]);
+    if (ops_is_qactivation(x)) {   /* int8 in, int8 out with the input's scale and zero point */
+        pthcv_tensor *d = pthcv_tensor_dequantize(x);
+        pthcv_tensor *y = d ? pthcv_pool2d(d, p) : NULL;
+        pthcv_tensor_release(d);
+        return ops_requantize_like(y, x);
+    }
     const char *fn = !p ? "pool2d" : p->kind == PTHCV_POOL_MAX ? "max_pool2d" : p->kind == PTHCV_POOL_AVG ? "avg_pool2d" : "pool2d";
     if (!p)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no parameters", fn);
@@ -339,6 +361,14 @@ static void adaptive_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h, int32_t out_w)
 {
+    PTHCV_PROFILE_OP("adaptive_pool2d");
+    PTHCV_PROFILE_LABEL("adaptive_pool2d %s", kind == PTHCV_POOL_MAX ? "max" : "avg");
+    if (ops_is_qactivation(x)) {   /* int8 in, int8 out with the input's scale and zero point */
+        pthcv_tensor *d = pthcv_tensor_dequantize(x);
+        pthcv_tensor *y = d ? pthcv_adaptive_pool2d(d, kind, out_h, out_w) : NULL;
+        pthcv_tensor_release(d);
+        return ops_requantize_like(y, x);
+    }
     const char *fn = kind == PTHCV_POOL_MAX ? "adaptive_max_pool2d"
                    : kind == PTHCV_POOL_AVG ? "adaptive_avg_pool2d" : "adaptive_pool2d";
     if (kind != PTHCV_POOL_MAX && kind != PTHCV_POOL_AVG)

@@ -101,6 +101,7 @@ static void columns_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int32_t *dims, int32_t keepdim)
 {
+    PTHCV_PROFILE_OP("reduce");
     static const char *const names[] = { "sum", "mean", "amax", "amin" };
     const char *fn = op >= PTHCV_REDUCE_SUM && op <= PTHCV_REDUCE_MIN ? names[op] : "reduction";
     if (op < PTHCV_REDUCE_SUM || op > PTHCV_REDUCE_MIN)

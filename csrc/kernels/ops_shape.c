@@ -50,7 +50,7 @@ static void cat_task(void *vctx, int64_t begin, int64_t end)
     }
 }
 
-pthcv_tensor *pthcv_cat(int32_t n, pthcv_tensor *const *xs, int32_t dim)
+static pthcv_tensor *cat_float(int32_t n, pthcv_tensor *const *xs, int32_t dim)
 {
     const char *fn = "cat";
     if (n < 1 || !xs)
@@ -118,6 +118,30 @@ done:
     return out;
 }
 
+/* quantized inputs (int8 layers' outputs) are concatenated as their real values */
+pthcv_tensor *pthcv_cat(int32_t n, pthcv_tensor *const *xs, int32_t dim)
+{
+    PTHCV_PROFILE_OP("cat");
+    int quantized = 0;
+    for (int i = 0; xs && i < n; i++) quantized |= xs[i] && pthcv_dtype_is_quantized(xs[i]->dtype);
+    if (!quantized)
+        return cat_float(n, xs, dim);
+    pthcv_tensor **real = calloc((size_t)n, sizeof *real), **own = calloc((size_t)n, sizeof *own);
+    pthcv_tensor *y = NULL;
+    if (real && own) {
+        for (int i = 0; i < n; i++) {
+            real[i] = xs[i];
+            own[i] = ops_dequantized(&real[i]);
+        }
+        y = cat_float(n, real, dim);
+        for (int i = 0; i < n; i++) pthcv_tensor_release(own[i]);
+    } else {
+        pthcv_fail(PTHCV_ERR_NOMEM, "pthcv_cat: out of memory");
+    }
+    free(real), free(own);
+    return y;
+}
+
 /* ---- pad -------------------------------------------------------------------- */
 
 typedef struct {
@@ -162,6 +186,7 @@ static void pad_task(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_pad(pthcv_tensor *x, int32_t npairs, const int64_t *pads, int32_t mode, double value)
 {
+    PTHCV_PROFILE_OP("pad");
     const char *fn = "pad";
     if (mode < PTHCV_PAD_ZEROS || mode > PTHCV_PAD_CONSTANT)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown padding mode %d", fn, (int)mode);

@@ -111,6 +111,7 @@ static void softmax_blocks(void *vctx, int64_t begin, int64_t end)
 
 pthcv_tensor *pthcv_softmax(pthcv_tensor *x, int32_t dim, int32_t log)
 {
+    PTHCV_PROFILE_OP("softmax");
     const char *fn = log ? "log_softmax" : "softmax";
     const float *xd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);

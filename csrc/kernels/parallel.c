@@ -59,6 +59,8 @@ static struct {
     _Atomic(void *) ctx;
     atomic_llong n, chunk, nchunks;
     atomic_int helpers;            /* workers 1..helpers take part (the thread count may have dropped) */
+    atomic_int profiled;           /* the op profile is on: chunks are timed (profile.c) */
+    atomic_llong work_ns, max_chunk_ns;
 } pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
            .done = PTHREAD_COND_INITIALIZER };
 
@@ -100,7 +102,15 @@ static int take_chunks(uint32_t job)
         if ((int64_t)i >= nchunks) return last;
         if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
         int64_t begin = (int64_t)i * chunk, end = begin + chunk < n ? begin + chunk : n;
-        fn(ctx, begin, end);
+        if (atomic_load_explicit(&pool.profiled, memory_order_relaxed)) {
+            int64_t t0 = pthcv_thread_cpu_ns();
+            fn(ctx, begin, end);
+            long long dt = pthcv_thread_cpu_ns() - t0, m = atomic_load(&pool.max_chunk_ns);
+            atomic_fetch_add(&pool.work_ns, dt);
+            while (dt > m && !atomic_compare_exchange_weak(&pool.max_chunk_ns, &m, dt)) {}
+        } else {
+            fn(ctx, begin, end);
+        }
         if (atomic_fetch_sub(&pool.remaining, 1) == 1) last = 1;
     }
 }
@@ -196,6 +206,10 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
     atomic_store_explicit(&pool.chunk, chunk, memory_order_relaxed);
     atomic_store_explicit(&pool.nchunks, nchunks, memory_order_relaxed);
     atomic_store(&pool.helpers, helpers);
+    int profiled = pthcv_profiling();
+    atomic_store(&pool.profiled, profiled);
+    atomic_store(&pool.work_ns, 0);
+    atomic_store(&pool.max_chunk_ns, 0);
     atomic_store(&pool.remaining, nchunks);
     atomic_store(&pool.ticket, (uint64_t)job << 32);   /* publishes the fields above */
     if (atomic_load(&pool.sleepers) > 0) {
@@ -216,5 +230,6 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
         atomic_store(&pool.caller_sleeping, 0);
         pthread_mutex_unlock(&pool.m);
     }
+    if (profiled) pthcv_profile_job(atomic_load(&pool.work_ns), atomic_load(&pool.max_chunk_ns), helpers + 1);
     pthread_mutex_unlock(&pool.lock);
 }

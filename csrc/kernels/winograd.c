@@ -1,24 +1,30 @@
 /*
  * winograd.c -- 3x3 stride-1 convolutions by Winograd's F(4x4, 3x3)
- * (Lavin & Gray 2015; interpolation points 0, +-1, +-2, infinity).
+ * (Lavin & Gray 2015; interpolation points 0, +-1, +-2, infinity) and, on
+ * small maps, F(2x2, 3x3) (points 0, +-1, infinity).
  *
- * Each 4x4 output tile comes from a 6x6 input tile d:
+ * Each m x m output tile (m = 4 or 2) comes from an a x a input tile d
+ * (a = m + 2):
  *     y = A^T [ sum_ci (G g G^T)[co][ci] (.) (B^T d B)[ci] ] A
- * so the 36 positions xi of the 6x6 transformed tile are 36 independent
- * matrix products M[xi] (cout x tiles) = U[xi] (cout x cin) . V[xi] (cin x tiles),
+ * so the a^2 positions xi of the transformed tile are independent matrix
+ * products M[xi] (cout x tiles) = U[xi] (cout x cin) . V[xi] (cin x tiles),
  * which run on the GEMM's micro-kernel (gemm.h): U is packed once per
  * instruction set as the A operand, V is written by the input transform
- * straight into the B operand's layout. 36 multiply-adds per tile and
- * channel pair instead of 144: 4x fewer, for the cost of the transforms
- * (O(channels), not O(channels^2)).
+ * straight into the B operand's layout. Per tile and channel pair, 36
+ * multiply-adds instead of 144 (F(4x4)), 16 instead of 36 (F(2x2)), for
+ * the cost of the transforms (O(channels), not O(channels^2)). F(2x2) is
+ * for 7x7-like maps: F(4x4)'s tiles would cover them with much padding
+ * (a 7x7 output is 4 tiles of 16 values, 64 for 49), and its 36 U[xi]
+ * cost more to stream than its products save.
  *
  * Layout, chosen so that the transforms run on whole vectors: a tile row is
  * cut into "quads" of 4 adjacent tiles, and the transforms take two quads
  * (8 tiles, one per lane) at a time. Lanes are tiles, so the 8 values of a
  * transformed position are 8 adjacent columns of V, and for one output
  * channel 8 adjacent columns of M; the inputs of a quad are 4 overlapping
- * 6x6 windows of one row band, read from a zero-padded copy of the image
- * with 4x4 transposes (winograd_avx2.c; plain C elsewhere, same bits).
+ * a x a windows of one row band, read from a zero-padded copy of the band
+ * with transposes or shuffles (winograd_avx2.c; plain C elsewhere, same
+ * bits).
  *
  * The tiles are processed in blocks that one task takes through all three
  * steps (input transform, the 36 products, output transform), so that a
@@ -36,33 +42,37 @@
 #include <string.h>
 
 /* ---- weights: U[xi][ci][co] = (G g G^T)[xi], in double ----------------------------- */
+static const double G2[4][3] = { { 1, 0, 0 }, { 0.5, 0.5, 0.5 }, { 0.5, -0.5, 0.5 }, { 0, 0, 1 } };
 static const double G[6][3] = {
     { 1.0 / 4, 0, 0 },          { -1.0 / 6, -1.0 / 6, -1.0 / 6 }, { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
     { 1.0 / 24, 1.0 / 12, 1.0 / 6 }, { 1.0 / 24, -1.0 / 12, 1.0 / 6 }, { 0, 0, 1 },
 };
 
 /* Input channel ci for every output channel at once: g[a][co] (the 9 taps,
- * as double) -> t = G g [6][3][co] -> U = t G^T, written to u[xi][ci][co].
- * The loops over co are contiguous, so they vectorise (PTHCV_SIMD: every
- * clone computes the same bits). */
-PTHCV_SIMD static void weights_of_channel(const double *restrict g, double *restrict t, float *restrict u,
-                                          int64_t cout, int64_t cin, int64_t ci)
+ * as double) -> t = G g [n][3][co] -> U = t G^T, written to u[xi][ci][co]
+ * (n = 6 or 4 rows of G). The loops over co are contiguous, so they
+ * vectorise (PTHCV_SIMD: every clone computes the same bits). */
+PTHCV_SIMD static void weights_of_channel(const double (*g_rows)[3], int n, const double *restrict g,
+                                          double *restrict t, float *restrict u, int64_t cout, int64_t cin,
+                                          int64_t ci)
 {
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < n; i++)
         for (int j = 0; j < 3; j++) {
             const double *g0 = g + (0 * 3 + j) * cout, *g1 = g + (1 * 3 + j) * cout, *g2 = g + (2 * 3 + j) * cout;
             double *tij = t + (i * 3 + j) * cout;
-            for (int64_t co = 0; co < cout; co++) tij[co] = G[i][0] * g0[co] + G[i][1] * g1[co] + G[i][2] * g2[co];
+            double c0 = g_rows[i][0], c1 = g_rows[i][1], c2 = g_rows[i][2];
+            for (int64_t co = 0; co < cout; co++) tij[co] = c0 * g0[co] + c1 * g1[co] + c2 * g2[co];
         }
-    for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 6; j++) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
             const double *t0 = t + (i * 3 + 0) * cout, *t1 = t + (i * 3 + 1) * cout, *t2 = t + (i * 3 + 2) * cout;
-            float *dst = u + ((i * 6 + j) * cin + ci) * cout;
-            for (int64_t co = 0; co < cout; co++) dst[co] = (float)(t0[co] * G[j][0] + t1[co] * G[j][1] + t2[co] * G[j][2]);
+            float *dst = u + ((i * n + j) * cin + ci) * cout;
+            double c0 = g_rows[j][0], c1 = g_rows[j][1], c2 = g_rows[j][2];
+            for (int64_t co = 0; co < cout; co++) dst[co] = (float)(t0[co] * c0 + t1[co] * c1 + t2[co] * c2);
         }
 }
 
-int pthcv_wino_weights(const float *w, int64_t cout, int64_t cin, float *u)
+int pthcv_wino_weights(int m, const float *w, int64_t cout, int64_t cin, float *u)
 {
     double *g = malloc(sizeof(double) * (size_t)(27 * cout));
     if (!g) return PTHCV_ERR_NOMEM;
@@ -70,7 +80,8 @@ int pthcv_wino_weights(const float *w, int64_t cout, int64_t cin, float *u)
     for (int64_t ci = 0; ci < cin; ci++) {
         for (int64_t co = 0; co < cout; co++)
             for (int a = 0; a < 9; a++) g[a * cout + co] = w[(co * cin + ci) * 9 + a];
-        weights_of_channel(g, t, u, cout, cin, ci);
+        if (m == 2) weights_of_channel(G2, 4, g, t, u, cout, cin, ci);
+        else weights_of_channel(G, 6, g, t, u, cout, cin, ci);
     }
     free(g);
     return PTHCV_OK;
@@ -130,33 +141,87 @@ void pthcv_wino_out8_scalar(const float *m, int64_t ms, float bias, float *za, f
     }
 }
 
+/* F(2x2, 3x3): r = B^T d and r = A^T m for one 4-vector */
+static inline void bt4(const float d[4], float r[4])
+{
+    r[0] = d[0] - d[2];
+    r[1] = d[1] + d[2];
+    r[2] = d[2] - d[1];
+    r[3] = d[1] - d[3];
+}
+
+static inline void at4(const float m[4], float r[2])
+{
+    r[0] = m[0] + m[1] + m[2];
+    r[1] = m[1] - m[2] - m[3];
+}
+
+void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v)
+{
+    for (int l = 0; l < 8; l++) {
+        const float *p = l < 4 ? pa + 2 * l : pb + 2 * (l - 4);
+        float t[4][4], col[4], r[4];
+        for (int i = 0; i < 4; i++) bt4(p + i * ld, t[i]);
+        for (int j = 0; j < 4; j++) {
+            for (int i = 0; i < 4; i++) col[i] = t[i][j];
+            bt4(col, r);
+            for (int i = 0; i < 4; i++) v[(i * 4 + j) * 8 + l] = r[i];
+        }
+    }
+}
+
+void pthcv_wino23_out8_scalar(const float *m, int64_t ms, float bias, float *za, float *zb)
+{
+    for (int l = 0; l < 8; l++) {
+        float t[4][2], row[4], col[4], y[2];
+        for (int i = 0; i < 4; i++) {
+            for (int j = 0; j < 4; j++) row[j] = m[(i * 4 + j) * ms + l];
+            at4(row, t[i]);
+        }
+        float *z = l < 4 ? za + 2 * l : zb + 2 * (l - 4);
+        for (int j = 0; j < 2; j++) {
+            for (int i = 0; i < 4; i++) col[i] = t[i][j];
+            at4(col, y);
+            for (int i = 0; i < 2; i++) z[i * 8 + j] = bias + y[i];
+        }
+    }
+}
+
 /* ---- the blocked forward pass ----------------------------------------------------------- */
 typedef struct {
     const pthcv_wino_args *a;
-    float *xp;                     /* zero-padded input [cin][hp][ld] */
-    int64_t hp, ld;
+    int m, nx;                     /* tile size m x m; nx = (m + 2)^2 transformed positions */
+    int64_t ld;                    /* row length of the zero-padded input bands */
     int64_t qpr, Q, G;             /* quads per tile row, quads, groups of 2 quads */
     int64_t gb;                    /* groups per block */
     int64_t sp;                    /* columns of a block's V and M: 8 gb rounded up to NR */
     int64_t coutp;                 /* rows of M: cout rounded up to MR */
     int64_t kcs;                   /* K slice of the products */
     int64_t nblocks, csplit;       /* tasks: nblocks x csplit ranges of output channels */
+    int64_t band_rows;             /* most padded rows a block reads */
     int64_t cstep;                 /* output channels per range, a multiple of MR */
     void (*in8)(const float *, const float *, int64_t, float *);
     void (*out8)(const float *, int64_t, float, float *, float *);
     atomic_int failed;
 } wino_ctx;
 
-/* the padded image: input pixel (y, x) at [y + ph][x + pw], zeros around */
-static void pad_task(void *vctx, int64_t begin, int64_t end)
+/* The rows of the zero-padded image that a block's tiles read: padded row
+ * r (input row r - ph) of every channel, for r in [m t0, m t1 + 2), tile
+ * rows t0..t1-1; pixel (y, x) at [y + ph - m t0][x + pw], zeros around.
+ * Each task pads its own band (in cache, and no separate job for it). */
+typedef struct {
+    float *xp;                     /* [cin][rows][ld] */
+    int64_t t0, rows;
+} band;
+
+static void pad_band(const wino_ctx *x, band *b)
 {
-    const wino_ctx *x = vctx;
     const pthcv_wino_args *a = x->a;
-    for (int64_t ci = begin; ci < end; ci++) {
+    for (int64_t ci = 0; ci < a->cin; ci++) {
         const float *src = a->x + ci * a->h * a->w;
-        float *dst = x->xp + ci * x->hp * x->ld;
-        for (int64_t r = 0; r < x->hp; r++, dst += x->ld) {
-            int64_t iy = r - a->ph;
+        float *dst = b->xp + ci * b->rows * x->ld;
+        for (int64_t r = 0; r < b->rows; r++, dst += x->ld) {
+            int64_t iy = x->m * b->t0 + r - a->ph;
             if (iy < 0 || iy >= a->h) {
                 memset(dst, 0, sizeof(float) * (size_t)x->ld);
                 continue;
@@ -168,37 +233,38 @@ static void pad_task(void *vctx, int64_t begin, int64_t end)
     }
 }
 
-/* top-left input of quad q in channel ci of the padded image */
-static const float *quad_input(const wino_ctx *x, int64_t ci, int64_t q)
+/* top-left input of quad q in channel ci of the band */
+static const float *quad_input(const wino_ctx *x, const band *b, int64_t ci, int64_t q)
 {
-    return x->xp + (ci * x->hp + q / x->qpr * 4) * x->ld + q % x->qpr * 16;
+    return b->xp + (ci * b->rows + (q / x->qpr - b->t0) * x->m) * x->ld + q % x->qpr * 4 * x->m;
 }
 
 /* V[xi][sp / nr][cin][nr] for groups g0..g0+ng-1 (columns past them zero) */
-static void transform_input(const wino_ctx *x, int64_t g0, int64_t ng, float *v)
+static void transform_input(const wino_ctx *x, const band *b, int64_t g0, int64_t ng, float *v)
 {
     const pthcv_wino_args *a = x->a;
     int nr = a->kernel->nr;
     int64_t cin = a->cin, xi_stride = x->sp * cin;
     float t[36 * 8];
+    int nx = x->nx;
     for (int64_t ci = 0; ci < cin; ci++) {
         for (int64_t g = 0; g < ng; g++) {
             int64_t qa = 2 * (g0 + g), qb = qa + 1 < x->Q ? qa + 1 : qa;
-            x->in8(quad_input(x, ci, qa), quad_input(x, ci, qb), x->ld, t);
+            x->in8(quad_input(x, b, ci, qa), quad_input(x, b, ci, qb), x->ld, t);
             int64_t s = g * 8;
             float *dst = v + (s / nr * cin + ci) * nr + s % nr;
             if (s % nr + 8 <= nr) {
-                for (int xi = 0; xi < 36; xi++) memcpy(dst + xi * xi_stride, t + xi * 8, 8 * sizeof(float));
+                for (int xi = 0; xi < nx; xi++) memcpy(dst + xi * xi_stride, t + xi * 8, 8 * sizeof(float));
             } else {
                 for (int l = 0; l < 8; l++) {
                     float *d = v + ((s + l) / nr * cin + ci) * nr + (s + l) % nr;
-                    for (int xi = 0; xi < 36; xi++) d[xi * xi_stride] = t[xi * 8 + l];
+                    for (int xi = 0; xi < nx; xi++) d[xi * xi_stride] = t[xi * 8 + l];
                 }
             }
         }
         for (int64_t s = ng * 8; s < x->sp; s++) {
             float *d = v + (s / nr * cin + ci) * nr + s % nr;
-            for (int xi = 0; xi < 36; xi++) d[xi * xi_stride] = 0.0f;
+            for (int xi = 0; xi < nx; xi++) d[xi * xi_stride] = 0.0f;
         }
     }
 }
@@ -212,7 +278,7 @@ static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, i
     const pthcv_gemm_kernel *k = a->kernel;
     int64_t K = a->cin;
     pthcv_ukernel_args u = { .lo = -INFINITY, .hi = INFINITY, .ldc = x->sp };
-    for (int xi = 0; xi < 36; xi++) {
+    for (int xi = 0; xi < x->nx; xi++) {
         const float *vx = v + xi * x->sp * K, *ux = a->u + xi * a->u_sstride;
         float *mx = m + xi * x->coutp * x->sp;
         for (int64_t pc = 0; pc < K; pc += x->kcs) {
@@ -243,16 +309,17 @@ PTHCV_SIMD static void finish_row(float *restrict o, float *restrict z, const fl
         for (int64_t j = 0; j < n; j++) o[j] = z[j];
 }
 
-/* writes quad q's 4 x 16 block z of channel co, clipped to the output */
+/* writes quad q's m x 4m block z of channel co, clipped to the output */
 static void finish_quad(const wino_ctx *x, int64_t co, int64_t q, float *z)
 {
     const pthcv_wino_args *a = x->a;
-    int64_t oy0 = q / x->qpr * 4, ox0 = q % x->qpr * 16;
-    int64_t ny = a->oh - oy0 < 4 ? a->oh - oy0 : 4, nx = a->ow - ox0 < 16 ? a->ow - ox0 : 16;
+    int m = x->m;
+    int64_t oy0 = q / x->qpr * m, ox0 = q % x->qpr * 4 * m;
+    int64_t ny = a->oh - oy0 < m ? a->oh - oy0 : m, nx = a->ow - ox0 < 4 * m ? a->ow - ox0 : 4 * m;
     int64_t off = (co * a->oh + oy0) * a->ow + ox0;
     for (int64_t i = 0; i < ny; i++) {
         float *o = a->out + off + i * a->ow;
-        finish_row(o, z + i * 16, a->res ? a->res + off + i * a->ow : NULL, nx, a->fused, a->lo, a->hi);
+        finish_row(o, z + i * 4 * m, a->res ? a->res + off + i * a->ow : NULL, nx, a->fused, a->lo, a->hi);
         if (!a->fused) pthcv_act_row(o, nx, &a->act);
     }
 }
@@ -272,13 +339,23 @@ static void transform_output(const wino_ctx *x, int64_t g0, int64_t ng, const fl
     }
 }
 
+/* the tile rows that groups g0..g0+ng-1 cover */
+static void band_of(const wino_ctx *x, int64_t g0, int64_t ng, band *b)
+{
+    int64_t qlast = 2 * (g0 + ng) - 1 < x->Q ? 2 * (g0 + ng) - 1 : x->Q - 1;
+    b->t0 = 2 * g0 / x->qpr;
+    b->rows = x->m * (qlast / x->qpr + 1 - b->t0) + 2;
+}
+
 static void block_task(void *vctx, int64_t begin, int64_t end)
 {
     wino_ctx *x = vctx;
     const pthcv_wino_args *a = x->a;
-    float *v = pthcv_scratch(PTHCV_SCRATCH_WINO_V, (size_t)(36 * x->sp * a->cin));
-    float *m = pthcv_scratch(PTHCV_SCRATCH_WINO_M, (size_t)(36 * x->coutp * x->sp));
-    if (!v || !m) {
+    float *v = pthcv_scratch(PTHCV_SCRATCH_WINO_V, (size_t)(x->nx * x->sp * a->cin));
+    float *m = pthcv_scratch(PTHCV_SCRATCH_WINO_M, (size_t)(x->nx * x->coutp * x->sp));
+    band bd;
+    bd.xp = pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(a->cin * x->band_rows * x->ld));
+    if (!v || !m || !bd.xp) {
         atomic_store(&x->failed, 1);
         return;
     }
@@ -287,7 +364,11 @@ static void block_task(void *vctx, int64_t begin, int64_t end)
         int64_t co1 = co0 + x->cstep < x->coutp ? co0 + x->cstep : x->coutp;
         int64_t g0 = b * x->gb, ng = x->G - g0 < x->gb ? x->G - g0 : x->gb;
         /* a task with the same block as the previous one reuses its V */
-        if (t == begin || t % x->csplit == 0) transform_input(x, g0, ng, v);
+        if (t == begin || t % x->csplit == 0) {
+            band_of(x, g0, ng, &bd);
+            pad_band(x, &bd);
+            transform_input(x, &bd, g0, ng, v);
+        }
         multiply(x, v, m, co0, co1);
         transform_output(x, g0, ng, m, co0, co1 < a->cout ? co1 : a->cout);
     }
@@ -295,19 +376,49 @@ static void block_task(void *vctx, int64_t begin, int64_t end)
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* columns of V an image's tiles take: groups of 2 quads of 4 tiles */
+static int64_t tile_columns(int m, int64_t oh, int64_t ow)
+{
+    int64_t qpr = cdiv(cdiv(ow, m), 4), q = cdiv(oh, m) * qpr;
+    return 8 * cdiv(q, 2);
+}
+
+int pthcv_wino_tile(int64_t cin, int64_t cout, int64_t oh, int64_t ow)
+{
+    if (cdiv(oh, 4) * cdiv(ow, 4) >= 9) return 4;
+    if (cin >= 64 && cout >= 64 && cdiv(oh, 2) * cdiv(ow, 2) >= 9) return 2;
+    return 0;
+}
+
+const pthcv_gemm_kernel *pthcv_wino_kernel(int isa, int m, int64_t oh, int64_t ow)
+{
+    const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(isa);
+    if (isa == PTHCV_ISA_AVX512) {
+        const pthcv_gemm_kernel *k2 = pthcv_gemm_kernel_for(PTHCV_ISA_AVX2);
+        int64_t n = tile_columns(m, oh, ow);
+        if (cdiv(n, k2->nr) * k2->nr < cdiv(n, k->nr) * k->nr) return k2;
+    }
+    return k;
+}
+
 int pthcv_wino_forward(const pthcv_wino_args *a)
 {
     const pthcv_gemm_kernel *k = a->kernel;
-    wino_ctx x = { .a = a, .in8 = pthcv_wino_in8_scalar, .out8 = pthcv_wino_out8_scalar };
+    int f23 = a->m == 2;
+    wino_ctx x = { .a = a, .m = a->m, .nx = (a->m + 2) * (a->m + 2) };
+    x.in8 = f23 ? pthcv_wino23_in8_scalar : pthcv_wino_in8_scalar;
+    x.out8 = f23 ? pthcv_wino23_out8_scalar : pthcv_wino_out8_scalar;
 #if defined(__x86_64__)
-    if (k->isa == PTHCV_ISA_AVX2 || k->isa == PTHCV_ISA_AVX512) x.in8 = pthcv_wino_in8_avx2, x.out8 = pthcv_wino_out8_avx2;
+    if (k->isa == PTHCV_ISA_AVX2 || k->isa == PTHCV_ISA_AVX512) {
+        x.in8 = f23 ? pthcv_wino23_in8_avx2 : pthcv_wino_in8_avx2;
+        x.out8 = f23 ? pthcv_wino23_out8_avx2 : pthcv_wino_out8_avx2;
+    }
 #endif
-    int64_t th = cdiv(a->oh, 4), tw = cdiv(a->ow, 4);
+    int64_t th = cdiv(a->oh, a->m), tw = cdiv(a->ow, a->m);
     x.qpr = cdiv(tw, 4);
     x.Q = th * x.qpr;
     x.G = cdiv(x.Q, 2);
-    x.hp = 4 * th + 2;
-    x.ld = 16 * x.qpr + 4;   /* a quad reads 18 columns from 16 q */
+    x.ld = 4 * a->m * x.qpr + 4;   /* a quad reads 4m + 2 columns from 4m q */
     x.coutp = cdiv(a->cout, k->mr) * k->mr;
     int64_t nk = cdiv(a->cin, k->kc);
     x.kcs = cdiv(a->cin, nk);
@@ -316,15 +427,12 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
      * of columns, and about 4 blocks per thread where the image has them. */
     enum { WINO_BLOCK_BYTES = 256 * 1024 };
     int threads = pthcv_get_num_threads();
-    int64_t by_cache = WINO_BLOCK_BYTES / (int64_t)sizeof(float) / 36 / (a->cin + x.coutp) / 8;
+    int64_t by_cache = WINO_BLOCK_BYTES / (int64_t)sizeof(float) / x.nx / (a->cin + x.coutp) / 8;
     int64_t by_threads = cdiv(x.G, 4 * threads);
     x.gb = by_cache < by_threads ? by_cache : by_threads;
     if (x.gb < cdiv(k->nr, 8)) x.gb = cdiv(k->nr, 8);
     x.sp = cdiv(x.gb * 8, k->nr) * k->nr;
 
-    x.xp = pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(a->cin * x.hp * x.ld));
-    if (!x.xp) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
-    pthcv_parallel_for(a->cin, 1, pad_task, &x);
     atomic_init(&x.failed, 0);
     /* Few blocks (small maps, 14x14 say): the output channels are split
      * too, each range's task transforming its block's input again. */
@@ -332,6 +440,13 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
     x.csplit = threads > 1 && x.nblocks < 2 * threads ? cdiv(2 * threads, x.nblocks) : 1;
     x.cstep = cdiv(cdiv(x.coutp, x.csplit), k->mr) * k->mr;
     x.csplit = cdiv(x.coutp, x.cstep);
+    /* a block's band: its first quad's tile row to its last's */
+    x.band_rows = 0;
+    for (int64_t g0 = 0; g0 < x.G; g0 += x.gb) {
+        band b;
+        band_of(&x, g0, x.G - g0 < x.gb ? x.G - g0 : x.gb, &b);
+        if (b.rows > x.band_rows) x.band_rows = b.rows;
+    }
     pthcv_parallel_for(x.nblocks * x.csplit, 1, block_task, &x);
     if (atomic_load(&x.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
     return PTHCV_OK;

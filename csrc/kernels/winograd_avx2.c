@@ -1,5 +1,5 @@
 /*
- * winograd_avx2.c -- the Winograd F(4x4, 3x3) transforms on 8 tiles with
+ * winograd_avx2.c -- the Winograd F(4x4, 3x3) and F(2x2, 3x3) transforms on 8 tiles with
  * AVX2: one ymm lane per tile, lanes 0-3 one quad (4 adjacent tiles), 4-7
  * the other, so each 128-bit half of a register holds one quad and the
  * gathers and scatters are 4x4 transposes inside the halves.
@@ -98,5 +98,64 @@ void pthcv_wino_out8_avx2(const float *m, int64_t ms, float bias, float *za, flo
             _mm_storeu_ps(za + i * 16 + 4 * l, _mm256_castps256_ps128(u[l]));
             _mm_storeu_ps(zb + i * 16 + 4 * l, _mm256_extractf128_ps(u[l], 1));
         }
+    }
+}
+
+/* ---- F(2x2, 3x3) ---------------------------------------------------------------- */
+/* bt4 and at4 of winograd.c on 8 lanes */
+static inline void bt4(const __m256 d[4], __m256 r[4])
+{
+    r[0] = _mm256_sub_ps(d[0], d[2]);
+    r[1] = _mm256_add_ps(d[1], d[2]);
+    r[2] = _mm256_sub_ps(d[2], d[1]);
+    r[3] = _mm256_sub_ps(d[1], d[3]);
+}
+
+static inline void at4(const __m256 m[4], __m256 r[2])
+{
+    r[0] = _mm256_add_ps(_mm256_add_ps(m[0], m[1]), m[2]);
+    r[1] = _mm256_sub_ps(_mm256_sub_ps(m[1], m[2]), m[3]);
+}
+
+void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
+{
+    __m256 t[4][4];
+    for (int i = 0; i < 4; i++) {
+        const float *ra = pa + i * ld, *rb = pb + i * ld;
+        /* tile l starts at column 2l: columns j of the 4 tiles are floats
+         * j, j+2, j+4, j+6 of the quad's row, picked by even/odd shuffles */
+        __m256 a = load2(ra, rb, 0), b = load2(ra, rb, 4), c = load2(ra, rb, 2), e = load2(ra, rb, 6);
+        __m256 d[4] = { _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)),
+                        _mm256_shuffle_ps(c, e, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(c, e, _MM_SHUFFLE(3, 1, 3, 1)) };
+        bt4(d, t[i]);
+    }
+    for (int j = 0; j < 4; j++) {
+        __m256 col[4] = { t[0][j], t[1][j], t[2][j], t[3][j] }, r[4];
+        bt4(col, r);
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(v + (i * 4 + j) * 8, r[i]);
+    }
+}
+
+void pthcv_wino23_out8_avx2(const float *m, int64_t ms, float bias, float *za, float *zb)
+{
+    __m256 t[4][2];
+    for (int i = 0; i < 4; i++) {
+        __m256 row[4];
+        for (int j = 0; j < 4; j++) row[j] = _mm256_loadu_ps(m + (i * 4 + j) * ms);
+        at4(row, t[i]);
+    }
+    __m256 y[2][2], b = _mm256_set1_ps(bias);
+    for (int j = 0; j < 2; j++) {
+        __m256 col[4] = { t[0][j], t[1][j], t[2][j], t[3][j] }, r[2];
+        at4(col, r);
+        for (int i = 0; i < 2; i++) y[i][j] = _mm256_add_ps(b, r[i]);
+    }
+    /* tile l's 2 values of output row i are floats 2l, 2l+1 of its quad's 8 */
+    for (int i = 0; i < 2; i++) {
+        __m256 lo = _mm256_unpacklo_ps(y[i][0], y[i][1]), hi = _mm256_unpackhi_ps(y[i][0], y[i][1]);
+        _mm_storeu_ps(za + i * 8, _mm256_castps256_ps128(lo));
+        _mm_storeu_ps(za + i * 8 + 4, _mm256_castps256_ps128(hi));
+        _mm_storeu_ps(zb + i * 8, _mm256_extractf128_ps(lo, 1));
+        _mm_storeu_ps(zb + i * 8 + 4, _mm256_extractf128_ps(hi, 1));
     }
 }

@@ -152,6 +152,49 @@ std::map<std::string, fs_entry> read_names(pthcv_file *f, const cv::FileNode &se
     return names;
 }
 
+// One size of a Mat's header: an integer from 0 to INT_MAX.
+int64_t header_size(pthcv_file *f, const std::string &what, const cv::FileNode &n, const char *field)
+{
+    if (!n.isInt() || (int)n < 0)
+        fs_refuse(f, PTHCV_ERR_FORMAT, what + ": the Mat's " + field + " is not a size");
+    return (int)n;
+}
+
+// Checks what a Mat node's header claims -- rows x cols (or sizes) times
+// the channels of dt -- against the values its data holds, before cv::read
+// allocates the Mat: OpenCV allocates what the header says first, so a
+// file of 100 bytes could make it ask for gigabytes.
+void check_mat_header(pthcv_file *f, const std::string &what, const cv::FileNode &node)
+{
+    const std::string dt = node["dt"].isString() ? node["dt"].string() : "";
+    size_t i = 0;
+    int64_t channels = 0;
+    while (i < dt.size() && dt[i] >= '0' && dt[i] <= '9' && channels <= CV_CN_MAX)
+        channels = channels * 10 + (dt[i++] - '0');
+    if (i == 0)
+        channels = 1;
+    if (channels < 1 || channels > CV_CN_MAX || i + 1 != dt.size() || !std::strchr("ucwsifdh", dt[i]))
+        fs_refuse(f, PTHCV_ERR_FORMAT, what + ": the Mat's dt is not one element type with 1 to " +
+                                           std::to_string(CV_CN_MAX) + " channels");
+    int64_t claimed = channels;
+    bool ok = true;
+    if (!node["sizes"].empty()) {
+        const cv::FileNode sizes = node["sizes"];
+        if (!sizes.isSeq() || sizes.size() > PTHCV_MAX_DIMS)
+            fs_refuse(f, PTHCV_ERR_FORMAT, what + ": the Mat's sizes are not a list of at most " +
+                                               std::to_string(PTHCV_MAX_DIMS) + " sizes");
+        for (cv::FileNodeIterator d = sizes.begin(); d != sizes.end(); ++d)
+            ok = ok && pthcv_mul_ok(claimed, header_size(f, what, *d, "sizes"), &claimed);
+    } else {
+        ok = pthcv_mul_ok(claimed, header_size(f, what, node["rows"], "rows"), &claimed) &&
+             pthcv_mul_ok(claimed, header_size(f, what, node["cols"], "cols"), &claimed);
+    }
+    const int64_t held = (int64_t)node["data"].size();
+    if (!ok || claimed != held)
+        fs_refuse(f, PTHCV_ERR_FORMAT, what + ": the Mat's header says " + (ok ? std::to_string(claimed) : "more than 2^63") +
+                                           " values, its data holds " + std::to_string(held));
+}
+
 // The tensor for the Mat under `key`, as pthcv_names describes it (or as
 // the Mat is, when it is not described).
 pthcv_tensor *mat_tensor(pthcv_file *f, const std::string &key, const cv::Mat &m, const fs_entry *e)
@@ -275,6 +318,7 @@ extern "C" int pthcv_open_filestorage(pthcv_file *f)
                                 ((!node["rows"].empty() && !node["cols"].empty()) || !node["sizes"].empty());
             if (!is_mat)
                 fs_refuse(f, PTHCV_ERR_FORMAT, "key '" + key + "' is not a cv::Mat (pthcv reads files of Mats)");
+            check_mat_header(f, "key '" + key + "'", node);
             cv::Mat m;
             try {
                 cv::read(node, m);

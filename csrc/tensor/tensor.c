@@ -4,8 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* "[2, 3]" into buf, cut short (with "...") if buf is too small. */
-static const char *format_dims(char *buf, size_t cap, int n, const int64_t *d)
+const char *pthcv_format_dims(char *buf, size_t cap, int n, const int64_t *d)
 {
     size_t len = 0;
     buf[len++] = '[';
@@ -49,8 +48,8 @@ pthcv_tensor *pthcv_tensor_over(pthcv_storage *st, int dtype, int ndim, const in
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0 || stride[i] < 0)
             return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "%s: negative size or stride in shape %s with strides %s",
-                                   where, format_dims(sbuf, sizeof sbuf, ndim, shape),
-                                   format_dims(tbuf, sizeof tbuf, ndim, stride));
+                                   where, pthcv_format_dims(sbuf, sizeof sbuf, ndim, shape),
+                                   pthcv_format_dims(tbuf, sizeof tbuf, ndim, stride));
         if (shape[i] == 0)
             numel = 0;
     }
@@ -74,8 +73,8 @@ pthcv_tensor *pthcv_tensor_over(pthcv_storage *st, int dtype, int ndim, const in
             return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT,
                                    "%s: tensor of shape %s with strides %s and offset %lld reaches element %lld, "
                                    "outside its storage of %lld elements",
-                                   where, format_dims(sbuf, sizeof sbuf, ndim, shape),
-                                   format_dims(tbuf, sizeof tbuf, ndim, stride), (long long)offset,
+                                   where, pthcv_format_dims(sbuf, sizeof sbuf, ndim, shape),
+                                   pthcv_format_dims(tbuf, sizeof tbuf, ndim, stride), (long long)offset,
                                    (long long)last, (long long)capacity);
     }
 
@@ -97,8 +96,8 @@ pthcv_tensor *pthcv_tensor_over(pthcv_storage *st, int dtype, int ndim, const in
 
 overflow:
     return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "%s: tensor of shape %s with strides %s and offset %lld: size overflow",
-                           where, format_dims(sbuf, sizeof sbuf, ndim, shape),
-                           format_dims(tbuf, sizeof tbuf, ndim, stride), (long long)offset);
+                           where, pthcv_format_dims(sbuf, sizeof sbuf, ndim, shape),
+                           pthcv_format_dims(tbuf, sizeof tbuf, ndim, stride), (long long)offset);
 }
 
 static pthcv_tensor *new_tensor(int dtype, int ndim, const int64_t *shape, int zeroed);

@@ -227,6 +227,10 @@ int pthcv_global_is_unsafe(const char *module, const char *name);
 /* Writers: every tensor under its name, bytes as in memory (contiguous copy). */
 int pthcv_save_npy(const char *path, pthcv_tensor *t);
 int pthcv_save_npz(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors);
+/* A zip archive whose entry names[i] holds tensor i's bytes as they are
+ * (row-major, no header), stored uncompressed: the container of torch's .pth
+ * files (pthcv.quant.save writes its pickle and storages with it). */
+int pthcv_save_zip_raw(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors);
 int pthcv_save_safetensors(const char *path, int n, const char *const *names,
                            pthcv_tensor *const *tensors, const char *metadata_json);
 
@@ -246,6 +250,14 @@ const char *pthcv_cpu_info(void);
 /* Forces a kernel family for tests and benchmarks: "scalar", "avx2",
  * "avx512", "neon", or "auto". Fails if the CPU lacks it. */
 int pthcv_set_isa(const char *isa);
+
+/* The op profile (pthcv bench --profile): on (1) clears it and starts
+ * timing every kernel entry point by kind of op and path ("conv 3x3/1
+ * winograd", "pool2d max 3x3/2", ...); off (0) stops. The report is one
+ * line per kind, "kind<TAB>milliseconds<TAB>calls\n", written into buf
+ * (NUL-terminated, cut to size); returns the length of the whole report. */
+void pthcv_profile_ops(int on);
+int64_t pthcv_profile_ops_report(char *buf, int64_t size);
 
 /* Activations, fusable into convolutions and linear layers. alpha/beta:
  * LEAKY_RELU slope, ELU alpha, CLAMP min/max (ReLU6 is CLAMP 0..6). */
@@ -278,6 +290,10 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
 void pthcv_conv2d_free(pthcv_conv2d *c);
 /* y = act(conv(x) + bias + residual); residual (same shape as y) may be NULL. */
 pthcv_tensor *pthcv_conv2d_forward(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *residual);
+/* torch.cat([conv(x) for conv in convs], 1) without the copies: each
+ * convolution writes its channels of the one output (SqueezeNet's Fire,
+ * Inception branches). The outputs must share their height and width. */
+pthcv_tensor *pthcv_conv2d_forward_cat(int32_t n, pthcv_conv2d *const *convs, pthcv_tensor *x);
 /* The weights the pack computes with, as a new float32 tensor
  * [out, in/groups, kh, kw] (a folded BatchNorm included). */
 pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c);
@@ -300,6 +316,36 @@ void pthcv_linear_free(pthcv_linear *l);
 pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x);
 /* Bytes of weights the layer holds now (float16 weights stay float16). */
 int64_t pthcv_linear_weight_bytes(pthcv_linear *l);
+
+/* Quantized (int8) layers, torch's quantized semantics: activations quint8
+ * per tensor (real = scale * (q - zero_point)), weights qint8 per output
+ * channel (axis 0) or per tensor with zero points 0, bias float32. The
+ * output is quint8 with the layer's scale and zero point, rounded half to
+ * even, or float32 (out_float: the real value before rounding). The
+ * activation may be none, relu, relu6 or clamp (applied in the output's
+ * units); a quint8 residual of the output's shape is added before it. The
+ * sums are exact integers: results are the same on every instruction set
+ * (AVX512-VNNI, AVX2, NEON dot product, scalar) and thread count. */
+typedef struct pthcv_qconv2d pthcv_qconv2d;
+pthcv_qconv2d *pthcv_qconv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p,
+                                     double out_scale, int32_t out_zero_point);
+void pthcv_qconv2d_free(pthcv_qconv2d *q);
+pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_tensor *residual, int32_t out_float);
+typedef struct pthcv_qlinear pthcv_qlinear;
+pthcv_qlinear *pthcv_qlinear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act,
+                                     double out_scale, int32_t out_zero_point);
+void pthcv_qlinear_free(pthcv_qlinear *l);
+pthcv_tensor *pthcv_qlinear_forward(pthcv_qlinear *l, pthcv_tensor *x, int32_t out_float);
+/* float32 -> quint8: clamp(round_half_even(x / scale) + zero_point, 0, 255). */
+pthcv_tensor *pthcv_quantize_per_tensor(pthcv_tensor *x, double scale, int32_t zero_point);
+/* float32 weights [out, ...] -> qint8 per output channel, symmetric:
+ * scale = max |w| / 127 per channel (1 for an all-zero channel), values
+ * round_half_even(w / scale) in [-127, 127]. */
+pthcv_tensor *pthcv_quantize_weight(pthcv_tensor *w);
+/* a + b of two quint8 tensors of one shape, then ReLU when relu is set, as
+ * quint8 (scale, zero_point): QNNPACK's fixed-point arithmetic and rounding,
+ * so the bits of torch's quantized add (add_relu) with the qnnpack engine. */
+pthcv_tensor *pthcv_qadd(pthcv_tensor *a, pthcv_tensor *b, double scale, int32_t zero_point, int32_t relu);
 
 /* Normalisation (eval mode). weight/bias may be NULL. */
 pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,

@@ -180,7 +180,7 @@ function pthcv.load_npy(path) return require("pthcv.reader.npy").load(path) end
 -- pthcv.models (the torchvision zoo), pthcv.jit (TorchScript archives); the
 -- reader alone does not pay for them.
 local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image", jit = "pthcv.jit",
-               classify = "pthcv.image.classify", ops = "pthcv.ops", video = "pthcv.image.video" }
+               classify = "pthcv.image.classify", quant = "pthcv.quant", ops = "pthcv.ops", video = "pthcv.image.video" }
 setmetatable(pthcv, { __index = function(t, k)
   local m = lazy[k]
   if m then local v = require(m); rawset(t, k, v); return v end

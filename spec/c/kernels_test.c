@@ -227,6 +227,12 @@ static void test_conv(void)
         { "wino 14x22",    2, 12, 14, 22, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH) },
         { "wino 14x14",    1, 40, 14, 14, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(0) },
         { "wino reflect",  1, 8, 9, 10, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
+        /* Winograd F(2,3): small maps, >= 64 channels; odd sizes, partial quads, K slices */
+        { "wino23 7x7",    1, 64, 7, 7, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
+        { "wino23 5x6",    2, 65, 5, 6, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH) },
+        { "wino23 K>256",  1, 300, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(PTHCV_ACT_SILU) },
+        { "wino23 p0",     1, 64, 9, 9, 72, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_CLAMP) },
+        { "wino23 7x13",   1, 96, 7, 13, 65, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(0) },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(&cases[i]);
 
@@ -817,6 +823,332 @@ static void test_half(void)
     pthcv_set_isa("auto");
 }
 
+/* ---- Winograd transforms: every version gives the scalar one's bits ------------------ */
+#include "kernels/qgemm.h"
+#include "kernels/winograd.h"
+static void test_wino_transforms(void)
+{
+#if !defined(__x86_64__)
+    printf("# skipped: Winograd transform bits (the SIMD transforms are x86's)\n");
+#else
+    typedef void (*in8_fn)(const float *, const float *, int64_t, float *);
+    typedef void (*out8_fn)(const float *, int64_t, float, float *, float *);
+    struct { const char *name; int a; in8_fn in_ref, in; out8_fn out_ref, out; } v[] = {
+#if defined(__x86_64__)
+        { "F(4,3) avx2", 6, pthcv_wino_in8_scalar, pthcv_wino_in8_avx2, pthcv_wino_out8_scalar, pthcv_wino_out8_avx2 },
+        { "F(2,3) avx2", 4, pthcv_wino23_in8_scalar, pthcv_wino23_in8_avx2, pthcv_wino23_out8_scalar, pthcv_wino23_out8_avx2 },
+#endif
+    };
+    if (!pthcv_isa_available(PTHCV_ISA_AVX2)) {
+        printf("# skipped: Winograd transform bits (no AVX2)\n");
+        return;
+    }
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        int m = v[i].a - 2, bad = 0;
+        enum { LD = 23 };
+        float plane[8 * LD], r1[36 * 8], r2[36 * 8], za1[64], zb1[64], za2[64], zb2[64], mm[36 * 9];
+        for (int round = 0; round < 20; round++) {
+            for (int j = 0; j < 8 * LD; j++) plane[j] = frand() * 100.0f;
+            for (int j = 0; j < 36 * 9; j++) mm[j] = frand() * 100.0f;
+            v[i].in_ref(plane + 1, plane + 1 + 4 * m, LD, r1);
+            v[i].in(plane + 1, plane + 1 + 4 * m, LD, r2);
+            bad += memcmp(r1, r2, sizeof(float) * (size_t)(v[i].a * v[i].a * 8)) != 0;
+            v[i].out_ref(mm, 9, 0.25f, za1, zb1);
+            v[i].out(mm, 9, 0.25f, za2, zb2);
+            bad += memcmp(za1, za2, sizeof(float) * (size_t)(4 * m * m)) != 0 ||
+                   memcmp(zb1, zb2, sizeof(float) * (size_t)(4 * m * m)) != 0;
+        }
+        CHECK(bad == 0, "Winograd %s transforms: %d of 40 differ from the scalar bits", v[i].name, bad);
+    }
+#endif
+}
+
+/* ---- int8: quantized convolution, linear, quantize ----------------------------------------
+ * The reference computes the exact integer sums and then the requantization
+ * with the kernels' float operations in the kernels' order, so every
+ * instruction set and thread count must give its bits exactly. */
+typedef struct {
+    const char *name;
+    int n, cin, h, w, cout, k, stride, pad, dil, groups, act, res, out_float;
+} qconv_case;
+
+static pthcv_tensor *random_quint8(int ndim, const int64_t *shape, double scale, int zp)
+{
+    pthcv_tensor *t = pthcv_tensor_new(PTHCV_QUINT8, ndim, shape);
+    uint8_t *d = pthcv_tensor_data(t);
+    for (int64_t i = 0; i < t->numel; i++) d[i] = (uint8_t)((frand() + 1.0f) * 127.99f);
+    t->qscheme = PTHCV_QSCHEME_PER_TENSOR_AFFINE, t->qscale = scale, t->qzero_point = zp;
+    return t;
+}
+
+/* qint8 weights, per channel (scales 0.01..0.03) or per tensor */
+static pthcv_tensor *random_qint8_weight(int ndim, const int64_t *shape, int per_channel)
+{
+    pthcv_tensor *t = pthcv_tensor_new(PTHCV_QINT8, ndim, shape);
+    int8_t *d = pthcv_tensor_data(t);
+    for (int64_t i = 0; i < t->numel; i++) d[i] = (int8_t)(frand() * 127.99f);
+    if (per_channel) {
+        int64_t cs[1] = { shape[0] };
+        t->qscales = pthcv_tensor_new(PTHCV_FLOAT64, 1, cs);
+        double *s = pthcv_tensor_data(t->qscales);
+        for (int64_t c = 0; c < shape[0]; c++) s[c] = 0.02 + 0.01 * frand();
+        t->qscheme = PTHCV_QSCHEME_PER_CHANNEL_SYMMETRIC, t->qaxis = 0;
+    } else {
+        t->qscheme = PTHCV_QSCHEME_PER_TENSOR_SYMMETRIC, t->qscale = 0.015;
+    }
+    return t;
+}
+
+static double wscale_of(const pthcv_tensor *w, int64_t c)
+{
+    return w->qscales ? ((const double *)pthcv_tensor_data(w->qscales))[c] : w->qscale;
+}
+
+/* the requantization of qgemm.c, value by value */
+static float ref_requant(int64_t acc, double sx, double sw, float bias, double sy, int zy, int out_float, int act,
+                         const uint8_t *r, double sr, int zr, uint8_t *q)
+{
+    if (out_float) sy = 1, zy = 0;
+    int32_t bq = (int32_t)nearbyintf(bias * (1.0f / (float)(sx * sw)));
+    float mul = ((float)sw * (float)sx) * (1.0f / (float)sy);
+    float v = out_float ? (float)acc * mul + (float)(bias / sy) : (float)(acc + bq) * mul;
+    if (r) v = v + (float)(*r - zr) * (float)(sr / sy);
+    float lo = act == PTHCV_ACT_RELU || act == PTHCV_ACT_RELU6 ? (out_float ? 0.0f : (float)zy) : out_float ? -INFINITY : 0.0f;
+    float hi = out_float ? (act == PTHCV_ACT_RELU6 ? 6.0f : INFINITY) : act == PTHCV_ACT_RELU6 ? (float)fmin(255, nearbyint(6 / sy) + zy) : 255.0f;
+    if (out_float) return v < lo ? lo : v > hi ? hi : v;
+    lo -= (float)zy, hi -= (float)zy;
+    v = v < lo ? lo : v > hi ? hi : v;
+    *q = (uint8_t)(nearbyintf(v) + (float)zy);
+    return v;
+}
+
+static void run_qconv_case(const qconv_case *c, int isa)
+{
+    int64_t xs[4] = { c->n, c->cin, c->h, c->w }, ws[4] = { c->cout, c->cin / c->groups, c->k, c->k }, bs[1] = { c->cout };
+    int eff = c->dil * (c->k - 1) + 1;
+    int oh = (c->h + 2 * c->pad - eff) / c->stride + 1, ow = (c->w + 2 * c->pad - eff) / c->stride + 1;
+    int64_t ys[4] = { c->n, c->cout, oh, ow };
+    double sx = 0.05, sy = 0.2, sr = 0.07;
+    int zx = 9 + c->cin % 100, zy = 3 + c->cout % 120, zr = 130;
+    pthcv_tensor *x = random_quint8(4, xs, sx, zx), *w = random_qint8_weight(4, ws, c->cout % 2 == 1 || c->groups > 1);
+    pthcv_tensor *b = random_tensor(1, bs), *r = c->res ? random_quint8(4, ys, sr, zr) : NULL;
+    pthcv_conv2d_params p = { { c->stride, c->stride }, { c->pad, c->pad }, { c->dil, c->dil }, c->groups, 0, ACT(c->act) };
+    /* reference */
+    int64_t ny = c->n * c->cout * oh * ow;
+    float *ref = malloc(sizeof(float) * (size_t)ny);
+    uint8_t *refq = malloc((size_t)ny);
+    const uint8_t *xd = pthcv_tensor_data(x), *rd = r ? pthcv_tensor_data(r) : NULL;
+    const int8_t *wd = pthcv_tensor_data(w);
+    const float *bd = pthcv_tensor_data(b);
+    int cin_g = c->cin / c->groups, cout_g = c->cout / c->groups;
+    for (int n = 0; n < c->n; n++)
+        for (int oc = 0; oc < c->cout; oc++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++) {
+                    int g = oc / cout_g;
+                    int64_t acc = 0;
+                    for (int ci = 0; ci < cin_g; ci++)
+                        for (int ky = 0; ky < c->k; ky++)
+                            for (int kx = 0; kx < c->k; kx++) {
+                                int iy = oy * c->stride - c->pad + ky * c->dil, ix = ox * c->stride - c->pad + kx * c->dil;
+                                int v = iy >= 0 && iy < c->h && ix >= 0 && ix < c->w
+                                            ? xd[(((int64_t)n * c->cin + g * cin_g + ci) * c->h + iy) * c->w + ix] : zx;
+                                acc += (int64_t)(v - zx) * wd[((oc * cin_g + ci) * c->k + ky) * c->k + kx];
+                            }
+                    int64_t o = (((int64_t)n * c->cout + oc) * oh + oy) * ow + ox;
+                    ref[o] = ref_requant(acc, sx, wscale_of(w, oc), bd[oc], sy, zy, c->out_float, c->act,
+                                         rd ? rd + o : NULL, sr, zr, refq + o);
+                }
+    pthcv_qconv2d *q = pthcv_qconv2d_prepare(w, b, &p, sy, zy);
+    CHECK(q != NULL, "%s [%s]: prepare: %s", c->name, isa_names[isa], pthcv_last_error());
+    for (int ti = 0; q && ti < 3; ti++) {
+        pthcv_set_num_threads(threads_list[ti]);
+        pthcv_tensor *y = pthcv_qconv2d_forward(q, x, r, c->out_float);
+        CHECK(y != NULL, "%s [%s]: forward: %s", c->name, isa_names[isa], pthcv_last_error());
+        if (!y) break;
+        int same = y->ndim == 4;
+        for (int i = 0; same && i < 4; i++) same = y->shape[i] == ys[i];
+        CHECK(same && y->dtype == (c->out_float ? PTHCV_FLOAT32 : PTHCV_QUINT8), "%s: output shape or dtype", c->name);
+        int64_t bad = 0;
+        if (same && c->out_float) {
+            const float *yd = pthcv_tensor_data(y);
+            for (int64_t i = 0; i < ny; i++) bad += memcmp(&yd[i], &ref[i], sizeof(float)) != 0;
+        } else if (same) {
+            const uint8_t *yd = pthcv_tensor_data(y);
+            for (int64_t i = 0; i < ny; i++) bad += yd[i] != refq[i];
+            CHECK(y->qscale == sy && y->qzero_point == zy, "%s: output scale and zero point", c->name);
+        }
+        CHECK(bad == 0, "%s [%s, %d threads]: %lld of %lld values differ from the reference", c->name, isa_names[isa],
+              threads_list[ti], (long long)bad, (long long)ny);
+        pthcv_tensor_release(y);
+    }
+    pthcv_set_num_threads(1);
+    pthcv_qconv2d_free(q);
+    free(ref), free(refq);
+    pthcv_tensor_release(x), pthcv_tensor_release(w), pthcv_tensor_release(b), pthcv_tensor_release(r);
+}
+
+static void test_qconv(void)
+{
+    static const qconv_case cases[] = {
+        /* name           n cin  h   w cout k s  p  d  g  act                res out_float */
+        { "q 1x1",        2, 17, 9, 11, 33, 1, 1, 0, 1, 1, PTHCV_ACT_NONE, 0, 0 },
+        { "q 1x1 relu",   1, 64, 7, 7, 70, 1, 1, 0, 1, 1, PTHCV_ACT_RELU, 1, 0 },
+        { "q 3x3 p1",     1, 3, 13, 15, 17, 3, 1, 1, 1, 1, PTHCV_ACT_RELU, 0, 0 },
+        { "q 3x3 s2",     2, 7, 12, 9, 7, 3, 2, 1, 1, 1, PTHCV_ACT_RELU6, 1, 0 },
+        { "q 3x3 K>512",  1, 65, 6, 7, 33, 3, 1, 1, 1, 1, PTHCV_ACT_NONE, 1, 0 },
+        { "q 5x5 d2",     1, 7, 15, 14, 3, 5, 1, 2, 2, 1, PTHCV_ACT_NONE, 0, 1 },
+        { "q 7x7 s2",     1, 3, 23, 23, 33, 7, 2, 3, 1, 1, PTHCV_ACT_RELU, 0, 0 },
+        { "q groups",     2, 33, 7, 8, 33, 3, 1, 1, 1, 3, PTHCV_ACT_RELU, 1, 0 },
+        { "q float out",  1, 17, 5, 6, 1, 3, 1, 1, 1, 1, PTHCV_ACT_RELU, 0, 1 },
+        { "q dw 3x3",     2, 17, 14, 13, 17, 3, 1, 1, 1, 17, PTHCV_ACT_RELU6, 1, 0 },
+        { "q dw 3x3 s2",  1, 33, 15, 18, 33, 3, 2, 1, 1, 33, PTHCV_ACT_NONE, 0, 0 },
+        { "q dw 5x5",     1, 7, 11, 21, 7, 5, 1, 2, 1, 7, PTHCV_ACT_RELU, 0, 1 },
+        { "q dw 5x5 s2",  1, 3, 9, 19, 3, 5, 2, 2, 1, 3, PTHCV_ACT_NONE, 0, 0 },
+        { "q dw mult 2",  1, 1, 8, 9, 2, 3, 1, 1, 1, 1, PTHCV_ACT_NONE, 0, 0 },
+    };
+    for (int isa = 0; isa < 4; isa++) {
+        if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
+        printf("# int8 on %s: the %s kernel\n", isa_names[isa], pthcv_qgemm_kernel_now()->name);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_qconv_case(&cases[i], isa);
+    }
+    pthcv_set_isa("auto");
+}
+
+static void test_qlinear_quantize(void)
+{
+    for (int isa = 0; isa < 4; isa++) {
+        if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
+        int64_t in = 300, out = 37, xs[2] = { 3, 300 }, ws[2] = { 37, 300 }, bs[1] = { 37 };
+        pthcv_tensor *x = random_quint8(2, xs, 0.03, 100), *w = random_qint8_weight(2, ws, 1), *b = random_tensor(1, bs);
+        pthcv_activation relu = ACT(PTHCV_ACT_RELU);
+        pthcv_qlinear *l = pthcv_qlinear_prepare(w, b, &relu, 0.1, 7);
+        pthcv_tensor *y = l ? pthcv_qlinear_forward(l, x, 0) : NULL, *yf = l ? pthcv_qlinear_forward(l, x, 1) : NULL;
+        CHECK(y && yf, "qlinear [%s]: %s", isa_names[isa], pthcv_last_error());
+        int bad = 0;
+        for (int64_t r = 0; y && yf && r < 3; r++)
+            for (int64_t o = 0; o < out; o++) {
+                int64_t acc = 0;
+                for (int64_t i = 0; i < in; i++)
+                    acc += (int64_t)(((const uint8_t *)pthcv_tensor_data(x))[r * in + i] - 100) *
+                           ((const int8_t *)pthcv_tensor_data(w))[o * in + i];
+                uint8_t q;
+                ref_requant(acc, 0.03, wscale_of(w, o), ((float *)pthcv_tensor_data(b))[o], 0.1, 7, 0, PTHCV_ACT_RELU,
+                            NULL, 0, 0, &q);
+                float f = ref_requant(acc, 0.03, wscale_of(w, o), ((float *)pthcv_tensor_data(b))[o], 0.1, 7, 1,
+                                      PTHCV_ACT_RELU, NULL, 0, 0, &q);
+                bad += ((const uint8_t *)pthcv_tensor_data(y))[r * out + o] != q;
+                bad += ((const float *)pthcv_tensor_data(yf))[r * out + o] != f;
+            }
+        CHECK(bad == 0, "qlinear [%s]: %d values differ from the reference", isa_names[isa], bad);
+        pthcv_tensor_release(y), pthcv_tensor_release(yf);
+        pthcv_qlinear_free(l);
+        pthcv_tensor_release(x), pthcv_tensor_release(w), pthcv_tensor_release(b);
+    }
+    pthcv_set_isa("auto");
+    /* quantize: round half to even, clamp, then dequantize within half a step */
+    int64_t s[1] = { 1003 };
+    pthcv_tensor *f = random_tensor(1, s);
+    float *fd = pthcv_tensor_data(f);
+    fd[0] = 0.125f, fd[1] = 0.375f, fd[2] = -100.0f, fd[3] = 100.0f;   /* 2.5 and 7.5 steps: to 2 and 8 */
+    pthcv_tensor *q = pthcv_quantize_per_tensor(f, 0.05, 128);
+    const uint8_t *qd = q ? pthcv_tensor_data(q) : NULL;
+    CHECK(qd && qd[0] == 130 && qd[1] == 136 && qd[2] == 0 && qd[3] == 255, "quantize: half to even and clamped");
+    int bad = 0;
+    for (int64_t i = 4; qd && i < s[0]; i++) bad += fabs((qd[i] - 128) * 0.05 - fd[i]) > 0.025 + 1e-7;
+    CHECK(qd && bad == 0 && q->qscale == 0.05 && q->qzero_point == 128, "quantize: %d values off by more than half a step", bad);
+    pthcv_tensor_release(q);
+    CHECK(pthcv_quantize_per_tensor(f, 0.0, 3) == NULL && error_has("scale"), "quantize: a zero scale is refused");
+    pthcv_tensor_release(f);
+}
+
+/* ---- convolutions into one concatenated output ---------------------------------------
+ * pthcv_conv2d_forward_cat gives the bits of the separate convolutions,
+ * concatenated (GEMM, Winograd and depthwise paths; batch 2 writes image
+ * by image into the slices). */
+static void test_conv_cat(void)
+{
+    int64_t xs[4] = { 2, 17, 14, 13 };
+    pthcv_tensor *x = random_tensor(4, xs);
+    static const struct { int cout, k, groups; } shapes[] = { { 33, 1, 1 }, { 20, 3, 1 }, { 17, 3, 17 }, { 7, 5, 1 } };
+    enum { N = 4 };
+    pthcv_conv2d *cs[N];
+    pthcv_tensor *ws[N], *ys[N];
+    int64_t total = 0;
+    for (int i = 0; i < N; i++) {
+        int64_t s[4] = { shapes[i].cout, 17 / shapes[i].groups, shapes[i].k, shapes[i].k };
+        ws[i] = random_tensor(4, s);
+        pthcv_conv2d_params p = { { 1, 1 }, { shapes[i].k / 2, shapes[i].k / 2 }, { 1, 1 }, shapes[i].groups, 0, ACT(PTHCV_ACT_RELU) };
+        cs[i] = pthcv_conv2d_prepare(ws[i], NULL, &p);
+        ys[i] = pthcv_conv2d_forward(cs[i], x, NULL);
+        total += shapes[i].cout;
+    }
+    for (int t = 1; t <= 2; t++) {
+        pthcv_set_num_threads(t);
+        pthcv_tensor *y = pthcv_conv2d_forward_cat(N, cs, x);
+        CHECK(y && y->shape[1] == total, "conv2d_cat: output [2, %lld, 14, 13] (%s)", (long long)total, y ? "shape" : pthcv_last_error());
+        int bad = 0;
+        for (int64_t img = 0; y && img < 2; img++)
+            for (int i = 0, c0 = 0; i < N; c0 += shapes[i].cout, i++) {
+                int64_t n = shapes[i].cout * 14 * 13;
+                const float *a = (const float *)pthcv_tensor_data(y) + (img * total + c0) * 14 * 13;
+                const float *b = (const float *)pthcv_tensor_data(ys[i]) + img * n;
+                bad += memcmp(a, b, sizeof(float) * (size_t)n) != 0;
+            }
+        CHECK(bad == 0, "conv2d_cat [%d threads]: %d slices differ from the separate convolutions", t, bad);
+        pthcv_tensor_release(y);
+    }
+    int64_t s2[4] = { 4, 17, 3, 3 };
+    pthcv_tensor *w2 = random_tensor(4, s2);
+    pthcv_conv2d_params p2 = { { 2, 2 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
+    pthcv_conv2d *c2 = pthcv_conv2d_prepare(w2, NULL, &p2);
+    pthcv_conv2d *pair[2] = { cs[0], c2 };
+    CHECK(pthcv_conv2d_forward_cat(2, pair, x) == NULL && error_has("7x7"), "conv2d_cat: outputs of other sizes are refused");
+    pthcv_conv2d_free(c2), pthcv_tensor_release(w2);
+    for (int i = 0; i < N; i++) pthcv_conv2d_free(cs[i]), pthcv_tensor_release(ws[i]), pthcv_tensor_release(ys[i]);
+    pthcv_tensor_release(x);
+    pthcv_set_num_threads(1);
+}
+
+/* ---- the op profile ------------------------------------------------------------------
+ * Rows named by op and path, one call each; nothing recorded while off; a
+ * report cut to a small buffer stays NUL-terminated and says its length. */
+static void test_profile(void)
+{
+    int64_t xs[4] = { 1, 8, 12, 12 }, ws[4] = { 8, 8, 3, 3 }, dws[4] = { 8, 1, 3, 3 };
+    pthcv_tensor *x = random_tensor(4, xs), *w = random_tensor(4, ws), *dw = random_tensor(4, dws);
+    pthcv_conv2d_params p = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
+    pthcv_conv2d_params pd = { { 2, 2 }, { 1, 1 }, { 1, 1 }, 8, 0, ACT(0) };
+    pthcv_conv2d *c = pthcv_conv2d_prepare(w, NULL, &p), *d = pthcv_conv2d_prepare(dw, NULL, &pd);
+    pthcv_activation relu = ACT(PTHCV_ACT_RELU);
+    pthcv_profile_ops(1);
+    pthcv_tensor *y = pthcv_conv2d_forward(c, x, NULL), *z = pthcv_conv2d_forward(d, x, NULL);
+    pthcv_tensor *a = pthcv_activate(x, &relu);
+    pthcv_profile_ops(0);
+    pthcv_tensor *y2 = pthcv_conv2d_forward(c, x, NULL);
+    char buf[4096];
+    int64_t n = pthcv_profile_ops_report(buf, sizeof buf);
+    CHECK(n == (int64_t)strlen(buf), "profile: report length %lld, text %zu", (long long)n, strlen(buf));
+    CHECK(strstr(buf, "conv 3x3/1 winograd F(4,3)\t") && strstr(buf, "dwconv 3x3/2\t") && strstr(buf, "activate relu\t"),
+          "profile: rows by op and path, got:\n%s", buf);
+    int rows = 0, calls_ok = 1;
+    for (char *line = buf; *line; rows++) {
+        char *tab = strrchr(strtok(line, "\n"), '\t');
+        calls_ok &= tab && strcmp(tab, "\t1") == 0;
+        line += strlen(line) + 1;
+    }
+    CHECK(rows == 3 && calls_ok, "profile: 3 rows of one call each (the call made while off not counted)");
+    char small[10];
+    int64_t m = pthcv_profile_ops_report(small, sizeof small);
+    CHECK(m == n && strlen(small) == sizeof small - 1, "profile: a short buffer gets a cut, terminated report");
+    pthcv_profile_ops(1);
+    CHECK(pthcv_profile_ops_report(NULL, 0) == 0, "profile: starting again clears it");
+    pthcv_profile_ops(0);
+    pthcv_tensor_release(y), pthcv_tensor_release(z), pthcv_tensor_release(a), pthcv_tensor_release(y2);
+    pthcv_conv2d_free(c), pthcv_conv2d_free(d);
+    pthcv_tensor_release(x), pthcv_tensor_release(w), pthcv_tensor_release(dw);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -829,6 +1161,11 @@ int main(int argc, char **argv)
     test_fold();
     test_pool();
     test_half();
+    test_profile();
+    test_wino_transforms();
+    test_qconv();
+    test_conv_cat();
+    test_qlinear_quantize();
     for (int i = 1; i < argc; i++) test_fixture_dir(argv[i]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -7,6 +7,10 @@
  *
  * Every error message on the way must be printable UTF-8 (check_message).
  *
+ * Every format pthcv_open reads is reached: zip, tar and legacy pickles,
+ * plain pickles, .npz, .safetensors and OpenCV FileStorage (make fuzz links
+ * csrc/opencv/filestorage_read.cpp in; without it such files are refused).
+ *
  * Built two ways:
  *   - with -fsanitize=fuzzer: libFuzzer's LLVMFuzzerTestOneInput (make fuzz);
  *   - with -DWALK_MAIN: `fuzz_reader FILE...` walks files and prints one line

@@ -14,8 +14,9 @@ local M = {}
 local function command_list()
   local read, run, lua = require "pthcv.cli.read", require "pthcv.cli.run", require "pthcv.cli.lua"
   return { read.inspect, read.scan, require("pthcv.cli.convert").command, run.run, run.bench, run.models,
-           require("pthcv.cli.export").command, require("pthcv.cli.detect").detect, require("pthcv.cli.detect").segment,
-           lua.lua, lua.repl }
+           require("pthcv.cli.export").command, require("pthcv.cli.graph").command,
+           require("pthcv.cli.quantize").command, require("pthcv.cli.detect").detect,
+           require("pthcv.cli.detect").segment, lua.lua, lua.repl }
 end
 
 function M.usage()

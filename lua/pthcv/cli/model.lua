@@ -65,9 +65,8 @@ function M.fitting_zoo_models(list)
   return found
 end
 
--- Key names come from the file: shown as printable UTF-8 (issue 11.5's
--- core.escape will serve here once it lands).
-local function printable(s) return require("pthcv.reader.inspect_modules").utf8_text(s, true) end
+-- Key names come from the file: shown escaped, as in every message.
+local function printable(s) return require("pthcv.core").escape(s) end
 
 local function first(list, n, fmt)
   local out = {}
@@ -124,15 +123,20 @@ local function under_checkpoint_keys(list)
   return out
 end
 
--- The weights of a file as {{name, tensor}, ...}, and the file's format.
-function M.read_weights(path, limits)
-  local pthcv = require "pthcv"
-  local sdmod = require "pthcv.reader.state_dict"
+-- pthcv.load(path) with a progress bar: the root and the file's info.
+local function load_file(path, limits)
   local bar = require("pthcv.cli.progress").new("reading " .. path:match("[^/]*$"))
   bar:loading(path)
-  local ok, root, info = pcall(pthcv.load, path, limits)
+  local ok, root, info = pcall(require("pthcv").load, path, limits)
   bar:finish()
   if not ok then error(root, 0) end
+  return root, info
+end
+
+-- The weights of a file as {{name, tensor}, ...}, and the file's format.
+function M.read_weights(path, limits)
+  local sdmod = require "pthcv.reader.state_dict"
+  local root, info = load_file(path, limits)
   local list = sdmod.find(root)
   if not list then sdmod.state_dict(root, path) end   -- raises its "no model weights found" error
   return list, info.format
@@ -175,14 +179,56 @@ function M.random_weights(module, seed)
   module:load_state_dict(list)
 end
 
+-- The model a file carries, for run, bench and export with no --model or
+-- --script: a TorchScript archive runs through pthcv.jit, a whole-model
+-- pickle (or a checkpoint holding one under "model", ...) through
+-- nn.from_module, and the weights of a state_dict (or a
+-- checkpoint) that fit exactly one zoo model, keys and shapes, are that
+-- model's. Anything else is refused, naming the models it fits. Returns
+-- the module and, for a zoo model, its name, the weights and the format.
+function M.from_file(path, opt, limits)
+  local pthcv = require "pthcv"
+  local sdmod = require "pthcv.reader.state_dict"
+  local root, info = load_file(path, limits)
+  if info.format == "torchscript" then return pthcv.jit.load(path, limits) end
+  if sdmod.is_module(root) then return pthcv.nn.from_module(root) end
+  -- a checkpoint that keeps the whole model ({"model": model, "epoch": ...})
+  if require("pthcv.reader.odict").is(root) then
+    for _, k in ipairs(sdmod.checkpoint_keys) do
+      if sdmod.is_module(root[k]) then return pthcv.nn.from_module(root[k]) end
+    end
+  end
+  local list = sdmod.find(root)
+  if not list then sdmod.state_dict(root, path) end   -- raises its "no model weights found" error
+  local fits = M.fitting_zoo_models(list)
+  if #fits ~= 1 then
+    error(require("pthcv.cli.runner").usage_error(path .. " holds weights, not a model, and they fit "
+      .. (#fits == 0 and "no zoo model" or table.concat(fits, " and ")) .. ": give --model NAME or --script FILE.lua"), 0)
+  end
+  local nc = opt["num-classes"] or num_classes_of(list)
+  return pthcv.models.get(fits[1], { num_classes = nc }), fits[1], list, info.format
+end
+
 -- The module the options describe, weights loaded, in eval mode.
--- need_weights: refuse to run without --weights or --init.
+-- need_weights: refuse to run without --weights or --init. With neither
+-- --model nor --script, --weights names a file that carries its model
+-- (M.from_file).
 function M.build(opt, need_weights, limits)
   local pthcv = require "pthcv"
   local usage = require("pthcv.cli.runner").usage_error
   if opt.model and opt.script then error(usage("give --model or --script, not both"), 0) end
-  if not opt.model and not opt.script then error(usage("--model NAME or --script FILE.lua is needed"), 0) end
   if opt.weights and opt.init then error(usage("give --weights or --init, not both"), 0) end
+  if not opt.model and not opt.script then
+    if not opt.weights then
+      error(usage("--model NAME or --script FILE.lua is needed (or a file that carries its model: "
+                  .. "a TorchScript archive, a whole-model pickle)"), 0)
+    end
+    local m, what, list, format = M.from_file(opt.weights, opt, limits)
+    if list then M.load_weights(m, what, opt.weights, list, format, opt.verbose) end
+    if opt.half then m:half() end
+    m:eval()
+    return m
+  end
   if need_weights and not opt.weights and not opt.init then
     error(usage("no --weights: give --weights FILE, or --init zeros or --init random to run without trained weights"), 0)
   end
@@ -206,10 +252,15 @@ function M.build(opt, need_weights, limits)
     if not pthcv.nn.is_module(m) then error("pthcv: " .. opt.script .. " must return a module (pthcv.nn)", 0) end
     what = opt.script
   end
-  if list then M.load_weights(m, what, opt.weights, list, format, opt.verbose)
+  -- an int8 file (pthcv quantize): the architecture's float packs take its int8 layers
+  local int8 = list and require("pthcv.quant").is_int8(list)
+  if int8 then
+    if opt.half then error(usage("--half does not apply to an int8 model (" .. opt.weights .. ")"), 0) end
+  elseif list then M.load_weights(m, what, opt.weights, list, format, opt.verbose)
   elseif opt.init == "random" then M.random_weights(m, opt.seed) end
   if opt.half then m:half() end
   m:eval()
+  if int8 then require("pthcv.quant").load(m, list) end
   return m
 end
 

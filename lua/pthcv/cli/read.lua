@@ -67,21 +67,28 @@ the file cannot be read.]],
       require("pthcv.cli.runner").err(msg)
       return 2
     end
+    -- global names come from the file: escaped (issue 11.5), as valid
+    -- UTF-8 for JSON (which escapes control characters itself)
+    local esc = require("pthcv.core").escape
     if opt.json then
-      local globals = {}
-      for _, g in ipairs(r.globals) do globals[#globals + 1] = { name = g.name, unsafe = g.unsafe } end
+      local text = require("pthcv.reader.inspect_modules").utf8_text
+      local globals, unsafe = {}, {}
+      for _, g in ipairs(r.globals) do globals[#globals + 1] = { name = text(g.name), unsafe = g.unsafe } end
+      for i, name in ipairs(r.unsafe) do unsafe[i] = text(name) end
       io.stdout:write(scan_json({ file = r.path, format = r.format, safe = r.safe,
-                                  unsafe = setmetatable(r.unsafe, array), globals = setmetatable(globals, array) }))
+                                  unsafe = setmetatable(unsafe, array), globals = setmetatable(globals, array) }))
     else
       io.stdout:write("file: ", r.path, "\n", "format: ", r.format, "\n")
       io.stdout:write("globals (", #r.globals, "):\n")
       for _, g in ipairs(r.globals) do
-        io.stdout:write("  ", g.name, g.unsafe and "  UNSAFE" or "", "\n")
+        io.stdout:write("  ", esc(g.name), g.unsafe and "  UNSAFE" or "", "\n")
       end
       if r.safe then
         io.stdout:write("verdict: safe (no dangerous global)\n")
       else
-        io.stdout:write("verdict: UNSAFE: references ", table.concat(r.unsafe, ", "), "\n")
+        local names = {}
+        for i, name in ipairs(r.unsafe) do names[i] = esc(name) end
+        io.stdout:write("verdict: UNSAFE: references ", table.concat(names, ", "), "\n")
       end
     end
     return r.safe and 0 or 1

@@ -4,7 +4,7 @@
 --               --input X.npy --output Y.npy [--threads N] [--half]
 --   pthcv run   (--model NAME | --script FILE.lua) --weights FILE IMAGE... [classify options]
 --   pthcv bench (--model NAME | --script FILE.lua) [--weights FILE | --init I]
---               [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile]
+--               [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile [--plot OUT.png]]
 --
 -- The module is built by cli/model.lua (weights in any format pthcv reads).
 local options = require "pthcv.cli.options"
@@ -62,15 +62,28 @@ local function classify_images(images, opt)
   return 0
 end
 
+-- run FILE IMAGE..., run FILE --input X.npy ... and bench FILE: with no
+-- --model, --script, --weights or --init, the first argument is a file
+-- that carries its model (a TorchScript archive, a whole-model pickle:
+-- pthcv.cli.model.from_file). run IMAGE alone still asks for a model.
+local function model_file_argument(pos, opt, least)
+  if #pos >= least and not (opt.model or opt.script or opt.weights or opt.init) then
+    opt.weights = table.remove(pos, 1)
+  end
+end
+
 M.run = {
-  name = "run", args = "IMAGE... (or --input X.npy --output Y.npy)", nargs = { 0 },
+  name = "run", args = "[FILE] IMAGE... (or --input X.npy --output Y.npy)", nargs = { 0 },
   synopsis = "run (--model NAME | --script FILE.lua) (--weights FILE | --init zeros|random)\n"
              .. "    --input X.npy --output Y.npy [--threads N] [--num-classes N] [--half]\n"
              .. "run (--model NAME | --script FILE.lua) --weights FILE IMAGE... [--size N] [--resize N]\n"
-             .. "    [--crop] [--mean a,b,c] [--std a,b,c] [--topk K] [--labels FILE] [--json]",
+             .. "    [--crop] [--mean a,b,c] [--std a,b,c] [--topk K] [--labels FILE] [--json]\n"
+             .. "run FILE (--input X.npy --output Y.npy | IMAGE...) [options]",
   summary = [[
 one forward pass of a pthcv.models model (or of the module a Lua
-script returns) on the tensor in X.npy; the result is written to Y.npy;
+script returns, or of the model FILE carries: a TorchScript archive, a
+whole-model pickle, a state_dict that fits one zoo model exactly) on
+the tensor in X.npy; the result is written to Y.npy;
 or classifies images: the top-K classes (default 5) with probabilities;
 ImageNet's normalisation by default; --resize N: shorter side to N, then a
 centre crop of --size (default 224); --json: one JSON object per image]],
@@ -91,6 +104,7 @@ centre crop of --size (default 224); --json: one JSON object per image]],
     { "json", help = "images: one JSON object per image" },
   }),
   run = function(pos, opt)
+    model_file_argument(pos, opt, (opt.input or opt.output) and 1 or 2)
     if #pos > 0 then
       if opt.input or opt.output then error(runner.usage_error("run takes IMAGE... or --input/--output, not both"), 0) end
       return classify_images(pos, opt)
@@ -126,6 +140,15 @@ local function profiler(model)
     end
     r.ms, r.calls = r.ms + dt * 1000, r.calls + 1
   end
+  -- the rows in the module tree's order, ms per pass
+  function p.list(runs)
+    local list = {}
+    for _, r in pairs(rows) do
+      list[#list + 1] = { path = r.path, type = r.type, ms = r.ms / runs, calls = r.calls / runs, order = r.order }
+    end
+    table.sort(list, function(a, b) if a.order ~= b.order then return a.order < b.order end return a.path < b.path end)
+    return list
+  end
   function p.report(runs)
     local list = {}
     for _, r in pairs(rows) do list[#list + 1] = r end
@@ -140,9 +163,10 @@ local function profiler(model)
 end
 
 M.bench = {
-  name = "bench", nargs = { 0, 0 },
+  name = "bench", args = "[FILE]", nargs = { 0, 1 },
   synopsis = "bench (--model NAME | --script FILE.lua) [--weights FILE | --init zeros|random]\n"
-             .. "    [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile]",
+             .. "    [--input X.npy | --shape 1x3x224x224] [--threads N] [--runs N] [--half] [--profile [--plot OUT.png]]\n"
+             .. "bench FILE [options]   (a TorchScript archive, a whole-model pickle: the model it carries)",
   summary = [[
 times forward passes after a warm-up and prints median_ms=<ms>;
 weights are zeros unless --weights or --init random; --half keeps
@@ -155,9 +179,13 @@ and each fused step's (pthcv.nn.plan), named by the ops it fused]],
     { "runs", kind = "count", metavar = "N", help = "timed passes (default 10)" },
     { "warmup", kind = "natural", metavar = "N", help = "passes before timing (default 2: recorded, then planned)" },
     { "profile", help = "each module's and fused step's time per pass" },
+    { "plot", kind = "string", metavar = "OUT.png",
+      help = "with --profile: each module's own time per pass as a bar\nchart (gnuplot; .png or .svg)" },
   }),
   run = function(pos, opt)
+    model_file_argument(pos, opt, 1)
     if opt.shape and opt.input then error(runner.usage_error("give --shape or --input, not both"), 0) end
+    if opt.plot and not opt.profile then error(runner.usage_error("--plot draws --profile's times: give both"), 0) end
     local pthcv = require "pthcv"
     local base = require "pthcv.nn.module"
     local now = require "pthcv.nn.clock"
@@ -190,8 +218,22 @@ and each fused step's (pthcv.nn.plan), named by the ops it fused]],
       base.profiler = nil
       if not okp then error(ep, 0) end
       io.stdout:write(p.report(runs))
+      io.stdout:write(require("pthcv.cli.op_profile")(m, x, runs))
       io.stdout:write(require("pthcv.nn.plan").describe(m, false), "\n")   -- what the plan fused
+      if opt.plot then
+        local plot = require "pthcv.export.plot"
+        local r = plot.bars(plot.exclusive(p.list(runs)), opt.plot,
+                            { title = (opt.model or opt.script) .. ": each module's own time per pass", unit = "ms",
+                              xlabel = "ms per pass" })
+        if r.script then
+          runner.err("warning: gnuplot is not installed: wrote " .. r.path .. " and " .. r.data .. " (gnuplot "
+                     .. r.path .. " draws " .. opt.plot .. ")")
+        else
+          io.stdout:write(string.format("%s: %d modules\n", r.path, r.rows))
+        end
+      end
     end
+    io.stdout:write("cpu: ", require("pthcv.core").ffi.string(require("pthcv.core").C.pthcv_cpu_info()), "\n")
     io.stdout:write(string.format("threads=%d runs=%d build_ms=%.1f%s min_ms=%.3f max_ms=%.3f weights=%s%s\n",
                                   pthcv.get_num_threads(), runs, t_build * 1000,
                                   first and string.format(" first_ms=%.1f", first) or "", times[1], times[runs],

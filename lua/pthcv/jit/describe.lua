@@ -143,14 +143,44 @@ function M.extra_repr(m)
   return table.concat(parts, ", ")
 end
 
+-- Whether a method's body calls one of the operators torch.NAME (names: a set).
+local function calls_op(cls, names, method)
+  local def = cls.methods[method or "forward"]
+  local function visit(e, depth)
+    if type(e) ~= "table" or depth > 200 then return false end
+    if e.k == "CALL" and e[1].k == "ATTR" and e[1][1].k == "NAME" and e[1][1].s == "torch" and names[e[1].s] then
+      return true
+    end
+    for i = 1, #e do if visit(e[i], depth + 1) then return true end end
+    return false
+  end
+  return def ~= nil and visit(def[3], 0)
+end
+
+-- A traced module keeps no Python attributes, only the code its forward
+-- ran: what a zoo class's forward reads from an attribute is read from
+-- that code. torchvision's InvertedResidual (mobilenet_v2, _v3) adds its
+-- input to the block's output iff use_res_connect, and its traced forward
+-- calls torch.add_ / torch.add iff it did.
+local ADD = { add = true, add_ = true }
+local TRACED_FIELDS = {
+  ["torchvision.models.mobilenetv2.InvertedResidual"] = function(cls, s)
+    if s.use_res_connect == nil then s.use_res_connect = calls_op(cls, ADD) end
+  end,
+}
+TRACED_FIELDS["torchvision.models.mobilenetv3.InvertedResidual"] = TRACED_FIELDS["torchvision.models.mobilenetv2.InvertedResidual"]
+
 -- The hyper-parameters of module m under pthcv.nn's field names (for
 -- nn.from_module): a torch.nn layer's from its constants or its traced
--- operator's arguments, any other class's Final constants and attributes.
+-- operator's arguments, any other class's Final constants and attributes
+-- (a traced one's from its code: TRACED_FIELDS).
 function M.nn_fields(m)
   local cls = rawget(m, "_class")
   local s = settings(m, cls)
+  local path = require("pthcv.jit.module").torch_class(cls.qualname)
+  if TRACED_FIELDS[path] then TRACED_FIELDS[path](cls, s) end
   local build = builders[cls.name]
-  if build and require("pthcv.jit.module").torch_class(cls.qualname):match("^torch%.nn%.") then
+  if build and path:match("^torch%.nn%.") then
     local ok, fields = pcall(build, m, s, first_op(cls, cls.ctx.archive))
     if ok then
       for k, v in pairs(fields) do if V.is_list(v) or V.is_tuple(v) then fields[k] = { unpack(v) } end end

@@ -156,8 +156,11 @@ local function pack_of(p)
     pk = nn.Conv2d.make_pack(conv, nbn, act)
   end
   -- the cache's entry must not hold its weak key (LuaJIT's weak tables are
-  -- not ephemerons): a pack keeping the weight would keep the model forever
+  -- not ephemerons): a pack keeping the weight would keep the model forever.
+  -- pk.weight_ref[1]: the weight while the model holds it (a linear pack's
+  -- weights cannot be read back from C; the ONNX and Caffe exporters need them)
   pk.module, pk.weight = nil, nil
+  pk.weight_ref = setmetatable({ p.w }, { __mode = "v" })
   M.stats.packs = M.stats.packs + 1
   list[#list + 1] = { conv = p.conv, act = p.act, b = p.b, bn = bn, pack = pk }
   return pk

@@ -92,9 +92,31 @@ return function(F)
     return result(C.pthcv_conv2d_forward(pk.handle or F.pack_restore(pk), x.ct, residual and residual.ct or nil),
                   "conv2d")
   end
+  -- An int8 pack (pthcv.quant: quantized = true) runs itself; F.observer,
+  -- when set (pthcv.quant's calibration), sees every float call.
   function F.conv2d_packed(pk, x, residual)
+    if pk.quantized then return pk:forward(x, residual) end
     check(x, "conv2d")
-    return call("F.conv2d_packed", pk.rec, conv2d_packed_impl, pk, x, residual)
+    local y = call("F.conv2d_packed", pk.rec, conv2d_packed_impl, pk, x, residual)
+    if F.observer then F.observer(pk, x, residual, y) end
+    return y
+  end
+
+  -- torch.cat({F.conv2d_packed(pk, x) for pk in packs}, 1), each convolution
+  -- writing its channels of the one output (pthcv_conv2d_forward_cat: no
+  -- copies); int8 packs, an observer or a tracer take them one by one.
+  function F.conv2d_packed_cat(packs, x)
+    check(x, "conv2d")
+    local plain = not F.observer and D.hook == nil
+    for _, pk in ipairs(packs) do plain = plain and not pk.quantized end
+    if not plain then
+      local ys = {}
+      for i, pk in ipairs(packs) do ys[i] = F.conv2d_packed(pk, x) end
+      return F.cat(ys, 1)
+    end
+    local arr = ffi.new("pthcv_conv2d *[?]", #packs)
+    for i, pk in ipairs(packs) do arr[i - 1] = pk.handle end
+    return result(C.pthcv_conv2d_forward_cat(#packs, arr, x.ct), "conv2d_cat")
   end
 
   -- ---- linear --------------------------------------------------------------------------
@@ -113,8 +135,11 @@ return function(F)
     return result(C.pthcv_linear_forward(pk.handle or F.pack_restore(pk), x.ct), "linear")
   end
   function F.linear_packed(pk, x)
+    if pk.quantized then return pk:forward(x) end
     check(x, "linear")
-    return call("F.linear_packed", pk.rec, linear_packed_impl, pk, x)
+    local y = call("F.linear_packed", pk.rec, linear_packed_impl, pk, x)
+    if F.observer then F.observer(pk, x, nil, y) end
+    return y
   end
 
   -- ---- packs freed and made again --------------------------------------------------------

@@ -8,6 +8,13 @@ local values = require "pthcv.reader.values"
 local OrderedDict = require "pthcv.reader.odict"
 local Tensor = require "pthcv.tensor"
 local sdmod = require "pthcv.reader.state_dict"
+-- Names and classes come from the file: shown escaped (issue 11.5). esc is
+-- core.escape (\xNN, a backslash as \\); printable_line is the net over
+-- every line of the text report (control characters and bytes that are not
+-- UTF-8 as \xNN), and json_text keeps JSON's strings valid UTF-8.
+local esc = require("pthcv.core").escape
+local function printable_line(s) return require("pthcv.reader.inspect_modules").utf8_text(s, true) end
+local function json_text(s) return require("pthcv.reader.inspect_modules").utf8_text(s) end
 
 local M = {}
 M.max_items = 40 -- children shown per container in the text tree
@@ -64,7 +71,7 @@ local function describe(x)
   if ty == "bytes" then return (x.bytearray and "bytearray(b" or "b") .. quote(x.data, 40) .. (x.bytearray and ")" or "") end
   if ty == "complex" then return "complex(" .. num(x.re) .. ", " .. num(x.im) .. ")" end
   if ty == "bigint" then return tostring(x) end
-  if ty == "global" then return "global " .. x.name end
+  if ty == "global" then return "global " .. esc(x.name) end
   if ty == "tensor" then return tensor_str(x) end
   if ty == "dict" then
     local cls = OrderedDict.attrs(x).class
@@ -77,7 +84,7 @@ local function describe(x)
   end
   if ty == "object" then
     local kind = sdmod.is_module(x) and " (module)" or ""
-    return x.class .. kind, true
+    return esc(x.class) .. kind, true
   end
   return tostring(x)
 end
@@ -89,7 +96,7 @@ local function display_children(x)
   if ty == "dict" then
     for _, kv in ipairs(OrderedDict.items(x)) do
       local k = kv[1]
-      out[#out + 1] = { type(k) == "string" and k or describe(k), kv[2] }
+      out[#out + 1] = { type(k) == "string" and esc(k) or describe(k), kv[2] }
     end
   elseif ty == "list" or ty == "tuple" or ty == "set" then
     for i = 1, #x do out[#out + 1] = { string.format("[%d]", i - 1), x[i] } end
@@ -102,14 +109,14 @@ local function display_children(x)
         local sub = d[key]
         if OrderedDict.is(sub) then
           for _, kv in ipairs(OrderedDict.items(sub)) do
-            if kv[2] ~= values.None then out[#out + 1] = { kv[1], kv[2] }; any = true end
+            if kv[2] ~= values.None then out[#out + 1] = { esc(kv[1]), kv[2] }; any = true end
           end
         end
       end
       if not any then -- TorchScript: attributes
         for _, kv in ipairs(OrderedDict.items(d)) do
           local v = kv[2]
-          if Tensor.is(v) or sdmod.is_module(v) then out[#out + 1] = { kv[1], v } end
+          if Tensor.is(v) or sdmod.is_module(v) then out[#out + 1] = { esc(kv[1]), v } end
         end
       end
     else
@@ -117,7 +124,7 @@ local function display_children(x)
       if x.kwargs ~= nil then out[#out + 1] = { "kwargs", x.kwargs } end
       local d = sdmod.object_dict(x)
       if d then
-        for _, kv in ipairs(OrderedDict.items(d)) do out[#out + 1] = { tostring(kv[1]), kv[2] } end
+        for _, kv in ipairs(OrderedDict.items(d)) do out[#out + 1] = { esc(kv[1]), kv[2] } end
       elseif x.state ~= nil then
         out[#out + 1] = { "state", x.state }
       end
@@ -200,11 +207,11 @@ local function pad(s, n) return s .. string.rep(" ", n - #s) end
 function M.text(r, opts)
   opts = opts or {}
   local out = {}
-  local function add(s) out[#out + 1] = s end
+  local function add(s) out[#out + 1] = printable_line(s) end
   add("file: " .. r.path)
   add("format: " .. r.format)
   local g = {}
-  for _, x in ipairs(r.globals) do g[#g + 1] = x.name .. (x.unsafe and " (UNSAFE)" or "") end
+  for _, x in ipairs(r.globals) do g[#g + 1] = esc(x.name) .. (x.unsafe and " (UNSAFE)" or "") end
   add("globals (" .. #g .. "): " .. table.concat(g, ", "))
   add("")
   add("tree:")
@@ -220,7 +227,7 @@ function M.text(r, opts)
   local rows = {}
   for _, kv in ipairs(r.tensors) do
     local t = kv[2]
-    local row = { kv[1], t.dtype, shape_str(t), tostring(t.nbytes) }
+    local row = { esc(kv[1]), t.dtype, shape_str(t), tostring(t.nbytes) }
     rows[#rows + 1] = row
     w1, w2, w3 = math.max(w1, #row[1]), math.max(w2, #row[2]), math.max(w3, #row[3])
   end
@@ -232,7 +239,7 @@ function M.text(r, opts)
   end
   for _, m in ipairs(r.modules) do
     add("")
-    add("module" .. (m[1] ~= "" and (" '" .. m[1] .. "'") or "") .. ", as torch prints it:")
+    add("module" .. (m[1] ~= "" and (" '" .. esc(m[1]) .. "'") or "") .. ", as torch prints it:")
     for _, l in ipairs(m[2]) do add("  " .. l) end
   end
   add("")
@@ -242,7 +249,7 @@ function M.text(r, opts)
     add(string.format("parameters: %d (no state_dict found; all tensors counted)", r.parameters))
   elseif r.state_dict then
     add(string.format("parameters: %d, buffers: %d (state_dict%s: %d tensors%s)", r.parameters, r.buffers,
-        r.state_dict_at ~= "" and (" at '" .. r.state_dict_at .. "'") or "", #r.state_dict, how))
+        r.state_dict_at ~= "" and (" at '" .. esc(r.state_dict_at) .. "'") or "", #r.state_dict, how))
   else
     add(string.format("parameters: %d, buffers: %d (the modules' own)", r.parameters, r.buffers))
   end
@@ -264,7 +271,7 @@ function M.json_table(r)
   local tensors = {}
   for _, kv in ipairs(r.tensors) do
     local t = kv[2]
-    local e = { name = kv[1], dtype = t.dtype, shape = array(t.shape), stride = array(t.stride),
+    local e = { name = json_text(kv[1]), dtype = t.dtype, shape = array(t.shape), stride = array(t.stride),
                 offset = t.offset, numel = t.numel, bytes = t.nbytes,
                 storage_key = t.storage_key, storage_nbytes = t.storage_nbytes,
                 requires_grad = t.requires_grad, parameter = t.is_parameter }
@@ -275,16 +282,16 @@ function M.json_table(r)
     tensors[#tensors + 1] = e
   end
   local globals = {}
-  for _, g in ipairs(r.globals) do globals[#globals + 1] = { name = g.name, unsafe = g.unsafe } end
+  for _, g in ipairs(r.globals) do globals[#globals + 1] = { name = json_text(g.name), unsafe = g.unsafe } end
   local extra = require "pthcv.reader.inspect_modules"
   local names = {}
   for _, kv in ipairs(r.tensors) do if names[kv[2]] == nil then names[kv[2]] = kv[1] end end
   local modules = {}
-  for _, m in ipairs(r.modules or {}) do modules[#modules + 1] = { path = m[1], ["repr"] = table.concat(m[2], "\n") } end
+  for _, m in ipairs(r.modules or {}) do modules[#modules + 1] = { path = json_text(m[1]), ["repr"] = json_text(table.concat(m[2], "\n")) } end
   local j = { file = r.path, format = r.format, globals = array(globals), tensors = array(tensors),
               tensor_count = #r.tensors, tensor_bytes = r.tensor_bytes, parameters = r.parameters,
               buffers = r.buffers, modules = array(modules), values = extra.values(r.root, names) }
-  if r.state_dict then j.state_dict = { found_at = r.state_dict_at, count = #r.state_dict } end
+  if r.state_dict then j.state_dict = { found_at = json_text(r.state_dict_at), count = #r.state_dict } end
   return j
 end
 

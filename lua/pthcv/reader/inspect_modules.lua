@@ -190,7 +190,8 @@ local json_null
 
 -- JSON needs valid UTF-8: other bytes become \xNN text (and so do control
 -- characters with printable = true, for messages).
--- (issue 11.5: core.escape will do this for messages; use it once it lands)
+-- (Messages use core.escape, which also escapes the backslash; JSON escapes
+-- control characters itself.)
 local function utf8_text(s, printable)
   if printable then
     s = s:gsub("[%z\1-\31\127]", function(ch) return string.format("\\x%02x", ch:byte()) end)
@@ -223,11 +224,11 @@ local function convert(x, names, depth)
     return x
   end
   if ty == "str" then return utf8_text(x) end
-  if ty == "tensor" then return { tensor = names[x] or (x.dtype .. " [" .. table.concat(x.shape, ", ") .. "]") } end
+  if ty == "tensor" then return { tensor = names[x] and utf8_text(names[x]) or (x.dtype .. " [" .. table.concat(x.shape, ", ") .. "]") } end
   if ty == "bytes" then return { __bytes__ = #x.data } end
   if ty == "complex" then return { __complex__ = setmetatable({ x.re, x.im }, { __jsontype = "array" }) } end
   if ty == "bigint" then return tostring(x) end
-  if ty == "global" then return { __global__ = x.name } end
+  if ty == "global" then return { __global__ = utf8_text(x.name) } end
   if depth >= M.max_depth then return "..." end
   if ty == "list" or ty == "tuple" or ty == "set" then
     local a = setmetatable({}, { __jsontype = "array" })

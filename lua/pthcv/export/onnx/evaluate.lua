@@ -2,21 +2,25 @@
 -- own kernels before it is written, and refuses it when it does not
 -- compute what the forward pass computed.
 --
---   evaluate.check(g, x, output_name)   -- raises "... differs ... at node Relu_3 ..."
+--   evaluate.check(g, {input = x}, refs)   -- raises "... differs ... at node Relu_3 ..."
+--   evaluate.run(nodes, values, o)         -- the same loop for other graphs (Caffe's)
 --
--- Each node is evaluated as ONNX (opset 10) defines its op, from the graph
--- alone: its inputs are the graph's input x, the initializers (the tensors
--- the file holds) and the outputs of earlier nodes, never the traced
--- tensors. Every value the forward pass produced (graph.lua's g.refs: the
+-- Each node is evaluated as ONNX (at g.opset; the canonical forms of
+-- ops.lua too) defines its op, from the graph alone: its inputs are the
+-- graph's inputs, the initializers (the tensors the file holds) and the
+-- outputs of earlier nodes, never the traced tensors. Every value the forward pass produced (graph.lua's g.refs: the
 -- outputs of traced ops) is compared with it as soon as it is computed; the
--- first one not within TOL * max(1, max |forward value|) is refused, naming
+-- first one not within TOL (or the node's own node.tolerance: fold.lua's)
+-- * max(1, max |forward value|) is refused, naming
 -- the node, its op type, the module it was traced in and the difference.
 -- Values are freed after their last use.
 --
--- kernels[op_type] = function(ins, at, node) -> {outputs}: ins are the
--- input tensors (nil for an absent optional input), at the attributes by
--- name (floats rounded to float32, as the file holds them). An op type
--- with no kernel is refused: a graph that cannot be checked is not written.
+-- kernels[op_type] = function(ins, at, node, ctx) -> {outputs}: ins are
+-- the input tensors (nil for an absent optional input), at the attributes
+-- by name (floats rounded to float32, as the file holds them), ctx =
+-- {opset = n}. An op type with no kernel is refused: a graph that cannot
+-- be checked is not written. Resampling, padding and shape kernels are in
+-- evaluate_shape.lua.
 local ffi = require "ffi"
 local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
@@ -51,12 +55,15 @@ local function sym_pads(p)
   return { p[1], p[2] }
 end
 
--- the values of a small integer tensor (shapes, axes) as Lua numbers
+-- the values of a small tensor (shapes, axes, scalars; 0-d too) as Lua
+-- numbers (int64 through float64: exact below 2^53)
 local function ints(t)
-  local out = {}
-  for i, v in ipairs(t:reshape(-1):totable()) do out[i] = tonumber(v) end
+  local d = t:double():contiguous()
+  local p, out = d:data(), {}
+  for i = 0, d.numel - 1 do out[i + 1] = p[i] end
   return out
 end
+M.values = ints
 
 local function prod(list, i, j)
   local n = 1
@@ -122,27 +129,6 @@ K.MaxPool, K.AveragePool = pool("max"), pool("avg")
 K.GlobalAveragePool = function(ins) return { F.adaptive_avg_pool2d(ins[1], 1) } end
 K.GlobalMaxPool = function(ins) return { F.adaptive_max_pool2d(ins[1], 1) } end
 
--- ---- resampling and padding ------------------------------------------------------------
--- opset 10: output = floor(input * scale), source index floor(dst / scale)
-K.Resize = function(ins, at)
-  if (at.mode or "nearest") ~= "nearest" then unsupported("Resize mode " .. tostring(at.mode)) end
-  local s = ins[2]:totable()
-  if s[1] ~= 1 or s[2] ~= 1 then unsupported("Resize of the batch or channel dims") end
-  return { F.interpolate(ins[1], { scale_factor = { s[3], s[4] }, mode = "nearest" }) }
-end
-local PAD_MODE = { constant = "constant", reflect = "reflect", edge = "replicate" }
--- pads {x1_begin, x2_begin, ..., x1_end, x2_end, ...} -> torch's, last dim first
-K.Pad = function(ins, at)
-  local x = ins[1]
-  local nd, p = x.ndim, at.pads
-  local mode = PAD_MODE[at.mode or "constant"]
-  if not mode then unsupported("Pad mode " .. tostring(at.mode)) end
-  local pads = {}
-  for d = nd, 1, -1 do pads[#pads + 1] = p[d]; pads[#pads + 1] = p[nd + d] end
-  while #pads > 2 and pads[#pads] == 0 and pads[#pads - 1] == 0 do pads[#pads] = nil; pads[#pads] = nil end
-  return { F.pad(x, pads, mode, at.value or 0) }
-end
-
 -- ---- elementwise -----------------------------------------------------------------------
 local BIN = Tensor.binary_ops
 for op, code in pairs { Add = BIN.add, Sub = BIN.sub, Mul = BIN.mul, Div = BIN.div, Max = BIN.max, Min = BIN.min } do
@@ -156,7 +142,14 @@ end
 K.Relu = function(ins) return { F.relu(ins[1]) } end
 K.Sigmoid = function(ins) return { F.sigmoid(ins[1]) } end
 K.Tanh = function(ins) return { F.tanh(ins[1]) } end
-K.Clip = function(ins, at) return { F.clamp(ins[1], at.min, at.max) } end
+-- bounds: attributes (opset 10, the canonical form) or inputs (from 11)
+K.Clip = function(ins, at)
+  local lo, hi = at.min, at.max
+  if ins[2] then lo = ints(ins[2])[1] end
+  if ins[3] then hi = ints(ins[3])[1] end
+  return { F.clamp(ins[1], lo, hi) }
+end
+K.Identity = function(ins) return { ins[1]:clone() } end
 K.LeakyRelu = function(ins, at) return { F.leaky_relu(ins[1], at.alpha or as_f32(0.01)) } end
 K.Elu = function(ins, at) return { F.elu(ins[1], at.alpha or 1) } end
 -- max(0, min(1, alpha x + beta))
@@ -165,6 +158,8 @@ K.HardSigmoid = function(ins, at)
 end
 -- x for x >= 0, slope x below
 K.PRelu = function(ins) return { F.relu(ins[1]) + ins[2] * F.minimum(ins[1], 0) } end
+-- x * HardSigmoid(x; 1/6, 1/2) (opset 14)
+K.HardSwish = function(ins) return { ins[1] * F.clamp(ins[1] * as_f32(1 / 6) + 0.5, 0, 1) } end
 
 -- erf in double precision: its Maclaurin series below 2.5, the continued
 -- fraction of erfc above (both to ~1e-15), +-1 beyond 6.
@@ -196,11 +191,17 @@ K.Erf = function(ins)
 end
 
 -- ---- softmax, reductions ----------------------------------------------------------------
--- opset < 13: the input seen as 2-d [before axis, from axis on], normalised per row
+-- opset < 13: the input seen as 2-d [before axis, from axis on], normalised
+-- per row; from 13 (and the canonical form): over the one axis
 local function softmax(log)
-  return function(ins, at)
+  return function(ins, at, _, ctx)
     local x = ins[1]
     local shape, nd = x.shape, x.ndim
+    if ctx.opset >= 13 then
+      local axis = at.axis or -1
+      if axis < 0 then axis = axis + nd end
+      return { log and F.log_softmax(x, axis) or F.softmax(x, axis) }
+    end
     local axis = at.axis or 1
     if axis < 0 then axis = axis + nd end
     local x2 = x:reshape(prod(shape, 1, axis), prod(shape, axis + 1, nd))
@@ -209,51 +210,14 @@ local function softmax(log)
   end
 end
 K.Softmax, K.LogSoftmax = softmax(false), softmax(true)
+-- axes: an attribute, or ReduceSum's input from opset 13
 for op, fn in pairs { ReduceSum = "sum", ReduceMean = "mean", ReduceMax = "amax", ReduceMin = "amin" } do
-  K[op] = function(ins, at) return { F[fn](ins[1], at.axes, (at.keepdims or 1) ~= 0) } end
-end
-
--- ---- shapes ------------------------------------------------------------------------------
-K.Flatten = function(ins, at)
-  local x = ins[1]
-  local shape, axis = x.shape, at.axis or 1
-  if axis < 0 then axis = axis + x.ndim end
-  return { x:reshape(prod(shape, 1, axis), prod(shape, axis + 1, x.ndim)) }
-end
--- shape: 0 copies the input's dim, -1 is inferred
-K.Reshape = function(ins)
-  local x, shape = ins[1], ints(ins[2])
-  for i, s in ipairs(shape) do if s == 0 then shape[i] = x.shape[i] end end
-  return { x:reshape(shape) }
-end
-K.Transpose = function(ins, at)
-  local x = ins[1]
-  local perm = {}
-  for i = 1, x.ndim do perm[i] = (at.perm and at.perm[i] or (x.ndim - i)) + 1 end
-  return { x:permute(perm) }
-end
-local DTYPE_NAME = {}
-for name, id in pairs(proto.DTYPE) do DTYPE_NAME[id] = name end
-K.Cast = function(ins, at) return { ins[1]:to(DTYPE_NAME[at.to] or unsupported("Cast to " .. tostring(at.to))) } end
--- data, starts, ends [, axes [, steps]] (opset 10)
-K.Slice = function(ins)
-  local y = ins[1]
-  local starts, ends = ints(ins[2]), ints(ins[3])
-  local axes = ins[4] and ints(ins[4])
-  if ins[5] then for _, s in ipairs(ints(ins[5])) do if s ~= 1 then unsupported("Slice steps") end end end
-  for i = 1, #starts do
-    local axis = axes and axes[i] or (i - 1)
-    if axis < 0 then axis = axis + y.ndim end
-    local n = y.shape[axis + 1]
-    local s, e = starts[i], ends[i]
-    if s < 0 then s = s + n end
-    if e < 0 then e = e + n end
-    s, e = math.min(math.max(s, 0), n), math.min(math.max(e, 0), n)
-    y = y:narrow(axis + 1, s + 1, math.max(0, e - s))
+  K[op] = function(ins, at)
+    local axes = at.axes
+    if ins[2] then axes = ints(ins[2]) end
+    return { F[fn](ins[1], axes, (at.keepdims or 1) ~= 0) }
   end
-  return { y }
 end
-K.Concat = function(ins, at) return { F.cat(ins, at.axis) } end
 
 -- ---- the check ---------------------------------------------------------------------------
 -- max |got - want| and max |want| (NaN where exactly one of them is NaN: inf)
@@ -278,34 +242,48 @@ end
 
 local function shape_str(t) return "[" .. table.concat(t.shape, ", ") .. "]" end
 
-local function compare(node, name, got, want)
+-- o.form: what the graph is, for messages ("opset-11 ONNX", "Caffe")
+local function compare(node, name, got, want, o)
   local where = string.format("node %s (%s, output %s) in %s", node.name, node.op, name, node.where)
   if not Tensor.is(got) then refuse("the exported graph's " .. where .. " computed no tensor") end
   local same = got.ndim == want.ndim
   for d = 1, got.ndim do same = same and got.shape[d] == want.shape[d] end
   if not same then
-    refuse(string.format("the exported graph differs from the forward pass at %s: shape %s instead of %s; "
-                         .. "nothing was written", where, shape_str(got), shape_str(want)))
+    refuse(string.format("the exported graph differs from the forward pass%s at %s: shape %s instead of %s; "
+                         .. "nothing was written", o.at or "", where, shape_str(got), shape_str(want)))
   end
   local diff, scale = difference(got, want)
-  if not (diff <= M.TOL * math.max(1, scale)) then
-    refuse(string.format("the exported graph differs from the forward pass at %s: max |difference| %.3g > %g "
+  local tol = node.tolerance or M.TOL
+  if not (diff <= tol * math.max(1, scale)) then
+    refuse(string.format("the exported graph differs from the forward pass%s at %s: max |difference| %.3g > %g "
                          .. "(largest |value| %.3g); nothing was written. The forward computed this value in a way "
-                         .. "its ONNX form does not (a traced tensor changed in place, or an op without a faithful "
-                         .. "opset-%d form)", where, diff, M.TOL * math.max(1, scale), scale, ops.OPSET))
+                         .. "its %s form does not (a traced tensor changed in place, or an op without a faithful "
+                         .. "form)", o.at or "", where, diff, tol * math.max(1, scale), scale, o.form or "ONNX"))
   end
 end
 
--- Evaluates g's nodes on x (the graph input "input") and compares every
--- traced value; output: the graph output's name.
-function M.check(g, x, output)
-  local env, owners, kept = { input = x }, {}, { [x] = true }
-  for name, t in pairs(g.init_of) do env[name] = t; kept[t] = true end
-  local last = { [output] = math.huge }
-  for i, n in ipairs(g.nodes) do for _, nm in ipairs(n.inputs) do last[nm] = i end end
+-- Evaluates nodes in order on values (name -> tensor: the graph inputs and
+-- constants, never released) and compares every output that o.refs holds
+-- (name -> the forward pass's value). A node reads the forward's value of
+-- each input the graph computed and the forward holds: what is compared
+-- is each node's own error, not the rounding of the nodes before it (a
+-- decomposed op, such as ReLU6 as 6 * HardSigmoid(x / 6), differs from the
+-- fused kernel by an ulp, and that would grow through a deep network);
+-- a value no node computes is refused all the same. o.kernels (default: ONNX's), o.attrs
+-- (node -> attributes by name; default: the ONNX node's), o.ctx (passed to
+-- kernels), o.form and o.at (messages), o.shapes (a table: filled with each
+-- value's shape), o.outputs (names the graph must compute). Values are
+-- released after their last use.
+function M.run(nodes, values, o)
+  local kernels, attrs, ctx, refs = o.kernels or K, o.attrs or attrs_of, o.ctx or {}, o.refs
+  local env, owners, kept, const = {}, {}, {}, {}
+  for name, t in pairs(values) do env[name] = t; kept[t] = true; const[name] = true end
+  local last = {}
+  for _, name in ipairs(o.outputs or {}) do last[name] = math.huge end
+  for i, n in ipairs(nodes) do for _, nm in ipairs(n.inputs) do last[nm] = math.max(last[nm] or 0, i) end end
   local function drop(nm, i)
     local v = env[nm]
-    if v == nil or (last[nm] or 0) > i or g.init_of[nm] or nm == "input" then return end
+    if v == nil or (last[nm] or 0) > i or const[nm] then return end
     env[nm] = nil
     owners[v] = owners[v] - 1
     if owners[v] == 0 then
@@ -313,35 +291,59 @@ function M.check(g, x, output)
       if not kept[v] then release(v) end
     end
   end
-  for i, node in ipairs(g.nodes) do
-    local kernel = K[node.op]
-    if not kernel then
-      refuse("cannot check node " .. node.name .. " (" .. node.op .. ", in " .. node.where .. "): the evaluator "
-             .. "has no kernel for op type " .. node.op .. " (lua/pthcv/export/onnx/evaluate.lua)")
-    end
+  local function fail(node, msg)
+    refuse("cannot check node " .. node.name .. " (" .. node.op .. ", in " .. tostring(node.where) .. "): " .. msg)
+  end
+  for i, node in ipairs(nodes) do
+    local kernel = kernels[node.op]
+    if not kernel then fail(node, "the evaluator has no kernel for " .. (o.form or "ONNX") .. " op type " .. node.op) end
     local ins = {}
     for j, nm in ipairs(node.inputs) do
       if nm ~= "" then
         ins[j] = env[nm]
         if ins[j] == nil then refuse("node " .. node.name .. " reads " .. nm .. ", which no earlier node computes") end
+        if refs and refs[nm] and not const[nm] then ins[j] = refs[nm] end
       end
     end
-    local ok, outs = pcall(kernel, ins, attrs_of(node), node)
-    if not ok then
-      refuse("cannot check node " .. node.name .. " (" .. node.op .. ", in " .. node.where .. "): " .. tostring(outs))
-    end
+    local ok, outs = pcall(kernel, ins, attrs(node), node, ctx)
+    if not ok then fail(node, tostring(outs)) end
     for j, nm in ipairs(node.outputs) do
       local y = outs[j]
       env[nm] = y
-      if y ~= nil then owners[y] = (owners[y] or 0) + 1 end
-      local want = g.refs[nm]
-      if want then compare(node, nm, y, want) end
+      if y ~= nil then
+        owners[y] = (owners[y] or 0) + 1
+        if o.shapes then o.shapes[nm] = { unpack(y.shape) } end
+      end
+      local want = refs and refs[nm]
+      if want then compare(node, nm, y, want, o) end
     end
     for _, nm in ipairs(node.inputs) do drop(nm, i) end
     for _, nm in ipairs(node.outputs) do drop(nm, i) end
   end
-  if env[output] == nil and g.refs[output] then refuse("the graph output " .. output .. " is computed by no node") end
+  for _, name in ipairs(o.outputs or {}) do
+    if env[name] == nil then refuse("the graph output " .. name .. " is computed by no node") end
+  end
+  local results = {}
+  for _, name in ipairs(o.outputs or {}) do results[name] = env[name]; kept[env[name]] = true end
   for nm in pairs(env) do drop(nm, math.huge) end
+  return results
 end
+
+-- Evaluates g's nodes (ONNX at g.opset) on inputs (name -> tensor) with its
+-- initializers and compares every traced value with refs (default g.refs);
+-- o: {shapes = {}, at = " at input [2, 3, 256, 256]"}.
+function M.check(g, inputs, refs, o)
+  o = o or {}
+  local values = {}
+  for name, t in pairs(g.init_of) do values[name] = t end
+  for name, t in pairs(inputs) do values[name] = t end
+  local outputs = {}
+  for _, out in ipairs(g.outputs or {}) do outputs[#outputs + 1] = out.name end
+  M.run(g.nodes, values, { refs = refs or g.refs, ctx = { opset = g.opset or ops.OPSET }, shapes = o.shapes,
+                           form = "opset-" .. tostring(g.opset or ops.OPSET) .. " ONNX", at = o.at,
+                           outputs = outputs })
+end
+
+require("pthcv.export.onnx.evaluate_shape")(M, { unsupported = unsupported, ints = ints, prod = prod })
 
 return M

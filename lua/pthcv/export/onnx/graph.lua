@@ -11,7 +11,8 @@
 --   g.refs[name]   the forward pass's value of a traced name (a reference of
 --                  its own, so that the model's release() of the tensor
 --                  does not free it before the check)
---   g.inits[i]     {name = ..., tensor = ...}: exactly what the file holds
+--   g.inits[i]     {name = ..., tensor = ..., source_dtype = ...}: exactly
+--                  what the file holds, and the dtype the model held it in
 local Tensor = require "pthcv.tensor"
 local proto = require "pthcv.export.onnx.proto"
 local release = require "pthcv.nn.release"
@@ -24,6 +25,13 @@ Graph.__index = Graph
 
 local function refuse(msg) error("pthcv: export_onnx: " .. msg, 0) end
 M.refuse = refuse
+
+-- A node's attributes by name (their values, as written).
+function M.attrs(node)
+  local t = {}
+  for _, a in ipairs(node.attrs) do t[a[1]] = a[3] end
+  return t
+end
 
 -- param_names: tensor -> its state_dict name (initializers take them).
 function M.new(param_names)
@@ -87,7 +95,7 @@ function Graph:input(t, hint)
   self.used_names[name] = true
   self.names[t] = name
   self.keep[#self.keep + 1] = t
-  self.inits[#self.inits + 1] = { name = name, tensor = init }
+  self.inits[#self.inits + 1] = { name = name, tensor = init, source_dtype = t.dtype }
   self.init_of[name] = init
   return name
 end
@@ -131,11 +139,34 @@ end
 -- A node with one fresh intermediate output; returns its name.
 function Graph:op(op, inputs, attrs) return self:node(op, inputs, { self:fresh("t") }, attrs) end
 
+-- Renames value old to new everywhere (nodes, references, initializers).
+function Graph:rename(old, new)
+  if old == new then return end
+  for _, n in ipairs(self.nodes) do
+    for i, nm in ipairs(n.inputs) do if nm == old then n.inputs[i] = new end end
+    for i, nm in ipairs(n.outputs) do if nm == old then n.outputs[i] = new end end
+  end
+  self.refs[new], self.refs[old] = self.refs[old], nil
+  self.origin[new], self.origin[old] = self.origin[old], nil
+  for t, nm in pairs(self.names) do if nm == old then self.names[t] = new end end
+  self.used_names[new] = true
+end
+
+-- The initializers some node reads (the others, such as a reshape's
+-- traced shape that --dynamic replaced, are not written).
+function Graph:used_inits()
+  local used = {}
+  for _, n in ipairs(self.nodes) do for _, nm in ipairs(n.inputs) do used[nm] = true end end
+  local out = {}
+  for _, e in ipairs(self.inits) do if used[e.name] then out[#out + 1] = e end end
+  return out
+end
+
 -- The nodes and initializers as proto messages (GraphProto's fields).
 function Graph:to_proto()
   local nodes, inits = {}, {}
   for i, n in ipairs(self.nodes) do nodes[i] = proto.node(n.op, n.inputs, n.outputs, n.name, n.attrs) end
-  for i, e in ipairs(self.inits) do inits[i] = proto.tensor(e.name, e.tensor) end
+  for i, e in ipairs(self:used_inits()) do inits[i] = proto.tensor(e.name, e.tensor) end
   return nodes, inits
 end
 

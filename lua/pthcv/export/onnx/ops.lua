@@ -1,4 +1,4 @@
--- lua/pthcv/export/onnx/ops.lua: how each traced op is written as ONNX (opset 10).
+-- lua/pthcv/export/onnx/ops.lua: how each traced op is written as ONNX nodes.
 --
 -- handlers["F.relu"], handlers["Tensor.view"], ...: function(g, a, r)
 -- called after the op ran (trace.lua), with a = its operands (a[1..a.n]:
@@ -6,15 +6,28 @@
 -- (lua/pthcv/nn/args.lua: defaults applied, dims from 0), and r = its
 -- results. It appends nodes to the graph g (graph.lua) and names the
 -- result with g:output(r[1], name). Shapes are the ones the traced pass
--- produced, so reshapes are written with constant target shapes. Every
--- node type written here has an evaluator in evaluate.lua, which checks
--- the graph against the forward pass before anything is written.
+-- produced: reshapes are written with constant target shapes and marked
+-- (node.reshape = {from = shape, to = shape}) so that --dynamic can
+-- compute them in the graph instead (dynamic.lua). Every node type
+-- written here has a kernel in evaluate.lua, which checks the graph
+-- against the forward pass before anything is written.
+--
+-- Handlers write the canonical form of the opset-dependent ops, which
+-- lower.lua rewrites for the chosen opset (10 to 17) and the Caffe writer
+-- reads as it is: Clip with min/max attributes, Pad with pads/value
+-- attributes, Resize with mode, coordinate_transformation_mode,
+-- nearest_mode and scales or sizes attributes (no inputs but the data),
+-- Softmax/LogSoftmax over the one axis (opset 13's meaning), ReduceSum
+-- with an axes attribute, HardSwish. Other node types mean the same at
+-- every opset from 10 to 17 and are written as they will be in the file.
 local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
 local proto = require "pthcv.export.onnx.proto"
 local graph = require "pthcv.export.onnx.graph"
 
 local refuse = graph.refuse
+-- OPSET: the oldest opset pthcv writes; the node types handlers write
+-- besides the canonical ones mean the same from it to 17
 local M = { handlers = {}, OPSET = 10 }
 local H = M.handlers
 
@@ -41,8 +54,7 @@ local function activation(g, act, x)
   if kind == "tanh" then return g:op("Tanh", { x }) end
   if kind == "silu" then return g:op("Mul", { x, g:op("Sigmoid", { x }) }) end
   if kind == "hardsigmoid" then return g:op("HardSigmoid", { x }, HS) end
-  -- HardSwish is opset 14, which OpenCV 4.6 does not read
-  if kind == "hardswish" then return g:op("Mul", { x, g:op("HardSigmoid", { x }, HS) }) end
+  if kind == "hardswish" then return g:op("HardSwish", { x }) end -- lowered below opset 14
   if kind == "gelu" then -- 0.5 x (1 + erf(x / sqrt 2))
     local e = g:op("Erf", { g:op("Div", { x, g:scalar(SQRT2) }) })
     return g:op("Mul", { g:op("Mul", { x, g:op("Add", { e, g:scalar(1) }) }), g:scalar(0.5) })
@@ -131,9 +143,16 @@ local function linear_nodes(g, x_t, w, b, rec)
   end
   return activation(g, rec.act, y)
 end
+-- a[1]: the pack: its weights are pk.weight (pthcv.nn's layers) or
+-- pk.weight_ref[1] (pthcv.jit's fused packs, which hold them weakly)
 H["F.linear_packed"] = function(g, a, r)
   local pk = a[1]
-  g:output(r[1], linear_nodes(g, a[2], pk.weight, pk.bias, a.rec))
+  local w = pk.weight or (pk.weight_ref and pk.weight_ref[1])
+  if not w then
+    refuse(g.where .. ": F.linear_packed runs a pack that holds no copy of its weights, and pthcv cannot read "
+           .. "them back from a linear pack: the graph cannot hold them")
+  end
+  g:output(r[1], linear_nodes(g, a[2], w, pk.bias, a.rec))
 end
 H["F.linear"] = function(g, a, r) g:output(r[1], linear_nodes(g, a[1], a[2], a[3], a.rec)) end
 
@@ -211,15 +230,29 @@ H["F.adaptive_avg_pool2d"] = adaptive("GlobalAveragePool", "AveragePool", "adapt
 H["F.adaptive_max_pool2d"] = adaptive("GlobalMaxPool", "MaxPool", "adaptive_max_pool2d")
 
 -- ---- resampling and padding ------------------------------------------------------------
+-- Resize in the canonical form (lower.lua writes the opset's inputs):
+-- nearest as ONNX's asymmetric/floor, bilinear as half_pixel (torch's
+-- align_corners=False, also for an output size of 1) or align_corners;
+-- the scale factors when torch computes the source index from them, else
+-- the output's height and width (lower.lua writes factors when they are
+-- whole numbers: the same source index, and nothing that names the batch).
 H["F.interpolate"] = function(g, a, r)
-  local x, y = a[1], r[1]
-  if a.rec.mode ~= "nearest" then
-    refuse("interpolate mode '" .. a.rec.mode .. "': opset 10's Resize has no coordinate modes to match torch's "
-           .. "bilinear; only 'nearest' is exported")
+  local x, y, rec = a[1], r[1], a.rec
+  local attrs
+  if rec.mode == "nearest" then
+    attrs = { { "mode", "string", "nearest" }, { "coordinate_transformation_mode", "string", "asymmetric" },
+              { "nearest_mode", "string", "floor" } }
+  else
+    attrs = { { "mode", "string", "linear" },
+              { "coordinate_transformation_mode", "string", rec.align_corners and "align_corners" or "half_pixel" } }
   end
-  local scales = { 1, 1, y.shape[3] / x.shape[3], y.shape[4] / x.shape[4] }
-  g:output(y, g:op("Resize", { g:input(x), g:constant(scales, "float32", { 4 }, "scales") },
-                   { { "mode", "string", "nearest" } }))
+  if rec.scale[1] ~= 0 and not rec.align_corners then
+    attrs[#attrs + 1] = { "scales", "floats", { 1, 1, rec.scale[1], rec.scale[2] } }
+  else
+    attrs[#attrs + 1] = { "sizes", "ints", { y.shape[3], y.shape[4] } } -- H, W
+  end
+  g:output(y, g:op("Resize", { g:input(x) }, attrs))
+  g.nodes[#g.nodes].in_shape = x.shape
 end
 
 local PAD_MODE = { constant = "constant", reflect = "reflect", replicate = "edge" }
@@ -239,19 +272,15 @@ H["F.pad"] = function(g, a, r)
 end
 
 -- ---- softmax ------------------------------------------------------------------------------
--- Before opset 13, Softmax(axis) normalises over all dims from axis on: the
--- same as torch's only when the dims after it are 1.
-local function softmax(op, fname)
+-- over the one axis (lower.lua keeps that meaning before opset 13)
+local function softmax(op)
   return function(g, a, r)
-    local x, d = a[1], a.rec.dim
-    for i = d + 2, x.ndim do
-      if x.shape[i] ~= 1 then refuse(fname .. " over dim " .. d .. " with later dims > 1 has no opset-10 form") end
-    end
-    g:output(r[1], g:op(op, { g:input(x) }, { { "axis", "int", d } }))
+    g:output(r[1], g:op(op, { g:input(a[1]) }, { { "axis", "int", a.rec.dim } }))
+    g.nodes[#g.nodes].in_shape = a[1].shape
   end
 end
-H["F.softmax"] = softmax("Softmax", "softmax")
-H["F.log_softmax"] = softmax("LogSoftmax", "log_softmax")
+H["F.softmax"] = softmax("Softmax")
+H["F.log_softmax"] = softmax("LogSoftmax")
 
 -- ---- elementwise arithmetic and reductions -----------------------------------------------
 local BIN = { add = "Add", sub = "Sub", mul = "Mul", div = "Div", maximum = "Max", minimum = "Min" }
@@ -273,6 +302,15 @@ for name, op in pairs(REDUCE) do
 end
 
 -- ---- shapes (layout records: Tensor.layout, dims from 0) ------------------------------------
+-- A Reshape of value x (of shape from) to the shape to, marked for
+-- --dynamic (dynamic.lua); returns the result's name.
+local function reshape_node(g, x, from, to)
+  local y = g:op("Reshape", { x, g:ints(to, "shape") })
+  g.nodes[#g.nodes].reshape = { from = { unpack(from) }, to = { unpack(to) } }
+  return y
+end
+M.reshape_node = reshape_node
+
 -- Any reshape (view, flatten, squeeze, ...): Flatten for [N, rest], else
 -- Reshape to the traced shape.
 local function reshape(g, a, r)
@@ -280,7 +318,7 @@ local function reshape(g, a, r)
   if y.ndim == 2 and x.ndim > 2 and y.shape[1] == x.shape[1] then
     g:output(y, g:op("Flatten", { g:input(x) }, { { "axis", "int", 1 } }))
   else
-    g:output(y, g:op("Reshape", { g:input(x), g:ints(y.shape, "shape") }))
+    g:output(y, reshape_node(g, g:input(x), x.shape, y.shape))
   end
 end
 for _, k in ipairs { "F.flatten", "F.reshape", "F.view", "F.squeeze", "F.unsqueeze", "Tensor.view", "Tensor.reshape",
@@ -339,7 +377,7 @@ H["F.stack"] = function(g, a, r)
   for i, x in ipairs(a[1]) do
     local shape = { unpack(x.shape) }
     table.insert(shape, d + 1, 1)
-    names[i] = g:op("Reshape", { g:input(x), g:ints(shape, "shape") })
+    names[i] = reshape_node(g, g:input(x), x.shape, shape)
   end
   g:output(r[1], g:op("Concat", names, { { "axis", "int", d } }))
 end
@@ -353,16 +391,18 @@ H["F.channel_shuffle"] = function(g, a, r)
   local perm = {}
   for i = 1, #split do perm[i] = i - 1 end
   perm[2], perm[3] = 2, 1
-  local t = g:op("Transpose", { g:op("Reshape", { g:input(x), g:ints(split, "shape") }) }, { { "perm", "ints", perm } })
-  g:output(r[1], g:op("Reshape", { t, g:ints(s, "shape") }))
+  local t = g:op("Transpose", { reshape_node(g, g:input(x), s, split) }, { { "perm", "ints", perm } })
+  local shuffled = { unpack(split) }
+  shuffled[2], shuffled[3] = split[3], split[2]
+  g:output(r[1], reshape_node(g, t, shuffled, s))
 end
 H["F.pixel_shuffle"] = function(g, a, r)
   local x, f = a[1], a.rec.upscale_factor
   local n, c, h, w = unpack(x.shape)
   local oc = c / (f * f)
-  local t = g:op("Reshape", { g:input(x), g:ints({ n, oc, f, f, h, w }, "shape") })
+  local t = reshape_node(g, g:input(x), x.shape, { n, oc, f, f, h, w })
   t = g:op("Transpose", { t }, { { "perm", "ints", { 0, 1, 4, 2, 5, 3 } } })
-  g:output(r[1], g:op("Reshape", { t, g:ints(r[1].shape, "shape") }))
+  g:output(r[1], reshape_node(g, t, { n, oc, h, f, w, f }, r[1].shape))
 end
 
 return M

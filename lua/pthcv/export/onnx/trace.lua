@@ -107,7 +107,7 @@ function M.run(g, model, fn)
     if touches(g.traced, a) then
       if is_tensor(res[2]) and rawequal(res[2], a[1]) then return end -- it returned its input (dropout, ...)
       local handler = ops.handlers[op]
-      if not handler then refuse(op .. " has no ONNX form (opset " .. ops.OPSET .. ")") end
+      if not handler then refuse(op .. " has no ONNX form") end
       local r = {}
       for i = 2, res.n do r[i - 1] = res[i] end
       handler(g, a, r)

@@ -1,0 +1,92 @@
+-- lua/pthcv/quant/fuse.lua: the groups an int8 model runs as one kernel
+-- call. pthcv.models' forwards are torchvision's, and float32 fuses them
+-- through pthcv.nn.plan, whose replay runs float32 packs only. int8 needs
+-- the fusion in the model itself, where torch's quantized models have it
+-- (torch.ao.quantization.fuse_modules, FloatFunctional's adds): one pack per
+-- convolution with its BatchNorm folded, its ReLU and the block's residual
+-- add, which pthcv.quant then replaces by an int8 pack (quant/slots.lua).
+--
+-- M.install(model) gives the model's ResNet stems and blocks and its
+-- inverted residuals (MobileNetV2's) forwards that run such packs (as
+-- instance fields: the classes are untouched), turns the plan off for every
+-- module of the model, and prepares it again. Sequentials fuse their own
+-- conv + BatchNorm + activation steps (nn/containers.lua).
+local F = require "pthcv.nn.functional"
+local release = require "pthcv.nn.release"
+
+local M = {}
+local RELU = { kind = "relu" }
+
+local function claim_packs(self, names)
+  for _, n in ipairs(names) do
+    local conv, bn = self["conv" .. n], self["bn" .. n]
+    conv:claim()
+    rawset(self, "_c" .. n, conv:make_pack(bn, RELU))
+  end
+end
+
+-- relu(bn_last(conv_last(y)) + identity): the add and the ReLU in the last
+-- convolution's pack (pthcv.quant: an int8 add after it when torch has one)
+local function block_forward(last)
+  return function(self, x)
+    local identity = x
+    if self.downsample then identity = self.downsample(x) end
+    local y = x
+    for n = 1, last do
+      local t = F.conv2d_packed(self["_c" .. n], y, n == last and identity or nil)
+      if not rawequal(y, x) then release(y) end
+      y = t
+    end
+    release(identity, x)
+    return y
+  end
+end
+
+local FUSED = {
+  ResNet = {
+    prepare = function(self)
+      self.conv1:claim()
+      rawset(self, "_stem", self.conv1:make_pack(self.bn1, RELU))
+    end,
+    forward = function(self, x)
+      local y = F.conv2d_packed(self._stem, x)
+      for _, name in ipairs({ "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool" }) do
+        local t = self[name](y)
+        release(y, t)
+        y = t
+      end
+      local out = self.fc(F.flatten(y, 1))
+      release(y, out)
+      return out
+    end,
+  },
+  BasicBlock = { prepare = function(self) claim_packs(self, { 1, 2 }) end, forward = block_forward(2) },
+  Bottleneck = { prepare = function(self) claim_packs(self, { 1, 2, 3 }) end, forward = block_forward(3) },
+  -- x + conv(x): the add in the last step's kernel (Sequential's residual)
+  InvertedResidual = {
+    applies = function(m) return m.conv ~= nil and m.use_res_connect ~= nil end,   -- MobileNetV2's
+    forward = function(self, x)
+      if self.use_res_connect and self.conv:accepts_residual() then return self.conv(x, x) end
+      local y = self.conv(x)
+      if not self.use_res_connect then return y end
+      local z = F.add(y, x)
+      release(y)
+      return z
+    end,
+  },
+}
+
+function M.install(model)
+  for _, m in ipairs(model:modules()) do
+    local f = FUSED[m:typename()]
+    if f and (not f.applies or f.applies(m)) then
+      if f.prepare then rawset(m, "prepare", f.prepare) end
+      rawset(m, "forward", f.forward)
+    end
+    m:plan(false)
+  end
+  model:eval()   -- prepares the tree again, with the fused packs
+  return model
+end
+
+return M

@@ -1,0 +1,200 @@
+-- spec/quant_spec.lua: int8 inference (pthcv.quant).
+-- Runs on the fixtures spec/fixtures/make_quant_fixtures.py writes (tools/
+-- run-specs does, into PTHCV_QUANT, when torch, torchvision and sklearn are
+-- importable); without them the checks on real data are pending.
+--   * module:quantize on a CNN torch trained on the handwritten digits of
+--     sklearn: top-1 at most 1 point below float32, for each method;
+--   * torch's own int8 models (torchvision's quantizable resnet18, resnet50,
+--     mobilenet_v2 quantized by torch with the qnnpack engine): the same
+--     outputs as torch's (within one step of their last layer's scale; in
+--     practice the same bits).
+local pthcv = require "pthcv"
+local json = require "dkjson"
+local support = require "support"
+local nn = pthcv.nn
+
+local dir = os.getenv("PTHCV_QUANT")
+if dir == "" then dir = nil end
+
+local function max_abs(t) return math.max(t:max(), -t:min()) end
+
+-- the digits CNN of make_quant_fixtures.py, written with pthcv.nn
+local function digits_cnn()
+  return nn.Sequential(
+    nn.Conv2d(1, 16, 3, { padding = 1 }), nn.BatchNorm2d(16), nn.ReLU(),
+    nn.Conv2d(16, 32, 3, { padding = 1 }), nn.BatchNorm2d(32), nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Conv2d(32, 64, 3, { padding = 1 }), nn.BatchNorm2d(64), nn.ReLU(),
+    nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    nn.Linear(64, 10))
+end
+
+local function top1(logits, labels)
+  local _, idx = logits:topk(1)
+  local ok = 0
+  for i = 1, labels.shape[1] do
+    if idx:get(i, 1) - 1 == labels:get(i) then ok = ok + 1 end
+  end
+  return ok / labels.shape[1]
+end
+
+-- a small model with every kind of layer quantize handles, on random data
+local function small_model()
+  local m = nn.Sequential(nn.Conv2d(3, 8, 3, { padding = 1 }), nn.BatchNorm2d(8), nn.ReLU6(),
+                          nn.Conv2d(8, 8, 3, { padding = 1, groups = 8 }), nn.Hardswish(),
+                          nn.MaxPool2d(2), nn.Conv2d(8, 16, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(16, 5))
+  -- trained-like: random weights, biases and BatchNorm statistics
+  local sd = {}
+  for i, kv in ipairs(m:state_dict():items()) do
+    local name, t = kv[1], kv[2]
+    if t.dtype == "float32" then
+      local v = pthcv.randn(t.shape, { seed = i }) * 0.3
+      if name:find("running_var") or name:find("1%.weight") then v = v * 0.3 + 1 end
+      sd[#sd + 1] = { name, v }
+    else
+      sd[#sd + 1] = { name, t }
+    end
+  end
+  m:load_state_dict(sd)
+  return m
+end
+
+describe("int8 (pthcv.quant)", function()
+  it("quantizes a model in place: int8 packs, float32 outputs, close to float32", function()
+    local m = small_model():eval()
+    local x = pthcv.randn({ 2, 3, 16, 16 }, { seed = 7 })
+    local y0 = m(x)
+    assert.are.equal(m, m:quantize{ calibration = { x, pthcv.randn({ 1, 3, 16, 16 }, { seed = 8 }) } })
+    local y = m(x)
+    assert.are.equal("float32", y.dtype)
+    assert.are.same(y0.shape, y.shape)
+    local err = max_abs(y - y0) / max_abs(y0)
+    assert.is_true(err < 0.05, "int8 is " .. err .. " of the float32 output's scale away")
+    assert.is_true(err > 0, "the int8 model gives the float32 bits: nothing was quantized")
+  end)
+
+  it("gives the same bits at 1, 2 and 3 threads", function()
+    local m = small_model():eval()
+    local x = pthcv.randn({ 1, 3, 16, 16 }, { seed = 9 })
+    m:quantize{ calibration = { x } }
+    local outs = {}
+    for t = 1, 3 do
+      pthcv.set_num_threads(t)
+      outs[t] = m(x)
+    end
+    pthcv.set_num_threads(1)
+    assert.are.equal(0, max_abs(outs[1] - outs[2]))
+    assert.are.equal(0, max_abs(outs[1] - outs[3]))
+  end)
+
+  it("is float32 again once weights are loaded", function()
+    local m = small_model():eval()
+    local x = pthcv.randn({ 1, 3, 16, 16 }, { seed = 10 })
+    local y0 = m(x)
+    local sd = m:state_dict()
+    m:quantize{ calibration = { x } }
+    m:load_state_dict(sd)
+    assert.are.equal(0, max_abs(m(x) - y0))
+  end)
+
+  it("refuses what it cannot do, saying why", function()
+    local m = small_model():eval()
+    local x = pthcv.randn({ 1, 3, 16, 16 })
+    local function err(opts) return select(2, pcall(function() m:quantize(opts) end)) end
+    assert.matches("calibration is empty", err{ calibration = {} })
+    assert.matches("calibration must be a list", err{ calibration = x })
+    assert.matches("calibration%[1%] is a number", err{ calibration = { 3 } })
+    assert.matches("method must be minmax, percentile or entropy", err{ calibration = { x }, method = "kl" })
+    assert.matches("percentile must be in", err{ calibration = { x }, method = "percentile", percentile = 20 })
+    m:quantize{ calibration = { x } }
+    assert.matches("quantized already", err{ calibration = { x } })
+    assert.matches("no convolution or linear layer", select(2, pcall(function()
+      nn.Sequential(nn.ReLU()):eval():quantize{ calibration = { x } }
+    end)))
+  end)
+
+  it("saves and loads an int8 model (.pth that torch.load reads too), and pthcv quantize writes one", function()
+    local m = small_model():eval()
+    local x = pthcv.randn({ 1, 3, 16, 16 }, { seed = 11 })
+    m:quantize{ calibration = { x } }
+    local y = m(x)
+    local file = support.tmpname(".pth")
+    assert.is_true(pthcv.quant.save(m, file) > 0)
+    local m2 = small_model():eval()
+    pthcv.quant.load(m2, file)
+    assert.are.equal(0, max_abs(m2(x) - y))
+    local sd = pthcv.state_dict(file)
+    assert.are.equal("qint8", sd["0.weight"].dtype)
+    assert.is_true(pthcv.quant.is_int8(sd:items()))
+    local code, out = support.run("/usr/bin/python3 -c " .. support.shell_quote(
+      "import torch, sys; sd = torch.load(sys.argv[1]); print(sd['0.weight'].dtype, sd['0.weight'].qscheme(), len(sd))")
+      .. " " .. support.shell_quote(file))
+    if code == 0 then assert.matches("torch.qint8 torch.per_channel_affine", out) end
+    os.remove(file)
+    -- the command: quantize on a folder of inputs, then run with the int8 file
+    local calib = support.tmpname("-calib")
+    os.execute("mkdir -p " .. support.shell_quote(calib))
+    pthcv.save(calib .. "/a.npy", pthcv.randn({ 1, 3, 224, 224 }, { seed = 12 }))
+    local q = support.tmpname(".pth")
+    local c1, out1, err1 = support.pthcv("quantize", "--model", "squeezenet1_1", "--init", "random", "--calib", calib,
+                                         "-o", q)
+    assert.are.equal(0, c1, err1)
+    assert.matches("int8 layers", out1)
+    local c2, _, err2 = support.pthcv("run", "--model", "squeezenet1_1", "--weights", q, "--input", calib .. "/a.npy",
+                                      "--output", calib .. "/y.npy")
+    assert.are.equal(0, c2, err2)
+    assert.are.same({ 1, 1000 }, pthcv.load_npy(calib .. "/y.npy").shape)
+    local c3, _, err3 = support.pthcv("quantize", "--model", "squeezenet1_1", "--init", "random", "--calib", calib)
+    assert.are.equal(2, c3)
+    assert.matches("%-o OUT.pth", err3)
+    os.remove(q)
+    os.execute("rm -rf " .. support.shell_quote(calib))
+  end)
+
+  if not dir then
+    pending("the digits and torch int8 fixtures (PTHCV_QUANT: tools/run-specs writes them with torch and sklearn)")
+    return
+  end
+
+  it("loses at most 1 point of top-1 on the digits (minmax, percentile, entropy)", function()
+    local d = dir .. "/digits/"
+    local info = json.decode(support.read_file(d .. "info.json"))
+    local x, labels = pthcv.load_npy(d .. "test_x.npy"), pthcv.load_npy(d .. "test_y.npy")
+    local calib = pthcv.load_npy(d .. "calib_x.npy")
+    for _, method in ipairs({ "minmax", "percentile", "entropy" }) do
+      local m = digits_cnn()
+      m:load_state_dict(pthcv.state_dict(d .. "cnn.pth"))
+      m:eval()
+      local f = top1(m(x), labels)
+      assert.is_true(math.abs(f - info.float_top1) < 1e-9, "float32 top-1 " .. f .. " is not torch's " .. info.float_top1)
+      m:quantize{ calibration = { calib }, method = method }
+      local q = top1(m(x), labels)
+      print(string.format("# digits (%d images): top-1 float32 %.2f%%, int8 (%s) %.2f%%", info.n_test, 100 * f,
+                          method, 100 * q))
+      assert.is_true(q >= f - 0.01, method .. ": int8 top-1 " .. q .. " is more than 1 point below " .. f)
+    end
+  end)
+
+  for _, name in ipairs({ "resnet18", "resnet50", "mobilenet_v2" }) do
+    it("runs torch's int8 " .. name .. " as torch does", function()
+      local d = dir .. "/torch_int8/"
+      local info = json.decode(support.read_file(d .. name .. ".json"))
+      local m = pthcv.models[name]()
+      pthcv.quant.load_torch(m, d .. name .. ".pth")
+      local y = m(pthcv.load_npy(d .. name .. ".input.npy"))
+      local want = pthcv.load_npy(d .. name .. ".output.npy")
+      local diff = max_abs(y - want)
+      print(string.format("# torch int8 %-14s max|diff| %.3g (%.3g steps of %.3g)", name, diff, diff / info.step, info.step))
+      assert.is_true(diff <= info.step * (1 + 1e-5), name .. ": " .. diff / info.step .. " quantization steps from torch's")
+    end)
+  end
+
+  it("refuses a float state_dict for load_torch, naming the tensor", function()
+    local m = pthcv.models.resnet18()
+    local ok, e = pcall(pthcv.quant.load_torch, m, os.getenv("PTHCV_ZOO") and os.getenv("PTHCV_ZOO") .. "/resnet18.pth"
+                        or dir .. "/digits/cnn.pth")
+    assert.is_false(ok)
+    assert.matches("load_torch", e)
+  end)
+end)
