@@ -3,7 +3,8 @@
 #
 #   make            build the C core
 #   make test       install missing Debian packages, build, run the specs
-#   make test-large the zoo's models over 100M parameters against torchvision
+#   make test-large the zoo's models over 100M parameters, then the specs with
+#                   the slow models (Mask R-CNN at full size)
 #   make demo       the main job on a bundled example
 #   make bench      reader timings against torch.load and plain reads; models against
 #                   PyTorch and OpenCV DNN (tools/bench_models.py)
@@ -24,16 +25,18 @@ VISIBILITY := -fvisibility=hidden
 ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -fPIC $(VISIBILITY) -Icsrc $(DEPCFLAGS) $(CFLAGS)
 
 # The OpenCV bridge (csrc/opencv/*.cpp, the C++ part) links the modules
-# it uses, found through pkg-config: bridge.cpp core and imgproc, in the
-# library; imgcodecs.cpp (image files) imgcodecs too, in a library of its
-# own that pthcv.image loads on first use (imgcodecs drags in ~120 shared
-# libraries, too slow to load at every start: docs/performance.md).
+# it uses, found through pkg-config: bridge.cpp and draw.cpp core and
+# imgproc, in the library; imgcodecs.cpp (image files) imgcodecs too, in a
+# library of its own that pthcv.image loads on first use (imgcodecs drags in
+# ~120 shared libraries, too slow to load at every start: docs/performance.md);
+# videoio.cpp likewise with videoio (FFmpeg, GStreamer), loaded by pthcv.video.
 CXX     ?= c++
 CXXFLAGS ?= -O2 -g
 OPENCV_CFLAGS := $(shell pkg-config --cflags opencv4 2>/dev/null)
 opencv_libs    = $(filter -L% $(1:%=-lopencv_%),$(shell pkg-config --libs opencv4 2>/dev/null))
 OPENCV_LIBS   := $(call opencv_libs,core imgproc)
 CODECS_LIBS   := $(call opencv_libs,core imgcodecs)
+VIDEOIO_LIBS  := $(call opencv_libs,core videoio)
 ALL_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -fPIC $(VISIBILITY) -fvisibility-inlines-hidden \
                -Icsrc -Iinclude $(OPENCV_CFLAGS) $(CXXFLAGS)
 
@@ -44,16 +47,17 @@ ARCH    := $(shell $(CC) -dumpmachine)
 ISA_SKIP := $(if $(filter x86_64%,$(ARCH)),%_neon.c,$(if $(filter aarch64%,$(ARCH)),%_avx2.c %_avx512.c %_vnni.c,%_avx2.c %_avx512.c %_vnni.c %_neon.c))
 KERNEL_SRCS := $(filter-out $(ISA_SKIP),$(wildcard csrc/kernels/*.c))
 SRCS    := $(wildcard csrc/*.c csrc/reader/*.c csrc/tensor/*.c csrc/export/*.c csrc/jit/*.c) $(KERNEL_SRCS)
-CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/filestorage_read.cpp
+CXX_SRCS := csrc/opencv/bridge.cpp csrc/opencv/filestorage_read.cpp csrc/opencv/draw.cpp
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o) $(CXX_SRCS:%.cpp=$(BUILD)/%.o)
 LIB     := $(BUILD)/libpthcv.so
 CODECS_LIB := $(BUILD)/libpthcv_imgcodecs.so
+VIDEOIO_LIB := $(BUILD)/libpthcv_videoio.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
 .PHONY: all deps test test-large demo bench sanitize fixtures clean ctest ctest-neon fuzz fuzz-jit valgrind
 
-all: $(LIB) $(CODECS_LIB)
+all: $(LIB) $(CODECS_LIB) $(VIDEOIO_LIB)
 
 # -z nodelete: the kernels' worker threads wait inside the library, so it must
 # never be unmapped while the process lives (LuaJIT unloads ffi.load'ed
@@ -78,6 +82,10 @@ $(BUILD)/exports.map: csrc/pthcv.h csrc/internal.h
 $(CODECS_LIB): $(BUILD)/csrc/opencv/imgcodecs.o $(LIB)
 	$(CXX) -shared -Wl,--version-script=$(BUILD)/exports.map -o $@ $(BUILD)/csrc/opencv/imgcodecs.o -L$(BUILD) -lpthcv \
 	  '-Wl,-rpath,$$ORIGIN' $(CODECS_LIBS) $(LDFLAGS)
+
+# video files and cameras (csrc/opencv/videoio.cpp), loaded only when used
+$(VIDEOIO_LIB): $(BUILD)/csrc/opencv/videoio.o $(LIB)
+	$(CXX) -shared -Wl,--version-script=$(BUILD)/exports.map -o $@ $(BUILD)/csrc/opencv/videoio.o -L$(BUILD) -lpthcv '-Wl,-rpath,$$ORIGIN' $(VIDEOIO_LIBS) $(LDFLAGS)
 
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
@@ -116,6 +124,7 @@ test-large: deps
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" PTHCV_ROOT=$(CURDIR) \
 	  PTHCV_ZOO_LARGE=$(CURDIR)/$(ZOO_LARGE) luajit $$(command -v $(BUSTED) || echo /usr/bin/busted) -o TAP \
 	  --filter="large models" spec/zoo_spec.lua
+	@PTHCV_LARGE=1 tools/run-specs
 
 fixtures:
 	$(PYTHON) spec/fixtures/make_fixtures.py spec/fixtures
@@ -123,6 +132,7 @@ fixtures:
 	rm -rf spec/fixtures/evil && $(PYTHON) spec/fixtures/make_evil.py spec/fixtures/evil
 	rm -rf spec/fixtures/pickles && $(PYTHON) spec/fixtures/make_pickles.py spec/fixtures/pickles
 	rm -rf spec/fixtures/formats && $(PYTHON) spec/fixtures/make_format_fixtures.py spec/fixtures/formats
+	rm -rf spec/fixtures/detection_ops && $(PYTHON) spec/fixtures/make_detection_ops.py spec/fixtures/detection_ops
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -132,6 +142,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tools/bench_reader.py
 	@$(PYTHON) tools/bench_models.py
+	@$(PYTHON) tools/bench_detection.py
 
 # A separate build folder, so the normal build stays as it is.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -161,6 +172,8 @@ ctest:
 	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/transformer_test_scalar $(TTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(BUILD)/transformer_test_scalar --dump $(BUILD)/transformer_scalar.bin
 	$(BUILD)/transformer_test --compare $(BUILD)/transformer_scalar.bin
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/detection_test $(DTEST_SRCS) -lpthread -lm $(LDFLAGS)
+	@echo "detection kernels (spec/c/detection_test.c):" && $(BUILD)/detection_test
 
 # The other ops (ops_*.c, conv_transpose2d.c) against plain references and
 # torch, built twice: with the SIMD clones, and scalar; their results must be
@@ -174,6 +187,13 @@ OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c c
 TTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               csrc/kernels/ops_common.c csrc/kernels/ops_elementwise.c csrc/kernels/ops_attention.c \
               csrc/kernels/ops_layernorm.c csrc/kernels/ops_norm.c spec/c/transformer_test.c
+
+# The detection kernels (ops_detection.c, ops_roi.c, ops_masks.c, ops_order.c)
+# against direct references and across thread counts; torchvision's answers
+# are spec/ops_spec.lua's.
+DTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
+              $(wildcard csrc/kernels/ops_*.c) csrc/kernels/profile.c csrc/kernels/quantize.c \
+              spec/c/detection_test.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)

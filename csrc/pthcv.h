@@ -726,6 +726,103 @@ PTHCV_API const char *pthcv_file_record_name(const pthcv_file *f, int64_t i);   
 PTHCV_API void *pthcv_file_read_record(pthcv_file *f, const char *name, int64_t *len);
 PTHCV_API void pthcv_free(void *p);
 
+/* ==== Detection (csrc/kernels/ops_detection.c, ops_roi.c, ops_masks.c) =====
+ * torchvision.ops' box operations and the detectors' post-processing steps,
+ * with torchvision 0.14's float32 arithmetic and operation order, and with
+ * torch's order for equal scores (its unstable sort and its top-k replayed:
+ * ops_order.c), so that the same boxes survive in the same order. Boxes are
+ * float32 [N, 4] as (x1, y1, x2, y2); indices, given and returned, are
+ * int64 and 0-based. Results are new tensors the caller releases. */
+
+/* IoU of every pair: float32 [N, M] (torchvision.ops.box_iou). */
+PTHCV_API pthcv_tensor *pthcv_box_iou(pthcv_tensor *boxes1, pthcv_tensor *boxes2);
+/* The boxes non-maximum suppression keeps, by decreasing score: int64 [K]
+ * (torchvision.ops.nms: a box is dropped when its IoU with a kept,
+ * higher-ranked box is > iou_threshold). */
+PTHCV_API pthcv_tensor *pthcv_nms(pthcv_tensor *boxes, pthcv_tensor *scores, double iou_threshold);
+/* NMS within each category, idxs int64 [N]: torchvision.ops.batched_nms,
+ * with its two strategies (boxes offset per category up to 1000 boxes, one
+ * NMS per category above) and so its exact results. */
+PTHCV_API pthcv_tensor *pthcv_batched_nms(pthcv_tensor *boxes, pthcv_tensor *scores, pthcv_tensor *idxs, double iou_threshold);
+/* [..., 4k] boxes clamped to x in [0, width], y in [0, height]. */
+PTHCV_API pthcv_tensor *pthcv_clip_boxes_to_image(pthcv_tensor *boxes, int64_t height, int64_t width);
+/* int64 indices of the boxes whose width and height are both >= min_size. */
+PTHCV_API pthcv_tensor *pthcv_remove_small_boxes(pthcv_tensor *boxes, double min_size);
+/* BoxCoder.decode_single: rel_codes [N, 4k] (dx, dy, dw, dh per box)
+ * against reference boxes [N, 4]; weights: 4 values (wx, wy, ww, wh); dw and
+ * dh clamped at bbox_xform_clip (torchvision: log(1000 / 16)). [N, 4k]. */
+PTHCV_API pthcv_tensor *pthcv_box_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, const double *weights,
+                               double bbox_xform_clip);
+/* BoxLinearCoder.decode (FCOS): rel_codes [N, 4] (left, top, right, bottom
+ * distances from the box centre, times its size when normalize_by_size). */
+PTHCV_API pthcv_tensor *pthcv_box_linear_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, int32_t normalize_by_size);
+/* torch.sort(values, descending=True)[1] and torch.topk(values, k)[1] of a
+ * float32 [N]: int64 indices in torch's order, ties included. */
+PTHCV_API pthcv_tensor *pthcv_sort_desc_indices(pthcv_tensor *values);
+PTHCV_API pthcv_tensor *pthcv_topk_indices(pthcv_tensor *values, int64_t k);
+/* torchvision.ops.roi_align: input [N, C, H, W], rois [K, 5] (batch index,
+ * x1, y1, x2, y2 in input coordinates / spatial_scale); sampling_ratio <= 0:
+ * ceil(roi size / output size) samples per bin; aligned: the -0.5 pixel
+ * shift. float32 [K, C, out_h, out_w]. */
+PTHCV_API pthcv_tensor *pthcv_roi_align(pthcv_tensor *input, pthcv_tensor *rois, double spatial_scale, int32_t out_h,
+                              int32_t out_w, int32_t sampling_ratio, int32_t aligned);
+/* torchvision.ops.roi_pool: the maximum of each bin (0 for an empty bin). */
+PTHCV_API pthcv_tensor *pthcv_roi_pool(pthcv_tensor *input, pthcv_tensor *rois, double spatial_scale, int32_t out_h,
+                             int32_t out_w);
+/* Mask R-CNN's paste_masks_in_image: masks float32 [N, 1, M, M] (after the
+ * sigmoid), boxes [N, 4] in the image, padding 1 in torchvision: float32
+ * [N, 1, height, width], each mask resized into its box, zero elsewhere. */
+PTHCV_API pthcv_tensor *pthcv_paste_masks(pthcv_tensor *masks, pthcv_tensor *boxes, int64_t height, int64_t width,
+                                int32_t padding);
+/* Keypoint R-CNN's heatmaps_to_keypoints: maps float32 [R, K, S, S], rois
+ * [R, 4]: *keypoints float32 [R, K, 3] (x, y, 1) and *scores [R, K]. */
+PTHCV_API int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_tensor **keypoints,
+                                pthcv_tensor **scores);
+
+/* ==== Drawing (csrc/opencv/draw.cpp, OpenCV imgproc) ========================
+ * In place on an image [H, W, C] (C = 1, 3 or 4, BGR(A)) whose pixels are
+ * packed within rows (an image pthcv made, a clone or a crop of one; others
+ * are refused, not drawn on a copy). color: 4 values, one per channel;
+ * thickness < 0 fills; line_type 4, 8 or 16 (antialiased), as cv::LineTypes;
+ * font: a cv::HersheyFonts value. Coordinates are pixels, (x, y) from the
+ * top-left corner. */
+PTHCV_API int pthcv_draw_rectangle(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
+                         int32_t thickness, int32_t line_type);
+PTHCV_API int pthcv_draw_line(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
+                    int32_t thickness, int32_t line_type);
+PTHCV_API int pthcv_draw_circle(pthcv_tensor *image, int32_t x, int32_t y, int32_t radius, const double *color,
+                      int32_t thickness, int32_t line_type);
+/* (x, y): the text's bottom-left corner (cv::putText). */
+PTHCV_API int pthcv_draw_text(pthcv_tensor *image, const char *text, int32_t x, int32_t y, int32_t font, double scale,
+                    const double *color, int32_t thickness, int32_t line_type);
+/* size[0..2] = width, height, baseline (cv::getTextSize). */
+PTHCV_API int pthcv_text_size(const char *text, int32_t font, double scale, int32_t thickness, int32_t *size);
+/* image = image * (1 - alpha) + color * alpha where mask [H, W] > threshold. */
+PTHCV_API int pthcv_blend_mask(pthcv_tensor *image, pthcv_tensor *mask, double threshold, const double *color, double alpha);
+
+/* ==== Video (csrc/opencv/videoio.cpp, in libpthcv_videoio.so) ================
+ * cv::VideoCapture and cv::VideoWriter, in a library of their own beside
+ * libpthcv.so that pthcv loads only when video is used (OpenCV's videoio
+ * pulls in FFmpeg and GStreamer). Frames are images [H, W, 3] uint8 BGR. */
+typedef struct pthcv_video pthcv_video;
+/* A video file (any FFmpeg-readable path or URL) or a camera (index >= 0,
+ * path NULL). NULL with the error set when it cannot be opened. */
+PTHCV_API pthcv_video *pthcv_video_open(const char *path, int32_t camera);
+/* info[0..3]: frames per second (0 unknown), width, height, frame count (-1 unknown). */
+PTHCV_API int pthcv_video_info(pthcv_video *v, double *info);
+/* The next frame, or NULL: at the end with status PTHCV_OK, else an error. */
+PTHCV_API pthcv_tensor *pthcv_video_read(pthcv_video *v);
+PTHCV_API void pthcv_video_close(pthcv_video *v);
+
+typedef struct pthcv_video_writer pthcv_video_writer;
+/* A video file of frames width x height at fps; fourcc: 4 characters
+ * ("mp4v", "MJPG", ...), or NULL for one chosen from the extension. */
+PTHCV_API pthcv_video_writer *pthcv_video_writer_open(const char *path, const char *fourcc, double fps, int32_t width,
+                                            int32_t height);
+PTHCV_API int pthcv_video_write(pthcv_video_writer *w, pthcv_tensor *frame);
+/* Finishes the file; returns its status (an error when a write failed). */
+PTHCV_API int pthcv_video_writer_close(pthcv_video_writer *w);
+
 /* PTHCV_CDEF_END */
 
 #ifdef __cplusplus

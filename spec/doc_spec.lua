@@ -38,6 +38,15 @@ local function fixture(path)
   return function() return root .. "/" .. path end
 end
 
+-- A file of the detection fixtures, or nil and why it is missing.
+local function detection_fixture(name)
+  local dir = os.getenv("PTHCV_DETECTION")
+  if not dir or dir == "" then
+    return nil, name .. ": the detection fixtures (PTHCV_DETECTION) were not written (tools/run-specs writes them when torch and torchvision are installed, unless PTHCV_DETECTION=skip)"
+  end
+  return dir .. "/" .. name
+end
+
 -- The reader's files: name in the docs -> how it is provided.
 local provided = {
   -- a photo: the bundled picture, examples/demo.jpg (examples/make_demo_image.py)
@@ -73,6 +82,11 @@ local provided = {
   ["net.pth"] = fixture("spec/fixtures/doc/net.pth"),
   ["ckpt.pth"] = fixture("spec/fixtures/doc/ckpt.pth"),
   ["model.pth"] = fixture("spec/fixtures/doc/model.pth"),
+  -- docs/detection.md's weights: the detection fixtures' trained-like
+  -- ssdlite and lraspp state_dicts (spec/fixtures/make_detection_fixtures.py,
+  -- written by tools/run-specs into PTHCV_DETECTION)
+  ["ssdlite320_mobilenet_v3_large.pth"] = function() return detection_fixture("ssdlite320_mobilenet_v3_large.pth") end,
+  ["lraspp_mobilenet_v3_large.pth"] = function() return detection_fixture("lraspp_mobilenet_v3_large.pth") end,
   -- (a block marked `<!-- doc-test: file NAME -->` is the reader's file NAME
   -- for the blocks after it in its Markdown file, e.g. docs/custom-layers.md's net.lua)
 }

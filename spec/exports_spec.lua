@@ -51,12 +51,14 @@ describe("the libraries' exports", function()
     assert.are.same({}, stray)
   end)
 
-  it("libpthcv.so exports every PTHCV_API function of pthcv.h but the image files' three", function()
+  it("libpthcv.so exports every PTHCV_API function of pthcv.h but the image files' three and video's", function()
     local have = {}
     for _, name in ipairs(exports(lib)) do have[name] = true end
     local missing = {}
     for name in pairs(api) do
-      if not have[name] and not name:match("^pthcv_image_[rdw]") then missing[#missing + 1] = name end
+      if not have[name] and not name:match("^pthcv_image_[rdw]") and not name:match("^pthcv_video_") then
+        missing[#missing + 1] = name
+      end
     end
     table.sort(missing)
     assert.are.same({}, missing)
@@ -81,5 +83,17 @@ describe("the libraries' exports", function()
     local list = exports(codecs)
     table.sort(list)
     assert.are.same({ "pthcv_image_decode", "pthcv_image_read", "pthcv_image_write" }, list)
+  end)
+
+  it("libpthcv_videoio.so exports only the pthcv_video_ functions", function()
+    local list = exports((lib:gsub("libpthcv%.so$", "libpthcv_videoio.so")))
+    table.sort(list)
+    local want = {}
+    for name in pairs(api) do
+      if name:match("^pthcv_video_") then want[#want + 1] = name end
+    end
+    table.sort(want)
+    assert.is_true(#want >= 7, "video functions in pthcv.h: " .. #want)
+    assert.are.same(want, list)
   end)
 end)

@@ -9,6 +9,8 @@
  *   bilinear: align_corners: src = dst * (in-1)/(out-1)   (0 when out == 1)
  *             otherwise:     src = max(scale * (dst + 0.5) - 0.5, 0)
  *             i0 = (int)src, i1 = i0 + (i0 < in-1), l1 = clamp(src - i0, 0, 1)
+ *             (src and l1 in double from the float32 scale, as torch does:
+ *             float32 positions are off by up to 6e-5 pixel at 600 pixels)
  *             y = (x[h0,w0] l0w + x[h0,w1] l1w) l0h + (x[h1,w0] l0w + x[h1,w1] l1w) l1h
  *
  * With align_corners the scale factor is not used (as in torch). Leading
@@ -34,7 +36,10 @@ static int64_t nearest_index(int64_t dst, int64_t in, int64_t out, double given)
     return src < in - 1 ? src : in - 1;
 }
 
-/* bilinear taps of one axis: idx[2*o], idx[2*o+1] and weights lam[2*o], lam[2*o+1] */
+/* bilinear taps of one axis: idx[2*o], idx[2*o+1] and weights lam[2*o], lam[2*o+1].
+ * The scale is float32, the source position and its fraction double (torch
+ * 1.13's CPU kernel: float scale times (dst + 0.5) as a double), the weights
+ * rounded to float32 at the end. */
 static void linear_taps(int64_t in, int64_t out, int align_corners, double given, int64_t *idx, float *lam)
 {
     float scale;
@@ -43,21 +48,21 @@ static void linear_taps(int64_t in, int64_t out, int align_corners, double given
     else
         scale = scale_value(given, in, out);
     for (int64_t o = 0; o < out; o++) {
-        float src;
+        double src;
         if (align_corners) {
-            src = scale * (float)o;
+            src = (double)scale * (double)o;
         } else {
-            src = scale * ((float)o + 0.5f) - 0.5f;
-            if (src < 0.0f)
-                src = 0.0f;
+            src = (double)scale * ((double)o + 0.5) - 0.5;
+            if (src < 0.0)
+                src = 0.0;
         }
         int64_t i0 = (int64_t)src;
-        float l1 = src - (float)i0;
-        l1 = l1 < 0.0f ? 0.0f : l1 > 1.0f ? 1.0f : l1;
+        double l1 = src - (double)i0;
+        l1 = l1 < 0.0 ? 0.0 : l1 > 1.0 ? 1.0 : l1;
         idx[2 * o] = i0;
         idx[2 * o + 1] = i0 + (i0 < in - 1 ? 1 : 0);
-        lam[2 * o] = 1.0f - l1;
-        lam[2 * o + 1] = l1;
+        lam[2 * o] = (float)(1.0 - l1);
+        lam[2 * o + 1] = (float)l1;
     }
 }
 

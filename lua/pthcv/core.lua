@@ -56,23 +56,27 @@ end
 M.C = load_library()
 local C = M.C
 
+-- Libraries beside libpthcv.so that are loaded on first use:
 -- libpthcv_imgcodecs.so, the image-file functions (pthcv_image_read,
--- _decode, _write), loaded on first use from beside libpthcv.so: it links
--- OpenCV's imgcodecs, whose ~120 dependencies would otherwise be loaded at
--- every start of pthcv (csrc/opencv/imgcodecs.cpp, docs/performance.md).
-local codecs
-function M.codecs()
-  if codecs then return codecs end
-  local p = M.path:gsub("libpthcv%.so$", "libpthcv_imgcodecs.so")
+-- _decode, _write): it links OpenCV's imgcodecs, whose ~120 dependencies
+-- would otherwise be loaded at every start of pthcv (csrc/opencv/imgcodecs.cpp,
+-- docs/performance.md); libpthcv_videoio.so, video files and cameras
+-- (csrc/opencv/videoio.cpp).
+local side = {}
+local function side_library(file, what)
+  if side[file] then return side[file] end
+  local p = M.path:gsub("libpthcv%.so$", file)
   if p == M.path or not file_exists(p) then
-    error("pthcv: the image-file library libpthcv_imgcodecs.so is not beside " .. M.path
+    error("pthcv: the " .. what .. " library " .. file .. " is not beside " .. M.path
           .. ": run make in the pthcv checkout (or reinstall the rock)", 0)
   end
   local ok, lib = pcall(ffi.load, p)
   if not ok then error("pthcv: cannot load " .. p .. ": " .. tostring(lib), 0) end
-  codecs = lib
+  side[file] = lib
   return lib
 end
+function M.codecs() return side_library("libpthcv_imgcodecs.so", "image-file") end
+function M.videoio() return side_library("libpthcv_videoio.so", "video") end
 
 -- The C library's last error as a Lua error: "pthcv: <message>". The C
 -- messages already name the file and the offset or record.

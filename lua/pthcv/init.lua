@@ -180,11 +180,17 @@ function pthcv.load_npy(path) return require("pthcv.reader.npy").load(path) end
 -- pthcv.models (the torchvision zoo), pthcv.jit (TorchScript archives); the
 -- reader alone does not pay for them.
 local lazy = { nn = "pthcv.nn", F = "pthcv.nn.functional", models = "pthcv.models", image = "pthcv.image", jit = "pthcv.jit",
-               classify = "pthcv.image.classify", quant = "pthcv.quant" }
+               classify = "pthcv.image.classify", quant = "pthcv.quant", ops = "pthcv.ops", video = "pthcv.image.video" }
 setmetatable(pthcv, { __index = function(t, k)
   local m = lazy[k]
   if m then local v = require(m); rawset(t, k, v); return v end
 end })
+
+-- pthcv.detect(model, img [, opts]) / pthcv.segment(model, img [, opts]):
+-- detection and segmentation models on OpenCV images, results as tables
+-- (lua/pthcv/image/detect.lua, docs/detection.md)
+function pthcv.detect(model, img, opts) return require("pthcv.image.detect").detect(model, img, opts) end
+function pthcv.segment(model, img, opts) return require("pthcv.image.detect").segment(model, img, opts) end
 
 -- Threads used by the kernels (default: every online CPU).
 function pthcv.set_num_threads(n) C.pthcv_set_num_threads(n) end

@@ -2,6 +2,7 @@
 --
 --   pthcv inspect FILE [--json] [--all]      pthcv scan FILE [--json]
 --   pthcv convert FILE -o OUT ...            pthcv run|bench|models|export ...
+--   pthcv detect|segment --model NAME --weights FILE (IMAGE... | --video FILE | --camera N)
 --   pthcv lua FILE.lua [ARG...]              pthcv repl
 --
 -- Each command is a declaration (cli/runner.lua) in the file of its kind;
@@ -14,7 +15,8 @@ local function command_list()
   local read, run, lua = require "pthcv.cli.read", require "pthcv.cli.run", require "pthcv.cli.lua"
   return { read.inspect, read.scan, require("pthcv.cli.convert").command, run.run, run.bench, run.models,
            require("pthcv.cli.export").command, require("pthcv.cli.graph").command,
-           require("pthcv.cli.quantize").command, lua.lua, lua.repl }
+           require("pthcv.cli.quantize").command, require("pthcv.cli.detect").detect,
+           require("pthcv.cli.detect").segment, lua.lua, lua.repl }
 end
 
 function M.usage()

@@ -250,4 +250,16 @@ function M.blob(images, opts)
   return t
 end
 
+-- Drawing (lua/pthcv/image/draw.lua): detections and segmentations on a
+-- copy of the image, and video files and cameras (pthcv.image.video).
+function M.draw_detections(img, dets, opts) return require("pthcv.image.draw").draw_detections(img, dets, opts) end
+function M.draw_segmentation(img, seg, opts) return require("pthcv.image.draw").draw_segmentation(img, seg, opts) end
+setmetatable(M, { __index = function(t, k)
+  if k == "video" or k == "draw" then
+    local v = require("pthcv.image." .. k)
+    rawset(t, k, v)
+    return v
+  end
+end })
+
 return M

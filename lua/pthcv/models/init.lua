@@ -62,7 +62,16 @@ M.families = { "alexnet", "vgg", "resnet", "mobilenetv2", "mobilenetv3", "squeez
                "layers", "densenet", "efficientnet", "regnet", "convnext", "vit", "swin", "maxvit", "inception",
                "googlenet", "mnasnet", "shufflenetv2" }
 
+-- pthcv.models.detection and pthcv.models.segmentation (torchvision's
+-- detectors and segmenters), loaded on first use
+local tasks = { detection = "pthcv.models.detection", segmentation = "pthcv.models.segmentation" }
+
 return setmetatable(M, { __index = function(t, k)
+  if tasks[k] then
+    local v = require(tasks[k])
+    rawset(t, k, v)
+    return v
+  end
   local fam = families[k]
   if fam then
     local f = require("pthcv.models." .. fam)[k]

@@ -87,12 +87,16 @@ function Bottleneck:forward(x)
 end
 Bottleneck.keeps_no_tensors = true
 
--- ResNet(block, layers, {num_classes = 1000, groups = 1, width_per_group = 64})
+-- ResNet(block, layers, {num_classes = 1000, groups = 1, width_per_group = 64,
+-- replace_stride_with_dilation = {false, false, false}}): the last option,
+-- as torchvision's, dilates layer2..4 instead of striding (the segmentation
+-- models' backbones)
 local ResNet = nn.class("ResNet", nil, { torch_class = "torchvision.models.resnet.ResNet" })
 M.ResNet = ResNet
 
 function ResNet:__init(block, layers, o)
   o = o or {}
+  local dilate = o.replace_stride_with_dilation or { false, false, false }
   self.inplanes = 64
   self.dilation = 1
   self.groups = o.groups or 1
@@ -102,24 +106,29 @@ function ResNet:__init(block, layers, o)
   self.relu = nn.ReLU(true)
   self.maxpool = nn.MaxPool2d(3, 2, 1)
   self.layer1 = self:_make_layer(block, 64, layers[1])
-  self.layer2 = self:_make_layer(block, 128, layers[2], 2)
-  self.layer3 = self:_make_layer(block, 256, layers[3], 2)
-  self.layer4 = self:_make_layer(block, 512, layers[4], 2)
+  self.layer2 = self:_make_layer(block, 128, layers[2], 2, dilate[1])
+  self.layer3 = self:_make_layer(block, 256, layers[3], 2, dilate[2])
+  self.layer4 = self:_make_layer(block, 512, layers[4], 2, dilate[3])
   self.avgpool = nn.AdaptiveAvgPool2d({ 1, 1 })
   self.fc = nn.Linear(512 * block.expansion, o.num_classes or 1000)
 end
 
-function ResNet:_make_layer(block, planes, blocks, stride)
+function ResNet:_make_layer(block, planes, blocks, stride, dilate)
   stride = stride or 1
   local downsample
+  local previous_dilation = self.dilation
+  if dilate then
+    self.dilation = self.dilation * stride
+    stride = 1
+  end
   if stride ~= 1 or self.inplanes ~= planes * block.expansion then
     downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                nn.BatchNorm2d(planes * block.expansion))
   end
-  local layers = { block(self.inplanes, planes, stride, downsample, self.groups, self.base_width, 1) }
+  local layers = { block(self.inplanes, planes, stride, downsample, self.groups, self.base_width, previous_dilation) }
   self.inplanes = planes * block.expansion
   for _ = 2, blocks do
-    layers[#layers + 1] = block(self.inplanes, planes, 1, nil, self.groups, self.base_width, 1)
+    layers[#layers + 1] = block(self.inplanes, planes, 1, nil, self.groups, self.base_width, self.dilation)
   end
   return nn.Sequential(layers)
 end
@@ -137,7 +146,8 @@ end
 local function builder(block, layers, extra)
   return function(o)
     o = o or {}
-    local opts = { num_classes = o.num_classes, groups = o.groups, width_per_group = o.width_per_group }
+    local opts = { num_classes = o.num_classes, groups = o.groups, width_per_group = o.width_per_group,
+                   replace_stride_with_dilation = o.replace_stride_with_dilation }
     for k, v in pairs(extra or {}) do if opts[k] == nil then opts[k] = v end end
     return ResNet(block, layers, opts)
   end

@@ -1,0 +1,510 @@
+/*
+ * ops_detection.c -- torchvision.ops' box operations (pthcv.h, "Detection"):
+ * box_iou, nms, batched_nms, clip_boxes_to_image, remove_small_boxes, the
+ * box coders' decode, and torch's sort and topk orders as indices.
+ *
+ * Every formula is torchvision 0.14's in float32 with its order of
+ * operations, so results match it bit for bit where libm agrees (decode's
+ * exp may differ by an ulp). Thresholds follow where torchvision compares:
+ * nms (C++) compares the float IoU with the double threshold; tensor
+ * comparisons (remove_small_boxes' `ws >= min_size`, clamps) round the
+ * Python number to float32 first.
+ *
+ * Equal scores: nms visits boxes in a stable descending sort (torchvision's
+ * C++ kernel: equal scores by index), while batched_nms' last step (per
+ * category) and the Python-side sorts and top-k of the detectors use
+ * torch's unstable sort and top-k, whose order of ties ops_order.c replays.
+ * So the kept set and its order equal torchvision's even with ties.
+ */
+#include "ops.h"
+#include "ops_order.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* boxes checked as float32 [N, 4] and made contiguous */
+static pthcv_tensor *boxes_input(pthcv_tensor *b, const char *fn, const char *what, const float **data)
+{
+    if (b && (b->ndim != 2 || b->shape[1] != 4))
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: %s must be [N, 4] (x1, y1, x2, y2), got %s", fn, what,
+                               ops_shape(b));
+    return ops_input(b, fn, what, data);
+}
+
+/* an int64 tensor [n] with the given values */
+static pthcv_tensor *index_tensor(const int64_t *idx, int64_t n)
+{
+    pthcv_tensor *t = pthcv_tensor_new(PTHCV_INT64, 1, &n);
+    if (!t)
+        return NULL;
+    if (n > 0) {
+        int64_t *p = pthcv_tensor_data(t);
+        if (!p) {
+            pthcv_tensor_release(t);
+            return NULL;
+        }
+        memcpy(p, idx, (size_t)n * sizeof *p);
+    }
+    return t;
+}
+
+static void *alloc_or_fail(size_t n, size_t size, const char *fn)
+{
+    void *p = malloc((n ? n : 1) * size);
+    if (!p)
+        pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", fn);
+    return p;
+}
+
+/* ---- box_iou ------------------------------------------------------------------ */
+
+typedef struct {
+    const float *a, *b;
+    float *area_a, *area_b, *out;
+    int64_t m;
+} iou_ctx;
+
+static void iou_rows(void *vc, int64_t begin, int64_t end)
+{
+    iou_ctx *c = vc;
+    for (int64_t i = begin; i < end; i++) {
+        const float *p = c->a + 4 * i;
+        for (int64_t j = 0; j < c->m; j++) {
+            const float *q = c->b + 4 * j;
+            float w = fminf(p[2], q[2]) - fmaxf(p[0], q[0]);
+            float h = fminf(p[3], q[3]) - fmaxf(p[1], q[1]);
+            w = w < 0.0f ? 0.0f : w;
+            h = h < 0.0f ? 0.0f : h;
+            float inter = w * h;
+            c->out[i * c->m + j] = inter / (c->area_a[i] + c->area_b[j] - inter);
+        }
+    }
+}
+
+pthcv_tensor *pthcv_box_iou(pthcv_tensor *boxes1, pthcv_tensor *boxes2)
+{
+    const char *fn = "pthcv_box_iou";
+    const float *a, *b;
+    pthcv_tensor *ac = boxes_input(boxes1, fn, "boxes1", &a), *bc = ac ? boxes_input(boxes2, fn, "boxes2", &b) : NULL;
+    pthcv_tensor *out = NULL;
+    if (!bc)
+        goto done;
+    int64_t n = ac->shape[0], m = bc->shape[0];
+    float *areas = alloc_or_fail((size_t)(n + m), sizeof(float), fn);
+    if (!areas)
+        goto done;
+    for (int64_t i = 0; i < n + m; i++) {
+        const float *p = i < n ? a + 4 * i : b + 4 * (i - n);
+        areas[i] = (p[2] - p[0]) * (p[3] - p[1]);
+    }
+    float *y;
+    int64_t shape[2] = {n, m};
+    out = ops_output(2, shape, &y);
+    if (out && n > 0 && m > 0) {
+        iou_ctx c = {a, b, areas, areas + n, y, m};
+        pthcv_parallel_for(n, ops_grain(m * 8), iou_rows, &c);
+    }
+    free(areas);
+done:
+    pthcv_tensor_release(ac);
+    pthcv_tensor_release(bc);
+    return out;
+}
+
+/* ---- nms ------------------------------------------------------------------------- */
+
+/* torchvision's CPU nms over boxes b[0..n) (already offset for batched
+ * use) visited in `order`; kept indices (into b) go to keep, their count
+ * is returned. suppressed: n zeroed bytes of scratch. */
+static int64_t nms_run(const float *b, const int64_t *order, int64_t n, double threshold, uint8_t *suppressed,
+                       float *areas, int64_t *keep)
+{
+    for (int64_t i = 0; i < n; i++)
+        areas[i] = (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
+    int64_t kept = 0;
+    for (int64_t oi = 0; oi < n; oi++) {
+        int64_t i = order[oi];
+        if (suppressed[i])
+            continue;
+        keep[kept++] = i;
+        const float *p = b + 4 * i;
+        for (int64_t oj = oi + 1; oj < n; oj++) {
+            int64_t j = order[oj];
+            if (suppressed[j])
+                continue;
+            const float *q = b + 4 * j;
+            float xx1 = p[0] > q[0] ? p[0] : q[0], yy1 = p[1] > q[1] ? p[1] : q[1];
+            float xx2 = p[2] < q[2] ? p[2] : q[2], yy2 = p[3] < q[3] ? p[3] : q[3];
+            float w = xx2 - xx1, h = yy2 - yy1;
+            w = 0.0f > w ? 0.0f : w;   /* std::max(0, w): NaN stays NaN */
+            h = 0.0f > h ? 0.0f : h;
+            float inter = w * h;
+            float ovr = inter / (areas[i] + areas[j] - inter);
+            if ((double)ovr > threshold)
+                suppressed[j] = 1;
+        }
+    }
+    return kept;
+}
+
+/* order[0..n) = torch.sort(scores, descending=True, stable=stable)[1] */
+static void sort_order(const float *scores, int64_t n, int stable, ops_ranked *tmp, int64_t *order)
+{
+    ops_ranked_fill(tmp, scores, n);
+    if (stable)
+        ops_sort_desc_stable(tmp, n);
+    else
+        ops_sort_desc(tmp, n);
+    for (int64_t i = 0; i < n; i++)
+        order[i] = tmp[i].index;
+}
+
+/* scratch for nms over up to n boxes */
+typedef struct {
+    ops_ranked *ranked;
+    int64_t *order, *keep;
+    uint8_t *suppressed;
+    float *areas;
+} nms_scratch;
+
+static int scratch_alloc(nms_scratch *s, int64_t n, const char *fn)
+{
+    size_t k = (size_t)(n ? n : 1);
+    s->ranked = malloc(k * sizeof *s->ranked);
+    s->order = malloc(k * sizeof *s->order);
+    s->keep = malloc(k * sizeof *s->keep);
+    s->suppressed = calloc(k, 1);
+    s->areas = malloc(k * sizeof *s->areas);
+    if (s->ranked && s->order && s->keep && s->suppressed && s->areas)
+        return 1;
+    pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory for %lld boxes", fn, (long long)n);
+    return 0;
+}
+
+static void scratch_free(nms_scratch *s)
+{
+    free(s->ranked);
+    free(s->order);
+    free(s->keep);
+    free(s->suppressed);
+    free(s->areas);
+}
+
+static pthcv_tensor *check_scores(pthcv_tensor *scores, int64_t n, const char *fn, const float **data)
+{
+    if (scores && (scores->ndim != 1 || scores->shape[0] != n))
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: scores must be [%lld] like the boxes, got %s", fn, (long long)n,
+                               ops_shape(scores));
+    return ops_input(scores, fn, "scores", data);
+}
+
+pthcv_tensor *pthcv_nms(pthcv_tensor *boxes, pthcv_tensor *scores, double iou_threshold)
+{
+    const char *fn = "pthcv_nms";
+    const float *b, *s;
+    pthcv_tensor *bc = boxes_input(boxes, fn, "boxes", &b);
+    pthcv_tensor *sc = bc ? check_scores(scores, bc->shape[0], fn, &s) : NULL;
+    pthcv_tensor *out = NULL;
+    nms_scratch w = {0};
+    if (sc && scratch_alloc(&w, bc->shape[0], fn)) {
+        int64_t n = bc->shape[0];
+        sort_order(s, n, 1, w.ranked, w.order);
+        int64_t kept = nms_run(b, w.order, n, iou_threshold, w.suppressed, w.areas, w.keep);
+        out = index_tensor(w.keep, kept);
+    }
+    scratch_free(&w);
+    pthcv_tensor_release(bc);
+    pthcv_tensor_release(sc);
+    return out;
+}
+
+/* torchvision's _batched_nms_coordinate_trick: boxes moved apart by
+ * idx * (max coordinate + 1), then one nms */
+static int64_t batched_offset(const float *b, const float *s, const int64_t *idx, int64_t n, double thr,
+                              nms_scratch *w, float *moved)
+{
+    float maxc = b[0];
+    for (int64_t i = 0; i < 4 * n && !isnan(maxc); i++)   /* torch.max: a NaN wins */
+        if (b[i] > maxc || isnan(b[i]))
+            maxc = b[i];
+    float step = maxc + 1.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float off = (float)idx[i] * step;
+        for (int k = 0; k < 4; k++)
+            moved[4 * i + k] = b[4 * i + k] + off;
+    }
+    sort_order(s, n, 1, w->ranked, w->order);
+    return nms_run(moved, w->order, n, thr, w->suppressed, w->areas, w->keep);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* torchvision's _batched_nms_vanilla: nms per category (categories in
+ * increasing order, each over its boxes in index order), the kept indices
+ * in index order, then sorted by score (torch.sort, descending) */
+static int64_t batched_vanilla(const float *b, const float *s, const int64_t *idx, int64_t n, double thr,
+                               nms_scratch *w, float *sub)
+{
+    int64_t *classes = w->keep;   /* scratch until the per-class loop, which uses it from index 0 again */
+    memcpy(classes, idx, (size_t)n * sizeof *classes);
+    qsort(classes, (size_t)n, sizeof *classes, cmp_i64);
+    int64_t ncls = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (i == 0 || classes[i] != classes[i - 1])
+            classes[ncls++] = classes[i];
+    int64_t *cls = malloc((size_t)(ncls ? ncls : 1) * sizeof *cls), *members = malloc((size_t)n * sizeof *members);
+    float *sub_scores = malloc((size_t)n * sizeof *sub_scores);
+    uint8_t *kept_mask = calloc((size_t)n, 1);
+    int64_t total = -1;
+    if (!cls || !members || !sub_scores || !kept_mask) {
+        pthcv_fail(PTHCV_ERR_NOMEM, "pthcv_batched_nms: out of memory for %lld boxes", (long long)n);
+        goto done;
+    }
+    memcpy(cls, classes, (size_t)ncls * sizeof *cls);
+    for (int64_t c = 0; c < ncls; c++) {
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (idx[i] == cls[c]) {
+                members[m] = i;
+                memcpy(sub + 4 * m, b + 4 * i, 4 * sizeof *sub);
+                sub_scores[m++] = s[i];
+            }
+        memset(w->suppressed, 0, (size_t)m);
+        sort_order(sub_scores, m, 1, w->ranked, w->order);
+        int64_t k = nms_run(sub, w->order, m, thr, w->suppressed, w->areas, w->keep);
+        for (int64_t j = 0; j < k; j++)
+            kept_mask[members[w->keep[j]]] = 1;
+    }
+    total = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (kept_mask[i]) {
+            members[total] = i;
+            sub_scores[total++] = s[i];
+        }
+    sort_order(sub_scores, total, 0, w->ranked, w->order);   /* Python's .sort(): unstable */
+    for (int64_t j = 0; j < total; j++)
+        w->keep[j] = members[w->order[j]];
+done:
+    free(cls);
+    free(members);
+    free(sub_scores);
+    free(kept_mask);
+    return total;
+}
+
+pthcv_tensor *pthcv_batched_nms(pthcv_tensor *boxes, pthcv_tensor *scores, pthcv_tensor *idxs, double iou_threshold)
+{
+    const char *fn = "pthcv_batched_nms";
+    const float *b, *s;
+    pthcv_tensor *bc = boxes_input(boxes, fn, "boxes", &b);
+    pthcv_tensor *sc = bc ? check_scores(scores, bc->shape[0], fn, &s) : NULL, *ic = NULL, *out = NULL;
+    nms_scratch w = {0};
+    float *tmp = NULL;
+    if (!sc)
+        goto done;
+    int64_t n = bc->shape[0];
+    if (!idxs || idxs->dtype != PTHCV_INT64 || idxs->ndim != 1 || idxs->shape[0] != n) {
+        pthcv_fail(PTHCV_ERR_ARG, "%s: idxs must be int64 [%lld] like the boxes, got %s %s", fn, (long long)n,
+                   idxs ? pthcv_dtype_name(idxs->dtype) : "none", ops_shape(idxs));
+        goto done;
+    }
+    ic = pthcv_tensor_contiguous(idxs);
+    const int64_t *idx = ic ? pthcv_tensor_data(ic) : NULL;
+    if ((n > 0 && !idx) || !scratch_alloc(&w, n, fn) || !(tmp = alloc_or_fail((size_t)n * 4, sizeof *tmp, fn)))
+        goto done;
+    if (n == 0) {
+        out = index_tensor(NULL, 0);
+        goto done;
+    }
+    /* torchvision: boxes.numel() > 4000 on the CPU -> one nms per category */
+    int64_t kept = 4 * n > 4000 ? batched_vanilla(b, s, idx, n, iou_threshold, &w, tmp)
+                                : batched_offset(b, s, idx, n, iou_threshold, &w, tmp);
+    if (kept >= 0)
+        out = index_tensor(w.keep, kept);
+done:
+    free(tmp);
+    scratch_free(&w);
+    pthcv_tensor_release(bc);
+    pthcv_tensor_release(sc);
+    pthcv_tensor_release(ic);
+    return out;
+}
+
+/* ---- clip, remove_small, decode --------------------------------------------------------- */
+
+pthcv_tensor *pthcv_clip_boxes_to_image(pthcv_tensor *boxes, int64_t height, int64_t width)
+{
+    const char *fn = "pthcv_clip_boxes_to_image";
+    if (boxes && (boxes->ndim < 1 || boxes->shape[boxes->ndim - 1] % 2 != 0))
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: boxes must be [..., 4k] (x1, y1, x2, y2 ...), got %s", fn,
+                               ops_shape(boxes));
+    const float *b;
+    pthcv_tensor *bc = ops_input(boxes, fn, "boxes", &b);
+    if (!bc)
+        return NULL;
+    float *y;
+    pthcv_tensor *out = ops_output(bc->ndim, bc->shape, &y);
+    float hi[2] = {(float)width, (float)height};
+    for (int64_t i = 0; out && i < bc->numel; i++) {
+        float v = b[i], h = hi[i & 1];
+        v = v < 0.0f ? 0.0f : v;   /* torch.clamp(min=0, max=w): NaN stays NaN */
+        y[i] = v > h ? h : v;
+    }
+    pthcv_tensor_release(bc);
+    return out;
+}
+
+pthcv_tensor *pthcv_remove_small_boxes(pthcv_tensor *boxes, double min_size)
+{
+    const char *fn = "pthcv_remove_small_boxes";
+    const float *b;
+    pthcv_tensor *bc = boxes_input(boxes, fn, "boxes", &b);
+    if (!bc)
+        return NULL;
+    int64_t n = bc->shape[0], k = 0;
+    int64_t *keep = alloc_or_fail((size_t)n, sizeof *keep, fn);
+    pthcv_tensor *out = NULL;
+    if (keep) {
+        float lim = (float)min_size;
+        for (int64_t i = 0; i < n; i++)
+            if (b[4 * i + 2] - b[4 * i] >= lim && b[4 * i + 3] - b[4 * i + 1] >= lim)
+                keep[k++] = i;
+        out = index_tensor(keep, k);
+    }
+    free(keep);
+    pthcv_tensor_release(bc);
+    return out;
+}
+
+/* rel_codes [N, 4k] and reference boxes [N, 4], checked */
+static int decode_inputs(pthcv_tensor *rel, pthcv_tensor *boxes, const char *fn, pthcv_tensor **rc, const float **r,
+                         pthcv_tensor **bc, const float **b)
+{
+    *rc = *bc = NULL;
+    if (rel && (rel->ndim != 2 || rel->shape[1] % 4 != 0 || rel->shape[1] == 0))
+        return pthcv_fail(PTHCV_ERR_ARG, "%s: rel_codes must be [N, 4k], got %s", fn, ops_shape(rel));
+    if (rel && boxes && boxes->ndim == 2 && boxes->shape[0] != rel->shape[0])
+        return pthcv_fail(PTHCV_ERR_ARG, "%s: %s rel_codes for %s boxes", fn, ops_shape(rel), ops_shape(boxes));
+    if (!(*rc = ops_input(rel, fn, "rel_codes", r)) || !(*bc = boxes_input(boxes, fn, "boxes", b)))
+        return pthcv_last_status();
+    return PTHCV_OK;
+}
+
+pthcv_tensor *pthcv_box_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, const double *weights,
+                               double bbox_xform_clip)
+{
+    const char *fn = "pthcv_box_decode";
+    pthcv_tensor *rc, *bc, *out = NULL;
+    const float *r, *b;
+    if (!weights) {
+        pthcv_fail(PTHCV_ERR_ARG, "%s: no weights", fn);
+        return NULL;
+    }
+    if (decode_inputs(rel_codes, boxes, fn, &rc, &r, &bc, &b) == PTHCV_OK) {
+        float *y;
+        out = ops_output(2, rc->shape, &y);
+        int64_t n = rc->shape[0], k = rc->shape[1] / 4;
+        float wx = (float)weights[0], wy = (float)weights[1], ww = (float)weights[2], wh = (float)weights[3];
+        float clip = (float)bbox_xform_clip;
+        for (int64_t i = 0; out && i < n; i++) {
+            const float *p = b + 4 * i;
+            float width = p[2] - p[0], height = p[3] - p[1];
+            float cx = p[0] + 0.5f * width, cy = p[1] + 0.5f * height;
+            for (int64_t j = 0; j < k; j++) {
+                const float *d = r + i * 4 * k + 4 * j;
+                float dx = d[0] / wx, dy = d[1] / wy, dw = d[2] / ww, dh = d[3] / wh;
+                dw = dw > clip ? clip : dw;   /* torch.clamp(max=clip) */
+                dh = dh > clip ? clip : dh;
+                float pcx = dx * width + cx, pcy = dy * height + cy;
+                float hw = 0.5f * (expf(dw) * width), hh = 0.5f * (expf(dh) * height);
+                float *o = y + i * 4 * k + 4 * j;
+                o[0] = pcx - hw;
+                o[1] = pcy - hh;
+                o[2] = pcx + hw;
+                o[3] = pcy + hh;
+            }
+        }
+    }
+    pthcv_tensor_release(rc);
+    pthcv_tensor_release(bc);
+    return out;
+}
+
+pthcv_tensor *pthcv_box_linear_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, int32_t normalize_by_size)
+{
+    const char *fn = "pthcv_box_linear_decode";
+    pthcv_tensor *rc, *bc, *out = NULL;
+    const float *r, *b;
+    if (rel_codes && rel_codes->ndim == 2 && rel_codes->shape[1] != 4) {
+        pthcv_fail(PTHCV_ERR_ARG, "%s: rel_codes must be [N, 4], got %s", fn, ops_shape(rel_codes));
+        return NULL;
+    }
+    if (decode_inputs(rel_codes, boxes, fn, &rc, &r, &bc, &b) == PTHCV_OK) {
+        float *y;
+        out = ops_output(2, rc->shape, &y);
+        for (int64_t i = 0; out && i < rc->shape[0]; i++) {
+            const float *p = b + 4 * i, *d = r + 4 * i;
+            float cx = 0.5f * (p[0] + p[2]), cy = 0.5f * (p[1] + p[3]);
+            float d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
+            if (normalize_by_size) {
+                float w = p[2] - p[0], h = p[3] - p[1];
+                d0 *= w, d1 *= h, d2 *= w, d3 *= h;
+            }
+            y[4 * i] = cx - d0;
+            y[4 * i + 1] = cy - d1;
+            y[4 * i + 2] = cx + d2;
+            y[4 * i + 3] = cy + d3;
+        }
+    }
+    pthcv_tensor_release(rc);
+    pthcv_tensor_release(bc);
+    return out;
+}
+
+/* ---- torch's orders as indices ------------------------------------------------------------ */
+
+static pthcv_tensor *ranked_indices(pthcv_tensor *values, int64_t k, int topk, const char *fn)
+{
+    if (values && values->ndim != 1)
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: values must be 1-d, got %s", fn, ops_shape(values));
+    const float *x;
+    pthcv_tensor *xc = ops_input(values, fn, "values", &x);
+    if (!xc)
+        return NULL;
+    int64_t n = xc->shape[0];
+    pthcv_tensor *out = NULL;
+    if (topk && (k < 0 || k > n)) {
+        pthcv_fail(PTHCV_ERR_ARG, "%s: k = %lld is out of range for %lld values", fn, (long long)k, (long long)n);
+    } else {
+        ops_ranked *v = alloc_or_fail((size_t)n, sizeof *v, fn);
+        int64_t *idx = v ? alloc_or_fail((size_t)n, sizeof *idx, fn) : NULL;
+        if (idx) {
+            ops_ranked_fill(v, x, n);
+            if (topk)
+                ops_topk_desc(v, n, k);
+            else
+                ops_sort_desc(v, n), k = n;
+            for (int64_t i = 0; i < k; i++)
+                idx[i] = v[i].index;
+            out = index_tensor(idx, k);
+        }
+        free(v);
+        free(idx);
+    }
+    pthcv_tensor_release(xc);
+    return out;
+}
+
+pthcv_tensor *pthcv_sort_desc_indices(pthcv_tensor *values)
+{
+    return ranked_indices(values, 0, 0, "pthcv_sort_desc_indices");
+}
+
+pthcv_tensor *pthcv_topk_indices(pthcv_tensor *values, int64_t k)
+{
+    return ranked_indices(values, k, 1, "pthcv_topk_indices");
+}

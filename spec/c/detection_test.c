@@ -1,0 +1,353 @@
+/* detection_test.c -- the detection kernels (csrc/kernels/ops_detection.c,
+ * ops_roi.c, ops_masks.c, ops_order.c) against plain references:
+ *
+ * 1. nms and batched_nms against an O(n^2) reference that recomputes every
+ *    IoU from the boxes and visits them in a stable descending order,
+ *    per category for batched_nms (ties, exact-threshold IoUs, 0..1500
+ *    boxes); box_iou against the formula;
+ * 2. roi_align against a direct evaluation of every output (no
+ *    precomputed samples), the same bits; roi_pool against a direct max;
+ * 3. the torch orders: the unstable sort is a permutation in
+ *    non-increasing order, top-k's first k are the k largest;
+ * 4. every kernel with 1 and with 3 threads: the same bits;
+ * 5. argument errors named in the message.
+ * torchvision's own answers are checked by spec/ops_spec.lua. Ends with
+ * "N passed, N failed"; exit status 1 if anything failed.
+ */
+#include "internal.h"
+#include "kernels/ops_order.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+static int passed, failed;
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static double urand(void)   /* [0, 1) */
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+static pthcv_tensor *new_f32(int ndim, const int64_t *shape) { return pthcv_tensor_new(PTHCV_FLOAT32, ndim, shape); }
+static float *fdata(pthcv_tensor *t) { return pthcv_tensor_data(t); }
+static int64_t *idata(pthcv_tensor *t) { return pthcv_tensor_data(t); }
+
+/* n boxes in [0, size)^2, sides up to 0.4 size; scores from `levels` values (0: continuous) */
+static void random_boxes(pthcv_tensor **boxes, pthcv_tensor **scores, int64_t n, float size, int levels)
+{
+    int64_t bs[2] = {n, 4};
+    *boxes = new_f32(2, bs);
+    *scores = new_f32(1, &n);
+    float *b = fdata(*boxes), *s = fdata(*scores);
+    for (int64_t i = 0; i < n; i++) {
+        b[4 * i] = (float)(urand() * size);
+        b[4 * i + 1] = (float)(urand() * size);
+        b[4 * i + 2] = b[4 * i] + (float)(urand() * size * 0.4 + 0.5);
+        b[4 * i + 3] = b[4 * i + 1] + (float)(urand() * size * 0.4 + 0.5);
+        s[i] = levels ? (float)((int)(urand() * levels) + 1) / (float)(levels + 1) : (float)urand();
+    }
+}
+
+static float iou_of(const float *p, const float *q)
+{
+    float ap = (p[2] - p[0]) * (p[3] - p[1]), aq = (q[2] - q[0]) * (q[3] - q[1]);
+    float w = fminf(p[2], q[2]) - fmaxf(p[0], q[0]), h = fminf(p[3], q[3]) - fmaxf(p[1], q[1]);
+    float inter = (w > 0 ? w : 0) * (h > 0 ? h : 0);
+    return inter / (ap + aq - inter);
+}
+
+/* reference nms over the boxes whose category is cat (all when cat < 0) */
+static int64_t ref_nms(const float *b, const float *s, const int64_t *cat_of, int64_t cat, int64_t n, double thr,
+                       int64_t *keep)
+{
+    ops_ranked *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    char *gone = calloc((size_t)(n ? n : 1), 1);
+    int64_t m = 0, k = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (cat < 0 || cat_of[i] == cat)
+            v[m].value = s[i], v[m++].index = i;
+    for (int64_t i = 1; i < m; i++)   /* insertion sort: stable, descending */
+        for (int64_t j = i; j > 0 && v[j].value > v[j - 1].value; j--) {
+            ops_ranked t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    for (int64_t a = 0; a < m; a++) {
+        int64_t i = v[a].index;
+        if (gone[i])
+            continue;
+        keep[k++] = i;
+        for (int64_t c = a + 1; c < m; c++)
+            if ((double)iou_of(b + 4 * i, b + 4 * v[c].index) > thr)
+                gone[v[c].index] = 1;
+    }
+    free(v);
+    free(gone);
+    return k;
+}
+
+static int same_indices(pthcv_tensor *t, const int64_t *want, int64_t n)
+{
+    return t && t->numel == n && (n == 0 || memcmp(idata(t), want, (size_t)n * sizeof *want) == 0);
+}
+
+static void test_nms(void)
+{
+    const int64_t sizes[] = {0, 1, 3, 7, 17, 33, 200, 1500};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+        for (int levels = 0; levels <= 3; levels += 3) {
+            int64_t n = sizes[si];
+            pthcv_tensor *b, *s;
+            random_boxes(&b, &s, n, 100.0f, levels);
+            int64_t *want = malloc((size_t)(n + 1) * sizeof *want);
+            for (double thr = 0.3; thr < 0.8; thr += 0.25) {
+                int64_t k = ref_nms(fdata(b), fdata(s), NULL, -1, n, thr, want);
+                pthcv_tensor *got = pthcv_nms(b, s, thr);
+                CHECK(same_indices(got, want, k), "nms n=%lld levels=%d thr=%g", (long long)n, levels, thr);
+                pthcv_tensor_release(got);
+            }
+            /* batched: categories 0, 3, 6; the reference merges per-category
+             * results by score, then index (the set is what matters here; the
+             * order of the unstable final sort is checked by ops_spec) */
+            pthcv_tensor *idx = pthcv_tensor_new(PTHCV_INT64, 1, &n);
+            for (int64_t i = 0; i < n; i++)
+                idata(idx)[i] = 3 * (int64_t)(urand() * 3);
+            char *in_ref = calloc((size_t)(n + 1), 1);
+            int64_t total = 0;
+            for (int64_t c = 0; c <= 6; c += 3) {
+                int64_t k = ref_nms(fdata(b), fdata(s), idata(idx), c, n, 0.45, want);
+                for (int64_t j = 0; j < k; j++)
+                    in_ref[want[j]] = 1;
+                total += k;
+            }
+            pthcv_tensor *got = pthcv_batched_nms(b, s, idx, 0.45);
+            int ok = got && got->numel == total;
+            for (int64_t j = 0; ok && j < total; j++)
+                ok = in_ref[idata(got)[j]] && (j == 0 || fdata(s)[idata(got)[j]] <= fdata(s)[idata(got)[j - 1]]);
+            /* n > 1000 takes the per-category path, else the offset one: only
+             * the offset path's float rounding could differ, at 100-pixel boxes not */
+            CHECK(ok, "batched_nms n=%lld levels=%d: %lld kept, reference %lld", (long long)n, levels,
+                  got ? (long long)got->numel : -1LL, (long long)total);
+            pthcv_tensor_release(got);
+            free(in_ref);
+            pthcv_tensor_release(idx);
+            free(want);
+            pthcv_tensor_release(b);
+            pthcv_tensor_release(s);
+        }
+}
+
+static void test_orders(void)
+{
+    const int64_t sizes[] = {1, 2, 16, 17, 33, 1000, 5000};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        int64_t n = sizes[si];
+        ops_ranked *v = malloc((size_t)n * sizeof *v);
+        char *seen = calloc((size_t)n, 1);
+        for (int64_t i = 0; i < n; i++)
+            v[i].value = (float)(int)(urand() * 4), v[i].index = i;
+        ops_sort_desc(v, n);
+        int ok = 1;
+        for (int64_t i = 0; i < n; i++) {
+            ok &= !seen[v[i].index] && (i == 0 || v[i].value <= v[i - 1].value);
+            seen[v[i].index] = 1;
+        }
+        CHECK(ok, "sort of %lld tied values is not a non-increasing permutation", (long long)n);
+        for (int64_t k = 0; k <= n; k += n / 3 + 1) {
+            for (int64_t i = 0; i < n; i++)
+                v[i].value = (float)urand(), v[i].index = i;
+            float kth = 0;   /* the k-th largest, by counting */
+            if (k > 0) {
+                ops_ranked *w = malloc((size_t)n * sizeof *w);
+                memcpy(w, v, (size_t)n * sizeof *w);
+                ops_sort_desc_stable(w, n);
+                kth = w[k - 1].value;
+                free(w);
+            }
+            ops_topk_desc(v, n, k);
+            ok = 1;
+            for (int64_t i = 0; i < k; i++)
+                ok &= v[i].value >= kth && (i == 0 || v[i].value <= v[i - 1].value);
+            CHECK(ok, "topk k=%lld of %lld", (long long)k, (long long)n);
+        }
+        free(v);
+        free(seen);
+    }
+}
+
+/* torchvision's roi_align for one output, evaluated directly */
+static float ref_roi_align(const float *x, int64_t C, int64_t H, int64_t W, const float *r, float scale, int64_t ph,
+                           int64_t pw, int sr, int aligned, int64_t c, int64_t oy, int64_t ox)
+{
+    float off = aligned ? 0.5f : 0.0f;
+    float sw = r[1] * scale - off, sh = r[2] * scale - off;
+    float rw = r[3] * scale - off - sw, rh = r[4] * scale - off - sh;
+    if (!aligned)
+        rw = rw > 1 ? rw : 1, rh = rh > 1 ? rh : 1;
+    float bh = rh / (float)ph, bw = rw / (float)pw;
+    int64_t gh = sr > 0 ? sr : (int64_t)ceilf(rh / (float)ph), gw = sr > 0 ? sr : (int64_t)ceilf(rw / (float)pw);
+    const float *p = x + ((int64_t)r[0] * C + c) * H * W;
+    float acc = 0;
+    for (int64_t iy = 0; iy < gh; iy++)
+        for (int64_t ix = 0; ix < gw; ix++) {
+            float y = sh + (float)oy * bh + ((float)iy + 0.5f) * bh / (float)gh;
+            float xx = sw + (float)ox * bw + ((float)ix + 0.5f) * bw / (float)gw;
+            if (y < -1.0f || y > (float)H || xx < -1.0f || xx > (float)W)
+                continue;
+            y = y <= 0 ? 0 : y;
+            xx = xx <= 0 ? 0 : xx;
+            int64_t y0 = (int64_t)y, x0 = (int64_t)xx, y1 = y0 + 1, x1 = x0 + 1;
+            if (y0 >= H - 1)
+                y0 = y1 = H - 1, y = (float)y0;
+            if (x0 >= W - 1)
+                x0 = x1 = W - 1, xx = (float)x0;
+            float ly = y - (float)y0, lx = xx - (float)x0, hy = 1 - ly, hx = 1 - lx;
+            acc += hy * hx * p[y0 * W + x0] + hy * lx * p[y0 * W + x1] + ly * hx * p[y1 * W + x0] +
+                   ly * lx * p[y1 * W + x1];
+        }
+    int64_t cnt = gh * gw > 1 ? gh * gw : 1;
+    return acc / (float)cnt;
+}
+
+static pthcv_tensor *random_rois(int64_t k, int64_t batch, float extent)
+{
+    int64_t rs[2] = {k, 5};
+    pthcv_tensor *rois = new_f32(2, rs);
+    float *r = fdata(rois);
+    for (int64_t i = 0; i < k; i++) {
+        r[5 * i] = (float)(int64_t)(urand() * batch);
+        r[5 * i + 1] = (float)(urand() * 1.2 - 0.1) * extent;
+        r[5 * i + 2] = (float)(urand() * 1.2 - 0.1) * extent;
+        r[5 * i + 3] = r[5 * i + 1] + (float)urand() * extent * 0.6f;
+        r[5 * i + 4] = r[5 * i + 2] + (float)urand() * extent * 0.6f;
+    }
+    return rois;
+}
+
+static int same_bits(pthcv_tensor *a, pthcv_tensor *b)
+{
+    return a && b && a->numel == b->numel && memcmp(pthcv_tensor_data(a), pthcv_tensor_data(b),
+                                                    (size_t)pthcv_tensor_nbytes(a)) == 0;
+}
+
+static void test_roi(void)
+{
+    const int64_t chans[] = {1, 3, 17, 33};
+    for (size_t ci = 0; ci < sizeof chans / sizeof *chans; ci++) {
+        int64_t C = chans[ci], H = 7 + 2 * (int64_t)ci, W = 33 - 4 * (int64_t)ci, xs[4] = {2, C, H, W};
+        pthcv_tensor *x = new_f32(4, xs);
+        for (int64_t i = 0; i < x->numel; i++)
+            fdata(x)[i] = (float)(urand() * 4 - 2);
+        float scale = ci % 2 ? 0.5f : 1.0f;
+        pthcv_tensor *rois = random_rois(9, 2, (float)W / scale);
+        for (int sr = -1; sr <= 2; sr++)
+            for (int aligned = 0; aligned <= 1; aligned++) {
+                int64_t ph = 3 + (int64_t)ci % 2, pw = 5 - (int64_t)ci % 3;
+                pthcv_set_num_threads(1);
+                pthcv_tensor *a = pthcv_roi_align(x, rois, scale, (int32_t)ph, (int32_t)pw, sr, aligned);
+                pthcv_set_num_threads(3);
+                pthcv_tensor *b = pthcv_roi_align(x, rois, scale, (int32_t)ph, (int32_t)pw, sr, aligned);
+                CHECK(same_bits(a, b), "roi_align C=%lld sr=%d aligned=%d: 1 and 3 threads differ", (long long)C, sr,
+                      aligned);
+                int ok = a != NULL;
+                for (int64_t k = 0; ok && k < 9; k++)
+                    for (int64_t c = 0; ok && c < C; c++)
+                        for (int64_t o = 0; ok && o < ph * pw; o++) {
+                            float want = ref_roi_align(fdata(x), C, H, W, fdata(rois) + 5 * k, scale, ph, pw, sr,
+                                                       aligned, c, o / pw, o % pw);
+                            ok = memcmp(&want, fdata(a) + (k * C + c) * ph * pw + o, sizeof want) == 0;
+                        }
+                CHECK(ok, "roi_align C=%lld sr=%d aligned=%d differs from the direct evaluation", (long long)C, sr,
+                      aligned);
+                pthcv_tensor_release(a);
+                pthcv_tensor_release(b);
+            }
+        pthcv_set_num_threads(1);
+        pthcv_tensor *p1 = pthcv_roi_pool(x, rois, scale, 2, 3);
+        pthcv_set_num_threads(3);
+        pthcv_tensor *p3 = pthcv_roi_pool(x, rois, scale, 2, 3);
+        CHECK(same_bits(p1, p3), "roi_pool C=%lld: 1 and 3 threads differ", (long long)C);
+        pthcv_tensor_release(p1);
+        pthcv_tensor_release(p3);
+        pthcv_tensor_release(rois);
+        pthcv_tensor_release(x);
+    }
+}
+
+static void test_threads_masks(void)
+{
+    int64_t ms[4] = {7, 1, 28, 28}, bs[2] = {7, 4}, hs[4] = {7, 3, 56, 56};
+    pthcv_tensor *m = new_f32(4, ms), *boxes = new_f32(2, bs), *maps = new_f32(4, hs), *kp[2], *sc[2];
+    for (int64_t i = 0; i < m->numel; i++)
+        fdata(m)[i] = (float)urand();
+    for (int64_t i = 0; i < maps->numel; i++)
+        fdata(maps)[i] = (float)(urand() * 2 - 1);
+    for (int64_t i = 0; i < 7; i++) {
+        float *b = fdata(boxes) + 4 * i;
+        b[0] = (float)(urand() * 50), b[1] = (float)(urand() * 40);
+        b[2] = b[0] + (float)(urand() * 30), b[3] = b[1] + (float)(urand() * 30);
+    }
+    pthcv_tensor *p[2];
+    for (int t = 0; t < 2; t++) {
+        pthcv_set_num_threads(t ? 3 : 1);
+        p[t] = pthcv_paste_masks(m, boxes, 47, 61, 1);
+        CHECK(pthcv_heatmaps_to_keypoints(maps, boxes, &kp[t], &sc[t]) == PTHCV_OK, "heatmaps_to_keypoints: %s",
+              pthcv_last_error());
+    }
+    CHECK(same_bits(p[0], p[1]), "paste_masks: 1 and 3 threads differ");
+    CHECK(same_bits(kp[0], kp[1]) && same_bits(sc[0], sc[1]), "heatmaps_to_keypoints: 1 and 3 threads differ");
+    for (int t = 0; t < 2; t++) {
+        pthcv_tensor_release(p[t]);
+        pthcv_tensor_release(kp[t]);
+        pthcv_tensor_release(sc[t]);
+    }
+    pthcv_tensor_release(m);
+    pthcv_tensor_release(boxes);
+    pthcv_tensor_release(maps);
+}
+
+static void expect_error(pthcv_tensor *t, const char *what)
+{
+    CHECK(!t && strstr(pthcv_last_error(), what), "expected an error with \"%s\", got \"%s\"", what,
+          t ? "(a result)" : pthcv_last_error());
+    pthcv_tensor_release(t);
+}
+
+static void test_errors(void)
+{
+    int64_t s3[2] = {3, 3}, s4[2] = {3, 4}, n2 = 2, r5[2] = {1, 5}, x4[4] = {1, 1, 4, 4};
+    pthcv_tensor *bad = new_f32(2, s3), *boxes = new_f32(2, s4), *scores = new_f32(1, &n2), *rois = new_f32(2, r5);
+    pthcv_tensor *x = new_f32(4, x4), *ints = pthcv_tensor_new(PTHCV_INT64, 2, s4);
+    expect_error(pthcv_nms(bad, scores, 0.5), "boxes must be [N, 4] (x1, y1, x2, y2), got [3, 3]");
+    expect_error(pthcv_nms(boxes, scores, 0.5), "scores must be [3] like the boxes, got [2]");
+    expect_error(pthcv_nms(ints, scores, 0.5), "boxes must be float32, got int64");
+    expect_error(pthcv_batched_nms(boxes, scores, NULL, 0.5), "scores must be [3]");
+    expect_error(pthcv_box_iou(boxes, bad), "boxes2 must be [N, 4]");
+    expect_error(pthcv_roi_align(x, boxes, 1.0, 2, 2, -1, 0), "rois must be [K, 5]");
+    expect_error(pthcv_roi_align(x, rois, 1.0, 0, 2, -1, 0), "output size (0, 2) must be positive");
+    fdata(rois)[0] = 1;
+    expect_error(pthcv_roi_pool(x, rois, 1.0, 2, 2), "roi 0 names batch element 1 of an input of 1");
+    expect_error(pthcv_paste_masks(x, boxes, 10, 10, 1), "boxes must be [1, 4] like the masks");
+    expect_error(pthcv_topk_indices(scores, 3), "k = 3 is out of range for 2 values");
+    double w[4] = {1, 1, 1, 1};
+    expect_error(pthcv_box_decode(bad, boxes, w, 4.0), "rel_codes must be [N, 4k], got [3, 3]");
+    pthcv_tensor *all[] = {bad, boxes, scores, rois, x, ints};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        pthcv_tensor_release(all[i]);
+}
+
+int main(void)
+{
+    test_nms();
+    test_orders();
+    test_roi();
+    test_threads_masks();
+    test_errors();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""make bench (detection part): pthcv against torchvision, end to end.
+
+Image in, results out: the decoded picture (examples/demo.jpg scaled to
+640x480, uint8 BGR in memory) converted and run through the model,
+post-processing included (boxes, labels and scores; the class map for the
+segmenter):
+  - ssdlite320_mobilenet_v3_large and fasterrcnn_mobilenet_v3_large_320_fpn
+    (pthcv.detect / torchvision's model on to_tensor(picture));
+  - lraspp_mobilenet_v3_large at 520x520 (pthcv.segment with resize false /
+    the normalised picture through the model, argmax);
+at 1 and 2 threads, each engine in a process of its own with its threads
+pinned; the first pass timed alone, then medians over PTHCV_BENCH_RUNS (>=
+15, default 21) passes after 3 warm-up ones. The weights are the detection
+specs' (spec/fixtures/make_detection_fixtures.py: trained-like, scores
+spread), written into build/bench/detection once. Prints a markdown table,
+also written to build/bench/detection.md; ratio = pthcv / torch.
+PTHCV_BENCH_THREADS narrows the run (a comma list). Run from the checkout root.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DIR = os.path.join(ROOT, "build", "bench", "detection")
+THREADS = [int(t) for t in os.environ.get("PTHCV_BENCH_THREADS", "1,2").split(",")]
+RUNS = max(15, int(os.environ.get("PTHCV_BENCH_RUNS", "21")))
+WARMUP = 3
+CASES = [  # (model, kind, picture size w x h)
+    ("ssdlite320_mobilenet_v3_large", "detection", (640, 480)),
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", "detection", (640, 480)),
+    ("lraspp_mobilenet_v3_large", "segmentation", (520, 520)),
+]
+
+LUA_WORKER = r"""
+local pthcv = require "pthcv"
+local now = require "pthcv.nn.clock"
+local kind, name, weights, picture, threads, runs, warmup = arg[1], arg[2], arg[3], arg[4], tonumber(arg[5]),
+  tonumber(arg[6]), tonumber(arg[7])
+pthcv.set_num_threads(threads)
+local model = pthcv.models[kind].get(name)
+model:load_state_dict(pthcv.state_dict(weights))
+model:eval()
+local img = pthcv.image.read(picture)
+local function pass()
+  if kind == "detection" then return pthcv.detect(model, img) end
+  return pthcv.segment(model, img, { resize = false })
+end
+local t = now(); pass(); local first = now() - t
+for _ = 2, warmup do pass() end
+local times = {}
+for i = 1, runs do t = now(); pass(); times[i] = now() - t; collectgarbage() end
+table.sort(times)
+print(string.format("median_ms=%.3f first_ms=%.3f", times[math.floor(#times / 2) + 1] * 1e3, first * 1e3))
+"""
+
+
+def setup():
+    sys.path.insert(0, os.path.join(ROOT, "spec", "fixtures"))
+    import cv2
+    import make_detection_fixtures as fx
+    os.makedirs(DIR, exist_ok=True)
+    img = cv2.imread(os.path.join(ROOT, "examples", "demo.jpg"))
+    for name, kind, (w, h) in CASES:
+        picture = os.path.join(DIR, "%s.png" % name)
+        if not os.path.exists(picture):
+            cv2.imwrite(picture, cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR))
+        if not os.path.exists(os.path.join(DIR, name + ".pth")):
+            # torchvision's default options: the weights do not depend on them
+            fx.write_model(DIR, name, name, kind, {}, ["street"], fx.pictures(DIR), {})
+
+
+def torch_worker(name, kind, threads):
+    import cv2
+    import torch
+    from torchvision.models import detection as D, segmentation as S
+    torch.set_num_threads(threads)
+    model = (D if kind == "detection" else S).__dict__[name](weights=None, weights_backbone=None)
+    sd = torch.load(os.path.join(DIR, name + ".pth"))
+    if kind == "detection":
+        sys.path.insert(0, os.path.join(ROOT, "spec", "fixtures"))
+        import make_detection_fixtures as fx
+        if name in fx.FROZEN:
+            fx.freeze(model.backbone)
+    model.load_state_dict(sd)
+    model.eval()
+    bgr = cv2.imread(os.path.join(DIR, "%s.png" % name))
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+
+    def run():
+        with torch.no_grad():
+            x = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float().div(255)
+            if kind == "detection":
+                r = model([x])[0]
+                return [r["boxes"], r["labels"], r["scores"]]
+            return model(((x - mean) / std)[None])["out"].argmax(1)
+    t = time.perf_counter()
+    run()
+    first = time.perf_counter() - t
+    for _ in range(WARMUP - 1):
+        run()
+    times = []
+    for _ in range(RUNS):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    print("median_ms=%.3f first_ms=%.3f" % (statistics.median(times) * 1e3, first * 1e3))
+
+
+def run_engine(engine, name, kind, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if engine == "pthcv":
+        argv = [os.path.join(ROOT, "bin", "pthcv"), "lua", os.path.join(DIR, "worker.lua"), kind, name,
+                os.path.join(DIR, name + ".pth"), os.path.join(DIR, "%s.png" % name), str(threads), str(RUNS),
+                str(WARMUP)]
+    else:
+        argv = [sys.executable, os.path.abspath(__file__), "--worker", name, kind, str(threads)]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError("%s failed:\n%s" % (" ".join(argv), r.stderr[-2000:]))
+    kv = dict(tok.split("=", 1) for tok in r.stdout.split() if "=" in tok)
+    return float(kv["median_ms"]), float(kv["first_ms"])
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        return torch_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    setup()
+    with open(os.path.join(DIR, "worker.lua"), "w") as f:
+        f.write(LUA_WORKER)
+    lines = ["Detection and segmentation, image in, results out; medians of %d runs after %d warm-up passes; "
+             "load average %.2f at start." % (RUNS, WARMUP, os.getloadavg()[0]), "",
+             "| model | picture | threads | pthcv ms | torch ms | ratio | first pass ms (pthcv / torch) |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for name, kind, (w, h) in CASES:
+        for t in THREADS:
+            p, pf = run_engine("pthcv", name, kind, t)
+            q, qf = run_engine("torch", name, kind, t)
+            print("%s %d threads: pthcv %.1f ms torch %.1f ms" % (name, t, p, q), file=sys.stderr, flush=True)
+            lines.append("| %s | %dx%d | %d | %.1f | %.1f | **%.2f** | %.0f / %.0f |" % (name, w, h, t, p, q, p / q,
+                                                                                       pf, qf))
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(ROOT, "build", "bench", "detection.md"), "w") as f:
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
