@@ -186,7 +186,8 @@ OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c c
 # (spec/c/transformer_test.c).
 TTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               csrc/kernels/ops_common.c csrc/kernels/ops_elementwise.c csrc/kernels/ops_attention.c \
-              csrc/kernels/ops_layernorm.c csrc/kernels/ops_norm.c spec/c/transformer_test.c
+              csrc/kernels/ops_layernorm.c csrc/kernels/ops_norm.c csrc/kernels/profile.c csrc/kernels/quantize.c \
+              spec/c/transformer_test.c
 
 # The detection kernels (ops_detection.c, ops_roi.c, ops_masks.c, ops_order.c)
 # against direct references and across thread counts; torchvision's answers
