@@ -70,7 +70,7 @@ static size_t escape_into(char *dst, size_t cap, const char *src, size_t n, int 
             memcpy(piece, s + i, len);
             plen = len;
         }
-        if (o + plen + 4 > cap) break;   /* keep room for "..." and the NUL */
+        if (o + plen + 4 > cap) break; /* keep room for "..." and the NUL */
         memcpy(dst + o, piece, plen);
         o += plen;
         i += len;

@@ -44,10 +44,10 @@ static inline int pthcv_add_ok(int64_t a, int64_t b, int64_t *out) { return !__b
 typedef struct pthcv_source pthcv_source;
 struct pthcv_source {
     int refcount;
-    char *path;                         /* for messages */
-    void *impl;                         /* zip_t*, or a mapped file */
+    char *path; /* for messages */
+    void *impl; /* zip_t*, or a mapped file */
     int (*read)(pthcv_source *src, const pthcv_storage *st, void *dst);
-    void (*destroy)(pthcv_source *src);   /* frees impl; pthcv_source_release frees path and src */
+    void (*destroy)(pthcv_source *src); /* frees impl; pthcv_source_release frees path and src */
     /* The whole file, mapped private (copy-on-write): a storage whose bytes
      * lie in it as they are (stored, aligned, native byte order) points
      * there instead of being copied; see pthcv_storage_materialize. */
@@ -62,18 +62,18 @@ void pthcv_source_release(pthcv_source *src);
  * source, read on first touch. A storage never shrinks or moves once read. */
 struct pthcv_storage {
     int refcount;
-    int dtype;                  /* declared element type; -1 for torch.UntypedStorage */
-    int64_t nbytes;             /* extent declared by the pickle, checked against the file */
-    void *data;                 /* NULL until materialised */
-    int owns_data;              /* free(data) at release; 0 when data points into a mapping */
-    pthcv_source *src;          /* NULL for memory storages */
-    char *key;                  /* record key ("0", "140213"...) */
-    char *record;               /* record name in the file, for messages */
-    int64_t record_index;       /* zip entry index */
-    int64_t file_offset;        /* byte offset of the bytes in the mapped file, -1 if unknown */
-    int in_place;               /* the bytes at file_offset can be used where they are */
-    int swap_bytes;             /* element size to byte-swap by (big-endian files), 0 none */
-    pthcv_storage *base;        /* a view: these bytes are base's from base_offset on */
+    int dtype;            /* declared element type; -1 for torch.UntypedStorage */
+    int64_t nbytes;       /* extent declared by the pickle, checked against the file */
+    void *data;           /* NULL until materialised */
+    int owns_data;        /* free(data) at release; 0 when data points into a mapping */
+    pthcv_source *src;    /* NULL for memory storages */
+    char *key;            /* record key ("0", "140213"...) */
+    char *record;         /* record name in the file, for messages */
+    int64_t record_index; /* zip entry index */
+    int64_t file_offset;  /* byte offset of the bytes in the mapped file, -1 if unknown */
+    int in_place;         /* the bytes at file_offset can be used where they are */
+    int swap_bytes;       /* element size to byte-swap by (big-endian files), 0 none */
+    pthcv_storage *base;  /* a view: these bytes are base's from base_offset on */
     int64_t base_offset;
     /* memory someone else owns (pthcv_tensor_from_data: an OpenCV Mat...):
      * release(release_ctx) runs when the last reference goes */
@@ -81,19 +81,18 @@ struct pthcv_storage {
     void *release_ctx;
 };
 
-pthcv_storage *pthcv_storage_new_memory(int dtype, int64_t nbytes);     /* zeroed */
+pthcv_storage *pthcv_storage_new_memory(int dtype, int64_t nbytes); /* zeroed */
 /* zeroed = 0: not initialised, for outputs a kernel writes whole (clearing
  * memory about to be overwritten shows in a forward pass's time) */
 pthcv_storage *pthcv_storage_new_memory_as(int dtype, int64_t nbytes, int zeroed);
 pthcv_tensor *pthcv_tensor_new_uninit(int dtype, int ndim, const int64_t *shape);
-pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nbytes,
-                                        const char *key, const char *record);
+pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nbytes, const char *key,
+                                        const char *record);
 /* A storage that is a slice of another (legacy storage views): it shares the
  * base's memory, reading the base on first touch. */
 pthcv_storage *pthcv_storage_new_view(pthcv_storage *base, int dtype, int64_t byte_offset, int64_t nbytes);
 /* Memory owned elsewhere, not copied: release(ctx) at the last reference. */
-pthcv_storage *pthcv_storage_new_external(int dtype, void *data, int64_t nbytes,
-                                          void (*release)(void *ctx), void *ctx);
+pthcv_storage *pthcv_storage_new_external(int dtype, void *data, int64_t nbytes, void (*release)(void *ctx), void *ctx);
 void pthcv_storage_retain(pthcv_storage *st);
 void pthcv_storage_release(pthcv_storage *st);
 /* Reads the bytes if needed; 0 or a status with the error set. */
@@ -102,8 +101,8 @@ int pthcv_storage_materialize(pthcv_storage *st);
 /* A tensor over a storage, checked: sizes >= 0, strides >= 0, offset >= 0,
  * and offset + sum((size_i - 1) * stride_i) + 1 elements inside the storage,
  * without overflow. `where` names the file and record for the message. */
-pthcv_tensor *pthcv_tensor_over(pthcv_storage *st, int dtype, int ndim, const int64_t *shape,
-                                const int64_t *stride, int64_t offset, const char *where);
+pthcv_tensor *pthcv_tensor_over(pthcv_storage *st, int dtype, int ndim, const int64_t *shape, const int64_t *stride,
+                                int64_t offset, const char *where);
 
 /* "[2, 3, 4]" into buf (cap >= 8), shortened with "...]" when too long;
  * returns buf. For messages naming shapes and strides (tensor.c). */

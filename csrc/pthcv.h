@@ -47,13 +47,13 @@ extern "C" {
 /* Status codes. */
 enum {
     PTHCV_OK = 0,
-    PTHCV_ERR_IO = 1,          /* the file cannot be opened or read */
-    PTHCV_ERR_FORMAT = 2,      /* damaged, truncated or unrecognised content */
-    PTHCV_ERR_UNSAFE = 3,      /* the pickle references a dangerous global */
-    PTHCV_ERR_LIMIT = 4,       /* a configured resource limit was exceeded */
-    PTHCV_ERR_NOMEM = 5,       /* out of memory */
-    PTHCV_ERR_ARG = 6,         /* the caller passed a bad argument */
-    PTHCV_ERR_UNSUPPORTED = 7  /* valid input that pthcv cannot represent */
+    PTHCV_ERR_IO = 1,         /* the file cannot be opened or read */
+    PTHCV_ERR_FORMAT = 2,     /* damaged, truncated or unrecognised content */
+    PTHCV_ERR_UNSAFE = 3,     /* the pickle references a dangerous global */
+    PTHCV_ERR_LIMIT = 4,      /* a configured resource limit was exceeded */
+    PTHCV_ERR_NOMEM = 5,      /* out of memory */
+    PTHCV_ERR_ARG = 6,        /* the caller passed a bad argument */
+    PTHCV_ERR_UNSUPPORTED = 7 /* valid input that pthcv cannot represent */
 };
 
 PTHCV_API const char *pthcv_last_error(void);
@@ -62,20 +62,38 @@ PTHCV_API const char *pthcv_version(void);
 
 /* Element types, named as torch names them (pthcv_dtype_name). */
 typedef enum {
-    PTHCV_FLOAT32 = 0, PTHCV_FLOAT64, PTHCV_FLOAT16, PTHCV_BFLOAT16,
-    PTHCV_INT8, PTHCV_INT16, PTHCV_INT32, PTHCV_INT64,
-    PTHCV_UINT8, PTHCV_UINT16, PTHCV_UINT32, PTHCV_UINT64,
+    PTHCV_FLOAT32 = 0,
+    PTHCV_FLOAT64,
+    PTHCV_FLOAT16,
+    PTHCV_BFLOAT16,
+    PTHCV_INT8,
+    PTHCV_INT16,
+    PTHCV_INT32,
+    PTHCV_INT64,
+    PTHCV_UINT8,
+    PTHCV_UINT16,
+    PTHCV_UINT32,
+    PTHCV_UINT64,
     PTHCV_BOOL,
-    PTHCV_COMPLEX32, PTHCV_COMPLEX64, PTHCV_COMPLEX128,
-    PTHCV_QINT8, PTHCV_QUINT8, PTHCV_QINT32, PTHCV_QUINT4X2, PTHCV_QUINT2X4,
-    PTHCV_FLOAT8_E4M3FN, PTHCV_FLOAT8_E5M2, PTHCV_FLOAT8_E4M3FNUZ, PTHCV_FLOAT8_E5M2FNUZ,
+    PTHCV_COMPLEX32,
+    PTHCV_COMPLEX64,
+    PTHCV_COMPLEX128,
+    PTHCV_QINT8,
+    PTHCV_QUINT8,
+    PTHCV_QINT32,
+    PTHCV_QUINT4X2,
+    PTHCV_QUINT2X4,
+    PTHCV_FLOAT8_E4M3FN,
+    PTHCV_FLOAT8_E5M2,
+    PTHCV_FLOAT8_E4M3FNUZ,
+    PTHCV_FLOAT8_E5M2FNUZ,
     PTHCV_DTYPE_COUNT
 } pthcv_dtype;
 
-PTHCV_API const char *pthcv_dtype_name(int dtype);        /* "float32", ...; NULL if out of range */
-PTHCV_API int pthcv_dtype_from_name(const char *name);    /* -1 if unknown */
-PTHCV_API int pthcv_dtype_size(int dtype);                /* bytes per element; 0 if out of range */
-PTHCV_API int pthcv_dtype_is_floating(int dtype);         /* float16/32/64, bfloat16, float8 kinds */
+PTHCV_API const char *pthcv_dtype_name(int dtype);     /* "float32", ...; NULL if out of range */
+PTHCV_API int pthcv_dtype_from_name(const char *name); /* -1 if unknown */
+PTHCV_API int pthcv_dtype_size(int dtype);             /* bytes per element; 0 if out of range */
+PTHCV_API int pthcv_dtype_is_floating(int dtype);      /* float16/32/64, bfloat16, float8 kinds */
 PTHCV_API int pthcv_dtype_is_complex(int dtype);
 PTHCV_API int pthcv_dtype_is_quantized(int dtype);
 
@@ -100,40 +118,40 @@ typedef struct pthcv_storage pthcv_storage;
  * them as read-only and create tensors with the functions below. */
 typedef struct pthcv_tensor {
     int32_t refcount;
-    int32_t dtype;                  /* pthcv_dtype */
-    int32_t ndim;                   /* 0 for a scalar tensor */
-    int32_t flags;                  /* PTHCV_TENSOR_* bits */
+    int32_t dtype; /* pthcv_dtype */
+    int32_t ndim;  /* 0 for a scalar tensor */
+    int32_t flags; /* PTHCV_TENSOR_* bits */
     int64_t shape[PTHCV_MAX_DIMS];
     int64_t stride[PTHCV_MAX_DIMS]; /* in elements */
     int64_t offset;                 /* storage offset, in elements */
     int64_t numel;
     pthcv_storage *storage;
     /* quantization parameters, when dtype is a quantized type */
-    int32_t qscheme;                /* PTHCV_QSCHEME_* */
-    int32_t qaxis;                  /* per-channel axis */
-    double qscale;                  /* per-tensor */
-    int64_t qzero_point;            /* per-tensor */
+    int32_t qscheme;                   /* PTHCV_QSCHEME_* */
+    int32_t qaxis;                     /* per-channel axis */
+    double qscale;                     /* per-tensor */
+    int64_t qzero_point;               /* per-tensor */
     struct pthcv_tensor *qscales;      /* per-channel: float64 or float32 [shape[qaxis]] */
     struct pthcv_tensor *qzero_points; /* per-channel: int64 or float [shape[qaxis]] */
 } pthcv_tensor;
 
 enum {
     PTHCV_TENSOR_REQUIRES_GRAD = 1,
-    PTHCV_TENSOR_PARAMETER = 2      /* rebuilt as torch.nn.Parameter */
+    PTHCV_TENSOR_PARAMETER = 2 /* rebuilt as torch.nn.Parameter */
 };
 
 /* A new contiguous tensor owning zeroed memory. shape may be NULL when ndim is 0. */
 PTHCV_API pthcv_tensor *pthcv_tensor_new(int dtype, int ndim, const int64_t *shape);
 /* A new tensor viewing t's storage with other sizes, strides and offset; the
  * view is checked against the storage's extent. */
-PTHCV_API pthcv_tensor *pthcv_tensor_view(pthcv_tensor *t, int ndim, const int64_t *shape,
-                                const int64_t *stride, int64_t offset);
+PTHCV_API pthcv_tensor *pthcv_tensor_view(pthcv_tensor *t, int ndim, const int64_t *shape, const int64_t *stride,
+                                          int64_t offset);
 /* A tensor over memory someone else owns (an OpenCV Mat, ...), not copied:
  * shape/stride in elements from data, checked against nbytes. release(ctx)
  * runs once the last tensor viewing the memory is released (release may be
  * NULL). On failure release is not called: the caller keeps its memory. */
 PTHCV_API pthcv_tensor *pthcv_tensor_from_data(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
-                                     void *data, int64_t nbytes, void (*release)(void *ctx), void *ctx);
+                                               void *data, int64_t nbytes, void (*release)(void *ctx), void *ctx);
 PTHCV_API pthcv_tensor *pthcv_tensor_retain(pthcv_tensor *t);
 PTHCV_API void pthcv_tensor_release(pthcv_tensor *t);
 
@@ -143,17 +161,17 @@ PTHCV_API void *pthcv_tensor_data(pthcv_tensor *t);
 /* Nonzero once the storage's bytes are in memory. */
 PTHCV_API int pthcv_tensor_is_materialized(const pthcv_tensor *t);
 PTHCV_API int pthcv_tensor_is_contiguous(const pthcv_tensor *t);
-PTHCV_API int64_t pthcv_tensor_nbytes(const pthcv_tensor *t);        /* numel * element size */
+PTHCV_API int64_t pthcv_tensor_nbytes(const pthcv_tensor *t); /* numel * element size */
 
 /* Storage facts, for listing and for telling shared storages apart. */
 PTHCV_API int64_t pthcv_tensor_storage_nbytes(const pthcv_tensor *t);
-PTHCV_API const char *pthcv_tensor_storage_key(const pthcv_tensor *t);  /* record key, "" for memory */
-PTHCV_API const void *pthcv_tensor_storage_id(const pthcv_tensor *t);   /* same pointer = same storage */
+PTHCV_API const char *pthcv_tensor_storage_key(const pthcv_tensor *t); /* record key, "" for memory */
+PTHCV_API const void *pthcv_tensor_storage_id(const pthcv_tensor *t);  /* same pointer = same storage */
 
 /* New contiguous tensors (new references; the caller releases them). */
-PTHCV_API pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t);   /* t retained when already contiguous */
-PTHCV_API pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype);  /* value conversion, as torch's .to(dtype) */
-PTHCV_API pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t);   /* float32, as torch's .dequantize() */
+PTHCV_API pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t);    /* t retained when already contiguous */
+PTHCV_API pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype); /* value conversion, as torch's .to(dtype) */
+PTHCV_API pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t);    /* float32, as torch's .dequantize() */
 
 /* One element, by element offset from the tensor's data pointer (the sum of
  * index * stride). Complex types fill *im; others set it to 0. */
@@ -169,46 +187,46 @@ PTHCV_API uint16_t pthcv_float_to_bfloat16(float f);
 /* The value tree built by the pickle machine. */
 typedef enum {
     PTHCV_V_NONE = 0,
-    PTHCV_V_BOOL,       /* i */
-    PTHCV_V_INT,        /* i */
-    PTHCV_V_BIGINT,     /* s, len: little-endian two's complement bytes */
-    PTHCV_V_FLOAT,      /* f */
-    PTHCV_V_COMPLEX,    /* f + f_im * 1j */
-    PTHCV_V_STR,        /* s, len: UTF-8, NUL-terminated */
-    PTHCV_V_BYTES,      /* s, len */
-    PTHCV_V_BYTEARRAY,  /* s, len */
-    PTHCV_V_LIST,       /* items[0..n) */
-    PTHCV_V_TUPLE,      /* items[0..n) */
-    PTHCV_V_DICT,       /* items[2k] -> items[2k+1], k < n, insertion order; PTHCV_VF_ORDERED */
-    PTHCV_V_SET,        /* items[0..n) */
-    PTHCV_V_FROZENSET,  /* items[0..n) */
-    PTHCV_V_TENSOR,     /* tensor */
-    PTHCV_V_STORAGE,    /* tensor: a 1-d view of the whole storage (uint8 when untyped) */
-    PTHCV_V_GLOBAL,     /* s: "module.name", a class or function referenced, never called */
-    PTHCV_V_OBJECT      /* s: "module.name" of its class or constructor; args, state, items */
+    PTHCV_V_BOOL,      /* i */
+    PTHCV_V_INT,       /* i */
+    PTHCV_V_BIGINT,    /* s, len: little-endian two's complement bytes */
+    PTHCV_V_FLOAT,     /* f */
+    PTHCV_V_COMPLEX,   /* f + f_im * 1j */
+    PTHCV_V_STR,       /* s, len: UTF-8, NUL-terminated */
+    PTHCV_V_BYTES,     /* s, len */
+    PTHCV_V_BYTEARRAY, /* s, len */
+    PTHCV_V_LIST,      /* items[0..n) */
+    PTHCV_V_TUPLE,     /* items[0..n) */
+    PTHCV_V_DICT,      /* items[2k] -> items[2k+1], k < n, insertion order; PTHCV_VF_ORDERED */
+    PTHCV_V_SET,       /* items[0..n) */
+    PTHCV_V_FROZENSET, /* items[0..n) */
+    PTHCV_V_TENSOR,    /* tensor */
+    PTHCV_V_STORAGE,   /* tensor: a 1-d view of the whole storage (uint8 when untyped) */
+    PTHCV_V_GLOBAL,    /* s: "module.name", a class or function referenced, never called */
+    PTHCV_V_OBJECT     /* s: "module.name" of its class or constructor; args, state, items */
 } pthcv_kind;
 
 enum {
-    PTHCV_VF_ORDERED = 1,   /* a collections.OrderedDict */
-    PTHCV_VF_UNSAFE = 2     /* a GLOBAL or OBJECT naming a dangerous global (scan mode only) */
+    PTHCV_VF_ORDERED = 1, /* a collections.OrderedDict */
+    PTHCV_VF_UNSAFE = 2   /* a GLOBAL or OBJECT naming a dangerous global (scan mode only) */
 };
 
 typedef struct pthcv_value pthcv_value;
 struct pthcv_value {
-    int32_t kind;           /* pthcv_kind */
-    int32_t flags;          /* PTHCV_VF_* */
+    int32_t kind;  /* pthcv_kind */
+    int32_t flags; /* PTHCV_VF_* */
     int64_t i;
     double f, f_im;
     const char *s;
     int64_t len;
-    int64_t n;              /* LIST/TUPLE/SET: items; DICT: pairs; OBJECT: dict pairs or list items */
+    int64_t n; /* LIST/TUPLE/SET: items; DICT: pairs; OBJECT: dict pairs or list items */
     pthcv_value **items;
-    pthcv_tensor *tensor;   /* owned by the tree; retain it to keep it */
-    pthcv_value *args;      /* OBJECT: constructor arguments (a tuple) or NULL */
-    pthcv_value *kwargs;    /* OBJECT: NEWOBJ_EX keyword arguments (a dict) or NULL */
-    pthcv_value *state;     /* OBJECT, DICT, ...: the BUILD state or NULL */
-    int64_t cap;            /* internal: allocated slots in items */
-    int64_t depth;          /* internal: container nesting below this value */
+    pthcv_tensor *tensor; /* owned by the tree; retain it to keep it */
+    pthcv_value *args;    /* OBJECT: constructor arguments (a tuple) or NULL */
+    pthcv_value *kwargs;  /* OBJECT: NEWOBJ_EX keyword arguments (a dict) or NULL */
+    pthcv_value *state;   /* OBJECT, DICT, ...: the BUILD state or NULL */
+    int64_t cap;          /* internal: allocated slots in items */
+    int64_t depth;        /* internal: container nesting below this value */
 };
 /* An OBJECT that received APPEND(S) holds list items in items[0..n); one that
  * received SETITEM(S) holds dict pairs and has PTHCV_VF_OBJECT_DICT. */
@@ -271,8 +289,8 @@ PTHCV_API int pthcv_save_npz(const char *path, int n, const char *const *names, 
  * (row-major, no header), stored uncompressed: the container of torch's .pth
  * files (pthcv.quant.save writes its pickle and storages with it). */
 PTHCV_API int pthcv_save_zip_raw(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors);
-PTHCV_API int pthcv_save_safetensors(const char *path, int n, const char *const *names,
-                           pthcv_tensor *const *tensors, const char *metadata_json);
+PTHCV_API int pthcv_save_safetensors(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors,
+                                     const char *metadata_json);
 
 /* ==== Inference (csrc/kernels/) ===========================================
  * Operations on float32 tensors with PyTorch's semantics. Activations are
@@ -302,9 +320,19 @@ PTHCV_API int64_t pthcv_profile_ops_report(char *buf, int64_t size);
 /* Activations, fusable into convolutions and linear layers. alpha/beta:
  * LEAKY_RELU slope, ELU alpha, CLAMP min/max (ReLU6 is CLAMP 0..6). */
 enum {
-    PTHCV_ACT_NONE = 0, PTHCV_ACT_RELU, PTHCV_ACT_RELU6, PTHCV_ACT_LEAKY_RELU, PTHCV_ACT_ELU,
-    PTHCV_ACT_SIGMOID, PTHCV_ACT_TANH, PTHCV_ACT_SILU, PTHCV_ACT_HARDSWISH, PTHCV_ACT_HARDSIGMOID,
-    PTHCV_ACT_GELU, PTHCV_ACT_GELU_TANH, PTHCV_ACT_CLAMP
+    PTHCV_ACT_NONE = 0,
+    PTHCV_ACT_RELU,
+    PTHCV_ACT_RELU6,
+    PTHCV_ACT_LEAKY_RELU,
+    PTHCV_ACT_ELU,
+    PTHCV_ACT_SIGMOID,
+    PTHCV_ACT_TANH,
+    PTHCV_ACT_SILU,
+    PTHCV_ACT_HARDSWISH,
+    PTHCV_ACT_HARDSIGMOID,
+    PTHCV_ACT_GELU,
+    PTHCV_ACT_GELU_TANH,
+    PTHCV_ACT_CLAMP
 };
 typedef struct pthcv_activation {
     int32_t kind;
@@ -314,10 +342,10 @@ typedef struct pthcv_activation {
 enum { PTHCV_PAD_ZEROS = 0, PTHCV_PAD_REFLECT, PTHCV_PAD_REPLICATE, PTHCV_PAD_CIRCULAR, PTHCV_PAD_CONSTANT };
 
 typedef struct pthcv_conv2d_params {
-    int32_t stride[2], padding[2], dilation[2];   /* (h, w) */
+    int32_t stride[2], padding[2], dilation[2]; /* (h, w) */
     int32_t groups;
-    int32_t padding_mode;                         /* PTHCV_PAD_ZEROS/REFLECT/REPLICATE/CIRCULAR */
-    pthcv_activation act;                         /* applied after bias and residual */
+    int32_t padding_mode; /* PTHCV_PAD_ZEROS/REFLECT/REPLICATE/CIRCULAR */
+    pthcv_activation act; /* applied after bias and residual */
 } pthcv_conv2d_params;
 
 /* A convolution prepared once: weights [out, in/groups, kh, kw] packed into
@@ -342,12 +370,13 @@ PTHCV_API int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c);
 /* Folds eval-mode BatchNorm into the preceding convolution, in double
  * precision: returns new weight and bias (bias may be NULL on input). */
 PTHCV_API int pthcv_fold_batchnorm(pthcv_tensor *weight, pthcv_tensor *bias, pthcv_tensor *running_mean,
-                         pthcv_tensor *running_var, pthcv_tensor *gamma, pthcv_tensor *beta, double eps,
-                         pthcv_tensor **new_weight, pthcv_tensor **new_bias);
+                                   pthcv_tensor *running_var, pthcv_tensor *gamma, pthcv_tensor *beta, double eps,
+                                   pthcv_tensor **new_weight, pthcv_tensor **new_bias);
 
 PTHCV_API pthcv_tensor *pthcv_conv_transpose2d(pthcv_tensor *x, pthcv_tensor *weight, pthcv_tensor *bias,
-                                     const int32_t stride[2], const int32_t padding[2],
-                                     const int32_t output_padding[2], const int32_t dilation[2], int32_t groups);
+                                               const int32_t stride[2], const int32_t padding[2],
+                                               const int32_t output_padding[2], const int32_t dilation[2],
+                                               int32_t groups);
 
 /* Linear: y = act(x W^T + b) over the last dimension of x. */
 typedef struct pthcv_linear pthcv_linear;
@@ -368,12 +397,13 @@ PTHCV_API int64_t pthcv_linear_weight_bytes(pthcv_linear *l);
  * (AVX512-VNNI, AVX2, NEON dot product, scalar) and thread count. */
 typedef struct pthcv_qconv2d pthcv_qconv2d;
 PTHCV_API pthcv_qconv2d *pthcv_qconv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p,
-                                     double out_scale, int32_t out_zero_point);
+                                               double out_scale, int32_t out_zero_point);
 PTHCV_API void pthcv_qconv2d_free(pthcv_qconv2d *q);
-PTHCV_API pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_tensor *residual, int32_t out_float);
+PTHCV_API pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_tensor *residual,
+                                              int32_t out_float);
 typedef struct pthcv_qlinear pthcv_qlinear;
 PTHCV_API pthcv_qlinear *pthcv_qlinear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act,
-                                     double out_scale, int32_t out_zero_point);
+                                               double out_scale, int32_t out_zero_point);
 PTHCV_API void pthcv_qlinear_free(pthcv_qlinear *l);
 PTHCV_API pthcv_tensor *pthcv_qlinear_forward(pthcv_qlinear *l, pthcv_tensor *x, int32_t out_float);
 /* float32 -> quint8: clamp(round_half_even(x / scale) + zero_point, 0, 255). */
@@ -389,15 +419,15 @@ PTHCV_API pthcv_tensor *pthcv_qadd(pthcv_tensor *a, pthcv_tensor *b, double scal
 
 /* Normalisation (eval mode). weight/bias may be NULL. */
 PTHCV_API pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,
-                               pthcv_tensor *weight, pthcv_tensor *bias, double eps);
+                                         pthcv_tensor *weight, pthcv_tensor *bias, double eps);
 PTHCV_API pthcv_tensor *pthcv_layer_norm(pthcv_tensor *x, int32_t normalized_ndim, pthcv_tensor *weight,
-                               pthcv_tensor *bias, double eps);
+                                         pthcv_tensor *bias, double eps);
 PTHCV_API pthcv_tensor *pthcv_group_norm(pthcv_tensor *x, int32_t groups, pthcv_tensor *weight, pthcv_tensor *bias,
-                               double eps);
+                                         double eps);
 
 /* Elementwise. */
 PTHCV_API pthcv_tensor *pthcv_activate(pthcv_tensor *x, const pthcv_activation *act);
-PTHCV_API pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight);   /* weight: 1 or C values, channel dim 1 */
+PTHCV_API pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight); /* weight: 1 or C values, channel dim 1 */
 PTHCV_API pthcv_tensor *pthcv_softmax(pthcv_tensor *x, int32_t dim, int32_t log);
 enum { PTHCV_BIN_ADD = 0, PTHCV_BIN_SUB, PTHCV_BIN_MUL, PTHCV_BIN_DIV, PTHCV_BIN_MAX, PTHCV_BIN_MIN };
 /* a op b with NumPy/PyTorch broadcasting. */
@@ -409,7 +439,7 @@ enum { PTHCV_POOL_MAX = 0, PTHCV_POOL_AVG = 1 };
 typedef struct pthcv_pool2d_params {
     int32_t kind;
     int32_t kernel[2], stride[2], padding[2], dilation[2];
-    int32_t ceil_mode, count_include_pad, divisor_override;   /* divisor_override 0: none */
+    int32_t ceil_mode, count_include_pad, divisor_override; /* divisor_override 0: none */
 } pthcv_pool2d_params;
 PTHCV_API pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p);
 PTHCV_API pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h, int32_t out_w);
@@ -426,7 +456,7 @@ enum { PTHCV_INTERP_NEAREST = 0, PTHCV_INTERP_BILINEAR = 1 };
 /* scale_h/scale_w: the scale factors the user gave (0: derive from sizes),
  * as torch's interpolate uses them for the source index. */
 PTHCV_API pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
-                                int32_t align_corners, double scale_h, double scale_w);
+                                          int32_t align_corners, double scale_h, double scale_w);
 
 /* What the steps of a planned forward (pthcv.nn.plan) run besides the ops
  * above. pthcv_conv2d_forward_into: pthcv_conv2d_forward with the output
@@ -439,8 +469,8 @@ PTHCV_API int pthcv_conv2d_forward_into(pthcv_conv2d *c, pthcv_tensor *x, pthcv_
  * mean_hw(x) + b1) + b2) per image; x [N, C, H, W] or [C, H, W], w1 [S, C]
  * (or [S, C, 1, 1]), w2 [C, S], biases [S] / [C] or NULL, all float32. */
 PTHCV_API pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_tensor *b1,
-                                       const pthcv_activation *act1, pthcv_tensor *w2, pthcv_tensor *b2,
-                                       const pthcv_activation *act2);
+                                                 const pthcv_activation *act1, pthcv_tensor *w2, pthcv_tensor *b2,
+                                                 const pthcv_activation *act2);
 /* dst = src, float32 tensors of one shape, any strides (dst a view into
  * another tensor); they must not share a storage. 0 or an error status. */
 PTHCV_API int pthcv_copy_into(pthcv_tensor *dst, pthcv_tensor *src);
@@ -451,7 +481,7 @@ PTHCV_API pthcv_tensor *pthcv_tensor_empty(int dtype, int ndim, const int64_t *s
  * error naming `what` (what a planned forward hands out for a value it
  * fused away, so that a stray use is an error, never a wrong value). */
 PTHCV_API pthcv_tensor *pthcv_tensor_placeholder(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
-                                       int64_t offset, const char *what);
+                                                 int64_t offset, const char *what);
 
 /* Elementwise math, comparisons, selection and sorting (csrc/kernels/ops_math*.c),
  * as torch computes them in float32. Unary ops take float32 (any strides):
@@ -460,8 +490,16 @@ PTHCV_API pthcv_tensor *pthcv_tensor_placeholder(int dtype, int ndim, const int6
  * floor, ceil, round (half to even) and sign (0 for NaN, as torch) are
  * exact. */
 enum {
-    PTHCV_MATH_EXP = 0, PTHCV_MATH_LOG, PTHCV_MATH_SQRT, PTHCV_MATH_RSQRT, PTHCV_MATH_ABS,
-    PTHCV_MATH_FLOOR, PTHCV_MATH_CEIL, PTHCV_MATH_ROUND, PTHCV_MATH_SIGN, PTHCV_MATH_RECIPROCAL
+    PTHCV_MATH_EXP = 0,
+    PTHCV_MATH_LOG,
+    PTHCV_MATH_SQRT,
+    PTHCV_MATH_RSQRT,
+    PTHCV_MATH_ABS,
+    PTHCV_MATH_FLOOR,
+    PTHCV_MATH_CEIL,
+    PTHCV_MATH_ROUND,
+    PTHCV_MATH_SIGN,
+    PTHCV_MATH_RECIPROCAL
 };
 PTHCV_API pthcv_tensor *pthcv_unary(pthcv_tensor *x, int32_t op);
 /* x ** e for a scalar e, with torch's shortcuts (e = 0: 1, 1: x, 0.5: sqrt,
@@ -480,8 +518,15 @@ PTHCV_API pthcv_tensor *pthcv_pow(pthcv_tensor *a, pthcv_tensor *b);
  * to everything, itself included. The logical ops take any of these types
  * (nonzero is true); PTHCV_LOGICAL_NOT is pthcv_logical_not. */
 enum {
-    PTHCV_CMP_EQ = 0, PTHCV_CMP_NE, PTHCV_CMP_LT, PTHCV_CMP_LE, PTHCV_CMP_GT, PTHCV_CMP_GE,
-    PTHCV_LOGICAL_AND, PTHCV_LOGICAL_OR, PTHCV_LOGICAL_XOR
+    PTHCV_CMP_EQ = 0,
+    PTHCV_CMP_NE,
+    PTHCV_CMP_LT,
+    PTHCV_CMP_LE,
+    PTHCV_CMP_GT,
+    PTHCV_CMP_GE,
+    PTHCV_LOGICAL_AND,
+    PTHCV_LOGICAL_OR,
+    PTHCV_LOGICAL_XOR
 };
 PTHCV_API pthcv_tensor *pthcv_compare(pthcv_tensor *a, pthcv_tensor *b, int32_t op);
 PTHCV_API pthcv_tensor *pthcv_logical_not(pthcv_tensor *x);
@@ -498,13 +543,13 @@ PTHCV_API pthcv_tensor *pthcv_where(pthcv_tensor *cond, pthcv_tensor *a, pthcv_t
  * keepdim: dim stays with size 1. *values and *indices are new tensors;
  * either pointer may be NULL (not computed). */
 PTHCV_API int pthcv_max_dim(pthcv_tensor *x, int32_t dim, int32_t keepdim, int32_t find_min, int32_t index_base,
-                  pthcv_tensor **values, pthcv_tensor **indices);
+                            pthcv_tensor **values, pthcv_tensor **indices);
 /* A stable sort of float32 values along dim (torch.sort(stable=True)):
  * equal values keep their order; NaN counts as larger than everything (last
  * ascending, first descending); -0.0 equals 0.0. values may be NULL
  * (argsort). */
-PTHCV_API int pthcv_sort(pthcv_tensor *x, int32_t dim, int32_t descending, int32_t index_base,
-               pthcv_tensor **values, pthcv_tensor **indices);
+PTHCV_API int pthcv_sort(pthcv_tensor *x, int32_t dim, int32_t descending, int32_t index_base, pthcv_tensor **values,
+                         pthcv_tensor **indices);
 /* torch.gather: out[..., i, ...] = x[..., index[..., i, ...], ...] along dim;
  * index has x's number of dims and no dim larger than x's (dim apart); the
  * result has index's shape and x's dtype (any). */
@@ -536,14 +581,15 @@ typedef struct pthcv_attention_params {
     int32_t heads_last;
 } pthcv_attention_params;
 PTHCV_API pthcv_tensor *pthcv_attention(pthcv_tensor *q, pthcv_tensor *k, pthcv_tensor *v, pthcv_tensor *bias,
-                              pthcv_tensor *head_scale, const pthcv_attention_params *p,
-                              pthcv_tensor **weights);
+                                        pthcv_tensor *head_scale, const pthcv_attention_params *p,
+                                        pthcv_tensor **weights);
 /* LayerNorm over dimension 1 of x [N, C, ...]: torch's layer_norm of
  * x.permute(0, 2, 3, 1) permuted back (ConvNeXt's LayerNorm2d) without the
  * transposing copies, vectorised across the pixels. Mean and variance in
  * double per pixel as pthcv_layer_norm; weight and bias (or NULL) have C
  * values. The result has x's shape, contiguous. */
-PTHCV_API pthcv_tensor *pthcv_layer_norm_channels(pthcv_tensor *x, pthcv_tensor *weight, pthcv_tensor *bias, double eps);
+PTHCV_API pthcv_tensor *pthcv_layer_norm_channels(pthcv_tensor *x, pthcv_tensor *weight, pthcv_tensor *bias,
+                                                  double eps);
 
 /* ==== Images (csrc/opencv/bridge.cpp, through OpenCV) =======================
  * An image is a tensor [H, W, C] (C = 1, 3 or 4 channels in OpenCV's BGR(A)
@@ -555,8 +601,15 @@ PTHCV_API pthcv_tensor *pthcv_layer_norm_channels(pthcv_tensor *x, pthcv_tensor 
  * tensors for C++ programs. */
 enum { PTHCV_IMREAD_UNCHANGED = -1, PTHCV_IMREAD_GRAYSCALE = 0, PTHCV_IMREAD_COLOR = 1 };
 /* OpenCV's cv::InterpolationFlags values. */
-enum { PTHCV_INTER_NEAREST = 0, PTHCV_INTER_LINEAR = 1, PTHCV_INTER_CUBIC = 2, PTHCV_INTER_AREA = 3,
-       PTHCV_INTER_LANCZOS4 = 4, PTHCV_INTER_LINEAR_EXACT = 5, PTHCV_INTER_NEAREST_EXACT = 6 };
+enum {
+    PTHCV_INTER_NEAREST = 0,
+    PTHCV_INTER_LINEAR = 1,
+    PTHCV_INTER_CUBIC = 2,
+    PTHCV_INTER_AREA = 3,
+    PTHCV_INTER_LANCZOS4 = 4,
+    PTHCV_INTER_LINEAR_EXACT = 5,
+    PTHCV_INTER_NEAREST_EXACT = 6
+};
 
 /* Image files (these three are in libpthcv_imgcodecs.so, beside
  * libpthcv.so: OpenCV's imgcodecs and its many dependencies are loaded only
@@ -569,7 +622,7 @@ PTHCV_API pthcv_tensor *pthcv_image_decode(const void *data, int64_t nbytes, int
 PTHCV_API int pthcv_image_write(const char *path, pthcv_tensor *image, int32_t nparams, const int32_t *params);
 /* cv::resize: to width x height, or by fx, fy when width and height are 0. */
 PTHCV_API pthcv_tensor *pthcv_image_resize(pthcv_tensor *image, int32_t width, int32_t height, double fx, double fy,
-                                 int32_t interpolation);
+                                           int32_t interpolation);
 /* cv::cvtColor; code: a cv::ColorConversionCodes value (COLOR_BGR2RGB = 4...). */
 PTHCV_API pthcv_tensor *pthcv_image_cvt_color(pthcv_tensor *image, int32_t code);
 /* cv::Mat::convertTo: element type dtype, value * scale + shift, saturated. */
@@ -577,17 +630,17 @@ PTHCV_API pthcv_tensor *pthcv_image_convert(pthcv_tensor *image, int32_t dtype, 
 
 /* A network input from images, pthcv_blob_params_init fills in the defaults. */
 typedef struct pthcv_blob_params {
-    int32_t width, height;  /* output size; 0, 0: the image's size (after resize) */
-    int32_t resize;         /* > 0: first scale so that the shorter side is this
+    int32_t width, height; /* output size; 0, 0: the image's size (after resize) */
+    int32_t resize;        /* > 0: first scale so that the shorter side is this
                                (torchvision's Resize(n)), then centre-crop to the size
                                (torchvision's CenterCrop) when crop is set */
-    int32_t crop;           /* without resize: scale keeping the aspect ratio so that the
+    int32_t crop;          /* without resize: scale keeping the aspect ratio so that the
                                size is covered, then centre-crop (cv::dnn::blobFromImage) */
-    int32_t swap_rb;        /* output channels 0 and 2 swapped (BGR to RGB) */
-    int32_t interpolation;  /* PTHCV_INTER_*; default linear */
-    double scale;           /* default 1 */
-    double mean[4];         /* per output channel; default 0 */
-    double std[4];          /* per output channel; default 1 */
+    int32_t swap_rb;       /* output channels 0 and 2 swapped (BGR to RGB) */
+    int32_t interpolation; /* PTHCV_INTER_*; default linear */
+    double scale;          /* default 1 */
+    double mean[4];        /* per output channel; default 0 */
+    double std[4];         /* per output channel; default 1 */
 } pthcv_blob_params;
 PTHCV_API void pthcv_blob_params_init(pthcv_blob_params *p);
 /* float32 [n, C, height, width]: (pixel * scale - mean[c]) / std[c]. The
@@ -607,7 +660,8 @@ PTHCV_API pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images,
  * float8 and quantized tensors are refused. The top-level sequence
  * pthcv_names lists {key, name, dtype, shape} for every tensor. The file is
  * written whole (through a temporary file) or not at all. */
-PTHCV_API int pthcv_filestorage_write(const char *path, int32_t n, const char *const *names, pthcv_tensor *const *tensors);
+PTHCV_API int pthcv_filestorage_write(const char *path, int32_t n, const char *const *names,
+                                      pthcv_tensor *const *tensors);
 /* The same, calling progress(ctx, done, total) after each tensor is
  * written, done and total counting elements (progress may be NULL). Text
  * formatting makes FileStorage slow: a resnet18 takes seconds. */
@@ -633,10 +687,10 @@ PTHCV_API int pthcv_filestorage_key(const char *name, char *key, int64_t size);
  * prints (lambda, try, yield, class bodies with statements, ...) are
  * PTHCV_ERR_UNSUPPORTED. Every message starts "<name>:<line>: ". */
 typedef struct pthcv_jit_limits {
-    int64_t max_source;     /* bytes of one source file (default 16 MiB) */
-    int64_t max_tokens;     /* tokens of one file (default 4 million) */
-    int32_t max_nesting;    /* nesting of blocks, brackets and operators (default 100, at most 256) */
-    int64_t max_literal;    /* bytes of one string literal (default 1 MiB) */
+    int64_t max_source;  /* bytes of one source file (default 16 MiB) */
+    int64_t max_tokens;  /* tokens of one file (default 4 million) */
+    int32_t max_nesting; /* nesting of blocks, brackets and operators (default 100, at most 256) */
+    int64_t max_literal; /* bytes of one string literal (default 1 MiB) */
 } pthcv_jit_limits;
 PTHCV_API void pthcv_jit_limits_init(pthcv_jit_limits *l);
 
@@ -670,40 +724,94 @@ PTHCV_API void pthcv_jit_limits_init(pthcv_jit_limits *l);
  *   LIST, TUPLE  items...         DICT  key, value, key, value...
  * line: the 1-based line the node starts on. */
 enum {
-    PTHCV_JIT_EMPTY = 0, PTHCV_JIT_MODULE, PTHCV_JIT_CLASS, PTHCV_JIT_DEF, PTHCV_JIT_PARAMS,
-    PTHCV_JIT_PARAM, PTHCV_JIT_BLOCK, PTHCV_JIT_ASSIGN, PTHCV_JIT_ANNASSIGN, PTHCV_JIT_AUGASSIGN,
-    PTHCV_JIT_EXPR, PTHCV_JIT_IF, PTHCV_JIT_WHILE, PTHCV_JIT_FOR, PTHCV_JIT_RETURN,
-    PTHCV_JIT_PASS, PTHCV_JIT_BREAK, PTHCV_JIT_CONTINUE, PTHCV_JIT_RAISE, PTHCV_JIT_ASSERT,
-    PTHCV_JIT_WITH, PTHCV_JIT_DEL, PTHCV_JIT_IMPORT,
-    PTHCV_JIT_NAME, PTHCV_JIT_INT, PTHCV_JIT_FLOAT, PTHCV_JIT_STR, PTHCV_JIT_CONST,
-    PTHCV_JIT_ATTR, PTHCV_JIT_SUBSCRIPT, PTHCV_JIT_SLICE, PTHCV_JIT_CALL, PTHCV_JIT_KEYWORD,
-    PTHCV_JIT_BINOP, PTHCV_JIT_UNARY, PTHCV_JIT_BOOLOP, PTHCV_JIT_COMPARE, PTHCV_JIT_IFEXP,
-    PTHCV_JIT_LIST, PTHCV_JIT_TUPLE, PTHCV_JIT_DICT,
+    PTHCV_JIT_EMPTY = 0,
+    PTHCV_JIT_MODULE,
+    PTHCV_JIT_CLASS,
+    PTHCV_JIT_DEF,
+    PTHCV_JIT_PARAMS,
+    PTHCV_JIT_PARAM,
+    PTHCV_JIT_BLOCK,
+    PTHCV_JIT_ASSIGN,
+    PTHCV_JIT_ANNASSIGN,
+    PTHCV_JIT_AUGASSIGN,
+    PTHCV_JIT_EXPR,
+    PTHCV_JIT_IF,
+    PTHCV_JIT_WHILE,
+    PTHCV_JIT_FOR,
+    PTHCV_JIT_RETURN,
+    PTHCV_JIT_PASS,
+    PTHCV_JIT_BREAK,
+    PTHCV_JIT_CONTINUE,
+    PTHCV_JIT_RAISE,
+    PTHCV_JIT_ASSERT,
+    PTHCV_JIT_WITH,
+    PTHCV_JIT_DEL,
+    PTHCV_JIT_IMPORT,
+    PTHCV_JIT_NAME,
+    PTHCV_JIT_INT,
+    PTHCV_JIT_FLOAT,
+    PTHCV_JIT_STR,
+    PTHCV_JIT_CONST,
+    PTHCV_JIT_ATTR,
+    PTHCV_JIT_SUBSCRIPT,
+    PTHCV_JIT_SLICE,
+    PTHCV_JIT_CALL,
+    PTHCV_JIT_KEYWORD,
+    PTHCV_JIT_BINOP,
+    PTHCV_JIT_UNARY,
+    PTHCV_JIT_BOOLOP,
+    PTHCV_JIT_COMPARE,
+    PTHCV_JIT_IFEXP,
+    PTHCV_JIT_LIST,
+    PTHCV_JIT_TUPLE,
+    PTHCV_JIT_DICT,
     PTHCV_JIT_KIND_COUNT
 };
 /* Operators (node.op). */
 enum {
     PTHCV_JOP_NONE = 0,
-    PTHCV_JOP_ADD, PTHCV_JOP_SUB, PTHCV_JOP_MUL, PTHCV_JOP_DIV, PTHCV_JOP_FLOORDIV, PTHCV_JOP_MOD,
-    PTHCV_JOP_POW, PTHCV_JOP_MATMUL, PTHCV_JOP_LSHIFT, PTHCV_JOP_RSHIFT, PTHCV_JOP_BITAND,
-    PTHCV_JOP_BITOR, PTHCV_JOP_BITXOR,
-    PTHCV_JOP_NEG, PTHCV_JOP_POS, PTHCV_JOP_INVERT, PTHCV_JOP_NOT,
-    PTHCV_JOP_AND, PTHCV_JOP_OR,
-    PTHCV_JOP_EQ, PTHCV_JOP_NE, PTHCV_JOP_LT, PTHCV_JOP_LE, PTHCV_JOP_GT, PTHCV_JOP_GE,
-    PTHCV_JOP_IS, PTHCV_JOP_ISNOT, PTHCV_JOP_IN, PTHCV_JOP_NOTIN,
+    PTHCV_JOP_ADD,
+    PTHCV_JOP_SUB,
+    PTHCV_JOP_MUL,
+    PTHCV_JOP_DIV,
+    PTHCV_JOP_FLOORDIV,
+    PTHCV_JOP_MOD,
+    PTHCV_JOP_POW,
+    PTHCV_JOP_MATMUL,
+    PTHCV_JOP_LSHIFT,
+    PTHCV_JOP_RSHIFT,
+    PTHCV_JOP_BITAND,
+    PTHCV_JOP_BITOR,
+    PTHCV_JOP_BITXOR,
+    PTHCV_JOP_NEG,
+    PTHCV_JOP_POS,
+    PTHCV_JOP_INVERT,
+    PTHCV_JOP_NOT,
+    PTHCV_JOP_AND,
+    PTHCV_JOP_OR,
+    PTHCV_JOP_EQ,
+    PTHCV_JOP_NE,
+    PTHCV_JOP_LT,
+    PTHCV_JOP_LE,
+    PTHCV_JOP_GT,
+    PTHCV_JOP_GE,
+    PTHCV_JOP_IS,
+    PTHCV_JOP_ISNOT,
+    PTHCV_JOP_IN,
+    PTHCV_JOP_NOTIN,
     PTHCV_JOP_COUNT
 };
 enum { PTHCV_JCONST_NONE = 0, PTHCV_JCONST_TRUE = 1, PTHCV_JCONST_FALSE = 2 };
 
 typedef struct pthcv_jit_node {
-    int32_t kind;           /* PTHCV_JIT_* */
-    int32_t op;             /* PTHCV_JOP_* or PTHCV_JCONST_* */
+    int32_t kind; /* PTHCV_JIT_* */
+    int32_t op;   /* PTHCV_JOP_* or PTHCV_JCONST_* */
     int32_t line;
     int32_t nkids;
-    int32_t first, next;    /* child and sibling indices, -1 for none */
+    int32_t first, next; /* child and sibling indices, -1 for none */
     int64_t i;
     double f;
-    const char *s;          /* NUL-terminated; owned by the tree */
+    const char *s; /* NUL-terminated; owned by the tree */
     int64_t len;
 } pthcv_jit_node;
 
@@ -719,7 +827,7 @@ PTHCV_API void pthcv_jit_ast_free(pthcv_jit_ast *a);
  * ("code/__torch__/torchvision/models/resnet.py", "constants.pkl"), in
  * directory order; 0 records for the legacy and tar formats. */
 PTHCV_API int64_t pthcv_file_record_count(const pthcv_file *f);
-PTHCV_API const char *pthcv_file_record_name(const pthcv_file *f, int64_t i);   /* NULL when out of range */
+PTHCV_API const char *pthcv_file_record_name(const pthcv_file *f, int64_t i); /* NULL when out of range */
 /* One record, read whole into new memory (NUL-terminated, *len bytes
  * before the NUL) that the caller frees with pthcv_free; at most
  * max_pickle bytes. NULL on failure. */
@@ -743,7 +851,8 @@ PTHCV_API pthcv_tensor *pthcv_nms(pthcv_tensor *boxes, pthcv_tensor *scores, dou
 /* NMS within each category, idxs int64 [N]: torchvision.ops.batched_nms,
  * with its two strategies (boxes offset per category up to 1000 boxes, one
  * NMS per category above) and so its exact results. */
-PTHCV_API pthcv_tensor *pthcv_batched_nms(pthcv_tensor *boxes, pthcv_tensor *scores, pthcv_tensor *idxs, double iou_threshold);
+PTHCV_API pthcv_tensor *pthcv_batched_nms(pthcv_tensor *boxes, pthcv_tensor *scores, pthcv_tensor *idxs,
+                                          double iou_threshold);
 /* [..., 4k] boxes clamped to x in [0, width], y in [0, height]. */
 PTHCV_API pthcv_tensor *pthcv_clip_boxes_to_image(pthcv_tensor *boxes, int64_t height, int64_t width);
 /* int64 indices of the boxes whose width and height are both >= min_size. */
@@ -752,10 +861,11 @@ PTHCV_API pthcv_tensor *pthcv_remove_small_boxes(pthcv_tensor *boxes, double min
  * against reference boxes [N, 4]; weights: 4 values (wx, wy, ww, wh); dw and
  * dh clamped at bbox_xform_clip (torchvision: log(1000 / 16)). [N, 4k]. */
 PTHCV_API pthcv_tensor *pthcv_box_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, const double *weights,
-                               double bbox_xform_clip);
+                                         double bbox_xform_clip);
 /* BoxLinearCoder.decode (FCOS): rel_codes [N, 4] (left, top, right, bottom
  * distances from the box centre, times its size when normalize_by_size). */
-PTHCV_API pthcv_tensor *pthcv_box_linear_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, int32_t normalize_by_size);
+PTHCV_API pthcv_tensor *pthcv_box_linear_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes,
+                                                int32_t normalize_by_size);
 /* torch.sort(values, descending=True)[1] and torch.topk(values, k)[1] of a
  * float32 [N]: int64 indices in torch's order, ties included. */
 PTHCV_API pthcv_tensor *pthcv_sort_desc_indices(pthcv_tensor *values);
@@ -765,19 +875,19 @@ PTHCV_API pthcv_tensor *pthcv_topk_indices(pthcv_tensor *values, int64_t k);
  * ceil(roi size / output size) samples per bin; aligned: the -0.5 pixel
  * shift. float32 [K, C, out_h, out_w]. */
 PTHCV_API pthcv_tensor *pthcv_roi_align(pthcv_tensor *input, pthcv_tensor *rois, double spatial_scale, int32_t out_h,
-                              int32_t out_w, int32_t sampling_ratio, int32_t aligned);
+                                        int32_t out_w, int32_t sampling_ratio, int32_t aligned);
 /* torchvision.ops.roi_pool: the maximum of each bin (0 for an empty bin). */
 PTHCV_API pthcv_tensor *pthcv_roi_pool(pthcv_tensor *input, pthcv_tensor *rois, double spatial_scale, int32_t out_h,
-                             int32_t out_w);
+                                       int32_t out_w);
 /* Mask R-CNN's paste_masks_in_image: masks float32 [N, 1, M, M] (after the
  * sigmoid), boxes [N, 4] in the image, padding 1 in torchvision: float32
  * [N, 1, height, width], each mask resized into its box, zero elsewhere. */
 PTHCV_API pthcv_tensor *pthcv_paste_masks(pthcv_tensor *masks, pthcv_tensor *boxes, int64_t height, int64_t width,
-                                int32_t padding);
+                                          int32_t padding);
 /* Keypoint R-CNN's heatmaps_to_keypoints: maps float32 [R, K, S, S], rois
  * [R, 4]: *keypoints float32 [R, K, 3] (x, y, 1) and *scores [R, K]. */
 PTHCV_API int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_tensor **keypoints,
-                                pthcv_tensor **scores);
+                                          pthcv_tensor **scores);
 
 /* ==== Drawing (csrc/opencv/draw.cpp, OpenCV imgproc) ========================
  * In place on an image [H, W, C] (C = 1, 3 or 4, BGR(A)) whose pixels are
@@ -786,19 +896,20 @@ PTHCV_API int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois
  * thickness < 0 fills; line_type 4, 8 or 16 (antialiased), as cv::LineTypes;
  * font: a cv::HersheyFonts value. Coordinates are pixels, (x, y) from the
  * top-left corner. */
-PTHCV_API int pthcv_draw_rectangle(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
-                         int32_t thickness, int32_t line_type);
+PTHCV_API int pthcv_draw_rectangle(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2,
+                                   const double *color, int32_t thickness, int32_t line_type);
 PTHCV_API int pthcv_draw_line(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int32_t y2, const double *color,
-                    int32_t thickness, int32_t line_type);
+                              int32_t thickness, int32_t line_type);
 PTHCV_API int pthcv_draw_circle(pthcv_tensor *image, int32_t x, int32_t y, int32_t radius, const double *color,
-                      int32_t thickness, int32_t line_type);
+                                int32_t thickness, int32_t line_type);
 /* (x, y): the text's bottom-left corner (cv::putText). */
 PTHCV_API int pthcv_draw_text(pthcv_tensor *image, const char *text, int32_t x, int32_t y, int32_t font, double scale,
-                    const double *color, int32_t thickness, int32_t line_type);
+                              const double *color, int32_t thickness, int32_t line_type);
 /* size[0..2] = width, height, baseline (cv::getTextSize). */
 PTHCV_API int pthcv_text_size(const char *text, int32_t font, double scale, int32_t thickness, int32_t *size);
 /* image = image * (1 - alpha) + color * alpha where mask [H, W] > threshold. */
-PTHCV_API int pthcv_blend_mask(pthcv_tensor *image, pthcv_tensor *mask, double threshold, const double *color, double alpha);
+PTHCV_API int pthcv_blend_mask(pthcv_tensor *image, pthcv_tensor *mask, double threshold, const double *color,
+                               double alpha);
 
 /* ==== Video (csrc/opencv/videoio.cpp, in libpthcv_videoio.so) ================
  * cv::VideoCapture and cv::VideoWriter, in a library of their own beside
@@ -818,7 +929,7 @@ typedef struct pthcv_video_writer pthcv_video_writer;
 /* A video file of frames width x height at fps; fourcc: 4 characters
  * ("mp4v", "MJPG", ...), or NULL for one chosen from the extension. */
 PTHCV_API pthcv_video_writer *pthcv_video_writer_open(const char *path, const char *fourcc, double fps, int32_t width,
-                                            int32_t height);
+                                                      int32_t height);
 PTHCV_API int pthcv_video_write(pthcv_video_writer *w, pthcv_tensor *frame);
 /* Finishes the file; returns its status (an error when a write failed). */
 PTHCV_API int pthcv_video_writer_close(pthcv_video_writer *w);

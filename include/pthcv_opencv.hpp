@@ -35,7 +35,8 @@
 #include <string>
 #include <vector>
 
-namespace pthcv {
+namespace pthcv
+{
 
 struct error : std::runtime_error {
     explicit error(const std::string &what) : std::runtime_error(what) {}
@@ -81,23 +82,21 @@ inline int depth_of_dtype(int dtype)
     }
 }
 
-namespace detail {
+namespace detail
+{
 
 // A Mat's memory for as long as the tensor storage viewing it lives.
 inline void release_mat(void *ctx) { delete static_cast<cv::Mat *>(ctx); }
 
 // Wraps m's memory (m.data, not m.datastart) in a tensor of the given shape
 // and element strides; the tensor holds a reference to the Mat.
-inline pthcv_tensor *wrap_mat(const cv::Mat &m, int dtype, int ndim, const int64_t *shape,
-                              const int64_t *stride)
+inline pthcv_tensor *wrap_mat(const cv::Mat &m, int dtype, int ndim, const int64_t *shape, const int64_t *stride)
 {
     int64_t elsize = (int64_t)m.elemSize1(), extent = 1;
     for (int i = 0; i < ndim; i++)
-        if (shape[i] > 0)
-            extent += (shape[i] - 1) * stride[i];
+        if (shape[i] > 0) extent += (shape[i] - 1) * stride[i];
     cv::Mat *owner = new cv::Mat(m);
-    pthcv_tensor *t = pthcv_tensor_from_data(dtype, ndim, shape, stride, m.data, extent * elsize,
-                                             release_mat, owner);
+    pthcv_tensor *t = pthcv_tensor_from_data(dtype, ndim, shape, stride, m.data, extent * elsize, release_mat, owner);
     if (!t) {
         delete owner;
         throw_last_error("cannot wrap a cv::Mat");
@@ -109,10 +108,11 @@ inline pthcv_tensor *wrap_mat(const cv::Mat &m, int dtype, int ndim, const int64
 // a tensor reference, released when the last Mat sharing it goes (the way
 // OpenCV's Python binding keeps NumPy arrays alive). Mats that allocate
 // anew (create() with another size) get the standard allocator.
-class TensorAllocator : public cv::MatAllocator {
-public:
-    cv::UMatData *allocate(int dims, const int *sizes, int type, void *data, size_t *step,
-                           cv::AccessFlag flags, cv::UMatUsageFlags usage) const override
+class TensorAllocator : public cv::MatAllocator
+{
+  public:
+    cv::UMatData *allocate(int dims, const int *sizes, int type, void *data, size_t *step, cv::AccessFlag flags,
+                           cv::UMatUsageFlags usage) const override
     {
         return cv::Mat::getStdAllocator()->allocate(dims, sizes, type, data, step, flags, usage);
     }
@@ -122,14 +122,12 @@ public:
     }
     void deallocate(cv::UMatData *u) const override
     {
-        if (!u || u->refcount != 0 || u->urefcount != 0)
-            return;
+        if (!u || u->refcount != 0 || u->urefcount != 0) return;
         pthcv_tensor_release(static_cast<pthcv_tensor *>(u->userdata));
         delete u;
     }
     // A Mat of the given geometry over t's data, holding a reference to t.
-    cv::Mat wrap(pthcv_tensor *t, void *data, int ndims, const int *sizes, int type,
-                 const size_t *steps, size_t nbytes)
+    cv::Mat wrap(pthcv_tensor *t, void *data, int ndims, const int *sizes, int type, const size_t *steps, size_t nbytes)
     {
         cv::Mat m(ndims, sizes, type, data, steps);
         cv::UMatData *u = new cv::UMatData(this);
@@ -152,8 +150,7 @@ inline TensorAllocator &tensor_allocator()
 inline void *data_of(pthcv_tensor *t)
 {
     void *p = pthcv_tensor_data(t);
-    if (!p)
-        throw_last_error("cannot read a tensor's data");
+    if (!p) throw_last_error("cannot read a tensor's data");
     return p;
 }
 
@@ -164,7 +161,12 @@ struct tensor_ref {
     ~tensor_ref() { pthcv_tensor_release(t); }
     tensor_ref(const tensor_ref &) = delete;
     tensor_ref &operator=(const tensor_ref &) = delete;
-    pthcv_tensor *release() { pthcv_tensor *x = t; t = nullptr; return x; }
+    pthcv_tensor *release()
+    {
+        pthcv_tensor *x = t;
+        t = nullptr;
+        return x;
+    }
 };
 
 } // namespace detail
@@ -177,11 +179,9 @@ struct tensor_ref {
 //        own sizes (n-d), without a copy.
 inline pthcv_tensor *tensor_from_mat(const cv::Mat &m, Layout layout = Layout::HWC)
 {
-    if (m.empty())
-        throw error("pthcv: tensor_from_mat: the Mat is empty");
+    if (m.empty()) throw error("pthcv: tensor_from_mat: the Mat is empty");
     int dtype = dtype_of_depth(m.depth());
-    if (dtype < 0)
-        throw error("pthcv: tensor_from_mat: unsupported Mat depth " + std::to_string(m.depth()));
+    if (dtype < 0) throw error("pthcv: tensor_from_mat: unsupported Mat depth " + std::to_string(m.depth()));
     const int64_t elsize = (int64_t)m.elemSize1(), cn = m.channels();
     int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
     int nd = 0;
@@ -195,8 +195,7 @@ inline pthcv_tensor *tensor_from_mat(const cv::Mat &m, Layout layout = Layout::H
         }
         int64_t chw[3] = {cn, m.rows, m.cols};
         detail::tensor_ref t(pthcv_tensor_new(dtype, 3, chw));
-        if (!t.t)
-            throw_last_error("cannot allocate a tensor");
+        if (!t.t) throw_last_error("cannot allocate a tensor");
         uchar *p = static_cast<uchar *>(detail::data_of(t.t));
         std::vector<cv::Mat> planes;
         for (int64_t c = 0; c < cn; c++)
@@ -204,11 +203,9 @@ inline pthcv_tensor *tensor_from_mat(const cv::Mat &m, Layout layout = Layout::H
         cv::split(m, planes);
         return t.release();
     }
-    if (m.dims + 1 > PTHCV_MAX_DIMS)
-        throw error("pthcv: tensor_from_mat: too many dimensions");
+    if (m.dims + 1 > PTHCV_MAX_DIMS) throw error("pthcv: tensor_from_mat: too many dimensions");
     for (int i = 0; i < m.dims; i++) {
-        if (m.step[i] % elsize)
-            throw error("pthcv: tensor_from_mat: a step is not a multiple of the element size");
+        if (m.step[i] % elsize) throw error("pthcv: tensor_from_mat: a step is not a multiple of the element size");
         shape[nd] = m.size[i];
         stride[nd++] = (int64_t)(m.step[i] / elsize);
     }
@@ -228,8 +225,7 @@ inline cv::Mat copy_to_mat(pthcv_tensor *t, Layout layout);
 //        tensor gives a column of n rows, as OpenCV has no 1-d Mat).
 inline cv::Mat mat_from_tensor(pthcv_tensor *t, Layout layout = Layout::HWC)
 {
-    if (!t)
-        throw error("pthcv: mat_from_tensor: no tensor");
+    if (!t) throw error("pthcv: mat_from_tensor: no tensor");
     int depth = depth_of_dtype(t->dtype);
     if (depth < 0) {
         const char *name = pthcv_dtype_name(t->dtype);
@@ -238,32 +234,28 @@ inline cv::Mat mat_from_tensor(pthcv_tensor *t, Layout layout = Layout::HWC)
     const size_t elsize = (size_t)pthcv_dtype_size(t->dtype);
     if (layout == Layout::HWC) {
         if (t->ndim != 2 && t->ndim != 3)
-            throw error("pthcv: mat_from_tensor: an HWC image is [H, W] or [H, W, C], got "
-                        + std::to_string(t->ndim) + " dimensions");
+            throw error("pthcv: mat_from_tensor: an HWC image is [H, W] or [H, W, C], got " + std::to_string(t->ndim) +
+                        " dimensions");
         int64_t h = t->shape[0], w = t->shape[1], c = t->ndim == 3 ? t->shape[2] : 1;
-        if (c < 1 || c > CV_CN_MAX)
-            throw error("pthcv: mat_from_tensor: " + std::to_string(c) + " channels");
+        if (c < 1 || c > CV_CN_MAX) throw error("pthcv: mat_from_tensor: " + std::to_string(c) + " channels");
         if (h < 1 || w < 1 || h > INT32_MAX || w > INT32_MAX)
             throw error("pthcv: mat_from_tensor: an image of " + std::to_string(h) + "x" + std::to_string(w));
         int64_t sc = t->ndim == 3 ? t->stride[2] : 1;
         int64_t row = h == 1 ? w * c : t->stride[0];
         // pixels packed within each row, rows apart by at least a row
         bool packed = (c == 1 || sc == 1) && (w == 1 || t->stride[1] == c) && row >= w * c;
-        if (!packed)
-            return copy_to_mat(t, layout);
+        if (!packed) return copy_to_mat(t, layout);
         int sizes[2] = {(int)h, (int)w};
         size_t steps[2] = {(size_t)row * elsize, (size_t)c * elsize};
         void *p = detail::data_of(t);
         return detail::tensor_allocator().wrap(t, p, 2, sizes, CV_MAKETYPE(depth, (int)c), steps,
                                                ((size_t)(h - 1) * (size_t)row + (size_t)(w * c)) * elsize);
     }
-    if (t->numel == 0)
-        throw error("pthcv: mat_from_tensor: an empty tensor");
+    if (t->numel == 0) throw error("pthcv: mat_from_tensor: an empty tensor");
     // OpenCV has no 0-d or 1-d Mat: a scalar is 1x1, a vector a column
     int nd = t->ndim < 2 ? 2 : t->ndim;
     int64_t shape[PTHCV_MAX_DIMS] = {1, 1}, stride[PTHCV_MAX_DIMS] = {1, 1};
-    for (int i = 0; i < t->ndim; i++)
-        shape[i] = t->shape[i], stride[i] = t->stride[i];
+    for (int i = 0; i < t->ndim; i++) shape[i] = t->shape[i], stride[i] = t->stride[i];
     int sizes[PTHCV_MAX_DIMS];
     size_t steps[PTHCV_MAX_DIMS];
     // the last step must be the element size and each step must cover the
@@ -271,18 +263,15 @@ inline cv::Mat mat_from_tensor(pthcv_tensor *t, Layout layout = Layout::HWC)
     // dense step
     size_t inner = elsize;
     for (int i = nd - 1; i >= 0; i--) {
-        if (shape[i] > INT32_MAX)
-            throw error("pthcv: mat_from_tensor: a dimension of " + std::to_string(shape[i]));
+        if (shape[i] > INT32_MAX) throw error("pthcv: mat_from_tensor: a dimension of " + std::to_string(shape[i]));
         sizes[i] = (int)shape[i];
         size_t step = shape[i] == 1 ? inner : (size_t)stride[i] * elsize;
-        if (i == nd - 1 ? step != elsize : step < inner)
-            return copy_to_mat(t, layout);
+        if (i == nd - 1 ? step != elsize : step < inner) return copy_to_mat(t, layout);
         steps[i] = step;
         inner = step * (size_t)sizes[i];
     }
     int64_t extent = 1;
-    for (int i = 0; i < t->ndim; i++)
-        extent += (t->shape[i] - 1) * t->stride[i];
+    for (int i = 0; i < t->ndim; i++) extent += (t->shape[i] - 1) * t->stride[i];
     void *p = detail::data_of(t);
     return detail::tensor_allocator().wrap(t, p, nd, sizes, CV_MAKETYPE(depth, 1), steps, (size_t)extent * elsize);
 }
@@ -291,9 +280,8 @@ inline cv::Mat mat_from_tensor(pthcv_tensor *t, Layout layout = Layout::HWC)
 inline cv::Mat copy_to_mat(pthcv_tensor *t, Layout layout)
 {
     detail::tensor_ref copy(pthcv_tensor_contiguous(t));
-    if (!copy.t)
-        throw_last_error("cannot copy a tensor");
-    if (copy.t == t)   // already contiguous: nothing more a copy could fix
+    if (!copy.t) throw_last_error("cannot copy a tensor");
+    if (copy.t == t) // already contiguous: nothing more a copy could fix
         throw error("pthcv: mat_from_tensor: no Mat can view this tensor");
     return mat_from_tensor(copy.t, layout);
 }

@@ -13,7 +13,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the writers declare l
 /* A file written to `path.tmp` and renamed over `path` only once complete,
  * so a failure never leaves a half-written file under the real name. */
 typedef struct {
-    const char *path;   /* borrowed from the caller */
+    const char *path; /* borrowed from the caller */
     char *tmp;
     FILE *f;
 } pthcv_outfile;
@@ -38,7 +38,6 @@ int pthcv_fail_in(const char *path);
  * ("tensor 'w'"). Returns the header length, or -1 with the error set when
  * NumPy has no dtype for t. */
 enum { PTHCV_NPY_HEADER_MAX = 1024 };
-int pthcv_npy_header(const char *path, const char *label, const pthcv_tensor *t,
-                     char buf[PTHCV_NPY_HEADER_MAX]);
+int pthcv_npy_header(const char *path, const char *label, const pthcv_tensor *t, char buf[PTHCV_NPY_HEADER_MAX]);
 
 #endif /* PTHCV_EXPORT_H */

@@ -24,24 +24,29 @@ static const char *npy_descr(int dtype)
     }
 }
 
-int pthcv_npy_header(const char *path, const char *label, const pthcv_tensor *t,
-                     char buf[PTHCV_NPY_HEADER_MAX])
+int pthcv_npy_header(const char *path, const char *label, const pthcv_tensor *t, char buf[PTHCV_NPY_HEADER_MAX])
 {
     const char *descr = npy_descr(t->dtype), *name = pthcv_dtype_name(t->dtype);
     if (!descr && pthcv_dtype_is_quantized(t->dtype))
-        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s is quantized (%s), which NumPy cannot hold; "
-                          "dequantize it first", path, label, name), -1;
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED,
+                          "%s: %s is quantized (%s), which NumPy cannot hold; "
+                          "dequantize it first",
+                          path, label, name),
+               -1;
     if (!descr)
-        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s is %s, which NumPy has no dtype for; "
-                          "convert it first (to float32, say)", path, label, name ? name : "of an unknown dtype"), -1;
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED,
+                          "%s: %s is %s, which NumPy has no dtype for; "
+                          "convert it first (to float32, say)",
+                          path, label, name ? name : "of an unknown dtype"),
+               -1;
 
     /* magic, version 1.0, then a little-endian uint16 header length */
     memcpy(buf, "\x93NUMPY\x01\x00\0\0", 10);
     int len = 10;
     len += snprintf(buf + len, 200, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
-    for (int i = 0; i < t->ndim; i++)     /* at most 16 * 22 bytes */
+    for (int i = 0; i < t->ndim; i++) /* at most 16 * 22 bytes */
         len += snprintf(buf + len, 32, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    len += snprintf(buf + len, 8, "%s), }", t->ndim == 1 ? "," : "");   /* Python's "(n,)" */
+    len += snprintf(buf + len, 8, "%s), }", t->ndim == 1 ? "," : ""); /* Python's "(n,)" */
     if (t->ndim > 0) {
         /* numpy >= 1.23 leaves room for the first size to grow to 21 digits */
         char digits[24];
@@ -64,14 +69,11 @@ int pthcv_save_npy(const char *path, pthcv_tensor *t)
 {
     char header[PTHCV_NPY_HEADER_MAX];
     pthcv_outfile o;
-    if (!path || !t)
-        return pthcv_fail(PTHCV_ERR_ARG, "pthcv_save_npy: no %s", path ? "tensor" : "path");
+    if (!path || !t) return pthcv_fail(PTHCV_ERR_ARG, "pthcv_save_npy: no %s", path ? "tensor" : "path");
     int hlen = pthcv_npy_header(path, "the tensor", t, header);
-    if (hlen < 0)
-        return pthcv_last_status();
+    if (hlen < 0) return pthcv_last_status();
     int rc = pthcv_out_open(&o, path);
-    if (rc != PTHCV_OK)
-        return rc;
+    if (rc != PTHCV_OK) return rc;
     if ((rc = pthcv_out_write(&o, header, (size_t)hlen)) != PTHCV_OK || (rc = pthcv_out_tensor(&o, t)) != PTHCV_OK) {
         pthcv_out_abort(&o);
         return rc;

@@ -21,10 +21,10 @@ typedef struct {
 } npz_failure;
 
 typedef struct {
-    pthcv_tensor *t;                /* retained */
+    pthcv_tensor *t; /* retained */
     char header[PTHCV_NPY_HEADER_MAX];
     uint64_t hlen, size, pos;
-    pthcv_tensor *open;             /* the contiguous copy, from OPEN to CLOSE */
+    pthcv_tensor *open; /* the contiguous copy, from OPEN to CLOSE */
     const unsigned char *data;
     zip_error_t error;
     npz_failure *failure;
@@ -51,8 +51,7 @@ static zip_int64_t npy_source_cb(void *ud, void *data, zip_uint64_t len, zip_sou
             done = s->hlen - s->pos < n ? s->hlen - s->pos : n;
             memcpy(data, s->header + s->pos, done);
         }
-        if (n > done)
-            memcpy((char *)data + done, s->data + (s->pos + done - s->hlen), n - done);
+        if (n > done) memcpy((char *)data + done, s->data + (s->pos + done - s->hlen), n - done);
         s->pos += n;
         return (zip_int64_t)n;
     }
@@ -67,19 +66,15 @@ static zip_int64_t npy_source_cb(void *ud, void *data, zip_uint64_t len, zip_sou
         st->valid |= ZIP_STAT_SIZE;
         return sizeof *st;
     }
-    case ZIP_SOURCE_ERROR:
-        return zip_error_to_data(&s->error, data, len);
+    case ZIP_SOURCE_ERROR: return zip_error_to_data(&s->error, data, len);
     case ZIP_SOURCE_FREE:
         pthcv_tensor_release(s->open);
         pthcv_tensor_release(s->t);
         zip_error_fini(&s->error);
         free(s);
         return 0;
-    case ZIP_SOURCE_SUPPORTS:
-        return ZIP_SOURCE_SUPPORTS_READABLE;
-    default:
-        zip_error_set(&s->error, ZIP_ER_OPNOTSUPP, 0);
-        return -1;
+    case ZIP_SOURCE_SUPPORTS: return ZIP_SOURCE_SUPPORTS_READABLE;
+    default: zip_error_set(&s->error, ZIP_ER_OPNOTSUPP, 0); return -1;
     }
 }
 
@@ -119,10 +114,10 @@ static int add_entry(zip_t *za, const char *path, const char *name, pthcv_tensor
     } else {
         zip_int64_t idx = zip_file_add(za, entry, src, ZIP_FL_ENC_UTF_8);
         if (idx < 0) {
-            zip_source_free(src);   /* frees s too */
+            zip_source_free(src); /* frees s too */
             rc = zip_error_code_zip(zip_get_error(za)) == ZIP_ER_EXISTS
-                     ? pthcv_fail(PTHCV_ERR_ARG, "%s: two tensors are named '%s'", path, name)
-                     : pthcv_fail(PTHCV_ERR_IO, "%s: cannot add %s: %s", path, entry, zip_strerror(za));
+                ? pthcv_fail(PTHCV_ERR_ARG, "%s: two tensors are named '%s'", path, name)
+                : pthcv_fail(PTHCV_ERR_IO, "%s: cannot add %s: %s", path, entry, zip_strerror(za));
         } else if (zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_STORE, 0) < 0) {
             rc = pthcv_fail(PTHCV_ERR_IO, "%s: cannot store %s: %s", path, entry, zip_strerror(za));
         } else if (zip_file_set_mtime(za, (zip_uint64_t)idx, NPZ_MTIME, 0) < 0) {
@@ -141,8 +136,7 @@ static int save_empty_zip(const char *path)
     static const unsigned char eocd[22] = {'P', 'K', 5, 6};
     pthcv_outfile o;
     int rc = pthcv_out_open(&o, path);
-    if (rc != PTHCV_OK)
-        return rc;
+    if (rc != PTHCV_OK) return rc;
     if ((rc = pthcv_out_write(&o, eocd, sizeof eocd)) != PTHCV_OK) {
         pthcv_out_abort(&o);
         return rc;
@@ -169,12 +163,10 @@ static int save_zip(const char *path, int n, const char *const *names, pthcv_ten
     for (int i = 0; i < n; i++)
         if (!names[i] || !tensors[i])
             return pthcv_fail(PTHCV_ERR_ARG, "%s: tensor %d has no %s", path, i, names[i] ? "tensor" : "name");
-    if (n == 0)
-        return save_empty_zip(path);
+    if (n == 0) return save_empty_zip(path);
 
     char *tmp = pthcv_tmp_path(path);
-    if (!tmp)
-        return PTHCV_ERR_NOMEM;
+    if (!tmp) return PTHCV_ERR_NOMEM;
     int zerr = 0, rc = PTHCV_OK;
     zip_t *za = zip_open(tmp, ZIP_CREATE | ZIP_TRUNCATE, &zerr);
     if (!za) {
@@ -186,20 +178,17 @@ static int save_zip(const char *path, int n, const char *const *names, pthcv_ten
         return rc;
     }
     npz_failure failure = {PTHCV_OK, ""};
-    for (int i = 0; i < n && rc == PTHCV_OK; i++)
-        rc = add_entry(za, path, names[i], tensors[i], &failure, raw);
+    for (int i = 0; i < n && rc == PTHCV_OK; i++) rc = add_entry(za, path, names[i], tensors[i], &failure, raw);
     if (rc != PTHCV_OK) {
         zip_discard(za);
     } else if (zip_close(za) != 0) {
-        rc = failure.status != PTHCV_OK
-                 ? pthcv_fail(failure.status, "%s: %s", path, failure.message)
-                 : pthcv_fail(PTHCV_ERR_IO, "%s: %s", path, zip_strerror(za));
+        rc = failure.status != PTHCV_OK ? pthcv_fail(failure.status, "%s: %s", path, failure.message)
+                                        : pthcv_fail(PTHCV_ERR_IO, "%s: %s", path, zip_strerror(za));
         zip_discard(za);
     } else if (rename(tmp, path) != 0) {
         rc = pthcv_fail(PTHCV_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
     }
-    if (rc != PTHCV_OK)
-        remove(tmp);
+    if (rc != PTHCV_OK) remove(tmp);
     free(tmp);
     return rc;
 }

@@ -38,12 +38,10 @@ typedef struct {
 
 static void sb_put(sbuf *b, const char *s, size_t n)
 {
-    if (b->oom)
-        return;
+    if (b->oom) return;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
+        while (cap < b->len + n + 1) cap *= 2;
         char *p = realloc(b->p, cap);
         if (!p) {
             b->oom = 1;
@@ -62,7 +60,7 @@ static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(sbuf *b, const char *fmt, ...)
 {
-    char tmp[64];   /* numbers and dtype names only */
+    char tmp[64]; /* numbers and dtype names only */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
@@ -89,18 +87,14 @@ static void sb_json_string(sbuf *b, const char *s)
     sb_put(b, "\"", 1);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
+static int cmp_names(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 /* Refuses what safetensors cannot name: a tensor called __metadata__ and two
  * tensors of one name. */
 static int check_names(const char *path, int n, const char *const *names)
 {
     const char **sorted = malloc((size_t)n * sizeof *sorted);
-    if (!sorted)
-        return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", path);
+    if (!sorted) return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", path);
     memcpy(sorted, names, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_names);
     int rc = PTHCV_OK;
@@ -130,10 +124,14 @@ static char *build_header(const char *path, int n, const char *const *names, pth
         if (!dt) {
             free(b.p);
             if (pthcv_dtype_is_quantized(t->dtype))
-                return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "%s: tensor '%s' is quantized (%s), which safetensors "
-                                       "cannot hold; dequantize it first", path, names[i], name);
-            return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "%s: tensor '%s' is %s, which safetensors has no dtype for; "
-                                   "convert it first", path, names[i], name ? name : "of an unknown dtype");
+                return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED,
+                                       "%s: tensor '%s' is quantized (%s), which safetensors "
+                                       "cannot hold; dequantize it first",
+                                       path, names[i], name);
+            return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED,
+                                   "%s: tensor '%s' is %s, which safetensors has no dtype for; "
+                                   "convert it first",
+                                   path, names[i], name ? name : "of an unknown dtype");
         }
         int64_t end;
         if (!pthcv_add_ok(pos, pthcv_tensor_nbytes(t), &end)) {
@@ -143,13 +141,12 @@ static char *build_header(const char *path, int n, const char *const *names, pth
         sb_str(&b, i > 0 || metadata_json ? "," : "");
         sb_json_string(&b, names[i]);
         sb_printf(&b, ":{\"dtype\":\"%s\",\"shape\":[", dt);
-        for (int d = 0; d < t->ndim; d++)
-            sb_printf(&b, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+        for (int d = 0; d < t->ndim; d++) sb_printf(&b, "%s%lld", d ? "," : "", (long long)t->shape[d]);
         sb_printf(&b, "],\"data_offsets\":[%lld,%lld]}", (long long)pos, (long long)end);
         pos = end;
     }
     sb_str(&b, "}");
-    while (b.len % 8)   /* the data then starts 8-aligned */
+    while (b.len % 8) /* the data then starts 8-aligned */
         sb_str(&b, " ");
     if (b.oom) {
         free(b.p);
@@ -163,13 +160,12 @@ static char *build_header(const char *path, int n, const char *const *names, pth
 static int looks_like_object(const char *s)
 {
     size_t a = strspn(s, " \t\r\n"), z = strlen(s);
-    while (z > a && strchr(" \t\r\n", s[z - 1]))
-        z--;
+    while (z > a && strchr(" \t\r\n", s[z - 1])) z--;
     return z - a >= 2 && s[a] == '{' && s[z - 1] == '}';
 }
 
-int pthcv_save_safetensors(const char *path, int n, const char *const *names,
-                           pthcv_tensor *const *tensors, const char *metadata_json)
+int pthcv_save_safetensors(const char *path, int n, const char *const *names, pthcv_tensor *const *tensors,
+                           const char *metadata_json)
 {
     if (!path || n < 0 || (n > 0 && (!names || !tensors)))
         return pthcv_fail(PTHCV_ERR_ARG, "pthcv_save_safetensors: bad arguments");
@@ -179,27 +175,20 @@ int pthcv_save_safetensors(const char *path, int n, const char *const *names,
     if (metadata_json && !looks_like_object(metadata_json))
         return pthcv_fail(PTHCV_ERR_ARG, "%s: the metadata is not a JSON object", path);
     int rc = n > 0 ? check_names(path, n, names) : PTHCV_OK;
-    if (rc != PTHCV_OK)
-        return rc;
+    if (rc != PTHCV_OK) return rc;
 
     size_t hlen;
     char *header = build_header(path, n, names, tensors, metadata_json, &hlen);
-    if (!header)
-        return pthcv_last_status();
+    if (!header) return pthcv_last_status();
     unsigned char len8[8];
-    for (int i = 0; i < 8; i++)
-        len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
 
     pthcv_outfile o;
     if ((rc = pthcv_out_open(&o, path)) == PTHCV_OK) {
-        if ((rc = pthcv_out_write(&o, len8, 8)) == PTHCV_OK)
-            rc = pthcv_out_write(&o, header, hlen);
-        for (int i = 0; i < n && rc == PTHCV_OK; i++)
-            rc = pthcv_out_tensor(&o, tensors[i]);
-        if (rc == PTHCV_OK)
-            rc = pthcv_out_commit(&o);
-        else
-            pthcv_out_abort(&o);
+        if ((rc = pthcv_out_write(&o, len8, 8)) == PTHCV_OK) rc = pthcv_out_write(&o, header, hlen);
+        for (int i = 0; i < n && rc == PTHCV_OK; i++) rc = pthcv_out_tensor(&o, tensors[i]);
+        if (rc == PTHCV_OK) rc = pthcv_out_commit(&o);
+        else pthcv_out_abort(&o);
     }
     free(header);
     return rc;

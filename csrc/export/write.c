@@ -8,8 +8,7 @@ char *pthcv_tmp_path(const char *path)
 {
     size_t n = strlen(path);
     char *tmp = malloc(n + 5);
-    if (!tmp)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "%s: out of memory", path);
+    if (!tmp) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "%s: out of memory", path);
     memcpy(tmp, path, n);
     memcpy(tmp + n, ".tmp", 5);
     return tmp;
@@ -26,8 +25,7 @@ int pthcv_out_open(pthcv_outfile *o, const char *path)
 {
     o->path = path;
     o->f = NULL;
-    if (!(o->tmp = pthcv_tmp_path(path)))
-        return PTHCV_ERR_NOMEM;
+    if (!(o->tmp = pthcv_tmp_path(path))) return PTHCV_ERR_NOMEM;
     if (!(o->f = fopen(o->tmp, "wb"))) {
         int rc = pthcv_fail(PTHCV_ERR_IO, "%s: cannot create %s: %s", path, o->tmp, strerror(errno));
         free(o->tmp);
@@ -58,12 +56,11 @@ int pthcv_out_commit(pthcv_outfile *o)
     int rc = PTHCV_OK;
     FILE *f = o->f;
     o->f = NULL;
-    if (fclose(f) != 0)     /* the last buffered write may fail only here */
+    if (fclose(f) != 0) /* the last buffered write may fail only here */
         rc = pthcv_fail(PTHCV_ERR_IO, "%s: write failed: %s", o->path, strerror(errno));
     else if (rename(o->tmp, o->path) != 0)
         rc = pthcv_fail(PTHCV_ERR_IO, "%s: cannot rename %s into place: %s", o->path, o->tmp, strerror(errno));
-    if (rc != PTHCV_OK)
-        remove(o->tmp);
+    if (rc != PTHCV_OK) remove(o->tmp);
     free(o->tmp);
     o->tmp = NULL;
     return rc;
@@ -71,11 +68,9 @@ int pthcv_out_commit(pthcv_outfile *o)
 
 void pthcv_out_abort(pthcv_outfile *o)
 {
-    if (o->f)
-        fclose(o->f);
+    if (o->f) fclose(o->f);
     o->f = NULL;
-    if (o->tmp)
-        remove(o->tmp);
+    if (o->tmp) remove(o->tmp);
     free(o->tmp);
     o->tmp = NULL;
 }

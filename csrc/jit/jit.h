@@ -12,33 +12,52 @@
 
 #include "../internal.h"
 
-enum {
-    T_EOF = 0, T_NEWLINE, T_INDENT, T_DEDENT, T_NAME, T_INT, T_FLOAT, T_STRING, T_OP
-};
+enum { T_EOF = 0, T_NEWLINE, T_INDENT, T_DEDENT, T_NAME, T_INT, T_FLOAT, T_STRING, T_OP };
 
 /* Punctuation (token.op). */
 enum {
-    P_LPAR = 1, P_RPAR, P_LSQB, P_RSQB, P_LBRACE, P_RBRACE, P_COMMA, P_COLON, P_DOT, P_SEMI,
-    P_ARROW, P_ASSIGN, P_ELLIPSIS,
+    P_LPAR = 1,
+    P_RPAR,
+    P_LSQB,
+    P_RSQB,
+    P_LBRACE,
+    P_RBRACE,
+    P_COMMA,
+    P_COLON,
+    P_DOT,
+    P_SEMI,
+    P_ARROW,
+    P_ASSIGN,
+    P_ELLIPSIS,
     /* binary operators: PTHCV_JOP_* value + P_BINOP_BASE; augmented: + P_AUG_BASE */
     P_BINOP_BASE = 32,
     P_AUG_BASE = 64,
-    P_TILDE = 96, P_EQ, P_NE, P_LT, P_LE, P_GT, P_GE
+    P_TILDE = 96,
+    P_EQ,
+    P_NE,
+    P_LT,
+    P_LE,
+    P_GT,
+    P_GE
 };
 
 typedef struct jit_token {
-    int32_t type;           /* T_* */
-    int32_t op;             /* T_OP: P_*; T_INT: 1 when the literal is 2^63 (valid only negated) */
+    int32_t type; /* T_* */
+    int32_t op;   /* T_OP: P_*; T_INT: 1 when the literal is 2^63 (valid only negated) */
     int32_t line;
-    int32_t len;            /* T_NAME: bytes at src + start; T_STRING: bytes of str */
-    int64_t start;          /* offset in the source */
-    int64_t i;              /* T_INT */
-    double f;               /* T_FLOAT */
-    const char *str;        /* T_STRING: escapes resolved, NUL-terminated, in the string arena */
+    int32_t len;     /* T_NAME: bytes at src + start; T_STRING: bytes of str */
+    int64_t start;   /* offset in the source */
+    int64_t i;       /* T_INT */
+    double f;        /* T_FLOAT */
+    const char *str; /* T_STRING: escapes resolved, NUL-terminated, in the string arena */
 } jit_token;
 
 /* Strings live in chunks that never move, freed together. */
-typedef struct jit_chunk { struct jit_chunk *next; size_t used, cap; char data[]; } jit_chunk;
+typedef struct jit_chunk {
+    struct jit_chunk *next;
+    size_t used, cap;
+    char data[];
+} jit_chunk;
 
 typedef struct jit_lexer {
     const char *src;

@@ -8,7 +8,7 @@
  * are checked as they are reached, and the message names the limit.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE  /* strtod_l, newlocale */
+#define _GNU_SOURCE /* strtod_l, newlocale */
 #endif
 #include "jit.h"
 #include <locale.h>
@@ -38,7 +38,10 @@ void jit_lexer_free(jit_lexer *lx)
 {
     free(lx->tokens);
     lx->tokens = NULL;
-    for (jit_chunk *c = lx->strings, *next; c; c = next) { next = c->next; free(c); }
+    for (jit_chunk *c = lx->strings, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
     lx->strings = NULL;
 }
 
@@ -68,25 +71,56 @@ static jit_token *push(jit_lexer *lx, int type, int line, int64_t start)
 }
 
 /* Operators, longest first. */
-static const struct { const char *text; int op; } puncts[] = {
-    { "**=", P_AUG_BASE + PTHCV_JOP_POW }, { "//=", P_AUG_BASE + PTHCV_JOP_FLOORDIV },
-    { ">>=", P_AUG_BASE + PTHCV_JOP_RSHIFT }, { "<<=", P_AUG_BASE + PTHCV_JOP_LSHIFT },
-    { "...", P_ELLIPSIS },
-    { "+=", P_AUG_BASE + PTHCV_JOP_ADD }, { "-=", P_AUG_BASE + PTHCV_JOP_SUB },
-    { "*=", P_AUG_BASE + PTHCV_JOP_MUL }, { "/=", P_AUG_BASE + PTHCV_JOP_DIV },
-    { "%=", P_AUG_BASE + PTHCV_JOP_MOD }, { "@=", P_AUG_BASE + PTHCV_JOP_MATMUL },
-    { "&=", P_AUG_BASE + PTHCV_JOP_BITAND }, { "|=", P_AUG_BASE + PTHCV_JOP_BITOR },
-    { "^=", P_AUG_BASE + PTHCV_JOP_BITXOR },
-    { "->", P_ARROW }, { "**", P_BINOP_BASE + PTHCV_JOP_POW }, { "//", P_BINOP_BASE + PTHCV_JOP_FLOORDIV },
-    { "<<", P_BINOP_BASE + PTHCV_JOP_LSHIFT }, { ">>", P_BINOP_BASE + PTHCV_JOP_RSHIFT },
-    { "==", P_EQ }, { "!=", P_NE }, { "<=", P_LE }, { ">=", P_GE },
-    { "(", P_LPAR }, { ")", P_RPAR }, { "[", P_LSQB }, { "]", P_RSQB }, { "{", P_LBRACE },
-    { "}", P_RBRACE }, { ",", P_COMMA }, { ":", P_COLON }, { ".", P_DOT }, { ";", P_SEMI },
-    { "=", P_ASSIGN }, { "+", P_BINOP_BASE + PTHCV_JOP_ADD }, { "-", P_BINOP_BASE + PTHCV_JOP_SUB },
-    { "*", P_BINOP_BASE + PTHCV_JOP_MUL }, { "/", P_BINOP_BASE + PTHCV_JOP_DIV },
-    { "%", P_BINOP_BASE + PTHCV_JOP_MOD }, { "@", P_BINOP_BASE + PTHCV_JOP_MATMUL },
-    { "&", P_BINOP_BASE + PTHCV_JOP_BITAND }, { "|", P_BINOP_BASE + PTHCV_JOP_BITOR },
-    { "^", P_BINOP_BASE + PTHCV_JOP_BITXOR }, { "~", P_TILDE }, { "<", P_LT }, { ">", P_GT },
+static const struct {
+    const char *text;
+    int op;
+} puncts[] = {
+    {"**=", P_AUG_BASE + PTHCV_JOP_POW},
+    {"//=", P_AUG_BASE + PTHCV_JOP_FLOORDIV},
+    {">>=", P_AUG_BASE + PTHCV_JOP_RSHIFT},
+    {"<<=", P_AUG_BASE + PTHCV_JOP_LSHIFT},
+    {"...", P_ELLIPSIS},
+    {"+=", P_AUG_BASE + PTHCV_JOP_ADD},
+    {"-=", P_AUG_BASE + PTHCV_JOP_SUB},
+    {"*=", P_AUG_BASE + PTHCV_JOP_MUL},
+    {"/=", P_AUG_BASE + PTHCV_JOP_DIV},
+    {"%=", P_AUG_BASE + PTHCV_JOP_MOD},
+    {"@=", P_AUG_BASE + PTHCV_JOP_MATMUL},
+    {"&=", P_AUG_BASE + PTHCV_JOP_BITAND},
+    {"|=", P_AUG_BASE + PTHCV_JOP_BITOR},
+    {"^=", P_AUG_BASE + PTHCV_JOP_BITXOR},
+    {"->", P_ARROW},
+    {"**", P_BINOP_BASE + PTHCV_JOP_POW},
+    {"//", P_BINOP_BASE + PTHCV_JOP_FLOORDIV},
+    {"<<", P_BINOP_BASE + PTHCV_JOP_LSHIFT},
+    {">>", P_BINOP_BASE + PTHCV_JOP_RSHIFT},
+    {"==", P_EQ},
+    {"!=", P_NE},
+    {"<=", P_LE},
+    {">=", P_GE},
+    {"(", P_LPAR},
+    {")", P_RPAR},
+    {"[", P_LSQB},
+    {"]", P_RSQB},
+    {"{", P_LBRACE},
+    {"}", P_RBRACE},
+    {",", P_COMMA},
+    {":", P_COLON},
+    {".", P_DOT},
+    {";", P_SEMI},
+    {"=", P_ASSIGN},
+    {"+", P_BINOP_BASE + PTHCV_JOP_ADD},
+    {"-", P_BINOP_BASE + PTHCV_JOP_SUB},
+    {"*", P_BINOP_BASE + PTHCV_JOP_MUL},
+    {"/", P_BINOP_BASE + PTHCV_JOP_DIV},
+    {"%", P_BINOP_BASE + PTHCV_JOP_MOD},
+    {"@", P_BINOP_BASE + PTHCV_JOP_MATMUL},
+    {"&", P_BINOP_BASE + PTHCV_JOP_BITAND},
+    {"|", P_BINOP_BASE + PTHCV_JOP_BITOR},
+    {"^", P_BINOP_BASE + PTHCV_JOP_BITXOR},
+    {"~", P_TILDE},
+    {"<", P_LT},
+    {">", P_GT},
 };
 
 static int is_name_start(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
@@ -123,12 +157,15 @@ static int lex_int(jit_lexer *lx, int64_t *pos, int line, jit_token *t)
     if (p < n && (s[p] == 'j' || s[p] == 'J'))
         return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s:%d: complex literals are not supported", lx->name, line);
     if (p < n && is_name_char((unsigned char)s[p]))
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: invalid number literal (a letter follows its digits)", lx->name, line);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: invalid number literal (a letter follows its digits)", lx->name,
+                          line);
     if (overflow || v > (uint64_t)INT64_MAX + 1)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: integer literal out of the 64-bit range", lx->name, line);
     t->type = T_INT;
-    if (v == (uint64_t)INT64_MAX + 1) { t->i = INT64_MIN; t->op = 1; }
-    else t->i = (int64_t)v;
+    if (v == (uint64_t)INT64_MAX + 1) {
+        t->i = INT64_MIN;
+        t->op = 1;
+    } else t->i = (int64_t)v;
     *pos = p;
     return PTHCV_OK;
 }
@@ -140,17 +177,26 @@ static int lex_number(jit_lexer *lx, int64_t *pos, int line, jit_token *t, local
     int64_t p = *pos, n = lx->len;
     while (p < n && is_digit(s[p])) p++;
     int is_float = 0;
-    if (p < n && s[p] == '.') { is_float = 1; p++; while (p < n && is_digit(s[p])) p++; }
+    if (p < n && s[p] == '.') {
+        is_float = 1;
+        p++;
+        while (p < n && is_digit(s[p])) p++;
+    }
     if (p < n && (s[p] == 'e' || s[p] == 'E')) {
         int64_t q = p + 1;
         if (q < n && (s[q] == '+' || s[q] == '-')) q++;
-        if (q < n && is_digit(s[q])) { is_float = 1; p = q; while (p < n && is_digit(s[p])) p++; }
+        if (q < n && is_digit(s[q])) {
+            is_float = 1;
+            p = q;
+            while (p < n && is_digit(s[p])) p++;
+        }
     }
     if (!is_float) return lex_int(lx, pos, line, t);
     if (p < n && (s[p] == 'j' || s[p] == 'J'))
         return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s:%d: complex literals are not supported", lx->name, line);
     if (p < n && is_name_char((unsigned char)s[p]))
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: invalid number literal (a letter follows its digits)", lx->name, line);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: invalid number literal (a letter follows its digits)", lx->name,
+                          line);
     char buf[512];
     if (p - *pos >= (int64_t)sizeof buf)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: number literal longer than %d characters", lx->name, line,
@@ -172,8 +218,16 @@ static int lex_escape(jit_lexer *lx, int64_t *pos, int *line, char *out, size_t 
     int c = (unsigned char)s[p++];
     static const char simple[] = "\\\\''\"\"a\ab\bf\fn\nr\rt\tv\v";
     for (const char *e = simple; *e; e += 2)
-        if (c == e[0]) { out[(*o)++] = e[1]; *pos = p; return PTHCV_OK; }
-    if (c == '\n') { (*line)++; *pos = p; return PTHCV_OK; }
+        if (c == e[0]) {
+            out[(*o)++] = e[1];
+            *pos = p;
+            return PTHCV_OK;
+        }
+    if (c == '\n') {
+        (*line)++;
+        *pos = p;
+        return PTHCV_OK;
+    }
     if (c >= '0' && c <= '7') {
         int v = c - '0';
         for (int k = 0; k < 2 && p < lx->len && s[p] >= '0' && s[p] <= '7'; k++) v = v * 8 + (s[p++] - '0');
@@ -214,8 +268,11 @@ static int lex_string(jit_lexer *lx, int64_t *pos, int *line, jit_token *t)
     size_t o = 0;
     int st = PTHCV_OK;
     while (p < end && !st) {
-        if (s[p] == '\\') { p++; st = lex_escape(lx, &p, line, out, &o); }
-        else if (s[p] == '\0') st = pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: NUL byte in a string literal", lx->name, *line);
+        if (s[p] == '\\') {
+            p++;
+            st = lex_escape(lx, &p, line, out, &o);
+        } else if (s[p] == '\0')
+            st = pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: NUL byte in a string literal", lx->name, *line);
         else out[o++] = s[p++];
     }
     if (!st) {
@@ -245,7 +302,8 @@ static int lex_punct(jit_lexer *lx, int64_t *pos, int line, int *depth, int *ope
                                   line, (int)lx->lim.max_nesting);
             opened[*depth - 1] = line;
         } else if (op == P_RPAR || op == P_RSQB || op == P_RBRACE) {
-            if (*depth == 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: unmatched '%s'", lx->name, line, puncts[k].text);
+            if (*depth == 0)
+                return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: unmatched '%s'", lx->name, line, puncts[k].text);
             --*depth;
         }
         jit_token *t = push(lx, T_OP, line, *pos);
@@ -294,7 +352,8 @@ static int indent_line(jit_lexer *lx, int64_t w, int64_t *stack, int *nstack, in
         if (!push(lx, T_DEDENT, line, start)) return pthcv_last_status();
     }
     if (w != stack[*nstack - 1])
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: unindent does not match any outer indentation level", lx->name, line);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: unindent does not match any outer indentation level", lx->name,
+                          line);
     return PTHCV_OK;
 }
 
@@ -342,8 +401,8 @@ static int lex_token(jit_lexer *lx, int64_t *pos, int *line, int *depth, int *op
 
 static int lex_all(jit_lexer *lx, locale_t c_locale)
 {
-    int64_t stack[256 + 2];  /* indentation widths; max_nesting is at most 256 */
-    int opened[256 + 2];     /* the line of each open bracket */
+    int64_t stack[256 + 2]; /* indentation widths; max_nesting is at most 256 */
+    int opened[256 + 2];    /* the line of each open bracket */
     int nstack = 1, line = 1, depth = 0, at_line_start = 1;
     stack[0] = 0;
     int64_t pos = 0;
@@ -359,8 +418,14 @@ static int lex_all(jit_lexer *lx, locale_t c_locale)
             continue;
         }
         char c = s[pos];
-        if (c == ' ' || c == '\t' || c == '\f' || c == '\r') { pos++; continue; }
-        if (c == '#') { while (pos < lx->len && s[pos] != '\n') pos++; continue; }
+        if (c == ' ' || c == '\t' || c == '\f' || c == '\r') {
+            pos++;
+            continue;
+        }
+        if (c == '#') {
+            while (pos < lx->len && s[pos] != '\n') pos++;
+            continue;
+        }
         if (c == '\\' && pos + 1 < lx->len && (s[pos + 1] == '\n' || s[pos + 1] == '\r')) {
             pos += s[pos + 1] == '\r' && pos + 2 < lx->len && s[pos + 2] == '\n' ? 3 : 2;
             line++;
@@ -379,7 +444,9 @@ static int lex_all(jit_lexer *lx, locale_t c_locale)
         int st = lex_token(lx, &pos, &line, &depth, opened, c_locale);
         if (st) return st;
     }
-    if (depth) return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: a bracket opened here is never closed", lx->name, opened[depth - 1]);
+    if (depth)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: a bracket opened here is never closed", lx->name,
+                          opened[depth - 1]);
     int st = end_line(lx, line, pos);
     while (!st && nstack > 1) {
         nstack--;
@@ -392,8 +459,8 @@ static int lex_all(jit_lexer *lx, locale_t c_locale)
 int jit_lex(jit_lexer *lx)
 {
     if (lx->len > lx->lim.max_source)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %lld bytes of source, more than the limit of %lld (max_source)", lx->name,
-                          (long long)lx->len, (long long)lx->lim.max_source);
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %lld bytes of source, more than the limit of %lld (max_source)",
+                          lx->name, (long long)lx->len, (long long)lx->lim.max_source);
     locale_t c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
     if (c_locale == (locale_t)0) return pthcv_fail(PTHCV_ERR_NOMEM, "%s: cannot create the C locale", lx->name);
     int st = lex_all(lx, c_locale);
@@ -409,9 +476,8 @@ const char *jit_token_text(const jit_lexer *lx, const jit_token *t, char *buf, s
     case T_INDENT: return "an indented block";
     case T_DEDENT: return "the end of a block";
     case T_STRING: return "a string";
-    case T_INT: case T_FLOAT: return "a number";
-    default:
-        snprintf(buf, n, "'%.*s'", t->len > 40 ? 40 : t->len, lx->src + t->start);
-        return buf;
+    case T_INT:
+    case T_FLOAT: return "a number";
+    default: snprintf(buf, n, "'%.*s'", t->len > 40 ? 40 : t->len, lx->src + t->start); return buf;
     }
 }

@@ -19,14 +19,14 @@
 struct pthcv_jit_ast {
     pthcv_jit_node *nodes;
     int32_t count, cap;
-    int32_t *last;          /* last child of each node, while building */
-    jit_chunk *strings;     /* the lexer's strings and the names, owned here */
+    int32_t *last;      /* last child of each node, while building */
+    jit_chunk *strings; /* the lexer's strings and the names, owned here */
 };
 
 typedef struct parser {
     jit_lexer lx;
     pthcv_jit_ast *ast;
-    int64_t pos;            /* next token */
+    int64_t pos; /* next token */
     int depth;
 } parser;
 
@@ -125,8 +125,9 @@ static int syntax_error(parser *p, const jit_token *t, const char *expected)
 
 static int unsupported(parser *p, int line, const char *what)
 {
-    return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s:%d: %s not supported (torch's TorchScript printer does not write this)",
-                      p->lx.name, line, what);
+    return pthcv_fail(PTHCV_ERR_UNSUPPORTED,
+                      "%s:%d: %s not supported (torch's TorchScript printer does not write this)", p->lx.name, line,
+                      what);
 }
 
 static int expect_op(parser *p, int op, const char *text)
@@ -148,9 +149,10 @@ static int enter(parser *p, int line)
 static int is_reserved(parser *p, const jit_token *t)
 {
     static const char *const words[] = {
-        "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif", "else",
-        "except", "False", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "None",
-        "nonlocal", "not", "or", "pass", "raise", "return", "True", "try", "while", "with", "yield",
+        "and",  "as",     "assert", "async",  "await",  "break",   "class",    "continue", "def",
+        "del",  "elif",   "else",   "except", "False",  "finally", "for",      "from",     "global",
+        "if",   "import", "in",     "is",     "lambda", "None",    "nonlocal", "not",      "or",
+        "pass", "raise",  "return", "True",   "try",    "while",   "with",     "yield",
     };
     for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
         if (is_kw(p, t, words[k])) return 1;
@@ -168,9 +170,9 @@ static int starts_expr(parser *p, const jit_token *t)
     if (t->type == T_INT || t->type == T_FLOAT || t->type == T_STRING) return 1;
     if (t->type == T_NAME)
         return !is_reserved(p, t) || is_kw(p, t, "None") || is_kw(p, t, "True") || is_kw(p, t, "False") ||
-               is_kw(p, t, "not") || is_kw(p, t, "lambda");
+            is_kw(p, t, "not") || is_kw(p, t, "lambda");
     return is_op(t, P_LPAR) || is_op(t, P_LSQB) || is_op(t, P_LBRACE) || is_op(t, P_TILDE) ||
-           is_op(t, P_BINOP_BASE + PTHCV_JOP_ADD) || is_op(t, P_BINOP_BASE + PTHCV_JOP_SUB);
+        is_op(t, P_BINOP_BASE + PTHCV_JOP_ADD) || is_op(t, P_BINOP_BASE + PTHCV_JOP_SUB);
 }
 
 /* Adjacent string literals join, as in Python. */
@@ -194,7 +196,10 @@ static int parse_strings(parser *p)
         nd->s = t->str;
     } else {
         char *buf = malloc(total + 1);
-        if (!buf) { pthcv_fail(PTHCV_ERR_NOMEM, "%s:%d: out of memory", p->lx.name, t->line); return -1; }
+        if (!buf) {
+            pthcv_fail(PTHCV_ERR_NOMEM, "%s:%d: out of memory", p->lx.name, t->line);
+            return -1;
+        }
         size_t o = 0;
         for (int64_t k = first; k < p->pos; k++) {
             memcpy(buf + o, p->lx.tokens[k].str, (size_t)p->lx.tokens[k].len);
@@ -202,7 +207,10 @@ static int parse_strings(parser *p)
         }
         nd->s = jit_strdup(&p->lx.strings, buf, o);
         free(buf);
-        if (!nd->s) { pthcv_fail(PTHCV_ERR_NOMEM, "%s:%d: out of memory", p->lx.name, t->line); return -1; }
+        if (!nd->s) {
+            pthcv_fail(PTHCV_ERR_NOMEM, "%s:%d: out of memory", p->lx.name, t->line);
+            return -1;
+        }
     }
     nd->len = (int64_t)total;
     return n;
@@ -280,10 +288,13 @@ static int parse_atom(parser *p)
         return n;
     }
     if (t->type == T_NAME) {
-        int c = is_kw(p, t, "None") ? PTHCV_JCONST_NONE : is_kw(p, t, "True") ? PTHCV_JCONST_TRUE
-                : is_kw(p, t, "False") ? PTHCV_JCONST_FALSE : -1;
+        int c = is_kw(p, t, "None") ? PTHCV_JCONST_NONE
+            : is_kw(p, t, "True")   ? PTHCV_JCONST_TRUE
+            : is_kw(p, t, "False")  ? PTHCV_JCONST_FALSE
+                                    : -1;
         if (c < 0 && is_kw(p, t, "lambda")) return unsupported(p, line, "lambda expressions are"), -1;
-        if (c < 0 && (is_kw(p, t, "yield") || is_kw(p, t, "await"))) return unsupported(p, line, "generators and coroutines are"), -1;
+        if (c < 0 && (is_kw(p, t, "yield") || is_kw(p, t, "await")))
+            return unsupported(p, line, "generators and coroutines are"), -1;
         if (c < 0 && is_reserved(p, t)) return syntax_error(p, t, "an expression"), -1;
         next(p);
         int n = new_node(p, c >= 0 ? PTHCV_JIT_CONST : PTHCV_JIT_NAME, line);
@@ -293,13 +304,19 @@ static int parse_atom(parser *p)
         else p->ast->nodes[n].len = t->len;
         return n;
     }
-    if (is_op(t, P_LPAR)) { next(p); return parse_paren(p, line); }
+    if (is_op(t, P_LPAR)) {
+        next(p);
+        return parse_paren(p, line);
+    }
     if (is_op(t, P_LSQB)) {
         next(p);
         int n = new_node(p, PTHCV_JIT_LIST, line);
         return n < 0 || parse_items(p, n, P_RSQB, "']'") < 0 ? -1 : n;
     }
-    if (is_op(t, P_LBRACE)) { next(p); return parse_dict(p, line); }
+    if (is_op(t, P_LBRACE)) {
+        next(p);
+        return parse_dict(p, line);
+    }
     if (is_op(t, P_ELLIPSIS)) return unsupported(p, line, "the ellipsis (...) is"), -1;
     if (is_op(t, P_BINOP_BASE + PTHCV_JOP_BITXOR))
         return unsupported(p, line, "calls of Python functions (^name) are"), -1;
@@ -341,7 +358,7 @@ static int parse_call_args(parser *p, int n)
 static int parse_subscript(parser *p)
 {
     int line = peek(p)->line;
-    int parts[3] = { -1, -1, -1 }, np = 0;
+    int parts[3] = {-1, -1, -1}, np = 0;
     if (!is_op(peek(p), P_COLON)) {
         int e = parse_test(p);
         if (e < 0) return -1;
@@ -383,7 +400,7 @@ static int parse_trailers(parser *p, int n)
                 }
             }
             if (expect_op(p, P_RSQB, "']'")) return -1;
-            int kids[2] = { n, idx };
+            int kids[2] = {n, idx};
             if ((n = node_with(p, PTHCV_JIT_SUBSCRIPT, line, 2, kids)) < 0) return -1;
         } else if (is_op(t, P_DOT)) {
             next(p);
@@ -408,7 +425,7 @@ static int parse_power(parser *p)
     if (!is_op(peek(p), P_BINOP_BASE + PTHCV_JOP_POW)) return base;
     int line = next(p)->line;
     if (enter(p, line)) return -1;
-    int kids[2] = { base, parse_factor(p) };
+    int kids[2] = {base, parse_factor(p)};
     p->depth--;
     if (kids[1] < 0) return -1;
     int n = node_with(p, PTHCV_JIT_BINOP, line, 2, kids);
@@ -421,8 +438,10 @@ static int parse_power(parser *p)
 static int parse_unary(parser *p)
 {
     const jit_token *t = peek(p);
-    int op = is_op(t, P_BINOP_BASE + PTHCV_JOP_SUB) ? PTHCV_JOP_NEG : is_op(t, P_BINOP_BASE + PTHCV_JOP_ADD)
-             ? PTHCV_JOP_POS : is_op(t, P_TILDE) ? PTHCV_JOP_INVERT : 0;
+    int op = is_op(t, P_BINOP_BASE + PTHCV_JOP_SUB) ? PTHCV_JOP_NEG
+        : is_op(t, P_BINOP_BASE + PTHCV_JOP_ADD)    ? PTHCV_JOP_POS
+        : is_op(t, P_TILDE)                         ? PTHCV_JOP_INVERT
+                                                    : 0;
     if (!op) return parse_power(p);
     next(p);
     if (enter(p, t->line)) return -1;
@@ -431,11 +450,14 @@ static int parse_unary(parser *p)
     if (operand < 0) return -1;
     pthcv_jit_node *o = &p->ast->nodes[operand];
     if (op == PTHCV_JOP_NEG && o->kind == PTHCV_JIT_INT && (o->op || o->i != INT64_MIN)) {
-        if (!o->op) o->i = -o->i;   /* 2^63 (op 1) negated is INT64_MIN, already stored */
+        if (!o->op) o->i = -o->i; /* 2^63 (op 1) negated is INT64_MIN, already stored */
         o->op = 0;
         return operand;
     }
-    if (op == PTHCV_JOP_NEG && o->kind == PTHCV_JIT_FLOAT) { o->f = -o->f; return operand; }
+    if (op == PTHCV_JOP_NEG && o->kind == PTHCV_JIT_FLOAT) {
+        o->f = -o->f;
+        return operand;
+    }
     int n = node_with(p, PTHCV_JIT_UNARY, t->line, 1, &operand);
     if (n >= 0) p->ast->nodes[n].op = op;
     return n;
@@ -449,8 +471,8 @@ static int parse_factor(parser *p)
     int k = n;
     while (p->ast->nodes[k].kind == PTHCV_JIT_UNARY) k = p->ast->nodes[k].first;
     if (p->ast->nodes[k].kind == PTHCV_JIT_INT && p->ast->nodes[k].op) {
-        pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: integer literal 9223372036854775808 out of the 64-bit range",
-                   p->lx.name, p->ast->nodes[k].line);
+        pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: integer literal 9223372036854775808 out of the 64-bit range", p->lx.name,
+                   p->ast->nodes[k].line);
         return -1;
     }
     return n;
@@ -458,9 +480,12 @@ static int parse_factor(parser *p)
 
 /* Left-associative binary levels, loosest first: | ^ & (<< >>) (+ -) (* / // % @). */
 static const int binary_levels[][6] = {
-    { PTHCV_JOP_BITOR }, { PTHCV_JOP_BITXOR }, { PTHCV_JOP_BITAND },
-    { PTHCV_JOP_LSHIFT, PTHCV_JOP_RSHIFT }, { PTHCV_JOP_ADD, PTHCV_JOP_SUB },
-    { PTHCV_JOP_MUL, PTHCV_JOP_DIV, PTHCV_JOP_FLOORDIV, PTHCV_JOP_MOD, PTHCV_JOP_MATMUL },
+    {PTHCV_JOP_BITOR},
+    {PTHCV_JOP_BITXOR},
+    {PTHCV_JOP_BITAND},
+    {PTHCV_JOP_LSHIFT, PTHCV_JOP_RSHIFT},
+    {PTHCV_JOP_ADD, PTHCV_JOP_SUB},
+    {PTHCV_JOP_MUL, PTHCV_JOP_DIV, PTHCV_JOP_FLOORDIV, PTHCV_JOP_MOD, PTHCV_JOP_MATMUL},
 };
 enum { NLEVELS = sizeof binary_levels / sizeof binary_levels[0] };
 
@@ -475,7 +500,7 @@ static int parse_binary(parser *p, int level)
             if (is_op(t, P_BINOP_BASE + binary_levels[level][k])) op = binary_levels[level][k];
         if (!op) return left;
         next(p);
-        int kids[2] = { left, level + 1 < NLEVELS ? parse_binary(p, level + 1) : parse_factor(p) };
+        int kids[2] = {left, level + 1 < NLEVELS ? parse_binary(p, level + 1) : parse_factor(p)};
         if (kids[1] < 0) return -1;
         if ((left = node_with(p, PTHCV_JIT_BINOP, t->line, 2, kids)) >= 0) p->ast->nodes[left].op = op;
     }
@@ -487,15 +512,28 @@ static int parse_bitor(parser *p) { return parse_binary(p, 0); }
 static int comparison_op(parser *p)
 {
     const jit_token *t = peek(p);
-    static const int ops[][2] = { { P_EQ, PTHCV_JOP_EQ }, { P_NE, PTHCV_JOP_NE }, { P_LT, PTHCV_JOP_LT },
-                                  { P_LE, PTHCV_JOP_LE }, { P_GT, PTHCV_JOP_GT }, { P_GE, PTHCV_JOP_GE } };
+    static const int ops[][2] = {{P_EQ, PTHCV_JOP_EQ}, {P_NE, PTHCV_JOP_NE}, {P_LT, PTHCV_JOP_LT},
+                                 {P_LE, PTHCV_JOP_LE}, {P_GT, PTHCV_JOP_GT}, {P_GE, PTHCV_JOP_GE}};
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
-        if (is_op(t, ops[k][0])) { next(p); return ops[k][1]; }
-    if (is_kw(p, t, "in")) { next(p); return PTHCV_JOP_IN; }
-    if (is_kw(p, t, "not") && is_kw(p, peek2(p), "in")) { next(p); next(p); return PTHCV_JOP_NOTIN; }
+        if (is_op(t, ops[k][0])) {
+            next(p);
+            return ops[k][1];
+        }
+    if (is_kw(p, t, "in")) {
+        next(p);
+        return PTHCV_JOP_IN;
+    }
+    if (is_kw(p, t, "not") && is_kw(p, peek2(p), "in")) {
+        next(p);
+        next(p);
+        return PTHCV_JOP_NOTIN;
+    }
     if (is_kw(p, t, "is")) {
         next(p);
-        if (is_kw(p, peek(p), "not")) { next(p); return PTHCV_JOP_ISNOT; }
+        if (is_kw(p, peek(p), "not")) {
+            next(p);
+            return PTHCV_JOP_ISNOT;
+        }
         return PTHCV_JOP_IS;
     }
     return 0;
@@ -508,7 +546,7 @@ static int parse_comparison(parser *p)
     int line = peek(p)->line;
     int op = comparison_op(p);
     if (!op) return left;
-    int kids[2] = { left, parse_bitor(p) };
+    int kids[2] = {left, parse_bitor(p)};
     if (kids[1] < 0) return -1;
     if (comparison_op(p)) return unsupported(p, line, "chained comparisons (a < b < c) are"), -1;
     int n = node_with(p, PTHCV_JIT_COMPARE, line, 2, kids);
@@ -537,7 +575,7 @@ static int parse_boolean(parser *p, int is_or)
     const char *kw = is_or ? "or" : "and";
     while (left >= 0 && is_kw(p, peek(p), kw)) {
         int line = next(p)->line;
-        int kids[2] = { left, is_or ? parse_boolean(p, 0) : parse_not(p) };
+        int kids[2] = {left, is_or ? parse_boolean(p, 0) : parse_not(p)};
         if (kids[1] < 0) return -1;
         if ((left = node_with(p, PTHCV_JIT_BOOLOP, line, 2, kids)) >= 0)
             p->ast->nodes[left].op = is_or ? PTHCV_JOP_OR : PTHCV_JOP_AND;
@@ -553,7 +591,7 @@ static int parse_test(parser *p)
     int n = parse_boolean(p, 1);
     if (n >= 0 && is_kw(p, peek(p), "if")) {
         next(p);
-        int kids[3] = { -1, n, -1 };
+        int kids[3] = {-1, n, -1};
         if ((kids[0] = parse_boolean(p, 1)) < 0) n = -1;
         else if (!is_kw(p, peek(p), "else")) n = (syntax_error(p, peek(p), "'else'"), -1);
         else if (next(p), (kids[2] = parse_test(p)) < 0) n = -1;
@@ -584,7 +622,10 @@ static int parse_testlist(parser *p, int (*item)(parser *))
 
 static int parse_stmt(parser *p, int parent);
 
-static int at_line_end(parser *p) { return peek(p)->type == T_NEWLINE || is_op(peek(p), P_SEMI) || peek(p)->type == T_EOF; }
+static int at_line_end(parser *p)
+{
+    return peek(p)->type == T_NEWLINE || is_op(peek(p), P_SEMI) || peek(p)->type == T_EOF;
+}
 
 /* Is node n something an assignment can store into? */
 static int assignable(parser *p, int n)
@@ -594,7 +635,7 @@ static int assignable(parser *p, int n)
     if (nd->kind != PTHCV_JIT_TUPLE && nd->kind != PTHCV_JIT_LIST) return 0;
     for (int k = nd->first; k >= 0; k = p->ast->nodes[k].next)
         if (p->ast->nodes[k].kind == PTHCV_JIT_TUPLE || p->ast->nodes[k].kind == PTHCV_JIT_LIST || !assignable(p, k))
-            return 0;  /* one level of unpacking: TorchScript prints no nested targets */
+            return 0; /* one level of unpacking: TorchScript prints no nested targets */
     return 1;
 }
 
@@ -615,14 +656,16 @@ static int parse_expr_stmt(parser *p, int parent)
     t = peek(p);
     if (is_op(t, P_COLON)) {
         next(p);
-        int kids[3] = { first, parse_test(p), -1 };
+        int kids[3] = {first, parse_test(p), -1};
         if (kids[1] < 0 || check_target(p, first, line)) return pthcv_last_status();
-        if (is_op(peek(p), P_ASSIGN)) { next(p); kids[2] = parse_testlist(p, parse_test); }
-        else kids[2] = new_node(p, PTHCV_JIT_EMPTY, line);
+        if (is_op(peek(p), P_ASSIGN)) {
+            next(p);
+            kids[2] = parse_testlist(p, parse_test);
+        } else kids[2] = new_node(p, PTHCV_JIT_EMPTY, line);
         if (kids[2] < 0 || (n = node_with(p, PTHCV_JIT_ANNASSIGN, line, 3, kids)) < 0) return pthcv_last_status();
     } else if (t->type == T_OP && t->op > P_AUG_BASE && t->op < P_AUG_BASE + PTHCV_JOP_NEG) {
         next(p);
-        int kids[2] = { first, parse_testlist(p, parse_test) };
+        int kids[2] = {first, parse_testlist(p, parse_test)};
         if (kids[1] < 0 || check_target(p, first, line)) return pthcv_last_status();
         const pthcv_jit_node *tn = &p->ast->nodes[first];
         if (tn->kind == PTHCV_JIT_TUPLE || tn->kind == PTHCV_JIT_LIST)
@@ -658,7 +701,8 @@ static int parse_keyword_stmt(parser *p, int parent, const jit_token *kw, int ki
             if (t->type != T_NAME) return syntax_error(p, t, "a module name");
             end = t->start + t->len;
         } while (is_op(peek(p), P_DOT) && next(p));
-        if (is_kw(p, peek(p), "as") || is_op(peek(p), P_COMMA)) return unsupported(p, line, "import ... as and multiple imports are");
+        if (is_kw(p, peek(p), "as") || is_op(peek(p), P_COMMA))
+            return unsupported(p, line, "import ... as and multiple imports are");
         if (!(p->ast->nodes[n].s = jit_strdup(&p->lx.strings, p->lx.src + start, (size_t)(end - start))))
             return pthcv_fail(PTHCV_ERR_NOMEM, "%s:%d: out of memory", p->lx.name, line);
         p->ast->nodes[n].len = end - start;
@@ -667,15 +711,18 @@ static int parse_keyword_stmt(parser *p, int parent, const jit_token *kw, int ki
         if (check_target(p, e, line)) return pthcv_last_status();
         add_kid(p, n, e);
     } else {
-        e = at_line_end(p) ? new_node(p, PTHCV_JIT_EMPTY, line)
-            : kind == PTHCV_JIT_RETURN ? parse_testlist(p, parse_test) : parse_test(p);
+        e = at_line_end(p)             ? new_node(p, PTHCV_JIT_EMPTY, line)
+            : kind == PTHCV_JIT_RETURN ? parse_testlist(p, parse_test)
+                                       : parse_test(p);
         if (e < 0) return pthcv_last_status();
         add_kid(p, n, e);
         if (kind == PTHCV_JIT_RAISE && is_kw(p, peek(p), "from")) return unsupported(p, line, "raise ... from is");
         if (kind == PTHCV_JIT_ASSERT) {
             if (p->ast->nodes[e].kind == PTHCV_JIT_EMPTY) return syntax_error(p, peek(p), "a condition");
-            if (is_op(peek(p), P_COMMA)) { next(p); e = parse_test(p); }
-            else e = new_node(p, PTHCV_JIT_EMPTY, line);
+            if (is_op(peek(p), P_COMMA)) {
+                next(p);
+                e = parse_test(p);
+            } else e = new_node(p, PTHCV_JIT_EMPTY, line);
             if (e < 0) return pthcv_last_status();
             add_kid(p, n, e);
         }
@@ -687,15 +734,17 @@ static int parse_keyword_stmt(parser *p, int parent, const jit_token *kw, int ki
 /* simple statements separated by ';' up to the end of the line */
 static int parse_simple_stmt(parser *p, int parent)
 {
-    static const struct { const char *kw; int kind; } kws[] = {
-        { "pass", PTHCV_JIT_PASS }, { "break", PTHCV_JIT_BREAK }, { "continue", PTHCV_JIT_CONTINUE },
-        { "return", PTHCV_JIT_RETURN }, { "raise", PTHCV_JIT_RAISE }, { "assert", PTHCV_JIT_ASSERT },
-        { "del", PTHCV_JIT_DEL }, { "import", PTHCV_JIT_IMPORT },
+    static const struct {
+        const char *kw;
+        int kind;
+    } kws[] = {
+        {"pass", PTHCV_JIT_PASS},     {"break", PTHCV_JIT_BREAK},   {"continue", PTHCV_JIT_CONTINUE},
+        {"return", PTHCV_JIT_RETURN}, {"raise", PTHCV_JIT_RAISE},   {"assert", PTHCV_JIT_ASSERT},
+        {"del", PTHCV_JIT_DEL},       {"import", PTHCV_JIT_IMPORT},
     };
     static const char *const refused[][2] = {
-        { "from", "from-imports are" }, { "global", "global statements are" },
-        { "nonlocal", "nonlocal statements are" }, { "yield", "generators are" }, { "async", "coroutines are" },
-        { "await", "coroutines are" },
+        {"from", "from-imports are"}, {"global", "global statements are"}, {"nonlocal", "nonlocal statements are"},
+        {"yield", "generators are"},  {"async", "coroutines are"},         {"await", "coroutines are"},
     };
     for (;;) {
         const jit_token *t = peek(p);
@@ -751,7 +800,7 @@ static int parse_suite(parser *p, int line)
 static int parse_if(parser *p, int line)
 {
     if (enter(p, line)) return -1;
-    int kids[3] = { parse_test(p), -1, -1 };
+    int kids[3] = {parse_test(p), -1, -1};
     if (kids[0] < 0 || (kids[1] = parse_suite(p, line)) < 0) return -1;
     const jit_token *t = peek(p);
     if (is_kw(p, t, "elif")) {
@@ -770,7 +819,7 @@ static int parse_if(parser *p, int line)
 
 static int parse_loop(parser *p, int line, int is_for)
 {
-    int kids[3] = { -1, -1, -1 }, k = 0;
+    int kids[3] = {-1, -1, -1}, k = 0;
     if (is_for) {
         if ((kids[k++] = parse_testlist(p, parse_bitor)) < 0 || check_target(p, kids[0], line)) return -1;
         if (!is_kw(p, peek(p), "in")) return syntax_error(p, peek(p), "'in'"), -1;
@@ -798,10 +847,12 @@ static int parse_def(parser *p, int line)
             is_op(t, P_BINOP_BASE + PTHCV_JOP_DIV))
             return unsupported(p, t->line, "*args, **kwargs and positional-only parameters are"), -1;
         if (t->type != T_NAME || is_reserved(p, t)) return syntax_error(p, t, "a parameter name"), -1;
-        int kids[2] = { -1, -1 };
+        int kids[2] = {-1, -1};
         for (int k = 0; k < 2; k++) {
-            if (is_op(peek(p), k ? P_ASSIGN : P_COLON)) { next(p); kids[k] = parse_test(p); }
-            else kids[k] = new_node(p, PTHCV_JIT_EMPTY, t->line);
+            if (is_op(peek(p), k ? P_ASSIGN : P_COLON)) {
+                next(p);
+                kids[k] = parse_test(p);
+            } else kids[k] = new_node(p, PTHCV_JIT_EMPTY, t->line);
             if (kids[k] < 0) return -1;
         }
         int param = node_with(p, PTHCV_JIT_PARAM, t->line, 2, kids);
@@ -813,9 +864,11 @@ static int parse_def(parser *p, int line)
     }
     if (expect_op(p, P_RPAR, "')'")) return -1;
     int ret;
-    if (is_op(peek(p), P_ARROW)) { next(p); ret = parse_test(p); }
-    else ret = new_node(p, PTHCV_JIT_EMPTY, line);
-    int kids[3] = { params, ret, ret < 0 ? -1 : parse_suite(p, line) };
+    if (is_op(peek(p), P_ARROW)) {
+        next(p);
+        ret = parse_test(p);
+    } else ret = new_node(p, PTHCV_JIT_EMPTY, line);
+    int kids[3] = {params, ret, ret < 0 ? -1 : parse_suite(p, line)};
     if (kids[2] < 0) return -1;
     int n = node_with(p, PTHCV_JIT_DEF, line, 3, kids);
     if (n < 0 || !(p->ast->nodes[n].s = token_name(p, name))) return -1;
@@ -828,7 +881,7 @@ static int parse_class(parser *p, int line)
 {
     const jit_token *name = next(p);
     if (name->type != T_NAME || is_reserved(p, name)) return syntax_error(p, name, "a class name"), -1;
-    int kids[2] = { new_node(p, PTHCV_JIT_TUPLE, line), -1 };
+    int kids[2] = {new_node(p, PTHCV_JIT_TUPLE, line), -1};
     if (kids[0] < 0) return -1;
     if (is_op(peek(p), P_LPAR)) {
         next(p);
@@ -844,7 +897,7 @@ static int parse_class(parser *p, int line)
 /* with CONTEXT [as TARGET]: BLOCK */
 static int parse_with(parser *p, int line)
 {
-    int kids[3] = { parse_test(p), -1, -1 };
+    int kids[3] = {parse_test(p), -1, -1};
     if (kids[0] < 0) return -1;
     if (is_kw(p, peek(p), "as")) {
         next(p);
@@ -862,13 +915,25 @@ static int parse_stmt(parser *p, int parent)
     const jit_token *t = peek(p);
     int line = t->line, n = -2;
     if (t->type == T_INDENT) return pthcv_fail(PTHCV_ERR_FORMAT, "%s:%d: unexpected indent", p->lx.name, line);
-    if (is_kw(p, t, "if")) { next(p); n = parse_if(p, line); }
-    else if (is_kw(p, t, "while")) { next(p); n = parse_loop(p, line, 0); }
-    else if (is_kw(p, t, "for")) { next(p); n = parse_loop(p, line, 1); }
-    else if (is_kw(p, t, "def")) { next(p); n = parse_def(p, line); }
-    else if (is_kw(p, t, "class")) { next(p); n = parse_class(p, line); }
-    else if (is_kw(p, t, "with")) { next(p); n = parse_with(p, line); }
-    else if (is_kw(p, t, "try")) return unsupported(p, line, "try statements are");
+    if (is_kw(p, t, "if")) {
+        next(p);
+        n = parse_if(p, line);
+    } else if (is_kw(p, t, "while")) {
+        next(p);
+        n = parse_loop(p, line, 0);
+    } else if (is_kw(p, t, "for")) {
+        next(p);
+        n = parse_loop(p, line, 1);
+    } else if (is_kw(p, t, "def")) {
+        next(p);
+        n = parse_def(p, line);
+    } else if (is_kw(p, t, "class")) {
+        next(p);
+        n = parse_class(p, line);
+    } else if (is_kw(p, t, "with")) {
+        next(p);
+        n = parse_with(p, line);
+    } else if (is_kw(p, t, "try")) return unsupported(p, line, "try statements are");
     else if (is_op(t, P_BINOP_BASE + PTHCV_JOP_MATMUL)) return unsupported(p, line, "decorators are");
     else if (is_kw(p, t, "elif") || is_kw(p, t, "else")) return syntax_error(p, t, "a statement (no if before it)");
     if (n == -2) return parse_simple_stmt(p, parent);
@@ -890,8 +955,8 @@ pthcv_jit_ast *pthcv_jit_parse(const char *src, int64_t len, const char *name, c
     p.lx.name = name;
     if (lim) p.lx.lim = *lim;
     else pthcv_jit_limits_init(&p.lx.lim);
-    if (p.lx.lim.max_nesting < 1 || p.lx.lim.max_nesting > 256 || p.lx.lim.max_tokens < 1 ||
-        p.lx.lim.max_literal < 0 || p.lx.lim.max_literal > INT32_MAX || p.lx.lim.max_source < 0)
+    if (p.lx.lim.max_nesting < 1 || p.lx.lim.max_nesting > 256 || p.lx.lim.max_tokens < 1 || p.lx.lim.max_literal < 0 ||
+        p.lx.lim.max_literal > INT32_MAX || p.lx.lim.max_source < 0)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: limits out of range (max_nesting 1..256, max_literal < 2^31)", name);
     p.ast = calloc(1, sizeof *p.ast);
     if (!p.ast) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "%s: out of memory", name);
@@ -925,6 +990,9 @@ void pthcv_jit_ast_free(pthcv_jit_ast *a)
     if (!a) return;
     free(a->nodes);
     free(a->last);
-    for (jit_chunk *c = a->strings, *next; c; c = next) { next = c->next; free(c); }
+    for (jit_chunk *c = a->strings, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
     free(a);
 }

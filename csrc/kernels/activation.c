@@ -16,9 +16,9 @@ float pthcv_act_scalar(float v, const pthcv_activation *a)
     case PTHCV_ACT_RELU6: return v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
     case PTHCV_ACT_LEAKY_RELU: return v > 0.0f ? v : v * a->alpha;
     case PTHCV_ACT_ELU: return v > 0.0f ? v : a->alpha * expm1f(v);
-    case PTHCV_ACT_SIGMOID: return vm_sigmoid(v);       /* vmath.h: vectorised in pthcv_act_row */
+    case PTHCV_ACT_SIGMOID: return vm_sigmoid(v); /* vmath.h: vectorised in pthcv_act_row */
     case PTHCV_ACT_TANH: return tanhf(v);
-    case PTHCV_ACT_SILU: return vm_silu(v);             /* x * sigmoid(x): as exported to ONNX */
+    case PTHCV_ACT_SILU: return vm_silu(v); /* x * sigmoid(x): as exported to ONNX */
     case PTHCV_ACT_HARDSWISH: {
         float r = v + 3.0f;
         r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
@@ -29,7 +29,7 @@ float pthcv_act_scalar(float v, const pthcv_activation *a)
         r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
         return r / 6.0f;
     }
-    case PTHCV_ACT_GELU: return vm_gelu(v);             /* vmath.h: vectorised in pthcv_act_row */
+    case PTHCV_ACT_GELU: return vm_gelu(v); /* vmath.h: vectorised in pthcv_act_row */
     case PTHCV_ACT_GELU_TANH: return vm_gelu_tanh(v);
     case PTHCV_ACT_CLAMP: return v < a->alpha ? a->alpha : v > a->beta ? a->beta : v;
     default: return v;
@@ -43,8 +43,8 @@ int pthcv_act_valid(const pthcv_activation *a)
 
 const char *pthcv_act_name(int kind)
 {
-    static const char *const names[] = { "identity", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh",
-                                          "silu", "hardswish", "hardsigmoid", "gelu", "gelu", "clamp" };
+    static const char *const names[] = {"identity", "relu",      "relu6",       "leaky_relu", "elu",  "sigmoid", "tanh",
+                                        "silu",     "hardswish", "hardsigmoid", "gelu",       "gelu", "clamp"};
     return kind >= PTHCV_ACT_NONE && kind <= PTHCV_ACT_CLAMP ? names[kind] : "activation";
 }
 
@@ -71,7 +71,7 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
         for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : x[i] * alpha;
         return;
     }
-    case PTHCV_ACT_HARDSWISH:   /* MobileNetV3's: a scalar call per value weighed on its time */
+    case PTHCV_ACT_HARDSWISH: /* MobileNetV3's: a scalar call per value weighed on its time */
         for (int64_t i = 0; i < n; i++) {
             float v = x[i], r = v + 3.0f;
             r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
@@ -85,13 +85,13 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
             x[i] = r / 6.0f;
         }
         return;
-    case PTHCV_ACT_SIGMOID:     /* squeeze-excitation gates */
+    case PTHCV_ACT_SIGMOID: /* squeeze-excitation gates */
         for (int64_t i = 0; i < n; i++) x[i] = vm_sigmoid(x[i]);
         return;
-    case PTHCV_ACT_SILU:        /* EfficientNet's, MaxViT's: expf per value kept the loop scalar */
+    case PTHCV_ACT_SILU: /* EfficientNet's, MaxViT's: expf per value kept the loop scalar */
         for (int64_t i = 0; i < n; i++) x[i] = vm_silu(x[i]);
         return;
-    case PTHCV_ACT_GELU:        /* ViT's and ConvNeXt's MLPs: erff per value kept the loop scalar */
+    case PTHCV_ACT_GELU: /* ViT's and ConvNeXt's MLPs: erff per value kept the loop scalar */
         for (int64_t i = 0; i < n; i++) x[i] = vm_gelu(x[i]);
         return;
     case PTHCV_ACT_GELU_TANH:

@@ -37,29 +37,31 @@
 struct pthcv_conv2d {
     int64_t cout, cin_g, kh, kw, groups;
     pthcv_conv2d_params p;
-    int half;              /* weights kept as float16 (a float16 weight tensor) */
+    int half; /* weights kept as float16 (a float16 weight tensor) */
     int depthwise;
-    float *w;              /* depthwise only: [cout][kh * kw], float32 (a few KB) */
+    float *w; /* depthwise only: [cout][kh * kw], float32 (a few KB) */
     /* other paths: the GEMM's weights, per group cout/groups x cin_g*kh*kw,
      * in one or both forms: */
-    pthcv_gemm_const gemm;   /* as A (rows = output channels): the usual product */
+    pthcv_gemm_const gemm; /* as A (rows = output channels): the usual product */
     int gemm_made;
     pthcv_gemm_const gemm_t; /* as B (columns = output channels): small maps, C transposed */
     int gemm_t_made;
-    int used;                /* a forward has taken a form: none may be freed now */
-    int wino;              /* the Winograd path may run */
-    pthread_mutex_t lock;  /* guards the forms, used and wino_made */
-    int wino_made[2];        /* [0]: F(4x4, 3x3), [1]: F(2x2, 3x3) */
+    int used;                   /* a forward has taken a form: none may be freed now */
+    int wino;                   /* the Winograd path may run */
+    pthread_mutex_t lock;       /* guards the forms, used and wino_made */
+    int wino_made[2];           /* [0]: F(4x4, 3x3), [1]: F(2x2, 3x3) */
     pthcv_gemm_const wino_u[2]; /* Winograd: 36 or 16 A operands, cout x cin (made on first use) */
-    float *bias;           /* [cout] or NULL */
+    float *bias;                /* [cout] or NULL */
 };
 
 pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_conv2d_params *p)
 {
     if (!weight || !p) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: no weight or no parameters");
     if ((weight->dtype != PTHCV_FLOAT32 && weight->dtype != PTHCV_FLOAT16) || weight->ndim != 4)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: weight must be float32 or float16 [out, in/groups, kh, kw], got %s with %d dimensions",
-                               pthcv_dtype_name(weight->dtype), weight->ndim);
+        return PTHCV_FAIL_NULL(
+            PTHCV_ERR_ARG,
+            "conv2d: weight must be float32 or float16 [out, in/groups, kh, kw], got %s with %d dimensions",
+            pthcv_dtype_name(weight->dtype), weight->ndim);
     int64_t cout = weight->shape[0], cin_g = weight->shape[1], kh = weight->shape[2], kw = weight->shape[3];
     if (p->groups < 1 || cout % p->groups != 0)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: out_channels %lld is not divisible by groups %d",
@@ -69,15 +71,18 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
                                (long long)cin_g, (long long)kh, (long long)kw);
     for (int i = 0; i < 2; i++)
         if (p->stride[i] < 1 || p->dilation[i] < 1 || p->padding[i] < 0)
-            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: stride (%d, %d) and dilation (%d, %d) must be >= 1, padding (%d, %d) >= 0",
-                                   p->stride[0], p->stride[1], p->dilation[0], p->dilation[1], p->padding[0], p->padding[1]);
+            return PTHCV_FAIL_NULL(
+                PTHCV_ERR_ARG, "conv2d: stride (%d, %d) and dilation (%d, %d) must be >= 1, padding (%d, %d) >= 0",
+                p->stride[0], p->stride[1], p->dilation[0], p->dilation[1], p->padding[0], p->padding[1]);
     if (p->padding_mode < PTHCV_PAD_ZEROS || p->padding_mode > PTHCV_PAD_CIRCULAR)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: padding_mode must be zeros, reflect, replicate or circular, got %s",
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
+                               "conv2d: padding_mode must be zeros, reflect, replicate or circular, got %s",
                                ops_pad_mode_name(p->padding_mode));
     if (!pthcv_act_valid(&p->act))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: unknown activation kind %d", p->act.kind);
     if (bias && (bias->dtype != PTHCV_FLOAT32 || bias->ndim != 1 || bias->shape[0] != cout))
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d: bias must be float32 [%lld], got %s with %d dimensions (%lld values)",
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
+                               "conv2d: bias must be float32 [%lld], got %s with %d dimensions (%lld values)",
                                (long long)cout, pthcv_dtype_name(bias->dtype), bias->ndim, (long long)bias->numel);
 
     pthcv_conv2d *c = calloc(1, sizeof *c);
@@ -86,7 +91,7 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
     c->half = weight->dtype == PTHCV_FLOAT16;
     pthread_mutex_init(&c->lock, NULL);
     c->depthwise = cin_g == 1 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->stride[0] == p->stride[1] &&
-                   p->stride[0] <= 2 && p->groups > 1;
+        p->stride[0] <= 2 && p->groups > 1;
     /* the weights as float32, for packing (or, depthwise, kept) */
     pthcv_tensor *wc = pthcv_tensor_contiguous(weight);
     const void *wd = wc ? pthcv_tensor_data(wc) : NULL;
@@ -100,7 +105,7 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
     pthcv_tensor_release(wc);
     wc = NULL;
     if (c->depthwise) {
-        c->w = w;   /* a few KB: the direct kernels read float32 */
+        c->w = w; /* a few KB: the direct kernels read float32 */
     } else {
         int64_t M = cout / p->groups, K = cin_g * kh * kw;
         int st = pthcv_gemm_const_init(&c->gemm, pthcv_gemm_kernel_for(pthcv_isa()), 0, c->half, p->groups, M, K, w,
@@ -117,13 +122,13 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
         pthcv_tensor_release(bc);
         if (!bd || !c->bias) goto fail;
     }
-    const char *wenv = getenv("PTHCV_WINOGRAD");   /* "0": off (for comparisons) */
+    const char *wenv = getenv("PTHCV_WINOGRAD"); /* "0": off (for comparisons) */
     /* Not with float16 weights: Winograd's transformed weights rounded to
      * float16 put outputs 5e-3 (relative) off the float32 result of the
      * same float16 weights (spec/c/kernels_test.c measured it), and keeping
      * them float32 would cost 8x the float16 weights' memory. */
     c->wino = !c->half && kh == 3 && kw == 3 && p->stride[0] == 1 && p->stride[1] == 1 && p->dilation[0] == 1 &&
-              p->dilation[1] == 1 && p->groups == 1 && cin_g >= 8 && cout >= 8 && !(wenv && strcmp(wenv, "0") == 0);
+        p->dilation[1] == 1 && p->groups == 1 && cin_g >= 8 && cout >= 8 && !(wenv && strcmp(wenv, "0") == 0);
     return c;
 fail:
     pthcv_tensor_release(wc);
@@ -151,7 +156,7 @@ void pthcv_conv2d_free(pthcv_conv2d *c)
 static float *weights_of(pthcv_conv2d *c)
 {
     if (c->gemm_made) return pthcv_gemm_const_unpack(&c->gemm);
-    float *t = pthcv_gemm_const_unpack(&c->gemm_t);   /* [groups][K][M] */
+    float *t = pthcv_gemm_const_unpack(&c->gemm_t); /* [groups][K][M] */
     int64_t M = c->cout / c->groups, K = c->cin_g * c->kh * c->kw;
     float *w = t ? malloc(sizeof(float) * (size_t)(c->cout * K)) : NULL;
     if (w)
@@ -221,7 +226,7 @@ static const void *wino_weights(pthcv_conv2d *c, int m, const pthcv_gemm_kernel 
 pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c)
 {
     if (!c) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d_weight: no convolution");
-    int64_t shape[4] = { c->cout, c->cin_g, c->kh, c->kw };
+    int64_t shape[4] = {c->cout, c->cin_g, c->kh, c->kw};
     pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, 4, shape);
     float *d = t ? pthcv_tensor_data(t) : NULL;
     if (!d) return NULL;
@@ -257,7 +262,7 @@ int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c)
 /* ---- padding modes other than zeros: a padded copy of the input --------------- */
 static pthcv_tensor *pad_copy(const float *x, int64_t nc, int64_t h, int64_t w, int ph, int pw, int mode)
 {
-    int64_t shape[4] = { 1, nc, h + 2 * ph, w + 2 * pw };
+    int64_t shape[4] = {1, nc, h + 2 * ph, w + 2 * pw};
     pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, 4, shape);
     float *d = t ? pthcv_tensor_data(t) : NULL;
     if (!d) return NULL;
@@ -272,10 +277,10 @@ static pthcv_tensor *pad_copy(const float *x, int64_t nc, int64_t h, int64_t w, 
 /* ---- the GEMM path: implicit im2col ------------------------------------------------ */
 typedef struct conv_ctx {
     const pthcv_conv2d *c;
-    const float *x;                 /* contiguous input, padding already applied if pad0 */
+    const float *x; /* contiguous input, padding already applied if pad0 */
     int64_t cin, h, w, oh, ow;
-    int64_t ph, pw;                 /* zero padding still to apply */
-    int64_t ocs, obs;               /* output plane (n, co) at out + n*obs + co*ocs (floats) */
+    int64_t ph, pw;   /* zero padding still to apply */
+    int64_t ocs, obs; /* output plane (n, co) at out + n*obs + co*ocs (floats) */
 } conv_ctx;
 
 /* n floats from s to d; the whole-panel case (n = nr, a constant per
@@ -285,7 +290,8 @@ static inline void copy_run(float *d, const float *s, int64_t n, int nr)
 {
     if (n == 16 && nr == 16) memcpy(d, s, 16 * sizeof(float));
     else if (n == 32 && nr == 32) memcpy(d, s, 32 * sizeof(float));
-    else for (int64_t i = 0; i < n; i++) d[i] = s[i];
+    else
+        for (int64_t i = 0; i < n; i++) d[i] = s[i];
 }
 
 /* d[i] = s[2 i]: a stride-2 run of the im2col (stems, downsampling
@@ -301,8 +307,7 @@ PTHCV_SIMD static void gather_s2(float *restrict d, const float *restrict s, int
  * is one input row read with the stride, zeros outside the image. (ci, ky,
  * kx) advance as counters: divisions here would cost as much as the FMAs
  * the packed values feed. */
-static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                        int nr)
+static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr)
 {
     const conv_ctx *x = vctx;
     const pthcv_conv2d *c = x->c;
@@ -354,7 +359,8 @@ static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int
                     float *dst = d + c0 + lo;
                     if (sw == 1) copy_run(dst, src, hi - lo, nr);
                     else if (sw == 2) gather_s2(dst, src, hi - lo);
-                    else for (int64_t i = 0; i < hi - lo; i++) dst[i] = src[i * sw];
+                    else
+                        for (int64_t i = 0; i < hi - lo; i++) dst[i] = src[i * sw];
                 }
                 for (int64_t i = hi; i < len; i++) d[c0 + i] = 0.0f;
             }
@@ -407,12 +413,24 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
         if (!a) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the packed input");
         for (int64_t p = 0; p < batch * c->groups; p++) {
             int64_t set = p % c->groups;
-            pack_rows_ctx pc = { .x = x, .p = p, .dst = a, .K = K, .mr = k->mr };
+            pack_rows_ctx pc = {.x = x, .p = p, .dst = a, .K = K, .mr = k->mr};
             pthcv_parallel_for((N + k->mr - 1) / k->mr, 1, pack_rows_task, &pc);
             pthcv_gemm_problem g = {
-                .kernel = k, .M = N, .N = M, .K = K, .nprob = 1, .nsets = 1, .a_packed = a, .a_sstride = asize,
-                .c = out + p / c->groups * x->obs + set * M * x->ocs, .ldc = x->ocs, .c_pstride = M * N, .c_trans = 1,
-                .res = res ? res + p * M * N : NULL, .bias_col = c->bias ? c->bias + set * M : NULL, .act = c->p.act,
+                .kernel = k,
+                .M = N,
+                .N = M,
+                .K = K,
+                .nprob = 1,
+                .nsets = 1,
+                .a_packed = a,
+                .a_sstride = asize,
+                .c = out + p / c->groups * x->obs + set * M * x->ocs,
+                .ldc = x->ocs,
+                .c_pstride = M * N,
+                .c_trans = 1,
+                .res = res ? res + p * M * N : NULL,
+                .bias_col = c->bias ? c->bias + set * M : NULL,
+                .act = c->p.act,
             };
             if (c->half) g.b_half = (const uint16_t *)w + set * sstride;
             else g.b_packed = (const float *)w + set * sstride;
@@ -422,9 +440,21 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
         return PTHCV_OK;
     }
     pthcv_gemm_problem g = {
-        .kernel = k, .M = M, .N = N, .K = K, .nprob = batch * c->groups,
-        .nsets = c->groups, .a_sstride = sstride, .pack_b = pack_im2col, .ctx = x,
-        .c = out, .ldc = x->ocs, .c_pstride = M * x->ocs, .res = res, .bias_row = c->bias, .act = c->p.act,
+        .kernel = k,
+        .M = M,
+        .N = N,
+        .K = K,
+        .nprob = batch * c->groups,
+        .nsets = c->groups,
+        .a_sstride = sstride,
+        .pack_b = pack_im2col,
+        .ctx = x,
+        .c = out,
+        .ldc = x->ocs,
+        .c_pstride = M * x->ocs,
+        .res = res,
+        .bias_row = c->bias,
+        .act = c->p.act,
     };
     if (c->half) g.a_half = w;
     else g.a_packed = w;
@@ -448,8 +478,20 @@ static int forward_wino(pthcv_conv2d *c, int m, const conv_ctx *x, int64_t batch
     const void *u = wino_weights(c, m, k, &sstride);
     if (!u) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
     pthcv_wino_args a = {
-        .m = m, .kernel = k, .u = u, .u_sstride = sstride, .cin = x->cin, .h = x->h, .w = x->w, .ph = x->ph, .pw = x->pw,
-        .cout = c->cout, .oh = x->oh, .ow = x->ow, .bias = c->bias, .act = c->p.act,
+        .m = m,
+        .kernel = k,
+        .u = u,
+        .u_sstride = sstride,
+        .cin = x->cin,
+        .h = x->h,
+        .w = x->w,
+        .ph = x->ph,
+        .pw = x->pw,
+        .cout = c->cout,
+        .oh = x->oh,
+        .ow = x->ow,
+        .bias = c->bias,
+        .act = c->p.act,
     };
     a.fused = pthcv_act_bounds(&c->p.act, &a.lo, &a.hi);
     int64_t in_img = x->cin * x->h * x->w, out_img = c->cout * x->oh * x->ow;
@@ -496,10 +538,19 @@ static void dw_task(void *vctx, int64_t begin, int64_t end)
         for (int64_t y = 0; y < x->h; y++)
             memcpy(buf + (y + x->ph) * ldi + x->pw, src + y * x->w, sizeof(float) * (size_t)x->w);
         pthcv_dw_args a = {
-            .in = buf, .ldi = ldi, .stride = c->p.stride[0], .kh = (int)c->kh, .kw = (int)c->kw,
-            .w = c->w + oc * c->kh * c->kw, .bias = c->bias ? c->bias[oc] : 0.0f,
-            .out = d->out + img * x->obs + oc * x->ocs, .res = d->res ? d->res + t * plane_out : NULL,
-            .oh = x->oh, .ow = x->ow, .lo = d->lo, .hi = d->hi,
+            .in = buf,
+            .ldi = ldi,
+            .stride = c->p.stride[0],
+            .kh = (int)c->kh,
+            .kw = (int)c->kw,
+            .w = c->w + oc * c->kh * c->kw,
+            .bias = c->bias ? c->bias[oc] : 0.0f,
+            .out = d->out + img * x->obs + oc * x->ocs,
+            .res = d->res ? d->res + t * plane_out : NULL,
+            .oh = x->oh,
+            .ow = x->ow,
+            .lo = d->lo,
+            .hi = d->hi,
         };
         d->plane(&a);
         if (!d->fused) pthcv_act_row(a.out, plane_out, &c->p.act);
@@ -508,7 +559,7 @@ static void dw_task(void *vctx, int64_t begin, int64_t end)
 
 static int forward_depthwise(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
 {
-    dw_ctx d = { .c = c, .x = x, .out = out, .res = res };
+    dw_ctx d = {.c = c, .x = x, .out = out, .res = res};
     d.plane = pthcv_dw_plane_for(pthcv_isa());
     d.fused = pthcv_act_bounds(&c->p.act, &d.lo, &d.hi);
     if (!d.fused) d.lo = -INFINITY, d.hi = INFINITY;
@@ -534,8 +585,10 @@ static int dst_layout(const pthcv_tensor *dst, int ndim, const int64_t *oshape, 
     if (ok && oshape[ndim - 3] > 1) ok = *cs >= oh * ow;
     if (ok && ndim == 4 && oshape[0] > 1) ok = *bs >= (oshape[1] - 1) * *cs + oh * ow;
     if (ok) return PTHCV_OK;
-    return pthcv_fail(PTHCV_ERR_ARG, "conv2d: the destination must be float32 of the output's shape with contiguous planes "
-                      "that do not overlap, got %s %s", pthcv_dtype_name(dst->dtype), ops_shape(dst));
+    return pthcv_fail(PTHCV_ERR_ARG,
+                      "conv2d: the destination must be float32 of the output's shape with contiguous planes "
+                      "that do not overlap, got %s %s",
+                      pthcv_dtype_name(dst->dtype), ops_shape(dst));
 }
 
 
@@ -546,17 +599,19 @@ static int conv_check(const pthcv_conv2d *c, const pthcv_tensor *x, const pthcv_
     if (!c || !x) return pthcv_fail(PTHCV_ERR_ARG, "conv2d: no convolution or no input");
     int64_t cin = c->cin_g * c->groups;
     if (x->dtype != PTHCV_FLOAT32 || (x->ndim != 4 && x->ndim != 3) || x->shape[x->ndim - 3] != cin) {
-        return pthcv_fail(PTHCV_ERR_ARG,
-                          "conv2d: expected float32 input [N, %lld, H, W] (weight [%lld, %lld, %lld, %lld], groups %lld), got %s %s",
-                          (long long)cin, (long long)c->cout, (long long)c->cin_g, (long long)c->kh, (long long)c->kw,
-                          (long long)c->groups, pthcv_dtype_name(x->dtype), ops_shape(x));
+        return pthcv_fail(
+            PTHCV_ERR_ARG,
+            "conv2d: expected float32 input [N, %lld, H, W] (weight [%lld, %lld, %lld, %lld], groups %lld), got %s %s",
+            (long long)cin, (long long)c->cout, (long long)c->cin_g, (long long)c->kh, (long long)c->kw,
+            (long long)c->groups, pthcv_dtype_name(x->dtype), ops_shape(x));
     }
     int unbatched = x->ndim == 3;
     int64_t h = x->shape[x->ndim - 2], w = x->shape[x->ndim - 1];
     int ph = c->p.padding[0], pw = c->p.padding[1];
     int64_t eh = c->p.dilation[0] * (c->kh - 1) + 1, ew = c->p.dilation[1] * (c->kw - 1) + 1;
     if (h + 2 * ph < eh || w + 2 * pw < ew) {
-        return pthcv_fail(PTHCV_ERR_ARG, "conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)",
+        return pthcv_fail(PTHCV_ERR_ARG,
+                          "conv2d: input %s padded by (%d, %d) is smaller than the dilated kernel (%lld x %lld)",
                           ops_shape(x), ph, pw, (long long)eh, (long long)ew);
     }
     if (c->p.padding_mode != PTHCV_PAD_ZEROS &&
@@ -570,7 +625,8 @@ static int conv_check(const pthcv_conv2d *c, const pthcv_tensor *x, const pthcv_
         int same = residual->dtype == PTHCV_FLOAT32 && residual->ndim == x->ndim;
         for (int i = 0; same && i < x->ndim; i++) same = residual->shape[i] == oshape[i + unbatched];
         if (!same) {
-            return pthcv_fail(PTHCV_ERR_ARG, "conv2d: residual must be float32 [%lld, %lld, %lld, %lld] like the output, got %s %s",
+            return pthcv_fail(PTHCV_ERR_ARG,
+                              "conv2d: residual must be float32 [%lld, %lld, %lld, %lld] like the output, got %s %s",
                               (long long)oshape[0], (long long)c->cout, (long long)oshape[2], (long long)oshape[3],
                               pthcv_dtype_name(residual->dtype), ops_shape(residual));
         }
@@ -599,8 +655,8 @@ static int conv_images(pthcv_conv2d *c, int path, const conv_ctx *cx, int64_t ba
         float *o = out + i * cx->obs;
         const float *r = res ? res + i * res_img : NULL;
         st = path == 'd' ? forward_depthwise(c, &ci, step, o, r)
-             : path    ? forward_wino(c, path, &ci, step, o, r)
-                       : forward_gemm(c, &ci, step, o, r);
+            : path       ? forward_wino(c, path, &ci, step, o, r)
+                         : forward_gemm(c, &ci, step, o, r);
     }
     return st;
 }
@@ -624,16 +680,29 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
     if (!(xc = pthcv_tensor_contiguous(x))) goto done;
     const float *xd = pthcv_tensor_data(xc);
     if (!xd) goto done;
-    conv_ctx cx = { .c = c, .x = xd, .cin = cin, .h = h, .w = w, .oh = oh, .ow = ow, .ph = ph, .pw = pw,
-                    .ocs = oh * ow, .obs = c->cout * oh * ow };
+    conv_ctx cx = {.c = c,
+                   .x = xd,
+                   .cin = cin,
+                   .h = h,
+                   .w = w,
+                   .oh = oh,
+                   .ow = ow,
+                   .ph = ph,
+                   .pw = pw,
+                   .ocs = oh * ow,
+                   .obs = c->cout * oh * ow};
     if (c->p.padding_mode != PTHCV_PAD_ZEROS && (ph || pw)) {
         if (!(xp = pad_copy(xd, batch * cin, h, w, ph, pw, c->p.padding_mode))) goto done;
         cx.x = pthcv_tensor_data(xp), cx.h = h + 2 * ph, cx.w = w + 2 * pw, cx.ph = cx.pw = 0;
     }
     int path = conv_path(c, oh, ow);
     PTHCV_PROFILE_LABEL("%s %lldx%lld/%d%s", c->depthwise ? "dwconv" : "conv", (long long)c->kh, (long long)c->kw,
-                        c->p.stride[0], path == 'd' ? "" : path == 4 ? " winograd F(4,3)" : path == 2 ? " winograd F(2,3)"
-                                        : c->groups > 1 ? " gemm grouped" : " gemm");
+                        c->p.stride[0],
+                        path == 'd'         ? ""
+                            : path == 4     ? " winograd F(4,3)"
+                            : path == 2     ? " winograd F(2,3)"
+                            : c->groups > 1 ? " gemm grouped"
+                                            : " gemm");
     /* every path writes every output value: into dst directly where the
      * path can write its layout, else through a new tensor copied into it.
      * Every path writes an image's planes when they are contiguous (a
@@ -646,7 +715,7 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
         pthcv_fail(PTHCV_ERR_ARG, "conv2d: the destination shares the input's storage");
         goto done;
     }
-    int planes = cs == oh * ow, whole = planes && (batch == 1 || bs == c->cout * cs);   /* whole: a new tensor's layout */
+    int planes = cs == oh * ow, whole = planes && (batch == 1 || bs == c->cout * cs); /* whole: a new tensor's layout */
     int direct = dst && (planes || path == 'd' || (!residual && path == 0));
     if (direct) {
         cx.ocs = cs, cx.obs = bs;
@@ -666,9 +735,8 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
         if (!d) {
             st = PTHCV_ERR_ARG;
         } else {
-            int64_t src_stride[4] = { c->cout * oh * ow, oh * ow, ow, 1 }, dst_stride[4] = { bs, cs, ow, 1 };
-            ops_copy_strided(d, dst_stride + unbatched, out, src_stride + unbatched, 4 - unbatched,
-                             oshape + unbatched);
+            int64_t src_stride[4] = {c->cout * oh * ow, oh * ow, ow, 1}, dst_stride[4] = {bs, cs, ow, 1};
+            ops_copy_strided(d, dst_stride + unbatched, out, src_stride + unbatched, 4 - unbatched, oshape + unbatched);
             pthcv_tensor_release(y);
             y = pthcv_tensor_retain(dst);
         }
@@ -700,24 +768,25 @@ int pthcv_conv2d_forward_into(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *re
 
 pthcv_tensor *pthcv_conv2d_forward_cat(int32_t n, pthcv_conv2d *const *convs, pthcv_tensor *x)
 {
-    OPS_REAL(x);   /* each convolution is profiled on its own (conv2d_run) */
+    OPS_REAL(x); /* each convolution is profiled on its own (conv2d_run) */
     if (n < 1 || !convs) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d_cat: no convolutions");
     int64_t oshape[4], first[4], total = 0;
     for (int i = 0; i < n; i++) {
         if (conv_check(convs[i], x, NULL, oshape) != PTHCV_OK) return NULL;
         if (i == 0) memcpy(first, oshape, sizeof first);
         if (oshape[2] != first[2] || oshape[3] != first[3])
-            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "conv2d_cat: convolution %d gives a %lldx%lld output, convolution 0 %lldx%lld",
-                                   i, (long long)oshape[2], (long long)oshape[3], (long long)first[2], (long long)first[3]);
+            return PTHCV_FAIL_NULL(
+                PTHCV_ERR_ARG, "conv2d_cat: convolution %d gives a %lldx%lld output, convolution 0 %lldx%lld", i,
+                (long long)oshape[2], (long long)oshape[3], (long long)first[2], (long long)first[3]);
         total += convs[i]->cout;
     }
     int unbatched = x->ndim == 3;
     int64_t plane = first[2] * first[3], c0 = 0;
-    int64_t yshape[4] = { first[0], total, first[2], first[3] }, ystride[4] = { total * plane, plane, first[3], 1 };
+    int64_t yshape[4] = {first[0], total, first[2], first[3]}, ystride[4] = {total * plane, plane, first[3], 1};
     pthcv_tensor *y = pthcv_tensor_new_uninit(PTHCV_FLOAT32, 4 - unbatched, yshape + unbatched);
     /* each convolution writes its channels of y through a view */
     for (int i = 0; y && i < n; c0 += convs[i]->cout, i++) {
-        int64_t vshape[4] = { first[0], convs[i]->cout, first[2], first[3] };
+        int64_t vshape[4] = {first[0], convs[i]->cout, first[2], first[3]};
         pthcv_tensor *v = pthcv_tensor_view(y, 4 - unbatched, vshape + unbatched, ystride + unbatched, c0 * plane);
         pthcv_tensor *r = v ? conv2d_run(convs[i], x, NULL, v) : NULL;
         pthcv_tensor_release(v);

@@ -24,7 +24,7 @@ typedef struct pthcv_dw_args {
     const float *w;
     float bias;
     float *out;
-    const float *res;          /* NULL: none; same layout as out */
+    const float *res; /* NULL: none; same layout as out */
     int64_t oh, ow;
     float lo, hi;
 } pthcv_dw_args;

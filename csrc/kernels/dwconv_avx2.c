@@ -16,8 +16,7 @@ static inline __m256 load_even(const float *in)
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW,
-                                                        const int S)
+static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW, const int S)
 {
     const __m256 lo = _mm256_set1_ps(a->lo), hi = _mm256_set1_ps(a->hi);
     /* the tap loops are unrolled on request: for 3x3 and 5x5 (KH, KW
@@ -37,7 +36,8 @@ static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, 
                 const float *row = a->in + (oy * S + ky) * a->ldi + ox * S;
 #pragma GCC unroll 5
                 for (int kx = 0; kx < KW; kx++)
-                    acc = _mm256_fmadd_ps(w[ky * KW + kx], S == 1 ? _mm256_loadu_ps(row + kx) : load_even(row + kx), acc);
+                    acc = _mm256_fmadd_ps(w[ky * KW + kx], S == 1 ? _mm256_loadu_ps(row + kx) : load_even(row + kx),
+                                          acc);
             }
             if (ox + 8 <= a->ow) {
                 if (res) acc = _mm256_add_ps(acc, _mm256_loadu_ps(res + ox));

@@ -15,8 +15,7 @@ static inline __m512 load_even(const float *in)
     return _mm512_permutex2var_ps(_mm512_loadu_ps(in), idx, _mm512_loadu_ps(in + 16));
 }
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW,
-                                                        const int S)
+static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW, const int S)
 {
     const __m512 lo = _mm512_set1_ps(a->lo), hi = _mm512_set1_ps(a->hi);
     for (int64_t oy = 0; oy < a->oh; oy++) {

@@ -9,8 +9,7 @@
 #include <assert.h>
 #include <string.h>
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW,
-                                                        const int S)
+static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW, const int S)
 {
     const float32x4_t lo = vdupq_n_f32(a->lo), hi = vdupq_n_f32(a->hi);
     for (int64_t oy = 0; oy < a->oh; oy++) {
@@ -24,14 +23,15 @@ static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, 
                 const float *row = a->in + (oy * S + ky) * a->ldi + ox * S;
 #pragma GCC unroll 5
                 for (int kx = 0; kx < KW; kx++)
-                    acc = vfmaq_n_f32(acc, S == 1 ? vld1q_f32(row + kx) : vld2q_f32(row + kx).val[0], a->w[ky * KW + kx]);
+                    acc = vfmaq_n_f32(acc, S == 1 ? vld1q_f32(row + kx) : vld2q_f32(row + kx).val[0],
+                                      a->w[ky * KW + kx]);
             }
             int64_t left = a->ow - ox;
             if (left >= 4) {
                 if (res) acc = vaddq_f32(acc, vld1q_f32(res + ox));
                 vst1q_f32(out + ox, vminq_f32(vmaxq_f32(acc, lo), hi));
             } else {
-                float tmp[4] = { 0, 0, 0, 0 };
+                float tmp[4] = {0, 0, 0, 0};
                 if (res) {
                     memcpy(tmp, res + ox, sizeof(float) * (size_t)left);
                     acc = vaddq_f32(acc, vld1q_f32(tmp));

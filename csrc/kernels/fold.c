@@ -15,8 +15,10 @@ static pthcv_tensor *vec64(pthcv_tensor *t, int64_t n, const char *what)
 {
     if (!t) return NULL;
     if (!pthcv_dtype_is_floating(t->dtype) || t->ndim != 1 || t->shape[0] != n)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "fold_batchnorm: %s must be a floating tensor [%lld], got %s with %d dimensions (%lld values)",
-                               what, (long long)n, pthcv_dtype_name(t->dtype), t->ndim, (long long)t->numel);
+        return PTHCV_FAIL_NULL(
+            PTHCV_ERR_ARG,
+            "fold_batchnorm: %s must be a floating tensor [%lld], got %s with %d dimensions (%lld values)", what,
+            (long long)n, pthcv_dtype_name(t->dtype), t->ndim, (long long)t->numel);
     return pthcv_tensor_to(t, PTHCV_FLOAT64);
 }
 
@@ -25,10 +27,12 @@ int pthcv_fold_batchnorm(pthcv_tensor *weight, pthcv_tensor *bias, pthcv_tensor 
                          pthcv_tensor **new_weight, pthcv_tensor **new_bias)
 {
     if (!weight || !running_mean || !running_var || !new_weight || !new_bias)
-        return pthcv_fail(PTHCV_ERR_ARG, "fold_batchnorm: weight, running_mean, running_var and the outputs are required");
+        return pthcv_fail(PTHCV_ERR_ARG,
+                          "fold_batchnorm: weight, running_mean, running_var and the outputs are required");
     *new_weight = *new_bias = NULL;
     if (!pthcv_dtype_is_floating(weight->dtype) || weight->ndim < 1)
-        return pthcv_fail(PTHCV_ERR_ARG, "fold_batchnorm: weight must be a floating tensor [out, ...], got %s with %d dimensions",
+        return pthcv_fail(PTHCV_ERR_ARG,
+                          "fold_batchnorm: weight must be a floating tensor [out, ...], got %s with %d dimensions",
                           pthcv_dtype_name(weight->dtype), weight->ndim);
     int64_t n = weight->shape[0], per = n ? weight->numel / n : 0;
     pthcv_tensor *w = NULL, *b = NULL, *m = NULL, *v = NULL, *g = NULL, *be = NULL, *ow = NULL, *ob = NULL;

@@ -41,13 +41,13 @@ float *pthcv_scratch(int slot, size_t floats)
  * KC: the B micro-panel (KC x NR) stays in L1 (32 KB) beside the A panel;
  * MC x KC of A and KC x NC of B share L2 (512 KB per core here). */
 static const pthcv_gemm_kernel kernels[] = {
-    { PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar },
+    {PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar},
 #if defined(__x86_64__)
-    { PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2 },
-    { PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512 },
+    {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2},
+    {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512},
 #endif
 #if defined(__aarch64__)
-    { PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon },
+    {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon},
 #endif
 };
 
@@ -70,8 +70,7 @@ void pthcv_ukernel_scalar(const pthcv_ukernel_args *p)
     const float *a = p->a, *b = p->b;
     for (int64_t k = 0; k < p->kc; k++, a += MR, b += NR)
         for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++)
-                acc[r][c] += a[r] * b[c];
+            for (int c = 0; c < NR; c++) acc[r][c] += a[r] * b[c];
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++) {
             float v = acc[r][c];
@@ -90,8 +89,14 @@ int pthcv_act_bounds(const pthcv_activation *a, float *lo, float *hi)
     switch (a ? a->kind : PTHCV_ACT_NONE) {
     case PTHCV_ACT_NONE: return 1;
     case PTHCV_ACT_RELU: *lo = 0.0f; return 1;
-    case PTHCV_ACT_RELU6: *lo = 0.0f; *hi = 6.0f; return 1;
-    case PTHCV_ACT_CLAMP: *lo = a->alpha; *hi = a->beta; return 1;
+    case PTHCV_ACT_RELU6:
+        *lo = 0.0f;
+        *hi = 6.0f;
+        return 1;
+    case PTHCV_ACT_CLAMP:
+        *lo = a->alpha;
+        *hi = a->beta;
+        return 1;
     default: return 0;
     }
 }
@@ -113,7 +118,7 @@ void pthcv_gemm_pack_a(const pthcv_gemm_kernel *k, float *dst, const float *src,
     int mr = k->mr;
     for (int64_t i0 = 0; i0 < M; i0 += mr) {
         float *d = dst + i0 * K;
-        int n = M - i0 < mr ? (int)(M - i0) : mr;   /* rows past M are zero */
+        int n = M - i0 < mr ? (int)(M - i0) : mr; /* rows past M are zero */
         for (int64_t kk = 0; kk < K; kk++, d += mr) {
             const float *s0 = src + i0 * rs + kk * ks;
             for (int r = 0; r < n; r++) d[r] = s0[r * rs];
@@ -128,7 +133,7 @@ void pthcv_gemm_pack_b(const pthcv_gemm_kernel *k, float *dst, const float *src,
     int nr = k->nr;
     for (int64_t j0 = 0; j0 < N; j0 += nr) {
         float *d = dst + j0 * K;
-        int n = N - j0 < nr ? (int)(N - j0) : nr;   /* columns past N are zero */
+        int n = N - j0 < nr ? (int)(N - j0) : nr; /* columns past N are zero */
         for (int64_t kk = 0; kk < K; kk++, d += nr) {
             const float *s0 = src + kk * ks + j0 * cs;
             for (int c = 0; c < n; c++) d[c] = s0[c * cs];
@@ -142,10 +147,10 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 /* ---- the driver ------------------------------------------------------------------ */
 typedef struct {
     const pthcv_gemm_problem *g;
-    int64_t mc, nc, kcs;          /* block sizes */
-    int64_t nm, nn;               /* blocks per problem */
+    int64_t mc, nc, kcs; /* block sizes */
+    int64_t nm, nn;      /* blocks per problem */
     float lo, hi;
-    int fused;                    /* the activation is a clamp done in the micro-kernel */
+    int fused; /* the activation is a clamp done in the micro-kernel */
     atomic_int failed;
 } gemm_ctx;
 
@@ -182,7 +187,7 @@ static void run_tile(const gemm_ctx *x, pthcv_ukernel_args *u, int64_t i, int64_
     float *c = g->c_trans ? cb + j * ldc + i : cb + i * ldc + j;
     const float *res = rb ? (g->c_trans ? rb + j * ldc + i : rb + i * ldc + j) : NULL;
     memset(tile, 0, sizeof(float) * (size_t)(k->mr * k->nr));
-    if (!u->first && partial)   /* a transposed C's sums so far, kept row-major (gemm_task) */
+    if (!u->first && partial) /* a transposed C's sums so far, kept row-major (gemm_task) */
         for (int r = 0; r < k->mr; r++) memcpy(tile + r * ld, partial + r * ldp, sizeof(float) * (size_t)k->nr);
     else if (!u->first)
         for (int r = 0; r < mr; r++)
@@ -255,12 +260,11 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
                 ap = g->a_packed + set * g->a_sstride + i0 * K + pc * k->mr;
                 astride = K * k->mr;
             } else {
-                if (g->a_half)   /* the float16 panels of this block, converted */
+                if (g->a_half) /* the float16 panels of this block, converted */
                     for (int64_t ir = 0; ir < mc; ir += mr)
                         pthcv_halves_to_floats(abuf + ir * kc, g->a_half + set * g->a_sstride + (i0 + ir) * K + pc * mr,
                                                kc * mr);
-                else
-                    g->pack_a(g->ctx, p, abuf, i0, mc, pc, kc, mr);
+                else g->pack_a(g->ctx, p, abuf, i0, mc, pc, kc, mr);
                 ap = abuf;
                 astride = kc * k->mr;
             }
@@ -272,12 +276,11 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
                     for (int64_t jr = 0; jr < nc; jr += nr)
                         pthcv_halves_to_floats(bbuf + jr * kc, g->b_half + set * g->b_sstride + (j0 + jr) * K + pc * nr,
                                                kc * nr);
-                else
-                    g->pack_b(g->ctx, p, bbuf, pc, kc, j0, nc, nr);
+                else g->pack_b(g->ctx, p, bbuf, pc, kc, j0, nc, nr);
                 bp = bbuf;
                 bstride = kc * k->nr;
             }
-            pthcv_ukernel_args u = { .kc = kc, .first = pc == 0, .last = pc + kc >= K, .lo = x->lo, .hi = x->hi };
+            pthcv_ukernel_args u = {.kc = kc, .first = pc == 0, .last = pc + kc >= K, .lo = x->lo, .hi = x->hi};
             if (!x->fused) u.lo = -INFINITY, u.hi = INFINITY;
             for (int64_t jr = 0; jr < nc; jr += k->nr) {
                 u.b = bp + jr / k->nr * bstride;
@@ -307,7 +310,7 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
 {
     const pthcv_gemm_kernel *k = g->kernel;
     if (g->M <= 0 || g->N <= 0 || g->nprob <= 0) return PTHCV_OK;
-    gemm_ctx x = { .g = g };
+    gemm_ctx x = {.g = g};
     x.fused = pthcv_act_bounds(&g->act, &x.lo, &x.hi);
 
     /* K slices of nearly equal size, at most kc each: depends on K and the
@@ -342,8 +345,7 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
     x.nn = cdiv(g->N, x.nc);
     atomic_init(&x.failed, 0);
     pthcv_parallel_for(g->nprob * x.nm * x.nn, 1, gemm_task, &x);
-    if (atomic_load(&x.failed))
-        return pthcv_fail(PTHCV_ERR_NOMEM, "gemm: out of memory for the packing buffers");
+    if (atomic_load(&x.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "gemm: out of memory for the packing buffers");
     return PTHCV_OK;
 }
 
@@ -401,7 +403,7 @@ float *pthcv_gemm_const_unpack(pthcv_gemm_const *w)
     /* A panels: [rows / mr][cols][mr]; B panels: [cols / nr][rows][nr]; read
      * in order, each value to its (i, j) */
     int64_t p = w->is_b ? k->nr : k->mr, inner = w->is_b ? w->rows : w->cols, outer = w->is_b ? w->cols : w->rows;
-    int64_t si = w->is_b ? 1 : w->cols, sj = w->is_b ? w->cols : 1;   /* out steps along outer, inner */
+    int64_t si = w->is_b ? 1 : w->cols, sj = w->is_b ? w->cols : 1; /* out steps along outer, inner */
     for (int64_t s = 0; s < w->nsets; s++) {
         const float *src = pk + s * ss;
         float *dst = out + s * w->rows * w->cols;
@@ -441,8 +443,7 @@ int64_t pthcv_gemm_const_bytes(pthcv_gemm_const *w)
     int64_t n = 0;
     pthread_mutex_lock(&w->lock);
     for (int i = 0; i < PTHCV_ISA_COUNT; i++)
-        if (w->packed[i])
-            n += const_set_size(w, pthcv_gemm_kernel_for(i)) * w->nsets * (w->half ? 2 : 4);
+        if (w->packed[i]) n += const_set_size(w, pthcv_gemm_kernel_for(i)) * w->nsets * (w->half ? 2 : 4);
     pthread_mutex_unlock(&w->lock);
     return n;
 }

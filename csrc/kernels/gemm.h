@@ -52,8 +52,8 @@ typedef void (*pthcv_ukernel_fn)(const pthcv_ukernel_args *a);
 typedef struct pthcv_gemm_kernel {
     int isa;
     int mr, nr;
-    int kc;          /* K slice (fixed: it decides the rounding) */
-    int mc, nc;      /* largest block of C a task computes (multiples of mr, nr) */
+    int kc;     /* K slice (fixed: it decides the rounding) */
+    int mc, nc; /* largest block of C a task computes (multiples of mr, nr) */
     pthcv_ukernel_fn run;
 } pthcv_gemm_kernel;
 
@@ -87,8 +87,8 @@ void pthcv_gemm_pack_b(const pthcv_gemm_kernel *k, float *dst, const float *src,
 typedef struct pthcv_gemm_const {
     int is_b, half;
     int64_t nsets, rows, cols;
-    int ref_isa;                 /* the instruction set of the first pack */
-    pthread_mutex_t lock;        /* guards packed[] */
+    int ref_isa;                   /* the instruction set of the first pack */
+    pthread_mutex_t lock;          /* guards packed[] */
     void *packed[PTHCV_ISA_COUNT]; /* per instruction set: nsets packed operands */
 } pthcv_gemm_const;
 
@@ -102,18 +102,27 @@ const void *pthcv_gemm_const_get(pthcv_gemm_const *w, const pthcv_gemm_kernel *k
  * float16 pack holds float16 values); NULL when out of memory. */
 float *pthcv_gemm_const_unpack(pthcv_gemm_const *w);
 void pthcv_gemm_const_free(pthcv_gemm_const *w);
-int64_t pthcv_gemm_const_bytes(pthcv_gemm_const *w);   /* all packs made so far */
+int64_t pthcv_gemm_const_bytes(pthcv_gemm_const *w); /* all packs made so far */
 
-void *pthcv_alloc_aligned(size_t bytes);   /* 64-byte aligned, NULL on failure */
+void *pthcv_alloc_aligned(size_t bytes); /* 64-byte aligned, NULL on failure */
 void pthcv_free_aligned(void *p);
 
 /* Scratch of the calling thread, at least `floats` long, 64-byte aligned,
  * kept for the thread's next call with the same slot (contents not kept
  * across calls that grow it); NULL when out of memory. */
 enum {
-    PTHCV_SCRATCH_GEMM_A, PTHCV_SCRATCH_GEMM_B, PTHCV_SCRATCH_GEMM_C, PTHCV_SCRATCH_DW,
-    PTHCV_SCRATCH_WINO_V, PTHCV_SCRATCH_WINO_M, PTHCV_SCRATCH_WINO_X, PTHCV_SCRATCH_CONV_A,
-    PTHCV_SCRATCH_QGEMM_X, PTHCV_SCRATCH_QGEMM_ACC, PTHCV_SCRATCH_QCONV_COLS, PTHCV_SCRATCH_SLOTS
+    PTHCV_SCRATCH_GEMM_A,
+    PTHCV_SCRATCH_GEMM_B,
+    PTHCV_SCRATCH_GEMM_C,
+    PTHCV_SCRATCH_DW,
+    PTHCV_SCRATCH_WINO_V,
+    PTHCV_SCRATCH_WINO_M,
+    PTHCV_SCRATCH_WINO_X,
+    PTHCV_SCRATCH_CONV_A,
+    PTHCV_SCRATCH_QGEMM_X,
+    PTHCV_SCRATCH_QGEMM_ACC,
+    PTHCV_SCRATCH_QCONV_COLS,
+    PTHCV_SCRATCH_SLOTS
 };
 float *pthcv_scratch(int slot, size_t floats);
 
@@ -125,23 +134,23 @@ typedef struct pthcv_gemm_problem {
     int64_t M, N, K, nprob, nsets;
     /* A: prepacked (a_packed + set*a_sstride floats) or packed per block */
     const float *a_packed;
-    const uint16_t *a_half;       /* or prepacked as float16 (module:half()), converted per block */
+    const uint16_t *a_half; /* or prepacked as float16 (module:half()), converted per block */
     int64_t a_sstride;
     /* dst: [ceil(mc/MR)][kc][MR] for rows i0.., k from k0 */
     void (*pack_a)(const void *ctx, int64_t p, float *dst, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr);
     /* B: prepacked (b_packed + set*b_sstride floats) or packed per block,
      * dst: [ceil(nc/NR)][kc][NR] */
     const float *b_packed;
-    const uint16_t *b_half;       /* or prepacked as float16 */
+    const uint16_t *b_half; /* or prepacked as float16 */
     int64_t b_sstride;
     void (*pack_b)(const void *ctx, int64_t p, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr);
     const void *ctx;
     float *c;
     int64_t ldc, c_pstride;
-    int c_trans;                  /* C stored transposed: (i, j) at c[j * ldc + i] (res too) */
-    const float *res;             /* same layout as C, or NULL */
-    const float *bias_row;        /* M per set (bias_row + set*M), or NULL */
-    const float *bias_col;        /* N per set (bias_col + set*N), or NULL */
+    int c_trans;           /* C stored transposed: (i, j) at c[j * ldc + i] (res too) */
+    const float *res;      /* same layout as C, or NULL */
+    const float *bias_row; /* M per set (bias_row + set*M), or NULL */
+    const float *bias_col; /* N per set (bias_col + set*N), or NULL */
     pthcv_activation act;
 } pthcv_gemm_problem;
 

@@ -15,11 +15,11 @@ void pthcv_ukernel_6x16_avx2(const pthcv_ukernel_args *p)
     if (p->first) {
         __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
         if (p->bias_col) b0 = _mm256_loadu_ps(p->bias_col), b1 = _mm256_loadu_ps(p->bias_col + 8);
-#define INIT(r)                                                                      \
-    {                                                                                \
+#define INIT(r)                                                                         \
+    {                                                                                   \
         __m256 br = p->bias_row ? _mm256_set1_ps(p->bias_row[r]) : _mm256_setzero_ps(); \
-        c##r##0 = _mm256_add_ps(br, b0);                                             \
-        c##r##1 = _mm256_add_ps(br, b1);                                             \
+        c##r##0 = _mm256_add_ps(br, b0);                                                \
+        c##r##1 = _mm256_add_ps(br, b1);                                                \
     }
         INIT(0) INIT(1) INIT(2) INIT(3) INIT(4) INIT(5)
 #undef INIT
@@ -29,9 +29,9 @@ void pthcv_ukernel_6x16_avx2(const pthcv_ukernel_args *p)
 #undef LOAD
     }
     const float *a = p->a, *b = p->b;
-#define STEP(r)                                \
-    {                                          \
-        __m256 ar = _mm256_broadcast_ss(a + r); \
+#define STEP(r)                                     \
+    {                                               \
+        __m256 ar = _mm256_broadcast_ss(a + r);     \
         c##r##0 = _mm256_fmadd_ps(ar, b0, c##r##0); \
         c##r##1 = _mm256_fmadd_ps(ar, b1, c##r##1); \
     }
@@ -40,15 +40,15 @@ void pthcv_ukernel_6x16_avx2(const pthcv_ukernel_args *p)
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5)
-        a += 6;
+        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) a += 6;
         b += 16;
     }
 #undef STEP
     if (p->last) {
         if (p->res) {
-#define RES(r) c##r##0 = _mm256_add_ps(c##r##0, _mm256_loadu_ps(p->res + r * p->ldr)), \
-               c##r##1 = _mm256_add_ps(c##r##1, _mm256_loadu_ps(p->res + r * p->ldr + 8));
+#define RES(r)                                                              \
+    c##r##0 = _mm256_add_ps(c##r##0, _mm256_loadu_ps(p->res + r * p->ldr)), \
+    c##r##1 = _mm256_add_ps(c##r##1, _mm256_loadu_ps(p->res + r * p->ldr + 8));
             RES(0) RES(1) RES(2) RES(3) RES(4) RES(5)
 #undef RES
         }

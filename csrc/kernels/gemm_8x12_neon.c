@@ -27,12 +27,11 @@ void pthcv_ukernel_8x12_neon(const pthcv_ukernel_args *p)
     for (int64_t k = 0; k < p->kc; k++, a += 8, b += 12) {
         float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
         float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
-#define ROW(r, av, lane)                                  \
-    c[r][0] = vfmaq_laneq_f32(c[r][0], b0, av, lane);     \
-    c[r][1] = vfmaq_laneq_f32(c[r][1], b1, av, lane);     \
+#define ROW(r, av, lane)                              \
+    c[r][0] = vfmaq_laneq_f32(c[r][0], b0, av, lane); \
+    c[r][1] = vfmaq_laneq_f32(c[r][1], b1, av, lane); \
     c[r][2] = vfmaq_laneq_f32(c[r][2], b2, av, lane);
-        ROW(0, a0, 0) ROW(1, a0, 1) ROW(2, a0, 2) ROW(3, a0, 3)
-        ROW(4, a1, 0) ROW(5, a1, 1) ROW(6, a1, 2) ROW(7, a1, 3)
+        ROW(0, a0, 0) ROW(1, a0, 1) ROW(2, a0, 2) ROW(3, a0, 3) ROW(4, a1, 0) ROW(5, a1, 1) ROW(6, a1, 2) ROW(7, a1, 3)
 #undef ROW
     }
     if (p->last) {

@@ -16,11 +16,11 @@ void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
     if (p->first) {
         __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
         if (p->bias_col) b0 = _mm512_loadu_ps(p->bias_col), b1 = _mm512_loadu_ps(p->bias_col + 16);
-#define INIT(r)                                                                      \
-    {                                                                                \
+#define INIT(r)                                                                         \
+    {                                                                                   \
         __m512 br = p->bias_row ? _mm512_set1_ps(p->bias_row[r]) : _mm512_setzero_ps(); \
-        c##r##0 = _mm512_add_ps(br, b0);                                             \
-        c##r##1 = _mm512_add_ps(br, b1);                                             \
+        c##r##0 = _mm512_add_ps(br, b0);                                                \
+        c##r##1 = _mm512_add_ps(br, b1);                                                \
     }
         INIT(0) INIT(1) INIT(2) INIT(3) INIT(4) INIT(5) INIT(6) INIT(7)
 #undef INIT
@@ -30,9 +30,9 @@ void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
 #undef LOAD
     }
     const float *a = p->a, *b = p->b;
-#define STEP(r)                                  \
-    {                                            \
-        __m512 ar = _mm512_set1_ps(a[r]);        \
+#define STEP(r)                                     \
+    {                                               \
+        __m512 ar = _mm512_set1_ps(a[r]);           \
         c##r##0 = _mm512_fmadd_ps(ar, b0, c##r##0); \
         c##r##1 = _mm512_fmadd_ps(ar, b1, c##r##1); \
     }
@@ -41,15 +41,15 @@ void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
-        a += 8;
+        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7) a += 8;
         b += 32;
     }
 #undef STEP
     if (p->last) {
         if (p->res) {
-#define RES(r) c##r##0 = _mm512_add_ps(c##r##0, _mm512_loadu_ps(p->res + r * p->ldr)), \
-               c##r##1 = _mm512_add_ps(c##r##1, _mm512_loadu_ps(p->res + r * p->ldr + 16));
+#define RES(r)                                                              \
+    c##r##0 = _mm512_add_ps(c##r##0, _mm512_loadu_ps(p->res + r * p->ldr)), \
+    c##r##1 = _mm512_add_ps(c##r##1, _mm512_loadu_ps(p->res + r * p->ldr + 16));
             RES(0) RES(1) RES(2) RES(3) RES(4) RES(5) RES(6) RES(7)
 #undef RES
         }

@@ -19,10 +19,10 @@
 #endif
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int has[PTHCV_ISA_COUNT];   /* indexed by PTHCV_ISA_* */
+static int has[PTHCV_ISA_COUNT]; /* indexed by PTHCV_ISA_* */
 static int best = PTHCV_ISA_SCALAR;
-static atomic_int current = -1;    /* the family in use; -1 until detected */
-static const char *names[PTHCV_ISA_COUNT] = { "scalar", "avx2", "avx512", "neon" };
+static atomic_int current = -1; /* the family in use; -1 until detected */
+static const char *names[PTHCV_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon"};
 
 #if defined(__x86_64__) || defined(__i386__)
 static int has_f16c, has_vnni;
@@ -53,15 +53,15 @@ static void detect_cpu(void)
         int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
         has_f16c = (c >> 29) & 1;
         uint64_t xcr0 = osxsave ? xgetbv0() : 0;
-        int os_ymm = (xcr0 & 0x6) == 0x6;             /* SSE and AVX state saved */
-        int os_zmm = (xcr0 & 0xe6) == 0xe6;           /* plus opmask, ZMM_Hi256, Hi16_ZMM */
+        int os_ymm = (xcr0 & 0x6) == 0x6;   /* SSE and AVX state saved */
+        int os_zmm = (xcr0 & 0xe6) == 0xe6; /* plus opmask, ZMM_Hi256, Hi16_ZMM */
         unsigned b7 = 0;
         if (__get_cpuid_count(7, 0, &a, &b7, &c, &d)) {
             int avx2 = (b7 >> 5) & 1;
             int f = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1;
             has[PTHCV_ISA_AVX2] = avx && avx2 && fma && os_ymm;
             has[PTHCV_ISA_AVX512] = has[PTHCV_ISA_AVX2] && f && dq && bw && vl && os_zmm;
-            has_vnni = has[PTHCV_ISA_AVX512] && ((c >> 11) & 1);   /* CPUID.7.0:ECX.AVX512_VNNI */
+            has_vnni = has[PTHCV_ISA_AVX512] && ((c >> 11) & 1); /* CPUID.7.0:ECX.AVX512_VNNI */
         }
     }
 #elif defined(__aarch64__)
@@ -73,8 +73,7 @@ static void detect_cpu(void)
     has[PTHCV_ISA_AVX2] = has[PTHCV_ISA_AVX512] = 0;
 #endif
     for (int i = PTHCV_ISA_SCALAR; i <= PTHCV_ISA_NEON; i++)
-        if (has[i] && (best == PTHCV_ISA_SCALAR || i == PTHCV_ISA_AVX512))
-            best = i;
+        if (has[i] && (best == PTHCV_ISA_SCALAR || i == PTHCV_ISA_AVX512)) best = i;
 
     int start = best;
     const char *env = getenv("PTHCV_ISA");
@@ -128,16 +127,12 @@ int pthcv_isa_available(int isa)
     return isa >= 0 && isa < PTHCV_ISA_COUNT && has[isa];
 }
 
-const char *pthcv_isa_name(int isa)
-{
-    return isa >= 0 && isa < PTHCV_ISA_COUNT ? names[isa] : "?";
-}
+const char *pthcv_isa_name(int isa) { return isa >= 0 && isa < PTHCV_ISA_COUNT ? names[isa] : "?"; }
 
 int pthcv_set_isa(const char *isa)
 {
     pthread_once(&once, detect_cpu);
-    if (!isa)
-        return pthcv_fail(PTHCV_ERR_ARG, "pthcv_set_isa: no name (expected scalar, avx2, avx512, neon or auto)");
+    if (!isa) return pthcv_fail(PTHCV_ERR_ARG, "pthcv_set_isa: no name (expected scalar, avx2, avx512, neon or auto)");
     if (strcmp(isa, "auto") == 0) {
         atomic_store(&current, best);
         return PTHCV_OK;
@@ -145,13 +140,15 @@ int pthcv_set_isa(const char *isa)
     for (int i = 0; i < PTHCV_ISA_COUNT; i++) {
         if (strcmp(isa, names[i]) != 0) continue;
         if (!has[i])
-            return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "pthcv_set_isa: this CPU (or build) has no %s; available: %s%s%s%s",
-                              isa, "scalar", has[PTHCV_ISA_AVX2] ? ", avx2" : "", has[PTHCV_ISA_AVX512] ? ", avx512" : "",
+            return pthcv_fail(PTHCV_ERR_UNSUPPORTED,
+                              "pthcv_set_isa: this CPU (or build) has no %s; available: %s%s%s%s", isa, "scalar",
+                              has[PTHCV_ISA_AVX2] ? ", avx2" : "", has[PTHCV_ISA_AVX512] ? ", avx512" : "",
                               has[PTHCV_ISA_NEON] ? ", neon" : "");
         atomic_store(&current, i);
         return PTHCV_OK;
     }
-    return pthcv_fail(PTHCV_ERR_ARG, "pthcv_set_isa: unknown instruction set \"%s\" (expected scalar, avx2, avx512, neon or auto)",
+    return pthcv_fail(PTHCV_ERR_ARG,
+                      "pthcv_set_isa: unknown instruction set \"%s\" (expected scalar, avx2, avx512, neon or auto)",
                       isa);
 }
 
@@ -160,9 +157,9 @@ const char *pthcv_cpu_info(void)
     static _Thread_local char buf[128];
     pthread_once(&once, detect_cpu);
 #if defined(__x86_64__) || defined(__i386__)
-    snprintf(buf, sizeof buf, "%s%s%s%s; using %s", has[PTHCV_ISA_AVX2] ? "avx2 fma" : "sse2",
-             has_f16c ? " f16c" : "", has[PTHCV_ISA_AVX512] ? " avx512f avx512bw avx512dq avx512vl" : "",
-             has_vnni ? " avx512_vnni" : "", names[pthcv_isa()]);
+    snprintf(buf, sizeof buf, "%s%s%s%s; using %s", has[PTHCV_ISA_AVX2] ? "avx2 fma" : "sse2", has_f16c ? " f16c" : "",
+             has[PTHCV_ISA_AVX512] ? " avx512f avx512bw avx512dq avx512vl" : "", has_vnni ? " avx512_vnni" : "",
+             names[pthcv_isa()]);
 #elif defined(__aarch64__)
     snprintf(buf, sizeof buf, "neon%s; using %s", has_dotprod ? " dotprod" : "", names[pthcv_isa()]);
 #else

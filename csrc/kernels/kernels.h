@@ -37,18 +37,24 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx);
  * -DPTHCV_NO_CLONES for the plain version only (spec/c/ops_test.c is
  * compiled both ways and compared). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(PTHCV_NO_CLONES)
-#define PTHCV_SIMD __attribute__((target_clones("avx512f", "avx2", "default"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
+#define PTHCV_SIMD \
+    __attribute__((target_clones("avx512f", "avx2", "default"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
 #else
 #define PTHCV_SIMD
 #endif
 
 /* ---- instruction sets (isa.c) ---------------------------------------------- */
-enum { PTHCV_ISA_SCALAR = 0, PTHCV_ISA_AVX2 = 1, PTHCV_ISA_AVX512 = 2, PTHCV_ISA_NEON = 3,
-       PTHCV_ISA_COUNT = 4 };   /* families; arrays indexed by PTHCV_ISA_* have this many slots */
+enum {
+    PTHCV_ISA_SCALAR = 0,
+    PTHCV_ISA_AVX2 = 1,
+    PTHCV_ISA_AVX512 = 2,
+    PTHCV_ISA_NEON = 3,
+    PTHCV_ISA_COUNT = 4
+}; /* families; arrays indexed by PTHCV_ISA_* have this many slots */
 /* The family the kernels use now: the best the CPU has, or the forced one. */
 int pthcv_isa(void);
-int pthcv_isa_available(int isa);      /* compiled in and offered by this CPU */
-const char *pthcv_isa_name(int isa);   /* "scalar", "avx2", ... */
+int pthcv_isa_available(int isa);    /* compiled in and offered by this CPU */
+const char *pthcv_isa_name(int isa); /* "scalar", "avx2", ... */
 
 /* ---- float16 weights (half.c, half_avx2.c, half_neon.c) --------------------
  * module:half() packs keep float16 in memory; the kernels convert one block
@@ -58,7 +64,7 @@ void pthcv_halves_to_floats(float *dst, const uint16_t *src, int64_t n);
 void pthcv_floats_to_halves(uint16_t *dst, const float *src, int64_t n);
 void pthcv_halves_to_floats_f16c(float *dst, const uint16_t *src, int64_t n);
 void pthcv_halves_to_floats_neon(float *dst, const uint16_t *src, int64_t n);
-int pthcv_cpu_has_f16c(void);           /* isa.c */
+int pthcv_cpu_has_f16c(void); /* isa.c */
 
 /* ---- activations (activation.c) -------------------------------------------
  * The one definition of each pthcv_activation kind, PyTorch's formula in

@@ -14,21 +14,23 @@
 
 struct pthcv_linear {
     int64_t out, in;
-    int half;               /* weights kept as float16 */
-    pthcv_gemm_const w;     /* W^T as the GEMM's B (in x out), the only copy */
+    int half;           /* weights kept as float16 */
+    pthcv_gemm_const w; /* W^T as the GEMM's B (in x out), the only copy */
     int w_made;
-    float *bias;            /* [out] or NULL */
+    float *bias; /* [out] or NULL */
     pthcv_activation act;
 };
 
 pthcv_linear *pthcv_linear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act)
 {
     if (!weight || (weight->dtype != PTHCV_FLOAT32 && weight->dtype != PTHCV_FLOAT16) || weight->ndim != 2)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: weight must be float32 or float16 [out_features, in_features], got %s",
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
+                               "linear: weight must be float32 or float16 [out_features, in_features], got %s",
                                weight ? pthcv_dtype_name(weight->dtype) : "nothing");
     int64_t out = weight->shape[0], in = weight->shape[1];
     if (bias && (bias->dtype != PTHCV_FLOAT32 || bias->ndim != 1 || bias->shape[0] != out))
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: bias must be float32 [%lld], got %s with %d dimensions (%lld values)",
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
+                               "linear: bias must be float32 [%lld], got %s with %d dimensions (%lld values)",
                                (long long)out, pthcv_dtype_name(bias->dtype), bias->ndim, (long long)bias->numel);
     if (!pthcv_act_valid(act)) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: unknown activation kind %d", act->kind);
     pthcv_linear *l = calloc(1, sizeof *l);
@@ -48,7 +50,7 @@ pthcv_linear *pthcv_linear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
         if (bias) memcpy(l->bias, bd, sizeof(float) * (size_t)out);
         /* B(k, j) = W[j][k] */
         ok = pthcv_gemm_const_init(&l->w, pthcv_gemm_kernel_for(pthcv_isa()), 1, l->half, 1, in, out, w, 0, 1, in) ==
-             PTHCV_OK;
+            PTHCV_OK;
         l->w_made = 1;
     }
     free(w);
@@ -99,9 +101,11 @@ pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
     OPS_REAL(x);
     if (!l || !x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: no layer or no input");
     if (x->dtype != PTHCV_FLOAT32 || x->ndim < 1 || x->shape[x->ndim - 1] != l->in)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "linear: expected float32 input [..., %lld] (weight [%lld, %lld]), got %s with last dimension %lld",
-                               (long long)l->in, (long long)l->out, (long long)l->in, pthcv_dtype_name(x->dtype),
-                               (long long)(x->ndim ? x->shape[x->ndim - 1] : 0));
+        return PTHCV_FAIL_NULL(
+            PTHCV_ERR_ARG,
+            "linear: expected float32 input [..., %lld] (weight [%lld, %lld]), got %s with last dimension %lld",
+            (long long)l->in, (long long)l->out, (long long)l->in, pthcv_dtype_name(x->dtype),
+            (long long)(x->ndim ? x->shape[x->ndim - 1] : 0));
     const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
     int64_t sstride;
     const void *b = pthcv_gemm_const_get(&l->w, k, &sstride);
@@ -111,17 +115,30 @@ pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
     int64_t shape[PTHCV_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = l->out;
-    pthcv_tensor *y = xd ? pthcv_tensor_new_uninit(PTHCV_FLOAT32, x->ndim, shape) : NULL;   /* written whole */
+    pthcv_tensor *y = xd ? pthcv_tensor_new_uninit(PTHCV_FLOAT32, x->ndim, shape) : NULL; /* written whole */
     float *yd = y ? pthcv_tensor_data(y) : NULL;
     if (yd) {
-        lin_ctx cx = { xd, l->in ? x->numel / l->in : 0, l->in };
-        if (l->in == 0) {   /* no input features: numel says nothing about the rows */
+        lin_ctx cx = {xd, l->in ? x->numel / l->in : 0, l->in};
+        if (l->in == 0) { /* no input features: numel says nothing about the rows */
             cx.rows = 1;
             for (int i = 0; i < x->ndim - 1; i++) cx.rows *= x->shape[i];
         }
         pthcv_gemm_problem g = {
-            .kernel = k, .M = cx.rows, .N = l->out, .K = l->in, .nprob = 1, .nsets = 1, .pack_a = pack_rows,
-            .b_packed = l->half ? NULL : b, .b_half = l->half ? b : NULL, .b_sstride = sstride, .ctx = &cx, .c = yd, .ldc = l->out, .bias_col = l->bias, .act = l->act,
+            .kernel = k,
+            .M = cx.rows,
+            .N = l->out,
+            .K = l->in,
+            .nprob = 1,
+            .nsets = 1,
+            .pack_a = pack_rows,
+            .b_packed = l->half ? NULL : b,
+            .b_half = l->half ? b : NULL,
+            .b_sstride = sstride,
+            .ctx = &cx,
+            .c = yd,
+            .ldc = l->out,
+            .bias_col = l->bias,
+            .act = l->act,
         };
         if (pthcv_gemm_run(&g) != PTHCV_OK) {
             pthcv_tensor_release(y);
@@ -132,7 +149,4 @@ pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
     return y;
 }
 
-int64_t pthcv_linear_weight_bytes(pthcv_linear *l)
-{
-    return l && l->w_made ? pthcv_gemm_const_bytes(&l->w) : 0;
-}
+int64_t pthcv_linear_weight_bytes(pthcv_linear *l) { return l && l->w_made ? pthcv_gemm_const_bytes(&l->w) : 0; }

@@ -72,8 +72,7 @@ const char *ops_pad_mode_name(int mode);
  * callers have checked the pads: reflect pads < n, circular pads <= n. */
 static inline int64_t ops_pad_index(int64_t i, int64_t n, int mode)
 {
-    if (i >= 0 && i < n)
-        return i;
+    if (i >= 0 && i < n) return i;
     switch (mode) {
     case PTHCV_PAD_REFLECT: return i < 0 ? -i : 2 * (n - 1) - i;
     case PTHCV_PAD_REPLICATE: return i < 0 ? 0 : n - 1;
@@ -83,10 +82,7 @@ static inline int64_t ops_pad_index(int64_t i, int64_t n, int mode)
 }
 
 /* Grain (items per thread at least) for items that cost `work` elements each. */
-static inline int64_t ops_grain(int64_t work)
-{
-    return work >= OPS_GRAIN ? 1 : OPS_GRAIN / (work > 0 ? work : 1);
-}
+static inline int64_t ops_grain(int64_t work) { return work >= OPS_GRAIN ? 1 : OPS_GRAIN / (work > 0 ? work : 1); }
 
 /* The float32 sum of a row, lane by lane (see OPS_LANES); identical across
  * instruction sets. Used by softmax and the reductions. */
@@ -101,8 +97,8 @@ float ops_min_f32(const float *x, int64_t n);
 
 /* Copies a strided block of `ndim` dimensions (shape; element strides of
  * source and destination) from src to dst. */
-void ops_copy_strided(float *dst, const int64_t *dst_stride, const float *src, const int64_t *src_stride,
-                      int ndim, const int64_t *shape);
+void ops_copy_strided(float *dst, const int64_t *dst_stride, const float *src, const int64_t *src_stride, int ndim,
+                      const int64_t *shape);
 
 /* ---- broadcasting over several operands (ops_math.c) -------------------------
  * The comparisons, where and pow walk their operands in place (any strides)
@@ -113,7 +109,7 @@ typedef struct {
     int nops, ndim;
     int64_t numel;
     int64_t shape[PTHCV_MAX_DIMS];
-    int64_t stride[OPS_BCAST_MAX][PTHCV_MAX_DIMS];   /* elements; 0 where an operand broadcasts */
+    int64_t stride[OPS_BCAST_MAX][PTHCV_MAX_DIMS]; /* elements; 0 where an operand broadcasts */
 } ops_bcast;
 /* The broadcast shape of the n tensors (torch's rule: aligned from the
  * right, sizes equal or 1) into *out_ndim / out_shape, and b set to walk

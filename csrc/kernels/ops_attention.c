@@ -31,18 +31,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { QB = 16, TR = 4, TC = 16 };   /* query rows per task; score tile rows x columns (TR: score_tile) */
+enum { QB = 16, TR = 4, TC = 16 }; /* query rows per task; score tile rows x columns (TR: score_tile) */
 
 typedef struct {
     const float *q, *k, *v, *bias, *hscale;
     float *out, *weights;
-    int64_t L, S, D, Dv, Spad, nqb, heads;   /* heads: size of dim -3 (for head_scale, heads_last) */
+    int64_t L, S, D, Dv, Spad, nqb, heads; /* heads: size of dim -3 (for head_scale, heads_last) */
     int nlead;
     int64_t lead[PTHCV_MAX_DIMS];
     /* element strides per leading dim, then of the rows */
     int64_t sq[PTHCV_MAX_DIMS], sk[PTHCV_MAX_DIMS], sv[PTHCV_MAX_DIMS], sb[PTHCV_MAX_DIMS];
     int64_t q_row, k_row, v_row, b_row, b_col;
-    float qscale, post;   /* qscale folded into q rows; post multiplies scores (cosine) */
+    float qscale, post; /* qscale folded into q rows; post multiplies scores (cosine) */
     int cosine, heads_last;
     atomic_int failed;
 } attn_ctx;
@@ -52,15 +52,13 @@ typedef struct {
 PTHCV_SIMD
 static void scaled_copy(float *dst, const float *src, int64_t n, float s)
 {
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = src[i] * s;
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i] * s;
 }
 
 PTHCV_SIMD
 static void divided_copy(float *dst, const float *src, int64_t n, float s)
 {
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = src[i] / s;
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i] / s;
 }
 
 /* torch's F.normalize denominator: max(|x|_2, 1e-12), the sum in double */
@@ -99,30 +97,24 @@ PTHCV_SIMD
 static void finish_scores(float *s, int64_t n, float post, const float *bias, int64_t step)
 {
     if (post != 1.0f)
-        for (int64_t j = 0; j < n; j++)
-            s[j] *= post;
-    if (!bias)
-        return;
+        for (int64_t j = 0; j < n; j++) s[j] *= post;
+    if (!bias) return;
     if (step == 1)
-        for (int64_t j = 0; j < n; j++)
-            s[j] += bias[j];
+        for (int64_t j = 0; j < n; j++) s[j] += bias[j];
     else
-        for (int64_t j = 0; j < n; j++)
-            s[j] += bias[j * step];
+        for (int64_t j = 0; j < n; j++) s[j] += bias[j * step];
 }
 
 PTHCV_SIMD
 static void exp_shifted(float *s, int64_t n, float m)
 {
-    for (int64_t j = 0; j < n; j++)
-        s[j] = vm_exp(s[j] - m);
+    for (int64_t j = 0; j < n; j++) s[j] = vm_exp(s[j] - m);
 }
 
 PTHCV_SIMD
 static void scale_in_place(float *s, int64_t n, float f)
 {
-    for (int64_t j = 0; j < n; j++)
-        s[j] *= f;
+    for (int64_t j = 0; j < n; j++) s[j] *= f;
 }
 
 /* o[r] = sum over j of p[r][j] v[j] for `rows` output rows of dv values */
@@ -130,15 +122,13 @@ PTHCV_SIMD
 static void weighted_sum(float *const *o, int rows, const float *p, int64_t ldp, int64_t S, const float *v,
                          int64_t v_row, int64_t dv)
 {
-    for (int r = 0; r < rows; r++)
-        memset(o[r], 0, (size_t)dv * sizeof(float));
+    for (int r = 0; r < rows; r++) memset(o[r], 0, (size_t)dv * sizeof(float));
     for (int64_t j = 0; j < S; j++) {
         const float *vj = v + j * v_row;
         for (int r = 0; r < rows; r++) {
             float w = p[r * ldp + j];
             float *orow = o[r];
-            for (int64_t e = 0; e < dv; e++)
-                orow[e] += w * vj[e];
+            for (int64_t e = 0; e < dv; e++) orow[e] += w * vj[e];
         }
     }
 }
@@ -168,18 +158,16 @@ static void pack_keys(const attn_ctx *c, float *kT, const float *k, float *tmp)
             divided_copy(tmp, kj, c->D, l2_denominator(kj, c->D));
             kj = tmp;
         }
-        for (int64_t d = 0; d < c->D; d++)
-            kT[d * c->Spad + j] = kj[d];
+        for (int64_t d = 0; d < c->D; d++) kT[d * c->Spad + j] = kj[d];
     }
     for (int64_t d = 0; d < c->D; d++)
-        for (int64_t j = c->S; j < c->Spad; j++)
-            kT[d * c->Spad + j] = 0.0f;
+        for (int64_t j = c->S; j < c->Spad; j++) kT[d * c->Spad + j] = 0.0f;
 }
 
 /* where output row i of leading index b goes */
 static float *out_row(const attn_ctx *c, int64_t b, int64_t i)
 {
-    if (c->heads_last) {   /* [..., L, H, Dv] */
+    if (c->heads_last) { /* [..., L, H, Dv] */
         int64_t h = b % c->heads, outer = b / c->heads;
         return c->out + ((outer * c->L + i) * c->heads + h) * c->Dv;
     }
@@ -193,10 +181,8 @@ static void attn_block(attn_ctx *c, int64_t b, int64_t i0, int rows, const float
     (void)ok;
     for (int r = 0; r < rows; r++) {
         const float *qi = c->q + oq + (i0 + r) * c->q_row;
-        if (c->cosine)
-            divided_copy(qs + r * c->D, qi, c->D, l2_denominator(qi, c->D));
-        else
-            scaled_copy(qs + r * c->D, qi, c->D, c->qscale);
+        if (c->cosine) divided_copy(qs + r * c->D, qi, c->D, l2_denominator(qi, c->D));
+        else scaled_copy(qs + r * c->D, qi, c->D, c->qscale);
     }
     int padded = (rows + TR - 1) / TR * TR;
     memset(qs + rows * c->D, 0, (size_t)((padded - rows) * c->D) * sizeof(float));
@@ -212,8 +198,7 @@ static void attn_block(attn_ctx *c, int64_t b, int64_t i0, int rows, const float
         float m = ops_max_f32(s, c->S);
         exp_shifted(s, c->S, m);
         scale_in_place(s, c->S, 1.0f / ops_sum_f32(s, c->S));
-        if (c->weights)
-            memcpy(c->weights + (b * c->L + i0 + r) * c->S, s, (size_t)c->S * sizeof(float));
+        if (c->weights) memcpy(c->weights + (b * c->L + i0 + r) * c->S, s, (size_t)c->S * sizeof(float));
         orows[r] = out_row(c, b, i0 + r);
     }
     weighted_sum(orows, rows, sc, c->Spad, c->S, c->v + ov, c->v_row, c->Dv);
@@ -251,20 +236,18 @@ static void attn_task(void *vctx, int64_t begin, int64_t end)
 static pthcv_tensor *rows_input(pthcv_tensor *t, const char *what, const float **data)
 {
     const char *fn = "pthcv_attention";
-    if (!t)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no %s tensor", fn, what);
+    if (!t) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no %s tensor", fn, what);
     if (t->dtype != PTHCV_FLOAT32) {
         const char *name = pthcv_dtype_name(t->dtype);
         return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "%s: %s must be float32, got %s", fn, what,
                                name ? name : "an unknown dtype");
     }
     if (t->ndim < 2)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: %s %s needs at least 2 dimensions [..., rows, features]", fn,
-                               what, ops_shape(t));
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: %s %s needs at least 2 dimensions [..., rows, features]", fn, what,
+                               ops_shape(t));
     pthcv_tensor *r = t->stride[t->ndim - 1] == 1 || t->shape[t->ndim - 1] <= 1 ? pthcv_tensor_retain(t)
-                                                                               : pthcv_tensor_contiguous(t);
-    if (!r)
-        return NULL;
+                                                                                : pthcv_tensor_contiguous(t);
+    if (!r) return NULL;
     *data = pthcv_tensor_data(r);
     if (!*data) {
         pthcv_tensor_release(r);
@@ -294,8 +277,7 @@ static int check_shapes(attn_ctx *c, pthcv_tensor *q, pthcv_tensor *k, pthcv_ten
     if (v->shape[nd - 2] != c->S)
         return pthcv_fail(PTHCV_ERR_ARG, "%s: key %s and value %s differ in length (%lld vs %lld)", fn, ops_shape(k),
                           ops_shape(v), (long long)c->S, (long long)v->shape[nd - 2]);
-    if (c->S == 0)
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: key %s has no rows: a softmax over nothing", fn, ops_shape(k));
+    if (c->S == 0) return pthcv_fail(PTHCV_ERR_ARG, "%s: key %s has no rows: a softmax over nothing", fn, ops_shape(k));
     c->nlead = nd - 2;
     for (int d = 0; d < nd - 2; d++) {
         c->lead[d] = q->shape[d];
@@ -311,7 +293,8 @@ static int bias_strides(attn_ctx *c, const pthcv_tensor *bias, const pthcv_tenso
 {
     int nd = q->ndim, off = nd - bias->ndim;
     if (off < 0)
-        return pthcv_fail(PTHCV_ERR_ARG, "pthcv_attention: bias %s has more dimensions than the scores [..., %lld, %lld]",
+        return pthcv_fail(PTHCV_ERR_ARG,
+                          "pthcv_attention: bias %s has more dimensions than the scores [..., %lld, %lld]",
                           ops_shape(bias), (long long)c->L, (long long)c->S);
     int64_t st[PTHCV_MAX_DIMS];
     for (int d = 0; d < nd; d++) {
@@ -319,13 +302,14 @@ static int bias_strides(attn_ctx *c, const pthcv_tensor *bias, const pthcv_tenso
         int bd = d - off;
         int64_t have = bd >= 0 ? bias->shape[bd] : 1;
         if (have != want && have != 1)
-            return pthcv_fail(PTHCV_ERR_ARG, "pthcv_attention: bias %s does not broadcast to the scores "
-                              "[..., %lld, %lld] of query %s (dimension %d: %lld vs %lld)", ops_shape(bias),
-                              (long long)c->L, (long long)c->S, ops_shape(q), d, (long long)have, (long long)want);
+            return pthcv_fail(PTHCV_ERR_ARG,
+                              "pthcv_attention: bias %s does not broadcast to the scores "
+                              "[..., %lld, %lld] of query %s (dimension %d: %lld vs %lld)",
+                              ops_shape(bias), (long long)c->L, (long long)c->S, ops_shape(q), d, (long long)have,
+                              (long long)want);
         st[d] = bd >= 0 && have != 1 ? bias->stride[bd] : 0;
     }
-    for (int d = 0; d < nd - 2; d++)
-        c->sb[d] = st[d];
+    for (int d = 0; d < nd - 2; d++) c->sb[d] = st[d];
     c->b_row = st[nd - 2], c->b_col = st[nd - 1];
     return PTHCV_OK;
 }
@@ -333,9 +317,10 @@ static int bias_strides(attn_ctx *c, const pthcv_tensor *bias, const pthcv_tenso
 static int check_head_scale(attn_ctx *c, pthcv_tensor *hs, const pthcv_tensor *q)
 {
     if (hs->dtype != PTHCV_FLOAT32 || q->ndim < 3 || hs->numel != c->heads)
-        return pthcv_fail(PTHCV_ERR_ARG, "pthcv_attention: head_scale must be float32 with one value per head "
-                          "(dimension -3 of query %s), got %s %s", ops_shape(q), pthcv_dtype_name(hs->dtype),
-                          ops_shape(hs));
+        return pthcv_fail(PTHCV_ERR_ARG,
+                          "pthcv_attention: head_scale must be float32 with one value per head "
+                          "(dimension -3 of query %s), got %s %s",
+                          ops_shape(q), pthcv_dtype_name(hs->dtype), ops_shape(hs));
     return PTHCV_OK;
 }
 
@@ -343,16 +328,14 @@ pthcv_tensor *pthcv_attention(pthcv_tensor *q, pthcv_tensor *k, pthcv_tensor *v,
                               pthcv_tensor *head_scale, const pthcv_attention_params *p, pthcv_tensor **weights)
 {
     const char *fn = "pthcv_attention";
-    if (weights)
-        *weights = NULL;
+    if (weights) *weights = NULL;
     const float *qd = NULL, *kd = NULL, *vd = NULL, *bd = NULL, *hd = NULL;
     pthcv_tensor *qi = rows_input(q, "query", &qd);
     pthcv_tensor *ki = qi ? rows_input(k, "key", &kd) : NULL;
     pthcv_tensor *vi = ki ? rows_input(v, "value", &vd) : NULL;
     pthcv_tensor *hc = NULL, *out = NULL, *w = NULL;
     attn_ctx c = {0};
-    if (!vi || check_shapes(&c, q, k, v, qi, ki, vi) != PTHCV_OK)
-        goto done;
+    if (!vi || check_shapes(&c, q, k, v, qi, ki, vi) != PTHCV_OK) goto done;
     if (p && p->heads_last && q->ndim < 3) {
         pthcv_fail(PTHCV_ERR_ARG, "%s: heads_last needs a heads dimension (query %s)", fn, ops_shape(q));
         goto done;
@@ -362,8 +345,7 @@ pthcv_tensor *pthcv_attention(pthcv_tensor *q, pthcv_tensor *k, pthcv_tensor *v,
             pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: bias must be float32, got %s", fn, pthcv_dtype_name(bias->dtype));
             goto done;
         }
-        if (bias_strides(&c, bias, q) != PTHCV_OK || !(bd = pthcv_tensor_data(bias)))
-            goto done;
+        if (bias_strides(&c, bias, q) != PTHCV_OK || !(bd = pthcv_tensor_data(bias))) goto done;
     }
     if (head_scale) {
         if (check_head_scale(&c, head_scale, q) != PTHCV_OK || !(hc = ops_input(head_scale, fn, "head_scale", &hd)))
@@ -379,26 +361,23 @@ pthcv_tensor *pthcv_attention(pthcv_tensor *q, pthcv_tensor *k, pthcv_tensor *v,
     int64_t shape[PTHCV_MAX_DIMS];
     memcpy(shape, q->shape, sizeof(int64_t) * (size_t)nd);
     shape[nd - 1] = c.Dv;
-    if (c.heads_last) {   /* [..., H, L, Dv] -> [..., L, H, Dv] */
+    if (c.heads_last) { /* [..., H, L, Dv] -> [..., L, H, Dv] */
         shape[nd - 3] = c.L;
         shape[nd - 2] = c.heads;
     }
     float *od, *wd = NULL;
     out = ops_output(nd, shape, &od);
-    if (!out)
-        goto done;
+    if (!out) goto done;
     if (weights) {
         memcpy(shape, q->shape, sizeof(int64_t) * (size_t)nd);
         shape[nd - 1] = c.S;
-        if (!(w = ops_output(nd, shape, &wd)))
-            goto fail;
+        if (!(w = ops_output(nd, shape, &wd))) goto fail;
     }
     c.out = od, c.weights = wd;
     c.Spad = (c.S + TC - 1) / TC * TC;
     c.nqb = (c.L + QB - 1) / QB;
     int64_t nbatch = 1;
-    for (int d = 0; d < c.nlead; d++)
-        nbatch *= c.lead[d];
+    for (int d = 0; d < c.nlead; d++) nbatch *= c.lead[d];
     if (out->numel > 0 || (w && w->numel > 0)) {
         pthcv_parallel_for(nbatch * c.nqb, ops_grain(QB * c.Spad * (c.D + c.Dv)), attn_task, &c);
         if (atomic_load(&c.failed)) {
@@ -407,8 +386,7 @@ pthcv_tensor *pthcv_attention(pthcv_tensor *q, pthcv_tensor *k, pthcv_tensor *v,
             goto fail;
         }
     }
-    if (weights)
-        *weights = w;
+    if (weights) *weights = w;
     goto done;
 fail:
     pthcv_tensor_release(out);

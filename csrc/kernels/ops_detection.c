@@ -26,8 +26,7 @@
 static pthcv_tensor *boxes_input(pthcv_tensor *b, const char *fn, const char *what, const float **data)
 {
     if (b && (b->ndim != 2 || b->shape[1] != 4))
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: %s must be [N, 4] (x1, y1, x2, y2), got %s", fn, what,
-                               ops_shape(b));
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: %s must be [N, 4] (x1, y1, x2, y2), got %s", fn, what, ops_shape(b));
     return ops_input(b, fn, what, data);
 }
 
@@ -35,8 +34,7 @@ static pthcv_tensor *boxes_input(pthcv_tensor *b, const char *fn, const char *wh
 static pthcv_tensor *index_tensor(const int64_t *idx, int64_t n)
 {
     pthcv_tensor *t = pthcv_tensor_new(PTHCV_INT64, 1, &n);
-    if (!t)
-        return NULL;
+    if (!t) return NULL;
     if (n > 0) {
         int64_t *p = pthcv_tensor_data(t);
         if (!p) {
@@ -51,8 +49,7 @@ static pthcv_tensor *index_tensor(const int64_t *idx, int64_t n)
 static void *alloc_or_fail(size_t n, size_t size, const char *fn)
 {
     void *p = malloc((n ? n : 1) * size);
-    if (!p)
-        pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", fn);
+    if (!p) pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", fn);
     return p;
 }
 
@@ -87,12 +84,10 @@ pthcv_tensor *pthcv_box_iou(pthcv_tensor *boxes1, pthcv_tensor *boxes2)
     const float *a, *b;
     pthcv_tensor *ac = boxes_input(boxes1, fn, "boxes1", &a), *bc = ac ? boxes_input(boxes2, fn, "boxes2", &b) : NULL;
     pthcv_tensor *out = NULL;
-    if (!bc)
-        goto done;
+    if (!bc) goto done;
     int64_t n = ac->shape[0], m = bc->shape[0];
     float *areas = alloc_or_fail((size_t)(n + m), sizeof(float), fn);
-    if (!areas)
-        goto done;
+    if (!areas) goto done;
     for (int64_t i = 0; i < n + m; i++) {
         const float *p = i < n ? a + 4 * i : b + 4 * (i - n);
         areas[i] = (p[2] - p[0]) * (p[3] - p[1]);
@@ -119,29 +114,25 @@ done:
 static int64_t nms_run(const float *b, const int64_t *order, int64_t n, double threshold, uint8_t *suppressed,
                        float *areas, int64_t *keep)
 {
-    for (int64_t i = 0; i < n; i++)
-        areas[i] = (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
+    for (int64_t i = 0; i < n; i++) areas[i] = (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
     int64_t kept = 0;
     for (int64_t oi = 0; oi < n; oi++) {
         int64_t i = order[oi];
-        if (suppressed[i])
-            continue;
+        if (suppressed[i]) continue;
         keep[kept++] = i;
         const float *p = b + 4 * i;
         for (int64_t oj = oi + 1; oj < n; oj++) {
             int64_t j = order[oj];
-            if (suppressed[j])
-                continue;
+            if (suppressed[j]) continue;
             const float *q = b + 4 * j;
             float xx1 = p[0] > q[0] ? p[0] : q[0], yy1 = p[1] > q[1] ? p[1] : q[1];
             float xx2 = p[2] < q[2] ? p[2] : q[2], yy2 = p[3] < q[3] ? p[3] : q[3];
             float w = xx2 - xx1, h = yy2 - yy1;
-            w = 0.0f > w ? 0.0f : w;   /* std::max(0, w): NaN stays NaN */
+            w = 0.0f > w ? 0.0f : w; /* std::max(0, w): NaN stays NaN */
             h = 0.0f > h ? 0.0f : h;
             float inter = w * h;
             float ovr = inter / (areas[i] + areas[j] - inter);
-            if ((double)ovr > threshold)
-                suppressed[j] = 1;
+            if ((double)ovr > threshold) suppressed[j] = 1;
         }
     }
     return kept;
@@ -151,12 +142,9 @@ static int64_t nms_run(const float *b, const int64_t *order, int64_t n, double t
 static void sort_order(const float *scores, int64_t n, int stable, ops_ranked *tmp, int64_t *order)
 {
     ops_ranked_fill(tmp, scores, n);
-    if (stable)
-        ops_sort_desc_stable(tmp, n);
-    else
-        ops_sort_desc(tmp, n);
-    for (int64_t i = 0; i < n; i++)
-        order[i] = tmp[i].index;
+    if (stable) ops_sort_desc_stable(tmp, n);
+    else ops_sort_desc(tmp, n);
+    for (int64_t i = 0; i < n; i++) order[i] = tmp[i].index;
 }
 
 /* scratch for nms over up to n boxes */
@@ -175,8 +163,7 @@ static int scratch_alloc(nms_scratch *s, int64_t n, const char *fn)
     s->keep = malloc(k * sizeof *s->keep);
     s->suppressed = calloc(k, 1);
     s->areas = malloc(k * sizeof *s->areas);
-    if (s->ranked && s->order && s->keep && s->suppressed && s->areas)
-        return 1;
+    if (s->ranked && s->order && s->keep && s->suppressed && s->areas) return 1;
     pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory for %lld boxes", fn, (long long)n);
     return 0;
 }
@@ -220,18 +207,16 @@ pthcv_tensor *pthcv_nms(pthcv_tensor *boxes, pthcv_tensor *scores, double iou_th
 
 /* torchvision's _batched_nms_coordinate_trick: boxes moved apart by
  * idx * (max coordinate + 1), then one nms */
-static int64_t batched_offset(const float *b, const float *s, const int64_t *idx, int64_t n, double thr,
-                              nms_scratch *w, float *moved)
+static int64_t batched_offset(const float *b, const float *s, const int64_t *idx, int64_t n, double thr, nms_scratch *w,
+                              float *moved)
 {
     float maxc = b[0];
-    for (int64_t i = 0; i < 4 * n && !isnan(maxc); i++)   /* torch.max: a NaN wins */
-        if (b[i] > maxc || isnan(b[i]))
-            maxc = b[i];
+    for (int64_t i = 0; i < 4 * n && !isnan(maxc); i++) /* torch.max: a NaN wins */
+        if (b[i] > maxc || isnan(b[i])) maxc = b[i];
     float step = maxc + 1.0f;
     for (int64_t i = 0; i < n; i++) {
         float off = (float)idx[i] * step;
-        for (int k = 0; k < 4; k++)
-            moved[4 * i + k] = b[4 * i + k] + off;
+        for (int k = 0; k < 4; k++) moved[4 * i + k] = b[4 * i + k] + off;
     }
     sort_order(s, n, 1, w->ranked, w->order);
     return nms_run(moved, w->order, n, thr, w->suppressed, w->areas, w->keep);
@@ -249,13 +234,12 @@ static int cmp_i64(const void *a, const void *b)
 static int64_t batched_vanilla(const float *b, const float *s, const int64_t *idx, int64_t n, double thr,
                                nms_scratch *w, float *sub)
 {
-    int64_t *classes = w->keep;   /* scratch until the per-class loop, which uses it from index 0 again */
+    int64_t *classes = w->keep; /* scratch until the per-class loop, which uses it from index 0 again */
     memcpy(classes, idx, (size_t)n * sizeof *classes);
     qsort(classes, (size_t)n, sizeof *classes, cmp_i64);
     int64_t ncls = 0;
     for (int64_t i = 0; i < n; i++)
-        if (i == 0 || classes[i] != classes[i - 1])
-            classes[ncls++] = classes[i];
+        if (i == 0 || classes[i] != classes[i - 1]) classes[ncls++] = classes[i];
     int64_t *cls = malloc((size_t)(ncls ? ncls : 1) * sizeof *cls), *members = malloc((size_t)n * sizeof *members);
     float *sub_scores = malloc((size_t)n * sizeof *sub_scores);
     uint8_t *kept_mask = calloc((size_t)n, 1);
@@ -276,8 +260,7 @@ static int64_t batched_vanilla(const float *b, const float *s, const int64_t *id
         memset(w->suppressed, 0, (size_t)m);
         sort_order(sub_scores, m, 1, w->ranked, w->order);
         int64_t k = nms_run(sub, w->order, m, thr, w->suppressed, w->areas, w->keep);
-        for (int64_t j = 0; j < k; j++)
-            kept_mask[members[w->keep[j]]] = 1;
+        for (int64_t j = 0; j < k; j++) kept_mask[members[w->keep[j]]] = 1;
     }
     total = 0;
     for (int64_t i = 0; i < n; i++)
@@ -285,9 +268,8 @@ static int64_t batched_vanilla(const float *b, const float *s, const int64_t *id
             members[total] = i;
             sub_scores[total++] = s[i];
         }
-    sort_order(sub_scores, total, 0, w->ranked, w->order);   /* Python's .sort(): unstable */
-    for (int64_t j = 0; j < total; j++)
-        w->keep[j] = members[w->order[j]];
+    sort_order(sub_scores, total, 0, w->ranked, w->order); /* Python's .sort(): unstable */
+    for (int64_t j = 0; j < total; j++) w->keep[j] = members[w->order[j]];
 done:
     free(cls);
     free(members);
@@ -304,8 +286,7 @@ pthcv_tensor *pthcv_batched_nms(pthcv_tensor *boxes, pthcv_tensor *scores, pthcv
     pthcv_tensor *sc = bc ? check_scores(scores, bc->shape[0], fn, &s) : NULL, *ic = NULL, *out = NULL;
     nms_scratch w = {0};
     float *tmp = NULL;
-    if (!sc)
-        goto done;
+    if (!sc) goto done;
     int64_t n = bc->shape[0];
     if (!idxs || idxs->dtype != PTHCV_INT64 || idxs->ndim != 1 || idxs->shape[0] != n) {
         pthcv_fail(PTHCV_ERR_ARG, "%s: idxs must be int64 [%lld] like the boxes, got %s %s", fn, (long long)n,
@@ -323,8 +304,7 @@ pthcv_tensor *pthcv_batched_nms(pthcv_tensor *boxes, pthcv_tensor *scores, pthcv
     /* torchvision: boxes.numel() > 4000 on the CPU -> one nms per category */
     int64_t kept = 4 * n > 4000 ? batched_vanilla(b, s, idx, n, iou_threshold, &w, tmp)
                                 : batched_offset(b, s, idx, n, iou_threshold, &w, tmp);
-    if (kept >= 0)
-        out = index_tensor(w.keep, kept);
+    if (kept >= 0) out = index_tensor(w.keep, kept);
 done:
     free(tmp);
     scratch_free(&w);
@@ -344,14 +324,13 @@ pthcv_tensor *pthcv_clip_boxes_to_image(pthcv_tensor *boxes, int64_t height, int
                                ops_shape(boxes));
     const float *b;
     pthcv_tensor *bc = ops_input(boxes, fn, "boxes", &b);
-    if (!bc)
-        return NULL;
+    if (!bc) return NULL;
     float *y;
     pthcv_tensor *out = ops_output(bc->ndim, bc->shape, &y);
     float hi[2] = {(float)width, (float)height};
     for (int64_t i = 0; out && i < bc->numel; i++) {
         float v = b[i], h = hi[i & 1];
-        v = v < 0.0f ? 0.0f : v;   /* torch.clamp(min=0, max=w): NaN stays NaN */
+        v = v < 0.0f ? 0.0f : v; /* torch.clamp(min=0, max=w): NaN stays NaN */
         y[i] = v > h ? h : v;
     }
     pthcv_tensor_release(bc);
@@ -363,16 +342,14 @@ pthcv_tensor *pthcv_remove_small_boxes(pthcv_tensor *boxes, double min_size)
     const char *fn = "pthcv_remove_small_boxes";
     const float *b;
     pthcv_tensor *bc = boxes_input(boxes, fn, "boxes", &b);
-    if (!bc)
-        return NULL;
+    if (!bc) return NULL;
     int64_t n = bc->shape[0], k = 0;
     int64_t *keep = alloc_or_fail((size_t)n, sizeof *keep, fn);
     pthcv_tensor *out = NULL;
     if (keep) {
         float lim = (float)min_size;
         for (int64_t i = 0; i < n; i++)
-            if (b[4 * i + 2] - b[4 * i] >= lim && b[4 * i + 3] - b[4 * i + 1] >= lim)
-                keep[k++] = i;
+            if (b[4 * i + 2] - b[4 * i] >= lim && b[4 * i + 3] - b[4 * i + 1] >= lim) keep[k++] = i;
         out = index_tensor(keep, k);
     }
     free(keep);
@@ -417,7 +394,7 @@ pthcv_tensor *pthcv_box_decode(pthcv_tensor *rel_codes, pthcv_tensor *boxes, con
             for (int64_t j = 0; j < k; j++) {
                 const float *d = r + i * 4 * k + 4 * j;
                 float dx = d[0] / wx, dy = d[1] / wy, dw = d[2] / ww, dh = d[3] / wh;
-                dw = dw > clip ? clip : dw;   /* torch.clamp(max=clip) */
+                dw = dw > clip ? clip : dw; /* torch.clamp(max=clip) */
                 dh = dh > clip ? clip : dh;
                 float pcx = dx * width + cx, pcy = dy * height + cy;
                 float hw = 0.5f * (expf(dw) * width), hh = 0.5f * (expf(dh) * height);
@@ -473,8 +450,7 @@ static pthcv_tensor *ranked_indices(pthcv_tensor *values, int64_t k, int topk, c
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: values must be 1-d, got %s", fn, ops_shape(values));
     const float *x;
     pthcv_tensor *xc = ops_input(values, fn, "values", &x);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int64_t n = xc->shape[0];
     pthcv_tensor *out = NULL;
     if (topk && (k < 0 || k > n)) {
@@ -484,12 +460,9 @@ static pthcv_tensor *ranked_indices(pthcv_tensor *values, int64_t k, int topk, c
         int64_t *idx = v ? alloc_or_fail((size_t)n, sizeof *idx, fn) : NULL;
         if (idx) {
             ops_ranked_fill(v, x, n);
-            if (topk)
-                ops_topk_desc(v, n, k);
-            else
-                ops_sort_desc(v, n), k = n;
-            for (int64_t i = 0; i < k; i++)
-                idx[i] = v[i].index;
+            if (topk) ops_topk_desc(v, n, k);
+            else ops_sort_desc(v, n), k = n;
+            for (int64_t i = 0; i < k; i++) idx[i] = v[i].index;
             out = index_tensor(idx, k);
         }
         free(v);

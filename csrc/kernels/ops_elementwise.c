@@ -32,15 +32,13 @@ static pthcv_tensor *private_copy(pthcv_tensor *x, const char *op, float **data)
 {
     const float *src;
     pthcv_tensor *c = ops_input(x, op, "input", &src);
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     if (c != x && c->refcount == 1) {
         *data = (float *)src;
         return c;
     }
     pthcv_tensor *y = ops_output(c->ndim, c->shape, data);
-    if (y && c->numel)
-        memcpy(*data, src, (size_t)c->numel * sizeof(float));
+    if (y && c->numel) memcpy(*data, src, (size_t)c->numel * sizeof(float));
     pthcv_tensor_release(c);
     return y;
 }
@@ -49,12 +47,10 @@ pthcv_tensor *pthcv_activate(pthcv_tensor *x, const pthcv_activation *act)
 {
     PTHCV_PROFILE_OP("activate");
     if (act) PTHCV_PROFILE_LABEL("activate %s", pthcv_act_name(act->kind));
-    if (!pthcv_act_valid(act))
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "activation: unknown kind %d", (int)act->kind);
+    if (!pthcv_act_valid(act)) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "activation: unknown kind %d", (int)act->kind);
     float *y;
     pthcv_tensor *out = private_copy(x, pthcv_act_name(act ? act->kind : PTHCV_ACT_NONE), &y);
-    if (!out)
-        return NULL;
+    if (!out) return NULL;
     if (act && act->kind != PTHCV_ACT_NONE) {
         act_ctx c = {y, act};
         pthcv_parallel_for(out->numel, 8192, act_task, &c);
@@ -67,14 +63,13 @@ pthcv_tensor *pthcv_activate(pthcv_tensor *x, const pthcv_activation *act)
 typedef struct {
     const float *x, *w;
     float *y;
-    int64_t channels, inner;   /* weight index of element i: (i / inner) % channels */
+    int64_t channels, inner; /* weight index of element i: (i / inner) % channels */
 } prelu_ctx;
 
 PTHCV_SIMD
 static void prelu_plane(float *y, const float *x, int64_t n, float w)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : w * x[i];
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : w * x[i];
 }
 
 /* over planes of `inner` elements sharing one weight */
@@ -90,8 +85,7 @@ pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight)
     PTHCV_PROFILE_OP("prelu");
     const float *xd, *wd;
     pthcv_tensor *xc = ops_input(x, "prelu", "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     pthcv_tensor *wc = ops_input(weight, "prelu", "weight", &wd);
     if (!wc) {
         pthcv_tensor_release(xc);
@@ -108,14 +102,11 @@ pthcv_tensor *pthcv_prelu(pthcv_tensor *x, pthcv_tensor *weight)
     }
     float *y;
     out = ops_output(x->ndim, x->shape, &y);
-    if (!out || x->numel == 0)
-        goto done;
+    if (!out || x->numel == 0) goto done;
     prelu_ctx c = {xd, wd, y, channels, 1};
     if (channels > 1)
-        for (int d = 2; d < x->ndim; d++)
-            c.inner *= x->shape[d];
-    else
-        c.inner = x->numel;
+        for (int d = 2; d < x->ndim; d++) c.inner *= x->shape[d];
+    else c.inner = x->numel;
     pthcv_parallel_for(x->numel / c.inner, ops_grain(c.inner), prelu_task, &c);
 done:
     pthcv_tensor_release(xc);
@@ -127,31 +118,31 @@ done:
 
 /* y[i] = a[i * sa] op b[i * sb] for i < n; strides 0 broadcast one value.
  * The common stride pairs get their own loops so they vectorise. */
-#define BINARY_LOOPS(EXPR)                                                         \
-    do {                                                                           \
-        if (sa == 1 && sb == 1) {                                                  \
-            for (int64_t i = 0; i < n; i++) {                                      \
-                float u = a[i], v = b[i];                                          \
-                y[i] = (EXPR);                                                     \
-            }                                                                      \
-        } else if (sa == 1 && sb == 0) {                                           \
-            float v = b[0];                                                        \
-            for (int64_t i = 0; i < n; i++) {                                      \
-                float u = a[i];                                                    \
-                y[i] = (EXPR);                                                     \
-            }                                                                      \
-        } else if (sa == 0 && sb == 1) {                                           \
-            float u = a[0];                                                        \
-            for (int64_t i = 0; i < n; i++) {                                      \
-                float v = b[i];                                                    \
-                y[i] = (EXPR);                                                     \
-            }                                                                      \
-        } else {                                                                   \
-            for (int64_t i = 0; i < n; i++) {                                      \
-                float u = a[i * sa], v = b[i * sb];                                \
-                y[i] = (EXPR);                                                     \
-            }                                                                      \
-        }                                                                          \
+#define BINARY_LOOPS(EXPR)                          \
+    do {                                            \
+        if (sa == 1 && sb == 1) {                   \
+            for (int64_t i = 0; i < n; i++) {       \
+                float u = a[i], v = b[i];           \
+                y[i] = (EXPR);                      \
+            }                                       \
+        } else if (sa == 1 && sb == 0) {            \
+            float v = b[0];                         \
+            for (int64_t i = 0; i < n; i++) {       \
+                float u = a[i];                     \
+                y[i] = (EXPR);                      \
+            }                                       \
+        } else if (sa == 0 && sb == 1) {            \
+            float u = a[0];                         \
+            for (int64_t i = 0; i < n; i++) {       \
+                float v = b[i];                     \
+                y[i] = (EXPR);                      \
+            }                                       \
+        } else {                                    \
+            for (int64_t i = 0; i < n; i++) {       \
+                float u = a[i * sa], v = b[i * sb]; \
+                y[i] = (EXPR);                      \
+            }                                       \
+        }                                           \
     } while (0)
 
 PTHCV_SIMD
@@ -171,7 +162,7 @@ static void binary_row(float *y, const float *a, int64_t sa, const float *b, int
 typedef struct {
     const float *a, *b;
     float *y;
-    int op, ndim;                       /* coalesced dimensions; the last is the row */
+    int op, ndim; /* coalesced dimensions; the last is the row */
     int64_t shape[PTHCV_MAX_DIMS];
     int64_t sa[PTHCV_MAX_DIMS], sb[PTHCV_MAX_DIMS];
 } binary_ctx;
@@ -196,16 +187,15 @@ static void binary_task(void *vctx, int64_t begin, int64_t end)
 
 /* Runs y = a op b, where a and b are given by data pointers and broadcast
  * strides over the output shape (ndim dims, contiguous output). */
-static void binary_run(float *y, const float *a, const int64_t *sa, const float *b, const int64_t *sb,
-                       int ndim, const int64_t *shape, int op)
+static void binary_run(float *y, const float *a, const int64_t *sa, const float *b, const int64_t *sb, int ndim,
+                       const int64_t *shape, int op)
 {
     binary_ctx c = {.a = a, .b = b, .y = y, .op = op, .ndim = 0};
     /* drop size-1 dims, merge neighbours that are one run in all three */
     int64_t numel = 1;
     for (int d = 0; d < ndim; d++) {
         numel *= shape[d];
-        if (shape[d] == 1)
-            continue;
+        if (shape[d] == 1) continue;
         int k = c.ndim;
         if (k > 0 && c.sa[k - 1] == sa[d] * shape[d] && c.sb[k - 1] == sb[d] * shape[d]) {
             c.shape[k - 1] *= shape[d];
@@ -218,8 +208,7 @@ static void binary_run(float *y, const float *a, const int64_t *sa, const float 
         c.sb[k] = sb[d];
         c.ndim++;
     }
-    if (numel == 0)
-        return;
+    if (numel == 0) return;
     if (c.ndim == 0) {
         c.ndim = 1;
         c.shape[0] = 1;
@@ -232,7 +221,7 @@ static void binary_run(float *y, const float *a, const int64_t *sa, const float 
 /* torch's name of a binary operation, for messages */
 static const char *binary_op_name(int32_t op)
 {
-    static const char *const names[] = { "add", "sub", "mul", "div", "maximum", "minimum" };
+    static const char *const names[] = {"add", "sub", "mul", "div", "maximum", "minimum"};
     return op >= PTHCV_BIN_ADD && op <= PTHCV_BIN_MIN ? names[op] : "binary operation";
 }
 
@@ -245,12 +234,12 @@ static int binary_op_ok(int32_t op, const char *fn)
 
 static int check_float(pthcv_tensor *t, const char *fn, const char *what)
 {
-    if (!t)
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: no %s tensor", fn, what), 0;
+    if (!t) return pthcv_fail(PTHCV_ERR_ARG, "%s: no %s tensor", fn, what), 0;
     if (t->dtype != PTHCV_FLOAT32) {
         const char *name = pthcv_dtype_name(t->dtype);
         return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s must be float32, got %s", fn, what,
-                          name ? name : "an unknown dtype"), 0;
+                          name ? name : "an unknown dtype"),
+               0;
     }
     return 1;
 }
@@ -278,12 +267,10 @@ pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
         sb[d] = nb == 1 ? 0 : b->stride[db];
     }
     const float *ad = pthcv_tensor_data(a), *bd = ad ? pthcv_tensor_data(b) : NULL;
-    if (!ad || !bd)
-        return NULL;
+    if (!ad || !bd) return NULL;
     float *y;
     pthcv_tensor *out = ops_output(ndim, shape, &y);
-    if (out)
-        binary_run(y, ad, sa, bd, sb, ndim, shape, op);
+    if (out) binary_run(y, ad, sa, bd, sb, ndim, shape, op);
     return out;
 }
 
@@ -291,20 +278,15 @@ pthcv_tensor *pthcv_binary_scalar(pthcv_tensor *a, double s, int32_t op, int32_t
 {
     PTHCV_PROFILE_OP("binary_scalar");
     OPS_REAL(a);
-    if (!binary_op_ok(op, binary_op_name(op)) || !check_float(a, binary_op_name(op), "tensor"))
-        return NULL;
+    if (!binary_op_ok(op, binary_op_name(op)) || !check_float(a, binary_op_name(op), "tensor")) return NULL;
     const float *ad = pthcv_tensor_data(a);
-    if (!ad)
-        return NULL;
+    if (!ad) return NULL;
     float *y;
     pthcv_tensor *out = ops_output(a->ndim, a->shape, &y);
-    if (!out)
-        return NULL;
-    float sf = (float)s;   /* torch: the scalar takes the tensor's type */
+    if (!out) return NULL;
+    float sf = (float)s; /* torch: the scalar takes the tensor's type */
     int64_t zero[PTHCV_MAX_DIMS] = {0};
-    if (scalar_first)
-        binary_run(y, &sf, zero, ad, a->stride, a->ndim, a->shape, op);
-    else
-        binary_run(y, ad, a->stride, &sf, zero, a->ndim, a->shape, op);
+    if (scalar_first) binary_run(y, &sf, zero, ad, a->stride, a->ndim, a->shape, op);
+    else binary_run(y, ad, a->stride, &sf, zero, a->ndim, a->shape, op);
     return out;
 }

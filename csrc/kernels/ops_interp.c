@@ -27,10 +27,8 @@ static float scale_value(double given, int64_t in, int64_t out)
 
 static int64_t nearest_index(int64_t dst, int64_t in, int64_t out, double given)
 {
-    if (out == in)
-        return dst;
-    if (out == 2 * in)
-        return dst >> 1;
+    if (out == in) return dst;
+    if (out == 2 * in) return dst >> 1;
     float scale = scale_value(given, in, out);
     int64_t src = (int64_t)floorf((float)dst * scale);
     return src < in - 1 ? src : in - 1;
@@ -43,18 +41,15 @@ static int64_t nearest_index(int64_t dst, int64_t in, int64_t out, double given)
 static void linear_taps(int64_t in, int64_t out, int align_corners, double given, int64_t *idx, float *lam)
 {
     float scale;
-    if (align_corners)
-        scale = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f;
-    else
-        scale = scale_value(given, in, out);
+    if (align_corners) scale = out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f;
+    else scale = scale_value(given, in, out);
     for (int64_t o = 0; o < out; o++) {
         double src;
         if (align_corners) {
             src = (double)scale * (double)o;
         } else {
             src = (double)scale * ((double)o + 0.5) - 0.5;
-            if (src < 0.0)
-                src = 0.0;
+            if (src < 0.0) src = 0.0;
         }
         int64_t i0 = (int64_t)src;
         double l1 = src - (double)i0;
@@ -71,7 +66,7 @@ typedef struct {
     float *y;
     int64_t H, W, OH, OW;
     int mode;
-    const int64_t *hidx, *widx;   /* nearest: one index per output; bilinear: two */
+    const int64_t *hidx, *widx; /* nearest: one index per output; bilinear: two */
     const float *hlam, *wlam;
 } interp_ctx;
 
@@ -98,8 +93,7 @@ static void interp_task(void *vctx, int64_t begin, int64_t end)
         float *y = c->y + r * c->OW;
         if (c->mode == PTHCV_INTERP_NEAREST) {
             const float *row = plane + c->hidx[oh] * c->W;
-            for (int64_t o = 0; o < c->OW; o++)
-                y[o] = row[c->widx[o]];
+            for (int64_t o = 0; o < c->OW; o++) y[o] = row[c->widx[o]];
         } else {
             bilinear_row(y, plane + c->hidx[2 * oh] * c->W, plane + c->hidx[2 * oh + 1] * c->W, c->hlam[2 * oh],
                          c->hlam[2 * oh + 1], c->widx, c->wlam, c->OW);
@@ -107,8 +101,8 @@ static void interp_task(void *vctx, int64_t begin, int64_t end)
     }
 }
 
-pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode,
-                                int32_t align_corners, double scale_h, double scale_w)
+pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, int32_t mode, int32_t align_corners,
+                                double scale_h, double scale_w)
 {
     PTHCV_PROFILE_OP("interpolate");
     const char *fn = "interpolate";
@@ -117,19 +111,16 @@ pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, i
     if (out_h < 1 || out_w < 1)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: output size (%d, %d) must be positive", fn, (int)out_h, (int)out_w);
     if (x && x->ndim < 2)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions (..., H, W)", fn,
-                               ops_shape(x));
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions (..., H, W)", fn, ops_shape(x));
     if (x && (x->shape[x->ndim - 2] < 1 || x->shape[x->ndim - 1] < 1))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s is empty in height or width", fn, ops_shape(x));
     const float *xd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int nd = x->ndim;
     interp_ctx c = {.x = xd, .H = x->shape[nd - 2], .W = x->shape[nd - 1], .OH = out_h, .OW = out_w, .mode = mode};
     int64_t shape[PTHCV_MAX_DIMS];
-    for (int d = 0; d < nd - 2; d++)
-        shape[d] = x->shape[d];
+    for (int d = 0; d < nd - 2; d++) shape[d] = x->shape[d];
     shape[nd - 2] = out_h;
     shape[nd - 1] = out_w;
     int64_t *idx = malloc((size_t)(out_h + out_w) * 2 * sizeof *idx);
@@ -140,10 +131,8 @@ pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, i
         goto done;
     }
     if (mode == PTHCV_INTERP_NEAREST) {
-        for (int64_t o = 0; o < out_h; o++)
-            idx[o] = nearest_index(o, c.H, out_h, scale_h);
-        for (int64_t o = 0; o < out_w; o++)
-            idx[out_h + o] = nearest_index(o, c.W, out_w, scale_w);
+        for (int64_t o = 0; o < out_h; o++) idx[o] = nearest_index(o, c.H, out_h, scale_h);
+        for (int64_t o = 0; o < out_w; o++) idx[out_h + o] = nearest_index(o, c.W, out_w, scale_w);
         c.hidx = idx;
         c.widx = idx + out_h;
     } else {
@@ -156,8 +145,7 @@ pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, i
     }
     float *y;
     out = ops_output(nd, shape, &y);
-    if (!out || out->numel == 0)
-        goto done;
+    if (!out || out->numel == 0) goto done;
     c.y = y;
     pthcv_parallel_for(out->numel / out_w, ops_grain(out_w * 4), interp_task, &c);
 done:

@@ -16,12 +16,12 @@
 #include <math.h>
 #include <string.h>
 
-enum { PB = 256 };   /* pixels per block */
+enum { PB = 256 }; /* pixels per block */
 
 typedef struct {
     const float *x, *w, *b;
     float *y;
-    int64_t channels, pixels, nblocks;   /* nblocks: pixel blocks per sample */
+    int64_t channels, pixels, nblocks; /* nblocks: pixel blocks per sample */
     double eps;
 } lnc_ctx;
 
@@ -29,8 +29,7 @@ typedef struct {
 PTHCV_SIMD
 static void add_column(double *acc, const float *x, int64_t n)
 {
-    for (int64_t p = 0; p < n; p++)
-        acc[p] += (double)x[p];
+    for (int64_t p = 0; p < n; p++) acc[p] += (double)x[p];
 }
 
 /* acc[p] += (x[p] - mean[p])^2 */
@@ -47,8 +46,7 @@ static void add_sq_dev(double *acc, const float *x, const double *mean, int64_t 
 PTHCV_SIMD
 static void normalise_column(float *y, const float *x, const float *a, const float *s, float w, float c, int64_t n)
 {
-    for (int64_t p = 0; p < n; p++)
-        y[p] = (x[p] * a[p] + s[p]) * w + c;
+    for (int64_t p = 0; p < n; p++) y[p] = (x[p] * a[p] + s[p]) * w + c;
 }
 
 static void lnc_task(void *vctx, int64_t begin, int64_t end)
@@ -63,12 +61,9 @@ static void lnc_task(void *vctx, int64_t begin, int64_t end)
         float *y = c->y + n * c->channels * c->pixels + p0;
         memset(mean, 0, sizeof mean);
         memset(var, 0, sizeof var);
-        for (int64_t ch = 0; ch < c->channels; ch++)
-            add_column(mean, x + ch * c->pixels, np);
-        for (int64_t p = 0; p < np; p++)
-            mean[p] /= (double)c->channels;
-        for (int64_t ch = 0; ch < c->channels; ch++)
-            add_sq_dev(var, x + ch * c->pixels, mean, np);
+        for (int64_t ch = 0; ch < c->channels; ch++) add_column(mean, x + ch * c->pixels, np);
+        for (int64_t p = 0; p < np; p++) mean[p] /= (double)c->channels;
+        for (int64_t ch = 0; ch < c->channels; ch++) add_sq_dev(var, x + ch * c->pixels, mean, np);
         for (int64_t p = 0; p < np; p++) {
             double rstd = 1.0 / sqrt(var[p] / (double)c->channels + c->eps);
             a[p] = (float)rstd;
@@ -86,8 +81,7 @@ static pthcv_tensor *channel_param(pthcv_tensor *t, int64_t channels, const char
 {
     const char *fn = "pthcv_layer_norm_channels";
     *data = NULL;
-    if (!t || *failed)
-        return NULL;
+    if (!t || *failed) return NULL;
     pthcv_tensor *c = ops_input(t, fn, what, data);
     if (c && c->numel != channels) {
         pthcv_fail(PTHCV_ERR_ARG, "%s: %s has shape %s, input %s has %lld channels", fn, what, ops_shape(t),
@@ -95,8 +89,7 @@ static pthcv_tensor *channel_param(pthcv_tensor *t, int64_t channels, const char
         pthcv_tensor_release(c);
         c = NULL;
     }
-    if (!c)
-        *failed = 1;
+    if (!c) *failed = 1;
     return c;
 }
 
@@ -104,12 +97,10 @@ pthcv_tensor *pthcv_layer_norm_channels(pthcv_tensor *x, pthcv_tensor *weight, p
 {
     const char *fn = "pthcv_layer_norm_channels";
     if (x && x->ndim < 2)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions [N, C, ...]", fn,
-                               ops_shape(x));
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions [N, C, ...]", fn, ops_shape(x));
     const float *xd, *wd, *bd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int failed = 0;
     int64_t C = x->shape[1];
     pthcv_tensor *wc = channel_param(weight, C, "weight", x, &wd, &failed);

@@ -54,10 +54,8 @@ static int paste_one(const paste_ctx *c, int64_t i)
     h = h > 1 ? h : 1;
     int64_t x0 = b[0] > 0 ? b[0] : 0, x1 = b[2] + 1 < c->W ? b[2] + 1 : c->W;
     int64_t y0 = b[1] > 0 ? b[1] : 0, y1 = b[3] + 1 < c->H ? b[3] + 1 : c->H;
-    if (x1 <= x0 || y1 <= y0)
-        return 1;   /* nothing of the box is inside the image */
-    if (w > INT32_MAX || h > INT32_MAX)
-        return 0;
+    if (x1 <= x0 || y1 <= y0) return 1; /* nothing of the box is inside the image */
+    if (w > INT32_MAX || h > INT32_MAX) return 0;
     int64_t P = c->M + 2 * c->padding, shape[4] = {1, 1, P, P};
     pthcv_tensor *padded = pthcv_tensor_new(PTHCV_FLOAT32, 4, shape);
     float *pd = padded ? pthcv_tensor_data(padded) : NULL;
@@ -86,16 +84,15 @@ static void paste_task(void *vc, int64_t begin, int64_t end)
 {
     paste_ctx *c = vc;
     for (int64_t i = begin; i < end; i++)
-        if (!paste_one(c, i))
-            c->failed = 1;
+        if (!paste_one(c, i)) c->failed = 1;
 }
 
 pthcv_tensor *pthcv_paste_masks(pthcv_tensor *masks, pthcv_tensor *boxes, int64_t height, int64_t width,
                                 int32_t padding)
 {
     const char *fn = "pthcv_paste_masks";
-    if (masks && (masks->ndim != 4 || masks->shape[1] != 1 || masks->shape[2] != masks->shape[3] ||
-                  masks->shape[2] < 1))
+    if (masks &&
+        (masks->ndim != 4 || masks->shape[1] != 1 || masks->shape[2] != masks->shape[3] || masks->shape[2] < 1))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: masks must be [N, 1, M, M], got %s", fn, ops_shape(masks));
     if (boxes && masks && (boxes->ndim != 2 || boxes->shape[1] != 4 || boxes->shape[0] != masks->shape[0]))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: boxes must be [%lld, 4] like the masks, got %s", fn,
@@ -108,12 +105,11 @@ pthcv_tensor *pthcv_paste_masks(pthcv_tensor *masks, pthcv_tensor *boxes, int64_
     pthcv_tensor *out = NULL;
     if (bc) {
         int64_t shape[4] = {mc->shape[0], 1, height, width};
-        out = pthcv_tensor_new(PTHCV_FLOAT32, 4, shape);   /* zeroed */
+        out = pthcv_tensor_new(PTHCV_FLOAT32, 4, shape); /* zeroed */
         float *y = out ? pthcv_tensor_data(out) : NULL;
         int64_t M = mc->shape[2];
         paste_ctx c = {m, b, y, M, height, width, padding, (float)((double)(M + 2 * padding) / (double)M), 0};
-        if (y && shape[0] > 0)
-            pthcv_parallel_for(shape[0], 1, paste_task, &c);
+        if (y && shape[0] > 0) pthcv_parallel_for(shape[0], 1, paste_task, &c);
         if (out && (!y || c.failed)) {
             pthcv_tensor_release(out);
             out = PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "%s: out of memory resizing %lld masks", fn, (long long)shape[0]);
@@ -167,10 +163,8 @@ static inline float cubic_at(const float *map, int64_t S, const int64_t *hi, con
         t += row[w[1]] * wv[1];
         t += row[w[2]] * wv[2];
         t += row[w[3]] * wv[3];
-        if (a == 0)
-            acc = t * hw[4 * oy];
-        else
-            acc += t * hw[4 * oy + a];
+        if (a == 0) acc = t * hw[4 * oy];
+        else acc += t * hw[4 * oy + a];
     }
     return acc;
 }
@@ -179,11 +173,10 @@ static int keypoints_one(const keypoint_ctx *c, int64_t r)
 {
     const float *roi = c->rois + 4 * r;
     float w = roi[2] - roi[0], h = roi[3] - roi[1];
-    w = w < 1.0f ? 1.0f : w;   /* clamp(min=1) */
+    w = w < 1.0f ? 1.0f : w; /* clamp(min=1) */
     h = h < 1.0f ? 1.0f : h;
     float wc = ceilf(w), hc = ceilf(h);
-    if (!(wc <= 65536.0f && hc <= 65536.0f))
-        return 0;
+    if (!(wc <= 65536.0f && hc <= 65536.0f)) return 0;
     int64_t mw = (int64_t)wc, mh = (int64_t)hc;
     float wcorr = w / (float)mw, hcorr = h / (float)mh;
     int64_t *hi = malloc((size_t)(mh + mw) * 4 * sizeof *hi);
@@ -206,8 +199,7 @@ static int keypoints_one(const keypoint_ctx *c, int64_t r)
                 float v = cubic_at(map, c->S, hi, hw, wi, ww, y, x);
                 if (bx < 0 || (isnan(v) && !isnan(best)) || v > best) {
                     best = v, bx = x, by = y;
-                    if (isnan(v))
-                        break;
+                    if (isnan(v)) break;
                 }
             }
         float *o = c->kp + (r * c->K + k) * 3;
@@ -225,16 +217,13 @@ static void keypoints_task(void *vc, int64_t begin, int64_t end)
 {
     keypoint_ctx *c = vc;
     for (int64_t r = begin; r < end; r++)
-        if (!keypoints_one(c, r))
-            c->failed = 1;
+        if (!keypoints_one(c, r)) c->failed = 1;
 }
 
-int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_tensor **keypoints,
-                                pthcv_tensor **scores)
+int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_tensor **keypoints, pthcv_tensor **scores)
 {
     const char *fn = "pthcv_heatmaps_to_keypoints";
-    if (!keypoints || !scores)
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: no place for the results", fn);
+    if (!keypoints || !scores) return pthcv_fail(PTHCV_ERR_ARG, "%s: no place for the results", fn);
     *keypoints = *scores = NULL;
     if (maps && (maps->ndim != 4 || maps->shape[2] != maps->shape[3] || maps->shape[2] < 1))
         return pthcv_fail(PTHCV_ERR_ARG, "%s: maps must be [R, K, S, S], got %s", fn, ops_shape(maps));
@@ -252,10 +241,11 @@ int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_te
         status = pthcv_last_status();
         if (*scores) {
             keypoint_ctx c = {m, b, kp, sc, K, mc->shape[2], 0};
-            if (R * K > 0)
-                pthcv_parallel_for(R, 1, keypoints_task, &c);
-            status = c.failed ? pthcv_fail(PTHCV_ERR_LIMIT, "%s: a roi is not finite, or larger than 65536 pixels a side, or "
-                                                            "memory ran out", fn)
+            if (R * K > 0) pthcv_parallel_for(R, 1, keypoints_task, &c);
+            status = c.failed ? pthcv_fail(PTHCV_ERR_LIMIT,
+                                           "%s: a roi is not finite, or larger than 65536 pixels a side, or "
+                                           "memory ran out",
+                                           fn)
                               : PTHCV_OK;
         }
         if (status != PTHCV_OK) {

@@ -66,7 +66,7 @@ static inline float select_f32(int cond, float a, float b)
  * scale 2^n stays a normal double. */
 static inline float exp_f32(float x)
 {
-    const double magic = 6755399441055744.0;   /* 1.5 * 2^52: t - magic rounds to an integer */
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52: t - magic rounds to an integer */
     float xc = select_f32(x > 89.0f, 89.0f, x);
     xc = select_f32(xc < -104.0f, -104.0f, xc);
     xc = select_f32(x == x, xc, 0.0f);
@@ -105,7 +105,7 @@ static inline float log_f32(float x)
     int subnormal = x < 0x1p-126f;
     uint32_t b = f32_bits(select_f32(subnormal, x * 0x1p25f, x));
     int32_t e = (int32_t)((b >> 23) & 0xffu) - 127 - (subnormal ? 25 : 0);
-    float m = bits_f32((b & 0x007fffffu) | 0x3f800000u);   /* [1, 2) */
+    float m = bits_f32((b & 0x007fffffu) | 0x3f800000u); /* [1, 2) */
     int high = m > 1.41421356f;
     m = select_f32(high, m * 0.5f, m);
     e += high;
@@ -131,8 +131,7 @@ static inline float log_f32(float x)
 
 static const char *unary_name(int op)
 {
-    static const char *names[] = {"exp", "log", "sqrt", "rsqrt", "abs", "floor", "ceil", "round", "sign",
-                                  "reciprocal"};
+    static const char *names[] = {"exp", "log", "sqrt", "rsqrt", "abs", "floor", "ceil", "round", "sign", "reciprocal"};
     return op >= 0 && op <= PTHCV_MATH_RECIPROCAL ? names[op] : "?";
 }
 
@@ -140,20 +139,37 @@ PTHCV_SIMD
 static void unary_row(float *y, const float *x, int64_t n, int op)
 {
     switch (op) {
-    case PTHCV_MATH_EXP: for (int64_t i = 0; i < n; i++) y[i] = exp_f32(x[i]); break;
-    case PTHCV_MATH_LOG: for (int64_t i = 0; i < n; i++) y[i] = log_f32(x[i]); break;
-    case PTHCV_MATH_SQRT: for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]); break;
-    case PTHCV_MATH_RSQRT: for (int64_t i = 0; i < n; i++) y[i] = 1.0f / sqrtf(x[i]); break;
-    case PTHCV_MATH_ABS: for (int64_t i = 0; i < n; i++) y[i] = fabsf(x[i]); break;
-    case PTHCV_MATH_FLOOR: for (int64_t i = 0; i < n; i++) y[i] = floorf(x[i]); break;
-    case PTHCV_MATH_CEIL: for (int64_t i = 0; i < n; i++) y[i] = ceilf(x[i]); break;
-    case PTHCV_MATH_ROUND: for (int64_t i = 0; i < n; i++) y[i] = nearbyintf(x[i]); break;
+    case PTHCV_MATH_EXP:
+        for (int64_t i = 0; i < n; i++) y[i] = exp_f32(x[i]);
+        break;
+    case PTHCV_MATH_LOG:
+        for (int64_t i = 0; i < n; i++) y[i] = log_f32(x[i]);
+        break;
+    case PTHCV_MATH_SQRT:
+        for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]);
+        break;
+    case PTHCV_MATH_RSQRT:
+        for (int64_t i = 0; i < n; i++) y[i] = 1.0f / sqrtf(x[i]);
+        break;
+    case PTHCV_MATH_ABS:
+        for (int64_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
+        break;
+    case PTHCV_MATH_FLOOR:
+        for (int64_t i = 0; i < n; i++) y[i] = floorf(x[i]);
+        break;
+    case PTHCV_MATH_CEIL:
+        for (int64_t i = 0; i < n; i++) y[i] = ceilf(x[i]);
+        break;
+    case PTHCV_MATH_ROUND:
+        for (int64_t i = 0; i < n; i++) y[i] = nearbyintf(x[i]);
+        break;
     /* torch: (0 < x) - (x < 0), so NaN and -0.0 give +0.0 */
     case PTHCV_MATH_SIGN:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = (float)((x[i] > 0.0f) - (x[i] < 0.0f));
+        for (int64_t i = 0; i < n; i++) y[i] = (float)((x[i] > 0.0f) - (x[i] < 0.0f));
         break;
-    case PTHCV_MATH_RECIPROCAL: for (int64_t i = 0; i < n; i++) y[i] = 1.0f / x[i]; break;
+    case PTHCV_MATH_RECIPROCAL:
+        for (int64_t i = 0; i < n; i++) y[i] = 1.0f / x[i];
+        break;
     }
 }
 
@@ -164,8 +180,7 @@ static void unary_row(float *y, const float *x, int64_t n, int op)
  * pow rounded once */
 static void pow_row(float *y, const float *x, int64_t n, double e)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = (float)pow((double)x[i], e);
+    for (int64_t i = 0; i < n; i++) y[i] = (float)pow((double)x[i], e);
 }
 
 /* the shortcuts of pow_scalar that are not unary ops */
@@ -175,17 +190,23 @@ PTHCV_SIMD
 static void power_row(float *y, const float *x, int64_t n, int kind)
 {
     switch (kind) {
-    case POW_SQUARE: for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i]; break;
-    case POW_CUBE: for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i] * x[i]; break;
-    case POW_INV_SQUARE: for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (x[i] * x[i]); break;
+    case POW_SQUARE:
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];
+        break;
+    case POW_CUBE:
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i] * x[i];
+        break;
+    case POW_INV_SQUARE:
+        for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (x[i] * x[i]);
+        break;
     }
 }
 
 typedef struct {
     const float *x;
     float *y;
-    int op;          /* a PTHCV_MATH_* op or a POW_* kind */
-    double e;        /* POW_GENERAL's exponent */
+    int op;   /* a PTHCV_MATH_* op or a POW_* kind */
+    double e; /* POW_GENERAL's exponent */
 } unary_ctx;
 
 static void unary_task(void *vctx, int64_t begin, int64_t end)
@@ -193,12 +214,9 @@ static void unary_task(void *vctx, int64_t begin, int64_t end)
     unary_ctx *c = vctx;
     float *y = c->y + begin;
     const float *x = c->x + begin;
-    if (c->op == POW_GENERAL)
-        pow_row(y, x, end - begin, c->e);
-    else if (c->op >= POW_SQUARE)
-        power_row(y, x, end - begin, c->op);
-    else
-        unary_row(y, x, end - begin, c->op);
+    if (c->op == POW_GENERAL) pow_row(y, x, end - begin, c->e);
+    else if (c->op >= POW_SQUARE) power_row(y, x, end - begin, c->op);
+    else unary_row(y, x, end - begin, c->op);
 }
 
 /* y = f(x) elementwise, f one of unary_task's */
@@ -206,8 +224,7 @@ static pthcv_tensor *unary_run(pthcv_tensor *x, int op, double e, const char *fn
 {
     const float *xd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     pthcv_tensor *out = pthcv_tensor_new_uninit(PTHCV_FLOAT32, xc->ndim, xc->shape);
     float *y = out ? pthcv_tensor_data(out) : NULL;
     if (out && !y && out->numel) {
@@ -236,12 +253,10 @@ pthcv_tensor *pthcv_pow_scalar(pthcv_tensor *x, double e)
     if (e == 0.0 || e == 1.0) {
         const float *xd;
         pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-        if (!xc)
-            return NULL;
+        if (!xc) return NULL;
         float *y;
         pthcv_tensor *out = ops_output(xc->ndim, xc->shape, &y);
-        for (int64_t i = 0; out && i < out->numel; i++)
-            y[i] = e == 0.0 ? 1.0f : xd[i];
+        for (int64_t i = 0; out && i < out->numel; i++) y[i] = e == 0.0 ? 1.0f : xd[i];
         pthcv_tensor_release(xc);
         return out;
     }
@@ -260,8 +275,7 @@ int ops_broadcast(ops_bcast *b, int n, pthcv_tensor *const *xs, const char *fn, 
 {
     int ndim = 0;
     for (int k = 0; k < n; k++)
-        if (xs[k]->ndim > ndim)
-            ndim = xs[k]->ndim;
+        if (xs[k]->ndim > ndim) ndim = xs[k]->ndim;
     memset(b, 0, sizeof *b);
     b->nops = n;
     b->numel = 1;
@@ -274,33 +288,29 @@ int ops_broadcast(ops_bcast *b, int n, pthcv_tensor *const *xs, const char *fn, 
                 char buf[120] = "";
                 for (int j = 0; j < n; j++)
                     snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", j ? " and " : "", ops_shape(xs[j]));
-                return pthcv_fail(PTHCV_ERR_ARG, "%s: shapes %s do not broadcast (dimension %d: %lld vs %lld)", fn,
-                                  buf, d, (long long)size, (long long)s), 0;
+                return pthcv_fail(PTHCV_ERR_ARG, "%s: shapes %s do not broadcast (dimension %d: %lld vs %lld)", fn, buf,
+                                  d, (long long)size, (long long)s),
+                       0;
             }
-            if (s != 1)
-                size = s;
+            if (s != 1) size = s;
             stride[k] = s == 1 ? 0 : xs[k]->stride[dk];
         }
         out_shape[d] = size;
         b->numel *= size;
-        if (size == 1)
-            continue;
+        if (size == 1) continue;
         /* merge with the previous kept dim when it is one run in every operand */
         int last = b->ndim - 1, merge = last >= 0;
-        for (int k = 0; merge && k < n; k++)
-            merge = b->stride[k][last] == stride[k] * size;
+        for (int k = 0; merge && k < n; k++) merge = b->stride[k][last] == stride[k] * size;
         if (merge) {
             b->shape[last] *= size;
-            for (int k = 0; k < n; k++)
-                b->stride[k][last] = stride[k];
+            for (int k = 0; k < n; k++) b->stride[k][last] = stride[k];
             continue;
         }
         b->shape[b->ndim] = size;
-        for (int k = 0; k < n; k++)
-            b->stride[k][b->ndim] = stride[k];
+        for (int k = 0; k < n; k++) b->stride[k][b->ndim] = stride[k];
         b->ndim++;
     }
-    if (b->ndim == 0) {   /* one element (or a 0-d result) */
+    if (b->ndim == 0) { /* one element (or a 0-d result) */
         b->ndim = 1;
         b->shape[0] = 1;
     }
@@ -308,21 +318,16 @@ int ops_broadcast(ops_bcast *b, int n, pthcv_tensor *const *xs, const char *fn, 
     return 1;
 }
 
-int64_t ops_bcast_rows(const ops_bcast *b)
-{
-    return b->numel == 0 ? 0 : b->numel / b->shape[b->ndim - 1];
-}
+int64_t ops_bcast_rows(const ops_bcast *b) { return b->numel == 0 ? 0 : b->numel / b->shape[b->ndim - 1]; }
 
 int64_t ops_bcast_row(const ops_bcast *b, int64_t r, int64_t *offsets)
 {
     int last = b->ndim - 1;
-    for (int k = 0; k < b->nops; k++)
-        offsets[k] = 0;
+    for (int k = 0; k < b->nops; k++) offsets[k] = 0;
     for (int d = last - 1; d >= 0; d--) {
         int64_t i = r % b->shape[d];
         r /= b->shape[d];
-        for (int k = 0; k < b->nops; k++)
-            offsets[k] += i * b->stride[k][d];
+        for (int k = 0; k < b->nops; k++) offsets[k] += i * b->stride[k][d];
     }
     return b->shape[last];
 }
@@ -344,8 +349,7 @@ static void pow_task(void *vctx, int64_t begin, int64_t end)
         int64_t n = ops_bcast_row(c->walk, r, off);
         const float *a = c->a + off[0], *b = c->b + off[1];
         float *y = c->y + r * n;
-        for (int64_t i = 0; i < n; i++)
-            y[i] = (float)pow((double)a[i * sa], (double)b[i * sb]);
+        for (int64_t i = 0; i < n; i++) y[i] = (float)pow((double)a[i * sa], (double)b[i * sb]);
     }
 }
 
@@ -354,15 +358,14 @@ pthcv_tensor *pthcv_pow(pthcv_tensor *a, pthcv_tensor *b)
     const char *fn = "pow";
     const float *ad, *bd;
     pthcv_tensor *ac = ops_input(a, fn, "base", &ad);
-    if (!ac)
-        return NULL;
+    if (!ac) return NULL;
     pthcv_tensor *bc = ops_input(b, fn, "exponent", &bd), *out = NULL;
     ops_bcast walk;
     int ndim;
     int64_t shape[PTHCV_MAX_DIMS];
     float *y;
-    if (bc && ops_broadcast(&walk, 2, (pthcv_tensor *[]){ac, bc}, fn, &ndim, shape)
-        && (out = ops_output(ndim, shape, &y)) && out->numel) {
+    if (bc && ops_broadcast(&walk, 2, (pthcv_tensor *[]){ac, bc}, fn, &ndim, shape) &&
+        (out = ops_output(ndim, shape, &y)) && out->numel) {
         pow_ctx c = {ad, bd, y, &walk};
         int64_t rows = ops_bcast_rows(&walk);
         pthcv_parallel_for(rows, ops_grain(walk.numel / rows * 16), pow_task, &c);

@@ -20,21 +20,27 @@ static int dtype_kind(int dtype)
 {
     switch (dtype) {
     case PTHCV_BOOL: return KIND_BOOL;
-    case PTHCV_UINT8: case PTHCV_INT8: case PTHCV_INT16: case PTHCV_INT32: case PTHCV_INT64: return KIND_INT;
-    case PTHCV_FLOAT32: case PTHCV_FLOAT64: return KIND_FLOAT;
+    case PTHCV_UINT8:
+    case PTHCV_INT8:
+    case PTHCV_INT16:
+    case PTHCV_INT32:
+    case PTHCV_INT64: return KIND_INT;
+    case PTHCV_FLOAT32:
+    case PTHCV_FLOAT64: return KIND_FLOAT;
     default: return KIND_NONE;
     }
 }
 
 static int check_operand(const pthcv_tensor *t, const char *fn, const char *what)
 {
-    if (!t)
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: no %s tensor", fn, what), 0;
+    if (!t) return pthcv_fail(PTHCV_ERR_ARG, "%s: no %s tensor", fn, what), 0;
     if (dtype_kind(t->dtype) == KIND_NONE) {
         const char *name = pthcv_dtype_name(t->dtype);
         return pthcv_fail(PTHCV_ERR_UNSUPPORTED,
                           "%s: %s of dtype %s: comparisons take bool, uint8, int8, int16, int32, int64, float32 "
-                          "or float64 (convert with .to)", fn, what, name ? name : "unknown"), 0;
+                          "or float64 (convert with .to)",
+                          fn, what, name ? name : "unknown"),
+               0;
     }
     return 1;
 }
@@ -45,20 +51,17 @@ static int check_operand(const pthcv_tensor *t, const char *fn, const char *what
 static int promote(const pthcv_tensor *a, const pthcv_tensor *b)
 {
     int ka = dtype_kind(a->dtype), kb = dtype_kind(b->dtype);
-    if (ka < KIND_FLOAT && kb < KIND_FLOAT)
-        return PTHCV_INT64;
+    if (ka < KIND_FLOAT && kb < KIND_FLOAT) return PTHCV_INT64;
     int dims_a = ka == KIND_FLOAT && a->ndim > 0, dims_b = kb == KIND_FLOAT && b->ndim > 0;
     int use_a = ka == KIND_FLOAT && (dims_a || !dims_b), use_b = kb == KIND_FLOAT && (dims_b || !dims_a);
-    if ((use_a && a->dtype == PTHCV_FLOAT64) || (use_b && b->dtype == PTHCV_FLOAT64))
-        return PTHCV_FLOAT64;
+    if ((use_a && a->dtype == PTHCV_FLOAT64) || (use_b && b->dtype == PTHCV_FLOAT64)) return PTHCV_FLOAT64;
     return PTHCV_FLOAT32;
 }
 
 /* t as dtype: t itself (retained) or a converted copy */
 static pthcv_tensor *as_dtype(pthcv_tensor *t, int dtype)
 {
-    if (t->dtype == dtype)
-        return pthcv_tensor_retain(t);
+    if (t->dtype == dtype) return pthcv_tensor_retain(t);
     return pthcv_tensor_to(t, dtype);
 }
 
@@ -69,7 +72,7 @@ typedef void (*row_fn)(void *y, const void *const *in, const int64_t *stride, in
 typedef struct {
     const ops_bcast *walk;
     const unsigned char *in[OPS_BCAST_MAX];
-    int size[OPS_BCAST_MAX];   /* element sizes of the operands */
+    int size[OPS_BCAST_MAX]; /* element sizes of the operands */
     unsigned char *y;
     int ysize, op;
     row_fn row;
@@ -80,14 +83,12 @@ static void walk_task(void *vctx, int64_t begin, int64_t end)
     walk_ctx *c = vctx;
     const ops_bcast *w = c->walk;
     int64_t stride[OPS_BCAST_MAX];
-    for (int k = 0; k < w->nops; k++)
-        stride[k] = w->stride[k][w->ndim - 1];
+    for (int k = 0; k < w->nops; k++) stride[k] = w->stride[k][w->ndim - 1];
     for (int64_t r = begin; r < end; r++) {
         int64_t off[OPS_BCAST_MAX];
         int64_t n = ops_bcast_row(w, r, off);
         const void *in[OPS_BCAST_MAX];
-        for (int k = 0; k < w->nops; k++)
-            in[k] = c->in[k] + off[k] * c->size[k];
+        for (int k = 0; k < w->nops; k++) in[k] = c->in[k] + off[k] * c->size[k];
         c->row(c->y + r * n * c->ysize, in, stride, n, c->op);
     }
 }
@@ -98,17 +99,14 @@ static pthcv_tensor *walk_run(int n, pthcv_tensor *const *xs, int ydtype, row_fn
     ops_bcast w;
     int ndim;
     int64_t shape[PTHCV_MAX_DIMS];
-    if (!ops_broadcast(&w, n, xs, fn, &ndim, shape))
-        return NULL;
+    if (!ops_broadcast(&w, n, xs, fn, &ndim, shape)) return NULL;
     walk_ctx c = {.walk = &w, .ysize = pthcv_dtype_size(ydtype), .op = op, .row = row};
     for (int k = 0; k < n; k++) {
         c.size[k] = pthcv_dtype_size(xs[k]->dtype);
-        if (xs[k]->numel && !(c.in[k] = pthcv_tensor_data(xs[k])))
-            return NULL;
+        if (xs[k]->numel && !(c.in[k] = pthcv_tensor_data(xs[k]))) return NULL;
     }
     pthcv_tensor *y = pthcv_tensor_new_uninit(ydtype, ndim, shape);
-    if (!y || !y->numel)
-        return y;
+    if (!y || !y->numel) return y;
     if (!(c.y = pthcv_tensor_data(y))) {
         pthcv_tensor_release(y);
         return NULL;
@@ -122,35 +120,41 @@ static pthcv_tensor *walk_run(int n, pthcv_tensor *const *xs, int ydtype, row_fn
 
 /* y[i] = EXPR(u = a[i * sa], v = b[i * sb]); the stride patterns of a row of
  * two tensors and of a tensor against a 0-d one get loops that vectorise */
-#define PAIR_LOOPS(T, EXPR)                                                         \
-    do {                                                                            \
-        const T *a = in[0], *b = in[1];                                             \
-        int64_t sa = stride[0], sb = stride[1];                                     \
-        if (sa == 1 && sb == 1) {                                                   \
-            for (int64_t i = 0; i < n; i++) { T u = a[i], v = b[i]; y[i] = (EXPR); } \
-        } else if (sa == 1 && sb == 0) {                                            \
-            T v = b[0];                                                             \
-            for (int64_t i = 0; i < n; i++) { T u = a[i]; y[i] = (EXPR); }          \
-        } else {                                                                    \
-            for (int64_t i = 0; i < n; i++) {                                       \
-                T u = a[i * sa], v = b[i * sb];                                     \
-                y[i] = (EXPR);                                                      \
-            }                                                                       \
-        }                                                                           \
+#define PAIR_LOOPS(T, EXPR)                     \
+    do {                                        \
+        const T *a = in[0], *b = in[1];         \
+        int64_t sa = stride[0], sb = stride[1]; \
+        if (sa == 1 && sb == 1) {               \
+            for (int64_t i = 0; i < n; i++) {   \
+                T u = a[i], v = b[i];           \
+                y[i] = (EXPR);                  \
+            }                                   \
+        } else if (sa == 1 && sb == 0) {        \
+            T v = b[0];                         \
+            for (int64_t i = 0; i < n; i++) {   \
+                T u = a[i];                     \
+                y[i] = (EXPR);                  \
+            }                                   \
+        } else {                                \
+            for (int64_t i = 0; i < n; i++) {   \
+                T u = a[i * sa], v = b[i * sb]; \
+                y[i] = (EXPR);                  \
+            }                                   \
+        }                                       \
     } while (0)
 
-#define COMPARE_ROW(NAME, T)                                                                         \
+#define COMPARE_ROW(NAME, T)                                                                               \
     PTHCV_SIMD static void NAME(void *vy, const void *const *in, const int64_t *stride, int64_t n, int op) \
-    {                                                                                                \
-        unsigned char *y = vy;                                                                       \
-        switch (op) {                                                                                \
-        case PTHCV_CMP_EQ: PAIR_LOOPS(T, u == v); break;                                             \
-        case PTHCV_CMP_NE: PAIR_LOOPS(T, u != v); break;                                             \
-        case PTHCV_CMP_LT: PAIR_LOOPS(T, u < v); break;                                              \
-        case PTHCV_CMP_LE: PAIR_LOOPS(T, u <= v); break;                                             \
-        case PTHCV_CMP_GT: PAIR_LOOPS(T, u > v); break;                                              \
-        case PTHCV_CMP_GE: PAIR_LOOPS(T, u >= v); break;                                             \
-        }                                                                                            \
+    {                                                                                                      \
+        unsigned char *y = vy;                                                                             \
+        switch (op) {                                                                                      \
+        case PTHCV_CMP_EQ: PAIR_LOOPS(T, u == v); break;                                                   \
+        case PTHCV_CMP_NE: PAIR_LOOPS(T, u != v); break;                                                   \
+        case PTHCV_CMP_LT: PAIR_LOOPS(T, u < v); break;                                                    \
+        case PTHCV_CMP_LE: PAIR_LOOPS(T, u <= v); break;                                                   \
+        case PTHCV_CMP_GT: PAIR_LOOPS(T, u > v); break;                                                    \
+        case PTHCV_CMP_GE: PAIR_LOOPS(T, u >= v); break;                                                   \
+        }                                                                                                  \
     }
 COMPARE_ROW(compare_f32, float)
 COMPARE_ROW(compare_f64, double)
@@ -184,8 +188,7 @@ static pthcv_tensor *compare(pthcv_tensor *a, pthcv_tensor *b, int op, const cha
 /* x's truth values as bool: x itself when bool, else x != 0 */
 static pthcv_tensor *truth(pthcv_tensor *x, int op, const char *fn)
 {
-    if (x->dtype == PTHCV_BOOL)
-        return pthcv_tensor_retain(x);
+    if (x->dtype == PTHCV_BOOL) return pthcv_tensor_retain(x);
     pthcv_tensor *zero = pthcv_tensor_new(x->dtype, 0, NULL);
     pthcv_tensor *t = zero ? compare(x, zero, op, fn) : NULL;
     pthcv_tensor_release(zero);
@@ -194,17 +197,14 @@ static pthcv_tensor *truth(pthcv_tensor *x, int op, const char *fn)
 
 pthcv_tensor *pthcv_compare(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
 {
-    static const char *const names[] = { "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor" };
+    static const char *const names[] = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor"};
     const char *fn = op >= PTHCV_CMP_EQ && op <= PTHCV_LOGICAL_XOR ? names[op] : "comparison";
     if (op < PTHCV_CMP_EQ || op > PTHCV_LOGICAL_XOR)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown operation %d", fn, (int)op);
-    if (!check_operand(a, fn, "first operand") || !check_operand(b, fn, "second operand"))
-        return NULL;
-    if (op <= PTHCV_CMP_GE)
-        return compare(a, b, op, fn);
+    if (!check_operand(a, fn, "first operand") || !check_operand(b, fn, "second operand")) return NULL;
+    if (op <= PTHCV_CMP_GE) return compare(a, b, op, fn);
     pthcv_tensor *ta = truth(a, PTHCV_CMP_NE, fn), *tb = ta ? truth(b, PTHCV_CMP_NE, fn) : NULL, *y = NULL;
-    if (tb)
-        y = walk_run(2, (pthcv_tensor *[]){ta, tb}, PTHCV_BOOL, logical_row, op, fn);
+    if (tb) y = walk_run(2, (pthcv_tensor *[]){ta, tb}, PTHCV_BOOL, logical_row, op, fn);
     pthcv_tensor_release(ta);
     pthcv_tensor_release(tb);
     return y;
@@ -216,39 +216,42 @@ static void not_row(void *vy, const void *const *in, const int64_t *stride, int6
     unsigned char *y = vy;
     const unsigned char *x = in[0];
     int64_t s = stride[0];
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i * s] == 0;
+    for (int64_t i = 0; i < n; i++) y[i] = x[i * s] == 0;
 }
 
 pthcv_tensor *pthcv_logical_not(pthcv_tensor *x)
 {
     const char *fn = "logical_not";
-    if (!check_operand(x, fn, "input"))
-        return NULL;
-    if (x->dtype != PTHCV_BOOL)
-        return truth(x, PTHCV_CMP_EQ, fn);
+    if (!check_operand(x, fn, "input")) return NULL;
+    if (x->dtype != PTHCV_BOOL) return truth(x, PTHCV_CMP_EQ, fn);
     return walk_run(1, &x, PTHCV_BOOL, not_row, 0, fn);
 }
 
 /* ---- where ------------------------------------------------------------------------- */
 
-#define WHERE_LOOP(T)                                                            \
-    do {                                                                         \
-        T *y = vy;                                                               \
-        const unsigned char *c = in[0];                                          \
-        const T *a = in[1], *b = in[2];                                          \
-        int64_t sc = stride[0], sa = stride[1], sb = stride[2];                  \
-        if (sc == 1 && sa == 1 && sb == 1) {                                     \
-            for (int64_t i = 0; i < n; i++) { T u = a[i], v = b[i]; y[i] = c[i] ? u : v; } \
-        } else if (sc == 1 && sa == 1 && sb == 0) {                              \
-            T v = b[0];                                                          \
-            for (int64_t i = 0; i < n; i++) { T u = a[i]; y[i] = c[i] ? u : v; } \
-        } else {                                                                 \
-            for (int64_t i = 0; i < n; i++) {                                    \
-                T u = a[i * sa], v = b[i * sb];                                  \
-                y[i] = c[i * sc] ? u : v;                                        \
-            }                                                                    \
-        }                                                                        \
+#define WHERE_LOOP(T)                                           \
+    do {                                                        \
+        T *y = vy;                                              \
+        const unsigned char *c = in[0];                         \
+        const T *a = in[1], *b = in[2];                         \
+        int64_t sc = stride[0], sa = stride[1], sb = stride[2]; \
+        if (sc == 1 && sa == 1 && sb == 1) {                    \
+            for (int64_t i = 0; i < n; i++) {                   \
+                T u = a[i], v = b[i];                           \
+                y[i] = c[i] ? u : v;                            \
+            }                                                   \
+        } else if (sc == 1 && sa == 1 && sb == 0) {             \
+            T v = b[0];                                         \
+            for (int64_t i = 0; i < n; i++) {                   \
+                T u = a[i];                                     \
+                y[i] = c[i] ? u : v;                            \
+            }                                                   \
+        } else {                                                \
+            for (int64_t i = 0; i < n; i++) {                   \
+                T u = a[i * sa], v = b[i * sb];                 \
+                y[i] = c[i * sc] ? u : v;                       \
+            }                                                   \
+        }                                                       \
     } while (0)
 
 /* op: the element size; values are moved as bits, so the type does not matter */
@@ -275,8 +278,7 @@ pthcv_tensor *pthcv_where(pthcv_tensor *cond, pthcv_tensor *a, pthcv_tensor *b)
     }
     int dtype = a->dtype;
     if (a->dtype != b->dtype) {
-        if (!check_operand(a, fn, "input") || !check_operand(b, fn, "other"))
-            return NULL;
+        if (!check_operand(a, fn, "input") || !check_operand(b, fn, "other")) return NULL;
         dtype = promote(a, b);
     }
     int size = pthcv_dtype_size(dtype);
@@ -286,8 +288,7 @@ pthcv_tensor *pthcv_where(pthcv_tensor *cond, pthcv_tensor *a, pthcv_tensor *b)
                                name ? name : "unknown");
     }
     pthcv_tensor *ac = as_dtype(a, dtype), *bc = ac ? as_dtype(b, dtype) : NULL, *y = NULL;
-    if (bc)
-        y = walk_run(3, (pthcv_tensor *[]){cond, ac, bc}, dtype, where_row, size, fn);
+    if (bc) y = walk_run(3, (pthcv_tensor *[]){cond, ac, bc}, dtype, where_row, size, fn);
     pthcv_tensor_release(ac);
     pthcv_tensor_release(bc);
     return y;

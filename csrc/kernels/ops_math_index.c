@@ -18,12 +18,9 @@ static void split_at(const pthcv_tensor *x, int d, int64_t *outer, int64_t *size
 {
     *outer = *inner = *size = 1;
     for (int i = 0; i < x->ndim; i++) {
-        if (i < d)
-            *outer *= x->shape[i];
-        else if (i == d)
-            *size = x->shape[i];
-        else
-            *inner *= x->shape[i];
+        if (i < d) *outer *= x->shape[i];
+        else if (i == d) *size = x->shape[i];
+        else *inner *= x->shape[i];
     }
 }
 
@@ -73,10 +70,8 @@ static void max_task(void *vctx, int64_t begin, int64_t end)
         int64_t k[COLUMNS];
         max_columns(m, k, c->x + o * c->size * c->inner + j0, c->size, c->inner, w, c->find_min);
         for (int64_t j = 0; j < w; j++) {
-            if (c->values)
-                c->values[o * c->inner + j0 + j] = m[j];
-            if (c->indices)
-                c->indices[o * c->inner + j0 + j] = k[j] + c->base;
+            if (c->values) c->values[o * c->inner + j0 + j] = m[j];
+            if (c->indices) c->indices[o * c->inner + j0 + j] = k[j] + c->base;
         }
     }
 }
@@ -86,10 +81,8 @@ static int reduced_shape(const pthcv_tensor *x, int d, int keepdim, int64_t *sha
 {
     int n = 0;
     for (int i = 0; i < x->ndim; i++)
-        if (i != d)
-            shape[n++] = x->shape[i];
-        else if (keepdim)
-            shape[n++] = 1;
+        if (i != d) shape[n++] = x->shape[i];
+        else if (keepdim) shape[n++] = 1;
     return n;
 }
 
@@ -97,14 +90,11 @@ int pthcv_max_dim(pthcv_tensor *x, int32_t dim, int32_t keepdim, int32_t find_mi
                   pthcv_tensor **values, pthcv_tensor **indices)
 {
     const char *fn = find_min ? "min" : "max";
-    if (values)
-        *values = NULL;
-    if (indices)
-        *indices = NULL;
+    if (values) *values = NULL;
+    if (indices) *indices = NULL;
     const float *xd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return pthcv_last_status();
+    if (!xc) return pthcv_last_status();
     int d = ops_dim(dim, x->ndim);
     int64_t outer, size, inner, shape[PTHCV_MAX_DIMS];
     int status = PTHCV_OK;
@@ -121,8 +111,14 @@ int pthcv_max_dim(pthcv_tensor *x, int32_t dim, int32_t keepdim, int32_t find_mi
     pthcv_tensor *v = values ? pthcv_tensor_new_uninit(PTHCV_FLOAT32, nd, shape) : NULL;
     pthcv_tensor *k = indices ? pthcv_tensor_new_uninit(PTHCV_INT64, nd, shape) : NULL;
     int64_t count = outer * inner;
-    max_ctx c = {xd, v && count ? pthcv_tensor_data(v) : NULL, k && count ? pthcv_tensor_data(k) : NULL, size,
-                 inner, (inner + COLUMNS - 1) / COLUMNS, index_base, find_min};
+    max_ctx c = {xd,
+                 v && count ? pthcv_tensor_data(v) : NULL,
+                 k && count ? pthcv_tensor_data(k) : NULL,
+                 size,
+                 inner,
+                 (inner + COLUMNS - 1) / COLUMNS,
+                 index_base,
+                 find_min};
     if ((values && (!v || (count && !c.values))) || (indices && (!k || (count && !c.indices)))) {
         pthcv_tensor_release(v);
         pthcv_tensor_release(k);
@@ -131,10 +127,8 @@ int pthcv_max_dim(pthcv_tensor *x, int32_t dim, int32_t keepdim, int32_t find_mi
     }
     if (count > 0)
         pthcv_parallel_for(outer * c.nblocks, ops_grain(size * (inner < COLUMNS ? inner : COLUMNS)), max_task, &c);
-    if (values)
-        *values = v;
-    if (indices)
-        *indices = k;
+    if (values) *values = v;
+    if (indices) *indices = k;
 done:
     pthcv_tensor_release(xc);
     return status;
@@ -150,12 +144,11 @@ typedef struct {
 /* whether a goes strictly before b: NaN is larger than everything */
 static inline int before(const keyed *a, const keyed *b, int descending)
 {
-    if (descending)
-        return a->v > b->v || (a->v != a->v && b->v == b->v);
+    if (descending) return a->v > b->v || (a->v != a->v && b->v == b->v);
     return a->v < b->v || (a->v == a->v && b->v != b->v);
 }
 
-enum { RUN = 16 };   /* insertion-sorted runs, then merged */
+enum { RUN = 16 }; /* insertion-sorted runs, then merged */
 
 /* Sorts e[0..n) stably, tmp[0..n) as scratch; returns where the result is. */
 static keyed *merge_sort(keyed *e, keyed *tmp, int64_t n, int descending)
@@ -165,8 +158,7 @@ static keyed *merge_sort(keyed *e, keyed *tmp, int64_t n, int descending)
         for (int64_t i = s + 1; i < end; i++) {
             keyed k = e[i];
             int64_t j = i;
-            for (; j > s && before(&k, &e[j - 1], descending); j--)
-                e[j] = e[j - 1];
+            for (; j > s && before(&k, &e[j - 1], descending); j--) e[j] = e[j - 1];
             e[j] = k;
         }
     }
@@ -174,12 +166,9 @@ static keyed *merge_sort(keyed *e, keyed *tmp, int64_t n, int descending)
         for (int64_t lo = 0; lo < n; lo += 2 * width) {
             int64_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
             int64_t a = lo, b = mid, o = lo;
-            while (a < mid && b < hi)
-                tmp[o++] = before(&e[b], &e[a], descending) ? e[b++] : e[a++];
-            while (a < mid)
-                tmp[o++] = e[a++];
-            while (b < hi)
-                tmp[o++] = e[b++];
+            while (a < mid && b < hi) tmp[o++] = before(&e[b], &e[a], descending) ? e[b++] : e[a++];
+            while (a < mid) tmp[o++] = e[a++];
+            while (b < hi) tmp[o++] = e[b++];
         }
         keyed *swap = e;
         e = tmp;
@@ -208,12 +197,10 @@ static void sort_task(void *vctx, int64_t begin, int64_t end)
     }
     for (int64_t line = begin; line < end; line++) {
         int64_t first = line / c->inner * c->size * c->inner + line % c->inner;
-        for (int64_t d = 0; d < c->size; d++)
-            buf[d] = (keyed){c->x[first + d * c->inner], d};
+        for (int64_t d = 0; d < c->size; d++) buf[d] = (keyed){c->x[first + d * c->inner], d};
         keyed *s = merge_sort(buf, buf + c->size, c->size, c->descending);
         for (int64_t d = 0; d < c->size; d++) {
-            if (c->values)
-                c->values[first + d * c->inner] = s[d].v;
+            if (c->values) c->values[first + d * c->inner] = s[d].v;
             c->indices[first + d * c->inner] = s[d].i + c->base;
         }
     }
@@ -224,15 +211,12 @@ int pthcv_sort(pthcv_tensor *x, int32_t dim, int32_t descending, int32_t index_b
                pthcv_tensor **indices)
 {
     const char *fn = "sort";
-    if (values)
-        *values = NULL;
-    if (!indices)
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: no place for the indices", fn);
+    if (values) *values = NULL;
+    if (!indices) return pthcv_fail(PTHCV_ERR_ARG, "%s: no place for the indices", fn);
     *indices = NULL;
     const float *xd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return pthcv_last_status();
+    if (!xc) return pthcv_last_status();
     int d = ops_dim(dim, x->ndim), status = PTHCV_OK;
     pthcv_tensor *v = NULL, *k = NULL;
     if (d < 0) {
@@ -244,21 +228,19 @@ int pthcv_sort(pthcv_tensor *x, int32_t dim, int32_t descending, int32_t index_b
     split_at(x, d, &outer, &c.size, &c.inner);
     k = pthcv_tensor_new_uninit(PTHCV_INT64, x->ndim, x->shape);
     v = values ? pthcv_tensor_new_uninit(PTHCV_FLOAT32, x->ndim, x->shape) : NULL;
-    if (!k || (values && !v) || (x->numel && (!(c.indices = pthcv_tensor_data(k))
-                                               || (v && !(c.values = pthcv_tensor_data(v)))))) {
+    if (!k || (values && !v) ||
+        (x->numel && (!(c.indices = pthcv_tensor_data(k)) || (v && !(c.values = pthcv_tensor_data(v)))))) {
         status = pthcv_last_status() ? pthcv_last_status() : PTHCV_ERR_NOMEM;
         goto done;
     }
     atomic_init(&c.failed, 0);
-    if (x->numel)
-        pthcv_parallel_for(outer * c.inner, ops_grain(c.size * 16), sort_task, &c);
+    if (x->numel) pthcv_parallel_for(outer * c.inner, ops_grain(c.size * 16), sort_task, &c);
     if (atomic_load(&c.failed)) {
         status = pthcv_fail(PTHCV_ERR_NOMEM, "%s: no memory for sorting lines of %lld values", fn, (long long)c.size);
         goto done;
     }
     *indices = k;
-    if (values)
-        *values = v;
+    if (values) *values = v;
     k = v = NULL;
 done:
     pthcv_tensor_release(k);
@@ -271,22 +253,21 @@ done:
 
 static int check_values(pthcv_tensor *x, const char *fn)
 {
-    if (!x)
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: no input tensor", fn), 0;
+    if (!x) return pthcv_fail(PTHCV_ERR_ARG, "%s: no input tensor", fn), 0;
     if (pthcv_dtype_is_quantized(x->dtype) || pthcv_dtype_size(x->dtype) == 0)
         return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: input of dtype %s is not supported (dequantize it first)", fn,
-                          pthcv_dtype_name(x->dtype) ? pthcv_dtype_name(x->dtype) : "unknown"), 0;
+                          pthcv_dtype_name(x->dtype) ? pthcv_dtype_name(x->dtype) : "unknown"),
+               0;
     return 1;
 }
 
 /* index as a contiguous int64 tensor (int32 accepted when int32_ok), its
  * values checked against [0, size) after subtracting base; the first bad
  * one named with its position. */
-static pthcv_tensor *checked_index(pthcv_tensor *index, int int32_ok, int64_t size, int64_t base,
-                                   const pthcv_tensor *x, int d, const char *fn)
+static pthcv_tensor *checked_index(pthcv_tensor *index, int int32_ok, int64_t size, int64_t base, const pthcv_tensor *x,
+                                   int d, const char *fn)
 {
-    if (!index)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no index tensor", fn);
+    if (!index) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no index tensor", fn);
     if (index->dtype != PTHCV_INT64 && !(int32_ok && index->dtype == PTHCV_INT32)) {
         const char *name = pthcv_dtype_name(index->dtype);
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: the index must be int64%s, got %s", fn, int32_ok ? " or int32" : "",
@@ -299,8 +280,7 @@ static pthcv_tensor *checked_index(pthcv_tensor *index, int int32_ok, int64_t si
         return NULL;
     }
     for (int64_t i = 0; k && i < k->numel; i++) {
-        if (p[i] >= base && p[i] - base < size)
-            continue;
+        if (p[i] >= base && p[i] - base < size) continue;
         int64_t pos[PTHCV_MAX_DIMS], rest = i;
         for (int j = k->ndim - 1; j >= 0; j--) {
             pos[j] = rest % k->shape[j];
@@ -331,7 +311,7 @@ typedef struct {
     const unsigned char *x;
     unsigned char *y;
     const int64_t *index;
-    const pthcv_tensor *xt, *kt;   /* shapes and (contiguous) strides */
+    const pthcv_tensor *xt, *kt; /* shapes and (contiguous) strides */
     int dim, size;
     int64_t base;
 } gather_ctx;
@@ -347,8 +327,7 @@ static void gather_task(void *vctx, int64_t begin, int64_t end)
         for (int j = last - 1; j >= 0; j--) {
             int64_t i = rest % c->kt->shape[j];
             rest /= c->kt->shape[j];
-            if (j != c->dim)
-                off += i * c->xt->stride[j];
+            if (j != c->dim) off += i * c->xt->stride[j];
         }
         int64_t step = last == c->dim ? 0 : c->xt->stride[last], dstride = c->xt->stride[c->dim];
         for (int64_t i = 0; i < n; i++) {
@@ -361,8 +340,7 @@ static void gather_task(void *vctx, int64_t begin, int64_t end)
 pthcv_tensor *pthcv_gather(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base)
 {
     const char *fn = "gather";
-    if (!check_values(x, fn))
-        return NULL;
+    if (!check_values(x, fn)) return NULL;
     int d = ops_dim(dim, x->ndim);
     if (d < 0)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: dimension %d out of range for input %s", fn, (int)dim, ops_shape(x));
@@ -377,12 +355,11 @@ pthcv_tensor *pthcv_gather(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, in
                                    ops_shape(index), ops_shape(x), i);
     int64_t size = x->ndim ? x->shape[d] : 1;
     pthcv_tensor *k = checked_index(index, 0, size, index_base, x, d, fn);
-    if (!k)
-        return NULL;
+    if (!k) return NULL;
     pthcv_tensor *xc = pthcv_tensor_contiguous(x), *y = NULL;
     const unsigned char *xd = xc && xc->numel ? pthcv_tensor_data(xc) : NULL;
     if (xc && (xd || !xc->numel) && (y = pthcv_tensor_new_uninit(x->dtype, k->ndim, k->shape)) && y->numel) {
-        gather_ctx c = {xd, pthcv_tensor_data(y), pthcv_tensor_data(k), xc, k, d, pthcv_dtype_size(x->dtype),
+        gather_ctx c = {xd,        pthcv_tensor_data(y), pthcv_tensor_data(k), xc, k, d, pthcv_dtype_size(x->dtype),
                         index_base};
         if (!c.y) {
             pthcv_tensor_release(y);
@@ -404,7 +381,7 @@ typedef struct {
     const unsigned char *x;
     unsigned char *y;
     const int64_t *index;
-    int64_t count, size, block, base;   /* block: bytes of one slice (inner elements) */
+    int64_t count, size, block, base; /* block: bytes of one slice (inner elements) */
 } select_ctx;
 
 /* over (outer, position in the index) pairs */
@@ -420,8 +397,7 @@ static void select_task(void *vctx, int64_t begin, int64_t end)
 pthcv_tensor *pthcv_index_select(pthcv_tensor *x, int32_t dim, pthcv_tensor *index, int32_t index_base)
 {
     const char *fn = "index_select";
-    if (!check_values(x, fn))
-        return NULL;
+    if (!check_values(x, fn)) return NULL;
     int d = ops_dim(dim, x->ndim);
     if (d < 0)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: dimension %d out of range for input %s", fn, (int)dim, ops_shape(x));
@@ -430,8 +406,7 @@ pthcv_tensor *pthcv_index_select(pthcv_tensor *x, int32_t dim, pthcv_tensor *ind
     int64_t outer, size, inner;
     split_at(x, d, &outer, &size, &inner);
     pthcv_tensor *k = checked_index(index, 1, size, index_base, x, d, fn);
-    if (!k)
-        return NULL;
+    if (!k) return NULL;
     if (x->ndim == 0 && k->numel != 1) {
         pthcv_fail(PTHCV_ERR_ARG, "%s: a 0-d input takes one index, got %lld", fn, (long long)k->numel);
         pthcv_tensor_release(k);
@@ -439,13 +414,13 @@ pthcv_tensor *pthcv_index_select(pthcv_tensor *x, int32_t dim, pthcv_tensor *ind
     }
     int64_t shape[PTHCV_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
-    if (x->ndim)
-        shape[d] = k->numel;
+    if (x->ndim) shape[d] = k->numel;
     pthcv_tensor *xc = pthcv_tensor_contiguous(x), *y = NULL;
     const unsigned char *xd = xc && xc->numel ? pthcv_tensor_data(xc) : NULL;
     if (xc && (xd || !xc->numel) && (y = pthcv_tensor_new_uninit(x->dtype, x->ndim, shape)) && y->numel) {
-        select_ctx c = {xd, pthcv_tensor_data(y), pthcv_tensor_data(k), k->numel, size,
-                        inner * pthcv_dtype_size(x->dtype), index_base};
+        select_ctx c = {
+            xd,        pthcv_tensor_data(y), pthcv_tensor_data(k), k->numel, size, inner * pthcv_dtype_size(x->dtype),
+            index_base};
         if (!c.y) {
             pthcv_tensor_release(y);
             y = NULL;

@@ -12,7 +12,7 @@
 #include "ops.h"
 #include <string.h>
 
-enum { ROWS = 8, KB = 256, NB = 1024 };   /* rows per task, k and n blocks */
+enum { ROWS = 8, KB = 256, NB = 1024 }; /* rows per task, k and n blocks */
 
 /* sum of a[i] * b[i], lane by lane */
 PTHCV_SIMD
@@ -21,13 +21,10 @@ static float dot(const float *a, const float *b, int64_t n)
     float acc[OPS_LANES] = {0};
     int64_t i = 0;
     for (; i + OPS_LANES <= n; i += OPS_LANES)
-        for (int j = 0; j < OPS_LANES; j++)
-            acc[j] += a[i + j] * b[i + j];
-    for (int j = 0; i + j < n; j++)
-        acc[j] += a[i + j] * b[i + j];
+        for (int j = 0; j < OPS_LANES; j++) acc[j] += a[i + j] * b[i + j];
+    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * b[i + j];
     float s = 0.0f;
-    for (int j = 0; j < OPS_LANES; j++)
-        s += acc[j];
+    for (int j = 0; j < OPS_LANES; j++) s += acc[j];
     return s;
 }
 
@@ -37,12 +34,10 @@ PTHCV_SIMD
 static void mm_rows(float *C, const float *A, const float *B, int64_t m0, int64_t m1, int64_t n, int64_t k)
 {
     if (n == 1) {
-        for (int64_t i = m0; i < m1; i++)
-            C[i] = dot(A + i * k, B, k);
+        for (int64_t i = m0; i < m1; i++) C[i] = dot(A + i * k, B, k);
         return;
     }
-    for (int64_t i = m0; i < m1; i++)
-        memset(C + i * n, 0, (size_t)n * sizeof *C);
+    for (int64_t i = m0; i < m1; i++) memset(C + i * n, 0, (size_t)n * sizeof *C);
     for (int64_t j0 = 0; j0 < n; j0 += NB) {
         int64_t j1 = j0 + NB < n ? j0 + NB : n;
         for (int64_t p0 = 0; p0 < k; p0 += KB) {
@@ -52,8 +47,7 @@ static void mm_rows(float *C, const float *A, const float *B, int64_t m0, int64_
                 for (int64_t p = p0; p < p1; p++) {
                     float a = A[i * k + p];
                     const float *b = B + p * n;
-                    for (int64_t j = j0; j < j1; j++)
-                        c[j] += a * b[j];
+                    for (int64_t j = j0; j < j1; j++) c[j] += a * b[j];
                 }
             }
         }
@@ -64,8 +58,8 @@ typedef struct {
     const float *a, *b;
     float *c;
     int64_t m, n, k, mblocks;
-    int nbatch;                            /* broadcast batch dimensions */
-    int64_t bshape[PTHCV_MAX_DIMS], sa[PTHCV_MAX_DIMS], sb[PTHCV_MAX_DIMS];   /* strides in matrices */
+    int nbatch;                                                             /* broadcast batch dimensions */
+    int64_t bshape[PTHCV_MAX_DIMS], sa[PTHCV_MAX_DIMS], sb[PTHCV_MAX_DIMS]; /* strides in matrices */
 } matmul_ctx;
 
 static void matmul_task(void *vctx, int64_t begin, int64_t end)
@@ -91,8 +85,7 @@ pthcv_tensor *pthcv_matmul(pthcv_tensor *a, pthcv_tensor *b)
     const char *fn = "matmul";
     const float *ad, *bd;
     pthcv_tensor *ac = ops_input(a, fn, "first operand", &ad);
-    if (!ac)
-        return NULL;
+    if (!ac) return NULL;
     pthcv_tensor *bc = ops_input(b, fn, "second operand", &bd);
     if (!bc) {
         pthcv_tensor_release(ac);
@@ -136,16 +129,12 @@ pthcv_tensor *pthcv_matmul(pthcv_tensor *a, pthcv_tensor *b)
     }
     int64_t shape[PTHCV_MAX_DIMS];
     int nd = 0;
-    for (int d = 0; d < c.nbatch; d++)
-        shape[nd++] = c.bshape[d];
-    if (da > 1)
-        shape[nd++] = c.m;
-    if (db > 1)
-        shape[nd++] = c.n;
+    for (int d = 0; d < c.nbatch; d++) shape[nd++] = c.bshape[d];
+    if (da > 1) shape[nd++] = c.m;
+    if (db > 1) shape[nd++] = c.n;
     float *y;
     out = ops_output(nd, shape, &y);
-    if (!out || out->numel == 0)
-        goto done;
+    if (!out || out->numel == 0) goto done;
     c.c = y;
     if (c.k == 0) {
         memset(y, 0, (size_t)out->numel * sizeof *y);

@@ -19,16 +19,15 @@ static pthcv_tensor *param(pthcv_tensor *t, int64_t n, const char *fn, const cha
                            const float **data, int *failed)
 {
     *data = NULL;
-    if (!t)
-        return NULL;
+    if (!t) return NULL;
     pthcv_tensor *c = ops_input(t, fn, what, data);
     if (!c) {
         *failed = 1;
         return NULL;
     }
     if (c->numel != n) {
-        pthcv_fail(PTHCV_ERR_ARG, "%s: %s has shape %s (%lld values), input %s needs %lld", fn, what,
-                   ops_shape(t), (long long)c->numel, ops_shape(x), (long long)n);
+        pthcv_fail(PTHCV_ERR_ARG, "%s: %s has shape %s (%lld values), input %s needs %lld", fn, what, ops_shape(t),
+                   (long long)c->numel, ops_shape(x), (long long)n);
         pthcv_tensor_release(c);
         *data = NULL;
         *failed = 1;
@@ -41,8 +40,7 @@ static pthcv_tensor *param(pthcv_tensor *t, int64_t n, const char *fn, const cha
 PTHCV_SIMD
 static void affine_row(float *y, const float *x, int64_t n, float a, float b)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] * a + b;
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
 }
 
 /* ---- batch norm --------------------------------------------------------- */
@@ -69,14 +67,12 @@ pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthc
     PTHCV_PROFILE_OP("batch_norm");
     const char *fn = "batch_norm";
     if (x && x->ndim < 2)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions [N, C, ...]", fn,
-                               ops_shape(x));
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions [N, C, ...]", fn, ops_shape(x));
     if (!running_mean || !running_var)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: running_mean and running_var are required (eval mode)", fn);
     const float *xd, *md, *vd, *wd, *bd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int64_t C = x->shape[1];
     int failed = 0;
     pthcv_tensor *mc = param(running_mean, C, fn, "running_mean", x, &md, &failed);
@@ -85,12 +81,10 @@ pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthc
     pthcv_tensor *bc = failed ? NULL : param(bias, C, fn, "bias", x, &bd, &failed);
     pthcv_tensor *out = NULL;
     float *ab = NULL;
-    if (failed)
-        goto done;
+    if (failed) goto done;
     float *y;
     out = ops_output(x->ndim, x->shape, &y);
-    if (!out || x->numel == 0)
-        goto done;
+    if (!out || x->numel == 0) goto done;
     ab = malloc((size_t)C * 2 * sizeof *ab);
     if (!ab) {
         pthcv_tensor_release(out);
@@ -128,21 +122,16 @@ static void moments(const float *x, int64_t n, double eps, double *mean, double 
 
 /* y = (x * a + b) * w + c, elementwise w and c (either may be NULL) */
 PTHCV_SIMD
-static void norm_affine_row(float *y, const float *x, int64_t n, float a, float b, const float *w,
-                            const float *c)
+static void norm_affine_row(float *y, const float *x, int64_t n, float a, float b, const float *w, const float *c)
 {
     if (w && c)
-        for (int64_t i = 0; i < n; i++)
-            y[i] = (x[i] * a + b) * w[i] + c[i];
+        for (int64_t i = 0; i < n; i++) y[i] = (x[i] * a + b) * w[i] + c[i];
     else if (w)
-        for (int64_t i = 0; i < n; i++)
-            y[i] = (x[i] * a + b) * w[i];
+        for (int64_t i = 0; i < n; i++) y[i] = (x[i] * a + b) * w[i];
     else if (c)
-        for (int64_t i = 0; i < n; i++)
-            y[i] = (x[i] * a + b) + c[i];
+        for (int64_t i = 0; i < n; i++) y[i] = (x[i] * a + b) + c[i];
     else
-        for (int64_t i = 0; i < n; i++)
-            y[i] = x[i] * a + b;
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
 }
 
 typedef struct {
@@ -163,8 +152,8 @@ static void ln_task(void *vctx, int64_t begin, int64_t end)
     }
 }
 
-pthcv_tensor *pthcv_layer_norm(pthcv_tensor *x, int32_t normalized_ndim, pthcv_tensor *weight,
-                               pthcv_tensor *bias, double eps)
+pthcv_tensor *pthcv_layer_norm(pthcv_tensor *x, int32_t normalized_ndim, pthcv_tensor *weight, pthcv_tensor *bias,
+                               double eps)
 {
     PTHCV_PROFILE_OP("layer_norm");
     const char *fn = "layer_norm";
@@ -173,11 +162,9 @@ pthcv_tensor *pthcv_layer_norm(pthcv_tensor *x, int32_t normalized_ndim, pthcv_t
                                (int)normalized_ndim, ops_shape(x));
     const float *xd, *wd, *bd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int64_t n = 1;
-    for (int d = x->ndim - normalized_ndim; d < x->ndim; d++)
-        n *= x->shape[d];
+    for (int d = x->ndim - normalized_ndim; d < x->ndim; d++) n *= x->shape[d];
     int failed = 0;
     pthcv_tensor *wc = param(weight, n, fn, "weight", x, &wd, &failed);
     pthcv_tensor *bc = failed ? NULL : param(bias, n, fn, "bias", x, &bd, &failed);
@@ -201,7 +188,7 @@ pthcv_tensor *pthcv_layer_norm(pthcv_tensor *x, int32_t normalized_ndim, pthcv_t
 typedef struct {
     const float *x, *w, *b;
     float *y;
-    int64_t channels, per_group, inner;   /* channels per group: per_group */
+    int64_t channels, per_group, inner; /* channels per group: per_group */
     double eps;
 } gn_ctx;
 
@@ -224,21 +211,18 @@ static void gn_task(void *vctx, int64_t begin, int64_t end)
     }
 }
 
-pthcv_tensor *pthcv_group_norm(pthcv_tensor *x, int32_t groups, pthcv_tensor *weight, pthcv_tensor *bias,
-                               double eps)
+pthcv_tensor *pthcv_group_norm(pthcv_tensor *x, int32_t groups, pthcv_tensor *weight, pthcv_tensor *bias, double eps)
 {
     PTHCV_PROFILE_OP("group_norm");
     const char *fn = "group_norm";
     if (x && x->ndim < 2)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions [N, C, ...]", fn,
-                               ops_shape(x));
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions [N, C, ...]", fn, ops_shape(x));
     if (x && (groups < 1 || x->shape[1] % groups))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: %d groups do not divide the %lld channels of input %s", fn,
                                (int)groups, (long long)x->shape[1], ops_shape(x));
     const float *xd, *wd, *bd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int64_t C = x->shape[1];
     int failed = 0;
     pthcv_tensor *wc = param(weight, C, fn, "weight", x, &wd, &failed);

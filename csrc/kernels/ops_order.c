@@ -23,7 +23,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-enum { THRESHOLD = 16 };   /* libstdc++'s _S_threshold */
+enum { THRESHOLD = 16 }; /* libstdc++'s _S_threshold */
 
 static inline int before(const ops_ranked *a, const ops_ranked *b)
 {
@@ -65,13 +65,11 @@ static void unguarded_linear_insert(ops_ranked *v, int64_t last)
 
 static void insertion_sort(ops_ranked *v, int64_t first, int64_t last)
 {
-    if (first == last)
-        return;
+    if (first == last) return;
     for (int64_t i = first + 1; i != last; i++) {
         if (before(&v[i], &v[first])) {
             ops_ranked val = v[i];
-            for (int64_t j = i; j > first; j--)
-                v[j] = v[j - 1];
+            for (int64_t j = i; j > first; j--) v[j] = v[j - 1];
             v[first] = val;
         } else {
             unguarded_linear_insert(v, i);
@@ -83,8 +81,7 @@ static void final_insertion_sort(ops_ranked *v, int64_t first, int64_t last)
 {
     if (last - first > THRESHOLD) {
         insertion_sort(v, first, first + THRESHOLD);
-        for (int64_t i = first + THRESHOLD; i != last; i++)
-            unguarded_linear_insert(v, i);
+        for (int64_t i = first + THRESHOLD; i != last; i++) unguarded_linear_insert(v, i);
     } else {
         insertion_sort(v, first, last);
     }
@@ -108,8 +105,7 @@ static void adjust_heap(ops_ranked *base, int64_t hole, int64_t len, ops_ranked 
     int64_t top = hole, child = hole;
     while (child < (len - 1) / 2) {
         child = 2 * (child + 1);
-        if (before(&base[child], &base[child - 1]))
-            child--;
+        if (before(&base[child], &base[child - 1])) child--;
         base[hole] = base[child];
         hole = child;
     }
@@ -124,12 +120,10 @@ static void adjust_heap(ops_ranked *base, int64_t hole, int64_t len, ops_ranked 
 static void make_heap(ops_ranked *v, int64_t first, int64_t last)
 {
     int64_t len = last - first;
-    if (len < 2)
-        return;
+    if (len < 2) return;
     for (int64_t parent = (len - 2) / 2;; parent--) {
         adjust_heap(v + first, parent, len, v[first + parent]);
-        if (parent == 0)
-            return;
+        if (parent == 0) return;
     }
 }
 
@@ -146,8 +140,7 @@ static void heap_select(ops_ranked *v, int64_t first, int64_t middle, int64_t la
 {
     make_heap(v, first, middle);
     for (int64_t i = middle; i < last; i++)
-        if (before(&v[i], &v[first]))
-            pop_heap(v, first, middle, i);
+        if (before(&v[i], &v[first])) pop_heap(v, first, middle, i);
 }
 
 static void sort_heap(ops_ranked *v, int64_t first, int64_t last)
@@ -163,12 +156,9 @@ static void sort_heap(ops_ranked *v, int64_t first, int64_t last)
 static void move_median_to_first(ops_ranked *v, int64_t result, int64_t a, int64_t b, int64_t c)
 {
     if (before(&v[a], &v[b])) {
-        if (before(&v[b], &v[c]))
-            swap(&v[result], &v[b]);
-        else if (before(&v[a], &v[c]))
-            swap(&v[result], &v[c]);
-        else
-            swap(&v[result], &v[a]);
+        if (before(&v[b], &v[c])) swap(&v[result], &v[b]);
+        else if (before(&v[a], &v[c])) swap(&v[result], &v[c]);
+        else swap(&v[result], &v[a]);
     } else if (before(&v[a], &v[c])) {
         swap(&v[result], &v[a]);
     } else if (before(&v[b], &v[c])) {
@@ -181,13 +171,10 @@ static void move_median_to_first(ops_ranked *v, int64_t result, int64_t a, int64
 static int64_t unguarded_partition(ops_ranked *v, int64_t first, int64_t last, int64_t pivot)
 {
     for (;;) {
-        while (before(&v[first], &v[pivot]))
-            first++;
+        while (before(&v[first], &v[pivot])) first++;
         last--;
-        while (before(&v[pivot], &v[last]))
-            last--;
-        if (!(first < last))
-            return first;
+        while (before(&v[pivot], &v[last])) last--;
+        if (!(first < last)) return first;
         swap(&v[first], &v[last]);
         first++;
     }
@@ -206,7 +193,7 @@ static void introsort_loop(ops_ranked *v, int64_t first, int64_t last, int64_t d
 {
     while (last - first > THRESHOLD) {
         if (depth_limit == 0) {
-            heap_select(v, first, last, last);   /* std::__partial_sort(first, last, last) */
+            heap_select(v, first, last, last); /* std::__partial_sort(first, last, last) */
             sort_heap(v, first, last);
             return;
         }
@@ -219,16 +206,14 @@ static void introsort_loop(ops_ranked *v, int64_t first, int64_t last, int64_t d
 
 static void std_sort(ops_ranked *v, int64_t first, int64_t last)
 {
-    if (first == last)
-        return;
+    if (first == last) return;
     introsort_loop(v, first, last, floor_log2(last - first) * 2);
     final_insertion_sort(v, first, last);
 }
 
 static void std_nth_element(ops_ranked *v, int64_t first, int64_t nth, int64_t last)
 {
-    if (first == last || nth == last)
-        return;
+    if (first == last || nth == last) return;
     int64_t depth_limit = floor_log2(last - first) * 2;
     while (last - first > 3) {
         if (depth_limit == 0) {
@@ -238,42 +223,33 @@ static void std_nth_element(ops_ranked *v, int64_t first, int64_t nth, int64_t l
         }
         depth_limit--;
         int64_t cut = partition_pivot(v, first, last);
-        if (cut <= nth)
-            first = cut;
-        else
-            last = cut;
+        if (cut <= nth) first = cut;
+        else last = cut;
     }
     insertion_sort(v, first, last);
 }
 
-void ops_sort_desc(ops_ranked *v, int64_t n)
-{
-    std_sort(v, 0, n);
-}
+void ops_sort_desc(ops_ranked *v, int64_t n) { std_sort(v, 0, n); }
 
 /* a total order: by value (NaN first), then by index */
 static int cmp_stable(const void *pa, const void *pb)
 {
     const ops_ranked *a = pa, *b = pb;
-    if (before(a, b))
-        return -1;
-    if (before(b, a))
-        return 1;
+    if (before(a, b)) return -1;
+    if (before(b, a)) return 1;
     return (a->index > b->index) - (a->index < b->index);
 }
 
 void ops_sort_desc_stable(ops_ranked *v, int64_t n)
 {
-    if (n > 1)
-        qsort(v, (size_t)n, sizeof *v, cmp_stable);
+    if (n > 1) qsort(v, (size_t)n, sizeof *v, cmp_stable);
 }
 
 void ops_topk_desc(ops_ranked *v, int64_t n, int64_t k)
 {
-    if (k <= 0)
-        return;
+    if (k <= 0) return;
     if (k * 64 <= n) {
-        heap_select(v, 0, k, n);   /* std::partial_sort(v, v + k, v + n) */
+        heap_select(v, 0, k, n); /* std::partial_sort(v, v + k, v + n) */
         sort_heap(v, 0, k);
     } else {
         std_nth_element(v, 0, k - 1, n);

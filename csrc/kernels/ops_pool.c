@@ -38,8 +38,7 @@ static int64_t div_floor(int64_t a, int64_t b)
 static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, int ceil_mode)
 {
     int64_t out = div_floor(in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0), s) + 1;
-    if (ceil_mode && (out - 1) * s >= in + p)
-        out--;
+    if (ceil_mode && (out - 1) * s >= in + p) out--;
     return out;
 }
 
@@ -72,22 +71,18 @@ PTHCV_SIMD
 static void sum_accum(float *acc, const float *src, int64_t n, int64_t stride)
 {
     if (stride == 1) {
-        for (int64_t i = 0; i < n; i++)
-            acc[i] += src[i];
+        for (int64_t i = 0; i < n; i++) acc[i] += src[i];
     } else if (stride == 2) {
-        for (int64_t i = 0; i < n; i++)
-            acc[i] += src[2 * i];
+        for (int64_t i = 0; i < n; i++) acc[i] += src[2 * i];
     } else {
-        for (int64_t i = 0; i < n; i++)
-            acc[i] += src[i * stride];
+        for (int64_t i = 0; i < n; i++) acc[i] += src[i * stride];
     }
 }
 
 PTHCV_SIMD
 static void div_row(float *y, int64_t n, float d)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = y[i] / d;
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] / d;
 }
 
 /* ---- pool2d ------------------------------------------------------------------ */
@@ -98,35 +93,27 @@ typedef struct {
     int64_t H, W, OH, OW;
     int64_t kh, kw, sh, sw, ph, pw, dh, dw;
     int kind, count_include_pad;
-    int64_t divisor;   /* 0: none */
+    int64_t divisor; /* 0: none */
 } pool_ctx;
 
 /* One output row of max pooling: y[ow] for ow < OW. */
 static void max_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
 {
     int64_t h0 = oh * c->sh - c->ph, h1 = h0 + (c->kh - 1) * c->dh + 1;
-    if (h1 > c->H)
-        h1 = c->H;
-    while (h0 < 0)
-        h0 += c->dh;
+    if (h1 > c->H) h1 = c->H;
+    while (h0 < 0) h0 += c->dh;
     /* ow in [lo, hi): every tap of the window is inside the width */
     int64_t lo = (c->pw + c->sw - 1) / c->sw;
     int64_t reach = c->W - 1 + c->pw - (c->kw - 1) * c->dw;
     int64_t hi = reach >= 0 ? reach / c->sw + 1 : 0;
-    if (hi > c->OW)
-        hi = c->OW;
-    if (lo > hi)
-        lo = hi;
+    if (hi > c->OW) hi = c->OW;
+    if (lo > hi) lo = hi;
     for (int64_t ow = 0; ow < c->OW; ow++) {
-        if (ow == lo && lo < hi)
-            ow = hi;   /* the interior is done below */
-        if (ow >= c->OW)
-            break;
+        if (ow == lo && lo < hi) ow = hi; /* the interior is done below */
+        if (ow >= c->OW) break;
         int64_t w0 = ow * c->sw - c->pw, w1 = w0 + (c->kw - 1) * c->dw + 1;
-        if (w1 > c->W)
-            w1 = c->W;
-        while (w0 < 0)
-            w0 += c->dw;
+        if (w1 > c->W) w1 = c->W;
+        while (w0 < 0) w0 += c->dw;
         float m = -INFINITY;
         for (int64_t ih = h0; ih < h1; ih += c->dh)
             for (int64_t iw = w0; iw < w1; iw += c->dw) {
@@ -136,20 +123,16 @@ static void max_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
         y[ow] = m;
     }
     if (lo < hi) {
-        for (int64_t ow = lo; ow < hi; ow++)
-            y[ow] = -INFINITY;
+        for (int64_t ow = lo; ow < hi; ow++) y[ow] = -INFINITY;
         /* the window's rows first (contiguous), then its columns: kh + kw
          * passes instead of kh * kw strided ones */
         enum { VMAX = 4096 };
         float vm[VMAX];
         int64_t c0 = lo * c->sw - c->pw, c1 = (hi - 1) * c->sw - c->pw + (c->kw - 1) * c->dw + 1;
         if (c1 - c0 <= VMAX && h1 - h0 > c->dh) {
-            for (int64_t j = 0; j < c1 - c0; j++)
-                vm[j] = -INFINITY;
-            for (int64_t ih = h0; ih < h1; ih += c->dh)
-                max_accum(vm, plane + ih * c->W + c0, c1 - c0, 1);
-            for (int64_t kx = 0; kx < c->kw; kx++)
-                max_accum(y + lo, vm + kx * c->dw, hi - lo, c->sw);
+            for (int64_t j = 0; j < c1 - c0; j++) vm[j] = -INFINITY;
+            for (int64_t ih = h0; ih < h1; ih += c->dh) max_accum(vm, plane + ih * c->W + c0, c1 - c0, 1);
+            for (int64_t kx = 0; kx < c->kw; kx++) max_accum(y + lo, vm + kx * c->dw, hi - lo, c->sw);
             return;
         }
         for (int64_t ih = h0; ih < h1; ih += c->dh)
@@ -162,33 +145,23 @@ static void max_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
 static void avg_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
 {
     int64_t h0 = oh * c->sh - c->ph, h1 = h0 + c->kh;
-    if (h1 > c->H + c->ph)
-        h1 = c->H + c->ph;
+    if (h1 > c->H + c->ph) h1 = c->H + c->ph;
     int64_t pool_h = h1 - h0;
-    if (h0 < 0)
-        h0 = 0;
-    if (h1 > c->H)
-        h1 = c->H;
+    if (h0 < 0) h0 = 0;
+    if (h1 > c->H) h1 = c->H;
     int64_t lo = (c->pw + c->sw - 1) / c->sw;
     int64_t reach = c->W + c->pw - c->kw;
     int64_t hi = reach >= 0 ? reach / c->sw + 1 : 0;
-    if (hi > c->OW)
-        hi = c->OW;
-    if (lo > hi || h0 >= h1)
-        lo = hi;
+    if (hi > c->OW) hi = c->OW;
+    if (lo > hi || h0 >= h1) lo = hi;
     for (int64_t ow = 0; ow < c->OW; ow++) {
-        if (ow == lo && lo < hi)
-            ow = hi;
-        if (ow >= c->OW)
-            break;
+        if (ow == lo && lo < hi) ow = hi;
+        if (ow >= c->OW) break;
         int64_t w0 = ow * c->sw - c->pw, w1 = w0 + c->kw;
-        if (w1 > c->W + c->pw)
-            w1 = c->W + c->pw;
+        if (w1 > c->W + c->pw) w1 = c->W + c->pw;
         int64_t pool = pool_h * (w1 - w0);
-        if (w0 < 0)
-            w0 = 0;
-        if (w1 > c->W)
-            w1 = c->W;
+        if (w0 < 0) w0 = 0;
+        if (w1 > c->W) w1 = c->W;
         if (h0 >= h1 || w0 >= w1) {
             y[ow] = 0.0f;
             continue;
@@ -196,14 +169,12 @@ static void avg_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
         int64_t div = c->divisor ? c->divisor : c->count_include_pad ? pool : (h1 - h0) * (w1 - w0);
         float s = 0.0f;
         for (int64_t ih = h0; ih < h1; ih++)
-            for (int64_t iw = w0; iw < w1; iw++)
-                s += plane[ih * c->W + iw];
+            for (int64_t iw = w0; iw < w1; iw++) s += plane[ih * c->W + iw];
         y[ow] = s / (float)div;
     }
     if (lo < hi) {
         int64_t div = c->divisor ? c->divisor : c->count_include_pad ? pool_h * c->kw : (h1 - h0) * c->kw;
-        for (int64_t ow = lo; ow < hi; ow++)
-            y[ow] = 0.0f;
+        for (int64_t ow = lo; ow < hi; ow++) y[ow] = 0.0f;
         for (int64_t ih = h0; ih < h1; ih++)
             for (int64_t kx = 0; kx < c->kw; kx++)
                 sum_accum(y + lo, plane + ih * c->W + lo * c->sw - c->pw + kx, hi - lo, c->sw);
@@ -218,10 +189,8 @@ static void pool_task(void *vctx, int64_t begin, int64_t end)
         const float *plane = c->x + p * c->H * c->W;
         float *out = c->y + p * c->OH * c->OW;
         for (int64_t oh = 0; oh < c->OH; oh++) {
-            if (c->kind == PTHCV_POOL_MAX)
-                max_row(c, plane, out + oh * c->OW, oh);
-            else
-                avg_row(c, plane, out + oh * c->OW, oh);
+            if (c->kind == PTHCV_POOL_MAX) max_row(c, plane, out + oh * c->OW, oh);
+            else avg_row(c, plane, out + oh * c->OW, oh);
         }
     }
 }
@@ -229,16 +198,20 @@ static void pool_task(void *vctx, int64_t begin, int64_t end)
 pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
 {
     PTHCV_PROFILE_OP("pool2d");
-    if (p) PTHCV_PROFILE_LABEL("pool2d %s %dx%d/%d", p->kind == PTHCV_POOL_MAX ? "max" : "avg", p->kernel[0], p->kernel[1], p->stride[0]);
-    if (ops_is_qactivation(x)) {   /* int8 in, int8 out with the input's scale and zero point */
+    if (p)
+        PTHCV_PROFILE_LABEL("pool2d %s %dx%d/%d", p->kind == PTHCV_POOL_MAX ? "max" : "avg", p->kernel[0], p->kernel[1],
+                            p->stride[0]);
+    if (ops_is_qactivation(x)) { /* int8 in, int8 out with the input's scale and zero point */
         pthcv_tensor *d = pthcv_tensor_dequantize(x);
         pthcv_tensor *y = d ? pthcv_pool2d(d, p) : NULL;
         pthcv_tensor_release(d);
         return ops_requantize_like(y, x);
     }
-    const char *fn = !p ? "pool2d" : p->kind == PTHCV_POOL_MAX ? "max_pool2d" : p->kind == PTHCV_POOL_AVG ? "avg_pool2d" : "pool2d";
-    if (!p)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no parameters", fn);
+    const char *fn = !p             ? "pool2d"
+        : p->kind == PTHCV_POOL_MAX ? "max_pool2d"
+        : p->kind == PTHCV_POOL_AVG ? "avg_pool2d"
+                                    : "pool2d";
+    if (!p) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no parameters", fn);
     if (p->kind != PTHCV_POOL_MAX && p->kind != PTHCV_POOL_AVG)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown pooling kind %d", fn, (int)p->kind);
     for (int i = 0; i < 2; i++) {
@@ -249,29 +222,35 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
                                    fn, p->kernel[0], p->kernel[1], p->stride[0], p->stride[1], p->dilation[0],
                                    p->dilation[1], p->padding[0], p->padding[1]);
         if (p->padding[i] > p->kernel[i] / 2)
-            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
-                                   "%s: padding (%d, %d) must be at most half the kernel size (%d, %d)", fn,
-                                   p->padding[0], p->padding[1], p->kernel[0], p->kernel[1]);
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: padding (%d, %d) must be at most half the kernel size (%d, %d)",
+                                   fn, p->padding[0], p->padding[1], p->kernel[0], p->kernel[1]);
     }
     if (p->kind == PTHCV_POOL_AVG && (p->dilation[0] != 1 || p->dilation[1] != 1))
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: average pooling has no dilation, got (%d, %d)", fn,
-                               p->dilation[0], p->dilation[1]);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: average pooling has no dilation, got (%d, %d)", fn, p->dilation[0],
+                               p->dilation[1]);
     if (p->kind == PTHCV_POOL_AVG && p->divisor_override < 0)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: divisor_override %d must be positive", fn,
-                               (int)p->divisor_override);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: divisor_override %d must be positive", fn, (int)p->divisor_override);
     if (x && x->ndim < 2)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions (..., H, W)", fn,
-                               ops_shape(x));
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions (..., H, W)", fn, ops_shape(x));
     const float *xd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int nd = x->ndim;
     pool_ctx c = {
-        .x = xd, .H = x->shape[nd - 2], .W = x->shape[nd - 1],
-        .kh = p->kernel[0], .kw = p->kernel[1], .sh = p->stride[0], .sw = p->stride[1],
-        .ph = p->padding[0], .pw = p->padding[1], .dh = p->dilation[0], .dw = p->dilation[1],
-        .kind = p->kind, .count_include_pad = p->count_include_pad != 0, .divisor = p->divisor_override,
+        .x = xd,
+        .H = x->shape[nd - 2],
+        .W = x->shape[nd - 1],
+        .kh = p->kernel[0],
+        .kw = p->kernel[1],
+        .sh = p->stride[0],
+        .sw = p->stride[1],
+        .ph = p->padding[0],
+        .pw = p->padding[1],
+        .dh = p->dilation[0],
+        .dw = p->dilation[1],
+        .kind = p->kind,
+        .count_include_pad = p->count_include_pad != 0,
+        .divisor = p->divisor_override,
     };
     c.OH = pool_out_size(c.H, c.kh, c.sh, c.ph, c.dh, p->ceil_mode);
     c.OW = pool_out_size(c.W, c.kw, c.sw, c.pw, c.dw, p->ceil_mode);
@@ -286,14 +265,12 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
         goto done;
     }
     int64_t shape[PTHCV_MAX_DIMS];
-    for (int d = 0; d < nd - 2; d++)
-        shape[d] = x->shape[d];
+    for (int d = 0; d < nd - 2; d++) shape[d] = x->shape[d];
     shape[nd - 2] = c.OH;
     shape[nd - 1] = c.OW;
     float *y;
     out = ops_output(nd, shape, &y);
-    if (!out || out->numel == 0)
-        goto done;
+    if (!out || out->numel == 0) goto done;
     c.y = y;
     int64_t planes = out->numel / (c.OH * c.OW);
     pthcv_parallel_for(planes, ops_grain(c.OH * c.OW * c.kh * c.kw), pool_task, &c);
@@ -320,8 +297,7 @@ typedef struct {
  * double (ops_sum_f64), divided by H*W and rounded once. */
 static void global_avg(float *y, const float *x, int64_t n, int64_t count)
 {
-    for (int64_t p = 0; p < count; p++)
-        y[p] = (float)(ops_sum_f64(x + p * n, n) / (double)n);
+    for (int64_t p = 0; p < count; p++) y[p] = (float)(ops_sum_f64(x + p * n, n) / (double)n);
 }
 
 static void adaptive_task(void *vctx, int64_t begin, int64_t end)
@@ -349,8 +325,7 @@ static void adaptive_task(void *vctx, int64_t begin, int64_t end)
                 } else {
                     r = 0.0f;
                     for (int64_t ih = h0; ih < h1; ih++)
-                        for (int64_t iw = w0; iw < w1; iw++)
-                            r += plane[ih * c->W + iw];
+                        for (int64_t iw = w0; iw < w1; iw++) r += plane[ih * c->W + iw];
                     r = r / (float)(h1 - h0) / (float)(w1 - w0);
                 }
                 y[oh * c->OW + ow] = r;
@@ -363,32 +338,30 @@ pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h
 {
     PTHCV_PROFILE_OP("adaptive_pool2d");
     PTHCV_PROFILE_LABEL("adaptive_pool2d %s", kind == PTHCV_POOL_MAX ? "max" : "avg");
-    if (ops_is_qactivation(x)) {   /* int8 in, int8 out with the input's scale and zero point */
+    if (ops_is_qactivation(x)) { /* int8 in, int8 out with the input's scale and zero point */
         pthcv_tensor *d = pthcv_tensor_dequantize(x);
         pthcv_tensor *y = d ? pthcv_adaptive_pool2d(d, kind, out_h, out_w) : NULL;
         pthcv_tensor_release(d);
         return ops_requantize_like(y, x);
     }
     const char *fn = kind == PTHCV_POOL_MAX ? "adaptive_max_pool2d"
-                   : kind == PTHCV_POOL_AVG ? "adaptive_avg_pool2d" : "adaptive_pool2d";
+        : kind == PTHCV_POOL_AVG            ? "adaptive_avg_pool2d"
+                                            : "adaptive_pool2d";
     if (kind != PTHCV_POOL_MAX && kind != PTHCV_POOL_AVG)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown pooling kind %d", fn, (int)kind);
     if (out_h < 0 || out_w < 0)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: output size (%d, %d) must not be negative", fn, (int)out_h,
                                (int)out_w);
     if (x && x->ndim < 2)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions (..., H, W)", fn,
-                               ops_shape(x));
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions (..., H, W)", fn, ops_shape(x));
     if (x && (x->shape[x->ndim - 2] < 1 || x->shape[x->ndim - 1] < 1))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s is empty in height or width", fn, ops_shape(x));
     const float *xd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int nd = x->ndim;
     int64_t shape[PTHCV_MAX_DIMS];
-    for (int d = 0; d < nd - 2; d++)
-        shape[d] = x->shape[d];
+    for (int d = 0; d < nd - 2; d++) shape[d] = x->shape[d];
     shape[nd - 2] = out_h;
     shape[nd - 1] = out_w;
     float *y;

@@ -29,7 +29,7 @@ static const char *reduce_name(int op)
 typedef struct {
     const float *x;
     float *y;
-    int64_t r, b, nblocks;   /* reduced count; inner kept run (columns) and its blocks */
+    int64_t r, b, nblocks; /* reduced count; inner kept run (columns) and its blocks */
     int op;
 } reduce_ctx;
 
@@ -55,20 +55,16 @@ PTHCV_SIMD
 static void columns_sum(float *y, const float *x, int64_t r, int64_t stride, int64_t w, double scale)
 {
     double acc[COLUMNS];
-    for (int64_t j = 0; j < w; j++)
-        acc[j] = 0.0;
+    for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
     for (int64_t i = 0; i < r; i++)
-        for (int64_t j = 0; j < w; j++)
-            acc[j] += (double)x[i * stride + j];
-    for (int64_t j = 0; j < w; j++)
-        y[j] = (float)(acc[j] * scale);
+        for (int64_t j = 0; j < w; j++) acc[j] += (double)x[i * stride + j];
+    for (int64_t j = 0; j < w; j++) y[j] = (float)(acc[j] * scale);
 }
 
 PTHCV_SIMD
 static void columns_max(float *y, const float *x, int64_t r, int64_t stride, int64_t w, int is_min)
 {
-    for (int64_t j = 0; j < w; j++)
-        y[j] = x[j];
+    for (int64_t j = 0; j < w; j++) y[j] = x[j];
     if (is_min) {
         for (int64_t i = 1; i < r; i++)
             for (int64_t j = 0; j < w; j++) {
@@ -94,15 +90,14 @@ static void columns_task(void *vctx, int64_t begin, int64_t end)
         float *y = c->y + a * c->b + j0;
         if (c->op == PTHCV_REDUCE_SUM || c->op == PTHCV_REDUCE_MEAN)
             columns_sum(y, x, c->r, c->b, w, c->op == PTHCV_REDUCE_MEAN ? 1.0 / (double)c->r : 1.0);
-        else
-            columns_max(y, x, c->r, c->b, w, c->op == PTHCV_REDUCE_MIN);
+        else columns_max(y, x, c->r, c->b, w, c->op == PTHCV_REDUCE_MIN);
     }
 }
 
 pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int32_t *dims, int32_t keepdim)
 {
     PTHCV_PROFILE_OP("reduce");
-    static const char *const names[] = { "sum", "mean", "amax", "amin" };
+    static const char *const names[] = {"sum", "mean", "amax", "amin"};
     const char *fn = op >= PTHCV_REDUCE_SUM && op <= PTHCV_REDUCE_MIN ? names[op] : "reduction";
     if (op < PTHCV_REDUCE_SUM || op > PTHCV_REDUCE_MIN)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: unknown reduction %d", fn, (int)op);
@@ -110,8 +105,7 @@ pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: bad dimension list (%d)", fn, (int)ndims);
     const float *xd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int nd = x->ndim;
     pthcv_tensor *out = NULL, *perm = NULL;
 
@@ -130,18 +124,14 @@ pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int
         reduced[d] = 1;
     }
     if (ndims == 0)
-        for (int d = 0; d < nd; d++)
-            reduced[d] = 1;
+        for (int d = 0; d < nd; d++) reduced[d] = 1;
 
     int64_t out_shape[PTHCV_MAX_DIMS], kept = 1, count = 1;
     int out_nd = 0;
     for (int d = 0; d < nd; d++) {
-        if (reduced[d])
-            count *= x->shape[d];
-        else
-            kept *= x->shape[d];
-        if (!reduced[d] || keepdim)
-            out_shape[out_nd++] = reduced[d] ? 1 : x->shape[d];
+        if (reduced[d]) count *= x->shape[d];
+        else kept *= x->shape[d];
+        if (!reduced[d] || keepdim) out_shape[out_nd++] = reduced[d] ? 1 : x->shape[d];
     }
     if (count == 0 && kept > 0 && (op == PTHCV_REDUCE_MAX || op == PTHCV_REDUCE_MIN)) {
         pthcv_fail(PTHCV_ERR_ARG, "%s: %s over an empty set of elements (input %s)", fn, reduce_name(op), ops_shape(x));
@@ -149,11 +139,9 @@ pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int
     }
     float *y;
     out = ops_output(out_nd, out_shape, &y);
-    if (!out || kept == 0)
-        goto done;
+    if (!out || kept == 0) goto done;
     if (count == 0) {
-        for (int64_t i = 0; i < kept; i++)
-            y[i] = op == PTHCV_REDUCE_SUM ? 0.0f : NAN;
+        for (int64_t i = 0; i < kept; i++) y[i] = op == PTHCV_REDUCE_SUM ? 0.0f : NAN;
         goto done;
     }
 
@@ -161,8 +149,7 @@ pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int
     int nruns = 0, run_red[PTHCV_MAX_DIMS];
     int64_t run_size[PTHCV_MAX_DIMS];
     for (int d = 0; d < nd; d++) {
-        if (x->shape[d] == 1)
-            continue;
+        if (x->shape[d] == 1) continue;
         if (nruns > 0 && run_red[nruns - 1] == reduced[d]) {
             run_size[nruns - 1] *= x->shape[d];
         } else {
@@ -171,7 +158,7 @@ pthcv_tensor *pthcv_reduce(pthcv_tensor *x, int32_t op, int32_t ndims, const int
         }
     }
     reduce_ctx c = {xd, y, count, 1, 1, op};
-    int first = nruns > 0 && !run_red[0] ? 1 : 0;   /* a leading kept run */
+    int first = nruns > 0 && !run_red[0] ? 1 : 0; /* a leading kept run */
     if (nruns - first == 2 && run_red[first] && !run_red[first + 1]) {
         c.b = run_size[first + 1];
         c.nblocks = (c.b + COLUMNS - 1) / COLUMNS;

@@ -62,7 +62,7 @@ typedef struct {
     int64_t C, H, W, ph, pw;
     float scale;
     int sampling_ratio, aligned;
-    _Atomic int failed;   /* a task could not get its scratch memory */
+    _Atomic int failed; /* a task could not get its scratch memory */
 } roi_align_ctx;
 
 /* one roi's sampling geometry */
@@ -76,8 +76,7 @@ enum { MAX_ROI_SAMPLES = 1 << 24 };
 
 static int64_t grid_of(int sampling_ratio, float size, int64_t pooled)
 {
-    if (sampling_ratio > 0)
-        return sampling_ratio;
+    if (sampling_ratio > 0) return sampling_ratio;
     float g = ceilf(size / (float)pooled);
     return g >= 1.0f && g <= (float)MAX_ROI_SAMPLES ? (int64_t)g : g > 0.0f ? MAX_ROI_SAMPLES + 1 : 0;
 }
@@ -90,7 +89,7 @@ static roi_geometry roi_geometry_of(const roi_align_ctx *c, const float *r)
     g.start_h = r[2] * c->scale - offset;
     float rw = r[3] * c->scale - offset - g.start_w, rh = r[4] * c->scale - offset - g.start_h;
     if (!c->aligned) {
-        rw = rw > 1.0f ? rw : 1.0f;   /* std::max(rw, 1) */
+        rw = rw > 1.0f ? rw : 1.0f; /* std::max(rw, 1) */
         rh = rh > 1.0f ? rh : 1.0f;
     }
     g.bin_h = rh / (float)c->ph;
@@ -113,7 +112,7 @@ static roi_sample bilinear_sample(float y, float x, int64_t H, int64_t W)
 {
     roi_sample s = {{0, 0, 0, 0}, {0, 0, 0, 0}};
     if (!(y >= -1.0f && y <= (float)H && x >= -1.0f && x <= (float)W))
-        return s;   /* outside (or NaN): contributes nothing */
+        return s; /* outside (or NaN): contributes nothing */
     y = y <= 0.0f ? 0.0f : y;
     x = x <= 0.0f ? 0.0f : x;
     int64_t y_low = (int64_t)y, x_low = (int64_t)x, y_high, x_high;
@@ -178,7 +177,7 @@ static void roi_align_task(void *vc, int64_t begin, int64_t end)
     int64_t cap = 0;
     for (int64_t k = begin; k < end; k++) {
         roi_geometry g = roi_geometry_of(c, c->rois + 5 * k);
-        int64_t need = roi_samples(c, &g);   /* checked by the caller */
+        int64_t need = roi_samples(c, &g); /* checked by the caller */
         if (need > cap) {
             free(samples);
             cap = need;
@@ -202,17 +201,27 @@ pthcv_tensor *pthcv_roi_align(pthcv_tensor *input, pthcv_tensor *rois, double sp
                                out_h, out_w, MAX_ROI_SAMPLES);
     pthcv_tensor *xc, *rc, *out = NULL;
     const float *x, *r;
-    if (roi_inputs(input, rois, fn, &xc, &x, &rc, &r) != PTHCV_OK)
-        goto done;
-    roi_align_ctx c = {x, r, NULL, xc->shape[1], xc->shape[2], xc->shape[3], out_h, out_w,
-                       (float)spatial_scale, sampling_ratio, aligned != 0, 0};
+    if (roi_inputs(input, rois, fn, &xc, &x, &rc, &r) != PTHCV_OK) goto done;
+    roi_align_ctx c = {x,
+                       r,
+                       NULL,
+                       xc->shape[1],
+                       xc->shape[2],
+                       xc->shape[3],
+                       out_h,
+                       out_w,
+                       (float)spatial_scale,
+                       sampling_ratio,
+                       aligned != 0,
+                       0};
     for (int64_t k = 0; k < rc->shape[0]; k++) {
         roi_geometry g = roi_geometry_of(&c, r + 5 * k);
         if (roi_samples(&c, &g) < 0) {
-            pthcv_fail(PTHCV_ERR_LIMIT, "%s: roi %lld (%g, %g, %g, %g) at scale %g needs a %lld x %lld sampling grid "
-                       "per bin, more than %d samples in all", fn, (long long)k, r[5 * k + 1], r[5 * k + 2],
-                       r[5 * k + 3], r[5 * k + 4], spatial_scale, (long long)g.grid_h, (long long)g.grid_w,
-                       MAX_ROI_SAMPLES);
+            pthcv_fail(PTHCV_ERR_LIMIT,
+                       "%s: roi %lld (%g, %g, %g, %g) at scale %g needs a %lld x %lld sampling grid "
+                       "per bin, more than %d samples in all",
+                       fn, (long long)k, r[5 * k + 1], r[5 * k + 2], r[5 * k + 3], r[5 * k + 4], spatial_scale,
+                       (long long)g.grid_h, (long long)g.grid_w, MAX_ROI_SAMPLES);
             goto done;
         }
     }
@@ -274,8 +283,7 @@ static void roi_pool_task(void *vc, int64_t begin, int64_t end)
                     const float *p = img + ch * c->H * c->W;
                     float m = empty ? 0.0f : -FLT_MAX;
                     for (int64_t h = h0; h < h1; h++)
-                        for (int64_t w = w0; w < w1; w++)
-                            m = p[h * c->W + w] > m ? p[h * c->W + w] : m;
+                        for (int64_t w = w0; w < w1; w++) m = p[h * c->W + w] > m ? p[h * c->W + w] : m;
                     out[(ch * c->ph + ph) * c->pw + pw] = m;
                 }
             }

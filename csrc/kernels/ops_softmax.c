@@ -19,29 +19,26 @@ enum { BLOCK = 256 };
 typedef struct {
     const float *x;
     float *y;
-    int64_t outer, dim, inner, nblocks;   /* nblocks: inner blocks per outer index */
+    int64_t outer, dim, inner, nblocks; /* nblocks: inner blocks per outer index */
     int log;
 } softmax_ctx;
 
 /* the exp step: y = exp(x - m), with the scalar libm expf */
 static void exp_shifted(float *y, const float *x, int64_t n, float m)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = expf(x[i] - m);
+    for (int64_t i = 0; i < n; i++) y[i] = expf(x[i] - m);
 }
 
 PTHCV_SIMD
 static void scale_row(float *y, int64_t n, float s)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] *= s;
+    for (int64_t i = 0; i < n; i++) y[i] *= s;
 }
 
 PTHCV_SIMD
 static void sub_row(float *y, const float *x, int64_t n, float s)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] - s;
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] - s;
 }
 
 static void softmax_rows(void *vctx, int64_t begin, int64_t end)
@@ -54,10 +51,8 @@ static void softmax_rows(void *vctx, int64_t begin, int64_t end)
         float m = ops_max_f32(x, n);
         exp_shifted(y, x, n, m);
         float s = ops_sum_f32(y, n);
-        if (c->log)
-            sub_row(y, x, n, m + logf(s));
-        else
-            scale_row(y, n, 1.0f / s);
+        if (c->log) sub_row(y, x, n, m + logf(s));
+        else scale_row(y, n, 1.0f / s);
     }
 }
 
@@ -78,23 +73,17 @@ static void softmax_block(float *y, const float *x, int64_t dim, int64_t inner, 
             m[j] = ((v > m[j]) | (v != v)) ? v : m[j];
         }
     for (int64_t d = 0; d < dim; d++) {
-        for (int64_t j = 0; j < w; j++)
-            y[d * inner + j] = expf(x[d * inner + j] - m[j]);
-        for (int64_t j = 0; j < w; j++)
-            s[j] += y[d * inner + j];
+        for (int64_t j = 0; j < w; j++) y[d * inner + j] = expf(x[d * inner + j] - m[j]);
+        for (int64_t j = 0; j < w; j++) s[j] += y[d * inner + j];
     }
     if (log) {
-        for (int64_t j = 0; j < w; j++)
-            s[j] = m[j] + logf(s[j]);
+        for (int64_t j = 0; j < w; j++) s[j] = m[j] + logf(s[j]);
         for (int64_t d = 0; d < dim; d++)
-            for (int64_t j = 0; j < w; j++)
-                y[d * inner + j] = x[d * inner + j] - s[j];
+            for (int64_t j = 0; j < w; j++) y[d * inner + j] = x[d * inner + j] - s[j];
     } else {
-        for (int64_t j = 0; j < w; j++)
-            s[j] = 1.0f / s[j];
+        for (int64_t j = 0; j < w; j++) s[j] = 1.0f / s[j];
         for (int64_t d = 0; d < dim; d++)
-            for (int64_t j = 0; j < w; j++)
-                y[d * inner + j] *= s[j];
+            for (int64_t j = 0; j < w; j++) y[d * inner + j] *= s[j];
     }
 }
 
@@ -115,22 +104,18 @@ pthcv_tensor *pthcv_softmax(pthcv_tensor *x, int32_t dim, int32_t log)
     const char *fn = log ? "log_softmax" : "softmax";
     const float *xd;
     pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc)
-        return NULL;
+    if (!xc) return NULL;
     int d = ops_dim(dim, x->ndim);
     if (d < 0) {
         pthcv_tensor_release(xc);
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: dimension %d out of range for input %s", fn, (int)dim,
-                               ops_shape(x));
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: dimension %d out of range for input %s", fn, (int)dim, ops_shape(x));
     }
     float *y;
     pthcv_tensor *out = ops_output(x->ndim, x->shape, &y);
     if (out && x->numel > 0) {
         softmax_ctx c = {xd, y, 1, x->ndim ? x->shape[d] : 1, 1, 1, log ? 1 : 0};
-        for (int i = 0; i < d; i++)
-            c.outer *= x->shape[i];
-        for (int i = d + 1; i < x->ndim; i++)
-            c.inner *= x->shape[i];
+        for (int i = 0; i < d; i++) c.outer *= x->shape[i];
+        for (int i = d + 1; i < x->ndim; i++) c.inner *= x->shape[i];
         if (c.inner == 1) {
             pthcv_parallel_for(c.outer, ops_grain(c.dim * 8), softmax_rows, &c);
         } else {

@@ -45,24 +45,26 @@ enum { MAX_THREADS = 256, SPIN = 3000, SPIN_PAUSE = 200, CHUNKS_PER_THREAD = 4 }
 #define CLOSED 0xffffffffu
 
 static struct {
-    pthread_mutex_t lock;          /* held by the caller for a whole job */
-    pthread_mutex_t m;             /* sleeping and waking */
+    pthread_mutex_t lock; /* held by the caller for a whole job */
+    pthread_mutex_t m;    /* sleeping and waking */
     pthread_cond_t work, done;
-    int nworkers;                  /* started workers (threads - 1) */
-    int nthreads;                  /* requested thread count */
-    _Atomic uint64_t ticket;       /* job number << 32 | next chunk (CLOSED: fields being written) */
-    atomic_long remaining;         /* chunks not finished yet */
-    atomic_int sleepers;           /* workers blocked on `work` */
-    atomic_int caller_sleeping;    /* the caller is blocked on `done` */
+    int nworkers;               /* started workers (threads - 1) */
+    int nthreads;               /* requested thread count */
+    _Atomic uint64_t ticket;    /* job number << 32 | next chunk (CLOSED: fields being written) */
+    atomic_long remaining;      /* chunks not finished yet */
+    atomic_int sleepers;        /* workers blocked on `work` */
+    atomic_int caller_sleeping; /* the caller is blocked on `done` */
     /* the job's fields, written by the caller while the ticket is closed */
     _Atomic(pthcv_task_fn) fn;
     _Atomic(void *) ctx;
     atomic_llong n, chunk, nchunks;
-    atomic_int helpers;            /* workers 1..helpers take part (the thread count may have dropped) */
-    atomic_int profiled;           /* the op profile is on: chunks are timed (profile.c) */
+    atomic_int helpers;  /* workers 1..helpers take part (the thread count may have dropped) */
+    atomic_int profiled; /* the op profile is on: chunks are timed (profile.c) */
     atomic_llong work_ns, max_chunk_ns;
-} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
-           .done = PTHREAD_COND_INITIALIZER };
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+          .m = PTHREAD_MUTEX_INITIALIZER,
+          .work = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
 
 static _Thread_local int in_task;
 
@@ -133,7 +135,7 @@ static uint64_t next_job(uint32_t seen)
 
 static void *worker(void *arg)
 {
-    int id = (int)(intptr_t)arg;   /* 1..nworkers */
+    int id = (int)(intptr_t)arg; /* 1..nworkers */
     uint32_t seen = 0;
     in_task = 1;
     for (;;) {
@@ -161,17 +163,14 @@ void pthcv_set_num_threads(int n)
     pthread_mutex_unlock(&pool.lock);
 }
 
-int pthcv_get_num_threads(void)
-{
-    return pool.nthreads ? pool.nthreads : default_threads();
-}
+int pthcv_get_num_threads(void) { return pool.nthreads ? pool.nthreads : default_threads(); }
 
 void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
 {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     int threads = pthcv_get_num_threads();
-    int64_t most = (n + grain - 1) / grain;   /* chunks of at least `grain` */
+    int64_t most = (n + grain - 1) / grain; /* chunks of at least `grain` */
     if (most <= 1 || threads <= 1 || in_task) {
         fn(ctx, 0, n);
         return;
@@ -184,7 +183,7 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
         pool.nworkers++;
     }
     int helpers = pool.nworkers < threads - 1 ? pool.nworkers : threads - 1;
-    if (helpers == 0) {   /* no thread could be started */
+    if (helpers == 0) { /* no thread could be started */
         pthread_mutex_unlock(&pool.lock);
         fn(ctx, 0, n);
         return;
@@ -198,7 +197,7 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
     /* close the ticket (no thread can take a chunk of the last job any
      * more), write the fields, then open it */
     uint32_t job = (uint32_t)(atomic_load(&pool.ticket) >> 32) + 1;
-    if (job == 0) job = 1;   /* 0 is "no job yet" for the workers */
+    if (job == 0) job = 1; /* 0 is "no job yet" for the workers */
     atomic_store(&pool.ticket, (uint64_t)job << 32 | CLOSED);
     atomic_store_explicit(&pool.fn, fn, memory_order_relaxed);
     atomic_store_explicit(&pool.ctx, ctx, memory_order_relaxed);
@@ -211,7 +210,7 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
     atomic_store(&pool.work_ns, 0);
     atomic_store(&pool.max_chunk_ns, 0);
     atomic_store(&pool.remaining, nchunks);
-    atomic_store(&pool.ticket, (uint64_t)job << 32);   /* publishes the fields above */
+    atomic_store(&pool.ticket, (uint64_t)job << 32); /* publishes the fields above */
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.m);
         pthread_cond_broadcast(&pool.work);

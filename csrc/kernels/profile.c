@@ -28,7 +28,7 @@ static struct {
         char kind[PTHCV_PROBE_KIND];
         int64_t ns, calls;
     } rows[MAX_ROWS];
-} prof = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} prof = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local int depth;
 
@@ -75,7 +75,7 @@ static int64_t now_ns(void)
 
 pthcv_probe pthcv_probe_begin(const char *kind)
 {
-    pthcv_probe p = { 0 };
+    pthcv_probe p = {0};
     if (!atomic_load_explicit(&prof.on, memory_order_relaxed)) return p;
     p.counted = 1;
     if (depth++ > 0) return p;
@@ -130,11 +130,11 @@ int64_t pthcv_profile_ops_report(char *buf, int64_t size)
         if (buf && used < size - 1) memcpy(buf + used, line, (size_t)(used + n < size ? n : size - 1 - used));
         used += n;
     }
-    if (pool_prof.jobs) {   /* two rows about the thread pool, in brackets */
+    if (pool_prof.jobs) { /* two rows about the thread pool, in brackets */
         char line[160];
-        int n = snprintf(line, sizeof line, "[pool jobs: chunks' cpu]\t%.6f\t%lld\n[pool jobs: on idle cores]\t%.6f\t%lld\n",
-                         pool_prof.work_ns * 1e-6, (long long)pool_prof.jobs, pool_prof.path_ns * 1e-6,
-                         (long long)pool_prof.jobs);
+        int n = snprintf(
+            line, sizeof line, "[pool jobs: chunks' cpu]\t%.6f\t%lld\n[pool jobs: on idle cores]\t%.6f\t%lld\n",
+            pool_prof.work_ns * 1e-6, (long long)pool_prof.jobs, pool_prof.path_ns * 1e-6, (long long)pool_prof.jobs);
         if (buf && used < size - 1) memcpy(buf + used, line, (size_t)(used + n < size ? n : size - 1 - used));
         used += n;
     }

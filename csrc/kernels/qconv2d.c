@@ -35,11 +35,11 @@ struct pthcv_qconv2d {
     pthcv_conv2d_params p;
     int depthwise;
     const pthcv_qgemm_kernel *kernel;
-    void *w;                 /* packed W per group (w_sstride bytes apart) or, depthwise, float [cout][kh*kw] */
+    void *w; /* packed W per group (w_sstride bytes apart) or, depthwise, float [cout][kh*kw] */
     int64_t w_sstride;
-    int32_t *wsum;           /* [cout] */
-    double *wscale;          /* [cout] */
-    float *bias;             /* [cout], zeros when none */
+    int32_t *wsum;  /* [cout] */
+    double *wscale; /* [cout] */
+    float *bias;    /* [cout], zeros when none */
     double out_scale;
     int32_t out_zp;
 };
@@ -53,20 +53,23 @@ static int weights_of(const char *op, pthcv_tensor *weight, int64_t cout, int8_t
         return pthcv_fail(PTHCV_ERR_ARG, "%s: weight must be qint8 (a quantized tensor), got %s", op,
                           weight ? pthcv_dtype_name(weight->dtype) : "nothing");
     int per_channel = weight->qscheme == PTHCV_QSCHEME_PER_CHANNEL_AFFINE ||
-                      weight->qscheme == PTHCV_QSCHEME_PER_CHANNEL_SYMMETRIC;
+        weight->qscheme == PTHCV_QSCHEME_PER_CHANNEL_SYMMETRIC;
     if (!per_channel && weight->qscheme != PTHCV_QSCHEME_PER_TENSOR_AFFINE &&
         weight->qscheme != PTHCV_QSCHEME_PER_TENSOR_SYMMETRIC)
-        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: weight quantization scheme %d is not supported (per tensor or per channel affine)",
-                          op, weight->qscheme);
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED,
+                          "%s: weight quantization scheme %d is not supported (per tensor or per channel affine)", op,
+                          weight->qscheme);
     if (per_channel && (weight->qaxis != 0 || !weight->qscales || weight->qscales->numel != cout))
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: per-channel weight scales must run along dimension 0 (%lld channels), got axis %d",
-                          op, (long long)cout, weight->qaxis);
+        return pthcv_fail(PTHCV_ERR_ARG,
+                          "%s: per-channel weight scales must run along dimension 0 (%lld channels), got axis %d", op,
+                          (long long)cout, weight->qaxis);
     *vals = malloc((size_t)weight->numel);
     *scales = malloc(sizeof(double) * (size_t)cout);
     pthcv_tensor *wc = pthcv_tensor_contiguous(weight);
     const int8_t *wd = wc ? pthcv_tensor_data(wc) : NULL;
     pthcv_tensor *sc = per_channel ? pthcv_tensor_to(weight->qscales, PTHCV_FLOAT64) : NULL;
-    pthcv_tensor *zc = per_channel && weight->qzero_points ? pthcv_tensor_to(weight->qzero_points, PTHCV_FLOAT64) : NULL;
+    pthcv_tensor *zc = per_channel && weight->qzero_points ? pthcv_tensor_to(weight->qzero_points, PTHCV_FLOAT64)
+                                                           : NULL;
     const double *sd = sc ? pthcv_tensor_data(sc) : NULL, *zd = zc ? pthcv_tensor_data(zc) : NULL;
     int st = PTHCV_OK;
     if (!*vals || !*scales || !wd || (per_channel && (!sd || (weight->qzero_points && !zd)))) {
@@ -75,13 +78,16 @@ static int weights_of(const char *op, pthcv_tensor *weight, int64_t cout, int8_t
     } else {
         memcpy(*vals, wd, (size_t)weight->numel);
         for (int64_t c = 0; c < cout && st == PTHCV_OK; c++) {
-            double s = per_channel ? sd[c] : weight->qscale, z = per_channel ? (zd ? zd[c] : 0) : (double)weight->qzero_point;
+            double s = per_channel ? sd[c] : weight->qscale,
+                   z = per_channel ? (zd ? zd[c] : 0) : (double)weight->qzero_point;
             if (z != 0)
-                st = pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: weight zero point %g for output channel %lld: only symmetric weights (zero point 0) are supported",
+                st = pthcv_fail(PTHCV_ERR_UNSUPPORTED,
+                                "%s: weight zero point %g for output channel %lld: only symmetric weights (zero point "
+                                "0) are supported",
                                 op, z, (long long)c);
             else if (!(s > 0) || !isfinite(s))
-                st = pthcv_fail(PTHCV_ERR_ARG, "%s: weight scale %g for output channel %lld is not a positive number", op, s,
-                                (long long)c);
+                st = pthcv_fail(PTHCV_ERR_ARG, "%s: weight scale %g for output channel %lld is not a positive number",
+                                op, s, (long long)c);
             (*scales)[c] = s;
         }
     }
@@ -96,7 +102,8 @@ static int weights_of(const char *op, pthcv_tensor *weight, int64_t cout, int8_t
 static int check_out_qparams(const char *op, double scale, int32_t zp)
 {
     if (!(scale > 0) || !isfinite(scale) || zp < 0 || zp > 255)
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: output scale %g must be positive and zero point %d in [0, 255]", op, scale, zp);
+        return pthcv_fail(PTHCV_ERR_ARG, "%s: output scale %g must be positive and zero point %d in [0, 255]", op,
+                          scale, zp);
     return PTHCV_OK;
 }
 
@@ -121,11 +128,12 @@ pthcv_qconv2d *pthcv_qconv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, c
     const char *op = "qconv2d";
     if (!weight || !p) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: no weight or no parameters");
     if (weight->ndim != 4)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: weight must be [out, in/groups, kh, kw], got %d dimensions", weight->ndim);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: weight must be [out, in/groups, kh, kw], got %d dimensions",
+                               weight->ndim);
     int64_t cout = weight->shape[0], cin_g = weight->shape[1], kh = weight->shape[2], kw = weight->shape[3];
     if (p->groups < 1 || cout % p->groups != 0 || cout < 1 || cin_g < 1 || kh < 1 || kw < 1)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: weight [%lld, %lld, %lld, %lld] does not suit groups %d", (long long)cout,
-                               (long long)cin_g, (long long)kh, (long long)kw, p->groups);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: weight [%lld, %lld, %lld, %lld] does not suit groups %d",
+                               (long long)cout, (long long)cin_g, (long long)kh, (long long)kw, p->groups);
     for (int i = 0; i < 2; i++)
         if (p->stride[i] < 1 || p->dilation[i] < 1 || p->padding[i] < 0)
             return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: stride and dilation must be >= 1, padding >= 0");
@@ -133,7 +141,8 @@ pthcv_qconv2d *pthcv_qconv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, c
         return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "qconv2d: only zeros padding is supported");
     if (p->act.kind != PTHCV_ACT_NONE && p->act.kind != PTHCV_ACT_RELU && p->act.kind != PTHCV_ACT_RELU6 &&
         p->act.kind != PTHCV_ACT_CLAMP)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "qconv2d: activation %s cannot be fused (none, relu, relu6 or clamp)",
+        return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED,
+                               "qconv2d: activation %s cannot be fused (none, relu, relu6 or clamp)",
                                pthcv_act_name(p->act.kind));
     if (bias && (bias->ndim != 1 || bias->shape[0] != cout || !pthcv_dtype_is_floating(bias->dtype)))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: bias must be a floating [%lld] tensor", (long long)cout);
@@ -144,7 +153,7 @@ pthcv_qconv2d *pthcv_qconv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, c
     q->cout = cout, q->cin_g = cin_g, q->kh = kh, q->kw = kw, q->groups = p->groups, q->p = *p, q->K = cin_g * kh * kw;
     q->out_scale = out_scale, q->out_zp = out_zero_point;
     q->depthwise = cin_g == 1 && p->groups > 1 && p->dilation[0] == 1 && p->dilation[1] == 1 &&
-                   p->stride[0] == p->stride[1] && p->stride[0] <= 2;
+        p->stride[0] == p->stride[1] && p->stride[0] <= 2;
     int8_t *vals = NULL;
     if (weights_of(op, weight, cout, &vals, &q->wscale) != PTHCV_OK) goto fail;
     q->bias = bias_of(bias, cout);
@@ -205,8 +214,8 @@ static void clamp_of(const pthcv_activation *act, double sy, int32_t zy, int out
     (void)out_float;
 }
 
-static int qparams_make(qparams *q, int64_t n, const double *wscale, const float *bias, const int32_t *wsum,
-                        double sx, int32_t zx, double sy, int32_t zy, int out_float, const pthcv_activation *act)
+static int qparams_make(qparams *q, int64_t n, const double *wscale, const float *bias, const int32_t *wsum, double sx,
+                        int32_t zx, double sy, int32_t zy, int out_float, const pthcv_activation *act)
 {
     q->mul = malloc(sizeof(float) * 2 * (size_t)n);
     q->bq = malloc(sizeof(int32_t) * (size_t)n);
@@ -219,11 +228,12 @@ static int qparams_make(qparams *q, int64_t n, const double *wscale, const float
          * instead), the multiplier (sw sx) (1 / sy) */
         double b = nearbyintf(bias[c] * (1.0f / (float)(sx * wscale[c])));
         q->bq[c] = b < -2147483647.0 ? -2147483647 : b > 2147483647.0 ? 2147483647 : (int32_t)b;
-        q->mul[c] = ((float)wscale[c] * (float)sx) * (1.0f / (float)sy);   /* float, in torch's order: its bits */
+        q->mul[c] = ((float)wscale[c] * (float)sx) * (1.0f / (float)sy); /* float, in torch's order: its bits */
         q->add[c] = (float)(bias[c] / sy);
     }
     memset(&q->rq, 0, sizeof q->rq);
-    q->rq.mul = q->mul, q->rq.add = q->add, q->rq.bq = q->bq, q->rq.wsum = wsum, q->rq.zx = zx, q->rq.zy = zy, q->rq.out_float = out_float;
+    q->rq.mul = q->mul, q->rq.add = q->add, q->rq.bq = q->bq, q->rq.wsum = wsum, q->rq.zx = zx, q->rq.zy = zy,
+    q->rq.out_float = out_float;
     clamp_of(act, sy, zy, out_float, &q->rq.lo, &q->rq.hi, &q->rq.flo, &q->rq.fhi);
     return PTHCV_OK;
 }
@@ -236,7 +246,8 @@ static int qinput(const char *op, const char *what, pthcv_tensor *x, double *s, 
         return pthcv_fail(PTHCV_ERR_ARG, "%s: %s must be quint8 quantized per tensor, got %s", op, what,
                           x ? pthcv_dtype_name(x->dtype) : "nothing");
     if (!(x->qscale > 0) || x->qzero_point < 0 || x->qzero_point > 255)
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: %s has scale %g, zero point %lld", op, what, x->qscale, (long long)x->qzero_point);
+        return pthcv_fail(PTHCV_ERR_ARG, "%s: %s has scale %g, zero point %lld", op, what, x->qscale,
+                          (long long)x->qzero_point);
     *s = x->qscale, *z = (int32_t)x->qzero_point;
     return PTHCV_OK;
 }
@@ -285,13 +296,13 @@ static int pack_x_im2col(const void *vctx, int64_t p, void *dst, int64_t k0, int
         run_c[nrun] = c, run_iy[nrun] = oy * sh - ph, run_ix[nrun] = ox * sw - pw, nrun++;
         c += x->ow - ox;
     }
-    if (nrun == MAX_RUNS && run_c[nrun - 1] + x->ow < valid) return 1;   /* cannot happen: nc <= 128 */
+    if (nrun == MAX_RUNS && run_c[nrun - 1] + x->ow < valid) return 1; /* cannot happen: nc <= 128 */
     run_c[nrun] = valid;
     int64_t khw = q->kh * q->kw;
     for (int64_t r = 0; r < kc; r++) {
         uint8_t *d = rows + r * nc;
         int64_t kk = k0 + r;
-        if (kk >= q->K) {   /* K padding: its weights are 0 */
+        if (kk >= q->K) { /* K padding: its weights are 0 */
             memset(d, x->zx, (size_t)nc);
             continue;
         }
@@ -325,9 +336,21 @@ static int forward_qgemm(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, vo
 {
     int64_t M = q->cout / q->groups, N = x->oh * x->ow;
     pthcv_qgemm_problem g = {
-        .kernel = q->kernel, .M = M, .N = N, .K = q->K, .nprob = batch * q->groups, .nsets = q->groups,
-        .w = q->w, .w_sstride = q->w_sstride, .pack_x = pack_x_im2col, .ctx = x,
-        .out = out, .ldo = N, .out_pstride = M * N, .rq = qp->rq, .res_pstride = M * N,
+        .kernel = q->kernel,
+        .M = M,
+        .N = N,
+        .K = q->K,
+        .nprob = batch * q->groups,
+        .nsets = q->groups,
+        .w = q->w,
+        .w_sstride = q->w_sstride,
+        .pack_x = pack_x_im2col,
+        .ctx = x,
+        .out = out,
+        .ldo = N,
+        .out_pstride = M * N,
+        .rq = qp->rq,
+        .res_pstride = M * N,
     };
     g.rq.res = res;
     if (q->kernel->xtype == PTHCV_QX_S8) g.rq.zx -= 128;
@@ -358,13 +381,13 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
     int ph = q->p.padding[0], pw = q->p.padding[1];
     int64_t hp = x->h + 2 * ph, wp = x->w + 2 * pw, plane_out = x->oh * x->ow;
     int64_t ldi = wp + PTHCV_DW_SLACK, size = hp * ldi + PTHCV_DW_SLACK;
-    float *buf = pthcv_scratch(PTHCV_SCRATCH_DW, (size_t)(size + plane_out));   /* the plane, the sums */
+    float *buf = pthcv_scratch(PTHCV_SCRATCH_DW, (size_t)(size + plane_out)); /* the plane, the sums */
     if (!buf) {
         atomic_store(&d->failed, 1);
         return;
     }
     float *acc = buf + size;
-    memset(buf, 0, sizeof(float) * (size_t)size);   /* the border is real 0: x - zx = 0 */
+    memset(buf, 0, sizeof(float) * (size_t)size); /* the border is real 0: x - zx = 0 */
     int64_t mult = q->cout / q->groups;
     size_t ob = d->qp->rq.out_float ? sizeof(float) : 1;
     for (int64_t t = begin; t < end; t++) {
@@ -372,9 +395,19 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
         const uint8_t *src = x->x + (img * x->cin + ic) * x->h * x->w;
         for (int64_t y = 0; y < x->h; y++) widen_row(buf + (y + ph) * ldi + pw, src + y * x->w, x->w, (float)x->zx);
         pthcv_dw_args a = {
-            .in = buf, .ldi = ldi, .stride = q->p.stride[0], .kh = (int)q->kh, .kw = (int)q->kw,
-            .w = (const float *)q->w + oc * q->kh * q->kw, .bias = 0.0f, .out = acc, .res = NULL,
-            .oh = x->oh, .ow = x->ow, .lo = -INFINITY, .hi = INFINITY,
+            .in = buf,
+            .ldi = ldi,
+            .stride = q->p.stride[0],
+            .kh = (int)q->kh,
+            .kw = (int)q->kw,
+            .w = (const float *)q->w + oc * q->kh * q->kw,
+            .bias = 0.0f,
+            .out = acc,
+            .res = NULL,
+            .oh = x->oh,
+            .ow = x->ow,
+            .lo = -INFINITY,
+            .hi = INFINITY,
         };
         d->plane(&a);
         pthcv_qgemm_requant_fsum(&d->qp->rq, oc, acc, plane_out, (char *)d->out + t * plane_out * ob,
@@ -385,7 +418,7 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
 static int forward_qdw(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, void *out, const qparams *qp,
                        const uint8_t *res)
 {
-    qdw_ctx d = { .q = q, .x = x, .out = out, .res = res, .qp = qp };
+    qdw_ctx d = {.q = q, .x = x, .out = out, .res = res, .qp = qp};
     d.plane = pthcv_dw_plane_for(pthcv_isa());
     atomic_init(&d.failed, 0);
     pthcv_parallel_for(batch * q->cout, 1, qdw_task, &d);
@@ -412,11 +445,11 @@ pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_ten
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: input %lldx%lld padded by (%d, %d) is smaller than the kernel",
                                (long long)h, (long long)w, ph, pw);
     int64_t oh = (h + 2 * ph - eh) / q->p.stride[0] + 1, ow = (w + 2 * pw - ew) / q->p.stride[1] + 1;
-    int64_t oshape[4] = { batch, q->cout, oh, ow };
+    int64_t oshape[4] = {batch, q->cout, oh, ow};
     PTHCV_PROFILE_LABEL("qconv %lldx%lld/%d%s", (long long)q->kh, (long long)q->kw, q->p.stride[0],
                         q->depthwise ? " depthwise" : "");
     pthcv_tensor *xc = NULL, *rc = NULL, *y = NULL;
-    qparams qp = { 0 };
+    qparams qp = {0};
     if (residual) {
         if (out_float) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: a residual needs a quint8 output");
         if (qinput("qconv2d", "residual", residual, &sr, &zr) != PTHCV_OK) return NULL;
@@ -433,7 +466,7 @@ pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_ten
         goto done;
     qp.rq.zr = zr, qp.rq.rmul = (float)(sr / q->out_scale);
     if (!(y = qoutput(4, oshape, out_float, q->out_scale, q->out_zp))) goto done;
-    qconv_ctx cx = { .q = q, .x = xd, .cin = cin, .h = h, .w = w, .oh = oh, .ow = ow, .zx = (uint8_t)zx };
+    qconv_ctx cx = {.q = q, .x = xd, .cin = cin, .h = h, .w = w, .oh = oh, .ow = ow, .zx = (uint8_t)zx};
     int st = q->depthwise ? forward_qdw(q, &cx, batch, pthcv_tensor_data(y), &qp, rd)
                           : forward_qgemm(q, &cx, batch, pthcv_tensor_data(y), &qp, rd);
     if (st != PTHCV_OK) {
@@ -465,7 +498,7 @@ pthcv_qlinear *pthcv_qlinear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, c
     if (!weight || weight->ndim != 2)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qlinear: weight must be [out_features, in_features]");
     int64_t out = weight->shape[0], in = weight->shape[1];
-    pthcv_activation none = { PTHCV_ACT_NONE, 0, 0 };
+    pthcv_activation none = {PTHCV_ACT_NONE, 0, 0};
     if (!act) act = &none;
     if (act->kind != PTHCV_ACT_NONE && act->kind != PTHCV_ACT_RELU)
         return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "qlinear: activation %s cannot be fused (none or relu)",
@@ -534,15 +567,27 @@ pthcv_tensor *pthcv_qlinear_forward(pthcv_qlinear *l, pthcv_tensor *x, int32_t o
     shape[x->ndim - 1] = l->out;
     pthcv_tensor *xc = pthcv_tensor_contiguous(x), *y = NULL;
     const uint8_t *xd = xc ? pthcv_tensor_data(xc) : NULL;
-    qparams qp = { 0 };
-    if (!xd || qparams_make(&qp, l->out, l->wscale, l->bias, l->wsum, sx, zx, l->out_scale, l->out_zp, out_float,
-                            &l->act) != PTHCV_OK)
+    qparams qp = {0};
+    if (!xd ||
+        qparams_make(&qp, l->out, l->wscale, l->bias, l->wsum, sx, zx, l->out_scale, l->out_zp, out_float, &l->act) !=
+            PTHCV_OK)
         goto done;
     if (!(y = qoutput(x->ndim, shape, out_float, l->out_scale, l->out_zp))) goto done;
-    qlin_ctx c = { .kernel = l->kernel, .x = xd, .in = l->in, .zx = (uint8_t)zx };
+    qlin_ctx c = {.kernel = l->kernel, .x = xd, .in = l->in, .zx = (uint8_t)zx};
     pthcv_qgemm_problem g = {
-        .kernel = l->kernel, .M = l->out, .N = 1, .K = l->in, .nprob = rows, .nsets = 1, .w = l->w,
-        .pack_x = pack_x_row, .ctx = &c, .out = pthcv_tensor_data(y), .ldo = 1, .out_pstride = l->out, .rq = qp.rq,
+        .kernel = l->kernel,
+        .M = l->out,
+        .N = 1,
+        .K = l->in,
+        .nprob = rows,
+        .nsets = 1,
+        .w = l->w,
+        .pack_x = pack_x_row,
+        .ctx = &c,
+        .out = pthcv_tensor_data(y),
+        .ldo = 1,
+        .out_pstride = l->out,
+        .rq = qp.rq,
     };
     if (l->kernel->xtype == PTHCV_QX_S8) g.rq.zx -= 128;
     if (pthcv_qgemm_run(&g) != PTHCV_OK) {

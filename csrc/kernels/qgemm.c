@@ -11,13 +11,13 @@
 /* ---- kernels ------------------------------------------------------------------------
  * KC: a 4 x NR-wide X micro-panel of KC values (KC x NR bytes, 8-16 KB) stays
  * in L1 beside the W panel; NC columns of X per block (KC x NC bytes in L2). */
-static const pthcv_qgemm_kernel kscalar = { "scalar", 4, 8, 4, 0, PTHCV_QX_U8, 512, 128, pthcv_qukernel_scalar };
+static const pthcv_qgemm_kernel kscalar = {"scalar", 4, 8, 4, 0, PTHCV_QX_U8, 512, 128, pthcv_qukernel_scalar};
 #if defined(__x86_64__)
-static const pthcv_qgemm_kernel kavx2 = { "avx2", 6, 16, 2, 1, PTHCV_QX_S16, 256, 96, pthcv_qukernel_avx2 };
-static const pthcv_qgemm_kernel kvnni = { "vnni", 8, 32, 4, 0, PTHCV_QX_U8, 512, 128, pthcv_qukernel_vnni };
+static const pthcv_qgemm_kernel kavx2 = {"avx2", 6, 16, 2, 1, PTHCV_QX_S16, 256, 96, pthcv_qukernel_avx2};
+static const pthcv_qgemm_kernel kvnni = {"vnni", 8, 32, 4, 0, PTHCV_QX_U8, 512, 128, pthcv_qukernel_vnni};
 #endif
 #if defined(__aarch64__)
-static const pthcv_qgemm_kernel kneon = { "neon-dot", 8, 12, 4, 0, PTHCV_QX_S8, 512, 96, pthcv_qukernel_neon_dot };
+static const pthcv_qgemm_kernel kneon = {"neon-dot", 8, 12, 4, 0, PTHCV_QX_S8, 512, 96, pthcv_qukernel_neon_dot};
 #endif
 
 const pthcv_qgemm_kernel *pthcv_qgemm_kernel_named(const char *name)
@@ -119,7 +119,7 @@ void pthcv_qgemm_pack_x_rows(const pthcv_qgemm_kernel *k, void *dst, const uint8
                 int64_t row = k0 + kk + g;
                 if (row >= nrows || valid == 0) {
                     r[g] = padrow;
-                } else if (valid < nr) {   /* a partial panel: the row's columns, then pad */
+                } else if (valid < nr) { /* a partial panel: the row's columns, then pad */
                     memcpy(edge[g], src + row * ld + jq, (size_t)valid);
                     memset(edge[g] + valid, pad, (size_t)(nr - valid));
                     r[g] = edge[g];
@@ -143,10 +143,10 @@ void pthcv_qgemm_pack_x_rows(const pthcv_qgemm_kernel *k, void *dst, const uint8
 /* rows x n values of acc (row stride nr) to uint8 out (row stride ldo, and
  * res's): row r with off[r] and mul[r]. The GEMM hands over a whole MR x NR
  * tile per call (a 32-column row alone does not pay for a call). */
-PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, int n, int nr, const int32_t *restrict off,
-                                       const float *restrict mul, float lo, float hi, int32_t zy,
-                                       const uint8_t *restrict res, int32_t zr, float rmul, uint8_t *restrict o,
-                                       int64_t ldo)
+PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, int n, int nr,
+                                       const int32_t *restrict off, const float *restrict mul, float lo, float hi,
+                                       int32_t zy, const uint8_t *restrict res, int32_t zr, float rmul,
+                                       uint8_t *restrict o, int64_t ldo)
 {
     const float magic = 12582912.0f;
     for (int r = 0; r < rows; r++) {
@@ -211,18 +211,20 @@ PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t o
                                    float hi, float *restrict o)
 {
     for (int j = 0; j < n; j++) {
-        float v = (float)(acc[j] + off) * mul + add;   /* a float output keeps the exact bias */
+        float v = (float)(acc[j] + off) * mul + add; /* a float output keeps the exact bias */
         o[j] = v < lo ? lo : v > hi ? hi : v;
     }
 }
 
 /* one row of a tile: n values of acc (row m of the problem's set) to out */
-void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *acc, int n, void *out, const uint8_t *res)
+void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *acc, int n, void *out,
+                             const uint8_t *res)
 {
     int32_t off = q->bq[m] - q->zx * q->wsum[m];
     if (q->out_float) requant_f32(acc, n, off - q->bq[m], q->mul[m], q->add[m], q->flo, q->fhi, out);
-    else requant_tile_u8(acc, 1, n, n, &off, q->mul + m, (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
-                         q->zr, q->rmul, out, n);
+    else
+        requant_tile_u8(acc, 1, n, n, &off, q->mul + m, (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
+                        q->zr, q->rmul, out, n);
 }
 
 static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int32_t *acc, int n, int nr, char *out,
@@ -230,8 +232,7 @@ static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int
 {
     if (q->out_float) {
         for (int r = 0; r < rows; r++)
-            pthcv_qgemm_requant_row(q, m0 + r, acc + r * nr, n, out + (int64_t)r * ldo * (int64_t)sizeof(float),
-                                    NULL);
+            pthcv_qgemm_requant_row(q, m0 + r, acc + r * nr, n, out + (int64_t)r * ldo * (int64_t)sizeof(float), NULL);
         return;
     }
     int32_t off[16];
@@ -243,8 +244,8 @@ static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int
 /* ---- the driver ------------------------------------------------------------------------------ */
 typedef struct {
     const pthcv_qgemm_problem *g;
-    int64_t kp, kcs, nc, nn;      /* padded K, K slice, block width, column blocks per problem */
-    int64_t mstep, nm;            /* rows per task (a multiple of MR), row ranges */
+    int64_t kp, kcs, nc, nn; /* padded K, K slice, block width, column blocks per problem */
+    int64_t mstep, nm;       /* rows per task (a multiple of MR), row ranges */
     atomic_int failed;
 } qgemm_ctx;
 
@@ -306,7 +307,7 @@ int pthcv_qgemm_run(const pthcv_qgemm_problem *g)
 {
     const pthcv_qgemm_kernel *k = g->kernel;
     if (g->M <= 0 || g->N <= 0 || g->nprob <= 0) return PTHCV_OK;
-    qgemm_ctx x = { .g = g, .kp = pthcv_qgemm_kpad(k, g->K) };
+    qgemm_ctx x = {.g = g, .kp = pthcv_qgemm_kpad(k, g->K)};
     int64_t nk = cdiv(x.kp, k->kc);
     x.kcs = cdiv(cdiv(x.kp, nk), k->kg) * k->kg;
     /* blocks of columns: as wide as the cache allows, narrower (down to one

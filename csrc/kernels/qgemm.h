@@ -34,32 +34,32 @@
 
 #include "gemm.h"
 
-enum { PTHCV_QX_U8 = 0, PTHCV_QX_S16 = 1, PTHCV_QX_S8 = 2 };   /* packed X element */
+enum { PTHCV_QX_U8 = 0, PTHCV_QX_S16 = 1, PTHCV_QX_S8 = 2 }; /* packed X element */
 
 /* One micro-kernel call: an MR x NR int32 tile over kc values of k (a
  * multiple of kg): c = (first ? 0 : c) + a . b; c row-major, NR per row. */
 typedef void (*pthcv_qukernel_fn)(int64_t kc, const void *a, const void *b, int32_t *c, int first);
 
 typedef struct pthcv_qgemm_kernel {
-    const char *name;   /* "scalar", "avx2", "vnni", "neon-dot" */
+    const char *name; /* "scalar", "avx2", "vnni", "neon-dot" */
     int mr, nr, kg;
-    int w16;            /* W packed as int16 (else int8) */
-    int xtype;          /* PTHCV_QX_* */
-    int kc, nc;         /* K slice (multiple of kg), columns per block */
+    int w16;    /* W packed as int16 (else int8) */
+    int xtype;  /* PTHCV_QX_* */
+    int kc, nc; /* K slice (multiple of kg), columns per block */
     pthcv_qukernel_fn run;
 } pthcv_qgemm_kernel;
 
 /* The kernel for the instruction set in use (VNNI or dot-product when the
  * CPU has them), or the scalar one. */
 const pthcv_qgemm_kernel *pthcv_qgemm_kernel_now(void);
-const pthcv_qgemm_kernel *pthcv_qgemm_kernel_named(const char *name);   /* NULL if not available */
+const pthcv_qgemm_kernel *pthcv_qgemm_kernel_named(const char *name); /* NULL if not available */
 
 void pthcv_qukernel_scalar(int64_t kc, const void *a, const void *b, int32_t *c, int first);
 void pthcv_qukernel_avx2(int64_t kc, const void *a, const void *b, int32_t *c, int first);
 void pthcv_qukernel_vnni(int64_t kc, const void *a, const void *b, int32_t *c, int first);
 void pthcv_qukernel_neon_dot(int64_t kc, const void *a, const void *b, int32_t *c, int first);
-int pthcv_cpu_has_vnni(void);      /* isa.c: AVX512-VNNI with AVX-512 F/BW/VL */
-int pthcv_cpu_has_dotprod(void);   /* isa.c: AArch64 SDOT */
+int pthcv_cpu_has_vnni(void);    /* isa.c: AVX512-VNNI with AVX-512 F/BW/VL */
+int pthcv_cpu_has_dotprod(void); /* isa.c: AArch64 SDOT */
 
 /* K rounded up to kg, and the bytes of a packed W. */
 int64_t pthcv_qgemm_kpad(const pthcv_qgemm_kernel *k, int64_t K);
@@ -70,13 +70,13 @@ void pthcv_qgemm_pack_w(const pthcv_qgemm_kernel *k, void *dst, const int8_t *sr
 
 /* The requantization of one output row m (see the top). */
 typedef struct pthcv_requant {
-    const float *mul, *add;      /* [M] */
-    const int32_t *wsum, *bq;    /* [M] */
-    int32_t zx;                  /* activations' zero point as packed (neon: zx - 128) */
-    int32_t zy;                  /* output zero point */
-    int out_float;               /* store float v instead of uint8 */
-    int32_t lo, hi;              /* clamp of the uint8 output (a fused ReLU raises lo) */
-    float flo, fhi;              /* clamp of the float output */
+    const float *mul, *add;   /* [M] */
+    const int32_t *wsum, *bq; /* [M] */
+    int32_t zx;               /* activations' zero point as packed (neon: zx - 128) */
+    int32_t zy;               /* output zero point */
+    int out_float;            /* store float v instead of uint8 */
+    int32_t lo, hi;           /* clamp of the uint8 output (a fused ReLU raises lo) */
+    float flo, fhi;           /* clamp of the float output */
     /* residual (uint8, same layout as the output) or NULL: v += (r - zr) * rmul */
     const uint8_t *res;
     int32_t zr;
@@ -100,14 +100,14 @@ void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *ac
 typedef struct pthcv_qgemm_problem {
     const pthcv_qgemm_kernel *kernel;
     int64_t M, N, K, nprob, nsets;
-    const void *w;                /* packed W, w_sstride bytes between sets */
+    const void *w; /* packed W, w_sstride bytes between sets */
     int64_t w_sstride;
     /* 0, or nonzero when out of memory */
     int (*pack_x)(const void *ctx, int64_t p, void *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc);
     const void *ctx;
-    void *out;                    /* uint8 or float */
-    int64_t ldo, out_pstride;     /* in elements */
-    pthcv_requant rq;             /* mul/add/wsum indexed by set * M + m */
+    void *out;                /* uint8 or float */
+    int64_t ldo, out_pstride; /* in elements */
+    pthcv_requant rq;         /* mul/add/wsum indexed by set * M + m */
     int64_t res_pstride;
 } pthcv_qgemm_problem;
 

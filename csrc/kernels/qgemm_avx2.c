@@ -16,11 +16,11 @@ void pthcv_qukernel_avx2(int64_t kc, const void *av, const void *bv, int32_t *c,
             acc[r][h] = first ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i *)(c + r * 16 + h * 8));
     for (int64_t k = 0; k < kc; k += 2, a += 12, b += 32) {
         __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 16));
-#define STEP(r)                                                                          \
-    {                                                                                    \
-        __m256i ar = _mm256_set1_epi32(*(const int32_t *)(a + 2 * r));                   \
-        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(ar, b0));              \
-        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(ar, b1));              \
+#define STEP(r)                                                             \
+    {                                                                       \
+        __m256i ar = _mm256_set1_epi32(*(const int32_t *)(a + 2 * r));      \
+        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(ar, b0)); \
+        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(ar, b1)); \
     }
         STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5)
 #undef STEP

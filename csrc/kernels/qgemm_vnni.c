@@ -19,11 +19,11 @@ void pthcv_qukernel_vnni(int64_t kc, const void *av, const void *bv, int32_t *c,
             acc[r][h] = first ? _mm512_setzero_si512() : _mm512_loadu_si512(c + r * 32 + h * 16);
     for (int64_t k = 0; k < kc; k += 4, a += 32, b += 128) {
         __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
-#define STEP(r)                                                               \
-    {                                                                         \
-        __m512i ar = _mm512_set1_epi32(*(const int32_t *)(a + 4 * r));        \
-        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], b0, ar);                   \
-        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], b1, ar);                   \
+#define STEP(r)                                                        \
+    {                                                                  \
+        __m512i ar = _mm512_set1_epi32(*(const int32_t *)(a + 4 * r)); \
+        acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], b0, ar);            \
+        acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], b1, ar);            \
     }
         STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
 #undef STEP

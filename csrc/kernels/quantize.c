@@ -14,7 +14,7 @@ PTHCV_SIMD static void quantize_row(uint8_t *restrict d, const float *restrict s
     const float magic = 12582912.0f;
     for (int64_t i = 0; i < n; i++) {
         float v = s[i] * inv;
-        v = v < -zp ? -zp : v > 255.0f - zp ? 255.0f - zp : v;   /* NaN: kept, stored below as 0 */
+        v = v < -zp ? -zp : v > 255.0f - zp ? 255.0f - zp : v; /* NaN: kept, stored below as 0 */
         v = (v + magic) - magic + zp;
         d[i] = v >= 0.0f ? (uint8_t)(int32_t)v : 0;
     }
@@ -27,8 +27,9 @@ pthcv_tensor *pthcv_quantize_per_tensor(pthcv_tensor *x, double scale, int32_t z
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "quantize_per_tensor: input must be float32, got %s",
                                x ? pthcv_dtype_name(x->dtype) : "nothing");
     if (!(scale > 0) || !isfinite(scale) || zero_point < 0 || zero_point > 255)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "quantize_per_tensor: scale %g must be positive and zero point %d in [0, 255]",
-                               scale, zero_point);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
+                               "quantize_per_tensor: scale %g must be positive and zero point %d in [0, 255]", scale,
+                               zero_point);
     pthcv_tensor *xc = pthcv_tensor_contiguous(x);
     const float *xd = xc ? pthcv_tensor_data(xc) : NULL;
     pthcv_tensor *y = xd ? pthcv_tensor_new_uninit(PTHCV_QUINT8, x->ndim, x->shape) : NULL;
@@ -42,11 +43,12 @@ pthcv_tensor *pthcv_quantize_per_tensor(pthcv_tensor *x, double scale, int32_t z
 pthcv_tensor *pthcv_quantize_weight(pthcv_tensor *w)
 {
     if (!w || w->dtype != PTHCV_FLOAT32 || w->ndim < 1 || w->shape[0] < 1)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "quantize_weight: weight must be float32 with an output-channel dimension, got %s",
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
+                               "quantize_weight: weight must be float32 with an output-channel dimension, got %s",
                                w ? pthcv_dtype_name(w->dtype) : "nothing");
     pthcv_tensor *wc = pthcv_tensor_contiguous(w);
     const float *wd = wc ? pthcv_tensor_data(wc) : NULL;
-    int64_t cout = w->shape[0], per = w->numel / cout, cs[1] = { cout };
+    int64_t cout = w->shape[0], per = w->numel / cout, cs[1] = {cout};
     pthcv_tensor *q = wd ? pthcv_tensor_new(PTHCV_QINT8, w->ndim, w->shape) : NULL;
     pthcv_tensor *s = q ? pthcv_tensor_new(PTHCV_FLOAT64, 1, cs) : NULL;
     if (!s) {
@@ -111,19 +113,21 @@ pthcv_tensor *pthcv_qadd(pthcv_tensor *a, pthcv_tensor *b, double scale, int32_t
     for (int i = 0; i < 2; i++) {
         const pthcv_tensor *t = i ? b : a;
         if (!t || t->dtype != PTHCV_QUINT8 || t->qscheme == PTHCV_QSCHEME_NONE || !(t->qscale > 0))
-            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: operand %d must be quint8 quantized per tensor, got %s", fn, i + 1,
-                                   t ? pthcv_dtype_name(t->dtype) : "nothing");
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: operand %d must be quint8 quantized per tensor, got %s", fn,
+                                   i + 1, t ? pthcv_dtype_name(t->dtype) : "nothing");
     }
     int same = a->ndim == b->ndim;
     for (int i = 0; same && i < a->ndim; i++) same = a->shape[i] == b->shape[i];
     if (!same) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: the operands' shapes differ", fn);
     if (!(scale > 0) || !isfinite(scale) || zero_point < 0 || zero_point > 255)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: scale %g must be positive and zero point %d in [0, 255]", fn, scale, zero_point);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: scale %g must be positive and zero point %d in [0, 255]", fn, scale,
+                               zero_point);
     float as = (float)a->qscale / (float)scale, bs = (float)b->qscale / (float)scale;
     float mx = as > bs ? as : bs;
     int32_t exponent = (int32_t)(float_bits(mx) >> 23) - 127;
     if (exponent > 8 || exponent < -14)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "%s: input scale over output scale %g is out of QNNPACK's range", fn, mx);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "%s: input scale over output scale %g is out of QNNPACK's range",
+                               fn, mx);
     uint32_t shift = (uint32_t)(21 - exponent);
     int32_t am = (int32_t)lrintf(bits_float(float_bits(as) + (shift << 23)));
     int32_t bm = (int32_t)lrintf(bits_float(float_bits(bs) + (shift << 23)));

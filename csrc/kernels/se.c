@@ -23,29 +23,26 @@
 typedef struct {
     const float *x;
     float *y;
-    float *v;        /* pool: the means out; scale: the factors in, one per plane */
+    float *v; /* pool: the means out; scale: the factors in, one per plane */
     int64_t hw;
 } se_ctx;
 
 static void pool_task(void *vctx, int64_t begin, int64_t end)
 {
     se_ctx *c = vctx;
-    for (int64_t p = begin; p < end; p++)
-        c->v[p] = (float)(ops_sum_f64(c->x + p * c->hw, c->hw) / (double)c->hw);
+    for (int64_t p = begin; p < end; p++) c->v[p] = (float)(ops_sum_f64(c->x + p * c->hw, c->hw) / (double)c->hw);
 }
 
 PTHCV_SIMD
 static void scale_plane(float *y, const float *x, float s, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] * s;
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * s;
 }
 
 static void scale_task(void *vctx, int64_t begin, int64_t end)
 {
     se_ctx *c = vctx;
-    for (int64_t p = begin; p < end; p++)
-        scale_plane(c->y + p * c->hw, c->x + p * c->hw, c->v[p], c->hw);
+    for (int64_t p = begin; p < end; p++) scale_plane(c->y + p * c->hw, c->x + p * c->hw, c->v[p], c->hw);
 }
 
 /* out[r] = act(b[r] + sum_k w[r][k] * in[k]) for r < rows */
@@ -55,28 +52,25 @@ static void matvec(float *out, const float *w, const float *b, const float *in, 
     for (int64_t r = 0; r < rows; r++) {
         const float *wr = w + r * cols;
         float acc = 0.0f;
-        for (int64_t k = 0; k < cols; k++)
-            acc += wr[k] * in[k];
+        for (int64_t k = 0; k < cols; k++) acc += wr[k] * in[k];
         out[r] = pthcv_act_scalar(b ? acc + b[r] : acc, act);
     }
 }
 
 /* A weight of `rows` x `cols` values (any shape: [rows, cols] or the 1x1
  * convolution's [rows, cols, 1, 1]) and its bias, checked, as float32. */
-static int weights_of(pthcv_tensor *w, pthcv_tensor *b, int64_t rows, int64_t cols, const char *name,
-                      pthcv_tensor **wc, const float **wd, pthcv_tensor **bc, const float **bd)
+static int weights_of(pthcv_tensor *w, pthcv_tensor *b, int64_t rows, int64_t cols, const char *name, pthcv_tensor **wc,
+                      const float **wd, pthcv_tensor **bc, const float **bd)
 {
     const char *fn = "squeeze_excitation";
     if (!w || w->dtype != PTHCV_FLOAT32 || w->ndim < 2 || w->shape[0] != rows || w->numel != rows * cols)
         return pthcv_fail(PTHCV_ERR_ARG, "%s: %s must be float32 [%lld, %lld] (or [%lld, %lld, 1, 1]), got %s", fn,
                           name, (long long)rows, (long long)cols, (long long)rows, (long long)cols, ops_shape(w));
     if (b && (b->dtype != PTHCV_FLOAT32 || b->numel != rows))
-        return pthcv_fail(PTHCV_ERR_ARG, "%s: the bias of %s must be float32 [%lld], got %s", fn, name,
-                          (long long)rows, ops_shape(b));
-    if (!(*wc = ops_input(w, fn, name, wd)))
-        return pthcv_last_status();
-    if (b && !(*bc = ops_input(b, fn, name, bd)))
-        return pthcv_last_status();
+        return pthcv_fail(PTHCV_ERR_ARG, "%s: the bias of %s must be float32 [%lld], got %s", fn, name, (long long)rows,
+                          ops_shape(b));
+    if (!(*wc = ops_input(w, fn, name, wd))) return pthcv_last_status();
+    if (b && !(*bc = ops_input(b, fn, name, bd))) return pthcv_last_status();
     return PTHCV_OK;
 }
 
@@ -103,21 +97,20 @@ pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_
     if (weights_of(w1, b1, sq, ch, "fc1", &w1c, &w1d, &b1c, &b1d) != PTHCV_OK ||
         weights_of(w2, b2, ch, sq, "fc2", &w2c, &w2d, &b2c, &b2d) != PTHCV_OK)
         goto done;
-    if (!(xc = ops_input(x, fn, "input", &xd)) || !(y = ops_output(nd, x->shape, &yd)))
-        goto done;
+    if (!(xc = ops_input(x, fn, "input", &xd)) || !(y = ops_output(nd, x->shape, &yd))) goto done;
     /* the means of every plane, then per image the squeezed vector (sq) and the factors (ch) */
     if (!(buf = malloc(sizeof(float) * (size_t)(n * ch + sq + ch)))) {
         pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", fn);
         goto done;
     }
     float *means = buf, *hidden = buf + n * ch, *factors = hidden + sq;
-    se_ctx c = { .x = xd, .y = yd, .v = means, .hw = hw };
+    se_ctx c = {.x = xd, .y = yd, .v = means, .hw = hw};
     pthcv_parallel_for(n * ch, ops_grain(hw), pool_task, &c);
     for (int64_t i = 0; i < n; i++) {
         matvec(hidden, w1d, b1d, means + i * ch, sq, ch, act1);
         matvec(factors, w2d, b2d, hidden, ch, sq, act2);
         for (int64_t k = 0; k < ch; k++)
-            means[i * ch + k] = factors[k];   /* means of image i are used: the factors take their place */
+            means[i * ch + k] = factors[k]; /* means of image i are used: the factors take their place */
     }
     pthcv_parallel_for(n * ch, ops_grain(hw), scale_task, &c);
     ok = 1;

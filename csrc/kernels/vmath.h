@@ -34,11 +34,14 @@ static inline float vm_exp(float x)
 {
     const float lo = -86.64f, hi = 88.7228f;
     float xc = x < lo ? lo : x;
-    xc = xc > hi ? hi : xc;                       /* NaN passes through both */
+    xc = xc > hi ? hi : xc; /* NaN passes through both */
     float m = xc * 1.44269504088896341f + 12582912.0f;
     float kf = m - 12582912.0f;
-    union { float f; uint32_t u; } mb = {m}, s;
-    s.u = (mb.u - 0x4B400000u + 126u) << 23;      /* 2^(k-1): k in [-125, 128] */
+    union {
+        float f;
+        uint32_t u;
+    } mb = {m}, s;
+    s.u = (mb.u - 0x4B400000u + 126u) << 23; /* 2^(k-1): k in [-125, 128] */
     float r = xc - kf * 0.693359375f;
     r = r - kf * -2.12194440e-4f;
     float p = 1.9875691500e-4f;

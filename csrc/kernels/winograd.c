@@ -42,10 +42,14 @@
 #include <string.h>
 
 /* ---- weights: U[xi][ci][co] = (G g G^T)[xi], in double ----------------------------- */
-static const double G2[4][3] = { { 1, 0, 0 }, { 0.5, 0.5, 0.5 }, { 0.5, -0.5, 0.5 }, { 0, 0, 1 } };
+static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 static const double G[6][3] = {
-    { 1.0 / 4, 0, 0 },          { -1.0 / 6, -1.0 / 6, -1.0 / 6 }, { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
-    { 1.0 / 24, 1.0 / 12, 1.0 / 6 }, { 1.0 / 24, -1.0 / 12, 1.0 / 6 }, { 0, 0, 1 },
+    {1.0 / 4, 0, 0},
+    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+    {0, 0, 1},
 };
 
 /* Input channel ci for every output channel at once: g[a][co] (the 9 taps,
@@ -53,8 +57,7 @@ static const double G[6][3] = {
  * (n = 6 or 4 rows of G). The loops over co are contiguous, so they
  * vectorise (PTHCV_SIMD: every clone computes the same bits). */
 PTHCV_SIMD static void weights_of_channel(const double (*g_rows)[3], int n, const double *restrict g,
-                                          double *restrict t, float *restrict u, int64_t cout, int64_t cin,
-                                          int64_t ci)
+                                          double *restrict t, float *restrict u, int64_t cout, int64_t cin, int64_t ci)
 {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < 3; j++) {
@@ -115,8 +118,8 @@ void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *
     for (int l = 0; l < 8; l++) {
         const float *p = l < 4 ? pa + 4 * l : pb + 4 * (l - 4);
         float t[6][6], col[6], r[6];
-        for (int i = 0; i < 6; i++) bt6(p + i * ld, t[i]);          /* along each row */
-        for (int j = 0; j < 6; j++) {                                  /* then down each column */
+        for (int i = 0; i < 6; i++) bt6(p + i * ld, t[i]); /* along each row */
+        for (int j = 0; j < 6; j++) {                      /* then down each column */
             for (int i = 0; i < 6; i++) col[i] = t[i][j];
             bt6(col, r);
             for (int i = 0; i < 6; i++) v[(i * 6 + j) * 8 + l] = r[i];
@@ -190,16 +193,16 @@ void pthcv_wino23_out8_scalar(const float *m, int64_t ms, float bias, float *za,
 /* ---- the blocked forward pass ----------------------------------------------------------- */
 typedef struct {
     const pthcv_wino_args *a;
-    int m, nx;                     /* tile size m x m; nx = (m + 2)^2 transformed positions */
-    int64_t ld;                    /* row length of the zero-padded input bands */
-    int64_t qpr, Q, G;             /* quads per tile row, quads, groups of 2 quads */
-    int64_t gb;                    /* groups per block */
-    int64_t sp;                    /* columns of a block's V and M: 8 gb rounded up to NR */
-    int64_t coutp;                 /* rows of M: cout rounded up to MR */
-    int64_t kcs;                   /* K slice of the products */
-    int64_t nblocks, csplit;       /* tasks: nblocks x csplit ranges of output channels */
-    int64_t band_rows;             /* most padded rows a block reads */
-    int64_t cstep;                 /* output channels per range, a multiple of MR */
+    int m, nx;               /* tile size m x m; nx = (m + 2)^2 transformed positions */
+    int64_t ld;              /* row length of the zero-padded input bands */
+    int64_t qpr, Q, G;       /* quads per tile row, quads, groups of 2 quads */
+    int64_t gb;              /* groups per block */
+    int64_t sp;              /* columns of a block's V and M: 8 gb rounded up to NR */
+    int64_t coutp;           /* rows of M: cout rounded up to MR */
+    int64_t kcs;             /* K slice of the products */
+    int64_t nblocks, csplit; /* tasks: nblocks x csplit ranges of output channels */
+    int64_t band_rows;       /* most padded rows a block reads */
+    int64_t cstep;           /* output channels per range, a multiple of MR */
     void (*in8)(const float *, const float *, int64_t, float *);
     void (*out8)(const float *, int64_t, float, float *, float *);
     atomic_int failed;
@@ -210,7 +213,7 @@ typedef struct {
  * rows t0..t1-1; pixel (y, x) at [y + ph - m t0][x + pw], zeros around.
  * Each task pads its own band (in cache, and no separate job for it). */
 typedef struct {
-    float *xp;                     /* [cin][rows][ld] */
+    float *xp; /* [cin][rows][ld] */
     int64_t t0, rows;
 } band;
 
@@ -277,7 +280,7 @@ static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, i
     const pthcv_wino_args *a = x->a;
     const pthcv_gemm_kernel *k = a->kernel;
     int64_t K = a->cin;
-    pthcv_ukernel_args u = { .lo = -INFINITY, .hi = INFINITY, .ldc = x->sp };
+    pthcv_ukernel_args u = {.lo = -INFINITY, .hi = INFINITY, .ldc = x->sp};
     for (int xi = 0; xi < x->nx; xi++) {
         const float *vx = v + xi * x->sp * K, *ux = a->u + xi * a->u_sstride;
         float *mx = m + xi * x->coutp * x->sp;
@@ -298,8 +301,8 @@ static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, i
 }
 
 /* one output row of a quad: z (bias and transform done) + residual, clamp */
-PTHCV_SIMD static void finish_row(float *restrict o, float *restrict z, const float *restrict r, int64_t n,
-                                  int fused, float lo, float hi)
+PTHCV_SIMD static void finish_row(float *restrict o, float *restrict z, const float *restrict r, int64_t n, int fused,
+                                  float lo, float hi)
 {
     if (r)
         for (int64_t j = 0; j < n; j++) z[j] += r[j];
@@ -405,7 +408,7 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
 {
     const pthcv_gemm_kernel *k = a->kernel;
     int f23 = a->m == 2;
-    wino_ctx x = { .a = a, .m = a->m, .nx = (a->m + 2) * (a->m + 2) };
+    wino_ctx x = {.a = a, .m = a->m, .nx = (a->m + 2) * (a->m + 2)};
     x.in8 = f23 ? pthcv_wino23_in8_scalar : pthcv_wino_in8_scalar;
     x.out8 = f23 ? pthcv_wino23_out8_scalar : pthcv_wino_out8_scalar;
 #if defined(__x86_64__)
@@ -418,7 +421,7 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
     x.qpr = cdiv(tw, 4);
     x.Q = th * x.qpr;
     x.G = cdiv(x.Q, 2);
-    x.ld = 4 * a->m * x.qpr + 4;   /* a quad reads 4m + 2 columns from 4m q */
+    x.ld = 4 * a->m * x.qpr + 4; /* a quad reads 4m + 2 columns from 4m q */
     x.coutp = cdiv(a->cout, k->mr) * k->mr;
     int64_t nk = cdiv(a->cin, k->kc);
     x.kcs = cdiv(a->cin, nk);

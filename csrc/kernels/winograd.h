@@ -20,18 +20,18 @@ int pthcv_wino_tile(int64_t cin, int64_t cout, int64_t oh, int64_t ow);
 int pthcv_wino_weights(int m, const float *w, int64_t cout, int64_t cin, float *u);
 
 typedef struct pthcv_wino_args {
-    int m;                         /* tile size: 4 or 2 */
+    int m; /* tile size: 4 or 2 */
     const pthcv_gemm_kernel *kernel;
-    const float *u;                /* (m+2)^2 packed A operands, u_sstride floats apart */
+    const float *u; /* (m+2)^2 packed A operands, u_sstride floats apart */
     int64_t u_sstride;
-    const float *x;                /* one image [cin][h][w] */
-    int64_t cin, h, w, ph, pw;     /* zero padding */
+    const float *x;            /* one image [cin][h][w] */
+    int64_t cin, h, w, ph, pw; /* zero padding */
     int64_t cout, oh, ow;
-    const float *bias;             /* [cout] or NULL */
-    const float *res;              /* [cout][oh][ow] or NULL */
-    float *out;                    /* [cout][oh][ow] */
+    const float *bias; /* [cout] or NULL */
+    const float *res;  /* [cout][oh][ow] or NULL */
+    float *out;        /* [cout][oh][ow] */
     pthcv_activation act;
-    int fused;                     /* act is the clamp [lo, hi] */
+    int fused; /* act is the clamp [lo, hi] */
     float lo, hi;
 } pthcv_wino_args;
 

@@ -27,10 +27,14 @@ static inline __m256 k(float v) { return _mm256_set1_ps(v); }
 static inline void bt6(const __m256 d[6], __m256 r[6])
 {
     r[0] = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[0]), _mm256_mul_ps(k(5.0f), d[2])), d[4]);
-    r[1] = _mm256_add_ps(_mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(-4.0f), d[1]), _mm256_mul_ps(k(4.0f), d[2])), d[3]), d[4]);
-    r[2] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[1]), _mm256_mul_ps(k(4.0f), d[2])), d[3]), d[4]);
-    r[3] = _mm256_add_ps(_mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(-2.0f), d[1]), d[2]), _mm256_mul_ps(k(2.0f), d[3])), d[4]);
-    r[4] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(k(2.0f), d[1]), d[2]), _mm256_mul_ps(k(2.0f), d[3])), d[4]);
+    r[1] = _mm256_add_ps(
+        _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(-4.0f), d[1]), _mm256_mul_ps(k(4.0f), d[2])), d[3]), d[4]);
+    r[2] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[1]), _mm256_mul_ps(k(4.0f), d[2])), d[3]),
+                         d[4]);
+    r[3] = _mm256_add_ps(
+        _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(-2.0f), d[1]), d[2]), _mm256_mul_ps(k(2.0f), d[3])), d[4]);
+    r[4] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(k(2.0f), d[1]), d[2]), _mm256_mul_ps(k(2.0f), d[3])),
+                         d[4]);
     r[5] = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[1]), _mm256_mul_ps(k(5.0f), d[3])), d[5]);
 }
 
@@ -69,7 +73,7 @@ void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
         bt6(d, t[i]);
     }
     for (int j = 0; j < 6; j++) {
-        __m256 col[6] = { t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j] }, r[6];
+        __m256 col[6] = {t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]}, r[6];
         bt6(col, r);
         for (int i = 0; i < 6; i++) _mm256_storeu_ps(v + (i * 6 + j) * 8, r[i]);
     }
@@ -85,7 +89,7 @@ void pthcv_wino_out8_avx2(const float *m, int64_t ms, float bias, float *za, flo
     }
     __m256 y[4][4], b = _mm256_set1_ps(bias);
     for (int j = 0; j < 4; j++) {
-        __m256 col[6] = { t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j] }, r[4];
+        __m256 col[6] = {t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]}, r[4];
         at6(col, r);
         for (int i = 0; i < 4; i++) y[i][j] = _mm256_add_ps(b, r[i]);
     }
@@ -125,12 +129,13 @@ void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *
         /* tile l starts at column 2l: columns j of the 4 tiles are floats
          * j, j+2, j+4, j+6 of the quad's row, picked by even/odd shuffles */
         __m256 a = load2(ra, rb, 0), b = load2(ra, rb, 4), c = load2(ra, rb, 2), e = load2(ra, rb, 6);
-        __m256 d[4] = { _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)),
-                        _mm256_shuffle_ps(c, e, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(c, e, _MM_SHUFFLE(3, 1, 3, 1)) };
+        __m256 d[4] = {
+            _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)),
+            _mm256_shuffle_ps(c, e, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(c, e, _MM_SHUFFLE(3, 1, 3, 1))};
         bt4(d, t[i]);
     }
     for (int j = 0; j < 4; j++) {
-        __m256 col[4] = { t[0][j], t[1][j], t[2][j], t[3][j] }, r[4];
+        __m256 col[4] = {t[0][j], t[1][j], t[2][j], t[3][j]}, r[4];
         bt4(col, r);
         for (int i = 0; i < 4; i++) _mm256_storeu_ps(v + (i * 4 + j) * 8, r[i]);
     }
@@ -146,7 +151,7 @@ void pthcv_wino23_out8_avx2(const float *m, int64_t ms, float bias, float *za, f
     }
     __m256 y[2][2], b = _mm256_set1_ps(bias);
     for (int j = 0; j < 2; j++) {
-        __m256 col[4] = { t[0][j], t[1][j], t[2][j], t[3][j] }, r[2];
+        __m256 col[4] = {t[0][j], t[1][j], t[2][j], t[3][j]}, r[2];
         at4(col, r);
         for (int i = 0; i < 2; i++) y[i][j] = _mm256_add_ps(b, r[i]);
     }

@@ -39,8 +39,7 @@ pthcv_tensor *pthcv_image_resize(pthcv_tensor *image, int32_t width, int32_t hei
     return guarded<pthcv_tensor *>("pthcv_image_resize", nullptr, [&]() -> pthcv_tensor * {
         if (width < 0 || height < 0 || (width == 0) != (height == 0))
             throw pthcv::error("give width and height, or neither and fx, fy");
-        if (width == 0 && !(fx > 0 && fy > 0))
-            throw pthcv::error("fx and fy must be positive when no size is given");
+        if (width == 0 && !(fx > 0 && fy > 0)) throw pthcv::error("fx and fy must be positive when no size is given");
         cv::Mat out;
         cv::resize(image_mat(image, "pthcv_image_resize"), out, cv::Size(width, height), fx, fy, interpolation);
         return image_tensor(out);
@@ -60,8 +59,7 @@ pthcv_tensor *pthcv_image_convert(pthcv_tensor *image, int32_t dtype, double sca
 {
     return guarded<pthcv_tensor *>("pthcv_image_convert", nullptr, [&]() -> pthcv_tensor * {
         int depth = pthcv::depth_of_dtype(dtype);
-        if (depth < 0)
-            throw pthcv::error("OpenCV has no element type for dtype " + std::to_string(dtype));
+        if (depth < 0) throw pthcv::error("OpenCV has no element type for dtype " + std::to_string(dtype));
         cv::Mat out;
         image_mat(image, "pthcv_image_convert").convertTo(out, depth, scale, shift);
         return image_tensor(out);
@@ -70,18 +68,17 @@ pthcv_tensor *pthcv_image_convert(pthcv_tensor *image, int32_t dtype, double sca
 
 void pthcv_blob_params_init(pthcv_blob_params *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     std::memset(p, 0, sizeof *p);
     p->interpolation = PTHCV_INTER_LINEAR;
     p->scale = 1.0;
-    for (double &s : p->std)
-        s = 1.0;
+    for (double &s : p->std) s = 1.0;
 }
 
 } // extern "C"
 
-namespace {
+namespace
+{
 
 // One image brought to the blob's geometry (before the arithmetic).
 //  - resize > 0: the shorter side scaled to `resize`, the longer one to
@@ -106,20 +103,18 @@ cv::Mat fit(const cv::Mat &img, const pthcv_blob_params &p)
             cv::resize(m, r, to, 0, 0, interp);
             m = r;
         }
-        if (size.area() == 0 || size == m.size())
-            return m;
+        if (size.area() == 0 || size == m.size()) return m;
         if (p.crop) {
             if (size.width > m.cols || size.height > m.rows)
                 throw pthcv::error("the crop " + std::to_string(size.width) + "x" + std::to_string(size.height) +
                                    " is larger than the resized image " + std::to_string(m.cols) + "x" +
                                    std::to_string(m.rows));
-            int top = (int)std::nearbyint((m.rows - size.height) / 2.0);   // round half to even
+            int top = (int)std::nearbyint((m.rows - size.height) / 2.0); // round half to even
             int left = (int)std::nearbyint((m.cols - size.width) / 2.0);
             return m(cv::Rect(left, top, size.width, size.height));
         }
     }
-    if (size.area() == 0 || size == m.size())
-        return m;
+    if (size.area() == 0 || size == m.size()) return m;
     if (p.crop) {
         float f = std::max(size.width / (float)m.cols, size.height / (float)m.rows);
         cv::Mat r;
@@ -137,18 +132,14 @@ cv::Mat fit(const cv::Mat &img, const pthcv_blob_params &p)
 extern "C" pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images, const pthcv_blob_params *params)
 {
     return guarded<pthcv_tensor *>("pthcv_image_blob", nullptr, [&]() -> pthcv_tensor * {
-        if (n < 1 || !images)
-            throw pthcv::error("no images");
+        if (n < 1 || !images) throw pthcv::error("no images");
         pthcv_blob_params p;
-        if (params)
-            p = *params;
-        else
-            pthcv_blob_params_init(&p);
+        if (params) p = *params;
+        else pthcv_blob_params_init(&p);
         if (p.width < 0 || p.height < 0 || (p.width == 0) != (p.height == 0))
             throw pthcv::error("the size must be two positive numbers (or none)");
         for (int c = 0; c < 4; c++)
-            if (p.std[c] == 0)
-                throw pthcv::error("std must not be 0");
+            if (p.std[c] == 0) throw pthcv::error("std must not be 0");
 
         std::vector<cv::Mat> fitted;
         for (int32_t i = 0; i < n; i++) {
@@ -165,22 +156,19 @@ extern "C" pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images
         const int C = fitted[0].channels(), H = fitted[0].rows, W = fitted[0].cols;
         int64_t shape[4] = {n, C, H, W};
         pthcv::detail::tensor_ref blob(pthcv_tensor_new(PTHCV_FLOAT32, 4, shape));
-        if (!blob.t)
-            pthcv::throw_last_error("cannot allocate the blob");
+        if (!blob.t) pthcv::throw_last_error("cannot allocate the blob");
         float *out = static_cast<float *>(pthcv::detail::data_of(blob.t));
 
         // output channel c reads input channel src[c] and uses mean[c], std[c]
         int src[4] = {0, 1, 2, 3};
-        if (p.swap_rb && C >= 3)
-            std::swap(src[0], src[2]);
+        if (p.swap_rb && C >= 3) std::swap(src[0], src[2]);
         float scale = (float)p.scale, mean[4], stdev[4];
-        for (int c = 0; c < 4; c++)
-            mean[c] = (float)p.mean[c], stdev[c] = (float)p.std[c];
+        for (int c = 0; c < 4; c++) mean[c] = (float)p.mean[c], stdev[c] = (float)p.std[c];
         const bool unit_std = p.std[0] == 1 && p.std[1] == 1 && p.std[2] == 1 && p.std[3] == 1;
 
         for (int32_t i = 0; i < n; i++) {
             cv::Mat f;
-            fitted[i].convertTo(f, CV_32F);   // as blobFromImage: resized in the source type, then float
+            fitted[i].convertTo(f, CV_32F); // as blobFromImage: resized in the source type, then float
             for (int c = 0; c < C; c++) {
                 float *plane = out + ((int64_t)i * C + c) * H * W;
                 const int s = src[c];
@@ -188,11 +176,9 @@ extern "C" pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images
                     const float *row = f.ptr<float>(y);
                     float *o = plane + (int64_t)y * W;
                     if (unit_std)
-                        for (int x = 0; x < W; x++)
-                            o[x] = row[x * C + s] * scale - mean[c];
+                        for (int x = 0; x < W; x++) o[x] = row[x * C + s] * scale - mean[c];
                     else
-                        for (int x = 0; x < W; x++)
-                            o[x] = (row[x * C + s] * scale - mean[c]) / stdev[c];
+                        for (int x = 0; x < W; x++) o[x] = (row[x * C + s] * scale - mean[c]) / stdev[c];
                 }
             }
         }
@@ -214,7 +200,8 @@ extern "C" pthcv_tensor *pthcv_image_blob(int32_t n, pthcv_tensor *const *images
 #include <set>
 #include <string>
 
-namespace {
+namespace
+{
 
 // FileStorage keys: a letter or '_' first, then letters, digits, '_', '-'.
 bool fs_key_char(char c) { return std::isalnum((unsigned char)c) || c == '_' || c == '-'; }
@@ -222,25 +209,20 @@ bool fs_key_char(char c) { return std::isalnum((unsigned char)c) || c == '_' || 
 std::string fs_key(const std::string &name)
 {
     std::string k;
-    for (char c : name)
-        k += fs_key_char(c) ? c : '_';
-    if (k.empty() || !(std::isalpha((unsigned char)k[0]) || k[0] == '_'))
-        k = "_" + k;
+    for (char c : name) k += fs_key_char(c) ? c : '_';
+    if (k.empty() || !(std::isalpha((unsigned char)k[0]) || k[0] == '_')) k = "_" + k;
     return k;
 }
 
 // The extension that names the format (".yml.gz", ".json", ...), or "".
 std::string fs_suffix(const std::string &path)
 {
-    static const char *const known[] = {".yml.gz", ".yaml.gz", ".xml.gz", ".json.gz",
-                                        ".yml",    ".yaml",    ".xml",    ".json"};
+    static const char *const known[] = {".yml.gz", ".yaml.gz", ".xml.gz", ".json.gz", ".yml", ".yaml", ".xml", ".json"};
     std::string lower(path);
-    for (char &c : lower)
-        c = (char)std::tolower((unsigned char)c);
+    for (char &c : lower) c = (char)std::tolower((unsigned char)c);
     for (const char *s : known) {
         size_t n = std::strlen(s);
-        if (lower.size() > n && lower.compare(lower.size() - n, n, s) == 0)
-            return path.substr(path.size() - n);
+        if (lower.size() > n && lower.compare(lower.size() - n, n, s) == 0) return path.substr(path.size() - n);
     }
     return "";
 }
@@ -251,15 +233,18 @@ struct owned {
     owned() = default;
     explicit owned(pthcv_tensor *x) : t(x) {}
     owned(owned &&o) noexcept : t(o.t) { o.t = nullptr; }
-    owned &operator=(owned &&o) noexcept { std::swap(t, o.t); return *this; }
+    owned &operator=(owned &&o) noexcept
+    {
+        std::swap(t, o.t);
+        return *this;
+    }
     owned(const owned &) = delete;
     ~owned() { pthcv_tensor_release(t); }
 };
 
 owned checked(pthcv_tensor *t, const std::string &what)
 {
-    if (!t)
-        throw pthcv::error(what + ": " + pthcv_last_error());
+    if (!t) throw pthcv::error(what + ": " + pthcv_last_error());
     return owned(t);
 }
 
@@ -274,7 +259,8 @@ owned fs_prepare(pthcv_tensor *t, const std::string &name, int *depth)
         throw pthcv::error(what + " is quantized (" + pthcv_dtype_name(dt) +
                            "): FileStorage has no quantized types (dequantize it first: --dequantize)");
     switch (dt) {
-    case PTHCV_UINT8: case PTHCV_BOOL: *depth = CV_8U; break;
+    case PTHCV_UINT8:
+    case PTHCV_BOOL: *depth = CV_8U; break;
     case PTHCV_INT8: *depth = CV_8S; break;
     case PTHCV_UINT16: *depth = CV_16U; break;
     case PTHCV_INT16: *depth = CV_16S; break;
@@ -282,14 +268,13 @@ owned fs_prepare(pthcv_tensor *t, const std::string &name, int *depth)
     case PTHCV_FLOAT32: *depth = CV_32F; break;
     case PTHCV_FLOAT64: *depth = CV_64F; break;
     case PTHCV_FLOAT16: *depth = CV_16F; break;
-    case PTHCV_BFLOAT16:
-        *depth = CV_32F;
-        return checked(pthcv_tensor_to(t, PTHCV_FLOAT32), what);
-    case PTHCV_INT64: case PTHCV_UINT32: case PTHCV_UINT64: {
+    case PTHCV_BFLOAT16: *depth = CV_32F; return checked(pthcv_tensor_to(t, PTHCV_FLOAT32), what);
+    case PTHCV_INT64:
+    case PTHCV_UINT32:
+    case PTHCV_UINT64: {
         owned c = checked(pthcv_tensor_contiguous(t), what);
         const void *p = pthcv_tensor_data(c.t);
-        if (!p && t->numel > 0)
-            throw pthcv::error(what + ": " + pthcv_last_error());
+        if (!p && t->numel > 0) throw pthcv::error(what + ": " + pthcv_last_error());
         for (int64_t i = 0; i < t->numel; i++) {
             bool fits;
             if (dt == PTHCV_INT64) {
@@ -307,8 +292,7 @@ owned fs_prepare(pthcv_tensor *t, const std::string &name, int *depth)
         *depth = CV_32S;
         return checked(pthcv_tensor_to(c.t, PTHCV_INT32), what);
     }
-    default:
-        throw pthcv::error(what + " has dtype " + pthcv_dtype_name(dt) + ", which OpenCV has no Mat type for");
+    default: throw pthcv::error(what + " has dtype " + pthcv_dtype_name(dt) + ", which OpenCV has no Mat type for");
     }
     return checked(pthcv_tensor_contiguous(t), what);
 }
@@ -323,14 +307,11 @@ cv::Mat fs_mat(pthcv_tensor *c, int depth, const std::string &name)
             throw pthcv::error("tensor '" + name + "': dimension " + std::to_string(i) + " is too large for a cv::Mat");
         sizes.push_back((int)c->shape[i]);
     }
-    if (sizes.size() < 2)
-        sizes.insert(sizes.begin(), 2 - sizes.size(), 1);
+    if (sizes.size() < 2) sizes.insert(sizes.begin(), 2 - sizes.size(), 1);
     static_assert(PTHCV_MAX_DIMS <= 32, "a cv::Mat has at most 32 dimensions");
     void *data = c->numel > 0 ? pthcv_tensor_data(c) : nullptr;
-    if (c->numel > 0 && !data)
-        throw pthcv::error("tensor '" + name + "': " + pthcv_last_error());
-    if (c->numel == 0)
-        return cv::Mat();
+    if (c->numel > 0 && !data) throw pthcv::error("tensor '" + name + "': " + pthcv_last_error());
+    if (c->numel == 0) return cv::Mat();
     return cv::Mat((int)sizes.size(), sizes.data(), CV_MAKETYPE(depth, 1), data);
 }
 
@@ -369,8 +350,7 @@ int pthcv_filestorage_write_progress(const char *path, int32_t n, const char *co
         std::set<std::string> used{"pthcv_names"};
         for (int32_t i = 0; i < n; i++) {
             std::string base = fs_key(names[i]), k = base;
-            for (int s = 2; used.count(k); s++)
-                k = base + "_" + std::to_string(s);
+            for (int s = 2; used.count(k); s++) k = base + "_" + std::to_string(s);
             used.insert(k);
             keys.push_back(k);
         }
@@ -387,25 +367,25 @@ int pthcv_filestorage_write_progress(const char *path, int32_t n, const char *co
         const std::string tmp = out + ".tmp" + suffix;
         try {
             cv::FileStorage fs(tmp, cv::FileStorage::WRITE);
-            if (!fs.isOpened())
-                throw pthcv::error("cannot create " + tmp);
-            fs << "pthcv_names" << "[";
+            if (!fs.isOpened()) throw pthcv::error("cannot create " + tmp);
+            fs << "pthcv_names"
+               << "[";
             for (int32_t i = 0; i < n; i++) {
-                fs << "{" << "key" << keys[i] << "name" << std::string(names[i])
-                   << "dtype" << std::string(pthcv_dtype_name(tensors[i]->dtype)) << "shape" << "[:";
-                for (int d = 0; d < tensors[i]->ndim; d++)
-                    fs << (int)tensors[i]->shape[d];
-                fs << "]" << "}";
+                fs << "{"
+                   << "key" << keys[i] << "name" << std::string(names[i]) << "dtype"
+                   << std::string(pthcv_dtype_name(tensors[i]->dtype)) << "shape"
+                   << "[:";
+                for (int d = 0; d < tensors[i]->ndim; d++) fs << (int)tensors[i]->shape[d];
+                fs << "]"
+                   << "}";
             }
             fs << "]";
             double total = 0, done = 0;
-            for (int32_t i = 0; i < n; i++)
-                total += (double)tensors[i]->numel;
+            for (int32_t i = 0; i < n; i++) total += (double)tensors[i]->numel;
             for (int32_t i = 0; i < n; i++) {
                 fs << keys[i] << mats[i];
                 done += (double)tensors[i]->numel;
-                if (progress)
-                    progress(ctx, done, total);
+                if (progress) progress(ctx, done, total);
             }
             fs.release();
         } catch (...) {

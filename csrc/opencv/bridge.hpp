@@ -14,7 +14,8 @@ extern "C" {
 #include <new>
 #include <opencv2/core.hpp>
 
-namespace {
+namespace
+{
 
 // Runs f, turning exceptions into pthcv's last error; `fallback` is what a
 // failure returns (NULL or a status).
@@ -28,8 +29,7 @@ template <typename R, typename F> R guarded(const char *what, R fallback, F f)
     } catch (const pthcv::error &e) {
         // the C error is already set when the C API failed: keep its status
         const char *msg = e.what();
-        if (!std::strncmp(msg, "pthcv: ", 7))
-            msg += 7;
+        if (!std::strncmp(msg, "pthcv: ", 7)) msg += 7;
         int status = pthcv_last_status();
         pthcv_fail(status == PTHCV_OK ? PTHCV_ERR_ARG : status, "%s: %s", what, msg);
     } catch (const std::bad_alloc &) {
@@ -44,8 +44,7 @@ template <typename R, typename F> R guarded(const char *what, R fallback, F f)
 // are not packed within rows).
 [[maybe_unused]] cv::Mat image_mat(pthcv_tensor *image, const char *what)
 {
-    if (!image)
-        throw pthcv::error(std::string(what) + ": no image");
+    if (!image) throw pthcv::error(std::string(what) + ": no image");
     if (image->ndim != 2 && image->ndim != 3)
         throw pthcv::error(std::string(what) + ": an image is a tensor [H, W, C] or [H, W], got " +
                            std::to_string(image->ndim) + " dimensions");

@@ -8,22 +8,23 @@
 
 #include <opencv2/imgproc.hpp>
 
-namespace {
+namespace
+{
 
 // the image as a Mat over its own memory, or an exception
 cv::Mat writable(pthcv_tensor *image, const char *what)
 {
     cv::Mat m = image_mat(image, what);
     if (m.data != static_cast<uchar *>(pthcv_tensor_data(image)))
-        throw pthcv::error(std::string(what) + ": the image's pixels are not packed within rows, so it cannot be "
-                                               "drawn on in place: draw on image:clone()");
+        throw pthcv::error(std::string(what) +
+                           ": the image's pixels are not packed within rows, so it cannot be "
+                           "drawn on in place: draw on image:clone()");
     return m;
 }
 
 cv::Scalar color_of(const double *c)
 {
-    if (!c)
-        throw pthcv::error("no colour");
+    if (!c) throw pthcv::error("no colour");
     return cv::Scalar(c[0], c[1], c[2], c[3]);
 }
 
@@ -53,8 +54,8 @@ int pthcv_draw_line(pthcv_tensor *image, int32_t x1, int32_t y1, int32_t x2, int
     });
 }
 
-int pthcv_draw_circle(pthcv_tensor *image, int32_t x, int32_t y, int32_t radius, const double *color,
-                      int32_t thickness, int32_t line_type)
+int pthcv_draw_circle(pthcv_tensor *image, int32_t x, int32_t y, int32_t radius, const double *color, int32_t thickness,
+                      int32_t line_type)
 {
     return guarded<int>("pthcv_draw_circle", PTHCV_ERR_ARG, [&]() -> int {
         cv::Mat m = writable(image, "pthcv_draw_circle");
@@ -67,8 +68,7 @@ int pthcv_draw_text(pthcv_tensor *image, const char *text, int32_t x, int32_t y,
                     const double *color, int32_t thickness, int32_t line_type)
 {
     return guarded<int>("pthcv_draw_text", PTHCV_ERR_ARG, [&]() -> int {
-        if (!text)
-            throw pthcv::error("no text");
+        if (!text) throw pthcv::error("no text");
         cv::Mat m = writable(image, "pthcv_draw_text");
         cv::putText(m, text, cv::Point(x, y), font, scale, color_of(color), thickness, line_type_of(line_type));
         return PTHCV_OK;
@@ -78,8 +78,7 @@ int pthcv_draw_text(pthcv_tensor *image, const char *text, int32_t x, int32_t y,
 int pthcv_text_size(const char *text, int32_t font, double scale, int32_t thickness, int32_t *size)
 {
     return guarded<int>("pthcv_text_size", PTHCV_ERR_ARG, [&]() -> int {
-        if (!text || !size)
-            throw pthcv::error("no text or no place for the size");
+        if (!text || !size) throw pthcv::error("no text or no place for the size");
         int baseline = 0;
         cv::Size s = cv::getTextSize(text, font, scale, thickness, &baseline);
         size[0] = s.width;
@@ -96,8 +95,7 @@ int pthcv_blend_mask(pthcv_tensor *image, pthcv_tensor *mask, double threshold, 
         cv::Mat k = image_mat(mask, "pthcv_blend_mask (mask)");
         if (k.rows != m.rows || k.cols != m.cols || k.channels() != 1)
             throw pthcv::error("the mask must be [H, W] like the image");
-        if (!(alpha >= 0.0 && alpha <= 1.0))
-            throw pthcv::error("alpha must be in [0, 1]");
+        if (!(alpha >= 0.0 && alpha <= 1.0)) throw pthcv::error("alpha must be in [0, 1]");
         cv::Mat k32, sel;
         k.convertTo(k32, CV_32F);
         cv::compare(k32, threshold, sel, cv::CMP_GT);

@@ -23,9 +23,8 @@ extern "C" {
 pthcv_tensor *pthcv_image_read(const char *path, int32_t flags)
 {
     return guarded<pthcv_tensor *>("pthcv_image_read", nullptr, [&]() -> pthcv_tensor * {
-        if (!path)
-            throw pthcv::error("no path");
-        FILE *f = fopen(path, "rb");   // first, so that OpenCV does not log its own warning
+        if (!path) throw pthcv::error("no path");
+        FILE *f = fopen(path, "rb"); // first, so that OpenCV does not log its own warning
         if (!f) {
             pthcv_fail(PTHCV_ERR_IO, "%s: cannot open the image file", path);
             return nullptr;
@@ -43,13 +42,11 @@ pthcv_tensor *pthcv_image_read(const char *path, int32_t flags)
 pthcv_tensor *pthcv_image_decode(const void *data, int64_t nbytes, int32_t flags)
 {
     return guarded<pthcv_tensor *>("pthcv_image_decode", nullptr, [&]() -> pthcv_tensor * {
-        if (!data || nbytes <= 0 || nbytes > INT32_MAX)
-            throw pthcv::error("no data or a bad size");
+        if (!data || nbytes <= 0 || nbytes > INT32_MAX) throw pthcv::error("no data or a bad size");
         cv::Mat buf(1, (int)nbytes, CV_8U, const_cast<void *>(data));
         cv::Mat m = cv::imdecode(buf, flags);
         if (m.empty()) {
-            pthcv_fail(PTHCV_ERR_FORMAT, "pthcv_image_decode: %lld bytes that OpenCV cannot decode",
-                       (long long)nbytes);
+            pthcv_fail(PTHCV_ERR_FORMAT, "pthcv_image_decode: %lld bytes that OpenCV cannot decode", (long long)nbytes);
             return nullptr;
         }
         return image_tensor(m);
@@ -59,12 +56,10 @@ pthcv_tensor *pthcv_image_decode(const void *data, int64_t nbytes, int32_t flags
 int pthcv_image_write(const char *path, pthcv_tensor *image, int32_t nparams, const int32_t *params)
 {
     return guarded<int>("pthcv_image_write", PTHCV_ERR_ARG, [&]() -> int {
-        if (!path)
-            throw pthcv::error("no path");
+        if (!path) throw pthcv::error("no path");
         cv::Mat m = image_mat(image, path);
         std::vector<int> p(params, params + (params && nparams > 0 ? nparams : 0));
-        if (!cv::imwrite(path, m, p))
-            return pthcv_fail(PTHCV_ERR_IO, "%s: OpenCV could not write the image", path);
+        if (!cv::imwrite(path, m, p)) return pthcv_fail(PTHCV_ERR_IO, "%s: OpenCV could not write the image", path);
         return PTHCV_OK;
     });
 }

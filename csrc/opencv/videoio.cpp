@@ -13,7 +13,7 @@
 
 struct pthcv_video {
     cv::VideoCapture cap;
-    std::string name;       // for messages: the path or "camera N"
+    std::string name; // for messages: the path or "camera N"
     int64_t frames_read = 0;
 };
 
@@ -21,7 +21,7 @@ struct pthcv_video_writer {
     cv::VideoWriter out;
     std::string path;
     int width = 0, height = 0;
-    int status = PTHCV_OK;  // the first failure, reported again at close
+    int status = PTHCV_OK; // the first failure, reported again at close
 };
 
 extern "C" {
@@ -32,7 +32,7 @@ pthcv_video *pthcv_video_open(const char *path, int32_t camera)
         auto v = std::make_unique<pthcv_video>();
         if (path) {
             v->name = path;
-            if (!std::strstr(path, "://")) {   // a file: say so when it is missing, before OpenCV tries
+            if (!std::strstr(path, "://")) { // a file: say so when it is missing, before OpenCV tries
                 FILE *f = std::fopen(path, "rb");
                 if (!f)
                     return static_cast<pthcv_video *>(
@@ -41,8 +41,7 @@ pthcv_video *pthcv_video_open(const char *path, int32_t camera)
             }
             v->cap.open(path);
         } else {
-            if (camera < 0)
-                throw pthcv::error("no path and no camera index");
+            if (camera < 0) throw pthcv::error("no path and no camera index");
             v->name = "camera " + std::to_string(camera);
             v->cap.open(camera);
         }
@@ -57,8 +56,7 @@ pthcv_video *pthcv_video_open(const char *path, int32_t camera)
 int pthcv_video_info(pthcv_video *v, double *info)
 {
     return guarded<int>("pthcv_video_info", PTHCV_ERR_ARG, [&]() -> int {
-        if (!v || !info)
-            throw pthcv::error("no video or no place for the information");
+        if (!v || !info) throw pthcv::error("no video or no place for the information");
         info[0] = v->cap.get(cv::CAP_PROP_FPS);
         info[1] = v->cap.get(cv::CAP_PROP_FRAME_WIDTH);
         info[2] = v->cap.get(cv::CAP_PROP_FRAME_HEIGHT);
@@ -71,16 +69,14 @@ int pthcv_video_info(pthcv_video *v, double *info)
 pthcv_tensor *pthcv_video_read(pthcv_video *v)
 {
     return guarded<pthcv_tensor *>("pthcv_video_read", nullptr, [&]() -> pthcv_tensor * {
-        if (!v)
-            throw pthcv::error("no video");
+        if (!v) throw pthcv::error("no video");
         cv::Mat frame;
-        if (!v->cap.read(frame) || frame.empty())
-            return nullptr;   // the end: status stays PTHCV_OK (guarded cleared it)
+        if (!v->cap.read(frame) || frame.empty()) return nullptr; // the end: status stays PTHCV_OK (guarded cleared it)
         v->frames_read++;
         if (frame.depth() != CV_8U || (frame.channels() != 3 && frame.channels() != 1))
-            return static_cast<pthcv_tensor *>(PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED,
-                "%s: frame %lld has %d channels of depth %d, not 8-bit BGR", v->name.c_str(),
-                (long long)v->frames_read, frame.channels(), frame.depth()));
+            return static_cast<pthcv_tensor *>(
+                PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "%s: frame %lld has %d channels of depth %d, not 8-bit BGR",
+                                v->name.c_str(), (long long)v->frames_read, frame.channels(), frame.depth()));
         return image_tensor(frame);
     });
 }
@@ -91,13 +87,12 @@ pthcv_video_writer *pthcv_video_writer_open(const char *path, const char *fourcc
                                             int32_t height)
 {
     return guarded<pthcv_video_writer *>("pthcv_video_writer_open", nullptr, [&]() -> pthcv_video_writer * {
-        if (!path)
-            throw pthcv::error("no path");
+        if (!path) throw pthcv::error("no path");
         if (width < 1 || height < 1 || !(fps > 0))
             throw pthcv::error(std::string(path) + ": frames of " + std::to_string(width) + "x" +
                                std::to_string(height) + " at " + std::to_string(fps) + " fps");
         std::string code = fourcc ? fourcc : "";
-        if (code.empty()) {   // from the extension
+        if (code.empty()) { // from the extension
             std::string p = path;
             std::string ext = p.size() > 4 ? p.substr(p.size() - 4) : "";
             code = ext == ".avi" ? "MJPG" : "mp4v";
@@ -110,8 +105,8 @@ pthcv_video_writer *pthcv_video_writer_open(const char *path, const char *fourcc
         w->height = height;
         int cc = cv::VideoWriter::fourcc(code[0], code[1], code[2], code[3]);
         if (!w->out.open(path, cc, fps, cv::Size(width, height), true))
-            return static_cast<pthcv_video_writer *>(PTHCV_FAIL_NULL(
-                PTHCV_ERR_IO, "%s: OpenCV cannot write a %s video there", path, code.c_str()));
+            return static_cast<pthcv_video_writer *>(
+                PTHCV_FAIL_NULL(PTHCV_ERR_IO, "%s: OpenCV cannot write a %s video there", path, code.c_str()));
         return w.release();
     });
 }
@@ -119,8 +114,7 @@ pthcv_video_writer *pthcv_video_writer_open(const char *path, const char *fourcc
 int pthcv_video_write(pthcv_video_writer *w, pthcv_tensor *frame)
 {
     return guarded<int>("pthcv_video_write", PTHCV_ERR_ARG, [&]() -> int {
-        if (!w)
-            throw pthcv::error("no video writer");
+        if (!w) throw pthcv::error("no video writer");
         cv::Mat m = image_mat(frame, w->path.c_str());
         if (m.cols != w->width || m.rows != w->height || m.type() != CV_8UC3) {
             w->status = pthcv_fail(PTHCV_ERR_ARG, "%s: frames must be %dx%d uint8 BGR, got %dx%d of %d channels",
@@ -134,8 +128,7 @@ int pthcv_video_write(pthcv_video_writer *w, pthcv_tensor *frame)
 
 int pthcv_video_writer_close(pthcv_video_writer *w)
 {
-    if (!w)
-        return PTHCV_OK;
+    if (!w) return PTHCV_OK;
     int status = w->status;
     w->out.release();
     delete w;

@@ -69,10 +69,16 @@ static uint64_t *zip_local_offsets(const unsigned char *map, size_t size, uint64
     if (!lho) return NULL;
     uint64_t pos = cd;
     for (uint64_t i = 0; i < count; i++) {
-        if (pos > size - 46 || memcmp(map + pos, "PK\1\2", 4)) { free(lho); return NULL; }
+        if (pos > size - 46 || memcmp(map + pos, "PK\1\2", 4)) {
+            free(lho);
+            return NULL;
+        }
         const unsigned char *h = map + pos;
         uint64_t nl = rd16(h + 28), xl = rd16(h + 30), cl = rd16(h + 32), off = rd32(h + 42);
-        if (pos + 46 + nl + xl + cl > size) { free(lho); return NULL; }
+        if (pos + 46 + nl + xl + cl > size) {
+            free(lho);
+            return NULL;
+        }
         if (off == 0xFFFFFFFFu) {
             /* ZIP64 extra: the 64-bit fields present are those whose 32-bit
              * field is all ones, in the order size, compressed size, offset */
@@ -82,10 +88,16 @@ static uint64_t *zip_local_offsets(const unsigned char *map, size_t size, uint64
             while (x + 4 <= xe) {
                 unsigned id = rd16(x), len = rd16(x + 2);
                 if (x + 4 + len > xe) break;
-                if (id == 1 && (unsigned)(8 * skip + 8) <= len) { off = rd64(x + 4 + 8 * skip); break; }
+                if (id == 1 && (unsigned)(8 * skip + 8) <= len) {
+                    off = rd64(x + 4 + 8 * skip);
+                    break;
+                }
                 x += 4 + len;
             }
-            if (off == UINT64_MAX) { free(lho); return NULL; }
+            if (off == UINT64_MAX) {
+                free(lho);
+                return NULL;
+            }
         }
         lho[i] = off;
         pos += 46 + nl + xl + cl;
@@ -102,11 +114,13 @@ static int zip_read_storage(pthcv_source *src, const pthcv_storage *st, void *ds
      * torch lets savers skip CRCs anyway, so a mismatch must not fail. */
     zip_stat_t zs;
     zip_flags_t how = zip_stat_index(za, (zip_uint64_t)st->record_index, 0, &zs) == 0 &&
-                      (zs.valid & ZIP_STAT_COMP_METHOD) && zs.comp_method == ZIP_CM_STORE
-                          ? ZIP_FL_COMPRESSED : 0;
+            (zs.valid & ZIP_STAT_COMP_METHOD) && zs.comp_method == ZIP_CM_STORE
+        ? ZIP_FL_COMPRESSED
+        : 0;
     zip_file_t *zf = zip_fopen_index(za, (zip_uint64_t)st->record_index, how);
     if (!zf)
-        return pthcv_fail(PTHCV_ERR_IO, "%s: record '%s': cannot open: %s", src->path, pthcv_esc(st->record), zip_strerror(za));
+        return pthcv_fail(PTHCV_ERR_IO, "%s: record '%s': cannot open: %s", src->path, pthcv_esc(st->record),
+                          zip_strerror(za));
     /* Deflated entries: reading exactly the declared bytes never reaches
      * libzip's end-of-entry CRC check. */
     int64_t done = 0;
@@ -138,19 +152,23 @@ static void zip_destroy(pthcv_source *src)
 static int zip_check_ratio(pthcv_file *f, const zip_stat_t *zs, const char *name)
 {
     if ((zs->valid & ZIP_STAT_COMP_SIZE) && zs->comp_size > f->file_size)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is truncated: it claims %llu compressed bytes, the file has %llu",
-                          f->path, pthcv_esc(name), (unsigned long long)zs->comp_size, (unsigned long long)f->file_size);
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: record '%s' is truncated: it claims %llu compressed bytes, the file has %llu", f->path,
+                          pthcv_esc(name), (unsigned long long)zs->comp_size, (unsigned long long)f->file_size);
     if ((zs->valid & ZIP_STAT_COMP_METHOD) && zs->comp_method == ZIP_CM_STORE && (zs->valid & ZIP_STAT_COMP_SIZE) &&
         zs->size != zs->comp_size)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' is stored but claims %llu bytes in %llu: damaged zip directory",
-                          f->path, pthcv_esc(name), (unsigned long long)zs->size, (unsigned long long)zs->comp_size);
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: record '%s' is stored but claims %llu bytes in %llu: damaged zip directory", f->path,
+                          pthcv_esc(name), (unsigned long long)zs->size, (unsigned long long)zs->comp_size);
     if (!(zs->valid & ZIP_STAT_COMP_METHOD) || zs->comp_method == ZIP_CM_STORE || !(zs->valid & ZIP_STAT_COMP_SIZE))
         return PTHCV_OK;
     uint64_t comp = zs->comp_size ? zs->comp_size : 1;
     if (zs->size / comp > (uint64_t)f->opts.max_zip_ratio)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: record '%s' expands from %llu to %llu bytes, beyond the ratio limit of %lld (max_zip_ratio)",
-                          f->path, pthcv_esc(name), (unsigned long long)zs->comp_size, (unsigned long long)zs->size,
-                          (long long)f->opts.max_zip_ratio);
+        return pthcv_fail(
+            PTHCV_ERR_LIMIT,
+            "%s: record '%s' expands from %llu to %llu bytes, beyond the ratio limit of %lld (max_zip_ratio)", f->path,
+            pthcv_esc(name), (unsigned long long)zs->comp_size, (unsigned long long)zs->size,
+            (long long)f->opts.max_zip_ratio);
     return PTHCV_OK;
 }
 
@@ -163,7 +181,8 @@ static int zip_read_index(pthcv_file *f, zip_int64_t idx, const char *name, unsi
     if (zip_stat_index(za, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, pthcv_esc(name));
     if (zs.size > (zip_uint64_t)f->opts.max_pickle)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: record '%s' has %llu bytes, more than the limit of %lld for a pickle (max_pickle)",
+        return pthcv_fail(PTHCV_ERR_LIMIT,
+                          "%s: record '%s' has %llu bytes, more than the limit of %lld for a pickle (max_pickle)",
                           f->path, pthcv_esc(name), (unsigned long long)zs.size, (long long)f->opts.max_pickle);
     int rst = zip_check_ratio(f, &zs, name);
     if (rst) return rst;
@@ -175,7 +194,10 @@ static int zip_read_index(pthcv_file *f, zip_int64_t idx, const char *name, unsi
     fake.nbytes = (int64_t)zs.size;
     fake.record = (char *)name;
     int st = zip_read_storage(f->src, &fake, b);
-    if (st) { free(b); return st; }
+    if (st) {
+        free(b);
+        return st;
+    }
     *buf = b;
     *len = zs.size;
     return PTHCV_OK;
@@ -192,8 +214,8 @@ static int zip_has(pthcv_file *f, const char *name) { return zip_name_locate(f->
 
 /* Lets a stored, suitably aligned, native-order record be used where it lies
  * in the mapped file (torch aligns every record to 64 bytes). */
-static void zip_in_place(pthcv_file *f, pthcv_storage *st, zip_uint64_t idx, const zip_stat_t *zs,
-                         const char *record, int dtype)
+static void zip_in_place(pthcv_file *f, pthcv_storage *st, zip_uint64_t idx, const zip_stat_t *zs, const char *record,
+                         int dtype)
 {
     pthcv_source *src = f->src;
     if (!src->map || !f->local_offsets || f->big_endian || !(zs->valid & ZIP_STAT_COMP_METHOD) ||
@@ -218,19 +240,24 @@ static int zip_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **
     pthcv_file *f = p->file;
     if (pid->kind != PTHCV_V_TUPLE || pid->n < 5 || pid->items[0]->kind != PTHCV_V_STR ||
         strcmp(pid->items[0]->s, "storage"))
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id is not a ('storage', type, key, location, numel) tuple",
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: %s at byte %zu: persistent id is not a ('storage', type, key, location, numel) tuple",
                           PK_WHERE(p));
     pthcv_value *type = pid->items[1], *key = pid->items[2], *numel_v = pid->items[4];
     char keybuf[64];
     const char *k;
     if (key->kind == PTHCV_V_STR) k = key->s;
-    else if (key->kind == PTHCV_V_INT) { snprintf(keybuf, sizeof keybuf, "%lld", (long long)key->i); k = keybuf; }
-    else return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key is not a string", PK_WHERE(p));
+    else if (key->kind == PTHCV_V_INT) {
+        snprintf(keybuf, sizeof keybuf, "%lld", (long long)key->i);
+        k = keybuf;
+    } else return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key is not a string", PK_WHERE(p));
     if (type->kind != PTHCV_V_GLOBAL || numel_v->kind != PTHCV_V_INT || numel_v->i < 0)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': bad type or element count", PK_WHERE(p), pthcv_esc(k));
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': bad type or element count", PK_WHERE(p),
+                          pthcv_esc(k));
     int dtype = pthcv_storage_type_dtype(type->s);
     if (dtype == -2)
-        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: storage '%s' has unknown type %s", PK_WHERE(p), pthcv_esc(k), pthcv_esc(type->s));
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: storage '%s' has unknown type %s", PK_WHERE(p),
+                          pthcv_esc(k), pthcv_esc(type->s));
     if (strlen(k) > 200 || strchr(k, '/') || strstr(k, ".."))
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: bad storage key '%s'", PK_WHERE(p), pthcv_esc(k));
     char record[512];
@@ -244,22 +271,25 @@ static int zip_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **
     } else {
         int64_t esz = dtype >= 0 ? pthcv_dtype_size(dtype) : 1, nbytes;
         if (!pthcv_mul_ok(numel_v->i, esz, &nbytes))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s': %lld elements overflow the byte count",
-                              PK_WHERE(p), pthcv_esc(record), (long long)numel_v->i);
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: %s at byte %zu: storage '%s': %lld elements overflow the byte count", PK_WHERE(p),
+                              pthcv_esc(record), (long long)numel_v->i);
         zip_int64_t idx = zip_name_locate(f->zip, record, 0);
         if (idx < 0)
             return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage record '%s' is missing from the archive",
                               PK_WHERE(p), pthcv_esc(record));
         zip_stat_t zs;
         if (zip_stat_index(f->zip, (zip_uint64_t)idx, 0, &zs) || !(zs.valid & ZIP_STAT_SIZE))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path, pthcv_esc(record));
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s': no size in the zip directory", f->path,
+                              pthcv_esc(record));
         int rst = zip_check_ratio(f, &zs, record);
         if (rst || (rst = pthcv_file_charge(f, nbytes, record))) return rst;
         if ((int64_t)zs.size < nbytes)
-            return pthcv_fail(PTHCV_ERR_FORMAT,
-                              "%s: record '%s' is short: %llu bytes, but the pickle declares %lld %s elements (%lld bytes)",
-                              f->path, pthcv_esc(record), (unsigned long long)zs.size, (long long)numel_v->i,
-                              dtype >= 0 ? pthcv_dtype_name(dtype) : "byte", (long long)nbytes);
+            return pthcv_fail(
+                PTHCV_ERR_FORMAT,
+                "%s: record '%s' is short: %llu bytes, but the pickle declares %lld %s elements (%lld bytes)", f->path,
+                pthcv_esc(record), (unsigned long long)zs.size, (long long)numel_v->i,
+                dtype >= 0 ? pthcv_dtype_name(dtype) : "byte", (long long)nbytes);
         pthcv_storage *st = pthcv_storage_new_record(f->src, dtype, nbytes, k, record);
         if (!st) return pthcv_last_status();
         st->record_index = idx;
@@ -387,7 +417,7 @@ int pthcv_open_zip(pthcv_file *f)
         if (!strcmp(name, "data.pkl")) f->prefix = strdup("");
         else if (slash && !strcmp(slash + 1, "data.pkl")) f->prefix = strndup(name, (size_t)(slash - name + 1));
     }
-    if (!f->prefix)   /* not torch.save's: numpy.savez's, or an error naming both (npz.c) */
+    if (!f->prefix) /* not torch.save's: numpy.savez's, or an error naming both (npz.c) */
         return pthcv_open_npz(f);
 
     char rec[512];
@@ -401,7 +431,8 @@ int pthcv_open_zip(pthcv_file *f)
         if (len == 3 && !memcmp(b, "big", 3)) f->big_endian = 1;
         else if (!(len == 6 && !memcmp(b, "little", 6))) {
             free(b);
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' says neither 'little' nor 'big'", f->path, pthcv_esc(rec));
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: record '%s' says neither 'little' nor 'big'", f->path,
+                              pthcv_esc(rec));
         }
         free(b);
     }
@@ -463,8 +494,11 @@ static int legacy_key(pthcv_pickle *p, pthcv_value *key, char *buf, size_t n)
 {
     if (key->kind == PTHCV_V_STR) snprintf(buf, n, "%s", key->s);
     else if (key->kind == PTHCV_V_INT) snprintf(buf, n, "%lld", (long long)key->i);
-    else return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key is neither a string nor an integer", PK_WHERE(p));
-    if (strlen(buf) >= n - 1) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key too long", PK_WHERE(p));
+    else
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key is neither a string nor an integer",
+                          PK_WHERE(p));
+    if (strlen(buf) >= n - 1)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage key too long", PK_WHERE(p));
     return PTHCV_OK;
 }
 
@@ -476,7 +510,8 @@ static storage_entry *legacy_root(pthcv_pickle *p, const char *key, int dtype, i
     storage_entry *e = pthcv_file_find_storage(f, key);
     if (e) {
         if (e->dtype != dtype || e->numel != numel)
-            return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s' declared twice differently", PK_WHERE(p), pthcv_esc(key));
+            return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage '%s' declared twice differently",
+                                   PK_WHERE(p), pthcv_esc(key));
         return e;
     }
     int64_t nbytes;
@@ -488,7 +523,7 @@ static storage_entry *legacy_root(pthcv_pickle *p, const char *key, int dtype, i
     if (pthcv_file_charge(f, nbytes, record)) return NULL;
     pthcv_storage *st = pthcv_storage_new_record(f->src, dtype, nbytes, key, record);
     if (!st) return NULL;
-    st->file_offset = -1;   /* not yet located: the data section comes last */
+    st->file_offset = -1; /* not yet located: the data section comes last */
     e = pthcv_file_add_storage(f, key, st, dtype, 0, numel);
     pthcv_storage_release(st);
     return e;
@@ -514,18 +549,21 @@ static storage_entry *view_entry(pthcv_file *f, const char *key, storage_entry *
 static int legacy_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **out)
 {
     if (pid->kind != PTHCV_V_TUPLE || pid->n < 1 || pid->items[0]->kind != PTHCV_V_STR)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id is not a tuple naming its kind", PK_WHERE(p));
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id is not a tuple naming its kind",
+                          PK_WHERE(p));
     if (!strcmp(pid->items[0]->s, "module") && pid->n >= 2) {
-        *out = pid->items[1];   /* the module's class; its source is not needed */
+        *out = pid->items[1]; /* the module's class; its source is not needed */
         return PTHCV_OK;
     }
     if (strcmp(pid->items[0]->s, "storage") || pid->n < 6 || pid->items[1]->kind != PTHCV_V_GLOBAL ||
         pid->items[4]->kind != PTHCV_V_INT)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id is not ('storage', type, key, location, numel, view)",
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: %s at byte %zu: persistent id is not ('storage', type, key, location, numel, view)",
                           PK_WHERE(p));
     int dtype = pthcv_storage_type_dtype(pid->items[1]->s);
     if (dtype < 0)
-        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: unknown storage type %s", PK_WHERE(p), pthcv_esc(pid->items[1]->s));
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: unknown storage type %s", PK_WHERE(p),
+                          pthcv_esc(pid->items[1]->s));
     char key[128];
     int st = legacy_key(p, pid->items[2], key, sizeof key);
     if (st) return st;
@@ -542,7 +580,8 @@ static int legacy_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage view is not (key, offset, size)", PK_WHERE(p));
     int64_t off = view->items[1]->i, sz = view->items[2]->i, end;
     if (off < 0 || sz < 0 || !pthcv_add_ok(off, sz, &end) || end > root->numel)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: storage view [%lld, +%lld) lies outside storage '%s' of %lld elements",
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: %s at byte %zu: storage view [%lld, +%lld) lies outside storage '%s' of %lld elements",
                           PK_WHERE(p), (long long)off, (long long)sz, pthcv_esc(key), (long long)root->numel);
     /* torch gives such tensors the slice as their storage, offsets counted
      * from the slice: keep that, sharing the root's bytes */
@@ -557,13 +596,18 @@ static int legacy_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value
 /* tar: a persistent id is a tensor's key (or a module tuple) */
 static int tar_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **out)
 {
-    if (pid->kind == PTHCV_V_TUPLE && pid->n >= 1) { *out = pid->items[0]; return PTHCV_OK; }
+    if (pid->kind == PTHCV_V_TUPLE && pid->n >= 1) {
+        *out = pid->items[0];
+        return PTHCV_OK;
+    }
     char key[128];
     int64_t v;
     if (pid->kind == PTHCV_V_STR) {
         char *end;
         v = strtoll(pid->s, &end, 10);
-        if (*end || end == pid->s) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id '%s' is not a tensor key", PK_WHERE(p), pthcv_esc_n(pid->s, strlen(pid->s) > 40 ? 40 : strlen(pid->s)));
+        if (*end || end == pid->s)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: persistent id '%s' is not a tensor key",
+                              PK_WHERE(p), pthcv_esc_n(pid->s, strlen(pid->s) > 40 ? 40 : strlen(pid->s)));
     } else if (pid->kind == PTHCV_V_INT) {
         v = pid->i;
     } else {
@@ -571,7 +615,9 @@ static int tar_persistent_load(pthcv_pickle *p, pthcv_value *pid, pthcv_value **
     }
     snprintf(key, sizeof key, "tensor/%lld", (long long)v);
     storage_entry *e = pthcv_file_find_storage(p->file, key);
-    if (!e || !e->tensor) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: tensor %lld is missing from the 'tensors' member", PK_WHERE(p), (long long)v);
+    if (!e || !e->tensor)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: tensor %lld is missing from the 'tensors' member",
+                          PK_WHERE(p), (long long)v);
     *out = e->tensor;
     return PTHCV_OK;
 }
@@ -616,7 +662,8 @@ static int first_pickle(pthcv_file *f, const unsigned char *map, size_t size, si
     size_t pl = strlen(f->path);
     const char *m = pthcv_last_error();
     snprintf(msg, sizeof msg, "%s", strncmp(m, f->path, pl) || strncmp(m + pl, ": ", 2) ? m : m + pl + 2);
-    return pthcv_fail(st, "%s: not a PyTorch file: neither a zip nor a tar archive, and not a pickle that can be read (%s)",
+    return pthcv_fail(st,
+                      "%s: not a PyTorch file: neither a zip nor a tar archive, and not a pickle that can be read (%s)",
                       f->path, msg);
 }
 
@@ -637,20 +684,22 @@ static int open_pickle_stream(pthcv_file *f, const unsigned char *map, size_t si
         f->root = v;
         if (pos < size && !f->opts.scan_only)
             return pthcv_fail(PTHCV_ERR_FORMAT,
-                              "%s: a plain pickle (not a file torch.save wrote) ends at byte %zu, and %zu more bytes follow: pthcv reads one pickle",
+                              "%s: a plain pickle (not a file torch.save wrote) ends at byte %zu, and %zu more bytes "
+                              "follow: pthcv reads one pickle",
                               f->path, pos, size - pos);
         return PTHCV_OK;
     }
     f->format = "legacy";
     if ((st = run_pickle(f, map, size, &pos, "protocol version", NULL, &v))) return st;
     if (v->kind != PTHCV_V_INT || v->i != 1001)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: legacy protocol version %lld, expected 1001", f->path, v->kind == PTHCV_V_INT ? (long long)v->i : -1LL);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: legacy protocol version %lld, expected 1001", f->path,
+                          v->kind == PTHCV_V_INT ? (long long)v->i : -1LL);
     if ((st = run_pickle(f, map, size, &pos, "sys_info", NULL, &v))) return st;
     if ((st = run_pickle(f, map, size, &pos, "main pickle", legacy_persistent_load, &f->root))) return st;
     pthcv_value *keys;
     size_t keys_at = pos;
     if ((st = run_pickle(f, map, size, &pos, "storage key list", NULL, &keys))) return st;
-    if (f->opts.scan_only) return PTHCV_OK;   /* every pickle is read; a scan takes no storage */
+    if (f->opts.scan_only) return PTHCV_OK; /* every pickle is read; a scan takes no storage */
     if (keys->kind != PTHCV_V_LIST && keys->kind != PTHCV_V_TUPLE)
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage key list at byte %zu is not a list", f->path, keys_at);
     /* the data section: per key, an int64 element count then the bytes */
@@ -659,24 +708,32 @@ static int open_pickle_stream(pthcv_file *f, const unsigned char *map, size_t si
         pthcv_pickle dummy = {.file = f, .record = "storage key list", .op_offset = keys_at};
         if ((st = legacy_key(&dummy, keys->items[i], key, sizeof key))) return st;
         storage_entry *e = pthcv_file_find_storage(f, key);
-        if (!e) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' is listed but no tensor uses it, so its element size is unknown", f->path, pthcv_esc(key));
+        if (!e)
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: storage '%s' is listed but no tensor uses it, so its element size is unknown",
+                              f->path, pthcv_esc(key));
         if (size - pos < 8)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: the element count of storage '%s' at byte %zu is past the end of the file (%zu bytes)",
-                              f->path, pthcv_esc(key), pos, size);
+            return pthcv_fail(
+                PTHCV_ERR_FORMAT,
+                "%s: truncated: the element count of storage '%s' at byte %zu is past the end of the file (%zu bytes)",
+                f->path, pthcv_esc(key), pos, size);
         int64_t count = rd_i64(map + pos);
         if (count != e->numel)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' at byte %zu holds %lld elements, the pickle declares %lld",
-                              f->path, pthcv_esc(key), pos, (long long)count, (long long)e->numel);
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: storage '%s' at byte %zu holds %lld elements, the pickle declares %lld", f->path,
+                              pthcv_esc(key), pos, (long long)count, (long long)e->numel);
         pos += 8;
         if ((uint64_t)e->storage->nbytes > size - pos)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: storage '%s' needs %lld bytes at byte %zu, the file ends at %zu",
-                              f->path, pthcv_esc(key), (long long)e->storage->nbytes, pos, size);
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: truncated: storage '%s' needs %lld bytes at byte %zu, the file ends at %zu", f->path,
+                              pthcv_esc(key), (long long)e->storage->nbytes, pos, size);
         e->storage->file_offset = (int64_t)pos;
         pos += (size_t)e->storage->nbytes;
     }
     for (int64_t i = 0; i < f->nstorages; i++)
         if (f->storages[i].storage->file_offset < 0)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' is missing from the data section", f->path, pthcv_esc(f->storages[i].key));
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: storage '%s' is missing from the data section", f->path,
+                              pthcv_esc(f->storages[i].key));
     return PTHCV_OK;
 }
 
@@ -691,23 +748,31 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
     const unsigned char *m = map + off;
     pos = 0;
     if ((st = run_pickle(f, m, len, &pos, "storages", NULL, &v))) return st;
-    if (v->kind != PTHCV_V_INT || v->i < 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages' does not start with a count", f->path);
+    if (v->kind != PTHCV_V_INT || v->i < 0)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages' does not start with a count", f->path);
     int64_t count = v->i;
     for (int64_t i = 0; i < count; i++) {
         size_t at = pos;
         if ((st = run_pickle(f, m, len, &pos, "storages", NULL, &v))) return st;
         if (v->kind != PTHCV_V_TUPLE || v->n != 3 || v->items[2]->kind != PTHCV_V_GLOBAL)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages' at byte %zu: expected (key, location, storage type)", f->path, at);
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: tar 'storages' at byte %zu: expected (key, location, storage type)", f->path, at);
         int dtype = pthcv_storage_type_dtype(v->items[2]->s);
-        if (dtype < 0) return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: tar 'storages': unknown storage type %s", f->path, pthcv_esc(v->items[2]->s));
+        if (dtype < 0)
+            return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: tar 'storages': unknown storage type %s", f->path,
+                              pthcv_esc(v->items[2]->s));
         char key[128];
         pthcv_pickle dummy = {.file = f, .record = "storages", .op_offset = at};
         if ((st = legacy_key(&dummy, v->items[0], key, sizeof key))) return st;
-        if (len - pos < 8) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'storages' ends before storage '%s'", f->path, pthcv_esc(key));
+        if (len - pos < 8)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'storages' ends before storage '%s'", f->path,
+                              pthcv_esc(key));
         int64_t numel = rd_i64(m + pos), nbytes;
         pos += 8;
         if (numel < 0 || !pthcv_mul_ok(numel, pthcv_dtype_size(dtype), &nbytes) || (uint64_t)nbytes > len - pos)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: storage '%s' of %lld elements does not fit in tar 'storages'", f->path, pthcv_esc(key), (long long)numel);
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: truncated: storage '%s' of %lld elements does not fit in tar 'storages'", f->path,
+                              pthcv_esc(key), (long long)numel);
         storage_entry *e = legacy_root(&dummy, key, dtype, numel);
         if (!e) return pthcv_last_status();
         e->storage->file_offset = (int64_t)(off + pos);
@@ -719,13 +784,18 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
         pthcv_value *t = v->items[i];
         char tk[128], rk[128];
         pthcv_pickle dummy = {.file = f, .record = "storages"};
-        if (t->kind != PTHCV_V_TUPLE || t->n != 4 || t->items[2]->kind != PTHCV_V_INT || t->items[3]->kind != PTHCV_V_INT ||
-            legacy_key(&dummy, t->items[0], tk, sizeof tk) || legacy_key(&dummy, t->items[1], rk, sizeof rk))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages': storage view %lld is not (key, root, offset, numel)", f->path, (long long)i);
+        if (t->kind != PTHCV_V_TUPLE || t->n != 4 || t->items[2]->kind != PTHCV_V_INT ||
+            t->items[3]->kind != PTHCV_V_INT || legacy_key(&dummy, t->items[0], tk, sizeof tk) ||
+            legacy_key(&dummy, t->items[1], rk, sizeof rk))
+            return pthcv_fail(PTHCV_ERR_FORMAT,
+                              "%s: tar 'storages': storage view %lld is not (key, root, offset, numel)", f->path,
+                              (long long)i);
         storage_entry *root = pthcv_file_find_storage(f, rk);
         int64_t end;
-        if (!root || t->items[2]->i < 0 || t->items[3]->i < 0 || !pthcv_add_ok(t->items[2]->i, t->items[3]->i, &end) || end > root->numel)
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages': view '%s' lies outside storage '%s'", f->path, pthcv_esc(tk), pthcv_esc(rk));
+        if (!root || t->items[2]->i < 0 || t->items[3]->i < 0 || !pthcv_add_ok(t->items[2]->i, t->items[3]->i, &end) ||
+            end > root->numel)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'storages': view '%s' lies outside storage '%s'", f->path,
+                              pthcv_esc(tk), pthcv_esc(rk));
         storage_entry *ve = view_entry(f, tk, root, t->items[2]->i, t->items[3]->i);
         if (!ve || !pthcv_file_add_storage(f, tk, ve->storage, ve->dtype, 0, ve->numel)) return pthcv_last_status();
     }
@@ -734,7 +804,8 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
     m = map + off;
     pos = 0;
     if ((st = run_pickle(f, m, len, &pos, "tensors", NULL, &v))) return st;
-    if (v->kind != PTHCV_V_INT || v->i < 0) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors' does not start with a count", f->path);
+    if (v->kind != PTHCV_V_INT || v->i < 0)
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors' does not start with a count", f->path);
     count = v->i;
     for (int64_t i = 0; i < count; i++) {
         size_t at = pos;
@@ -743,21 +814,31 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
         pthcv_pickle dummy = {.file = f, .record = "tensors", .op_offset = at};
         if (v->kind != PTHCV_V_TUPLE || v->n < 2 || legacy_key(&dummy, v->items[0], key, sizeof key) ||
             legacy_key(&dummy, v->items[1], sk, sizeof sk))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors' at byte %zu: expected (key, storage key, type)", f->path, at);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors' at byte %zu: expected (key, storage key, type)",
+                              f->path, at);
         storage_entry *se = pthcv_file_find_storage(f, sk);
-        if (!se) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' uses missing storage '%s'", f->path, pthcv_esc(key), pthcv_esc(sk));
-        if (len - pos < 8) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path, pthcv_esc(key));
+        if (!se)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' uses missing storage '%s'", f->path,
+                              pthcv_esc(key), pthcv_esc(sk));
+        if (len - pos < 8)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path,
+                              pthcv_esc(key));
         int32_t nd = (int32_t)(uint32_t)(m[pos] | m[pos + 1] << 8 | m[pos + 2] << 16 | (uint32_t)m[pos + 3] << 24);
-        pos += 8;   /* ndim, then 4 bytes torch once wrote as part of an 8-byte ndim */
-        if (nd < 0 || nd > PTHCV_MAX_DIMS) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has %d dimensions", f->path, pthcv_esc(key), nd);
-        if (len - pos < (size_t)(16 * nd + 8)) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path, pthcv_esc(key));
+        pos += 8; /* ndim, then 4 bytes torch once wrote as part of an 8-byte ndim */
+        if (nd < 0 || nd > PTHCV_MAX_DIMS)
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has %d dimensions", f->path,
+                              pthcv_esc(key), nd);
+        if (len - pos < (size_t)(16 * nd + 8))
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: tar 'tensors' ends inside tensor '%s'", f->path,
+                              pthcv_esc(key));
         int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
         for (int k = 0; k < nd; k++) shape[k] = rd_i64(m + pos + 8 * k);
         for (int k = 0; k < nd; k++) stride[k] = rd_i64(m + pos + 8 * (nd + k));
         int64_t offset = rd_i64(m + pos + 16 * nd), total;
         pos += (size_t)(16 * nd + 8);
         if (offset < 0 || !pthcv_add_ok(offset, se->offset, &total))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has a bad offset", f->path, pthcv_esc(key));
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tar 'tensors': tensor '%s' has a bad offset", f->path,
+                              pthcv_esc(key));
         snprintf(where, sizeof where, "%s: tar 'tensors' tensor '%s'", f->path, pthcv_esc(key));
         /* a view storage bounds the tensor by its own extent */
         int64_t last = 0, prod, numel = 1;
@@ -769,7 +850,8 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
             if (!pthcv_mul_ok(shape[k] - 1, stride[k], &prod) || !pthcv_add_ok(last, prod, &last))
                 return pthcv_fail(PTHCV_ERR_FORMAT, "%s: size * stride overflows 64 bits", where);
         if (numel && (!pthcv_add_ok(last, offset, &last) || last >= se->numel))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: reaches element %lld, outside its storage of %lld elements", where, (long long)last, (long long)se->numel);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: reaches element %lld, outside its storage of %lld elements", where,
+                              (long long)last, (long long)se->numel);
         pthcv_tensor *t = pthcv_tensor_over(se->storage, se->dtype, nd, shape, stride, total, where);
         if (!t) return pthcv_last_status();
         if ((st = pthcv_file_charge_view(f, t, where))) {
@@ -777,7 +859,10 @@ static int open_tar(pthcv_file *f, const unsigned char *map, size_t size)
             return st;
         }
         pthcv_value *tv = pthcv_value_new(f, PTHCV_V_TENSOR);
-        if (!tv) { pthcv_tensor_release(t); return pthcv_last_status(); }
+        if (!tv) {
+            pthcv_tensor_release(t);
+            return pthcv_last_status();
+        }
         tv->tensor = t;
         char tkey[160];
         snprintf(tkey, sizeof tkey, "tensor/%s", key);

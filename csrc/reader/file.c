@@ -38,9 +38,9 @@ void pthcv_options_init(pthcv_options *o)
     o->max_string = (int64_t)1 << 31;
     o->max_pickle = (int64_t)1 << 31;
     o->max_values = 50 * 1000 * 1000;
-    o->max_total_bytes = (int64_t)1 << 40;      /* 1 TiB: checkpoints are large, not that large */
+    o->max_total_bytes = (int64_t)1 << 40; /* 1 TiB: checkpoints are large, not that large */
     o->max_zip_entries = 1000 * 1000;
-    o->max_zip_ratio = 1000;                    /* deflate peaks near 1032:1 on zeros */
+    o->max_zip_ratio = 1000; /* deflate peaks near 1032:1 on zeros */
     o->max_expanded_bytes = (int64_t)1 << 30;
 }
 
@@ -143,7 +143,10 @@ static uint64_t hash_str(const char *s)
 }
 
 
-struct storage_hash { int64_t *slots; int64_t cap; };
+struct storage_hash {
+    int64_t *slots;
+    int64_t cap;
+};
 
 static struct storage_hash *hash_of(pthcv_file *f) { return (struct storage_hash *)f->storage_hash; }
 
@@ -177,8 +180,8 @@ static int rehash(pthcv_file *f, int64_t cap)
     return PTHCV_OK;
 }
 
-storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_storage *st, int dtype,
-                                      int64_t offset, int64_t numel)
+storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_storage *st, int dtype, int64_t offset,
+                                      int64_t numel)
 {
     if (!f->storage_hash && !(f->storage_hash = calloc(1, sizeof(struct storage_hash))))
         return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
@@ -229,8 +232,9 @@ void pthcv_file_drop_storages(pthcv_file *f)
 int pthcv_file_charge(pthcv_file *f, int64_t nbytes, const char *what)
 {
     if (!pthcv_add_ok(f->total_bytes, nbytes, &f->total_bytes) || f->total_bytes > f->opts.max_total_bytes)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s: storages add up to more than the limit of %lld bytes (max_total_bytes)",
-                          f->path, pthcv_esc(what), (long long)f->opts.max_total_bytes);
+        return pthcv_fail(PTHCV_ERR_LIMIT,
+                          "%s: %s: storages add up to more than the limit of %lld bytes (max_total_bytes)", f->path,
+                          pthcv_esc(what), (long long)f->opts.max_total_bytes);
     return PTHCV_OK;
 }
 
@@ -239,10 +243,11 @@ int pthcv_file_charge_view(pthcv_file *f, const pthcv_tensor *t, const char *whe
     /* a view larger than its storage (stride 0) costs memory only when
      * copied; bound what the file can make a contiguous copy allocate */
     int64_t logical = pthcv_tensor_nbytes(t), over = logical - pthcv_tensor_storage_nbytes(t);
-    if (over > 0 && (!pthcv_add_ok(f->expanded_bytes, over, &f->expanded_bytes) ||
-                     f->expanded_bytes > f->opts.max_expanded_bytes))
+    if (over > 0 &&
+        (!pthcv_add_ok(f->expanded_bytes, over, &f->expanded_bytes) || f->expanded_bytes > f->opts.max_expanded_bytes))
         return pthcv_fail(PTHCV_ERR_LIMIT,
-                          "%s: a view of %lld bytes over a storage of %lld bytes: views beyond their storages exceed the limit of %lld bytes (max_expanded_bytes)",
+                          "%s: a view of %lld bytes over a storage of %lld bytes: views beyond their storages exceed "
+                          "the limit of %lld bytes (max_expanded_bytes)",
                           where, (long long)logical, (long long)pthcv_tensor_storage_nbytes(t),
                           (long long)f->opts.max_expanded_bytes);
     return PTHCV_OK;
@@ -257,7 +262,10 @@ pthcv_value *pthcv_storage_value(pthcv_pickle *p, storage_entry *e)
                                         e->offset, where);
     if (!t) return NULL;
     pthcv_value *v = pthcv_value_new(p->file, PTHCV_V_STORAGE);
-    if (!v) { pthcv_tensor_release(t); return NULL; }
+    if (!v) {
+        pthcv_tensor_release(t);
+        return NULL;
+    }
     v->tensor = t;
     return v;
 }
@@ -281,7 +289,8 @@ int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out)
         free(f);
         return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", path);
     }
-    if (opts) f->opts = *opts; else pthcv_options_init(&f->opts);
+    if (opts) f->opts = *opts;
+    else pthcv_options_init(&f->opts);
 
     unsigned char head[512];
     int fd = open(path, O_RDONLY);
@@ -295,7 +304,8 @@ int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out)
     close(fd);
     if (got < 0 || S_ISDIR(sb.st_mode)) {
         pthcv_close(f);
-        return pthcv_fail(PTHCV_ERR_IO, "%s: cannot read: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" : strerror(errno));
+        return pthcv_fail(PTHCV_ERR_IO, "%s: cannot read: %s", path,
+                          S_ISDIR(sb.st_mode) ? "is a directory" : strerror(errno));
     }
     /* torch.load's order: a zip archive by its first bytes, then whatever
      * Python's tarfile opens, then pickles (archive.c) */
@@ -306,18 +316,20 @@ int pthcv_open(const char *path, const pthcv_options *opts, pthcv_file **out)
         st = pthcv_open_zip(f);
     } else if (pthcv_tar_is_archive(head, (size_t)got)) {
         st = pthcv_open_legacy(f, 1);
-    } else if (pthcv_is_safetensors(head, (size_t)got)) {   /* safetensors.c */
+    } else if (pthcv_is_safetensors(head, (size_t)got)) { /* safetensors.c */
         st = pthcv_open_safetensors(f);
-    } else if (pthcv_is_filestorage(head, (size_t)got)) {   /* npz: a zip, see pthcv_open_zip */
-        st = pthcv_open_filestorage ? pthcv_open_filestorage(f)
-                                    : pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: an OpenCV FileStorage file: this build has no OpenCV", path);
+    } else if (pthcv_is_filestorage(head, (size_t)got)) { /* npz: a zip, see pthcv_open_zip */
+        st = pthcv_open_filestorage
+            ? pthcv_open_filestorage(f)
+            : pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: an OpenCV FileStorage file: this build has no OpenCV", path);
     } else if (got >= 4 && !memcmp(head, "PK", 2)) {
         st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: damaged zip archive: no local file header at byte 0", path);
     } else if (pthcv_pickle_opcode_known(head[0])) {
         st = pthcv_open_legacy(f, 0);
     } else {
         st = pthcv_fail(PTHCV_ERR_FORMAT,
-                        "%s: not a PyTorch file: starts with %02x %02x %02x %02x, neither a zip archive, a tar archive nor a pickle",
+                        "%s: not a PyTorch file: starts with %02x %02x %02x %02x, neither a zip archive, a tar archive "
+                        "nor a pickle",
                         path, head[0], got > 1 ? head[1] : 0, got > 2 ? head[2] : 0, got > 3 ? head[3] : 0);
     }
     /* A scan that found a dangerous global reports it even when the file
@@ -348,7 +360,10 @@ void pthcv_close(pthcv_file *f)
         }
         free(c);
     }
-    for (struct byte_chunk *c = f->bytes, *next; c; c = next) { next = c->next; free(c); }
+    for (struct byte_chunk *c = f->bytes, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
     for (int i = 0; i < f->nglobals; i++) free(f->globals[i]);
     free(f->globals);
     free(f->global_unsafe);

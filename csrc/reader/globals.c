@@ -19,87 +19,188 @@
 /* Python 2 module names as Python 3's unpickler reads them (fix_imports:
  * _compat_pickle.IMPORT_MAPPING), sorted by the Python 2 name in strcmp
  * order (pthcv_reader_tables_check). */
-static const struct { const char *py2, *py3; } py2_modules[] = {
-    {"BaseHTTPServer", "http.server"}, {"CGIHTTPServer", "http.server"}, {"ConfigParser", "configparser"},
-    {"Cookie", "http.cookies"}, {"Dialog", "tkinter.dialog"}, {"DocXMLRPCServer", "xmlrpc.server"},
-    {"FileDialog", "tkinter.filedialog"}, {"HTMLParser", "html.parser"}, {"Queue", "queue"},
-    {"ScrolledText", "tkinter.scrolledtext"}, {"SimpleDialog", "tkinter.simpledialog"},
-    {"SimpleHTTPServer", "http.server"}, {"SimpleXMLRPCServer", "xmlrpc.server"},
-    {"SocketServer", "socketserver"}, {"StringIO", "io"}, {"Tix", "tkinter.tix"},
-    {"Tkconstants", "tkinter.constants"}, {"Tkdnd", "tkinter.dnd"}, {"Tkinter", "tkinter"},
-    {"UserDict", "collections"}, {"UserList", "collections"}, {"UserString", "collections"},
-    {"__builtin__", "builtins"}, {"_abcoll", "collections.abc"}, {"_elementtree", "xml.etree.ElementTree"},
-    {"_winreg", "winreg"}, {"anydbm", "dbm"}, {"cPickle", "pickle"}, {"cStringIO", "io"},
-    {"commands", "subprocess"}, {"cookielib", "http.cookiejar"}, {"copy_reg", "copyreg"},
-    {"dbhash", "dbm.bsd"}, {"dbm", "dbm.ndbm"}, {"dumbdbm", "dbm.dumb"}, {"dummy_thread", "_dummy_thread"},
-    {"exceptions", "builtins"}, {"gdbm", "dbm.gnu"}, {"htmlentitydefs", "html.entities"},
-    {"httplib", "http.client"}, {"markupbase", "_markupbase"}, {"repr", "reprlib"},
-    {"robotparser", "urllib.robotparser"}, {"test.test_support", "test.support"}, {"thread", "_thread"},
-    {"tkColorChooser", "tkinter.colorchooser"}, {"tkCommonDialog", "tkinter.commondialog"},
-    {"tkFileDialog", "tkinter.filedialog"}, {"tkFont", "tkinter.font"}, {"tkMessageBox", "tkinter.messagebox"},
-    {"tkSimpleDialog", "tkinter.simpledialog"}, {"ttk", "tkinter.ttk"}, {"urllib2", "urllib.request"},
-    {"urlparse", "urllib.parse"}, {"whichdb", "dbm"}, {"xmlrpclib", "xmlrpc.client"},
+static const struct {
+    const char *py2, *py3;
+} py2_modules[] = {
+    {"BaseHTTPServer", "http.server"},
+    {"CGIHTTPServer", "http.server"},
+    {"ConfigParser", "configparser"},
+    {"Cookie", "http.cookies"},
+    {"Dialog", "tkinter.dialog"},
+    {"DocXMLRPCServer", "xmlrpc.server"},
+    {"FileDialog", "tkinter.filedialog"},
+    {"HTMLParser", "html.parser"},
+    {"Queue", "queue"},
+    {"ScrolledText", "tkinter.scrolledtext"},
+    {"SimpleDialog", "tkinter.simpledialog"},
+    {"SimpleHTTPServer", "http.server"},
+    {"SimpleXMLRPCServer", "xmlrpc.server"},
+    {"SocketServer", "socketserver"},
+    {"StringIO", "io"},
+    {"Tix", "tkinter.tix"},
+    {"Tkconstants", "tkinter.constants"},
+    {"Tkdnd", "tkinter.dnd"},
+    {"Tkinter", "tkinter"},
+    {"UserDict", "collections"},
+    {"UserList", "collections"},
+    {"UserString", "collections"},
+    {"__builtin__", "builtins"},
+    {"_abcoll", "collections.abc"},
+    {"_elementtree", "xml.etree.ElementTree"},
+    {"_winreg", "winreg"},
+    {"anydbm", "dbm"},
+    {"cPickle", "pickle"},
+    {"cStringIO", "io"},
+    {"commands", "subprocess"},
+    {"cookielib", "http.cookiejar"},
+    {"copy_reg", "copyreg"},
+    {"dbhash", "dbm.bsd"},
+    {"dbm", "dbm.ndbm"},
+    {"dumbdbm", "dbm.dumb"},
+    {"dummy_thread", "_dummy_thread"},
+    {"exceptions", "builtins"},
+    {"gdbm", "dbm.gnu"},
+    {"htmlentitydefs", "html.entities"},
+    {"httplib", "http.client"},
+    {"markupbase", "_markupbase"},
+    {"repr", "reprlib"},
+    {"robotparser", "urllib.robotparser"},
+    {"test.test_support", "test.support"},
+    {"thread", "_thread"},
+    {"tkColorChooser", "tkinter.colorchooser"},
+    {"tkCommonDialog", "tkinter.commondialog"},
+    {"tkFileDialog", "tkinter.filedialog"},
+    {"tkFont", "tkinter.font"},
+    {"tkMessageBox", "tkinter.messagebox"},
+    {"tkSimpleDialog", "tkinter.simpledialog"},
+    {"ttk", "tkinter.ttk"},
+    {"urllib2", "urllib.request"},
+    {"urlparse", "urllib.parse"},
+    {"whichdb", "dbm"},
+    {"xmlrpclib", "xmlrpc.client"},
 };
 
 /* Python 2 names that Python 3 finds in another module than the renamed one
  * (_compat_pickle.NAME_MAPPING: the moves into modules treated here). */
-static const struct { const char *module, *name, *py3; } py2_moves[] = {
-    {"__builtin__", "intern", "sys"}, {"__builtin__", "reduce", "functools"}, {"_socket", "fromfd", "socket"},
+static const struct {
+    const char *module, *name, *py3;
+} py2_moves[] = {
+    {"__builtin__", "intern", "sys"},
+    {"__builtin__", "reduce", "functools"},
+    {"_socket", "fromfd", "socket"},
 };
 
-static int cmp_py2(const void *key, const void *entry)
-{
-    return strcmp(key, *(const char *const *)entry);
-}
+static int cmp_py2(const void *key, const void *entry) { return strcmp(key, *(const char *const *)entry); }
 
 const char *pthcv_py3_module(const char *module, const char *name)
 {
     for (size_t i = 0; i < sizeof py2_moves / sizeof *py2_moves; i++)
         if (!strcmp(module, py2_moves[i].module) && !strcmp(name, py2_moves[i].name)) return py2_moves[i].py3;
-    const char *const *e = bsearch(module, py2_modules, sizeof py2_modules / sizeof *py2_modules,
-                                   sizeof *py2_modules, cmp_py2);
+    const char *const *e = bsearch(module, py2_modules, sizeof py2_modules / sizeof *py2_modules, sizeof *py2_modules,
+                                   cmp_py2);
     return e ? e[1] : module;
 }
 
 /* Modules whose every member can reach the OS or the interpreter. A module
  * matches itself and its submodules ("os" matches "os.path"). pydoc.locate
  * and pkgutil.resolve_name return any object by its dotted name. */
-static const char *const unsafe_modules[] = {
-    "os", "posix", "nt", "subprocess", "sys", "runpy", "socket", "shutil", "pty",
-    "commands", "popen2", "importlib", "imp", "ctypes", "marshal", "pickle", "_pickle",
-    "cPickle", "dill", "code", "codeop", "webbrowser", "multiprocessing", "signal",
-    "asyncio", "_posixsubprocess", "pdb", "bdb", "timeit", "types", "platform",
-    "ssl", "http", "urllib", "urllib2", "ftplib", "telnetlib", "smtplib",
-    "posixpath", "ntpath", "glob", "tempfile", "io", "_io", "pathlib", "zipimport",
-    "pydoc", "pkgutil", "shelve", "dbm", "socketserver", "xmlrpc", "_socket", "_dummy_thread",
-    "numpy.testing", "torch.hub", "torch.serialization", "torch.jit", "torch._C",
-    "torch.utils.cpp_extension", "torch.package", "torch._dynamo", "torch._inductor",
-    "_thread", "threading", "gc", "inspect", NULL
-};
+static const char *const unsafe_modules[] = {"os",
+                                             "posix",
+                                             "nt",
+                                             "subprocess",
+                                             "sys",
+                                             "runpy",
+                                             "socket",
+                                             "shutil",
+                                             "pty",
+                                             "commands",
+                                             "popen2",
+                                             "importlib",
+                                             "imp",
+                                             "ctypes",
+                                             "marshal",
+                                             "pickle",
+                                             "_pickle",
+                                             "cPickle",
+                                             "dill",
+                                             "code",
+                                             "codeop",
+                                             "webbrowser",
+                                             "multiprocessing",
+                                             "signal",
+                                             "asyncio",
+                                             "_posixsubprocess",
+                                             "pdb",
+                                             "bdb",
+                                             "timeit",
+                                             "types",
+                                             "platform",
+                                             "ssl",
+                                             "http",
+                                             "urllib",
+                                             "urllib2",
+                                             "ftplib",
+                                             "telnetlib",
+                                             "smtplib",
+                                             "posixpath",
+                                             "ntpath",
+                                             "glob",
+                                             "tempfile",
+                                             "io",
+                                             "_io",
+                                             "pathlib",
+                                             "zipimport",
+                                             "pydoc",
+                                             "pkgutil",
+                                             "shelve",
+                                             "dbm",
+                                             "socketserver",
+                                             "xmlrpc",
+                                             "_socket",
+                                             "_dummy_thread",
+                                             "numpy.testing",
+                                             "torch.hub",
+                                             "torch.serialization",
+                                             "torch.jit",
+                                             "torch._C",
+                                             "torch.utils.cpp_extension",
+                                             "torch.package",
+                                             "torch._dynamo",
+                                             "torch._inductor",
+                                             "_thread",
+                                             "threading",
+                                             "gc",
+                                             "inspect",
+                                             NULL};
 
 /* Builtins that evaluate code, import, reach attributes or open files. */
 static const char *const unsafe_builtins[] = {
-    "eval", "exec", "execfile", "compile", "getattr", "setattr", "delattr", "__import__",
-    "open", "input", "raw_input", "globals", "locals", "vars", "breakpoint", "help",
-    "file", "reload", "apply", "memoryview", "classmethod", "staticmethod", "property",
-    "super", "type", "exit", "quit", NULL
-};
+    "eval",         "exec",     "execfile", "compile",   "getattr", "setattr",    "delattr",
+    "__import__",   "open",     "input",    "raw_input", "globals", "locals",     "vars",
+    "breakpoint",   "help",     "file",     "reload",    "apply",   "memoryview", "classmethod",
+    "staticmethod", "property", "super",    "type",      "exit",    "quit",       NULL};
 
 /* Single functions of otherwise harmless modules: attribute fetchers and
  * callers are getattr/eval in disguise (also under their C modules' names),
  * and torch.storage._load_from_bytes runs torch.load, without weights_only,
  * on bytes inside the pickle (plain pickle.dumps of a tensor writes it). */
-static const struct { const char *module, *name; } unsafe_functions[] = {
-    {"operator", "attrgetter"}, {"operator", "methodcaller"},
-    {"_operator", "attrgetter"}, {"_operator", "methodcaller"},
-    {"functools", "partial"}, {"functools", "reduce"},
-    {"_functools", "partial"}, {"_functools", "reduce"},
-    {"codecs", "open"},
-    {"torch", "load"}, {"torch", "compile"},
-    {"torch.storage", "_load_from_bytes"},
-    {"numpy", "load"}, {"numpy", "fromfile"},
-    {NULL, NULL}
-};
+static const struct {
+    const char *module, *name;
+} unsafe_functions[] = {{"operator", "attrgetter"},
+                        {"operator", "methodcaller"},
+                        {"_operator", "attrgetter"},
+                        {"_operator", "methodcaller"},
+                        {"functools", "partial"},
+                        {"functools", "reduce"},
+                        {"_functools", "partial"},
+                        {"_functools", "reduce"},
+                        {"codecs", "open"},
+                        {"torch", "load"},
+                        {"torch", "compile"},
+                        {"torch.storage", "_load_from_bytes"},
+                        {"numpy", "load"},
+                        {"numpy", "fromfile"},
+                        {NULL, NULL}};
 
 /* torch.jit._pickle's list builders and type tags are harmless; the rest of
  * torch.jit is not (torch.jit.load would read another archive). */
@@ -145,19 +246,29 @@ int pthcv_global_is_unsafe(const char *module, const char *name)
 
 /* ---- storage types and dtypes ---- */
 
-static const struct { const char *name; int dtype; } storage_types[] = {
-    {"FloatStorage", PTHCV_FLOAT32}, {"DoubleStorage", PTHCV_FLOAT64},
-    {"HalfStorage", PTHCV_FLOAT16}, {"BFloat16Storage", PTHCV_BFLOAT16},
-    {"CharStorage", PTHCV_INT8}, {"ShortStorage", PTHCV_INT16},
-    {"IntStorage", PTHCV_INT32}, {"LongStorage", PTHCV_INT64},
-    {"ByteStorage", PTHCV_UINT8}, {"BoolStorage", PTHCV_BOOL},
-    {"ComplexHalfStorage", PTHCV_COMPLEX32}, {"ComplexFloatStorage", PTHCV_COMPLEX64},
-    {"ComplexDoubleStorage", PTHCV_COMPLEX128},
-    {"QInt8Storage", PTHCV_QINT8}, {"QUInt8Storage", PTHCV_QUINT8},
-    {"QInt32Storage", PTHCV_QINT32}, {"QUInt4x2Storage", PTHCV_QUINT4X2},
-    {"QUInt2x4Storage", PTHCV_QUINT2X4},
-    {"UntypedStorage", -1}, {NULL, 0}
-};
+static const struct {
+    const char *name;
+    int dtype;
+} storage_types[] = {{"FloatStorage", PTHCV_FLOAT32},
+                     {"DoubleStorage", PTHCV_FLOAT64},
+                     {"HalfStorage", PTHCV_FLOAT16},
+                     {"BFloat16Storage", PTHCV_BFLOAT16},
+                     {"CharStorage", PTHCV_INT8},
+                     {"ShortStorage", PTHCV_INT16},
+                     {"IntStorage", PTHCV_INT32},
+                     {"LongStorage", PTHCV_INT64},
+                     {"ByteStorage", PTHCV_UINT8},
+                     {"BoolStorage", PTHCV_BOOL},
+                     {"ComplexHalfStorage", PTHCV_COMPLEX32},
+                     {"ComplexFloatStorage", PTHCV_COMPLEX64},
+                     {"ComplexDoubleStorage", PTHCV_COMPLEX128},
+                     {"QInt8Storage", PTHCV_QINT8},
+                     {"QUInt8Storage", PTHCV_QUINT8},
+                     {"QInt32Storage", PTHCV_QINT32},
+                     {"QUInt4x2Storage", PTHCV_QUINT4X2},
+                     {"QUInt2x4Storage", PTHCV_QUINT2X4},
+                     {"UntypedStorage", -1},
+                     {NULL, 0}};
 
 int pthcv_storage_type_dtype(const char *name)
 {
@@ -173,12 +284,14 @@ static int torch_dtype_global(const pthcv_value *v)
 {
     if (!v || v->kind != PTHCV_V_GLOBAL || strncmp(v->s, "torch.", 6)) return -1;
     const char *n = v->s + 6;
-    static const struct { const char *alias; int dtype; } aliases[] = {
-        {"float", PTHCV_FLOAT32}, {"double", PTHCV_FLOAT64}, {"half", PTHCV_FLOAT16},
-        {"short", PTHCV_INT16}, {"int", PTHCV_INT32}, {"long", PTHCV_INT64},
-        {"cfloat", PTHCV_COMPLEX64}, {"cdouble", PTHCV_COMPLEX128}, {"chalf", PTHCV_COMPLEX32},
-        {NULL, 0}
-    };
+    static const struct {
+        const char *alias;
+        int dtype;
+    } aliases[] = {{"float", PTHCV_FLOAT32},    {"double", PTHCV_FLOAT64},
+                   {"half", PTHCV_FLOAT16},     {"short", PTHCV_INT16},
+                   {"int", PTHCV_INT32},        {"long", PTHCV_INT64},
+                   {"cfloat", PTHCV_COMPLEX64}, {"cdouble", PTHCV_COMPLEX128},
+                   {"chalf", PTHCV_COMPLEX32},  {NULL, 0}};
     for (int i = 0; aliases[i].alias; i++)
         if (!strcmp(n, aliases[i].alias)) return aliases[i].dtype;
     return pthcv_dtype_from_name(n);
@@ -204,10 +317,12 @@ static int arg_dims(pthcv_pickle *p, const char *fn, pthcv_value *args, int64_t 
     if (v->kind != PTHCV_V_TUPLE && v->kind != PTHCV_V_LIST)
         CALL_FAIL(p, fn, "argument %lld must be a tuple of sizes", (long long)i + 1);
     if (v->n > PTHCV_MAX_DIMS)
-        return pthcv_fail(PTHCV_ERR_UNSUPPORTED, "%s: %s at byte %zu: %s: a tensor of %lld dimensions (pthcv handles up to %d)",
-                          PK_WHERE(p), pthcv_esc(fn), (long long)v->n, PTHCV_MAX_DIMS);
+        return pthcv_fail(PTHCV_ERR_UNSUPPORTED,
+                          "%s: %s at byte %zu: %s: a tensor of %lld dimensions (pthcv handles up to %d)", PK_WHERE(p),
+                          pthcv_esc(fn), (long long)v->n, PTHCV_MAX_DIMS);
     for (int64_t k = 0; k < v->n; k++) {
-        if (v->items[k]->kind != PTHCV_V_INT) CALL_FAIL(p, fn, "argument %lld holds a non-integer size", (long long)i + 1);
+        if (v->items[k]->kind != PTHCV_V_INT)
+            CALL_FAIL(p, fn, "argument %lld holds a non-integer size", (long long)i + 1);
         dims[k] = v->items[k]->i;
     }
     *ndim = (int)v->n;
@@ -217,15 +332,15 @@ static int arg_dims(pthcv_pickle *p, const char *fn, pthcv_value *args, int64_t 
 static pthcv_value *tensor_value(pthcv_file *f, pthcv_tensor *t)
 {
     pthcv_value *v = pthcv_value_new(f, PTHCV_V_TENSOR);
-    if (!v) { pthcv_tensor_release(t); return NULL; }
-    v->tensor = t;   /* the tree owns this reference */
+    if (!v) {
+        pthcv_tensor_release(t);
+        return NULL;
+    }
+    v->tensor = t; /* the tree owns this reference */
     return v;
 }
 
-static void where_of(pthcv_pickle *p, char *buf, size_t n)
-{
-    snprintf(buf, n, "%s: %s at byte %zu", PK_WHERE(p));
-}
+static void where_of(pthcv_pickle *p, char *buf, size_t n) { snprintf(buf, n, "%s: %s at byte %zu", PK_WHERE(p)); }
 
 /* The core of every tensor rebuilder: storage, offset, size, stride, checked
  * against the storage's extent by pthcv_tensor_over. */
@@ -279,10 +394,7 @@ static int qscheme_of(const pthcv_value *v)
     return -1;
 }
 
-static double num_of(const pthcv_value *v)
-{
-    return v->kind == PTHCV_V_FLOAT ? v->f : (double)v->i;
-}
+static double num_of(const pthcv_value *v) { return v->kind == PTHCV_V_FLOAT ? v->f : (double)v->i; }
 
 /* _rebuild_qtensor(storage, offset, size, stride, qparams, requires_grad, hooks) */
 static int rebuild_qtensor(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_tensor **out)
@@ -342,12 +454,14 @@ static int numpy_dtype(const pthcv_value *dt, int *swap)
         order = dt->state->items[1]->s[0];
     if (*d == '<' || *d == '>' || *d == '|' || *d == '=') order = *d++;
     *swap = order == '>';
-    static const struct { const char *code; int dtype; } codes[] = {
-        {"f4", PTHCV_FLOAT32}, {"f8", PTHCV_FLOAT64}, {"f2", PTHCV_FLOAT16},
-        {"i1", PTHCV_INT8}, {"i2", PTHCV_INT16}, {"i4", PTHCV_INT32}, {"i8", PTHCV_INT64},
-        {"u1", PTHCV_UINT8}, {"u2", PTHCV_UINT16}, {"u4", PTHCV_UINT32}, {"u8", PTHCV_UINT64},
-        {"b1", PTHCV_BOOL}, {"c8", PTHCV_COMPLEX64}, {"c16", PTHCV_COMPLEX128}, {NULL, 0}
-    };
+    static const struct {
+        const char *code;
+        int dtype;
+    } codes[] = {{"f4", PTHCV_FLOAT32},   {"f8", PTHCV_FLOAT64},     {"f2", PTHCV_FLOAT16},
+                 {"i1", PTHCV_INT8},      {"i2", PTHCV_INT16},       {"i4", PTHCV_INT32},
+                 {"i8", PTHCV_INT64},     {"u1", PTHCV_UINT8},       {"u2", PTHCV_UINT16},
+                 {"u4", PTHCV_UINT32},    {"u8", PTHCV_UINT64},      {"b1", PTHCV_BOOL},
+                 {"c8", PTHCV_COMPLEX64}, {"c16", PTHCV_COMPLEX128}, {NULL, 0}};
     for (int i = 0; codes[i].code; i++)
         if (!strcmp(d, codes[i].code)) return codes[i].dtype;
     return -1;
@@ -360,8 +474,8 @@ static int component_size(int dtype)
 
 /* A numeric numpy array -> a tensor owning a copy of its bytes, or NULL (no
  * error) for what stays inert: object arrays, dtypes torch has no name for. */
-static int ndarray_tensor(pthcv_pickle *p, pthcv_value *shape_v, pthcv_value *dtype_v, int fortran,
-                          pthcv_value *raw, pthcv_tensor **out)
+static int ndarray_tensor(pthcv_pickle *p, pthcv_value *shape_v, pthcv_value *dtype_v, int fortran, pthcv_value *raw,
+                          pthcv_tensor **out)
 {
     *out = NULL;
     int swap = 0, dtype = numpy_dtype(dtype_v, &swap);
@@ -371,7 +485,9 @@ static int ndarray_tensor(pthcv_pickle *p, pthcv_value *shape_v, pthcv_value *dt
     int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
     int nd = 0, st;
     pthcv_value one = {0};
-    one.kind = PTHCV_V_TUPLE; one.n = 1; one.items = &shape_v;
+    one.kind = PTHCV_V_TUPLE;
+    one.n = 1;
+    one.items = &shape_v;
     if ((st = arg_dims(p, "numpy.ndarray", &one, 0, shape, &nd))) return st;
     int64_t numel = 1, nbytes;
     for (int k = 0; k < nd; k++)
@@ -388,7 +504,8 @@ static int ndarray_tensor(pthcv_pickle *p, pthcv_value *shape_v, pthcv_value *dt
     pthcv_storage *s = pthcv_storage_new_memory(dtype, nbytes);
     if (!s) return pthcv_last_status();
     memcpy(s->data, raw->s, (size_t)nbytes);
-    if (swap && component_size(dtype) > 1) pthcv_swap_bytes(s->data, nbytes / component_size(dtype), component_size(dtype));
+    if (swap && component_size(dtype) > 1)
+        pthcv_swap_bytes(s->data, nbytes / component_size(dtype), component_size(dtype));
     char where[1024];
     where_of(p, where, sizeof where);
     *out = pthcv_tensor_over(s, dtype, nd, shape, stride, 0, where);
@@ -417,7 +534,7 @@ static int numpy_scalar(pthcv_pickle *p, const char *fn, pthcv_value *args, pthc
     int swap = 0, dtype = args->n >= 2 ? numpy_dtype(args->items[0], &swap) : -1;
     pthcv_value *raw = args->n >= 2 ? args->items[1] : NULL;
     if (dtype < 0 || !raw || raw->kind != PTHCV_V_BYTES || raw->len != pthcv_dtype_size(dtype))
-        return PTHCV_OK;  /* leave *out NULL: caller makes an inert object */
+        return PTHCV_OK; /* leave *out NULL: caller makes an inert object */
     unsigned char b[16];
     memcpy(b, raw->s, (size_t)raw->len);
     if (swap) pthcv_swap_bytes(b, pthcv_dtype_is_complex(dtype) ? 2 : 1, component_size(dtype));
@@ -426,17 +543,28 @@ static int numpy_scalar(pthcv_pickle *p, const char *fn, pthcv_value *args, pthc
     double re, im;
     pthcv_storage st0;
     memset(&st0, 0, sizeof st0);
-    st0.data = b; st0.nbytes = raw->len; st0.dtype = dtype; st0.refcount = 1;
-    tmp.dtype = dtype; tmp.storage = &st0; tmp.numel = 1; tmp.refcount = 1;
+    st0.data = b;
+    st0.nbytes = raw->len;
+    st0.dtype = dtype;
+    st0.refcount = 1;
+    tmp.dtype = dtype;
+    tmp.storage = &st0;
+    tmp.numel = 1;
+    tmp.refcount = 1;
     if (pthcv_tensor_get(&tmp, 0, &re, &im)) return pthcv_last_status();
-    int kind = dtype == PTHCV_BOOL ? PTHCV_V_BOOL
-             : pthcv_dtype_is_complex(dtype) ? PTHCV_V_COMPLEX
-             : pthcv_dtype_is_floating(dtype) ? PTHCV_V_FLOAT : PTHCV_V_INT;
+    int kind = dtype == PTHCV_BOOL       ? PTHCV_V_BOOL
+        : pthcv_dtype_is_complex(dtype)  ? PTHCV_V_COMPLEX
+        : pthcv_dtype_is_floating(dtype) ? PTHCV_V_FLOAT
+                                         : PTHCV_V_INT;
     pthcv_value *v = pthcv_value_new(p->file, kind);
     if (!v) return pthcv_last_status();
-    if (kind == PTHCV_V_FLOAT || kind == PTHCV_V_COMPLEX) { v->f = re; v->f_im = im; }
-    else if (dtype == PTHCV_UINT64 || dtype == PTHCV_INT64) {
-        uint64_t u; memcpy(&u, b, 8); v->i = (int64_t)u;
+    if (kind == PTHCV_V_FLOAT || kind == PTHCV_V_COMPLEX) {
+        v->f = re;
+        v->f_im = im;
+    } else if (dtype == PTHCV_UINT64 || dtype == PTHCV_INT64) {
+        uint64_t u;
+        memcpy(&u, b, 8);
+        v->i = (int64_t)u;
     } else v->i = (int64_t)re;
     (void)fn;
     *out = v;
@@ -448,8 +576,9 @@ static int numpy_scalar(pthcv_pickle *p, const char *fn, pthcv_value *args, pthc
 static int latin1_bytes(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value **out)
 {
     if (args->n < 1 || args->items[0]->kind != PTHCV_V_STR) return PTHCV_OK;
-    if (args->n >= 2 && (args->items[1]->kind != PTHCV_V_STR ||
-                         (strcmp(args->items[1]->s, "latin1") && strcmp(args->items[1]->s, "latin-1"))))
+    if (args->n >= 2 &&
+        (args->items[1]->kind != PTHCV_V_STR ||
+         (strcmp(args->items[1]->s, "latin1") && strcmp(args->items[1]->s, "latin-1"))))
         return PTHCV_OK;
     const unsigned char *s = (const unsigned char *)args->items[0]->s;
     int64_t n = args->items[0]->len, o = 0;
@@ -457,11 +586,19 @@ static int latin1_bytes(pthcv_pickle *p, const char *fn, pthcv_value *args, pthc
     if (!buf) return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", p->file->path);
     for (int64_t i = 0; i < n; i++) {
         if (s[i] < 0x80) buf[o++] = s[i];
-        else if ((s[i] & 0xE0) == 0xC0 && i + 1 < n && s[i] <= 0xC3) { buf[o++] = (unsigned char)(((s[i] & 0x1F) << 6) | (s[i + 1] & 0x3F)); i++; }
-        else { free(buf); CALL_FAIL(p, fn, "text is not Latin-1"); }
+        else if ((s[i] & 0xE0) == 0xC0 && i + 1 < n && s[i] <= 0xC3) {
+            buf[o++] = (unsigned char)(((s[i] & 0x1F) << 6) | (s[i + 1] & 0x3F));
+            i++;
+        } else {
+            free(buf);
+            CALL_FAIL(p, fn, "text is not Latin-1");
+        }
     }
     pthcv_value *v = pthcv_value_new(p->file, PTHCV_V_BYTES);
-    if (v) { v->s = pthcv_file_strdup(p->file, (const char *)buf, (size_t)o); v->len = o; }
+    if (v) {
+        v->s = pthcv_file_strdup(p->file, (const char *)buf, (size_t)o);
+        v->len = o;
+    }
     free(buf);
     if (!v || !v->s) return pthcv_last_status();
     *out = v;
@@ -561,8 +698,7 @@ static int call_rebuild_device_tensor_from_numpy(pthcv_pickle *p, const char *fn
 }
 
 /* torch.Size(sizes): a tuple */
-static int call_torch_size(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
-                           pthcv_value **out)
+static int call_torch_size(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
 {
     if (args->n != 1 || (args->items[0]->kind != PTHCV_V_TUPLE && args->items[0]->kind != PTHCV_V_LIST))
         return PTHCV_OK;
@@ -573,8 +709,7 @@ static int call_torch_size(pthcv_pickle *p, const char *fn, pthcv_value *args, p
 
 /* torch.jit._pickle.build_intlist(list), ..., restore_type_tag(value, type):
  * the value itself */
-static int call_jit_identity(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
-                             pthcv_value **out)
+static int call_jit_identity(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
 {
     if (args->n >= 1) *out = args->items[0];
     return PTHCV_OK;
@@ -620,8 +755,7 @@ static int call_set(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_va
 {
     return collection(p, PTHCV_V_SET, args, out);
 }
-static int call_frozenset(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
-                          pthcv_value **out)
+static int call_frozenset(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
 {
     return collection(p, PTHCV_V_FROZENSET, args, out);
 }
@@ -635,8 +769,7 @@ static int call_tuple(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_
 }
 
 /* complex(real, imag) */
-static int call_complex(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
-                        pthcv_value **out)
+static int call_complex(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
 {
     pthcv_value *c = pthcv_value_new(p->file, PTHCV_V_COMPLEX);
     if (!c) return pthcv_last_status();
@@ -679,16 +812,14 @@ static int call_bytes(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_
 {
     return byte_string(p, fn, PTHCV_V_BYTES, args, out);
 }
-static int call_bytearray(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
-                          pthcv_value **out)
+static int call_bytearray(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
 {
     return byte_string(p, fn, PTHCV_V_BYTEARRAY, args, out);
 }
 
 /* -- numpy -- */
 
-static int call_numpy_scalar(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs,
-                             pthcv_value **out)
+static int call_numpy_scalar(pthcv_pickle *p, const char *fn, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out)
 {
     return numpy_scalar(p, fn, args, out);
 }
@@ -837,13 +968,17 @@ int pthcv_build(pthcv_pickle *p, pthcv_value *obj, pthcv_value *state)
 {
     if (obj->kind == PTHCV_V_OBJECT && !strcmp(obj->s, "numpy.ndarray")) return build_ndarray(p, obj, state);
     switch (obj->kind) {
-    case PTHCV_V_OBJECT: case PTHCV_V_DICT: case PTHCV_V_LIST: case PTHCV_V_TENSOR: case PTHCV_V_SET:
+    case PTHCV_V_OBJECT:
+    case PTHCV_V_DICT:
+    case PTHCV_V_LIST:
+    case PTHCV_V_TENSOR:
+    case PTHCV_V_SET:
         /* Python merges a dict state into __dict__; repeated BUILDs are rare */
         obj->state = state;
         if (state->depth + 1 > obj->depth) obj->depth = state->depth + 1;
         if (obj->depth > p->file->opts.max_depth)
-            return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: nesting depth exceeds the limit of %d",
-                              PK_WHERE(p), p->file->opts.max_depth);
+            return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: nesting depth exceeds the limit of %d", PK_WHERE(p),
+                              p->file->opts.max_depth);
         return PTHCV_OK;
     default:
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: BUILD on a value that cannot take state (kind %d)",

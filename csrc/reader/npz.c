@@ -21,11 +21,14 @@
 /* Headers longer than this are refused (numpy's writers stay far below). */
 enum { NPY_MAX_HEADER = 65536 };
 
-static const struct { const char *descr; int dtype; } npy_dtypes[] = {
-    {"f8", PTHCV_FLOAT64}, {"f4", PTHCV_FLOAT32}, {"f2", PTHCV_FLOAT16},
-    {"i8", PTHCV_INT64},   {"i4", PTHCV_INT32},   {"i2", PTHCV_INT16},   {"i1", PTHCV_INT8},
-    {"u8", PTHCV_UINT64},  {"u4", PTHCV_UINT32},  {"u2", PTHCV_UINT16},  {"u1", PTHCV_UINT8},
-    {"b1", PTHCV_BOOL},    {"c8", PTHCV_COMPLEX64}, {"c16", PTHCV_COMPLEX128},
+static const struct {
+    const char *descr;
+    int dtype;
+} npy_dtypes[] = {
+    {"f8", PTHCV_FLOAT64},   {"f4", PTHCV_FLOAT32},     {"f2", PTHCV_FLOAT16}, {"i8", PTHCV_INT64},
+    {"i4", PTHCV_INT32},     {"i2", PTHCV_INT16},       {"i1", PTHCV_INT8},    {"u8", PTHCV_UINT64},
+    {"u4", PTHCV_UINT32},    {"u2", PTHCV_UINT16},      {"u1", PTHCV_UINT8},   {"b1", PTHCV_BOOL},
+    {"c8", PTHCV_COMPLEX64}, {"c16", PTHCV_COMPLEX128},
 };
 
 typedef struct {
@@ -46,14 +49,18 @@ static int lit_fail(lit_in *l, const char *what)
 
 static void lit_ws(lit_in *l)
 {
-    while (l->pos < l->n && (l->s[l->pos] == ' ' || l->s[l->pos] == '\n' || l->s[l->pos] == '\t' || l->s[l->pos] == '\r'))
+    while (l->pos < l->n &&
+           (l->s[l->pos] == ' ' || l->s[l->pos] == '\n' || l->s[l->pos] == '\t' || l->s[l->pos] == '\r'))
         l->pos++;
 }
 
 static int lit_accept(lit_in *l, char c)
 {
     lit_ws(l);
-    if (l->pos < l->n && l->s[l->pos] == c) { l->pos++; return 1; }
+    if (l->pos < l->n && l->s[l->pos] == c) {
+        l->pos++;
+        return 1;
+    }
     return 0;
 }
 
@@ -88,7 +95,7 @@ static int lit_shape(lit_in *l, npy_header *h)
         int got = pthcv_read_digits((const unsigned char *)l->s, l->n, &l->pos, &v);
         if (got < 0) return lit_fail(l, "a dimension too large");
         if (!got) return lit_fail(l, "a dimension is not a non-negative integer");
-        if (l->pos < l->n && l->s[l->pos] == 'L') l->pos++;   /* Python 2's long */
+        if (l->pos < l->n && l->s[l->pos] == 'L') l->pos++; /* Python 2's long */
         h->shape[h->ndim++] = v;
         if (!lit_accept(l, ',')) {
             if (!lit_accept(l, ')')) return lit_fail(l, "expected ',' or ')' in shape");
@@ -129,9 +136,13 @@ static int parse_npy_dict(lit_in *l, npy_header *h)
             have |= 1;
         } else if (!strcmp(key, "fortran_order") && !(have & 2)) {
             lit_ws(l);
-            if (l->n - l->pos >= 4 && !memcmp(l->s + l->pos, "True", 4)) { h->fortran = 1; l->pos += 4; }
-            else if (l->n - l->pos >= 5 && !memcmp(l->s + l->pos, "False", 5)) { h->fortran = 0; l->pos += 5; }
-            else return lit_fail(l, "fortran_order must be True or False");
+            if (l->n - l->pos >= 4 && !memcmp(l->s + l->pos, "True", 4)) {
+                h->fortran = 1;
+                l->pos += 4;
+            } else if (l->n - l->pos >= 5 && !memcmp(l->s + l->pos, "False", 5)) {
+                h->fortran = 0;
+                l->pos += 5;
+            } else return lit_fail(l, "fortran_order must be True or False");
             have |= 2;
         } else if (!strcmp(key, "shape") && !(have & 4)) {
             if ((st = lit_shape(l, h))) return st;
@@ -184,20 +195,23 @@ static int read_npy_header(pthcv_file *f, zip_uint64_t idx, const char *name, ui
     if (got < 10 || memcmp(start, "\x93NUMPY", 6))
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s' is not a .npy array (no \\x93NUMPY magic)", f->path, name);
     size_t hlen, pre;
-    if (start[6] == 1) { hlen = (size_t)start[8] | (size_t)start[9] << 8; pre = 10; }
-    else if ((start[6] == 2 || start[6] == 3) && got >= 12) {
+    if (start[6] == 1) {
+        hlen = (size_t)start[8] | (size_t)start[9] << 8;
+        pre = 10;
+    } else if ((start[6] == 2 || start[6] == 3) && got >= 12) {
         hlen = (size_t)start[8] | (size_t)start[9] << 8 | (size_t)start[10] << 16 | (size_t)start[11] << 24;
         pre = 12;
     } else {
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s': .npy version %d.%d is not one numpy writes", f->path, name,
-                          start[6], start[7]);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s': .npy version %d.%d is not one numpy writes", f->path,
+                          name, start[6], start[7]);
     }
     if (hlen > NPY_MAX_HEADER)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s': a .npy header of %zu bytes, more than %d", f->path, name, hlen,
-                          NPY_MAX_HEADER);
+        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s': a .npy header of %zu bytes, more than %d", f->path, name,
+                          hlen, NPY_MAX_HEADER);
     if (pre + hlen > member_size)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s' is truncated: its .npy header needs %zu bytes, it has %llu",
-                          f->path, name, pre + hlen, (unsigned long long)member_size);
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: member '%s' is truncated: its .npy header needs %zu bytes, it has %llu", f->path, name,
+                          pre + hlen, (unsigned long long)member_size);
     unsigned char *buf = malloc(pre + hlen);
     if (!buf) return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
     st = read_member_start(f, idx, name, buf, pre + hlen, &got);
@@ -227,19 +241,22 @@ static int add_member(pthcv_file *f, pthcv_value *dict, zip_uint64_t idx, const 
     int esz = pthcv_dtype_size(h.dtype);
     int64_t numel = 1, nbytes, stride[PTHCV_MAX_DIMS];
     for (int k = 0; k < h.ndim; k++) {
-        int d = h.fortran ? k : h.ndim - 1 - k;   /* fastest-varying dimension first */
+        int d = h.fortran ? k : h.ndim - 1 - k; /* fastest-varying dimension first */
         stride[d] = numel;
         if (!pthcv_mul_ok(numel, h.shape[d], &numel))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s': its shape overflows the element count", f->path, name);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s': its shape overflows the element count", f->path,
+                              name);
     }
     if (!pthcv_mul_ok(numel, esz, &nbytes))
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s': its shape overflows the byte count", f->path, name);
     if ((uint64_t)nbytes != zs.size - data_at)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s' holds %llu bytes after its header, its shape and dtype need %lld",
-                          f->path, name, (unsigned long long)(zs.size - data_at), (long long)nbytes);
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: member '%s' holds %llu bytes after its header, its shape and dtype need %lld", f->path,
+                          name, (unsigned long long)(zs.size - data_at), (long long)nbytes);
     int align = esz > 8 ? 8 : esz;
     if (data_at % (size_t)align)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s': its data starts at byte %zu, not aligned for %s (numpy pads the header)",
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: member '%s': its data starts at byte %zu, not aligned for %s (numpy pads the header)",
                           f->path, name, data_at, pthcv_dtype_name(h.dtype));
     if ((st = pthcv_file_charge(f, (int64_t)zs.size, name))) return st;
     /* the whole member as bytes, and the array a view of its data */
@@ -259,7 +276,10 @@ static int add_member(pthcv_file *f, pthcv_value *dict, zip_uint64_t idx, const 
     size_t keylen = strlen(name) - 4;
     char *key = pthcv_file_strdup(f, name, keylen);
     pthcv_value *k = key ? pthcv_value_new(f, PTHCV_V_STR) : NULL, *v = k ? pthcv_value_new(f, PTHCV_V_TENSOR) : NULL;
-    if (!v) { pthcv_tensor_release(t); return pthcv_last_status(); }
+    if (!v) {
+        pthcv_tensor_release(t);
+        return pthcv_last_status();
+    }
     k->s = key;
     k->len = (int64_t)keylen;
     v->tensor = t;
@@ -281,10 +301,13 @@ int pthcv_open_npz(pthcv_file *f)
                               (long long)i);
         if (len < 5 || strcmp(name + len - 4, ".npy")) {
             if (i == 0)
-                return pthcv_fail(PTHCV_ERR_FORMAT,
-                                  "%s: a zip archive with neither a data.pkl record (torch.save) nor .npy members (numpy.savez): "
-                                  "its first member is '%s'", f->path, name);
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s' of an .npz archive is not a .npy array", f->path, name);
+                return pthcv_fail(
+                    PTHCV_ERR_FORMAT,
+                    "%s: a zip archive with neither a data.pkl record (torch.save) nor .npy members (numpy.savez): "
+                    "its first member is '%s'",
+                    f->path, name);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: member '%s' of an .npz archive is not a .npy array", f->path,
+                              name);
         }
         int st = add_member(f, dict, (zip_uint64_t)i, name);
         if (st) return st;

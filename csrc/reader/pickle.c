@@ -26,22 +26,33 @@ static int memo_put(memo_t *m, int64_t key, pthcv_value *v)
         int64_t ncap = m->cap ? m->cap * 2 : 64;
         int64_t *nk = malloc(ncap * sizeof *nk);
         pthcv_value **nv = malloc(ncap * sizeof *nv);
-        if (!nk || !nv) { free(nk); free(nv); return PTHCV_ERR_NOMEM; }
+        if (!nk || !nv) {
+            free(nk);
+            free(nv);
+            return PTHCV_ERR_NOMEM;
+        }
         for (int64_t i = 0; i < ncap; i++) nk[i] = -1;
         for (int64_t i = 0; i < m->cap; i++) {
             if (m->keys[i] < 0) continue;
             uint64_t h = (uint64_t)m->keys[i] * 0x9E3779B97F4A7C15ull;
             int64_t j = (int64_t)(h & (uint64_t)(ncap - 1));
             while (nk[j] >= 0) j = (j + 1) & (ncap - 1);
-            nk[j] = m->keys[i]; nv[j] = m->vals[i];
+            nk[j] = m->keys[i];
+            nv[j] = m->vals[i];
         }
-        free(m->keys); free(m->vals);
-        m->keys = nk; m->vals = nv; m->cap = ncap;
+        free(m->keys);
+        free(m->vals);
+        m->keys = nk;
+        m->vals = nv;
+        m->cap = ncap;
     }
     uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ull;
     int64_t j = (int64_t)(h & (uint64_t)(m->cap - 1));
     while (m->keys[j] >= 0 && m->keys[j] != key) j = (j + 1) & (m->cap - 1);
-    if (m->keys[j] < 0) { m->keys[j] = key; m->count++; }
+    if (m->keys[j] < 0) {
+        m->keys[j] = key;
+        m->count++;
+    }
     m->vals[j] = v;
     return PTHCV_OK;
 }
@@ -65,7 +76,7 @@ typedef struct {
     int64_t *marks;
     int64_t nmarks, mcap;
     memo_t memo;
-    pthcv_value *result;         /* what STOP popped */
+    pthcv_value *result; /* what STOP popped */
     int stopped;
 } machine;
 
@@ -80,7 +91,8 @@ static int push(machine *m, pthcv_value *v)
         int64_t ncap = m->scap ? m->scap * 2 : 64;
         pthcv_value **ns = realloc(m->stack, ncap * sizeof *ns);
         if (!ns) FAIL(PTHCV_ERR_NOMEM, "%s: out of memory growing the pickle stack", m->p->file->path);
-        m->stack = ns; m->scap = ncap;
+        m->stack = ns;
+        m->scap = ncap;
     }
     m->stack[m->sp++] = v;
     return PTHCV_OK;
@@ -173,7 +185,7 @@ static pthcv_value *new_long(machine *m, const unsigned char *b, size_t n)
     if (n == 0) return new_int(f, 0);
     if (n <= 8) {
         uint64_t u = rd_le(b, (int)n);
-        if (n < 8 && (b[n - 1] & 0x80)) u |= ~0ull << (8 * n);  /* sign-extend */
+        if (n < 8 && (b[n - 1] & 0x80)) u |= ~0ull << (8 * n); /* sign-extend */
         return new_int(f, (int64_t)u);
     }
     /* wider: still an int64 if the extra bytes are pure sign extension */
@@ -192,7 +204,8 @@ static pthcv_value *decimal_bigint(machine *m, const char *s, size_t n)
     int neg = 0;
     if (i < k && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
     if (i >= k || k - i > 100000) {
-        pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: INT or LONG argument is not a decimal number", PK_WHERE(m->p));
+        pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: INT or LONG argument is not a decimal number",
+                   PK_WHERE(m->p));
         return NULL;
     }
     size_t cap = (k - i) / 2 + 2, len = 1;
@@ -201,7 +214,8 @@ static pthcv_value *decimal_bigint(machine *m, const char *s, size_t n)
     for (; i < k; i++) {
         if (s[i] < '0' || s[i] > '9') {
             free(b);
-            pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: INT or LONG argument is not a decimal number", PK_WHERE(m->p));
+            pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: INT or LONG argument is not a decimal number",
+                       PK_WHERE(m->p));
             return NULL;
         }
         unsigned carry = (unsigned)(s[i] - '0');
@@ -212,8 +226,8 @@ static pthcv_value *decimal_bigint(machine *m, const char *s, size_t n)
         }
         if (carry) b[len++] = (unsigned char)carry;
     }
-    if (b[len - 1] & 0x80) len++;          /* room for the sign bit */
-    if (neg) {                             /* two's complement */
+    if (b[len - 1] & 0x80) len++; /* room for the sign bit */
+    if (neg) {                    /* two's complement */
         unsigned carry = 1;
         for (size_t j = 0; j < len; j++) {
             unsigned v = (unsigned char)~b[j] + carry;
@@ -249,11 +263,25 @@ static int parse_decimal(machine *m, const char *s, size_t n, int64_t *out)
 /* Appends the UTF-8 encoding of code point c to dst (dst has room for 4). */
 static size_t put_utf8(unsigned char *dst, uint32_t c)
 {
-    if (c < 0x80) { dst[0] = (unsigned char)c; return 1; }
-    if (c < 0x800) { dst[0] = 0xC0 | (c >> 6); dst[1] = 0x80 | (c & 0x3F); return 2; }
-    if (c < 0x10000) { dst[0] = 0xE0 | (c >> 12); dst[1] = 0x80 | ((c >> 6) & 0x3F); dst[2] = 0x80 | (c & 0x3F); return 3; }
-    dst[0] = 0xF0 | (c >> 18); dst[1] = 0x80 | ((c >> 12) & 0x3F);
-    dst[2] = 0x80 | ((c >> 6) & 0x3F); dst[3] = 0x80 | (c & 0x3F);
+    if (c < 0x80) {
+        dst[0] = (unsigned char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        dst[0] = 0xC0 | (c >> 6);
+        dst[1] = 0x80 | (c & 0x3F);
+        return 2;
+    }
+    if (c < 0x10000) {
+        dst[0] = 0xE0 | (c >> 12);
+        dst[1] = 0x80 | ((c >> 6) & 0x3F);
+        dst[2] = 0x80 | (c & 0x3F);
+        return 3;
+    }
+    dst[0] = 0xF0 | (c >> 18);
+    dst[1] = 0x80 | ((c >> 12) & 0x3F);
+    dst[2] = 0x80 | ((c >> 6) & 0x3F);
+    dst[3] = 0x80 | (c & 0x3F);
     return 4;
 }
 
@@ -269,12 +297,14 @@ static int hexval(int c)
  * raw bytes (Python 2 str); the caller decides str or bytes. */
 static int unquote_string(machine *m, const char *s, size_t n, unsigned char *out, size_t *outn)
 {
-    if (n < 2 || (s[0] != '\'' && s[0] != '"') || s[n - 1] != s[0])
-        FMT_FAIL(m, "STRING argument is not quoted");
+    if (n < 2 || (s[0] != '\'' && s[0] != '"') || s[n - 1] != s[0]) FMT_FAIL(m, "STRING argument is not quoted");
     size_t o = 0;
     for (size_t i = 1; i + 1 < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c != '\\') { out[o++] = c; continue; }
+        if (c != '\\') {
+            out[o++] = c;
+            continue;
+        }
         if (++i + 1 > n - 1) FMT_FAIL(m, "STRING ends inside an escape");
         c = (unsigned char)s[i];
         switch (c) {
@@ -285,7 +315,9 @@ static int unquote_string(machine *m, const char *s, size_t n, unsigned char *ou
         case 'b': out[o++] = '\b'; break;
         case 'f': out[o++] = '\f'; break;
         case 'v': out[o++] = '\v'; break;
-        case '\\': case '\'': case '"': out[o++] = c; break;
+        case '\\':
+        case '\'':
+        case '"': out[o++] = c; break;
         case '\n': break;
         case 'x': {
             if (i + 2 >= n - 1 + 1 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
@@ -297,10 +329,14 @@ static int unquote_string(machine *m, const char *s, size_t n, unsigned char *ou
         default:
             if (c >= '0' && c <= '7') {
                 int v = c - '0', k = 1;
-                while (k < 3 && i + 1 < n - 1 && s[i + 1] >= '0' && s[i + 1] <= '7') { v = v * 8 + (s[++i] - '0'); k++; }
+                while (k < 3 && i + 1 < n - 1 && s[i + 1] >= '0' && s[i + 1] <= '7') {
+                    v = v * 8 + (s[++i] - '0');
+                    k++;
+                }
                 out[o++] = (unsigned char)v;
             } else {
-                out[o++] = '\\'; out[o++] = c;
+                out[o++] = '\\';
+                out[o++] = c;
             }
         }
     }
@@ -335,11 +371,16 @@ static pthcv_value *raw_unicode(machine *m, const char *s, size_t n)
             int ok = i + 2 + (size_t)digits <= n;
             for (int k = 0; ok && k < digits; k++) {
                 int h = hexval(s[i + 2 + k]);
-                if (h < 0) ok = 0; else cp = cp * 16 + (uint32_t)h;
+                if (h < 0) ok = 0;
+                else cp = cp * 16 + (uint32_t)h;
             }
-            if (ok && cp <= 0x10FFFF) { o += put_utf8(tmp + o, cp); i += 1 + (size_t)digits; continue; }
+            if (ok && cp <= 0x10FFFF) {
+                o += put_utf8(tmp + o, cp);
+                i += 1 + (size_t)digits;
+                continue;
+            }
         }
-        o += put_utf8(tmp + o, c);   /* each byte is a Latin-1 code point */
+        o += put_utf8(tmp + o, c); /* each byte is a Latin-1 code point */
     }
     pthcv_value *v = new_bytes(m, PTHCV_V_STR, tmp, o);
     free(tmp);
@@ -356,8 +397,8 @@ static int add_entry(machine *m, pthcv_value *container, pthcv_value *item, pthc
     if (value && value->depth > d) d = value->depth;
     if (d + 1 > container->depth) container->depth = d + 1;
     if (container->depth > m->p->file->opts.max_depth)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: nesting depth exceeds the limit of %d",
-                          PK_WHERE(m->p), m->p->file->opts.max_depth);
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: nesting depth exceeds the limit of %d", PK_WHERE(m->p),
+                          m->p->file->opts.max_depth);
     return PTHCV_OK;
 }
 #define add_item(m, c, it) add_entry((m), (c), (it), NULL)
@@ -376,8 +417,10 @@ static int do_global(machine *m, const char *module, size_t mlen, const char *na
     pthcv_file *f = m->p->file;
     if (mlen > 512 || nlen > 512) FMT_FAIL(m, "global name longer than 512 bytes");
     char mod[520], nm[520], full[1100];
-    memcpy(mod, module, mlen); mod[mlen] = 0;
-    memcpy(nm, name, nlen); nm[nlen] = 0;
+    memcpy(mod, module, mlen);
+    mod[mlen] = 0;
+    memcpy(nm, name, nlen);
+    nm[nlen] = 0;
     if (memchr(mod, 0, mlen) || memchr(nm, 0, nlen)) FMT_FAIL(m, "global name contains a NUL byte");
     snprintf(full, sizeof full, "%s.%s", mod, nm);
     int unsafe = pthcv_global_is_unsafe(mod, nm);
@@ -386,9 +429,10 @@ static int do_global(machine *m, const char *module, size_t mlen, const char *na
         const char *py3 = pthcv_py3_module(mod, nm);
         char alias[1100] = "";
         if (strcmp(py3, mod) != 0) snprintf(alias, sizeof alias, " (%s.%s)", py3, pthcv_esc(nm));
-        return pthcv_fail(PTHCV_ERR_UNSAFE,
-                          "%s: %s at byte %zu: refusing unsafe global %s%s: calling it could run code; nothing was loaded",
-                          PK_WHERE(m->p), pthcv_esc(full), alias);
+        return pthcv_fail(
+            PTHCV_ERR_UNSAFE,
+            "%s: %s at byte %zu: refusing unsafe global %s%s: calling it could run code; nothing was loaded",
+            PK_WHERE(m->p), pthcv_esc(full), alias);
     }
     /* keep the Python 3 spelling so handlers match one name */
     snprintf(full, sizeof full, "%s.%s", pthcv_py3_module(mod, nm), nm);
@@ -419,8 +463,10 @@ static int call(machine *m, pthcv_value *callee, pthcv_value *args, pthcv_value 
 {
     int st = PTHCV_OK;
     if (callee->kind != PTHCV_V_GLOBAL)
-        st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: a call needs a class or function named by GLOBAL, found a value of kind %d",
-                        PK_WHERE(m->p), callee->kind);
+        st = pthcv_fail(
+            PTHCV_ERR_FORMAT,
+            "%s: %s at byte %zu: a call needs a class or function named by GLOBAL, found a value of kind %d",
+            PK_WHERE(m->p), callee->kind);
     else if (args->kind != PTHCV_V_TUPLE)
         st = pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s at byte %zu: arguments of %s are not a tuple", PK_WHERE(m->p),
                         pthcv_esc(callee->s));
@@ -494,8 +540,8 @@ static int load_mark(machine *m, unsigned char op)
 {
     pthcv_file *f = m->p->file;
     if (m->nmarks >= f->opts.max_depth)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: nesting depth exceeds the limit of %d",
-                          PK_WHERE(m->p), f->opts.max_depth);
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: nesting depth exceeds the limit of %d", PK_WHERE(m->p),
+                          f->opts.max_depth);
     if (m->nmarks == m->mcap) {
         int64_t ncap = m->mcap ? m->mcap * 2 : 16;
         int64_t *nm = realloc(m->marks, ncap * sizeof *nm);
@@ -509,9 +555,15 @@ static int load_mark(machine *m, unsigned char op)
 
 static int load_pop(machine *m, unsigned char op)
 {
-    if (m->sp > floor_of(m)) { m->sp--; return PTHCV_OK; }
+    if (m->sp > floor_of(m)) {
+        m->sp--;
+        return PTHCV_OK;
+    }
     /* Python's POP also discards a MARK when the stack above it is empty */
-    if (m->nmarks && m->sp == floor_of(m)) { m->nmarks--; return PTHCV_OK; }
+    if (m->nmarks && m->sp == floor_of(m)) {
+        m->nmarks--;
+        return PTHCV_OK;
+    }
     FMT_FAIL(m, "POP on an empty stack (unbalanced pickle)");
 }
 
@@ -695,7 +747,10 @@ static int load_sequence(machine *m, unsigned char op)
     int64_t from;
     int st = pop_mark(m, &from);
     if (st) return st;
-    pthcv_value *a = pthcv_value_new(m->p->file, op == 't' ? PTHCV_V_TUPLE : op == 'l' ? PTHCV_V_LIST : PTHCV_V_FROZENSET);
+    pthcv_value *a = pthcv_value_new(m->p->file,
+                                     op == 't'       ? PTHCV_V_TUPLE
+                                         : op == 'l' ? PTHCV_V_LIST
+                                                     : PTHCV_V_FROZENSET);
     for (int64_t i = from; a && i < m->sp; i++)
         if ((st = add_item(m, a, m->stack[i]))) return st;
     m->sp = from;
@@ -820,8 +875,8 @@ static int load_put(machine *m, unsigned char op)
     if (op != 0x94 && (st = memo_index(m, op, &idx))) return st;
     if (idx < 0) FMT_FAIL(m, "negative memo index");
     if (m->memo.count >= f->opts.max_memo && !memo_get(&m->memo, idx))
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: more than %lld memo entries",
-                          PK_WHERE(m->p), (long long)f->opts.max_memo);
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: more than %lld memo entries", PK_WHERE(m->p),
+                          (long long)f->opts.max_memo);
     if ((st = top(m, &a))) return st;
     if ((st = memo_put(&m->memo, idx, a))) return pthcv_fail(st, "%s: out of memory", f->path);
     return PTHCV_OK;
@@ -964,33 +1019,79 @@ static int load_readonly_buffer(machine *m, unsigned char op)
 
 static const load_fn dispatch[256] = {
     /* structure */
-    [0x80] = load_proto, [0x95] = load_frame, ['.'] = load_stop, ['('] = load_mark,
-    ['0'] = load_pop, ['1'] = load_pop_mark, ['2'] = load_dup,
+    [0x80] = load_proto,
+    [0x95] = load_frame,
+    ['.'] = load_stop,
+    ['('] = load_mark,
+    ['0'] = load_pop,
+    ['1'] = load_pop_mark,
+    ['2'] = load_dup,
     /* scalars */
-    ['N'] = load_none, [0x88] = load_newbool, [0x89] = load_newbool,
-    ['J'] = load_binint, ['K'] = load_binint, ['M'] = load_binint,
-    [0x8a] = load_binlong, [0x8b] = load_binlong, ['I'] = load_decimal, ['L'] = load_decimal,
-    ['G'] = load_binfloat, ['F'] = load_float,
+    ['N'] = load_none,
+    [0x88] = load_newbool,
+    [0x89] = load_newbool,
+    ['J'] = load_binint,
+    ['K'] = load_binint,
+    ['M'] = load_binint,
+    [0x8a] = load_binlong,
+    [0x8b] = load_binlong,
+    ['I'] = load_decimal,
+    ['L'] = load_decimal,
+    ['G'] = load_binfloat,
+    ['F'] = load_float,
     /* strings and bytes */
-    ['X'] = load_counted, [0x8c] = load_counted, [0x8d] = load_counted,
-    ['B'] = load_counted, ['C'] = load_counted, [0x8e] = load_counted,
-    ['T'] = load_counted, ['U'] = load_counted, [0x96] = load_counted,
-    ['S'] = load_string, ['V'] = load_unicode,
+    ['X'] = load_counted,
+    [0x8c] = load_counted,
+    [0x8d] = load_counted,
+    ['B'] = load_counted,
+    ['C'] = load_counted,
+    [0x8e] = load_counted,
+    ['T'] = load_counted,
+    ['U'] = load_counted,
+    [0x96] = load_counted,
+    ['S'] = load_string,
+    ['V'] = load_unicode,
     /* containers */
-    [')'] = load_empty, [']'] = load_empty, ['}'] = load_empty, [0x8f] = load_empty,
-    [0x85] = load_tuple_n, [0x86] = load_tuple_n, [0x87] = load_tuple_n,
-    ['t'] = load_sequence, ['l'] = load_sequence, [0x91] = load_sequence, ['d'] = load_dict,
-    ['a'] = load_append, ['e'] = load_appends, [0x90] = load_additems,
-    ['s'] = load_setitem, ['u'] = load_setitems,
+    [')'] = load_empty,
+    [']'] = load_empty,
+    ['}'] = load_empty,
+    [0x8f] = load_empty,
+    [0x85] = load_tuple_n,
+    [0x86] = load_tuple_n,
+    [0x87] = load_tuple_n,
+    ['t'] = load_sequence,
+    ['l'] = load_sequence,
+    [0x91] = load_sequence,
+    ['d'] = load_dict,
+    ['a'] = load_append,
+    ['e'] = load_appends,
+    [0x90] = load_additems,
+    ['s'] = load_setitem,
+    ['u'] = load_setitems,
     /* memo */
-    ['p'] = load_put, ['q'] = load_put, ['r'] = load_put, [0x94] = load_put,
-    ['g'] = load_get, ['h'] = load_get, ['j'] = load_get,
+    ['p'] = load_put,
+    ['q'] = load_put,
+    ['r'] = load_put,
+    [0x94] = load_put,
+    ['g'] = load_get,
+    ['h'] = load_get,
+    ['j'] = load_get,
     /* names, calls and objects */
-    ['c'] = load_global, [0x93] = load_stack_global, ['R'] = load_reduce, [0x81] = load_reduce,
-    [0x92] = load_newobj_ex, ['i'] = load_inst, ['o'] = load_obj, ['b'] = load_build,
-    ['P'] = load_persid, ['Q'] = load_persid,
-    [0x82] = load_ext, [0x83] = load_ext, [0x84] = load_ext,
-    [0x97] = load_next_buffer, [0x98] = load_readonly_buffer,
+    ['c'] = load_global,
+    [0x93] = load_stack_global,
+    ['R'] = load_reduce,
+    [0x81] = load_reduce,
+    [0x92] = load_newobj_ex,
+    ['i'] = load_inst,
+    ['o'] = load_obj,
+    ['b'] = load_build,
+    ['P'] = load_persid,
+    ['Q'] = load_persid,
+    [0x82] = load_ext,
+    [0x83] = load_ext,
+    [0x84] = load_ext,
+    [0x97] = load_next_buffer,
+    [0x98] = load_readonly_buffer,
 };
 
 int pthcv_pickle_opcode_known(int byte) { return byte >= 0 && byte < 256 && dispatch[byte] != NULL; }
@@ -1007,8 +1108,8 @@ static int run(machine *m)
         if (!dispatch[op]) FMT_FAIL(m, "unknown opcode 0x%02x", op);
         if ((st = dispatch[op](m, op))) return st;
         if (f->nvalues > f->opts.max_values)
-            return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: more than %lld values built",
-                              PK_WHERE(p), (long long)f->opts.max_values);
+            return pthcv_fail(PTHCV_ERR_LIMIT, "%s: %s at byte %zu: more than %lld values built", PK_WHERE(p),
+                              (long long)f->opts.max_values);
     }
     return PTHCV_OK;
 }

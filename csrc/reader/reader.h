@@ -15,11 +15,11 @@
 
 /* A storage table: key -> storage, for one namespace of records. */
 typedef struct storage_entry {
-    char *key;                   /* namespaced: "data/0", "constants/3", "legacy/1402" */
+    char *key; /* namespaced: "data/0", "constants/3", "legacy/1402" */
     pthcv_storage *storage;
-    int dtype;                   /* as declared where it was first referenced */
-    int64_t offset, numel;       /* a view of the storage (legacy views), in elements */
-    pthcv_value *tensor;         /* tar format: the tensor saved under this key */
+    int dtype;             /* as declared where it was first referenced */
+    int64_t offset, numel; /* a view of the storage (legacy views), in elements */
+    pthcv_value *tensor;   /* tar format: the tensor saved under this key */
 } storage_entry;
 
 /* How a persistent id is turned into a value; set per pickle by the archive. */
@@ -51,20 +51,20 @@ struct pthcv_file {
     /* storages by key */
     storage_entry *storages;
     int64_t nstorages, cap_storages;
-    void *storage_hash;          /* file.c's index over storages */
-    int64_t total_bytes;         /* storage bytes declared so far (max_total_bytes) */
-    int64_t expanded_bytes;      /* tensor bytes beyond their storages so far (max_expanded_bytes) */
-    const char *storage_dir;     /* zip: "data/" or "constants/" record folder */
+    void *storage_hash;      /* file.c's index over storages */
+    int64_t total_bytes;     /* storage bytes declared so far (max_total_bytes) */
+    int64_t expanded_bytes;  /* tensor bytes beyond their storages so far (max_expanded_bytes) */
+    const char *storage_dir; /* zip: "data/" or "constants/" record folder */
 
     /* archive specifics */
-    void *zip;                   /* zip_t* while open */
-    uint64_t file_size;          /* bytes in the file, bounding what records may claim */
-    uint64_t *local_offsets;     /* zip: each entry's local header offset, or NULL */
+    void *zip;               /* zip_t* while open */
+    uint64_t file_size;      /* bytes in the file, bounding what records may claim */
+    uint64_t *local_offsets; /* zip: each entry's local header offset, or NULL */
     uint64_t nlocal;
-    char *prefix;                /* zip: "archive/" */
-    int big_endian;              /* zip: byteorder record says big */
-    int legacy_tar;              /* tar: persistent ids are tensor keys */
-    int64_t *record_entries;     /* zip: entry index of each record under the prefix */
+    char *prefix;            /* zip: "archive/" */
+    int big_endian;          /* zip: byteorder record says big */
+    int legacy_tar;          /* tar: persistent ids are tensor keys */
+    int64_t *record_entries; /* zip: entry index of each record under the prefix */
     int64_t nrecords;
 };
 
@@ -73,10 +73,10 @@ struct pthcv_pickle {
     pthcv_file *file;
     const unsigned char *buf;
     size_t len;
-    size_t pos;                  /* next byte; after success, just past STOP */
-    const char *record;          /* "archive/data.pkl", "main pickle"... for messages */
+    size_t pos;         /* next byte; after success, just past STOP */
+    const char *record; /* "archive/data.pkl", "main pickle"... for messages */
     persistent_load_fn persistent_load;
-    size_t op_offset;            /* offset of the opcode being executed */
+    size_t op_offset; /* offset of the opcode being executed */
 };
 
 /* Runs one pickle from p->buf[p->pos]; *out is the value STOP returned. */
@@ -86,15 +86,15 @@ int pthcv_pickle_opcode_known(int byte);
 
 /* ---- values (file.c) ---- */
 pthcv_value *pthcv_value_new(pthcv_file *f, int kind);
-char *pthcv_file_strdup(pthcv_file *f, const char *s, size_t len);  /* NUL-terminated copy */
+char *pthcv_file_strdup(pthcv_file *f, const char *s, size_t len); /* NUL-terminated copy */
 /* Appends item, or the pair item -> value when value is not NULL (n counts pairs). */
 int pthcv_value_push(pthcv_value *container, pthcv_value *item, pthcv_value *value);
 pthcv_value *pthcv_value_str(pthcv_file *f, const char *s);
 int pthcv_file_note_global(pthcv_file *f, const char *name, int unsafe);
 /* The storage table, keyed by namespaced key; add takes its own reference. */
 storage_entry *pthcv_file_find_storage(pthcv_file *f, const char *key);
-storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_storage *st, int dtype,
-                                      int64_t offset, int64_t numel);
+storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_storage *st, int dtype, int64_t offset,
+                                      int64_t numel);
 /* Forgets every storage of the table (a tar read again as pickles). */
 void pthcv_file_drop_storages(pthcv_file *f);
 /* Counts a new storage's bytes against max_total_bytes. */
@@ -152,8 +152,7 @@ int pthcv_check_unique_keys(pthcv_file *f, const pthcv_value *dict, const char *
 const char *pthcv_py3_module(const char *module, const char *name);
 /* What calling `callee` (a GLOBAL value) with `args` builds, inertly:
  * a known constructor's value, or an OBJECT recording the call. */
-int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args,
-                      pthcv_value *kwargs, pthcv_value **out);
+int pthcv_call_global(pthcv_pickle *p, pthcv_value *callee, pthcv_value *args, pthcv_value *kwargs, pthcv_value **out);
 /* NULL when the tables searched with bsearch (known globals, Python 2
  * module names) are sorted, else which entry is out of order
  * (spec/c/reader_test.c). */

@@ -25,7 +25,7 @@ enum { SAFETENSORS_MAX_HEADER = 100 * 1000 * 1000 };
 int pthcv_is_safetensors(const unsigned char *head, size_t n)
 {
     return n >= 10 && head[4] == 0 && head[5] == 0 && head[6] == 0 && head[7] == 0 && head[8] == '{' &&
-           (head[9] == '"' || head[9] == '}' || head[9] == ' ' || head[9] == '\n');
+        (head[9] == '"' || head[9] == '}' || head[9] == ' ' || head[9] == '\n');
 }
 
 /* ---- the JSON of the header ---- */
@@ -33,8 +33,8 @@ int pthcv_is_safetensors(const unsigned char *head, size_t n)
 typedef struct {
     pthcv_file *f;
     const unsigned char *s;
-    size_t n, pos;      /* pos: next byte of the header */
-    char *buf;          /* the last string read, NUL-terminated */
+    size_t n, pos; /* pos: next byte of the header */
+    char *buf;     /* the last string read, NUL-terminated */
     size_t buf_len, buf_cap;
 } json_in;
 
@@ -45,7 +45,8 @@ static int json_fail(json_in *j, const char *what)
 
 static void skip_ws(json_in *j)
 {
-    while (j->pos < j->n && (j->s[j->pos] == ' ' || j->s[j->pos] == '\t' || j->s[j->pos] == '\n' || j->s[j->pos] == '\r'))
+    while (j->pos < j->n &&
+           (j->s[j->pos] == ' ' || j->s[j->pos] == '\t' || j->s[j->pos] == '\n' || j->s[j->pos] == '\r'))
         j->pos++;
 }
 
@@ -62,7 +63,10 @@ static int expect(json_in *j, char c, const char *what)
 static int accept(json_in *j, char c)
 {
     skip_ws(j);
-    if (j->pos < j->n && j->s[j->pos] == (unsigned char)c) { j->pos++; return 1; }
+    if (j->pos < j->n && j->s[j->pos] == (unsigned char)c) {
+        j->pos++;
+        return 1;
+    }
     return 0;
 }
 
@@ -86,7 +90,10 @@ static int hex4(json_in *j, unsigned *out)
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
         unsigned char c = j->s[j->pos + i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9' ? c - '0'
+            : c >= 'a' && c <= 'f'   ? c - 'a' + 10
+            : c >= 'A' && c <= 'F'   ? c - 'A' + 10
+                                     : -1;
         if (d < 0) return json_fail(j, "a \\u escape needs four hex digits");
         v = v << 4 | (unsigned)d;
     }
@@ -108,7 +115,10 @@ static int read_string(json_in *j)
         unsigned c = j->s[j->pos++];
         if (c == '"') break;
         if (c < 0x20) return json_fail(j, "a control character inside a string");
-        if (c != '\\') { if ((st = put_byte(j, c))) return st; continue; }
+        if (c != '\\') {
+            if ((st = put_byte(j, c))) return st;
+            continue;
+        }
         if (j->pos >= j->n) return json_fail(j, "unterminated string");
         c = j->s[j->pos++];
         const char *simple = strchr("\"\\/bfnrt", (int)c);
@@ -120,7 +130,7 @@ static int read_string(json_in *j)
         if (c != 'u') return json_fail(j, "an unknown escape in a string");
         unsigned cp;
         if ((st = hex4(j, &cp))) return st;
-        if (cp >= 0xd800 && cp < 0xdc00) {   /* a surrogate pair */
+        if (cp >= 0xd800 && cp < 0xdc00) { /* a surrogate pair */
             unsigned lo;
             if (j->n - j->pos < 2 || j->s[j->pos] != '\\' || j->s[j->pos + 1] != 'u')
                 return json_fail(j, "an unpaired surrogate in a string");
@@ -134,14 +144,14 @@ static int read_string(json_in *j)
         if (cp < 0x80) st = put_byte(j, cp);
         else if (cp < 0x800) st = put_byte(j, 0xc0 | cp >> 6) || put_byte(j, 0x80 | (cp & 0x3f));
         else if (cp < 0x10000)
-            st = put_byte(j, 0xe0 | cp >> 12) || put_byte(j, 0x80 | (cp >> 6 & 0x3f)) || put_byte(j, 0x80 | (cp & 0x3f));
+            st = put_byte(j, 0xe0 | cp >> 12) || put_byte(j, 0x80 | (cp >> 6 & 0x3f)) ||
+                put_byte(j, 0x80 | (cp & 0x3f));
         else
             st = put_byte(j, 0xf0 | cp >> 18) || put_byte(j, 0x80 | (cp >> 12 & 0x3f)) ||
-                 put_byte(j, 0x80 | (cp >> 6 & 0x3f)) || put_byte(j, 0x80 | (cp & 0x3f));
+                put_byte(j, 0x80 | (cp >> 6 & 0x3f)) || put_byte(j, 0x80 | (cp & 0x3f));
         if (st) return pthcv_last_status();
     }
-    if (!pthcv_name_is_printable(j->buf, j->buf_len))
-        return json_fail(j, "a string that is not printable UTF-8");
+    if (!pthcv_name_is_printable(j->buf, j->buf_len)) return json_fail(j, "a string that is not printable UTF-8");
     return PTHCV_OK;
 }
 
@@ -185,12 +195,18 @@ static int read_counts(json_in *j, int64_t *out, int max, int *count)
     return expect(j, ']', "expected ',' or ']'");
 }
 
-static const struct { const char *name; int dtype; } st_dtypes[] = {
-    {"F64", PTHCV_FLOAT64}, {"F32", PTHCV_FLOAT32}, {"F16", PTHCV_FLOAT16}, {"BF16", PTHCV_BFLOAT16},
-    {"I64", PTHCV_INT64},   {"I32", PTHCV_INT32},   {"I16", PTHCV_INT16},   {"I8", PTHCV_INT8},
-    {"U64", PTHCV_UINT64},  {"U32", PTHCV_UINT32},  {"U16", PTHCV_UINT16},  {"U8", PTHCV_UINT8},
-    {"BOOL", PTHCV_BOOL},   {"F8_E4M3", PTHCV_FLOAT8_E4M3FN}, {"F8_E5M2", PTHCV_FLOAT8_E5M2},
-    {"C64", PTHCV_COMPLEX64},
+static const struct {
+    const char *name;
+    int dtype;
+} st_dtypes[] = {
+    {"F64", PTHCV_FLOAT64},         {"F32", PTHCV_FLOAT32},
+    {"F16", PTHCV_FLOAT16},         {"BF16", PTHCV_BFLOAT16},
+    {"I64", PTHCV_INT64},           {"I32", PTHCV_INT32},
+    {"I16", PTHCV_INT16},           {"I8", PTHCV_INT8},
+    {"U64", PTHCV_UINT64},          {"U32", PTHCV_UINT32},
+    {"U16", PTHCV_UINT16},          {"U8", PTHCV_UINT8},
+    {"BOOL", PTHCV_BOOL},           {"F8_E4M3", PTHCV_FLOAT8_E4M3FN},
+    {"F8_E5M2", PTHCV_FLOAT8_E5M2}, {"C64", PTHCV_COMPLEX64},
 };
 
 /* One tensor's description. */
@@ -206,29 +222,29 @@ static int read_entry(json_in *j, st_entry *e)
     if (st) return st;
     int have_dtype = 0, have_shape = 0, have_offsets = 0;
     if (!accept(j, '}')) do {
-        if ((st = read_string(j)) || (st = expect(j, ':', "expected ':'"))) return st;
-        if (!strcmp(j->buf, "dtype")) {
-            if ((st = read_string(j))) return st;
-            e->dtype = -1;
-            for (size_t i = 0; i < sizeof st_dtypes / sizeof *st_dtypes; i++)
-                if (!strcmp(j->buf, st_dtypes[i].name)) e->dtype = st_dtypes[i].dtype;
-            if (e->dtype < 0) return json_fail(j, "an unknown dtype");
-            have_dtype++;
-        } else if (!strcmp(j->buf, "shape")) {
-            if ((st = read_counts(j, e->shape, PTHCV_MAX_DIMS, &e->ndim))) return st;
-            have_shape++;
-        } else if (!strcmp(j->buf, "data_offsets")) {
-            int64_t off[2];
-            int n;
-            if ((st = read_counts(j, off, 2, &n))) return st;
-            if (n != 2) return json_fail(j, "data_offsets needs two integers [begin, end]");
-            e->begin = off[0];
-            e->end = off[1];
-            have_offsets++;
-        } else {
-            return json_fail(j, "an unknown key in a tensor's object (dtype, shape and data_offsets only)");
-        }
-    } while (accept(j, ','));
+            if ((st = read_string(j)) || (st = expect(j, ':', "expected ':'"))) return st;
+            if (!strcmp(j->buf, "dtype")) {
+                if ((st = read_string(j))) return st;
+                e->dtype = -1;
+                for (size_t i = 0; i < sizeof st_dtypes / sizeof *st_dtypes; i++)
+                    if (!strcmp(j->buf, st_dtypes[i].name)) e->dtype = st_dtypes[i].dtype;
+                if (e->dtype < 0) return json_fail(j, "an unknown dtype");
+                have_dtype++;
+            } else if (!strcmp(j->buf, "shape")) {
+                if ((st = read_counts(j, e->shape, PTHCV_MAX_DIMS, &e->ndim))) return st;
+                have_shape++;
+            } else if (!strcmp(j->buf, "data_offsets")) {
+                int64_t off[2];
+                int n;
+                if ((st = read_counts(j, off, 2, &n))) return st;
+                if (n != 2) return json_fail(j, "data_offsets needs two integers [begin, end]");
+                e->begin = off[0];
+                e->end = off[1];
+                have_offsets++;
+            } else {
+                return json_fail(j, "an unknown key in a tensor's object (dtype, shape and data_offsets only)");
+            }
+        } while (accept(j, ','));
     if ((st = expect(j, '}', "expected ',' or '}'"))) return st;
     if (have_dtype != 1 || have_shape != 1 || have_offsets != 1)
         return json_fail(j, "a tensor needs dtype, shape and data_offsets, once each");
@@ -282,16 +298,19 @@ static int add_tensor(pthcv_file *f, pthcv_value *dict, const char *name, const 
     for (int d = e->ndim - 1; d >= 0; d--) {
         stride[d] = numel;
         if (!pthcv_mul_ok(numel, e->shape[d], &numel))
-            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tensor '%s': its shape overflows the element count", f->path, name);
+            return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tensor '%s': its shape overflows the element count", f->path,
+                              name);
     }
     if (!pthcv_mul_ok(numel, pthcv_dtype_size(e->dtype), &nbytes))
         return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tensor '%s': its shape overflows the byte count", f->path, name);
     if (e->begin > e->end || (uint64_t)e->end > data_len)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tensor '%s': data_offsets [%lld, %lld] outside the data section of %llu bytes",
-                          f->path, name, (long long)e->begin, (long long)e->end, (unsigned long long)data_len);
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: tensor '%s': data_offsets [%lld, %lld] outside the data section of %llu bytes", f->path,
+                          name, (long long)e->begin, (long long)e->end, (unsigned long long)data_len);
     if (e->end - e->begin != nbytes)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: tensor '%s': %lld bytes at data_offsets [%lld, %lld], but %s %s needs %lld",
-                          f->path, name, (long long)(e->end - e->begin), (long long)e->begin, (long long)e->end,
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: tensor '%s': %lld bytes at data_offsets [%lld, %lld], but %s %s needs %lld", f->path,
+                          name, (long long)(e->end - e->begin), (long long)e->begin, (long long)e->end,
                           pthcv_dtype_name(e->dtype), e->ndim ? "of its shape" : "scalar", (long long)nbytes);
     int st = pthcv_file_charge(f, nbytes, name);
     if (st) return st;
@@ -306,7 +325,10 @@ static int add_tensor(pthcv_file *f, pthcv_value *dict, const char *name, const 
     pthcv_storage_release(s);
     if (!t) return pthcv_last_status();
     pthcv_value *k = pthcv_value_str(f, name), *v = k ? pthcv_value_new(f, PTHCV_V_TENSOR) : NULL;
-    if (!v) { pthcv_tensor_release(t); return pthcv_last_status(); }
+    if (!v) {
+        pthcv_tensor_release(t);
+        return pthcv_last_status();
+    }
     v->tensor = t;
     return pthcv_value_push(dict, k, v);
 }
@@ -316,33 +338,40 @@ static int parse_header(pthcv_file *f, json_in *j, uint64_t data_start, uint64_t
     pthcv_value *dict = pthcv_value_new(f, PTHCV_V_DICT);
     if (!dict) return pthcv_last_status();
     f->root = dict;
-    int64_t (*ranges)[2] = NULL;
+    int64_t(*ranges)[2] = NULL;
     int64_t nranges = 0, cap = 0;
     int st = expect(j, '{', "the header is not a JSON object");
     if (!st && !accept(j, '}')) do {
-        if ((st = read_string(j)) || (st = expect(j, ':', "expected ':'"))) break;
-        if (!strcmp(j->buf, "__metadata__")) {
-            if ((st = skip_metadata(j))) break;
-            continue;
-        }
-        char *name = pthcv_file_strdup(f, j->buf, j->buf_len);
-        if (!name) { st = pthcv_last_status(); break; }
-        if (dict->n >= f->opts.max_values) {
-            st = pthcv_fail(PTHCV_ERR_LIMIT, "%s: more than %lld tensors (max_values)", f->path, (long long)f->opts.max_values);
-            break;
-        }
-        st_entry e;
-        memset(&e, 0, sizeof e);
-        if ((st = read_entry(j, &e)) || (st = add_tensor(f, dict, name, &e, data_start, data_len))) break;
-        if (nranges == cap) {
-            cap = cap ? cap * 2 : 64;
-            void *nr = realloc(ranges, (size_t)cap * sizeof *ranges);
-            if (!nr) { st = pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", f->path); break; }
-            ranges = nr;
-        }
-        ranges[nranges][0] = e.begin;
-        ranges[nranges++][1] = e.end;
-    } while (accept(j, ','));
+            if ((st = read_string(j)) || (st = expect(j, ':', "expected ':'"))) break;
+            if (!strcmp(j->buf, "__metadata__")) {
+                if ((st = skip_metadata(j))) break;
+                continue;
+            }
+            char *name = pthcv_file_strdup(f, j->buf, j->buf_len);
+            if (!name) {
+                st = pthcv_last_status();
+                break;
+            }
+            if (dict->n >= f->opts.max_values) {
+                st = pthcv_fail(PTHCV_ERR_LIMIT, "%s: more than %lld tensors (max_values)", f->path,
+                                (long long)f->opts.max_values);
+                break;
+            }
+            st_entry e;
+            memset(&e, 0, sizeof e);
+            if ((st = read_entry(j, &e)) || (st = add_tensor(f, dict, name, &e, data_start, data_len))) break;
+            if (nranges == cap) {
+                cap = cap ? cap * 2 : 64;
+                void *nr = realloc(ranges, (size_t)cap * sizeof *ranges);
+                if (!nr) {
+                    st = pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
+                    break;
+                }
+                ranges = nr;
+            }
+            ranges[nranges][0] = e.begin;
+            ranges[nranges++][1] = e.end;
+        } while (accept(j, ','));
     if (!st) st = expect(j, '}', "expected ',' or '}'");
     if (!st) {
         skip_ws(j);
@@ -375,10 +404,12 @@ int pthcv_open_safetensors(pthcv_file *f)
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | map[i];
     if (n > SAFETENSORS_MAX_HEADER)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: a safetensors header of %llu bytes, more than the format's limit of %d",
-                          f->path, (unsigned long long)n, SAFETENSORS_MAX_HEADER);
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: a safetensors header of %llu bytes, more than the format's limit of %d", f->path,
+                          (unsigned long long)n, SAFETENSORS_MAX_HEADER);
     if (n > size - 8)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: truncated: the safetensors header claims %llu bytes, the file has %zu after its length",
+        return pthcv_fail(PTHCV_ERR_FORMAT,
+                          "%s: truncated: the safetensors header claims %llu bytes, the file has %zu after its length",
                           f->path, (unsigned long long)n, size - 8);
     json_in j = {.f = f, .s = map + 8, .n = (size_t)n};
     st = parse_header(f, &j, 8 + n, size - 8 - n);

@@ -10,20 +10,29 @@
  * (round to nearest even, subnormals kept, NaN made quiet), independent of
  * the FPU's rounding mode and flush-to-zero settings. */
 
-static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static float f32_from(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float f32_from(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 float pthcv_half_to_float(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
-    if (exp == 0x1F)    /* inf, or NaN with its payload, made quiet as a float operation would */
+    if (exp == 0x1F) /* inf, or NaN with its payload, made quiet as a float operation would */
         return f32_from(sign | 0x7F800000u | (mant << 13) | (mant ? 0x400000u : 0));
     if (exp == 0) {
-        if (mant == 0)
-            return f32_from(sign);
+        if (mant == 0) return f32_from(sign);
         /* subnormal mant * 2^-24: normalise into a float exponent */
-        uint32_t e = 113;   /* float exponent of 2^-14, the smallest normal half */
+        uint32_t e = 113; /* float exponent of 2^-14, the smallest normal half */
         while (!(mant & 0x400u)) {
             mant <<= 1;
             e--;
@@ -38,23 +47,19 @@ uint16_t pthcv_float_to_half(float f)
     uint32_t x = f32_bits(f);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     uint32_t a = x & 0x7FFFFFFFu;
-    if (a > 0x7F800000u)
-        return sign | 0x7E00u;              /* NaN: c10 gives the canonical quiet NaN */
-    if (a >= 0x477FF000u)
-        return sign | 0x7C00u;              /* >= 65520 rounds past 65504 to inf */
-    if (a >= 0x38800000u) {                 /* >= 2^-14: a normal half */
+    if (a > 0x7F800000u) return sign | 0x7E00u;  /* NaN: c10 gives the canonical quiet NaN */
+    if (a >= 0x477FF000u) return sign | 0x7C00u; /* >= 65520 rounds past 65504 to inf */
+    if (a >= 0x38800000u) {                      /* >= 2^-14: a normal half */
         /* add just under half an ulp, plus one when the kept bit is odd: ties go to even */
         uint32_t r = a + 0xFFFu + ((a >> 13) & 1u);
-        return sign | (uint16_t)((r - 0x38000000u) >> 13);   /* rebias 127 -> 15 */
+        return sign | (uint16_t)((r - 0x38000000u) >> 13); /* rebias 127 -> 15 */
     }
-    if (a < 0x33000000u)
-        return sign;                        /* below 2^-25: rounds to zero */
+    if (a < 0x33000000u) return sign; /* below 2^-25: rounds to zero */
     /* subnormal half: round mant * 2^(e-150) to a multiple of 2^-24 */
     uint32_t e = a >> 23, mant = (a & 0x7FFFFFu) | 0x800000u;
-    uint32_t shift = 126 - e;               /* 14..24 */
+    uint32_t shift = 126 - e; /* 14..24 */
     uint32_t q = mant >> shift, rem = mant & ((1u << shift) - 1), halfway = 1u << (shift - 1);
-    if (rem > halfway || (rem == halfway && (q & 1u)))
-        q++;
+    if (rem > halfway || (rem == halfway && (q & 1u))) q++;
     return sign | (uint16_t)q;
 }
 
@@ -63,8 +68,7 @@ float pthcv_bfloat16_to_float(uint16_t b) { return f32_from((uint32_t)b << 16); 
 uint16_t pthcv_float_to_bfloat16(float f)
 {
     uint32_t x = f32_bits(f);
-    if ((x & 0x7FFFFFFFu) > 0x7F800000u)
-        return 0x7FC0u;                     /* c10 drops the sign and payload of NaN */
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0u; /* c10 drops the sign and payload of NaN */
     return (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
 }
 
@@ -76,7 +80,10 @@ uint16_t pthcv_float_to_bfloat16(float f)
  * NaN for the others. */
 
 enum { F8_IEEE, F8_FN, F8_FNUZ };
-typedef struct { int mant_bits, bias, kind; uint8_t max_code; } f8_format;
+typedef struct {
+    int mant_bits, bias, kind;
+    uint8_t max_code;
+} f8_format;
 
 static const f8_format *f8_fmt(int dtype)
 {
@@ -95,10 +102,8 @@ static float f8_decode(const f8_format *fm, uint8_t code)
     int m_bits = fm->mant_bits, e_bits = 7 - m_bits;
     int e = (code >> m_bits) & ((1 << e_bits) - 1), m = code & ((1 << m_bits) - 1);
     int neg = code & 0x80;
-    if ((fm->kind == F8_FNUZ && code == 0x80) || (fm->kind == F8_FN && (code & 0x7F) == 0x7F))
-        return NAN;
-    if (fm->kind == F8_IEEE && e == (1 << e_bits) - 1)
-        return m ? NAN : neg ? -INFINITY : INFINITY;
+    if ((fm->kind == F8_FNUZ && code == 0x80) || (fm->kind == F8_FN && (code & 0x7F) == 0x7F)) return NAN;
+    if (fm->kind == F8_IEEE && e == (1 << e_bits) - 1) return m ? NAN : neg ? -INFINITY : INFINITY;
     double v = e ? ldexp(1.0 + ldexp(m, -m_bits), e - fm->bias) : ldexp(m, 1 - fm->bias - m_bits);
     return (float)(neg ? -v : v);
 }
@@ -108,23 +113,18 @@ static uint8_t f8_encode(const f8_format *fm, float f)
     uint8_t sign = (f32_bits(f) >> 24) & 0x80u;
     uint8_t nan = fm->kind == F8_FNUZ ? 0x80 : (uint8_t)(sign | 0x7F);
     uint8_t overflow = fm->kind == F8_IEEE ? (uint8_t)(sign | 0x7C) : nan;
-    if (isnan(f))
-        return nan;
+    if (isnan(f)) return nan;
     double a = fabs((double)f);
-    if (isinf(a))
-        return overflow;
+    if (isinf(a)) return overflow;
     int m_bits = fm->mant_bits, emin = 1 - fm->bias, ex;
     frexp(a, &ex);
-    int e = ex - 1 < emin ? emin : ex - 1;  /* a's binade; subnormals share the lowest one's ulp */
+    int e = ex - 1 < emin ? emin : ex - 1; /* a's binade; subnormals share the lowest one's ulp */
     /* nearbyint rounds ties to even in the default rounding mode, which pthcv never changes */
     double r = ldexp(nearbyint(ldexp(a, m_bits - e)), e - m_bits);
-    if (r > f8_decode(fm, fm->max_code))
-        return overflow;
-    if (r == 0)
-        return fm->kind == F8_FNUZ ? 0 : sign;
+    if (r > f8_decode(fm, fm->max_code)) return overflow;
+    if (r == 0) return fm->kind == F8_FNUZ ? 0 : sign;
     frexp(r, &ex);
-    if (ex - 1 < emin)
-        return (uint8_t)(sign | (int)ldexp(r, m_bits - emin));
+    if (ex - 1 < emin) return (uint8_t)(sign | (int)ldexp(r, m_bits - emin));
     int field = ex - 1 + fm->bias, mant = (int)ldexp(r, m_bits - (ex - 1)) - (1 << m_bits);
     return (uint8_t)(sign | field << m_bits | mant);
 }
@@ -136,31 +136,71 @@ static uint8_t f8_encode(const f8_format *fm, float f)
 enum { NUM_INT, NUM_UINT, NUM_REAL, NUM_COMPLEX };
 typedef struct {
     int kind;
-    int64_t i;          /* NUM_INT (and bool) */
-    uint64_t u;         /* NUM_UINT: uint64 values */
-    double re, im;      /* NUM_REAL, NUM_COMPLEX */
+    int64_t i;     /* NUM_INT (and bool) */
+    uint64_t u;    /* NUM_UINT: uint64 values */
+    double re, im; /* NUM_REAL, NUM_COMPLEX */
 } num;
 
 /* Unaligned-safe reads and writes: storages read from files need no alignment. */
-static uint16_t rd16(const unsigned char *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t rd32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t rd64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-static float rdf(const unsigned char *p) { float v; memcpy(&v, p, 4); return v; }
-static double rdd(const unsigned char *p) { double v; memcpy(&v, p, 8); return v; }
+static uint16_t rd16(const unsigned char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static uint32_t rd32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static uint64_t rd64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static float rdf(const unsigned char *p)
+{
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static double rdd(const unsigned char *p)
+{
+    double v;
+    memcpy(&v, p, 8);
+    return v;
+}
 static void wr16(unsigned char *p, uint16_t v) { memcpy(p, &v, 2); }
 static void wr32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 static void wr64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
 static void wrf(unsigned char *p, float v) { memcpy(p, &v, 4); }
 static void wrd(unsigned char *p, double v) { memcpy(p, &v, 8); }
 
-static num int_num(int64_t i) { num v = {NUM_INT, i, 0, 0, 0}; return v; }
-static num real_num(double re) { num v = {NUM_REAL, 0, 0, re, 0}; return v; }
-static num complex_num(double re, double im) { num v = {NUM_COMPLEX, 0, 0, re, im}; return v; }
+static num int_num(int64_t i)
+{
+    num v = {NUM_INT, i, 0, 0, 0};
+    return v;
+}
+static num real_num(double re)
+{
+    num v = {NUM_REAL, 0, 0, re, 0};
+    return v;
+}
+static num complex_num(double re, double im)
+{
+    num v = {NUM_COMPLEX, 0, 0, re, im};
+    return v;
+}
 
 /* A signed integer of 1, 2, 4 or 8 bytes. */
 static int64_t rdi(const unsigned char *p, int width)
 {
-    int8_t a; int16_t b; int32_t c; int64_t d;
+    int8_t a;
+    int16_t b;
+    int32_t c;
+    int64_t d;
     switch (width) {
     case 1: memcpy(&a, p, 1); return a;
     case 2: memcpy(&b, p, 2); return b;
@@ -177,44 +217,41 @@ static num load(int dtype, const unsigned char *p)
     case PTHCV_FLOAT64: return real_num(rdd(p));
     case PTHCV_FLOAT16: return real_num(pthcv_half_to_float(rd16(p)));
     case PTHCV_BFLOAT16: return real_num(pthcv_bfloat16_to_float(rd16(p)));
-    case PTHCV_FLOAT8_E4M3FN: case PTHCV_FLOAT8_E5M2:
-    case PTHCV_FLOAT8_E4M3FNUZ: case PTHCV_FLOAT8_E5M2FNUZ:
-        return real_num(f8_decode(f8_fmt(dtype), p[0]));
-    case PTHCV_COMPLEX32:
-        return complex_num(pthcv_half_to_float(rd16(p)), pthcv_half_to_float(rd16(p + 2)));
+    case PTHCV_FLOAT8_E4M3FN:
+    case PTHCV_FLOAT8_E5M2:
+    case PTHCV_FLOAT8_E4M3FNUZ:
+    case PTHCV_FLOAT8_E5M2FNUZ: return real_num(f8_decode(f8_fmt(dtype), p[0]));
+    case PTHCV_COMPLEX32: return complex_num(pthcv_half_to_float(rd16(p)), pthcv_half_to_float(rd16(p + 2)));
     case PTHCV_COMPLEX64: return complex_num(rdf(p), rdf(p + 4));
     case PTHCV_COMPLEX128: return complex_num(rdd(p), rdd(p + 8));
     case PTHCV_BOOL: return int_num(p[0] != 0);
-    case PTHCV_INT8: case PTHCV_QINT8: return int_num(rdi(p, 1));
+    case PTHCV_INT8:
+    case PTHCV_QINT8: return int_num(rdi(p, 1));
     case PTHCV_INT16: return int_num(rdi(p, 2));
-    case PTHCV_INT32: case PTHCV_QINT32: return int_num(rdi(p, 4));
+    case PTHCV_INT32:
+    case PTHCV_QINT32: return int_num(rdi(p, 4));
     case PTHCV_INT64: return int_num(rdi(p, 8));
     case PTHCV_UINT16: return int_num(rd16(p));
     case PTHCV_UINT32: return int_num(rd32(p));
-    case PTHCV_UINT64: { num v = {NUM_UINT, 0, rd64(p), 0, 0}; return v; }
-    default: return int_num(p[0]);  /* uint8, quint8 */
+    case PTHCV_UINT64: {
+        num v = {NUM_UINT, 0, rd64(p), 0, 0};
+        return v;
+    }
+    default: return int_num(p[0]); /* uint8, quint8 */
     }
 }
 
-static float num_f32(num v)
-{
-    return v.kind == NUM_INT ? (float)v.i : v.kind == NUM_UINT ? (float)v.u : (float)v.re;
-}
+static float num_f32(num v) { return v.kind == NUM_INT ? (float)v.i : v.kind == NUM_UINT ? (float)v.u : (float)v.re; }
 
-static double num_f64(num v)
-{
-    return v.kind == NUM_INT ? (double)v.i : v.kind == NUM_UINT ? (double)v.u : v.re;
-}
+static double num_f64(num v) { return v.kind == NUM_INT ? (double)v.i : v.kind == NUM_UINT ? (double)v.u : v.re; }
 
 /* A float to integer bits, truncating toward zero. Where torch's cast is
  * undefined (NaN, inf, out of range) this gives INT64_MIN, as x86 does; to a
  * narrower type the low bits are kept, as torch's uint8 path via int64 does. */
 static uint64_t real_to_bits(double x, int dtype)
 {
-    if (dtype == PTHCV_UINT64 && x >= 9223372036854775808.0 && x < 18446744073709551616.0)
-        return (uint64_t)x;
-    if (x >= -9223372036854775808.0 && x < 9223372036854775808.0)
-        return (uint64_t)(int64_t)x;
+    if (dtype == PTHCV_UINT64 && x >= 9223372036854775808.0 && x < 18446744073709551616.0) return (uint64_t)x;
+    if (x >= -9223372036854775808.0 && x < 9223372036854775808.0) return (uint64_t)(int64_t)x;
     return (uint64_t)1 << 63;
 }
 
@@ -231,23 +268,33 @@ static void store(int dtype, unsigned char *p, num v)
     /* torch converts to these through float */
     case PTHCV_FLOAT16: wr16(p, pthcv_float_to_half(num_f32(v))); break;
     case PTHCV_BFLOAT16: wr16(p, pthcv_float_to_bfloat16(num_f32(v))); break;
-    case PTHCV_FLOAT8_E4M3FN: case PTHCV_FLOAT8_E5M2:
-    case PTHCV_FLOAT8_E4M3FNUZ: case PTHCV_FLOAT8_E5M2FNUZ:
-        p[0] = f8_encode(f8_fmt(dtype), num_f32(v));
-        break;
+    case PTHCV_FLOAT8_E4M3FN:
+    case PTHCV_FLOAT8_E5M2:
+    case PTHCV_FLOAT8_E4M3FNUZ:
+    case PTHCV_FLOAT8_E5M2FNUZ: p[0] = f8_encode(f8_fmt(dtype), num_f32(v)); break;
     case PTHCV_COMPLEX32:
         wr16(p, pthcv_float_to_half(num_f32(v)));
         wr16(p + 2, pthcv_float_to_half((float)v.im));
         break;
-    case PTHCV_COMPLEX64: wrf(p, num_f32(v)); wrf(p + 4, (float)v.im); break;
-    case PTHCV_COMPLEX128: wrd(p, num_f64(v)); wrd(p + 8, v.im); break;
+    case PTHCV_COMPLEX64:
+        wrf(p, num_f32(v));
+        wrf(p + 4, (float)v.im);
+        break;
+    case PTHCV_COMPLEX128:
+        wrd(p, num_f64(v));
+        wrd(p + 8, v.im);
+        break;
     case PTHCV_BOOL:
         p[0] = v.kind == NUM_INT ? v.i != 0 : v.kind == NUM_UINT ? v.u != 0 : (v.re != 0 || v.im != 0);
         break;
-    case PTHCV_INT16: case PTHCV_UINT16: wr16(p, (uint16_t)num_bits(v, dtype)); break;
-    case PTHCV_INT32: case PTHCV_UINT32: case PTHCV_QINT32: wr32(p, (uint32_t)num_bits(v, dtype)); break;
-    case PTHCV_INT64: case PTHCV_UINT64: wr64(p, num_bits(v, dtype)); break;
-    default: p[0] = (uint8_t)num_bits(v, dtype); break;    /* int8, uint8, qint8, quint8 */
+    case PTHCV_INT16:
+    case PTHCV_UINT16: wr16(p, (uint16_t)num_bits(v, dtype)); break;
+    case PTHCV_INT32:
+    case PTHCV_UINT32:
+    case PTHCV_QINT32: wr32(p, (uint32_t)num_bits(v, dtype)); break;
+    case PTHCV_INT64:
+    case PTHCV_UINT64: wr64(p, num_bits(v, dtype)); break;
+    default: p[0] = (uint8_t)num_bits(v, dtype); break; /* int8, uint8, qint8, quint8 */
     }
 }
 
@@ -288,8 +335,7 @@ static void copy_element(unsigned char *dst, const unsigned char *src, int es)
 static pthcv_tensor *new_like(const pthcv_tensor *t, int dtype)
 {
     pthcv_tensor *out = pthcv_tensor_new(dtype, t->ndim, t->shape);
-    if (!out || !pthcv_dtype_is_quantized(dtype))
-        return out;
+    if (!out || !pthcv_dtype_is_quantized(dtype)) return out;
     out->qscheme = t->qscheme;
     out->qaxis = t->qaxis;
     out->qscale = t->qscale;
@@ -301,19 +347,15 @@ static pthcv_tensor *new_like(const pthcv_tensor *t, int dtype)
 
 pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t)
 {
-    if (!t)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_contiguous: no tensor");
-    if (pthcv_tensor_is_contiguous(t))
-        return pthcv_tensor_retain(t);
+    if (!t) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_contiguous: no tensor");
+    if (pthcv_tensor_is_contiguous(t)) return pthcv_tensor_retain(t);
     if (pthcv_dtype_values_per_element(t->dtype) > 1)
         return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "pthcv_tensor_contiguous: cannot repack a strided %s tensor",
                                pthcv_dtype_name(t->dtype));
     const unsigned char *src = pthcv_tensor_data(t);
-    if (!src)
-        return NULL;
+    if (!src) return NULL;
     pthcv_tensor *out = new_like(t, t->dtype);
-    if (!out)
-        return NULL;
+    if (!out) return NULL;
     /* not contiguous implies ndim >= 1 and numel > 0: copy row by row */
     unsigned char *dst = out->storage->data;
     int es = pthcv_dtype_size(t->dtype), last = t->ndim - 1;
@@ -321,11 +363,9 @@ pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t)
     walker w = {{0}, 0};
     for (int64_t r = 0; r < rows; r++) {
         const unsigned char *row = src + w.off * es;
-        if (s == 1)
-            memcpy(dst, row, (size_t)(n * es));
+        if (s == 1) memcpy(dst, row, (size_t)(n * es));
         else
-            for (int64_t j = 0; j < n; j++)
-                copy_element(dst + j * es, row + j * s * es, es);
+            for (int64_t j = 0; j < n; j++) copy_element(dst + j * es, row + j * s * es, es);
         dst += n * es;
         walker_next(&w, last, t->shape, t->stride);
     }
@@ -338,8 +378,7 @@ pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t)
  * was a third of a resnet50's first forward pass. 0 when not one of them. */
 static int convert_floats(const pthcv_tensor *t, const unsigned char *src, int dtype, unsigned char *dst)
 {
-    if (!pthcv_tensor_is_contiguous(t) || (uintptr_t)src % (uintptr_t)pthcv_dtype_size(t->dtype) != 0)
-        return 0;
+    if (!pthcv_tensor_is_contiguous(t) || (uintptr_t)src % (uintptr_t)pthcv_dtype_size(t->dtype) != 0) return 0;
     int64_t n = t->numel;
     int from = t->dtype;
     if (from == PTHCV_FLOAT32 && dtype == PTHCV_FLOAT64) {
@@ -366,10 +405,8 @@ static int convert_floats(const pthcv_tensor *t, const unsigned char *src, int d
 
 pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype)
 {
-    if (!t)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_to: no tensor");
-    if (!pthcv_dtype_name(dtype))
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_to: unknown dtype %d", dtype);
+    if (!t) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_to: no tensor");
+    if (!pthcv_dtype_name(dtype)) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_to: unknown dtype %d", dtype);
     if (pthcv_dtype_is_quantized(t->dtype))
         return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED,
                                "pthcv_tensor_to: cannot convert a %s tensor to %s; dequantize it first",
@@ -377,17 +414,13 @@ pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype)
     if (pthcv_dtype_is_quantized(dtype))
         return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "pthcv_tensor_to: pthcv does not quantize (to %s)",
                                pthcv_dtype_name(dtype));
-    if (dtype == t->dtype)
-        return pthcv_tensor_contiguous(t);
+    if (dtype == t->dtype) return pthcv_tensor_contiguous(t);
     const unsigned char *src = pthcv_tensor_data(t);
-    if (!src)
-        return NULL;
+    if (!src) return NULL;
     pthcv_tensor *out = pthcv_tensor_new(dtype, t->ndim, t->shape);
-    if (!out)
-        return NULL;
+    if (!out) return NULL;
     unsigned char *dst = out->storage->data;
-    if (convert_floats(t, src, dtype, dst))
-        return out;
+    if (convert_floats(t, src, dtype, dst)) return out;
     int ses = pthcv_dtype_size(t->dtype), des = pthcv_dtype_size(dtype);
     walker w = {{0}, 0};
     for (int64_t i = 0; i < t->numel; i++) {
@@ -404,8 +437,7 @@ pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype)
 static int64_t raw_value(int dtype, const unsigned char *base, int64_t idx)
 {
     int per = pthcv_dtype_values_per_element(dtype);
-    if (per == 1)
-        return load(dtype, base + idx * pthcv_dtype_size(dtype)).i;
+    if (per == 1) return load(dtype, base + idx * pthcv_dtype_size(dtype)).i;
     int bits = 8 / per;
     return (base[idx / per] >> (idx % per * bits)) & ((1 << bits) - 1);
 }
@@ -420,8 +452,7 @@ static double *channel_params(pthcv_tensor *p, int64_t n, const char *what)
         return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "pthcv_tensor_dequantize: per-channel %s are not a vector of %lld",
                                what, (long long)n);
     double *out = malloc((size_t)(n ? n : 1) * sizeof *out);
-    if (!out)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "pthcv_tensor_dequantize: out of memory");
+    if (!out) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "pthcv_tensor_dequantize: out of memory");
     for (int64_t c = 0; c < n; c++)
         if (pthcv_tensor_get(p, c * p->stride[0], &out[c], NULL) != PTHCV_OK) {
             free(out);
@@ -435,22 +466,21 @@ static double *channel_params(pthcv_tensor *p, int64_t n, const char *what)
  * qparams ((float)q - zp) * scale in float. */
 pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t)
 {
-    if (!t)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_dequantize: no tensor");
+    if (!t) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_dequantize: no tensor");
     if (!pthcv_dtype_is_quantized(t->dtype))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_dequantize: the tensor is %s, not quantized",
                                pthcv_dtype_name(t->dtype));
-    int per_channel = t->qscheme == PTHCV_QSCHEME_PER_CHANNEL_AFFINE
-                      || t->qscheme == PTHCV_QSCHEME_PER_CHANNEL_SYMMETRIC
-                      || t->qscheme == PTHCV_QSCHEME_PER_CHANNEL_AFFINE_FLOAT_QPARAMS;
+    int per_channel = t->qscheme == PTHCV_QSCHEME_PER_CHANNEL_AFFINE ||
+        t->qscheme == PTHCV_QSCHEME_PER_CHANNEL_SYMMETRIC ||
+        t->qscheme == PTHCV_QSCHEME_PER_CHANNEL_AFFINE_FLOAT_QPARAMS;
     int float_qparams = t->qscheme == PTHCV_QSCHEME_PER_CHANNEL_AFFINE_FLOAT_QPARAMS;
-    if (!per_channel && t->qscheme != PTHCV_QSCHEME_PER_TENSOR_AFFINE
-        && t->qscheme != PTHCV_QSCHEME_PER_TENSOR_SYMMETRIC)
+    if (!per_channel && t->qscheme != PTHCV_QSCHEME_PER_TENSOR_AFFINE &&
+        t->qscheme != PTHCV_QSCHEME_PER_TENSOR_SYMMETRIC)
         return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "pthcv_tensor_dequantize: %s tensor without a known qscheme (%d)",
                                pthcv_dtype_name(t->dtype), t->qscheme);
     if (per_channel && (t->qaxis < 0 || t->qaxis >= t->ndim))
-        return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "pthcv_tensor_dequantize: axis %d of a %d-d tensor",
-                               t->qaxis, t->ndim);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "pthcv_tensor_dequantize: axis %d of a %d-d tensor", t->qaxis,
+                               t->ndim);
     if (!per_channel && !zero_point_ok((double)t->qzero_point))
         return PTHCV_FAIL_NULL(PTHCV_ERR_FORMAT, "pthcv_tensor_dequantize: zero point %lld out of range",
                                (long long)t->qzero_point);
@@ -459,8 +489,8 @@ pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t)
     pthcv_tensor *out = NULL;
     if (per_channel) {
         int64_t n = t->shape[t->qaxis];
-        if (!(scales = channel_params(t->qscales, n, "scales"))
-            || !(zps = channel_params(t->qzero_points, n, "zero points")))
+        if (!(scales = channel_params(t->qscales, n, "scales")) ||
+            !(zps = channel_params(t->qzero_points, n, "zero points")))
             goto done;
         for (int64_t c = 0; c < n; c++)
             if (!float_qparams && !zero_point_ok(zps[c])) {
@@ -468,7 +498,8 @@ pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t)
                 goto done;
             }
     }
-    if (pthcv_storage_materialize(t->storage) != PTHCV_OK || !(out = pthcv_tensor_new(PTHCV_FLOAT32, t->ndim, t->shape)))
+    if (pthcv_storage_materialize(t->storage) != PTHCV_OK ||
+        !(out = pthcv_tensor_new(PTHCV_FLOAT32, t->ndim, t->shape)))
         goto done;
 
     const unsigned char *base = t->storage->data;
@@ -480,10 +511,8 @@ pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t)
             dst[i] = (float)(q - t->qzero_point) * scale;
         } else {
             int64_t c = w.idx[t->qaxis];
-            if (float_qparams)
-                dst[i] = ((float)q - (float)zps[c]) * (float)scales[c];
-            else
-                dst[i] = (float)((double)(q - (int64_t)zps[c]) * scales[c]);
+            if (float_qparams) dst[i] = ((float)q - (float)zps[c]) * (float)scales[c];
+            else dst[i] = (float)((double)(q - (int64_t)zps[c]) * scales[c]);
         }
         walker_next(&w, t->ndim, t->shape, t->stride);
     }
@@ -499,31 +528,26 @@ done:
  * against the storage, with the storage read in. */
 static unsigned char *element_at(pthcv_tensor *t, int64_t element_offset, int64_t *idx, const char *fn)
 {
-    if (!t)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no tensor", fn);
-    if (pthcv_storage_materialize(t->storage) != PTHCV_OK)
-        return NULL;
+    if (!t) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no tensor", fn);
+    if (pthcv_storage_materialize(t->storage) != PTHCV_OK) return NULL;
     int es = pthcv_dtype_size(t->dtype), per = pthcv_dtype_values_per_element(t->dtype);
     int64_t capacity = t->storage->nbytes / es * per;
     if (!pthcv_add_ok(t->offset, element_offset, idx) || *idx < 0 || *idx >= capacity)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: element offset %lld is outside the storage of %lld elements",
-                               fn, (long long)element_offset, (long long)capacity);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: element offset %lld is outside the storage of %lld elements", fn,
+                               (long long)element_offset, (long long)capacity);
     return (unsigned char *)t->storage->data + *idx / per * es;
 }
 
 int pthcv_tensor_get(pthcv_tensor *t, int64_t element_offset, double *re, double *im)
 {
     int64_t idx;
-    if (!re)
-        return pthcv_fail(PTHCV_ERR_ARG, "pthcv_tensor_get: no place for the value");
+    if (!re) return pthcv_fail(PTHCV_ERR_ARG, "pthcv_tensor_get: no place for the value");
     unsigned char *p = element_at(t, element_offset, &idx, "pthcv_tensor_get");
-    if (!p)
-        return pthcv_last_status();
+    if (!p) return pthcv_last_status();
     num v = pthcv_dtype_values_per_element(t->dtype) > 1 ? int_num(raw_value(t->dtype, t->storage->data, idx))
                                                          : load(t->dtype, p);
     *re = num_f64(v);
-    if (im)
-        *im = v.kind == NUM_COMPLEX ? v.im : 0;
+    if (im) *im = v.kind == NUM_COMPLEX ? v.im : 0;
     return PTHCV_OK;
 }
 
@@ -531,8 +555,7 @@ int pthcv_tensor_set(pthcv_tensor *t, int64_t element_offset, double re, double 
 {
     int64_t idx;
     unsigned char *p = element_at(t, element_offset, &idx, "pthcv_tensor_set");
-    if (!p)
-        return pthcv_last_status();
+    if (!p) return pthcv_last_status();
     int per = pthcv_dtype_values_per_element(t->dtype);
     if (per == 1) {
         store(t->dtype, p, pthcv_dtype_is_complex(t->dtype) ? complex_num(re, im) : real_num(re));

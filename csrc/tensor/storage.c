@@ -9,12 +9,10 @@
 
 static char *dup_string(const char *s)
 {
-    if (!s)
-        s = "";
+    if (!s) s = "";
     size_t n = strlen(s) + 1;
     char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
+    if (d) memcpy(d, s, n);
     return d;
 }
 
@@ -24,8 +22,8 @@ static int nbytes_ok(int64_t nbytes, const char *what)
     if (nbytes < 0)
         return pthcv_fail(PTHCV_ERR_ARG, "%s: negative storage size %lld", pthcv_esc(what), (long long)nbytes);
     if ((uint64_t)nbytes > SIZE_MAX - 1)
-        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: storage of %lld bytes is too large for this machine",
-                          pthcv_esc(what), (long long)nbytes);
+        return pthcv_fail(PTHCV_ERR_LIMIT, "%s: storage of %lld bytes is too large for this machine", pthcv_esc(what),
+                          (long long)nbytes);
     return PTHCV_OK;
 }
 
@@ -36,16 +34,14 @@ pthcv_storage *pthcv_storage_new_memory(int dtype, int64_t nbytes)
 
 pthcv_storage *pthcv_storage_new_memory_as(int dtype, int64_t nbytes, int zeroed)
 {
-    if (nbytes_ok(nbytes, "pthcv_storage_new_memory") != PTHCV_OK)
-        return NULL;
+    if (nbytes_ok(nbytes, "pthcv_storage_new_memory") != PTHCV_OK) return NULL;
     pthcv_storage *st = calloc(1, sizeof *st);
     /* at least one byte, so an empty storage still has a non-NULL data pointer */
     void *data = zeroed ? calloc(1, nbytes ? (size_t)nbytes : 1) : malloc(nbytes ? (size_t)nbytes : 1);
     if (!st || !data) {
         free(st);
         free(data);
-        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "out of memory allocating a storage of %lld bytes",
-                               (long long)nbytes);
+        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "out of memory allocating a storage of %lld bytes", (long long)nbytes);
     }
     st->refcount = 1;
     st->dtype = dtype;
@@ -55,13 +51,11 @@ pthcv_storage *pthcv_storage_new_memory_as(int dtype, int64_t nbytes, int zeroed
     return st;
 }
 
-pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nbytes,
-                                        const char *key, const char *record)
+pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nbytes, const char *key,
+                                        const char *record)
 {
-    if (!src)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_storage_new_record: no source");
-    if (nbytes_ok(nbytes, record ? record : "pthcv_storage_new_record") != PTHCV_OK)
-        return NULL;
+    if (!src) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_storage_new_record: no source");
+    if (nbytes_ok(nbytes, record ? record : "pthcv_storage_new_record") != PTHCV_OK) return NULL;
     pthcv_storage *st = calloc(1, sizeof *st);
     char *k = dup_string(key), *r = dup_string(record);
     if (!st || !k || !r) {
@@ -105,16 +99,12 @@ pthcv_storage *pthcv_storage_new_view(pthcv_storage *base, int dtype, int64_t by
     return st;
 }
 
-pthcv_storage *pthcv_storage_new_external(int dtype, void *data, int64_t nbytes,
-                                          void (*release)(void *ctx), void *ctx)
+pthcv_storage *pthcv_storage_new_external(int dtype, void *data, int64_t nbytes, void (*release)(void *ctx), void *ctx)
 {
-    if (nbytes_ok(nbytes, "pthcv_tensor_from_data") != PTHCV_OK)
-        return NULL;
-    if (!data)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_from_data: no data");
+    if (nbytes_ok(nbytes, "pthcv_tensor_from_data") != PTHCV_OK) return NULL;
+    if (!data) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "pthcv_tensor_from_data: no data");
     pthcv_storage *st = calloc(1, sizeof *st);
-    if (!st)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "out of memory for an external storage");
+    if (!st) return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "out of memory for an external storage");
     st->refcount = 1;
     st->dtype = dtype;
     st->nbytes = nbytes;
@@ -126,12 +116,11 @@ pthcv_storage *pthcv_storage_new_external(int dtype, void *data, int64_t nbytes,
 
 /* The tensor is checked against nbytes like a file's; on failure release is
  * not called, the caller keeps its memory. */
-pthcv_tensor *pthcv_tensor_from_data(int dtype, int ndim, const int64_t *shape, const int64_t *stride,
-                                     void *data, int64_t nbytes, void (*release)(void *ctx), void *ctx)
+pthcv_tensor *pthcv_tensor_from_data(int dtype, int ndim, const int64_t *shape, const int64_t *stride, void *data,
+                                     int64_t nbytes, void (*release)(void *ctx), void *ctx)
 {
     pthcv_storage *st = pthcv_storage_new_external(dtype, data, nbytes, NULL, NULL);
-    if (!st)
-        return NULL;
+    if (!st) return NULL;
     pthcv_tensor *t = pthcv_tensor_over(st, dtype, ndim, shape, stride, 0, "pthcv_tensor_from_data");
     if (t) {
         st->release = release;
@@ -143,18 +132,14 @@ pthcv_tensor *pthcv_tensor_from_data(int dtype, int ndim, const int64_t *shape, 
 
 void pthcv_storage_retain(pthcv_storage *st)
 {
-    if (st)
-        st->refcount++;
+    if (st) st->refcount++;
 }
 
 void pthcv_storage_release(pthcv_storage *st)
 {
-    if (!st || --st->refcount > 0)
-        return;
-    if (st->owns_data)
-        free(st->data);
-    if (st->release)
-        st->release(st->release_ctx);
+    if (!st || --st->refcount > 0) return;
+    if (st->owns_data) free(st->data);
+    if (st->release) st->release(st->release_ctx);
     pthcv_storage_release(st->base);
     pthcv_source_release(st->src);
     free(st->key);
@@ -166,14 +151,11 @@ void pthcv_storage_release(pthcv_storage *st)
  * data into the map itself before anyone calls this. */
 int pthcv_storage_materialize(pthcv_storage *st)
 {
-    if (!st)
-        return pthcv_fail(PTHCV_ERR_ARG, "pthcv_storage_materialize: no storage");
-    if (st->data)
-        return PTHCV_OK;
+    if (!st) return pthcv_fail(PTHCV_ERR_ARG, "pthcv_storage_materialize: no storage");
+    if (st->data) return PTHCV_OK;
     if (st->base) {
         int rc = pthcv_storage_materialize(st->base);
-        if (rc != PTHCV_OK)
-            return rc;
+        if (rc != PTHCV_OK) return rc;
         st->data = (char *)st->base->data + st->base_offset;
         st->owns_data = 0;
         return PTHCV_OK;
@@ -199,8 +181,7 @@ int pthcv_storage_materialize(pthcv_storage *st)
         free(buf);
         return rc;
     }
-    if (st->swap_bytes > 1)
-        pthcv_swap_bytes(buf, st->nbytes / st->swap_bytes, st->swap_bytes);
+    if (st->swap_bytes > 1) pthcv_swap_bytes(buf, st->nbytes / st->swap_bytes, st->swap_bytes);
     st->data = buf;
     st->owns_data = 1;
     return PTHCV_OK;
@@ -208,16 +189,13 @@ int pthcv_storage_materialize(pthcv_storage *st)
 
 void pthcv_source_retain(pthcv_source *src)
 {
-    if (src)
-        src->refcount++;
+    if (src) src->refcount++;
 }
 
 void pthcv_source_release(pthcv_source *src)
 {
-    if (!src || --src->refcount > 0)
-        return;
-    if (src->destroy)
-        src->destroy(src);  /* frees impl; path and the struct are freed here */
+    if (!src || --src->refcount > 0) return;
+    if (src->destroy) src->destroy(src); /* frees impl; path and the struct are freed here */
     free(src->path);
     free(src);
 }
@@ -225,8 +203,7 @@ void pthcv_source_release(pthcv_source *src)
 void pthcv_swap_bytes(void *data, int64_t n, int elsize)
 {
     unsigned char *p = data;
-    if (elsize < 2)
-        return;
+    if (elsize < 2) return;
     for (int64_t i = 0; i < n; i++, p += elsize)
         for (int a = 0, b = elsize - 1; a < b; a++, b--) {
             unsigned char t = p[a];

@@ -25,7 +25,7 @@
 static int passed, failed;
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static double urand(void)   /* [0, 1) */
+static double urand(void) /* [0, 1) */
 {
     rng ^= rng << 13;
     rng ^= rng >> 7;
@@ -69,9 +69,8 @@ static int64_t ref_nms(const float *b, const float *s, const int64_t *cat_of, in
     char *gone = calloc((size_t)(n ? n : 1), 1);
     int64_t m = 0, k = 0;
     for (int64_t i = 0; i < n; i++)
-        if (cat < 0 || cat_of[i] == cat)
-            v[m].value = s[i], v[m++].index = i;
-    for (int64_t i = 1; i < m; i++)   /* insertion sort: stable, descending */
+        if (cat < 0 || cat_of[i] == cat) v[m].value = s[i], v[m++].index = i;
+    for (int64_t i = 1; i < m; i++) /* insertion sort: stable, descending */
         for (int64_t j = i; j > 0 && v[j].value > v[j - 1].value; j--) {
             ops_ranked t = v[j];
             v[j] = v[j - 1];
@@ -79,12 +78,10 @@ static int64_t ref_nms(const float *b, const float *s, const int64_t *cat_of, in
         }
     for (int64_t a = 0; a < m; a++) {
         int64_t i = v[a].index;
-        if (gone[i])
-            continue;
+        if (gone[i]) continue;
         keep[k++] = i;
         for (int64_t c = a + 1; c < m; c++)
-            if ((double)iou_of(b + 4 * i, b + 4 * v[c].index) > thr)
-                gone[v[c].index] = 1;
+            if ((double)iou_of(b + 4 * i, b + 4 * v[c].index) > thr) gone[v[c].index] = 1;
     }
     free(v);
     free(gone);
@@ -115,14 +112,12 @@ static void test_nms(void)
              * results by score, then index (the set is what matters here; the
              * order of the unstable final sort is checked by ops_spec) */
             pthcv_tensor *idx = pthcv_tensor_new(PTHCV_INT64, 1, &n);
-            for (int64_t i = 0; i < n; i++)
-                idata(idx)[i] = 3 * (int64_t)(urand() * 3);
+            for (int64_t i = 0; i < n; i++) idata(idx)[i] = 3 * (int64_t)(urand() * 3);
             char *in_ref = calloc((size_t)(n + 1), 1);
             int64_t total = 0;
             for (int64_t c = 0; c <= 6; c += 3) {
                 int64_t k = ref_nms(fdata(b), fdata(s), idata(idx), c, n, 0.45, want);
-                for (int64_t j = 0; j < k; j++)
-                    in_ref[want[j]] = 1;
+                for (int64_t j = 0; j < k; j++) in_ref[want[j]] = 1;
                 total += k;
             }
             pthcv_tensor *got = pthcv_batched_nms(b, s, idx, 0.45);
@@ -149,8 +144,7 @@ static void test_orders(void)
         int64_t n = sizes[si];
         ops_ranked *v = malloc((size_t)n * sizeof *v);
         char *seen = calloc((size_t)n, 1);
-        for (int64_t i = 0; i < n; i++)
-            v[i].value = (float)(int)(urand() * 4), v[i].index = i;
+        for (int64_t i = 0; i < n; i++) v[i].value = (float)(int)(urand() * 4), v[i].index = i;
         ops_sort_desc(v, n);
         int ok = 1;
         for (int64_t i = 0; i < n; i++) {
@@ -159,9 +153,8 @@ static void test_orders(void)
         }
         CHECK(ok, "sort of %lld tied values is not a non-increasing permutation", (long long)n);
         for (int64_t k = 0; k <= n; k += n / 3 + 1) {
-            for (int64_t i = 0; i < n; i++)
-                v[i].value = (float)urand(), v[i].index = i;
-            float kth = 0;   /* the k-th largest, by counting */
+            for (int64_t i = 0; i < n; i++) v[i].value = (float)urand(), v[i].index = i;
+            float kth = 0; /* the k-th largest, by counting */
             if (k > 0) {
                 ops_ranked *w = malloc((size_t)n * sizeof *w);
                 memcpy(w, v, (size_t)n * sizeof *w);
@@ -171,8 +164,7 @@ static void test_orders(void)
             }
             ops_topk_desc(v, n, k);
             ok = 1;
-            for (int64_t i = 0; i < k; i++)
-                ok &= v[i].value >= kth && (i == 0 || v[i].value <= v[i - 1].value);
+            for (int64_t i = 0; i < k; i++) ok &= v[i].value >= kth && (i == 0 || v[i].value <= v[i - 1].value);
             CHECK(ok, "topk k=%lld of %lld", (long long)k, (long long)n);
         }
         free(v);
@@ -187,8 +179,7 @@ static float ref_roi_align(const float *x, int64_t C, int64_t H, int64_t W, cons
     float off = aligned ? 0.5f : 0.0f;
     float sw = r[1] * scale - off, sh = r[2] * scale - off;
     float rw = r[3] * scale - off - sw, rh = r[4] * scale - off - sh;
-    if (!aligned)
-        rw = rw > 1 ? rw : 1, rh = rh > 1 ? rh : 1;
+    if (!aligned) rw = rw > 1 ? rw : 1, rh = rh > 1 ? rh : 1;
     float bh = rh / (float)ph, bw = rw / (float)pw;
     int64_t gh = sr > 0 ? sr : (int64_t)ceilf(rh / (float)ph), gw = sr > 0 ? sr : (int64_t)ceilf(rw / (float)pw);
     const float *p = x + ((int64_t)r[0] * C + c) * H * W;
@@ -197,18 +188,15 @@ static float ref_roi_align(const float *x, int64_t C, int64_t H, int64_t W, cons
         for (int64_t ix = 0; ix < gw; ix++) {
             float y = sh + (float)oy * bh + ((float)iy + 0.5f) * bh / (float)gh;
             float xx = sw + (float)ox * bw + ((float)ix + 0.5f) * bw / (float)gw;
-            if (y < -1.0f || y > (float)H || xx < -1.0f || xx > (float)W)
-                continue;
+            if (y < -1.0f || y > (float)H || xx < -1.0f || xx > (float)W) continue;
             y = y <= 0 ? 0 : y;
             xx = xx <= 0 ? 0 : xx;
             int64_t y0 = (int64_t)y, x0 = (int64_t)xx, y1 = y0 + 1, x1 = x0 + 1;
-            if (y0 >= H - 1)
-                y0 = y1 = H - 1, y = (float)y0;
-            if (x0 >= W - 1)
-                x0 = x1 = W - 1, xx = (float)x0;
+            if (y0 >= H - 1) y0 = y1 = H - 1, y = (float)y0;
+            if (x0 >= W - 1) x0 = x1 = W - 1, xx = (float)x0;
             float ly = y - (float)y0, lx = xx - (float)x0, hy = 1 - ly, hx = 1 - lx;
             acc += hy * hx * p[y0 * W + x0] + hy * lx * p[y0 * W + x1] + ly * hx * p[y1 * W + x0] +
-                   ly * lx * p[y1 * W + x1];
+                ly * lx * p[y1 * W + x1];
         }
     int64_t cnt = gh * gw > 1 ? gh * gw : 1;
     return acc / (float)cnt;
@@ -231,8 +219,8 @@ static pthcv_tensor *random_rois(int64_t k, int64_t batch, float extent)
 
 static int same_bits(pthcv_tensor *a, pthcv_tensor *b)
 {
-    return a && b && a->numel == b->numel && memcmp(pthcv_tensor_data(a), pthcv_tensor_data(b),
-                                                    (size_t)pthcv_tensor_nbytes(a)) == 0;
+    return a && b && a->numel == b->numel &&
+        memcmp(pthcv_tensor_data(a), pthcv_tensor_data(b), (size_t)pthcv_tensor_nbytes(a)) == 0;
 }
 
 static void test_roi(void)
@@ -241,8 +229,7 @@ static void test_roi(void)
     for (size_t ci = 0; ci < sizeof chans / sizeof *chans; ci++) {
         int64_t C = chans[ci], H = 7 + 2 * (int64_t)ci, W = 33 - 4 * (int64_t)ci, xs[4] = {2, C, H, W};
         pthcv_tensor *x = new_f32(4, xs);
-        for (int64_t i = 0; i < x->numel; i++)
-            fdata(x)[i] = (float)(urand() * 4 - 2);
+        for (int64_t i = 0; i < x->numel; i++) fdata(x)[i] = (float)(urand() * 4 - 2);
         float scale = ci % 2 ? 0.5f : 1.0f;
         pthcv_tensor *rois = random_rois(9, 2, (float)W / scale);
         for (int sr = -1; sr <= 2; sr++)
@@ -283,10 +270,8 @@ static void test_threads_masks(void)
 {
     int64_t ms[4] = {7, 1, 28, 28}, bs[2] = {7, 4}, hs[4] = {7, 3, 56, 56};
     pthcv_tensor *m = new_f32(4, ms), *boxes = new_f32(2, bs), *maps = new_f32(4, hs), *kp[2], *sc[2];
-    for (int64_t i = 0; i < m->numel; i++)
-        fdata(m)[i] = (float)urand();
-    for (int64_t i = 0; i < maps->numel; i++)
-        fdata(maps)[i] = (float)(urand() * 2 - 1);
+    for (int64_t i = 0; i < m->numel; i++) fdata(m)[i] = (float)urand();
+    for (int64_t i = 0; i < maps->numel; i++) fdata(maps)[i] = (float)(urand() * 2 - 1);
     for (int64_t i = 0; i < 7; i++) {
         float *b = fdata(boxes) + 4 * i;
         b[0] = (float)(urand() * 50), b[1] = (float)(urand() * 40);
@@ -337,8 +322,7 @@ static void test_errors(void)
     double w[4] = {1, 1, 1, 1};
     expect_error(pthcv_box_decode(bad, boxes, w, 4.0), "rel_codes must be [N, 4k], got [3, 3]");
     pthcv_tensor *all[] = {bad, boxes, scores, rois, x, ints};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        pthcv_tensor_release(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pthcv_tensor_release(all[i]);
 }
 
 int main(void)

@@ -24,11 +24,11 @@ static int passed, failed;
 
 #include "check.h"
 
-static const char *isa_names[PTHCV_ISA_COUNT] = { "scalar", "avx2", "avx512", "neon" };
+static const char *isa_names[PTHCV_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon"};
 
 /* ---- data --------------------------------------------------------------------- */
 static uint64_t rng = 88172645463325252ull;
-static float frand(void)   /* uniform in [-1, 1) */
+static float frand(void) /* uniform in [-1, 1) */
 {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
@@ -49,7 +49,7 @@ static int close_to(const float *a, const float *ref, int64_t n, double tol, dou
     for (int64_t i = 0; i < n; i++) {
         if (fabs(ref[i]) > mx) mx = fabs(ref[i]);
         double e = fabs((double)a[i] - ref[i]);
-        if (!(e <= err)) err = e;   /* NaN counts as worst */
+        if (!(e <= err)) err = e; /* NaN counts as worst */
     }
     *worst = err / mx;
     return err <= tol * mx;
@@ -70,8 +70,8 @@ static int64_t ref_pad(int64_t i, int64_t n, int mode)
     return ((i % n) + n) % n;
 }
 
-static void ref_conv(const conv_case *c, const float *x, const float *w, const float *b, const float *res,
-                     float *out, int oh, int ow)
+static void ref_conv(const conv_case *c, const float *x, const float *w, const float *b, const float *res, float *out,
+                     int oh, int ow)
 {
     int cin_g = c->cin / c->groups, cout_g = c->cout / c->groups;
     for (int n = 0; n < c->n; n++)
@@ -88,7 +88,7 @@ static void ref_conv(const conv_case *c, const float *x, const float *w, const f
                                 if (!inside && c->mode == PTHCV_PAD_ZEROS) continue;
                                 iy = ref_pad(iy, c->h, c->mode), ix = ref_pad(ix, c->w, c->mode);
                                 s += (double)w[((oc * cin_g + ci) * c->kh + ky) * c->kw + kx] *
-                                     x[(((int64_t)n * c->cin + g * cin_g + ci) * c->h + iy) * c->w + ix];
+                                    x[(((int64_t)n * c->cin + g * cin_g + ci) * c->h + iy) * c->w + ix];
                             }
                     int64_t o = (((int64_t)n * c->cout + oc) * oh + oy) * ow + ox;
                     float v = (float)s;
@@ -97,23 +97,26 @@ static void ref_conv(const conv_case *c, const float *x, const float *w, const f
                 }
 }
 
-#define ACT(k) { (k), 0.0f, 0.0f }
+#define ACT(k)          \
+    {                   \
+        (k), 0.0f, 0.0f \
+    }
 
-static int threads_list[] = { 1, 2, 3 };
+static int threads_list[] = {1, 2, 3};
 
 static void run_conv_case(const conv_case *c)
 {
-    int64_t xs[4] = { c->n, c->cin, c->h, c->w }, ws[4] = { c->cout, c->cin / c->groups, c->kh, c->kw }, bs[1] = { c->cout };
+    int64_t xs[4] = {c->n, c->cin, c->h, c->w}, ws[4] = {c->cout, c->cin / c->groups, c->kh, c->kw}, bs[1] = {c->cout};
     int oh = (c->h + 2 * c->ph - c->dh * (c->kh - 1) - 1) / c->sh + 1;
     int ow = (c->w + 2 * c->pw - c->dw * (c->kw - 1) - 1) / c->sw + 1;
-    int64_t ys[4] = { c->n, c->cout, oh, ow };
+    int64_t ys[4] = {c->n, c->cout, oh, ow};
     pthcv_tensor *x = random_tensor(4, xs), *w = random_tensor(4, ws), *b = c->bias ? random_tensor(1, bs) : NULL;
     pthcv_tensor *r = c->res ? random_tensor(4, ys) : NULL;
     int64_t ny = (int64_t)c->n * c->cout * oh * ow;
     float *ref = malloc(sizeof(float) * (size_t)ny), *scalar = malloc(sizeof(float) * (size_t)ny);
     ref_conv(c, pthcv_tensor_data(x), pthcv_tensor_data(w), b ? pthcv_tensor_data(b) : NULL,
              r ? pthcv_tensor_data(r) : NULL, ref, oh, ow);
-    pthcv_conv2d_params p = { { c->sh, c->sw }, { c->ph, c->pw }, { c->dh, c->dw }, c->groups, c->mode, c->act };
+    pthcv_conv2d_params p = {{c->sh, c->sw}, {c->ph, c->pw}, {c->dh, c->dw}, c->groups, c->mode, c->act};
     pthcv_conv2d *conv = pthcv_conv2d_prepare(w, b, &p);
     CHECK(conv != NULL, "%s: prepare: %s", c->name, pthcv_last_error());
     for (int isa = 0; conv && isa < PTHCV_ISA_COUNT; isa++) {
@@ -129,7 +132,7 @@ static void run_conv_case(const conv_case *c)
                 break;
             }
             int shape_ok = y->ndim == 4 && y->shape[0] == c->n && y->shape[1] == c->cout && y->shape[2] == oh &&
-                           y->shape[3] == ow;
+                y->shape[3] == ow;
             if (!shape_ok) {
                 CHECK(0, "%s [%s]: output shape", c->name, isa_names[isa]);
                 pthcv_tensor_release(y);
@@ -151,8 +154,9 @@ static void run_conv_case(const conv_case *c)
             CHECK(close_to(first, ref, ny, 1e-4, &worst), "%s [%s]: off the reference by %.3g of max", c->name,
                   isa_names[isa], worst);
             if (isa == 0) memcpy(scalar, first, sizeof(float) * (size_t)ny);
-            else CHECK(close_to(first, scalar, ny, 1e-4, &worst), "%s [%s]: off the scalar path by %.3g", c->name,
-                       isa_names[isa], worst);
+            else
+                CHECK(close_to(first, scalar, ny, 1e-4, &worst), "%s [%s]: off the scalar path by %.3g", c->name,
+                      isa_names[isa], worst);
         }
         free(first);
     }
@@ -167,12 +171,12 @@ static void run_conv_case(const conv_case *c)
     free(scalar);
 }
 
-static const char *act_names[] = { "none", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh",
-                                   "silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh", "clamp" };
+static const char *act_names[] = {"none", "relu",      "relu6",       "leaky_relu", "elu",       "sigmoid", "tanh",
+                                  "silu", "hardswish", "hardsigmoid", "gelu",       "gelu_tanh", "clamp"};
 
 static pthcv_activation act_of(int kind)
 {
-    pthcv_activation a = { kind, 0, 0 };
+    pthcv_activation a = {kind, 0, 0};
     if (kind == PTHCV_ACT_LEAKY_RELU) a.alpha = 0.1f;
     if (kind == PTHCV_ACT_ELU) a.alpha = 1.3f;
     if (kind == PTHCV_ACT_CLAMP) a.alpha = -0.25f, a.beta = 0.5f;
@@ -183,56 +187,56 @@ static void test_conv(void)
 {
     static const conv_case cases[] = {
         /* name            n cin  h  w cout kh kw sh sw ph pw dh dw g  mode bias res act */
-        { "1x1 s1",        2, 17, 9, 11, 33, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, ACT(0) },
-        { "1x1 s1 wide",   1, 7, 40, 41, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
-        { "1x1 s2",        1, 7, 9, 10, 3, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0) },
-        { "1x1 p1",        1, 3, 5, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, ACT(0) },
-        { "3x3 s1 p1",     1, 3, 13, 15, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_RELU) },
-        { "3x3 s2 p1",     2, 17, 12, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 1, ACT(0) },
-        { "3x3 s3 p0",     1, 7, 17, 16, 3, 3, 3, 3, 3, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0) },
-        { "3x3 K>256",     1, 33, 8, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU6) },
-        { "5x5 d2 p2",     1, 7, 15, 14, 7, 5, 5, 1, 1, 2, 2, 2, 2, 1, 0, 1, 0, ACT(0) },
-        { "5x5 K=1600",    1, 64, 6, 7, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1, 0, 1, 0, ACT(0) },
-        { "7x7 s2 p3",     1, 3, 23, 23, 33, 7, 7, 2, 2, 3, 3, 1, 1, 1, 0, 0, 0, ACT(PTHCV_ACT_RELU) },
-        { "1x3 s(1,2)",    1, 3, 7, 12, 7, 1, 3, 1, 2, 0, 2, 1, 1, 1, 0, 1, 0, ACT(0) },
-        { "3x1 d(2,1)",    1, 3, 11, 6, 7, 3, 1, 1, 1, 2, 0, 2, 1, 1, 0, 1, 0, ACT(0) },
-        { "k>input",       1, 3, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, ACT(0) },
-        { "groups 3",      2, 33, 7, 8, 33, 3, 3, 1, 1, 1, 1, 1, 1, 3, 0, 1, 1, ACT(0) },
-        { "groups 3 1x1",  1, 3, 5, 9, 3, 1, 1, 1, 1, 0, 0, 1, 1, 3, 0, 1, 0, ACT(0) },
-        { "dw 3x3 s1",     2, 17, 14, 13, 17, 3, 3, 1, 1, 1, 1, 1, 1, 17, 0, 1, 1, ACT(PTHCV_ACT_RELU6) },
-        { "dw 3x3 s2",     1, 17, 15, 18, 17, 3, 3, 2, 2, 1, 1, 1, 1, 17, 0, 1, 0, ACT(PTHCV_ACT_RELU6) },
-        { "dw 3x3 s2 even",1, 7, 16, 16, 7, 3, 3, 2, 2, 1, 1, 1, 1, 7, 0, 0, 0, ACT(0) },
-        { "dw 5x5 s1",     1, 7, 11, 21, 7, 5, 5, 1, 1, 2, 2, 1, 1, 7, 0, 1, 0, ACT(0) },
-        { "dw 5x5 s2",     1, 33, 9, 19, 33, 5, 5, 2, 2, 2, 2, 1, 1, 33, 0, 1, 0, ACT(0) },
-        { "dw 7x7 s1 p3",  1, 3, 9, 9, 3, 7, 7, 1, 1, 3, 3, 1, 1, 3, 0, 1, 0, ACT(0) },
-        { "dw 3x3 p0",     1, 3, 5, 30, 3, 3, 3, 1, 1, 0, 0, 1, 1, 3, 0, 1, 0, ACT(0) },
-        { "dw mult 2",     1, 17, 8, 9, 34, 3, 3, 1, 1, 1, 1, 1, 1, 17, 0, 1, 0, ACT(0) },
-        { "dw d2",         1, 7, 12, 12, 7, 3, 3, 1, 1, 2, 2, 2, 2, 7, 0, 1, 0, ACT(0) },
-        { "dw s3",         1, 7, 12, 13, 7, 3, 3, 3, 3, 1, 1, 1, 1, 7, 0, 1, 0, ACT(0) },
-        { "reflect 3x3",   1, 3, 9, 10, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
-        { "replicate 5x5", 1, 3, 9, 10, 7, 5, 5, 2, 2, 2, 2, 1, 1, 1, PTHCV_PAD_REPLICATE, 1, 0, ACT(0) },
-        { "circular 3x3",  2, 3, 6, 7, 7, 3, 3, 1, 1, 1, 2, 1, 1, 1, PTHCV_PAD_CIRCULAR, 1, 1, ACT(0) },
-        { "reflect dw",    1, 7, 8, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1, 7, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
+        {"1x1 s1", 2, 17, 9, 11, 33, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, ACT(0)},
+        {"1x1 s1 wide", 1, 7, 40, 41, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"1x1 s2", 1, 7, 9, 10, 3, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0)},
+        {"1x1 p1", 1, 3, 5, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, ACT(0)},
+        {"3x3 s1 p1", 1, 3, 13, 15, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_RELU)},
+        {"3x3 s2 p1", 2, 17, 12, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 1, ACT(0)},
+        {"3x3 s3 p0", 1, 7, 17, 16, 3, 3, 3, 3, 3, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0)},
+        {"3x3 K>256", 1, 33, 8, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU6)},
+        {"5x5 d2 p2", 1, 7, 15, 14, 7, 5, 5, 1, 1, 2, 2, 2, 2, 1, 0, 1, 0, ACT(0)},
+        {"5x5 K=1600", 1, 64, 6, 7, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1, 0, 1, 0, ACT(0)},
+        {"7x7 s2 p3", 1, 3, 23, 23, 33, 7, 7, 2, 2, 3, 3, 1, 1, 1, 0, 0, 0, ACT(PTHCV_ACT_RELU)},
+        {"1x3 s(1,2)", 1, 3, 7, 12, 7, 1, 3, 1, 2, 0, 2, 1, 1, 1, 0, 1, 0, ACT(0)},
+        {"3x1 d(2,1)", 1, 3, 11, 6, 7, 3, 1, 1, 1, 2, 0, 2, 1, 1, 0, 1, 0, ACT(0)},
+        {"k>input", 1, 3, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, ACT(0)},
+        {"groups 3", 2, 33, 7, 8, 33, 3, 3, 1, 1, 1, 1, 1, 1, 3, 0, 1, 1, ACT(0)},
+        {"groups 3 1x1", 1, 3, 5, 9, 3, 1, 1, 1, 1, 0, 0, 1, 1, 3, 0, 1, 0, ACT(0)},
+        {"dw 3x3 s1", 2, 17, 14, 13, 17, 3, 3, 1, 1, 1, 1, 1, 1, 17, 0, 1, 1, ACT(PTHCV_ACT_RELU6)},
+        {"dw 3x3 s2", 1, 17, 15, 18, 17, 3, 3, 2, 2, 1, 1, 1, 1, 17, 0, 1, 0, ACT(PTHCV_ACT_RELU6)},
+        {"dw 3x3 s2 even", 1, 7, 16, 16, 7, 3, 3, 2, 2, 1, 1, 1, 1, 7, 0, 0, 0, ACT(0)},
+        {"dw 5x5 s1", 1, 7, 11, 21, 7, 5, 5, 1, 1, 2, 2, 1, 1, 7, 0, 1, 0, ACT(0)},
+        {"dw 5x5 s2", 1, 33, 9, 19, 33, 5, 5, 2, 2, 2, 2, 1, 1, 33, 0, 1, 0, ACT(0)},
+        {"dw 7x7 s1 p3", 1, 3, 9, 9, 3, 7, 7, 1, 1, 3, 3, 1, 1, 3, 0, 1, 0, ACT(0)},
+        {"dw 3x3 p0", 1, 3, 5, 30, 3, 3, 3, 1, 1, 0, 0, 1, 1, 3, 0, 1, 0, ACT(0)},
+        {"dw mult 2", 1, 17, 8, 9, 34, 3, 3, 1, 1, 1, 1, 1, 1, 17, 0, 1, 0, ACT(0)},
+        {"dw d2", 1, 7, 12, 12, 7, 3, 3, 1, 1, 2, 2, 2, 2, 7, 0, 1, 0, ACT(0)},
+        {"dw s3", 1, 7, 12, 13, 7, 3, 3, 3, 3, 1, 1, 1, 1, 7, 0, 1, 0, ACT(0)},
+        {"reflect 3x3", 1, 3, 9, 10, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0)},
+        {"replicate 5x5", 1, 3, 9, 10, 7, 5, 5, 2, 2, 2, 2, 1, 1, 1, PTHCV_PAD_REPLICATE, 1, 0, ACT(0)},
+        {"circular 3x3", 2, 3, 6, 7, 7, 3, 3, 1, 1, 1, 2, 1, 1, 1, PTHCV_PAD_CIRCULAR, 1, 1, ACT(0)},
+        {"reflect dw", 1, 7, 8, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1, 7, PTHCV_PAD_REFLECT, 1, 0, ACT(0)},
         /* small maps: pixels as rows of C^T (transposed store, per-group column bias) */
-        { "7x7 map C^T",   2, 40, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH) },
-        { "7x7 groups C^T",1, 32, 7, 7, 64, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0, 1, 1, ACT(PTHCV_ACT_RELU6) },
-        { "7x7 K>256 C^T", 1, 300, 9, 9, 48, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SILU) },
+        {"7x7 map C^T", 2, 40, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH)},
+        {"7x7 groups C^T", 1, 32, 7, 7, 64, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0, 1, 1, ACT(PTHCV_ACT_RELU6)},
+        {"7x7 K>256 C^T", 1, 300, 9, 9, 48, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SILU)},
         /* Winograd F(4,3): 3x3 s1, >= 8 channels; partial tiles, tiles not a multiple of MR or 8 */
-        { "wino p1 odd",   2, 19, 13, 11, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
-        { "wino p0",       1, 8, 10, 9, 8, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0) },
-        { "wino p2 9x9",   1, 9, 9, 9, 17, 3, 3, 1, 1, 2, 2, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_RELU6) },
-        { "wino K>256",    1, 300, 12, 9, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SILU) },
-        { "wino 30x29",    1, 16, 30, 29, 35, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_CLAMP) },
-        { "wino 56x50",    1, 16, 56, 50, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
-        { "wino 14x22",    2, 12, 14, 22, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH) },
-        { "wino 14x14",    1, 40, 14, 14, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(0) },
-        { "wino reflect",  1, 8, 9, 10, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0) },
+        {"wino p1 odd", 2, 19, 13, 11, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"wino p0", 1, 8, 10, 9, 8, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0)},
+        {"wino p2 9x9", 1, 9, 9, 9, 17, 3, 3, 1, 1, 2, 2, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_RELU6)},
+        {"wino K>256", 1, 300, 12, 9, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SILU)},
+        {"wino 30x29", 1, 16, 30, 29, 35, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_CLAMP)},
+        {"wino 56x50", 1, 16, 56, 50, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"wino 14x22", 2, 12, 14, 22, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH)},
+        {"wino 14x14", 1, 40, 14, 14, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(0)},
+        {"wino reflect", 1, 8, 9, 10, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0)},
         /* Winograd F(2,3): small maps, >= 64 channels; odd sizes, partial quads, K slices */
-        { "wino23 7x7",    1, 64, 7, 7, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU) },
-        { "wino23 5x6",    2, 65, 5, 6, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH) },
-        { "wino23 K>256",  1, 300, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(PTHCV_ACT_SILU) },
-        { "wino23 p0",     1, 64, 9, 9, 72, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_CLAMP) },
-        { "wino23 7x13",   1, 96, 7, 13, 65, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(0) },
+        {"wino23 7x7", 1, 64, 7, 7, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"wino23 5x6", 2, 65, 5, 6, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH)},
+        {"wino23 K>256", 1, 300, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(PTHCV_ACT_SILU)},
+        {"wino23 p0", 1, 64, 9, 9, 72, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_CLAMP)},
+        {"wino23 7x13", 1, 96, 7, 13, 65, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(0)},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(&cases[i]);
 
@@ -242,9 +246,9 @@ static void test_conv(void)
         snprintf(n1, sizeof n1, "3x3 act %s", act_names[kind]);
         snprintf(n2, sizeof n2, "1x1 act %s", act_names[kind]);
         snprintf(n3, sizeof n3, "dw act %s", act_names[kind]);
-        conv_case a = { n1, 1, 7, 9, 11, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, act_of(kind) };
-        conv_case b = { n2, 2, 17, 5, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, act_of(kind) };
-        conv_case d = { n3, 1, 17, 10, 19, 17, 3, 3, 1, 1, 1, 1, 1, 1, 17, 0, 1, 1, act_of(kind) };
+        conv_case a = {n1, 1, 7, 9, 11, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, act_of(kind)};
+        conv_case b = {n2, 2, 17, 5, 7, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, act_of(kind)};
+        conv_case d = {n3, 1, 17, 10, 19, 17, 3, 3, 1, 1, 1, 1, 1, 1, 17, 0, 1, 1, act_of(kind)};
         run_conv_case(&a);
         run_conv_case(&b);
         run_conv_case(&d);
@@ -254,25 +258,25 @@ static void test_conv(void)
 /* a non-contiguous input (a transposed view) and an unbatched one */
 static void test_conv_layouts(void)
 {
-    int64_t xs[4] = { 1, 3, 6, 8 }, ws[4] = { 5, 3, 3, 3 };
+    int64_t xs[4] = {1, 3, 6, 8}, ws[4] = {5, 3, 3, 3};
     pthcv_tensor *x = random_tensor(4, xs), *w = random_tensor(4, ws);
-    int64_t vs[4] = { 1, 3, 8, 6 }, vst[4] = { 144, 48, 1, 8 };
+    int64_t vs[4] = {1, 3, 8, 6}, vst[4] = {144, 48, 1, 8};
     pthcv_tensor *xt = pthcv_tensor_view(x, 4, vs, vst, 0);
-    int64_t cs[4] = { 1, 3, 8, 6 };
+    int64_t cs[4] = {1, 3, 8, 6};
     pthcv_tensor *xc = pthcv_tensor_new(PTHCV_FLOAT32, 4, cs);
     float *xd = pthcv_tensor_data(x), *cd = pthcv_tensor_data(xc);
     for (int c = 0; c < 3; c++)
         for (int i = 0; i < 8; i++)
             for (int j = 0; j < 6; j++) cd[(c * 8 + i) * 6 + j] = xd[(c * 6 + j) * 8 + i];
-    pthcv_conv2d_params p = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
+    pthcv_conv2d_params p = {{1, 1}, {1, 1}, {1, 1}, 1, 0, ACT(0)};
     pthcv_conv2d *conv = pthcv_conv2d_prepare(w, NULL, &p);
     pthcv_tensor *y1 = pthcv_conv2d_forward(conv, xt, NULL), *y2 = pthcv_conv2d_forward(conv, xc, NULL);
     CHECK(y1 && y2 && memcmp(pthcv_tensor_data(y1), pthcv_tensor_data(y2), sizeof(float) * (size_t)y1->numel) == 0,
           "non-contiguous input gives the contiguous result");
-    int64_t us[3] = { 3, 8, 6 };
+    int64_t us[3] = {3, 8, 6};
     pthcv_tensor *xu = pthcv_tensor_view(xc, 3, us, NULL, 0);
     if (!xu) {
-        int64_t ust[3] = { 48, 6, 1 };
+        int64_t ust[3] = {48, 6, 1};
         xu = pthcv_tensor_view(xc, 3, us, ust, 0);
     }
     pthcv_tensor *y3 = xu ? pthcv_conv2d_forward(conv, xu, NULL) : NULL;
@@ -292,10 +296,10 @@ static int error_has(const char *word) { return strstr(pthcv_last_error(), word)
  * form made again from it): each result equals a fresh convolution's. */
 static void test_conv_forms(void)
 {
-    int64_t ws[4] = { 64, 24, 3, 3 }, bs[1] = { 64 }, small[4] = { 1, 24, 13, 13 }, big[4] = { 1, 24, 40, 40 };
+    int64_t ws[4] = {64, 24, 3, 3}, bs[1] = {64}, small[4] = {1, 24, 13, 13}, big[4] = {1, 24, 40, 40};
     pthcv_tensor *w = random_tensor(4, ws), *b = random_tensor(1, bs);
     pthcv_tensor *xs = random_tensor(4, small), *xb = random_tensor(4, big);
-    pthcv_conv2d_params p = { { 2, 2 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(PTHCV_ACT_RELU) };
+    pthcv_conv2d_params p = {{2, 2}, {1, 1}, {1, 1}, 1, 0, ACT(PTHCV_ACT_RELU)};
     pthcv_conv2d *c = pthcv_conv2d_prepare(w, b, &p), *fresh1 = pthcv_conv2d_prepare(w, b, &p),
                  *fresh2 = pthcv_conv2d_prepare(w, b, &p);
     int64_t bytes0 = pthcv_conv2d_weight_bytes(c);
@@ -321,14 +325,14 @@ static void test_conv_forms(void)
 
 static void test_conv_errors(void)
 {
-    int64_t ws[4] = { 6, 4, 3, 3 }, xs[4] = { 1, 5, 8, 8 }, bs[1] = { 5 };
+    int64_t ws[4] = {6, 4, 3, 3}, xs[4] = {1, 5, 8, 8}, bs[1] = {5};
     pthcv_tensor *w = random_tensor(4, ws), *x = random_tensor(4, xs), *b = random_tensor(1, bs);
-    pthcv_conv2d_params p = { { 1, 1 }, { 0, 0 }, { 1, 1 }, 2, 0, ACT(0) };
+    pthcv_conv2d_params p = {{1, 1}, {0, 0}, {1, 1}, 2, 0, ACT(0)};
     pthcv_conv2d *c = pthcv_conv2d_prepare(w, NULL, &p);
     CHECK(c != NULL, "prepare with groups 2: %s", pthcv_last_error());
     CHECK(pthcv_conv2d_forward(c, x, NULL) == NULL && error_has("[N, 8, H, W]") && error_has("[1, 5, 8, 8]"),
           "channel mismatch names expected and actual shapes: %s", pthcv_last_error());
-    int64_t rs[4] = { 1, 6, 5, 5 }, xs2[4] = { 1, 8, 8, 8 };
+    int64_t rs[4] = {1, 6, 5, 5}, xs2[4] = {1, 8, 8, 8};
     pthcv_tensor *r = random_tensor(4, rs), *x2 = random_tensor(4, xs2);
     CHECK(pthcv_conv2d_forward(c, x2, r) == NULL && error_has("[1, 6, 6, 6]") && error_has("[1, 6, 5, 5]"),
           "residual mismatch names both shapes: %s", pthcv_last_error());
@@ -347,7 +351,7 @@ static void test_conv_errors(void)
           pthcv_last_error());
     p.padding_mode = PTHCV_PAD_REFLECT;
     p.padding[0] = p.padding[1] = 8;
-    int64_t xs3[4] = { 1, 4, 8, 8 };
+    int64_t xs3[4] = {1, 4, 8, 8};
     pthcv_tensor *x3 = random_tensor(4, xs3);
     c = pthcv_conv2d_prepare(w, NULL, &p);
     CHECK(c && pthcv_conv2d_forward(c, x3, NULL) == NULL && error_has("too large"), "reflect pad >= size: %s",
@@ -355,7 +359,7 @@ static void test_conv_errors(void)
     pthcv_conv2d_free(c);
     p.padding_mode = 0;
     p.padding[0] = p.padding[1] = 0;
-    int64_t xs4[4] = { 1, 4, 2, 8 };
+    int64_t xs4[4] = {1, 4, 2, 8};
     pthcv_tensor *x4 = random_tensor(4, xs4);
     c = pthcv_conv2d_prepare(w, NULL, &p);
     CHECK(c && pthcv_conv2d_forward(c, x4, NULL) == NULL && error_has("smaller than"), "input smaller than kernel: %s",
@@ -368,10 +372,11 @@ static void test_conv_errors(void)
 /* ---- linear ---------------------------------------------------------------------- */
 static void run_linear_case(int ndim, const int64_t *xshape, int64_t out, int bias, int kind)
 {
-    int64_t in = xshape[ndim - 1], ws[2] = { out, in }, bs[1] = { out };
+    int64_t in = xshape[ndim - 1], ws[2] = {out, in}, bs[1] = {out};
     pthcv_tensor *x = random_tensor(ndim, xshape), *w = random_tensor(2, ws), *b = bias ? random_tensor(1, bs) : NULL;
     int64_t rows = in ? x->numel / in : 0;
-    float *ref = malloc(sizeof(float) * (size_t)(rows * out + 1)), *scalar = malloc(sizeof(float) * (size_t)(rows * out + 1));
+    float *ref = malloc(sizeof(float) * (size_t)(rows * out + 1)),
+          *scalar = malloc(sizeof(float) * (size_t)(rows * out + 1));
     const float *xd = pthcv_tensor_data(x), *wd = pthcv_tensor_data(w), *bd = b ? pthcv_tensor_data(b) : NULL;
     pthcv_activation act = act_of(kind);
     for (int64_t i = 0; i < rows; i++)
@@ -412,8 +417,9 @@ static void run_linear_case(int ndim, const int64_t *xshape, int64_t out, int bi
             CHECK(close_to(first, ref, rows * out, 1e-4, &worst), "%s [%s]: off the reference by %.3g", name,
                   isa_names[isa], worst);
             if (isa == 0) memcpy(scalar, first, sizeof(float) * (size_t)(rows * out));
-            else CHECK(close_to(first, scalar, rows * out, 1e-4, &worst), "%s [%s]: off the scalar path by %.3g",
-                       name, isa_names[isa], worst);
+            else
+                CHECK(close_to(first, scalar, rows * out, 1e-4, &worst), "%s [%s]: off the scalar path by %.3g", name,
+                      isa_names[isa], worst);
         }
         free(first);
     }
@@ -426,7 +432,7 @@ static void run_linear_case(int ndim, const int64_t *xshape, int64_t out, int bi
 
 static void test_linear(void)
 {
-    int64_t s1[1] = { 33 }, s2[2] = { 7, 17 }, s3[3] = { 2, 3, 33 }, s4[2] = { 5, 300 }, s5[2] = { 70, 1 };
+    int64_t s1[1] = {33}, s2[2] = {7, 17}, s3[3] = {2, 3, 33}, s4[2] = {5, 300}, s5[2] = {70, 1};
     run_linear_case(1, s1, 7, 1, PTHCV_ACT_NONE);
     run_linear_case(2, s2, 1, 0, PTHCV_ACT_NONE);
     run_linear_case(3, s3, 17, 1, PTHCV_ACT_RELU);
@@ -434,7 +440,7 @@ static void test_linear(void)
     run_linear_case(2, s5, 3, 1, PTHCV_ACT_SIGMOID);
     for (int kind = PTHCV_ACT_NONE; kind <= PTHCV_ACT_CLAMP; kind++) run_linear_case(2, s2, 17, 1, kind);
 
-    int64_t ws[2] = { 4, 3 }, xs[2] = { 2, 5 };
+    int64_t ws[2] = {4, 3}, xs[2] = {2, 5};
     pthcv_tensor *w = random_tensor(2, ws), *x = random_tensor(2, xs);
     pthcv_linear *l = pthcv_linear_prepare(w, NULL, NULL);
     CHECK(l && pthcv_linear_forward(l, x) == NULL && error_has("[..., 3]") && error_has("5"),
@@ -446,7 +452,7 @@ static void test_linear(void)
 /* ---- fold_batchnorm ------------------------------------------------------------------ */
 static void test_fold(void)
 {
-    int64_t ws[4] = { 5, 3, 3, 3 }, cs[1] = { 5 }, xs[4] = { 1, 3, 7, 6 };
+    int64_t ws[4] = {5, 3, 3, 3}, cs[1] = {5}, xs[4] = {1, 3, 7, 6};
     pthcv_tensor *w = random_tensor(4, ws), *b = random_tensor(1, cs), *m = random_tensor(1, cs);
     pthcv_tensor *v = random_tensor(1, cs), *g = random_tensor(1, cs), *be = random_tensor(1, cs);
     pthcv_tensor *x = random_tensor(4, xs);
@@ -455,7 +461,7 @@ static void test_fold(void)
     double eps = 1e-5;
     pthcv_tensor *nw = NULL, *nb = NULL;
     CHECK(pthcv_fold_batchnorm(w, b, m, v, g, be, eps, &nw, &nb) == PTHCV_OK, "fold: %s", pthcv_last_error());
-    pthcv_conv2d_params p = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
+    pthcv_conv2d_params p = {{1, 1}, {1, 1}, {1, 1}, 1, 0, ACT(0)};
     pthcv_conv2d *c0 = pthcv_conv2d_prepare(w, b, &p), *c1 = nw ? pthcv_conv2d_prepare(nw, nb, &p) : NULL;
     pthcv_tensor *y0 = pthcv_conv2d_forward(c0, x, NULL), *y1 = c1 ? pthcv_conv2d_forward(c1, x, NULL) : NULL;
     if (y0 && y1) {
@@ -477,14 +483,14 @@ static void test_fold(void)
               fabsf(((float *)pthcv_tensor_data(nb2))[2] -
                     (float)(-((float *)pthcv_tensor_data(m))[2] / sqrt(vd[2] + eps))) < 1e-6f,
           "fold without gamma, beta and bias");
-    int64_t bad[1] = { 4 };
+    int64_t bad[1] = {4};
     pthcv_tensor *m4 = random_tensor(1, bad), *nw3 = NULL, *nb3 = NULL;
     CHECK(pthcv_fold_batchnorm(w, b, m4, v, g, be, eps, &nw3, &nb3) != PTHCV_OK && error_has("running_mean") &&
               error_has("[5]"),
           "fold: wrong running_mean size: %s", pthcv_last_error());
     pthcv_conv2d_free(c0), pthcv_conv2d_free(c1);
     pthcv_tensor_release(y0), pthcv_tensor_release(y1);
-    pthcv_tensor *ts[] = { w, b, m, v, g, be, x, nw, nb, nw2, nb2, m4 };
+    pthcv_tensor *ts[] = {w, b, m, v, g, be, x, nw, nb, nw2, nb2, m4};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) pthcv_tensor_release(ts[i]);
 }
 
@@ -507,7 +513,8 @@ static void test_isa(void)
         printf("# skipped: no AVX-512 (its kernels are not run on this CPU)\n");
     }
 #elif defined(__aarch64__)
-    CHECK(pthcv_isa_available(PTHCV_ISA_NEON) && pthcv_set_isa("avx2") == PTHCV_ERR_UNSUPPORTED, "aarch64: neon, no avx2");
+    CHECK(pthcv_isa_available(PTHCV_ISA_NEON) && pthcv_set_isa("avx2") == PTHCV_ERR_UNSUPPORTED,
+          "aarch64: neon, no avx2");
 #endif
     CHECK(pthcv_set_isa("auto") == PTHCV_OK, "set_isa auto");
     for (int i = 0; i < 4; i++)
@@ -526,7 +533,7 @@ static pthcv_tensor *read_npy(const char *dir, const char *name)
     pthcv_tensor *t = NULL;
     if (fread(pre, 1, 10, f) == 10 && memcmp(pre, "\x93NUMPY", 6) == 0) {
         size_t hl = pre[8] | (size_t)pre[9] << 8;
-        if (pre[6] >= 2) {   /* version 2: 4-byte header length */
+        if (pre[6] >= 2) { /* version 2: 4-byte header length */
             unsigned char more[2];
             if (fread(more, 1, 2, f) != 2) goto out;
             hl |= (size_t)more[0] << 16 | (size_t)more[1] << 24;
@@ -576,7 +583,7 @@ static void pair(const char *s, int32_t out[2], int dflt)
 
 static pthcv_activation parse_act(const char *s)
 {
-    pthcv_activation a = { 0, 0, 0 };
+    pthcv_activation a = {0, 0, 0};
     if (!s) return a;
     char name[32] = "";
     float p1 = 0, p2 = 0;
@@ -615,13 +622,13 @@ static int test_fixture_dir(const char *dir)
         pthcv_activation act = parse_act(field(kv, nkv, "act"));
         int known = 1;
         if (strcmp(op, "conv2d") == 0 || strcmp(op, "conv2d_bn") == 0) {
-            pthcv_conv2d_params p = { { 1, 1 }, { 0, 0 }, { 1, 1 }, 1, 0, act };
+            pthcv_conv2d_params p = {{1, 1}, {0, 0}, {1, 1}, 1, 0, act};
             pair(field(kv, nkv, "stride"), p.stride, 1);
             pair(field(kv, nkv, "padding"), p.padding, 0);
             pair(field(kv, nkv, "dilation"), p.dilation, 1);
             const char *g = field(kv, nkv, "groups"), *mode = field(kv, nkv, "mode");
             p.groups = g ? atoi(g) : 1;
-            static const char *modes[] = { "zeros", "reflect", "replicate", "circular" };
+            static const char *modes[] = {"zeros", "reflect", "replicate", "circular"};
             for (int i = 0; mode && i < 4; i++)
                 if (strcmp(mode, modes[i]) == 0) p.padding_mode = i;
             pthcv_tensor *nw = NULL, *nb = NULL;
@@ -644,7 +651,8 @@ static int test_fixture_dir(const char *dir)
                 pthcv_tensor_release(y);
                 y = NULL;
             }
-            if (!c || !x || !expect) CHECK(0, "fixture %s/%s: cannot load or prepare: %s", dir, name, pthcv_last_error());
+            if (!c || !x || !expect)
+                CHECK(0, "fixture %s/%s: cannot load or prepare: %s", dir, name, pthcv_last_error());
             pthcv_conv2d_free(c);
             pthcv_tensor_release(nw), pthcv_tensor_release(nb);
         } else if (strcmp(op, "linear") == 0) {
@@ -660,7 +668,8 @@ static int test_fixture_dir(const char *dir)
                 pthcv_tensor_release(y);
                 y = NULL;
             }
-            if (!l || !x || !expect) CHECK(0, "fixture %s/%s: cannot load or prepare: %s", dir, name, pthcv_last_error());
+            if (!l || !x || !expect)
+                CHECK(0, "fixture %s/%s: cannot load or prepare: %s", dir, name, pthcv_last_error());
             pthcv_linear_free(l);
         } else {
             known = 0;
@@ -698,7 +707,7 @@ static void pool_task(void *vctx, int64_t begin, int64_t end)
     pool_job *j = vctx;
     if (end - begin < j->grain && end != j->n) atomic_fetch_add(&j->short_chunks, 1);
     for (int64_t i = begin; i < end; i++) atomic_fetch_add(&j->hits[i], 1);
-    if (begin == 0) {   /* a call from inside a task runs serially, on this thread */
+    if (begin == 0) { /* a call from inside a task runs serially, on this thread */
         atomic_int c;
         atomic_init(&c, 0);
         pthcv_parallel_for(7, 1, nested_task, &c);
@@ -713,7 +722,7 @@ static void test_pool(void)
     for (int round = 0; round < 3000; round++) {
         int threads = 1 + round % 4;
         pthcv_set_num_threads(threads);
-        pool_job j = { .hits = hits, .grain = 1 + round % 5, .n = 1 + (round * 7919) % 5000 };
+        pool_job j = {.hits = hits, .grain = 1 + round % 5, .n = 1 + (round * 7919) % 5000};
         atomic_init(&j.short_chunks, 0);
         atomic_init(&j.nested_bad, 0);
         for (int64_t i = 0; i < j.n; i++) atomic_init(&hits[i], 0);
@@ -749,22 +758,26 @@ static void test_half(void)
         const char *name;
         int cin, h, w, cout, k, stride, pad, groups, exact;
     } cases[] = {
-        { "half 3x3 s2 (GEMM)", 10, 9, 11, 13, 3, 2, 1, 1, 1 },
-        { "half 1x1 (GEMM)", 24, 7, 6, 40, 1, 1, 0, 1, 1 },
-        { "half grouped", 12, 8, 8, 18, 3, 1, 1, 3, 1 },
-        { "half depthwise", 9, 10, 9, 9, 3, 1, 1, 9, 1 },
-        { "half 3x3 (no Winograd)", 16, 20, 21, 20, 3, 1, 1, 1, 0 },
-        { "half 7x7 map (C^T)", 40, 7, 7, 64, 3, 1, 1, 1, 1 },
+        {"half 3x3 s2 (GEMM)", 10, 9, 11, 13, 3, 2, 1, 1, 1},
+        {"half 1x1 (GEMM)", 24, 7, 6, 40, 1, 1, 0, 1, 1},
+        {"half grouped", 12, 8, 8, 18, 3, 1, 1, 3, 1},
+        {"half depthwise", 9, 10, 9, 9, 3, 1, 1, 9, 1},
+        {"half 3x3 (no Winograd)", 16, 20, 21, 20, 3, 1, 1, 1, 0},
+        {"half 7x7 map (C^T)", 40, 7, 7, 64, 3, 1, 1, 1, 1},
     };
     for (int isa = 0; isa < PTHCV_ISA_COUNT; isa++) {
         if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-            int64_t ws[4] = { cases[i].cout, cases[i].cin / cases[i].groups, cases[i].k, cases[i].k };
-            int64_t xs[4] = { 1, cases[i].cin, cases[i].h, cases[i].w }, bs[1] = { cases[i].cout };
+            int64_t ws[4] = {cases[i].cout, cases[i].cin / cases[i].groups, cases[i].k, cases[i].k};
+            int64_t xs[4] = {1, cases[i].cin, cases[i].h, cases[i].w}, bs[1] = {cases[i].cout};
             pthcv_tensor *wh, *wr, *x = random_tensor(4, xs), *b = random_tensor(1, bs);
             half_pair(4, ws, &wh, &wr);
-            pthcv_conv2d_params p = { { cases[i].stride, cases[i].stride }, { cases[i].pad, cases[i].pad }, { 1, 1 },
-                                      cases[i].groups, 0, ACT(PTHCV_ACT_RELU) };
+            pthcv_conv2d_params p = {{cases[i].stride, cases[i].stride},
+                                     {cases[i].pad, cases[i].pad},
+                                     {1, 1},
+                                     cases[i].groups,
+                                     0,
+                                     ACT(PTHCV_ACT_RELU)};
             pthcv_conv2d *ch = pthcv_conv2d_prepare(wh, b, &p), *cf = pthcv_conv2d_prepare(wr, b, &p);
             CHECK(ch && cf, "%s [%s]: prepare: %s", cases[i].name, isa_names[isa], pthcv_last_error());
             if (ch && cf) {
@@ -781,7 +794,7 @@ static void test_half(void)
                     if (cases[i].exact)
                         CHECK(memcmp(pthcv_tensor_data(yh), pthcv_tensor_data(yf), n) == 0,
                               "%s [%s]: not the float32 result of the rounded weights", cases[i].name, isa_names[isa]);
-                    else   /* the float32 pack took Winograd, the float16 one the GEMM */
+                    else /* the float32 pack took Winograd, the float16 one the GEMM */
                         CHECK(close_to(pthcv_tensor_data(yh), pthcv_tensor_data(yf), yf->numel, 1e-5, &worst),
                               "%s [%s]: %.3g from the float32 result of the rounded weights", cases[i].name,
                               isa_names[isa], worst);
@@ -791,11 +804,16 @@ static void test_half(void)
                  * also holds Winograd's 4x larger transformed weights */
                 int64_t bh = pthcv_conv2d_weight_bytes(ch), bf = pthcv_conv2d_weight_bytes(cf);
                 int dw = cases[i].groups == cases[i].cin && cases[i].groups > 1;
-                CHECK(bh > 0 && (dw ? bh == bf : cases[i].exact ? 2 * bh == bf : 2 * bh < bf),
+                CHECK(bh > 0 &&
+                          (dw                   ? bh == bf
+                               : cases[i].exact ? 2 * bh == bf
+                                                : 2 * bh < bf),
                       "%s [%s]: float16 pack %lld bytes, float32 pack %lld", cases[i].name, isa_names[isa],
                       (long long)bh, (long long)bf);
                 pthcv_tensor *back = pthcv_conv2d_weight(ch);
-                CHECK(back && memcmp(pthcv_tensor_data(back), pthcv_tensor_data(wr), sizeof(float) * (size_t)wr->numel) == 0,
+                CHECK(back &&
+                          memcmp(pthcv_tensor_data(back), pthcv_tensor_data(wr), sizeof(float) * (size_t)wr->numel) ==
+                              0,
                       "%s [%s]: pthcv_conv2d_weight gives the weights back", cases[i].name, isa_names[isa]);
                 pthcv_tensor_release(back);
                 pthcv_tensor_release(yh), pthcv_tensor_release(yf), pthcv_tensor_release(yh2);
@@ -804,7 +822,7 @@ static void test_half(void)
             pthcv_tensor_release(wh), pthcv_tensor_release(wr), pthcv_tensor_release(x), pthcv_tensor_release(b);
         }
         /* linear: W^T float16 as the GEMM's B */
-        int64_t ws[2] = { 37, 300 }, xs[2] = { 3, 300 }, bs[1] = { 37 };
+        int64_t ws[2] = {37, 300}, xs[2] = {3, 300}, bs[1] = {37};
         pthcv_tensor *wh, *wr, *x = random_tensor(2, xs), *b = random_tensor(1, bs);
         half_pair(2, ws, &wh, &wr);
         pthcv_activation act = ACT(0);
@@ -833,10 +851,16 @@ static void test_wino_transforms(void)
 #else
     typedef void (*in8_fn)(const float *, const float *, int64_t, float *);
     typedef void (*out8_fn)(const float *, int64_t, float, float *, float *);
-    struct { const char *name; int a; in8_fn in_ref, in; out8_fn out_ref, out; } v[] = {
+    struct {
+        const char *name;
+        int a;
+        in8_fn in_ref, in;
+        out8_fn out_ref, out;
+    } v[] = {
 #if defined(__x86_64__)
-        { "F(4,3) avx2", 6, pthcv_wino_in8_scalar, pthcv_wino_in8_avx2, pthcv_wino_out8_scalar, pthcv_wino_out8_avx2 },
-        { "F(2,3) avx2", 4, pthcv_wino23_in8_scalar, pthcv_wino23_in8_avx2, pthcv_wino23_out8_scalar, pthcv_wino23_out8_avx2 },
+        {"F(4,3) avx2", 6, pthcv_wino_in8_scalar, pthcv_wino_in8_avx2, pthcv_wino_out8_scalar, pthcv_wino_out8_avx2},
+        {"F(2,3) avx2", 4, pthcv_wino23_in8_scalar, pthcv_wino23_in8_avx2, pthcv_wino23_out8_scalar,
+         pthcv_wino23_out8_avx2},
 #endif
     };
     if (!pthcv_isa_available(PTHCV_ISA_AVX2)) {
@@ -856,7 +880,7 @@ static void test_wino_transforms(void)
             v[i].out_ref(mm, 9, 0.25f, za1, zb1);
             v[i].out(mm, 9, 0.25f, za2, zb2);
             bad += memcmp(za1, za2, sizeof(float) * (size_t)(4 * m * m)) != 0 ||
-                   memcmp(zb1, zb2, sizeof(float) * (size_t)(4 * m * m)) != 0;
+                memcmp(zb1, zb2, sizeof(float) * (size_t)(4 * m * m)) != 0;
         }
         CHECK(bad == 0, "Winograd %s transforms: %d of 40 differ from the scalar bits", v[i].name, bad);
     }
@@ -888,7 +912,7 @@ static pthcv_tensor *random_qint8_weight(int ndim, const int64_t *shape, int per
     int8_t *d = pthcv_tensor_data(t);
     for (int64_t i = 0; i < t->numel; i++) d[i] = (int8_t)(frand() * 127.99f);
     if (per_channel) {
-        int64_t cs[1] = { shape[0] };
+        int64_t cs[1] = {shape[0]};
         t->qscales = pthcv_tensor_new(PTHCV_FLOAT64, 1, cs);
         double *s = pthcv_tensor_data(t->qscales);
         for (int64_t c = 0; c < shape[0]; c++) s[c] = 0.02 + 0.01 * frand();
@@ -913,8 +937,12 @@ static float ref_requant(int64_t acc, double sx, double sw, float bias, double s
     float mul = ((float)sw * (float)sx) * (1.0f / (float)sy);
     float v = out_float ? (float)acc * mul + (float)(bias / sy) : (float)(acc + bq) * mul;
     if (r) v = v + (float)(*r - zr) * (float)(sr / sy);
-    float lo = act == PTHCV_ACT_RELU || act == PTHCV_ACT_RELU6 ? (out_float ? 0.0f : (float)zy) : out_float ? -INFINITY : 0.0f;
-    float hi = out_float ? (act == PTHCV_ACT_RELU6 ? 6.0f : INFINITY) : act == PTHCV_ACT_RELU6 ? (float)fmin(255, nearbyint(6 / sy) + zy) : 255.0f;
+    float lo = act == PTHCV_ACT_RELU || act == PTHCV_ACT_RELU6 ? (out_float ? 0.0f : (float)zy)
+        : out_float                                            ? -INFINITY
+                                                               : 0.0f;
+    float hi = out_float         ? (act == PTHCV_ACT_RELU6 ? 6.0f : INFINITY)
+        : act == PTHCV_ACT_RELU6 ? (float)fmin(255, nearbyint(6 / sy) + zy)
+                                 : 255.0f;
     if (out_float) return v < lo ? lo : v > hi ? hi : v;
     lo -= (float)zy, hi -= (float)zy;
     v = v < lo ? lo : v > hi ? hi : v;
@@ -924,15 +952,15 @@ static float ref_requant(int64_t acc, double sx, double sw, float bias, double s
 
 static void run_qconv_case(const qconv_case *c, int isa)
 {
-    int64_t xs[4] = { c->n, c->cin, c->h, c->w }, ws[4] = { c->cout, c->cin / c->groups, c->k, c->k }, bs[1] = { c->cout };
+    int64_t xs[4] = {c->n, c->cin, c->h, c->w}, ws[4] = {c->cout, c->cin / c->groups, c->k, c->k}, bs[1] = {c->cout};
     int eff = c->dil * (c->k - 1) + 1;
     int oh = (c->h + 2 * c->pad - eff) / c->stride + 1, ow = (c->w + 2 * c->pad - eff) / c->stride + 1;
-    int64_t ys[4] = { c->n, c->cout, oh, ow };
+    int64_t ys[4] = {c->n, c->cout, oh, ow};
     double sx = 0.05, sy = 0.2, sr = 0.07;
     int zx = 9 + c->cin % 100, zy = 3 + c->cout % 120, zr = 130;
     pthcv_tensor *x = random_quint8(4, xs, sx, zx), *w = random_qint8_weight(4, ws, c->cout % 2 == 1 || c->groups > 1);
     pthcv_tensor *b = random_tensor(1, bs), *r = c->res ? random_quint8(4, ys, sr, zr) : NULL;
-    pthcv_conv2d_params p = { { c->stride, c->stride }, { c->pad, c->pad }, { c->dil, c->dil }, c->groups, 0, ACT(c->act) };
+    pthcv_conv2d_params p = {{c->stride, c->stride}, {c->pad, c->pad}, {c->dil, c->dil}, c->groups, 0, ACT(c->act)};
     /* reference */
     int64_t ny = c->n * c->cout * oh * ow;
     float *ref = malloc(sizeof(float) * (size_t)ny);
@@ -950,9 +978,11 @@ static void run_qconv_case(const qconv_case *c, int isa)
                     for (int ci = 0; ci < cin_g; ci++)
                         for (int ky = 0; ky < c->k; ky++)
                             for (int kx = 0; kx < c->k; kx++) {
-                                int iy = oy * c->stride - c->pad + ky * c->dil, ix = ox * c->stride - c->pad + kx * c->dil;
+                                int iy = oy * c->stride - c->pad + ky * c->dil,
+                                    ix = ox * c->stride - c->pad + kx * c->dil;
                                 int v = iy >= 0 && iy < c->h && ix >= 0 && ix < c->w
-                                            ? xd[(((int64_t)n * c->cin + g * cin_g + ci) * c->h + iy) * c->w + ix] : zx;
+                                    ? xd[(((int64_t)n * c->cin + g * cin_g + ci) * c->h + iy) * c->w + ix]
+                                    : zx;
                                 acc += (int64_t)(v - zx) * wd[((oc * cin_g + ci) * c->k + ky) * c->k + kx];
                             }
                     int64_t o = (((int64_t)n * c->cout + oc) * oh + oy) * ow + ox;
@@ -992,20 +1022,20 @@ static void test_qconv(void)
 {
     static const qconv_case cases[] = {
         /* name           n cin  h   w cout k s  p  d  g  act                res out_float */
-        { "q 1x1",        2, 17, 9, 11, 33, 1, 1, 0, 1, 1, PTHCV_ACT_NONE, 0, 0 },
-        { "q 1x1 relu",   1, 64, 7, 7, 70, 1, 1, 0, 1, 1, PTHCV_ACT_RELU, 1, 0 },
-        { "q 3x3 p1",     1, 3, 13, 15, 17, 3, 1, 1, 1, 1, PTHCV_ACT_RELU, 0, 0 },
-        { "q 3x3 s2",     2, 7, 12, 9, 7, 3, 2, 1, 1, 1, PTHCV_ACT_RELU6, 1, 0 },
-        { "q 3x3 K>512",  1, 65, 6, 7, 33, 3, 1, 1, 1, 1, PTHCV_ACT_NONE, 1, 0 },
-        { "q 5x5 d2",     1, 7, 15, 14, 3, 5, 1, 2, 2, 1, PTHCV_ACT_NONE, 0, 1 },
-        { "q 7x7 s2",     1, 3, 23, 23, 33, 7, 2, 3, 1, 1, PTHCV_ACT_RELU, 0, 0 },
-        { "q groups",     2, 33, 7, 8, 33, 3, 1, 1, 1, 3, PTHCV_ACT_RELU, 1, 0 },
-        { "q float out",  1, 17, 5, 6, 1, 3, 1, 1, 1, 1, PTHCV_ACT_RELU, 0, 1 },
-        { "q dw 3x3",     2, 17, 14, 13, 17, 3, 1, 1, 1, 17, PTHCV_ACT_RELU6, 1, 0 },
-        { "q dw 3x3 s2",  1, 33, 15, 18, 33, 3, 2, 1, 1, 33, PTHCV_ACT_NONE, 0, 0 },
-        { "q dw 5x5",     1, 7, 11, 21, 7, 5, 1, 2, 1, 7, PTHCV_ACT_RELU, 0, 1 },
-        { "q dw 5x5 s2",  1, 3, 9, 19, 3, 5, 2, 2, 1, 3, PTHCV_ACT_NONE, 0, 0 },
-        { "q dw mult 2",  1, 1, 8, 9, 2, 3, 1, 1, 1, 1, PTHCV_ACT_NONE, 0, 0 },
+        {"q 1x1", 2, 17, 9, 11, 33, 1, 1, 0, 1, 1, PTHCV_ACT_NONE, 0, 0},
+        {"q 1x1 relu", 1, 64, 7, 7, 70, 1, 1, 0, 1, 1, PTHCV_ACT_RELU, 1, 0},
+        {"q 3x3 p1", 1, 3, 13, 15, 17, 3, 1, 1, 1, 1, PTHCV_ACT_RELU, 0, 0},
+        {"q 3x3 s2", 2, 7, 12, 9, 7, 3, 2, 1, 1, 1, PTHCV_ACT_RELU6, 1, 0},
+        {"q 3x3 K>512", 1, 65, 6, 7, 33, 3, 1, 1, 1, 1, PTHCV_ACT_NONE, 1, 0},
+        {"q 5x5 d2", 1, 7, 15, 14, 3, 5, 1, 2, 2, 1, PTHCV_ACT_NONE, 0, 1},
+        {"q 7x7 s2", 1, 3, 23, 23, 33, 7, 2, 3, 1, 1, PTHCV_ACT_RELU, 0, 0},
+        {"q groups", 2, 33, 7, 8, 33, 3, 1, 1, 1, 3, PTHCV_ACT_RELU, 1, 0},
+        {"q float out", 1, 17, 5, 6, 1, 3, 1, 1, 1, 1, PTHCV_ACT_RELU, 0, 1},
+        {"q dw 3x3", 2, 17, 14, 13, 17, 3, 1, 1, 1, 17, PTHCV_ACT_RELU6, 1, 0},
+        {"q dw 3x3 s2", 1, 33, 15, 18, 33, 3, 2, 1, 1, 33, PTHCV_ACT_NONE, 0, 0},
+        {"q dw 5x5", 1, 7, 11, 21, 7, 5, 1, 2, 1, 7, PTHCV_ACT_RELU, 0, 1},
+        {"q dw 5x5 s2", 1, 3, 9, 19, 3, 5, 2, 2, 1, 3, PTHCV_ACT_NONE, 0, 0},
+        {"q dw mult 2", 1, 1, 8, 9, 2, 3, 1, 1, 1, 1, PTHCV_ACT_NONE, 0, 0},
     };
     for (int isa = 0; isa < 4; isa++) {
         if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
@@ -1019,8 +1049,9 @@ static void test_qlinear_quantize(void)
 {
     for (int isa = 0; isa < 4; isa++) {
         if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
-        int64_t in = 300, out = 37, xs[2] = { 3, 300 }, ws[2] = { 37, 300 }, bs[1] = { 37 };
-        pthcv_tensor *x = random_quint8(2, xs, 0.03, 100), *w = random_qint8_weight(2, ws, 1), *b = random_tensor(1, bs);
+        int64_t in = 300, out = 37, xs[2] = {3, 300}, ws[2] = {37, 300}, bs[1] = {37};
+        pthcv_tensor *x = random_quint8(2, xs, 0.03, 100), *w = random_qint8_weight(2, ws, 1),
+                     *b = random_tensor(1, bs);
         pthcv_activation relu = ACT(PTHCV_ACT_RELU);
         pthcv_qlinear *l = pthcv_qlinear_prepare(w, b, &relu, 0.1, 7);
         pthcv_tensor *y = l ? pthcv_qlinear_forward(l, x, 0) : NULL, *yf = l ? pthcv_qlinear_forward(l, x, 1) : NULL;
@@ -1031,7 +1062,7 @@ static void test_qlinear_quantize(void)
                 int64_t acc = 0;
                 for (int64_t i = 0; i < in; i++)
                     acc += (int64_t)(((const uint8_t *)pthcv_tensor_data(x))[r * in + i] - 100) *
-                           ((const int8_t *)pthcv_tensor_data(w))[o * in + i];
+                        ((const int8_t *)pthcv_tensor_data(w))[o * in + i];
                 uint8_t q;
                 ref_requant(acc, 0.03, wscale_of(w, o), ((float *)pthcv_tensor_data(b))[o], 0.1, 7, 0, PTHCV_ACT_RELU,
                             NULL, 0, 0, &q);
@@ -1047,16 +1078,17 @@ static void test_qlinear_quantize(void)
     }
     pthcv_set_isa("auto");
     /* quantize: round half to even, clamp, then dequantize within half a step */
-    int64_t s[1] = { 1003 };
+    int64_t s[1] = {1003};
     pthcv_tensor *f = random_tensor(1, s);
     float *fd = pthcv_tensor_data(f);
-    fd[0] = 0.125f, fd[1] = 0.375f, fd[2] = -100.0f, fd[3] = 100.0f;   /* 2.5 and 7.5 steps: to 2 and 8 */
+    fd[0] = 0.125f, fd[1] = 0.375f, fd[2] = -100.0f, fd[3] = 100.0f; /* 2.5 and 7.5 steps: to 2 and 8 */
     pthcv_tensor *q = pthcv_quantize_per_tensor(f, 0.05, 128);
     const uint8_t *qd = q ? pthcv_tensor_data(q) : NULL;
     CHECK(qd && qd[0] == 130 && qd[1] == 136 && qd[2] == 0 && qd[3] == 255, "quantize: half to even and clamped");
     int bad = 0;
     for (int64_t i = 4; qd && i < s[0]; i++) bad += fabs((qd[i] - 128) * 0.05 - fd[i]) > 0.025 + 1e-7;
-    CHECK(qd && bad == 0 && q->qscale == 0.05 && q->qzero_point == 128, "quantize: %d values off by more than half a step", bad);
+    CHECK(qd && bad == 0 && q->qscale == 0.05 && q->qzero_point == 128,
+          "quantize: %d values off by more than half a step", bad);
     pthcv_tensor_release(q);
     CHECK(pthcv_quantize_per_tensor(f, 0.0, 3) == NULL && error_has("scale"), "quantize: a zero scale is refused");
     pthcv_tensor_release(f);
@@ -1068,17 +1100,20 @@ static void test_qlinear_quantize(void)
  * by image into the slices). */
 static void test_conv_cat(void)
 {
-    int64_t xs[4] = { 2, 17, 14, 13 };
+    int64_t xs[4] = {2, 17, 14, 13};
     pthcv_tensor *x = random_tensor(4, xs);
-    static const struct { int cout, k, groups; } shapes[] = { { 33, 1, 1 }, { 20, 3, 1 }, { 17, 3, 17 }, { 7, 5, 1 } };
+    static const struct {
+        int cout, k, groups;
+    } shapes[] = {{33, 1, 1}, {20, 3, 1}, {17, 3, 17}, {7, 5, 1}};
     enum { N = 4 };
     pthcv_conv2d *cs[N];
     pthcv_tensor *ws[N], *ys[N];
     int64_t total = 0;
     for (int i = 0; i < N; i++) {
-        int64_t s[4] = { shapes[i].cout, 17 / shapes[i].groups, shapes[i].k, shapes[i].k };
+        int64_t s[4] = {shapes[i].cout, 17 / shapes[i].groups, shapes[i].k, shapes[i].k};
         ws[i] = random_tensor(4, s);
-        pthcv_conv2d_params p = { { 1, 1 }, { shapes[i].k / 2, shapes[i].k / 2 }, { 1, 1 }, shapes[i].groups, 0, ACT(PTHCV_ACT_RELU) };
+        pthcv_conv2d_params p = {
+            {1, 1}, {shapes[i].k / 2, shapes[i].k / 2}, {1, 1}, shapes[i].groups, 0, ACT(PTHCV_ACT_RELU)};
         cs[i] = pthcv_conv2d_prepare(ws[i], NULL, &p);
         ys[i] = pthcv_conv2d_forward(cs[i], x, NULL);
         total += shapes[i].cout;
@@ -1086,7 +1121,8 @@ static void test_conv_cat(void)
     for (int t = 1; t <= 2; t++) {
         pthcv_set_num_threads(t);
         pthcv_tensor *y = pthcv_conv2d_forward_cat(N, cs, x);
-        CHECK(y && y->shape[1] == total, "conv2d_cat: output [2, %lld, 14, 13] (%s)", (long long)total, y ? "shape" : pthcv_last_error());
+        CHECK(y && y->shape[1] == total, "conv2d_cat: output [2, %lld, 14, 13] (%s)", (long long)total,
+              y ? "shape" : pthcv_last_error());
         int bad = 0;
         for (int64_t img = 0; y && img < 2; img++)
             for (int i = 0, c0 = 0; i < N; c0 += shapes[i].cout, i++) {
@@ -1098,12 +1134,13 @@ static void test_conv_cat(void)
         CHECK(bad == 0, "conv2d_cat [%d threads]: %d slices differ from the separate convolutions", t, bad);
         pthcv_tensor_release(y);
     }
-    int64_t s2[4] = { 4, 17, 3, 3 };
+    int64_t s2[4] = {4, 17, 3, 3};
     pthcv_tensor *w2 = random_tensor(4, s2);
-    pthcv_conv2d_params p2 = { { 2, 2 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
+    pthcv_conv2d_params p2 = {{2, 2}, {1, 1}, {1, 1}, 1, 0, ACT(0)};
     pthcv_conv2d *c2 = pthcv_conv2d_prepare(w2, NULL, &p2);
-    pthcv_conv2d *pair[2] = { cs[0], c2 };
-    CHECK(pthcv_conv2d_forward_cat(2, pair, x) == NULL && error_has("7x7"), "conv2d_cat: outputs of other sizes are refused");
+    pthcv_conv2d *pair[2] = {cs[0], c2};
+    CHECK(pthcv_conv2d_forward_cat(2, pair, x) == NULL && error_has("7x7"),
+          "conv2d_cat: outputs of other sizes are refused");
     pthcv_conv2d_free(c2), pthcv_tensor_release(w2);
     for (int i = 0; i < N; i++) pthcv_conv2d_free(cs[i]), pthcv_tensor_release(ws[i]), pthcv_tensor_release(ys[i]);
     pthcv_tensor_release(x);
@@ -1115,10 +1152,10 @@ static void test_conv_cat(void)
  * report cut to a small buffer stays NUL-terminated and says its length. */
 static void test_profile(void)
 {
-    int64_t xs[4] = { 1, 8, 12, 12 }, ws[4] = { 8, 8, 3, 3 }, dws[4] = { 8, 1, 3, 3 };
+    int64_t xs[4] = {1, 8, 12, 12}, ws[4] = {8, 8, 3, 3}, dws[4] = {8, 1, 3, 3};
     pthcv_tensor *x = random_tensor(4, xs), *w = random_tensor(4, ws), *dw = random_tensor(4, dws);
-    pthcv_conv2d_params p = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1, 0, ACT(0) };
-    pthcv_conv2d_params pd = { { 2, 2 }, { 1, 1 }, { 1, 1 }, 8, 0, ACT(0) };
+    pthcv_conv2d_params p = {{1, 1}, {1, 1}, {1, 1}, 1, 0, ACT(0)};
+    pthcv_conv2d_params pd = {{2, 2}, {1, 1}, {1, 1}, 8, 0, ACT(0)};
     pthcv_conv2d *c = pthcv_conv2d_prepare(w, NULL, &p), *d = pthcv_conv2d_prepare(dw, NULL, &pd);
     pthcv_activation relu = ACT(PTHCV_ACT_RELU);
     pthcv_profile_ops(1);
@@ -1129,7 +1166,8 @@ static void test_profile(void)
     char buf[4096];
     int64_t n = pthcv_profile_ops_report(buf, sizeof buf);
     CHECK(n == (int64_t)strlen(buf), "profile: report length %lld, text %zu", (long long)n, strlen(buf));
-    CHECK(strstr(buf, "conv 3x3/1 winograd F(4,3)\t") && strstr(buf, "dwconv 3x3/2\t") && strstr(buf, "activate relu\t"),
+    CHECK(strstr(buf, "conv 3x3/1 winograd F(4,3)\t") && strstr(buf, "dwconv 3x3/2\t") &&
+              strstr(buf, "activate relu\t"),
           "profile: rows by op and path, got:\n%s", buf);
     int rows = 0, calls_ok = 1;
     for (char *line = buf; *line; rows++) {

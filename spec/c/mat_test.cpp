@@ -6,14 +6,13 @@
 #include <cstdio>
 
 static int passed, failed;
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (cond)                                                                \
-            passed++;                                                            \
-        else {                                                                   \
-            failed++;                                                            \
-            std::printf("not ok - %s:%d: %s\n", __FILE__, __LINE__, #cond);      \
-        }                                                                        \
+#define CHECK(cond)                                                         \
+    do {                                                                    \
+        if (cond) passed++;                                                 \
+        else {                                                              \
+            failed++;                                                       \
+            std::printf("not ok - %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                   \
     } while (0)
 
 int main()
@@ -21,8 +20,7 @@ int main()
     // HWC: a BGR Mat viewed as uint8 [H, W, 3], no copy
     cv::Mat img(4, 5, CV_8UC3);
     for (int y = 0; y < 4; y++)
-        for (int x = 0; x < 5; x++)
-            img.at<cv::Vec3b>(y, x) = cv::Vec3b((uchar)(y * 10 + x), (uchar)x, (uchar)y);
+        for (int x = 0; x < 5; x++) img.at<cv::Vec3b>(y, x) = cv::Vec3b((uchar)(y * 10 + x), (uchar)x, (uchar)y);
     pthcv_tensor *t = pthcv::tensor_from_mat(img);
     CHECK(t->dtype == PTHCV_UINT8 && t->ndim == 3 && t->shape[0] == 4 && t->shape[1] == 5 && t->shape[2] == 3);
     CHECK(t->stride[0] == 15 && t->stride[1] == 3 && t->stride[2] == 1);
@@ -31,14 +29,14 @@ int main()
     // the tensor keeps the pixels when the Mat goes
     uchar *pixels = img.data;
     img.release();
-    CHECK(static_cast<uchar *>(pthcv_tensor_data(t))[3 * 7] == 12);   // (y 1, x 2) blue
+    CHECK(static_cast<uchar *>(pthcv_tensor_data(t))[3 * 7] == 12); // (y 1, x 2) blue
 
     // back to a Mat over the same memory; the Mat keeps the tensor
     cv::Mat m = pthcv::mat_from_tensor(t);
     CHECK(m.data == pixels && m.type() == CV_8UC3 && m.rows == 4 && m.cols == 5);
     pthcv_tensor_release(t);
     CHECK(m.at<cv::Vec3b>(3, 4)[0] == 34);
-    cv::Mat copy_of_header = m;   // shares the reference count
+    cv::Mat copy_of_header = m; // shares the reference count
     m.release();
     CHECK(copy_of_header.at<cv::Vec3b>(2, 1)[2] == 2);
     copy_of_header.release();
@@ -46,8 +44,7 @@ int main()
     // an ROI: strided rows, still no copy, both ways
     cv::Mat big(10, 12, CV_32FC1);
     for (int y = 0; y < 10; y++)
-        for (int x = 0; x < 12; x++)
-            big.at<float>(y, x) = (float)(y * 100 + x);
+        for (int x = 0; x < 12; x++) big.at<float>(y, x) = (float)(y * 100 + x);
     cv::Mat roi = big(cv::Rect(3, 2, 4, 5));
     pthcv_tensor *r = pthcv::tensor_from_mat(roi);
     CHECK(r->dtype == PTHCV_FLOAT32 && r->shape[0] == 5 && r->shape[1] == 4 && r->shape[2] == 1);
@@ -76,9 +73,8 @@ int main()
     int64_t shape[3] = {3, 2, 2};
     pthcv_tensor *c = pthcv_tensor_new(PTHCV_INT16, 3, shape);
     int16_t *cd = static_cast<int16_t *>(pthcv_tensor_data(c));
-    for (int i = 0; i < 12; i++)
-        cd[i] = (int16_t)i;
-    int64_t tshape[3] = {2, 2, 3}, tstride[3] = {2, 1, 4};   // [C, H, W] seen as [H, W, C]
+    for (int i = 0; i < 12; i++) cd[i] = (int16_t)i;
+    int64_t tshape[3] = {2, 2, 3}, tstride[3] = {2, 1, 4}; // [C, H, W] seen as [H, W, C]
     pthcv_tensor *hwc = pthcv_tensor_view(c, 3, tshape, tstride, 0);
     cv::Mat hm = pthcv::mat_from_tensor(hwc);
     CHECK(hm.type() == CV_16SC3 && hm.ptr<int16_t>() != cd);

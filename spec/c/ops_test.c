@@ -31,7 +31,7 @@ static int passed, failed;
 
 static uint64_t rng = 88172645463325252ull;
 
-static float frand(void)   /* uniform in [-2, 2) */
+static float frand(void) /* uniform in [-2, 2) */
 {
     rng ^= rng << 13;
     rng ^= rng >> 7;
@@ -39,7 +39,7 @@ static float frand(void)   /* uniform in [-2, 2) */
     return (float)((rng >> 40) * (4.0 / 16777216.0) - 2.0);
 }
 
-static int irand(int lo, int hi)   /* in [lo, hi] */
+static int irand(int lo, int hi) /* in [lo, hi] */
 {
     rng ^= rng << 13;
     rng ^= rng >> 7;
@@ -50,8 +50,7 @@ static int irand(int lo, int hi)   /* in [lo, hi] */
 static pthcv_tensor *tensor(int ndim, const int64_t *shape, const float *vals)
 {
     pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, ndim, shape);
-    if (t && vals && t->numel)
-        memcpy(pthcv_tensor_data(t), vals, (size_t)t->numel * sizeof(float));
+    if (t && vals && t->numel) memcpy(pthcv_tensor_data(t), vals, (size_t)t->numel * sizeof(float));
     return t;
 }
 
@@ -59,8 +58,7 @@ static pthcv_tensor *random_tensor(int ndim, const int64_t *shape)
 {
     pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, ndim, shape);
     float *p = pthcv_tensor_data(t);
-    for (int64_t i = 0; i < t->numel; i++)
-        p[i] = frand();
+    for (int64_t i = 0; i < t->numel; i++) p[i] = frand();
     return t;
 }
 
@@ -70,18 +68,15 @@ static float *data(pthcv_tensor *t) { return pthcv_tensor_data(t); }
 
 static int same_bits(float a, float b)
 {
-    if (a != a && b != b)
-        return 1;
+    if (a != a && b != b) return 1;
     return memcmp(&a, &b, sizeof a) == 0;
 }
 
 static int same_shape(const pthcv_tensor *a, const pthcv_tensor *b)
 {
-    if (a->ndim != b->ndim)
-        return 0;
+    if (a->ndim != b->ndim) return 0;
     for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i])
-            return 0;
+        if (a->shape[i] != b->shape[i]) return 0;
     return 1;
 }
 
@@ -95,10 +90,8 @@ static int close_to(pthcv_tensor *got, pthcv_tensor *want, double tol, char *why
     const float *g = data(got), *w = data(want);
     double scale = 0;
     for (int64_t i = 0; i < want->numel; i++)
-        if (isfinite(w[i]) && fabs(w[i]) > scale)
-            scale = fabs(w[i]);
-    if (scale == 0)
-        scale = 1;
+        if (isfinite(w[i]) && fabs(w[i]) > scale) scale = fabs(w[i]);
+    if (scale == 0) scale = 1;
     for (int64_t i = 0; i < want->numel; i++) {
         int ok = tol == 0 || !isfinite(w[i]) ? same_bits(g[i], w[i]) : fabs((double)g[i] - w[i]) <= tol * scale;
         if (!ok) {
@@ -116,7 +109,7 @@ typedef struct {
     size_t n, cap;
 } floats;
 
-static floats results;   /* every battery output, in order */
+static floats results; /* every battery output, in order */
 
 static void keep(pthcv_tensor *t)
 {
@@ -138,8 +131,7 @@ static int64_t out_size(int64_t in, int k, int s, int p, int d, int ceil_mode)
 {
     int64_t num = in + 2 * p - (int64_t)d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
     int64_t out = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;
-    if (ceil_mode && (out - 1) * s >= in + p)
-        out--;
+    if (ceil_mode && (out - 1) * s >= in + p) out--;
     return out;
 }
 
@@ -148,8 +140,7 @@ static pthcv_tensor *pool_reference(pthcv_tensor *x, const pthcv_pool2d_params *
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int64_t OH = out_size(H, p->kernel[0], p->stride[0], p->padding[0], p->dilation[0], p->ceil_mode);
     int64_t OW = out_size(W, p->kernel[1], p->stride[1], p->padding[1], p->dilation[1], p->ceil_mode);
-    if (OH < 1 || OW < 1)
-        return NULL;
+    if (OH < 1 || OW < 1) return NULL;
     pthcv_tensor *y = pthcv_tensor_new(PTHCV_FLOAT32, 4, (int64_t[]){N, C, OH, OW});
     const float *xd = data(x);
     float *yd = data(y);
@@ -164,11 +155,9 @@ static pthcv_tensor *pool_reference(pthcv_tensor *x, const pthcv_pool2d_params *
                         for (int kx = 0; kx < p->kernel[1]; kx++) {
                             int64_t ih = oh * p->stride[0] - p->padding[0] + ky * p->dilation[0];
                             int64_t iw = ow * p->stride[1] - p->padding[1] + kx * p->dilation[1];
-                            if (ih < 0 || ih >= H || iw < 0 || iw >= W)
-                                continue;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                             float v = in[ih * W + iw];
-                            if (v > r || isnan(v))
-                                r = v;
+                            if (v > r || isnan(v)) r = v;
                         }
                 } else {
                     int64_t h0 = oh * p->stride[0] - p->padding[0], w0 = ow * p->stride[1] - p->padding[1];
@@ -182,10 +171,10 @@ static pthcv_tensor *pool_reference(pthcv_tensor *x, const pthcv_pool2d_params *
                     if (w1 > W) w1 = W;
                     float s = 0;
                     for (int64_t ih = h0; ih < h1; ih++)
-                        for (int64_t iw = w0; iw < w1; iw++)
-                            s += in[ih * W + iw];
+                        for (int64_t iw = w0; iw < w1; iw++) s += in[ih * W + iw];
                     int64_t div = p->divisor_override ? p->divisor_override
-                                  : p->count_include_pad ? pool : (h1 - h0) * (w1 - w0);
+                        : p->count_include_pad        ? pool
+                                                      : (h1 - h0) * (w1 - w0);
                     r = (h0 >= h1 || w0 >= w1) ? 0.0f : s / (float)div;
                 }
                 yd[(pl * OH + oh) * OW + ow] = r;
@@ -210,8 +199,7 @@ static void battery_pool(void)
         p.divisor_override = p.kind == PTHCV_POOL_AVG && irand(0, 5) == 0 ? 3 : 0;
         int64_t shape[4] = {irand(1, 2), channels[irand(0, 4)], irand(1, 13), irand(1, 40)};
         pthcv_tensor *x = random_tensor(4, shape);
-        if (iter % 7 == 0)
-            data(x)[irand(0, (int)x->numel - 1)] = NAN;
+        if (iter % 7 == 0) data(x)[irand(0, (int)x->numel - 1)] = NAN;
         pthcv_tensor *want = pool_reference(x, &p), *got = pthcv_pool2d(x, &p);
         char why[200];
         if (!want) {
@@ -237,8 +225,7 @@ static void battery_pool(void)
         int bad = !g;
         for (int64_t pl = 0; g && pl < shape[0] * shape[1]; pl++) {
             double s = 0;
-            for (int64_t i = 0; i < shape[2] * shape[3]; i++)
-                s += data(x)[pl * shape[2] * shape[3] + i];
+            for (int64_t i = 0; i < shape[2] * shape[3]; i++) s += data(x)[pl * shape[2] * shape[3] + i];
             bad += fabs(data(g)[pl] - s / (double)(shape[2] * shape[3])) > 1e-6;
         }
         CHECK(!bad, "global average pooling %d: %d planes differ", iter, bad);
@@ -272,13 +259,11 @@ static pthcv_tensor *convt_reference(pthcv_tensor *x, pthcv_tensor *w, pthcv_ten
                         for (int64_t ky = 0; ky < kh; ky++)
                             for (int64_t kx = 0; kx < kw; kx++) {
                                 int64_t th = oh + p[0] - ky * d[0], tw = ow + p[1] - kx * d[1];
-                                if (th < 0 || tw < 0 || th % s[0] || tw % s[1])
-                                    continue;
+                                if (th < 0 || tw < 0 || th % s[0] || tw % s[1]) continue;
                                 int64_t ih = th / s[0], iw = tw / s[1];
-                                if (ih >= H || iw >= W)
-                                    continue;
-                                acc += (double)data(x)[((n * Cin + ic) * H + ih) * W + iw]
-                                       * data(w)[((ic * cog + oc % cog) * kh + ky) * kw + kx];
+                                if (ih >= H || iw >= W) continue;
+                                acc += (double)data(x)[((n * Cin + ic) * H + ih) * W + iw] *
+                                    data(w)[((ic * cog + oc % cog) * kh + ky) * kw + kx];
                             }
                     data(y)[((n * Cout + oc) * OH + oh) * OW + ow] = (float)acc;
                 }
@@ -359,8 +344,7 @@ static void battery_misc(void)
         pthcv_tensor *x = random_tensor(4, shape);
         pthcv_tensor *c1 = random_tensor(SHAPE(shape[1])), *c2 = random_tensor(SHAPE(shape[1]));
         pthcv_tensor *var = random_tensor(SHAPE(shape[1]));
-        for (int i = 0; i < shape[1]; i++)
-            data(var)[i] = fabsf(data(var)[i]) + 0.1f;
+        for (int i = 0; i < shape[1]; i++) data(var)[i] = fabsf(data(var)[i]) + 0.1f;
         pthcv_tensor *outs[32];
         int n = 0;
         outs[n++] = pthcv_batch_norm(x, c1, var, c2, c1, 1e-5);
@@ -407,14 +391,13 @@ static void keep_any(pthcv_tensor *t)
  * subnormals and the edges of exp's range sprinkled in */
 static pthcv_tensor *special_tensor(int ndim, const int64_t *shape, float scale)
 {
-    static const float specials[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0.5f, -0.5f, 2.5f, -1.5f,
-                                     1e-40f, -1e-39f, 3e38f, 88.72283f, 88.7229f, -103.97f, -87.5f, 1.0f};
+    static const float specials[] = {NAN,    INFINITY, -INFINITY, 0.0f,      -0.0f,    0.5f,     -0.5f,  2.5f, -1.5f,
+                                     1e-40f, -1e-39f,  3e38f,     88.72283f, 88.7229f, -103.97f, -87.5f, 1.0f};
     pthcv_tensor *t = random_tensor(ndim, shape);
     float *p = data(t);
     for (int64_t i = 0; i < t->numel; i++) {
         p[i] *= scale;
-        if (irand(0, 4) == 0)
-            p[i] = specials[irand(0, (int)(sizeof specials / sizeof specials[0]) - 1)];
+        if (irand(0, 4) == 0) p[i] = specials[irand(0, (int)(sizeof specials / sizeof specials[0]) - 1)];
     }
     return t;
 }
@@ -461,8 +444,7 @@ static void battery_unary(void)
         for (int op = PTHCV_MATH_EXP; op <= PTHCV_MATH_RECIPROCAL; op++) {
             pthcv_tensor *y = pthcv_unary(x, op);
             int64_t bad = y ? 0 : -1;
-            for (int64_t i = 0; y && i < y->numel; i++)
-                bad += !same_bits(data(y)[i], unary_reference(op, data(x)[i]));
+            for (int64_t i = 0; y && i < y->numel; i++) bad += !same_bits(data(y)[i], unary_reference(op, data(x)[i]));
             CHECK(bad == 0, "unary %d on %lldx%lldx%lld: %lld values differ from the reference (%s)", op,
                   (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)bad,
                   y ? "" : pthcv_last_error());
@@ -472,21 +454,19 @@ static void battery_unary(void)
         double e = exps[iter % 10];
         pthcv_tensor *y = pthcv_pow_scalar(x, e);
         int64_t bad = y ? 0 : -1;
-        for (int64_t i = 0; y && i < y->numel; i++)
-            bad += !same_bits(data(y)[i], pow_reference(data(x)[i], e));
+        for (int64_t i = 0; y && i < y->numel; i++) bad += !same_bits(data(y)[i], pow_reference(data(x)[i], e));
         CHECK(bad == 0, "pow_scalar %g: %lld values differ", e, (long long)bad);
         keep(y);
         pthcv_tensor_release(y);
         /* a strided view gives what its contiguous copy gives */
-        pthcv_tensor *v = pthcv_tensor_view(x, 2, (int64_t[]){shape[2], shape[0] * shape[1]},
-                                            (int64_t[]){1, shape[2]}, 0);
+        pthcv_tensor *v = pthcv_tensor_view(x, 2, (int64_t[]){shape[2], shape[0] * shape[1]}, (int64_t[]){1, shape[2]},
+                                            0);
         pthcv_tensor *vc = pthcv_tensor_contiguous(v);
         pthcv_tensor *a = pthcv_unary(v, PTHCV_MATH_EXP), *b = pthcv_unary(vc, PTHCV_MATH_EXP);
         char why[200];
         CHECK(a && b && close_to(a, b, 0, why, sizeof why), "exp of a transposed view: %s", a && b ? why : "failed");
         pthcv_tensor *all[] = {x, v, vc, a, b};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            pthcv_tensor_release(all[i]);
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pthcv_tensor_release(all[i]);
     }
 }
 
@@ -495,8 +475,7 @@ static int64_t broadcast_offset(const pthcv_tensor *t, int ndim, const int64_t *
 {
     int64_t off = 0;
     for (int d = 0; d < t->ndim; d++)
-        if (t->shape[d] != 1)
-            off += idx[d + ndim - t->ndim] * t->stride[d];
+        if (t->shape[d] != 1) off += idx[d + ndim - t->ndim] * t->stride[d];
     return off;
 }
 
@@ -519,10 +498,8 @@ static void broadcast_pair(int64_t *sa, int *na, int64_t *sb, int *nb)
     for (int d = 0; d < n; d++) {
         int64_t s = sizes[irand(0, 4)];
         int pick = irand(0, 2);
-        if (d >= n - *na)
-            sa[d - (n - *na)] = pick == 1 ? 1 : s;
-        if (d >= n - *nb)
-            sb[d - (n - *nb)] = pick == 2 ? 1 : s;
+        if (d >= n - *na) sa[d - (n - *na)] = pick == 1 ? 1 : s;
+        if (d >= n - *nb) sb[d - (n - *nb)] = pick == 2 ? 1 : s;
     }
 }
 
@@ -545,9 +522,8 @@ static void battery_broadcast(void)
         int na, nb;
         broadcast_pair(sa, &na, sb, &nb);
         pthcv_tensor *a = special_tensor(na, sa, 2.0f), *b = special_tensor(nb, sb, 2.0f);
-        for (int64_t i = 0; i < b->numel; i++)   /* ties */
-            if (i < a->numel && irand(0, 3) == 0)
-                data(b)[i] = data(a)[i];
+        for (int64_t i = 0; i < b->numel; i++) /* ties */
+            if (i < a->numel && irand(0, 3) == 0) data(b)[i] = data(a)[i];
         int op = iter % 6;
         pthcv_tensor *m = pthcv_compare(a, b, op), *p = pthcv_pow(a, b);
         int ok = m && p && m->dtype == PTHCV_BOOL;
@@ -555,18 +531,18 @@ static void battery_broadcast(void)
         for (int64_t i = 0; ok && i < m->numel; i++) {
             unflatten(i, m->ndim, m->shape, idx);
             float u = data(a)[broadcast_offset(a, m->ndim, idx)], v = data(b)[broadcast_offset(b, m->ndim, idx)];
-            ok = ((unsigned char *)pthcv_tensor_data(m))[i] == compare_reference(op, u, v)
-                 && same_bits(data(p)[i], (float)pow((double)u, (double)v));
+            ok = ((unsigned char *)pthcv_tensor_data(m))[i] == compare_reference(op, u, v) &&
+                same_bits(data(p)[i], (float)pow((double)u, (double)v));
         }
-        CHECK(ok, "compare %d / pow of %d-d and %d-d tensors: %s", op, na, nb, m && p ? "values differ" : pthcv_last_error());
+        CHECK(ok, "compare %d / pow of %d-d and %d-d tensors: %s", op, na, nb,
+              m && p ? "values differ" : pthcv_last_error());
         keep_any(m);
         keep(p);
         /* where: the condition's shape, with a third shape that broadcasts against it */
         pthcv_tensor *c = pthcv_compare(a, b, PTHCV_CMP_GT);
         int64_t so[PTHCV_MAX_DIMS];
         int no = c ? irand(0, c->ndim) : 0;
-        for (int d = 0; d < no; d++)
-            so[d] = irand(0, 1) ? 1 : c->shape[c->ndim - no + d];
+        for (int d = 0; d < no; d++) so[d] = irand(0, 1) ? 1 : c->shape[c->ndim - no + d];
         pthcv_tensor *other = random_tensor(no, so), *w = c ? pthcv_where(c, a, other) : NULL;
         ok = w != NULL;
         for (int64_t i = 0; ok && i < w->numel; i++) {
@@ -579,8 +555,7 @@ static void battery_broadcast(void)
         CHECK(ok, "where %d: %s", iter, w ? "values differ" : pthcv_last_error());
         keep(w);
         pthcv_tensor *all[] = {a, b, m, p, c, other, w};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            pthcv_tensor_release(all[i]);
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pthcv_tensor_release(all[i]);
     }
 }
 
@@ -602,19 +577,15 @@ static void battery_index(void)
     for (int iter = 0; iter < 40; iter++) {
         int nd = irand(1, 3);
         int64_t shape[3];
-        for (int d = 0; d < nd; d++)
-            shape[d] = d == nd - 1 && iter % 4 == 0 ? irand(40, 300) : sizes[irand(0, 4)];
+        for (int d = 0; d < nd; d++) shape[d] = d == nd - 1 && iter % 4 == 0 ? irand(40, 300) : sizes[irand(0, 4)];
         pthcv_tensor *x = special_tensor(nd, shape, 3.0f);
-        for (int64_t i = 0; i < x->numel; i++)   /* many ties */
-            if (data(x)[i] == data(x)[i] && fabsf(data(x)[i]) < 10)
-                data(x)[i] = nearbyintf(data(x)[i]);
+        for (int64_t i = 0; i < x->numel; i++) /* many ties */
+            if (data(x)[i] == data(x)[i] && fabsf(data(x)[i]) < 10) data(x)[i] = nearbyintf(data(x)[i]);
         int dim = irand(-nd, nd - 1), d = dim < 0 ? dim + nd : dim, base = iter & 1, desc = irand(0, 1);
         int64_t outer = 1, size = shape[d], inner = 1;
         for (int i = 0; i < nd; i++) {
-            if (i < d)
-                outer *= shape[i];
-            if (i > d)
-                inner *= shape[i];
+            if (i < d) outer *= shape[i];
+            if (i > d) inner *= shape[i];
         }
         pthcv_tensor *mv, *mk, *sv, *sk;
         int st1 = pthcv_max_dim(x, dim, iter & 2, iter & 4, base, &mv, &mk);
@@ -626,11 +597,10 @@ static void battery_index(void)
                 int64_t best = 0;
                 for (int64_t q = 1; q < size; q++) {
                     float v = at3(x, size, inner, o, q, j), m = at3(x, size, inner, o, best, j);
-                    if (m == m && (v != v || (iter & 4 ? v < m : v > m)))
-                        best = q;
+                    if (m == m && (v != v || (iter & 4 ? v < m : v > m))) best = q;
                 }
-                ok = same_bits(data(mv)[o * inner + j], at3(x, size, inner, o, best, j))
-                     && ((int64_t *)pthcv_tensor_data(mk))[o * inner + j] == best + base;
+                ok = same_bits(data(mv)[o * inner + j], at3(x, size, inner, o, best, j)) &&
+                    ((int64_t *)pthcv_tensor_data(mk))[o * inner + j] == best + base;
                 /* sort: every element's index points at its value, in order */
                 const int64_t *k = pthcv_tensor_data(sk);
                 for (int64_t q = 0; ok && q < size; q++) {
@@ -652,11 +622,11 @@ static void battery_index(void)
         /* gather with the sort's indices gives the sorted values; index_select of one line */
         pthcv_tensor *g = pthcv_gather(x, dim, sk, base);
         char why[200];
-        CHECK(g && close_to(g, sv, 0, why, sizeof why), "gather of the sort's indices: %s", g ? why : pthcv_last_error());
+        CHECK(g && close_to(g, sv, 0, why, sizeof why), "gather of the sort's indices: %s",
+              g ? why : pthcv_last_error());
         int64_t pick[3] = {size - 1, 0, size / 2};
         pthcv_tensor *k3 = pthcv_tensor_new(PTHCV_INT64, 1, (int64_t[]){3});
-        for (int i = 0; i < 3; i++)
-            ((int64_t *)pthcv_tensor_data(k3))[i] = pick[i] + base;
+        for (int i = 0; i < 3; i++) ((int64_t *)pthcv_tensor_data(k3))[i] = pick[i] + base;
         pthcv_tensor *s = pthcv_index_select(x, dim, k3, base);
         ok = s != NULL;
         for (int64_t o = 0; ok && o < outer; o++)
@@ -667,8 +637,7 @@ static void battery_index(void)
         keep(g);
         keep(s);
         pthcv_tensor *all[] = {x, mv, mk, sv, sk, g, k3, s};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            pthcv_tensor_release(all[i]);
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pthcv_tensor_release(all[i]);
     }
 }
 
@@ -693,8 +662,7 @@ static void battery(void)
     }
     pthcv_set_num_threads(0);
     size_t diff = runs[0].n == runs[1].n ? 0 : 1;
-    for (size_t i = 0; !diff && i < runs[0].n; i++)
-        diff += !same_bits(runs[0].v[i], runs[1].v[i]);
+    for (size_t i = 0; !diff && i < runs[0].n; i++) diff += !same_bits(runs[0].v[i], runs[1].v[i]);
     CHECK(diff == 0, "battery: 1 thread and 3 threads differ (%zu values)", diff);
     free(runs[1].v);
     results = runs[0];
@@ -713,8 +681,7 @@ static const char *field(fixture *f, const char *key)
 {
     size_t n = strlen(key);
     for (int i = 2; i < f->nfields; i++)
-        if (strncmp(f->fields[i], key, n) == 0 && f->fields[i][n] == '=')
-            return f->fields[i] + n + 1;
+        if (strncmp(f->fields[i], key, n) == 0 && f->fields[i][n] == '=') return f->fields[i] + n + 1;
     return NULL;
 }
 
@@ -741,8 +708,7 @@ static double num(fixture *f, const char *key, int i, double dflt)
     const char *v = field(f, key);
     for (; v && i > 0; i--) {
         v = strchr(v, ',');
-        if (v)
-            v++;
+        if (v) v++;
     }
     return v ? strtod(v, NULL) : dflt;
 }
@@ -751,8 +717,7 @@ static double num(fixture *f, const char *key, int i, double dflt)
  * dtype); NULL for "-" (absent) */
 static pthcv_tensor *load(fixture *f, const char *spec)
 {
-    if (strcmp(spec, "-") == 0)
-        return NULL;
+    if (strcmp(spec, "-") == 0) return NULL;
     char *end;
     int64_t off = strtoll(spec, &end, 10), shape[PTHCV_MAX_DIMS];
     int nd = 0;
@@ -760,12 +725,10 @@ static pthcv_tensor *load(fixture *f, const char *spec)
     while (*s && *s != ':' && nd < PTHCV_MAX_DIMS) {
         shape[nd++] = strtoll(s, &end, 10);
         s = *end == 'x' ? end + 1 : end;
-        if (end == s && *s != 'x')
-            break;
+        if (end == s && *s != 'x') break;
     }
     pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, nd, shape);
-    if (t && t->numel && off + t->numel <= f->nblob)
-        memcpy(data(t), f->blob + off, (size_t)t->numel * sizeof(float));
+    if (t && t->numel && off + t->numel <= f->nblob) memcpy(data(t), f->blob + off, (size_t)t->numel * sizeof(float));
     int dtype = *s == ':' ? pthcv_dtype_from_name(s + 1) : PTHCV_FLOAT32;
     if (t && dtype != PTHCV_FLOAT32) {
         pthcv_tensor *c = dtype >= 0 ? pthcv_tensor_to(t, dtype) : NULL;
@@ -779,28 +742,18 @@ static pthcv_tensor *load(fixture *f, const char *spec)
 static pthcv_tensor *run_math_fixture(fixture *f, const char *op, pthcv_tensor **in, pthcv_tensor **second)
 {
     pthcv_tensor *x = in[0], *y = NULL;
-    if (strcmp(op, "unary") == 0)
-        return pthcv_unary(x, int_of(f, "op", 0));
-    if (strcmp(op, "pow_scalar") == 0)
-        return pthcv_pow_scalar(x, num(f, "e", 0, 0));
-    if (strcmp(op, "pow") == 0)
-        return pthcv_pow(x, in[1]);
-    if (strcmp(op, "compare") == 0)
-        return pthcv_compare(x, in[1], int_of(f, "op", 0));
-    if (strcmp(op, "logical_not") == 0)
-        return pthcv_logical_not(x);
-    if (strcmp(op, "where") == 0)
-        return pthcv_where(x, in[1], in[2]);
-    if (strcmp(op, "gather") == 0)
-        return pthcv_gather(x, int_of(f, "dim", 0), in[1], 0);
-    if (strcmp(op, "index_select") == 0)
-        return pthcv_index_select(x, int_of(f, "dim", 0), in[1], 0);
+    if (strcmp(op, "unary") == 0) return pthcv_unary(x, int_of(f, "op", 0));
+    if (strcmp(op, "pow_scalar") == 0) return pthcv_pow_scalar(x, num(f, "e", 0, 0));
+    if (strcmp(op, "pow") == 0) return pthcv_pow(x, in[1]);
+    if (strcmp(op, "compare") == 0) return pthcv_compare(x, in[1], int_of(f, "op", 0));
+    if (strcmp(op, "logical_not") == 0) return pthcv_logical_not(x);
+    if (strcmp(op, "where") == 0) return pthcv_where(x, in[1], in[2]);
+    if (strcmp(op, "gather") == 0) return pthcv_gather(x, int_of(f, "dim", 0), in[1], 0);
+    if (strcmp(op, "index_select") == 0) return pthcv_index_select(x, int_of(f, "dim", 0), in[1], 0);
     if (strcmp(op, "max_dim") == 0)
         pthcv_max_dim(x, int_of(f, "dim", 0), int_of(f, "keepdim", 0), int_of(f, "min", 0), 0, &y, second);
-    else if (strcmp(op, "sort") == 0)
-        pthcv_sort(x, int_of(f, "dim", -1), int_of(f, "descending", 0), 0, &y, second);
-    else
-        printf("# unknown op %s in fixtures\n", op);
+    else if (strcmp(op, "sort") == 0) pthcv_sort(x, int_of(f, "dim", -1), int_of(f, "descending", 0), 0, &y, second);
+    else printf("# unknown op %s in fixtures\n", op);
     return y;
 }
 
@@ -817,8 +770,7 @@ static int result_matches(pthcv_tensor *got, pthcv_tensor *want, double tol, int
         snprintf(why, cap, "dtype %s, want %s", pthcv_dtype_name(got->dtype), pthcv_dtype_name(want->dtype));
         return 0;
     }
-    if (ulp == 0 && got->dtype == PTHCV_FLOAT32)
-        return close_to(got, want, tol, why, cap);
+    if (ulp == 0 && got->dtype == PTHCV_FLOAT32) return close_to(got, want, tol, why, cap);
     pthcv_tensor *g = pthcv_tensor_to(got, PTHCV_FLOAT32), *w = pthcv_tensor_to(want, PTHCV_FLOAT32);
     int ok = close_to(g, w, 0, why, cap);
     if (!ok && ulp > 0 && same_shape(g, w)) {
@@ -827,8 +779,7 @@ static int result_matches(pthcv_tensor *got, pthcv_tensor *want, double tol, int
             float a = data(g)[i], b = data(w)[i];
             double step = fabs((double)nextafterf(b, INFINITY) - b);
             ok = same_bits(a, b) || (isfinite(b) && fabs((double)a - b) <= ulp * step);
-            if (!ok)
-                snprintf(why, cap, "element %lld: %.9g, want %.9g (within %d ulp)", (long long)i, a, b, ulp);
+            if (!ok) snprintf(why, cap, "element %lld: %.9g, want %.9g (within %d ulp)", (long long)i, a, b, ulp);
         }
     }
     pthcv_tensor_release(g);
@@ -856,11 +807,10 @@ static pthcv_tensor *run_fixture(fixture *f, const char *op, pthcv_tensor **in, 
         int32_t size[2] = {0, 0};
         ints(f, "size", size, 2);
         const char *kind = field(f, "kind");
-        return pthcv_adaptive_pool2d(x, kind && strcmp(kind, "avg") == 0 ? PTHCV_POOL_AVG : PTHCV_POOL_MAX,
-                                     size[0], size[1]);
+        return pthcv_adaptive_pool2d(x, kind && strcmp(kind, "avg") == 0 ? PTHCV_POOL_AVG : PTHCV_POOL_MAX, size[0],
+                                     size[1]);
     }
-    if (strcmp(op, "batch_norm") == 0)
-        return pthcv_batch_norm(x, in[1], in[2], in[3], in[4], num(f, "eps", 0, 1e-5));
+    if (strcmp(op, "batch_norm") == 0) return pthcv_batch_norm(x, in[1], in[2], in[3], in[4], num(f, "eps", 0, 1e-5));
     if (strcmp(op, "layer_norm") == 0)
         return pthcv_layer_norm(x, int_of(f, "nd", 1), in[1], in[2], num(f, "eps", 0, 1e-5));
     if (strcmp(op, "group_norm") == 0)
@@ -869,22 +819,17 @@ static pthcv_tensor *run_fixture(fixture *f, const char *op, pthcv_tensor **in, 
         pthcv_activation a = {int_of(f, "act", 0), (float)num(f, "alpha", 0, 0), (float)num(f, "beta", 0, 0)};
         return pthcv_activate(x, &a);
     }
-    if (strcmp(op, "prelu") == 0)
-        return pthcv_prelu(x, in[1]);
-    if (strcmp(op, "softmax") == 0)
-        return pthcv_softmax(x, int_of(f, "dim", -1), int_of(f, "log", 0));
-    if (strcmp(op, "binary") == 0)
-        return pthcv_binary(x, in[1], int_of(f, "op", 0));
+    if (strcmp(op, "prelu") == 0) return pthcv_prelu(x, in[1]);
+    if (strcmp(op, "softmax") == 0) return pthcv_softmax(x, int_of(f, "dim", -1), int_of(f, "log", 0));
+    if (strcmp(op, "binary") == 0) return pthcv_binary(x, in[1], int_of(f, "op", 0));
     if (strcmp(op, "binary_scalar") == 0)
         return pthcv_binary_scalar(x, num(f, "s", 0, 0), int_of(f, "op", 0), int_of(f, "first", 0));
-    if (strcmp(op, "cat") == 0)
-        return pthcv_cat(nin, in, int_of(f, "dim", 0));
+    if (strcmp(op, "cat") == 0) return pthcv_cat(nin, in, int_of(f, "dim", 0));
     if (strcmp(op, "pad") == 0) {
         int32_t p32[2 * PTHCV_MAX_DIMS];
         int64_t pads[2 * PTHCV_MAX_DIMS];
         int n = ints(f, "pads", p32, 2 * PTHCV_MAX_DIMS);
-        for (int i = 0; i < n; i++)
-            pads[i] = p32[i];
+        for (int i = 0; i < n; i++) pads[i] = p32[i];
         return pthcv_pad(x, n / 2, pads, int_of(f, "mode", 0), num(f, "value", 0, 0));
     }
     if (strcmp(op, "reduce") == 0) {
@@ -892,13 +837,12 @@ static pthcv_tensor *run_fixture(fixture *f, const char *op, pthcv_tensor **in, 
         int n = ints(f, "dims", dims, PTHCV_MAX_DIMS);
         return pthcv_reduce(x, int_of(f, "op", 0), n, dims, int_of(f, "keepdim", 0));
     }
-    if (strcmp(op, "matmul") == 0)
-        return pthcv_matmul(x, in[1]);
+    if (strcmp(op, "matmul") == 0) return pthcv_matmul(x, in[1]);
     if (strcmp(op, "interpolate") == 0) {
         int32_t size[2] = {0, 0};
         ints(f, "size", size, 2);
-        return pthcv_interpolate(x, size[0], size[1], int_of(f, "mode", 0), int_of(f, "ac", 0),
-                                 num(f, "scale", 0, 0), num(f, "scale", 1, 0));
+        return pthcv_interpolate(x, size[0], size[1], int_of(f, "mode", 0), int_of(f, "ac", 0), num(f, "scale", 0, 0),
+                                 num(f, "scale", 1, 0));
     }
     if (strcmp(op, "conv_transpose2d") == 0) {
         int32_t s[2] = {1, 1}, p[2] = {0, 0}, op2[2] = {0, 0}, d[2] = {1, 1};
@@ -934,40 +878,33 @@ static void fixtures(const char *dir)
     char line[8192];
     int cases = 0, before = failed;
     while (fgets(line, sizeof line, ft)) {
-        if (line[0] == '#' || line[0] == '\n')
-            continue;
+        if (line[0] == '#' || line[0] == '\n') continue;
         f.nfields = 0;
         for (char *tok = strtok(line, " \n"); tok && f.nfields < 64; tok = strtok(NULL, " \n"))
             f.fields[f.nfields++] = tok;
-        if (f.nfields < 3)
-            continue;
+        if (f.nfields < 3) continue;
         pthcv_tensor *in[32] = {0}, *want[2] = {NULL, NULL};
         int nin = 0, nwant = 0, expect_err = 0;
         for (int i = 2; i < f.nfields; i++) {
-            if (strncmp(f.fields[i], "in=", 3) == 0 && nin < 32)
-                in[nin++] = load(&f, f.fields[i] + 3);
-            else if (strncmp(f.fields[i], "out=", 4) == 0 && nwant < 2)
-                want[nwant++] = load(&f, f.fields[i] + 4);
-            else if (strcmp(f.fields[i], "err") == 0)
-                expect_err = 1;
+            if (strncmp(f.fields[i], "in=", 3) == 0 && nin < 32) in[nin++] = load(&f, f.fields[i] + 3);
+            else if (strncmp(f.fields[i], "out=", 4) == 0 && nwant < 2) want[nwant++] = load(&f, f.fields[i] + 4);
+            else if (strcmp(f.fields[i], "err") == 0) expect_err = 1;
         }
         double tol = num(&f, "tol", 0, 0);
         int ulp = int_of(&f, "ulp", 0);
         pthcv_tensor *y2 = NULL, *y = run_fixture(&f, f.fields[0], in, nin, &y2);
         char why[300] = "";
-        if (expect_err)
-            CHECK(y == NULL, "%s %s (%s): torch refuses, pthcv accepted", f.fields[0], f.fields[1], dir);
+        if (expect_err) CHECK(y == NULL, "%s %s (%s): torch refuses, pthcv accepted", f.fields[0], f.fields[1], dir);
         else
-            CHECK(result_matches(y, want[0], tol, ulp, why, sizeof why)
-                      && (nwant < 2 || result_matches(y2, want[1], 0, 0, why, sizeof why)),
+            CHECK(result_matches(y, want[0], tol, ulp, why, sizeof why) &&
+                      (nwant < 2 || result_matches(y2, want[1], 0, 0, why, sizeof why)),
                   "%s %s (%s): %s", f.fields[0], f.fields[1], dir, why);
         cases++;
         pthcv_tensor_release(y);
         pthcv_tensor_release(y2);
         pthcv_tensor_release(want[0]);
         pthcv_tensor_release(want[1]);
-        for (int i = 0; i < nin; i++)
-            pthcv_tensor_release(in[i]);
+        for (int i = 0; i < nin; i++) pthcv_tensor_release(in[i]);
     }
     fclose(ft);
     free(blob);
@@ -1006,9 +943,10 @@ static void errors(void)
     pthcv_pool2d_params avg_dil = {PTHCV_POOL_AVG, {2, 2}, {1, 1}, {0, 0}, {2, 2}, 0, 1, 0};
     CHECK(!pthcv_pool2d(x, &avg_dil) && error_has("dilation"), "avg pool dilation: %s", pthcv_last_error());
     pthcv_tensor *w3 = random_tensor(SHAPE(3, 2, 3, 3));
-    CHECK(!pthcv_conv_transpose2d(x, w3, NULL, (int32_t[]){1, 1}, (int32_t[]){0, 0},
-                                  (int32_t[]){1, 1}, (int32_t[]){1, 1}, 1)
-              && error_has("output_padding"), "output padding >= stride and dilation: %s", pthcv_last_error());
+    CHECK(!pthcv_conv_transpose2d(x, w3, NULL, (int32_t[]){1, 1}, (int32_t[]){0, 0}, (int32_t[]){1, 1},
+                                  (int32_t[]){1, 1}, 1) &&
+              error_has("output_padding"),
+          "output padding >= stride and dilation: %s", pthcv_last_error());
 
     /* strided inputs: a transposed view gives what its contiguous copy gives */
     pthcv_tensor *t = random_tensor(SHAPE(5, 7));
@@ -1019,10 +957,10 @@ static void errors(void)
     CHECK(a1 && a2 && close_to(a1, a2, 0, why, sizeof why), "softmax of a view");
     pthcv_tensor *b1 = pthcv_binary(tt, tc, PTHCV_BIN_SUB);
     int zero = b1 != NULL;
-    for (int64_t i = 0; b1 && i < b1->numel; i++)
-        zero &= data(b1)[i] == 0.0f;
+    for (int64_t i = 0; b1 && i < b1->numel; i++) zero &= data(b1)[i] == 0.0f;
     CHECK(zero, "view - its copy = 0");
-    pthcv_tensor *p1 = pthcv_pad(tt, 1, (int64_t[]){1, 1}, PTHCV_PAD_CIRCULAR, 0), *p2 = pthcv_pad(tc, 1, (int64_t[]){1, 1}, PTHCV_PAD_CIRCULAR, 0);
+    pthcv_tensor *p1 = pthcv_pad(tt, 1, (int64_t[]){1, 1}, PTHCV_PAD_CIRCULAR, 0),
+                 *p2 = pthcv_pad(tc, 1, (int64_t[]){1, 1}, PTHCV_PAD_CIRCULAR, 0);
     CHECK(p1 && p2 && close_to(p1, p2, 0, why, sizeof why), "pad of a view");
     pthcv_tensor *c1 = pthcv_cat(2, (pthcv_tensor *[]){tt, tc}, 1), *c2 = pthcv_cat(2, (pthcv_tensor *[]){tc, tc}, 1);
     CHECK(c1 && c2 && close_to(c1, c2, 0, why, sizeof why), "cat of a view");
@@ -1041,8 +979,7 @@ static void errors(void)
     CHECK(ea && ea->numel == 0, "activation of an empty tensor");
 
     pthcv_tensor *all[] = {x, i64, v4, m34, w3, t, tt, tc, a1, a2, b1, p1, p2, c1, c2, s, sm, sum, dotv, e, es, ea};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        pthcv_tensor_release(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pthcv_tensor_release(all[i]);
 }
 
 static int64_t *i64_data(pthcv_tensor *t) { return pthcv_tensor_data(t); }
@@ -1070,7 +1007,8 @@ static void math_errors(void)
     CHECK(pthcv_sort(x, 3, 0, 0, &vals, &idx) != PTHCV_OK && error_has("dimension 3"), "sort dim: %s",
           pthcv_last_error());
     /* int64 compares exactly; against float32 it is converted first, as torch */
-    pthcv_tensor *big = pthcv_tensor_new(PTHCV_INT64, 1, (int64_t[]){2}), *big2 = pthcv_tensor_new(PTHCV_INT64, 0, NULL);
+    pthcv_tensor *big = pthcv_tensor_new(PTHCV_INT64, 1, (int64_t[]){2}),
+                 *big2 = pthcv_tensor_new(PTHCV_INT64, 0, NULL);
     pthcv_tensor *f0 = pthcv_tensor_new(PTHCV_FLOAT32, 0, NULL);
     i64_data(big)[0] = 16777217;
     i64_data(big)[1] = -9007199254740993LL;
@@ -1092,12 +1030,10 @@ static void math_errors(void)
     CHECK(!pthcv_index_select(m34, 0, k1d, 0) && error_has("index 4 at [0]") && error_has("0..2"),
           "index_select range: %s", pthcv_last_error());
     CHECK(!pthcv_gather(m34, 0, m34, 0) && error_has("int64"), "gather's index dtype: %s", pthcv_last_error());
-    CHECK(!pthcv_index_select(m34, 0, k, 0) && error_has("1-d"), "index_select of a 3-d index: %s",
-          pthcv_last_error());
+    CHECK(!pthcv_index_select(m34, 0, k, 0) && error_has("1-d"), "index_select of a 3-d index: %s", pthcv_last_error());
 
     pthcv_tensor *all[] = {x, m34, v5, h, k, mask, e0, big, big2, f0, gi, gf, k1, g1, k1d};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        pthcv_tensor_release(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pthcv_tensor_release(all[i]);
 }
 
 int main(int argc, char **argv)
@@ -1106,19 +1042,15 @@ int main(int argc, char **argv)
     const char *dirs[16];
     int ndirs = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc)
-            dump = argv[++i];
-        else if (strcmp(argv[i], "--compare") == 0 && i + 1 < argc)
-            compare = argv[++i];
-        else if (ndirs < 15)
-            dirs[ndirs++] = argv[i];
+        if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc) dump = argv[++i];
+        else if (strcmp(argv[i], "--compare") == 0 && i + 1 < argc) compare = argv[++i];
+        else if (ndirs < 15) dirs[ndirs++] = argv[i];
     }
     battery();
     if (dump) {
         FILE *f = fopen(dump, "wb");
         CHECK(f && fwrite(results.v, sizeof(float), results.n, f) == results.n, "cannot write %s", dump);
-        if (f)
-            fclose(f);
+        if (f) fclose(f);
     }
     if (compare) {
         FILE *f = fopen(compare, "rb");
@@ -1127,19 +1059,16 @@ int main(int argc, char **argv)
         while (f && fread(&v, sizeof v, 1, f) == 1) {
             if (n >= results.n || !same_bits(v, results.v[n])) {
                 diff++;
-                if (first == (size_t)-1)
-                    first = n;
+                if (first == (size_t)-1) first = n;
             }
             n++;
         }
-        if (f)
-            fclose(f);
+        if (f) fclose(f);
         CHECK(f && n == results.n && diff == 0,
               "SIMD and scalar builds differ: %zu of %zu values (first at %zd), %zu in the other build", diff,
               results.n, (ssize_t)first, n);
     }
-    for (int i = 0; i < ndirs; i++)
-        fixtures(dirs[i]);
+    for (int i = 0; i < ndirs; i++) fixtures(dirs[i]);
     errors();
     math_errors();
     free(results.v);

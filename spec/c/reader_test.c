@@ -17,8 +17,12 @@ static int printable_utf8(const char *text)
 {
     const unsigned char *s = (const unsigned char *)text;
     while (*s) {
-        unsigned c = *s, len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                                       : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        unsigned c = *s,
+                 len = c < 0x80      ? 1
+            : c >= 0xC2 && c <= 0xDF ? 2
+            : c >= 0xE0 && c <= 0xEF ? 3
+            : c >= 0xF0 && c <= 0xF4 ? 4
+                                     : 0;
         if (!len || c < 0x20 || c == 0x7F) return 0;
         for (unsigned i = 1; i < len; i++)
             if ((s[i] & 0xC0) != 0x80) return 0;
@@ -38,23 +42,50 @@ static void tables(void)
 static void unsafe_globals(void)
 {
     static const char *const unsafe[][2] = {
-        {"os", "system"}, {"posix", "system"}, {"nt", "system"}, {"os.path", "join"}, {"subprocess", "Popen"},
-        {"builtins", "eval"}, {"__builtin__", "eval"}, {"builtins", "getattr"}, {"__builtin__", "reduce"},
-        {"__builtin__", "intern"}, {"commands", "getoutput"}, {"thread", "start_new_thread"},
-        {"cPickle", "loads"}, {"_operator", "attrgetter"}, {"operator", "methodcaller"}, {"_functools", "partial"},
-        {"torch.storage", "_load_from_bytes"}, {"torch", "load"}, {"torch.hub", "load"}, {"pydoc", "locate"},
-        {"pkgutil", "resolve_name"}, {"_socket", "socket"}, {"socket", "create_connection"},
+        {"os", "system"},
+        {"posix", "system"},
+        {"nt", "system"},
+        {"os.path", "join"},
+        {"subprocess", "Popen"},
+        {"builtins", "eval"},
+        {"__builtin__", "eval"},
+        {"builtins", "getattr"},
+        {"__builtin__", "reduce"},
+        {"__builtin__", "intern"},
+        {"commands", "getoutput"},
+        {"thread", "start_new_thread"},
+        {"cPickle", "loads"},
+        {"_operator", "attrgetter"},
+        {"operator", "methodcaller"},
+        {"_functools", "partial"},
+        {"torch.storage", "_load_from_bytes"},
+        {"torch", "load"},
+        {"torch.hub", "load"},
+        {"pydoc", "locate"},
+        {"pkgutil", "resolve_name"},
+        {"_socket", "socket"},
+        {"socket", "create_connection"},
         /* attribute paths (protocol 4 reads dotted names attribute by attribute) */
-        {"torch", "hub.os.system"}, {"collections", "_sys.exit"}, {"tarfile", "TarFile.extractall"},
-        {"__main__", "Net.__init__.__globals__"}, {"torch.jit._pickle", "build_intlist.__globals__"},
+        {"torch", "hub.os.system"},
+        {"collections", "_sys.exit"},
+        {"tarfile", "TarFile.extractall"},
+        {"__main__", "Net.__init__.__globals__"},
+        {"torch.jit._pickle", "build_intlist.__globals__"},
     };
     for (size_t i = 0; i < sizeof unsafe / sizeof *unsafe; i++)
         CHECK(pthcv_global_is_unsafe(unsafe[i][0], unsafe[i][1]), "%s.%s must be unsafe", unsafe[i][0], unsafe[i][1]);
     static const char *const safe[][2] = {
-        {"collections", "OrderedDict"}, {"torch._utils", "_rebuild_tensor_v2"}, {"torch", "FloatStorage"},
-        {"torch.jit._pickle", "build_intlist"}, {"__builtin__", "set"}, {"copy_reg", "_reconstructor"},
-        {"numpy.core.multiarray", "_reconstruct"}, {"torch.serialization", "_get_layout"},
-        {"__main__", "Outer.Inner"}, {"exceptions", "ValueError"}, {"argparse", "Namespace"},
+        {"collections", "OrderedDict"},
+        {"torch._utils", "_rebuild_tensor_v2"},
+        {"torch", "FloatStorage"},
+        {"torch.jit._pickle", "build_intlist"},
+        {"__builtin__", "set"},
+        {"copy_reg", "_reconstructor"},
+        {"numpy.core.multiarray", "_reconstruct"},
+        {"torch.serialization", "_get_layout"},
+        {"__main__", "Outer.Inner"},
+        {"exceptions", "ValueError"},
+        {"argparse", "Namespace"},
     };
     for (size_t i = 0; i < sizeof safe / sizeof *safe; i++)
         CHECK(!pthcv_global_is_unsafe(safe[i][0], safe[i][1]), "%s.%s must be safe", safe[i][0], safe[i][1]);
@@ -70,8 +101,14 @@ static void escaping(void)
     CHECK(!strcmp(pthcv_esc("torch._utils._rebuild_tensor_v2"), "torch._utils._rebuild_tensor_v2"), "plain names stay");
     CHECK(!strcmp(pthcv_esc("caf\xc3\xa9.\xe6\xa8\xa1\xe5\x9e\x8b"), "caf\xc3\xa9.\xe6\xa8\xa1\xe5\x9e\x8b"),
           "valid UTF-8 stays: %s", pthcv_esc("caf\xc3\xa9"));
-    CHECK(!strcmp(pthcv_esc("a\xff" "b"), "a\\xffb"), "a byte that is not UTF-8: %s", pthcv_esc("a\xff" "b"));
-    CHECK(!strcmp(pthcv_esc("x\ny\x1b[2J\x7f"), "x\\x0ay\\x1b[2J\\x7f"), "control characters: %s", pthcv_esc("x\ny\x1b[2J\x7f"));
+    CHECK(!strcmp(pthcv_esc("a\xff"
+                            "b"),
+                  "a\\xffb"),
+          "a byte that is not UTF-8: %s",
+          pthcv_esc("a\xff"
+                    "b"));
+    CHECK(!strcmp(pthcv_esc("x\ny\x1b[2J\x7f"), "x\\x0ay\\x1b[2J\\x7f"), "control characters: %s",
+          pthcv_esc("x\ny\x1b[2J\x7f"));
     CHECK(!strcmp(pthcv_esc("\xc2\x85"), "\\xc2\\x85"), "a C1 control (NEL): %s", pthcv_esc("\xc2\x85"));
     CHECK(!strcmp(pthcv_esc("\xe6\xa8"), "\\xe6\\xa8"), "a sequence cut short: %s", pthcv_esc("\xe6\xa8"));
     CHECK(!strcmp(pthcv_esc("\xc0\xae"), "\\xc0\\xae"), "an overlong form: %s", pthcv_esc("\xc0\xae"));
@@ -93,7 +130,7 @@ static void escaping(void)
     const char *s[8];
     char want[8][8];
     for (int i = 0; i < 8; i++) {
-        char in[4] = { 'a' + i, (char)0xfe, 0, 0 };
+        char in[4] = {'a' + i, (char)0xfe, 0, 0};
         s[i] = pthcv_esc(in);
         snprintf(want[i], sizeof want[i], "%c\\xfe", 'a' + i);
     }
@@ -117,8 +154,8 @@ static void messages(void)
     big[sizeof big - 1 - (sizeof big - 1) % 3] = 0;
     pthcv_fail(PTHCV_ERR_FORMAT, "name %s", big);
     const char *m = pthcv_last_error();
-    CHECK(printable_utf8(m) && strlen(m) < 1024 && !strcmp(m + strlen(m) - 3, "..."), "cut message: %zu bytes, printable %d",
-          strlen(m), printable_utf8(m));
+    CHECK(printable_utf8(m) && strlen(m) < 1024 && !strcmp(m + strlen(m) - 3, "..."),
+          "cut message: %zu bytes, printable %d", strlen(m), printable_utf8(m));
     memset(big, 0xff, sizeof big - 1);
     big[sizeof big - 1] = 0;
     pthcv_fail(PTHCV_ERR_FORMAT, "%s", big);

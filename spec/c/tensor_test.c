@@ -31,23 +31,31 @@ static int file_exists(const char *path) { return access(path, F_OK) == 0; }
 
 static int error_has(const char *word) { return strstr(pthcv_last_error(), word) != NULL; }
 
-static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static float f32_from(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float f32_from(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 /* A contiguous tensor holding vals[i] (through pthcv_tensor_set). */
 static pthcv_tensor *make(int dtype, int ndim, const int64_t *shape, const double *vals)
 {
     pthcv_tensor *t = pthcv_tensor_new(dtype, ndim, shape);
-    for (int64_t i = 0; t && vals && i < t->numel; i++)
-        pthcv_tensor_set(t, i, vals[i], 0);
+    for (int64_t i = 0; t && vals && i < t->numel; i++) pthcv_tensor_set(t, i, vals[i], 0);
     return t;
 }
 
 static pthcv_tensor *arange(int dtype, int ndim, const int64_t *shape)
 {
     pthcv_tensor *t = pthcv_tensor_new(dtype, ndim, shape);
-    for (int64_t i = 0; t && i < t->numel; i++)
-        pthcv_tensor_set(t, i, (double)i, 0);
+    for (int64_t i = 0; t && i < t->numel; i++) pthcv_tensor_set(t, i, (double)i, 0);
     return t;
 }
 
@@ -62,11 +70,11 @@ static double get(pthcv_tensor *t, int64_t off)
 
 static void test_dtypes(void)
 {
-    static const char *names[] = {
-        "float32", "float64", "float16", "bfloat16", "int8", "int16", "int32", "int64",
-        "uint8", "uint16", "uint32", "uint64", "bool", "complex32", "complex64", "complex128",
-        "qint8", "quint8", "qint32", "quint4x2", "quint2x4", "float8_e4m3fn", "float8_e5m2",
-        "float8_e4m3fnuz", "float8_e5m2fnuz"};
+    static const char *names[] = {"float32",    "float64",       "float16",     "bfloat16",        "int8",
+                                  "int16",      "int32",         "int64",       "uint8",           "uint16",
+                                  "uint32",     "uint64",        "bool",        "complex32",       "complex64",
+                                  "complex128", "qint8",         "quint8",      "qint32",          "quint4x2",
+                                  "quint2x4",   "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"};
     static const int sizes[] = {4, 8, 2, 2, 1, 2, 4, 8, 1, 2, 4, 8, 1, 4, 8, 16, 1, 1, 4, 1, 1, 1, 1, 1, 1};
     CHECK(PTHCV_DTYPE_COUNT == 25, "dtype count %d", PTHCV_DTYPE_COUNT);
     for (int i = 0; i < PTHCV_DTYPE_COUNT; i++) {
@@ -77,8 +85,8 @@ static void test_dtypes(void)
     CHECK(pthcv_dtype_name(-1) == NULL && pthcv_dtype_name(PTHCV_DTYPE_COUNT) == NULL, "name out of range");
     CHECK(pthcv_dtype_size(99) == 0, "size out of range");
     CHECK(pthcv_dtype_from_name("float") == -1 && pthcv_dtype_from_name(NULL) == -1, "unknown name");
-    CHECK(pthcv_dtype_is_floating(PTHCV_BFLOAT16) && pthcv_dtype_is_floating(PTHCV_FLOAT8_E5M2FNUZ)
-              && !pthcv_dtype_is_floating(PTHCV_COMPLEX64) && !pthcv_dtype_is_floating(PTHCV_INT8),
+    CHECK(pthcv_dtype_is_floating(PTHCV_BFLOAT16) && pthcv_dtype_is_floating(PTHCV_FLOAT8_E5M2FNUZ) &&
+              !pthcv_dtype_is_floating(PTHCV_COMPLEX64) && !pthcv_dtype_is_floating(PTHCV_INT8),
           "is_floating");
     CHECK(pthcv_dtype_is_complex(PTHCV_COMPLEX32) && !pthcv_dtype_is_complex(PTHCV_FLOAT64), "is_complex");
     CHECK(pthcv_dtype_is_quantized(PTHCV_QUINT2X4) && !pthcv_dtype_is_quantized(PTHCV_UINT8), "is_quantized");
@@ -88,27 +96,29 @@ static void test_dtypes(void)
 
 static void test_half(void)
 {
-    static const struct { uint32_t f; uint16_t h; } cases[] = {
-        {0x00000000, 0x0000}, {0x80000000, 0x8000}, {0x3F800000, 0x3C00},  /* 0, -0, 1 */
-        {0x477FE000, 0x7BFF},                   /* 65504, the largest half */
-        {0x477FEFFF, 0x7BFF},                   /* just under 65520 */
-        {0x477FF000, 0x7C00},                   /* 65520: a tie, to even = inf */
-        {0x7F800000, 0x7C00}, {0xFF800000, 0xFC00},
-        {0x7FC00000, 0x7E00}, {0xFFC00001, 0xFE00}, {0x7F800001, 0x7E00},   /* NaNs */
-        {0x33800000, 0x0001},                   /* 2^-24, the smallest subnormal */
-        {0x33000000, 0x0000},                   /* 2^-25: a tie, to even = 0 */
-        {0x33000001, 0x0001},                   /* just above 2^-25 */
-        {0x33C00000, 0x0002},                   /* 1.5 * 2^-24: a tie, to even = 2 */
-        {0x34200000, 0x0002},                   /* 2.5 * 2^-24: a tie, to even = 2 */
-        {0x33A00000, 0x0001},                   /* 1.25 * 2^-24 */
-        {0x387FC000, 0x03FF},                   /* the largest subnormal */
-        {0x387FE000, 0x0400},                   /* a tie between it and 2^-14: to even */
-        {0x38800000, 0x0400},                   /* 2^-14 */
-        {0x3F801000, 0x3C00},                   /* 1 + 2^-11: a tie, to even = 1 */
-        {0x3F803000, 0x3C02},                   /* 1 + 3 * 2^-11: a tie, to even */
-        {0x3F801001, 0x3C01},
-        {0xC0490FDB, 0xC248},                   /* -pi */
-        {0x00000001, 0x0000}, {0x80000001, 0x8000},   /* float subnormals underflow */
+    static const struct {
+        uint32_t f;
+        uint16_t h;
+    } cases[] = {
+        {0x00000000, 0x0000}, {0x80000000, 0x8000}, {0x3F800000, 0x3C00}, /* 0, -0, 1 */
+        {0x477FE000, 0x7BFF},                                             /* 65504, the largest half */
+        {0x477FEFFF, 0x7BFF},                                             /* just under 65520 */
+        {0x477FF000, 0x7C00},                                             /* 65520: a tie, to even = inf */
+        {0x7F800000, 0x7C00}, {0xFF800000, 0xFC00}, {0x7FC00000, 0x7E00},
+        {0xFFC00001, 0xFE00}, {0x7F800001, 0x7E00}, /* NaNs */
+        {0x33800000, 0x0001},                       /* 2^-24, the smallest subnormal */
+        {0x33000000, 0x0000},                       /* 2^-25: a tie, to even = 0 */
+        {0x33000001, 0x0001},                       /* just above 2^-25 */
+        {0x33C00000, 0x0002},                       /* 1.5 * 2^-24: a tie, to even = 2 */
+        {0x34200000, 0x0002},                       /* 2.5 * 2^-24: a tie, to even = 2 */
+        {0x33A00000, 0x0001},                       /* 1.25 * 2^-24 */
+        {0x387FC000, 0x03FF},                       /* the largest subnormal */
+        {0x387FE000, 0x0400},                       /* a tie between it and 2^-14: to even */
+        {0x38800000, 0x0400},                       /* 2^-14 */
+        {0x3F801000, 0x3C00},                       /* 1 + 2^-11: a tie, to even = 1 */
+        {0x3F803000, 0x3C02},                       /* 1 + 3 * 2^-11: a tie, to even */
+        {0x3F801001, 0x3C01}, {0xC0490FDB, 0xC248}, /* -pi */
+        {0x00000001, 0x0000}, {0x80000001, 0x8000}, /* float subnormals underflow */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint16_t h = pthcv_float_to_half(f32_from(cases[i].f));
@@ -118,8 +128,7 @@ static void test_half(void)
     for (uint32_t h = 0; h < 0x10000; h++) {
         float f = pthcv_half_to_float((uint16_t)h);
         int is_nan = (h & 0x7C00) == 0x7C00 && (h & 0x3FF);
-        if (is_nan ? !isnan(f) : pthcv_float_to_half(f) != h)
-            bad++;
+        if (is_nan ? !isnan(f) : pthcv_float_to_half(f) != h) bad++;
     }
     CHECK(bad == 0, "%d half values do not round-trip", bad);
     CHECK(pthcv_half_to_float(0x0001) == ldexpf(1, -24) && pthcv_half_to_float(0x03FF) == ldexpf(1023, -24),
@@ -132,15 +141,13 @@ static void test_half(void)
     for (int i = 0; i < 2000000; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         float f = f32_from((uint32_t)x);
-        if (i & 1)     /* half the samples near the half range */
+        if (i & 1) /* half the samples near the half range */
             f = f32_from(((uint32_t)x & 0x83FFFFFFu) | 0x34000000u) * (float)(1 << (x >> 40 & 15));
-        if (isnan(f))
-            continue;
+        if (isnan(f)) continue;
         _Float16 r = (_Float16)f;
         uint16_t want;
         memcpy(&want, &r, 2);
-        if (pthcv_float_to_half(f) != want)
-            bad++;
+        if (pthcv_float_to_half(f) != want) bad++;
     }
     CHECK(bad == 0, "%d random floats convert to half unlike _Float16", bad);
 #endif
@@ -148,12 +155,14 @@ static void test_half(void)
 
 static void test_bfloat16(void)
 {
-    static const struct { uint32_t f; uint16_t b; } cases[] = {
-        {0x3F800000, 0x3F80}, {0x3F808000, 0x3F80},  /* a tie, to even */
-        {0x3F818000, 0x3F82}, {0x3F808001, 0x3F81},
-        {0x7F7FFFFF, 0x7F80},                       /* FLT_MAX rounds to inf */
-        {0xFF800000, 0xFF80}, {0x7FC00000, 0x7FC0}, {0xFFC00000, 0x7FC0},  /* c10 drops NaN's sign */
-        {0x00000001, 0x0000}, {0x00008000, 0x0000}, {0x00018000, 0x0002},  /* subnormals, ties */
+    static const struct {
+        uint32_t f;
+        uint16_t b;
+    } cases[] = {
+        {0x3F800000, 0x3F80}, {0x3F808000, 0x3F80},                       /* a tie, to even */
+        {0x3F818000, 0x3F82}, {0x3F808001, 0x3F81}, {0x7F7FFFFF, 0x7F80}, /* FLT_MAX rounds to inf */
+        {0xFF800000, 0xFF80}, {0x7FC00000, 0x7FC0}, {0xFFC00000, 0x7FC0}, /* c10 drops NaN's sign */
+        {0x00000001, 0x0000}, {0x00008000, 0x0000}, {0x00018000, 0x0002}, /* subnormals, ties */
         {0x80000000, 0x8000},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -163,8 +172,7 @@ static void test_bfloat16(void)
     int bad = 0;
     for (uint32_t b = 0; b < 0x10000; b++) {
         float f = pthcv_bfloat16_to_float((uint16_t)b);
-        if (isnan(f) ? pthcv_float_to_bfloat16(f) != 0x7FC0 : pthcv_float_to_bfloat16(f) != b)
-            bad++;
+        if (isnan(f) ? pthcv_float_to_bfloat16(f) != 0x7FC0 : pthcv_float_to_bfloat16(f) != b) bad++;
     }
     CHECK(bad == 0, "%d bfloat16 values do not round-trip", bad);
 }
@@ -182,22 +190,40 @@ static uint8_t f8_of(int dtype, double v)
 
 static void test_float8(void)
 {
-    static const struct { int dtype; double v; uint8_t code; } cases[] = {
-        {PTHCV_FLOAT8_E4M3FN, 448, 0x7E}, {PTHCV_FLOAT8_E4M3FN, -448, 0xFE},
-        {PTHCV_FLOAT8_E4M3FN, 464, 0x7E},          /* a tie below 480: to even, 448 */
-        {PTHCV_FLOAT8_E4M3FN, 470, 0x7F},          /* rounds to 480, which is NaN's code */
-        {PTHCV_FLOAT8_E4M3FN, 1e9, 0x7F}, {PTHCV_FLOAT8_E4M3FN, -INFINITY, 0xFF},
+    static const struct {
+        int dtype;
+        double v;
+        uint8_t code;
+    } cases[] = {
+        {PTHCV_FLOAT8_E4M3FN, 448, 0x7E},
+        {PTHCV_FLOAT8_E4M3FN, -448, 0xFE},
+        {PTHCV_FLOAT8_E4M3FN, 464, 0x7E}, /* a tie below 480: to even, 448 */
+        {PTHCV_FLOAT8_E4M3FN, 470, 0x7F}, /* rounds to 480, which is NaN's code */
+        {PTHCV_FLOAT8_E4M3FN, 1e9, 0x7F},
+        {PTHCV_FLOAT8_E4M3FN, -INFINITY, 0xFF},
         {PTHCV_FLOAT8_E4M3FN, 0.001953125, 0x01},  /* 2^-9, the smallest subnormal */
         {PTHCV_FLOAT8_E4M3FN, 0.0009765625, 0x00}, /* 2^-10: a tie, to even */
-        {PTHCV_FLOAT8_E4M3FN, -0.0, 0x80}, {PTHCV_FLOAT8_E4M3FN, 1, 0x38}, {PTHCV_FLOAT8_E4M3FN, 1.0625, 0x38},
-        {PTHCV_FLOAT8_E4M3FN, 1.1875, 0x3A},       /* tie between 1.125 and 1.25, to even 1.25 */
-        {PTHCV_FLOAT8_E5M2, 57344, 0x7B}, {PTHCV_FLOAT8_E5M2, 61440, 0x7C},  /* tie: to even = inf */
-        {PTHCV_FLOAT8_E5M2, 61439, 0x7B}, {PTHCV_FLOAT8_E5M2, INFINITY, 0x7C}, {PTHCV_FLOAT8_E5M2, -1e9, 0xFC},
-        {PTHCV_FLOAT8_E5M2, NAN, 0x7F}, {PTHCV_FLOAT8_E5M2, 1.0 / 65536, 0x01}, {PTHCV_FLOAT8_E5M2, 1.5, 0x3E},
-        {PTHCV_FLOAT8_E4M3FNUZ, 240, 0x7F}, {PTHCV_FLOAT8_E4M3FNUZ, 250, 0x80}, {PTHCV_FLOAT8_E4M3FNUZ, -0.0, 0x00},
-        {PTHCV_FLOAT8_E4M3FNUZ, 1, 0x40}, {PTHCV_FLOAT8_E4M3FNUZ, 0.0009765625, 0x01},
-        {PTHCV_FLOAT8_E4M3FNUZ, -0.0001, 0x00},    /* rounds to -0, which fnuz lacks */
-        {PTHCV_FLOAT8_E5M2FNUZ, NAN, 0x80}, {PTHCV_FLOAT8_E5M2FNUZ, 1, 0x40}, {PTHCV_FLOAT8_E5M2FNUZ, 57344, 0x7F},
+        {PTHCV_FLOAT8_E4M3FN, -0.0, 0x80},
+        {PTHCV_FLOAT8_E4M3FN, 1, 0x38},
+        {PTHCV_FLOAT8_E4M3FN, 1.0625, 0x38},
+        {PTHCV_FLOAT8_E4M3FN, 1.1875, 0x3A}, /* tie between 1.125 and 1.25, to even 1.25 */
+        {PTHCV_FLOAT8_E5M2, 57344, 0x7B},
+        {PTHCV_FLOAT8_E5M2, 61440, 0x7C}, /* tie: to even = inf */
+        {PTHCV_FLOAT8_E5M2, 61439, 0x7B},
+        {PTHCV_FLOAT8_E5M2, INFINITY, 0x7C},
+        {PTHCV_FLOAT8_E5M2, -1e9, 0xFC},
+        {PTHCV_FLOAT8_E5M2, NAN, 0x7F},
+        {PTHCV_FLOAT8_E5M2, 1.0 / 65536, 0x01},
+        {PTHCV_FLOAT8_E5M2, 1.5, 0x3E},
+        {PTHCV_FLOAT8_E4M3FNUZ, 240, 0x7F},
+        {PTHCV_FLOAT8_E4M3FNUZ, 250, 0x80},
+        {PTHCV_FLOAT8_E4M3FNUZ, -0.0, 0x00},
+        {PTHCV_FLOAT8_E4M3FNUZ, 1, 0x40},
+        {PTHCV_FLOAT8_E4M3FNUZ, 0.0009765625, 0x01},
+        {PTHCV_FLOAT8_E4M3FNUZ, -0.0001, 0x00}, /* rounds to -0, which fnuz lacks */
+        {PTHCV_FLOAT8_E5M2FNUZ, NAN, 0x80},
+        {PTHCV_FLOAT8_E5M2FNUZ, 1, 0x40},
+        {PTHCV_FLOAT8_E5M2FNUZ, 57344, 0x7F},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t c = f8_of(cases[i].dtype, cases[i].v);
@@ -208,15 +234,13 @@ static void test_float8(void)
     for (int dtype = PTHCV_FLOAT8_E4M3FN; dtype <= PTHCV_FLOAT8_E5M2FNUZ; dtype++) {
         int64_t n = 256;
         pthcv_tensor *t = pthcv_tensor_new(dtype, 1, &n);
-        for (int c = 0; c < 256; c++)
-            ((uint8_t *)pthcv_tensor_data(t))[c] = (uint8_t)c;
+        for (int c = 0; c < 256; c++) ((uint8_t *)pthcv_tensor_data(t))[c] = (uint8_t)c;
         pthcv_tensor *f = pthcv_tensor_to(t, PTHCV_FLOAT32), *back = pthcv_tensor_to(f, dtype);
         int bad = 0;
         for (int c = 0; c < 256; c++) {
             float v = ((float *)pthcv_tensor_data(f))[c];
             uint8_t b = ((uint8_t *)pthcv_tensor_data(back))[c];
-            if (isnan(v) ? !isnan(get(back, c)) : b != c)
-                bad++;
+            if (isnan(v) ? !isnan(get(back, c)) : b != c) bad++;
         }
         CHECK(bad == 0, "%s: %d codes do not round-trip", pthcv_dtype_name(dtype), bad);
         pthcv_tensor_release(t);
@@ -237,7 +261,7 @@ static void test_to(void)
     static const int32_t want32[] = {-2, 0, 0, 2, 127, 300, -1, 0, 0};
     CHECK(i32 && memcmp(pthcv_tensor_data(i32), want32, sizeof want32) == 0, "float32 -> int32 truncates");
     pthcv_tensor *u8 = pthcv_tensor_to(f, PTHCV_UINT8);
-    static const uint8_t wantu8[] = {254, 0, 0, 2, 127, 44, 255, 0, 0};   /* through int64, as torch */
+    static const uint8_t wantu8[] = {254, 0, 0, 2, 127, 44, 255, 0, 0}; /* through int64, as torch */
     CHECK(u8 && memcmp(pthcv_tensor_data(u8), wantu8, sizeof wantu8) == 0, "float32 -> uint8 wraps");
     pthcv_tensor *i8 = pthcv_tensor_to(f, PTHCV_INT8);
     CHECK(i8 && get(i8, 5) == 44 && get(i8, 4) == 127 && get(i8, 0) == -2, "float32 -> int8");
@@ -305,8 +329,9 @@ static void test_to(void)
 
     /* a quantized tensor must be dequantized first */
     pthcv_tensor *q = pthcv_tensor_new(PTHCV_QINT8, 1, &two);
-    CHECK(pthcv_tensor_to(q, PTHCV_FLOAT32) == NULL && pthcv_last_status() == PTHCV_ERR_UNSUPPORTED
-              && error_has("dequantize"), "to() of a quantized tensor: %s", pthcv_last_error());
+    CHECK(pthcv_tensor_to(q, PTHCV_FLOAT32) == NULL && pthcv_last_status() == PTHCV_ERR_UNSUPPORTED &&
+              error_has("dequantize"),
+          "to() of a quantized tensor: %s", pthcv_last_error());
     pthcv_tensor_release(q);
 }
 
@@ -374,8 +399,8 @@ static void test_views(void)
 
     /* rejected views */
     int64_t past[] = {2, 3}, past_stride[] = {3, 1};
-    CHECK(pthcv_tensor_view(a, 2, past, past_stride, 1) == NULL && error_has("outside")
-              && error_has("[2, 3]") && error_has("reaches element 6") && error_has("storage of 6 elements"),
+    CHECK(pthcv_tensor_view(a, 2, past, past_stride, 1) == NULL && error_has("outside") && error_has("[2, 3]") &&
+              error_has("reaches element 6") && error_has("storage of 6 elements"),
           "view past the end: %s", pthcv_last_error());
     int64_t neg[] = {-1};
     CHECK(pthcv_tensor_view(a, 1, neg, one, 0) == NULL && pthcv_last_status() == PTHCV_ERR_FORMAT, "negative size");
@@ -383,8 +408,8 @@ static void test_views(void)
     CHECK(pthcv_tensor_view(a, 1, s3, negstride, 2) == NULL, "negative stride");
     CHECK(pthcv_tensor_view(a, 1, s3, one, -1) == NULL, "negative offset");
     int64_t huge[] = {(int64_t)1 << 62, 4}, ones[] = {1, 1};
-    CHECK(pthcv_tensor_view(a, 2, huge, ones, 0) == NULL && error_has("overflow"),
-          "numel overflow: %s", pthcv_last_error());
+    CHECK(pthcv_tensor_view(a, 2, huge, ones, 0) == NULL && error_has("overflow"), "numel overflow: %s",
+          pthcv_last_error());
     int64_t h2[] = {(int64_t)1 << 40, (int64_t)1 << 40}, zeros[] = {0, 0};
     CHECK(pthcv_tensor_view(a, 2, h2, zeros, 0) == NULL && error_has("overflow"), "expanded numel overflow");
     int64_t h3[] = {3}, bigstride[] = {INT64_MAX / 2 + 1};
@@ -431,17 +456,20 @@ static int fake_read(pthcv_source *src, const pthcv_storage *st, void *dst)
 {
     fake_source *f = (fake_source *)src;
     f->reads++;
-    if (f->fail)
-        return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s is short", src->path, st->record);
+    if (f->fail) return pthcv_fail(PTHCV_ERR_FORMAT, "%s: %s is short", src->path, st->record);
     memcpy(dst, f->bytes, (size_t)st->nbytes);
     return PTHCV_OK;
 }
 
-static void fake_destroy(pthcv_source *src) { (void)src; destroyed++; }
+static void fake_destroy(pthcv_source *src)
+{
+    (void)src;
+    destroyed++;
+}
 
 static void test_storage(void)
 {
-    static const unsigned char be[] = {0x3F, 0x80, 0, 0, 0x40, 0x00, 0, 0};   /* 1.0f, 2.0f big-endian */
+    static const unsigned char be[] = {0x3F, 0x80, 0, 0, 0x40, 0x00, 0, 0}; /* 1.0f, 2.0f big-endian */
     fake_source *fs = calloc(1, sizeof *fs);
     fs->base = (pthcv_source){1, strdup("model.pth"), NULL, fake_read, fake_destroy, NULL, 0};
     fs->bytes = be;
@@ -458,8 +486,9 @@ static void test_storage(void)
     pthcv_tensor_release(t);
     CHECK(destroyed == 0 && fs->base.refcount == 1, "source outlives its storages' release");
 
-    pthcv_tensor *bad = pthcv_tensor_over(st = pthcv_storage_new_record(&fs->base, PTHCV_FLOAT32, 8, "1", "archive/data/1"),
-                                          PTHCV_FLOAT32, 1, &two, &one, 1, "model.pth: archive/data/1");
+    pthcv_tensor *bad = pthcv_tensor_over(
+        st = pthcv_storage_new_record(&fs->base, PTHCV_FLOAT32, 8, "1", "archive/data/1"), PTHCV_FLOAT32, 1, &two, &one,
+        1, "model.pth: archive/data/1");
     CHECK(bad == NULL && error_has("model.pth: archive/data/1") && error_has("outside"), "record view checked");
     fs->fail = 1;
     pthcv_tensor *t2 = pthcv_tensor_over(st, PTHCV_FLOAT32, 1, &two, &one, 0, "x");
@@ -481,13 +510,15 @@ static void test_storage(void)
     pthcv_storage_release(st);
     const char *names[] = {"w"};
     const char *npz = out_path("unreadable.npz"), *sft = out_path("unreadable.safetensors");
-    CHECK(pthcv_save_npz(npz, 1, names, &t2) == PTHCV_ERR_FORMAT && error_has("unreadable.npz: ")
-              && error_has("data/2 is short") && !file_exists(npz),
+    CHECK(pthcv_save_npz(npz, 1, names, &t2) == PTHCV_ERR_FORMAT && error_has("unreadable.npz: ") &&
+              error_has("data/2 is short") && !file_exists(npz),
           "npz of an unreadable tensor: %s", pthcv_last_error());
-    CHECK(pthcv_save_safetensors(sft, 1, names, &t2, NULL) == PTHCV_ERR_FORMAT && strstr(pthcv_last_error(), sft)
-              == pthcv_last_error() && !file_exists(sft), "safetensors of an unreadable tensor: %s", pthcv_last_error());
-    CHECK(pthcv_save_npy(out_path("unreadable.npy"), t2) != PTHCV_OK && !file_exists(out_path("unreadable.npy"))
-              && !file_exists(out_path("unreadable.npy.tmp")), "npy of an unreadable tensor");
+    CHECK(pthcv_save_safetensors(sft, 1, names, &t2, NULL) == PTHCV_ERR_FORMAT &&
+              strstr(pthcv_last_error(), sft) == pthcv_last_error() && !file_exists(sft),
+          "safetensors of an unreadable tensor: %s", pthcv_last_error());
+    CHECK(pthcv_save_npy(out_path("unreadable.npy"), t2) != PTHCV_OK && !file_exists(out_path("unreadable.npy")) &&
+              !file_exists(out_path("unreadable.npy.tmp")),
+          "npy of an unreadable tensor");
     pthcv_tensor_release(t2);
     CHECK(destroyed == 0, "source alive while referenced");
     pthcv_source_release(&fs->base);
@@ -527,8 +558,7 @@ static void test_elements(void)
     int64_t five = 5;
     pthcv_tensor *q = pthcv_tensor_new(PTHCV_QUINT4X2, 1, &five);
     CHECK(q && pthcv_tensor_storage_nbytes(q) == 3 && pthcv_tensor_nbytes(q) == 3, "quint4x2 packs");
-    for (int i = 0; i < 5; i++)
-        pthcv_tensor_set(q, i, 10 + i, 0);
+    for (int i = 0; i < 5; i++) pthcv_tensor_set(q, i, 10 + i, 0);
     const uint8_t *qb = pthcv_tensor_data(q);
     CHECK(qb[0] == 0xBA && qb[1] == 0xDC && qb[2] == 0x0E, "quint4x2 layout %02x %02x %02x", qb[0], qb[1], qb[2]);
     CHECK(get(q, 3) == 13 && pthcv_tensor_get(q, 6, &re, NULL) == PTHCV_ERR_ARG, "quint4x2 get");
@@ -572,8 +602,9 @@ static void test_elements(void)
     q->qscales = make(PTHCV_FLOAT32, 1, &three, scales);
     q->qzero_points = make(PTHCV_INT64, 1, &three, zps);
     dq = pthcv_tensor_dequantize(q);
-    CHECK(dq && get(dq, 0) == -64 && get(dq, 1) == -0.5 && get(dq, 2) == 2 && get(dq, 3) == 0.5 && get(dq, 4) == 0.5
-              && get(dq, 5) == 256, "per-channel dequantize");
+    CHECK(dq && get(dq, 0) == -64 && get(dq, 1) == -0.5 && get(dq, 2) == 2 && get(dq, 3) == 0.5 && get(dq, 4) == 0.5 &&
+              get(dq, 5) == 256,
+          "per-channel dequantize");
     pthcv_tensor_release(dq);
     q->qscheme = PTHCV_QSCHEME_PER_CHANNEL_AFFINE_FLOAT_QPARAMS;
     pthcv_tensor_release(q->qzero_points);
@@ -609,9 +640,9 @@ static void write_samples(void)
     CHECK(pthcv_save_npy(out_path("empty.npy"), e) == PTHCV_OK, "npy empty");
 
     /* every dtype NumPy has, values 0..n-1 (then -1.5 at the end for the signed/float ones) */
-    static const int npy_dtypes[] = {PTHCV_FLOAT32, PTHCV_FLOAT64, PTHCV_FLOAT16, PTHCV_INT8, PTHCV_INT16,
-                                     PTHCV_INT32, PTHCV_INT64, PTHCV_UINT8, PTHCV_UINT16, PTHCV_UINT32,
-                                     PTHCV_UINT64, PTHCV_BOOL, PTHCV_COMPLEX64, PTHCV_COMPLEX128};
+    static const int npy_dtypes[] = {PTHCV_FLOAT32, PTHCV_FLOAT64, PTHCV_FLOAT16,   PTHCV_INT8,      PTHCV_INT16,
+                                     PTHCV_INT32,   PTHCV_INT64,   PTHCV_UINT8,     PTHCV_UINT16,    PTHCV_UINT32,
+                                     PTHCV_UINT64,  PTHCV_BOOL,    PTHCV_COMPLEX64, PTHCV_COMPLEX128};
     enum { ND = sizeof npy_dtypes / sizeof npy_dtypes[0] };
     pthcv_tensor *all[ND + 1];
     const char *names[ND + 1];
@@ -651,23 +682,26 @@ static void write_samples(void)
 
     /* refusals: nothing written, messages start with the path */
     const char *p = out_path("refused.npy");
-    CHECK(pthcv_save_npy(p, bf) == PTHCV_ERR_UNSUPPORTED && strncmp(pthcv_last_error(), p, strlen(p)) == 0
-              && error_has("bfloat16") && !file_exists(p), "npy refuses bfloat16: %s", pthcv_last_error());
+    CHECK(pthcv_save_npy(p, bf) == PTHCV_ERR_UNSUPPORTED && strncmp(pthcv_last_error(), p, strlen(p)) == 0 &&
+              error_has("bfloat16") && !file_exists(p),
+          "npy refuses bfloat16: %s", pthcv_last_error());
     pthcv_tensor *q = pthcv_tensor_new(PTHCV_QUINT8, 1, s4);
     CHECK(pthcv_save_npy(p, q) == PTHCV_ERR_UNSUPPORTED && error_has("dequantize"), "npy refuses quantized");
     CHECK(pthcv_save_npy(p, f8) == PTHCV_ERR_UNSUPPORTED && error_has("float8_e4m3fn"), "npy refuses float8");
     const char *zn[] = {"ok", "w"};
     pthcv_tensor *zt[] = {a, bf};
     p = out_path("refused.npz");
-    CHECK(pthcv_save_npz(p, 2, zn, zt) == PTHCV_ERR_UNSUPPORTED && error_has("tensor 'w'") && !file_exists(p)
-              && !file_exists(out_path("refused.npz.tmp")), "npz refuses bfloat16: %s", pthcv_last_error());
+    CHECK(pthcv_save_npz(p, 2, zn, zt) == PTHCV_ERR_UNSUPPORTED && error_has("tensor 'w'") && !file_exists(p) &&
+              !file_exists(out_path("refused.npz.tmp")),
+          "npz refuses bfloat16: %s", pthcv_last_error());
     const char *dup[] = {"x", "x"};
     pthcv_tensor *dt[] = {a, a};
     CHECK(pthcv_save_npz(p, 2, dup, dt) == PTHCV_ERR_ARG && error_has("two tensors"), "npz duplicate names");
     p = out_path("refused.safetensors");
     pthcv_tensor *c128 = all[13];
-    CHECK(pthcv_save_safetensors(p, 1, zn, &c128, NULL) == PTHCV_ERR_UNSUPPORTED && error_has("complex128")
-              && !file_exists(p), "safetensors refuses complex128");
+    CHECK(pthcv_save_safetensors(p, 1, zn, &c128, NULL) == PTHCV_ERR_UNSUPPORTED && error_has("complex128") &&
+              !file_exists(p),
+          "safetensors refuses complex128");
     CHECK(pthcv_save_safetensors(p, 2, dup, dt, NULL) == PTHCV_ERR_ARG && error_has("two tensors"),
           "safetensors duplicate names");
     const char *meta_name[] = {"__metadata__"};
@@ -678,8 +712,8 @@ static void write_samples(void)
 
     /* I/O errors name the path */
     p = "/nonexistent-dir/x.npy";
-    CHECK(pthcv_save_npy(p, a) == PTHCV_ERR_IO && strncmp(pthcv_last_error(), p, strlen(p)) == 0,
-          "npy I/O error: %s", pthcv_last_error());
+    CHECK(pthcv_save_npy(p, a) == PTHCV_ERR_IO && strncmp(pthcv_last_error(), p, strlen(p)) == 0, "npy I/O error: %s",
+          pthcv_last_error());
     p = "/nonexistent-dir/x.npz";
     CHECK(pthcv_save_npz(p, 1, zn, zt) == PTHCV_ERR_IO && strncmp(pthcv_last_error(), p, strlen(p)) == 0,
           "npz I/O error: %s", pthcv_last_error());
@@ -693,8 +727,7 @@ static void write_samples(void)
           "rename failure: %s", pthcv_last_error());
     rmdir(p);
 
-    for (int i = 0; i < ND; i++)
-        pthcv_tensor_release(all[i]);
+    for (int i = 0; i < ND; i++) pthcv_tensor_release(all[i]);
     pthcv_tensor_release(q);
     pthcv_tensor_release(bf);
     pthcv_tensor_release(f8);
@@ -716,15 +749,13 @@ static void write_parity_samples(void)
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         /* a spread of magnitudes, ties and specials for the 16- and 8-bit formats */
         float v = f32_from(((uint32_t)x & 0x807FFFFFu) | (uint32_t)(96 + (x >> 32) % 64) << 23);
-        if (i % 7 == 0)
-            v = f32_from(f32_bits(v) & 0xFFFF8000u);     /* many ties */
-        if (i % 11 == 0)
-            v = (float)((int)(x >> 40) % 600) - 300.25f;  /* integer-ish, for int conversions */
+        if (i % 7 == 0) v = f32_from(f32_bits(v) & 0xFFFF8000u);      /* many ties */
+        if (i % 11 == 0) v = (float)((int)(x >> 40) % 600) - 300.25f; /* integer-ish, for int conversions */
         fv[i] = i < 4 ? (float[]){INFINITY, -INFINITY, NAN, -0.0f}[i] : v;
     }
     CHECK(pthcv_save_npy(out_path("parity_in.npy"), f) == PTHCV_OK, "parity input");
-    static const int targets[] = {PTHCV_FLOAT16, PTHCV_BFLOAT16, PTHCV_INT32, PTHCV_INT8, PTHCV_UINT8, PTHCV_BOOL,
-                                  PTHCV_INT64, PTHCV_FLOAT64};
+    static const int targets[] = {PTHCV_FLOAT16, PTHCV_BFLOAT16, PTHCV_INT32, PTHCV_INT8,
+                                  PTHCV_UINT8,   PTHCV_BOOL,     PTHCV_INT64, PTHCV_FLOAT64};
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
         pthcv_tensor *r = pthcv_tensor_to(f, targets[i]);
         const char *name = pthcv_dtype_name(targets[i]);

@@ -32,7 +32,7 @@
 static int passed, failed;
 
 static uint64_t rng = 88172645463325252ull;
-static float frand(void)   /* uniform in [-1, 1) */
+static float frand(void) /* uniform in [-1, 1) */
 {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
@@ -53,7 +53,10 @@ static int same_bits(float a, float b) { return (a != a && b != b) || memcmp(&a,
 static int error_has(const char *s) { return strstr(pthcv_last_error(), s) != NULL; }
 
 /* results kept for --dump / --compare */
-static struct { float *v; size_t n, cap; } results;
+static struct {
+    float *v;
+    size_t n, cap;
+} results;
 static void keep(const pthcv_tensor *t)
 {
     const float *d = pthcv_tensor_data((pthcv_tensor *)t);
@@ -156,9 +159,8 @@ static double row_at(const pthcv_tensor *t, int64_t b, int64_t r, int64_t e)
 
 /* the reference: out [B, L, Dv] and weights [B, L, S] in double, B the
  * product of the leading dims */
-static void attention_ref(const pthcv_tensor *q, const pthcv_tensor *k, const pthcv_tensor *v,
-                          const pthcv_tensor *bias, const float *hs, double scale, int cosine, double *out,
-                          double *w)
+static void attention_ref(const pthcv_tensor *q, const pthcv_tensor *k, const pthcv_tensor *v, const pthcv_tensor *bias,
+                          const float *hs, double scale, int cosine, double *out, double *w)
 {
     int nd = q->ndim;
     int64_t L = q->shape[nd - 2], D = q->shape[nd - 1], S = k->shape[nd - 2], Dv = v->shape[nd - 1];
@@ -183,7 +185,8 @@ static void attention_ref(const pthcv_tensor *q, const pthcv_tensor *k, const pt
             double sum = 0;
             for (int64_t j = 0; j < S; j++) sum += (s[j] = exp(s[j] - m));
             for (int64_t j = 0; j < S; j++) s[j] /= sum;
-            if (w) for (int64_t j = 0; j < S; j++) w[(b * L + i) * S + j] = s[j];
+            if (w)
+                for (int64_t j = 0; j < S; j++) w[(b * L + i) * S + j] = s[j];
             for (int64_t e = 0; e < Dv; e++) {
                 double acc = 0;
                 for (int64_t j = 0; j < S; j++) acc += s[j] * row_at(v, b, j, e);
@@ -277,32 +280,65 @@ static void test_attention(void)
 {
     attn_case cases[16];
     int n = 0;
-    cases[n++] = (attn_case){"1x1x1", random_tensor(SHAPE(1, 1, 1), 1), random_tensor(SHAPE(1, 1, 1), 1),
-                             random_tensor(SHAPE(1, 1, 1), 1), NULL, NULL, {0, 0, 0}, 1};
-    cases[n++] = (attn_case){"2-d, 7 x 17 keys, D 3", random_tensor(SHAPE(7, 3), 2), random_tensor(SHAPE(17, 3), 2),
-                             random_tensor(SHAPE(17, 5), 1), NULL, NULL, {0.7, 0, 0}, 1};
-    cases[n++] = (attn_case){"[2, 3, 17, 33] with a [17, 33] bias", random_tensor(SHAPE(2, 3, 17, 33), 1),
-                             random_tensor(SHAPE(2, 3, 33, 33), 1), random_tensor(SHAPE(2, 3, 33, 7), 1),
-                             random_tensor(SHAPE(17, 33), 3), NULL, {0, 0, 0}, 1};
+    cases[n++] = (attn_case){"1x1x1",
+                             random_tensor(SHAPE(1, 1, 1), 1),
+                             random_tensor(SHAPE(1, 1, 1), 1),
+                             random_tensor(SHAPE(1, 1, 1), 1),
+                             NULL,
+                             NULL,
+                             {0, 0, 0},
+                             1};
+    cases[n++] = (attn_case){"2-d, 7 x 17 keys, D 3",
+                             random_tensor(SHAPE(7, 3), 2),
+                             random_tensor(SHAPE(17, 3), 2),
+                             random_tensor(SHAPE(17, 5), 1),
+                             NULL,
+                             NULL,
+                             {0.7, 0, 0},
+                             1};
+    cases[n++] = (attn_case){"[2, 3, 17, 33] with a [17, 33] bias",
+                             random_tensor(SHAPE(2, 3, 17, 33), 1),
+                             random_tensor(SHAPE(2, 3, 33, 33), 1),
+                             random_tensor(SHAPE(2, 3, 33, 7), 1),
+                             random_tensor(SHAPE(17, 33), 3),
+                             NULL,
+                             {0, 0, 0},
+                             1};
     /* Swin: [B, nW, H, L, L] scores + [nW, 1, L, L] shift mask + [H, L, L] relative bias */
     pthcv_tensor *mask = random_tensor(SHAPE(3, 1, 49, 49), 1);
     float *md = pthcv_tensor_data(mask);
     for (int64_t i = 0; i < mask->numel; i++) md[i] = md[i] > 0.3f ? -100.0f : 0.0f;
-    cases[n++] = (attn_case){"Swin window, shift mask", random_tensor(SHAPE(2, 3, 2, 49, 32), 2),
-                             random_tensor(SHAPE(2, 3, 2, 49, 32), 2), random_tensor(SHAPE(2, 3, 2, 49, 32), 1), mask,
-                             NULL, {0, 0, 1}, 0};
+    cases[n++] = (attn_case){"Swin window, shift mask",
+                             random_tensor(SHAPE(2, 3, 2, 49, 32), 2),
+                             random_tensor(SHAPE(2, 3, 2, 49, 32), 2),
+                             random_tensor(SHAPE(2, 3, 2, 49, 32), 1),
+                             mask,
+                             NULL,
+                             {0, 0, 1},
+                             0};
     pthcv_tensor *hs = random_tensor(SHAPE(3), 1);
     float *hd = pthcv_tensor_data(hs);
     for (int i = 0; i < 3; i++) hd[i] = 10.0f + 5.0f * hd[i];
-    cases[n++] = (attn_case){"Swin V2 cosine, head scales", random_tensor(SHAPE(4, 3, 16, 8), 2),
-                             random_tensor(SHAPE(4, 3, 16, 8), 2), random_tensor(SHAPE(4, 3, 16, 8), 1),
-                             random_tensor(SHAPE(3, 16, 16), 8), hs, {1.0, 1, 1}, 1};
+    cases[n++] = (attn_case){"Swin V2 cosine, head scales",
+                             random_tensor(SHAPE(4, 3, 16, 8), 2),
+                             random_tensor(SHAPE(4, 3, 16, 8), 2),
+                             random_tensor(SHAPE(4, 3, 16, 8), 1),
+                             random_tensor(SHAPE(3, 16, 16), 8),
+                             hs,
+                             {1.0, 1, 1},
+                             1};
     /* key padding: [B, 1, 1, S] with -inf on padded keys */
     pthcv_tensor *kpm = pthcv_tensor_new(PTHCV_FLOAT32, 4, (int64_t[]){2, 1, 1, 7});
     float *kd = pthcv_tensor_data(kpm);
     kd[5] = kd[6] = kd[7 + 0] = -INFINITY;
-    cases[n++] = (attn_case){"key padding -inf", random_tensor(SHAPE(2, 3, 5, 4), 1), random_tensor(SHAPE(2, 3, 7, 4), 1),
-                             random_tensor(SHAPE(2, 3, 7, 6), 1), kpm, NULL, {0, 0, 0}, 1};
+    cases[n++] = (attn_case){"key padding -inf",
+                             random_tensor(SHAPE(2, 3, 5, 4), 1),
+                             random_tensor(SHAPE(2, 3, 7, 4), 1),
+                             random_tensor(SHAPE(2, 3, 7, 6), 1),
+                             kpm,
+                             NULL,
+                             {0, 0, 0},
+                             1};
     pthcv_tensor *q, *k, *v;
     packed_views(1, 197, 12, 64, &q, &k, &v);
     cases[n++] = (attn_case){"ViT-B/16 packed qkv views", q, k, v, NULL, NULL, {0, 0, 1}, 0};
@@ -311,7 +347,8 @@ static void test_attention(void)
     for (int i = 0; i < n; i++) run_case(&cases[i]);
 
     /* a row masked out entirely is NaN, as torch's softmax over -inf */
-    pthcv_tensor *q1 = random_tensor(SHAPE(2, 3), 1), *k1 = random_tensor(SHAPE(4, 3), 1), *v1 = random_tensor(SHAPE(4, 2), 1);
+    pthcv_tensor *q1 = random_tensor(SHAPE(2, 3), 1), *k1 = random_tensor(SHAPE(4, 3), 1),
+                 *v1 = random_tensor(SHAPE(4, 2), 1);
     pthcv_tensor *b1 = pthcv_tensor_new(PTHCV_FLOAT32, 2, (int64_t[]){2, 4});
     float *bd = pthcv_tensor_data(b1);
     for (int j = 0; j < 4; j++) bd[j] = -INFINITY;
@@ -329,11 +366,12 @@ static void test_attention(void)
     pthcv_tensor *b2 = pthcv_tensor_new(PTHCV_FLOAT32, 2, (int64_t[]){3, 4});
     CHECK(!pthcv_attention(q1, k1, v1, b2, NULL, NULL, NULL) && error_has("[3, 4]") && error_has("broadcast"),
           "bias shape: %s", pthcv_last_error());
-    CHECK(!pthcv_attention(q1, k1, v1, NULL, NULL, &(pthcv_attention_params){0, 0, 1}, NULL) &&
-              error_has("heads_last"), "heads_last on 2-d: %s", pthcv_last_error());
+    CHECK(!pthcv_attention(q1, k1, v1, NULL, NULL, &(pthcv_attention_params){0, 0, 1}, NULL) && error_has("heads_last"),
+          "heads_last on 2-d: %s", pthcv_last_error());
     CHECK(!pthcv_attention(q1, k1, v1, NULL, b1, NULL, NULL) && error_has("head_scale"), "head_scale: %s",
           pthcv_last_error());
-    pthcv_tensor *k0 = pthcv_tensor_new(PTHCV_FLOAT32, 2, (int64_t[]){0, 3}), *v0 = pthcv_tensor_new(PTHCV_FLOAT32, 2, (int64_t[]){0, 2});
+    pthcv_tensor *k0 = pthcv_tensor_new(PTHCV_FLOAT32, 2, (int64_t[]){0, 3}),
+                 *v0 = pthcv_tensor_new(PTHCV_FLOAT32, 2, (int64_t[]){0, 2});
     CHECK(!pthcv_attention(q1, k0, v0, NULL, NULL, NULL, NULL) && error_has("no rows"), "no keys: %s",
           pthcv_last_error());
     CHECK(!pthcv_attention(NULL, k1, v1, NULL, NULL, NULL, NULL) && pthcv_last_status() == PTHCV_ERR_ARG, "NULL query");
@@ -361,7 +399,7 @@ static void test_layer_norm_channels(void)
         int64_t C = sh[1], P = sh[2] * sh[3];
         pthcv_tensor *x = random_tensor(4, sh, 3.0f);
         float *xd = pthcv_tensor_data(x);
-        for (int64_t i = 0; i < x->numel; i += 5) xd[i] += 4.0f;   /* a mean away from 0 */
+        for (int64_t i = 0; i < x->numel; i += 5) xd[i] += 4.0f; /* a mean away from 0 */
         pthcv_tensor *w = random_tensor(1, &C, 1.0f), *b = random_tensor(1, &C, 1.0f);
         for (int with_affine = 0; with_affine < 2; with_affine++) {
             pthcv_tensor *ww = with_affine ? w : NULL, *bb = with_affine ? b : NULL;
@@ -387,7 +425,8 @@ static void test_layer_norm_channels(void)
                     for (int64_t c = 0; c < C; c++) {
                         int64_t i = (n * C + c) * P + p;
                         double want = (xd[i] - m) * rstd;
-                        if (with_affine) want = want * ((float *)pthcv_tensor_data(w))[c] + ((float *)pthcv_tensor_data(b))[c];
+                        if (with_affine)
+                            want = want * ((float *)pthcv_tensor_data(w))[c] + ((float *)pthcv_tensor_data(b))[c];
                         err = fmax(err, fabs(g1[i] - want));
                         err_rows = fmax(err_rows, fabs(g1[i] - gl[(n * P + p) * C + c]));
                         same &= same_bits(g1[i], g3[i]);
@@ -404,7 +443,8 @@ static void test_layer_norm_channels(void)
         pthcv_tensor_release(w);
         pthcv_tensor_release(b);
     }
-    pthcv_tensor *x = random_tensor(SHAPE(1, 4, 3, 3), 1), *w5 = random_tensor(SHAPE(5), 1), *v = random_tensor(SHAPE(4), 1);
+    pthcv_tensor *x = random_tensor(SHAPE(1, 4, 3, 3), 1), *w5 = random_tensor(SHAPE(5), 1),
+                 *v = random_tensor(SHAPE(4), 1);
     CHECK(!pthcv_layer_norm_channels(x, w5, NULL, 1e-5) && error_has("[5]") && error_has("4 channels"),
           "weight size: %s", pthcv_last_error());
     CHECK(!pthcv_layer_norm_channels(v, NULL, NULL, 1e-5) && error_has("[4]"), "1-d input: %s", pthcv_last_error());

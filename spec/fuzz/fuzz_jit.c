@@ -26,7 +26,10 @@ static long parse_and_check(const char *src, size_t len, const char *name)
     pthcv_jit_ast *a = pthcv_jit_parse(src, (int64_t)len, name, NULL);
     if (!a) {
         const char *msg = pthcv_last_error();
-        if (strncmp(msg, name, strlen(name))) { fprintf(stderr, "message without the file name: %s\n", msg); abort(); }
+        if (strncmp(msg, name, strlen(name))) {
+            fprintf(stderr, "message without the file name: %s\n", msg);
+            abort();
+        }
         return -1;
     }
     int32_t count;
@@ -41,11 +44,12 @@ static long parse_and_check(const char *src, size_t len, const char *name)
     while (sp) {
         const pthcv_jit_node *n = &nodes[stack[--sp]];
         reached++;
-        if (n->kind < 0 || n->kind >= PTHCV_JIT_KIND_COUNT || n->op < 0 || n->op >= PTHCV_JOP_COUNT || n->line < 1) abort();
+        if (n->kind < 0 || n->kind >= PTHCV_JIT_KIND_COUNT || n->op < 0 || n->op >= PTHCV_JOP_COUNT || n->line < 1)
+            abort();
         if (!n->s || n->s[n->len] != '\0' || n->len < 0) abort();
         int32_t kids = 0;
         for (int32_t k = n->first; k >= 0; k = nodes[k].next) {
-            if (k >= count || seen[k]) abort();   /* out of range, shared or cyclic */
+            if (k >= count || seen[k]) abort(); /* out of range, shared or cyclic */
             seen[k] = 1;
             stack[sp++] = k;
             kids++;
@@ -63,7 +67,10 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         FILE *f = fopen(argv[i], "rb");
-        if (!f) { printf("%s: cannot open\n", argv[i]); continue; }
+        if (!f) {
+            printf("%s: cannot open\n", argv[i]);
+            continue;
+        }
         char *buf = NULL;
         size_t len = 0, cap = 0, got;
         do {

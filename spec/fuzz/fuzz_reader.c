@@ -33,8 +33,12 @@ static void check_message(void)
 {
     const unsigned char *s = (const unsigned char *)pthcv_last_error();
     for (const unsigned char *p = s; *p;) {
-        unsigned c = *p, len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                                       : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        unsigned c = *p,
+                 len = c < 0x80      ? 1
+            : c >= 0xC2 && c <= 0xDF ? 2
+            : c >= 0xE0 && c <= 0xEF ? 3
+            : c >= 0xF0 && c <= 0xF4 ? 4
+                                     : 0;
         int ok = len && c >= 0x20 && c != 0x7F && !(len == 2 && c == 0xC2 && p[1] < 0xA0);
         for (unsigned i = 1; ok && i < len; i++) ok = (p[i] & 0xC0) == 0x80;
         if (!ok) {
@@ -56,7 +60,8 @@ static int touch_tensor(pthcv_tensor *t)
         pthcv_tensor_release(c);
         return pthcv_last_status();
     }
-    pthcv_tensor *f = pthcv_dtype_is_quantized(t->dtype) ? pthcv_tensor_dequantize(t) : pthcv_tensor_to(t, PTHCV_FLOAT32);
+    pthcv_tensor *f = pthcv_dtype_is_quantized(t->dtype) ? pthcv_tensor_dequantize(t)
+                                                         : pthcv_tensor_to(t, PTHCV_FLOAT32);
     /* some conversions are refused (e.g. packed quantized layouts): fine */
     if (f) pthcv_tensor_release(f);
     else check_message();
@@ -65,9 +70,12 @@ static int touch_tensor(pthcv_tensor *t)
 }
 
 /* A set of visited values, open addressing on the pointer. */
-typedef struct { const pthcv_value **slot; size_t cap, n; } seen_set;
+typedef struct {
+    const pthcv_value **slot;
+    size_t cap, n;
+} seen_set;
 
-static int seen_add(seen_set *s, const pthcv_value *v)   /* 1 if new, 0 if seen, -1 no memory */
+static int seen_add(seen_set *s, const pthcv_value *v) /* 1 if new, 0 if seen, -1 no memory */
 {
     if ((s->n + 1) * 2 > s->cap) {
         size_t ncap = s->cap ? s->cap * 2 : 256;
@@ -111,7 +119,7 @@ static long walk(const pthcv_value *root)
             tensors++;
         }
         int64_t n = v->kind == PTHCV_V_DICT || (v->flags & PTHCV_VF_OBJECT_DICT) ? 2 * v->n : v->n;
-        const pthcv_value *extra[3] = { v->args, v->kwargs, v->state };
+        const pthcv_value *extra[3] = {v->args, v->kwargs, v->state};
         if (sp + (size_t)n + 3 > cap) {
             while (sp + (size_t)n + 3 > cap) cap *= 2;
             const pthcv_value **ns = realloc(stack, cap * sizeof *ns);
@@ -119,7 +127,8 @@ static long walk(const pthcv_value *root)
             stack = ns;
         }
         for (int64_t i = 0; i < n; i++) stack[sp++] = v->items[i];
-        for (int i = 0; i < 3; i++) if (extra[i]) stack[sp++] = extra[i];
+        for (int i = 0; i < 3; i++)
+            if (extra[i]) stack[sp++] = extra[i];
     }
     free(stack);
     free(seen.slot);
@@ -188,7 +197,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* pthcv_open takes a path: hand it an anonymous in-memory file */
     int fd = memfd_create("pthcv-fuzz", 0);
     if (fd < 0) return 0;
-    if (size && write(fd, data, size) != (ssize_t)size) { close(fd); return 0; }
+    if (size && write(fd, data, size) != (ssize_t)size) {
+        close(fd);
+        return 0;
+    }
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     walk_file(path);
