@@ -16,13 +16,26 @@ end
 function M.case_args(pthcv, dir, case)
   local args = {}
   for i, a in ipairs(case.args) do
-    if a.tensor then args[i] = pthcv.load_npy(dir .. "/" .. a.tensor) else args[i] = a.value end
+    if a.tensor then args[i] = pthcv.load_npy(dir .. "/" .. a.tensor)
+    elseif a.tensors then   -- a list of tensors (the detectors' pictures)
+      local l = require("pthcv.jit.values").list {}
+      for j, f in ipairs(a.tensors) do l[j] = pthcv.load_npy(dir .. "/" .. f) end
+      args[i] = l
+    else args[i] = a.value end
   end
   return args
 end
 
--- The tensor under key in an output (a tensor, a tuple/list or a dict).
+-- The tensor under key in an output (a tensor, a tuple/list or a dict);
+-- a dotted key ("1.0.boxes") walks nested tuples, lists and dicts.
 function M.output(v, key)
+  local head, rest = key:match("^([^.]+)%.(.+)$")
+  if head then
+    local OrderedDict = require "pthcv.reader.odict"
+    local inner = OrderedDict.is(v) and v[head] or v[tonumber(head) + 1]
+    if inner == nil then return nil end
+    return M.output(inner, rest)
+  end
   local Tensor = require "pthcv.tensor"
   if Tensor.is(v) then
     assert(key == "0", "a single tensor output, but torch's has key " .. key)

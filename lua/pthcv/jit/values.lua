@@ -173,6 +173,10 @@ V.dotted = dotted
 function V.parse_type(e, resolve_class)
   if e.k == "CONST" and e.op == "None" then return { k = "None" } end
   if e.k == "NAME" and simple[e.s] then return { k = simple[e.s] } end
+  -- isinstance(x, (list, tuple)): the containers with any elements
+  if e.k == "NAME" and (e.s == "list" or e.s == "List") then return { k = "List", t = { k = "Any" } } end
+  if e.k == "NAME" and (e.s == "tuple" or e.s == "Tuple") then return { k = "Tuple" } end
+  if e.k == "NAME" and (e.s == "dict" or e.s == "Dict") then return { k = "Dict" } end
   if e.k == "SUBSCRIPT" and e[1].k == "NAME" then
     local head, arg = e[1].s, e[2]
     local args = arg.k == "TUPLE" and arg or { arg }

@@ -42,5 +42,6 @@ for _, f in ipairs { "pthcv.jit.ops.prim", "pthcv.jit.ops.tensor", "pthcv.jit.op
                     "pthcv.jit.ops.linalg", "pthcv.jit.ops.index" } do
   require(f)(M)
 end
+require("pthcv.jit.ops.detection").register(M)
 
 return M

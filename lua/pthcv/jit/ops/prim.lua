@@ -156,7 +156,16 @@ return function(ops)
   local function sort(l, reverse)
     table.sort(l, function(a, b) if reverse then return S.gt(a, b) end return S.lt(a, b) end)
   end
-  def("aten::sort(t[](a!) self, bool reverse=False) -> ()", function(l, r) sort(list_arg(l, "aten::sort"), r); return None end)
+  -- list.sort(reverse) and torch.sort(tensor, dim, descending) (pthcv.jit.ops.detection)
+  def("aten::sort(self, a=None, b=None, *, bool? stable=None, int dim=-1, bool descending=False, bool reverse=False) -> ()",
+      function(l, a, b, _, dim, descending, reverse)
+        if Tensor.is(l) then
+          return require("pthcv.jit.ops.detection").sort(l, a == None and dim or a, b == None and descending or b)
+        end
+        if a ~= None then reverse = a end
+        sort(list_arg(l, "aten::sort"), reverse == true)
+        return None
+      end)
   def("aten::sorted(t[](a) input) -> t[]", function(l)
     local c = S.slice_seq(l, None, None, 1, List)
     sort(c, false)
@@ -185,7 +194,20 @@ return function(ops)
     if v == nil then d[k] = default; return default end
     return v
   end)
-  def("aten::dict() -> Dict(str, Tensor)", function() return OrderedDict.new() end)
+  -- dict() and dict(pairs): a list of (key, value) tuples, or a dict copied
+  def("aten::dict(a=None) -> Dict(str, Tensor)", function(pairs_)
+    local d = OrderedDict.new()
+    if pairs_ == None then return d end
+    if V.is_dict(pairs_) then
+      for _, kv in ipairs(OrderedDict.items(pairs_)) do d[kv[1]] = kv[2] end
+      return d
+    end
+    for _, kv in ipairs(list_arg(pairs_, "aten::dict")) do
+      if not V.is_tuple(kv) or #kv ~= 2 then error("TypeError: dict() takes (key, value) pairs, got a " .. V.typename(kv), 0) end
+      d[kv[1]] = kv[2]
+    end
+    return d
+  end)
   def("aten::update(Dict(t, t)(a!) self, Dict(t, t)(a!) to_add) -> ()", function(d, o)
     for _, kv in ipairs(OrderedDict.items(dict_arg(o, "aten::update"))) do dict_arg(d, "aten::update")[kv[1]] = kv[2] end
     return None

@@ -145,7 +145,16 @@ return function(ops)
     end
     return F.cat(keep, d)
   end)
-  def("aten::stack(Tensor[] tensors, int dim=0) -> Tensor", function(l, d) return F.stack(tensors(l, "aten::stack"), d) end)
+  def("aten::stack(Tensor[] tensors, int dim=0) -> Tensor", function(l, d)
+    tensors(l, "aten::stack")
+    if #l == 0 or l[1].dtype == "float32" then return F.stack(l, d) end
+    -- other dtypes (anchor grids of int32...): as aten::cat of unsqueezed views
+    local nd = l[1].ndim + 1
+    if d < 0 then d = d + nd end
+    local u = V.list {}
+    for i = 1, #l do u[i] = F.unsqueeze(l[i], d) end
+    return ops.get("aten::cat").fn(u, d)
+  end)
   def("aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)", function(x, size)
     size = ints(size, "aten::expand")
     local n, nd = #size, x.ndim
