@@ -43,6 +43,25 @@ describe("pthcv.jit on torchvision's scripted detectors", function()
     assert.is_true(have.fasterrcnn_mobilenet_v3_large_320_fpn, "fasterrcnn_mobilenet_v3_large_320_fpn.script.pt")
   end)
 
+  -- a detector whose code calls an operator pthcv lacks: refused at load,
+  -- before any computation, naming the file and line of the call
+  for _, r in ipairs(manifest.refused or {}) do
+    if r.op then
+      it("refuses " .. r.file .. " naming " .. r.op .. " and where it is called", function()
+        local ok, err = pcall(jit.load, dir .. "/" .. r.file)
+        assert.is_false(ok)
+        local pattern = r.file:gsub("%p", "%%%0") .. ": code/__torch__/torchvision/ops/boxes%.py:%d+: "
+                        .. r.op:gsub("%p", "%%%0") .. " is not supported"
+        assert.is_truthy(tostring(err):find(pattern), tostring(err))
+        -- the only problem outside torch's functional library (whose
+        -- branches are checked when they run)
+        local report = jit.ops_report(dir .. "/" .. r.file)
+        assert.are.equal(1, #report.problems)
+        assert.are.equal(r.op .. " is not supported", report.problems[1].msg)
+      end)
+    end
+  end
+
   for _, entry in ipairs(detectors) do
     it("detects as torch does with " .. entry.file, function()
       local m = jit.load(dir .. "/" .. entry.file):eval()

@@ -21,7 +21,7 @@ end
 describe("pthcv.jit on the committed archives", function()
   it("has the fixtures", function()
     assert.is_not_nil(manifest, "spec/fixtures/jit/manifest.json")
-    assert.are.equal(5, #manifest.archives)
+    assert.are.equal(6, #manifest.archives)
     assert.are.equal(8, #manifest.refused)
   end)
 

@@ -384,8 +384,37 @@ function stmt.RAISE(fc, st, loc, rt)
   end
 end
 
+-- with obj [as name]: on an object of an archive class that has __enter__
+-- and __exit__ (torch.autograd.grad_mode.no_grad in torchvision's losses):
+-- __enter__, the body, then __exit__(None, None, None), also when the body
+-- raises. Anything else (a call, an object of unknown class) is refused.
+function stmt.WITH(fc, st, loc, rt)
+  local e = st[1]
+  local info = e.k == "NAME" and fc.info[e.s] or nil
+  local cls = info and info.cls
+  local enter = cls and fc.ctx:method(cls, "__enter__")
+  local exit = cls and fc.ctx:method(cls, "__exit__")
+  if not (enter and exit) then
+    return fc.ctx:problem(loc, "with statements are not supported (but on a local object of the archive's classes with __enter__ and __exit__)")
+  end
+  local obj = fc.ctx.expr:compile(fc, e)
+  local set = st[2].k ~= "EMPTY" and assigner(fc, st[2], nil) or nil
+  local body = fc:block(st[3])
+  return function(f)
+    rt.loc = loc
+    local o = obj(f)
+    local v = enter.fn(o)
+    if set then set(f, v) end
+    local ok, sig = pcall(body, f)
+    rt.loc = loc
+    exit.fn(o, None, None, None)
+    if not ok then error(sig, 0) end
+    return sig
+  end
+end
+
 local refused = {
-  WITH = "with statements are not supported", DEL = "del statements are not supported",
+  DEL = "del statements are not supported",
   IMPORT = "imports inside a function are not supported", DEF = "nested functions are not supported",
   CLASS = "classes inside a function are not supported",
 }

@@ -39,6 +39,15 @@ local function from_values(vals, shape, dtype)
   return t:to(dtype)
 end
 
+-- The next row-major index of idx (0-based) in shape.
+local function advance(idx, shape)
+  for d = #shape, 1, -1 do
+    idx[d] = idx[d] + 1
+    if idx[d] < shape[d] then return end
+    idx[d] = 0
+  end
+end
+
 -- torch.where(condition): per dimension, the int64 positions of the
 -- non-zero elements (row-major order), as a list of 1-d tensors.
 local function nonzero_positions(cond)
@@ -53,11 +62,7 @@ local function nonzero_positions(cond)
       for d = 1, nd do local c = cols[d]; c[#c + 1] = idx[d] end
       if nd == 0 then local c = cols[1]; c[#c + 1] = 0 end
     end
-    for d = nd, 1, -1 do
-      idx[d] = idx[d] + 1
-      if idx[d] < shape[d] then break end
-      idx[d] = 0
-    end
+    advance(idx, shape)
   end
   local _ = keep
   local out = {}
@@ -126,11 +131,7 @@ local function meshgrid(list, indexing)
     for d = 1, n do if order[d] == i then dim_of_i = d end end
     for k = 0, total - 1 do
       q[k] = src[idx[dim_of_i]]
-      for d = n, 1, -1 do
-        idx[d] = idx[d] + 1
-        if idx[d] < shape[d] then break end
-        idx[d] = 0
-      end
+      advance(idx, shape)
     end
     out[i] = g:to(list[i].dtype)
   end
@@ -282,6 +283,11 @@ function D.register(ops)
   def("aten::_unique2(Tensor self, bool sorted=True, bool return_inverse=False, bool return_counts=False) -> (Tensor, Tensor, Tensor)",
       unique)
   def("aten::reciprocal(Tensor self) -> Tensor", mapped("aten::reciprocal", function(v) return 1 / v end))
+  def("aten::atan(Tensor self) -> Tensor", mapped("aten::atan", math.atan))
+  def("aten::abs_(Tensor(a!) self) -> Tensor(a!)", function(x) return copy_into(x, ops.get("aten::abs").fn(x)) end)
+  def("aten::bitwise_and(Tensor self, Tensor other) -> Tensor", function(a, b) return ops.get("aten::__and__").fn(a, b) end)
+  -- pthcv has no autograd (aten::is_grad_enabled is false): nothing to set
+  def("aten::set_grad_enabled(bool enabled) -> ()", function() return None end)
   def("aten::rsqrt(Tensor self) -> Tensor", mapped("aten::rsqrt", function(v) return 1 / math.sqrt(v) end))
   def("aten::log2(Tensor self) -> Tensor", mapped("aten::log2", function(v) return math.log(v) / math.log(2) end))
   def("aten::as_tensor(t data, *, ScalarType? dtype=None, Device? device=None) -> Tensor", function(data, dtype)
