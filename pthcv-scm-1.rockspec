@@ -99,6 +99,7 @@ build = {
       ["pthcv.jit.module"] = "lua/pthcv/jit/module.lua",
       ["pthcv.jit.ops"] = "lua/pthcv/jit/ops/init.lua",
       ["pthcv.jit.ops.elementwise"] = "lua/pthcv/jit/ops/elementwise.lua",
+      ["pthcv.jit.ops.detection"] = "lua/pthcv/jit/ops/detection.lua",
       ["pthcv.jit.ops.index"] = "lua/pthcv/jit/ops/index.lua",
       ["pthcv.jit.ops.linalg"] = "lua/pthcv/jit/ops/linalg.lua",
       ["pthcv.jit.ops.nn"] = "lua/pthcv/jit/ops/nn.lua",
