@@ -78,6 +78,7 @@ build = {
       ["pthcv.export.onnx.opencv46"] = "lua/pthcv/export/onnx/opencv46.lua",
       ["pthcv.export.onnx.ops"] = "lua/pthcv/export/onnx/ops.lua",
       ["pthcv.export.onnx.ops_math"] = "lua/pthcv/export/onnx/ops_math.lua",
+      ["pthcv.export.onnx.ops_transformer"] = "lua/pthcv/export/onnx/ops_transformer.lua",
       ["pthcv.export.onnx.proto"] = "lua/pthcv/export/onnx/proto.lua",
       ["pthcv.export.onnx.trace"] = "lua/pthcv/export/onnx/trace.lua",
       ["pthcv.export.plot"] = "lua/pthcv/export/plot.lua",

@@ -38,6 +38,7 @@ local lower = require "pthcv.export.onnx.lower"
 local dynamic = require "pthcv.export.onnx.dynamic"
 local opencv46 = require "pthcv.export.onnx.opencv46"
 require "pthcv.export.onnx.ops_math" -- the math ops' handlers and evaluator kernels
+require "pthcv.export.onnx.ops_transformer" -- LayerNorm and attention: handlers, lowering, evaluator kernel
 
 local M = {}
 M.OPSET_MIN, M.OPSET_MAX = 10, 17
