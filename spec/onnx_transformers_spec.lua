@@ -86,6 +86,13 @@ describe("ONNX transformer ops", function()
     assert.is_false(ok)
     assert.truthy(tostring(err):find("(shape [2, 3], stride [4, 1], offset 2) has no ONNX form: a row of it "
                                      .. "crosses into the next", 1, true), err)
+    -- a view of a narrowed tensor that reads the storage after it
+    local After = nn.class("AfterView")
+    function After:forward(x) local y = x:narrow(1, 1, 6); return y:as_strided({ 2, 3 }, { 3, 1 }, y.offset + 3) * 2 end
+    ok, err = pcall(build, After():eval(), pthcv.randn({ 12 }, { seed = 1 }), 13)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("as_strided of a [6] tensor (shape [2, 3], stride [3, 1], offset 3) has no ONNX "
+                                     .. "form: it reaches past the input's elements", 1, true), err)
   end)
 
   if not X.has_python("onnx, cv2, numpy") then

@@ -142,10 +142,13 @@ local function strided_box(x, rec)
     e.start = math.floor(left / e.stride)
     left = left - e.start * e.stride
     local len = e.view and e.view.size or 1
-    if e.start + len > e.size then no("a row of it crosses into the next (no Slice of the grid its strides make)") end
+    if e.start + len > e.size then
+      no(j == #grid and "it reaches past the input's elements"
+         or "a row of it crosses into the next (no Slice of the grid its strides make)")
+    end
   end
   if left ~= 0 or rel < 0 then no("its offset is outside the input") end
-  return grid, dims
+  return grid
 end
 
 H["Tensor.as_strided"] = function(g, a, r)
