@@ -71,6 +71,9 @@ describe("ONNX transformer ops", function()
     assert.truthy(table.concat(i13.warnings, "\n"):find("OpenCV 4.6 runs no LayerNorm", 1, true))
     -- each LayerNorm: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add at 13; one node at 17
     assert.are.equal(2 * 8, i13.nodes - i17.nodes)
+    -- --dynamic batch: the views of a batch of 1 get the nodes of a batch of n (checked at both by the evaluator)
+    local _, dyn = require("pthcv.export.onnx").build(m, { input = x, opset = 13, dynamic = { "batch" } })
+    assert.are.same({ "batch", 6, 8 }, dyn.outputs[1].shape)
   end)
 
   it("refuses as_strided views that are no box of their input's elements, naming the view", function()

@@ -102,7 +102,8 @@ end
 -- Written Reshape (to the grid), Slice, Reshape (the kept dims), Transpose
 -- (into the view's order) and Reshape (the view's size-1 dims). Views that
 -- are no such box (overlapping, stride 0, not a whole grid) are refused.
-local function strided_box(x, rec)
+-- with_ones: size-1 dims of positive stride are grid dims too.
+local function strided_box(x, rec, with_ones)
   local function no(why)
     refuse(string.format("as_strided of %s (shape [%s], stride [%s], offset %d) has no ONNX form: %s",
       "a [" .. table.concat(x.shape, ", ") .. "] tensor", table.concat(rec.shape, ", "),
@@ -116,20 +117,34 @@ local function strided_box(x, rec)
   local dims = {} -- the view's dims of size > 1, ascending stride
   for i, n in ipairs(rec.shape) do
     if n == 0 then no("it is empty") end
-    if n > 1 then dims[#dims + 1] = { dim = i - 1, size = n, stride = rec.stride[i] } end
+    if n > 1 or (with_ones and rec.stride[i] > 0) then
+      dims[#dims + 1] = { dim = i - 1, size = n, stride = rec.stride[i] }
+    end
   end
-  table.sort(dims, function(p, q) return p.stride < q.stride end)
+  table.sort(dims, function(p, q) -- ties: a size-1 dim after the other
+    if p.stride ~= q.stride then return p.stride < q.stride end
+    if p.size ~= q.size then return p.size > q.size end
+    return p.dim < q.dim
+  end)
   local grid, acc = {}, 1 -- grid dims, innermost first: {size, stride, view = dims entry or nil}
   for i, d in ipairs(dims) do
+    local prev = dims[i - 1]
+    if d.size == 1 and prev and prev.stride == d.stride then -- a size-1 dim beside one of its stride
+      grid[#grid + 1] = { size = 1, stride = d.stride, view = d, tie = true }
+      goto next
+    end
     if d.stride <= 0 or d.stride % acc ~= 0 or (i > 1 and d.stride == dims[i - 1].stride) then
       no("its strides are no grid of the input's elements")
     end
     if d.stride > acc then grid[#grid + 1] = { size = d.stride / acc, stride = acc }; acc = d.stride end
-    local outer = dims[i + 1] and dims[i + 1].stride or x.numel
+    local after = dims[i + 1]
+    if after and after.stride == d.stride and after.size == 1 then after = dims[i + 2] end
+    local outer = after and after.stride or x.numel
     if outer % d.stride ~= 0 then no("its strides are no grid of the input's elements") end
-    if dims[i + 1] and d.size * d.stride > outer then no("it overlaps itself (an element seen twice)") end
+    if after and d.size * d.stride > outer then no("it overlaps itself (an element seen twice)") end
     grid[#grid + 1] = { size = outer / d.stride, stride = d.stride, view = d }
     acc = outer
+    ::next::
   end
   if acc ~= x.numel then
     if x.numel % acc ~= 0 then no("its strides are no grid of the input's elements") end
@@ -139,7 +154,7 @@ local function strided_box(x, rec)
   local left = rel
   for j = #grid, 1, -1 do
     local e = grid[j]
-    e.start = math.floor(left / e.stride)
+    e.start = e.tie and 0 or math.floor(left / e.stride)
     left = left - e.start * e.stride
     local len = e.view and e.view.size or 1
     if e.start + len > e.size then
@@ -153,7 +168,10 @@ end
 
 H["Tensor.as_strided"] = function(g, a, r)
   local x, y = a[1], r[1]
-  local grid = strided_box(x, a.rec)
+  -- size-1 dims in the grid too when their strides fit it (a batch of 1 as a
+  -- batch of n: the same nodes, for --dynamic), else without them
+  local ok, grid = pcall(strided_box, x, a.rec, true)
+  if not ok then grid = strided_box(x, a.rec, false) end
   local outer_first, starts, ends, axes, kept = {}, {}, {}, {}, {}
   for j = #grid, 1, -1 do
     local e, axis = grid[j], #grid - j
