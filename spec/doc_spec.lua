@@ -167,7 +167,10 @@ local function block_folder(b, chain, file_blocks)
   return dir
 end
 
+-- a reader's shell: none of the suite's variables, and not inside make (a
+-- `make` in a block run by `make test` would print "Leaving directory")
 local env_prefix = "env -u LUA_PATH -u LUA_CPATH -u PTHCV_ZOO -u PTHCV_ROOT -u PTHCV_FIXTURES "
+                   .. "-u MAKELEVEL -u MAKEFLAGS -u MFLAGS "
                    .. "-u PTHCV_FIXTURES_TORCH -u PTHCV_PROGRESS -u PTHCV_DEBUG PATH=" .. q(root .. "/bin") .. ":\"$PATH\" "
 
 -- The source of a chain: each block's lines at their lines of the file.

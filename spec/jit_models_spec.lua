@@ -19,7 +19,7 @@ local MISSING = {}
 
 describe("pthcv.jit on the torchvision models", function()
   if not manifest then
-    pending("torch and torchvision are not installed: build/jit (make_jit_fixtures.py) was not written")
+    pending("build/jit (make_jit_fixtures.py) was not written: torch and torchvision are not installed, or PTHCV_JIT=skip")
     return
   end
 
