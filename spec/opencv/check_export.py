@@ -18,10 +18,6 @@ array (pthcv's forward pass) and, with "torch", with torch's own output on
 the same input: a whole-model pickle (torch.save(model)) or the example
 U-Net of examples/make_custom_model.py with a state_dict.
 
-With "onnxruntime": true (and python3-onnxruntime installed), the ONNX
-file also runs in onnxruntime on every case: "onnxruntime": [{"max_diff",
-"scale"}] (against the case's expected array), or the error.
-
 Prints one JSON object per job: {"name", "checker": "ok" | error,
 "opencv": "ok" | error, "cases": [{"shape", "max_diff", "scale",
 "torch_diff"}]} where max_diff = max |opencv - expected|, scale =
@@ -52,22 +48,6 @@ def torch_output(spec, x):
         return model(torch.from_numpy(x)).numpy()
 
 
-def onnxruntime_cases(job):
-    try:
-        import onnxruntime
-        sess = onnxruntime.InferenceSession(job["model"], providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        cases = []
-        for case in job["cases"]:
-            out = sess.run(None, {name: np.load(case["input"])})[0]
-            ref = np.load(case["expected"])
-            cases.append({"max_diff": float(np.abs(out.astype(np.float64) - ref).max()),
-                          "scale": float(np.abs(ref).max())})
-        return cases
-    except Exception as e:  # noqa: BLE001 - the spec reports the message
-        return str(e).strip().splitlines()[-1][:300]
-
-
 def check(job):
     r = {"name": job["name"]}
     if job["kind"] == "onnx":
@@ -77,8 +57,6 @@ def check(job):
             r["checker"] = "ok"
         except Exception as e:  # noqa: BLE001 - the spec reports the message
             r["checker"] = str(e).splitlines()[0][:300]
-    if job.get("onnxruntime"):
-        r["onnxruntime"] = onnxruntime_cases(job)
     try:
         if job["kind"] == "onnx":
             net = cv2.dnn.readNetFromONNX(job["model"])
