@@ -8,9 +8,9 @@
 -- evaluator against the forward pass (export refuses a graph that differs
 -- by more than 1e-5). With node and onnxruntime-node (tools/install-deps;
 -- spec/onnx_runtime.lua) and the zoo's fixtures: the small ViT, Swin,
--- ConvNeXt and MaxViT of the zoo at every opset from 10 to 17 give torch's
--- logits in onnxruntime, with --dynamic batch at two batches, and (Swin,
--- MaxViT) with --half. With python3-onnx (spec/opencv/check_export.py):
+-- Swin V2 (cosine attention), ConvNeXt and MaxViT of the zoo at every
+-- opset from 10 to 17 give torch's logits in onnxruntime, with --dynamic
+-- batch at two batches, and (Swin, MaxViT) with --half. With python3-onnx (spec/opencv/check_export.py):
 -- convnext_tiny, vit_b_16 and swin_t with the zoo's weights at opsets 13
 -- and 17 pass onnx.checker (full_check) and run in onnxruntime. OpenCV 4.6
 -- runs no LayerNorm (neither form): the spec asserts that cv2 fails on
@@ -120,7 +120,7 @@ describe("ONNX transformer ops", function()
   -- The small configurations of the zoo (torch's logits on their inputs):
   -- whole-model pickles rebuilt by nn.from_module, and tiny_vit (whose
   -- pickle holds a functools.partial) from its state_dict
-  local TINY = { "tiny_vit", "tiny_swin", "tiny_convnext", "tiny_maxvit" }
+  local TINY = { "tiny_vit", "tiny_swin", "tiny_swin_v2", "tiny_convnext", "tiny_maxvit" }
   local function tiny(name)
     local m
     if name == "tiny_vit" then
@@ -133,8 +133,8 @@ describe("ONNX transformer ops", function()
     return m:eval(), zoo .. "/" .. name .. ".input.npy", zoo .. "/" .. name .. ".output.npy"
   end
 
-  it("the small ViT, Swin, ConvNeXt and MaxViT at every opset from 10 to 17 run in onnxruntime: torch's logits",
-     function()
+  it("the small ViT, Swin, Swin V2, ConvNeXt and MaxViT at every opset from 10 to 17 run in onnxruntime: torch's "
+     .. "logits", function()
     if not zoo then pending(why) return end
     if not ort then pending(no_ort) return end
     for _, name in ipairs(TINY) do
@@ -152,7 +152,8 @@ describe("ONNX transformer ops", function()
   end)
 
   -- (ViT's class token, a row repeated to the batch, is Expand-ed to it)
-  it("--dynamic batch: the small ViT, Swin, ConvNeXt and MaxViT run in onnxruntime at batches 1 and 3", function()
+  it("--dynamic batch: the small ViT, Swin, Swin V2, ConvNeXt and MaxViT run in onnxruntime at batches 1 and 3",
+     function()
     if not zoo then pending(why) return end
     if not ort then pending(no_ort) return end
     for _, name in ipairs(TINY) do
@@ -173,9 +174,9 @@ describe("ONNX transformer ops", function()
     end
   end)
 
-  -- (module:half() of ViT and ConvNeXt does not run in pthcv: their class
-  -- token, positional embedding and layer scale become float16 operands of
-  -- elementwise kernels that take float32)
+  -- (module:half() of ViT, ConvNeXt and Swin V2 does not run in pthcv:
+  -- their class token, positional embedding, layer scale and Swin V2's
+  -- coordinate table become float16 operands of kernels that take float32)
   it("--half: the small Swin and MaxViT's float16 files run in onnxruntime as pthcv's float16 model does", function()
     if not zoo then pending(why) return end
     if not ort then pending(no_ort) return end

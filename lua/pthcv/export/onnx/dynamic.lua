@@ -14,7 +14,8 @@
 --     repeated along dims that grow with the input (a class token added to
 --     zeros of [n, 1, d]: the same [1, 1, d] row in both traces) is no
 --     such node: it is written as that row, Expand-ed to a shape computed
---     from the model's input (Shape, Slice, Concat, as below);
+--     from the shapes of the node's other inputs or of the model's input
+--     (Shape, Slice, Concat, as below; OpenCV 4.6 cannot: a warning);
 --   * each reshape's target is written so that ONNX computes it from the
 --     input of the Reshape: dims that keep their place as 0 ("copy"), one
 --     dim left over as -1 ("infer"), which OpenCV 4.6 runs at any size;

@@ -17,8 +17,11 @@
 --   F.attention            Transpose(k), MatMul, Mul by the scale, Add of the
 --                          bias, Softmax over the last axis, MatMul with v
 --                          (then a Transpose of heads and rows for
---                          heads_last). Cosine attention and per-head scales
---                          (Swin V2) are refused by name.
+--                          heads_last). Cosine attention (Swin V2): q and k
+--                          rows divided by Max(Sqrt(ReduceSum(x * x)), 1e-12)
+--                          first; per-head scales: the scores multiplied by
+--                          scale * head_scale[h], one [H, 1, 1] constant
+--                          (float32 products, as the kernel forms them).
 -- GELU (exact, Erf; approximate='tanh', Tanh) is in ops.lua's activations.
 local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
@@ -73,14 +76,33 @@ local function swap(nd, i, j)
   return p
 end
 
+-- x's rows (its last dim) divided by their L2 norm, at least 1e-12 (the
+-- kernel's cosine attention; ReduceSum is lowered for the opset)
+local function l2_rows(g, x)
+  local ss = g:op("ReduceSum", { g:op("Mul", { x, x }) }, { { "axes", "ints", { -1 } }, { "keepdims", "int", 1 } })
+  return g:op("Div", { x, g:op("Max", { g:op("Sqrt", { ss }), g:scalar(1e-12) }) })
+end
+
+-- the scores' factor: the scale, or [H, 1, 1] of scale * head_scale[h] in float32
+local function score_factor(g, scale, head_scale, q)
+  if not head_scale then return g:scalar(scale) end
+  local hs = head_scale:float():contiguous()
+  if hs.numel ~= q.shape[q.ndim - 2] then
+    refuse(string.format("attention: %d head scales for %d heads", hs.numel, q.shape[q.ndim - 2]))
+  end
+  local f = Tensor.zeros({ hs.numel, 1, 1 })
+  local src, dst = hs:data(), f:data()
+  for h = 0, hs.numel - 1 do dst[h] = scale * src[h] end -- rounded to float32 by dst, as the kernel's product
+  return g:input(f, "head_scale")
+end
+
 H["F.attention"] = function(g, a, r)
   local q, k, v, bias, head_scale, rec = a[1], a[2], a[3], a[4], a[5], a.rec
-  if rec.cosine or head_scale then
-    refuse("cosine attention (Swin V2's, with per-head scales) has no ONNX form in pthcv")
-  end
   local scale = rec.scale ~= 0 and rec.scale or 1 / math.sqrt(q.shape[q.ndim])
-  local kt = g:op("Transpose", { g:input(k) }, { { "perm", "ints", swap(k.ndim, k.ndim - 2, k.ndim - 1) } })
-  local s = g:op("Mul", { g:op("MatMul", { g:input(q), kt }), g:scalar(scale) })
+  local qn, kn = g:input(q), g:input(k)
+  if rec.cosine then qn, kn = l2_rows(g, qn), l2_rows(g, kn) end
+  local kt = g:op("Transpose", { kn }, { { "perm", "ints", swap(k.ndim, k.ndim - 2, k.ndim - 1) } })
+  local s = g:op("Mul", { g:op("MatMul", { qn, kt }), score_factor(g, scale, head_scale, q) })
   if bias then s = g:op("Add", { s, g:input(bias, "attn_bias") }) end
   local p = g:op("Softmax", { s }, { { "axis", "int", -1 } })
   local out = g:op("MatMul", { p, g:input(v) })
