@@ -3,8 +3,9 @@
 -- detection fixtures (PTHCV_DETECTION, spec/fixtures/make_detection_fixtures.py):
 --   segmentation (out and aux): onnx.checker with full_check and cv2.dnn
 --     against pthcv's forward within 1e-4 of the largest logit;
---   ssdlite320_mobilenet_v3_large, the whole detector (NonMaxSuppression,
---     TopK, GatherND): onnx.checker, then onnxruntime (npm's
+--   ssdlite320_mobilenet_v3_large and ssd300_vgg16, the whole detector
+--     (NonMaxSuppression, TopK, GatherND) at opsets 11, 13 and 17:
+--     onnx.checker, then onnxruntime (npm's
 --     onnxruntime-node, spec/onnxruntime_support.lua) against pthcv's own
 --     detections (labels equal, scores within 1e-4, boxes within 1e-3 of
 --     the image's size) and torchvision's;
@@ -73,19 +74,20 @@ describe("ONNX export of segmentation and detection models", function()
     for _, name in ipairs(names) do xs.assert_close(results[name], name, 1e-4) end
   end)
 
-  it("ssdlite320_mobilenet_v3_large: the whole detector in onnxruntime gives pthcv's and torchvision's detections",
-     function()
+  -- the whole detector at each opset, on each picture: pthcv's detections and torchvision's
+  local function whole_detector(name, opsets)
     local pkg, why = ort.package()
     if not pkg then return pending(why) end
     if not xs.has_python("onnx") then return pending("python3 with onnx is needed for onnx.checker") end
-    local name = "ssdlite320_mobilenet_v3_large"
     local m, e = model(name)
-    for _, img in ipairs(e.images) do
+    for i, img in ipairs(e.images) do
       local image = pthcv.load_npy(dir .. "/images/" .. img .. ".npy")
       local x = image:unsqueeze(1):contiguous()
       local path = support.tmpname(".onnx")
-      local info = onnx.export(m, path, { input = x })
-      assert.are.equal(11, info.opset)
+      local opset = opsets[i] or opsets[#opsets]
+      local info = onnx.export(m, path, { input = x, opset = opset })
+      assert.are.equal(opset, info.opset)
+      assert.are.same({ "boxes", "labels", "scores" }, { info.outputs[1].name, info.outputs[2].name, info.outputs[3].name })
       checker(path)
       local got = ort.run(path, x)
       local want = m({ image })[1]
@@ -105,7 +107,13 @@ describe("ONNX export of segmentation and detection models", function()
       assert.is_true(max_abs(got.boxes - pthcv.load_npy(base .. ".boxes.npy")) <= 1e-3 * size, what .. ": torch's boxes")
       os.remove(path)
     end
-  end)
+  end
+
+  it("ssdlite320_mobilenet_v3_large: the whole detector (opsets 11 and 17) in onnxruntime gives pthcv's and "
+     .. "torchvision's detections", function() whole_detector("ssdlite320_mobilenet_v3_large", { 11, 17 }) end)
+
+  it("ssd300_vgg16: the whole detector (opset 13, its L2Norm as ops) in onnxruntime gives pthcv's and "
+     .. "torchvision's detections", function() whole_detector("ssd300_vgg16", { 13 }) end)
 
   it("ssdlite --no-postprocess: the head's outputs through cv2.dnn, the default boxes beside", function()
     if not has_cv then return pending("python3 with cv2, onnx and numpy is needed") end

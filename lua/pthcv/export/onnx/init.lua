@@ -232,7 +232,7 @@ end
 function M.build(m, o)
   o = o or {}
   local detection = require "pthcv.export.onnx.ops_detection" -- the SSD detectors' own route
-  if detection.handles(m) then return detection.build(M, m, o) end
+  if detection.handles(m, o) then return detection.build(M, m, o) end
   local t = M.trace(m, o)
   local g = t.g
   local ok, res = pcall(function()
