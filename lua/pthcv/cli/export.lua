@@ -99,17 +99,17 @@ printed as a warning. See docs/export.md.]],
       return 0
     end
     local r = onnx.export(m, out, o)
+    for _, w in ipairs(r.warnings) do runner.err("warning: " .. w) end
+    local half = r.half and string.format(", %d float16 and %d float32 weights", r.half, r.float) or ""
+    io.stdout:write(string.format("%s: opset %d, %d nodes, %d initializers%s, %d bytes, input %s %s, output %s\n", out,
+                                  r.opset, r.nodes, r.initializers, half, r.bytes, r.inputs[1].name,
+                                  shape_str(r.inputs[1].shape), outputs_str(r.outputs)))
     if r.anchors then -- a detector's head outputs (--no-postprocess): the default boxes they are decoded against
       local anchors = out:gsub("%.[Oo][Nn][Nn][Xx]$", "") .. ".anchors.npy"
       pthcv.save(anchors, r.anchors)
       io.stdout:write(string.format("%s: default boxes [%s] (x1, y1, x2, y2 in the resized image)\n", anchors,
                                     table.concat(r.anchors.shape, ", ")))
     end
-    for _, w in ipairs(r.warnings) do runner.err("warning: " .. w) end
-    local half = r.half and string.format(", %d float16 and %d float32 weights", r.half, r.float) or ""
-    io.stdout:write(string.format("%s: opset %d, %d nodes, %d initializers%s, %d bytes, input %s %s, output %s\n", out,
-                                  r.opset, r.nodes, r.initializers, half, r.bytes, r.inputs[1].name,
-                                  shape_str(r.inputs[1].shape), outputs_str(r.outputs)))
     return 0
   end,
 }
