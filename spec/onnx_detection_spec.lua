@@ -4,7 +4,9 @@
 --   segmentation (out and aux): onnx.checker with full_check and cv2.dnn
 --     against pthcv's forward within 1e-4 of the largest logit;
 --   ssdlite320_mobilenet_v3_large and ssd300_vgg16, the whole detector
---     (NonMaxSuppression, TopK, GatherND) at opsets 11, 13 and 17:
+--     (NonMaxSuppression, TopK, GatherND) at opsets 11, 13 and 17 (12,
+--     14, 15, 16: onnx.checker), with the fixtures' options and ssdlite's
+--     defaults (300 detections, in order):
 --     onnx.checker, then onnxruntime (npm's
 --     onnxruntime-node, spec/onnxruntime_support.lua) against pthcv's own
 --     detections (labels equal, scores within 1e-4, boxes within 1e-3 of
@@ -111,6 +113,37 @@ describe("ONNX export of segmentation and detection models", function()
 
   it("ssdlite320_mobilenet_v3_large: the whole detector (opsets 11 and 17) in onnxruntime gives pthcv's and "
      .. "torchvision's detections", function() whole_detector("ssdlite320_mobilenet_v3_large", { 11, 17 }) end)
+
+  it("ssdlite320_mobilenet_v3_large with torchvision's default options: onnxruntime's 300 detections are pthcv's, "
+     .. "in order", function()
+    local pkg, why = ort.package()
+    if not pkg then return pending(why) end
+    local m = pthcv.models.detection.ssdlite320_mobilenet_v3_large()
+    m:load_state_dict(pthcv.state_dict(dir .. "/ssdlite320_mobilenet_v3_large.pth"))
+    m:eval()
+    local image = pthcv.load_npy(dir .. "/images/portrait.npy")
+    local x = image:unsqueeze(1):contiguous()
+    local path = support.tmpname(".onnx")
+    onnx.export(m, path, { input = x })
+    local got, want = ort.run(path, x), m({ image })[1]
+    assert.are.equal(300, want.scores.numel)
+    assert.are.equal(300, got.scores.numel)
+    assert.are.same(want.labels:totable(), got.labels:totable())
+    assert.is_true(max_abs(got.scores - want.scores) <= 1e-4)
+    assert.is_true(max_abs(got.boxes - want.boxes) <= 1e-3 * 640)
+    os.remove(path)
+  end)
+
+  it("the detector at opsets 12, 14, 15 and 16 passes onnx.checker with full_check", function()
+    if not xs.has_python("onnx") then return pending("python3 with onnx is needed for onnx.checker") end
+    local m = model("ssdlite320_mobilenet_v3_large")
+    for _, opset in ipairs { 12, 14, 15, 16 } do
+      local path = support.tmpname(".onnx")
+      assert.are.equal(opset, onnx.export(m, path, { input = { 1, 3, 96, 128 }, opset = opset }).opset)
+      checker(path)
+      os.remove(path)
+    end
+  end)
 
   it("ssd300_vgg16: the whole detector (opset 13, its L2Norm as ops) in onnxruntime gives pthcv's and "
      .. "torchvision's detections", function() whole_detector("ssd300_vgg16", { 13 }) end)
