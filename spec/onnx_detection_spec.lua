@@ -178,5 +178,13 @@ describe("ONNX export of segmentation and detection models", function()
     ok, err = pcall(onnx.build, f, { input = x })
     assert.is_false(ok)
     assert.matches("FasterRCNN: ONNX export of this detector is not written yet", err, 1, true)
+    ok, err = pcall(onnx.build, m, { input = x, dynamic = { "batch" } })
+    assert.is_false(ok)
+    assert.matches("SSD: --dynamic: the default boxes are constants of the input's size", err, 1, true)
+    local code, _, e = support.pthcv("export", "--model", "ssdlite320_mobilenet_v3_large", "--weights",
+                                     dir .. "/ssdlite320_mobilenet_v3_large.pth", "--shape", "1x3x64x64",
+                                     "-o", support.tmpname(".prototxt"))
+    assert.are.equal(1, code)
+    assert.matches("SSD: Caffe has no form of a detector's post-processing (NMS)", e, 1, true)
   end)
 end)

@@ -93,6 +93,7 @@ printed as a warning. See docs/export.md.]],
     end
     local m = require("pthcv.cli.model_file").module(pos, opt, true)
     if caffe then
+      require("pthcv.export.onnx.ops_detection").refuse_format(m, "Caffe")
       local r = require("pthcv.export.caffe").export(m, out, o)
       io.stdout:write(string.format("%s, %s: %d layers, %d bytes of weights, output %s\n", r.prototxt, r.caffemodel,
                                     r.layers, r.bytes, outputs_str(r.outputs)))

@@ -3,7 +3,8 @@
 -- torchvision's own export at opset 11 writes them: one image in, the
 -- detections out.
 --
---   input  [1, 3, H, W] float32 RGB in 0..1, at the size traced (fixed)
+--   input  [1, 3, H, W] float32 RGB in 0..1, at the size traced (fixed;
+--          o.input may be the picture [3, H, W])
 --   boxes  [num_detections, 4] float32 (x1, y1, x2, y2) in the input's pixels
 --   labels [num_detections] int64 (COCO's 91 ids, as torchvision's)
 --   scores [num_detections] float32, in decreasing order
@@ -64,6 +65,16 @@ function M.handles(m, o)
            .. "(ssdlite320_mobilenet_v3_large, ssd300_vgg16) and the segmentation models")
   end
   return false
+end
+
+-- Refuses a detector in a format with no form of its post-processing
+-- (format: "Caffe"), naming what to do instead.
+function M.refuse_format(m, format)
+  local name = m.typename and m:typename()
+  if name == "SSD" or DETECTORS[name] then
+    refuse(string.format("%s: %s has no form of a detector's post-processing (NMS): export ONNX (-o OUT.onnx; "
+                         .. "--no-postprocess for the network alone, for the SSD detectors)", name, format))
+  end
 end
 
 -- ---- the traced part ----------------------------------------------------------------------------------
@@ -354,6 +365,7 @@ function M.build(onnx, m, o)
   end
   local x = o.input
   if not Tensor.is(x) then x = Tensor.rand(x or { 1, 3, 320, 320 }, { seed = o.seed or 0 }) end
+  if x.ndim == 3 then x = x:unsqueeze(1):contiguous() end -- one picture [3, H, W], as pthcv.detect takes it
   if x.ndim ~= 4 or x.shape[1] ~= 1 or x.shape[2] ~= 3 then
     refuse("SSD: the input is one RGB image [1, 3, H, W] in 0..1, not [" .. table.concat(x.shape, ", ") .. "]")
   end
