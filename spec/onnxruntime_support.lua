@@ -17,7 +17,9 @@ M.RUNNER = support.root .. "/spec/onnxruntime/run_onnx.js"
 function M.package()
   if support.run("command -v node") ~= 0 then return nil, "node is not installed" end
   local candidates = { os.getenv("PTHCV_ONNXRUNTIME_NODE") or "",
-                       support.root .. "/build/ort/node_modules/onnxruntime-node", "onnxruntime-node" }
+                       support.root .. "/build/ort/node_modules/onnxruntime-node",
+                       support.root .. "/build/node_modules/onnxruntime-node", -- tools/install-deps puts it there
+                       "onnxruntime-node" }
   for _, p in ipairs(candidates) do
     if p ~= "" then
       local probe = "node -e " .. support.shell_quote("require(" .. string.format("%q", p) .. ")")
