@@ -134,11 +134,13 @@ fixtures:
 	rm -rf spec/fixtures/formats && $(PYTHON) spec/fixtures/make_format_fixtures.py spec/fixtures/formats
 	rm -rf spec/fixtures/detection_ops && $(PYTHON) spec/fixtures/make_detection_ops.py spec/fixtures/detection_ops
 
-demo: deps
+demo:
+	@PTHCV_ONNXRUNTIME=0 tools/install-deps
 	@$(MAKE) --no-print-directory all
 	@tools/demo
 
-bench: deps
+bench:
+	@PTHCV_ONNXRUNTIME=0 tools/install-deps
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tools/bench_reader.py
 	@$(PYTHON) tools/bench_models.py

@@ -8,7 +8,7 @@
 --     14, 15, 16: onnx.checker), with the fixtures' options and ssdlite's
 --     defaults (300 detections, in order):
 --     onnx.checker, then onnxruntime (npm's
---     onnxruntime-node, spec/onnxruntime_support.lua) against pthcv's own
+--     onnxruntime-node, spec/onnx_runtime.lua) against pthcv's own
 --     detections (labels equal, scores within 1e-4, boxes within 1e-3 of
 --     the image's size) and torchvision's;
 --   --no-postprocess: the head's outputs through cv2.dnn, and the default
@@ -16,7 +16,14 @@
 --   refusals: opset 10 (no GatherND), the detectors not written yet.
 local support = require "support"
 local xs = require "export_support"
-local ort = require "onnxruntime_support"
+local R = require "onnx_runtime"
+-- onnxruntime's outputs of path on x, by name
+local ort = {}
+function ort.run(path, x)
+  local out = {}
+  for _, o in ipairs(R.run(path, { x })[1]) do out[o.name] = o.value end
+  return out
+end
 local pthcv = require "pthcv"
 local json = require "dkjson"
 local onnx = require "pthcv.export.onnx"
@@ -78,8 +85,8 @@ describe("ONNX export of segmentation and detection models", function()
 
   -- the whole detector at each opset, on each picture: pthcv's detections and torchvision's
   local function whole_detector(name, opsets)
-    local pkg, why = ort.package()
-    if not pkg then return pending(why) end
+    local ok, why = R.available()
+    if not ok then return pending(why) end
     if not xs.has_python("onnx") then return pending("python3 with onnx is needed for onnx.checker") end
     local m, e = model(name)
     for i, img in ipairs(e.images) do
@@ -116,8 +123,8 @@ describe("ONNX export of segmentation and detection models", function()
 
   it("ssdlite320_mobilenet_v3_large with torchvision's default options: onnxruntime's 300 detections are pthcv's, "
      .. "in order", function()
-    local pkg, why = ort.package()
-    if not pkg then return pending(why) end
+    local ok, why = R.available()
+    if not ok then return pending(why) end
     local m = pthcv.models.detection.ssdlite320_mobilenet_v3_large()
     m:load_state_dict(pthcv.state_dict(dir .. "/ssdlite320_mobilenet_v3_large.pth"))
     m:eval()
