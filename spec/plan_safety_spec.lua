@@ -262,3 +262,54 @@ describe("placeholders and packs", function()
     assert.are.equal(outs[1], outs[2])
   end)
 end)
+
+describe("eval() and the plan", function()
+  local Net = nn.class("EvalNet")
+  function Net:__init() self.conv, self.bn, self.ref = conv_bn(4, 100) end
+  function Net:forward(t) return F.relu(self.bn(self.conv(t)) + t) end
+  local function state(m)
+    local p = P.info(m).plans[1]
+    return p == nil and "none" or p.recorded and "recorded" or p.refused and "refused" or "planned"
+  end
+  -- per call: the plan's state after it, and whether the pass left a plan
+  local function calls(m, n, eval_before)
+    local l = {}
+    for i = 1, n do
+      if eval_before and eval_before[i] then m:eval() end
+      local d = counters.deviations
+      local y = m(x)
+      assert.is_true(max_abs(y, F.relu(m.ref(x) + x)) < 1e-5, "call " .. i)
+      l[i] = state(m) .. (counters.deviations > d and " (left its plan)" or "")
+    end
+    return l
+  end
+
+  it("records the first call after eval() and plans the second, however often eval() was called", function()
+    local m = Net()
+    m:eval(); m:eval(); m:eval()
+    assert.are.same({ "recorded", "planned", "planned" }, calls(m, 3))
+  end)
+
+  it("records again at the first call after another eval(), leaving no plan (it would hold the old packs)", function()
+    -- eval() after calls packs the weights again: the plan of the old packs went
+    -- with them, so the next pass is recorded rather than run under a stale plan
+    local m = Net():eval()
+    assert.are.same({ "recorded", "recorded", "planned", "recorded", "planned", "planned" },
+                    calls(m, 6, { [2] = true, [4] = true }))
+    -- four eval()s between calls: no pass left a plan, so planning stays on
+    local n = Net():eval()
+    calls(n, 8, { [2] = true, [3] = true, [5] = true, [7] = true })
+    assert.is_nil(P.info(n).off)
+  end)
+
+  it("plans weights changed by hand and eval() with the new weights", function()
+    local m = Net():eval()
+    calls(m, 2)
+    m.conv.weight = m.conv.weight * -0.5   -- by hand: docs/nn.md asks for eval() after it
+    m:eval()
+    local got = calls(m, 2)
+    assert.are.same({ "recorded", "planned" }, got)
+    local unplanned = F.relu(m.ref(x) + x)
+    assert.is_true(max_abs(m(x), unplanned) < 1e-5)
+  end)
+end)
