@@ -1,6 +1,6 @@
 -- spec/plan_spec.lua: pthcv.nn.plan, fusion that does not depend on how a
 -- model was written. torchvision's EfficientNet and ShuffleNetV2 written
--- as a user would (spec/plan_models.lua, no pthcv-specific fusion) against
+-- as a user would (examples/, through spec/plan_models.lua) against
 -- torch's logits (spec/fixtures/plan, make_plan_fixtures.py): the planned
 -- pass within 1e-5 of torch and of the unplanned pass, the same bits on 1
 -- and 3 threads, the steps it fused counted, the kernel calls and bytes
@@ -78,7 +78,7 @@ end
 local function user_model(net)
   local c = manifest[net].config
   local m
-  if net == "efficientnet" then m = PM.EfficientNet(c.setting, c.num_classes)
+  if net == "efficientnet" then m = PM.EfficientNet(c.num_classes, c.setting)
   else m = PM.ShuffleNetV2(c.stages_repeats, c.stages_out_channels, c.num_classes) end
   m:load_state_dict(pthcv.state_dict(DIR .. "/" .. net .. ".pth"))
   return m:eval()
