@@ -251,7 +251,7 @@ describe("pthcv.nn.plan fuses what the ops are, however they are written", funct
 end)
 
 describe("pthcv bench --profile", function()
-  it("shows the plan's steps by the ops they fused, for the zoo and for a Lua script", function()
+  it("shows the plan's steps by the ops they fused, for the zoo and for Lua scripts (examples/)", function()
     local code, out, err = support.pthcv("bench", "--model", "resnet18", "--shape", "1x3x64x64", "--runs", "1",
                                          "--profile")
     assert.are.equal(0, code, err)
@@ -270,6 +270,14 @@ return require("plan_models").ShuffleNetV2({ 2, 2, 2 }, { 8, 16, 32, 64, 128 }, 
     assert.matches("stage2%.0 %[cat%+channel_shuffle: 2 of 2 inputs written in place%]", out)
     assert.matches("stage2%.1%.branch2 %[conv2d%+batch_norm%+relu %-> shuffled cat slice%]", out)
     assert.matches("6 channel shuffles in place", out)
+    -- the example script itself, as a user runs it: its squeeze-excitations and residuals named
+    code, out, err = support.pthcv("bench", "--script", support.root .. "/examples/efficientnet_b0.lua", "--init",
+                                   "random", "--shape", "1x3x64x64", "--runs", "1", "--profile")
+    assert.are.equal(0, code, err)
+    assert.matches("features%.2%.0%.block%.2 %[squeeze_excitation%(silu, sigmoid%)%]", out)
+    assert.matches("features%.2%.1%.block%.3 %[conv2d%+batch_norm%+add%]", out)
+    assert.matches("plan: 157 ops recorded, 25 fused steps %(9 conv/linear, 16 squeeze%-excitation, 0 cat%)", out)
+    assert.matches("kernel calls 156 %-> 67", out)
   end)
 end)
 
