@@ -313,3 +313,76 @@ describe("eval() and the plan", function()
     assert.is_true(max_abs(m(x), unplanned) < 1e-5)
   end)
 end)
+
+describe("values that die in the pass", function()
+  -- conv+bn (one step), relu, a second conv: a's bytes are freed after the
+  -- relu, the relu's after the second conv reads them
+  local function two_convs(seed)
+    local Net = nn.class("TwoConvs")
+    function Net:__init()
+      self.conv, self.bn, self.ref = conv_bn(4, seed)
+      self.conv2 = nn.Conv2d(4, 4, 1)
+      self.conv2.weight = pthcv.randn({ 4, 4, 1, 1 }, { seed = seed + 9 })
+    end
+    function Net:reference(t) return F.conv2d(F.relu(self.ref(t)), self.conv2.weight, self.conv2.bias) end
+    return Net
+  end
+
+  it("are freed after the op that reads them last; their shapes stay readable, their values name why they are gone", function()
+    local Net = two_convs(110)
+    local seen = setmetatable({}, { __mode = "v" })   -- not holding them: they die in the pass
+    function Net:forward(t)
+      local a = F.relu(self.bn(self.conv(t)))
+      seen[1] = a
+      local y = self.conv2(a)
+      assert(#a.shape == 4 and a.shape[2] == 4)   -- read after its last op: the layout is still there
+      return y
+    end
+    local m = Net():eval()
+    m(x)
+    local f0, b0 = counters.freed, counters.freed_bytes
+    local y = m(x)
+    local a = seen[1]
+    assert.is_true(max_abs(y, m:reference(x)) < 1e-5)
+    assert.are.equal(1, counters.freed - f0)
+    assert.are.equal(a.nbytes, counters.freed_bytes - b0)
+    local ok, err = pcall(function() return a:totable() end)
+    assert.is_false(ok)
+    assert.matches("freed after the last op reading it: the result of F.relu", err)
+  end)
+
+  it("are kept when Lua still holds them after the pass", function()
+    local Net = two_convs(120)
+    function Net:forward(t)
+      self.kept = F.relu(self.bn(self.conv(t)))
+      return self.conv2(self.kept)
+    end
+    local m = Net():eval()
+    m(x)
+    local f0 = counters.freed
+    local y = m(x)
+    assert.are.equal(counters.freed, f0)
+    assert.is_true(max_abs(y, m:reference(x)) < 1e-5)
+    assert.is_true(max_abs(m.kept, F.relu(m.ref(x))) < 1e-5)
+  end)
+
+  it("are computed again when a pass leaves its plan and reads one", function()
+    local Net = two_convs(130)
+    function Net:forward(t)
+      self.calls = (self.calls or 0) + 1
+      local a = F.relu(self.bn(self.conv(t)))
+      local y = self.conv2(a)
+      if self.calls % 3 == 0 then return y + a end   -- a read after the op that read it last when recorded
+      return y
+    end
+    local m = Net():eval()
+    local ya = m:reference(x)
+    local yb = ya + F.relu(m.ref(x))
+    local d0 = counters.deviations
+    for i = 1, 5 do
+      local y = m(x)
+      assert.is_true(max_abs(y, i % 3 == 0 and yb or ya) < 1e-5, "call " .. i)
+    end
+    assert.are.equal(1, counters.deviations - d0)
+  end)
+end)
