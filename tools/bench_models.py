@@ -110,8 +110,8 @@ def flops_of(m, x):
             total[0] += 2 * out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
         elif isinstance(mod, torch.nn.Linear):
             total[0] += 2 * mod.in_features * mod.out_features * (out.numel() // mod.out_features)
-        elif isinstance(mod, torch.nn.MultiheadAttention):   # batch_first [N, T, E], self-attention
-            n, t, e = inp[0].shape
+        elif isinstance(mod, torch.nn.MultiheadAttention):   # self-attention; its output [N, T, E] (batch_first):
+            n, t, e = out[0].shape                          # torchvision passes the inputs by keyword, not seen here
             total[0] += 2 * n * t * 4 * e * e + 2 * 2 * n * t * t * e   # q, k, v, out; Q.K^T, scores.V
         else:   # ShiftedWindowAttention: [N, H, W, C] in windows of L tokens, padded to whole windows
             n, h, w, c = inp[0].shape
