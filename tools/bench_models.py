@@ -91,8 +91,11 @@ def make_model(name):
             elif isinstance(mod, torch.nn.LayerNorm) and mod.elementwise_affine:
                 mod.weight.copy_(1 + torch.randn_like(mod.weight) * 0.1)
                 mod.bias.copy_(torch.randn_like(mod.bias) * 0.1)
-            elif isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and mod.bias is not None:
-                mod.bias.copy_(torch.randn_like(mod.bias) * 0.05)
+            elif isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+                if not mod.weight.any():   # a zero-initialised head (ViT's): every logit would be its bias
+                    mod.weight.normal_(0, 0.02)
+                if mod.bias is not None:
+                    mod.bias.copy_(torch.randn_like(mod.bias) * 0.05)
     return m.eval()
 
 
