@@ -97,6 +97,7 @@ typedef struct {
     int64_t kh, kw, sh, sw, ph, pw, dh, dw;
     int kind, count_include_pad;
     int64_t divisor; /* 0: none */
+    int64_t lo, hi;  /* ow in [lo, hi): every tap of the window is inside the width */
 } pool_ctx;
 
 /* One output row of max pooling: y[ow] for ow < OW. */
@@ -105,12 +106,7 @@ static void max_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
     int64_t h0 = oh * c->sh - c->ph, h1 = h0 + (c->kh - 1) * c->dh + 1;
     if (h1 > c->H) h1 = c->H;
     while (h0 < 0) h0 += c->dh;
-    /* ow in [lo, hi): every tap of the window is inside the width */
-    int64_t lo = (c->pw + c->sw - 1) / c->sw;
-    int64_t reach = c->W - 1 + c->pw - (c->kw - 1) * c->dw;
-    int64_t hi = reach >= 0 ? reach / c->sw + 1 : 0;
-    if (hi > c->OW) hi = c->OW;
-    if (lo > hi) lo = hi;
+    int64_t lo = c->lo, hi = c->hi;
     for (int64_t ow = 0; ow < c->OW; ow++) {
         if (ow == lo && lo < hi) ow = hi; /* the interior is done below */
         if (ow >= c->OW) break;
@@ -144,11 +140,7 @@ static void avg_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
     int64_t pool_h = h1 - h0;
     if (h0 < 0) h0 = 0;
     if (h1 > c->H) h1 = c->H;
-    int64_t lo = (c->pw + c->sw - 1) / c->sw;
-    int64_t reach = c->W + c->pw - c->kw;
-    int64_t hi = reach >= 0 ? reach / c->sw + 1 : 0;
-    if (hi > c->OW) hi = c->OW;
-    if (lo > hi || h0 >= h1) lo = hi;
+    int64_t lo = h0 < h1 ? c->lo : c->hi, hi = c->hi;
     for (int64_t ow = 0; ow < c->OW; ow++) {
         if (ow == lo && lo < hi) ow = hi;
         if (ow >= c->OW) break;
@@ -251,6 +243,11 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
     };
     c.OH = pool_out_size(c.H, c.kh, c.sh, c.ph, c.dh, p->ceil_mode);
     c.OW = pool_out_size(c.W, c.kw, c.sw, c.pw, c.dw, p->ceil_mode);
+    int64_t reach = c.W - 1 + c.pw - (c.kw - 1) * c.dw; /* the last window start whose taps fit */
+    c.lo = (c.pw + c.sw - 1) / c.sw;
+    c.hi = reach >= 0 ? reach / c.sw + 1 : 0;
+    if (c.hi > c.OW) c.hi = c.OW;
+    if (c.lo > c.hi) c.lo = c.hi;
     pthcv_tensor *out = NULL;
     if (c.H < 1 || c.W < 1 || c.OH < 1 || c.OW < 1) {
         pthcv_fail(PTHCV_ERR_ARG,

@@ -21,7 +21,8 @@
  * The functions carry their instruction set as a target attribute (not the
  * Makefile's per-file flags) so that the op tests, which compile ops_*.c in
  * one command, build them too; the CPU is asked once, as for PTHCV_SIMD's
- * clones.
+ * clones, and PTHCV_ISA=avx2 or scalar (isa.c's variable) picks a lower
+ * family, so that the op tests run each (Makefile, ctest).
  */
 #include "ops.h"
 
@@ -29,6 +30,8 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define AVX512 __attribute__((target("avx512f")))
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -64,6 +67,7 @@ AVX512 static inline __attribute__((always_inline)) void step16(float *y, const 
     __m512 acc = _mm512_set1_ps(is_max ? -INFINITY : 0.0f), sum = _mm512_setzero_ps();
     const float *row0 = row;
     for (int64_t r = 0; r < rows; r++, row += row_step)
+#pragma GCC unroll 4
         for (int64_t kx = 0; kx < kw; kx++) {
             __m512 v = load16(row + kx * dw, sw, lanes, cnt);
             if (is_max) acc = _mm512_max_ps(v, acc); /* (v > acc) ? v : acc */
@@ -113,21 +117,26 @@ AVX2 static inline __m256i lanes_below(int cnt)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* The elements p[j * sw] for the lanes j below cnt. For sw == 2 they come
+ * in the order of lanes 0 1 4 5 | 2 3 6 7 (two in-lane shuffles give that
+ * without a cross-lane step), which lane_order puts right once per step. */
 AVX2 static inline __m256 load8(const float *p, int64_t sw, __m256i lanes, int cnt)
 {
     if (sw == 1) return cnt == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes);
-    if (sw == 2 && cnt == 8) { /* p[0..7] and p[7..14]: nothing past p[14] */
-        __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 7), 0xd8); /* p0 p2 p8 p10 | p4 p6 p12 p14 */
-        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8));
-    }
-    if (sw == 2) { /* elements 0 .. 2 (cnt - 1) of p, then the even ones */
+    if (sw == 2 && cnt == 8) /* p[0..7] and p[7..14]: nothing past p[14]; p0 p2 p8 p10 | p4 p6 p12 p14 */
+        return _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 7), 0xd8);
+    if (sw == 2) { /* elements 0 .. 2 (cnt - 1) of p, then the even ones: a0 a2 b0 b2 | a4 a6 b4 b6 */
         __m256 a = _mm256_maskload_ps(p, lanes_below(2 * cnt - 1));
         __m256 b = _mm256_maskload_ps(p + 8, lanes_below(2 * cnt - 9));
-        __m256 e = _mm256_shuffle_ps(a, b, 0x88); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
-        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8));
+        return _mm256_shuffle_ps(a, b, 0x88);
     }
     __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)sw));
     return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, idx, _mm256_castsi256_ps(lanes), 4);
+}
+
+AVX2 static inline __m256 lane_order(__m256 v, int64_t sw)
+{
+    return sw == 2 ? _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xd8)) : v;
 }
 
 AVX2 static inline __attribute__((always_inline)) void step8(float *y, const float *row, int64_t rows,
@@ -138,12 +147,14 @@ AVX2 static inline __attribute__((always_inline)) void step8(float *y, const flo
     __m256 acc = _mm256_set1_ps(is_max ? -INFINITY : 0.0f), sum = _mm256_setzero_ps();
     const float *row0 = row;
     for (int64_t r = 0; r < rows; r++, row += row_step)
+#pragma GCC unroll 4
         for (int64_t kx = 0; kx < kw; kx++) {
             __m256 v = load8(row + kx * dw, sw, lanes, cnt);
             if (is_max) acc = _mm256_max_ps(v, acc); /* (v > acc) ? v : acc */
             else acc = _mm256_add_ps(acc, v);
             if (is_max) sum = _mm256_add_ps(sum, v); /* NaN when a tap is (or inf - inf) */
         }
+    sum = lane_order(sum, sw);
     if (is_max && (_mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(sum, sum, _CMP_UNORD_Q), _mm256_castsi256_ps(lanes))))) {
         row = row0; /* again, taking NaNs */
         acc = _mm256_set1_ps(-INFINITY);
@@ -153,6 +164,7 @@ AVX2 static inline __attribute__((always_inline)) void step8(float *y, const flo
                 acc = _mm256_blendv_ps(_mm256_max_ps(v, acc), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
             }
     }
+    acc = lane_order(acc, sw);
     if (!is_max) acc = _mm256_div_ps(acc, _mm256_set1_ps(divisor));
     if (cnt == 8) _mm256_storeu_ps(y, acc);
     else _mm256_maskstore_ps(y, lanes, acc);
@@ -188,6 +200,9 @@ int ops_pool_run_simd(float *y, const float *base, int64_t n, int64_t rows, int6
     if (level < 0) {
         __builtin_cpu_init();
         level = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+        const char *env = getenv("PTHCV_ISA"); /* a lower family on request, as isa.c's */
+        if (env && strcmp(env, "avx2") == 0 && level > 1) level = 1;
+        if (env && strcmp(env, "scalar") == 0) level = 0;
         atomic_store_explicit(&known, level, memory_order_relaxed);
     }
     if (level == 2) run_avx512(y, base, n, rows, row_step, kw, sw, dw, is_max, divisor);
