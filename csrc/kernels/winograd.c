@@ -354,26 +354,27 @@ static void band_of(const wino_ctx *x, int64_t g0, int64_t ng, band *b)
     b->rows = x->m * (qlast / x->qpr + 1 - b->t0) + 2;
 }
 
+/* block b's V for input channels ci0..ci1-1, through the band bd */
+static void input_of_block(const wino_ctx *x, band *bd, int64_t b, int64_t ci0, int64_t ci1, float *v)
+{
+    int64_t g0 = b * x->gb, ng = x->G - g0 < x->gb ? x->G - g0 : x->gb;
+    band_of(x, g0, ng, bd);
+    pad_band(x, bd, ci0, ci1);
+    transform_input(x, bd, g0, ng, ci0, ci1, v);
+}
+
 /* the shared input transform: task t is block t / isplit, input channels
  * of range t % isplit, into x->vshared */
 static void input_task(void *vctx, int64_t begin, int64_t end)
 {
     wino_ctx *x = vctx;
-    const pthcv_wino_args *a = x->a;
-    band bd;
-    bd.xp = pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(a->cin * x->band_rows * x->ld));
-    if (!bd.xp) {
-        atomic_store(&x->failed, 1);
-        return;
-    }
-    for (int64_t t = begin; t < end; t++) {
+    int64_t cin = x->a->cin;
+    band bd = {.xp = pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(cin * x->band_rows * x->ld))};
+    for (int64_t t = begin; t < end && bd.xp; t++) {
         int64_t b = t / x->isplit, ci0 = t % x->isplit * x->istep;
-        int64_t ci1 = ci0 + x->istep < a->cin ? ci0 + x->istep : a->cin;
-        int64_t g0 = b * x->gb, ng = x->G - g0 < x->gb ? x->G - g0 : x->gb;
-        band_of(x, g0, ng, &bd);
-        pad_band(x, &bd, ci0, ci1);
-        transform_input(x, &bd, g0, ng, ci0, ci1, x->vshared + b * x->nx * x->sp * a->cin);
+        input_of_block(x, &bd, b, ci0, ci0 + x->istep < cin ? ci0 + x->istep : cin, x->vshared + b * x->nx * x->sp * cin);
     }
+    if (!bd.xp) atomic_store(&x->failed, 1);
 }
 
 static void block_task(void *vctx, int64_t begin, int64_t end)
@@ -392,13 +393,9 @@ static void block_task(void *vctx, int64_t begin, int64_t end)
         int64_t b = t / x->csplit, co0 = t % x->csplit * x->cstep;
         int64_t co1 = co0 + x->cstep < x->coutp ? co0 + x->cstep : x->coutp;
         int64_t g0 = b * x->gb, ng = x->G - g0 < x->gb ? x->G - g0 : x->gb;
-        if (x->vshared) {
-            v = x->vshared + b * x->nx * x->sp * a->cin;
-        } else if (t == begin || t % x->csplit == 0) { /* a task with the previous one's block reuses its V */
-            band_of(x, g0, ng, &bd);
-            pad_band(x, &bd, 0, a->cin);
-            transform_input(x, &bd, g0, ng, 0, a->cin, v);
-        }
+        if (x->vshared) v = x->vshared + b * x->nx * x->sp * a->cin;
+        else if (t == begin || t % x->csplit == 0) /* a task with the previous one's block reuses its V */
+            input_of_block(x, &bd, b, 0, a->cin, v);
         multiply(x, v, m, co0, co1);
         transform_output(x, g0, ng, m, co0, co1 < a->cout ? co1 : a->cout);
     }
