@@ -134,11 +134,13 @@ fixtures:
 	rm -rf spec/fixtures/formats && $(PYTHON) spec/fixtures/make_format_fixtures.py spec/fixtures/formats
 	rm -rf spec/fixtures/detection_ops && $(PYTHON) spec/fixtures/make_detection_ops.py spec/fixtures/detection_ops
 
-demo: deps
+demo:
+	@PTHCV_ONNXRUNTIME=0 tools/install-deps
 	@$(MAKE) --no-print-directory all
 	@tools/demo
 
-bench: deps
+bench:
+	@PTHCV_ONNXRUNTIME=0 tools/install-deps
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) tools/bench_reader.py
 	@$(PYTHON) tools/bench_models.py
@@ -168,6 +170,7 @@ ctest:
 	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/ops_test_scalar $(OTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(BUILD)/ops_test_scalar --dump $(BUILD)/ops_scalar.bin
 	$(BUILD)/ops_test --compare $(BUILD)/ops_scalar.bin spec/fixtures/ops_misc $(PTHCV_FIXTURES_OPS_MISC)
+	PTHCV_ISA=avx2 $(BUILD)/ops_test --compare $(BUILD)/ops_scalar.bin # ops_pool_simd.c's AVX2 path
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/transformer_test $(TTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/transformer_test_scalar $(TTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(BUILD)/transformer_test_scalar --dump $(BUILD)/transformer_scalar.bin

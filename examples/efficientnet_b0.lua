@@ -9,7 +9,8 @@
 --   bin/pthcv run --script examples/efficientnet_b0.lua --weights WEIGHTS.pth --input x.npy --output y.npy
 --
 -- Returns the (unloaded) module when loaded as a script by `pthcv run`, and
--- its class: EfficientNet(num_classes).
+-- its class: EfficientNet(num_classes [, setting]), setting as below (B0's
+-- by default; spec/plan_spec.lua builds a smaller one).
 local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
 package.path = here .. "/../lua/?.lua;" .. here .. "/../lua/?/init.lua;" .. package.path
 local pthcv = require "pthcv"
@@ -64,14 +65,18 @@ function MBConv:forward(x)
   return result
 end
 
--- EfficientNet-B0: width and depth multipliers 1.0
+-- EfficientNet-B0's stages (width and depth multipliers 1.0), one row per
+-- stage as torchvision's MBConvConfig: expand_ratio, kernel, stride, input
+-- channels, output channels, layers
+local B0 = {
+  { 1, 3, 1, 32, 16, 1 }, { 6, 3, 2, 16, 24, 2 }, { 6, 5, 2, 24, 40, 2 }, { 6, 3, 2, 40, 80, 3 },
+  { 6, 5, 1, 80, 112, 3 }, { 6, 5, 2, 112, 192, 4 }, { 6, 3, 1, 192, 320, 1 },
+}
+
 local EfficientNet = nn.class("EfficientNet")
-function EfficientNet:__init(num_classes)
-  local setting = { -- expand_ratio, kernel, stride, input, output, layers
-    { 1, 3, 1, 32, 16, 1 }, { 6, 3, 2, 16, 24, 2 }, { 6, 5, 2, 24, 40, 2 }, { 6, 3, 2, 40, 80, 3 },
-    { 6, 5, 1, 80, 112, 3 }, { 6, 5, 2, 112, 192, 4 }, { 6, 3, 1, 192, 320, 1 },
-  }
-  local features = { Conv2dNormActivation(3, 32, 3, 2) }
+function EfficientNet:__init(num_classes, setting)
+  setting = setting or B0
+  local features = { Conv2dNormActivation(3, setting[1][4], 3, 2) }
   for _, s in ipairs(setting) do
     local stage = {}
     for i = 1, s[6] do
@@ -79,10 +84,11 @@ function EfficientNet:__init(num_classes)
     end
     features[#features + 1] = nn.Sequential(stage)
   end
-  features[#features + 1] = Conv2dNormActivation(320, 1280, 1)
+  local last = setting[#setting][5]   -- torchvision's lastconv_output_channels: 4 x its input
+  features[#features + 1] = Conv2dNormActivation(last, 4 * last, 1)
   self.features = nn.Sequential(features)
   self.avgpool = nn.AdaptiveAvgPool2d(1)
-  self.classifier = nn.Sequential(nn.Dropout(0.2, true), nn.Linear(1280, num_classes or 1000))
+  self.classifier = nn.Sequential(nn.Dropout(0.2, true), nn.Linear(4 * last, num_classes or 1000))
 end
 function EfficientNet:forward(x)
   return self.classifier(F.flatten(self.avgpool(self.features(x)), 1))

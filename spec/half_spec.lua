@@ -93,4 +93,19 @@ describe("module:half()", function()
       assert.are.equal(top_want:get(1, 1), top:get(1, 1))
     end)
   end
+
+  -- parameters a forward uses itself, not through a pack: ConvNeXt's layer
+  -- scale, ViT's class token and position embedding (make bench's --half rows)
+  for _, name in ipairs { "convnext_tiny", "vit_b_32" } do
+    it(name .. " with float16 weights: the parameters its forward uses itself reach the ops as float32", function()
+      local info = manifest[name]
+      local m = pthcv.models[name](info.options)
+      m:load_state_dict(pthcv.state_dict(zoo .. "/" .. name .. ".pth"))
+      m:half():eval()
+      local want = pthcv.load_npy(zoo .. "/" .. name .. ".output.npy")
+      local y = m(pthcv.load_npy(zoo .. "/" .. name .. ".input.npy"))
+      local rel = max_abs(y - want) / max_abs(want)
+      assert.is_true(rel < 2e-2, name .. ": relative error " .. rel)
+    end)
+  end
 end)

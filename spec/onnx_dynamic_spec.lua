@@ -7,9 +7,12 @@
 -- graph depends on the input's size. With python3-onnx and python3-opencv:
 -- each file runs in ONE cv2.dnn Net at two input sizes, against pthcv's
 -- forward at each and torch's (resnet18 and mobilenet_v2 from the zoo's
--- whole-model pickles, the example U-Net).
+-- whole-model pickles, the example U-Net). With node and onnxruntime-node
+-- (spec/onnx_runtime.lua): the same files in one onnxruntime session at
+-- both sizes, and the Shape-computed targets OpenCV 4.6 cannot run.
 local support = require "support"
 local X = require "export_support"
+local R = require "onnx_runtime"
 local pthcv = require "pthcv"
 local onnx = require "pthcv.export.onnx"
 local dynamic = require "pthcv.export.onnx.dynamic"
@@ -84,6 +87,52 @@ describe("ONNX --dynamic", function()
         "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)") .. " " .. path)
       assert.are.equal(0, c, e)
     end
+    -- onnxruntime computes the target at other sizes: one session, three inputs
+    local ok, why = R.available()
+    if not ok then pending(why) return end
+    local cases = {}
+    for i, shape in ipairs { { 1, 3, 8, 12 }, { 2, 3, 20, 16 }, { 3, 3, 6, 30 } } do
+      local x = pthcv.randn(shape, { seed = 30 + i })
+      cases[i] = { input = x, expected = m(x) }
+    end
+    local _, res = R.assert_close(path, cases, 1e-5, "Unflatten")
+    assert.are.same({ 3, 4, 3, 15 }, res[3][1].value.shape)
+  end)
+
+  it("writes a constant repeated along the dynamic dims as its row, Expand-ed to a shape computed from the input",
+     function()
+    -- ViT's class token for each image: zeros of [n, 1, d] plus a [1, 1, d] parameter
+    local Token = nn.class("RepeatedToken")
+    function Token:__init() self.token = pthcv.randn({ 1, 1, 6 }, { seed = 3 }); self.conv = nn.Conv2d(3, 6, 2, { stride = 2 }) end
+    function Token:forward(x)
+      local n = x.shape[1]
+      local t = self.conv(x):flatten(3):transpose(2, 3)                      -- [n, hw, 6]
+      local rows = F.cat({ F.add(pthcv.zeros({ n, 1, 6 }), self.token), t }, 1) -- [n, hw + 1, 6]
+      return rows * pthcv.ones(rows.shape)                                     -- repeated along n and hw
+    end
+    local m = X.randomise(Token(), 5):eval()
+    local r, path = export(m, { input = { 1, 3, 4, 6 }, dynamic = { "batch", "height", "width" }, opset = 13 })
+    assert.are.same({ "batch", "output_d1", 6 }, r.outputs[1].shape)
+    assert.are.equal(2, #r.warnings)
+    assert.truthy(r.warnings[1]:find("node Expand_1 (Expand, in the model's forward (RepeatedToken)) repeats a constant "
+                                     .. "to a shape computed with Shape, which OpenCV 4.6 cannot run", 1, true),
+                  r.warnings[1])
+    local t = onnx.trace(m, { input = { 1, 3, 4, 6 }, dynamic = { "batch" } })
+    local rows = {}
+    for _, n in ipairs(t.g.nodes) do
+      if n.op == "Expand" then rows[#rows + 1] = t.g.init_of[n.inputs[1]].shape end
+    end
+    onnx.release(t)
+    assert.are.same({ { 1, 1, 6 }, { 1, 7, 6 } }, rows) -- the batch alone grows here
+    local ok, why = R.available()
+    if not ok then pending(why) return end
+    local cases = {}
+    for i, shape in ipairs { { 1, 3, 4, 6 }, { 3, 3, 8, 2 } } do
+      local x = pthcv.randn(shape, { seed = 40 + i })
+      cases[i] = { input = x, expected = m(x) }
+    end
+    local _, res = R.assert_close(path, cases, 1e-5, "RepeatedToken")
+    assert.are.same({ 3, 5, 6 }, res[2][1].value.shape)
   end)
 
   it("refuses a model whose graph depends on the input's size, naming the node", function()
@@ -100,9 +149,9 @@ describe("ONNX --dynamic", function()
     assert.truthy(e:find("node AveragePool_1 (AveragePool, in 0 (nn.AdaptiveAvgPool2d)) depends on the input's size in "
                          .. "a way ONNX cannot compute: its attribute kernel_shape is {4, 4} at input [1, 3, 8, 8] but "
                          .. "{20, 4} at [1, 3, 40, 8]", 1, true), e)
-    -- a constant made with the input's shape
+    -- a constant made with the input's shape, other values at each size (not one row repeated)
     local Grid = nn.class("ShapeGrid")
-    function Grid:forward(x) return x * pthcv.ones(x.shape) end
+    function Grid:forward(x) return x * pthcv.randn(x.shape, { seed = 1 }) end
     ok, e = pcall(export, Grid():eval(), { input = { 1, 3, 4, 4 }, dynamic = { "batch" } })
     assert.is_false(ok)
     assert.truthy(e:find("its constant const_1 is Tensor(float32, [1, 3, 4, 4]) at input [1, 3, 4, 4] but "
@@ -157,12 +206,15 @@ describe("ONNX --dynamic", function()
     local _, path = export(seq, { input = sx, dynamic = { "batch", "height", "width" } })
     jobs[#jobs + 1] = { name = "sequence", kind = "onnx", model = path, cases = two_sizes(seq, sx, { 3, 3, 30, 12 }) }
     local res = X.check(jobs)
+    local ort, no_ort = R.available()
     for _, job in ipairs(jobs) do
       X.assert_close(res[job.name], job.name)
       if job.name:match("unet") then assert.are.same({ 2, 4, 48, 64 }, res[job.name].cases[2].shape) end
+      if ort then R.assert_close(job.model, job.cases, 1e-4, job.name .. " in onnxruntime") end
       os.remove(job.model)
     end
     if not has_torch then pending("python3-torch is not installed: the U-Net is checked against pthcv alone") end
+    if not ort then pending(no_ort) end
   end)
 
   local zoo, why = support.zoo("zoo models with dynamic axes through cv2.dnn")
@@ -185,6 +237,7 @@ describe("ONNX --dynamic", function()
       collectgarbage(); collectgarbage()
     end
     local res = X.check(jobs)
+    local ort, no_ort = R.available()
     for _, job in ipairs(jobs) do
       local r = res[job.name]
       for i, c in ipairs(r.cases or {}) do
@@ -192,8 +245,13 @@ describe("ONNX --dynamic", function()
                             table.concat(c.shape, ", "), c.max_diff or -1, tostring(c.torch_diff), c.scale))
       end
       X.assert_close(r, job.name)
+      if ort then
+        print(string.format("# dynamic %-12s onnxruntime at both sizes: max rel diff %.3g", job.name,
+                            R.assert_close(job.model, job.cases, 1e-4, job.name .. " in onnxruntime")))
+      end
       os.remove(job.model)
     end
     if not has_torch then pending("python3-torch is not installed: checked against pthcv alone") end
+    if not ort then pending(no_ort) end
   end)
 end)

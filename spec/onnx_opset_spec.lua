@@ -9,9 +9,12 @@
 -- opsets 10, 11, 13 (and 17 where OpenCV 4.6 reads it) for the example
 -- U-Net (against torch), a module of many layer kinds, and one model of
 -- each zoo family (the default opset, 11, runs over all 21 zoo models in
--- onnx_spec).
+-- onnx_spec). With node and onnxruntime-node (tools/install-deps,
+-- spec/onnx_runtime.lua): the same files, and the --half ones OpenCV
+-- cannot read, run in onnxruntime too.
 local support = require "support"
 local X = require "export_support"
+local R = require "onnx_runtime"
 local pthcv = require "pthcv"
 local onnx = require "pthcv.export.onnx"
 local lower = require "pthcv.export.onnx.lower"
@@ -184,6 +187,15 @@ print(sorted(set(t.data_type for t in m.graph.initializer)), sum(n.op_type == "C
       assert.are.equal(0, c, e)
       assert.are.equal("[1, 10] 3\n", o) -- FLOAT and FLOAT16
     end
+    -- onnxruntime runs it as pthcv's float16 model (net is float16 now), and close to the float32 file
+    local ok, why = R.available()
+    if not ok then pending(why) return end
+    local x = pthcv.randn({ 1, 3, 6, 6 }, { seed = 9 })
+    local worst = R.assert_close(half, { { input = x, expected = net(x) } }, 1e-5, "--half")
+    local d, scale = R.max_diff(R.run(half, { x })[1][1].value, R.run(full, { x })[1][1].value)
+    print(string.format("# --half in onnxruntime: max rel diff %.3g to the float16 model, %.3g to the float32 file", worst,
+                        d / scale))
+    assert.is_true(d <= 1e-2 * scale, d .. " of " .. scale)
   end)
 
   it("warns about what OpenCV 4.6 cannot run, naming the node", function()
@@ -230,12 +242,15 @@ print(sorted(set(t.data_type for t in m.graph.initializer)), sum(n.op_type == "C
       jobs[#jobs + 1] = { name = "many" .. opset, kind = "onnx", model = path, cases = { many_case } }
     end
     local res = X.check(jobs)
+    local ort, no_ort = R.available()
     for _, job in ipairs(jobs) do
       print(string.format("# %-8s %s", job.name, res[job.name].opencv))
       X.assert_close(res[job.name], job.name)
+      if ort then R.assert_close(job.model, job.cases, 1e-4, job.name .. " in onnxruntime") end
       os.remove(job.model)
     end
     if not has_torch then pending("python3-torch is not installed: the U-Net is checked against pthcv alone") end
+    if not ort then pending(no_ort) end
   end)
 
   local zoo, why = support.zoo("zoo models through ONNX opsets 10 and 13")
@@ -260,12 +275,16 @@ print(sorted(set(t.data_type for t in m.graph.initializer)), sum(n.op_type == "C
       collectgarbage(); collectgarbage()
     end
     local res = X.check(jobs)
+    local ort, no_ort = R.available()
     for _, job in ipairs(jobs) do
       local r = res[job.name]
-      print(string.format("# %-24s cv2.dnn max|diff| %.3g of max|logit| %.3g", job.name,
-                          r.cases and r.cases[1].max_diff or -1, r.cases and r.cases[1].scale or 0))
+      local rt = ort and R.assert_close(job.model, job.cases, 1e-4, job.name .. " in onnxruntime")
+      print(string.format("# %-24s cv2.dnn max|diff| %.3g of max|logit| %.3g; onnxruntime %s", job.name,
+                          r.cases and r.cases[1].max_diff or -1, r.cases and r.cases[1].scale or 0,
+                          rt and string.format("%.3g of it", rt) or "not run"))
       X.assert_close(r, job.name)
       os.remove(job.model)
     end
+    if not ort then pending(no_ort) end
   end)
 end)

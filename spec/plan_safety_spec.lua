@@ -262,3 +262,127 @@ describe("placeholders and packs", function()
     assert.are.equal(outs[1], outs[2])
   end)
 end)
+
+describe("eval() and the plan", function()
+  local Net = nn.class("EvalNet")
+  function Net:__init() self.conv, self.bn, self.ref = conv_bn(4, 100) end
+  function Net:forward(t) return F.relu(self.bn(self.conv(t)) + t) end
+  local function state(m)
+    local p = P.info(m).plans[1]
+    return p == nil and "none" or p.recorded and "recorded" or p.refused and "refused" or "planned"
+  end
+  -- per call: the plan's state after it, and whether the pass left a plan
+  local function calls(m, n, eval_before)
+    local l = {}
+    for i = 1, n do
+      if eval_before and eval_before[i] then m:eval() end
+      local d = counters.deviations
+      local y = m(x)
+      assert.is_true(max_abs(y, F.relu(m.ref(x) + x)) < 1e-5, "call " .. i)
+      l[i] = state(m) .. (counters.deviations > d and " (left its plan)" or "")
+    end
+    return l
+  end
+
+  it("records the first call after eval() and plans the second, however often eval() was called", function()
+    local m = Net()
+    m:eval(); m:eval(); m:eval()
+    assert.are.same({ "recorded", "planned", "planned" }, calls(m, 3))
+  end)
+
+  it("records again at the first call after another eval(), leaving no plan (it would hold the old packs)", function()
+    -- eval() after calls packs the weights again: the plan of the old packs went
+    -- with them, so the next pass is recorded rather than run under a stale plan
+    local m = Net():eval()
+    assert.are.same({ "recorded", "recorded", "planned", "recorded", "planned", "planned" },
+                    calls(m, 6, { [2] = true, [4] = true }))
+    -- four eval()s between calls: no pass left a plan, so planning stays on
+    local n = Net():eval()
+    calls(n, 8, { [2] = true, [3] = true, [5] = true, [7] = true })
+    assert.is_nil(P.info(n).off)
+  end)
+
+  it("plans weights changed by hand and eval() with the new weights", function()
+    local m = Net():eval()
+    calls(m, 2)
+    m.conv.weight = m.conv.weight * -0.5   -- by hand: docs/nn.md asks for eval() after it
+    m:eval()
+    local got = calls(m, 2)
+    assert.are.same({ "recorded", "planned" }, got)
+    local unplanned = F.relu(m.ref(x) + x)
+    assert.is_true(max_abs(m(x), unplanned) < 1e-5)
+  end)
+end)
+
+describe("values that die in the pass", function()
+  -- conv+bn (one step), relu, a second conv: a's bytes are freed after the
+  -- relu, the relu's after the second conv reads them
+  local function two_convs(seed)
+    local Net = nn.class("TwoConvs")
+    function Net:__init()
+      self.conv, self.bn, self.ref = conv_bn(4, seed)
+      self.conv2 = nn.Conv2d(4, 4, 1)
+      self.conv2.weight = pthcv.randn({ 4, 4, 1, 1 }, { seed = seed + 9 })
+    end
+    function Net:reference(t) return F.conv2d(F.relu(self.ref(t)), self.conv2.weight, self.conv2.bias) end
+    return Net
+  end
+
+  it("are freed after the op that reads them last; their shapes stay readable, their values name why they are gone", function()
+    local Net = two_convs(110)
+    local seen = setmetatable({}, { __mode = "v" })   -- not holding them: they die in the pass
+    function Net:forward(t)
+      local a = F.relu(self.bn(self.conv(t)))
+      seen[1] = a
+      local y = self.conv2(a)
+      assert(#a.shape == 4 and a.shape[2] == 4)   -- read after its last op: the layout is still there
+      return y
+    end
+    local m = Net():eval()
+    m(x)
+    local f0, b0 = counters.freed, counters.freed_bytes
+    local y = m(x)
+    local a = seen[1]
+    assert.is_true(max_abs(y, m:reference(x)) < 1e-5)
+    assert.are.equal(1, counters.freed - f0)
+    assert.are.equal(a.nbytes, counters.freed_bytes - b0)
+    local ok, err = pcall(function() return a:totable() end)
+    assert.is_false(ok)
+    assert.matches("freed after the last op reading it: the result of F.relu", err)
+  end)
+
+  it("are kept when Lua still holds them after the pass", function()
+    local Net = two_convs(120)
+    function Net:forward(t)
+      self.kept = F.relu(self.bn(self.conv(t)))
+      return self.conv2(self.kept)
+    end
+    local m = Net():eval()
+    m(x)
+    local f0 = counters.freed
+    local y = m(x)
+    assert.are.equal(counters.freed, f0)
+    assert.is_true(max_abs(y, m:reference(x)) < 1e-5)
+    assert.is_true(max_abs(m.kept, F.relu(m.ref(x))) < 1e-5)
+  end)
+
+  it("are computed again when a pass leaves its plan and reads one", function()
+    local Net = two_convs(130)
+    function Net:forward(t)
+      self.calls = (self.calls or 0) + 1
+      local a = F.relu(self.bn(self.conv(t)))
+      local y = self.conv2(a)
+      if self.calls % 3 == 0 then return y + a end   -- a read after the op that read it last when recorded
+      return y
+    end
+    local m = Net():eval()
+    local ya = m:reference(x)
+    local yb = ya + F.relu(m.ref(x))
+    local d0 = counters.deviations
+    for i = 1, 5 do
+      local y = m(x)
+      assert.is_true(max_abs(y, i % 3 == 0 and yb or ya) < 1e-5, "call " .. i)
+    end
+    assert.are.equal(1, counters.deviations - d0)
+  end)
+end)

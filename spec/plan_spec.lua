@@ -1,6 +1,6 @@
 -- spec/plan_spec.lua: pthcv.nn.plan, fusion that does not depend on how a
 -- model was written. torchvision's EfficientNet and ShuffleNetV2 written
--- as a user would (spec/plan_models.lua, no pthcv-specific fusion) against
+-- as a user would (examples/, through spec/plan_models.lua) against
 -- torch's logits (spec/fixtures/plan, make_plan_fixtures.py): the planned
 -- pass within 1e-5 of torch and of the unplanned pass, the same bits on 1
 -- and 3 threads, the steps it fused counted, the kernel calls and bytes
@@ -78,7 +78,7 @@ end
 local function user_model(net)
   local c = manifest[net].config
   local m
-  if net == "efficientnet" then m = PM.EfficientNet(c.setting, c.num_classes)
+  if net == "efficientnet" then m = PM.EfficientNet(c.num_classes, c.setting)
   else m = PM.ShuffleNetV2(c.stages_repeats, c.stages_out_channels, c.num_classes) end
   m:load_state_dict(pthcv.state_dict(DIR .. "/" .. net .. ".pth"))
   return m:eval()
@@ -251,7 +251,7 @@ describe("pthcv.nn.plan fuses what the ops are, however they are written", funct
 end)
 
 describe("pthcv bench --profile", function()
-  it("shows the plan's steps by the ops they fused, for the zoo and for a Lua script", function()
+  it("shows the plan's steps by the ops they fused, for the zoo and for Lua scripts (examples/)", function()
     local code, out, err = support.pthcv("bench", "--model", "resnet18", "--shape", "1x3x64x64", "--runs", "1",
                                          "--profile")
     assert.are.equal(0, code, err)
@@ -270,6 +270,14 @@ return require("plan_models").ShuffleNetV2({ 2, 2, 2 }, { 8, 16, 32, 64, 128 }, 
     assert.matches("stage2%.0 %[cat%+channel_shuffle: 2 of 2 inputs written in place%]", out)
     assert.matches("stage2%.1%.branch2 %[conv2d%+batch_norm%+relu %-> shuffled cat slice%]", out)
     assert.matches("6 channel shuffles in place", out)
+    -- the example script itself, as a user runs it: its squeeze-excitations and residuals named
+    code, out, err = support.pthcv("bench", "--script", support.root .. "/examples/efficientnet_b0.lua", "--init",
+                                   "random", "--shape", "1x3x64x64", "--runs", "1", "--profile")
+    assert.are.equal(0, code, err)
+    assert.matches("features%.2%.0%.block%.2 %[squeeze_excitation%(silu, sigmoid%)%]", out)
+    assert.matches("features%.2%.1%.block%.3 %[conv2d%+batch_norm%+add%]", out)
+    assert.matches("plan: 157 ops recorded, 25 fused steps %(9 conv/linear, 16 squeeze%-excitation, 0 cat%)", out)
+    assert.matches("kernel calls 156 %-> 67", out)
   end)
 end)
 

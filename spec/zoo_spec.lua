@@ -219,19 +219,22 @@ end)
 
 -- ONNX (opset 10) and OpenCV 4.6: the new convolutional families export and
 -- cv2.dnn runs them (spec/opencv/check_onnx.py); the LayerNorm and attention
--- families are refused by name (torch's own opset 11/13 exports of them do
--- not load in OpenCV 4.6 either: docs/models.md).
+-- families export with OpenCV 4.6's warning (it runs no LayerNorm: torch's
+-- own opset 11/13 exports of them do not load there either, docs/models.md;
+-- spec/onnx_transformers_spec.lua checks their files), Swin V2's cosine
+-- attention too.
 local ONNX = { "densenet121", "efficientnet_b0", "efficientnet_v2_s", "regnet_x_400mf", "regnet_y_400mf",
                "inception_v3", "googlenet", "mnasnet0_5", "shufflenet_v2_x0_5" }
 
 describe("model zoo through ONNX", function()
-  it("refuses the LayerNorm families (ConvNeXt, Swin, ViT, MaxViT), naming the op", function()
+  it("the LayerNorm families (ConvNeXt, Swin and Swin V2, ViT, MaxViT) export with OpenCV 4.6's warning", function()
     for _, name in ipairs { "convnext_tiny", "swin_t", "swin_v2_t", "vit_b_32", "maxvit_t" } do
       local m = pthcv.models[name](name == "vit_b_32" and { image_size = 64 } or nil):eval()
-      local size = name == "vit_b_32" and 64 or 224
-      local ok, err = pcall(m.export_onnx, m, support.tmpname(".onnx"), { input = { 1, 3, size, size } })
-      assert.is_false(ok, name)
-      assert.truthy(tostring(err):find("F%.layer_norm[_a-z]* has no ONNX form"), err)
+      local size = (name == "vit_b_32" or name == "swin_v2_t") and 64 or 224
+      local path = support.tmpname(".onnx")
+      local r = m:export_onnx(path, { input = { 1, 3, size, size } })
+      os.remove(path)
+      assert.truthy(table.concat(r.warnings, "\n"):find("OpenCV 4.6 runs no LayerNorm", 1, true), name)
     end
   end)
   local zoo, why = support.zoo("the new convolutional families through ONNX and cv2.dnn")

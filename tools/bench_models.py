@@ -2,11 +2,15 @@
 """make bench (model part): pthcv against PyTorch, OpenCV DNN and ncnn, side by side.
 
 Batch 1, 3x224x224, float32, on resnet18, resnet50, mobilenet_v2,
-mobilenet_v3_large, squeezenet1_1, shufflenet_v2_x1_0 and efficientnet_b0 at
-1 and 2 threads, in one run (a model not in pthcv's zoo yet is timed for the
-others and marked "-"):
+mobilenet_v3_large, squeezenet1_1, shufflenet_v2_x1_0, efficientnet_b0,
+densenet121, regnet_y_400mf, convnext_tiny, vit_b_16 and swin_t at 1 and 2
+threads, in one run (a model not in pthcv's zoo yet is timed for the others
+and marked "-"), then the Lua-script forms of examples/ (SCRIPTS:
+efficientnet_b0.lua and shufflenet_v2.lua, run by `pthcv bench --script` on
+their zoo model's weights) beside their zoo rows:
   - the weights: torchvision's model with seeded random weights and trained-like
-    statistics (random BatchNorm running mean/var, affine and biases), saved as
+    statistics (random BatchNorm running mean/var, BatchNorm and LayerNorm
+    affine, and biases), saved as
     a state_dict (.pth) for pthcv and exported by torch.onnx.export for OpenCV
     (opset 11; where OpenCV 4.6 rejects it, opset 9, and the table says so);
     kept in build/bench/models/ and made again only when missing;
@@ -14,7 +18,8 @@ others and marked "-"):
     thread count pinned (pthcv --threads; torch.set_num_threads and
     OMP/MKL_NUM_THREADS; cv2.setNumThreads): the first forward pass is timed
     alone (weight packing, first-call set-up), then warm-up passes, then the
-    medians over PTHCV_BENCH_RUNS (>= 15, default 21) passes; the peak RSS is
+    medians over PTHCV_BENCH_RUNS (>= 15, default 21; 1 checks that every row
+    runs, its times mean nothing) passes; the peak RSS is
     the process's ru_maxrss (os.wait4; this parent imports neither torch
     nor cv2, as a child's high-water mark starts at its parent's);
   - each engine's output is compared with torch's (max |diff| / max |torch|);
@@ -27,12 +32,15 @@ others and marked "-"):
     per-layer build, side by side, so that a gap is located, not guessed;
   - the FMA peak comes from tools/fma_peak.c (a register-only FMA loop),
     compiled and run here for 1 and 2 threads; effective GFLOP/s = 2 x the
-    multiply-adds of the convolutions and linear layers / median time.
+    multiply-adds of the convolutions, linear layers and attention's
+    projections and matrix products / median time.
 pthcv also runs with --half (float16 weights in memory, float32 arithmetic):
 its time and peak RSS are the table's last columns. Prints a markdown table;
 ratio = pthcv (float32) / the fastest peer. Also written to
 build/bench/models.md. PTHCV_BENCH_MODELS / PTHCV_BENCH_THREADS narrow the run
-(comma lists). Run from the checkout root.
+(comma lists of zoo names and examples/ scripts, e.g.
+PTHCV_BENCH_MODELS=vit_b_16,examples/shufflenet_v2.lua). Run from the checkout
+root.
 """
 import json, os, statistics, subprocess, sys, tempfile, time
 
@@ -40,10 +48,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIR = os.path.join(ROOT, "build", "bench", "models")
 import bench_ncnn  # noqa: E402 (tools/ is this file's folder)
 
+# The Lua-script forms of zoo models (examples/, written against pthcv.nn as
+# a user would from torchvision's source) -> the zoo model whose weights they load
+SCRIPTS = {"examples/efficientnet_b0.lua": "efficientnet_b0", "examples/shufflenet_v2.lua": "shufflenet_v2_x1_0"}
 MODELS = os.environ.get("PTHCV_BENCH_MODELS", "resnet18,resnet50,mobilenet_v2,mobilenet_v3_large,squeezenet1_1,"
-                        "shufflenet_v2_x1_0,efficientnet_b0").split(",")
+                        "shufflenet_v2_x1_0,efficientnet_b0,densenet121,regnet_y_400mf,convnext_tiny,vit_b_16,swin_t,"
+                        + ",".join(SCRIPTS)).split(",")
 THREADS = [int(t) for t in os.environ.get("PTHCV_BENCH_THREADS", "1,2").split(",")]
-RUNS = max(15, int(os.environ.get("PTHCV_BENCH_RUNS", "21")))
+RUNS_ASKED = int(os.environ.get("PTHCV_BENCH_RUNS", "21"))
+# 1: a check that every row runs (PTHCV_BENCH_RUNS=1), not a measurement
+RUNS = 1 if RUNS_ASKED == 1 else max(15, RUNS_ASKED)
+
+
+def model_of(name):
+    """The zoo model of a row: itself, or the one a script's weights are."""
+    return SCRIPTS.get(name, name)
+
+
+def key_of(name):
+    """A row's name in build/bench/models/ files (a script's: MODEL.script)."""
+    return model_of(name) + ".script" if name in SCRIPTS else name
 WARMUP = 3
 
 
@@ -64,22 +88,41 @@ def make_model(name):
                 mod.running_var.copy_(torch.rand_like(mod.running_var) * 0.5 + 0.75)
                 mod.weight.copy_(1 + torch.randn_like(mod.weight) * 0.1)
                 mod.bias.copy_(torch.randn_like(mod.bias) * 0.1)
-            elif isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and mod.bias is not None:
-                mod.bias.copy_(torch.randn_like(mod.bias) * 0.05)
+            elif isinstance(mod, torch.nn.LayerNorm) and mod.elementwise_affine:
+                mod.weight.copy_(1 + torch.randn_like(mod.weight) * 0.1)
+                mod.bias.copy_(torch.randn_like(mod.bias) * 0.1)
+            elif isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+                if not mod.weight.any():   # a zero-initialised head (ViT's): every logit would be its bias
+                    mod.weight.normal_(0, 0.02)
+                if mod.bias is not None:
+                    mod.bias.copy_(torch.randn_like(mod.bias) * 0.05)
     return m.eval()
 
 
 def flops_of(m, x):
-    """2 x multiply-adds of the convolutions and linear layers."""
+    """2 x multiply-adds of the convolutions, linear layers and attention:
+    nn.MultiheadAttention's and Swin's window attention's projections (their
+    weights are used by functions, the Linear modules are not called) and
+    products Q.K^T and scores.V."""
     import torch
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
     total = [0]
 
     def hook(mod, inp, out):
         if isinstance(mod, torch.nn.Conv2d):
             total[0] += 2 * out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
-        else:
+        elif isinstance(mod, torch.nn.Linear):
             total[0] += 2 * mod.in_features * mod.out_features * (out.numel() // mod.out_features)
-    hs = [mod.register_forward_hook(hook) for mod in m.modules() if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear))]
+        elif isinstance(mod, torch.nn.MultiheadAttention):   # self-attention; its output [N, T, E] (batch_first):
+            n, t, e = out[0].shape                          # torchvision passes the inputs by keyword, not seen here
+            total[0] += 2 * n * t * 4 * e * e + 2 * 2 * n * t * t * e   # q, k, v, out; Q.K^T, scores.V
+        else:   # ShiftedWindowAttention: [N, H, W, C] in windows of L tokens, padded to whole windows
+            n, h, w, c = inp[0].shape
+            wh, ww = mod.window_size
+            hp, wp = -(-h // wh) * wh, -(-w // ww) * ww
+            total[0] += 2 * n * hp * wp * 4 * c * c + 2 * 2 * n * hp * wp * wh * ww * c
+    kinds = (torch.nn.Conv2d, torch.nn.Linear, torch.nn.MultiheadAttention, ShiftedWindowAttention)
+    hs = [mod.register_forward_hook(hook) for mod in m.modules() if isinstance(mod, kinds)]
     with torch.no_grad():
         m(x)
     for h in hs:
@@ -171,13 +214,12 @@ def run_engine(engine, name, threads):
     cwd = None
     if engine == "ncnn":
         cwd = bench_ncnn.bench_dir()
-        argv = bench_ncnn.argv(cwd, name, threads, RUNS)
+        argv = bench_ncnn.argv(cwd, model_of(name), threads, RUNS)
     elif engine in ("pthcv", "pthcv16"):
-        argv = [os.path.join(ROOT, "bin", "pthcv"), "bench", "--model", name, "--weights", path(name, ".pth"),
-                "--input", path(name, ".input.npy"), "--threads", str(threads), "--runs", str(RUNS),
-                "--warmup", str(WARMUP)] + (["--half"] if engine == "pthcv16" else [])
+        argv = pthcv_argv("bench", name) + ["--threads", str(threads), "--runs", str(RUNS), "--warmup",
+                                            str(WARMUP)] + (["--half"] if engine == "pthcv16" else [])
     else:
-        argv = [sys.executable, os.path.abspath(__file__), "--worker", engine, name, str(threads)]
+        argv = [sys.executable, os.path.abspath(__file__), "--worker", engine, model_of(name), str(threads)]
     # stderr to a file: a pipe read after stdout could fill and stall the child
     with tempfile.TemporaryFile("w+") as errf:
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, text=True, env=env, cwd=cwd)
@@ -202,18 +244,26 @@ def run_engine(engine, name, threads):
     return r
 
 
+def pthcv_argv(command, name):
+    """pthcv COMMAND on a row's model (--model, or a script's --script) with
+    its weights and input."""
+    model = model_of(name)
+    what = ["--script", os.path.join(ROOT, name)] if name in SCRIPTS else ["--model", name]
+    return [os.path.join(ROOT, "bin", "pthcv"), command] + what + ["--weights", path(model, ".pth"), "--input",
+                                                                   path(model, ".input.npy")]
+
+
 def pthcv_output(name, half=False):
-    out = path(name, ".pthcv16.out.npy" if half else ".pthcv.out.npy")
-    subprocess.run([os.path.join(ROOT, "bin", "pthcv"), "run", "--model", name, "--weights", path(name, ".pth"),
-                    "--input", path(name, ".input.npy"), "--output", out] + (["--half"] if half else []),
+    out = path(key_of(name), ".pthcv16.out.npy" if half else ".pthcv.out.npy")
+    subprocess.run(pthcv_argv("run", name) + ["--output", out] + (["--half"] if half else []),
                    check=True, stdout=subprocess.DEVNULL)
     return out
 
 
 def rel_diff(name, engine):
     import numpy as np
-    ref = np.load(path(name, ".output.npy"))
-    f = path(name, ".%s.out.npy" % engine)
+    ref = np.load(path(model_of(name), ".output.npy"))
+    f = path(key_of(name) if engine.startswith("pthcv") else model_of(name), ".%s.out.npy" % engine)
     if not os.path.exists(f):
         return float("nan")
     y = np.load(f).reshape(ref.shape)
@@ -237,24 +287,32 @@ def pthcv_models():
 
 def pthcv_split(name, threads):
     """pthcv's time by kind of op (bench --profile, a process of its own)."""
-    argv = [os.path.join(ROOT, "bin", "pthcv"), "bench", "--model", name, "--weights", path(name, ".pth"),
-            "--input", path(name, ".input.npy"), "--threads", str(threads), "--runs", "10", "--warmup",
-            str(WARMUP), "--profile"]
+    argv = pthcv_argv("bench", name) + ["--threads", str(threads), "--runs", str(min(10, RUNS)), "--warmup",
+                                        str(WARMUP), "--profile"]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     return bench_ncnn.parse_pthcv_ops(out)
 
 
-def measure(name, t, infos, in_pthcv, ncnn_on):
+def measure(name, t, infos, in_pthcv, ncnn_on, peers):
     """One row: every engine in turn (interleaved, one case before the next),
-    then the splits by kind of op."""
+    then the splits by kind of op. A script's row takes torch's, OpenCV's
+    and ncnn's times from its zoo model's row when that ran (peers: {(model,
+    threads): {engine: result}})."""
     r = {"model": name, "threads": t}
+    model = model_of(name)
+    known = peers.setdefault((model, t), {})
     for engine in ("pthcv", "pthcv16", "torch", "opencv", "ncnn"):
-        skip = ((engine in ("pthcv", "pthcv16") and name not in in_pthcv) or (engine == "opencv" and "opset" not in infos[name])
-                or (engine == "ncnn" and not (ncnn_on and bench_ncnn.param_of(name, bench_ncnn.bench_dir()))))
+        if engine in known:
+            r[engine] = known[engine]
+            continue
+        skip = ((engine in ("pthcv", "pthcv16") and name not in in_pthcv) or (engine == "opencv" and "opset" not in infos[model])
+                or (engine == "ncnn" and not (ncnn_on and bench_ncnn.param_of(model, bench_ncnn.bench_dir()))))
         r[engine] = None if skip else run_engine(engine, name, t)
+        if engine in ("torch", "opencv", "ncnn"):
+            known[engine] = r[engine]
     if r["pthcv"]:
         r["pthcv_split"] = pthcv_split(name, t)
-    if ncnn_on and bench_ncnn.layers_dir():
+    if ncnn_on and bench_ncnn.layers_dir() and name not in SCRIPTS:
         r["ncnn_split"] = bench_ncnn.ncnn_split(name, t)
     print("%s %d threads: %s" % (name, t, "  ".join(
         "%s %.1f ms" % (e, r[e]["median_ms"]) for e in ("pthcv", "pthcv16", "torch", "opencv", "ncnn") if r[e])),
@@ -265,7 +323,7 @@ def measure(name, t, infos, in_pthcv, ncnn_on):
 def table_row(r, infos, peaks):
     p, tq, ocv, nc, h = r["pthcv"], r["torch"], r["opencv"], r["ncnn"], r["pthcv16"]
     peers = [e["median_ms"] for e in (tq, ocv) if e]
-    info = infos[r["model"]]
+    info = infos[model_of(r["model"])]
     opset = info.get("opset")
     f = lambda e, k, fmt: (fmt % e[k]) if e else "-"
     ocv_ms = ("%.1f" % ocv["median_ms"] + (" (opset 9)" if opset == 9 else "")) if ocv else "rejected"
@@ -286,7 +344,7 @@ def main():
         return worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     if len(sys.argv) > 1 and sys.argv[1] == "--setup":
         import cv2, torch
-        infos = {name: setup(name) for name in MODELS}
+        infos = {model: setup(model) for model in dict.fromkeys(map(model_of, MODELS))}
         print(json.dumps({"infos": infos, "torch": torch.__version__, "cv2": cv2.__version__}))
         return
     # torch and cv2 stay out of this process: on Linux a child's ru_maxrss
@@ -297,7 +355,7 @@ def main():
                          text=True).stdout
     meta = json.loads(out.strip().splitlines()[-1])
     infos = meta["infos"]
-    in_pthcv = pthcv_models()
+    in_pthcv = pthcv_models() | {s for s in SCRIPTS if os.path.exists(os.path.join(ROOT, s))}
     for name in MODELS:
         if name in in_pthcv:
             pthcv_output(name)
@@ -306,7 +364,8 @@ def main():
     model_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     peaks = {t: fma_peak(t) for t in THREADS}
     load0 = os.getloadavg()[0]
-    rows = [measure(name, t, infos, in_pthcv, ncnn_on) for name in MODELS for t in THREADS]
+    peers = {}
+    rows = [measure(name, t, infos, in_pthcv, ncnn_on, peers) for name in MODELS for t in THREADS]
     peaks_end = {t: fma_peak(t) for t in THREADS}
     peaks = {t: max(peaks[t], peaks_end[t]) for t in THREADS}
     load1 = os.getloadavg()[0]
@@ -320,7 +379,9 @@ def main():
                     bench_ncnn.commit(bench_ncnn.bench_dir()) if ncnn_on else "not run (NCNN_BENCH unset)",
                     "FMA peak (tools/fma_peak.c) " + ", ".join("%.1f GFLOP/s on %d thread%s" % (peaks[t], t, "s" if t > 1 else "")
                                                                for t in THREADS),
-                    RUNS, WARMUP, RUNS, load0, load1, time.time() - t_start))
+                    RUNS, WARMUP, RUNS, load0, load1, time.time() - t_start)
+                 + (" PTHCV_BENCH_RUNS=1: a check that every row runs; these times are not measurements."
+                    if RUNS == 1 else ""))
     lines.append("")
     lines.append("| model | threads | pthcv ms | torch ms | OpenCV ms | ncnn ms | pthcv / ncnn | pthcv / best of torch, OpenCV "
                  "| pthcv GFLOP/s | % FMA peak | first pass ms (pthcv / torch / OpenCV) "
@@ -335,11 +396,21 @@ def main():
     if scal:
         lines.append("")
         lines.append("pthcv, 1 -> 2 threads: " + ", ".join(scal) + ".")
+    zoo_rows = {(r["model"], r["threads"]): r["pthcv"] for r in rows if r["pthcv"] and r["model"] not in SCRIPTS}
+    vs_zoo = ["%s / %s, %d thread%s: %.2f" % (r["model"], model_of(r["model"]), r["threads"], "s" if r["threads"] > 1 else "",
+                                               r["pthcv"]["median_ms"] / zoo_rows[(model_of(r["model"]), r["threads"])]["median_ms"])
+              for r in rows if r["model"] in SCRIPTS and r["pthcv"] and (model_of(r["model"]), r["threads"]) in zoo_rows]
+    if vs_zoo:
+        lines.append("")
+        lines.append("Lua scripts against their zoo rows (pthcv ms / pthcv ms; the same weights, fused by the "
+                     "plan): " + "; ".join(vs_zoo) + ".")
     lines.append("")
     lines.append("Outputs against torch (max |diff| / max |torch|): " + "; ".join(
         "%s pthcv %.1e (--half %.1e), OpenCV %.1e" % (n, rel_diff(n, "pthcv"), rel_diff(n, "pthcv16"), rel_diff(n, "opencv"))
         for n in MODELS) + ".")
     for n in MODELS:
+        if n in SCRIPTS:
+            continue
         if n not in in_pthcv:
             lines.append("%s: not in pthcv's model zoo in this build." % n)
         for k, v in infos[n].items():

@@ -19,6 +19,7 @@ PARAMS = {
     "mobilenet_v3_large": "mobilenet_v3",   # ncnn's mobilenet_v3 is the large one (16-channel first block)
     "squeezenet1_1": "squeezenet",          # v1.1: 3x3 64-channel stem
     "shufflenet_v2_x1_0": "shufflenet_v2", "efficientnet_b0": "efficientnet_b0",
+    "regnet_y_400mf": "regnety_400m",       # RegNetY-400MF: 32-channel stem, widths 48, 104, 208, 440
 }
 
 

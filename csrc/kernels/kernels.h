@@ -18,7 +18,8 @@
 
 /* ---- threads (parallel.c) ------------------------------------------------
  * Runs fn(ctx, begin, end) over [0, n) cut into contiguous chunks (a few per
- * thread, each at least `grain` long but the last) and returns when every
+ * thread, each at least `grain` long, their lengths differing by 1 at most;
+ * serially when n < 2 grain) and returns when every
  * chunk is done. Every thread, the caller's included, takes chunks until
  * none is left, in whatever order they ask, so which thread runs a chunk,
  * and where chunks begin, vary with the thread count and from call to call:

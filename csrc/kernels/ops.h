@@ -95,6 +95,14 @@ double ops_sumsq_dev_f64(const float *x, int64_t n, double mean);
 float ops_max_f32(const float *x, int64_t n);
 float ops_min_f32(const float *x, int64_t n);
 
+/* Pooling's inner loop in AVX-512 / AVX2 (ops_pool_simd.c): n outputs of
+ * one row whose windows are inside the input's width; output i takes the
+ * taps base[r * row_step + i * sw + kx * dw] for r < rows, kx < kw, in that
+ * order, as max (is_max) or as a sum divided by divisor, with the scalar
+ * loop's bits. 0: not available here (the caller runs its own loop). */
+int ops_pool_run_simd(float *y, const float *base, int64_t n, int64_t rows, int64_t row_step, int64_t kw, int64_t sw,
+                      int64_t dw, int is_max, float divisor);
+
 /* Copies a strided block of `ndim` dimensions (shape; element strides of
  * source and destination) from src to dst. */
 void ops_copy_strided(float *dst, const int64_t *dst_stride, const float *src, const int64_t *src_stride, int ndim,

@@ -21,9 +21,12 @@
  * error there.
  *
  * Speed: a window that lies inside the input in the width direction is
- * computed together with its neighbours of the same output row, vectorised
- * across the row with each lane summing in torch's order; the few border
- * windows take the plain loop.
+ * computed together with its neighbours of the same output row, one lane
+ * per output, each lane taking its taps in torch's order (so max keeps
+ * torch's choice among equal values, -0.0 or +0.0, as well as its NaN):
+ * AVX-512 / AVX2 with masked loads (ops_pool_simd.c), else the
+ * auto-vectorised tap-by-tap passes below; the few border windows take the
+ * plain loop.
  */
 #include "ops.h"
 #include <math.h>
@@ -94,6 +97,7 @@ typedef struct {
     int64_t kh, kw, sh, sw, ph, pw, dh, dw;
     int kind, count_include_pad;
     int64_t divisor; /* 0: none */
+    int64_t lo, hi;  /* ow in [lo, hi): every tap of the window is inside the width */
 } pool_ctx;
 
 /* One output row of max pooling: y[ow] for ow < OW. */
@@ -102,12 +106,7 @@ static void max_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
     int64_t h0 = oh * c->sh - c->ph, h1 = h0 + (c->kh - 1) * c->dh + 1;
     if (h1 > c->H) h1 = c->H;
     while (h0 < 0) h0 += c->dh;
-    /* ow in [lo, hi): every tap of the window is inside the width */
-    int64_t lo = (c->pw + c->sw - 1) / c->sw;
-    int64_t reach = c->W - 1 + c->pw - (c->kw - 1) * c->dw;
-    int64_t hi = reach >= 0 ? reach / c->sw + 1 : 0;
-    if (hi > c->OW) hi = c->OW;
-    if (lo > hi) lo = hi;
+    int64_t lo = c->lo, hi = c->hi;
     for (int64_t ow = 0; ow < c->OW; ow++) {
         if (ow == lo && lo < hi) ow = hi; /* the interior is done below */
         if (ow >= c->OW) break;
@@ -123,21 +122,13 @@ static void max_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
         y[ow] = m;
     }
     if (lo < hi) {
+        const float *base = plane + h0 * c->W + lo * c->sw - c->pw;
+        int64_t rows = h1 > h0 ? (h1 - h0 + c->dh - 1) / c->dh : 0;
+        if (ops_pool_run_simd(y + lo, base, hi - lo, rows, c->dh * c->W, c->kw, c->sw, c->dw, 1, 1.0f)) return;
         for (int64_t ow = lo; ow < hi; ow++) y[ow] = -INFINITY;
-        /* the window's rows first (contiguous), then its columns: kh + kw
-         * passes instead of kh * kw strided ones */
-        enum { VMAX = 4096 };
-        float vm[VMAX];
-        int64_t c0 = lo * c->sw - c->pw, c1 = (hi - 1) * c->sw - c->pw + (c->kw - 1) * c->dw + 1;
-        if (c1 - c0 <= VMAX && h1 - h0 > c->dh) {
-            for (int64_t j = 0; j < c1 - c0; j++) vm[j] = -INFINITY;
-            for (int64_t ih = h0; ih < h1; ih += c->dh) max_accum(vm, plane + ih * c->W + c0, c1 - c0, 1);
-            for (int64_t kx = 0; kx < c->kw; kx++) max_accum(y + lo, vm + kx * c->dw, hi - lo, c->sw);
-            return;
-        }
-        for (int64_t ih = h0; ih < h1; ih += c->dh)
+        for (int64_t r = 0; r < rows; r++)
             for (int64_t kx = 0; kx < c->kw; kx++)
-                max_accum(y + lo, plane + ih * c->W + lo * c->sw - c->pw + kx * c->dw, hi - lo, c->sw);
+                max_accum(y + lo, base + r * c->dh * c->W + kx * c->dw, hi - lo, c->sw);
     }
 }
 
@@ -149,11 +140,7 @@ static void avg_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
     int64_t pool_h = h1 - h0;
     if (h0 < 0) h0 = 0;
     if (h1 > c->H) h1 = c->H;
-    int64_t lo = (c->pw + c->sw - 1) / c->sw;
-    int64_t reach = c->W + c->pw - c->kw;
-    int64_t hi = reach >= 0 ? reach / c->sw + 1 : 0;
-    if (hi > c->OW) hi = c->OW;
-    if (lo > hi || h0 >= h1) lo = hi;
+    int64_t lo = h0 < h1 ? c->lo : c->hi, hi = c->hi;
     for (int64_t ow = 0; ow < c->OW; ow++) {
         if (ow == lo && lo < hi) ow = hi;
         if (ow >= c->OW) break;
@@ -174,6 +161,8 @@ static void avg_row(const pool_ctx *c, const float *plane, float *y, int64_t oh)
     }
     if (lo < hi) {
         int64_t div = c->divisor ? c->divisor : c->count_include_pad ? pool_h * c->kw : (h1 - h0) * c->kw;
+        const float *base = plane + h0 * c->W + lo * c->sw - c->pw;
+        if (ops_pool_run_simd(y + lo, base, hi - lo, h1 - h0, c->W, c->kw, c->sw, 1, 0, (float)div)) return;
         for (int64_t ow = lo; ow < hi; ow++) y[ow] = 0.0f;
         for (int64_t ih = h0; ih < h1; ih++)
             for (int64_t kx = 0; kx < c->kw; kx++)
@@ -254,6 +243,11 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
     };
     c.OH = pool_out_size(c.H, c.kh, c.sh, c.ph, c.dh, p->ceil_mode);
     c.OW = pool_out_size(c.W, c.kw, c.sw, c.pw, c.dw, p->ceil_mode);
+    int64_t reach = c.W - 1 + c.pw - (c.kw - 1) * c.dw; /* the last window start whose taps fit */
+    c.lo = (c.pw + c.sw - 1) / c.sw;
+    c.hi = reach >= 0 ? reach / c.sw + 1 : 0;
+    if (c.hi > c.OW) c.hi = c.OW;
+    if (c.lo > c.hi) c.lo = c.hi;
     pthcv_tensor *out = NULL;
     if (c.H < 1 || c.W < 1 || c.OH < 1 || c.OW < 1) {
         pthcv_fail(PTHCV_ERR_ARG,

@@ -103,7 +103,9 @@ static int take_chunks(uint32_t job)
         int64_t nchunks = atomic_load_explicit(&pool.nchunks, memory_order_relaxed);
         if ((int64_t)i >= nchunks) return last;
         if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
-        int64_t begin = (int64_t)i * chunk, end = begin + chunk < n ? begin + chunk : n;
+        /* chunks of chunk or chunk + 1 indices, the longer ones first */
+        int64_t longer = n - chunk * nchunks, begin = (int64_t)i * chunk + ((int64_t)i < longer ? i : longer);
+        int64_t end = begin + chunk + ((int64_t)i < longer);
         if (atomic_load_explicit(&pool.profiled, memory_order_relaxed)) {
             int64_t t0 = pthcv_thread_cpu_ns();
             fn(ctx, begin, end);
@@ -170,7 +172,7 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     int threads = pthcv_get_num_threads();
-    int64_t most = (n + grain - 1) / grain; /* chunks of at least `grain` */
+    int64_t most = n / grain; /* chunks of at least `grain` */
     if (most <= 1 || threads <= 1 || in_task) {
         fn(ctx, 0, n);
         return;
@@ -188,11 +190,13 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx)
         fn(ctx, 0, n);
         return;
     }
+    /* nchunks chunks as equal as can be (their lengths differ by 1 at
+     * most): rounding every chunk up to one length left fewer, and an odd
+     * count of them (7 of 2 for 14 indices, say) gave one thread a whole
+     * chunk more than the other */
     int64_t want = (int64_t)(helpers + 1) * CHUNKS_PER_THREAD;
     int64_t nchunks = most < want ? most : want;
-    int64_t chunk = (n + nchunks - 1) / nchunks;
-    if (chunk < grain) chunk = grain;
-    nchunks = (n + chunk - 1) / chunk;
+    int64_t chunk = n / nchunks;
 
     /* close the ticket (no thread can take a chunk of the last job any
      * more), write the fields, then open it */

@@ -203,6 +203,8 @@ typedef struct {
     int64_t nblocks, csplit; /* tasks: nblocks x csplit ranges of output channels */
     int64_t band_rows;       /* most padded rows a block reads */
     int64_t cstep;           /* output channels per range, a multiple of MR */
+    int64_t isplit, istep;   /* the shared input transform: isplit ranges of istep input channels */
+    float *vshared;          /* every block's V, [nblocks][nx][sp][cin], or NULL (see pthcv_wino_forward) */
     void (*in8)(const float *, const float *, int64_t, float *);
     void (*out8)(const float *, int64_t, float, float *, float *);
     atomic_int failed;
@@ -217,10 +219,10 @@ typedef struct {
     int64_t t0, rows;
 } band;
 
-static void pad_band(const wino_ctx *x, band *b)
+static void pad_band(const wino_ctx *x, band *b, int64_t ci0, int64_t ci1)
 {
     const pthcv_wino_args *a = x->a;
-    for (int64_t ci = 0; ci < a->cin; ci++) {
+    for (int64_t ci = ci0; ci < ci1; ci++) {
         const float *src = a->x + ci * a->h * a->w;
         float *dst = b->xp + ci * b->rows * x->ld;
         for (int64_t r = 0; r < b->rows; r++, dst += x->ld) {
@@ -242,15 +244,17 @@ static const float *quad_input(const wino_ctx *x, const band *b, int64_t ci, int
     return b->xp + (ci * b->rows + (q / x->qpr - b->t0) * x->m) * x->ld + q % x->qpr * 4 * x->m;
 }
 
-/* V[xi][sp / nr][cin][nr] for groups g0..g0+ng-1 (columns past them zero) */
-static void transform_input(const wino_ctx *x, const band *b, int64_t g0, int64_t ng, float *v)
+/* V[xi][sp / nr][cin][nr] for groups g0..g0+ng-1 (columns past them
+ * zero), input channels ci0..ci1-1 */
+static void transform_input(const wino_ctx *x, const band *b, int64_t g0, int64_t ng, int64_t ci0, int64_t ci1,
+                            float *v)
 {
     const pthcv_wino_args *a = x->a;
     int nr = a->kernel->nr;
     int64_t cin = a->cin, xi_stride = x->sp * cin;
     float t[36 * 8];
     int nx = x->nx;
-    for (int64_t ci = 0; ci < cin; ci++) {
+    for (int64_t ci = ci0; ci < ci1; ci++) {
         for (int64_t g = 0; g < ng; g++) {
             int64_t qa = 2 * (g0 + g), qb = qa + 1 < x->Q ? qa + 1 : qa;
             x->in8(quad_input(x, b, ci, qa), quad_input(x, b, ci, qb), x->ld, t);
@@ -350,15 +354,38 @@ static void band_of(const wino_ctx *x, int64_t g0, int64_t ng, band *b)
     b->rows = x->m * (qlast / x->qpr + 1 - b->t0) + 2;
 }
 
+/* block b's V for input channels ci0..ci1-1, through the band bd */
+static void input_of_block(const wino_ctx *x, band *bd, int64_t b, int64_t ci0, int64_t ci1, float *v)
+{
+    int64_t g0 = b * x->gb, ng = x->G - g0 < x->gb ? x->G - g0 : x->gb;
+    band_of(x, g0, ng, bd);
+    pad_band(x, bd, ci0, ci1);
+    transform_input(x, bd, g0, ng, ci0, ci1, v);
+}
+
+/* the shared input transform: task t is block t / isplit, input channels
+ * of range t % isplit, into x->vshared */
+static void input_task(void *vctx, int64_t begin, int64_t end)
+{
+    wino_ctx *x = vctx;
+    int64_t cin = x->a->cin;
+    band bd = {.xp = pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(cin * x->band_rows * x->ld))};
+    for (int64_t t = begin; t < end && bd.xp; t++) {
+        int64_t b = t / x->isplit, ci0 = t % x->isplit * x->istep;
+        input_of_block(x, &bd, b, ci0, ci0 + x->istep < cin ? ci0 + x->istep : cin, x->vshared + b * x->nx * x->sp * cin);
+    }
+    if (!bd.xp) atomic_store(&x->failed, 1);
+}
+
 static void block_task(void *vctx, int64_t begin, int64_t end)
 {
     wino_ctx *x = vctx;
     const pthcv_wino_args *a = x->a;
-    float *v = pthcv_scratch(PTHCV_SCRATCH_WINO_V, (size_t)(x->nx * x->sp * a->cin));
+    float *v = x->vshared ? NULL : pthcv_scratch(PTHCV_SCRATCH_WINO_V, (size_t)(x->nx * x->sp * a->cin));
     float *m = pthcv_scratch(PTHCV_SCRATCH_WINO_M, (size_t)(x->nx * x->coutp * x->sp));
     band bd;
-    bd.xp = pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(a->cin * x->band_rows * x->ld));
-    if (!v || !m || !bd.xp) {
+    bd.xp = x->vshared ? NULL : pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(a->cin * x->band_rows * x->ld));
+    if ((!x->vshared && (!v || !bd.xp)) || !m) {
         atomic_store(&x->failed, 1);
         return;
     }
@@ -366,12 +393,9 @@ static void block_task(void *vctx, int64_t begin, int64_t end)
         int64_t b = t / x->csplit, co0 = t % x->csplit * x->cstep;
         int64_t co1 = co0 + x->cstep < x->coutp ? co0 + x->cstep : x->coutp;
         int64_t g0 = b * x->gb, ng = x->G - g0 < x->gb ? x->G - g0 : x->gb;
-        /* a task with the same block as the previous one reuses its V */
-        if (t == begin || t % x->csplit == 0) {
-            band_of(x, g0, ng, &bd);
-            pad_band(x, &bd);
-            transform_input(x, &bd, g0, ng, v);
-        }
+        if (x->vshared) v = x->vshared + b * x->nx * x->sp * a->cin;
+        else if (t == begin || t % x->csplit == 0) /* a task with the previous one's block reuses its V */
+            input_of_block(x, &bd, b, 0, a->cin, v);
         multiply(x, v, m, co0, co1);
         transform_output(x, g0, ng, m, co0, co1 < a->cout ? co1 : a->cout);
     }
@@ -438,11 +462,23 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
 
     atomic_init(&x.failed, 0);
     /* Few blocks (small maps, 14x14 say): the output channels are split
-     * too, each range's task transforming its block's input again. */
+     * too, and then the input transform is a job of its own (blocks x
+     * ranges of input channels) into one V for all blocks, which the
+     * products' tasks share: a task per range of output channels would
+     * otherwise transform its block's input again (at 2 threads, 4 times
+     * on a 7x7 map). */
     x.nblocks = cdiv(x.G, x.gb);
     x.csplit = threads > 1 && x.nblocks < 2 * threads ? cdiv(2 * threads, x.nblocks) : 1;
     x.cstep = cdiv(cdiv(x.coutp, x.csplit), k->mr) * k->mr;
     x.csplit = cdiv(x.coutp, x.cstep);
+    x.vshared = NULL;
+    if (x.csplit > 1) {
+        x.vshared = pthcv_scratch(PTHCV_SCRATCH_WINO_SHARED, (size_t)(x.nblocks * x.nx * x.sp * a->cin));
+        if (!x.vshared) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
+        x.isplit = threads * 2 > x.nblocks ? cdiv(threads * 2, x.nblocks) : 1;
+        x.istep = cdiv(a->cin, x.isplit);
+        x.isplit = cdiv(a->cin, x.istep);
+    }
     /* a block's band: its first quad's tile row to its last's */
     x.band_rows = 0;
     for (int64_t g0 = 0; g0 < x.G; g0 += x.gb) {
@@ -450,7 +486,8 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
         band_of(&x, g0, x.G - g0 < x.gb ? x.G - g0 : x.gb, &b);
         if (b.rows > x.band_rows) x.band_rows = b.rows;
     }
-    pthcv_parallel_for(x.nblocks * x.csplit, 1, block_task, &x);
+    if (x.vshared) pthcv_parallel_for(x.nblocks * x.isplit, 1, input_task, &x);
+    if (!atomic_load(&x.failed)) pthcv_parallel_for(x.nblocks * x.csplit, 1, block_task, &x);
     if (atomic_load(&x.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
     return PTHCV_OK;
 }

@@ -688,12 +688,14 @@ static int test_fixture_dir(const char *dir)
  * Many jobs of every size at 1-4 threads (more threads than cores too),
  * nested calls, thread counts dropping between jobs: every index runs
  * exactly once, and chunks are whole ranges of at least `grain` indices
- * (except the last). Each job's counters are fresh, so a chunk run under
- * the wrong job would show up as a miscount. */
+ * whose lengths differ by 1 at most (so that two threads get equal shares).
+ * Each job's counters are fresh, so a chunk run under the wrong job would
+ * show up as a miscount. */
 typedef struct {
     atomic_int *hits;
     int64_t grain, n;
     atomic_int short_chunks, nested_bad;
+    atomic_llong shortest, longest;
 } pool_job;
 
 static void nested_task(void *vctx, int64_t begin, int64_t end)
@@ -705,7 +707,11 @@ static void nested_task(void *vctx, int64_t begin, int64_t end)
 static void pool_task(void *vctx, int64_t begin, int64_t end)
 {
     pool_job *j = vctx;
-    if (end - begin < j->grain && end != j->n) atomic_fetch_add(&j->short_chunks, 1);
+    if (end - begin < j->grain && !(begin == 0 && end == j->n)) atomic_fetch_add(&j->short_chunks, 1);
+    long long len = end - begin, m = atomic_load(&j->shortest);
+    while (len < m && !atomic_compare_exchange_weak(&j->shortest, &m, len)) {}
+    m = atomic_load(&j->longest);
+    while (len > m && !atomic_compare_exchange_weak(&j->longest, &m, len)) {}
     for (int64_t i = begin; i < end; i++) atomic_fetch_add(&j->hits[i], 1);
     if (begin == 0) { /* a call from inside a task runs serially, on this thread */
         atomic_int c;
@@ -725,13 +731,16 @@ static void test_pool(void)
         pool_job j = {.hits = hits, .grain = 1 + round % 5, .n = 1 + (round * 7919) % 5000};
         atomic_init(&j.short_chunks, 0);
         atomic_init(&j.nested_bad, 0);
+        atomic_init(&j.shortest, j.n);
+        atomic_init(&j.longest, 0);
         for (int64_t i = 0; i < j.n; i++) atomic_init(&hits[i], 0);
         pthcv_parallel_for(j.n, j.grain, pool_task, &j);
         for (int64_t i = 0; i < j.n; i++) bad += atomic_load(&hits[i]) != 1;
         bad += atomic_load(&j.short_chunks) + atomic_load(&j.nested_bad);
+        bad += atomic_load(&j.longest) - atomic_load(&j.shortest) > 1;
         jobs++;
     }
-    CHECK(bad == 0, "thread pool: %d miscounted indices, short chunks or nested calls in %d jobs", bad, jobs);
+    CHECK(bad == 0, "thread pool: %d miscounted indices, short or uneven chunks or nested calls in %d jobs", bad, jobs);
     pthcv_set_num_threads(1);
 }
 

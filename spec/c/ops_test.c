@@ -217,6 +217,39 @@ static void battery_pool(void)
         pthcv_tensor_release(want);
         pthcv_tensor_release(got);
     }
+    /* max over values that tie (-0.0 and +0.0: torch keeps the first of a
+     * window, row by row) and NaN / inf taps (the last NaN wins; a step of
+     * the vector path whose tap sum is NaN reruns with the NaN rule), on
+     * rows wide enough for full 8- and 16-lane steps and their tails */
+    static const float ties[] = {-0.0f, 0.0f, -0.0f, 0.0f, 1.0f, -1.0f, INFINITY, -INFINITY, NAN};
+    for (int iter = 0; iter < 120; iter++) {
+        pthcv_pool2d_params p = {0};
+        p.kind = PTHCV_POOL_MAX;
+        for (int i = 0; i < 2; i++) {
+            p.kernel[i] = irand(1, 4);
+            p.stride[i] = irand(1, 3);
+            p.padding[i] = irand(0, p.kernel[i] / 2);
+            p.dilation[i] = irand(1, 2);
+        }
+        p.ceil_mode = irand(0, 1);
+        int64_t shape[4] = {1, channels[irand(0, 4)], irand(1, 9), irand(1, 75)};
+        pthcv_tensor *x = random_tensor(4, shape);
+        int spread = iter % 3 == 0 ? 9 : iter % 3 == 1 ? 4 : 8; /* zeros only; with +-1; all but NaN */
+        for (int64_t i = 0; i < x->numel; i++) data(x)[i] = ties[irand(0, spread - 1)];
+        if (iter % 5 == 0) data(x)[irand(0, (int)x->numel - 1)] = -NAN;
+        pthcv_tensor *want = pool_reference(x, &p), *got = pthcv_pool2d(x, &p);
+        char why[200];
+        if (want)
+            CHECK(got && close_to(got, want, 0, why, sizeof why),
+                  "pool ties %d (k%dx%d s%dx%d p%dx%d d%dx%d ceil %d, x %lldx%lldx%lld): %s", iter, p.kernel[0],
+                  p.kernel[1], p.stride[0], p.stride[1], p.padding[0], p.padding[1], p.dilation[0], p.dilation[1],
+                  p.ceil_mode, (long long)shape[1], (long long)shape[2], (long long)shape[3],
+                  got ? why : pthcv_last_error());
+        keep(got);
+        pthcv_tensor_release(x);
+        pthcv_tensor_release(want);
+        pthcv_tensor_release(got);
+    }
     /* adaptive: global average against a double sum */
     for (int iter = 0; iter < 30; iter++) {
         int64_t shape[4] = {irand(1, 2), irand(1, 40), irand(1, 9), irand(1, 9)};

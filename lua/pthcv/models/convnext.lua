@@ -38,7 +38,7 @@ end
 
 function CNBlock:forward(x)
   local t = self.block(x)
-  local s = F.mul(self.layer_scale, t)
+  local s = F.mul(F.f32(self.layer_scale), t)   -- float16 after half()
   release(t)
   local y = F.add(s, x)
   release(s)

@@ -76,7 +76,7 @@ function Encoder:forward(input)
   if input.ndim ~= 3 then
     error("pthcv: Encoder: expected (batch_size, seq_length, hidden_dim), got " .. tostring(input), 2)
   end
-  local x = F.add(input, self.pos_embedding)
+  local x = F.add(input, F.f32(self.pos_embedding))   -- float16 after half()
   local t = self.layers(x)
   release(x, t)
   local y = self.ln(t)
@@ -126,8 +126,10 @@ function VisionTransformer:forward(x)
   end
   local p = self.conv_proj(x)                                   -- [n, hidden, h/p, w/p]
   local tokens = F.permute(F.reshape(p, n, self.hidden_dim, -1), { 0, 2, 1 })
-  local cls = self.class_token
-  if n > 1 then cls = F.add(Tensor.zeros({ n, 1, self.hidden_dim }), cls) end
+  -- the class token for each image (torch's expand(n, -1, -1)): one row
+  -- repeated, at every batch (an ONNX export with --dynamic batch writes it
+  -- as that row Expand-ed to the batch); float16 after half(), float32 here
+  local cls = F.add(Tensor.zeros({ n, 1, self.hidden_dim }), F.f32(self.class_token))
   local seq = F.cat({ cls, tokens }, 1)
   release(p); release(tokens)
   local e = self.encoder(seq)

@@ -340,9 +340,13 @@ end
 -- child does not pack weights that nothing will use. It passes the dispatch
 -- point as "nn.prepare": what it computes from weights are constants, also
 -- when a traced forward prepares a module.
+-- Preparing makes every pack anew, so the fusion plans of the tree's
+-- modules (pthcv.nn.plan) are dropped with the packs they recorded: the next
+-- call records again, whether eval() is called once or again after calls.
 local function prepare_tree(_, self)
   local v = state.version
   local list = self:modules()
+  for _, m in ipairs(list) do rawset(m, "_plans", nil) end
   -- a quantized model keeps its int8 packs (pthcv.quant): nothing to redo
   if rawget(self, "_quantized") then
     for _, m in ipairs(list) do rawset(m, "_ready", v) end

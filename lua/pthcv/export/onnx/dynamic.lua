@@ -10,7 +10,12 @@
 --     differs depends on the input's size in a way the file cannot say (an
 --     adaptive pool with uneven windows, a constant made with the input's
 --     shape, interpolate to a size computed in Lua, a narrow of a dynamic
---     dim): it is refused by name;
+--     dim): it is refused by name. A constant that differs only by being
+--     repeated along dims that grow with the input (a class token added to
+--     zeros of [n, 1, d]: the same [1, 1, d] row in both traces) is no
+--     such node: it is written as that row, Expand-ed to a shape computed
+--     from the shapes of the node's other inputs or of the model's input
+--     (Shape, Slice, Concat, as below; OpenCV 4.6 cannot: a warning);
 --   * each reshape's target is written so that ONNX computes it from the
 --     input of the Reshape: dims that keep their place as 0 ("copy"), one
 --     dim left over as -1 ("infer"), which OpenCV 4.6 runs at any size;
@@ -97,6 +102,57 @@ local function show(v)
   return tostring(v)
 end
 
+-- t's values as doubles, contiguous (for comparing constants by value):
+-- the pointer, and the tensor that owns them (keep it while reading)
+local function values(t)
+  local d = t:double():contiguous()
+  return d:data(), d
+end
+
+-- The row a constant repeats along dims (1-based, a set): t narrowed to
+-- index 0 of each, when every element of t equals the row's element at its
+-- other coordinates; else nil.
+local function repeated_row(t, dims)
+  local row = t
+  for d in pairs(dims) do row = row:narrow(d, 1, 1) end
+  row = row:contiguous()
+  local pt, keep_t = values(t)
+  local pr, keep_r = values(row)
+  local nd = t.ndim
+  local idx = {}
+  for d = 1, nd do idx[d] = 0 end
+  for i = 0, t.numel - 1 do
+    local r = 0
+    for d = 1, nd do r = r * row.shape[d] + (dims[d] and 0 or idx[d]) end
+    if pt[i] ~= pr[r] then return nil end
+    for d = nd, 1, -1 do -- the next coordinate, last dim fastest
+      idx[d] = idx[d] + 1
+      if idx[d] < t.shape[d] then break end
+      idx[d] = 0
+    end
+  end
+  assert(keep_t and keep_r)
+  return row
+end
+
+-- The row two traces' constants ta and tb (of one rank and dtype) both
+-- repeat along the dims where their shapes differ, when it is the same row.
+local function broadcast_row(ta, tb)
+  if ta.dtype ~= tb.dtype or ta.ndim ~= tb.ndim then return nil end
+  local dims, any = {}, false
+  for d = 1, ta.ndim do
+    if ta.shape[d] ~= tb.shape[d] then dims[d], any = true, true end
+  end
+  if not any then return nil end
+  local ra, rb = repeated_row(ta, dims), repeated_row(tb, dims)
+  if not ra or not rb then return nil end
+  local pa, keep_a = values(ra)
+  local pb, keep_b = values(rb)
+  for i = 0, ra.numel - 1 do if pa[i] ~= pb[i] then return nil end end
+  assert(keep_a and keep_b)
+  return ra
+end
+
 local function depends(node, what)
   refuse(string.format("--dynamic: node %s (%s, in %s) depends on the input's size in a way ONNX cannot compute: %s. "
     .. "Only the batch can be dynamic for such a model (or export it with fixed sizes)", node.name, node.op,
@@ -125,7 +181,11 @@ function M.compare(ga, gb, shape_a, shape_b)
     for j, nm in ipairs(a.inputs) do
       local ta, tb = ga.init_of[nm], gb.init_of[nm]
       if (ta == nil) ~= (tb == nil) then depends(a, "its input " .. nm .. " is a constant in one trace only") end
-      if ta and not (a.reshape and j == 2) and not same_values(ta, tb) then
+      local row = ta and not (a.reshape and j == 2) and not same_values(ta, tb) and broadcast_row(ta, tb)
+      if row then -- repeated along the dims that grow: Expand-ed in resolve
+        a.expand = a.expand or {}
+        a.expand[j] = { row = row, a = ta.shape, b = tb.shape }
+      elseif ta and not (a.reshape and j == 2) and not same_values(ta, tb) then
         depends(a, string.format("its constant %s is %s at input [%s] but %s at [%s] (a value computed from the "
           .. "input's shape at tracing)", nm, tostring(ta), table.concat(shape_a, ", "), tostring(tb),
           table.concat(shape_b, ", ")))
@@ -156,8 +216,9 @@ end
 
 -- The computed form: nodes that build the target from the shapes of x and
 -- of the graph's input (sources: {{name, a = dims, b = dims}}); raises
--- when a dim is no copy, multiple or fraction of one of their dims.
-local function computed_form(g, node, sources, ta, tb)
+-- when a dim is no copy, multiple or fraction of one of their dims (a
+-- Reshape's target may infer one dim, -1; an Expand's, exact, may not).
+local function computed_form(g, node, sources, ta, tb, exact)
   local shape_of = {}
   local function dim(src, j)
     shape_of[src.name] = shape_of[src.name] or g:op("Shape", { src.name })
@@ -185,7 +246,7 @@ local function computed_form(g, node, sources, ta, tb)
       parts[k] = g:ints({ ta[k] }, "dim")
     else
       parts[k] = express(ta[k], tb[k])
-      if not parts[k] and infer == nil then infer = k; parts[k] = g:ints({ -1 }, "dim") end
+      if not parts[k] and infer == nil and not exact then infer = k; parts[k] = g:ints({ -1 }, "dim") end
       if not parts[k] then
         depends(node, string.format("its target dim %d (%d, then %d) is no multiple or fraction of a dim of its "
           .. "input [%s] / [%s] or of the model's input", k - 1, ta[k], tb[k], table.concat(sources[1].a, ", "),
@@ -196,14 +257,33 @@ local function computed_form(g, node, sources, ta, tb)
   return g:op("Concat", parts, { { "axis", "int", 0 } })
 end
 
--- Rewrites ga's reshapes (compared with gb's) to compute their targets;
+-- Rewrites ga's reshapes (compared with gb's) to compute their targets and
+-- its repeated constants (compare's node.expand) to Expand their row;
 -- returns warnings (strings) for the forms OpenCV 4.6 cannot run.
 function M.resolve(ga, gb)
   local warnings = {}
   local old, new = ga.nodes, {}
   ga.nodes = new
+  local input = ga.inputs[1]
+  local model_input = { name = input.name, a = input.shape, b = gb.inputs[1].shape }
   for i, node in ipairs(old) do
     local other = gb.nodes[i]
+    for j, e in pairs(node.expand or {}) do
+      ga.where = node.where
+      -- its dims from the node's traced inputs' shapes, else the model's input's
+      local sources = {}
+      for k, name in ipairs(node.inputs) do
+        local va, vb = ga.refs[name], gb.refs[name]
+        if k ~= j and va and vb then sources[#sources + 1] = { name = name, a = va.shape, b = vb.shape } end
+      end
+      sources[#sources + 1] = model_input
+      local shape = computed_form(ga, node, sources, e.a, e.b, true)
+      node.inputs[j] = ga:op("Expand", { ga:input(e.row, "row"), shape })
+      warnings[#warnings + 1] = string.format("node %s (Expand, in %s) repeats a constant to a shape computed with "
+        .. "Shape, which OpenCV 4.6 cannot run on dynamic dims (its importer folds Shape at the declared sizes)",
+        ga.nodes[#ga.nodes].name, node.where)
+    end
+    node.expand = nil
     if node.reshape and other.reshape then
       local fa, fb, ta, tb = node.reshape.from, other.reshape.from, node.reshape.to, other.reshape.to
       if not same(ta, tb) or not same(fa, fb) then
@@ -212,10 +292,7 @@ function M.resolve(ga, gb)
         if spec then
           node.inputs[2] = ga:ints(spec, "shape")
         else
-          local input = ga.inputs[1]
-          node.inputs[2] = computed_form(ga, node, { { name = node.inputs[1], a = fa, b = fb },
-                                                     { name = input.name, a = input.shape, b = gb.inputs[1].shape } },
-                                         ta, tb)
+          node.inputs[2] = computed_form(ga, node, { { name = node.inputs[1], a = fa, b = fb }, model_input }, ta, tb)
           warnings[#warnings + 1] = string.format("node %s (Reshape, in %s) computes its target shape with Shape, "
             .. "which OpenCV 4.6 cannot run on dynamic dims (its importer folds Shape at the declared sizes)",
             node.name, node.where)

@@ -60,6 +60,21 @@ return function(M, h)
     end
     return { Tensor.from_table(out, "int64") }
   end
+  -- x broadcast to shape (numpy's rule: dims aligned at the end, a dim of 1
+  -- repeated; --dynamic's repeated constants)
+  K.Expand = function(ins)
+    local x, shape = ins[1], ints(ins[2])
+    local nd = math.max(x.ndim, #shape)
+    local out = {}
+    for k = 1, nd do
+      local a, b = x.shape[k - nd + x.ndim] or 1, shape[k - nd + #shape] or 1
+      if a ~= b and a ~= 1 and b ~= 1 then
+        unsupported("Expand of [" .. table.concat(x.shape, ", ") .. "] to [" .. table.concat(shape, ", ") .. "]")
+      end
+      out[k] = math.max(a, b)
+    end
+    return { F.add(Tensor.zeros(out, x.dtype), x) }
+  end
   -- the input's shape as an int64 vector (--dynamic's computed reshapes)
   K.Shape = function(ins)
     local s = ins[1].shape

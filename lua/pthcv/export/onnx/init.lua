@@ -38,6 +38,7 @@ local lower = require "pthcv.export.onnx.lower"
 local dynamic = require "pthcv.export.onnx.dynamic"
 local opencv46 = require "pthcv.export.onnx.opencv46"
 require "pthcv.export.onnx.ops_math" -- the math ops' handlers and evaluator kernels
+require "pthcv.export.onnx.ops_transformer" -- LayerNorm and attention: handlers, lowering, evaluator kernel
 
 local M = {}
 M.OPSET_MIN, M.OPSET_MAX = 10, 17
@@ -231,6 +232,8 @@ end
 -- half = n, float = n}. Raises the error of a refusal.
 function M.build(m, o)
   o = o or {}
+  local detection = require "pthcv.export.onnx.ops_detection" -- the SSD detectors' own route
+  if detection.handles(m, o) then return detection.build(M, m, o) end
   local t = M.trace(m, o)
   local g = t.g
   local ok, res = pcall(function()

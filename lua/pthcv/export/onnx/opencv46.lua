@@ -65,6 +65,17 @@ for _, op in ipairs { "Add", "Sub" } do
   end
 end
 
+-- LayerNorm (ops_transformer.lua): neither form runs there, whatever the
+-- rank (the Div of the decomposed form "axis != outShape.size()", or a
+-- Reshape or shape assertion at run time)
+R.LayerNormalization = function() return "its importer has no LayerNormalization layer (opset 17)" end
+R.ReduceMean = function(node)
+  if node.layer_norm then
+    return "its importer fails on the LayerNorm written from this ReduceMean (ReduceMean, Sub, Pow, ReduceMean, "
+      .. "Add, Sqrt, Div): OpenCV 4.6 runs no LayerNorm"
+  end
+end
+
 -- Warnings for g's nodes (lowered, at g.opset) and for float16 initializers.
 function M.warnings(g)
   local out = {}

@@ -191,14 +191,19 @@ local function pool(op, fname)
       refuse(fname .. ": torch's ceil_mode output size differs from ONNX's for this input")
     end
     local xin = g:input(x)
+    local counted = false
     if op == "AveragePool" and (ph > 0 or pw > 0) and rec.count_include_pad then
       -- torch's default counts the padding in the divisor; OpenCV's importer
       -- ignores count_include_pad (it decides by the producer's name), so
-      -- the zeros are made explicit
+      -- the zeros are made explicit. count_include_pad = 1 is written too:
+      -- onnxruntime 1.20 fuses such a Pad into the pool's pads and keeps the
+      -- pool's own count_include_pad (its issue 22177), dividing the border
+      -- windows by fewer values than torch does
       xin = g:op("Pad", { xin }, { { "mode", "string", "constant" }, { "pads", "ints", { 0, 0, ph, pw, 0, 0, ph, pw } } })
-      ph, pw = 0, 0
+      ph, pw, counted = 0, 0, true
     end
     local attrs = { { "kernel_shape", "ints", k }, { "strides", "ints", s }, { "pads", "ints", { ph, pw, ph, pw } } }
+    if counted then attrs[#attrs + 1] = { "count_include_pad", "int", 1 } end
     if rec.ceil_mode then attrs[#attrs + 1] = { "ceil_mode", "int", 1 } end
     if d[1] ~= 1 or d[2] ~= 1 then attrs[#attrs + 1] = { "dilations", "ints", d } end
     g:output(y, g:op(op, { xin }, attrs))

@@ -58,12 +58,13 @@ local function path_finder(root)
 end
 
 -- The placeholder of slot s (made by op e in module `where`): one C tensor
--- per plan, each pass handing out a new reference to it.
-local function twin_of(g, s, e, where)
+-- per plan, each pass handing out a new reference to it. gone: what became
+-- of the value ("fused away" by default).
+local function twin_of(g, s, e, where, gone)
   local sl = g.slots[s]
   local shape, stride = replay.layout_arrays(sl.shape, sl.stride)
-  local what = string.format("(a value pthcv.nn.plan fused away: the result of %s in %s; module:plan(false) keeps "
-                             .. "every value)", e.op, where)
+  local what = string.format("(a value pthcv.nn.plan %s: the result of %s in %s; module:plan(false) keeps "
+                             .. "every value)", gone or "fused away", e.op, where)
   local ct = C.pthcv_tensor_placeholder(sl.dtype_id, #sl.shape, shape, stride, sl.offset, what)
   if ct == nil then core.fail("placeholder") end
   return ffi.gc(ct, C.pthcv_tensor_release)
@@ -105,6 +106,29 @@ local function outside_shapes(g, e, inside)
     if d.k == "l" then for k, x in ipairs(d.items) do add(x, j, k) end else add(d, j) end
   end
   return l
+end
+
+-- The values of the pass that die in it, by the op that reads them last:
+-- after[i] = {{slot, twin}}. Not the forward's arguments or results, nor
+-- what Lua still held after the recorded pass (record.lua), nor values
+-- fused away. The replay frees their bytes after op i and leaves a
+-- placeholder of their layout in the tensor the forward holds (its shape
+-- still readable; its values computed again if the pass leaves the plan),
+-- as the zoo's forwards free theirs by hand (nn/release.lua): a pass then
+-- needs the memory of the values alive at once, not of all it made.
+local function dying(g, plan, path_of)
+  local after = {}
+  for s, sl in ipairs(g.slots) do
+    if sl.producer > 0 and not sl.escapes and not sl.held and not plan.twins[s] then
+      local last = sl.producer
+      for _, u in ipairs(sl.uses) do last = math.max(last, u.op) end
+      local e = g.ops[sl.producer]
+      local l = after[last] or {}
+      after[last] = l
+      l[#l + 1] = { slot = s, twin = twin_of(g, s, e, path_of(e.module), "freed after the last op reading it") }
+    end
+  end
+  return after
 end
 
 -- The plan of a recorded pass g: its steps made runnable (weights,
@@ -159,6 +183,7 @@ local function build(g, root)
       inside[match.out(e)] = true
     end
   end
+  plan.free_after = dying(g, plan, path_of)
   plan.stats = report.stats(plan)
   return plan
 end

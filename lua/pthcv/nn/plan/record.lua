@@ -18,7 +18,8 @@
 -- already a slot (an op that returned its input) keeps its slot (alias).
 -- Each slot keeps the layout of the value it had (shape, stride, offset,
 -- dtype, numel, extent) and its uses {op = i, arg = j [, item = k]}; a
--- slot among the forward's results escapes.
+-- slot among the forward's results escapes; a slot whose value Lua still
+-- holds after the pass (found by a full garbage collection) is held.
 --
 -- Ops run inside another op (depth > 0) are that op's business and not
 -- recorded; preparing weights ("nn.prepare", "nn.make_pack") is not an op
@@ -167,6 +168,13 @@ function M.run(root, fn, ...)
     end
   end
   for i = 1, res.n do escape(res[i], 1) end
+  -- the values something in Lua still holds once the pass is over (a module
+  -- keeping its input, a cache): a full collection leaves them in slot_of.
+  -- A plan never frees them early (replay.lua); the others die with the pass.
+  args = nil
+  collectgarbage()
+  collectgarbage()
+  for _, s in pairs(slot_of) do g.slots[s].held = true end
   return g, res
 end
 

@@ -34,7 +34,8 @@ local M = {}
 -- kind, ops run as recorded (plain) and those of them that ran a kernel
 -- (kernels: they wrote a new tensor when recorded), the copies cat steps
 -- made and their bytes, placeholders made, passes that left their plan.
-M.counters = { steps = {}, plain = 0, kernels = 0, copies = 0, copied_bytes = 0, twins = 0, deviations = 0 }
+M.counters = { steps = {}, plain = 0, kernels = 0, copies = 0, copied_bytes = 0, twins = 0, deviations = 0, freed = 0,
+               freed_bytes = 0 }
 
 local function pack(...) return { n = select("#", ...), ... } end
 
@@ -202,12 +203,36 @@ local function deviate(ctx, upto, why)
   materialize(ctx, upto)
 end
 
+-- The values no later op reads (plan.free_after[i]) freed: their tensors
+-- get the plan's placeholder of their layout, as a fused-away value's (the
+-- pass leaving the plan computes them again: materialize).
+local function free_dead(ctx, l)
+  local env, counters = ctx.env, M.counters
+  for _, f in ipairs(l) do
+    local t = env[f.slot]
+    if t ~= nil and t.ct ~= nil and not ctx.is_twin[f.slot] then
+      counters.freed, counters.freed_bytes = counters.freed + 1, counters.freed_bytes + t.nbytes
+      C.pthcv_tensor_retain(f.twin)
+      C.pthcv_tensor_release(t.ct)
+      t.ct = f.twin
+      ctx.twin_slot[t], ctx.is_twin[f.slot] = f.slot, true
+    end
+  end
+end
+
 -- ---- the hook ------------------------------------------------------------------------
 local function make_hook(ctx)
   local plan = ctx.plan
   local ops, action, need_at, twins = plan.g.ops, plan.action, plan.need_at, plan.twins
-  local env, counters = ctx.env, M.counters
+  local env, counters, free_after = ctx.env, M.counters, plan.free_after
   local depth = 0
+
+  -- op i's results, once the values it read last are freed
+  local function done(i, ...)
+    local l = free_after[i]
+    if l and not ctx.deviated then free_dead(ctx, l) end
+    return ...
+  end
 
   local function fail(i, err)
     depth = 0
@@ -288,7 +313,7 @@ local function make_hook(ctx)
       return impl(rec, ...)
     end
     ctx.pos = i
-    if st then return step(i, e, st, ...) end
+    if st then return done(i, step(i, e, st, ...)) end
     counters.plain = counters.plain + 1
     if e.kernel then counters.kernels = counters.kernels + 1 end
     depth = 1
@@ -301,13 +326,13 @@ local function make_hook(ctx)
         if type(s) == "number" then env[s] = r
         else for k, x in ipairs(s.list) do if x then env[x] = r[k] end end end
       end
-      return r
+      return done(i, r)
     end
     local res = pack(pcall(impl, rec, ...))
     depth = 0
     if not res[1] then fail(i, res[2]) end
     bind(env, e, { unpack(res, 2, res.n) })
-    return unpack(res, 2, res.n)
+    return done(i, unpack(res, 2, res.n))
   end
 end
 
