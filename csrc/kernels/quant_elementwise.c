@@ -91,6 +91,7 @@ static pthcv_tensor *lookup(const char *fn, table_fn make, pthcv_tensor *x, doub
     if (bad_qparams(scale, zero_point))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: scale %g must be positive and zero point %d in [0, 255]", fn, scale,
                                zero_point);
+    if (x->numel == 0) return new_quint8(x->ndim, x->shape, scale, zero_point);
     uint8_t table[256];
     make(table, (float)x->qscale, (int32_t)x->qzero_point, (float)scale, zero_point);
     pthcv_tensor *xc = pthcv_tensor_contiguous(x);
@@ -181,21 +182,23 @@ pthcv_tensor *pthcv_qmul(pthcv_tensor *a, pthcv_tensor *b, double scale, int32_t
                                "%s: the operands' shapes differ and the smaller is not the larger's leading "
                                "dimensions followed by ones (a per-channel factor)",
                                fn);
+    if (big->numel == 0) return new_quint8(big->ndim, big->shape, scale, zero_point);
     /* torch: self_scale * other_scale * (1 / scale), in float32, left to right */
     float multiplier = (float)a->qscale * (float)b->qscale * (1.0f / (float)scale);
     pthcv_tensor *bc = pthcv_tensor_contiguous(big), *sc = bc ? pthcv_tensor_contiguous(small) : NULL;
     const uint8_t *bd = sc ? pthcv_tensor_data(bc) : NULL, *sd = bd ? pthcv_tensor_data(sc) : NULL;
     pthcv_tensor *y = sd ? new_quint8(big->ndim, big->shape, scale, zero_point) : NULL;
-    if (y && big->numel > 0) {
+    if (y) {
         int same = small->numel == big->numel;
-        mul_ctx c = {bd,          sd,
-                     pthcv_tensor_data(y),
-                     same ? 1 : inner,
-                     same ? 1 : 0,
-                     (int32_t)big->qzero_point,
-                     (int32_t)small->qzero_point,
-                     zero_point,
-                     multiplier};
+        mul_ctx c = {.big = bd,
+                     .small = sd,
+                     .y = pthcv_tensor_data(y),
+                     .inner = same ? 1 : inner,
+                     .small_step = same ? 1 : 0,
+                     .zbig = (int32_t)big->qzero_point,
+                     .zsmall = (int32_t)small->qzero_point,
+                     .zy = zero_point,
+                     .multiplier = multiplier};
         int64_t rows = same ? big->numel : small->numel;
         pthcv_parallel_for(rows, same ? QUANT_GRAIN : 1 + QUANT_GRAIN / (inner > 0 ? inner : 1), mul_task, &c);
     }
@@ -239,10 +242,11 @@ pthcv_tensor *pthcv_qglobal_avg_pool2d(pthcv_tensor *x)
         return PTHCV_FAIL_NULL(PTHCV_ERR_UNSUPPORTED, "%s: a plane of %lld values is more than 2^23", fn,
                                (long long)plane);
     int64_t shape[4] = {x->shape[0], x->shape[1], 1, 1};
+    if (x->numel == 0) return new_quint8(4, shape, x->qscale, x->qzero_point);
     pthcv_tensor *xc = pthcv_tensor_contiguous(x);
     const uint8_t *xd = xc ? pthcv_tensor_data(xc) : NULL;
     pthcv_tensor *y = xd ? new_quint8(4, shape, x->qscale, x->qzero_point) : NULL;
-    if (y && x->numel > 0) {
+    if (y) {
         pool_ctx c = {xd, pthcv_tensor_data(y), plane, (int32_t)x->qzero_point};
         pthcv_parallel_for(shape[0] * shape[1], 1 + QUANT_GRAIN / plane, pool_task, &c);
     }

@@ -129,8 +129,8 @@ static void test_qmul(void)
                     for (int64_t i = 0; i < x->numel; i++) {
                         int64_t plane = i / (h * w); /* index into the [2, c, 1, 1] factor */
                         uint8_t av = a == f ? ad[plane] : ad[i], bv = b == f ? bd[plane] : bd[i];
-                        bad += yd[i] != ref_mul(av, bv, a->qscale, (int)a->qzero_point, b->qscale,
-                                                (int)b->qzero_point, 0.0123, 5);
+                        bad += yd[i] !=
+                            ref_mul(av, bv, a->qscale, (int)a->qzero_point, b->qscale, (int)b->qzero_point, 0.0123, 5);
                     }
                     CHECK(bad == 0, "qmul form %d [2, %lld, %lld, %lld], %d threads: %lld values differ", form,
                           (long long)c, (long long)h, (long long)w, t, (long long)bad);

@@ -44,7 +44,8 @@ local function visit(o, path, depth, dict, stack)
   local class = tostring(o.class)
   if is_tuple(o.state) then
     local s = o.state
-    if #s ~= CONV_STATE or not class:find("quantized", 1, true) or not Tensor.is(s[11]) then
+    if #s ~= CONV_STATE or not class:find("quantized", 1, true) or not Tensor.is(s[11])
+       or type(s[13]) ~= "number" or type(s[14]) ~= "number" then
       fail(path, "a " .. class .. " pickled as a tuple of " .. #s .. " values, not a quantized convolution's "
            .. CONV_STATE)
     end
