@@ -44,8 +44,11 @@ static uint8_t lut_round(float scaled, int32_t zero_point)
     return (uint8_t)(y < 0 ? 0 : y > 255 ? 255 : y);
 }
 
-static void hardswish_table(uint8_t table[256], float in_scale, int32_t in_zero_point, float out_scale,
-                            int32_t out_zero_point)
+/* QNNPACK's table: x = in_scale (i - in_zero_point), hardsigmoid(x) =
+ * clamp(x + 3, 0, 6) / 6, hardswish(x) = x clamp(x + 3, 0, 6) / 6, each
+ * in float32 in that order, times 1 / out_scale, rounded, shifted, clamped */
+static void make_table(uint8_t table[256], int swish, float in_scale, int32_t in_zero_point, float out_scale,
+                       int32_t out_zero_point)
 {
     const float inverse_output_scale = 1.0f / out_scale;
     for (int32_t i = 0; i < 256; i++) {
@@ -53,21 +56,7 @@ static void hardswish_table(uint8_t table[256], float in_scale, int32_t in_zero_
         const float x2 = x + 3.0f;
         const float x3 = x2 > 6.0f ? 6.0f : x2;
         const float x4 = x3 < 0.0f ? 0.0f : x3;
-        const float x5 = x * x4 / 6.0f;
-        table[i] = lut_round(inverse_output_scale * x5, out_zero_point);
-    }
-}
-
-static void hardsigmoid_table(uint8_t table[256], float in_scale, int32_t in_zero_point, float out_scale,
-                              int32_t out_zero_point)
-{
-    const float inverse_output_scale = 1.0f / out_scale;
-    for (int32_t i = 0; i < 256; i++) {
-        const float x = in_scale * (float)(i - in_zero_point);
-        const float x2 = x + 3.0f;
-        const float x3 = x2 > 6.0f ? 6.0f : x2;
-        const float x4 = x3 < 0.0f ? 0.0f : x3;
-        const float x5 = x4 / 6.0f;
+        const float x5 = swish ? x * x4 / 6.0f : x4 / 6.0f;
         table[i] = lut_round(inverse_output_scale * x5, out_zero_point);
     }
 }
@@ -83,9 +72,7 @@ static void lut_task(void *vc, int64_t begin, int64_t end)
     for (int64_t i = begin; i < end; i++) c->y[i] = c->table[c->x[i]];
 }
 
-typedef void (*table_fn)(uint8_t table[256], float, int32_t, float, int32_t);
-
-static pthcv_tensor *lookup(const char *fn, table_fn make, pthcv_tensor *x, double scale, int32_t zero_point)
+static pthcv_tensor *lookup(const char *fn, int swish, pthcv_tensor *x, double scale, int32_t zero_point)
 {
     if (!ops_is_qactivation(x)) return fail_operand(fn, "input", x);
     if (bad_qparams(scale, zero_point))
@@ -93,7 +80,7 @@ static pthcv_tensor *lookup(const char *fn, table_fn make, pthcv_tensor *x, doub
                                zero_point);
     if (x->numel == 0) return new_quint8(x->ndim, x->shape, scale, zero_point);
     uint8_t table[256];
-    make(table, (float)x->qscale, (int32_t)x->qzero_point, (float)scale, zero_point);
+    make_table(table, swish, (float)x->qscale, (int32_t)x->qzero_point, (float)scale, zero_point);
     pthcv_tensor *xc = pthcv_tensor_contiguous(x);
     const uint8_t *xd = xc ? pthcv_tensor_data(xc) : NULL;
     pthcv_tensor *y = xd ? new_quint8(x->ndim, x->shape, scale, zero_point) : NULL;
@@ -108,13 +95,13 @@ static pthcv_tensor *lookup(const char *fn, table_fn make, pthcv_tensor *x, doub
 pthcv_tensor *pthcv_qhardswish(pthcv_tensor *x, double scale, int32_t zero_point)
 {
     PTHCV_PROFILE_OP("qhardswish");
-    return lookup("qhardswish", hardswish_table, x, scale, zero_point);
+    return lookup("qhardswish", 1, x, scale, zero_point);
 }
 
 pthcv_tensor *pthcv_qhardsigmoid(pthcv_tensor *x, double scale, int32_t zero_point)
 {
     PTHCV_PROFILE_OP("qhardsigmoid");
-    return lookup("qhardsigmoid", hardsigmoid_table, x, scale, zero_point);
+    return lookup("qhardsigmoid", 0, x, scale, zero_point);
 }
 
 /* ---- mul --------------------------------------------------------------------------------------
