@@ -46,11 +46,14 @@ local function quantize(x, scale, zp)
   return Tensor.wrap(C.pthcv_quantize_per_tensor(f.ct, scale, zp) or core.fail("quantize"), true)
 end
 
+-- the dicts entries() made from a state_dict (not from a whole model)
+local from_state_dict = setmetatable({}, { __mode = "k" })
+
 -- (scale, zero point) of the module at path; torch's quantized Hardswish
 -- keeps them out of the state_dict: then the whole model is needed
 local function qparams(sd, path, what)
   local key = path .. ".scale"
-  if sd[key] == nil and sd._from_state_dict then
+  if sd[key] == nil and from_state_dict[sd] then
     error("pthcv: load_torch: the state_dict has no " .. key .. " (" .. what .. " scale): torch's quantized "
           .. "Hardswish keeps its scale and zero point out of the state_dict; save the whole quantized model "
           .. "(torch.save(model)) and load that file", 0)
@@ -187,7 +190,8 @@ local function entries(sd)
     error("pthcv: load_torch: expected a quantized model's state_dict (torch.save(model.state_dict())), got "
           .. tostring(sd), 0)
   end
-  local dict = { _from_state_dict = true }
+  local dict = {}
+  from_state_dict[dict] = true
   for _, kv in ipairs(sd:items()) do
     local v = kv[2]
     if type(v) == "table" and not Tensor.is(v) and not OrderedDict.is(v) and #v > 0 then
