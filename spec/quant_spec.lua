@@ -249,6 +249,19 @@ describe("int8 (pthcv.quant)", function()
     assert.matches("torch%.save%(model%)", e)
   end)
 
+  it("refuses a float model pickled whole, naming what is missing", function()
+    local zoo = os.getenv("PTHCV_ZOO")
+    local f = zoo and io.open(zoo .. "/mobilenet_v3_small.model.pth")
+    if f then f:close() end
+    if not f then
+      pending("the zoo's whole-model pickles (PTHCV_ZOO)")
+      return
+    end
+    local ok, e = pcall(pthcv.quant.load_torch, pthcv.models.mobilenet_v3_small(), zoo .. "/mobilenet_v3_small.model.pth")
+    assert.is_false(ok)
+    assert.matches("quant%.scale %(QuantStub's scale%) is missing", e)
+  end)
+
   it("refuses a float state_dict for load_torch, naming the tensor", function()
     local m = pthcv.models.resnet18()
     local ok, e = pcall(pthcv.quant.load_torch, m, os.getenv("PTHCV_ZOO") and os.getenv("PTHCV_ZOO") .. "/resnet18.pth"

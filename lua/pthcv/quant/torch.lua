@@ -37,7 +37,7 @@ local M = {}
 local function number(sd, key, what)
   local t = sd[key]
   if type(t) == "number" then return t end
-  if not Tensor.is(t) then error("pthcv: load_torch: the state_dict has no " .. key .. " (" .. what .. ")", 0) end
+  if not Tensor.is(t) then error("pthcv: load_torch: " .. key .. " (" .. what .. ") is missing", 0) end
   return t.numel == 1 and t:reshape({}):item() or error("pthcv: load_torch: " .. key .. " is not one number", 0)
 end
 
