@@ -175,7 +175,7 @@ ctest:
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/detection_test $(DTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	@echo "detection kernels (spec/c/detection_test.c):" && $(BUILD)/detection_test
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/quant_test $(QTEST_SRCS) -lpthread -lm $(LDFLAGS)
-	$(BUILD)/quant_test
+	@echo "int8 elementwise ops (spec/c/quant_test.c):" && $(BUILD)/quant_test
 
 # The other ops (ops_*.c, conv_transpose2d.c) against plain references and
 # torch, built twice: with the SIMD clones, and scalar; their results must be

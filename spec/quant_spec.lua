@@ -196,6 +196,21 @@ describe("int8 (pthcv.quant)", function()
     end)
   end
 
+  it("gives the same bits for torch's int8 mobilenet_v3_large at 1, 2 and 3 threads", function()
+    local d = dir .. "/torch_int8/"
+    local m = pthcv.models.mobilenet_v3_large()
+    pthcv.quant.load_torch(m, d .. "mobilenet_v3_large.pth")
+    local x = pthcv.load_npy(d .. "mobilenet_v3_large.input.npy")
+    local outs = {}
+    for t = 1, 3 do
+      pthcv.set_num_threads(t)
+      outs[t] = m(x)
+    end
+    pthcv.set_num_threads(1)
+    assert.are.equal(0, max_abs(outs[1] - outs[2]))
+    assert.are.equal(0, max_abs(outs[1] - outs[3]))
+  end)
+
   -- a quint8 tensor of the given stored integers
   local function quint8(ints, shape, scale, zp)
     local t = Tensor.wrap(C.pthcv_tensor_new(C.PTHCV_QUINT8, #shape, ffi.new("int64_t[?]", #shape, shape)), true)
