@@ -177,6 +177,8 @@ ctest:
 	$(BUILD)/transformer_test --compare $(BUILD)/transformer_scalar.bin
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/detection_test $(DTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	@echo "detection kernels (spec/c/detection_test.c):" && $(BUILD)/detection_test
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/quant_test $(QTEST_SRCS) -lpthread -lm $(LDFLAGS)
+	@echo "int8 elementwise ops (spec/c/quant_test.c):" && $(BUILD)/quant_test
 
 # The other ops (ops_*.c, conv_transpose2d.c) against plain references and
 # torch, built twice: with the SIMD clones, and scalar; their results must be
@@ -198,6 +200,12 @@ TTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c c
 DTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               $(wildcard csrc/kernels/ops_*.c) csrc/kernels/profile.c csrc/kernels/quantize.c \
               spec/c/detection_test.c
+
+# The int8 elementwise ops (quant_elementwise.c) against references written
+# from torch's formulas and across thread counts; torch's answers are
+# spec/quant_spec.lua's.
+QTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/ops_common.c \
+              csrc/kernels/quantize.c csrc/kernels/profile.c csrc/kernels/quant_elementwise.c spec/c/quant_test.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)

@@ -416,6 +416,19 @@ PTHCV_API pthcv_tensor *pthcv_quantize_weight(pthcv_tensor *w);
  * quint8 (scale, zero_point): QNNPACK's fixed-point arithmetic and rounding,
  * so the bits of torch's quantized add (add_relu) with the qnnpack engine. */
 PTHCV_API pthcv_tensor *pthcv_qadd(pthcv_tensor *a, pthcv_tensor *b, double scale, int32_t zero_point, int32_t relu);
+/* The other int8 ops of torch's quantized MobileNetV3, quint8 in and out,
+ * with torch's arithmetic for the qnnpack engine (the same bits):
+ * hardswish and hardsigmoid through QNNPACK's 256-entry table (torch's
+ * quantized hardsigmoid always gives scale 1/256, zero point 0); mul as
+ * torch's quantized mul, zero_point + round_half_even((a - za) (b - zb)
+ * sa sb / scale), where one operand may be the other's leading dimensions
+ * followed by ones (squeeze-excitation's [N, C, 1, 1] factor); the global
+ * average pool [N, C, H, W] -> [N, C, 1, 1] keeps the input's scale and
+ * zero point, as torch's quantized adaptive_avg_pool2d to 1x1. */
+PTHCV_API pthcv_tensor *pthcv_qhardswish(pthcv_tensor *x, double scale, int32_t zero_point);
+PTHCV_API pthcv_tensor *pthcv_qhardsigmoid(pthcv_tensor *x, double scale, int32_t zero_point);
+PTHCV_API pthcv_tensor *pthcv_qmul(pthcv_tensor *a, pthcv_tensor *b, double scale, int32_t zero_point);
+PTHCV_API pthcv_tensor *pthcv_qglobal_avg_pool2d(pthcv_tensor *x);
 
 /* Normalisation (eval mode). weight/bias may be NULL. */
 PTHCV_API pthcv_tensor *pthcv_batch_norm(pthcv_tensor *x, pthcv_tensor *running_mean, pthcv_tensor *running_var,

@@ -5,13 +5,19 @@
 --   * module:quantize on a CNN torch trained on the handwritten digits of
 --     sklearn: top-1 at most 1 point below float32, for each method;
 --   * torch's own int8 models (torchvision's quantizable resnet18, resnet50,
---     mobilenet_v2 quantized by torch with the qnnpack engine): the same
---     outputs as torch's (within one step of their last layer's scale; in
---     practice the same bits).
+--     mobilenet_v2, mobilenet_v3_large quantized by torch with the qnnpack
+--     engine): the same outputs as torch's (within one step of their last
+--     layer's scale; in practice the same bits);
+--   * the int8 ops of MobileNetV3 (hardswish, hardsigmoid on every quint8
+--     value, mul with the channel broadcast, global average pool): torch's
+--     integers.
 local pthcv = require "pthcv"
 local json = require "dkjson"
 local support = require "support"
 local nn = pthcv.nn
+local ffi = require "ffi"
+local C = require("pthcv.core").C
+local Tensor = require "pthcv.tensor"
 
 local dir = os.getenv("PTHCV_QUANT")
 if dir == "" then dir = nil end
@@ -176,7 +182,7 @@ describe("int8 (pthcv.quant)", function()
     end
   end)
 
-  for _, name in ipairs({ "resnet18", "resnet50", "mobilenet_v2" }) do
+  for _, name in ipairs({ "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large" }) do
     it("runs torch's int8 " .. name .. " as torch does", function()
       local d = dir .. "/torch_int8/"
       local info = json.decode(support.read_file(d .. name .. ".json"))
@@ -189,6 +195,87 @@ describe("int8 (pthcv.quant)", function()
       assert.is_true(diff <= info.step * (1 + 1e-5), name .. ": " .. diff / info.step .. " quantization steps from torch's")
     end)
   end
+
+  it("gives the same bits for torch's int8 mobilenet_v3_large at 1, 2 and 3 threads", function()
+    local d = dir .. "/torch_int8/"
+    local m = pthcv.models.mobilenet_v3_large()
+    pthcv.quant.load_torch(m, d .. "mobilenet_v3_large.pth")
+    local x = pthcv.load_npy(d .. "mobilenet_v3_large.input.npy")
+    local outs = {}
+    for t = 1, 3 do
+      pthcv.set_num_threads(t)
+      outs[t] = m(x)
+    end
+    pthcv.set_num_threads(1)
+    assert.are.equal(0, max_abs(outs[1] - outs[2]))
+    assert.are.equal(0, max_abs(outs[1] - outs[3]))
+  end)
+
+  -- a quint8 tensor of the given stored integers
+  local function quint8(ints, shape, scale, zp)
+    local t = Tensor.wrap(C.pthcv_tensor_new(C.PTHCV_QUINT8, #shape, ffi.new("int64_t[?]", #shape, shape)), true)
+    t.ct.qscheme, t.ct.qscale, t.ct.qzero_point = C.PTHCV_QSCHEME_PER_TENSOR_AFFINE, scale, zp
+    local d = ffi.cast("uint8_t *", C.pthcv_tensor_data(t.ct))
+    for i, v in ipairs(ints) do d[i - 1] = v end
+    return t
+  end
+  local function ints_of(t)
+    local d = ffi.cast("const uint8_t *", C.pthcv_tensor_data(t.ct))
+    local out = {}
+    for i = 1, t.numel do out[i] = d[i - 1] end
+    return out
+  end
+  local function differing(got, want)
+    local n = 0
+    for i = 1, math.max(#got, #want) do if got[i] ~= want[i] then n = n + 1 end end
+    return n
+  end
+
+  it("computes torch's int8 hardswish, hardsigmoid, mul and global average pool", function()
+    local e = json.decode(support.read_file(dir .. "/torch_int8/elementwise.json"))
+    local F = nn.F
+    local every = {}
+    for i = 1, 256 do every[i] = i - 1 end
+    for _, a in ipairs(e.activations) do
+      local x = quint8(every, { 256 }, a.scale, a.zero_point)
+      local hw = F._result(C.pthcv_qhardswish(x.ct, a.out_scale, a.out_zero_point), "qhardswish")
+      assert.are.equal(0, differing(ints_of(hw), a.hardswish), "hardswish at scale " .. a.scale)
+      -- torch's quantized hardsigmoid chooses its output scale itself: 1/256, zero point 0
+      assert.are.equal(1 / 256, a.hardsigmoid_scale)
+      assert.are.equal(0, a.hardsigmoid_zero_point)
+      local hs = F._result(C.pthcv_qhardsigmoid(x.ct, 1 / 256, 0), "qhardsigmoid")
+      assert.are.equal(0, differing(ints_of(hs), a.hardsigmoid), "hardsigmoid at scale " .. a.scale)
+    end
+    for _, m in ipairs(e.mul_pool) do
+      local x = quint8(m.x, m.shape, 0.031, 113)
+      local f = quint8(m.f, { m.shape[1], m.shape[2], 1, 1 }, 1 / 256, 0)
+      local y = F._result(C.pthcv_qmul(f.ct, x.ct, 0.0123, 5), "qmul")
+      assert.are.equal(0, differing(ints_of(y), m.mul), "mul " .. table.concat(m.shape, "x"))
+      local p = F._result(C.pthcv_qglobal_avg_pool2d(x.ct), "qglobal_avg_pool2d")
+      assert.are.equal(0, differing(ints_of(p), m.pool), "global average pool " .. table.concat(m.shape, "x"))
+    end
+  end)
+
+  it("refuses MobileNetV3's state_dict, whose Hardswish scales torch leaves out, naming the key", function()
+    local ok, e = pcall(pthcv.quant.load_torch, pthcv.models.mobilenet_v3_large(),
+                        dir .. "/torch_int8/mobilenet_v3_large.state_dict.pth")
+    assert.is_false(ok)
+    assert.matches("features%.0%.2%.scale", e)
+    assert.matches("torch%.save%(model%)", e)
+  end)
+
+  it("refuses a float model pickled whole, naming what is missing", function()
+    local zoo = os.getenv("PTHCV_ZOO")
+    local f = zoo and io.open(zoo .. "/mobilenet_v3_small.model.pth")
+    if f then f:close() end
+    if not f then
+      pending("the zoo's whole-model pickles (PTHCV_ZOO)")
+      return
+    end
+    local ok, e = pcall(pthcv.quant.load_torch, pthcv.models.mobilenet_v3_small(), zoo .. "/mobilenet_v3_small.model.pth")
+    assert.is_false(ok)
+    assert.matches("quant%.scale %(QuantStub's scale%) is missing", e)
+  end)
 
   it("refuses a float state_dict for load_torch, naming the tensor", function()
     local m = pthcv.models.resnet18()

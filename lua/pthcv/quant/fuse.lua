@@ -7,7 +7,7 @@
 -- add, which pthcv.quant then replaces by an int8 pack (quant/slots.lua).
 --
 -- M.install(model) gives the model's ResNet stems and blocks and its
--- inverted residuals (MobileNetV2's) forwards that run such packs (as
+-- inverted residuals (MobileNetV2's and V3's) forwards that run such packs (as
 -- instance fields: the classes are untouched), turns the plan off for every
 -- module of the model, and prepares it again. Sequentials fuse their own
 -- conv + BatchNorm + activation steps (nn/containers.lua).
@@ -62,12 +62,14 @@ local FUSED = {
   },
   BasicBlock = { prepare = function(self) claim_packs(self, { 1, 2 }) end, forward = block_forward(2) },
   Bottleneck = { prepare = function(self) claim_packs(self, { 1, 2, 3 }) end, forward = block_forward(3) },
-  -- x + conv(x): the add in the last step's kernel (Sequential's residual)
+  -- x + body(x): the add in the last step's kernel (Sequential's residual);
+  -- the body is MobileNetV2's conv or MobileNetV3's block
   InvertedResidual = {
-    applies = function(m) return m.conv ~= nil and m.use_res_connect ~= nil end,   -- MobileNetV2's
+    applies = function(m) return (m.conv ~= nil or m.block ~= nil) and m.use_res_connect ~= nil end,
     forward = function(self, x)
-      if self.use_res_connect and self.conv:accepts_residual() then return self.conv(x, x) end
-      local y = self.conv(x)
+      local body = self.conv or self.block
+      if self.use_res_connect and body:accepts_residual() then return body(x, x) end
+      local y = body(x)
       if not self.use_res_connect then return y end
       local z = F.add(y, x)
       release(y)

@@ -1,0 +1,203 @@
+/* quant_test.c -- the int8 elementwise ops of quant_elementwise.c
+ * (qhardswish, qhardsigmoid, qmul, qglobal_avg_pool2d) against plain
+ * references written from torch's formulas, value by value, on odd sizes
+ * and at 1, 2 and 3 threads (identical bits). torch's own answers are
+ * spec/quant_spec.lua's (the whole table of each activation, and torch's
+ * int8 mobilenet_v3_large). */
+#include "../../csrc/pthcv.h"
+#include "check.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+static uint32_t rng = 12345;
+
+static uint8_t rand_u8(void)
+{
+    rng = rng * 1664525u + 1013904223u;
+    return (uint8_t)(rng >> 24);
+}
+
+static pthcv_tensor *random_quint8(int ndim, const int64_t *shape, double scale, int zp)
+{
+    pthcv_tensor *t = pthcv_tensor_new(PTHCV_QUINT8, ndim, shape);
+    uint8_t *d = pthcv_tensor_data(t);
+    for (int64_t i = 0; i < t->numel; i++) d[i] = rand_u8();
+    t->qscheme = PTHCV_QSCHEME_PER_TENSOR_AFFINE, t->qscale = scale, t->qzero_point = zp;
+    return t;
+}
+
+static uint8_t clamp_u8(long v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
+
+/* QNNPACK's hardswish / hardsigmoid of one value, computed directly */
+static uint8_t ref_hard(int swish, uint8_t q, float si, int zi, float so, int zo)
+{
+    float x = si * (float)((int)q - zi);
+    float r = x + 3.0f;
+    r = r > 6.0f ? 6.0f : r;
+    r = r < 0.0f ? 0.0f : r;
+    float f = swish ? x * r / 6.0f : r / 6.0f;
+    return clamp_u8(lrintf((1.0f / so) * f) + zo);
+}
+
+static int same_qparams(const pthcv_tensor *y, double scale, int zp)
+{
+    return y && y->dtype == PTHCV_QUINT8 && y->qscale == scale && y->qzero_point == zp;
+}
+
+static void test_hard_activations(void)
+{
+    static const int64_t sizes[] = {1, 3, 7, 17, 33, 4099};
+    static const struct {
+        double si;
+        int zi;
+        double so;
+        int zo;
+    } qp[] = {{0.05, 128, 0.037, 17}, {0.0173, 3, 1.0 / 256, 0}, {0.11, 200, 0.02, 255}, {0.3, 0, 0.5, 0}};
+    for (int t = 1; t <= 3; t++) {
+        pthcv_set_num_threads(t);
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+            for (size_t k = 0; k < sizeof qp / sizeof *qp; k++) {
+                int64_t shape[2] = {sizes[s], 3};
+                pthcv_tensor *x = random_quint8(2, shape, qp[k].si, qp[k].zi);
+                for (int swish = 0; swish < 2; swish++) {
+                    pthcv_tensor *y = swish ? pthcv_qhardswish(x, qp[k].so, qp[k].zo)
+                                            : pthcv_qhardsigmoid(x, qp[k].so, qp[k].zo);
+                    CHECK(same_qparams(y, qp[k].so, qp[k].zo), "hard%s: quint8 with the given qparams",
+                          swish ? "swish" : "sigmoid");
+                    if (!y) continue;
+                    const uint8_t *xd = pthcv_tensor_data(x), *yd = pthcv_tensor_data(y);
+                    int64_t bad = 0;
+                    for (int64_t i = 0; i < x->numel; i++)
+                        bad += yd[i] != ref_hard(swish, xd[i], (float)qp[k].si, qp[k].zi, (float)qp[k].so, qp[k].zo);
+                    CHECK(bad == 0, "hard%s [%lld, 3], %d threads: %lld values differ from the reference",
+                          swish ? "swish" : "sigmoid", (long long)sizes[s], t, (long long)bad);
+                    pthcv_tensor_release(y);
+                }
+                pthcv_tensor_release(x);
+            }
+        }
+    }
+    pthcv_set_num_threads(1);
+    /* at the zero point: hardsigmoid(0) = 0.5 = 128 / 256, hardswish(0) = 0 */
+    int64_t one[1] = {1};
+    pthcv_tensor *x = random_quint8(1, one, 0.1, 77);
+    ((uint8_t *)pthcv_tensor_data(x))[0] = 77;
+    pthcv_tensor *hs = pthcv_qhardsigmoid(x, 1.0 / 256, 0), *hw = pthcv_qhardswish(x, 0.05, 9);
+    CHECK(hs && ((uint8_t *)pthcv_tensor_data(hs))[0] == 128, "hardsigmoid(0) is 128 at scale 1/256");
+    CHECK(hw && ((uint8_t *)pthcv_tensor_data(hw))[0] == 9, "hardswish(0) is the output's zero point");
+    pthcv_tensor_release(hs), pthcv_tensor_release(hw);
+    CHECK(pthcv_qhardswish(x, 0, 0) == NULL && strstr(pthcv_last_error(), "scale"), "hardswish: scale 0 refused");
+    CHECK(pthcv_qhardsigmoid(x, 0.1, 256) == NULL, "hardsigmoid: zero point 256 refused");
+    pthcv_tensor_release(x);
+    pthcv_tensor *f = pthcv_tensor_new(PTHCV_FLOAT32, 1, one);
+    CHECK(pthcv_qhardswish(f, 0.1, 0) == NULL && strstr(pthcv_last_error(), "must be quint8"),
+          "hardswish: float32 refused: %s", pthcv_last_error());
+    pthcv_tensor_release(f);
+}
+
+/* torch's qmul of one pair */
+static uint8_t ref_mul(uint8_t a, uint8_t b, double sa, int za, double sb, int zb, double s, int z)
+{
+    float multiplier = (float)sa * (float)sb * (1.0f / (float)s);
+    int32_t prod = ((int32_t)a - za) * ((int32_t)b - zb);
+    return clamp_u8(lrintf((float)prod * multiplier) + z);
+}
+
+static void test_qmul(void)
+{
+    static const int64_t channels[] = {1, 3, 7, 17, 33};
+    static const int64_t planes[][2] = {{1, 1}, {3, 5}, {7, 7}, {14, 3}};
+    for (int t = 1; t <= 3; t++) {
+        pthcv_set_num_threads(t);
+        for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++) {
+            for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++) {
+                int64_t c = channels[ci], h = planes[pi][0], w = planes[pi][1];
+                int64_t xs[4] = {2, c, h, w}, fs[4] = {2, c, 1, 1};
+                pthcv_tensor *x = random_quint8(4, xs, 0.031, 113), *f = random_quint8(4, fs, 1.0 / 256, 0);
+                pthcv_tensor *same = random_quint8(4, xs, 0.017, 200);
+                for (int form = 0; form < 3; form++) {
+                    /* factor first (torchvision's skip_mul.mul(scale, input)), factor second, same shapes */
+                    pthcv_tensor *a = form == 0 ? f : x, *b = form == 0 ? x : form == 1 ? f : same;
+                    pthcv_tensor *y = pthcv_qmul(a, b, 0.0123, 5);
+                    CHECK(same_qparams(y, 0.0123, 5) && y->numel == x->numel, "qmul: quint8 of the input's shape");
+                    if (!y) continue;
+                    const uint8_t *ad = pthcv_tensor_data(a), *bd = pthcv_tensor_data(b), *yd = pthcv_tensor_data(y);
+                    int64_t bad = 0;
+                    for (int64_t i = 0; i < x->numel; i++) {
+                        int64_t plane = i / (h * w); /* index into the [2, c, 1, 1] factor */
+                        uint8_t av = a == f ? ad[plane] : ad[i], bv = b == f ? bd[plane] : bd[i];
+                        bad += yd[i] !=
+                            ref_mul(av, bv, a->qscale, (int)a->qzero_point, b->qscale, (int)b->qzero_point, 0.0123, 5);
+                    }
+                    CHECK(bad == 0, "qmul form %d [2, %lld, %lld, %lld], %d threads: %lld values differ", form,
+                          (long long)c, (long long)h, (long long)w, t, (long long)bad);
+                    pthcv_tensor_release(y);
+                }
+                pthcv_tensor_release(x), pthcv_tensor_release(f), pthcv_tensor_release(same);
+            }
+        }
+    }
+    pthcv_set_num_threads(1);
+    int64_t xs[4] = {1, 3, 3, 3}, bs[4] = {1, 3, 2, 1};
+    pthcv_tensor *x = random_quint8(4, xs, 0.1, 0), *b = random_quint8(4, bs, 0.1, 0);
+    CHECK(pthcv_qmul(x, b, 0.1, 0) == NULL && strstr(pthcv_last_error(), "per-channel factor"),
+          "qmul: a factor that does not broadcast is refused: %s", pthcv_last_error());
+    CHECK(pthcv_qmul(x, x, -1, 0) == NULL, "qmul: a negative scale is refused");
+    pthcv_tensor_release(x), pthcv_tensor_release(b);
+}
+
+static void test_qglobal_avg_pool2d(void)
+{
+    static const int64_t channels[] = {1, 3, 7, 17, 33};
+    static const int64_t planes[][2] = {{1, 1}, {1, 2}, {2, 2}, {3, 3}, {7, 7}, {14, 14}, {5, 9}};
+    static const int zps[] = {0, 77, 200, 255};
+    for (int t = 1; t <= 3; t++) {
+        pthcv_set_num_threads(t);
+        for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++) {
+            for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++) {
+                for (size_t zi = 0; zi < sizeof zps / sizeof *zps; zi++) {
+                    int64_t h = planes[pi][0], w = planes[pi][1], n = h * w, xs[4] = {2, channels[ci], h, w};
+                    pthcv_tensor *x = random_quint8(4, xs, 0.0123, zps[zi]);
+                    pthcv_tensor *y = pthcv_qglobal_avg_pool2d(x);
+                    CHECK(same_qparams(y, 0.0123, zps[zi]) && y->ndim == 4 && y->shape[1] == channels[ci] &&
+                              y->shape[2] == 1 && y->shape[3] == 1,
+                          "qglobal_avg_pool2d: [N, C, 1, 1] with the input's qparams");
+                    if (!y) continue;
+                    const uint8_t *xd = pthcv_tensor_data(x), *yd = pthcv_tensor_data(y);
+                    int64_t bad = 0, far = 0;
+                    for (int64_t p = 0; p < y->numel; p++) {
+                        int64_t sum = 0;
+                        for (int64_t i = 0; i < n; i++) sum += xd[p * n + i];
+                        float acc = (float)(sum - (int64_t)zps[zi] * n);
+                        bad += yd[p] != clamp_u8(lrintf(acc * (1.0f / (float)n)) + zps[zi]);
+                        far += fabs((double)yd[p] - (double)sum / (double)n) > 0.5 + 1e-9;
+                    }
+                    CHECK(bad == 0 && far == 0,
+                          "qglobal_avg_pool2d [2, %lld, %lld, %lld] zp %d, %d threads: %lld differ, %lld beyond "
+                          "half a step of the mean",
+                          (long long)channels[ci], (long long)h, (long long)w, zps[zi], t, (long long)bad,
+                          (long long)far);
+                    pthcv_tensor_release(x), pthcv_tensor_release(y);
+                }
+            }
+        }
+    }
+    pthcv_set_num_threads(1);
+    int64_t s3[3] = {1, 3, 3};
+    pthcv_tensor *x = random_quint8(3, s3, 0.1, 0);
+    CHECK(pthcv_qglobal_avg_pool2d(x) == NULL && strstr(pthcv_last_error(), "[N, C, H, W]"),
+          "qglobal_avg_pool2d: a 3-d input is refused: %s", pthcv_last_error());
+    pthcv_tensor_release(x);
+}
+
+int main(void)
+{
+    test_hard_activations();
+    test_qmul();
+    test_qglobal_avg_pool2d();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
