@@ -183,13 +183,14 @@ end
 
 -- Why weights that carry no model and fit no one zoo model are refused:
 -- the models they fit alike, or the closest three and what differs.
-function M.unrecognised_message(path, r)
+-- `give`: what the user may give instead (default: --model or --script).
+function M.unrecognised_message(path, r, give)
   local rec = require "pthcv.models.recognize"
   local fits = {}
   for _, c in ipairs(r.candidates) do if c.fits then fits[#fits + 1] = c.name end end
   local head = path .. " holds weights, not a model, and they fit "
                .. (#fits > 1 and (table.concat(fits, " and ") .. " alike") or "no zoo model")
-               .. ": give --model NAME or --script FILE.lua"
+               .. ": give " .. (give or "--model NAME or --script FILE.lua")
   if #fits > 1 then return head .. "\n" .. rec.candidates_text(r, #fits) end
   if not r.candidates[1] or r.candidates[1].matched == 0 then
     return head .. "\n  (they share no key and shape with any zoo model)"

@@ -42,13 +42,16 @@ local function given_of(list)
   return g
 end
 
--- How the given weights fit a description (as pthcv.cli.model's compare:
--- a missing num_batches_tracked is allowed, as load_state_dict allows it).
+-- How the given weights fit a description (as load_state_dict: a missing
+-- num_batches_tracked is allowed, and one the model's FrozenBatchNorm2d
+-- does not keep is dropped, as torchvision's detectors load them).
 local function compare(g, d)
   local r = { matched = 0, missing = {}, unexpected = {}, mismatched = {} }
   for _, k in ipairs(g.keys) do
     local e = d.shape[k]
-    if e == nil then r.unexpected[#r.unexpected + 1] = k
+    if e == nil and is_nbt(k) and d.shape[k:gsub("num_batches_tracked$", "running_mean")] then
+      -- a BatchNorm2d's count, taken by a FrozenBatchNorm2d (which drops it, as torchvision's does)
+    elseif e == nil then r.unexpected[#r.unexpected + 1] = k
     elseif not same(g.shape[k], e) then r.mismatched[#r.mismatched + 1] = { k, g.shape[k], e }
     else r.matched = r.matched + 1 end
   end
