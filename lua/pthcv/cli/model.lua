@@ -80,7 +80,8 @@ function M.mismatch_message(what, path, r, list, verbose, zoo_hint)
     local rec = require "pthcv.models.recognize"
     local ok, name, options, found = pcall(rec.recognize, list)
     if ok and name then
-      lines[#lines + 1] = "  these weights look like " .. rec.text(name, options) .. " (" .. M.model_flags(name, options, found.task) .. ")"
+      lines[#lines + 1] = "  these weights look like " .. name .. " (" .. M.model_flags(name, found.task) .. ")"
+                          .. (next(options) and (", " .. rec.options_text(options)) or "")
     end
   end
   if not verbose and (#r.missing > SHOWN or #r.unexpected > SHOWN or #r.mismatched > SHOWN) then
@@ -198,12 +199,11 @@ function M.unrecognised_message(path, r, give)
   return head .. "\n  the closest zoo models:\n" .. rec.candidates_text(r, 3, "    ")
 end
 
--- The flags that name a recognised model: "--model resnet18 --num-classes 10".
-function M.model_flags(name, options, task)
-  if task ~= "classification" then return (task == "detection" and "pthcv detect" or "pthcv segment") .. " --model " .. name end
-  local s = "--model " .. name
-  if options.num_classes and options.num_classes ~= 1000 then s = s .. " --num-classes " .. options.num_classes end
-  return s
+-- How to name a recognised model: "--model resnet18" (num_classes comes
+-- from the weights), "pthcv detect --model ...".
+function M.model_flags(name, task)
+  if task == "classification" then return "--model " .. name end
+  return (task == "detection" and "pthcv detect" or "pthcv segment") .. " --model " .. name
 end
 
 -- The module the options describe, weights loaded, in eval mode.
