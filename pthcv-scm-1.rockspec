@@ -77,6 +77,7 @@ build = {
       ["pthcv.export.onnx.lower"] = "lua/pthcv/export/onnx/lower.lua",
       ["pthcv.export.onnx.opencv46"] = "lua/pthcv/export/onnx/opencv46.lua",
       ["pthcv.export.onnx.ops"] = "lua/pthcv/export/onnx/ops.lua",
+      ["pthcv.export.onnx.ops_detection"] = "lua/pthcv/export/onnx/ops_detection.lua",
       ["pthcv.export.onnx.ops_math"] = "lua/pthcv/export/onnx/ops_math.lua",
       ["pthcv.export.onnx.proto"] = "lua/pthcv/export/onnx/proto.lua",
       ["pthcv.export.onnx.trace"] = "lua/pthcv/export/onnx/trace.lua",

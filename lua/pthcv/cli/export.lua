@@ -5,6 +5,7 @@
 --   pthcv export [FILE] (--model NAME | --script FILE.lua) (--weights FILE | --init I) -o OUT.onnx|OUT.prototxt
 --                [--shape 1x3x224x224 | --input X.npy] [--num-classes N] [--opset N]
 --                [--dynamic batch,height,width] [--input-names N] [--output-names A,B] [--half]
+--                [--no-postprocess]
 local options = require "pthcv.cli.options"
 local runner = require "pthcv.cli.runner"
 
@@ -32,7 +33,8 @@ M.command = {
   name = "export", args = "[FILE]", nargs = { 0, 1 },
   synopsis = "export [FILE] (--model NAME | --script FILE.lua) (--weights FILE | --init zeros|random)\n"
              .. "    -o OUT.onnx|OUT.prototxt [--shape 1x3x224x224 | --input X.npy] [--num-classes N]\n"
-             .. "    [--opset N] [--dynamic batch,height,width] [--input-names NAME] [--output-names A,B] [--half]",
+             .. "    [--opset N] [--dynamic batch,height,width] [--input-names NAME] [--output-names A,B] [--half]\n"
+             .. "    [--no-postprocess]",
   summary = [[
 an ONNX file (opsets 10 to 17, default 11) that cv::dnn::readNetFromONNX
 loads, or a Caffe .prototxt and .caffemodel for readNetFromCaffe, traced
@@ -60,6 +62,7 @@ printed as a warning. See docs/export.md.]],
     { "output-names", kind = "string", metavar = "A,B",
       help = "the outputs' names (default logits for a 2-d output,\noutput, output_1..., or the keys of a table)" },
     { "half", help = "float16 weights behind Cast nodes (ONNX only; not for\nOpenCV 4.6, which reads no float16)" },
+    { "no-postprocess", help = "SSD detectors: the network up to the head's outputs\n(cv2.dnn runs it), the default boxes in OUT.anchors.npy" },
   }),
   run = function(pos, opt)
     local out = opt.output
@@ -74,7 +77,8 @@ printed as a warning. See docs/export.md.]],
     end
     local pthcv = require "pthcv"
     local o = { opset = opt.opset, dynamic = names(opt.dynamic), input_names = names(opt["input-names"]),
-                output_names = names(opt["output-names"]), half = opt.half, seed = opt.seed }
+                output_names = names(opt["output-names"]), half = opt.half, seed = opt.seed,
+                no_postprocess = opt["no-postprocess"] }
     local onnx = require "pthcv.export.onnx"
     o.input = opt.input and pthcv.load_npy(opt.input) or opt.shape or { 1, 3, 224, 224 }
     if not caffe then -- bad values refused before building anything
@@ -89,6 +93,7 @@ printed as a warning. See docs/export.md.]],
     end
     local m = require("pthcv.cli.model_file").module(pos, opt, true)
     if caffe then
+      require("pthcv.export.onnx.ops_detection").refuse_format(m, "Caffe")
       local r = require("pthcv.export.caffe").export(m, out, o)
       io.stdout:write(string.format("%s, %s: %d layers, %d bytes of weights, output %s\n", r.prototxt, r.caffemodel,
                                     r.layers, r.bytes, outputs_str(r.outputs)))
@@ -100,6 +105,12 @@ printed as a warning. See docs/export.md.]],
     io.stdout:write(string.format("%s: opset %d, %d nodes, %d initializers%s, %d bytes, input %s %s, output %s\n", out,
                                   r.opset, r.nodes, r.initializers, half, r.bytes, r.inputs[1].name,
                                   shape_str(r.inputs[1].shape), outputs_str(r.outputs)))
+    if r.anchors then -- a detector's head outputs (--no-postprocess): the default boxes they are decoded against
+      local anchors = out:gsub("%.[Oo][Nn][Nn][Xx]$", "") .. ".anchors.npy"
+      pthcv.save(anchors, r.anchors)
+      io.stdout:write(string.format("%s: default boxes [%s] (x1, y1, x2, y2 in the resized image)\n", anchors,
+                                    table.concat(r.anchors.shape, ", ")))
+    end
     return 0
   end,
 }

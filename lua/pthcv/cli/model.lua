@@ -232,6 +232,13 @@ function M.build(opt, need_weights, limits)
   local list, format
   if opt.weights then list, format = M.read_weights(opt.weights, limits) end
   local m, what
+  for _, task in ipairs { "detection", "segmentation" } do -- torchvision's detectors and segmenters, by name
+    local registry = opt.model and pthcv.models[task]
+    if registry and registry.has(opt.model) then
+      if not opt.weights then error(usage(opt.model .. " needs --weights FILE (its state_dict)"), 0) end
+      return require("pthcv.image.pipeline").load(task, opt.model, opt.weights)
+    end
+  end
   if opt.model then
     local nc = opt["num-classes"] or (list and num_classes_of(list))
     if not pthcv.models.list then error("pthcv: no model zoo", 0) end

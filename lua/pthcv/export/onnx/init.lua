@@ -231,6 +231,8 @@ end
 -- half = n, float = n}. Raises the error of a refusal.
 function M.build(m, o)
   o = o or {}
+  local detection = require "pthcv.export.onnx.ops_detection" -- the SSD detectors' own route
+  if detection.handles(m, o) then return detection.build(M, m, o) end
   local t = M.trace(m, o)
   local g = t.g
   local ok, res = pcall(function()

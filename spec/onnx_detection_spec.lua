@@ -1,0 +1,190 @@
+-- spec/onnx_detection_spec.lua: ONNX export of the segmentation models and
+-- of the SSD detector (lua/pthcv/export/onnx/ops_detection.lua) on the
+-- detection fixtures (PTHCV_DETECTION, spec/fixtures/make_detection_fixtures.py):
+--   segmentation (out and aux): onnx.checker with full_check and cv2.dnn
+--     against pthcv's forward within 1e-4 of the largest logit;
+--   ssdlite320_mobilenet_v3_large and ssd300_vgg16, the whole detector
+--     (NonMaxSuppression, TopK, GatherND) at opsets 11, 13 and 17 (12,
+--     14, 15, 16: onnx.checker), with the fixtures' options and ssdlite's
+--     defaults (300 detections, in order):
+--     onnx.checker, then onnxruntime (npm's
+--     onnxruntime-node, spec/onnxruntime_support.lua) against pthcv's own
+--     detections (labels equal, scores within 1e-4, boxes within 1e-3 of
+--     the image's size) and torchvision's;
+--   --no-postprocess: the head's outputs through cv2.dnn, and the default
+--     boxes beside;
+--   refusals: opset 10 (no GatherND), the detectors not written yet.
+local support = require "support"
+local xs = require "export_support"
+local ort = require "onnxruntime_support"
+local pthcv = require "pthcv"
+local json = require "dkjson"
+local onnx = require "pthcv.export.onnx"
+local det_export = require "pthcv.export.onnx.ops_detection"
+
+local dir = os.getenv("PTHCV_DETECTION")
+local manifest = dir and json.decode(assert(support.read_file(dir .. "/manifest.json")))
+
+local function max_abs(t)
+  if t.numel == 0 then return 0 end
+  return math.max(t:max(), -t:min())
+end
+
+local function model(name)
+  local e = manifest[name]
+  local m = pthcv.models[e.kind == "segmentation" and "segmentation" or "detection"][name](e.options)
+  m:load_state_dict(pthcv.state_dict(dir .. "/" .. name .. ".pth"))
+  m:eval()
+  return m, e
+end
+
+local function checker(path)
+  local code = "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)"
+  local c, _, e = support.run("/usr/bin/python3 -c " .. support.shell_quote(code) .. " " .. support.shell_quote(path))
+  assert.are.equal(0, c, path .. ": onnx.checker: " .. tostring(e))
+end
+
+describe("ONNX export of segmentation and detection models", function()
+  if not dir then
+    it("needs the detection fixtures", function() pending("PTHCV_DETECTION is not set (tools/run-specs writes them)") end)
+    return
+  end
+  local has_cv = xs.has_python("cv2, onnx, numpy")
+
+  it("segmentation: out and aux through onnx.checker and cv2.dnn, within 1e-4 of pthcv's forward", function()
+    if not has_cv then return pending("python3 with cv2, onnx and numpy is needed") end
+    local jobs, names = {}, { "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50" }
+    for _, name in ipairs(names) do
+      local m, e = model(name)
+      local x = pthcv.load_npy(dir .. "/" .. name .. "." .. e.images[1] .. ".input.npy")
+      local path = support.tmpname(".onnx")
+      local info = onnx.export(m, path, { input = x })
+      local y = m(x)
+      local want_outputs = y.aux and { "aux", "out" } or { "out" }
+      local got = {}
+      for i, out in ipairs(info.outputs) do got[i] = out.name end
+      assert.are.same(want_outputs, got, name .. ": output names")
+      local case = { input = support.tmpname(".npy"), expected = {} }
+      pthcv.save(case.input, x)
+      for _, k in ipairs(want_outputs) do
+        case.expected[k] = support.tmpname(".npy")
+        pthcv.save(case.expected[k], y[k])
+      end
+      jobs[#jobs + 1] = { name = name, kind = "onnx", model = path, cases = { case } }
+    end
+    local results = xs.check(jobs)
+    for _, name in ipairs(names) do xs.assert_close(results[name], name, 1e-4) end
+  end)
+
+  -- the whole detector at each opset, on each picture: pthcv's detections and torchvision's
+  local function whole_detector(name, opsets)
+    local pkg, why = ort.package()
+    if not pkg then return pending(why) end
+    if not xs.has_python("onnx") then return pending("python3 with onnx is needed for onnx.checker") end
+    local m, e = model(name)
+    for i, img in ipairs(e.images) do
+      local image = pthcv.load_npy(dir .. "/images/" .. img .. ".npy")
+      local x = image:unsqueeze(1):contiguous()
+      local path = support.tmpname(".onnx")
+      local opset = opsets[i] or opsets[#opsets]
+      local info = onnx.export(m, path, { input = x, opset = opset })
+      assert.are.equal(opset, info.opset)
+      assert.are.same({ "boxes", "labels", "scores" }, { info.outputs[1].name, info.outputs[2].name, info.outputs[3].name })
+      checker(path)
+      local got = ort.run(path, x)
+      local want = m({ image })[1]
+      local size = math.max(image.shape[2], image.shape[3])
+      local what = name .. " " .. img
+      assert.are.equal(want.scores.numel, got.scores.numel, what .. ": number of detections")
+      assert.is_true(got.scores.numel > 10, what .. ": too few detections to tell")
+      assert.are.same(want.labels:totable(), got.labels:totable(), what .. ": labels")
+      local ds = max_abs(got.scores - want.scores)
+      assert.is_true(ds <= 1e-4, string.format("%s: scores differ by %g", what, ds))
+      local db = max_abs(got.boxes - want.boxes)
+      assert.is_true(db <= 1e-3 * size, string.format("%s: boxes differ by %g pixels", what, db))
+      -- and torchvision's own (the fixture)
+      local base = dir .. "/" .. name .. "." .. img
+      assert.are.same(pthcv.load_npy(base .. ".labels.npy"):totable(), got.labels:totable(), what .. ": torch's labels")
+      assert.is_true(max_abs(got.scores - pthcv.load_npy(base .. ".scores.npy")) <= 1e-4, what .. ": torch's scores")
+      assert.is_true(max_abs(got.boxes - pthcv.load_npy(base .. ".boxes.npy")) <= 1e-3 * size, what .. ": torch's boxes")
+      os.remove(path)
+    end
+  end
+
+  it("ssdlite320_mobilenet_v3_large: the whole detector (opsets 11 and 17) in onnxruntime gives pthcv's and "
+     .. "torchvision's detections", function() whole_detector("ssdlite320_mobilenet_v3_large", { 11, 17 }) end)
+
+  it("ssdlite320_mobilenet_v3_large with torchvision's default options: onnxruntime's 300 detections are pthcv's, "
+     .. "in order", function()
+    local pkg, why = ort.package()
+    if not pkg then return pending(why) end
+    local m = pthcv.models.detection.ssdlite320_mobilenet_v3_large()
+    m:load_state_dict(pthcv.state_dict(dir .. "/ssdlite320_mobilenet_v3_large.pth"))
+    m:eval()
+    local image = pthcv.load_npy(dir .. "/images/portrait.npy")
+    local x = image:unsqueeze(1):contiguous()
+    local path = support.tmpname(".onnx")
+    onnx.export(m, path, { input = x })
+    local got, want = ort.run(path, x), m({ image })[1]
+    assert.are.equal(300, want.scores.numel)
+    assert.are.equal(300, got.scores.numel)
+    assert.are.same(want.labels:totable(), got.labels:totable())
+    assert.is_true(max_abs(got.scores - want.scores) <= 1e-4)
+    assert.is_true(max_abs(got.boxes - want.boxes) <= 1e-3 * 640)
+    os.remove(path)
+  end)
+
+  it("the detector at opsets 12, 14, 15 and 16 passes onnx.checker with full_check", function()
+    if not xs.has_python("onnx") then return pending("python3 with onnx is needed for onnx.checker") end
+    local m = model("ssdlite320_mobilenet_v3_large")
+    for _, opset in ipairs { 12, 14, 15, 16 } do
+      local path = support.tmpname(".onnx")
+      assert.are.equal(opset, onnx.export(m, path, { input = { 1, 3, 96, 128 }, opset = opset }).opset)
+      checker(path)
+      os.remove(path)
+    end
+  end)
+
+  it("ssd300_vgg16: the whole detector (opset 13, its L2Norm as ops) in onnxruntime gives pthcv's and "
+     .. "torchvision's detections", function() whole_detector("ssd300_vgg16", { 13 }) end)
+
+  it("ssdlite --no-postprocess: the head's outputs through cv2.dnn, the default boxes beside", function()
+    if not has_cv then return pending("python3 with cv2, onnx and numpy is needed") end
+    local name = "ssdlite320_mobilenet_v3_large"
+    local m = model(name)
+    local image = pthcv.load_npy(dir .. "/images/street.npy")
+    local x = image:unsqueeze(1):contiguous()
+    local path = support.tmpname(".onnx")
+    local info = onnx.export(m, path, { input = x, no_postprocess = true })
+    assert.are.same({ 3234, 4 }, info.anchors.shape)
+    local y = det_export.wrap(m, x, true)(x)
+    local case = { input = support.tmpname(".npy"), expected = {} }
+    pthcv.save(case.input, x)
+    for _, k in ipairs { "bbox_regression", "cls_logits" } do
+      case.expected[k] = support.tmpname(".npy")
+      pthcv.save(case.expected[k], y[k])
+    end
+    local r = xs.check({ { name = name, kind = "onnx", model = path, cases = { case } } })
+    xs.assert_close(r[name], name .. " --no-postprocess", 1e-4)
+  end)
+
+  it("refuses what it cannot write, by name", function()
+    local m = model("ssdlite320_mobilenet_v3_large")
+    local x = pthcv.rand({ 1, 3, 64, 80 }, { seed = 1 })
+    local ok, err = pcall(onnx.build, m, { input = x, opset = 10 })
+    assert.is_false(ok)
+    assert.matches("GatherND, which is opset 11", err, 1, true)
+    local f = model("fasterrcnn_mobilenet_v3_large_320_fpn")
+    ok, err = pcall(onnx.build, f, { input = x })
+    assert.is_false(ok)
+    assert.matches("FasterRCNN: ONNX export of this detector is not written yet", err, 1, true)
+    ok, err = pcall(onnx.build, m, { input = x, dynamic = { "batch" } })
+    assert.is_false(ok)
+    assert.matches("SSD: --dynamic: the default boxes are constants of the input's size", err, 1, true)
+    local code, _, e = support.pthcv("export", "--model", "ssdlite320_mobilenet_v3_large", "--weights",
+                                     dir .. "/ssdlite320_mobilenet_v3_large.pth", "--shape", "1x3x64x64",
+                                     "-o", support.tmpname(".prototxt"))
+    assert.are.equal(1, code)
+    assert.matches("SSD: Caffe has no form of a detector's post-processing (NMS)", e, 1, true)
+  end)
+end)
