@@ -34,6 +34,11 @@ their zoo model's weights) beside their zoo rows:
     compiled and run here for 1 and 2 threads; effective GFLOP/s = 2 x the
     multiply-adds of the convolutions, linear layers and attention's
     projections and matrix products / median time.
+Beside the zoo rows of resnet18 and mobilenet_v3_large (TRACED), a row
+"NAME (traced)": the same model and weights through torch.jit.trace
+(build/bench/models/NAME.trace.pt), run by pthcv's TorchScript interpreter
+(`pthcv bench NAME.trace.pt`, pthcv.jit), pthcv's columns only; its output
+is checked against torch's and its time set against the zoo row's.
 pthcv also runs with --half (float16 weights in memory, float32 arithmetic):
 its time and peak RSS are the table's last columns. Prints a markdown table;
 ratio = pthcv (float32) / the fastest peer. Also written to
@@ -69,6 +74,9 @@ def key_of(name):
     """A row's name in build/bench/models/ files (a script's: MODEL.script)."""
     return model_of(name) + ".script" if name in SCRIPTS else name
 WARMUP = 3
+# zoo models also timed as torch.jit.trace archives run by pthcv.jit
+TRACED = ["resnet18", "mobilenet_v3_large"]
+TRACED_ROW = " (traced)"
 
 
 def path(name, ext):
@@ -169,6 +177,23 @@ def setup(name):
     return info
 
 
+def setup_traced(name):
+    """Writes name.trace.pt: torch.jit.trace of the model with name.pth's weights."""
+    if os.path.exists(path(name, ".trace.pt")):
+        return
+    import numpy as np, torch, torchvision
+    m = getattr(torchvision.models, name)()
+    m.load_state_dict(torch.load(path(name, ".pth")))
+    m.eval()
+    with torch.no_grad():
+        torch.jit.trace(m, torch.from_numpy(np.load(path(name, ".input.npy")))).save(path(name, ".trace.pt"))
+
+
+def rows_of(models):
+    """The rows' names: each model, then its traced row (TRACED)."""
+    return [row for name in models for row in ([name] + ([name + TRACED_ROW] if name in TRACED else []))]
+
+
 # ---- workers (one process per engine, model and thread count) -------------------
 def worker(engine, name, threads):
     import numpy as np
@@ -218,6 +243,10 @@ def run_engine(engine, name, threads):
     elif engine in ("pthcv", "pthcv16"):
         argv = pthcv_argv("bench", name) + ["--threads", str(threads), "--runs", str(RUNS), "--warmup",
                                             str(WARMUP)] + (["--half"] if engine == "pthcv16" else [])
+    elif engine in ("pthcv_traced", "pthcv_traced16"):
+        argv = [os.path.join(ROOT, "bin", "pthcv"), "bench", path(name, ".trace.pt"), "--input", path(name, ".input.npy"),
+                "--threads", str(threads), "--runs", str(RUNS), "--warmup", str(WARMUP)] + \
+            (["--half"] if engine == "pthcv_traced16" else [])
     else:
         argv = [sys.executable, os.path.abspath(__file__), "--worker", engine, model_of(name), str(threads)]
     # stderr to a file: a pipe read after stdout could fill and stall the child
@@ -234,7 +263,7 @@ def run_engine(engine, name, threads):
         r = bench_ncnn.parse_summary(err)
         r.update(median_ms=r["avg_ms"], rss=rss)
         return r
-    if engine in ("pthcv", "pthcv16"):
+    if engine.startswith("pthcv"):
         kv = dict(tok.split("=", 1) for line in out.splitlines() for tok in line.split() if "=" in tok)
         cpu = next((l[5:] for l in out.splitlines() if l.startswith("cpu: ")), "?")
         return {"median_ms": float(kv["median_ms"]), "min_ms": float(kv["min_ms"]),
@@ -257,6 +286,13 @@ def pthcv_output(name, half=False):
     out = path(key_of(name), ".pthcv16.out.npy" if half else ".pthcv.out.npy")
     subprocess.run(pthcv_argv("run", name) + ["--output", out] + (["--half"] if half else []),
                    check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def pthcv_traced_output(name):
+    out = path(name, ".pthcv_traced.out.npy")
+    subprocess.run([os.path.join(ROOT, "bin", "pthcv"), "run", path(name, ".trace.pt"), "--input",
+                    path(name, ".input.npy"), "--output", out], check=True, stdout=subprocess.DEVNULL)
     return out
 
 
@@ -298,6 +334,13 @@ def measure(name, t, infos, in_pthcv, ncnn_on, peers):
     then the splits by kind of op. A script's row takes torch's, OpenCV's
     and ncnn's times from its zoo model's row when that ran (peers: {(model,
     threads): {engine: result}})."""
+    if name.endswith(TRACED_ROW):   # pthcv's columns only, through pthcv.jit
+        base = name[:-len(TRACED_ROW)]
+        r = {"model": name, "base": base, "threads": t, "torch": None, "opencv": None, "ncnn": None,
+             "pthcv": run_engine("pthcv_traced", base, t), "pthcv16": run_engine("pthcv_traced16", base, t)}
+        print("%s %d threads: pthcv %.1f ms  pthcv16 %.1f ms" % (name, t, r["pthcv"]["median_ms"],
+                                                                r["pthcv16"]["median_ms"]), file=sys.stderr, flush=True)
+        return r
     r = {"model": name, "threads": t}
     model = model_of(name)
     known = peers.setdefault((model, t), {})
@@ -323,10 +366,11 @@ def measure(name, t, infos, in_pthcv, ncnn_on, peers):
 def table_row(r, infos, peaks):
     p, tq, ocv, nc, h = r["pthcv"], r["torch"], r["opencv"], r["ncnn"], r["pthcv16"]
     peers = [e["median_ms"] for e in (tq, ocv) if e]
-    info = infos[model_of(r["model"])]
+    info = infos[r.get("base", model_of(r["model"]))]
     opset = info.get("opset")
     f = lambda e, k, fmt: (fmt % e[k]) if e else "-"
-    ocv_ms = ("%.1f" % ocv["median_ms"] + (" (opset 9)" if opset == 9 else "")) if ocv else "rejected"
+    ocv_ms = ("%.1f" % ocv["median_ms"] + (" (opset 9)" if opset == 9 else "")) if ocv else \
+        ("-" if "base" in r else "rejected")
     gf = info["flops"] / (p["median_ms"] * 1e-3) * 1e-9 if p else None
     return "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s / %s | %s | %s |" % (
         r["model"], r["threads"], f(p, "median_ms", "%.1f"), f(tq, "median_ms", "%.1f"), ocv_ms,
@@ -345,6 +389,9 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--setup":
         import cv2, torch
         infos = {model: setup(model) for model in dict.fromkeys(map(model_of, MODELS))}
+        for name in MODELS:
+            if name in TRACED:
+                setup_traced(name)
         print(json.dumps({"infos": infos, "torch": torch.__version__, "cv2": cv2.__version__}))
         return
     # torch and cv2 stay out of this process: on Linux a child's ru_maxrss
@@ -360,12 +407,14 @@ def main():
         if name in in_pthcv:
             pthcv_output(name)
             pthcv_output(name, half=True)
+            if name in TRACED:
+                pthcv_traced_output(name)
     ncnn_on = bench_ncnn.bench_dir() is not None
     model_name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     peaks = {t: fma_peak(t) for t in THREADS}
     load0 = os.getloadavg()[0]
     peers = {}
-    rows = [measure(name, t, infos, in_pthcv, ncnn_on, peers) for name in MODELS for t in THREADS]
+    rows = [measure(name, t, infos, in_pthcv, ncnn_on, peers) for name in rows_of(MODELS) for t in THREADS]
     peaks_end = {t: fma_peak(t) for t in THREADS}
     peaks = {t: max(peaks[t], peaks_end[t]) for t in THREADS}
     load1 = os.getloadavg()[0]
@@ -396,7 +445,7 @@ def main():
     if scal:
         lines.append("")
         lines.append("pthcv, 1 -> 2 threads: " + ", ".join(scal) + ".")
-    zoo_rows = {(r["model"], r["threads"]): r["pthcv"] for r in rows if r["pthcv"] and r["model"] not in SCRIPTS}
+    zoo_rows = {(r["model"], r["threads"]): r["pthcv"] for r in rows if r["pthcv"] and r["model"] not in SCRIPTS and "base" not in r}
     vs_zoo = ["%s / %s, %d thread%s: %.2f" % (r["model"], model_of(r["model"]), r["threads"], "s" if r["threads"] > 1 else "",
                                                r["pthcv"]["median_ms"] / zoo_rows[(model_of(r["model"]), r["threads"])]["median_ms"])
               for r in rows if r["model"] in SCRIPTS and r["pthcv"] and (model_of(r["model"]), r["threads"]) in zoo_rows]
@@ -404,6 +453,15 @@ def main():
         lines.append("")
         lines.append("Lua scripts against their zoo rows (pthcv ms / pthcv ms; the same weights, fused by the "
                      "plan): " + "; ".join(vs_zoo) + ".")
+    zoo_ms = {(r["model"], r["threads"]): r["pthcv"]["median_ms"] for r in rows if r["pthcv"] and "base" not in r}
+    vs_zoo = ["%s, %d thread%s: %.2f" % (r["base"], r["threads"], "s" if r["threads"] > 1 else "",
+                                          r["pthcv"]["median_ms"] / zoo_ms[(r["base"], r["threads"])])
+              for r in rows if "base" in r and (r["base"], r["threads"]) in zoo_ms]
+    if vs_zoo:
+        lines.append("")
+        lines.append("Traced archives (pthcv.jit) against their zoo rows (pthcv ms / pthcv ms; the same weights): "
+                     + "; ".join(vs_zoo) + ". Their outputs against torch's: " + "; ".join(
+                         "%s %.1e" % (n, rel_diff(n, "pthcv_traced")) for n in MODELS if n in TRACED) + ".")
     lines.append("")
     lines.append("Outputs against torch (max |diff| / max |torch|): " + "; ".join(
         "%s pthcv %.1e (--half %.1e), OpenCV %.1e" % (n, rel_diff(n, "pthcv"), rel_diff(n, "pthcv16"), rel_diff(n, "opencv"))

@@ -1,8 +1,8 @@
 -- lua/pthcv/cli/detect.lua: the detection and segmentation commands.
 --
---   pthcv detect  --model NAME --weights FILE (IMAGE... | --video FILE | --camera N)
+--   pthcv detect  [--model NAME] --weights FILE (IMAGE... | --video FILE | --camera N)
 --                 [--score-thresh S] [--labels FILE] [--json] [--draw OUT] [--threads N]
---   pthcv segment --model NAME --weights FILE (IMAGE... | --video FILE | --camera N)
+--   pthcv segment [--model NAME] --weights FILE (IMAGE... | --video FILE | --camera N)
 --                 [--labels FILE] [--json] [--draw OUT] [--threads N]
 --
 -- The work is pthcv.image.pipeline's; this file declares the commands
@@ -68,7 +68,7 @@ local function run_task(task, pos, opt)
   local pthcv = require "pthcv"
   local pipeline = require "pthcv.image.pipeline"
   if opt.threads then pthcv.set_num_threads(opt.threads) end
-  local model = pipeline.load(task, opt.model, opt.weights)
+  local model = pipeline.load(task, opt.model, opt.weights, opt.model_options)
   local popts = { labels = opt.labels, score_thresh = opt["score-thresh"], draw = opt.draw,
                   on_record = printer(task, opt) }
   if #pos > 0 then
@@ -86,7 +86,8 @@ end
 
 local function source_options(extra)
   return options.list({
-    { "model", kind = "string", metavar = "NAME", help = "the model, by its torchvision name" },
+    { "model", kind = "string", metavar = "NAME",
+      help = "the model, by its torchvision name (default: the one whose\nkeys and shapes the weights have)" },
     { "weights", kind = "string", metavar = "FILE", help = "its state_dict (.pth, .safetensors, .npz, ...)" },
     { "video", kind = "string", metavar = "FILE", help = "a video file (or URL) instead of pictures" },
     { "camera", kind = "natural", metavar = "N", help = "camera N (cv::VideoCapture) instead of pictures" },
@@ -101,10 +102,26 @@ local function source_options(extra)
   })
 end
 
+-- Without --model: the zoo model whose keys and shapes the weights have
+-- (pthcv.models.recognize), with its options (num_classes, ...).
+local function recognised(task, opt)
+  local rec = require "pthcv.models.recognize"
+  local name, options, r = rec.recognize(opt.weights)
+  if not name then
+    error(runner.usage_error(require("pthcv.cli.model").unrecognised_message(opt.weights, r, "--model NAME")), 0)
+  end
+  if r.task ~= task then
+    error(runner.usage_error(string.format("%s holds the weights of %s, a %s model, not a %s one", opt.weights,
+                                           rec.text(name, options), r.task, task)), 0)
+  end
+  io.stderr:write("pthcv: ", opt.weights, ": recognised ", rec.text(name, options), " (by its keys and shapes)\n")
+  opt.model, opt.model_options = name, options
+end
+
 local function checked(task)
   return function(pos, opt)
-    if not opt.model then error(runner.usage_error(task .. " needs --model NAME"), 0) end
     if not opt.weights then error(runner.usage_error(task .. " needs --weights FILE"), 0) end
+    if not opt.model then recognised(task, opt) end
     return run_task(task, pos, opt)
   end
 end

@@ -53,18 +53,6 @@ function M.compare(module, list)
   return r
 end
 
--- The zoo models the weights fit exactly (keys and shapes).
-function M.fitting_zoo_models(list)
-  local models = require "pthcv.models"
-  local nc = num_classes_of(list)
-  local found = {}
-  for _, name in ipairs(models.list()) do
-    local ok, m = pcall(models.get, name, { num_classes = nc })
-    if ok and M.compare(m, list).fits then found[#found + 1] = name end
-  end
-  return found
-end
-
 -- Key names come from the file: shown escaped, as in every message.
 local function printable(s) return require("pthcv.core").escape(s) end
 
@@ -89,38 +77,17 @@ function M.mismatch_message(what, path, r, list, verbose, zoo_hint)
     end)
   end
   if zoo_hint then
-    local fits = M.fitting_zoo_models(list)
-    if #fits > 0 then
-      lines[#lines + 1] = "  these weights look like " .. table.concat(fits, " or ") .. " (--model " .. fits[1] .. ")"
+    local rec = require "pthcv.models.recognize"
+    local ok, name, options, found = pcall(rec.recognize, list)
+    if ok and name then
+      lines[#lines + 1] = "  these weights look like " .. name .. " (" .. M.model_flags(name, found.task) .. ")"
+                          .. (next(options) and (", " .. rec.options_text(options)) or "")
     end
   end
   if not verbose and (#r.missing > SHOWN or #r.unexpected > SHOWN or #r.mismatched > SHOWN) then
     lines[#lines + 1] = "  (--verbose lists every key)"
   end
   return table.concat(lines, "\n")
-end
-
--- Flat files (.npz, .safetensors, FileStorage) that `pthcv convert` wrote
--- from a whole checkpoint name the weights by their path in it
--- ("model_state_dict.conv1.weight"): the tensors under one checkpoint key,
--- the prefix removed, as pthcv.state_dict finds them in the checkpoint.
-local function under_checkpoint_keys(list)
-  local sdmod = require "pthcv.reader.state_dict"
-  local out = {}
-  for _, key in ipairs(sdmod.checkpoint_keys) do
-    local p = key .. "."
-    local sub = {}
-    for _, kv in ipairs(list) do
-      if kv[1]:sub(1, #p) == p then sub[#sub + 1] = { kv[1]:sub(#p + 1), kv[2] } end
-    end
-    if #sub > 0 then
-      local all = true
-      for _, kv in ipairs(sub) do if kv[1]:sub(1, 7) ~= "module." then all = false; break end end
-      if all then for _, kv in ipairs(sub) do kv[1] = kv[1]:sub(8) end end
-      out[#out + 1] = { key, sub }
-    end
-  end
-  return out
 end
 
 -- pthcv.load(path) with a progress bar: the root and the file's info.
@@ -146,7 +113,7 @@ end
 function M.load_weights(module, what, path, list, format, verbose)
   local r = M.compare(module, list)
   if not r.fits and (format == "npz" or format == "safetensors" or format == "filestorage") then
-    for _, c in ipairs(under_checkpoint_keys(list)) do
+    for _, c in ipairs(require("pthcv.models.recognize").prefixed_lists(list)) do
       if M.compare(module, c[2]).fits then list, r = c[2], { fits = true }; break end
     end
   end
@@ -200,13 +167,43 @@ function M.from_file(path, opt, limits)
   end
   local list = sdmod.find(root)
   if not list then sdmod.state_dict(root, path) end   -- raises its "no model weights found" error
-  local fits = M.fitting_zoo_models(list)
-  if #fits ~= 1 then
-    error(require("pthcv.cli.runner").usage_error(path .. " holds weights, not a model, and they fit "
-      .. (#fits == 0 and "no zoo model" or table.concat(fits, " and ")) .. ": give --model NAME or --script FILE.lua"), 0)
+  local rec = require "pthcv.models.recognize"
+  local name, options, r = rec.recognize(list)
+  local usage = require("pthcv.cli.runner").usage_error
+  if not name then error(usage(M.unrecognised_message(path, r)), 0) end
+  if r.task ~= "classification" then
+    error(usage(path .. " holds the weights of " .. rec.text(name, options) .. ", a " .. r.task .. " model: "
+                .. (r.task == "detection" and "pthcv detect" or "pthcv segment") .. " runs it (--weights " .. path .. ")"), 0)
   end
-  local nc = opt["num-classes"] or num_classes_of(list)
-  return pthcv.models.get(fits[1], { num_classes = nc }), fits[1], list, info.format
+  if opt["num-classes"] and opt["num-classes"] ~= options.num_classes then
+    error(usage(string.format("--num-classes %d: %s holds %s", opt["num-classes"], path, rec.text(name, options))), 0)
+  end
+  io.stderr:write("pthcv: ", path, ": recognised ", rec.text(name, options), " (by its keys and shapes)\n")
+  return rec.get(name, options), name, r.list, info.format
+end
+
+-- Why weights that carry no model and fit no one zoo model are refused:
+-- the models they fit alike, or the closest three and what differs.
+-- `give`: what the user may give instead (default: --model or --script).
+function M.unrecognised_message(path, r, give)
+  local rec = require "pthcv.models.recognize"
+  local fits = {}
+  for _, c in ipairs(r.candidates) do if c.fits then fits[#fits + 1] = c.name end end
+  local head = path .. " holds weights, not a model, and they fit "
+               .. (#fits > 1 and (table.concat(fits, " and ") .. " alike") or "no zoo model")
+               .. ": give " .. (give or "--model NAME or --script FILE.lua")
+  if #fits > 1 then return head .. "\n" .. rec.candidates_text(r, #fits) end
+  if not r.candidates[1] or r.candidates[1].matched == 0 then
+    return head .. "\n  (they share no key and shape with any zoo model)"
+  end
+  return head .. "\n  the closest zoo models:\n" .. rec.candidates_text(r, 3, "    ")
+end
+
+-- How to name a recognised model: "--model resnet18" (num_classes comes
+-- from the weights), "pthcv detect --model ...".
+function M.model_flags(name, task)
+  if task == "classification" then return "--model " .. name end
+  return (task == "detection" and "pthcv detect" or "pthcv segment") .. " --model " .. name
 end
 
 -- The module the options describe, weights loaded, in eval mode.

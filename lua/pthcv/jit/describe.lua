@@ -108,6 +108,9 @@ end
 function builders.Dropout(_, s, op)
   return { p = s.p or (op and op.p) or 0.5, inplace = s.inplace or (op and op.op:sub(-1) == "_") or false }
 end
+function builders.Flatten(_, s, op)
+  return { start_dim = s.start_dim or (op and op.start_dim) or 1, end_dim = s.end_dim or (op and op.end_dim) or -1 }
+end
 for _, name in ipairs { "ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "SiLU", "Hardtanh" } do
   builders[name] = function(_, s, op) return { inplace = s.inplace or (op and op.op:sub(-1) == "_") or false } end
 end

@@ -62,6 +62,10 @@ M.families = { "alexnet", "vgg", "resnet", "mobilenetv2", "mobilenetv3", "squeez
                "layers", "densenet", "efficientnet", "regnet", "convnext", "vit", "swin", "maxvit", "inception",
                "googlenet", "mnasnet", "shufflenetv2" }
 
+-- pthcv.models.recognize(state_dict): the zoo model whose keys and shapes
+-- a state_dict has, and its options (lua/pthcv/models/recognize.lua).
+function M.recognize(sd) return require("pthcv.models.recognize").recognize(sd) end
+
 -- pthcv.models.detection and pthcv.models.segmentation (torchvision's
 -- detectors and segmenters), loaded on first use
 local tasks = { detection = "pthcv.models.detection", segmentation = "pthcv.models.segmentation" }

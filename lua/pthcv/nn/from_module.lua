@@ -102,6 +102,12 @@ local function convert(obj, path, classes, settings)
     fail(path, "class " .. tostring(obj.class) .. " is not a torch.nn layer or a pthcv.models class; "
                .. "define it with nn.class and pass it as opts.classes[\"" .. tostring(obj.class) .. "\"]")
   end
+  -- torch.nn's layers keep their settings as TorchScript class constants,
+  -- in the archive's code: without opts.settings they would be missing
+  if script and not settings and cname:match("^torch%.nn%.modules%.") and not cname:match("%.container%.") then
+    fail(path, "class " .. obj.class .. " is a TorchScript module: its settings (kernel_size, stride, eps, ...) "
+               .. "are in the archive's code, not in its tree; pthcv.jit.to_nn(path) reads them")
+  end
   local d = sdmod.object_dict(obj)
   if script and not OrderedDict.has(d, "_modules") then d = script_dict(d) end
   local m = base.Module.blank(cls)

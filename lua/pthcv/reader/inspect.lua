@@ -199,7 +199,34 @@ function M.report(path, limits)
     r.parameters, r.buffers, r.counted_by = numel, 0, "tensors"
   end
   r.modules = extra.modules(root)
+  if sd then r.architecture = M.architecture(sd) end
   return r
+end
+
+-- The zoo model a state_dict is (pthcv.models.recognize), for the report:
+-- {name, task, options} when exactly one fits, else {candidates} (the
+-- closest, or those that fit alike, best first), or nil without a zoo.
+function M.architecture(list)
+  local ok, rec = pcall(require, "pthcv.models.recognize")
+  if not ok then return nil end
+  local ok2, name, options, r = pcall(rec.recognize, list)
+  if not ok2 then return nil end
+  if name then return { name = name, task = r.task, options = options } end
+  return { candidates = r.candidates, ambiguous = r.ambiguous }
+end
+
+-- The architecture line of the text report.
+local function architecture_text(a)
+  local rec = require "pthcv.models.recognize"
+  if a.name then return rec.text(a.name, a.options) .. (a.task ~= "classification" and (" (" .. a.task .. ")") or "") end
+  local c = a.candidates
+  if a.ambiguous then
+    local names = {}
+    for _, x in ipairs(c) do if x.fits then names[#names + 1] = x.name end end
+    return "ambiguous: the weights fit " .. table.concat(names, " and ") .. " alike"
+  end
+  if not c[1] or c[1].matched == 0 then return "none of the zoo's" end
+  return string.format("none of the zoo's (closest: %s, %d%% of the keys match)", c[1].name, math.floor(c[1].score * 100))
 end
 
 local function pad(s, n) return s .. string.rep(" ", n - #s) end
@@ -253,6 +280,7 @@ function M.text(r, opts)
   else
     add(string.format("parameters: %d, buffers: %d (the modules' own)", r.parameters, r.buffers))
   end
+  if r.architecture then add("architecture: " .. architecture_text(r.architecture)) end
   return table.concat(out, "\n") .. "\n"
 end
 
@@ -263,7 +291,7 @@ local tensor_keys = { "name", "dtype", "shape", "stride", "offset", "numel", "by
                       "qscheme", "scale", "zero_point", "axis" }
 -- key order of the JSON objects (dkjson's keyorder: each key once)
 M.json_keyorder = { "file", "format", "globals", "tensors", "tensor_count", "tensor_bytes",
-                    "parameters", "buffers", "state_dict", "found_at", "count", "modules", "path", "repr", "values" }
+                    "parameters", "buffers", "state_dict", "found_at", "count", "architecture", "task", "options", "modules", "path", "repr", "values" }
 for _, k in ipairs(tensor_keys) do M.json_keyorder[#M.json_keyorder + 1] = k end
 M.json_keyorder[#M.json_keyorder + 1] = "unsafe"
 
@@ -292,6 +320,8 @@ function M.json_table(r)
               tensor_count = #r.tensors, tensor_bytes = r.tensor_bytes, parameters = r.parameters,
               buffers = r.buffers, modules = array(modules), values = extra.values(r.root, names) }
   if r.state_dict then j.state_dict = { found_at = json_text(r.state_dict_at), count = #r.state_dict } end
+  local a = r.architecture
+  if a and a.name then j.architecture = { name = a.name, task = a.task, options = a.options } end
   return j
 end
 
