@@ -5,8 +5,8 @@
 # the background while the single-threaded fuzz and valgrind steps run).
 #
 #   write_cached DIR GENERATOR [ARG...]
-#     runs `python3 GENERATOR DIR ARG...` unless DIR/.hash holds the hash of
-#     the generator's text and the arguments; returns 0 when DIR then holds
+#     runs `python3 GENERATOR DIR ARG...` unless DIR/.hash holds the
+#     generator's sha256 (combined with the arguments' when there are any); returns 0 when DIR then holds
 #     the current generator's output. A failure prints "not ok" with the
 #     log's tail (the log is DIR.log) and sets fixture_failed=1.
 #   write_all_cached
@@ -20,7 +20,8 @@ fixture_failed=0
 write_cached() {
   local dir=$1 generator=$2 hash
   shift 2
-  hash=$( (sha256sum "$generator" | cut -c1-64; echo "$*") | sha256sum | cut -c1-64)
+  hash=$(sha256sum "$generator" | cut -c1-64)
+  if [ $# -gt 0 ]; then hash=$( (echo "$hash"; echo "$*") | sha256sum | cut -c1-64); fi
   if [ "$(cat "$dir/.hash" 2>/dev/null)" != "$hash" ]; then
     rm -rf "$dir"
     echo "# writing $(basename "$generator")'s fixtures into $dir (once)"
