@@ -138,6 +138,12 @@ describe("pthcv.video", function()
   it("refuses missing files, wrong frames and bad writers with messages", function()
     assert.has_error(function() pthcv.video.open("/nonexistent/clip.mp4") end,
                      "pthcv: /nonexistent/clip.mp4: cannot open the video file")
+    -- a camera index whose V4L2 device is not there (no machine here has camera 63)
+    local f = io.open("/dev/video63")
+    if f then f:close() else
+      assert.has_error(function() pthcv.video.open(63) end,
+                       "pthcv: camera 63: there is no /dev/video63 (no such camera here)")
+    end
     local path = support.tmpname(".avi")
     local w = pthcv.video.writer(path, { fps = 10, width = 64, height = 48 })
     assert.has_error(function() w:write(gray(10, 10, 0)) end)
