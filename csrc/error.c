@@ -48,6 +48,21 @@ int pthcv_name_is_printable(const char *s, size_t n)
     return 1;
 }
 
+int pthcv_utf8_valid(const char *s, size_t *bad)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_length(p + i, n - i);
+        if (!len) {
+            *bad = i;
+            return 0;
+        }
+        i += len;
+    }
+    return 1;
+}
+
 /* Copies s[0..n) into dst (cap > 4 bytes, NUL-terminated) with every byte
  * that is not printable UTF-8 written as \xNN, and a backslash as \\ when
  * `backslash` is set. When dst is too small the copy ends, on a character

@@ -30,6 +30,10 @@ const char *pthcv_esc_n(const char *s, size_t n);
  * (valid sequences, no control character), so a name may stand in the tree
  * and in messages as it is (npz member names, safetensors keys). */
 int pthcv_name_is_printable(const char *s, size_t n);
+/* Whether s (NUL-terminated) is valid UTF-8; when not, *bad is the offset
+ * of the first byte that starts no valid sequence. Writers whose formats
+ * name tensors in UTF-8 (npz members, safetensors' JSON keys) check with it. */
+int pthcv_utf8_valid(const char *s, size_t *bad);
 /* A failure in a pointer-returning function: sets the error, returns NULL. */
 #define PTHCV_FAIL_NULL(status, ...) (pthcv_fail((status), __VA_ARGS__), (void *)0)
 

@@ -115,6 +115,22 @@ describe("pthcv command line", function()
       assert.is_truthy(out:find("safe", 1, true))
     end)
 
+    it("scan names the modules torch.load would import beyond torch's and numpy's", function()
+      -- a whole-model pickle: its classes live in __main__, the rest in torch
+      local path = support.root .. "/spec/fixtures/whole_model.pth"
+      local code, out = support.pthcv("scan", path)
+      assert.are.equal(0, code)
+      assert.is_truthy(out:find("verdict: safe (no dangerous global); a module outside torch, numpy and "
+                                .. "Python's pickling helpers: __main__ (pthcv never imports it; torch.load would)",
+                                1, true), out)
+      local code2, out2 = support.pthcv("scan", "--json", path)
+      assert.are.equal(0, code2)
+      assert.are.same({ "__main__" }, json.decode(out2).other_modules)
+      -- a plain state_dict references none
+      local _, out3 = support.pthcv("scan", "--json", support.root .. "/spec/fixtures/zip_state_dict.pth")
+      assert.are.same({}, json.decode(out3).other_modules)
+    end)
+
     it("scan exits 1 on a malicious file and names the global", function()
       assert(unsafe_name, "no unsafe fixture")
       local code, out = support.pthcv("scan", set.dir .. "/" .. unsafe_name)

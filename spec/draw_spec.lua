@@ -52,6 +52,28 @@ describe("pthcv.image.draw_detections", function()
     assert.are.same({ 100, 100, 100 }, pixel(out, 120, 45))
   end)
 
+  it("keeps the tag of a box overlapping a better one readable", function()
+    local big = gray(200, 200, 100)
+    local a = { box = { 40, 60, 160, 180 }, label = 1, name = "person", score = 0.9 }
+    local b = { box = { 50, 62, 150, 170 }, label = 18, name = "dog", score = 0.5 }
+    local out = draw.draw_detections(big, { b, a })   -- the order given does not matter
+    local function count(color, x0, y0, x1, y1)
+      local n = 0
+      for y = y0, y1 do
+        for x = x0, x1 do
+          local p = pixel(out, x, y)
+          if p[1] == color[1] and p[2] == color[2] and p[3] == color[3] then n = n + 1 end
+        end
+      end
+      return n
+    end
+    local ca, cb = draw.class_color(1), draw.class_color(18)
+    -- the better box's tag above it, whole; the other's inside its own box
+    assert.is_true(count(ca, 41, 45, 90, 59) > 300, "person's tag above its box")
+    assert.are.equal(0, count(cb, 41, 40, 90, 59))
+    assert.is_true(count(cb, 52, 64, 90, 76) > 200, "dog's tag inside its box")
+  end)
+
   it("gives distinct colours to the first classes", function()
     local seen = {}
     for label = 1, 20 do
@@ -116,6 +138,12 @@ describe("pthcv.video", function()
   it("refuses missing files, wrong frames and bad writers with messages", function()
     assert.has_error(function() pthcv.video.open("/nonexistent/clip.mp4") end,
                      "pthcv: /nonexistent/clip.mp4: cannot open the video file")
+    -- a camera index whose V4L2 device is not there (no machine here has camera 63)
+    local f = io.open("/dev/video63")
+    if f then f:close() else
+      assert.has_error(function() pthcv.video.open(63) end,
+                       "pthcv: camera 63: there is no /dev/video63 (no such camera here)")
+    end
     local path = support.tmpname(".avi")
     local w = pthcv.video.writer(path, { fps = 10, width = 64, height = 48 })
     assert.has_error(function() w:write(gray(10, 10, 0)) end)

@@ -104,6 +104,19 @@ describe("pthcv.export.save", function()
     assert.is_truthy(err:find("nonexistent", 1, true))
   end)
 
+  it("refuses a tensor name that is not UTF-8, naming the byte", function()
+    -- a Python 2 checkpoint's byte-string key read as latin-1 bytes
+    local d = { ["caf\xE9.weight"] = pthcv.zeros(2) }
+    for _, ext in ipairs({ ".npz", ".safetensors" }) do
+      local path = support.tmpname(ext)
+      local ok, err = pcall(pthcv.save, path, d)
+      assert.is_false(ok, ext)
+      assert.is_truthy(err:find("tensor 'caf\\xe9.weight': its name is not UTF-8 (byte 0xE9 at offset 3)", 1, true), err)
+      assert.is_truthy(err:find(path, 1, true), err)
+      assert.is_nil(io.open(path), "nothing is left at " .. path)
+    end
+  end)
+
   it("writes files numpy reads back (when numpy is installed)", function()
     if not support.has_python_numpy() then
       pending("no numpy for /usr/bin/python3")

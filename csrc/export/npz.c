@@ -82,6 +82,12 @@ static zip_int64_t npy_source_cb(void *ud, void *data, zip_uint64_t len, zip_sou
  * header); on failure the error is set and nothing is added. */
 static int add_entry(zip_t *za, const char *path, const char *name, pthcv_tensor *t, npz_failure *failure, int raw)
 {
+    size_t bad;
+    if (!pthcv_utf8_valid(name, &bad))
+        return pthcv_fail(PTHCV_ERR_ARG,
+                          "%s: tensor '%s': its name is not UTF-8 (byte 0x%02X at offset %zu), and npz member "
+                          "names are; rename the tensor",
+                          path, pthcv_esc(name), (unsigned char)name[bad], bad);
     char label[300];
     snprintf(label, sizeof label, "tensor '%s'", name);
     npy_source *s = calloc(1, sizeof *s);

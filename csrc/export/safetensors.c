@@ -89,8 +89,8 @@ static void sb_json_string(sbuf *b, const char *s)
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-/* Refuses what safetensors cannot name: a tensor called __metadata__ and two
- * tensors of one name. */
+/* Refuses what safetensors cannot name: a tensor called __metadata__, two
+ * tensors of one name, and a name that is not UTF-8 (the header is JSON). */
 static int check_names(const char *path, int n, const char *const *names)
 {
     const char **sorted = malloc((size_t)n * sizeof *sorted);
@@ -98,8 +98,14 @@ static int check_names(const char *path, int n, const char *const *names)
     memcpy(sorted, names, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_names);
     int rc = PTHCV_OK;
+    size_t bad;
     for (int i = 0; i < n && rc == PTHCV_OK; i++)
-        if (strcmp(sorted[i], "__metadata__") == 0)
+        if (!pthcv_utf8_valid(sorted[i], &bad))
+            rc = pthcv_fail(PTHCV_ERR_ARG,
+                            "%s: tensor '%s': its name is not UTF-8 (byte 0x%02X at offset %zu), and safetensors "
+                            "keys are; rename the tensor",
+                            path, pthcv_esc(sorted[i]), (unsigned char)sorted[i][bad], bad);
+        else if (strcmp(sorted[i], "__metadata__") == 0)
             rc = pthcv_fail(PTHCV_ERR_ARG, "%s: a tensor cannot be named __metadata__", path);
         else if (i > 0 && strcmp(sorted[i], sorted[i - 1]) == 0)
             rc = pthcv_fail(PTHCV_ERR_ARG, "%s: two tensors are named '%s'", path, sorted[i]);

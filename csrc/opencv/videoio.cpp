@@ -5,6 +5,7 @@
 // never touch video should not load. pthcv.h, "Video", has the contracts.
 #include "bridge.hpp"
 
+#include <cerrno>
 #include <opencv2/videoio.hpp>
 
 #include <cstdio>
@@ -43,7 +44,24 @@ pthcv_video *pthcv_video_open(const char *path, int32_t camera)
         } else {
             if (camera < 0) throw pthcv::error("no path and no camera index");
             v->name = "camera " + std::to_string(camera);
+#ifdef __linux__
+            // V4L2 names camera N /dev/videoN: say which is missing, before
+            // OpenCV tries every backend and logs its own warnings
+            std::string dev = "/dev/video" + std::to_string(camera);
+            FILE *f = std::fopen(dev.c_str(), "rb");
+            if (!f && errno == ENOENT)
+                return static_cast<pthcv_video *>(PTHCV_FAIL_NULL(
+                    PTHCV_ERR_IO, "%s: there is no %s (no such camera here)", v->name.c_str(), dev.c_str()));
+            if (!f)
+                return static_cast<pthcv_video *>(PTHCV_FAIL_NULL(
+                    PTHCV_ERR_IO, "%s: cannot open %s: %s", v->name.c_str(), dev.c_str(), std::strerror(errno)));
+            std::fclose(f);
+#endif
             v->cap.open(camera);
+            if (!v->cap.isOpened())
+                return static_cast<pthcv_video *>(PTHCV_FAIL_NULL(
+                    PTHCV_ERR_IO, "%s: OpenCV cannot capture from it (busy, or not a capture device)",
+                    v->name.c_str()));
         }
         if (!v->cap.isOpened())
             return static_cast<pthcv_video *>(PTHCV_FAIL_NULL(

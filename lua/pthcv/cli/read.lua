@@ -34,7 +34,27 @@ instead; --all shows every child in the tree (default: the first 40);
 }
 
 -- scan's JSON object; keys in this order.
-local scan_keys = { "file", "format", "safe", "name", "unsafe", "globals", "error" }
+local scan_keys = { "file", "format", "safe", "name", "unsafe", "globals", "other_modules", "error" }
+
+-- The modules of a file's globals that torch.load would import beyond
+-- torch's, torchvision's, numpy's and the pickling helpers pthcv knows
+-- (a model's own classes: `__main__`, a user's package): sorted, once each.
+-- The deny list does not judge them; `scan` names them so the user can.
+local known_roots = { torch = true, torchvision = true, numpy = true, collections = true, builtins = true,
+                      __builtin__ = true, copyreg = true, copy_reg = true, _codecs = true, __torch__ = true }
+local function other_modules(globals)
+  local seen, list = {}, {}
+  for _, g in ipairs(globals) do
+    local module = g.name:match("^(.*)%.[^.]*$") or g.name
+    local root = module:match("^[^.]*")
+    if not g.unsafe and not known_roots[root] and not seen[module] then
+      seen[module] = true
+      list[#list + 1] = module
+    end
+  end
+  table.sort(list)
+  return list
+end
 
 local function scan_json(t)
   return require("dkjson").encode(t, { keyorder = scan_keys }) .. "\n"
@@ -70,20 +90,29 @@ the file cannot be read.]],
     -- global names come from the file: escaped (issue 11.5), as valid
     -- UTF-8 for JSON (which escapes control characters itself)
     local esc = require("pthcv.core").escape
+    local others = other_modules(r.globals)
     if opt.json then
       local text = require("pthcv.reader.inspect_modules").utf8_text
       local globals, unsafe = {}, {}
       for _, g in ipairs(r.globals) do globals[#globals + 1] = { name = text(g.name), unsafe = g.unsafe } end
       for i, name in ipairs(r.unsafe) do unsafe[i] = text(name) end
+      local other = {}
+      for i, m in ipairs(others) do other[i] = text(m) end
       io.stdout:write(scan_json({ file = r.path, format = r.format, safe = r.safe,
-                                  unsafe = setmetatable(unsafe, array), globals = setmetatable(globals, array) }))
+                                  unsafe = setmetatable(unsafe, array), globals = setmetatable(globals, array),
+                                  other_modules = setmetatable(other, array) }))
     else
       io.stdout:write("file: ", r.path, "\n", "format: ", r.format, "\n")
       io.stdout:write("globals (", #r.globals, "):\n")
       for _, g in ipairs(r.globals) do
         io.stdout:write("  ", esc(g.name), g.unsafe and "  UNSAFE" or "", "\n")
       end
-      if r.safe then
+      if r.safe and #others > 0 then
+        for i, m in ipairs(others) do others[i] = esc(m) end
+        io.stdout:write("verdict: safe (no dangerous global); ", #others == 1 and "a module" or "modules",
+                        " outside torch, numpy and Python's pickling helpers: ", table.concat(others, ", "),
+                        " (pthcv never imports ", #others == 1 and "it" or "them", "; torch.load would)\n")
+      elseif r.safe then
         io.stdout:write("verdict: safe (no dangerous global)\n")
       else
         local names = {}

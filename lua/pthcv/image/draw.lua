@@ -77,15 +77,23 @@ function M.blend_mask(img, mask, color, alpha, threshold)
   check(C.pthcv_blend_mask(img.ct, mask.ct, threshold or 0.5, col(color), alpha or 0.45), "blend mask")
 end
 
--- a text tag: a filled box in `color` with the text in black or white, at
--- (x, y) its top-left corner, kept inside the image
-function M.tag(img, s, x, y, color, scale, thickness)
+-- the box of a text tag whose top-left corner is wanted at (x, y), moved
+-- inside the image: x, y, width, height, and the text's height and padding
+local function tag_box(img, s, x, y, scale, thickness)
   local w, h, base = M.text_size(s, scale, thickness)
   local H, W = img.shape[1], img.shape[2]
   local pad = math.max(2, math.floor(h / 4))
   local bw, bh = w + 2 * pad, h + base + pad
   x = math.max(0, math.min(x, W - bw))
   y = math.max(0, math.min(y, H - bh))
+  return x, y, bw, bh, h, pad
+end
+
+-- a text tag: a filled box in `color` with the text in black or white, at
+-- (x, y) its top-left corner, kept inside the image
+function M.tag(img, s, x, y, color, scale, thickness)
+  local bw, bh, h, pad
+  x, y, bw, bh, h, pad = tag_box(img, s, x, y, scale, thickness)
   M.rectangle(img, x, y, x + bw, y + bh, color, -1)
   local luma = 0.114 * color[1] + 0.587 * color[2] + 0.299 * color[3]
   local ink = luma > 140 and { 0, 0, 0 } or { 255, 255, 255 }
@@ -98,6 +106,43 @@ local function writable_copy(img)
     error("pthcv.image.draw_detections: the image must be uint8 [H, W, 3] (BGR), got " .. tostring(img), 3)
   end
   return img:clone()
+end
+
+-- Where each detection's tag goes, best detection first: above the box's
+-- top-left corner, else inside it at the top, else below the box, else
+-- inside it at the bottom; the first of these that overlaps no tag placed
+-- before it (the first candidate when every one does). So a box that
+-- overlaps a better one keeps a readable tag.
+local function overlaps(a, b)
+  return a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
+end
+local function place_tags(img, dets, opts, scale, thickness)
+  local best_first = {}
+  for i, d in ipairs(dets) do best_first[i] = d end
+  table.sort(best_first, function(a, b) return (a.score or 0) > (b.score or 0) end)
+  local placed = {}
+  for _, d in ipairs(best_first) do
+    local s = d.name or ("class " .. tostring(d.label))
+    if opts.show_scores ~= false and d.score then s = string.format("%s %.2f", s, d.score) end
+    local x0, y0, x1, y1 = ipos(d.box[1]), ipos(d.box[2]), ipos(d.box[3]), ipos(d.box[4])
+    local _, _, bw, bh = tag_box(img, s, x0, y0, scale, thickness)
+    local wanted = { { x0, y0 - bh }, { x0, y0 }, { x0, y1 }, { x0, y1 - bh } }
+    local choice
+    for _, p in ipairs(wanted) do
+      if p[2] >= 0 or p == wanted[#wanted] then
+        local x, y = tag_box(img, s, p[1], p[2], scale, thickness)
+        local t = { text = s, label = d.label, x = x, y = y, w = bw, h = bh }
+        choice = choice or t
+        local free = true
+        for _, q in ipairs(placed) do
+          if overlaps(t, q) then free = false; break end
+        end
+        if free then choice = t; break end
+      end
+    end
+    placed[#placed + 1] = choice
+  end
+  return placed
 end
 
 function M.draw_detections(img, dets, opts)
@@ -121,13 +166,10 @@ function M.draw_detections(img, dets, opts)
     M.rectangle(out, d.box[1], d.box[2], d.box[3], d.box[4], c, thickness)
     if d.keypoints then M.keypoints(out, d.keypoints, c, thickness) end
   end
-  for _, d in ipairs(order) do
-    local s = d.name or ("class " .. tostring(d.label))
-    if opts.show_scores ~= false and d.score then s = string.format("%s %.2f", s, d.score) end
-    local _, th, base = M.text_size(s, scale, text_thickness)
-    local y = d.box[2] - th - base - 2 * math.max(2, math.floor(th / 4))
-    if y < 0 then y = d.box[2] end   -- no room above: inside the box
-    M.tag(out, s, ipos(d.box[1]), ipos(y), color(d.label), scale, text_thickness)
+  local tags = place_tags(out, dets, opts, scale, text_thickness)
+  for i = #tags, 1, -1 do
+    local t = tags[i]
+    M.tag(out, t.text, t.x, t.y, color(t.label), scale, text_thickness)
   end
   return out
 end
