@@ -17,6 +17,11 @@ local M = {}
 M.RUNNER = support.root .. "/tools/onnxrun.js"
 M.MODULES = os.getenv("PTHCV_NODE_MODULES") or (support.root .. "/build/node_modules")
 
+-- node runs without the ASan runtime that make sanitize preloads into
+-- luajit (LD_PRELOAD is inherited): node is the reference here, not the
+-- code under test
+local NODE = "env -u LD_PRELOAD node"
+
 local status -- cached: true, or the reason the runtime is missing
 -- true when node and onnxruntime-node load here; else nil and why not
 function M.available()
@@ -27,7 +32,7 @@ function M.available()
       status = "onnxruntime-node is not installed in " .. M.MODULES .. " (tools/install-deps installs it with npm): "
                .. "no ONNX runtime here"
     else
-      local c, _, e = support.run("node -e " .. support.shell_quote("require(process.argv[1])") .. " "
+      local c, _, e = support.run(NODE .. " -e " .. support.shell_quote("require(process.argv[1])") .. " "
                                   .. support.shell_quote(M.MODULES .. "/onnxruntime-node"))
       status = c == 0 or ("onnxruntime-node does not load: " .. (e:match("[^\n]+") or "?"))
     end
@@ -57,13 +62,13 @@ end
 -- of { name = output name, value = Tensor }; errors with onnxrun's message.
 function M.run(model, runs)
   assert(M.available())
-  local tmp, args = {}, { "node", M.RUNNER, model }
+  local tmp, args = {}, { M.RUNNER, model }
   for _, inputs in ipairs(runs) do
     args[#args + 1] = input_paths(inputs, tmp)
     args[#args + 1] = support.tmpname("-ort-out.")
   end
   for i, a in ipairs(args) do args[i] = support.shell_quote(a) end
-  local c, o, e = support.run("PTHCV_NODE_MODULES=" .. support.shell_quote(M.MODULES) .. " "
+  local c, o, e = support.run("PTHCV_NODE_MODULES=" .. support.shell_quote(M.MODULES) .. " " .. NODE .. " "
                               .. table.concat(args, " "))
   for _, p in ipairs(tmp) do os.remove(p) end
   if c ~= 0 then error(model .. ": " .. (e:match("[^\n]+") or "onnxrun failed"), 2) end
