@@ -35,6 +35,18 @@ local function digits_cnn()
     nn.Linear(64, 10))
 end
 
+-- m(x) gives the same bits at 1, 2 and 3 threads
+local function same_bits_at_1_2_3_threads(m, x)
+  local outs = {}
+  for t = 1, 3 do
+    pthcv.set_num_threads(t)
+    outs[t] = m(x)
+  end
+  pthcv.set_num_threads(1)
+  assert.are.equal(0, max_abs(outs[1] - outs[2]))
+  assert.are.equal(0, max_abs(outs[1] - outs[3]))
+end
+
 local function top1(logits, labels)
   local _, idx = logits:topk(1)
   local ok = 0
@@ -84,14 +96,7 @@ describe("int8 (pthcv.quant)", function()
     local m = small_model():eval()
     local x = pthcv.randn({ 1, 3, 16, 16 }, { seed = 9 })
     m:quantize{ calibration = { x } }
-    local outs = {}
-    for t = 1, 3 do
-      pthcv.set_num_threads(t)
-      outs[t] = m(x)
-    end
-    pthcv.set_num_threads(1)
-    assert.are.equal(0, max_abs(outs[1] - outs[2]))
-    assert.are.equal(0, max_abs(outs[1] - outs[3]))
+    same_bits_at_1_2_3_threads(m, x)
   end)
 
   it("is float32 again once weights are loaded", function()
@@ -201,14 +206,7 @@ describe("int8 (pthcv.quant)", function()
     local m = pthcv.models.mobilenet_v3_large()
     pthcv.quant.load_torch(m, d .. "mobilenet_v3_large.pth")
     local x = pthcv.load_npy(d .. "mobilenet_v3_large.input.npy")
-    local outs = {}
-    for t = 1, 3 do
-      pthcv.set_num_threads(t)
-      outs[t] = m(x)
-    end
-    pthcv.set_num_threads(1)
-    assert.are.equal(0, max_abs(outs[1] - outs[2]))
-    assert.are.equal(0, max_abs(outs[1] - outs[3]))
+    same_bits_at_1_2_3_threads(m, x)
   end)
 
   -- a quint8 tensor of the given stored integers
