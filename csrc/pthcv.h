@@ -484,6 +484,15 @@ PTHCV_API int pthcv_conv2d_forward_into(pthcv_conv2d *c, pthcv_tensor *x, pthcv_
 PTHCV_API pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_tensor *b1,
                                                  const pthcv_activation *act1, pthcv_tensor *w2, pthcv_tensor *b2,
                                                  const pthcv_activation *act2);
+/* A depthwise convolution dw, then a pointwise (1x1, stride 1, unpadded,
+ * one group) convolution pw: y = pw(dw(x)) with pw's residual (or NULL),
+ * into a new tensor (dst NULL) or into dst (as pthcv_conv2d_forward_into).
+ * Runs band by band of output rows so that the depthwise result stays in
+ * cache; the values are those of the two forwards, bit for bit. band_rows:
+ * the band height, 0 to choose it (pairs that gain nothing from bands then
+ * run as the two forwards). A new reference to the output, or NULL. */
+PTHCV_API pthcv_tensor *pthcv_dwpw_forward(pthcv_conv2d *dw, pthcv_conv2d *pw, pthcv_tensor *x,
+                                           pthcv_tensor *residual, pthcv_tensor *dst, int32_t band_rows);
 /* dst = src, float32 tensors of one shape, any strides (dst a view into
  * another tensor); they must not share a storage. 0 or an error status. */
 PTHCV_API int pthcv_copy_into(pthcv_tensor *dst, pthcv_tensor *src);

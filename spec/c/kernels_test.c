@@ -1196,6 +1196,120 @@ static void test_profile(void)
     pthcv_tensor_release(x), pthcv_tensor_release(w), pthcv_tensor_release(dw);
 }
 
+/* ---- depthwise then pointwise in bands (dwpw.c) ------------------------------------------ */
+typedef struct {
+    const char *name;
+    int n, cin, mult, h, w, k, stride, pad, cout, res;
+    pthcv_activation act_dw, act_pw;
+} dwpw_case;
+
+/* y written by pthcv_dwpw_forward (into a channel slice of a wider tensor
+ * when slice) must be the unfused result `want` bit for bit */
+static int dwpw_same(pthcv_conv2d *dw, pthcv_conv2d *pw, pthcv_tensor *x, pthcv_tensor *r, int rows, int slice,
+                     const float *want, int64_t ny)
+{
+    pthcv_tensor *y = NULL, *wide = NULL;
+    if (slice) {
+        /* the output as channels 1.. of a tensor with 3 more channels */
+        int64_t n = x->shape[0], co;
+        pthcv_tensor *u = pthcv_dwpw_forward(dw, pw, x, r, NULL, rows);
+        if (!u) return 0;
+        co = u->shape[1];
+        int64_t oh = u->shape[2], ow = u->shape[3];
+        pthcv_tensor_release(u);
+        int64_t wshape[4] = {n, co + 3, oh, ow}, vshape[4] = {n, co, oh, ow};
+        int64_t vstride[4] = {(co + 3) * oh * ow, oh * ow, ow, 1};
+        wide = pthcv_tensor_new(PTHCV_FLOAT32, 4, wshape);
+        pthcv_tensor *v = pthcv_tensor_view(wide, 4, vshape, vstride, oh * ow);
+        y = pthcv_dwpw_forward(dw, pw, x, r, v, rows);
+        if (y) {
+            pthcv_tensor_release(y);
+            y = pthcv_tensor_contiguous(v);
+        }
+        pthcv_tensor_release(v);
+    } else {
+        y = pthcv_dwpw_forward(dw, pw, x, r, NULL, rows);
+    }
+    int ok = y && y->numel == ny && memcmp(pthcv_tensor_data(y), want, sizeof(float) * (size_t)ny) == 0;
+    pthcv_tensor_release(y);
+    pthcv_tensor_release(wide);
+    return ok;
+}
+
+static void run_dwpw_case(const dwpw_case *c)
+{
+    int cm = c->cin * c->mult;
+    int64_t xs[4] = {c->n, c->cin, c->h, c->w}, dws[4] = {cm, 1, c->k, c->k}, pws[4] = {c->cout, cm, 1, 1};
+    int64_t db[1] = {cm}, pb[1] = {c->cout};
+    int oh = (c->h + 2 * c->pad - c->k) / c->stride + 1, ow = (c->w + 2 * c->pad - c->k) / c->stride + 1;
+    int64_t ys[4] = {c->n, c->cout, oh, ow}, ny = (int64_t)c->n * c->cout * oh * ow;
+    pthcv_tensor *x = random_tensor(4, xs), *wd = random_tensor(4, dws), *wp = random_tensor(4, pws);
+    pthcv_tensor *bd = random_tensor(1, db), *bp = random_tensor(1, pb), *r = c->res ? random_tensor(4, ys) : NULL;
+    pthcv_conv2d_params pd = {{c->stride, c->stride}, {c->pad, c->pad}, {1, 1}, c->cin, 0, c->act_dw};
+    pthcv_conv2d_params pp = {{1, 1}, {0, 0}, {1, 1}, 1, 0, c->act_pw};
+    pthcv_conv2d *dw = pthcv_conv2d_prepare(wd, bd, &pd), *pw = pthcv_conv2d_prepare(wp, bp, &pp);
+    CHECK(dw && pw, "dwpw %s: prepare: %s", c->name, pthcv_last_error());
+    /* the double-precision reference of the two layers */
+    conv_case cd = {"dw", c->n, c->cin, c->h, c->w, cm, c->k, c->k, c->stride, c->stride, c->pad, c->pad, 1, 1,
+                    c->cin, 0, 1, 0, c->act_dw};
+    conv_case cp = {"pw", c->n, cm, oh, ow, c->cout, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, c->res, c->act_pw};
+    float *mid = malloc(sizeof(float) * (size_t)(c->n * cm * oh * ow)), *ref = malloc(sizeof(float) * (size_t)ny);
+    ref_conv(&cd, pthcv_tensor_data(x), pthcv_tensor_data(wd), pthcv_tensor_data(bd), NULL, mid, oh, ow);
+    ref_conv(&cp, mid, pthcv_tensor_data(wp), pthcv_tensor_data(bp), r ? pthcv_tensor_data(r) : NULL, ref, oh, ow);
+    for (int isa = 0; dw && pw && isa < PTHCV_ISA_COUNT; isa++) {
+        if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
+        pthcv_set_num_threads(1);
+        pthcv_tensor *t = pthcv_conv2d_forward(dw, x, NULL), *u = t ? pthcv_conv2d_forward(pw, t, r) : NULL;
+        CHECK(u != NULL, "dwpw %s [%s]: unfused: %s", c->name, isa_names[isa], pthcv_last_error());
+        if (!u) {
+            pthcv_tensor_release(t);
+            continue;
+        }
+        const float *want = pthcv_tensor_data(u);
+        double worst;
+        CHECK(close_to(want, ref, ny, 1e-4, &worst), "dwpw %s [%s]: unfused off the reference by %.3g", c->name,
+              isa_names[isa], worst);
+        /* every band height (0: chosen), 1 to 3 threads, a new tensor and a slice */
+        int bad = 0;
+        for (int rows = 0; rows <= oh + 1; rows++)
+            for (int ti = 0; ti < 3; ti++) {
+                pthcv_set_num_threads(threads_list[ti]);
+                for (int slice = 0; slice < 2; slice++)
+                    if (!dwpw_same(dw, pw, x, r, rows, slice, want, ny)) {
+                        if (!bad) printf("# dwpw %s [%s]: rows %d, %d threads, slice %d differs: %s\n", c->name,
+                                         isa_names[isa], rows, threads_list[ti], slice, pthcv_last_error());
+                        bad++;
+                    }
+            }
+        CHECK(bad == 0, "dwpw %s [%s]: %d runs differ from the unfused result", c->name, isa_names[isa], bad);
+        pthcv_tensor_release(t);
+        pthcv_tensor_release(u);
+    }
+    pthcv_set_isa("auto");
+    pthcv_set_num_threads(2);
+    pthcv_conv2d_free(dw), pthcv_conv2d_free(pw);
+    pthcv_tensor_release(x), pthcv_tensor_release(wd), pthcv_tensor_release(wp);
+    pthcv_tensor_release(bd), pthcv_tensor_release(bp), pthcv_tensor_release(r);
+    free(mid), free(ref);
+}
+
+static void test_dwpw(void)
+{
+    static const dwpw_case cases[] = {
+        /* name           n cin mult h  w  k  s  p cout res act_dw                   act_pw */
+        /* one channel: conv2d runs it as a GEMM (groups 1), so dwpw runs the two forwards */
+        {"c1 s1", 1, 1, 1, 9, 7, 3, 1, 1, 3, 0, ACT(PTHCV_ACT_RELU6), ACT(0)},
+        {"c3 s2", 1, 3, 1, 11, 13, 3, 2, 1, 7, 1, ACT(PTHCV_ACT_RELU), ACT(0)},
+        {"c7 s1 5x5", 2, 7, 1, 10, 9, 5, 1, 2, 17, 1, ACT(PTHCV_ACT_HARDSWISH), ACT(0)},
+        {"c17 s2 5x5", 1, 17, 1, 13, 12, 5, 2, 2, 33, 0, ACT(PTHCV_ACT_SILU), ACT(PTHCV_ACT_RELU)},
+        {"c33 s1", 1, 33, 1, 15, 14, 3, 1, 1, 17, 1, ACT(PTHCV_ACT_RELU6), {PTHCV_ACT_CLAMP, -0.25f, 0.5f}},
+        {"c300 K>256", 1, 300, 1, 6, 9, 3, 1, 1, 7, 1, ACT(0), ACT(PTHCV_ACT_HARDSWISH)},
+        {"mult 2 p0", 1, 7, 2, 8, 11, 3, 1, 0, 3, 0, ACT(0), ACT(0)},
+        {"wide 1 row", 1, 3, 1, 3, 70, 3, 2, 1, 17, 1, ACT(PTHCV_ACT_RELU), ACT(0)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_dwpw_case(&cases[i]);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1213,6 +1327,7 @@ int main(int argc, char **argv)
     test_qconv();
     test_conv_cat();
     test_qlinear_quantize();
+    test_dwpw();
     for (int i = 1; i < argc; i++) test_fixture_dir(argv[i]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
