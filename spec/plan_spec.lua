@@ -150,7 +150,11 @@ describe("pthcv.nn.plan on torchvision's networks written as a user would", func
   -- the shuffle copied every block's output twice, the plan only the
   -- untouched half of the stride-1 blocks, once: an eighth. Per stage the
   -- cat and contiguous copies of both blocks (4 calls) become one copy.
-  local SHUF = { steps = { cat = 6, conv = 9 }, fused = { cat = 6, shuffle = 6, in_place = 9 }, kernels = 41 - 3 * 3 }
+  -- Each branch ends with a depthwise and a 1x1 convolution: one dwpw step
+  -- (csrc/kernels/dwpw.c) that writes the slice, the depthwise result kept
+  -- in cache.
+  local SHUF = { steps = { cat = 6, conv = 0, dwpw = 9 }, fused = { cat = 6, shuffle = 6, in_place = 9 },
+                 kernels = 41 - 3 * 3 - 9 }
   for _, case in ipairs { "a", "b" } do
     it("ShuffleNetV2 (batch " .. manifest.shufflenet.cases[case][1] .. "): cat and channel shuffle written in place",
        function()
@@ -268,7 +272,8 @@ return require("plan_models").ShuffleNetV2({ 2, 2, 2 }, { 8, 16, 32, 64, 128 }, 
     os.remove(script)
     assert.are.equal(0, code, err)
     assert.matches("stage2%.0 %[cat%+channel_shuffle: 2 of 2 inputs written in place%]", out)
-    assert.matches("stage2%.1%.branch2 %[conv2d%+batch_norm%+relu %-> shuffled cat slice%]", out)
+    assert.matches("stage2%.1%.branch2 %[depthwise conv2d%+batch_norm, pointwise conv2d%+batch_norm%+relu in cache "
+                   .. "%-> shuffled cat slice%]", out)
     assert.matches("6 channel shuffles in place", out)
     -- the example script itself, as a user runs it: its squeeze-excitations and residuals named
     code, out, err = support.pthcv("bench", "--script", support.root .. "/examples/efficientnet_b0.lua", "--init",
@@ -276,7 +281,8 @@ return require("plan_models").ShuffleNetV2({ 2, 2, 2 }, { 8, 16, 32, 64, 128 }, 
     assert.are.equal(0, code, err)
     assert.matches("features%.2%.0%.block%.2 %[squeeze_excitation%(silu, sigmoid%)%]", out)
     assert.matches("features%.2%.1%.block%.3 %[conv2d%+batch_norm%+add%]", out)
-    assert.matches("plan: 157 ops recorded, 25 fused steps %(9 conv/linear, 16 squeeze%-excitation, 0 cat%)", out)
+    assert.matches("plan: 157 ops recorded, 25 fused steps %(9 conv/linear, 16 squeeze%-excitation, 0 cat, 0 depthwise%+pointwise "
+                   .. "in cache%)", out)
     assert.matches("kernel calls 156 %-> 67", out)
   end)
 end)
@@ -286,7 +292,8 @@ describe("pthcv.nn.plan on the zoo against torchvision", function()
   local zoo_manifest = zoo_dir and json.decode(support.read_file(zoo_dir .. "/manifest.json") or "null")
   local EXPECT = {
     resnet18 = { steps = { conv = 17 }, fused = { batch_norm = 17, add = 8 } },
-    mobilenet_v3_large = { steps = { se = 8, conv = 10 }, fused = { se = 8, add = 10 } },
+    -- the 7 blocks without squeeze-excitation: depthwise and projection in one dwpw step
+    mobilenet_v3_large = { steps = { se = 8, conv = 5, dwpw = 7 }, fused = { se = 8, add = 10 } },
     squeezenet1_1 = { steps = { cat = 8, conv = 24 }, fused = { cat = 8, in_place = 16 } },
   }
   for _, name in ipairs { "resnet18", "mobilenet_v3_large", "squeezenet1_1" } do

@@ -82,7 +82,9 @@ local function packs_in_use(g, steps, action)
     end
   end
   for _, st in ipairs(steps) do
-    if st.info and st.info.pack and not st.bn and not st.act then used[st.info.pack] = true end
+    for _, c in ipairs(st.kind == "dwpw" and { st.dw, st.pw } or { st }) do
+      if c.info and c.info.pack and not c.bn and not c.act then used[c.info.pack] = true end
+    end
   end
   return used
 end
@@ -154,6 +156,12 @@ local function build(g, root)
     if st.kind == "conv" or st.kind == "linear" then
       st.pack = W.chain_pack(st)
       evict(used, st)
+      st.need_x = need(st, st.x)
+      if st.res then st.need_res = need(st, st.res) end
+    elseif st.kind == "dwpw" then
+      st.dw_pack, st.pw_pack = W.chain_pack(st.dw), W.chain_pack(st.pw)
+      evict(used, st.dw)
+      evict(used, st.pw)
       st.need_x = need(st, st.x)
       if st.res then st.need_res = need(st, st.res) end
     elseif st.kind == "se" then
@@ -325,9 +333,10 @@ function P.describe(owner, steps)
     else
       local s, f = p.stats, p.stats.fused
       lines[#lines + 1] = string.format(
-        "plan: %d ops recorded, %d fused steps (%d conv/linear, %d squeeze-excitation, %d cat); fused %d batch "
+        "plan: %d ops recorded, %d fused steps (%d conv/linear, %d squeeze-excitation, %d cat, %d depthwise+pointwise "
+        .. "in cache); fused %d batch "
         .. "norms, %d adds, %d activations; %d convolutions write into a cat, %d channel shuffles in place", s.ops, #p.steps,
-        (s.steps.conv or 0) + (s.steps.linear or 0), s.steps.se or 0, s.steps.cat or 0, f.batch_norm, f.add,
+        (s.steps.conv or 0) + (s.steps.linear or 0), s.steps.se or 0, s.steps.cat or 0, s.steps.dwpw or 0, f.batch_norm, f.add,
         f.activation, f.in_place, f.shuffle)
       lines[#lines + 1] = string.format("plan: kernel calls %d -> %d, bytes written %.2f -> %.2f MB, copied %.2f -> %.2f MB",
         s.before.kernels, s.after.kernels, s.before.written / 1e6, s.after.written / 1e6, s.before.copied / 1e6,

@@ -16,6 +16,12 @@
 --   se      squeeze-excitation: global average pool of x, a 1x1
 --           convolution step, another, x times the result
 --           (csrc/kernels/se.c).
+--   dwpw    a depthwise convolution step (groups = its input's channels,
+--           zero padding, stride 1 or 2) whose result only a 1x1
+--           convolution step reads, as its input: the two run band by
+--           band of output rows with the depthwise result kept in cache
+--           (csrc/kernels/dwpw.c), the pointwise's residual and cat slice
+--           as its own step would have them.
 --   cat     a concatenation of channels whose inputs made by a
 --           convolution step alone are written by it into their slice of
 --           the destination (no copy), the others copied there; when a
@@ -180,6 +186,27 @@ local function cat_from(g, i, next1, chain_of_out)
   return st
 end
 
+-- ---- depthwise then pointwise ---------------------------------------------------
+local function dwpw_from(g, c1, next1, chain_at, taken)
+  if taken[c1] or c1.kind ~= "conv" or c1.res or c1.into then return nil end
+  local r = c1.info.rec
+  local xs = slot(g.ops[c1.x.op], c1.x.arg)
+  local shape = xs and g.slots[xs].shape
+  if not shape or #shape ~= 4 or not r.groups or r.groups < 2 or shape[2] ~= r.groups or r.padding_mode ~= "zeros"
+     or r.stride[1] ~= r.stride[2] or r.stride[1] > 2 or r.dilation[1] ~= 1 or r.dilation[2] ~= 1 then
+    return nil
+  end
+  local j = next1(c1.out)
+  local c2 = j and chain_at[j]
+  if not c2 or taken[c2] or c2.kind ~= "conv" or c2.x.op ~= j or slot(g.ops[j], c2.x.arg) ~= c1.out
+     or not match.pointwise(c2.info) then
+    return nil
+  end
+  local members = {}
+  for _, c in ipairs { c1, c2 } do for _, k in ipairs(c.members) do members[#members + 1] = k end end
+  return { kind = "dwpw", dw = c1, pw = c2, members = members, x = c1.x, res = c2.res, into = c2.into, out = c2.out }
+end
+
 -- ---- the plan's steps -------------------------------------------------------------
 function M.build(g)
   local function next1(s)
@@ -221,6 +248,14 @@ function M.build(g)
           p.producer = nil
         end
       end
+    end
+  end
+  for _, c in ipairs(chains) do
+    local st = dwpw_from(g, c, next1, chain_at, taken)
+    if st then
+      steps[#steps + 1] = st
+      taken[st.dw], taken[st.pw] = true, true
+      if st.into then st.into.part.producer = st end
     end
   end
   for _, c in ipairs(chains) do

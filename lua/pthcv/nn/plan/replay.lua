@@ -91,6 +91,12 @@ function EXEC.conv(ctx, st)
   end
   return result(C.pthcv_conv2d_forward(h, x, r), "conv2d")
 end
+function EXEC.dwpw(ctx, st)
+  local x, r = ctx.held[st.need_x], st.need_res and ctx.held[st.need_res] or nil
+  local v = st.into and view_of(dst_of(ctx, st.into.cat), st.into.part.view)
+  local y = result(C.pthcv_dwpw_forward(W.handle(st.dw_pack), W.handle(st.pw_pack), x, r, v and v.ct or nil, 0), "dwpw")
+  return v or y
+end
 function EXEC.linear(ctx, st)
   return result(C.pthcv_linear_forward(W.handle(st.pack), ctx.held[st.need_x]), "linear")
 end

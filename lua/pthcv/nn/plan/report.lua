@@ -60,10 +60,12 @@ function M.stats(plan)
   local steps = {}
   for _, st in ipairs(plan.steps) do
     steps[st.kind] = (steps[st.kind] or 0) + 1
-    if st.kind == "conv" or st.kind == "linear" then
-      if st.bn then fused.batch_norm = fused.batch_norm + 1 end
-      if st.res and st.res.op ~= st.lead then fused.add = fused.add + 1 end
-      if st.act then fused.activation = fused.activation + 1 end
+    if st.kind == "conv" or st.kind == "linear" or st.kind == "dwpw" then
+      for _, c in ipairs(st.kind == "dwpw" and { st.dw, st.pw } or { st }) do
+        if c.bn then fused.batch_norm = fused.batch_norm + 1 end
+        if c.res and c.res.op ~= c.lead then fused.add = fused.add + 1 end
+        if c.act then fused.activation = fused.activation + 1 end
+      end
       after.kernels = after.kernels + 1
       if st.into then fused.in_place = fused.in_place + 1   -- its bytes are the cat's
       else after.written = after.written + g.slots[st.out].nbytes end
@@ -95,11 +97,19 @@ function M.steps(plan, path_of)
   return lines
 end
 
--- A step's name: the ops it does, e.g. "conv2d+batch_norm+add+relu".
-function M.label(g, st)
+-- " -> cat slice" of a step writing into a cat's destination.
+function M.into_label(into) return into.cat.shuffle and " -> shuffled cat slice" or " -> cat slice" end
+
+-- A step's name: the ops it does, e.g. "conv2d+batch_norm+add+relu" (a
+-- chain's ops alone, without where it writes, when ops_only).
+function M.label(g, st, ops_only)
   if st.kind == "se" then
     local function act(c) local a = c.act or c.info.rec.act; return a and a.kind or "none" end
     return string.format("squeeze_excitation(%s, %s)", act(st.c1), act(st.c2))
+  end
+  if st.kind == "dwpw" then
+    local s = "depthwise " .. M.label(g, st.dw, true) .. ", pointwise " .. M.label(g, st.pw, true) .. " in cache"
+    return s .. (st.into and M.into_label(st.into) or "")
   end
   if st.kind == "cat" then
     return string.format("cat%s: %d of %d inputs written in place", st.shuffle and "+channel_shuffle" or "",
@@ -113,7 +123,7 @@ function M.label(g, st)
   if st.res and st.res.op ~= st.lead then parts[#parts + 1] = "add" end
   if st.act then parts[#parts + 1] = st.act.kind end
   local s = table.concat(parts, "+")
-  if st.into then s = s .. (st.into.cat.shuffle and " -> shuffled cat slice" or " -> cat slice") end
+  if st.into and not ops_only then s = s .. M.into_label(st.into) end
   return s
 end
 
