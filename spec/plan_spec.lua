@@ -151,8 +151,8 @@ describe("pthcv.nn.plan on torchvision's networks written as a user would", func
   -- untouched half of the stride-1 blocks, once: an eighth. Per stage the
   -- cat and contiguous copies of both blocks (4 calls) become one copy.
   -- Each branch ends with a depthwise and a 1x1 convolution: one dwpw step
-  -- (csrc/kernels/dwpw.c) that writes the slice, the depthwise result kept
-  -- in cache.
+  -- (csrc/kernels/dwpw.c) that writes the slice (these small maps run as
+  -- the two forwards in that one step; the bands are checked in kernels_test).
   local SHUF = { steps = { cat = 6, conv = 0, dwpw = 9 }, fused = { cat = 6, shuffle = 6, in_place = 9 },
                  kernels = 41 - 3 * 3 - 9 }
   for _, case in ipairs { "a", "b" } do
@@ -224,6 +224,61 @@ describe("pthcv.nn.plan fuses what the ops are, however they are written", funct
     assert.is_true(max_rel(got, want) < 1e-5, "planned vs recorded " .. max_rel(got, want))
     return P.info(owner).plans[1].stats
   end
+  -- a MobileNet block's depthwise and projection, its depthwise output
+  -- (24 x 112 x 112 floats) over the 1 MB a band needs to pay: banded
+  -- (the op profile names the bands), the same bits as the two as separate
+  -- steps on 1 and 3 threads, also when the projection writes a cat's slice
+  it("a depthwise convolution, BatchNorm, ReLU6, 1x1, BatchNorm and residual: one dwpw step, in bands", function()
+    local ffi = require "ffi"
+    local C = require("pthcv.core").C
+    local function bn(c, seed)
+      return { pthcv.randn({ c }, { seed = seed }) * 0.1, pthcv.rand({ c }, { seed = seed + 1 }) + 0.5,
+               pthcv.rand({ c }, { seed = seed + 2 }) + 0.5, pthcv.randn({ c }, { seed = seed + 3 }) }
+    end
+    local wd, wp = pthcv.randn({ 24, 1, 3, 3 }, { seed = 1 }), pthcv.randn({ 16, 24, 1, 1 }, { seed = 2 }) * 0.2
+    local b1, b2 = bn(24, 10), bn(16, 20)
+    local x = pthcv.randn({ 1, 24, 112, 112 }, { seed = 3 })
+    local r = pthcv.randn({ 1, 16, 112, 112 }, { seed = 4 })
+    local function block(t, res)
+      local y = F.relu6(F.batch_norm(F.conv2d(t, wd, nil, 1, 1, 1, 24), b1[1], b1[2], b1[3], b1[4], false, 0.1, 1e-5))
+      y = F.batch_norm(F.conv2d(y, wp), b2[1], b2[2], b2[3], b2[4], false, 0.1, 1e-5)
+      return res and y + res or F.cat({ res == false and r or y, y }, 1)
+    end
+    local optimize = require "pthcv.nn.plan.optimize"
+    for _, res in ipairs { r, false } do
+      -- the reference: the same plan with the two as separate steps
+      -- (batch norms folded the same way), and the unplanned pass within 1e-5
+      optimize.dwpw = false
+      local plain = P.wrap(block)
+      plain(x, res)
+      local want = bytes(plain(x, res))
+      optimize.dwpw = true
+      local unplanned = block(x, res)
+      local run, owner = P.wrap(block)
+      run(x, res)
+      C.pthcv_profile_ops(1)
+      local got = run(x, res)
+      C.pthcv_profile_ops(0)
+      local n = tonumber(C.pthcv_profile_ops_report(nil, 0))
+      local buf = ffi.new("char[?]", n + 1)
+      C.pthcv_profile_ops_report(buf, n + 1)
+      assert.matches("dwpw 3x3/1 %+ 1x1, %d+%-row bands", ffi.string(buf))
+      assert.are.equal(want, bytes(got))
+      assert.is_true(max_rel(got, unplanned) < 1e-5)
+      for _, t in ipairs { 1, 3 } do
+        local saved = pthcv.get_num_threads()
+        pthcv.set_num_threads(t)
+        local y = run(x, res)
+        pthcv.set_num_threads(saved)
+        assert.are.equal(want, bytes(y))
+      end
+      local s = P.info(owner).plans[1].stats
+      assert.are.equal(1, s.steps.dwpw)
+      assert.are.same({ 2, 1 }, { s.fused.batch_norm, s.fused.activation })
+      assert.are.equal(res and 1 or 0, s.fused.add)
+      assert.are.equal(res and 0 or 1, s.fused.in_place)
+    end
+  end)
   it("a linear layer, BatchNorm1d and ReLU: one call", function()
     local m = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.BatchNorm1d(6), nn.ReLU())
     m[2].weight, m[2].bias = pthcv.randn({ 6, 12 }, { seed = 1 }), pthcv.randn({ 6 }, { seed = 2 })
@@ -272,7 +327,7 @@ return require("plan_models").ShuffleNetV2({ 2, 2, 2 }, { 8, 16, 32, 64, 128 }, 
     os.remove(script)
     assert.are.equal(0, code, err)
     assert.matches("stage2%.0 %[cat%+channel_shuffle: 2 of 2 inputs written in place%]", out)
-    assert.matches("stage2%.1%.branch2 %[depthwise conv2d%+batch_norm, pointwise conv2d%+batch_norm%+relu in cache "
+    assert.matches("stage2%.1%.branch2 %[depthwise conv2d%+batch_norm then pointwise conv2d%+batch_norm%+relu "
                    .. "%-> shuffled cat slice%]", out)
     assert.matches("6 channel shuffles in place", out)
     -- the example script itself, as a user runs it: its squeeze-excitations and residuals named
@@ -281,8 +336,8 @@ return require("plan_models").ShuffleNetV2({ 2, 2, 2 }, { 8, 16, 32, 64, 128 }, 
     assert.are.equal(0, code, err)
     assert.matches("features%.2%.0%.block%.2 %[squeeze_excitation%(silu, sigmoid%)%]", out)
     assert.matches("features%.2%.1%.block%.3 %[conv2d%+batch_norm%+add%]", out)
-    assert.matches("plan: 157 ops recorded, 25 fused steps %(9 conv/linear, 16 squeeze%-excitation, 0 cat, 0 depthwise%+pointwise "
-                   .. "in cache%)", out)
+    assert.matches("plan: 157 ops recorded, 25 fused steps %(9 conv/linear, 16 squeeze%-excitation, 0 cat, "
+                   .. "0 depthwise%+pointwise%)", out)
     assert.matches("kernel calls 156 %-> 67", out)
   end)
 end)

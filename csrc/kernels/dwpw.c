@@ -27,11 +27,15 @@
 #include <stdatomic.h>
 #include <string.h>
 
-/* The band's depthwise output stays under this many floats (128 KB: with
- * the GEMM's packed B block it fits a 512 KB L2). */
-enum { DWPW_MID_FLOATS = 32 * 1024 };
-/* Bands narrower than this many pixels feed the GEMM too few columns per
- * micro-panel row: such pairs run unfused. */
+/* The band's depthwise output stays under this many floats (256 KB: with
+ * the GEMM's packed B block and the pointwise weights it fits a 1 MB L2). */
+enum { DWPW_MID_FLOATS = 64 * 1024 };
+/* Bands only pay where the whole depthwise output of an image would spill
+ * out of a core's L2 (1 MB); a smaller one is read back from L2 by the
+ * unfused GEMM at no cost, and the bands' halo rows and shorter GEMMs then
+ * made the pair slower (docs/performance.md): such pairs run unfused. */
+enum { DWPW_MIN_SPILL_BYTES = 1 << 20 };
+/* Nor do bands narrower than this many pixels. */
 enum { DWPW_MIN_PIXELS = 48 };
 
 typedef struct {
@@ -157,10 +161,12 @@ static int fusable(const pthcv_conv2d_view *dw, const pthcv_conv2d_view *pw, con
 }
 
 /* Band height for an oh x ow output of `channels` depthwise channels: the
- * scratch under DWPW_MID_FLOATS, at least two bands per thread; 0 when the
- * bands would be narrower than DWPW_MIN_PIXELS (run unfused). */
+ * scratch under DWPW_MID_FLOATS, at least two bands per thread; 0 (run
+ * unfused) when the output is under DWPW_MIN_SPILL_BYTES an image or the
+ * bands would be narrower than DWPW_MIN_PIXELS. */
 static int64_t pick_rows(int64_t channels, int64_t batch, int64_t oh, int64_t ow, int threads)
 {
+    if ((int64_t)sizeof(float) * channels * oh * ow < DWPW_MIN_SPILL_BYTES) return 0;
     int64_t rows = DWPW_MID_FLOATS / (channels * ow);
     if (rows > oh) rows = oh;
     while (rows > 1 && threads > 1 && batch * ((oh + rows - 1) / rows) < 2 * threads) rows--;

@@ -333,8 +333,8 @@ function P.describe(owner, steps)
     else
       local s, f = p.stats, p.stats.fused
       lines[#lines + 1] = string.format(
-        "plan: %d ops recorded, %d fused steps (%d conv/linear, %d squeeze-excitation, %d cat, %d depthwise+pointwise "
-        .. "in cache); fused %d batch "
+        "plan: %d ops recorded, %d fused steps (%d conv/linear, %d squeeze-excitation, %d cat, %d depthwise+pointwise); "
+        .. "fused %d batch "
         .. "norms, %d adds, %d activations; %d convolutions write into a cat, %d channel shuffles in place", s.ops, #p.steps,
         (s.steps.conv or 0) + (s.steps.linear or 0), s.steps.se or 0, s.steps.cat or 0, s.steps.dwpw or 0, f.batch_norm, f.add,
         f.activation, f.in_place, f.shuffle)

@@ -18,10 +18,11 @@
 --           (csrc/kernels/se.c).
 --   dwpw    a depthwise convolution step (groups = its input's channels,
 --           zero padding, stride 1 or 2) whose result only a 1x1
---           convolution step reads, as its input: the two run band by
---           band of output rows with the depthwise result kept in cache
---           (csrc/kernels/dwpw.c), the pointwise's residual and cat slice
---           as its own step would have them.
+--           convolution step reads, as its input: one call that runs the
+--           two band by band of output rows with the depthwise result kept
+--           in cache where that pays (csrc/kernels/dwpw.c says when), the
+--           pointwise's residual and cat slice as its own step would have
+--           them.
 --   cat     a concatenation of channels whose inputs made by a
 --           convolution step alone are written by it into their slice of
 --           the destination (no copy), the others copied there; when a
@@ -39,6 +40,9 @@ local Tensor = require "pthcv.tensor"
 local is_tensor = Tensor.is
 local slot, const = match.slot, match.const
 local M = {}
+
+-- dwpw steps are made unless PTHCV_DWPW=0 (for comparisons)
+M.dwpw = os.getenv("PTHCV_DWPW") ~= "0"
 
 local function same_shape(a, b)
   if #a ~= #b then return false end
@@ -251,7 +255,7 @@ function M.build(g)
     end
   end
   for _, c in ipairs(chains) do
-    local st = dwpw_from(g, c, next1, chain_at, taken)
+    local st = M.dwpw and dwpw_from(g, c, next1, chain_at, taken)
     if st then
       steps[#steps + 1] = st
       taken[st.dw], taken[st.pw] = true, true

@@ -108,7 +108,7 @@ function M.label(g, st, ops_only)
     return string.format("squeeze_excitation(%s, %s)", act(st.c1), act(st.c2))
   end
   if st.kind == "dwpw" then
-    local s = "depthwise " .. M.label(g, st.dw, true) .. ", pointwise " .. M.label(g, st.pw, true) .. " in cache"
+    local s = "depthwise " .. M.label(g, st.dw, true) .. " then pointwise " .. M.label(g, st.pw, true)
     return s .. (st.into and M.into_label(st.into) or "")
   end
   if st.kind == "cat" then
