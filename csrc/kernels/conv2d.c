@@ -803,8 +803,16 @@ pthcv_tensor *pthcv_conv2d_forward_cat(int32_t n, pthcv_conv2d *const *convs, pt
 /* ---- what fused steps elsewhere read (conv2d_view.h) ---------------------------------- */
 void pthcv_conv2d_view_of(const pthcv_conv2d *c, pthcv_conv2d_view *v)
 {
-    *v = (pthcv_conv2d_view){.cout = c->cout, .cin_g = c->cin_g, .kh = c->kh, .kw = c->kw, .groups = c->groups,
-                             .p = c->p, .depthwise = c->depthwise, .half = c->half, .w = c->w, .bias = c->bias};
+    *v = (pthcv_conv2d_view){.cout = c->cout,
+                             .cin_g = c->cin_g,
+                             .kh = c->kh,
+                             .kw = c->kw,
+                             .groups = c->groups,
+                             .p = c->p,
+                             .depthwise = c->depthwise,
+                             .half = c->half,
+                             .w = c->w,
+                             .bias = c->bias};
 }
 
 const void *pthcv_conv2d_gemm_a(pthcv_conv2d *c, const pthcv_gemm_kernel *k, int64_t *sstride)

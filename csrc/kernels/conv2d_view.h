@@ -10,10 +10,10 @@
 typedef struct pthcv_conv2d_view {
     int64_t cout, cin_g, kh, kw, groups;
     pthcv_conv2d_params p;
-    int depthwise;      /* the direct depthwise kernels run it (dwconv.h) */
-    int half;           /* GEMM weights kept as float16 */
-    const float *w;     /* depthwise only: [cout][kh * kw] */
-    const float *bias;  /* [cout] or NULL */
+    int depthwise;     /* the direct depthwise kernels run it (dwconv.h) */
+    int half;          /* GEMM weights kept as float16 */
+    const float *w;    /* depthwise only: [cout][kh * kw] */
+    const float *bias; /* [cout] or NULL */
 } pthcv_conv2d_view;
 
 void pthcv_conv2d_view_of(const pthcv_conv2d *c, pthcv_conv2d_view *v);

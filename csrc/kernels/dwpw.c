@@ -45,9 +45,9 @@ typedef struct {
     const uint16_t *a_half;
     const float *x; /* contiguous [N, cin, h, w] */
     int64_t cin, h, w, oh, ow, rows, nbands;
-    float *out;           /* plane (n, c) at out + n*obs + c*ocs, oh*ow contiguous floats */
+    float *out; /* plane (n, c) at out + n*obs + c*ocs, oh*ow contiguous floats */
     int64_t ocs, obs;
-    const float *res;     /* contiguous [N, cout, oh, ow] or NULL (then ocs = oh*ow) */
+    const float *res; /* contiguous [N, cout, oh, ow] or NULL (then ocs = oh*ow) */
     void (*plane)(const pthcv_dw_args *);
     float lo, hi; /* the depthwise's clamp (fused), else +-inf */
     int fused;

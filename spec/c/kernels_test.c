@@ -1250,8 +1250,8 @@ static void run_dwpw_case(const dwpw_case *c)
     pthcv_conv2d *dw = pthcv_conv2d_prepare(wd, bd, &pd), *pw = pthcv_conv2d_prepare(wp, bp, &pp);
     CHECK(dw && pw, "dwpw %s: prepare: %s", c->name, pthcv_last_error());
     /* the double-precision reference of the two layers */
-    conv_case cd = {"dw", c->n, c->cin, c->h, c->w, cm, c->k, c->k, c->stride, c->stride, c->pad, c->pad, 1, 1,
-                    c->cin, 0, 1, 0, c->act_dw};
+    conv_case cd = {"dw",   c->n,   c->cin, c->h, c->w,   cm, c->k, c->k, c->stride, c->stride,
+                    c->pad, c->pad, 1,      1,    c->cin, 0,  1,    0,    c->act_dw};
     conv_case cp = {"pw", c->n, cm, oh, ow, c->cout, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1, c->res, c->act_pw};
     float *mid = malloc(sizeof(float) * (size_t)(c->n * cm * oh * ow)), *ref = malloc(sizeof(float) * (size_t)ny);
     ref_conv(&cd, pthcv_tensor_data(x), pthcv_tensor_data(wd), pthcv_tensor_data(bd), NULL, mid, oh, ow);
@@ -1276,8 +1276,9 @@ static void run_dwpw_case(const dwpw_case *c)
                 pthcv_set_num_threads(threads_list[ti]);
                 for (int slice = 0; slice < 2; slice++)
                     if (!dwpw_same(dw, pw, x, r, rows, slice, want, ny)) {
-                        if (!bad) printf("# dwpw %s [%s]: rows %d, %d threads, slice %d differs: %s\n", c->name,
-                                         isa_names[isa], rows, threads_list[ti], slice, pthcv_last_error());
+                        if (!bad)
+                            printf("# dwpw %s [%s]: rows %d, %d threads, slice %d differs: %s\n", c->name,
+                                   isa_names[isa], rows, threads_list[ti], slice, pthcv_last_error());
                         bad++;
                     }
             }
