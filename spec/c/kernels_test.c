@@ -1201,6 +1201,7 @@ typedef struct {
     const char *name;
     int n, cin, mult, h, w, k, stride, pad, cout, res;
     pthcv_activation act_dw, act_pw;
+    int half; /* the pointwise weights float16 (module:half()) */
 } dwpw_case;
 
 /* y written by pthcv_dwpw_forward (into a channel slice of a wider tensor
@@ -1243,11 +1244,13 @@ static void run_dwpw_case(const dwpw_case *c)
     int64_t db[1] = {cm}, pb[1] = {c->cout};
     int oh = (c->h + 2 * c->pad - c->k) / c->stride + 1, ow = (c->w + 2 * c->pad - c->k) / c->stride + 1;
     int64_t ys[4] = {c->n, c->cout, oh, ow}, ny = (int64_t)c->n * c->cout * oh * ow;
-    pthcv_tensor *x = random_tensor(4, xs), *wd = random_tensor(4, dws), *wp = random_tensor(4, pws);
+    pthcv_tensor *x = random_tensor(4, xs), *wd = random_tensor(4, dws), *wp, *wph = NULL;
+    if (c->half) half_pair(4, pws, &wph, &wp); /* wp: wph's values as float32, for the reference */
+    else wp = random_tensor(4, pws);
     pthcv_tensor *bd = random_tensor(1, db), *bp = random_tensor(1, pb), *r = c->res ? random_tensor(4, ys) : NULL;
     pthcv_conv2d_params pd = {{c->stride, c->stride}, {c->pad, c->pad}, {1, 1}, c->cin, 0, c->act_dw};
     pthcv_conv2d_params pp = {{1, 1}, {0, 0}, {1, 1}, 1, 0, c->act_pw};
-    pthcv_conv2d *dw = pthcv_conv2d_prepare(wd, bd, &pd), *pw = pthcv_conv2d_prepare(wp, bp, &pp);
+    pthcv_conv2d *dw = pthcv_conv2d_prepare(wd, bd, &pd), *pw = pthcv_conv2d_prepare(wph ? wph : wp, bp, &pp);
     CHECK(dw && pw, "dwpw %s: prepare: %s", c->name, pthcv_last_error());
     /* the double-precision reference of the two layers */
     conv_case cd = {"dw",   c->n,   c->cin, c->h, c->w,   cm, c->k, c->k, c->stride, c->stride,
@@ -1289,7 +1292,7 @@ static void run_dwpw_case(const dwpw_case *c)
     pthcv_set_isa("auto");
     pthcv_set_num_threads(2);
     pthcv_conv2d_free(dw), pthcv_conv2d_free(pw);
-    pthcv_tensor_release(x), pthcv_tensor_release(wd), pthcv_tensor_release(wp);
+    pthcv_tensor_release(x), pthcv_tensor_release(wd), pthcv_tensor_release(wp), pthcv_tensor_release(wph);
     pthcv_tensor_release(bd), pthcv_tensor_release(bp), pthcv_tensor_release(r);
     free(mid), free(ref);
 }
@@ -1297,18 +1300,34 @@ static void run_dwpw_case(const dwpw_case *c)
 static void test_dwpw(void)
 {
     static const dwpw_case cases[] = {
-        /* name           n cin mult h  w  k  s  p cout res act_dw                   act_pw */
+        /* name           n cin mult h  w  k  s  p cout res act_dw                   act_pw  half */
         /* one channel: conv2d runs it as a GEMM (groups 1), so dwpw runs the two forwards */
-        {"c1 s1", 1, 1, 1, 9, 7, 3, 1, 1, 3, 0, ACT(PTHCV_ACT_RELU6), ACT(0)},
-        {"c3 s2", 1, 3, 1, 11, 13, 3, 2, 1, 7, 1, ACT(PTHCV_ACT_RELU), ACT(0)},
-        {"c7 s1 5x5", 2, 7, 1, 10, 9, 5, 1, 2, 17, 1, ACT(PTHCV_ACT_HARDSWISH), ACT(0)},
-        {"c17 s2 5x5", 1, 17, 1, 13, 12, 5, 2, 2, 33, 0, ACT(PTHCV_ACT_SILU), ACT(PTHCV_ACT_RELU)},
-        {"c33 s1", 1, 33, 1, 15, 14, 3, 1, 1, 17, 1, ACT(PTHCV_ACT_RELU6), {PTHCV_ACT_CLAMP, -0.25f, 0.5f}},
-        {"c300 K>256", 1, 300, 1, 6, 9, 3, 1, 1, 7, 1, ACT(0), ACT(PTHCV_ACT_HARDSWISH)},
-        {"mult 2 p0", 1, 7, 2, 8, 11, 3, 1, 0, 3, 0, ACT(0), ACT(0)},
-        {"wide 1 row", 1, 3, 1, 3, 70, 3, 2, 1, 17, 1, ACT(PTHCV_ACT_RELU), ACT(0)},
+        {"c1 s1", 1, 1, 1, 9, 7, 3, 1, 1, 3, 0, ACT(PTHCV_ACT_RELU6), ACT(0), 0},
+        {"c3 s2", 1, 3, 1, 11, 13, 3, 2, 1, 7, 1, ACT(PTHCV_ACT_RELU), ACT(0), 0},
+        {"c7 s1 5x5", 2, 7, 1, 10, 9, 5, 1, 2, 17, 1, ACT(PTHCV_ACT_HARDSWISH), ACT(0), 0},
+        {"c17 s2 5x5", 1, 17, 1, 13, 12, 5, 2, 2, 33, 0, ACT(PTHCV_ACT_SILU), ACT(PTHCV_ACT_RELU), 0},
+        {"c33 s1", 1, 33, 1, 15, 14, 3, 1, 1, 17, 1, ACT(PTHCV_ACT_RELU6), {PTHCV_ACT_CLAMP, -0.25f, 0.5f}, 0},
+        {"c300 K>256", 1, 300, 1, 6, 9, 3, 1, 1, 7, 1, ACT(0), ACT(PTHCV_ACT_HARDSWISH), 0},
+        {"mult 2 p0", 1, 7, 2, 8, 11, 3, 1, 0, 3, 0, ACT(0), ACT(0), 0},
+        {"wide 1 row", 1, 3, 1, 3, 70, 3, 2, 1, 17, 1, ACT(PTHCV_ACT_RELU), ACT(0), 0},
+        {"half pointwise", 2, 17, 1, 9, 10, 3, 1, 1, 33, 1, ACT(PTHCV_ACT_RELU6), ACT(0), 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_dwpw_case(&cases[i]);
+
+    /* errors: each names the problem */
+    int64_t xs[4] = {1, 7, 8, 8}, dws[4] = {7, 1, 3, 3}, pws[4] = {5, 6, 1, 1};
+    pthcv_tensor *x = random_tensor(4, xs), *wd = random_tensor(4, dws), *wp = random_tensor(4, pws);
+    pthcv_conv2d_params pd = {{1, 1}, {1, 1}, {1, 1}, 7, 0, ACT(0)}, pp = {{1, 1}, {0, 0}, {1, 1}, 1, 0, ACT(0)};
+    pthcv_conv2d *dw = pthcv_conv2d_prepare(wd, NULL, &pd), *pw = pthcv_conv2d_prepare(wp, NULL, &pp);
+    pthcv_tensor *y = pthcv_dwpw_forward(dw, NULL, x, NULL, NULL, 0);
+    CHECK(!y && strstr(pthcv_last_error(), "dwpw: no convolution"), "dwpw NULL: %s", pthcv_last_error());
+    y = pthcv_dwpw_forward(dw, pw, x, NULL, NULL, -1);
+    CHECK(!y && strstr(pthcv_last_error(), "band_rows must be >= 0"), "dwpw rows: %s", pthcv_last_error());
+    y = pthcv_dwpw_forward(dw, pw, x, NULL, NULL, 2); /* 7 channels into a 1x1 of 6 */
+    CHECK(!y && strstr(pthcv_last_error(), "expected float32 input [N, 6, H, W]"), "dwpw channels: %s",
+          pthcv_last_error());
+    pthcv_conv2d_free(dw), pthcv_conv2d_free(pw);
+    pthcv_tensor_release(x), pthcv_tensor_release(wd), pthcv_tensor_release(wp);
 }
 
 int main(int argc, char **argv)
