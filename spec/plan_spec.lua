@@ -249,7 +249,7 @@ describe("pthcv.nn.plan fuses what the ops are, however they are written", funct
       -- the reference: the same plan with the two as separate steps
       -- (batch norms folded the same way), and the unplanned pass within 1e-5
       optimize.dwpw = false
-      local plain = P.wrap(block)
+      local plain, plain_owner = P.wrap(block)
       plain(x, res)
       local want = bytes(plain(x, res))
       optimize.dwpw = true
@@ -274,6 +274,10 @@ describe("pthcv.nn.plan fuses what the ops are, however they are written", funct
       end
       local s = P.info(owner).plans[1].stats
       assert.are.equal(1, s.steps.dwpw)
+      assert.matches("depthwise conv2d%+batch_norm%+relu6 then pointwise conv2d%+batch_norm.* in %d+%-row bands",
+                     P.describe(owner))
+      -- the depthwise result (24 x 112 x 112 floats) is never written
+      assert.are.equal(P.info(plain_owner).plans[1].stats.after.written - 4 * 24 * 112 * 112, s.after.written)
       assert.are.same({ 2, 1 }, { s.fused.batch_norm, s.fused.activation })
       assert.are.equal(res and 1 or 0, s.fused.add)
       assert.are.equal(res and 0 or 1, s.fused.in_place)

@@ -17,7 +17,7 @@
  * in the same order as pthcv_conv2d_forward of the two layers (the GEMM's
  * sums depend on its K slices only), so the result is bit for bit the
  * unfused one for every band height and thread count.
- * Pairs that do not suit bands (see fusable, pick_rows) run as the two
+ * Pairs that do not suit bands (see band_shape, pick_rows) run as the two
  * convolutions one after the other.
  */
 #include "conv2d_view.h"
@@ -156,15 +156,21 @@ fail:
     atomic_store(&b->failed, 1);
 }
 
-/* Whether dw then pw can run in bands: a depthwise layer with zero padding
- * feeding a 1x1, stride 1, unpadded, ungrouped layer of as many input
- * channels, on a batched float32 input. */
-static int fusable(const pthcv_conv2d_view *dw, const pthcv_conv2d_view *pw, const pthcv_tensor *x)
+/* Whether dw then pw can run in bands on an input of this shape: a
+ * depthwise layer with zero padding feeding a 1x1, stride 1, unpadded,
+ * ungrouped layer of as many input channels, on a batched input [N, C, h, w]
+ * the kernel fits in; *oh, *ow set to the output's height and width. */
+static int band_shape(const pthcv_conv2d_view *dw, const pthcv_conv2d_view *pw, int ndim, const int64_t *shape,
+                      int64_t *oh, int64_t *ow)
 {
-    return dw->depthwise && dw->p.padding_mode == PTHCV_PAD_ZEROS && pw->kh == 1 && pw->kw == 1 &&
+    int layers = dw->depthwise && dw->p.padding_mode == PTHCV_PAD_ZEROS && pw->kh == 1 && pw->kw == 1 &&
         pw->p.stride[0] == 1 && pw->p.stride[1] == 1 && pw->p.padding[0] == 0 && pw->p.padding[1] == 0 &&
-        pw->groups == 1 && pw->cin_g == dw->cout && x->dtype == PTHCV_FLOAT32 && x->ndim == 4 &&
-        x->shape[1] == dw->cin_g * dw->groups;
+        pw->groups == 1 && pw->cin_g == dw->cout;
+    if (!layers || ndim != 4 || shape[1] != dw->cin_g * dw->groups) return 0;
+    int64_t hp = shape[2] + 2 * dw->p.padding[0], wp = shape[3] + 2 * dw->p.padding[1];
+    if (hp < dw->kh || wp < dw->kw) return 0;
+    *oh = (hp - dw->kh) / dw->p.stride[0] + 1, *ow = (wp - dw->kw) / dw->p.stride[0] + 1;
+    return 1;
 }
 
 /* Band height for an oh x ow output of `channels` depthwise channels: the
@@ -218,12 +224,11 @@ pthcv_tensor *pthcv_dwpw_forward(pthcv_conv2d *dw, pthcv_conv2d *pw, pthcv_tenso
     band_ctx b = {.plane = NULL};
     pthcv_conv2d_view_of(dw, &b.dw);
     pthcv_conv2d_view_of(pw, &b.pw);
-    if (!fusable(&b.dw, &b.pw, x)) return unfused(dw, pw, x, residual, dst);
+    int64_t oh, ow;
+    if (x->dtype != PTHCV_FLOAT32 || !band_shape(&b.dw, &b.pw, x->ndim, x->shape, &oh, &ow))
+        return unfused(dw, pw, x, residual, dst); /* or its error */
     int s = b.dw.p.stride[0];
     int64_t batch = x->shape[0], h = x->shape[2], w = x->shape[3];
-    int64_t ph = b.dw.p.padding[0], pwd = b.dw.p.padding[1];
-    if (h + 2 * ph < b.dw.kh || w + 2 * pwd < b.dw.kw) return unfused(dw, pw, x, residual, dst); /* its error */
-    int64_t oh = (h + 2 * ph - b.dw.kh) / s + 1, ow = (w + 2 * pwd - b.dw.kw) / s + 1;
     int64_t oshape[4] = {batch, b.pw.cout, oh, ow}, cs = oh * ow, bs = b.pw.cout * oh * ow;
     if (dst && (!dst_strides(dst, oshape, &cs, &bs) || dst->storage == x->storage || (residual && cs != oh * ow)))
         return unfused(dw, pw, x, residual, dst);
@@ -265,4 +270,15 @@ done:
     pthcv_tensor_release(xc);
     pthcv_tensor_release(rc);
     return y;
+}
+
+int32_t pthcv_dwpw_band_rows(pthcv_conv2d *dw, pthcv_conv2d *pw, int32_t ndim, const int64_t *shape)
+{
+    if (!dw || !pw || !shape) return 0;
+    pthcv_conv2d_view vd, vp;
+    pthcv_conv2d_view_of(dw, &vd);
+    pthcv_conv2d_view_of(pw, &vp);
+    int64_t oh, ow;
+    if (!band_shape(&vd, &vp, ndim, shape, &oh, &ow)) return 0;
+    return (int32_t)pick_rows(vd.cout, shape[0], oh, ow, pthcv_get_num_threads());
 }

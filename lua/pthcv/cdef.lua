@@ -453,6 +453,9 @@ pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_
  * run as the two forwards). A new reference to the output, or NULL. */
 pthcv_tensor *pthcv_dwpw_forward(pthcv_conv2d *dw, pthcv_conv2d *pw, pthcv_tensor *x,
                                            pthcv_tensor *residual, pthcv_tensor *dst, int32_t band_rows);
+/* The band height pthcv_dwpw_forward(dw, pw, x, ..., 0) takes for an x of
+ * this shape at the current thread count; 0 when it runs the two forwards. */
+int32_t pthcv_dwpw_band_rows(pthcv_conv2d *dw, pthcv_conv2d *pw, int32_t ndim, const int64_t *shape);
 /* dst = src, float32 tensors of one shape, any strides (dst a view into
  * another tensor); they must not share a storage. 0 or an error status. */
 int pthcv_copy_into(pthcv_tensor *dst, pthcv_tensor *src);

@@ -160,6 +160,10 @@ local function build(g, root)
       if st.res then st.need_res = need(st, st.res) end
     elseif st.kind == "dwpw" then
       st.dw_pack, st.pw_pack = W.chain_pack(st.dw), W.chain_pack(st.pw)
+      -- whether the kernel bands this pair (at the thread count of now): the report's bytes
+      local xshape = g.slots[match.slot(g.ops[st.x.op], st.x.arg)].shape
+      st.band_rows = C.pthcv_dwpw_band_rows(W.handle(st.dw_pack), W.handle(st.pw_pack), #xshape,
+                                            ffi.new("int64_t[?]", #xshape, xshape))
       evict(used, st.dw)
       evict(used, st.pw)
       st.need_x = need(st, st.x)

@@ -69,6 +69,8 @@ function M.stats(plan)
       after.kernels = after.kernels + 1
       if st.into then fused.in_place = fused.in_place + 1   -- its bytes are the cat's
       else after.written = after.written + g.slots[st.out].nbytes end
+      -- a pair the kernel does not band writes the depthwise result
+      if st.kind == "dwpw" and st.band_rows == 0 then after.written = after.written + g.slots[st.dw.out].nbytes end
     elseif st.kind == "se" then
       fused.se = fused.se + 1
       after.kernels = after.kernels + 1
@@ -109,6 +111,7 @@ function M.label(g, st, ops_only)
   end
   if st.kind == "dwpw" then
     local s = "depthwise " .. M.label(g, st.dw, true) .. " then pointwise " .. M.label(g, st.pw, true)
+              .. (st.band_rows > 0 and string.format(" in %d-row bands", st.band_rows) or "")
     return s .. (st.into and M.into_label(st.into) or "")
   end
   if st.kind == "cat" then
