@@ -182,6 +182,21 @@ describe("run, bench, detect and segment without --model", function()
     assert.truthy(err:find("--num-classes 5: ", 1, true), err)
   end)
 
+  it("detect --model NAME takes num_classes from the weights' shapes", function()
+    local weights = dir .. "ssdlite320_mobilenet_v3_large_nc3.pth"
+    local picture = support.root .. "/examples/demo.jpg"
+    local code, out, err = support.pthcv("detect", "--model", "ssdlite320_mobilenet_v3_large", "--weights", weights,
+                                         picture, "--json")
+    assert.are.equal(0, code, err)
+    assert.truthy(err:find(": torchvision ssdlite320_mobilenet_v3_large, num_classes=3 (from the weights' shapes)",
+                           1, true), err)
+    for _, d in ipairs(json.decode(out).detections) do assert.is_true(d.label >= 1 and d.label <= 2) end
+    -- a model the weights cannot fit still says what differs
+    code, _, err = support.pthcv("detect", "--model", "ssd300_vgg16", "--weights", weights, picture)
+    assert.are.equal(1, code)
+    assert.truthy(err:find("Error(s) in loading state_dict for SSD", 1, true), err)
+  end)
+
   it("detect --weights FILE finds the same objects as detect --model NAME", function()
     local det = os.getenv("PTHCV_DETECTION")
     if not det or det == "" then

@@ -118,10 +118,21 @@ local function recognised(task, opt)
   opt.model, opt.model_options = name, options
 end
 
+-- With --model: the options (num_classes, ...) that make that model take
+-- the weights, when some do; otherwise loading them says what differs.
+local function fitted(opt)
+  local rec = require "pthcv.models.recognize"
+  local ok, options, r = pcall(rec.fit, opt.weights, opt.model)
+  if ok and options and not r.default then
+    opt.model_options = options
+    io.stderr:write("pthcv: ", opt.weights, ": ", rec.text(opt.model, options), " (from the weights' shapes)\n")
+  end
+end
+
 local function checked(task)
   return function(pos, opt)
     if not opt.weights then error(runner.usage_error(task .. " needs --weights FILE"), 0) end
-    if not opt.model then recognised(task, opt) end
+    if not opt.model then recognised(task, opt) else fitted(opt) end
     return run_task(task, pos, opt)
   end
 end

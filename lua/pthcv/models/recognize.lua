@@ -1,6 +1,7 @@
 -- lua/pthcv/models/recognize.lua: which zoo model a state_dict belongs to.
 --
 --   local name, options, r = pthcv.models.recognize(sd)
+--   local options = require("pthcv.models.recognize").fit(sd, "resnet50")
 --   -- sd: a path, a loaded file (pthcv.load), an OrderedDict name -> Tensor
 --   --     or a list {{name, tensor}, ...}; checkpoints and prefixes as
 --   --     pthcv.state_dict finds them
@@ -8,7 +9,8 @@
 --   --     model fits every key and shape; nil, nil otherwise
 --   -- r: {task, fits, ambiguous, list, candidates = {best first, each
 --   --     {name, task, options, score, fits, matched, missing,
---   --     unexpected, mismatched = {{key, shape in the file, in the model}}}}}
+--   --     unexpected, mismatched = {{key, shape in the file, in the model}},
+--     default = the model's default options fit}}}
 --
 -- Every zoo model (classification, detection, segmentation) is compared by
 -- its keys and shapes (lua/pthcv/models/recognize_describe.lua: shapes
@@ -116,6 +118,7 @@ local function fit_model(g, name, task)
     local v = best.options[f[1]]
     if v ~= nil and v ~= f[2] then shown[f[1]] = v end
   end
+  best.default = next(best.options) == nil   -- the model's default options fit
   best.options, best.name, best.task = shown, name, task
   return best
 end
@@ -190,6 +193,25 @@ function M.recognize(x)
   if not r.fits then return nil, nil, r end
   r.task = fitting[1].task
   return fitting[1].name, fitting[1].options, r
+end
+
+-- The options (num_classes, ...) with which the named zoo model takes the
+-- given weights: options, r (r as a candidate of recognize's), or nil, r
+-- (r nil when the name is no zoo model's) when no options make it fit.
+function M.fit(x, name)
+  local task
+  for _, e in ipairs(describe.zoo()) do if e[1] == name then task = e[2] end end
+  if not task then return nil, nil end
+  local list = weights_list(x)
+  local lists = { list }
+  for _, c in ipairs(M.prefixed_lists(list)) do lists[#lists + 1] = c[2] end
+  local best
+  for _, l in ipairs(lists) do
+    local r = fit_model(given_of(l), name, task)
+    if r and r.fits then return r.options, r end
+    if r and (not best or r.score > best.score) then best = r end
+  end
+  return nil, best
 end
 
 -- The model a recognised name and its options make (any task).
