@@ -452,10 +452,12 @@ pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype)
     unsigned char *dst = out->storage->data;
     if (convert_floats(t, src, dtype, dst)) return out;
     int ses = pthcv_dtype_size(t->dtype), des = pthcv_dtype_size(dtype);
+    int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
+    int ndim = coalesce(t, shape, stride);
     walker w = {{0}, 0};
     for (int64_t i = 0; i < t->numel; i++) {
         store(dtype, dst + i * des, load(t->dtype, src + w.off * ses));
-        walker_next(&w, t->ndim, t->shape, t->stride);
+        walker_next(&w, ndim, shape, stride);
     }
     return out;
 }
