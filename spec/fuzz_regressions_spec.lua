@@ -10,6 +10,8 @@ local expected = {
   ["ubsan-inst-empty-stack.pth"] = "main pickle at byte 75",
   ["oom-pickle-record-claims-2gb.pth"] = "damaged zip directory",
   ["oom-filestorage-mat-cols-8gb.yml"] = "key 'w': the Mat's cols is not a size",
+  ["timeout-stride0-weights.pth"] = "loads",
+  ["timeout-memo-multiples-65536.pkl"] = "loads",
 }
 
 describe("fuzz regressions", function()

@@ -154,7 +154,7 @@ storage_entry *pthcv_file_find_storage(pthcv_file *f, const char *key)
 {
     struct storage_hash *h = hash_of(f);
     if (!h || !h->cap) return NULL;
-    int64_t j = (int64_t)(hash_str(key) & (uint64_t)(h->cap - 1));
+    int64_t j = reader_hash_slot(hash_str(key), h->cap);
     while (h->slots[j] >= 0) {
         storage_entry *e = &f->storages[h->slots[j]];
         if (!strcmp(e->key, key)) return e;
@@ -170,7 +170,7 @@ static int rehash(pthcv_file *f, int64_t cap)
     if (!slots) return PTHCV_ERR_NOMEM;
     for (int64_t i = 0; i < cap; i++) slots[i] = -1;
     for (int64_t i = 0; i < f->nstorages; i++) {
-        int64_t j = (int64_t)(hash_str(f->storages[i].key) & (uint64_t)(cap - 1));
+        int64_t j = reader_hash_slot(hash_str(f->storages[i].key), cap);
         while (slots[j] >= 0) j = (j + 1) & (cap - 1);
         slots[j] = i;
     }
@@ -206,7 +206,7 @@ storage_entry *pthcv_file_add_storage(pthcv_file *f, const char *key, pthcv_stor
         return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "%s: out of memory", f->path);
     if (h->cap && f->nstorages * 2 <= h->cap) {
         /* insert the new entry (rehash already placed it when it grew) */
-        int64_t idx = f->nstorages - 1, j = (int64_t)(hash_str(e->key) & (uint64_t)(h->cap - 1));
+        int64_t idx = f->nstorages - 1, j = reader_hash_slot(hash_str(e->key), h->cap);
         while (h->slots[j] >= 0 && h->slots[j] != idx) j = (j + 1) & (h->cap - 1);
         h->slots[j] = idx;
     }

@@ -34,8 +34,7 @@ static int memo_put(memo_t *m, int64_t key, pthcv_value *v)
         for (int64_t i = 0; i < ncap; i++) nk[i] = -1;
         for (int64_t i = 0; i < m->cap; i++) {
             if (m->keys[i] < 0) continue;
-            uint64_t h = (uint64_t)m->keys[i] * 0x9E3779B97F4A7C15ull;
-            int64_t j = (int64_t)(h & (uint64_t)(ncap - 1));
+            int64_t j = reader_hash_slot((uint64_t)m->keys[i], ncap);
             while (nk[j] >= 0) j = (j + 1) & (ncap - 1);
             nk[j] = m->keys[i];
             nv[j] = m->vals[i];
@@ -46,8 +45,7 @@ static int memo_put(memo_t *m, int64_t key, pthcv_value *v)
         m->vals = nv;
         m->cap = ncap;
     }
-    uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ull;
-    int64_t j = (int64_t)(h & (uint64_t)(m->cap - 1));
+    int64_t j = reader_hash_slot((uint64_t)key, m->cap);
     while (m->keys[j] >= 0 && m->keys[j] != key) j = (j + 1) & (m->cap - 1);
     if (m->keys[j] < 0) {
         m->keys[j] = key;
@@ -60,8 +58,7 @@ static int memo_put(memo_t *m, int64_t key, pthcv_value *v)
 static pthcv_value *memo_get(const memo_t *m, int64_t key)
 {
     if (!m->cap || key < 0) return NULL;
-    uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ull;
-    int64_t j = (int64_t)(h & (uint64_t)(m->cap - 1));
+    int64_t j = reader_hash_slot((uint64_t)key, m->cap);
     while (m->keys[j] >= 0) {
         if (m->keys[j] == key) return m->vals[j];
         j = (j + 1) & (m->cap - 1);

@@ -13,6 +13,17 @@
 
 #include "../internal.h"
 
+/* The home slot of hash h in an open-addressing table of cap slots (a power
+ * of two, at least 2): the top bits of h times 2^64/phi (Fibonacci hashing).
+ * They depend on every bit of h. The low bits of a product depend only on
+ * h's low bits, so keys that differ only above them (memo indices that are
+ * multiples of 65536, say) would share one slot, and a file of n such keys
+ * would cost n^2 probes. */
+static inline int64_t reader_hash_slot(uint64_t h, int64_t cap)
+{
+    return (int64_t)((h * 0x9E3779B97F4A7C15ull) >> (64 - __builtin_ctzll((unsigned long long)cap)));
+}
+
 /* A storage table: key -> storage, for one namespace of records. */
 typedef struct storage_entry {
     char *key; /* namespaced: "data/0", "constants/3", "legacy/1402" */

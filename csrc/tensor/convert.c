@@ -319,6 +319,29 @@ static void walker_next(walker *w, int ndim, const int64_t *shape, const int64_t
     }
 }
 
+/* t's layout with its size-1 dimensions dropped and each dimension merged
+ * into the one before it where the two walk as one (stride[d] ==
+ * stride[d+1] * shape[d+1]); returns the number of dimensions left (at
+ * least 1). The same elements in the same order, with fewer, longer rows: a
+ * [512, 256, 1, 1] view, or a stride-0 expansion of one value, is one row. */
+static int coalesce(const pthcv_tensor *t, int64_t *shape, int64_t *stride)
+{
+    int n = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] == 1) continue;
+        if (n > 0 && stride[n - 1] == t->stride[d] * t->shape[d]) {
+            shape[n - 1] *= t->shape[d];
+            stride[n - 1] = t->stride[d];
+        } else {
+            shape[n] = t->shape[d];
+            stride[n] = t->stride[d];
+            n++;
+        }
+    }
+    if (n == 0) shape[n] = 1, stride[n] = 0, n = 1;
+    return n;
+}
+
 /* Copies one element of es bytes; constant sizes let memcpy become a move. */
 static void copy_element(unsigned char *dst, const unsigned char *src, int es)
 {
@@ -356,18 +379,25 @@ pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t)
     if (!src) return NULL;
     pthcv_tensor *out = new_like(t, t->dtype);
     if (!out) return NULL;
-    /* not contiguous implies ndim >= 1 and numel > 0: copy row by row */
+    /* not contiguous implies numel > 0: copy row by row */
     unsigned char *dst = out->storage->data;
-    int es = pthcv_dtype_size(t->dtype), last = t->ndim - 1;
-    int64_t n = t->shape[last], s = t->stride[last], rows = t->numel / n;
+    int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
+    int es = pthcv_dtype_size(t->dtype), last = coalesce(t, shape, stride) - 1;
+    int64_t n = shape[last], s = stride[last], rows = t->numel / n;
     walker w = {{0}, 0};
     for (int64_t r = 0; r < rows; r++) {
         const unsigned char *row = src + w.off * es;
-        if (s == 1) memcpy(dst, row, (size_t)(n * es));
-        else
+        if (s == 1) {
+            memcpy(dst, row, (size_t)(n * es));
+        } else if (s == 0) { /* one value repeated: doubling copies */
+            copy_element(dst, row, es);
+            for (int64_t done = 1; done < n; done *= 2)
+                memcpy(dst + done * es, dst, (size_t)((done < n - done ? done : n - done) * es));
+        } else {
             for (int64_t j = 0; j < n; j++) copy_element(dst + j * es, row + j * s * es, es);
+        }
         dst += n * es;
-        walker_next(&w, last, t->shape, t->stride);
+        walker_next(&w, last, shape, stride);
     }
     return out;
 }
@@ -422,10 +452,12 @@ pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype)
     unsigned char *dst = out->storage->data;
     if (convert_floats(t, src, dtype, dst)) return out;
     int ses = pthcv_dtype_size(t->dtype), des = pthcv_dtype_size(dtype);
+    int64_t shape[PTHCV_MAX_DIMS], stride[PTHCV_MAX_DIMS];
+    int ndim = coalesce(t, shape, stride);
     walker w = {{0}, 0};
     for (int64_t i = 0; i < t->numel; i++) {
         store(dtype, dst + i * des, load(t->dtype, src + w.off * ses));
-        walker_next(&w, t->ndim, t->shape, t->stride);
+        walker_next(&w, ndim, shape, stride);
     }
     return out;
 }

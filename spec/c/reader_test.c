@@ -171,9 +171,33 @@ static void messages(void)
     CHECK(pthcv_last_status() == PTHCV_OK && !*pthcv_last_error(), "cleared");
 }
 
+/* The memo's and the storage table's home slots spread keys that differ
+ * only in their high bits (memo indices that are multiples of 65536 or of
+ * 2^40, as a file may choose them): with the low bits of the product, all
+ * 4096 of them shared one slot and each insertion probed every entry
+ * before it. */
+static void hash_slots(void)
+{
+    enum { KEYS = 4096, CAP = 8192 };
+    static unsigned char used[CAP];
+    const int shifts[] = {0, 16, 40};
+    for (int s = 0; s < 3; s++) {
+        memset(used, 0, sizeof used);
+        int distinct = 0;
+        for (uint64_t k = 0; k < KEYS; k++) {
+            int64_t j = reader_hash_slot(k << shifts[s], CAP);
+            CHECK(j >= 0 && j < CAP, "slot %lld of key %llu << %d is outside the table", (long long)j,
+                  (unsigned long long)k, shifts[s]);
+            if (j >= 0 && j < CAP && !used[j]) used[j] = 1, distinct++;
+        }
+        CHECK(distinct >= KEYS * 3 / 4, "keys k << %d: %d distinct home slots of %d keys", shifts[s], distinct, KEYS);
+    }
+}
+
 int main(void)
 {
     tables();
+    hash_slots();
     unsafe_globals();
     escaping();
     messages();

@@ -397,6 +397,41 @@ static void test_views(void)
     pthcv_tensor_release(sl);
     pthcv_tensor_release(b);
 
+    /* 500 layouts of 4 dims (sizes 1-4, strides 0-7, size-1 dims and
+     * dimensions that merge among them): contiguous() holds each element
+     * where index arithmetic puts it, for 1-, 2- and 4-byte elements */
+    const int dts[] = {PTHCV_UINT8, PTHCV_INT16, PTHCV_FLOAT32};
+    for (int k = 0; k < 3; k++) {
+        int64_t s256[] = {256};
+        pthcv_tensor *base = arange(dts[k], 1, s256);
+        unsigned lcg = 12345;
+        int bad = 0;
+        for (int trial = 0; trial < 500 && !bad; trial++) {
+            int64_t sh[4], st[4];
+            for (int d = 0; d < 4; d++) {
+                lcg = lcg * 1103515245u + 12345u;
+                sh[d] = 1 + (lcg >> 16) % 4;
+                lcg = lcg * 1103515245u + 12345u;
+                st[d] = (lcg >> 16) % 8;
+            }
+            if (trial % 3 == 0) st[3] = 1, st[2] = sh[3], st[1] = 0; /* a contiguous tail after a broadcast */
+            pthcv_tensor *v = pthcv_tensor_view(base, 4, sh, st, 5);
+            pthcv_tensor *cv = v ? pthcv_tensor_contiguous(v) : NULL;
+            if (!cv) { bad = 1; break; }
+            int64_t i = 0;
+            for (int64_t a0 = 0; a0 < sh[0]; a0++)
+                for (int64_t a1 = 0; a1 < sh[1]; a1++)
+                    for (int64_t a2 = 0; a2 < sh[2]; a2++)
+                        for (int64_t a3 = 0; a3 < sh[3]; a3++, i++)
+                            if (get(cv, i) != (double)(5 + a0 * st[0] + a1 * st[1] + a2 * st[2] + a3 * st[3]))
+                                bad = 1; /* at most 5 + 3 * 7 * 4 = 89: every dtype holds it */
+            pthcv_tensor_release(cv);
+            pthcv_tensor_release(v);
+        }
+        CHECK(!bad, "contiguous() of 500 4-d layouts (%s)", pthcv_dtype_name(dts[k]));
+        pthcv_tensor_release(base);
+    }
+
     /* rejected views */
     int64_t past[] = {2, 3}, past_stride[] = {3, 1};
     CHECK(pthcv_tensor_view(a, 2, past, past_stride, 1) == NULL && error_has("outside") && error_has("[2, 3]") &&
