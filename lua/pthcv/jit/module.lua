@@ -246,6 +246,17 @@ local function local_target(t)
   return true
 end
 
+-- Does the assignment statement e store into locals only?
+local function stores_locally(e)
+  local k = e.k
+  if k == "ASSIGN" then   -- targets, then the value
+    for i = 1, #e - 1 do if not local_target(e[i]) then return false end end
+  elseif k == "ANNASSIGN" or k == "AUGASSIGN" then
+    return local_target(e[1])
+  end
+  return true
+end
+
 -- Whether the syntax tree node is straight-line (an explicit stack: no
 -- recursion whose depth the archive chooses).
 local function straight(node)
@@ -257,10 +268,7 @@ local function straight(node)
     n = n - 1
     local k = e.k
     if BRANCHES[k] then return false end
-    if (k == "ASSIGN" and not (function() for i = 1, #e - 1 do if not local_target(e[i]) then return false end end return true end)())
-       or ((k == "ANNASSIGN" or k == "AUGASSIGN") and not local_target(e[1])) then
-      return false
-    end
+    if not stores_locally(e) then return false end
     if k == "CALL" and e[1].k == "ATTR" and (calls.MUTATES["aten::" .. e[1].s] or e[1].s == "__setitem__") then return false end
     for i = 1, #e do
       if type(e[i]) == "table" then n = n + 1; stack[n] = e[i] end
