@@ -85,12 +85,7 @@ local function run_fused(c, as_ints)
   return F.conv2d(a[1], a[2], a[3], kw)
 end
 
-local function live_packs()
-  collectgarbage(); collectgarbage()
-  local n = 0
-  for _ in pairs(F.pack_info) do n = n + 1 end
-  return n
-end
+local live_packs = support.live_packs
 
 describe("the packed-weight cache of F.conv2d and F.linear", function()
   local fused = {}

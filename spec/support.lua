@@ -198,4 +198,14 @@ function M.read_zip(s)
   return members, order
 end
 
+-- The packs alive after a full collection (F.pack_info's keys): what a
+-- leak of prepared weights makes grow.
+function M.live_packs()
+  local F = require "pthcv.nn.functional"
+  collectgarbage(); collectgarbage()
+  local n = 0
+  for _ in pairs(F.pack_info) do n = n + 1 end
+  return n
+end
+
 return M

@@ -230,7 +230,16 @@ function G:method_call(recv_node, name, pos, kws, loc)
   if entry then
     self:emit(string.format("local %s", t))
     self:emit(string.format("if type(%s) == \"table\" and rawget(%s, \"_class\") == %s then", o, o, self:up(cls)))
-    self:emit(string.format("%s = %s.fn(%s%s)", t, self:up(entry), o, #args > 0 and (", " .. list) or ""))
+    local call = string.format("%s.fn(%s%s)", self:up(entry), o, #args > 0 and (", " .. list) or "")
+    if cls.kind == "module" then
+      -- a tool watching module calls (pthcv.nn.plan's recording, the ONNX
+      -- tracer: nn.Module's observer) sees the submodule's call as its own
+      self:emit(string.format("if MODULES.observer == nil then %s = %s", t, call))
+      self:emit(string.format("else %s = MODULES.observer(%s, %s.fn%s) end", t, o, self:up(entry),
+                              #args > 0 and (", " .. list) or ""))
+    else
+      self:emit(string.format("%s = %s", t, call))
+    end
     self:emit(string.format("else %s = %s end", t, dispatch))
   else
     self:emit(string.format("local %s = %s", t, dispatch))
@@ -389,7 +398,7 @@ function stmt.FOR(g, st)
 end
 
 local HEADER = "local U, rt, CTX, FORCE, TRACK, GETATTR, GETITEM, ITER, DISPATCH, TRUTHY, UNBOUND, TOO_MANY, RANGE, " ..
-               "type, rawget, setmetatable, None, qualname = ...\n"
+               "type, rawget, setmetatable, None, qualname, MODULES = ...\n"
 
 -- dry: the operators were counted by an earlier pass over the same body
 local function generate(x, fc, block, locals, dry)
@@ -407,7 +416,7 @@ local function load(g, src, x)
   local fn = chunk(g.U, x.rt, x.ctx, fuse.force, calls.track_result, expr.getattr, expr.getitem, expr.iteration,
                    calls.dispatch, V.truthy, unbound, too_many,
                    function() error("TypeError: range() needs int arguments and a step other than 0", 0) end,
-                   type, rawget, setmetatable, V.None, g.fc.name)
+                   type, rawget, setmetatable, V.None, g.fc.name, require "pthcv.nn.module")
   -- LuaJIT cannot trace these long, loop-free bodies (a trace started in
   -- one ends at its return): interpreted, they do not abort traces of
   -- the code around them

@@ -132,6 +132,23 @@ local packs = setmetatable({}, { __mode = "k" })
 function M.new_packs() return setmetatable({}, { __mode = "k" }) end
 function M.use_packs(t) local old = packs; packs = t; return old end
 
+-- A pack of weights w (and bias b, conv record, BatchNorm record, activation
+-- record), made by pthcv.nn's own layers (BatchNorm folded in double
+-- precision, float16 weights kept float16).
+local function make_pack(kind, w, b, conv, bn, a)
+  local nn = require "pthcv.nn"
+  local act = a and { kind = a.kind, alpha = a.alpha, beta = a.beta }
+  if kind == "linear" then
+    return nn.Linear.make_pack(setmetatable({ weight = w, bias = b }, nn.Linear), act)
+  end
+  local c = conv
+  local layer = setmetatable({ weight = w, bias = b, stride = c.stride_l, padding = c.padding_l,
+                               dilation = c.dilation_l, groups = c.groups, padding_mode = "zeros" }, nn.Conv2d)
+  local nbn = bn and { running_mean = bn.mean, running_var = bn.var, weight = bn.w, bias = bn.b, eps = bn.eps }
+  return nn.Conv2d.make_pack(layer, nbn, act)
+end
+
+-- The pack of a pending value, from the running model's cache or made.
 local function pack_of(p)
   local list = packs[p.w]
   if not list then list = {}; packs[p.w] = list end
@@ -140,27 +157,26 @@ local function pack_of(p)
     local e = list[i]
     if e.conv == p.conv and e.act == p.act and e.b == p.b and e.bn == bn then return e.pack end
   end
-  -- pthcv.nn's own layers make the pack (BatchNorm folded in double
-  -- precision, float16 weights kept float16), from the pending call's values
-  local nn = require "pthcv.nn"
-  local a = p.act
-  local act = a and { kind = a.kind, alpha = a.alpha, beta = a.beta }
-  local pk
-  if p.kind == "linear" then
-    pk = nn.Linear.make_pack(setmetatable({ weight = p.w, bias = p.b }, nn.Linear), act)
-  else
-    local c = p.conv
-    local conv = setmetatable({ weight = p.w, bias = p.b, stride = c.stride_l, padding = c.padding_l,
-                                dilation = c.dilation_l, groups = c.groups, padding_mode = "zeros" }, nn.Conv2d)
-    local nbn = bn and { running_mean = bn.mean, running_var = bn.var, weight = bn.w, bias = bn.b, eps = bn.eps }
-    pk = nn.Conv2d.make_pack(conv, nbn, act)
-  end
+  local kind, b, conv, act = p.kind, p.b, p.conv, p.act
+  local pk = make_pack(kind, p.w, b, conv, bn, act)
   -- the cache's entry must not hold its weak key (LuaJIT's weak tables are
-  -- not ephemerons): a pack keeping the weight would keep the model forever.
+  -- not ephemerons): a pack keeping the weight would keep it, and every
+  -- pack made from it, as long as the model lives (each load_state_dict
+  -- would add a model's worth). So neither the pack nor its remake (what
+  -- F.pack_restore calls after pthcv.nn.plan evicted it; the layer's own
+  -- would hold the weight) refers to the weight but through weight_ref.
   -- pk.weight_ref[1]: the weight while the model holds it (a linear pack's
   -- weights cannot be read back from C; the ONNX and Caffe exporters need them)
+  local ref = setmetatable({ p.w }, { __mode = "v" })
   pk.module, pk.weight = nil, nil
-  pk.weight_ref = setmetatable({ p.w }, { __mode = "v" })
+  pk.weight_ref = ref
+  pk.remake = function()
+    local w = ref[1]
+    if not w then error("pthcv: jit: a pack's weights were freed with their model; it cannot be made again", 0) end
+    local fresh = make_pack(kind, w, b, conv, bn, act)
+    fresh.module, fresh.weight, fresh.remake = nil, nil, nil
+    return fresh
+  end
   M.stats.packs = M.stats.packs + 1
   list[#list + 1] = { conv = p.conv, act = p.act, b = p.b, bn = bn, pack = pk }
   return pk
@@ -308,8 +324,13 @@ function M.add(a, b, alpha, inplace)
 end
 
 -- Computes the pending values that read t (or its storage), before t is
--- written in place.
+-- written in place; the numbers prim::NumToTensor remembers of t (or of
+-- what shares its storage) are forgotten.
 function M.before_write(t)
+  local numbers = require("pthcv.jit.ops.scalar").numbers
+  for n in pairs(numbers) do
+    if m.shares_storage(n, t) then numbers[n] = nil end
+  end
   for i = 1, live.n do
     local p = live[i]
     if not p.value and ((p.x and m.shares_storage(p.x, t)) or (p.residual and m.shares_storage(p.residual, t))) then

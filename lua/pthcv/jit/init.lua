@@ -18,6 +18,9 @@ local compile = require "pthcv.jit.compile"
 local module = require "pthcv.jit.module"
 local fuse = require "pthcv.jit.fuse"
 local ops = require "pthcv.jit.ops"
+-- loaded archives are pthcv.nn modules planned as the zoo's are (its planner
+-- hooks into every module call once loaded)
+require "pthcv.nn.plan"
 
 local M = {}
 M.ScriptModule = module.ScriptModule

@@ -231,6 +231,69 @@ function ScriptModule:method(name)
   return function(...) return M.run(self, name, ...) end
 end
 
+-- ---- straight-line code: pthcv.nn.plan may run its ops without it ----------------
+-- Statements and expressions that choose what runs (or raise), and stores
+-- into anything but a local: code with none of them runs the same ops with
+-- the same constants whenever its arguments have the same layout (shapes
+-- and constants follow from the layouts; pthcv.nn.plan refuses passes that
+-- read tensor elements in Lua). torch.jit.trace writes such code.
+local BRANCHES = { IF = true, WHILE = true, FOR = true, BREAK = true, CONTINUE = true, RAISE = true, ASSERT = true,
+                   WITH = true, DEL = true, IFEXP = true, BOOLOP = true }
+local function local_target(t)
+  if t.k == "NAME" then return true end
+  if t.k ~= "TUPLE" and t.k ~= "LIST" then return false end
+  for i = 1, #t do if not local_target(t[i]) then return false end end
+  return true
+end
+
+-- Does the assignment statement e store into locals only?
+local function stores_locally(e)
+  local k = e.k
+  if k == "ASSIGN" then   -- targets, then the value
+    for i = 1, #e - 1 do if not local_target(e[i]) then return false end end
+  elseif k == "ANNASSIGN" or k == "AUGASSIGN" then
+    return local_target(e[1])
+  end
+  return true
+end
+
+-- Whether the syntax tree node is straight-line (an explicit stack: no
+-- recursion whose depth the archive chooses).
+local function straight(node)
+  local calls = require "pthcv.jit.calls"
+  local stack, n = { node }, 1
+  while n > 0 do
+    local e = stack[n]
+    stack[n] = nil
+    n = n - 1
+    local k = e.k
+    if BRANCHES[k] then return false end
+    if not stores_locally(e) then return false end
+    if k == "CALL" and e[1].k == "ATTR" and (calls.MUTATES["aten::" .. e[1].s] or e[1].s == "__setitem__") then return false end
+    for i = 1, #e do
+      if type(e[i]) == "table" then n = n + 1; stack[n] = e[i] end
+    end
+  end
+  return true
+end
+
+-- pthcv.nn.plan's question: does every call of this module's forward with
+-- the same argument layout run the same ops? Yes when no method or function
+-- of the archive read so far (every one a pass ran) has a branch, a loop or
+-- a store into an attribute or a container.
+function ScriptModule:runs_same_ops()
+  local archive = rawget(self, "_class").ctx.archive
+  if archive.straight_line == nil then
+    local ok = true
+    for _, cls in pairs(archive.classes) do
+      for _, def in pairs(cls.methods) do ok = ok and straight(def) end
+    end
+    for _, f in pairs(archive.functions) do ok = ok and straight(f.node) end
+    archive.straight_line = ok
+  end
+  return archive.straight_line
+end
+
 function ScriptModule:repr_name() return rawget(self, "_class").name end
 function ScriptModule:extra_repr() return require("pthcv.jit.describe").extra_repr(self) end
 function ScriptModule:graph() return require("pthcv.jit.describe").graph(self) end

@@ -120,11 +120,36 @@ end
 -- A one-element tensor's value, for 0-d operands against real tensors.
 local function item(v) return is_tensor(v) and v.numel == 1 and v.ndim == 0 and v:item() or v end
 
+-- a op b on 0-d operands, one of them a number prim::NumToTensor made a
+-- tensor of (S.numbers): computed from the numbers, and remembered of the
+-- result too, when it is an int64 or float64 (exact as a Lua number). Traced
+-- code computes sizes so (torch.floor_divide(NumToTensor(size), c) before
+-- int(...)); nil when this does not apply.
+local function known_numbers(a, b, at, bt, f, out)
+  local numbers = S.numbers
+  local na, nb = at and numbers[a], bt and numbers[b]
+  if not (na ~= nil and na ~= false or nb ~= nil and nb ~= false) then return nil end
+  if (at and a.ndim ~= 0) or (bt and b.ndim ~= 0) or (out ~= "int64" and out ~= "float64") then return nil end
+  local x = not at and S.num(a) or (na ~= nil and na ~= false) and S.num(na) or a:item()
+  local y = not bt and S.num(b) or (nb ~= nil and nb ~= false) and S.num(nb) or b:item()
+  local v = f(x, y)
+  if type(v) ~= "number" or (out == "int64" and (v % 1 ~= 0 or math.abs(v) >= 2 ^ 53)) then return nil end
+  local t = Tensor.from_table(v, out)
+  numbers[t] = v
+  return t
+end
+
 -- a op b for the arithmetic ops: BIN code for the C kernels, f for Lua,
 -- scalar for two scalars; division always gives floats.
 function E.binary(a, b, code, f, scalar, true_division)
   local at, bt = is_tensor(a), is_tensor(b)
   if not at and not bt then return scalar(a, b) end
+  if (at and a.ndim == 0) or (bt and b.ndim == 0) then
+    local out = E.result_dtype(a, b)
+    if true_division and CATEGORY[out] < 2 then out = "float32" end
+    local t = known_numbers(a, b, at, bt, f, out)
+    if t then return t end
+  end
   -- the common case first: float32 feature maps, or one and a number
   if code and at and a.dtype == "float32" and a.ndim > 0 and ((bt and b.dtype == "float32" and b.ndim > 0)
      or type(b) == "number") then

@@ -134,9 +134,18 @@ S.ge = function(a, b) return ordered("aten::ge", a, b, function(x, y) return x >
 S.eq = V.eq
 S.ne = function(a, b) return not V.eq(a, b) end
 
+-- The numbers prim::NumToTensor made tensors of (weak keys; pthcv.jit.fuse
+-- forgets a tensor written in place): int() of such a tensor gives the
+-- number back without reading the tensor. Traced code wraps every size
+-- it computes with (ops.prim.NumToTensor(torch.size(x, 0)), then int(_0)),
+-- and a pass that reads elements in Lua cannot be planned (pthcv.nn.plan).
+S.numbers = setmetatable({}, { __mode = "k" })
+
 -- Python's int(), float(), bool() of a scalar or a one-element tensor.
 local function scalar_of(v, op)
   if is_tensor(v) then
+    local n = S.numbers[v]
+    if n ~= nil then return n end
     if v.numel ~= 1 then error(op .. ": a Tensor with " .. v.numel .. " elements cannot be converted to a scalar", 0) end
     return v:item()
   end

@@ -9,6 +9,9 @@ local V = require "pthcv.jit.values"
 local S = require "pthcv.jit.ops.scalar"
 local E = require "pthcv.jit.ops.elementwise"
 local fuse = require "pthcv.jit.fuse"
+local core = require "pthcv.core"
+local D = require "pthcv.tensor.dispatch"
+local C = core.C
 
 local None = V.None
 local is_tensor = Tensor.is
@@ -16,11 +19,29 @@ local BIN = E.BIN
 
 local T = {}
 
+-- float32 into float32 of one shape, storages apart: one dispatched op
+-- (pthcv.nn.plan records and replays it; reading the values in Lua would
+-- keep the pass from being planned)
+local function copy_impl(_, dst, src)
+  if C.pthcv_copy_into(dst.ct, src.ct) ~= 0 then core.fail("copy_") end
+  return dst
+end
+
+local function same_shape(a, b)
+  if a.ndim ~= b.ndim then return false end
+  for i = 1, a.ndim do if a.shape[i] ~= b.shape[i] then return false end end
+  return true
+end
+
 -- Writes src's values into dst (same shape), as torch's copy_: in place,
 -- whatever dst's layout. Returns dst.
 function T.copy_into(dst, src)
   if not is_tensor(dst) then error("in-place operation on a " .. V.typename(dst) .. ", not a tensor", 0) end
   fuse.before_write(dst)
+  if is_tensor(src) and dst.dtype == "float32" and src.dtype == "float32" and dst.numel > 0 and same_shape(dst, src)
+     and not dst:shares_storage(src) then
+    return D.call("jit.copy_", nil, copy_impl, dst, src)
+  end
   if is_tensor(src) and src.dtype ~= dst.dtype then src = src:to(dst.dtype) end
   local n = dst.numel
   if not is_tensor(src) then
@@ -219,8 +240,11 @@ return function(ops)
     return { unpack(size) }
   end
   def("prim::NumToTensor(Scalar a) -> Tensor", function(a)
-    if type(a) == "boolean" then return Tensor.from_table(a and 1 or 0, "bool") end
-    return Tensor.from_table(a, a % 1 == 0 and "int64" or "float64")
+    local t
+    if type(a) == "boolean" then t = Tensor.from_table(a and 1 or 0, "bool")
+    else t = Tensor.from_table(a, a % 1 == 0 and "int64" or "float64") end
+    S.numbers[t] = a
+    return t
   end)
   def("aten::scalar_tensor(Scalar s, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor",
       function(s, dtype) return Tensor.from_table(S.num(s), dtype_name(dtype, "float32")) end)

@@ -168,6 +168,17 @@ function M.run(root, fn, ...)
     end
   end
   for i = 1, res.n do escape(res[i], 1) end
+  -- g.results[i]: {slot = s} for a result that is a value of the pass, {value
+  -- = v} for one that is no table; nil when a result is anything else (a
+  -- pass replay.run_ops can run without its forward gives its results back
+  -- from these)
+  g.results = { n = res.n }
+  for i = 1, res.n do
+    local v = res[i]
+    if is_tensor(v) and slot_of[v] then g.results[i] = { slot = slot_of[v] }
+    elseif type(v) ~= "table" and type(v) ~= "userdata" and type(v) ~= "cdata" then g.results[i] = { value = v }
+    else g.results = nil; break end
+  end
   -- the values something in Lua still holds once the pass is over (a module
   -- keeping its input, a cache): a full collection leaves them in slot_of.
   -- A plan never frees them early (replay.lua); the others die with the pass.

@@ -379,6 +379,62 @@ function M.run(plan, fn, ...)
   return unpack(res, 2, res.n)
 end
 
+-- Runs the recorded pass without its forward: each recorded op is handed
+-- to the plan's hook with its operands as recorded (this pass's values in
+-- the slots, the recorded constants), so steps, freed values and leaving
+-- the plan work as in M.run. Only for forwards that run the same ops with
+-- the same constants for every call with the same argument layout, whose
+-- results are values of the pass or plain (plan.g.results): a traced
+-- TorchScript graph (pthcv.jit: no control flow, no state written), whose
+-- interpreted code would otherwise cost more than some of its kernels.
+function M.run_ops(plan, ...)
+  local g = plan.g
+  local ctx = { plan = plan, env = {}, held = {}, dst = {}, val = {}, twin_slot = {}, is_twin = {}, pos = 0,
+                saved = D.hook }
+  local env = ctx.env
+  for i = 1, select("#", ...) do
+    local s = g.input_slot[i]
+    if s then env[s] = (select(i, ...)) end
+  end
+  local function operand(d)
+    local k = d.k
+    if k == "s" then return env[d.s] end
+    if k == "c" then return d.v end
+    if k == "n" then return nil end
+    local l = {}
+    for j, x in ipairs(d.items) do l[j] = operand(x) end
+    return l
+  end
+  local hook = make_hook(ctx)
+  D.hook = hook
+  local ok, err = pcall(function()
+    local a = {}
+    for i, e in ipairs(g.ops) do
+      local n = e.nargs
+      for j = 1, n do a[j] = operand(e.args[j]) end
+      -- (once the pass left the plan the hook is no longer D.hook: ops run as recorded)
+      local run = ctx.deviated and function(_, rec, impl, ...) return impl(rec, ...) end or hook
+      bind(env, e, pack(run(e.op, e.rec, e.impl, unpack(a, 1, n))))
+      for j = 1, n do a[j] = nil end
+    end
+  end)
+  D.hook = ctx.saved
+  local res = { n = g.results.n }
+  if ok then
+    for i = 1, res.n do
+      local r = g.results[i]
+      if r.slot then res[i] = env[r.slot] else res[i] = r.value end
+      if r.slot and not ctx.deviated and ctx.twin_slot[res[i]] then
+        deviate(ctx, #g.ops + 1, "the forward returned a fused-away value")
+      end
+    end
+  end
+  for _, ct in pairs(ctx.held) do C.pthcv_tensor_release(ct) end
+  if ctx.deviated then plan.deviated = ctx.why end
+  if not ok then error(err, 0) end
+  return unpack(res, 1, res.n)
+end
+
 -- The C arrays a placeholder and a view are made from.
 function M.layout_arrays(shape, stride)
   local n = math.max(#shape, 1)
