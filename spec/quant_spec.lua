@@ -262,6 +262,29 @@ describe("int8 (pthcv.quant)", function()
     assert.matches("torch%.save%(model%)", e)
   end)
 
+  it("lists a whole quantized model's state_dict as torch's model.state_dict() does", function()
+    -- the quantized convolutions (pickled as their __getstate__ tuples), the
+    -- linear layers' packed (weight, bias) and the adds' scales, not only quant.*
+    local d = dir .. "/torch_int8/mobilenet_v3_large"
+    local whole = pthcv.state_dict(d .. ".pth"):items()
+    local torch_sd = pthcv.state_dict(d .. ".state_dict.pth"):items()
+    assert.are.equal(#torch_sd, #whole)
+    local function float(t) return t.is_quantized and t:dequantize() or t:float() end
+    for i, kv in ipairs(torch_sd) do
+      local name, want = kv[1], kv[2]
+      assert.are.equal(name, whole[i][1])
+      local got = whole[i][2]
+      assert.are.equal(want.dtype, got.dtype, name)
+      assert.are.same(want.shape, got.shape, name)
+      assert.are.equal(0, want.numel == 0 and 0 or max_abs(float(got) - float(want)), name)
+    end
+    local names = {}
+    for _, kv in ipairs(whole) do names[kv[1]] = true end
+    assert.is_true(names["features.0.0.weight"] and names["features.0.0.scale"] and names["classifier.3.scale"]
+                   and names["classifier.3._packed_params._packed_params.0"] and names["features.1.skip_add.scale"]
+                   and names["features.4.block.2.skip_mul.scale"] ~= nil)
+  end)
+
   it("refuses a float model pickled whole, naming what is missing", function()
     local zoo = os.getenv("PTHCV_ZOO")
     local f = zoo and io.open(zoo .. "/mobilenet_v3_small.model.pth")
