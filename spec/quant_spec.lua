@@ -8,6 +8,10 @@
 --     mobilenet_v2, mobilenet_v3_large quantized by torch with the qnnpack
 --     engine): the same outputs as torch's (within one step of their last
 --     layer's scale; in practice the same bits);
+--   * a QAT mobilenet_v2 (torch's prepare_qat, a few training steps): its
+--     converted state_dict and its prepared one (fake-quantize scales) give
+--     torch's outputs; the prepared one becomes torch's int8 weights;
+--   * pthcv.state_dict of a whole quantized model: torch's state_dict;
 --   * the int8 ops of MobileNetV3 (hardswish, hardsigmoid on every quint8
 --     value, mul with the channel broadcast, global average pool): torch's
 --     integers.
@@ -200,6 +204,43 @@ describe("int8 (pthcv.quant)", function()
       assert.is_true(diff <= info.step * (1 + 1e-5), name .. ": " .. diff / info.step .. " quantization steps from torch's")
     end)
   end
+
+  it("runs a QAT model's state_dict, prepared (fake-quantize) or converted, as torch's converted model", function()
+    local d = dir .. "/torch_int8/mobilenet_v2_qat"
+    local info = json.decode(support.read_file(d .. ".json"))
+    local x, want = pthcv.load_npy(d .. ".input.npy"), pthcv.load_npy(d .. ".output.npy")
+    for _, file in ipairs({ d .. ".pth", d .. ".prepared.pth" }) do
+      local m = pthcv.models.mobilenet_v2()
+      pthcv.quant.load_torch(m, file)
+      local diff = max_abs(m(x) - want)
+      print(string.format("# torch QAT mobilenet_v2 %s: max|diff| %.3g (%.3g steps)", file:match("[^/]+$"), diff,
+                          diff / info.step))
+      assert.is_true(diff <= info.step * (1 + 1e-5), file .. ": " .. diff / info.step .. " quantization steps from torch's")
+    end
+    -- the prepared state_dict's weights become torch's converted ones, bit for bit
+    local qat = require "pthcv.quant.qat"
+    local function dict_of(file)
+      local t = {}
+      for _, kv in ipairs(pthcv.load(file):items()) do t[kv[1]] = kv[2] end
+      return t
+    end
+    local got, torch_sd = qat.converted(dict_of(d .. ".prepared.pth"), 1e-5), dict_of(d .. ".pth")
+    local n = 0
+    for k, w in pairs(got) do
+      if Tensor.is(w) and w.dtype == "qint8" then
+        local tw = torch_sd[k] or torch_sd[k:gsub("%.0$", "")][1]
+        local ts = tw.scales and tw.scales:get(1) or tw.scale
+        assert.are.equal(ts, w.scales:get(1), k)
+        local a = ffi.cast("const int8_t *", C.pthcv_tensor_data(w:contiguous().ct))
+        local b = ffi.cast("const int8_t *", C.pthcv_tensor_data(tw:contiguous().ct))
+        local differ = 0
+        for i = 0, w.numel - 1 do if a[i] ~= b[i] then differ = differ + 1 end end
+        assert.are.equal(0, differ, k)
+        n = n + 1
+      end
+    end
+    assert.are.equal(53, n)
+  end)
 
   it("gives the same bits for torch's int8 mobilenet_v3_large at 1, 2 and 3 threads", function()
     local d = dir .. "/torch_int8/"
