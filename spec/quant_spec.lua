@@ -240,6 +240,12 @@ describe("int8 (pthcv.quant)", function()
       end
     end
     assert.are.equal(53, n)
+    -- an asymmetric weight quantization is refused, naming the key
+    local bad = dict_of(d .. ".prepared.pth")
+    bad["features.3.conv.2.weight_fake_quant.zero_point"] = Tensor.from_table({ 3 }, "int64")
+    local ok, e = pcall(qat.converted, bad, 1e-5)
+    assert.is_false(ok)
+    assert.matches("features%.3%.conv%.2%.weight_fake_quant%.zero_point is not 0", e)
   end)
 
   it("gives the same bits for torch's int8 mobilenet_v3_large at 1, 2 and 3 threads", function()

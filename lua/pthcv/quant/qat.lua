@@ -107,13 +107,14 @@ local function weight_scales(w, dict, key, n)
     local m = math.max(-math.min(a, 0), math.max(b, 0))
     out[i + 1] = math.max(float32(m / HALF_RANGE), eps)
   end
-  local _ = { klo, khi }
+  local _ = { klo, khi }   -- keep the float copies alive while their pointers are read
   return out
 end
 
 -- w (float32) as qint8 with the fake-quantize's scales (1 or one per output channel)
 local function quantized(w, dict, key)
   local scale_t, zp_t = dict[key .. ".scale"], dict[key .. ".zero_point"]
+  if not Tensor.is(zp_t) then error("pthcv: load_torch: " .. key .. ".zero_point is missing (a prepared-QAT state_dict)", 0) end
   local cout = w.shape[1]
   if scale_t.numel ~= 1 and scale_t.numel ~= cout then
     error("pthcv: load_torch: " .. key .. ".scale has " .. scale_t.numel .. " values for " .. cout
