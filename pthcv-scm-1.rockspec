@@ -172,6 +172,7 @@ build = {
       ["pthcv.quant.torch"] = "lua/pthcv/quant/torch.lua",
       ["pthcv.quant.torch_module"] = "lua/pthcv/quant/torch_module.lua",
       ["pthcv.quant.torch_ops"] = "lua/pthcv/quant/torch_ops.lua",
+      ["pthcv.quant.qat"] = "lua/pthcv/quant/qat.lua",
       ["pthcv.reader.inspect"] = "lua/pthcv/reader/inspect.lua",
       ["pthcv.reader.inspect_modules"] = "lua/pthcv/reader/inspect_modules.lua",
       ["pthcv.reader.npy"] = "lua/pthcv/reader/npy.lua",

@@ -8,6 +8,10 @@
 --     mobilenet_v2, mobilenet_v3_large quantized by torch with the qnnpack
 --     engine): the same outputs as torch's (within one step of their last
 --     layer's scale; in practice the same bits);
+--   * a QAT mobilenet_v2 (torch's prepare_qat, a few training steps): its
+--     converted state_dict and its prepared one (fake-quantize scales) give
+--     torch's outputs; the prepared one becomes torch's int8 weights;
+--   * pthcv.state_dict of a whole quantized model: torch's state_dict;
 --   * the int8 ops of MobileNetV3 (hardswish, hardsigmoid on every quint8
 --     value, mul with the channel broadcast, global average pool): torch's
 --     integers.
@@ -201,6 +205,49 @@ describe("int8 (pthcv.quant)", function()
     end)
   end
 
+  it("runs a QAT model's state_dict, prepared (fake-quantize) or converted, as torch's converted model", function()
+    local d = dir .. "/torch_int8/mobilenet_v2_qat"
+    local info = json.decode(support.read_file(d .. ".json"))
+    local x, want = pthcv.load_npy(d .. ".input.npy"), pthcv.load_npy(d .. ".output.npy")
+    for _, file in ipairs({ d .. ".pth", d .. ".prepared.pth" }) do
+      local m = pthcv.models.mobilenet_v2()
+      pthcv.quant.load_torch(m, file)
+      local diff = max_abs(m(x) - want)
+      print(string.format("# torch QAT mobilenet_v2 %s: max|diff| %.3g (%.3g steps)", file:match("[^/]+$"), diff,
+                          diff / info.step))
+      assert.is_true(diff <= info.step * (1 + 1e-5), file .. ": " .. diff / info.step .. " quantization steps from torch's")
+    end
+    -- the prepared state_dict's weights become torch's converted ones, bit for bit
+    local qat = require "pthcv.quant.qat"
+    local function dict_of(file)
+      local t = {}
+      for _, kv in ipairs(pthcv.load(file):items()) do t[kv[1]] = kv[2] end
+      return t
+    end
+    local got, torch_sd = qat.converted(dict_of(d .. ".prepared.pth"), 1e-5), dict_of(d .. ".pth")
+    local n = 0
+    for k, w in pairs(got) do
+      if Tensor.is(w) and w.dtype == "qint8" then
+        local tw = torch_sd[k] or torch_sd[k:gsub("%.0$", "")][1]
+        local ts = tw.scales and tw.scales:get(1) or tw.scale
+        assert.are.equal(ts, w.scales:get(1), k)
+        local a = ffi.cast("const int8_t *", C.pthcv_tensor_data(w:contiguous().ct))
+        local b = ffi.cast("const int8_t *", C.pthcv_tensor_data(tw:contiguous().ct))
+        local differ = 0
+        for i = 0, w.numel - 1 do if a[i] ~= b[i] then differ = differ + 1 end end
+        assert.are.equal(0, differ, k)
+        n = n + 1
+      end
+    end
+    assert.are.equal(53, n)
+    -- an asymmetric weight quantization is refused, naming the key
+    local bad = dict_of(d .. ".prepared.pth")
+    bad["features.3.conv.2.weight_fake_quant.zero_point"] = Tensor.from_table({ 3 }, "int64")
+    local ok, e = pcall(qat.converted, bad, 1e-5)
+    assert.is_false(ok)
+    assert.matches("features%.3%.conv%.2%.weight_fake_quant%.zero_point is not 0", e)
+  end)
+
   it("gives the same bits for torch's int8 mobilenet_v3_large at 1, 2 and 3 threads", function()
     local d = dir .. "/torch_int8/"
     local m = pthcv.models.mobilenet_v3_large()
@@ -260,6 +307,29 @@ describe("int8 (pthcv.quant)", function()
     assert.is_false(ok)
     assert.matches("features%.0%.2%.scale", e)
     assert.matches("torch%.save%(model%)", e)
+  end)
+
+  it("lists a whole quantized model's state_dict as torch's model.state_dict() does", function()
+    -- the quantized convolutions (pickled as their __getstate__ tuples), the
+    -- linear layers' packed (weight, bias) and the adds' scales, not only quant.*
+    local d = dir .. "/torch_int8/mobilenet_v3_large"
+    local whole = pthcv.state_dict(d .. ".pth"):items()
+    local torch_sd = pthcv.state_dict(d .. ".state_dict.pth"):items()
+    assert.are.equal(#torch_sd, #whole)
+    local function float(t) return t.is_quantized and t:dequantize() or t:float() end
+    for i, kv in ipairs(torch_sd) do
+      local name, want = kv[1], kv[2]
+      assert.are.equal(name, whole[i][1])
+      local got = whole[i][2]
+      assert.are.equal(want.dtype, got.dtype, name)
+      assert.are.same(want.shape, got.shape, name)
+      assert.are.equal(0, want.numel == 0 and 0 or max_abs(float(got) - float(want)), name)
+    end
+    local names = {}
+    for _, kv in ipairs(whole) do names[kv[1]] = true end
+    assert.is_true(names["features.0.0.weight"] and names["features.0.0.scale"] and names["classifier.3.scale"]
+                   and names["classifier.3._packed_params._packed_params.0"] and names["features.1.skip_add.scale"]
+                   and names["features.4.block.2.skip_mul.scale"] ~= nil)
   end)
 
   it("refuses a float model pickled whole, naming what is missing", function()

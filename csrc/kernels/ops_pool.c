@@ -190,6 +190,12 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
     if (p)
         PTHCV_PROFILE_LABEL("pool2d %s %dx%d/%d", p->kind == PTHCV_POOL_MAX ? "max" : "avg", p->kernel[0], p->kernel[1],
                             p->stride[0]);
+    if (ops_is_qactivation(x) && p && p->kind == PTHCV_POOL_MAX) { /* max commutes with dequantization */
+        pthcv_tensor *levels = quant_levels(x);
+        pthcv_tensor *y = levels ? pthcv_pool2d(levels, p) : NULL;
+        pthcv_tensor_release(levels);
+        return quant_from_levels(y, x);
+    }
     if (ops_is_qactivation(x)) { /* int8 in, int8 out with the input's scale and zero point */
         pthcv_tensor *d = pthcv_tensor_dequantize(x);
         pthcv_tensor *y = d ? pthcv_pool2d(d, p) : NULL;

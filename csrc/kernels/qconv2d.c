@@ -316,14 +316,18 @@ static int pack_x_im2col(const void *vctx, int64_t p, void *dst, int64_t k0, int
                 continue;
             }
             const uint8_t *row = plane + iy * x->w;
-            if (sw == 1 && ix0 >= 0 && ix0 + len <= x->w) {
-                memcpy(d + c0, row + ix0, (size_t)len);
+            /* columns [0, lo) fall left of the image, [lo, hi) in it, [hi, len) right of it */
+            int64_t lo = ix0 < 0 ? (-ix0 + sw - 1) / sw : 0, hi = ix0 < x->w ? (x->w - ix0 + sw - 1) / sw : 0;
+            if (lo > len) lo = len;
+            if (hi > len) hi = len;
+            if (hi < lo) hi = lo;
+            if (lo > 0) memset(d + c0, x->zx, (size_t)lo);
+            if (sw == 1 && hi > lo) {
+                memcpy(d + c0 + lo, row + ix0 + lo, (size_t)(hi - lo));
             } else {
-                for (int64_t i = 0; i < len; i++) {
-                    int64_t ix = ix0 + i * sw;
-                    d[c0 + i] = ix >= 0 && ix < x->w ? row[ix] : x->zx;
-                }
+                for (int64_t i = lo; i < hi; i++) d[c0 + i] = row[ix0 + i * sw];
             }
+            if (hi < len) memset(d + c0 + hi, x->zx, (size_t)(len - hi));
         }
         if (valid < nc) memset(d + valid, x->zx, (size_t)(nc - valid));
     }

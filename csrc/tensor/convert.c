@@ -536,6 +536,13 @@ pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t)
 
     const unsigned char *base = t->storage->data;
     float *dst = out->storage->data, scale = (float)t->qscale;
+    if (!per_channel && t->dtype == PTHCV_QUINT8 && pthcv_tensor_is_contiguous(t)) {
+        /* an int8 model's activations: the same arithmetic as below, one plain loop */
+        const uint8_t *q = base + t->offset;
+        int32_t zp = (int32_t)t->qzero_point;
+        for (int64_t i = 0; i < t->numel; i++) dst[i] = (float)((int32_t)q[i] - zp) * scale;
+        goto done;
+    }
     walker w = {{0}, 0};
     for (int64_t i = 0; i < t->numel; i++) {
         int64_t q = raw_value(t->dtype, base, t->offset + w.off);

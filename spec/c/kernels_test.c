@@ -1034,6 +1034,8 @@ static void test_qconv(void)
         {"q 1x1", 2, 17, 9, 11, 33, 1, 1, 0, 1, 1, PTHCV_ACT_NONE, 0, 0},
         {"q 1x1 relu", 1, 64, 7, 7, 70, 1, 1, 0, 1, 1, PTHCV_ACT_RELU, 1, 0},
         {"q 3x3 p1", 1, 3, 13, 15, 17, 3, 1, 1, 1, 1, PTHCV_ACT_RELU, 0, 0},
+        {"q 3x3 p1 wide", 1, 5, 3, 131, 7, 3, 1, 1, 1, 1, PTHCV_ACT_RELU, 0, 0},
+        {"q 5x5 p2 narrow", 1, 3, 6, 2, 5, 5, 1, 2, 1, 1, PTHCV_ACT_NONE, 0, 0},
         {"q 3x3 s2", 2, 7, 12, 9, 7, 3, 2, 1, 1, 1, PTHCV_ACT_RELU6, 1, 0},
         {"q 3x3 K>512", 1, 65, 6, 7, 33, 3, 1, 1, 1, 1, PTHCV_ACT_NONE, 1, 0},
         {"q 5x5 d2", 1, 7, 15, 14, 3, 5, 1, 2, 2, 1, PTHCV_ACT_NONE, 0, 1},

@@ -1,5 +1,6 @@
 /* quant_test.c -- the int8 elementwise ops of quant_elementwise.c
- * (qhardswish, qhardsigmoid, qmul, qglobal_avg_pool2d) against plain
+ * (qhardswish, qhardsigmoid, qmul, qglobal_avg_pool2d), max_pool2d on
+ * quint8 and quint8 dequantize against plain
  * references written from torch's formulas, value by value, on odd sizes
  * and at 1, 2 and 3 threads (identical bits). torch's own answers are
  * spec/quant_spec.lua's (the whole table of each activation, and torch's
@@ -193,8 +194,72 @@ static void test_qglobal_avg_pool2d(void)
     pthcv_tensor_release(x);
 }
 
+/* max_pool2d on quint8 (pooled on the stored integers) against a plain
+ * reference of torch's quantized max pool: the window's largest integer,
+ * padding ignored, the input's scale and zero point kept; and the contiguous
+ * quint8 dequantize against (q - zp) * scale in float, also on a strided view. */
+static void test_qmax_pool2d_and_dequantize(void)
+{
+    static const int64_t channels[] = {1, 3, 7, 17, 33};
+    static const int64_t planes[][2] = {{1, 1}, {3, 3}, {7, 5}, {14, 14}, {17, 9}};
+    for (int t = 1; t <= 3; t++) {
+        pthcv_set_num_threads(t);
+        for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++) {
+            for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++) {
+                int64_t h = planes[pi][0], w = planes[pi][1], xs[4] = {2, channels[ci], h, w};
+                pthcv_tensor *x = random_quint8(4, xs, 0.037, 61);
+                for (int k = 1; k <= 3; k += 2) {
+                    for (int stride = 1; stride <= 2; stride++) {
+                        pthcv_pool2d_params p = {PTHCV_POOL_MAX, {k, k}, {stride, stride}, {k / 2, k / 2}, {1, 1},
+                                                 stride == 2, 0, 0};
+                        pthcv_tensor *y = pthcv_pool2d(x, &p);
+                        CHECK(y && same_qparams(y, 0.037, 61), "qmax_pool2d: quint8 with the input's qparams");
+                        if (!y) continue;
+                        const uint8_t *xd = pthcv_tensor_data(x), *yd = pthcv_tensor_data(y);
+                        int64_t oh = y->shape[2], ow = y->shape[3], bad = 0;
+                        for (int64_t pl = 0; pl < 2 * channels[ci]; pl++)
+                            for (int64_t i = 0; i < oh; i++)
+                                for (int64_t j = 0; j < ow; j++) {
+                                    int m = -1;
+                                    for (int64_t a = i * stride - k / 2; a < i * stride - k / 2 + k; a++)
+                                        for (int64_t b = j * stride - k / 2; b < j * stride - k / 2 + k; b++)
+                                            if (a >= 0 && a < h && b >= 0 && b < w && xd[(pl * h + a) * w + b] > m)
+                                                m = xd[(pl * h + a) * w + b];
+                                    bad += yd[(pl * oh + i) * ow + j] != m;
+                                }
+                        CHECK(bad == 0, "qmax_pool2d [2, %lld, %lld, %lld] %dx%d/%d, %d threads: %lld differ",
+                              (long long)channels[ci], (long long)h, (long long)w, k, k, stride, t, (long long)bad);
+                        pthcv_tensor_release(y);
+                    }
+                }
+                pthcv_tensor *d = pthcv_tensor_dequantize(x);
+                const uint8_t *xd = pthcv_tensor_data(x);
+                int64_t bad = 0;
+                for (int64_t i = 0; d && i < x->numel; i++)
+                    bad += ((float *)pthcv_tensor_data(d))[i] != (float)((int)xd[i] - 61) * (float)0.037;
+                CHECK(d && bad == 0, "dequantize quint8 [2, %lld, %lld, %lld]: %lld differ", (long long)channels[ci],
+                      (long long)h, (long long)w, (long long)bad);
+                pthcv_tensor_release(d);
+                pthcv_tensor_release(x);
+            }
+        }
+    }
+    pthcv_set_num_threads(1);
+    int64_t s2[2] = {5, 7}, st[2] = {7, 5}, tstride[2] = {1, 7};
+    pthcv_tensor *x = random_quint8(2, s2, 0.5, 3), *xt = pthcv_tensor_view(x, 2, st, tstride, 0);
+    pthcv_tensor *d = xt ? pthcv_tensor_dequantize(xt) : NULL;
+    int64_t bad = 0;
+    const uint8_t *xd = pthcv_tensor_data(x);
+    for (int64_t i = 0; d && i < 7; i++)
+        for (int64_t j = 0; j < 5; j++)
+            bad += ((float *)pthcv_tensor_data(d))[i * 5 + j] != (float)((int)xd[j * 7 + i] - 3) * 0.5f;
+    CHECK(d && bad == 0, "dequantize of a transposed quint8 view: %lld differ", (long long)bad);
+    pthcv_tensor_release(d), pthcv_tensor_release(xt), pthcv_tensor_release(x);
+}
+
 int main(void)
 {
+    test_qmax_pool2d_and_dequantize();
     test_hard_activations();
     test_qmul();
     test_qglobal_avg_pool2d();

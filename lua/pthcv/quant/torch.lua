@@ -207,6 +207,8 @@ end
 function M.load(model, sd)
   if type(sd) == "string" then sd = require("pthcv").load(sd) end
   local dict = entries(sd)
+  local qat = require "pthcv.quant.qat"
+  if qat.is_prepared(dict) then dict = qat.converted(dict, qat.batch_norm_eps(model)) end
   local input = { scale = number(dict, "quant.scale", "QuantStub's scale"),
                   zp = number(dict, "quant.zero_point", "QuantStub's zero point") }
   rawset(model, "_quantized", nil)

@@ -50,6 +50,29 @@ end
 
 function M.is_module(x) return is_nn_module(x) or is_script_module(x) end
 
+-- A quantized convolution of torch.ao.nn.quantized (Conv2d, ConvReLU2d...)
+-- pickles its __getstate__: a tuple of 15 whose 11th to 14th values are
+-- weight, bias, scale and zero_point (quant/torch_module.lua reads it too).
+local QCONV_STATE = 15
+local function is_quantized_conv(x)
+  if not is_object(x) or type(x.class) ~= "string" or not x.class:find("quantized", 1, true) then return false end
+  local s = x.state
+  return type(s) == "table" and getmetatable(s) == Tuple and #s == QCONV_STATE and is_tensor(s[11])
+         and type(s[13]) == "number" and type(s[14]) == "number"
+end
+
+-- The quantized modules whose _save_to_state_dict adds their output scale
+-- and zero point (plain attributes) as tensors: Linear (LinearReLU and the
+-- dynamic Linear inherit it) and QFunctional. Hardswish and the other
+-- quantized activations keep theirs out, as torch does.
+local SAVES_SCALE = { Linear = true, LinearReLU = true, QFunctional = true }
+local function saves_scale(class)
+  return type(class) == "string" and class:find("quantized", 1, true) ~= nil
+         and SAVES_SCALE[class:match("([%w_]+)$")] == true
+end
+
+local function scalar(v, dtype) return Tensor.from_table({ v }, dtype):reshape({}) end
+
 local function join(prefix, name)
   if prefix == "" then return name end
   return prefix .. "." .. name
@@ -98,11 +121,26 @@ local function children(x)
         if is_tensor(kv[2]) and not skip[kv[1]] then out[#out + 1] = { key_string(kv[1]), kv[2] } end
       end
     end
+    if saves_scale(x.class) and type(d["scale"]) == "number" and type(d["zero_point"]) == "number" then
+      out[#out + 1] = { "scale", scalar(d["scale"], "float32") }       -- torch.tensor(self.scale)
+      out[#out + 1] = { "zero_point", scalar(d["zero_point"], "int64") }
+    end
+    local packed = d["_packed_params"]   -- a LinearPackedParams': ((weight, bias), class)
+    if is_object(packed) and type(packed.state) == "table" and getmetatable(packed.state) == Tuple
+       and type(packed.state[1]) == "table" and getmetatable(packed.state[1]) == Tuple then
+      out[#out + 1] = { "_packed_params", packed.state[1] }
+    end
     if is_dict(modules) then
       for _, kv in ipairs(OrderedDict.items(modules)) do
-        if M.is_module(kv[2]) then out[#out + 1] = { key_string(kv[1]), kv[2] } end
+        if M.is_module(kv[2]) or is_quantized_conv(kv[2]) then out[#out + 1] = { key_string(kv[1]), kv[2] } end
       end
     end
+  elseif is_quantized_conv(x) then
+    local s = x.state
+    out[#out + 1] = { "weight", s[11] }
+    if is_tensor(s[12]) then out[#out + 1] = { "bias", s[12] } end
+    out[#out + 1] = { "scale", scalar(s[13], "float32") }
+    out[#out + 1] = { "zero_point", scalar(s[14], "int64") }
   elseif is_script_module(x) then
     -- attributes: tensors are parameters and buffers, __torch__ objects submodules
     local d = object_dict(x)
@@ -204,7 +242,15 @@ local function weights_of(x)
   if is_weights_dict(x) then
     local out = {}
     for _, kv in ipairs(OrderedDict.items(x)) do
-      if is_tensor(kv[2]) then out[#out + 1] = { key_string(kv[1]), kv[2] } end
+      local v = kv[2]
+      if is_tensor(v) then
+        out[#out + 1] = { key_string(kv[1]), v }
+      elseif type(v) == "table" and getmetatable(v) == Tuple then
+        -- a tuple of tensors (a quantized Linear's _packed_params: (weight, bias)) as NAME.0, NAME.1
+        for i = 1, #v do
+          if is_tensor(v[i]) then out[#out + 1] = { key_string(kv[1]) .. "." .. (i - 1), v[i] } end
+        end
+      end
     end
     return out
   end
