@@ -10,12 +10,16 @@
  * 3. the torch orders: the unstable sort is a permutation in
  *    non-increasing order, top-k's first k are the k largest;
  * 4. every kernel with 1 and with 3 threads: the same bits;
- * 5. argument errors named in the message.
+ * 5. argument errors named in the message;
+ * 6. class_map (ops_segment.c) against a per-pixel reference with the same
+ *    float operations (the same bits), at 1, 2 and 3 threads, on odd sizes,
+ *    ties, NaN and -inf.
  * torchvision's own answers are checked by spec/ops_spec.lua. Ends with
  * "N passed, N failed"; exit status 1 if anything failed.
  */
 #include "internal.h"
 #include "kernels/ops_order.h"
+#include "kernels/vmath.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,6 +300,65 @@ static void test_threads_masks(void)
     pthcv_tensor_release(maps);
 }
 
+/* ---- class_map ------------------------------------------------------------------- */
+/* pixel i of logits [C, plane]: the first largest index (NaN the largest),
+ * and 1 / sum exp(x - max) in channel order */
+static void class_ref(const float *x, int64_t C, int64_t plane, int64_t i, uint8_t *cls, float *score)
+{
+    float best = x[i];
+    int k = 0;
+    for (int64_t c = 1; c < C; c++) {
+        float v = x[c * plane + i];
+        if (v > best || (isnan(v) && !isnan(best))) best = v, k = (int)c;
+    }
+    float sum = 0.0f;
+    for (int64_t c = 0; c < C; c++) sum += vm_exp(x[c * plane + i] - best);
+    *cls = (uint8_t)k, *score = 1.0f / sum;
+}
+
+static void test_class_map(void)
+{
+    static const int64_t sizes[][3] = {{1, 1, 1},  {3, 1, 7},   {7, 3, 7},    {17, 17, 33},
+                                       {21, 23, 45}, {33, 16, 16}, {256, 5, 61}, {2, 40, 41}};
+    for (size_t n = 0; n < sizeof sizes / sizeof *sizes; n++) {
+        int64_t C = sizes[n][0], H = sizes[n][1], W = sizes[n][2], plane = H * W;
+        int64_t shape[4] = {1, C, H, W};
+        pthcv_tensor *x = new_f32(4 - (int)(n % 2), shape + n % 2); /* [C, H, W] and [1, C, H, W] */
+        float *xd = fdata(x);
+        for (int64_t i = 0; i < x->numel; i++) xd[i] = (float)((int)(urand() * 9) - 4) * 1.5f; /* ties */
+        if (plane > 5) xd[3] = NAN, xd[(C - 1) * plane + 5] = NAN, xd[4] = -INFINITY;
+        pthcv_tensor *cls[3], *sc[3];
+        for (int t = 0; t < 3; t++) {
+            pthcv_set_num_threads(t + 1);
+            cls[t] = pthcv_class_map(x, &sc[t]);
+            CHECK(cls[t] && sc[t], "class_map [%lld, %lld, %lld]: %s", (long long)C, (long long)H, (long long)W,
+                  pthcv_last_error());
+        }
+        if (!cls[0] || !sc[0]) continue;
+        CHECK(cls[0]->dtype == PTHCV_UINT8 && cls[0]->ndim == 2 && cls[0]->shape[0] == H && cls[0]->shape[1] == W &&
+                  sc[0]->ndim == 2 && sc[0]->shape[0] == H && sc[0]->shape[1] == W,
+              "class_map C=%lld: shapes", (long long)C);
+        int64_t wrong = 0;
+        const uint8_t *cd = pthcv_tensor_data(cls[0]);
+        const float *sd = fdata(sc[0]);
+        for (int64_t i = 0; i < plane; i++) {
+            uint8_t k;
+            float s;
+            class_ref(xd, C, plane, i, &k, &s);
+            if (cd[i] != k || memcmp(&sd[i], &s, sizeof s) != 0) wrong++;
+        }
+        CHECK(wrong == 0, "class_map [%lld, %lld, %lld]: %lld pixels differ from the reference", (long long)C,
+              (long long)H, (long long)W, (long long)wrong);
+        if (plane > 5) CHECK(cd[3] == 0 && isnan(sd[3]), "class_map C=%lld: NaN is the largest", (long long)C);
+        for (int t = 1; t < 3; t++)
+            CHECK(same_bits(cls[0], cls[t]) && same_bits(sc[0], sc[t]), "class_map C=%lld: 1 and %d threads differ",
+                  (long long)C, t + 1);
+        for (int t = 0; t < 3; t++) pthcv_tensor_release(cls[t]), pthcv_tensor_release(sc[t]);
+        pthcv_tensor_release(x);
+    }
+    pthcv_set_num_threads(2);
+}
+
 static void expect_error(pthcv_tensor *t, const char *what)
 {
     CHECK(!t && strstr(pthcv_last_error(), what), "expected an error with \"%s\", got \"%s\"", what,
@@ -321,6 +384,13 @@ static void test_errors(void)
     expect_error(pthcv_topk_indices(scores, 3), "k = 3 is out of range for 2 values");
     double w[4] = {1, 1, 1, 1};
     expect_error(pthcv_box_decode(bad, boxes, w, 4.0), "rel_codes must be [N, 4k], got [3, 3]");
+    int64_t wide[3] = {257, 2, 2}, two[4] = {2, 3, 2, 2};
+    pthcv_tensor *many = new_f32(3, wide), *batch = new_f32(4, two);
+    expect_error(pthcv_class_map(many, NULL), "257 classes do not fit the uint8 class map (at most 256)");
+    expect_error(pthcv_class_map(batch, NULL), "logits must be [C, H, W] or [1, C, H, W] with C >= 1, got [2, 3, 2, 2]");
+    expect_error(pthcv_class_map(ints, NULL), "logits must be float32, got int64");
+    pthcv_tensor_release(many);
+    pthcv_tensor_release(batch);
     pthcv_tensor *all[] = {bad, boxes, scores, rois, x, ints};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pthcv_tensor_release(all[i]);
 }
@@ -331,6 +401,7 @@ int main(void)
     test_orders();
     test_roi();
     test_threads_masks();
+    test_class_map();
     test_errors();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
