@@ -14,10 +14,12 @@
  *             y = (x[h0,w0] l0w + x[h0,w1] l1w) l0h + (x[h1,w0] l0w + x[h1,w1] l1w) l1h
  *
  * With align_corners the scale factor is not used (as in torch). Leading
- * dimensions are independent planes; threads split output rows.
+ * dimensions are independent planes; threads split output rows (the same
+ * bits at any thread count: each value is computed by the formula).
  */
 #include "ops.h"
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 static float scale_value(double given, int64_t in, int64_t out)
@@ -68,36 +70,67 @@ typedef struct {
     int mode;
     const int64_t *hidx, *widx; /* nearest: one index per output; bilinear: two */
     const float *hlam, *wlam;
+    atomic_int failed; /* a task could not get its row buffers */
 } interp_ctx;
 
+/* one input row's horizontal taps: t[o] = r[i0] l0 + r[i1] l1 */
 PTHCV_SIMD
-static void bilinear_row(float *y, const float *r0, const float *r1, float lh0, float lh1, const int64_t *widx,
-                         const float *wlam, int64_t ow)
+static void bilinear_h(float *t, const float *r, const int64_t *widx, const float *wlam, int64_t ow)
 {
-    for (int64_t o = 0; o < ow; o++) {
-        int64_t i0 = widx[2 * o], i1 = widx[2 * o + 1];
-        float l0 = wlam[2 * o], l1 = wlam[2 * o + 1];
-        float t0 = r0[i0] * l0 + r0[i1] * l1;
-        float t1 = r1[i0] * l0 + r1[i1] * l1;
-        y[o] = t0 * lh0 + t1 * lh1;
+    for (int64_t o = 0; o < ow; o++) t[o] = r[widx[2 * o]] * wlam[2 * o] + r[widx[2 * o + 1]] * wlam[2 * o + 1];
+}
+
+/* the vertical step: y = t0 lh0 + t1 lh1 */
+PTHCV_SIMD
+static void bilinear_v(float *y, const float *t0, const float *t1, float lh0, float lh1, int64_t ow)
+{
+    for (int64_t o = 0; o < ow; o++) y[o] = t0[o] * lh0 + t1[o] * lh1;
+}
+
+/* Bilinear output rows [begin, end) of all planes. The horizontal taps of
+ * an input row are computed once for the output rows that use it (an 8x
+ * upscale reads each row for 8 of them), into two rows tagged by plane and
+ * row; the values are those of the formula above, operation for operation. */
+static int bilinear_rows(const interp_ctx *c, int64_t begin, int64_t end)
+{
+    float *t = malloc(sizeof(float) * (size_t)(2 * c->OW));
+    if (!t) return 0;
+    int64_t tag[2] = {-1, -1}; /* plane * H + row held by t, t + OW */
+    for (int64_t r = begin; r < end; r++) {
+        int64_t p = r / c->OH, oh = r % c->OH;
+        int64_t w0 = p * c->H + c->hidx[2 * oh], w1 = p * c->H + c->hidx[2 * oh + 1];
+        int s0 = tag[0] == w0 ? 0 : tag[1] == w0 ? 1 : -1;
+        if (s0 < 0) {
+            s0 = tag[0] == w1 ? 1 : 0; /* keep the row w1 may find */
+            bilinear_h(t + s0 * c->OW, c->x + w0 * c->W, c->widx, c->wlam, c->OW);
+            tag[s0] = w0;
+        }
+        int s1 = tag[s0] == w1 ? s0 : tag[1 - s0] == w1 ? 1 - s0 : -1;
+        if (s1 < 0) {
+            s1 = 1 - s0;
+            bilinear_h(t + s1 * c->OW, c->x + w1 * c->W, c->widx, c->wlam, c->OW);
+            tag[s1] = w1;
+        }
+        const float *taps[2] = {t + s0 * c->OW, t + s1 * c->OW};
+        bilinear_v(c->y + r * c->OW, taps[0], taps[1], c->hlam[2 * oh], c->hlam[2 * oh + 1], c->OW);
     }
+    free(t);
+    return 1;
 }
 
 /* over output rows of all planes */
 static void interp_task(void *vctx, int64_t begin, int64_t end)
 {
     interp_ctx *c = vctx;
+    if (c->mode == PTHCV_INTERP_BILINEAR) {
+        if (!bilinear_rows(c, begin, end)) atomic_store(&c->failed, 1);
+        return;
+    }
     for (int64_t r = begin; r < end; r++) {
         int64_t p = r / c->OH, oh = r % c->OH;
-        const float *plane = c->x + p * c->H * c->W;
+        const float *row = c->x + p * c->H * c->W + c->hidx[oh] * c->W;
         float *y = c->y + r * c->OW;
-        if (c->mode == PTHCV_INTERP_NEAREST) {
-            const float *row = plane + c->hidx[oh] * c->W;
-            for (int64_t o = 0; o < c->OW; o++) y[o] = row[c->widx[o]];
-        } else {
-            bilinear_row(y, plane + c->hidx[2 * oh] * c->W, plane + c->hidx[2 * oh + 1] * c->W, c->hlam[2 * oh],
-                         c->hlam[2 * oh + 1], c->widx, c->wlam, c->OW);
-        }
+        for (int64_t o = 0; o < c->OW; o++) y[o] = row[c->widx[o]];
     }
 }
 
@@ -147,7 +180,13 @@ pthcv_tensor *pthcv_interpolate(pthcv_tensor *x, int32_t out_h, int32_t out_w, i
     out = ops_output(nd, shape, &y);
     if (!out || out->numel == 0) goto done;
     c.y = y;
+    atomic_init(&c.failed, 0);
     pthcv_parallel_for(out->numel / out_w, ops_grain(out_w * 4), interp_task, &c);
+    if (atomic_load(&c.failed)) {
+        pthcv_tensor_release(out);
+        out = NULL;
+        pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", fn);
+    }
 done:
     free(idx);
     free(lam);

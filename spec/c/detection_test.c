@@ -13,7 +13,10 @@
  * 5. argument errors named in the message;
  * 6. class_map (ops_segment.c) against a per-pixel reference with the same
  *    float operations (the same bits), at 1, 2 and 3 threads, on odd sizes,
- *    ties, NaN and -inf.
+ *    ties, NaN and -inf;
+ * 7. bilinear interpolate (ops_interp.c, its rows of horizontal taps kept
+ *    for the output rows that share them) against the formula per output
+ *    value: the same bits, up- and downscales, at 1, 2 and 3 threads.
  * torchvision's own answers are checked by spec/ops_spec.lua. Ends with
  * "N passed, N failed"; exit status 1 if anything failed.
  */
@@ -359,6 +362,65 @@ static void test_class_map(void)
     pthcv_set_num_threads(2);
 }
 
+/* ---- bilinear interpolate ------------------------------------------------------------ */
+/* torch's source taps of output o (ops_interp.c's header) */
+static void ref_taps(int64_t in, int64_t out, int align_corners, int64_t o, int64_t *i0, int64_t *i1, float *l0,
+                     float *l1)
+{
+    float scale = align_corners ? (out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f) : (float)in / (float)out;
+    double src = align_corners ? (double)scale * (double)o : (double)scale * ((double)o + 0.5) - 0.5;
+    if (src < 0.0) src = 0.0;
+    *i0 = (int64_t)src;
+    double l = src - (double)*i0;
+    l = l < 0.0 ? 0.0 : l > 1.0 ? 1.0 : l;
+    *i1 = *i0 + (*i0 < in - 1 ? 1 : 0);
+    *l0 = (float)(1.0 - l), *l1 = (float)l;
+}
+
+static void test_interpolate(void)
+{
+    static const int64_t cases[][5] = {/* planes, H, W, OH, OW */
+                                       {1, 1, 1, 7, 5},     {3, 7, 9, 57, 71},  {21, 65, 65, 520, 520},
+                                       {3, 48, 64, 32, 31}, {2, 17, 33, 5, 3},  {5, 9, 4, 9, 13},
+                                       {7, 3, 1, 17, 1},    {1, 33, 17, 34, 18}};
+    for (size_t n = 0; n < sizeof cases / sizeof *cases; n++) {
+        const int64_t *k = cases[n];
+        int64_t xs[3] = {k[0], k[1], k[2]};
+        pthcv_tensor *x = new_f32(3, xs);
+        float *xd = fdata(x);
+        for (int64_t i = 0; i < x->numel; i++) xd[i] = (float)(urand() * 4 - 2);
+        for (int ac = 0; ac < 2; ac++) {
+            pthcv_tensor *y[3];
+            for (int t = 0; t < 3; t++) {
+                pthcv_set_num_threads(t + 1);
+                y[t] = pthcv_interpolate(x, (int32_t)k[3], (int32_t)k[4], PTHCV_INTERP_BILINEAR, ac, 0, 0);
+                CHECK(y[t] != NULL, "interpolate case %zu: %s", n, pthcv_last_error());
+            }
+            if (!y[0] || !y[1] || !y[2]) continue;
+            int64_t wrong = 0;
+            const float *yd = fdata(y[0]);
+            for (int64_t p = 0; p < k[0]; p++)
+                for (int64_t oh = 0; oh < k[3]; oh++)
+                    for (int64_t ow = 0; ow < k[4]; ow++) {
+                        int64_t h0, h1, w0, w1;
+                        float a0, a1, b0, b1;
+                        ref_taps(k[1], k[3], ac, oh, &h0, &h1, &a0, &a1);
+                        ref_taps(k[2], k[4], ac, ow, &w0, &w1, &b0, &b1);
+                        const float *r0 = xd + (p * k[1] + h0) * k[2], *r1 = xd + (p * k[1] + h1) * k[2];
+                        float t0 = r0[w0] * b0 + r0[w1] * b1, t1 = r1[w0] * b0 + r1[w1] * b1;
+                        float want = t0 * a0 + t1 * a1, got = yd[(p * k[3] + oh) * k[4] + ow];
+                        if (memcmp(&want, &got, sizeof want) != 0) wrong++;
+                    }
+            CHECK(wrong == 0, "interpolate case %zu align_corners %d: %lld values differ from the formula", n, ac,
+                  (long long)wrong);
+            CHECK(same_bits(y[0], y[1]) && same_bits(y[0], y[2]), "interpolate case %zu: 1, 2, 3 threads differ", n);
+            for (int t = 0; t < 3; t++) pthcv_tensor_release(y[t]);
+        }
+        pthcv_tensor_release(x);
+    }
+    pthcv_set_num_threads(2);
+}
+
 static void expect_error(pthcv_tensor *t, const char *what)
 {
     CHECK(!t && strstr(pthcv_last_error(), what), "expected an error with \"%s\", got \"%s\"", what,
@@ -402,6 +464,7 @@ int main(void)
     test_roi();
     test_threads_masks();
     test_class_map();
+    test_interpolate();
     test_errors();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
