@@ -56,9 +56,17 @@ local function argmax_channels(t)
   return out
 end
 
--- pthcv.segment's class map (C) against the argmax above and softmax in double
-local function check_class_map(logits, argmax)
-  local classes, scores = require("pthcv.image.detect").class_map(logits)
+-- pthcv.segment's class map (C) against the argmax above and softmax in double;
+-- low (the model's logits before its last upsampling): the map made with
+-- that upsampling is the same
+local function check_class_map(logits, argmax, low)
+  local class_map = require("pthcv.image.detect").class_map
+  local classes, scores = class_map(logits)
+  if low then
+    local c2, s2 = class_map(low, logits.shape[3], logits.shape[4])
+    assert.are.equal(1.0, agreement(classes, c2, tonumber), "class_map resizing: the classes")
+    assert.are.equal(0, max_abs(scores - s2), "class_map resizing: the probabilities")
+  end
   assert.are.equal(1.0, agreement(classes, argmax, tonumber), "class_map: the argmax")
   local c = logits:contiguous()
   local C, plane = c.shape[2], c.shape[3] * c.shape[4]
@@ -131,7 +139,7 @@ local function run_segmentation(fixtures, key, info)
         assert.is_not_nil(out[field], key .. ": no " .. field .. " output")
         local argmax = argmax_channels(out[field])
         local a = agreement(argmax, pthcv.load_npy(base .. "." .. field .. "_argmax.npy"), tonumber)
-        check_class_map(out[field], argmax)
+        check_class_map(out[field], argmax, field == "out" and m:logits(pthcv.load_npy(base .. ".input.npy")) or nil)
         assert.is_true(a >= 0.999, string.format("%s %s: %s argmax agrees on %.5f of the pixels", key, img, field, a))
         local crop = pthcv.load_npy(base .. "." .. field .. "_crop.npy")
         local d = max_abs(out[field]:narrow(3, 1, 16):narrow(4, 1, 16):squeeze(1) - crop)

@@ -8,10 +8,14 @@
  * Blocks of up to BLOCK pixels go through the channels together, vectorised
  * across the pixels (PTHCV_SIMD; every clone and the scalar build give the
  * same bits); threads split blocks, so the result does not depend on the
- * thread count.
+ * thread count. Given another size, the logits are first resized to it
+ * (bilinear, align_corners false: F.interpolate's values, the same bits)
+ * one output row of all channels at a time, never as a whole tensor.
  */
 #include "ops.h"
 #include "vmath.h"
+#include <stdatomic.h>
+#include <stdlib.h>
 
 enum { BLOCK = 256 };
 
@@ -19,7 +23,9 @@ typedef struct {
     const float *x;
     int64_t channels, plane;
     uint8_t *classes;
-    float *scores; /* NULL: not wanted */
+    float *scores;   /* NULL: not wanted */
+    ops_bilinear bl; /* resizing: the taps (bl.OW = 0: none) */
+    atomic_int failed;
 } class_map_ctx;
 
 PTHCV_SIMD
@@ -52,7 +58,29 @@ static void class_task(void *vctx, int64_t begin, int64_t end)
     }
 }
 
-pthcv_tensor *pthcv_class_map(pthcv_tensor *logits, pthcv_tensor **scores)
+/* resizing: output rows [begin, end), each made for all channels, then classed */
+static void resized_task(void *vctx, int64_t begin, int64_t end)
+{
+    class_map_ctx *c = vctx;
+    int64_t ow = c->bl.OW;
+    ops_bilinear_rows rows;
+    float *row = malloc(sizeof(float) * (size_t)(c->channels * ow));
+    if (!row || !ops_bilinear_rows_init(&rows, &c->bl, c->channels)) {
+        free(row);
+        atomic_store(&c->failed, 1);
+        return;
+    }
+    for (int64_t oh = begin; oh < end; oh++) {
+        ops_bilinear_row(&c->bl, &rows, c->x, oh, row, ow);
+        for (int64_t j = 0; j < ow; j += BLOCK)
+            class_block(row + j, c->channels, ow, ow - j < BLOCK ? ow - j : BLOCK, c->classes + oh * ow + j,
+                        c->scores ? c->scores + oh * ow + j : NULL);
+    }
+    ops_bilinear_rows_free(&rows);
+    free(row);
+}
+
+pthcv_tensor *pthcv_class_map(pthcv_tensor *logits, int32_t out_h, int32_t out_w, pthcv_tensor **scores)
 {
     PTHCV_PROFILE_OP("class_map");
     if (scores) *scores = NULL;
@@ -72,6 +100,16 @@ pthcv_tensor *pthcv_class_map(pthcv_tensor *logits, pthcv_tensor **scores)
                    (long long)channels, ops_shape(xc));
         goto done;
     }
+    if (out_h < 0 || out_w < 0 || (out_h == 0) != (out_w == 0)) {
+        pthcv_fail(PTHCV_ERR_ARG, "class_map: the output size (%d, %d) must be positive, or (0, 0) for the logits' own",
+                   (int)out_h, (int)out_w);
+        goto done;
+    }
+    class_map_ctx c = {.x = x, .channels = channels, .plane = h * w};
+    atomic_init(&c.failed, 0);
+    int resized = out_h > 0; /* the same size too: the formula's values (a NaN neighbour spreads) */
+    if (resized && ops_bilinear_init(&c.bl, h, w, out_h, out_w, 0, 0.0, 0.0) != PTHCV_OK) goto done;
+    if (resized) h = out_h, w = out_w;
     int64_t shape[2] = {h, w};
     float *sd = NULL;
     classes = pthcv_tensor_new(PTHCV_UINT8, 2, shape);
@@ -80,10 +118,19 @@ pthcv_tensor *pthcv_class_map(pthcv_tensor *logits, pthcv_tensor **scores)
         classes = NULL;
     }
     if (classes) {
-        class_map_ctx c = {x, channels, h * w, pthcv_tensor_data(classes), sd};
-        pthcv_parallel_for((h * w + BLOCK - 1) / BLOCK, ops_grain(BLOCK * channels), class_task, &c);
+        c.classes = pthcv_tensor_data(classes), c.scores = sd;
+        if (resized) pthcv_parallel_for(h, ops_grain(w * channels), resized_task, &c);
+        else pthcv_parallel_for((h * w + BLOCK - 1) / BLOCK, ops_grain(BLOCK * channels), class_task, &c);
         if (scores) *scores = sc;
     }
+    if (atomic_load(&c.failed)) {
+        pthcv_tensor_release(classes);
+        pthcv_tensor_release(sc);
+        classes = NULL;
+        if (scores) *scores = NULL;
+        pthcv_fail(PTHCV_ERR_NOMEM, "class_map: out of memory for the resized rows");
+    }
+    ops_bilinear_free(&c.bl);
 done:
     pthcv_tensor_release(xc);
     return classes;

@@ -13,7 +13,7 @@
  * 5. argument errors named in the message;
  * 6. class_map (ops_segment.c) against a per-pixel reference with the same
  *    float operations (the same bits), at 1, 2 and 3 threads, on odd sizes,
- *    ties, NaN and -inf;
+ *    ties, NaN and -inf; with a size, the class map of interpolate's output;
  * 7. bilinear interpolate (ops_interp.c, its rows of horizontal taps kept
  *    for the output rows that share them) against the formula per output
  *    value: the same bits, up- and downscales, at 1, 2 and 3 threads.
@@ -333,7 +333,7 @@ static void test_class_map(void)
         pthcv_tensor *cls[3], *sc[3];
         for (int t = 0; t < 3; t++) {
             pthcv_set_num_threads(t + 1);
-            cls[t] = pthcv_class_map(x, &sc[t]);
+            cls[t] = pthcv_class_map(x, 0, 0, &sc[t]);
             CHECK(cls[t] && sc[t], "class_map [%lld, %lld, %lld]: %s", (long long)C, (long long)H, (long long)W,
                   pthcv_last_error());
         }
@@ -421,6 +421,35 @@ static void test_interpolate(void)
     pthcv_set_num_threads(2);
 }
 
+/* class_map with a size: the class map of interpolate's output, the same bits */
+static void test_class_map_resized(void)
+{
+    static const int64_t cases[][5] = {/* C, H, W, OH, OW */
+                                       {21, 65, 65, 520, 520}, {3, 7, 9, 57, 71}, {17, 33, 17, 5, 3}, {5, 6, 7, 6, 7},
+                                       {1, 1, 1, 7, 5},        {7, 16, 16, 17, 300}, {2, 9, 4, 9, 4}};
+    for (size_t n = 0; n < sizeof cases / sizeof *cases; n++) {
+        const int64_t *k = cases[n];
+        int64_t xs[4] = {1, k[0], k[1], k[2]};
+        pthcv_tensor *x = new_f32(4, xs);
+        for (int64_t i = 0; i < x->numel; i++) fdata(x)[i] = (float)((int)(urand() * 9) - 4) * 1.5f;
+        pthcv_tensor *big = pthcv_interpolate(x, (int32_t)k[3], (int32_t)k[4], PTHCV_INTERP_BILINEAR, 0, 0, 0), *ws;
+        pthcv_tensor *want = big ? pthcv_class_map(big, 0, 0, &ws) : NULL;
+        CHECK(want != NULL, "class_map resized case %zu: %s", n, pthcv_last_error());
+        for (int t = 1; want && t <= 3; t++) {
+            pthcv_set_num_threads(t);
+            pthcv_tensor *gs, *got = pthcv_class_map(x, (int32_t)k[3], (int32_t)k[4], &gs);
+            CHECK(got && same_bits(got, want) && same_bits(gs, ws),
+                  "class_map resized case %zu, %d threads: differs from the class map of interpolate's output", n, t);
+            pthcv_tensor_release(got);
+            pthcv_tensor_release(gs);
+        }
+        if (want) pthcv_tensor_release(want), pthcv_tensor_release(ws);
+        pthcv_tensor_release(big);
+        pthcv_tensor_release(x);
+    }
+    pthcv_set_num_threads(2);
+}
+
 static void expect_error(pthcv_tensor *t, const char *what)
 {
     CHECK(!t && strstr(pthcv_last_error(), what), "expected an error with \"%s\", got \"%s\"", what,
@@ -448,9 +477,10 @@ static void test_errors(void)
     expect_error(pthcv_box_decode(bad, boxes, w, 4.0), "rel_codes must be [N, 4k], got [3, 3]");
     int64_t wide[3] = {257, 2, 2}, two[4] = {2, 3, 2, 2};
     pthcv_tensor *many = new_f32(3, wide), *batch = new_f32(4, two);
-    expect_error(pthcv_class_map(many, NULL), "257 classes do not fit the uint8 class map (at most 256)");
-    expect_error(pthcv_class_map(batch, NULL), "logits must be [C, H, W] or [1, C, H, W] with C >= 1, got [2, 3, 2, 2]");
-    expect_error(pthcv_class_map(ints, NULL), "logits must be float32, got int64");
+    expect_error(pthcv_class_map(many, 0, 0, NULL), "257 classes do not fit the uint8 class map (at most 256)");
+    expect_error(pthcv_class_map(batch, 0, 0, NULL), "logits must be [C, H, W] or [1, C, H, W] with C >= 1, got [2, 3, 2, 2]");
+    expect_error(pthcv_class_map(ints, 0, 0, NULL), "logits must be float32, got int64");
+    expect_error(pthcv_class_map(x, 5, 0, NULL), "the output size (5, 0) must be positive, or (0, 0)");
     pthcv_tensor_release(many);
     pthcv_tensor_release(batch);
     pthcv_tensor *all[] = {bad, boxes, scores, rois, x, ints};
@@ -465,6 +495,7 @@ int main(void)
     test_threads_masks();
     test_class_map();
     test_interpolate();
+    test_class_map_resized();
     test_errors();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

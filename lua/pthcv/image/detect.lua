@@ -120,13 +120,15 @@ end
 -- ---- segmentation -------------------------------------------------------------------------------
 local IMAGENET_MEAN, IMAGENET_STD = { 0.485, 0.456, 0.406 }, { 0.229, 0.224, 0.225 }
 
--- class_map(logits [1, C, h, w] or [C, h, w], C <= 256) -> classes uint8
--- [h, w] (the argmax over the channels, as torch.argmax), probabilities
--- float32 [h, w] (its softmax probability); csrc/kernels/ops_segment.c
-function M.class_map(logits)
+-- class_map(logits [1, C, h, w] or [C, h, w], C <= 256 [, H, W]) ->
+-- classes uint8 (the argmax over the channels, as torch.argmax),
+-- probabilities float32 (its softmax probability), [h, w] or, given a
+-- size, of the logits resized to [H, W] (bilinear, align_corners false,
+-- F.interpolate's values) without making that tensor; ops_segment.c
+function M.class_map(logits, H, W)
   if not Tensor.is(logits) then error("pthcv: class_map: the logits are a Tensor, got " .. type(logits), 2) end
   local scores = ffi.new("pthcv_tensor *[1]")
-  local classes = core.C.pthcv_class_map(logits.ct, scores)
+  local classes = core.C.pthcv_class_map(logits.ct, H or 0, W or 0, scores)
   if classes == nil then core.fail("segment") end
   return Tensor.wrap(classes, true), Tensor.wrap(scores[0], true)
 end
@@ -142,12 +144,19 @@ function M.segment(model, img, opts)
                               mean = opts.mean or IMAGENET_MEAN, std = opts.std or IMAGENET_STD })
   util.span("preprocess", t0)
   t0 = util.now()
-  local out = model(x).out
-  util.span("network", t0)
-  if out.shape[3] ~= H or out.shape[4] ~= W then
-    out = F.interpolate(out, { size = { H, W }, mode = "bilinear", align_corners = false })
+  -- pthcv's own models give their logits before the last upsampling (to
+  -- x's size), which class_map then does with the classing; as F.interpolate
+  -- would, and to the image's size through x's as model(x).out would go
+  local out, resized, h, w = nil, nil, x.shape[3], x.shape[4]
+  if type(model.logits) == "function" then
+    out, resized = model:logits(x), true
+    if h ~= H or w ~= W then out = F.interpolate(out, { size = { h, w }, mode = "bilinear", align_corners = false }) end
+  else
+    out = model(x).out
+    resized = out.shape[3] ~= H or out.shape[4] ~= W
   end
-  local classes, scores = M.class_map(out)
+  util.span("network", t0)
+  local classes, scores = M.class_map(out, resized and H or nil, resized and W or nil)
   local labels = M.label_names(opts.labels, names.voc)
   local counts = ffi.new("int64_t[256]")
   local cp = classes:data()
