@@ -913,6 +913,15 @@ PTHCV_API pthcv_tensor *pthcv_paste_masks(pthcv_tensor *masks, pthcv_tensor *box
  * [R, 4]: *keypoints float32 [R, K, 3] (x, y, 1) and *scores [R, K]. */
 PTHCV_API int pthcv_heatmaps_to_keypoints(pthcv_tensor *maps, pthcv_tensor *rois, pthcv_tensor **keypoints,
                                           pthcv_tensor **scores);
+/* A segmentation model's class map (csrc/kernels/ops_segment.c): logits
+ * float32 [C, H, W] or [1, C, H, W], C <= 256 -> uint8 [H, W], per pixel
+ * the largest channel's index (the first on ties, NaN the largest, as
+ * torch.argmax); with scores non-NULL also *scores float32 [H, W], that
+ * class's softmax probability. out_h, out_w > 0: of the logits resized to
+ * that size first (bilinear, align_corners false: the values of
+ * pthcv_interpolate, without making that tensor, even at the same size);
+ * (0, 0): of the logits as they are. */
+PTHCV_API pthcv_tensor *pthcv_class_map(pthcv_tensor *logits, int32_t out_h, int32_t out_w, pthcv_tensor **scores);
 
 /* ==== Drawing (csrc/opencv/draw.cpp, OpenCV imgproc) ========================
  * In place on an image [H, W, C] (C = 1, 3 or 4, BGR(A)) whose pixels are

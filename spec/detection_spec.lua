@@ -56,6 +56,29 @@ local function argmax_channels(t)
   return out
 end
 
+-- pthcv.segment's class map (C) against the argmax above and softmax in double;
+-- low (the model's logits before its last upsampling): the map made with
+-- that upsampling is the same
+local function check_class_map(logits, argmax, low)
+  local class_map = require("pthcv.image.detect").class_map
+  local classes, scores = class_map(logits)
+  if low then
+    local c2, s2 = class_map(low, logits.shape[3], logits.shape[4])
+    assert.are.equal(1.0, agreement(classes, c2, tonumber), "class_map resizing: the classes")
+    assert.are.equal(0, max_abs(scores - s2), "class_map resizing: the probabilities")
+  end
+  assert.are.equal(1.0, agreement(classes, argmax, tonumber), "class_map: the argmax")
+  local c = logits:contiguous()
+  local C, plane = c.shape[2], c.shape[3] * c.shape[4]
+  local p, cp, sp, worst = c:data(), classes:data(), scores:data(), 0
+  for i = 0, plane - 1, 7 do
+    local sum = 0
+    for k = 0, C - 1 do sum = sum + math.exp(p[k * plane + i] - p[cp[i] * plane + i]) end
+    worst = math.max(worst, math.abs(sp[i] - 1 / sum))
+  end
+  assert.is_true(worst <= 1e-6, "class_map: the probabilities differ by " .. worst)
+end
+
 local function check_detections(key, img, got, base, size)
   local function want(field) return pthcv.load_npy(base .. "." .. field .. ".npy") end
   local scores = want("scores")
@@ -114,8 +137,9 @@ local function run_segmentation(fixtures, key, info)
     for _, field in ipairs({ "out", "aux" }) do
       if support.read_file(base .. "." .. field .. "_argmax.npy") then
         assert.is_not_nil(out[field], key .. ": no " .. field .. " output")
-        local a = agreement(argmax_channels(out[field]), pthcv.load_npy(base .. "." .. field .. "_argmax.npy"),
-                            tonumber)
+        local argmax = argmax_channels(out[field])
+        local a = agreement(argmax, pthcv.load_npy(base .. "." .. field .. "_argmax.npy"), tonumber)
+        check_class_map(out[field], argmax, field == "out" and m:logits(pthcv.load_npy(base .. ".input.npy")) or nil)
         assert.is_true(a >= 0.999, string.format("%s %s: %s argmax agrees on %.5f of the pixels", key, img, field, a))
         local crop = pthcv.load_npy(base .. "." .. field .. "_crop.npy")
         local d = max_abs(out[field]:narrow(3, 1, 16):narrow(4, 1, 16):squeeze(1) - crop)

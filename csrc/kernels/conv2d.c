@@ -9,8 +9,9 @@
  * an unpacked copy of it, so pthcv_set_isa may change between calls.
  * forward: makes x contiguous, pads it into a copy for the non-zero padding
  * modes, then runs one path:
- *   - depthwise (one input channel per group, stride 1 or 2, no dilation):
- *     the direct kernels of dwconv*.c over one zero-padded plane at a time;
+ *   - depthwise (one input channel per group, stride 1 or 2, the same
+ *     dilation both ways): the direct kernels of dwconv*.c (dilated ones
+ *     for dilation > 1) over one zero-padded plane at a time;
  *   - 3x3, stride 1, no dilation, one group, at least 8 channels in and out,
  *     output of at least 9 4x4 tiles: Winograd F(4x4, 3x3) (winograd.c), its
  *     transformed weights packed as the GEMM's A; on smaller outputs (7x7)
@@ -91,7 +92,7 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
     c->cout = cout, c->cin_g = cin_g, c->kh = kh, c->kw = kw, c->groups = p->groups, c->p = *p;
     c->half = weight->dtype == PTHCV_FLOAT16;
     pthread_mutex_init(&c->lock, NULL);
-    c->depthwise = cin_g == 1 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->stride[0] == p->stride[1] &&
+    c->depthwise = cin_g == 1 && p->dilation[0] == p->dilation[1] && p->stride[0] == p->stride[1] &&
         p->stride[0] <= 2 && p->groups > 1;
     /* the weights as float32, for packing (or, depthwise, kept) */
     pthcv_tensor *wc = pthcv_tensor_contiguous(weight);
@@ -513,6 +514,7 @@ typedef struct {
     float *out;
     const float *res;
     void (*plane)(const pthcv_dw_args *);
+    void (*dilated)(const pthcv_dw_args *, int); /* dilation > 1 */
     float lo, hi;
     int fused;
     atomic_int failed;
@@ -553,7 +555,8 @@ static void dw_task(void *vctx, int64_t begin, int64_t end)
             .lo = d->lo,
             .hi = d->hi,
         };
-        d->plane(&a);
+        if (c->p.dilation[0] > 1) d->dilated(&a, c->p.dilation[0]);
+        else d->plane(&a);
         if (!d->fused) pthcv_act_row(a.out, plane_out, &c->p.act);
     }
 }
@@ -562,6 +565,7 @@ static int forward_depthwise(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, 
 {
     dw_ctx d = {.c = c, .x = x, .out = out, .res = res};
     d.plane = pthcv_dw_plane_for(pthcv_isa());
+    d.dilated = pthcv_dw_dilated_plane_for(pthcv_isa());
     d.fused = pthcv_act_bounds(&c->p.act, &d.lo, &d.hi);
     if (!d.fused) d.lo = -INFINITY, d.hi = INFINITY;
     atomic_init(&d.failed, 0);
@@ -699,7 +703,7 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
     int path = conv_path(c, oh, ow);
     PTHCV_PROFILE_LABEL("%s %lldx%lld/%d%s", c->depthwise ? "dwconv" : "conv", (long long)c->kh, (long long)c->kw,
                         c->p.stride[0],
-                        path == 'd'         ? ""
+                        path == 'd'         ? (c->p.dilation[0] > 1 ? " dilated" : "")
                             : path == 4     ? " winograd F(4,3)"
                             : path == 2     ? " winograd F(2,3)"
                             : c->groups > 1 ? " gemm grouped"

@@ -9,6 +9,9 @@
  * out[oy][ox] = clamp(bias + sum_{ky,kx} w[ky*kw + kx] * in[(oy*s + ky)*ldi + ox*s + kx]
  *                     + res[oy][ox], lo, hi)   (taps summed in (ky, kx) order)
  * Other activations are applied by the caller.
+ * The dilated kernels (pthcv_dw_dilated_plane_*) take the taps `dilation`
+ * apart: in[(oy*s + ky*d)*ldi + ox*s + kx*d], with ldi >= (ow - 1)*s +
+ * d*(kw - 1) + 1 + PTHCV_DW_SLACK; the others are these with d = 1.
  */
 #ifndef PTHCV_DWCONV_H
 #define PTHCV_DWCONV_H
@@ -36,17 +39,28 @@ void pthcv_dw_plane_neon(const pthcv_dw_args *a);
 /* The plane kernel of an instruction set (the scalar one for others). */
 void (*pthcv_dw_plane_for(int isa))(const pthcv_dw_args *);
 
-/* One output value, the reference formula; the SIMD kernels use it for the
- * columns left over after their vectors. */
-static inline float pthcv_dw_point(const pthcv_dw_args *a, int64_t oy, int64_t ox)
+void pthcv_dw_dilated_plane_scalar(const pthcv_dw_args *a, int dilation);
+void pthcv_dw_dilated_plane_avx2(const pthcv_dw_args *a, int dilation);
+void pthcv_dw_dilated_plane_avx512(const pthcv_dw_args *a, int dilation);
+void pthcv_dw_dilated_plane_neon(const pthcv_dw_args *a, int dilation);
+void (*pthcv_dw_dilated_plane_for(int isa))(const pthcv_dw_args *, int);
+
+/* One output value with taps d apart, the reference formula. */
+static inline float pthcv_dw_dilated_point(const pthcv_dw_args *a, int d, int64_t oy, int64_t ox)
 {
     float acc = a->bias;
     for (int ky = 0; ky < a->kh; ky++) {
-        const float *row = a->in + (oy * a->stride + ky) * a->ldi;
-        for (int kx = 0; kx < a->kw; kx++) acc += a->w[ky * a->kw + kx] * row[ox * a->stride + kx];
+        const float *row = a->in + (oy * a->stride + (int64_t)ky * d) * a->ldi;
+        for (int kx = 0; kx < a->kw; kx++) acc += a->w[ky * a->kw + kx] * row[ox * a->stride + (int64_t)kx * d];
     }
     if (a->res) acc += a->res[oy * a->ow + ox];
     return acc < a->lo ? a->lo : acc > a->hi ? a->hi : acc;
+}
+
+/* One output value, the reference formula. */
+static inline float pthcv_dw_point(const pthcv_dw_args *a, int64_t oy, int64_t ox)
+{
+    return pthcv_dw_dilated_point(a, 1, oy, ox);
 }
 
 #endif

@@ -3,7 +3,9 @@
  * columns per vector (the last, partial vector masked), taps unrolled for
  * the common 3x3 and 5x5 (the weights then stay in registers), other sizes
  * through the same loop with run-time bounds. Stride 2 loads 16 input
- * columns and keeps the even ones. Contract: dwconv.h.
+ * columns and keeps the even ones.
+ * Dilated convolution (pthcv_dw_dilated_plane_*) runs the same code with
+ * the taps dilation apart. Contract: dwconv.h.
  */
 #include "dwconv.h"
 #include <assert.h>
@@ -16,7 +18,8 @@ static inline __m256 load_even(const float *in)
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW, const int S)
+static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW, const int S,
+                                                          const int64_t D)
 {
     const __m256 lo = _mm256_set1_ps(a->lo), hi = _mm256_set1_ps(a->hi);
     /* the tap loops are unrolled on request: for 3x3 and 5x5 (KH, KW
@@ -33,10 +36,10 @@ static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, 
             __m256 acc = _mm256_set1_ps(a->bias);
 #pragma GCC unroll 5
             for (int ky = 0; ky < KH; ky++) {
-                const float *row = a->in + (oy * S + ky) * a->ldi + ox * S;
+                const float *row = a->in + (oy * S + ky * D) * a->ldi + ox * S;
 #pragma GCC unroll 5
                 for (int kx = 0; kx < KW; kx++)
-                    acc = _mm256_fmadd_ps(w[ky * KW + kx], S == 1 ? _mm256_loadu_ps(row + kx) : load_even(row + kx),
+                    acc = _mm256_fmadd_ps(w[ky * KW + kx], S == 1 ? _mm256_loadu_ps(row + kx * D) : load_even(row + kx * D),
                                           acc);
             }
             if (ox + 8 <= a->ow) {
@@ -51,12 +54,26 @@ static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, 
     }
 }
 
+/* the plane kernel for a's size and stride, taps D apart (D = 1 a constant
+ * in the plain kernel's copy) */
+static inline __attribute__((always_inline)) void run(const pthcv_dw_args *a, const int64_t D)
+{
+    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane(a, 3, 3, 1, D) : plane(a, 3, 3, 2, D);
+    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane(a, 5, 5, 1, D) : plane(a, 5, 5, 2, D);
+    else if (a->stride == 1) plane(a, a->kh, a->kw, 1, D);
+    else plane(a, a->kh, a->kw, 2, D);
+}
+
 void pthcv_dw_plane_avx2(const pthcv_dw_args *a)
 {
     assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
     assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
-    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane(a, 3, 3, 1) : plane(a, 3, 3, 2);
-    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane(a, 5, 5, 1) : plane(a, 5, 5, 2);
-    else if (a->stride == 1) plane(a, a->kh, a->kw, 1);
-    else plane(a, a->kh, a->kw, 2);
+    run(a, 1);
+}
+
+void pthcv_dw_dilated_plane_avx2(const pthcv_dw_args *a, int dilation)
+{
+    assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0 && dilation >= 1);
+    assert(a->ldi >= (a->ow - 1) * a->stride + (int64_t)dilation * (a->kw - 1) + 1 + PTHCV_DW_SLACK);
+    run(a, dilation);
 }

@@ -58,6 +58,29 @@ pthcv_tensor *quant_from_levels(pthcv_tensor *y, const pthcv_tensor *like);
 /* A new contiguous float32 tensor of that shape, data in *data. */
 pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data);
 
+/* Bilinear resizing row by row (ops_interp.c; pthcv_interpolate's rules
+ * and bits): the taps of an (H, W) -> (OH, OW) resize, and a task's two
+ * rows of horizontal taps for `group` planes (H * W apart), kept for the
+ * output rows that share them. ops_bilinear_row writes output row oh of
+ * the group starting at x to y, its planes' rows ystride apart. */
+typedef struct {
+    int64_t H, W, OH, OW;
+    int64_t *hidx, *widx; /* two per output row, per output column */
+    float *hlam, *wlam;
+} ops_bilinear;
+typedef struct {
+    float *t;
+    const float *tag[2]; /* the input row (of the group's first plane) each half of t holds */
+    int64_t group;
+} ops_bilinear_rows;
+int ops_bilinear_init(ops_bilinear *b, int64_t H, int64_t W, int64_t OH, int64_t OW, int align_corners,
+                      double scale_h, double scale_w);
+void ops_bilinear_free(ops_bilinear *b);
+int ops_bilinear_rows_init(ops_bilinear_rows *r, const ops_bilinear *b, int64_t group); /* 0: out of memory */
+void ops_bilinear_rows_free(ops_bilinear_rows *r);
+void ops_bilinear_row(const ops_bilinear *b, ops_bilinear_rows *r, const float *x, int64_t oh, float *y,
+                      int64_t ystride);
+
 /* (Shapes into a buffer: pthcv_format_dims, internal.h.) */
 /* The shape of t, in a per-thread rotating buffer (four at a time), for
  * messages naming several shapes. */

@@ -108,32 +108,48 @@ done:
 
 /* ---- nms ------------------------------------------------------------------------- */
 
+/* Boxes j in [from, n) of the visiting order: suppressed[j] set where
+ * IoU(box i, box j) > threshold, with torchvision's float32 operations in
+ * its order (the boxes as columns x1, y1, x2, y2, area of n floats each).
+ * torchvision skips boxes already suppressed; computing them too changes
+ * nothing, and lets the loop run in vectors. (double)ovr > threshold is
+ * ovr > below, below the largest float <= threshold. */
+PTHCV_SIMD
+static void suppress_after(const float *cols, int64_t n, int64_t i, int64_t from, float below, uint8_t *suppressed)
+{
+    const float *x1 = cols, *y1 = cols + n, *x2 = cols + 2 * n, *y2 = cols + 3 * n, *area = cols + 4 * n;
+    float px1 = x1[i], py1 = y1[i], px2 = x2[i], py2 = y2[i], pa = area[i];
+    for (int64_t j = from; j < n; j++) {
+        float xx1 = px1 > x1[j] ? px1 : x1[j], yy1 = py1 > y1[j] ? py1 : y1[j];
+        float xx2 = px2 < x2[j] ? px2 : x2[j], yy2 = py2 < y2[j] ? py2 : y2[j];
+        float w = xx2 - xx1, h = yy2 - yy1;
+        w = 0.0f > w ? 0.0f : w; /* std::max(0, w): NaN stays NaN */
+        h = 0.0f > h ? 0.0f : h;
+        float inter = w * h;
+        float ovr = inter / (pa + area[j] - inter);
+        suppressed[j] |= (uint8_t)(ovr > below);
+    }
+}
+
 /* torchvision's CPU nms over boxes b[0..n) (already offset for batched
  * use) visited in `order`; kept indices (into b) go to keep, their count
- * is returned. suppressed: n zeroed bytes of scratch. */
+ * is returned. suppressed: n zeroed bytes of scratch (by visiting
+ * position); cols: 5n floats of scratch. */
 static int64_t nms_run(const float *b, const int64_t *order, int64_t n, double threshold, uint8_t *suppressed,
-                       float *areas, int64_t *keep)
+                       float *cols, int64_t *keep)
 {
-    for (int64_t i = 0; i < n; i++) areas[i] = (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
+    for (int64_t o = 0; o < n; o++) {
+        const float *p = b + 4 * order[o];
+        for (int k = 0; k < 4; k++) cols[k * n + o] = p[k];
+        cols[4 * n + o] = (p[2] - p[0]) * (p[3] - p[1]);
+    }
+    float below = (float)threshold;
+    if ((double)below > threshold) below = nextafterf(below, -INFINITY);
     int64_t kept = 0;
     for (int64_t oi = 0; oi < n; oi++) {
-        int64_t i = order[oi];
-        if (suppressed[i]) continue;
-        keep[kept++] = i;
-        const float *p = b + 4 * i;
-        for (int64_t oj = oi + 1; oj < n; oj++) {
-            int64_t j = order[oj];
-            if (suppressed[j]) continue;
-            const float *q = b + 4 * j;
-            float xx1 = p[0] > q[0] ? p[0] : q[0], yy1 = p[1] > q[1] ? p[1] : q[1];
-            float xx2 = p[2] < q[2] ? p[2] : q[2], yy2 = p[3] < q[3] ? p[3] : q[3];
-            float w = xx2 - xx1, h = yy2 - yy1;
-            w = 0.0f > w ? 0.0f : w; /* std::max(0, w): NaN stays NaN */
-            h = 0.0f > h ? 0.0f : h;
-            float inter = w * h;
-            float ovr = inter / (areas[i] + areas[j] - inter);
-            if ((double)ovr > threshold) suppressed[j] = 1;
-        }
+        if (suppressed[oi]) continue;
+        keep[kept++] = order[oi];
+        suppress_after(cols, n, oi, oi + 1, below, suppressed);
     }
     return kept;
 }
@@ -152,7 +168,7 @@ typedef struct {
     ops_ranked *ranked;
     int64_t *order, *keep;
     uint8_t *suppressed;
-    float *areas;
+    float *cols; /* 5 floats a box */
 } nms_scratch;
 
 static int scratch_alloc(nms_scratch *s, int64_t n, const char *fn)
@@ -162,8 +178,8 @@ static int scratch_alloc(nms_scratch *s, int64_t n, const char *fn)
     s->order = malloc(k * sizeof *s->order);
     s->keep = malloc(k * sizeof *s->keep);
     s->suppressed = calloc(k, 1);
-    s->areas = malloc(k * sizeof *s->areas);
-    if (s->ranked && s->order && s->keep && s->suppressed && s->areas) return 1;
+    s->cols = malloc(5 * k * sizeof *s->cols);
+    if (s->ranked && s->order && s->keep && s->suppressed && s->cols) return 1;
     pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory for %lld boxes", fn, (long long)n);
     return 0;
 }
@@ -174,7 +190,7 @@ static void scratch_free(nms_scratch *s)
     free(s->order);
     free(s->keep);
     free(s->suppressed);
-    free(s->areas);
+    free(s->cols);
 }
 
 static pthcv_tensor *check_scores(pthcv_tensor *scores, int64_t n, const char *fn, const float **data)
@@ -196,7 +212,7 @@ pthcv_tensor *pthcv_nms(pthcv_tensor *boxes, pthcv_tensor *scores, double iou_th
     if (sc && scratch_alloc(&w, bc->shape[0], fn)) {
         int64_t n = bc->shape[0];
         sort_order(s, n, 1, w.ranked, w.order);
-        int64_t kept = nms_run(b, w.order, n, iou_threshold, w.suppressed, w.areas, w.keep);
+        int64_t kept = nms_run(b, w.order, n, iou_threshold, w.suppressed, w.cols, w.keep);
         out = index_tensor(w.keep, kept);
     }
     scratch_free(&w);
@@ -219,7 +235,7 @@ static int64_t batched_offset(const float *b, const float *s, const int64_t *idx
         for (int k = 0; k < 4; k++) moved[4 * i + k] = b[4 * i + k] + off;
     }
     sort_order(s, n, 1, w->ranked, w->order);
-    return nms_run(moved, w->order, n, thr, w->suppressed, w->areas, w->keep);
+    return nms_run(moved, w->order, n, thr, w->suppressed, w->cols, w->keep);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -259,7 +275,7 @@ static int64_t batched_vanilla(const float *b, const float *s, const int64_t *id
             }
         memset(w->suppressed, 0, (size_t)m);
         sort_order(sub_scores, m, 1, w->ranked, w->order);
-        int64_t k = nms_run(sub, w->order, m, thr, w->suppressed, w->areas, w->keep);
+        int64_t k = nms_run(sub, w->order, m, thr, w->suppressed, w->cols, w->keep);
         for (int64_t j = 0; j < k; j++) kept_mask[members[w->keep[j]]] = 1;
     }
     total = 0;

@@ -10,12 +10,19 @@
  * 3. the torch orders: the unstable sort is a permutation in
  *    non-increasing order, top-k's first k are the k largest;
  * 4. every kernel with 1 and with 3 threads: the same bits;
- * 5. argument errors named in the message.
+ * 5. argument errors named in the message;
+ * 6. class_map (ops_segment.c) against a per-pixel reference with the same
+ *    float operations (the same bits), at 1, 2 and 3 threads, on odd sizes,
+ *    ties, NaN and -inf; with a size, the class map of interpolate's output;
+ * 7. bilinear interpolate (ops_interp.c, its rows of horizontal taps kept
+ *    for the output rows that share them) against the formula per output
+ *    value: the same bits, up- and downscales, at 1, 2 and 3 threads.
  * torchvision's own answers are checked by spec/ops_spec.lua. Ends with
  * "N passed, N failed"; exit status 1 if anything failed.
  */
 #include "internal.h"
 #include "kernels/ops_order.h"
+#include "kernels/vmath.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,6 +303,153 @@ static void test_threads_masks(void)
     pthcv_tensor_release(maps);
 }
 
+/* ---- class_map ------------------------------------------------------------------- */
+/* pixel i of logits [C, plane]: the first largest index (NaN the largest),
+ * and 1 / sum exp(x - max) in channel order */
+static void class_ref(const float *x, int64_t C, int64_t plane, int64_t i, uint8_t *cls, float *score)
+{
+    float best = x[i];
+    int k = 0;
+    for (int64_t c = 1; c < C; c++) {
+        float v = x[c * plane + i];
+        if (v > best || (isnan(v) && !isnan(best))) best = v, k = (int)c;
+    }
+    float sum = 0.0f;
+    for (int64_t c = 0; c < C; c++) sum += vm_exp(x[c * plane + i] - best);
+    *cls = (uint8_t)k, *score = 1.0f / sum;
+}
+
+static void test_class_map(void)
+{
+    static const int64_t sizes[][3] = {{1, 1, 1},  {3, 1, 7},   {7, 3, 7},    {17, 17, 33},
+                                       {21, 23, 45}, {33, 16, 16}, {256, 5, 61}, {2, 40, 41}};
+    for (size_t n = 0; n < sizeof sizes / sizeof *sizes; n++) {
+        int64_t C = sizes[n][0], H = sizes[n][1], W = sizes[n][2], plane = H * W;
+        int64_t shape[4] = {1, C, H, W};
+        pthcv_tensor *x = new_f32(4 - (int)(n % 2), shape + n % 2); /* [C, H, W] and [1, C, H, W] */
+        float *xd = fdata(x);
+        for (int64_t i = 0; i < x->numel; i++) xd[i] = (float)((int)(urand() * 9) - 4) * 1.5f; /* ties */
+        if (plane > 5) xd[3] = NAN, xd[(C - 1) * plane + 5] = NAN, xd[4] = -INFINITY;
+        pthcv_tensor *cls[3], *sc[3];
+        for (int t = 0; t < 3; t++) {
+            pthcv_set_num_threads(t + 1);
+            cls[t] = pthcv_class_map(x, 0, 0, &sc[t]);
+            CHECK(cls[t] && sc[t], "class_map [%lld, %lld, %lld]: %s", (long long)C, (long long)H, (long long)W,
+                  pthcv_last_error());
+        }
+        if (!cls[0] || !sc[0]) continue;
+        CHECK(cls[0]->dtype == PTHCV_UINT8 && cls[0]->ndim == 2 && cls[0]->shape[0] == H && cls[0]->shape[1] == W &&
+                  sc[0]->ndim == 2 && sc[0]->shape[0] == H && sc[0]->shape[1] == W,
+              "class_map C=%lld: shapes", (long long)C);
+        int64_t wrong = 0;
+        const uint8_t *cd = pthcv_tensor_data(cls[0]);
+        const float *sd = fdata(sc[0]);
+        for (int64_t i = 0; i < plane; i++) {
+            uint8_t k;
+            float s;
+            class_ref(xd, C, plane, i, &k, &s);
+            if (cd[i] != k || memcmp(&sd[i], &s, sizeof s) != 0) wrong++;
+        }
+        CHECK(wrong == 0, "class_map [%lld, %lld, %lld]: %lld pixels differ from the reference", (long long)C,
+              (long long)H, (long long)W, (long long)wrong);
+        if (plane > 5) CHECK(cd[3] == 0 && isnan(sd[3]), "class_map C=%lld: NaN is the largest", (long long)C);
+        for (int t = 1; t < 3; t++)
+            CHECK(same_bits(cls[0], cls[t]) && same_bits(sc[0], sc[t]), "class_map C=%lld: 1 and %d threads differ",
+                  (long long)C, t + 1);
+        for (int t = 0; t < 3; t++) pthcv_tensor_release(cls[t]), pthcv_tensor_release(sc[t]);
+        pthcv_tensor_release(x);
+    }
+    pthcv_set_num_threads(2);
+}
+
+/* ---- bilinear interpolate ------------------------------------------------------------ */
+/* torch's source taps of output o (ops_interp.c's header) */
+static void ref_taps(int64_t in, int64_t out, int align_corners, int64_t o, int64_t *i0, int64_t *i1, float *l0,
+                     float *l1)
+{
+    float scale = align_corners ? (out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f) : (float)in / (float)out;
+    double src = align_corners ? (double)scale * (double)o : (double)scale * ((double)o + 0.5) - 0.5;
+    if (src < 0.0) src = 0.0;
+    *i0 = (int64_t)src;
+    double l = src - (double)*i0;
+    l = l < 0.0 ? 0.0 : l > 1.0 ? 1.0 : l;
+    *i1 = *i0 + (*i0 < in - 1 ? 1 : 0);
+    *l0 = (float)(1.0 - l), *l1 = (float)l;
+}
+
+static void test_interpolate(void)
+{
+    static const int64_t cases[][5] = {/* planes, H, W, OH, OW */
+                                       {1, 1, 1, 7, 5},     {3, 7, 9, 57, 71},  {21, 65, 65, 520, 520},
+                                       {3, 48, 64, 32, 31}, {2, 17, 33, 5, 3},  {5, 9, 4, 9, 13},
+                                       {7, 3, 1, 17, 1},    {1, 33, 17, 34, 18}};
+    for (size_t n = 0; n < sizeof cases / sizeof *cases; n++) {
+        const int64_t *k = cases[n];
+        int64_t xs[3] = {k[0], k[1], k[2]};
+        pthcv_tensor *x = new_f32(3, xs);
+        float *xd = fdata(x);
+        for (int64_t i = 0; i < x->numel; i++) xd[i] = (float)(urand() * 4 - 2);
+        for (int ac = 0; ac < 2; ac++) {
+            pthcv_tensor *y[3];
+            for (int t = 0; t < 3; t++) {
+                pthcv_set_num_threads(t + 1);
+                y[t] = pthcv_interpolate(x, (int32_t)k[3], (int32_t)k[4], PTHCV_INTERP_BILINEAR, ac, 0, 0);
+                CHECK(y[t] != NULL, "interpolate case %zu: %s", n, pthcv_last_error());
+            }
+            if (!y[0] || !y[1] || !y[2]) continue;
+            int64_t wrong = 0;
+            const float *yd = fdata(y[0]);
+            for (int64_t p = 0; p < k[0]; p++)
+                for (int64_t oh = 0; oh < k[3]; oh++)
+                    for (int64_t ow = 0; ow < k[4]; ow++) {
+                        int64_t h0, h1, w0, w1;
+                        float a0, a1, b0, b1;
+                        ref_taps(k[1], k[3], ac, oh, &h0, &h1, &a0, &a1);
+                        ref_taps(k[2], k[4], ac, ow, &w0, &w1, &b0, &b1);
+                        const float *r0 = xd + (p * k[1] + h0) * k[2], *r1 = xd + (p * k[1] + h1) * k[2];
+                        float t0 = r0[w0] * b0 + r0[w1] * b1, t1 = r1[w0] * b0 + r1[w1] * b1;
+                        float want = t0 * a0 + t1 * a1, got = yd[(p * k[3] + oh) * k[4] + ow];
+                        if (memcmp(&want, &got, sizeof want) != 0) wrong++;
+                    }
+            CHECK(wrong == 0, "interpolate case %zu align_corners %d: %lld values differ from the formula", n, ac,
+                  (long long)wrong);
+            CHECK(same_bits(y[0], y[1]) && same_bits(y[0], y[2]), "interpolate case %zu: 1, 2, 3 threads differ", n);
+            for (int t = 0; t < 3; t++) pthcv_tensor_release(y[t]);
+        }
+        pthcv_tensor_release(x);
+    }
+    pthcv_set_num_threads(2);
+}
+
+/* class_map with a size: the class map of interpolate's output, the same bits */
+static void test_class_map_resized(void)
+{
+    static const int64_t cases[][5] = {/* C, H, W, OH, OW */
+                                       {21, 65, 65, 520, 520}, {3, 7, 9, 57, 71}, {17, 33, 17, 5, 3}, {5, 6, 7, 6, 7},
+                                       {1, 1, 1, 7, 5},        {7, 16, 16, 17, 300}, {2, 9, 4, 9, 4}};
+    for (size_t n = 0; n < sizeof cases / sizeof *cases; n++) {
+        const int64_t *k = cases[n];
+        int64_t xs[4] = {1, k[0], k[1], k[2]};
+        pthcv_tensor *x = new_f32(4, xs);
+        for (int64_t i = 0; i < x->numel; i++) fdata(x)[i] = (float)((int)(urand() * 9) - 4) * 1.5f;
+        pthcv_tensor *big = pthcv_interpolate(x, (int32_t)k[3], (int32_t)k[4], PTHCV_INTERP_BILINEAR, 0, 0, 0), *ws;
+        pthcv_tensor *want = big ? pthcv_class_map(big, 0, 0, &ws) : NULL;
+        CHECK(want != NULL, "class_map resized case %zu: %s", n, pthcv_last_error());
+        for (int t = 1; want && t <= 3; t++) {
+            pthcv_set_num_threads(t);
+            pthcv_tensor *gs, *got = pthcv_class_map(x, (int32_t)k[3], (int32_t)k[4], &gs);
+            CHECK(got && same_bits(got, want) && same_bits(gs, ws),
+                  "class_map resized case %zu, %d threads: differs from the class map of interpolate's output", n, t);
+            pthcv_tensor_release(got);
+            pthcv_tensor_release(gs);
+        }
+        if (want) pthcv_tensor_release(want), pthcv_tensor_release(ws);
+        pthcv_tensor_release(big);
+        pthcv_tensor_release(x);
+    }
+    pthcv_set_num_threads(2);
+}
+
 static void expect_error(pthcv_tensor *t, const char *what)
 {
     CHECK(!t && strstr(pthcv_last_error(), what), "expected an error with \"%s\", got \"%s\"", what,
@@ -321,6 +475,14 @@ static void test_errors(void)
     expect_error(pthcv_topk_indices(scores, 3), "k = 3 is out of range for 2 values");
     double w[4] = {1, 1, 1, 1};
     expect_error(pthcv_box_decode(bad, boxes, w, 4.0), "rel_codes must be [N, 4k], got [3, 3]");
+    int64_t wide[3] = {257, 2, 2}, two[4] = {2, 3, 2, 2};
+    pthcv_tensor *many = new_f32(3, wide), *batch = new_f32(4, two);
+    expect_error(pthcv_class_map(many, 0, 0, NULL), "257 classes do not fit the uint8 class map (at most 256)");
+    expect_error(pthcv_class_map(batch, 0, 0, NULL), "logits must be [C, H, W] or [1, C, H, W] with C >= 1, got [2, 3, 2, 2]");
+    expect_error(pthcv_class_map(ints, 0, 0, NULL), "logits must be float32, got int64");
+    expect_error(pthcv_class_map(x, 5, 0, NULL), "the output size (5, 0) must be positive, or (0, 0)");
+    pthcv_tensor_release(many);
+    pthcv_tensor_release(batch);
     pthcv_tensor *all[] = {bad, boxes, scores, rois, x, ints};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pthcv_tensor_release(all[i]);
 }
@@ -331,6 +493,9 @@ int main(void)
     test_orders();
     test_roi();
     test_threads_masks();
+    test_class_map();
+    test_interpolate();
+    test_class_map_resized();
     test_errors();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

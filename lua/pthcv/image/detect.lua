@@ -21,6 +21,8 @@
 --   opts: resize (520: the shorter side the model sees, as torchvision's
 --   weights' preset; false: the image's own size), mean, std (ImageNet's),
 --   labels (default VOC's 21).
+local ffi = require "ffi"
+local core = require "pthcv.core"
 local Tensor = require "pthcv.tensor"
 local image = require "pthcv.image"
 local F = require "pthcv.nn.functional"
@@ -118,23 +120,17 @@ end
 -- ---- segmentation -------------------------------------------------------------------------------
 local IMAGENET_MEAN, IMAGENET_STD = { 0.485, 0.456, 0.406 }, { 0.229, 0.224, 0.225 }
 
--- logits [1, C, h, w] -> classes uint8 [h, w], probabilities float32 [h, w]
-local function argmax_softmax(logits)
-  local c = logits:contiguous()
-  local C, H, W = c.shape[2], c.shape[3], c.shape[4]
-  local classes, scores = Tensor.zeros({ H, W }, "uint8"), Tensor.zeros({ H, W }, "float32")
-  local p, cp, sp, plane = c:data(), classes:data(), scores:data(), H * W
-  for i = 0, plane - 1 do
-    local best, bi = p[i], 0
-    for k = 1, C - 1 do
-      local v = p[k * plane + i]
-      if v > best then best, bi = v, k end
-    end
-    local sum = 0
-    for k = 0, C - 1 do sum = sum + math.exp(p[k * plane + i] - best) end
-    cp[i], sp[i] = bi, 1 / sum
-  end
-  return classes, scores
+-- class_map(logits [1, C, h, w] or [C, h, w], C <= 256 [, H, W]) ->
+-- classes uint8 (the argmax over the channels, as torch.argmax),
+-- probabilities float32 (its softmax probability), [h, w] or, given a
+-- size, of the logits resized to [H, W] (bilinear, align_corners false,
+-- F.interpolate's values) without making that tensor; ops_segment.c
+function M.class_map(logits, H, W)
+  if not Tensor.is(logits) then error("pthcv: class_map: the logits are a Tensor, got " .. type(logits), 2) end
+  local scores = ffi.new("pthcv_tensor *[1]")
+  local classes = core.C.pthcv_class_map(logits.ct, H or 0, W or 0, scores)
+  if classes == nil then core.fail("segment") end
+  return Tensor.wrap(classes, true), Tensor.wrap(scores[0], true)
 end
 
 function M.segment(model, img, opts)
@@ -148,19 +144,27 @@ function M.segment(model, img, opts)
                               mean = opts.mean or IMAGENET_MEAN, std = opts.std or IMAGENET_STD })
   util.span("preprocess", t0)
   t0 = util.now()
-  local out = model(x).out
-  util.span("network", t0)
-  if out.shape[3] ~= H or out.shape[4] ~= W then
-    out = F.interpolate(out, { size = { H, W }, mode = "bilinear", align_corners = false })
+  -- pthcv's own models give their logits before the last upsampling (to
+  -- x's size), which class_map then does with the classing; as F.interpolate
+  -- would, and to the image's size through x's as model(x).out would go
+  local out, resized, h, w = nil, nil, x.shape[3], x.shape[4]
+  if type(model.logits) == "function" then
+    out, resized = model:logits(x), true
+    if h ~= H or w ~= W then out = F.interpolate(out, { size = { h, w }, mode = "bilinear", align_corners = false }) end
+  else
+    out = model(x).out
+    resized = out.shape[3] ~= H or out.shape[4] ~= W
   end
-  local classes, scores = argmax_softmax(out)
+  util.span("network", t0)
+  local classes, scores = M.class_map(out, resized and H or nil, resized and W or nil)
   local labels = M.label_names(opts.labels, names.voc)
-  local counts = {}
+  local counts = ffi.new("int64_t[256]")
   local cp = classes:data()
-  for i = 0, H * W - 1 do counts[cp[i]] = (counts[cp[i]] or 0) + 1 end
+  for i = 0, H * W - 1 do counts[cp[i]] = counts[cp[i]] + 1 end
   local present = {}
   for id = 0, 255 do
-    if counts[id] then present[#present + 1] = { label = id, name = labels[id] or ("class " .. id), pixels = counts[id] } end
+    local n = tonumber(counts[id])
+    if n > 0 then present[#present + 1] = { label = id, name = labels[id] or ("class " .. id), pixels = n } end
   end
   table.sort(present, function(a, b) return a.pixels > b.pixels end)
   return { classes = classes, scores = scores, present = present, size = { W, H } }

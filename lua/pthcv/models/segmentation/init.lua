@@ -41,6 +41,12 @@ local function simple_model(name)
     if self.aux_classifier then result.aux = upsample(self.aux_classifier(named.aux), H, W) end
     return result
   end
+  -- forward(x).out before its upsampling to x's size (pthcv.segment
+  -- resizes and classes the pixels in one step)
+  function cls:logits(x)
+    local feats = self.backbone(x)
+    for i, n in ipairs(feats.names) do if n == "out" then return self.classifier(feats[i]) end end
+  end
   return cls
 end
 M.FCN = simple_model("FCN")
@@ -53,10 +59,14 @@ function LRASPP:__init(backbone, low_channels, high_channels, num_classes, inter
   self.classifier = heads.LRASPPHead(low_channels, high_channels, num_classes, inter_channels or 128)
 end
 function LRASPP:forward(x)
+  return { out = upsample(self:logits(x), x.shape[3], x.shape[4]) }
+end
+-- forward(x).out before its upsampling to x's size
+function LRASPP:logits(x)
   local feats = self.backbone(x)
   local named = {}
   for i, n in ipairs(feats.names) do named[n] = feats[i] end
-  return { out = upsample(self.classifier(named.low, named.high), x.shape[3], x.shape[4]) }
+  return self.classifier(named.low, named.high)
 end
 
 local defaults = { num_classes = 21, aux_loss = false }
