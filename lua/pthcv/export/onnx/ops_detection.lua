@@ -47,22 +47,23 @@ local refuse = graph.refuse
 local K = evaluate.kernels
 local detections_per_class_nms
 local M = { OPSET = 11 }
-local POSTPROCESS = "the SSD's post-processing (ops_detection.lua)" -- where its nodes are, for messages
+local POSTPROCESS = "the detector's post-processing (ops_detection.lua, ops_onestage.lua)" -- where its nodes are, for messages
 
-local DETECTORS = { FasterRCNN = true, MaskRCNN = true, KeypointRCNN = true, RetinaNet = true, FCOS = true }
+local DETECTORS = { FasterRCNN = true, MaskRCNN = true, KeypointRCNN = true }
+local ONE_STAGE = { SSD = true, RetinaNet = true, FCOS = true } -- exported here
 
 -- Whether m is a detector this module exports (SSD), refusing the others
 -- (and o.no_postprocess for a model that is no detector).
 function M.handles(m, o)
   local name = m.typename and m:typename()
-  if name == "SSD" then return true end
+  if ONE_STAGE[name] then return true end
   if o and o.no_postprocess and not DETECTORS[name] then
-    refuse("--no-postprocess is for the SSD detectors; " .. tostring(name) .. " has no post-processing to leave out")
+    refuse("--no-postprocess is for the SSD, RetinaNet and FCOS detectors; " .. tostring(name) .. " has no post-processing to leave out")
   end
   if DETECTORS[name] then
-    refuse(name .. ": ONNX export of this detector is not written yet (its region proposals and RoIAlign over "
-           .. "FPN levels, or its per-level top-k, have no traced form); pthcv exports the SSD detectors "
-           .. "(ssdlite320_mobilenet_v3_large, ssd300_vgg16) and the segmentation models")
+    refuse(name .. ": ONNX export of the two-stage detectors is not written yet (the region proposals, "
+           .. "MultiScaleRoIAlign's RoiAlign per FPN level and the box head over the proposals are not written as "
+           .. "ONNX nodes); pthcv exports the SSD, RetinaNet and FCOS detectors and the segmentation models")
   end
   return false
 end
@@ -71,9 +72,10 @@ end
 -- (format: "Caffe"), naming what to do instead.
 function M.refuse_format(m, format)
   local name = m.typename and m:typename()
-  if name == "SSD" or DETECTORS[name] then
+  if ONE_STAGE[name] or DETECTORS[name] then
     refuse(string.format("%s: %s has no form of a detector's post-processing (NMS): export ONNX (-o OUT.onnx; "
-                         .. "--no-postprocess for the network alone, for the SSD detectors)", name, format))
+                         .. "--no-postprocess for the network alone, for the SSD, RetinaNet and FCOS detectors)",
+                         name, format))
   end
 end
 
@@ -181,7 +183,14 @@ local function postprocess(g, d, A, C, ratio)
   local cls = g:op("Reshape", { g:op("Gather", { sel, g:ints({ 0 }, "columns") }, { { "axis", "int", 1 } }),
                                 g:ints({ -1 }, "shape") })
   local sel_labels = g:op("Add", { cls, g:constant({ 1 }, "int64", { 1 }, "background") })
-  local n = g:op("ReduceMin", { g:op("Concat", { g:op("Shape", { sel_scores }), g:ints({ d.detections_per_img },
+  M.finish(g, d.detections_per_img, sel_boxes, sel_labels, sel_scores, ratio)
+end
+
+-- the detections_per_img best of the kept candidates by score, boxes
+-- scaled from the resized image to the input's size (ratio {h, w}):
+-- g's outputs boxes, labels, scores
+function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, ratio)
+  local n = g:op("ReduceMin", { g:op("Concat", { g:op("Shape", { sel_scores }), g:ints({ detections_per_img },
                                                                                        "detections_per_img") },
                                      { { "axis", "int", 0 } }) }, { { "keepdims", "int", 1 } })
   local order = g:fresh("t")
@@ -356,27 +365,45 @@ end
 -- The ONNX model of the SSD m and info, as onnx.build (init.lua) returns.
 function M.build(onnx, m, o)
   local opset = o.opset or onnx.OPSET
-  if o.dynamic and #o.dynamic > 0 then refuse("SSD: --dynamic: the default boxes are constants of the input's size") end
-  if o.half then refuse("SSD: --half is not written for detectors") end
-  if o.input_names or o.output_names then refuse("SSD: the detector's names are input, boxes, labels and scores") end
+  local name = m:typename()
+  local ssd = name == "SSD"
+  if o.dynamic and #o.dynamic > 0 then
+    refuse(name .. ": --dynamic: the " .. (ssd and "default boxes" or "anchors") .. " are constants of the input's size")
+  end
+  if o.half then refuse(name .. ": --half is not written for detectors") end
+  if o.input_names or o.output_names then refuse(name .. ": the detector's names are input, boxes, labels and scores") end
   if not o.no_postprocess and opset < M.OPSET then
-    refuse(string.format("SSD at opset %d: the post-processing reads the kept boxes with GatherND, which is opset "
-                         .. "11 (use --opset 11 or later, or --no-postprocess)", opset))
+    refuse(string.format("%s at opset %d: the post-processing %s, which is opset 11 (use --opset 11 or later, or "
+                         .. "--no-postprocess)", name, opset,
+                         ssd and "reads the kept boxes with GatherND" or "compares int64 labels with Equal"))
   end
   local x = o.input
   if not Tensor.is(x) then x = Tensor.rand(x or { 1, 3, 320, 320 }, { seed = o.seed or 0 }) end
   if x.ndim == 3 then x = x:unsqueeze(1):contiguous() end -- one picture [3, H, W], as pthcv.detect takes it
   if x.ndim ~= 4 or x.shape[1] ~= 1 or x.shape[2] ~= 3 then
-    refuse("SSD: the input is one RGB image [1, 3, H, W] in 0..1, not [" .. table.concat(x.shape, ", ") .. "]")
+    refuse(name .. ": the input is one RGB image [1, 3, H, W] in 0..1, not [" .. table.concat(x.shape, ", ") .. "]")
   end
   local size = { x.shape[3], x.shape[4] }
-  local wrapper = M.wrap(m, x, o.no_postprocess)
-  local names = o.no_postprocess and { "bbox_regression", "cls_logits" } or { "raw_boxes", "raw_scores" }
+  local onestage = not ssd and require "pthcv.export.onnx.ops_onestage"
+  local wrapper, names
+  if ssd then
+    wrapper = M.wrap(m, x, o.no_postprocess)
+    names = o.no_postprocess and { "bbox_regression", "cls_logits" } or { "raw_boxes", "raw_scores" }
+  else
+    wrapper, names = onestage.wrap(m, x, o.no_postprocess)
+  end
   local t = onnx.trace(wrapper, { input = x, opset = opset, output_names = names })
   local g = t.g
   local ok, res = pcall(function()
-    local A, C = wrapper.anchors.shape[1], m.head.classification_head.num_columns
-    if not o.no_postprocess then postprocess(g, m, A, C, { size[1] / wrapper.out_h, size[2] / wrapper.out_w }) end
+    local ratio = { size[1] / wrapper.out_h, size[2] / wrapper.out_w }
+    if o.no_postprocess then -- nothing to add
+    elseif ssd then
+      postprocess(g, m, wrapper.anchors.shape[1], m.head.classification_head.num_columns, ratio)
+    else
+      g.where, g.op_name = POSTPROCESS, "postprocess"
+      local b, l, s = onestage.postprocess(g, m, wrapper)
+      M.finish(g, m.o.detections_per_img, b, l, s, ratio)
+    end
     lower.run(g, opset)
     local info = { opset = opset, warnings = {}, anchors = o.no_postprocess and wrapper.anchors or nil }
     evaluate.check(g, { input = x }, g.refs)
@@ -402,7 +429,7 @@ function M.build(onnx, m, o)
       outputs[i] = { name = out.name, shape = out.shape }
     end
     local nodes, inits = g:to_proto()
-    local pb = proto.model({ name = o.name or "SSD", nodes = nodes, initializers = inits, inputs = vi_in,
+    local pb = proto.model({ name = o.name or name, nodes = nodes, initializers = inits, inputs = vi_in,
                              outputs = vi_out },
                            { ir_version = onnx.IR_VERSIONS[opset], opset = opset,
                              producer_version = require("pthcv").version })
