@@ -47,10 +47,10 @@ local refuse = graph.refuse
 local K = evaluate.kernels
 local detections_per_class_nms
 local M = { OPSET = 11 }
-local POSTPROCESS = "the detector's post-processing (ops_detection.lua, ops_onestage.lua)" -- where its nodes are, for messages
+local POSTPROCESS = "the detector's post-processing" -- where its nodes are, for messages (ops_rcnn.lua's too)
 
-local DETECTORS = { FasterRCNN = true, MaskRCNN = true, KeypointRCNN = true }
-local ONE_STAGE = { SSD = true, RetinaNet = true, FCOS = true } -- exported here
+local DETECTORS = { MaskRCNN = true, KeypointRCNN = true }
+local ONE_STAGE = { SSD = true, RetinaNet = true, FCOS = true, FasterRCNN = true } -- exported here
 
 -- Whether m is a detector this module exports (SSD), refusing the others
 -- (and o.no_postprocess for a model that is no detector).
@@ -351,6 +351,8 @@ local function per_class_nms(boxes, scores, labels, iou)
   return Tensor.from_table(kept, "int64")
 end
 
+M.per_class_nms = per_class_nms
+
 -- The SSD's own detections on x [1, 3, H, W] with NMS per class (the
 -- graph's), for the check before writing.
 detections_per_class_nms = function(m, x)
@@ -384,7 +386,12 @@ function M.build(onnx, m, o)
     refuse(name .. ": the input is one RGB image [1, 3, H, W] in 0..1, not [" .. table.concat(x.shape, ", ") .. "]")
   end
   local size = { x.shape[3], x.shape[4] }
-  local onestage = not ssd and require "pthcv.export.onnx.ops_onestage"
+  local rcnn = name == "FasterRCNN"
+  if rcnn and o.no_postprocess then
+    refuse("FasterRCNN: --no-postprocess: the box head runs on the region proposals, which the post-processing "
+           .. "of the RPN makes")
+  end
+  local onestage = not ssd and require(rcnn and "pthcv.export.onnx.ops_rcnn" or "pthcv.export.onnx.ops_onestage")
   local wrapper, names
   if ssd then
     wrapper = M.wrap(m, x, o.no_postprocess)
@@ -402,8 +409,9 @@ function M.build(onnx, m, o)
     else
       g.where, g.op_name = POSTPROCESS, "postprocess"
       local b, l, s = onestage.postprocess(g, m, wrapper)
-      M.finish(g, m.o.detections_per_img, b, l, s, ratio)
+      M.finish(g, rcnn and m.roi_heads.detections_per_img or m.o.detections_per_img, b, l, s, ratio)
     end
+    if rcnn then onestage.set_opset(g, opset) end
     lower.run(g, opset)
     local info = { opset = opset, warnings = {}, anchors = o.no_postprocess and wrapper.anchors or nil }
     evaluate.check(g, { input = x }, g.refs)

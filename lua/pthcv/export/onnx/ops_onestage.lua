@@ -30,11 +30,13 @@ local F = nn.F
 local M = {}
 
 local OneStageExport = nn.class("OneStageExport")
+M.OneStageExport = OneStageExport
 -- detector: RetinaNet or FCOS; size {h, w}: the input image's
 function OneStageExport:__init(detector, size, no_postprocess)
   local d = detector
   self.detector, self.no_postprocess = d, no_postprocess
   self.fcos = d:typename() == "FCOS"
+  self.anchor_generator, self.box_coder = d.anchor_generator, d.box_coder
   local t = d.transform
   self.out_h, self.out_w = t:resized_size(size[1], size[2])
   local div = t.size_divisible
@@ -53,7 +55,7 @@ function OneStageExport:batch(x)
 end
 
 -- the anchors of the padded batch and the anchors per level (as
--- retinanet.forward computes them)
+-- retinanet.forward computes them) from the maps {[1, ., H, W], ...} of the levels
 function OneStageExport:set_anchors(features)
   local grids, per_level, total = {}, {}, 0
   for i, f in ipairs(features) do
@@ -61,7 +63,7 @@ function OneStageExport:set_anchors(features)
     per_level[i] = f.shape[3] * f.shape[4]
     total = total + per_level[i]
   end
-  local a = self.detector.anchor_generator:anchors({ self.pad_h, self.pad_w }, grids):contiguous()
+  local a = self.anchor_generator:anchors({ self.pad_h, self.pad_w }, grids):contiguous()
   for i, n in ipairs(per_level) do per_level[i] = n * (a.shape[1] / total) end
   self.anchors, self.per_level = a, per_level
   local function col(j) return a:narrow(2, j, 1):contiguous() end
@@ -81,7 +83,7 @@ function OneStageExport:decode(reg)
     x1, y1 = cx - col(1) * self.widths, cy - col(2) * self.heights
     x2, y2 = cx + col(3) * self.widths, cy + col(4) * self.heights
   else
-    local coder = self.detector.box_coder
+    local coder = self.box_coder
     local w = coder.weights
     local dx, dy = col(1) / w[1], col(2) / w[2]
     local dw = F.clamp(col(3) / w[3], -math.huge, coder.bbox_xform_clip)

@@ -1,0 +1,311 @@
+-- lua/pthcv/export/onnx/ops_rcnn.lua: ONNX export of torchvision's
+-- Faster R-CNN (fasterrcnn_mobilenet_v3_large_320_fpn, _mobilenet_v3_large_fpn,
+-- _resnet50_fpn and _v2) as a whole detector: one image in at the size
+-- traced, boxes, labels and scores out (ops_detection.lua builds and checks
+-- the file; its header describes the interface). Opset 11 on.
+--
+-- Traced (trace.lua): the transform (as ops_onestage.lua's), backbone and
+-- FPN, the RPN head, every anchor's proposal decoded (BoxCoder 1, 1, 1, 1)
+-- and clipped to the resized image; then one op of this file,
+-- "export.rcnn_rois", whose nodes are written here and whose value pthcv
+-- computes with its own RPN and MultiScaleRoIAlign:
+--   per FPN level TopK of the objectness logits (pre_nms_top_n), Sigmoid;
+--   boxes of width or height < 1e-3 out (Where: their scores -1);
+--   NonMaxSuppression with each level as one of its classes (NMS per
+--     level; its score_threshold just below rpn score_thresh: torchvision
+--     keeps scores >= it); the post_nms_top_n best (TopK);
+--   the level of each proposal as torchvision's LevelMapper
+--     (floor(lvl0 + log2(sqrt(area) / s0) + 1e-6), clamped; Log / ln 2)
+--     and per level RoiAlign of its proposals (NonZero, Gather), as
+--     torchvision's _onnx_merge_levels does, except that the rows stay
+--     grouped by level (the proposals with them: the box head is per row,
+--     and only the order of equal scores could tell);
+-- then the box head and predictor, traced (Flatten and Gemm: any number of
+-- rows). RoiAlign is torchvision's aligned=False: ONNX's default before
+-- opset 16, coordinate_transformation_mode output_half_pixel from 16.
+-- The post-processing nodes (roi_heads.lua's postprocess_detections):
+--   Softmax, the deltas decoded (BoxCoder 10, 10, 5, 5) and clipped, the
+--   background column dropped, boxes of width or height < 1e-2 out,
+--   NonMaxSuppression with each class as one batch (NMS per class,
+--   score_threshold box_score_thresh), GatherND of the kept (class, row),
+--   labels = class + 1; ops_detection.lua's finish (detections_per_img,
+--   boxes scaled to the input).
+-- Mask R-CNN and Keypoint R-CNN are refused (ops_detection.lua).
+local ffi = require "ffi"
+local Tensor = require "pthcv.tensor"
+local nn = require "pthcv.nn"
+local F = nn.F
+local D = require "pthcv.tensor.dispatch"
+local ops = require "pthcv.ops"
+local onnx_ops = require "pthcv.export.onnx.ops"
+local evaluate = require "pthcv.export.onnx.evaluate"
+local proto = require "pthcv.export.onnx.proto"
+local onestage = require "pthcv.export.onnx.ops_onestage"
+local util = require "pthcv.models.detection.util"
+
+pcall(ffi.cdef, "float log2f(float x); float sqrtf(float x); float nextafterf(float x, float y);")
+
+local M = {}
+local H, K = onnx_ops.handlers, evaluate.kernels
+local f32 = util.f32
+
+local RCNNExport = nn.class("RCNNExport", onestage.OneStageExport)
+function RCNNExport:__init(detector, size)
+  onestage.OneStageExport.__init(self, detector, size, false)
+  self.anchor_generator, self.box_coder = detector.rpn.anchor_generator, detector.rpn.box_coder
+end
+
+-- the pooler's feature maps of the backbone's output, and the constants of
+-- the RPN and the pooler (the record of export.rcnn_rois)
+function RCNNExport:setup(features)
+  local d = self.detector
+  local rpn, pool = d.rpn, d.roi_heads.box_roi_pool
+  local wanted, maps = {}, {}
+  for _, n in ipairs(pool.featmap_names) do wanted[n] = true end
+  for i, t in ipairs(features) do if wanted[features.names[i]] then maps[#maps + 1] = i end end
+  local scales, exps = {}, {}
+  for i, fi in ipairs(maps) do -- torchvision's _infer_scale (poolers.lua)
+    local e = util.round_even(ffi.C.log2f(f32(features[fi].shape[3] / self.out_h)))
+    scales[i], exps[i] = 2 ^ e, e
+  end
+  self.maps = maps
+  self.rec = { per_level = self.per_level, pre_nms_top_n = rpn.pre_nms_top_n, post_nms_top_n = rpn.post_nms_top_n,
+               nms_thresh = rpn.nms_thresh, score_thresh = rpn.score_thresh, min_size = rpn.min_size,
+               scales = scales, k_min = -exps[1], k_max = -exps[#exps], s0 = pool.canonical_scale,
+               lvl0 = pool.canonical_level, output_size = pool.output_size, sampling_ratio = pool.sampling_ratio,
+               image_size = { self.out_h, self.out_w }, rpn = rpn }
+end
+
+local function features_of(d, batch)
+  local features = d.backbone(batch)
+  if Tensor.is(features) then features = { features, names = { "0" } } end
+  return features
+end
+
+-- the level (0-based) of each row of rois [R, 4], as poolers.lua's map_levels
+local function levels_of(rois, rec)
+  local out, p = {}, rois:contiguous():data()
+  local eps = f32(1e-6)
+  for i = 0, rois.shape[1] - 1 do
+    local area = f32(f32(p[4 * i + 2] - p[4 * i]) * f32(p[4 * i + 3] - p[4 * i + 1]))
+    local lvl = math.floor(f32(f32(rec.lvl0 + ffi.C.log2f(f32(ffi.C.sqrtf(area) / f32(rec.s0)))) + eps))
+    out[i + 1] = math.min(math.max(lvl, rec.k_min), rec.k_max) - rec.k_min
+  end
+  return out
+end
+
+-- export.rcnn_rois's value: pthcv's proposals (NMS per level, as the
+-- graph's), grouped by level, and their pooled features
+local function rcnn_rois_impl(rec, objectness, proposals, maps)
+  local saved = ops.batched_nms
+  ops.batched_nms = require("pthcv.export.onnx.ops_detection").per_class_nms
+  local ok, rois = pcall(rec.rpn.filter_proposals, rec.rpn, proposals, objectness, rec.image_size, rec.per_level)
+  ops.batched_nms = saved
+  if not ok then error(rois, 0) end
+  local levels = levels_of(rois, rec)
+  local pooled, grouped = {}, {}
+  for l = 0, #maps - 1 do
+    local idx = {}
+    for i, v in ipairs(levels) do if v == l then idx[#idx + 1] = i - 1 end end
+    if #idx > 0 then
+      local r = util.take(rois, Tensor.from_table(idx, "int64"))
+      grouped[#grouped + 1] = r
+      pooled[#pooled + 1] = ops.roi_align(maps[l + 1], { r }, rec.output_size, rec.scales[l + 1], rec.sampling_ratio)
+    end
+  end
+  local C, oh, ow = maps[1].shape[2], rec.output_size[1], rec.output_size[2]
+  return util.cat(pooled, { 0, C, oh, ow }), util.cat(grouped, { 0, 4 })
+end
+
+function RCNNExport:forward(x)
+  local d = self.detector
+  local features = features_of(d, self:batch(x))
+  local objectness, deltas = d.rpn.head(features)
+  local obj, reg = {}, {}
+  for i = 1, #objectness do
+    obj[i] = util.permute_and_flatten(objectness[i], 1)
+    reg[i] = util.permute_and_flatten(deltas[i], 4)
+  end
+  local o = F.cat(obj, 1):reshape(-1)
+  local proposals = self:decode(F.cat(reg, 1):reshape(-1, 4))
+  local maps = {}
+  for i, fi in ipairs(self.maps) do maps[i] = features[fi] end
+  local pooled, rois = D.call("export.rcnn_rois", self.rec, rcnn_rois_impl, o, proposals, maps)
+  local class_logits, box_regression = d.roi_heads.box_predictor(d.roi_heads.box_head(pooled))
+  return { class_logits = class_logits, box_regression = box_regression, proposals = rois }
+end
+
+-- The traced module of the Faster R-CNN m for the image x [1, 3, H, W],
+-- and its output names.
+function M.wrap(m, x)
+  m:eval()
+  local wrapper = RCNNExport(m, { x.shape[3], x.shape[4] })
+  local features = features_of(m, wrapper:batch(x))
+  local objectness = m.rpn.head(features)
+  wrapper:set_anchors(objectness) -- the RPN's anchors: one grid per level, A per location
+  wrapper:setup(features)
+  return wrapper, { "box_regression", "class_logits", "proposals" } -- (the dict's keys in order)
+end
+
+-- ---- export.rcnn_rois's nodes -----------------------------------------------------------------
+local function col(g, t, j, axis) -- [.., 1] slice j (0-based) of the last axis
+  return g:op("Slice", { t, g:ints({ j }, "starts"), g:ints({ j + 1 }, "ends"), g:ints({ axis }, "axes") })
+end
+
+-- scores of boxes [.., 4] (last axis) narrower or lower than min set to -1
+local function drop_small(g, boxes, scores, min, axis, shape)
+  local w = g:op("Sub", { col(g, boxes, 2, axis), col(g, boxes, 0, axis) })
+  local h = g:op("Sub", { col(g, boxes, 3, axis), col(g, boxes, 1, axis) })
+  local lim = g:scalar(min, "min_size")
+  local ok = g:op("And", { g:op("Not", { g:op("Less", { w, lim }) }), g:op("Not", { g:op("Less", { h, lim }) }) })
+  return g:op("Where", { g:op("Reshape", { ok, g:ints(shape, "shape") }), scores, g:scalar(-1, "dropped") })
+end
+
+local function flat(g, t) return g:op("Reshape", { t, g:ints({ -1 }, "shape") }) end
+
+H["export.rcnn_rois"] = function(g, a, r)
+  local rec = a.rec
+  g.where = "the detector's post-processing (the RPN's proposals and RoiAlign, ops_rcnn.lua)"
+  local obj, props = g:input(a[1]), g:input(a[2])
+  local tops, lvl, first, L = {}, {}, 0, #rec.per_level
+  for l, n in ipairs(rec.per_level) do
+    local k = math.min(rec.pre_nms_top_n, n)
+    local s = g:op("Slice", { obj, g:ints({ first }, "starts"), g:ints({ first + n }, "ends"), g:ints({ 0 }, "axes") })
+    local v, idx = g:fresh("t"), g:fresh("t")
+    g:node("TopK", { s, g:ints({ k }, "k") }, { v, idx }, { { "axis", "int", 0 } })
+    tops[l] = g:op("Add", { idx, g:ints({ first }, "level_start") })
+    for _ = 1, k do lvl[#lvl + 1] = l - 1 end
+    first = first + n
+  end
+  local Kc = #lvl
+  local top = g:op("Concat", tops, { { "axis", "int", 0 } })
+  local scores = g:op("Sigmoid", { g:op("Gather", { obj, top }, { { "axis", "int", 0 } }) })
+  local boxes = g:op("Gather", { props, top }, { { "axis", "int", 0 } })
+  scores = drop_small(g, boxes, scores, rec.min_size, 1, { -1 })
+  local levels = {}
+  for l = 0, L - 1 do levels[l + 1] = l end
+  local same = g:op("Equal", { g:constant(lvl, "int64", { 1, Kc }, "level_of"),
+                               g:constant(levels, "int64", { L, 1 }, "levels") })
+  local per_level = g:op("Where", { same, g:op("Reshape", { scores, g:ints({ 1, Kc }, "shape") }),
+                                    g:scalar(-1, "other_level") })
+  local thresh = ffi.C.nextafterf(f32(rec.score_thresh), -math.huge) -- kept: > it, i.e. >= score_thresh
+  local sel = g:op("NonMaxSuppression", { g:op("Reshape", { boxes, g:ints({ 1, Kc, 4 }, "shape") }),
+                                          g:op("Reshape", { per_level, g:ints({ 1, L, Kc }, "shape") }),
+                                          g:ints({ Kc }, "max_output_boxes_per_class"),
+                                          g:constant({ rec.nms_thresh }, "float32", { 1 }, "iou_threshold"),
+                                          g:constant({ thresh }, "float32", { 1 }, "score_threshold") })
+  local kept = flat(g, g:op("Gather", { sel, g:ints({ 2 }, "column") }, { { "axis", "int", 1 } }))
+  local ks = g:op("Gather", { scores, kept }, { { "axis", "int", 0 } })
+  local n = g:op("ReduceMin", { g:op("Concat", { g:op("Shape", { ks }), g:ints({ rec.post_nms_top_n }, "post_nms_top_n") },
+                                     { { "axis", "int", 0 } }) }, { { "keepdims", "int", 1 } })
+  local order = g:fresh("t")
+  g:node("TopK", { ks, n }, { g:fresh("t"), order }, { { "axis", "int", 0 } })
+  local rois = g:op("Gather", { boxes, g:op("Gather", { kept, order }, { { "axis", "int", 0 } }) },
+                    { { "axis", "int", 0 } })
+  -- LevelMapper
+  local area = g:op("Mul", { g:op("Sub", { col(g, rois, 2, 1), col(g, rois, 0, 1) }),
+                             g:op("Sub", { col(g, rois, 3, 1), col(g, rois, 1, 1) }) })
+  local log2 = g:op("Div", { g:op("Log", { g:op("Div", { g:op("Sqrt", { area }), g:scalar(rec.s0, "canonical_scale") }) }),
+                             g:scalar(math.log(2), "ln2") })
+  local lv = g:op("Floor", { g:op("Add", { g:op("Add", { g:scalar(rec.lvl0, "canonical_level"), log2 }),
+                                           g:scalar(1e-6, "eps") }) })
+  lv = g:op("Clip", { lv, g:scalar(rec.k_min, "k_min"), g:scalar(rec.k_max, "k_max") })
+  lv = flat(g, g:op("Cast", { g:op("Sub", { lv, g:scalar(rec.k_min, "k_min") }) }, { { "to", "int", proto.DTYPE.int64 } }))
+  local pooled, grouped = {}, {}
+  local oh, ow = rec.output_size[1], rec.output_size[2]
+  for l = 0, #a[3] - 1 do
+    local idx = flat(g, g:op("NonZero", { g:op("Equal", { lv, g:ints({ l }, "level") }) }))
+    local rl = g:op("Gather", { rois, idx }, { { "axis", "int", 0 } })
+    grouped[l + 1] = rl
+    local attrs = { { "mode", "string", "avg" }, { "output_height", "int", oh }, { "output_width", "int", ow },
+                    { "sampling_ratio", "int", rec.sampling_ratio }, { "spatial_scale", "float", rec.scales[l + 1] } }
+    local batch = g:op("Mul", { idx, g:ints({ 0 }, "zero") })
+    pooled[l + 1] = g:op("RoiAlign", { g:input(a[3][l + 1]), rl, batch }, attrs)
+  end
+  g:output(r[1], g:op("Concat", pooled, { { "axis", "int", 0 } }))
+  g:output(r[2], g:op("Concat", grouped, { { "axis", "int", 0 } }))
+end
+
+-- RoiAlign as torchvision's aligned=False at opset (from 16 ONNX's default
+-- is half_pixel, aligned=True: the mode is written)
+function M.set_opset(g, opset)
+  if opset < 16 then return end
+  for _, node in ipairs(g.nodes) do
+    if node.op == "RoiAlign" then
+      node.attrs[#node.attrs + 1] = { "coordinate_transformation_mode", "string", "output_half_pixel" }
+    end
+  end
+end
+
+-- ---- the post-processing nodes ---------------------------------------------------------------
+-- g: the traced graph (class_logits [R, C], box_regression [R, 4C],
+-- proposals [R, 4]); returns the kept boxes, labels, scores
+function M.postprocess(g, d, wrapper)
+  local rh = d.roi_heads
+  local w = rh.box_coder.weights
+  local C = rh.box_predictor.cls_score.weight.shape[1]
+  local scores = g:op("Softmax", { "class_logits" }, { { "axis", "int", 1 } })
+  local reg = g:op("Reshape", { "box_regression", g:ints({ 0, -1, 4 }, "shape") })           -- [R, C, 4]
+  local p = g:op("Reshape", { "proposals", g:ints({ -1, 1, 4 }, "shape") })                   -- [R, 1, 4]
+  local widths = g:op("Sub", { col(g, p, 2, 2), col(g, p, 0, 2) })
+  local heights = g:op("Sub", { col(g, p, 3, 2), col(g, p, 1, 2) })
+  local half = g:scalar(0.5, "half")
+  local ctr_x = g:op("Add", { col(g, p, 0, 2), g:op("Mul", { half, widths }) })
+  local ctr_y = g:op("Add", { col(g, p, 1, 2), g:op("Mul", { half, heights }) })
+  local function delta(j) return g:op("Div", { col(g, reg, j, 2), g:scalar(w[j + 1], "weight") }) end
+  local clip = g:scalar(rh.box_coder.bbox_xform_clip, "bbox_xform_clip")
+  local dw, dh = g:op("Min", { delta(2), clip }), g:op("Min", { delta(3), clip })
+  local cx = g:op("Add", { g:op("Mul", { delta(0), widths }), ctr_x })
+  local cy = g:op("Add", { g:op("Mul", { delta(1), heights }), ctr_y })
+  local hw = g:op("Mul", { half, g:op("Mul", { g:op("Exp", { dw }), widths }) })
+  local hh = g:op("Mul", { half, g:op("Mul", { g:op("Exp", { dh }), heights }) })
+  local H_, W_ = wrapper.out_h, wrapper.out_w
+  local function clamp(t, hi) return g:op("Clip", { t, g:scalar(0, "zero"), g:scalar(hi, "image_size") }) end
+  local boxes = g:op("Concat", { clamp(g:op("Sub", { cx, hw }), W_), clamp(g:op("Sub", { cy, hh }), H_),
+                                 clamp(g:op("Add", { cx, hw }), W_), clamp(g:op("Add", { cy, hh }), H_) },
+                     { { "axis", "int", 2 } })                                                    -- [R, C, 4]
+  local fg = function(t, axis)
+    return g:op("Slice", { t, g:ints({ 1 }, "starts"), g:ints({ C }, "ends"), g:ints({ axis }, "axes") })
+  end
+  boxes, scores = fg(boxes, 1), fg(scores, 1)                                                   -- background out
+  scores = drop_small(g, boxes, scores, 1e-2, 2, { 0, C - 1 })
+  local bt = g:op("Transpose", { boxes }, { { "perm", "ints", { 1, 0, 2 } } })                 -- [C-1, R, 4]
+  local st = g:op("Transpose", { scores }, { { "perm", "ints", { 1, 0 } } })                    -- [C-1, R]
+  local sel = g:op("NonMaxSuppression", { bt, g:op("Reshape", { st, g:ints({ C - 1, 1, -1 }, "shape") }),
+                                          g:ints({ rh.detections_per_img }, "max_output_boxes_per_class"),
+                                          g:constant({ rh.nms_thresh }, "float32", { 1 }, "iou_threshold"),
+                                          g:constant({ rh.score_thresh }, "float32", { 1 }, "score_threshold") })
+  local pairs_ = g:op("Gather", { sel, g:ints({ 0, 2 }, "columns") }, { { "axis", "int", 1 } })
+  local labels = g:op("Add", { flat(g, g:op("Gather", { sel, g:ints({ 0 }, "columns") }, { { "axis", "int", 1 } })),
+                               g:constant({ 1 }, "int64", { 1 }, "background") })
+  return g:op("GatherND", { bt, pairs_ }), labels, g:op("GatherND", { st, pairs_ })
+end
+
+-- ---- the evaluator's kernels ----------------------------------------------------------------
+K.RoiAlign = function(ins, at, _, ctx)
+  local opset = ctx and ctx.opset or 11
+  local ctm = at.coordinate_transformation_mode or (opset >= 16 and "half_pixel" or "output_half_pixel")
+  if (at.mode or "avg") ~= "avg" then error("not evaluated: RoiAlign mode " .. at.mode, 0) end
+  local rois, bi = ins[2]:contiguous(), evaluate.values(ins[3])
+  local n = rois.shape[1]
+  local r5 = Tensor.zeros({ n, 5 }, "float32")
+  local rp, op = rois:data(), r5:data()
+  for i = 0, n - 1 do
+    op[5 * i] = bi[i + 1]
+    for k = 0, 3 do op[5 * i + 1 + k] = rp[4 * i + k] end
+  end
+  return { ops.roi_align(ins[1], r5, { at.output_height or 1, at.output_width or 1 }, at.spatial_scale or 1,
+                         (at.sampling_ratio or 0) > 0 and at.sampling_ratio or -1, ctm == "half_pixel") }
+end
+
+-- indices [rank, n] of the non-zero elements (1-d input)
+K.NonZero = function(ins)
+  local v = evaluate.values(ins[1])
+  if ins[1].ndim ~= 1 then error("not evaluated: NonZero of a " .. ins[1].ndim .. "-d tensor", 0) end
+  local idx = {}
+  for i, x in ipairs(v) do if x ~= 0 then idx[#idx + 1] = i - 1 end end
+  if #idx == 0 then return { Tensor.zeros({ 1, 0 }, "int64") } end
+  return { Tensor.from_table(idx, "int64"):reshape({ 1, #idx }) }
+end
+
+return M
