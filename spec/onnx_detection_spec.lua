@@ -86,7 +86,8 @@ describe("ONNX export of segmentation and detection models", function()
 
   -- the whole detector at each opset, on each picture: pthcv's detections and torchvision's
   -- (options: other than the fixture's, and then torch's detections are not the fixture's)
-  local function whole_detector(name, opsets, options)
+  -- (score_tol: against pthcv's scores, 1e-4 unless given)
+  local function whole_detector(name, opsets, options, score_tol)
     local ok, why = R.available()
     if not ok then return pending(why) end
     if not xs.has_python("onnx") then return pending("python3 with onnx is needed for onnx.checker") end
@@ -108,12 +109,17 @@ describe("ONNX export of segmentation and detection models", function()
       assert.is_true(got.scores.numel > 10, what .. ": too few detections to tell")
       assert.are.same(want.labels:totable(), got.labels:totable(), what .. ": labels")
       local ds = max_abs(got.scores - want.scores)
-      assert.is_true(ds <= 1e-4, string.format("%s: scores differ by %g", what, ds))
+      assert.is_true(ds <= (score_tol or 1e-4), string.format("%s: scores differ by %g", what, ds))
       local db = max_abs(got.boxes - want.boxes)
       assert.is_true(db <= 1e-3 * size, string.format("%s: boxes differ by %g pixels", what, db))
-      -- and torchvision's own (the fixture)
+      print(string.format("# %s at opset %d: %d detections, onnxruntime - pthcv: scores %.2g, boxes %.2g px", what, opset,
+                          got.scores.numel, ds, db))
+      -- and torchvision's own (the fixture): torchvision ran the fixture's
+      -- pictures as one batch, which GeneralizedRCNNTransform pads to a common
+      -- size (the SSDs resize every picture to one size): one picture's
+      -- detections are the batch's for the SSDs and one-picture fixtures only
       local base = dir .. "/" .. name .. "." .. img
-      if not options then
+      if not options and (#e.images == 1 or name:find("^ssd")) then
         assert.are.same(pthcv.load_npy(base .. ".labels.npy"):totable(), got.labels:totable(), what .. ": torch's labels")
         assert.is_true(max_abs(got.scores - pthcv.load_npy(base .. ".scores.npy")) <= 1e-4, what .. ": torch's scores")
         assert.is_true(max_abs(got.boxes - pthcv.load_npy(base .. ".boxes.npy")) <= 1e-3 * size,
@@ -160,6 +166,18 @@ describe("ONNX export of segmentation and detection models", function()
   it("ssd300_vgg16: the whole detector (opset 13, its L2Norm as ops) in onnxruntime gives pthcv's and "
      .. "torchvision's detections", function() whole_detector("ssd300_vgg16", { 13 }) end)
 
+  it("fasterrcnn_mobilenet_v3_large_320_fpn: the whole detector (opsets 11 and 17: RPN, RoiAlign per FPN level, "
+     .. "box head, NMS) in onnxruntime gives pthcv's and torchvision's detections", function()
+    whole_detector("fasterrcnn_mobilenet_v3_large_320_fpn", { 11, 17 })
+  end)
+
+  -- (onnxruntime's float32 through ResNet-50 and the convolution box head
+  -- rounds otherwise: its scores are within 1e-4 of torch's, 1.1e-4 of pthcv's)
+  it("fasterrcnn_resnet50_fpn_v2: the whole detector (opset 16: RoiAlign's output_half_pixel) in onnxruntime gives "
+     .. "pthcv's and torchvision's detections", function()
+    whole_detector("fasterrcnn_resnet50_fpn_v2", { 16 }, nil, 2e-4)
+  end)
+
   it("retinanet_resnet50_fpn_v2: the whole detector (opset 11, GroupNorm as ops) in onnxruntime gives pthcv's and "
      .. "torchvision's detections", function() whole_detector("retinanet_resnet50_fpn_v2", { 11 }) end)
 
@@ -199,10 +217,14 @@ describe("ONNX export of segmentation and detection models", function()
     local ok, err = pcall(onnx.build, m, { input = x, opset = 10 })
     assert.is_false(ok)
     assert.matches("GatherND, which is opset 11", err, 1, true)
-    local f = model("fasterrcnn_mobilenet_v3_large_320_fpn")
+    local f = pthcv.models.detection.maskrcnn_resnet50_fpn()
     ok, err = pcall(onnx.build, f, { input = x })
     assert.is_false(ok)
-    assert.matches("FasterRCNN: ONNX export of this detector is not written yet", err, 1, true)
+    assert.matches("MaskRCNN: ONNX export of the two-stage detectors with masks or keypoints is not written yet", err,
+                   1, true)
+    ok, err = pcall(onnx.build, model("fasterrcnn_mobilenet_v3_large_320_fpn"), { input = x, no_postprocess = true })
+    assert.is_false(ok)
+    assert.matches("FasterRCNN: --no-postprocess: the box head runs on the region proposals", err, 1, true)
     ok, err = pcall(onnx.build, m, { input = x, dynamic = { "batch" } })
     assert.is_false(ok)
     assert.matches("SSD: --dynamic: the default boxes are constants of the input's size", err, 1, true)

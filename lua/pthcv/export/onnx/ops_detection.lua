@@ -1,7 +1,8 @@
 -- lua/pthcv/export/onnx/ops_detection.lua: ONNX export of torchvision's
--- SSD detectors (ssdlite320_mobilenet_v3_large, ssd300_vgg16), as
--- torchvision's own export at opset 11 writes them: one image in, the
--- detections out.
+-- detectors, as torchvision's own export at opset 11 writes them: one image
+-- in, the detections out. The SSDs (ssdlite320_mobilenet_v3_large,
+-- ssd300_vgg16) here; RetinaNet and FCOS in ops_onestage.lua, Faster R-CNN
+-- in ops_rcnn.lua (their traced part and nodes; built and checked here).
 --
 --   input  [1, 3, H, W] float32 RGB in 0..1, at the size traced (fixed;
 --          o.input may be the picture [3, H, W])
@@ -23,7 +24,8 @@
 -- Opset 10 has NonMaxSuppression but no GatherND: refused by name.
 --
 -- o.no_postprocess: the network up to the head's outputs instead (what
--- cv2.dnn runs): bbox_regression [1, A, 4] and cls_logits [1, A, C]; the
+-- cv2.dnn runs): bbox_regression [1, A, 4] and cls_logits [1, A, C] (and
+-- FCOS's bbox_ctrness [1, A, 1]); the
 -- default boxes [A, 4] (in the resized image's pixels) are returned as
 -- info.anchors for the caller to write beside the file.
 --
@@ -32,7 +34,8 @@
 -- compared with the model's own forward pass on the same image (with NMS
 -- per class, as ONNX defines it): the same labels, scores within 1e-4,
 -- boxes within 1e-3 of the image's size.
--- Faster R-CNN, RetinaNet, FCOS and the others are refused by name.
+-- Mask R-CNN and Keypoint R-CNN are refused by name; so is --no-postprocess
+-- for Faster R-CNN (its box head runs on the RPN's post-processed proposals).
 local Tensor = require "pthcv.tensor"
 local nn = require "pthcv.nn"
 local F = nn.F
@@ -61,9 +64,10 @@ function M.handles(m, o)
     refuse("--no-postprocess is for the SSD, RetinaNet and FCOS detectors; " .. tostring(name) .. " has no post-processing to leave out")
   end
   if DETECTORS[name] then
-    refuse(name .. ": ONNX export of the two-stage detectors is not written yet (the region proposals, "
-           .. "MultiScaleRoIAlign's RoiAlign per FPN level and the box head over the proposals are not written as "
-           .. "ONNX nodes); pthcv exports the SSD, RetinaNet and FCOS detectors and the segmentation models")
+    refuse(name .. ": ONNX export of the two-stage detectors with masks or keypoints is not written yet (their "
+           .. "second RoiAlign over the detections, the mask or keypoint head and the pasting or heatmap decoding "
+           .. "are not written as ONNX nodes); pthcv exports Faster R-CNN, SSD, RetinaNet, FCOS and the "
+           .. "segmentation models")
   end
   return false
 end
@@ -428,8 +432,8 @@ function M.build(onnx, m, o)
     end
     if not o.no_postprocess then
       info.warnings[#info.warnings + 1] = "OpenCV 4.6 cannot run the detector's post-processing (its importer has no "
-        .. "NonMaxSuppression, TopK, Gather or GatherND layers): run the file with onnxruntime, or export with "
-        .. "--no-postprocess for cv2.dnn"
+        .. "NonMaxSuppression, TopK, Gather or GatherND layers): run the file with onnxruntime"
+        .. (rcnn and "" or ", or export with --no-postprocess for cv2.dnn")
     end
     local vi_in, vi_out, outputs = { proto.value_info("input", proto.DTYPE.float32, x.shape) }, {}, {}
     for i, out in ipairs(g.outputs) do
