@@ -34,8 +34,8 @@
 -- compared with the model's own forward pass on the same image (with NMS
 -- per class, as ONNX defines it): the same labels, scores within 1e-4,
 -- boxes within 1e-3 of the image's size.
--- Mask R-CNN and Keypoint R-CNN are refused by name; so is --no-postprocess
--- for Faster R-CNN (its box head runs on the RPN's post-processed proposals).
+-- Keypoint R-CNN is refused by name; so is --no-postprocess for Faster and
+-- Mask R-CNN (their box head runs on the RPN's post-processed proposals).
 local Tensor = require "pthcv.tensor"
 local nn = require "pthcv.nn"
 local F = nn.F
@@ -52,8 +52,8 @@ local detections_per_class_nms
 local M = { OPSET = 11 }
 local POSTPROCESS = "the detector's post-processing" -- where its nodes are, for messages (ops_rcnn.lua's too)
 
-local DETECTORS = { MaskRCNN = true, KeypointRCNN = true }
-local ONE_STAGE = { SSD = true, RetinaNet = true, FCOS = true, FasterRCNN = true } -- exported here
+local DETECTORS = { KeypointRCNN = true }
+local ONE_STAGE = { SSD = true, RetinaNet = true, FCOS = true, FasterRCNN = true, MaskRCNN = true } -- exported here
 
 -- Whether m is a detector this module exports (SSD), refusing the others
 -- (and o.no_postprocess for a model that is no detector).
@@ -64,10 +64,9 @@ function M.handles(m, o)
     refuse("--no-postprocess is for the SSD, RetinaNet and FCOS detectors; " .. tostring(name) .. " has no post-processing to leave out")
   end
   if DETECTORS[name] then
-    refuse(name .. ": ONNX export of the two-stage detectors with masks or keypoints is not written yet (their "
-           .. "second RoiAlign over the detections, the mask or keypoint head and the pasting or heatmap decoding "
-           .. "are not written as ONNX nodes); pthcv exports Faster R-CNN, SSD, RetinaNet, FCOS and the "
-           .. "segmentation models")
+    refuse(name .. ": ONNX export of Keypoint R-CNN is not written yet (its heatmaps' decoding into keypoints, "
+           .. "an argmax and a sub-pixel refinement per keypoint, is not written as ONNX nodes); pthcv exports "
+           .. "Faster R-CNN, Mask R-CNN, SSD, RetinaNet, FCOS and the segmentation models")
   end
   return false
 end
@@ -193,7 +192,8 @@ end
 -- the detections_per_img best of the kept candidates by score, boxes
 -- scaled from the resized image to the input's size (ratio {h, w}):
 -- g's outputs boxes, labels, scores
-function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, ratio)
+-- (sel_masks: Mask R-CNN's [n, 1, M, M], output as masks)
+function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, ratio, sel_masks)
   local n = g:op("ReduceMin", { g:op("Concat", { g:op("Shape", { sel_scores }), g:ints({ detections_per_img },
                                                                                        "detections_per_img") },
                                      { { "axis", "int", 0 } }) }, { { "keepdims", "int", 1 } })
@@ -207,6 +207,11 @@ function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, rati
   g.outputs = { { name = "boxes", shape = { "num_detections", 4 }, dtype = "float32" },
                 { name = "labels", shape = { "num_detections" }, dtype = "int64" },
                 { name = "scores", shape = { "num_detections" }, dtype = "float32" } }
+  if sel_masks then
+    g:node("Gather", { sel_masks, order }, { "masks" }, { { "axis", "int", 0 } })
+    g.used_names.masks = true
+    g.outputs[4] = { name = "masks", shape = { "num_detections", 1, 28, 28 }, dtype = "float32" }
+  end
 end
 
 -- ---- the evaluator's kernels for the nodes above --------------------------------------------------------
@@ -390,9 +395,9 @@ function M.build(onnx, m, o)
     refuse(name .. ": the input is one RGB image [1, 3, H, W] in 0..1, not [" .. table.concat(x.shape, ", ") .. "]")
   end
   local size = { x.shape[3], x.shape[4] }
-  local rcnn = name == "FasterRCNN"
+  local rcnn = name == "FasterRCNN" or name == "MaskRCNN"
   if rcnn and o.no_postprocess then
-    refuse("FasterRCNN: --no-postprocess: the box head runs on the region proposals, which the post-processing "
+    refuse(name .. ": --no-postprocess: the box head runs on the region proposals, which the post-processing "
            .. "of the RPN makes")
   end
   local onestage = not ssd and require(rcnn and "pthcv.export.onnx.ops_rcnn" or "pthcv.export.onnx.ops_onestage")
@@ -412,8 +417,13 @@ function M.build(onnx, m, o)
       postprocess(g, m, wrapper.anchors.shape[1], m.head.classification_head.num_columns, ratio)
     else
       g.where, g.op_name = POSTPROCESS, "postprocess"
-      local b, l, s = onestage.postprocess(g, m, wrapper)
-      M.finish(g, rcnn and m.roi_heads.detections_per_img or m.o.detections_per_img, b, l, s, ratio)
+      if rcnn then
+        M.finish(g, m.roi_heads.detections_per_img, "det_boxes", "det_labels", "det_scores", ratio,
+                 wrapper.mask_rec and "det_masks")
+      else
+        local b, l, s = onestage.postprocess(g, m, wrapper)
+        M.finish(g, m.o.detections_per_img, b, l, s, ratio)
+      end
     end
     if rcnn then onestage.set_opset(g, opset) end
     lower.run(g, opset)

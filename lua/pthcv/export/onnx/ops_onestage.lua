@@ -110,13 +110,13 @@ end
 
 -- The traced module of RetinaNet or FCOS m for the image x [1, 3, H, W],
 -- and its output names.
-function M.wrap(m, x, no_postprocess)
+function M.wrap(m, x, no_postprocess) -- (names: the dict's keys in order)
   m:eval()
   local wrapper = OneStageExport(m, { x.shape[3], x.shape[4] }, no_postprocess)
   wrapper:set_anchors(m.backbone(wrapper:batch(x)))
   local names = { "raw_boxes", "raw_scores" }
   if no_postprocess then
-    names = wrapper.fcos and { "bbox_regression", "cls_logits", "bbox_ctrness" } or { "bbox_regression", "cls_logits" }
+    names = wrapper.fcos and { "bbox_ctrness", "bbox_regression", "cls_logits" } or { "bbox_regression", "cls_logits" }
   end
   return wrapper, names
 end

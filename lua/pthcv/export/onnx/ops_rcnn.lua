@@ -48,6 +48,9 @@ pcall(ffi.cdef, "float log2f(float x); float sqrtf(float x); float nextafterf(fl
 local M = {}
 local H, K = onnx_ops.handlers, evaluate.kernels
 local f32 = util.f32
+-- where the nodes of this file's ops are, for messages (ops_detection.lua
+-- keeps OpenCV's warnings about them to one)
+local WHERE = "the detector's post-processing (ops_rcnn.lua)"
 
 local RCNNExport = nn.class("RCNNExport", onestage.OneStageExport)
 function RCNNExport:__init(detector, size)
@@ -63,17 +66,27 @@ function RCNNExport:setup(features)
   local wanted, maps = {}, {}
   for _, n in ipairs(pool.featmap_names) do wanted[n] = true end
   for i, t in ipairs(features) do if wanted[features.names[i]] then maps[#maps + 1] = i end end
-  local scales, exps = {}, {}
-  for i, fi in ipairs(maps) do -- torchvision's _infer_scale (poolers.lua)
-    local e = util.round_even(ffi.C.log2f(f32(features[fi].shape[3] / self.out_h)))
-    scales[i], exps[i] = 2 ^ e, e
-  end
   self.maps = maps
+  local function pooler(p) -- a MultiScaleRoIAlign's constants
+    local scales, exps = {}, {}
+    for i, fi in ipairs(maps) do -- torchvision's _infer_scale (poolers.lua)
+      local e = util.round_even(ffi.C.log2f(f32(features[fi].shape[3] / self.out_h)))
+      scales[i], exps[i] = 2 ^ e, e
+    end
+    return { scales = scales, k_min = -exps[1], k_max = -exps[#exps], s0 = p.canonical_scale, lvl0 = p.canonical_level,
+             output_size = p.output_size, sampling_ratio = p.sampling_ratio }
+  end
+  local rh = d.roi_heads
+  if rh.mask_roi_pool then
+    local same = #rh.mask_roi_pool.featmap_names == #maps
+    for i, n in ipairs(rh.mask_roi_pool.featmap_names) do same = same and n == pool.featmap_names[i] end
+    if not same then graph.refuse("MaskRCNN: the mask pooler reads other feature maps than the box pooler") end
+  end
   self.rec = { per_level = self.per_level, pre_nms_top_n = rpn.pre_nms_top_n, post_nms_top_n = rpn.post_nms_top_n,
                nms_thresh = rpn.nms_thresh, score_thresh = rpn.score_thresh, min_size = rpn.min_size,
-               scales = scales, k_min = -exps[1], k_max = -exps[#exps], s0 = pool.canonical_scale,
-               lvl0 = pool.canonical_level, output_size = pool.output_size, sampling_ratio = pool.sampling_ratio,
-               image_size = { self.out_h, self.out_w }, rpn = rpn }
+               pool = pooler(pool), image_size = { self.out_h, self.out_w }, rpn = rpn }
+  self.det_rec = { roi_heads = rh, image_size = { self.out_h, self.out_w } }
+  self.mask_rec = rh.mask_roi_pool and { pool = pooler(rh.mask_roi_pool) }
 end
 
 local function features_of(d, batch)
@@ -83,7 +96,7 @@ local function features_of(d, batch)
 end
 
 -- the level (0-based) of each row of rois [R, 4], as poolers.lua's map_levels
-local function levels_of(rois, rec)
+local function levels_of(rois, rec) -- (rec: a pooler's constants)
   local out, p = {}, rois:contiguous():data()
   local eps = f32(1e-6)
   for i = 0, rois.shape[1] - 1 do
@@ -94,27 +107,70 @@ local function levels_of(rois, rec)
   return out
 end
 
--- export.rcnn_rois's value: pthcv's proposals (NMS per level, as the
--- graph's), grouped by level, and their pooled features
-local function rcnn_rois_impl(rec, objectness, proposals, maps)
+-- fn(...) with pthcv's batched_nms as NMS per class (the graph's)
+local function with_nms_per_class(fn, ...)
   local saved = ops.batched_nms
   ops.batched_nms = require("pthcv.export.onnx.ops_detection").per_class_nms
-  local ok, rois = pcall(rec.rpn.filter_proposals, rec.rpn, proposals, objectness, rec.image_size, rec.per_level)
+  local res = { pcall(fn, ...) }
   ops.batched_nms = saved
-  if not ok then error(rois, 0) end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2)
+end
+
+-- rois [R, 4] pooled over maps as MultiScaleRoIAlign (rec: its constants),
+-- grouped by level: pooled [R, C, h, w], the rois in that order, and their
+-- rows (int64)
+local function pool_values(rois, maps, rec)
   local levels = levels_of(rois, rec)
-  local pooled, grouped = {}, {}
+  local pooled, grouped, rows = {}, {}, {}
   for l = 0, #maps - 1 do
     local idx = {}
     for i, v in ipairs(levels) do if v == l then idx[#idx + 1] = i - 1 end end
     if #idx > 0 then
-      local r = util.take(rois, Tensor.from_table(idx, "int64"))
-      grouped[#grouped + 1] = r
+      local it = Tensor.from_table(idx, "int64")
+      local r = util.take(rois, it)
+      grouped[#grouped + 1], rows[#rows + 1] = r, it
       pooled[#pooled + 1] = ops.roi_align(maps[l + 1], { r }, rec.output_size, rec.scales[l + 1], rec.sampling_ratio)
     end
   end
   local C, oh, ow = maps[1].shape[2], rec.output_size[1], rec.output_size[2]
-  return util.cat(pooled, { 0, C, oh, ow }), util.cat(grouped, { 0, 4 })
+  return util.cat(pooled, { 0, C, oh, ow }), util.cat(grouped, { 0, 4 }), util.cat(rows, { 0 }, "int64")
+end
+
+-- export.rcnn_rois's value: pthcv's proposals, grouped by level, and their pooled features
+local function rcnn_rois_impl(rec, objectness, proposals, maps)
+  local rois = with_nms_per_class(rec.rpn.filter_proposals, rec.rpn, proposals, objectness, rec.image_size,
+                                  rec.per_level)
+  local pooled, grouped = pool_values(rois, maps, rec.pool)
+  return pooled, grouped
+end
+
+-- export.rcnn_detections's value: pthcv's detections in the resized image
+local function rcnn_detections_impl(rec, class_logits, box_regression, proposals)
+  local rh = rec.roi_heads
+  local det = with_nms_per_class(rh.postprocess_detections, rh, class_logits, box_regression, { proposals },
+                                 { rec.image_size })[1]
+  return det.boxes, det.labels, det.scores
+end
+
+-- export.mask_rois's value: the detections' pooled features (grouped by level) and their rows
+local function mask_rois_impl(rec, boxes, maps)
+  local pooled, _, rows = pool_values(boxes, maps, rec.pool)
+  return pooled, rows
+end
+
+-- export.mask_select's value: each detection's class channel of the mask
+-- probabilities, in the detections' order: [K, 1, M, M]
+local function mask_select_impl(_, logits, labels, rows)
+  local probs = F.sigmoid(logits):contiguous()
+  local K, C, Hm, Wm = unpack(probs.shape)
+  local out = Tensor.zeros({ K, 1, Hm, Wm }, "float32")
+  local src, dst, lp, rp = probs:data(), out:data(), labels:contiguous():data(), rows:contiguous():data()
+  for j = 0, K - 1 do
+    local k = tonumber(rp[j])
+    ffi.copy(dst + k * Hm * Wm, src + (j * C + tonumber(lp[k])) * Hm * Wm, Hm * Wm * 4)
+  end
+  return out
 end
 
 function RCNNExport:forward(x)
@@ -131,12 +187,21 @@ function RCNNExport:forward(x)
   local maps = {}
   for i, fi in ipairs(self.maps) do maps[i] = features[fi] end
   local pooled, rois = D.call("export.rcnn_rois", self.rec, rcnn_rois_impl, o, proposals, maps)
-  local class_logits, box_regression = d.roi_heads.box_predictor(d.roi_heads.box_head(pooled))
-  return { class_logits = class_logits, box_regression = box_regression, proposals = rois }
+  local rh = d.roi_heads
+  local class_logits, box_regression = rh.box_predictor(rh.box_head(pooled))
+  local boxes, labels, scores = D.call("export.rcnn_detections", self.det_rec, rcnn_detections_impl, class_logits,
+                                       box_regression, rois)
+  local out = { det_boxes = boxes, det_labels = labels, det_scores = scores }
+  if self.mask_rec then
+    local mpooled, rows = D.call("export.mask_rois", self.mask_rec, mask_rois_impl, boxes, maps)
+    local logits = rh.mask_predictor(rh.mask_head(mpooled))
+    out.det_masks = D.call("export.mask_select", nil, mask_select_impl, logits, labels, rows)
+  end
+  return out
 end
 
--- The traced module of the Faster R-CNN m for the image x [1, 3, H, W],
--- and its output names.
+-- The traced module of the Faster R-CNN or Mask R-CNN m for the image x
+-- [1, 3, H, W], and its output names (the dict's keys in order).
 function M.wrap(m, x)
   m:eval()
   local wrapper = RCNNExport(m, { x.shape[3], x.shape[4] })
@@ -144,7 +209,8 @@ function M.wrap(m, x)
   local objectness = m.rpn.head(features)
   wrapper:set_anchors(objectness) -- the RPN's anchors: one grid per level, A per location
   wrapper:setup(features)
-  return wrapper, { "box_regression", "class_logits", "proposals" } -- (the dict's keys in order)
+  if wrapper.mask_rec then return wrapper, { "det_boxes", "det_labels", "det_masks", "det_scores" } end
+  return wrapper, { "det_boxes", "det_labels", "det_scores" }
 end
 
 -- ---- export.rcnn_rois's nodes -----------------------------------------------------------------
@@ -163,9 +229,38 @@ end
 
 local function flat(g, t) return g:op("Reshape", { t, g:ints({ -1 }, "shape") }) end
 
+-- rois [R, 4] pooled over the maps (traced tensors) as MultiScaleRoIAlign
+-- (prec: its constants): LevelMapper, then per level NonZero, Gather,
+-- RoiAlign; the pooled rows, the rois and their rows, grouped by level
+local function pool_nodes(g, rois, maps, prec)
+  local area = g:op("Mul", { g:op("Sub", { col(g, rois, 2, 1), col(g, rois, 0, 1) }),
+                             g:op("Sub", { col(g, rois, 3, 1), col(g, rois, 1, 1) }) })
+  local log2 = g:op("Div", { g:op("Log", { g:op("Div", { g:op("Sqrt", { area }),
+                                                          g:scalar(prec.s0, "canonical_scale") }) }),
+                             g:scalar(math.log(2), "ln2") })
+  local lv = g:op("Floor", { g:op("Add", { g:op("Add", { g:scalar(prec.lvl0, "canonical_level"), log2 }),
+                                           g:scalar(1e-6, "eps") }) })
+  lv = g:op("Clip", { lv, g:scalar(prec.k_min, "k_min"), g:scalar(prec.k_max, "k_max") })
+  lv = flat(g, g:op("Cast", { g:op("Sub", { lv, g:scalar(prec.k_min, "k_min") }) },
+                    { { "to", "int", proto.DTYPE.int64 } }))
+  local pooled, grouped, rows = {}, {}, {}
+  local oh, ow = prec.output_size[1], prec.output_size[2]
+  for l = 0, #maps - 1 do
+    local idx = flat(g, g:op("NonZero", { g:op("Equal", { lv, g:ints({ l }, "level") }) }))
+    local rl = g:op("Gather", { rois, idx }, { { "axis", "int", 0 } })
+    grouped[l + 1], rows[l + 1] = rl, idx
+    local attrs = { { "mode", "string", "avg" }, { "output_height", "int", oh }, { "output_width", "int", ow },
+                    { "sampling_ratio", "int", prec.sampling_ratio }, { "spatial_scale", "float", prec.scales[l + 1] } }
+    local batch = g:op("Mul", { idx, g:ints({ 0 }, "zero") })
+    pooled[l + 1] = g:op("RoiAlign", { g:input(maps[l + 1]), rl, batch }, attrs)
+  end
+  local cat = function(list) return g:op("Concat", list, { { "axis", "int", 0 } }) end
+  return cat(pooled), cat(grouped), cat(rows)
+end
+
 H["export.rcnn_rois"] = function(g, a, r)
   local rec = a.rec
-  g.where = "the detector's post-processing (the RPN's proposals and RoiAlign, ops_rcnn.lua)"
+  g.where = WHERE
   local obj, props = g:input(a[1]), g:input(a[2])
   local tops, lvl, first, L = {}, {}, 0, #rec.per_level
   for l, n in ipairs(rec.per_level) do
@@ -202,28 +297,9 @@ H["export.rcnn_rois"] = function(g, a, r)
   g:node("TopK", { ks, n }, { g:fresh("t"), order }, { { "axis", "int", 0 } })
   local rois = g:op("Gather", { boxes, g:op("Gather", { kept, order }, { { "axis", "int", 0 } }) },
                     { { "axis", "int", 0 } })
-  -- LevelMapper
-  local area = g:op("Mul", { g:op("Sub", { col(g, rois, 2, 1), col(g, rois, 0, 1) }),
-                             g:op("Sub", { col(g, rois, 3, 1), col(g, rois, 1, 1) }) })
-  local log2 = g:op("Div", { g:op("Log", { g:op("Div", { g:op("Sqrt", { area }), g:scalar(rec.s0, "canonical_scale") }) }),
-                             g:scalar(math.log(2), "ln2") })
-  local lv = g:op("Floor", { g:op("Add", { g:op("Add", { g:scalar(rec.lvl0, "canonical_level"), log2 }),
-                                           g:scalar(1e-6, "eps") }) })
-  lv = g:op("Clip", { lv, g:scalar(rec.k_min, "k_min"), g:scalar(rec.k_max, "k_max") })
-  lv = flat(g, g:op("Cast", { g:op("Sub", { lv, g:scalar(rec.k_min, "k_min") }) }, { { "to", "int", proto.DTYPE.int64 } }))
-  local pooled, grouped = {}, {}
-  local oh, ow = rec.output_size[1], rec.output_size[2]
-  for l = 0, #a[3] - 1 do
-    local idx = flat(g, g:op("NonZero", { g:op("Equal", { lv, g:ints({ l }, "level") }) }))
-    local rl = g:op("Gather", { rois, idx }, { { "axis", "int", 0 } })
-    grouped[l + 1] = rl
-    local attrs = { { "mode", "string", "avg" }, { "output_height", "int", oh }, { "output_width", "int", ow },
-                    { "sampling_ratio", "int", rec.sampling_ratio }, { "spatial_scale", "float", rec.scales[l + 1] } }
-    local batch = g:op("Mul", { idx, g:ints({ 0 }, "zero") })
-    pooled[l + 1] = g:op("RoiAlign", { g:input(a[3][l + 1]), rl, batch }, attrs)
-  end
-  g:output(r[1], g:op("Concat", pooled, { { "axis", "int", 0 } }))
-  g:output(r[2], g:op("Concat", grouped, { { "axis", "int", 0 } }))
+  local pooled, grouped = pool_nodes(g, rois, a[3], rec.pool)
+  g:output(r[1], pooled)
+  g:output(r[2], grouped)
 end
 
 -- RoiAlign as torchvision's aligned=False at opset (from 16 ONNX's default
@@ -237,16 +313,17 @@ function M.set_opset(g, opset)
   end
 end
 
--- ---- the post-processing nodes ---------------------------------------------------------------
--- g: the traced graph (class_logits [R, C], box_regression [R, 4C],
--- proposals [R, 4]); returns the kept boxes, labels, scores
-function M.postprocess(g, d, wrapper)
-  local rh = d.roi_heads
+-- ---- export.rcnn_detections's nodes: the box head's post-processing -----------------------------
+-- class_logits [R, C], box_regression [R, 4C], proposals [R, 4] -> the
+-- detections_per_img best boxes (in the resized image), labels, scores
+H["export.rcnn_detections"] = function(g, a, r)
+  g.where = WHERE
+  local rh = a.rec.roi_heads
   local w = rh.box_coder.weights
-  local C = rh.box_predictor.cls_score.weight.shape[1]
-  local scores = g:op("Softmax", { "class_logits" }, { { "axis", "int", 1 } })
-  local reg = g:op("Reshape", { "box_regression", g:ints({ 0, -1, 4 }, "shape") })           -- [R, C, 4]
-  local p = g:op("Reshape", { "proposals", g:ints({ -1, 1, 4 }, "shape") })                   -- [R, 1, 4]
+  local C = a[1].shape[2]
+  local scores = g:op("Softmax", { g:input(a[1]) }, { { "axis", "int", 1 } })
+  local reg = g:op("Reshape", { g:input(a[2]), g:ints({ 0, -1, 4 }, "shape") })                -- [R, C, 4]
+  local p = g:op("Reshape", { g:input(a[3]), g:ints({ -1, 1, 4 }, "shape") })                  -- [R, 1, 4]
   local widths = g:op("Sub", { col(g, p, 2, 2), col(g, p, 0, 2) })
   local heights = g:op("Sub", { col(g, p, 3, 2), col(g, p, 1, 2) })
   local half = g:scalar(0.5, "half")
@@ -259,7 +336,7 @@ function M.postprocess(g, d, wrapper)
   local cy = g:op("Add", { g:op("Mul", { delta(1), heights }), ctr_y })
   local hw = g:op("Mul", { half, g:op("Mul", { g:op("Exp", { dw }), widths }) })
   local hh = g:op("Mul", { half, g:op("Mul", { g:op("Exp", { dh }), heights }) })
-  local H_, W_ = wrapper.out_h, wrapper.out_w
+  local H_, W_ = a.rec.image_size[1], a.rec.image_size[2]
   local function clamp(t, hi) return g:op("Clip", { t, g:scalar(0, "zero"), g:scalar(hi, "image_size") }) end
   local boxes = g:op("Concat", { clamp(g:op("Sub", { cx, hw }), W_), clamp(g:op("Sub", { cy, hh }), H_),
                                  clamp(g:op("Add", { cx, hw }), W_), clamp(g:op("Add", { cy, hh }), H_) },
@@ -278,7 +355,45 @@ function M.postprocess(g, d, wrapper)
   local pairs_ = g:op("Gather", { sel, g:ints({ 0, 2 }, "columns") }, { { "axis", "int", 1 } })
   local labels = g:op("Add", { flat(g, g:op("Gather", { sel, g:ints({ 0 }, "columns") }, { { "axis", "int", 1 } })),
                                g:constant({ 1 }, "int64", { 1 }, "background") })
-  return g:op("GatherND", { bt, pairs_ }), labels, g:op("GatherND", { st, pairs_ })
+  local sel_scores = g:op("GatherND", { st, pairs_ })
+  local n = g:op("ReduceMin", { g:op("Concat", { g:op("Shape", { sel_scores }),
+                                                 g:ints({ rh.detections_per_img }, "detections_per_img") },
+                                     { { "axis", "int", 0 } }) }, { { "keepdims", "int", 1 } })
+  local top, order = g:fresh("t"), g:fresh("t")
+  g:node("TopK", { sel_scores, n }, { top, order }, { { "axis", "int", 0 } })
+  g:output(r[1], g:op("Gather", { g:op("GatherND", { bt, pairs_ }), order }, { { "axis", "int", 0 } }))
+  g:output(r[2], g:op("Gather", { labels, order }, { { "axis", "int", 0 } }))
+  g:output(r[3], top)
+end
+
+-- ---- Mask R-CNN's nodes ----------------------------------------------------------------------
+H["export.mask_rois"] = function(g, a, r)
+  g.where = WHERE
+  local pooled, _, rows = pool_nodes(g, g:input(a[1]), a[2], a.rec.pool)
+  g:output(r[1], pooled)
+  g:output(r[2], rows)
+end
+
+-- logits [K, C, M, M] (rows grouped by level), labels [K] (the
+-- detections'), rows [K] (the detection of each row) -> [K, 1, M, M]: the
+-- class channel picked by a one-hot MatMul (exact: one product by 1, the
+-- others 0), the rows put back in the detections' order (TopK of -rows)
+H["export.mask_select"] = function(g, a, r)
+  g.where = WHERE
+  local C, Hm, Wm = a[1].shape[2], a[1].shape[3], a[1].shape[4]
+  local probs = g:op("Reshape", { g:op("Sigmoid", { g:input(a[1]) }), g:ints({ 0, C, -1 }, "shape") })
+  local rows = g:input(a[3])
+  local lab = g:op("Gather", { g:input(a[2]), rows }, { { "axis", "int", 0 } })
+  local classes = {}
+  for c = 0, C - 1 do classes[c + 1] = c end
+  local onehot = g:op("Cast", { g:op("Equal", { g:op("Reshape", { lab, g:ints({ -1, 1, 1 }, "shape") }),
+                                                g:constant(classes, "int64", { 1, 1, C }, "classes") }) },
+                      { { "to", "int", proto.DTYPE.float32 } })                                      -- [K, 1, C]
+  local picked = g:op("Reshape", { g:op("MatMul", { onehot, probs }), g:ints({ -1, 1, Hm, Wm }, "shape") })
+  local inv = g:fresh("t")
+  g:node("TopK", { g:op("Neg", { g:op("Cast", { rows }, { { "to", "int", proto.DTYPE.float32 } }) }),
+                   g:op("Shape", { rows }) }, { g:fresh("t"), inv }, { { "axis", "int", 0 } })
+  g:output(r[1], g:op("Gather", { picked, inv }, { { "axis", "int", 0 } }))
 end
 
 -- ---- the evaluator's kernels ----------------------------------------------------------------
