@@ -52,18 +52,27 @@ local detections_per_class_nms
 local M = { OPSET = 11 }
 local POSTPROCESS = "the detector's post-processing" -- where its nodes are, for messages (ops_rcnn.lua's too)
 
-local DETECTORS = { KeypointRCNN = true }
-local ONE_STAGE = { SSD = true, RetinaNet = true, FCOS = true, FasterRCNN = true, MaskRCNN = true } -- exported here
+local EXPORTED = { SSD = true, RetinaNet = true, FCOS = true, FasterRCNN = true, MaskRCNN = true }
 
--- Whether m is a detector this module exports (SSD), refusing the others
--- (and o.no_postprocess for a model that is no detector).
-function M.handles(m, o)
+-- m's detector name, torchvision's class name (pthcv's Mask and Keypoint
+-- R-CNN are FasterRCNN modules with more heads), or its typename
+local function detector_name(m)
   local name = m.typename and m:typename()
-  if ONE_STAGE[name] then return true end
-  if o and o.no_postprocess and not DETECTORS[name] then
+  local rh = name == "FasterRCNN" and m.roi_heads
+  if rh and rh.keypoint_roi_pool then return "KeypointRCNN" end
+  if rh and rh.mask_roi_pool then return "MaskRCNN" end
+  return name
+end
+
+-- Whether m is a detector this module exports, refusing the others (and
+-- o.no_postprocess for a model that is no detector).
+function M.handles(m, o)
+  local name = detector_name(m)
+  if EXPORTED[name] then return true end
+  if o and o.no_postprocess and name ~= "KeypointRCNN" then
     refuse("--no-postprocess is for the SSD, RetinaNet and FCOS detectors; " .. tostring(name) .. " has no post-processing to leave out")
   end
-  if DETECTORS[name] then
+  if name == "KeypointRCNN" then
     refuse(name .. ": ONNX export of Keypoint R-CNN is not written yet (its heatmaps' decoding into keypoints, "
            .. "an argmax and a sub-pixel refinement per keypoint, is not written as ONNX nodes); pthcv exports "
            .. "Faster R-CNN, Mask R-CNN, SSD, RetinaNet, FCOS and the segmentation models")
@@ -74,8 +83,8 @@ end
 -- Refuses a detector in a format with no form of its post-processing
 -- (format: "Caffe"), naming what to do instead.
 function M.refuse_format(m, format)
-  local name = m.typename and m:typename()
-  if ONE_STAGE[name] or DETECTORS[name] then
+  local name = detector_name(m)
+  if EXPORTED[name] or name == "KeypointRCNN" then
     refuse(string.format("%s: %s has no form of a detector's post-processing (NMS): export ONNX (-o OUT.onnx; "
                          .. "--no-postprocess for the network alone, for the SSD, RetinaNet and FCOS detectors)",
                          name, format))
@@ -376,7 +385,7 @@ end
 -- The ONNX model of the SSD m and info, as onnx.build (init.lua) returns.
 function M.build(onnx, m, o)
   local opset = o.opset or onnx.OPSET
-  local name = m:typename()
+  local name = detector_name(m)
   local ssd = name == "SSD"
   if o.dynamic and #o.dynamic > 0 then
     refuse(name .. ": --dynamic: the " .. (ssd and "default boxes" or "anchors") .. " are constants of the input's size")

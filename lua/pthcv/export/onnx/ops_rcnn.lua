@@ -1,36 +1,43 @@
 -- lua/pthcv/export/onnx/ops_rcnn.lua: ONNX export of torchvision's
 -- Faster R-CNN (fasterrcnn_mobilenet_v3_large_320_fpn, _mobilenet_v3_large_fpn,
--- _resnet50_fpn and _v2) as a whole detector: one image in at the size
--- traced, boxes, labels and scores out (ops_detection.lua builds and checks
--- the file; its header describes the interface). Opset 11 on.
+-- _resnet50_fpn and _v2) and Mask R-CNN (maskrcnn_resnet50_fpn and _v2) as
+-- whole detectors: one image in at the size traced, boxes, labels, scores
+-- (and masks) out (ops_detection.lua builds and checks the file; its header
+-- describes the interface). Opset 11 on.
 --
--- Traced (trace.lua): the transform (as ops_onestage.lua's), backbone and
--- FPN, the RPN head, every anchor's proposal decoded (BoxCoder 1, 1, 1, 1)
--- and clipped to the resized image; then one op of this file,
--- "export.rcnn_rois", whose nodes are written here and whose value pthcv
--- computes with its own RPN and MultiScaleRoIAlign:
---   per FPN level TopK of the objectness logits (pre_nms_top_n), Sigmoid;
---   boxes of width or height < 1e-3 out (Where: their scores -1);
---   NonMaxSuppression with each level as one of its classes (NMS per
---     level; its score_threshold just below rpn score_thresh: torchvision
---     keeps scores >= it); the post_nms_top_n best (TopK);
---   the level of each proposal as torchvision's LevelMapper
+-- One traced pass (trace.lua): the transform (as ops_onestage.lua's),
+-- backbone and FPN, the RPN head, every anchor's proposal decoded (BoxCoder
+-- 1, 1, 1, 1) and clipped to the resized image, then four ops of this file
+-- between the traced heads, each with the nodes written here and the value
+-- pthcv computes with its own RPN, RoIHeads and MultiScaleRoIAlign (NMS
+-- per class or level, as the graph's), which the export's check compares:
+--   export.rcnn_rois: per FPN level TopK of the objectness logits
+--     (pre_nms_top_n), Sigmoid; boxes under 1e-3 wide or high out (their
+--     scores -1); NonMaxSuppression with each level as one of its classes
+--     (score_threshold just below rpn score_thresh: torchvision keeps
+--     scores >= it); the post_nms_top_n best (TopK); then pooled:
+--   (pooling) the level of each box as torchvision's LevelMapper
 --     (floor(lvl0 + log2(sqrt(area) / s0) + 1e-6), clamped; Log / ln 2)
---     and per level RoiAlign of its proposals (NonZero, Gather), as
---     torchvision's _onnx_merge_levels does, except that the rows stay
---     grouped by level (the proposals with them: the box head is per row,
---     and only the order of equal scores could tell);
--- then the box head and predictor, traced (Flatten and Gemm: any number of
--- rows). RoiAlign is torchvision's aligned=False: ONNX's default before
--- opset 16, coordinate_transformation_mode output_half_pixel from 16.
--- The post-processing nodes (roi_heads.lua's postprocess_detections):
---   Softmax, the deltas decoded (BoxCoder 10, 10, 5, 5) and clipped, the
---   background column dropped, boxes of width or height < 1e-2 out,
---   NonMaxSuppression with each class as one batch (NMS per class,
---   score_threshold box_score_thresh), GatherND of the kept (class, row),
---   labels = class + 1; ops_detection.lua's finish (detections_per_img,
---   boxes scaled to the input).
--- Mask R-CNN and Keypoint R-CNN are refused (ops_detection.lua).
+--     and per level NonZero, Gather and RoiAlign, as torchvision's
+--     _onnx_merge_levels does, except that the rows stay grouped by level
+--     (with their boxes; the heads work row by row);
+--   the box head and predictor, traced (Flatten and Gemm, or v2's
+--     convolutions: any number of rows);
+--   export.rcnn_detections (roi_heads.lua's postprocess_detections):
+--     Softmax, the deltas decoded (BoxCoder 10, 10, 5, 5) and clipped, the
+--     background column dropped, boxes under 1e-2 out, NonMaxSuppression
+--     with each class as one batch (score_threshold box_score_thresh),
+--     GatherND of the kept (class, row), labels = class + 1, the
+--     detections_per_img best (TopK);
+--   Mask R-CNN: export.mask_rois pools the detections (14 x 14), the mask
+--     head and predictor are traced, export.mask_select takes each
+--     detection's class channel of their Sigmoid (a one-hot MatMul, exact)
+--     and puts the rows back in the detections' order (TopK of -row):
+--     masks [K, 1, 28, 28] probabilities, as torchvision's export returns
+--     them (not pasted into the image).
+-- ops_detection.lua's finish then scales the boxes to the input's size.
+-- RoiAlign is torchvision's aligned=False: ONNX's default before opset 16,
+-- coordinate_transformation_mode output_half_pixel from 16 (set_opset).
 local ffi = require "ffi"
 local Tensor = require "pthcv.tensor"
 local nn = require "pthcv.nn"
