@@ -469,6 +469,11 @@ function M.build(onnx, m, o)
     return { pb, info }
   end)
   onnx.release(t)
+  if not ok and tostring(res):find("differs from the forward pass at node", 1, true)
+     and tostring(res):find(POSTPROCESS, 1, true) then
+    res = res .. ". In a detector's post-processing this may come from scores that tie (as an untrained model's "
+          .. "do): the graph's TopK and NMS may order them otherwise than the model; export trained weights"
+  end
   if not ok then error(res, 0) end
   return res[1], res[2]
 end
