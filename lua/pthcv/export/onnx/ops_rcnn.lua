@@ -47,6 +47,7 @@ local ops = require "pthcv.ops"
 local onnx_ops = require "pthcv.export.onnx.ops"
 local evaluate = require "pthcv.export.onnx.evaluate"
 local proto = require "pthcv.export.onnx.proto"
+local graph = require "pthcv.export.onnx.graph"
 local onestage = require "pthcv.export.onnx.ops_onestage"
 local util = require "pthcv.models.detection.util"
 
