@@ -62,7 +62,7 @@ printed as a warning. See docs/export.md.]],
     { "output-names", kind = "string", metavar = "A,B",
       help = "the outputs' names (default logits for a 2-d output,\noutput, output_1..., or the keys of a table)" },
     { "half", help = "float16 weights behind Cast nodes (ONNX only; not for\nOpenCV 4.6, which reads no float16)" },
-    { "no-postprocess", help = "SSD detectors: the network up to the head's outputs\n(cv2.dnn runs it), the default boxes in OUT.anchors.npy" },
+    { "no-postprocess", help = "SSD, RetinaNet and FCOS: the network up to the head's\noutputs, the default boxes or anchors in OUT.anchors.npy" },
   }),
   run = function(pos, opt)
     local out = opt.output

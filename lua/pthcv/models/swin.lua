@@ -261,7 +261,9 @@ end
 
 function SWA2:relative_position_bias()
   local L = self.window_size[1] * self.window_size[2]
-  local tbl = self.cpb_mlp(self.relative_coords_table)
+  -- (float32 for the kernels when module:half() made the buffer float16:
+  -- its values are then torch's float16 table)
+  local tbl = self.cpb_mlp(F.f32(self.relative_coords_table))
   local b = M.gather_bias(F.reshape(tbl, -1, self.num_heads), self.relative_position_index, L)
   return F.mul(F.sigmoid(b), 16)
 end

@@ -1,7 +1,8 @@
 -- lua/pthcv/export/onnx/ops_detection.lua: ONNX export of torchvision's
--- SSD detectors (ssdlite320_mobilenet_v3_large, ssd300_vgg16), as
--- torchvision's own export at opset 11 writes them: one image in, the
--- detections out.
+-- detectors, as torchvision's own export at opset 11 writes them: one image
+-- in, the detections out. The SSDs (ssdlite320_mobilenet_v3_large,
+-- ssd300_vgg16) here; RetinaNet and FCOS in ops_onestage.lua, Faster R-CNN
+-- in ops_rcnn.lua (their traced part and nodes; built and checked here).
 --
 --   input  [1, 3, H, W] float32 RGB in 0..1, at the size traced (fixed;
 --          o.input may be the picture [3, H, W])
@@ -23,7 +24,8 @@
 -- Opset 10 has NonMaxSuppression but no GatherND: refused by name.
 --
 -- o.no_postprocess: the network up to the head's outputs instead (what
--- cv2.dnn runs): bbox_regression [1, A, 4] and cls_logits [1, A, C]; the
+-- cv2.dnn runs): bbox_regression [1, A, 4] and cls_logits [1, A, C] (and
+-- FCOS's bbox_ctrness [1, A, 1]); the
 -- default boxes [A, 4] (in the resized image's pixels) are returned as
 -- info.anchors for the caller to write beside the file.
 --
@@ -32,7 +34,8 @@
 -- compared with the model's own forward pass on the same image (with NMS
 -- per class, as ONNX defines it): the same labels, scores within 1e-4,
 -- boxes within 1e-3 of the image's size.
--- Faster R-CNN, RetinaNet, FCOS and the others are refused by name.
+-- Keypoint R-CNN is refused by name; so is --no-postprocess for Faster and
+-- Mask R-CNN (their box head runs on the RPN's post-processed proposals).
 local Tensor = require "pthcv.tensor"
 local nn = require "pthcv.nn"
 local F = nn.F
@@ -47,22 +50,32 @@ local refuse = graph.refuse
 local K = evaluate.kernels
 local detections_per_class_nms
 local M = { OPSET = 11 }
-local POSTPROCESS = "the SSD's post-processing (ops_detection.lua)" -- where its nodes are, for messages
+local POSTPROCESS = "the detector's post-processing" -- where its nodes are, for messages (ops_rcnn.lua's too)
 
-local DETECTORS = { FasterRCNN = true, MaskRCNN = true, KeypointRCNN = true, RetinaNet = true, FCOS = true }
+local EXPORTED = { SSD = true, RetinaNet = true, FCOS = true, FasterRCNN = true, MaskRCNN = true }
 
--- Whether m is a detector this module exports (SSD), refusing the others
--- (and o.no_postprocess for a model that is no detector).
-function M.handles(m, o)
+-- m's detector name, torchvision's class name (pthcv's Mask and Keypoint
+-- R-CNN are FasterRCNN modules with more heads), or its typename
+local function detector_name(m)
   local name = m.typename and m:typename()
-  if name == "SSD" then return true end
-  if o and o.no_postprocess and not DETECTORS[name] then
-    refuse("--no-postprocess is for the SSD detectors; " .. tostring(name) .. " has no post-processing to leave out")
+  local rh = name == "FasterRCNN" and m.roi_heads
+  if rh and rh.keypoint_roi_pool then return "KeypointRCNN" end
+  if rh and rh.mask_roi_pool then return "MaskRCNN" end
+  return name
+end
+
+-- Whether m is a detector this module exports, refusing the others (and
+-- o.no_postprocess for a model that is no detector).
+function M.handles(m, o)
+  local name = detector_name(m)
+  if EXPORTED[name] then return true end
+  if o and o.no_postprocess and name ~= "KeypointRCNN" then
+    refuse("--no-postprocess is for the SSD, RetinaNet and FCOS detectors; " .. tostring(name) .. " has no post-processing to leave out")
   end
-  if DETECTORS[name] then
-    refuse(name .. ": ONNX export of this detector is not written yet (its region proposals and RoIAlign over "
-           .. "FPN levels, or its per-level top-k, have no traced form); pthcv exports the SSD detectors "
-           .. "(ssdlite320_mobilenet_v3_large, ssd300_vgg16) and the segmentation models")
+  if name == "KeypointRCNN" then
+    refuse(name .. ": ONNX export of Keypoint R-CNN is not written yet (its heatmaps' decoding into keypoints, "
+           .. "an argmax and a sub-pixel refinement per keypoint, is not written as ONNX nodes); pthcv exports "
+           .. "Faster R-CNN, Mask R-CNN, SSD, RetinaNet, FCOS and the segmentation models")
   end
   return false
 end
@@ -70,10 +83,11 @@ end
 -- Refuses a detector in a format with no form of its post-processing
 -- (format: "Caffe"), naming what to do instead.
 function M.refuse_format(m, format)
-  local name = m.typename and m:typename()
-  if name == "SSD" or DETECTORS[name] then
+  local name = detector_name(m)
+  if EXPORTED[name] or name == "KeypointRCNN" then
     refuse(string.format("%s: %s has no form of a detector's post-processing (NMS): export ONNX (-o OUT.onnx; "
-                         .. "--no-postprocess for the network alone, for the SSD detectors)", name, format))
+                         .. "--no-postprocess for the network alone, for the SSD, RetinaNet and FCOS detectors)",
+                         name, format))
   end
 end
 
@@ -181,7 +195,15 @@ local function postprocess(g, d, A, C, ratio)
   local cls = g:op("Reshape", { g:op("Gather", { sel, g:ints({ 0 }, "columns") }, { { "axis", "int", 1 } }),
                                 g:ints({ -1 }, "shape") })
   local sel_labels = g:op("Add", { cls, g:constant({ 1 }, "int64", { 1 }, "background") })
-  local n = g:op("ReduceMin", { g:op("Concat", { g:op("Shape", { sel_scores }), g:ints({ d.detections_per_img },
+  M.finish(g, d.detections_per_img, sel_boxes, sel_labels, sel_scores, ratio)
+end
+
+-- the detections_per_img best of the kept candidates by score, boxes
+-- scaled from the resized image to the input's size (ratio {h, w}):
+-- g's outputs boxes, labels, scores
+-- (sel_masks: Mask R-CNN's [n, 1, M, M], output as masks)
+function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, ratio, sel_masks)
+  local n = g:op("ReduceMin", { g:op("Concat", { g:op("Shape", { sel_scores }), g:ints({ detections_per_img },
                                                                                        "detections_per_img") },
                                      { { "axis", "int", 0 } }) }, { { "keepdims", "int", 1 } })
   local order = g:fresh("t")
@@ -194,6 +216,11 @@ local function postprocess(g, d, A, C, ratio)
   g.outputs = { { name = "boxes", shape = { "num_detections", 4 }, dtype = "float32" },
                 { name = "labels", shape = { "num_detections" }, dtype = "int64" },
                 { name = "scores", shape = { "num_detections" }, dtype = "float32" } }
+  if sel_masks then
+    g:node("Gather", { sel_masks, order }, { "masks" }, { { "axis", "int", 0 } })
+    g.used_names.masks = true
+    g.outputs[4] = { name = "masks", shape = { "num_detections", 1, 28, 28 }, dtype = "float32" }
+  end
 end
 
 -- ---- the evaluator's kernels for the nodes above --------------------------------------------------------
@@ -342,6 +369,8 @@ local function per_class_nms(boxes, scores, labels, iou)
   return Tensor.from_table(kept, "int64")
 end
 
+M.per_class_nms = per_class_nms
+
 -- The SSD's own detections on x [1, 3, H, W] with NMS per class (the
 -- graph's), for the check before writing.
 detections_per_class_nms = function(m, x)
@@ -356,27 +385,56 @@ end
 -- The ONNX model of the SSD m and info, as onnx.build (init.lua) returns.
 function M.build(onnx, m, o)
   local opset = o.opset or onnx.OPSET
-  if o.dynamic and #o.dynamic > 0 then refuse("SSD: --dynamic: the default boxes are constants of the input's size") end
-  if o.half then refuse("SSD: --half is not written for detectors") end
-  if o.input_names or o.output_names then refuse("SSD: the detector's names are input, boxes, labels and scores") end
+  local name = detector_name(m)
+  local ssd = name == "SSD"
+  if o.dynamic and #o.dynamic > 0 then
+    refuse(name .. ": --dynamic: the " .. (ssd and "default boxes" or "anchors") .. " are constants of the input's size")
+  end
+  if o.half then refuse(name .. ": --half is not written for detectors") end
+  if o.input_names or o.output_names then refuse(name .. ": the detector's names are input, boxes, labels and scores") end
   if not o.no_postprocess and opset < M.OPSET then
-    refuse(string.format("SSD at opset %d: the post-processing reads the kept boxes with GatherND, which is opset "
-                         .. "11 (use --opset 11 or later, or --no-postprocess)", opset))
+    refuse(string.format("%s at opset %d: the post-processing %s, which is opset 11 (use --opset 11 or later, or "
+                         .. "--no-postprocess)", name, opset,
+                         ssd and "reads the kept boxes with GatherND" or "compares int64 labels with Equal"))
   end
   local x = o.input
   if not Tensor.is(x) then x = Tensor.rand(x or { 1, 3, 320, 320 }, { seed = o.seed or 0 }) end
   if x.ndim == 3 then x = x:unsqueeze(1):contiguous() end -- one picture [3, H, W], as pthcv.detect takes it
   if x.ndim ~= 4 or x.shape[1] ~= 1 or x.shape[2] ~= 3 then
-    refuse("SSD: the input is one RGB image [1, 3, H, W] in 0..1, not [" .. table.concat(x.shape, ", ") .. "]")
+    refuse(name .. ": the input is one RGB image [1, 3, H, W] in 0..1, not [" .. table.concat(x.shape, ", ") .. "]")
   end
   local size = { x.shape[3], x.shape[4] }
-  local wrapper = M.wrap(m, x, o.no_postprocess)
-  local names = o.no_postprocess and { "bbox_regression", "cls_logits" } or { "raw_boxes", "raw_scores" }
+  local rcnn = name == "FasterRCNN" or name == "MaskRCNN"
+  if rcnn and o.no_postprocess then
+    refuse(name .. ": --no-postprocess: the box head runs on the region proposals, which the post-processing "
+           .. "of the RPN makes")
+  end
+  local onestage = not ssd and require(rcnn and "pthcv.export.onnx.ops_rcnn" or "pthcv.export.onnx.ops_onestage")
+  local wrapper, names
+  if ssd then
+    wrapper = M.wrap(m, x, o.no_postprocess)
+    names = o.no_postprocess and { "bbox_regression", "cls_logits" } or { "raw_boxes", "raw_scores" }
+  else
+    wrapper, names = onestage.wrap(m, x, o.no_postprocess)
+  end
   local t = onnx.trace(wrapper, { input = x, opset = opset, output_names = names })
   local g = t.g
   local ok, res = pcall(function()
-    local A, C = wrapper.anchors.shape[1], m.head.classification_head.num_columns
-    if not o.no_postprocess then postprocess(g, m, A, C, { size[1] / wrapper.out_h, size[2] / wrapper.out_w }) end
+    local ratio = { size[1] / wrapper.out_h, size[2] / wrapper.out_w }
+    if o.no_postprocess then -- nothing to add
+    elseif ssd then
+      postprocess(g, m, wrapper.anchors.shape[1], m.head.classification_head.num_columns, ratio)
+    else
+      g.where, g.op_name = POSTPROCESS, "postprocess"
+      if rcnn then
+        M.finish(g, m.roi_heads.detections_per_img, "det_boxes", "det_labels", "det_scores", ratio,
+                 wrapper.mask_rec and "det_masks")
+      else
+        local b, l, s = onestage.postprocess(g, m, wrapper)
+        M.finish(g, m.o.detections_per_img, b, l, s, ratio)
+      end
+    end
+    if rcnn then onestage.set_opset(g, opset) end
     lower.run(g, opset)
     local info = { opset = opset, warnings = {}, anchors = o.no_postprocess and wrapper.anchors or nil }
     evaluate.check(g, { input = x }, g.refs)
@@ -393,8 +451,8 @@ function M.build(onnx, m, o)
     end
     if not o.no_postprocess then
       info.warnings[#info.warnings + 1] = "OpenCV 4.6 cannot run the detector's post-processing (its importer has no "
-        .. "NonMaxSuppression, TopK, Gather or GatherND layers): run the file with onnxruntime, or export with "
-        .. "--no-postprocess for cv2.dnn"
+        .. "NonMaxSuppression, TopK, Gather or GatherND layers): run the file with onnxruntime"
+        .. (rcnn and "" or ", or export with --no-postprocess for cv2.dnn")
     end
     local vi_in, vi_out, outputs = { proto.value_info("input", proto.DTYPE.float32, x.shape) }, {}, {}
     for i, out in ipairs(g.outputs) do
@@ -402,7 +460,7 @@ function M.build(onnx, m, o)
       outputs[i] = { name = out.name, shape = out.shape }
     end
     local nodes, inits = g:to_proto()
-    local pb = proto.model({ name = o.name or "SSD", nodes = nodes, initializers = inits, inputs = vi_in,
+    local pb = proto.model({ name = o.name or name, nodes = nodes, initializers = inits, inputs = vi_in,
                              outputs = vi_out },
                            { ir_version = onnx.IR_VERSIONS[opset], opset = opset,
                              producer_version = require("pthcv").version })
@@ -411,6 +469,11 @@ function M.build(onnx, m, o)
     return { pb, info }
   end)
   onnx.release(t)
+  if not ok and tostring(res):find("differs from the forward pass at node", 1, true)
+     and tostring(res):find(POSTPROCESS, 1, true) then
+    res = res .. ". In a detector's post-processing this may come from scores that tie (as an untrained model's "
+          .. "do): the graph's TopK and NMS may order them otherwise than the model; export trained weights"
+  end
   if not ok then error(res, 0) end
   return res[1], res[2]
 end

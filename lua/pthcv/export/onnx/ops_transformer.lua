@@ -22,6 +22,8 @@
 --                          first; per-head scales: the scores multiplied by
 --                          scale * head_scale[h], one [H, 1, 1] constant
 --                          (float32 products, as the kernel forms them).
+--   F.group_norm           Reshape to [N, G, -1], LayerNorm's decomposed
+--                          form over the last axis, Reshape back, Mul, Add.
 -- GELU (exact, Erf; approximate='tanh', Tanh) is in ops.lua's activations.
 local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
@@ -66,6 +68,28 @@ H["F.layer_norm_channels"] = function(g, a, r)
   for i, p in ipairs(to_last) do last_shape[i] = x.shape[p + 1] end
   local y = layer_norm_node(g, t, nd, 1, a[2], a[3], a.rec.eps, last_shape)
   g:output(r[1], g:op("Transpose", { y }, { { "perm", "ints", to_first } }))
+end
+
+-- F.group_norm (RetinaNet v2's and FCOS's heads): x [N, C, ...] Reshape-d
+-- to [N, G, -1], normalised over the last axis as LayerNorm's decomposed
+-- form (ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div: every opset
+-- from 10 to 17; GroupNormalization is opset 18), Reshape-d back to x's
+-- Shape, then Mul by weight and Add of bias [C, 1, ...]
+H["F.group_norm"] = function(g, a, r)
+  local x, rec = a[1], a.rec
+  if x.ndim < 2 then refuse("group_norm of a " .. x.ndim .. "-d tensor") end
+  local xin = g:input(x)
+  local t = g:op("Reshape", { xin, g:ints({ 0, rec.num_groups, -1 }, "groups") })
+  local reduce = { { "axes", "ints", { -1 } }, { "keepdims", "int", 1 } }
+  local d = g:op("Sub", { t, g:op("ReduceMean", { t }, reduce) })
+  local var = g:op("ReduceMean", { g:op("Pow", { d, g:scalar(2) }) }, reduce)
+  local y = g:op("Div", { d, g:op("Sqrt", { g:op("Add", { var, g:scalar(rec.eps) }) }) })
+  y = g:op("Reshape", { y, g:op("Shape", { xin }) })
+  local per_channel = { x.shape[2] }
+  for _ = 3, x.ndim do per_channel[#per_channel + 1] = 1 end
+  if a[2] then y = g:op("Mul", { y, g:input(a[2]:reshape(per_channel), "weight") }) end
+  if a[3] then y = g:op("Add", { y, g:input(a[3]:reshape(per_channel), "bias") }) end
+  g:output(r[1], y)
 end
 
 -- perm of rank nd swapping dims i and j (0-based)
