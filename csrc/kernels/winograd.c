@@ -127,7 +127,16 @@ void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *
     }
 }
 
-void pthcv_wino_out8_scalar(const float *m, int64_t ms, float bias, float *za, float *zb)
+/* value (i, j) of a quad's block into its destination, if inside */
+static inline void store_value(const pthcv_wino_dst *d, const pthcv_wino_epi *e, int i, int j, float z)
+{
+    if (i >= d->rows || j >= d->cols) return;
+    int64_t off = i * d->ld + j;
+    d->o[off] = pthcv_wino_finish(z, d->r ? d->r + off : NULL, e);
+}
+
+void pthcv_wino_out8_scalar(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                            const pthcv_wino_dst *db)
 {
     for (int l = 0; l < 8; l++) {
         float t[6][4], row[6], col[6], y[4];
@@ -135,11 +144,11 @@ void pthcv_wino_out8_scalar(const float *m, int64_t ms, float bias, float *za, f
             for (int j = 0; j < 6; j++) row[j] = m[(i * 6 + j) * ms + l];
             at6(row, t[i]);
         }
-        float *z = l < 4 ? za + 4 * l : zb + 4 * (l - 4);
+        const pthcv_wino_dst *d = l < 4 ? da : db;
         for (int j = 0; j < 4; j++) {
             for (int i = 0; i < 6; i++) col[i] = t[i][j];
             at6(col, y);
-            for (int i = 0; i < 4; i++) z[i * 16 + j] = bias + y[i];
+            for (int i = 0; i < 4; i++) store_value(d, e, i, l % 4 * 4 + j, e->bias + y[i]);
         }
     }
 }
@@ -173,7 +182,8 @@ void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float
     }
 }
 
-void pthcv_wino23_out8_scalar(const float *m, int64_t ms, float bias, float *za, float *zb)
+void pthcv_wino23_out8_scalar(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                              const pthcv_wino_dst *db)
 {
     for (int l = 0; l < 8; l++) {
         float t[4][2], row[4], col[4], y[2];
@@ -181,11 +191,11 @@ void pthcv_wino23_out8_scalar(const float *m, int64_t ms, float bias, float *za,
             for (int j = 0; j < 4; j++) row[j] = m[(i * 4 + j) * ms + l];
             at4(row, t[i]);
         }
-        float *z = l < 4 ? za + 2 * l : zb + 2 * (l - 4);
+        const pthcv_wino_dst *d = l < 4 ? da : db;
         for (int j = 0; j < 2; j++) {
             for (int i = 0; i < 4; i++) col[i] = t[i][j];
             at4(col, y);
-            for (int i = 0; i < 2; i++) z[i * 8 + j] = bias + y[i];
+            for (int i = 0; i < 2; i++) store_value(d, e, i, l % 4 * 2 + j, e->bias + y[i]);
         }
     }
 }
@@ -205,8 +215,8 @@ typedef struct {
     int64_t cstep;           /* output channels per range, a multiple of MR */
     int64_t isplit, istep;   /* the shared input transform: isplit ranges of istep input channels */
     float *vshared;          /* every block's V, [nblocks][nx][sp][cin], or NULL (see pthcv_wino_forward) */
-    void (*in8)(const float *, const float *, int64_t, float *);
-    void (*out8)(const float *, int64_t, float, float *, float *);
+    pthcv_wino_in8_fn in8;
+    pthcv_wino_out8_fn out8;
     atomic_int failed;
 } wino_ctx;
 
@@ -304,44 +314,45 @@ static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, i
     }
 }
 
-/* one output row of a quad: z (bias and transform done) + residual, clamp */
-PTHCV_SIMD static void finish_row(float *restrict o, float *restrict z, const float *restrict r, int64_t n, int fused,
-                                  float lo, float hi)
-{
-    if (r)
-        for (int64_t j = 0; j < n; j++) z[j] += r[j];
-    if (fused)
-        for (int64_t j = 0; j < n; j++) o[j] = z[j] < lo ? lo : z[j] > hi ? hi : z[j];
-    else
-        for (int64_t j = 0; j < n; j++) o[j] = z[j];
-}
-
-/* writes quad q's m x 4m block z of channel co, clipped to the output */
-static void finish_quad(const wino_ctx *x, int64_t co, int64_t q, float *z)
+/* where quad q's block of output channel co goes (no quad past the last:
+ * 0 rows) */
+static void quad_dst(const wino_ctx *x, int64_t co, int64_t q, pthcv_wino_dst *d)
 {
     const pthcv_wino_args *a = x->a;
     int m = x->m;
-    int64_t oy0 = q / x->qpr * m, ox0 = q % x->qpr * 4 * m;
-    int64_t ny = a->oh - oy0 < m ? a->oh - oy0 : m, nx = a->ow - ox0 < 4 * m ? a->ow - ox0 : 4 * m;
-    int64_t off = (co * a->oh + oy0) * a->ow + ox0;
-    for (int64_t i = 0; i < ny; i++) {
-        float *o = a->out + off + i * a->ow;
-        finish_row(o, z + i * 4 * m, a->res ? a->res + off + i * a->ow : NULL, nx, a->fused, a->lo, a->hi);
-        if (!a->fused) pthcv_act_row(o, nx, &a->act);
+    if (q >= x->Q) {
+        *d = (pthcv_wino_dst){.o = NULL};
+        return;
     }
+    int64_t oy0 = q / x->qpr * m, ox0 = q % x->qpr * 4 * m;
+    int64_t off = (co * a->oh + oy0) * a->ow + ox0;
+    d->o = a->out + off;
+    d->r = a->res ? a->res + off : NULL;
+    d->ld = a->ow;
+    d->rows = (int)(a->oh - oy0 < m ? a->oh - oy0 : m);
+    d->cols = (int)(a->ow - ox0 < 4 * m ? a->ow - ox0 : 4 * m);
+}
+
+/* an activation that is not a clamp, after the store */
+static void activate_quad(const pthcv_wino_dst *d, const pthcv_activation *act)
+{
+    for (int i = 0; i < d->rows; i++) pthcv_act_row(d->o + i * d->ld, d->cols, act);
 }
 
 static void transform_output(const wino_ctx *x, int64_t g0, int64_t ng, const float *m, int64_t co0, int64_t co1)
 {
     const pthcv_wino_args *a = x->a;
-    float za[64], zb[64];
+    pthcv_wino_epi e = {.lo = a->lo, .hi = a->hi, .clamp = a->fused};
+    int post = !a->fused && a->act.kind != PTHCV_ACT_NONE;
     for (int64_t co = co0; co < co1; co++) {
-        float b = a->bias ? a->bias[co] : 0.0f;
+        e.bias = a->bias ? a->bias[co] : 0.0f;
         for (int64_t g = 0; g < ng; g++) {
             int64_t qa = 2 * (g0 + g);
-            x->out8(m + co * x->sp + g * 8, x->coutp * x->sp, b, za, zb);
-            finish_quad(x, co, qa, za);
-            if (qa + 1 < x->Q) finish_quad(x, co, qa + 1, zb);
+            pthcv_wino_dst da, db;
+            quad_dst(x, co, qa, &da);
+            quad_dst(x, co, qa + 1, &db);
+            x->out8(m + co * x->sp + g * 8, x->coutp * x->sp, &e, &da, &db);
+            if (post) activate_quad(&da, &a->act), activate_quad(&db, &a->act);
         }
     }
 }

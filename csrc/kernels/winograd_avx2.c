@@ -55,6 +55,26 @@ static inline __m256 load2(const float *pa, const float *pb, int64_t off)
     return _mm256_setr_m128(_mm_loadu_ps(pa + off), _mm_loadu_ps(pb + off));
 }
 
+/* 4 values of row i of a quad's block, from column c0, through the
+ * epilogue into d (pthcv_wino_finish on 4 lanes: max with lo, then min with
+ * hi, operands in the order that keeps a NaN); a block's last columns go
+ * one by one */
+static inline void store4(__m128 v, const pthcv_wino_dst *d, const pthcv_wino_epi *e, int i, int c0)
+{
+    if (i >= d->rows || c0 >= d->cols) return;
+    int64_t off = i * d->ld + c0;
+    if (c0 + 4 > d->cols) {
+        float z[4];
+        _mm_storeu_ps(z, v);
+        for (int j = 0; j < d->cols - c0; j++)
+            d->o[off + j] = pthcv_wino_finish(z[j], d->r ? d->r + off + j : NULL, e);
+        return;
+    }
+    if (d->r) v = _mm_add_ps(v, _mm_loadu_ps(d->r + off));
+    if (e->clamp) v = _mm_min_ps(_mm_set1_ps(e->hi), _mm_max_ps(_mm_set1_ps(e->lo), v));
+    _mm_storeu_ps(d->o + off, v);
+}
+
 void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
 {
     __m256 t[6][6];
@@ -79,7 +99,8 @@ void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
     }
 }
 
-void pthcv_wino_out8_avx2(const float *m, int64_t ms, float bias, float *za, float *zb)
+void pthcv_wino_out8_avx2(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                          const pthcv_wino_dst *db)
 {
     __m256 t[6][4];
     for (int i = 0; i < 6; i++) {
@@ -87,20 +108,20 @@ void pthcv_wino_out8_avx2(const float *m, int64_t ms, float bias, float *za, flo
         for (int j = 0; j < 6; j++) row[j] = _mm256_loadu_ps(m + (i * 6 + j) * ms);
         at6(row, t[i]);
     }
-    __m256 y[4][4], b = _mm256_set1_ps(bias);
+    __m256 y[4][4], b = _mm256_set1_ps(e->bias);
     for (int j = 0; j < 4; j++) {
         __m256 col[6] = {t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]}, r[4];
         at6(col, r);
         for (int i = 0; i < 4; i++) y[i][j] = _mm256_add_ps(b, r[i]);
     }
-    /* back to rows: tile l's 4 values of output row i are floats 4l..4l+3
+    /* back to rows: tile l's 4 values of output row i are columns 4l..4l+3
      * of its quad's 16 */
     for (int i = 0; i < 4; i++) {
         __m256 u[4];
         transpose4(y[i][0], y[i][1], y[i][2], y[i][3], u);
         for (int l = 0; l < 4; l++) {
-            _mm_storeu_ps(za + i * 16 + 4 * l, _mm256_castps256_ps128(u[l]));
-            _mm_storeu_ps(zb + i * 16 + 4 * l, _mm256_extractf128_ps(u[l], 1));
+            store4(_mm256_castps256_ps128(u[l]), da, e, i, 4 * l);
+            store4(_mm256_extractf128_ps(u[l], 1), db, e, i, 4 * l);
         }
     }
 }
@@ -141,7 +162,8 @@ void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *
     }
 }
 
-void pthcv_wino23_out8_avx2(const float *m, int64_t ms, float bias, float *za, float *zb)
+void pthcv_wino23_out8_avx2(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                            const pthcv_wino_dst *db)
 {
     __m256 t[4][2];
     for (int i = 0; i < 4; i++) {
@@ -149,18 +171,18 @@ void pthcv_wino23_out8_avx2(const float *m, int64_t ms, float bias, float *za, f
         for (int j = 0; j < 4; j++) row[j] = _mm256_loadu_ps(m + (i * 4 + j) * ms);
         at4(row, t[i]);
     }
-    __m256 y[2][2], b = _mm256_set1_ps(bias);
+    __m256 y[2][2], b = _mm256_set1_ps(e->bias);
     for (int j = 0; j < 2; j++) {
         __m256 col[4] = {t[0][j], t[1][j], t[2][j], t[3][j]}, r[2];
         at4(col, r);
         for (int i = 0; i < 2; i++) y[i][j] = _mm256_add_ps(b, r[i]);
     }
-    /* tile l's 2 values of output row i are floats 2l, 2l+1 of its quad's 8 */
+    /* tile l's 2 values of output row i are columns 2l, 2l+1 of its quad's 8 */
     for (int i = 0; i < 2; i++) {
         __m256 lo = _mm256_unpacklo_ps(y[i][0], y[i][1]), hi = _mm256_unpackhi_ps(y[i][0], y[i][1]);
-        _mm_storeu_ps(za + i * 8, _mm256_castps256_ps128(lo));
-        _mm_storeu_ps(za + i * 8 + 4, _mm256_castps256_ps128(hi));
-        _mm_storeu_ps(zb + i * 8, _mm256_extractf128_ps(lo, 1));
-        _mm_storeu_ps(zb + i * 8 + 4, _mm256_extractf128_ps(hi, 1));
+        store4(_mm256_castps256_ps128(lo), da, e, i, 0);
+        store4(_mm256_castps256_ps128(hi), da, e, i, 4);
+        store4(_mm256_extractf128_ps(lo, 1), db, e, i, 0);
+        store4(_mm256_extractf128_ps(hi, 1), db, e, i, 4);
     }
 }
