@@ -477,13 +477,18 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
      * ranges of input channels) into one V for all blocks, which the
      * products' tasks share: a task per range of output channels would
      * otherwise transform its block's input again (at 2 threads, 4 times
-     * on a 7x7 map). */
+     * on a 7x7 map). A block count that the threads do not divide (7
+     * blocks of a 56x56 map at 2 threads: 4 and 3) is split in halves of
+     * the output channels, each task transforming its block's input unless
+     * the task before it in its chunk did: the threads then end within
+     * half a block of each other, for one input transform more. */
     x.nblocks = cdiv(x.G, x.gb);
-    x.csplit = threads > 1 && x.nblocks < 2 * threads ? cdiv(2 * threads, x.nblocks) : 1;
+    int few = threads > 1 && x.nblocks < 2 * threads;
+    x.csplit = few ? cdiv(2 * threads, x.nblocks) : threads > 1 && x.nblocks % threads ? 2 : 1;
     x.cstep = cdiv(cdiv(x.coutp, x.csplit), k->mr) * k->mr;
     x.csplit = cdiv(x.coutp, x.cstep);
     x.vshared = NULL;
-    if (x.csplit > 1) {
+    if (few && x.csplit > 1) {
         x.vshared = pthcv_scratch(PTHCV_SCRATCH_WINO_SHARED, (size_t)(x.nblocks * x.nx * x.sp * a->cin));
         if (!x.vshared) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
         x.isplit = threads * 2 > x.nblocks ? cdiv(threads * 2, x.nblocks) : 1;

@@ -231,6 +231,9 @@ static void test_conv(void)
         {"wino 14x22", 2, 12, 14, 22, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH)},
         {"wino 14x14", 1, 40, 14, 14, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(0)},
         {"wino reflect", 1, 8, 9, 10, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0)},
+        /* blocks the threads do not divide: halves of the output channels (the last past cout) */
+        {"wino 56x56 c33", 1, 9, 56, 56, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"wino 60x57 c17", 1, 8, 60, 57, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SIGMOID)},
         /* Winograd F(2,3): small maps, >= 64 channels; odd sizes, partial quads, K slices */
         {"wino23 7x7", 1, 64, 7, 7, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"wino23 5x6", 2, 65, 5, 6, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH)},
