@@ -113,7 +113,7 @@ static inline void at6(const float m[6], float r[4])
     r[3] = d12 + 8.0f * d34 + m[5];
 }
 
-void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v)
+void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs)
 {
     for (int l = 0; l < 8; l++) {
         const float *p = l < 4 ? pa + 4 * l : pb + 4 * (l - 4);
@@ -122,7 +122,7 @@ void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *
         for (int j = 0; j < 6; j++) {                      /* then down each column */
             for (int i = 0; i < 6; i++) col[i] = t[i][j];
             bt6(col, r);
-            for (int i = 0; i < 6; i++) v[(i * 6 + j) * 8 + l] = r[i];
+            for (int i = 0; i < 6; i++) v[(i * 6 + j) * vs + l] = r[i];
         }
     }
 }
@@ -168,7 +168,7 @@ static inline void at4(const float m[4], float r[2])
     r[1] = m[1] - m[2] - m[3];
 }
 
-void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v)
+void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs)
 {
     for (int l = 0; l < 8; l++) {
         const float *p = l < 4 ? pa + 2 * l : pb + 2 * (l - 4);
@@ -177,7 +177,7 @@ void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float
         for (int j = 0; j < 4; j++) {
             for (int i = 0; i < 4; i++) col[i] = t[i][j];
             bt4(col, r);
-            for (int i = 0; i < 4; i++) v[(i * 4 + j) * 8 + l] = r[i];
+            for (int i = 0; i < 4; i++) v[(i * 4 + j) * vs + l] = r[i];
         }
     }
 }
@@ -267,16 +267,16 @@ static void transform_input(const wino_ctx *x, const band *b, int64_t g0, int64_
     for (int64_t ci = ci0; ci < ci1; ci++) {
         for (int64_t g = 0; g < ng; g++) {
             int64_t qa = 2 * (g0 + g), qb = qa + 1 < x->Q ? qa + 1 : qa;
-            x->in8(quad_input(x, b, ci, qa), quad_input(x, b, ci, qb), x->ld, t);
             int64_t s = g * 8;
-            float *dst = v + (s / nr * cin + ci) * nr + s % nr;
-            if (s % nr + 8 <= nr) {
-                for (int xi = 0; xi < nx; xi++) memcpy(dst + xi * xi_stride, t + xi * 8, 8 * sizeof(float));
-            } else {
-                for (int l = 0; l < 8; l++) {
-                    float *d = v + ((s + l) / nr * cin + ci) * nr + (s + l) % nr;
-                    for (int xi = 0; xi < nx; xi++) d[xi * xi_stride] = t[xi * 8 + l];
-                }
+            const float *pa = quad_input(x, b, ci, qa), *pb = quad_input(x, b, ci, qb);
+            if (s % nr + 8 <= nr) { /* the 8 columns in one panel: straight into V */
+                x->in8(pa, pb, x->ld, v + (s / nr * cin + ci) * nr + s % nr, xi_stride);
+                continue;
+            }
+            x->in8(pa, pb, x->ld, t, 8);
+            for (int l = 0; l < 8; l++) {
+                float *d = v + ((s + l) / nr * cin + ci) * nr + (s + l) % nr;
+                for (int xi = 0; xi < nx; xi++) d[xi * xi_stride] = t[xi * 8 + l];
             }
         }
         for (int64_t s = ng * 8; s < x->sp; s++) {

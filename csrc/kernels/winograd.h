@@ -76,26 +76,26 @@ static inline float pthcv_wino_finish(float z, const float *r, const pthcv_wino_
 /* The transforms work on 8 tiles at once, as two "quads" of 4 horizontally
  * adjacent tiles: lanes 0-3 are the quad whose top-left input is at pa,
  * lanes 4-7 the one at pb (rows ld floats apart in a zero-padded plane).
- *   in8:  v[xi * 8 + lane] = (B^T d B)[xi] of each tile's a x a input d;
+ *   in8:  v[xi * vs + lane] = (B^T d B)[xi] of each tile's a x a input d;
  *   out8: from m[xi * ms + lane] (the products), bias + (A^T m A) of each
  *         tile, + residual, clamped (pthcv_wino_finish), written straight
  *         into the quads' blocks da and db (only their rows x cols).
  * pthcv_wino_* are F(4x4, 3x3) (a = 6), pthcv_wino23_* F(2x2, 3x3) (a = 4).
  * Every version computes the same bits (same operations in the same order,
  * no FMA contraction). */
-typedef void (*pthcv_wino_in8_fn)(const float *pa, const float *pb, int64_t ld, float *v);
+typedef void (*pthcv_wino_in8_fn)(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
 typedef void (*pthcv_wino_out8_fn)(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
                                    const pthcv_wino_dst *db);
-void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v);
+void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
 void pthcv_wino_out8_scalar(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
                             const pthcv_wino_dst *db);
-void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v);
+void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
 void pthcv_wino_out8_avx2(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
                           const pthcv_wino_dst *db);
-void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v);
+void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
 void pthcv_wino23_out8_scalar(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
                               const pthcv_wino_dst *db);
-void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v);
+void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
 void pthcv_wino23_out8_avx2(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
                             const pthcv_wino_dst *db);
 

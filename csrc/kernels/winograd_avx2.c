@@ -109,7 +109,7 @@ static inline void store8(__m256 v, const stores *s, int i, int c0)
     else store4_cut(vb, s->db, s->e, i, c0);
 }
 
-void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
+void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs)
 {
     __m256 t[6][6];
 #pragma GCC unroll 6
@@ -132,7 +132,7 @@ void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
         __m256 col[6] = {t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]}, r[6];
         bt6(col, r);
 #pragma GCC unroll 6
-        for (int i = 0; i < 6; i++) _mm256_storeu_ps(v + (i * 6 + j) * 8, r[i]);
+        for (int i = 0; i < 6; i++) _mm256_storeu_ps(v + (i * 6 + j) * vs, r[i]);
     }
 }
 
@@ -182,7 +182,7 @@ static inline void at4(const __m256 m[4], __m256 r[2])
     r[1] = _mm256_sub_ps(_mm256_sub_ps(m[1], m[2]), m[3]);
 }
 
-void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
+void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs)
 {
     __m256 t[4][4];
 #pragma GCC unroll 4
@@ -201,7 +201,7 @@ void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *
         __m256 col[4] = {t[0][j], t[1][j], t[2][j], t[3][j]}, r[4];
         bt4(col, r);
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) _mm256_storeu_ps(v + (i * 4 + j) * 8, r[i]);
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(v + (i * 4 + j) * vs, r[i]);
     }
 }
 

@@ -884,9 +884,12 @@ static void test_wino_transforms(void)
             for (int j = 0; j < 8 * LD; j++) plane[j] = frand() * 100.0f;
             for (int j = 0; j < 36 * 9; j++) mm[j] = frand() * 100.0f;
             for (int j = 0; j < 4 * OLD; j++) res[0][j] = frand() * 100.0f, res[1][j] = frand() * 100.0f;
-            v[i].in_ref(plane + 1, plane + 1 + 4 * m, LD, r1);
-            v[i].in(plane + 1, plane + 1 + 4 * m, LD, r2);
+            v[i].in_ref(plane + 1, plane + 1 + 4 * m, LD, r1, 8);
+            v[i].in(plane + 1, plane + 1 + 4 * m, LD, r2, 8);
             bad += memcmp(r1, r2, sizeof(float) * (size_t)(v[i].a * v[i].a * 8)) != 0;
+            float r3[36 * 11];
+            v[i].in(plane + 1, plane + 1 + 4 * m, LD, r3, 11); /* positions 11 floats apart, as in V */
+            for (int xi = 0; xi < v[i].a * v[i].a; xi++) bad += memcmp(r3 + xi * 11, r1 + xi * 8, 8 * sizeof(float)) != 0;
             rounds++;
             /* the store: every part of a block (rows 1..m, columns 1..4m:
              * whole and cut tiles), no second quad, residual or not, clamp
