@@ -383,7 +383,8 @@ static void input_task(void *vctx, int64_t begin, int64_t end)
     band bd = {.xp = pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(cin * x->band_rows * x->ld))};
     for (int64_t t = begin; t < end && bd.xp; t++) {
         int64_t b = t / x->isplit, ci0 = t % x->isplit * x->istep;
-        input_of_block(x, &bd, b, ci0, ci0 + x->istep < cin ? ci0 + x->istep : cin, x->vshared + b * x->nx * x->sp * cin);
+        input_of_block(x, &bd, b, ci0, ci0 + x->istep < cin ? ci0 + x->istep : cin,
+                       x->vshared + b * x->nx * x->sp * cin);
     }
     if (!bd.xp) atomic_store(&x->failed, 1);
 }

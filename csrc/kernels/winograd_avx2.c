@@ -93,9 +93,12 @@ typedef struct {
 
 static inline stores stores_of(const pthcv_wino_dst *da, const pthcv_wino_dst *db, const pthcv_wino_epi *e, int m)
 {
-    return (stores){da, db, e, da->o, db->o, da->r, db->r, da->ld, db->ld,
-                    da->rows == m && da->cols == 4 * m, db->rows == m && db->cols == 4 * m, e->clamp,
-                    _mm_set1_ps(e->lo), _mm_set1_ps(e->hi)};
+    stores s = {.da = da, .db = db, .e = e, .oa = da->o, .ob = db->o, .ra = da->r, .rb = db->r};
+    s.lda = da->ld, s.ldb = db->ld, s.clamp = e->clamp;
+    s.whole_a = da->rows == m && da->cols == 4 * m;
+    s.whole_b = db->rows == m && db->cols == 4 * m;
+    s.lo = _mm_set1_ps(e->lo), s.hi = _mm_set1_ps(e->hi);
+    return s;
 }
 
 /* both quads' 4 values of row i from column c0: lanes 0-3 to da, 4-7 to db */

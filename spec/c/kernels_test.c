@@ -889,7 +889,8 @@ static void test_wino_transforms(void)
             bad += memcmp(r1, r2, sizeof(float) * (size_t)(v[i].a * v[i].a * 8)) != 0;
             float r3[36 * 11];
             v[i].in(plane + 1, plane + 1 + 4 * m, LD, r3, 11); /* positions 11 floats apart, as in V */
-            for (int xi = 0; xi < v[i].a * v[i].a; xi++) bad += memcmp(r3 + xi * 11, r1 + xi * 8, 8 * sizeof(float)) != 0;
+            for (int xi = 0; xi < v[i].a * v[i].a; xi++)
+                bad += memcmp(r3 + xi * 11, r1 + xi * 8, 8 * sizeof(float)) != 0;
             rounds++;
             /* the store: every part of a block (rows 1..m, columns 1..4m:
              * whole and cut tiles), no second quad, residual or not, clamp
@@ -903,7 +904,8 @@ static void test_wino_transforms(void)
                         for (int j = 0; j < 4 * OLD; j++) o1[s][j] = o2[s][j] = -7.0f;
                     pthcv_wino_dst d1[2], d2[2];
                     for (int s = 0; s < 2; s++) {
-                        d1[s] = (pthcv_wino_dst){o1[s], withres ? res[s] : NULL, OLD, s == 0 || second ? rows : 0, cols};
+                        d1[s] = (pthcv_wino_dst){o1[s], withres ? res[s] : NULL, OLD, s == 0 || second ? rows : 0,
+                                                 cols};
                         d2[s] = d1[s];
                         d2[s].o = o2[s];
                     }
