@@ -113,7 +113,7 @@ static inline void at6(const float m[6], float r[4])
     r[3] = d12 + 8.0f * d34 + m[5];
 }
 
-void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v)
+void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs)
 {
     for (int l = 0; l < 8; l++) {
         const float *p = l < 4 ? pa + 4 * l : pb + 4 * (l - 4);
@@ -122,12 +122,21 @@ void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *
         for (int j = 0; j < 6; j++) {                      /* then down each column */
             for (int i = 0; i < 6; i++) col[i] = t[i][j];
             bt6(col, r);
-            for (int i = 0; i < 6; i++) v[(i * 6 + j) * 8 + l] = r[i];
+            for (int i = 0; i < 6; i++) v[(i * 6 + j) * vs + l] = r[i];
         }
     }
 }
 
-void pthcv_wino_out8_scalar(const float *m, int64_t ms, float bias, float *za, float *zb)
+/* value (i, j) of a quad's block into its destination, if inside */
+static inline void store_value(const pthcv_wino_dst *d, const pthcv_wino_epi *e, int i, int j, float z)
+{
+    if (i >= d->rows || j >= d->cols) return;
+    int64_t off = i * d->ld + j;
+    d->o[off] = pthcv_wino_finish(z, d->r ? d->r + off : NULL, e);
+}
+
+void pthcv_wino_out8_scalar(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                            const pthcv_wino_dst *db)
 {
     for (int l = 0; l < 8; l++) {
         float t[6][4], row[6], col[6], y[4];
@@ -135,11 +144,11 @@ void pthcv_wino_out8_scalar(const float *m, int64_t ms, float bias, float *za, f
             for (int j = 0; j < 6; j++) row[j] = m[(i * 6 + j) * ms + l];
             at6(row, t[i]);
         }
-        float *z = l < 4 ? za + 4 * l : zb + 4 * (l - 4);
+        const pthcv_wino_dst *d = l < 4 ? da : db;
         for (int j = 0; j < 4; j++) {
             for (int i = 0; i < 6; i++) col[i] = t[i][j];
             at6(col, y);
-            for (int i = 0; i < 4; i++) z[i * 16 + j] = bias + y[i];
+            for (int i = 0; i < 4; i++) store_value(d, e, i, l % 4 * 4 + j, e->bias + y[i]);
         }
     }
 }
@@ -159,7 +168,7 @@ static inline void at4(const float m[4], float r[2])
     r[1] = m[1] - m[2] - m[3];
 }
 
-void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v)
+void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs)
 {
     for (int l = 0; l < 8; l++) {
         const float *p = l < 4 ? pa + 2 * l : pb + 2 * (l - 4);
@@ -168,12 +177,13 @@ void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float
         for (int j = 0; j < 4; j++) {
             for (int i = 0; i < 4; i++) col[i] = t[i][j];
             bt4(col, r);
-            for (int i = 0; i < 4; i++) v[(i * 4 + j) * 8 + l] = r[i];
+            for (int i = 0; i < 4; i++) v[(i * 4 + j) * vs + l] = r[i];
         }
     }
 }
 
-void pthcv_wino23_out8_scalar(const float *m, int64_t ms, float bias, float *za, float *zb)
+void pthcv_wino23_out8_scalar(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                              const pthcv_wino_dst *db)
 {
     for (int l = 0; l < 8; l++) {
         float t[4][2], row[4], col[4], y[2];
@@ -181,11 +191,11 @@ void pthcv_wino23_out8_scalar(const float *m, int64_t ms, float bias, float *za,
             for (int j = 0; j < 4; j++) row[j] = m[(i * 4 + j) * ms + l];
             at4(row, t[i]);
         }
-        float *z = l < 4 ? za + 2 * l : zb + 2 * (l - 4);
+        const pthcv_wino_dst *d = l < 4 ? da : db;
         for (int j = 0; j < 2; j++) {
             for (int i = 0; i < 4; i++) col[i] = t[i][j];
             at4(col, y);
-            for (int i = 0; i < 2; i++) z[i * 8 + j] = bias + y[i];
+            for (int i = 0; i < 2; i++) store_value(d, e, i, l % 4 * 2 + j, e->bias + y[i]);
         }
     }
 }
@@ -205,8 +215,8 @@ typedef struct {
     int64_t cstep;           /* output channels per range, a multiple of MR */
     int64_t isplit, istep;   /* the shared input transform: isplit ranges of istep input channels */
     float *vshared;          /* every block's V, [nblocks][nx][sp][cin], or NULL (see pthcv_wino_forward) */
-    void (*in8)(const float *, const float *, int64_t, float *);
-    void (*out8)(const float *, int64_t, float, float *, float *);
+    pthcv_wino_in8_fn in8;
+    pthcv_wino_out8_fn out8;
     atomic_int failed;
 } wino_ctx;
 
@@ -257,16 +267,16 @@ static void transform_input(const wino_ctx *x, const band *b, int64_t g0, int64_
     for (int64_t ci = ci0; ci < ci1; ci++) {
         for (int64_t g = 0; g < ng; g++) {
             int64_t qa = 2 * (g0 + g), qb = qa + 1 < x->Q ? qa + 1 : qa;
-            x->in8(quad_input(x, b, ci, qa), quad_input(x, b, ci, qb), x->ld, t);
             int64_t s = g * 8;
-            float *dst = v + (s / nr * cin + ci) * nr + s % nr;
-            if (s % nr + 8 <= nr) {
-                for (int xi = 0; xi < nx; xi++) memcpy(dst + xi * xi_stride, t + xi * 8, 8 * sizeof(float));
-            } else {
-                for (int l = 0; l < 8; l++) {
-                    float *d = v + ((s + l) / nr * cin + ci) * nr + (s + l) % nr;
-                    for (int xi = 0; xi < nx; xi++) d[xi * xi_stride] = t[xi * 8 + l];
-                }
+            const float *pa = quad_input(x, b, ci, qa), *pb = quad_input(x, b, ci, qb);
+            if (s % nr + 8 <= nr) { /* the 8 columns in one panel: straight into V */
+                x->in8(pa, pb, x->ld, v + (s / nr * cin + ci) * nr + s % nr, xi_stride);
+                continue;
+            }
+            x->in8(pa, pb, x->ld, t, 8);
+            for (int l = 0; l < 8; l++) {
+                float *d = v + ((s + l) / nr * cin + ci) * nr + (s + l) % nr;
+                for (int xi = 0; xi < nx; xi++) d[xi * xi_stride] = t[xi * 8 + l];
             }
         }
         for (int64_t s = ng * 8; s < x->sp; s++) {
@@ -304,44 +314,45 @@ static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, i
     }
 }
 
-/* one output row of a quad: z (bias and transform done) + residual, clamp */
-PTHCV_SIMD static void finish_row(float *restrict o, float *restrict z, const float *restrict r, int64_t n, int fused,
-                                  float lo, float hi)
-{
-    if (r)
-        for (int64_t j = 0; j < n; j++) z[j] += r[j];
-    if (fused)
-        for (int64_t j = 0; j < n; j++) o[j] = z[j] < lo ? lo : z[j] > hi ? hi : z[j];
-    else
-        for (int64_t j = 0; j < n; j++) o[j] = z[j];
-}
-
-/* writes quad q's m x 4m block z of channel co, clipped to the output */
-static void finish_quad(const wino_ctx *x, int64_t co, int64_t q, float *z)
+/* where quad q's block of output channel co goes (no quad past the last:
+ * 0 rows) */
+static void quad_dst(const wino_ctx *x, int64_t co, int64_t q, pthcv_wino_dst *d)
 {
     const pthcv_wino_args *a = x->a;
     int m = x->m;
-    int64_t oy0 = q / x->qpr * m, ox0 = q % x->qpr * 4 * m;
-    int64_t ny = a->oh - oy0 < m ? a->oh - oy0 : m, nx = a->ow - ox0 < 4 * m ? a->ow - ox0 : 4 * m;
-    int64_t off = (co * a->oh + oy0) * a->ow + ox0;
-    for (int64_t i = 0; i < ny; i++) {
-        float *o = a->out + off + i * a->ow;
-        finish_row(o, z + i * 4 * m, a->res ? a->res + off + i * a->ow : NULL, nx, a->fused, a->lo, a->hi);
-        if (!a->fused) pthcv_act_row(o, nx, &a->act);
+    if (q >= x->Q) {
+        *d = (pthcv_wino_dst){.o = NULL};
+        return;
     }
+    int64_t oy0 = q / x->qpr * m, ox0 = q % x->qpr * 4 * m;
+    int64_t off = (co * a->oh + oy0) * a->ow + ox0;
+    d->o = a->out + off;
+    d->r = a->res ? a->res + off : NULL;
+    d->ld = a->ow;
+    d->rows = (int)(a->oh - oy0 < m ? a->oh - oy0 : m);
+    d->cols = (int)(a->ow - ox0 < 4 * m ? a->ow - ox0 : 4 * m);
+}
+
+/* an activation that is not a clamp, after the store */
+static void activate_quad(const pthcv_wino_dst *d, const pthcv_activation *act)
+{
+    for (int i = 0; i < d->rows; i++) pthcv_act_row(d->o + i * d->ld, d->cols, act);
 }
 
 static void transform_output(const wino_ctx *x, int64_t g0, int64_t ng, const float *m, int64_t co0, int64_t co1)
 {
     const pthcv_wino_args *a = x->a;
-    float za[64], zb[64];
+    pthcv_wino_epi e = {.lo = a->lo, .hi = a->hi, .clamp = a->fused};
+    int post = !a->fused && a->act.kind != PTHCV_ACT_NONE;
     for (int64_t co = co0; co < co1; co++) {
-        float b = a->bias ? a->bias[co] : 0.0f;
+        e.bias = a->bias ? a->bias[co] : 0.0f;
         for (int64_t g = 0; g < ng; g++) {
             int64_t qa = 2 * (g0 + g);
-            x->out8(m + co * x->sp + g * 8, x->coutp * x->sp, b, za, zb);
-            finish_quad(x, co, qa, za);
-            if (qa + 1 < x->Q) finish_quad(x, co, qa + 1, zb);
+            pthcv_wino_dst da, db;
+            quad_dst(x, co, qa, &da);
+            quad_dst(x, co, qa + 1, &db);
+            x->out8(m + co * x->sp + g * 8, x->coutp * x->sp, &e, &da, &db);
+            if (post) activate_quad(&da, &a->act), activate_quad(&db, &a->act);
         }
     }
 }
@@ -372,7 +383,8 @@ static void input_task(void *vctx, int64_t begin, int64_t end)
     band bd = {.xp = pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(cin * x->band_rows * x->ld))};
     for (int64_t t = begin; t < end && bd.xp; t++) {
         int64_t b = t / x->isplit, ci0 = t % x->isplit * x->istep;
-        input_of_block(x, &bd, b, ci0, ci0 + x->istep < cin ? ci0 + x->istep : cin, x->vshared + b * x->nx * x->sp * cin);
+        input_of_block(x, &bd, b, ci0, ci0 + x->istep < cin ? ci0 + x->istep : cin,
+                       x->vshared + b * x->nx * x->sp * cin);
     }
     if (!bd.xp) atomic_store(&x->failed, 1);
 }
@@ -466,13 +478,18 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
      * ranges of input channels) into one V for all blocks, which the
      * products' tasks share: a task per range of output channels would
      * otherwise transform its block's input again (at 2 threads, 4 times
-     * on a 7x7 map). */
+     * on a 7x7 map). A block count that the threads do not divide (7
+     * blocks of a 56x56 map at 2 threads: 4 and 3) is split in halves of
+     * the output channels, each task transforming its block's input unless
+     * the task before it in its chunk did: the threads then end within
+     * half a block of each other, for one input transform more. */
     x.nblocks = cdiv(x.G, x.gb);
-    x.csplit = threads > 1 && x.nblocks < 2 * threads ? cdiv(2 * threads, x.nblocks) : 1;
+    int few = threads > 1 && x.nblocks < 2 * threads;
+    x.csplit = few ? cdiv(2 * threads, x.nblocks) : threads > 1 && x.nblocks % threads ? 2 : 1;
     x.cstep = cdiv(cdiv(x.coutp, x.csplit), k->mr) * k->mr;
     x.csplit = cdiv(x.coutp, x.cstep);
     x.vshared = NULL;
-    if (x.csplit > 1) {
+    if (few && x.csplit > 1) {
         x.vshared = pthcv_scratch(PTHCV_SCRATCH_WINO_SHARED, (size_t)(x.nblocks * x.nx * x.sp * a->cin));
         if (!x.vshared) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
         x.isplit = threads * 2 > x.nblocks ? cdiv(threads * 2, x.nblocks) : 1;

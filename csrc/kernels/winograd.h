@@ -44,22 +44,59 @@ const pthcv_gemm_kernel *pthcv_wino_kernel(int isa, int m, int64_t oh, int64_t o
 /* One image; 0 or PTHCV_ERR_NOMEM (error set). */
 int pthcv_wino_forward(const pthcv_wino_args *a);
 
+/* Where out8 writes one quad's m x 4m block: its top-left output o (rows
+ * ld floats apart), the residual r at the same place (or NULL), and the
+ * part of the block inside the output (rows x cols; 0 rows: no quad). */
+typedef struct pthcv_wino_dst {
+    float *o;
+    const float *r;
+    int64_t ld;
+    int rows, cols;
+} pthcv_wino_dst;
+
+/* The store's epilogue: bias, then the residual, then (clamp) max with lo
+ * and min with hi (the GEMM micro-kernels' order; a NaN stays NaN) */
+typedef struct pthcv_wino_epi {
+    float bias, lo, hi;
+    int clamp;
+} pthcv_wino_epi;
+
+/* One output value z (bias + transform done) through the rest of the
+ * epilogue: what every out8 computes, in this order */
+static inline float pthcv_wino_finish(float z, const float *r, const pthcv_wino_epi *e)
+{
+    if (r) z += *r;
+    if (e->clamp) {
+        z = z < e->lo ? e->lo : z;
+        z = z > e->hi ? e->hi : z;
+    }
+    return z;
+}
+
 /* The transforms work on 8 tiles at once, as two "quads" of 4 horizontally
  * adjacent tiles: lanes 0-3 are the quad whose top-left input is at pa,
  * lanes 4-7 the one at pb (rows ld floats apart in a zero-padded plane).
- *   in8:  v[xi * 8 + lane] = (B^T d B)[xi] of each tile's a x a input d;
+ *   in8:  v[xi * vs + lane] = (B^T d B)[xi] of each tile's a x a input d;
  *   out8: from m[xi * ms + lane] (the products), bias + (A^T m A) of each
- *         tile, as the quads' m x 4m output blocks za[m][4m], zb[m][4m].
+ *         tile, + residual, clamped (pthcv_wino_finish), written straight
+ *         into the quads' blocks da and db (only their rows x cols).
  * pthcv_wino_* are F(4x4, 3x3) (a = 6), pthcv_wino23_* F(2x2, 3x3) (a = 4).
  * Every version computes the same bits (same operations in the same order,
  * no FMA contraction). */
-void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v);
-void pthcv_wino_out8_scalar(const float *m, int64_t ms, float bias, float *za, float *zb);
-void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v);
-void pthcv_wino_out8_avx2(const float *m, int64_t ms, float bias, float *za, float *zb);
-void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v);
-void pthcv_wino23_out8_scalar(const float *m, int64_t ms, float bias, float *za, float *zb);
-void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v);
-void pthcv_wino23_out8_avx2(const float *m, int64_t ms, float bias, float *za, float *zb);
+typedef void (*pthcv_wino_in8_fn)(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
+typedef void (*pthcv_wino_out8_fn)(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                                   const pthcv_wino_dst *db);
+void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
+void pthcv_wino_out8_scalar(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                            const pthcv_wino_dst *db);
+void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
+void pthcv_wino_out8_avx2(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                          const pthcv_wino_dst *db);
+void pthcv_wino23_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
+void pthcv_wino23_out8_scalar(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                              const pthcv_wino_dst *db);
+void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
+void pthcv_wino23_out8_avx2(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                            const pthcv_wino_dst *db);
 
 #endif

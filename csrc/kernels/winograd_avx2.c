@@ -55,9 +55,67 @@ static inline __m256 load2(const float *pa, const float *pb, int64_t off)
     return _mm256_setr_m128(_mm_loadu_ps(pa + off), _mm_loadu_ps(pb + off));
 }
 
-void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
+/* 4 values of row i of a quad's block, from column c0, through the
+ * epilogue into d (pthcv_wino_finish on 4 lanes: max with lo, then min with
+ * hi, operands in the order that keeps a NaN). store4: at o (the residual
+ * at r, or NULL), inside the output; store4_cut: any block (only its rows x
+ * cols, the last columns one by one). */
+static inline void store4(__m128 v, float *o, const float *r, int clamp, __m128 lo, __m128 hi)
+{
+    if (r) v = _mm_add_ps(v, _mm_loadu_ps(r));
+    if (clamp) v = _mm_min_ps(hi, _mm_max_ps(lo, v));
+    _mm_storeu_ps(o, v);
+}
+
+static void store4_cut(__m128 v, const pthcv_wino_dst *d, const pthcv_wino_epi *e, int i, int c0)
+{
+    if (i >= d->rows || c0 >= d->cols) return;
+    int64_t off = i * d->ld + c0;
+    if (c0 + 4 <= d->cols) {
+        store4(v, d->o + off, d->r ? d->r + off : NULL, e->clamp, _mm_set1_ps(e->lo), _mm_set1_ps(e->hi));
+        return;
+    }
+    float z[4];
+    _mm_storeu_ps(z, v);
+    for (int j = 0; j < d->cols - c0; j++) d->o[off + j] = pthcv_wino_finish(z[j], d->r ? d->r + off + j : NULL, e);
+}
+
+/* The destinations of an out8, read once (the stores cannot change them) */
+typedef struct {
+    const pthcv_wino_dst *da, *db;
+    const pthcv_wino_epi *e;
+    float *oa, *ob;
+    const float *ra, *rb;
+    int64_t lda, ldb;
+    int whole_a, whole_b, clamp; /* whole: the block is inside the output */
+    __m128 lo, hi;
+} stores;
+
+static inline stores stores_of(const pthcv_wino_dst *da, const pthcv_wino_dst *db, const pthcv_wino_epi *e, int m)
+{
+    stores s = {.da = da, .db = db, .e = e, .oa = da->o, .ob = db->o, .ra = da->r, .rb = db->r};
+    s.lda = da->ld, s.ldb = db->ld, s.clamp = e->clamp;
+    s.whole_a = da->rows == m && da->cols == 4 * m;
+    s.whole_b = db->rows == m && db->cols == 4 * m;
+    s.lo = _mm_set1_ps(e->lo), s.hi = _mm_set1_ps(e->hi);
+    return s;
+}
+
+/* both quads' 4 values of row i from column c0: lanes 0-3 to da, 4-7 to db */
+static inline void store8(__m256 v, const stores *s, int i, int c0)
+{
+    __m128 va = _mm256_castps256_ps128(v), vb = _mm256_extractf128_ps(v, 1);
+    int64_t oa = i * s->lda + c0, ob = i * s->ldb + c0;
+    if (s->whole_a) store4(va, s->oa + oa, s->ra ? s->ra + oa : NULL, s->clamp, s->lo, s->hi);
+    else store4_cut(va, s->da, s->e, i, c0);
+    if (s->whole_b) store4(vb, s->ob + ob, s->rb ? s->rb + ob : NULL, s->clamp, s->lo, s->hi);
+    else store4_cut(vb, s->db, s->e, i, c0);
+}
+
+void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs)
 {
     __m256 t[6][6];
+#pragma GCC unroll 6
     for (int i = 0; i < 6; i++) {
         const float *ra = pa + i * ld, *rb = pb + i * ld;
         /* columns 0-3 of each tile's row: tile l's 4 values are floats
@@ -72,36 +130,42 @@ void pthcv_wino_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
         d[5] = _mm256_castsi256_ps(_mm256_alignr_epi8(_mm256_castps_si256(e5), _mm256_castps_si256(d[1]), 4));
         bt6(d, t[i]);
     }
+#pragma GCC unroll 6
     for (int j = 0; j < 6; j++) {
         __m256 col[6] = {t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]}, r[6];
         bt6(col, r);
-        for (int i = 0; i < 6; i++) _mm256_storeu_ps(v + (i * 6 + j) * 8, r[i]);
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; i++) _mm256_storeu_ps(v + (i * 6 + j) * vs, r[i]);
     }
 }
 
-void pthcv_wino_out8_avx2(const float *m, int64_t ms, float bias, float *za, float *zb)
+void pthcv_wino_out8_avx2(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                          const pthcv_wino_dst *db)
 {
     __m256 t[6][4];
+#pragma GCC unroll 6
     for (int i = 0; i < 6; i++) {
         __m256 row[6];
+#pragma GCC unroll 6
         for (int j = 0; j < 6; j++) row[j] = _mm256_loadu_ps(m + (i * 6 + j) * ms);
         at6(row, t[i]);
     }
-    __m256 y[4][4], b = _mm256_set1_ps(bias);
+    __m256 y[4][4], b = _mm256_set1_ps(e->bias);
+    stores st = stores_of(da, db, e, 4);
+#pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         __m256 col[6] = {t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]}, r[4];
         at6(col, r);
         for (int i = 0; i < 4; i++) y[i][j] = _mm256_add_ps(b, r[i]);
     }
-    /* back to rows: tile l's 4 values of output row i are floats 4l..4l+3
+    /* back to rows: tile l's 4 values of output row i are columns 4l..4l+3
      * of its quad's 16 */
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         __m256 u[4];
         transpose4(y[i][0], y[i][1], y[i][2], y[i][3], u);
-        for (int l = 0; l < 4; l++) {
-            _mm_storeu_ps(za + i * 16 + 4 * l, _mm256_castps256_ps128(u[l]));
-            _mm_storeu_ps(zb + i * 16 + 4 * l, _mm256_extractf128_ps(u[l], 1));
-        }
+#pragma GCC unroll 4
+        for (int l = 0; l < 4; l++) store8(u[l], &st, i, 4 * l);
     }
 }
 
@@ -121,9 +185,10 @@ static inline void at4(const __m256 m[4], __m256 r[2])
     r[1] = _mm256_sub_ps(_mm256_sub_ps(m[1], m[2]), m[3]);
 }
 
-void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v)
+void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs)
 {
     __m256 t[4][4];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         const float *ra = pa + i * ld, *rb = pb + i * ld;
         /* tile l starts at column 2l: columns j of the 4 tiles are floats
@@ -134,33 +199,39 @@ void pthcv_wino23_in8_avx2(const float *pa, const float *pb, int64_t ld, float *
             _mm256_shuffle_ps(c, e, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(c, e, _MM_SHUFFLE(3, 1, 3, 1))};
         bt4(d, t[i]);
     }
+#pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         __m256 col[4] = {t[0][j], t[1][j], t[2][j], t[3][j]}, r[4];
         bt4(col, r);
-        for (int i = 0; i < 4; i++) _mm256_storeu_ps(v + (i * 4 + j) * 8, r[i]);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(v + (i * 4 + j) * vs, r[i]);
     }
 }
 
-void pthcv_wino23_out8_avx2(const float *m, int64_t ms, float bias, float *za, float *zb)
+void pthcv_wino23_out8_avx2(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
+                            const pthcv_wino_dst *db)
 {
     __m256 t[4][2];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         __m256 row[4];
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) row[j] = _mm256_loadu_ps(m + (i * 4 + j) * ms);
         at4(row, t[i]);
     }
-    __m256 y[2][2], b = _mm256_set1_ps(bias);
+    __m256 y[2][2], b = _mm256_set1_ps(e->bias);
+    stores st = stores_of(da, db, e, 2);
+#pragma GCC unroll 2
     for (int j = 0; j < 2; j++) {
         __m256 col[4] = {t[0][j], t[1][j], t[2][j], t[3][j]}, r[2];
         at4(col, r);
+#pragma GCC unroll 2
         for (int i = 0; i < 2; i++) y[i][j] = _mm256_add_ps(b, r[i]);
     }
-    /* tile l's 2 values of output row i are floats 2l, 2l+1 of its quad's 8 */
+    /* tile l's 2 values of output row i are columns 2l, 2l+1 of its quad's 8 */
+#pragma GCC unroll 2
     for (int i = 0; i < 2; i++) {
-        __m256 lo = _mm256_unpacklo_ps(y[i][0], y[i][1]), hi = _mm256_unpackhi_ps(y[i][0], y[i][1]);
-        _mm_storeu_ps(za + i * 8, _mm256_castps256_ps128(lo));
-        _mm_storeu_ps(za + i * 8 + 4, _mm256_castps256_ps128(hi));
-        _mm_storeu_ps(zb + i * 8, _mm256_extractf128_ps(lo, 1));
-        _mm_storeu_ps(zb + i * 8 + 4, _mm256_extractf128_ps(hi, 1));
+        store8(_mm256_unpacklo_ps(y[i][0], y[i][1]), &st, i, 0);
+        store8(_mm256_unpackhi_ps(y[i][0], y[i][1]), &st, i, 4);
     }
 }

@@ -240,6 +240,9 @@ static void test_conv(void)
         {"wino 14x22", 2, 12, 14, 22, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH)},
         {"wino 14x14", 1, 40, 14, 14, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(0)},
         {"wino reflect", 1, 8, 9, 10, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, PTHCV_PAD_REFLECT, 1, 0, ACT(0)},
+        /* blocks the threads do not divide: halves of the output channels (the last past cout) */
+        {"wino 56x56 c33", 1, 9, 56, 56, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"wino 60x57 c17", 1, 8, 60, 57, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SIGMOID)},
         /* Winograd F(2,3): small maps, >= 64 channels; odd sizes, partial quads, K slices */
         {"wino23 7x7", 1, 64, 7, 7, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"wino23 5x6", 2, 65, 5, 6, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH)},
@@ -867,40 +870,77 @@ static void test_wino_transforms(void)
 #if !defined(__x86_64__)
     printf("# skipped: Winograd transform bits (the SIMD transforms are x86's)\n");
 #else
-    typedef void (*in8_fn)(const float *, const float *, int64_t, float *);
-    typedef void (*out8_fn)(const float *, int64_t, float, float *, float *);
     struct {
         const char *name;
         int a;
-        in8_fn in_ref, in;
-        out8_fn out_ref, out;
+        pthcv_wino_in8_fn in_ref, in;
+        pthcv_wino_out8_fn out_ref, out;
     } v[] = {
-#if defined(__x86_64__)
         {"F(4,3) avx2", 6, pthcv_wino_in8_scalar, pthcv_wino_in8_avx2, pthcv_wino_out8_scalar, pthcv_wino_out8_avx2},
         {"F(2,3) avx2", 4, pthcv_wino23_in8_scalar, pthcv_wino23_in8_avx2, pthcv_wino23_out8_scalar,
          pthcv_wino23_out8_avx2},
-#endif
     };
     if (!pthcv_isa_available(PTHCV_ISA_AVX2)) {
         printf("# skipped: Winograd transform bits (no AVX2)\n");
         return;
     }
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-        int m = v[i].a - 2, bad = 0;
-        enum { LD = 23 };
-        float plane[8 * LD], r1[36 * 8], r2[36 * 8], za1[64], zb1[64], za2[64], zb2[64], mm[36 * 9];
+        int m = v[i].a - 2, bad = 0, rounds = 0;
+        enum { LD = 23, OLD = 19 };
+        float plane[8 * LD], r1[36 * 8], r2[36 * 8], mm[36 * 9];
+        float o1[2][4 * OLD], o2[2][4 * OLD], res[2][4 * OLD];
         for (int round = 0; round < 20; round++) {
             for (int j = 0; j < 8 * LD; j++) plane[j] = frand() * 100.0f;
             for (int j = 0; j < 36 * 9; j++) mm[j] = frand() * 100.0f;
-            v[i].in_ref(plane + 1, plane + 1 + 4 * m, LD, r1);
-            v[i].in(plane + 1, plane + 1 + 4 * m, LD, r2);
+            for (int j = 0; j < 4 * OLD; j++) res[0][j] = frand() * 100.0f, res[1][j] = frand() * 100.0f;
+            v[i].in_ref(plane + 1, plane + 1 + 4 * m, LD, r1, 8);
+            v[i].in(plane + 1, plane + 1 + 4 * m, LD, r2, 8);
             bad += memcmp(r1, r2, sizeof(float) * (size_t)(v[i].a * v[i].a * 8)) != 0;
-            v[i].out_ref(mm, 9, 0.25f, za1, zb1);
-            v[i].out(mm, 9, 0.25f, za2, zb2);
-            bad += memcmp(za1, za2, sizeof(float) * (size_t)(4 * m * m)) != 0 ||
-                memcmp(zb1, zb2, sizeof(float) * (size_t)(4 * m * m)) != 0;
+            float r3[36 * 11];
+            v[i].in(plane + 1, plane + 1 + 4 * m, LD, r3, 11); /* positions 11 floats apart, as in V */
+            for (int xi = 0; xi < v[i].a * v[i].a; xi++)
+                bad += memcmp(r3 + xi * 11, r1 + xi * 8, 8 * sizeof(float)) != 0;
+            rounds++;
+            /* the store: every part of a block (rows 1..m, columns 1..4m:
+             * whole and cut tiles), no second quad, residual or not, clamp
+             * or not (a NaN through the clamp too) */
+            mm[round % 36 * 9 + round % 8] = round % 5 == 0 ? NAN : mm[round % 36 * 9 + round % 8];
+            for (int rows = 1; rows <= m; rows++)
+                for (int cols = 1; cols <= 4 * m; cols++) {
+                    pthcv_wino_epi e = {.bias = 0.25f, .lo = -20.0f, .hi = 30.0f, .clamp = (rows + cols) % 2};
+                    int withres = cols % 3 != 0, second = rows != 2;
+                    for (int s = 0; s < 2; s++)
+                        for (int j = 0; j < 4 * OLD; j++) o1[s][j] = o2[s][j] = -7.0f;
+                    pthcv_wino_dst d1[2], d2[2];
+                    for (int s = 0; s < 2; s++) {
+                        d1[s] = (pthcv_wino_dst){o1[s], withres ? res[s] : NULL, OLD, s == 0 || second ? rows : 0,
+                                                 cols};
+                        d2[s] = d1[s];
+                        d2[s].o = o2[s];
+                    }
+                    v[i].out_ref(mm, 9, &e, &d1[0], &d1[1]);
+                    v[i].out(mm, 9, &e, &d2[0], &d2[1]);
+                    bad += memcmp(o1, o2, sizeof o1) != 0;
+                    rounds++;
+                }
         }
-        CHECK(bad == 0, "Winograd %s transforms: %d of 40 differ from the scalar bits", v[i].name, bad);
+        CHECK(bad == 0, "Winograd %s transforms: %d of %d differ from the scalar bits", v[i].name, bad, rounds);
+    }
+    /* the scalar store against its definition: bias + value, + residual,
+     * clamped, nothing written outside rows x cols */
+    {
+        float mm[16 * 8], o[2][2 * 8], r[2][2 * 8];
+        for (int j = 0; j < 16 * 8; j++) mm[j] = 0.0f;
+        for (int l = 0; l < 8; l++) mm[5 * 8 + l] = (float)(l + 1) * 10.0f; /* xi 5 = (1, 1): y = m[1][1] */
+        for (int j = 0; j < 16; j++) o[0][j] = o[1][j] = -1.0f, r[0][j] = 0.5f, r[1][j] = 1.0f;
+        pthcv_wino_epi e = {.bias = 2.0f, .lo = 0.0f, .hi = 40.0f, .clamp = 1};
+        pthcv_wino_dst da = {o[0], r[0], 8, 2, 7}, db = {o[1], NULL, 8, 1, 8};
+        pthcv_wino23_out8_scalar(mm, 8, &e, &da, &db);
+        /* F(2,3): A^T = [1 1 1 0; 0 1 -1 -1], so m[1][1] reaches all 4 outputs of its tile */
+        CHECK(o[0][0] == 12.5f && o[0][8 + 1] == 12.5f && o[0][6] == 40.0f && o[0][7] == -1.0f && o[1][0] == 40.0f &&
+                  o[1][8] == -1.0f,
+              "Winograd F(2,3) scalar store: bias, residual, clamp, clipping (%g %g %g %g %g %g)", o[0][0], o[0][9],
+              o[0][6], o[0][7], o[1][0], o[1][8]);
     }
 #endif
 }
