@@ -114,7 +114,7 @@ void pthcv_qgemm_pack_x_rows(const pthcv_qgemm_kernel *k, void *dst, const uint8
         int64_t jq = j0 + q, valid = ncols - jq < nr ? ncols - jq : nr;
         if (valid < 0) valid = 0;
         for (int64_t kk = 0; kk < kc; kk += kg) {
-            const uint8_t *r[4];
+            const uint8_t *r[4] = {padrow, padrow, padrow, padrow}; /* kg of them set below */
             for (int g = 0; g < kg; g++) {
                 int64_t row = k0 + kk + g;
                 if (row >= nrows || valid == 0) {
