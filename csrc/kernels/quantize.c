@@ -83,8 +83,10 @@ pthcv_tensor *pthcv_quantize_weight(pthcv_tensor *w)
     int64_t cout = w->shape[0], per = w->numel / cout, cs[1] = {cout};
     pthcv_tensor *q = wd ? pthcv_tensor_new(PTHCV_QINT8, w->ndim, w->shape) : NULL;
     pthcv_tensor *s = q ? pthcv_tensor_new(PTHCV_FLOAT64, 1, cs) : NULL;
-    if (!s) {
-        pthcv_tensor_release(wc), pthcv_tensor_release(q);
+    /* zero points of 0, as torch's per-channel symmetric tensors carry them */
+    pthcv_tensor *z = s ? pthcv_tensor_new(PTHCV_INT64, 1, cs) : NULL;
+    if (!z) {
+        pthcv_tensor_release(wc), pthcv_tensor_release(q), pthcv_tensor_release(s);
         return NULL;
     }
     int8_t *qd = pthcv_tensor_data(q);
@@ -93,7 +95,7 @@ pthcv_tensor *pthcv_quantize_weight(pthcv_tensor *w)
         double m = 0;
         for (int64_t i = 0; i < per; i++) m = fmax(m, fabs(wd[c * per + i]));
         if (!isfinite(m)) {
-            pthcv_tensor_release(wc), pthcv_tensor_release(q), pthcv_tensor_release(s);
+            pthcv_tensor_release(wc), pthcv_tensor_release(q), pthcv_tensor_release(s), pthcv_tensor_release(z);
             return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "quantize_weight: output channel %lld has a value that is not finite",
                                    (long long)c);
         }
@@ -104,7 +106,7 @@ pthcv_tensor *pthcv_quantize_weight(pthcv_tensor *w)
         }
     }
     pthcv_tensor_release(wc);
-    q->qscheme = PTHCV_QSCHEME_PER_CHANNEL_SYMMETRIC, q->qaxis = 0, q->qscales = s;
+    q->qscheme = PTHCV_QSCHEME_PER_CHANNEL_SYMMETRIC, q->qaxis = 0, q->qscales = s, q->qzero_points = z;
     return q;
 }
 

@@ -257,8 +257,31 @@ static void test_qmax_pool2d_and_dequantize(void)
     pthcv_tensor_release(d), pthcv_tensor_release(xt), pthcv_tensor_release(x);
 }
 
+/* pthcv_quantize_weight's per-channel symmetric qint8 weights dequantize
+ * (they carry torch's zero points of 0) to within half a step of the
+ * float weights; a channel of zeros keeps scale 1. */
+static void test_quantize_weight(void)
+{
+    int64_t shape[] = {5, 3, 3, 3};
+    pthcv_tensor *w = pthcv_tensor_new(PTHCV_FLOAT32, 4, shape);
+    float *wd = pthcv_tensor_data(w);
+    for (int64_t i = 0; i < w->numel; i++) wd[i] = i / 27 == 2 ? 0.0f : ((float)rand_u8() - 128.0f) / (float)(1 + i / 27);
+    pthcv_tensor *q = pthcv_quantize_weight(w);
+    pthcv_tensor *d = q ? pthcv_tensor_dequantize(q) : NULL;
+    CHECK(d != NULL, "dequantize of quantize_weight's output: %s", pthcv_last_error());
+    int64_t bad = 0;
+    for (int64_t i = 0; d && i < w->numel; i++) {
+        double scale = ((double *)pthcv_tensor_data(q->qscales))[i / 27];
+        bad += fabs(((float *)pthcv_tensor_data(d))[i] - wd[i]) > scale * 0.5 + 1e-6;
+    }
+    CHECK(d && bad == 0, "quantize_weight then dequantize: %lld values off by more than half a step", (long long)bad);
+    CHECK(q && ((double *)pthcv_tensor_data(q->qscales))[2] == 1.0, "a channel of zeros keeps scale 1");
+    pthcv_tensor_release(d), pthcv_tensor_release(q), pthcv_tensor_release(w);
+}
+
 int main(void)
 {
+    test_quantize_weight();
     test_qmax_pool2d_and_dequantize();
     test_hard_activations();
     test_qmul();
