@@ -1,41 +1,110 @@
 /*
  * dwconv_avx512.c -- direct depthwise convolution with AVX-512: 16 output
- * columns per vector (the last, partial vector under a mask), taps unrolled
- * for 3x3 and 5x5, other sizes through the same loop. Stride 2 loads 32
- * input columns and keeps the even ones. Same structure as dwconv_avx2.c.
+ * columns per vector (the last, partial vector under a mask).
+ *   - 3x3 and 5x5 (constant sizes, taps unrolled) compute DW_ROWS output
+ *     rows per pass: each input row of the pass is loaded once and feeds
+ *     every output row it belongs to, instead of once per output row.
+ *     Stride 2 splits each input row into its even and odd columns with two
+ *     permutes of the same two loads (tap kx is the even or odd half, moved
+ *     by kx / 2 columns), rather than two loads and a permute per tap.
+ *   - other sizes: one output row at a time, the same loop with run-time
+ *     bounds.
+ * Every accumulator sums its taps in (ky, kx) order, so the row blocks give
+ * the bits of the one-row loop. Same structure as dwconv_avx2.c.
  * Contract: dwconv.h.
  */
 #include "dwconv.h"
 #include <assert.h>
 #include <immintrin.h>
 
-static inline __m512 load_even(const float *in)
+enum { DW_ROWS = 4 };
+
+#define AI inline __attribute__((always_inline))
+
+static AI __m512 load_even(const float *in)
 {
     const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     return _mm512_permutex2var_ps(_mm512_loadu_ps(in), idx, _mm512_loadu_ps(in + 16));
 }
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW, const int S)
+/* The KW tap vectors of one input row for 16 output columns, row pointing
+ * at the input column of the first: t[kx] holds row[ox * S + kx]. */
+static AI void row_taps(const float *row, const int KW, const int S, __m512 *t)
+{
+    if (S == 1) {
+#pragma GCC unroll 5
+        for (int kx = 0; kx < KW; kx++) t[kx] = _mm512_loadu_ps(row + kx);
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#pragma GCC unroll 3
+    for (int kx = 0; kx < KW; kx += 2) {
+        __m512 lo = _mm512_loadu_ps(row + kx), hi = _mm512_loadu_ps(row + kx + 16);
+        t[kx] = _mm512_permutex2var_ps(lo, even, hi);
+        if (kx + 1 < KW) t[kx + 1] = _mm512_permutex2var_ps(lo, odd, hi);
+    }
+}
+
+static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m512 acc, __m512 lo, __m512 hi)
+{
+    int64_t left = a->ow - ox;
+    __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+    if (a->res) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, a->res + oy * a->ow + ox));
+    _mm512_mask_storeu_ps(a->out + oy * a->ow + ox, m, _mm512_min_ps(_mm512_max_ps(acc, lo), hi));
+}
+
+/* Output rows [oy, oy + R) of a KH x KW kernel of stride S (all constants). */
+static AI void row_block(const pthcv_dw_args *a, int64_t oy, const int R, const int KH, const int KW, const int S)
+{
+    const __m512 lo = _mm512_set1_ps(a->lo), hi = _mm512_set1_ps(a->hi);
+    /* locals, not a->: the stores through out could alias *a for the compiler */
+    const float *in = a->in + oy * S * a->ldi, *w = a->w;
+    const int64_t ldi = a->ldi, ow = a->ow;
+    for (int64_t ox = 0; ox < ow; ox += 16) {
+        __m512 acc[DW_ROWS]; /* fixed sizes: arrays sized by R or KW would be VLAs on the stack */
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++) acc[j] = _mm512_set1_ps(a->bias);
+        /* input row i of the pass is tap row ky = i - j * S of output row j */
+#pragma GCC unroll 11
+        for (int i = 0; i < (R - 1) * S + KH; i++) {
+            __m512 t[5];
+            row_taps(in + i * ldi + ox * S, KW, S, t);
+#pragma GCC unroll 4
+            for (int j = 0; j < R; j++) {
+                const int ky = i - j * S;
+                if (ky < 0 || ky >= KH) continue;
+#pragma GCC unroll 5
+                for (int kx = 0; kx < KW; kx++)
+                    acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(w[ky * KW + kx]), t[kx], acc[j]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++) store_row(a, oy + j, ox, acc[j], lo, hi);
+    }
+}
+
+static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
+{
+    int64_t oy = 0;
+    for (; oy + DW_ROWS <= a->oh; oy += DW_ROWS) row_block(a, oy, DW_ROWS, KH, KW, S);
+    for (; oy < a->oh; oy++) row_block(a, oy, 1, KH, KW, S);
+}
+
+/* Any size, one output row at a time. */
+static AI void plane_any(const pthcv_dw_args *a, const int S)
 {
     const __m512 lo = _mm512_set1_ps(a->lo), hi = _mm512_set1_ps(a->hi);
     for (int64_t oy = 0; oy < a->oh; oy++) {
-        float *out = a->out + oy * a->ow;
-        const float *res = a->res ? a->res + oy * a->ow : NULL;
         for (int64_t ox = 0; ox < a->ow; ox += 16) {
             __m512 acc = _mm512_set1_ps(a->bias);
-            /* unrolled on request (-O2 leaves the 3-step tap loops rolled) */
-#pragma GCC unroll 5
-            for (int ky = 0; ky < KH; ky++) {
+            for (int ky = 0; ky < a->kh; ky++) {
                 const float *row = a->in + (oy * S + ky) * a->ldi + ox * S;
-#pragma GCC unroll 5
-                for (int kx = 0; kx < KW; kx++)
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(a->w[ky * KW + kx]),
+                for (int kx = 0; kx < a->kw; kx++)
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(a->w[ky * a->kw + kx]),
                                           S == 1 ? _mm512_loadu_ps(row + kx) : load_even(row + kx), acc);
             }
-            int64_t left = a->ow - ox;
-            __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-            if (res) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, res + ox));
-            _mm512_mask_storeu_ps(out + ox, m, _mm512_min_ps(_mm512_max_ps(acc, lo), hi));
+            store_row(a, oy, ox, acc, lo, hi);
         }
     }
 }
@@ -44,8 +113,8 @@ void pthcv_dw_plane_avx512(const pthcv_dw_args *a)
 {
     assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
     assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
-    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane(a, 3, 3, 1) : plane(a, 3, 3, 2);
-    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane(a, 5, 5, 1) : plane(a, 5, 5, 2);
-    else if (a->stride == 1) plane(a, a->kh, a->kw, 1);
-    else plane(a, a->kh, a->kw, 2);
+    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_fixed(a, 3, 3, 1) : plane_fixed(a, 3, 3, 2);
+    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_fixed(a, 5, 5, 1) : plane_fixed(a, 5, 5, 2);
+    else if (a->stride == 1) plane_any(a, 1);
+    else plane_any(a, 2);
 }
