@@ -65,7 +65,7 @@ static AI void row_block(const pthcv_dw_args *a, int64_t oy, const int R, const 
         __m512 acc[DW_ROWS]; /* fixed sizes: arrays sized by R or KW would be VLAs on the stack */
 #pragma GCC unroll 4
         for (int j = 0; j < R; j++) acc[j] = _mm512_set1_ps(a->bias);
-        /* input row i of the pass is tap row ky = i - j * S of output row j */
+            /* input row i of the pass is tap row ky = i - j * S of output row j */
 #pragma GCC unroll 11
         for (int i = 0; i < (R - 1) * S + KH; i++) {
             __m512 t[5];
