@@ -55,7 +55,8 @@ static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m512 
 }
 
 /* Output rows [oy, oy + R) of a KH x KW kernel of stride S (all constants). */
-static AI void row_block(const pthcv_dw_args *a, int64_t oy, const int R, const int KH, const int KW, const int S)
+static AI void row_block(const pthcv_dw_args *a, const __m512 *w3, int64_t oy, const int R, const int KH, const int KW,
+                         const int S)
 {
     const __m512 lo = _mm512_set1_ps(a->lo), hi = _mm512_set1_ps(a->hi);
     /* locals, not a->: the stores through out could alias *a for the compiler */
@@ -76,7 +77,8 @@ static AI void row_block(const pthcv_dw_args *a, int64_t oy, const int R, const 
                 if (ky < 0 || ky >= KH) continue;
 #pragma GCC unroll 5
                 for (int kx = 0; kx < KW; kx++)
-                    acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(w[ky * KW + kx]), t[kx], acc[j]);
+                    acc[j] = _mm512_fmadd_ps(KH == 3 ? w3[ky * 3 + kx] : _mm512_set1_ps(w[ky * KW + kx]), t[kx],
+                                             acc[j]);
             }
         }
 #pragma GCC unroll 4
@@ -86,9 +88,14 @@ static AI void row_block(const pthcv_dw_args *a, int64_t oy, const int R, const 
 
 static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
 {
+    /* 3x3: the weights stay in registers; 5x5's 25 would spill (with the
+     * accumulators and taps), they are broadcast from memory by the FMAs */
+    __m512 w3[9];
+#pragma GCC unroll 9
+    for (int i = 0; i < 9; i++) w3[i] = KH == 3 ? _mm512_set1_ps(a->w[i]) : _mm512_setzero_ps();
     int64_t oy = 0;
-    for (; oy + DW_ROWS <= a->oh; oy += DW_ROWS) row_block(a, oy, DW_ROWS, KH, KW, S);
-    for (; oy < a->oh; oy++) row_block(a, oy, 1, KH, KW, S);
+    for (; oy + DW_ROWS <= a->oh; oy += DW_ROWS) row_block(a, w3, oy, DW_ROWS, KH, KW, S);
+    for (; oy < a->oh; oy++) row_block(a, w3, oy, 1, KH, KW, S);
 }
 
 /* Any size, one output row at a time. */
