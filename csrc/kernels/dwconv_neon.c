@@ -1,44 +1,112 @@
 /*
  * dwconv_neon.c -- direct depthwise convolution with NEON: 4 output columns
- * per vector (the last, partial vector through a small buffer), taps
- * unrolled for 3x3 and 5x5. Stride 2 uses vld2q (de-interleaving load) and
- * keeps the even columns. Contract: dwconv.h.
+ * per vector (the last, partial vector through a small buffer).
+ *   - 3x3 and 5x5 (constant sizes, taps unrolled) compute DW_ROWS output
+ *     rows per pass: each input row of the pass is loaded once and feeds
+ *     every output row it belongs to. Stride 2 de-interleaves with vld2q:
+ *     one load gives the even columns from kx and from kx + 1.
+ *   - other sizes: one output row at a time, the same loop with run-time
+ *     bounds.
+ * Every accumulator sums its taps in (ky, kx) order, so the row blocks give
+ * the bits of the one-row loop. Same structure as dwconv_avx512.c.
+ * Contract: dwconv.h.
  */
 #include "dwconv.h"
 #include <arm_neon.h>
 #include <assert.h>
 #include <string.h>
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW, const int S)
+enum { DW_ROWS = 4 };
+
+#define AI inline __attribute__((always_inline))
+
+/* The KW tap vectors of one input row for 4 output columns, row pointing at
+ * the input column of the first: t[kx] holds row[ox * S + kx]. */
+static AI void row_taps(const float *row, const int KW, const int S, float32x4_t *t)
+{
+    if (S == 1) {
+#pragma GCC unroll 5
+        for (int kx = 0; kx < KW; kx++) t[kx] = vld1q_f32(row + kx);
+        return;
+    }
+#pragma GCC unroll 3
+    for (int kx = 0; kx < KW; kx += 2) {
+        float32x4x2_t v = vld2q_f32(row + kx);
+        t[kx] = v.val[0];
+        if (kx + 1 < KW) t[kx + 1] = v.val[1];
+    }
+}
+
+static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, float32x4_t acc, float32x4_t lo,
+                         float32x4_t hi)
+{
+    float *out = a->out + oy * a->ow + ox;
+    const float *res = a->res ? a->res + oy * a->ow + ox : NULL;
+    int64_t left = a->ow - ox;
+    if (left >= 4) {
+        if (res) acc = vaddq_f32(acc, vld1q_f32(res));
+        vst1q_f32(out, vminq_f32(vmaxq_f32(acc, lo), hi));
+    } else {
+        float tmp[4] = {0, 0, 0, 0};
+        if (res) {
+            memcpy(tmp, res, sizeof(float) * (size_t)left);
+            acc = vaddq_f32(acc, vld1q_f32(tmp));
+        }
+        vst1q_f32(tmp, vminq_f32(vmaxq_f32(acc, lo), hi));
+        memcpy(out, tmp, sizeof(float) * (size_t)left);
+    }
+}
+
+/* Output rows [oy, oy + R) of a KH x KW kernel of stride S (all constants). */
+static AI void row_block(const pthcv_dw_args *a, int64_t oy, const int R, const int KH, const int KW, const int S)
+{
+    const float32x4_t lo = vdupq_n_f32(a->lo), hi = vdupq_n_f32(a->hi);
+    /* locals, not a->: the stores through out could alias *a for the compiler */
+    const float *in = a->in + oy * S * a->ldi, *w = a->w;
+    const int64_t ldi = a->ldi, ow = a->ow;
+    for (int64_t ox = 0; ox < ow; ox += 4) {
+        float32x4_t acc[DW_ROWS]; /* fixed sizes: arrays sized by R or KW would be VLAs on the stack */
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++) acc[j] = vdupq_n_f32(a->bias);
+            /* input row i of the pass is tap row ky = i - j * S of output row j */
+#pragma GCC unroll 11
+        for (int i = 0; i < (R - 1) * S + KH; i++) {
+            float32x4_t t[5];
+            row_taps(in + i * ldi + ox * S, KW, S, t);
+#pragma GCC unroll 4
+            for (int j = 0; j < R; j++) {
+                const int ky = i - j * S;
+                if (ky < 0 || ky >= KH) continue;
+#pragma GCC unroll 5
+                for (int kx = 0; kx < KW; kx++) acc[j] = vfmaq_n_f32(acc[j], t[kx], w[ky * KW + kx]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++) store_row(a, oy + j, ox, acc[j], lo, hi);
+    }
+}
+
+static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
+{
+    int64_t oy = 0;
+    for (; oy + DW_ROWS <= a->oh; oy += DW_ROWS) row_block(a, oy, DW_ROWS, KH, KW, S);
+    for (; oy < a->oh; oy++) row_block(a, oy, 1, KH, KW, S);
+}
+
+/* Any size, one output row at a time. */
+static AI void plane_any(const pthcv_dw_args *a, const int S)
 {
     const float32x4_t lo = vdupq_n_f32(a->lo), hi = vdupq_n_f32(a->hi);
     for (int64_t oy = 0; oy < a->oh; oy++) {
-        float *out = a->out + oy * a->ow;
-        const float *res = a->res ? a->res + oy * a->ow : NULL;
         for (int64_t ox = 0; ox < a->ow; ox += 4) {
             float32x4_t acc = vdupq_n_f32(a->bias);
-            /* unrolled on request (-O2 leaves the 3-step tap loops rolled) */
-#pragma GCC unroll 5
-            for (int ky = 0; ky < KH; ky++) {
+            for (int ky = 0; ky < a->kh; ky++) {
                 const float *row = a->in + (oy * S + ky) * a->ldi + ox * S;
-#pragma GCC unroll 5
-                for (int kx = 0; kx < KW; kx++)
+                for (int kx = 0; kx < a->kw; kx++)
                     acc = vfmaq_n_f32(acc, S == 1 ? vld1q_f32(row + kx) : vld2q_f32(row + kx).val[0],
-                                      a->w[ky * KW + kx]);
+                                      a->w[ky * a->kw + kx]);
             }
-            int64_t left = a->ow - ox;
-            if (left >= 4) {
-                if (res) acc = vaddq_f32(acc, vld1q_f32(res + ox));
-                vst1q_f32(out + ox, vminq_f32(vmaxq_f32(acc, lo), hi));
-            } else {
-                float tmp[4] = {0, 0, 0, 0};
-                if (res) {
-                    memcpy(tmp, res + ox, sizeof(float) * (size_t)left);
-                    acc = vaddq_f32(acc, vld1q_f32(tmp));
-                }
-                vst1q_f32(tmp, vminq_f32(vmaxq_f32(acc, lo), hi));
-                memcpy(out + ox, tmp, sizeof(float) * (size_t)left);
-            }
+            store_row(a, oy, ox, acc, lo, hi);
         }
     }
 }
@@ -47,8 +115,8 @@ void pthcv_dw_plane_neon(const pthcv_dw_args *a)
 {
     assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
     assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
-    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane(a, 3, 3, 1) : plane(a, 3, 3, 2);
-    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane(a, 5, 5, 1) : plane(a, 5, 5, 2);
-    else if (a->stride == 1) plane(a, a->kh, a->kw, 1);
-    else plane(a, a->kh, a->kw, 2);
+    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_fixed(a, 3, 3, 1) : plane_fixed(a, 3, 3, 2);
+    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_fixed(a, 5, 5, 1) : plane_fixed(a, 5, 5, 2);
+    else if (a->stride == 1) plane_any(a, 1);
+    else plane_any(a, 2);
 }
