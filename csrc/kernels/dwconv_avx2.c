@@ -100,7 +100,9 @@ static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, c
     for (int i = 0; i < KH * KW; i++) w[i] = _mm256_set1_ps(a->w[i]);
     int64_t oy = 0;
     for (; oy + DW_ROWS <= a->oh; oy += DW_ROWS) row_block(a, w, oy, DW_ROWS, KH, KW, S);
-    for (; oy < a->oh; oy++) row_block(a, w, oy, 1, KH, KW, S);
+    /* the last 1 to 3 rows: a pair, then a single */
+    if (oy + 2 <= a->oh) row_block(a, w, oy, 2, KH, KW, S), oy += 2;
+    if (oy < a->oh) row_block(a, w, oy, 1, KH, KW, S);
 }
 
 /* Any size, one output row at a time. */
