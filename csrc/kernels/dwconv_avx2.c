@@ -62,47 +62,19 @@ static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m256 
     }
 }
 
-/* Output rows [oy, oy + R) of a KH x KW kernel of stride S (all constants),
- * w the KH * KW weights broadcast. */
-static AI void row_block(const pthcv_dw_args *a, const __m256 *w, int64_t oy, const int R, const int KH, const int KW,
-                         const int S)
-{
-    const __m256 lo = _mm256_set1_ps(a->lo), hi = _mm256_set1_ps(a->hi);
-    /* locals, not a->: the stores through out could alias *a for the compiler */
-    const float *in = a->in + oy * S * a->ldi;
-    const int64_t ldi = a->ldi, ow = a->ow;
-    for (int64_t ox = 0; ox < ow; ox += 8) {
-        __m256 acc[DW_ROWS]; /* fixed sizes: arrays sized by R or KW would be VLAs on the stack */
-#pragma GCC unroll 4
-        for (int j = 0; j < R; j++) acc[j] = _mm256_set1_ps(a->bias);
-            /* input row i of the pass is tap row ky = i - j * S of output row j */
-#pragma GCC unroll 11
-        for (int i = 0; i < (R - 1) * S + KH; i++) {
-            __m256 t[5];
-            row_taps(in + i * ldi + ox * S, KW, S, t);
-#pragma GCC unroll 4
-            for (int j = 0; j < R; j++) {
-                const int ky = i - j * S;
-                if (ky < 0 || ky >= KH) continue;
-#pragma GCC unroll 5
-                for (int kx = 0; kx < KW; kx++) acc[j] = _mm256_fmadd_ps(w[ky * KW + kx], t[kx], acc[j]);
-            }
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < R; j++) store_row(a, oy + j, ox, acc[j], lo, hi);
-    }
-}
+typedef __m256 dw_vec;
+typedef const __m256 *dw_weights;
+enum { DW_LANES = 8 };
+#define dw_set1 _mm256_set1_ps
+#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) _mm256_fmadd_ps((wt)[(ky) * (KW) + (kx)], t, acc)
+#include "dwconv_rows.h"
 
 static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
 {
     __m256 w[25];
 #pragma GCC unroll 25
     for (int i = 0; i < KH * KW; i++) w[i] = _mm256_set1_ps(a->w[i]);
-    int64_t oy = 0;
-    for (; oy + DW_ROWS <= a->oh; oy += DW_ROWS) row_block(a, w, oy, DW_ROWS, KH, KW, S);
-    /* the last 1 to 3 rows: a pair, then a single */
-    if (oy + 2 <= a->oh) row_block(a, w, oy, 2, KH, KW, S), oy += 2;
-    if (oy < a->oh) row_block(a, w, oy, 1, KH, KW, S);
+    plane_rows(a, w, KH, KW, S);
 }
 
 /* Any size, one output row at a time. */

@@ -54,50 +54,22 @@ static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m512 
     _mm512_mask_storeu_ps(a->out + oy * a->ow + ox, m, _mm512_min_ps(_mm512_max_ps(acc, lo), hi));
 }
 
-/* Output rows [oy, oy + R) of a KH x KW kernel of stride S (all constants). */
-static AI void row_block(const pthcv_dw_args *a, const __m512 *w3, int64_t oy, const int R, const int KH, const int KW,
-                         const int S)
-{
-    const __m512 lo = _mm512_set1_ps(a->lo), hi = _mm512_set1_ps(a->hi);
-    /* locals, not a->: the stores through out could alias *a for the compiler */
-    const float *in = a->in + oy * S * a->ldi, *w = a->w;
-    const int64_t ldi = a->ldi, ow = a->ow;
-    for (int64_t ox = 0; ox < ow; ox += 16) {
-        __m512 acc[DW_ROWS]; /* fixed sizes: arrays sized by R or KW would be VLAs on the stack */
-#pragma GCC unroll 4
-        for (int j = 0; j < R; j++) acc[j] = _mm512_set1_ps(a->bias);
-            /* input row i of the pass is tap row ky = i - j * S of output row j */
-#pragma GCC unroll 11
-        for (int i = 0; i < (R - 1) * S + KH; i++) {
-            __m512 t[5];
-            row_taps(in + i * ldi + ox * S, KW, S, t);
-#pragma GCC unroll 4
-            for (int j = 0; j < R; j++) {
-                const int ky = i - j * S;
-                if (ky < 0 || ky >= KH) continue;
-#pragma GCC unroll 5
-                for (int kx = 0; kx < KW; kx++)
-                    acc[j] = _mm512_fmadd_ps(KH == 3 ? w3[ky * 3 + kx] : _mm512_set1_ps(w[ky * KW + kx]), t[kx],
-                                             acc[j]);
-            }
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < R; j++) store_row(a, oy + j, ox, acc[j], lo, hi);
-    }
-}
+typedef __m512 dw_vec;
+typedef const __m512 *dw_weights;
+enum { DW_LANES = 16 };
+#define dw_set1 _mm512_set1_ps
+/* 3x3: the weights stay in registers (wt); 5x5's 25 would spill (with the
+ * accumulators and taps), they are broadcast from memory by the FMAs */
+#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) \
+    _mm512_fmadd_ps((KH) == 3 ? (wt)[(ky)*3 + (kx)] : _mm512_set1_ps((w)[(ky) * (KW) + (kx)]), t, acc)
+#include "dwconv_rows.h"
 
 static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
 {
-    /* 3x3: the weights stay in registers; 5x5's 25 would spill (with the
-     * accumulators and taps), they are broadcast from memory by the FMAs */
     __m512 w3[9];
 #pragma GCC unroll 9
     for (int i = 0; i < 9; i++) w3[i] = KH == 3 ? _mm512_set1_ps(a->w[i]) : _mm512_setzero_ps();
-    int64_t oy = 0;
-    for (; oy + DW_ROWS <= a->oh; oy += DW_ROWS) row_block(a, w3, oy, DW_ROWS, KH, KW, S);
-    /* the last 1 to 3 rows: a pair, then a single */
-    if (oy + 2 <= a->oh) row_block(a, w3, oy, 2, KH, KW, S), oy += 2;
-    if (oy < a->oh) row_block(a, w3, oy, 1, KH, KW, S);
+    plane_rows(a, w3, KH, KW, S);
 }
 
 /* Any size, one output row at a time. */

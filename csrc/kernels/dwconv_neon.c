@@ -57,43 +57,12 @@ static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, float32
     }
 }
 
-/* Output rows [oy, oy + R) of a KH x KW kernel of stride S (all constants). */
-static AI void row_block(const pthcv_dw_args *a, int64_t oy, const int R, const int KH, const int KW, const int S)
-{
-    const float32x4_t lo = vdupq_n_f32(a->lo), hi = vdupq_n_f32(a->hi);
-    /* locals, not a->: the stores through out could alias *a for the compiler */
-    const float *in = a->in + oy * S * a->ldi, *w = a->w;
-    const int64_t ldi = a->ldi, ow = a->ow;
-    for (int64_t ox = 0; ox < ow; ox += 4) {
-        float32x4_t acc[DW_ROWS]; /* fixed sizes: arrays sized by R or KW would be VLAs on the stack */
-#pragma GCC unroll 4
-        for (int j = 0; j < R; j++) acc[j] = vdupq_n_f32(a->bias);
-            /* input row i of the pass is tap row ky = i - j * S of output row j */
-#pragma GCC unroll 11
-        for (int i = 0; i < (R - 1) * S + KH; i++) {
-            float32x4_t t[5];
-            row_taps(in + i * ldi + ox * S, KW, S, t);
-#pragma GCC unroll 4
-            for (int j = 0; j < R; j++) {
-                const int ky = i - j * S;
-                if (ky < 0 || ky >= KH) continue;
-#pragma GCC unroll 5
-                for (int kx = 0; kx < KW; kx++) acc[j] = vfmaq_n_f32(acc[j], t[kx], w[ky * KW + kx]);
-            }
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < R; j++) store_row(a, oy + j, ox, acc[j], lo, hi);
-    }
-}
-
-static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
-{
-    int64_t oy = 0;
-    for (; oy + DW_ROWS <= a->oh; oy += DW_ROWS) row_block(a, oy, DW_ROWS, KH, KW, S);
-    /* the last 1 to 3 rows: a pair, then a single */
-    if (oy + 2 <= a->oh) row_block(a, oy, 2, KH, KW, S), oy += 2;
-    if (oy < a->oh) row_block(a, oy, 1, KH, KW, S);
-}
+typedef float32x4_t dw_vec;
+typedef const float *dw_weights; /* unused: vfmaq_n_f32 takes the scalar weight */
+enum { DW_LANES = 4 };
+#define dw_set1 vdupq_n_f32
+#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) vfmaq_n_f32(acc, t, (w)[(ky) * (KW) + (kx)])
+#include "dwconv_rows.h"
 
 /* Any size, one output row at a time. */
 static AI void plane_any(const pthcv_dw_args *a, const int S)
@@ -117,8 +86,8 @@ void pthcv_dw_plane_neon(const pthcv_dw_args *a)
 {
     assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
     assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
-    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_fixed(a, 3, 3, 1) : plane_fixed(a, 3, 3, 2);
-    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_fixed(a, 5, 5, 1) : plane_fixed(a, 5, 5, 2);
+    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_rows(a, NULL, 3, 3, 1) : plane_rows(a, NULL, 3, 3, 2);
+    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_rows(a, NULL, 5, 5, 1) : plane_rows(a, NULL, 5, 5, 2);
     else if (a->stride == 1) plane_any(a, 1);
     else plane_any(a, 2);
 }
