@@ -1,31 +1,87 @@
 /*
  * dwconv_avx512.c -- direct depthwise convolution with AVX-512: 16 output
- * columns per vector (the last, partial vector under a mask), taps unrolled
- * for 3x3 and 5x5, other sizes through the same loop. Stride 2 loads 32
- * input columns and keeps the even ones. Same structure as dwconv_avx2.c.
- * Dilated convolution (pthcv_dw_dilated_plane_*) runs the same code with
+ * columns per vector (the last, partial vector under a mask).
+ *   - 3x3 and 5x5 (constant sizes, taps unrolled) compute DW_ROWS output
+ *     rows per pass: each input row of the pass is loaded once and feeds
+ *     every output row it belongs to, instead of once per output row.
+ *     Stride 2 splits each input row into its even and odd columns with two
+ *     permutes of the same two loads (tap kx is the even or odd half, moved
+ *     by kx / 2 columns), rather than two loads and a permute per tap.
+ *   - other sizes: one output row at a time, the same loop with run-time
+ *     bounds.
+ * Every accumulator sums its taps in (ky, kx) order, so the row blocks give
+ * the bits of the one-row loop. Same structure as dwconv_avx2.c.
+ * Dilated convolution (pthcv_dw_dilated_plane_*) takes the one-row loop with
  * the taps dilation apart. Contract: dwconv.h.
  */
 #include "dwconv.h"
 #include <assert.h>
 #include <immintrin.h>
 
-static inline __m512 load_even(const float *in)
+enum { DW_ROWS = 4 };
+
+#define AI inline __attribute__((always_inline))
+
+static AI __m512 load_even(const float *in)
 {
     const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     return _mm512_permutex2var_ps(_mm512_loadu_ps(in), idx, _mm512_loadu_ps(in + 16));
 }
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW, const int S,
-                                                          const int64_t D)
+/* The KW tap vectors of one input row for 16 output columns, row pointing
+ * at the input column of the first: t[kx] holds row[ox * S + kx]. */
+static AI void row_taps(const float *row, const int KW, const int S, __m512 *t)
+{
+    if (S == 1) {
+#pragma GCC unroll 5
+        for (int kx = 0; kx < KW; kx++) t[kx] = _mm512_loadu_ps(row + kx);
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#pragma GCC unroll 3
+    for (int kx = 0; kx < KW; kx += 2) {
+        __m512 lo = _mm512_loadu_ps(row + kx), hi = _mm512_loadu_ps(row + kx + 16);
+        t[kx] = _mm512_permutex2var_ps(lo, even, hi);
+        if (kx + 1 < KW) t[kx + 1] = _mm512_permutex2var_ps(lo, odd, hi);
+    }
+}
+
+static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m512 acc, __m512 lo, __m512 hi)
+{
+    int64_t left = a->ow - ox;
+    __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+    if (a->res) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, a->res + oy * a->ow + ox));
+    _mm512_mask_storeu_ps(a->out + oy * a->ow + ox, m, _mm512_min_ps(_mm512_max_ps(acc, lo), hi));
+}
+
+typedef __m512 dw_vec;
+typedef const __m512 *dw_weights;
+enum { DW_LANES = 16 };
+#define dw_set1 _mm512_set1_ps
+/* 3x3: the weights stay in registers (wt); 5x5's 25 would spill (with the
+ * accumulators and taps), they are broadcast from memory by the FMAs */
+#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) \
+    _mm512_fmadd_ps((KH) == 3 ? (wt)[(ky)*3 + (kx)] : _mm512_set1_ps((w)[(ky) * (KW) + (kx)]), t, acc)
+#include "dwconv_rows.h"
+
+static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
+{
+    __m512 w3[9];
+#pragma GCC unroll 9
+    for (int i = 0; i < 9; i++) w3[i] = KH == 3 ? _mm512_set1_ps(a->w[i]) : _mm512_setzero_ps();
+    plane_rows(a, w3, KH, KW, S);
+}
+
+/* Any size, one output row at a time, taps D apart (dilation; 1 for the
+ * plain kernel, whose 3x3 and 5x5 take plane_fixed). KH and KW are
+ * constants where the caller knows them (then the tap loops unroll). */
+static AI void plane_any(const pthcv_dw_args *a, const int KH, const int KW, const int S, const int64_t D)
 {
     const __m512 lo = _mm512_set1_ps(a->lo), hi = _mm512_set1_ps(a->hi);
     for (int64_t oy = 0; oy < a->oh; oy++) {
-        float *out = a->out + oy * a->ow;
-        const float *res = a->res ? a->res + oy * a->ow : NULL;
         for (int64_t ox = 0; ox < a->ow; ox += 16) {
             __m512 acc = _mm512_set1_ps(a->bias);
-            /* unrolled on request (-O2 leaves the 3-step tap loops rolled) */
 #pragma GCC unroll 5
             for (int ky = 0; ky < KH; ky++) {
                 const float *row = a->in + (oy * S + ky * D) * a->ldi + ox * S;
@@ -34,34 +90,28 @@ static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, 
                     acc = _mm512_fmadd_ps(_mm512_set1_ps(a->w[ky * KW + kx]),
                                           S == 1 ? _mm512_loadu_ps(row + kx * D) : load_even(row + kx * D), acc);
             }
-            int64_t left = a->ow - ox;
-            __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-            if (res) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, res + ox));
-            _mm512_mask_storeu_ps(out + ox, m, _mm512_min_ps(_mm512_max_ps(acc, lo), hi));
+            store_row(a, oy, ox, acc, lo, hi);
         }
     }
-}
-
-/* the plane kernel for a's size and stride, taps D apart (D = 1 a constant
- * in the plain kernel's copy) */
-static inline __attribute__((always_inline)) void run(const pthcv_dw_args *a, const int64_t D)
-{
-    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane(a, 3, 3, 1, D) : plane(a, 3, 3, 2, D);
-    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane(a, 5, 5, 1, D) : plane(a, 5, 5, 2, D);
-    else if (a->stride == 1) plane(a, a->kh, a->kw, 1, D);
-    else plane(a, a->kh, a->kw, 2, D);
 }
 
 void pthcv_dw_plane_avx512(const pthcv_dw_args *a)
 {
     assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
     assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
-    run(a, 1);
+    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_fixed(a, 3, 3, 1) : plane_fixed(a, 3, 3, 2);
+    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_fixed(a, 5, 5, 1) : plane_fixed(a, 5, 5, 2);
+    else if (a->stride == 1) plane_any(a, a->kh, a->kw, 1, 1);
+    else plane_any(a, a->kh, a->kw, 2, 1);
 }
 
 void pthcv_dw_dilated_plane_avx512(const pthcv_dw_args *a, int dilation)
 {
     assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0 && dilation >= 1);
     assert(a->ldi >= (a->ow - 1) * a->stride + (int64_t)dilation * (a->kw - 1) + 1 + PTHCV_DW_SLACK);
-    run(a, dilation);
+    const int S = a->stride;
+    if (a->kh == 3 && a->kw == 3) S == 1 ? plane_any(a, 3, 3, 1, dilation) : plane_any(a, 3, 3, 2, dilation);
+    else if (a->kh == 5 && a->kw == 5) S == 1 ? plane_any(a, 5, 5, 1, dilation) : plane_any(a, 5, 5, 2, dilation);
+    else if (S == 1) plane_any(a, a->kh, a->kw, 1, dilation);
+    else plane_any(a, a->kh, a->kw, 2, dilation);
 }

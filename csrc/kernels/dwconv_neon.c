@@ -1,9 +1,15 @@
 /*
  * dwconv_neon.c -- direct depthwise convolution with NEON: 4 output columns
- * per vector (the last, partial vector through a small buffer), taps
- * unrolled for 3x3 and 5x5. Stride 2 uses vld2q (de-interleaving load) and
- * keeps the even columns.
- * Dilated convolution (pthcv_dw_dilated_plane_*) runs the same code with
+ * per vector (the last, partial vector through a small buffer).
+ *   - 3x3 and 5x5 (constant sizes, taps unrolled) compute DW_ROWS output
+ *     rows per pass: each input row of the pass is loaded once and feeds
+ *     every output row it belongs to. Stride 2 de-interleaves with vld2q:
+ *     one load gives the even columns from kx and from kx + 1.
+ *   - other sizes: one output row at a time, the same loop with run-time
+ *     bounds.
+ * Every accumulator sums its taps in (ky, kx) order, so the row blocks give
+ * the bits of the one-row loop. Same structure as dwconv_avx512.c.
+ * Dilated convolution (pthcv_dw_dilated_plane_*) takes the one-row loop with
  * the taps dilation apart. Contract: dwconv.h.
  */
 #include "dwconv.h"
@@ -11,16 +17,63 @@
 #include <assert.h>
 #include <string.h>
 
-static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, const int KH, const int KW, const int S,
-                                                          const int64_t D)
+enum { DW_ROWS = 4 };
+
+#define AI inline __attribute__((always_inline))
+
+/* The KW tap vectors of one input row for 4 output columns, row pointing at
+ * the input column of the first: t[kx] holds row[ox * S + kx]. */
+static AI void row_taps(const float *row, const int KW, const int S, float32x4_t *t)
+{
+    if (S == 1) {
+#pragma GCC unroll 5
+        for (int kx = 0; kx < KW; kx++) t[kx] = vld1q_f32(row + kx);
+        return;
+    }
+#pragma GCC unroll 3
+    for (int kx = 0; kx < KW; kx += 2) {
+        float32x4x2_t v = vld2q_f32(row + kx);
+        t[kx] = v.val[0];
+        if (kx + 1 < KW) t[kx + 1] = v.val[1];
+    }
+}
+
+static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, float32x4_t acc, float32x4_t lo,
+                         float32x4_t hi)
+{
+    float *out = a->out + oy * a->ow + ox;
+    const float *res = a->res ? a->res + oy * a->ow + ox : NULL;
+    int64_t left = a->ow - ox;
+    if (left >= 4) {
+        if (res) acc = vaddq_f32(acc, vld1q_f32(res));
+        vst1q_f32(out, vminq_f32(vmaxq_f32(acc, lo), hi));
+    } else {
+        float tmp[4] = {0, 0, 0, 0};
+        if (res) {
+            memcpy(tmp, res, sizeof(float) * (size_t)left);
+            acc = vaddq_f32(acc, vld1q_f32(tmp));
+        }
+        vst1q_f32(tmp, vminq_f32(vmaxq_f32(acc, lo), hi));
+        memcpy(out, tmp, sizeof(float) * (size_t)left);
+    }
+}
+
+typedef float32x4_t dw_vec;
+typedef const float *dw_weights; /* unused: vfmaq_n_f32 takes the scalar weight */
+enum { DW_LANES = 4 };
+#define dw_set1 vdupq_n_f32
+#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) vfmaq_n_f32(acc, t, (w)[(ky) * (KW) + (kx)])
+#include "dwconv_rows.h"
+
+/* Any size, one output row at a time, taps D apart (dilation; 1 for the
+ * plain kernel, whose 3x3 and 5x5 take plane_fixed). KH and KW are
+ * constants where the caller knows them (then the tap loops unroll). */
+static AI void plane_any(const pthcv_dw_args *a, const int KH, const int KW, const int S, const int64_t D)
 {
     const float32x4_t lo = vdupq_n_f32(a->lo), hi = vdupq_n_f32(a->hi);
     for (int64_t oy = 0; oy < a->oh; oy++) {
-        float *out = a->out + oy * a->ow;
-        const float *res = a->res ? a->res + oy * a->ow : NULL;
         for (int64_t ox = 0; ox < a->ow; ox += 4) {
             float32x4_t acc = vdupq_n_f32(a->bias);
-            /* unrolled on request (-O2 leaves the 3-step tap loops rolled) */
 #pragma GCC unroll 5
             for (int ky = 0; ky < KH; ky++) {
                 const float *row = a->in + (oy * S + ky * D) * a->ldi + ox * S;
@@ -29,43 +82,28 @@ static inline __attribute__((always_inline)) void plane(const pthcv_dw_args *a, 
                     acc = vfmaq_n_f32(acc, S == 1 ? vld1q_f32(row + kx * D) : vld2q_f32(row + kx * D).val[0],
                                       a->w[ky * KW + kx]);
             }
-            int64_t left = a->ow - ox;
-            if (left >= 4) {
-                if (res) acc = vaddq_f32(acc, vld1q_f32(res + ox));
-                vst1q_f32(out + ox, vminq_f32(vmaxq_f32(acc, lo), hi));
-            } else {
-                float tmp[4] = {0, 0, 0, 0};
-                if (res) {
-                    memcpy(tmp, res + ox, sizeof(float) * (size_t)left);
-                    acc = vaddq_f32(acc, vld1q_f32(tmp));
-                }
-                vst1q_f32(tmp, vminq_f32(vmaxq_f32(acc, lo), hi));
-                memcpy(out + ox, tmp, sizeof(float) * (size_t)left);
-            }
+            store_row(a, oy, ox, acc, lo, hi);
         }
     }
-}
-
-/* the plane kernel for a's size and stride, taps D apart (D = 1 a constant
- * in the plain kernel's copy) */
-static inline __attribute__((always_inline)) void run(const pthcv_dw_args *a, const int64_t D)
-{
-    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane(a, 3, 3, 1, D) : plane(a, 3, 3, 2, D);
-    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane(a, 5, 5, 1, D) : plane(a, 5, 5, 2, D);
-    else if (a->stride == 1) plane(a, a->kh, a->kw, 1, D);
-    else plane(a, a->kh, a->kw, 2, D);
 }
 
 void pthcv_dw_plane_neon(const pthcv_dw_args *a)
 {
     assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
     assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
-    run(a, 1);
+    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_rows(a, NULL, 3, 3, 1) : plane_rows(a, NULL, 3, 3, 2);
+    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_rows(a, NULL, 5, 5, 1) : plane_rows(a, NULL, 5, 5, 2);
+    else if (a->stride == 1) plane_any(a, a->kh, a->kw, 1, 1);
+    else plane_any(a, a->kh, a->kw, 2, 1);
 }
 
 void pthcv_dw_dilated_plane_neon(const pthcv_dw_args *a, int dilation)
 {
     assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0 && dilation >= 1);
     assert(a->ldi >= (a->ow - 1) * a->stride + (int64_t)dilation * (a->kw - 1) + 1 + PTHCV_DW_SLACK);
-    run(a, dilation);
+    const int S = a->stride;
+    if (a->kh == 3 && a->kw == 3) S == 1 ? plane_any(a, 3, 3, 1, dilation) : plane_any(a, 3, 3, 2, dilation);
+    else if (a->kh == 5 && a->kw == 5) S == 1 ? plane_any(a, 5, 5, 1, dilation) : plane_any(a, 5, 5, 2, dilation);
+    else if (S == 1) plane_any(a, a->kh, a->kw, 1, dilation);
+    else plane_any(a, a->kh, a->kw, 2, dilation);
 }

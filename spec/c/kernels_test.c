@@ -15,6 +15,7 @@
  * instruction set the CPU lacks prints "# skipped: ..." (not a pass). */
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "kernels/dwconv.h"
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -1381,6 +1382,74 @@ static void test_dwpw(void)
     pthcv_tensor_release(x), pthcv_tensor_release(wd), pthcv_tensor_release(wp);
 }
 
+/* ---- the depthwise plane kernels (dwconv.h) ----------------------------------------------
+ * Each instruction set's kernel against a double-precision reference, for
+ * 3x3 and 5x5 at strides 1 and 2 on every output height from 1 to 9 (every
+ * remainder of the row blocks) and every width from 1 to 37 (every remainder
+ * of 8- and 16-column vectors), with and without residual and clamp; and
+ * the row blocks give the bits of the same rows computed one at a time. */
+static void test_dw_planes(void)
+{
+    enum { MAXW = 37, MAXH = 9, LDI = 2 * MAXW + 5 + PTHCV_DW_SLACK };
+    static float in[(2 * MAXH + 4) * LDI + PTHCV_DW_SLACK], res[MAXH * MAXW], full[MAXH * MAXW], rows[MAXH * MAXW];
+    static double ref[MAXH * MAXW];
+    float w[25];
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) in[i] = frand();
+    for (int i = 0; i < MAXH * MAXW; i++) res[i] = frand();
+    for (int i = 0; i < 25; i++) w[i] = frand();
+    for (int isa = 1; isa < PTHCV_ISA_COUNT; isa++) {
+        void (*plane)(const pthcv_dw_args *) = pthcv_dw_plane_for(isa);
+        if (plane == pthcv_dw_plane_scalar || !pthcv_isa_available(isa)) continue;
+        int bad = 0, badbits = 0, cases = 0;
+        double worst = 0;
+        for (int k = 3; k <= 5; k += 2)
+            for (int s = 1; s <= 2; s++)
+                for (int oh = 1; oh <= MAXH; oh++)
+                    for (int ow = 1; ow <= MAXW; ow++) {
+                        int with_res = (oh + ow) % 2, clamp = (oh * ow) % 3 == 0;
+                        pthcv_dw_args a = {.in = in,
+                                           .ldi = LDI,
+                                           .stride = s,
+                                           .kh = k,
+                                           .kw = k,
+                                           .w = w,
+                                           .bias = 0.25f,
+                                           .out = full,
+                                           .res = with_res ? res : NULL,
+                                           .oh = oh,
+                                           .ow = ow,
+                                           .lo = clamp ? -0.5f : -INFINITY,
+                                           .hi = clamp ? 0.75f : INFINITY};
+                        plane(&a);
+                        for (int oy = 0; oy < oh; oy++) {
+                            pthcv_dw_args r = a;
+                            r.in = in + oy * s * LDI, r.out = rows + oy * ow, r.oh = 1;
+                            r.res = with_res ? res + oy * ow : NULL;
+                            plane(&r);
+                            for (int ox = 0; ox < ow; ox++) {
+                                double acc = 0.25;
+                                for (int ky = 0; ky < k; ky++)
+                                    for (int kx = 0; kx < k; kx++)
+                                        acc += (double)w[ky * k + kx] * in[(oy * s + ky) * LDI + ox * s + kx];
+                                if (with_res) acc += res[oy * ow + ox];
+                                ref[oy * ow + ox] = clamp ? fmin(fmax(acc, -0.5), 0.75) : acc;
+                            }
+                        }
+                        double err = 0;
+                        for (int i = 0; i < oh * ow; i++)
+                            err = fmax(err, fabs(full[i] - ref[i]) / fmax(fabs(ref[i]), 1.0));
+                        bad += err > 1e-5;
+                        worst = fmax(worst, err);
+                        badbits += memcmp(full, rows, sizeof(float) * (size_t)(oh * ow)) != 0;
+                        cases++;
+                    }
+        CHECK(bad == 0, "depthwise plane [%s]: %d of %d cases off the reference (worst %.3g)", isa_names[isa], bad,
+              cases, worst);
+        CHECK(badbits == 0, "depthwise plane [%s]: %d of %d cases differ from the same rows one at a time",
+              isa_names[isa], badbits, cases);
+    }
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1399,6 +1468,7 @@ int main(int argc, char **argv)
     test_conv_cat();
     test_qlinear_quantize();
     test_dwpw();
+    test_dw_planes();
     for (int i = 1; i < argc; i++) test_fixture_dir(argv[i]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
