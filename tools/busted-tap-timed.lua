@@ -2,18 +2,9 @@
 -- per spec file when it ends, "# time: spec/x_spec.lua 12 s" (wall
 -- seconds), so tools/run-specs can list the slowest files: CI's time
 -- budget is watched file by file.
-local ffi = require "ffi"
-
-pcall(ffi.cdef, [[
-typedef struct { long tv_sec; long tv_nsec; } pthcv_tap_timespec;
-int clock_gettime(int clk_id, pthcv_tap_timespec *tp);
-]])
-
-local function now()
-  local ts = ffi.new("pthcv_tap_timespec")
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+-- pthcv's own monotonic clock: declaring clock_gettime here with another
+-- struct would make pthcv's declaration of it fail in every spec after
+local now = require "pthcv.nn.clock"
 
 return function(options)
   local busted = require "busted"
