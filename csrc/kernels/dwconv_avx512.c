@@ -95,23 +95,8 @@ static AI void plane_any(const pthcv_dw_args *a, const int KH, const int KW, con
     }
 }
 
-void pthcv_dw_plane_avx512(const pthcv_dw_args *a)
-{
-    assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
-    assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
-    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_fixed(a, 3, 3, 1) : plane_fixed(a, 3, 3, 2);
-    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_fixed(a, 5, 5, 1) : plane_fixed(a, 5, 5, 2);
-    else if (a->stride == 1) plane_any(a, a->kh, a->kw, 1, 1);
-    else plane_any(a, a->kh, a->kw, 2, 1);
-}
+#include "dwconv_entry.h"
 
-void pthcv_dw_dilated_plane_avx512(const pthcv_dw_args *a, int dilation)
-{
-    assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0 && dilation >= 1);
-    assert(a->ldi >= (a->ow - 1) * a->stride + (int64_t)dilation * (a->kw - 1) + 1 + PTHCV_DW_SLACK);
-    const int S = a->stride;
-    if (a->kh == 3 && a->kw == 3) S == 1 ? plane_any(a, 3, 3, 1, dilation) : plane_any(a, 3, 3, 2, dilation);
-    else if (a->kh == 5 && a->kw == 5) S == 1 ? plane_any(a, 5, 5, 1, dilation) : plane_any(a, 5, 5, 2, dilation);
-    else if (S == 1) plane_any(a, a->kh, a->kw, 1, dilation);
-    else plane_any(a, a->kh, a->kw, 2, dilation);
-}
+void pthcv_dw_plane_avx512(const pthcv_dw_args *a) { dw_entry(a); }
+
+void pthcv_dw_dilated_plane_avx512(const pthcv_dw_args *a, int dilation) { dw_dilated_entry(a, dilation); }

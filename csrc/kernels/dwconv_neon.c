@@ -65,6 +65,13 @@ enum { DW_LANES = 4 };
 #define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) vfmaq_n_f32(acc, t, (w)[(ky) * (KW) + (kx)])
 #include "dwconv_rows.h"
 
+/* 3x3 and 5x5 in row blocks (vfmaq_n_f32 takes each weight as a scalar:
+ * no weight registers to set up) */
+static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
+{
+    plane_rows(a, NULL, KH, KW, S);
+}
+
 /* Any size, one output row at a time, taps D apart (dilation; 1 for the
  * plain kernel, whose 3x3 and 5x5 take plane_fixed). KH and KW are
  * constants where the caller knows them (then the tap loops unroll). */
@@ -87,23 +94,8 @@ static AI void plane_any(const pthcv_dw_args *a, const int KH, const int KW, con
     }
 }
 
-void pthcv_dw_plane_neon(const pthcv_dw_args *a)
-{
-    assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
-    assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
-    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_rows(a, NULL, 3, 3, 1) : plane_rows(a, NULL, 3, 3, 2);
-    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_rows(a, NULL, 5, 5, 1) : plane_rows(a, NULL, 5, 5, 2);
-    else if (a->stride == 1) plane_any(a, a->kh, a->kw, 1, 1);
-    else plane_any(a, a->kh, a->kw, 2, 1);
-}
+#include "dwconv_entry.h"
 
-void pthcv_dw_dilated_plane_neon(const pthcv_dw_args *a, int dilation)
-{
-    assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0 && dilation >= 1);
-    assert(a->ldi >= (a->ow - 1) * a->stride + (int64_t)dilation * (a->kw - 1) + 1 + PTHCV_DW_SLACK);
-    const int S = a->stride;
-    if (a->kh == 3 && a->kw == 3) S == 1 ? plane_any(a, 3, 3, 1, dilation) : plane_any(a, 3, 3, 2, dilation);
-    else if (a->kh == 5 && a->kw == 5) S == 1 ? plane_any(a, 5, 5, 1, dilation) : plane_any(a, 5, 5, 2, dilation);
-    else if (S == 1) plane_any(a, a->kh, a->kw, 1, dilation);
-    else plane_any(a, a->kh, a->kw, 2, dilation);
-}
+void pthcv_dw_plane_neon(const pthcv_dw_args *a) { dw_entry(a); }
+
+void pthcv_dw_dilated_plane_neon(const pthcv_dw_args *a, int dilation) { dw_dilated_entry(a, dilation); }
