@@ -80,6 +80,7 @@ build = {
       ["pthcv.export.onnx.ops_detection"] = "lua/pthcv/export/onnx/ops_detection.lua",
       ["pthcv.export.onnx.ops_onestage"] = "lua/pthcv/export/onnx/ops_onestage.lua",
       ["pthcv.export.onnx.ops_rcnn"] = "lua/pthcv/export/onnx/ops_rcnn.lua",
+      ["pthcv.export.onnx.ops_keypoint"] = "lua/pthcv/export/onnx/ops_keypoint.lua",
       ["pthcv.export.onnx.ops_math"] = "lua/pthcv/export/onnx/ops_math.lua",
       ["pthcv.export.onnx.ops_transformer"] = "lua/pthcv/export/onnx/ops_transformer.lua",
       ["pthcv.export.onnx.proto"] = "lua/pthcv/export/onnx/proto.lua",

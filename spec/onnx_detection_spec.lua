@@ -17,8 +17,13 @@
 --     (17; its masks pasted against pthcv's), retinanet_resnet50_fpn_v2 (11)
 --     and fcos_resnet50_fpn (17), the whole detectors, likewise (torchvision's
 --     detections where the fixture is of one picture);
+--   keypointrcnn_resnet50_fpn (17), likewise, and its keypoints within 1e-3
+--     of the image's size, keypoint scores within 1e-4 (pthcv's and
+--     torchvision's); the keypoint step alone (the Scan of cubic Resize,
+--     ArgMax; opsets 11 and 17) on boxes of every kind against
+--     pthcv.ops.heatmaps_to_keypoints;
 --   RetinaNet's and FCOS's --no-postprocess outputs and anchors;
---   refusals: opset 10 (no GatherND), Keypoint R-CNN, Faster R-CNN's
+--   refusals: opset 10 (no GatherND), Faster and Keypoint R-CNN's
 --     --no-postprocess.
 local support = require "support"
 local xs = require "export_support"
@@ -193,6 +198,78 @@ describe("ONNX export of segmentation and detection models", function()
     assert.is_true(same / pasted.numel >= 0.999)
   end)
 
+  it("keypointrcnn_resnet50_fpn: the whole detector (opset 17: the keypoint head on the detections, a Scan of "
+     .. "cubic Resize and ArgMax) in onnxruntime gives pthcv's and torchvision's detections, keypoints within 1e-3 of "
+     .. "the image's size and keypoint scores within 1e-4", function()
+    local name = "keypointrcnn_resnet50_fpn"
+    local last = whole_detector(name, { 17 })
+    if not last then return end
+    local got, want = last.got, last.want
+    local base = dir .. "/" .. name .. "." .. manifest[name].images[1]
+    local image = pthcv.load_npy(dir .. "/images/" .. manifest[name].images[1] .. ".npy")
+    local size = math.max(image.shape[2], image.shape[3])
+    assert.are.same({ got.scores.numel, 17, 3 }, got.keypoints.shape)
+    assert.are.same({ got.scores.numel, 17 }, got.keypoints_scores.shape)
+    for who, w in pairs { pthcv = want, torchvision = { keypoints = pthcv.load_npy(base .. ".keypoints.npy"),
+                                                         keypoints_scores = pthcv.load_npy(base .. ".keypoints_scores.npy") } } do
+      local dk, ds = max_abs(got.keypoints - w.keypoints), max_abs(got.keypoints_scores - w.keypoints_scores)
+      print(string.format("# %s: onnxruntime - %s: keypoints %.2g px, keypoint scores %.2g", name, who, dk, ds))
+      assert.is_true(dk <= 1e-3 * size, string.format("%s: keypoints differ from %s's by %g pixels", name, who, dk))
+      assert.is_true(ds <= 1e-4, string.format("%s: keypoint scores differ from %s's by %g", name, who, ds))
+    end
+  end)
+
+  -- the keypoint step alone: heatmaps, boxes and rows in (any number),
+  -- export.keypoints's nodes (ops_keypoint.lua), keypoints and scores out,
+  -- against pthcv's kernel; and with no detection
+  it("the keypoint step alone (opsets 11 and 17): onnxruntime's cubic Resize and ArgMax find pthcv's keypoints on "
+     .. "boxes from 0.3 to 640 pixels a side, scores within 1e-4; no detection gives empty outputs", function()
+    local ok, why = R.available()
+    if not ok then return pending(why) end
+    local graph = require "pthcv.export.onnx.graph"
+    local proto = require "pthcv.export.onnx.proto"
+    local handler = require("pthcv.export.onnx.ops").handlers["export.keypoints"]
+    local keypoint = require "pthcv.export.onnx.ops_keypoint"
+    local sides = { { 0.4, 0.3 }, { 1, 1 }, { 1.5, 2.2 }, { 3.7, 55.1 }, { 56, 56 }, { 100.25, 37.5 },
+                    { 333.3, 250.9 }, { 639.9, 480.2 }, { 7, 8.01 }, { 112, 168 }, { 20.5, 0.9 }, { 64, 64 } }
+    local n, rows, b = #sides, {}, {}
+    for i, s in ipairs(sides) do
+      local x, y = (i * 7.3) % 50, (i * 11.9) % 50
+      b[i], rows[i] = { x, y, x + s[1], y + s[2] }, n - i -- the heatmaps' rows in reverse (as grouped by level)
+    end
+    local heatmaps, boxes = pthcv.randn({ n, 17, 56, 56 }, { seed = 3 }), pthcv.tensor(b)
+    rows = pthcv.tensor(rows, "int64")
+    local kp, ks = keypoint.impl(nil, heatmaps, boxes, rows)
+    local F32 = proto.DTYPE.float32
+    for _, opset in ipairs { 11, 17 } do
+      local g = graph.new()
+      g.names[heatmaps], g.names[boxes], g.names[rows] = "heatmaps", "boxes", "rows"
+      handler(g, { heatmaps, boxes, rows }, { kp, ks })
+      local nodes, inits = g:to_proto()
+      local pb = proto.model({ name = "keypoints", nodes = nodes, initializers = inits,
+                               inputs = { proto.value_info("heatmaps", F32, { "n", 17, 56, 56 }),
+                                          proto.value_info("boxes", F32, { "n", 4 }),
+                                          proto.value_info("rows", proto.DTYPE.int64, { "n" }) },
+                               outputs = { proto.value_info(g.names[kp], F32, { "n", 17, 3 }),
+                                           proto.value_info(g.names[ks], F32, { "n", 17 }) } },
+                             { ir_version = onnx.IR_VERSIONS[opset], opset = opset })
+      local path = support.tmpname(".onnx")
+      pb:write_file(path)
+      if xs.has_python("onnx") then checker(path) end
+      local none = { pthcv.zeros({ 0, 17, 56, 56 }), pthcv.zeros({ 0, 4 }), pthcv.zeros({ 0 }, "int64") }
+      local res = R.run(path, { { heatmaps, boxes, rows }, none })
+      local got = res[1]
+      local dk, ds = max_abs(got[1].value - kp), max_abs(got[2].value - ks)
+      print(string.format("# the keypoint step at opset %d: onnxruntime - pthcv: keypoints %.2g px, scores %.2g",
+                          opset, dk, ds))
+      assert.is_true(dk <= 1e-4, string.format("opset %d: keypoints differ by %g pixels", opset, dk))
+      assert.is_true(ds <= 1e-4, string.format("opset %d: keypoint scores differ by %g", opset, ds))
+      assert.are.same({ 0, 17, 3 }, res[2][1].value.shape)
+      assert.are.same({ 0, 17 }, res[2][2].value.shape)
+      os.remove(path)
+    end
+  end)
+
   it("retinanet_resnet50_fpn_v2: the whole detector (opset 11, GroupNorm as ops) in onnxruntime gives pthcv's and "
      .. "torchvision's detections", function() whole_detector("retinanet_resnet50_fpn_v2", { 11 }) end)
 
@@ -240,9 +317,9 @@ describe("ONNX export of segmentation and detection models", function()
     assert.is_false(ok)
     assert.matches("GatherND, which is opset 11", err, 1, true)
     local f = pthcv.models.detection.keypointrcnn_resnet50_fpn()
-    ok, err = pcall(onnx.build, f, { input = x })
+    ok, err = pcall(onnx.build, f, { input = x, no_postprocess = true })
     assert.is_false(ok)
-    assert.matches("KeypointRCNN: ONNX export of Keypoint R-CNN is not written yet", err, 1, true)
+    assert.matches("KeypointRCNN: --no-postprocess: the box head runs on the region proposals", err, 1, true)
     ok, err = pcall(onnx.build, model("fasterrcnn_mobilenet_v3_large_320_fpn"), { input = x, no_postprocess = true })
     assert.is_false(ok)
     assert.matches("FasterRCNN: --no-postprocess: the box head runs on the region proposals", err, 1, true)

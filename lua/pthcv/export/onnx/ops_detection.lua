@@ -1,8 +1,9 @@
 -- lua/pthcv/export/onnx/ops_detection.lua: ONNX export of torchvision's
 -- detectors, as torchvision's own export at opset 11 writes them: one image
 -- in, the detections out. The SSDs (ssdlite320_mobilenet_v3_large,
--- ssd300_vgg16) here; RetinaNet and FCOS in ops_onestage.lua, Faster R-CNN
--- in ops_rcnn.lua (their traced part and nodes; built and checked here).
+-- ssd300_vgg16) here; RetinaNet and FCOS in ops_onestage.lua, Faster, Mask
+-- and Keypoint R-CNN in ops_rcnn.lua (Keypoint R-CNN's keypoints in
+-- ops_keypoint.lua) (their traced part and nodes; built and checked here).
 --
 --   input  [1, 3, H, W] float32 RGB in 0..1, at the size traced (fixed;
 --          o.input may be the picture [3, H, W])
@@ -34,8 +35,8 @@
 -- compared with the model's own forward pass on the same image (with NMS
 -- per class, as ONNX defines it): the same labels, scores within 1e-4,
 -- boxes within 1e-3 of the image's size.
--- Keypoint R-CNN is refused by name; so is --no-postprocess for Faster and
--- Mask R-CNN (their box head runs on the RPN's post-processed proposals).
+-- --no-postprocess is refused for Faster, Mask and Keypoint R-CNN (their box
+-- head runs on the RPN's post-processed proposals).
 local Tensor = require "pthcv.tensor"
 local nn = require "pthcv.nn"
 local F = nn.F
@@ -52,7 +53,8 @@ local detections_per_class_nms
 local M = { OPSET = 11 }
 local POSTPROCESS = "the detector's post-processing" -- where its nodes are, for messages (ops_rcnn.lua's too)
 
-local EXPORTED = { SSD = true, RetinaNet = true, FCOS = true, FasterRCNN = true, MaskRCNN = true }
+local EXPORTED = { SSD = true, RetinaNet = true, FCOS = true, FasterRCNN = true, MaskRCNN = true,
+                   KeypointRCNN = true }
 
 -- m's detector name, torchvision's class name (pthcv's Mask and Keypoint
 -- R-CNN are FasterRCNN modules with more heads), or its typename
@@ -69,13 +71,8 @@ end
 function M.handles(m, o)
   local name = detector_name(m)
   if EXPORTED[name] then return true end
-  if o and o.no_postprocess and name ~= "KeypointRCNN" then
+  if o and o.no_postprocess then
     refuse("--no-postprocess is for the SSD, RetinaNet and FCOS detectors; " .. tostring(name) .. " has no post-processing to leave out")
-  end
-  if name == "KeypointRCNN" then
-    refuse(name .. ": ONNX export of Keypoint R-CNN is not written yet (its heatmaps' decoding into keypoints, "
-           .. "an argmax and a sub-pixel refinement per keypoint, is not written as ONNX nodes); pthcv exports "
-           .. "Faster R-CNN, Mask R-CNN, SSD, RetinaNet, FCOS and the segmentation models")
   end
   return false
 end
@@ -84,7 +81,7 @@ end
 -- (format: "Caffe"), naming what to do instead.
 function M.refuse_format(m, format)
   local name = detector_name(m)
-  if EXPORTED[name] or name == "KeypointRCNN" then
+  if EXPORTED[name] then
     refuse(string.format("%s: %s has no form of a detector's post-processing (NMS): export ONNX (-o OUT.onnx; "
                          .. "--no-postprocess for the network alone, for the SSD, RetinaNet and FCOS detectors)",
                          name, format))
@@ -201,8 +198,10 @@ end
 -- the detections_per_img best of the kept candidates by score, boxes
 -- scaled from the resized image to the input's size (ratio {h, w}):
 -- g's outputs boxes, labels, scores
--- (sel_masks: Mask R-CNN's [n, 1, M, M], output as masks)
-function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, ratio, sel_masks)
+-- (sel_masks: Mask R-CNN's [n, 1, M, M], output as masks; sel_keypoints:
+-- Keypoint R-CNN's {[n, K, 3], [n, K]}, output as keypoints (x and y
+-- scaled, the visibility kept) and keypoints_scores)
+function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, ratio, sel_masks, sel_keypoints)
   local n = g:op("ReduceMin", { g:op("Concat", { g:op("Shape", { sel_scores }), g:ints({ detections_per_img },
                                                                                        "detections_per_img") },
                                      { { "axis", "int", 0 } }) }, { { "keepdims", "int", 1 } })
@@ -220,6 +219,14 @@ function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, rati
     g:node("Gather", { sel_masks, order }, { "masks" }, { { "axis", "int", 0 } })
     g.used_names.masks = true
     g.outputs[4] = { name = "masks", shape = { "num_detections", 1, 28, 28 }, dtype = "float32" }
+  end
+  if sel_keypoints then
+    local kp = g:op("Gather", { sel_keypoints[1], order }, { { "axis", "int", 0 } })
+    g:node("Mul", { kp, g:constant({ ratio[2], ratio[1], 1 }, "float32", { 1, 1, 3 }, "ratio") }, { "keypoints" })
+    g:node("Gather", { sel_keypoints[2], order }, { "keypoints_scores" }, { { "axis", "int", 0 } })
+    g.used_names.keypoints, g.used_names.keypoints_scores = true, true
+    g.outputs[4] = { name = "keypoints", shape = { "num_detections", sel_keypoints.k, 3 }, dtype = "float32" }
+    g.outputs[5] = { name = "keypoints_scores", shape = { "num_detections", sel_keypoints.k }, dtype = "float32" }
   end
 end
 
@@ -404,7 +411,7 @@ function M.build(onnx, m, o)
     refuse(name .. ": the input is one RGB image [1, 3, H, W] in 0..1, not [" .. table.concat(x.shape, ", ") .. "]")
   end
   local size = { x.shape[3], x.shape[4] }
-  local rcnn = name == "FasterRCNN" or name == "MaskRCNN"
+  local rcnn = name == "FasterRCNN" or name == "MaskRCNN" or name == "KeypointRCNN"
   if rcnn and o.no_postprocess then
     refuse(name .. ": --no-postprocess: the box head runs on the region proposals, which the post-processing "
            .. "of the RPN makes")
@@ -428,7 +435,8 @@ function M.build(onnx, m, o)
       g.where, g.op_name = POSTPROCESS, "postprocess"
       if rcnn then
         M.finish(g, m.roi_heads.detections_per_img, "det_boxes", "det_labels", "det_scores", ratio,
-                 wrapper.mask_rec and "det_masks")
+                 wrapper.mask_rec and "det_masks", wrapper.keypoint_rec and
+                 { "det_keypoints", "det_keypoints_scores", k = m.roi_heads.keypoint_predictor.out_channels })
       else
         local b, l, s = onestage.postprocess(g, m, wrapper)
         M.finish(g, m.o.detections_per_img, b, l, s, ratio)

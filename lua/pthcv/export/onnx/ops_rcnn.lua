@@ -34,7 +34,10 @@
 --     detection's class channel of their Sigmoid (a one-hot MatMul, exact)
 --     and puts the rows back in the detections' order (TopK of -row):
 --     masks [K, 1, 28, 28] probabilities, as torchvision's export returns
---     them (not pasted into the image).
+--     them (not pasted into the image);
+--   Keypoint R-CNN: export.mask_rois pools the detections with the
+--     keypoint pooler (14 x 14), the keypoint head and predictor are traced,
+--     export.keypoints (ops_keypoint.lua) turns the heatmaps into keypoints.
 -- ops_detection.lua's finish then scales the boxes to the input's size.
 -- RoiAlign is torchvision's aligned=False: ONNX's default before opset 16,
 -- coordinate_transformation_mode output_half_pixel from 16 (set_opset).
@@ -49,6 +52,7 @@ local evaluate = require "pthcv.export.onnx.evaluate"
 local proto = require "pthcv.export.onnx.proto"
 local graph = require "pthcv.export.onnx.graph"
 local onestage = require "pthcv.export.onnx.ops_onestage"
+local keypoint = require "pthcv.export.onnx.ops_keypoint"
 local util = require "pthcv.models.detection.util"
 
 pcall(ffi.cdef, "float log2f(float x); float sqrtf(float x); float nextafterf(float x, float y);")
@@ -85,16 +89,17 @@ function RCNNExport:setup(features)
              output_size = p.output_size, sampling_ratio = p.sampling_ratio }
   end
   local rh = d.roi_heads
-  if rh.mask_roi_pool then
-    local same = #rh.mask_roi_pool.featmap_names == #maps
-    for i, n in ipairs(rh.mask_roi_pool.featmap_names) do same = same and n == pool.featmap_names[i] end
-    if not same then graph.refuse("MaskRCNN: the mask pooler reads other feature maps than the box pooler") end
+  for what, p in pairs { MaskRCNN = rh.mask_roi_pool, KeypointRCNN = rh.keypoint_roi_pool } do
+    local same = #p.featmap_names == #maps
+    for i, n in ipairs(p.featmap_names) do same = same and n == pool.featmap_names[i] end
+    if not same then graph.refuse(what .. ": its second pooler reads other feature maps than the box pooler") end
   end
   self.rec = { per_level = self.per_level, pre_nms_top_n = rpn.pre_nms_top_n, post_nms_top_n = rpn.post_nms_top_n,
                nms_thresh = rpn.nms_thresh, score_thresh = rpn.score_thresh, min_size = rpn.min_size,
                pool = pooler(pool), image_size = { self.out_h, self.out_w }, rpn = rpn }
   self.det_rec = { roi_heads = rh, image_size = { self.out_h, self.out_w } }
   self.mask_rec = rh.mask_roi_pool and { pool = pooler(rh.mask_roi_pool) }
+  self.keypoint_rec = rh.keypoint_roi_pool and { pool = pooler(rh.keypoint_roi_pool) }
 end
 
 local function features_of(d, batch)
@@ -205,6 +210,11 @@ function RCNNExport:forward(x)
     local logits = rh.mask_predictor(rh.mask_head(mpooled))
     out.det_masks = D.call("export.mask_select", nil, mask_select_impl, logits, labels, rows)
   end
+  if self.keypoint_rec then -- Keypoint R-CNN: the detections pooled (14 x 14), heatmaps, keypoints (ops_keypoint.lua)
+    local kpooled, rows = D.call("export.mask_rois", self.keypoint_rec, mask_rois_impl, boxes, maps)
+    local heatmaps = rh.keypoint_predictor(rh.keypoint_head(kpooled))
+    out.det_keypoints, out.det_keypoints_scores = D.call("export.keypoints", nil, keypoint.impl, heatmaps, boxes, rows)
+  end
   return out
 end
 
@@ -218,6 +228,9 @@ function M.wrap(m, x)
   wrapper:set_anchors(objectness) -- the RPN's anchors: one grid per level, A per location
   wrapper:setup(features)
   if wrapper.mask_rec then return wrapper, { "det_boxes", "det_labels", "det_masks", "det_scores" } end
+  if wrapper.keypoint_rec then
+    return wrapper, { "det_boxes", "det_keypoints", "det_keypoints_scores", "det_labels", "det_scores" }
+  end
   return wrapper, { "det_boxes", "det_labels", "det_scores" }
 end
 

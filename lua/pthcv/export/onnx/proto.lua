@@ -26,9 +26,10 @@ function M.tensor(name, t)
   return m
 end
 
--- AttributeProto: name 1, f 2, i 3, s 4, floats 7, ints 8, type 20
--- (FLOAT 1, INT 2, STRING 3, FLOATS 6, INTS 7). value: a number (with
--- kind "float" or "int"), a string, or a list {kind = "ints"|"floats", ...}.
+-- AttributeProto: name 1, f 2, i 3, s 4, g 6, floats 7, ints 8, type 20
+-- (FLOAT 1, INT 2, STRING 3, GRAPH 5, FLOATS 6, INTS 7). value: a number
+-- (with kind "float" or "int"), a string, a list {kind = "ints"|"floats",
+-- ...}, or a GraphProto message (kind "graph": a Loop's or Scan's body).
 function M.attribute(name, kind, value)
   local m = M.message():string(1, name)
   if kind == "float" then m:float(2, value):int(20, 1)
@@ -36,6 +37,7 @@ function M.attribute(name, kind, value)
   elseif kind == "string" then m:bytes(4, value):int(20, 3)
   elseif kind == "floats" then m:floats(7, value):int(20, 6)
   elseif kind == "ints" then m:ints(8, value):int(20, 7)
+  elseif kind == "graph" then m:message(6, value):int(20, 5)
   else error("pthcv: onnx attribute kind " .. tostring(kind)) end
   return m
 end
@@ -67,13 +69,19 @@ end
 -- GraphProto: node 1, name 2, initializer 5, input 11, output 12.
 -- ModelProto: ir_version 1, producer_name 2, producer_version 3, graph 7,
 -- opset_import 8: OperatorSetIdProto{domain 1, version 2}.
-function M.model(g, o)
+-- g: {name, nodes, initializers, inputs, outputs} (messages)
+function M.graph(g)
   local graph = M.message()
   for _, n in ipairs(g.nodes) do graph:message(1, n) end
   graph:string(2, g.name)
   for _, t in ipairs(g.initializers) do graph:message(5, t) end
   for _, v in ipairs(g.inputs) do graph:message(11, v) end
   for _, v in ipairs(g.outputs) do graph:message(12, v) end
+  return graph
+end
+
+function M.model(g, o)
+  local graph = M.graph(g)
   local m = M.message():int(1, o.ir_version):string(2, "pthcv"):string(3, o.producer_version or "")
   m:message(7, graph)
   m:message(8, M.message():string(1, ""):int(2, o.opset))
