@@ -148,10 +148,18 @@ bench:
 
 # A separate build folder, so the normal build stays as it is.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# Under ASan, the specs whose own work is Lua and whose C is what the other
+# specs already run are left to make test: the ONNX exporter's (the graphs
+# are written in Lua; pthcv's forward passes in them are the detection,
+# transformer and zoo models') and the model-zoo parity (71 models through
+# the kernels that ctest's odd sizes and the detection specs' resnet50 and
+# mobilenet_v3 backbones cover). Together ~15 of the suite's ~35 minutes
+# under ASan. SANITIZE_EXCLUDE= runs everything.
+SANITIZE_EXCLUDE ?= ^onnx_ ^zoo_spec
 sanitize:
 	@PTHCV_SANITIZE=1 tools/install-deps
 	@$(MAKE) --no-print-directory all BUILD=build/asan CC=clang CXX=clang++ CFLAGS="$(SAN_FLAGS)" CXXFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
-	@PTHCV_SANITIZE=1 PTHCV_LIB=$(CURDIR)/build/asan/libpthcv.so tools/run-specs
+	@PTHCV_SANITIZE=1 PTHCV_LIB=$(CURDIR)/build/asan/libpthcv.so PTHCV_SPECS_EXCLUDE="$(SANITIZE_EXCLUDE)" tools/run-specs
 
 # The tensor core and writers on their own (no reader needed), then their
 # files read back by NumPy (and torch, when installed); the reader's tables
