@@ -55,7 +55,7 @@ VIDEOIO_LIB := $(BUILD)/libpthcv_videoio.so
 PYTHON  := /usr/bin/python3
 BUSTED  ?= busted
 
-.PHONY: all deps test test-large demo bench sanitize fixtures clean ctest ctest-neon fuzz fuzz-jit valgrind
+.PHONY: all deps test test-large demo bench sanitize sanitize-build fixtures clean ctest ctest-neon fuzz fuzz-jit valgrind
 
 all: $(LIB) $(CODECS_LIB) $(VIDEOIO_LIB)
 
@@ -156,10 +156,14 @@ SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sa
 # mobilenet_v3 backbones cover). Together ~15 of the suite's ~35 minutes
 # under ASan. SANITIZE_EXCLUDE= runs everything.
 SANITIZE_EXCLUDE ?= ^onnx_ ^zoo_spec
-sanitize:
+sanitize: sanitize-build
+	@PTHCV_SANITIZE=1 PTHCV_LIB=$(CURDIR)/build/asan/libpthcv.so PTHCV_SPECS_EXCLUDE="$(SANITIZE_EXCLUDE)" tools/run-specs
+
+# The library with ASan/UBSan (build/asan), alone: .ci/run builds it while
+# the fixtures are still being written.
+sanitize-build:
 	@PTHCV_SANITIZE=1 tools/install-deps
 	@$(MAKE) --no-print-directory all BUILD=build/asan CC=clang CXX=clang++ CFLAGS="$(SAN_FLAGS)" CXXFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
-	@PTHCV_SANITIZE=1 PTHCV_LIB=$(CURDIR)/build/asan/libpthcv.so PTHCV_SPECS_EXCLUDE="$(SANITIZE_EXCLUDE)" tools/run-specs
 
 # The tensor core and writers on their own (no reader needed), then their
 # files read back by NumPy (and torch, when installed); the reader's tables
