@@ -42,7 +42,9 @@ is checked against torch's and its time set against the zoo row's.
 pthcv also runs with --half (float16 weights in memory, float32 arithmetic):
 its time and peak RSS are the table's last columns. Prints a markdown table;
 ratio = pthcv (float32) / the fastest peer. Also written to
-build/bench/models.md. PTHCV_BENCH_MODELS / PTHCV_BENCH_THREADS narrow the run
+build/bench/models.md. The scripts are also set against their zoo rows in PTHCV_BENCH_PAIRS
+(default 5) alternating pairs of processes, and their plans' summaries
+compared. PTHCV_BENCH_MODELS / PTHCV_BENCH_THREADS narrow the run
 (comma lists of zoo names and examples/ scripts, e.g.
 PTHCV_BENCH_MODELS=vit_b_16,examples/shufflenet_v2.lua). Run from the checkout
 root.
@@ -329,6 +331,38 @@ def pthcv_split(name, threads):
     return bench_ncnn.parse_pthcv_ops(out)
 
 
+# Processes per side of a script's paired comparison with its zoo row
+PAIRS = int(os.environ.get("PTHCV_BENCH_PAIRS", "5"))
+
+
+def script_pairs(name, threads):
+    """A Lua script's time over its zoo model's, measured in PAIRS
+    alternating pairs of processes (zoo, script, zoo, script, ...), so that
+    the machine's drift during the run falls on both sides alike: the
+    median of the pairs' ratios, and the lowest and highest ratio."""
+    ratios = []
+    for _ in range(PAIRS):
+        zoo = run_engine("pthcv", model_of(name), threads)["median_ms"]
+        script = run_engine("pthcv", name, threads)["median_ms"]
+        ratios.append(script / zoo)
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def plan_summary(name):
+    """The plan's summary lines (bench --profile's "plan:" lines) of a row's
+    model at 1 thread: what the optimiser fused, and the kernel calls and
+    bytes of the planned pass."""
+    argv = pthcv_argv("bench", name) + ["--threads", "1", "--runs", "1", "--warmup", str(WARMUP), "--profile"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return [l[len("plan: "):] for l in out.splitlines() if l.startswith("plan: ")]
+
+
+def fused_part(plan):
+    """A plan's summary without the count of recorded ops (a script records
+    its views and copies as ops of their own): what was fused and run."""
+    return [l.split(" ops recorded, ", 1)[-1] for l in plan]
+
+
 def measure(name, t, infos, in_pthcv, ncnn_on, peers):
     """One row: every engine in turn (interleaved, one case before the next),
     then the splits by kind of op. A script's row takes torch's, OpenCV's
@@ -453,6 +487,26 @@ def main():
         lines.append("")
         lines.append("Lua scripts against their zoo rows (pthcv ms / pthcv ms; the same weights, fused by the "
                      "plan): " + "; ".join(vs_zoo) + ".")
+        scripts = [n for n in MODELS if n in SCRIPTS and n in in_pthcv and model_of(n) in in_pthcv]
+        if RUNS > 1 and PAIRS > 0:
+            paired = []
+            for n in scripts:
+                for t in THREADS:
+                    med, lo, hi = script_pairs(n, t)
+                    paired.append("%s / %s, %d thread%s: %.2f (pairs %.2f to %.2f)"
+                                  % (n, model_of(n), t, "s" if t > 1 else "", med, lo, hi))
+            lines.append("")
+            lines.append("The same, in %d alternating pairs of processes (zoo, script) per thread count, the median "
+                         "of the pairs' ratios: " % PAIRS + "; ".join(paired) + ".")
+        for n in scripts:
+            zoo_plan, script_plan = plan_summary(model_of(n)), plan_summary(n)
+            lines.append("")
+            if fused_part(zoo_plan) == fused_part(script_plan):
+                lines.append("Plans of %s and %s: the same fused steps, kernel calls and bytes (%s)."
+                             % (model_of(n), n, "; ".join(script_plan)))
+            else:
+                lines.append("Plans of %s and %s differ: zoo %s; script %s."
+                             % (model_of(n), n, " | ".join(zoo_plan), " | ".join(script_plan)))
     zoo_ms = {(r["model"], r["threads"]): r["pthcv"]["median_ms"] for r in rows if r["pthcv"] and "base" not in r}
     vs_zoo = ["%s, %d thread%s: %.2f" % (r["base"], r["threads"], "s" if r["threads"] > 1 else "",
                                           r["pthcv"]["median_ms"] / zoo_ms[(r["base"], r["threads"])])
