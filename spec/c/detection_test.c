@@ -19,9 +19,10 @@
  *    value: the same bits, up- and downscales, at 1, 2 and 3 threads;
  * 8. ssd_candidates (ops_ssd.c) against torchvision's loop written plainly
  *    (per label, the passing scores in anchor order ranked by torch's top-k,
- *    ops_topk_desc), and each label's candidates checked to be its k best
- *    without that replay: odd sizes, ties, scores equal to the threshold,
- *    k above and below the count, 1-3 threads; batched_nms' per-category
+ *    ops_topk_desc, over all of them), and each label's candidates checked
+ *    to be its k best without that replay: odd sizes, ties (zeros of both
+ *    signs too), scores equal to the threshold, k above and below the
+ *    count, 1-3 threads; batched_nms' per-category
  *    path the same at 1 and 3 threads, categories grouped or mixed;
  * 9. image_to_tensor (ops_to_tensor.c) against v / 255.0f for every byte,
  *    channels swapped to RGB, on a strided crop, at 1 and 3 threads.
@@ -550,6 +551,27 @@ static void test_ssd_candidates(void)
                 pthcv_tensor_release(sc);
                 pthcv_tensor_release(boxes);
             }
+    /* zeros of both signs are equal scores: the 4th best is one of the tied
+     * zeros (-0 and +0), whichever torch's top-k leaves there */
+    const float columns[2][7] = {{0.5f, -0.0f, 0.25f, 0.0f, -0.0f, 0.0f, 0.125f},
+                                 {-0.0f, -0.0f, 0.25f, 0.5f, -0.5f, 0.125f, 0.0f}};
+    for (int z = 0; z < 2; z++) {
+        int64_t zs[2] = {7, 2}, zb[2] = {7, 4}, anchor[8], label[8];
+        pthcv_tensor *sc = new_f32(2, zs), *boxes = new_f32(2, zb), *out[3];
+        float score[8];
+        for (int64_t a = 0; a < 7; a++) {
+            fdata(sc)[2 * a] = 0.0f, fdata(sc)[2 * a + 1] = columns[z][a];
+            for (int j = 0; j < 4; j++) fdata(boxes)[4 * a + j] = (float)a + 0.25f * (float)j;
+        }
+        int64_t m = ref_candidates(fdata(sc), 7, 2, -1.0f, 4, anchor, score, label);
+        int ok = pthcv_ssd_candidates(sc, boxes, -1.0, 4, &out[0], &out[1], &out[2]) == PTHCV_OK && m == 4 &&
+                 out[1]->numel == 4;
+        for (int64_t i = 0; ok && i < m; i++) ok = fdata(out[0])[4 * i] == (float)anchor[i];
+        CHECK(ok, "ssd_candidates: tied zeros of both signs (case %d) not in torch's top-k order", z);
+        for (int r = 0; r < 3; r++) pthcv_tensor_release(out[r]);
+        pthcv_tensor_release(sc);
+        pthcv_tensor_release(boxes);
+    }
     pthcv_set_num_threads(2);
 }
 
