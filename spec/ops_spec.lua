@@ -32,6 +32,8 @@ local run = {
     return ops.paste_masks_in_image(i.masks, i.boxes, { a.height, a.width }, a.padding)
   end,
   heatmaps_to_keypoints = function(i) return ops.heatmaps_to_keypoints(i.maps, i.rois) end,
+  ssd_candidates = function(i, a) return ops.ssd_candidates(i.scores, i.boxes, a.score_thresh, a.topk_candidates) end,
+  image_to_tensor = function(i) return require("pthcv.image.detect").to_tensor(i.image) end,
 }
 
 -- relative tolerance per op (0: the same bits; NaN equals NaN). torch's own

@@ -16,6 +16,12 @@ specs' (spec/fixtures/make_detection_fixtures.py: trained-like, scores
 spread), written into build/bench/detection once. Prints a markdown table,
 also written to build/bench/detection.md; ratio = pthcv / torch.
 PTHCV_BENCH_THREADS narrows the run (a comma list). Run from the checkout root.
+
+--profile adds a second table: pthcv's median time per stage of a pass
+(pthcv.models.detection.util's timer: preprocess = the picture converted
+and the model's transform, network = backbone and heads, post-process =
+the rest: anchors, decoding, candidates, NMS, boxes mapped back, tables),
+from the same timed passes.
 """
 import json
 import os
@@ -45,16 +51,28 @@ local model = pthcv.models[kind].get(name)
 model:load_state_dict(pthcv.state_dict(weights))
 model:eval()
 local img = pthcv.image.read(picture)
+local util = require "pthcv.models.detection.util"
 local function pass()
   if kind == "detection" then return pthcv.detect(model, img) end
   return pthcv.segment(model, img, { resize = false })
 end
 local t = now(); pass(); local first = now() - t
 for _ = 2, warmup do pass() end
-local times = {}
-for i = 1, runs do t = now(); pass(); times[i] = now() - t; collectgarbage() end
-table.sort(times)
-print(string.format("median_ms=%.3f first_ms=%.3f", times[math.floor(#times / 2) + 1] * 1e3, first * 1e3))
+local times, stages = {}, { preprocess = {}, network = {}, post = {} }
+local function median(list)
+  table.sort(list)
+  return list[math.floor(#list / 2) + 1] * 1e3
+end
+for i = 1, runs do
+  util.timer = {}
+  t = now(); pass(); times[i] = now() - t
+  local pre, net = util.timer.preprocess or 0, util.timer.network or 0
+  stages.preprocess[i], stages.network[i], stages.post[i] = pre, net, times[i] - pre - net
+  util.timer = nil
+  collectgarbage()
+end
+print(string.format("median_ms=%.3f first_ms=%.3f preprocess_ms=%.3f network_ms=%.3f post_ms=%.3f", median(times),
+                    first * 1e3, median(stages.preprocess), median(stages.network), median(stages.post)))
 """
 
 
@@ -126,7 +144,8 @@ def run_engine(engine, name, kind, threads):
     if r.returncode != 0:
         raise RuntimeError("%s failed:\n%s" % (" ".join(argv), r.stderr[-2000:]))
     kv = dict(tok.split("=", 1) for tok in r.stdout.split() if "=" in tok)
-    return float(kv["median_ms"]), float(kv["first_ms"])
+    return float(kv["median_ms"]), float(kv["first_ms"]), {k[:-3]: float(v) for k, v in kv.items()
+                                                          if k in ("preprocess_ms", "network_ms", "post_ms")}
 
 
 def main():
@@ -139,13 +158,19 @@ def main():
              "load average %.2f at start." % (RUNS, WARMUP, os.getloadavg()[0]), "",
              "| model | picture | threads | pthcv ms | torch ms | ratio | first pass ms (pthcv / torch) |",
              "|---|---|---:|---:|---:|---:|---|"]
+    profile = ["", "pthcv's median time per stage (ms; --profile):", "",
+               "| model | threads | preprocess | network | post-process |", "|---|---:|---:|---:|---:|"]
     for name, kind, (w, h) in CASES:
         for t in THREADS:
-            p, pf = run_engine("pthcv", name, kind, t)
-            q, qf = run_engine("torch", name, kind, t)
+            p, pf, stages = run_engine("pthcv", name, kind, t)
+            q, qf, _ = run_engine("torch", name, kind, t)
             print("%s %d threads: pthcv %.1f ms torch %.1f ms" % (name, t, p, q), file=sys.stderr, flush=True)
             lines.append("| %s | %dx%d | %d | %.1f | %.1f | **%.2f** | %.0f / %.0f |" % (name, w, h, t, p, q, p / q,
                                                                                        pf, qf))
+            profile.append("| %s | %d | %.1f | %.1f | %.1f |" % (name, t, stages["preprocess"], stages["network"],
+                                                                stages["post"]))
+    if "--profile" in sys.argv[1:]:
+        lines += profile
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(ROOT, "build", "bench", "detection.md"), "w") as f:

@@ -15,10 +15,14 @@
  * category) and the Python-side sorts and top-k of the detectors use
  * torch's unstable sort and top-k, whose order of ties ops_order.c replays.
  * So the kept set and its order equal torchvision's even with ties.
+ *
+ * Threads: box_iou by rows; batched_nms above 1000 boxes by categories
+ * (each category's nms is independent, the final sort is one thread's).
  */
 #include "ops.h"
 #include "ops_order.h"
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,59 +242,117 @@ static int64_t batched_offset(const float *b, const float *s, const int64_t *idx
     return nms_run(moved, w->order, n, thr, w->suppressed, w->cols, w->keep);
 }
 
-static int cmp_i64(const void *a, const void *b)
+/* ---- batched_nms, one nms per category ------------------------------------------------ */
+
+/* a box's category and index, ordered by category, then index */
+typedef struct {
+    int64_t category, index;
+} category_member;
+
+static int cmp_member(const void *pa, const void *pb)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
+    const category_member *a = pa, *b = pb;
+    if (a->category != b->category) return a->category < b->category ? -1 : 1;
+    return (a->index > b->index) - (a->index < b->index);
 }
 
-/* torchvision's _batched_nms_vanilla: nms per category (categories in
- * increasing order, each over its boxes in index order), the kept indices
- * in index order, then sorted by score (torch.sort, descending) */
-static int64_t batched_vanilla(const float *b, const float *s, const int64_t *idx, int64_t n, double thr,
-                               nms_scratch *w, float *sub)
+/* members[0..n) = the box indices ordered by category, then index;
+ * group[g] .. group[g + 1] the members of the g-th category (increasing).
+ * Returns the number of categories, -1 when out of memory. Detectors give
+ * their boxes category by category already: then no sort is needed. */
+static int64_t group_by_category(const int64_t *idx, int64_t n, int64_t *members, int64_t *group)
 {
-    int64_t *classes = w->keep; /* scratch until the per-class loop, which uses it from index 0 again */
-    memcpy(classes, idx, (size_t)n * sizeof *classes);
-    qsort(classes, (size_t)n, sizeof *classes, cmp_i64);
-    int64_t ncls = 0;
+    int sorted = 1;
+    for (int64_t i = 1; i < n && sorted; i++) sorted = idx[i - 1] <= idx[i];
+    if (sorted) {
+        for (int64_t i = 0; i < n; i++) members[i] = i;
+    } else {
+        category_member *pairs = malloc((size_t)n * sizeof *pairs);
+        if (!pairs) return -1;
+        for (int64_t i = 0; i < n; i++) pairs[i] = (category_member){idx[i], i};
+        qsort(pairs, (size_t)n, sizeof *pairs, cmp_member);
+        for (int64_t i = 0; i < n; i++) members[i] = pairs[i].index;
+        free(pairs);
+    }
+    int64_t groups = 0;
     for (int64_t i = 0; i < n; i++)
-        if (i == 0 || classes[i] != classes[i - 1]) classes[ncls++] = classes[i];
-    int64_t *cls = malloc((size_t)(ncls ? ncls : 1) * sizeof *cls), *members = malloc((size_t)n * sizeof *members);
-    float *sub_scores = malloc((size_t)n * sizeof *sub_scores);
-    uint8_t *kept_mask = calloc((size_t)n, 1);
+        if (i == 0 || idx[members[i]] != idx[members[i - 1]]) group[groups++] = i;
+    group[groups] = n;
+    return groups;
+}
+
+typedef struct {
+    const float *b, *s;
+    const int64_t *members, *group; /* group_by_category's */
+    double thr;
+    uint8_t *kept; /* [n]: 1 where a box survives its category's nms */
+    atomic_int no_memory;
+} category_ctx;
+
+/* categories [begin, end): each one's boxes (in index order) through nms */
+static void nms_categories(void *vc, int64_t begin, int64_t end)
+{
+    category_ctx *c = vc;
+    int64_t most = 0;
+    for (int64_t g = begin; g < end; g++)
+        if (c->group[g + 1] - c->group[g] > most) most = c->group[g + 1] - c->group[g];
+    size_t k = (size_t)most;
+    nms_scratch w = {malloc(k * sizeof *w.ranked), malloc(k * sizeof *w.order), malloc(k * sizeof *w.keep),
+                     malloc(k), malloc(5 * k * sizeof *w.cols)};
+    float *sub = malloc(4 * k * sizeof *sub), *sub_scores = malloc(k * sizeof *sub_scores);
+    if (!w.ranked || !w.order || !w.keep || !w.suppressed || !w.cols || !sub || !sub_scores) {
+        atomic_store(&c->no_memory, 1);
+        goto done;
+    }
+    for (int64_t g = begin; g < end; g++) {
+        const int64_t *members = c->members + c->group[g];
+        int64_t m = c->group[g + 1] - c->group[g];
+        for (int64_t j = 0; j < m; j++) {
+            memcpy(sub + 4 * j, c->b + 4 * members[j], 4 * sizeof *sub);
+            sub_scores[j] = c->s[members[j]];
+        }
+        memset(w.suppressed, 0, k);
+        sort_order(sub_scores, m, 1, w.ranked, w.order);
+        int64_t kept = nms_run(sub, w.order, m, c->thr, w.suppressed, w.cols, w.keep);
+        for (int64_t j = 0; j < kept; j++) c->kept[members[w.keep[j]]] = 1;
+    }
+done:
+    scratch_free(&w);
+    free(sub);
+    free(sub_scores);
+}
+
+/* torchvision's _batched_nms_vanilla: nms per category (each over its
+ * boxes in index order; threads take ranges of categories, which share
+ * nothing), the kept indices in index order, then sorted by score
+ * (torch.sort, descending, unstable) into w->keep. Returns how many, -1
+ * when out of memory. */
+static int64_t batched_vanilla(const float *b, const float *s, const int64_t *idx, int64_t n, double thr,
+                               nms_scratch *w)
+{
+    int64_t *members = malloc((size_t)n * sizeof *members), *group = malloc((size_t)(n + 1) * sizeof *group);
+    float *kept_scores = malloc((size_t)n * sizeof *kept_scores);
+    category_ctx c = {b, s, members, group, thr, calloc((size_t)n, 1), 0};
+    int64_t groups = members && group && kept_scores && c.kept ? group_by_category(idx, n, members, group) : -1;
     int64_t total = -1;
-    if (!cls || !members || !sub_scores || !kept_mask) {
+    if (groups >= 0) pthcv_parallel_for(groups, 1, nms_categories, &c);
+    if (groups < 0 || atomic_load(&c.no_memory)) {
         pthcv_fail(PTHCV_ERR_NOMEM, "pthcv_batched_nms: out of memory for %lld boxes", (long long)n);
         goto done;
     }
-    memcpy(cls, classes, (size_t)ncls * sizeof *cls);
-    for (int64_t c = 0; c < ncls; c++) {
-        int64_t m = 0;
-        for (int64_t i = 0; i < n; i++)
-            if (idx[i] == cls[c]) {
-                members[m] = i;
-                memcpy(sub + 4 * m, b + 4 * i, 4 * sizeof *sub);
-                sub_scores[m++] = s[i];
-            }
-        memset(w->suppressed, 0, (size_t)m);
-        sort_order(sub_scores, m, 1, w->ranked, w->order);
-        int64_t k = nms_run(sub, w->order, m, thr, w->suppressed, w->cols, w->keep);
-        for (int64_t j = 0; j < k; j++) kept_mask[members[w->keep[j]]] = 1;
-    }
     total = 0;
     for (int64_t i = 0; i < n; i++)
-        if (kept_mask[i]) {
+        if (c.kept[i]) {
             members[total] = i;
-            sub_scores[total++] = s[i];
+            kept_scores[total++] = s[i];
         }
-    sort_order(sub_scores, total, 0, w->ranked, w->order); /* Python's .sort(): unstable */
+    sort_order(kept_scores, total, 0, w->ranked, w->order); /* Python's .sort(): unstable */
     for (int64_t j = 0; j < total; j++) w->keep[j] = members[w->order[j]];
 done:
-    free(cls);
     free(members);
-    free(sub_scores);
-    free(kept_mask);
+    free(group);
+    free(kept_scores);
+    free(c.kept);
     return total;
 }
 
@@ -318,7 +380,7 @@ pthcv_tensor *pthcv_batched_nms(pthcv_tensor *boxes, pthcv_tensor *scores, pthcv
         goto done;
     }
     /* torchvision: boxes.numel() > 4000 on the CPU -> one nms per category */
-    int64_t kept = 4 * n > 4000 ? batched_vanilla(b, s, idx, n, iou_threshold, &w, tmp)
+    int64_t kept = 4 * n > 4000 ? batched_vanilla(b, s, idx, n, iou_threshold, &w)
                                 : batched_offset(b, s, idx, n, iou_threshold, &w, tmp);
     if (kept >= 0) out = index_tensor(w.keep, kept);
 done:

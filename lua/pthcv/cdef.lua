@@ -855,6 +855,21 @@ pthcv_tensor *pthcv_box_linear_decode(pthcv_tensor *rel_codes, pthcv_tensor *box
  * float32 [N]: int64 indices in torch's order, ties included. */
 pthcv_tensor *pthcv_sort_desc_indices(pthcv_tensor *values);
 pthcv_tensor *pthcv_topk_indices(pthcv_tensor *values, int64_t k);
+/* SSD's per-class candidates for one image (ops_ssd.c; the loop of
+ * torchvision's SSD.postprocess_detections before batched_nms): scores
+ * float32 [A, C] (after the softmax), boxes [A, 4] (decoded, clipped); for
+ * each label 1..C-1 in order, the anchors whose score is > score_thresh
+ * (compared in float32), their min(topk_candidates, count) best in
+ * torch.topk's order, ties included. *boxes [M, 4], *scores [M] and
+ * *labels int64 [M] of the labels concatenated. */
+int pthcv_ssd_candidates(pthcv_tensor *scores, pthcv_tensor *boxes, double score_thresh,
+                                   int64_t topk_candidates, pthcv_tensor **out_boxes, pthcv_tensor **out_scores,
+                                   pthcv_tensor **out_labels);
+/* torchvision's to_tensor of an OpenCV picture (ops_to_tensor.c;
+ * pthcv.detect's input): image uint8 [H, W, 3], BGR, any strides ->
+ * float32 [3, H, W], RGB, each value / 255 in float32 (torch's
+ * img.permute(2, 0, 1).float().div(255) of the RGB picture). */
+pthcv_tensor *pthcv_image_to_tensor(pthcv_tensor *image);
 /* torchvision.ops.roi_align: input [N, C, H, W], rois [K, 5] (batch index,
  * x1, y1, x2, y2 in input coordinates / spatial_scale); sampling_ratio <= 0:
  * ceil(roi size / output size) samples per bin; aligned: the -0.5 pixel

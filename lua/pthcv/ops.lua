@@ -88,6 +88,21 @@ function M.batched_nms(boxes, scores, idxs, iou_threshold)
   return result(C.pthcv_batched_nms(b.ct, s.ct, i.ct, iou_threshold), "batched_nms")
 end
 
+-- ops.ssd_candidates(scores [A, C], boxes [A, 4], score_thresh,
+-- topk_candidates) -> boxes [M, 4], scores [M], labels int64 [M]: SSD's
+-- per-class candidates before batched_nms (torchvision's
+-- SSD.postprocess_detections: per label 1..C-1, the scores > score_thresh,
+-- their topk_candidates best in torch.topk's order), labels concatenated.
+function M.ssd_candidates(scores, boxes, score_thresh, topk_candidates)
+  if type(score_thresh) ~= "number" then argerror("ssd_candidates", "score_thresh must be a number") end
+  if type(topk_candidates) ~= "number" then argerror("ssd_candidates", "topk_candidates must be a number") end
+  local s, b = f32("ssd_candidates", scores, "scores"), f32("ssd_candidates", boxes, "boxes")
+  local out = ffi.new("pthcv_tensor *[3]")
+  core.check(C.pthcv_ssd_candidates(s.ct, b.ct, score_thresh, topk_candidates, out, out + 1, out + 2),
+             "ssd_candidates")
+  return Tensor.wrap(out[0], true), Tensor.wrap(out[1], true), Tensor.wrap(out[2], true)
+end
+
 -- ops.clip_boxes_to_image(boxes, {height, width})
 function M.clip_boxes_to_image(boxes, size)
   local h, w = hw("clip_boxes_to_image", size)

@@ -16,7 +16,16 @@
  *    ties, NaN and -inf; with a size, the class map of interpolate's output;
  * 7. bilinear interpolate (ops_interp.c, its rows of horizontal taps kept
  *    for the output rows that share them) against the formula per output
- *    value: the same bits, up- and downscales, at 1, 2 and 3 threads.
+ *    value: the same bits, up- and downscales, at 1, 2 and 3 threads;
+ * 8. ssd_candidates (ops_ssd.c) against torchvision's loop written plainly
+ *    (per label, the passing scores in anchor order ranked by torch's top-k,
+ *    ops_topk_desc, over all of them), and each label's candidates checked
+ *    to be its k best without that replay: odd sizes, ties (zeros of both
+ *    signs too), scores equal to the threshold, k above and below the
+ *    count, 1-3 threads; batched_nms' per-category
+ *    path the same at 1 and 3 threads, categories grouped or mixed;
+ * 9. image_to_tensor (ops_to_tensor.c) against v / 255.0f for every byte,
+ *    channels swapped to RGB, on a strided crop, at 1 and 3 threads.
  * torchvision's own answers are checked by spec/ops_spec.lua. Ends with
  * "N passed, N failed"; exit status 1 if anything failed.
  */
@@ -450,6 +459,181 @@ static void test_class_map_resized(void)
     pthcv_set_num_threads(2);
 }
 
+/* ---- SSD's candidates, batched_nms' threads -------------------------------------------- */
+
+/* torchvision's loop, plainly: labels 1..C-1, the scores > lim in anchor
+ * order, torch.topk of them; candidates appended to (anchor, score, label) */
+static int64_t ref_candidates(const float *s, int64_t A, int64_t C, float lim, int64_t topk, int64_t *anchor,
+                              float *score, int64_t *label)
+{
+    ops_ranked *v = malloc((size_t)(A ? A : 1) * sizeof *v);
+    int64_t m = 0;
+    for (int64_t c = 1; c < C; c++) {
+        int64_t n = 0;
+        for (int64_t a = 0; a < A; a++)
+            if (s[a * C + c] > lim) v[n].value = s[a * C + c], v[n++].index = a;
+        int64_t k = topk < n ? topk : n;
+        ops_topk_desc(v, n, k);
+        for (int64_t i = 0; i < k; i++, m++) anchor[m] = v[i].index, score[m] = v[i].value, label[m] = c;
+    }
+    free(v);
+    return m;
+}
+
+/* each label's candidates are its k best passing scores, best first: no
+ * passing score left out is above the last one taken */
+static int are_top_k(const float *s, int64_t A, int64_t C, float lim, int64_t topk, const float *score,
+                     const int64_t *label, const float *box, int64_t m)
+{
+    int64_t at = 0;
+    for (int64_t c = 1; c < C; c++) {
+        int64_t n = 0, k, first = at;
+        char *taken = calloc((size_t)(A ? A : 1), 1);
+        for (int64_t a = 0; a < A; a++) n += s[a * C + c] > lim;
+        k = topk < n ? topk : n;
+        for (int64_t i = 0; i < k; i++, at++) {
+            int64_t a = (int64_t)box[4 * at];
+            if (at >= m || label[at] != c || a < 0 || a >= A || taken[a] || s[a * C + c] != score[at] ||
+                !(score[at] > lim) || (i > 0 && score[at] > score[at - 1]))
+                return free(taken), 0;
+            taken[a] = 1;
+        }
+        for (int64_t a = 0; a < A && k > 0; a++)
+            if (!taken[a] && s[a * C + c] > lim && s[a * C + c] > score[first + k - 1]) return free(taken), 0;
+        free(taken);
+    }
+    return at == m;
+}
+
+static void test_ssd_candidates(void)
+{
+    const int64_t anchors[] = {1, 3, 7, 17, 33, 500}, classes[] = {1, 2, 3, 17, 91};
+    const int64_t ks[] = {0, 1, 3, 17, 300};
+    for (size_t ai = 0; ai < sizeof anchors / sizeof *anchors; ai++)
+        for (size_t ci = 0; ci < sizeof classes / sizeof *classes; ci++)
+            for (int levels = 0; levels <= 5; levels += 5) {
+                int64_t A = anchors[ai], C = classes[ci], ss[2] = {A, C}, bs[2] = {A, 4};
+                pthcv_tensor *sc = new_f32(2, ss), *boxes = new_f32(2, bs);
+                float *s = fdata(sc), lim = 0.2f;
+                for (int64_t i = 0; i < A * C; i++) /* levels: k / 10, 0.2 (= the threshold) among them */
+                    s[i] = levels ? (float)(int)(urand() * levels) / 10.0f : (float)urand();
+                for (int64_t a = 0; a < A; a++) /* a box names its anchor */
+                    for (int j = 0; j < 4; j++) fdata(boxes)[4 * a + j] = (float)a + 0.25f * (float)j;
+                int64_t *anchor = malloc((size_t)(A * C + 1) * sizeof *anchor), *label = malloc((size_t)(A * C + 1) * 8);
+                float *score = malloc((size_t)(A * C + 1) * sizeof *score);
+                for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                    int64_t m = ref_candidates(s, A, C, lim, ks[ki], anchor, score, label);
+                    pthcv_tensor *out[3][3];
+                    for (int th = 0; th < 3; th++) {
+                        pthcv_set_num_threads(th + 1);
+                        CHECK(pthcv_ssd_candidates(sc, boxes, 0.2, ks[ki], &out[th][0], &out[th][1], &out[th][2]) ==
+                                  PTHCV_OK, "ssd_candidates: %s", pthcv_last_error());
+                    }
+                    int ok = out[0][0] && out[0][1]->numel == m && out[0][0]->shape[1] == 4;
+                    for (int64_t i = 0; ok && i < m; i++)
+                        ok = fdata(out[0][0])[4 * i] == (float)anchor[i] && fdata(out[0][0])[4 * i + 3] ==
+                             (float)anchor[i] + 0.75f && fdata(out[0][1])[i] == score[i] && idata(out[0][2])[i] == label[i];
+                    CHECK(ok, "ssd_candidates A=%lld C=%lld levels=%d k=%lld: not torchvision's loop's", (long long)A,
+                          (long long)C, levels, (long long)ks[ki]);
+                    CHECK(ok && are_top_k(s, A, C, lim, ks[ki], fdata(out[0][1]), idata(out[0][2]), fdata(out[0][0]), m),
+                          "ssd_candidates A=%lld C=%lld levels=%d k=%lld: not the k best", (long long)A, (long long)C,
+                          levels, (long long)ks[ki]);
+                    for (int th = 1; th < 3; th++)
+                        for (int r = 0; r < 3; r++)
+                            CHECK(same_bits(out[0][r], out[th][r]), "ssd_candidates A=%lld C=%lld: %d threads differ",
+                                  (long long)A, (long long)C, th + 1);
+                    for (int th = 0; th < 3; th++)
+                        for (int r = 0; r < 3; r++) pthcv_tensor_release(out[th][r]);
+                }
+                free(anchor);
+                free(label);
+                free(score);
+                pthcv_tensor_release(sc);
+                pthcv_tensor_release(boxes);
+            }
+    /* zeros of both signs are equal scores: the 4th best is one of the tied
+     * zeros (-0 and +0), whichever torch's top-k leaves there */
+    const float columns[2][7] = {{0.5f, -0.0f, 0.25f, 0.0f, -0.0f, 0.0f, 0.125f},
+                                 {-0.0f, -0.0f, 0.25f, 0.5f, -0.5f, 0.125f, 0.0f}};
+    for (int z = 0; z < 2; z++) {
+        int64_t zs[2] = {7, 2}, zb[2] = {7, 4}, anchor[8], label[8];
+        pthcv_tensor *sc = new_f32(2, zs), *boxes = new_f32(2, zb), *out[3];
+        float score[8];
+        for (int64_t a = 0; a < 7; a++) {
+            fdata(sc)[2 * a] = 0.0f, fdata(sc)[2 * a + 1] = columns[z][a];
+            for (int j = 0; j < 4; j++) fdata(boxes)[4 * a + j] = (float)a + 0.25f * (float)j;
+        }
+        int64_t m = ref_candidates(fdata(sc), 7, 2, -1.0f, 4, anchor, score, label);
+        int ok = pthcv_ssd_candidates(sc, boxes, -1.0, 4, &out[0], &out[1], &out[2]) == PTHCV_OK && m == 4 &&
+                 out[1]->numel == 4;
+        for (int64_t i = 0; ok && i < m; i++) ok = fdata(out[0])[4 * i] == (float)anchor[i];
+        CHECK(ok, "ssd_candidates: tied zeros of both signs (case %d) not in torch's top-k order", z);
+        for (int r = 0; r < 3; r++) pthcv_tensor_release(out[r]);
+        pthcv_tensor_release(sc);
+        pthcv_tensor_release(boxes);
+    }
+    pthcv_set_num_threads(2);
+}
+
+/* batched_nms above 1000 boxes (one nms per category, threads over
+ * categories): the same indices at 1 and 3 threads, whether the boxes come
+ * category by category (as SSD gives them) or mixed */
+static void test_batched_threads(void)
+{
+    for (int grouped = 0; grouped < 2; grouped++) {
+        int64_t n = 2701;
+        pthcv_tensor *b, *s, *idx = pthcv_tensor_new(PTHCV_INT64, 1, &n), *keep[2];
+        random_boxes(&b, &s, n, 300.0f, 7);
+        for (int64_t i = 0; i < n; i++) idata(idx)[i] = grouped ? i * 17 / n : (int64_t)(urand() * 17);
+        for (int t = 0; t < 2; t++) {
+            pthcv_set_num_threads(t ? 3 : 1);
+            keep[t] = pthcv_batched_nms(b, s, idx, 0.5);
+        }
+        CHECK(keep[0] && keep[0]->numel > 0 && same_bits(keep[0], keep[1]),
+              "batched_nms (%s categories): 1 and 3 threads differ", grouped ? "grouped" : "mixed");
+        for (int t = 0; t < 2; t++) pthcv_tensor_release(keep[t]);
+        pthcv_tensor_release(idx);
+        pthcv_tensor_release(b);
+        pthcv_tensor_release(s);
+    }
+    pthcv_set_num_threads(2);
+}
+
+/* ---- image_to_tensor ---------------------------------------------------------------------- */
+
+static void test_image_to_tensor(void)
+{
+    int64_t shape[3] = {19, 256, 3};
+    pthcv_tensor *img = pthcv_tensor_new(PTHCV_UINT8, 3, shape);
+    uint8_t *p = pthcv_tensor_data(img);
+    for (int64_t i = 0; i < img->numel; i++) p[i] = (uint8_t)((i * 7 + i / 768) % 256); /* every byte */
+    /* a crop: rows 2..18, columns 3..255, strided */
+    int64_t crop_shape[3] = {17, 253, 3};
+    pthcv_tensor *crop = pthcv_tensor_view(img, 3, crop_shape, img->stride, 2 * img->stride[0] + 3 * img->stride[1]);
+    for (int v = 0; v < 2; v++) {
+        pthcv_tensor *x = v ? crop : img, *y[2];
+        for (int t = 0; t < 2; t++) {
+            pthcv_set_num_threads(t ? 3 : 1);
+            y[t] = pthcv_image_to_tensor(x);
+        }
+        int64_t H = x->shape[0], W = x->shape[1];
+        const uint8_t *q = pthcv_tensor_data(x);
+        int ok = y[0] && y[0]->ndim == 3 && y[0]->shape[0] == 3 && y[0]->shape[1] == H && y[0]->shape[2] == W;
+        for (int64_t h = 0; ok && h < H; h++)
+            for (int64_t w = 0; ok && w < W; w++)
+                for (int64_t c = 0; ok && c < 3; c++) /* output channel c is input channel 2 - c */
+                    ok = fdata(y[0])[(c * H + h) * W + w] ==
+                         (float)q[h * x->stride[0] + w * x->stride[1] + (2 - c)] / 255.0f;
+        CHECK(ok, "image_to_tensor (%s): not RGB / 255", v ? "crop" : "picture");
+        CHECK(same_bits(y[0], y[1]), "image_to_tensor: 1 and 3 threads differ");
+        pthcv_tensor_release(y[0]);
+        pthcv_tensor_release(y[1]);
+    }
+    pthcv_tensor_release(crop);
+    pthcv_tensor_release(img);
+    pthcv_set_num_threads(2);
+}
+
 static void expect_error(pthcv_tensor *t, const char *what)
 {
     CHECK(!t && strstr(pthcv_last_error(), what), "expected an error with \"%s\", got \"%s\"", what,
@@ -483,6 +667,20 @@ static void test_errors(void)
     expect_error(pthcv_class_map(x, 5, 0, NULL), "the output size (5, 0) must be positive, or (0, 0)");
     pthcv_tensor_release(many);
     pthcv_tensor_release(batch);
+    pthcv_tensor *out[3];
+    CHECK(pthcv_ssd_candidates(boxes, bad, 0.5, 3, &out[0], &out[1], &out[2]) != PTHCV_OK &&
+              strstr(pthcv_last_error(), "boxes must be [3, 4] (x1, y1, x2, y2), one per anchor, got [3, 3]") && !out[0],
+          "ssd_candidates: %s", pthcv_last_error());
+    CHECK(pthcv_ssd_candidates(boxes, boxes, 0.5, -1, &out[0], &out[1], &out[2]) != PTHCV_OK &&
+              strstr(pthcv_last_error(), "topk_candidates must be >= 0, got -1"),
+          "ssd_candidates: %s", pthcv_last_error());
+    CHECK(pthcv_ssd_candidates(scores, boxes, 0.5, 3, &out[0], &out[1], &out[2]) != PTHCV_OK &&
+              strstr(pthcv_last_error(), "scores must be [anchors, classes], got [2]"),
+          "ssd_candidates: %s", pthcv_last_error());
+    CHECK(pthcv_ssd_candidates(ints, boxes, 0.5, 3, &out[0], &out[1], &out[2]) != PTHCV_OK &&
+              strstr(pthcv_last_error(), "scores must be float32, got int64"),
+          "ssd_candidates: %s", pthcv_last_error());
+    expect_error(pthcv_image_to_tensor(x), "the picture must be uint8 [H, W, 3] (BGR), got float32 [1, 1, 4, 4]");
     pthcv_tensor *all[] = {bad, boxes, scores, rois, x, ints};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pthcv_tensor_release(all[i]);
 }
@@ -496,6 +694,9 @@ int main(void)
     test_class_map();
     test_interpolate();
     test_class_map_resized();
+    test_ssd_candidates();
+    test_batched_threads();
+    test_image_to_tensor();
     test_errors();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

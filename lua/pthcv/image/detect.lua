@@ -32,21 +32,15 @@ local util = require "pthcv.models.detection.util"
 local M = {}
 
 -- An OpenCV image [H, W, 3] uint8 BGR -> float32 [3, H, W] RGB / 255, as
--- torchvision's to_tensor of the RGB picture (the same float32 values).
+-- torchvision's to_tensor of the RGB picture (the same float32 values;
+-- csrc/kernels/ops_to_tensor.c).
 function M.to_tensor(img)
   if img.dtype ~= "uint8" or img.ndim ~= 3 or img.shape[3] ~= 3 then
     error("pthcv: detect: an image is uint8 [H, W, 3] (BGR), got " .. tostring(img), 3)
   end
-  local c = img:contiguous()
-  local H, W = c.shape[1], c.shape[2]
-  local out = Tensor.zeros({ 3, H, W }, "float32")
-  local p, o, plane = c:data(), out:data(), H * W
-  for i = 0, plane - 1 do
-    o[i] = p[3 * i + 2] / 255          -- R
-    o[plane + i] = p[3 * i + 1] / 255  -- G
-    o[2 * plane + i] = p[3 * i] / 255  -- B
-  end
-  return out
+  local out = core.C.pthcv_image_to_tensor(img.ct)
+  if out == nil then core.fail("detect") end
+  return Tensor.wrap(out, true)
 end
 
 local function as_input(img)

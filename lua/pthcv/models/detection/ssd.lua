@@ -86,30 +86,7 @@ end
 
 -- one image: boxes [A, 4] (decoded, clipped), scores [A, C] (softmax)
 function SSD:select(boxes, scores)
-  local A, C = scores.shape[1], scores.shape[2]
-  local sp, lim = scores:data(), util.f32(self.score_thresh)
-  local picked_boxes, picked_scores, picked_labels = {}, {}, {}
-  for label = 1, C - 1 do
-    local pos, vals = {}, {}
-    for a = 0, A - 1 do
-      local s = sp[a * C + label]
-      if s > lim then pos[#pos + 1], vals[#vals + 1] = a, s end
-    end
-    if #pos > 0 then
-      local v = Tensor.from_table(vals, "float32")
-      local top = ops.topk_indices(v, math.min(self.topk_candidates, #pos))
-      local tp = top:data()
-      local rows = Tensor.zeros({ top.numel }, "int64")
-      local rp = rows:data()
-      for i = 0, top.numel - 1 do rp[i] = pos[tonumber(tp[i]) + 1] end
-      picked_boxes[#picked_boxes + 1] = util.take(boxes, rows)
-      picked_scores[#picked_scores + 1] = util.take(v, top)
-      picked_labels[#picked_labels + 1] = util.full_int64(top.numel, label)
-    end
-  end
-  local b = util.cat(picked_boxes, { 0, 4 })
-  local s = util.cat(picked_scores, { 0 })
-  local l = util.cat(picked_labels, { 0 }, "int64")
+  local b, s, l = ops.ssd_candidates(scores, boxes, self.score_thresh, self.topk_candidates)
   local keep = ops.batched_nms(b, s, l, self.nms_thresh)
   if keep.numel > self.detections_per_img then keep = keep:narrow(1, 1, self.detections_per_img) end
   return { boxes = util.take(b, keep), scores = util.take(s, keep), labels = util.take(l, keep) }
