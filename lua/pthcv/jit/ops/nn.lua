@@ -96,6 +96,8 @@ return function(ops)
         if params then k, a, b = params(p1, p2, p3) end
         if fuse.can_act(x, k) then return fuse.with_act(x, k, a, b, true) end
         local t = fuse.force(x)
+        -- one dispatched op (pthcv.nn.plan fuses it as the op on the value it overwrites)
+        if ops.can_activate_(t, k) then ops.activate_(t, k, a, b); return x end
         copy_into(t, f(t, p1, p2, p3))
         return x
       end, { fused = true })

@@ -77,6 +77,53 @@ end
 -- A tensor function of one argument made in place: f(x) written into x.
 function T.inplace(f) return function(x, ...) return T.copy_into(x, f(x, ...)) end end
 
+-- ---- in-place ops as one dispatched op ---------------------------------------------
+-- An activation or an addition written into its float32 operand is ONE op
+-- at pthcv.tensor.dispatch ("F.relu_", "Tensor.add_"), whose record is the
+-- out-of-place op's with inplace = true and whose result is the operand
+-- itself: pthcv.nn.plan records it as the op on the value it overwrites (a
+-- new version of that value) and fuses it into the convolution that made
+-- the value when nothing else reads the value it overwrote.
+local A = require "pthcv.nn.args"
+local act_records = {}
+
+local function act_inplace_impl(rec, dst)
+  local y = C.pthcv_activate(dst.ct, A.activation_struct(rec))
+  if y == nil then core.fail(rec.op) end
+  local rc = C.pthcv_copy_into(dst.ct, y)
+  C.pthcv_tensor_release(y)
+  if rc ~= 0 then core.fail(rec.op) end
+  return dst
+end
+
+-- Whether activation kind (alpha, beta) can run as T.activate_ on x.
+function T.can_activate_(x, kind)
+  return is_tensor(x) and x.dtype == "float32" and x.numel > 0 and A.ACT[kind] ~= nil
+end
+
+-- x with activation kind (alpha, beta) applied in place; returns x.
+function T.activate_(x, kind, alpha, beta)
+  local plain = A.activation({ kind = kind, alpha = alpha, beta = beta })
+  local rec = act_records[plain.key]
+  if not rec then
+    rec = A.activation({ kind = kind, alpha = alpha, beta = beta }, plain.op .. "_")
+    rec.inplace = true
+    act_records[plain.key] = rec
+  end
+  fuse.before_write(x)
+  return D.call(rec.op, rec, act_inplace_impl, x)
+end
+
+local ADD_ = { op = "add_", code = BIN.add, inplace = true }
+local function add_inplace_impl(_, a, b)
+  local y = C.pthcv_binary(a.ct, b.ct, BIN.add)
+  if y == nil then core.fail("add_") end
+  local rc = C.pthcv_copy_into(a.ct, y)
+  C.pthcv_tensor_release(y)
+  if rc ~= 0 then core.fail("add_") end
+  return a
+end
+
 local function scalar_sub(a, b) return S.add(a, -S.num(b)) end
 local function lua_floordiv(x, y) return math.floor(x / y) end
 local function lua_remainder(x, y) return x - math.floor(x / y) * y end
@@ -123,6 +170,7 @@ end
 return function(ops)
   local def = ops.def
   ops.copy_into, ops.inplace, ops.add, ops.mul = T.copy_into, T.inplace, add, mul
+  ops.activate_, ops.can_activate_ = T.activate_, T.can_activate_
 
   -- additions take a pending convolution's residual (pthcv.jit.fuse)
   def("aten::add(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", function(a, b, alpha)
@@ -140,6 +188,11 @@ return function(ops)
       local t = fuse.force(a)
       T.copy_into(t, add(t, fuse.force(b), alpha))
       return a
+    end
+    if (alpha == 1 or alpha == None or alpha == nil) and is_tensor(a) and is_tensor(b) and a.dtype == "float32"
+       and b.dtype == "float32" and a.numel > 0 and a.ndim > 0 and same_shape(a, b) then
+      fuse.before_write(a)
+      return D.call("Tensor.add_", ADD_, add_inplace_impl, a, b)
     end
     return T.copy_into(a, add(a, b, alpha))
   end, { fused = true })

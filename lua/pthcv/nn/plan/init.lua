@@ -121,7 +121,8 @@ end
 local function dying(g, plan, path_of)
   local after = {}
   for s, sl in ipairs(g.slots) do
-    if sl.producer > 0 and not sl.escapes and not sl.held and not plan.twins[s] then
+    -- (a value overwritten in place lives on as its next version, the tensor's)
+    if sl.producer > 0 and not sl.escapes and not sl.held and not sl.overwritten and not plan.twins[s] then
       local last = sl.producer
       for _, u in ipairs(sl.uses) do last = math.max(last, u.op) end
       local e = g.ops[sl.producer]
