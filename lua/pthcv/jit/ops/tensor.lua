@@ -172,30 +172,17 @@ return function(ops)
   ops.copy_into, ops.inplace, ops.add, ops.mul = T.copy_into, T.inplace, add, mul
   ops.activate_, ops.can_activate_ = T.activate_, T.can_activate_
 
-  -- additions take a pending convolution's residual (pthcv.jit.fuse)
-  def("aten::add(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", function(a, b, alpha)
-    if fuse.is_pending(a) or fuse.is_pending(b) then
-      local q = fuse.add(a, b, alpha, false)
-      if q then return q end
-      a, b = fuse.force(a), fuse.force(b)
-    end
-    return add(a, b, alpha)
-  end, { fused = true })
+  def("aten::add(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", add)
+  -- (a float32 add_ of one shape is one dispatched op: pthcv.nn.plan fuses it
+  -- into the convolution that made self, as a residual)
   def("aten::add_(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)", function(a, b, alpha)
-    if fuse.is_pending(a) or fuse.is_pending(b) then
-      local q = fuse.add(a, b, alpha, true)
-      if q then return q end
-      local t = fuse.force(a)
-      T.copy_into(t, add(t, fuse.force(b), alpha))
-      return a
-    end
     if (alpha == 1 or alpha == None or alpha == nil) and is_tensor(a) and is_tensor(b) and a.dtype == "float32"
        and b.dtype == "float32" and a.numel > 0 and a.ndim > 0 and same_shape(a, b) then
       fuse.before_write(a)
       return D.call("Tensor.add_", ADD_, add_inplace_impl, a, b)
     end
     return T.copy_into(a, add(a, b, alpha))
-  end, { fused = true })
+  end)
   def("aten::sub(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", sub)
   def("aten::sub_(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)",
       function(a, b, alpha) return T.copy_into(a, sub(a, b, alpha)) end)
