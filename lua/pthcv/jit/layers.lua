@@ -59,6 +59,15 @@ end
 local conv1d_weights = setmetatable({}, { __mode = "k" })
 local function as_2d(_, w) return m.unsqueeze(w, 3) end
 
+-- Forgets the packs made of weight w (changed in place): F.conv2d's and
+-- the plan's fused ones, of w and of its 2-d form.
+function M.forget(w)
+  local W = require "pthcv.nn.plan.weights"
+  for _, t in ipairs { w, conv1d_weights[w] or false } do
+    if t then F.pack_forget(t); W.forget(t) end
+  end
+end
+
 -- aten::conv2d / conv1d / _convolution (not transposed)
 function M.convolution(x, w, b, stride, padding, dilation, groups)
   if not is_tensor(x) or not is_tensor(w) then error("convolution: input and weight must be tensors", 0) end

@@ -209,6 +209,10 @@ return function(F)
     per[rec.key] = { pack = pk, bias = bias }
     return pk
   end
+  -- Forgets the packs F.conv2d / F.linear made of weight (its values were
+  -- changed in place: the next call packs them again).
+  function F.pack_forget(weight) pack_cache[weight] = nil end
+
   -- The pack F.conv2d / F.linear made for (weight, bias, rec), or nil.
   function F.pack_cached(weight, bias, rec)
     local per = pack_cache[weight]

@@ -8,7 +8,6 @@ local Tensor = require "pthcv.tensor"
 local V = require "pthcv.jit.values"
 local S = require "pthcv.jit.ops.scalar"
 local E = require "pthcv.jit.ops.elementwise"
-local fuse = require "pthcv.jit.fuse"
 local core = require "pthcv.core"
 local D = require "pthcv.tensor.dispatch"
 local C = core.C
@@ -27,6 +26,15 @@ local function copy_impl(_, dst, src)
   return dst
 end
 
+-- Before t is written in place: the numbers prim::NumToTensor remembers
+-- of t (or of what shares its storage) are forgotten.
+local function before_write(t)
+  local numbers = S.numbers
+  for n in pairs(numbers) do
+    if n:shares_storage(t) then numbers[n] = nil end
+  end
+end
+
 local function same_shape(a, b)
   if a.ndim ~= b.ndim then return false end
   for i = 1, a.ndim do if a.shape[i] ~= b.shape[i] then return false end end
@@ -37,7 +45,7 @@ end
 -- whatever dst's layout. Returns dst.
 function T.copy_into(dst, src)
   if not is_tensor(dst) then error("in-place operation on a " .. V.typename(dst) .. ", not a tensor", 0) end
-  fuse.before_write(dst)
+  before_write(dst)
   if is_tensor(src) and dst.dtype == "float32" and src.dtype == "float32" and dst.numel > 0 and same_shape(dst, src)
      and not dst:shares_storage(src) then
     return D.call("jit.copy_", nil, copy_impl, dst, src)
@@ -110,7 +118,7 @@ function T.activate_(x, kind, alpha, beta)
     rec.inplace = true
     act_records[plain.key] = rec
   end
-  fuse.before_write(x)
+  before_write(x)
   return D.call(rec.op, rec, act_inplace_impl, x)
 end
 
@@ -178,7 +186,7 @@ return function(ops)
   def("aten::add_(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)", function(a, b, alpha)
     if (alpha == 1 or alpha == None or alpha == nil) and is_tensor(a) and is_tensor(b) and a.dtype == "float32"
        and b.dtype == "float32" and a.numel > 0 and a.ndim > 0 and same_shape(a, b) then
-      fuse.before_write(a)
+      before_write(a)
       return D.call("Tensor.add_", ADD_, add_inplace_impl, a, b)
     end
     return T.copy_into(a, add(a, b, alpha))
@@ -338,10 +346,7 @@ return function(ops)
       function(x) return x:contiguous() end)
   def("aten::is_floating_point(Tensor self) -> bool", function(x) return x.is_floating_point end)
   def("aten::numel(Tensor self) -> int", function(x) return x.numel end)
-  def("aten::dim(Tensor self) -> int", function(x)
-    if fuse.is_pending(x) then return #fuse.shape(x) end
-    return x.ndim
-  end, { fused = true })
+  def("aten::dim(Tensor self) -> int", function(x) return x.ndim end)
   -- aten::to's overloads, told apart by the values: (dtype), (device,
   -- dtype), (other tensor), each followed by non_blocking and copy.
   def("aten::to(Tensor(a) self, a=None, b=None, c=None, d=None, e=None, *, MemoryFormat? memory_format=None) -> Tensor(a)",
