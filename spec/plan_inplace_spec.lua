@@ -129,5 +129,21 @@ describe("pthcv.nn.plan with ops writing in place", function()
     assert.are.equal(20, p.stats.steps.conv)
     assert.are.equal(8, p.stats.fused.add)
     assert.are.equal(20, p.stats.fused.batch_norm)
+    -- within 1e-5 of the ops run as written, and the same bits at 1, 2 and 3 threads
+    local args = J.case_args(pthcv, dir, entry.cases[1])
+    local n = #entry.cases[1].args
+    local threads = pthcv.get_num_threads()
+    pthcv.set_num_threads(1)
+    local planned = m(unpack(args, 1, n))
+    plan.enabled = false
+    local written = m(unpack(args, 1, n))
+    plan.enabled = true
+    local md, mx = J.diff(planned, written)
+    assert.is_true(md <= 1e-5 * mx, tostring(md))
+    for _, t in ipairs { 2, 3 } do
+      pthcv.set_num_threads(t)
+      assert.are.equal(0, max_diff(m(unpack(args, 1, n)), planned), t .. " threads")
+    end
+    pthcv.set_num_threads(threads)
   end)
 end)
