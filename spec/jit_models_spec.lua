@@ -67,35 +67,33 @@ describe("pthcv.jit on the torchvision models", function()
     end
   end
 
-  it("packs a traced resnet18 once, folding every BatchNorm", function()
-    local fuse = jit.fuse
-    local m = jit.load(dir .. "/resnet18.trace.pt"):eval()
+  -- pthcv.nn.plan's steps for a traced model: every BatchNorm folded, and
+  -- the packs made once
+  local function planned(file)
+    local plan = require "pthcv.nn.plan"
+    local m = jit.load(dir .. "/" .. file):eval()
     local x = pthcv.randn(1, 3, 64, 64)
-    local p0, b0 = fuse.stats.packs, fuse.stats.fused_bn
+    m(x); m(x); m(x)
+    local packs = support.live_packs()
     m(x)
-    assert.are.equal(21, fuse.stats.packs - p0)      -- 20 convolutions and the linear layer
-    assert.are.equal(20, fuse.stats.fused_bn - b0)   -- every BatchNorm folded into its convolution
-    m(x); m(x)
-    assert.are.equal(21, fuse.stats.packs - p0)
+    assert.are.equal(packs, support.live_packs(), "a later call packs nothing")
+    return m, plan.info(m).plans[1].plan
+  end
+
+  it("plans a traced resnet18, folding every BatchNorm", function()
+    local _, p = planned("resnet18.trace.pt")
+    assert.are.equal(20, p.stats.steps.conv)         -- every convolution one step
+    assert.are.equal(20, p.stats.fused.batch_norm)   -- every BatchNorm folded into its convolution
+    assert.are.equal(8, p.stats.fused.add)
   end)
 
-  it("packs a traced mobilenet_v3_large once, folding every BatchNorm", function()
-    local fuse = jit.fuse
-    local m = jit.load(dir .. "/mobilenet_v3_large.trace.pt"):eval()
-    local x = pthcv.randn(1, 3, 64, 64)
-    local p0, b0 = fuse.stats.packs, fuse.stats.fused_bn
-    m(x)
-    local packs, bns = fuse.stats.packs - p0, fuse.stats.fused_bn - b0
-    local convs, norms = 0, 0
+  it("plans a traced mobilenet_v3_large, folding every BatchNorm", function()
+    local m, p = planned("mobilenet_v3_large.trace.pt")
+    local norms = 0
     for _, kv in ipairs(m:named_modules()) do
-      local name = kv[2]:repr_name()
-      if name == "Conv2d" or name == "Linear" then convs = convs + 1 end
-      if name == "BatchNorm2d" then norms = norms + 1 end
+      if kv[2]:repr_name() == "BatchNorm2d" then norms = norms + 1 end
     end
-    assert.are.equal(convs, packs)
-    assert.are.equal(norms, bns)
-    m(x)
-    assert.are.equal(packs, fuse.stats.packs - p0)
+    assert.are.equal(norms, p.stats.fused.batch_norm)
   end)
 
   local _ = support

@@ -52,7 +52,7 @@ describe("pthcv.jit on the committed archives", function()
     local m = load("control_flow.script.pt"):eval()
     fails(function() m(pthcv.randn(1, 4, 9, 9), -1) end,
           "control_flow%.script%.pt: code/__torch__%.py:%d+: ValueError: repeat must be >= 0, got %-1")
-    fails(function() m(pthcv.randn(1, 3, 9, 9)) end, "control_flow%.script%.pt: code/__torch__.py:%d+: conv2d: expected")
+    fails(function() m(pthcv.randn(1, 3, 9, 9)) end, "control_flow%.script%.pt: code/__torch__/[%w_/]+%.py:%d+: conv2d: expected")
     fails(function() m(pthcv.randn(1, 4, 9, 9), 1, true, 3) end, "takes 3 arguments, 4 given")
   end)
 
@@ -139,24 +139,22 @@ describe("pthcv.jit on the committed archives", function()
     J.check_cases(pthcv, dir, entry, m, 2e-2)
   end)
 
-  it("packs convolutions once and folds BatchNorm, activations and residuals", function()
-    local fuse = jit.fuse
+  it("has pthcv.nn.plan fold BatchNorm, activations and residuals into packed convolutions", function()
+    local plan = require "pthcv.nn.plan"
     local m = load("tiny_cnn.trace.pt"):eval()
     local x = pthcv.randn(1, 3, 17, 17)
-    local before = { packs = fuse.stats.packs, bn = fuse.stats.fused_bn, act = fuse.stats.fused_act, add = fuse.stats.fused_add }
-    local y1 = m(x)
-    -- 5 convolutions and 1 linear layer: 6 packs, 4 BatchNorms folded
-    assert.are.equal(6, fuse.stats.packs - before.packs)
-    assert.are.equal(4, fuse.stats.fused_bn - before.bn)
-    assert.are.equal(1, fuse.stats.fused_add - before.add)
-    assert.is_true(fuse.stats.fused_act - before.act >= 4)
-    local y2 = m(x)
-    assert.are.equal(6, fuse.stats.packs - before.packs, "a second call packs nothing")
-    assert.are.same(y1:totable(), y2:totable())
-    fuse.enabled = false
-    local y3 = m(x)
-    fuse.enabled = true
-    local md, mx = J.diff(y3, y1)
+    local y1 = m(x)   -- recorded, the ops as written
+    local y2 = m(x)   -- planned
+    local p = plan.info(m).plans[1].plan
+    -- 5 convolutions and 1 linear layer; 4 BatchNorms folded, the residual and activations in the stores
+    assert.are.equal(4, p.stats.fused.batch_norm)
+    assert.are.equal(1, p.stats.fused.add)
+    assert.is_true(p.stats.fused.activation >= 4)
+    m(x)
+    local packs = support.live_packs()
+    assert.are.same(y2:totable(), m(x):totable())
+    assert.are.equal(packs, support.live_packs(), "a later call packs nothing")
+    local md, mx = J.diff(y2, y1)
     assert.is_true(md <= 1e-5 * mx + 1e-6)
   end)
 end)

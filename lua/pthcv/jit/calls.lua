@@ -5,29 +5,20 @@
 local V = require "pthcv.jit.values"
 local ops = require "pthcv.jit.ops"
 local schema = require "pthcv.jit.schema"
-local fuse = require "pthcv.jit.fuse"
+local track = require "pthcv.jit.track"
 local Tensor = require "pthcv.tensor"
 local specialize = require "pthcv.jit.specialize"
 
 local M = {}
 local Tuple = V.Tuple
-local Pending = fuse.Pending
-local force = fuse.force
 local is_tensor = Tensor.is
 
 local const = specialize.const
 
-local function value_of(a, f)
-  local v = a(f)
-  if type(v) == "table" and getmetatable(v) == Pending then return force(v) end
-  return v
-end
-
--- A call of fn over argument closures; force: pending values are computed
--- first (every operator but the fusing ones); after: the result passes
--- through it (the tracking of tensors made during a call).
-local function make_call(fn, args, force_args, after)
-  return specialize.call(fn, args, force_args, after)
+-- A call of fn over argument closures; after: the result passes through
+-- it (the tracking of tensors made during a call).
+local function make_call(fn, args, after)
+  return specialize.call(fn, args, after)
 end
 M.make_call = make_call
 
@@ -79,8 +70,8 @@ local MUTATES = {}
 for name in ([[aten::append aten::extend aten::insert aten::pop aten::remove aten::clear aten::reverse aten::sort
   aten::_set_item aten::setdefault aten::update]]):gmatch("%S+") do MUTATES[name] = true end
 
--- Notes the tensors an operator made (pthcv.jit.fuse.track).
-local track, created = fuse.track, fuse.created
+-- Notes the tensors an operator made (pthcv.jit.track).
+local created = track.note
 local function track_result(r)
   if track.active then
     if is_tensor(r) then created(r)
@@ -113,7 +104,7 @@ M.literal_list, M.MUTATES, M.track_result, M.kw_names = literal_list, MUTATES, t
 function M.op_call(x, fc, name, pos, kws, loc)
   local op, plan = M.bind_op(x, name, pos, kws, loc)
   if not op then return function() error(name .. " is not supported", 0) end end
-  return make_call(op.fn, plan_args(plan, compile_args(x, fc, pos, kws, not MUTATES[name])), not op.fused, track_result)
+  return make_call(op.fn, plan_args(plan, compile_args(x, fc, pos, kws, not MUTATES[name])), track_result)
 end
 
 -- The parameters of an archive function (or method, without self) as a schema.
@@ -133,7 +124,7 @@ local function entry_call(x, entry, pargs, kargs, kws, loc)
   if not plan then return x.ctx:problem(loc, err) end
   local args = plan_args(plan, pargs, kargs)
   local rt = x.rt
-  local call = make_call(function(...) return entry.fn(...) end, args, false)
+  local call = make_call(function(...) return entry.fn(...) end, args)
   return function(f)
     local r = call(f)
     rt.loc = loc
@@ -172,8 +163,7 @@ end
 function M.dispatch(ctx, name, loc, o, v, n)
   local ocls = type(o) == "table" and getmetatable(o) ~= Tuple and rawget(o, "_class")
   if not ocls then
-    for i = 1, n do v[i] = force(v[i]) end
-    return value_method(force(o), name, v)
+    return value_method(o, name, v)
   end
   local nproblems = #ctx.problems
   local entry = ctx:method(ocls, name)
@@ -278,7 +268,7 @@ local function archive_call(x, fc, name, pos, kws, loc)
     local args = plan_args(plan, compile_args(x, fc, pos, kws))
     return function(f)
       local t = { _class = cls }
-      for i = 1, #args do t[i] = value_of(args[i], f) end
+      for i = 1, #args do t[i] = args[i](f) end
       return setmetatable(t, Tuple)
     end
   end

@@ -15,7 +15,6 @@
 -- compiler and called from the generated code: U[k](f).
 local V = require "pthcv.jit.values"
 local schema = require "pthcv.jit.schema"
-local fuse = require "pthcv.jit.fuse"
 local calls = require "pthcv.jit.calls"
 local expr = require "pthcv.jit.expr"
 
@@ -117,7 +116,7 @@ end
 
 function gen.LIST(g, e)
   local items = {}
-  for i = 1, #e do items[i] = "FORCE(" .. g:expr(e[i]) .. ")" end
+  for i = 1, #e do items[i] = g:expr(e[i]) end
   local t = g:tmp()
   g:emit(string.format("local %s = setmetatable({ %s }, %s)", t, table.concat(items, ", "),
                        g:up(e.k == "LIST" and V.List or V.Tuple)))
@@ -153,15 +152,13 @@ function gen.IFEXP(g, e)
 end
 
 -- The arguments of a bound call, in parameter order: constants as values,
--- the rest generated (forced unless the callee takes pending values).
-function G:args(plan, pos, kws, force, shared)
+-- the rest generated.
+function G:args(plan, pos, kws, shared)
   local out = {}
   local function arg(node)
     local l = shared and calls.literal_list(node, 0)
     if l then return self:up(l) end
-    local v = self:expr(node)
-    if force and v:match("^[ts]%d+$") then v = "FORCE(" .. v .. ")" end   -- constants need none
-    return v
+    return self:expr(node)
   end
   for i, p in ipairs(plan) do
     if p.pos then out[i] = arg(pos[p.pos])
@@ -175,7 +172,7 @@ end
 function G:op_call(name, pos, kws, loc)
   local op, plan = calls.bind_op(self.x, name, pos, kws, loc, self.dry)
   if not op then return self:up(function() error(name .. " is not supported", 0) end) .. "()" end
-  local args = self:args(plan, pos, kws, not op.fused, not calls.MUTATES[name])
+  local args = self:args(plan, pos, kws, not calls.MUTATES[name])
   local t = self:tmp()
   self:emit(string.format("local %s = TRACK(%s(%s))", t, self:up(op.fn), table.concat(args, ", ")))
   return t
@@ -223,7 +220,7 @@ function G:method_call(recv_node, name, pos, kws, loc)
     for i = 1, #pos do plan[i] = { pos = i } end
   end
   local o = self:expr(recv_node)
-  local args = self:args(plan, pos, kws, false, false)
+  local args = self:args(plan, pos, kws, false)
   local t, l = self:tmp(), self:up(loc)
   local list = table.concat(args, ", ")
   local dispatch = string.format("DISPATCH(CTX, %s, %s, %s, { %s }, %d)", self:up(name), l, o, list, #args)
@@ -397,7 +394,7 @@ function stmt.FOR(g, st)
   end, st[3], function() g:emit(string.format("%s = %s + 1", i, i)) end)
 end
 
-local HEADER = "local U, rt, CTX, FORCE, TRACK, GETATTR, GETITEM, ITER, DISPATCH, TRUTHY, UNBOUND, TOO_MANY, RANGE, " ..
+local HEADER = "local U, rt, CTX, TRACK, GETATTR, GETITEM, ITER, DISPATCH, TRUTHY, UNBOUND, TOO_MANY, RANGE, " ..
                "type, rawget, setmetatable, None, qualname, MODULES = ...\n"
 
 -- dry: the operators were counted by an earlier pass over the same body
@@ -413,7 +410,7 @@ end
 local function load(g, src, x)
   local chunk = loadstring(src, "=pthcv.jit.codegen")
   if not chunk then return nil end   -- beyond Lua's limits (200 locals...): the closures serve
-  local fn = chunk(g.U, x.rt, x.ctx, fuse.force, calls.track_result, expr.getattr, expr.getitem, expr.iteration,
+  local fn = chunk(g.U, x.rt, x.ctx, calls.track_result, expr.getattr, expr.getitem, expr.iteration,
                    calls.dispatch, V.truthy, unbound, too_many,
                    function() error("TypeError: range() needs int arguments and a step other than 0", 0) end,
                    type, rawget, setmetatable, V.None, g.fc.name, require "pthcv.nn.module")

@@ -16,7 +16,7 @@ local V = require "pthcv.jit.values"
 local S = require "pthcv.jit.ops.scalar"
 local ops = require "pthcv.jit.ops"
 local schema = require "pthcv.jit.schema"
-local fuse = require "pthcv.jit.fuse"
+local track = require "pthcv.jit.track"
 local calls = require "pthcv.jit.calls"
 local Tensor = require "pthcv.tensor"
 
@@ -24,8 +24,6 @@ local M = {}
 local X = {}
 X.__index = X
 local None, List, Tuple = V.None, V.List, V.Tuple
-local Pending = fuse.Pending
-local force = fuse.force
 local is_tensor = Tensor.is
 
 -- Fields pthcv.nn.Module keeps on every module: never archive attributes.
@@ -71,18 +69,16 @@ function M.setattr(o, name, v)
   if type(o) ~= "table" or not rawget(o, "_class") or getmetatable(o) == Tuple then
     error("AttributeError: cannot set attribute '" .. name .. "' of a " .. V.typename(o), 0)
   end
-  v = fuse.force_deep(v)
   rawset(o, name, v)
-  local track = fuse.track
   if track.active then track.kept[#track.kept + 1] = v end
 end
 
-function M.setitem(c, i, v) return S.setitem(c, i, fuse.force_deep(v)) end
+function M.setitem(c, i, v) return S.setitem(c, i, v) end
 
 -- c[i]: lists, tuples, dicts, strings, tensors (dimension 0) and module
 -- containers (ModuleList / ModuleDict children by name).
 function M.getitem(c, i)
-  if is_tensor(c) or fuse.is_pending(c) then return ops.get("aten::select").fn(force(c), 0, i) end
+  if is_tensor(c) then return ops.get("aten::select").fn(c, 0, i) end
   if type(c) == "table" and rawget(c, "_class") and getmetatable(c) ~= Tuple then
     local key = type(i) == "number" and string.format("%d", i) or i
     local v = rawget(c, key)
@@ -101,7 +97,7 @@ function M.iteration(v)
     for i = 1, #v do out[i] = v:sub(i, i) end
     return out
   end
-  if is_tensor(v) or fuse.is_pending(v) then return ops.get("aten::unbind").fn(force(v), 0) end
+  if is_tensor(v) then return ops.get("aten::unbind").fn(v, 0) end
   error("TypeError: '" .. V.typename(v) .. "' object is not iterable", 0)
 end
 
@@ -207,26 +203,20 @@ function compilers.SUBSCRIPT(self, fc, e)
   return function(f) return getitem(c(f), i(f)) end, out_info
 end
 
--- [a, b] (a, b) {k: v}: pending values inside are computed
+-- [a, b] (a, b) {k: v}
 local function items_of(self, fc, e, first, step)
   local out = {}
   for i = first, #e, step do out[#out + 1] = self:compile(fc, e[i]) end
   return out
 end
 
-local function value_of(a, f)
-  local v = a(f)
-  if type(v) == "table" and getmetatable(v) == Pending then return force(v) end
-  return v
-end
-M.value_of = value_of
 
 function compilers.LIST(self, fc, e)
   local items, n = items_of(self, fc, e, 1, 1), #e
   local mt = e.k == "TUPLE" and Tuple or List
   return function(f)
     local t = {}
-    for i = 1, n do t[i] = value_of(items[i], f) end
+    for i = 1, n do t[i] = items[i](f) end
     return setmetatable(t, mt)
   end
 end
@@ -237,9 +227,9 @@ function compilers.DICT(self, fc, e)
   return function(f)
     local d = V.Dict.new()
     for i = 1, #keys do
-      local k = value_of(keys[i], f)
+      local k = keys[i](f)
       if k == nil or k ~= k then error("TypeError: unhashable dict key", 0) end
-      d[k] = value_of(vals[i], f)
+      d[k] = vals[i](f)
     end
     return d
   end

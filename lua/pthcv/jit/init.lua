@@ -16,7 +16,6 @@
 local archive = require "pthcv.jit.archive"
 local compile = require "pthcv.jit.compile"
 local module = require "pthcv.jit.module"
-local fuse = require "pthcv.jit.fuse"
 local ops = require "pthcv.jit.ops"
 -- loaded archives are pthcv.nn modules planned as the zoo's are (its planner
 -- hooks into every module call once loaded)
@@ -24,7 +23,6 @@ require "pthcv.nn.plan"
 
 local M = {}
 M.ScriptModule = module.ScriptModule
-M.fuse = fuse
 
 -- The options of load and ops_report: the reader's limits (pthcv.load's),
 -- the parser's (max_source, max_tokens, max_nesting, max_literal) and the

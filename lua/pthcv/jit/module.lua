@@ -16,7 +16,7 @@ local OrderedDict = require "pthcv.reader.odict"
 local values = require "pthcv.reader.values"
 local Tensor = require "pthcv.tensor"
 local V = require "pthcv.jit.values"
-local fuse = require "pthcv.jit.fuse"
+local track = require "pthcv.jit.track"
 local expr = require "pthcv.jit.expr"
 local release = require "pthcv.nn.release"
 
@@ -153,7 +153,6 @@ end
 -- kept holds: the result, the attributes the call set, the containers the
 -- modules hold.
 local function sweep(ctx, result)
-  local track = fuse.track
   local seen = {}
   reach(result, seen, 0)
   for _, v in ipairs(track.kept) do reach(v, seen, 0) end
@@ -165,7 +164,6 @@ local function sweep(ctx, result)
     if not seen[t] then release(t) end
   end
   track.n, track.kept, track.active = 0, {}, false
-  fuse.reset_live()
 end
 local function strip(msg)
   msg = tostring(msg)
@@ -173,7 +171,7 @@ local function strip(msg)
 end
 
 -- Runs the compiled method `name` of module self with args; errors name the
--- archive's file and line; pending fused values in the result are computed.
+-- archive's file and line.
 function M.run(self, name, ...)
   local cls = rawget(self, "_class")
   local ctx = cls.ctx
@@ -196,17 +194,10 @@ function M.run(self, name, ...)
   local rt = ctx.rt
   local outer, outer_loc = rt.depth, rt.loc
   rt.loc = entry.file .. ":" .. entry.line
-  local track = fuse.track
   local top = not track.active
   if top then track.active, track.n, track.kept = true, 0, {} end
-  ctx.packs = ctx.packs or fuse.new_packs()
-  local outer_packs = fuse.use_packs(ctx.packs)
   local ok, r = pcall(entry.fn, self, unpack(args, 1, nparams))
-  fuse.use_packs(outer_packs)
   rt.depth = outer
-  if ok then
-    ok, r = pcall(fuse.force_deep, r)
-  end
   if top then sweep(ctx, ok and r or nil) end
   if not ok then
     local loc = rt.loc
@@ -222,8 +213,13 @@ end
 function ScriptModule:forward(...) return M.run(self, "forward", ...) end
 
 -- Drops the packs made for this model (after its weights were changed in
--- place; new weight tensors get new packs by themselves).
-function ScriptModule:clear_packs() rawget(self, "_class").ctx.packs = nil end
+-- place; new weight tensors get new packs by themselves), and the plans
+-- whose steps fused them.
+function ScriptModule:clear_packs()
+  local layers = require "pthcv.jit.layers"
+  for _, p in ipairs(self:parameters()) do layers.forget(p) end
+  base.touch()
+end
 
 -- module:method(name): a callable running another method of the archive's
 -- class (torch's @torch.jit.export methods), e.g. m:method("features")(x).

@@ -90,40 +90,34 @@ end
 
 local calls = {}
 
--- call(n, forced, tracked, consts) -> maker(fn, after, a1..an) ->
+-- call(n, tracked, consts) -> maker(fn, after, a1..an) ->
 -- closure(frame): fn(v1..vn) with vi = ai(frame), or ai itself where
 -- consts (a string of n "c"/"v") says the argument is a constant;
--- forced: a pending value is computed first (force); tracked: the result
--- passes through after(r).
-local function call_maker(n, forced, tracked, consts)
-  local key = n .. (forced and "f" or "") .. (tracked and "t" or "") .. consts
+-- tracked: the result passes through after(r).
+local function call_maker(n, tracked, consts)
+  local key = n .. (tracked and "t" or "") .. consts
   local maker = calls[key]
   if maker then return maker end
-  local lines = { "local Pending, force, getmetatable = ...",
-                  "return function(fn, after" .. (n > 0 and ", " or "") .. names("a", n) .. ")",
+  local lines = { "return function(fn, after" .. (n > 0 and ", " or "") .. names("a", n) .. ")",
                   "  return function(f)" }
   for i = 1, n do
     if consts:sub(i, i) == "c" then
       lines[#lines + 1] = string.format("    local v%d = a%d", i, i)
     else
       lines[#lines + 1] = string.format("    local v%d = a%d(f)", i, i)
-      if forced then
-        lines[#lines + 1] = string.format("    if type(v%d) == \"table\" and getmetatable(v%d) == Pending then v%d = force(v%d) end", i, i, i, i)
-      end
     end
   end
   local call = "fn(" .. names("v", n) .. ")"
   lines[#lines + 1] = "    return " .. (tracked and ("after(" .. call .. ")") or call)
   lines[#lines + 1] = "  end"
   lines[#lines + 1] = "end"
-  local fuse = require "pthcv.jit.fuse"
-  maker = assert(loadstring(table.concat(lines, "\n"), "=pthcv.jit.specialize.call"))(fuse.Pending, fuse.force, getmetatable)
+  maker = assert(loadstring(table.concat(lines, "\n"), "=pthcv.jit.specialize.call"))()
   calls[key] = maker
   return maker
 end
 
 -- A closure calling fn over the argument closures args (see call_maker).
-function M.call(fn, args, forced, after)
+function M.call(fn, args, after)
   local n = #args
   local consts, values = {}, {}
   for i = 1, n do
@@ -131,7 +125,7 @@ function M.call(fn, args, forced, after)
     consts[i] = c and "c" or "v"
     if c then values[i] = c[1] else values[i] = args[i] end
   end
-  return call_maker(n, forced, after ~= nil, table.concat(consts))(fn, after, unpack(values, 1, n))
+  return call_maker(n, after ~= nil, table.concat(consts))(fn, after, unpack(values, 1, n))
 end
 
 local functions = {}

@@ -6,8 +6,7 @@
 --   bool, int, float      boolean, number (ints are exact up to 2^53; an
 --                         integral float is not told apart from an int)
 --   str                   string
---   Tensor                pthcv.Tensor (or a pending fused convolution,
---                         pthcv.jit.fuse, forced before any other use)
+--   Tensor                pthcv.Tensor
 --   List[T], Tuple[...]   the reader's List / Tuple: 1-based arrays
 --   NamedTuple            a Tuple with a _class field (its class record)
 --   Dict[K, V]            the reader's OrderedDict (insertion order)
@@ -37,9 +36,6 @@ function V.device(kind, index) return setmetatable({ type = kind, index = index 
 
 local is_tensor = Tensor.is
 
--- The pending-value hook (pthcv.jit.fuse sets it): is_pending(v), force(v).
-V.is_pending = function() return false end
-
 -- Python's type name of a value, for messages.
 function V.typename(v)
   local t = type(v)
@@ -47,7 +43,7 @@ function V.typename(v)
   if t == "boolean" then return "bool" end
   if t == "number" then return v % 1 == 0 and "int" or "float" end
   if t == "string" then return "str" end
-  if is_tensor(v) or V.is_pending(v) then return "Tensor" end
+  if is_tensor(v) then return "Tensor" end
   if t == "table" then
     local mt = getmetatable(v)
     if mt == List then return "List" end
@@ -205,7 +201,7 @@ function V.isinstance(v, ty)
     for _, t in ipairs(ty.ts) do if V.isinstance(v, t) then return true end end
     return false
   end
-  if k == "Tensor" then return is_tensor(v) or V.is_pending(v) end
+  if k == "Tensor" then return is_tensor(v) end
   if k == "bool" then return type(v) == "boolean" end
   if k == "int" then return type(v) == "number" and v % 1 == 0 end
   if k == "float" then return type(v) == "number" end

@@ -10,6 +10,13 @@
 -- fused step (BatchNorm folded into the weights, activation in the kernel),
 -- a Linear followed by an activation likewise, and Dropout/Identity are
 -- skipped. The children stay as they are: state_dict and print are torch's.
+-- (pthcv.nn.plan would fold the same ops from a recorded pass. This eager
+-- fusion stays because what runs without a plan depends on it: int8
+-- quantization calibrates and replaces the packs it made, BatchNorm folded
+-- in (pthcv.quant), the detection backbones' Getter runs its steps, FPN and
+-- inverted-residual blocks pass a residual to the last step's kernel
+-- (accepts_residual), and a pass the plan does not run (the first,
+-- recorded one; PTHCV_PLAN=0; an ONNX trace) keeps its fused kernels.)
 local release = require "pthcv.nn.release"
 local base = require "pthcv.nn.module"
 local F = require "pthcv.nn.functional"

@@ -189,15 +189,36 @@ return function(F)
   -- weight -> {[rec.key] = {pack, bias}} (weak keys). The packs keep no
   -- reference to their weight: a value referring to its weak key would
   -- keep the entry alive forever.
+  -- A cached pack can be freed while something else does its work
+  -- (F.pack_evict: pthcv.nn.plan's fused packs) and made again from its
+  -- weight while the weight lives (held weakly, for the same reason).
   local pack_cache = setmetatable({}, { __mode = "k" })
+  local WEAK_VALUES = { __mode = "v" }
   local function cached_pack(weight, bias, rec, make)
     local per = pack_cache[weight]
     if not per then per = {}; pack_cache[weight] = per end
     local e = per[rec.key]
     if e and e.bias == bias then return e.pack end
     local pk = make(weight, bias or nil, rec, false)
+    local ref = setmetatable({ weight }, WEAK_VALUES)
+    pk.remake = function()
+      local w = ref[1]
+      if not w then error("pthcv: " .. pk.op .. ": a pack's weights were freed; it cannot be made again", 0) end
+      return make(w, bias or nil, rec, false)
+    end
     per[rec.key] = { pack = pk, bias = bias }
     return pk
+  end
+  -- Forgets the packs F.conv2d / F.linear made of weight (its values were
+  -- changed in place: the next call packs them again).
+  function F.pack_forget(weight) pack_cache[weight] = nil end
+
+  -- The pack F.conv2d / F.linear made for (weight, bias, rec), or nil.
+  function F.pack_cached(weight, bias, rec)
+    local per = pack_cache[weight]
+    local e = per and per[rec.key]
+    if e and e.bias == (bias or false) then return e.pack end
+    return nil
   end
 
   local function conv2d_impl(rec, x, weight, bias)
@@ -212,6 +233,14 @@ return function(F)
     return call("F.conv2d", A.conv2d(weight:size(3), weight:size(4), a), conv2d_impl, x, weight, a.bias)
   end
 
+  -- F.run.conv2d(rec, x, weight, bias): F.conv2d with its record (A.conv2d)
+  -- made once by the caller (pthcv.jit's convolutions)
+  F.run.conv2d = function(rec, x, weight, bias)
+    check(x, "conv2d")
+    check_conv_weight(weight, 3)
+    return call("F.conv2d", rec, conv2d_impl, x, weight, bias)
+  end
+
   local function linear_impl(rec, x, weight, bias)
     return linear_packed_impl(nil, cached_pack(weight, bias or false, rec, linear_pack), x)
   end
@@ -220,4 +249,6 @@ return function(F)
     check(x, "linear"); check(weight, "linear", "weight")
     return call("F.linear", A.linear(act), linear_impl, x, weight, bias)
   end
+  -- F.run.linear(rec, x, weight, bias): F.linear with its record (A.linear) made once
+  F.run.linear = function(rec, x, weight, bias) return call("F.linear", rec, linear_impl, x, weight, bias) end
 end

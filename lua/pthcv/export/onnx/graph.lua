@@ -121,6 +121,19 @@ function Graph:output(t, name)
   return name
 end
 
+-- Before an op writes into the traced tensor t (pthcv.jit's in-place ops,
+-- rec.inplace): the check's reference of t's current name keeps its
+-- values (a copy), since the op's result gets a new name. Call it with
+-- the hook inactive (the copy is no op of the pass).
+function Graph:before_overwrite(t)
+  local name = self.names[t]
+  local ref = name and self.refs[name]
+  if ref then
+    self.refs[name] = ref:clone()
+    release(ref)
+  end
+end
+
 -- The result t is the same value as the traced input x (no node).
 function Graph:alias(t, x)
   self.names[t] = self.names[x]

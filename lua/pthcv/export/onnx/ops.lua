@@ -72,6 +72,8 @@ local function act(g, a, r) g:output(r[1], activation(g, a.rec, g:input(a[1]))) 
 for _, name in ipairs { "relu", "relu6", "leaky_relu", "elu", "hardtanh", "clamp", "sigmoid", "tanh", "silu",
                         "hardswish", "hardsigmoid", "gelu" } do
   H["F." .. name] = act
+  -- pthcv.jit's in-place forms (rec.inplace; trace.lua names their result anew)
+  H["F." .. name .. "_"] = act
 end
 H["F.prelu"] = function(g, a, r)
   local x, w = a[1], a[2]
@@ -297,6 +299,7 @@ for name, op in pairs(BIN) do
   local h = function(g, a, r) g:output(r[1], g:op(op, { operand(g, a[1]), operand(g, a[2]) })) end
   H["F." .. name], H["Tensor." .. name] = h, h
 end
+H["Tensor.add_"] = H["Tensor.add"]   -- pthcv.jit's add_ (in place: trace.lua)
 
 local REDUCE = { sum = "ReduceSum", mean = "ReduceMean", amax = "ReduceMax", amin = "ReduceMin" }
 for name, op in pairs(REDUCE) do

@@ -105,7 +105,8 @@ function M.run(g, model, fn)
   local function record(op, a, res)
     if not returns_tensor(res) then return end
     if touches(g.traced, a) then
-      if is_tensor(res[2]) and rawequal(res[2], a[1]) then return end -- it returned its input (dropout, ...)
+      -- it returned its input (dropout, ...), unless it wrote into it (rec.inplace)
+      if is_tensor(res[2]) and rawequal(res[2], a[1]) and not (a.rec and a.rec.inplace) then return end
       local handler = ops.handlers[op]
       if not handler then refuse(op .. " has no ONNX form") end
       local r = {}
@@ -124,6 +125,7 @@ function M.run(g, model, fn)
     local before = op == "F.constant" or Tensor.element_ops[op]
     if before then admit(op, a) end
     depth = 1
+    if type(rec) == "table" and rec.inplace and is_tensor(a[1]) and g.traced[a[1]] then g:before_overwrite(a[1]) end
     local res = pack(pcall(impl, rec, ...))
     if res[1] and not before then
       local ok, err = pcall(record, op, a, res)

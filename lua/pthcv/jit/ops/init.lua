@@ -3,7 +3,7 @@
 -- "torchvision::nms"), each over pthcv's own kernels and nothing else.
 --
 --   local ops = require "pthcv.jit.ops"
---   local op = ops.get("aten::flatten")   -- {name, schema, fn, fused}
+--   local op = ops.get("aten::flatten")   -- {name, schema, fn}
 --   op.fn(x, 1, -1)                       -- arguments in schema order, defaults filled
 --
 -- Schemas are torch's own text (native_functions.yaml and the prim ops):
@@ -11,18 +11,16 @@
 -- when it compiles the call, so keywords and defaults work as in torch.
 -- One entry serves every overload of a name (aten::add for tensors, ints,
 -- floats, strings and lists); its function dispatches on the values.
--- An entry with fused = true takes pending fused values (pthcv.jit.fuse)
--- as they are; every other entry gets them computed first.
 local schema = require "pthcv.jit.schema"
 
 local M = {}
 local registry = {}
 
--- ops.def(schema_text, fn [, opts]): registers an operator; opts.fused.
-function M.def(text, fn, opts)
+-- ops.def(schema_text, fn): registers an operator.
+function M.def(text, fn)
   local s = schema.parse(text)
   if registry[s.name] then error("pthcv.jit.ops: " .. s.name .. " is defined twice", 2) end
-  registry[s.name] = { name = s.name, schema = s, fn = fn, fused = opts and opts.fused or false }
+  registry[s.name] = { name = s.name, schema = s, fn = fn }
   return registry[s.name]
 end
 

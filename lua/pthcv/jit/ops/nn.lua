@@ -2,14 +2,13 @@
 -- normalisation, pooling, activations, linear algebra, resampling,
 -- reductions, dropout, over pthcv.F's kernels (eval-mode semantics: a
 -- training-mode BatchNorm or an active dropout is refused, not guessed).
--- Convolutions, BatchNorm, activations and additions go through
--- pthcv.jit.fuse, which packs each convolution's weights once and folds
--- the BatchNorm and activation after it into the pack.
+-- Convolutions, linear layers and batch norms are pthcv.F's
+-- (pthcv.jit.layers); pthcv.nn.plan fuses them as it fuses every model's.
 local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
 local V = require "pthcv.jit.values"
 local S = require "pthcv.jit.ops.scalar"
-local fuse = require "pthcv.jit.fuse"
+local L = require "pthcv.jit.layers"
 
 local None = V.None
 local is_tensor = Tensor.is
@@ -34,7 +33,7 @@ return function(ops)
   local def = ops.def
   local inplace = ops.inplace
 
-  -- ---- convolution (pthcv.jit.fuse: packed once, BatchNorm folded) ----
+  -- ---- convolution ----
   def("aten::_convolution(Tensor input, Tensor weight, Tensor? bias, int[] stride, SymInt[] padding, int[] dilation, "
       .. "bool transposed, SymInt[] output_padding, int groups, bool benchmark, bool deterministic, bool cudnn_enabled, "
       .. "bool allow_tf32) -> Tensor",
@@ -44,14 +43,14 @@ return function(ops)
           return F.conv_transpose2d(x, w, opt(b), pair_list(stride), pair_list(padding), pair_list(output_padding),
                                     groups, pair_list(dilation))
         end
-        return fuse.convolution(x, w, opt(b), stride, padding, dilation, groups)
+        return L.convolution(x, w, opt(b), stride, padding, dilation, groups)
       end)
   def("aten::conv2d(Tensor input, Tensor weight, Tensor? bias=None, int[2] stride=1, SymInt[2] padding=0, "
       .. "int[2] dilation=1, int groups=1) -> Tensor",
-      function(x, w, b, stride, padding, dilation, groups) return fuse.convolution(x, w, opt(b), stride, padding, dilation, groups) end)
+      function(x, w, b, stride, padding, dilation, groups) return L.convolution(x, w, opt(b), stride, padding, dilation, groups) end)
   def("aten::conv1d(Tensor input, Tensor weight, Tensor? bias=None, int[1] stride=1, SymInt[1] padding=0, "
       .. "int[1] dilation=1, int groups=1) -> Tensor",
-      function(x, w, b, stride, padding, dilation, groups) return fuse.convolution(x, w, opt(b), stride, padding, dilation, groups) end)
+      function(x, w, b, stride, padding, dilation, groups) return L.convolution(x, w, opt(b), stride, padding, dilation, groups) end)
   def("aten::conv_transpose2d(Tensor input, Tensor weight, Tensor? bias=None, int[2] stride=1, SymInt[2] padding=0, "
       .. "SymInt[2] output_padding=0, int groups=1, int[2] dilation=1) -> Tensor",
       function(x, w, b, stride, padding, output_padding, groups, dilation)
@@ -64,8 +63,8 @@ return function(ops)
       .. "bool training, float momentum, float eps, bool cudnn_enabled) -> Tensor",
       function(x, w, b, mean, var, training, _, eps)
         if training or mean == None then training_refused("aten::batch_norm") end
-        return fuse.batch_norm(x, opt(w), opt(b), mean, var, eps)
-      end, { fused = true })
+        return L.batch_norm(x, opt(w), opt(b), mean, var, eps)
+      end)
   def("aten::instance_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, "
       .. "bool use_input_stats, float momentum, float eps, bool cudnn_enabled) -> Tensor",
       function(x, w, b, mean, var, use_input_stats, _, eps)
@@ -79,26 +78,20 @@ return function(ops)
       .. "bool cudnn_enabled=True) -> Tensor",
       function(x, g, w, b, eps) return F.group_norm(x, g, opt(w), opt(b), eps) end)
 
-  -- ---- activations (fused into a pending convolution when one comes in) ----
-  -- params(...) gives the fused activation's kind, alpha and beta from the
-  -- operator's arguments after self.
+  -- ---- activations ----
+  -- params(...) gives the in-place form's activation kind, alpha and beta
+  -- from the operator's arguments after self.
   local function def_act(sig, sig_, f, kind, params)
     local copy_into = ops.copy_into
-    def(sig, function(x, p1, p2, p3)
-      local k, a, b = kind, 0, 0
-      if params then k, a, b = params(p1, p2, p3) end
-      if fuse.can_act(x, k) then return fuse.with_act(x, k, a, b, false) end
-      return f(fuse.force(x), p1, p2, p3)
-    end, { fused = true })
+    def(sig, f)
     if sig_ then
       def(sig_, function(x, p1, p2, p3)
         local k, a, b = kind, 0, 0
         if params then k, a, b = params(p1, p2, p3) end
-        if fuse.can_act(x, k) then return fuse.with_act(x, k, a, b, true) end
-        local t = fuse.force(x)
-        copy_into(t, f(t, p1, p2, p3))
-        return x
-      end, { fused = true })
+        -- one dispatched op (pthcv.nn.plan fuses it as the op on the value it overwrites)
+        if ops.can_activate_(x, k) then return ops.activate_(x, k, a, b) end
+        return copy_into(x, f(x, p1, p2, p3))
+      end)
     end
   end
   def_act("aten::relu(Tensor self) -> Tensor", "aten::relu_(Tensor(a!) self) -> Tensor(a!)", F.relu, "relu")
@@ -161,9 +154,9 @@ return function(ops)
   def("aten::bernoulli_(Tensor(a!) self, float p=0.5, *, Generator? generator=None) -> Tensor(a!)",
       function() training_refused("aten::bernoulli_") end)
 
-  -- ---- linear algebra (aten::linear fused with a following activation) ----
+  -- ---- linear algebra ----
   def("aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor",
-      function(x, w, b) return fuse.linear(x, w, opt(b)) end)
+      function(x, w, b) return L.linear(x, w, opt(b)) end)
   def("aten::matmul(Tensor self, Tensor other) -> Tensor", F.matmul)
   def("aten::mm(Tensor self, Tensor mat2) -> Tensor", F.matmul)
   def("aten::bmm(Tensor self, Tensor mat2) -> Tensor", F.matmul)

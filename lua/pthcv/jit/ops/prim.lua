@@ -36,8 +36,8 @@ return function(ops)
   end)
 
   -- ---- identity and truth ----
-  def("aten::__is__(t1 self, t2 obj) -> bool", function(a, b) return rawequal(a, b) end, { fused = true })
-  def("aten::__isnot__(t1 self, t2 obj) -> bool", function(a, b) return not rawequal(a, b) end, { fused = true })
+  def("aten::__is__(t1 self, t2 obj) -> bool", function(a, b) return rawequal(a, b) end)
+  def("aten::__isnot__(t1 self, t2 obj) -> bool", function(a, b) return not rawequal(a, b) end)
   def("aten::__not__(bool self) -> bool", function(a) return not V.truthy(a) end)
 
   -- ---- conversions ----

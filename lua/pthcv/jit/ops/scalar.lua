@@ -134,8 +134,8 @@ S.ge = function(a, b) return ordered("aten::ge", a, b, function(x, y) return x >
 S.eq = V.eq
 S.ne = function(a, b) return not V.eq(a, b) end
 
--- The numbers prim::NumToTensor made tensors of (weak keys; pthcv.jit.fuse
--- forgets a tensor written in place): int() of such a tensor gives the
+-- The numbers prim::NumToTensor made tensors of (weak keys; a tensor
+-- written in place is forgotten: pthcv.jit.ops.tensor's before_write): int() of such a tensor gives the
 -- number back without reading the tensor. Traced code wraps every size
 -- it computes with (ops.prim.NumToTensor(torch.size(x, 0)), then int(_0)),
 -- and a pass that reads elements in Lua cannot be planned (pthcv.nn.plan).

@@ -6,7 +6,6 @@ local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
 local V = require "pthcv.jit.values"
 local S = require "pthcv.jit.ops.scalar"
-local fuse = require "pthcv.jit.fuse"
 
 local None = V.None
 local is_tensor = Tensor.is
@@ -45,9 +44,8 @@ end
 return function(ops)
   local def = ops.def
 
-  -- a pending convolution's size comes from the shapes (pthcv.jit.fuse)
   def("aten::size(Tensor self, int? dim=None) -> int[]", function(x, d)
-    local shape = fuse.is_pending(x) and fuse.shape(x) or x.shape
+    local shape = x.shape
     if d == None then return V.list({ unpack(shape) }) end
     if #shape == 0 then error("IndexError: aten::size: dimension specified as " .. d .. " but tensor has no dimensions", 0) end
     if d < 0 then d = d + #shape end
@@ -56,7 +54,7 @@ return function(ops)
                           -#shape, #shape - 1, d), 0)
     end
     return shape[d + 1]
-  end, { fused = true })
+  end)
   def("aten::view(Tensor(a) self, int[] size) -> Tensor(a)", function(x, s) return m.view(x, ints(s, "aten::view")) end)
   def("aten::reshape(Tensor(a) self, int[] shape) -> Tensor(a)", function(x, s) return m.reshape(x, ints(s, "aten::reshape")) end)
   def("aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)", function(x, o) return m.view(x, o.shape) end)

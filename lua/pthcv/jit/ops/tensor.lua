@@ -8,7 +8,6 @@ local Tensor = require "pthcv.tensor"
 local V = require "pthcv.jit.values"
 local S = require "pthcv.jit.ops.scalar"
 local E = require "pthcv.jit.ops.elementwise"
-local fuse = require "pthcv.jit.fuse"
 local core = require "pthcv.core"
 local D = require "pthcv.tensor.dispatch"
 local C = core.C
@@ -27,6 +26,15 @@ local function copy_impl(_, dst, src)
   return dst
 end
 
+-- Before t is written in place: the numbers prim::NumToTensor remembers
+-- of t (or of what shares its storage) are forgotten.
+local function before_write(t)
+  local numbers = S.numbers
+  for n in pairs(numbers) do
+    if n:shares_storage(t) then numbers[n] = nil end
+  end
+end
+
 local function same_shape(a, b)
   if a.ndim ~= b.ndim then return false end
   for i = 1, a.ndim do if a.shape[i] ~= b.shape[i] then return false end end
@@ -37,7 +45,7 @@ end
 -- whatever dst's layout. Returns dst.
 function T.copy_into(dst, src)
   if not is_tensor(dst) then error("in-place operation on a " .. V.typename(dst) .. ", not a tensor", 0) end
-  fuse.before_write(dst)
+  before_write(dst)
   if is_tensor(src) and dst.dtype == "float32" and src.dtype == "float32" and dst.numel > 0 and same_shape(dst, src)
      and not dst:shares_storage(src) then
     return D.call("jit.copy_", nil, copy_impl, dst, src)
@@ -76,6 +84,53 @@ end
 
 -- A tensor function of one argument made in place: f(x) written into x.
 function T.inplace(f) return function(x, ...) return T.copy_into(x, f(x, ...)) end end
+
+-- ---- in-place ops as one dispatched op ---------------------------------------------
+-- An activation or an addition written into its float32 operand is ONE op
+-- at pthcv.tensor.dispatch ("F.relu_", "Tensor.add_"), whose record is the
+-- out-of-place op's with inplace = true and whose result is the operand
+-- itself: pthcv.nn.plan records it as the op on the value it overwrites (a
+-- new version of that value) and fuses it into the convolution that made
+-- the value when nothing else reads the value it overwrote.
+local A = require "pthcv.nn.args"
+local act_records = {}
+
+local function act_inplace_impl(rec, dst)
+  local y = C.pthcv_activate(dst.ct, A.activation_struct(rec))
+  if y == nil then core.fail(rec.op) end
+  local rc = C.pthcv_copy_into(dst.ct, y)
+  C.pthcv_tensor_release(y)
+  if rc ~= 0 then core.fail(rec.op) end
+  return dst
+end
+
+-- Whether activation kind (alpha, beta) can run as T.activate_ on x.
+function T.can_activate_(x, kind)
+  return is_tensor(x) and x.dtype == "float32" and x.numel > 0 and A.ACT[kind] ~= nil
+end
+
+-- x with activation kind (alpha, beta) applied in place; returns x.
+function T.activate_(x, kind, alpha, beta)
+  local plain = A.activation({ kind = kind, alpha = alpha, beta = beta })
+  local rec = act_records[plain.key]
+  if not rec then
+    rec = A.activation({ kind = kind, alpha = alpha, beta = beta }, plain.op .. "_")
+    rec.inplace = true
+    act_records[plain.key] = rec
+  end
+  before_write(x)
+  return D.call(rec.op, rec, act_inplace_impl, x)
+end
+
+local ADD_ = { op = "add_", code = BIN.add, inplace = true }
+local function add_inplace_impl(_, a, b)
+  local y = C.pthcv_binary(a.ct, b.ct, BIN.add)
+  if y == nil then core.fail("add_") end
+  local rc = C.pthcv_copy_into(a.ct, y)
+  C.pthcv_tensor_release(y)
+  if rc ~= 0 then core.fail("add_") end
+  return a
+end
 
 local function scalar_sub(a, b) return S.add(a, -S.num(b)) end
 local function lua_floordiv(x, y) return math.floor(x / y) end
@@ -123,26 +178,19 @@ end
 return function(ops)
   local def = ops.def
   ops.copy_into, ops.inplace, ops.add, ops.mul = T.copy_into, T.inplace, add, mul
+  ops.activate_, ops.can_activate_ = T.activate_, T.can_activate_
 
-  -- additions take a pending convolution's residual (pthcv.jit.fuse)
-  def("aten::add(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", function(a, b, alpha)
-    if fuse.is_pending(a) or fuse.is_pending(b) then
-      local q = fuse.add(a, b, alpha, false)
-      if q then return q end
-      a, b = fuse.force(a), fuse.force(b)
-    end
-    return add(a, b, alpha)
-  end, { fused = true })
+  def("aten::add(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", add)
+  -- (a float32 add_ of one shape is one dispatched op: pthcv.nn.plan fuses it
+  -- into the convolution that made self, as a residual)
   def("aten::add_(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)", function(a, b, alpha)
-    if fuse.is_pending(a) or fuse.is_pending(b) then
-      local q = fuse.add(a, b, alpha, true)
-      if q then return q end
-      local t = fuse.force(a)
-      T.copy_into(t, add(t, fuse.force(b), alpha))
-      return a
+    if (alpha == 1 or alpha == None or alpha == nil) and is_tensor(a) and is_tensor(b) and a.dtype == "float32"
+       and b.dtype == "float32" and a.numel > 0 and a.ndim > 0 and same_shape(a, b) then
+      before_write(a)
+      return D.call("Tensor.add_", ADD_, add_inplace_impl, a, b)
     end
     return T.copy_into(a, add(a, b, alpha))
-  end, { fused = true })
+  end)
   def("aten::sub(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", sub)
   def("aten::sub_(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)",
       function(a, b, alpha) return T.copy_into(a, sub(a, b, alpha)) end)
@@ -298,10 +346,7 @@ return function(ops)
       function(x) return x:contiguous() end)
   def("aten::is_floating_point(Tensor self) -> bool", function(x) return x.is_floating_point end)
   def("aten::numel(Tensor self) -> int", function(x) return x.numel end)
-  def("aten::dim(Tensor self) -> int", function(x)
-    if fuse.is_pending(x) then return #fuse.shape(x) end
-    return x.ndim
-  end, { fused = true })
+  def("aten::dim(Tensor self) -> int", function(x) return x.ndim end)
   -- aten::to's overloads, told apart by the values: (dtype), (device,
   -- dtype), (other tensor), each followed by non_blocking and copy.
   def("aten::to(Tensor(a) self, a=None, b=None, c=None, d=None, e=None, *, MemoryFormat? memory_format=None) -> Tensor(a)",

@@ -70,15 +70,24 @@ local function twin_of(g, s, e, where, gone)
   return ffi.gc(ct, C.pthcv_tensor_release)
 end
 
--- The packs a plan runs as they are: those of the ops it runs as recorded,
--- and the leads' own of steps that fold nothing into them. The others its
+-- The packs a plan runs as they are: those of the ops it runs as recorded
+-- (F.conv2d's and F.linear's cached ones included), and the leads' own of
+-- steps that fold nothing into them. The others its
 -- steps replace are freed as soon as the step has what it needs from them
 -- (F.pack_evict: a pass without the plan makes them again).
+-- The pack F.conv2d / F.linear keep for the weights of op e (match.conv /
+-- match.linear's info), or nil.
+local function cached_pack(info)
+  return info and info.weight and F.pack_cached(info.weight, info.bias, info.rec) or nil
+end
+
 local function packs_in_use(g, steps, action)
   local used = {}
   for i, e in ipairs(g.ops) do
     if not action[i] then
       for _, d in ipairs(e.args) do if d.k == "c" and type(d.v) == "table" then used[d.v] = true end end
+      local pk = cached_pack(match.conv(e) or match.linear(e))
+      if pk then used[pk] = true end
     end
   end
   for _, st in ipairs(steps) do
@@ -90,7 +99,7 @@ local function packs_in_use(g, steps, action)
 end
 
 local function evict(used, c)
-  local pk = c.info.pack
+  local pk = c.info.pack or cached_pack(c.info)
   if pk and not used[pk] then F.pack_evict(pk) end
 end
 
@@ -121,7 +130,8 @@ end
 local function dying(g, plan, path_of)
   local after = {}
   for s, sl in ipairs(g.slots) do
-    if sl.producer > 0 and not sl.escapes and not sl.held and not plan.twins[s] then
+    -- (a value overwritten in place lives on as its next version, the tensor's)
+    if sl.producer > 0 and not sl.escapes and not sl.held and not sl.overwritten and not plan.twins[s] then
       local last = sl.producer
       for _, u in ipairs(sl.uses) do last = math.max(last, u.op) end
       local e = g.ops[sl.producer]

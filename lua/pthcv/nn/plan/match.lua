@@ -84,7 +84,8 @@ function M.batch_norm(e, s)
 end
 
 -- An activation record of an op that runs nothing else (F.relu, F.silu,
--- F.hardtanh, ...), as pthcv.nn.args makes them; nil otherwise.
+-- F.hardtanh, ... and pthcv.jit's in-place forms F.relu_, ..., whose
+-- record has inplace = true), as pthcv.nn.args makes them; nil otherwise.
 function M.activation(e)
   local r = e.rec
   if type(r) ~= "table" or r.op ~= e.op or not r.kind or not r.key or not A.ACT[r.kind] or e.nargs ~= 1 then
@@ -95,7 +96,9 @@ end
 
 -- Elementwise a op b (Tensor.add, F.add, the + operator...): the binary
 -- record's code (0 add, 2 mul) when both operands are tensors.
-local BINARY = { ["Tensor.add"] = 0, ["F.add"] = 0, ["Tensor.mul"] = 2, ["F.mul"] = 2 }
+-- "Tensor.add_" (pthcv.jit's add_) writes into its first operand: a new
+-- version of it (record.lua), matched as the add it is.
+local BINARY = { ["Tensor.add"] = 0, ["F.add"] = 0, ["Tensor.mul"] = 2, ["F.mul"] = 2, ["Tensor.add_"] = 0 }
 function M.binary(e, code)
   if BINARY[e.op] ~= code or type(e.rec) ~= "table" or e.rec.code ~= code or e.nargs ~= 2 then return false end
   local a, b = e.args[1], e.args[2]

@@ -29,6 +29,9 @@
 --           channel shuffle consumes the result alone and every input
 --           lies within one group, the destination is the shuffled
 --           tensor and each input's slice is every g-th channel of it.
+-- In-place ops (record.lua: F.relu_, Tensor.add_) are members as the op
+-- they are, on the value they overwrite; replay.lua puts the step's result
+-- into that tensor.
 -- A step's members are the recorded ops it replaces. Its work happens at
 -- exec (the last member, where every operand has been seen; a cat's at the
 -- cat itself), its result is handed out at last; the members before last
@@ -78,6 +81,9 @@ local function chain_from(g, i, next1, taken)
     local f = j and not taken[j] and g.ops[j]
     local fout = f and match.out(f)
     if not fout then break end
+    -- an op writing in place joins only when it overwrites the chain's own
+    -- value (which nothing else reads: next1), never its other operand
+    if f.inplace and slot(f, 1) ~= tail then break end
     local bn = not c.bn and not c.res and not acted and match.batch_norm(f, tail)
     if bn then
       c.bn = bn

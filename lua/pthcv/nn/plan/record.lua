@@ -15,7 +15,12 @@
 --   {k = "l", items = {descriptions}}   a list of tensors (F.cat's)
 -- and its results as slots: out = {slot, ...}, where a result that is a
 -- list of tensors (F.chunk) is {list = {slot, ...}}, and a result that is
--- already a slot (an op that returned its input) keeps its slot (alias).
+-- already a slot (an op that returned its input) keeps its slot (alias),
+-- except for an op that wrote into its first operand and returned it (its
+-- record says inplace = true: "F.relu_", "Tensor.add_"): e.inplace is set
+-- and its result is a new slot, a new version of the same tensor (the old
+-- slot's overwritten names it), so the ops after it read the new version
+-- and the old one's uses end with the op that overwrote it.
 -- Each slot keeps the layout of the value it had (shape, stride, offset,
 -- dtype, numel, extent) and its uses {op = i, arg = j [, item = k]}; a
 -- slot among the forward's results escapes; a slot whose value Lua still
@@ -107,8 +112,18 @@ function M.run(root, fn, ...)
     return { k = "c", v = v }
   end
 
-  local function result(v, i)
-    if is_tensor(v) then return slot_of[v] or new_slot(v, i) end
+  local function result(v, i, inplace)
+    if is_tensor(v) then
+      local s = slot_of[v]
+      -- an op that wrote into its operand (rec.inplace): the value it made
+      -- is a new version of that tensor; the old one is read no more
+      if s and inplace then
+        local v2 = new_slot(v, i)
+        g.slots[s].overwritten = v2
+        return v2
+      end
+      return s or new_slot(v, i)
+    end
     if plain_list(v) then
       local l = {}
       for j, x in ipairs(v) do l[j] = is_tensor(x) and (slot_of[x] or new_slot(x, i)) or false end
@@ -143,7 +158,9 @@ function M.run(root, fn, ...)
     if not res[1] then error(res[2], 0) end
     g.ops[i] = e
     e.out, e.nres = {}, res.n - 1
-    for j = 2, res.n do e.out[j - 1] = result(res[j], i) end
+    local inplace = type(rec) == "table" and rec.inplace == true and res.n == 2 and rawequal(res[2], a[1])
+    e.inplace = inplace or nil
+    for j = 2, res.n do e.out[j - 1] = result(res[j], i, inplace) end
     return unpack(res, 2, res.n)
   end
 

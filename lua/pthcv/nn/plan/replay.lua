@@ -226,6 +226,18 @@ local function free_dead(ctx, l)
   end
 end
 
+-- A step ending with an op that writes in place (record.lua: e.inplace)
+-- hands out the step's result v in the tensor the op overwrites, dst: a
+-- placeholder of the step (optimize.lua only fuses an op that overwrites
+-- the step's own value, which nothing else reads), now holding v's bytes.
+local function overwrite(ctx, dst, v)
+  C.pthcv_tensor_retain(v.ct)
+  C.pthcv_tensor_release(dst.ct)
+  dst.ct = v.ct
+  ctx.twin_slot[dst] = nil
+  return dst
+end
+
 -- ---- the hook ------------------------------------------------------------------------
 local function make_hook(ctx)
   local plan = ctx.plan
@@ -272,8 +284,18 @@ local function make_hook(ctx)
     local out = e.out[1]
     if i == st.last then
       local v = ctx.val[st]
+      if e.inplace then v = overwrite(ctx, (select(1, ...)), v) end
       env[out] = v
       return v
+    end
+    if e.inplace then
+      -- the tensor it overwrites is this step's placeholder already: it
+      -- stands for the new version (computed again from the old one's
+      -- inputs should the pass leave the plan)
+      local t = (select(1, ...))
+      env[out] = t
+      ctx.twin_slot[t], ctx.is_twin[out] = out, true
+      return t
     end
     local t = wrap(twins[out])   -- a new reference to the plan's placeholder
     env[out] = t

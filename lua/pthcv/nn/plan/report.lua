@@ -29,7 +29,8 @@ local function written(g, e)
     local list = type(s) == "table" and s.list or { s }
     for _, x in ipairs(list) do
       local sl = x and g.slots[x]
-      if sl and sl.producer == e.index and not storages[sl.storage] then
+      -- (an op writing in place, record.lua's e.inplace, writes its operand's bytes)
+      if sl and sl.producer == e.index and (e.inplace or not storages[sl.storage]) then
         bytes, kernel = bytes + sl.nbytes, true
         storages[sl.storage] = true
       end

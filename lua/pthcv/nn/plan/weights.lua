@@ -23,6 +23,9 @@ local M = {}
 -- lead pack or weight tensor -> {[key] = pack}
 local cache = setmetatable({}, { __mode = "k" })
 
+-- Forgets the fused packs made from weight (its values were changed in place).
+function M.forget(weight) cache[weight] = nil end
+
 -- The live C handle of a pack (F.pack_restore remakes an evicted one).
 function M.handle(pk)
   local h = pk.handle
