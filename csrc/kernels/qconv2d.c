@@ -372,11 +372,6 @@ typedef struct {
     atomic_int failed;
 } qdw_ctx;
 
-PTHCV_SIMD static void widen_row(float *restrict d, const uint8_t *restrict s, int64_t n, float zx)
-{
-    for (int64_t i = 0; i < n; i++) d[i] = (float)s[i] - zx;
-}
-
 static void qdw_task(void *vctx, int64_t begin, int64_t end)
 {
     qdw_ctx *d = vctx;
@@ -393,11 +388,12 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
     float *acc = buf + size;
     memset(buf, 0, sizeof(float) * (size_t)size); /* the border is real 0: x - zx = 0 */
     int64_t mult = q->cout / q->groups;
+    void (*widen)(float *, const uint8_t *, int64_t, float) = pthcv_qstore_now()->widen;
     size_t ob = d->qp->rq.out_float ? sizeof(float) : 1;
     for (int64_t t = begin; t < end; t++) {
         int64_t img = t / q->cout, oc = t % q->cout, ic = oc / mult;
         const uint8_t *src = x->x + (img * x->cin + ic) * x->h * x->w;
-        for (int64_t y = 0; y < x->h; y++) widen_row(buf + (y + ph) * ldi + pw, src + y * x->w, x->w, (float)x->zx);
+        for (int64_t y = 0; y < x->h; y++) widen(buf + (y + ph) * ldi + pw, src + y * x->w, x->w, (float)x->zx);
         pthcv_dw_args a = {
             .in = buf,
             .ldi = ldi,

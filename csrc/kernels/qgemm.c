@@ -140,17 +140,15 @@ void pthcv_qgemm_pack_x_rows(const pthcv_qgemm_kernel *k, void *dst, const uint8
  * 1.5 * 2^23: below 2^22 that leaves the nearest integer; the zero point
  * after the rounding, as QNNPACK's. Plain float operations in a fixed order:
  * every clone computes the same bits. */
-/* rows x n values of acc (row stride nr) to uint8 out (row stride ldo, and
- * res's): row r with off[r] and mul[r]. The GEMM hands over a whole MR x NR
- * tile per call (a 32-column row alone does not pay for a call). */
-PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, int n, int nr,
-                                       const int32_t *restrict off, const float *restrict mul, float lo, float hi,
-                                       int32_t zy, const uint8_t *restrict res, int32_t zr, float rmul,
-                                       uint8_t *restrict o, int64_t ldo)
+/* The reference stores of qgemm.h's pthcv_qstore_fns. */
+PTHCV_SIMD static void qstore_tile_scalar(const pthcv_qstore *s, const int32_t *restrict acc, int rows, int n,
+                                          int64_t lda, const int32_t *restrict off, const float *restrict mul,
+                                          const uint8_t *restrict res, uint8_t *restrict o, int64_t ldo)
 {
-    const float magic = 12582912.0f;
+    const float magic = 12582912.0f, lo = s->lo, hi = s->hi, rmul = s->rmul;
+    const int32_t zy = s->zy, zr = s->zr;
     for (int r = 0; r < rows; r++) {
-        const int32_t *a = acc + r * nr;
+        const int32_t *a = acc + r * lda;
         uint8_t *d = o + r * ldo;
         const uint8_t *rr = res ? res + r * ldo : NULL;
         float m = mul[r];
@@ -170,14 +168,14 @@ PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, in
     }
 }
 
-/* The same from sums held exactly in floats (the depthwise path's, below
- * 2^24, so acc + off is the same float as (float)(int sum + off)); zx is
- * already out of them. */
-PTHCV_SIMD static void requant_fsum_u8(const float *restrict acc, int64_t n, float off, float mul, float lo, float hi,
-                                       int32_t zy, const uint8_t *restrict res, int32_t zr, float rmul,
-                                       uint8_t *restrict o)
+/* From sums held exactly in floats (the depthwise path's, below 2^24, so
+ * acc + off is the same float as (float)(int sum + off)); zx is already out
+ * of them. */
+PTHCV_SIMD static void qstore_fsum_scalar(const pthcv_qstore *s, const float *restrict acc, int64_t n, float off,
+                                          float mul, const uint8_t *restrict res, uint8_t *restrict o)
 {
-    const float magic = 12582912.0f;
+    const float magic = 12582912.0f, lo = s->lo, hi = s->hi, rmul = s->rmul;
+    const int32_t zy = s->zy, zr = s->zr;
     if (res)
         for (int64_t j = 0; j < n; j++) {
             float v = (acc[j] + off) * mul + (float)(res[j] - zr) * rmul;
@@ -192,6 +190,28 @@ PTHCV_SIMD static void requant_fsum_u8(const float *restrict acc, int64_t n, flo
         }
 }
 
+PTHCV_SIMD static void qstore_widen_scalar(float *restrict d, const uint8_t *restrict s, int64_t n, float zx)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = (float)s[i] - zx;
+}
+
+const pthcv_qstore_fns pthcv_qstore_scalar = {qstore_tile_scalar, qstore_fsum_scalar, qstore_widen_scalar};
+
+const pthcv_qstore_fns *pthcv_qstore_now(void)
+{
+#if defined(__x86_64__)
+    int isa = pthcv_isa();
+    if (isa == PTHCV_ISA_AVX512) return &pthcv_qstore_avx512;
+    if (isa == PTHCV_ISA_AVX2) return &pthcv_qstore_avx2;
+#endif
+    return &pthcv_qstore_scalar;
+}
+
+static void qstore_of(const pthcv_requant *q, pthcv_qstore *s)
+{
+    s->lo = (float)(q->lo - q->zy), s->hi = (float)(q->hi - q->zy), s->zy = q->zy, s->zr = q->zr, s->rmul = q->rmul;
+}
+
 void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *acc, int64_t n, void *out,
                               const uint8_t *res)
 {
@@ -203,8 +223,9 @@ void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *ac
         }
         return;
     }
-    requant_fsum_u8(acc, n, (float)q->bq[m], q->mul[m], (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
-                    q->zr, q->rmul, out);
+    pthcv_qstore s;
+    qstore_of(q, &s);
+    pthcv_qstore_now()->fsum(&s, acc, n, (float)q->bq[m], q->mul[m], res, out);
 }
 
 PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t off, float mul, float add, float lo,
@@ -221,10 +242,13 @@ void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *a
                              const uint8_t *res)
 {
     int32_t off = q->bq[m] - q->zx * q->wsum[m];
-    if (q->out_float) requant_f32(acc, n, off - q->bq[m], q->mul[m], q->add[m], q->flo, q->fhi, out);
-    else
-        requant_tile_u8(acc, 1, n, n, &off, q->mul + m, (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
-                        q->zr, q->rmul, out, n);
+    if (q->out_float) {
+        requant_f32(acc, n, off - q->bq[m], q->mul[m], q->add[m], q->flo, q->fhi, out);
+        return;
+    }
+    pthcv_qstore s;
+    qstore_of(q, &s);
+    pthcv_qstore_now()->tile(&s, acc, 1, n, n, &off, q->mul + m, res, out, n);
 }
 
 static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int32_t *acc, int n, int nr, char *out,
@@ -237,8 +261,9 @@ static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int
     }
     int32_t off[16];
     for (int r = 0; r < rows; r++) off[r] = q->bq[m0 + r] - q->zx * q->wsum[m0 + r];
-    requant_tile_u8(acc, rows, n, nr, off, q->mul + m0, (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
-                    q->zr, q->rmul, (uint8_t *)out, ldo);
+    pthcv_qstore s;
+    qstore_of(q, &s);
+    pthcv_qstore_now()->tile(&s, acc, rows, n, nr, off, q->mul + m0, res, (uint8_t *)out, ldo);
 }
 
 /* ---- the driver ------------------------------------------------------------------------------ */
