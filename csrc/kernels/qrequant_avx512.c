@@ -4,7 +4,7 @@
  * partial vector under a mask. The reference's operations in its order
  * (no fused multiply-add); the rounding half to even is the conversion's
  * embedded rounding, which gives the reference's (v + 1.5 * 2^23) - 1.5 * 2^23
- * for the clamped |v| <= 255; vpmovusdb stores the bytes.
+ * for the clamped |v| <= 255; vpmovusdb packs the bytes.
  */
 #include "qgemm.h"
 #include <immintrin.h>
@@ -24,7 +24,9 @@ static AI void store16(const pthcv_qstore *s, __m512 v, const uint8_t *res, uint
     v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(s->lo)), _mm512_set1_ps(s->hi));
     __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
                                  _mm512_set1_epi32(s->zy));
-    _mm512_mask_cvtusepi32_storeu_epi8(out, m, q);
+    __m128i b = _mm512_cvtusepi32_epi8(q); /* to a register, then stored: the store form is slow on some CPUs */
+    if (m == 0xffff) _mm_storeu_si128((__m128i *)out, b);
+    else _mm_mask_storeu_epi8(out, m, b);
 }
 
 static void tile(const pthcv_qstore *s, const int32_t *acc, int rows, int n, int64_t lda, const int32_t *off,
