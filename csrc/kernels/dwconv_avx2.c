@@ -21,33 +21,7 @@ enum { DW_ROWS = 4 };
 
 #define AI inline __attribute__((always_inline))
 
-/* the even (odd = 0) or odd (odd = 1) columns of lo:hi, in order */
-static AI __m256 split(__m256 lo, __m256 hi, const int odd)
-{
-    __m256 t = odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))
-                   : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
-}
-
-/* in[0], in[2], ..., in[14] */
-static AI __m256 load_even(const float *in) { return split(_mm256_loadu_ps(in), _mm256_loadu_ps(in + 8), 0); }
-
-/* The KW tap vectors of one input row for 8 output columns, row pointing at
- * the input column of the first: t[kx] holds row[ox * S + kx]. */
-static AI void row_taps(const float *row, const int KW, const int S, __m256 *t)
-{
-    if (S == 1) {
-#pragma GCC unroll 5
-        for (int kx = 0; kx < KW; kx++) t[kx] = _mm256_loadu_ps(row + kx);
-        return;
-    }
-#pragma GCC unroll 3
-    for (int kx = 0; kx < KW; kx += 2) {
-        __m256 lo = _mm256_loadu_ps(row + kx), hi = _mm256_loadu_ps(row + kx + 8);
-        t[kx] = split(lo, hi, 0);
-        if (kx + 1 < KW) t[kx + 1] = split(lo, hi, 1);
-    }
-}
+#include "dwconv_taps_avx2.h"
 
 static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m256 acc, __m256 lo, __m256 hi)
 {

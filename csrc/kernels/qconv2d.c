@@ -23,8 +23,7 @@
  * each tile is stored. All sums are exact integers, so results do not
  * depend on the instruction set, the thread count or the blocking.
  */
-#include "dwconv.h"
-#include "qgemm.h"
+#include "qdwconv.h"
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -369,8 +368,21 @@ typedef struct {
     const uint8_t *res;
     const qparams *qp;
     void (*plane)(const pthcv_dw_args *);
+    pthcv_qdw_plane_fn fused; /* or NULL: plane, then fsum */
+    pthcv_qstore store;
     atomic_int failed;
 } qdw_ctx;
+
+pthcv_qdw_plane_fn pthcv_qdw_plane_for(int isa, int kh, int kw, int stride)
+{
+    if (!((kh == 3 && kw == 3) || (kh == 5 && kw == 5)) || (stride != 1 && stride != 2)) return NULL;
+#if defined(__x86_64__)
+    if (isa == PTHCV_ISA_AVX512) return pthcv_qdw_plane_avx512;
+    if (isa == PTHCV_ISA_AVX2) return pthcv_qdw_plane_avx2;
+#endif
+    (void)isa;
+    return NULL;
+}
 
 static void qdw_task(void *vctx, int64_t begin, int64_t end)
 {
@@ -380,12 +392,12 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
     int ph = q->p.padding[0], pw = q->p.padding[1];
     int64_t hp = x->h + 2 * ph, wp = x->w + 2 * pw, plane_out = x->oh * x->ow;
     int64_t ldi = wp + PTHCV_DW_SLACK, size = hp * ldi + PTHCV_DW_SLACK;
-    float *buf = pthcv_scratch(PTHCV_SCRATCH_DW, (size_t)(size + plane_out)); /* the plane, the sums */
+    float *buf = pthcv_scratch(PTHCV_SCRATCH_DW, (size_t)(size + plane_out)); /* the plane, the sums if not fused */
     if (!buf) {
         atomic_store(&d->failed, 1);
         return;
     }
-    float *acc = buf + size;
+    float *acc = d->fused ? NULL : buf + size;
     memset(buf, 0, sizeof(float) * (size_t)size); /* the border is real 0: x - zx = 0 */
     int64_t mult = q->cout / q->groups;
     void (*widen)(float *, const uint8_t *, int64_t, float) = pthcv_qstore_now()->widen;
@@ -409,9 +421,19 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
             .lo = -INFINITY,
             .hi = INFINITY,
         };
+        const uint8_t *res = d->res ? d->res + t * plane_out : NULL;
+        if (d->fused) {
+            pthcv_qdw_args qa = {.dw = a,
+                                 .s = &d->store,
+                                 .off = (float)d->qp->rq.bq[oc],
+                                 .mul = d->qp->rq.mul[oc],
+                                 .res = res,
+                                 .out = (uint8_t *)d->out + t * plane_out};
+            d->fused(&qa);
+            continue;
+        }
         d->plane(&a);
-        pthcv_qgemm_requant_fsum(&d->qp->rq, oc, acc, plane_out, (char *)d->out + t * plane_out * ob,
-                                 d->res ? d->res + t * plane_out : NULL);
+        pthcv_qgemm_requant_fsum(&d->qp->rq, oc, acc, plane_out, (char *)d->out + t * plane_out * ob, res);
     }
 }
 
@@ -420,6 +442,8 @@ static int forward_qdw(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, void
 {
     qdw_ctx d = {.q = q, .x = x, .out = out, .res = res, .qp = qp};
     d.plane = pthcv_dw_plane_for(pthcv_isa());
+    d.fused = qp->rq.out_float ? NULL : pthcv_qdw_plane_for(pthcv_isa(), (int)q->kh, (int)q->kw, q->p.stride[0]);
+    pthcv_qgemm_qstore_of(&qp->rq, &d.store);
     atomic_init(&d.failed, 0);
     pthcv_parallel_for(batch * q->cout, 1, qdw_task, &d);
     if (atomic_load(&d.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "qconv2d: out of memory for the padded planes");

@@ -207,7 +207,7 @@ const pthcv_qstore_fns *pthcv_qstore_now(void)
     return &pthcv_qstore_scalar;
 }
 
-static void qstore_of(const pthcv_requant *q, pthcv_qstore *s)
+void pthcv_qgemm_qstore_of(const pthcv_requant *q, pthcv_qstore *s)
 {
     s->lo = (float)(q->lo - q->zy), s->hi = (float)(q->hi - q->zy), s->zy = q->zy, s->zr = q->zr, s->rmul = q->rmul;
 }
@@ -224,7 +224,7 @@ void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *ac
         return;
     }
     pthcv_qstore s;
-    qstore_of(q, &s);
+    pthcv_qgemm_qstore_of(q, &s);
     pthcv_qstore_now()->fsum(&s, acc, n, (float)q->bq[m], q->mul[m], res, out);
 }
 
@@ -247,7 +247,7 @@ void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *a
         return;
     }
     pthcv_qstore s;
-    qstore_of(q, &s);
+    pthcv_qgemm_qstore_of(q, &s);
     pthcv_qstore_now()->tile(&s, acc, 1, n, n, &off, q->mul + m, res, out, n);
 }
 
@@ -262,7 +262,7 @@ static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int
     int32_t off[16];
     for (int r = 0; r < rows; r++) off[r] = q->bq[m0 + r] - q->zx * q->wsum[m0 + r];
     pthcv_qstore s;
-    qstore_of(q, &s);
+    pthcv_qgemm_qstore_of(q, &s);
     pthcv_qstore_now()->tile(&s, acc, rows, n, nr, off, q->mul + m0, res, (uint8_t *)out, ldo);
 }
 

@@ -120,6 +120,9 @@ typedef struct pthcv_qstore_fns {
 extern const pthcv_qstore_fns pthcv_qstore_scalar, pthcv_qstore_avx2, pthcv_qstore_avx512;
 /* The set of the instruction set in use (the scalar one where none is written). */
 const pthcv_qstore_fns *pthcv_qstore_now(void);
+/* A uint8 requantization's store parameters (pthcv_requant below). */
+struct pthcv_requant;
+void pthcv_qgemm_qstore_of(const struct pthcv_requant *q, pthcv_qstore *s);
 
 /* A batch of problems p = 0..nprob-1 (images x groups): problem p uses W set
  * p % nsets and writes out + p * out_pstride (row m, column j at
