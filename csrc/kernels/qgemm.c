@@ -315,12 +315,15 @@ static void qgemm_task(void *vctx, int64_t begin, int64_t end)
         size_t ob = g->rq.out_float ? sizeof(float) : 1;
         char *out = (char *)g->out + p * g->out_pstride * ob;
         const uint8_t *res = g->rq.res ? g->rq.res + p * g->res_pstride : NULL;
-        for (int64_t jp = 0; jp < np; jp++) {
-            int64_t j = j0 + jp * nr;
-            int n = (int)(g->N - j < nr ? g->N - j : nr);
-            for (int64_t ip = 0; ip < ni; ip++) {
-                int64_t m = i0 + ip * mr;
-                int rows = (int)(i1 - m < mr ? i1 - m : mr);
+        /* row panel by row panel: each output row's nc values are written
+         * one after the other (whole cache lines), not nr at a time across
+         * every row of M */
+        for (int64_t ip = 0; ip < ni; ip++) {
+            int64_t m = i0 + ip * mr;
+            int rows = (int)(i1 - m < mr ? i1 - m : mr);
+            for (int64_t jp = 0; jp < np; jp++) {
+                int64_t j = j0 + jp * nr;
+                int n = (int)(g->N - j < nr ? g->N - j : nr);
                 requant_tile(&g->rq, set * g->M + m, rows, acc + (jp * mp + ip) * mr * nr, n, nr,
                              out + (m * g->ldo + j) * ob, g->ldo, res ? res + m * g->ldo + j : NULL);
             }
