@@ -331,6 +331,36 @@ static void qgemm_task(void *vctx, int64_t begin, int64_t end)
     }
 }
 
+/* The tasks: blocks of columns as wide as the cache allows (k->nc) on one
+ * thread. On more, the split of columns (whole panels of NR) and rows
+ * (whole panels of MR) whose slowest thread has least to do: tasks are
+ * taken one by one, so with T threads and t equal tasks of c units each the
+ * last thread ends after ceil(t / T) c. A task's units: its column panels
+ * times (its row panels + 1/2, the packing of its X, which every row range
+ * repeats). Ties go to fewer tasks. The split changes no sum: the results
+ * are the same for every thread count. */
+static void split_work(qgemm_ctx *x, const pthcv_qgemm_problem *g, int threads)
+{
+    const pthcv_qgemm_kernel *k = g->kernel;
+    int64_t pn = cdiv(g->N, k->nr), pm = cdiv(g->M, k->mr), nn0 = cdiv(g->N, k->nc);
+    int64_t best_ppb = cdiv(pn, nn0), best_mpb = pm, best_cost = -1, best_tasks = 0;
+    for (int64_t nn = nn0; threads > 1 && nn <= pn && nn <= nn0 + 16; nn++) {
+        int64_t ppb = cdiv(pn, nn), nn_eff = cdiv(pn, ppb);
+        if (nn_eff != nn) continue; /* the same split as a smaller nn */
+        for (int64_t nm = 1; nm <= pm && nm <= 16; nm++) {
+            int64_t mpb = cdiv(pm, nm);
+            if (cdiv(pm, mpb) != nm) continue;
+            int64_t tasks = g->nprob * nn * nm, cost = cdiv(tasks, threads) * ppb * (2 * mpb + 1);
+            if (best_cost < 0 || cost < best_cost || (cost == best_cost && tasks < best_tasks))
+                best_cost = cost, best_tasks = tasks, best_ppb = ppb, best_mpb = mpb;
+        }
+    }
+    x->nc = best_ppb * k->nr;
+    x->nn = cdiv(g->N, x->nc);
+    x->mstep = best_mpb * k->mr;
+    x->nm = cdiv(g->M, x->mstep);
+}
+
 int pthcv_qgemm_run(const pthcv_qgemm_problem *g)
 {
     const pthcv_qgemm_kernel *k = g->kernel;
@@ -338,19 +368,7 @@ int pthcv_qgemm_run(const pthcv_qgemm_problem *g)
     qgemm_ctx x = {.g = g, .kp = pthcv_qgemm_kpad(k, g->K)};
     int64_t nk = cdiv(x.kp, k->kc);
     x.kcs = cdiv(cdiv(x.kp, nk), k->kg) * k->kg;
-    /* blocks of columns: as wide as the cache allows, narrower (down to one
-     * panel) until every thread has two blocks */
-    int threads = pthcv_get_num_threads();
-    int64_t pn = cdiv(g->N, k->nr);
-    int64_t nn = cdiv(g->N, k->nc);
-    while (threads > 1 && g->nprob * nn < 2 * threads && nn < pn) nn++;
-    x.nc = cdiv(cdiv(g->N, nn), k->nr) * k->nr;
-    x.nn = cdiv(g->N, x.nc);
-    /* few columns (small maps, a linear layer): the rows are split too */
-    int64_t pm = cdiv(g->M, k->mr), nm = 1;
-    while (threads > 1 && g->nprob * x.nn * nm < 2 * threads && nm < pm) nm++;
-    x.mstep = cdiv(cdiv(g->M, nm), k->mr) * k->mr;
-    x.nm = cdiv(g->M, x.mstep);
+    split_work(&x, g, pthcv_get_num_threads());
     atomic_init(&x.failed, 0);
     pthcv_parallel_for(g->nprob * x.nn * x.nm, 1, qgemm_task, &x);
     if (atomic_load(&x.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "qgemm: out of memory for the packing buffers");
