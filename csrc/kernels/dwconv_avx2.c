@@ -37,20 +37,7 @@ static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m256 
     }
 }
 
-typedef __m256 dw_vec;
-typedef const __m256 *dw_weights;
-enum { DW_LANES = 8 };
-#define dw_set1 _mm256_set1_ps
-#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) _mm256_fmadd_ps((wt)[(ky) * (KW) + (kx)], t, acc)
 #include "dwconv_rows.h"
-
-static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
-{
-    __m256 w[25];
-#pragma GCC unroll 25
-    for (int i = 0; i < KH * KW; i++) w[i] = _mm256_set1_ps(a->w[i]);
-    plane_rows(a, w, KH, KW, S);
-}
 
 /* Any size, one output row at a time, taps D apart (dilation; 1 for the
  * plain kernel, whose 3x3 and 5x5 take plane_fixed). KH and KW are

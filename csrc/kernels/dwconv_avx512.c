@@ -32,23 +32,7 @@ static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m512 
     _mm512_mask_storeu_ps(a->out + oy * a->ow + ox, m, _mm512_min_ps(_mm512_max_ps(acc, lo), hi));
 }
 
-typedef __m512 dw_vec;
-typedef const __m512 *dw_weights;
-enum { DW_LANES = 16 };
-#define dw_set1 _mm512_set1_ps
-/* 3x3: the weights stay in registers (wt); 5x5's 25 would spill (with the
- * accumulators and taps), they are broadcast from memory by the FMAs */
-#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) \
-    _mm512_fmadd_ps((KH) == 3 ? (wt)[(ky)*3 + (kx)] : _mm512_set1_ps((w)[(ky) * (KW) + (kx)]), t, acc)
 #include "dwconv_rows.h"
-
-static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
-{
-    __m512 w3[9];
-#pragma GCC unroll 9
-    for (int i = 0; i < 9; i++) w3[i] = KH == 3 ? _mm512_set1_ps(a->w[i]) : _mm512_setzero_ps();
-    plane_rows(a, w3, KH, KW, S);
-}
 
 /* Any size, one output row at a time, taps D apart (dilation; 1 for the
  * plain kernel, whose 3x3 and 5x5 take plane_fixed). KH and KW are

@@ -1,8 +1,10 @@
 /*
- * dwconv_taps_avx2.h -- the input side of the AVX2 depthwise row loop
- * (internal): the tap vectors of one input row, stride 1 or 2. Included by
- * dwconv_avx2.c (float) and qdwconv_avx2.c (int8, the same loop with a
- * requantizing store), after AI is defined.
+ * dwconv_taps_avx2.h -- the AVX2 side of the depthwise row loop
+ * (internal; dwconv_rows.h): the tap vectors of one input row (stride 1 or
+ * 2), the vector type and tap of the loop, and plane_fixed (3x3 and 5x5 in
+ * row blocks). Included by dwconv_avx2.c (float) and qdwconv_avx2.c (int8,
+ * the same loop with a requantizing store), after AI and DW_ROWS; the
+ * including file then defines store_row and includes dwconv_rows.h.
  */
 #ifndef PTHCV_DWCONV_TAPS_AVX2_H
 #define PTHCV_DWCONV_TAPS_AVX2_H
@@ -35,6 +37,23 @@ static AI void row_taps(const float *row, const int KW, const int S, __m256 *t)
         t[kx] = split(lo, hi, 0);
         if (kx + 1 < KW) t[kx + 1] = split(lo, hi, 1);
     }
+}
+
+typedef __m256 dw_vec;
+typedef const __m256 *dw_weights;
+enum { DW_LANES = 8 };
+#define dw_set1 _mm256_set1_ps
+#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) _mm256_fmadd_ps((wt)[(ky) * (KW) + (kx)], t, acc)
+
+/* dwconv_rows.h's, defined after the including file's store_row */
+static AI void plane_rows(const pthcv_dw_args *a, dw_weights wt, const int KH, const int KW, const int S);
+
+static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
+{
+    __m256 w[25];
+#pragma GCC unroll 25
+    for (int i = 0; i < KH * KW; i++) w[i] = _mm256_set1_ps(a->w[i]);
+    plane_rows(a, w, KH, KW, S);
 }
 
 #endif

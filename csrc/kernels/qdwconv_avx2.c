@@ -22,27 +22,15 @@ static AI void store_row(const pthcv_dw_args *d, int64_t oy, int64_t ox, __m256 
     else store_part(a->s, v, a->res ? a->res + at : NULL, a->out + at, d->ow - ox);
 }
 
-typedef __m256 dw_vec;
-typedef const __m256 *dw_weights;
-enum { DW_LANES = 8 };
-#define dw_set1 _mm256_set1_ps
-#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) _mm256_fmadd_ps((wt)[(ky) * (KW) + (kx)], t, acc)
 #include "dwconv_rows.h"
 
-static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
-{
-    __m256 w[25];
-#pragma GCC unroll 25
-    for (int i = 0; i < KH * KW; i++) w[i] = _mm256_set1_ps(a->w[i]);
-    plane_rows(a, w, KH, KW, S);
-}
+#define DW_FIXED_ONLY
+#include "dwconv_entry.h"
 
 void pthcv_qdw_plane_avx2(const pthcv_qdw_args *q)
 {
-    const pthcv_dw_args *a = &q->dw;
-    assert(a->bias == 0.0f && (a->stride == 1 || a->stride == 2));
-    assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
-    if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_fixed(a, 3, 3, 1) : plane_fixed(a, 3, 3, 2);
-    else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_fixed(a, 5, 5, 1) : plane_fixed(a, 5, 5, 2);
-    else assert(!"qdw: 3x3 and 5x5 only");
+    assert(q->dw.bias == 0.0f);
+    int done = dw_fixed_entry(&q->dw);
+    assert(done && "qdw: 3x3 and 5x5 only (pthcv_qdw_plane_for)");
+    (void)done;
 }
