@@ -278,8 +278,9 @@ static size_t xbytes(const pthcv_qgemm_kernel *k) { return k->xtype == PTHCV_QX_
 
 /* Task t: problem p, columns j0..j0+nc-1, rows i0..i1-1 (all of M unless
  * the columns are too few to keep the threads busy). X is packed one K
- * slice at a time; the int32 sums of every W panel wait in a per-thread
- * buffer until the last slice, then are requantized tile by tile. */
+ * slice at a time; the int32 sums of every tile wait in a per-thread
+ * buffer until the last slice, whose tiles are requantized as they are
+ * summed. */
 static void qgemm_task(void *vctx, int64_t begin, int64_t end)
 {
     qgemm_ctx *x = vctx;
@@ -301,32 +302,33 @@ static void qgemm_task(void *vctx, int64_t begin, int64_t end)
         int64_t i1 = i0 + x->mstep < g->M ? i0 + x->mstep : g->M, ni = cdiv(i1 - i0, mr);
         int64_t set = p % g->nsets;
         const char *w = (const char *)g->w + set * g->w_sstride;
+        size_t ob = g->rq.out_float ? sizeof(float) : 1;
+        char *out = (char *)g->out + p * g->out_pstride * ob;
+        const uint8_t *res = g->rq.res ? g->rq.res + p * g->res_pstride : NULL;
         for (int64_t pc = 0; pc < x->kp; pc += x->kcs) {
             int64_t kc = x->kp - pc < x->kcs ? x->kp - pc : x->kcs;
+            int last = pc + kc >= x->kp;
             if (g->pack_x(g->ctx, p, xbuf, pc, kc, j0, np * nr) != 0) {
                 atomic_store(&x->failed, 1);
                 return;
             }
-            for (int64_t jp = 0; jp < np; jp++)
+            /* column panels two at a time, every row panel over them: the
+             * X panels stay in L1 while the W panels go by, and the last K
+             * slice's tiles are requantized as soon as they are summed,
+             * still in L1, a row's two panels one after the other (whole
+             * cache lines of uint8 output for NR = 32) */
+            for (int64_t jq = 0; jq < np; jq += 2)
                 for (int64_t ip = 0; ip < ni; ip++)
-                    k->run(kc, w + ((i0 + ip * mr) * x->kp + pc * mr) * wb, (const char *)xbuf + jp * kc * nr * xb,
-                           acc + (jp * mp + ip) * mr * nr, pc == 0);
-        }
-        size_t ob = g->rq.out_float ? sizeof(float) : 1;
-        char *out = (char *)g->out + p * g->out_pstride * ob;
-        const uint8_t *res = g->rq.res ? g->rq.res + p * g->res_pstride : NULL;
-        /* row panel by row panel: each output row's nc values are written
-         * one after the other (whole cache lines), not nr at a time across
-         * every row of M */
-        for (int64_t ip = 0; ip < ni; ip++) {
-            int64_t m = i0 + ip * mr;
-            int rows = (int)(i1 - m < mr ? i1 - m : mr);
-            for (int64_t jp = 0; jp < np; jp++) {
-                int64_t j = j0 + jp * nr;
-                int n = (int)(g->N - j < nr ? g->N - j : nr);
-                requant_tile(&g->rq, set * g->M + m, rows, acc + (jp * mp + ip) * mr * nr, n, nr,
-                             out + (m * g->ldo + j) * ob, g->ldo, res ? res + m * g->ldo + j : NULL);
-            }
+                    for (int64_t jp = jq; jp < jq + 2 && jp < np; jp++) {
+                        int32_t *c = acc + (jp * mp + ip) * mr * nr;
+                        k->run(kc, w + ((i0 + ip * mr) * x->kp + pc * mr) * wb, (const char *)xbuf + jp * kc * nr * xb,
+                               c, pc == 0);
+                        if (!last) continue;
+                        int64_t m = i0 + ip * mr, j = j0 + jp * nr;
+                        int rows = (int)(i1 - m < mr ? i1 - m : mr), n = (int)(g->N - j < nr ? g->N - j : nr);
+                        requant_tile(&g->rq, set * g->M + m, rows, c, n, nr, out + (m * g->ldo + j) * ob, g->ldo,
+                                     res ? res + m * g->ldo + j : NULL);
+                    }
         }
     }
 }
