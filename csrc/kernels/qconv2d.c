@@ -396,6 +396,9 @@ pthcv_qdw_plane_fn pthcv_qdw_plane_for(int isa, int kh, int kw, int stride)
     if (isa == PTHCV_ISA_AVX512) return pthcv_qdw_plane_avx512;
     if (isa == PTHCV_ISA_AVX2) return pthcv_qdw_plane_avx2;
 #endif
+#if defined(__aarch64__)
+    if (isa == PTHCV_ISA_NEON) return pthcv_qdw_plane_neon;
+#endif
     (void)isa;
     return NULL;
 }

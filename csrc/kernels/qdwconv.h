@@ -1,7 +1,7 @@
 /*
  * qdwconv.h -- the int8 depthwise plane with the requantization in its
  * store (internal; qconv2d.c's depthwise path, qdwconv_avx2.c,
- * qdwconv_avx512.c).
+ * qdwconv_avx512.c, qdwconv_neon.c).
  *
  * The input plane is widened to floats x - zx and padded as dwconv.h wants
  * (dw: its in, ldi, stride, kh, kw, w, oh, ow; bias 0; out, res, lo, hi
@@ -31,8 +31,9 @@ typedef void (*pthcv_qdw_plane_fn)(const pthcv_qdw_args *a);
 
 void pthcv_qdw_plane_avx2(const pthcv_qdw_args *a);
 void pthcv_qdw_plane_avx512(const pthcv_qdw_args *a);
+void pthcv_qdw_plane_neon(const pthcv_qdw_args *a);
 /* The fused plane of the instruction set in use for a kh x kw kernel
- * (3x3 and 5x5, stride 1 or 2, on AVX2 and AVX-512), or NULL: then the float
+ * (3x3 and 5x5, stride 1 or 2, on AVX2, AVX-512 and NEON), or NULL: then the float
  * plane kernel and fsum (the reference path, same bits). */
 pthcv_qdw_plane_fn pthcv_qdw_plane_for(int isa, int kh, int kw, int stride);
 

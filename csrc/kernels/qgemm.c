@@ -204,6 +204,9 @@ const pthcv_qstore_fns *pthcv_qstore_now(void)
     if (isa == PTHCV_ISA_AVX512) return &pthcv_qstore_avx512;
     if (isa == PTHCV_ISA_AVX2) return &pthcv_qstore_avx2;
 #endif
+#if defined(__aarch64__)
+    if (pthcv_isa() == PTHCV_ISA_NEON) return &pthcv_qstore_neon;
+#endif
     return &pthcv_qstore_scalar;
 }
 

@@ -94,7 +94,8 @@ void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *ac
                               const uint8_t *res);
 
 /* The uint8 stores of the requantization, one set per instruction set
- * (qgemm.c: the plain C reference; qrequant_avx2.c, qrequant_avx512.c), all
+ * (qgemm.c: the plain C reference; qrequant_avx2.c, qrequant_avx512.c,
+ * qrequant_neon.c), all
  * with the same bits: the reference's float operations in its order, the
  * rounding half to even done by the conversion's own rounding mode.
  *   tile:  rows x n int32 sums (row stride lda) to out (row stride ldo, and
@@ -117,7 +118,7 @@ typedef struct pthcv_qstore_fns {
     void (*widen)(float *d, const uint8_t *s, int64_t n, float zx);
 } pthcv_qstore_fns;
 
-extern const pthcv_qstore_fns pthcv_qstore_scalar, pthcv_qstore_avx2, pthcv_qstore_avx512;
+extern const pthcv_qstore_fns pthcv_qstore_scalar, pthcv_qstore_avx2, pthcv_qstore_avx512, pthcv_qstore_neon;
 /* The set of the instruction set in use (the scalar one where none is written). */
 const pthcv_qstore_fns *pthcv_qstore_now(void);
 /* A uint8 requantization's store parameters (pthcv_requant below). */
