@@ -254,9 +254,20 @@ void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *a
     pthcv_qstore_now()->tile(&s, acc, 1, n, n, &off, q->mul + m, res, out, n);
 }
 
-static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int32_t *acc, int n, int nr, char *out,
+/* ---- the driver ------------------------------------------------------------------------------ */
+typedef struct {
+    const pthcv_qgemm_problem *g;
+    int64_t kp, kcs, nc, nn; /* padded K, K slice, block width, column blocks per problem */
+    int64_t mstep, nm;       /* rows per task (a multiple of MR), row ranges */
+    const pthcv_qstore_fns *store; /* the uint8 stores of the instruction set in use */
+    pthcv_qstore sp;               /* and their parameters */
+    atomic_int failed;
+} qgemm_ctx;
+
+static void requant_tile(const qgemm_ctx *x, int64_t m0, int rows, const int32_t *acc, int n, int nr, char *out,
                          int64_t ldo, const uint8_t *res)
 {
+    const pthcv_requant *q = &x->g->rq;
     if (q->out_float) {
         for (int r = 0; r < rows; r++)
             pthcv_qgemm_requant_row(q, m0 + r, acc + r * nr, n, out + (int64_t)r * ldo * (int64_t)sizeof(float), NULL);
@@ -264,18 +275,8 @@ static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int
     }
     int32_t off[16];
     for (int r = 0; r < rows; r++) off[r] = q->bq[m0 + r] - q->zx * q->wsum[m0 + r];
-    pthcv_qstore s;
-    pthcv_qgemm_qstore_of(q, &s);
-    pthcv_qstore_now()->tile(&s, acc, rows, n, nr, off, q->mul + m0, res, (uint8_t *)out, ldo);
+    x->store->tile(&x->sp, acc, rows, n, nr, off, q->mul + m0, res, (uint8_t *)out, ldo);
 }
-
-/* ---- the driver ------------------------------------------------------------------------------ */
-typedef struct {
-    const pthcv_qgemm_problem *g;
-    int64_t kp, kcs, nc, nn; /* padded K, K slice, block width, column blocks per problem */
-    int64_t mstep, nm;       /* rows per task (a multiple of MR), row ranges */
-    atomic_int failed;
-} qgemm_ctx;
 
 static size_t xbytes(const pthcv_qgemm_kernel *k) { return k->xtype == PTHCV_QX_S16 ? 2 : 1; }
 
@@ -329,7 +330,7 @@ static void qgemm_task(void *vctx, int64_t begin, int64_t end)
                         if (!last) continue;
                         int64_t m = i0 + ip * mr, j = j0 + jp * nr;
                         int rows = (int)(i1 - m < mr ? i1 - m : mr), n = (int)(g->N - j < nr ? g->N - j : nr);
-                        requant_tile(&g->rq, set * g->M + m, rows, c, n, nr, out + (m * g->ldo + j) * ob, g->ldo,
+                        requant_tile(x, set * g->M + m, rows, c, n, nr, out + (m * g->ldo + j) * ob, g->ldo,
                                      res ? res + m * g->ldo + j : NULL);
                     }
         }
@@ -374,6 +375,8 @@ int pthcv_qgemm_run(const pthcv_qgemm_problem *g)
     int64_t nk = cdiv(x.kp, k->kc);
     x.kcs = cdiv(cdiv(x.kp, nk), k->kg) * k->kg;
     split_work(&x, g, pthcv_get_num_threads());
+    x.store = pthcv_qstore_now();
+    pthcv_qgemm_qstore_of(&g->rq, &x.sp);
     atomic_init(&x.failed, 0);
     pthcv_parallel_for(g->nprob * x.nn * x.nm, 1, qgemm_task, &x);
     if (atomic_load(&x.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "qgemm: out of memory for the packing buffers");
