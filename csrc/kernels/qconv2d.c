@@ -334,7 +334,7 @@ static int pack_x_im2col(const void *vctx, int64_t p, void *dst, int64_t k0, int
             if (lo > len) lo = len;
             if (hi > len) hi = len;
             if (hi < lo) hi = lo;
-            if (lo > 0) memset(d + c0, x->zx, (size_t)lo);
+            for (int64_t i = 0; i < lo; i++) d[c0 + i] = x->zx; /* a column or two: no call */
             if (sw == 1 && hi > lo) {
                 memcpy(d + c0 + lo, row + ix0 + lo, (size_t)(hi - lo));
             } else if (sw == 2) {
@@ -342,7 +342,7 @@ static int pack_x_im2col(const void *vctx, int64_t p, void *dst, int64_t k0, int
             } else {
                 for (int64_t i = lo; i < hi; i++) d[c0 + i] = row[ix0 + i * sw];
             }
-            if (hi < len) memset(d + c0 + hi, x->zx, (size_t)(len - hi));
+            for (int64_t i = hi; i < len; i++) d[c0 + i] = x->zx;
         }
         if (valid < nc) memset(d + valid, x->zx, (size_t)(nc - valid));
     }
