@@ -267,6 +267,13 @@ typedef struct {
     uint8_t zx;
 } qconv_ctx;
 
+/* a 1x1 convolution of stride 1 without padding: X is the input itself */
+static int is_plain_1x1(const pthcv_qconv2d *q)
+{
+    return q->kh == 1 && q->kw == 1 && q->p.stride[0] == 1 && q->p.stride[1] == 1 && q->p.padding[0] == 0 &&
+        q->p.padding[1] == 0;
+}
+
 /* every second byte of s: d[i] = s[2 i] (gcc vectorises it with packs) */
 PTHCV_SIMD static void copy_stride2(uint8_t *restrict d, const uint8_t *restrict s, int64_t n)
 {
@@ -289,7 +296,7 @@ static int pack_x_im2col(const void *vctx, int64_t p, void *dst, int64_t k0, int
     const pthcv_qgemm_kernel *k = q->kernel;
     int sh = q->p.stride[0], sw = q->p.stride[1], dh = q->p.dilation[0], dw = q->p.dilation[1];
     int ph = q->p.padding[0], pw = q->p.padding[1];
-    if (q->kh == 1 && q->kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0) {
+    if (is_plain_1x1(q)) {
         pthcv_qgemm_pack_x_rows(k, dst, in, n, q->K, n, k0, kc, j0, nc, x->zx);
         return 0;
     }
@@ -370,6 +377,11 @@ static int forward_qgemm(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, vo
         .out_pstride = M * N,
         .rq = qp->rq,
         .res_pstride = M * N,
+        /* the implicit im2col copies short runs (an output row each, with
+         * borders) per K row: reckoned as 8 row panels' multiply-adds, so
+         * the rows are split between threads only when the columns cannot
+         * be; a 1x1 stride-1 X is only interleaved */
+        .pack_cost = is_plain_1x1(q) ? 1 : 16,
     };
     g.rq.res = res;
     if (q->kernel->xtype == PTHCV_QX_S8) g.rq.zx -= 128;

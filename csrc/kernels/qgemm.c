@@ -342,21 +342,22 @@ static void qgemm_task(void *vctx, int64_t begin, int64_t end)
  * (whole panels of MR) whose slowest thread has least to do: tasks are
  * taken one by one, so with T threads and t equal tasks of c units each the
  * last thread ends after ceil(t / T) c. A task's units: its column panels
- * times (its row panels + 1/2, the packing of its X, which every row range
- * repeats). Ties go to fewer tasks. The split changes no sum: the results
+ * times (its row panels + the packing of its X, which every row range
+ * repeats: g->pack_cost / 2 row panels). Ties go to fewer tasks. The split changes no sum: the results
  * are the same for every thread count. */
 static void split_work(qgemm_ctx *x, const pthcv_qgemm_problem *g, int threads)
 {
     const pthcv_qgemm_kernel *k = g->kernel;
     int64_t pn = cdiv(g->N, k->nr), pm = cdiv(g->M, k->mr), nn0 = cdiv(g->N, k->nc);
     int64_t best_ppb = cdiv(pn, nn0), best_mpb = pm, best_cost = -1, best_tasks = 0;
+    int64_t pack = g->pack_cost > 0 ? g->pack_cost : 1;
     for (int64_t nn = nn0; threads > 1 && nn <= pn && nn <= nn0 + 16; nn++) {
         int64_t ppb = cdiv(pn, nn), nn_eff = cdiv(pn, ppb);
         if (nn_eff != nn) continue; /* the same split as a smaller nn */
         for (int64_t nm = 1; nm <= pm && nm <= 16; nm++) {
             int64_t mpb = cdiv(pm, nm);
             if (cdiv(pm, mpb) != nm) continue;
-            int64_t tasks = g->nprob * nn * nm, cost = cdiv(tasks, threads) * ppb * (2 * mpb + 1);
+            int64_t tasks = g->nprob * nn * nm, cost = cdiv(tasks, threads) * ppb * (2 * mpb + pack);
             if (best_cost < 0 || cost < best_cost || (cost == best_cost && tasks < best_tasks))
                 best_cost = cost, best_tasks = tasks, best_ppb = ppb, best_mpb = mpb;
         }

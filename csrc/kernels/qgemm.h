@@ -141,6 +141,10 @@ typedef struct pthcv_qgemm_problem {
     int64_t ldo, out_pstride; /* in elements */
     pthcv_requant rq;         /* mul/add/wsum indexed by set * M + m */
     int64_t res_pstride;
+    /* what packing one column panel of X costs, in halves of one MR-row
+     * panel's multiply-adds over the same K (0: 1, a plain copy); guides
+     * the split between threads only */
+    int64_t pack_cost;
 } pthcv_qgemm_problem;
 
 /* Runs the problem on the thread pool. 0, or PTHCV_ERR_NOMEM (error set). */
