@@ -257,8 +257,8 @@ void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *a
 /* ---- the driver ------------------------------------------------------------------------------ */
 typedef struct {
     const pthcv_qgemm_problem *g;
-    int64_t kp, kcs, nc, nn; /* padded K, K slice, block width, column blocks per problem */
-    int64_t mstep, nm;       /* rows per task (a multiple of MR), row ranges */
+    int64_t kp, kcs, nc, nn;       /* padded K, K slice, block width, column blocks per problem */
+    int64_t mstep, nm;             /* rows per task (a multiple of MR), row ranges */
     const pthcv_qstore_fns *store; /* the uint8 stores of the instruction set in use */
     pthcv_qstore sp;               /* and their parameters */
     atomic_int failed;

@@ -37,8 +37,8 @@ static void fsum(const pthcv_qstore *s, const float *acc, int64_t n, float off, 
     for (; j + 8 <= n; j += 8)
         store8(s, _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(acc + j), f), mr), res ? res + j : NULL, out + j);
     if (j < n)
-        store_part(s, _mm256_mul_ps(_mm256_add_ps(load_part_ps(acc + j, n - j), f), mr), res ? res + j : NULL,
-                   out + j, n - j);
+        store_part(s, _mm256_mul_ps(_mm256_add_ps(load_part_ps(acc + j, n - j), f), mr), res ? res + j : NULL, out + j,
+                   n - j);
 }
 
 static void widen(float *d, const uint8_t *src, int64_t n, float zx)

@@ -20,8 +20,9 @@ static AI void store8(const pthcv_qstore *s, __m256 v, const uint8_t *res, uint8
 {
     if (res) {
         __m256i r = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)res));
-        v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r, _mm256_set1_epi32(s->zr))),
-                                           _mm256_set1_ps(s->rmul)));
+        v = _mm256_add_ps(
+            v,
+            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r, _mm256_set1_epi32(s->zr))), _mm256_set1_ps(s->rmul)));
     }
     v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(s->lo)), _mm256_set1_ps(s->hi));
     v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);

@@ -21,8 +21,9 @@ static AI void store16(const pthcv_qstore *s, __m512 v, const uint8_t *res, uint
 {
     if (res) {
         __m512i r = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, res));
-        v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r, _mm512_set1_epi32(s->zr))),
-                                           _mm512_set1_ps(s->rmul)));
+        v = _mm512_add_ps(
+            v,
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r, _mm512_set1_epi32(s->zr))), _mm512_set1_ps(s->rmul)));
     }
     v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(s->lo)), _mm512_set1_ps(s->hi));
     __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
