@@ -21,33 +21,7 @@ enum { DW_ROWS = 4 };
 
 #define AI inline __attribute__((always_inline))
 
-/* the even (odd = 0) or odd (odd = 1) columns of lo:hi, in order */
-static AI __m256 split(__m256 lo, __m256 hi, const int odd)
-{
-    __m256 t = odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))
-                   : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
-}
-
-/* in[0], in[2], ..., in[14] */
-static AI __m256 load_even(const float *in) { return split(_mm256_loadu_ps(in), _mm256_loadu_ps(in + 8), 0); }
-
-/* The KW tap vectors of one input row for 8 output columns, row pointing at
- * the input column of the first: t[kx] holds row[ox * S + kx]. */
-static AI void row_taps(const float *row, const int KW, const int S, __m256 *t)
-{
-    if (S == 1) {
-#pragma GCC unroll 5
-        for (int kx = 0; kx < KW; kx++) t[kx] = _mm256_loadu_ps(row + kx);
-        return;
-    }
-#pragma GCC unroll 3
-    for (int kx = 0; kx < KW; kx += 2) {
-        __m256 lo = _mm256_loadu_ps(row + kx), hi = _mm256_loadu_ps(row + kx + 8);
-        t[kx] = split(lo, hi, 0);
-        if (kx + 1 < KW) t[kx + 1] = split(lo, hi, 1);
-    }
-}
+#include "dwconv_taps_avx2.h"
 
 static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m256 acc, __m256 lo, __m256 hi)
 {
@@ -63,20 +37,7 @@ static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, __m256 
     }
 }
 
-typedef __m256 dw_vec;
-typedef const __m256 *dw_weights;
-enum { DW_LANES = 8 };
-#define dw_set1 _mm256_set1_ps
-#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) _mm256_fmadd_ps((wt)[(ky) * (KW) + (kx)], t, acc)
 #include "dwconv_rows.h"
-
-static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
-{
-    __m256 w[25];
-#pragma GCC unroll 25
-    for (int i = 0; i < KH * KW; i++) w[i] = _mm256_set1_ps(a->w[i]);
-    plane_rows(a, w, KH, KW, S);
-}
 
 /* Any size, one output row at a time, taps D apart (dilation; 1 for the
  * plain kernel, whose 3x3 and 5x5 take plane_fixed). KH and KW are

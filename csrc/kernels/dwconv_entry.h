@@ -8,13 +8,25 @@
 #ifndef PTHCV_DWCONV_ENTRY_H
 #define PTHCV_DWCONV_ENTRY_H
 
-static AI void dw_entry(const pthcv_dw_args *a)
+/* 3x3 and 5x5 through plane_fixed: 1, or 0 for other sizes. The int8
+ * planes (qdwconv_*.c, which define DW_FIXED_ONLY: no plane_any) take
+ * only this. */
+static AI int dw_fixed_entry(const pthcv_dw_args *a)
 {
-    assert(a->in && a->out && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
+    assert(a->in && (a->stride == 1 || a->stride == 2) && a->kh > 0 && a->kw > 0);
     assert(a->ldi >= (a->ow - 1) * a->stride + a->kw + PTHCV_DW_SLACK);
     if (a->kh == 3 && a->kw == 3) a->stride == 1 ? plane_fixed(a, 3, 3, 1) : plane_fixed(a, 3, 3, 2);
     else if (a->kh == 5 && a->kw == 5) a->stride == 1 ? plane_fixed(a, 5, 5, 1) : plane_fixed(a, 5, 5, 2);
-    else if (a->stride == 1) plane_any(a, a->kh, a->kw, 1, 1);
+    else return 0;
+    return 1;
+}
+
+#ifndef DW_FIXED_ONLY
+static AI void dw_entry(const pthcv_dw_args *a)
+{
+    assert(a->out);
+    if (dw_fixed_entry(a)) return;
+    if (a->stride == 1) plane_any(a, a->kh, a->kw, 1, 1);
     else plane_any(a, a->kh, a->kw, 2, 1);
 }
 
@@ -29,5 +41,6 @@ static AI void dw_dilated_entry(const pthcv_dw_args *a, int dilation)
     else if (S == 1) plane_any(a, a->kh, a->kw, 1, dilation);
     else plane_any(a, a->kh, a->kw, 2, dilation);
 }
+#endif
 
 #endif

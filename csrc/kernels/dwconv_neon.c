@@ -21,22 +21,7 @@ enum { DW_ROWS = 4 };
 
 #define AI inline __attribute__((always_inline))
 
-/* The KW tap vectors of one input row for 4 output columns, row pointing at
- * the input column of the first: t[kx] holds row[ox * S + kx]. */
-static AI void row_taps(const float *row, const int KW, const int S, float32x4_t *t)
-{
-    if (S == 1) {
-#pragma GCC unroll 5
-        for (int kx = 0; kx < KW; kx++) t[kx] = vld1q_f32(row + kx);
-        return;
-    }
-#pragma GCC unroll 3
-    for (int kx = 0; kx < KW; kx += 2) {
-        float32x4x2_t v = vld2q_f32(row + kx);
-        t[kx] = v.val[0];
-        if (kx + 1 < KW) t[kx + 1] = v.val[1];
-    }
-}
+#include "dwconv_taps_neon.h"
 
 static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, float32x4_t acc, float32x4_t lo,
                          float32x4_t hi)
@@ -58,19 +43,7 @@ static AI void store_row(const pthcv_dw_args *a, int64_t oy, int64_t ox, float32
     }
 }
 
-typedef float32x4_t dw_vec;
-typedef const float *dw_weights; /* unused: vfmaq_n_f32 takes the scalar weight */
-enum { DW_LANES = 4 };
-#define dw_set1 vdupq_n_f32
-#define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) vfmaq_n_f32(acc, t, (w)[(ky) * (KW) + (kx)])
 #include "dwconv_rows.h"
-
-/* 3x3 and 5x5 in row blocks (vfmaq_n_f32 takes each weight as a scalar:
- * no weight registers to set up) */
-static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, const int S)
-{
-    plane_rows(a, NULL, KH, KW, S);
-}
 
 /* Any size, one output row at a time, taps D apart (dilation; 1 for the
  * plain kernel, whose 3x3 and 5x5 take plane_fixed). KH and KW are

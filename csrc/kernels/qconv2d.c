@@ -23,8 +23,7 @@
  * each tile is stored. All sums are exact integers, so results do not
  * depend on the instruction set, the thread count or the blocking.
  */
-#include "dwconv.h"
-#include "qgemm.h"
+#include "qdwconv.h"
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -268,6 +267,22 @@ typedef struct {
     uint8_t zx;
 } qconv_ctx;
 
+/* a 1x1 convolution of stride 1 without padding: X is the input itself */
+static int is_plain_1x1(const pthcv_qconv2d *q)
+{
+    return q->kh == 1 && q->kw == 1 && q->p.stride[0] == 1 && q->p.stride[1] == 1 && q->p.padding[0] == 0 &&
+        q->p.padding[1] == 0;
+}
+
+/* every second byte of s: d[i] = s[2 i] (gcc vectorises it with packs) */
+PTHCV_SIMD static void copy_stride2(uint8_t *restrict d, const uint8_t *restrict s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = s[2 * i];
+}
+
+/* a / s rounded up, a >= 0, s >= 1: strides 1 and 2 without a division */
+static inline int64_t ceil_div(int64_t a, int s) { return s == 1 ? a : s == 2 ? (a + 1) >> 1 : (a + s - 1) / s; }
+
 /* Rows k0..k0+kc-1 (k = (ci, ky, kx); rows past K any value: their weights
  * are 0) and columns j0..j0+nc-1 (j = oy * ow + ox; past N: the zero point)
  * of problem p's virtual im2col matrix, through a plain uint8 block that
@@ -281,7 +296,7 @@ static int pack_x_im2col(const void *vctx, int64_t p, void *dst, int64_t k0, int
     const pthcv_qgemm_kernel *k = q->kernel;
     int sh = q->p.stride[0], sw = q->p.stride[1], dh = q->p.dilation[0], dw = q->p.dilation[1];
     int ph = q->p.padding[0], pw = q->p.padding[1];
-    if (q->kh == 1 && q->kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0) {
+    if (is_plain_1x1(q)) {
         pthcv_qgemm_pack_x_rows(k, dst, in, n, q->K, n, k0, kc, j0, nc, x->zx);
         return 0;
     }
@@ -299,35 +314,42 @@ static int pack_x_im2col(const void *vctx, int64_t p, void *dst, int64_t k0, int
     if (nrun == MAX_RUNS && run_c[nrun - 1] + x->ow < valid) return 1; /* cannot happen: nc <= 128 */
     run_c[nrun] = valid;
     int64_t khw = q->kh * q->kw;
+    /* the tap (ci, ky, kx) of row k0, then counted on row by row */
+    int64_t ci = k0 / khw, ky = k0 % khw / q->kw, kx = k0 % q->kw;
     for (int64_t r = 0; r < kc; r++) {
         uint8_t *d = rows + r * nc;
-        int64_t kk = k0 + r;
-        if (kk >= q->K) { /* K padding: its weights are 0 */
+        if (k0 + r >= q->K) { /* K padding: its weights are 0 */
             memset(d, x->zx, (size_t)nc);
             continue;
         }
-        int64_t ci = kk / khw, ky = kk % khw / q->kw, kx = kk % q->kw;
         const uint8_t *plane = in + ci * x->h * x->w;
+        const int64_t dy = ky * dh, dx = kx * dw;
+        if (++kx == q->kw) {
+            kx = 0;
+            if (++ky == q->kh) ky = 0, ci++;
+        }
         for (int64_t s = 0; s < nrun; s++) {
             int64_t c0 = run_c[s], len = (run_c[s + 1] < valid ? run_c[s + 1] : valid) - c0;
-            int64_t iy = run_iy[s] + ky * dh, ix0 = run_ix[s] + kx * dw;
+            int64_t iy = run_iy[s] + dy, ix0 = run_ix[s] + dx;
             if (iy < 0 || iy >= x->h) {
                 memset(d + c0, x->zx, (size_t)len);
                 continue;
             }
             const uint8_t *row = plane + iy * x->w;
             /* columns [0, lo) fall left of the image, [lo, hi) in it, [hi, len) right of it */
-            int64_t lo = ix0 < 0 ? (-ix0 + sw - 1) / sw : 0, hi = ix0 < x->w ? (x->w - ix0 + sw - 1) / sw : 0;
+            int64_t lo = ix0 < 0 ? ceil_div(-ix0, sw) : 0, hi = ix0 < x->w ? ceil_div(x->w - ix0, sw) : 0;
             if (lo > len) lo = len;
             if (hi > len) hi = len;
             if (hi < lo) hi = lo;
-            if (lo > 0) memset(d + c0, x->zx, (size_t)lo);
+            for (int64_t i = 0; i < lo; i++) d[c0 + i] = x->zx; /* a column or two: no call */
             if (sw == 1 && hi > lo) {
                 memcpy(d + c0 + lo, row + ix0 + lo, (size_t)(hi - lo));
+            } else if (sw == 2) {
+                copy_stride2(d + c0 + lo, row + ix0 + 2 * lo, hi - lo);
             } else {
                 for (int64_t i = lo; i < hi; i++) d[c0 + i] = row[ix0 + i * sw];
             }
-            if (hi < len) memset(d + c0 + hi, x->zx, (size_t)(len - hi));
+            for (int64_t i = hi; i < len; i++) d[c0 + i] = x->zx;
         }
         if (valid < nc) memset(d + valid, x->zx, (size_t)(nc - valid));
     }
@@ -355,6 +377,11 @@ static int forward_qgemm(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, vo
         .out_pstride = M * N,
         .rq = qp->rq,
         .res_pstride = M * N,
+        /* the implicit im2col copies short runs (an output row each, with
+         * borders) per K row: reckoned as 8 row panels' multiply-adds, so
+         * the rows are split between threads only when the columns cannot
+         * be; a 1x1 stride-1 X is only interleaved */
+        .pack_cost = is_plain_1x1(q) ? 1 : 16,
     };
     g.rq.res = res;
     if (q->kernel->xtype == PTHCV_QX_S8) g.rq.zx -= 128;
@@ -369,12 +396,23 @@ typedef struct {
     const uint8_t *res;
     const qparams *qp;
     void (*plane)(const pthcv_dw_args *);
+    pthcv_qdw_plane_fn fused; /* or NULL: plane, then fsum */
+    pthcv_qstore store;
     atomic_int failed;
 } qdw_ctx;
 
-PTHCV_SIMD static void widen_row(float *restrict d, const uint8_t *restrict s, int64_t n, float zx)
+pthcv_qdw_plane_fn pthcv_qdw_plane_for(int isa, int kh, int kw, int stride)
 {
-    for (int64_t i = 0; i < n; i++) d[i] = (float)s[i] - zx;
+    if (!((kh == 3 && kw == 3) || (kh == 5 && kw == 5)) || (stride != 1 && stride != 2)) return NULL;
+#if defined(__x86_64__)
+    if (isa == PTHCV_ISA_AVX512) return pthcv_qdw_plane_avx512;
+    if (isa == PTHCV_ISA_AVX2) return pthcv_qdw_plane_avx2;
+#endif
+#if defined(__aarch64__)
+    if (isa == PTHCV_ISA_NEON) return pthcv_qdw_plane_neon;
+#endif
+    (void)isa;
+    return NULL;
 }
 
 static void qdw_task(void *vctx, int64_t begin, int64_t end)
@@ -385,19 +423,20 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
     int ph = q->p.padding[0], pw = q->p.padding[1];
     int64_t hp = x->h + 2 * ph, wp = x->w + 2 * pw, plane_out = x->oh * x->ow;
     int64_t ldi = wp + PTHCV_DW_SLACK, size = hp * ldi + PTHCV_DW_SLACK;
-    float *buf = pthcv_scratch(PTHCV_SCRATCH_DW, (size_t)(size + plane_out)); /* the plane, the sums */
+    float *buf = pthcv_scratch(PTHCV_SCRATCH_DW, (size_t)(size + plane_out)); /* the plane, the sums if not fused */
     if (!buf) {
         atomic_store(&d->failed, 1);
         return;
     }
-    float *acc = buf + size;
+    float *acc = d->fused ? NULL : buf + size;
     memset(buf, 0, sizeof(float) * (size_t)size); /* the border is real 0: x - zx = 0 */
     int64_t mult = q->cout / q->groups;
+    void (*widen)(float *, const uint8_t *, int64_t, float) = pthcv_qstore_now()->widen;
     size_t ob = d->qp->rq.out_float ? sizeof(float) : 1;
     for (int64_t t = begin; t < end; t++) {
         int64_t img = t / q->cout, oc = t % q->cout, ic = oc / mult;
         const uint8_t *src = x->x + (img * x->cin + ic) * x->h * x->w;
-        for (int64_t y = 0; y < x->h; y++) widen_row(buf + (y + ph) * ldi + pw, src + y * x->w, x->w, (float)x->zx);
+        for (int64_t y = 0; y < x->h; y++) widen(buf + (y + ph) * ldi + pw, src + y * x->w, x->w, (float)x->zx);
         pthcv_dw_args a = {
             .in = buf,
             .ldi = ldi,
@@ -413,9 +452,19 @@ static void qdw_task(void *vctx, int64_t begin, int64_t end)
             .lo = -INFINITY,
             .hi = INFINITY,
         };
+        const uint8_t *res = d->res ? d->res + t * plane_out : NULL;
+        if (d->fused) {
+            pthcv_qdw_args qa = {.dw = a,
+                                 .s = &d->store,
+                                 .off = (float)d->qp->rq.bq[oc],
+                                 .mul = d->qp->rq.mul[oc],
+                                 .res = res,
+                                 .out = (uint8_t *)d->out + t * plane_out};
+            d->fused(&qa);
+            continue;
+        }
         d->plane(&a);
-        pthcv_qgemm_requant_fsum(&d->qp->rq, oc, acc, plane_out, (char *)d->out + t * plane_out * ob,
-                                 d->res ? d->res + t * plane_out : NULL);
+        pthcv_qgemm_requant_fsum(&d->qp->rq, oc, acc, plane_out, (char *)d->out + t * plane_out * ob, res);
     }
 }
 
@@ -424,6 +473,8 @@ static int forward_qdw(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, void
 {
     qdw_ctx d = {.q = q, .x = x, .out = out, .res = res, .qp = qp};
     d.plane = pthcv_dw_plane_for(pthcv_isa());
+    d.fused = qp->rq.out_float ? NULL : pthcv_qdw_plane_for(pthcv_isa(), (int)q->kh, (int)q->kw, q->p.stride[0]);
+    pthcv_qgemm_qstore_of(&qp->rq, &d.store);
     atomic_init(&d.failed, 0);
     pthcv_parallel_for(batch * q->cout, 1, qdw_task, &d);
     if (atomic_load(&d.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "qconv2d: out of memory for the padded planes");

@@ -140,17 +140,15 @@ void pthcv_qgemm_pack_x_rows(const pthcv_qgemm_kernel *k, void *dst, const uint8
  * 1.5 * 2^23: below 2^22 that leaves the nearest integer; the zero point
  * after the rounding, as QNNPACK's. Plain float operations in a fixed order:
  * every clone computes the same bits. */
-/* rows x n values of acc (row stride nr) to uint8 out (row stride ldo, and
- * res's): row r with off[r] and mul[r]. The GEMM hands over a whole MR x NR
- * tile per call (a 32-column row alone does not pay for a call). */
-PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, int n, int nr,
-                                       const int32_t *restrict off, const float *restrict mul, float lo, float hi,
-                                       int32_t zy, const uint8_t *restrict res, int32_t zr, float rmul,
-                                       uint8_t *restrict o, int64_t ldo)
+/* The reference stores of qgemm.h's pthcv_qstore_fns. */
+PTHCV_SIMD static void qstore_tile_scalar(const pthcv_qstore *s, const int32_t *restrict acc, int rows, int n,
+                                          int64_t lda, const int32_t *restrict off, const float *restrict mul,
+                                          const uint8_t *restrict res, uint8_t *restrict o, int64_t ldo)
 {
-    const float magic = 12582912.0f;
+    const float magic = 12582912.0f, lo = s->lo, hi = s->hi, rmul = s->rmul;
+    const int32_t zy = s->zy, zr = s->zr;
     for (int r = 0; r < rows; r++) {
-        const int32_t *a = acc + r * nr;
+        const int32_t *a = acc + r * lda;
         uint8_t *d = o + r * ldo;
         const uint8_t *rr = res ? res + r * ldo : NULL;
         float m = mul[r];
@@ -170,14 +168,14 @@ PTHCV_SIMD static void requant_tile_u8(const int32_t *restrict acc, int rows, in
     }
 }
 
-/* The same from sums held exactly in floats (the depthwise path's, below
- * 2^24, so acc + off is the same float as (float)(int sum + off)); zx is
- * already out of them. */
-PTHCV_SIMD static void requant_fsum_u8(const float *restrict acc, int64_t n, float off, float mul, float lo, float hi,
-                                       int32_t zy, const uint8_t *restrict res, int32_t zr, float rmul,
-                                       uint8_t *restrict o)
+/* From sums held exactly in floats (the depthwise path's, below 2^24, so
+ * acc + off is the same float as (float)(int sum + off)); zx is already out
+ * of them. */
+PTHCV_SIMD static void qstore_fsum_scalar(const pthcv_qstore *s, const float *restrict acc, int64_t n, float off,
+                                          float mul, const uint8_t *restrict res, uint8_t *restrict o)
 {
-    const float magic = 12582912.0f;
+    const float magic = 12582912.0f, lo = s->lo, hi = s->hi, rmul = s->rmul;
+    const int32_t zy = s->zy, zr = s->zr;
     if (res)
         for (int64_t j = 0; j < n; j++) {
             float v = (acc[j] + off) * mul + (float)(res[j] - zr) * rmul;
@@ -192,6 +190,31 @@ PTHCV_SIMD static void requant_fsum_u8(const float *restrict acc, int64_t n, flo
         }
 }
 
+PTHCV_SIMD static void qstore_widen_scalar(float *restrict d, const uint8_t *restrict s, int64_t n, float zx)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = (float)s[i] - zx;
+}
+
+const pthcv_qstore_fns pthcv_qstore_scalar = {qstore_tile_scalar, qstore_fsum_scalar, qstore_widen_scalar};
+
+const pthcv_qstore_fns *pthcv_qstore_now(void)
+{
+#if defined(__x86_64__)
+    int isa = pthcv_isa();
+    if (isa == PTHCV_ISA_AVX512) return &pthcv_qstore_avx512;
+    if (isa == PTHCV_ISA_AVX2) return &pthcv_qstore_avx2;
+#endif
+#if defined(__aarch64__)
+    if (pthcv_isa() == PTHCV_ISA_NEON) return &pthcv_qstore_neon;
+#endif
+    return &pthcv_qstore_scalar;
+}
+
+void pthcv_qgemm_qstore_of(const pthcv_requant *q, pthcv_qstore *s)
+{
+    s->lo = (float)(q->lo - q->zy), s->hi = (float)(q->hi - q->zy), s->zy = q->zy, s->zr = q->zr, s->rmul = q->rmul;
+}
+
 void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *acc, int64_t n, void *out,
                               const uint8_t *res)
 {
@@ -203,8 +226,9 @@ void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *ac
         }
         return;
     }
-    requant_fsum_u8(acc, n, (float)q->bq[m], q->mul[m], (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
-                    q->zr, q->rmul, out);
+    pthcv_qstore s;
+    pthcv_qgemm_qstore_of(q, &s);
+    pthcv_qstore_now()->fsum(&s, acc, n, (float)q->bq[m], q->mul[m], res, out);
 }
 
 PTHCV_SIMD static void requant_f32(const int32_t *restrict acc, int n, int32_t off, float mul, float add, float lo,
@@ -221,15 +245,29 @@ void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *a
                              const uint8_t *res)
 {
     int32_t off = q->bq[m] - q->zx * q->wsum[m];
-    if (q->out_float) requant_f32(acc, n, off - q->bq[m], q->mul[m], q->add[m], q->flo, q->fhi, out);
-    else
-        requant_tile_u8(acc, 1, n, n, &off, q->mul + m, (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
-                        q->zr, q->rmul, out, n);
+    if (q->out_float) {
+        requant_f32(acc, n, off - q->bq[m], q->mul[m], q->add[m], q->flo, q->fhi, out);
+        return;
+    }
+    pthcv_qstore s;
+    pthcv_qgemm_qstore_of(q, &s);
+    pthcv_qstore_now()->tile(&s, acc, 1, n, n, &off, q->mul + m, res, out, n);
 }
 
-static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int32_t *acc, int n, int nr, char *out,
+/* ---- the driver ------------------------------------------------------------------------------ */
+typedef struct {
+    const pthcv_qgemm_problem *g;
+    int64_t kp, kcs, nc, nn;       /* padded K, K slice, block width, column blocks per problem */
+    int64_t mstep, nm;             /* rows per task (a multiple of MR), row ranges */
+    const pthcv_qstore_fns *store; /* the uint8 stores of the instruction set in use */
+    pthcv_qstore sp;               /* and their parameters */
+    atomic_int failed;
+} qgemm_ctx;
+
+static void requant_tile(const qgemm_ctx *x, int64_t m0, int rows, const int32_t *acc, int n, int nr, char *out,
                          int64_t ldo, const uint8_t *res)
 {
+    const pthcv_requant *q = &x->g->rq;
     if (q->out_float) {
         for (int r = 0; r < rows; r++)
             pthcv_qgemm_requant_row(q, m0 + r, acc + r * nr, n, out + (int64_t)r * ldo * (int64_t)sizeof(float), NULL);
@@ -237,24 +275,16 @@ static void requant_tile(const pthcv_requant *q, int64_t m0, int rows, const int
     }
     int32_t off[16];
     for (int r = 0; r < rows; r++) off[r] = q->bq[m0 + r] - q->zx * q->wsum[m0 + r];
-    requant_tile_u8(acc, rows, n, nr, off, q->mul + m0, (float)(q->lo - q->zy), (float)(q->hi - q->zy), q->zy, res,
-                    q->zr, q->rmul, (uint8_t *)out, ldo);
+    x->store->tile(&x->sp, acc, rows, n, nr, off, q->mul + m0, res, (uint8_t *)out, ldo);
 }
-
-/* ---- the driver ------------------------------------------------------------------------------ */
-typedef struct {
-    const pthcv_qgemm_problem *g;
-    int64_t kp, kcs, nc, nn; /* padded K, K slice, block width, column blocks per problem */
-    int64_t mstep, nm;       /* rows per task (a multiple of MR), row ranges */
-    atomic_int failed;
-} qgemm_ctx;
 
 static size_t xbytes(const pthcv_qgemm_kernel *k) { return k->xtype == PTHCV_QX_S16 ? 2 : 1; }
 
 /* Task t: problem p, columns j0..j0+nc-1, rows i0..i1-1 (all of M unless
  * the columns are too few to keep the threads busy). X is packed one K
- * slice at a time; the int32 sums of every W panel wait in a per-thread
- * buffer until the last slice, then are requantized tile by tile. */
+ * slice at a time; the int32 sums of every tile wait in a per-thread
+ * buffer until the last slice, whose tiles are requantized as they are
+ * summed. */
 static void qgemm_task(void *vctx, int64_t begin, int64_t end)
 {
     qgemm_ctx *x = vctx;
@@ -276,31 +306,66 @@ static void qgemm_task(void *vctx, int64_t begin, int64_t end)
         int64_t i1 = i0 + x->mstep < g->M ? i0 + x->mstep : g->M, ni = cdiv(i1 - i0, mr);
         int64_t set = p % g->nsets;
         const char *w = (const char *)g->w + set * g->w_sstride;
+        size_t ob = g->rq.out_float ? sizeof(float) : 1;
+        char *out = (char *)g->out + p * g->out_pstride * ob;
+        const uint8_t *res = g->rq.res ? g->rq.res + p * g->res_pstride : NULL;
         for (int64_t pc = 0; pc < x->kp; pc += x->kcs) {
             int64_t kc = x->kp - pc < x->kcs ? x->kp - pc : x->kcs;
+            int last = pc + kc >= x->kp;
             if (g->pack_x(g->ctx, p, xbuf, pc, kc, j0, np * nr) != 0) {
                 atomic_store(&x->failed, 1);
                 return;
             }
-            for (int64_t jp = 0; jp < np; jp++)
+            /* column panels two at a time, every row panel over them: the
+             * X panels stay in L1 while the W panels go by, and the last K
+             * slice's tiles are requantized as soon as they are summed,
+             * still in L1, a row's two panels one after the other (whole
+             * cache lines of uint8 output for NR = 32) */
+            for (int64_t jq = 0; jq < np; jq += 2)
                 for (int64_t ip = 0; ip < ni; ip++)
-                    k->run(kc, w + ((i0 + ip * mr) * x->kp + pc * mr) * wb, (const char *)xbuf + jp * kc * nr * xb,
-                           acc + (jp * mp + ip) * mr * nr, pc == 0);
-        }
-        size_t ob = g->rq.out_float ? sizeof(float) : 1;
-        char *out = (char *)g->out + p * g->out_pstride * ob;
-        const uint8_t *res = g->rq.res ? g->rq.res + p * g->res_pstride : NULL;
-        for (int64_t jp = 0; jp < np; jp++) {
-            int64_t j = j0 + jp * nr;
-            int n = (int)(g->N - j < nr ? g->N - j : nr);
-            for (int64_t ip = 0; ip < ni; ip++) {
-                int64_t m = i0 + ip * mr;
-                int rows = (int)(i1 - m < mr ? i1 - m : mr);
-                requant_tile(&g->rq, set * g->M + m, rows, acc + (jp * mp + ip) * mr * nr, n, nr,
-                             out + (m * g->ldo + j) * ob, g->ldo, res ? res + m * g->ldo + j : NULL);
-            }
+                    for (int64_t jp = jq; jp < jq + 2 && jp < np; jp++) {
+                        int32_t *c = acc + (jp * mp + ip) * mr * nr;
+                        k->run(kc, w + ((i0 + ip * mr) * x->kp + pc * mr) * wb, (const char *)xbuf + jp * kc * nr * xb,
+                               c, pc == 0);
+                        if (!last) continue;
+                        int64_t m = i0 + ip * mr, j = j0 + jp * nr;
+                        int rows = (int)(i1 - m < mr ? i1 - m : mr), n = (int)(g->N - j < nr ? g->N - j : nr);
+                        requant_tile(x, set * g->M + m, rows, c, n, nr, out + (m * g->ldo + j) * ob, g->ldo,
+                                     res ? res + m * g->ldo + j : NULL);
+                    }
         }
     }
+}
+
+/* The tasks: blocks of columns as wide as the cache allows (k->nc) on one
+ * thread. On more, the split of columns (whole panels of NR) and rows
+ * (whole panels of MR) whose slowest thread has least to do: tasks are
+ * taken one by one, so with T threads and t equal tasks of c units each the
+ * last thread ends after ceil(t / T) c. A task's units: its column panels
+ * times (its row panels + the packing of its X, which every row range
+ * repeats: g->pack_cost / 2 row panels). Ties go to fewer tasks. The split changes no sum: the results
+ * are the same for every thread count. */
+static void split_work(qgemm_ctx *x, const pthcv_qgemm_problem *g, int threads)
+{
+    const pthcv_qgemm_kernel *k = g->kernel;
+    int64_t pn = cdiv(g->N, k->nr), pm = cdiv(g->M, k->mr), nn0 = cdiv(g->N, k->nc);
+    int64_t best_ppb = cdiv(pn, nn0), best_mpb = pm, best_cost = -1, best_tasks = 0;
+    int64_t pack = g->pack_cost > 0 ? g->pack_cost : 1;
+    for (int64_t nn = nn0; threads > 1 && nn <= pn && nn <= nn0 + 16; nn++) {
+        int64_t ppb = cdiv(pn, nn), nn_eff = cdiv(pn, ppb);
+        if (nn_eff != nn) continue; /* the same split as a smaller nn */
+        for (int64_t nm = 1; nm <= pm && nm <= 16; nm++) {
+            int64_t mpb = cdiv(pm, nm);
+            if (cdiv(pm, mpb) != nm) continue;
+            int64_t tasks = g->nprob * nn * nm, cost = cdiv(tasks, threads) * ppb * (2 * mpb + pack);
+            if (best_cost < 0 || cost < best_cost || (cost == best_cost && tasks < best_tasks))
+                best_cost = cost, best_tasks = tasks, best_ppb = ppb, best_mpb = mpb;
+        }
+    }
+    x->nc = best_ppb * k->nr;
+    x->nn = cdiv(g->N, x->nc);
+    x->mstep = best_mpb * k->mr;
+    x->nm = cdiv(g->M, x->mstep);
 }
 
 int pthcv_qgemm_run(const pthcv_qgemm_problem *g)
@@ -310,19 +375,9 @@ int pthcv_qgemm_run(const pthcv_qgemm_problem *g)
     qgemm_ctx x = {.g = g, .kp = pthcv_qgemm_kpad(k, g->K)};
     int64_t nk = cdiv(x.kp, k->kc);
     x.kcs = cdiv(cdiv(x.kp, nk), k->kg) * k->kg;
-    /* blocks of columns: as wide as the cache allows, narrower (down to one
-     * panel) until every thread has two blocks */
-    int threads = pthcv_get_num_threads();
-    int64_t pn = cdiv(g->N, k->nr);
-    int64_t nn = cdiv(g->N, k->nc);
-    while (threads > 1 && g->nprob * nn < 2 * threads && nn < pn) nn++;
-    x.nc = cdiv(cdiv(g->N, nn), k->nr) * k->nr;
-    x.nn = cdiv(g->N, x.nc);
-    /* few columns (small maps, a linear layer): the rows are split too */
-    int64_t pm = cdiv(g->M, k->mr), nm = 1;
-    while (threads > 1 && g->nprob * x.nn * nm < 2 * threads && nm < pm) nm++;
-    x.mstep = cdiv(cdiv(g->M, nm), k->mr) * k->mr;
-    x.nm = cdiv(g->M, x.mstep);
+    split_work(&x, g, pthcv_get_num_threads());
+    x.store = pthcv_qstore_now();
+    pthcv_qgemm_qstore_of(&g->rq, &x.sp);
     atomic_init(&x.failed, 0);
     pthcv_parallel_for(g->nprob * x.nn * x.nm, 1, qgemm_task, &x);
     if (atomic_load(&x.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "qgemm: out of memory for the packing buffers");

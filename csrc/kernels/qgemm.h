@@ -93,6 +93,38 @@ void pthcv_qgemm_requant_row(const pthcv_requant *q, int64_t m, const int32_t *a
 void pthcv_qgemm_requant_fsum(const pthcv_requant *q, int64_t m, const float *acc, int64_t n, void *out,
                               const uint8_t *res);
 
+/* The uint8 stores of the requantization, one set per instruction set
+ * (qgemm.c: the plain C reference; qrequant_avx2.c, qrequant_avx512.c,
+ * qrequant_neon.c), all
+ * with the same bits: the reference's float operations in its order, the
+ * rounding half to even done by the conversion's own rounding mode.
+ *   tile:  rows x n int32 sums (row stride lda) to out (row stride ldo, and
+ *          res's): v = (float)(acc + off[r]) * mul[r]
+ *                      (+ (float)(res - zr) * rmul), clamped to [lo, hi],
+ *          rounded, + zy;
+ *   fsum:  one row of n exact integer sums held in floats, off a float;
+ *   widen: d[i] = (float)s[i] - zx (the depthwise path's planes). */
+typedef struct pthcv_qstore {
+    float lo, hi; /* the clamp, in units of the output, zy not added */
+    int32_t zy, zr;
+    float rmul;
+} pthcv_qstore;
+
+typedef struct pthcv_qstore_fns {
+    void (*tile)(const pthcv_qstore *s, const int32_t *acc, int rows, int n, int64_t lda, const int32_t *off,
+                 const float *mul, const uint8_t *res, uint8_t *out, int64_t ldo);
+    void (*fsum)(const pthcv_qstore *s, const float *acc, int64_t n, float off, float mul, const uint8_t *res,
+                 uint8_t *out);
+    void (*widen)(float *d, const uint8_t *s, int64_t n, float zx);
+} pthcv_qstore_fns;
+
+extern const pthcv_qstore_fns pthcv_qstore_scalar, pthcv_qstore_avx2, pthcv_qstore_avx512, pthcv_qstore_neon;
+/* The set of the instruction set in use (the scalar one where none is written). */
+const pthcv_qstore_fns *pthcv_qstore_now(void);
+/* A uint8 requantization's store parameters (pthcv_requant below). */
+struct pthcv_requant;
+void pthcv_qgemm_qstore_of(const struct pthcv_requant *q, pthcv_qstore *s);
+
 /* A batch of problems p = 0..nprob-1 (images x groups): problem p uses W set
  * p % nsets and writes out + p * out_pstride (row m, column j at
  * m * ldo + j); its X is packed per block by pack_x (columns j0..j0+nc-1,
@@ -109,6 +141,10 @@ typedef struct pthcv_qgemm_problem {
     int64_t ldo, out_pstride; /* in elements */
     pthcv_requant rq;         /* mul/add/wsum indexed by set * M + m */
     int64_t res_pstride;
+    /* what packing one column panel of X costs, in halves of one MR-row
+     * panel's multiply-adds over the same K (0: 1, a plain copy); guides
+     * the split between threads only */
+    int64_t pack_cost;
 } pthcv_qgemm_problem;
 
 /* Runs the problem on the thread pool. 0, or PTHCV_ERR_NOMEM (error set). */

@@ -13,11 +13,12 @@
 PTHCV_SIMD static void quantize_row(uint8_t *restrict d, const float *restrict s, int64_t n, float inv, float zp)
 {
     const float magic = 12582912.0f;
+    const float lo = -zp, hi = 255.0f - zp;
     for (int64_t i = 0; i < n; i++) {
         float v = s[i] * inv;
-        v = v < -zp ? -zp : v > 255.0f - zp ? 255.0f - zp : v; /* NaN: kept, stored below as 0 */
-        v = (v + magic) - magic + zp;
-        d[i] = v >= 0.0f ? (uint8_t)(int32_t)v : 0;
+        v = v > lo ? v : lo; /* NaN compares false: it becomes lo, stored as 0 */
+        v = v < hi ? v : hi;
+        d[i] = (uint8_t)(int32_t)((v + magic) - magic + zp); /* in [0, 255]: no branch, so the loop vectorises */
     }
 }
 

@@ -1097,6 +1097,15 @@ static void test_qconv(void)
         {"q dw 5x5", 1, 7, 11, 21, 7, 5, 1, 2, 1, 7, PTHCV_ACT_RELU, 0, 1},
         {"q dw 5x5 s2", 1, 3, 9, 19, 3, 5, 2, 2, 1, 3, PTHCV_ACT_NONE, 0, 0},
         {"q dw mult 2", 1, 1, 8, 9, 2, 3, 1, 1, 1, 1, PTHCV_ACT_NONE, 0, 0},
+        /* odd channel counts and widths: the stores' vector tails (8 and 16
+         * lanes), 1-pixel maps, borders on every side */
+        {"q dw 1ch 1x1", 1, 1, 1, 1, 1, 3, 1, 1, 1, 1, PTHCV_ACT_RELU, 1, 0},
+        {"q dw 3ch s2", 1, 3, 7, 7, 3, 3, 2, 1, 1, 3, PTHCV_ACT_RELU6, 1, 0},
+        {"q dw 7ch 17x33", 1, 7, 17, 33, 7, 3, 1, 1, 1, 7, PTHCV_ACT_RELU6, 1, 0},
+        {"q dw 33ch 33x17 s2", 2, 33, 33, 17, 33, 3, 2, 1, 1, 33, PTHCV_ACT_RELU, 0, 0},
+        {"q dw 17ch 3x1", 1, 17, 3, 1, 17, 3, 1, 1, 1, 17, PTHCV_ACT_NONE, 1, 0},
+        {"q 1x1 1px", 1, 33, 1, 1, 7, 1, 1, 0, 1, 1, PTHCV_ACT_NONE, 1, 0},
+        {"q 1x1 3x5", 1, 3, 3, 5, 17, 1, 1, 0, 1, 1, PTHCV_ACT_RELU6, 1, 0},
     };
     for (int isa = 0; isa < 4; isa++) {
         if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
