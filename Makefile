@@ -7,7 +7,9 @@
 #                   the slow models (Mask R-CNN at full size)
 #   make demo       the main job on a bundled example
 #   make bench      reader timings against torch.load and plain reads; models against
-#                   PyTorch and OpenCV DNN (tools/bench_models.py)
+#                   PyTorch, OpenCV DNN and ncnn (tools/bench_models.py); detectors
+#                   end to end (tools/bench_detection.py); int8 against float32 and
+#                   ncnn's int8 (tools/bench_int8.py)
 #   make sanitize   the specs under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       libFuzzer on the reader and the TorchScript parser (FUZZ_SECONDS=60 each)
 #   make valgrind   memcheck over every fixture through the reader, and the kernels' tests
@@ -145,6 +147,7 @@ bench:
 	@$(PYTHON) tools/bench_reader.py
 	@$(PYTHON) tools/bench_models.py
 	@$(PYTHON) tools/bench_detection.py
+	@$(PYTHON) tools/bench_int8.py
 
 # A separate build folder, so the normal build stays as it is.
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
