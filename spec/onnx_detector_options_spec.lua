@@ -11,7 +11,9 @@
 --   --dynamic height,width (ssdlite): traced on one picture, checked by
 --     pthcv's evaluator on a second (the export's probe), then one file in
 --     onnxruntime at three sizes against pthcv's detections at each;
---   the refusals: RetinaNet's --dynamic, a dynamic batch.
+--   --no-postprocess --dynamic height,width (ssdlite): the head in cv2.dnn at
+--     two sizes, within 1e-4 of pthcv's;
+--   the refusals: RetinaNet's and Faster R-CNN's --dynamic, a dynamic batch.
 local support = require "support"
 local xs = require "export_support"
 local R = require "onnx_runtime"
@@ -141,6 +143,30 @@ describe("ONNX export of whole detectors with --half and --dynamic", function()
                           got.scores.numel, ds, db))
     end
     os.remove(path)
+  end)
+
+  it("ssdlite --no-postprocess --dynamic height,width: traced at 240x320, cv2.dnn runs the head at 427x640 and "
+     .. "480x360 within 1e-4 of pthcv's", function()
+    if not xs.has_python("cv2, onnx, numpy") then return pending("python3 with cv2, onnx and numpy is needed") end
+    local det_export = require "pthcv.export.onnx.ops_detection"
+    local name = "ssdlite320_mobilenet_v3_large"
+    local m = model(name)
+    local path = support.tmpname(".onnx")
+    onnx.export(m, path, { input = { 1, 3, 240, 320 }, dynamic = { "height", "width" }, no_postprocess = true,
+                           probe = picture("portrait") })
+    local cases = {}
+    for i, p in ipairs { picture("street"), picture("portrait") } do
+      local x = p:unsqueeze(1):contiguous()
+      local y = det_export.wrap(m, x, true)(x)
+      cases[i] = { input = support.tmpname(".npy"), expected = {} }
+      pthcv.save(cases[i].input, x)
+      for _, k in ipairs { "bbox_regression", "cls_logits" } do
+        cases[i].expected[k] = support.tmpname(".npy")
+        pthcv.save(cases[i].expected[k], y[k])
+      end
+    end
+    local r = xs.check({ { name = name, kind = "onnx", model = path, cases = cases } })
+    xs.assert_close(r[name], name .. " --no-postprocess --dynamic", 1e-4)
   end)
 
   it("refuses what it cannot write, by name", function()

@@ -56,6 +56,25 @@ function M.compare(got, want, size, at)
   end
 end
 
+-- The head's outputs of the graph (got, by name) against the model's
+-- (want) for --no-postprocess at a second picture size: each within 1e-4
+-- of max(1, its largest magnitude) (the evaluator's 1e-5 is node by node;
+-- here the whole network's rounding adds up, as for the detections).
+function M.compare_head(got, want, names, at)
+  for _, name in ipairs(names) do
+    local g, w = got[name], want[name]
+    if not g or not w or g.numel ~= w.numel then
+      refuse(string.format("the exported graph's %s%s is not the forward pass's shape; nothing was written", name, at))
+    end
+    local d = g:float() - w:float()
+    local diff, scale = math.max(d:max(), -d:min()), math.max(w:max(), -w:min())
+    if diff > 1e-4 * math.max(1, scale) then
+      refuse(string.format("the exported graph's %s%s differs from the forward pass's by %.3g (largest |value| %.3g); "
+                           .. "nothing was written", name, at, diff, scale))
+    end
+  end
+end
+
 -- Detections that should agree within a rounding of the weights (a --half
 -- file against the float32 model): every detection of either side whose
 -- score is at least tol.clear above the threshold tol.thresh is matched to

@@ -398,25 +398,26 @@ function M.build(onnx, m, o)
     local info = { opset = opset, warnings = {}, anchors = o.no_postprocess and wrapper.anchors or nil }
     if o.half then info.half, info.float = require("pthcv.export.onnx.half").run(g) end
     evaluate.check(g, { input = x }, g.refs)
-    local function run_at(picture) -- the graph's detections on picture, checked against the model's
+    local function run_at(picture, outputs) -- the graph's values of outputs on picture
       local values_in = {}
       for name, v in pairs(g.init_of) do values_in[name] = v end
       values_in.input = picture
-      local got = evaluate.run(g.nodes, values_in, { ctx = { opset = opset }, outputs = { "boxes", "labels", "scores" },
-                                                       form = "opset-" .. opset .. " ONNX" })
-      check.compare(got, check.model_detections(m, picture), { picture.shape[3], picture.shape[4] },
-                    " at [" .. table.concat(picture.shape, ", ") .. "]")
+      return evaluate.run(g.nodes, values_in, { ctx = { opset = opset }, outputs = outputs,
+                                                form = "opset-" .. opset .. " ONNX" })
     end
-    if not o.no_postprocess then run_at(x) end
+    local function check_at(picture) -- against the model's detections, or its head's outputs
+      local at = " at [" .. table.concat(picture.shape, ", ") .. "]"
+      if not o.no_postprocess then
+        check.compare(run_at(picture, { "boxes", "labels", "scores" }), check.model_detections(m, picture),
+                      { picture.shape[3], picture.shape[4] }, at)
+      else
+        check.compare_head(run_at(picture, names), M.wrap(m, picture, true)(picture), names, at)
+      end
+    end
+    if not o.no_postprocess then check_at(x) end
     if axes then
       local probe = detector_dynamic.probe(o, x)
-      if o.no_postprocess then
-        local ref = M.wrap(m, probe, true)(probe)
-        evaluate.check(g, { input = probe }, { bbox_regression = ref.bbox_regression, cls_logits = ref.cls_logits },
-                       { at = " at the probe input [" .. table.concat(probe.shape, ", ") .. "]" })
-      else
-        run_at(probe)
-      end
+      check_at(probe)
       info.probe_shape = probe.shape
     end
     for _, w in ipairs(opencv46.warnings(g)) do
