@@ -13,7 +13,11 @@
 --     onnxruntime at three sizes against pthcv's detections at each;
 --   --no-postprocess --dynamic height,width (ssdlite): the head in cv2.dnn at
 --     two sizes, within 1e-4 of pthcv's;
---   the refusals: RetinaNet's and Faster R-CNN's --dynamic, a dynamic batch.
+--   --dynamic height,width (fcos_resnet50_fpn at min_size 160): traced on
+--     one picture and at a probe, one file in onnxruntime at four sizes
+--     against pthcv's detections at each;
+--   the refusals: the R-CNNs' --dynamic, RetinaNet's --dynamic
+--     --no-postprocess, a dynamic batch.
 local support = require "support"
 local xs = require "export_support"
 local R = require "onnx_runtime"
@@ -169,6 +173,39 @@ describe("ONNX export of whole detectors with --half and --dynamic", function()
     xs.assert_close(r[name], name .. " --no-postprocess --dynamic", 1e-4)
   end)
 
+  it("fcos_resnet50_fpn --dynamic height,width (min_size 160, max_size 320, score_thresh 0.15): traced at 427x640, "
+     .. "checked at its probe, one file in onnxruntime at 427x640, 480x360, 256x352 and 301x517 gives pthcv's "
+     .. "detections at each", function()
+    local ok, why = R.available()
+    if not ok then return pending(why) end
+    if not xs.has_python("onnx") then return pending("python3 with onnx is needed for onnx.checker") end
+    local m = pthcv.models.detection.fcos_resnet50_fpn({ score_thresh = 0.15, min_size = 160, max_size = 320 })
+    m:load_state_dict(pthcv.state_dict(dir .. "/fcos_resnet50_fpn.pth"))
+    m:eval()
+    local street = picture("street")
+    local function resized(h, w)
+      return pthcv.nn.F.interpolate(street:unsqueeze(1), { size = { h, w }, mode = "bilinear", align_corners = false })
+        :squeeze(1):contiguous()
+    end
+    local path = support.tmpname(".onnx")
+    local info = onnx.export(m, path, { input = street, opset = 11, dynamic = { "height", "width" } })
+    assert.are.same({ 1, 3, "height", "width" }, info.inputs[1].shape)
+    assert.are.same({ 1, 3, 213, 960 }, info.probe_shape) -- the first probe whose feature maps all differ
+    checker(path)
+    local pictures = { street, picture("portrait"), resized(256, 352), resized(301, 517) }
+    for i, got in ipairs(ort_detections(path, pictures)) do
+      local p = pictures[i]
+      local size = { p.shape[2], p.shape[3] }
+      local what = string.format("fcos --dynamic at %dx%d", size[1], size[2])
+      local want = m({ p })[1]
+      assert.is_true(want.scores.numel >= 10, what .. ": too few detections to tell")
+      check.compare(got, want, size) -- labels, scores within 1e-4, boxes 1e-3 of the size (near-equal scores in either order)
+      print(string.format("# %s: %d detections, onnxruntime - pthcv: scores %.2g", what, got.scores.numel,
+                          max_abs(got.scores - want.scores)))
+    end
+    os.remove(path)
+  end)
+
   it("refuses what it cannot write, by name", function()
     local x = pthcv.rand({ 1, 3, 64, 80 }, { seed = 1 })
     local ok, err = pcall(onnx.build, model("ssdlite320_mobilenet_v3_large"), { input = x, dynamic = { "batch" } })
@@ -177,11 +214,16 @@ describe("ONNX export of whole detectors with --half and --dynamic", function()
     ok, err = pcall(onnx.build, model("ssdlite320_mobilenet_v3_large"), { input = x, dynamic = { "height" } })
     assert.is_false(ok)
     assert.matches("height and width are dynamic together", err, 1, true)
-    for _, name in ipairs { "retinanet_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn" } do
+    for _, name in ipairs { "fasterrcnn_mobilenet_v3_large_320_fpn", "keypointrcnn_resnet50_fpn" } do
       ok, err = pcall(onnx.build, pthcv.models.detection[name](), { input = x, dynamic = { "height", "width" } })
       assert.is_false(ok)
-      assert.matches("--dynamic is written for the SSD detectors only: this transform keeps the picture's aspect "
-                     .. "ratio", err, 1, true)
+      assert.matches("--dynamic is written for the SSD, RetinaNet and FCOS detectors: the R-CNNs' region proposals",
+                     err, 1, true)
     end
+    ok, err = pcall(onnx.build, pthcv.models.detection.retinanet_resnet50_fpn(),
+                    { input = x, dynamic = { "height", "width" }, no_postprocess = true })
+    assert.is_false(ok)
+    assert.matches("RetinaNet: --dynamic --no-postprocess: the anchors written beside the file are the traced size's",
+                   err, 1, true)
   end)
 end)
