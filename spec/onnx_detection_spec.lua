@@ -43,10 +43,7 @@ local det_export = require "pthcv.export.onnx.ops_detection"
 local dir = os.getenv("PTHCV_DETECTION")
 local manifest = dir and json.decode(assert(support.read_file(dir .. "/manifest.json")))
 
-local function max_abs(t)
-  if t.numel == 0 then return 0 end
-  return math.max(t:max(), -t:min())
-end
+local max_abs = xs.max_abs
 
 local function model(name)
   local e = manifest[name]
@@ -56,11 +53,7 @@ local function model(name)
   return m, e
 end
 
-local function checker(path)
-  local code = "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)"
-  local c, _, e = support.run("/usr/bin/python3 -c " .. support.shell_quote(code) .. " " .. support.shell_quote(path))
-  assert.are.equal(0, c, path .. ": onnx.checker: " .. tostring(e))
-end
+local checker = xs.onnx_checker
 
 describe("ONNX export of segmentation and detection models", function()
   if not dir then

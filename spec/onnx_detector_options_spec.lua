@@ -44,16 +44,9 @@ local function model(name)
   return m, e
 end
 
-local function checker(path)
-  local code = "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)"
-  local c, _, e = support.run("/usr/bin/python3 -c " .. support.shell_quote(code) .. " " .. support.shell_quote(path))
-  assert.are.equal(0, c, path .. ": onnx.checker: " .. tostring(e))
-end
+local checker = xs.onnx_checker
 
-local function max_abs(t)
-  if t.numel == 0 then return 0 end
-  return math.max(t:max(), -t:min())
-end
+local max_abs = xs.max_abs
 
 -- onnxruntime's detections of the file at path on each picture [3, H, W]
 local function ort_detections(path, pictures)
