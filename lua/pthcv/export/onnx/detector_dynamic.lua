@@ -97,7 +97,7 @@ local function input_hw(g) return slice(g, g:op("Shape", { "input" }), 2, 4) end
 
 -- The ratio {value = name}: float [3] (input h / out_h, input w / out_w,
 -- 1), computed from the input's shape (ops_detection.lua's ratio_of);
--- out_hw: the resized size, numbers or an int64 [2] value.
+-- the resized size: the numbers out_h, out_w, or the int64 [2] value out_hw.
 function M.ratio(g, out_h, out_w, out_hw)
   local size = cast(g, input_hw(g), F32)
   local resized = out_hw and cast(g, out_hw, F32) or g:constant({ out_h, out_w }, "float32", { 2 }, "resized_size")
@@ -388,7 +388,6 @@ end
 -- 3, H, W] or [3, H, W], or a shape), else a random one with height + 32
 -- and width + 64 (dynamic.lua's probe).
 function M.probe(o, x)
-  local Tensor = require "pthcv.tensor"
   local p = o.probe
   if Tensor.is(p) then
     if p.ndim == 3 then p = p:unsqueeze(1):contiguous() end
