@@ -357,14 +357,17 @@ for op, fn in pairs { Mul = function(a, b) return a * b end, Floor = function(a)
     return { Tensor.from_table(out, "float64"):reshape(ins[1].shape) }
   end
 end
--- int64 Add and Sub of small vectors (sizes and counts), one side may have one element
+-- int64 Add and Sub of two vectors of at most 16 elements (sizes and
+-- counts), of one length or one of them of one element; the others as before
 for op, fn in pairs { Add = function(a, b) return a + b end, Sub = function(a, b) return a - b end } do
   local other = K[op]
   K[op] = function(ins, at, node, ctx)
-    if ins[1].dtype ~= "int64" or ins[1].numel > 16 or not ins[2] or ins[2].numel > 16 then
+    local x, y = ins[1], ins[2]
+    if #ins ~= 2 or x.dtype ~= "int64" or y.dtype ~= "int64" or x.ndim ~= 1 or y.ndim ~= 1 or x.numel > 16
+       or y.numel > 16 or (x.numel ~= y.numel and x.numel ~= 1 and y.numel ~= 1) then
       return other(ins, at, node, ctx)
     end
-    local a, b = lua_values(ins[1]), lua_values(ins[2])
+    local a, b = lua_values(x), lua_values(y)
     local n = math.max(#a, #b)
     local out = {}
     for i = 1, n do out[i] = fn(a[#a == 1 and 1 or i], b[#b == 1 and 1 or i]) end
