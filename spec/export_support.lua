@@ -133,4 +133,17 @@ function Net:forward(x)
 end
 M.ManyKinds = Net
 
+-- asserts that onnx.checker with full_check accepts the file at path
+function M.onnx_checker(path)
+  local code = "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)"
+  local c, _, e = support.run("/usr/bin/python3 -c " .. support.shell_quote(code) .. " " .. support.shell_quote(path))
+  assert.are.equal(0, c, path .. ": onnx.checker: " .. tostring(e))
+end
+
+-- the largest |value| of t (0 when it is empty)
+function M.max_abs(t)
+  if t.numel == 0 then return 0 end
+  return math.max(t:max(), -t:min())
+end
+
 return M

@@ -24,7 +24,7 @@
 --     pthcv.ops.heatmaps_to_keypoints;
 --   RetinaNet's and FCOS's --no-postprocess outputs and anchors;
 --   refusals: opset 10 (no GatherND), Faster and Keypoint R-CNN's
---     --no-postprocess.
+--     --no-postprocess (--half and --dynamic: onnx_detector_options_spec.lua).
 local support = require "support"
 local xs = require "export_support"
 local R = require "onnx_runtime"
@@ -43,10 +43,7 @@ local det_export = require "pthcv.export.onnx.ops_detection"
 local dir = os.getenv("PTHCV_DETECTION")
 local manifest = dir and json.decode(assert(support.read_file(dir .. "/manifest.json")))
 
-local function max_abs(t)
-  if t.numel == 0 then return 0 end
-  return math.max(t:max(), -t:min())
-end
+local max_abs = xs.max_abs
 
 local function model(name)
   local e = manifest[name]
@@ -56,11 +53,7 @@ local function model(name)
   return m, e
 end
 
-local function checker(path)
-  local code = "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)"
-  local c, _, e = support.run("/usr/bin/python3 -c " .. support.shell_quote(code) .. " " .. support.shell_quote(path))
-  assert.are.equal(0, c, path .. ": onnx.checker: " .. tostring(e))
-end
+local checker = xs.onnx_checker
 
 describe("ONNX export of segmentation and detection models", function()
   if not dir then
@@ -323,9 +316,6 @@ describe("ONNX export of segmentation and detection models", function()
     ok, err = pcall(onnx.build, model("fasterrcnn_mobilenet_v3_large_320_fpn"), { input = x, no_postprocess = true })
     assert.is_false(ok)
     assert.matches("FasterRCNN: --no-postprocess: the box head runs on the region proposals", err, 1, true)
-    ok, err = pcall(onnx.build, m, { input = x, dynamic = { "batch" } })
-    assert.is_false(ok)
-    assert.matches("SSD: --dynamic: the default boxes are constants of the input's size", err, 1, true)
     local code, _, e = support.pthcv("export", "--model", "ssdlite320_mobilenet_v3_large", "--weights",
                                      dir .. "/ssdlite320_mobilenet_v3_large.pth", "--shape", "1x3x64x64",
                                      "-o", support.tmpname(".prototxt"))

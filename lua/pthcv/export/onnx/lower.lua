@@ -86,7 +86,9 @@ lower.Resize = function(g, node, at, opset)
   local scales, sizes = at.scales and at.scales[3], nil
   if not scales then
     local oh, ow = at.sizes[3][1], at.sizes[3][2]
-    if from[3] > 0 and from[4] > 0 and oh % from[3] == 0 and ow % from[4] == 0 then
+    if node.fixed_size then -- to one size whatever the input's (detector_dynamic.lua)
+      sizes = { from[1], from[2], oh, ow }
+    elseif from[3] > 0 and from[4] > 0 and oh % from[3] == 0 and ow % from[4] == 0 then
       scales = { 1, 1, oh / from[3], ow / from[4] }
     elseif from[1] < 0 or from[2] < 0 or from[3] < 0 or from[4] < 0 then
       refuse(string.format("node %s (Resize, in %s): a resize to %dx%d, no whole factor of a dynamic input's size",

@@ -5,8 +5,9 @@
 -- and Keypoint R-CNN in ops_rcnn.lua (Keypoint R-CNN's keypoints in
 -- ops_keypoint.lua) (their traced part and nodes; built and checked here).
 --
---   input  [1, 3, H, W] float32 RGB in 0..1, at the size traced (fixed;
---          o.input may be the picture [3, H, W])
+--   input  [1, 3, H, W] float32 RGB in 0..1, at the size traced (o.input
+--          may be the picture [3, H, W]); with o.dynamic (the SSDs only)
+--          [1, 3, height, width] (detector_dynamic.lua)
 --   boxes  [num_detections, 4] float32 (x1, y1, x2, y2) in the input's pixels
 --   labels [num_detections] int64 (COCO's 91 ids, as torchvision's)
 --   scores [num_detections] float32, in decreasing order
@@ -37,6 +38,10 @@
 -- boxes within 1e-3 of the image's size.
 -- --no-postprocess is refused for Faster, Mask and Keypoint R-CNN (their box
 -- head runs on the RPN's post-processed proposals).
+-- o.half: the model's weights made float16 (module:half()) and written so
+-- behind Cast nodes (half.lua); the check above is against that model.
+-- o.dynamic: the graph checked again, likewise, on o.probe (a picture or a
+-- shape; by default the input with height + 32 and width + 64).
 local Tensor = require "pthcv.tensor"
 local nn = require "pthcv.nn"
 local F = nn.F
@@ -46,10 +51,11 @@ local evaluate = require "pthcv.export.onnx.evaluate"
 local lower = require "pthcv.export.onnx.lower"
 local proto = require "pthcv.export.onnx.proto"
 local opencv46 = require "pthcv.export.onnx.opencv46"
+local detector_dynamic = require "pthcv.export.onnx.detector_dynamic"
+local fold = require "pthcv.export.onnx.fold"
 
 local refuse = graph.refuse
 local K = evaluate.kernels
-local detections_per_class_nms
 local M = { OPSET = 11 }
 local POSTPROCESS = "the detector's post-processing" -- where its nodes are, for messages (ops_rcnn.lua's too)
 
@@ -136,6 +142,7 @@ local function backbone_features(backbone, y)
   end
   local x = backbone.features(y)
   local w = backbone.scale_weight
+  if w.dtype ~= "float32" then w = w:float() end -- --half: the scale computed in float32, as ssd.lua does
   local norm = F.maximum(F.sqrt(F.sum(x * x, 1, true)), 1e-12)
   local out = { x / norm * w:reshape({ 1, w.numel, 1, 1 }) }
   for _, block in ipairs(backbone.extra:children()) do
@@ -195,8 +202,21 @@ local function postprocess(g, d, A, C, ratio)
   M.finish(g, d.detections_per_img, sel_boxes, sel_labels, sel_scores, ratio)
 end
 
+-- ratio {h, w} (numbers), or {value = name of a float [3] value: h, w, 1}
+-- (--dynamic: computed from the input's shape), as a value of the given
+-- shape whose elements are the ratio's at pick (0-based: 0 h, 1 w, 2 one)
+function M.ratio_of(g, ratio, pick, shape)
+  if not ratio.value then
+    local v = {}
+    for i, k in ipairs(pick) do v[i] = ({ ratio[1], ratio[2], 1 })[k + 1] end
+    return g:constant(v, "float32", shape, "ratio")
+  end
+  return g:op("Reshape", { g:op("Gather", { ratio.value, g:ints(pick, "pick") }, { { "axis", "int", 0 } }),
+                           g:ints(shape, "shape") })
+end
+
 -- the detections_per_img best of the kept candidates by score, boxes
--- scaled from the resized image to the input's size (ratio {h, w}):
+-- scaled from the resized image to the input's size (ratio: ratio_of's):
 -- g's outputs boxes, labels, scores
 -- (sel_masks: Mask R-CNN's [n, 1, M, M], output as masks; sel_keypoints:
 -- Keypoint R-CNN's {[n, K, 3], [n, K]}, output as keypoints (x and y
@@ -208,8 +228,7 @@ function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, rati
   local order = g:fresh("t")
   g:node("TopK", { sel_scores, n }, { "scores", order }, { { "axis", "int", 0 } })
   local boxes = g:op("Gather", { sel_boxes, order }, { { "axis", "int", 0 } })
-  g:node("Mul", { boxes, g:constant({ ratio[2], ratio[1], ratio[2], ratio[1] }, "float32", { 1, 4 }, "ratio") },
-         { "boxes" })
+  g:node("Mul", { boxes, M.ratio_of(g, ratio, { 1, 0, 1, 0 }, { 1, 4 }) }, { "boxes" })
   g:node("Gather", { sel_labels, order }, { "labels" }, { { "axis", "int", 0 } })
   for _, name in ipairs { "boxes", "labels", "scores" } do g.used_names[name] = true end
   g.outputs = { { name = "boxes", shape = { "num_detections", 4 }, dtype = "float32" },
@@ -222,7 +241,7 @@ function M.finish(g, detections_per_img, sel_boxes, sel_labels, sel_scores, rati
   end
   if sel_keypoints then
     local kp = g:op("Gather", { sel_keypoints[1], order }, { { "axis", "int", 0 } })
-    g:node("Mul", { kp, g:constant({ ratio[2], ratio[1], 1 }, "float32", { 1, 1, 3 }, "ratio") }, { "keypoints" })
+    g:node("Mul", { kp, M.ratio_of(g, ratio, { 1, 0, 2 }, { 1, 1, 3 }) }, { "keypoints" })
     g:node("Gather", { sel_keypoints[2], order }, { "keypoints_scores" }, { { "axis", "int", 0 } })
     g.used_names.keypoints, g.used_names.keypoints_scores = true, true
     g.outputs[4] = { name = "keypoints", shape = { "num_detections", sel_keypoints.k, 3 }, dtype = "float32" }
@@ -316,88 +335,16 @@ K.Gather = function(ins, at, node, ctx)
 end
 
 -- ---- building and checking --------------------------------------------------------------------------------
--- the graph's detections against the model's own on the traced image:
--- as many, each matched to one of the forward's with the same label, a
--- score within 1e-4 and a box within 1e-3 of the image's size (issue 17's
--- tolerances: the graph, run from its input alone, rounds differently
--- through the network, e.g. hardswish as x * HardSigmoid(x); equal or
--- near-equal scores may come in either order)
-local function compare_detections(got, want, size)
-  local n = want.scores.numel
-  if got.scores.numel ~= n then
-    refuse(string.format("the exported graph finds %d detections where the forward pass finds %d; nothing was "
-                         .. "written", got.scores.numel, n))
-  end
-  if n == 0 then return end
-  local gl, wl = got.labels:totable(), want.labels:totable()
-  local gs, ws = got.scores:totable(), want.scores:totable()
-  local gb, wb = got.boxes:totable(), want.boxes:totable()
-  local tol = 1e-3 * math.max(size[1], size[2])
-  local used = {}
-  for i = 1, n do
-    local found = false
-    for j = math.max(1, i - 50), math.min(n, i + 50) do
-      if not used[j] and gl[i] == wl[j] and math.abs(gs[i] - ws[j]) <= 1e-4 then
-        local close = true
-        for c = 1, 4 do close = close and math.abs(gb[i][c] - wb[j][c]) <= tol end
-        if close then used[j], found = true, true; break end
-      end
-    end
-    if not found then
-      refuse(string.format("the exported graph's detection %d (label %d, score %.6g) is not among the forward "
-                           .. "pass's; nothing was written", i, gl[i], gs[i]))
-    end
-  end
-end
-
--- batched_nms as NMS per class, each class over its boxes by itself (ONNX's
--- NonMaxSuppression; torchvision's _batched_nms_vanilla), the kept boxes
--- by decreasing score. torchvision (and ops.batched_nms) use it above 1000
--- boxes; below, the coordinate trick, which moves each class's boxes by
--- label * (max + 1) and so rounds their coordinates: an IoU within a
--- rounding of the threshold may then decide otherwise.
-local function per_class_nms(boxes, scores, labels, iou)
-  local by_class, order = {}, {}
-  local lp = labels:contiguous():data()
-  for i = 0, labels.numel - 1 do
-    local c = tonumber(lp[i])
-    if not by_class[c] then by_class[c] = {}; order[#order + 1] = c end
-    table.insert(by_class[c], i)
-  end
-  local kept, sp = {}, scores:contiguous():data()
-  for _, c in ipairs(order) do
-    local idx = Tensor.from_table(by_class[c], "int64")
-    local keep = ops.nms(ops.take(boxes, idx), ops.take(scores, idx), iou)
-    local kp = keep:data()
-    for j = 0, keep.numel - 1 do kept[#kept + 1] = by_class[c][tonumber(kp[j]) + 1] end
-  end
-  table.sort(kept, function(a, b) if sp[a] ~= sp[b] then return sp[a] > sp[b] end return a < b end)
-  if #kept == 0 then return Tensor.zeros({ 0 }, "int64") end
-  return Tensor.from_table(kept, "int64")
-end
-
-M.per_class_nms = per_class_nms
-
--- The SSD's own detections on x [1, 3, H, W] with NMS per class (the
--- graph's), for the check before writing.
-detections_per_class_nms = function(m, x)
-  local saved = ops.batched_nms
-  ops.batched_nms = per_class_nms
-  local ok, res = pcall(m, { x:squeeze(1) })
-  ops.batched_nms = saved
-  if not ok then error(res, 0) end
-  return res[1]
-end
+-- (the comparisons with the model's own detections: detector_check.lua)
+local check = require "pthcv.export.onnx.detector_check"
+M.per_class_nms = check.per_class_nms
 
 -- The ONNX model of the SSD m and info, as onnx.build (init.lua) returns.
 function M.build(onnx, m, o)
   local opset = o.opset or onnx.OPSET
   local name = detector_name(m)
   local ssd = name == "SSD"
-  if o.dynamic and #o.dynamic > 0 then
-    refuse(name .. ": --dynamic: the " .. (ssd and "default boxes" or "anchors") .. " are constants of the input's size")
-  end
-  if o.half then refuse(name .. ": --half is not written for detectors") end
+  local axes = detector_dynamic.axes(o, name)
   if o.input_names or o.output_names then refuse(name .. ": the detector's names are input, boxes, labels and scores") end
   if not o.no_postprocess and opset < M.OPSET then
     refuse(string.format("%s at opset %d: the post-processing %s, which is opset 11 (use --opset 11 or later, or "
@@ -416,18 +363,30 @@ function M.build(onnx, m, o)
     refuse(name .. ": --no-postprocess: the box head runs on the region proposals, which the post-processing "
            .. "of the RPN makes")
   end
+  if o.half then m:half() end -- float16 weights, float32 arithmetic (as half.lua's classifiers)
   local onestage = not ssd and require(rcnn and "pthcv.export.onnx.ops_rcnn" or "pthcv.export.onnx.ops_onestage")
   local wrapper, names
   if ssd then
     wrapper = M.wrap(m, x, o.no_postprocess)
     names = o.no_postprocess and { "bbox_regression", "cls_logits" } or { "raw_boxes", "raw_scores" }
   else
-    wrapper, names = onestage.wrap(m, x, o.no_postprocess)
+    wrapper, names = onestage.wrap(m, x, o.no_postprocess, axes and true)
   end
   local t = onnx.trace(wrapper, { input = x, opset = opset, output_names = names })
   local g = t.g
+  local dyn -- RetinaNet's and FCOS's values computed from the input's size
   local ok, res = pcall(function()
     local ratio = { size[1] / wrapper.out_h, size[2] / wrapper.out_w }
+    if axes and ssd then
+      detector_dynamic.fix_resize(g, x)
+      g.where, g.op_name = POSTPROCESS, "postprocess"
+      if not o.no_postprocess then ratio = detector_dynamic.ratio(g, wrapper.out_h, wrapper.out_w) end
+    elseif axes then
+      dyn = detector_dynamic.trace_onestage(onnx, m, t, wrapper, detector_dynamic.onestage_probe(o, x, wrapper), o,
+                                            names)
+      g.where, g.op_name = POSTPROCESS, "postprocess"
+      ratio = detector_dynamic.ratio(g, nil, nil, dyn.out_hw)
+    end
     if o.no_postprocess then -- nothing to add
     elseif ssd then
       postprocess(g, m, wrapper.anchors.shape[1], m.head.classification_head.num_columns, ratio)
@@ -438,31 +397,61 @@ function M.build(onnx, m, o)
                  wrapper.mask_rec and "det_masks", wrapper.keypoint_rec and
                  { "det_keypoints", "det_keypoints_scores", k = m.roi_heads.keypoint_predictor.out_channels })
       else
-        local b, l, s = onestage.postprocess(g, m, wrapper)
+        local b, l, s = onestage.postprocess(g, m, wrapper, dyn)
         M.finish(g, m.o.detections_per_img, b, l, s, ratio)
       end
     end
     if rcnn then onestage.set_opset(g, opset) end
     lower.run(g, opset)
     local info = { opset = opset, warnings = {}, anchors = o.no_postprocess and wrapper.anchors or nil }
+    if o.half then
+      info.half, info.float = require("pthcv.export.onnx.half").run(g)
+      -- the float16 model's convolutions (BatchNorm folded by pthcv's plan, the weights
+      -- rounded to float16 again) are checked as fold.lua's folded ones, within 1e-4: through
+      -- ResNet-50 the evaluator's float32 convolutions drift from them by 1.2e-5 to 1.7e-5
+      -- of the largest value (the float32 exports stay within 1e-5)
+      for _, node in ipairs(g.nodes) do
+        if node.op == "Conv" then node.tolerance = math.max(node.tolerance or 0, fold.TOL) end
+      end
+    end
     evaluate.check(g, { input = x }, g.refs)
-    if not o.no_postprocess then
+    local function run_at(picture, outputs) -- the graph's values of outputs on picture
       local values_in = {}
       for name, v in pairs(g.init_of) do values_in[name] = v end
-      values_in.input = x
-      local got = evaluate.run(g.nodes, values_in, { ctx = { opset = opset }, outputs = { "boxes", "labels", "scores" },
-                                                       form = "opset-" .. opset .. " ONNX" })
-      compare_detections(got, detections_per_class_nms(m, x), size)
+      values_in.input = picture
+      return evaluate.run(g.nodes, values_in, { ctx = { opset = opset }, outputs = outputs,
+                                                form = "opset-" .. opset .. " ONNX" })
     end
-    for _, w in ipairs(opencv46.warnings(g)) do
-      if not w:find(POSTPROCESS, 1, true) then info.warnings[#info.warnings + 1] = w end
+    local function check_at(picture) -- against the model's detections, or its head's outputs
+      local at = " at [" .. table.concat(picture.shape, ", ") .. "]"
+      if not o.no_postprocess then
+        check.compare(run_at(picture, { "boxes", "labels", "scores" }), check.model_detections(m, picture),
+                      { picture.shape[3], picture.shape[4] }, at)
+      else
+        check.compare_head(run_at(picture, names), M.wrap(m, picture, true)(picture), names, at)
+      end
+    end
+    if not o.no_postprocess then check_at(x) end
+    if axes then
+      local probe = dyn and dyn.probe or detector_dynamic.probe(o, x)
+      check_at(probe)
+      info.probe_shape = probe.shape
+    end
+    if dyn then -- (OpenCV runs no whole detector: one warning for the sizes computed with Shape)
+      info.warnings[#info.warnings + 1] = "OpenCV 4.6 cannot run --dynamic's sizes, anchors and reshape targets "
+        .. "computed with Shape (its importer folds Shape at the declared sizes)"
+    else
+      for _, w in ipairs(opencv46.warnings(g)) do
+        if not w:find(POSTPROCESS, 1, true) then info.warnings[#info.warnings + 1] = w end
+      end
     end
     if not o.no_postprocess then
       info.warnings[#info.warnings + 1] = "OpenCV 4.6 cannot run the detector's post-processing (its importer has no "
         .. "NonMaxSuppression, TopK, Gather or GatherND layers): run the file with onnxruntime"
         .. (rcnn and "" or ", or export with --no-postprocess for cv2.dnn")
     end
-    local vi_in, vi_out, outputs = { proto.value_info("input", proto.DTYPE.float32, x.shape) }, {}, {}
+    local in_shape = axes and { 1, 3, axes[2], axes[3] } or x.shape
+    local vi_in, vi_out, outputs = { proto.value_info("input", proto.DTYPE.float32, in_shape) }, {}, {}
     for i, out in ipairs(g.outputs) do
       vi_out[i] = proto.value_info(out.name, proto.DTYPE[out.dtype or "float32"], out.shape)
       outputs[i] = { name = out.name, shape = out.shape }
@@ -473,7 +462,7 @@ function M.build(onnx, m, o)
                            { ir_version = onnx.IR_VERSIONS[opset], opset = opset,
                              producer_version = require("pthcv").version })
     info.nodes, info.initializers, info.outputs = #g.nodes, #inits, outputs
-    info.inputs = { { name = "input", shape = x.shape } }
+    info.inputs = { { name = "input", shape = in_shape } }
     return { pb, info }
   end)
   onnx.release(t)

@@ -47,10 +47,11 @@ function OneStageExport:__init(detector, size, no_postprocess)
 end
 
 -- the batch the model's transform makes of x [1, 3, H, W]
+-- (with --dynamic, padded even by 0: detector_dynamic.lua computes the pads)
 function OneStageExport:batch(x)
   local y = F.interpolate((x - self.mean) / self.std,
                           { size = { self.out_h, self.out_w }, mode = "bilinear", align_corners = false })
-  if self.pad_h == self.out_h and self.pad_w == self.out_w then return y end
+  if self.pad_h == self.out_h and self.pad_w == self.out_w and not self.dynamic then return y end
   return F.pad(y, { 0, self.pad_w - self.out_w, 0, self.pad_h - self.out_h })
 end
 
@@ -65,10 +66,14 @@ function OneStageExport:set_anchors(features)
   end
   local a = self.anchor_generator:anchors({ self.pad_h, self.pad_w }, grids):contiguous()
   for i, n in ipairs(per_level) do per_level[i] = n * (a.shape[1] / total) end
-  self.anchors, self.per_level = a, per_level
+  self.anchors, self.per_level, self.grids = a, per_level, grids
+  -- the clipping bounds as tensors (--dynamic replaces them with values computed in the graph)
+  self.bound_w = Tensor.from_table({ self.out_w }, "float32"):reshape({ 1, 1 })
+  self.bound_h = Tensor.from_table({ self.out_h }, "float32"):reshape({ 1, 1 })
   local function col(j) return a:narrow(2, j, 1):contiguous() end
   self.widths, self.heights = col(3) - col(1), col(4) - col(2)
   self.ctr_x, self.ctr_y = col(1) + self.widths * 0.5, col(2) + self.heights * 0.5
+  self.mid_x, self.mid_y = (col(1) + col(3)) * 0.5, (col(2) + col(4)) * 0.5 -- FCOS's centres
 end
 
 -- reg [A, 4] -> boxes [A, 4] clipped to the resized image: RetinaNet's
@@ -77,9 +82,7 @@ function OneStageExport:decode(reg)
   local function col(j) return reg:narrow(2, j, 1) end
   local x1, y1, x2, y2
   if self.fcos then
-    local a = self.anchors
-    local cx = (a:narrow(2, 1, 1) + a:narrow(2, 3, 1)):contiguous() * 0.5
-    local cy = (a:narrow(2, 2, 1) + a:narrow(2, 4, 1)):contiguous() * 0.5
+    local cx, cy = self.mid_x, self.mid_y
     x1, y1 = cx - col(1) * self.widths, cy - col(2) * self.heights
     x2, y2 = cx + col(3) * self.widths, cy + col(4) * self.heights
   else
@@ -92,14 +95,21 @@ function OneStageExport:decode(reg)
     local hw, hh = F.exp(dw) * self.widths * 0.5, F.exp(dh) * self.heights * 0.5
     x1, y1, x2, y2 = cx - hw, cy - hh, cx + hw, cy + hh
   end
-  x1, x2 = F.clamp(x1, 0, self.out_w), F.clamp(x2, 0, self.out_w)
-  y1, y2 = F.clamp(y1, 0, self.out_h), F.clamp(y2, 0, self.out_h)
+  local function clip(v, bound, t) -- clamp(v, 0, bound); with --dynamic, the bound is the tensor t
+    if self.dynamic then return F.minimum(F.maximum(v, 0), t) end
+    return F.clamp(v, 0, bound)
+  end
+  x1, x2 = clip(x1, self.out_w, self.bound_w), clip(x2, self.out_w, self.bound_w)
+  y1, y2 = clip(y1, self.out_h, self.bound_h), clip(y2, self.out_h, self.bound_h)
   return F.cat({ x1, y1, x2, y2 }, 1)
 end
 
 function OneStageExport:forward(x)
   local d = self.detector
-  local out = d.head(d.backbone(self:batch(x)))
+  local batch = self:batch(x)
+  local features = d.backbone(batch)
+  self.features = features -- their names in the graph: detector_dynamic.lua's anchor grids
+  local out = d.head(features)
   if self.no_postprocess then
     return { bbox_regression = out.bbox_regression, cls_logits = out.cls_logits, bbox_ctrness = out.bbox_ctrness }
   end
@@ -110,9 +120,10 @@ end
 
 -- The traced module of RetinaNet or FCOS m for the image x [1, 3, H, W],
 -- and its output names.
-function M.wrap(m, x, no_postprocess) -- (names: the dict's keys in order)
+function M.wrap(m, x, no_postprocess, dynamic) -- (names: the dict's keys in order)
   m:eval()
   local wrapper = OneStageExport(m, { x.shape[3], x.shape[4] }, no_postprocess)
+  wrapper.dynamic = dynamic
   wrapper:set_anchors(m.backbone(wrapper:batch(x)))
   local names = { "raw_boxes", "raw_scores" }
   if no_postprocess then
@@ -123,33 +134,48 @@ end
 
 -- g: the traced graph (raw_boxes [A, 4], raw_scores [1, A, C]); sets
 -- g.outputs to boxes, labels, scores (see the header)
-function M.postprocess(g, d, wrapper, ratio)
+-- (dyn: detector_dynamic.onestage's, the anchors per level computed in the graph)
+function M.postprocess(g, d, wrapper, dyn)
   local o = d.o
   local C = d.head.classification_head.num_classes
   local vals, anchor_of, label_of, first, K = {}, {}, {}, 0, 0
   local flat = g:op("Reshape", { "raw_scores", g:ints({ -1 }, "shape") })
+  local function times_c(v) return g:op("Mul", { v, g:ints({ C }, "num_classes") }) end
   for l, n in ipairs(wrapper.per_level) do
-    local k = math.min(o.topk_candidates, n * C)
-    local lvl = g:op("Slice", { flat, g:ints({ first * C }, "starts"), g:ints({ (first + n) * C }, "ends"),
-                               g:ints({ 0 }, "axes") })
+    local k, starts, ends, level_start
+    if dyn then -- first, n and k computed: k = min(topk_candidates, n * C)
+      local count = dyn.counts[l]
+      level_start = first == 0 and g:ints({ 0 }, "level_start") or first
+      local next_first = g:op("Add", { level_start, count })
+      starts, ends = times_c(level_start), times_c(next_first)
+      k = g:op("ReduceMin", { g:op("Concat", { g:ints({ o.topk_candidates }, "topk_candidates"), times_c(count) },
+                                   { { "axis", "int", 0 } }) }, { { "keepdims", "int", 1 } })
+      first, K = next_first, K + o.topk_candidates
+    else
+      k = g:ints({ math.min(o.topk_candidates, n * C) }, "k")
+      starts, ends, level_start = g:ints({ first * C }, "starts"), g:ints({ (first + n) * C }, "ends"),
+                                  g:ints({ first }, "level_start")
+      first, K = first + n, K + math.min(o.topk_candidates, n * C)
+    end
+    local lvl = g:op("Slice", { flat, starts, ends, g:ints({ 0 }, "axes") })
     local v, idx = g:fresh("t"), g:fresh("t")
-    g:node("TopK", { lvl, g:ints({ k }, "k") }, { v, idx }, { { "axis", "int", 0 } })
+    g:node("TopK", { lvl, k }, { v, idx }, { { "axis", "int", 0 } })
     vals[l] = v
-    anchor_of[l] = g:op("Add", { g:op("Div", { idx, g:ints({ C }, "num_classes") }), g:ints({ first }, "level_start") })
+    anchor_of[l] = g:op("Add", { g:op("Div", { idx, g:ints({ C }, "num_classes") }), level_start })
     label_of[l] = g:op("Mod", { idx, g:ints({ C }, "num_classes") })
-    first, K = first + n, K + k
   end
+  local n_cand = dyn and -1 or K -- (with dyn, K bounds the candidates: max_output_boxes_per_class)
   local cat = function(list) return g:op("Concat", list, { { "axis", "int", 0 } }) end
   local scores, anchors, labels = cat(vals), cat(anchor_of), cat(label_of)        -- [K]
   local boxes = g:op("Gather", { "raw_boxes", anchors }, { { "axis", "int", 0 } }) -- [K, 4]
   local classes = {}
   for c = 0, C - 1 do classes[c + 1] = c end
-  local same = g:op("Equal", { g:op("Reshape", { labels, g:ints({ 1, K }, "shape") }),
+  local same = g:op("Equal", { g:op("Reshape", { labels, g:ints({ 1, n_cand }, "shape") }),
                                g:constant(classes, "int64", { C, 1 }, "classes") })  -- [C, K]
-  local per_class = g:op("Where", { same, g:op("Reshape", { scores, g:ints({ 1, K }, "shape") }),
+  local per_class = g:op("Where", { same, g:op("Reshape", { scores, g:ints({ 1, n_cand }, "shape") }),
                                     g:constant({ -1 }, "float32", { 1 }, "other_class") })
-  local sel = g:op("NonMaxSuppression", { g:op("Reshape", { boxes, g:ints({ 1, K, 4 }, "shape") }),
-                                          g:op("Reshape", { per_class, g:ints({ 1, C, K }, "shape") }),
+  local sel = g:op("NonMaxSuppression", { g:op("Reshape", { boxes, g:ints({ 1, n_cand, 4 }, "shape") }),
+                                          g:op("Reshape", { per_class, g:ints({ 1, C, n_cand }, "shape") }),
                                           g:ints({ K }, "max_output_boxes_per_class"),
                                           g:constant({ o.nms_thresh }, "float32", { 1 }, "iou_threshold"),
                                           g:constant({ o.score_thresh }, "float32", { 1 }, "score_threshold") })

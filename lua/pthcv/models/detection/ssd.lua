@@ -157,7 +157,8 @@ local function l2_scaled(x, w)
   local c = x:contiguous()
   local N, C, H, W = unpack(c.shape)
   local out = Tensor.zeros(c.shape, "float32")
-  local p, o, wp = c:data(), out:data(), w:contiguous():data()
+  w = w:float():contiguous() -- float16 after module:half(): read as float32 values, not as raw halves
+  local p, o, wp = c:data(), out:data(), w:data()
   local plane = H * W
   local norms = require("ffi").new("double[?]", plane)
   for n = 0, N - 1 do
