@@ -145,11 +145,10 @@ local function linear_nodes(g, x_t, w, b, rec)
   end
   return activation(g, rec.act, y)
 end
--- a[1]: the pack: its weights are pk.weight (pthcv.nn's layers) or
--- pk.weight_ref[1] (pthcv.jit's fused packs, which hold them weakly)
+-- a[1]: the pack: its weights are pk.weight (pthcv.nn's layers)
 H["F.linear_packed"] = function(g, a, r)
   local pk = a[1]
-  local w = pk.weight or (pk.weight_ref and pk.weight_ref[1])
+  local w = pk.weight
   if not w then
     refuse(g.where .. ": F.linear_packed runs a pack that holds no copy of its weights, and pthcv cannot read "
            .. "them back from a linear pack: the graph cannot hold them")

@@ -31,10 +31,11 @@ function FPN:__init(in_channels_list, out_channels, extra_blocks, norm_layer)
   self.extra_blocks = extra_blocks
 end
 
--- inner block i applied to x, plus `add` (same shape as its output) if given
+-- inner block i applied to x, plus `add` (same shape as its output) if
+-- given: torchvision's inner_lateral + inner_top_down, which the plan
+-- (pthcv.nn.plan) runs as the 1x1 convolution's store adding `add`
 local function lateral(block, x, add)
   if add == nil then return block(x) end
-  if block:accepts_residual() then return block(x, add) end
   return F.add(block(x), add)
 end
 
