@@ -230,10 +230,12 @@ end
 -- hands out the step's result v in the tensor the op overwrites, dst: a
 -- placeholder of the step (optimize.lua only fuses an op that overwrites
 -- the step's own value, which nothing else reads), now holding v's bytes.
+-- v's reference moves to dst (v is the step's own value, which nothing
+-- else holds): left in v, the bytes would wait for the collector, and
+-- each pass would take fresh pages for them.
 local function overwrite(ctx, dst, v)
-  C.pthcv_tensor_retain(v.ct)
   C.pthcv_tensor_release(dst.ct)
-  dst.ct = v.ct
+  dst.ct, v.ct = v.ct, nil
   ctx.twin_slot[dst] = nil
   return dst
 end
