@@ -124,9 +124,10 @@ def main():
                 "-" if n is None else "%s%.2f" % ("(" if other else "", m8 / n) + (")" if other else "")))
             print("%s %d threads: float32 %.1f ms, int8 %.1f ms%s" % (name, t, m32, m8,
                   "" if n is None else ", ncnn int8 %.1f ms" % n), file=sys.stderr, flush=True)
-            if other and n is not None and "(%s" % other not in " ".join(notes):
-                notes.append("ncnn's %s is %s, the nearest int8 model it ships; its ratio is in brackets."
-                             % (NCNN_INT8[name][0], other))
+            note = "ncnn's %s is %s, the nearest int8 model it ships; its ratio is in brackets." % (
+                NCNN_INT8[name][0], other)
+            if other and n is not None and note not in notes:
+                notes.append(note)
     head = ("Machine: %s, %d CPUs; int8 from `pthcv quantize` (min-max) calibrated on %d crops of "
             "examples/demo.jpg; medians of %d runs after %d warm-up passes per process, %d alternating pairs "
             "of processes per row; ncnn %s; load average %.2f at start, %.2f at end."
