@@ -417,6 +417,19 @@ def table_row(r, infos, peaks):
         f(h, "median_ms", "%.1f"), f(h, "rss", "%.0f"))
 
 
+def torch_blas():
+    """the BLAS this torch process runs on: Debian's python3-torch takes
+    whichever libblas.so.3 is installed, and netlib's reference BLAS makes
+    its Linear layers and fallback convolutions many times slower"""
+    import torch
+    torch.mm(torch.ones(2, 2), torch.ones(2, 2))
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in line.split()[-1].rsplit("/", 1)[-1]}
+    real = sorted({os.path.realpath(l) for l in libs if l.startswith("/")})
+    return ", ".join(os.path.relpath(r, "/usr/lib/x86_64-linux-gnu") if r.startswith("/usr/lib/x86_64-linux-gnu/")
+                     else r for r in real) or "no BLAS library loaded"
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         return worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
@@ -426,7 +439,7 @@ def main():
         for name in MODELS:
             if name in TRACED:
                 setup_traced(name)
-        print(json.dumps({"infos": infos, "torch": torch.__version__, "cv2": cv2.__version__}))
+        print(json.dumps({"infos": infos, "torch": torch.__version__ + " with " + torch_blas(), "cv2": cv2.__version__}))
         return
     # torch and cv2 stay out of this process: on Linux a child's ru_maxrss
     # starts from its parent's (fork + exec keep the high-water mark), so
