@@ -33,12 +33,17 @@ function M.write_file(path, data)
   f:close()
 end
 
+-- A fresh path under build/spec-tmp, unique to this process: tools/run-specs
+-- runs spec files side by side, and LuaJIT's math.random starts from the
+-- same seed in every process, so the names carry the process id.
+local ffi = require "ffi"
+pcall(ffi.cdef, "int getpid(void);")
 local tmp_count = 0
 function M.tmpname(suffix)
   tmp_count = tmp_count + 1
   local dir = M.root .. "/build/spec-tmp"
   os.execute("mkdir -p " .. M.shell_quote(dir))
-  return string.format("%s/%d-%d%s", dir, tmp_count, math.random(1, 1e9), suffix or "")
+  return string.format("%s/%d-%d%s", dir, ffi.C.getpid(), tmp_count, suffix or "")
 end
 
 -- Runs a shell command; returns exit code, stdout, stderr.
