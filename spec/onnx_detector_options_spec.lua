@@ -18,8 +18,12 @@
 --   --dynamic height,width (fcos_resnet50_fpn at min_size 160): traced on
 --     one picture and at a probe, one file in onnxruntime at four sizes
 --     against pthcv's detections at each;
---   the refusals: the R-CNNs' --dynamic, RetinaNet's --dynamic
---     --no-postprocess, a dynamic batch.
+--   --dynamic height,width (fasterrcnn_mobilenet_v3_large_320_fpn at opsets
+--     11 and 17; maskrcnn_resnet50_fpn and keypointrcnn_resnet50_fpn at
+--     min_size 160, 20 detections, opset 17): one file in onnxruntime at
+--     three or four sizes against pthcv's detections (and masks, keypoints)
+--     at each;
+--   the refusals: RetinaNet's --dynamic --no-postprocess, a dynamic batch.
 local support = require "support"
 local xs = require "export_support"
 local R = require "onnx_runtime"
@@ -272,12 +276,14 @@ describe("ONNX export of whole detectors with --half and --dynamic", function()
   end)
 
   -- Mask and Keypoint R-CNN at min_size 160 (the fixtures' 320 halved: the
-  -- ResNet-50 runs at a quarter of the pixels, for the spec's time)
-  local SMALL = { box_score_thresh = 0.3, min_size = 160, max_size = 320 }
+  -- ResNet-50 runs at a quarter of the pixels) and 20 detections (the
+  -- mask and keypoint heads, and the evaluator's Scan, run per detection),
+  -- for the spec's time
+  local SMALL = { box_score_thresh = 0.3, min_size = 160, max_size = 320, box_detections_per_img = 20 }
 
-  it("maskrcnn_resnet50_fpn --dynamic height,width (opset 17, min_size 160): one file in onnxruntime at 427x640, "
-     .. "480x360 and 256x352 gives pthcv's detections, its 28x28 masks pasted pthcv's on 99.9% of the pixels",
-     function()
+  it("maskrcnn_resnet50_fpn --dynamic height,width (opset 17, min_size 160, 20 detections): one file in "
+     .. "onnxruntime at 427x640, 480x360 and 256x352 gives pthcv's detections, its 28x28 masks pasted pthcv's on "
+     .. "99.9% of the pixels", function()
     rcnn_dynamic("maskrcnn_resnet50_fpn", SMALL, 17, { "portrait", { 256, 352 } }, function(got, want, size)
       assert.are.same({ got.scores.numel, 1, 28, 28 }, got.masks.shape)
       local pasted = pthcv.ops.paste_masks_in_image(got.masks, got.boxes, size, 1):contiguous()
@@ -289,9 +295,9 @@ describe("ONNX export of whole detectors with --half and --dynamic", function()
     end)
   end)
 
-  it("keypointrcnn_resnet50_fpn --dynamic height,width (opset 17, min_size 160): one file in onnxruntime at "
-     .. "427x640, 480x360 and 256x352 gives pthcv's detections, keypoints within 1e-3 of the picture's size and "
-     .. "keypoint scores within 1e-4", function()
+  it("keypointrcnn_resnet50_fpn --dynamic height,width (opset 17, min_size 160, 20 detections): one file in "
+     .. "onnxruntime at 427x640, 480x360 and 256x352 gives pthcv's detections, keypoints within 1e-3 of the "
+     .. "picture's size and keypoint scores within 1e-4", function()
     rcnn_dynamic("keypointrcnn_resnet50_fpn", SMALL, 17, { "portrait", { 256, 352 } }, function(got, want, size, what)
       assert.are.same({ got.scores.numel, 17, 3 }, got.keypoints.shape)
       local dk, ds = max_abs(got.keypoints - want.keypoints), max_abs(got.keypoints_scores - want.keypoints_scores)
@@ -313,6 +319,15 @@ describe("ONNX export of whole detectors with --half and --dynamic", function()
                     { input = x, dynamic = { "height", "width" }, no_postprocess = true })
     assert.is_false(ok)
     assert.matches("RetinaNet: --dynamic --no-postprocess: the anchors written beside the file are the traced size's",
+                   err, 1, true)
+    ok, err = pcall(onnx.build, pthcv.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(),
+                    { input = x, dynamic = { "height", "width" }, no_postprocess = true })
+    assert.is_false(ok)
+    assert.matches("FasterRCNN: --no-postprocess: the box head runs on the region proposals", err, 1, true)
+    ok, err = pcall(onnx.build, pthcv.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(),
+                    { input = x, dynamic = { "height", "width" }, opset = 10 })
+    assert.is_false(ok)
+    assert.matches("FasterRCNN at opset 10: the post-processing compares int64 labels with Equal, which is opset 11",
                    err, 1, true)
   end)
 end)

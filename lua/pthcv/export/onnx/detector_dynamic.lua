@@ -60,7 +60,7 @@ function M.axes(o, name)
   if not (axes[2] and axes[3]) then
     refuse(name .. ": --dynamic: height and width are dynamic together (--dynamic height,width)")
   end
-  if name ~= "SSD" and o.no_postprocess then
+  if (name == "RetinaNet" or name == "FCOS") and o.no_postprocess then -- (the R-CNNs refuse it in any case)
     refuse(name .. ": --dynamic --no-postprocess: the anchors written beside the file are the traced size's; "
            .. "export the whole detector with --dynamic, or the head at a fixed size")
   end
