@@ -39,6 +39,9 @@
 --     keypoint pooler (14 x 14), the keypoint head and predictor are traced,
 --     export.keypoints (ops_keypoint.lua) turns the heatmaps into keypoints.
 -- ops_detection.lua's finish then scales the boxes to the input's size.
+-- With --dynamic height,width (wrap's dynamic; detector_dynamic.lua traces
+-- twice) the per-level top-n, the pooler's scales and levels and the box
+-- head's clipping bounds are computed from Shape instead (rcnn_dynamic.lua).
 -- RoiAlign is torchvision's aligned=False: ONNX's default before opset 16,
 -- coordinate_transformation_mode output_half_pixel from 16 (set_opset).
 local ffi = require "ffi"
