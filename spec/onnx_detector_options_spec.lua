@@ -265,12 +265,15 @@ describe("ONNX export of whole detectors with --half and --dynamic", function()
     return info
   end
 
+  -- (at 40x640 the picture keeps its size, padded to 64x640: the pooler's
+  -- scale, infer_scale's 2^round(log2(2 / 40)), is 1/16, at the others 1/32)
   it("fasterrcnn_mobilenet_v3_large_320_fpn --dynamic height,width (opsets 11 and 17): traced at 427x640, checked "
-     .. "at its probe, one file in onnxruntime at 427x640, 480x360, 256x352 and 301x517 gives pthcv's detections at "
-     .. "each", function()
+     .. "at its probe, one file in onnxruntime at 427x640, 480x360, 256x352, 301x517 and 40x640 (the pooler's scale "
+     .. "1/16, not the traced 1/32) gives pthcv's detections at each", function()
     local name = "fasterrcnn_mobilenet_v3_large_320_fpn"
     for _, opset in ipairs { 11, 17 } do
-      local info = rcnn_dynamic(name, manifest[name].options, opset, { "portrait", { 256, 352 }, { 301, 517 } })
+      local sizes = { "portrait", { 256, 352 }, { 301, 517 }, { 40, 640 } }
+      local info = rcnn_dynamic(name, manifest[name].options, opset, sizes)
       if info then assert.are.same({ 1, 3, 213, 960 }, info.probe_shape) end
     end
   end)
