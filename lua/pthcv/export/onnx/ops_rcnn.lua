@@ -384,10 +384,12 @@ H["export.rcnn_detections"] = function(g, a, r)
   local cy = g:op("Add", { g:op("Mul", { delta(1), heights }), ctr_y })
   local hw = g:op("Mul", { half, g:op("Mul", { g:op("Exp", { dw }), widths }) })
   local hh = g:op("Mul", { half, g:op("Mul", { g:op("Exp", { dh }), heights }) })
-  local H_, W_ = g:scalar(a.rec.image_size[1], "image_size"), g:scalar(a.rec.image_size[2], "image_size")
+  local H_, W_
   if a.rec.dynamic then -- the resized size, computed (rcnn_dynamic.lua)
     local h, w = rcnn_dynamic.resized_size(g, g:input(a[4]))
     H_, W_ = rcnn_dynamic.scalar(g, h), rcnn_dynamic.scalar(g, w)
+  else
+    H_, W_ = g:scalar(a.rec.image_size[1], "image_size"), g:scalar(a.rec.image_size[2], "image_size")
   end
   local function clamp(t, hi) return g:op("Clip", { t, g:scalar(0, "zero"), hi }) end
   local boxes = g:op("Concat", { clamp(g:op("Sub", { cx, hw }), W_), clamp(g:op("Sub", { cy, hh }), H_),
