@@ -18,8 +18,12 @@
 --   --dynamic height,width (fcos_resnet50_fpn at min_size 160): traced on
 --     one picture and at a probe, one file in onnxruntime at four sizes
 --     against pthcv's detections at each;
---   the refusals: the R-CNNs' --dynamic, RetinaNet's --dynamic
---     --no-postprocess, a dynamic batch.
+--   --dynamic height,width (fasterrcnn_mobilenet_v3_large_320_fpn at opsets
+--     11 and 17; maskrcnn_resnet50_fpn and keypointrcnn_resnet50_fpn at
+--     min_size 160, 20 detections, opset 17): one file in onnxruntime at
+--     three or four sizes against pthcv's detections (and masks, keypoints)
+--     at each;
+--   the refusals: RetinaNet's --dynamic --no-postprocess, a dynamic batch.
 local support = require "support"
 local xs = require "export_support"
 local R = require "onnx_runtime"
@@ -225,6 +229,87 @@ describe("ONNX export of whole detectors with --half and --dynamic", function()
     os.remove(path)
   end)
 
+  -- name (options: the model's) exported with --dynamic height,width at
+  -- opset, traced on the street picture and checked at its probe by pthcv's
+  -- evaluator; the file through onnx.checker, then in onnxruntime at each
+  -- of sizes (the street picture resized; the portrait) against pthcv's
+  -- detections: check(got, want, size, what) compares the rest
+  local function rcnn_dynamic(name, options, opset, sizes, check_more)
+    local ok, why = R.available()
+    if not ok then return pending(why) end
+    if not xs.has_python("onnx") then return pending("python3 with onnx is needed for onnx.checker") end
+    local m = pthcv.models.detection[name](options)
+    m:load_state_dict(pthcv.state_dict(dir .. "/" .. name .. ".pth"))
+    m:eval()
+    local street = picture("street")
+    local pictures = { street }
+    for i, s in ipairs(sizes) do
+      pictures[i + 1] = s == "portrait" and picture("portrait")
+        or pthcv.nn.F.interpolate(street:unsqueeze(1), { size = s, mode = "bilinear", align_corners = false })
+             :squeeze(1):contiguous()
+    end
+    local path = support.tmpname(".onnx")
+    local info = onnx.export(m, path, { input = street, opset = opset, dynamic = { "height", "width" } })
+    assert.are.same({ 1, 3, "height", "width" }, info.inputs[1].shape)
+    checker(path)
+    for i, got in ipairs(ort_detections(path, pictures)) do
+      local p = pictures[i]
+      local size = { p.shape[2], p.shape[3] }
+      local what = string.format("%s --dynamic (opset %d) at %dx%d", name, opset, size[1], size[2])
+      local want = m({ p })[1]
+      local ds, db = assert_same(got, want, size, what)
+      print(string.format("# %s: %d detections, onnxruntime - pthcv: scores %.2g, boxes %.2g px%s", what,
+                          got.scores.numel, ds, db, check_more and check_more(got, want, size, what) or ""))
+    end
+    os.remove(path)
+    return info
+  end
+
+  -- (at 40x640 the picture keeps its size, padded to 64x640: the pooler's
+  -- scale, infer_scale's 2^round(log2(2 / 40)), is 1/16, at the others 1/32)
+  it("fasterrcnn_mobilenet_v3_large_320_fpn --dynamic height,width (opsets 11 and 17): traced at 427x640, checked "
+     .. "at its probe, one file in onnxruntime at 427x640, 480x360, 256x352, 301x517 and 40x640 (the pooler's scale "
+     .. "1/16, not the traced 1/32) gives pthcv's detections at each", function()
+    local name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    for _, opset in ipairs { 11, 17 } do
+      local sizes = { "portrait", { 256, 352 }, { 301, 517 }, { 40, 640 } }
+      local info = rcnn_dynamic(name, manifest[name].options, opset, sizes)
+      if info then assert.are.same({ 1, 3, 213, 960 }, info.probe_shape) end
+    end
+  end)
+
+  -- Mask and Keypoint R-CNN at min_size 160 (the fixtures' 320 halved: the
+  -- ResNet-50 runs at a quarter of the pixels) and 20 detections (the
+  -- mask and keypoint heads, and the evaluator's Scan, run per detection),
+  -- for the spec's time
+  local SMALL = { box_score_thresh = 0.3, min_size = 160, max_size = 320, box_detections_per_img = 20 }
+
+  it("maskrcnn_resnet50_fpn --dynamic height,width (opset 17, min_size 160, 20 detections): one file in "
+     .. "onnxruntime at 427x640, 480x360 and 256x352 gives pthcv's detections, its 28x28 masks pasted pthcv's on "
+     .. "99.9% of the pixels", function()
+    rcnn_dynamic("maskrcnn_resnet50_fpn", SMALL, 17, { "portrait", { 256, 352 } }, function(got, want, size)
+      assert.are.same({ got.scores.numel, 1, 28, 28 }, got.masks.shape)
+      local pasted = pthcv.ops.paste_masks_in_image(got.masks, got.boxes, size, 1):contiguous()
+      local a, b = pasted:data(), want.masks:contiguous():data()
+      local same = 0
+      for i = 0, pasted.numel - 1 do if (a[i] > 0.5) == (b[i] > 0.5) then same = same + 1 end end
+      assert.is_true(same / pasted.numel >= 0.999, "the pasted masks agree on " .. same / pasted.numel)
+      return string.format(", pasted masks agree on %.5f of the pixels", same / pasted.numel)
+    end)
+  end)
+
+  it("keypointrcnn_resnet50_fpn --dynamic height,width (opset 17, min_size 160, 20 detections): one file in "
+     .. "onnxruntime at 427x640, 480x360 and 256x352 gives pthcv's detections, keypoints within 1e-3 of the "
+     .. "picture's size and keypoint scores within 1e-4", function()
+    rcnn_dynamic("keypointrcnn_resnet50_fpn", SMALL, 17, { "portrait", { 256, 352 } }, function(got, want, size, what)
+      assert.are.same({ got.scores.numel, 17, 3 }, got.keypoints.shape)
+      local dk, ds = max_abs(got.keypoints - want.keypoints), max_abs(got.keypoints_scores - want.keypoints_scores)
+      assert.is_true(dk <= 1e-3 * math.max(size[1], size[2]), string.format("%s: keypoints differ by %g px", what, dk))
+      assert.is_true(ds <= 1e-4, string.format("%s: keypoint scores differ by %g", what, ds))
+      return string.format(", keypoints %.2g px, keypoint scores %.2g", dk, ds)
+    end)
+  end)
+
   it("refuses what it cannot write, by name", function()
     local x = pthcv.rand({ 1, 3, 64, 80 }, { seed = 1 })
     local ok, err = pcall(onnx.build, model("ssdlite320_mobilenet_v3_large"), { input = x, dynamic = { "batch" } })
@@ -233,16 +318,19 @@ describe("ONNX export of whole detectors with --half and --dynamic", function()
     ok, err = pcall(onnx.build, model("ssdlite320_mobilenet_v3_large"), { input = x, dynamic = { "height" } })
     assert.is_false(ok)
     assert.matches("height and width are dynamic together", err, 1, true)
-    for _, name in ipairs { "fasterrcnn_mobilenet_v3_large_320_fpn", "keypointrcnn_resnet50_fpn" } do
-      ok, err = pcall(onnx.build, pthcv.models.detection[name](), { input = x, dynamic = { "height", "width" } })
-      assert.is_false(ok)
-      assert.matches("--dynamic is written for the SSD, RetinaNet and FCOS detectors: the R-CNNs' region proposals",
-                     err, 1, true)
-    end
     ok, err = pcall(onnx.build, pthcv.models.detection.retinanet_resnet50_fpn(),
                     { input = x, dynamic = { "height", "width" }, no_postprocess = true })
     assert.is_false(ok)
     assert.matches("RetinaNet: --dynamic --no-postprocess: the anchors written beside the file are the traced size's",
+                   err, 1, true)
+    ok, err = pcall(onnx.build, pthcv.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(),
+                    { input = x, dynamic = { "height", "width" }, no_postprocess = true })
+    assert.is_false(ok)
+    assert.matches("FasterRCNN: --no-postprocess: the box head runs on the region proposals", err, 1, true)
+    ok, err = pcall(onnx.build, pthcv.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(),
+                    { input = x, dynamic = { "height", "width" }, opset = 10 })
+    assert.is_false(ok)
+    assert.matches("FasterRCNN at opset 10: the post-processing compares int64 labels with Equal, which is opset 11",
                    err, 1, true)
   end)
 end)

@@ -25,7 +25,8 @@
 --     size in Python floats), the Resize written with those sizes;
 --   * the zero Pad to size_divisible: pads = ceil(out / d) * d - out;
 --   * the FPN's nearest upsampling to its laterals' sizes: always x2 once
---     the picture is padded to a multiple of 32 (written as scales 2);
+--     the picture is padded to a multiple of 32 (written as scales 2), or
+--     x1 between two levels of one stride (mobilenet_v3's);
 --   * the anchors: per level the feature map's grid (Shape), the strides
 --     padded // grid, Range, Expand and the cell anchors added; their
 --     widths, heights and centres, and the clipping bounds (the resized
@@ -33,8 +34,12 @@
 --   * the post-processing's per-level counts (ops_onestage.lua).
 -- dynamic.compare then requires the two traces to be the same graph but
 -- for the reshapes' targets, which dynamic.resolve computes.
--- The R-CNNs are refused: their RPN's per-level top-n, the proposals and
--- the pooler's levels would need the same, which is not written yet.
+--
+-- Faster, Mask and Keypoint R-CNN (ops_rcnn.lua) go the same way: their
+-- transform and RPN anchors are rewritten as the one-stage detectors',
+-- and the RPN's per-level top-n, the pooler's scales and levels and the
+-- box head's clipping bounds are written computed from Shape by the ops
+-- themselves (rcnn_dynamic.lua).
 local Tensor = require "pthcv.tensor"
 local graph = require "pthcv.export.onnx.graph"
 local dynamic = require "pthcv.export.onnx.dynamic"
@@ -55,12 +60,7 @@ function M.axes(o, name)
   if not (axes[2] and axes[3]) then
     refuse(name .. ": --dynamic: height and width are dynamic together (--dynamic height,width)")
   end
-  if name ~= "SSD" and name ~= "RetinaNet" and name ~= "FCOS" then
-    refuse(name .. ": --dynamic is written for the SSD, RetinaNet and FCOS detectors: the R-CNNs' region "
-           .. "proposals (the RPN's top-n per level) and the pooler's levels are not computed from the input's "
-           .. "size in the graph yet (export at a fixed size)")
-  end
-  if name ~= "SSD" and o.no_postprocess then
+  if (name == "RetinaNet" or name == "FCOS") and o.no_postprocess then -- (the R-CNNs refuse it in any case)
     refuse(name .. ": --dynamic --no-postprocess: the anchors written beside the file are the traced size's; "
            .. "export the whole detector with --dynamic, or the head at a fixed size")
   end
@@ -167,13 +167,16 @@ local function transform(g, w, x, opset)
     return up
   end)
   drop_attrs(pad, { pads = true })
-  -- the FPN's nearest upsampling: x2 (the padded size's maps halve exactly)
+  -- the FPN's nearest upsampling: x2 (the padded size's maps halve
+  -- exactly), or x1 between two levels of one stride (mobilenet_v3's)
   for i = pi + 1, #g.nodes do
     local n = g.nodes[i]
     local sizes = n.op == "Resize" and attr(n, "sizes")
-    if sizes and n.in_shape and sizes[1] == 2 * n.in_shape[3] and sizes[2] == 2 * n.in_shape[4] then
-      drop_attrs(n, { sizes = true })
-      n.attrs[#n.attrs + 1] = { "scales", "floats", { 1, 1, 2, 2 } }
+    for _, f in ipairs(sizes and n.in_shape and { 1, 2 } or {}) do
+      if sizes[1] == f * n.in_shape[3] and sizes[2] == f * n.in_shape[4] then
+        drop_attrs(n, { sizes = true })
+        n.attrs[#n.attrs + 1] = { "scales", "floats", { 1, 1, f, f } }
+      end
     end
   end
   return out_hw, padded_hw
@@ -264,17 +267,25 @@ local function grids_differ(ga, gb)
   return true
 end
 
--- The grids of the one-stage wrapper w's levels for a picture h x w
--- (the transform's size, padded; then each level half the one before,
--- rounded up, as the traced grids go), or nil when the traced grids do
--- not follow that rule.
+-- The grids of the wrapper w's levels for a picture h x w (the
+-- transform's size, padded; then each level the one before or half of it,
+-- rounded up, as the traced grids go: mobilenet_v3's FPN has two levels of
+-- stride 32), or nil when the traced grids do not follow that rule.
 local function predicted_grids(wr, h, w)
   local t, first = wr.detector.transform, wr.grids[1]
   local stride = wr.pad_h / first[1]
   if stride % 1 ~= 0 or wr.pad_w / first[2] ~= stride then return nil end
+  local halves = {} -- per level after the first: whether it halves the one before
+  for l = 2, #wr.grids do
+    local a, b = wr.grids[l - 1], wr.grids[l]
+    halves[l] = b[1] ~= a[1] or b[2] ~= a[2]
+  end
   local function chain(ph, pw)
     local out, gh, gw = {}, ph / stride, pw / stride
-    for l = 1, #wr.grids do out[l] = { gh, gw }; gh, gw = math.ceil(gh / 2), math.ceil(gw / 2) end
+    for l = 1, #wr.grids do
+      if halves[l] then gh, gw = math.ceil(gh / 2), math.ceil(gw / 2) end
+      out[l] = { gh, gw }
+    end
     return out
   end
   local traced = chain(wr.pad_h, wr.pad_w)
@@ -299,14 +310,15 @@ function M.onestage_probe(o, x, wr)
          .. "width and area; give one (probe = a picture)")
 end
 
--- The one-stage detector m traced (t, by onnx.trace, of wrapper at t.x)
--- made dynamic: traced again at the probe picture, both traces rewritten
--- by M.onestage, compared and the reshapes resolved (dynamic.lua); returns
--- M.onestage's record of t's graph with probe and warnings (OpenCV's).
-function M.trace_onestage(onnx, m, t, wrapper, probe, o, names)
-  local onestage = require "pthcv.export.onnx.ops_onestage"
+-- The one-stage detector or R-CNN m traced (t, by onnx.trace, of wrapper
+-- at t.x; family: the module of its wrap, ops_onestage.lua or
+-- ops_rcnn.lua) made dynamic: traced again at the probe picture, both
+-- traces rewritten by M.onestage, compared and the reshapes resolved
+-- (dynamic.lua); returns M.onestage's record of t's graph with probe and
+-- warnings (OpenCV's).
+function M.trace_onestage(onnx, m, t, wrapper, probe, o, names, family)
   local x = t.x
-  local wb = onestage.wrap(m, probe, false, true)
+  local wb = family.wrap(m, probe, false, true)
   local differ, level = grids_differ(wrapper.grids, wb.grids)
   if not differ then
     refuse(string.format("--dynamic: at the probe picture [%s] the feature map of level %d is %dx%d, at the input "

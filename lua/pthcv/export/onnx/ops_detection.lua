@@ -6,7 +6,7 @@
 -- ops_keypoint.lua) (their traced part and nodes; built and checked here).
 --
 --   input  [1, 3, H, W] float32 RGB in 0..1, at the size traced (o.input
---          may be the picture [3, H, W]); with o.dynamic (the SSDs only)
+--          may be the picture [3, H, W]); with o.dynamic
 --          [1, 3, height, width] (detector_dynamic.lua)
 --   boxes  [num_detections, 4] float32 (x1, y1, x2, y2) in the input's pixels
 --   labels [num_detections] int64 (COCO's 91 ids, as torchvision's)
@@ -383,7 +383,7 @@ function M.build(onnx, m, o)
       if not o.no_postprocess then ratio = detector_dynamic.ratio(g, wrapper.out_h, wrapper.out_w) end
     elseif axes then
       dyn = detector_dynamic.trace_onestage(onnx, m, t, wrapper, detector_dynamic.onestage_probe(o, x, wrapper), o,
-                                            names)
+                                            names, onestage)
       g.where, g.op_name = POSTPROCESS, "postprocess"
       ratio = detector_dynamic.ratio(g, nil, nil, dyn.out_hw)
     end

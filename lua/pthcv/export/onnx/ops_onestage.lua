@@ -46,13 +46,14 @@ function OneStageExport:__init(detector, size, no_postprocess)
   self.std = Tensor.from_table({ s[1], s[2], s[3] }, "float32"):reshape({ 1, 3, 1, 1 })
 end
 
--- the batch the model's transform makes of x [1, 3, H, W]
+-- the batch the model's transform makes of x [1, 3, H, W], and the resized
+-- picture before its padding
 -- (with --dynamic, padded even by 0: detector_dynamic.lua computes the pads)
 function OneStageExport:batch(x)
   local y = F.interpolate((x - self.mean) / self.std,
                           { size = { self.out_h, self.out_w }, mode = "bilinear", align_corners = false })
-  if self.pad_h == self.out_h and self.pad_w == self.out_w and not self.dynamic then return y end
-  return F.pad(y, { 0, self.pad_w - self.out_w, 0, self.pad_h - self.out_h })
+  if self.pad_h == self.out_h and self.pad_w == self.out_w and not self.dynamic then return y, y end
+  return F.pad(y, { 0, self.pad_w - self.out_w, 0, self.pad_h - self.out_h }), y
 end
 
 -- the anchors of the padded batch and the anchors per level (as
@@ -124,7 +125,7 @@ function M.wrap(m, x, no_postprocess, dynamic) -- (names: the dict's keys in ord
   m:eval()
   local wrapper = OneStageExport(m, { x.shape[3], x.shape[4] }, no_postprocess)
   wrapper.dynamic = dynamic
-  wrapper:set_anchors(m.backbone(wrapper:batch(x)))
+  wrapper:set_anchors(m.backbone((wrapper:batch(x))))
   local names = { "raw_boxes", "raw_scores" }
   if no_postprocess then
     names = wrapper.fcos and { "bbox_ctrness", "bbox_regression", "cls_logits" } or { "bbox_regression", "cls_logits" }

@@ -39,6 +39,9 @@
 --     keypoint pooler (14 x 14), the keypoint head and predictor are traced,
 --     export.keypoints (ops_keypoint.lua) turns the heatmaps into keypoints.
 -- ops_detection.lua's finish then scales the boxes to the input's size.
+-- With --dynamic height,width (wrap's dynamic; detector_dynamic.lua traces
+-- twice) the per-level top-n, the pooler's scales and levels and the box
+-- head's clipping bounds are computed from Shape instead (rcnn_dynamic.lua).
 -- RoiAlign is torchvision's aligned=False: ONNX's default before opset 16,
 -- coordinate_transformation_mode output_half_pixel from 16 (set_opset).
 local ffi = require "ffi"
@@ -53,6 +56,7 @@ local proto = require "pthcv.export.onnx.proto"
 local graph = require "pthcv.export.onnx.graph"
 local onestage = require "pthcv.export.onnx.ops_onestage"
 local keypoint = require "pthcv.export.onnx.ops_keypoint"
+local rcnn_dynamic = require "pthcv.export.onnx.rcnn_dynamic"
 local util = require "pthcv.models.detection.util"
 
 pcall(ffi.cdef, "float log2f(float x); float sqrtf(float x); float nextafterf(float x, float y);")
@@ -96,10 +100,10 @@ function RCNNExport:setup(features)
   end
   self.rec = { per_level = self.per_level, pre_nms_top_n = rpn.pre_nms_top_n, post_nms_top_n = rpn.post_nms_top_n,
                nms_thresh = rpn.nms_thresh, score_thresh = rpn.score_thresh, min_size = rpn.min_size,
-               pool = pooler(pool), image_size = { self.out_h, self.out_w }, rpn = rpn }
-  self.det_rec = { roi_heads = rh, image_size = { self.out_h, self.out_w } }
-  self.mask_rec = rh.mask_roi_pool and { pool = pooler(rh.mask_roi_pool) }
-  self.keypoint_rec = rh.keypoint_roi_pool and { pool = pooler(rh.keypoint_roi_pool) }
+               pool = pooler(pool), image_size = { self.out_h, self.out_w }, rpn = rpn, dynamic = self.dynamic }
+  self.det_rec = { roi_heads = rh, image_size = { self.out_h, self.out_w }, dynamic = self.dynamic }
+  self.mask_rec = rh.mask_roi_pool and { pool = pooler(rh.mask_roi_pool), dynamic = self.dynamic }
+  self.keypoint_rec = rh.keypoint_roi_pool and { pool = pooler(rh.keypoint_roi_pool), dynamic = self.dynamic }
 end
 
 local function features_of(d, batch)
@@ -186,9 +190,13 @@ local function mask_select_impl(_, logits, labels, rows)
   return out
 end
 
+-- (the per-level objectness and the resized picture go to the ops too:
+-- with --dynamic their nodes compute the sizes from them, rcnn_dynamic.lua)
 function RCNNExport:forward(x)
   local d = self.detector
-  local features = features_of(d, self:batch(x))
+  local batch, resized = self:batch(x)
+  local features = features_of(d, batch)
+  self.features = features -- their names in the graph: detector_dynamic.lua's anchor grids
   local objectness, deltas = d.rpn.head(features)
   local obj, reg = {}, {}
   for i = 1, #objectness do
@@ -199,19 +207,21 @@ function RCNNExport:forward(x)
   local proposals = self:decode(F.cat(reg, 1):reshape(-1, 4))
   local maps = {}
   for i, fi in ipairs(self.maps) do maps[i] = features[fi] end
-  local pooled, rois = D.call("export.rcnn_rois", self.rec, rcnn_rois_impl, o, proposals, maps)
+  local pooled, rois = D.call("export.rcnn_rois", self.rec, rcnn_rois_impl, o, proposals, maps, obj,
+                                resized)
   local rh = d.roi_heads
   local class_logits, box_regression = rh.box_predictor(rh.box_head(pooled))
   local boxes, labels, scores = D.call("export.rcnn_detections", self.det_rec, rcnn_detections_impl, class_logits,
-                                       box_regression, rois)
+                                       box_regression, rois, resized)
   local out = { det_boxes = boxes, det_labels = labels, det_scores = scores }
   if self.mask_rec then
-    local mpooled, rows = D.call("export.mask_rois", self.mask_rec, mask_rois_impl, boxes, maps)
+    local mpooled, rows = D.call("export.mask_rois", self.mask_rec, mask_rois_impl, boxes, maps, resized)
     local logits = rh.mask_predictor(rh.mask_head(mpooled))
     out.det_masks = D.call("export.mask_select", nil, mask_select_impl, logits, labels, rows)
   end
   if self.keypoint_rec then -- Keypoint R-CNN: the detections pooled (14 x 14), heatmaps, keypoints (ops_keypoint.lua)
-    local kpooled, rows = D.call("export.mask_rois", self.keypoint_rec, mask_rois_impl, boxes, maps)
+    local kpooled, rows = D.call("export.mask_rois", self.keypoint_rec, mask_rois_impl, boxes, maps,
+                                  resized)
     local heatmaps = rh.keypoint_predictor(rh.keypoint_head(kpooled))
     out.det_keypoints, out.det_keypoints_scores = D.call("export.keypoints", nil, keypoint.impl, heatmaps, boxes, rows)
   end
@@ -219,11 +229,13 @@ function RCNNExport:forward(x)
 end
 
 -- The traced module of the Faster R-CNN or Mask R-CNN m for the image x
--- [1, 3, H, W], and its output names (the dict's keys in order).
-function M.wrap(m, x)
+-- [1, 3, H, W], and its output names (the dict's keys in order); dynamic:
+-- for --dynamic height,width (detector_dynamic.lua, rcnn_dynamic.lua).
+function M.wrap(m, x, _, dynamic)
   m:eval()
   local wrapper = RCNNExport(m, { x.shape[3], x.shape[4] })
-  local features = features_of(m, wrapper:batch(x))
+  wrapper.dynamic = dynamic
+  local features = features_of(m, (wrapper:batch(x)))
   local objectness = m.rpn.head(features)
   wrapper:set_anchors(objectness) -- the RPN's anchors: one grid per level, A per location
   wrapper:setup(features)
@@ -252,8 +264,16 @@ local function flat(g, t) return g:op("Reshape", { t, g:ints({ -1 }, "shape") })
 
 -- rois [R, 4] pooled over the maps (traced tensors) as MultiScaleRoIAlign
 -- (prec: its constants): LevelMapper, then per level NonZero, Gather,
--- RoiAlign; the pooled rows, the rois and their rows, grouped by level
-local function pool_nodes(g, rois, maps, prec)
+-- RoiAlign; the pooled rows, the rois and their rows, grouped by level.
+-- resized (--dynamic): the resized picture's value, the scales and levels
+-- computed from it (rcnn_dynamic.lua)
+local function pool_nodes(g, rois, maps, prec, resized)
+  local scales, k_min, k_max
+  if resized then
+    scales, k_min, k_max = rcnn_dynamic.pooler_scales(g, maps, (rcnn_dynamic.resized_size(g, g:input(resized))))
+  else
+    k_min, k_max = g:scalar(prec.k_min, "k_min"), g:scalar(prec.k_max, "k_max")
+  end
   local area = g:op("Mul", { g:op("Sub", { col(g, rois, 2, 1), col(g, rois, 0, 1) }),
                              g:op("Sub", { col(g, rois, 3, 1), col(g, rois, 1, 1) }) })
   local log2 = g:op("Div", { g:op("Log", { g:op("Div", { g:op("Sqrt", { area }),
@@ -261,8 +281,8 @@ local function pool_nodes(g, rois, maps, prec)
                              g:scalar(math.log(2), "ln2") })
   local lv = g:op("Floor", { g:op("Add", { g:op("Add", { g:scalar(prec.lvl0, "canonical_level"), log2 }),
                                            g:scalar(1e-6, "eps") }) })
-  lv = g:op("Clip", { lv, g:scalar(prec.k_min, "k_min"), g:scalar(prec.k_max, "k_max") })
-  lv = flat(g, g:op("Cast", { g:op("Sub", { lv, g:scalar(prec.k_min, "k_min") }) },
+  lv = g:op("Clip", { lv, k_min, k_max })
+  lv = flat(g, g:op("Cast", { g:op("Sub", { lv, k_min }) },
                     { { "to", "int", proto.DTYPE.int64 } }))
   local pooled, grouped, rows = {}, {}, {}
   local oh, ow = prec.output_size[1], prec.output_size[2]
@@ -271,9 +291,11 @@ local function pool_nodes(g, rois, maps, prec)
     local rl = g:op("Gather", { rois, idx }, { { "axis", "int", 0 } })
     grouped[l + 1], rows[l + 1] = rl, idx
     local attrs = { { "mode", "string", "avg" }, { "output_height", "int", oh }, { "output_width", "int", ow },
-                    { "sampling_ratio", "int", prec.sampling_ratio }, { "spatial_scale", "float", prec.scales[l + 1] } }
+                    { "sampling_ratio", "int", prec.sampling_ratio },
+                    { "spatial_scale", "float", scales and 1 or prec.scales[l + 1] } }
     local batch = g:op("Mul", { idx, g:ints({ 0 }, "zero") })
-    pooled[l + 1] = g:op("RoiAlign", { g:input(maps[l + 1]), rl, batch }, attrs)
+    local scaled = scales and g:op("Mul", { rl, scales[l + 1] }) or rl -- (a power of 2: exact)
+    pooled[l + 1] = g:op("RoiAlign", { g:input(maps[l + 1]), scaled, batch }, attrs)
   end
   local cat = function(list) return g:op("Concat", list, { { "axis", "int", 0 } }) end
   return cat(pooled), cat(grouped), cat(rows)
@@ -284,7 +306,9 @@ H["export.rcnn_rois"] = function(g, a, r)
   g.where = WHERE
   local obj, props = g:input(a[1]), g:input(a[2])
   local tops, lvl, first, L = {}, {}, 0, #rec.per_level
-  for l, n in ipairs(rec.per_level) do
+  local level_of, Kc
+  if rec.dynamic then tops, level_of = rcnn_dynamic.level_topk(g, obj, a[4], rec.pre_nms_top_n) end
+  for l, n in ipairs(rec.dynamic and {} or rec.per_level) do
     local k = math.min(rec.pre_nms_top_n, n)
     local s = g:op("Slice", { obj, g:ints({ first }, "starts"), g:ints({ first + n }, "ends"), g:ints({ 0 }, "axes") })
     local v, idx = g:fresh("t"), g:fresh("t")
@@ -293,21 +317,24 @@ H["export.rcnn_rois"] = function(g, a, r)
     for _ = 1, k do lvl[#lvl + 1] = l - 1 end
     first = first + n
   end
-  local Kc = #lvl
+  -- Kc: the candidates, or with --dynamic -1 in reshapes and pre_nms_top_n
+  -- as NMS's bound per level (each level is one of its classes)
+  Kc = rec.dynamic and -1 or #lvl
+  level_of = level_of or g:constant(lvl, "int64", { 1, Kc }, "level_of")
   local top = g:op("Concat", tops, { { "axis", "int", 0 } })
   local scores = g:op("Sigmoid", { g:op("Gather", { obj, top }, { { "axis", "int", 0 } }) })
   local boxes = g:op("Gather", { props, top }, { { "axis", "int", 0 } })
   scores = drop_small(g, boxes, scores, rec.min_size, 1, { -1 })
   local levels = {}
   for l = 0, L - 1 do levels[l + 1] = l end
-  local same = g:op("Equal", { g:constant(lvl, "int64", { 1, Kc }, "level_of"),
-                               g:constant(levels, "int64", { L, 1 }, "levels") })
+  local same = g:op("Equal", { level_of, g:constant(levels, "int64", { L, 1 }, "levels") })
   local per_level = g:op("Where", { same, g:op("Reshape", { scores, g:ints({ 1, Kc }, "shape") }),
                                     g:scalar(-1, "other_level") })
   local thresh = ffi.C.nextafterf(f32(rec.score_thresh), -math.huge) -- kept: > it, i.e. >= score_thresh
   local sel = g:op("NonMaxSuppression", { g:op("Reshape", { boxes, g:ints({ 1, Kc, 4 }, "shape") }),
                                           g:op("Reshape", { per_level, g:ints({ 1, L, Kc }, "shape") }),
-                                          g:ints({ Kc }, "max_output_boxes_per_class"),
+                                          g:ints({ rec.dynamic and rec.pre_nms_top_n or Kc },
+                                                 "max_output_boxes_per_class"),
                                           g:constant({ rec.nms_thresh }, "float32", { 1 }, "iou_threshold"),
                                           g:constant({ thresh }, "float32", { 1 }, "score_threshold") })
   local kept = flat(g, g:op("Gather", { sel, g:ints({ 2 }, "column") }, { { "axis", "int", 1 } }))
@@ -318,7 +345,7 @@ H["export.rcnn_rois"] = function(g, a, r)
   g:node("TopK", { ks, n }, { g:fresh("t"), order }, { { "axis", "int", 0 } })
   local rois = g:op("Gather", { boxes, g:op("Gather", { kept, order }, { { "axis", "int", 0 } }) },
                     { { "axis", "int", 0 } })
-  local pooled, grouped = pool_nodes(g, rois, a[3], rec.pool)
+  local pooled, grouped = pool_nodes(g, rois, a[3], rec.pool, rec.dynamic and a[5])
   g:output(r[1], pooled)
   g:output(r[2], grouped)
 end
@@ -357,8 +384,14 @@ H["export.rcnn_detections"] = function(g, a, r)
   local cy = g:op("Add", { g:op("Mul", { delta(1), heights }), ctr_y })
   local hw = g:op("Mul", { half, g:op("Mul", { g:op("Exp", { dw }), widths }) })
   local hh = g:op("Mul", { half, g:op("Mul", { g:op("Exp", { dh }), heights }) })
-  local H_, W_ = a.rec.image_size[1], a.rec.image_size[2]
-  local function clamp(t, hi) return g:op("Clip", { t, g:scalar(0, "zero"), g:scalar(hi, "image_size") }) end
+  local H_, W_
+  if a.rec.dynamic then -- the resized size, computed (rcnn_dynamic.lua)
+    local h, w = rcnn_dynamic.resized_size(g, g:input(a[4]))
+    H_, W_ = rcnn_dynamic.scalar(g, h), rcnn_dynamic.scalar(g, w)
+  else
+    H_, W_ = g:scalar(a.rec.image_size[1], "image_size"), g:scalar(a.rec.image_size[2], "image_size")
+  end
+  local function clamp(t, hi) return g:op("Clip", { t, g:scalar(0, "zero"), hi }) end
   local boxes = g:op("Concat", { clamp(g:op("Sub", { cx, hw }), W_), clamp(g:op("Sub", { cy, hh }), H_),
                                  clamp(g:op("Add", { cx, hw }), W_), clamp(g:op("Add", { cy, hh }), H_) },
                      { { "axis", "int", 2 } })                                                    -- [R, C, 4]
@@ -390,7 +423,7 @@ end
 -- ---- Mask R-CNN's nodes ----------------------------------------------------------------------
 H["export.mask_rois"] = function(g, a, r)
   g.where = WHERE
-  local pooled, _, rows = pool_nodes(g, g:input(a[1]), a[2], a.rec.pool)
+  local pooled, _, rows = pool_nodes(g, g:input(a[1]), a[2], a.rec.pool, a.rec.dynamic and a[3])
   g:output(r[1], pooled)
   g:output(r[2], rows)
 end
