@@ -288,7 +288,9 @@ static void transform_input(const wino_ctx *x, const band *b, int64_t g0, int64_
 
 /* M[xi][coutp][sp] = U[xi] . V[xi]: whole micro-kernel tiles (U's panels
  * are zero past cout, V's columns past the block's tiles) over the KC
- * slices of cin */
+ * slices of cin; U[xi] is packed slice by slice (gemm.h), so that one
+ * slice's panels, streamed from memory on large layers (512 channels:
+ * 16 MB of U at F(2x2)), are one contiguous run */
 static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, int64_t co1)
 {
     const pthcv_wino_args *a = x->a;
@@ -305,7 +307,7 @@ static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, i
             for (int64_t jr = 0; jr < x->sp; jr += k->nr) {
                 u.b = vx + jr * K + pc * k->nr;
                 for (int64_t ir = co0; ir < co1; ir += k->mr) {
-                    u.a = ux + ir * K + pc * k->mr;
+                    u.a = ux + pthcv_gemm_panel(x->coutp, K, x->kcs, ir, pc);
                     u.c = mx + ir * x->sp + jr;
                     k->run(&u);
                 }
@@ -459,8 +461,7 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
     x.G = cdiv(x.Q, 2);
     x.ld = 4 * a->m * x.qpr + 4; /* a quad reads 4m + 2 columns from 4m q */
     x.coutp = cdiv(a->cout, k->mr) * k->mr;
-    int64_t nk = cdiv(a->cin, k->kc);
-    x.kcs = cdiv(a->cin, nk);
+    x.kcs = pthcv_gemm_kslice(k, a->cin);
     /* Groups per block: V and M of a block within WINO_BLOCK_BYTES (they
      * share L2 with the U panels streaming through), at least one NR panel
      * of columns, and about 4 blocks per thread where the image has them. */
