@@ -381,18 +381,23 @@ typedef struct {
     const conv_ctx *x;
     int64_t p;
     float *dst;
-    int64_t K;
+    int64_t K, kcs;
     int mr;
 } pack_rows_ctx;
+
+static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 static void pack_rows_task(void *vctx, int64_t begin, int64_t end)
 {
     const pack_rows_ctx *c = vctx;
     int64_t n = c->x->oh * c->x->ow, i0 = begin * c->mr, i1 = end * c->mr < n ? end * c->mr : n;
-    pack_im2col(c->x, c->p, c->dst + i0 * c->K, 0, c->K, i0, i1 - i0, c->mr);
+    int64_t padded = round_up(n, c->mr);
+    /* the packed operand's K slices (gemm.h), each a run of panels */
+    for (int64_t k0 = 0; k0 < c->K; k0 += c->kcs) {
+        int64_t kc = c->K - k0 < c->kcs ? c->K - k0 : c->kcs;
+        pack_im2col(c->x, c->p, c->dst + pthcv_gemm_panel(padded, c->K, c->kcs, i0, k0), k0, kc, i0, i1 - i0, c->mr);
+    }
 }
-
-static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
 {
@@ -415,7 +420,7 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
         if (!a) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the packed input");
         for (int64_t p = 0; p < batch * c->groups; p++) {
             int64_t set = p % c->groups;
-            pack_rows_ctx pc = {.x = x, .p = p, .dst = a, .K = K, .mr = k->mr};
+            pack_rows_ctx pc = {.x = x, .p = p, .dst = a, .K = K, .kcs = pthcv_gemm_kslice(k, K), .mr = k->mr};
             pthcv_parallel_for((N + k->mr - 1) / k->mr, 1, pack_rows_task, &pc);
             pthcv_gemm_problem g = {
                 .kernel = k,

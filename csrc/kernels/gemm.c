@@ -112,34 +112,37 @@ int64_t pthcv_gemm_packed_b_size(const pthcv_gemm_kernel *k, int64_t K, int64_t 
     return (N + k->nr - 1) / k->nr * k->nr * (K > 0 ? K : 1);
 }
 
+/* The panels of `lines` rows (A) or columns (B), `width` wide, slice by
+ * slice (gemm.h): value (line l, step kk) read from src[l * ls + kk * ks];
+ * lines past the last are zero. */
+static void pack_panels(float *dst, const float *src, int64_t lines, int64_t K, int64_t ls, int64_t ks, int width,
+                        int64_t kcs)
+{
+    int64_t padded = (lines + width - 1) / width * width;
+    for (int64_t k0 = 0; k0 < K; k0 += kcs) {
+        int64_t kc = K - k0 < kcs ? K - k0 : kcs;
+        for (int64_t i0 = 0; i0 < lines; i0 += width) {
+            float *d = dst + pthcv_gemm_panel(padded, K, kcs, i0, k0);
+            int n = lines - i0 < width ? (int)(lines - i0) : width;
+            for (int64_t kk = k0; kk < k0 + kc; kk++, d += width) {
+                const float *s0 = src + i0 * ls + kk * ks;
+                for (int r = 0; r < n; r++) d[r] = s0[r * ls];
+                for (int r = n; r < width; r++) d[r] = 0.0f;
+            }
+        }
+    }
+}
+
 void pthcv_gemm_pack_a(const pthcv_gemm_kernel *k, float *dst, const float *src, int64_t M, int64_t K, int64_t rs,
                        int64_t ks)
 {
-    int mr = k->mr;
-    for (int64_t i0 = 0; i0 < M; i0 += mr) {
-        float *d = dst + i0 * K;
-        int n = M - i0 < mr ? (int)(M - i0) : mr; /* rows past M are zero */
-        for (int64_t kk = 0; kk < K; kk++, d += mr) {
-            const float *s0 = src + i0 * rs + kk * ks;
-            for (int r = 0; r < n; r++) d[r] = s0[r * rs];
-            for (int r = n; r < mr; r++) d[r] = 0.0f;
-        }
-    }
+    pack_panels(dst, src, M, K, rs, ks, k->mr, pthcv_gemm_kslice(k, K));
 }
 
 void pthcv_gemm_pack_b(const pthcv_gemm_kernel *k, float *dst, const float *src, int64_t K, int64_t N, int64_t ks,
                        int64_t cs)
 {
-    int nr = k->nr;
-    for (int64_t j0 = 0; j0 < N; j0 += nr) {
-        float *d = dst + j0 * K;
-        int n = N - j0 < nr ? (int)(N - j0) : nr; /* columns past N are zero */
-        for (int64_t kk = 0; kk < K; kk++, d += nr) {
-            const float *s0 = src + kk * ks + j0 * cs;
-            for (int c = 0; c < n; c++) d[c] = s0[c * cs];
-            for (int c = n; c < nr; c++) d[c] = 0.0f;
-        }
-    }
+    pack_panels(dst, src, N, K, cs, ks, k->nr, pthcv_gemm_kslice(k, K));
 }
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -148,6 +151,7 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 typedef struct {
     const pthcv_gemm_problem *g;
     int64_t mc, nc, kcs; /* block sizes */
+    int64_t mp, np;      /* M and N rounded up to MR and NR: a packed operand's panels */
     int64_t nm, nn;      /* blocks per problem */
     float lo, hi;
     int fused; /* the activation is a clamp done in the micro-kernel */
@@ -256,26 +260,26 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
             int64_t kc = K - pc < x->kcs ? K - pc : x->kcs;
             const float *ap, *bp;
             int64_t astride, bstride;
+            /* a prepacked operand's panels of this block and slice are
+             * adjacent (gemm.h): kc steps of a panel apart */
             if (g->a_packed) {
-                ap = g->a_packed + set * g->a_sstride + i0 * K + pc * k->mr;
-                astride = K * k->mr;
+                ap = g->a_packed + set * g->a_sstride + pthcv_gemm_panel(x->mp, K, x->kcs, i0, pc);
+                astride = kc * k->mr;
             } else {
                 if (g->a_half) /* the float16 panels of this block, converted */
-                    for (int64_t ir = 0; ir < mc; ir += mr)
-                        pthcv_halves_to_floats(abuf + ir * kc, g->a_half + set * g->a_sstride + (i0 + ir) * K + pc * mr,
-                                               kc * mr);
+                    pthcv_halves_to_floats(abuf, g->a_half + set * g->a_sstride + pthcv_gemm_panel(x->mp, K, x->kcs, i0, pc),
+                                           cdiv(mc, mr) * mr * kc);
                 else g->pack_a(g->ctx, p, abuf, i0, mc, pc, kc, mr);
                 ap = abuf;
                 astride = kc * k->mr;
             }
             if (g->b_packed) {
-                bp = g->b_packed + set * g->b_sstride + j0 * K + pc * k->nr;
-                bstride = K * k->nr;
+                bp = g->b_packed + set * g->b_sstride + pthcv_gemm_panel(x->np, K, x->kcs, j0, pc);
+                bstride = kc * k->nr;
             } else {
                 if (g->b_half)
-                    for (int64_t jr = 0; jr < nc; jr += nr)
-                        pthcv_halves_to_floats(bbuf + jr * kc, g->b_half + set * g->b_sstride + (j0 + jr) * K + pc * nr,
-                                               kc * nr);
+                    pthcv_halves_to_floats(bbuf, g->b_half + set * g->b_sstride + pthcv_gemm_panel(x->np, K, x->kcs, j0, pc),
+                                           cdiv(nc, nr) * nr * kc);
                 else g->pack_b(g->ctx, p, bbuf, pc, kc, j0, nc, nr);
                 bp = bbuf;
                 bstride = kc * k->nr;
@@ -315,8 +319,9 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
 
     /* K slices of nearly equal size, at most kc each: depends on K and the
      * instruction set only. */
-    int64_t nk = g->K > 0 ? cdiv(g->K, k->kc) : 1;
-    x.kcs = g->K > 0 ? cdiv(g->K, nk) : 0;
+    x.kcs = pthcv_gemm_kslice(k, g->K);
+    x.mp = cdiv(g->M, k->mr) * k->mr;
+    x.np = cdiv(g->N, k->nr) * k->nr;
 
     /* Blocks of C: as large as the caches allow, smaller when there are too
      * few to keep the threads busy (this changes no result). A prepacked A
@@ -400,18 +405,20 @@ float *pthcv_gemm_const_unpack(pthcv_gemm_const *w)
         pthcv_halves_to_floats(tmp, w->packed[w->ref_isa], n);
         pk = tmp;
     }
-    /* A panels: [rows / mr][cols][mr]; B panels: [cols / nr][rows][nr]; read
-     * in order, each value to its (i, j) */
+    /* A: panels of mr rows along K (the cols), B: of nr columns along K
+     * (the rows), slice by slice (gemm.h); each value to its (i, j) */
     int64_t p = w->is_b ? k->nr : k->mr, inner = w->is_b ? w->rows : w->cols, outer = w->is_b ? w->cols : w->rows;
     int64_t si = w->is_b ? 1 : w->cols, sj = w->is_b ? w->cols : 1; /* out steps along outer, inner */
+    int64_t kcs = pthcv_gemm_kslice(k, inner), padded = (outer + p - 1) / p * p;
     for (int64_t s = 0; s < w->nsets; s++) {
-        const float *src = pk + s * ss;
         float *dst = out + s * w->rows * w->cols;
-        for (int64_t o0 = 0; o0 < outer; o0 += p, src += p * inner) {
-            int64_t n = outer - o0 < p ? outer - o0 : p;
-            for (int64_t a = 0; a < inner; a++)
-                for (int64_t r = 0; r < n; r++) dst[(o0 + r) * si + a * sj] = src[a * p + r];
-        }
+        for (int64_t k0 = 0; k0 < inner; k0 += kcs)
+            for (int64_t o0 = 0; o0 < outer; o0 += p) {
+                const float *src = pk + s * ss + pthcv_gemm_panel(padded, inner, kcs, o0, k0);
+                int64_t n = outer - o0 < p ? outer - o0 : p, kc = inner - k0 < kcs ? inner - k0 : kcs;
+                for (int64_t a = 0; a < kc; a++)
+                    for (int64_t r = 0; r < n; r++) dst[(o0 + r) * si + (k0 + a) * sj] = src[a * p + r];
+            }
     }
     pthcv_free_aligned(tmp);
     return out;

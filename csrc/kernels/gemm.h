@@ -9,6 +9,12 @@
  *   A: MR-row micro-panels, k-major: panel p holds rows p*MR..p*MR+MR-1 as
  *      a[k*MR + r] (rows past M are zero);
  *   B: NR-column micro-panels, k-major: b[k*NR + c] (columns past N zero).
+ * A packed operand is cut into the K slices the driver runs (pthcv_gemm_kslice)
+ * and stored slice by slice, each slice's panels one after another
+ * (pthcv_gemm_panel): a pass over one slice of the weights reads one
+ * contiguous stretch of memory instead of every panel's part of it, pages
+ * apart, which the hardware prefetchers do not follow. With K <= KC this is
+ * the plain [panel][K][MR] layout.
  * A constant operand (weights) is packed once (pthcv_gemm_pack_a/_b, over the
  * whole K; pthcv_gemm_const keeps it, float32 or float16, the float16 one
  * converted block by block as it is streamed); the other is packed per
@@ -65,6 +71,26 @@ void pthcv_ukernel_scalar(const pthcv_ukernel_args *a);
 void pthcv_ukernel_6x16_avx2(const pthcv_ukernel_args *a);
 void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *a);
 void pthcv_ukernel_8x12_neon(const pthcv_ukernel_args *a);
+
+/* The K slices of the products (and of a packed operand): nearly equal,
+ * at most k->kc long; they depend on K and the instruction set only, and
+ * decide the rounding. */
+static inline int64_t pthcv_gemm_kslice(const pthcv_gemm_kernel *k, int64_t K)
+{
+    int64_t n = K > 0 ? (K + k->kc - 1) / k->kc : 1;
+    return K > 0 ? (K + n - 1) / n : 0;
+}
+
+/* Where the panel of rows (A) or columns (B) i0.. (a multiple of MR or NR)
+ * starts its K slice k0.. (a multiple of kcs = pthcv_gemm_kslice) in a
+ * packed operand of `lines` rows (A) or columns (B), rounded up to the
+ * panel width, and K: the panel's slice is kc = min(kcs, K - k0) steps of
+ * one panel width each. */
+static inline int64_t pthcv_gemm_panel(int64_t lines_padded, int64_t K, int64_t kcs, int64_t i0, int64_t k0)
+{
+    int64_t kc = K - k0 < kcs ? K - k0 : kcs;
+    return k0 * lines_padded + i0 * kc;
+}
 
 /* Packing a constant operand for kernel k into dst (pthcv_gemm_packed_*_size
  * floats, 64-byte aligned): src(i, kk) = src[i*rs + kk*ks] for A,

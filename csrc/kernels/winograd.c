@@ -92,15 +92,19 @@ int pthcv_wino_weights(int m, const float *w, int64_t cout, int64_t cin, float *
 
 /* ---- the transforms, plain C (the reference for winograd_avx2.c) -------------------- */
 /* r = B^T d for one 6-vector: the exact sequence of operations the SIMD
- * version performs */
+ * version performs (fmaf: one rounding, as the FMA instructions; 12
+ * operations, rows 1-2 and 3-4 sharing their terms:
+ *   r1, r2 = (d4 - 4 d2) +- (d3 - 4 d1),  r3, r4 = (d4 - d2) +- 2 (d3 - d1)) */
 static inline void bt6(const float d[6], float r[6])
 {
-    r[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
-    r[1] = -4.0f * d[1] - 4.0f * d[2] + d[3] + d[4];
-    r[2] = 4.0f * d[1] - 4.0f * d[2] - d[3] + d[4];
-    r[3] = -2.0f * d[1] - d[2] + 2.0f * d[3] + d[4];
-    r[4] = 2.0f * d[1] - d[2] - 2.0f * d[3] + d[4];
-    r[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+    float a12 = fmaf(-4.0f, d[2], d[4]), b12 = fmaf(-4.0f, d[1], d[3]);
+    float a34 = d[4] - d[2], b34 = d[3] - d[1];
+    r[0] = fmaf(4.0f, d[0], fmaf(-5.0f, d[2], d[4]));
+    r[1] = a12 + b12;
+    r[2] = a12 - b12;
+    r[3] = fmaf(2.0f, b34, a34);
+    r[4] = fmaf(-2.0f, b34, a34);
+    r[5] = fmaf(4.0f, d[1], fmaf(-5.0f, d[3], d[5]));
 }
 
 /* r = A^T m for one 6-vector */
@@ -108,9 +112,9 @@ static inline void at6(const float m[6], float r[4])
 {
     float s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
     r[0] = m[0] + s12 + s34;
-    r[1] = d12 + 2.0f * d34;
-    r[2] = s12 + 4.0f * s34;
-    r[3] = d12 + 8.0f * d34 + m[5];
+    r[1] = fmaf(2.0f, d34, d12);
+    r[2] = fmaf(4.0f, s34, s12);
+    r[3] = fmaf(8.0f, d34, d12) + m[5];
 }
 
 void pthcv_wino_in8_scalar(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs)
@@ -209,12 +213,13 @@ typedef struct {
     int64_t gb;              /* groups per block */
     int64_t sp;              /* columns of a block's V and M: 8 gb rounded up to NR */
     int64_t coutp;           /* rows of M: cout rounded up to MR */
+    int64_t vxs, mxs;        /* floats between the transformed positions xi of V and of M */
     int64_t kcs;             /* K slice of the products */
     int64_t nblocks, csplit; /* tasks: nblocks x csplit ranges of output channels */
     int64_t band_rows;       /* most padded rows a block reads */
     int64_t cstep;           /* output channels per range, a multiple of MR */
     int64_t isplit, istep;   /* the shared input transform: isplit ranges of istep input channels */
-    float *vshared;          /* every block's V, [nblocks][nx][sp][cin], or NULL (see pthcv_wino_forward) */
+    float *vshared;          /* every block's V, [nblocks][nx][vxs], or NULL (see pthcv_wino_forward) */
     pthcv_wino_in8_fn in8;
     pthcv_wino_out8_fn out8;
     atomic_int failed;
@@ -254,14 +259,36 @@ static const float *quad_input(const wino_ctx *x, const band *b, int64_t ci, int
     return b->xp + (ci * b->rows + (q / x->qpr - b->t0) * x->m) * x->ld + q % x->qpr * 4 * x->m;
 }
 
-/* V[xi][sp / nr][cin][nr] for groups g0..g0+ng-1 (columns past them
- * zero), input channels ci0..ci1-1 */
+/* The columns of V and M that a block of ng groups uses: its tiles'
+ * panels (the products skip the panels past them) */
+static int64_t used_columns(const wino_ctx *x, int64_t ng)
+{
+    int64_t nr = x->a->kernel->nr;
+    return (ng * 8 + nr - 1) / nr * nr;
+}
+
+/* Columns s0..s1-1 of V (past a block's tiles, in its last panel), input
+ * channels ci0..ci1-1, to zero: a run of each panel row, position by position (one
+ * value per position at a time would touch a line of V tens of KB apart
+ * at every store: 11% of a 28x28 layer's time) */
+static void zero_columns(const wino_ctx *x, int64_t s0, int64_t s1, int64_t ci0, int64_t ci1, float *v)
+{
+    int64_t nr = x->a->kernel->nr, cin = x->a->cin;
+    for (int xi = 0; xi < x->nx; xi++)
+        for (int64_t s = s0; s < s1; s += nr - s % nr) {
+            float *d = v + xi * x->vxs + (s - s % nr) * cin + ci0 * nr + s % nr;
+            for (int64_t ci = ci0; ci < ci1; ci++, d += nr) memset(d, 0, sizeof(float) * (size_t)(nr - s % nr));
+        }
+}
+
+/* V[xi][sp / nr][cin][nr] (positions xi vxs floats apart) for groups
+ * g0..g0+ng-1 (columns past them zero), input channels ci0..ci1-1 */
 static void transform_input(const wino_ctx *x, const band *b, int64_t g0, int64_t ng, int64_t ci0, int64_t ci1,
                             float *v)
 {
     const pthcv_wino_args *a = x->a;
     int nr = a->kernel->nr;
-    int64_t cin = a->cin, xi_stride = x->sp * cin;
+    int64_t cin = a->cin, xi_stride = x->vxs;
     float t[36 * 8];
     int nx = x->nx;
     for (int64_t ci = ci0; ci < ci1; ci++) {
@@ -279,33 +306,33 @@ static void transform_input(const wino_ctx *x, const band *b, int64_t g0, int64_
                 for (int xi = 0; xi < nx; xi++) d[xi * xi_stride] = t[xi * 8 + l];
             }
         }
-        for (int64_t s = ng * 8; s < x->sp; s++) {
-            float *d = v + (s / nr * cin + ci) * nr + s % nr;
-            for (int xi = 0; xi < nx; xi++) d[xi * xi_stride] = 0.0f;
-        }
     }
+    zero_columns(x, ng * 8, used_columns(x, ng), ci0, ci1, v);
 }
 
-/* M[xi][coutp][sp] = U[xi] . V[xi]: whole micro-kernel tiles (U's panels
- * are zero past cout, V's columns past the block's tiles) over the KC
- * slices of cin */
-static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, int64_t co1)
+/* M[xi][coutp][sp] (positions mxs floats apart) = U[xi] . V[xi], columns 0..cols-1 (the block's
+ * panels): whole micro-kernel tiles (U's panels are zero past cout, V's
+ * columns past the block's tiles) over the KC
+ * slices of cin; U[xi] is packed slice by slice (gemm.h), so that one
+ * slice's panels, streamed from memory on large layers (512 channels:
+ * 16 MB of U at F(2x2)), are one contiguous run */
+static void multiply(const wino_ctx *x, const float *v, float *m, int64_t co0, int64_t co1, int64_t cols)
 {
     const pthcv_wino_args *a = x->a;
     const pthcv_gemm_kernel *k = a->kernel;
     int64_t K = a->cin;
     pthcv_ukernel_args u = {.lo = -INFINITY, .hi = INFINITY, .ldc = x->sp};
     for (int xi = 0; xi < x->nx; xi++) {
-        const float *vx = v + xi * x->sp * K, *ux = a->u + xi * a->u_sstride;
-        float *mx = m + xi * x->coutp * x->sp;
+        const float *vx = v + xi * x->vxs, *ux = a->u + xi * a->u_sstride;
+        float *mx = m + xi * x->mxs;
         for (int64_t pc = 0; pc < K; pc += x->kcs) {
             u.kc = K - pc < x->kcs ? K - pc : x->kcs;
             u.first = pc == 0;
             u.last = pc + u.kc >= K;
-            for (int64_t jr = 0; jr < x->sp; jr += k->nr) {
+            for (int64_t jr = 0; jr < cols; jr += k->nr) {
                 u.b = vx + jr * K + pc * k->nr;
                 for (int64_t ir = co0; ir < co1; ir += k->mr) {
-                    u.a = ux + ir * K + pc * k->mr;
+                    u.a = ux + pthcv_gemm_panel(x->coutp, K, x->kcs, ir, pc);
                     u.c = mx + ir * x->sp + jr;
                     k->run(&u);
                 }
@@ -351,7 +378,7 @@ static void transform_output(const wino_ctx *x, int64_t g0, int64_t ng, const fl
             pthcv_wino_dst da, db;
             quad_dst(x, co, qa, &da);
             quad_dst(x, co, qa + 1, &db);
-            x->out8(m + co * x->sp + g * 8, x->coutp * x->sp, &e, &da, &db);
+            x->out8(m + co * x->sp + g * 8, x->mxs, &e, &da, &db);
             if (post) activate_quad(&da, &a->act), activate_quad(&db, &a->act);
         }
     }
@@ -384,7 +411,7 @@ static void input_task(void *vctx, int64_t begin, int64_t end)
     for (int64_t t = begin; t < end && bd.xp; t++) {
         int64_t b = t / x->isplit, ci0 = t % x->isplit * x->istep;
         input_of_block(x, &bd, b, ci0, ci0 + x->istep < cin ? ci0 + x->istep : cin,
-                       x->vshared + b * x->nx * x->sp * cin);
+                       x->vshared + b * x->nx * x->vxs);
     }
     if (!bd.xp) atomic_store(&x->failed, 1);
 }
@@ -393,8 +420,8 @@ static void block_task(void *vctx, int64_t begin, int64_t end)
 {
     wino_ctx *x = vctx;
     const pthcv_wino_args *a = x->a;
-    float *v = x->vshared ? NULL : pthcv_scratch(PTHCV_SCRATCH_WINO_V, (size_t)(x->nx * x->sp * a->cin));
-    float *m = pthcv_scratch(PTHCV_SCRATCH_WINO_M, (size_t)(x->nx * x->coutp * x->sp));
+    float *v = x->vshared ? NULL : pthcv_scratch(PTHCV_SCRATCH_WINO_V, (size_t)(x->nx * x->vxs));
+    float *m = pthcv_scratch(PTHCV_SCRATCH_WINO_M, (size_t)(x->nx * x->mxs));
     band bd;
     bd.xp = x->vshared ? NULL : pthcv_scratch(PTHCV_SCRATCH_WINO_X, (size_t)(a->cin * x->band_rows * x->ld));
     if ((!x->vshared && (!v || !bd.xp)) || !m) {
@@ -405,10 +432,10 @@ static void block_task(void *vctx, int64_t begin, int64_t end)
         int64_t b = t / x->csplit, co0 = t % x->csplit * x->cstep;
         int64_t co1 = co0 + x->cstep < x->coutp ? co0 + x->cstep : x->coutp;
         int64_t g0 = b * x->gb, ng = x->G - g0 < x->gb ? x->G - g0 : x->gb;
-        if (x->vshared) v = x->vshared + b * x->nx * x->sp * a->cin;
+        if (x->vshared) v = x->vshared + b * x->nx * x->vxs;
         else if (t == begin || t % x->csplit == 0) /* a task with the previous one's block reuses its V */
             input_of_block(x, &bd, b, 0, a->cin, v);
-        multiply(x, v, m, co0, co1);
+        multiply(x, v, m, co0, co1, used_columns(x, ng));
         transform_output(x, g0, ng, m, co0, co1 < a->cout ? co1 : a->cout);
     }
 }
@@ -459,8 +486,7 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
     x.G = cdiv(x.Q, 2);
     x.ld = 4 * a->m * x.qpr + 4; /* a quad reads 4m + 2 columns from 4m q */
     x.coutp = cdiv(a->cout, k->mr) * k->mr;
-    int64_t nk = cdiv(a->cin, k->kc);
-    x.kcs = cdiv(a->cin, nk);
+    x.kcs = pthcv_gemm_kslice(k, a->cin);
     /* Groups per block: V and M of a block within WINO_BLOCK_BYTES (they
      * share L2 with the U panels streaming through), at least one NR panel
      * of columns, and about 4 blocks per thread where the image has them. */
@@ -471,6 +497,14 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
     x.gb = by_cache < by_threads ? by_cache : by_threads;
     if (x.gb < cdiv(k->nr, 8)) x.gb = cdiv(k->nr, 8);
     x.sp = cdiv(x.gb * 8, k->nr) * k->nr;
+    /* One cache line more than the positions' sizes (multiples of 4 KB on
+     * most layers: 32 columns x 128 channels): the transforms write (V)
+     * and read (M) all positions of a tile at once, and at a power-of-two
+     * stride those 36 lines fall into one set of the L1 cache, evicting
+     * each other (half of a 64-channel 56x56 layer's time went to the
+     * transforms). */
+    x.vxs = x.sp * a->cin + 16;
+    x.mxs = x.coutp * x.sp + 16;
 
     atomic_init(&x.failed, 0);
     /* Few blocks (small maps, 14x14 say): the output channels are split
@@ -490,7 +524,7 @@ int pthcv_wino_forward(const pthcv_wino_args *a)
     x.csplit = cdiv(x.coutp, x.cstep);
     x.vshared = NULL;
     if (few && x.csplit > 1) {
-        x.vshared = pthcv_scratch(PTHCV_SCRATCH_WINO_SHARED, (size_t)(x.nblocks * x.nx * x.sp * a->cin));
+        x.vshared = pthcv_scratch(PTHCV_SCRATCH_WINO_SHARED, (size_t)(x.nblocks * x.nx * x.vxs));
         if (!x.vshared) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the Winograd buffers");
         x.isplit = threads * 2 > x.nblocks ? cdiv(threads * 2, x.nblocks) : 1;
         x.istep = cdiv(a->cin, x.isplit);

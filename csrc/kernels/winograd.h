@@ -81,8 +81,9 @@ static inline float pthcv_wino_finish(float z, const float *r, const pthcv_wino_
  *         tile, + residual, clamped (pthcv_wino_finish), written straight
  *         into the quads' blocks da and db (only their rows x cols).
  * pthcv_wino_* are F(4x4, 3x3) (a = 6), pthcv_wino23_* F(2x2, 3x3) (a = 4).
- * Every version computes the same bits (same operations in the same order,
- * no FMA contraction). */
+ * Every version computes the same bits (same operations in the same order:
+ * the multiply-adds are explicit, fmaf in C and FMA instructions, and
+ * nothing else is contracted). */
 typedef void (*pthcv_wino_in8_fn)(const float *pa, const float *pb, int64_t ld, float *v, int64_t vs);
 typedef void (*pthcv_wino_out8_fn)(const float *m, int64_t ms, const pthcv_wino_epi *e, const pthcv_wino_dst *da,
                                    const pthcv_wino_dst *db);

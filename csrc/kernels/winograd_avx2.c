@@ -26,16 +26,14 @@ static inline __m256 k(float v) { return _mm256_set1_ps(v); }
 /* bt6 of winograd.c on 8 lanes */
 static inline void bt6(const __m256 d[6], __m256 r[6])
 {
-    r[0] = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[0]), _mm256_mul_ps(k(5.0f), d[2])), d[4]);
-    r[1] = _mm256_add_ps(
-        _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(-4.0f), d[1]), _mm256_mul_ps(k(4.0f), d[2])), d[3]), d[4]);
-    r[2] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[1]), _mm256_mul_ps(k(4.0f), d[2])), d[3]),
-                         d[4]);
-    r[3] = _mm256_add_ps(
-        _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(-2.0f), d[1]), d[2]), _mm256_mul_ps(k(2.0f), d[3])), d[4]);
-    r[4] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(k(2.0f), d[1]), d[2]), _mm256_mul_ps(k(2.0f), d[3])),
-                         d[4]);
-    r[5] = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(k(4.0f), d[1]), _mm256_mul_ps(k(5.0f), d[3])), d[5]);
+    __m256 a12 = _mm256_fmadd_ps(k(-4.0f), d[2], d[4]), b12 = _mm256_fmadd_ps(k(-4.0f), d[1], d[3]);
+    __m256 a34 = _mm256_sub_ps(d[4], d[2]), b34 = _mm256_sub_ps(d[3], d[1]);
+    r[0] = _mm256_fmadd_ps(k(4.0f), d[0], _mm256_fmadd_ps(k(-5.0f), d[2], d[4]));
+    r[1] = _mm256_add_ps(a12, b12);
+    r[2] = _mm256_sub_ps(a12, b12);
+    r[3] = _mm256_fmadd_ps(k(2.0f), b34, a34);
+    r[4] = _mm256_fmadd_ps(k(-2.0f), b34, a34);
+    r[5] = _mm256_fmadd_ps(k(4.0f), d[1], _mm256_fmadd_ps(k(-5.0f), d[3], d[5]));
 }
 
 /* at6 of winograd.c on 8 lanes */
@@ -44,9 +42,9 @@ static inline void at6(const __m256 m[6], __m256 r[4])
     __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
     __m256 s34 = _mm256_add_ps(m[3], m[4]), d34 = _mm256_sub_ps(m[3], m[4]);
     r[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), s34);
-    r[1] = _mm256_add_ps(d12, _mm256_mul_ps(k(2.0f), d34));
-    r[2] = _mm256_add_ps(s12, _mm256_mul_ps(k(4.0f), s34));
-    r[3] = _mm256_add_ps(_mm256_add_ps(d12, _mm256_mul_ps(k(8.0f), d34)), m[5]);
+    r[1] = _mm256_fmadd_ps(k(2.0f), d34, d12);
+    r[2] = _mm256_fmadd_ps(k(4.0f), s34, s12);
+    r[3] = _mm256_add_ps(_mm256_fmadd_ps(k(8.0f), d34, d12), m[5]);
 }
 
 /* two quads' 128-bit rows: [pa + off | pb + off] */

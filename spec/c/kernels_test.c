@@ -248,6 +248,9 @@ static void test_conv(void)
         {"wino23 7x7", 1, 64, 7, 7, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"wino23 5x6", 2, 65, 5, 6, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH)},
         {"wino23 K>256", 1, 300, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ACT(PTHCV_ACT_SILU)},
+        /* cin 513: K slices 171 x 3; 257: 129 + 128 (U packed slice by slice) */
+        {"wino23 K=513", 1, 513, 7, 7, 67, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"wino K=257", 1, 257, 13, 10, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"wino23 p0", 1, 64, 9, 9, 72, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_CLAMP)},
         {"wino23 7x13", 1, 96, 7, 13, 65, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(0)},
     };
@@ -786,6 +789,10 @@ static void test_half(void)
         {"half depthwise", 9, 10, 9, 9, 3, 1, 1, 9, 1},
         {"half 3x3 (no Winograd)", 16, 20, 21, 20, 3, 1, 1, 1, 0},
         {"half 7x7 map (C^T)", 40, 7, 7, 64, 3, 1, 1, 1, 1},
+        /* K = 297: two K slices of 149 and 148 (gemm.h: a packed operand
+         * is stored slice by slice), as A and as C^T's B */
+        {"half 3x3 s2 K=297 (GEMM)", 33, 15, 13, 20, 3, 2, 1, 1, 1},
+        {"half 7x7 map K=297 (C^T)", 33, 7, 7, 64, 3, 1, 1, 1, 1},
     };
     for (int isa = 0; isa < PTHCV_ISA_COUNT; isa++) {
         if (pthcv_set_isa(isa_names[isa]) != PTHCV_OK) continue;
