@@ -1,11 +1,12 @@
 /* quant_test.c -- the int8 elementwise ops of quant_elementwise.c
  * (qhardswish, qhardsigmoid, qmul, qglobal_avg_pool2d), max_pool2d on
- * quint8 and quint8 dequantize against plain
+ * quint8 (qpool.c, at each instruction-set level) and quint8 dequantize against plain
  * references written from torch's formulas, value by value, on odd sizes
  * and at 1, 2 and 3 threads (identical bits). torch's own answers are
  * spec/quant_spec.lua's (the whole table of each activation, and torch's
  * int8 mobilenet_v3_large). */
 #include "../../csrc/pthcv.h"
+#include "../../csrc/kernels/qpool.h"
 #include "check.h"
 #include <math.h>
 #include <stdint.h>
@@ -257,6 +258,105 @@ static void test_qmax_pool2d_and_dequantize(void)
     pthcv_tensor_release(d), pthcv_tensor_release(xt), pthcv_tensor_release(x);
 }
 
+/* torch's max_pool2d output size (ceil_mode: one less when the last window
+ * would start at or past in + p), written out again for the reference */
+static int64_t ref_pool_size(int64_t in, int k, int s, int p, int d, int ceil_mode)
+{
+    int64_t span = in + 2 * p - d * (k - 1) - 1;
+    int64_t num = ceil_mode ? span + s - 1 : span;
+    int64_t out = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1; /* floor division */
+    if (ceil_mode && (out - 1) * s >= in + p) out--;
+    return out;
+}
+
+/* The quint8 max pool's row kernels (qpool.c) at every instruction-set
+ * level this machine has (scalar, AVX2, AVX-512 or NEON) and at 1, 2 and 3
+ * threads against a direct window max, on odd widths (below and above a
+ * vector, squeezenet's 111), kernels 2, 3 and 5, strides 1, 2 and 3,
+ * padding up to half the kernel, dilation 1 and 2, ceil_mode on and off,
+ * and on a transposed (non-contiguous) view. */
+static void test_qmax_pool2d_levels(void)
+{
+    static const int64_t planes[][2] = {{1, 1}, {5, 3}, {9, 33}, {7, 65}, {13, 111}, {4, 200}};
+    static const int channels[] = {1, 3, 17};
+    int best = qpool_force_level(-1);
+    int levels[4], nlev = 0;
+    levels[nlev++] = 0;
+    if (best == 2) levels[nlev++] = 1;
+    if (best > 0) levels[nlev++] = best;
+    for (int li = 0; li < nlev; li++) {
+        int level = qpool_force_level(levels[li]);
+        CHECK(level == levels[li], "qpool: level %d is available (got %d)", levels[li], level);
+        for (int t = 1; t <= 3; t++) {
+            pthcv_set_num_threads(t);
+            int64_t checked = 0, bad = 0, fails = 0;
+            for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++)
+                for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++) {
+                    int64_t h = planes[pi][0], w = planes[pi][1], xs[4] = {1, channels[ci], h, w};
+                    pthcv_tensor *x = random_quint8(4, xs, 0.02, 7);
+                    const uint8_t *xd = pthcv_tensor_data(x);
+                    for (int k = 2; k <= 5; k += k == 3 ? 2 : 1)
+                        for (int s = 1; s <= 3; s++)
+                            for (int pad = 0; pad <= k / 2; pad++)
+                                for (int d = 1; d <= 2; d++)
+                                    for (int ceil_mode = 0; ceil_mode <= 1; ceil_mode++) {
+                                        int64_t oh = ref_pool_size(h, k, s, pad, d, ceil_mode);
+                                        int64_t ow = ref_pool_size(w, k, s, pad, d, ceil_mode);
+                                        if (oh < 1 || ow < 1) continue;
+                                        pthcv_pool2d_params p = {PTHCV_POOL_MAX, {k, k}, {s, s}, {pad, pad}, {d, d},
+                                                                 ceil_mode, 0, 0};
+                                        pthcv_tensor *y = pthcv_pool2d(x, &p);
+                                        if (!y || !same_qparams(y, 0.02, 7) || y->shape[2] != oh || y->shape[3] != ow) {
+                                            fails++;
+                                            pthcv_tensor_release(y);
+                                            continue;
+                                        }
+                                        const uint8_t *yd = pthcv_tensor_data(y);
+                                        for (int64_t c = 0; c < channels[ci]; c++)
+                                            for (int64_t i = 0; i < oh; i++)
+                                                for (int64_t j = 0; j < ow; j++) {
+                                                    int m = 0;
+                                                    for (int a = 0; a < k; a++)
+                                                        for (int b = 0; b < k; b++) {
+                                                            int64_t r = i * s - pad + a * d, q = j * s - pad + b * d;
+                                                            if (r >= 0 && r < h && q >= 0 && q < w &&
+                                                                xd[(c * h + r) * w + q] > m)
+                                                                m = xd[(c * h + r) * w + q];
+                                                        }
+                                                    bad += yd[(c * oh + i) * ow + j] != m;
+                                                    checked++;
+                                                }
+                                        pthcv_tensor_release(y);
+                                    }
+                    pthcv_tensor_release(x);
+                }
+            CHECK(fails == 0 && bad == 0 && checked > 100000,
+                  "qmax_pool2d at level %d, %d threads: %lld failed calls, %lld of %lld outputs differ", level, t,
+                  (long long)fails, (long long)bad, (long long)checked);
+        }
+    }
+    qpool_force_level(-1);
+    pthcv_set_num_threads(1);
+    /* a transposed view: pooled as its values, not its storage order */
+    int64_t s2[4] = {1, 1, 9, 40}, st[4] = {1, 1, 40, 9}, tstride[4] = {360, 360, 1, 40};
+    pthcv_tensor *x = random_quint8(4, s2, 0.5, 3), *xt = pthcv_tensor_view(x, 4, st, tstride, 0);
+    pthcv_pool2d_params p = {PTHCV_POOL_MAX, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, 0, 0};
+    pthcv_tensor *y = xt ? pthcv_pool2d(xt, &p) : NULL;
+    const uint8_t *xd = pthcv_tensor_data(x);
+    int64_t bad = 0;
+    for (int64_t i = 0; y && i < y->shape[2]; i++)
+        for (int64_t j = 0; j < y->shape[3]; j++) {
+            int m = 0;
+            for (int64_t r = 2 * i - 1; r <= 2 * i + 1; r++)
+                for (int64_t q = 2 * j - 1; q <= 2 * j + 1; q++)
+                    if (r >= 0 && r < 40 && q >= 0 && q < 9 && xd[q * 40 + r] > m) m = xd[q * 40 + r];
+            bad += ((const uint8_t *)pthcv_tensor_data(y))[i * y->shape[3] + j] != m;
+        }
+    CHECK(y && y->shape[2] == 21 && y->shape[3] == 5 && bad == 0, "qmax_pool2d of a transposed view: %lld differ",
+          (long long)bad);
+    pthcv_tensor_release(y), pthcv_tensor_release(xt), pthcv_tensor_release(x);
+}
+
 /* pthcv_quantize_weight's per-channel symmetric qint8 weights dequantize
  * (they carry torch's zero points of 0) to within half a step of the
  * float weights; a channel of zeros keeps scale 1. */
@@ -283,6 +383,7 @@ int main(void)
 {
     test_quantize_weight();
     test_qmax_pool2d_and_dequantize();
+    test_qmax_pool2d_levels();
     test_hard_activations();
     test_qmul();
     test_qglobal_avg_pool2d();
