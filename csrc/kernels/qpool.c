@@ -23,7 +23,7 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(PTHCV_NO_CLONES)
 #define QPOOL_X86 1
 #include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f,avx512bw")))
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 #define AVX2 __attribute__((target("avx2")))
 #endif
 #if defined(__aarch64__) && defined(__ARM_NEON)
@@ -56,24 +56,42 @@ static void hmax_scalar(uint8_t *y, const uint8_t *m, int64_t n, int64_t kw, int
     }
 }
 
-/* ---- AVX2 ---------------------------------------------------------------------------------- */
+/* ---- AVX2 (and SSE2 below a vector) -------------------------------------------------------- */
+/* A row shorter than a vector takes 16-byte steps; the last partial step
+ * of a row of at least one vector is a whole step overlapping the one
+ * before (a max computed twice is the same max). */
 #ifdef QPOOL_X86
+AVX2 static inline void vmax32(uint8_t *acc, const uint8_t *const *rows, int64_t nrows, int64_t i)
+{
+    __m256i m = _mm256_loadu_si256((const __m256i *)(rows[0] + i));
+    for (int64_t r = 1; r < nrows; r++) m = _mm256_max_epu8(m, _mm256_loadu_si256((const __m256i *)(rows[r] + i)));
+    _mm256_storeu_si256((__m256i *)(acc + i), m);
+}
+
+AVX2 static inline void vmax16(uint8_t *acc, const uint8_t *const *rows, int64_t nrows, int64_t i)
+{
+    __m128i m = _mm_loadu_si128((const __m128i *)(rows[0] + i));
+    for (int64_t r = 1; r < nrows; r++) m = _mm_max_epu8(m, _mm_loadu_si128((const __m128i *)(rows[r] + i)));
+    _mm_storeu_si128((__m128i *)(acc + i), m);
+}
+
 AVX2 static void vmax_avx2(uint8_t *acc, const uint8_t *const *rows, int64_t nrows, int64_t n)
 {
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256i m = _mm256_loadu_si256((const __m256i *)(rows[0] + i));
-        for (int64_t r = 1; r < nrows; r++) m = _mm256_max_epu8(m, _mm256_loadu_si256((const __m256i *)(rows[r] + i)));
-        _mm256_storeu_si256((__m256i *)(acc + i), m);
+    if (n >= 32) {
+        for (; i + 32 <= n; i += 32) vmax32(acc, rows, nrows, i);
+        if (i < n) vmax32(acc, rows, nrows, n - 32);
+        return;
     }
-    for (; i < n; i++) {
-        uint8_t m = rows[0][i];
-        for (int64_t r = 1; r < nrows; r++) m = max_u8(m, rows[r][i]);
-        acc[i] = m;
+    if (n >= 16) {
+        vmax16(acc, rows, nrows, 0);
+        if (n > 16) vmax16(acc, rows, nrows, n - 16);
+        return;
     }
+    vmax_scalar(acc, rows, nrows, n);
 }
 
-/* the even bytes of p[0 .. 63] */
+/* the even bytes of p[0 .. 63] / p[0 .. 31] */
 AVX2 static inline __m256i even32_avx2(const uint8_t *p)
 {
     const __m256i lo = _mm256_set1_epi16(0x00ff);
@@ -82,25 +100,50 @@ AVX2 static inline __m256i even32_avx2(const uint8_t *p)
     return _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xd8);
 }
 
-AVX2 static int64_t hmax_avx2(uint8_t *y, const uint8_t *m, int64_t n, int64_t kw, int64_t sw, int64_t dw)
+AVX2 static inline __m128i even16_sse(const uint8_t *p)
 {
-    int64_t i = 0;
-    if (sw == 1)
-        for (; i + 32 <= n; i += 32) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(m + i));
-            for (int64_t k = 1; k < kw; k++) v = _mm256_max_epu8(v, _mm256_loadu_si256((const __m256i *)(m + i + k * dw)));
-            _mm256_storeu_si256((__m256i *)(y + i), v);
-        }
-    else if (sw == 2)
-        for (; i + 32 <= n; i += 32) {
-            __m256i v = even32_avx2(m + 2 * i);
-            for (int64_t k = 1; k < kw; k++) v = _mm256_max_epu8(v, even32_avx2(m + 2 * i + k * dw));
-            _mm256_storeu_si256((__m256i *)(y + i), v);
-        }
-    return i;
+    const __m128i lo = _mm_set1_epi16(0x00ff);
+    __m128i a = _mm_and_si128(_mm_loadu_si128((const __m128i *)p), lo);
+    return _mm_packus_epi16(a, _mm_and_si128(_mm_loadu_si128((const __m128i *)(p + 16)), lo));
 }
 
-/* ---- AVX-512 (BW) ------------------------------------------------------------------------- */
+/* outputs i .. i + 31 (i .. i + 15) of y[i] = max_k m[i sw + k dw], sw 1 or 2 */
+AVX2 static inline void hmax32(uint8_t *y, const uint8_t *m, int64_t i, int64_t kw, int64_t sw, int64_t dw)
+{
+    const uint8_t *p = m + i * sw;
+    __m256i v = sw == 1 ? _mm256_loadu_si256((const __m256i *)p) : even32_avx2(p);
+    for (int64_t k = 1; k < kw; k++)
+        v = _mm256_max_epu8(v, sw == 1 ? _mm256_loadu_si256((const __m256i *)(p + k * dw)) : even32_avx2(p + k * dw));
+    _mm256_storeu_si256((__m256i *)(y + i), v);
+}
+
+AVX2 static inline void hmax16(uint8_t *y, const uint8_t *m, int64_t i, int64_t kw, int64_t sw, int64_t dw)
+{
+    const uint8_t *p = m + i * sw;
+    __m128i v = sw == 1 ? _mm_loadu_si128((const __m128i *)p) : even16_sse(p);
+    for (int64_t k = 1; k < kw; k++)
+        v = _mm_max_epu8(v, sw == 1 ? _mm_loadu_si128((const __m128i *)(p + k * dw)) : even16_sse(p + k * dw));
+    _mm_storeu_si128((__m128i *)(y + i), v);
+}
+
+AVX2 static int64_t hmax_avx2(uint8_t *y, const uint8_t *m, int64_t n, int64_t kw, int64_t sw, int64_t dw)
+{
+    if (sw != 1 && sw != 2) return 0;
+    int64_t i = 0;
+    if (n >= 32) {
+        for (; i + 32 <= n; i += 32) hmax32(y, m, i, kw, sw, dw);
+        if (i < n) hmax32(y, m, n - 32, kw, sw, dw);
+        return n;
+    }
+    if (n >= 16) {
+        hmax16(y, m, 0, kw, sw, dw);
+        if (n > 16) hmax16(y, m, n - 16, kw, sw, dw);
+        return n;
+    }
+    return 0;
+}
+
+/* ---- AVX-512 (BW): masked loads and stores for the last partial step ---------------------- */
 AVX512 static void vmax_avx512(uint8_t *acc, const uint8_t *const *rows, int64_t nrows, int64_t n)
 {
     for (int64_t i = 0; i < n; i += 64) {
@@ -113,57 +156,61 @@ AVX512 static void vmax_avx512(uint8_t *acc, const uint8_t *const *rows, int64_t
 
 AVX512 static int64_t hmax_avx512(uint8_t *y, const uint8_t *m, int64_t n, int64_t kw, int64_t sw, int64_t dw)
 {
-    int64_t i = 0;
     if (sw == 1)
-        for (; i + 64 <= n; i += 64) {
-            __m512i v = _mm512_loadu_si512(m + i);
-            for (int64_t k = 1; k < kw; k++) v = _mm512_max_epu8(v, _mm512_loadu_si512(m + i + k * dw));
-            _mm512_storeu_si512(y + i, v);
+        for (int64_t i = 0; i < n; i += 64) {
+            __mmask64 lanes = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
+            __m512i v = _mm512_maskz_loadu_epi8(lanes, m + i);
+            for (int64_t k = 1; k < kw; k++) v = _mm512_max_epu8(v, _mm512_maskz_loadu_epi8(lanes, m + i + k * dw));
+            _mm512_mask_storeu_epi8(y + i, lanes, v);
         }
     else if (sw == 2)
-        for (; i + 32 <= n; i += 32) { /* the even bytes of 64: vpmovwb */
-            __m256i v = _mm512_cvtepi16_epi8(_mm512_loadu_si512(m + 2 * i));
+        for (int64_t i = 0; i < n; i += 32) { /* the even bytes of 64: vpmovwb; taps 2 i + k dw .. + 2 cnt - 2 */
+            int64_t cnt = n - i >= 32 ? 32 : n - i;
+            __mmask64 in = cnt == 32 ? ~(__mmask64)0 >> 1 : ((__mmask64)1 << (2 * cnt - 1)) - 1;
+            __m256i v = _mm512_cvtepi16_epi8(_mm512_maskz_loadu_epi8(in, m + 2 * i));
             for (int64_t k = 1; k < kw; k++)
-                v = _mm256_max_epu8(v, _mm512_cvtepi16_epi8(_mm512_loadu_si512(m + 2 * i + k * dw)));
-            _mm256_storeu_si256((__m256i *)(y + i), v);
+                v = _mm256_max_epu8(v, _mm512_cvtepi16_epi8(_mm512_maskz_loadu_epi8(in, m + 2 * i + k * dw)));
+            _mm256_mask_storeu_epi8(y + i, (__mmask32)(cnt == 32 ? 0xffffffffu : (1u << cnt) - 1), v);
         }
-    return i;
+    else
+        return 0;
+    return n;
 }
 #endif
 
-/* ---- NEON ------------------------------------------------------------------------------------ */
+/* ---- NEON: a whole step overlapping the one before for the last partial step ------------ */
 #ifdef QPOOL_NEON
+static inline void vmax16_neon(uint8_t *acc, const uint8_t *const *rows, int64_t nrows, int64_t i)
+{
+    uint8x16_t m = vld1q_u8(rows[0] + i);
+    for (int64_t r = 1; r < nrows; r++) m = vmaxq_u8(m, vld1q_u8(rows[r] + i));
+    vst1q_u8(acc + i, m);
+}
+
 static void vmax_neon(uint8_t *acc, const uint8_t *const *rows, int64_t nrows, int64_t n)
 {
+    if (n < 16) return vmax_scalar(acc, rows, nrows, n);
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        uint8x16_t m = vld1q_u8(rows[0] + i);
-        for (int64_t r = 1; r < nrows; r++) m = vmaxq_u8(m, vld1q_u8(rows[r] + i));
-        vst1q_u8(acc + i, m);
-    }
-    for (; i < n; i++) {
-        uint8_t m = rows[0][i];
-        for (int64_t r = 1; r < nrows; r++) m = max_u8(m, rows[r][i]);
-        acc[i] = m;
-    }
+    for (; i + 16 <= n; i += 16) vmax16_neon(acc, rows, nrows, i);
+    if (i < n) vmax16_neon(acc, rows, nrows, n - 16);
+}
+
+/* outputs i .. i + 15; sw 2: vld2's first register, the even bytes of 32 */
+static inline void hmax16_neon(uint8_t *y, const uint8_t *m, int64_t i, int64_t kw, int64_t sw, int64_t dw)
+{
+    const uint8_t *p = m + i * sw;
+    uint8x16_t v = sw == 1 ? vld1q_u8(p) : vld2q_u8(p).val[0];
+    for (int64_t k = 1; k < kw; k++) v = vmaxq_u8(v, sw == 1 ? vld1q_u8(p + k * dw) : vld2q_u8(p + k * dw).val[0]);
+    vst1q_u8(y + i, v);
 }
 
 static int64_t hmax_neon(uint8_t *y, const uint8_t *m, int64_t n, int64_t kw, int64_t sw, int64_t dw)
 {
+    if ((sw != 1 && sw != 2) || n < 16) return 0;
     int64_t i = 0;
-    if (sw == 1)
-        for (; i + 16 <= n; i += 16) {
-            uint8x16_t v = vld1q_u8(m + i);
-            for (int64_t k = 1; k < kw; k++) v = vmaxq_u8(v, vld1q_u8(m + i + k * dw));
-            vst1q_u8(y + i, v);
-        }
-    else if (sw == 2)
-        for (; i + 16 <= n; i += 16) { /* vld2's first register: the even bytes of 32 */
-            uint8x16_t v = vld2q_u8(m + 2 * i).val[0];
-            for (int64_t k = 1; k < kw; k++) v = vmaxq_u8(v, vld2q_u8(m + 2 * i + k * dw).val[0]);
-            vst1q_u8(y + i, v);
-        }
-    return i;
+    for (; i + 16 <= n; i += 16) hmax16_neon(y, m, i, kw, sw, dw);
+    if (i < n) hmax16_neon(y, m, n - 16, kw, sw, dw);
+    return n;
 }
 #endif
 
@@ -177,7 +224,7 @@ static int best_level(void)
     level = 0;
 #ifdef QPOOL_X86
     __builtin_cpu_init();
-    level = __builtin_cpu_supports("avx512bw") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+    level = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
     const char *env = getenv("PTHCV_ISA"); /* a lower family on request, as isa.c's */
     if (env && strcmp(env, "avx2") == 0 && level > 1) level = 1;
     if (env && strcmp(env, "scalar") == 0) level = 0;
