@@ -202,7 +202,7 @@ ctest:
 # the same bits (spec/c/ops_test.c).
 OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c csrc/kernels/profile.c csrc/kernels/quantize.c spec/c/ops_test.c \
-              csrc/kernels/qpool.c
+              csrc/kernels/qpool.c csrc/kernels/quant_elementwise.c
 
 # The transformer kernels (vmath.h, ops_attention.c, ops_layernorm.c) against double-precision
 # references, built with the SIMD clones and scalar, compared bit for bit
@@ -217,7 +217,7 @@ TTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c c
 # are spec/ops_spec.lua's.
 DTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               $(wildcard csrc/kernels/ops_*.c) csrc/kernels/profile.c csrc/kernels/quantize.c \
-              spec/c/detection_test.c csrc/kernels/qpool.c
+              spec/c/detection_test.c csrc/kernels/qpool.c csrc/kernels/quant_elementwise.c
 
 # The int8 elementwise ops (quant_elementwise.c) against references written
 # from torch's formulas and across thread counts; torch's answers are

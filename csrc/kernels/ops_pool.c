@@ -339,6 +339,8 @@ pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h
 {
     PTHCV_PROFILE_OP("adaptive_pool2d");
     PTHCV_PROFILE_LABEL("adaptive_pool2d %s", kind == PTHCV_POOL_MAX ? "max" : "avg");
+    if (ops_is_qactivation(x) && kind == PTHCV_POOL_AVG && out_h == 1 && out_w == 1 && x->ndim == 4)
+        return pthcv_qglobal_avg_pool2d(x); /* torch's quantized mean on the bytes (quant_elementwise.c) */
     if (ops_is_qactivation(x)) { /* int8 in, int8 out with the input's scale and zero point */
         pthcv_tensor *d = pthcv_tensor_dequantize(x);
         pthcv_tensor *y = d ? pthcv_adaptive_pool2d(d, kind, out_h, out_w) : NULL;

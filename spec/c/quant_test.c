@@ -151,6 +151,8 @@ static void test_qmul(void)
     pthcv_tensor_release(x), pthcv_tensor_release(b);
 }
 
+/* qglobal_avg_pool2d against torch's formula, and adaptive_pool2d to 1x1 on
+ * quint8, which runs it */
 static void test_qglobal_avg_pool2d(void)
 {
     static const int64_t channels[] = {1, 3, 7, 17, 33};
@@ -164,6 +166,11 @@ static void test_qglobal_avg_pool2d(void)
                     int64_t h = planes[pi][0], w = planes[pi][1], n = h * w, xs[4] = {2, channels[ci], h, w};
                     pthcv_tensor *x = random_quint8(4, xs, 0.0123, zps[zi]);
                     pthcv_tensor *y = pthcv_qglobal_avg_pool2d(x);
+                    pthcv_tensor *ya = pthcv_adaptive_pool2d(x, PTHCV_POOL_AVG, 1, 1); /* nn.AdaptiveAvgPool2d(1) */
+                    CHECK(y && ya && same_qparams(ya, 0.0123, zps[zi]) && ya->numel == y->numel &&
+                              memcmp(pthcv_tensor_data(ya), pthcv_tensor_data(y), (size_t)y->numel) == 0,
+                          "adaptive_pool2d avg to 1x1 of quint8 is qglobal_avg_pool2d");
+                    pthcv_tensor_release(ya);
                     CHECK(same_qparams(y, 0.0123, zps[zi]) && y->ndim == 4 && y->shape[1] == channels[ci] &&
                               y->shape[2] == 1 && y->shape[3] == 1,
                           "qglobal_avg_pool2d: [N, C, 1, 1] with the input's qparams");
