@@ -224,7 +224,8 @@ DTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c c
 # spec/quant_spec.lua's.
 QTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/ops_common.c \
               csrc/kernels/quantize.c csrc/kernels/profile.c csrc/kernels/quant_elementwise.c spec/c/quant_test.c \
-              csrc/kernels/ops_pool.c csrc/kernels/ops_pool_simd.c csrc/kernels/qpool.c
+              csrc/kernels/ops_pool.c csrc/kernels/ops_pool_simd.c csrc/kernels/qpool.c csrc/kernels/ops_elementwise.c \
+              csrc/kernels/activation.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)

@@ -110,6 +110,21 @@ describe("int8 SqueezeNet (Fire fused)", function()
     assert.are.equal(0, max_abs(m2(x) - outs[1]))
   end)
 
+  it("runs a ReLU, ReLU6 or Hardtanh module on int8 values as int8 (torch's quantized relu: the input's scale)", function()
+    local m = squeezenet()
+    m:quantize{ calibration = calibration }
+    local fire = m.features[4]
+    local s = F.conv2d_packed(unfused(fire.squeeze, fire._squeeze), pthcv.randn({ 1, 64, 15, 15 }, { seed = 5 }))
+    assert.are.equal("quint8", s.dtype)
+    for _, act in ipairs({ nn.ReLU(), nn.ReLU6(), nn.Hardtanh(-0.25, 0.5) }) do
+      local y = act(s)
+      assert.are.equal("quint8", y.dtype)
+      assert.are.equal(s.scale, y.scale)
+      local d = max_abs(y:dequantize() - act(s:dequantize()))
+      assert.is_true(d <= s.scale * 0.5 + 1e-7, act:typename() .. ": " .. d .. " from float, more than half a step")
+    end
+  end)
+
   it("normalises calibration images as torchvision does (pixels / 255, then ImageNet's mean and std)", function()
     local m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()):eval()
     m:quantize{ calibration = { support.root .. "/examples/demo.jpg" } }

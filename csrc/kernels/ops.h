@@ -54,6 +54,11 @@ pthcv_tensor *ops_requantize_like(pthcv_tensor *y, const pthcv_tensor *like);
  * (csrc/kernels/quantize.c). */
 pthcv_tensor *quant_levels(pthcv_tensor *x);
 pthcv_tensor *quant_from_levels(pthcv_tensor *y, const pthcv_tensor *like);
+/* ReLU, ReLU6 or clamp (act->kind, checked by the caller) of an int8
+ * activation on its bytes, as torch's quantized relu / relu6 / hardtanh:
+ * clamp(q, round(lo / scale) + zp, round(hi / scale) + zp), the input's
+ * scale and zero point kept (quantize.c). */
+pthcv_tensor *quant_clamp_activate(pthcv_tensor *x, const pthcv_activation *act);
 
 /* A new contiguous float32 tensor of that shape, data in *data. */
 pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data);

@@ -364,6 +364,57 @@ static void test_qmax_pool2d_levels(void)
     pthcv_tensor_release(y), pthcv_tensor_release(xt), pthcv_tensor_release(x);
 }
 
+/* ReLU, ReLU6 and clamp (hardtanh) of a quint8 tensor through
+ * pthcv_activate: quint8 with the input's scale and zero point, each byte
+ * clamp(q, round(lo / s) + zp, round(hi / s) + zp), as torch's quantized
+ * relu / relu6 / hardtanh; at 1 and 2 threads, on a strided view too. */
+static void test_qclamp_activations(void)
+{
+    static const struct {
+        pthcv_activation act;
+        float lo, hi;
+    } acts[] = {{{PTHCV_ACT_RELU, 0, 0}, 0.0f, INFINITY},
+                {{PTHCV_ACT_RELU6, 0, 0}, 0.0f, 6.0f},
+                {{PTHCV_ACT_CLAMP, -0.37f, 0.81f}, -0.37f, 0.81f}};
+    static const double scales[] = {0.05, 0.0117};
+    static const int zps[] = {0, 100, 255};
+    int64_t shape[4] = {1, 3, 17, 33 * 41};
+    for (int t = 1; t <= 2; t++) {
+        pthcv_set_num_threads(t);
+        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++)
+            for (size_t si = 0; si < 2; si++)
+                for (size_t zi = 0; zi < 3; zi++) {
+                    double s = scales[si];
+                    int zp = zps[zi];
+                    pthcv_tensor *x = random_quint8(4, shape, s, zp), *y = pthcv_activate(x, &acts[a].act);
+                    CHECK(y && same_qparams(y, s, zp), "qclamp %d: quint8 with the input's qparams", (int)a);
+                    if (!y) continue;
+                    long lo = isinf(acts[a].lo) ? 0 : lrint(nearbyint(acts[a].lo / s) + zp);
+                    long hi = isinf(acts[a].hi) ? 255 : lrint(nearbyint(acts[a].hi / s) + zp);
+                    lo = lo < 0 ? 0 : lo > 255 ? 255 : lo, hi = hi < lo ? lo : hi > 255 ? 255 : hi;
+                    const uint8_t *xd = pthcv_tensor_data(x), *yd = pthcv_tensor_data(y);
+                    int64_t bad = 0;
+                    for (int64_t i = 0; i < x->numel; i++) bad += yd[i] != (xd[i] < lo ? lo : xd[i] > hi ? hi : xd[i]);
+                    CHECK(bad == 0, "qclamp %d scale %g zp %d, %d threads: %lld differ", (int)a, s, zp, t,
+                          (long long)bad);
+                    pthcv_tensor_release(y), pthcv_tensor_release(x);
+                }
+    }
+    pthcv_set_num_threads(1);
+    int64_t s2[2] = {5, 7}, st[2] = {7, 5}, tstride[2] = {1, 7};
+    pthcv_tensor *x = random_quint8(2, s2, 0.1, 50), *xt = pthcv_tensor_view(x, 2, st, tstride, 0);
+    pthcv_tensor *y = xt ? pthcv_activate(xt, &acts[0].act) : NULL;
+    const uint8_t *xd = pthcv_tensor_data(x);
+    int64_t bad = 0;
+    for (int64_t i = 0; y && i < 7; i++)
+        for (int64_t j = 0; j < 5; j++) {
+            uint8_t v = xd[j * 7 + i];
+            bad += ((const uint8_t *)pthcv_tensor_data(y))[i * 5 + j] != (v < 50 ? 50 : v);
+        }
+    CHECK(y && bad == 0, "qclamp of a transposed quint8 view: %lld differ", (long long)bad);
+    pthcv_tensor_release(y), pthcv_tensor_release(xt), pthcv_tensor_release(x);
+}
+
 /* pthcv_quantize_weight's per-channel symmetric qint8 weights dequantize
  * (they carry torch's zero points of 0) to within half a step of the
  * float weights; a channel of zeros keeps scale 1. */
@@ -391,6 +442,7 @@ int main(void)
     test_quantize_weight();
     test_qmax_pool2d_and_dequantize();
     test_qmax_pool2d_levels();
+    test_qclamp_activations();
     test_hard_activations();
     test_qmul();
     test_qglobal_avg_pool2d();
