@@ -224,7 +224,8 @@ static int best_level(void)
     level = 0;
 #ifdef QPOOL_X86
     __builtin_cpu_init();
-    level = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+    int avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    level = avx512 ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
     const char *env = getenv("PTHCV_ISA"); /* a lower family on request, as isa.c's */
     if (env && strcmp(env, "avx2") == 0 && level > 1) level = 1;
     if (env && strcmp(env, "scalar") == 0) level = 0;
