@@ -41,37 +41,6 @@ pthcv_tensor *pthcv_quantize_per_tensor(pthcv_tensor *x, double scale, int32_t z
     return y;
 }
 
-/* ---- stored integers as float32 ----------------------------------------------------------- */
-/* An op that commutes with every increasing map (max pooling) gives torch's
- * quantized result when it runs on the stored integers: they are exact in
- * float32, and so is the op's result, which is stored back unchanged. */
-pthcv_tensor *quant_levels(pthcv_tensor *x)
-{
-    pthcv_tensor *xc = pthcv_tensor_contiguous(x);
-    const uint8_t *q = xc ? pthcv_tensor_data(xc) : NULL;
-    pthcv_tensor *y = q ? pthcv_tensor_new_uninit(PTHCV_FLOAT32, x->ndim, x->shape) : NULL;
-    if (y) {
-        float *d = pthcv_tensor_data(y);
-        for (int64_t i = 0; i < x->numel; i++) d[i] = (float)q[i];
-    }
-    pthcv_tensor_release(xc);
-    return y;
-}
-
-pthcv_tensor *quant_from_levels(pthcv_tensor *y, const pthcv_tensor *like)
-{
-    if (!y) return NULL;
-    pthcv_tensor *q = pthcv_tensor_new_uninit(PTHCV_QUINT8, y->ndim, y->shape);
-    if (q) {
-        q->qscheme = PTHCV_QSCHEME_PER_TENSOR_AFFINE, q->qscale = like->qscale, q->qzero_point = like->qzero_point;
-        const float *s = pthcv_tensor_data(y);
-        uint8_t *d = pthcv_tensor_data(q);
-        for (int64_t i = 0; i < y->numel; i++) d[i] = (uint8_t)(int32_t)s[i];
-    }
-    pthcv_tensor_release(y);
-    return q;
-}
-
 /* ---- weights to int8 ------------------------------------------------------------------------ */
 pthcv_tensor *pthcv_quantize_weight(pthcv_tensor *w)
 {
