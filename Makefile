@@ -201,7 +201,8 @@ ctest:
 # torch, built twice: with the SIMD clones, and scalar; their results must be
 # the same bits (spec/c/ops_test.c).
 OTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
-              $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c csrc/kernels/profile.c csrc/kernels/quantize.c spec/c/ops_test.c
+              $(wildcard csrc/kernels/ops_*.c) csrc/kernels/conv_transpose2d.c csrc/kernels/profile.c csrc/kernels/quantize.c spec/c/ops_test.c \
+              csrc/kernels/qpool.c csrc/kernels/quant_elementwise.c
 
 # The transformer kernels (vmath.h, ops_attention.c, ops_layernorm.c) against double-precision
 # references, built with the SIMD clones and scalar, compared bit for bit
@@ -216,14 +217,15 @@ TTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c c
 # are spec/ops_spec.lua's.
 DTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
               $(wildcard csrc/kernels/ops_*.c) csrc/kernels/profile.c csrc/kernels/quantize.c \
-              spec/c/detection_test.c
+              spec/c/detection_test.c csrc/kernels/qpool.c csrc/kernels/quant_elementwise.c
 
 # The int8 elementwise ops (quant_elementwise.c) against references written
 # from torch's formulas and across thread counts; torch's answers are
 # spec/quant_spec.lua's.
 QTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/ops_common.c \
               csrc/kernels/quantize.c csrc/kernels/profile.c csrc/kernels/quant_elementwise.c spec/c/quant_test.c \
-              csrc/kernels/ops_pool.c csrc/kernels/ops_pool_simd.c
+              csrc/kernels/ops_pool.c csrc/kernels/ops_pool_simd.c csrc/kernels/qpool.c csrc/kernels/ops_elementwise.c \
+              csrc/kernels/activation.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)
@@ -237,6 +239,8 @@ ctest-neon:
 	@mkdir -p $(BUILD)/aarch64
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/kernels_test $(NEON_SRCS) -lpthread -lm
 	qemu-aarch64 $(BUILD)/aarch64/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
+	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/quant_test $(QTEST_SRCS) -lpthread -lm
+	qemu-aarch64 $(BUILD)/aarch64/quant_test # qpool.c's NEON rows
 
 # The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures
 # (torch's formats, and the .npz/.safetensors/FileStorage ones) and the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs

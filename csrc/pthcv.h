@@ -401,6 +401,10 @@ PTHCV_API pthcv_qconv2d *pthcv_qconv2d_prepare(pthcv_tensor *weight, pthcv_tenso
 PTHCV_API void pthcv_qconv2d_free(pthcv_qconv2d *q);
 PTHCV_API pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_tensor *residual,
                                               int32_t out_float);
+/* torch.cat({qconv(x) for each of the n convolutions}, 1), each writing its
+ * channels of the one quint8 output (no copies): the convolutions must
+ * share the output's scale and zero point and have groups 1. */
+PTHCV_API pthcv_tensor *pthcv_qconv2d_forward_cat(int32_t n, pthcv_qconv2d *const *qs, pthcv_tensor *x);
 typedef struct pthcv_qlinear pthcv_qlinear;
 PTHCV_API pthcv_qlinear *pthcv_qlinear_prepare(pthcv_tensor *weight, pthcv_tensor *bias, const pthcv_activation *act,
                                                double out_scale, int32_t out_zero_point);

@@ -48,12 +48,11 @@ static inline void ops_release_ptr(pthcv_tensor **t) { pthcv_tensor_release(*t);
  * y; NULL if y is NULL or on failure. */
 int ops_is_qactivation(const pthcv_tensor *x);
 pthcv_tensor *ops_requantize_like(pthcv_tensor *y, const pthcv_tensor *like);
-/* quant_levels: a quint8 tensor's stored integers as float32 (a new
- * contiguous tensor); quant_from_levels: float32 integers in [0, 255]
- * (contiguous, released) stored as quint8 with like's scale and zero point
- * (csrc/kernels/quantize.c). */
-pthcv_tensor *quant_levels(pthcv_tensor *x);
-pthcv_tensor *quant_from_levels(pthcv_tensor *y, const pthcv_tensor *like);
+/* ReLU, ReLU6 or clamp (act->kind, checked by the caller) of an int8
+ * activation on its bytes, as torch's quantized relu / relu6 / hardtanh:
+ * clamp(q, round(lo / scale) + zp, round(hi / scale) + zp), the input's
+ * scale and zero point kept (quantize.c). */
+pthcv_tensor *quant_clamp_activate(pthcv_tensor *x, const pthcv_activation *act);
 
 /* A new contiguous float32 tensor of that shape, data in *data. */
 pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data);

@@ -48,6 +48,9 @@ pthcv_tensor *pthcv_activate(pthcv_tensor *x, const pthcv_activation *act)
     PTHCV_PROFILE_OP("activate");
     if (act) PTHCV_PROFILE_LABEL("activate %s", pthcv_act_name(act->kind));
     if (!pthcv_act_valid(act)) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "activation: unknown kind %d", (int)act->kind);
+    if (ops_is_qactivation(x) && act &&
+        (act->kind == PTHCV_ACT_RELU || act->kind == PTHCV_ACT_RELU6 || act->kind == PTHCV_ACT_CLAMP))
+        return quant_clamp_activate(x, act); /* int8 stays int8, as torch's quantized relu (quantize.c) */
     float *y;
     pthcv_tensor *out = private_copy(x, pthcv_act_name(act ? act->kind : PTHCV_ACT_NONE), &y);
     if (!out) return NULL;

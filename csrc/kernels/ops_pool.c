@@ -29,6 +29,7 @@
  * plain loop.
  */
 #include "ops.h"
+#include "qpool.h"
 #include <math.h>
 
 /* floor(a / b) for b > 0 */
@@ -190,13 +191,8 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
     if (p)
         PTHCV_PROFILE_LABEL("pool2d %s %dx%d/%d", p->kind == PTHCV_POOL_MAX ? "max" : "avg", p->kernel[0], p->kernel[1],
                             p->stride[0]);
-    if (ops_is_qactivation(x) && p && p->kind == PTHCV_POOL_MAX) { /* max commutes with dequantization */
-        pthcv_tensor *levels = quant_levels(x);
-        pthcv_tensor *y = levels ? pthcv_pool2d(levels, p) : NULL;
-        pthcv_tensor_release(levels);
-        return quant_from_levels(y, x);
-    }
-    if (ops_is_qactivation(x)) { /* int8 in, int8 out with the input's scale and zero point */
+    /* int8 in, int8 out with the input's scale and zero point (max pooling: below, on the bytes) */
+    if (ops_is_qactivation(x) && !(p && p->kind == PTHCV_POOL_MAX)) {
         pthcv_tensor *d = pthcv_tensor_dequantize(x);
         pthcv_tensor *y = d ? pthcv_pool2d(d, p) : NULL;
         pthcv_tensor_release(d);
@@ -227,12 +223,11 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: divisor_override %d must be positive", fn, (int)p->divisor_override);
     if (x && x->ndim < 2)
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: input %s needs at least 2 dimensions (..., H, W)", fn, ops_shape(x));
+    if (!x) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: no input tensor", fn);
     const float *xd;
-    pthcv_tensor *xc = ops_input(x, fn, "input", &xd);
-    if (!xc) return NULL;
+    pthcv_tensor *xc = NULL;
     int nd = x->ndim;
     pool_ctx c = {
-        .x = xd,
         .H = x->shape[nd - 2],
         .W = x->shape[nd - 1],
         .kh = p->kernel[0],
@@ -264,6 +259,12 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
                    (long long)c.OW);
         goto done;
     }
+    if (ops_is_qactivation(x)) { /* max on the bytes: it commutes with dequantization (qpool.c) */
+        qpool_geom g = {c.H, c.W, c.OH, c.OW, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.lo, c.hi};
+        return qpool_max2d(x, &g);
+    }
+    if (!(xc = ops_input(x, fn, "input", &xd))) return NULL;
+    c.x = xd;
     int64_t shape[PTHCV_MAX_DIMS];
     for (int d = 0; d < nd - 2; d++) shape[d] = x->shape[d];
     shape[nd - 2] = c.OH;
@@ -338,6 +339,8 @@ pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h
 {
     PTHCV_PROFILE_OP("adaptive_pool2d");
     PTHCV_PROFILE_LABEL("adaptive_pool2d %s", kind == PTHCV_POOL_MAX ? "max" : "avg");
+    if (ops_is_qactivation(x) && kind == PTHCV_POOL_AVG && out_h == 1 && out_w == 1 && x->ndim == 4)
+        return pthcv_qglobal_avg_pool2d(x); /* torch's quantized mean on the bytes (quant_elementwise.c) */
     if (ops_is_qactivation(x)) { /* int8 in, int8 out with the input's scale and zero point */
         pthcv_tensor *d = pthcv_tensor_dequantize(x);
         pthcv_tensor *y = d ? pthcv_adaptive_pool2d(d, kind, out_h, out_w) : NULL;

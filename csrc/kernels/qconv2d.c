@@ -357,8 +357,10 @@ static int pack_x_im2col(const void *vctx, int64_t p, void *dst, int64_t k0, int
     return 0;
 }
 
-static int forward_qgemm(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, void *out, const qparams *qp,
-                         const uint8_t *res)
+/* image n's outputs at out + n * out_istride elements (M * N: a tensor of
+ * its own; more: its channels of a concatenation, groups 1 only) */
+static int forward_qgemm(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, void *out, int64_t out_istride,
+                         const qparams *qp, const uint8_t *res)
 {
     int64_t M = q->cout / q->groups, N = x->oh * x->ow;
     pthcv_qgemm_problem g = {
@@ -374,7 +376,7 @@ static int forward_qgemm(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, vo
         .ctx = x,
         .out = out,
         .ldo = N,
-        .out_pstride = M * N,
+        .out_pstride = q->groups == 1 ? out_istride : M * N,
         .rq = qp->rq,
         .res_pstride = M * N,
         /* the implicit im2col copies short runs (an output row each, with
@@ -482,29 +484,57 @@ static int forward_qdw(pthcv_qconv2d *q, const qconv_ctx *x, int64_t batch, void
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
+/* The output size of q over the quint8 input x, checked; 0 or an error. */
+static int output_size(const pthcv_qconv2d *q, const pthcv_tensor *x, int64_t *oh, int64_t *ow)
+{
+    int64_t cin = q->cin_g * q->groups;
+    if (x->ndim != 4 || x->shape[1] != cin)
+        return pthcv_fail(PTHCV_ERR_ARG, "qconv2d: expected input [N, %lld, H, W], got %s", (long long)cin,
+                          x->ndim == 4 ? "another channel count" : "another rank");
+    int64_t h = x->shape[2], w = x->shape[3];
+    int ph = q->p.padding[0], pw = q->p.padding[1];
+    int64_t eh = q->p.dilation[0] * (q->kh - 1) + 1, ew = q->p.dilation[1] * (q->kw - 1) + 1;
+    if (h + 2 * ph < eh || w + 2 * pw < ew)
+        return pthcv_fail(PTHCV_ERR_ARG, "qconv2d: input %lldx%lld padded by (%d, %d) is smaller than the kernel",
+                          (long long)h, (long long)w, ph, pw);
+    *oh = (h + 2 * ph - eh) / q->p.stride[0] + 1, *ow = (w + 2 * pw - ew) / q->p.stride[1] + 1;
+    return PTHCV_OK;
+}
+
+/* Runs q over x (contiguous quint8 data xd, scale sx, zero point zx) into
+ * out, image n at out + n * out_istride elements; rd: a quint8 residual
+ * of the output's shape (scale sr, zero point zr) or NULL. 0 or an error. */
+static int qconv_run(pthcv_qconv2d *q, const pthcv_tensor *x, const uint8_t *xd, double sx, int32_t zx, void *out,
+                     int64_t out_istride, int out_float, const uint8_t *rd, double sr, int32_t zr)
+{
+    int64_t oh, ow;
+    if (output_size(q, x, &oh, &ow) != PTHCV_OK) return PTHCV_ERR_ARG;
+    qparams qp = {0};
+    int st = qparams_make(&qp, q->cout, q->wscale, q->bias, q->wsum, sx, zx, q->out_scale, q->out_zp, out_float,
+                          &q->p.act);
+    if (st == PTHCV_OK) {
+        qp.rq.zr = zr, qp.rq.rmul = (float)(sr / q->out_scale);
+        qconv_ctx cx = {.q = q, .x = xd, .cin = x->shape[1], .h = x->shape[2], .w = x->shape[3], .oh = oh, .ow = ow,
+                        .zx = (uint8_t)zx};
+        st = q->depthwise ? forward_qdw(q, &cx, x->shape[0], out, &qp, rd)
+                          : forward_qgemm(q, &cx, x->shape[0], out, out_istride, &qp, rd);
+    }
+    free(qp.mul), free(qp.bq);
+    return st;
+}
+
 pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_tensor *residual, int32_t out_float)
 {
     PTHCV_PROFILE_OP("qconv2d");
     if (!q) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: no convolution");
     double sx, sr = 0;
     int32_t zx, zr = 0;
-    if (qinput("qconv2d", "input", x, &sx, &zx) != PTHCV_OK) return NULL;
-    int64_t cin = q->cin_g * q->groups;
-    if (x->ndim != 4 || x->shape[1] != cin)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: expected input [N, %lld, H, W], got %s", (long long)cin,
-                               x->ndim == 4 ? "another channel count" : "another rank");
-    int64_t batch = x->shape[0], h = x->shape[2], w = x->shape[3];
-    int ph = q->p.padding[0], pw = q->p.padding[1];
-    int64_t eh = q->p.dilation[0] * (q->kh - 1) + 1, ew = q->p.dilation[1] * (q->kw - 1) + 1;
-    if (h + 2 * ph < eh || w + 2 * pw < ew)
-        return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: input %lldx%lld padded by (%d, %d) is smaller than the kernel",
-                               (long long)h, (long long)w, ph, pw);
-    int64_t oh = (h + 2 * ph - eh) / q->p.stride[0] + 1, ow = (w + 2 * pw - ew) / q->p.stride[1] + 1;
-    int64_t oshape[4] = {batch, q->cout, oh, ow};
+    int64_t oh, ow;
+    if (qinput("qconv2d", "input", x, &sx, &zx) != PTHCV_OK || output_size(q, x, &oh, &ow) != PTHCV_OK) return NULL;
+    int64_t oshape[4] = {x->shape[0], q->cout, oh, ow};
     PTHCV_PROFILE_LABEL("qconv %lldx%lld/%d%s", (long long)q->kh, (long long)q->kw, q->p.stride[0],
                         q->depthwise ? " depthwise" : "");
     pthcv_tensor *xc = NULL, *rc = NULL, *y = NULL;
-    qparams qp = {0};
     if (residual) {
         if (out_float) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d: a residual needs a quint8 output");
         if (qinput("qconv2d", "residual", residual, &sr, &zr) != PTHCV_OK) return NULL;
@@ -516,21 +546,56 @@ pthcv_tensor *pthcv_qconv2d_forward(pthcv_qconv2d *q, pthcv_tensor *x, pthcv_ten
     if (!(xc = pthcv_tensor_contiguous(x))) goto done;
     const uint8_t *xd = pthcv_tensor_data(xc), *rd = rc ? pthcv_tensor_data(rc) : NULL;
     if (!xd || (rc && !rd)) goto done;
-    if (qparams_make(&qp, q->cout, q->wscale, q->bias, q->wsum, sx, zx, q->out_scale, q->out_zp, out_float,
-                     &q->p.act) != PTHCV_OK)
-        goto done;
-    qp.rq.zr = zr, qp.rq.rmul = (float)(sr / q->out_scale);
     if (!(y = qoutput(4, oshape, out_float, q->out_scale, q->out_zp))) goto done;
-    qconv_ctx cx = {.q = q, .x = xd, .cin = cin, .h = h, .w = w, .oh = oh, .ow = ow, .zx = (uint8_t)zx};
-    int st = q->depthwise ? forward_qdw(q, &cx, batch, pthcv_tensor_data(y), &qp, rd)
-                          : forward_qgemm(q, &cx, batch, pthcv_tensor_data(y), &qp, rd);
-    if (st != PTHCV_OK) {
+    if (qconv_run(q, x, xd, sx, zx, pthcv_tensor_data(y), q->cout * oh * ow, out_float, rd, sr, zr) != PTHCV_OK) {
         pthcv_tensor_release(y);
         y = NULL;
     }
 done:
-    free(qp.mul), free(qp.bq);
     pthcv_tensor_release(xc), pthcv_tensor_release(rc);
+    return y;
+}
+
+pthcv_tensor *pthcv_qconv2d_forward_cat(int32_t n, pthcv_qconv2d *const *qs, pthcv_tensor *x)
+{
+    PTHCV_PROFILE_OP("qconv2d");
+    PTHCV_PROFILE_LABEL("qconv cat of %d", (int)n);
+    if (n < 1 || !qs) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d_cat: no convolutions");
+    double sx;
+    int32_t zx;
+    if (qinput("qconv2d_cat", "input", x, &sx, &zx) != PTHCV_OK) return NULL;
+    int64_t oh = 0, ow = 0, cout = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const pthcv_qconv2d *q = qs[i];
+        int64_t h, w;
+        if (!q) return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d_cat: convolution %d is missing", (int)i);
+        if (q->depthwise || q->groups != 1)
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d_cat: convolution %d has groups %lld: 1 expected", (int)i,
+                                   (long long)q->groups);
+        if (q->out_scale != qs[0]->out_scale || q->out_zp != qs[0]->out_zp)
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG,
+                                   "qconv2d_cat: convolution %d's output scale %g, zero point %d differ from the "
+                                   "first's (%g, %d): one concatenation has one",
+                                   (int)i, q->out_scale, (int)q->out_zp, qs[0]->out_scale, (int)qs[0]->out_zp);
+        if (output_size(q, x, &h, &w) != PTHCV_OK) return NULL;
+        if (i > 0 && (h != oh || w != ow))
+            return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "qconv2d_cat: convolution %d gives %lldx%lld, the first %lldx%lld",
+                                   (int)i, (long long)h, (long long)w, (long long)oh, (long long)ow);
+        oh = h, ow = w, cout += q->cout;
+    }
+    int64_t oshape[4] = {x->shape[0], cout, oh, ow};
+    pthcv_tensor *xc = pthcv_tensor_contiguous(x), *y = NULL;
+    const uint8_t *xd = xc ? pthcv_tensor_data(xc) : NULL;
+    if (xd && (y = qoutput(4, oshape, 0, qs[0]->out_scale, qs[0]->out_zp))) {
+        uint8_t *yd = pthcv_tensor_data(y);
+        for (int32_t i = 0, c0 = 0; i < n; c0 += (int32_t)qs[i]->cout, i++)
+            if (qconv_run(qs[i], x, xd, sx, zx, yd + c0 * oh * ow, cout * oh * ow, 0, NULL, 0, 0) != PTHCV_OK) {
+                pthcv_tensor_release(y);
+                y = NULL;
+                break;
+            }
+    }
+    pthcv_tensor_release(xc);
     return y;
 }
 

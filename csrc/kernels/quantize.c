@@ -41,37 +41,6 @@ pthcv_tensor *pthcv_quantize_per_tensor(pthcv_tensor *x, double scale, int32_t z
     return y;
 }
 
-/* ---- stored integers as float32 ----------------------------------------------------------- */
-/* An op that commutes with every increasing map (max pooling) gives torch's
- * quantized result when it runs on the stored integers: they are exact in
- * float32, and so is the op's result, which is stored back unchanged. */
-pthcv_tensor *quant_levels(pthcv_tensor *x)
-{
-    pthcv_tensor *xc = pthcv_tensor_contiguous(x);
-    const uint8_t *q = xc ? pthcv_tensor_data(xc) : NULL;
-    pthcv_tensor *y = q ? pthcv_tensor_new_uninit(PTHCV_FLOAT32, x->ndim, x->shape) : NULL;
-    if (y) {
-        float *d = pthcv_tensor_data(y);
-        for (int64_t i = 0; i < x->numel; i++) d[i] = (float)q[i];
-    }
-    pthcv_tensor_release(xc);
-    return y;
-}
-
-pthcv_tensor *quant_from_levels(pthcv_tensor *y, const pthcv_tensor *like)
-{
-    if (!y) return NULL;
-    pthcv_tensor *q = pthcv_tensor_new_uninit(PTHCV_QUINT8, y->ndim, y->shape);
-    if (q) {
-        q->qscheme = PTHCV_QSCHEME_PER_TENSOR_AFFINE, q->qscale = like->qscale, q->qzero_point = like->qzero_point;
-        const float *s = pthcv_tensor_data(y);
-        uint8_t *d = pthcv_tensor_data(q);
-        for (int64_t i = 0; i < y->numel; i++) d[i] = (uint8_t)(int32_t)s[i];
-    }
-    pthcv_tensor_release(y);
-    return q;
-}
-
 /* ---- weights to int8 ------------------------------------------------------------------------ */
 pthcv_tensor *pthcv_quantize_weight(pthcv_tensor *w)
 {
@@ -177,5 +146,53 @@ pthcv_tensor *pthcv_qadd(pthcv_tensor *a, pthcv_tensor *b, double scale, int32_t
                  relu ? zero_point : 0, 255);
     }
     pthcv_tensor_release(ac), pthcv_tensor_release(bc);
+    return y;
+}
+
+/* ---- clamp-type activations on the bytes ---------------------------------------------------- */
+typedef struct {
+    const uint8_t *x;
+    uint8_t *y;
+    uint8_t lo, hi;
+} qclamp_ctx;
+
+PTHCV_SIMD static void qclamp_run(uint8_t *restrict y, const uint8_t *restrict x, int64_t n, uint8_t lo, uint8_t hi)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t v = x[i] < lo ? lo : x[i];
+        y[i] = v > hi ? hi : v;
+    }
+}
+
+static void qclamp_task(void *vc, int64_t begin, int64_t end)
+{
+    const qclamp_ctx *c = vc;
+    qclamp_run(c->y + begin, c->x + begin, end - begin, c->lo, c->hi);
+}
+
+/* a real bound in x's units, rounded as qconv2d's fused clamp rounds it */
+static uint8_t bound_level(float b, const pthcv_tensor *x, uint8_t if_inf)
+{
+    if (isinf(b)) return if_inf;
+    double l = nearbyint(b / x->qscale) + (double)x->qzero_point;
+    return (uint8_t)(l < 0 ? 0 : l > 255 ? 255 : l);
+}
+
+pthcv_tensor *quant_clamp_activate(pthcv_tensor *x, const pthcv_activation *act)
+{
+    float lo = -INFINITY, hi = INFINITY;
+    if (act->kind == PTHCV_ACT_RELU6) hi = 6.0f;
+    if (act->kind == PTHCV_ACT_CLAMP) lo = act->alpha, hi = act->beta;
+    if (act->kind != PTHCV_ACT_CLAMP) lo = 0.0f;
+    pthcv_tensor *xc = pthcv_tensor_contiguous(x);
+    const uint8_t *xd = xc ? pthcv_tensor_data(xc) : NULL;
+    pthcv_tensor *y = xd || (xc && xc->numel == 0) ? pthcv_tensor_new_uninit(PTHCV_QUINT8, x->ndim, x->shape) : NULL;
+    if (y) {
+        y->qscheme = PTHCV_QSCHEME_PER_TENSOR_AFFINE, y->qscale = x->qscale, y->qzero_point = x->qzero_point;
+        qclamp_ctx c = {xd, pthcv_tensor_data(y), bound_level(lo, x, 0), bound_level(hi, x, 255)};
+        if (c.hi < c.lo) c.hi = c.lo; /* a range below the lowest level: torch's clamp gives min */
+        if (y->numel) pthcv_parallel_for(y->numel, 1 << 16, qclamp_task, &c);
+    }
+    pthcv_tensor_release(xc);
     return y;
 }

@@ -1,11 +1,12 @@
 /* quant_test.c -- the int8 elementwise ops of quant_elementwise.c
  * (qhardswish, qhardsigmoid, qmul, qglobal_avg_pool2d), max_pool2d on
- * quint8 and quint8 dequantize against plain
+ * quint8 (qpool.c, at each instruction-set level) and quint8 dequantize against plain
  * references written from torch's formulas, value by value, on odd sizes
  * and at 1, 2 and 3 threads (identical bits). torch's own answers are
  * spec/quant_spec.lua's (the whole table of each activation, and torch's
  * int8 mobilenet_v3_large). */
 #include "../../csrc/pthcv.h"
+#include "../../csrc/kernels/qpool.h"
 #include "check.h"
 #include <math.h>
 #include <stdint.h>
@@ -150,6 +151,8 @@ static void test_qmul(void)
     pthcv_tensor_release(x), pthcv_tensor_release(b);
 }
 
+/* qglobal_avg_pool2d against torch's formula, and adaptive_pool2d to 1x1 on
+ * quint8, which runs it */
 static void test_qglobal_avg_pool2d(void)
 {
     static const int64_t channels[] = {1, 3, 7, 17, 33};
@@ -163,6 +166,11 @@ static void test_qglobal_avg_pool2d(void)
                     int64_t h = planes[pi][0], w = planes[pi][1], n = h * w, xs[4] = {2, channels[ci], h, w};
                     pthcv_tensor *x = random_quint8(4, xs, 0.0123, zps[zi]);
                     pthcv_tensor *y = pthcv_qglobal_avg_pool2d(x);
+                    pthcv_tensor *ya = pthcv_adaptive_pool2d(x, PTHCV_POOL_AVG, 1, 1); /* nn.AdaptiveAvgPool2d(1) */
+                    CHECK(y && ya && same_qparams(ya, 0.0123, zps[zi]) && ya->numel == y->numel &&
+                              memcmp(pthcv_tensor_data(ya), pthcv_tensor_data(y), (size_t)y->numel) == 0,
+                          "adaptive_pool2d avg to 1x1 of quint8 is qglobal_avg_pool2d");
+                    pthcv_tensor_release(ya);
                     CHECK(same_qparams(y, 0.0123, zps[zi]) && y->ndim == 4 && y->shape[1] == channels[ci] &&
                               y->shape[2] == 1 && y->shape[3] == 1,
                           "qglobal_avg_pool2d: [N, C, 1, 1] with the input's qparams");
@@ -257,6 +265,156 @@ static void test_qmax_pool2d_and_dequantize(void)
     pthcv_tensor_release(d), pthcv_tensor_release(xt), pthcv_tensor_release(x);
 }
 
+/* torch's max_pool2d output size (ceil_mode: one less when the last window
+ * would start at or past in + p), written out again for the reference */
+static int64_t ref_pool_size(int64_t in, int k, int s, int p, int d, int ceil_mode)
+{
+    int64_t span = in + 2 * p - d * (k - 1) - 1;
+    int64_t num = ceil_mode ? span + s - 1 : span;
+    int64_t out = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1; /* floor division */
+    if (ceil_mode && (out - 1) * s >= in + p) out--;
+    return out;
+}
+
+/* The quint8 max pool's row kernels (qpool.c) at every instruction-set
+ * level this machine has (scalar, AVX2, AVX-512 or NEON) and at 1, 2 and 3
+ * threads against a direct window max, on odd widths (below and above a
+ * vector, squeezenet's 111), kernels 2, 3 and 5, strides 1, 2 and 3,
+ * padding up to half the kernel, dilation 1 and 2, ceil_mode on and off,
+ * and on a transposed (non-contiguous) view. */
+static void test_qmax_pool2d_levels(void)
+{
+    static const int64_t planes[][2] = {{1, 1}, {5, 3}, {9, 33}, {7, 65}, {13, 111}, {4, 200}};
+    static const int channels[] = {1, 3, 17};
+    int best = qpool_force_level(-1);
+    int levels[4], nlev = 0;
+    levels[nlev++] = 0;
+    if (best == 2) levels[nlev++] = 1;
+    if (best > 0) levels[nlev++] = best;
+    for (int li = 0; li < nlev; li++) {
+        int level = qpool_force_level(levels[li]);
+        CHECK(level == levels[li], "qpool: level %d is available (got %d)", levels[li], level);
+        for (int t = 1; t <= 3; t++) {
+            pthcv_set_num_threads(t);
+            int64_t checked = 0, bad = 0, fails = 0;
+            for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++)
+                for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++) {
+                    int64_t h = planes[pi][0], w = planes[pi][1], xs[4] = {1, channels[ci], h, w};
+                    pthcv_tensor *x = random_quint8(4, xs, 0.02, 7);
+                    const uint8_t *xd = pthcv_tensor_data(x);
+                    for (int k = 2; k <= 5; k += k == 3 ? 2 : 1)
+                        for (int s = 1; s <= 3; s++)
+                            for (int pad = 0; pad <= k / 2; pad++)
+                                for (int d = 1; d <= 2; d++)
+                                    for (int ceil_mode = 0; ceil_mode <= 1; ceil_mode++) {
+                                        int64_t oh = ref_pool_size(h, k, s, pad, d, ceil_mode);
+                                        int64_t ow = ref_pool_size(w, k, s, pad, d, ceil_mode);
+                                        if (oh < 1 || ow < 1) continue;
+                                        pthcv_pool2d_params p = {PTHCV_POOL_MAX, {k, k}, {s, s}, {pad, pad}, {d, d},
+                                                                 ceil_mode, 0, 0};
+                                        pthcv_tensor *y = pthcv_pool2d(x, &p);
+                                        if (!y || !same_qparams(y, 0.02, 7) || y->shape[2] != oh || y->shape[3] != ow) {
+                                            fails++;
+                                            pthcv_tensor_release(y);
+                                            continue;
+                                        }
+                                        const uint8_t *yd = pthcv_tensor_data(y);
+                                        for (int64_t c = 0; c < channels[ci]; c++)
+                                            for (int64_t i = 0; i < oh; i++)
+                                                for (int64_t j = 0; j < ow; j++) {
+                                                    int m = 0;
+                                                    for (int a = 0; a < k; a++)
+                                                        for (int b = 0; b < k; b++) {
+                                                            int64_t r = i * s - pad + a * d, q = j * s - pad + b * d;
+                                                            if (r >= 0 && r < h && q >= 0 && q < w &&
+                                                                xd[(c * h + r) * w + q] > m)
+                                                                m = xd[(c * h + r) * w + q];
+                                                        }
+                                                    bad += yd[(c * oh + i) * ow + j] != m;
+                                                    checked++;
+                                                }
+                                        pthcv_tensor_release(y);
+                                    }
+                    pthcv_tensor_release(x);
+                }
+            CHECK(fails == 0 && bad == 0 && checked > 100000,
+                  "qmax_pool2d at level %d, %d threads: %lld failed calls, %lld of %lld outputs differ", level, t,
+                  (long long)fails, (long long)bad, (long long)checked);
+        }
+    }
+    qpool_force_level(-1);
+    pthcv_set_num_threads(1);
+    /* a transposed view: pooled as its values, not its storage order */
+    int64_t s2[4] = {1, 1, 9, 40}, st[4] = {1, 1, 40, 9}, tstride[4] = {360, 360, 1, 40};
+    pthcv_tensor *x = random_quint8(4, s2, 0.5, 3), *xt = pthcv_tensor_view(x, 4, st, tstride, 0);
+    pthcv_pool2d_params p = {PTHCV_POOL_MAX, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, 0, 0};
+    pthcv_tensor *y = xt ? pthcv_pool2d(xt, &p) : NULL;
+    const uint8_t *xd = pthcv_tensor_data(x);
+    int64_t bad = 0;
+    for (int64_t i = 0; y && i < y->shape[2]; i++)
+        for (int64_t j = 0; j < y->shape[3]; j++) {
+            int m = 0;
+            for (int64_t r = 2 * i - 1; r <= 2 * i + 1; r++)
+                for (int64_t q = 2 * j - 1; q <= 2 * j + 1; q++)
+                    if (r >= 0 && r < 40 && q >= 0 && q < 9 && xd[q * 40 + r] > m) m = xd[q * 40 + r];
+            bad += ((const uint8_t *)pthcv_tensor_data(y))[i * y->shape[3] + j] != m;
+        }
+    CHECK(y && y->shape[2] == 21 && y->shape[3] == 5 && bad == 0, "qmax_pool2d of a transposed view: %lld differ",
+          (long long)bad);
+    pthcv_tensor_release(y), pthcv_tensor_release(xt), pthcv_tensor_release(x);
+}
+
+/* ReLU, ReLU6 and clamp (hardtanh) of a quint8 tensor through
+ * pthcv_activate: quint8 with the input's scale and zero point, each byte
+ * clamp(q, round(lo / s) + zp, round(hi / s) + zp), as torch's quantized
+ * relu / relu6 / hardtanh; at 1 and 2 threads, on a strided view too. */
+static void test_qclamp_activations(void)
+{
+    static const struct {
+        pthcv_activation act;
+        float lo, hi;
+    } acts[] = {{{PTHCV_ACT_RELU, 0, 0}, 0.0f, INFINITY},
+                {{PTHCV_ACT_RELU6, 0, 0}, 0.0f, 6.0f},
+                {{PTHCV_ACT_CLAMP, -0.37f, 0.81f}, -0.37f, 0.81f}};
+    static const double scales[] = {0.05, 0.0117};
+    static const int zps[] = {0, 100, 255};
+    int64_t shape[4] = {1, 3, 17, 33 * 41};
+    for (int t = 1; t <= 2; t++) {
+        pthcv_set_num_threads(t);
+        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++)
+            for (size_t si = 0; si < 2; si++)
+                for (size_t zi = 0; zi < 3; zi++) {
+                    double s = scales[si];
+                    int zp = zps[zi];
+                    pthcv_tensor *x = random_quint8(4, shape, s, zp), *y = pthcv_activate(x, &acts[a].act);
+                    CHECK(y && same_qparams(y, s, zp), "qclamp %d: quint8 with the input's qparams", (int)a);
+                    if (!y) continue;
+                    long lo = isinf(acts[a].lo) ? 0 : lrint(nearbyint(acts[a].lo / s) + zp);
+                    long hi = isinf(acts[a].hi) ? 255 : lrint(nearbyint(acts[a].hi / s) + zp);
+                    lo = lo < 0 ? 0 : lo > 255 ? 255 : lo, hi = hi < lo ? lo : hi > 255 ? 255 : hi;
+                    const uint8_t *xd = pthcv_tensor_data(x), *yd = pthcv_tensor_data(y);
+                    int64_t bad = 0;
+                    for (int64_t i = 0; i < x->numel; i++) bad += yd[i] != (xd[i] < lo ? lo : xd[i] > hi ? hi : xd[i]);
+                    CHECK(bad == 0, "qclamp %d scale %g zp %d, %d threads: %lld differ", (int)a, s, zp, t,
+                          (long long)bad);
+                    pthcv_tensor_release(y), pthcv_tensor_release(x);
+                }
+    }
+    pthcv_set_num_threads(1);
+    int64_t s2[2] = {5, 7}, st[2] = {7, 5}, tstride[2] = {1, 7};
+    pthcv_tensor *x = random_quint8(2, s2, 0.1, 50), *xt = pthcv_tensor_view(x, 2, st, tstride, 0);
+    pthcv_tensor *y = xt ? pthcv_activate(xt, &acts[0].act) : NULL;
+    const uint8_t *xd = pthcv_tensor_data(x);
+    int64_t bad = 0;
+    for (int64_t i = 0; y && i < 7; i++)
+        for (int64_t j = 0; j < 5; j++) {
+            uint8_t v = xd[j * 7 + i];
+            bad += ((const uint8_t *)pthcv_tensor_data(y))[i * 5 + j] != (v < 50 ? 50 : v);
+        }
+    CHECK(y && bad == 0, "qclamp of a transposed quint8 view: %lld differ", (long long)bad);
+    pthcv_tensor_release(y), pthcv_tensor_release(xt), pthcv_tensor_release(x);
+}
+
 /* pthcv_quantize_weight's per-channel symmetric qint8 weights dequantize
  * (they carry torch's zero points of 0) to within half a step of the
  * float weights; a channel of zeros keeps scale 1. */
@@ -283,6 +441,8 @@ int main(void)
 {
     test_quantize_weight();
     test_qmax_pool2d_and_dequantize();
+    test_qmax_pool2d_levels();
+    test_qclamp_activations();
     test_hard_activations();
     test_qmul();
     test_qglobal_avg_pool2d();

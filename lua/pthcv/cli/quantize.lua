@@ -59,6 +59,7 @@ which run and bench take as --weights]],
     if opt.threads then pthcv.set_num_threads(opt.threads) end
     local size = opt.size or 224
     local blob = { size = size, resize = opt.resize or math.floor(size * 256 / 224), crop = true, rgb = true,
+                   scale = 1 / 255,   -- torchvision's normalisation is on pixels / 255
                    mean = { 0.485, 0.456, 0.406 }, std = { 0.229, 0.224, 0.225 } }
     local inputs = calibration_of(opt.calib, blob)
     local m = require("pthcv.cli.model").build(opt, true)

@@ -6,13 +6,16 @@
 -- convolution with its BatchNorm folded, its ReLU and the block's residual
 -- add, which pthcv.quant then replaces by an int8 pack (quant/slots.lua).
 --
--- M.install(model) gives the model's ResNet stems and blocks and its
--- inverted residuals (MobileNetV2's and V3's) forwards that run such packs (as
+-- M.install(model) gives the model's ResNet stems and blocks, its
+-- inverted residuals (MobileNetV2's and V3's) and SqueezeNet's Fire
+-- modules forwards that run such packs (as
 -- instance fields: the classes are untouched), turns the plan off for every
 -- module of the model, and prepares it again. Sequentials fuse their own
 -- conv + BatchNorm + activation steps (nn/containers.lua).
 local F = require "pthcv.nn.functional"
 local release = require "pthcv.nn.release"
+local base = require "pthcv.nn.module"
+local qpacks = require "pthcv.quant.packs"
 
 local M = {}
 local RELU = { kind = "relu" }
@@ -42,7 +45,57 @@ local function block_forward(last)
   end
 end
 
+-- torchvision's Fire: squeeze+ReLU, then both expand convolutions with
+-- their ReLUs writing into their channels of the one concatenated output
+-- (int8: quant/packs.lua's forward_cat, the two sharing the output's scale
+-- and zero point, M.cat_groups). Each fused step is timed under its
+-- convolution's name when profiling, as a Sequential's fused steps are.
+local FIRE = { "squeeze", "expand1x1", "expand3x3" }
+
+local function fire_prepare(self)
+  for _, n in ipairs(FIRE) do
+    self[n]:claim()
+    rawset(self, "_" .. n, self[n]:make_pack(nil, RELU))
+  end
+  rawset(self, "_cat_keys", { "_expand1x1", "_expand3x3" })
+end
+
+local function timed(module, t0)
+  local prof = base.profiler
+  if prof then prof.record(module, prof.now() - t0, "+ReLU") end
+end
+
+local function fire_forward(self, x)
+  local prof = base.profiler
+  local t0 = prof and prof.now()
+  local s = F.conv2d_packed(self._squeeze, x)
+  timed(self.squeeze, t0)
+  t0 = prof and prof.now()
+  local a, b = self._expand1x1, self._expand3x3
+  local y = a.quantized and b.quantized and qpacks.forward_cat({ a, b }, s) or F.conv2d_packed_cat({ a, b }, s)
+  if prof then prof.record(self.expand1x1, prof.now() - t0, "+ReLU+expand3x3+ReLU+cat") end
+  release(s)
+  return y
+end
+
+-- The packs whose outputs must share one scale and zero point (they write
+-- into one concatenated tensor): lists of packs, from the modules M.install
+-- prepared.
+function M.cat_groups(model)
+  local groups = {}
+  for _, m in ipairs(model:modules()) do
+    local keys = rawget(m, "_cat_keys")
+    if keys then
+      local g = {}
+      for i, k in ipairs(keys) do g[i] = rawget(m, k) end
+      groups[#groups + 1] = g
+    end
+  end
+  return groups
+end
+
 local FUSED = {
+  Fire = { prepare = fire_prepare, forward = fire_forward },
   ResNet = {
     prepare = function(self)
       self.conv1:claim()

@@ -37,7 +37,7 @@ local function inputs_of(opts)
   end
   if #list == 0 then error("pthcv: quantize: calibration is empty: it needs at least one input", 3) end
   local image
-  local blob = opts.blob or { size = 224, resize = 256, crop = true, rgb = true,
+  local blob = opts.blob or { size = 224, resize = 256, crop = true, rgb = true, scale = 1 / 255,
                               mean = { 0.485, 0.456, 0.406 }, std = { 0.229, 0.224, 0.225 } }
   local out = {}
   for i, v in ipairs(list) do
@@ -88,6 +88,27 @@ local function calibrate(model, inputs, opts)
   return seen
 end
 
+-- The output range of each pack that writes into a concatenation with
+-- others (quant/fuse.lua's cat groups, e.g. Fire's expand convolutions):
+-- the union of the group's ranges, which is what an observer of the
+-- concatenated tensor sees (torch's quantized cat requantizes its inputs
+-- to such a range; writing each output at that scale directly rounds once
+-- instead of twice). pack -> {lo, hi}.
+local function shared_ranges(model, seen, method, opts)
+  local out = {}
+  for _, group in ipairs(require("pthcv.quant.fuse").cat_groups(model)) do
+    local lo, hi, all = 0, 0, true
+    for _, pk in ipairs(group) do
+      local s = seen[pk]
+      if not s then all = false; break end
+      local l, h = stats.range(s.y, method, opts)
+      lo, hi = math.min(lo, l), math.max(hi, h)
+    end
+    if all then for _, pk in ipairs(group) do out[pk] = { lo, hi } end end
+  end
+  return out
+end
+
 function M.quantize(model, opts)
   opts = opts or {}
   local method = opts.method or "minmax"
@@ -103,10 +124,11 @@ function M.quantize(model, opts)
   local seen = calibrate(model, inputs, opts)
   local n, paths = 0, {}
   for _, kv in ipairs(model:named_modules()) do paths[kv[2]] = kv[1] end
+  local shared = shared_ranges(model, seen, method, opts)
   for _, slot in ipairs(slots.of(model)) do
     local s = seen[slot.pack]
     if s then
-      local q = packs.make(slot.pack, s, method, opts)
+      local q = packs.make(slot.pack, s, method, opts, shared[slot.pack])
       q.path = slot.pack.module and paths[slot.pack.module]   -- the name save() writes it under
       slot.holder[slot.key] = q
       n = n + 1

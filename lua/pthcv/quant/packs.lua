@@ -59,6 +59,27 @@ function QConv:forward(x, residual)
   return y
 end
 
+-- torch.cat({pk(x) for pk in list}, 1) with each int8 convolution writing
+-- its channels of one quint8 output (pthcv_qconv2d_forward_cat), when they
+-- can: plain convolutions (groups 1, the activation in the kernel) with one
+-- output scale and zero point, and one input quantization (they read the
+-- same x). nil otherwise: the caller concatenates their outputs.
+function M.forward_cat(list, x)
+  local first = list[1]
+  for _, q in ipairs(list) do
+    if getmetatable(q) ~= QConv or q.post or q.groups ~= 1 or q.out_scale ~= first.out_scale
+       or q.out_zp ~= first.out_zp or q.in_scale ~= first.in_scale or q.in_zp ~= first.in_zp then
+      return nil
+    end
+  end
+  local arr = ffi.new("pthcv_qconv2d *[?]", #list)
+  for i, q in ipairs(list) do arr[i - 1] = q.q end
+  local xq, tx = as_quint8(x, first.in_scale, first.in_zp)
+  local r = C.pthcv_qconv2d_forward_cat(#list, arr, xq.ct)
+  release(tx)
+  return F._result(r, "qconv2d_cat")
+end
+
 local QLinear = { quantized = true }
 QLinear.__index = QLinear
 
@@ -94,6 +115,7 @@ function M.build(pk, w, b, qp)
     fields.post = A.activation_struct(pk.rec.act)
     p.act.kind = C.PTHCV_ACT_NONE
   end
+  fields.groups = tonumber(p.groups)
   local q = C.pthcv_qconv2d_prepare(w.ct, b and b.ct or nil, p, qp.out_scale, qp.out_zp)
   if q == nil then core.fail("qconv2d_prepare") end
   fields.q = ffi.gc(q, C.pthcv_qconv2d_free)
@@ -101,11 +123,14 @@ function M.build(pk, w, b, qp)
   return setmetatable(fields, QConv)
 end
 
--- The int8 pack for float pack pk from its calibration statistics s.
-function M.make(pk, s, method, opts)
+-- The int8 pack for float pack pk from its calibration statistics s;
+-- out_range {lo, hi}: the output's range instead of s's (a concatenation's,
+-- shared with the other packs writing into it).
+function M.make(pk, s, method, opts, out_range)
   local qp = {}
   qp.in_scale, qp.in_zp = qparams_of(s.x, method, opts)
-  qp.out_scale, qp.out_zp = qparams_of(s.y, method, opts)
+  if out_range then qp.out_scale, qp.out_zp = stats.qparams(out_range[1], out_range[2])
+  else qp.out_scale, qp.out_zp = qparams_of(s.y, method, opts) end
   if s.r then qp.res_scale, qp.res_zp = qparams_of(s.r, method, opts) end
   local w = quantized_weight(pk.op == "linear" and pk.weight or F.conv2d_pack_weight(pk))
   local b = pk.bias and (pk.bias.dtype == "float32" and pk.bias or pk.bias:float())
