@@ -71,10 +71,11 @@ def float_weights(name):
 
 
 def int8_weights(name, calib):
+    """written afresh on every run (seconds): an int8 file from an older
+    pthcv quantize would measure that version's choices, not this one's"""
     out = os.path.join(DIR, name + "_int8.pth")
-    if not os.path.exists(out):
-        subprocess.run([PTHCV, "quantize", "--model", name, "--weights", float_weights(name), "--calib", calib,
-                        "-o", out], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([PTHCV, "quantize", "--model", name, "--weights", float_weights(name), "--calib", calib,
+                    "-o", out], check=True, stdout=subprocess.DEVNULL)
     return out
 
 
