@@ -183,6 +183,8 @@ ctest:
 	$(BUILD)/reader_test
 	@$(MAKE) --no-print-directory $(BUILD)/kernels_test
 	$(BUILD)/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
+	@$(MAKE) --no-print-directory $(BUILD)/gconv_test
+	@echo "direct grouped convolution (spec/c/gconv_test.c):" && $(BUILD)/gconv_test
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/ops_test $(OTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/ops_test_scalar $(OTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(BUILD)/ops_test_scalar --dump $(BUILD)/ops_scalar.bin
@@ -228,6 +230,12 @@ QTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c c
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)
 $(BUILD)/kernels_test: $(KTEST_OBJS)
+	$(CC) -o $@ $^ -lpthread -lm $(LDFLAGS)
+
+# The direct grouped 3x3 kernels (gconv*.c) against a reference, the GEMM
+# path's bits and across thread counts.
+GTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/gconv_test.c)
+$(BUILD)/gconv_test: $(GTEST_OBJS)
 	$(CC) -o $@ $^ -lpthread -lm $(LDFLAGS)
 
 # The same test built for AArch64 (NEON kernels) and run under qemu-user.
