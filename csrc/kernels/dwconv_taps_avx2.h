@@ -5,7 +5,6 @@
  * row blocks). Included by dwconv_avx2.c (float) and qdwconv_avx2.c (int8,
  * the same loop with a requantizing store), after AI and DW_ROWS; the
  * including file then defines store_row and includes dwconv_rows.h.
- * gconv_avx2.c takes the taps only (DW_TAPS_ONLY defined before).
  */
 #ifndef PTHCV_DWCONV_TAPS_AVX2_H
 #define PTHCV_DWCONV_TAPS_AVX2_H
@@ -46,8 +45,6 @@ enum { DW_LANES = 8 };
 #define dw_set1 _mm256_set1_ps
 #define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) _mm256_fmadd_ps((wt)[(ky) * (KW) + (kx)], t, acc)
 
-/* DW_TAPS_ONLY: just the taps, for other kernels' loops (gconv_avx2.c) */
-#ifndef DW_TAPS_ONLY
 /* dwconv_rows.h's, defined after the including file's store_row */
 static AI void plane_rows(const pthcv_dw_args *a, dw_weights wt, const int KH, const int KW, const int S);
 
@@ -58,7 +55,5 @@ static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, c
     for (int i = 0; i < KH * KW; i++) w[i] = _mm256_set1_ps(a->w[i]);
     plane_rows(a, w, KH, KW, S);
 }
-
-#endif
 
 #endif

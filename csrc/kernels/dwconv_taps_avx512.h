@@ -5,7 +5,6 @@
  * row blocks). Included by dwconv_avx512.c (float) and qdwconv_avx512.c (int8,
  * the same loop with a requantizing store), after AI and DW_ROWS; the
  * including file then defines store_row and includes dwconv_rows.h.
- * gconv_avx512.c takes the taps only (DW_TAPS_ONLY defined before).
  */
 #ifndef PTHCV_DWCONV_TAPS_AVX512_H
 #define PTHCV_DWCONV_TAPS_AVX512_H
@@ -46,8 +45,6 @@ enum { DW_LANES = 16 };
 #define DW_TAP(acc, wt, w, ky, kx, KH, KW, t) \
     _mm512_fmadd_ps((KH) == 3 ? (wt)[(ky)*3 + (kx)] : _mm512_set1_ps((w)[(ky) * (KW) + (kx)]), t, acc)
 
-/* DW_TAPS_ONLY: just the taps, for other kernels' loops (gconv_avx512.c) */
-#ifndef DW_TAPS_ONLY
 /* dwconv_rows.h's, defined after the including file's store_row */
 static AI void plane_rows(const pthcv_dw_args *a, dw_weights wt, const int KH, const int KW, const int S);
 
@@ -58,7 +55,5 @@ static AI void plane_fixed(const pthcv_dw_args *a, const int KH, const int KW, c
     for (int i = 0; i < 9; i++) w3[i] = KH == 3 ? _mm512_set1_ps(a->w[i]) : _mm512_setzero_ps();
     plane_rows(a, w3, KH, KW, S);
 }
-
-#endif
 
 #endif

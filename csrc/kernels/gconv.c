@@ -20,9 +20,12 @@ void pthcv_gconv_band_scalar(const pthcv_gconv_band *b)
                 float acc = (b->bias ? b->bias[co] : 0.0f) + 0.0f;
                 for (int ci = 0; ci < b->cin_g; ci++) {
                     const float *w = b->w + ((int64_t)co * b->cin_g + ci) * 9;
-                    const float *in = b->in + ci * b->lds + oy * S * b->ldi + ox * S;
+                    const float *in = b->in + ci * b->lds + oy * S * b->ldi;
                     for (int ky = 0; ky < 3; ky++)
-                        for (int kx = 0; kx < 3; kx++) acc += w[ky * 3 + kx] * in[ky * b->ldi + kx];
+                        for (int kx = 0; kx < 3; kx++) {
+                            int64_t c = ox * S + kx; /* where column c lies (gconv.h) */
+                            acc += w[ky * 3 + kx] * in[ky * b->ldi + (S == 1 ? c : c % 2 * b->odd + c / 2)];
+                        }
                 }
                 if (b->res) acc += b->res[co * b->rcs + oy * b->ow + ox];
                 acc = acc < b->lo ? b->lo : acc > b->hi ? b->hi : acc;
@@ -49,25 +52,43 @@ int pthcv_gconv_fits(int64_t cin_g, int64_t cout_g, int64_t kh, int64_t kw, cons
 }
 
 /* ---- the driver ------------------------------------------------------------------- */
+/* A stride-2 row: padded column c (src[c - pw] inside, else 0) of the wp
+ * columns at even[c / 2] (c even) or odd[c / 2] (c odd). */
+PTHCV_SIMD static void split_row(float *restrict even, float *restrict odd, const float *restrict src, int64_t w,
+                                 int64_t pw, int64_t wp)
+{
+    memset(even, 0, sizeof(float) * (size_t)((wp + 1) / 2));
+    memset(odd, 0, sizeof(float) * (size_t)(wp / 2));
+    int64_t i = 0;
+    if (pw % 2) odd[pw / 2] = src[0], i = 1; /* from here on, src[i] lies in an even column */
+    int64_t base = (i + pw) / 2, n = (w - i) / 2;
+    for (int64_t m = 0; m < n; m++) even[base + m] = src[i + 2 * m], odd[base + m] = src[i + 2 * m + 1];
+    if ((w - i) % 2) even[base + n] = src[w - 1];
+}
+
 /* A band's padded input stays under this many floats (32 KB, an L1 data
  * cache: the AVX2 kernel reads it once per 4 output channels). */
 enum { BAND_FLOATS = 8192 };
+/* Bands are cut smaller where there would be fewer tasks than this. */
+enum { MIN_TASKS = 32 };
 
 typedef struct {
     const pthcv_gconv_args *a;
     void (*band)(const pthcv_gconv_band *);
-    int64_t ldi, rows, nbands; /* padded row width, output rows per band, bands per plane */
+    int64_t ldi, odd;          /* a band's row width, and where stride 2's odd columns start */
+    int64_t rows, nbands;      /* output rows per band, bands per plane */
     float lo, hi;
     int fused;
     atomic_int failed;
 } gconv_ctx;
 
 /* Rows iy0.. of channels [c0, c0 + cin_g) of image img into buf, zero
- * padded: rows_in rows of ldi floats a channel, then the slack. */
+ * padded, laid out as gconv.h says for the stride: rows_in rows of ldi
+ * floats a channel, then the slack. */
 static void pad_band(const gconv_ctx *g, const float *img, int64_t c0, int64_t iy0, int64_t rows_in, float *buf)
 {
     const pthcv_gconv_args *a = g->a;
-    int64_t ldi = g->ldi;
+    int64_t ldi = g->ldi, wp = a->w + 2 * a->pw;
     for (int64_t ci = 0; ci < a->cin_g; ci++) {
         const float *plane = img + (c0 + ci) * a->h * a->w;
         for (int64_t r = 0; r < rows_in; r++) {
@@ -75,11 +96,13 @@ static void pad_band(const gconv_ctx *g, const float *img, int64_t c0, int64_t i
             int64_t iy = iy0 + r;
             if (iy < 0 || iy >= a->h) {
                 memset(d, 0, sizeof(float) * (size_t)ldi);
-                continue;
+            } else if (a->stride == 1) {
+                memset(d, 0, sizeof(float) * (size_t)a->pw);
+                memcpy(d + a->pw, plane + iy * a->w, sizeof(float) * (size_t)a->w);
+                memset(d + a->pw + a->w, 0, sizeof(float) * (size_t)(ldi - a->pw - a->w));
+            } else {
+                split_row(d, d + g->odd, plane + iy * a->w, a->w, a->pw, wp);
             }
-            memset(d, 0, sizeof(float) * (size_t)a->pw);
-            memcpy(d + a->pw, plane + iy * a->w, sizeof(float) * (size_t)a->w);
-            memset(d + a->pw + a->w, 0, sizeof(float) * (size_t)(ldi - a->pw - a->w));
         }
     }
     memset(buf + a->cin_g * rows_in * ldi, 0, sizeof(float) * PTHCV_GCONV_SLACK);
@@ -106,6 +129,7 @@ static void gconv_task(void *vctx, int64_t begin, int64_t end)
             .in = buf,
             .ldi = g->ldi,
             .lds = rows_in * g->ldi,
+            .odd = g->odd,
             .stride = S,
             .cin_g = a->cin_g,
             .cout_g = a->cout_g,
@@ -129,10 +153,16 @@ static void gconv_task(void *vctx, int64_t begin, int64_t end)
 int pthcv_gconv_forward(const pthcv_gconv_args *a)
 {
     gconv_ctx g = {.a = a, .band = pthcv_gconv_band_for(pthcv_isa(), a->ow)};
-    /* every row holds the padded input row (>= (ow - 1)*S + 3 by the output size) */
+    /* a row holds the padded input row: wp >= (ow - 1)*S + 3 by the output
+     * size, so stride 2's even columns (wp + 1) / 2 >= ow + 1 and its odd
+     * ones wp / 2 >= ow, as gconv.h asks */
     g.ldi = a->w + 2 * a->pw;
+    g.odd = a->stride == 2 ? (g.ldi + 1) / 2 : 0;
     int64_t fit = BAND_FLOATS / (a->cin_g * g.ldi);
     g.rows = fit > 3 ? (fit - 3) / a->stride + 1 : 1;
+    /* enough tasks to keep the threads busy (RegNet's 28x28 stage has 13 groups) */
+    int64_t planes = a->batch * a->groups, want = (MIN_TASKS + planes - 1) / planes;
+    if (want > 1 && g.rows > (a->oh + want - 1) / want) g.rows = (a->oh + want - 1) / want;
     if (g.rows > a->oh) g.rows = a->oh;
     g.nbands = (a->oh + g.rows - 1) / g.rows;
     g.fused = pthcv_act_bounds(&a->act, &g.lo, &g.hi);

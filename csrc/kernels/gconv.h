@@ -31,13 +31,17 @@
 enum { PTHCV_GCONV_SLACK = 40 };
 
 /* One band of output rows of one group.
- * in: cin_g planes lds floats apart, rows ldi floats apart (ldi >= (ow - 1)*S
- * + 3), zero padding included: row 0 is the top row of output row 0's
- * window, column 0 the left column of output column 0's; PTHCV_GCONV_SLACK
+ * in: cin_g planes lds floats apart, rows ldi floats apart, zero padding
+ * included: row 0 is the top row of output row 0's window, column 0 the
+ * left column of output column 0's. Stride 1: column c of a row at c
+ * (ldi >= ow + 2). Stride 2: a row holds its even columns, then its odd
+ * ones from `odd` on: column c at c / 2, or odd + c / 2 (odd >= ow + 1,
+ * ldi >= odd + ow), so every tap vector is a plain load. PTHCV_GCONV_SLACK
  * readable floats after the last plane's rows. */
 typedef struct pthcv_gconv_band {
     const float *in;
     int64_t ldi, lds;
+    int64_t odd; /* stride 2: where a row's odd columns start */
     int stride;         /* S: 1 or 2 */
     int cin_g, cout_g;  /* channels of the group in and out */
     const float *w;     /* the group's weights [cout_g][cin_g][3][3] */

@@ -10,8 +10,10 @@
 #include <math.h>
 
 #define AI inline __attribute__((always_inline))
-#define DW_TAPS_ONLY
-#include "dwconv_taps_avx2.h"
+typedef __m256 gc_vec;
+#define GC_LANES 8
+#define gc_set1 _mm256_set1_ps
+#define gc_load _mm256_loadu_ps
 
 #define GC_MB 4
 #define GC_FMA(w, t, acc) _mm256_fmadd_ps(w, t, acc)

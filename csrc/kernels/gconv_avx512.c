@@ -11,8 +11,10 @@
 #include <math.h>
 
 #define AI inline __attribute__((always_inline))
-#define DW_TAPS_ONLY
-#include "dwconv_taps_avx512.h"
+typedef __m512 gc_vec;
+#define GC_LANES 16
+#define gc_set1 _mm512_set1_ps
+#define gc_load _mm512_loadu_ps
 
 #define GC_MB 8
 #define GC_FMA(w, t, acc) _mm512_fmadd_ps(w, t, acc)

@@ -2,18 +2,19 @@
  * gconv_tile.h -- the register tile of the SIMD grouped kernels (internal;
  * included once by each gconv_<isa>.c, contract: gconv.h).
  *
- * The band's output is cut into segments of up to DW_LANES columns of one
+ * The band's output is cut into segments of up to GC_LANES columns of one
  * row (a 7-wide map: one segment a row). A tile is MB output channels by V
  * segments (V = 1 or 2: two segments may lie on two rows); for each input
- * channel and tap row, the tap vectors of its segments are loaded once and
- * feed all MB x V accumulators, the weights broadcast from memory. Each
+ * channel and tap row, the 3 tap vectors of each segment are loaded once
+ * (plain loads: stride 2 rows hold their even columns, then their odd ones)
+ * and feed all MB x V accumulators, the weights broadcast from memory. Each
  * accumulator starts from the bias and sums its terms in (ci, ky, kx) order.
  *
- * The including file defines before it: AI; DW_TAPS_ONLY, then includes
- * its dwconv_taps_<isa>.h (dw_vec, DW_LANES, dw_set1, row_taps); GC_MB (the
- * most output channels of a tile, at most 8); GC_FMA(w, t, acc), acc + w * t
- * rounded once; store_seg(out, res, n, acc, lo, hi): adds res (unless NULL),
- * clamps (bounds that are infinite skipped) and stores the first n lanes.
+ * The including file defines before it: AI; gc_vec, GC_LANES, gc_set1(x),
+ * gc_load(p); GC_MB (the most output channels of a tile, at most 8);
+ * GC_FMA(w, t, acc), acc + w * t rounded once; store_seg(out, res, n, acc,
+ * lo, hi, clamp_lo, clamp_hi): adds res (unless NULL), clamps where asked
+ * and stores the first n lanes.
  */
 
 typedef struct {
@@ -22,39 +23,44 @@ typedef struct {
 
 static AI gc_seg seg_at(const pthcv_gconv_band *b, int64_t s, int64_t per_row, const int S)
 {
-    int64_t oy = s / per_row, ox = s % per_row * DW_LANES;
-    return (gc_seg){oy * S * b->ldi + ox * S, oy * b->ow + ox, b->ow - ox < DW_LANES ? b->ow - ox : DW_LANES};
+    int64_t oy = s / per_row, ox = s % per_row * GC_LANES;
+    return (gc_seg){oy * S * b->ldi + ox, oy * b->ow + ox, b->ow - ox < GC_LANES ? b->ow - ox : GC_LANES};
 }
 
 /* Output channels [co, co + MB) at the V segments sg. */
 static AI void tile(const pthcv_gconv_band *b, int co, const gc_seg *sg, const int MB, const int V, const int S)
 {
-    dw_vec acc[GC_MB][2]; /* fixed sizes: arrays sized by MB or V would be VLAs */
+    gc_vec acc[GC_MB][2]; /* fixed sizes: arrays sized by MB or V would be VLAs */
 #pragma GCC unroll 8
     for (int m = 0; m < MB; m++) {
-        dw_vec b0 = dw_set1((b->bias ? b->bias[co + m] : 0.0f) + 0.0f);
+        gc_vec b0 = gc_set1((b->bias ? b->bias[co + m] : 0.0f) + 0.0f);
 #pragma GCC unroll 2
         for (int v = 0; v < V; v++) acc[m][v] = b0;
     }
-    const int64_t wstride = (int64_t)b->cin_g * 9, ldi = b->ldi;
+    const int64_t wstride = (int64_t)b->cin_g * 9, ldi = b->ldi, odd = b->odd;
     const float *w = b->w + co * wstride, *in = b->in;
     for (int ci = 0; ci < b->cin_g; ci++, w += 9, in += b->lds) {
 #pragma GCC unroll 3
         for (int ky = 0; ky < 3; ky++) {
-            dw_vec t[2][3];
+            gc_vec t[2][3];
 #pragma GCC unroll 2
-            for (int v = 0; v < V; v++) row_taps(in + ky * ldi + sg[v].in, 3, S, t[v]);
+            for (int v = 0; v < V; v++) {
+                const float *row = in + ky * ldi + sg[v].in;
+                t[v][0] = gc_load(row);
+                t[v][1] = gc_load(row + (S == 1 ? 1 : odd));
+                t[v][2] = gc_load(row + (S == 1 ? 2 : 1));
+            }
 #pragma GCC unroll 3
             for (int kx = 0; kx < 3; kx++)
 #pragma GCC unroll 8
                 for (int m = 0; m < MB; m++) {
-                    dw_vec wv = dw_set1(w[m * wstride + ky * 3 + kx]);
+                    gc_vec wv = gc_set1(w[m * wstride + ky * 3 + kx]);
 #pragma GCC unroll 2
                     for (int v = 0; v < V; v++) acc[m][v] = GC_FMA(wv, t[v][kx], acc[m][v]);
                 }
         }
     }
-    const dw_vec lo = dw_set1(b->lo), hi = dw_set1(b->hi);
+    const gc_vec lo = gc_set1(b->lo), hi = gc_set1(b->hi);
 #pragma GCC unroll 8
     for (int m = 0; m < MB; m++)
 #pragma GCC unroll 2
@@ -84,7 +90,7 @@ static AI void tile_mb(const pthcv_gconv_band *b, int co, int mb, const gc_seg *
  * segments two at a time. */
 static AI void band_s(const pthcv_gconv_band *b, const int S)
 {
-    int64_t per_row = (b->ow + DW_LANES - 1) / DW_LANES, nseg = b->rows * per_row;
+    int64_t per_row = (b->ow + GC_LANES - 1) / GC_LANES, nseg = b->rows * per_row;
     for (int co = 0; co < b->cout_g; co += GC_MB) {
         int mb = b->cout_g - co;
         int64_t s = 0;
@@ -102,7 +108,7 @@ static AI void band_s(const pthcv_gconv_band *b, const int S)
 static AI void gconv_entry(const pthcv_gconv_band *b)
 {
     assert(b->in && b->out && b->w && b->cin_g > 0 && b->cout_g > 0 && b->rows > 0 && b->ow > 0);
-    assert((b->stride == 1 || b->stride == 2) && b->ldi >= (b->ow - 1) * b->stride + 3);
+    assert(b->stride == 1 ? b->ldi >= b->ow + 2 : b->stride == 2 && b->odd >= b->ow + 1 && b->ldi >= b->odd + b->ow);
     if (b->stride == 1) band_s(b, 1);
     else band_s(b, 2);
 }
