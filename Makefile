@@ -245,6 +245,8 @@ ctest-neon:
 	@mkdir -p $(BUILD)/aarch64
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/kernels_test $(NEON_SRCS) -lpthread -lm
 	qemu-aarch64 $(BUILD)/aarch64/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
+	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/gconv_test $(NEON_SRCS:spec/c/kernels_test.c=spec/c/gconv_test.c) -lpthread -lm
+	qemu-aarch64 $(BUILD)/aarch64/gconv_test
 
 # The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures
 # (torch's formats, and the .npz/.safetensors/FileStorage ones) and the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs
@@ -311,6 +313,10 @@ valgrind: all
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
 	  $(BUILD)/kernels_test spec/fixtures/ops >$(BUILD)/valgrind-kernels.log
 	@echo "valgrind: the kernels' tests: $$(tail -n 1 $(BUILD)/valgrind-kernels.log)"
+	@$(MAKE) --no-print-directory $(BUILD)/gconv_test
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
+	  $(BUILD)/gconv_test >$(BUILD)/valgrind-gconv.log
+	@echo "valgrind: the direct grouped kernels' tests: $$(tail -n 1 $(BUILD)/valgrind-gconv.log)"
 	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_jit spec/fuzz/fuzz_jit.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
 	rm -rf $(BUILD)/valgrind-jit && mkdir -p $(BUILD)/valgrind-jit
 	for a in spec/fixtures/jit/*.pt; do unzip -qo -d $(BUILD)/valgrind-jit/$$(basename $$a .pt) $$a '*/code/*.py'; done

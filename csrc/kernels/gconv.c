@@ -40,6 +40,9 @@ void (*pthcv_gconv_band_for(int isa, int64_t ow))(const pthcv_gconv_band *)
     case PTHCV_ISA_AVX2: return pthcv_gconv_band_avx2;
     case PTHCV_ISA_AVX512: return ow <= 8 ? pthcv_gconv_band_avx2 : pthcv_gconv_band_avx512;
 #endif
+#if defined(__aarch64__)
+    case PTHCV_ISA_NEON: return pthcv_gconv_band_neon;
+#endif
     default: return pthcv_gconv_band_scalar;
     }
 }

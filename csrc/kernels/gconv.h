@@ -56,6 +56,7 @@ typedef struct pthcv_gconv_band {
 void pthcv_gconv_band_scalar(const pthcv_gconv_band *b);
 void pthcv_gconv_band_avx2(const pthcv_gconv_band *b);
 void pthcv_gconv_band_avx512(const pthcv_gconv_band *b);
+void pthcv_gconv_band_neon(const pthcv_gconv_band *b);
 /* The band kernel of an instruction set for ow output columns: the scalar
  * one for instruction sets without one; AVX-512 takes the 8-lane AVX2
  * kernel on maps 8 wide or less, which 16 lanes would leave half empty. */
