@@ -26,22 +26,7 @@ static int passed, failed;
 
 #include "check.h"
 
-static const char *isa_names[PTHCV_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon"};
-
-static uint64_t rng = 2463534242ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
-}
-
-static pthcv_tensor *random_tensor(int ndim, const int64_t *shape)
-{
-    pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, ndim, shape);
-    float *d = pthcv_tensor_data(t);
-    for (int64_t i = 0; i < t->numel; i++) d[i] = frand();
-    return t;
-}
+#include "random_tensor.h"
 
 /* the largest |a - b| over the largest |b| (at least 1e-3) */
 static double rel_err(const float *a, const float *b, int64_t n)
@@ -183,13 +168,10 @@ static void run_case(const gcase *c)
     pthcv_set_num_threads(2);
     pthcv_conv2d_free(direct);
     pthcv_conv2d_free(gemm);
-    pthcv_tensor_release(x);
-    pthcv_tensor_release(w);
-    pthcv_tensor_release(b);
-    pthcv_tensor_release(r);
-    free(ref);
-    free(scalar);
-    for (int i = 0; i < 3; i++) free(y[i]);
+    pthcv_tensor *made[] = {x, w, b, r};
+    for (int i = 0; i < 4; i++) pthcv_tensor_release(made[i]);
+    float *bufs[] = {ref, scalar, y[0], y[1], y[2]};
+    for (int i = 0; i < 5; i++) free(bufs[i]);
 }
 
 static void test_cases(void)

@@ -25,24 +25,9 @@ static int passed, failed;
 
 #include "check.h"
 
-static const char *isa_names[PTHCV_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon"};
+#include "random_tensor.h"
 
 /* ---- data --------------------------------------------------------------------- */
-static uint64_t rng = 88172645463325252ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
-}
-
-static pthcv_tensor *random_tensor(int ndim, const int64_t *shape)
-{
-    pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, ndim, shape);
-    float *d = pthcv_tensor_data(t);
-    for (int64_t i = 0; i < t->numel; i++) d[i] = frand();
-    return t;
-}
-
 /* max |a - b| <= tol * max(|ref|, 1e-3) over n values */
 static int close_to(const float *a, const float *ref, int64_t n, double tol, double *worst)
 {
