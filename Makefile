@@ -183,6 +183,8 @@ ctest:
 	$(BUILD)/reader_test
 	@$(MAKE) --no-print-directory $(BUILD)/kernels_test
 	$(BUILD)/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
+	@$(MAKE) --no-print-directory $(BUILD)/gconv_test
+	@echo "direct grouped convolution (spec/c/gconv_test.c):" && $(BUILD)/gconv_test
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/ops_test $(OTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/ops_test_scalar $(OTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(BUILD)/ops_test_scalar --dump $(BUILD)/ops_scalar.bin
@@ -232,6 +234,12 @@ KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.
 $(BUILD)/kernels_test: $(KTEST_OBJS)
 	$(CC) -o $@ $^ -lpthread -lm $(LDFLAGS)
 
+# The direct grouped 3x3 kernels (gconv*.c) against a reference, the GEMM
+# path's bits and across thread counts.
+GTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/gconv_test.c)
+$(BUILD)/gconv_test: $(GTEST_OBJS)
+	$(CC) -o $@ $^ -lpthread -lm $(LDFLAGS)
+
 # The same test built for AArch64 (NEON kernels) and run under qemu-user.
 CROSS ?= aarch64-linux-gnu-
 NEON_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) $(filter-out %_avx2.c %_avx512.c %_vnni.c,$(wildcard csrc/kernels/*.c)) spec/c/kernels_test.c
@@ -241,6 +249,8 @@ ctest-neon:
 	qemu-aarch64 $(BUILD)/aarch64/kernels_test spec/fixtures/ops $(PTHCV_FIXTURES_OPS)
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/quant_test $(QTEST_SRCS) -lpthread -lm
 	qemu-aarch64 $(BUILD)/aarch64/quant_test # qpool.c's NEON rows
+	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/gconv_test $(NEON_SRCS:spec/c/kernels_test.c=spec/c/gconv_test.c) -lpthread -lm
+	qemu-aarch64 $(BUILD)/aarch64/gconv_test
 
 # The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures
 # (torch's formats, and the .npz/.safetensors/FileStorage ones) and the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs
@@ -307,6 +317,10 @@ valgrind: all
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
 	  $(BUILD)/kernels_test spec/fixtures/ops >$(BUILD)/valgrind-kernels.log
 	@echo "valgrind: the kernels' tests: $$(tail -n 1 $(BUILD)/valgrind-kernels.log)"
+	@$(MAKE) --no-print-directory $(BUILD)/gconv_test
+	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-possibly-lost=no \
+	  $(BUILD)/gconv_test >$(BUILD)/valgrind-gconv.log
+	@echo "valgrind: the direct grouped kernels' tests: $$(tail -n 1 $(BUILD)/valgrind-gconv.log)"
 	$(CC) $(ALL_CFLAGS) -DWALK_MAIN -o $(BUILD)/walk_jit spec/fuzz/fuzz_jit.c -L$(BUILD) -lpthcv -Wl,-rpath,$(CURDIR)/$(BUILD)
 	rm -rf $(BUILD)/valgrind-jit && mkdir -p $(BUILD)/valgrind-jit
 	for a in spec/fixtures/jit/*.pt; do unzip -qo -d $(BUILD)/valgrind-jit/$$(basename $$a .pt) $$a '*/code/*.py'; done

@@ -4,14 +4,17 @@
  * prepare: checks the parameters, keeps the bias, picks the path and packs
  * the weights for the current instruction set (float32, or float16 for a
  * float16 weight tensor); the pack is the only copy of the weights kept
- * (depthwise layers keep theirs plain). Other instruction sets, Winograd's
- * transformed weights and the small-map form are made on first use from
- * an unpacked copy of it, so pthcv_set_isa may change between calls.
+ * (depthwise and direct grouped layers keep theirs plain, float32). Other
+ * instruction sets, Winograd's transformed weights and the small-map form
+ * are made on first use from an unpacked copy of it, so pthcv_set_isa may
+ * change between calls.
  * forward: makes x contiguous, pads it into a copy for the non-zero padding
  * modes, then runs one path:
  *   - depthwise (one input channel per group, stride 1 or 2, the same
  *     dilation both ways): the direct kernels of dwconv*.c (dilated ones
  *     for dilation > 1) over one zero-padded plane at a time;
+ *   - grouped 3x3 with 2 to 16 channels per group, stride 1 or 2 (RegNet,
+ *     ResNeXt): the direct kernels of gconv*.c (gconv.h has the envelope);
  *   - 3x3, stride 1, no dilation, one group, at least 8 channels in and out,
  *     output of at least 9 4x4 tiles: Winograd F(4x4, 3x3) (winograd.c), its
  *     transformed weights packed as the GEMM's A; on smaller outputs (7x7)
@@ -26,6 +29,7 @@
  * other activations right after, while the tile is in cache.
  */
 #include "dwconv.h"
+#include "gconv.h"
 #include "conv2d_view.h"
 #include "gemm.h"
 #include "ops.h"
@@ -41,7 +45,8 @@ struct pthcv_conv2d {
     pthcv_conv2d_params p;
     int half; /* weights kept as float16 (a float16 weight tensor) */
     int depthwise;
-    float *w; /* depthwise only: [cout][kh * kw], float32 (a few KB) */
+    int gconv; /* grouped, few channels a group: the direct kernels of gconv.h */
+    float *w;  /* depthwise and gconv only: [cout][cin_g * kh * kw], float32 (a few KB) */
     /* other paths: the GEMM's weights, per group cout/groups x cin_g*kh*kw,
      * in one or both forms: */
     pthcv_gemm_const gemm; /* as A (rows = output channels): the usual product */
@@ -94,6 +99,10 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
     pthread_mutex_init(&c->lock, NULL);
     c->depthwise = cin_g == 1 && p->dilation[0] == p->dilation[1] && p->stride[0] == p->stride[1] &&
         p->stride[0] <= 2 && p->groups > 1;
+    /* float16 weights stay on the GEMM, whose pack keeps them float16 */
+    const char *genv = getenv("PTHCV_GCONV"); /* "0": grouped layers on the GEMM (for comparisons) */
+    c->gconv = !c->depthwise && !c->half && pthcv_gconv_fits(cin_g, cout / p->groups, kh, kw, p) &&
+        !(genv && strcmp(genv, "0") == 0);
     /* the weights as float32, for packing (or, depthwise, kept) */
     pthcv_tensor *wc = pthcv_tensor_contiguous(weight);
     const void *wd = wc ? pthcv_tensor_data(wc) : NULL;
@@ -106,7 +115,7 @@ pthcv_conv2d *pthcv_conv2d_prepare(pthcv_tensor *weight, pthcv_tensor *bias, con
     else memcpy(w, wd, sizeof(float) * (size_t)weight->numel);
     pthcv_tensor_release(wc);
     wc = NULL;
-    if (c->depthwise) {
+    if (c->depthwise || c->gconv) {
         c->w = w; /* a few KB: the direct kernels read float32 */
     } else {
         int64_t M = cout / p->groups, K = cin_g * kh * kw;
@@ -157,6 +166,11 @@ void pthcv_conv2d_free(pthcv_conv2d *c)
  * memory. */
 static float *weights_of(pthcv_conv2d *c)
 {
+    if (c->gconv) {
+        float *w = malloc(sizeof(float) * (size_t)(c->cout * c->cin_g * 9));
+        if (w) memcpy(w, c->w, sizeof(float) * (size_t)(c->cout * c->cin_g * 9));
+        return w;
+    }
     if (c->gemm_made) return pthcv_gemm_const_unpack(&c->gemm);
     float *t = pthcv_gemm_const_unpack(&c->gemm_t); /* [groups][K][M] */
     int64_t M = c->cout / c->groups, K = c->cin_g * c->kh * c->kw;
@@ -232,7 +246,7 @@ pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c)
     pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, 4, shape);
     float *d = t ? pthcv_tensor_data(t) : NULL;
     if (!d) return NULL;
-    if (c->depthwise) {
+    if (c->w) {
         memcpy(d, c->w, sizeof(float) * (size_t)t->numel);
         return t;
     }
@@ -251,7 +265,7 @@ pthcv_tensor *pthcv_conv2d_weight(pthcv_conv2d *c)
 int64_t pthcv_conv2d_weight_bytes(pthcv_conv2d *c)
 {
     if (!c) return 0;
-    int64_t n = c->depthwise ? (int64_t)sizeof(float) * c->cout * c->kh * c->kw : 0;
+    int64_t n = c->w ? (int64_t)sizeof(float) * c->cout * c->cin_g * c->kh * c->kw : 0;
     pthread_mutex_lock(&c->lock);
     if (c->gemm_made) n += pthcv_gemm_const_bytes(&c->gemm);
     if (c->gemm_t_made) n += pthcv_gemm_const_bytes(&c->gemm_t);
@@ -579,6 +593,31 @@ static int forward_depthwise(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, 
     return PTHCV_OK;
 }
 
+/* ---- the direct grouped path (gconv.h) --------------------------------------------------- */
+static int forward_gconv(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
+{
+    pthcv_gconv_args a = {.x = x->x,
+                          .batch = batch,
+                          .h = x->h,
+                          .w = x->w,
+                          .ph = x->ph,
+                          .pw = x->pw,
+                          .groups = (int)c->groups,
+                          .cin_g = (int)c->cin_g,
+                          .cout_g = (int)(c->cout / c->groups),
+                          .stride = c->p.stride[0],
+                          .weight = c->w,
+                          .bias = c->bias,
+                          .act = c->p.act,
+                          .out = out,
+                          .oh = x->oh,
+                          .ow = x->ow,
+                          .ocs = x->ocs,
+                          .obs = x->obs,
+                          .res = res};
+    return pthcv_gconv_forward(&a);
+}
+
 /* ---- forward ------------------------------------------------------------------------------ */
 /* Where the output of a forward of image size (batch, cout, oh, ow) goes in
  * dst (a caller's view, pthcv_conv2d_forward_into): its channel and image
@@ -649,6 +688,7 @@ static int conv_check(const pthcv_conv2d *c, const pthcv_tensor *x, const pthcv_
 static int conv_path(const pthcv_conv2d *c, int64_t oh, int64_t ow)
 {
     if (c->depthwise) return 'd';
+    if (c->gconv) return 'g';
     return c->wino ? pthcv_wino_tile(c->cin_g, c->cout, oh, ow) : 0;
 }
 
@@ -665,6 +705,7 @@ static int conv_images(pthcv_conv2d *c, int path, const conv_ctx *cx, int64_t ba
         float *o = out + i * cx->obs;
         const float *r = res ? res + i * res_img : NULL;
         st = path == 'd' ? forward_depthwise(c, &ci, step, o, r)
+            : path == 'g' ? forward_gconv(c, &ci, step, o, r)
             : path       ? forward_wino(c, path, &ci, step, o, r)
                          : forward_gemm(c, &ci, step, o, r);
     }
@@ -709,6 +750,7 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
     PTHCV_PROFILE_LABEL("%s %lldx%lld/%d%s", c->depthwise ? "dwconv" : "conv", (long long)c->kh, (long long)c->kw,
                         c->p.stride[0],
                         path == 'd'         ? (c->p.dilation[0] > 1 ? " dilated" : "")
+                            : path == 'g'   ? " direct grouped"
                             : path == 4     ? " winograd F(4,3)"
                             : path == 2     ? " winograd F(2,3)"
                             : c->groups > 1 ? " gemm grouped"
@@ -726,7 +768,7 @@ static pthcv_tensor *conv2d_run(pthcv_conv2d *c, pthcv_tensor *x, pthcv_tensor *
         goto done;
     }
     int planes = cs == oh * ow, whole = planes && (batch == 1 || bs == c->cout * cs); /* whole: a new tensor's layout */
-    int direct = dst && (planes || path == 'd' || (!residual && path == 0));
+    int direct = dst && (planes || path == 'd' || path == 'g' || (!residual && path == 0));
     if (direct) {
         cx.ocs = cs, cx.obs = bs;
         y = pthcv_tensor_retain(dst);
@@ -820,7 +862,7 @@ void pthcv_conv2d_view_of(const pthcv_conv2d *c, pthcv_conv2d_view *v)
                              .p = c->p,
                              .depthwise = c->depthwise,
                              .half = c->half,
-                             .w = c->w,
+                             .w = c->depthwise ? c->w : NULL,
                              .bias = c->bias};
 }
 

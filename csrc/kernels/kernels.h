@@ -5,7 +5,7 @@
  *
  * Files: parallel.c (threads), isa.c (CPU detection, pthcv_set_isa),
  * activation.c, half*.c (float16 weights), then one file per op family:
- * conv2d.c (over gemm*.c, winograd*.c and dwconv*.c), conv_transpose2d.c,
+ * conv2d.c (over gemm*.c, winograd*.c, dwconv*.c and gconv*.c), conv_transpose2d.c,
  * linear.c, fold.c (BatchNorm folding) and ops_*.c (pooling, norms,
  * elementwise, shapes, ...; their shared helpers in ops.h). A SIMD
  * micro-kernel file is named by op, tile and instruction set, e.g.
