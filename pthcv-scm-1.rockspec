@@ -85,6 +85,7 @@ build = {
       ["pthcv.export.onnx.ops_transformer"] = "lua/pthcv/export/onnx/ops_transformer.lua",
       ["pthcv.export.onnx.detector_check"] = "lua/pthcv/export/onnx/detector_check.lua",
       ["pthcv.export.onnx.detector_dynamic"] = "lua/pthcv/export/onnx/detector_dynamic.lua",
+      ["pthcv.export.onnx.rcnn_dynamic"] = "lua/pthcv/export/onnx/rcnn_dynamic.lua",
       ["pthcv.export.onnx.proto"] = "lua/pthcv/export/onnx/proto.lua",
       ["pthcv.export.onnx.trace"] = "lua/pthcv/export/onnx/trace.lua",
       ["pthcv.export.plot"] = "lua/pthcv/export/plot.lua",
