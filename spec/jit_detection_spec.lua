@@ -4,7 +4,10 @@
 -- when torch is installed: tools/run-specs sets PTHCV_JIT). For each
 -- picture the archive's detections are torch's: the same count above the
 -- model's score threshold, the same labels, scores within 1e-4 and box
--- coordinates within 1e-3 relative (of max(|coordinate|, 1)).
+-- coordinates within 1e-3 of the largest coordinate (the picture's scale,
+-- as spec/detection_spec.lua measures boxes: a coordinate of 3 pixels off
+-- by 0.006, as a Faster R-CNN box is between torch on netlib's BLAS and
+-- on OpenBLAS, is not a relative error of 2e-3).
 local J = require "jit_support"
 local pthcv = require "pthcv"
 local jit = require "pthcv.jit"
@@ -81,8 +84,10 @@ describe("pthcv.jit on torchvision's scripted detectors", function()
             local d = J.diff(got, ref)
             assert(d <= 1e-4, string.format("%s %s: scores differ from torch's by %.3g", entry.file, o.key, d))
           elseif field == "boxes" then
-            local d = rel_diff(got, ref, 1)
-            assert(d <= 1e-3, string.format("%s %s: boxes differ from torch's by %.3g relative", entry.file, o.key, d))
+            local scale = math.max(ref:abs():max(), 1)
+            local d = rel_diff(got, ref, scale)
+            assert(d <= 1e-3, string.format("%s %s: boxes differ from torch's by %.3g of the largest coordinate (%.1f)",
+                                            entry.file, o.key, d, scale))
           end
         end
         -- the fixture is worth comparing: its scores spread into detections
