@@ -198,15 +198,22 @@ PTHCV_SIMD static void roi_align_cell_hwc(const float *img, int64_t C, const roi
     for (int64_t ch = 0; ch < C; ch++) sum[ch] /= count;
 }
 
-/* from the channels-last maps: out [C, cells] of one roi; sum: C floats */
+/* cells summed a block at a time, then stored channel by channel: a run of
+ * CELL_BLOCK floats per channel row of out, not one float per row per cell */
+enum { CELL_BLOCK = 8 };
+
+/* from the channels-last maps: out [C, cells] of one roi; sum: CELL_BLOCK * C floats */
 static void roi_align_hwc(const roi_align_ctx *c, const float *img, const roi_sample *samples, int64_t per_cell,
                           float *sum, float *out)
 {
-    int64_t cells = c->ph * c->pw;
+    int64_t cells = c->ph * c->pw, C = c->C;
     float count = (float)(per_cell > 1 ? per_cell : 1);
-    for (int64_t cell = 0; cell < cells; cell++) {
-        roi_align_cell_hwc(img, c->C, samples + cell * per_cell, per_cell, count, sum);
-        for (int64_t ch = 0; ch < c->C; ch++) out[ch * cells + cell] = sum[ch];
+    for (int64_t c0 = 0; c0 < cells; c0 += CELL_BLOCK) {
+        int64_t n = cells - c0 < CELL_BLOCK ? cells - c0 : CELL_BLOCK;
+        for (int64_t j = 0; j < n; j++)
+            roi_align_cell_hwc(img, C, samples + (c0 + j) * per_cell, per_cell, count, sum + j * C);
+        for (int64_t ch = 0; ch < C; ch++)
+            for (int64_t j = 0; j < n; j++) out[ch * cells + c0 + j] = sum[j * C + ch];
     }
 }
 
@@ -215,7 +222,7 @@ static void roi_align_task(void *vc, int64_t begin, int64_t end)
     roi_align_ctx *c = vc;
     roi_sample *samples = NULL;
     int64_t cap = 0, cells = c->ph * c->pw, map = c->C * c->H * c->W;
-    float *sum = c->x_hwc ? malloc(sizeof(float) * (size_t)c->C) : NULL;
+    float *sum = c->x_hwc ? malloc(sizeof(float) * (size_t)(CELL_BLOCK * c->C)) : NULL;
     if (c->x_hwc && !sum) goto fail;
     for (int64_t k = begin; k < end; k++) {
         const float *r = c->rois + 5 * k;
