@@ -22,6 +22,11 @@ PTHCV_BENCH_THREADS narrows the run (a comma list). Run from the checkout root.
 and the model's transform, network = backbone and heads, post-process =
 the rest: anchors, decoding, candidates, NMS, boxes mapped back, tables),
 from the same timed passes.
+
+--ops adds, per model and thread count, the ops that take the most time in
+each engine, ms per pass over 5 more passes: pthcv's kinds of kernel
+(pthcv bench --profile's split: pthcv_profile_ops; "rest" is the time
+outside every kernel, the collection before each pass included) and torch.profiler's operators by self CPU time.
 """
 import json
 import os
@@ -73,6 +78,15 @@ for i = 1, runs do
 end
 print(string.format("median_ms=%.3f first_ms=%.3f preprocess_ms=%.3f network_ms=%.3f post_ms=%.3f", median(times),
                     first * 1e3, median(stages.preprocess), median(stages.network), median(stages.post)))
+if arg[8] == "ops" then
+  -- each pass after a collection, as the timed ones (the last pass's
+  -- tensors freed, not left for the allocator to find fresh pages for)
+  local report = require("pthcv.cli.op_profile")(function() collectgarbage(); return pass() end, nil, 5)
+  for line in report:gmatch("[^\n]+") do
+    local kind, ms = line:match("^(.-)%s+([%d.]+)%s+%d+$")
+    if kind and kind:sub(1, 1) ~= "[" then print("op\t" .. kind .. "\t" .. ms) end
+  end
+end
 """
 
 
@@ -130,22 +144,33 @@ def torch_worker(name, kind, threads):
         run()
         times.append(time.perf_counter() - t)
     print("median_ms=%.3f first_ms=%.3f" % (statistics.median(times) * 1e3, first * 1e3))
+    if "--ops" in sys.argv:
+        from torch.profiler import profile, ProfilerActivity
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                run()
+        for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:12]:
+            print("op\t%s\t%.3f" % (e.key, e.self_cpu_time_total / 1e3 / 5))
 
 
-def run_engine(engine, name, kind, threads):
+def run_engine(engine, name, kind, threads, ops=False):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if engine == "pthcv":
         argv = [os.path.join(ROOT, "bin", "pthcv"), "lua", os.path.join(DIR, "worker.lua"), kind, name,
                 os.path.join(DIR, name + ".pth"), os.path.join(DIR, "%s.png" % name), str(threads), str(RUNS),
-                str(WARMUP)]
+                str(WARMUP)] + (["ops"] if ops else [])
     else:
-        argv = [sys.executable, os.path.abspath(__file__), "--worker", name, kind, str(threads)]
+        argv = [sys.executable, os.path.abspath(__file__), "--worker", name, kind, str(threads)] + (["--ops"] if ops
+                                                                                                   else [])
     r = subprocess.run(argv, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError("%s failed:\n%s" % (" ".join(argv), r.stderr[-2000:]))
-    kv = dict(tok.split("=", 1) for tok in r.stdout.split() if "=" in tok)
+    first_line = r.stdout.splitlines()[0] if r.stdout else ""
+    kv = dict(tok.split("=", 1) for tok in first_line.split() if "=" in tok)
+    ops_ms = [(op, float(ms)) for tag, op, ms in (line.split("\t") for line in r.stdout.splitlines()[1:]
+                                                  if line.startswith("op\t"))]
     return float(kv["median_ms"]), float(kv["first_ms"]), {k[:-3]: float(v) for k, v in kv.items()
-                                                          if k in ("preprocess_ms", "network_ms", "post_ms")}
+                                                          if k in ("preprocess_ms", "network_ms", "post_ms")}, ops_ms
 
 
 def main():
@@ -160,10 +185,22 @@ def main():
              "|---|---|---:|---:|---:|---:|---|"]
     profile = ["", "pthcv's median time per stage (ms; --profile):", "",
                "| model | threads | preprocess | network | post-process |", "|---|---:|---:|---:|---:|"]
+    want_ops = "--ops" in sys.argv[1:]
+    ops = ["", "The ops that take the most time, ms per pass (--ops; pthcv: kinds of kernel, torch: torch.profiler's "
+           "self CPU time):", ""]
     for name, kind, (w, h) in CASES:
         for t in THREADS:
-            p, pf, stages = run_engine("pthcv", name, kind, t)
-            q, qf, _ = run_engine("torch", name, kind, t)
+            p, pf, stages, p_ops = run_engine("pthcv", name, kind, t, want_ops)
+            q, qf, _, q_ops = run_engine("torch", name, kind, t, want_ops)
+            if want_ops:
+                ops += ["| %s, %d threads: pthcv | ms | torch | ms |" % (name, t), "|---|---:|---|---:|"]
+                p_top = sorted(p_ops, key=lambda o: -o[1])[:12]
+                for i in range(max(len(p_top), len(q_ops))):
+                    a = p_top[i] if i < len(p_top) else ("", None)
+                    b = q_ops[i] if i < len(q_ops) else ("", None)
+                    ops.append("| %s | %s | %s | %s |" % (a[0], "" if a[1] is None else "%.1f" % a[1], b[0],
+                                                        "" if b[1] is None else "%.1f" % b[1]))
+                ops.append("")
             print("%s %d threads: pthcv %.1f ms torch %.1f ms" % (name, t, p, q), file=sys.stderr, flush=True)
             lines.append("| %s | %dx%d | %d | %.1f | %.1f | **%.2f** | %.0f / %.0f |" % (name, w, h, t, p, q, p / q,
                                                                                        pf, qf))
@@ -171,6 +208,8 @@ def main():
                                                                 stages["post"]))
     if "--profile" in sys.argv[1:]:
         lines += profile
+    if want_ops:
+        lines += ops
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(ROOT, "build", "bench", "detection.md"), "w") as f:

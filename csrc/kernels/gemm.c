@@ -336,9 +336,16 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
     /* likewise a prepacked B with A packed per block (linear layers): one
      * task packs its A block once for all of N */
     int64_t nc_cap = b_pre && !a_pre ? cdiv(g->N, k->nr) * k->nr : k->nc;
+    int64_t want = threads > 1 ? 2 * threads : 1;
+    /* and there, up to twice the cache's M block in one: the B panels
+     * stream from memory once for all of M, not again for a thin rest (a
+     * box head's 150 rois: 128 + 22 rows); only when that leaves enough
+     * tasks: the threads' share is cut along N then, and each N block
+     * packs all of A, where M blocks share that packing out */
+    if (b_pre && !a_pre && g->M <= 2 * k->mc && g->nprob * cdiv(g->N, nc_cap) >= want)
+        mc_cap = cdiv(g->M, k->mr) * k->mr;
     int64_t nm = cdiv(g->M, mc_cap), nn = cdiv(g->N, nc_cap);
     int64_t pm = cdiv(g->M, k->mr), pn = cdiv(g->N, k->nr);
-    int64_t want = threads > 1 ? 2 * threads : 1;
     while (g->nprob * nm * nn < want && (nm < pm || nn < pn)) {
         if (nn < pn && (g->N / nn >= g->M / nm || nm >= pm)) nn++;
         else nm++;

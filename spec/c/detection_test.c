@@ -6,7 +6,9 @@
  *    per category for batched_nms (ties, exact-threshold IoUs, 0..1500
  *    boxes); box_iou against the formula;
  * 2. roi_align against a direct evaluation of every output (no
- *    precomputed samples), the same bits; roi_pool against a direct max;
+ *    precomputed samples), the same bits, read from the planes (few
+ *    samples on large maps) and from channels-last maps (many rois on small
+ *    maps); roi_pool against a direct max;
  * 3. the torch orders: the unstable sort is a permutation in
  *    non-increasing order, top-k's first k are the k largest;
  * 4. every kernel with 1 and with 3 threads: the same bits;
@@ -239,37 +241,51 @@ static int same_bits(pthcv_tensor *a, pthcv_tensor *b)
         memcmp(pthcv_tensor_data(a), pthcv_tensor_data(b), (size_t)pthcv_tensor_nbytes(a)) == 0;
 }
 
+/* roi_align of x [N, C, H, W] at every sampling ratio and alignment: 1 and 3
+ * threads the same bits, every output the direct evaluation's bits */
+static void check_roi_align(pthcv_tensor *x, pthcv_tensor *rois, float scale, int64_t ph, int64_t pw, const char *what)
+{
+    int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    for (int sr = -1; sr <= 2; sr++)
+        for (int aligned = 0; aligned <= 1; aligned++) {
+            pthcv_set_num_threads(1);
+            pthcv_tensor *a = pthcv_roi_align(x, rois, scale, (int32_t)ph, (int32_t)pw, sr, aligned);
+            pthcv_set_num_threads(3);
+            pthcv_tensor *b = pthcv_roi_align(x, rois, scale, (int32_t)ph, (int32_t)pw, sr, aligned);
+            CHECK(same_bits(a, b), "roi_align %s C=%lld sr=%d aligned=%d: 1 and 3 threads differ", what, (long long)C,
+                  sr, aligned);
+            int ok = a != NULL;
+            for (int64_t k = 0; ok && k < rois->shape[0]; k++)
+                for (int64_t c = 0; ok && c < C; c++)
+                    for (int64_t o = 0; ok && o < ph * pw; o++) {
+                        float want = ref_roi_align(fdata(x), C, H, W, fdata(rois) + 5 * k, scale, ph, pw, sr, aligned,
+                                                   c, o / pw, o % pw);
+                        ok = memcmp(&want, fdata(a) + (k * C + c) * ph * pw + o, sizeof want) == 0;
+                    }
+            CHECK(ok, "roi_align %s C=%lld sr=%d aligned=%d differs from the direct evaluation", what, (long long)C, sr,
+                  aligned);
+            pthcv_tensor_release(a);
+            pthcv_tensor_release(b);
+        }
+}
+
+static pthcv_tensor *random_map(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    int64_t xs[4] = {n, c, h, w};
+    pthcv_tensor *x = new_f32(4, xs);
+    for (int64_t i = 0; i < x->numel; i++) fdata(x)[i] = (float)(urand() * 4 - 2);
+    return x;
+}
+
 static void test_roi(void)
 {
-    const int64_t chans[] = {1, 3, 17, 33};
+    const int64_t chans[] = {1, 3, 7, 17, 33};
     for (size_t ci = 0; ci < sizeof chans / sizeof *chans; ci++) {
-        int64_t C = chans[ci], H = 7 + 2 * (int64_t)ci, W = 33 - 4 * (int64_t)ci, xs[4] = {2, C, H, W};
-        pthcv_tensor *x = new_f32(4, xs);
-        for (int64_t i = 0; i < x->numel; i++) fdata(x)[i] = (float)(urand() * 4 - 2);
+        int64_t C = chans[ci], H = 7 + 2 * (int64_t)ci, W = 33 - 4 * (int64_t)ci;
+        pthcv_tensor *x = random_map(2, C, H, W);
         float scale = ci % 2 ? 0.5f : 1.0f;
         pthcv_tensor *rois = random_rois(9, 2, (float)W / scale);
-        for (int sr = -1; sr <= 2; sr++)
-            for (int aligned = 0; aligned <= 1; aligned++) {
-                int64_t ph = 3 + (int64_t)ci % 2, pw = 5 - (int64_t)ci % 3;
-                pthcv_set_num_threads(1);
-                pthcv_tensor *a = pthcv_roi_align(x, rois, scale, (int32_t)ph, (int32_t)pw, sr, aligned);
-                pthcv_set_num_threads(3);
-                pthcv_tensor *b = pthcv_roi_align(x, rois, scale, (int32_t)ph, (int32_t)pw, sr, aligned);
-                CHECK(same_bits(a, b), "roi_align C=%lld sr=%d aligned=%d: 1 and 3 threads differ", (long long)C, sr,
-                      aligned);
-                int ok = a != NULL;
-                for (int64_t k = 0; ok && k < 9; k++)
-                    for (int64_t c = 0; ok && c < C; c++)
-                        for (int64_t o = 0; ok && o < ph * pw; o++) {
-                            float want = ref_roi_align(fdata(x), C, H, W, fdata(rois) + 5 * k, scale, ph, pw, sr,
-                                                       aligned, c, o / pw, o % pw);
-                            ok = memcmp(&want, fdata(a) + (k * C + c) * ph * pw + o, sizeof want) == 0;
-                        }
-                CHECK(ok, "roi_align C=%lld sr=%d aligned=%d differs from the direct evaluation", (long long)C, sr,
-                      aligned);
-                pthcv_tensor_release(a);
-                pthcv_tensor_release(b);
-            }
+        check_roi_align(x, rois, scale, 3 + (int64_t)ci % 2, 5 - (int64_t)ci % 3, "mixed");
         pthcv_set_num_threads(1);
         pthcv_tensor *p1 = pthcv_roi_pool(x, rois, scale, 2, 3);
         pthcv_set_num_threads(3);
@@ -277,6 +293,19 @@ static void test_roi(void)
         CHECK(same_bits(p1, p3), "roi_pool C=%lld: 1 and 3 threads differ", (long long)C);
         pthcv_tensor_release(p1);
         pthcv_tensor_release(p3);
+        pthcv_tensor_release(rois);
+        pthcv_tensor_release(x);
+        /* many rois on small maps (an R-CNN box head's shape): the samples
+         * outnumber the pixels, read from a channels-last copy */
+        x = random_map(2, C, 3 + (int64_t)ci, 5);
+        rois = random_rois(41, 2, 10.0f);
+        check_roi_align(x, rois, 0.5f, 7, 7, "channels last");
+        pthcv_tensor_release(rois);
+        pthcv_tensor_release(x);
+        /* one small roi on a large map: read from the planes */
+        x = random_map(1, C, 61, 67 - 2 * (int64_t)ci);
+        rois = random_rois(1, 1, 20.0f);
+        check_roi_align(x, rois, 1.0f, 2, 3, "planes");
         pthcv_tensor_release(rois);
         pthcv_tensor_release(x);
     }

@@ -434,6 +434,11 @@ static void run_linear_case(int ndim, const int64_t *xshape, int64_t out, int bi
 static void test_linear(void)
 {
     int64_t s1[1] = {33}, s2[2] = {7, 17}, s3[3] = {2, 3, 33}, s4[2] = {5, 300}, s5[2] = {70, 1};
+    /* more rows than a cache block of M: one block up to twice that (a box
+     * head's rois), several beyond; K over two slices */
+    int64_t s6[2] = {151, 301}, s7[2] = {263, 257};
+    run_linear_case(2, s6, 33, 1, PTHCV_ACT_RELU);
+    run_linear_case(2, s7, 17, 1, PTHCV_ACT_NONE);
     run_linear_case(1, s1, 7, 1, PTHCV_ACT_NONE);
     run_linear_case(2, s2, 1, 0, PTHCV_ACT_NONE);
     run_linear_case(3, s3, 17, 1, PTHCV_ACT_RELU);

@@ -71,6 +71,13 @@ function MSRA:forward(features, boxes, image_sizes)
   local k_min, k_max = -exps[1], -exps[#x]
   local levels = map_levels(boxes, k_min, k_max, self.canonical_scale, self.canonical_level)
   local R, C = rois.shape[1], x[1].shape[2]
+  local counts = {}
+  for _, l in ipairs(levels) do counts[l] = (counts[l] or 0) + 1 end
+  for level = 0, #x - 1 do   -- every box on one level: its roi_align is the result, rows in order
+    if R > 0 and counts[level] == R then
+      return ops.roi_align(x[level + 1], rois, { oh, ow }, scales[level + 1], self.sampling_ratio)
+    end
+  end
   local result = Tensor.zeros({ R, C, oh, ow }, "float32")
   for level = 0, #x - 1 do
     local idx = {}
