@@ -198,6 +198,9 @@ ctest:
 	@echo "detection kernels (spec/c/detection_test.c):" && $(BUILD)/detection_test
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/quant_test $(QTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	@echo "int8 elementwise ops (spec/c/quant_test.c):" && $(BUILD)/quant_test
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/se_test $(SETEST_SRCS) -lpthread -lm $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/se_test_scalar $(SETEST_SRCS) -lpthread -lm $(LDFLAGS)
+	@echo "squeeze-excitation (spec/c/se_test.c), SIMD clones then scalar:" && $(BUILD)/se_test && $(BUILD)/se_test_scalar
 
 # The other ops (ops_*.c, conv_transpose2d.c) against plain references and
 # torch, built twice: with the SIMD clones, and scalar; their results must be
@@ -228,6 +231,13 @@ QTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c c
               csrc/kernels/quantize.c csrc/kernels/profile.c csrc/kernels/quant_elementwise.c spec/c/quant_test.c \
               csrc/kernels/ops_pool.c csrc/kernels/ops_pool_simd.c csrc/kernels/qpool.c csrc/kernels/ops_elementwise.c \
               csrc/kernels/activation.c
+
+# The squeeze-excitation kernel (se.c) against a reference of its summation
+# order, built with the SIMD clones and scalar: both must give its bits
+# (spec/c/se_test.c).
+SETEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
+               csrc/kernels/ops_common.c csrc/kernels/profile.c csrc/kernels/quantize.c csrc/kernels/se.c \
+               spec/c/se_test.c
 
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)
