@@ -14,9 +14,9 @@
  * the two small matrix-vector products sum in float32, channel k in lane
  * k % OPS_LANES (a 1x1 convolution's GEMM sums in its own blocked order:
  * equal to within rounding). The pool and the product are split over
- * threads by planes, the matrix-vector products run on the caller's thread
- * (up to a few hundred thousand multiplications), so results do not depend
- * on the thread count.
+ * threads by planes, the matrix-vector products by rows (large ones only:
+ * OPS_GRAIN), and each value is computed the same way on any thread, so
+ * results do not depend on the thread count.
  */
 #include "ops.h"
 #include <stdlib.h>
@@ -90,16 +90,34 @@ static void dot_rows(float *sums, const float *w, int64_t cols, const float *in,
     for (int r = 0; r < nrows; r++) sums[r] = s[r];
 }
 
-/* out[r] = act(b[r] + sum_k w[r][k] * in[k]) for r < rows */
+typedef struct {
+    float *out;
+    const float *w, *b, *in;
+    int64_t rows, cols;
+    const pthcv_activation *act;
+} matvec_ctx;
+
+/* row blocks begin..end-1 (SE_ROWS rows each) */
+static void matvec_task(void *vctx, int64_t begin, int64_t end)
+{
+    const matvec_ctx *m = vctx;
+    for (int64_t r0 = begin * SE_ROWS; r0 < end * SE_ROWS && r0 < m->rows; r0 += SE_ROWS) {
+        float sums[SE_ROWS];
+        int n = m->rows - r0 < SE_ROWS ? (int)(m->rows - r0) : SE_ROWS;
+        dot_rows(sums, m->w + r0 * m->cols, m->cols, m->in, n);
+        for (int r = 0; r < n; r++)
+            m->out[r0 + r] = pthcv_act_scalar(m->b ? sums[r] + m->b[r0 + r] : sums[r], m->act);
+    }
+}
+
+/* out[r] = act(b[r] + sum_k w[r][k] * in[k]) for r < rows. The row blocks
+ * are split over threads where the weights are large (their reading from
+ * memory is then the cost); a row's sum is the same on any thread. */
 static void matvec(float *out, const float *w, const float *b, const float *in, int64_t rows, int64_t cols,
                    const pthcv_activation *act)
 {
-    for (int64_t r0 = 0; r0 < rows; r0 += SE_ROWS) {
-        float sums[SE_ROWS];
-        int n = rows - r0 < SE_ROWS ? (int)(rows - r0) : SE_ROWS;
-        dot_rows(sums, w + r0 * cols, cols, in, n);
-        for (int r = 0; r < n; r++) out[r0 + r] = pthcv_act_scalar(b ? sums[r] + b[r0 + r] : sums[r], act);
-    }
+    matvec_ctx m = {.out = out, .w = w, .b = b, .in = in, .rows = rows, .cols = cols, .act = act};
+    pthcv_parallel_for((rows + SE_ROWS - 1) / SE_ROWS, ops_grain(SE_ROWS * cols), matvec_task, &m);
 }
 
 /* A weight of `rows` x `cols` values (any shape: [rows, cols] or the 1x1
