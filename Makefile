@@ -201,6 +201,8 @@ ctest:
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/se_test $(SETEST_SRCS) -lpthread -lm $(LDFLAGS)
 	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/se_test_scalar $(SETEST_SRCS) -lpthread -lm $(LDFLAGS)
 	@echo "squeeze-excitation (spec/c/se_test.c), SIMD clones then scalar:" && $(BUILD)/se_test && $(BUILD)/se_test_scalar
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/act_test csrc/kernels/activation.c spec/c/act_test.c -lm $(LDFLAGS)
+	@echo "SiLU rows against vm_silu (spec/c/act_test.c):" && $(BUILD)/act_test
 
 # The other ops (ops_*.c, conv_transpose2d.c) against plain references and
 # torch, built twice: with the SIMD clones, and scalar; their results must be
