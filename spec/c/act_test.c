@@ -75,19 +75,20 @@ static void check_rows(const char *name, row_fn fn, const float *src, int64_t co
 int main(void)
 {
     /* the inputs */
-    int64_t count = 0, cap = (1ll << 32) / 4099 + 200000 + 4096;
+    const float edges[] = {-86.64f, 86.64f, -88.7228f, 88.7228f, 0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f};
+    enum { EDGES = sizeof edges / sizeof edges[0], PLACES = 5 }; /* block positions 0, 7, .., 28 */
+    int64_t count = 0, cap = (1ll << 32) / 4099 + 1 + 200000 + EDGES * 3 * PLACES * 32;
     float *src = malloc(sizeof(float) * (size_t)cap);
     for (uint64_t u = 0; u < (1ull << 32); u += 4099) {
         uint32_t b = (uint32_t)u;
         memcpy(src + count++, &b, sizeof b);
     }
     for (int64_t i = 0; i < 200000; i++) src[count++] = -100.0f + (float)i * 0.001f;
-    const float edges[] = {-86.64f, 86.64f, -88.7228f, 88.7228f, 0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f};
-    for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++)
+    for (int e = 0; e < EDGES; e++)
         for (int k = 0; k < 3; k++) {
             float v = k == 0 ? edges[e] : nextafterf(edges[e], k == 1 ? INFINITY : -INFINITY);
             /* alone in a block of ordinary values, at each position of a 32-value block */
-            for (int pos = 0; pos < 32; pos += 7) {
+            for (int pos = 0; pos < 7 * PLACES; pos += 7) {
                 for (int j = 0; j < 32; j++) src[count + j] = (float)(j - 16) * 0.37f;
                 src[count + pos] = v;
                 count += 32;
