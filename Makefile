@@ -92,13 +92,22 @@ $(VIDEOIO_LIB): $(BUILD)/csrc/opencv/videoio.o $(LIB)
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
 %_vnni.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni
-$(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
+# Each object depends on the headers it includes, as the compiler lists them
+# (-MMD, in $(BUILD)/X.d next to X.o; -MP adds empty rules so a deleted header
+# is not an error). An object whose .d is missing (a build from before this
+# rule) is rebuilt once, through the empty rule for the .d files.
+DEP_FLAGS = -MMD -MP -MF $(@:.o=.d)
+$(BUILD)/%.o: %.c $(BUILD)/%.d
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) $(DEP_FLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h csrc/reader/reader.h include/pthcv_opencv.hpp csrc/opencv/bridge.hpp
+$(BUILD)/%.o: %.cpp $(BUILD)/%.d
 	@mkdir -p $(dir $@)
-	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
+	$(CXX) $(ALL_CXXFLAGS) $(DEP_FLAGS) -c $< -o $@
+
+DEPFILES := $(patsubst %,$(BUILD)/%.d,$(basename $(wildcard csrc/*.c csrc/*/*.c csrc/*/*.cpp spec/c/*.c)))
+$(DEPFILES):
+-include $(wildcard $(DEPFILES))
 
 deps:
 	@tools/install-deps
