@@ -272,6 +272,10 @@ ctest-neon:
 	qemu-aarch64 $(BUILD)/aarch64/quant_test # qpool.c's NEON rows
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/gconv_test $(NEON_SRCS:spec/c/kernels_test.c=spec/c/gconv_test.c) -lpthread -lm
 	qemu-aarch64 $(BUILD)/aarch64/gconv_test
+	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/se_test $(SETEST_SRCS) -lpthread -lm
+	qemu-aarch64 $(BUILD)/aarch64/se_test
+	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/act_test csrc/kernels/activation.c spec/c/act_test.c -lm
+	qemu-aarch64 $(BUILD)/aarch64/act_test
 
 # The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures
 # (torch's formats, and the .npz/.safetensors/FileStorage ones) and the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs
