@@ -65,9 +65,15 @@ return function(Tensor, I)
   -- A view of t's storage with this shape, stride and element offset into
   -- the storage (default: t's), checked against the storage's extent by
   -- the C core.
+  -- (the C core copies shape and stride into the view: one pair of arrays
+  -- serves every call up to PTHCV_MAX_DIMS dims, a longer shape gets its own
+  -- for the core to refuse)
+  local max_dims = tonumber(C.PTHCV_MAX_DIMS)
+  local scratch_shape, scratch_stride = ffi.new("int64_t[?]", max_dims), ffi.new("int64_t[?]", max_dims)
   local function strided(t, shape, stride, offset)
     local n = #shape
-    local sh, st = ffi.new("int64_t[?]", math.max(n, 1)), ffi.new("int64_t[?]", math.max(n, 1))
+    local sh, st = scratch_shape, scratch_stride
+    if n > max_dims then sh, st = ffi.new("int64_t[?]", n), ffi.new("int64_t[?]", n) end
     for i = 1, n do sh[i - 1], st[i - 1] = shape[i], stride[i] end
     return result(C.pthcv_tensor_view(t.ct, n, sh, st, offset or tonumber(t.ct.offset)), "view")
   end

@@ -39,6 +39,10 @@ M.counters = { steps = {}, plain = 0, kernels = 0, copies = 0, copied_bytes = 0,
 
 local function pack(...) return { n = select("#", ...), ... } end
 
+-- (the counters read the C tensor's byte count straight, not through the
+-- Tensor's property lookup)
+local function nbytes(ct) return tonumber(C.pthcv_tensor_nbytes(ct)) end
+
 local function result(ct, what)
   if ct == nil then core.fail(what) end
   return wrap(ct, true)
@@ -111,7 +115,7 @@ function EXEC.cat(ctx, st, xs)
       local x = xs[p.item]
       core.check(C.pthcv_copy_into(view_of(dst, p.view).ct, x.ct), "cat")
       M.counters.copies = M.counters.copies + 1
-      M.counters.copied_bytes = M.counters.copied_bytes + x.nbytes
+      M.counters.copied_bytes = M.counters.copied_bytes + nbytes(x.ct)
     end
   end
   return dst
@@ -217,7 +221,7 @@ local function free_dead(ctx, l)
   for _, f in ipairs(l) do
     local t = env[f.slot]
     if t ~= nil and t.ct ~= nil and not ctx.is_twin[f.slot] then
-      counters.freed, counters.freed_bytes = counters.freed + 1, counters.freed_bytes + t.nbytes
+      counters.freed, counters.freed_bytes = counters.freed + 1, counters.freed_bytes + nbytes(t.ct)
       C.pthcv_tensor_retain(f.twin)
       C.pthcv_tensor_release(t.ct)
       t.ct = f.twin
