@@ -165,14 +165,18 @@ return function(Tensor, I)
   L.apply = layout_impl
 
   -- The pieces of a split record: {dim, sizes}.
+  -- (t's own shape and stride arrays, the split dim's size replaced, go to
+  -- the C core as they are: no Lua tables per piece)
   local function split_impl(rec, t)
-    local shape, stride = props.shape(t), props.stride(t)
-    local d = rec.dim + 1
+    local ct = t.ct
+    local n, d = tonumber(ct.ndim), rec.dim
+    local sh, st = scratch_shape, scratch_stride
+    local offset, step = tonumber(ct.offset), tonumber(ct.stride[d])
     local out, start = {}, 0
     for i, len in ipairs(rec.sizes) do
-      local s = { unpack(shape) }
-      s[d] = len
-      out[i] = strided(t, s, stride, tonumber(t.ct.offset) + start * stride[d])
+      for k = 0, n - 1 do sh[k], st[k] = ct.shape[k], ct.stride[k] end
+      sh[d] = len
+      out[i] = result(C.pthcv_tensor_view(ct, n, sh, st, offset + start * step), "view")
       start = start + len
     end
     return out
