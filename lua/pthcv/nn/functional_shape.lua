@@ -38,10 +38,20 @@ return function(F)
       if not is_tensor(x) then error("pthcv: " .. fname .. ": element " .. i .. " is not a tensor", 3) end
     end
   end
+  -- One record per value, made once: records are never written after they
+  -- are made, and a hook comparing the record of a call with the one it
+  -- recorded (pthcv.nn.plan) then finds the same table.
+  local function rec_of(cache, key, field)
+    local rec = cache[key]
+    if rec == nil then rec = { [field] = key }; cache[key] = rec end
+    return rec
+  end
+  local cat_recs, shuffle_recs = {}, {}
+
   -- F.cat({a, b, ...} [, dim = 0])
   function F.cat(xs, dim)
     check_list(xs, "cat")
-    return call("F.cat", { dim = dim0(xs[1], A.one(dim, "dim") or 0, "cat") }, cat_impl, xs)
+    return call("F.cat", rec_of(cat_recs, dim0(xs[1], A.one(dim, "dim") or 0, "cat"), "dim"), cat_impl, xs)
   end
   F.concat = F.cat
 
@@ -127,11 +137,11 @@ return function(F)
   end
   function F.channel_shuffle(x, groups)
     check(x, "channel_shuffle")
-    local c = x.shape[2]
+    local c = x.ct.ndim >= 2 and tonumber(x.ct.shape[1]) or nil
     if not c or c % groups ~= 0 then
       error("pthcv: channel_shuffle: " .. tostring(c) .. " channels do not split into " .. groups .. " groups", 2)
     end
-    return call("F.channel_shuffle", { groups = groups }, channel_shuffle_impl, x)
+    return call("F.channel_shuffle", rec_of(shuffle_recs, groups, "groups"), channel_shuffle_impl, x)
   end
 
   -- F.pixel_shuffle(x, r): (N, C*r*r, H, W) -> (N, C, H*r, W*r). rec: {upscale_factor}
