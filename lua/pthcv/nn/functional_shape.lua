@@ -108,9 +108,26 @@ return function(F)
     if start < 0 then start = start + x:size(d) end
     return call("F.narrow", L.narrow(x, d, start + 1, length, 3), apply, x)
   end
+  -- (the record depends on the dim, its size and chunks only: made once for
+  -- each, as F.cat's)
+  local chunk_recs = {}
   function F.chunk(x, chunks, dim)
     check(x, "chunk")
-    return call("F.chunk", L.chunk(x, chunks, dim1(x, dim or 0, "chunk"), 3), apply_split, x)
+    local d = dim1(x, dim or 0, "chunk")
+    if type(chunks) ~= "number" or chunks < 1 or chunks % 1 ~= 0 then
+      return call("F.chunk", L.chunk(x, chunks, d, 3), apply_split, x)
+    end
+    local size = tonumber(x.ct.shape[d - 1])
+    local by_size = chunk_recs[d] or {}
+    chunk_recs[d] = by_size
+    local by_chunks = by_size[size] or {}
+    by_size[size] = by_chunks
+    local rec = by_chunks[chunks]
+    if rec == nil then
+      rec = L.chunk(x, chunks, d, 3)
+      by_chunks[chunks] = rec
+    end
+    return call("F.chunk", rec, apply_split, x)
   end
   function F.split(x, split_size_or_sections, dim)
     check(x, "split")
