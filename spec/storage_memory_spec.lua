@@ -19,9 +19,9 @@ describe("storage memory", function()
       assert.are.equal(1024 * 1024, t.numel)
       peak = math.max(peak, C.pthcv_storage_bytes_held())
     end
-    -- the pacing collects once the bytes made since the last collection pass
-    -- max(64 MiB, bytes held then); Lua's own collector, counting cdata,
-    -- would not have run at all
+    -- the pacing collects once the bytes held grow past the fewest held
+    -- since the last collection by max(64 MiB, that low); Lua's own
+    -- collector, counting cdata, would not have run at all
     assert.is_true(peak - held0 <= 2 * math.max(64 * MiB, held0) + 8 * MiB,
                    string.format("held grew by %.0f MiB", (peak - held0) / MiB))
     assert.is_true(C.pthcv_storage_bytes_made() >= 800 * MiB)

@@ -92,17 +92,26 @@ local ctor -- the metatype's constructor, made at the end of this file
 -- Lua's collector sees a Tensor as a few bytes of cdata, not the storage
 -- behind it, so by itself it lets a frame loop's dropped results pile up for
 -- hundreds of megabytes, each new one in pages the kernel must fault in
--- afresh. Every new reference therefore checks the storage bytes made since
--- the last collection and, past the larger of 64 MiB and the bytes held after
--- it, collects: the dropped storages' memory is freed or, when large, kept
--- for the next storage of its size (csrc/tensor/storage_memory.c), so the
--- next passes reuse pages already mapped.
+-- afresh. Every new reference therefore checks the storage bytes held now
+-- and, once they have grown past the fewest held since the last collection
+-- by the larger of 64 MiB and that low, collects: the dropped storages'
+-- memory is freed or, when large, kept for the next storage of its size
+-- (csrc/tensor/storage_memory.c), so the next passes reuse pages already
+-- mapped. Storages freed by hand (nn.release, a planned pass freeing each
+-- value after its last reader) are no longer held: a pass that frees all it
+-- made never collects.
 local COLLECT_MIN_BYTES = 64 * 2 ^ 20
-local collect_at = C.pthcv_storage_bytes_made() + COLLECT_MIN_BYTES
+local held_low = C.pthcv_storage_bytes_held()
+local collect_at = held_low + math.max(COLLECT_MIN_BYTES, held_low)
 local function pace_collector()
-  if C.pthcv_storage_bytes_made() < collect_at then return end
-  collectgarbage()
-  collect_at = C.pthcv_storage_bytes_made() + math.max(COLLECT_MIN_BYTES, C.pthcv_storage_bytes_held())
+  local held = C.pthcv_storage_bytes_held()
+  if held < held_low then
+    held_low, collect_at = held, held + math.max(COLLECT_MIN_BYTES, held)
+  elseif held >= collect_at then
+    collectgarbage()
+    held = C.pthcv_storage_bytes_held()
+    held_low, collect_at = held, held + math.max(COLLECT_MIN_BYTES, held)
+  end
 end
 
 local function wrap(ct, owned)
