@@ -9,6 +9,62 @@
 #include <assert.h>
 #include <immintrin.h>
 
+/* GELU (approximate='none') of 16 values, vm_gelu's formula (vmath.h:
+ * x Phi(x) with Phi from Numerical Recipes' erfc fit times exp) in fused
+ * multiply-adds, 1/(1 + z/2) by rcp14 and one Newton step, 2^k by scalef:
+ * about 40 operations where the auto-vectorised vm_gelu takes three times
+ * as many. Not vm_gelu's bits; the same error bound (spec/c/kernels_test.c
+ * checks both), NaN and +-inf as vm_gelu (NaN, inf, NaN). */
+static inline __m512 gelu16(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    /* z = |x|/sqrt2 capped at 20, where the exp below is already 0: keeps
+     * rcp14(inf) = 0 from making 0 * inf in the Newton step */
+    __m512 z = _mm512_min_ps(_mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f)),
+                             _mm512_set1_ps(20.0f));
+    __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, one);
+    __m512 t = _mm512_rcp14_ps(d);
+    t = _mm512_fmadd_ps(_mm512_fnmadd_ps(d, t, one), t, t);
+    __m512 p = _mm512_set1_ps(0.17087277f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.13520398f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.27886807f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.18628806f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.09678418f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.37409196f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.26551223f));
+    __m512 a = _mm512_fnmadd_ps(z, z, p); /* exp(a), a <= -1.26: no overflow */
+    __mmask16 tiny = _mm512_cmp_ps_mask(a, _mm512_set1_ps(-86.64f), _CMP_LT_OQ);
+    a = _mm512_max_ps(a, _mm512_set1_ps(-86.64f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), a);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 e = _mm512_set1_ps(1.9875691500e-4f);
+    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(1.3981999507e-3f));
+    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(8.3334519073e-3f));
+    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(4.1665795894e-2f));
+    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(1.6666665459e-1f));
+    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(5.0000001201e-1f));
+    e = _mm512_fmadd_ps(e, _mm512_mul_ps(r, r), _mm512_add_ps(r, one));
+    e = _mm512_maskz_scalef_ps((__mmask16)~tiny, e, k);
+    __m512 h = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), t), e); /* Phi(-|x|) */
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mul_ps(x, _mm512_mask_blend_ps(neg, _mm512_sub_ps(one, h), h));
+}
+
+void pthcv_gelu_avx512(float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, gelu16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, m, gelu16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
 void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
 {
     assert(p->kc >= 0 && p->c && p->ldc >= 32 && (!p->res || p->ldr >= 32));
@@ -64,6 +120,11 @@ void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
 #define HI(r) c##r##0 = _mm512_min_ps(c##r##0, hi), c##r##1 = _mm512_min_ps(c##r##1, hi);
             HI(0) HI(1) HI(2) HI(3) HI(4) HI(5) HI(6) HI(7)
 #undef HI
+        }
+        if (p->gelu) {
+#define GELU(r) c##r##0 = gelu16(c##r##0), c##r##1 = gelu16(c##r##1);
+            GELU(0) GELU(1) GELU(2) GELU(3) GELU(4) GELU(5) GELU(6) GELU(7)
+#undef GELU
         }
     }
 #define STORE(r) _mm512_storeu_ps(p->c + r * p->ldc, c##r##0), _mm512_storeu_ps(p->c + r * p->ldc + 16, c##r##1);
