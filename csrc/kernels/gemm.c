@@ -41,13 +41,13 @@ float *pthcv_scratch(int slot, size_t floats)
  * KC: the B micro-panel (KC x NR) stays in L1 (32 KB) beside the A panel;
  * MC x KC of A and KC x NC of B share L2 (512 KB per core here). */
 static const pthcv_gemm_kernel kernels[] = {
-    {PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar, 0},
+    {PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar, 0, NULL},
 #if defined(__x86_64__)
-    {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2, 0},
-    {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512, 1},
+    {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2, 0, NULL},
+    {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512, 1, pthcv_pack_rows_8_avx512},
 #endif
 #if defined(__aarch64__)
-    {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon, 0},
+    {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon, 0, NULL},
 #endif
 };
 

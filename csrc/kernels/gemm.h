@@ -66,6 +66,9 @@ typedef struct pthcv_gemm_kernel {
     int mc, nc; /* largest block of C a task computes (multiples of mr, nr) */
     pthcv_ukernel_fn run;
     int gelu; /* run applies GELU in its store (pthcv_ukernel_args.gelu) */
+    /* or NULL: one A panel from a row-major matrix, dst[kk*mr + r] =
+     * src[r*ld + kk] (kk < kc; rows past `rows` zero) */
+    void (*pack_rows)(float *dst, const float *src, int64_t ld, int rows, int64_t kc);
 } pthcv_gemm_kernel;
 
 /* The micro-kernel of an instruction set (isa must be available). */
@@ -78,6 +81,7 @@ void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *a);
 void pthcv_ukernel_8x12_neon(const pthcv_ukernel_args *a);
 /* The AVX-512 kernel's GELU over x[0..n) in place (its accuracy test). */
 void pthcv_gelu_avx512(float *x, int64_t n);
+void pthcv_pack_rows_8_avx512(float *dst, const float *src, int64_t ld, int rows, int64_t kc);
 
 /* The K slices of the products (and of a packed operand): nearly equal,
  * at most k->kc long; they depend on K and the instruction set only, and

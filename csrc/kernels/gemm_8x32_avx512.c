@@ -65,6 +65,39 @@ void pthcv_gelu_avx512(float *x, int64_t n)
     }
 }
 
+/* One A panel of 8 rows from a row-major matrix: dst[kk*8 + r] =
+ * src[r*ld + kk] for kk < kc, rows past `rows` zero; 8 x 8 blocks
+ * transposed in registers. */
+void pthcv_pack_rows_8_avx512(float *dst, const float *src, int64_t ld, int rows, int64_t kc)
+{
+    const float *row[8];
+    for (int r = 0; r < 8; r++) row[r] = r < rows ? src + r * ld : NULL;
+    int64_t kk = 0;
+    for (; kk + 8 <= kc; kk += 8) {
+        __m256 x[8];
+        for (int r = 0; r < 8; r++) x[r] = row[r] ? _mm256_loadu_ps(row[r] + kk) : _mm256_setzero_ps();
+        __m256 t0 = _mm256_unpacklo_ps(x[0], x[1]), t1 = _mm256_unpackhi_ps(x[0], x[1]);
+        __m256 t2 = _mm256_unpacklo_ps(x[2], x[3]), t3 = _mm256_unpackhi_ps(x[2], x[3]);
+        __m256 t4 = _mm256_unpacklo_ps(x[4], x[5]), t5 = _mm256_unpackhi_ps(x[4], x[5]);
+        __m256 t6 = _mm256_unpacklo_ps(x[6], x[7]), t7 = _mm256_unpackhi_ps(x[6], x[7]);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        float *d = dst + kk * 8;
+        _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(d + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(d + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(d + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(d + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (; kk < kc; kk++)
+        for (int r = 0; r < 8; r++) dst[kk * 8 + r] = row[r] ? row[r][kk] : 0.0f;
+}
+
 void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
 {
     assert(p->kc >= 0 && p->c && p->ldc >= 32 && (!p->res || p->ldr >= 32));
