@@ -41,13 +41,13 @@ float *pthcv_scratch(int slot, size_t floats)
  * KC: the B micro-panel (KC x NR) stays in L1 (32 KB) beside the A panel;
  * MC x KC of A and KC x NC of B share L2 (512 KB per core here). */
 static const pthcv_gemm_kernel kernels[] = {
-    {PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar, 0, NULL},
+    {PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar, 0, 0, NULL},
 #if defined(__x86_64__)
-    {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2, 0, NULL},
-    {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512, 1, pthcv_pack_rows_8_avx512},
+    {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2, 0, 0, NULL},
+    {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512, 1, 1, pthcv_pack_rows_8_avx512},
 #endif
 #if defined(__aarch64__)
-    {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon, 0, NULL},
+    {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon, 0, 0, NULL},
 #endif
 };
 
@@ -173,14 +173,18 @@ static void run_tile(const gemm_ctx *x, pthcv_ukernel_args *u, int64_t i, int64_
     const float *brow = g->bias_row ? g->bias_row + set * g->M + i : NULL;
     const float *bcol = g->bias_col ? g->bias_col + set * g->N + j : NULL;
     int64_t ldc = g->ldc;
-    if (!g->c_trans && mr == k->mr && nr == k->nr) {
+    /* a whole tile, or the first rows of one where the kernel can stop
+     * there: in place */
+    if (!g->c_trans && (mr == k->mr || k->rows) && nr == k->nr) {
         u->c = cb + i * ldc + j;
         u->ldc = ldc;
         u->res = rb ? rb + i * ldc + j : NULL;
         u->ldr = ldc;
         u->bias_row = brow;
         u->bias_col = bcol;
+        u->rows = mr < k->mr ? mr : 0;
         k->run(u);
+        u->rows = 0;
         if (u->last && !x->fused)
             for (int r = 0; r < mr; r++) pthcv_act_row(u->c + r * ldc, nr, &g->act);
         return;

@@ -54,6 +54,7 @@ typedef struct pthcv_ukernel_args {
     int first, last;
     float lo, hi;
     int gelu;
+    int rows; /* 0, or 1..mr-1: the tile's first `rows` rows only (kernels whose entry says rows) */
 } pthcv_ukernel_args;
 
 typedef void (*pthcv_ukernel_fn)(const pthcv_ukernel_args *a);
@@ -66,6 +67,7 @@ typedef struct pthcv_gemm_kernel {
     int mc, nc; /* largest block of C a task computes (multiples of mr, nr) */
     pthcv_ukernel_fn run;
     int gelu; /* run applies GELU in its store (pthcv_ukernel_args.gelu) */
+    int rows; /* run takes pthcv_ukernel_args.rows (an edge of M without a scratch tile) */
     /* or NULL: one A panel from a row-major matrix, dst[kk*mr + r] =
      * src[r*ld + kk] (kk < kc; rows past `rows` zero) */
     void (*pack_rows)(float *dst, const float *src, int64_t ld, int rows, int64_t kc);

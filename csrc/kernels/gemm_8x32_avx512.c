@@ -98,10 +98,16 @@ void pthcv_pack_rows_8_avx512(float *dst, const float *src, int64_t ld, int rows
         for (int r = 0; r < 8; r++) dst[kk * 8 + r] = row[r] ? row[r][kk] : 0.0f;
 }
 
-void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
+/* The kernel for the first R rows of the tile (R a constant: the rows
+ * past it are compiled out, the A panel keeps its 8-row stride). Each
+ * value's sum is the same sequence of FMAs for every R. */
+#define ROW(r, X) \
+    if (R > r) X(r)
+static inline __attribute__((always_inline)) void kernel_rows(const pthcv_ukernel_args *p, const int R)
 {
     assert(p->kc >= 0 && p->c && p->ldc >= 32 && (!p->res || p->ldr >= 32));
     __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = _mm512_setzero_ps();
     if (p->first) {
         __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
         if (p->bias_col) b0 = _mm512_loadu_ps(p->bias_col), b1 = _mm512_loadu_ps(p->bias_col + 16);
@@ -111,11 +117,11 @@ void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
         c##r##0 = _mm512_add_ps(br, b0);                                                \
         c##r##1 = _mm512_add_ps(br, b1);                                                \
     }
-        INIT(0) INIT(1) INIT(2) INIT(3) INIT(4) INIT(5) INIT(6) INIT(7)
+        ROW(0, INIT) ROW(1, INIT) ROW(2, INIT) ROW(3, INIT) ROW(4, INIT) ROW(5, INIT) ROW(6, INIT) ROW(7, INIT)
 #undef INIT
     } else {
 #define LOAD(r) c##r##0 = _mm512_loadu_ps(p->c + r * p->ldc), c##r##1 = _mm512_loadu_ps(p->c + r * p->ldc + 16);
-        LOAD(0) LOAD(1) LOAD(2) LOAD(3) LOAD(4) LOAD(5) LOAD(6) LOAD(7)
+        ROW(0, LOAD) ROW(1, LOAD) ROW(2, LOAD) ROW(3, LOAD) ROW(4, LOAD) ROW(5, LOAD) ROW(6, LOAD) ROW(7, LOAD)
 #undef LOAD
     }
     const float *a = p->a, *b = p->b;
@@ -130,7 +136,8 @@ void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7) a += 8;
+        ROW(0, STEP) ROW(1, STEP) ROW(2, STEP) ROW(3, STEP) ROW(4, STEP) ROW(5, STEP) ROW(6, STEP) ROW(7, STEP)
+        a += 8;
         b += 32;
     }
 #undef STEP
@@ -139,28 +146,45 @@ void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
 #define RES(r)                                                              \
     c##r##0 = _mm512_add_ps(c##r##0, _mm512_loadu_ps(p->res + r * p->ldr)), \
     c##r##1 = _mm512_add_ps(c##r##1, _mm512_loadu_ps(p->res + r * p->ldr + 16));
-            RES(0) RES(1) RES(2) RES(3) RES(4) RES(5) RES(6) RES(7)
+            ROW(0, RES) ROW(1, RES) ROW(2, RES) ROW(3, RES) ROW(4, RES) ROW(5, RES) ROW(6, RES) ROW(7, RES)
 #undef RES
         }
         if (p->lo > -__builtin_inff()) {
             __m512 lo = _mm512_set1_ps(p->lo);
 #define LO(r) c##r##0 = _mm512_max_ps(c##r##0, lo), c##r##1 = _mm512_max_ps(c##r##1, lo);
-            LO(0) LO(1) LO(2) LO(3) LO(4) LO(5) LO(6) LO(7)
+            ROW(0, LO) ROW(1, LO) ROW(2, LO) ROW(3, LO) ROW(4, LO) ROW(5, LO) ROW(6, LO) ROW(7, LO)
 #undef LO
         }
         if (p->hi < __builtin_inff()) {
             __m512 hi = _mm512_set1_ps(p->hi);
 #define HI(r) c##r##0 = _mm512_min_ps(c##r##0, hi), c##r##1 = _mm512_min_ps(c##r##1, hi);
-            HI(0) HI(1) HI(2) HI(3) HI(4) HI(5) HI(6) HI(7)
+            ROW(0, HI) ROW(1, HI) ROW(2, HI) ROW(3, HI) ROW(4, HI) ROW(5, HI) ROW(6, HI) ROW(7, HI)
 #undef HI
         }
         if (p->gelu) {
 #define GELU(r) c##r##0 = gelu16(c##r##0), c##r##1 = gelu16(c##r##1);
-            GELU(0) GELU(1) GELU(2) GELU(3) GELU(4) GELU(5) GELU(6) GELU(7)
+            ROW(0, GELU) ROW(1, GELU) ROW(2, GELU) ROW(3, GELU) ROW(4, GELU) ROW(5, GELU) ROW(6, GELU) ROW(7, GELU)
 #undef GELU
         }
     }
 #define STORE(r) _mm512_storeu_ps(p->c + r * p->ldc, c##r##0), _mm512_storeu_ps(p->c + r * p->ldc + 16, c##r##1);
-    STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7)
+    ROW(0, STORE) ROW(1, STORE) ROW(2, STORE) ROW(3, STORE) ROW(4, STORE) ROW(5, STORE) ROW(6, STORE) ROW(7, STORE)
 #undef STORE
+}
+#undef ROW
+
+/* rows (pthcv_ukernel_args) 1..7: only those rows of c, res and bias_row
+ * are read or written */
+void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *p)
+{
+    switch (p->rows) {
+    case 1: kernel_rows(p, 1); break;
+    case 2: kernel_rows(p, 2); break;
+    case 3: kernel_rows(p, 3); break;
+    case 4: kernel_rows(p, 4); break;
+    case 5: kernel_rows(p, 5); break;
+    case 6: kernel_rows(p, 6); break;
+    case 7: kernel_rows(p, 7); break;
+    default: kernel_rows(p, 8); break;
+    }
 }
