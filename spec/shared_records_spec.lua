@@ -30,6 +30,17 @@ describe("shared op records", function()
     assert.are.equal(t:get(4, 2, 2), p[2]:get(4, 2, 1))
   end)
 
+  it("F.chunk refuses a chunk count torch refuses (0, negative, not an integer)", function()
+    local t = arange { 4, 6 }
+    for _, bad in ipairs { 0, -1, 2.5 } do
+      local ok, err = pcall(F.chunk, t, bad, 1)
+      assert.is_false(ok)
+      assert.matches("chunk", err)
+      assert.matches(tostring(bad), err, 1, true)
+    end
+    assert.are.equal(3, #F.chunk(t, 4, 1))   -- torch: ceil(6 / 4) = 2 per piece, 3 pieces
+  end)
+
   it("F.cat and F.channel_shuffle give the values of their dims and groups, call after call", function()
     local a, b = arange { 1, 2, 2 }, arange { 1, 2, 2 }
     for _ = 1, 2 do

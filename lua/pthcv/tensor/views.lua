@@ -278,6 +278,10 @@ return function(Tensor, I)
 
   -- at most n pieces of ceil(size / n) elements, as torch.chunk
   function L.chunk(t, n, dim, level)
+    if type(n) ~= "number" or n % 1 ~= 0 then
+      error("pthcv: chunk: chunks must be an integer, got " .. tostring(n), level + 1)
+    end
+    if n < 1 then error("pthcv: chunk expects `chunks` to be greater than 0, got: " .. n, level + 1) end
     local d = norm_dim(t, dim, level + 1)
     local size = tonumber(t.ct.shape[d - 1])
     return L.split(t, math.max(1, math.ceil(size / n)), d, level + 1)
