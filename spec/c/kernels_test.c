@@ -220,6 +220,9 @@ static void test_conv(void)
          * small maps (N within two column blocks, M >= 4 panels) packed once for all tasks */
         {"1x1 s2 wide", 1, 7, 40, 41, 17, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"3x1 ow=1", 1, 3, 70, 1, 7, 3, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1, 0, ACT(0)},
+        /* strided 1x1 without padding: the input sampled first, then the stride-1 packing */
+        {"1x1 s(2,3) groups 3", 2, 6, 9, 11, 66, 1, 1, 2, 3, 0, 0, 1, 1, 3, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"1x1 s2 odd 33", 1, 33, 17, 15, 17, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0, 1, 1, ACT(0)},
         {"3x3 s2 1-row", 1, 1, 3, 140, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 0, 0, ACT(0)},
         {"3x3 s2 shared B", 2, 17, 27, 23, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"3x3 s2 7x7 shared B", 1, 33, 14, 14, 130, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
