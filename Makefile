@@ -92,13 +92,22 @@ $(VIDEOIO_LIB): $(BUILD)/csrc/opencv/videoio.o $(LIB)
 %_avx2.o: ISA_FLAGS := -mavx2 -mfma -mf16c
 %_avx512.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
 %_vnni.o: ISA_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni
-$(BUILD)/%.o: %.c csrc/pthcv.h csrc/internal.h $(wildcard csrc/*/*.h)
+# Each object depends on the headers it includes, as the compiler lists them
+# (-MMD, in $(BUILD)/X.d next to X.o; -MP adds empty rules so a deleted header
+# is not an error). An object whose .d is missing (a build from before this
+# rule) is rebuilt once, through the empty rule for the .d files.
+DEP_FLAGS = -MMD -MP -MF $(@:.o=.d)
+$(BUILD)/%.o: %.c $(BUILD)/%.d
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) $(DEP_FLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cpp csrc/pthcv.h csrc/internal.h csrc/reader/reader.h include/pthcv_opencv.hpp csrc/opencv/bridge.hpp
+$(BUILD)/%.o: %.cpp $(BUILD)/%.d
 	@mkdir -p $(dir $@)
-	$(CXX) $(ALL_CXXFLAGS) -c $< -o $@
+	$(CXX) $(ALL_CXXFLAGS) $(DEP_FLAGS) -c $< -o $@
+
+DEPFILES := $(patsubst %,$(BUILD)/%.d,$(basename $(wildcard csrc/*.c csrc/*/*.c csrc/*/*.cpp spec/c/*.c)))
+$(DEPFILES):
+-include $(wildcard $(DEPFILES))
 
 deps:
 	@tools/install-deps
@@ -198,6 +207,11 @@ ctest:
 	@echo "detection kernels (spec/c/detection_test.c):" && $(BUILD)/detection_test
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/quant_test $(QTEST_SRCS) -lpthread -lm $(LDFLAGS)
 	@echo "int8 elementwise ops (spec/c/quant_test.c):" && $(BUILD)/quant_test
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/se_test $(SETEST_SRCS) -lpthread -lm $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -DPTHCV_NO_CLONES -fno-tree-vectorize -o $(BUILD)/se_test_scalar $(SETEST_SRCS) -lpthread -lm $(LDFLAGS)
+	@echo "squeeze-excitation (spec/c/se_test.c), SIMD clones then scalar:" && $(BUILD)/se_test && $(BUILD)/se_test_scalar
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/act_test csrc/kernels/activation.c spec/c/act_test.c -lm $(LDFLAGS)
+	@echo "SiLU rows against vm_silu (spec/c/act_test.c):" && $(BUILD)/act_test
 
 # The other ops (ops_*.c, conv_transpose2d.c) against plain references and
 # torch, built twice: with the SIMD clones, and scalar; their results must be
@@ -229,6 +243,13 @@ QTEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c c
               csrc/kernels/ops_pool.c csrc/kernels/ops_pool_simd.c csrc/kernels/qpool.c csrc/kernels/ops_elementwise.c \
               csrc/kernels/activation.c
 
+# The squeeze-excitation kernel (se.c) against a reference of its summation
+# order, built with the SIMD clones and scalar: both must give its bits
+# (spec/c/se_test.c).
+SETEST_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) csrc/kernels/parallel.c csrc/kernels/activation.c \
+               csrc/kernels/ops_common.c csrc/kernels/profile.c csrc/kernels/quantize.c csrc/kernels/se.c \
+               spec/c/se_test.c
+
 # The kernels against their scalar references and torch's outputs.
 KTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.c) $(KERNEL_SRCS) spec/c/kernels_test.c)
 $(BUILD)/kernels_test: $(KTEST_OBJS)
@@ -251,6 +272,10 @@ ctest-neon:
 	qemu-aarch64 $(BUILD)/aarch64/quant_test # qpool.c's NEON rows
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/gconv_test $(NEON_SRCS:spec/c/kernels_test.c=spec/c/gconv_test.c) -lpthread -lm
 	qemu-aarch64 $(BUILD)/aarch64/gconv_test
+	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/se_test $(SETEST_SRCS) -lpthread -lm
+	qemu-aarch64 $(BUILD)/aarch64/se_test
+	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/act_test csrc/kernels/activation.c spec/c/act_test.c -lm
+	qemu-aarch64 $(BUILD)/aarch64/act_test
 
 # The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures
 # (torch's formats, and the .npz/.safetensors/FileStorage ones) and the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs

@@ -26,7 +26,7 @@ from the same timed passes.
 --ops adds, per model and thread count, the ops that take the most time in
 each engine, ms per pass over 5 more passes: pthcv's kinds of kernel
 (pthcv bench --profile's split: pthcv_profile_ops; "rest" is the time
-outside every kernel, the collection before each pass included) and torch.profiler's operators by self CPU time.
+outside every kernel, Lua's collections included) and torch.profiler's operators by self CPU time.
 """
 import json
 import os
@@ -74,14 +74,13 @@ for i = 1, runs do
   local pre, net = util.timer.preprocess or 0, util.timer.network or 0
   stages.preprocess[i], stages.network[i], stages.post[i] = pre, net, times[i] - pre - net
   util.timer = nil
-  collectgarbage()
 end
 print(string.format("median_ms=%.3f first_ms=%.3f preprocess_ms=%.3f network_ms=%.3f post_ms=%.3f", median(times),
                     first * 1e3, median(stages.preprocess), median(stages.network), median(stages.post)))
 if arg[8] == "ops" then
-  -- each pass after a collection, as the timed ones (the last pass's
-  -- tensors freed, not left for the allocator to find fresh pages for)
-  local report = require("pthcv.cli.op_profile")(function() collectgarbage(); return pass() end, nil, 5)
+  -- passes as a frame loop runs them, with no collection by hand between
+  -- them (pthcv.tensor paces the collector by storage bytes), as the timed ones
+  local report = require("pthcv.cli.op_profile")(pass, nil, 5)
   for line in report:gmatch("[^\n]+") do
     local kind, ms = line:match("^(.-)%s+([%d.]+)%s+%d+$")
     if kind and kind:sub(1, 1) ~= "[" then print("op\t" .. kind .. "\t" .. ms) end

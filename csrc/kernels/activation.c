@@ -7,6 +7,11 @@
 #include "kernels.h"
 #include "vmath.h"
 #include <math.h>
+/* hand-vectorised SiLU rows where the SIMD clones are built (x86-64) */
+#if defined(__x86_64__) && !defined(PTHCV_NO_CLONES)
+#define PTHCV_SILU_X86 1
+#include "silu_x86.h"
+#endif
 
 float pthcv_act_scalar(float v, const pthcv_activation *a)
 {
@@ -89,6 +94,17 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
         for (int64_t i = 0; i < n; i++) x[i] = vm_sigmoid(x[i]);
         return;
     case PTHCV_ACT_SILU: /* EfficientNet's, MaxViT's: expf per value kept the loop scalar */
+#ifdef PTHCV_SILU_X86
+        /* the same bits (silu_x86.h), by the CPU as the clones are chosen */
+        if (__builtin_cpu_supports("avx512f")) {
+            silu_row_avx512(x, n);
+            return;
+        }
+        if (__builtin_cpu_supports("avx2")) {
+            silu_row_avx2(x, n);
+            return;
+        }
+#endif
         for (int64_t i = 0; i < n; i++) x[i] = vm_silu(x[i]);
         return;
     case PTHCV_ACT_GELU: /* ViT's and ConvNeXt's MLPs: erff per value kept the loop scalar */

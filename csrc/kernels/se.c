@@ -11,11 +11,12 @@
  * the 1x1 convolutions on 1x1 maps. The mean is the global average pool's
  * (ops_sum_f64 of the plane, divided once: the same bits as
  * pthcv_adaptive_pool2d), the product is pthcv_binary's (the same bits);
- * the two small matrix-vector products sum in float32 in channel order (a
- * 1x1 convolution's GEMM sums in its own blocked order: equal to within
- * rounding). The pool and the product are split over threads by planes,
- * the matrix-vector products run on the caller's thread (a few thousand
- * multiplications), so results do not depend on the thread count.
+ * the two small matrix-vector products sum in float32, channel k in lane
+ * k % OPS_LANES (a 1x1 convolution's GEMM sums in its own blocked order:
+ * equal to within rounding). The pool and the product are split over
+ * threads by planes, the matrix-vector products by rows (large ones only:
+ * OPS_GRAIN), and each value is computed the same way on any thread, so
+ * results do not depend on the thread count.
  */
 #include "ops.h"
 #include <stdlib.h>
@@ -45,16 +46,78 @@ static void scale_task(void *vctx, int64_t begin, int64_t end)
     for (int64_t p = begin; p < end; p++) scale_plane(c->y + p * c->hw, c->x + p * c->hw, c->v[p], c->hw);
 }
 
-/* out[r] = act(b[r] + sum_k w[r][k] * in[k]) for r < rows */
+/* Rows of a matrix-vector product: the sum over k of w[r][k] * in[k] for
+ * SE_ROWS rows r at once (w + r * cols). Product k goes to lane
+ * k % OPS_LANES, the lanes are added in order at the end (ops_sum_f32's
+ * scheme), so every clone gives the same bits, and a row's sum does not
+ * depend on the rows beside it. One sum in channel order was a chain of
+ * dependent additions, 4 cycles a product, for weights read once per image;
+ * the lanes and the rows side by side keep the adders busy
+ * (docs/performance.md, "The small networks against ncnn"). */
+enum { SE_ROWS = 4 };
+
+PTHCV_SIMD
+static void dot_rows(float *sums, const float *w, int64_t cols, const float *in, int nrows)
+{
+    /* four rows side by side, each in its own lanes; rows past nrows repeat
+     * row 0 and are dropped */
+    float a0[OPS_LANES] = {0}, a1[OPS_LANES] = {0}, a2[OPS_LANES] = {0}, a3[OPS_LANES] = {0};
+    const float *w0 = w, *w1 = nrows > 1 ? w + cols : w, *w2 = nrows > 2 ? w + 2 * cols : w;
+    const float *w3 = nrows > 3 ? w + 3 * cols : w;
+    int64_t k = 0;
+    for (; k + OPS_LANES <= cols; k += OPS_LANES)
+        for (int j = 0; j < OPS_LANES; j++) {
+            float x = in[k + j];
+            a0[j] += w0[k + j] * x;
+            a1[j] += w1[k + j] * x;
+            a2[j] += w2[k + j] * x;
+            a3[j] += w3[k + j] * x;
+        }
+    for (int j = 0; k + j < cols; j++) {
+        float x = in[k + j];
+        a0[j] += w0[k + j] * x;
+        a1[j] += w1[k + j] * x;
+        a2[j] += w2[k + j] * x;
+        a3[j] += w3[k + j] * x;
+    }
+    float s[SE_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int j = 0; j < OPS_LANES; j++) {
+        s[0] += a0[j];
+        s[1] += a1[j];
+        s[2] += a2[j];
+        s[3] += a3[j];
+    }
+    for (int r = 0; r < nrows; r++) sums[r] = s[r];
+}
+
+typedef struct {
+    float *out;
+    const float *w, *b, *in;
+    int64_t rows, cols;
+    const pthcv_activation *act;
+} matvec_ctx;
+
+/* row blocks begin..end-1 (SE_ROWS rows each) */
+static void matvec_task(void *vctx, int64_t begin, int64_t end)
+{
+    const matvec_ctx *m = vctx;
+    for (int64_t r0 = begin * SE_ROWS; r0 < end * SE_ROWS && r0 < m->rows; r0 += SE_ROWS) {
+        float sums[SE_ROWS];
+        int n = m->rows - r0 < SE_ROWS ? (int)(m->rows - r0) : SE_ROWS;
+        dot_rows(sums, m->w + r0 * m->cols, m->cols, m->in, n);
+        for (int r = 0; r < n; r++)
+            m->out[r0 + r] = pthcv_act_scalar(m->b ? sums[r] + m->b[r0 + r] : sums[r], m->act);
+    }
+}
+
+/* out[r] = act(b[r] + sum_k w[r][k] * in[k]) for r < rows. The row blocks
+ * are split over threads where the weights are large (their reading from
+ * memory is then the cost); a row's sum is the same on any thread. */
 static void matvec(float *out, const float *w, const float *b, const float *in, int64_t rows, int64_t cols,
                    const pthcv_activation *act)
 {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *wr = w + r * cols;
-        float acc = 0.0f;
-        for (int64_t k = 0; k < cols; k++) acc += wr[k] * in[k];
-        out[r] = pthcv_act_scalar(b ? acc + b[r] : acc, act);
-    }
+    matvec_ctx m = {.out = out, .w = w, .b = b, .in = in, .rows = rows, .cols = cols, .act = act};
+    pthcv_parallel_for((rows + SE_ROWS - 1) / SE_ROWS, ops_grain(SE_ROWS * cols), matvec_task, &m);
 }
 
 /* A weight of `rows` x `cols` values (any shape: [rows, cols] or the 1x1

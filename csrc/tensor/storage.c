@@ -37,10 +37,10 @@ pthcv_storage *pthcv_storage_new_memory_as(int dtype, int64_t nbytes, int zeroed
     if (nbytes_ok(nbytes, "pthcv_storage_new_memory") != PTHCV_OK) return NULL;
     pthcv_storage *st = calloc(1, sizeof *st);
     /* at least one byte, so an empty storage still has a non-NULL data pointer */
-    void *data = zeroed ? calloc(1, nbytes ? (size_t)nbytes : 1) : malloc(nbytes ? (size_t)nbytes : 1);
+    void *data = pthcv_storage_data_alloc(nbytes ? (size_t)nbytes : 1, zeroed);
     if (!st || !data) {
         free(st);
-        free(data);
+        pthcv_storage_data_free(data, nbytes ? (size_t)nbytes : 1);
         return PTHCV_FAIL_NULL(PTHCV_ERR_NOMEM, "out of memory allocating a storage of %lld bytes", (long long)nbytes);
     }
     st->refcount = 1;
@@ -138,7 +138,7 @@ void pthcv_storage_retain(pthcv_storage *st)
 void pthcv_storage_release(pthcv_storage *st)
 {
     if (!st || --st->refcount > 0) return;
-    if (st->owns_data) free(st->data);
+    if (st->owns_data) pthcv_storage_data_free(st->data, st->nbytes ? (size_t)st->nbytes : 1);
     if (st->release) st->release(st->release_ctx);
     pthcv_storage_release(st->base);
     pthcv_source_release(st->src);
@@ -171,14 +171,14 @@ int pthcv_storage_materialize(pthcv_storage *st)
     if (!st->src)
         return pthcv_fail(PTHCV_ERR_ARG, "storage %s has neither bytes nor a source",
                           pthcv_esc(st->key ? st->key : ""));
-    void *buf = malloc(st->nbytes ? (size_t)st->nbytes : 1);
+    void *buf = pthcv_storage_data_alloc(st->nbytes ? (size_t)st->nbytes : 1, 0);
     if (!buf)
         return pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory reading %s (%lld bytes)",
                           st->src->path ? st->src->path : "", pthcv_esc(st->record ? st->record : ""),
                           (long long)st->nbytes);
     int rc = st->src->read(st->src, st, buf);
     if (rc != PTHCV_OK) {
-        free(buf);
+        pthcv_storage_data_free(buf, st->nbytes ? (size_t)st->nbytes : 1);
         return rc;
     }
     if (st->swap_bytes > 1) pthcv_swap_bytes(buf, st->nbytes / st->swap_bytes, st->swap_bytes);

@@ -89,9 +89,25 @@ local ctor -- the metatype's constructor, made at the end of this file
 
 -- Wraps a C tensor. `owned`: the caller hands over its reference (the
 -- result of pthcv_tensor_new/contiguous/to...); otherwise it is retained.
+-- Lua's collector sees a Tensor as a few bytes of cdata, not the storage
+-- behind it, so by itself it lets a frame loop's dropped results pile up for
+-- hundreds of megabytes, each new one in pages the kernel must fault in
+-- afresh. Every new reference therefore checks the storage bytes made since
+-- the last collection and, past the larger of 64 MiB and the bytes held after
+-- it, collects: the dropped storages' memory is freed or, when large, kept
+-- for the next storage of its size (csrc/tensor/storage_memory.c), so the
+-- next passes reuse pages already mapped.
+local COLLECT_MIN_BYTES = 64 * 2 ^ 20
+local collect_at = C.pthcv_storage_bytes_made() + COLLECT_MIN_BYTES
+local function pace_collector()
+  if C.pthcv_storage_bytes_made() < collect_at then return end
+  collectgarbage()
+  collect_at = C.pthcv_storage_bytes_made() + math.max(COLLECT_MIN_BYTES, C.pthcv_storage_bytes_held())
+end
+
 local function wrap(ct, owned)
   if ct == nil then core.fail("null tensor") end
-  if not owned then C.pthcv_tensor_retain(ct) end
+  if owned then pace_collector() else C.pthcv_tensor_retain(ct) end
   local t = ctor(ct)
   local seen = D.on_wrap
   if seen then seen(t) end
