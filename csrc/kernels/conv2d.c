@@ -449,41 +449,54 @@ static void pack_rows_task(void *vctx, int64_t begin, int64_t end)
 }
 
 /* The product with each problem's im2col packed once, by all threads,
- * before it (B prepacked): at 2 threads and more on small maps the GEMM
- * cuts the output channels into blocks, and each block's task would pack
- * the whole im2col of its pixels again (4 times at 2 threads on a 14x14
- * map, where a 3x3 stride-2 layer's packing is a twentieth of its work at
- * one thread). The same packed values and products: the same bits. */
-static int gemm_shared_b(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res,
-                         const pthcv_gemm_kernel *k, const void *w, int64_t sstride)
+ * before it, where the product's tasks split the output channels and each
+ * would otherwise pack all of it again:
+ *   - trans (small maps, C^T): the pixels are the rows, their panels
+ *     (im2col^T, MR wide, under a MB) are A and the weights B;
+ *   - otherwise the pixels' panels (NR wide) are B: at 2 threads and more
+ *     on small maps the GEMM cuts the output channels into blocks, and
+ *     each block's task would pack the whole im2col of its pixels (4 times
+ *     at 2 threads on a 14x14 map, where a 3x3 stride-2 layer's packing is
+ *     a twentieth of its work at one thread).
+ * The same packed values and products: the same bits. */
+static int gemm_packed_pixels(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res,
+                              const pthcv_gemm_kernel *k, const void *w, int64_t sstride, int trans)
 {
     int64_t M = c->cout / c->groups, N = x->oh * x->ow, K = c->cin_g * c->kh * c->kw;
-    int64_t bsize = pthcv_gemm_packed_b_size(k, K, N);
-    float *b = pthcv_scratch(PTHCV_SCRATCH_CONV_A, (size_t)bsize);
-    if (!b) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the packed input");
+    int width = trans ? k->mr : k->nr;
+    int64_t size = trans ? pthcv_gemm_packed_a_size(k, N, K) : pthcv_gemm_packed_b_size(k, K, N);
+    float *px = pthcv_scratch(PTHCV_SCRATCH_CONV_A, (size_t)size);
+    if (!px) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the packed input");
     for (int64_t p = 0; p < batch * c->groups; p++) {
         int64_t set = p % c->groups;
-        pack_rows_ctx pc = {.x = x, .p = p, .dst = b, .K = K, .kcs = pthcv_gemm_kslice(k, K), .width = k->nr};
-        pthcv_parallel_for((N + k->nr - 1) / k->nr, 1, pack_rows_task, &pc);
+        pack_rows_ctx pc = {.x = x, .p = p, .dst = px, .K = K, .kcs = pthcv_gemm_kslice(k, K), .width = width};
+        pthcv_parallel_for((N + width - 1) / width, 1, pack_rows_task, &pc);
+        const float *wf = c->half ? NULL : (const float *)w + set * sstride;
+        const uint16_t *wh = c->half ? (const uint16_t *)w + set * sstride : NULL;
+        const float *bias = c->bias ? c->bias + set * M : NULL;
+        /* a residual has the output's layout: planes x->ocs apart */
         pthcv_gemm_problem g = {
             .kernel = k,
-            .M = M,
-            .N = N,
+            .M = trans ? N : M,
+            .N = trans ? M : N,
             .K = K,
             .nprob = 1,
             .nsets = 1,
-            .a_sstride = sstride,
-            .b_packed = b,
-            .b_sstride = bsize,
+            .a_packed = trans ? px : wf,
+            .a_half = trans ? NULL : wh,
+            .a_sstride = trans ? size : sstride,
+            .b_packed = trans ? wf : px,
+            .b_half = trans ? wh : NULL,
+            .b_sstride = trans ? sstride : size,
             .c = out + p / c->groups * x->obs + set * M * x->ocs,
             .ldc = x->ocs,
             .c_pstride = M * x->ocs,
+            .c_trans = trans,
             .res = res ? res + p * M * x->ocs : NULL,
-            .bias_row = c->bias ? c->bias + set * M : NULL,
+            .bias_row = trans ? NULL : bias,
+            .bias_col = trans ? bias : NULL,
             .act = c->p.act,
         };
-        if (c->half) g.a_half = (const uint16_t *)w + set * sstride;
-        else g.a_packed = (const float *)w + set * sstride;
         int st = pthcv_gemm_run(&g);
         if (st != PTHCV_OK) return st;
     }
@@ -506,49 +519,13 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     int trans = N <= 128 && round_up(N, k->mr) * round_up(M, k->nr) * 20 < round_up(N, k->nr) * round_up(M, k->mr) * 17;
     const void *w = gemm_form(c, trans, k, &sstride);
     if (!w) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
-    if (trans) {
-        /* The pixels' panels (A, im2col^T over all of K: under a MB) are
-         * packed once per image and group, by all threads, before the
-         * product: the product's tasks split the output channels, and each
-         * would otherwise pack all of A again. */
-        int64_t asize = pthcv_gemm_packed_a_size(k, N, K);
-        float *a = pthcv_scratch(PTHCV_SCRATCH_CONV_A, (size_t)asize);
-        if (!a) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the packed input");
-        for (int64_t p = 0; p < batch * c->groups; p++) {
-            int64_t set = p % c->groups;
-            pack_rows_ctx pc = {.x = x, .p = p, .dst = a, .K = K, .kcs = pthcv_gemm_kslice(k, K), .width = k->mr};
-            pthcv_parallel_for((N + k->mr - 1) / k->mr, 1, pack_rows_task, &pc);
-            pthcv_gemm_problem g = {
-                .kernel = k,
-                .M = N,
-                .N = M,
-                .K = K,
-                .nprob = 1,
-                .nsets = 1,
-                .a_packed = a,
-                .a_sstride = asize,
-                .c = out + p / c->groups * x->obs + set * M * x->ocs,
-                .ldc = x->ocs,
-                .c_pstride = M * N,
-                .c_trans = 1,
-                .res = res ? res + p * M * N : NULL,
-                .bias_col = c->bias ? c->bias + set * M : NULL,
-                .act = c->p.act,
-            };
-            if (c->half) g.b_half = (const uint16_t *)w + set * sstride;
-            else g.b_packed = (const float *)w + set * sstride;
-            int st = pthcv_gemm_run(&g);
-            if (st != PTHCV_OK) return st;
-        }
-        return PTHCV_OK;
-    }
     /* small maps (N within two column blocks) at 2 threads and more: the
      * product cuts M, and M blocks would each pack the im2col again; only
      * where that is a gather of kh * kw taps (a 1x1's packing is a cheap
      * copy, which each task does faster from its own cache than it reads
      * a shared copy) */
-    if (pthcv_get_num_threads() > 1 && N <= 2 * k->nc && M >= 4 * k->mr && c->kh * c->kw > 1)
-        return gemm_shared_b(c, x, batch, out, res, k, w, sstride);
+    if (trans || (pthcv_get_num_threads() > 1 && N <= 2 * k->nc && M >= 4 * k->mr && c->kh * c->kw > 1))
+        return gemm_packed_pixels(c, x, batch, out, res, k, w, sstride, trans);
     pthcv_gemm_problem g = {
         .kernel = k,
         .M = M,
