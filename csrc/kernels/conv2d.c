@@ -23,8 +23,11 @@
  *     M = out/groups, K = in/groups * kh * kw, N = oh * ow; its B operand is
  *     packed block by block straight from the image (implicit im2col, no
  *     full im2col buffer); for a 1x1 stride-1 convolution that packing is a
- *     plain copy of rows. On small maps (7x7) the same product runs as C^T
- *     (pixels as rows), which pads less (forward_gemm).
+ *     plain copy of rows, and a strided 1x1 without padding samples its
+ *     input first to pack like one (forward_decimated). On small maps (7x7)
+ *     the same product runs as C^T (pixels as rows), which pads less; there,
+ *     and on small maps at 2 threads and more, the pixels' panels are packed
+ *     once for all tasks (gemm_packed_pixels).
  * Bias, residual and clamp-type activations happen in the kernels' store;
  * other activations right after, while the tile is in cache.
  */
