@@ -41,13 +41,13 @@ float *pthcv_scratch(int slot, size_t floats)
  * KC: the B micro-panel (KC x NR) stays in L1 (32 KB) beside the A panel;
  * MC x KC of A and KC x NC of B share L2 (512 KB per core here). */
 static const pthcv_gemm_kernel kernels[] = {
-    {PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar},
+    {PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar, 0, 0, NULL},
 #if defined(__x86_64__)
-    {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2},
-    {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512},
+    {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2, 0, 0, NULL},
+    {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512, 1, 1, pthcv_pack_rows_8_avx512},
 #endif
 #if defined(__aarch64__)
-    {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon},
+    {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon, 0, 0, NULL},
 #endif
 };
 
@@ -154,7 +154,8 @@ typedef struct {
     int64_t mp, np;      /* M and N rounded up to MR and NR: a packed operand's panels */
     int64_t nm, nn;      /* blocks per problem */
     float lo, hi;
-    int fused; /* the activation is a clamp done in the micro-kernel */
+    int fused; /* the activation is done in the micro-kernel: a clamp, or GELU (gelu) */
+    int gelu;
     atomic_int failed;
 } gemm_ctx;
 
@@ -172,14 +173,18 @@ static void run_tile(const gemm_ctx *x, pthcv_ukernel_args *u, int64_t i, int64_
     const float *brow = g->bias_row ? g->bias_row + set * g->M + i : NULL;
     const float *bcol = g->bias_col ? g->bias_col + set * g->N + j : NULL;
     int64_t ldc = g->ldc;
-    if (!g->c_trans && mr == k->mr && nr == k->nr) {
+    /* a whole tile, or the first rows of one where the kernel can stop
+     * there: in place */
+    if (!g->c_trans && (mr == k->mr || k->rows) && nr == k->nr) {
         u->c = cb + i * ldc + j;
         u->ldc = ldc;
         u->res = rb ? rb + i * ldc + j : NULL;
         u->ldr = ldc;
         u->bias_row = brow;
         u->bias_col = bcol;
+        u->rows = mr < k->mr ? mr : 0;
         k->run(u);
+        u->rows = 0;
         if (u->last && !x->fused)
             for (int r = 0; r < mr; r++) pthcv_act_row(u->c + r * ldc, nr, &g->act);
         return;
@@ -284,7 +289,8 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
                 bp = bbuf;
                 bstride = kc * k->nr;
             }
-            pthcv_ukernel_args u = {.kc = kc, .first = pc == 0, .last = pc + kc >= K, .lo = x->lo, .hi = x->hi};
+            pthcv_ukernel_args u = {
+                .kc = kc, .first = pc == 0, .last = pc + kc >= K, .lo = x->lo, .hi = x->hi, .gelu = x->gelu};
             if (!x->fused) u.lo = -INFINITY, u.hi = INFINITY;
             for (int64_t jr = 0; jr < nc; jr += k->nr) {
                 u.b = bp + jr / k->nr * bstride;
@@ -316,6 +322,7 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
     if (g->M <= 0 || g->N <= 0 || g->nprob <= 0) return PTHCV_OK;
     gemm_ctx x = {.g = g};
     x.fused = pthcv_act_bounds(&g->act, &x.lo, &x.hi);
+    if (!x.fused && g->act.kind == PTHCV_ACT_GELU && k->gelu) x.fused = x.gelu = 1;
 
     /* K slices of nearly equal size, at most kc each: depends on K and the
      * instruction set only. */

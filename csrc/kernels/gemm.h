@@ -37,7 +37,10 @@
 /* One micro-kernel call: an MR x NR tile of C over kc steps of k.
  *   first: start from the bias (bias_row[r] + bias_col[c], missing ones 0)
  *          instead of loading C;
- *   last:  then add res (if not NULL) and clamp to [lo, hi].
+ *   last:  then add res (if not NULL) and clamp to [lo, hi], then GELU
+ *          (approximate='none') when gelu (only kernels whose table entry
+ *          says gelu; the driver applies the other activations after the
+ *          store).
  * c/res hold a full MR x NR tile (row strides ldc/ldr); bias_row has MR
  * values, bias_col NR (the driver pads edges through a scratch tile). */
 typedef struct pthcv_ukernel_args {
@@ -50,6 +53,8 @@ typedef struct pthcv_ukernel_args {
     const float *bias_row, *bias_col;
     int first, last;
     float lo, hi;
+    int gelu;
+    int rows; /* 0, or 1..mr-1: the tile's first `rows` rows only (kernels whose entry says rows) */
 } pthcv_ukernel_args;
 
 typedef void (*pthcv_ukernel_fn)(const pthcv_ukernel_args *a);
@@ -61,6 +66,11 @@ typedef struct pthcv_gemm_kernel {
     int kc;     /* K slice (fixed: it decides the rounding) */
     int mc, nc; /* largest block of C a task computes (multiples of mr, nr) */
     pthcv_ukernel_fn run;
+    int gelu; /* run applies GELU in its store (pthcv_ukernel_args.gelu) */
+    int rows; /* run takes pthcv_ukernel_args.rows (an edge of M without a scratch tile) */
+    /* or NULL: one A panel from a row-major matrix, dst[kk*mr + r] =
+     * src[r*ld + kk] (kk < kc; rows past `rows` zero) */
+    void (*pack_rows)(float *dst, const float *src, int64_t ld, int rows, int64_t kc);
 } pthcv_gemm_kernel;
 
 /* The micro-kernel of an instruction set (isa must be available). */
@@ -71,6 +81,9 @@ void pthcv_ukernel_scalar(const pthcv_ukernel_args *a);
 void pthcv_ukernel_6x16_avx2(const pthcv_ukernel_args *a);
 void pthcv_ukernel_8x32_avx512(const pthcv_ukernel_args *a);
 void pthcv_ukernel_8x12_neon(const pthcv_ukernel_args *a);
+/* The AVX-512 kernel's GELU over x[0..n) in place (its accuracy test). */
+void pthcv_gelu_avx512(float *x, int64_t n);
+void pthcv_pack_rows_8_avx512(float *dst, const float *src, int64_t ld, int rows, int64_t kc);
 
 /* The K slices of the products (and of a packed operand): nearly equal,
  * at most k->kc long; they depend on K and the instruction set only, and

@@ -75,6 +75,7 @@ void pthcv_linear_free(pthcv_linear *l)
 typedef struct {
     const float *x;
     int64_t rows, in;
+    const pthcv_gemm_kernel *k;
 } lin_ctx;
 
 /* Rows i0.. of x, k from k0, as MR-row panels. */
@@ -83,6 +84,12 @@ static void pack_rows(const void *vctx, int64_t p, float *dst, int64_t i0, int64
     const lin_ctx *x = vctx;
     for (int64_t ir = 0; ir < mc; ir += mr) {
         float *d = dst + ir / mr * kc * mr;
+        if (x->k->pack_rows) { /* the kernel's own (vectorised) packer */
+            int64_t left = x->rows - (i0 + ir);
+            if (left <= 0) x->k->pack_rows(d, x->x, x->in, 0, kc);
+            else x->k->pack_rows(d, x->x + (i0 + ir) * x->in + k0, x->in, (int)(left < mr ? left : mr), kc);
+            continue;
+        }
         for (int r = 0; r < mr; r++) {
             int64_t i = i0 + ir + r;
             if (i < x->rows) {
@@ -118,7 +125,7 @@ pthcv_tensor *pthcv_linear_forward(pthcv_linear *l, pthcv_tensor *x)
     pthcv_tensor *y = xd ? pthcv_tensor_new_uninit(PTHCV_FLOAT32, x->ndim, shape) : NULL; /* written whole */
     float *yd = y ? pthcv_tensor_data(y) : NULL;
     if (yd) {
-        lin_ctx cx = {xd, l->in ? x->numel / l->in : 0, l->in};
+        lin_ctx cx = {xd, l->in ? x->numel / l->in : 0, l->in, k};
         if (l->in == 0) { /* no input features: numel says nothing about the rows */
             cx.rows = 1;
             for (int i = 0; i < x->ndim - 1; i++) cx.rows *= x->shape[i];

@@ -117,18 +117,53 @@ static void scale_in_place(float *s, int64_t n, float f)
     for (int64_t j = 0; j < n; j++) s[j] *= f;
 }
 
-/* o[r] = sum over j of p[r][j] v[j] for `rows` output rows of dv values */
+/* o[r][e0..e0+TC) = sum over j of p[r][j] v[j][e0..] for TR rows (o[r]
+ * pointing at the row's output, rows past the block's last point at its
+ * first and are not stored: `rows` of them are), the sums in registers, in
+ * order over j from 0 (weighted_sum's order, so its tail gives the same bits) */
+PTHCV_SIMD
+static void value_tile(float *const *o, int rows, int64_t e0, const float *p, int64_t ldp, int64_t S, const float *v,
+                       int64_t v_row)
+{
+    vf16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+    const float *p0 = p, *p1 = p + ldp, *p2 = p + 2 * ldp, *p3 = p + 3 * ldp;
+    for (int64_t j = 0; j < S; j++) {
+        vf16 vv;
+        memcpy(&vv, v + j * v_row + e0, sizeof vv);
+        s0 += p0[j] * vv;
+        s1 += p1[j] * vv;
+        s2 += p2[j] * vv;
+        s3 += p3[j] * vv;
+    }
+    memcpy(o[0] + e0, &s0, sizeof s0);
+    if (rows > 1) memcpy(o[1] + e0, &s1, sizeof s1);
+    if (rows > 2) memcpy(o[2] + e0, &s2, sizeof s2);
+    if (rows > 3) memcpy(o[3] + e0, &s3, sizeof s3);
+}
+
+/* o[r] = sum over j of p[r][j] v[j] for `rows` output rows of dv values:
+ * TR x TC tiles in registers (value_tile), the columns past the last whole
+ * TC by rows of products added in the same order. p has at least
+ * rows rounded up to TR rows of ldp (the block's score rows). */
 PTHCV_SIMD
 static void weighted_sum(float *const *o, int rows, const float *p, int64_t ldp, int64_t S, const float *v,
                          int64_t v_row, int64_t dv)
 {
-    for (int r = 0; r < rows; r++) memset(o[r], 0, (size_t)dv * sizeof(float));
+    int64_t whole = dv / TC * TC;
+    for (int r0 = 0; r0 < rows; r0 += TR) {
+        int n = rows - r0 < TR ? rows - r0 : TR;
+        float *orow[TR];
+        for (int r = 0; r < TR; r++) orow[r] = o[r0 + (r < n ? r : 0)];
+        for (int64_t e0 = 0; e0 < whole; e0 += TC) value_tile(orow, n, e0, p + r0 * ldp, ldp, S, v, v_row);
+    }
+    if (whole == dv) return;
+    for (int r = 0; r < rows; r++) memset(o[r] + whole, 0, (size_t)(dv - whole) * sizeof(float));
     for (int64_t j = 0; j < S; j++) {
         const float *vj = v + j * v_row;
         for (int r = 0; r < rows; r++) {
             float w = p[r * ldp + j];
             float *orow = o[r];
-            for (int64_t e = 0; e < dv; e++) orow[e] += w * vj[e];
+            for (int64_t e = whole; e < dv; e++) orow[e] += w * vj[e];
         }
     }
 }

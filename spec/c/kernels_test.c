@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "kernels/dwconv.h"
+#include "kernels/gemm.h"
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -455,6 +456,14 @@ static void test_linear(void)
     run_linear_case(3, s3, 17, 1, PTHCV_ACT_RELU);
     run_linear_case(2, s4, 33, 1, PTHCV_ACT_GELU);
     run_linear_case(2, s5, 3, 1, PTHCV_ACT_SIGMOID);
+    /* GELU, done in the AVX-512 kernel's store: edge tiles in M and N, K
+     * of one step, a few, and two slices */
+    int64_t g1[2] = {1, 7}, g2[2] = {3, 1}, g3[2] = {17, 33}, g4[2] = {33, 3}, g5[2] = {197, 300};
+    run_linear_case(2, g1, 197, 1, PTHCV_ACT_GELU);
+    run_linear_case(2, g2, 33, 0, PTHCV_ACT_GELU);
+    run_linear_case(2, g3, 17, 1, PTHCV_ACT_GELU);
+    run_linear_case(2, g4, 7, 1, PTHCV_ACT_GELU);
+    run_linear_case(2, g5, 33, 1, PTHCV_ACT_GELU);
     for (int kind = PTHCV_ACT_NONE; kind <= PTHCV_ACT_CLAMP; kind++) run_linear_case(2, s2, 17, 1, kind);
 
     int64_t ws[2] = {4, 3}, xs[2] = {2, 5};
@@ -509,6 +518,47 @@ static void test_fold(void)
     pthcv_tensor_release(y0), pthcv_tensor_release(y1);
     pthcv_tensor *ts[] = {w, b, m, v, g, be, x, nw, nb, nw2, nb2, m4};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) pthcv_tensor_release(ts[i]);
+}
+
+/* ---- the AVX-512 kernel's GELU ----------------------------------------------------------
+ * Its own formula (gemm_8x32_avx512.c), held to vm_gelu's bound
+ * (spec/c/transformer_test.c): error below 3e-7 max(1, |x|) against
+ * x Phi(x) in double; NaN, inf and -inf as torch's (NaN, inf, NaN). */
+static void test_gelu_avx512(void)
+{
+#if defined(__x86_64__)
+    if (!pthcv_isa_available(PTHCV_ISA_AVX512)) {
+        printf("# skipped: no AVX-512 (its GELU is not run on this CPU)\n");
+        return;
+    }
+    enum { N = 4096 };
+    static float v[N], x0[N];
+    double worst = 0, wx = 0;
+    int n = 0;
+    for (float x = -30.0f;; x += fmaxf(fabsf(x) * 3e-6f, 1e-6f)) {
+        int end = x >= 30.0f;
+        if (!end) x0[n] = v[n] = x, n++;
+        if (n == N || (end && n)) {
+            pthcv_gelu_avx512(v, n);
+            for (int i = 0; i < n; i++) {
+                double xd = x0[i], e = fabs(v[i] - 0.5 * xd * erfc(-xd / sqrt(2.0))) / fmax(1.0, fabs(xd));
+                if (!(e <= worst)) worst = e, wx = xd;
+            }
+            n = 0;
+        }
+        if (end) break;
+    }
+    CHECK(worst < 3e-7, "gelu avx512: error %.3g at %.9g", worst, wx);
+    float sp[19] = {NAN, INFINITY, -INFINITY, -40.0f, 0.0f, -0.0f, 1e30f, -1e30f, 1e-30f, -1e-30f,
+                    5.0f, -5.0f, 0.5f, -0.5f, 2.0f, -2.0f, 3.0f, -3.0f, 40.0f}; /* 19: a masked tail */
+    pthcv_gelu_avx512(sp, 19);
+    CHECK(isnan(sp[0]) && sp[1] == INFINITY && isnan(sp[2]), "gelu avx512 (nan, inf, -inf) = (%g, %g, %g)", sp[0],
+          sp[1], sp[2]);
+    CHECK(sp[3] == 0.0f && sp[4] == 0.0f && sp[6] == 1e30f && sp[7] == 0.0f && sp[18] == 40.0f,
+          "gelu avx512 far from 0: %g %g %g %g", sp[3], sp[6], sp[7], sp[18]);
+    CHECK(fabsf(sp[8] - 0.5e-30f) < 1e-36f && fabsf(sp[9] + 0.5e-30f) < 1e-36f, "gelu avx512 near 0: %g %g", sp[8],
+          sp[9]);
+#endif
 }
 
 /* ---- instruction sets ------------------------------------------------------------------- */
@@ -1476,6 +1526,7 @@ int main(int argc, char **argv)
     test_conv_errors();
     test_conv_forms();
     test_linear();
+    test_gelu_avx512();
     test_fold();
     test_pool();
     test_half();
