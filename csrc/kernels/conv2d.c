@@ -23,8 +23,11 @@
  *     M = out/groups, K = in/groups * kh * kw, N = oh * ow; its B operand is
  *     packed block by block straight from the image (implicit im2col, no
  *     full im2col buffer); for a 1x1 stride-1 convolution that packing is a
- *     plain copy of rows. On small maps (7x7) the same product runs as C^T
- *     (pixels as rows), which pads less (forward_gemm).
+ *     plain copy of rows, and a strided 1x1 without padding samples its
+ *     input first to pack like one (forward_decimated). On small maps (7x7)
+ *     the same product runs as C^T (pixels as rows), which pads less; there,
+ *     and on small maps at 2 threads and more, the pixels' panels are packed
+ *     once for all tasks (gemm_packed_pixels).
  * Bias, residual and clamp-type activations happen in the kernels' store;
  * other activations right after, while the tile is in cache.
  */
@@ -297,6 +300,7 @@ typedef struct conv_ctx {
     int64_t cin, h, w, oh, ow;
     int64_t ph, pw;   /* zero padding still to apply */
     int64_t ocs, obs; /* output plane (n, co) at out + n*obs + co*ocs (floats) */
+    int decimated;    /* a 1x1's input already sampled with the stride (forward_decimated): read at stride 1 */
 } conv_ctx;
 
 /* n floats from s to d; the whole-panel case (n = nr, a constant per
@@ -317,70 +321,101 @@ PTHCV_SIMD static void gather_s2(float *restrict d, const float *restrict s, int
     for (int64_t i = 0; i < n; i++) d[i] = s[2 * i];
 }
 
+/* The runs of one micro-panel (columns jq..jq+valid-1): columns sharing an
+ * output row, each with its start column and the input row and column of
+ * tap (0, 0); c[nrun] = valid. A panel of at most 64 columns has at most
+ * 65 runs (one-pixel-wide maps). */
+typedef struct {
+    int64_t c[66], iy[65], ix[65], nrun, valid;
+} panel_runs;
+
+static void runs_of(const conv_ctx *x, int sh, int sw, int64_t jq, int64_t valid, panel_runs *r)
+{
+    r->nrun = 0, r->valid = valid;
+    for (int64_t cc = 0, oy = jq / x->ow, ox = jq % x->ow; cc < valid; oy++, ox = 0) {
+        r->c[r->nrun] = cc, r->iy[r->nrun] = oy * sh - x->ph, r->ix[r->nrun] = ox * sw - x->pw, r->nrun++;
+        cc += x->ow - ox;
+    }
+    r->c[r->nrun] = valid;
+}
+
+/* One row of k (input plane, tap (ky, kx) offsets dy, dx) of one panel:
+ * each run is one input row read with the stride, zeros outside the image. */
+static void pack_runs(const conv_ctx *x, const panel_runs *r, const float *plane, int64_t dy, int64_t dx, int sw,
+                      float *d, int nr)
+{
+    for (int64_t s = 0; s < r->nrun; s++) {
+        int64_t c0 = r->c[s], len = r->c[s + 1] - c0;
+        int64_t iy = r->iy[s] + dy, ix0 = r->ix[s] + dx;
+        if (iy < 0 || iy >= x->h) {
+            for (int64_t i = 0; i < len; i++) d[c0 + i] = 0.0f;
+            continue;
+        }
+        const float *row = plane + iy * x->w;
+        /* columns i in [lo, hi) read inside the row, the others are padding
+         * (a run shorter than the left padding is all padding: lo <= len) */
+        int64_t lo = ix0 >= 0 ? 0 : (-ix0 + sw - 1) / sw;
+        int64_t hi = ix0 + (len - 1) * sw < x->w ? len : x->w > ix0 ? (x->w - 1 - ix0) / sw + 1 : 0;
+        if (lo > len) lo = len;
+        if (hi < lo) hi = lo;
+        for (int64_t i = 0; i < lo; i++) d[c0 + i] = 0.0f;
+        if (hi > lo) {
+            const float *src = row + ix0 + lo * sw;
+            float *dst = d + c0 + lo;
+            if (sw == 1) copy_run(dst, src, hi - lo, nr);
+            else if (sw == 2) gather_s2(dst, src, hi - lo);
+            else
+                for (int64_t i = 0; i < hi - lo; i++) dst[i] = src[i * sw];
+        }
+        for (int64_t i = hi; i < len; i++) d[c0 + i] = 0.0f;
+    }
+    for (int64_t i = r->valid; i < nr; i++) d[i] = 0.0f;
+}
+
 /* Packs rows k0..k0+kc-1 (k = (ci, ky, kx)) of columns j0..j0+nc-1 (j = oy*ow + ox)
  * of the virtual im2col matrix of problem p (image p / groups, group p % groups).
- * A micro-panel's columns are cut into runs with one output row each; a run
- * is one input row read with the stride, zeros outside the image. (ci, ky,
- * kx) advance as counters: divisions here would cost as much as the FMAs
- * the packed values feed. */
+ * Row by row of k across a group of panels, so that each row of k reads
+ * its input as one stretch (nc floats of a plane for a 1x1 stride-1
+ * convolution) that the hardware prefetchers follow; panel by panel, each
+ * row of k read a panel's 2 cache lines and jumped a plane ahead, and
+ * waited for the L3 at every row (17% of a 256->64 1x1 layer at 56x56).
+ * (ci, ky, kx) advance as counters: divisions here would cost as much as
+ * the FMAs the packed values feed. */
+enum { PACK_GROUP = 8 }; /* panels packed together (8 x 32 columns: the AVX-512 GEMM's B block) */
+
 static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr)
 {
     const conv_ctx *x = vctx;
     const pthcv_conv2d *c = x->c;
     int64_t img = p / c->groups, g = p % c->groups;
     const float *in = x->x + (img * x->cin + g * c->cin_g) * x->h * x->w;
-    int64_t n = x->oh * x->ow, khw = c->kh * c->kw, hw = x->h * x->w;
-    int sh = c->p.stride[0], sw = c->p.stride[1], dh = c->p.dilation[0], dw = c->p.dilation[1];
+    int64_t n = x->oh * x->ow, khw = c->kh * c->kw, hw = x->h * x->w, pstride = kc * nr;
+    int sh = x->decimated ? 1 : c->p.stride[0], sw = x->decimated ? 1 : c->p.stride[1];
+    int dh = c->p.dilation[0], dw = c->p.dilation[1];
     int contiguous = c->kh == 1 && c->kw == 1 && sh == 1 && sw == 1 && x->ph == 0 && x->pw == 0;
 
-    for (int64_t q = 0; q < nc; q += nr) {
-        int64_t jq = j0 + q, valid = n - jq < nr ? n - jq : nr;
-        float *panel = dst + q / nr * kc * nr;
-        if (contiguous) {
-            const float *src = in + k0 * n + jq;
-            for (int64_t kk = 0; kk < kc; kk++, src += n) {
-                float *d = panel + kk * nr;
-                copy_run(d, src, valid, nr);
+    if (contiguous) {
+        for (int64_t kk = 0; kk < kc; kk++) {
+            const float *src = in + (k0 + kk) * n + j0;
+            for (int64_t q = 0; q < nc; q += nr) {
+                float *d = dst + q / nr * pstride + kk * nr;
+                int64_t valid = nc - q < nr ? nc - q : nr;
+                copy_run(d, src + q, valid, nr);
                 for (int64_t i = valid; i < nr; i++) d[i] = 0.0f;
             }
-            continue;
         }
-        /* runs of columns sharing an output row: start column, input row
-         * and column of tap (0, 0) */
-        int64_t run_c[72], run_iy[72], run_ix[72], nrun = 0;
-        for (int64_t cc = 0, oy = jq / x->ow, ox = jq % x->ow; cc < valid; oy++, ox = 0) {
-            run_c[nrun] = cc, run_iy[nrun] = oy * sh - x->ph, run_ix[nrun] = ox * sw - x->pw, nrun++;
-            cc += x->ow - ox;
-        }
-        run_c[nrun] = valid;
+        return;
+    }
+    panel_runs runs[PACK_GROUP];
+    for (int64_t q0 = 0; q0 < nc; q0 += PACK_GROUP * nr) {
+        int np = 0;
+        for (int64_t q = q0; q < nc && np < PACK_GROUP; q += nr, np++)
+            runs_of(x, sh, sw, j0 + q, nc - q < nr ? nc - q : nr, &runs[np]);
+        float *panels = dst + q0 / nr * pstride;
         int64_t ci = k0 / khw, ky = k0 % khw / c->kw, kx = k0 % c->kw;
         for (int64_t kk = 0; kk < kc; kk++) {
             const float *plane = in + ci * hw;
-            float *d = panel + kk * nr;
-            for (int64_t s = 0; s < nrun; s++) {
-                int64_t c0 = run_c[s], c1 = run_c[s + 1] < valid ? run_c[s + 1] : valid, len = c1 - c0;
-                int64_t iy = run_iy[s] + ky * dh, ix0 = run_ix[s] + kx * dw;
-                if (iy < 0 || iy >= x->h) {
-                    for (int64_t i = 0; i < len; i++) d[c0 + i] = 0.0f;
-                    continue;
-                }
-                const float *row = plane + iy * x->w;
-                /* columns i in [lo, hi) read inside the row, the others are padding */
-                int64_t lo = ix0 >= 0 ? 0 : (-ix0 + sw - 1) / sw;
-                int64_t hi = ix0 + (len - 1) * sw < x->w ? len : x->w > ix0 ? (x->w - 1 - ix0) / sw + 1 : 0;
-                if (hi < lo) hi = lo;
-                for (int64_t i = 0; i < lo; i++) d[c0 + i] = 0.0f;
-                if (hi > lo) {
-                    const float *src = row + ix0 + lo * sw;
-                    float *dst = d + c0 + lo;
-                    if (sw == 1) copy_run(dst, src, hi - lo, nr);
-                    else if (sw == 2) gather_s2(dst, src, hi - lo);
-                    else
-                        for (int64_t i = 0; i < hi - lo; i++) dst[i] = src[i * sw];
-                }
-                for (int64_t i = hi; i < len; i++) d[c0 + i] = 0.0f;
-            }
-            for (int64_t i = valid; i < nr; i++) d[i] = 0.0f;
+            for (int i = 0; i < np; i++) pack_runs(x, &runs[i], plane, ky * dh, kx * dw, sw, panels + i * pstride + kk * nr, nr);
             if (++kx == c->kw) {
                 kx = 0;
                 if (++ky == c->kh) ky = 0, ci++;
@@ -389,14 +424,16 @@ static void pack_im2col(const void *vctx, int64_t p, float *dst, int64_t k0, int
     }
 }
 
-/* Packing problem p's im2col^T (rows = output pixels) as the GEMM's A over
- * all of K: pack_im2col's panels, MR pixels wide; tasks take panels. */
+/* Packing problem p's im2col over all of K, as a packed operand whose
+ * panels run along the output pixels: pack_im2col's panels, `width` pixels
+ * wide (MR: im2col^T as the A of C^T; NR: the im2col as B); tasks take
+ * panels. */
 typedef struct {
     const conv_ctx *x;
     int64_t p;
     float *dst;
     int64_t K, kcs;
-    int mr;
+    int width;
 } pack_rows_ctx;
 
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -404,17 +441,78 @@ static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 static void pack_rows_task(void *vctx, int64_t begin, int64_t end)
 {
     const pack_rows_ctx *c = vctx;
-    int64_t n = c->x->oh * c->x->ow, i0 = begin * c->mr, i1 = end * c->mr < n ? end * c->mr : n;
-    int64_t padded = round_up(n, c->mr);
+    int64_t n = c->x->oh * c->x->ow, i0 = begin * c->width, i1 = end * c->width < n ? end * c->width : n;
+    int64_t padded = round_up(n, c->width);
     /* the packed operand's K slices (gemm.h), each a run of panels */
     for (int64_t k0 = 0; k0 < c->K; k0 += c->kcs) {
         int64_t kc = c->K - k0 < c->kcs ? c->K - k0 : c->kcs;
-        pack_im2col(c->x, c->p, c->dst + pthcv_gemm_panel(padded, c->K, c->kcs, i0, k0), k0, kc, i0, i1 - i0, c->mr);
+        pack_im2col(c->x, c->p, c->dst + pthcv_gemm_panel(padded, c->K, c->kcs, i0, k0), k0, kc, i0, i1 - i0,
+                    c->width);
     }
 }
 
+/* The product with each problem's im2col packed once, by all threads,
+ * before it, where the product's tasks split the output channels and each
+ * would otherwise pack all of it again:
+ *   - trans (small maps, C^T): the pixels are the rows, their panels
+ *     (im2col^T, MR wide, under a MB) are A and the weights B;
+ *   - otherwise the pixels' panels (NR wide) are B: at 2 threads and more
+ *     on small maps the GEMM cuts the output channels into blocks, and
+ *     each block's task would pack the whole im2col of its pixels (4 times
+ *     at 2 threads on a 14x14 map, where a 3x3 stride-2 layer's packing is
+ *     a twentieth of its work at one thread).
+ * The same packed values and products: the same bits. */
+static int gemm_packed_pixels(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res,
+                              const pthcv_gemm_kernel *k, const void *w, int64_t sstride, int trans)
+{
+    int64_t M = c->cout / c->groups, N = x->oh * x->ow, K = c->cin_g * c->kh * c->kw;
+    int width = trans ? k->mr : k->nr;
+    int64_t size = trans ? pthcv_gemm_packed_a_size(k, N, K) : pthcv_gemm_packed_b_size(k, K, N);
+    float *px = pthcv_scratch(PTHCV_SCRATCH_CONV_A, (size_t)size);
+    if (!px) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the packed input");
+    for (int64_t p = 0; p < batch * c->groups; p++) {
+        int64_t set = p % c->groups;
+        pack_rows_ctx pc = {.x = x, .p = p, .dst = px, .K = K, .kcs = pthcv_gemm_kslice(k, K), .width = width};
+        pthcv_parallel_for((N + width - 1) / width, 1, pack_rows_task, &pc);
+        const float *wf = c->half ? NULL : (const float *)w + set * sstride;
+        const uint16_t *wh = c->half ? (const uint16_t *)w + set * sstride : NULL;
+        const float *bias = c->bias ? c->bias + set * M : NULL;
+        /* a residual has the output's layout: planes x->ocs apart */
+        pthcv_gemm_problem g = {
+            .kernel = k,
+            .M = trans ? N : M,
+            .N = trans ? M : N,
+            .K = K,
+            .nprob = 1,
+            .nsets = 1,
+            .a_packed = trans ? px : wf,
+            .a_half = trans ? NULL : wh,
+            .a_sstride = trans ? size : sstride,
+            .b_packed = trans ? wf : px,
+            .b_half = trans ? wh : NULL,
+            .b_sstride = trans ? sstride : size,
+            .c = out + p / c->groups * x->obs + set * M * x->ocs,
+            .ldc = x->ocs,
+            .c_pstride = M * x->ocs,
+            .c_trans = trans,
+            .res = res ? res + p * M * x->ocs : NULL,
+            .bias_row = trans ? NULL : bias,
+            .bias_col = trans ? bias : NULL,
+            .act = c->p.act,
+        };
+        int st = pthcv_gemm_run(&g);
+        if (st != PTHCV_OK) return st;
+    }
+    return PTHCV_OK;
+}
+
+static int forward_decimated(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res);
+
 static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
 {
+    if (c->kh == 1 && c->kw == 1 && (c->p.stride[0] > 1 || c->p.stride[1] > 1) && x->ph == 0 && x->pw == 0 &&
+        !x->decimated)
+        return forward_decimated(c, x, batch, out, res);
     const pthcv_gemm_kernel *k = pthcv_gemm_kernel_for(pthcv_isa());
     int64_t M = c->cout / c->groups, N = x->oh * x->ow, K = c->cin_g * c->kh * c->kw, sstride;
     /* Small maps: pixels as rows of C^T and output channels as its columns
@@ -424,42 +522,13 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     int trans = N <= 128 && round_up(N, k->mr) * round_up(M, k->nr) * 20 < round_up(N, k->nr) * round_up(M, k->mr) * 17;
     const void *w = gemm_form(c, trans, k, &sstride);
     if (!w) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory packing the weights");
-    if (trans) {
-        /* The pixels' panels (A, im2col^T over all of K: under a MB) are
-         * packed once per image and group, by all threads, before the
-         * product: the product's tasks split the output channels, and each
-         * would otherwise pack all of A again. */
-        int64_t asize = pthcv_gemm_packed_a_size(k, N, K);
-        float *a = pthcv_scratch(PTHCV_SCRATCH_CONV_A, (size_t)asize);
-        if (!a) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the packed input");
-        for (int64_t p = 0; p < batch * c->groups; p++) {
-            int64_t set = p % c->groups;
-            pack_rows_ctx pc = {.x = x, .p = p, .dst = a, .K = K, .kcs = pthcv_gemm_kslice(k, K), .mr = k->mr};
-            pthcv_parallel_for((N + k->mr - 1) / k->mr, 1, pack_rows_task, &pc);
-            pthcv_gemm_problem g = {
-                .kernel = k,
-                .M = N,
-                .N = M,
-                .K = K,
-                .nprob = 1,
-                .nsets = 1,
-                .a_packed = a,
-                .a_sstride = asize,
-                .c = out + p / c->groups * x->obs + set * M * x->ocs,
-                .ldc = x->ocs,
-                .c_pstride = M * N,
-                .c_trans = 1,
-                .res = res ? res + p * M * N : NULL,
-                .bias_col = c->bias ? c->bias + set * M : NULL,
-                .act = c->p.act,
-            };
-            if (c->half) g.b_half = (const uint16_t *)w + set * sstride;
-            else g.b_packed = (const float *)w + set * sstride;
-            int st = pthcv_gemm_run(&g);
-            if (st != PTHCV_OK) return st;
-        }
-        return PTHCV_OK;
-    }
+    /* small maps (N within two column blocks) at 2 threads and more: the
+     * product cuts M, and M blocks would each pack the im2col again; only
+     * where that is a gather of kh * kw taps (a 1x1's packing is a cheap
+     * copy, which each task does faster from its own cache than it reads
+     * a shared copy) */
+    if (trans || (pthcv_get_num_threads() > 1 && N <= 2 * k->nc && M >= 4 * k->mr && c->kh * c->kw > 1))
+        return gemm_packed_pixels(c, x, batch, out, res, k, w, sstride, trans);
     pthcv_gemm_problem g = {
         .kernel = k,
         .M = M,
@@ -490,6 +559,47 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
         if (st != PTHCV_OK) return st;
     }
     return PTHCV_OK;
+}
+
+/* A 1x1 convolution with a stride and no padding reads every stride-th
+ * pixel of every stride-th row: those pixels are copied out first, in one
+ * pass over the input by all threads, and the product then packs its B
+ * operand with the plain row copies of a stride-1 1x1 convolution instead
+ * of gathering short strided runs per panel (a sixth of a 256->512 1x1/2
+ * layer at 56x56), again by every task that packs them. Same values, same
+ * products: the same bits. */
+typedef struct {
+    const conv_ctx *x;
+    float *dst;
+    int sh, sw;
+} decimate_ctx;
+
+static void decimate_task(void *vctx, int64_t begin, int64_t end)
+{
+    const decimate_ctx *d = vctx;
+    const conv_ctx *x = d->x;
+    for (int64_t p = begin; p < end; p++) {
+        const float *src = x->x + p * x->h * x->w;
+        float *dst = d->dst + p * x->oh * x->ow;
+        for (int64_t oy = 0; oy < x->oh; oy++, dst += x->ow) {
+            const float *row = src + oy * d->sh * x->w;
+            if (d->sw == 1) memcpy(dst, row, sizeof(float) * (size_t)x->ow);
+            else if (d->sw == 2) gather_s2(dst, row, x->ow);
+            else
+                for (int64_t ox = 0; ox < x->ow; ox++) dst[ox] = row[ox * d->sw];
+        }
+    }
+}
+
+static int forward_decimated(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float *out, const float *res)
+{
+    float *buf = pthcv_scratch(PTHCV_SCRATCH_CONV_X, (size_t)(batch * x->cin * x->oh * x->ow));
+    if (!buf) return pthcv_fail(PTHCV_ERR_NOMEM, "conv2d: out of memory for the strided input");
+    decimate_ctx d = {.x = x, .dst = buf, .sh = c->p.stride[0], .sw = c->p.stride[1]};
+    pthcv_parallel_for(batch * x->cin, 1, decimate_task, &d);
+    conv_ctx xd = *x;
+    xd.x = buf, xd.h = x->oh, xd.w = x->ow, xd.decimated = 1;
+    return forward_gemm(c, &xd, batch, out, res);
 }
 
 static int forward_wino(pthcv_conv2d *c, int m, const conv_ctx *x, int64_t batch, float *out, const float *res)

@@ -217,6 +217,17 @@ static void test_conv(void)
         {"7x7 map C^T", 2, 40, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_HARDSWISH)},
         {"7x7 groups C^T", 1, 32, 7, 7, 64, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0, 1, 1, ACT(PTHCV_ACT_RELU6)},
         {"7x7 K>256 C^T", 1, 300, 9, 9, 48, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_SILU)},
+        /* the im2col packed row of k by row of k across groups of panels; at 2 and 3 threads on
+         * small maps (N within two column blocks, M >= 4 panels) packed once for all tasks */
+        {"1x1 s2 wide", 1, 7, 40, 41, 17, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"3x1 ow=1", 1, 3, 70, 1, 7, 3, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1, 0, ACT(0)},
+        /* strided 1x1 without padding: the input sampled first, then the stride-1 packing */
+        {"1x1 s(2,3) groups 3", 2, 6, 9, 11, 66, 1, 1, 2, 3, 0, 0, 1, 1, 3, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"1x1 s2 odd 33", 1, 33, 17, 15, 17, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0, 1, 1, ACT(0)},
+        {"3x3 s2 1-row", 1, 1, 3, 140, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 0, 0, ACT(0)},
+        {"3x3 s2 shared B", 2, 17, 27, 23, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"3x3 s2 7x7 shared B", 1, 33, 14, 14, 130, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"5x5 groups 2 shared B", 1, 14, 13, 11, 66, 5, 5, 1, 1, 2, 2, 1, 1, 2, 0, 1, 0, ACT(PTHCV_ACT_RELU6)},
         /* Winograd F(4,3): 3x3 s1, >= 8 channels; partial tiles, tiles not a multiple of MR or 8 */
         {"wino p1 odd", 2, 19, 13, 11, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"wino p0", 1, 8, 10, 9, 8, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0)},
