@@ -150,9 +150,10 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 /* ---- the driver ------------------------------------------------------------------ */
 typedef struct {
     const pthcv_gemm_problem *g;
-    int64_t mc, nc, kcs; /* block sizes */
+    int64_t mc, nc, kcs; /* block sizes (nc: the widest N block) */
     int64_t mp, np;      /* M and N rounded up to MR and NR: a packed operand's panels */
     int64_t nm, nn;      /* blocks per problem */
+    int64_t pn;          /* N's panels, NR columns each, dealt to the nn blocks as evenly as can be */
     float lo, hi;
     int fused; /* the activation is done in the micro-kernel: a clamp, or GELU (gelu) */
     int gelu;
@@ -251,9 +252,10 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
 
     for (int64_t t = begin; t < end; t++) {
         int64_t p = t / (x->nm * x->nn), rem = t % (x->nm * x->nn);
-        int64_t i0 = rem % x->nm * x->mc, j0 = rem / x->nm * x->nc;
+        int64_t jb = rem / x->nm, i0 = rem % x->nm * x->mc;
+        int64_t j0 = jb * x->pn / x->nn * nr, j1 = (jb + 1) * x->pn / x->nn * nr;
         int64_t mc = g->M - i0 < x->mc ? g->M - i0 : x->mc;
-        int64_t nc = g->N - j0 < x->nc ? g->N - j0 : x->nc;
+        int64_t nc = (j1 < g->N ? j1 : g->N) - j0;
         int64_t set = p % g->nsets;
         float *cp = g->c + p * g->c_pstride;
         const float *rp = g->res ? g->res + p * g->c_pstride : NULL;
@@ -359,9 +361,13 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
     }
     while (threads > 1 && (g->nprob * nm * nn) % threads != 0 && g->nprob * nm * nn < 8 * threads && nn < pn) nn++;
     x.mc = cdiv(cdiv(g->M, nm), k->mr) * k->mr;
-    x.nc = cdiv(cdiv(g->N, nn), k->nr) * k->nr;
+    /* N blocks of whole panels, their counts differing by one at most (25
+     * panels in 4 blocks: 6, 6, 6, 7, not 7, 7, 7, 4), so that the threads'
+     * shares are even; where a block starts changes no result */
+    x.pn = pn;
+    x.nn = nn;
+    x.nc = cdiv(pn, nn) * k->nr;
     x.nm = cdiv(g->M, x.mc);
-    x.nn = cdiv(g->N, x.nc);
     atomic_init(&x.failed, 0);
     pthcv_parallel_for(g->nprob * x.nm * x.nn, 1, gemm_task, &x);
     if (atomic_load(&x.failed)) return pthcv_fail(PTHCV_ERR_NOMEM, "gemm: out of memory for the packing buffers");
