@@ -97,8 +97,7 @@ pthcv_storage *pthcv_storage_new_record(pthcv_source *src, int dtype, int64_t nb
 pthcv_storage *pthcv_storage_new_view(pthcv_storage *base, int dtype, int64_t byte_offset, int64_t nbytes);
 /* Memory owned elsewhere, not copied: release(ctx) at the last reference. */
 pthcv_storage *pthcv_storage_new_external(int dtype, void *data, int64_t nbytes, void (*release)(void *ctx), void *ctx);
-/* An owned storage's bytes (tensor/storage_memory.c): counted, and large
- * freed ones kept for the next storage of the same size. */
+/* An owned storage's bytes (tensor/storage_memory.c): malloc'd and counted. */
 void *pthcv_storage_data_alloc(size_t size, int zeroed);
 void pthcv_storage_data_free(void *data, size_t size);
 void pthcv_storage_retain(pthcv_storage *st);

@@ -168,12 +168,11 @@ PTHCV_API int64_t pthcv_tensor_storage_nbytes(const pthcv_tensor *t);
 PTHCV_API const char *pthcv_tensor_storage_key(const pthcv_tensor *t); /* record key, "" for memory */
 PTHCV_API const void *pthcv_tensor_storage_id(const pthcv_tensor *t);  /* same pointer = same storage */
 /* Storage memory, in bytes (doubles: exact to 2^53, and LuaJIT returns them
- * unboxed): held by live storages; made since the process began; kept from
- * freed storages for reuse (tensor/storage_memory.c). Lua's collector sees a
- * tensor as a few bytes; pthcv.tensor paces it by these. */
+ * unboxed): held by live storages, and made since the process began
+ * (tensor/storage_memory.c). Lua's collector sees a tensor as a few bytes;
+ * pthcv.tensor paces it by these. */
 PTHCV_API double pthcv_storage_bytes_held(void);
 PTHCV_API double pthcv_storage_bytes_made(void);
-PTHCV_API double pthcv_storage_bytes_kept(void);
 
 /* New contiguous tensors (new references; the caller releases them). */
 PTHCV_API pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t);    /* t retained when already contiguous */

@@ -91,13 +91,10 @@ local ctor -- the metatype's constructor, made at the end of this file
 -- result of pthcv_tensor_new/contiguous/to...); otherwise it is retained.
 -- Lua's collector sees a Tensor as a few bytes of cdata, not the storage
 -- behind it, so by itself it lets a frame loop's dropped results pile up for
--- hundreds of megabytes, each new one in pages the kernel must fault in
--- afresh. Every new reference therefore checks the storage bytes held now
--- and, once they have grown past the fewest held since the last collection
--- by the larger of 64 MiB and that low, collects: the dropped storages'
--- memory is freed or, when large, kept for the next storage of its size
--- (csrc/tensor/storage_memory.c), so the next passes reuse pages already
--- mapped. Storages freed by hand (nn.release, a planned pass freeing each
+-- hundreds of megabytes. Every new reference therefore checks the storage
+-- bytes held now (csrc/tensor/storage_memory.c) and, once they have grown
+-- past the fewest held since the last collection by the larger of 64 MiB
+-- and that low, collects. Storages freed by hand (nn.release, a planned pass freeing each
 -- value after its last reader) are no longer held: a pass that frees all it
 -- made never collects.
 local COLLECT_MIN_BYTES = 64 * 2 ^ 20
