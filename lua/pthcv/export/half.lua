@@ -20,7 +20,10 @@ function M.cast(name, t, dtype)
   if not M.convertible(t) or t.dtype == dtype then return t end
   local r = t:to(dtype)
   -- a finite value that became infinite was beyond the range
-  local p, q = t:double():data(), r:double():data()
+  -- the float64 copies stay referenced while p and q point into them: a
+  -- collection (pthcv.tensor paces one by storage bytes) would free them
+  local td, rd = t:double(), r:double()
+  local p, q = td:data(), rd:data()
   for i = 0, t.numel - 1 do
     local a, b = p[i], q[i]
     if (b == math.huge or b == -math.huge) and a == a and a ~= math.huge and a ~= -math.huge then

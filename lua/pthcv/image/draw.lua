@@ -199,7 +199,8 @@ function M.draw_segmentation(img, seg, opts)
   local color = opts.color or M.class_color
   local H, W = out.shape[1], out.shape[2]
   local mask = Tensor.zeros({ H, W }, "uint8")
-  local cp, mp = seg.classes:contiguous():data(), mask:data()
+  local classes = seg.classes:contiguous() -- referenced while cp points into it
+  local cp, mp = classes:data(), mask:data()
   local unit = math.max(1, math.min(H, W) / 400)
   local y = math.floor(4 * unit)
   for _, p in ipairs(seg.present) do

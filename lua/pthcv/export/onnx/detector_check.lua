@@ -122,13 +122,14 @@ end
 -- rounding of the threshold may then decide otherwise.
 function M.per_class_nms(boxes, scores, labels, iou)
   local by_class, order = {}, {}
-  local lp = labels:contiguous():data()
+  local lc, sc = labels:contiguous(), scores:contiguous() -- referenced while lp, sp point into them
+  local lp = lc:data()
   for i = 0, labels.numel - 1 do
     local c = tonumber(lp[i])
     if not by_class[c] then by_class[c] = {}; order[#order + 1] = c end
     table.insert(by_class[c], i)
   end
-  local kept, sp = {}, scores:contiguous():data()
+  local kept, sp = {}, sc:data()
   for _, c in ipairs(order) do
     local idx = Tensor.from_table(by_class[c], "int64")
     local keep = ops.nms(ops.take(boxes, idx), ops.take(scores, idx), iou)

@@ -295,7 +295,8 @@ K.GatherND = function(ins, at)
   local inner, shape = 1, { n }
   for dim = q + 1, data.ndim do inner = inner * data.shape[dim]; shape[#shape + 1] = data.shape[dim] end
   local out = Tensor.zeros(shape, data.dtype)
-  local ip, dp, op = index:contiguous():data(), data:data(), out:data()
+  local ic = index:contiguous() -- referenced while ip points into it
+  local ip, dp, op = ic:data(), data:data(), out:data()
   for r = 0, n - 1 do
     local off = 0
     for j = 0, q - 1 do off = off * data.shape[j + 1] + tonumber(ip[r * q + j]) end

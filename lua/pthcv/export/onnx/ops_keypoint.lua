@@ -42,7 +42,8 @@ local FLOAT, INT64 = proto.DTYPE.float32, proto.DTYPE.int64
 
 -- the row of each detection: the inverse of rows [R] (int64)
 local function inverse(rows)
-  local inv, rp = {}, rows:contiguous():data()
+  local rc = rows:contiguous() -- referenced while rp points into it
+  local inv, rp = {}, rc:data()
   for j = 0, rows.numel - 1 do inv[tonumber(rp[j]) + 1] = j end
   return Tensor.from_table(inv, "int64")
 end

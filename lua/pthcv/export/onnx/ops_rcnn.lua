@@ -114,7 +114,8 @@ end
 
 -- the level (0-based) of each row of rois [R, 4], as poolers.lua's map_levels
 local function levels_of(rois, rec) -- (rec: a pooler's constants)
-  local out, p = {}, rois:contiguous():data()
+  local rc = rois:contiguous() -- referenced while p points into it
+  local out, p = {}, rc:data()
   local eps = f32(1e-6)
   for i = 0, rois.shape[1] - 1 do
     local area = f32(f32(p[4 * i + 2] - p[4 * i]) * f32(p[4 * i + 3] - p[4 * i + 1]))
@@ -182,7 +183,8 @@ local function mask_select_impl(_, logits, labels, rows)
   local probs = F.sigmoid(logits):contiguous()
   local K, C, Hm, Wm = unpack(probs.shape)
   local out = Tensor.zeros({ K, 1, Hm, Wm }, "float32")
-  local src, dst, lp, rp = probs:data(), out:data(), labels:contiguous():data(), rows:contiguous():data()
+  local lc, rc = labels:contiguous(), rows:contiguous() -- referenced while lp, rp point into them
+  local src, dst, lp, rp = probs:data(), out:data(), lc:data(), rc:data()
   for j = 0, K - 1 do
     local k = tonumber(rp[j])
     ffi.copy(dst + k * Hm * Wm, src + (j * C + tonumber(lp[k])) * Hm * Wm, Hm * Wm * 4)
