@@ -95,15 +95,19 @@ $(VIDEOIO_LIB): $(BUILD)/csrc/opencv/videoio.o $(LIB)
 # Each object depends on the headers it includes, as the compiler lists them
 # (-MMD, in $(BUILD)/X.d next to X.o; -MP adds empty rules so a deleted header
 # is not an error). An object whose .d is missing (a build from before this
-# rule) is rebuilt once, through the empty rule for the .d files.
+# rule) is rebuilt once, through the empty rule for the .d files. clang
+# writes the .d after the object, so the object is touched last: else it
+# would be older than its .d and rebuilt at every make.
 DEP_FLAGS = -MMD -MP -MF $(@:.o=.d)
 $(BUILD)/%.o: %.c $(BUILD)/%.d
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ISA_FLAGS) $(DEP_FLAGS) -c $< -o $@
+	@touch $@
 
 $(BUILD)/%.o: %.cpp $(BUILD)/%.d
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) $(DEP_FLAGS) -c $< -o $@
+	@touch $@
 
 DEPFILES := $(patsubst %,$(BUILD)/%.d,$(basename $(wildcard csrc/*.c csrc/*/*.c csrc/*/*.cpp spec/c/*.c)))
 $(DEPFILES):
