@@ -170,9 +170,13 @@ PTHCV_API const void *pthcv_tensor_storage_id(const pthcv_tensor *t);  /* same p
 /* Storage memory, in bytes (doubles: exact to 2^53, and LuaJIT returns them
  * unboxed): held by live storages, and made since the process began
  * (tensor/storage_memory.c). Lua's collector sees a tensor as a few bytes;
- * pthcv.tensor paces it by these. */
+ * pthcv.tensor paces it by these. pthcv_storage_malloc_tuned: 1 when pthcv
+ * set glibc's mmap and trim thresholds to keep freed activations' pages for
+ * the next pass (PTHCV_MALLOC_TUNE=0 or a malloc setting in GLIBC_TUNABLES
+ * leaves them alone), else 0. */
 PTHCV_API double pthcv_storage_bytes_held(void);
 PTHCV_API double pthcv_storage_bytes_made(void);
+PTHCV_API int pthcv_storage_malloc_tuned(void);
 
 /* New contiguous tensors (new references; the caller releases them). */
 PTHCV_API pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t);    /* t retained when already contiguous */

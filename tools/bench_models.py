@@ -34,6 +34,14 @@ their zoo model's weights) beside their zoo rows:
     compiled and run here for 1 and 2 threads; effective GFLOP/s = 2 x the
     multiply-adds of the convolutions, linear layers and attention's
     projections and matrix products / median time.
+VARIANTS: a row for torchvision's architecture changed to match a peer's.
+ncnn's resnet50.param is ResNet-50 v1 (Caffe's: stride 2 on the first 1x1
+of each downsampling block, 3.86 G multiply-adds) where torchvision's
+resnet50 is v1.5 (stride 2 on the 3x3, 4.09 G); the row "resnet50_v1" is
+torchvision's resnet50 with those strides moved, run by torch, OpenCV and
+ncnn, and by pthcv through its trace (pthcv.jit: the zoo has no v1), so
+that ncnn is set against the network it runs. ncnn is timed on that row
+only (bench_ncnn.PARAMS).
 Beside the zoo rows of resnet18 and mobilenet_v3_large (TRACED), a row
 "NAME (traced)": the same model and weights through torch.jit.trace
 (build/bench/models/NAME.trace.pt), run by pthcv's TorchScript interpreter
@@ -58,7 +66,7 @@ import bench_ncnn  # noqa: E402 (tools/ is this file's folder)
 # The Lua-script forms of zoo models (examples/, written against pthcv.nn as
 # a user would from torchvision's source) -> the zoo model whose weights they load
 SCRIPTS = {"examples/efficientnet_b0.lua": "efficientnet_b0", "examples/shufflenet_v2.lua": "shufflenet_v2_x1_0"}
-MODELS = os.environ.get("PTHCV_BENCH_MODELS", "resnet18,resnet50,mobilenet_v2,mobilenet_v3_large,squeezenet1_1,"
+MODELS = os.environ.get("PTHCV_BENCH_MODELS", "resnet18,resnet50,resnet50_v1,mobilenet_v2,mobilenet_v3_large,squeezenet1_1,"
                         "shufflenet_v2_x1_0,efficientnet_b0,densenet121,regnet_y_400mf,convnext_tiny,vit_b_16,swin_t,"
                         + ",".join(SCRIPTS)).split(",")
 THREADS = [int(t) for t in os.environ.get("PTHCV_BENCH_THREADS", "1,2").split(",")]
@@ -81,6 +89,30 @@ TRACED = ["resnet18", "mobilenet_v3_large"]
 TRACED_ROW = " (traced)"
 
 
+
+def resnet_v1(m):
+    """torchvision's ResNet (v1.5: the stride of a downsampling bottleneck on
+    its 3x3) as v1 (on its first 1x1, as Caffe's ResNet-50 and ncnn's
+    resnet50.param): the same weights, 3.86 G multiply-adds for resnet50
+    against 4.09 G."""
+    for layer in (m.layer2, m.layer3, m.layer4):
+        block = layer[0]
+        block.conv1.stride, block.conv2.stride = block.conv2.stride, block.conv1.stride
+    return m
+
+
+# architecture variants: row name -> (torchvision model, the change); pthcv
+# runs them through their trace (NAME.trace.pt)
+VARIANTS = {"resnet50_v1": ("resnet50", resnet_v1)}
+
+
+def torchvision_model(name):
+    """A row's architecture with torchvision's initial weights."""
+    import torchvision
+    base, change = VARIANTS.get(name, (name, lambda m: m))
+    return change(getattr(torchvision.models, base)())
+
+
 def path(name, ext):
     return os.path.join(DIR, name + ext)
 
@@ -88,9 +120,9 @@ def path(name, ext):
 # ---- set-up (in this process) ------------------------------------------------
 def make_model(name):
     """The model with trained-like random weights (seeded by its name)."""
-    import torch, torchvision
+    import torch
     torch.manual_seed(sum(map(ord, name)))
-    m = getattr(torchvision.models, name)()
+    m = torchvision_model(name)
     with torch.no_grad():
         for mod in m.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
@@ -183,8 +215,8 @@ def setup_traced(name):
     """Writes name.trace.pt: torch.jit.trace of the model with name.pth's weights."""
     if os.path.exists(path(name, ".trace.pt")):
         return
-    import numpy as np, torch, torchvision
-    m = getattr(torchvision.models, name)()
+    import numpy as np, torch
+    m = torchvision_model(name)
     m.load_state_dict(torch.load(path(name, ".pth")))
     m.eval()
     with torch.no_grad():
@@ -201,9 +233,9 @@ def worker(engine, name, threads):
     import numpy as np
     x = np.load(path(name, ".input.npy"))
     if engine == "torch":
-        import torch, torchvision
+        import torch
         torch.set_num_threads(threads)
-        m = getattr(torchvision.models, name)()
+        m = torchvision_model(name)
         m.load_state_dict(torch.load(path(name, ".pth")))
         m.eval()
         xt = torch.from_numpy(x)
@@ -279,6 +311,9 @@ def pthcv_argv(command, name):
     """pthcv COMMAND on a row's model (--model, or a script's --script) with
     its weights and input."""
     model = model_of(name)
+    if name in VARIANTS:   # not in the zoo: its trace, through pthcv.jit
+        return [os.path.join(ROOT, "bin", "pthcv"), command, path(name, ".trace.pt"), "--input",
+                path(name, ".input.npy")]
     what = ["--script", os.path.join(ROOT, name)] if name in SCRIPTS else ["--model", name]
     return [os.path.join(ROOT, "bin", "pthcv"), command] + what + ["--weights", path(model, ".pth"), "--input",
                                                                    path(model, ".input.npy")]
@@ -437,7 +472,7 @@ def main():
         import cv2, torch
         infos = {model: setup(model) for model in dict.fromkeys(map(model_of, MODELS))}
         for name in MODELS:
-            if name in TRACED:
+            if name in TRACED or name in VARIANTS:
                 setup_traced(name)
         print(json.dumps({"infos": infos, "torch": torch.__version__ + " with " + torch_blas(), "cv2": cv2.__version__}))
         return
@@ -449,7 +484,7 @@ def main():
                          text=True).stdout
     meta = json.loads(out.strip().splitlines()[-1])
     infos = meta["infos"]
-    in_pthcv = pthcv_models() | {s for s in SCRIPTS if os.path.exists(os.path.join(ROOT, s))}
+    in_pthcv = pthcv_models() | {s for s in SCRIPTS if os.path.exists(os.path.join(ROOT, s))} | set(VARIANTS)
     for name in MODELS:
         if name in in_pthcv:
             pthcv_output(name)

@@ -15,7 +15,8 @@ import os, re, statistics, subprocess
 
 # pthcv's model name -> ncnn's benchmark param (the same architecture)
 PARAMS = {
-    "resnet18": "resnet18", "resnet50": "resnet50", "mobilenet_v2": "mobilenet_v2",
+    "resnet18": "resnet18", "mobilenet_v2": "mobilenet_v2",
+    "resnet50_v1": "resnet50",              # Caffe's ResNet-50 v1, not torchvision's v1.5 (bench_models.VARIANTS)
     "mobilenet_v3_large": "mobilenet_v3",   # ncnn's mobilenet_v3 is the large one (16-channel first block)
     "squeezenet1_1": "squeezenet",          # v1.1: 3x3 64-channel stem
     "shufflenet_v2_x1_0": "shufflenet_v2", "efficientnet_b0": "efficientnet_b0",

@@ -133,6 +133,7 @@ const void *pthcv_tensor_storage_id(const pthcv_tensor *t);  /* same pointer = s
  * pthcv.tensor paces it by these. */
 double pthcv_storage_bytes_held(void);
 double pthcv_storage_bytes_made(void);
+int pthcv_storage_malloc_tuned(void);
 
 /* New contiguous tensors (new references; the caller releases them). */
 pthcv_tensor *pthcv_tensor_contiguous(pthcv_tensor *t);    /* t retained when already contiguous */
