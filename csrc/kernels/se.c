@@ -141,6 +141,7 @@ pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_
                                        const pthcv_activation *act1, pthcv_tensor *w2, pthcv_tensor *b2,
                                        const pthcv_activation *act2)
 {
+    PTHCV_PROFILE_OP("squeeze_excitation");
     const char *fn = "squeeze_excitation";
     if (!x || (x->ndim != 4 && x->ndim != 3))
         return PTHCV_FAIL_NULL(PTHCV_ERR_ARG, "%s: expected an input [N, C, H, W] or [C, H, W], got %s", fn,
