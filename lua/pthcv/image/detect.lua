@@ -28,6 +28,7 @@ local image = require "pthcv.image"
 local F = require "pthcv.nn.functional"
 local names = require "pthcv.image.detection_labels"
 local util = require "pthcv.models.detection.util"
+local release = require "pthcv.nn.release"
 
 local M = {}
 
@@ -106,6 +107,9 @@ function M.detect(model, img, opts)
   for i, x in ipairs(many and img or { img }) do inputs[i] = as_input(x) end
   util.span("preprocess", t0)
   local outs = model(inputs)
+  -- the pictures converted here are this call's own, freed now; a float32
+  -- [3, H, W] tensor given is the caller's and kept
+  for i, x in ipairs(many and img or { img }) do release(inputs[i], x) end
   local results = {}
   for i, out in ipairs(outs) do results[i] = M.tables(out, labels, opts.score_thresh) end
   return many and results or results[1]

@@ -15,6 +15,7 @@ local Tensor = require "pthcv.tensor"
 local ops = require "pthcv.ops"
 local models = require "pthcv.models"
 local util = require "pthcv.models.detection.util"
+local release = require "pthcv.nn.release"
 local transform = require "pthcv.models.detection.transform"
 local anchors = require "pthcv.models.detection.anchors"
 
@@ -30,8 +31,14 @@ function ScoringHead:__init(module_list, num_columns)
 end
 function ScoringHead:forward(x)
   local mods, parts = self.module_list:children(), {}
-  for i, features in ipairs(x) do parts[i] = util.permute_and_flatten(mods[i](features), self.num_columns) end
-  return util.cat_dim(parts, 1)
+  for i, features in ipairs(x) do
+    local y = mods[i](features)
+    parts[i] = util.permute_and_flatten(y, self.num_columns)
+    release(y, parts[i])
+  end
+  local out = util.cat_dim(parts, 1)
+  for _, p in ipairs(parts) do release(p, out) end -- this call's own: freed now
+  return out
 end
 
 local function scoring_head(name, make)
@@ -103,6 +110,10 @@ function SSD:forward(images)
   local grids = {}
   for i, f in ipairs(features) do grids[i] = { f.shape[3], f.shape[4] } end
   local boxes0 = self.anchor_generator:anchors({ batch.shape[3], batch.shape[4] }, grids)
+  -- the batch and the feature maps are read no more: freed now, not at the
+  -- next collection (the head's outputs are tensors of their own)
+  release(batch)
+  for _, f in ipairs(features) do release(f) end
   local scores = F.softmax(out.cls_logits, -1)
   local detections = {}
   for i = 1, #images do

@@ -16,6 +16,7 @@ local Tensor = require "pthcv.tensor"
 local ops = require "pthcv.ops"
 local util = require "pthcv.models.detection.util"
 local py = require "pthcv.nn.repr"
+local release = require "pthcv.nn.release"
 
 local f32 = util.f32
 local M = {}
@@ -43,7 +44,10 @@ function Transform:normalize(image)
   if image.shape[1] ~= 3 then
     error("pthcv: GeneralizedRCNNTransform: images must have 3 channels (RGB), got " .. tostring(image), 3)
   end
-  return (image - self._mean) / self._std
+  local centred = image - self._mean
+  local y = centred / self._std
+  release(centred) -- this call's own: freed now, not at the next collection
+  return y
 end
 
 -- the size an image [3, h, w] is resized to (torchvision's
@@ -59,8 +63,12 @@ end
 function Transform:resize(image)
   local h, w = image.shape[2], image.shape[3]
   local oh, ow = self:resized_size(h, w)
-  local x = F.interpolate(image:unsqueeze(1), { size = { oh, ow }, mode = "bilinear", align_corners = false })
-  return x:squeeze(1)
+  local batch1 = image:unsqueeze(1)
+  local x = F.interpolate(batch1, { size = { oh, ow }, mode = "bilinear", align_corners = false })
+  local y = x:squeeze(1)
+  release(batch1) -- views are references too: freed now, they would hold image's bytes
+  release(x)      -- y, a view, holds the bytes
+  return y
 end
 
 -- images [3, h_i, w_i] -> [N, 3, H, W] zero-padded, H and W rounded up to
@@ -75,19 +83,28 @@ function Transform:batch_images(images)
     local h, w = img.shape[2], img.shape[3]
     local padded = (h == H and w == W) and img or F.pad(img, { 0, W - w, 0, H - h })
     parts[i] = padded:unsqueeze(1)
+    release(padded, img) -- the view in parts holds the bytes
   end
-  return #parts == 1 and parts[1]:contiguous() or F.cat(parts, 0)
+  local batch = #parts == 1 and parts[1]:contiguous() or F.cat(parts, 0)
+  for _, p in ipairs(parts) do release(p, batch) end
+  return batch
 end
 
 -- images -> batch [N, 3, H, W], sizes {{h, w}, ...} after resizing
 function Transform:forward(images)
   local resized, sizes = {}, {}
   for i, img in ipairs(images) do
-    local r = self:resize(self:normalize(img))
+    local normalized = self:normalize(img)
+    local r = self:resize(normalized)
+    release(normalized)
     resized[i] = r
     sizes[i] = { r.shape[2], r.shape[3] }
   end
-  return self:batch_images(resized), sizes
+  -- the intermediates are this call's own: freed now (a view the batch
+  -- takes keeps its own reference to the bytes)
+  local batch = self:batch_images(resized)
+  for _, r in ipairs(resized) do release(r, batch) end
+  return batch, sizes
 end
 
 -- boxes [N, 4] from an image of size `from` {h, w} to one of size `to`

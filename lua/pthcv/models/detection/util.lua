@@ -7,6 +7,7 @@ local ffi = require "ffi"
 local Tensor = require "pthcv.tensor"
 local F = require "pthcv.nn.functional"
 local ops = require "pthcv.ops"
+local release = require "pthcv.nn.release"
 
 local M = {}
 
@@ -115,7 +116,13 @@ end
 -- x [N, A*C, H, W] -> [N, H*W*A, C] (torchvision's permute_and_flatten)
 function M.permute_and_flatten(x, C)
   local n, ac, h, w = unpack(x.shape)
-  return x:view(n, ac / C, C, h, w):permute(1, 4, 5, 2, 3):reshape(n, -1, C)
+  local v = x:view(n, ac / C, C, h, w)
+  local p = v:permute(1, 4, 5, 2, 3)
+  local y = p:reshape(n, -1, C)
+  -- the views are references to x's bytes: freed now, not at the next collection
+  release(v, y)
+  release(p, y)
+  return y
 end
 
 -- the list of images [C, H, W] of a call: one image, a batch [N, C, H, W]
