@@ -148,13 +148,19 @@ function M.segment(model, img, opts)
   local out, resized, h, w = nil, nil, x.shape[3], x.shape[4]
   if type(model.logits) == "function" then
     out, resized = model:logits(x), true
-    if h ~= H or w ~= W then out = F.interpolate(out, { size = { h, w }, mode = "bilinear", align_corners = false }) end
+    if h ~= H or w ~= W then
+      local logits = out
+      out = F.interpolate(logits, { size = { h, w }, mode = "bilinear", align_corners = false })
+      release(logits)
+    end
   else
     out = model(x).out
     resized = out.shape[3] ~= H or out.shape[4] ~= W
   end
+  release(x, img) -- the blob and the logits are this call's own: freed now, not at the next collection
   util.span("network", t0)
   local classes, scores = M.class_map(out, resized and H or nil, resized and W or nil)
+  release(out)
   local labels = M.label_names(opts.labels, names.voc)
   local counts = ffi.new("int64_t[256]")
   local cp = classes:data()

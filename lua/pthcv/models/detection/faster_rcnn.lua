@@ -13,6 +13,7 @@ local Tensor = require "pthcv.tensor"
 local models = require "pthcv.models"
 local blocks = require "pthcv.models.blocks"
 local util = require "pthcv.models.detection.util"
+local release = require "pthcv.nn.release"
 local transform = require "pthcv.models.detection.transform"
 local anchors = require "pthcv.models.detection.anchors"
 local backbones = require "pthcv.models.detection.backbones"
@@ -37,7 +38,9 @@ function GeneralizedRCNN:forward(images)
   util.span("network", t0)
   if Tensor.is(features) then features = { features, names = { "0" } } end
   local proposals = self.rpn(batch, sizes, features)
+  release(batch) -- this call's own, read no more (as the feature maps after the heads)
   local detections = self.roi_heads(features, proposals, sizes)
+  for _, f in ipairs(features) do release(f) end
   return self.transform:postprocess(detections, sizes, original)
 end
 

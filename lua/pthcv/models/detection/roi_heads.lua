@@ -17,6 +17,7 @@ local F = nn.F
 local Tensor = require "pthcv.tensor"
 local ops = require "pthcv.ops"
 local util = require "pthcv.models.detection.util"
+local release = require "pthcv.nn.release"
 
 local M = {}
 
@@ -109,7 +110,9 @@ function RoIHeads:forward(features, proposals, image_sizes)
   local t0 = util.now()
   local pooled = self.box_roi_pool(features, proposals, image_sizes)
   local x = self.box_head(pooled)
+  release(pooled, x) -- [proposals, 256, 7, 7]: freed now, not at the next collection
   local class_logits, box_regression = self.box_predictor(x)
+  release(x, class_logits)
   util.span("network", t0)
   local result = self:postprocess_detections(class_logits, box_regression, proposals, image_sizes)
   local boxes = {}
