@@ -41,13 +41,14 @@ float *pthcv_scratch(int slot, size_t floats)
  * KC: the B micro-panel (KC x NR) stays in L1 (32 KB) beside the A panel;
  * MC x KC of A and KC x NC of B share L2 (512 KB per core here). */
 static const pthcv_gemm_kernel kernels[] = {
-    {PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar, 0, 0, 0, NULL},
+    {PTHCV_ISA_SCALAR, 4, 8, 256, 128, 256, pthcv_ukernel_scalar, 0, 0, NULL},
 #if defined(__x86_64__)
-    {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2, 0, 0, 0, NULL},
-    {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512, 1, 1, 1, pthcv_pack_rows_8_avx512},
+    {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2, 0, 0, NULL},
+    {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512,
+     1u << PTHCV_ACT_GELU | 1u << PTHCV_ACT_SILU | 1u << PTHCV_ACT_HARDSWISH, 1, pthcv_pack_rows_8_avx512},
 #endif
 #if defined(__aarch64__)
-    {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon, 0, 0, 0, NULL},
+    {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon, 0, 0, NULL},
 #endif
 };
 
@@ -155,8 +156,8 @@ typedef struct {
     int64_t nm, nn;      /* blocks per problem */
     int64_t pn;          /* N's panels, NR columns each, dealt to the nn blocks as evenly as can be */
     float lo, hi;
-    int fused; /* the activation is done in the micro-kernel: a clamp, GELU (gelu) or SiLU (silu) */
-    int gelu, silu;
+    int fused; /* the activation is done in the micro-kernel: a clamp, or one of its acts (act) */
+    int act;
     atomic_int failed;
 } gemm_ctx;
 
@@ -292,8 +293,7 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end)
                 bstride = kc * k->nr;
             }
             pthcv_ukernel_args u = {
-                .kc = kc, .first = pc == 0, .last = pc + kc >= K, .lo = x->lo, .hi = x->hi, .gelu = x->gelu,
-                                   .silu = x->silu};
+                .kc = kc, .first = pc == 0, .last = pc + kc >= K, .lo = x->lo, .hi = x->hi, .act = x->act};
             if (!x->fused) u.lo = -INFINITY, u.hi = INFINITY;
             for (int64_t jr = 0; jr < nc; jr += k->nr) {
                 u.b = bp + jr / k->nr * bstride;
@@ -325,8 +325,10 @@ int pthcv_gemm_run(const pthcv_gemm_problem *g)
     if (g->M <= 0 || g->N <= 0 || g->nprob <= 0) return PTHCV_OK;
     gemm_ctx x = {.g = g};
     x.fused = pthcv_act_bounds(&g->act, &x.lo, &x.hi);
-    if (!x.fused && g->act.kind == PTHCV_ACT_GELU && k->gelu) x.fused = x.gelu = 1;
-    if (!x.fused && g->act.kind == PTHCV_ACT_SILU && k->silu) x.fused = x.silu = 1;
+    if (!x.fused && g->act.kind > PTHCV_ACT_NONE && g->act.kind < 32 && (k->acts >> g->act.kind & 1u)) {
+        x.fused = 1;
+        x.act = g->act.kind;
+    }
 
     /* K slices of nearly equal size, at most kc each: depends on K and the
      * instruction set only. */

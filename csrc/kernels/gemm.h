@@ -37,10 +37,12 @@
 /* One micro-kernel call: an MR x NR tile of C over kc steps of k.
  *   first: start from the bias (bias_row[r] + bias_col[c], missing ones 0)
  *          instead of loading C;
- *   last:  then add res (if not NULL) and clamp to [lo, hi], then GELU
- *          (approximate='none') when gelu, SiLU (vm_silu's bits) when silu
- *          (only kernels whose table entry says so; the driver applies the
- *          other activations after the store).
+ *   last:  then add res (if not NULL) and clamp to [lo, hi], then the
+ *          activation act when it is not PTHCV_ACT_NONE: GELU
+ *          (approximate='none'), SiLU or Hardswish, only the kinds the
+ *          kernel's table entry lists (SiLU and Hardswish with
+ *          pthcv_act_row's bits); the driver applies the other activations
+ *          after the store.
  * c/res hold a full MR x NR tile (row strides ldc/ldr); bias_row has MR
  * values, bias_col NR (the driver pads edges through a scratch tile). */
 typedef struct pthcv_ukernel_args {
@@ -53,7 +55,7 @@ typedef struct pthcv_ukernel_args {
     const float *bias_row, *bias_col;
     int first, last;
     float lo, hi;
-    int gelu, silu;
+    int act;  /* PTHCV_ACT_NONE, or a kind in the kernel's acts */
     int rows; /* 0, or 1..mr-1: the tile's first `rows` rows only (kernels whose entry says rows) */
 } pthcv_ukernel_args;
 
@@ -66,8 +68,7 @@ typedef struct pthcv_gemm_kernel {
     int kc;     /* K slice (fixed: it decides the rounding) */
     int mc, nc; /* largest block of C a task computes (multiples of mr, nr) */
     pthcv_ukernel_fn run;
-    int gelu; /* run applies GELU in its store (pthcv_ukernel_args.gelu) */
-    int silu; /* and SiLU (pthcv_ukernel_args.silu) */
+    unsigned acts; /* the activations run applies in its store: bit 1 << kind (pthcv_ukernel_args.act) */
     int rows; /* run takes pthcv_ukernel_args.rows (an edge of M without a scratch tile) */
     /* or NULL: one A panel from a row-major matrix, dst[kk*mr + r] =
      * src[r*ld + kk] (kk < kc; rows past `rows` zero) */

@@ -160,17 +160,26 @@ static inline __attribute__((always_inline)) void kernel_rows(const pthcv_ukerne
             ROW(0, HI) ROW(1, HI) ROW(2, HI) ROW(3, HI) ROW(4, HI) ROW(5, HI) ROW(6, HI) ROW(7, HI)
 #undef HI
         }
-        if (p->gelu) {
+        if (p->act == PTHCV_ACT_GELU) {
 #define GELU(r) c##r##0 = gelu16(c##r##0), c##r##1 = gelu16(c##r##1);
             ROW(0, GELU) ROW(1, GELU) ROW(2, GELU) ROW(3, GELU) ROW(4, GELU) ROW(5, GELU) ROW(6, GELU) ROW(7, GELU)
 #undef GELU
+        }
+        if (p->act == PTHCV_ACT_HARDSWISH) { /* pthcv_act_row's: v * clamp(v + 3, 0, 6) / 6, in that order */
+            const __m512 three = _mm512_set1_ps(3.0f), six = _mm512_set1_ps(6.0f), zero = _mm512_setzero_ps();
+#define HSWISH1(v) _mm512_div_ps(_mm512_mul_ps(v, _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six)), six)
+#define HSWISH(r) c##r##0 = HSWISH1(c##r##0), c##r##1 = HSWISH1(c##r##1);
+            ROW(0, HSWISH) ROW(1, HSWISH) ROW(2, HSWISH) ROW(3, HSWISH) ROW(4, HSWISH) ROW(5, HSWISH) ROW(6, HSWISH)
+            ROW(7, HSWISH)
+#undef HSWISH
+#undef HSWISH1
         }
     }
     /* SiLU: vm_silu's bits (silu_x86.h) while every value's -x is in the
      * range its short form holds; a tile with any other value is stored
      * first and then takes vm_silu value by value, as pthcv_act_row does */
     int silu_after = 0;
-    if (p->last && p->silu) {
+    if (p->last && p->act == PTHCV_ACT_SILU) {
         __mmask16 in = 0xffff;
 #define SILU_IN(r) in &= silu_in_range_avx512(c##r##0, 0xffff) & silu_in_range_avx512(c##r##1, 0xffff);
         ROW(0, SILU_IN) ROW(1, SILU_IN) ROW(2, SILU_IN) ROW(3, SILU_IN) ROW(4, SILU_IN) ROW(5, SILU_IN) ROW(6, SILU_IN)

@@ -561,16 +561,17 @@ static void test_gelu_avx512(void)
 #endif
 }
 
-/* ---- the AVX-512 kernel's SiLU -------------------------------------------------------------
+/* ---- the AVX-512 kernel's SiLU and Hardswish -------------------------------------------------
  * Done in the GEMM's store (gemm_8x32_avx512.c): the same bits as the
- * product without it followed by pthcv_act_row's SiLU, on whole tiles, edge
+ * product without them followed by pthcv_act_row, on whole tiles, edge
  * rows in place, edge columns through the scratch tile, and tiles holding
- * values whose -x is out of the short form's range (sums over 90 in size). */
-static void test_silu_in_store(void)
+ * values whose -x is out of SiLU's short form's range (sums over 90 in
+ * size). */
+static void test_act_in_store(int kind)
 {
 #if defined(__x86_64__)
     if (!pthcv_isa_available(PTHCV_ISA_AVX512)) {
-        printf("# skipped: no AVX-512 (its GEMM's SiLU is not run on this CPU)\n");
+        printf("# skipped: no AVX-512 (its GEMM's %s is not run on this CPU)\n", act_names[kind]);
         return;
     }
     CHECK(pthcv_set_isa("avx512") == PTHCV_OK, "avx512 available");
@@ -584,18 +585,18 @@ static void test_silu_in_store(void)
                 float *wd = pthcv_tensor_data(w);
                 for (int64_t k = 0; k < ws[1]; k++) wd[k] *= 400.0f, wd[2 * ws[1] + k] *= -400.0f;
             }
-            pthcv_activation none = act_of(PTHCV_ACT_NONE), silu = act_of(PTHCV_ACT_SILU);
-            pthcv_linear *plain = pthcv_linear_prepare(w, b, &none), *fused = pthcv_linear_prepare(w, b, &silu);
+            pthcv_activation none = act_of(PTHCV_ACT_NONE), act = act_of(kind);
+            pthcv_linear *plain = pthcv_linear_prepare(w, b, &none), *fused = pthcv_linear_prepare(w, b, &act);
             for (int ti = 0; ti < 3 && plain && fused; ti++) {
                 pthcv_set_num_threads(threads_list[ti]);
                 pthcv_tensor *y0 = pthcv_linear_forward(plain, x), *y1 = pthcv_linear_forward(fused, x);
                 int ok = y0 && y1;
                 if (ok) {
-                    pthcv_act_row(pthcv_tensor_data(y0), y0->numel, &silu);
+                    pthcv_act_row(pthcv_tensor_data(y0), y0->numel, &act);
                     ok = memcmp(pthcv_tensor_data(y0), pthcv_tensor_data(y1), sizeof(float) * (size_t)y0->numel) == 0;
                 }
-                CHECK(ok, "silu in the avx512 store: [%lld, %lld] x %lld%s, %d threads: not pthcv_act_row's bits",
-                      (long long)shapes[c][0], (long long)shapes[c][1], (long long)outs[c], big ? " (out of range)" : "",
+                CHECK(ok, "%s in the avx512 store: [%lld, %lld] x %lld%s, %d threads: not pthcv_act_row's bits",
+                      act_names[kind], (long long)shapes[c][0], (long long)shapes[c][1], (long long)outs[c], big ? " (out of range)" : "",
                       threads_list[ti]);
                 pthcv_tensor_release(y0), pthcv_tensor_release(y1);
             }
@@ -1574,7 +1575,8 @@ int main(int argc, char **argv)
     test_conv_forms();
     test_linear();
     test_gelu_avx512();
-    test_silu_in_store();
+    test_act_in_store(PTHCV_ACT_SILU);
+    test_act_in_store(PTHCV_ACT_HARDSWISH);
     test_fold();
     test_pool();
     test_half();
