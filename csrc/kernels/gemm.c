@@ -45,7 +45,7 @@ static const pthcv_gemm_kernel kernels[] = {
 #if defined(__x86_64__)
     {PTHCV_ISA_AVX2, 6, 16, 256, 120, 192, pthcv_ukernel_6x16_avx2, 0, 0, NULL},
     {PTHCV_ISA_AVX512, 8, 32, 256, 128, 256, pthcv_ukernel_8x32_avx512,
-     1u << PTHCV_ACT_GELU | 1u << PTHCV_ACT_HARDSWISH, 1, pthcv_pack_rows_8_avx512},
+     1u << PTHCV_ACT_GELU | 1u << PTHCV_ACT_SILU | 1u << PTHCV_ACT_HARDSWISH, 1, pthcv_pack_rows_8_avx512},
 #endif
 #if defined(__aarch64__)
     {PTHCV_ISA_NEON, 8, 12, 256, 128, 192, pthcv_ukernel_8x12_neon, 0, 0, NULL},

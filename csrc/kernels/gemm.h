@@ -39,9 +39,10 @@
  *          instead of loading C;
  *   last:  then add res (if not NULL) and clamp to [lo, hi], then the
  *          activation act when it is not PTHCV_ACT_NONE: GELU
- *          (approximate='none') or Hardswish (pthcv_act_row's bits), only
- *          the kinds the kernel's table entry lists; the driver applies the
- *          other activations after the store.
+ *          (approximate='none'), SiLU or Hardswish, only the kinds the
+ *          kernel's table entry lists (SiLU and Hardswish with
+ *          pthcv_act_row's bits); the driver applies the other activations
+ *          after the store.
  * c/res hold a full MR x NR tile (row strides ldc/ldr); bias_row has MR
  * values, bias_col NR (the driver pads edges through a scratch tile). */
 typedef struct pthcv_ukernel_args {

@@ -32,7 +32,7 @@ void pthcv_parallel_for(int64_t n, int64_t grain, pthcv_task_fn fn, void *ctx);
 /* PTHCV_SIMD on a hot loop's function: gcc builds one clone per instruction
  * set (AVX-512, AVX2, baseline SSE2), auto-vectorised for each, and picks one
  * at load time. The loops are written so that every clone computes the same
- * bits: no reassociation (ISO C mode keeps -ffp-contract=off, so no FMA
+ * bits: no reassociation (-ffp-contract=off in the Makefile, so no FMA
  * contraction either), and reductions use a fixed number of lanes
  * (OPS_LANES) that each see the same sequence of additions. Build with
  * -DPTHCV_NO_CLONES for the plain version only (spec/c/ops_test.c is

@@ -14,7 +14,7 @@
  * ulp. The code is branch-free (selects made of bit masks, since gcc turns
  * a ?: around arithmetic into a branch it cannot vectorise), so the SIMD
  * clones vectorise it and give the scalar build's bits: every step is one
- * IEEE operation (no FMA contraction in ISO C mode).
+ * IEEE operation (no FMA contraction: -ffp-contract=off, Makefile).
  *
  * sqrt, rsqrt (1 / sqrt, as torch), reciprocal, abs, floor, ceil, round
  * (half to even, nearbyintf) and sign are exact. gcc vectorises sqrtf only

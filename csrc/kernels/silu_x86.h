@@ -1,10 +1,12 @@
 /*
  * silu_x86.h -- SiLU rows with AVX-512 and AVX2 intrinsics, for
- * pthcv_act_row (activation.c, its only includer; x86-64 only).
+ * pthcv_act_row (activation.c) and the AVX-512 GEMM kernel's store
+ * (gemm_8x32_avx512.c, silu16_avx512 alone); x86-64 only.
  *
  * Each value is vm_silu's (vmath.h) to the bit: the same IEEE operations in
  * the same order (multiplies and adds, never fused: these functions' targets
- * are avx512f / avx2 and the build's ISO C mode does not contract), with
+ * are avx512f / avx2 and the build's -ffp-contract=off, Makefile, keeps
+ * gcc and clang from fusing), with
  * -x as a sign flip. What they leave out is vm_exp's clamps and selects,
  * which change nothing while -x lies in [-86.64, 88.7228]: a block whose
  * every value does goes the short way, any other block (a value out of that
@@ -59,7 +61,7 @@ __attribute__((target("avx512f"))) static inline __mmask16 silu_in_range_avx512(
            _mm512_mask_cmp_ps_mask(m, x, _mm512_set1_ps(-SILU_HI), _CMP_GE_OQ);
 }
 
-__attribute__((target("avx512f"))) static void silu_row_avx512(float *x, int64_t n)
+__attribute__((target("avx512f"))) static inline void silu_row_avx512(float *x, int64_t n)
 {
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -101,7 +103,7 @@ __attribute__((target("avx2"))) static inline int silu_in_range_avx2(__m256 x)
     return _mm256_movemask_ps(ok) == 0xff;
 }
 
-__attribute__((target("avx2"))) static void silu_row_avx2(float *x, int64_t n)
+__attribute__((target("avx2"))) static inline void silu_row_avx2(float *x, int64_t n)
 {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {

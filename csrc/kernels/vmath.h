@@ -5,8 +5,8 @@
  * (expf, erff) keeps a loop scalar; a softmax over ViT-B/16's attention
  * scores makes 5.6 million of them per image.
  *
- * Every operation is an IEEE float operation in a fixed order (ISO C mode:
- * no FMA contraction, no reassociation), so each SIMD clone and the scalar
+ * Every operation is an IEEE float operation in a fixed order (-ffp-contract=off,
+ * Makefile: no FMA contraction, no reassociation), so each SIMD clone and the scalar
  * build give the same bits, and the scalar form of a function (used by
  * pthcv_act_scalar) equals its vectorised use. Accuracy against libm in
  * double, checked by spec/c/transformer_test.c over the whole float range:

@@ -561,11 +561,12 @@ static void test_gelu_avx512(void)
 #endif
 }
 
-/* ---- the AVX-512 kernel's Hardswish ------------------------------------------------------------
+/* ---- the AVX-512 kernel's SiLU and Hardswish -------------------------------------------------
  * Done in the GEMM's store (gemm_8x32_avx512.c): the same bits as the
- * product without it followed by pthcv_act_row, on whole tiles, edge rows
- * in place, edge columns through the scratch tile, and sums far from 0
- * (over 90 in size, both signs). */
+ * product without them followed by pthcv_act_row, on whole tiles, edge
+ * rows in place, edge columns through the scratch tile, and tiles holding
+ * values whose -x is out of SiLU's short form's range (sums over 90 in
+ * size). */
 static void test_act_in_store(int kind)
 {
 #if defined(__x86_64__)
@@ -1574,6 +1575,7 @@ int main(int argc, char **argv)
     test_conv_forms();
     test_linear();
     test_gelu_avx512();
+    test_act_in_store(PTHCV_ACT_SILU);
     test_act_in_store(PTHCV_ACT_HARDSWISH);
     test_fold();
     test_pool();
