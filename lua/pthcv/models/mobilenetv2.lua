@@ -63,8 +63,9 @@ function MobileNetV2:forward(x)
   local t = self.features(x)
   local p = F.adaptive_avg_pool2d(t, { 1, 1 })
   release(t, x)
-  local y = self.classifier(F.flatten(p, 1))
-  release(p, y)
+  local flat = F.flatten(p, 1) -- a view: it holds p's storage until released too
+  local y = self.classifier(flat)
+  release(flat, y); release(p, y)
   return y
 end
 

@@ -62,7 +62,10 @@ function SqueezeNet:__init(version, o)
 end
 
 function SqueezeNet:forward(x)
-  return F.flatten(self.classifier(self.features(x)), 1)
+  local f = self.features(x)
+  local y = self.classifier(f)
+  release(f, y) -- the last Fire's output: 86 KB a pass in int8, which no plan frees
+  return F.flatten(y, 1)
 end
 
 function M.squeezenet1_0(o) return SqueezeNet("1_0", o) end

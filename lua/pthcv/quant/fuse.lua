@@ -108,8 +108,9 @@ local FUSED = {
         release(y, t)
         y = t
       end
-      local out = self.fc(F.flatten(y, 1))
-      release(y, out)
+      local flat = F.flatten(y, 1) -- a view: it holds y's storage until released too
+      local out = self.fc(flat)
+      release(flat, out); release(y, out)
       return out
     end,
   },
