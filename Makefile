@@ -169,14 +169,15 @@ bench:
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # Under ASan, the specs whose own work is Lua or another program, and whose
 # C is what the other specs already run, are left to make test: the ONNX
-# exporter's (the graphs are written in Lua; pthcv's forward passes in them
-# are the detection, transformer and zoo models'), the model-zoo parity (71
+# and Caffe exporters' (the graphs are written in Lua; pthcv's forward
+# passes in them are the detection, transformer and zoo models'), the
+# model pictures' (graph_spec: Lua, Graphviz and gnuplot), the model-zoo parity (71
 # models through the kernels that ctest's odd sizes and the detection specs'
 # resnet50 and mobilenet_v3 backbones cover), the doc tests (the docs' blocks,
 # each a process of its own, over APIs the other specs test) and the C++
 # FileStorage example (OpenCV's program; pthcv's part is `pthcv convert`,
 # which filestorage_spec runs). SANITIZE_EXCLUDE= runs everything.
-SANITIZE_EXCLUDE ?= ^onnx_ ^zoo_spec ^doc_spec ^resnet_filestorage_spec
+SANITIZE_EXCLUDE ?= ^onnx_ ^caffe_spec ^graph_spec ^zoo_spec ^doc_spec ^resnet_filestorage_spec
 sanitize: sanitize-build
 	@PTHCV_SANITIZE=1 PTHCV_LIB=$(CURDIR)/build/asan/libpthcv.so PTHCV_SPECS_EXCLUDE="$(SANITIZE_EXCLUDE)" tools/run-specs
 
