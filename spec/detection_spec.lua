@@ -28,6 +28,20 @@ local SEGMENTATION = {
   "deeplabv3_resnet50", "deeplabv3_resnet101",
 }
 
+-- Under the sanitizers (make sanitize), one model of each backbone and head
+-- runs; each of these repeats the kernels of the models named beside it at
+-- ASan's cost (all 18 took 304 s under ASan on the 2026-12-01 VM, these
+-- six 118 s). make test runs them all.
+local SANITIZE_COVERED_BY = {
+  fasterrcnn_mobilenet_v3_large_fpn = "fasterrcnn_mobilenet_v3_large_320_fpn",
+  fasterrcnn_resnet50_fpn = "maskrcnn_resnet50_fpn",
+  maskrcnn_resnet50_fpn_v2 = "fasterrcnn_resnet50_fpn_v2 and maskrcnn_resnet50_fpn",
+  fcn_resnet101 = "fcn_resnet50",
+  deeplabv3_resnet50 = "fcn_resnet50 and deeplabv3_mobilenet_v3_large",
+  deeplabv3_resnet101 = "fcn_resnet50 and deeplabv3_mobilenet_v3_large",
+}
+local sanitize = os.getenv("PTHCV_SANITIZE") == "1"
+
 local function max_abs(t) return math.max(t:max(), -t:min()) end
 
 -- fraction of equal values of two tensors of one shape (after fn on each value)
@@ -158,15 +172,20 @@ end
 
 local function parity(fixtures, names)
   local manifest = json.decode((assert(support.read_file(fixtures .. "/manifest.json"), "no manifest in " .. fixtures)))
+  local function check(key)
+    local info = assert(manifest[key], "no fixtures for " .. key)
+    local t0 = now()
+    local note = (info.kind == "detection" and run_detection or run_segmentation)(fixtures, key, info)
+    print(string.format("# detection %-38s %.1fs %s", key, now() - t0, note))
+    collectgarbage()
+    collectgarbage()
+  end
   for _, key in ipairs(names) do
-    it(key .. " matches torchvision", function()
-      local info = assert(manifest[key], "no fixtures for " .. key)
-      local t0 = now()
-      local note = (info.kind == "detection" and run_detection or run_segmentation)(fixtures, key, info)
-      print(string.format("# detection %-38s %.1fs %s", key, now() - t0, note))
-      collectgarbage()
-      collectgarbage()
-    end)
+    if sanitize and SANITIZE_COVERED_BY[key] then
+      pending(key .. " under the sanitizers: its kernels run in " .. SANITIZE_COVERED_BY[key] .. " (make test runs it)")
+    else
+      it(key .. " matches torchvision", function() check(key) end)
+    end
   end
 end
 
