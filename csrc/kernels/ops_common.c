@@ -51,9 +51,8 @@ pthcv_tensor *ops_input(pthcv_tensor *x, const char *op, const char *what, const
     return c;
 }
 
-pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data)
+static pthcv_tensor *output_of(pthcv_tensor *t, float **data)
 {
-    pthcv_tensor *t = pthcv_tensor_new(PTHCV_FLOAT32, ndim, shape);
     if (!t) return NULL;
     *data = pthcv_tensor_data(t);
     if (!*data) {
@@ -61,6 +60,16 @@ pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data)
         return NULL;
     }
     return t;
+}
+
+pthcv_tensor *ops_output(int ndim, const int64_t *shape, float **data)
+{
+    return output_of(pthcv_tensor_new(PTHCV_FLOAT32, ndim, shape), data);
+}
+
+pthcv_tensor *ops_output_whole(int ndim, const int64_t *shape, float **data)
+{
+    return output_of(pthcv_tensor_new_uninit(PTHCV_FLOAT32, ndim, shape), data);
 }
 
 const char *ops_shape(const pthcv_tensor *t)

@@ -37,7 +37,7 @@ static pthcv_tensor *private_copy(pthcv_tensor *x, const char *op, float **data)
         *data = (float *)src;
         return c;
     }
-    pthcv_tensor *y = ops_output(c->ndim, c->shape, data);
+    pthcv_tensor *y = ops_output_whole(c->ndim, c->shape, data);
     if (y && c->numel) memcpy(*data, src, (size_t)c->numel * sizeof(float));
     pthcv_tensor_release(c);
     return y;
@@ -272,7 +272,7 @@ pthcv_tensor *pthcv_binary(pthcv_tensor *a, pthcv_tensor *b, int32_t op)
     const float *ad = pthcv_tensor_data(a), *bd = ad ? pthcv_tensor_data(b) : NULL;
     if (!ad || !bd) return NULL;
     float *y;
-    pthcv_tensor *out = ops_output(ndim, shape, &y);
+    pthcv_tensor *out = ops_output_whole(ndim, shape, &y);
     if (out) binary_run(y, ad, sa, bd, sb, ndim, shape, op);
     return out;
 }
@@ -285,7 +285,7 @@ pthcv_tensor *pthcv_binary_scalar(pthcv_tensor *a, double s, int32_t op, int32_t
     const float *ad = pthcv_tensor_data(a);
     if (!ad) return NULL;
     float *y;
-    pthcv_tensor *out = ops_output(a->ndim, a->shape, &y);
+    pthcv_tensor *out = ops_output_whole(a->ndim, a->shape, &y);
     if (!out) return NULL;
     float sf = (float)s; /* torch: the scalar takes the tensor's type */
     int64_t zero[PTHCV_MAX_DIMS] = {0};

@@ -270,7 +270,7 @@ pthcv_tensor *pthcv_pool2d(pthcv_tensor *x, const pthcv_pool2d_params *p)
     shape[nd - 2] = c.OH;
     shape[nd - 1] = c.OW;
     float *y;
-    out = ops_output(nd, shape, &y);
+    out = ops_output_whole(nd, shape, &y);
     if (!out || out->numel == 0) goto done;
     c.y = y;
     int64_t planes = out->numel / (c.OH * c.OW);
@@ -368,7 +368,7 @@ pthcv_tensor *pthcv_adaptive_pool2d(pthcv_tensor *x, int32_t kind, int32_t out_h
     shape[nd - 2] = out_h;
     shape[nd - 1] = out_w;
     float *y;
-    pthcv_tensor *out = ops_output(nd, shape, &y);
+    pthcv_tensor *out = ops_output_whole(nd, shape, &y);
     if (out && out->numel > 0) {
         adaptive_ctx c = {xd, y, x->shape[nd - 2], x->shape[nd - 1], out_h, out_w, 0, kind};
         c.planes = out->numel / ((int64_t)out_h * out_w);

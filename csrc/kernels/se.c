@@ -161,7 +161,7 @@ pthcv_tensor *pthcv_squeeze_excitation(pthcv_tensor *x, pthcv_tensor *w1, pthcv_
     if (weights_of(w1, b1, sq, ch, "fc1", &w1c, &w1d, &b1c, &b1d) != PTHCV_OK ||
         weights_of(w2, b2, ch, sq, "fc2", &w2c, &w2d, &b2c, &b2d) != PTHCV_OK)
         goto done;
-    if (!(xc = ops_input(x, fn, "input", &xd)) || !(y = ops_output(nd, x->shape, &yd))) goto done;
+    if (!(xc = ops_input(x, fn, "input", &xd)) || !(y = ops_output_whole(nd, x->shape, &yd))) goto done;
     /* the means of every plane, then per image the squeezed vector (sq) and the factors (ch) */
     if (!(buf = malloc(sizeof(float) * (size_t)(n * ch + sq + ch)))) {
         pthcv_fail(PTHCV_ERR_NOMEM, "%s: out of memory", fn);
