@@ -104,6 +104,27 @@ describe("FileStorage weights", function()
     assert.is_false(ok)
   end)
 
+  -- texts OpenCV 4.6 would misread (csrc/opencv/filestorage_read.cpp):
+  -- refused before it sees them, with the offset
+  it("refuses a text with a NUL byte and XML ending after an attribute's '='", function()
+    local function nul_at(text) return "a NUL byte at offset " .. (text:find("\0", 1, true) - 1) end
+    local function last_eq(text) return "after the '=' at offset " .. (text:match(".*()=") - 1) end
+    local yml = "%YAML:1.0\n---\nw: 1\0\nv: 2\n"
+    local xml_eq = '<?xml version="1.0"?>\n<opencv_storage>\n<w type_id= \n'
+    local xml_nul = '<?xml version="1.0"?>\n<opencv_storage>\n<w type_id="opencv-matrix"></w>\0'
+    local cases = { { ".yml", yml, nul_at(yml) }, { ".xml", xml_eq, last_eq(xml_eq) },
+                    { ".xml", xml_nul, nul_at(xml_nul) } }
+    for _, c in ipairs(cases) do
+      local path = support.tmpname(c[1])
+      support.write_file(path, c[2])
+      local ok, e = pcall(pthcv.named_tensors, path)
+      os.remove(path)
+      assert.is_false(ok, c[2])
+      assert.is_truthy(tostring(e):find(path, 1, true), tostring(e))
+      assert.is_truthy(tostring(e):find(c[3], 1, true), tostring(e))
+    end
+  end)
+
   it("--half refuses floating values beyond float16's range", function()
     local half = require "pthcv.export.half"
     local ok, e = pcall(half.to_half, "big", pthcv.tensor({ 1, 70000 }))

@@ -270,6 +270,30 @@ void add_tensor(pthcv_file *f, pthcv_value *dict, const std::string &name, pthcv
     if (pthcv_value_push(dict, k, v)) throw pthcv::error(pthcv_last_error());
 }
 
+// Texts OpenCV 4.6's parser does not refuse but reads wrongly, refused
+// first with where they go wrong:
+//  - a NUL byte: OpenCV reads a text in memory as a C string, so it would
+//    end there and whatever follows would be dropped unseen;
+//  - XML whose last word is an attribute's '=' (`<a b=` and only white
+//    space after it): its XML parser looks for the value past the end of
+//    the text and dereferences a null pointer (make fuzz found
+//    `<?xml von=`, spec/fuzz/regressions/asan-xml-attribute-at-end.xml).
+void refuse_what_opencv_misreads(pthcv_file *f, const std::string &text)
+{
+    const size_t nul = text.find('\0');
+    if (nul != std::string::npos)
+        fs_refuse(f, PTHCV_ERR_FORMAT,
+                  "a NUL byte at offset " + std::to_string(nul) + ": a FileStorage text (YAML, XML or JSON) has none");
+    if (text.compare(0, 5, "<?xml") != 0) return;
+    size_t end = text.size();
+    while (end > 0 && (text[end - 1] == ' ' || text[end - 1] == '\t' || text[end - 1] == '\r' || text[end - 1] == '\n'))
+        end--;
+    if (end > 0 && text[end - 1] == '=')
+        fs_refuse(f, PTHCV_ERR_FORMAT,
+                  "the XML ends inside a tag, after the '=' at offset " + std::to_string(end - 1) +
+                      ": an attribute without its value (a truncated file?)");
+}
+
 } // namespace
 
 extern "C" int pthcv_open_filestorage(pthcv_file *f)
@@ -284,6 +308,7 @@ extern "C" int pthcv_open_filestorage(pthcv_file *f)
         if (!pthcv_is_filestorage((const unsigned char *)text.data(), text.size()) ||
             ((unsigned char)text[0] == 0x1f && (unsigned char)text[1] == 0x8b))
             fs_refuse(f, PTHCV_ERR_FORMAT, "gzip data that is not an OpenCV FileStorage text (YAML, XML or JSON)");
+        refuse_what_opencv_misreads(f, text);
         cv::FileStorage fs;
         try {
             fs.open(text, cv::FileStorage::READ | cv::FileStorage::MEMORY);
