@@ -184,7 +184,9 @@ PTHCV_API pthcv_tensor *pthcv_tensor_to(pthcv_tensor *t, int dtype); /* value co
 PTHCV_API pthcv_tensor *pthcv_tensor_dequantize(pthcv_tensor *t);    /* float32, as torch's .dequantize() */
 
 /* One element, by element offset from the tensor's data pointer (the sum of
- * index * stride). Complex types fill *im; others set it to 0. */
+ * index * stride). Complex types fill *im; others set it to 0. A NaN comes
+ * out as the positive quiet NaN, whatever its stored sign and payload (some
+ * are not numbers to LuaJIT; see pthcv_tensor_get). */
 PTHCV_API int pthcv_tensor_get(pthcv_tensor *t, int64_t element_offset, double *re, double *im);
 PTHCV_API int pthcv_tensor_set(pthcv_tensor *t, int64_t element_offset, double re, double im);
 

@@ -90,6 +90,17 @@ describe("math ops: conventions and refusals", function()
     assert.are.equal(4, x:argmin())          -- the flat 1-based index of the NaN
   end)
 
+  it("reads torch's own NaN of max over a NaN (bits 0xFFFFFFFF) as a number", function()
+    local T = pthcv.load(support.root .. "/spec/fixtures/math/tensors.pth")
+    local m = T["max_all.out.1"]
+    assert.are.equal(0xFFFFFFFF, ffi.cast("uint32_t *", m:data())[0]) -- what torch 1.13 stored
+    local v = m:item()
+    assert.are.equal("number", type(v))
+    assert.is_true(v ~= v)
+    assert.are.equal("tensor(nan)", m:repr())
+    mathspec.assert_same(F.max(T.s), m, nil, "max_all") -- pthcv's NaN (0x7FC00000) matches
+  end)
+
   it("refuses what torch refuses, naming the problem", function()
     local function fails(pattern, f, ...)
       local ok, e = pcall(f, ...)

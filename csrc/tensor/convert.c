@@ -577,6 +577,12 @@ static unsigned char *element_at(pthcv_tensor *t, int64_t element_offset, int64_
     return (unsigned char *)t->storage->data + *idx / per * es;
 }
 
+/* NaN as the one quiet NaN, sign and payload dropped. LuaJIT keeps its
+ * other types' tags in the payloads of negative NaNs and reads a double as
+ * it finds it: torch's max over a NaN stores 0xFFFFFFFF, which as a double
+ * (0xFFFFFFFFE0000000) LuaJIT takes for nil. */
+static double lua_safe(double x) { return isnan(x) ? (double)NAN : x; }
+
 int pthcv_tensor_get(pthcv_tensor *t, int64_t element_offset, double *re, double *im)
 {
     int64_t idx;
@@ -585,8 +591,8 @@ int pthcv_tensor_get(pthcv_tensor *t, int64_t element_offset, double *re, double
     if (!p) return pthcv_last_status();
     num v = pthcv_dtype_values_per_element(t->dtype) > 1 ? int_num(raw_value(t->dtype, t->storage->data, idx))
                                                          : load(t->dtype, p);
-    *re = num_f64(v);
-    if (im) *im = v.kind == NUM_COMPLEX ? v.im : 0;
+    *re = lua_safe(num_f64(v));
+    if (im) *im = v.kind == NUM_COMPLEX ? lua_safe(v.im) : 0;
     return PTHCV_OK;
 }
 

@@ -18,7 +18,6 @@ return function(Tensor, I)
   }
   local wide = { [C.PTHCV_INT64] = true, [C.PTHCV_UINT64] = true }
   local FLOAT32, FLOAT64, BOOL = C.PTHCV_FLOAT32, C.PTHCV_FLOAT64, C.PTHCV_BOOL
-  local FLOAT16, BFLOAT16 = C.PTHCV_FLOAT16, C.PTHCV_BFLOAT16
   local TWO53 = 2 ^ 53
 
   local function int_value(v) -- int64/uint64 cdata -> number when exact
@@ -43,12 +42,29 @@ return function(Tensor, I)
 
   -- The element at element offset off from element 0, through p (data_ptr
   -- of the tensor whose C tensor is ct, dtype id dt).
+  --
+  -- A NaN comes out as Lua's 0/0 whatever its bits. LuaJIT keeps its other
+  -- types' tags in the payloads of negative NaNs and does not check a float
+  -- it loads through a pointer: torch's max over a NaN stores 0xFFFFFFFF,
+  -- which read as a float is nil to LuaJIT (other patterns are worse), so
+  -- floats are tested by their bits before they are read as numbers.
+  local bits32 = ffi.typeof("uint32_t *")
+  local NAN = 0 / 0
   local function read(ct, dt, p, off)
+    if dt == FLOAT32 then
+      if ffi.cast(bits32, p)[off] % 0x80000000 > 0x7F800000 then return NAN end
+      return p[off]
+    end
+    if dt == FLOAT64 then
+      local w = ffi.cast(bits32, p) -- little-endian: the high word second
+      local hi = w[2 * off + 1] % 0x80000000
+      if hi > 0x7FF00000 or (hi == 0x7FF00000 and w[2 * off] ~= 0) then return NAN end
+      return p[off]
+    end
     if direct[dt] then return tonumber(p[off]) end
     if wide[dt] then return int_value(p[off]) end
     if dt == BOOL then return p[off] ~= 0 end
-    if dt == FLOAT16 then return tonumber(C.pthcv_half_to_float(p[off])) end
-    if dt == BFLOAT16 then return tonumber(C.pthcv_bfloat16_to_float(p[off])) end
+    -- float16, bfloat16, float8, complex, sub-byte: pthcv_tensor_get makes NaNs safe
     core.check(C.pthcv_tensor_get(ct, off, re_box, im_box))
     if C.pthcv_dtype_is_complex(dt) ~= 0 then return values.complex(re_box[0], im_box[0]) end
     return re_box[0]
