@@ -118,7 +118,7 @@ describe("Tensor", function()
   -- with such bits, read through a pointer, is nil (0xFFFFFFFF, what torch's
   -- max over a NaN stores: spec/math_spec.lua reads torch's own), a userdata
   -- (0xFFF00000) or a trace (0xFFD80000) to it.
-  it("reads NaNs of every bit pattern as Lua's NaN, interpreted and compiled", function()
+  it("reads NaNs of every bit pattern as Lua's NaN in get, totable, topk and the statistics, interpreted and compiled", function()
     local patterns = {
       float32 = { "uint32_t", { 0xFFFFFFFF, 0xFFF00000, 0xFFD80000, 0xFFC00000, 0x7FC00000, 0x7F800001 } },
       float64 = { "uint64_t", { 0xFFFFFFFFE0000000ULL, 0xFFFA000000001234ULL, 0xFFF8000000000000ULL,
@@ -130,6 +130,9 @@ describe("Tensor", function()
       local got = {}
       for i = 1, n do got[#got + 1] = t:get(i) end
       for _, v in ipairs(t:totable()) do got[#got + 1] = v end
+      for _, v in ipairs(t:topk(n):totable()) do got[#got + 1] = v end
+      for _, f in ipairs({ "sum", "mean", "std", "min", "max" }) do got[#got + 1] = t[f](t) end
+      assert.are.equal(1, t:argmax()) -- the first NaN
       return got
     end
     for dtype, spec in pairs(patterns) do
@@ -145,7 +148,7 @@ describe("Tensor", function()
       local compiled
       for _ = 1, 300 do compiled = read_all(t, #bits) end -- hot enough to be traced
       for _, got in ipairs({ interpreted, compiled }) do
-        assert.are.equal(2 * #bits, #got, dtype)
+        assert.are.equal(3 * #bits + 5, #got, dtype)
         for i, v in ipairs(got) do
           assert.are.equal("number", type(v), dtype .. " element " .. i)
           assert.is_true(v ~= v, dtype .. " element " .. i .. " is " .. tostring(v) .. ", want nan")

@@ -50,17 +50,20 @@ return function(Tensor, I)
   -- floats are tested by their bits before they are read as numbers.
   local bits32 = ffi.typeof("uint32_t *")
   local NAN = 0 / 0
+  -- p[i] of a double *p whose words w (the same pointer as uint32_t *) are
+  -- tested first (little-endian: the high word second)
+  local function double_at(p, w, i)
+    local hi = w[2 * i + 1] % 0x80000000
+    if hi > 0x7FF00000 or (hi == 0x7FF00000 and w[2 * i] ~= 0) then return NAN end
+    return p[i]
+  end
+  I.bits32, I.double_at = bits32, double_at
   local function read(ct, dt, p, off)
     if dt == FLOAT32 then
       if ffi.cast(bits32, p)[off] % 0x80000000 > 0x7F800000 then return NAN end
       return p[off]
     end
-    if dt == FLOAT64 then
-      local w = ffi.cast(bits32, p) -- little-endian: the high word second
-      local hi = w[2 * off + 1] % 0x80000000
-      if hi > 0x7FF00000 or (hi == 0x7FF00000 and w[2 * off] ~= 0) then return NAN end
-      return p[off]
-    end
+    if dt == FLOAT64 then return double_at(p, ffi.cast(bits32, p), off) end
     if direct[dt] then return tonumber(p[off]) end
     if wide[dt] then return int_value(p[off]) end
     if dt == BOOL then return p[off] ~= 0 end

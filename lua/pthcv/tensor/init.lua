@@ -195,8 +195,9 @@ Tensor.props, Tensor.methods = props, methods
 
 -- ---- the methods, by concern ------------------------------------------------
 -- I: what the parts share. Each part adds its own helpers to it, undispatched,
--- for the parts after it (element.lua: I.data_ptr, I.read, I.write;
--- views.lua: I.contiguous, I.to, I.dequantize; construct.lua: I.new_zeros).
+-- for the parts after it (element.lua: I.data_ptr, I.read, I.write,
+-- I.bits32, I.double_at; views.lua: I.contiguous, I.to, I.dequantize;
+-- construct.lua: I.new_zeros).
 local I = {
   ffi = ffi, C = C, core = core, values = values, D = D, props = props, methods = methods,
   wrap = wrap, result = result, dtype_id = dtype_id, ptr_ctypes = ptr_ctypes,

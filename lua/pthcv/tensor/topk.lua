@@ -5,6 +5,7 @@ return function(Tensor, I)
   local C, methods = I.C, I.methods
   local call = I.D.call
   local L, norm_dim = Tensor.layout, Tensor.norm_dim
+  local at = I.double_at -- p[i] of a double *, NaN as 0/0 (element.lua)
 
   -- rec: {k, dim (0-based)}
   local function topk_impl(rec, t)
@@ -18,20 +19,21 @@ return function(Tensor, I)
     oshape[#oshape] = k
     local vals, idx = Tensor.zeros(oshape, "float32"), Tensor.zeros(oshape, "int64")
     local p, pv, pi = I.data_ptr(x), I.data_ptr(vals), I.data_ptr(idx)
+    local w = I.ffi.cast(I.bits32, p)
     local order = {}
     for r = 0, rows - 1 do
       local base = r * n
       for i = 1, n do order[i] = i end
       -- stable: ties keep the lower index first; NaN sorts as the largest
       table.sort(order, function(a, b)
-        local va, vb = p[base + a - 1], p[base + b - 1]
+        local va, vb = at(p, w, base + a - 1), at(p, w, base + b - 1)
         if va ~= va then return vb == vb or a < b end
         if vb ~= vb then return false end
         if va ~= vb then return va > vb end
         return a < b
       end)
       for i = 1, k do
-        pv[r * k + i - 1] = p[base + order[i] - 1]
+        pv[r * k + i - 1] = at(p, w, base + order[i] - 1)
         pi[r * k + i - 1] = order[i]
       end
     end
@@ -54,9 +56,10 @@ return function(Tensor, I)
   local function argmax_all(_, t)
     local c = I.contiguous(I.to(t, C.PTHCV_FLOAT64))
     local p, n = I.data_ptr(c), tonumber(c.ct.numel)
-    local best, bi = p[0], 0
+    local w = I.ffi.cast(I.bits32, p)
+    local best, bi = at(p, w, 0), 0
     for i = 1, n - 1 do
-      local v = p[i]
+      local v = at(p, w, i)
       if v > best or (v ~= v and best == best) then best, bi = v, i end
     end
     return bi + 1
