@@ -269,7 +269,8 @@ GTEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,csrc/error.c $(wildcard csrc/tensor/*.
 $(BUILD)/gconv_test: $(GTEST_OBJS)
 	$(CC) -o $@ $^ -lpthread -lm $(LDFLAGS)
 
-# The same test built for AArch64 (NEON kernels) and run under qemu-user.
+# The same test built for AArch64 (NEON kernels) and run under qemu-user;
+# then SiLU's tests on an x86-64 CPU without FMA, also under qemu-user.
 CROSS ?= aarch64-linux-gnu-
 NEON_SRCS := csrc/error.c $(wildcard csrc/tensor/*.c) $(filter-out %_avx2.c %_avx512.c %_vnni.c,$(wildcard csrc/kernels/*.c)) spec/c/kernels_test.c
 ctest-neon:
@@ -284,6 +285,10 @@ ctest-neon:
 	qemu-aarch64 $(BUILD)/aarch64/se_test
 	$(CROSS)gcc $(WARN) -D_GNU_SOURCE -Icsrc -O2 -static -o $(BUILD)/aarch64/act_test csrc/kernels/activation.c spec/c/act_test.c -lm
 	qemu-aarch64 $(BUILD)/aarch64/act_test
+	@# an x86-64 CPU without FMA (qemu64): SiLU's unfused form on every path
+	@mkdir -p $(BUILD)/nofma
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/nofma/act_test csrc/kernels/activation.c spec/c/act_test.c -lm $(LDFLAGS)
+	qemu-x86_64 -cpu qemu64 $(BUILD)/nofma/act_test
 
 # The reader under libFuzzer with ASan+UBSan, seeded from the spec fixtures
 # (torch's formats, and the .npz/.safetensors/FileStorage ones) and the regression corpus; FUZZ_SECONDS bounds the run. FUZZ_RUNS=N instead runs

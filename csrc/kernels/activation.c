@@ -13,6 +13,22 @@
 #include "silu_x86.h"
 #endif
 
+/* SiLU's bits depend on the CPU, not on the path: where it has FMA every
+ * path gives vm_silu's (the SIMD rows of silu_x86.h, and the scalar form,
+ * which the build may have to emulate: only pthcv_act_scalar's callers pay
+ * that); without FMA every path gives vm_silu_unfused's, at the cost of the
+ * separate multiplies and adds. Each value within 3e-7 of torch's. */
+int pthcv_silu_fused(void)
+{
+#if VM_FMA_IN_HARDWARE
+    return 1;
+#elif defined(__x86_64__) && defined(__GNUC__) /* PTHCV_NO_CLONES's build too: its bits are the clones' */
+    return __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 float pthcv_act_scalar(float v, const pthcv_activation *a)
 {
     switch (a->kind) {
@@ -23,7 +39,8 @@ float pthcv_act_scalar(float v, const pthcv_activation *a)
     case PTHCV_ACT_ELU: return v > 0.0f ? v : a->alpha * expm1f(v);
     case PTHCV_ACT_SIGMOID: return vm_sigmoid(v); /* vmath.h: vectorised in pthcv_act_row */
     case PTHCV_ACT_TANH: return tanhf(v);
-    case PTHCV_ACT_SILU: return vm_silu(v); /* x * sigmoid(x): as exported to ONNX */
+    case PTHCV_ACT_SILU: /* x / (1 + exp(-x)), torch's form */
+        return pthcv_silu_fused() ? vm_silu(v) : vm_silu_unfused(v);
     case PTHCV_ACT_HARDSWISH: {
         float r = v + 3.0f;
         r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
@@ -100,12 +117,15 @@ PTHCV_SIMD void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a)
             silu_row_avx512(x, n);
             return;
         }
-        if (__builtin_cpu_supports("avx2")) {
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
             silu_row_avx2(x, n);
             return;
         }
 #endif
-        for (int64_t i = 0; i < n; i++) x[i] = vm_silu(x[i]);
+        if (pthcv_silu_fused())
+            for (int64_t i = 0; i < n; i++) x[i] = vm_silu(x[i]);
+        else
+            for (int64_t i = 0; i < n; i++) x[i] = vm_silu_unfused(x[i]);
         return;
     case PTHCV_ACT_GELU: /* ViT's and ConvNeXt's MLPs: erff per value kept the loop scalar */
         for (int64_t i = 0; i < n; i++) x[i] = vm_gelu(x[i]);

@@ -175,30 +175,15 @@ static inline __attribute__((always_inline)) void kernel_rows(const pthcv_ukerne
 #undef HSWISH1
         }
     }
-    /* SiLU: vm_silu's bits (silu_x86.h) while every value's -x is in the
-     * range its short form holds; a tile with any other value is stored
-     * first and then takes vm_silu value by value, as pthcv_act_row does */
-    int silu_after = 0;
+    /* SiLU: vm_silu's bits for every value (silu_x86.h), as pthcv_act_row's */
     if (p->last && p->act == PTHCV_ACT_SILU) {
-        __mmask16 in = 0xffff;
-#define SILU_IN(r) in &= silu_in_range_avx512(c##r##0, 0xffff) & silu_in_range_avx512(c##r##1, 0xffff);
-        ROW(0, SILU_IN) ROW(1, SILU_IN) ROW(2, SILU_IN) ROW(3, SILU_IN) ROW(4, SILU_IN) ROW(5, SILU_IN) ROW(6, SILU_IN)
-        ROW(7, SILU_IN)
-#undef SILU_IN
-        if (in == 0xffff) {
 #define SILU(r) c##r##0 = silu16_avx512(c##r##0), c##r##1 = silu16_avx512(c##r##1);
-            ROW(0, SILU) ROW(1, SILU) ROW(2, SILU) ROW(3, SILU) ROW(4, SILU) ROW(5, SILU) ROW(6, SILU) ROW(7, SILU)
+        ROW(0, SILU) ROW(1, SILU) ROW(2, SILU) ROW(3, SILU) ROW(4, SILU) ROW(5, SILU) ROW(6, SILU) ROW(7, SILU)
 #undef SILU
-        } else {
-            silu_after = 1;
-        }
     }
 #define STORE(r) _mm512_storeu_ps(p->c + r * p->ldc, c##r##0), _mm512_storeu_ps(p->c + r * p->ldc + 16, c##r##1);
     ROW(0, STORE) ROW(1, STORE) ROW(2, STORE) ROW(3, STORE) ROW(4, STORE) ROW(5, STORE) ROW(6, STORE) ROW(7, STORE)
 #undef STORE
-    if (silu_after)
-        for (int r = 0; r < R; r++)
-            for (int col = 0; col < 32; col++) p->c[r * p->ldc + col] = vm_silu(p->c[r * p->ldc + col]);
 }
 #undef ROW
 

@@ -73,6 +73,9 @@ int pthcv_cpu_has_f16c(void); /* isa.c */
  * nothing to do); every kernel that fuses an activation uses these, so fused
  * and unfused results agree bit for bit. pthcv_act_valid: kind in range. */
 float pthcv_act_scalar(float v, const pthcv_activation *a);
+/* 1 if this CPU's SiLU is vm_silu (vmath.h: the multiply-adds fused), 0 if
+ * vm_silu_unfused (a CPU without FMA) */
+int pthcv_silu_fused(void);
 void pthcv_act_row(float *x, int64_t n, const pthcv_activation *a);
 int pthcv_act_valid(const pthcv_activation *a);
 /* torch's name of a kind, for messages ("relu", "gelu"...; "activation"

@@ -565,8 +565,7 @@ static void test_gelu_avx512(void)
  * Done in the GEMM's store (gemm_8x32_avx512.c): the same bits as the
  * product without them followed by pthcv_act_row, on whole tiles, edge
  * rows in place, edge columns through the scratch tile, and tiles holding
- * values whose -x is out of SiLU's short form's range (sums over 90 in
- * size). */
+ * values past exp's range (sums over 90 in size: SiLU's -0 and x). */
 static void test_act_in_store(int kind)
 {
 #if defined(__x86_64__)

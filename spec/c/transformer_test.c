@@ -96,7 +96,6 @@ static void test_vmath(void)
     }
     CHECK(ws < 3e-7, "vm_sigmoid: relative error %.3g at %.9g", ws, sx);
     CHECK(vm_sigmoid(-200.0f) == 0.0f && vm_sigmoid(200.0f) == 1.0f && isnan(vm_sigmoid(NAN)), "vm_sigmoid edges");
-    CHECK(vm_silu(3.0f) == 3.0f * vm_sigmoid(3.0f) && isnan(vm_silu(-INFINITY)), "vm_silu is x * vm_sigmoid(x)");
 
     double wg = 0, wt = 0, gx = 0, tx = 0;
     for (float x = -30.0f; x < 30.0f; x += fmaxf(fabsf(x) * 3e-6f, 1e-6f)) {
