@@ -119,8 +119,9 @@ static inline float vm_fmaf(float a, float b, float c)
  * step exact but the last, which overflows to +inf where exp does). One
  * division, no reciprocal estimate: each step is exact or one IEEE rounding,
  * so silu_x86.h's AVX-512 and AVX2 forms (_mm512_scalef_ps for the power
- * of 2) give these bits on every CPU, and the GEMM's fused store needs no
- * range check. */
+ * of 2) give these bits on every CPU with FMA, and the GEMM's fused store
+ * needs no range check. A CPU without FMA uses vm_silu_unfused
+ * (activation.c). */
 static inline float vm_silu(float x)
 {
     float nx = -x;
