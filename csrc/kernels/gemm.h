@@ -165,7 +165,7 @@ enum {
     PTHCV_SCRATCH_QCONV_COLS,
     PTHCV_SCRATCH_WINO_SHARED, /* the calling thread's, lent to the pool's tasks for one job (winograd.c) */
     PTHCV_SCRATCH_DWPW_MID,    /* a band of depthwise output (dwpw.c) */
-    PTHCV_SCRATCH_CONV_X,      /* a strided 1x1 convolution's sampled input (conv2d.c) */
+    PTHCV_SCRATCH_CONV_X,      /* a strided convolution's input, sampled (1x1) or split in phases (conv2d.c) */
     PTHCV_SCRATCH_SLOTS
 };
 float *pthcv_scratch(int slot, size_t floats);

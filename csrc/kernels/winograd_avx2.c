@@ -57,7 +57,8 @@ static inline __m256 load2(const float *pa, const float *pb, int64_t off)
  * epilogue into d (pthcv_wino_finish on 4 lanes: max with lo, then min with
  * hi, operands in the order that keeps a NaN). store4: at o (the residual
  * at r, or NULL), inside the output; store4_cut: any block (only its rows x
- * cols, the last columns one by one). */
+ * cols: a block's last columns through masked loads and stores, which
+ * touch nothing past the output's row). */
 static inline void store4(__m128 v, float *o, const float *r, int clamp, __m128 lo, __m128 hi)
 {
     if (r) v = _mm_add_ps(v, _mm_loadu_ps(r));
@@ -65,17 +66,19 @@ static inline void store4(__m128 v, float *o, const float *r, int clamp, __m128 
     _mm_storeu_ps(o, v);
 }
 
-static void store4_cut(__m128 v, const pthcv_wino_dst *d, const pthcv_wino_epi *e, int i, int c0)
+static inline void store4_cut(__m128 v, const pthcv_wino_dst *d, const pthcv_wino_epi *e, int i, int c0)
 {
     if (i >= d->rows || c0 >= d->cols) return;
     int64_t off = i * d->ld + c0;
+    __m128 lo = _mm_set1_ps(e->lo), hi = _mm_set1_ps(e->hi);
     if (c0 + 4 <= d->cols) {
-        store4(v, d->o + off, d->r ? d->r + off : NULL, e->clamp, _mm_set1_ps(e->lo), _mm_set1_ps(e->hi));
+        store4(v, d->o + off, d->r ? d->r + off : NULL, e->clamp, lo, hi);
         return;
     }
-    float z[4];
-    _mm_storeu_ps(z, v);
-    for (int j = 0; j < d->cols - c0; j++) d->o[off + j] = pthcv_wino_finish(z[j], d->r ? d->r + off + j : NULL, e);
+    __m128i cols = _mm_cmpgt_epi32(_mm_set1_epi32(d->cols - c0), _mm_setr_epi32(0, 1, 2, 3));
+    if (d->r) v = _mm_add_ps(v, _mm_maskload_ps(d->r + off, cols));
+    if (e->clamp) v = _mm_min_ps(hi, _mm_max_ps(lo, v));
+    _mm_maskstore_ps(d->o + off, cols, v);
 }
 
 /* The destinations of an out8, read once (the stores cannot change them) */

@@ -228,6 +228,16 @@ static void test_conv(void)
         {"3x3 s2 shared B", 2, 17, 27, 23, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"3x3 s2 7x7 shared B", 1, 33, 14, 14, 130, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"5x5 groups 2 shared B", 1, 14, 13, 11, 66, 5, 5, 1, 1, 2, 2, 1, 1, 2, 0, 1, 0, ACT(PTHCV_ACT_RELU6)},
+        /* strided, kernel at least the stride, no dilation: the input split into its phases first */
+        {"5x5 s2 groups 2 phased", 2, 14, 13, 11, 66, 5, 5, 2, 2, 2, 1, 1, 1, 2, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"4x4 s4 patches", 1, 3, 16, 20, 40, 4, 4, 4, 4, 0, 0, 1, 1, 1, 0, 1, 0, ACT(0)},
+        {"3x3 s(2,1) p(1,2)", 1, 5, 11, 9, 9, 3, 3, 2, 1, 1, 2, 1, 1, 1, 0, 1, 1, ACT(0)},
+        {"3x3 s3 p2 odd", 1, 4, 20, 17, 7, 3, 3, 3, 3, 2, 2, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_SILU)},
+        {"2x2 s3 unphased", 1, 4, 14, 13, 7, 2, 2, 3, 3, 1, 1, 1, 1, 1, 0, 1, 0, ACT(0)},
+        {"3x3 s2 d2 unphased", 1, 4, 15, 16, 7, 3, 3, 2, 2, 2, 2, 2, 2, 1, 0, 1, 0, ACT(0)},
+        {"9x9 s2 p4 K=81", 1, 3, 30, 25, 16, 9, 9, 2, 2, 4, 4, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
+        {"replicate 3x3 s2", 2, 6, 10, 9, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, PTHCV_PAD_REPLICATE, 1, 1, ACT(0)},
+        {"stem 3x3 s2 p1", 1, 3, 45, 47, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 0, ACT(PTHCV_ACT_HARDSWISH)},
         /* Winograd F(4,3): 3x3 s1, >= 8 channels; partial tiles, tiles not a multiple of MR or 8 */
         {"wino p1 odd", 2, 19, 13, 11, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, ACT(PTHCV_ACT_RELU)},
         {"wino p0", 1, 8, 10, 9, 8, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, ACT(0)},
