@@ -563,9 +563,9 @@ static int forward_gemm(pthcv_conv2d *c, const conv_ctx *x, int64_t batch, float
     int shared = trans || (threads > 1 && N <= 2 * k->nc && M >= 4 * k->mr && c->kh * c->kw > 1);
     /* The input split into phases first (forward_phased) where one thread
      * packs, or all pack the pixels once together: where several tasks pack
-     * their own column blocks, each block's rows of k read planes the other
-     * threads wrote, from their caches (a 64->128 3x3/2 layer at 56x56 took
-     * 0.54 ms instead of 0.46 at 2 threads). */
+     * their own column blocks at 2 threads it measured slower (a 64->128
+     * 3x3/2 layer at 56x56: 0.54 ms against 0.46; the cause is not known,
+     * docs/performance.md, "Strided convolutions through their phases"). */
     if (strided && c->kh * c->kw > 1 && c->kh >= c->p.stride[0] && c->p.dilation[0] == 1 && c->p.dilation[1] == 1 &&
         !x->phased && (threads == 1 || shared))
         return forward_phased(c, x, batch, out, res);
